@@ -1,0 +1,42 @@
+# One-command setup: every target that runs code depends on the virtualenv stamp,
+# which is rebuilt whenever the pins change.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint format bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "x402sim needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/x402sim demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check x402sim tests benchmarks
+	$(VENV)/bin/ruff format --check x402sim tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format x402sim tests benchmarks
+	$(VENV)/bin/ruff check --fix x402sim tests benchmarks
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/settlement_batch.py
+
+# Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	{ echo "# Whole dependency tree of x402sim[dev], pinned. Regenerate with 'make lock'."; echo "setuptools==80.9.0"; .lock-venv/bin/pip freeze --exclude-editable --exclude x402sim; } > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,0 +1,40 @@
+"""The commands a new user runs first: the README snippet and ``x402sim demo``."""
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from x402sim.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_snippet_runs_as_written():
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"```python\n(from x402sim import Testbed\n.*?)```", readme, re.S)
+    assert snippet, "the README lost its Testbed snippet"
+    namespace = {}
+    exec(compile(snippet.group(1), "README.md", "exec"), namespace)
+    tb, shop = namespace["tb"], namespace["shop"]
+    assert tb.chain.balance_of(shop.pay_to) == 10_000
+
+
+def test_demo_reports_balances_and_invariants(tmp_path):
+    out = tmp_path / "report" / "demo.json"
+    result = CliRunner().invoke(app, ["demo", "--requests", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "USDC balances" in result.output and "constant" in result.output
+    data = json.loads(out.read_text())
+    assert data["transfers_on_chain"] == data["settlements"] > 0
+    assert data["supply_before"] == data["supply_after"]
+    assert data["replay_reason"] == "invalid_exact_evm_nonce_already_used"
+    moved = {b["who"]: b["after"] - b["before"] for b in data["balances"]}
+    assert sum(moved.values()) == 0 and moved["weather"] > 0 and moved["news"] > 0
+    assert not list(out.parent.glob("*.tmp"))
+
+
+def test_help_shows_examples():
+    result = CliRunner().invoke(app, ["--help"], prog_name="x402sim")
+    assert result.exit_code == 0 and "x402sim demo" in result.output

@@ -1,0 +1,78 @@
+"""x402sim: a laboratory for the x402 payment protocol.
+
+The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), the sans-IO roles,
+the chain, and the protocol messages and codec. See the README for a tour.
+"""
+
+from .actors import (
+    Client,
+    Facilitator,
+    FetchResult,
+    HttpRequest,
+    HttpResponse,
+    PaymentRefused,
+    ResourceServer,
+    Route,
+    SpendPolicy,
+    Unreachable,
+)
+from .evm import ChainError, LocalChain, Receipt, Transfer
+from .protocol import (
+    PaymentPayload,
+    PaymentPayloadV1,
+    PaymentRequired,
+    PaymentRequiredV1,
+    PaymentRequirements,
+    PaymentRequirementsV1,
+    ProtocolError,
+    Reason,
+    ReasonClass,
+    SettleResponse,
+    SupportedResponse,
+    VerifyResponse,
+    decode_header,
+    encode_header,
+    reason_class,
+    same_class,
+)
+from .testbed import TestAccount, Testbed, TestClient, TestFacilitator, TestServer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainError",
+    "Client",
+    "Facilitator",
+    "FetchResult",
+    "HttpRequest",
+    "HttpResponse",
+    "LocalChain",
+    "PaymentPayload",
+    "PaymentPayloadV1",
+    "PaymentRefused",
+    "PaymentRequired",
+    "PaymentRequiredV1",
+    "PaymentRequirements",
+    "PaymentRequirementsV1",
+    "ProtocolError",
+    "Reason",
+    "ReasonClass",
+    "Receipt",
+    "ResourceServer",
+    "Route",
+    "SettleResponse",
+    "SpendPolicy",
+    "SupportedResponse",
+    "TestAccount",
+    "TestClient",
+    "TestFacilitator",
+    "TestServer",
+    "Testbed",
+    "Transfer",
+    "Unreachable",
+    "VerifyResponse",
+    "decode_header",
+    "encode_header",
+    "reason_class",
+    "same_class",
+]

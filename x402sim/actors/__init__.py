@@ -1,0 +1,29 @@
+"""The three x402 roles as plain objects: client, resource server, facilitator (no I/O)."""
+
+from .client import Client, FetchResult, PaymentRecord, PaymentRefused, SpendPolicy
+from .facilitator import Facilitator, PendingSettlement, SettlementRecord
+from .messages import Effect, Handle, HttpRequest, HttpResponse, Send, Settle, Steps, Unreachable, Verify, run
+from .server import ResourceServer, Route
+
+__all__ = [
+    "Client",
+    "Effect",
+    "Facilitator",
+    "FetchResult",
+    "Handle",
+    "HttpRequest",
+    "HttpResponse",
+    "PaymentRecord",
+    "PaymentRefused",
+    "PendingSettlement",
+    "ResourceServer",
+    "Route",
+    "Send",
+    "Settle",
+    "SettlementRecord",
+    "SpendPolicy",
+    "Steps",
+    "Unreachable",
+    "Verify",
+    "run",
+]

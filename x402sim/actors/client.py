@@ -1,0 +1,197 @@
+"""The reference client (a paying agent): read a 402, choose, check its policy, sign, retry once.
+
+Rules:
+
+* The wallet is a test key. Nonces come from the client's own seeded RNG, so a run is repeatable.
+* ``fetch`` is a generator of ``Send`` effects; it never opens a socket. It retries a request at
+  most once with a payment, whatever the second answer is (no 402 loops, no paying twice).
+* The spend policy can refuse an offer; refusing is a value in the result, not an exception.
+  ``create_payment`` (the direct API) raises ``PaymentRefused`` instead, naming why.
+* Every payment the client signs is recorded with what the server said about its settlement.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..evm.eip712 import address_of_key
+from ..evm.exact import SCHEME, Offer, sign_authorization
+from ..protocol import (
+    AnyPaymentPayload,
+    AnyPaymentRequired,
+    AnyRequirements,
+    PaymentPayload,
+    PaymentPayloadV1,
+    PaymentRequired,
+    ProtocolError,
+    SettleResponse,
+    encode_header,
+    parse_payment_required,
+    payment_header_name,
+    read_settlement,
+)
+from .messages import HttpRequest, HttpResponse, Send, Steps
+
+
+class PaymentRefused(Exception):
+    """No offer of a 402 is acceptable to this client (policy, scheme, network or domain)."""
+
+
+@dataclass
+class SpendPolicy:
+    """Limits an agent puts on what it pays. ``None`` means no limit of that kind."""
+
+    max_price: int | None = None
+    budget: int | None = None
+    allowed_pay_to: Iterable[str] | None = None
+    allowed_assets: Iterable[str] | None = None
+
+    def refusal(self, offer: Offer, spent: int) -> str | None:
+        """Why ``offer`` is refused after ``spent`` atomic units, or None if it may be paid."""
+        if self.max_price is not None and offer.amount > self.max_price:
+            return f"price {offer.amount} exceeds max price {self.max_price}"
+        if self.budget is not None and spent + offer.amount > self.budget:
+            return f"price {offer.amount} exceeds the remaining budget {self.budget - spent}"
+        if self.allowed_pay_to is not None and offer.pay_to.lower() not in {
+            a.lower() for a in self.allowed_pay_to
+        }:
+            return f"payTo {offer.pay_to} is not allowed"
+        if self.allowed_assets is not None and offer.asset.lower() not in {
+            a.lower() for a in self.allowed_assets
+        }:
+            return f"asset {offer.asset} is not allowed"
+        return None
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    """One payment the client signed, and what the server said became of it."""
+
+    resource: str
+    pay_to: str
+    asset: str
+    amount: int
+    nonce: str
+    status: int
+    settlement: SettleResponse | None
+
+    @property
+    def settled(self) -> bool:
+        return self.settlement is not None and self.settlement.success
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The final answer to a request, with the payment story behind it."""
+
+    response: HttpResponse
+    payment: AnyPaymentPayload | None = None
+    settlement: SettleResponse | None = None
+    refused: str | None = None
+    first_status: int | None = None
+
+    @property
+    def status(self) -> int:
+        return self.response.status
+
+    @property
+    def body(self) -> bytes:
+        return self.response.body
+
+    def json(self):
+        return self.response.json()
+
+    @property
+    def paid(self) -> bool:
+        return self.settlement is not None and self.settlement.success
+
+
+@dataclass
+class Client:
+    """A paying agent with a wallet ``key``, paying on the given ``networks`` (CAIP-2)."""
+
+    key: bytes
+    networks: tuple[str, ...]
+    policy: SpendPolicy = field(default_factory=SpendPolicy)
+    seed: int = 0
+    payments: list[PaymentRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.address = address_of_key(self.key)
+        self._rng = random.Random(f"x402sim-client:{self.seed}:{self.address}")
+        self._committed = 0  # signed and not known to have failed
+
+    @property
+    def spent(self) -> int:
+        """Atomic units the servers said were settled."""
+        return sum(p.amount for p in self.payments if p.settled)
+
+    def choose(self, required: AnyPaymentRequired) -> tuple[AnyRequirements, Offer]:
+        """The first offer this client can and may pay; ``PaymentRefused`` names why none fits."""
+        reasons = []
+        for req in required.accepts:
+            try:
+                offer = Offer.of(req)
+            except ProtocolError as exc:
+                reasons.append(str(exc))
+                continue
+            if offer.scheme != SCHEME:
+                reasons.append(f"scheme {offer.scheme!r} is not supported")
+            elif offer.network not in self.networks:
+                reasons.append(f"network {offer.network} is not one of {', '.join(self.networks)}")
+            elif not (
+                isinstance(offer.extra.get("name"), str) and isinstance(offer.extra.get("version"), str)
+            ):
+                reasons.append("offer lacks the token's EIP-712 name and version")
+            elif why := self.policy.refusal(offer, self._committed):
+                reasons.append(why)
+            else:
+                return req, offer
+        raise PaymentRefused("; ".join(reasons) or "the 402 offered nothing")
+
+    def create_payment(self, required: AnyPaymentRequired, now: int) -> AnyPaymentPayload:
+        """Sign a payment for the first acceptable offer of ``required`` at time ``now``."""
+        return self._pay(required, now)[0]
+
+    def _pay(self, required: AnyPaymentRequired, now: int) -> tuple[AnyPaymentPayload, Offer]:
+        req, offer = self.choose(required)
+        nonce = self._rng.randbytes(32)
+        exact = sign_authorization(self.key, self.address, offer, now, nonce).to_wire()
+        self._committed += offer.amount
+        if isinstance(required, PaymentRequired):
+            payment = PaymentPayload(x402_version=2, resource=required.resource, accepted=req, payload=exact)
+        else:
+            payment = PaymentPayloadV1(x402_version=1, scheme=req.scheme, network=req.network, payload=exact)
+        return payment, offer
+
+    def fetch(self, request: HttpRequest, now: int) -> Steps[FetchResult]:
+        """Send ``request``; on a 402, pay once and send it again."""
+        first: HttpResponse = yield Send(request)
+        if first.status != 402:
+            return FetchResult(first)
+        try:
+            payment, offer = self._pay(parse_payment_required(first.headers, first.body), now)
+        except (ProtocolError, PaymentRefused) as exc:
+            return FetchResult(first, refused=str(exc), first_status=402)
+        paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
+        final: HttpResponse = yield Send(paid_request)
+        try:
+            settlement = read_settlement(final.headers)
+        except ProtocolError:
+            settlement = None
+        if settlement is not None and not settlement.success:
+            self._committed -= offer.amount  # refused for sure; an unknown outcome stays committed
+        self.payments.append(
+            PaymentRecord(
+                resource=request.path,
+                pay_to=offer.pay_to,
+                asset=offer.asset,
+                amount=offer.amount,
+                nonce=payment.payload["authorization"]["nonce"],
+                status=final.status,
+                settlement=settlement,
+            )
+        )
+        return FetchResult(final, payment, settlement, first_status=402)

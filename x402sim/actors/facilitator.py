@@ -1,0 +1,218 @@
+"""The reference facilitator: verify, settle and list what it supports, for ``exact`` on one chain.
+
+Rules:
+
+* ``now`` is an argument of every operation; nothing here reads a clock or sleeps.
+* Settlement is two halves so that any world can put time between them: ``begin_settle`` verifies,
+  claims the authorization and submits the transaction; ``finish_settle`` turns the receipt into a
+  ``SettleResponse``. ``settle_now`` joins them for a caller that mines in between.
+* An authorization (payer, nonce) that is pending or settled here is refused with
+  ``duplicate_settlement`` before the chain is touched: the answer to the verify/settle race that
+  the reference servers leave open. A claim is released when its transaction fails on chain.
+* The facilitator keeps its own transaction nonce, so many settlements can be pending at once
+  from one key (the official Python signer re-reads the pending count and collides).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eth_account import Account
+
+from ..evm.chain import GWEI, ChainError, LocalChain, Receipt
+from ..evm.eip712 import address_of_key
+from ..evm.exact import (
+    SCHEME,
+    Offer,
+    Verdict,
+    check_offline,
+    settlement_calldata,
+    transfer_matches,
+    verify_on_chain,
+)
+from ..evm.exact import reason_for_revert as _reason_for_revert
+from ..protocol import (
+    AnyPaymentPayload,
+    AnyRequirements,
+    Reason,
+    SettleResponse,
+    SupportedKind,
+    SupportedResponse,
+    VerifyResponse,
+    caip2_to_v1,
+)
+
+DEFAULT_SETTLE_GAS = 150_000  # a fixed limit, as the SDK signers use; ~82k is spent at most
+
+
+@dataclass(frozen=True)
+class PendingSettlement:
+    """A settlement transaction submitted and not yet judged."""
+
+    tx_hash: bytes
+    payer: str
+    offer: Offer
+    verdict: Verdict
+    network: str  # as the requirements named it (a v1 name or CAIP-2)
+    submitted_at: int
+
+
+@dataclass(frozen=True)
+class SettlementRecord:
+    """One settlement this facilitator finished, with what it cost in gas."""
+
+    tx_hash: bytes
+    payer: str
+    pay_to: str
+    amount: int
+    success: bool
+    reason: str | None
+    gas_used: int
+    fee_wei: int
+    block_number: int
+
+
+@dataclass
+class Facilitator:
+    """Verifies and settles ``exact`` EIP-3009 payments on ``chain`` from the account of ``key``."""
+
+    chain: LocalChain
+    key: bytes
+    settle_gas: int = DEFAULT_SETTLE_GAS
+    priority_fee: int = 0
+    dedupe: bool = True
+    settlements: list[SettlementRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.address = address_of_key(self.key)
+        self._next_nonce: int | None = None
+        self._claims: set[tuple[str, str]] = set()
+
+    # -- discovery ------------------------------------------------------------------------------
+
+    def supported(self) -> SupportedResponse:
+        network = self.chain.network
+        kinds = [SupportedKind(x402_version=2, scheme=SCHEME, network=network)]
+        v1_name = caip2_to_v1(network)
+        if v1_name:
+            kinds.append(SupportedKind(x402_version=1, scheme=SCHEME, network=v1_name))
+        return SupportedResponse(kinds=kinds, extensions=[], signers={"eip155:*": [self.address]})
+
+    # -- verify ---------------------------------------------------------------------------------
+
+    def _judge(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> Verdict:
+        return verify_on_chain(
+            check_offline(payload, requirements, now, self.chain.chain_id), self.chain, now
+        )
+
+    def verify(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> VerifyResponse:
+        verdict = self._judge(payload, requirements, now)
+        if verdict.ok:
+            return VerifyResponse(is_valid=True, payer=verdict.payer)
+        return VerifyResponse(
+            is_valid=False,
+            invalid_reason=verdict.reason.value,
+            invalid_message=verdict.message,
+            payer=verdict.payer,
+        )
+
+    # -- settle ---------------------------------------------------------------------------------
+
+    def begin_settle(
+        self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int
+    ) -> PendingSettlement | SettleResponse:
+        """Verify again, claim the authorization and submit ``transferWithAuthorization``."""
+        verdict = check_offline(payload, requirements, now, self.chain.chain_id)
+        claim = None
+        if verdict.ok:
+            auth = verdict.payload.authorization
+            claim = (auth.from_.lower(), auth.nonce.lower())
+            if self.dedupe and claim in self._claims:
+                return self._failed(verdict, Reason.duplicate_settlement, requirements)
+            verdict = verify_on_chain(verdict, self.chain, now)
+        if not verdict.ok:
+            return self._failed(verdict, verdict.reason, requirements)
+        try:
+            tx_hash = self._submit(settlement_calldata(verdict.payload), verdict.offer.asset)
+        except ChainError as exc:
+            return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
+        self._claims.add(claim)
+        return PendingSettlement(tx_hash, verdict.payer, verdict.offer, verdict, requirements.network, now)
+
+    def finish_settle(self, pending: PendingSettlement, receipt: Receipt) -> SettleResponse:
+        """Judge a mined settlement by its receipt and its ``Transfer`` log."""
+        offer, payload = pending.offer, pending.verdict.payload
+        if receipt.success and transfer_matches(receipt, offer, payload):
+            reason = None
+        elif receipt.success:
+            reason = Reason.invalid_exact_evm_transfer_event_mismatch
+        else:
+            reason = _reason_for_revert(receipt.revert_reason)
+        if reason is not None and reason is not Reason.invalid_exact_evm_nonce_already_used:
+            self._claims.discard((payload.authorization.from_.lower(), payload.authorization.nonce.lower()))
+        self.settlements.append(
+            SettlementRecord(
+                tx_hash=receipt.tx_hash,
+                payer=pending.payer,
+                pay_to=offer.pay_to,
+                amount=offer.amount,
+                success=reason is None,
+                reason=reason.value if reason else None,
+                gas_used=receipt.gas_used,
+                fee_wei=receipt.fee,
+                block_number=receipt.block_number,
+            )
+        )
+        return SettleResponse(
+            success=reason is None,
+            error_reason=reason.value if reason else None,
+            error_message=receipt.revert_reason if reason else None,
+            payer=pending.payer,
+            transaction="0x" + receipt.tx_hash.hex(),
+            network=pending.network,
+        )
+
+    def settle_now(
+        self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int
+    ) -> SettleResponse:
+        """Begin, mine one block on the local chain, finish: settlement with instant confirmation."""
+        pending = self.begin_settle(payload, requirements, now)
+        if isinstance(pending, SettleResponse):
+            return pending
+        self.chain.mine()
+        return self.finish_settle(pending, self.chain.receipt(pending.tx_hash))
+
+    def _submit(self, calldata: bytes, asset: str) -> bytes:
+        if self._next_nonce is None:
+            self._next_nonce = self.chain.pending_nonce(self.address)
+        tx = {
+            "type": 2,
+            "chainId": self.chain.chain_id,
+            "nonce": self._next_nonce,
+            "gas": self.settle_gas,
+            "maxFeePerGas": 2 * self.chain.base_fee + self.priority_fee + GWEI,
+            "maxPriorityFeePerGas": self.priority_fee,
+            "to": asset,
+            "value": 0,
+            "data": calldata,
+        }
+        raw = bytes(Account.sign_transaction(tx, self.key).raw_transaction)
+        try:
+            tx_hash = self.chain.send_raw_transaction(raw)
+        except ChainError:
+            self._next_nonce = None  # someone else used our key: re-read the nonce next time
+            raise
+        self._next_nonce += 1
+        return tx_hash
+
+    def _failed(
+        self, verdict: Verdict, reason: Reason, requirements: AnyRequirements, message: str = ""
+    ) -> SettleResponse:
+        return SettleResponse(
+            success=False,
+            error_reason=reason.value,
+            error_message=message or verdict.message or None,
+            payer=verdict.payer,
+            transaction="",
+            network=requirements.network,
+        )

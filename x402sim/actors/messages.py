@@ -1,0 +1,151 @@
+"""HTTP messages and the effects through which roles ask the outside world for things.
+
+The roles never call each other. A role's operation is a generator ("steps"): it *yields* an
+effect (``Send`` a request, ``Verify`` or ``Settle`` at a facilitator, ``Handle`` a request with the
+application) and is resumed with the answer. Whoever drives the generator decides how the answer
+is obtained: a direct call in the in-process testbed, a delay in the SimPy world, an HTTP round
+trip behind real sockets. A driver may also throw ``Unreachable`` into the generator to say the
+other side did not answer; roles turn that into a value (for the server, a 502).
+
+This is the whole contract between roles and worlds; ``run`` is the simplest driver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from ..protocol import AnyPaymentPayload, AnyRequirements
+
+Headers = tuple[tuple[str, str], ...]
+
+
+def _get(headers: Headers, name: str) -> str | None:
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: Headers = ()
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        return _get(self.headers, name)
+
+    def with_header(self, name: str, value: str) -> HttpRequest:
+        kept = tuple((k, v) for k, v in self.headers if k.lower() != name.lower())
+        return replace(self, headers=(*kept, (name, value)))
+
+    @property
+    def route_key(self) -> str:
+        """``"METHOD /path"`` without the query string: how routes are named."""
+        return f"{self.method.upper()} {self.path.split('?', 1)[0]}"
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Headers = ()
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        return _get(self.headers, name)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @classmethod
+    def of_json(cls, status: int, data: Any, headers: Headers = ()) -> HttpResponse:
+        body = json.dumps(data, separators=(",", ":")).encode()
+        return cls(status, (("Content-Type", "application/json"), *headers), body)
+
+
+# -- effects ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """Client -> server: send this request, resume with the ``HttpResponse``."""
+
+    request: HttpRequest
+
+
+@dataclass(frozen=True)
+class Verify:
+    """Server -> facilitator ``/verify``; resume with a ``VerifyResponse``."""
+
+    payload: AnyPaymentPayload
+    requirements: AnyRequirements
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Server -> facilitator ``/settle``; resume with a ``SettleResponse``."""
+
+    payload: AnyPaymentPayload
+    requirements: AnyRequirements
+
+
+@dataclass(frozen=True)
+class Handle:
+    """Server -> its application: produce the response for a paid (or free) request."""
+
+    request: HttpRequest
+
+
+Effect = Send | Verify | Settle | Handle
+R = TypeVar("R")
+Steps = Generator[Effect, Any, R]
+
+
+@dataclass
+class Unreachable(Exception):
+    """Thrown into a role by a driver when the other side did not answer."""
+
+    what: str
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.what} unreachable" + (f": {self.detail}" if self.detail else "")
+
+
+def run(steps: Steps[R], perform: Callable[[Effect], Any]) -> R:
+    """Drive ``steps`` to completion, answering each effect with ``perform(effect)``.
+
+    If ``perform`` raises ``Unreachable``, it is thrown into the role at the point of the effect.
+    """
+    answer: Any = None
+    error: Unreachable | None = None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        try:
+            answer = perform(effect)
+        except Unreachable as exc:
+            error = exc
+
+
+__all__ = [
+    "Effect",
+    "Handle",
+    "HttpRequest",
+    "HttpResponse",
+    "Send",
+    "Settle",
+    "Steps",
+    "Unreachable",
+    "Verify",
+    "run",
+]

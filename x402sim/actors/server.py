@@ -1,0 +1,221 @@
+"""The reference resource server: priced routes, 402 challenges, verify -> serve -> settle.
+
+Rules:
+
+* The server builds payment requirements from its own routes. A payment's ``accepted`` copy is only
+  used to *pick* one of the server's offers (scheme, network, amount, asset, payTo compared field by
+  field, addresses case-insensitively); the facilitator is always sent the server's own offer, never
+  client-supplied values.
+* Default order ("authorization" flow): verify, run the handler and hold its response, settle; a
+  failed settlement turns the answer into a 402 carrying the settlement header and the handler's
+  body is withheld. A handler status >= 400 is passed through and nothing is settled.
+* ``upfront=True`` settles before the handler runs (the ``upfront`` payment flow).
+* An unreadable payment header is treated as no payment (as the reference servers do), but the 402
+  says what was wrong with it. A facilitator that does not answer gives a 502.
+* ``handle`` is a generator of effects (see ``messages``); it performs no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..protocol import (
+    PAYMENT_REQUIRED,
+    PaymentPayload,
+    PaymentPayloadV1,
+    PaymentRequired,
+    PaymentRequiredV1,
+    PaymentRequirements,
+    PaymentRequirementsV1,
+    ProtocolError,
+    ResourceInfo,
+    SettleResponse,
+    VerifyResponse,
+    caip2_to_v1,
+    encode_header,
+    read_payment,
+    response_header_name,
+)
+from .messages import Handle, HttpRequest, HttpResponse, Settle, Steps, Unreachable, Verify
+
+DEFAULT_MAX_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Route:
+    """A priced route: ``key`` is ``"METHOD /path"``; ``price`` in the asset's atomic units."""
+
+    key: str
+    price: int
+    pay_to: str | None = None
+    description: str = ""
+    mime_type: str = "application/json"
+    max_timeout_seconds: int = DEFAULT_MAX_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        method, _, path = self.key.partition(" ")
+        if not method.isalpha() or not path.startswith("/"):
+            raise ValueError(f"route {self.key!r}: expected 'METHOD /path'")
+        if not isinstance(self.price, int) or isinstance(self.price, bool) or not 0 <= self.price < 2**256:
+            raise ValueError(
+                f"route {self.key!r}: price must be an integer number of atomic units, got {self.price!r}"
+            )
+        object.__setattr__(self, "key", f"{method.upper()} {path}")
+
+
+def default_handler(request: HttpRequest) -> HttpResponse:
+    return HttpResponse.of_json(200, {"resource": request.path, "paid": True})
+
+
+@dataclass
+class ResourceServer:
+    """Sells its routes for ``asset`` on ``network`` through whatever facilitator the driver reaches."""
+
+    network: str
+    asset: str
+    asset_name: str
+    asset_version: str
+    pay_to: str
+    routes: Mapping[str, Route]
+    base_url: str = "http://localhost"
+    upfront: bool = False
+    x402_version: int = 2
+    stats: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def with_prices(cls, prices: Mapping[str, int | Route], **kwargs) -> ResourceServer:
+        """Build from ``{"GET /path": price}`` (or Route values)."""
+        routes = {}
+        for key, value in prices.items():
+            route = value if isinstance(value, Route) else Route(key, value)
+            routes[route.key] = route
+        return cls(routes=routes, **kwargs)
+
+    def __post_init__(self) -> None:
+        if self.x402_version not in (1, 2):
+            raise ValueError(f"x402_version must be 1 or 2, got {self.x402_version}")
+        if self.x402_version == 1 and caip2_to_v1(self.network) is None:
+            raise ValueError(f"network {self.network} has no x402 v1 name; v1 cannot describe it")
+
+    # -- offers -------------------------------------------------------------------------------
+
+    def requirements(self, route: Route) -> PaymentRequirements:
+        return PaymentRequirements(
+            scheme="exact",
+            network=self.network,
+            amount=route.price,
+            asset=self.asset,
+            pay_to=route.pay_to or self.pay_to,
+            max_timeout_seconds=route.max_timeout_seconds,
+            extra={"name": self.asset_name, "version": self.asset_version},
+        )
+
+    def requirements_v1(self, route: Route) -> PaymentRequirementsV1 | None:
+        name = caip2_to_v1(self.network)
+        if name is None:
+            return None
+        return PaymentRequirementsV1(
+            scheme="exact",
+            network=name,
+            max_amount_required=route.price,
+            asset=self.asset,
+            pay_to=route.pay_to or self.pay_to,
+            resource=self.base_url + route.key.split(" ", 1)[1],
+            description=route.description,
+            mime_type=route.mime_type,
+            max_timeout_seconds=route.max_timeout_seconds,
+            extra={"name": self.asset_name, "version": self.asset_version},
+        )
+
+    def challenge(self, route: Route, version: int, error: str, headers=()) -> HttpResponse:
+        """The 402 for ``route`` in x402 ``version``, with ``error`` explaining why."""
+        if version == 1 and (v1 := self.requirements_v1(route)) is not None:
+            body = PaymentRequiredV1(x402_version=1, error=error, accepts=[v1])
+            return HttpResponse.of_json(402, body.to_wire(), headers)
+        required = PaymentRequired(
+            x402_version=2,
+            error=error,
+            resource=ResourceInfo(
+                url=self.base_url + route.key.split(" ", 1)[1],
+                description=route.description or None,
+                mime_type=route.mime_type,
+            ),
+            accepts=[self.requirements(route)],
+        )
+        return HttpResponse.of_json(402, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
+
+    def _match(self, route: Route, payment: PaymentPayload | PaymentPayloadV1):
+        if isinstance(payment, PaymentPayloadV1):
+            offer = self.requirements_v1(route)
+            ok = offer is not None and (payment.scheme, payment.network) == (offer.scheme, offer.network)
+            return offer if ok else None
+        offer, accepted = self.requirements(route), payment.accepted
+        same = (
+            accepted.scheme == offer.scheme
+            and accepted.network == offer.network
+            and accepted.amount == offer.amount
+            and accepted.asset.lower() == offer.asset.lower()
+            and accepted.pay_to.lower() == offer.pay_to.lower()
+        )
+        return offer if same else None
+
+    # -- the exchange -------------------------------------------------------------------------
+
+    def handle(self, request: HttpRequest) -> Steps[HttpResponse]:
+        """Answer one request; yields ``Verify``/``Handle``/``Settle`` effects."""
+        route = self.routes.get(request.route_key)
+        if route is None or route.price == 0:
+            self.stats["free"] += 1
+            return (yield Handle(request))
+        try:
+            payment = read_payment(request.headers)
+        except ProtocolError as exc:
+            self.stats["malformed"] += 1
+            version = 1 if request.header("X-PAYMENT") is not None else self.x402_version
+            return self.challenge(route, version, f"invalid payment header: {exc}")
+        if payment is None:
+            self.stats["unpaid"] += 1
+            return self.challenge(route, self.x402_version, "payment required")
+        version = payment.x402_version
+        requirements = self._match(route, payment)
+        if requirements is None:
+            self.stats["unmatched"] += 1
+            return self.challenge(route, version, "No matching payment requirements")
+        try:
+            if self.upfront:
+                return (yield from self._upfront(route, request, payment, requirements, version))
+            return (yield from self._authorize_then_settle(route, request, payment, requirements, version))
+        except Unreachable as exc:
+            self.stats["facilitator_unreachable"] += 1
+            return HttpResponse.of_json(502, {"error": str(exc)})
+
+    def _authorize_then_settle(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
+        verdict: VerifyResponse = yield Verify(payment, requirements)
+        if not verdict.is_valid:
+            self.stats["invalid"] += 1
+            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
+        response: HttpResponse = yield Handle(request)
+        if response.status >= 400:
+            self.stats["handler_error"] += 1
+            return response
+        settlement: SettleResponse = yield Settle(payment, requirements)
+        return self._deliver(route, version, response, settlement)
+
+    def _upfront(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
+        settlement: SettleResponse = yield Settle(payment, requirements)
+        if not settlement.success:
+            return self._deliver(route, version, None, settlement)
+        response: HttpResponse = yield Handle(request)
+        return self._deliver(route, version, response, settlement)
+
+    def _deliver(
+        self, route, version, response: HttpResponse | None, settlement: SettleResponse
+    ) -> HttpResponse:
+        header = (response_header_name(version), encode_header(settlement))
+        if not settlement.success:
+            self.stats["settle_failed"] += 1
+            return self.challenge(route, version, settlement.error_reason or "settlement failed", (header,))
+        self.stats["paid"] += 1
+        return HttpResponse(response.status, (*response.headers, header), response.body)

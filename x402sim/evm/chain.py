@@ -1,0 +1,528 @@
+"""An embedded Ethereum chain (eth-tester + py-evm) whose clock and blocks we drive.
+
+``LocalChain`` holds a real EVM with a USDC-like EIP-3009 token deployed by a real transaction and a
+Multicall3-compatible contract at its canonical address. It differs from eth-tester's own
+auto-mining backend in the three ways a payment laboratory needs:
+
+* **Time is ours.** Block timestamps come from ``now``, which only moves when we say so
+  (``set_time`` / ``advance``); the wall clock is never read. A block is stamped ``now``, or one
+  second after its parent if ``now`` has not moved past it (timestamps must strictly increase),
+  and ``now`` follows the chain forward.
+* **Blocks are ours.** Submitted transactions wait in a pending pool; ``mine()`` puts all of them
+  (up to the block gas limit) into one block in a single pass through py-evm's ``mine_all``,
+  several per sender in nonce order. eth-tester's pending-block path re-executes the block on every
+  transaction (quadratic) and cannot queue two transactions from one sender.
+* **Reads are plain.** Balances, ``authorizationState``, total supply and ``Transfer`` logs are
+  one call each, and ``call()`` simulates a transaction at the next block's timestamp, returning
+  the revert text instead of raising.
+
+Keys made here are test keys derived from the seed; never use them for anything real.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from eth.constants import GENESIS_PARENT_HASH
+from eth.db import get_db_backend
+from eth.exceptions import Revert
+from eth.vm.spoof import SpoofTransaction
+from eth_abi import encode
+from eth_account import Account
+from eth_hash.auto import keccak
+from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_params
+from eth_utils import to_canonical_address, to_checksum_address
+
+from .contracts import MULTICALL3, MULTICALL3_ADDRESS, USDC, load_artifact
+from .eip712 import Domain, address_of_key
+from .token import (
+    Transfer,
+    decode_single,
+    decode_transfer,
+    encode_call,
+    revert_reason,
+)
+
+DEFAULT_CHAIN_ID = 31337
+DEFAULT_START_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z: a fixed epoch keeps runs reproducible
+DEFAULT_BLOCK_GAS_LIMIT = 300_000_000
+ZERO_ADDRESS = "0x" + "00" * 20
+ETHER = 10**18
+GWEI = 10**9
+
+
+class ChainError(Exception):
+    """A transaction the chain refuses to take, or a lookup of something that is not there."""
+
+
+@dataclass(frozen=True)
+class Log:
+    address: str
+    topics: tuple[bytes, ...]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a mined transaction did: status, gas, logs and, for a revert, its reason text."""
+
+    tx_hash: bytes
+    sender: str
+    to: str | None
+    success: bool
+    gas_used: int
+    effective_gas_price: int
+    block_number: int
+    block_timestamp: int
+    index: int
+    logs: tuple[Log, ...]
+    revert_reason: str | None = None
+    contract_address: str | None = None
+
+    @property
+    def fee(self) -> int:
+        """Wei paid for gas."""
+        return self.gas_used * self.effective_gas_price
+
+    def transfers(self) -> list[Transfer]:
+        return [
+            t
+            for log in self.logs
+            if (
+                t := decode_transfer(
+                    to_canonical_address(log.address),
+                    list(log.topics),
+                    log.data,
+                    self.block_number,
+                    self.tx_hash,
+                )
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class CallResult:
+    success: bool
+    output: bytes
+    revert_reason: str | None
+    gas_used: int
+
+
+@dataclass(frozen=True)
+class Block:
+    number: int
+    timestamp: int
+    hash: bytes
+    tx_hashes: tuple[bytes, ...]
+    gas_used: int
+    base_fee: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    head_hash: bytes
+    head_number: int
+    now: int
+    pending: tuple
+    rng_state: object
+
+
+@dataclass
+class _Pending:
+    raw: bytes
+    tx: object  # py-evm signed transaction
+    sender: str
+
+
+@dataclass
+class LocalChain:
+    """A py-evm chain with the token and Multicall3 deployed, driven by an explicit clock."""
+
+    chain_id: int = DEFAULT_CHAIN_ID
+    start_time: int = DEFAULT_START_TIME
+    seed: int = 0
+    token_name: str = "USD Coin"
+    token_symbol: str = "USDC"
+    token_version: str = "2"
+    block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
+    now: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(f"x402sim-chain:{self.seed}")
+        self._key_counter = 0
+        self.bank_key = self._derive_key("bank")
+        self.bank = address_of_key(self.bank_key)
+        self.minter_key = self._derive_key("minter")
+        self.minter = address_of_key(self.minter_key)
+        multicall = load_artifact(MULTICALL3)
+        genesis_state = {
+            to_canonical_address(self.bank): _account_state(balance=10**9 * ETHER),
+            to_canonical_address(self.minter): _account_state(balance=1_000 * ETHER),
+            to_canonical_address(MULTICALL3_ADDRESS): _account_state(code=multicall.runtime_bytecode),
+        }
+        params = get_default_genesis_params(
+            {"timestamp": self.start_time - 1, "gas_limit": self.block_gas_limit}
+        )
+        backend = PyEVMBackend(genesis_parameters=params, genesis_state=genesis_state)
+        # eth-tester fixes the chain id; rebuild the same chain class with ours.
+        chain_class = type(backend.chain).configure(chain_id=self.chain_id)
+        backend.chain = chain_class.from_genesis(get_db_backend(), params, genesis_state)
+        self.backend = backend
+        self.now = self.start_time
+        self._pending: list[_Pending] = []
+        self._index_pending()
+        self._receipts: dict[bytes, Receipt] = {}
+        self._head_state = (b"", None)
+        self.usdc = self._deploy_token()
+        self.multicall = to_checksum_address(MULTICALL3_ADDRESS)
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    @property
+    def network(self) -> str:
+        return f"eip155:{self.chain_id}"
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(self.token_name, self.token_version, self.chain_id, self.usdc)
+
+    @property
+    def evm(self):
+        """The underlying py-evm chain (for callers that need what this class does not wrap)."""
+        return self.backend.chain
+
+    # -- time -------------------------------------------------------------------------------------
+
+    def set_time(self, timestamp: int) -> None:
+        if timestamp < self.latest_timestamp:
+            raise ChainError(
+                f"cannot set time to {timestamp}: the latest block is at {self.latest_timestamp}"
+            )
+        self.now = timestamp
+
+    def advance(self, seconds: int) -> int:
+        if seconds < 0:
+            raise ChainError(f"time only moves forward; got {seconds} seconds")
+        self.now += seconds
+        return self.now
+
+    # -- keys and funding -------------------------------------------------------------------------
+
+    def new_key(self) -> bytes:
+        """A fresh test private key, derived from the seed (same seed, same keys, same order)."""
+        self._key_counter += 1
+        return self._derive_key(f"account:{self._key_counter}")
+
+    def _derive_key(self, label: str) -> bytes:
+        return keccak(f"x402sim test key:{self.seed}:{label}".encode())
+
+    def fund(self, address: str, *, usdc: int = 0, eth: int = 0) -> Block:
+        """Mint ``usdc`` atomic units and send ``eth`` wei to ``address``, in one mined block."""
+        return self.fund_many([(address, usdc, eth)])
+
+    def fund_many(self, grants: list[tuple[str, int, int]]) -> Block:
+        """Fund many accounts in one block: ``[(address, usdc, eth_wei), ...]``."""
+        for address, usdc, eth in grants:
+            if usdc:
+                self.transact(self.minter_key, self.usdc, encode_call("mint(address,uint256)", address, usdc))
+            if eth:
+                self.transact(self.bank_key, address, b"", value=eth)
+        block = self.mine()
+        failed = [r for h in block.tx_hashes if not (r := self._receipts[h]).success]
+        if failed:
+            raise ChainError(f"funding failed: {failed[0].revert_reason or 'reverted'}")
+        return block
+
+    # -- transactions -----------------------------------------------------------------------------
+
+    def transact(
+        self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
+    ) -> bytes:
+        """Sign a transaction with ``key`` at its next pending nonce and queue it; returns its hash."""
+        sender = address_of_key(key)
+        tx = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": self.pending_nonce(sender),
+            "gas": gas,
+            "maxFeePerGas": 2 * self.base_fee + GWEI,
+            "maxPriorityFeePerGas": 0,
+            "value": value,
+            "data": data,
+        }
+        if to is not None:
+            tx["to"] = to_checksum_address(to)
+        return self.send_raw_transaction(bytes(Account.sign_transaction(tx, key).raw_transaction))
+
+    def send_raw_transaction(self, raw: bytes) -> bytes:
+        """Queue a signed transaction for the next block, refusing what could never be mined."""
+        vm = self.evm.get_vm()
+        try:
+            tx = vm.get_transaction_builder().decode(raw)
+            tx.validate()
+        except Exception as exc:
+            raise ChainError(f"invalid transaction: {exc}") from exc
+        sender = to_checksum_address(tx.sender)
+        if getattr(tx, "chain_id", self.chain_id) not in (None, self.chain_id):
+            raise ChainError(f"transaction chain id {tx.chain_id} is not {self.chain_id}")
+        expected = self.pending_nonce(sender)
+        if tx.nonce != expected:
+            raise ChainError(f"nonce {tx.nonce} of {sender} is not its next nonce {expected}")
+        if tx.gas > self.block_gas_limit:
+            raise ChainError(f"gas {tx.gas} exceeds the block gas limit {self.block_gas_limit}")
+        if tx.max_fee_per_gas < self.base_fee:
+            raise ChainError(f"max fee per gas {tx.max_fee_per_gas} is below the base fee {self.base_fee}")
+        count, reserved = self._queued.get(sender, (0, 0))
+        cost = tx.gas * tx.max_fee_per_gas + tx.value
+        if self.eth_balance(sender) < reserved + cost:
+            raise ChainError(f"{sender} has too little ether for gas and value")
+        self._pending.append(_Pending(raw, tx, sender))
+        self._queued[sender] = (count + 1, reserved + cost)
+        return tx.hash
+
+    def _index_pending(self) -> None:
+        """Per sender: how many transactions wait, and the most ether they may spend."""
+        self._queued: dict[str, tuple[int, int]] = {}
+        for p in self._pending:
+            count, reserved = self._queued.get(p.sender, (0, 0))
+            self._queued[p.sender] = (count + 1, reserved + p.tx.gas * p.tx.max_fee_per_gas + p.tx.value)
+
+    def pending_nonce(self, address: str) -> int:
+        sender = to_checksum_address(address)
+        return self.nonce(sender) + self._queued.get(sender, (0, 0))[0]
+
+    def nonce(self, address: str) -> int:
+        return self._state().get_nonce(to_canonical_address(address))
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def pending_hashes(self) -> list[bytes]:
+        return [p.tx.hash for p in self._pending]
+
+    def mine(self) -> Block:
+        """Mine one block at ``now`` holding every pending transaction that fits."""
+        chain = self.evm
+        latest = chain.get_canonical_head()
+        timestamp = max(self.now, latest.timestamp + 1)
+        header = chain.create_header_from_parent(latest, timestamp=timestamp)
+        chain.header = header
+        included, kept, gas, blocked = [], [], 0, set()
+        for p in self._pending:
+            fits = gas + p.tx.gas <= header.gas_limit and p.tx.max_fee_per_gas >= header.base_fee_per_gas
+            if fits and p.sender not in blocked:
+                included.append(p)
+                gas += p.tx.gas
+            else:
+                blocked.add(p.sender)  # later nonces of a skipped sender must wait too
+                kept.append(p)
+        txs = [p.tx for p in included]
+        result, receipts, computations = chain.mine_all(
+            txs, coinbase=to_canonical_address(ZERO_ADDRESS), mix_hash=self._rng.randbytes(32)
+        )
+        block = result.imported_block
+        self._pending = kept
+        self._index_pending()
+        self.now = max(self.now, block.header.timestamp)
+        previous_gas = 0
+        for index, (p, receipt, computation) in enumerate(zip(included, receipts, computations, strict=True)):
+            self._receipts[p.tx.hash] = self._make_receipt(
+                p, index, block, receipt, computation, previous_gas
+            )
+            previous_gas = receipt.gas_used
+        return Block(
+            number=block.header.block_number,
+            timestamp=block.header.timestamp,
+            hash=block.header.hash,
+            tx_hashes=tuple(p.tx.hash for p in included),
+            gas_used=block.header.gas_used,
+            base_fee=block.header.base_fee_per_gas,
+        )
+
+    def _make_receipt(self, p, index, block, receipt, computation, previous_gas) -> Receipt:
+        tx = p.tx
+        base_fee = block.header.base_fee_per_gas
+        price = min(tx.max_fee_per_gas, base_fee + tx.max_priority_fee_per_gas)
+        reason = None
+        if computation.is_error:
+            err = computation.error
+            reason = revert_reason(computation.output) if isinstance(err, Revert) else None
+            reason = reason or type(err).__name__
+        created = None
+        if not tx.to and not computation.is_error:
+            created = to_checksum_address(computation.msg.storage_address)
+        return Receipt(
+            tx_hash=tx.hash,
+            sender=p.sender,
+            to=to_checksum_address(tx.to) if tx.to else None,
+            success=not computation.is_error,
+            gas_used=receipt.gas_used - previous_gas,
+            effective_gas_price=price,
+            block_number=block.header.block_number,
+            block_timestamp=block.header.timestamp,
+            index=index,
+            logs=tuple(
+                Log(
+                    to_checksum_address(log.address),
+                    tuple(t.to_bytes(32, "big") for t in log.topics),
+                    log.data,
+                )
+                for log in receipt.logs
+            ),
+            revert_reason=reason,
+            contract_address=created,
+        )
+
+    def receipt(self, tx_hash: bytes) -> Receipt | None:
+        """The receipt of a mined transaction; None while it is pending or if it is unknown."""
+        return self._receipts.get(tx_hash)
+
+    def receipts(self) -> list[Receipt]:
+        return list(self._receipts.values())
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    @property
+    def block_number(self) -> int:
+        return self.evm.get_canonical_head().block_number
+
+    @property
+    def latest_timestamp(self) -> int:
+        return self.evm.get_canonical_head().timestamp
+
+    @property
+    def base_fee(self) -> int:
+        """Base fee of the next block."""
+        chain = self.evm
+        latest = chain.get_canonical_head()
+        return chain.create_header_from_parent(latest, timestamp=latest.timestamp + 1).base_fee_per_gas
+
+    def _state(self):
+        """Read-only state of the latest block (cached until the head changes)."""
+        head = self.evm.get_canonical_head()
+        if self._head_state[0] != head.hash:
+            self._head_state = (head.hash, self.evm.get_vm(head).state)
+        return self._head_state[1]
+
+    def eth_balance(self, address: str) -> int:
+        return self._state().get_balance(to_canonical_address(address))
+
+    def code(self, address: str) -> bytes:
+        return self._state().get_code(to_canonical_address(address))
+
+    def call(
+        self,
+        to: str,
+        data: bytes,
+        *,
+        sender: str = ZERO_ADDRESS,
+        timestamp: int | None = None,
+        gas: int = 10_000_000,
+    ) -> CallResult:
+        """Run a call on the latest state as if in the next block, stamped ``timestamp`` (default ``now``)."""
+        chain = self.evm
+        latest = chain.get_canonical_head()
+        stamp = max(timestamp if timestamp is not None else self.now, latest.timestamp + 1)
+        header = chain.create_header_from_parent(latest, timestamp=stamp).copy(base_fee_per_gas=0)
+        state = chain.get_vm(header).state
+        sender_bytes = to_canonical_address(sender)
+        unsigned = chain.get_vm(header).create_unsigned_transaction(
+            nonce=state.get_nonce(sender_bytes),
+            gas_price=0,
+            gas=gas,
+            to=to_canonical_address(to),
+            value=0,
+            data=data,
+        )
+        snapshot = state.snapshot()
+        try:
+            computation = state.apply_transaction(SpoofTransaction(unsigned, from_=sender_bytes))
+        finally:
+            state.revert(snapshot)
+        if computation.is_error:
+            output = computation.output if isinstance(computation.error, Revert) else b""
+            return CallResult(
+                False, output, revert_reason(output) or str(computation.error), computation.get_gas_used()
+            )
+        return CallResult(True, computation.output, None, computation.get_gas_used())
+
+    def read(self, to: str, signature: str, *args: object, returns: str) -> object:
+        """Call a view function and decode its single return value; raises ChainError on revert."""
+        result = self.call(to, encode_call(signature, *args))
+        if not result.success:
+            raise ChainError(f"{signature} on {to} reverted: {result.revert_reason}")
+        return decode_single(returns, result.output)
+
+    def balance_of(self, address: str, token: str | None = None) -> int:
+        return int(
+            self.read(
+                token or self.usdc, "balanceOf(address)", to_checksum_address(address), returns="uint256"
+            )
+        )
+
+    def total_supply(self, token: str | None = None) -> int:
+        return int(self.read(token or self.usdc, "totalSupply()", returns="uint256"))
+
+    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool:
+        return bool(
+            self.read(
+                token or self.usdc,
+                "authorizationState(address,bytes32)",
+                to_checksum_address(authorizer),
+                nonce,
+                returns="bool",
+            )
+        )
+
+    def name_of(self, token: str | None = None) -> str:
+        return str(self.read(token or self.usdc, "name()", returns="string"))
+
+    def version_of(self, token: str | None = None) -> str:
+        return str(self.read(token or self.usdc, "version()", returns="string"))
+
+    def transfers(self, token: str | None = None, *, since_block: int = 0) -> list[Transfer]:
+        """Every ``Transfer`` event of ``token`` (default the USDC) in mined blocks, in chain order."""
+        token = to_checksum_address(token or self.usdc)
+        found = []
+        for r in sorted(self._receipts.values(), key=lambda r: (r.block_number, r.index)):
+            if r.block_number >= since_block:
+                found.extend(t for t in r.transfers() if t.token == token)
+        return found
+
+    # -- snapshots --------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        head = self.evm.get_canonical_head()
+        return Snapshot(head.hash, head.block_number, self.now, tuple(self._pending), self._rng.getstate())
+
+    def revert(self, snapshot: Snapshot) -> None:
+        """Return chain state, pending pool, clock and receipts to what they were at ``snapshot``."""
+        chain = self.evm
+        header = chain.get_block_header_by_hash(snapshot.head_hash)
+        chain.chaindb._set_as_canonical_chain_head(chain.chaindb.db, header, GENESIS_PARENT_HASH)
+        chain.header = chain.create_header_from_parent(header)
+        self._pending = list(snapshot.pending)
+        self._index_pending()
+        self._receipts = {h: r for h, r in self._receipts.items() if r.block_number <= snapshot.head_number}
+        self.now = snapshot.now
+        self._rng.setstate(snapshot.rng_state)
+
+    # -- setup ------------------------------------------------------------------------------------
+
+    def _deploy_token(self) -> str:
+        artifact = load_artifact(USDC)
+        args = encode(
+            ["string", "string", "string"], [self.token_name, self.token_symbol, self.token_version]
+        )
+        tx_hash = self.transact(self.minter_key, None, artifact.bytecode + args, gas=5_000_000)
+        self.mine()
+        receipt = self._receipts[tx_hash]
+        if not receipt.success or receipt.contract_address is None:
+            raise ChainError(f"token deployment failed: {receipt.revert_reason}")
+        return receipt.contract_address
+
+
+def _account_state(*, balance: int = 0, code: bytes = b"") -> dict:
+    return {"balance": balance, "nonce": 0, "code": code, "storage": {}}

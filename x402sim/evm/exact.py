@@ -1,0 +1,317 @@
+"""The ``exact`` scheme on EVM with EIP-3009: sign, verify in the reference order, settle.
+
+Rules of this module:
+
+* Time is an argument (``now``, unix seconds); the clock is never read.
+* The facilitator judges a payment against the requirements the *server* sent, never against the
+  ``accepted`` copy inside the payload (only its scheme and network are compared).
+* Verification is one ordered table, ``CHECKS``, of (what is checked, reason code when it fails),
+  in the order of the official Python SDK so that the first failing row gives the same reason.
+  The last step, the on-chain simulation and its diagnosis, is written out beside the table in
+  ``verify_on_chain`` because its reason depends on what the chain says.
+* Failures are values: every function here returns a reason, never raises for a bad payment.
+
+v1 and v2 messages are both accepted; each is reduced to an ``Offer`` (the fields that matter)
+before checking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from eth_utils import to_checksum_address
+
+from ..protocol import (
+    ExactEvmPayload,
+    PaymentPayload,
+    PaymentPayloadV1,
+    PaymentRequirements,
+    PaymentRequirementsV1,
+    ProtocolError,
+    Reason,
+    parse_exact_evm_payload,
+    v1_to_caip2,
+)
+from .eip712 import Authorization, Domain, SignatureError, authorization_digest, recover_digest, sign_digest
+from .eip712 import split_signature as _split
+from .token import transfer_with_authorization_call
+
+SCHEME = "exact"
+CLIENT_VALID_AFTER_SLACK = 600  # clients back-date validAfter by ten minutes (SDK behaviour)
+FACILITATOR_VALID_BEFORE_MARGIN = 6  # one block's time: an authorization must outlive its settlement
+
+
+class ChainReader(Protocol):
+    """What verification needs to read from a chain (``LocalChain`` provides it)."""
+
+    chain_id: int
+
+    def call(self, to: str, data: bytes, *, timestamp: int | None = None): ...
+    def code(self, address: str) -> bytes: ...
+    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool: ...
+    def balance_of(self, address: str, token: str | None = None) -> int: ...
+    def name_of(self, token: str | None = None) -> str: ...
+    def version_of(self, token: str | None = None) -> str: ...
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The fields of a payment requirement that the exact scheme acts on, for either version."""
+
+    scheme: str
+    network: str
+    amount: int
+    asset: str
+    pay_to: str
+    max_timeout_seconds: int
+    extra: dict
+
+    @classmethod
+    def of(cls, req: PaymentRequirements | PaymentRequirementsV1) -> Offer:
+        if isinstance(req, PaymentRequirementsV1):
+            network = v1_to_caip2(req.network)
+            amount = req.max_amount_required
+        else:
+            network, amount = req.network, req.amount
+        return cls(
+            req.scheme, network, amount, req.asset, req.pay_to, req.max_timeout_seconds, req.extra or {}
+        )
+
+    @property
+    def chain_id(self) -> int | None:
+        namespace, _, reference = self.network.partition(":")
+        return int(reference) if namespace == "eip155" and reference.isdigit() else None
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(str(self.extra["name"]), str(self.extra["version"]), self.chain_id or 0, self.asset)
+
+
+# -- client side -------------------------------------------------------------------------------
+
+
+def sign_authorization(key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> ExactEvmPayload:
+    """Sign a TransferWithAuthorization paying ``offer`` exactly, valid from ``now - 600`` for
+    ``maxTimeoutSeconds``."""
+    auth = Authorization(
+        from_=payer,
+        to=offer.pay_to,
+        value=offer.amount,
+        valid_after=max(0, now - CLIENT_VALID_AFTER_SLACK),
+        valid_before=now + offer.max_timeout_seconds,
+        nonce=nonce,
+    )
+    signature = sign_digest(key, authorization_digest(offer.domain, auth))
+    return ExactEvmPayload.model_validate(
+        {
+            "signature": "0x" + signature.hex(),
+            "authorization": {
+                "from": to_checksum_address(payer),
+                "to": offer.pay_to,
+                "value": auth.value,
+                "valid_after": auth.valid_after,
+                "valid_before": auth.valid_before,
+                "nonce": "0x" + nonce.hex(),
+            },
+        }
+    )
+
+
+def authorization_of(payload: ExactEvmPayload) -> Authorization:
+    a = payload.authorization
+    return Authorization(a.from_, a.to, a.value, a.valid_after, a.valid_before, bytes.fromhex(a.nonce[2:]))
+
+
+def signature_bytes(payload: ExactEvmPayload) -> bytes:
+    return bytes.fromhex(payload.signature[2:])
+
+
+# -- verification ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One payment under verification: the client's claim, the server's offer and the time."""
+
+    accepted_scheme: str
+    accepted_network: str
+    offer: Offer
+    payload: ExactEvmPayload
+    now: int
+    chain_id: int
+
+    @property
+    def auth(self):
+        return self.payload.authorization
+
+
+def _recovers_to_from(c: Candidate) -> bool:
+    signature = signature_bytes(c.payload)
+    try:
+        signer = recover_digest(authorization_digest(c.offer.domain, authorization_of(c.payload)), signature)
+    except SignatureError:
+        return False
+    return signer.lower() == c.auth.from_.lower()
+
+
+# The verify order of the reference notes (section 3), one row per check: the first row whose
+# predicate is False gives the reason.
+CHECKS: tuple[tuple[str, Reason, Callable[[Candidate], bool]], ...] = (
+    ("scheme is exact", Reason.unsupported_scheme, lambda c: c.accepted_scheme == SCHEME == c.offer.scheme),
+    (
+        "network matches requirements",
+        Reason.network_mismatch,
+        lambda c: c.accepted_network == c.offer.network,
+    ),
+    (
+        "network is this chain",
+        Reason.invalid_exact_evm_failed_to_get_network_config,
+        lambda c: c.offer.chain_id == c.chain_id,
+    ),
+    (
+        "extra has EIP-712 name and version",
+        Reason.missing_eip712_domain,
+        lambda c: (
+            isinstance(c.offer.extra.get("name"), str) and isinstance(c.offer.extra.get("version"), str)
+        ),
+    ),
+    (
+        "authorization.to is payTo",
+        Reason.invalid_exact_evm_payload_recipient_mismatch,
+        lambda c: c.auth.to.lower() == c.offer.pay_to.lower(),
+    ),
+    (
+        "authorization.value is the amount",
+        Reason.invalid_exact_evm_payload_authorization_value_mismatch,
+        lambda c: c.auth.value == c.offer.amount,
+    ),
+    (
+        "validBefore leaves a block's time",
+        Reason.invalid_exact_evm_payload_authorization_valid_before,
+        lambda c: c.auth.valid_before >= c.now + FACILITATOR_VALID_BEFORE_MARGIN,
+    ),
+    (
+        "validAfter has passed",
+        Reason.invalid_exact_evm_payload_authorization_valid_after,
+        lambda c: c.auth.valid_after <= c.now,
+    ),
+    ("signature recovers to from", Reason.invalid_exact_evm_payload_signature, _recovers_to_from),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verification: a reason (None when valid), a message and the payer."""
+
+    reason: Reason | None
+    message: str = ""
+    payer: str | None = None
+    payload: ExactEvmPayload | None = None
+    offer: Offer | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def check_offline(
+    payment: PaymentPayload | PaymentPayloadV1,
+    requirements: PaymentRequirements | PaymentRequirementsV1,
+    now: int,
+    chain_id: int,
+) -> Verdict:
+    """Rows 1-9 of the table: everything that needs no chain."""
+    if payment.x402_version != (1 if isinstance(requirements, PaymentRequirementsV1) else 2):
+        return Verdict(Reason.invalid_x402_version, "payload and requirements are of different x402 versions")
+    try:
+        payload = parse_exact_evm_payload(payment.payload)
+    except ProtocolError as exc:
+        return Verdict(Reason.invalid_payload, str(exc))
+    if isinstance(payment, PaymentPayloadV1):
+        scheme, network = payment.scheme, v1_to_caip2(payment.network)
+    else:
+        scheme, network = payment.accepted.scheme, payment.accepted.network
+    offer = Offer.of(requirements)
+    candidate = Candidate(scheme, network, offer, payload, now, chain_id)
+    payer = payload.authorization.from_
+    for what, reason, predicate in CHECKS:
+        if not predicate(candidate):
+            return Verdict(reason, f"failed: {what}", payer)
+    return Verdict(None, "", payer, payload, offer)
+
+
+def verify_on_chain(verdict: Verdict, chain: ChainReader, now: int) -> Verdict:
+    """Row 10: simulate ``transferWithAuthorization`` at ``now``; on failure, diagnose like the SDKs
+    (nonce used, token name, token version, balance), then by revert text."""
+    if not verdict.ok:
+        return verdict
+    payload, offer = verdict.payload, verdict.offer
+    if not chain.code(offer.asset):
+        return Verdict(
+            Reason.asset_not_deployed_contract, f"no contract at asset {offer.asset}", verdict.payer
+        )
+    result = chain.call(offer.asset, settlement_calldata(payload), timestamp=now)
+    if result.success:
+        return verdict
+    auth = authorization_of(payload)
+    reason = _diagnose(chain, offer, auth) or reason_for_revert(result.revert_reason, simulated=True)
+    return Verdict(reason, f"simulation reverted: {result.revert_reason}", verdict.payer)
+
+
+def _diagnose(chain: ChainReader, offer: Offer, auth: Authorization) -> Reason | None:
+    try:
+        if chain.authorization_state(auth.from_, auth.nonce, offer.asset):
+            return Reason.invalid_exact_evm_nonce_already_used
+        if chain.name_of(offer.asset) != offer.extra["name"]:
+            return Reason.invalid_exact_evm_token_name_mismatch
+        if chain.version_of(offer.asset) != offer.extra["version"]:
+            return Reason.invalid_exact_evm_token_version_mismatch
+        if chain.balance_of(auth.from_, offer.asset) < offer.amount:
+            return Reason.invalid_exact_evm_insufficient_balance
+    except Exception:  # a token without these views: fall back to the revert text
+        return None
+    return None
+
+
+def reason_for_revert(text: str | None, *, simulated: bool = False) -> Reason:
+    """Map FiatToken revert text to a reason, by substring as the official SDKs do."""
+    t = (text or "").lower()
+    for needle, reason in (
+        ("authorization is expired", Reason.invalid_exact_evm_payload_authorization_valid_before),
+        ("authorization is not yet valid", Reason.invalid_exact_evm_payload_authorization_valid_after),
+        ("authorization is used", Reason.invalid_exact_evm_nonce_already_used),
+        ("transfer amount exceeds balance", Reason.invalid_exact_evm_insufficient_balance),
+        ("invalid signature", Reason.invalid_exact_evm_payload_signature),
+    ):
+        if needle in t:
+            return reason
+    return Reason.invalid_exact_evm_transaction_simulation_failed if simulated else Reason.transaction_failed
+
+
+# -- settlement --------------------------------------------------------------------------------
+
+
+def settlement_calldata(payload: ExactEvmPayload) -> bytes:
+    """``transferWithAuthorization`` calldata (v, r, s overload) for a 65-byte signature."""
+    a = payload.authorization
+    try:
+        v, r, s = _split(signature_bytes(payload))
+    except SignatureError:
+        v, r, s = 0, b"\x00" * 32, b"\x00" * 32  # cannot succeed on chain; verify reports it first
+    return transfer_with_authorization_call(
+        a.from_, a.to, a.value, a.valid_after, a.valid_before, bytes.fromhex(a.nonce[2:]), v, r, s
+    )
+
+
+def transfer_matches(receipt, offer: Offer, payload: ExactEvmPayload) -> bool:
+    """Whether a settlement receipt holds the expected Transfer log of the asset."""
+    a = payload.authorization
+    return any(
+        t.token.lower() == offer.asset.lower()
+        and t.from_.lower() == a.from_.lower()
+        and t.to.lower() == a.to.lower()
+        and t.value == a.value
+        for t in receipt.transfers()
+    )

@@ -1,0 +1,211 @@
+"""``Testbed``: the roles wired together in one process over an embedded chain, for direct use.
+
+A testbed owns a ``LocalChain`` (token, Multicall3), one reference ``Facilitator`` with a funded
+gas account, and drives servers and clients by calling them directly: it is the simplest world
+the sans-IO roles run in. Settlement is confirmed at once: each settle mines one block at the
+testbed's clock (a block takes at least one second of chain time, so paid requests move the
+clock forward by a second each unless the clock was advanced past the last block).
+
+Everything derives from ``seed``: keys, nonces, block randomness. Same seed, same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .actors.client import Client, FetchResult, SpendPolicy
+from .actors.facilitator import Facilitator
+from .actors.messages import Effect, Handle, HttpRequest, HttpResponse, Send, Settle, Verify, run
+from .actors.server import ResourceServer, Route, default_handler
+from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain
+from .evm.eip712 import address_of_key
+from .protocol import AnyPaymentPayload, AnyPaymentRequired, AnyRequirements, SettleResponse, VerifyResponse
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+@dataclass(frozen=True)
+class TestAccount:
+    """A funded test account. The key is a test key derived from the testbed's seed."""
+
+    address: str
+    key: bytes = field(repr=False)
+
+
+@dataclass
+class TestServer:
+    """A resource server hosted by the testbed, with its application handlers."""
+
+    role: ResourceServer
+    handlers: dict[str, Handler]
+
+    @property
+    def pay_to(self) -> str:
+        return self.role.pay_to
+
+    @property
+    def stats(self):
+        return self.role.stats
+
+    def handler_for(self, request: HttpRequest) -> Handler:
+        return self.handlers.get(request.route_key, default_handler)
+
+
+class TestFacilitator:
+    """The testbed's facilitator, with the clock filled in and settlement mined at once."""
+
+    def __init__(self, testbed: Testbed, role: Facilitator) -> None:
+        self._tb = testbed
+        self.role = role
+
+    @property
+    def address(self) -> str:
+        return self.role.address
+
+    @property
+    def settlements(self):
+        return self.role.settlements
+
+    def supported(self):
+        return self.role.supported()
+
+    def verify(self, payload: AnyPaymentPayload, requirements: AnyRequirements) -> VerifyResponse:
+        return self.role.verify(payload, requirements, self._tb.now)
+
+    def settle(self, payload: AnyPaymentPayload, requirements: AnyRequirements) -> SettleResponse:
+        return self.role.settle_now(payload, requirements, self._tb.now)
+
+
+class TestClient:
+    """A paying client bound to the testbed: ``get`` and ``request`` reach its servers directly."""
+
+    def __init__(self, testbed: Testbed, role: Client) -> None:
+        self._tb = testbed
+        self.role = role
+
+    @property
+    def address(self) -> str:
+        return self.role.address
+
+    @property
+    def payments(self):
+        return self.role.payments
+
+    @property
+    def spent(self) -> int:
+        return self.role.spent
+
+    def create_payment(self, payment_required: AnyPaymentRequired) -> AnyPaymentPayload:
+        return self.role.create_payment(payment_required, self._tb.now)
+
+    def get(self, server: TestServer, path: str, headers: Iterable[tuple[str, str]] = ()) -> FetchResult:
+        return self.request(server, "GET", path, headers)
+
+    def request(
+        self,
+        server: TestServer,
+        method: str,
+        path: str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> FetchResult:
+        request = HttpRequest(method.upper(), path, tuple(headers), body)
+        return run(self.role.fetch(request, self._tb.now), lambda effect: self._tb.perform(server, effect))
+
+
+class Testbed:
+    """An embedded chain, its USDC-like token, Multicall3 and one reference facilitator."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        chain_id: int = DEFAULT_CHAIN_ID,
+        start_time: int = DEFAULT_START_TIME,
+        facilitator_eth: int = 100 * ETHER,
+        dedupe: bool = True,
+    ) -> None:
+        self.seed = seed
+        self.chain = LocalChain(chain_id=chain_id, start_time=start_time, seed=seed)
+        key = self.chain.new_key()
+        self.chain.fund(address_of_key(key), eth=facilitator_eth)
+        self.facilitator = TestFacilitator(self, Facilitator(self.chain, key, dedupe=dedupe))
+        self._clients = 0
+
+    # -- time and blocks --------------------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        return self.chain.now
+
+    def advance(self, seconds: int) -> int:
+        return self.chain.advance(seconds)
+
+    def mine(self) -> Block:
+        return self.chain.mine()
+
+    # -- participants ----------------------------------------------------------------------------
+
+    def account(self, usdc: int = 0, eth: int = 0) -> TestAccount:
+        """A new test account holding ``usdc`` atomic units and ``eth`` wei (one block)."""
+        return self.accounts(1, usdc=usdc, eth=eth)[0]
+
+    def accounts(self, count: int, usdc: int = 0, eth: int = 0) -> list[TestAccount]:
+        """``count`` new accounts funded in a single block."""
+        made = [TestAccount(address_of_key(k), k) for k in (self.chain.new_key() for _ in range(count))]
+        if usdc or eth:
+            self.chain.fund_many([(a.address, usdc, eth) for a in made])
+        return made
+
+    def server(
+        self,
+        routes: Mapping[str, int | Route],
+        *,
+        pay_to: str | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        upfront: bool = False,
+        x402_version: int = 2,
+        base_url: str = "http://localhost",
+    ) -> TestServer:
+        """A resource server selling ``routes`` (``{"GET /path": atomic_price}``) for the token."""
+        role = ResourceServer.with_prices(
+            routes,
+            network=self.chain.network,
+            asset=self.chain.usdc,
+            asset_name=self.chain.token_name,
+            asset_version=self.chain.token_version,
+            pay_to=pay_to or self.account().address,
+            upfront=upfront,
+            x402_version=x402_version,
+            base_url=base_url,
+        )
+        named = {Route(key, 0).key: h for key, h in (handlers or {}).items()}
+        return TestServer(role, named)
+
+    def client(self, account: TestAccount, policy: SpendPolicy | None = None) -> TestClient:
+        """A paying client for ``account``, with an optional spend policy."""
+        self._clients += 1
+        role = Client(
+            account.key,
+            networks=(self.chain.network,),
+            policy=policy or SpendPolicy(),
+            seed=self.seed * 1_000_003 + self._clients,
+        )
+        return TestClient(self, role)
+
+    # -- the driver ------------------------------------------------------------------------------
+
+    def perform(self, server: TestServer, effect: Effect):
+        """Answer one effect of a client or server exchange, in process."""
+        if isinstance(effect, Send):
+            return run(server.role.handle(effect.request), lambda e: self.perform(server, e))
+        if isinstance(effect, Verify):
+            return self.facilitator.verify(effect.payload, effect.requirements)
+        if isinstance(effect, Settle):
+            return self.facilitator.settle(effect.payload, effect.requirements)
+        if isinstance(effect, Handle):
+            return server.handler_for(effect.request)(effect.request)
+        raise TypeError(f"unknown effect {effect!r}")
