@@ -87,6 +87,7 @@ class FetchResult:
     """The final answer to a request, with the payment story behind it."""
 
     response: HttpResponse
+    challenge: AnyPaymentRequired | None = None
     payment: AnyPaymentPayload | None = None
     settlement: SettleResponse | None = None
     refused: str | None = None
@@ -110,10 +111,11 @@ class FetchResult:
 
 @dataclass
 class Client:
-    """A paying agent with a wallet ``key``, paying on the given ``networks`` (CAIP-2)."""
+    """A paying agent with a wallet ``key``, paying on the given ``networks`` (CAIP-2; None = any
+    ``eip155`` network)."""
 
     key: bytes
-    networks: tuple[str, ...]
+    networks: tuple[str, ...] | None
     policy: SpendPolicy = field(default_factory=SpendPolicy)
     seed: int = 0
     payments: list[PaymentRecord] = field(default_factory=list)
@@ -139,7 +141,9 @@ class Client:
                 continue
             if offer.scheme != SCHEME:
                 reasons.append(f"scheme {offer.scheme!r} is not supported")
-            elif offer.network not in self.networks:
+            elif offer.chain_id is None:
+                reasons.append(f"network {offer.network} is not an EVM (eip155) network")
+            elif self.networks is not None and offer.network not in self.networks:
                 reasons.append(f"network {offer.network} is not one of {', '.join(self.networks)}")
             elif not (
                 isinstance(offer.extra.get("name"), str) and isinstance(offer.extra.get("version"), str)
@@ -172,9 +176,13 @@ class Client:
         if first.status != 402:
             return FetchResult(first)
         try:
-            payment, offer = self._pay(parse_payment_required(first.headers, first.body), now)
-        except (ProtocolError, PaymentRefused) as exc:
-            return FetchResult(first, refused=str(exc), first_status=402)
+            challenge = parse_payment_required(first.headers, first.body)
+        except ProtocolError as exc:
+            return FetchResult(first, refused=f"unreadable 402: {exc}", first_status=402)
+        try:
+            payment, offer = self._pay(challenge, now)
+        except PaymentRefused as exc:
+            return FetchResult(first, challenge, refused=str(exc), first_status=402)
         paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
         final: HttpResponse = yield Send(paid_request)
         try:
@@ -194,4 +202,4 @@ class Client:
                 settlement=settlement,
             )
         )
-        return FetchResult(final, payment, settlement, first_status=402)
+        return FetchResult(final, challenge, payment, settlement, first_status=402)

@@ -31,6 +31,7 @@ from ..evm.exact import (
     verify_on_chain,
 )
 from ..evm.exact import reason_for_revert as _reason_for_revert
+from ..evm.rpc_chain import RpcChain
 from ..protocol import (
     AnyPaymentPayload,
     AnyRequirements,
@@ -74,9 +75,11 @@ class SettlementRecord:
 
 @dataclass
 class Facilitator:
-    """Verifies and settles ``exact`` EIP-3009 payments on ``chain`` from the account of ``key``."""
+    """Verifies and settles ``exact`` EIP-3009 payments on ``chain`` from the account of ``key``.
 
-    chain: LocalChain
+    ``chain`` is the embedded ``LocalChain`` or an ``RpcChain`` (any node behind JSON-RPC)."""
+
+    chain: LocalChain | RpcChain
     key: bytes
     settle_gas: int = DEFAULT_SETTLE_GAS
     priority_fee: int = 0

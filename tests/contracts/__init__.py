@@ -1,0 +1,1 @@
+"""Tests of the Vyper contracts and their committed artifacts."""

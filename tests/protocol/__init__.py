@@ -1,0 +1,1 @@
+"""Tests of x402sim.protocol; ``strategies`` is reusable by other test folders."""

@@ -1,0 +1,166 @@
+"""A chain reached over Ethereum JSON-RPC, with the same reading and sending surface as LocalChain.
+
+The reference facilitator settles through this when the chain runs elsewhere (``x402sim serve
+facilitator --rpc-url URL``). It does blocking HTTP with httpx; callers on an event loop run it in
+a worker thread. Simulation happens at the node's latest block (``timestamp`` is ignored: JSON-RPC
+has no way to ask for another time). Every transport or node failure raises ``ChainError`` naming
+the URL and the method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from eth_utils import to_checksum_address
+
+from .chain import CallResult, ChainError, Log, Receipt
+from .token import decode_single, encode_call, revert_reason
+
+
+def _bytes(value: str | None) -> bytes:
+    return bytes.fromhex(value[2:]) if value else b""
+
+
+@dataclass
+class RpcChain:
+    """The facilitator's view of a chain behind ``url``."""
+
+    url: str
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        self._http = httpx.Client(timeout=self.timeout)
+        self._id = 0
+        self.chain_id = int(self.rpc("eth_chainId"), 16)
+
+    @property
+    def network(self) -> str:
+        return f"eip155:{self.chain_id}"
+
+    def rpc(self, method: str, *params):
+        self._id += 1
+        try:
+            response = self._http.post(
+                self.url, json={"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)}
+            )
+            answer = response.json()
+        except httpx.HTTPError as exc:
+            raise ChainError(f"chain RPC {self.url} unreachable ({method}): {exc}") from exc
+        except ValueError as exc:
+            raise ChainError(
+                f"chain RPC {self.url} answered {method} with something that is not JSON"
+            ) from exc
+        if "error" in answer:
+            error = answer["error"]
+            raise ChainError(f"chain RPC {method}: {error.get('message')}", error)
+        return answer.get("result")
+
+    def code(self, address: str) -> bytes:
+        return _bytes(self.rpc("eth_getCode", address, "latest"))
+
+    def call(
+        self, to: str, data: bytes, *, timestamp: int | None = None, sender: str | None = None
+    ) -> CallResult:
+        tx = {"to": to, "data": "0x" + data.hex()}
+        if sender:
+            tx["from"] = sender
+        try:
+            output = _bytes(self.rpc("eth_call", tx, "latest"))
+        except ChainError as exc:
+            error = exc.args[1] if len(exc.args) > 1 else {}
+            data_hex = error.get("data") if isinstance(error, dict) else None
+            raw = _bytes(data_hex) if isinstance(data_hex, str) else b""
+            reason = revert_reason(raw) or str(error.get("message", exc) if isinstance(error, dict) else exc)
+            if error.get("code") not in (3, -32000):  # not a revert: the node itself failed
+                raise
+            return CallResult(False, raw, reason, 0)
+        return CallResult(True, output, None, 0)
+
+    def read(self, to: str, signature: str, *args: object, returns: str) -> object:
+        result = self.call(to, encode_call(signature, *args))
+        if not result.success:
+            raise ChainError(f"{signature} on {to} reverted: {result.revert_reason}")
+        return decode_single(returns, result.output)
+
+    def balance_of(self, address: str, token: str | None = None) -> int:
+        return int(self.read(token, "balanceOf(address)", to_checksum_address(address), returns="uint256"))
+
+    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool:
+        return bool(
+            self.read(
+                token,
+                "authorizationState(address,bytes32)",
+                to_checksum_address(authorizer),
+                nonce,
+                returns="bool",
+            )
+        )
+
+    def name_of(self, token: str | None = None) -> str:
+        return str(self.read(token, "name()", returns="string"))
+
+    def version_of(self, token: str | None = None) -> str:
+        return str(self.read(token, "version()", returns="string"))
+
+    def pending_nonce(self, address: str) -> int:
+        return int(self.rpc("eth_getTransactionCount", address, "pending"), 16)
+
+    @property
+    def base_fee(self) -> int:
+        block = self.rpc("eth_getBlockByNumber", "latest", False)
+        return int(block.get("baseFeePerGas", "0x0"), 16)
+
+    def send_raw_transaction(self, raw: bytes) -> bytes:
+        return _bytes(self.rpc("eth_sendRawTransaction", "0x" + raw.hex()))
+
+    def receipt(self, tx_hash: bytes) -> Receipt | None:
+        r = self.rpc("eth_getTransactionReceipt", "0x" + tx_hash.hex())
+        if r is None:
+            return None
+        success = int(r["status"], 16) == 1
+        reason = None
+        if not success:
+            reason = self._replay_reason(tx_hash, int(r["blockNumber"], 16))
+        return Receipt(
+            tx_hash=tx_hash,
+            sender=to_checksum_address(r["from"]),
+            to=to_checksum_address(r["to"]) if r.get("to") else None,
+            success=success,
+            gas_used=int(r["gasUsed"], 16),
+            effective_gas_price=int(r.get("effectiveGasPrice", "0x0"), 16),
+            block_number=int(r["blockNumber"], 16),
+            block_timestamp=0,
+            index=int(r["transactionIndex"], 16),
+            logs=tuple(
+                Log(
+                    to_checksum_address(log["address"]),
+                    tuple(_bytes(t) for t in log["topics"]),
+                    _bytes(log["data"]),
+                )
+                for log in r["logs"]
+            ),
+            revert_reason=reason,
+        )
+
+    def _replay_reason(self, tx_hash: bytes, block_number: int) -> str | None:
+        """Why a mined transaction reverted: re-run it as a call on the state before its block."""
+        tx = self.rpc("eth_getTransactionByHash", "0x" + tx_hash.hex())
+        if not tx:
+            return None
+        call = {
+            "from": tx["from"],
+            "to": tx["to"],
+            "data": tx.get("input") or tx.get("data"),
+            "gas": tx["gas"],
+        }
+        try:
+            self.rpc("eth_call", call, hex(block_number - 1))
+        except ChainError as exc:
+            error = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
+            data = error.get("data")
+            return (revert_reason(_bytes(data)) if isinstance(data, str) else None) or str(exc)
+        return None
+
+    def close(self) -> None:
+        self._http.close()

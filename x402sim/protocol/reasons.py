@@ -1,0 +1,157 @@
+"""Reason codes for rejected payments, and the classes that make different spellings comparable.
+
+Job: name every reason a verify or settle can fail, in our canonical spelling, and map every spelling used in
+the wild to one :class:`ReasonClass`.
+
+Theory of operation. The SDKs agree on *conditions* but not on *spellings*: the Python SDK answers
+``network_mismatch`` where TypeScript and Go answer ``invalid_exact_evm_network_mismatch`` and the spec
+registry lists ``invalid_network``. x402sim emits :class:`Reason` codes (the Python SDK's spellings). A
+conformance harness that checks a third-party facilitator must not demand one SDK's spelling: it computes
+``reason_class(observed)`` and compares it with the class of the expected reason (:func:`same_class`), and it
+reports the observed spelling next to the verdict. A code that is not in :data:`SYNONYMS` has class
+``unknown``, and ``unknown`` never matches anything, not even itself: an unrecognised code is reported as
+such, never silently accepted.
+
+Rules:
+- One row per condition: each spelling belongs to exactly one class.
+- Lookups ignore case and surrounding whitespace; the table itself is read-only.
+- Adding a spelling means adding it to :data:`_SPELLINGS`, under the class of its condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum, auto
+from types import MappingProxyType
+
+__all__ = ["SYNONYMS", "Reason", "ReasonClass", "reason_class", "same_class"]
+
+
+class ReasonClass(StrEnum):
+    """The condition behind a reason code, whatever its spelling."""
+
+    scheme = "scheme"
+    network = "network"
+    network_config = "network_config"
+    eip712_domain = "eip712_domain"
+    recipient = "recipient"
+    amount = "amount"
+    expired = "expired"
+    not_yet_valid = "not_yet_valid"
+    signature = "signature"
+    nonce_used = "nonce_used"
+    balance = "balance"
+    token_name = "token_name"
+    token_version = "token_version"
+    eip3009_unsupported = "eip3009_unsupported"
+    asset_not_contract = "asset_not_contract"
+    simulation = "simulation"
+    transaction_failed = "transaction_failed"
+    duplicate = "duplicate"
+    malformed_payload = "malformed_payload"
+    malformed_requirements = "malformed_requirements"
+    version = "version"
+    no_matching_requirements = "no_matching_requirements"
+    settlement_pending = "settlement_pending"
+    transfer_event_mismatch = "transfer_event_mismatch"
+    unknown = "unknown"
+
+
+class Reason(StrEnum):
+    """Our canonical reason codes: the official Python SDK's spellings (member name == value)."""
+
+    unsupported_scheme = auto()
+    network_mismatch = auto()
+    invalid_exact_evm_failed_to_get_network_config = auto()
+    missing_eip712_domain = auto()
+    invalid_exact_evm_payload_recipient_mismatch = auto()
+    invalid_exact_evm_payload_authorization_value_mismatch = auto()
+    invalid_exact_evm_payload_authorization_valid_before = auto()
+    invalid_exact_evm_payload_authorization_valid_after = auto()
+    invalid_exact_evm_payload_signature = auto()
+    invalid_exact_evm_nonce_already_used = auto()
+    invalid_exact_evm_insufficient_balance = auto()
+    invalid_exact_evm_token_name_mismatch = auto()
+    invalid_exact_evm_token_version_mismatch = auto()
+    invalid_exact_evm_eip3009_not_supported = auto()
+    asset_not_deployed_contract = auto()
+    invalid_exact_evm_transaction_simulation_failed = auto()
+    transaction_failed = auto()
+    duplicate_settlement = auto()
+    invalid_payload = auto()
+    invalid_payment_requirements = auto()
+    invalid_x402_version = auto()
+    no_matching_payment_requirements = auto()
+    settlement_pending = auto()
+    invalid_exact_evm_transfer_event_mismatch = auto()
+
+    @property
+    def cls(self) -> ReasonClass:
+        """The class of this reason."""
+        return SYNONYMS[self.value]
+
+
+_C = ReasonClass
+# class -> every known spelling: Python SDK first, then TypeScript / Go, then the spec registry and v1.
+_SPELLINGS: dict[ReasonClass, tuple[str, ...]] = {
+    _C.scheme: ("unsupported_scheme", "invalid_exact_evm_scheme", "invalid_scheme"),
+    _C.network: ("network_mismatch", "invalid_exact_evm_network_mismatch", "invalid_network"),
+    _C.network_config: ("invalid_exact_evm_failed_to_get_network_config",),
+    _C.eip712_domain: ("missing_eip712_domain", "invalid_exact_evm_missing_eip712_domain"),
+    _C.recipient: ("invalid_exact_evm_payload_recipient_mismatch", "invalid_exact_evm_recipient_mismatch"),
+    _C.amount: (
+        "invalid_exact_evm_payload_authorization_value_mismatch",
+        "invalid_exact_evm_authorization_value",
+        "invalid_exact_evm_authorization_value_mismatch",
+        "invalid_exact_evm_payload_authorization_value",
+    ),
+    _C.expired: ("invalid_exact_evm_payload_authorization_valid_before",),
+    _C.not_yet_valid: ("invalid_exact_evm_payload_authorization_valid_after",),
+    _C.signature: ("invalid_exact_evm_payload_signature", "invalid_exact_evm_signature"),
+    _C.nonce_used: ("invalid_exact_evm_nonce_already_used",),
+    _C.balance: ("invalid_exact_evm_insufficient_balance", "insufficient_funds"),
+    _C.token_name: ("invalid_exact_evm_token_name_mismatch",),
+    _C.token_version: ("invalid_exact_evm_token_version_mismatch",),
+    _C.eip3009_unsupported: ("invalid_exact_evm_eip3009_not_supported",),
+    _C.asset_not_contract: ("asset_not_deployed_contract",),
+    _C.simulation: ("invalid_exact_evm_transaction_simulation_failed",),
+    _C.transaction_failed: (
+        "transaction_failed",
+        "invalid_exact_evm_transaction_failed",
+        "invalid_transaction_state",
+    ),
+    _C.duplicate: ("duplicate_settlement",),
+    _C.malformed_payload: ("invalid_payload",),
+    _C.malformed_requirements: ("invalid_payment_requirements",),
+    _C.version: ("invalid_x402_version",),
+    _C.no_matching_requirements: ("no_matching_payment_requirements",),
+    _C.settlement_pending: ("settlement_pending",),
+    _C.transfer_event_mismatch: ("invalid_exact_evm_transfer_event_mismatch",),
+}
+
+
+def _build() -> Mapping[str, ReasonClass]:
+    table: dict[str, ReasonClass] = {}
+    for cls, spellings in _SPELLINGS.items():
+        for spelling in spellings:
+            if spelling in table:
+                raise AssertionError(f"reason spelling {spelling!r} listed twice")
+            table[spelling] = cls
+    return MappingProxyType(table)
+
+
+#: Every known spelling (lower case) -> its class. Read-only.
+SYNONYMS: Mapping[str, ReasonClass] = _build()
+
+
+def reason_class(code: str | None) -> ReasonClass:
+    """The class of a reason code in any known spelling; ``unknown`` for None or an unknown code."""
+    if not isinstance(code, str):
+        return ReasonClass.unknown
+    return SYNONYMS.get(code.strip().lower(), ReasonClass.unknown)
+
+
+def same_class(a: str | None, b: str | None) -> bool:
+    """True when both codes are known and name the same condition."""
+    cls = reason_class(a)
+    return cls is not ReasonClass.unknown and cls is reason_class(b)
