@@ -1,0 +1,73 @@
+"""Services on 127.0.0.1 with free ports, over an embedded chain whose clock follows the wall clock."""
+
+import time
+
+import pytest
+
+from x402sim.actors import Facilitator
+from x402sim.actors.server import ResourceServer
+from x402sim.evm import LocalChain, address_of_key
+from x402sim.evm.chain import ETHER
+from x402sim.http import FacilitatorClient, Services, facilitator_app, resource_server_app
+from x402sim.http.runner import bind
+
+PRICE = 1_000
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens (a port we bound, then released)."""
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+class World:
+    """A chain, a facilitator service and a resource-server service, all live on loopback."""
+
+    def __init__(self, *, handlers=None, origin=None, routes=None, facilitator_url=None, upfront=False):
+        self.chain = LocalChain(seed=8, start_time=int(time.time()))
+        self.payer_key, fkey, payee_key = (self.chain.new_key() for _ in range(3))
+        self.payer = address_of_key(self.payer_key)
+        self.payee = address_of_key(payee_key)
+        self.chain.fund_many([(self.payer, 1_000_000, 0), (address_of_key(fkey), 0, 10 * ETHER)])
+        self.facilitator = Facilitator(self.chain, fkey)
+        self.services = Services()
+        self.facilitator_url = self.services.add("facilitator", facilitator_app(self.facilitator))
+        self.server = ResourceServer.with_prices(
+            routes or {"GET /weather": PRICE},
+            network=self.chain.network,
+            asset=self.chain.usdc,
+            asset_name="USD Coin",
+            asset_version="2",
+            pay_to=self.payee,
+            upfront=upfront,
+        )
+        client = FacilitatorClient(facilitator_url or self.facilitator_url, timeout=5)
+        app = resource_server_app(self.server, client, handlers=handlers, origin=origin)
+        self.server_url = self.services.add("server", app)
+        self.server.base_url = self.server_url
+        self.services.start()
+
+    def stop(self):
+        self.services.stop()
+
+
+@pytest.fixture
+def world():
+    w = World()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def make_world():
+    made = []
+
+    def make(**kwargs):
+        made.append(World(**kwargs))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.stop()

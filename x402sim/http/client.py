@@ -1,0 +1,205 @@
+"""httpx clients: a facilitator client for servers, and the paying client for agents (sync and async).
+
+Both are drivers of the sans-IO roles: they answer the roles' effects with real HTTP. A facilitator
+that cannot be reached, times out, answers 5xx or answers something that is not its protocol raises
+``Unreachable`` into the server role (which answers 502). The paying client never follows a 402
+more than once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..actors.client import Client, FetchResult, SpendPolicy
+from ..actors.messages import HttpRequest, HttpResponse, Send, Settle, Steps, Unreachable, Verify, run
+from ..protocol import ProtocolError, SettleResponse, SupportedResponse, VerifyResponse
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def _facilitator_body(payload, requirements) -> dict:
+    return {
+        "x402Version": payload.x402_version,
+        "paymentPayload": payload.to_wire(),
+        "paymentRequirements": requirements.to_wire(),
+    }
+
+
+class FacilitatorClient:
+    """Async client of a facilitator's HTTP API (``/verify``, ``/settle``, ``/supported``)."""
+
+    def __init__(
+        self, url: str, *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None
+    ):
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def _call(self, method: str, path: str, model, json: dict | None = None):
+        try:
+            response = await self._http.request(method, self.url + path, json=json)
+        except httpx.TimeoutException as exc:
+            raise Unreachable("facilitator", f"{path} timed out at {self.url}") from exc
+        except httpx.HTTPError as exc:
+            raise Unreachable("facilitator", f"{self.url}{path}: {exc}") from exc
+        if response.status_code != 200:
+            raise Unreachable("facilitator", f"{self.url}{path} answered HTTP {response.status_code}")
+        try:
+            return model.from_wire(response.content, where=f"facilitator {path} answer")
+        except ProtocolError as exc:
+            raise Unreachable("facilitator", f"{path} answered outside the protocol: {exc}") from exc
+
+    async def verify(self, payload, requirements) -> VerifyResponse:
+        return await self._call("POST", "/verify", VerifyResponse, _facilitator_body(payload, requirements))
+
+    async def settle(self, payload, requirements) -> SettleResponse:
+        return await self._call("POST", "/settle", SettleResponse, _facilitator_body(payload, requirements))
+
+    async def supported(self) -> SupportedResponse:
+        return await self._call("GET", "/supported", SupportedResponse)
+
+    async def perform(self, effect):
+        """Answer a server role's ``Verify`` / ``Settle`` effect."""
+        if isinstance(effect, Verify):
+            return await self.verify(effect.payload, effect.requirements)
+        if isinstance(effect, Settle):
+            return await self.settle(effect.payload, effect.requirements)
+        raise TypeError(f"a facilitator cannot answer {effect!r}")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+async def arun(steps: Steps, perform: Callable[[Any], Any]):
+    """``actors.messages.run`` for async performers."""
+    answer: Any = None
+    error: Unreachable | None = None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        try:
+            answer = await perform(effect)
+        except Unreachable as exc:
+            error = exc
+
+
+def _to_http_request(method: str, url: str, headers, body: bytes) -> HttpRequest:
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return HttpRequest(method.upper(), path, tuple(headers), body)
+
+
+def _from_httpx(response: httpx.Response) -> HttpResponse:
+    return HttpResponse(response.status_code, tuple(response.headers.multi_items()), response.content)
+
+
+def _key_bytes(key: bytes | str) -> bytes:
+    if isinstance(key, str):
+        key = bytes.fromhex(key.removeprefix("0x"))
+    if len(key) != 32:
+        raise ValueError(f"a private key is 32 bytes, got {len(key)}")
+    return key
+
+
+class _PayingBase:
+    def __init__(
+        self,
+        key: bytes | str,
+        *,
+        networks: tuple[str, ...] | None = None,
+        policy: SpendPolicy | None = None,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.role = Client(
+            _key_bytes(key),
+            networks=networks,
+            policy=policy or SpendPolicy(),
+            seed=seed if seed is not None else int.from_bytes(os.urandom(8), "big"),
+        )
+        self.clock = clock
+
+    @property
+    def address(self) -> str:
+        return self.role.address
+
+    @property
+    def payments(self):
+        return self.role.payments
+
+
+class PayingClient(_PayingBase):
+    """A curl-like paying agent over httpx: ``get(url)`` pays once on a 402 and returns a ``FetchResult``."""
+
+    def __init__(self, key: bytes | str, *, timeout: float = DEFAULT_TIMEOUT, **kwargs) -> None:
+        super().__init__(key, **kwargs)
+        self._http = httpx.Client(timeout=timeout)
+
+    def request(self, method: str, url: str, *, headers=(), content: bytes = b"") -> FetchResult:
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+        request = _to_http_request(method, url, headers, content)
+
+        def perform(effect):
+            sent = effect.request
+            return _from_httpx(
+                self._http.request(
+                    sent.method, origin + sent.path, headers=list(sent.headers), content=sent.body
+                )
+            )
+
+        return run(self.role.fetch(request, int(self.clock())), perform)
+
+    def get(self, url: str, **kwargs) -> FetchResult:
+        return self.request("GET", url, **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class AsyncPayingClient(_PayingBase):
+    """``PayingClient`` for asyncio."""
+
+    def __init__(self, key: bytes | str, *, timeout: float = DEFAULT_TIMEOUT, **kwargs) -> None:
+        super().__init__(key, **kwargs)
+        self._http = httpx.AsyncClient(timeout=timeout)
+
+    async def request(self, method: str, url: str, *, headers=(), content: bytes = b"") -> FetchResult:
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+        request = _to_http_request(method, url, headers, content)
+
+        async def perform(effect: Send):
+            sent = effect.request
+            response = await self._http.request(
+                sent.method, origin + sent.path, headers=list(sent.headers), content=sent.body
+            )
+            return _from_httpx(response)
+
+        return await arun(self.role.fetch(request, int(self.clock())), perform)
+
+    async def get(self, url: str, **kwargs) -> FetchResult:
+        return await self.request("GET", url, **kwargs)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()

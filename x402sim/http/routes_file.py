@@ -1,0 +1,127 @@
+"""Routes files for ``x402sim serve server``: which routes cost what, in TOML or JSON.
+
+TOML example (JSON has the same shape)::
+
+    # what is sold, and for which token; the CLI can fill network/asset from a chain RPC
+    network = "eip155:31337"
+    asset = "0x..."            # token address
+    asset_name = "USD Coin"    # its EIP-712 domain name and version
+    asset_version = "2"
+    pay_to = "0x..."           # default recipient
+
+    [[routes]]
+    method = "GET"
+    path = "/weather"
+    price = 1000               # atomic units (1000 = 0.001 USDC)
+    description = "Weather now"
+    # pay_to = "0x..."         # optional, per route
+
+Every problem is one ``RoutesFileError`` naming the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..actors.server import Route
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_TOP_KEYS = {"network", "asset", "asset_name", "asset_version", "pay_to", "routes"}
+_ROUTE_KEYS = {"method", "path", "price", "description", "pay_to", "mime_type", "max_timeout_seconds"}
+
+
+class RoutesFileError(ValueError):
+    """A routes file that cannot be used; the message names file, key and problem."""
+
+
+@dataclass
+class RoutesConfig:
+    routes: dict[str, Route]
+    network: str | None = None
+    asset: str | None = None
+    asset_name: str | None = None
+    asset_version: str | None = None
+    pay_to: str | None = None
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def load_routes(path: str | Path) -> RoutesConfig:
+    path = Path(path)
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RoutesFileError(f"{where}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise RoutesFileError(f"{where}: not UTF-8 text") from exc
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RoutesFileError(
+            f"{where}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {exc}"
+        ) from None
+    return parse_routes(data, where)
+
+
+def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
+    if not isinstance(data, dict):
+        raise RoutesFileError(f"{where}: expected a table of settings with a 'routes' list")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise RoutesFileError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    config = RoutesConfig(routes={}, source=where)
+    for key in ("network", "asset", "asset_name", "asset_version", "pay_to"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RoutesFileError(f"{where}: {key}: expected a string, got {type(value).__name__}")
+        setattr(config, key, value)
+    for key in ("asset", "pay_to"):
+        value = getattr(config, key)
+        if value is not None and not _ADDRESS.match(value):
+            raise RoutesFileError(f"{where}: {key}: not a 20-byte hex address: {value!r}")
+    routes = data.get("routes")
+    if not isinstance(routes, list) or not routes:
+        raise RoutesFileError(f"{where}: routes: expected a non-empty list of routes")
+    for i, entry in enumerate(routes):
+        here = f"{where}: routes[{i}]"
+        if not isinstance(entry, dict):
+            raise RoutesFileError(f"{here}: expected a table with method, path and price")
+        unknown = sorted(set(entry) - _ROUTE_KEYS)
+        if unknown:
+            raise RoutesFileError(f"{here}: unknown key {unknown[0]!r}")
+        for key in ("method", "path", "price"):
+            if key not in entry:
+                raise RoutesFileError(f"{here}: missing {key!r}")
+        price = entry["price"]
+        if isinstance(price, str) and price.isdigit():
+            price = int(price)
+        if not isinstance(price, int) or isinstance(price, bool) or price < 0:
+            raise RoutesFileError(
+                f"{here}: price: expected a whole number of atomic units, got {entry['price']!r}"
+            )
+        pay_to = entry.get("pay_to")
+        if pay_to is not None and (not isinstance(pay_to, str) or not _ADDRESS.match(pay_to)):
+            raise RoutesFileError(f"{here}: pay_to: not a 20-byte hex address: {pay_to!r}")
+        timeout = entry.get("max_timeout_seconds", 60)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+            raise RoutesFileError(f"{here}: max_timeout_seconds: expected a positive whole number")
+        try:
+            route = Route(
+                f"{entry['method']} {entry['path']}",
+                price,
+                pay_to=pay_to,
+                description=str(entry.get("description", "")),
+                mime_type=str(entry.get("mime_type", "application/json")),
+                max_timeout_seconds=timeout,
+            )
+        except (ValueError, TypeError) as exc:
+            raise RoutesFileError(f"{here}: {exc}") from exc
+        if route.key in config.routes:
+            raise RoutesFileError(f"{here}: {route.key} is listed twice")
+        config.routes[route.key] = route
+    return config
