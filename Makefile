@@ -5,7 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench lock clean
+NODE_DIR := tests/interop/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
+
+.PHONY: demo test lint format bench lock clean node-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "x402sim needs Python >= 3.11")'
@@ -25,7 +28,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format x402sim tests benchmarks
 	$(VENV)/bin/ruff check --fix x402sim tests benchmarks
 
-test: lint
+# The TypeScript SDK interop tests need node and npm; without them they are skipped, saying why.
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(NODE_STAMP); \
+	else echo "npm not found: the TypeScript SDK interop tests will be skipped"; fi
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: lint node-deps
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -39,4 +51,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info $(NODE_DIR)/node_modules

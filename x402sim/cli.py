@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the run found a broken invariant, 2 bad usage or input.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -112,3 +113,316 @@ def _write_json(path: Path, report: DemoReport) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)  # no half-written report if we are interrupted
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+serve_app = typer.Typer(
+    name="serve",
+    help="Run the chain, the facilitator and a resource server as local services (127.0.0.1).",
+    no_args_is_help=False,
+)
+app.add_typer(serve_app)
+err = Console(stderr=True)
+
+HostOpt = Annotated[str, typer.Option(help="Address to bind. Anything but loopback prints a warning.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the chain's keys.")]
+AccountsOpt = Annotated[int, typer.Option(min=1, max=1000, help="Funded test accounts to create.")]
+UsdcOpt = Annotated[int, typer.Option(min=0, help="USDC (whole units) given to each test account.")]
+BlockTimeOpt = Annotated[
+    float | None, typer.Option(help="Mine every N seconds instead of on every transaction.", min=0.01)
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _host_ok(host: str) -> bool:
+    from .http.runner import is_loopback
+
+    if not is_loopback(host):
+        err.print(f"[yellow]warning:[/yellow] binding {host}: the services are reachable from other machines")
+        return True
+    return False
+
+
+def _run_until_signalled(start) -> None:
+    """Start services, print their JSON line, wait for Ctrl-C or SIGTERM, stop cleanly."""
+    import signal
+    import threading
+
+    from .evm.chain import ChainError
+    from .http.routes_file import RoutesFileError
+    from .http.runner import ServiceError
+
+    try:
+        running = start()
+    except (ServiceError, ChainError, RoutesFileError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(json.dumps(running.info), flush=True)
+    err.print("ready; Ctrl-C or SIGTERM to stop")
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        running.stop()
+        err.print("stopped")
+
+
+def _setup(accounts: int, usdc: int, seed: int, block_time: float | None):
+    from .http.serve import USDC, ChainSetup
+
+    return ChainSetup(accounts=accounts, usdc=usdc * USDC, seed=seed, block_time=block_time)
+
+
+def _routes(path: Path | None):
+    from .http.routes_file import RoutesFileError, load_routes
+
+    if path is None:
+        return None
+    try:
+        return load_routes(path)
+    except RoutesFileError as exc:
+        raise _fail(str(exc)) from None
+
+
+@serve_app.callback(invoke_without_command=True)
+def serve(
+    ctx: typer.Context,
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port for all three services; 0 picks free ports.")] = None,
+    chain_port: Annotated[int, typer.Option(help="Chain JSON-RPC port.")] = 8545,
+    facilitator_port: Annotated[int, typer.Option(help="Facilitator port.")] = 4022,
+    server_port: Annotated[int, typer.Option(help="Resource server port.")] = 4021,
+    routes: Annotated[
+        Path | None, typer.Option(help="Routes file (TOML or JSON) for the resource server.")
+    ] = None,
+    accounts: AccountsOpt = 10,
+    usdc: UsdcOpt = 1000,
+    seed: SeedOpt = 0,
+    block_time: BlockTimeOpt = None,
+) -> None:
+    """Start chain RPC, facilitator and a demo resource server together; print one JSON line.
+
+    Without --routes the demo server charges 1000 atomic units (0.001 USDC) for GET /weather.
+
+    Examples:
+
+      x402sim serve --port 0
+
+      x402sim serve chain --port 8545
+
+      x402sim serve facilitator --rpc-url http://127.0.0.1:8545
+
+      x402sim serve server --facilitator-url http://127.0.0.1:4022 --routes routes.toml --rpc-url http://127.0.0.1:8545
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .http.serve import serve_all
+
+    public = _host_ok(host)
+    ports = {"chain": chain_port, "facilitator": facilitator_port, "server": server_port}
+    if port is not None:
+        ports = dict.fromkeys(ports, port)
+        if port != 0:
+            raise _fail("--port other than 0 would give the three services one port; use --chain-port etc.")
+    config = _routes(routes)
+    setup = _setup(accounts, usdc, seed, block_time)
+    _run_until_signalled(lambda: serve_all(setup, routes=config, host=host, ports=ports, allow_public=public))
+
+
+@serve_app.command("chain")
+def serve_chain_cmd(
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="JSON-RPC port; 0 picks a free one.")] = 8545,
+    accounts: AccountsOpt = 10,
+    usdc: UsdcOpt = 1000,
+    seed: SeedOpt = 0,
+    block_time: BlockTimeOpt = None,
+) -> None:
+    """Serve the embedded chain over Ethereum JSON-RPC, with funded test accounts."""
+    from .http.serve import serve_chain
+
+    public = _host_ok(host)
+    setup = _setup(accounts, usdc, seed, block_time)
+    _run_until_signalled(lambda: serve_chain(setup, host=host, port=port, allow_public=public))
+
+
+@serve_app.command("facilitator")
+def serve_facilitator_cmd(
+    rpc_url: Annotated[
+        str, typer.Option(help="JSON-RPC URL of the chain to settle on.")
+    ] = "http://127.0.0.1:8545",
+    key: Annotated[
+        str | None, typer.Option(help="Hex private key paying gas (default: a fresh funded test key).")
+    ] = None,
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 4022,
+    settle_timeout: Annotated[float, typer.Option(help="Seconds to wait for a settlement's receipt.")] = 30.0,
+) -> None:
+    """Serve the reference facilitator (/verify, /settle, /supported, /health) for a chain by RPC URL."""
+    from .http.serve import serve_facilitator
+
+    public = _host_ok(host)
+    key_bytes = _parse_key(key) if key else None
+    _run_until_signalled(
+        lambda: serve_facilitator(
+            rpc_url, key=key_bytes, host=host, port=port, allow_public=public, settle_timeout=settle_timeout
+        )
+    )
+
+
+@serve_app.command("server")
+def serve_server_cmd(
+    facilitator_url: Annotated[str, typer.Option(help="URL of the facilitator to verify and settle with.")],
+    routes: Annotated[Path, typer.Option(help="Routes file (TOML or JSON): method, path, price, pay_to.")],
+    rpc_url: Annotated[
+        str | None, typer.Option(help="An x402sim chain RPC URL to read network and asset from.")
+    ] = None,
+    origin: Annotated[
+        str | None, typer.Option(help="Paywall proxy mode: forward paid requests here.")
+    ] = None,
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 4021,
+    facilitator_timeout: Annotated[float, typer.Option(help="Seconds to wait for the facilitator.")] = 30.0,
+) -> None:
+    """Serve priced routes (or a paywall proxy in front of --origin), settling through a facilitator."""
+    from .evm.chain import ChainError
+    from .http.serve import serve_server
+
+    public = _host_ok(host)
+    config = _routes(routes)
+    if rpc_url:
+        try:
+            _fill_from_chain(config, rpc_url)
+        except ChainError as exc:
+            raise _fail(str(exc)) from None
+    _run_until_signalled(
+        lambda: serve_server(
+            config,
+            facilitator_url,
+            origin=origin,
+            host=host,
+            port=port,
+            allow_public=public,
+            facilitator_timeout=facilitator_timeout,
+        )
+    )
+
+
+def _fill_from_chain(config, rpc_url: str) -> None:
+    from .evm.rpc_chain import RpcChain
+
+    info = RpcChain(rpc_url).rpc("x402sim_info")
+    config.network = config.network or f"eip155:{int(str(info['chainId']), 0)}"
+    config.asset = config.asset or info["token"]
+    config.asset_name = config.asset_name or info["tokenName"]
+    config.asset_version = config.asset_version or info["tokenVersion"]
+
+
+def _parse_key(key: str) -> bytes:
+    try:
+        raw = bytes.fromhex(key.removeprefix("0x"))
+    except ValueError:
+        raise _fail("--key: not hex") from None
+    if len(raw) != 32:
+        raise _fail(f"--key: a private key is 32 bytes, got {len(raw)}")
+    return raw
+
+
+# -- pay ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def pay(
+    url: Annotated[str, typer.Argument(help="The URL to request (paid once if it answers 402).")],
+    method: Annotated[str, typer.Option("--method", "-X", help="HTTP method.")] = "GET",
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Request body.")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="Extra header 'Name: value'.")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Hex private key of the paying wallet.")] = None,
+    rpc_url: Annotated[
+        str, typer.Option(help="Without --key: an x402sim chain whose first funded account pays.")
+    ] = "http://127.0.0.1:8545",
+    max_price: Annotated[
+        int | None, typer.Option(help="Refuse to pay more than this (atomic units).")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show the 402, the payment and the settlement.")
+    ] = False,
+) -> None:
+    """A curl-like paying client: request URL, pay a 402 once, print the response body.
+
+    Exit code 0 for a 2xx/3xx answer, 1 for an HTTP error or a refused payment, 2 for bad input or an
+    unreachable URL.
+
+    Examples:
+
+      x402sim pay http://127.0.0.1:4021/weather
+
+      x402sim pay http://127.0.0.1:4021/weather -v --max-price 5000
+    """
+    import httpx
+
+    from .actors.client import SpendPolicy
+    from .evm.chain import ChainError
+    from .http.client import PayingClient
+
+    headers = []
+    for h in header or []:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            raise _fail(f"--header {h!r}: expected 'Name: value'")
+        headers.append((name.strip(), value.strip()))
+    if key is None:
+        try:
+            key = _first_account_key(rpc_url)
+        except ChainError as exc:
+            raise _fail(f"no --key given and {exc}") from None
+    policy = SpendPolicy(max_price=max_price)
+    try:
+        with PayingClient(_parse_key(key), policy=policy) as client:
+            result = client.request(method, url, headers=headers, content=(data or "").encode())
+    except httpx.HTTPError as exc:
+        raise _fail(f"{url}: {exc.__class__.__name__}: {exc}") from None
+    if verbose:
+        _show_payment(result)
+    sys.stdout.buffer.write(result.body)
+    if result.body and not result.body.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+    if result.refused:
+        err.print(f"payment refused: {result.refused}")
+    if result.status >= 400:
+        raise typer.Exit(1)
+
+
+def _first_account_key(rpc_url: str) -> str:
+    from .evm.chain import ChainError
+    from .evm.rpc_chain import RpcChain
+
+    accounts = RpcChain(rpc_url, timeout=5).rpc("x402sim_accounts")
+    if not accounts:
+        raise ChainError(f"{rpc_url} has no funded test accounts")
+    return accounts[0]["private_key"]
+
+
+def _show_payment(result) -> None:
+    if result.challenge is not None:
+        err.print("[bold]402 payment required[/bold]")
+        err.print_json(data=result.challenge.to_wire())
+    if result.payment is not None:
+        err.print("[bold]payment sent[/bold]")
+        err.print_json(data=result.payment.to_wire())
+    if result.settlement is not None:
+        err.print("[bold]settlement[/bold]")
+        err.print_json(data=result.settlement.to_wire())
+    err.print(f"HTTP {result.status}")

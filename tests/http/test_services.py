@@ -181,3 +181,28 @@ def test_python_handlers_and_upfront_mode(make_world):
     with PayingClient(world.payer_key) as client:
         result = client.get(world.server_url + "/weather")
     assert result.status == 200 and result.json() == {"sunny": True} and result.settlement.success
+
+
+def test_block_time_mode_settles_when_the_next_block_comes():
+    from x402sim.http.serve import ChainSetup, serve_all
+
+    running = serve_all(
+        ChainSetup(accounts=1, block_time=0.2), ports={"chain": 0, "facilitator": 0, "server": 0}
+    )
+    try:
+        with PayingClient(running.info["accounts"][0]["private_key"]) as client:
+            result = client.get(running.info["server_url"] + "/weather")
+        assert result.status == 200 and result.settlement.success
+        rpc = running.info["rpc_url"]
+        receipt = httpx.post(
+            rpc,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "eth_getTransactionReceipt",
+                "params": [result.settlement.transaction],
+            },
+        ).json()["result"]
+        assert int(receipt["status"], 16) == 1
+    finally:
+        running.stop()

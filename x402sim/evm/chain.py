@@ -302,6 +302,10 @@ class LocalChain:
     def pending_hashes(self) -> list[bytes]:
         return [p.tx.hash for p in self._pending]
 
+    def pending_transaction(self, tx_hash: bytes):
+        """The signed py-evm transaction waiting in the pending pool under ``tx_hash``, or None."""
+        return next((p.tx for p in self._pending if p.tx.hash == tx_hash), None)
+
     def mine(self) -> Block:
         """Mine one block at ``now`` holding every pending transaction that fits."""
         chain = self.evm

@@ -8,7 +8,10 @@ Rules of this module:
 * Verification is one ordered table, ``CHECKS``, of (what is checked, reason code when it fails),
   in the order of the official Python SDK so that the first failing row gives the same reason.
   The last step, the on-chain simulation and its diagnosis, is written out beside the table in
-  ``verify_on_chain`` because its reason depends on what the chain says.
+  ``verify_on_chain`` because its reason depends on what the chain says. There we read the chain
+  before the revert text (nonce used, token name, token version, balance), so a wrong EIP-712 name
+  or version is reported as such; Python SDK 2.25 maps the revert text first and reports both as a
+  bad signature (the interop tests record this difference).
 * Failures are values: every function here returns a reason, never raises for a bad payment.
 
 v1 and v2 messages are both accepted; each is reduced to an ``Offer`` (the fields that matter)
@@ -243,8 +246,8 @@ def check_offline(
 
 
 def verify_on_chain(verdict: Verdict, chain: ChainReader, now: int) -> Verdict:
-    """Row 10: simulate ``transferWithAuthorization`` at ``now``; on failure, diagnose like the SDKs
-    (nonce used, token name, token version, balance), then by revert text."""
+    """Row 10: simulate ``transferWithAuthorization`` at ``now``; on failure, diagnose from the
+    chain (nonce used, token name, token version, balance), then from the revert text."""
     if not verdict.ok:
         return verdict
     payload, offer = verdict.payload, verdict.offer

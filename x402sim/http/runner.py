@@ -114,7 +114,7 @@ class Services:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         for entry in self._entries:
-            config = uvicorn.Config(entry.app, log_level=self.log_level, lifespan="off", access_log=False)
+            config = uvicorn.Config(entry.app, log_level=self.log_level, lifespan="auto", access_log=False)
             entry.server = uvicorn.Server(config)
             entry.server.install_signal_handlers = lambda: None  # the owner of the process handles signals
         tasks = [asyncio.create_task(e.server.serve(sockets=[e.sock])) for e in self._entries]

@@ -14,6 +14,7 @@ origin that cannot be reached answers 502 and nothing is settled; bodies over ``
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Mapping
 
@@ -112,7 +113,14 @@ def resource_server_app(
         exchange = HttpRequest(request.method, path, tuple(request.headers.items()), body)
         return _as_starlette(await arun(server.handle(exchange), perform))
 
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)])
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await facilitator.aclose()
+        if origin_http is not None:
+            await origin_http.aclose()
+
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)], lifespan=lifespan)
 
 
 def demo_weather(request: HttpRequest) -> HttpResponse:

@@ -96,7 +96,10 @@ _C = ReasonClass
 _SPELLINGS: dict[ReasonClass, tuple[str, ...]] = {
     _C.scheme: ("unsupported_scheme", "invalid_exact_evm_scheme", "invalid_scheme"),
     _C.network: ("network_mismatch", "invalid_exact_evm_network_mismatch", "invalid_network"),
-    _C.network_config: ("invalid_exact_evm_failed_to_get_network_config",),
+    _C.network_config: (
+        "invalid_exact_evm_failed_to_get_network_config",
+        "invalid_exact_evm_failed_to_get_asset_info",
+    ),
     _C.eip712_domain: ("missing_eip712_domain", "invalid_exact_evm_missing_eip712_domain"),
     _C.recipient: ("invalid_exact_evm_payload_recipient_mismatch", "invalid_exact_evm_recipient_mismatch"),
     _C.amount: (
@@ -107,7 +110,15 @@ _SPELLINGS: dict[ReasonClass, tuple[str, ...]] = {
     ),
     _C.expired: ("invalid_exact_evm_payload_authorization_valid_before",),
     _C.not_yet_valid: ("invalid_exact_evm_payload_authorization_valid_after",),
-    _C.signature: ("invalid_exact_evm_payload_signature", "invalid_exact_evm_signature"),
+    _C.signature: (
+        "invalid_exact_evm_payload_signature",
+        "invalid_exact_evm_signature",
+        # Python SDK 2.25: recovery raised (e.g. bytes that are no signature at all)
+        "invalid_exact_evm_failed_to_verify_signature",
+        # smart-wallet (ERC-6492) signatures that cannot be checked
+        "invalid_exact_evm_payload_undeployed_smart_wallet",
+        "eip6492_factory_not_allowed",
+    ),
     _C.nonce_used: ("invalid_exact_evm_nonce_already_used",),
     _C.balance: ("invalid_exact_evm_insufficient_balance", "insufficient_funds"),
     _C.token_name: ("invalid_exact_evm_token_name_mismatch",),
@@ -119,6 +130,9 @@ _SPELLINGS: dict[ReasonClass, tuple[str, ...]] = {
         "transaction_failed",
         "invalid_exact_evm_transaction_failed",
         "invalid_transaction_state",
+        "smart_wallet_deployment_failed",
+        "erc20_approval_tx_failed",
+        "erc20_approval_broadcast_failed",
     ),
     _C.duplicate: ("duplicate_settlement",),
     _C.malformed_payload: ("invalid_payload",),

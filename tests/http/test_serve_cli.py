@@ -1,0 +1,180 @@
+"""``x402sim serve`` and ``x402sim pay`` run as a user runs them: subprocesses on loopback."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.http.conftest import closed_port_url
+from x402sim.evm.contracts import load_artifact
+from x402sim.http.runner import ServiceError, Services, bind, is_loopback
+
+CLI = [sys.executable, "-m", "x402sim"]
+
+
+def _start(*args):
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"NO_COLOR": "1"},
+    )
+    line = proc.stdout.readline()  # blocks until the services print their one JSON line (or exit)
+    if not line:
+        proc.wait(timeout=30)
+        raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()}")
+    return proc, json.loads(line)
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture
+def served():
+    proc, info = _start("serve", "--port", "0", "--accounts", "3")
+    yield info
+    assert _stop(proc) == 0  # SIGTERM is a clean shutdown
+
+
+def _token_call(rpc_url, data_hex):
+    answer = httpx.post(
+        rpc_url,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "eth_call",
+            "params": [{"to": data_hex[0], "data": data_hex[1]}, "latest"],
+        },
+    )
+    return int(answer.json()["result"], 16)
+
+
+def _balance(info, address):
+    from x402sim.evm.token import encode_call
+
+    data = "0x" + encode_call("balanceOf(address)", address).hex()
+    return _token_call(info["rpc_url"], (info["asset"], data))
+
+
+def test_serve_prints_one_json_line_and_pays_over_http(served):
+    info = served
+    for key in (
+        "rpc_url",
+        "facilitator_url",
+        "server_url",
+        "network",
+        "chain_id",
+        "asset",
+        "asset_name",
+        "asset_version",
+        "payee",
+        "facilitator_address",
+        "accounts",
+    ):
+        assert key in info, key
+    assert all(
+        url.startswith("http://127.0.0.1:")
+        for url in (info["rpc_url"], info["facilitator_url"], info["server_url"])
+    )
+    assert len(info["accounts"]) == 3 and info["accounts"][0]["usdc"] == 1_000_000_000
+    assert info["network"] == f"eip155:{info['chain_id']}"
+    payer = info["accounts"][0]
+
+    unpaid = httpx.get(info["server_url"] + "/weather")
+    assert unpaid.status_code == 402 and "payment-required" in unpaid.headers
+
+    pay = subprocess.run(
+        [*CLI, "pay", info["server_url"] + "/weather", "--rpc-url", info["rpc_url"], "-v"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"NO_COLOR": "1"},
+    )
+    assert pay.returncode == 0, pay.stderr
+    assert json.loads(pay.stdout)["paid"] is True
+    assert "402 payment required" in pay.stderr and '"success": true' in pay.stderr
+    assert _balance(info, payer["address"]) == 1_000_000_000 - 1_000
+    assert _balance(info, info["payee"]) == 1_000
+
+
+def test_pay_refuses_a_price_over_max_price(served):
+    pay = subprocess.run(
+        [
+            *CLI,
+            "pay",
+            served["server_url"] + "/weather",
+            "--key",
+            served["accounts"][1]["private_key"],
+            "--max-price",
+            "999",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pay.returncode == 1 and "exceeds max price 999" in pay.stderr
+    assert _balance(served, served["accounts"][1]["address"]) == 1_000_000_000
+
+
+def test_serve_chain_alone_is_a_json_rpc_chain():
+    proc, info = _start("serve", "chain", "--port", "0", "--accounts", "2")
+    try:
+        assert set(info) >= {"rpc_url", "chain_id", "network", "asset", "accounts"}
+        assert "facilitator_url" not in info and "server_url" not in info
+        chain_id = httpx.post(
+            info["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}
+        ).json()
+        assert int(chain_id["result"], 16) == info["chain_id"]
+        assert load_artifact("usdc").abi  # the token a client reads through this RPC
+    finally:
+        assert _stop(proc) == 0
+
+
+def _fails(*args):
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and result.stdout == ""  # no JSON line, no half output
+    return result.stderr
+
+
+def test_port_in_use_is_one_clear_error():
+    sock = bind("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        stderr = _fails("serve", "chain", "--port", str(port))
+        assert f"127.0.0.1:{port}" in stderr and "port in use" in stderr
+        assert "Traceback" not in stderr
+    finally:
+        sock.close()
+
+
+def test_bad_routes_file_is_one_clear_error(tmp_path):
+    routes = tmp_path / "routes.toml"
+    routes.write_text("[[routes]]\nmethod = 'GET'\npath = '/a'\nprice = 'lots'\n")
+    stderr = _fails("serve", "--port", "0", "--routes", str(routes))
+    assert str(routes) in stderr and "price" in stderr and "Traceback" not in stderr
+
+
+def test_unreachable_rpc_url_is_one_clear_error():
+    dead = closed_port_url()
+    stderr = _fails("serve", "facilitator", "--rpc-url", dead, "--port", "0")
+    assert dead in stderr and "unreachable" in stderr and "Traceback" not in stderr
+    stderr = _fails("pay", "http://127.0.0.1:1/weather", "--rpc-url", dead)
+    assert dead in stderr and "Traceback" not in stderr
+
+
+def test_services_refuse_a_public_address_unless_allowed():
+    with pytest.raises(ServiceError, match="only loopback"):
+        Services("0.0.0.0")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")

@@ -1,0 +1,1 @@
+"""Interoperability tests: x402sim against the official x402 SDKs."""
