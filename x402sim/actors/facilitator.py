@@ -151,6 +151,8 @@ class Facilitator:
             reason = Reason.invalid_exact_evm_transfer_event_mismatch
         else:
             reason = _reason_for_revert(receipt.revert_reason)
+            if reason is Reason.transaction_failed and self._used_on_chain(payload, offer):
+                reason = Reason.invalid_exact_evm_nonce_already_used  # a node that keeps no revert text
         if reason is not None and reason is not Reason.invalid_exact_evm_nonce_already_used:
             self._claims.discard((payload.authorization.from_.lower(), payload.authorization.nonce.lower()))
         self.settlements.append(
@@ -174,6 +176,13 @@ class Facilitator:
             transaction="0x" + receipt.tx_hash.hex(),
             network=pending.network,
         )
+
+    def _used_on_chain(self, payload, offer: Offer) -> bool:
+        auth = payload.authorization
+        try:
+            return self.chain.authorization_state(auth.from_, bytes.fromhex(auth.nonce[2:]), offer.asset)
+        except ChainError:
+            return False
 
     def settle_now(
         self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int

@@ -103,10 +103,14 @@ class Receipt:
 
 @dataclass(frozen=True)
 class CallResult:
+    """A simulated call: ``reverted`` is a REVERT (``output`` holds its data); a failure that is not
+    a revert (out of gas, bad opcode) has ``success`` and ``reverted`` both False."""
+
     success: bool
     output: bytes
     revert_reason: str | None
     gas_used: int
+    reverted: bool = False
 
 
 @dataclass(frozen=True)
@@ -424,15 +428,24 @@ class LocalChain:
         sender: str = ZERO_ADDRESS,
         timestamp: int | None = None,
         gas: int = 10_000_000,
+        after_block: int | None = None,
     ) -> CallResult:
-        """Run a call on the latest state as if in the next block, stamped ``timestamp`` (default ``now``)."""
+        """Simulate a call as in the block after the latest one, stamped ``timestamp`` (default
+        ``now``); fees are off and nothing is kept. ``after_block=B`` runs it on the state after
+        block B instead, stamped like the canonical block B + 1 (to replay a mined transaction)."""
         chain = self.evm
         latest = chain.get_canonical_head()
-        stamp = max(timestamp if timestamp is not None else self.now, latest.timestamp + 1)
-        header = chain.create_header_from_parent(latest, timestamp=stamp).copy(base_fee_per_gas=0)
-        state = chain.get_vm(header).state
+        if after_block is None or after_block >= latest.block_number:
+            parent = latest
+            stamp = max(timestamp if timestamp is not None else self.now, latest.timestamp + 1)
+        else:
+            parent = chain.get_canonical_block_header_by_number(after_block)
+            stamp = chain.get_canonical_block_header_by_number(after_block + 1).timestamp
+        header = chain.create_header_from_parent(parent, timestamp=stamp).copy(base_fee_per_gas=0)
+        vm = chain.get_vm(header)
+        state = vm.state
         sender_bytes = to_canonical_address(sender)
-        unsigned = chain.get_vm(header).create_unsigned_transaction(
+        unsigned = vm.create_unsigned_transaction(
             nonce=state.get_nonce(sender_bytes),
             gas_price=0,
             gas=gas,
@@ -445,12 +458,15 @@ class LocalChain:
             computation = state.apply_transaction(SpoofTransaction(unsigned, from_=sender_bytes))
         finally:
             state.revert(snapshot)
-        if computation.is_error:
-            output = computation.output if isinstance(computation.error, Revert) else b""
+        used = computation.get_gas_used()
+        if not computation.is_error:
+            return CallResult(True, computation.output, None, used)
+        if isinstance(computation.error, Revert):
+            output = computation.output
             return CallResult(
-                False, output, revert_reason(output) or str(computation.error), computation.get_gas_used()
+                False, output, revert_reason(output) or "execution reverted", used, reverted=True
             )
-        return CallResult(True, computation.output, None, computation.get_gas_used())
+        return CallResult(False, b"", str(computation.error) or type(computation.error).__name__, used)
 
     def read(self, to: str, signature: str, *args: object, returns: str) -> object:
         """Call a view function and decode its single return value; raises ChainError on revert."""

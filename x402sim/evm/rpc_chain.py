@@ -74,7 +74,7 @@ class RpcChain:
             reason = revert_reason(raw) or str(error.get("message", exc) if isinstance(error, dict) else exc)
             if error.get("code") not in (3, -32000):  # not a revert: the node itself failed
                 raise
-            return CallResult(False, raw, reason, 0)
+            return CallResult(False, raw, reason, 0, reverted=error.get("code") == 3)
         return CallResult(True, output, None, 0)
 
     def read(self, to: str, signature: str, *args: object, returns: str) -> object:

@@ -71,8 +71,7 @@ from typing import Any
 
 import rlp
 from eth._utils.address import generate_contract_address
-from eth.exceptions import HeaderNotFound, Revert, TransactionNotFound
-from eth.vm.spoof import SpoofTransaction
+from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth_bloom import BloomFilter
 from eth_utils import ValidationError, is_checksum_address, to_canonical_address, to_checksum_address
 from starlette.applications import Starlette
@@ -306,12 +305,6 @@ def _intrinsic_gas(data: bytes) -> tuple[int, int]:
     zeros = data.count(0)
     nonzeros = len(data) - zeros
     return TX_GAS + 4 * zeros + 16 * nonzeros, TX_GAS + 10 * (zeros + 4 * nonzeros)
-
-
-def _is_revert(result: CallResult) -> bool:
-    # ``LocalChain.call`` keeps output only for REVERT, and reports an empty REVERT as the text of
-    # py-evm's ``Revert(b"")``; every other failure (out of gas, bad opcode) has no output.
-    return bool(result.output) or result.revert_reason == repr(b"")
 
 
 def _revert_error(result: CallResult) -> RpcError:
@@ -711,39 +704,11 @@ class _ChainRpc:
         if gas < needed:
             raise RpcError(SERVER_ERROR, f"intrinsic gas too low: have {gas}, want {needed}")
         try:
-            if parent.block_number == chain.block_number:
-                return chain.call(call.to, call.data, sender=call.sender, gas=gas)
-            successor = chain.evm.get_canonical_block_header_by_number(parent.block_number + 1)
-            return _call_on(chain, parent, successor.timestamp, call, gas)
+            return chain.call(
+                call.to, call.data, sender=call.sender, gas=gas, after_block=parent.block_number
+            )
         except ValidationError as exc:  # py-evm refusing the call itself, not the code it runs
             raise RpcError(SERVER_ERROR, f"invalid call: {exc}") from None
-
-
-def _call_on(chain: LocalChain, parent, timestamp: int, call: _CallObject, gas: int) -> CallResult:
-    """``LocalChain.call`` on the state after ``parent`` instead of the head (fees off, nothing kept)."""
-    evm = chain.evm
-    header = evm.create_header_from_parent(parent, timestamp=timestamp).copy(base_fee_per_gas=0)
-    vm = evm.get_vm(header)
-    state = vm.state
-    sender = to_canonical_address(call.sender)
-    unsigned = vm.create_unsigned_transaction(
-        nonce=state.get_nonce(sender),
-        gas_price=0,
-        gas=gas,
-        to=to_canonical_address(call.to),
-        value=0,
-        data=call.data,
-    )
-    snapshot = state.snapshot()
-    try:
-        computation = state.apply_transaction(SpoofTransaction(unsigned, from_=sender))
-    finally:
-        state.revert(snapshot)
-    if computation.is_error:
-        output = computation.output if isinstance(computation.error, Revert) else b""
-        reason = revert_reason(output) or str(computation.error)
-        return CallResult(False, output, reason, computation.get_gas_used())
-    return CallResult(True, computation.output, None, computation.get_gas_used())
 
 
 def _too_large() -> Response:
@@ -927,7 +892,7 @@ def _call(rpc: _ChainRpc, p: _Params) -> str:
     result = rpc.simulate(call, gas, ref)
     if result.success:
         return _hex(result.output)
-    if _is_revert(result):
+    if result.reverted:
         raise _revert_error(result)
     raise RpcError(SERVER_ERROR, result.revert_reason or "execution failed")
 
@@ -940,7 +905,7 @@ def _estimate_gas(rpc: _ChainRpc, p: _Params) -> str:
     cap = min(call.gas or rpc.chain.block_gas_limit, rpc.chain.block_gas_limit)
     result = rpc.simulate(call, cap, ref)
     if not result.success:
-        if _is_revert(result):
+        if result.reverted:
             raise _revert_error(result)
         text = result.revert_reason or "execution failed"
         if "out of gas" in text.lower():
