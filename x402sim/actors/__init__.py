@@ -2,7 +2,19 @@
 
 from .client import Client, FetchResult, PaymentRecord, PaymentRefused, SpendPolicy
 from .facilitator import Facilitator, PendingSettlement, SettlementRecord
-from .messages import Effect, Handle, HttpRequest, HttpResponse, Send, Settle, Steps, Unreachable, Verify, run
+from .messages import (
+    Effect,
+    Handle,
+    HttpRequest,
+    HttpResponse,
+    Send,
+    Settle,
+    Steps,
+    Unreachable,
+    Verify,
+    arun,
+    run,
+)
 from .server import ResourceServer, Route
 
 __all__ = [
@@ -25,5 +37,6 @@ __all__ = [
     "Steps",
     "Unreachable",
     "Verify",
+    "arun",
     "run",
 ]

@@ -137,6 +137,22 @@ def run(steps: Steps[R], perform: Callable[[Effect], Any]) -> R:
             error = exc
 
 
+async def arun(steps: Steps[R], perform: Callable[[Effect], Any]) -> R:
+    """``run`` for an async ``perform``."""
+    answer: Any = None
+    error: Unreachable | None = None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        try:
+            answer = await perform(effect)
+        except Unreachable as exc:
+            error = exc
+
+
 __all__ = [
     "Effect",
     "Handle",
@@ -147,5 +163,6 @@ __all__ = [
     "Steps",
     "Unreachable",
     "Verify",
+    "arun",
     "run",
 ]

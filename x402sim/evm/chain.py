@@ -36,9 +36,9 @@ from eth_utils import to_canonical_address, to_checksum_address
 
 from .contracts import MULTICALL3, MULTICALL3_ADDRESS, USDC, load_artifact
 from .eip712 import Domain, address_of_key
+from .reads import ChainError, TokenReads
 from .token import (
     Transfer,
-    decode_single,
     decode_transfer,
     encode_call,
     revert_reason,
@@ -50,10 +50,6 @@ DEFAULT_BLOCK_GAS_LIMIT = 300_000_000
 ZERO_ADDRESS = "0x" + "00" * 20
 ETHER = 10**18
 GWEI = 10**9
-
-
-class ChainError(Exception):
-    """A transaction the chain refuses to take, or a lookup of something that is not there."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +136,7 @@ class _Pending:
 
 
 @dataclass
-class LocalChain:
+class LocalChain(TokenReads):
     """A py-evm chain with the token and Multicall3 deployed, driven by an explicit clock."""
 
     chain_id: int = DEFAULT_CHAIN_ID
@@ -467,40 +463,6 @@ class LocalChain:
                 False, output, revert_reason(output) or "execution reverted", used, reverted=True
             )
         return CallResult(False, b"", str(computation.error) or type(computation.error).__name__, used)
-
-    def read(self, to: str, signature: str, *args: object, returns: str) -> object:
-        """Call a view function and decode its single return value; raises ChainError on revert."""
-        result = self.call(to, encode_call(signature, *args))
-        if not result.success:
-            raise ChainError(f"{signature} on {to} reverted: {result.revert_reason}")
-        return decode_single(returns, result.output)
-
-    def balance_of(self, address: str, token: str | None = None) -> int:
-        return int(
-            self.read(
-                token or self.usdc, "balanceOf(address)", to_checksum_address(address), returns="uint256"
-            )
-        )
-
-    def total_supply(self, token: str | None = None) -> int:
-        return int(self.read(token or self.usdc, "totalSupply()", returns="uint256"))
-
-    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool:
-        return bool(
-            self.read(
-                token or self.usdc,
-                "authorizationState(address,bytes32)",
-                to_checksum_address(authorizer),
-                nonce,
-                returns="bool",
-            )
-        )
-
-    def name_of(self, token: str | None = None) -> str:
-        return str(self.read(token or self.usdc, "name()", returns="string"))
-
-    def version_of(self, token: str | None = None) -> str:
-        return str(self.read(token or self.usdc, "version()", returns="string"))
 
     def transfers(self, token: str | None = None, *, since_block: int = 0) -> list[Transfer]:
         """Every ``Transfer`` event of ``token`` (default the USDC) in mined blocks, in chain order."""

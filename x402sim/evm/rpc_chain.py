@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import httpx
 from eth_utils import to_checksum_address
 
-from .chain import CallResult, ChainError, Log, Receipt
-from .token import decode_single, encode_call, revert_reason
+from .chain import CallResult, Log, Receipt
+from .reads import ChainError, TokenReads
+from .token import revert_reason
 
 
 def _bytes(value: str | None) -> bytes:
@@ -23,7 +24,7 @@ def _bytes(value: str | None) -> bytes:
 
 
 @dataclass
-class RpcChain:
+class RpcChain(TokenReads):
     """The facilitator's view of a chain behind ``url``."""
 
     url: str
@@ -76,32 +77,6 @@ class RpcChain:
                 raise
             return CallResult(False, raw, reason, 0, reverted=error.get("code") == 3)
         return CallResult(True, output, None, 0)
-
-    def read(self, to: str, signature: str, *args: object, returns: str) -> object:
-        result = self.call(to, encode_call(signature, *args))
-        if not result.success:
-            raise ChainError(f"{signature} on {to} reverted: {result.revert_reason}")
-        return decode_single(returns, result.output)
-
-    def balance_of(self, address: str, token: str | None = None) -> int:
-        return int(self.read(token, "balanceOf(address)", to_checksum_address(address), returns="uint256"))
-
-    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool:
-        return bool(
-            self.read(
-                token,
-                "authorizationState(address,bytes32)",
-                to_checksum_address(authorizer),
-                nonce,
-                returns="bool",
-            )
-        )
-
-    def name_of(self, token: str | None = None) -> str:
-        return str(self.read(token, "name()", returns="string"))
-
-    def version_of(self, token: str | None = None) -> str:
-        return str(self.read(token, "version()", returns="string"))
 
     def pending_nonce(self, address: str) -> int:
         return int(self.rpc("eth_getTransactionCount", address, "pending"), 16)

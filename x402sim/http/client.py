@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..actors.client import Client, FetchResult, SpendPolicy
-from ..actors.messages import HttpRequest, HttpResponse, Send, Settle, Steps, Unreachable, Verify, run
+from ..actors.messages import HttpRequest, HttpResponse, Send, Settle, Unreachable, Verify, arun, run
 from ..protocol import ProtocolError, SettleResponse, SupportedResponse, VerifyResponse
 
 DEFAULT_TIMEOUT = 30.0
@@ -73,22 +72,6 @@ class FacilitatorClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-async def arun(steps: Steps, perform: Callable[[Any], Any]):
-    """``actors.messages.run`` for async performers."""
-    answer: Any = None
-    error: Unreachable | None = None
-    while True:
-        try:
-            effect = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        try:
-            answer = await perform(effect)
-        except Unreachable as exc:
-            error = exc
 
 
 def _to_http_request(method: str, url: str, headers, body: bytes) -> HttpRequest:

@@ -24,10 +24,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..actors.messages import Handle, HttpRequest, HttpResponse
+from ..actors.messages import Handle, HttpRequest, HttpResponse, arun
 from ..actors.server import ResourceServer, default_handler
 from ..protocol import PAYMENT_SIGNATURE, X_PAYMENT
-from .client import FacilitatorClient, arun
+from .client import FacilitatorClient
 
 MAX_BODY_BYTES = 1024 * 1024
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
