@@ -2,6 +2,7 @@
 
 import json
 import re
+from importlib import metadata
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -33,6 +34,11 @@ def test_demo_reports_balances_and_invariants(tmp_path):
     moved = {b["who"]: b["after"] - b["before"] for b in data["balances"]}
     assert sum(moved.values()) == 0 and moved["weather"] > 0 and moved["news"] > 0
     assert not list(out.parent.glob("*.tmp"))
+
+
+def test_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"x402sim {metadata.version('x402sim')}"
 
 
 def test_help_shows_examples():

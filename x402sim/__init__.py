@@ -4,6 +4,8 @@ The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), t
 the chain, and the protocol messages and codec. See the README for a tour.
 """
 
+from importlib import metadata
+
 from .actors import (
     Client,
     Facilitator,
@@ -37,7 +39,7 @@ from .protocol import (
 )
 from .testbed import TestAccount, Testbed, TestClient, TestFacilitator, TestServer
 
-__version__ = "0.1.0"
+__version__ = metadata.version("x402sim")
 
 __all__ = [
     "ChainError",

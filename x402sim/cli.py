@@ -1,12 +1,17 @@
 """The ``x402sim`` command line. Only this module imports every layer.
 
-Exit codes: 0 success, 1 the run found a broken invariant, 2 bad usage or input.
+Exit codes: 0 success, 1 the run found a broken invariant (or, for ``pay``, an HTTP error), 2 bad
+usage or input. The HTTP layer is imported inside the commands that use it, so ``demo`` and
+``--help`` start without loading the web stack.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +33,21 @@ def _usdc(atomic: int) -> str:
     return f"{atomic / USDC:,.6f}"
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"x402sim {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """x402sim: agents paying per request over HTTP 402, on an embedded EIP-3009 chain.
 
     Examples:
@@ -97,18 +115,10 @@ def _render(report: DemoReport) -> None:
 
 
 def _write_json(path: Path, report: DemoReport) -> None:
-    data = {
-        "seed": report.seed,
-        "events": report.events,
-        "balances": [{"who": n, "address": a, "before": b, "after": af} for n, a, b, af in report.balances],
-        "paid_requests": report.paid_requests,
-        "settlements": report.settlements,
-        "gas_used": report.gas_used,
-        "transfers_on_chain": report.transfers_on_chain,
-        "supply_before": report.supply_before,
-        "supply_after": report.supply_after,
-        "replay_reason": report.replay_reason,
-    }
+    data = dataclasses.asdict(report)
+    data["balances"] = [
+        dict(zip(("who", "address", "before", "after"), row, strict=True)) for row in report.balances
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -150,9 +160,6 @@ def _host_ok(host: str) -> bool:
 
 def _run_until_signalled(start) -> None:
     """Start services, print their JSON line, wait for Ctrl-C or SIGTERM, stop cleanly."""
-    import signal
-    import threading
-
     from .evm.chain import ChainError
     from .http.routes_file import RoutesFileError
     from .http.runner import ServiceError
@@ -166,7 +173,7 @@ def _run_until_signalled(start) -> None:
     print(json.dumps(running.info), flush=True)
     err.print("ready; Ctrl-C or SIGTERM to stop")
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.5):  # a timed wait lets Ctrl-C through to the main thread
             pass
     except KeyboardInterrupt:
         pass
@@ -321,7 +328,7 @@ def _fill_from_chain(config, rpc_url: str) -> None:
     from .evm.rpc_chain import RpcChain
 
     info = RpcChain(rpc_url).rpc("x402sim_info")
-    config.network = config.network or f"eip155:{int(str(info['chainId']), 0)}"
+    config.network = config.network or info["network"]
     config.asset = config.asset or info["token"]
     config.asset_name = config.asset_name or info["tokenName"]
     config.asset_version = config.asset_version or info["tokenVersion"]

@@ -25,7 +25,16 @@ def closed_port_url() -> str:
 class World:
     """A chain, a facilitator service and a resource-server service, all live on loopback."""
 
-    def __init__(self, *, handlers=None, origin=None, routes=None, facilitator_url=None, upfront=False):
+    def __init__(
+        self,
+        *,
+        handlers=None,
+        origin=None,
+        routes=None,
+        facilitator_url=None,
+        upfront=False,
+        facilitator_timeout=5,
+    ):
         self.chain = LocalChain(seed=8, start_time=int(time.time()))
         self.payer_key, fkey, payee_key = (self.chain.new_key() for _ in range(3))
         self.payer = address_of_key(self.payer_key)
@@ -43,7 +52,7 @@ class World:
             pay_to=self.payee,
             upfront=upfront,
         )
-        client = FacilitatorClient(facilitator_url or self.facilitator_url, timeout=5)
+        client = FacilitatorClient(facilitator_url or self.facilitator_url, timeout=facilitator_timeout)
         app = resource_server_app(self.server, client, handlers=handlers, origin=origin)
         self.server_url = self.services.add("server", app)
         self.server.base_url = self.server_url

@@ -141,6 +141,50 @@ def test_serve_chain_alone_is_a_json_rpc_chain():
         assert _stop(proc) == 0
 
 
+def test_the_three_parts_started_separately_work_together(tmp_path):
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        'pay_to = "0x1111111111111111111111111111111111111111"\n'
+        '[[routes]]\nmethod = "GET"\npath = "/weather"\nprice = 2500\n'
+    )
+    started = []
+    try:
+        chain, info = _start("serve", "chain", "--port", "0", "--accounts", "1")
+        started.append(chain)
+        facilitator, f_info = _start("serve", "facilitator", "--rpc-url", info["rpc_url"], "--port", "0")
+        started.append(facilitator)
+        assert f_info["network"] == info["network"]
+        server, s_info = _start(
+            "serve",
+            "server",
+            "--facilitator-url",
+            f_info["facilitator_url"],
+            "--routes",
+            str(routes),
+            "--rpc-url",
+            info["rpc_url"],
+            "--port",
+            "0",
+        )
+        started.append(server)
+        assert (
+            s_info["asset"] == info["asset"]
+            and s_info["payee"] == "0x1111111111111111111111111111111111111111"
+        )
+        pay = subprocess.run(
+            [*CLI, "pay", s_info["server_url"] + "/weather", "--rpc-url", info["rpc_url"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert pay.returncode == 0, pay.stderr
+        assert _balance(info, s_info["payee"]) == 2500
+        assert _balance(info, info["accounts"][0]["address"]) == 1_000_000_000 - 2500
+    finally:
+        for proc in reversed(started):
+            assert _stop(proc) == 0
+
+
 def _fails(*args):
     result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and result.stdout == ""  # no JSON line, no half output

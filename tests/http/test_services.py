@@ -119,6 +119,27 @@ def test_unreachable_facilitator_gives_502_and_nothing_moves(make_world):
     assert world.chain.balance_of(world.payer) == 1_000_000
 
 
+def test_facilitator_timeout_gives_502_naming_the_timeout(make_world):
+    released = asyncio.Event()
+
+    async def never_answers(request):
+        await released.wait()  # held until the test ends: a facilitator that hangs
+        return JSONResponse({})
+
+    hanging = Services()
+    url = hanging.add("hanging", Starlette(routes=[Route("/verify", never_answers, methods=["POST"])]))
+    hanging.start()
+    try:
+        world = make_world(facilitator_url=url, facilitator_timeout=0.3)
+        with PayingClient(world.payer_key) as client:
+            result = client.get(world.server_url + "/weather")
+        assert result.status == 502 and "timed out" in result.json()["error"]
+        assert world.chain.balance_of(world.payer) == 1_000_000
+    finally:
+        hanging.loop.call_soon_threadsafe(released.set)
+        hanging.stop()
+
+
 def _origin(world_ref, hits):
     async def anything(request):
         hits.append((request.method, request.url.path, dict(request.headers), await request.body()))

@@ -1,0 +1,329 @@
+"""The JSON-RPC service: the HTTP envelope around the methods, and ``chain_rpc_app``.
+
+``_ChainRpc`` holds one served chain: its clock offset and pinned timestamp, the block producer,
+the HTTP endpoint (body size limits, JSON parsing, batches, notifications, errors as JSON-RPC
+answers) and dispatch to the ``methods`` table, and the lookups and call simulation the handlers
+share. ``chain_rpc_app`` wraps it in a Starlette app answering ``POST /``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from typing import Any
+
+from eth.exceptions import HeaderNotFound, TransactionNotFound
+from eth_utils import ValidationError, to_canonical_address
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from x402sim.evm.chain import CallResult, LocalChain
+
+from .errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    SERVER_ERROR,
+    RpcError,
+)
+from .gas import _intrinsic_gas
+from .methods import _METHODS
+from .params import _BlockRef, _CallObject, _Params
+from .shapes import _hex
+
+log = logging.getLogger(__package__)  # "x402sim.http.chain_rpc", as before the split
+
+MAX_BODY = 1 << 20  # bytes of one HTTP request body
+DRAIN_LIMIT = 16 << 20  # an oversized body up to this size is read and dropped before the 413
+MAX_BATCH = 1000  # calls in one batch
+
+
+class _ChainRpc:
+    """The state of one served chain: clock offset, pinned timestamp and the block producer."""
+
+    def __init__(
+        self,
+        chain: LocalChain,
+        *,
+        automine: bool,
+        block_time: float | None,
+        clock: Callable[[], float] | None,
+    ) -> None:
+        self.chain = chain
+        self.automine = automine and block_time is None
+        self.block_time = block_time
+        self.clock = clock
+        self.offset = 0  # total of evm_increaseTime
+        self.pinned: int | None = None  # evm_setNextBlockTimestamp until the next block
+        self.accounts: list[dict] = []  # published by x402sim_accounts
+        self._producer: asyncio.Task | None = None
+        try:
+            version = metadata.version("x402sim")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        self.client_version = f"x402sim/v{version}/py-evm"
+
+    # -- time and blocks ----------------------------------------------------------------------------
+
+    def sync_time(self) -> None:
+        if self.clock is None or self.pinned is not None:
+            return
+        target = int(self.clock()) + self.offset
+        if target > self.chain.now:
+            self.chain.set_time(target)
+
+    def mine(self):
+        block = self.chain.mine()
+        self.pinned = None
+        return block
+
+    def start_producer(self) -> None:
+        if self.block_time is not None and (self._producer is None or self._producer.done()):
+            self._producer = asyncio.get_running_loop().create_task(self._produce(self.block_time))
+
+    async def stop_producer(self) -> None:
+        if self._producer is not None:
+            self._producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._producer
+            self._producer = None
+
+    async def _produce(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.sync_time()
+                if self.chain.pending_count:
+                    self.mine()
+            except Exception:
+                log.exception("block producer: mining failed")
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+
+    async def endpoint(self, request: Request) -> Response:
+        try:
+            self.start_producer()
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > DRAIN_LIMIT:
+                return _too_large()  # not worth reading; the connection closes after the answer
+            body, size = bytearray(), 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size <= MAX_BODY:
+                    body += chunk
+                elif size > DRAIN_LIMIT:
+                    break
+            if size > MAX_BODY:
+                return _too_large()
+            return self.answer_body(bytes(body))
+        except ClientDisconnect:
+            return Response(status_code=204)
+        except Exception:  # never a 500: the caller gets a JSON-RPC internal error
+            log.exception("chain RPC: unexpected failure")
+            return _json(_error_answer(None, RpcError(INTERNAL_ERROR, "internal error")))
+
+    def answer_body(self, body: bytes) -> Response:
+        try:
+            message = json.loads(body, parse_constant=_no_constants)
+        except (ValueError, RecursionError):
+            return _json(
+                _error_answer(None, RpcError(PARSE_ERROR, "parse error: the body is not valid JSON"))
+            )
+        try:
+            self.sync_time()
+        except Exception:
+            log.exception("chain RPC: clock sync failed")
+        if isinstance(message, list):
+            if not message:
+                return _json(_error_answer(None, RpcError(INVALID_REQUEST, "invalid request: empty batch")))
+            if len(message) > MAX_BATCH:
+                why = f"invalid request: a batch holds at most {MAX_BATCH} calls, got {len(message)}"
+                return _json(_error_answer(None, RpcError(INVALID_REQUEST, why)))
+            answers = [a for call in message if (a := self.answer(call)) is not None]
+            return _json(answers) if answers else Response(status_code=204)
+        answer = self.answer(message)
+        return _json(answer) if answer is not None else Response(status_code=204)
+
+    def answer(self, call: Any) -> dict | None:
+        """The answer to one call, or None for a notification (a call without ``id``)."""
+        if not isinstance(call, dict):
+            return _error_answer(None, RpcError(INVALID_REQUEST, "invalid request: expected a JSON object"))
+        rid = call.get("id")
+        if rid is not None and (isinstance(rid, bool) or not isinstance(rid, str | int | float)):
+            why = "invalid request: id must be a string, a number or null"
+            return _error_answer(None, RpcError(INVALID_REQUEST, why))
+        if call.get("jsonrpc") != "2.0":
+            return _error_answer(rid, RpcError(INVALID_REQUEST, 'invalid request: jsonrpc must be "2.0"'))
+        method = call.get("method")
+        if not isinstance(method, str):
+            return _error_answer(rid, RpcError(INVALID_REQUEST, "invalid request: method must be a string"))
+        params = call.get("params", [])
+        if params is None:
+            params = []
+        try:
+            answer = {"jsonrpc": "2.0", "id": rid, "result": self.dispatch(method, params)}
+        except RpcError as exc:
+            answer = _error_answer(rid, exc)
+        except Exception:
+            log.exception("chain RPC: %s failed", method)
+            answer = _error_answer(rid, RpcError(INTERNAL_ERROR, f"internal error in {method}"))
+        return answer if "id" in call else None  # a notification gets no answer, not even an error
+
+    def dispatch(self, method: str, params: Any) -> Any:
+        entry = _METHODS.get(method)
+        if entry is None:
+            raise RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
+        if isinstance(params, dict):
+            raise RpcError(INVALID_PARAMS, f"invalid params for {method}: params must be an array")
+        if not isinstance(params, list):
+            raise RpcError(INVALID_REQUEST, "invalid request: params must be an array")
+        handler, arity = entry
+        if len(params) > arity:
+            raise RpcError(
+                INVALID_PARAMS,
+                f"invalid params for {method}: takes at most {arity} params, got {len(params)}",
+            )
+        return handler(self, _Params(method, params))
+
+    # -- lookups ------------------------------------------------------------------------------------
+
+    def header(self, ref: _BlockRef):
+        """The canonical header ``ref`` names; raises -32000 ``header not found``."""
+        evm = self.chain.evm
+        head = evm.get_canonical_head()
+        if ref.hash is not None:
+            block = self.block_by_hash(ref.hash)
+            if block is None:
+                raise RpcError(SERVER_ERROR, f"header not found: no canonical block {_hex(ref.hash)}")
+            return block.header
+        if ref.tag == "earliest":
+            return evm.get_canonical_block_header_by_number(0)
+        if ref.tag is not None:
+            return head
+        if ref.number > head.block_number:
+            why = f"header not found: block {ref.number} is beyond the latest block {head.block_number}"
+            raise RpcError(SERVER_ERROR, why)
+        return evm.get_canonical_block_header_by_number(ref.number)
+
+    def block_by_hash(self, block_hash: bytes):
+        evm = self.chain.evm
+        try:
+            header = evm.get_block_header_by_hash(block_hash)
+            if evm.get_canonical_block_hash(header.block_number) != block_hash:
+                return None
+        except HeaderNotFound:
+            return None
+        return evm.get_canonical_block_by_number(header.block_number)
+
+    def state_at(self, ref: _BlockRef):
+        return self.chain.evm.get_vm(self.header(ref)).state
+
+    def find_mined(self, tx_hash: bytes):
+        """``(block, index)`` of a transaction in the canonical chain, or None."""
+        evm = self.chain.evm
+        try:
+            number, index = evm.chaindb.get_transaction_index(tx_hash)
+            block = evm.get_canonical_block_by_number(number)
+        except (TransactionNotFound, HeaderNotFound):
+            return None
+        if index >= len(block.transactions) or block.transactions[index].hash != tx_hash:
+            return None  # an index left behind by a block that LocalChain.revert dropped
+        return block, index
+
+    def receipts(self, block) -> list:
+        return list(block.get_receipts(self.chain.evm.chaindb))
+
+    # -- simulation ---------------------------------------------------------------------------------
+
+    def simulate(self, call: _CallObject, gas: int, ref: _BlockRef) -> CallResult:
+        """Run ``call`` on the state after block ``ref``, as in the block that follows it.
+
+        On the head this is ``LocalChain.call`` (the next block, stamped ``now``). On an older
+        block ``B`` the call runs on ``B``'s state stamped like the canonical block ``B + 1``, so a
+        mined transaction replayed on its parent block sees the time it saw (not the other
+        transactions before it in its block). A plain value transfer needs no EVM.
+        """
+        chain = self.chain
+        parent = self.header(ref)
+        if call.to is None:
+            why = "invalid params: to is required (contract creation is not simulated)"
+            raise RpcError(INVALID_PARAMS, why)
+        state = chain.evm.get_vm(parent).state
+        if call.value:
+            if state.get_code(to_canonical_address(call.to)):
+                why = "invalid params: nonzero value is simulated only for transfers to accounts without code"
+                raise RpcError(INVALID_PARAMS, why)
+            balance = state.get_balance(to_canonical_address(call.sender))
+            if balance < call.value:
+                why = f"insufficient funds for transfer: {call.sender} has {balance} wei, needs {call.value}"
+                raise RpcError(SERVER_ERROR, why)
+        needed = max(_intrinsic_gas(call.data))
+        if gas < needed:
+            raise RpcError(SERVER_ERROR, f"intrinsic gas too low: have {gas}, want {needed}")
+        try:
+            return chain.call(
+                call.to, call.data, sender=call.sender, gas=gas, after_block=parent.block_number
+            )
+        except ValidationError as exc:  # py-evm refusing the call itself, not the code it runs
+            raise RpcError(SERVER_ERROR, f"invalid call: {exc}") from None
+
+
+def _too_large() -> Response:
+    error = RpcError(INVALID_REQUEST, f"request body exceeds {MAX_BODY} bytes")
+    return _json(_error_answer(None, error), status=413)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _error_answer(rid: Any, error: RpcError) -> dict:
+    return {"jsonrpc": "2.0", "id": rid, "error": error.to_json()}
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+# -- the app ----------------------------------------------------------------------------------------
+
+
+def chain_rpc_app(
+    chain: LocalChain,
+    *,
+    automine: bool = True,
+    block_time: float | None = None,
+    clock: Callable[[], float] | None = None,
+    accounts: Sequence[Mapping[str, Any]] = (),
+) -> Starlette:
+    """Serve ``chain`` as Ethereum JSON-RPC at ``POST /`` (see the package docstring for the rules).
+
+    ``accounts`` are the funded test accounts to publish through ``x402sim_accounts`` (each a JSON
+    object, e.g. ``address``, ``private_key``, ``usdc``); they are test keys, never real ones.
+    """
+    if block_time is not None and not block_time > 0:
+        raise ValueError(f"block_time must be a positive number of seconds, got {block_time!r}")
+    rpc = _ChainRpc(chain, automine=automine, block_time=block_time, clock=clock)
+    rpc.accounts = [dict(a) for a in accounts]
+    json.dumps(rpc.accounts)  # fail here, not in a handler, if they cannot be sent
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        rpc.start_producer()
+        try:
+            yield
+        finally:
+            await rpc.stop_producer()
+
+    app = Starlette(routes=[Route("/", rpc.endpoint, methods=["POST"])], lifespan=lifespan)
+    app.state.rpc = rpc
+    return app
