@@ -173,10 +173,7 @@ class Testbed:
         """A resource server selling ``routes`` (``{"GET /path": atomic_price}``) for the token."""
         role = ResourceServer.with_prices(
             routes,
-            network=self.chain.network,
-            asset=self.chain.usdc,
-            asset_name=self.chain.token_name,
-            asset_version=self.chain.token_version,
+            chain=self.chain,
             pay_to=pay_to or self.account().address,
             upfront=upfront,
             x402_version=x402_version,

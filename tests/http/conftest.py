@@ -45,10 +45,7 @@ class World:
         self.facilitator_url = self.services.add("facilitator", facilitator_app(self.facilitator))
         self.server = ResourceServer.with_prices(
             routes or {"GET /weather": PRICE},
-            network=self.chain.network,
-            asset=self.chain.usdc,
-            asset_name="USD Coin",
-            asset_version="2",
+            chain=self.chain,
             pay_to=self.payee,
             upfront=upfront,
         )

@@ -30,10 +30,7 @@ def remote():
     facilitator_url = edge.add("facilitator", facilitator_app(facilitator, automine=False, settle_timeout=5))
     server = ResourceServer.with_prices(
         {"GET /weather": PRICE},
-        network=chain.network,
-        asset=chain.usdc,
-        asset_name="USD Coin",
-        asset_version="2",
+        chain=chain,
         pay_to=address_of_key(payee_key),
     )
     server_url = edge.add("server", resource_server_app(server, FacilitatorClient(facilitator_url)))

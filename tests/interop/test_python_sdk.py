@@ -168,10 +168,7 @@ def sdk_server_url(world) -> Iterator[str]:
     chain = world.chain
     app = sdk_resource_server_app(
         world.facilitator_url,
-        network=chain.network,
-        asset=chain.usdc,
-        asset_name=chain.token_name,
-        asset_version=chain.token_version,
+        chain=chain,
         pay_to=world.payee,
         amount=PRICE,
     )
@@ -242,10 +239,7 @@ def sdk_facilitator_world() -> Iterator[SdkFacilitatorWorld]:
     )
     server = ResourceServer.with_prices(
         {"GET /weather": PRICE},
-        network=chain.network,
-        asset=chain.usdc,
-        asset_name=chain.token_name,
-        asset_version=chain.token_version,
+        chain=chain,
         pay_to=payee,
     )
     app = resource_server_app(server, FacilitatorClient(facilitator_url, timeout=HTTP_TIMEOUT))
@@ -334,10 +328,7 @@ def rig() -> Iterator[VerifyRig]:
     )
     server = ResourceServer.with_prices(
         {"GET /weather": PRICE},
-        network=chain.network,
-        asset=chain.usdc,
-        asset_name=chain.token_name,
-        asset_version=chain.token_version,
+        chain=chain,
         pay_to=payee,
     )
     requirements = server.requirements(server.routes["GET /weather"])

@@ -85,12 +85,21 @@ class ResourceServer:
     stats: Counter = field(default_factory=Counter)
 
     @classmethod
-    def with_prices(cls, prices: Mapping[str, int | Route], **kwargs) -> ResourceServer:
-        """Build from ``{"GET /path": price}`` (or Route values)."""
+    def with_prices(cls, prices: Mapping[str, int | Route], *, chain=None, **kwargs) -> ResourceServer:
+        """Build from ``{"GET /path": price}`` (or Route values). ``chain`` (a ``LocalChain``) fills in
+        network, asset and the asset's EIP-712 name and version: its token is what is sold."""
         routes = {}
         for key, value in prices.items():
             route = value if isinstance(value, Route) else Route(key, value)
             routes[route.key] = route
+        if chain is not None:
+            kwargs = {
+                "network": chain.network,
+                "asset": chain.usdc,
+                "asset_name": chain.token_name,
+                "asset_version": chain.token_version,
+                **kwargs,
+            }
         return cls(routes=routes, **kwargs)
 
     def __post_init__(self) -> None:
