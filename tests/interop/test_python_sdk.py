@@ -168,7 +168,10 @@ def sdk_server_url(world) -> Iterator[str]:
     chain = world.chain
     app = sdk_resource_server_app(
         world.facilitator_url,
-        chain=chain,
+        network=chain.network,
+        asset=chain.usdc,
+        asset_name=chain.token_name,
+        asset_version=chain.token_version,
         pay_to=world.payee,
         amount=PRICE,
     )
