@@ -44,3 +44,15 @@ def test_version():
 def test_help_shows_examples():
     result = CliRunner().invoke(app, ["--help"], prog_name="x402sim")
     assert result.exit_code == 0 and "x402sim demo" in result.output
+
+
+def test_same_seed_same_run():
+    from x402sim.demo import run_demo
+
+    first, again, other = (
+        run_demo(seed=3, requests=2),
+        run_demo(seed=3, requests=2),
+        run_demo(seed=4, requests=2),
+    )
+    assert first == again
+    assert first.events != other.events  # other keys, other nonces, other transaction hashes
