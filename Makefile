@@ -42,6 +42,7 @@ test: lint node-deps
 
 bench: $(STAMP)
 	$(PY) benchmarks/settlement_batch.py
+	$(PY) benchmarks/paid_requests.py
 
 # Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI).
 lock:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.http.conftest import closed_port_url
 from x402sim.evm.contracts import load_artifact
-from x402sim.http.runner import ServiceError, Services, bind, is_loopback
+from x402sim.http.runner import bind
 
 CLI = [sys.executable, "-m", "x402sim"]
 
@@ -215,10 +215,3 @@ def test_unreachable_rpc_url_is_one_clear_error():
     assert dead in stderr and "unreachable" in stderr and "Traceback" not in stderr
     stderr = _fails("pay", "http://127.0.0.1:1/weather", "--rpc-url", dead)
     assert dead in stderr and "Traceback" not in stderr
-
-
-def test_services_refuse_a_public_address_unless_allowed():
-    with pytest.raises(ServiceError, match="only loopback"):
-        Services("0.0.0.0")
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
