@@ -139,6 +139,12 @@ HostOpt = Annotated[str, typer.Option(help="Address to bind. Anything but loopba
 SeedOpt = Annotated[int, typer.Option(help="Seed of the chain's keys.")]
 AccountsOpt = Annotated[int, typer.Option(min=1, max=1000, help="Funded test accounts to create.")]
 UsdcOpt = Annotated[int, typer.Option(min=0, help="USDC (whole units) given to each test account.")]
+AllowRemoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-remote", help="Allow URLs that are not on this machine (loopback only by default)."
+    ),
+]
 BlockTimeOpt = Annotated[
     float | None, typer.Option(help="Mine every N seconds instead of on every transaction.", min=0.01)
 ]
@@ -147,6 +153,19 @@ BlockTimeOpt = Annotated[
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def _urls_ok(allow_remote: bool, urls: dict[str, str | None]) -> None:
+    """Refuse, with one message, any URL (by its option name) that leaves this machine, unless
+    --allow-remote."""
+    from .http.runner import ServiceError, check_loopback_url
+
+    for what, url in urls.items():
+        if url is not None:
+            try:
+                check_loopback_url(url, what, allow_remote=allow_remote)
+            except ServiceError as exc:
+                raise _fail(str(exc)) from None
 
 
 def _host_ok(host: str) -> bool:
@@ -273,10 +292,12 @@ def serve_facilitator_cmd(
     host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 4022,
     settle_timeout: Annotated[float, typer.Option(help="Seconds to wait for a settlement's receipt.")] = 30.0,
+    allow_remote: AllowRemoteOpt = False,
 ) -> None:
     """Serve the reference facilitator (/verify, /settle, /supported, /health) for a chain by RPC URL."""
     from .http.serve import serve_facilitator
 
+    _urls_ok(allow_remote, {"--rpc-url": rpc_url})
     public = _host_ok(host)
     key_bytes = _parse_key(key) if key else None
     _run_until_signalled(
@@ -299,11 +320,13 @@ def serve_server_cmd(
     host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 4021,
     facilitator_timeout: Annotated[float, typer.Option(help="Seconds to wait for the facilitator.")] = 30.0,
+    allow_remote: AllowRemoteOpt = False,
 ) -> None:
     """Serve priced routes (or a paywall proxy in front of --origin), settling through a facilitator."""
     from .evm.chain import ChainError
     from .http.serve import serve_server
 
+    _urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
     public = _host_ok(host)
     config = _routes(routes)
     if rpc_url:
@@ -365,11 +388,12 @@ def pay(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show the 402, the payment and the settlement.")
     ] = False,
+    allow_remote: AllowRemoteOpt = False,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
     Exit code 0 for a 2xx/3xx answer, 1 for an HTTP error or a refused payment, 2 for bad input or an
-    unreachable URL.
+    unreachable URL. Only URLs on this machine are contacted unless --allow-remote is given.
 
     Examples:
 
@@ -383,6 +407,7 @@ def pay(
     from .evm.chain import ChainError
     from .http.client import PayingClient
 
+    _urls_ok(allow_remote, {"URL": url, "--rpc-url": None if key else rpc_url})
     headers = []
     for h in header or []:
         name, sep, value = h.partition(":")

@@ -215,3 +215,19 @@ def test_unreachable_rpc_url_is_one_clear_error():
     assert dead in stderr and "unreachable" in stderr and "Traceback" not in stderr
     stderr = _fails("pay", "http://127.0.0.1:1/weather", "--rpc-url", dead)
     assert dead in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pay", "http://example.com/weather", "--key", "0x" + "11" * 32],
+        ["pay", "http://127.0.0.1:1/weather", "--rpc-url", "http://10.1.2.3:8545"],
+        ["serve", "facilitator", "--rpc-url", "http://example.com:8545", "--port", "0"],
+        ["serve", "server", "--facilitator-url", "https://facilitator.example/", "--routes", "routes.toml"],
+        ["pay", "ftp://127.0.0.1/file"],
+    ],
+)
+def test_urls_off_this_machine_are_refused_before_any_connection(args):
+    stderr = _fails(*args)
+    assert ("not a loopback address" in stderr and "--allow-remote" in stderr) or "expected an http" in stderr
+    assert "Traceback" not in stderr

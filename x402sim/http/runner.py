@@ -18,6 +18,7 @@ import ipaddress
 import socket
 import threading
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -35,6 +36,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_loopback_url(url: str, what: str, *, allow_remote: bool = False) -> str:
+    """``url`` if it names a loopback host (or ``allow_remote``); else ServiceError naming it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ServiceError(f"{what} {url!r}: expected an http:// or https:// URL")
+    if not allow_remote and not is_loopback(parts.hostname):
+        raise ServiceError(
+            f"{what} {url}: {parts.hostname} is not a loopback address; x402sim talks to this machine only "
+            "unless --allow-remote is given"
+        )
+    return url
 
 
 def bind(host: str, port: int) -> socket.socket:
