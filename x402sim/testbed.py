@@ -3,8 +3,7 @@
 A testbed owns a ``LocalChain`` (token, Multicall3), one reference ``Facilitator`` with a funded
 gas account, and drives servers and clients by calling them directly: it is the simplest world
 the sans-IO roles run in. Settlement is confirmed at once: each settle mines one block at the
-testbed's clock (a block takes at least one second of chain time, so paid requests move the
-clock forward by a second each unless the clock was advanced past the last block).
+testbed's clock; mining never moves the clock, only ``advance`` does.
 
 Everything derives from ``seed``: keys, nonces, block randomness. Same seed, same run.
 """

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -225,5 +226,24 @@ def test_block_time_mode_settles_when_the_next_block_comes():
             },
         ).json()["result"]
         assert int(receipt["status"], 16) == 1
+    finally:
+        running.stop()
+
+
+def test_a_served_chain_keeps_to_the_wall_clock_under_many_rapid_payments():
+    """One block per settlement used to push block time a second ahead per block, until the SDK-style
+    authorizations (signed with the wall clock, 60 s window) expired on chain after ~58 payments."""
+    from x402sim.http.serve import ChainSetup, serve_all
+
+    running = serve_all(ChainSetup(accounts=1), ports={"chain": 0, "facilitator": 0, "server": 0})
+    try:
+        with PayingClient(running.info["accounts"][0]["private_key"]) as client:
+            statuses = [client.get(running.info["server_url"] + "/weather").status for _ in range(80)]
+        latest = httpx.post(
+            running.info["rpc_url"],
+            json={"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["latest", False]},
+        ).json()["result"]
+        assert statuses == [200] * 80
+        assert int(latest["timestamp"], 16) <= time.time() + 1
     finally:
         running.stop()

@@ -5,9 +5,8 @@ Multicall3-compatible contract at its canonical address. It differs from eth-tes
 auto-mining backend in the three ways a payment laboratory needs:
 
 * **Time is ours.** Block timestamps come from ``now``, which only moves when we say so
-  (``set_time`` / ``advance``); the wall clock is never read. A block is stamped ``now``, or one
-  second after its parent if ``now`` has not moved past it (timestamps must strictly increase),
-  and ``now`` follows the chain forward.
+  (``set_time`` / ``advance``); the wall clock is never read. A block is stamped ``now``; blocks
+  may share a second (unlike Ethereum, see ``_SameSecondPragueVM``), so mining never moves time.
 * **Blocks are ours.** Submitted transactions wait in a pending pool; ``mine()`` puts all of them
   (up to the block gas limit) into one block in a single pass through py-evm's ``mine_all``,
   several per sender in nonce order. eth-tester's pending-block path re-executes the block on every
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from eth.constants import GENESIS_PARENT_HASH
 from eth.db import get_db_backend
 from eth.exceptions import Revert
+from eth.vm.forks import PragueVM
 from eth.vm.spoof import SpoofTransaction
 from eth_abi import encode
 from eth_account import Account
@@ -166,7 +166,9 @@ class LocalChain(TokenReads):
         )
         backend = PyEVMBackend(genesis_parameters=params, genesis_state=genesis_state)
         # eth-tester fixes the chain id; rebuild the same chain class with ours.
-        chain_class = type(backend.chain).configure(chain_id=self.chain_id)
+        chain_class = type(backend.chain).configure(
+            chain_id=self.chain_id, vm_configuration=((0, _SameSecondPragueVM),)
+        )
         backend.chain = chain_class.from_genesis(get_db_backend(), params, genesis_state)
         self.backend = backend
         self.now = self.start_time
@@ -310,7 +312,7 @@ class LocalChain(TokenReads):
         """Mine one block at ``now`` holding every pending transaction that fits."""
         chain = self.evm
         latest = chain.get_canonical_head()
-        timestamp = max(self.now, latest.timestamp + 1)
+        timestamp = max(self.now, latest.timestamp)
         header = chain.create_header_from_parent(latest, timestamp=timestamp)
         chain.header = header
         included, kept, gas, blocked = [], [], 0, set()
@@ -401,7 +403,7 @@ class LocalChain(TokenReads):
         """Base fee of the next block."""
         chain = self.evm
         latest = chain.get_canonical_head()
-        return chain.create_header_from_parent(latest, timestamp=latest.timestamp + 1).base_fee_per_gas
+        return chain.create_header_from_parent(latest, timestamp=latest.timestamp).base_fee_per_gas
 
     def _state(self):
         """Read-only state of the latest block (cached until the head changes)."""
@@ -433,7 +435,7 @@ class LocalChain(TokenReads):
         latest = chain.get_canonical_head()
         if after_block is None or after_block >= latest.block_number:
             parent = latest
-            stamp = max(timestamp if timestamp is not None else self.now, latest.timestamp + 1)
+            stamp = max(timestamp if timestamp is not None else self.now, latest.timestamp)
         else:
             parent = chain.get_canonical_block_header_by_number(after_block)
             stamp = chain.get_canonical_block_header_by_number(after_block + 1).timestamp
@@ -504,6 +506,22 @@ class LocalChain(TokenReads):
         if not receipt.success or receipt.contract_address is None:
             raise ChainError(f"token deployment failed: {receipt.revert_reason}")
         return receipt.contract_address
+
+
+class _SameSecondPragueVM(PragueVM):
+    """Prague, except that a block may share its parent's timestamp (never be earlier).
+
+    Ethereum demands strictly increasing timestamps; a chain mining one block per transaction would
+    then run one second ahead of its clock per block, and a served chain would drift ahead of the
+    wall clock that SDK clients sign with until their authorizations expire on chain (seen: after
+    ~58 rapid paid requests). Real chains put many transactions in one block per slot; letting
+    blocks share a second keeps block time equal to the clock instead."""
+
+    @classmethod
+    def validate_header(cls, header, parent_header) -> None:
+        if parent_header is not None and header.timestamp == parent_header.timestamp:
+            parent_header = parent_header.copy(timestamp=header.timestamp - 1)
+        super().validate_header(header, parent_header)
 
 
 def _account_state(*, balance: int = 0, code: bytes = b"") -> dict:
