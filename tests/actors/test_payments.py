@@ -299,3 +299,24 @@ def test_many_settlements_pending_at_once_from_one_facilitator_key(tb):
     tb.mine()
     assert all(facilitator.finish_settle(p, tb.chain.receipt(p.tx_hash)).success for p in pendings)
     assert tb.chain.balance_of(shop.pay_to) == 5 * PRICE
+
+
+def test_the_facilitator_forgets_expired_claims_and_still_refuses_their_replays(monkeypatch):
+    from x402sim.actors import facilitator as facilitator_module
+
+    monkeypatch.setattr(facilitator_module, "PRUNE_FLOOR", 4)
+    tb = Testbed(seed=5)
+    payers = tb.accounts(6, usdc=1_000_000)
+    shop = tb.server({"GET /weather": PRICE})
+    role = tb.facilitator.role
+    results = [tb.client(p).get(shop, "/weather") for p in payers[:3]]
+    assert role.claimed == 3
+    tb.advance(3600)  # every authorization so far is expired
+    for p in payers[3:]:
+        assert tb.client(p).get(shop, "/weather").paid
+    assert role.claimed < 6  # the expired three were forgotten
+    replay = HttpRequest("GET", "/weather", ((PAYMENT_SIGNATURE, encode_header(results[0].payment)),))
+    answer = tb.perform(shop, Send(replay))
+    assert answer.status == 402
+    assert reason_class(parse_payment_required(answer.headers, answer.body).error) is ReasonClass.expired
+    assert tb.chain.balance_of(shop.pay_to) == 6 * PRICE

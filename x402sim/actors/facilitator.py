@@ -43,6 +43,7 @@ from ..protocol import (
     caip2_to_v1,
 )
 
+PRUNE_FLOOR = 1024  # claims kept before expired ones are looked for
 DEFAULT_SETTLE_GAS = 150_000  # a fixed limit, as the SDK signers use; ~82k is spent at most
 
 
@@ -89,7 +90,10 @@ class Facilitator:
     def __post_init__(self) -> None:
         self.address = address_of_key(self.key)
         self._next_nonce: int | None = None
-        self._claims: set[tuple[str, str]] = set()
+        # (payer, nonce) -> validBefore of every authorization pending or settled here; an expired one
+        # can never be settled again, so it is forgotten once the table has doubled (see _prune).
+        self._claims: dict[tuple[str, str], int] = {}
+        self._prune_at = PRUNE_FLOOR
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -139,7 +143,8 @@ class Facilitator:
             tx_hash = self._submit(settlement_calldata(verdict.payload), verdict.offer.asset)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
-        self._claims.add(claim)
+        self._claims[claim] = verdict.payload.authorization.valid_before
+        self._prune(now)
         return PendingSettlement(tx_hash, verdict.payer, verdict.offer, verdict, requirements.network, now)
 
     def finish_settle(self, pending: PendingSettlement, receipt: Receipt) -> SettleResponse:
@@ -154,7 +159,7 @@ class Facilitator:
             if reason is Reason.transaction_failed and self._used_on_chain(payload, offer):
                 reason = Reason.invalid_exact_evm_nonce_already_used  # a node that keeps no revert text
         if reason is not None and reason is not Reason.invalid_exact_evm_nonce_already_used:
-            self._claims.discard((payload.authorization.from_.lower(), payload.authorization.nonce.lower()))
+            self._claims.pop((payload.authorization.from_.lower(), payload.authorization.nonce.lower()), None)
         self.settlements.append(
             SettlementRecord(
                 tx_hash=receipt.tx_hash,
@@ -176,6 +181,17 @@ class Facilitator:
             transaction="0x" + receipt.tx_hash.hex(),
             network=pending.network,
         )
+
+    @property
+    def claimed(self) -> int:
+        """Authorizations this facilitator currently remembers as pending or settled."""
+        return len(self._claims)
+
+    def _prune(self, now: int) -> None:
+        if len(self._claims) < self._prune_at:
+            return
+        self._claims = {claim: before for claim, before in self._claims.items() if before >= now}
+        self._prune_at = max(PRUNE_FLOOR, 2 * len(self._claims))
 
     def _used_on_chain(self, payload, offer: Offer) -> bool:
         auth = payload.authorization
