@@ -301,9 +301,6 @@ class LocalChain(TokenReads):
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def pending_hashes(self) -> list[bytes]:
-        return [p.tx.hash for p in self._pending]
-
     def pending_transaction(self, tx_hash: bytes):
         """The signed py-evm transaction waiting in the pending pool under ``tx_hash``, or None."""
         return next((p.tx for p in self._pending if p.tx.hash == tx_hash), None)

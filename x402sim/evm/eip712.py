@@ -26,12 +26,6 @@ TRANSFER_WITH_AUTHORIZATION_TYPEHASH = keccak(
     b"TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,"
     b"uint256 validBefore,bytes32 nonce)"
 )
-RECEIVE_WITH_AUTHORIZATION_TYPEHASH = keccak(
-    b"ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,"
-    b"uint256 validBefore,bytes32 nonce)"
-)
-CANCEL_AUTHORIZATION_TYPEHASH = keccak(b"CancelAuthorization(address authorizer,bytes32 nonce)")
-
 # secp256k1 group order; a signature with s above half of it is malleable and FiatToken rejects it.
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
@@ -66,9 +60,9 @@ class Authorization:
     valid_before: int
     nonce: bytes
 
-    def struct_hash(self, typehash: bytes = TRANSFER_WITH_AUTHORIZATION_TYPEHASH) -> bytes:
+    def struct_hash(self) -> bytes:
         return keccak(
-            typehash
+            TRANSFER_WITH_AUTHORIZATION_TYPEHASH
             + _address_word(self.from_)
             + _address_word(self.to)
             + _uint_word(self.value)
