@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .actors.client import Client, FetchResult, SpendPolicy
+from .actors.client import Client, DrivesClient, FetchResult, SpendPolicy
 from .actors.facilitator import Facilitator
 from .actors.messages import Effect, Handle, HttpRequest, HttpResponse, Send, Settle, Verify, run
 from .actors.server import ResourceServer, Route, default_handler
@@ -76,24 +76,12 @@ class TestFacilitator:
         return self.role.settle_now(payload, requirements, self._tb.now)
 
 
-class TestClient:
+class TestClient(DrivesClient):
     """A paying client bound to the testbed: ``get`` and ``request`` reach its servers directly."""
 
     def __init__(self, testbed: Testbed, role: Client) -> None:
         self._tb = testbed
         self.role = role
-
-    @property
-    def address(self) -> str:
-        return self.role.address
-
-    @property
-    def payments(self):
-        return self.role.payments
-
-    @property
-    def spent(self) -> int:
-        return self.role.spent
 
     def create_payment(self, payment_required: AnyPaymentRequired) -> AnyPaymentPayload:
         return self.role.create_payment(payment_required, self._tb.now)

@@ -178,6 +178,13 @@ def test_paywall_proxy_forwards_only_after_payment(proxied):
     assert free.status_code == 200 and free.json()["path"] == "/about"
 
 
+def test_oversized_request_bodies_get_413_and_reach_no_origin(proxied):
+    world, hits, _ = proxied
+    answer = httpx.post(world.server_url + "/slow", content=b"x" * (1024 * 1024 + 1))
+    assert answer.status_code == 413 and "exceeds" in answer.json()["error"]
+    assert hits == [] and world.facilitator.settlements == []
+
+
 def test_paywall_proxy_withholds_the_origin_answer_when_settlement_fails(proxied):
     world, hits, _ = proxied
     with PayingClient(world.payer_key) as client:

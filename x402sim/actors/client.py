@@ -109,6 +109,24 @@ class FetchResult:
         return self.settlement is not None and self.settlement.success
 
 
+class DrivesClient:
+    """What every driver of a ``Client`` role (``self.role``) shows of it: wallet and payments."""
+
+    role: Client
+
+    @property
+    def address(self) -> str:
+        return self.role.address
+
+    @property
+    def payments(self) -> list[PaymentRecord]:
+        return self.role.payments
+
+    @property
+    def spent(self) -> int:
+        return self.role.spent
+
+
 @dataclass
 class Client:
     """A paying agent with a wallet ``key``, paying on the given ``networks`` (CAIP-2; None = any

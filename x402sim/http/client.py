@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..actors.client import Client, FetchResult, SpendPolicy
+from ..actors.client import Client, DrivesClient, FetchResult, SpendPolicy
 from ..actors.messages import HttpRequest, HttpResponse, Send, Settle, Unreachable, Verify, arun, run
 from ..protocol import ProtocolError, SettleResponse, SupportedResponse, VerifyResponse
 
@@ -94,7 +94,7 @@ def _key_bytes(key: bytes | str) -> bytes:
     return key
 
 
-class _PayingBase:
+class _PayingBase(DrivesClient):
     def __init__(
         self,
         key: bytes | str,
@@ -111,14 +111,6 @@ class _PayingBase:
             seed=seed if seed is not None else int.from_bytes(os.urandom(8), "big"),
         )
         self.clock = clock
-
-    @property
-    def address(self) -> str:
-        return self.role.address
-
-    @property
-    def payments(self):
-        return self.role.payments
 
 
 class PayingClient(_PayingBase):

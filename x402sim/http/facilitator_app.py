@@ -30,6 +30,7 @@ from starlette.routing import Route
 from ..actors.facilitator import Facilitator, PendingSettlement
 from ..evm.chain import LocalChain
 from ..protocol import ProtocolError, Reason, SettleResponse, parse_facilitator_request
+from .bodies import read_body
 
 MAX_BODY_BYTES = 64 * 1024
 RECEIPT_POLL_SECONDS = 0.05
@@ -41,15 +42,9 @@ def _bad_request(problem: str) -> JSONResponse:
 
 async def read_json_body(request: Request, limit: int) -> tuple[object | None, JSONResponse | None]:
     """The parsed JSON body, or a 400 response naming what is wrong with it."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None, _bad_request(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None, _bad_request(f"request body exceeds the limit of {limit} bytes")
-
+    body = await read_body(request, limit)
+    if body is None:
+        return None, _bad_request(f"request body exceeds the limit of {limit} bytes")
     try:
         return json.loads(body), None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

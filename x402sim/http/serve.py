@@ -166,8 +166,7 @@ def serve_server(
 ) -> Running:
     role, client = resource_server(config, facilitator_url, facilitator_timeout=facilitator_timeout)
     services = Services(host, allow_public=allow_public)
-    handlers = {} if origin else {"GET /weather": demo_weather} if "GET /weather" in role.routes else {}
-    url = services.add("server", resource_server_app(role, client, handlers=handlers, origin=origin), port)
+    url = services.add("server", resource_server_app(role, client, origin=origin), port)
     role.base_url = url
     services.start()
     return Running(

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from ..actors.messages import Handle, HttpRequest, HttpResponse, arun
 from ..actors.server import ResourceServer, default_handler
 from ..protocol import PAYMENT_SIGNATURE, X_PAYMENT
+from .bodies import read_body
 from .client import FacilitatorClient
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -106,8 +107,8 @@ def resource_server_app(
         return await facilitator.perform(effect)
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > max_body:
+        body = await read_body(request, max_body)
+        if body is None:
             return _as_starlette(_json_error(413, f"request body exceeds {max_body} bytes"))
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         exchange = HttpRequest(request.method, path, tuple(request.headers.items()), body)
