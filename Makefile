@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 
-.PHONY: demo test lint format bench lock clean node-deps
+.PHONY: demo test lint format bench fuzz lock clean node-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "x402sim needs Python >= 3.11")'
@@ -43,6 +43,13 @@ test: lint node-deps
 bench: $(STAMP)
 	$(PY) benchmarks/settlement_batch.py
 	$(PY) benchmarks/paid_requests.py
+	$(PY) benchmarks/rpc_starvation.py
+	$(PY) benchmarks/load.py
+
+# A long seeded fuzz campaign against served processes (loopback only); FUZZ_INPUTS=N to resize.
+FUZZ_INPUTS ?= 100000
+fuzz: $(STAMP)
+	$(VENV)/bin/x402sim fuzz --inputs $(FUZZ_INPUTS) --seed 1
 
 # Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI).
 lock:

@@ -74,7 +74,9 @@ def _over_http(n: int) -> tuple[float, float]:
     running = serve_all(ChainSetup(accounts=1), ports={"chain": 0, "facilitator": 0, "server": 0})
     try:
         url = running.info["server_url"]
-        with PayingClient(running.info["accounts"][0]["private_key"]) as client:
+        with PayingClient(
+            running.info["accounts"][0]["private_key"], networks=(running.info["network"],)
+        ) as client:
             times = []
             for path in ("/weather", "/free"):
                 start = time.perf_counter()
@@ -105,7 +107,7 @@ def _ours_over_rpc(n: int) -> float:
         server = ResourceServer.with_prices({"GET /weather": 1_000}, chain=chain, pay_to=payee)
         url = edge.add("server", resource_server_app(server, FacilitatorClient(facilitator_url))) + "/weather"
         edge.start()
-        with PayingClient(payer) as client:
+        with PayingClient(payer, networks=(chain.network,)) as client:
             start = time.perf_counter()
             for _ in range(n):
                 assert client.get(url).status == 200

@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -134,6 +135,7 @@ serve_app = typer.Typer(
 )
 app.add_typer(serve_app)
 err = Console(stderr=True)
+DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 
 HostOpt = Annotated[str, typer.Option(help="Address to bind. Anything but loopback prints a warning.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the chain's keys.")]
@@ -380,8 +382,18 @@ def pay(
     ] = None,
     key: Annotated[str | None, typer.Option(help="Hex private key of the paying wallet.")] = None,
     rpc_url: Annotated[
-        str, typer.Option(help="Without --key: an x402sim chain whose first funded account pays.")
-    ] = "http://127.0.0.1:8545",
+        str | None,
+        typer.Option(
+            help="The chain to pay on: only its network is paid, signed with its clock; without --key "
+            f"its first funded account pays. Default {DEFAULT_RPC_URL} when --key is not given."
+        ),
+    ] = None,
+    network: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Without --rpc-url: a CAIP-2 network to pay on (repeatable); nothing else is paid."
+        ),
+    ] = None,
     max_price: Annotated[
         int | None, typer.Option(help="Refuse to pay more than this (atomic units).")
     ] = None,
@@ -392,6 +404,11 @@ def pay(
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
+    It signs only for the chain it is told about: with --rpc-url (or no --key, which uses the local
+    chain's first account) only that chain's network; otherwise only the networks named by
+    --network. An offer on any other network is refused, because a signature for another chain is
+    valid there.
+
     Exit code 0 for a 2xx/3xx answer, 1 for an HTTP error or a refused payment, 2 for bad input or an
     unreachable URL. Only URLs on this machine are contacted unless --allow-remote is given.
 
@@ -400,28 +417,45 @@ def pay(
       x402sim pay http://127.0.0.1:4021/weather
 
       x402sim pay http://127.0.0.1:4021/weather -v --max-price 5000
+
+      x402sim pay http://127.0.0.1:4021/weather --key 0x... --network eip155:31337
     """
     import httpx
 
-    from .actors.client import SpendPolicy
+    from .actors.client import SpendPolicy, check_networks
     from .evm.chain import ChainError
     from .http.client import PayingClient
 
-    _urls_ok(allow_remote, {"URL": url, "--rpc-url": None if key else rpc_url})
+    if key is None and rpc_url is None:
+        rpc_url = DEFAULT_RPC_URL
+    _urls_ok(allow_remote, {"URL": url, "--rpc-url": rpc_url})
     headers = []
     for h in header or []:
         name, sep, value = h.partition(":")
         if not sep or not name.strip():
             raise _fail(f"--header {h!r}: expected 'Name: value'")
         headers.append((name.strip(), value.strip()))
-    if key is None:
+    clock = time.time
+    if rpc_url is not None:
         try:
-            key = _first_account_key(rpc_url)
+            chain_network, offset, first_key = _chain_facts(rpc_url, need_key=key is None)
         except ChainError as exc:
-            raise _fail(f"no --key given and {exc}") from None
+            raise _fail(f"--rpc-url {rpc_url}: {exc}") from None
+        stray = [n for n in network or [] if n != chain_network]
+        if stray:
+            raise _fail(f"--network {stray[0]} is not the network of --rpc-url {rpc_url} ({chain_network})")
+        networks, key = (chain_network,), key or first_key
+        clock = lambda: time.time() + offset  # noqa: E731 - sign with the chain's clock
+    elif not network:
+        raise _fail("say which network to pay on: --rpc-url URL or --network eip155:<chain id>")
+    else:
+        try:
+            networks = check_networks(network)
+        except ValueError as exc:
+            raise _fail(f"--network: {exc}") from None
     policy = SpendPolicy(max_price=max_price)
     try:
-        with PayingClient(_parse_key(key), policy=policy) as client:
+        with PayingClient(_parse_key(key), networks=networks, policy=policy, clock=clock) as client:
             result = client.request(method, url, headers=headers, content=(data or "").encode())
     except httpx.HTTPError as exc:
         raise _fail(f"{url}: {exc.__class__.__name__}: {exc}") from None
@@ -437,14 +471,21 @@ def pay(
         raise typer.Exit(1)
 
 
-def _first_account_key(rpc_url: str) -> str:
+def _chain_facts(rpc_url: str, *, need_key: bool) -> tuple[str, int, str | None]:
+    """The network of the chain at ``rpc_url``, how far its clock is ahead of ours, and (if asked
+    for) the key of its first funded test account."""
     from .evm.chain import ChainError
     from .evm.rpc_chain import RpcChain
 
-    accounts = RpcChain(rpc_url, timeout=5).rpc("x402sim_accounts")
+    chain = RpcChain(rpc_url, timeout=5)
+    wall = int(time.time())
+    offset = chain.time(wall) - wall
+    if not need_key:
+        return chain.network, offset, None
+    accounts = chain.rpc("x402sim_accounts")
     if not accounts:
-        raise ChainError(f"{rpc_url} has no funded test accounts")
-    return accounts[0]["private_key"]
+        raise ChainError("no --key given and the chain has no funded test accounts")
+    return chain.network, offset, accounts[0]["private_key"]
 
 
 def _show_payment(result) -> None:
@@ -458,3 +499,32 @@ def _show_payment(result) -> None:
         err.print("[bold]settlement[/bold]")
         err.print_json(data=result.settlement.to_wire())
     err.print(f"HTTP {result.status}")
+
+
+# -- fuzz -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def fuzz(
+    inputs: Annotated[int, typer.Option(min=1, help="How many inputs to send.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of every input: same seed, same inputs.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight at once.")] = 8,
+) -> None:
+    """Fuzz served x402sim processes (127.0.0.1 only) and reconcile what they served on chain.
+
+    Starts `x402sim serve` and a paywall proxy in their own processes, sends seeded hostile inputs to
+    every endpoint, then checks that no answer was a 5xx, every refusal named its problem, both
+    processes still run, and the payee's on-chain balance grew by exactly what was served.
+    Exit code 0 when all holds, 1 when anything failed, 2 when the services could not start.
+
+    Example: x402sim fuzz --inputs 20000 --seed 7
+    """
+    from .fuzz.campaign import CampaignError, report, run_campaign
+
+    try:
+        outcome = run_campaign(inputs, seed=seed, concurrency=concurrency, console=err)
+    except CampaignError as exc:
+        raise _fail(str(exc)) from None
+    report(outcome, console)
+    if not outcome.ok:
+        raise typer.Exit(1)

@@ -147,7 +147,7 @@ def test_refuses_transactions_that_could_never_be_mined(chain):
         },
         rich,
     )
-    with pytest.raises(ChainError, match="not its next nonce"):
+    with pytest.raises(ChainError, match="already pending"):
         chain.send_raw_transaction(bytes(stale.raw_transaction))
     wrong_chain = Account.sign_transaction(
         {

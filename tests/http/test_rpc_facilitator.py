@@ -43,7 +43,7 @@ def remote():
 def test_settles_over_json_rpc(remote):
     chain, facilitator, server, server_url, payer_key = remote
     assert facilitator.chain.network == chain.network
-    with PayingClient(payer_key) as client:
+    with PayingClient(payer_key, networks=(chain.network,)) as client:
         result = client.get(server_url + "/weather")
     assert result.status == 200 and result.settlement.success
     nonce = bytes.fromhex(result.payment.payload["authorization"]["nonce"][2:])

@@ -115,6 +115,8 @@ def test_pay_refuses_a_price_over_max_price(served):
             served["server_url"] + "/weather",
             "--key",
             served["accounts"][1]["private_key"],
+            "--network",
+            served["network"],
             "--max-price",
             "999",
         ],

@@ -43,7 +43,7 @@ def test_paid_request_over_http_settles_on_chain(world):
 
 def test_async_paying_client(world):
     async def go():
-        async with AsyncPayingClient(world.payer_key) as client:
+        async with AsyncPayingClient(world.payer_key, networks=(world.chain.network,)) as client:
             return [await client.get(world.server_url + "/weather") for _ in range(2)]
 
     results = asyncio.run(go())
@@ -70,7 +70,7 @@ def test_facilitator_endpoints(world):
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
-        (b"{not json", "not JSON"),
+        (b"{not json", "not valid JSON"),
         (b"[]", ""),
         (json.dumps({"x402Version": 2, "paymentPayload": {}}).encode(), "paymentPayload.x402Version"),
         (
@@ -90,10 +90,12 @@ def test_facilitator_rejects_malformed_bodies_with_400(world, body, needle):
 
 
 def test_facilitator_answers_unknown_scheme_with_its_reason(world):
-    with PayingClient(world.payer_key) as client:
+    with PayingClient(world.payer_key, networks=(world.chain.network,)) as client:
         client.role.policy.max_price = 0  # sign nothing: we only want a well-formed challenge
         challenge = client.get(world.server_url + "/weather").challenge
-    payment = PayingClient(world.payer_key).role.create_payment(challenge, world.chain.now)
+    payment = PayingClient(world.payer_key, networks=(world.chain.network,)).role.create_payment(
+        challenge, world.chain.now
+    )
     body = {
         "x402Version": 2,
         "paymentPayload": payment.to_wire() | {"accepted": payment.accepted.to_wire() | {"scheme": "upto"}},
@@ -113,7 +115,7 @@ def test_facilitator_answers_unknown_scheme_with_its_reason(world):
 def test_unreachable_facilitator_gives_502_and_nothing_moves(make_world):
     dead_url = closed_port_url()
     world = make_world(facilitator_url=dead_url)
-    with PayingClient(world.payer_key) as client:
+    with PayingClient(world.payer_key, networks=(world.chain.network,)) as client:
         result = client.get(world.server_url + "/weather")
     assert result.status == 502
     assert "facilitator unreachable" in result.json()["error"] and dead_url in result.json()["error"]
@@ -132,7 +134,7 @@ def test_facilitator_timeout_gives_502_naming_the_timeout(make_world):
     hanging.start()
     try:
         world = make_world(facilitator_url=url, facilitator_timeout=0.3)
-        with PayingClient(world.payer_key) as client:
+        with PayingClient(world.payer_key, networks=(world.chain.network,)) as client:
             result = client.get(world.server_url + "/weather")
         assert result.status == 502 and "timed out" in result.json()["error"]
         assert world.chain.balance_of(world.payer) == 1_000_000
@@ -167,7 +169,7 @@ def test_paywall_proxy_forwards_only_after_payment(proxied):
     world, hits, _ = proxied
     unpaid = httpx.get(world.server_url + "/article?id=7")
     assert unpaid.status_code == 402 and hits == []
-    with PayingClient(world.payer_key) as client:
+    with PayingClient(world.payer_key, networks=(world.chain.network,)) as client:
         result = client.get(world.server_url + "/article?id=7")
     assert result.status == 200 and result.json() == {"origin": True, "path": "/article", "query": "id=7"}
     assert result.settlement.success and world.chain.balance_of(world.payee) == PRICE
@@ -187,7 +189,7 @@ def test_oversized_request_bodies_get_413_and_reach_no_origin(proxied):
 
 def test_paywall_proxy_withholds_the_origin_answer_when_settlement_fails(proxied):
     world, hits, _ = proxied
-    with PayingClient(world.payer_key) as client:
+    with PayingClient(world.payer_key, networks=(world.chain.network,)) as client:
         result = client.request("POST", world.server_url + "/slow", content=b"payload")
     assert len(hits) == 1 and hits[0][3] == b"payload"
     assert result.status == 402 and b"origin" not in result.body
@@ -197,7 +199,7 @@ def test_paywall_proxy_withholds_the_origin_answer_when_settlement_fails(proxied
 
 def test_paywall_proxy_with_dead_origin_gives_502_and_settles_nothing(make_world):
     world = make_world(origin=closed_port_url(), routes={"GET /article": PRICE})
-    with PayingClient(world.payer_key) as client:
+    with PayingClient(world.payer_key, networks=(world.chain.network,)) as client:
         result = client.get(world.server_url + "/article")
     assert result.status == 502 and "origin" in result.json()["error"]
     assert world.chain.balance_of(world.payer) == 1_000_000 and world.facilitator.settlements == []
@@ -207,7 +209,7 @@ def test_python_handlers_and_upfront_mode(make_world):
     world = make_world(
         handlers={"GET /weather": lambda r: HttpResponse.of_json(200, {"sunny": True})}, upfront=True
     )
-    with PayingClient(world.payer_key) as client:
+    with PayingClient(world.payer_key, networks=(world.chain.network,)) as client:
         result = client.get(world.server_url + "/weather")
     assert result.status == 200 and result.json() == {"sunny": True} and result.settlement.success
 
@@ -219,7 +221,9 @@ def test_block_time_mode_settles_when_the_next_block_comes():
         ChainSetup(accounts=1, block_time=0.2), ports={"chain": 0, "facilitator": 0, "server": 0}
     )
     try:
-        with PayingClient(running.info["accounts"][0]["private_key"]) as client:
+        with PayingClient(
+            running.info["accounts"][0]["private_key"], networks=(running.info["network"],)
+        ) as client:
             result = client.get(running.info["server_url"] + "/weather")
         assert result.status == 200 and result.settlement.success
         rpc = running.info["rpc_url"]
@@ -244,7 +248,9 @@ def test_a_served_chain_keeps_to_the_wall_clock_under_many_rapid_payments():
 
     running = serve_all(ChainSetup(accounts=1), ports={"chain": 0, "facilitator": 0, "server": 0})
     try:
-        with PayingClient(running.info["accounts"][0]["private_key"]) as client:
+        with PayingClient(
+            running.info["accounts"][0]["private_key"], networks=(running.info["network"],)
+        ) as client:
             statuses = [client.get(running.info["server_url"] + "/weather").status for _ in range(80)]
         latest = httpx.post(
             running.info["rpc_url"],

@@ -185,7 +185,7 @@ def test_our_client_pays_sdk_server_through_our_facilitator(world, sdk_server_ur
     chain = world.chain
     was = before(chain, world.payer, world.payee)
 
-    with PayingClient(world.payer_key, timeout=HTTP_TIMEOUT) as client:
+    with PayingClient(world.payer_key, networks=(world.chain.network,), timeout=HTTP_TIMEOUT) as client:
         result = client.get(sdk_server_url + "/weather")
 
     assert result.first_status == 402
@@ -263,7 +263,7 @@ def test_sdk_facilitator_settles_for_our_server(sdk_facilitator_world):
     was = before(w.chain, w.payer, w.payee)
     gas_money = w.chain.eth_balance(w.facilitator_address)
 
-    with PayingClient(w.payer_key, timeout=HTTP_TIMEOUT) as client:
+    with PayingClient(w.payer_key, networks=(w.chain.network,), timeout=HTTP_TIMEOUT) as client:
         result = client.get(w.server_url + "/weather")
 
     assert result.status == 200, result.body

@@ -7,7 +7,13 @@ Rules:
   most once with a payment, whatever the second answer is (no 402 loops, no paying twice).
 * The spend policy can refuse an offer; refusing is a value in the result, not an exception.
   ``create_payment`` (the direct API) raises ``PaymentRefused`` instead, naming why.
-* Every payment the client signs is recorded with what the server said about its settlement.
+* It pays only on the ``networks`` it is given (CAIP-2, at least one): a signature for another chain
+  is valid there, and a hostile server would collect it. An offer whose validity window is longer
+  than ``MAX_TIMEOUT_SECONDS`` is refused too (a long-lived authorization is a standing cheque).
+* Every payment the client signs is recorded with what the server said about its settlement. When
+  the paid request gets no answer (the driver throws ``Unreachable`` into ``fetch``), the payment is
+  still recorded, with ``status`` None and outcome ``"unknown"`` (it may have settled), and the
+  ``Unreachable`` goes on to the driver.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from ..protocol import (
     PaymentRequired,
     ProtocolError,
     SettleResponse,
+    caip2_problem,
     encode_header,
     parse_payment_required,
     payment_header_name,
     read_settlement,
 )
-from .messages import HttpRequest, HttpResponse, Send, Steps
+from .messages import HttpRequest, HttpResponse, Send, Steps, Unreachable
+
+MAX_TIMEOUT_SECONDS = 24 * 3600
 
 
 class PaymentRefused(Exception):
@@ -74,12 +83,20 @@ class PaymentRecord:
     asset: str
     amount: int
     nonce: str
-    status: int
+    status: int | None  # None: no answer came back
     settlement: SettleResponse | None
 
     @property
     def settled(self) -> bool:
         return self.settlement is not None and self.settlement.success
+
+    @property
+    def outcome(self) -> str:
+        """``settled``, ``failed`` (the server said so) or ``unknown`` (no settlement answer: it may
+        have settled, so check ``authorizationState`` of ``nonce`` on chain before paying again)."""
+        if self.settlement is None:
+            return "unknown"
+        return "settled" if self.settlement.success else "failed"
 
 
 @dataclass(frozen=True)
@@ -129,16 +146,16 @@ class DrivesClient:
 
 @dataclass
 class Client:
-    """A paying agent with a wallet ``key``, paying on the given ``networks`` (CAIP-2; None = any
-    ``eip155`` network)."""
+    """A paying agent with a wallet ``key``, paying only on the given ``networks`` (CAIP-2)."""
 
     key: bytes
-    networks: tuple[str, ...] | None
+    networks: tuple[str, ...]
     policy: SpendPolicy = field(default_factory=SpendPolicy)
     seed: int = 0
     payments: list[PaymentRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.networks = check_networks(self.networks)
         self.address = address_of_key(self.key)
         self._rng = random.Random(f"x402sim-client:{self.seed}:{self.address}")
         self._committed = 0  # signed and not known to have failed
@@ -161,8 +178,12 @@ class Client:
                 reasons.append(f"scheme {offer.scheme!r} is not supported")
             elif offer.chain_id is None:
                 reasons.append(f"network {offer.network} is not an EVM (eip155) network")
-            elif self.networks is not None and offer.network not in self.networks:
+            elif offer.network not in self.networks:
                 reasons.append(f"network {offer.network} is not one of {', '.join(self.networks)}")
+            elif offer.max_timeout_seconds > MAX_TIMEOUT_SECONDS:
+                reasons.append(
+                    f"maxTimeoutSeconds {offer.max_timeout_seconds} is longer than {MAX_TIMEOUT_SECONDS}"
+                )
             elif not (
                 isinstance(offer.extra.get("name"), str) and isinstance(offer.extra.get("version"), str)
             ):
@@ -202,13 +223,21 @@ class Client:
         except PaymentRefused as exc:
             return FetchResult(first, challenge, refused=str(exc), first_status=402)
         paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
-        final: HttpResponse = yield Send(paid_request)
+        try:
+            final: HttpResponse = yield Send(paid_request)
+        except Unreachable:
+            self._record(request, offer, payment, None, None)
+            raise
         try:
             settlement = read_settlement(final.headers)
         except ProtocolError:
             settlement = None
         if settlement is not None and not settlement.success:
             self._committed -= offer.amount  # refused for sure; an unknown outcome stays committed
+        self._record(request, offer, payment, final.status, settlement)
+        return FetchResult(final, challenge, payment, settlement, first_status=402)
+
+    def _record(self, request, offer: Offer, payment, status: int | None, settlement) -> None:
         self.payments.append(
             PaymentRecord(
                 resource=request.path,
@@ -216,8 +245,22 @@ class Client:
                 asset=offer.asset,
                 amount=offer.amount,
                 nonce=payment.payload["authorization"]["nonce"],
-                status=final.status,
+                status=status,
                 settlement=settlement,
             )
         )
-        return FetchResult(final, challenge, payment, settlement, first_status=402)
+
+
+def check_networks(networks: Iterable[str] | None) -> tuple[str, ...]:
+    """``networks`` as a tuple of valid CAIP-2 ids; ``ValueError`` when none are named or one is bad:
+    a payer must say on which chains it signs."""
+    if networks is None or isinstance(networks, str):
+        raise ValueError("networks: name the CAIP-2 networks to pay on, e.g. ('eip155:31337',)")
+    named = tuple(networks)
+    if not named:
+        raise ValueError("networks: name at least one CAIP-2 network to pay on")
+    for network in named:
+        problem = caip2_problem(network)
+        if problem is not None:
+            raise ValueError(f"network {network!r}: {problem}")
+    return named

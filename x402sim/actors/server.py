@@ -2,10 +2,11 @@
 
 Rules:
 
-* The server builds payment requirements from its own routes. A payment's ``accepted`` copy is only
-  used to *pick* one of the server's offers (scheme, network, amount, asset, payTo compared field by
-  field, addresses case-insensitively); the facilitator is always sent the server's own offer, never
-  client-supplied values.
+* The server builds payment requirements from its own routes. Its asset and payTo addresses are
+  checked and kept in checksum form, whatever case they were given in. A payment's ``accepted`` copy
+  is only used to *pick* one of the server's offers (scheme, network, amount, asset, payTo compared
+  field by field, addresses in checksum form); the facilitator is always sent the server's own
+  offer, never client-supplied values.
 * Default order ("authorization" flow): verify, run the handler and hold its response, settle; a
   failed settlement turns the answer into a 402 carrying the settlement header and the handler's
   body is withheld. A handler status >= 400 is passed through and nothing is settled.
@@ -21,8 +22,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..evm.exact import Offer, evm_address
 from ..protocol import (
     PAYMENT_REQUIRED,
+    PAYMENT_SIGNATURE,
+    X_PAYMENT,
     PaymentPayload,
     PaymentPayloadV1,
     PaymentRequired,
@@ -41,6 +45,13 @@ from ..protocol import (
 from .messages import Handle, HttpRequest, HttpResponse, Settle, Steps, Unreachable, Verify
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 60
+
+
+def _address(value: str, what: str) -> str:
+    try:
+        return evm_address(value, what)
+    except ProtocolError as exc:
+        raise ValueError(f"{exc.where}: {exc.problem}: {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,8 @@ class Route:
                 f"route {self.key!r}: price must be an integer number of atomic units, got {self.price!r}"
             )
         object.__setattr__(self, "key", f"{method.upper()} {path}")
+        if self.pay_to is not None:
+            object.__setattr__(self, "pay_to", _address(self.pay_to, f"route {self.key!r}: pay_to"))
 
 
 def default_handler(request: HttpRequest) -> HttpResponse:
@@ -107,6 +120,9 @@ class ResourceServer:
             raise ValueError(f"x402_version must be 1 or 2, got {self.x402_version}")
         if self.x402_version == 1 and caip2_to_v1(self.network) is None:
             raise ValueError(f"network {self.network} has no x402 v1 name; v1 cannot describe it")
+        # One canonical spelling, so offers, comparisons and transactions agree whatever case was given.
+        self.asset = _address(self.asset, "asset")
+        self.pay_to = _address(self.pay_to, "pay_to")
 
     # -- offers -------------------------------------------------------------------------------
 
@@ -160,17 +176,38 @@ class ResourceServer:
             offer = self.requirements_v1(route)
             ok = offer is not None and (payment.scheme, payment.network) == (offer.scheme, offer.network)
             return offer if ok else None
-        offer, accepted = self.requirements(route), payment.accepted
+        offer = self.requirements(route)
+        try:
+            accepted = Offer.of(payment.accepted)
+        except ProtocolError:
+            return None  # an address that is no address matches nothing
         same = (
             accepted.scheme == offer.scheme
             and accepted.network == offer.network
             and accepted.amount == offer.amount
-            and accepted.asset.lower() == offer.asset.lower()
-            and accepted.pay_to.lower() == offer.pay_to.lower()
+            and accepted.asset == offer.asset
+            and accepted.pay_to == offer.pay_to
         )
         return offer if same else None
 
     # -- the exchange -------------------------------------------------------------------------
+
+    def carries_payment(self, request: HttpRequest) -> bool:
+        """Whether ``request`` asks for paid work (a priced route and a payment header): what a
+        world bounds when it bounds the work in flight."""
+        route = self.routes.get(request.route_key)
+        if route is None or route.price == 0:
+            return False
+        return request.header(PAYMENT_SIGNATURE) is not None or request.header(X_PAYMENT) is not None
+
+    def overloaded(self, retry_after: int) -> HttpResponse:
+        """The answer to a paid request refused before any verify or settle: nothing was charged."""
+        self.stats["overloaded"] += 1
+        return HttpResponse.of_json(
+            503,
+            {"error": f"server busy: payment not used, retry after {retry_after} s"},
+            (("Retry-After", str(retry_after)),),
+        )
 
     def handle(self, request: HttpRequest) -> Steps[HttpResponse]:
         """Answer one request; yields ``Verify``/``Handle``/``Settle`` effects."""

@@ -11,6 +11,11 @@ auto-mining backend in the three ways a payment laboratory needs:
   (up to the block gas limit) into one block in a single pass through py-evm's ``mine_all``,
   several per sender in nonce order. eth-tester's pending-block path re-executes the block on every
   transaction (quadratic) and cannot queue two transactions from one sender.
+* **Future nonces wait, as on geth and Hardhat.** A transaction whose nonce is ahead of its sender's
+  next nonce is *queued* (not executable, not counted by ``pending_nonce``) and promoted to the
+  pending pool when the gap fills; one still queued ``future_lifetime`` seconds of chain time later
+  is dropped, and so is one whose nonce the sender has used meanwhile. At most
+  ``MAX_QUEUED_PER_SENDER`` wait per sender.
 * **Reads are plain.** Balances, ``authorizationState``, total supply and ``Transfer`` logs are
   one call each, and ``call()`` simulates a transaction at the next block's timestamp, returning
   the revert text instead of raising.
@@ -50,6 +55,9 @@ DEFAULT_BLOCK_GAS_LIMIT = 300_000_000
 ZERO_ADDRESS = "0x" + "00" * 20
 ETHER = 10**18
 GWEI = 10**9
+FUTURE_LIFETIME = 3 * 3600  # seconds a future-nonce transaction may wait (geth's txpool default)
+MAX_QUEUED_PER_SENDER = 64  # future-nonce transactions one sender may park (geth's account queue)
+MINT_GAS = 150_000  # declared for a funding mint (~70k used), so thousands fit in one block
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,7 @@ class Snapshot:
     head_number: int
     now: int
     pending: tuple
+    queued: tuple
     rng_state: object
 
 
@@ -133,6 +142,7 @@ class _Pending:
     raw: bytes
     tx: object  # py-evm signed transaction
     sender: str
+    queued_at: int = 0  # chain time it arrived (what future_lifetime counts from)
 
 
 @dataclass
@@ -146,6 +156,7 @@ class LocalChain(TokenReads):
     token_symbol: str = "USDC"
     token_version: str = "2"
     block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
+    future_lifetime: int = FUTURE_LIFETIME
     now: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -173,6 +184,7 @@ class LocalChain(TokenReads):
         self.backend = backend
         self.now = self.start_time
         self._pending: list[_Pending] = []
+        self._future: dict[str, dict[int, _Pending]] = {}  # sender -> nonce -> queued transaction
         self._index_pending()
         self._receipts: dict[bytes, Receipt] = {}
         self._head_state = (b"", None)
@@ -224,14 +236,21 @@ class LocalChain(TokenReads):
         return self.fund_many([(address, usdc, eth)])
 
     def fund_many(self, grants: list[tuple[str, int, int]]) -> Block:
-        """Fund many accounts in one block: ``[(address, usdc, eth_wei), ...]``."""
+        """Fund many accounts: ``[(address, usdc, eth_wei), ...]``, in as many blocks as it takes
+        (the last one is returned). Raises ``ChainError`` unless every grant is on chain."""
+        hashes = []
         for address, usdc, eth in grants:
             if usdc:
-                self.transact(self.minter_key, self.usdc, encode_call("mint(address,uint256)", address, usdc))
+                mint = encode_call("mint(address,uint256)", address, usdc)
+                hashes.append(self.transact(self.minter_key, self.usdc, mint, gas=MINT_GAS))
             if eth:
-                self.transact(self.bank_key, address, b"", value=eth)
+                hashes.append(self.transact(self.bank_key, address, b"", value=eth, gas=21_000))
         block = self.mine()
-        failed = [r for h in block.tx_hashes if not (r := self._receipts[h]).success]
+        while any(self._receipts.get(h) is None for h in hashes):
+            if not block.tx_hashes:
+                raise ChainError("funding stalled: a block took none of the pending transactions")
+            block = self.mine()
+        failed = [r for h in hashes if not (r := self._receipts[h]).success]
         if failed:
             raise ChainError(f"funding failed: {failed[0].revert_reason or 'reverted'}")
         return block
@@ -258,37 +277,79 @@ class LocalChain(TokenReads):
         return self.send_raw_transaction(bytes(Account.sign_transaction(tx, key).raw_transaction))
 
     def send_raw_transaction(self, raw: bytes) -> bytes:
-        """Queue a signed transaction for the next block, refusing what could never be mined."""
+        """Take a signed transaction for the next block (or queue it until its nonce comes up),
+        refusing what could never be mined; ``ChainError`` says why."""
         vm = self.evm.get_vm()
         try:
             tx = vm.get_transaction_builder().decode(raw)
             tx.validate()
         except Exception as exc:
             raise ChainError(f"invalid transaction: {exc}") from exc
-        sender = to_checksum_address(tx.sender)
+        try:
+            sender = to_checksum_address(tx.sender)  # recovered from the signature
+        except Exception:
+            raise ChainError("invalid sender: the signature does not recover to an address") from None
         if getattr(tx, "chain_id", self.chain_id) not in (None, self.chain_id):
             raise ChainError(f"transaction chain id {tx.chain_id} is not {self.chain_id}")
-        expected = self.pending_nonce(sender)
-        if tx.nonce != expected:
-            raise ChainError(f"nonce {tx.nonce} of {sender} is not its next nonce {expected}")
+        self._expire_future()
+        mined_nonce, expected = self.nonce(sender), self.pending_nonce(sender)
+        if tx.nonce < mined_nonce:
+            raise ChainError(f"nonce too low: {tx.nonce} of {sender}, its next nonce is {mined_nonce}")
+        waiting = self._future.get(sender, {})
+        if tx.nonce < expected or tx.nonce in waiting:
+            raise ChainError(
+                f"nonce {tx.nonce} of {sender} is already pending (replacement is not supported)"
+            )
+        if tx.nonce > expected and len(waiting) >= MAX_QUEUED_PER_SENDER:
+            raise ChainError(f"{sender} already has {MAX_QUEUED_PER_SENDER} transactions queued")
         if tx.gas > self.block_gas_limit:
             raise ChainError(f"gas {tx.gas} exceeds the block gas limit {self.block_gas_limit}")
         if tx.max_fee_per_gas < self.base_fee:
             raise ChainError(f"max fee per gas {tx.max_fee_per_gas} is below the base fee {self.base_fee}")
-        count, reserved = self._queued.get(sender, (0, 0))
-        cost = tx.gas * tx.max_fee_per_gas + tx.value
-        if self.eth_balance(sender) < reserved + cost:
+        reserved = self._queued.get(sender, (0, 0))[1] + sum(_cost(p.tx) for p in waiting.values())
+        if self.eth_balance(sender) < reserved + _cost(tx):
             raise ChainError(f"{sender} has too little ether for gas and value")
-        self._pending.append(_Pending(raw, tx, sender))
-        self._queued[sender] = (count + 1, reserved + cost)
+        entry = _Pending(raw, tx, sender, self.now)
+        if tx.nonce > expected:
+            self._future.setdefault(sender, {})[tx.nonce] = entry
+            return tx.hash
+        self._pending.append(entry)
+        self._add_pending(entry)
+        self._promote(sender)
         return tx.hash
 
+    def _add_pending(self, p: _Pending) -> None:
+        count, reserved = self._queued.get(p.sender, (0, 0))
+        self._queued[p.sender] = (count + 1, reserved + _cost(p.tx))
+
+    def _promote(self, sender: str) -> None:
+        """Move queued transactions of ``sender`` whose nonce is now next into the pending pool."""
+        waiting = self._future.get(sender)
+        while waiting and (entry := waiting.pop(self.pending_nonce(sender), None)) is not None:
+            self._pending.append(entry)
+            self._add_pending(entry)
+        if waiting is not None and not waiting:
+            del self._future[sender]
+
+    def _expire_future(self) -> None:
+        """Drop queued transactions past their lifetime, or whose nonce was used meanwhile."""
+        for sender in list(self._future):
+            mined = self.nonce(sender)
+            kept = {
+                n: p
+                for n, p in self._future[sender].items()
+                if n >= mined and self.now - p.queued_at <= self.future_lifetime
+            }
+            if kept:
+                self._future[sender] = kept
+            else:
+                del self._future[sender]
+
     def _index_pending(self) -> None:
-        """Per sender: how many transactions wait, and the most ether they may spend."""
+        """Per sender: how many executable transactions wait, and the most ether they may spend."""
         self._queued: dict[str, tuple[int, int]] = {}
         for p in self._pending:
-            count, reserved = self._queued.get(p.sender, (0, 0))
-            self._queued[p.sender] = (count + 1, reserved + p.tx.gas * p.tx.max_fee_per_gas + p.tx.value)
+            self._add_pending(p)
 
     def pending_nonce(self, address: str) -> int:
         sender = to_checksum_address(address)
@@ -299,11 +360,18 @@ class LocalChain(TokenReads):
 
     @property
     def pending_count(self) -> int:
+        """Executable transactions waiting for a block."""
         return len(self._pending)
 
+    @property
+    def queued_count(self) -> int:
+        """Transactions waiting for an earlier nonce of their sender."""
+        return sum(len(waiting) for waiting in self._future.values())
+
     def pending_transaction(self, tx_hash: bytes):
-        """The signed py-evm transaction waiting in the pending pool under ``tx_hash``, or None."""
-        return next((p.tx for p in self._pending if p.tx.hash == tx_hash), None)
+        """The signed py-evm transaction waiting (pending or queued) under ``tx_hash``, or None."""
+        queued = (p for waiting in self._future.values() for p in waiting.values())
+        return next((p.tx for p in (*self._pending, *queued) if p.tx.hash == tx_hash), None)
 
     def mine(self) -> Block:
         """Mine one block at ``now`` holding every pending transaction that fits."""
@@ -329,6 +397,7 @@ class LocalChain(TokenReads):
         self._pending = kept
         self._index_pending()
         self.now = max(self.now, block.header.timestamp)
+        self._expire_future()
         previous_gas = 0
         for index, (p, receipt, computation) in enumerate(zip(included, receipts, computations, strict=True)):
             self._receipts[p.tx.hash] = self._make_receipt(
@@ -476,7 +545,10 @@ class LocalChain(TokenReads):
 
     def snapshot(self) -> Snapshot:
         head = self.evm.get_canonical_head()
-        return Snapshot(head.hash, head.block_number, self.now, tuple(self._pending), self._rng.getstate())
+        queued = tuple((sender, tuple(waiting.items())) for sender, waiting in self._future.items())
+        return Snapshot(
+            head.hash, head.block_number, self.now, tuple(self._pending), queued, self._rng.getstate()
+        )
 
     def revert(self, snapshot: Snapshot) -> None:
         """Return chain state, pending pool, clock and receipts to what they were at ``snapshot``."""
@@ -485,6 +557,7 @@ class LocalChain(TokenReads):
         chain.chaindb._set_as_canonical_chain_head(chain.chaindb.db, header, GENESIS_PARENT_HASH)
         chain.header = chain.create_header_from_parent(header)
         self._pending = list(snapshot.pending)
+        self._future = {sender: dict(waiting) for sender, waiting in snapshot.queued}
         self._index_pending()
         self._receipts = {h: r for h, r in self._receipts.items() if r.block_number <= snapshot.head_number}
         self.now = snapshot.now
@@ -519,6 +592,11 @@ class _SameSecondPragueVM(PragueVM):
         if parent_header is not None and header.timestamp == parent_header.timestamp:
             parent_header = parent_header.copy(timestamp=header.timestamp - 1)
         super().validate_header(header, parent_header)
+
+
+def _cost(tx) -> int:
+    """The most ether a transaction may spend: gas at its fee cap, plus value."""
+    return tx.gas * tx.max_fee_per_gas + tx.value
 
 
 def _account_state(*, balance: int = 0, code: bytes = b"") -> dict:

@@ -20,6 +20,7 @@ before checking.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +45,15 @@ from .token import transfer_with_authorization_call
 SCHEME = "exact"
 CLIENT_VALID_AFTER_SLACK = 600  # clients back-date validAfter by ten minutes (SDK behaviour)
 FACILITATOR_VALID_BEFORE_MARGIN = 6  # one block's time: an authorization must outlive its settlement
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def evm_address(value: object, where: str) -> str:
+    """``value`` (``0x`` + 40 hex digits, any case) in EIP-55 checksum form, the one form addresses
+    are compared and used in; ``ProtocolError`` naming ``where`` when it is not an address."""
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+        raise ProtocolError(where, "not a 20-byte hex address")
+    return to_checksum_address(value)
 
 
 class ChainReader(Protocol):
@@ -72,15 +82,17 @@ class Offer:
     extra: dict
 
     @classmethod
-    def of(cls, req: PaymentRequirements | PaymentRequirementsV1) -> Offer:
+    def of(cls, req: PaymentRequirements | PaymentRequirementsV1, where: str = "requirements") -> Offer:
+        """The offer of ``req``, with ``asset`` and ``payTo`` checked and in checksum form; a malformed
+        address raises ``ProtocolError`` naming ``where`` and the field."""
         if isinstance(req, PaymentRequirementsV1):
             network = v1_to_caip2(req.network)
             amount = req.max_amount_required
         else:
             network, amount = req.network, req.amount
-        return cls(
-            req.scheme, network, amount, req.asset, req.pay_to, req.max_timeout_seconds, req.extra or {}
-        )
+        asset = evm_address(req.asset, f"{where}.asset")
+        pay_to = evm_address(req.pay_to, f"{where}.payTo")
+        return cls(req.scheme, network, amount, asset, pay_to, req.max_timeout_seconds, req.extra or {})
 
     @property
     def chain_id(self) -> int | None:
@@ -229,14 +241,19 @@ def check_offline(
     if payment.x402_version != (1 if isinstance(requirements, PaymentRequirementsV1) else 2):
         return Verdict(Reason.invalid_x402_version, "payload and requirements are of different x402 versions")
     try:
+        offer = Offer.of(requirements, "paymentRequirements")
+    except ProtocolError as exc:
+        return Verdict(Reason.invalid_payment_requirements, str(exc))
+    try:
         payload = parse_exact_evm_payload(payment.payload)
+        if isinstance(payment, PaymentPayload):
+            Offer.of(payment.accepted, "paymentPayload.accepted")  # signed for an address, or malformed
     except ProtocolError as exc:
         return Verdict(Reason.invalid_payload, str(exc))
     if isinstance(payment, PaymentPayloadV1):
         scheme, network = payment.scheme, v1_to_caip2(payment.network)
     else:
         scheme, network = payment.accepted.scheme, payment.accepted.network
-    offer = Offer.of(requirements)
     candidate = Candidate(scheme, network, offer, payload, now, chain_id)
     payer = payload.authorization.from_
     for what, reason, predicate in CHECKS:

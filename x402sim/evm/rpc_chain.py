@@ -3,8 +3,8 @@
 The reference facilitator settles through this when the chain runs elsewhere (``x402sim serve
 facilitator --rpc-url URL``). It does blocking HTTP with httpx; callers on an event loop run it in
 a worker thread. Simulation happens at the node's latest block (``timestamp`` is ignored: JSON-RPC
-has no way to ask for another time). Every transport or node failure raises ``ChainError`` naming
-the URL and the method.
+has no way to ask for another time); ``time`` says what that time is. Every transport or node
+failure, and every answer that is not JSON-RPC, raises ``ChainError`` naming the URL and the method.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 from eth_utils import to_checksum_address
 
+from ..protocol import ProtocolError, parse_json
 from .chain import CallResult, Log, Receipt
 from .reads import ChainError, TokenReads
 from .token import revert_reason
@@ -33,7 +34,14 @@ class RpcChain(TokenReads):
     def __post_init__(self) -> None:
         self._http = httpx.Client(timeout=self.timeout)
         self._id = 0
-        self.chain_id = int(self.rpc("eth_chainId"), 16)
+        self._knows_time = True  # until the node says it has no x402sim_info
+        chain_id = self.rpc("eth_chainId")
+        try:
+            self.chain_id = int(chain_id, 16)
+        except (TypeError, ValueError):
+            raise ChainError(
+                f"chain RPC {self.url} answered eth_chainId with {str(chain_id)[:40]!r}"
+            ) from None
 
     @property
     def network(self) -> str:
@@ -45,17 +53,34 @@ class RpcChain(TokenReads):
             response = self._http.post(
                 self.url, json={"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)}
             )
-            answer = response.json()
+            answer = parse_json(response.content, f"chain RPC answer to {method}")
         except httpx.HTTPError as exc:
             raise ChainError(f"chain RPC {self.url} unreachable ({method}): {exc}") from exc
-        except ValueError as exc:
-            raise ChainError(
-                f"chain RPC {self.url} answered {method} with something that is not JSON"
-            ) from exc
+        except ProtocolError as exc:
+            raise ChainError(f"chain RPC {self.url}: {exc}") from exc
+        if not isinstance(answer, dict):
+            raise ChainError(f"chain RPC {self.url} answered {method} with something that is not JSON-RPC")
         if "error" in answer:
-            error = answer["error"]
+            error = (
+                answer["error"] if isinstance(answer["error"], dict) else {"message": str(answer["error"])}
+            )
             raise ChainError(f"chain RPC {method}: {error.get('message')}", error)
         return answer.get("result")
+
+    def time(self, wall: int) -> int:
+        """The time the node's next block will carry, as well as it can be known: an x402sim node
+        says (``x402sim_info``, which follows its ``evm_increaseTime``); for another node, the later
+        of the wall clock and its latest block."""
+        if self._knows_time:
+            try:
+                info = self.rpc("x402sim_info")
+                if isinstance(info, dict) and type(info.get("now")) is int:
+                    return info["now"]
+            except ChainError:
+                pass
+            self._knows_time = False
+        block = self.rpc("eth_getBlockByNumber", "latest", False) or {}
+        return max(wall, int(block.get("timestamp", "0x0"), 16))
 
     def code(self, address: str) -> bytes:
         return _bytes(self.rpc("eth_getCode", address, "latest"))

@@ -3,7 +3,8 @@
 Both are drivers of the sans-IO roles: they answer the roles' effects with real HTTP. A facilitator
 that cannot be reached, times out, answers 5xx or answers something that is not its protocol raises
 ``Unreachable`` into the server role (which answers 502). The paying client never follows a 402
-more than once.
+more than once; when a paid request gets no answer (a timeout, a reset), the client role records
+the payment with outcome ``unknown`` (see ``payments``) and the httpx error reaches the caller.
 """
 
 from __future__ import annotations
@@ -30,22 +31,50 @@ def _facilitator_body(payload, requirements) -> dict:
     }
 
 
+# Failures that prove the request never reached the facilitator: safe to send again, even /settle.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures after the request may have been read: only an idempotent call (verify, supported) is resent.
+MAYBE_SENT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# Idle pooled connections are dropped well before a server's keep-alive timeout (uvicorn: 5 s), so a
+# request is not written into a connection the server is closing at that moment.
+KEEPALIVE_EXPIRY = 2.0
+
+
 class FacilitatorClient:
-    """Async client of a facilitator's HTTP API (``/verify``, ``/settle``, ``/supported``)."""
+    """Async client of a facilitator's HTTP API (``/verify``, ``/settle``, ``/supported``).
+
+    A call that fails before anything was sent is sent once more; so is a ``/verify`` or
+    ``/supported`` whose connection broke (they change nothing). ``max_connections`` bounds the
+    pool; a caller that bounds its own calls in flight below it never waits for the pool."""
 
     def __init__(
-        self, url: str, *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
     ):
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        limits = httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, limits=limits)
 
     async def _call(self, method: str, path: str, model, json: dict | None = None):
+        retry = NOT_SENT + (MAYBE_SENT if path != "/settle" else ())
         try:
-            response = await self._http.request(method, self.url + path, json=json)
+            try:
+                response = await self._http.request(method, self.url + path, json=json)
+            except retry:
+                response = await self._http.request(method, self.url + path, json=json)
         except httpx.TimeoutException as exc:
             raise Unreachable("facilitator", f"{path} timed out at {self.url}") from exc
         except httpx.HTTPError as exc:
-            raise Unreachable("facilitator", f"{self.url}{path}: {exc}") from exc
+            detail = str(exc) or type(exc).__name__
+            raise Unreachable("facilitator", f"{self.url}{path}: {detail}") from exc
         if response.status_code != 200:
             raise Unreachable("facilitator", f"{self.url}{path} answered HTTP {response.status_code}")
         try:
@@ -94,12 +123,37 @@ def _key_bytes(key: bytes | str) -> bytes:
     return key
 
 
+async def _send_async(http: httpx.AsyncClient, url: str, request: HttpRequest) -> HttpResponse:
+    try:
+        response = await http.request(
+            request.method, url, headers=list(request.headers), content=request.body
+        )
+    except httpx.HTTPError as exc:
+        raise Unreachable("server", str(exc), {"error": exc}) from exc
+    return _from_httpx(response)
+
+
+def _send(http: httpx.Client, url: str, request: HttpRequest) -> HttpResponse:
+    try:
+        response = http.request(request.method, url, headers=list(request.headers), content=request.body)
+    except httpx.HTTPError as exc:
+        raise Unreachable("server", str(exc), {"error": exc}) from exc
+    return _from_httpx(response)
+
+
+def _original(exc: Unreachable) -> Exception:
+    """The httpx error behind a server that did not answer (what callers of these clients catch)."""
+    return exc.extra.get("error", exc)
+
+
 class _PayingBase(DrivesClient):
+    """Shared set-up: ``networks`` (CAIP-2, required) are the only chains the client signs for."""
+
     def __init__(
         self,
         key: bytes | str,
         *,
-        networks: tuple[str, ...] | None = None,
+        networks: tuple[str, ...],
         policy: SpendPolicy | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
@@ -124,15 +178,13 @@ class PayingClient(_PayingBase):
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
         request = _to_http_request(method, url, headers, content)
 
-        def perform(effect):
-            sent = effect.request
-            return _from_httpx(
-                self._http.request(
-                    sent.method, origin + sent.path, headers=list(sent.headers), content=sent.body
-                )
-            )
+        def perform(effect: Send) -> HttpResponse:
+            return _send(self._http, origin + effect.request.path, effect.request)
 
-        return run(self.role.fetch(request, int(self.clock())), perform)
+        try:
+            return run(self.role.fetch(request, int(self.clock())), perform)
+        except Unreachable as exc:
+            raise _original(exc) from None
 
     def get(self, url: str, **kwargs) -> FetchResult:
         return self.request("GET", url, **kwargs)
@@ -158,14 +210,13 @@ class AsyncPayingClient(_PayingBase):
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
         request = _to_http_request(method, url, headers, content)
 
-        async def perform(effect: Send):
-            sent = effect.request
-            response = await self._http.request(
-                sent.method, origin + sent.path, headers=list(sent.headers), content=sent.body
-            )
-            return _from_httpx(response)
+        async def perform(effect: Send) -> HttpResponse:
+            return await _send_async(self._http, origin + effect.request.path, effect.request)
 
-        return await arun(self.role.fetch(request, int(self.clock())), perform)
+        try:
+            return await arun(self.role.fetch(request, int(self.clock())), perform)
+        except Unreachable as exc:
+            raise _original(exc) from None
 
     async def get(self, url: str, **kwargs) -> FetchResult:
         return await self.request("GET", url, **kwargs)

@@ -5,24 +5,27 @@ Rules:
 * Endpoints are async and the role is called on the event loop when its chain is the embedded one
   (shared with the chain's RPC service on the same loop), or in a worker thread, one call at a
   time, when the chain is remote (``RpcChain`` blocks on HTTP).
-* A body that is not JSON, too large, or not a facilitator request gets HTTP 400 with
-  ``{"error": "<what and where>"}``; a payment the facilitator refuses is HTTP 200 with
-  ``isValid: false`` / ``success: false`` and the reason code, as the protocol says. Never a 500.
+* A body that is not JSON (by the protocol's strict parser), too large, or not a facilitator
+  request gets HTTP 400 with ``{"error": "<what and where>"}``; a payment the facilitator refuses is
+  HTTP 200 with ``isValid: false`` / ``success: false`` and the reason code, as the protocol says.
+* **Time is the chain's.** ``now`` is the time the chain will stamp the transfer with: on the
+  embedded chain its ``ChainClock`` (the wall clock plus any ``evm_increaseTime``), on a remote
+  chain ``RpcChain.time`` (the node's own clock when it is an x402sim chain, else the later of the
+  wall clock and its latest block). Verify and settle therefore agree with the block that mines.
 * Settlement waits for the receipt up to ``settle_timeout`` seconds: on the embedded chain with
   ``automine`` a block is mined at once; otherwise blocks come from elsewhere and the receipt is
   polled. A settlement still unconfirmed at the timeout answers ``success: false`` with
   ``settlement_pending`` and the transaction hash (it may still land).
-* ``now`` is the wall clock (``clock``), as for any real facilitator.
+* Verify and settle calls are admitted through an ``Admission`` bound; past it they get 503 with
+  ``Retry-After`` before the role is touched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -30,36 +33,37 @@ from starlette.routing import Route
 from ..actors.facilitator import Facilitator, PendingSettlement
 from ..evm.chain import LocalChain
 from ..protocol import ProtocolError, Reason, SettleResponse, parse_facilitator_request
-from .bodies import read_body
+from .bodies import BodyError, read_json_body
+from .chain_clock import ChainClock
+from .guard import Admission, service_app
 
 MAX_BODY_BYTES = 64 * 1024
 RECEIPT_POLL_SECONDS = 0.05
+MAX_IN_FLIGHT = 64  # verify/settle calls at work (on a remote chain they queue for its one thread)
+MAX_WAITING = 1024
+MAX_WAIT_SECONDS = 10.0
 
 
 def _bad_request(problem: str) -> JSONResponse:
     return JSONResponse({"error": problem}, status_code=400)
 
 
-async def read_json_body(request: Request, limit: int) -> tuple[object | None, JSONResponse | None]:
-    """The parsed JSON body, or a 400 response naming what is wrong with it."""
-    body = await read_body(request, limit)
-    if body is None:
-        return None, _bad_request(f"request body exceeds the limit of {limit} bytes")
-    try:
-        return json.loads(body), None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, _bad_request(f"request body is not JSON: {exc}")
-
-
 def facilitator_app(
     facilitator: Facilitator,
     *,
     clock: Callable[[], float] = time.time,
+    chain_clock: ChainClock | None = None,
     automine: bool = True,
     settle_timeout: float = 30.0,
     max_body: int = MAX_BODY_BYTES,
-) -> Starlette:
-    embedded = isinstance(facilitator.chain, LocalChain)
+    admission: Admission | None = None,
+):
+    """The facilitator's ASGI app. ``clock`` is the wall clock; on the embedded chain, services of
+    the same chain share ``chain_clock`` (default: one following ``clock``)."""
+    chain = facilitator.chain
+    embedded = isinstance(chain, LocalChain)
+    chain_time = (chain_clock or ChainClock(chain, clock)) if embedded else None
+    gate = admission or Admission(MAX_IN_FLIGHT, MAX_WAITING, MAX_WAIT_SECONDS)
     lock = asyncio.Lock()
 
     async def in_role(fn, *args):
@@ -68,30 +72,51 @@ def facilitator_app(
         async with lock:
             return await asyncio.to_thread(fn, *args)
 
+    async def now() -> int:
+        if embedded:
+            return chain_time.sync()
+        return await in_role(chain.time, int(clock()))
+
     async def parsed(request: Request):
-        data, error = await read_json_body(request, max_body)
-        if error is not None:
-            return None, error
         try:
-            return parse_facilitator_request(data), None
+            return parse_facilitator_request(await read_json_body(request, max_body)), None
+        except BodyError as exc:
+            return None, _bad_request(exc.problem)
         except ProtocolError as exc:
             return None, _bad_request(str(exc))
 
+    def admitted(endpoint):
+        async def guarded(request: Request) -> JSONResponse:
+            if not await gate.enter():
+                return JSONResponse(
+                    {"error": "facilitator busy: too many requests in flight"},
+                    status_code=503,
+                    headers={"Retry-After": str(gate.retry_after)},
+                )
+            try:
+                return await endpoint(request)
+            finally:
+                gate.leave()
+
+        return guarded
+
+    @admitted
     async def verify(request: Request) -> JSONResponse:
         body, error = await parsed(request)
         if error is not None:
             return error
-        now = int(clock())
-        answer = await in_role(facilitator.verify, body.payment_payload, body.payment_requirements, now)
+        answer = await in_role(
+            facilitator.verify, body.payment_payload, body.payment_requirements, await now()
+        )
         return JSONResponse(answer.to_wire())
 
+    @admitted
     async def settle(request: Request) -> JSONResponse:
         body, error = await parsed(request)
         if error is not None:
             return error
-        now = int(clock())
         outcome = await in_role(
-            facilitator.begin_settle, body.payment_payload, body.payment_requirements, now
+            facilitator.begin_settle, body.payment_payload, body.payment_requirements, await now()
         )
         if isinstance(outcome, PendingSettlement):
             outcome = await _confirm(outcome)
@@ -99,11 +124,11 @@ def facilitator_app(
 
     async def _confirm(pending: PendingSettlement) -> SettleResponse:
         if embedded and automine:
-            facilitator.chain.set_time(max(facilitator.chain.now, int(clock())))
-            facilitator.chain.mine()
+            chain_time.sync()
+            chain.mine()
         deadline = time.monotonic() + settle_timeout
         while True:
-            receipt = await in_role(facilitator.chain.receipt, pending.tx_hash)
+            receipt = await in_role(chain.receipt, pending.tx_hash)
             if receipt is not None:
                 return await in_role(facilitator.finish_settle, pending, receipt)
             if time.monotonic() >= deadline:
@@ -122,14 +147,15 @@ def facilitator_app(
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
-            {"status": "ok", "address": facilitator.address, "network": facilitator.chain.network}
+            {"status": "ok", "address": facilitator.address, "network": chain.network, **gate.stats()}
         )
 
-    return Starlette(
-        routes=[
+    return service_app(
+        "facilitator",
+        [
             Route("/verify", verify, methods=["POST"]),
             Route("/settle", settle, methods=["POST"]),
             Route("/supported", supported, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
-        ]
+        ],
     )

@@ -8,7 +8,9 @@ and ``serve_server`` (priced routes or a paywall proxy, talking to any facilitat
 directly. Each returns the running ``Services`` and the facts a user needs (URLs, chain, asset,
 accounts) as a dict, which the CLI prints as one JSON line.
 
-Time: served chains follow the wall clock, because real SDKs sign with it.
+Time: served chains follow the wall clock, because real SDKs sign with it; the node and the
+facilitator of one chain share its ``ChainClock``. Funding takes as many blocks as it needs, and the
+balances printed are read back from the chain.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.contracts import MULTICALL3_ADDRESS
 from ..evm.eip712 import address_of_key
 from ..evm.rpc_chain import RpcChain
+from .chain_clock import ChainClock
 from .chain_rpc import chain_rpc_app
 from .client import FacilitatorClient
 from .facilitator_app import facilitator_app
 from .routes_file import RoutesConfig
 from .runner import LOOPBACK, Services
-from .server_app import demo_weather, resource_server_app
+from .server_app import MAX_IN_FLIGHT, demo_weather, resource_server_app
 
 USDC = 10**6
 DEFAULT_PORTS = {"chain": 8545, "facilitator": 4022, "server": 4021}
@@ -58,9 +61,14 @@ def _new_chain(setup: ChainSetup) -> tuple[LocalChain, list[dict]]:
     chain = LocalChain(chain_id=setup.chain_id, seed=setup.seed, start_time=int(time.time()))
     keys = [chain.new_key() for _ in range(setup.accounts)]
     chain.fund_many([(address_of_key(k), setup.usdc, setup.eth) for k in keys])
+    # What is printed is what the chain holds, read back, never what was asked for.
     accounts = [
-        {"address": address_of_key(k), "private_key": "0x" + k.hex(), "usdc": setup.usdc} for k in keys
+        {"address": (a := address_of_key(k)), "private_key": "0x" + k.hex(), "usdc": chain.balance_of(a)}
+        for k in keys
     ]
+    short = [a["address"] for a in accounts if a["usdc"] != setup.usdc]
+    if short:
+        raise ChainError(f"funding failed: {len(short)} accounts (first {short[0]}) do not hold {setup.usdc}")
     return chain, accounts
 
 
@@ -76,12 +84,12 @@ def _chain_info(chain: LocalChain, accounts: list[dict]) -> dict:
     }
 
 
-def _rpc_app(chain: LocalChain, setup: ChainSetup, accounts: list[dict]):
+def _rpc_app(chain: LocalChain, setup: ChainSetup, accounts: list[dict], clock: ChainClock):
     return chain_rpc_app(
         chain,
         automine=setup.block_time is None,
         block_time=setup.block_time,
-        clock=time.time,
+        chain_clock=clock,
         accounts=accounts,
     )
 
@@ -91,7 +99,7 @@ def serve_chain(
 ) -> Running:
     chain, accounts = _new_chain(setup)
     services = Services(host, allow_public=allow_public)
-    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts), port)
+    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, ChainClock(chain, time.time)), port)
     services.start()
     return Running(services, {"rpc_url": rpc_url, **_chain_info(chain, accounts)})
 
@@ -151,7 +159,8 @@ def resource_server(
         pay_to=config.pay_to,
         routes=config.routes,
     )
-    return role, FacilitatorClient(facilitator_url, timeout=facilitator_timeout)
+    client = FacilitatorClient(facilitator_url, timeout=facilitator_timeout, max_connections=MAX_IN_FLIGHT)
+    return role, client
 
 
 def serve_server(
@@ -189,10 +198,13 @@ def serve_all(
     payee = address_of_key(chain.new_key())
     chain.fund(address_of_key(facilitator_key), eth=setup.eth)
     facilitator = Facilitator(chain, facilitator_key)
+    clock = ChainClock(chain, time.time)  # one time for the node and the facilitator that settles on it
     services = Services(host, allow_public=allow_public)
-    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts), ports["chain"])
+    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, clock), ports["chain"])
     facilitator_url = services.add(
-        "facilitator", facilitator_app(facilitator, automine=setup.block_time is None), ports["facilitator"]
+        "facilitator",
+        facilitator_app(facilitator, chain_clock=clock, automine=setup.block_time is None),
+        ports["facilitator"],
     )
     config = routes or RoutesConfig(routes=dict(DEMO_ROUTES))
     config.network = config.network or chain.network

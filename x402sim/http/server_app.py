@@ -10,6 +10,14 @@ answer 404 otherwise unless a handler exists.
 
 Rules: endpoints are async; a facilitator that cannot be reached answers 502 (from the role); an
 origin that cannot be reached answers 502 and nothing is settled; bodies over ``max_body`` get 413.
+
+Overload: a request that carries a payment goes through ``admission`` (by default
+``MAX_IN_FLIGHT`` at work and ``MAX_WAITING`` waiting up to ``MAX_WAIT_SECONDS`` each). One that
+cannot be admitted is answered 503 with ``Retry-After`` before any verify or settle, so nothing is
+charged; one that is admitted is
+verified, served and settled within seconds, far inside a client's usual timeout. The facilitator
+client's connection pool is sized to the admission limit, so admitted calls never queue for a
+connection. Unpaid requests (the 402 challenge) are cheap and are not limited.
 """
 
 from __future__ import annotations
@@ -19,7 +27,6 @@ import inspect
 from collections.abc import Callable, Mapping
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -27,10 +34,15 @@ from starlette.routing import Route
 from ..actors.messages import Handle, HttpRequest, HttpResponse, arun
 from ..actors.server import ResourceServer, default_handler
 from ..protocol import PAYMENT_SIGNATURE, X_PAYMENT
-from .bodies import read_body
+from .bodies import BodyError, read_body
 from .client import FacilitatorClient
+from .guard import Admission, service_app
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_IN_FLIGHT = 32  # paid requests between admission and answer
+MAX_WAITING = 256  # paid requests waiting for a slot
+MAX_WAIT_SECONDS = 5.0
+RETRY_AFTER_SECONDS = 1
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Not forwarded either way: connection-level headers, and the payment itself (the origin is paid
 # through the facilitator, it never needs the client's signature).
@@ -74,10 +86,15 @@ def resource_server_app(
     handlers: Mapping[str, Handler] | None = None,
     origin: str | None = None,
     origin_timeout: float = 30.0,
+    origin_transport: httpx.AsyncBaseTransport | None = None,
     max_body: int = MAX_BODY_BYTES,
-) -> Starlette:
+    admission: Admission | None = None,
+):
+    """The resource server's ASGI app; ``facilitator`` should allow at least ``admission.limit``
+    connections (``FacilitatorClient(max_connections=...)``)."""
     handlers = dict(handlers or {})
-    origin_http = httpx.AsyncClient(timeout=origin_timeout) if origin else None
+    gate = admission or Admission(MAX_IN_FLIGHT, MAX_WAITING, MAX_WAIT_SECONDS, RETRY_AFTER_SECONDS)
+    origin_http = httpx.AsyncClient(timeout=origin_timeout, transport=origin_transport) if origin else None
 
     async def application(request: HttpRequest) -> HttpResponse:
         handler = handlers.get(request.route_key)
@@ -107,12 +124,20 @@ def resource_server_app(
         return await facilitator.perform(effect)
 
     async def endpoint(request: Request) -> Response:
-        body = await read_body(request, max_body)
-        if body is None:
-            return _as_starlette(_json_error(413, f"request body exceeds {max_body} bytes"))
+        try:
+            body = await read_body(request, max_body)
+        except BodyError as exc:
+            return _as_starlette(_json_error(exc.status, exc.problem))
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         exchange = HttpRequest(request.method, path, tuple(request.headers.items()), body)
-        return _as_starlette(await arun(server.handle(exchange), perform))
+        if not server.carries_payment(exchange):
+            return _as_starlette(await arun(server.handle(exchange), perform))
+        if not await gate.enter():
+            return _as_starlette(server.overloaded(gate.retry_after))
+        try:
+            return _as_starlette(await arun(server.handle(exchange), perform))
+        finally:
+            gate.leave()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -121,7 +146,9 @@ def resource_server_app(
         if origin_http is not None:
             await origin_http.aclose()
 
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)], lifespan=lifespan)
+    return service_app(
+        "resource server", [Route("/{path:path}", endpoint, methods=METHODS)], lifespan=lifespan
+    )
 
 
 def demo_weather(request: HttpRequest) -> HttpResponse:

@@ -1,9 +1,11 @@
 """x402 protocol messages, header codec, networks and reason codes: the sans-I/O bottom layer of x402sim.
 
 Rules: no I/O, no clock, no imports from the rest of x402sim. Malformed input raises :class:`ProtocolError`
-(and nothing else); a rejected payment is a :class:`Reason`, not an exception.
+(and nothing else); a rejected payment is a :class:`Reason`, not an exception. ``parse_json`` is the one
+JSON parser for untrusted input in every service (nesting, number and surrogate limits, see ``_json``).
 """
 
+from ._json import loads as parse_json
 from .codec import (
     DEFAULT_MAX_HEADER_BYTES,
     PAYMENT_REQUIRED,
@@ -61,6 +63,7 @@ from .networks import (
     V1_EVM_CHAIN_IDS,
     V1_NETWORKS,
     caip2_for_chain,
+    caip2_problem,
     caip2_to_v1,
     evm_chain_id,
     parse_caip2,
@@ -110,6 +113,7 @@ __all__ = [
     "WireInt",
     "WireModel",
     "caip2_for_chain",
+    "caip2_problem",
     "caip2_to_v1",
     "decode_header",
     "decode_json_header",
@@ -121,6 +125,7 @@ __all__ = [
     "parse_caip2",
     "parse_exact_evm_payload",
     "parse_facilitator_request",
+    "parse_json",
     "parse_payment_required",
     "payment_header_name",
     "read_payment",

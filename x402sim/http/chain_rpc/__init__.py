@@ -14,11 +14,12 @@ methods listed at the end. Rules:
   the same loop. Handlers are plain functions: the chain's work is synchronous and short.
 * **Time.** Without ``clock`` the chain's clock moves only by ``evm_increaseTime``,
   ``evm_setNextBlockTimestamp``, ``evm_mine(timestamp)`` and the ``LocalChain`` API. With ``clock``
-  (served mode passes ``time.time``), before each HTTP request the chain's clock is set to
+  (served mode passes ``time.time``), before each call the chain's clock is set to
   ``max(chain.now, int(clock()) + offset)``, ``offset`` being the total of ``evm_increaseTime``
-  calls, so SDKs that sign with the wall clock see a chain that agrees. Time never moves backwards:
-  ``evm_setNextBlockTimestamp`` refuses a time before ``now``, and pins the clock until the next
-  block so that block gets exactly that timestamp.
+  calls, so SDKs that sign with the wall clock see a chain that agrees (``ChainClock``, shared with
+  the facilitator of the same chain, which judges time by it; ``x402sim_info`` answers ``now``).
+  Time never moves backwards: ``evm_setNextBlockTimestamp`` refuses a time before ``now``, and pins
+  the clock until the next block so that block gets exactly that timestamp.
 * **Blocks.** ``automine=True`` (the default) mines one block right after each accepted
   ``eth_sendRawTransaction``. With ``block_time`` (seconds) automine is off and a task mines a block
   every ``block_time`` seconds when transactions are pending (no empty blocks). The task starts with
@@ -45,7 +46,19 @@ methods listed at the end. Rules:
   ``header not found``), -32603 internal error (logged here, never sent as a traceback). Every
   JSON-RPC answer is HTTP 200; notifications alone get 204 No Content; a body over ``MAX_BODY``
   bytes gets HTTP 413 with a JSON-RPC error (it is read and dropped up to ``DRAIN_LIMIT`` bytes so
-  the client sees the answer, not a reset). Params must be positional (an array).
+  the client sees the answer, not a reset). Params must be positional (an array). A transaction
+  whose signature recovers to no address is refused with -32000 ``invalid sender``. Bodies are
+  parsed by the protocol's strict parser: nesting deeper than 100, numbers over 4300 digits, NaN and
+  lone surrogates are parse errors (-32700) naming the problem.
+* **Limits, so that no request stalls the services sharing the loop.** A batch holds at most
+  ``MAX_BATCH`` (1,000) calls and the loop serves other requests between its calls; a response
+  holds at most ``MAX_RESPONSE_BYTES`` (10 MiB) of answers, later calls of the batch answering
+  -32003 ``response too large``; ``eth_getLogs`` scans at most ``MAX_LOG_RANGE`` (1,000) blocks
+  and returns at most ``MAX_LOGS`` (10,000) logs, else -32005 saying which limit; ``eth_feeHistory``
+  reports at most 1,024 blocks (a larger count is cut, as geth does).
+* **Pending and queued.** A transaction whose nonce is ahead of its sender's next nonce is queued
+  until the gap fills, as geth does (see ``LocalChain``); ``eth_getTransactionCount(..., "pending")``
+  counts only the contiguous ones.
 
 Test methods: ``evm_mine([timestamp])``, ``evm_increaseTime(seconds)`` (answers the total offset in
 seconds as a JSON number), ``evm_setNextBlockTimestamp(timestamp)``, ``x402sim_fund(address,
@@ -58,6 +71,16 @@ Our own ``x402sim_*`` answers use plain JSON numbers; Ethereum methods use hex q
 """
 
 from .gas import PRIORITY_FEE
-from .service import MAX_BATCH, MAX_BODY, chain_rpc_app
+from .methods import MAX_FEE_HISTORY, MAX_LOG_RANGE, MAX_LOGS
+from .service import MAX_BATCH, MAX_BODY, MAX_RESPONSE_BYTES, chain_rpc_app
 
-__all__ = ["MAX_BATCH", "MAX_BODY", "PRIORITY_FEE", "chain_rpc_app"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BODY",
+    "MAX_FEE_HISTORY",
+    "MAX_LOGS",
+    "MAX_LOG_RANGE",
+    "MAX_RESPONSE_BYTES",
+    "PRIORITY_FEE",
+    "chain_rpc_app",
+]

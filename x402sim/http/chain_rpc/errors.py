@@ -13,7 +13,9 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-SERVER_ERROR = -32000
+SERVER_ERROR = -32000  # EIP-1474 "invalid input": the node refuses what it was asked
+LIMIT_EXCEEDED = -32005  # EIP-1474: a request past a documented limit (e.g. eth_getLogs range)
+RESPONSE_TOO_LARGE = -32003  # geth: a batch's answers past the response size limit
 REVERTED = 3
 
 

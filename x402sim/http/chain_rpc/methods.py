@@ -17,7 +17,7 @@ from eth_bloom import BloomFilter
 from x402sim.evm.chain import CallResult, ChainError
 from x402sim.evm.token import revert_reason
 
-from .errors import INVALID_PARAMS, REVERTED, SERVER_ERROR, RpcError
+from .errors import INVALID_PARAMS, LIMIT_EXCEEDED, REVERTED, SERVER_ERROR, RpcError
 from .gas import CALL_GAS_CAP, PRIORITY_FEE, TX_GAS, _effective_price, _intrinsic_gas
 from .params import (
     _address,
@@ -40,7 +40,9 @@ from .shapes import _hex, _qty, _topic, block_json, logs_json, receipt_json, tx_
 if TYPE_CHECKING:
     from .service import _ChainRpc
 
-MAX_FEE_HISTORY = 1024  # blocks in one eth_feeHistory
+MAX_FEE_HISTORY = 1024  # blocks in one eth_feeHistory (geth's cap; larger counts are cut to it)
+MAX_LOG_RANGE = 1000  # blocks one eth_getLogs may scan (~65 ms here), as hosted nodes cap it
+MAX_LOGS = 10_000  # logs one eth_getLogs may return
 
 _METHODS: dict[str, tuple[Callable[[_ChainRpc, _Params], Any], int]] = {}
 
@@ -105,12 +107,11 @@ def _fee_history(rpc: _ChainRpc, p: _Params) -> dict:
     oldest = newest.block_number - count + 1
     base_fees, ratios, rewards = [], [], []
     for number in range(oldest, newest.block_number + 1):
-        block = evm.get_canonical_block_by_number(number)
-        h = block.header
-        base_fees.append(_qty(h.base_fee_per_gas))
-        ratios.append(h.gas_used / h.gas_limit if h.gas_limit else 0.0)
+        base_fee, ratio, gas_used, tips = _fee_facts(rpc, number)
+        base_fees.append(_qty(base_fee))
+        ratios.append(ratio)
         if percentiles is not None:
-            rewards.append([_qty(r) for r in _block_rewards(rpc, block, percentiles)])
+            rewards.append([_qty(r) for r in _rewards(tips, gas_used, percentiles)])
     following = evm.create_header_from_parent(newest, timestamp=newest.timestamp + 1)
     base_fees.append(_qty(following.base_fee_per_gas))
     out = {"oldestBlock": _qty(oldest), "baseFeePerGas": base_fees, "gasUsedRatio": ratios}
@@ -119,20 +120,38 @@ def _fee_history(rpc: _ChainRpc, p: _Params) -> dict:
     return out
 
 
-def _block_rewards(rpc: _ChainRpc, block, percentiles: list[float]) -> list[int]:
+def _fee_facts(rpc: _ChainRpc, number: int) -> tuple[int, float, int, list[tuple[int, int]]]:
+    """Base fee, gas used ratio, gas used and the sorted (tip, gas) pairs of canonical block
+    ``number``; kept by block hash (a mined block never changes), as nodes keep a fee history."""
+    evm = rpc.chain.evm
+    block_hash = evm.get_canonical_block_hash(number)
+    facts = rpc.fee_facts.get(block_hash)
+    if facts is None:
+        block = evm.get_canonical_block_by_number(number)
+        h = block.header
+        tips, previous = [], 0
+        for tx, receipt in zip(block.transactions, rpc.receipts(block), strict=True):
+            tips.append(
+                (_effective_price(tx, h.base_fee_per_gas) - h.base_fee_per_gas, receipt.gas_used - previous)
+            )
+            previous = receipt.gas_used
+        facts = (
+            h.base_fee_per_gas,
+            h.gas_used / h.gas_limit if h.gas_limit else 0.0,
+            h.gas_used,
+            sorted(tips),
+        )
+        rpc.fee_facts.put(block_hash, facts)
+    return facts
+
+
+def _rewards(tips: list[tuple[int, int]], gas_used: int, percentiles: list[float]) -> list[int]:
     """Priority fee paid per unit of gas at each percentile of the block's gas (0 if empty)."""
-    if not block.transactions:
+    if not tips:
         return [0] * len(percentiles)
-    base_fee = block.header.base_fee_per_gas
-    receipts = rpc.receipts(block)
-    tips, previous = [], 0
-    for tx, receipt in zip(block.transactions, receipts, strict=True):
-        tips.append((_effective_price(tx, base_fee) - base_fee, receipt.gas_used - previous))
-        previous = receipt.gas_used
-    tips.sort()
     out, i, reached = [], 0, tips[0][1]
     for pct in percentiles:
-        threshold = block.header.gas_used * pct / 100
+        threshold = gas_used * pct / 100
         while reached < threshold and i < len(tips) - 1:
             i += 1
             reached += tips[i][1]
@@ -300,6 +319,12 @@ def _get_logs(rpc: _ChainRpc, p: _Params) -> list[dict]:
                 INVALID_PARAMS, f"invalid params for eth_getLogs: fromBlock {first} is after toBlock {last}"
             )
         numbers = range(first, min(last, head) + 1)
+        if len(numbers) > MAX_LOG_RANGE:
+            raise RpcError(
+                LIMIT_EXCEEDED,
+                f"query exceeds the block range limit: {len(numbers)} blocks "
+                f"({first}..{numbers[-1]}), at most {MAX_LOG_RANGE} per eth_getLogs",
+            )
     found: list[dict] = []
     for number in numbers:
         header = evm.get_canonical_block_header_by_number(number)
@@ -315,6 +340,10 @@ def _get_logs(rpc: _ChainRpc, p: _Params) -> list[dict]:
                 for entry, raw in zip(entries, receipt.logs, strict=True)
                 if _matches(f, bytes(raw.address), [_topic(t) for t in raw.topics])
             )
+            if len(found) > MAX_LOGS:
+                raise RpcError(
+                    LIMIT_EXCEEDED, f"query returned more than {MAX_LOGS} results; narrow the block range"
+                )
     return found
 
 
@@ -333,10 +362,7 @@ def _set_next_timestamp(rpc: _ChainRpc, timestamp: int) -> None:
         raise _Invalid(f"{timestamp} is not after the latest block's timestamp {chain.latest_timestamp}")
     if timestamp < chain.now:
         raise _Invalid(f"{timestamp} is before the chain's clock {chain.now}; time never moves backwards")
-    chain.set_time(timestamp)
-    rpc.pinned = timestamp
-    if rpc.clock is not None:
-        rpc.offset = max(rpc.offset, timestamp - int(rpc.clock()))
+    rpc.clock.pin(timestamp)
 
 
 def _timestamp_param(rpc: _ChainRpc) -> Callable[[Any], int]:
@@ -358,9 +384,7 @@ def _evm_mine(rpc: _ChainRpc, p: _Params) -> str:
 @_rpc("evm_increaseTime", 1)
 def _increase_time(rpc: _ChainRpc, p: _Params) -> int:
     seconds = p.take(0, "seconds", lambda v: _quantity(v, limit=2**40))
-    rpc.chain.advance(seconds)
-    rpc.offset += seconds
-    return rpc.offset
+    return rpc.clock.increase(seconds)
 
 
 @_rpc("evm_setNextBlockTimestamp", 1)
@@ -378,7 +402,6 @@ def _fund(rpc: _ChainRpc, p: _Params) -> bool:
         rpc.chain.fund(address, usdc=usdc, eth=eth)
     except ChainError as exc:
         raise RpcError(SERVER_ERROR, str(exc)) from None
-    rpc.pinned = None  # fund mined a block
     return True
 
 
@@ -401,4 +424,5 @@ def _info(rpc: _ChainRpc, p: _Params) -> dict:
         "multicall": chain.multicall,
         "automine": rpc.automine,
         "blockTime": rpc.block_time,
+        "now": chain.now,
     }

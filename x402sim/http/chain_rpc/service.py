@@ -12,25 +12,29 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth_utils import ValidationError, to_canonical_address
-from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from x402sim.evm.chain import CallResult, LocalChain
+from x402sim.protocol import ProtocolError, parse_json
 
+from ..chain_clock import ChainClock
+from ..guard import service_app
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
+    RESPONSE_TOO_LARGE,
     SERVER_ERROR,
     RpcError,
 )
@@ -43,11 +47,14 @@ log = logging.getLogger(__package__)  # "x402sim.http.chain_rpc", as before the 
 
 MAX_BODY = 1 << 20  # bytes of one HTTP request body
 DRAIN_LIMIT = 16 << 20  # an oversized body up to this size is read and dropped before the 413
-MAX_BATCH = 1000  # calls in one batch
+MAX_BATCH = 1000  # calls in one batch (geth's default)
+FEE_FACTS_KEPT = 4096  # blocks whose fee facts are kept
+MAX_RESPONSE_BYTES = 10 << 20  # bytes of answers in one response; later calls of a batch are refused
 
 
 class _ChainRpc:
-    """The state of one served chain: clock offset, pinned timestamp and the block producer."""
+    """The state of one served chain: its clock (shared with the services of the same chain) and the
+    block producer."""
 
     def __init__(
         self,
@@ -55,15 +62,14 @@ class _ChainRpc:
         *,
         automine: bool,
         block_time: float | None,
-        clock: Callable[[], float] | None,
+        clock: ChainClock,
     ) -> None:
         self.chain = chain
         self.automine = automine and block_time is None
         self.block_time = block_time
         self.clock = clock
-        self.offset = 0  # total of evm_increaseTime
-        self.pinned: int | None = None  # evm_setNextBlockTimestamp until the next block
         self.accounts: list[dict] = []  # published by x402sim_accounts
+        self.fee_facts = _Lru(FEE_FACTS_KEPT)  # eth_feeHistory's per-block facts, by block hash
         self._producer: asyncio.Task | None = None
         try:
             version = metadata.version("x402sim")
@@ -73,17 +79,8 @@ class _ChainRpc:
 
     # -- time and blocks ----------------------------------------------------------------------------
 
-    def sync_time(self) -> None:
-        if self.clock is None or self.pinned is not None:
-            return
-        target = int(self.clock()) + self.offset
-        if target > self.chain.now:
-            self.chain.set_time(target)
-
     def mine(self):
-        block = self.chain.mine()
-        self.pinned = None
-        return block
+        return self.chain.mine()
 
     def start_producer(self) -> None:
         if self.block_time is not None and (self._producer is None or self._producer.done()):
@@ -100,7 +97,7 @@ class _ChainRpc:
         while True:
             await asyncio.sleep(period)
             try:
-                self.sync_time()
+                self.clock.sync()
                 if self.chain.pending_count:
                     self.mine()
             except Exception:
@@ -123,34 +120,40 @@ class _ChainRpc:
                     break
             if size > MAX_BODY:
                 return _too_large()
-            return self.answer_body(bytes(body))
+            return await self.answer_body(bytes(body))
         except ClientDisconnect:
             return Response(status_code=204)
         except Exception:  # never a 500: the caller gets a JSON-RPC internal error
             log.exception("chain RPC: unexpected failure")
             return _json(_error_answer(None, RpcError(INTERNAL_ERROR, "internal error")))
 
-    def answer_body(self, body: bytes) -> Response:
+    async def answer_body(self, body: bytes) -> Response:
         try:
-            message = json.loads(body, parse_constant=_no_constants)
-        except (ValueError, RecursionError):
-            return _json(
-                _error_answer(None, RpcError(PARSE_ERROR, "parse error: the body is not valid JSON"))
-            )
-        try:
-            self.sync_time()
-        except Exception:
-            log.exception("chain RPC: clock sync failed")
+            message = parse_json(body, "body")
+        except ProtocolError as exc:
+            return _json(_error_answer(None, RpcError(PARSE_ERROR, f"parse error: {exc}")))
         if isinstance(message, list):
             if not message:
                 return _json(_error_answer(None, RpcError(INVALID_REQUEST, "invalid request: empty batch")))
             if len(message) > MAX_BATCH:
                 why = f"invalid request: a batch holds at most {MAX_BATCH} calls, got {len(message)}"
                 return _json(_error_answer(None, RpcError(INVALID_REQUEST, why)))
-            answers = [a for call in message if (a := self.answer(call)) is not None]
-            return _json(answers) if answers else Response(status_code=204)
-        answer = self.answer(message)
-        return _json(answer) if answer is not None else Response(status_code=204)
+            encoded, size = [], 0
+            for call in message:
+                # Between calls the loop serves everyone else: a long batch costs its sender time,
+                # not the other services (they share this loop).
+                await asyncio.sleep(0)
+                text = _encode(self.answer(call) if size <= MAX_RESPONSE_BYTES else _too_much(call))
+                if text is not None:
+                    encoded.append(text)
+                    size += len(text)
+            if not encoded:
+                return Response(status_code=204)
+            return _json_text("[" + ",".join(encoded) + "]")
+        text = _encode(self.answer(message))
+        if text is not None and len(text) > MAX_RESPONSE_BYTES:
+            text = _encode(_too_much(message))
+        return _json_text(text) if text is not None else Response(status_code=204)
 
     def answer(self, call: Any) -> dict | None:
         """The answer to one call, or None for a notification (a call without ``id``)."""
@@ -169,6 +172,7 @@ class _ChainRpc:
         if params is None:
             params = []
         try:
+            self.clock.sync()
             answer = {"jsonrpc": "2.0", "id": rid, "result": self.dispatch(method, params)}
         except RpcError as exc:
             answer = _error_answer(rid, exc)
@@ -276,13 +280,25 @@ class _ChainRpc:
             raise RpcError(SERVER_ERROR, f"invalid call: {exc}") from None
 
 
+def _encode(answer: dict | None) -> str | None:
+    return None if answer is None else json.dumps(answer, separators=(",", ":"), allow_nan=False)
+
+
+def _json_text(text: str) -> Response:
+    return Response(text.encode(), media_type="application/json")
+
+
+def _too_much(call: Any) -> dict | None:
+    """The answer to a call whose result would take the response past ``MAX_RESPONSE_BYTES``."""
+    if not isinstance(call, dict) or "id" not in call:
+        return None
+    why = f"response too large: an answer holds at most {MAX_RESPONSE_BYTES} bytes"
+    return _error_answer(call.get("id"), RpcError(RESPONSE_TOO_LARGE, why))
+
+
 def _too_large() -> Response:
     error = RpcError(INVALID_REQUEST, f"request body exceeds {MAX_BODY} bytes")
     return _json(_error_answer(None, error), status=413)
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _error_answer(rid: Any, error: RpcError) -> dict:
@@ -294,6 +310,26 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+class _Lru:
+    """A dict that keeps its ``size`` most recently used entries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
 # -- the app ----------------------------------------------------------------------------------------
 
 
@@ -303,27 +339,31 @@ def chain_rpc_app(
     automine: bool = True,
     block_time: float | None = None,
     clock: Callable[[], float] | None = None,
+    chain_clock: ChainClock | None = None,
     accounts: Sequence[Mapping[str, Any]] = (),
-) -> Starlette:
+):
     """Serve ``chain`` as Ethereum JSON-RPC at ``POST /`` (see the package docstring for the rules).
 
-    ``accounts`` are the funded test accounts to publish through ``x402sim_accounts`` (each a JSON
-    object, e.g. ``address``, ``private_key``, ``usdc``); they are test keys, never real ones.
+    ``clock`` is the wall clock the chain follows (None: time moves only when told); services of the
+    same chain pass one shared ``chain_clock`` instead. ``accounts`` are the funded test accounts to
+    publish through ``x402sim_accounts`` (each a JSON object, e.g. ``address``, ``private_key``,
+    ``usdc``); they are test keys, never real ones.
     """
     if block_time is not None and not block_time > 0:
         raise ValueError(f"block_time must be a positive number of seconds, got {block_time!r}")
-    rpc = _ChainRpc(chain, automine=automine, block_time=block_time, clock=clock)
+    time_source = chain_clock or ChainClock(chain, clock)
+    rpc = _ChainRpc(chain, automine=automine, block_time=block_time, clock=time_source)
     rpc.accounts = [dict(a) for a in accounts]
     json.dumps(rpc.accounts)  # fail here, not in a handler, if they cannot be sent
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app):
         rpc.start_producer()
         try:
             yield
         finally:
             await rpc.stop_producer()
 
-    app = Starlette(routes=[Route("/", rpc.endpoint, methods=["POST"])], lifespan=lifespan)
+    app = service_app("chain RPC", [Route("/", rpc.endpoint, methods=["POST"])], lifespan=lifespan)
     app.state.rpc = rpc
     return app
