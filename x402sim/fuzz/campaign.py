@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -50,6 +51,7 @@ class Tally:
     problem_count: int = 0
     paid_200: Counter = field(default_factory=Counter)  # served paid routes, and direct settlements
     transport_errors: Counter = field(default_factory=Counter)
+    seconds: Counter = field(default_factory=Counter)  # time answering, per endpoint
 
     @property
     def inputs(self) -> int:
@@ -247,6 +249,7 @@ async def _send_all(target, urls, inputs, seed, concurrency, tally, err) -> None
 
 
 async def _send_one(http: httpx.AsyncClient, urls, probe, tally: Tally) -> None:
+    began = time.perf_counter()
     try:
         answer = await http.request(
             probe.method, urls[probe.service] + probe.path, headers=list(probe.headers), content=probe.body
@@ -256,6 +259,7 @@ async def _send_one(http: httpx.AsyncClient, urls, probe, tally: Tally) -> None:
         tally.problem(f"{probe.endpoint} [{probe.mutation}]: no answer ({type(exc).__name__}: {exc})")
         return
     tally.statuses[probe.endpoint][answer.status_code] += 1
+    tally.seconds[probe.endpoint] += time.perf_counter() - began
     problem = judge(probe, answer.status_code, list(answer.headers.multi_items()), answer.content)
     if problem is not None:
         tally.problem(f"{probe.endpoint} [{probe.mutation}]: {problem}")
@@ -272,18 +276,19 @@ def report(outcome: Outcome, console: Console) -> None:
     )
     table.add_column("endpoint")
     table.add_column("inputs", justify="right")
+    table.add_column("ms each", justify="right")
     table.add_column("statuses")
     for endpoint in ENDPOINTS:
         counts = tally.statuses.get(endpoint, Counter())
         shown = ", ".join(f"{status}: {n:,}" for status, n in sorted(counts.items()))
-        table.add_row(endpoint, f"{sum(counts.values()):,}", shown)
+        mean = 1000 * tally.seconds[endpoint] / max(1, sum(counts.values()))
+        table.add_row(endpoint, f"{sum(counts.values()):,}", f"{mean:.1f}", shown)
     console.print(table)
     five = sum(n for c in tally.statuses.values() for s, n in c.items() if s >= 500 and s != 503)
-    console.print(
-        f"5xx answers: {five}   problems: {tally.problem_count}   no answer: {sum(tally.transport_errors.values())}"
-    )
+    silent = sum(tally.transport_errors.values())
+    console.print(f"5xx answers: {five}   problems: {tally.problem_count}   no answer: {silent}")
     for line in tally.problems:
-        console.print(f"  [red]{line}[/red]", highlight=False)
+        console.print(f"  [red]{escape(line)}[/red]", highlight=False)
     console.print(
         "processes alive and answering: "
         + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in outcome.alive.items())

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 LOOPBACK = "127.0.0.1"
+BACKLOG = 2048  # connections waiting for accept (uvicorn's default): hundreds of agents connect at once
 
 
 class ServiceError(Exception):
@@ -63,7 +64,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         why = "port in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         raise ServiceError(f"cannot listen on {host}:{port}: {why}") from exc
-    sock.listen(128)
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 

@@ -327,24 +327,33 @@ def _get_logs(rpc: _ChainRpc, p: _Params) -> list[dict]:
             )
     found: list[dict] = []
     for number in numbers:
-        header = evm.get_canonical_block_header_by_number(number)
-        if not _may_match(f, BloomFilter(header.bloom)):
-            continue
-        block = evm.get_canonical_block_by_number(number)
-        log_index = 0
-        for index, receipt in enumerate(rpc.receipts(block)):
-            entries = logs_json(block, index, receipt, log_index)
-            log_index += len(receipt.logs)
-            found.extend(
-                entry
-                for entry, raw in zip(entries, receipt.logs, strict=True)
-                if _matches(f, bytes(raw.address), [_topic(t) for t in raw.topics])
+        block_hash = evm.get_canonical_block_hash(number)
+        logs = rpc.block_logs.get(block_hash)
+        if logs is None:
+            if not _may_match(f, BloomFilter(evm.get_block_header_by_hash(block_hash).bloom)):
+                continue
+            logs = _block_logs(rpc, number)
+            rpc.block_logs.put(block_hash, logs)
+        found.extend(entry for entry, address, topics in logs if _matches(f, address, topics))
+        if len(found) > MAX_LOGS:
+            raise RpcError(
+                LIMIT_EXCEEDED, f"query returned more than {MAX_LOGS} results; narrow the block range"
             )
-            if len(found) > MAX_LOGS:
-                raise RpcError(
-                    LIMIT_EXCEEDED, f"query returned more than {MAX_LOGS} results; narrow the block range"
-                )
     return found
+
+
+def _block_logs(rpc: _ChainRpc, number: int) -> list[tuple[dict, bytes, list[bytes]]]:
+    """Every log of canonical block ``number``: its JSON, address and topics, kept by block hash."""
+    block = rpc.chain.evm.get_canonical_block_by_number(number)
+    logs, log_index = [], 0
+    for index, receipt in enumerate(rpc.receipts(block)):
+        entries = logs_json(block, index, receipt, log_index)
+        log_index += len(receipt.logs)
+        logs.extend(
+            (entry, bytes(raw.address), [_topic(t) for t in raw.topics])
+            for entry, raw in zip(entries, receipt.logs, strict=True)
+        )
+    return logs
 
 
 def _resolve_number(rpc: _ChainRpc, ref: _BlockRef, head: int) -> int:

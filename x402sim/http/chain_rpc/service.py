@@ -48,7 +48,7 @@ log = logging.getLogger(__package__)  # "x402sim.http.chain_rpc", as before the 
 MAX_BODY = 1 << 20  # bytes of one HTTP request body
 DRAIN_LIMIT = 16 << 20  # an oversized body up to this size is read and dropped before the 413
 MAX_BATCH = 1000  # calls in one batch (geth's default)
-FEE_FACTS_KEPT = 4096  # blocks whose fee facts are kept
+BLOCKS_KEPT = 4096  # blocks whose fee facts and logs are kept
 MAX_RESPONSE_BYTES = 10 << 20  # bytes of answers in one response; later calls of a batch are refused
 
 
@@ -69,7 +69,9 @@ class _ChainRpc:
         self.block_time = block_time
         self.clock = clock
         self.accounts: list[dict] = []  # published by x402sim_accounts
-        self.fee_facts = _Lru(FEE_FACTS_KEPT)  # eth_feeHistory's per-block facts, by block hash
+        # What mined blocks hold never changes: eth_feeHistory's and eth_getLogs' reads, by block hash.
+        self.fee_facts = _Lru(BLOCKS_KEPT)
+        self.block_logs = _Lru(BLOCKS_KEPT)
         self._producer: asyncio.Task | None = None
         try:
             version = metadata.version("x402sim")
