@@ -404,13 +404,13 @@ def pay(
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
-    It signs only for the chain it is told about: with --rpc-url (or no --key, which uses the local
-    chain's first account) only that chain's network; otherwise only the networks named by
-    --network. An offer on any other network is refused, because a signature for another chain is
-    valid there.
+    It signs only for a chain it is told about: the network of --rpc-url, else those of --network.
 
-    Exit code 0 for a 2xx/3xx answer, 1 for an HTTP error or a refused payment, 2 for bad input or an
-    unreachable URL. Only URLs on this machine are contacted unless --allow-remote is given.
+    Without --key, the first funded account of the chain at --rpc-url pays.
+
+    Exit code 0 for a 2xx/3xx answer, 1 for an HTTP error or a refused payment, 2 for bad input.
+
+    Only URLs on this machine are contacted unless --allow-remote is given.
 
     Examples:
 
@@ -512,9 +512,10 @@ def fuzz(
 ) -> None:
     """Fuzz served x402sim processes (127.0.0.1 only) and reconcile what they served on chain.
 
-    Starts `x402sim serve` and a paywall proxy in their own processes, sends seeded hostile inputs to
-    every endpoint, then checks that no answer was a 5xx, every refusal named its problem, both
-    processes still run, and the payee's on-chain balance grew by exactly what was served.
+    Starts `x402sim serve` and a paywall proxy, and sends seeded hostile inputs to every endpoint.
+
+    Checks: no 5xx, every refusal names its problem, both processes survive, payee balance = served.
+
     Exit code 0 when all holds, 1 when anything failed, 2 when the services could not start.
 
     Example: x402sim fuzz --inputs 20000 --seed 7

@@ -379,6 +379,13 @@ def test_a_paying_client_refuses_to_sign_for_another_network(world):
     assert result.payment is None and client.payments == []
     with pytest.raises(ValueError, match="name the CAIP-2 networks"):
         PayingClient(world.target.payer_key, networks=None)
+    unnamed = subprocess.run(
+        [sys.executable, "-m", "x402sim", "pay", "http://127.0.0.1:1/x", "--key", "0x" + "11" * 32],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unnamed.returncode == 2 and "say which network to pay on" in unnamed.stderr
 
 
 # 9. overload ---------------------------------------------------------------------------------------------
@@ -484,6 +491,23 @@ def test_after_increase_time_verify_judges_by_the_chain_clock():
             timeout=60,
         )
         assert paid.returncode == 0, paid.stderr
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "x402sim",
+                "pay",
+                info["server_url"] + "/weather",
+                "--rpc-url",
+                info["rpc_url"],
+                "--network",
+                "eip155:1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert other.returncode == 2 and "eip155:1 is not the network of --rpc-url" in other.stderr
         call = {"to": info["asset"], "data": "0x70a08231" + "00" * 12 + info["payee"][2:]}
         balance = httpx.post(
             info["rpc_url"],
