@@ -478,14 +478,17 @@ def _chain_facts(rpc_url: str, *, need_key: bool) -> tuple[str, int, str | None]
     from .evm.rpc_chain import RpcChain
 
     chain = RpcChain(rpc_url, timeout=5)
-    wall = int(time.time())
-    offset = chain.time(wall) - wall
-    if not need_key:
-        return chain.network, offset, None
-    accounts = chain.rpc("x402sim_accounts")
-    if not accounts:
-        raise ChainError("no --key given and the chain has no funded test accounts")
-    return chain.network, offset, accounts[0]["private_key"]
+    try:
+        wall = int(time.time())
+        offset = chain.time(wall) - wall
+        if not need_key:
+            return chain.network, offset, None
+        accounts = chain.rpc("x402sim_accounts")
+        if not isinstance(accounts, list) or not accounts:
+            raise ChainError("no --key given and the chain has no funded test accounts")
+        return chain.network, offset, accounts[0]["private_key"]
+    finally:
+        chain.close()
 
 
 def _show_payment(result) -> None:

@@ -9,6 +9,8 @@ routes + successful direct settlements)), and the token's supply is unchanged.
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 
 import pytest
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.world import PRICE, PROXY_PRICE, AsgiWorld
 from x402sim.fuzz import draw, judge
+from x402sim.protocol import PAYMENT_SIGNATURE
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -53,10 +56,12 @@ def test_no_input_breaks_a_service(world, endpoint):
 
 
 def _still_serves_and_reconciles(world: AsgiWorld) -> None:
-    control = draw(random.Random(0), world.target, "server")
-    while not control.control:  # the first valid control probe a seeded Random draws
-        control = draw(random.Random(control.body + control.mutation.encode()), world.target, "server")
-    assert world.send(control).status_code == 200
+    payment = world.target.payment(world.target.server_challenge)
+    header = base64.b64encode(json.dumps(payment).encode()).decode()
+    assert (
+        world.run(world.clients["server"].get("/weather", headers={PAYMENT_SIGNATURE: header})).status_code
+        == 200
+    )
     world.served["server"] += 1
     paid = PRICE * (world.served["server"] + world.served["settle"]) + PROXY_PRICE * world.served["proxy"]
     assert world.chain.balance_of(world.payee) == paid

@@ -1,7 +1,14 @@
-"""Services on 127.0.0.1 with free ports, over an embedded chain whose clock follows the wall clock."""
+"""Services on 127.0.0.1 with free ports, over an embedded chain whose clock follows the wall clock; and
+the command line run as a user runs it, in subprocesses."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
+import httpx
 import pytest
 
 from x402sim.actors import Facilitator
@@ -77,3 +84,53 @@ def make_world():
     yield make
     for w in made:
         w.stop()
+
+
+CLI = [sys.executable, "-m", "x402sim"]
+
+
+def start_cli(*args):
+    """Start ``x402sim ARGS`` and return ``(process, the JSON line it printed when ready)``."""
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"NO_COLOR": "1"},
+    )
+    line = proc.stdout.readline()  # blocks until the services print their one JSON line (or exit)
+    if not line:
+        proc.wait(timeout=30)
+        raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()}")
+    return proc, json.loads(line)
+
+
+def stop_cli(proc):
+    """SIGTERM, and the exit code (the process is killed if it does not stop)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def run_cli(*args):
+    """Run ``x402sim ARGS`` to completion."""
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=60, env=os.environ | {"NO_COLOR": "1"}
+    )
+
+
+def token_balance(info, address):
+    """``address``'s balance of the token ``info["asset"]``, read over ``info["rpc_url"]``."""
+    from x402sim.evm.token import encode_call
+
+    data = "0x" + encode_call("balanceOf(address)", address).hex()
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "eth_call",
+        "params": [{"to": info["asset"], "data": data}, "latest"],
+    }
+    return int(httpx.post(info["rpc_url"], json=call).json()["result"], 16)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import subprocess
 import sys
 import time
 
@@ -20,6 +19,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from tests.fuzz.world import PRICE, AsgiWorld
+from tests.http.conftest import run_cli, start_cli, stop_cli, token_balance
 from x402sim.actors import Facilitator, HttpResponse
 from x402sim.actors.server import ResourceServer
 from x402sim.evm import LocalChain, address_of_key
@@ -93,14 +93,8 @@ def test_deep_nesting_is_refused_by_every_parser(world, depth):
 
 
 def test_a_served_process_survives_deep_nesting_on_every_port():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "x402sim", "serve", "--port", "0", "--accounts", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, info = start_cli("serve", "--port", "0", "--accounts", "1")
     try:
-        info = json.loads(proc.stdout.readline())
         nested = "[" * 100_000 + "]" * 100_000
         with httpx.Client(timeout=30) as http:
             assert http.post(info["rpc_url"], content=nested).json()["error"]["code"] == -32700
@@ -109,8 +103,7 @@ def test_a_served_process_survives_deep_nesting_on_every_port():
             assert http.get(info["server_url"] + "/weather").status_code == 402
         assert proc.poll() is None
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        assert stop_cli(proc) == 0
 
 
 # 2. numbers past Python's int-string limit ------------------------------------------------------------
@@ -379,12 +372,7 @@ def test_a_paying_client_refuses_to_sign_for_another_network(world):
     assert result.payment is None and client.payments == []
     with pytest.raises(ValueError, match="name the CAIP-2 networks"):
         PayingClient(world.target.payer_key, networks=None)
-    unnamed = subprocess.run(
-        [sys.executable, "-m", "x402sim", "pay", "http://127.0.0.1:1/x", "--key", "0x" + "11" * 32],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    unnamed = run_cli("pay", "http://127.0.0.1:1/x", "--key", "0x" + "11" * 32)
     assert unnamed.returncode == 2 and "say which network to pay on" in unnamed.stderr
 
 
@@ -419,7 +407,8 @@ def test_an_overloaded_server_refuses_with_503_before_verify_and_charges_nothing
             client._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
         held = asyncio.create_task(first.get("http://server/slow"))
         await entered.wait()  # the first paid request holds the only slot, verified, in its handler
-        refused = await second.get("http://server/slow")
+        # If admission let it in, it would wait on `release` too: bound the wait so that fails, not hangs.
+        refused = await asyncio.wait_for(second.get("http://server/slow"), timeout=30)
         release.set()
         return await held, refused, second
 
@@ -429,6 +418,27 @@ def test_an_overloaded_server_refuses_with_503_before_verify_and_charges_nothing
     nonce = bytes.fromhex(second.payments[0].nonce[2:])
     assert not chain.authorization_state(payers[1], nonce) and chain.balance_of(payers[1]) == 10**6
     assert chain.balance_of(payers[0]) == 10**6 - PRICE
+
+
+def test_admission_hands_slots_to_waiters_in_order_and_refuses_past_its_queue():
+    async def scene():
+        gate = Admission(limit=1, queue=1, wait=30)
+        assert await gate.enter()  # the one slot
+        waiter = asyncio.create_task(gate.enter())
+        await asyncio.sleep(0)  # let the waiter queue (one loop turn, not a timed wait)
+        assert gate.waiting == 1
+        assert not await gate.enter()  # the queue is full: refused at once
+        gate.leave()  # the slot passes to the waiter
+        assert await waiter and gate.working == 1 and gate.waiting == 0
+        impatient = Admission(limit=1, queue=1, wait=0.01)
+        assert await impatient.enter()
+        assert not await impatient.enter()  # waited its 10 ms, refused
+        return gate.stats(), impatient.stats()
+
+    assert asyncio.run(scene()) == (
+        {"working": 1, "waiting": 0, "refused": 1},
+        {"working": 1, "waiting": 0, "refused": 1},
+    )
 
 
 # 10. many funded accounts ---------------------------------------------------------------------------------
@@ -476,44 +486,13 @@ def test_after_increase_time_verify_judges_by_the_chain_clock():
             decode_header(stale.response.header(PAYMENT_REQUIRED), PaymentRequired).error
         ) is (ReasonClass.expired)
         # x402sim pay signs with the chain's clock and is paid.
-        paid = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "x402sim",
-                "pay",
-                info["server_url"] + "/weather",
-                "--rpc-url",
-                info["rpc_url"],
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        paid = run_cli("pay", info["server_url"] + "/weather", "--rpc-url", info["rpc_url"])
         assert paid.returncode == 0, paid.stderr
-        other = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "x402sim",
-                "pay",
-                info["server_url"] + "/weather",
-                "--rpc-url",
-                info["rpc_url"],
-                "--network",
-                "eip155:1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        other = run_cli(
+            "pay", info["server_url"] + "/weather", "--rpc-url", info["rpc_url"], "--network", "eip155:1"
         )
         assert other.returncode == 2 and "eip155:1 is not the network of --rpc-url" in other.stderr
-        call = {"to": info["asset"], "data": "0x70a08231" + "00" * 12 + info["payee"][2:]}
-        balance = httpx.post(
-            info["rpc_url"],
-            json={"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]},
-        )
-        assert int(balance.json()["result"], 16) == 1_000
+        assert token_balance(info, info["payee"]) == 1_000
     finally:
         running.stop()
 

@@ -1,69 +1,19 @@
 """``x402sim serve`` and ``x402sim pay`` run as a user runs them: subprocesses on loopback."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.http.conftest import closed_port_url
+from tests.http.conftest import closed_port_url, run_cli, start_cli, stop_cli, token_balance
 from x402sim.http.runner import bind
-
-CLI = [sys.executable, "-m", "x402sim"]
-
-
-def _start(*args):
-    proc = subprocess.Popen(
-        [*CLI, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"NO_COLOR": "1"},
-    )
-    line = proc.stdout.readline()  # blocks until the services print their one JSON line (or exit)
-    if not line:
-        proc.wait(timeout=30)
-        raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()}")
-    return proc, json.loads(line)
-
-
-def _stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @pytest.fixture
 def served():
-    proc, info = _start("serve", "--port", "0", "--accounts", "3")
+    proc, info = start_cli("serve", "--port", "0", "--accounts", "3")
     yield info
-    assert _stop(proc) == 0  # SIGTERM is a clean shutdown
-
-
-def _token_call(rpc_url, data_hex):
-    answer = httpx.post(
-        rpc_url,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "eth_call",
-            "params": [{"to": data_hex[0], "data": data_hex[1]}, "latest"],
-        },
-    )
-    return int(answer.json()["result"], 16)
-
-
-def _balance(info, address):
-    from x402sim.evm.token import encode_call
-
-    data = "0x" + encode_call("balanceOf(address)", address).hex()
-    return _token_call(info["rpc_url"], (info["asset"], data))
+    assert stop_cli(proc) == 0  # SIGTERM is a clean shutdown
 
 
 def test_serve_prints_one_json_line_and_pays_over_http(served):
@@ -93,43 +43,31 @@ def test_serve_prints_one_json_line_and_pays_over_http(served):
     unpaid = httpx.get(info["server_url"] + "/weather")
     assert unpaid.status_code == 402 and "payment-required" in unpaid.headers
 
-    pay = subprocess.run(
-        [*CLI, "pay", info["server_url"] + "/weather", "--rpc-url", info["rpc_url"], "-v"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=os.environ | {"NO_COLOR": "1"},
-    )
+    pay = run_cli("pay", info["server_url"] + "/weather", "--rpc-url", info["rpc_url"], "-v")
     assert pay.returncode == 0, pay.stderr
     assert json.loads(pay.stdout)["paid"] is True
     assert "402 payment required" in pay.stderr and '"success": true' in pay.stderr
-    assert _balance(info, payer["address"]) == 1_000_000_000 - 1_000
-    assert _balance(info, info["payee"]) == 1_000
+    assert token_balance(info, payer["address"]) == 1_000_000_000 - 1_000
+    assert token_balance(info, info["payee"]) == 1_000
 
 
 def test_pay_refuses_a_price_over_max_price(served):
-    pay = subprocess.run(
-        [
-            *CLI,
-            "pay",
-            served["server_url"] + "/weather",
-            "--key",
-            served["accounts"][1]["private_key"],
-            "--network",
-            served["network"],
-            "--max-price",
-            "999",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    pay = run_cli(
+        "pay",
+        served["server_url"] + "/weather",
+        "--key",
+        served["accounts"][1]["private_key"],
+        "--network",
+        served["network"],
+        "--max-price",
+        "999",
     )
     assert pay.returncode == 1 and "exceeds max price 999" in pay.stderr
-    assert _balance(served, served["accounts"][1]["address"]) == 1_000_000_000
+    assert token_balance(served, served["accounts"][1]["address"]) == 1_000_000_000
 
 
 def test_serve_chain_alone_is_a_json_rpc_chain():
-    proc, info = _start("serve", "chain", "--port", "0", "--accounts", "2")
+    proc, info = start_cli("serve", "chain", "--port", "0", "--accounts", "2")
     try:
         assert set(info) >= {"rpc_url", "chain_id", "network", "asset", "accounts"}
         assert "facilitator_url" not in info and "server_url" not in info
@@ -138,7 +76,7 @@ def test_serve_chain_alone_is_a_json_rpc_chain():
         ).json()
         assert int(chain_id["result"], 16) == info["chain_id"]
     finally:
-        assert _stop(proc) == 0
+        assert stop_cli(proc) == 0
 
 
 def test_the_three_parts_started_separately_work_together(tmp_path):
@@ -149,12 +87,12 @@ def test_the_three_parts_started_separately_work_together(tmp_path):
     )
     started = []
     try:
-        chain, info = _start("serve", "chain", "--port", "0", "--accounts", "1")
+        chain, info = start_cli("serve", "chain", "--port", "0", "--accounts", "1")
         started.append(chain)
-        facilitator, f_info = _start("serve", "facilitator", "--rpc-url", info["rpc_url"], "--port", "0")
+        facilitator, f_info = start_cli("serve", "facilitator", "--rpc-url", info["rpc_url"], "--port", "0")
         started.append(facilitator)
         assert f_info["network"] == info["network"]
-        server, s_info = _start(
+        server, s_info = start_cli(
             "serve",
             "server",
             "--facilitator-url",
@@ -171,22 +109,17 @@ def test_the_three_parts_started_separately_work_together(tmp_path):
             s_info["asset"] == info["asset"]
             and s_info["payee"] == "0x1111111111111111111111111111111111111111"
         )
-        pay = subprocess.run(
-            [*CLI, "pay", s_info["server_url"] + "/weather", "--rpc-url", info["rpc_url"]],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        pay = run_cli("pay", s_info["server_url"] + "/weather", "--rpc-url", info["rpc_url"])
         assert pay.returncode == 0, pay.stderr
-        assert _balance(info, s_info["payee"]) == 2500
-        assert _balance(info, info["accounts"][0]["address"]) == 1_000_000_000 - 2500
+        assert token_balance(info, s_info["payee"]) == 2500
+        assert token_balance(info, info["accounts"][0]["address"]) == 1_000_000_000 - 2500
     finally:
         for proc in reversed(started):
-            assert _stop(proc) == 0
+            assert stop_cli(proc) == 0
 
 
 def _fails(*args):
-    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+    result = run_cli(*args)
     assert result.returncode != 0 and result.stdout == ""  # no JSON line, no half output
     return result.stderr
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -84,8 +83,8 @@ class Outcome:
         )
 
 
-def _start(args: list[str], cwd: str) -> tuple[subprocess.Popen, dict, Path]:
-    log = Path(cwd) / f"{args[1] if len(args) > 1 else 'serve'}-{len(os.listdir(cwd))}.log"
+def _start(args: list[str], log: Path) -> tuple[subprocess.Popen, dict]:
+    """Start ``x402sim ARGS`` (stderr to ``log``) and read the JSON line it prints when ready."""
     with log.open("w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "x402sim", *args], stdout=subprocess.PIPE, stderr=stderr, text=True
@@ -96,7 +95,7 @@ def _start(args: list[str], cwd: str) -> tuple[subprocess.Popen, dict, Path]:
         raise CampaignError(
             f"x402sim {' '.join(args)} exited with {proc.returncode}: {log.read_text()[-500:]}"
         )
-    return proc, json.loads(line), log
+    return proc, json.loads(line)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -139,7 +138,8 @@ def run_campaign(
     with tempfile.TemporaryDirectory(prefix="x402sim-fuzz-") as work:
         started: list[subprocess.Popen] = []
         try:
-            proc, info, _ = _start(["serve", "--port", "0", "--accounts", "2", "--seed", str(seed)], work)
+            serve_args = ["serve", "--port", "0", "--accounts", "2", "--seed", str(seed)]
+            proc, info = _start(serve_args, Path(work) / "serve.log")
             started.append(proc)
             routes = Path(work) / "proxy-routes.toml"
             routes.write_text(
@@ -157,7 +157,7 @@ def run_campaign(
                 info["rpc_url"],
             ]
             proxy_args += ["--facilitator-url", info["facilitator_url"], "--origin", info["facilitator_url"]]
-            proxy, proxy_info, _ = _start(proxy_args, work)
+            proxy, proxy_info = _start(proxy_args, Path(work) / "proxy.log")
             started.append(proxy)
             return _fuzz(info, proxy_info, inputs, seed, concurrency, err, {"serve": proc, "proxy": proxy})
         except (httpx.HTTPError, json.JSONDecodeError, KeyError) as exc:

@@ -33,49 +33,57 @@ def _huge_digits(rng: random.Random) -> str:
     return "9" * rng.choice((4301, 5000, 20_000))
 
 
-# Replacement values, as JSON text (so a value that Python cannot hold as an object can still be sent).
-def _values(rng: random.Random) -> list[tuple[str, str]]:
-    address = "0x" + rng.randbytes(20).hex()
-    return [
-        ("deep array", deep(rng.choice((101, 1000, 50_000)))),
-        ("deep object", deep(rng.choice((101, 1000, 20_000)), "{")),
-        ("huge number", _huge_digits(rng)),
-        ("huge negative", "-" + _huge_digits(rng)),
-        ("huge decimal string", json.dumps(_huge_digits(rng))),
-        ("float overflow", "1e400"),
-        ("float", "1.5"),
-        ("negative", "-1"),
-        ("uint256 max string", json.dumps(str(UINT256_MAX))),
-        ("uint256 overflow string", json.dumps(str(UINT256_MAX + 1))),
-        ("signed string", json.dumps("-10")),
-        ("exponent string", json.dumps("1e3")),
-        ("lone surrogate", '"\\ud800"'),
-        ("lone low surrogate", '"x\\udfffy"'),
-        ("non-ascii text", json.dumps("USD₮0 ✓ 東京", ensure_ascii=False)),
-        ("control characters", json.dumps("\x00\x01\x7f")),
-        ("null", "null"),
-        ("true", "true"),
-        ("zero", "0"),
-        ("empty string", '""'),
-        ("empty array", "[]"),
-        ("empty object", "{}"),
-        ("long string", json.dumps("A" * rng.choice((1000, 70_000)))),
-        ("lower-case address", json.dumps(address.lower())),
-        ("upper-case address", json.dumps("0x" + address[2:].upper())),
-        ("bad-checksum address", json.dumps("0x" + "".join(rng.choice((c, c.upper())) for c in address[2:]))),
-        ("short address", json.dumps("0x1234")),
-        ("non-hex address", json.dumps("0xZZ" + "0" * 38)),
-        ("address without 0x", json.dumps(address[2:])),
-        ("31-byte hex", json.dumps("0x" + rng.randbytes(31).hex())),
-        ("33-byte hex", json.dumps("0x" + rng.randbytes(33).hex())),
-        ("high-s signature", json.dumps("0x" + "11" * 32 + "ff" * 32 + "1b")),
-        ("caip-2 mainnet", json.dumps("eip155:1")),
-        ("caip-2 garbage", json.dumps("eip155:")),
-    ]
+def _address(rng: random.Random) -> str:
+    return "0x" + rng.randbytes(20).hex()
+
+
+def _mixed_case(rng: random.Random) -> str:
+    return "0x" + "".join(rng.choice((c, c.upper())) for c in _address(rng)[2:])
+
+
+# Replacement values by name, each made as JSON text when drawn (so a value Python cannot hold as an
+# object, such as 1e400 or a lone surrogate, can still be sent).
+_VALUES: dict[str, Callable[[random.Random], str]] = {
+    "deep array": lambda rng: deep(rng.choice((101, 1000, 50_000))),
+    "deep object": lambda rng: deep(rng.choice((101, 1000, 20_000)), "{"),
+    "huge number": _huge_digits,
+    "huge negative": lambda rng: "-" + _huge_digits(rng),
+    "huge decimal string": lambda rng: json.dumps(_huge_digits(rng)),
+    "float overflow": lambda rng: "1e400",
+    "float": lambda rng: "1.5",
+    "negative": lambda rng: "-1",
+    "uint256 max string": lambda rng: json.dumps(str(UINT256_MAX)),
+    "uint256 overflow string": lambda rng: json.dumps(str(UINT256_MAX + 1)),
+    "signed string": lambda rng: json.dumps("-10"),
+    "exponent string": lambda rng: json.dumps("1e3"),
+    "lone surrogate": lambda rng: '"\\ud800"',
+    "lone low surrogate": lambda rng: '"x\\udfffy"',
+    "non-ascii text": lambda rng: json.dumps("USD₮0 ✓ 東京", ensure_ascii=False),
+    "control characters": lambda rng: json.dumps("\x00\x01\x7f"),
+    "null": lambda rng: "null",
+    "true": lambda rng: "true",
+    "zero": lambda rng: "0",
+    "empty string": lambda rng: '""',
+    "empty array": lambda rng: "[]",
+    "empty object": lambda rng: "{}",
+    "long string": lambda rng: json.dumps("A" * rng.choice((1000, 70_000))),
+    "lower-case address": lambda rng: json.dumps(_address(rng).lower()),
+    "upper-case address": lambda rng: json.dumps("0x" + _address(rng)[2:].upper()),
+    "bad-checksum address": lambda rng: json.dumps(_mixed_case(rng)),
+    "short address": lambda rng: json.dumps("0x1234"),
+    "non-hex address": lambda rng: json.dumps("0xZZ" + "0" * 38),
+    "address without 0x": lambda rng: json.dumps(_address(rng)[2:]),
+    "31-byte hex": lambda rng: json.dumps("0x" + rng.randbytes(31).hex()),
+    "33-byte hex": lambda rng: json.dumps("0x" + rng.randbytes(33).hex()),
+    "high-s signature": lambda rng: json.dumps("0x" + "11" * 32 + "ff" * 32 + "1b"),
+    "caip-2 mainnet": lambda rng: json.dumps("eip155:1"),
+    "caip-2 garbage": lambda rng: json.dumps("eip155:"),
+}
+_KINDS = [*_VALUES, "drop", "unknown key", "duplicate key", "truncate", "whole"]
 
 
 def value_names() -> list[str]:
-    return [name for name, _ in _values(random.Random(0))]
+    return list(_VALUES)
 
 
 def paths(value: Any, prefix: JsonPath = ()) -> list[JsonPath]:
@@ -115,8 +123,7 @@ def mutate_json(rng: random.Random, document: Any, choice: str | None = None) ->
     ``choice`` names a value from ``value_names()``, or ``"drop"``, ``"unknown key"``, ``"duplicate
     key"``, ``"truncate"``, ``"whole"`` (the whole document replaced); None draws one."""
     places = paths(document)
-    kinds = [*value_names(), "drop", "unknown key", "duplicate key", "truncate", "whole"]
-    kind = choice or rng.choice(kinds)
+    kind = choice or rng.choice(_KINDS)
     text = json.dumps(document, separators=(",", ":"))
     if kind == "truncate":
         cut = rng.randrange(len(text)) if text else 0
@@ -140,12 +147,12 @@ def mutate_json(rng: random.Random, document: Any, choice: str | None = None) ->
         return f"duplicate key {_label(path)}", text.replace(
             slot, slot + "," + json.dumps(path[-1]) + ":null", 1
         )
-    values = dict(_values(rng))
-    name = kind if kind in values else rng.choice(list(values))
+    name = kind if kind in _VALUES else rng.choice(list(_VALUES))
+    value = _VALUES[name](rng)
     if kind == "whole" or not places:
-        return f"whole document = {name}", values[name]
+        return f"whole document = {name}", value
     path = rng.choice(places)
-    return f"{_label(path)} = {name}", replace_text(document, path, values[name])
+    return f"{_label(path)} = {name}", replace_text(document, path, value)
 
 
 # -- header values --------------------------------------------------------------------------------
@@ -172,6 +179,3 @@ def header_values(rng: random.Random, valid: str) -> list[tuple[str, str]]:
         ("base64 of deep nesting", b64(deep(rng.choice((101, 50_000))))),
         ("base64 of huge number", b64(_huge_digits(rng))),
     ]
-
-
-Mutator = Callable[[random.Random, Any], tuple[str, str]]

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..actors.client import Client
-from ..protocol import PAYMENT_SIGNATURE, X_PAYMENT, PaymentRequired
+from ..protocol import (
+    PAYMENT_SIGNATURE,
+    X_PAYMENT,
+    PaymentRequired,
+    ProtocolError,
+    get_header,
+    parse_payment_required,
+)
 from .mutations import b64, deep, header_values, mutate_json
 
 ENDPOINTS = ("server", "proxy", "verify", "settle", "rpc", "rpc-batch")
@@ -193,6 +200,8 @@ def _rpc_batch(rng: random.Random, target: Target) -> Probe:
 def judge(probe: Probe, status: int, headers: list[tuple[str, str]], body: bytes) -> str | None:
     """What is wrong with the answer to ``probe`` (None when it is acceptable): never a 5xx but the
     503 of admission control, and every refusal names its problem."""
+    if status == 503 and get_header(headers, "Retry-After") is None:
+        return "503 without Retry-After"
     if status >= 500 and status != 503:
         return f"HTTP {status}"
     if probe.control and probe.service in ("server", "proxy") and status not in (200, 503):
@@ -229,8 +238,6 @@ def _judge_json(probe: Probe, status: int, body: bytes) -> str | None:
 
 
 def _judge_challenge(headers: list[tuple[str, str]], body: bytes) -> str | None:
-    from ..protocol import ProtocolError, parse_payment_required
-
     try:
         required = parse_payment_required(headers, body)
     except ProtocolError as exc:

@@ -28,16 +28,11 @@ class ChainClock:
         self.offset = 0  # total of evm_increaseTime
         self._pinned_at: int | None = None  # head block number when a timestamp was pinned
 
-    @property
-    def pinned(self) -> bool:
-        """True while a pinned timestamp waits for the next block."""
-        if self._pinned_at is not None and self.chain.block_number != self._pinned_at:
-            self._pinned_at = None
-        return self._pinned_at is not None
-
     def sync(self) -> int:
         """Bring the chain's clock up to the wall clock plus ``offset``; return the chain's time."""
-        if self.wall is not None and not self.pinned:
+        if self._pinned_at is not None and self.chain.block_number != self._pinned_at:
+            self._pinned_at = None  # the pinned block was mined
+        if self.wall is not None and self._pinned_at is None:
             target = int(self.wall()) + self.offset
             if target > self.chain.now:
                 self.chain.set_time(target)

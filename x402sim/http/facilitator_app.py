@@ -86,17 +86,15 @@ def facilitator_app(
             return None, _bad_request(str(exc))
 
     def admitted(endpoint):
+        def busy() -> JSONResponse:
+            return JSONResponse(
+                {"error": "facilitator busy: too many requests in flight"},
+                status_code=503,
+                headers={"Retry-After": str(gate.retry_after)},
+            )
+
         async def guarded(request: Request) -> JSONResponse:
-            if not await gate.enter():
-                return JSONResponse(
-                    {"error": "facilitator busy: too many requests in flight"},
-                    status_code=503,
-                    headers={"Retry-After": str(gate.retry_after)},
-                )
-            try:
-                return await endpoint(request)
-            finally:
-                gate.leave()
+            return await gate.admit(lambda: endpoint(request), busy)
 
         return guarded
 

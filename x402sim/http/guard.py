@@ -16,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 log = logging.getLogger("x402sim.http")
+T = TypeVar("T")
 
 
 def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -95,6 +97,15 @@ class Admission:
         finally:
             if turn in self._waiters:
                 self._waiters.remove(turn)
+
+    async def admit(self, work: Callable[[], Awaitable[T]], refused: Callable[[], T]) -> T:
+        """``await work()`` in a slot, or ``refused()`` at once when no slot can be had."""
+        if not await self.enter():
+            return refused()
+        try:
+            return await work()
+        finally:
+            self.leave()
 
     def leave(self) -> None:
         """Give the slot to the first waiter still waiting, or free it."""

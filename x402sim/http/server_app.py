@@ -14,10 +14,9 @@ origin that cannot be reached answers 502 and nothing is settled; bodies over ``
 Overload: a request that carries a payment goes through ``admission`` (by default
 ``MAX_IN_FLIGHT`` at work and ``MAX_WAITING`` waiting up to ``MAX_WAIT_SECONDS`` each). One that
 cannot be admitted is answered 503 with ``Retry-After`` before any verify or settle, so nothing is
-charged; one that is admitted is
-verified, served and settled within seconds, far inside a client's usual timeout. The facilitator
-client's connection pool is sized to the admission limit, so admitted calls never queue for a
-connection. Unpaid requests (the 402 challenge) are cheap and are not limited.
+charged; one that is admitted is verified, served and settled within seconds, far inside a client's
+usual timeout. The facilitator client's connection pool is sized to the admission limit, so admitted
+calls never queue for a connection. Unpaid requests (the 402 challenge) are cheap and not limited.
 """
 
 from __future__ import annotations
@@ -132,12 +131,10 @@ def resource_server_app(
         exchange = HttpRequest(request.method, path, tuple(request.headers.items()), body)
         if not server.carries_payment(exchange):
             return _as_starlette(await arun(server.handle(exchange), perform))
-        if not await gate.enter():
-            return _as_starlette(server.overloaded(gate.retry_after))
-        try:
-            return _as_starlette(await arun(server.handle(exchange), perform))
-        finally:
-            gate.leave()
+        answer = await gate.admit(
+            lambda: arun(server.handle(exchange), perform), lambda: server.overloaded(gate.retry_after)
+        )
+        return _as_starlette(answer)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -261,7 +261,7 @@ def _send_raw_transaction(rpc: _ChainRpc, p: _Params) -> str:
     except ChainError as exc:
         raise RpcError(SERVER_ERROR, str(exc)) from None
     if rpc.automine:
-        rpc.mine()
+        rpc.chain.mine()
     return _hex(tx_hash)
 
 
@@ -386,7 +386,7 @@ def _timestamp_param(rpc: _ChainRpc) -> Callable[[Any], int]:
 @_rpc("evm_mine", 1)
 def _evm_mine(rpc: _ChainRpc, p: _Params) -> str:
     p.take(0, "timestamp", _timestamp_param(rpc), default=None)
-    rpc.mine()
+    rpc.chain.mine()
     return "0x0"
 
 
@@ -429,7 +429,7 @@ def _info(rpc: _ChainRpc, p: _Params) -> dict:
         "tokenName": chain.token_name,
         "tokenVersion": chain.token_version,
         "tokenSymbol": chain.token_symbol,
-        "tokenDecimals": int(chain.read(chain.usdc, "decimals()", returns="uint8")),
+        "tokenDecimals": rpc.token_decimals,
         "multicall": chain.multicall,
         "automine": rpc.automine,
         "blockTime": rpc.block_time,

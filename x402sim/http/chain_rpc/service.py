@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections import OrderedDict
@@ -79,10 +80,13 @@ class _ChainRpc:
             version = "unknown"
         self.client_version = f"x402sim/v{version}/py-evm"
 
-    # -- time and blocks ----------------------------------------------------------------------------
+    @functools.cached_property
+    def token_decimals(self) -> int:
+        """Read once: ``x402sim_info`` is asked on every verify and settle of a remote facilitator
+        (for the chain's time), and the decimals never change."""
+        return int(self.chain.read(self.chain.usdc, "decimals()", returns="uint8"))
 
-    def mine(self):
-        return self.chain.mine()
+    # -- time and blocks ----------------------------------------------------------------------------
 
     def start_producer(self) -> None:
         if self.block_time is not None and (self._producer is None or self._producer.done()):
@@ -101,7 +105,7 @@ class _ChainRpc:
             try:
                 self.clock.sync()
                 if self.chain.pending_count:
-                    self.mine()
+                    self.chain.mine()
             except Exception:
                 log.exception("block producer: mining failed")
 
