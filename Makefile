@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The main job: a scenario on the embedded chain, ending with a report (runs/quickstart/report.md).
 demo: $(STAMP)
-	$(VENV)/bin/x402sim demo
+	$(VENV)/bin/x402sim run scenarios/quickstart.toml --force
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check x402sim tests benchmarks
@@ -45,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/paid_requests.py
 	$(PY) benchmarks/rpc_starvation.py
 	$(PY) benchmarks/load.py
+	$(PY) benchmarks/sim_throughput.py
 
 # A long seeded fuzz campaign against served processes (loopback only); FUZZ_INPUTS=N to resize.
 FUZZ_INPUTS ?= 100000

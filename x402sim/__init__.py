@@ -1,7 +1,8 @@
 """x402sim: a laboratory for the x402 payment protocol.
 
 The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), the sans-IO roles,
-the chain, and the protocol messages and codec. See the README for a tour.
+the chain, the protocol messages and codec, and the simulator (``x402sim.sim``: ``load_scenario``,
+``run``, here also as ``run_scenario``). See the README for a tour.
 """
 
 from importlib import metadata
@@ -37,6 +38,8 @@ from .protocol import (
     reason_class,
     same_class,
 )
+from .sim import Scenario, ScenarioError, SimResult, load_scenario
+from .sim import run as run_scenario
 from .testbed import TestAccount, Testbed, TestClient, TestFacilitator, TestServer
 
 __version__ = metadata.version("x402sim")
@@ -62,7 +65,10 @@ __all__ = [
     "Receipt",
     "ResourceServer",
     "Route",
+    "Scenario",
+    "ScenarioError",
     "SettleResponse",
+    "SimResult",
     "SpendPolicy",
     "SupportedResponse",
     "TestAccount",
@@ -75,6 +81,8 @@ __all__ = [
     "VerifyResponse",
     "decode_header",
     "encode_header",
+    "load_scenario",
     "reason_class",
+    "run_scenario",
     "same_class",
 ]

@@ -532,3 +532,10 @@ def fuzz(
     report(outcome, console)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+# -- the simulator ----------------------------------------------------------------------------------
+
+from .sim.cli import register as _register_sim  # noqa: E402
+
+_register_sim(app)

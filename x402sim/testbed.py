@@ -113,10 +113,11 @@ class Testbed:
         chain_id: int = DEFAULT_CHAIN_ID,
         start_time: int = DEFAULT_START_TIME,
         facilitator_eth: int = 100 * ETHER,
-        dedupe: bool = True,
+        dedupe: bool | str = True,
+        token: str = "usdc",
     ) -> None:
         self.seed = seed
-        self.chain = LocalChain(chain_id=chain_id, start_time=start_time, seed=seed)
+        self.chain = LocalChain(chain_id=chain_id, start_time=start_time, seed=seed, token=token)
         key = self.chain.new_key()
         self.chain.fund(address_of_key(key), eth=facilitator_eth)
         self.facilitator = TestFacilitator(self, Facilitator(self.chain, key, dedupe=dedupe))

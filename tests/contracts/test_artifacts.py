@@ -1,4 +1,4 @@
-"""The committed artifacts: reproducible from source, with the selectors USDC and Multicall3 use."""
+"""The committed artifacts: reproducible from source, with the selectors USDC, PYUSD and Multicall3 use."""
 
 import json
 from importlib import resources
@@ -12,6 +12,8 @@ from x402sim.evm.contracts import (
     MULTICALL3,
     MULTICALL3_ADDRESS,
     NAMES,
+    PYUSD,
+    TOKENS,
     USDC,
     compile_artifact,
     load_artifact,
@@ -52,8 +54,9 @@ def test_runtime_code_fits_eip170(name):
     assert 0 < len(load_artifact(name).runtime_bytecode) <= EIP170_MAX_CODE_SIZE
 
 
-def test_abi_uses_usdc_parameter_names():
-    abi = load_artifact(USDC).abi
+@pytest.mark.parametrize("name", TOKENS)
+def test_abi_uses_usdc_parameter_names(name):
+    abi = load_artifact(name).abi
     by_name = {entry.get("name"): entry for entry in abi}
     names = [i["name"] for i in by_name["transferWithAuthorization"]["inputs"]]
     assert names == ["from", "to", "value", "validAfter", "validBefore", "nonce", "v", "r", "s"]
@@ -62,6 +65,31 @@ def test_abi_uses_usdc_parameter_names():
     assert not any(
         param["name"].endswith("_") for entry in abi for param in entry.get("inputs", []) if param["name"]
     )
+
+
+def test_pyusd_has_the_usdc_interface_and_storage_layout():
+    # One model of storage and checks serves both tokens (state_verify), so they must not drift.
+    def entries(name):
+        return {json.dumps(entry, sort_keys=True) for entry in load_artifact(name).abi}
+
+    extra = {json.loads(entry)["name"] for entry in entries(PYUSD) - entries(USDC)}
+    assert extra == {"AuthorizationAlreadyUsed"}
+    assert entries(USDC) <= entries(PYUSD)
+    [event] = [e for e in load_artifact(PYUSD).abi if e.get("name") == "AuthorizationAlreadyUsed"]
+    assert [(i["name"], i["type"], i["indexed"]) for i in event["inputs"]] == [
+        ("authorizer", "address", True),
+        ("nonce", "bytes32", True),
+    ]
+
+    import vyper
+    from vyper.compiler.settings import Settings
+
+    def layout(name):
+        source = resources.files(contracts).joinpath(f"{name}.vy").read_text(encoding="utf-8")
+        settings = Settings(evm_version=contracts.EVM_VERSION)
+        return vyper.compile_code(source, output_formats=["layout"], settings=settings)["layout"]
+
+    assert layout(PYUSD) == layout(USDC)
 
 
 def selector_of(signature: str) -> str:

@@ -9,6 +9,14 @@ Rules:
 * An authorization (payer, nonce) that is pending or settled here is refused with
   ``duplicate_settlement`` before the chain is touched: the answer to the verify/settle race that
   the reference servers leave open. A claim is released when its transaction fails on chain.
+* Weaknesses seen in deployed facilitators are named switches here, for study, never a second
+  implementation: ``dedupe="share"`` answers a duplicate with the settlement already under way
+  for that authorization (one transaction, every caller told "success", as in upstream reports
+  #1805 and #2801); ``dedupe="off"`` keeps no claims, so every copy is sent to the chain;
+  ``check_transfer_log=False`` trusts a receipt's status without looking for the ``Transfer``
+  log (which a token that does not revert a reused authorization exploits).
+* A world that stops waiting for a receipt calls ``abandon_settle``: the answer is
+  ``settlement_pending`` with the transaction hash, and the claim stays (it may still land).
 * The facilitator keeps its own transaction nonce, so many settlements can be pending at once
   from one key (the official Python signer re-reads the pending count and collides).
 """
@@ -17,12 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from eth_account import Account
-
 from ..evm.chain import GWEI, ChainError, LocalChain, Receipt
 from ..evm.eip712 import address_of_key
 from ..evm.exact import (
     SCHEME,
+    VERIFY_MODES,
     Offer,
     Verdict,
     check_offline,
@@ -32,6 +39,7 @@ from ..evm.exact import (
 )
 from ..evm.exact import reason_for_revert as _reason_for_revert
 from ..evm.rpc_chain import RpcChain
+from ..evm.txsign import sign_eip1559
 from ..protocol import (
     AnyPaymentPayload,
     AnyRequirements,
@@ -43,6 +51,7 @@ from ..protocol import (
     caip2_to_v1,
 )
 
+DEDUPE_MODES = ("refuse", "share", "off")
 PRUNE_FLOOR = 1024  # claims kept before expired ones are looked for
 DEFAULT_SETTLE_GAS = 150_000  # a fixed limit, as the SDK signers use; ~82k is spent at most
 
@@ -84,16 +93,25 @@ class Facilitator:
     key: bytes
     settle_gas: int = DEFAULT_SETTLE_GAS
     priority_fee: int = 0
-    dedupe: bool = True
+    dedupe: bool | str = "refuse"  # "refuse" (True), "share", or "off" (False): see the rules above
+    check_transfer_log: bool = True
     settlements: list[SettlementRecord] = field(default_factory=list)
+    verify_mode: str = "state"  # or "simulate": how exact.verify_on_chain learns a call's outcome
 
     def __post_init__(self) -> None:
+        if self.verify_mode not in VERIFY_MODES:
+            raise ValueError(f"verify_mode must be one of {VERIFY_MODES}, got {self.verify_mode!r}")
+        self.dedupe = {True: "refuse", False: "off"}.get(self.dedupe, self.dedupe)
+        if self.dedupe not in DEDUPE_MODES:
+            raise ValueError(f"dedupe must be one of {DEDUPE_MODES}, got {self.dedupe!r}")
         self.address = address_of_key(self.key)
         self._next_nonce: int | None = None
         # (payer, nonce) -> validBefore of every authorization pending or settled here; an expired one
         # can never be settled again, so it is forgotten once the table has doubled (see _prune).
         self._claims: dict[tuple[str, str], int] = {}
         self._prune_at = PRUNE_FLOOR
+        self._shared: dict[tuple[str, str], PendingSettlement] = {}  # dedupe="share": the first settle
+        self._answers: dict[bytes, SettleResponse] = {}  # dedupe="share": finished answers by tx hash
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -108,9 +126,8 @@ class Facilitator:
     # -- verify ---------------------------------------------------------------------------------
 
     def _judge(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> Verdict:
-        return verify_on_chain(
-            check_offline(payload, requirements, now, self.chain.chain_id), self.chain, now
-        )
+        verdict = check_offline(payload, requirements, now, self.chain.chain_id)
+        return verify_on_chain(verdict, self.chain, now, self.verify_mode)
 
     def verify(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> VerifyResponse:
         verdict = self._judge(payload, requirements, now)
@@ -134,23 +151,31 @@ class Facilitator:
         if verdict.ok:
             auth = verdict.payload.authorization
             claim = (auth.from_.lower(), auth.nonce.lower())
-            if self.dedupe and claim in self._claims:
+            if self.dedupe == "share" and claim in self._shared:
+                return self._shared[claim]
+            if self.dedupe == "refuse" and claim in self._claims:
                 return self._failed(verdict, Reason.duplicate_settlement, requirements)
-            verdict = verify_on_chain(verdict, self.chain, now)
+            verdict = verify_on_chain(verdict, self.chain, now, self.verify_mode)
         if not verdict.ok:
             return self._failed(verdict, verdict.reason, requirements)
         try:
             tx_hash = self._submit(settlement_calldata(verdict.payload), verdict.offer.asset)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
-        self._claims[claim] = verdict.payload.authorization.valid_before
-        self._prune(now)
-        return PendingSettlement(tx_hash, verdict.payer, verdict.offer, verdict, requirements.network, now)
+        if self.dedupe != "off":
+            self._claims[claim] = verdict.payload.authorization.valid_before
+            self._prune(now)
+        pending = PendingSettlement(tx_hash, verdict.payer, verdict.offer, verdict, requirements.network, now)
+        if self.dedupe == "share":
+            self._shared[claim] = pending
+        return pending
 
     def finish_settle(self, pending: PendingSettlement, receipt: Receipt) -> SettleResponse:
         """Judge a mined settlement by its receipt and its ``Transfer`` log."""
+        if receipt.tx_hash in self._answers:  # a shared settlement, already judged
+            return self._answers[receipt.tx_hash]
         offer, payload = pending.offer, pending.verdict.payload
-        if receipt.success and transfer_matches(receipt, offer, payload):
+        if receipt.success and (not self.check_transfer_log or transfer_matches(receipt, offer, payload)):
             reason = None
         elif receipt.success:
             reason = Reason.invalid_exact_evm_transfer_event_mismatch
@@ -158,8 +183,10 @@ class Facilitator:
             reason = _reason_for_revert(receipt.revert_reason)
             if reason is Reason.transaction_failed and self._used_on_chain(payload, offer):
                 reason = Reason.invalid_exact_evm_nonce_already_used  # a node that keeps no revert text
+        claim = (payload.authorization.from_.lower(), payload.authorization.nonce.lower())
         if reason is not None and reason is not Reason.invalid_exact_evm_nonce_already_used:
-            self._claims.pop((payload.authorization.from_.lower(), payload.authorization.nonce.lower()), None)
+            self._claims.pop(claim, None)
+            self._shared.pop(claim, None)
         self.settlements.append(
             SettlementRecord(
                 tx_hash=receipt.tx_hash,
@@ -173,12 +200,27 @@ class Facilitator:
                 block_number=receipt.block_number,
             )
         )
-        return SettleResponse(
+        answer = SettleResponse(
             success=reason is None,
             error_reason=reason.value if reason else None,
             error_message=receipt.revert_reason if reason else None,
             payer=pending.payer,
             transaction="0x" + receipt.tx_hash.hex(),
+            network=pending.network,
+        )
+        if self.dedupe == "share":
+            self._answers[receipt.tx_hash] = answer
+        return answer
+
+    def abandon_settle(self, pending: PendingSettlement, why: str = "") -> SettleResponse:
+        """The answer when a world stops waiting for ``pending``'s receipt: ``settlement_pending``
+        with the transaction hash. The claim stays, since the transaction may still land."""
+        return SettleResponse(
+            success=False,
+            error_reason=Reason.settlement_pending.value,
+            error_message=why or "the settlement transaction was sent and is not yet confirmed",
+            payer=pending.payer,
+            transaction="0x" + pending.tx_hash.hex(),
             network=pending.network,
         )
 
@@ -191,6 +233,10 @@ class Facilitator:
         if len(self._claims) < self._prune_at:
             return
         self._claims = {claim: before for claim, before in self._claims.items() if before >= now}
+        if self._shared:
+            self._shared = {c: p for c, p in self._shared.items() if c in self._claims}
+            kept = {p.tx_hash for p in self._shared.values()}
+            self._answers = {h: a for h, a in self._answers.items() if h in kept}
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self._claims))
 
     def _used_on_chain(self, payload, offer: Offer) -> bool:
@@ -213,20 +259,18 @@ class Facilitator:
     def _submit(self, calldata: bytes, asset: str) -> bytes:
         if self._next_nonce is None:
             self._next_nonce = self.chain.pending_nonce(self.address)
-        tx = {
-            "type": 2,
-            "chainId": self.chain.chain_id,
-            "nonce": self._next_nonce,
-            "gas": self.settle_gas,
-            "maxFeePerGas": 2 * self.chain.base_fee + self.priority_fee + GWEI,
-            "maxPriorityFeePerGas": self.priority_fee,
-            "to": asset,
-            "value": 0,
-            "data": calldata,
-        }
-        raw = bytes(Account.sign_transaction(tx, self.key).raw_transaction)
+        signed = sign_eip1559(
+            self.key,
+            chain_id=self.chain.chain_id,
+            nonce=self._next_nonce,
+            gas=self.settle_gas,
+            max_fee_per_gas=2 * self.chain.base_fee + self.priority_fee + GWEI,
+            max_priority_fee_per_gas=self.priority_fee,
+            to=asset,
+            data=calldata,
+        )
         try:
-            tx_hash = self.chain.send_raw_transaction(raw)
+            tx_hash = self.chain.send_raw_transaction(signed.raw)
         except ChainError:
             self._next_nonce = None  # someone else used our key: re-read the nonce next time
             raise

@@ -14,6 +14,10 @@ Rules:
 * An unreadable payment header is treated as no payment (as the reference servers do), but the 402
   says what was wrong with it. A facilitator that does not answer gives a 502.
 * ``handle`` is a generator of effects (see ``messages``); it performs no I/O.
+* Optional, off by default as in the reference servers: a ``ReplayGuard`` (a store of the
+  authorizations seen, kept ``ttl`` seconds) refuses a payment already presented here before any
+  verify, so a copy sent concurrently never reaches the handler. ``serve_unsettled=True`` is a
+  weakness to study: it delivers the handler's response although settlement failed.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from dataclasses import dataclass, field
 from ..evm.exact import Offer, evm_address
 from ..protocol import (
     PAYMENT_REQUIRED,
+    PAYMENT_RESPONSE,
     PAYMENT_SIGNATURE,
     X_PAYMENT,
+    X_PAYMENT_RESPONSE,
     PaymentPayload,
     PaymentPayloadV1,
     PaymentRequired,
@@ -78,6 +84,45 @@ class Route:
             object.__setattr__(self, "pay_to", _address(self.pay_to, f"route {self.key!r}: pay_to"))
 
 
+class ReplayGuard:
+    """Authorizations (payer, nonce) this server has seen, each remembered for ``ttl`` seconds."""
+
+    def __init__(self, ttl: int) -> None:
+        if ttl <= 0:
+            raise ValueError(f"replay guard ttl must be positive, got {ttl}")
+        self.ttl = ttl
+        self._seen: dict[tuple[str, str], int] = {}
+        self._prune_at = 1024
+
+    def admit(self, key: tuple[str, str], now: int) -> bool:
+        """Whether ``key`` is new (it is remembered from now on); False for a replay."""
+        expiry = self._seen.get(key)
+        if expiry is not None and expiry > now:
+            return False
+        self._seen[key] = now + self.ttl
+        if len(self._seen) >= self._prune_at:
+            self._seen = {k: e for k, e in self._seen.items() if e > now}
+            self._prune_at = max(1024, 2 * len(self._seen))
+        return True
+
+    def release(self, key: tuple[str, str]) -> None:
+        """Forget ``key``: the payment was refused before it could be used."""
+        self._seen.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _authorization_key(payment) -> tuple[str, str] | None:
+    auth = payment.payload.get("authorization") if isinstance(payment.payload, dict) else None
+    if not isinstance(auth, dict):
+        return None
+    payer, nonce = auth.get("from"), auth.get("nonce")
+    if not isinstance(payer, str) or not isinstance(nonce, str):
+        return None
+    return payer.lower(), nonce.lower()
+
+
 def default_handler(request: HttpRequest) -> HttpResponse:
     return HttpResponse.of_json(200, {"resource": request.path, "paid": True})
 
@@ -95,6 +140,8 @@ class ResourceServer:
     base_url: str = "http://localhost"
     upfront: bool = False
     x402_version: int = 2
+    replay_guard: ReplayGuard | None = None
+    serve_unsettled: bool = False
     stats: Counter = field(default_factory=Counter)
 
     @classmethod
@@ -209,8 +256,9 @@ class ResourceServer:
             (("Retry-After", str(retry_after)),),
         )
 
-    def handle(self, request: HttpRequest) -> Steps[HttpResponse]:
-        """Answer one request; yields ``Verify``/``Handle``/``Settle`` effects."""
+    def handle(self, request: HttpRequest, now: int | None = None) -> Steps[HttpResponse]:
+        """Answer one request at time ``now`` (needed only by a replay guard); yields
+        ``Verify``/``Handle``/``Settle`` effects."""
         route = self.routes.get(request.route_key)
         if route is None or route.price == 0:
             self.stats["free"] += 1
@@ -229,13 +277,33 @@ class ResourceServer:
         if requirements is None:
             self.stats["unmatched"] += 1
             return self.challenge(route, version, "No matching payment requirements")
+        guard_key = _authorization_key(payment) if self.replay_guard is not None else None
+        if guard_key is not None:
+            if now is None:
+                raise ValueError("a server with a replay guard needs the time: handle(request, now)")
+            if not self.replay_guard.admit(guard_key, now):
+                self.stats["replay_refused"] += 1
+                return self.challenge(route, version, "payment already presented")
         try:
             if self.upfront:
-                return (yield from self._upfront(route, request, payment, requirements, version))
-            return (yield from self._authorize_then_settle(route, request, payment, requirements, version))
+                response = yield from self._upfront(route, request, payment, requirements, version)
+            else:
+                response = yield from self._authorize_then_settle(
+                    route, request, payment, requirements, version
+                )
         except Unreachable as exc:
             self.stats["facilitator_unreachable"] += 1
-            return HttpResponse.of_json(502, {"error": str(exc)})
+            response = HttpResponse.of_json(502, {"error": str(exc)})
+        if guard_key is not None and self._unused(response):
+            self.replay_guard.release(guard_key)
+        return response
+
+    @staticmethod
+    def _unused(response: HttpResponse) -> bool:
+        """Whether the payment was refused before any settlement was tried (verify said no, or no
+        facilitator answered it): then it may be presented again."""
+        settled = response.header(PAYMENT_RESPONSE) or response.header(X_PAYMENT_RESPONSE)
+        return response.status in (402, 502) and settled is None
 
     def _authorize_then_settle(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
         verdict: VerifyResponse = yield Verify(payment, requirements)
@@ -251,7 +319,7 @@ class ResourceServer:
 
     def _upfront(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
         settlement: SettleResponse = yield Settle(payment, requirements)
-        if not settlement.success:
+        if not settlement.success and not self.serve_unsettled:
             return self._deliver(route, version, None, settlement)
         response: HttpResponse = yield Handle(request)
         return self._deliver(route, version, response, settlement)
@@ -262,6 +330,10 @@ class ResourceServer:
         header = (response_header_name(version), encode_header(settlement))
         if not settlement.success:
             self.stats["settle_failed"] += 1
-            return self.challenge(route, version, settlement.error_reason or "settlement failed", (header,))
+            if not (self.serve_unsettled and response is not None):
+                why = settlement.error_reason or "settlement failed"
+                return self.challenge(route, version, why, (header,))
+            self.stats["served_unsettled"] += 1
+            return HttpResponse(response.status, (*response.headers, header), response.body)
         self.stats["paid"] += 1
         return HttpResponse(response.status, (*response.headers, header), response.body)

@@ -1,8 +1,9 @@
 """An embedded Ethereum chain (eth-tester + py-evm) whose clock and blocks we drive.
 
-``LocalChain`` holds a real EVM with a USDC-like EIP-3009 token deployed by a real transaction and a
-Multicall3-compatible contract at its canonical address. It differs from eth-tester's own
-auto-mining backend in the three ways a payment laboratory needs:
+``LocalChain`` holds a real EVM with an EIP-3009 token deployed by a real transaction (USDC-like by
+default, or PYUSD-like: ``token="pyusd"``) and a Multicall3-compatible contract at its canonical
+address. It differs from eth-tester's own auto-mining backend in the three ways a payment laboratory
+needs:
 
 * **Time is ours.** Block timestamps come from ``now``, which only moves when we say so
   (``set_time`` / ``advance``); the wall clock is never read. A block is stamped ``now``; blocks
@@ -16,6 +17,9 @@ auto-mining backend in the three ways a payment laboratory needs:
   pending pool when the gap fills; one still queued ``future_lifetime`` seconds of chain time later
   is dropped, and so is one whose nonce the sender has used meanwhile. At most
   ``MAX_QUEUED_PER_SENDER`` wait per sender.
+* **A plug point for worlds.** ``submit_hook``, when set, sees every raw transaction before it is
+  taken, and may refuse it by raising ``ChainError`` (the simulator injects RPC faults and reads
+  each transaction's bytes for its fee model there).
 * **Reads are plain.** Balances, ``authorizationState``, total supply and ``Transfer`` logs are
   one call each, and ``call()`` simulates a transaction at the next block's timestamp, returning
   the revert text instead of raising.
@@ -26,6 +30,7 @@ Keys made here are test keys derived from the seed; never use them for anything 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eth.constants import GENESIS_PARENT_HASH
@@ -39,7 +44,7 @@ from eth_hash.auto import keccak
 from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_params
 from eth_utils import to_canonical_address, to_checksum_address
 
-from .contracts import MULTICALL3, MULTICALL3_ADDRESS, USDC, load_artifact
+from .contracts import MULTICALL3, MULTICALL3_ADDRESS, PYUSD, TOKENS, USDC, load_artifact
 from .eip712 import Domain, address_of_key
 from .reads import ChainError, TokenReads
 from .token import (
@@ -58,6 +63,11 @@ GWEI = 10**9
 FUTURE_LIFETIME = 3 * 3600  # seconds a future-nonce transaction may wait (geth's txpool default)
 MAX_QUEUED_PER_SENDER = 64  # future-nonce transactions one sender may park (geth's account queue)
 MINT_GAS = 150_000  # declared for a funding mint (~70k used), so thousands fit in one block
+# The usual name, symbol and EIP-712 version of each token variant (name and version make the domain).
+TOKEN_METADATA = {
+    USDC: ("USD Coin", "USDC", "2"),
+    PYUSD: ("PayPal USD", "PYUSD", "1"),
+}
 
 
 @dataclass(frozen=True)
@@ -147,19 +157,29 @@ class _Pending:
 
 @dataclass
 class LocalChain(TokenReads):
-    """A py-evm chain with the token and Multicall3 deployed, driven by an explicit clock."""
+    """A py-evm chain with the token and Multicall3 deployed, driven by an explicit clock.
+
+    ``token`` picks the token contract (``"usdc"`` or ``"pyusd"``); ``token_name``, ``token_symbol``
+    and ``token_version`` default to that token's usual values and hold the ones deployed."""
 
     chain_id: int = DEFAULT_CHAIN_ID
     start_time: int = DEFAULT_START_TIME
     seed: int = 0
-    token_name: str = "USD Coin"
-    token_symbol: str = "USDC"
-    token_version: str = "2"
+    token: str = USDC
+    token_name: str | None = None
+    token_symbol: str | None = None
+    token_version: str | None = None
     block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
     future_lifetime: int = FUTURE_LIFETIME
     now: int = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.token not in TOKENS:
+            raise ValueError(f"unknown token {self.token!r}; expected one of {', '.join(TOKENS)}")
+        name, symbol, version = TOKEN_METADATA[self.token]
+        self.token_name = name if self.token_name is None else self.token_name
+        self.token_symbol = symbol if self.token_symbol is None else self.token_symbol
+        self.token_version = version if self.token_version is None else self.token_version
         self._rng = random.Random(f"x402sim-chain:{self.seed}")
         self._key_counter = 0
         self.bank_key = self._derive_key("bank")
@@ -183,11 +203,13 @@ class LocalChain(TokenReads):
         backend.chain = chain_class.from_genesis(get_db_backend(), params, genesis_state)
         self.backend = backend
         self.now = self.start_time
+        self.submit_hook: Callable[[bytes], None] | None = None
         self._pending: list[_Pending] = []
         self._future: dict[str, dict[int, _Pending]] = {}  # sender -> nonce -> queued transaction
         self._index_pending()
         self._receipts: dict[bytes, Receipt] = {}
         self._head_state = (b"", None)
+        self._base_fee: tuple[bytes, int] = (b"", 0)
         self.usdc = self._deploy_token()
         self.multicall = to_checksum_address(MULTICALL3_ADDRESS)
 
@@ -279,6 +301,8 @@ class LocalChain(TokenReads):
     def send_raw_transaction(self, raw: bytes) -> bytes:
         """Take a signed transaction for the next block (or queue it until its nonce comes up),
         refusing what could never be mined; ``ChainError`` says why."""
+        if self.submit_hook is not None:
+            self.submit_hook(raw)
         vm = self.evm.get_vm()
         try:
             tx = vm.get_transaction_builder().decode(raw)
@@ -466,10 +490,13 @@ class LocalChain(TokenReads):
 
     @property
     def base_fee(self) -> int:
-        """Base fee of the next block."""
+        """Base fee of the next block (computed once per head)."""
         chain = self.evm
         latest = chain.get_canonical_head()
-        return chain.create_header_from_parent(latest, timestamp=latest.timestamp).base_fee_per_gas
+        if self._base_fee[0] != latest.hash:
+            header = chain.create_header_from_parent(latest, timestamp=latest.timestamp)
+            self._base_fee = (latest.hash, header.base_fee_per_gas)
+        return self._base_fee[1]
 
     def _state(self):
         """Read-only state of the latest block (cached until the head changes)."""
@@ -483,6 +510,16 @@ class LocalChain(TokenReads):
 
     def code(self, address: str) -> bytes:
         return self._state().get_code(to_canonical_address(address))
+
+    def token_variant(self, address: str) -> str | None:
+        """Which of the project's token contracts (``"usdc"``, ``"pyusd"``) runs at ``address`` in the
+        latest block, told by its code; None for any other code, or none."""
+        code = self.code(address)
+        for variant in TOKENS:
+            # Deployed Vyper code is the runtime code followed by the immutables' values.
+            if code.startswith(load_artifact(variant).runtime_bytecode):
+                return variant
+        return None
 
     def call(
         self,
@@ -566,7 +603,7 @@ class LocalChain(TokenReads):
     # -- setup ------------------------------------------------------------------------------------
 
     def _deploy_token(self) -> str:
-        artifact = load_artifact(USDC)
+        artifact = load_artifact(self.token)
         args = encode(
             ["string", "string", "string"], [self.token_name, self.token_symbol, self.token_version]
         )

@@ -12,6 +12,10 @@ Rules of this module:
   before the revert text (nonce used, token name, token version, balance), so a wrong EIP-712 name
   or version is reported as such; Python SDK 2.25 maps the revert text first and reports both as a
   bad signature (the interop tests record this difference).
+* That last step is done one of two ways, with the same verdict (reason and message) by either:
+  ``"simulate"`` runs the call on the chain and reads views; ``"state"`` predicts the call and
+  reads the token's storage directly (``state_verify``), for the project's own tokens on a
+  ``LocalChain``, and simulates anything else.
 * Failures are values: every function here returns a reason, never raises for a bad payment.
 
 v1 and v2 messages are both accepted; each is reduced to an ``Offer`` (the fields that matter)
@@ -40,12 +44,14 @@ from ..protocol import (
 )
 from .eip712 import Authorization, Domain, SignatureError, authorization_digest, recover_digest, sign_digest
 from .eip712 import split_signature as _split
+from .state_verify import token_state
 from .token import transfer_with_authorization_call
 
 SCHEME = "exact"
 CLIENT_VALID_AFTER_SLACK = 600  # clients back-date validAfter by ten minutes (SDK behaviour)
 FACILITATOR_VALID_BEFORE_MARGIN = 6  # one block's time: an authorization must outlive its settlement
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+VERIFY_MODES = ("state", "simulate")  # how verify_on_chain learns the outcome (see the rules above)
 
 
 def evm_address(value: object, where: str) -> str:
@@ -56,17 +62,22 @@ def evm_address(value: object, where: str) -> str:
     return to_checksum_address(value)
 
 
-class ChainReader(Protocol):
+class TokenViews(Protocol):
+    """The token views a failed call is diagnosed from (a chain, or ``state_verify.TokenState``)."""
+
+    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool: ...
+    def balance_of(self, address: str, token: str | None = None) -> int: ...
+    def name_of(self, token: str | None = None) -> str: ...
+    def version_of(self, token: str | None = None) -> str: ...
+
+
+class ChainReader(TokenViews, Protocol):
     """What verification needs to read from a chain (``LocalChain`` provides it)."""
 
     chain_id: int
 
     def call(self, to: str, data: bytes, *, timestamp: int | None = None): ...
     def code(self, address: str) -> bytes: ...
-    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool: ...
-    def balance_of(self, address: str, token: str | None = None) -> int: ...
-    def name_of(self, token: str | None = None) -> str: ...
-    def version_of(self, token: str | None = None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -262,9 +273,14 @@ def check_offline(
     return Verdict(None, "", payer, payload, offer)
 
 
-def verify_on_chain(verdict: Verdict, chain: ChainReader, now: int) -> Verdict:
+def verify_on_chain(verdict: Verdict, chain: ChainReader, now: int, mode: str = "simulate") -> Verdict:
     """Row 10: simulate ``transferWithAuthorization`` at ``now``; on failure, diagnose from the
-    chain (nonce used, token name, token version, balance), then from the revert text."""
+    chain (nonce used, token name, token version, balance), then from the revert text.
+
+    ``mode="state"`` predicts the call and diagnoses from the token's storage instead when it can
+    (see ``state_verify``), and simulates otherwise; the verdict is the same."""
+    if mode not in VERIFY_MODES:
+        raise ValueError(f"verify mode must be one of {VERIFY_MODES}, got {mode!r}")
     if not verdict.ok:
         return verdict
     payload, offer = verdict.payload, verdict.offer
@@ -272,15 +288,19 @@ def verify_on_chain(verdict: Verdict, chain: ChainReader, now: int) -> Verdict:
         return Verdict(
             Reason.asset_not_deployed_contract, f"no contract at asset {offer.asset}", verdict.payer
         )
-    result = chain.call(offer.asset, settlement_calldata(payload), timestamp=now)
+    auth = authorization_of(payload)
+    token = token_state(chain, offer.asset) if mode == "state" else None
+    if token is None:
+        result, reader = chain.call(offer.asset, settlement_calldata(payload), timestamp=now), chain
+    else:
+        result, reader = token.predict(auth, *settlement_vrs(payload), now), token
     if result.success:
         return verdict
-    auth = authorization_of(payload)
-    reason = _diagnose(chain, offer, auth) or reason_for_revert(result.revert_reason, simulated=True)
+    reason = _diagnose(reader, offer, auth) or reason_for_revert(result.revert_reason, simulated=True)
     return Verdict(reason, f"simulation reverted: {result.revert_reason}", verdict.payer)
 
 
-def _diagnose(chain: ChainReader, offer: Offer, auth: Authorization) -> Reason | None:
+def _diagnose(chain: TokenViews, offer: Offer, auth: Authorization) -> Reason | None:
     try:
         if chain.authorization_state(auth.from_, auth.nonce, offer.asset):
             return Reason.invalid_exact_evm_nonce_already_used
@@ -316,13 +336,23 @@ def reason_for_revert(text: str | None, *, simulated: bool = False) -> Reason:
 def settlement_calldata(payload: ExactEvmPayload) -> bytes:
     """``transferWithAuthorization`` calldata (v, r, s overload) for a 65-byte signature."""
     a = payload.authorization
-    try:
-        v, r, s = _split(signature_bytes(payload))
-    except SignatureError:
-        v, r, s = 0, b"\x00" * 32, b"\x00" * 32  # cannot succeed on chain; verify reports it first
     return transfer_with_authorization_call(
-        a.from_, a.to, a.value, a.valid_after, a.valid_before, bytes.fromhex(a.nonce[2:]), v, r, s
+        a.from_,
+        a.to,
+        a.value,
+        a.valid_after,
+        a.valid_before,
+        bytes.fromhex(a.nonce[2:]),
+        *settlement_vrs(payload),
     )
+
+
+def settlement_vrs(payload: ExactEvmPayload) -> tuple[int, bytes, bytes]:
+    """The (v, r, s) that settlement sends for the payload's signature."""
+    try:
+        return _split(signature_bytes(payload))
+    except SignatureError:
+        return 0, b"\x00" * 32, b"\x00" * 32  # cannot succeed on chain; verify reports it first
 
 
 def transfer_matches(receipt, offer: Offer, payload: ExactEvmPayload) -> bool:

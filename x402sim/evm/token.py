@@ -16,6 +16,8 @@ from eth_utils import to_checksum_address
 
 TRANSFER_TOPIC = keccak(b"Transfer(address,address,uint256)")
 AUTHORIZATION_USED_TOPIC = keccak(b"AuthorizationUsed(address,bytes32)")
+# Logged by the PYUSD-like token, instead of reverting, for a used or canceled nonce.
+AUTHORIZATION_ALREADY_USED_TOPIC = keccak(b"AuthorizationAlreadyUsed(address,bytes32)")
 ERROR_STRING_SELECTOR = keccak(b"Error(string)")[:4]
 
 TRANSFER_WITH_AUTHORIZATION = (

@@ -25,6 +25,8 @@ __all__ = [
     "MULTICALL3",
     "MULTICALL3_ADDRESS",
     "NAMES",
+    "PYUSD",
+    "TOKENS",
     "USDC",
     "Artifact",
     "artifact_json",
@@ -35,8 +37,10 @@ __all__ = [
 ]
 
 USDC = "usdc"
+PYUSD = "pyusd"  # usdc.vy, except that a used or canceled nonce is a logged no-op (as PayPal USD)
 MULTICALL3 = "multicall3"
-NAMES = (USDC, MULTICALL3)
+NAMES = (USDC, PYUSD, MULTICALL3)
+TOKENS = (USDC, PYUSD)  # the EIP-3009 token variants a chain can deploy
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 
 COMPILER = "vyper 0.4.3"

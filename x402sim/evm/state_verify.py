@@ -1,0 +1,214 @@
+"""Predict ``transferWithAuthorization`` on the embedded chain from token storage, without running it.
+
+Verification used to simulate the call on py-evm and then call views to diagnose a failure, so each
+payment ran on the EVM at verify, again at settle, and once more when mined. For the project's own
+tokens on a ``LocalChain`` the outcome is a function of a few storage words, the signature and the
+time: ``TokenState`` reads those words from the state of the latest block and replays the checks of
+the contract in Python.
+
+Rules of this module:
+
+* Only code we know. A ``TokenState`` exists for an asset whose deployed code is one of the project's
+  token variants (``LocalChain.token_variant``); for other code, or a chain that is not a
+  ``LocalChain``, ``token_state`` gives None and the caller simulates.
+* The contract's checks, its order, its revert strings. ``predict`` follows ``transferWithAuthorization``
+  of ``contracts/usdc.vy`` line by line (``pyusd.vy`` differs only on a used nonce); the test suite
+  proves by differential testing that predictions, and verdicts built on them, equal the simulation's.
+* Storage is read directly: slots are constants from Vyper 0.4.3's storage layout (a test compares
+  them with the compiler's), never found by executing code.
+* Reads only: nothing here writes state or reads a clock; time is an argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_hash.auto import keccak
+from eth_utils import to_canonical_address
+
+from .chain import LocalChain
+from .contracts import PYUSD, USDC, load_artifact
+from .eip712 import (
+    SECP256K1_HALF_N,
+    Authorization,
+    Domain,
+    SignatureError,
+    authorization_digest,
+    recover_digest,
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Storage slots of a token variant's state variables, as Vyper 0.4.3 lays them out."""
+
+    name: int  # String: length word, then the bytes
+    version: int
+    balances: int  # HashMap[address, uint256]
+    authorization_states: int  # HashMap[address, HashMap[bytes32, bool]]
+
+
+# pyusd.vy keeps usdc.vy's state variables in the same order, so the same slots.
+_FIAT_TOKEN = Layout(name=0, version=7, balances=9, authorization_states=11)
+LAYOUTS: dict[str, Layout] = {USDC: _FIAT_TOKEN, PYUSD: _FIAT_TOKEN}
+# Variants whose transferWithAuthorization, given a used or canceled nonce, logs it and returns
+# successfully without transferring (PYUSD) instead of reverting (USDC).
+SILENT_ON_USED_NONCE = frozenset({PYUSD})
+
+NOT_YET_VALID = "FiatTokenV2: authorization is not yet valid"
+EXPIRED = "FiatTokenV2: authorization is expired"
+USED_OR_CANCELED = "FiatTokenV2: authorization is used or canceled"
+INVALID_S = "ECRecover: invalid signature 's' value"
+INVALID_V = "ECRecover: invalid signature 'v' value"
+NO_SIGNER = "ECRecover: invalid signature"
+WRONG_SIGNER = "FiatTokenV2: invalid signature"
+FROM_ZERO = "ERC20: transfer from the zero address"
+TO_ZERO = "ERC20: transfer to the zero address"
+EXCEEDS_BALANCE = "ERC20: transfer amount exceeds balance"
+# Vyper's checked arithmetic reverts with no data, which LocalChain.call reports like this.
+BARE_REVERT = "execution reverted"
+
+UINT256_MAX = 2**256 - 1
+_ZERO_ADDRESS = b"\x00" * 20
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the call would do: succeed, or revert with ``revert_reason`` (the two fields of
+    ``CallResult`` that verification looks at)."""
+
+    success: bool
+    revert_reason: str | None = None
+
+
+def _revert(text: str) -> Prediction:
+    return Prediction(False, text)
+
+
+# (asset, code hash) -> (name, version), or None when the code does not fit them. Name and version
+# are written by the constructor only and their hashes are inside the code, so they are constant.
+_NAMES: dict[tuple[bytes, bytes], tuple[str, str] | None] = {}
+_NAMES_LIMIT = 4096
+
+
+def token_state(chain: object, asset: str, variant: str | None = None) -> TokenState | None:
+    """The storage of ``asset`` in the latest block of ``chain`` when its code is a known token
+    variant (``variant`` if given, else ``chain.token_variant``); None means: simulate instead."""
+    if not isinstance(chain, LocalChain):
+        return None
+    if variant is None:
+        variant = chain.token_variant(asset)
+    layout = LAYOUTS.get(variant) if variant else None
+    if layout is None:
+        return None
+    state = chain._state()  # the latest block's state, cached by LocalChain until the head moves
+    address = to_canonical_address(asset)
+    key = (address, state.get_code_hash(address))
+    if key not in _NAMES:
+        if len(_NAMES) >= _NAMES_LIMIT:
+            _NAMES.clear()
+        _NAMES[key] = _names(state, address, variant, layout)
+    names = _NAMES[key]
+    return None if names is None else TokenState(chain, state, asset, address, variant, layout, *names)
+
+
+def _names(state, address: bytes, variant: str, layout: Layout) -> tuple[str, str] | None:
+    """Name and version in storage, if the domain the code signs with is made of them: the code
+    must be the variant's runtime code followed by exactly the two immutables, keccak(name) and
+    keccak(version). Code placed some other way (a genesis allocation, say) is simulated."""
+    name, version = _read_string(state, address, layout.name), _read_string(state, address, layout.version)
+    code = state.get_code(address)
+    if code != load_artifact(variant).runtime_bytecode + keccak(name.encode()) + keccak(version.encode()):
+        return None
+    return name, version
+
+
+@dataclass(frozen=True)
+class TokenState:
+    """One known token's storage in one state. Its views are named like ``TokenReads``' so that
+    verification diagnoses from it as it would from the chain; their ``token`` argument, kept for
+    that, must be this token (or None)."""
+
+    chain: LocalChain
+    state: object  # py-evm state of the latest block
+    asset: str
+    address: bytes
+    variant: str
+    layout: Layout
+    name: str
+    version: str
+
+    def _word(self, slot: int) -> int:
+        return self.state.get_storage(self.address, slot)
+
+    def balance_of(self, address: str, token: str | None = None) -> int:
+        return self._word(_map_slot(self.layout.balances, _address_word(address)))
+
+    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool:
+        outer = _map_slot(self.layout.authorization_states, _address_word(authorizer))
+        return self._word(_map_slot(outer, nonce)) != 0
+
+    def name_of(self, token: str | None = None) -> str:
+        return self.name
+
+    def version_of(self, token: str | None = None) -> str:
+        return self.version
+
+    def predict(self, auth: Authorization, v: int, r: bytes, s: bytes, now: int) -> Prediction:
+        """``transferWithAuthorization(auth, v, r, s)`` in the next block, stamped as
+        ``LocalChain.call`` stamps it: ``max(now, latest block timestamp)``."""
+        timestamp = max(now, self.chain.latest_timestamp)
+        # _require_valid_authorization
+        if not timestamp > auth.valid_after:
+            return _revert(NOT_YET_VALID)
+        if not timestamp < auth.valid_before:
+            return _revert(EXPIRED)
+        if self.authorization_state(auth.from_, auth.nonce):
+            if self.variant in SILENT_ON_USED_NONCE:
+                return Prediction(True)  # logs AuthorizationAlreadyUsed, moves nothing
+            return _revert(USED_OR_CANCELED)
+        # _recover, then the signer check
+        if int.from_bytes(s, "big") > SECP256K1_HALF_N:
+            return _revert(INVALID_S)
+        if v not in (27, 28):
+            return _revert(INVALID_V)
+        domain = Domain(self.name, self.version, self.chain.chain_id, self.asset)
+        try:
+            # The precompile gives no address exactly when libsecp256k1 recovers none (r or s zero or
+            # not below the order, r not an x coordinate): py-evm checks the range, then makes this
+            # same coincurve call through eth-keys.
+            signer = recover_digest(authorization_digest(domain, auth), r + s + bytes([v - 27]))
+        except SignatureError:
+            return _revert(NO_SIGNER)
+        from_ = to_canonical_address(auth.from_)
+        if to_canonical_address(signer) != from_:
+            return _revert(WRONG_SIGNER)
+        # _transfer
+        to = to_canonical_address(auth.to)
+        if from_ == _ZERO_ADDRESS:  # unreachable after a signer check, kept for the order
+            return _revert(FROM_ZERO)
+        if to == _ZERO_ADDRESS:
+            return _revert(TO_ZERO)
+        if auth.value > self.balance_of(auth.from_):
+            return _revert(EXCEEDS_BALANCE)
+        if to != from_ and self.balance_of(auth.to) + auth.value > UINT256_MAX:
+            return _revert(BARE_REVERT)
+        return Prediction(True)
+
+
+def _read_string(state, address: bytes, slot: int) -> str:
+    """A Vyper ``String`` in storage: its length at ``slot``, its bytes from ``slot + 1`` on."""
+    length = state.get_storage(address, slot)
+    words = b"".join(
+        state.get_storage(address, slot + 1 + i).to_bytes(32, "big") for i in range((length + 31) // 32)
+    )
+    return words[:length].decode("utf-8")
+
+
+def _map_slot(slot: int, key: bytes) -> int:
+    """Where Vyper keeps ``map[key]`` for a HashMap at ``slot``: keccak256(slot ++ key)."""
+    return int.from_bytes(keccak(slot.to_bytes(32, "big") + key), "big")
+
+
+def _address_word(address: str) -> bytes:
+    return to_canonical_address(address).rjust(32, b"\x00")

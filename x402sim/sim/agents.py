@@ -1,0 +1,305 @@
+"""Agents in the simulator: when they send requests, and how each behaviour pays.
+
+Honest agents run the reference ``Client.fetch`` unchanged. Adversaries differ only in what they
+do with a payment: they take the 402, sign with the reference signing function, and then break the
+payment on purpose (underpay, sign outside the validity window, tamper after signing), or reuse an
+honest one (replay it later, send it to several endpoints at once), or pull the funds out from
+under it (drain). None of them checks anything: judging is the servers' and facilitators' job.
+
+Rules: every draw comes from the world's seeded streams; times are virtual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from eth_utils import to_checksum_address
+
+from ..actors.client import PaymentRefused
+from ..actors.messages import HttpRequest, Send
+from ..evm.exact import Offer, sign_authorization
+from ..evm.token import encode_call
+from ..protocol import (
+    PaymentPayload,
+    ProtocolError,
+    encode_header,
+    parse_payment_required,
+    payment_header_name,
+    read_settlement,
+)
+from . import scenario as sc
+from .records import Row
+from .world import Agent, Chooser, World, drive
+
+SENT_LATE = 700  # seconds by which "not yet valid" payments are post-dated
+EXPIRED_BY = 700  # seconds by which "expired" payments have run out
+
+
+class Traffic:
+    """Starts every agent group's arrival processes."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        s = world.scenario
+        for group in s.agents:
+            targets = sc.resolve_targets(s, group)
+            chooser = Chooser(group.choice, len(targets), world.rng(f"choice:{group.name}"))
+            members = world.groups[group.name]
+            arrivals = group.arrivals
+            if arrivals.kind in ("poisson", "piecewise"):
+                world.env.process(self._poisson(group, members, targets, chooser))
+            else:
+                for agent in members:
+                    world.env.process(self._periodic(group, agent, targets, chooser))
+
+    def _end(self, group: sc.AgentGroup) -> float:
+        end = self.world.scenario.simulation.duration
+        return min(end, group.stop) if group.stop is not None else end
+
+    def _poisson(self, group: sc.AgentGroup, members: list[Agent], targets, chooser: Chooser):
+        env, rng = self.world.env, self.world.rng(f"arrivals:{group.name}")
+        arrivals, end = group.arrivals, self._end(group)
+        yield env.timeout(group.start)
+        while env.now < end:
+            per_agent = arrivals.rate if arrivals.kind == "poisson" else arrivals.rate_at(env.now)
+            boundary = _next_step(arrivals, env.now) if arrivals.kind == "piecewise" else end
+            if per_agent <= 0:
+                yield env.timeout(max(boundary, env.now) - env.now if boundary < end else end - env.now)
+                if boundary >= end:
+                    return
+                continue
+            gap = rng.expovariate(per_agent * len(members))
+            if env.now + gap >= min(boundary, end):
+                # memoryless: restart the draw at the rate's next step
+                yield env.timeout(min(boundary, end) - env.now)
+                continue
+            yield env.timeout(gap)
+            agent = members[rng.randrange(len(members))]
+            self._start(agent, targets[chooser.pick()], targets)
+
+    def _periodic(self, group: sc.AgentGroup, agent: Agent, targets, chooser: Chooser):
+        env, rng = self.world.env, self.world.rng(f"arrivals:{agent.name}")
+        arrivals, end = group.arrivals, self._end(group)
+        yield env.timeout(group.start + rng.uniform(0, arrivals.every))
+        size = arrivals.size if arrivals.kind == "burst" else 1
+        while env.now < end:
+            for _ in range(size):
+                self._start(agent, targets[chooser.pick()], targets)
+            yield env.timeout(arrivals.every)
+
+    def _start(self, agent: Agent, target, targets) -> None:
+        limit = agent.group.max_requests
+        if limit is not None and agent.requests >= limit:
+            return
+        agent.requests += 1
+        world = self.world
+        kind = agent.group.behaviour.kind
+        if kind == "race":
+            world.env.process(race(world, agent, target, targets))
+        else:
+            world.env.process(request(world, agent, target))
+
+
+def _next_step(arrivals: sc.Piecewise, t: float) -> float:
+    for start, _ in arrivals.steps:
+        if start > t:
+            return start
+    return float("inf")
+
+
+def _http(target) -> tuple[str, HttpRequest]:
+    server, route_key = target
+    method, path = route_key.split(" ", 1)
+    return server, HttpRequest(method, path, (("Host", f"{server}.sim"),))
+
+
+# -- one request -----------------------------------------------------------------------------------
+
+
+def request(world: World, agent: Agent, target, kind: str = "request", attempt: int = 0, origin: int = 0):
+    """One request of ``agent`` for ``target`` (server, route key), as its behaviour makes it."""
+    server_name, http = _http(target)
+    server = world.servers[server_name]
+    row = world.open_row(agent, kind, server_name, http.route_key)
+    row.origin = origin
+    perform = world.client_perform(server, row)
+    behaviour = agent.group.behaviour
+    if behaviour.kind in ("honest", "replay", "unfunded", "drain"):
+        if behaviour.kind == "drain":
+            perform = _draining(world, agent, perform)
+        result = yield from drive(agent.client.fetch(http, world.now()), perform)
+        response, payment = result.response, result.payment
+        if result.refused is not None:
+            row.outcome, row.reason = "refused", _short(result.refused)
+    else:
+        response, payment = yield from drive(forged_fetch(world, agent, http, behaviour), perform)
+    if payment is not None:
+        world.record_payment(row, payment)
+    _judge(row, response, payment)
+    world.close_row(row)
+    if behaviour.kind == "replay" and row.outcome == "paid":
+        world.env.process(replays(world, agent, server_name, http, payment, behaviour))
+    retry = agent.group.retry
+    if response.status >= 500 and attempt < retry.max:
+        yield world.env.timeout(retry.backoff.sample(world.rng(f"retry:{agent.group.name}")))
+        world.env.process(request(world, agent, target, "retry", attempt + 1, origin or row.id))
+
+
+def _judge(row, response, payment) -> None:
+    """The row's outcome and reason, from what came back (and whether a payment went with it)."""
+    row.status = response.status
+    if row.outcome == "refused":
+        return
+    try:
+        settlement = read_settlement(response.headers)
+    except ProtocolError:
+        settlement = None
+    if payment is None:
+        row.outcome = "free" if response.status < 400 else "unpaid"
+        return
+    if response.status == 200:
+        if settlement is not None and settlement.success:
+            row.outcome = "paid"
+        else:
+            row.outcome = "served_unsettled"
+            row.reason = settlement.error_reason if settlement is not None else "no settlement"
+        return
+    if response.status == 402:
+        if settlement is not None:
+            row.outcome, row.reason = "settle_failed", settlement.error_reason or "settlement failed"
+        else:
+            row.outcome, row.reason = "rejected", _challenge_error(response)
+        return
+    row.outcome = "error"
+    try:
+        row.reason = _short(str(response.json().get("error", response.status)))
+    except ValueError:
+        row.reason = str(response.status)
+
+
+def _challenge_error(response) -> str:
+    try:
+        return _short(parse_payment_required(response.headers, response.body).error or "payment required")
+    except ProtocolError:
+        return "unreadable 402"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+# -- adversaries -------------------------------------------------------------------------------------
+
+
+def forged_fetch(world: World, agent: Agent, http: HttpRequest, behaviour):
+    """A fetch whose payment is broken on purpose; returns (final response, payment sent)."""
+    first = yield Send(http)
+    if first.status != 402:
+        return first, None
+    try:
+        challenge = parse_payment_required(first.headers, first.body)
+        req = challenge.accepts[0]
+        offer = Offer.of(req)
+    except (ProtocolError, IndexError):
+        return first, None
+    client, now = agent.client, world.now()
+    nonce = world.rng(f"nonces:{agent.name}").randbytes(32)
+    signed_offer, sign_time = offer, now
+    if behaviour.kind == "underpay":
+        signed_offer = dataclasses.replace(offer, amount=int(offer.amount * behaviour.fraction))
+    elif behaviour.kind == "expired":
+        sign_time = now - offer.max_timeout_seconds - EXPIRED_BY
+    elif behaviour.kind == "not-yet-valid":
+        sign_time = now + SENT_LATE
+    exact = sign_authorization(client.key, client.address, signed_offer, sign_time, nonce).to_wire()
+    if behaviour.kind == "tamper":
+        auth = dict(exact["authorization"])
+        if behaviour.field == "recipient":
+            auth["to"] = world.sink
+        else:
+            auth["value"] = str(int(auth["value"]) // 2)
+        exact = {**exact, "authorization": auth}
+    payment = PaymentPayload(x402_version=2, resource=challenge.resource, accepted=req, payload=exact)
+    final = yield Send(http.with_header(payment_header_name(2), encode_header(payment)))
+    return final, payment
+
+
+def replays(world: World, agent: Agent, server_name: str, http: HttpRequest, payment, behaviour):
+    """Send a settled payment again, ``times`` times: each is a request of its own."""
+    header = (payment_header_name(payment.x402_version), encode_header(payment))
+    server = world.servers[server_name]
+    for _ in range(behaviour.times):
+        yield world.env.timeout(behaviour.delay.sample(world.rng(f"replay:{agent.name}")))
+        row = world.open_row(agent, "replay", server_name, http.route_key)
+        world.record_payment(row, payment)
+        perform = world.client_perform(server, row)
+        response = yield from drive(_one_send(http.with_header(*header)), perform)
+        _judge(row, response, payment)
+        world.count("replays_attempted")
+        world.close_row(row)
+
+
+def _one_send(request: HttpRequest):
+    return (yield Send(request))
+
+
+def race(world: World, agent: Agent, target, targets):
+    """Sign one payment for ``target`` and send it to ``width`` endpoints at once (TOCTOU)."""
+    server_name, http = _http(target)
+    server = world.servers[server_name]
+    probe = Row(0, agent.name, agent.group.name, "race", "probe", server_name, http.route_key, world.env.now)
+    first = yield from drive(_one_send(http), world.client_perform(server, probe))
+    try:
+        challenge = parse_payment_required(first.headers, first.body)
+        payment = agent.client.create_payment(challenge, world.now())
+    except (ProtocolError, PaymentRefused) as exc:
+        row = world.open_row(agent, "request", server_name, http.route_key)
+        row.status, row.outcome, row.reason = first.status, "refused", _short(str(exc))
+        world.close_row(row)
+        return
+    header = (payment_header_name(payment.x402_version), encode_header(payment))
+    width = agent.group.behaviour.width
+    start = targets.index(target)
+    for i in range(width):
+        copy = targets[(start + i) % len(targets)]
+        world.env.process(_race_copy(world, agent, copy, header, payment, "request" if i == 0 else "race"))
+
+
+def _race_copy(world: World, agent: Agent, target, header, payment, kind: str):
+    server_name, http = _http(target)
+    server = world.servers[server_name]
+    row = world.open_row(agent, kind, server_name, http.route_key)
+    world.record_payment(row, payment)
+    response = yield from drive(_one_send(http.with_header(*header)), world.client_perform(server, row))
+    _judge(row, response, payment)
+    world.close_row(row)
+
+
+def _draining(world: World, agent: Agent, perform):
+    """``perform`` that, when the paid request goes out, moves the agent's funds away shortly after."""
+    behaviour = agent.group.behaviour
+    sends = 0
+
+    def drained(effect):
+        nonlocal sends
+        sends += 1
+        if sends == 2:  # the paid retry of fetch
+            world.env.process(_drain(world, agent, behaviour.after.sample(world.rng(f"drain:{agent.name}"))))
+        return (yield from perform(effect))
+
+    return drained
+
+
+def _drain(world: World, agent: Agent, after: float):
+    yield world.env.timeout(after)
+    chain = world.chain
+    balance = chain.balance_of(agent.client.address)
+    if balance == 0:
+        return
+    world.sync_chain()
+    call = encode_call("transfer(address,uint256)", to_checksum_address(world.sink), balance)
+    try:
+        chain.transact(agent.key, chain.usdc, call, gas=100_000)
+        world.count("drains_sent")
+    except Exception:  # an agent out of gas money simply fails to drain
+        world.count("drains_failed")

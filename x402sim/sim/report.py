@@ -1,0 +1,376 @@
+"""report.md, three plots and a terminal summary of a finished run.
+
+Rules:
+
+* Everything here reads what the run already computed (``SimResult.summary``, its latency samples
+  and timeline) and the scenario; no figure of the summary is recomputed, so the report and
+  summary.json always agree.
+* ``markdown_report(summary, scenario, images)`` is a pure function of its arguments. Wall-clock
+  and resource figures appear only in its final "Run" line.
+* A column's header and format follow the unit suffix of its summary key (``_usdc``, ``_usd``,
+  ``_ms``, ``_rate``): USDC with at most 6 decimals, small USD amounts with 4 significant digits.
+* Plots use ``matplotlib.figure.Figure`` on the Agg canvas, never pyplot: no GUI backend is
+  needed, the global backend is left alone and no figure outlives its file. Sizes and dpi are
+  fixed so each PNG stays small. With ``plots``, all three are written; one without data says so.
+* Charts name at most ``MAX_BARS`` facilitators or servers (the rest are summed as "others");
+  Markdown tables show at most ``MAX_ROWS`` rows (the rest are in summary.json).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+IMAGES = {"latency_cdf.png": "Latency CDF", "throughput.png": "Throughput", "economics.png": "Economics"}
+KINDS = {
+    "end_to_end": "request sent to answer received",
+    "verify": "one verify call, as the server waits for it",
+    "settle": "one settle call (until the facilitator answers), as the server waits for it",
+    "finality": "request sent to its transfer being final",
+}
+UNITS = {"_usdc": "USDC", "_usd": "USD", "_ms": "ms"}
+FACILITATOR_KEYS = ("settlements", "failed_transactions", "verify_requests", "settle_requests")
+FACILITATOR_KEYS += ("fees_earned_usdc", "gas_usd", "margin_usd", "mean_wait_ms", "max_queue")
+SERVER_KEYS = ("requests", "paid", "refused", "errors", "handler_runs", "revenue_usdc")
+AGENT_KEYS = ("agents", "behaviour", "requests", "paid", "refused_by_policy", "spend_usdc", "success_rate")
+SCAN_KEYS = ("transactions", "volume_usdc", "buyers", "sellers")
+HEADLINE_KEYS = ("requests", "paid_requests", "settled_payments", "volume_usdc", "failed_requests")
+GAS_KEYS = ("total_gas", "per_settlement", "usd", "usd_per_settlement", "l1_data_usd", "eth")
+GAS_HEADERS = ["Total gas", "Per settlement", "Total (USD)", "Per settlement (USD)", "L1 data (USD)", "ETH"]
+DPI = 100
+MAX_BARS = 12
+MAX_ROWS = 50
+MAX_QUEUES = 8
+CDF_POINTS = 2000  # a CDF drawn from this many ranks looks the same as one drawn from millions
+
+
+# -- formatting --------------------------------------------------------------------------------------
+
+
+def fmt_usdc(value: float | None) -> str:
+    if value is None:
+        return "–"
+    text = f"{value:,.6f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def fmt_usd(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value == 0:
+        return "0"
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4g}"  # scientific below 1e-4
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
+def fmt_num(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.6g}"
+
+
+def _cell(key: str, value) -> str:
+    if isinstance(value, str):
+        return value
+    if key.endswith("_rate"):
+        return "–" if value is None else f"{100 * value:.2f} %"
+    if key.endswith("_usdc"):
+        return fmt_usdc(value)
+    if key.endswith("_usd") or key.startswith("usd"):
+        return fmt_usd(value)
+    return fmt_ms(value) if key.endswith("_ms") else fmt_num(value)
+
+
+def _label(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _header(key: str) -> str:
+    for suffix, unit in UNITS.items():
+        if key.endswith(suffix):
+            return f"{_label(key.removesuffix(suffix)).capitalize()} ({unit})"
+    return _label(key).capitalize()
+
+
+def _table(headers: list[str], rows: list[list], align: str = "") -> list[str]:
+    """A Markdown table; ``align`` has one letter per column, "l" or "r" (default: l, then r)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    out = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|",
+    ]
+    for row in rows[:MAX_ROWS]:
+        out.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |")
+    if len(rows) > MAX_ROWS:
+        out += ["", f"_{len(rows) - MAX_ROWS} more rows in summary.json._"]
+    return [*out, ""]
+
+
+def _by_name(first: str, items: dict[str, dict], keys: tuple[str, ...]) -> list[str]:
+    rows = [[name, *(_cell(k, d[k]) for k in keys)] for name, d in items.items()]
+    align = "l" + "".join("l" if k == "behaviour" else "r" for k in keys)
+    return _table([first, *map(_header, keys)], rows, align)
+
+
+def _counts(first: str, counts: dict[str, int]) -> list[str]:
+    return _table([first, "Count"], [[_label(k), fmt_num(v)] for k, v in counts.items()])
+
+
+# -- report.md ---------------------------------------------------------------------------------------
+
+
+def _setup(summary: dict, scenario) -> list[list]:
+    agents = sum(g["agents"] for g in summary["agents"].values())
+    chain = summary.get("chain", {})
+    rows = [
+        ["Scenario", summary["scenario"]],
+        ["Seed", summary["seed"]],
+        ["Virtual time", f"{summary['virtual_seconds']:g} s"],
+        ["Agents", f"{agents:,} in {len(summary['agents'])} group(s)"],
+        ["Servers", len(summary["servers"])],
+        ["Facilitators", len(summary["facilitators"])],
+        ["Blocks", f"{chain.get('blocks', 0):,} produced, height {chain.get('height', 0):,}"],
+    ]
+    if scenario is None:
+        return rows
+    sim, ch = scenario.simulation, scenario.chain
+    rows[2][1] = f"{sim.duration:g} s of arrivals (warm-up {sim.warmup:g} s), ended at {rows[2][1]}"
+    rows[4][1] = f"{len(scenario.servers)} ({len(scenario.endpoint_keys())} endpoints)"
+    fee = ch.fee.model_dump()
+    model = fee.pop("model")
+    preconf = f", preconfirmation every {ch.preconfirmation:g} s" if ch.preconfirmation else ""
+    params = ", ".join(f"{k} = {v if isinstance(v, int) else f'{v:g}'}" for k, v in fee.items())
+    return [
+        *rows,
+        ["Chain", f"block time {ch.block_time:g} s{preconf}, {ch.confirmations} confirmations"],
+        ["Fee model", f"{model}: {params}"],
+        ["ETH price", f"{ch.eth_usd:g} USD"],
+        ["Token", ch.token.upper()],
+        ["Faults", ", ".join(f"{f.kind} [{f.start:g}, {f.end:g})" for f in scenario.faults) or "none"],
+    ]
+
+
+def markdown_report(summary: dict, scenario=None, images=()) -> str:
+    """The text of report.md for ``summary``; ``scenario`` (optional) adds what was configured,
+    ``images`` are the PNG file names to embed."""
+    s = summary
+    out = [f"# Simulation report: {s['scenario']}", ""]
+    if scenario is not None and scenario.simulation.description:
+        out += [f"> {scenario.simulation.description}", ""]
+    out += ["## What was simulated", "", *_table(["Setting", "Value"], _setup(s, scenario), "ll")]
+
+    head = {**s, "failed_requests": sum(s["failures"].values())}
+    head = _table([*map(_header, HEADLINE_KEYS)], [[_cell(k, head[k]) for k in HEADLINE_KEYS]])
+    out += ["## Headline", "", *head]
+    failures = dict(sorted(s["failures"].items(), key=lambda kv: -kv[1]))
+    out += ["### Failures by class", "", *(_counts("Class", failures) if failures else ["None.", ""])]
+
+    lat = [[k, *(fmt_ms(s["latency_ms"][k][p]) for p in ("p50", "p90", "p99")), KINDS[k]] for k in KINDS]
+    lat = _table(["Kind", "p50", "p90", "p99", "Measured as"], lat, "lrrrl")
+    out += ["## Latency (ms, warm-up excluded)", "", *lat]
+    gas = [[_cell(k, s["gas"][k]) if k != "eth" else f"{s['gas'][k]:.6g}" for k in GAS_KEYS]]
+    out += ["## Gas", "", *_table(GAS_HEADERS, gas, "r" * 6)]
+
+    out += ["## Facilitators", "", *_by_name("Facilitator", s["facilitators"], FACILITATOR_KEYS)]
+    out += ["## Servers", "", *_by_name("Server", s["servers"], SERVER_KEYS)]
+    out += ["## Agent groups", "", *_by_name("Group", s["agents"], AGENT_KEYS)]
+    out += ["## Security", "", *_counts("Counter", s["security"])]
+
+    broken = [k for k, ok in s["invariants"].items() if not ok]
+    verdict = f"**VIOLATED: {', '.join(broken)}**" if broken else "All invariants hold."
+    out += ["## Invariants", "", verdict, ""]
+    holds = [[k, "yes" if ok else "**VIOLATED**"] for k, ok in s["invariants"].items()]
+    out += _table(["Invariant", "Holds"], holds, "ll")
+
+    scan = {"all facilitators": s["x402scan"], **s["x402scan"]["per_facilitator"]}
+    out += ["## x402scan", "", *_by_name("Scope", scan, SCAN_KEYS)]
+    if s.get("events"):
+        out += ["## Events", "", *_counts("Event", s["events"])]
+    if images:
+        out += ["## Plots", ""] + [f"![{IMAGES.get(name, name)}]({name})\n" for name in images]
+
+    r = s.get("resources", {})
+    rate = fmt_num(r.get("payments_per_wall_second"))
+    wall, rss = r.get("wall_seconds", 0), r.get("peak_rss_mb", 0)
+    out += ["---", "", f"Run: {wall:g} wall seconds, {rate} payments per wall-second, peak RSS {rss:g} MB."]
+    return "\n".join(out) + "\n"
+
+
+# -- plots -------------------------------------------------------------------------------------------
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _nothing(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_axis_off()
+
+
+def latency_figure(latencies: dict[str, list[float]]) -> Figure:
+    fig = _figure((8, 4.5))
+    ax = fig.add_subplot()
+    series = {k: np.sort(np.asarray(latencies.get(k) or (), dtype=float)) * 1000 for k in KINDS}
+    series = {k: v for k, v in series.items() if v.size}
+    if not series:
+        _nothing(ax, "latency samples")
+        return fig
+    for kind, ms in series.items():
+        n = ms.size
+        ranks = np.unique(np.linspace(0, n - 1, min(n, CDF_POINTS)).round().astype(int))
+        ax.step(ms[ranks], (ranks + 1) / n, where="post", label=f"{_label(kind)} (n={n:,})")
+    positive = np.concatenate(list(series.values()))
+    positive = positive[positive > 0]
+    if positive.size and positive.max() > 100 * positive.min():
+        ax.set_xscale("log")
+    ax.set(xlabel="latency (ms)", ylabel="fraction of requests", ylim=(0, 1.02), title="Latency CDF")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def throughput_figure(timeline: list[list], end_of_arrivals: float | None = None, until: float | None = None):
+    """Rates and queues per timeline bucket. Buckets that start at or after ``until`` (the run's
+    end; the timeline is sized for the longest possible drain) are left out."""
+    fig = _figure((8, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    timeline = [r for i, r in enumerate(timeline) if i == 0 or until is None or float(r[0]) < until]
+    if not timeline:
+        _nothing(top, "timeline")
+        _nothing(bottom, "timeline")
+        return fig
+    start, end = (np.array([float(r[i]) for r in timeline]) for i in (0, 1))
+    edges = np.append(start, end[-1])
+
+    def steps(ax, values, **kw) -> None:
+        values = np.asarray(values, dtype=float)
+        ax.step(edges, np.append(values, values[-1]), where="post", **kw)
+
+    for i, name, color in ((2, "requests", "tab:blue"), (3, "paid", "tab:green"), (4, "failures", "tab:red")):
+        steps(top, [float(r[i]) for r in timeline] / (end - start), label=name, color=color)
+    top.set(ylabel="per second (virtual)", title="Throughput")
+    steps(bottom, [float(r[5]) for r in timeline], label="pending txs", color="black")
+    queues = [{n: int(v) for n, _, v in (p.partition("=") for p in r[6].split(";") if p)} for r in timeline]
+    names = sorted({n for q in queues for n in q}, key=lambda n: -max(q.get(n, 0) for q in queues))
+    for name in names[:MAX_QUEUES]:
+        steps(bottom, [q.get(name, 0) for q in queues], label=f"queue {name}")
+    if len(names) > MAX_QUEUES:
+        rest = [sum(q.get(n, 0) for n in names[MAX_QUEUES:]) for q in queues]
+        steps(bottom, rest, label=f"queues of {len(names) - MAX_QUEUES} others")
+    bottom.set(xlabel="virtual time (s)", ylabel="count, sampled mid-bucket")
+    for ax in (top, bottom):
+        if end_of_arrivals is not None:
+            ax.axvline(end_of_arrivals, color="grey", linestyle="--", linewidth=0.8)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize="small")
+    return fig
+
+
+def _capped(items: dict[str, dict], keys: tuple[str, ...], rank: str) -> tuple[list[str], dict[str, list]]:
+    """Names and values per key: the ``MAX_BARS - 1`` largest by ``rank``, then the rest summed."""
+    names = list(items)
+    if len(names) <= MAX_BARS:
+        return names, {k: [items[n][k] for n in names] for k in keys}
+    names.sort(key=lambda n: -items[n][rank])
+    kept, rest = names[: MAX_BARS - 1], names[MAX_BARS - 1 :]
+    values = {k: [items[n][k] for n in kept] + [sum(items[n][k] for n in rest)] for k in keys}
+    return [*kept, f"{len(rest)} others"], values
+
+
+def _bars(ax, names: list[str], series: dict[str, list], title: str, ylabel: str) -> None:
+    if not names:
+        _nothing(ax, title.lower())
+        return
+    width = 0.8 / len(series)
+    for i, (key, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(names)) + (i - (len(series) - 1) / 2) * width, values, width, label=_header(key))
+    labels = [n if len(n) <= 16 else f"{n[:7]}…{n[-8:]}" for n in names]  # unique tails: "…-name-14"
+    crowded = {"rotation": 35, "ha": "right"} if len(names) > 4 else {}
+    ax.set_xticks(range(len(names)), labels, **crowded)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize="small")
+
+
+def economics_figure(summary: dict) -> Figure:
+    fig = _figure((10, 4.5))
+    left, right = fig.subplots(1, 2, width_ratios=(3, 2))
+    keys = ("fees_earned_usdc", "gas_usd", "margin_usd")
+    _bars(left, *_capped(summary["facilitators"], keys, "settlements"), "Facilitators", "USD or USDC")
+    _bars(right, *_capped(summary["servers"], ("revenue_usdc",), "revenue_usdc"), "Servers", "revenue (USDC)")
+    return fig
+
+
+def write_report(result, scenario, folder, plots: bool = True) -> Path:
+    """Write ``folder/report.md`` and, when ``plots``, the three PNGs it embeds; returns report.md."""
+    folder = Path(folder)
+    images = []
+    if plots:
+        end = scenario.simulation.duration if scenario is not None else None
+        ran = result.summary["virtual_seconds"]
+        figures = {
+            "latency_cdf.png": lambda: latency_figure(result.latencies),
+            "throughput.png": lambda: throughput_figure(result.timeline, end, ran),
+            "economics.png": lambda: economics_figure(result.summary),
+        }
+        for name, make in figures.items():
+            make().savefig(folder / name, dpi=DPI)
+            images.append(name)
+    path = folder / "report.md"
+    path.write_text(markdown_report(result.summary, scenario, images), encoding="utf-8")
+    return path
+
+
+# -- terminal ----------------------------------------------------------------------------------------
+
+
+def terminal_summary(summary: dict) -> Group:
+    """A short rich rendering of ``summary`` for the end of a run."""
+    s, g, facs = summary, summary["gas"], summary["facilitators"]
+    counts = f"{s['requests']:,} / {s['paid_requests']:,} / {s['settled_payments']:,}"
+    rows = [("requests / paid / settled", counts)]
+    if s["failures"]:
+        top = ", ".join(f"{k} {v:,}" for k, v in sorted(s["failures"].items(), key=lambda kv: -kv[1])[:3])
+        rows.append(("failed", f"{sum(s['failures'].values()):,} ({top})"))
+    rows.append(("volume", f"{fmt_usdc(s['volume_usdc'])} USDC"))
+    for kind in ("end_to_end", "settle"):
+        p = s["latency_ms"][kind]
+        rows.append((f"{_label(kind)} p50 / p99", f"{fmt_ms(p['p50'])} / {fmt_ms(p['p99'])} ms"))
+    each = f"{fmt_num(g['per_settlement'])} gas, {fmt_usd(g['usd_per_settlement'])} USD"
+    rows.append(("gas per settlement", f"{each} (total {fmt_usd(g['usd'])} USD)"))
+    if len(facs) <= 3:
+        rows += [(f"margin {name}", f"{fmt_usd(f['margin_usd'])} USD") for name, f in facs.items()]
+    else:
+        total = fmt_usd(sum(f["margin_usd"] for f in facs.values()))
+        rows.append((f"margin, {len(facs)} facilitators", f"{total} USD"))
+    incidents = [f"{_label(k)} {v:,}" for k, v in s["security"].items() if v]
+    if incidents:
+        rows.append(("security", Text(", ".join(incidents), style="yellow")))
+    broken = [k for k, ok in s["invariants"].items() if not ok]
+    ok = Text("all hold", style="green")
+    verdict = Text(f"VIOLATED: {', '.join(broken)}", style="bold red") if broken else ok
+    title = f"{s['scenario']} (seed {s['seed']}, {s['virtual_seconds']:g} virtual s)"
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in [*rows, ("invariants", verdict)]:
+        table.add_row(label, value)
+    return Group(table)

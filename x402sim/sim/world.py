@@ -1,0 +1,605 @@
+"""The SimPy world: the unchanged roles, answered in virtual time, on the embedded chain.
+
+Theory of operation. Every role runs as it does anywhere else: a client's ``fetch``, a server's
+``handle`` are generators of effects (``actors.messages``). ``drive`` is this world's ``run``: a
+SimPy process that answers each effect after the time it takes here.
+
+* ``Send`` (client -> server) costs a sampled one-way latency each way and runs the server's
+  ``handle`` in between.
+* ``Verify`` / ``Settle`` (server -> facilitator) go to the server's facilitators in order of
+  preference; one that is down, or answers an error, is skipped for the next (both happen before
+  anything is sent to the chain). A facilitator is a SimPy resource of ``concurrency`` slots held
+  for its service time; its reads of the chain cost its RPC latency.
+* A settlement is submitted by the facilitator role itself (``begin_settle``), waits for its block
+  (and ``confirmations`` more, or for its flashblock with ``settle_on = "preconfirmation"``), and is
+  judged by ``finish_settle`` from the receipt. A facilitator settle timeout answers
+  ``settlement_pending`` (``abandon_settle``); a server settle timeout throws ``Unreachable`` into
+  the server. Either way the transaction may land later: that is the "paid on chain, not served"
+  failure the summary counts.
+* ``Handle`` takes the endpoint's handler time and answers 200.
+* The block producer ticks every block time (or flashblock time): it mines every pending
+  transaction into one py-evm block stamped with the virtual time, so validity windows, expiry and
+  finality are all judged in virtual time. Ticks with nothing pending build no py-evm block but
+  still count as blocks for confirmations; a chain stall stops the ticks.
+
+Rules: all randomness comes from streams derived from the scenario seed (``World.rng``); the
+world never reads the wall clock; it holds no protocol rule of its own.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+from eth_hash.auto import keccak
+
+from ..actors.client import Client, SpendPolicy
+from ..actors.facilitator import Facilitator, PendingSettlement
+from ..actors.messages import Handle, HttpResponse, Send, Settle, Unreachable, Verify
+from ..actors.server import ReplayGuard, ResourceServer, Route
+from ..evm.chain import ETHER, ChainError, LocalChain
+from ..evm.eip712 import address_of_key
+from ..protocol import SettleResponse
+from . import scenario as sc
+from .distributions import Constant
+from .records import Row, RowWriter, Timeline
+from .summary import Tally
+
+FACILITATOR_ETH = 1_000 * ETHER
+DRAINER_ETH = ETHER // 10
+
+
+def drive(steps, perform: Callable[[Any], Generator]) -> Generator:
+    """Run a role's ``steps`` to completion inside a SimPy process, answering each effect with the
+    SimPy generator ``perform(effect)``; an ``Unreachable`` it raises is thrown into the role."""
+    answer: Any = None
+    error: Unreachable | None = None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        try:
+            answer = yield from perform(effect)
+        except Unreachable as exc:
+            error = exc
+
+
+@dataclass
+class SimFacilitator:
+    spec: sc.Facilitator
+    role: Facilitator
+    slots: simpy.Resource
+    rng: random.Random
+    down: list[sc.Window] = field(default_factory=list)
+    slow: list[sc.FacilitatorSlow] = field(default_factory=list)
+    verifies: int = 0
+    settles: int = 0
+    waits: list[float] = field(default_factory=list)  # seconds queued for a slot
+    max_queue: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def is_down(self, t: float) -> bool:
+        return any(w.covers(t) for w in self.down)
+
+    def slowdown(self, t: float) -> float:
+        factor = 1.0
+        for w in self.slow:
+            if w.covers(t):
+                factor = max(factor, w.factor)
+        return factor
+
+
+@dataclass
+class SimServer:
+    spec: sc.Server
+    role: ResourceServer
+    facilitators: list[SimFacilitator]
+    handler_times: dict[str, Any]
+    rng: random.Random
+
+
+@dataclass
+class Agent:
+    name: str
+    group: sc.AgentGroup
+    client: Client
+    key: bytes
+    requests: int = 0
+
+
+class World:
+    """A scenario built and ready to run: chain, roles, agents and the SimPy environment."""
+
+    def __init__(
+        self, scenario: sc.Scenario, seed: int | None = None, writer: RowWriter | None = None
+    ) -> None:
+        self.scenario = s = scenario
+        self.seed = s.simulation.seed if seed is None else seed
+        self.env = simpy.Environment()
+        self.start_time = s.simulation.start_time
+        self.writer = writer or RowWriter(None, keep=True)
+        self.rows_open: dict[int, Row] = {}
+        self.tally = Tally(s.simulation.warmup)
+        self.next_row = 0
+        self.in_flight = 0
+        duration = s.simulation.duration
+        bucket = s.simulation.timeline_bucket or max(duration / 60, s.chain.block_time)
+        self.timeline = Timeline(bucket, max(1, int(-(-(duration + s.simulation.drain) // bucket))))
+        self.latency: dict[str, list[float]] = {"end_to_end": [], "verify": [], "settle": [], "finality": []}
+        self.signed: dict[tuple[str, str], tuple[int, str, int]] = {}  # (payer, nonce) -> amount, payTo, row
+        self.minted = 0
+        self.raw_txs: dict[bytes, bytes] = {}
+        self.counters: dict[str, int] = {}
+        self._submitting: SimFacilitator | None = None
+        self._rngs: dict[str, random.Random] = {}
+
+        self.chain = LocalChain(
+            start_time=self.start_time,
+            seed=self.seed,
+            token=s.chain.token,
+            block_gas_limit=s.chain.block_gas_limit,
+        )
+        self.chain.submit_hook = self._on_submit
+        self.payees = {label: address_of_key(self._key(f"payee:{label}")) for label in self._payee_labels()}
+        self.sink = address_of_key(self._key("drain-sink"))
+        self.facilitators = {f.name: self._facilitator(f) for f in s.facilitators}
+        self._apply_faults()
+        self.servers = {v.name: self._server(v) for v in s.servers}
+        self.agents: list[Agent] = []
+        self.groups: dict[str, list[Agent]] = {}
+        self._make_agents()
+        self.producer = BlockProducer(self)
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def rng(self, label: str) -> random.Random:
+        """The random stream named ``label``, derived from the seed (same label, same stream)."""
+        if label not in self._rngs:
+            self._rngs[label] = random.Random(f"x402sim-sim:{self.seed}:{label}")
+        return self._rngs[label]
+
+    def _key(self, label: str) -> bytes:
+        return keccak(f"x402sim sim key:{self.seed}:{label}".encode())
+
+    def _payee_labels(self) -> list[str]:
+        labels = []
+        for server in self.scenario.servers:
+            for label in [server.payee] + [c.pay_to for e in server.endpoints for c in e.changes if c.pay_to]:
+                if label not in labels:
+                    labels.append(label)
+        return labels
+
+    def _facilitator(self, spec: sc.Facilitator) -> SimFacilitator:
+        key = self._key(f"facilitator:{spec.name}")
+        role = Facilitator(
+            self.chain,
+            key,
+            dedupe=spec.dedupe,
+            check_transfer_log=spec.check_transfer_log,
+            verify_mode=spec.verify,
+        )
+        self.chain.fund(role.address, eth=FACILITATOR_ETH)
+        return SimFacilitator(
+            spec,
+            role,
+            simpy.Resource(self.env, capacity=spec.concurrency),
+            self.rng(f"facilitator:{spec.name}"),
+            down=list(spec.outages),
+        )
+
+    def _apply_faults(self) -> None:
+        self.rpc_faults: list[sc.RpcErrors] = []
+        self.lost_answers: list[sc.SettleAnswerLost] = []
+        self.stalls: list[sc.ChainStall] = []
+        for fault in self.scenario.faults:
+            if isinstance(fault, sc.FacilitatorDown):
+                self.facilitators[fault.facilitator].down.append(fault)
+            elif isinstance(fault, sc.FacilitatorSlow):
+                self.facilitators[fault.facilitator].slow.append(fault)
+            elif isinstance(fault, sc.RpcErrors):
+                self.rpc_faults.append(fault)
+            elif isinstance(fault, sc.SettleAnswerLost):
+                self.lost_answers.append(fault)
+            else:
+                self.stalls.append(fault)
+
+    def _server(self, spec: sc.Server) -> SimServer:
+        chain = self.chain
+        routes = {}
+        handler_times = {}
+        for e in spec.endpoints:
+            route = Route(f"{e.method} {e.path}", e.price, max_timeout_seconds=e.max_timeout_seconds)
+            routes[route.key] = route
+            handler_times[route.key] = e.handler_time or spec.handler_time
+        role = ResourceServer(
+            network=chain.network,
+            asset=chain.usdc,
+            asset_name=chain.token_name,
+            asset_version=chain.token_version,
+            pay_to=self.payees[spec.payee],
+            routes=routes,
+            base_url=f"http://{spec.name}.sim",
+            upfront=spec.order == "upfront",
+            replay_guard=ReplayGuard(int(spec.replay_guard.ttl)) if spec.replay_guard else None,
+            serve_unsettled=spec.serve_unsettled,
+        )
+        server = SimServer(
+            spec,
+            role,
+            [self.facilitators[n] for n in spec.facilitators],
+            handler_times,
+            self.rng(f"server:{spec.name}"),
+        )
+        for e in spec.endpoints:
+            for change in e.changes:
+                self.env.process(self._change_route(server, f"{e.method} {e.path}", change))
+        return server
+
+    def _change_route(self, server: SimServer, key: str, change: sc.Change):
+        yield self.env.timeout(change.at)
+        old = server.role.routes[key]
+        pay_to = self.payees[change.pay_to] if change.pay_to else old.pay_to
+        price = old.price if change.price is None else change.price
+        server.role.routes[key] = Route(key, price, pay_to, max_timeout_seconds=old.max_timeout_seconds)
+
+    def _make_agents(self) -> None:
+        grants = []
+        for group in self.scenario.agents:
+            policy = SpendPolicy()
+            if group.policy is not None:
+                allowed = group.policy.allowed_pay_to
+                policy = SpendPolicy(
+                    max_price=group.policy.max_price,
+                    budget=group.policy.budget,
+                    allowed_pay_to=[self.payees[label] for label in allowed] if allowed is not None else None,
+                )
+            members = []
+            for i in range(group.count):
+                key = self._key(f"agent:{group.name}:{i}")
+                client = Client(key, (self.chain.network,), policy, seed=self.seed)
+                agent = Agent(f"{group.name}-{i}", group, client, key)
+                members.append(agent)
+                funding = 0 if group.behaviour.kind == "unfunded" else group.funding
+                eth = DRAINER_ETH if group.behaviour.kind == "drain" else 0
+                if funding or eth:
+                    grants.append((client.address, funding, eth))
+                    self.minted += funding
+            self.groups[group.name] = members
+            self.agents.extend(members)
+        if grants:
+            self.chain.fund_many(grants)
+
+    # -- time and chain -------------------------------------------------------------------------
+
+    def now(self) -> int:
+        """Unix time of the current virtual instant (what the roles are told)."""
+        return self.start_time + int(self.env.now)
+
+    def sync_chain(self) -> None:
+        t = self.now()
+        if t > self.chain.now:
+            self.chain.set_time(t)
+
+    def _on_submit(self, raw: bytes) -> None:
+        fac = self._submitting
+        if fac is not None and self._fault_hits(self.rpc_faults, fac, "faults:rpc"):
+            self.count("rpc_errors_injected")
+            raise ChainError("injected RPC error: the node refused the submission")
+        self.raw_txs[keccak(raw)] = raw
+
+    def _fault_hits(self, faults, fac: SimFacilitator, stream: str) -> bool:
+        """Whether one of ``faults`` (windows with a probability, for one facilitator or all) strikes
+        ``fac`` now."""
+        t = self.env.now
+        return any(
+            f.covers(t) and f.facilitator in (None, fac.name) and self.rng(stream).random() < f.probability
+            for f in faults
+        )
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.counters[what] = self.counters.get(what, 0) + n
+
+    def latency_of(self, dist, label: str) -> float:
+        return dist.sample(self.rng(f"latency:{label}"))
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def open_row(self, agent: Agent, kind: str, server: str, endpoint: str) -> Row:
+        self.next_row += 1
+        row = Row(
+            id=self.next_row,
+            agent=agent.name,
+            group=agent.group.name,
+            behaviour=agent.group.behaviour.kind,
+            kind=kind,
+            server=server,
+            endpoint=endpoint,
+            sent=self.env.now,
+        )
+        self.rows_open[row.id] = row
+        self.in_flight += 1
+        self.timeline.requests[self.timeline.index(row.sent)] += 1
+        return row
+
+    def close_row(self, row: Row) -> None:
+        row.done = self.env.now
+        self.in_flight -= 1
+        index = self.timeline.index(row.done)
+        if row.outcome == "paid":
+            self.timeline.paid[index] += 1
+        elif row.outcome not in ("free", "paid"):
+            self.timeline.failures[index] += 1
+        if row.sent >= self.scenario.simulation.warmup:
+            self.latency["end_to_end"].append(row.done - row.sent)
+        if row.tx_hash and row.final is None:
+            self.env.process(self._write_when_final(row))
+        else:
+            self._write(row)
+
+    def _write_when_final(self, row: Row):
+        h = bytes.fromhex(row.tx_hash[2:])
+        yield self.producer.final_event(h)
+        row.final = self.producer.final_at[h]
+        self._write(row)
+
+    def _write(self, row: Row) -> None:
+        if row.final is not None and row.sent >= self.scenario.simulation.warmup:
+            self.latency["finality"].append(row.final - row.sent)
+        self.rows_open.pop(row.id, None)
+        self.tally.add(row)
+        self.writer.write(row)
+
+    def record_payment(self, row: Row, payment) -> None:
+        """Note a payment the agent sent (signed honestly or forged) for the invariants."""
+        auth = payment.payload.get("authorization", {})
+        row.payer, row.nonce, row.pay_to = auth.get("from", ""), auth.get("nonce", ""), auth.get("to", "")
+        try:
+            row.amount = int(auth.get("value", 0))
+        except (TypeError, ValueError):
+            row.amount = 0
+        key = (row.payer.lower(), row.nonce.lower())
+        self.signed.setdefault(key, (row.amount, row.pay_to, row.id))
+
+    # -- effects: client -> server ----------------------------------------------------------------
+
+    def client_perform(self, server: SimServer, row: Row):
+        net = self.scenario.network
+
+        def perform(effect):
+            if not isinstance(effect, Send):
+                raise TypeError(f"a client yields only Send, got {effect!r}")
+            yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
+            steps = server.role.handle(effect.request, self.now())
+            response = yield from drive(steps, self.server_perform(server, row))
+            yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
+            return response
+
+        return perform
+
+    # -- effects: server -> facilitator, application ------------------------------------------------
+
+    def server_perform(self, server: SimServer, row: Row):
+        def perform(effect):
+            if isinstance(effect, Handle):
+                row.handled = True
+                yield self.env.timeout(server.handler_times[effect.request.route_key].sample(server.rng))
+                return HttpResponse.of_json(200, {"resource": effect.request.path, "paid": True})
+            if isinstance(effect, Verify):
+                answer = yield from self._with_failover(server, row, "verify", effect)
+                row.verified = self.env.now
+                return answer
+            if isinstance(effect, Settle):
+                answer = yield from self._with_failover(server, row, "settle", effect)
+                row.settled = self.env.now
+                return answer
+            raise TypeError(f"unexpected effect {effect!r}")
+
+        return perform
+
+    def _with_failover(self, server: SimServer, row: Row, op: str, effect):
+        last: Unreachable | None = None
+        for fac in server.facilitators:
+            started = self.env.now
+            call = self.env.process(self._facilitator_call(fac, op, effect, row))
+            timeout = server.spec.settle_timeout if op == "settle" else None
+            if timeout is not None:
+                yield call | self.env.timeout(timeout)
+                if not call.triggered:
+                    self.count("server_settle_timeouts")
+                    raise Unreachable("facilitator", f"{fac.name}: no settle answer within {timeout:g} s")
+            else:
+                yield call
+            result = call.value
+            if not isinstance(result, Unreachable):
+                if row.sent >= self.scenario.simulation.warmup:
+                    self.latency[op].append(self.env.now - started)
+                return result
+            last = result
+            if result.extra.get("sent"):
+                break  # the settlement may have happened: never try it elsewhere
+            self.count(f"failover_from_{op}")
+        raise last
+
+    def _facilitator_call(self, fac: SimFacilitator, op: str, effect, row: Row):
+        """One request to one facilitator, as a SimPy process: its value is the answer, or an
+        ``Unreachable`` (with ``extra["sent"]`` when a transaction may have been sent)."""
+        net = self.scenario.network
+        env = self.env
+        rpc = fac.spec.rpc_latency or net.facilitator_chain
+        yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
+        if fac.is_down(env.now):
+            yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
+            self.count(f"{op}_unreachable")
+            return Unreachable("facilitator", f"{fac.name} is down")
+        row.facilitator = fac.name
+        queued = env.now
+        with fac.slots.request() as slot:
+            fac.max_queue = max(fac.max_queue, len(fac.slots.queue))
+            yield slot
+            if queued >= self.scenario.simulation.warmup:
+                fac.waits.append(env.now - queued)
+            spec_time = fac.spec.verify_time if op == "verify" else fac.spec.settle_time
+            yield env.timeout(spec_time.sample(fac.rng) * fac.slowdown(env.now))
+        rate = fac.spec.verify_error_rate if op == "verify" else fac.spec.settle_error_rate
+        if rate and fac.rng.random() < rate:
+            yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
+            self.count(f"{op}_errors_injected")
+            return Unreachable("facilitator", f"{fac.name} answered 500")
+        yield env.timeout(2 * rpc.sample(fac.rng))  # reads of the token's state
+        self.sync_chain()
+        if op == "verify":
+            fac.verifies += 1
+            answer = fac.role.verify(effect.payload, effect.requirements, self.now())
+        else:
+            fac.settles += 1
+            answer = yield from self._settle(fac, effect, row, rpc)
+            if isinstance(answer, Unreachable):
+                return answer
+        yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
+        return answer
+
+    def _settle(self, fac: SimFacilitator, effect, row: Row, rpc):
+        self._submitting = fac
+        try:
+            pending = fac.role.begin_settle(effect.payload, effect.requirements, self.now())
+        finally:
+            self._submitting = None
+        if isinstance(pending, SettleResponse):
+            return pending
+        row.tx_hash = "0x" + pending.tx_hash.hex()
+        yield self.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
+        answer = yield from self._await_receipt(fac, pending, rpc)
+        receipt = self.chain.receipt(pending.tx_hash)
+        if receipt is not None:
+            row.gas = receipt.gas_used
+            if pending.tx_hash in self.producer.final_at:
+                row.final = self.producer.final_at[pending.tx_hash]
+        if receipt is not None and self._fault_hits(self.lost_answers, fac, "faults:lost"):
+            self.count("settle_answers_lost")
+            return Unreachable("facilitator", f"{fac.name}: settle answer lost", {"sent": True})
+        return answer
+
+    def _await_receipt(self, fac: SimFacilitator, pending: PendingSettlement, rpc):
+        h = pending.tx_hash
+        ready = (
+            self.producer.preconf_event(h)
+            if fac.spec.settle_on == "preconfirmation"
+            else self.producer.final_event(h)
+        )
+        if fac.spec.settle_timeout is not None:
+            yield ready | self.env.timeout(fac.spec.settle_timeout)
+            if not ready.triggered:
+                self.count("facilitator_settle_timeouts")
+                return fac.role.abandon_settle(
+                    pending, f"not confirmed within {fac.spec.settle_timeout:g} s (transaction sent)"
+                )
+        else:
+            yield ready
+        yield self.env.timeout(rpc.sample(fac.rng))  # the receipt is read
+        return fac.role.finish_settle(pending, self.chain.receipt(h))
+
+
+class BlockProducer:
+    """Ticks every block (or flashblock) time, mining what is pending; tracks inclusion and finality."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.env = world.env
+        c = world.scenario.chain
+        self.tick = c.preconfirmation or c.block_time
+        self.per_block = max(1, round(c.block_time / self.tick)) if c.preconfirmation else 1
+        self.confirmations = c.confirmations
+        self.height = 0  # blocks counted for confirmations, empty ones included
+        self.included_at: dict[bytes, float] = {}
+        self.final_at: dict[bytes, float] = {}
+        self._preconf: dict[bytes, simpy.Event] = {}
+        self._final: dict[bytes, simpy.Event] = {}
+        self._awaiting: deque[tuple[int, bytes]] = deque()  # (height at which final, tx), in order
+        self._unsealed: list[bytes] = []  # in flashblocks of the block being built
+        self.blocks = 0
+        self.env.process(self._run())
+
+    def _stalled(self, t: float) -> bool:
+        return any(w.covers(t) for w in self.world.stalls)
+
+    def _run(self):
+        sub = 0
+        while True:
+            yield self.env.timeout(self.tick)
+            if self._stalled(self.env.now):
+                continue
+            w = self.world
+            if w.chain.pending_count:
+                w.sync_chain()
+                block = w.chain.mine()
+                self.blocks += 1
+                for h in block.tx_hashes:
+                    self.included_at[h] = self.env.now
+                    self._unsealed.append(h)
+                    if h in self._preconf:
+                        self._preconf.pop(h).succeed()
+            sub += 1
+            if sub % self.per_block:
+                continue
+            self.height += 1
+            for h in self._unsealed:
+                self._awaiting.append((self.height + self.confirmations, h))
+            self._unsealed = []
+            while self._awaiting and self._awaiting[0][0] <= self.height:
+                _, h = self._awaiting.popleft()
+                self.final_at[h] = self.env.now
+                if h in self._final:
+                    self._final.pop(h).succeed()
+
+    def _event(self, table: dict, done: dict, h: bytes) -> simpy.Event:
+        if h in done:
+            event = self.env.event()
+            event.succeed()
+            return event
+        if h not in table:
+            table[h] = self.env.event()
+        return table[h]
+
+    def preconf_event(self, h: bytes) -> simpy.Event:
+        return self._event(self._preconf, self.included_at, h)
+
+    def final_event(self, h: bytes) -> simpy.Event:
+        return self._event(self._final, self.final_at, h)
+
+
+def zipf_weights(n: int, exponent: float) -> list[float]:
+    return [1 / (rank**exponent) for rank in range(1, n + 1)]
+
+
+class Chooser:
+    """Draws an endpoint index by the group's choice model."""
+
+    def __init__(self, choice, n: int, rng: random.Random) -> None:
+        if choice.kind == "uniform":
+            weights = [1.0] * n
+        elif choice.kind == "zipf":
+            weights = zipf_weights(n, choice.exponent)
+        else:
+            weights = list(choice.weights)
+        total, self._cum = 0.0, []
+        for w in weights:
+            total += w
+            self._cum.append(total)
+        self._total = total
+        self._rng = rng
+
+    def pick(self) -> int:
+        return min(len(self._cum) - 1, bisect.bisect_right(self._cum, self._rng.random() * self._total))
+
+
+__all__ = ["Agent", "BlockProducer", "Chooser", "Constant", "World", "drive"]
