@@ -262,3 +262,54 @@ def test_cli_schema_and_scenarios_list():
 def test_load_scenario_accepts_a_path_and_a_dict():
     assert load_scenario("scenarios/quickstart.toml").simulation.name == "quickstart"
     assert load_scenario(small()).simulation.name == "small"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ("underpay", "amount"),
+        ("expired", "expired"),
+        ("not-yet-valid", "not_yet_valid"),
+        ({"kind": "tamper", "field": "recipient"}, "recipient"),
+        ({"kind": "tamper", "field": "amount"}, "amount"),
+        ("unfunded", "balance"),
+        ({"kind": "drain", "after": 0.05}, "balance"),
+    ],
+)
+def test_each_adversary_is_refused_for_its_reason_and_pays_nothing(behaviour, expected):
+    scenario = small(
+        agents=[
+            {"name": "honest", "count": 2, "arrivals": {"kind": "poisson", "rate": 0.3}},
+            {
+                "name": "adversary",
+                "count": 3,
+                "arrivals": {"kind": "poisson", "rate": 0.3},
+                "behaviour": behaviour,
+                "targets": ["shop/b"],
+            },
+        ]
+    )
+    result = run(scenario)
+    s = result.summary
+    assert s["agents"]["adversary"]["requests"] > 5 and s["agents"]["adversary"]["paid"] == 0
+    assert s["agents"]["adversary"]["spend_usdc"] == 0  # nothing moved from them to the seller
+    assert set(s["failures"]) == {expected}
+    assert s["agents"]["honest"]["paid"] > 0 and all(s["invariants"].values())
+    if isinstance(behaviour, dict) and behaviour["kind"] == "drain":
+        assert s["security"]["handler_runs_unpaid"] > 0  # verified, worked, then the money was gone
+
+
+def test_facilitator_errors_fail_over_and_slowness_shows_in_the_wait():
+    two = [{"name": "fac", "verify_error_rate": 1.0}, {"name": "spare"}]
+    servers = [
+        {"name": "shop", "facilitators": ["fac", "spare"], "endpoints": [{"path": "/a", "price": "0.01"}]}
+    ]
+    s = run(small(facilitators=two, servers=servers)).summary
+    assert s["events"]["verify_errors_injected"] == s["events"]["failover_from_verify"] > 0
+    assert s["paid_requests"] == s["requests"] and s["facilitators"]["fac"]["verify_requests"] == 0
+
+    slow = [{"name": "fac", "concurrency": 1, "verify_time": 0.05, "settle_time": 0.05}]
+    fault = [{"kind": "facilitator-slow", "facilitator": "fac", "start": 0, "end": 30, "factor": 20}]
+    calm = run(small(facilitators=slow)).summary
+    jammed = run(small(facilitators=slow, faults=fault)).summary
+    assert jammed["facilitators"]["fac"]["mean_wait_ms"] > 10 * calm["facilitators"]["fac"]["mean_wait_ms"]

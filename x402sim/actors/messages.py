@@ -153,6 +153,23 @@ async def arun(steps: Steps[R], perform: Callable[[Effect], Any]) -> R:
             error = exc
 
 
+def drive(steps: Steps[R], perform: Callable[[Effect], Generator]) -> Generator[Any, Any, R]:
+    """``run`` inside a generator-based world (a SimPy process): ``perform(effect)`` is itself a
+    generator, delegated to with ``yield from``, whose return value answers the effect."""
+    answer: Any = None
+    error: Unreachable | None = None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        try:
+            answer = yield from perform(effect)
+        except Unreachable as exc:
+            error = exc
+
+
 __all__ = [
     "Effect",
     "Handle",
@@ -164,5 +181,6 @@ __all__ = [
     "Unreachable",
     "Verify",
     "arun",
+    "drive",
     "run",
 ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from eth_utils import to_checksum_address
@@ -59,7 +60,12 @@ def evm_address(value: object, where: str) -> str:
     are compared and used in; ``ProtocolError`` naming ``where`` when it is not an address."""
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
         raise ProtocolError(where, "not a 20-byte hex address")
-    return to_checksum_address(value)
+    return _checksum(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _checksum(value: str) -> str:
+    return to_checksum_address(value)  # keccak per call: a payment checks the same few addresses often
 
 
 class TokenViews(Protocol):

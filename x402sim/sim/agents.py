@@ -16,7 +16,7 @@ import dataclasses
 from eth_utils import to_checksum_address
 
 from ..actors.client import PaymentRefused
-from ..actors.messages import HttpRequest, Send
+from ..actors.messages import HttpRequest, Send, drive
 from ..evm.exact import Offer, sign_authorization
 from ..evm.token import encode_call
 from ..protocol import (
@@ -29,7 +29,7 @@ from ..protocol import (
 )
 from . import scenario as sc
 from .records import Row
-from .world import Agent, Chooser, World, drive
+from .world import Agent, Chooser, World
 
 SENT_LATE = 700  # seconds by which "not yet valid" payments are post-dated
 EXPIRED_BY = 700  # seconds by which "expired" payments have run out

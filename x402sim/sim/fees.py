@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from .scenario import FacilitatorFees, FeeModel, L1Fees
 
@@ -81,4 +82,4 @@ class Biller:
         self._months[month] = count
         if count <= self.fees.free_per_month:
             return 0
-        return self.fees.fixed + int(amount * self.fees.bps) // 10_000
+        return self.fees.fixed + int(Decimal(amount) * Decimal(str(self.fees.bps)) / 10_000)

@@ -29,8 +29,6 @@ from .scenario import Scenario, load_scenario
 from .summary import build_summary
 from .world import World
 
-OUTPUTS = ("summary.json", "payments.csv", "timeline.csv", "report.md")
-
 
 class OutputExists(Exception):
     """The output folder exists and ``force`` was not given."""

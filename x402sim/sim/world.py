@@ -31,7 +31,6 @@ from __future__ import annotations
 import bisect
 import random
 from collections import deque
-from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,35 +39,17 @@ from eth_hash.auto import keccak
 
 from ..actors.client import Client, SpendPolicy
 from ..actors.facilitator import Facilitator, PendingSettlement
-from ..actors.messages import Handle, HttpResponse, Send, Settle, Unreachable, Verify
+from ..actors.messages import Handle, HttpResponse, Send, Settle, Unreachable, Verify, drive
 from ..actors.server import ReplayGuard, ResourceServer, Route
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.eip712 import address_of_key
 from ..protocol import SettleResponse
 from . import scenario as sc
-from .distributions import Constant
 from .records import Row, RowWriter, Timeline
 from .summary import Tally
 
 FACILITATOR_ETH = 1_000 * ETHER
 DRAINER_ETH = ETHER // 10
-
-
-def drive(steps, perform: Callable[[Any], Generator]) -> Generator:
-    """Run a role's ``steps`` to completion inside a SimPy process, answering each effect with the
-    SimPy generator ``perform(effect)``; an ``Unreachable`` it raises is thrown into the role."""
-    answer: Any = None
-    error: Unreachable | None = None
-    while True:
-        try:
-            effect = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        try:
-            answer = yield from perform(effect)
-        except Unreachable as exc:
-            error = exc
 
 
 @dataclass
@@ -577,10 +558,6 @@ class BlockProducer:
         return self._event(self._final, self.final_at, h)
 
 
-def zipf_weights(n: int, exponent: float) -> list[float]:
-    return [1 / (rank**exponent) for rank in range(1, n + 1)]
-
-
 class Chooser:
     """Draws an endpoint index by the group's choice model."""
 
@@ -588,7 +565,7 @@ class Chooser:
         if choice.kind == "uniform":
             weights = [1.0] * n
         elif choice.kind == "zipf":
-            weights = zipf_weights(n, choice.exponent)
+            weights = [1 / rank**choice.exponent for rank in range(1, n + 1)]
         else:
             weights = list(choice.weights)
         total, self._cum = 0.0, []
@@ -602,4 +579,4 @@ class Chooser:
         return min(len(self._cum) - 1, bisect.bisect_right(self._cum, self._rng.random() * self._total))
 
 
-__all__ = ["Agent", "BlockProducer", "Chooser", "Constant", "World", "drive"]
+__all__ = ["Agent", "BlockProducer", "Chooser", "World"]
