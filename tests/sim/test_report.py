@@ -157,3 +157,11 @@ def test_plotting_never_loads_pyplot(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert (tmp_path / "out" / "latency_cdf.png").exists()
+
+
+def test_the_report_lists_what_each_payee_received_on_chain(done):
+    _, _, s = done
+    text = markdown_report(s)
+    assert "Received on chain, by payee" in text
+    for name in s["payees"]:
+        assert f"| {name} |" in text

@@ -123,18 +123,16 @@ def run(steps: Steps[R], perform: Callable[[Effect], Any]) -> R:
 
     If ``perform`` raises ``Unreachable``, it is thrown into the role at the point of the effect.
     """
-    answer: Any = None
-    error: Unreachable | None = None
-    while True:
-        try:
-            effect = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        try:
-            answer = perform(effect)
-        except Unreachable as exc:
-            error = exc
+
+    def at_once(effect):  # a generator that never yields: ``drive`` then never suspends
+        return perform(effect)
+        yield
+
+    try:
+        next(drive(steps, at_once))
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("unreachable: nothing in run's world yields")  # pragma: no cover
 
 
 async def arun(steps: Steps[R], perform: Callable[[Effect], Any]) -> R:

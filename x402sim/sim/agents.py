@@ -25,6 +25,7 @@ from ..protocol import (
     encode_header,
     parse_payment_required,
     payment_header_name,
+    read_payment,
     read_settlement,
 )
 from . import scenario as sc
@@ -278,12 +279,9 @@ def _race_copy(world: World, agent: Agent, target, header, payment, kind: str):
 def _draining(world: World, agent: Agent, perform):
     """``perform`` that, when the paid request goes out, moves the agent's funds away shortly after."""
     behaviour = agent.group.behaviour
-    sends = 0
 
     def drained(effect):
-        nonlocal sends
-        sends += 1
-        if sends == 2:  # the paid retry of fetch
+        if read_payment(effect.request.headers) is not None:
             world.env.process(_drain(world, agent, behaviour.after.sample(world.rng(f"drain:{agent.name}"))))
         return (yield from perform(effect))
 

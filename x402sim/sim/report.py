@@ -186,6 +186,8 @@ def markdown_report(summary: dict, scenario=None, images=()) -> str:
 
     out += ["## Facilitators", "", *_by_name("Facilitator", s["facilitators"], FACILITATOR_KEYS)]
     out += ["## Servers", "", *_by_name("Server", s["servers"], SERVER_KEYS)]
+    payees = [[name, fmt_usdc(v)] for name, v in s.get("payees", {}).items()]
+    out += ["### Received on chain, by payee", "", *_table(["Payee", "USDC"], payees, "lr")]
     out += ["## Agent groups", "", *_by_name("Group", s["agents"], AGENT_KEYS)]
     out += ["## Security", "", *_counts("Counter", s["security"])]
 

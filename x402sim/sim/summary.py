@@ -122,7 +122,7 @@ def chain_facts(world) -> dict:
                 if int(t.from_, 16) == 0:
                     mints += t.value
                 else:
-                    drains.append(t)  # an agent moving its own funds (or, if not, a broken invariant)
+                    drains.append((t, r.sender))  # an agent moving its own funds, if the invariant holds
     return {"settlements": settlements, "txs": txs, "drains": drains, "mints": mints, "agents": agents}
 
 
@@ -223,7 +223,7 @@ def build_summary(world, tally: Tally, wall_seconds: float, peak_rss_mb: float) 
     holders = (
         {t.to for _, _, t, _ in settled}
         | {t.from_ for _, _, t, _ in settled}
-        | {t.to for t in facts["drains"]}
+        | {t.to for t, _ in facts["drains"]}
         | set(facts["agents"])
     )
     balances = sum(chain.balance_of(a) for a in holders)
@@ -235,10 +235,7 @@ def build_summary(world, tally: Tally, wall_seconds: float, peak_rss_mb: float) 
         if signed is None or signed[0] != t.value or signed[1].lower() != t.to.lower():
             unmatched += 1
         matched[key] += 1
-    agent_of_tx = {r.tx_hash: r.sender for r in chain.receipts()}
-    stray = [
-        t for t in facts["drains"] if agent_of_tx.get(t.tx_hash) != t.from_ or t.from_ not in facts["agents"]
-    ]
+    stray = [t for t, sender in facts["drains"] if sender != t.from_ or t.from_ not in facts["agents"]]
     invariants = {
         "supply_conserved": supply == world.minted == facts["mints"] and balances == supply,
         "transfers_match_payments": unmatched == 0 and not stray and all(n == 1 for n in matched.values()),

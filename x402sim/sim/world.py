@@ -318,7 +318,7 @@ class World:
         index = self.timeline.index(row.done)
         if row.outcome == "paid":
             self.timeline.paid[index] += 1
-        elif row.outcome not in ("free", "paid"):
+        elif row.outcome != "free":
             self.timeline.failures[index] += 1
         if row.sent >= self.scenario.simulation.warmup:
             self.latency["end_to_end"].append(row.done - row.sent)
