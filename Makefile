@@ -22,12 +22,12 @@ demo: $(STAMP)
 	$(VENV)/bin/x402sim run scenarios/quickstart.toml --force
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check x402sim tests benchmarks
-	$(VENV)/bin/ruff format --check x402sim tests benchmarks
+	$(VENV)/bin/ruff check x402sim tests benchmarks examples
+	$(VENV)/bin/ruff format --check x402sim tests benchmarks examples
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format x402sim tests benchmarks
-	$(VENV)/bin/ruff check --fix x402sim tests benchmarks
+	$(VENV)/bin/ruff format x402sim tests benchmarks examples
+	$(VENV)/bin/ruff check --fix x402sim tests benchmarks examples
 
 # The TypeScript SDK interop tests need node and npm; without them they are skipped, saying why.
 node-deps:

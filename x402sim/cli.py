@@ -8,10 +8,10 @@ usage or input. The HTTP layer is imported inside the commands that use it, so `
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .demo import USDC, DemoReport, run_demo
+from .evm.presets import DEFAULT_PRESET, PRESETS
 
 app = typer.Typer(
     name="x402sim",
@@ -150,6 +151,24 @@ AllowRemoteOpt = Annotated[
 BlockTimeOpt = Annotated[
     float | None, typer.Option(help="Mine every N seconds instead of on every transaction.", min=0.01)
 ]
+# The network presets as choices (typer takes choices from an Enum).
+NetworkName = enum.Enum("NetworkName", {name: name for name in PRESETS}, type=str)
+LOCAL_NETWORK = NetworkName(DEFAULT_PRESET)
+NetworkOpt = Annotated[
+    NetworkName,
+    typer.Option(
+        help="Network preset: its chain id, and the token at its canonical USDC address with its EIP-712 "
+        "name and version (as the SDKs' default asset tables), e.g. --network base-sepolia.",
+    ),
+]
+FromEnvOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-env",
+        help="Configure from the environment variables of the x402 e2e harness (see the README); "
+        "print 'Server listening on URL' / 'Facilitator listening on URL' when ready; POST /close stops.",
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -179,8 +198,10 @@ def _host_ok(host: str) -> bool:
     return False
 
 
-def _run_until_signalled(start) -> None:
-    """Start services, print their JSON line, wait for Ctrl-C or SIGTERM, stop cleanly."""
+def _run_until_signalled(start, *, ready: str | None = None) -> None:
+    """Start services, print their JSON line, wait for Ctrl-C, SIGTERM or a POST /close (of services
+    started with control), stop cleanly. With ``ready`` (``"Server listening on"``), stdout gets only
+    that line and the service's URL, and the JSON line goes to stderr."""
     from .evm.chain import ChainError
     from .http.routes_file import RoutesFileError
     from .http.runner import ServiceError
@@ -189,9 +210,13 @@ def _run_until_signalled(start) -> None:
         running = start()
     except (ServiceError, ChainError, RoutesFileError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    stop = threading.Event()
+    stop = running.stop_requested
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(json.dumps(running.info), flush=True)
+    if ready is None:
+        print(json.dumps(running.info), flush=True)
+    else:
+        print(json.dumps(running.info), file=sys.stderr, flush=True)
+        print(f"{ready} {next(iter(running.services.urls.values()))}", flush=True)
     err.print("ready; Ctrl-C or SIGTERM to stop")
     try:
         while not stop.wait(0.5):  # a timed wait lets Ctrl-C through to the main thread
@@ -204,10 +229,26 @@ def _run_until_signalled(start) -> None:
         err.print("stopped")
 
 
-def _setup(accounts: int, usdc: int, seed: int, block_time: float | None):
+def _setup(accounts: int, usdc: int, seed: int, block_time: float | None, network: str):
     from .http.serve import USDC, ChainSetup
 
-    return ChainSetup(accounts=accounts, usdc=usdc * USDC, seed=seed, block_time=block_time)
+    return ChainSetup(accounts=accounts, usdc=usdc * USDC, seed=seed, block_time=block_time, network=network)
+
+
+def _from_env(read, allow_remote: bool, urls: tuple[str, ...]):
+    """The settings ``read`` (``server_env`` etc.) takes from the environment, after the URL variables
+    ``urls`` passed the loopback rule (before anything is contacted); exit 2 naming the variable when
+    one is missing or wrong."""
+    import os
+
+    from .evm.chain import ChainError
+    from .http.serve import EnvError
+
+    _urls_ok(allow_remote, {name: os.environ.get(name, "").strip() or None for name in urls})
+    try:
+        return read(os.environ)
+    except (EnvError, ChainError) as exc:
+        raise _fail(str(exc)) from None
 
 
 def _routes(path: Path | None):
@@ -236,6 +277,7 @@ def serve(
     usdc: UsdcOpt = 1000,
     seed: SeedOpt = 0,
     block_time: BlockTimeOpt = None,
+    network: NetworkOpt = LOCAL_NETWORK,
 ) -> None:
     """Start chain RPC, facilitator and a demo resource server together; print one JSON line.
 
@@ -244,6 +286,8 @@ def serve(
     Examples:
 
       x402sim serve --port 0
+
+      x402sim serve --network base-sepolia    # chain 84532, its USDC address and domain
 
       x402sim serve chain --port 8545
 
@@ -262,7 +306,7 @@ def serve(
         if port != 0:
             raise _fail("--port other than 0 would give the three services one port; use --chain-port etc.")
     config = _routes(routes)
-    setup = _setup(accounts, usdc, seed, block_time)
+    setup = _setup(accounts, usdc, seed, block_time, network.value)
     _run_until_signalled(lambda: serve_all(setup, routes=config, host=host, ports=ports, allow_public=public))
 
 
@@ -274,12 +318,16 @@ def serve_chain_cmd(
     usdc: UsdcOpt = 1000,
     seed: SeedOpt = 0,
     block_time: BlockTimeOpt = None,
+    network: NetworkOpt = LOCAL_NETWORK,
 ) -> None:
-    """Serve the embedded chain over Ethereum JSON-RPC, with funded test accounts."""
+    """Serve the embedded chain over Ethereum JSON-RPC, with funded test accounts.
+
+    Example: x402sim serve chain --port 8545 --network base-sepolia
+    """
     from .http.serve import serve_chain
 
     public = _host_ok(host)
-    setup = _setup(accounts, usdc, seed, block_time)
+    setup = _setup(accounts, usdc, seed, block_time, network.value)
     _run_until_signalled(lambda: serve_chain(setup, host=host, port=port, allow_public=public))
 
 
@@ -295,10 +343,26 @@ def serve_facilitator_cmd(
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 4022,
     settle_timeout: Annotated[float, typer.Option(help="Seconds to wait for a settlement's receipt.")] = 30.0,
     allow_remote: AllowRemoteOpt = False,
+    from_env: FromEnvOpt = False,
 ) -> None:
-    """Serve the reference facilitator (/verify, /settle, /supported, /health) for a chain by RPC URL."""
-    from .http.serve import serve_facilitator
+    """Serve the reference facilitator (/verify, /settle, /supported, /health) for a chain by RPC URL.
 
+    With --from-env: PORT, EVM_RPC_URL, EVM_NETWORK (checked against the chain), and
+    FACILITATOR_EVM_PRIVATE_KEY or EVM_PRIVATE_KEY.
+
+    Example: PORT=4022 EVM_RPC_URL=http://127.0.0.1:8545 EVM_NETWORK=eip155:84532 EVM_PRIVATE_KEY=0x...
+    x402sim serve facilitator --from-env
+    """
+    from .http.serve import facilitator_env, serve_facilitator, serve_facilitator_env
+
+    if from_env:
+        env = _from_env(facilitator_env, allow_remote, ("EVM_RPC_URL",))
+        public = _host_ok(host)
+        _run_until_signalled(
+            lambda: serve_facilitator_env(env, host=host, allow_public=public, settle_timeout=settle_timeout),
+            ready="Facilitator listening on",
+        )
+        return
     _urls_ok(allow_remote, {"--rpc-url": rpc_url})
     public = _host_ok(host)
     key_bytes = _parse_key(key) if key else None
@@ -311,8 +375,12 @@ def serve_facilitator_cmd(
 
 @serve_app.command("server")
 def serve_server_cmd(
-    facilitator_url: Annotated[str, typer.Option(help="URL of the facilitator to verify and settle with.")],
-    routes: Annotated[Path, typer.Option(help="Routes file (TOML or JSON): method, path, price, pay_to.")],
+    facilitator_url: Annotated[
+        str | None, typer.Option(help="URL of the facilitator to verify and settle with (required).")
+    ] = None,
+    routes: Annotated[
+        Path | None, typer.Option(help="Routes file (TOML or JSON): method, path, price, pay_to (required).")
+    ] = None,
     rpc_url: Annotated[
         str | None, typer.Option(help="An x402sim chain RPC URL to read network and asset from.")
     ] = None,
@@ -323,11 +391,35 @@ def serve_server_cmd(
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 4021,
     facilitator_timeout: Annotated[float, typer.Option(help="Seconds to wait for the facilitator.")] = 30.0,
     allow_remote: AllowRemoteOpt = False,
+    from_env: FromEnvOpt = False,
 ) -> None:
-    """Serve priced routes (or a paywall proxy in front of --origin), settling through a facilitator."""
-    from .evm.chain import ChainError
-    from .http.serve import serve_server
+    """Serve priced routes (or a paywall proxy in front of --origin), settling through a facilitator.
 
+    With --from-env (instead of --facilitator-url and --routes): PORT, FACILITATOR_URL, EVM_NETWORK,
+    SERVER_EVM_ADDRESS or EVM_PAYEE_ADDRESS, EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION (default: the
+    network preset's USDC), PRICE_ATOMIC (1000), PROTECTED_PATH (/protected), EVM_RPC_URL (optional).
+
+    Example: PORT=4021 FACILITATOR_URL=http://127.0.0.1:4022 EVM_NETWORK=eip155:84532
+    EVM_PAYEE_ADDRESS=0x... x402sim serve server --from-env
+    """
+    from .evm.chain import ChainError
+    from .http.serve import serve_server, serve_server_env, server_env
+
+    if from_env:
+        if routes is not None or origin is not None or rpc_url is not None or facilitator_url is not None:
+            raise _fail("--from-env reads its settings from the environment; drop the other options")
+        env = _from_env(server_env, allow_remote, ("FACILITATOR_URL", "EVM_RPC_URL"))
+        public = _host_ok(host)
+        _run_until_signalled(
+            lambda: serve_server_env(
+                env, host=host, allow_public=public, facilitator_timeout=facilitator_timeout
+            ),
+            ready="Server listening on",
+        )
+        return
+    for option, value in (("--facilitator-url", facilitator_url), ("--routes", routes)):
+        if value is None:
+            raise _fail(f"missing option {option} (or use --from-env)")
     _urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
     public = _host_ok(host)
     config = _routes(routes)
@@ -374,7 +466,10 @@ def _parse_key(key: str) -> bytes:
 
 @app.command()
 def pay(
-    url: Annotated[str, typer.Argument(help="The URL to request (paid once if it answers 402).")],
+    url: Annotated[
+        str | None,
+        typer.Argument(help="The URL to request (paid once if it answers 402).", show_default=False),
+    ] = None,
     method: Annotated[str, typer.Option("--method", "-X", help="HTTP method.")] = "GET",
     data: Annotated[str | None, typer.Option("--data", "-d", help="Request body.")] = None,
     header: Annotated[
@@ -401,6 +496,14 @@ def pay(
         bool, typer.Option("--verbose", "-v", help="Show the 402, the payment and the settlement.")
     ] = False,
     allow_remote: AllowRemoteOpt = False,
+    from_env: Annotated[
+        bool,
+        typer.Option(
+            "--from-env",
+            help="Configure from the x402 e2e harness's environment variables (see the README) and print "
+            "one JSON verdict line {success, data, status_code, payment_response}.",
+        ),
+    ] = False,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -412,6 +515,11 @@ def pay(
 
     Only URLs on this machine are contacted unless --allow-remote is given.
 
+    With --from-env (instead of URL, --key, --rpc-url, --network, --max-price): RESOURCE_SERVER_URL
+    and ENDPOINT_PATH (joined), CLIENT_EVM_PRIVATE_KEY or EVM_PRIVATE_KEY, EVM_NETWORK (the only network
+    paid), EVM_RPC_URL (optional: its clock is used, its chain must be EVM_NETWORK), MAX_AMOUNT_ATOMIC
+    (the most one payment may cost, default 1000000).
+
     Examples:
 
       x402sim pay http://127.0.0.1:4021/weather
@@ -419,6 +527,9 @@ def pay(
       x402sim pay http://127.0.0.1:4021/weather -v --max-price 5000
 
       x402sim pay http://127.0.0.1:4021/weather --key 0x... --network eip155:31337
+
+      RESOURCE_SERVER_URL=http://127.0.0.1:4021 ENDPOINT_PATH=/protected EVM_NETWORK=eip155:84532
+      EVM_PRIVATE_KEY=0x... x402sim pay --from-env
     """
     import httpx
 
@@ -426,7 +537,12 @@ def pay(
     from .evm.chain import ChainError
     from .http.client import PayingClient
 
-    if key is None and rpc_url is None:
+    if from_env:
+        if any(v is not None for v in (url, key, rpc_url, network, max_price)):
+            raise _fail("--from-env reads URL, key, network and price cap from the environment; drop them")
+    elif url is None:
+        raise _fail("missing argument URL (or use --from-env)")
+    if key is None and rpc_url is None and not from_env:
         rpc_url = DEFAULT_RPC_URL
     _urls_ok(allow_remote, {"URL": url, "--rpc-url": rpc_url})
     headers = []
@@ -435,6 +551,9 @@ def pay(
         if not sep or not name.strip():
             raise _fail(f"--header {h!r}: expected 'Name: value'")
         headers.append((name.strip(), value.strip()))
+    if from_env:
+        _pay_from_env(method, headers, (data or "").encode(), allow_remote)
+        return
     clock = time.time
     if rpc_url is not None:
         try:
@@ -468,6 +587,45 @@ def pay(
     if result.refused:
         err.print(f"payment refused: {result.refused}")
     if result.status >= 400:
+        raise typer.Exit(1)
+
+
+def _pay_from_env(method: str, headers: list[tuple[str, str]], body: bytes, allow_remote: bool) -> None:
+    """``pay --from-env``: one request paid on EVM_NETWORK only, one JSON verdict line on stdout, exit 0
+    for a 2xx answer and 1 otherwise (2 for a missing or wrong variable)."""
+    import httpx
+
+    from .actors.client import SpendPolicy
+    from .evm.chain import ChainError
+    from .http.client import PayingClient
+    from .http.serve import EnvError, check_rpc_network, client_env, client_verdict
+
+    env = _from_env(client_env, allow_remote, ("RESOURCE_SERVER_URL", "EVM_RPC_URL"))
+    clock = time.time
+    if env.rpc_url is not None:
+        try:
+            chain = check_rpc_network(env.rpc_url, env.network)
+            try:
+                wall = int(time.time())
+                offset = chain.time(wall) - wall
+            finally:
+                chain.close()
+        except (EnvError, ChainError) as exc:
+            raise _fail(str(exc)) from None
+        clock = lambda: time.time() + offset  # noqa: E731 - sign with the chain's clock
+    policy = SpendPolicy(max_price=env.max_amount)
+    try:
+        with PayingClient(env.key, networks=(env.network,), policy=policy, clock=clock) as client:
+            result = client.request(method, env.url, headers=headers, content=body)
+    except httpx.HTTPError as exc:
+        problem = f"{env.url}: {exc.__class__.__name__}: {exc}"
+        verdict = {"success": False, "data": problem, "status_code": None, "payment_response": None}
+    else:
+        verdict = client_verdict(result)
+        if result.refused:
+            err.print(f"payment refused: {result.refused}")
+    print(json.dumps(verdict), flush=True)
+    if not verdict["success"]:
         raise typer.Exit(1)
 
 
@@ -539,3 +697,9 @@ def fuzz(
 from .sim.cli import register as _register_sim  # noqa: E402
 
 _register_sim(app)
+
+# -- the conformance suite --------------------------------------------------------------------------
+
+from .conformance.cli import register as _register_conformance  # noqa: E402
+
+_register_conformance(app)

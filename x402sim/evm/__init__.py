@@ -12,12 +12,14 @@ from .exact import (
     sign_authorization,
     verify_on_chain,
 )
+from .presets import PRESETS, NetworkPreset, preset, preset_for_network
 from .token import Transfer
 
 __all__ = [
     "CHECKS",
     "DEFAULT_CHAIN_ID",
     "MULTICALL3_ADDRESS",
+    "PRESETS",
     "Artifact",
     "Authorization",
     "Block",
@@ -25,6 +27,7 @@ __all__ = [
     "ChainError",
     "Domain",
     "LocalChain",
+    "NetworkPreset",
     "Offer",
     "Receipt",
     "Snapshot",
@@ -33,6 +36,8 @@ __all__ = [
     "address_of_key",
     "check_offline",
     "load_artifact",
+    "preset",
+    "preset_for_network",
     "reason_for_revert",
     "recover_digest",
     "sign_authorization",

@@ -20,6 +20,9 @@ needs:
 * **A plug point for worlds.** ``submit_hook``, when set, sees every raw transaction before it is
   taken, and may refuse it by raising ``ChainError`` (the simulator injects RPC faults and reads
   each transaction's bytes for its fee model there).
+* **Real addresses when asked.** ``token_address`` places the token at a given address (a real
+  network's USDC, see ``presets``) after deploying it normally, so that SDKs whose default asset
+  tables name that address, with its chain id (``from_preset``), pay on this chain unmodified.
 * **Reads are plain.** Balances, ``authorizationState``, total supply and ``Transfer`` logs are
   one call each, and ``call()`` simulates a transaction at the next block's timestamp, returning
   the revert text instead of raising.
@@ -63,6 +66,10 @@ GWEI = 10**9
 FUTURE_LIFETIME = 3 * 3600  # seconds a future-nonce transaction may wait (geth's txpool default)
 MAX_QUEUED_PER_SENDER = 64  # future-nonce transactions one sender may park (geth's account queue)
 MINT_GAS = 150_000  # declared for a funding mint (~70k used), so thousands fit in one block
+# Storage slots the token's constructor writes: every state variable before the first HashMap
+# (name 0-2, symbol 3-4, totalSupply 5, minter 6, _version 7-8 in Vyper 0.4.3's layout of usdc.vy
+# and pyusd.vy; a test compares this with the compiler's layout). Mappings start at slot 9.
+TOKEN_CONSTRUCTOR_SLOTS = 9
 # The usual name, symbol and EIP-712 version of each token variant (name and version make the domain).
 TOKEN_METADATA = {
     USDC: ("USD Coin", "USDC", "2"),
@@ -160,7 +167,13 @@ class LocalChain(TokenReads):
     """A py-evm chain with the token and Multicall3 deployed, driven by an explicit clock.
 
     ``token`` picks the token contract (``"usdc"`` or ``"pyusd"``); ``token_name``, ``token_symbol``
-    and ``token_version`` default to that token's usual values and hold the ones deployed."""
+    and ``token_version`` default to that token's usual values and hold the ones deployed.
+
+    ``token_address``, when given, is where the token ends up (``usdc`` is then that address): it is
+    deployed by a transaction as always, then its code and the storage its constructor wrote are
+    moved there in one block of their own, and the deployment address is emptied. The domain is
+    unchanged by the move, since the contract reads its own address and chain id at call time.
+    ``from_preset`` builds a chain for a named network."""
 
     chain_id: int = DEFAULT_CHAIN_ID
     start_time: int = DEFAULT_START_TIME
@@ -169,6 +182,7 @@ class LocalChain(TokenReads):
     token_name: str | None = None
     token_symbol: str | None = None
     token_version: str | None = None
+    token_address: str | None = None
     block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
     future_lifetime: int = FUTURE_LIFETIME
     now: int = field(init=False)
@@ -180,6 +194,8 @@ class LocalChain(TokenReads):
         self.token_name = name if self.token_name is None else self.token_name
         self.token_symbol = symbol if self.token_symbol is None else self.token_symbol
         self.token_version = version if self.token_version is None else self.token_version
+        if self.token_address is not None:
+            self.token_address = to_checksum_address(self.token_address)
         self._rng = random.Random(f"x402sim-chain:{self.seed}")
         self._key_counter = 0
         self.bank_key = self._derive_key("bank")
@@ -211,7 +227,25 @@ class LocalChain(TokenReads):
         self._head_state = (b"", None)
         self._base_fee: tuple[bytes, int] = (b"", 0)
         self.usdc = self._deploy_token()
+        if self.token_address is not None:
+            self.usdc = self._move_token(self.usdc, self.token_address)
         self.multicall = to_checksum_address(MULTICALL3_ADDRESS)
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> LocalChain:
+        """A chain for the network preset ``name`` (``"local"``, ``"base"``, ``"base-sepolia"``): its
+        chain id, and the token at its canonical address with its EIP-712 name and version. Other
+        fields come from ``kwargs``; repeating one the preset sets is a TypeError."""
+        from .presets import preset
+
+        p = preset(name)
+        return cls(
+            chain_id=p.chain_id,
+            token_address=p.token_address,
+            token_name=p.token_name,
+            token_version=p.token_version,
+            **kwargs,
+        )
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -613,6 +647,34 @@ class LocalChain(TokenReads):
         if not receipt.success or receipt.contract_address is None:
             raise ChainError(f"token deployment failed: {receipt.revert_reason}")
         return receipt.contract_address
+
+    def _move_token(self, deployed: str, address: str) -> str:
+        """Move the token deployed at ``deployed`` to ``address`` in a block of its own: its code (runtime
+        code and immutables) and its constructor-written storage; ``deployed`` is emptied."""
+        source, target = to_canonical_address(deployed), to_canonical_address(address)
+        if source == target:
+            return to_checksum_address(target)
+        if int.from_bytes(target, "big") <= 0x100:
+            raise ChainError(f"cannot place the token at {address}: a precompile address")
+        chain = self.evm
+        latest = chain.get_canonical_head()
+        header = chain.create_header_from_parent(latest, timestamp=max(self.now, latest.timestamp))
+        vm = chain.get_vm(header)
+        state = vm.state
+        if state.get_code(target) or state.get_nonce(target) or state.get_balance(target):
+            raise ChainError(f"cannot place the token at {address}: that account is in use")
+        # Only the constructor has run: no mapping holds an entry, so these slots are all the state.
+        state.set_code(target, state.get_code(source))
+        for slot in range(TOKEN_CONSTRUCTOR_SLOTS):
+            state.set_storage(target, slot, state.get_storage(source, slot))
+        state.delete_account(source)
+        block = vm.set_block_transactions_and_withdrawals(vm.get_block(), header, [], [])
+        mined = vm.mine_block(
+            block, coinbase=to_canonical_address(ZERO_ADDRESS), mix_hash=self._rng.randbytes(32)
+        )
+        chain.persist_block(mined.block)
+        chain.header = chain.create_header_from_parent(mined.block.header)
+        return to_checksum_address(target)
 
 
 class _SameSecondPragueVM(PragueVM):

@@ -11,27 +11,46 @@ accounts) as a dict, which the CLI prints as one JSON line.
 Time: served chains follow the wall clock, because real SDKs sign with it; the node and the
 facilitator of one chain share its ``ChainClock``. Funding takes as many blocks as it needs, and the
 balances printed are read back from the chain.
+
+Networks: ``ChainSetup.network`` names a preset (``x402sim.evm.presets``); ``base-sepolia`` serves
+chain 84532 with the token at Base Sepolia's USDC address and domain, so SDKs with their default
+asset tables pay on it unmodified.
+
+The e2e environment contract: ``server_env``, ``facilitator_env`` and ``client_env`` read the
+variables the official x402 e2e harness starts its targets with (``PORT``, ``EVM_NETWORK``, ...;
+a role-prefixed name such as ``SERVER_EVM_ADDRESS`` wins over the plain one), raising ``EnvError``
+naming the variable. Services started with ``control=True`` also answer ``POST /close`` (answer,
+then ``Running.stop_requested`` is set) and, for the server, ``GET /health``.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from eth_utils import is_address, to_checksum_address
+from starlette.responses import JSONResponse
+
 from ..actors.facilitator import Facilitator
+from ..actors.messages import HttpResponse
 from ..actors.server import ResourceServer, Route
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.contracts import MULTICALL3_ADDRESS
 from ..evm.eip712 import address_of_key
+from ..evm.presets import DEFAULT_PRESET, preset, preset_for_network
 from ..evm.rpc_chain import RpcChain
+from ..protocol import ProtocolError, caip2_problem, v1_to_caip2
 from .chain_clock import ChainClock
 from .chain_rpc import chain_rpc_app
 from .client import FacilitatorClient
 from .facilitator_app import facilitator_app
 from .routes_file import RoutesConfig
 from .runner import LOOPBACK, Services
-from .server_app import MAX_IN_FLIGHT, demo_weather, resource_server_app
+from .server_app import MAX_IN_FLIGHT, Handler, demo_weather, resource_server_app
 
 USDC = 10**6
 DEFAULT_PORTS = {"chain": 8545, "facilitator": 4022, "server": 4021}
@@ -40,25 +59,45 @@ DEMO_ROUTES = {"GET /weather": Route("GET /weather", 1_000, description="Current
 
 @dataclass
 class ChainSetup:
+    """What a served chain holds. ``network`` is a preset name (``x402sim.evm.presets``): ``local``, or
+    ``base`` / ``base-sepolia`` for that chain id with the token at that network's USDC address and
+    EIP-712 domain. ``chain_id`` None means the preset's; only ``local`` takes another one."""
+
     accounts: int = 10
     usdc: int = 1_000 * USDC
     eth: int = 100 * ETHER
     seed: int = 0
-    chain_id: int = 31337
+    chain_id: int | None = None
     block_time: float | None = None
+    network: str = DEFAULT_PRESET
 
 
 @dataclass
 class Running:
+    """Started services, the facts printed about them, and an event set when a client asked them to
+    stop (``POST /close`` of a service started with ``control=True``); ``stop`` is the owner's call."""
+
     services: Services
     info: dict = field(default_factory=dict)
+    stop_requested: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
         self.services.stop()
 
 
 def _new_chain(setup: ChainSetup) -> tuple[LocalChain, list[dict]]:
-    chain = LocalChain(chain_id=setup.chain_id, seed=setup.seed, start_time=int(time.time()))
+    network = preset(setup.network)
+    chain_id = network.chain_id if setup.chain_id is None else setup.chain_id
+    if network.name != DEFAULT_PRESET and chain_id != network.chain_id:
+        raise ValueError(f"network {network.name} is chain {network.chain_id}, not {chain_id}")
+    chain = LocalChain(
+        chain_id=chain_id,
+        token_address=network.token_address,
+        token_name=network.token_name,
+        token_version=network.token_version,
+        seed=setup.seed,
+        start_time=int(time.time()),
+    )
     keys = [chain.new_key() for _ in range(setup.accounts)]
     chain.fund_many([(address_of_key(k), setup.usdc, setup.eth) for k in keys])
     # What is printed is what the chain holds, read back, never what was asked for.
@@ -72,8 +111,9 @@ def _new_chain(setup: ChainSetup) -> tuple[LocalChain, list[dict]]:
     return chain, accounts
 
 
-def _chain_info(chain: LocalChain, accounts: list[dict]) -> dict:
+def _chain_info(chain: LocalChain, accounts: list[dict], setup: ChainSetup) -> dict:
     return {
+        "preset": setup.network,
         "network": chain.network,
         "chain_id": chain.chain_id,
         "asset": chain.usdc,
@@ -101,7 +141,7 @@ def serve_chain(
     services = Services(host, allow_public=allow_public)
     rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, ChainClock(chain, time.time)), port)
     services.start()
-    return Running(services, {"rpc_url": rpc_url, **_chain_info(chain, accounts)})
+    return Running(services, {"rpc_url": rpc_url, **_chain_info(chain, accounts, setup)})
 
 
 def serve_facilitator(
@@ -112,11 +152,12 @@ def serve_facilitator(
     port: int = 4022,
     allow_public: bool = False,
     settle_timeout: float = 30.0,
+    control: bool = False,
 ) -> Running:
     """The reference facilitator settling on the chain at ``rpc_url`` from the account of ``key``.
 
     Without a key, a fresh test key is made and funded with ether through the chain's
-    ``x402sim_fund`` method (so only an x402sim chain can fund it)."""
+    ``x402sim_fund`` method (so only an x402sim chain can fund it). ``control`` adds ``POST /close``."""
     chain = RpcChain(rpc_url)
     if key is None:
         key = secrets.token_bytes(32)  # a throwaway test key, funded below
@@ -128,19 +169,17 @@ def serve_facilitator(
             ) from None
     facilitator = Facilitator(chain, key)
     services = Services(host, allow_public=allow_public)
-    url = services.add(
-        "facilitator", facilitator_app(facilitator, settle_timeout=settle_timeout, automine=False), port
-    )
+    closed = threading.Event()
+    app = facilitator_app(facilitator, settle_timeout=settle_timeout, automine=False)
+    url = services.add("facilitator", _controlled(app, closed) if control else app, port)
     services.start()
-    return Running(
-        services,
-        {
-            "facilitator_url": url,
-            "network": chain.network,
-            "chain_id": chain.chain_id,
-            "facilitator_address": facilitator.address,
-        },
-    )
+    info = {
+        "facilitator_url": url,
+        "network": chain.network,
+        "chain_id": chain.chain_id,
+        "facilitator_address": facilitator.address,
+    }
+    return Running(services, info, closed)
 
 
 def resource_server(
@@ -172,15 +211,28 @@ def serve_server(
     port: int = 4021,
     allow_public: bool = False,
     facilitator_timeout: float = 30.0,
+    handlers: Mapping[str, Handler] | None = None,
+    control: bool = False,
 ) -> Running:
+    """A resource server for ``config``'s routes; ``handlers`` answer routes by key (``"GET /path"``),
+    and ``control`` adds ``GET /health`` and ``POST /close``."""
     role, client = resource_server(config, facilitator_url, facilitator_timeout=facilitator_timeout)
     services = Services(host, allow_public=allow_public)
-    url = services.add("server", resource_server_app(role, client, origin=origin), port)
+    closed = threading.Event()
+    app = resource_server_app(role, client, origin=origin, handlers=handlers)
+    facts = {
+        "network": role.network,
+        "asset": role.asset,
+        "asset_name": role.asset_name,
+        "asset_version": role.asset_version,
+        "payee": role.pay_to,
+    }
+    url = services.add(
+        "server", _controlled(app, closed, {"status": "ok", **facts}) if control else app, port
+    )
     role.base_url = url
     services.start()
-    return Running(
-        services, {"server_url": url, "network": role.network, "asset": role.asset, "payee": role.pay_to}
-    )
+    return Running(services, {"server_url": url, **facts}, closed)
 
 
 def serve_all(
@@ -221,8 +273,325 @@ def serve_all(
         "rpc_url": rpc_url,
         "facilitator_url": facilitator_url,
         "server_url": server_url,
-        **_chain_info(chain, accounts),
+        **_chain_info(chain, accounts, setup),
         "payee": role.pay_to,
         "facilitator_address": facilitator.address,
     }
     return Running(services, info)
+
+
+def _controlled(app, closed: threading.Event, health: dict | None = None):
+    """``app`` behind the e2e harness's controls: ``POST /close`` answers 200, then sets ``closed``
+    (the process owner stops the services, which finish the answer first); ``GET /health`` answers
+    ``health`` when given (else ``app`` answers it)."""
+
+    async def controlled(scope, receive, send) -> None:
+        if scope["type"] == "http":
+            route = (scope.get("method"), scope.get("path"))
+            if route == ("POST", "/close"):
+                await JSONResponse({"status": "closing"})(scope, receive, send)
+                closed.set()
+                return
+            if health is not None and route == ("GET", "/health"):
+                await JSONResponse(health)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return controlled
+
+
+# -- the e2e environment contract -------------------------------------------------------------------
+
+DEFAULT_PRICE_ATOMIC = 1_000
+DEFAULT_PROTECTED_PATH = "/protected"
+DEFAULT_MAX_AMOUNT_ATOMIC = 1_000_000  # $1 of a 6-decimals asset: the SDKs' default spend cap
+
+
+class EnvError(ValueError):
+    """A variable of the e2e environment contract is missing or wrong; the message names it."""
+
+
+def _var(environ: Mapping[str, str], *names: str, required: bool = True) -> str | None:
+    """The first of ``names`` set to something other than blanks (list a role-prefixed name first)."""
+    for name in names:
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    if required:
+        alternatives = f" (or {', '.join(names[1:])})" if len(names) > 1 else ""
+        raise EnvError(f"environment variable {names[0]}{alternatives} is not set")
+    return None
+
+
+def _int_var(environ: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = _var(environ, name, required=False)
+    if raw is None:
+        return default
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise EnvError(f"environment variable {name}={raw!r}: expected a decimal integer") from None
+    if not low <= value <= high:
+        raise EnvError(f"environment variable {name}={value}: expected {low} to {high}")
+    return value
+
+
+def _port(environ: Mapping[str, str], default: int) -> int:
+    return _int_var(environ, "PORT", default, low=0, high=65_535)
+
+
+def _network(environ: Mapping[str, str]) -> str:
+    """``EVM_NETWORK`` as CAIP-2 ``eip155:<id>``; a v1 name (``base-sepolia``) is translated."""
+    raw = _var(environ, "EVM_NETWORK")
+    if ":" not in raw:
+        try:
+            return v1_to_caip2(raw)
+        except ProtocolError:
+            raise EnvError(f"environment variable EVM_NETWORK={raw!r}: expected eip155:<chain id>") from None
+    problem = caip2_problem(raw)
+    if problem is None and not raw.startswith("eip155:"):
+        problem = "not an EVM network, expected eip155:<chain id>"
+    if problem is not None:
+        raise EnvError(f"environment variable EVM_NETWORK={raw!r}: {problem}")
+    return raw
+
+
+def _address(environ: Mapping[str, str], *names: str, required: bool = True) -> str | None:
+    raw = _var(environ, *names, required=required)
+    if raw is None:
+        return None
+    if not is_address(raw):
+        name = next(n for n in names if environ.get(n, "").strip())
+        raise EnvError(f"environment variable {name}={raw!r}: not an address")
+    return to_checksum_address(raw)
+
+
+def _key(environ: Mapping[str, str], *names: str) -> bytes:
+    raw = _var(environ, *names)
+    name = next(n for n in names if environ.get(n, "").strip())
+    try:
+        key = bytes.fromhex(raw.removeprefix("0x"))
+    except ValueError:
+        raise EnvError(f"environment variable {name}: not a hex private key") from None
+    if len(key) != 32:
+        raise EnvError(f"environment variable {name}: a private key is 32 bytes, got {len(key)}")
+    return key
+
+
+def _url(environ: Mapping[str, str], name: str, *, required: bool = True) -> str | None:
+    raw = _var(environ, name, required=required)
+    if raw is not None and not raw.startswith(("http://", "https://")):
+        raise EnvError(f"environment variable {name}={raw!r}: expected an http:// or https:// URL")
+    return raw
+
+
+def check_rpc_network(rpc_url: str, network: str, *, timeout: float = 5.0) -> RpcChain:
+    """The chain at ``rpc_url``, if it is ``network``; EnvError naming both variables otherwise
+    (ChainError when it cannot be reached)."""
+    chain = RpcChain(rpc_url, timeout=timeout)
+    if chain.network != network:
+        chain.close()
+        raise EnvError(
+            f"EVM_RPC_URL {rpc_url} is chain {chain.chain_id} ({chain.network}), but EVM_NETWORK is {network}"
+        )
+    return chain
+
+
+@dataclass(frozen=True)
+class ServerEnv:
+    """What ``x402sim serve server --from-env`` serves: ``GET path`` at ``price`` atomic units."""
+
+    port: int
+    facilitator_url: str
+    network: str
+    pay_to: str
+    asset: str
+    asset_name: str
+    asset_version: str
+    price: int
+    path: str
+    rpc_url: str | None
+
+
+def server_env(environ: Mapping[str, str]) -> ServerEnv:
+    """Read ``PORT`` (default 4021), ``FACILITATOR_URL``, ``EVM_NETWORK``, ``SERVER_EVM_ADDRESS`` or
+    ``EVM_PAYEE_ADDRESS``, ``EVM_ASSET``, ``EVM_ASSET_NAME``, ``EVM_ASSET_VERSION``, ``PRICE_ATOMIC``
+    (default 1000), ``PROTECTED_PATH`` (default /protected) and ``EVM_RPC_URL`` (optional).
+
+    Missing asset facts come from the network's preset when it has a canonical token (Base, Base
+    Sepolia), else from the chain at ``EVM_RPC_URL`` (an x402sim chain names its token), else they
+    are an EnvError. A given ``EVM_RPC_URL`` must be ``EVM_NETWORK``'s chain."""
+    port = _port(environ, DEFAULT_PORTS["server"])
+    facilitator_url = _url(environ, "FACILITATOR_URL")
+    network = _network(environ)
+    pay_to = _address(environ, "SERVER_EVM_ADDRESS", "EVM_PAYEE_ADDRESS")
+    asset = _address(environ, "EVM_ASSET", required=False)
+    name = _var(environ, "EVM_ASSET_NAME", required=False)
+    version = _var(environ, "EVM_ASSET_VERSION", required=False)
+    price = _int_var(environ, "PRICE_ATOMIC", DEFAULT_PRICE_ATOMIC, low=1, high=2**256 - 1)
+    path = _var(environ, "PROTECTED_PATH", required=False) or DEFAULT_PROTECTED_PATH
+    if not path.startswith("/") or any(c in path for c in " ?#"):
+        raise EnvError(f"environment variable PROTECTED_PATH={path!r}: expected a path such as /protected")
+    rpc_url = _url(environ, "EVM_RPC_URL", required=False)
+    known = preset_for_network(network)
+    if known is not None and known.token_address is not None and asset in (None, known.token_address):
+        asset, name, version = known.token_address, name or known.token_name, version or known.token_version
+    if rpc_url is not None:
+        chain = check_rpc_network(rpc_url, network)
+        try:
+            if asset is None:
+                info = _x402sim_info(chain)
+                if info is None:
+                    raise EnvError(
+                        f"environment variable EVM_ASSET is not set ({rpc_url} does not name a token)"
+                    )
+                asset = to_checksum_address(info["token"])
+            name = name or chain.name_of(asset)
+            version = version or chain.version_of(asset)
+        except ChainError as exc:
+            raise EnvError(f"EVM_ASSET {asset} on EVM_RPC_URL {rpc_url}: {exc}") from None
+        finally:
+            chain.close()
+    for var, value in (("EVM_ASSET", asset), ("EVM_ASSET_NAME", name), ("EVM_ASSET_VERSION", version)):
+        if value is None:
+            raise EnvError(
+                f"environment variable {var} is not set (needed for {network}, which has no preset token; "
+                "or give EVM_RPC_URL of an x402sim chain)"
+            )
+    return ServerEnv(port, facilitator_url, network, pay_to, asset, name, version, price, path, rpc_url)
+
+
+def _x402sim_info(chain: RpcChain) -> dict | None:
+    try:
+        info = chain.rpc("x402sim_info")
+    except ChainError:
+        return None
+    return info if isinstance(info, dict) and is_address(info.get("token")) else None
+
+
+def serve_server_env(
+    env: ServerEnv, *, host: str = LOOPBACK, allow_public: bool = False, facilitator_timeout: float = 30.0
+) -> Running:
+    """The e2e harness's resource server: ``GET env.path`` priced, a small JSON body, with controls."""
+    key = f"GET {env.path}"
+    config = RoutesConfig(
+        routes={key: Route(key, env.price, description="Protected resource (x402 e2e contract)")},
+        network=env.network,
+        asset=env.asset,
+        asset_name=env.asset_name,
+        asset_version=env.asset_version,
+        pay_to=env.pay_to,
+    )
+
+    def protected(request) -> HttpResponse:
+        return HttpResponse.of_json(200, {"message": "paid content", "path": env.path, "paid": True})
+
+    running = serve_server(
+        config,
+        env.facilitator_url,
+        host=host,
+        port=env.port,
+        allow_public=allow_public,
+        facilitator_timeout=facilitator_timeout,
+        handlers={key: protected},
+        control=True,
+    )
+    running.info["price"] = env.price
+    return running
+
+
+@dataclass(frozen=True)
+class FacilitatorEnv:
+    port: int
+    rpc_url: str
+    network: str
+    key: bytes = field(repr=False)
+
+
+def facilitator_env(environ: Mapping[str, str]) -> FacilitatorEnv:
+    """Read ``PORT`` (default 4022), ``EVM_RPC_URL``, ``EVM_NETWORK`` and ``FACILITATOR_EVM_PRIVATE_KEY``
+    or ``EVM_PRIVATE_KEY``."""
+    port = _port(environ, DEFAULT_PORTS["facilitator"])
+    rpc_url = _url(environ, "EVM_RPC_URL")
+    network = _network(environ)
+    key = _key(environ, "FACILITATOR_EVM_PRIVATE_KEY", "EVM_PRIVATE_KEY")
+    return FacilitatorEnv(port, rpc_url, network, key)
+
+
+def serve_facilitator_env(
+    env: FacilitatorEnv, *, host: str = LOOPBACK, allow_public: bool = False, settle_timeout: float = 30.0
+) -> Running:
+    """The reference facilitator for the e2e harness, after checking that ``EVM_RPC_URL`` is
+    ``EVM_NETWORK``'s chain."""
+    check_rpc_network(env.rpc_url, env.network).close()
+    return serve_facilitator(
+        env.rpc_url,
+        key=env.key,
+        host=host,
+        port=env.port,
+        allow_public=allow_public,
+        settle_timeout=settle_timeout,
+        control=True,
+    )
+
+
+@dataclass(frozen=True)
+class ClientEnv:
+    url: str
+    key: bytes = field(repr=False)
+    network: str = ""
+    rpc_url: str | None = None
+    max_amount: int = DEFAULT_MAX_AMOUNT_ATOMIC
+
+
+def client_env(environ: Mapping[str, str]) -> ClientEnv:
+    """Read ``RESOURCE_SERVER_URL`` and ``ENDPOINT_PATH`` (joined), ``CLIENT_EVM_PRIVATE_KEY`` or
+    ``EVM_PRIVATE_KEY``, ``EVM_NETWORK``, ``EVM_RPC_URL`` (optional) and ``MAX_AMOUNT_ATOMIC``
+    (default 1000000)."""
+    base = _url(environ, "RESOURCE_SERVER_URL")
+    path = _var(environ, "ENDPOINT_PATH")
+    url = base.rstrip("/") + "/" + path.lstrip("/")
+    key = _key(environ, "CLIENT_EVM_PRIVATE_KEY", "EVM_PRIVATE_KEY")
+    network = _network(environ)
+    rpc_url = _url(environ, "EVM_RPC_URL", required=False)
+    max_amount = _int_var(environ, "MAX_AMOUNT_ATOMIC", DEFAULT_MAX_AMOUNT_ATOMIC, low=0, high=2**256 - 1)
+    return ClientEnv(url, key, network, rpc_url, max_amount)
+
+
+def client_verdict(result) -> dict:
+    """The e2e harness's client verdict for a ``FetchResult``: ``success`` (a 2xx answer), ``data``
+    (the body as JSON, else text), ``status_code`` and ``payment_response`` (the decoded settlement
+    header, or None)."""
+    body = result.body
+    try:
+        data = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        data = body.decode("utf-8", "replace")
+    return {
+        "success": 200 <= result.status < 300,
+        "data": data,
+        "status_code": result.status,
+        "payment_response": result.settlement.to_wire() if result.settlement is not None else None,
+    }
+
+
+__all__ = [
+    "ChainSetup",
+    "ClientEnv",
+    "EnvError",
+    "FacilitatorEnv",
+    "Running",
+    "ServerEnv",
+    "check_rpc_network",
+    "client_env",
+    "client_verdict",
+    "facilitator_env",
+    "resource_server",
+    "serve_all",
+    "serve_chain",
+    "serve_facilitator",
+    "serve_facilitator_env",
+    "serve_server",
+    "serve_server_env",
+    "server_env",
+]

@@ -1,0 +1,112 @@
+"""The case catalog: every conformance case, its stable id, level, basis and one-line description.
+
+Rules:
+
+* A case is registered once, with ``@case(id, level, rests_on, description)`` on an async function
+  taking the role's context. Ids are hierarchical (``role.group.name``) and never reused for another
+  meaning; the role is the first part.
+* A level says what the case rests on: MUST (the spec or every reference SDK requires it), SHOULD,
+  STRICT (stricter than the spec, where a known failure makes it worth demanding). ``rests_on``
+  names the spec section or the public issue.
+* A case function decides by raising: ``CaseFailed`` (via ``ctx.check``/``ctx.fail``) when the target
+  broke the rule, ``CaseSkipped`` when the case does not apply; returning means passed. Any other
+  exception means the case could not be judged (outcome ``error``).
+* The catalog modules (``server_cases``, ``facilitator_cases``, ``client_cases``) are imported by
+  ``load()``, so listing the catalog needs no target.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from .results import LEVELS, Level, Role
+
+ROLES: tuple[Role, ...] = ("server", "facilitator", "client")
+_ID = re.compile(r"(server|facilitator|client)(\.[a-z0-9][a-z0-9-]*){2,}")
+_CASE_MODULES = ("server_cases", "facilitator_cases", "client_cases")
+
+
+class CaseFailed(Exception):
+    """The target broke the case's rule; the message says how."""
+
+
+class CaseSkipped(Exception):
+    """The case does not apply to this target; the message says why."""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    level: Level
+    rests_on: str
+    description: str
+    run: Callable[..., Awaitable[None]]
+
+    @property
+    def role(self) -> Role:
+        return self.id.split(".", 1)[0]  # type: ignore[return-value]
+
+    @property
+    def group(self) -> str:
+        return self.id.split(".")[1]
+
+
+CATALOG: dict[str, Case] = {}
+
+
+def case(id: str, level: Level, rests_on: str, description: str):
+    """Register the decorated async function as the case ``id``."""
+    if not _ID.fullmatch(id):
+        raise ValueError(f"case id {id!r} is not role.group.name in lower-case words")
+    if level not in LEVELS:
+        raise ValueError(f"case {id}: level {level!r} is not one of {', '.join(LEVELS)}")
+    if not description or "\n" in description:
+        raise ValueError(f"case {id}: the description must be one line")
+
+    def register(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        if id in CATALOG:
+            raise ValueError(f"case id {id} is registered twice")
+        CATALOG[id] = Case(id, level, rests_on, description, fn)
+        return fn
+
+    return register
+
+
+def load() -> dict[str, Case]:
+    """The whole catalog, with every case module imported."""
+    for name in _CASE_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
+    return CATALOG
+
+
+def select(
+    role: Role | None = None,
+    *,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    levels: Iterable[str] = (),
+) -> list[Case]:
+    """Cases of ``role`` (all roles when None) whose id matches one of the ``include`` globs (all when
+    empty) and none of ``exclude``, at one of ``levels`` (all when empty), in id order. A glob without
+    a wildcard also matches the ids under it (``server.replay`` selects ``server.replay.*``)."""
+    include, exclude, levels = list(include), list(exclude), {lv.upper() for lv in levels}
+    unknown = levels - set(LEVELS)
+    if unknown:
+        raise ValueError(f"unknown level {sorted(unknown)[0]!r}; expected one of {', '.join(LEVELS)}")
+
+    def matches(case_id: str, pattern: str) -> bool:
+        return fnmatch.fnmatchcase(case_id, pattern) or case_id.startswith(pattern.rstrip(".") + ".")
+
+    chosen = [
+        c
+        for c in load().values()
+        if (role is None or c.role == role)
+        and (not include or any(matches(c.id, p) for p in include))
+        and not any(matches(c.id, p) for p in exclude)
+        and (not levels or c.level in levels)
+    ]
+    return sorted(chosen, key=lambda c: c.id)

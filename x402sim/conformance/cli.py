@@ -1,0 +1,386 @@
+"""``x402sim conformance``: judge a server, facilitator or client; list the catalog; combine and diff runs.
+
+Exit codes: 0 every MUST case passed; 1 some MUST case failed (or, for ``diff``, something regressed);
+2 the harness or the target could not run, or an input file is bad (one message naming it; no report
+file is half-written).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .results import LEVELS, report_schema
+
+# The harness (chain, HTTP services) and the catalog are imported by the commands that use them, so
+# that `x402sim --help` and the other command groups do not pay for them.
+
+app = typer.Typer(
+    name="conformance",
+    help="Test an x402 server, facilitator or client against the embedded chain, judged on chain.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+NETWORKS = ("local", "base-sepolia", "base")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    return typer.Exit(code)
+
+
+CmdOpt = Annotated[str | None, typer.Option("--cmd", help="Shell command that starts the target.")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="URL of a target already running (loopback).")]
+CasesOpt = Annotated[
+    list[str] | None, typer.Option("--cases", help="Only cases matching this glob (repeatable).")
+]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Skip cases matching this glob.")]
+LevelOpt = Annotated[list[str] | None, typer.Option("--level", help="Only cases of this level (MUST...).")]
+NetworkOpt = Annotated[str, typer.Option(help="Chain preset: local, base-sepolia or base.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the harness's keys and nonces.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")]
+JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")]
+MarkdownOpt = Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here.")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML page here.")]
+ReadyOpt = Annotated[float, typer.Option(help="Seconds a started target has to become ready.")]
+CaseTimeoutOpt = Annotated[float, typer.Option(help="Seconds one case may take.")]
+CwdOpt = Annotated[Path | None, typer.Option(help="Working directory of the command.")]
+NameOpt = Annotated[str | None, typer.Option(help="Name of the target in reports.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only the summary line.")]
+
+
+def _target_kind(cmd: str | None, url: str | None, role: str):
+    if bool(cmd) == bool(url):
+        raise _fail(f"conformance {role}: give exactly one of --cmd or --url")
+
+
+def _execute(role: str, target, options, selection, outputs: dict, quiet: bool) -> None:
+    from .reports import print_console, summary_line, write_html, write_json, write_junit, write_markdown
+    from .runner import run
+    from .targets import TargetError
+
+    if not selection:
+        raise _fail("no case matches the selection (see `x402sim conformance list`)")
+    for path in filter(None, outputs.values()):
+        if path.parent and not path.parent.exists():
+            raise _fail(f"{path}: folder {path.parent} does not exist")
+
+    def progress(result) -> None:
+        if not quiet:
+            mark = {"passed": "[green]✓[/green]", "failed": "[red]✗[/red]", "skipped": "[dim]-[/dim]"}
+            err.print(f" {mark.get(result.outcome, '[yellow]![/yellow]')} {result.id}", highlight=False)
+
+    options.on_result = progress
+    try:
+        report = run(role, target, selection, options)
+    except (TargetError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if quiet:
+        out.print(summary_line(report), highlight=False)
+    else:
+        print_console(report, out)
+    writers = {"json": write_json, "junit": write_junit, "markdown": write_markdown}
+    for kind, path in outputs.items():
+        if path is not None:
+            (write_html([report], path) if kind == "html" else writers[kind](report, path))
+    raise typer.Exit(report.exit_code())
+
+
+def _selection(role, cases, exclude, level):
+    from . import catalog
+
+    try:
+        return catalog.select(role, include=cases or (), exclude=exclude or (), levels=level or ())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _harness(network: str, seed: int, **kwargs):
+    from .harness import HarnessOptions
+
+    if network not in NETWORKS:
+        raise _fail(f"--network {network!r}: expected one of {', '.join(NETWORKS)}")
+    return HarnessOptions(network=network, seed=seed, **kwargs)
+
+
+@app.command("server")
+def server_command(
+    cmd: CmdOpt = None,
+    url: UrlOpt = None,
+    config: Annotated[
+        Path | None, typer.Option(help="test.config.json (official format): name and paid endpoints.")
+    ] = None,
+    path: Annotated[
+        str, typer.Option(help="Paid path when there is no config (PROTECTED_PATH).")
+    ] = "/protected",
+    price: Annotated[
+        int, typer.Option(min=1, help="Price the server is told to charge (PRICE_ATOMIC).")
+    ] = 1000,
+    network: NetworkOpt = "local",
+    seed: SeedOpt = 0,
+    facilitator_port: Annotated[
+        int, typer.Option(help="Port of the harness's facilitator (0: free); fixed for --url targets.")
+    ] = 0,
+    chain_port: Annotated[int, typer.Option(help="Port of the harness's chain JSON-RPC (0: free).")] = 0,
+    cases: CasesOpt = None,
+    exclude: ExcludeOpt = None,
+    level: LevelOpt = None,
+    json_out: JsonOpt = None,
+    junit: JunitOpt = None,
+    markdown: MarkdownOpt = None,
+    html: HtmlOpt = None,
+    ready_timeout: ReadyOpt = 30.0,
+    case_timeout: CaseTimeoutOpt = 60.0,
+    cwd: CwdOpt = None,
+    name: NameOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Judge a resource server: the harness plays the client and the facilitator.
+
+    The command gets the official e2e environment (PORT, FACILITATOR_URL, EVM_NETWORK, EVM_RPC_URL,
+    EVM_PAYEE_ADDRESS, SERVER_EVM_ADDRESS) plus EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION,
+    PRICE_ATOMIC, PROTECTED_PATH, SECOND_PROTECTED_PATH and FAILING_PATH.
+
+    Examples:
+
+      x402sim conformance server --cmd "x402sim serve server --from-env" --html report.html
+
+      x402sim conformance server --cmd "node server.mjs" --network base-sepolia --level MUST
+    """
+    from .config import ConfigError, load_config
+    from .context import Endpoint
+    from .runner import RunOptions
+    from .targets import ServiceCommand
+
+    _target_kind(cmd, url, "server")
+    endpoints = [Endpoint(path)]
+    if config is not None:
+        try:
+            loaded = load_config(config)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+        endpoints = loaded.endpoints or endpoints
+        name = name or loaded.name
+    if url and facilitator_port == 0:
+        facilitator_port = 4022
+    target = (
+        ServiceCommand("server", cmd, cwd=str(cwd) if cwd else None, ready_timeout=ready_timeout, name=name)
+        if cmd
+        else _url_target("server", url, name)
+    )
+    options = RunOptions(
+        harness=_harness(
+            network, seed, price=price, facilitator_port=facilitator_port, chain_port=chain_port
+        ),
+        case_timeout=case_timeout,
+        endpoints=endpoints,
+    )
+    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
+    _execute("server", target, options, _selection("server", cases, exclude, level), outputs, quiet)
+
+
+def _url_target(role: str, url: str, name: str | None):
+    from ..http.runner import ServiceError, check_loopback_url
+    from .targets import ServiceUrl
+
+    try:
+        check_loopback_url(url, "--url")
+    except ServiceError as exc:
+        raise _fail(str(exc)) from None
+    return ServiceUrl(role, url, name=name)
+
+
+@app.command("facilitator")
+def facilitator_command(
+    cmd: CmdOpt = None,
+    url: UrlOpt = None,
+    network: NetworkOpt = "local",
+    seed: SeedOpt = 0,
+    cases: CasesOpt = None,
+    exclude: ExcludeOpt = None,
+    level: LevelOpt = None,
+    json_out: JsonOpt = None,
+    junit: JunitOpt = None,
+    markdown: MarkdownOpt = None,
+    html: HtmlOpt = None,
+    ready_timeout: ReadyOpt = 30.0,
+    case_timeout: CaseTimeoutOpt = 60.0,
+    cwd: CwdOpt = None,
+    name: NameOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Judge a facilitator: the harness plays the resource server and posts /verify and /settle.
+
+    The command gets PORT, EVM_RPC_URL, EVM_NETWORK and EVM_PRIVATE_KEY / FACILITATOR_EVM_PRIVATE_KEY
+    (a key funded with ether for gas).
+
+    Examples:
+
+      x402sim conformance facilitator --cmd "x402sim serve facilitator --from-env" --json run.json
+
+      x402sim conformance facilitator --cmd "node facilitator.mjs" --cases "facilitator.settle.*"
+    """
+    from .runner import RunOptions
+    from .targets import ServiceCommand
+
+    _target_kind(cmd, url, "facilitator")
+    target = (
+        ServiceCommand(
+            "facilitator", cmd, cwd=str(cwd) if cwd else None, ready_timeout=ready_timeout, name=name
+        )
+        if cmd
+        else _url_target("facilitator", url, name)
+    )
+    options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
+    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
+    _execute("facilitator", target, options, _selection("facilitator", cases, exclude, level), outputs, quiet)
+
+
+@app.command("client")
+def client_command(
+    cmd: Annotated[str, typer.Option("--cmd", help="Shell command that makes the client's request.")],
+    network: NetworkOpt = "local",
+    seed: SeedOpt = 0,
+    cases: CasesOpt = None,
+    exclude: ExcludeOpt = None,
+    level: LevelOpt = None,
+    json_out: JsonOpt = None,
+    junit: JunitOpt = None,
+    markdown: MarkdownOpt = None,
+    html: HtmlOpt = None,
+    run_timeout: Annotated[float, typer.Option(help="Seconds one run of the client may take.")] = 30.0,
+    case_timeout: CaseTimeoutOpt = 90.0,
+    cwd: CwdOpt = None,
+    name: NameOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Judge a client: the harness plays the (often hostile) server and runs the command per case.
+
+    The command gets RESOURCE_SERVER_URL, ENDPOINT_PATH, EVM_PRIVATE_KEY / CLIENT_EVM_PRIVATE_KEY
+    (a funded payer), EVM_NETWORK and EVM_RPC_URL; it may print a JSON line {success, data,
+    status_code, payment_response}.
+
+    Example:
+
+      x402sim conformance client --cmd "x402sim pay --from-env" --markdown summary.md
+    """
+    from .runner import RunOptions
+    from .targets import ClientCommand
+
+    target = ClientCommand(cmd, cwd=str(cwd) if cwd else None, timeout=run_timeout, name=name)
+    options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
+    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
+    _execute("client", target, options, _selection("client", cases, exclude, level), outputs, quiet)
+
+
+@app.command("list")
+def list_command(
+    role: Annotated[str | None, typer.Option(help="Only this role: server, facilitator or client.")] = None,
+    cases: CasesOpt = None,
+    exclude: ExcludeOpt = None,
+    level: LevelOpt = None,
+    controls: Annotated[
+        bool, typer.Option("--controls", help="Show which broken variant (control) kills each case.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the catalog as JSON.")] = False,
+) -> None:
+    """Print the case catalog: id, level, what it rests on, description.
+
+    Example: x402sim conformance list --role server --level MUST --controls
+    """
+    from .catalog import ROLES
+
+    if role is not None and role not in ROLES:
+        raise _fail(f"--role {role!r}: expected one of {', '.join(ROLES)}")
+    selection = _selection(role, cases, exclude, level)
+    from .controls import killers
+
+    rows = [
+        {
+            "id": c.id,
+            "level": c.level,
+            "rests_on": c.rests_on,
+            "description": c.description,
+            **({"controls": killers(c.id)} if controls else {}),
+        }
+        for c in selection
+    ]
+    if json_out:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"{len(rows)} cases", show_lines=False)
+    for column in ("id", "level", "rests on", "description", *(("killed by",) if controls else ())):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["level"],
+            row["rests_on"],
+            row["description"],
+            *((", ".join(row["controls"]) or "-",) if controls else ()),
+        )
+    out.print(table)
+    by_level = {lv: sum(1 for r in rows if r["level"] == lv) for lv in LEVELS}
+    out.print(", ".join(f"{n} {lv}" for lv, n in by_level.items()), highlight=False)
+
+
+@app.command("report")
+def report_command(
+    files: Annotated[list[Path], typer.Argument(help="JSON reports of earlier runs.", show_default=False)],
+    html: HtmlOpt = None,
+    markdown: MarkdownOpt = None,
+) -> None:
+    """Combine several runs into one matrix across implementations (HTML and/or Markdown).
+
+    Example: x402sim conformance report python.json typescript.json --html matrix.html
+    """
+    from .reports import ReportError, load_report, matrix_markdown, write_html, write_text_atomic
+
+    try:
+        reports = [load_report(f) for f in files]
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    if html is None and markdown is None:
+        sys.stdout.write(matrix_markdown(reports) + "\n")
+        return
+    if html is not None:
+        write_html(reports, html)
+    if markdown is not None:
+        write_text_atomic(markdown, matrix_markdown(reports))
+
+
+@app.command("diff")
+def diff_command(
+    old: Annotated[Path, typer.Argument(help="The earlier JSON report.", show_default=False)],
+    new: Annotated[Path, typer.Argument(help="The later JSON report.", show_default=False)],
+) -> None:
+    """List fixed, regressed, new and removed cases between two runs; exit 1 on a regression.
+
+    Example: x402sim conformance diff main.json branch.json
+    """
+    from .reports import ReportError, diff, load_report, print_diff
+
+    try:
+        change = diff(load_report(old), load_report(new))
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    print_diff(change, out)
+    raise typer.Exit(change.exit_code())
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of --json reports."""
+    sys.stdout.write(json.dumps(report_schema(), indent=2) + "\n")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)

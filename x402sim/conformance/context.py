@@ -1,0 +1,69 @@
+"""What a case works with: the harness, the target's URL, a recording HTTP client, and verdict helpers.
+
+Rules: a case talks to the target only through ``send`` (so every exchange is evidence), reads the
+chain only through ``harness`` (JSON-RPC), and records each fact it decides on with ``fact``. It
+ends by returning (passed), ``fail``/``check`` (failed) or ``skip`` (does not apply).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .catalog import Case, CaseFailed, CaseSkipped
+from .evidence import Recorder
+from .harness import Harness
+from .results import Evidence
+
+
+@dataclass
+class Endpoint:
+    """A paid route of a server target."""
+
+    path: str
+    method: str = "GET"
+
+
+@dataclass
+class CaseContext:
+    case: Case
+    harness: Harness
+    target: Any
+    base_url: str
+    http: httpx.AsyncClient
+    rng: random.Random
+    evidence: Evidence = field(default_factory=Evidence)
+
+    def __post_init__(self) -> None:
+        self.recorder = Recorder(self.http, self.evidence)
+
+    # -- verdicts ---------------------------------------------------------------------------------
+
+    def check(self, condition: object, message: str) -> None:
+        if not condition:
+            raise CaseFailed(message)
+
+    def fail(self, message: str):
+        raise CaseFailed(message)
+
+    def skip(self, reason: str):
+        raise CaseSkipped(reason)
+
+    def fact(self, name: str, value: Any) -> Any:
+        """Record an on-chain (or other) fact the verdict rests on, and return it."""
+        self.evidence.chain[name] = value
+        return value
+
+    def note(self, text: str) -> None:
+        self.evidence.notes.append(text)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    def url(self, path_or_url: str) -> str:
+        return path_or_url if "://" in path_or_url else self.base_url + path_or_url
+
+    async def send(self, label: str, method: str, path_or_url: str, **kwargs) -> httpx.Response | None:
+        return await self.recorder.send(label, method, self.url(path_or_url), **kwargs)

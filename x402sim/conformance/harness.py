@@ -1,0 +1,289 @@
+"""The harness's own world: an embedded chain served as JSON-RPC and a reference facilitator it controls.
+
+Rules:
+
+* Everything the harness serves binds loopback only, on one ``Services`` loop (the chain is not
+  thread-safe); cases read the chain over JSON-RPC, like any observer, never behind its back.
+* Isolation without reverting: each case pays with fresh payer keys funded for it, and judges by
+  deltas measured around it (balances, ``Transfer`` logs since a block). Reverting the chain would
+  desynchronise targets that cache their own transaction nonce.
+* The facilitator is the reference one, behind ``FacilitatorControl``: a case may tell it to refuse
+  a settlement, answer ``settlement_pending`` after really settling, or settle and lose the answer.
+  Every ``/verify`` and ``/settle`` it receives is recorded, so a case can tell whether the target
+  called it. The control is reset after every case.
+* Keys are test keys derived from the run's seed; nothing here ever holds real value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from ..actors.facilitator import Facilitator
+from ..evm.chain import ETHER, LocalChain
+from ..evm.eip712 import address_of_key
+from ..evm.rpc_chain import RpcChain
+from ..evm.token import TRANSFER_TOPIC, Transfer, decode_transfer
+from ..http.chain_clock import ChainClock
+from ..http.chain_rpc import chain_rpc_app
+from ..http.facilitator_app import facilitator_app
+from ..http.runner import LOOPBACK, Services
+from ..protocol import Reason
+
+USDC = 10**6
+DEFAULT_FUNDING = 10 * USDC
+
+
+@dataclass(frozen=True)
+class Account:
+    key: bytes
+    address: str
+
+    @property
+    def key_hex(self) -> str:
+        return "0x" + self.key.hex()
+
+
+@dataclass
+class FacilitatorCall:
+    path: str
+    body: Any
+    answer: Any = None
+
+
+@dataclass
+class FacilitatorControl:
+    """How the harness's facilitator answers ``/settle`` for the current case, and what it was asked.
+
+    ``settle_mode``: ``normal``; ``refuse`` (answer ``success: false``, ``transaction_failed``, and
+    send nothing to the chain); ``pending`` (settle on chain, then answer ``success: false`` with
+    ``settlement_pending`` and the transaction hash, as a facilitator whose receipt wait timed out
+    does); ``lose`` (settle on chain, then answer 500 without the result)."""
+
+    settle_mode: str = "normal"
+    calls: list[FacilitatorCall] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.settle_mode = "normal"
+        self.calls.clear()
+
+    def count(self, path: str) -> int:
+        return sum(1 for c in self.calls if c.path == path)
+
+
+def controlled(app, control: FacilitatorControl):
+    """``app`` (the reference facilitator) behind ``control``."""
+
+    async def wrapper(scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] not in ("/verify", "/settle"):
+            return await app(scope, receive, send)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = body.decode("utf-8", "replace")[:512]
+        call = FacilitatorCall(scope["path"], parsed)
+        control.calls.append(call)
+
+        async def replay():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        mode = control.settle_mode if scope["path"] == "/settle" else "normal"
+        if mode == "refuse":
+            network = (
+                parsed.get("paymentRequirements", {}).get("network", "") if isinstance(parsed, dict) else ""
+            )
+            answer = {
+                "success": False,
+                "errorReason": Reason.transaction_failed.value,
+                "transaction": "",
+                "network": network,
+            }
+            call.answer = answer
+            return await _send_json(send, 200, answer)
+        status, headers, content = await _capture(app, scope, replay)
+        try:
+            answer = json.loads(content)
+        except ValueError:
+            answer = None
+        call.answer = answer
+        if mode == "pending" and isinstance(answer, dict) and answer.get("success"):
+            answer = {**answer, "success": False, "errorReason": Reason.settlement_pending.value}
+            call.answer = answer
+            return await _send_json(send, 200, answer)
+        if mode == "lose":
+            return await _send_json(send, 500, {"error": "internal error (answer lost on purpose)"})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    return wrapper
+
+
+async def _capture(app, scope, receive) -> tuple[int, list, bytes]:
+    start: dict = {}
+    chunks: list[bytes] = []
+
+    async def send(message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return start.get("status", 500), start.get("headers", []), b"".join(chunks)
+
+
+async def _send_json(send, status: int, document: Any) -> None:
+    content = json.dumps(document).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+@dataclass
+class HarnessOptions:
+    network: str = "local"  # a preset name: local, base-sepolia, base
+    seed: int = 0
+    price: int = 1_000  # atomic units a server target is told to charge
+    settle_timeout: float = 10.0
+    chain_port: int = 0  # 0: any free port; fixed ports let a server started by hand find the harness
+    facilitator_port: int = 0
+
+
+class Harness:
+    """The chain, its JSON-RPC URL and the controlled reference facilitator, served on loopback."""
+
+    def __init__(self, options: HarnessOptions | None = None) -> None:
+        self.options = options or HarnessOptions()
+        self._counter = 0
+        self.control = FacilitatorControl()
+        self.services = Services(LOOPBACK)
+        self.extra_apps: dict[str, str] = {}
+        self._started = False
+
+    # -- life -------------------------------------------------------------------------------------
+
+    def start(self, extra_apps: dict[str, Any] | None = None) -> Harness:
+        chain = _preset_chain(self.options.network, self.options.seed)
+        self.local_chain = chain
+        clock = ChainClock(chain, time.time)
+        self.rpc_url = self.services.add(
+            "chain", chain_rpc_app(chain, chain_clock=clock), self.options.chain_port
+        )
+        facilitator_key = self._derive("facilitator")
+        chain.fund(address_of_key(facilitator_key), eth=100 * ETHER)
+        self.facilitator = Facilitator(chain, facilitator_key)
+        app = facilitator_app(self.facilitator, chain_clock=clock, settle_timeout=self.options.settle_timeout)
+        self.facilitator_url = self.services.add(
+            "facilitator", controlled(app, self.control), self.options.facilitator_port
+        )
+        for name, extra in (extra_apps or {}).items():
+            self.extra_apps[name] = self.services.add(name, extra)
+        self.services.start()
+        self._started = True
+        self.chain = RpcChain(self.rpc_url)
+        self.network = chain.network
+        self.chain_id = chain.chain_id
+        self.asset = to_checksum_address(chain.usdc)
+        self.asset_name = chain.token_name
+        self.asset_version = chain.token_version
+        return self
+
+    def stop(self) -> None:
+        if self._started:
+            self.chain.close()
+            self.services.stop()
+            self._started = False
+
+    def __enter__(self) -> Harness:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- accounts ---------------------------------------------------------------------------------
+
+    def _derive(self, label: str) -> bytes:
+        return hashlib.sha256(f"x402sim-conformance:{self.options.seed}:{label}".encode()).digest()
+
+    def new_account(self, label: str = "account") -> Account:
+        """A fresh test key no one has used (not funded)."""
+        self._counter += 1
+        key = self._derive(f"{label}:{self._counter}")
+        return Account(key, address_of_key(key))
+
+    def funded_account(self, usdc: int = DEFAULT_FUNDING, eth: int = 0, label: str = "payer") -> Account:
+        account = self.new_account(label)
+        self.fund(account.address, usdc=usdc, eth=eth)
+        return account
+
+    def fund(self, address: str, *, usdc: int = 0, eth: int = 0) -> None:
+        self.chain.rpc("x402sim_fund", address, hex(usdc), hex(eth))
+
+    # -- facts ------------------------------------------------------------------------------------
+
+    def now(self) -> int:
+        return self.chain.time(int(time.time()))
+
+    def block_number(self) -> int:
+        return int(self.chain.rpc("eth_blockNumber"), 16)
+
+    def balance(self, address: str) -> int:
+        return self.chain.balance_of(address, self.asset)
+
+    def used(self, authorizer: str, nonce_hex: str) -> bool:
+        return self.chain.authorization_state(
+            authorizer, bytes.fromhex(nonce_hex.removeprefix("0x")), self.asset
+        )
+
+    def transfers_since(self, block: int) -> list[Transfer]:
+        """Token ``Transfer`` logs in blocks after ``block``."""
+        if self.block_number() <= block:
+            return []
+        logs = self.chain.rpc(
+            "eth_getLogs",
+            {
+                "fromBlock": hex(block + 1),
+                "toBlock": "latest",
+                "address": self.asset,
+                "topics": ["0x" + TRANSFER_TOPIC.hex()],
+            },
+        )
+        found = []
+        for log in logs:
+            transfer = decode_transfer(
+                bytes.fromhex(log["address"][2:]),
+                [bytes.fromhex(t[2:]) for t in log["topics"]],
+                bytes.fromhex(log["data"][2:]),
+                int(log["blockNumber"], 16),
+                bytes.fromhex(log["transactionHash"][2:]),
+            )
+            if transfer is not None:
+                found.append(transfer)
+        return found
+
+    def receipt(self, tx_hash_hex: str):
+        try:
+            return self.chain.receipt(bytes.fromhex(tx_hash_hex.removeprefix("0x")))
+        except ValueError:
+            return None
+
+
+def _preset_chain(network: str, seed: int) -> LocalChain:
+    try:
+        from ..evm.presets import preset  # the presets module arrives with the network presets
+    except ImportError:  # pragma: no cover - until presets exist, only the local chain is known
+        if network != "local":
+            raise ValueError(f"unknown network preset {network!r}") from None
+        return LocalChain(seed=seed, start_time=int(time.time()))
+    return LocalChain.from_preset(preset(network).name, seed=seed, start_time=int(time.time()))

@@ -1,0 +1,118 @@
+"""The resource server the harness plays against a client target: honest or hostile, case by case.
+
+Rules: one ASGI app serves every client case; a case installs its ``handler`` (an async function
+from ``Seen`` to ``Answer``) before running the client and the runner resets it after. Every request
+is recorded with its payment header decoded, so a case judges by what the client really signed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .evidence import decode_lenient
+
+PAYMENT_HEADERS = ("payment-signature", "x-payment")
+
+
+@dataclass
+class Seen:
+    """A request the client sent to the harness's server."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float = field(default_factory=time.time)  # wall-clock time of arrival (the clients' clock)
+    answer: Answer | None = None  # what the harness's server answered
+
+    @property
+    def payment_header(self) -> str | None:
+        """The name (lower case) of the payment header the request carries, None when none."""
+        return next((h for h in PAYMENT_HEADERS if h in self.headers), None)
+
+    @property
+    def payment(self) -> Any | None:
+        """The decoded ``PAYMENT-SIGNATURE`` (or v1 ``X-PAYMENT``), None when there is none."""
+        name = self.payment_header
+        return None if name is None else decode_lenient(self.headers[name])
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: Any = None  # JSON-able, or bytes
+
+    def encoded(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        body = (
+            self.body
+            if isinstance(self.body, bytes)
+            else json.dumps(self.body if self.body is not None else {}).encode()
+        )
+        headers = [(k.lower().encode(), v.encode()) for k, v in self.headers]
+        if not any(k == b"content-type" for k, _ in headers):
+            headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-length", str(len(body)).encode()))
+        return headers, body
+
+
+Handler = Callable[[Seen], Awaitable[Answer]]
+
+
+async def _not_configured(seen: Seen) -> Answer:
+    return Answer(404, body={"error": "no case is running"})
+
+
+class HostileServer:
+    def __init__(self) -> None:
+        self.handler: Handler = _not_configured
+        self.seen: list[Seen] = []
+        self.url = ""
+
+        async def app(scope, receive, send) -> None:  # a plain function: uvicorn takes it for ASGI 3
+            await self._serve(scope, receive, send)
+
+        self.app = app
+
+    def reset(self) -> None:
+        self.handler = _not_configured
+        self.seen = []
+
+    @property
+    def payments(self) -> list[Any]:
+        return [s.payment for s in self.seen if s.payment is not None]
+
+    @property
+    def paid(self) -> list[Seen]:
+        """The requests that carried a payment header, in arrival order."""
+        return [s for s in self.seen if s.payment_header is not None]
+
+    async def _serve(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        seen = Seen(scope["method"], scope["path"], headers, body)
+        self.seen.append(seen)
+        try:
+            answer = await self.handler(seen)
+        except Exception as exc:  # a case's handler broke: answer 500 and keep the reason as evidence
+            answer = Answer(500, body={"error": f"harness handler failed: {type(exc).__name__}: {exc}"})
+        seen.answer = answer
+        raw_headers, content = answer.encoded()
+        await send({"type": "http.response.start", "status": answer.status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": content})

@@ -1,0 +1,479 @@
+"""Role kits: what the harness sets up for each role, and the context its cases get.
+
+* **server**: the harness makes the payee the target is told to use, and plays the client: it reads
+  the target's 402, signs payments (right or wrong on purpose) with fresh funded payers, and judges
+  by the payee's balance, ``Transfer`` logs and ``authorizationState``.
+* **facilitator**: the harness funds the key the target settles with, and plays the resource server:
+  it builds requirements for a fresh payee and posts ``/verify`` and ``/settle`` bodies.
+* **client**: the harness plays the resource server (often a hostile one, ``HostileServer``), runs
+  the client command once per case with a fresh funded payer, and judges by what the client signed
+  and what moved on chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .context import CaseContext, Endpoint
+from .evidence import body_value, decode_lenient, message_of
+from .forge import header_value, payment_v2, sign_exact
+from .harness import Account, Harness
+from .hostile import HostileServer
+from .results import Exchange
+
+SECOND_PATH_SUFFIX = "-2"
+FAILING_PATH_SUFFIX = "-fails"
+
+
+@dataclass
+class Setup:
+    payee: str | None = None
+    key_hex: str | None = None
+    hostile: HostileServer | None = None
+
+
+def harness_apps(role: str, harness: Harness) -> dict[str, Any]:
+    if role == "client":
+        harness.hostile = HostileServer()
+        return {"hostile": harness.hostile.app}
+    return {}
+
+
+def prepare(role: str, harness: Harness, options) -> Setup:
+    if role == "server":
+        return Setup(payee=harness.new_account("payee").address)
+    if role == "facilitator":
+        account = harness.funded_account(usdc=0, eth=100 * 10**18, label="facilitator-target")
+        return Setup(key_hex=account.key_hex)
+    harness.hostile.url = harness.extra_apps["hostile"]
+    return Setup(hostile=harness.hostile)
+
+
+def context_for(role, case, harness, target, base_url, http, setup, options, evidence, rng) -> CaseContext:
+    kind = {"server": ServerContext, "facilitator": FacilitatorContext, "client": ClientContext}[role]
+    ctx = kind(case, harness, target, base_url, http, rng, evidence)
+    ctx.setup = setup
+    ctx.options = options
+    return ctx
+
+
+@dataclass
+class Challenge:
+    """A 402 as the harness read it."""
+
+    status: int
+    version: int | None
+    required: dict | None  # the decoded PAYMENT-REQUIRED (v2) or the body (v1)
+    accepts: list[dict]
+    headers: Any = None
+
+    def offer(self, harness: Harness) -> dict | None:
+        """The ``exact`` offer on the harness's chain and asset, if any."""
+        for entry in self.accepts:
+            if not isinstance(entry, dict):
+                continue
+            network = entry.get("network")
+            if (
+                entry.get("scheme") == "exact"
+                and network in (harness.network, _v1_name(harness.chain_id))
+                and str(entry.get("asset", "")).lower() == harness.asset.lower()
+            ):
+                return entry
+        return None
+
+
+def _v1_name(chain_id: int) -> str | None:
+    from ..protocol import V1_EVM_CHAIN_IDS
+
+    return next((name for name, cid in V1_EVM_CHAIN_IDS.items() if cid == chain_id), None)
+
+
+@dataclass
+class Paid:
+    """A paid request the harness sent, and what it cost on chain."""
+
+    response: Any
+    payer: Account
+    nonce: str
+    payment: dict
+    payer_delta: int
+    payee_delta: int
+    transfers: list
+
+
+@dataclass
+class ServerContext(CaseContext):
+    setup: Setup = field(default=None)  # type: ignore[assignment]
+    options: Any = None
+
+    @property
+    def payee(self) -> str:
+        return self.setup.payee
+
+    @property
+    def price(self) -> int:
+        return self.options.harness.price
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.options.endpoints[0]
+
+    def path(self, which: str = "main") -> str:
+        base = self.endpoint.path
+        return {"main": base, "second": base + SECOND_PATH_SUFFIX, "failing": base + FAILING_PATH_SUFFIX}[
+            which
+        ]
+
+    async def challenge(
+        self, path: str | None = None, label: str = "unpaid request", headers=None
+    ) -> Challenge:
+        response = await self.send(label, self.endpoint.method, path or self.endpoint.path, headers=headers)
+        self.check(response is not None, f"{label}: no answer from the server")
+        return read_challenge(response)
+
+    async def offer(self, path: str | None = None) -> tuple[Challenge, dict]:
+        """The target's 402 and its exact offer on the harness's chain; fails the case when absent."""
+        challenge = await self.challenge(path)
+        self.check(challenge.status == 402, f"an unpaid request got {challenge.status}, not 402")
+        offer = challenge.offer(self.harness)
+        self.check(
+            offer is not None,
+            f"the 402 offers no exact payment in {self.harness.asset} on "
+            f"{self.harness.network}: {json.dumps(challenge.accepts)[:300]}",
+        )
+        return challenge, offer
+
+    async def optional_path(self, which: str) -> str:
+        """The ``second`` or ``failing`` paid path, or skip the case when the target does not sell it."""
+        path = self.path(which)
+        challenge = await self.challenge(path, label=f"probe of the {which} paid path")
+        if challenge.status != 402 or challenge.offer(self.harness) is None:
+            self.skip(f"the target sells no {which} paid route at {path} (answered {challenge.status})")
+        return path
+
+    def sign(self, offer: dict, payer: Account | None = None, **overrides) -> tuple[Account, dict]:
+        payer = payer or self.harness.funded_account()
+        payload = sign_exact(payer.key, payer.address, offer, self.harness.now(), self.rng, **overrides)
+        return payer, payload
+
+    async def pay(
+        self,
+        offer: dict,
+        payment: dict,
+        *,
+        path: str | None = None,
+        label: str = "paid request",
+        header: str = "PAYMENT-SIGNATURE",
+    ):
+        return await self.send(
+            label, self.endpoint.method, path or self.endpoint.path, headers={header: header_value(payment)}
+        )
+
+    async def paid(
+        self,
+        offer: dict | None = None,
+        *,
+        path: str | None = None,
+        label: str = "paid request",
+        payer: Account | None = None,
+        **overrides,
+    ) -> Paid:
+        """Sign a valid (or overridden) payment for ``offer``, send it, and measure the chain around it."""
+        if offer is None:
+            _, offer = await self.offer(path)
+        payer, payload = self.sign(offer, payer, **overrides)
+        payment = payment_v2(offer, payload)
+        before = (
+            self.harness.block_number(),
+            self.harness.balance(payer.address),
+            self.harness.balance(self.payee),
+        )
+        response = await self.pay(offer, payment, path=path, label=label)
+        after_payer, after_payee = self.harness.balance(payer.address), self.harness.balance(self.payee)
+        transfers = self.harness.transfers_since(before[0])
+        return Paid(
+            response,
+            payer,
+            payload["authorization"]["nonce"],
+            payment,
+            after_payer - before[1],
+            after_payee - before[2],
+            transfers,
+        )
+
+    def chain_facts(self, paid: Paid, name: str = "payment") -> None:
+        self.fact(f"{name}.payer_delta", paid.payer_delta)
+        self.fact(f"{name}.payee_delta", paid.payee_delta)
+        self.fact(f"{name}.transfers", [_transfer_json(t) for t in paid.transfers])
+        self.fact(f"{name}.authorization_used", self.harness.used(paid.payer.address, paid.nonce))
+
+
+def _transfer_json(t) -> dict:
+    return {
+        "from": t.from_,
+        "to": t.to,
+        "value": t.value,
+        "tx": "0x" + t.tx_hash.hex(),
+        "block": t.block_number,
+    }
+
+
+def read_challenge(response) -> Challenge:
+    """Read a 402 leniently: the v2 header when present, else a v1 body."""
+    header = response.headers.get("payment-required")
+    if header is not None:
+        required = decode_lenient(header)
+        accepts = required.get("accepts") if isinstance(required, dict) else None
+        return Challenge(
+            response.status_code, 2, required, accepts if isinstance(accepts, list) else [], response.headers
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("x402Version") == 1:
+        accepts = body.get("accepts")
+        return Challenge(
+            response.status_code, 1, body, accepts if isinstance(accepts, list) else [], response.headers
+        )
+    return Challenge(response.status_code, None, None, [], response.headers)
+
+
+@dataclass
+class FacilitatorContext(CaseContext):
+    setup: Setup = field(default=None)  # type: ignore[assignment]
+    options: Any = None
+
+    def requirements(self, amount: int = 1_000, pay_to: str | None = None, **fields) -> dict:
+        """Requirements the harness (as a resource server) would send, for a fresh payee."""
+        document = {
+            "scheme": "exact",
+            "network": self.harness.network,
+            "amount": str(amount),
+            "asset": self.harness.asset,
+            "payTo": pay_to or self.harness.new_account("payee").address,
+            "maxTimeoutSeconds": 60,
+            "extra": {"name": self.harness.asset_name, "version": self.harness.asset_version},
+        }
+        document.update(fields)
+        return document
+
+    def sign(self, requirements: dict, payer: Account | None = None, **overrides) -> tuple[Account, dict]:
+        payer = payer or self.harness.funded_account()
+        payload = sign_exact(
+            payer.key, payer.address, requirements, self.harness.now(), self.rng, **overrides
+        )
+        return payer, payload
+
+    async def call(self, endpoint: str, payment: Any, requirements: Any, label: str | None = None, **kwargs):
+        body = {"x402Version": 2, "paymentPayload": payment, "paymentRequirements": requirements}
+        return await self.send(label or endpoint, "POST", f"/{endpoint}", json_body=body, **kwargs)
+
+    # -- raw requests -----------------------------------------------------------------------------
+
+    async def post_raw(
+        self, endpoint: str, content: bytes | str, label: str | None = None, content_type="application/json"
+    ):
+        """POST ``content`` as it is (not JSON-encoded) to ``/verify`` or ``/settle``."""
+        return await self.send(
+            label or endpoint, "POST", f"/{endpoint}", headers={"content-type": content_type}, content=content
+        )
+
+    async def supported(self, label: str = "GET /supported"):
+        return await self.send(label, "GET", "/supported")
+
+    @staticmethod
+    def answer(response) -> Any:
+        """The JSON body of ``response`` (None when there is no response or it is not JSON)."""
+        if response is None:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    # -- the chain, as a resource server and its payers see it -----------------------------------
+
+    @property
+    def facilitator_address(self) -> str | None:
+        """The address of the key the target was given to settle with (None when none was)."""
+        from ..evm.eip712 import address_of_key
+
+        key_hex = getattr(self.setup, "key_hex", None)
+        return address_of_key(bytes.fromhex(key_hex.removeprefix("0x"))) if key_hex else None
+
+    def transfers_from(self, address: str, since_block: int) -> list:
+        """Token ``Transfer`` logs from ``address`` in blocks after ``since_block``."""
+        return [t for t in self.harness.transfers_since(since_block) if t.from_.lower() == address.lower()]
+
+    def landed(self, tx_hash: Any, payer: str, pay_to: str, amount: int):
+        """``(receipt, ok)``: the receipt of ``tx_hash`` (None when there is none) and whether it
+        succeeded holding the token ``Transfer`` of ``amount`` from ``payer`` to ``pay_to``."""
+        if not isinstance(tx_hash, str) or len(tx_hash.removeprefix("0x")) != 64:
+            return None, False
+        receipt = self.harness.receipt(tx_hash)
+        if receipt is None:
+            return None, False
+        ok = receipt.success and any(
+            t.token.lower() == self.harness.asset.lower()
+            and t.from_.lower() == payer.lower()
+            and t.to.lower() == pay_to.lower()
+            and t.value == amount
+            for t in receipt.transfers()
+        )
+        return receipt, ok
+
+    def authorization_txs(self, nonce_hex: str, since_block: int) -> list[str]:
+        """Hashes of the transactions mined after ``since_block`` whose calldata carries the
+        authorization nonce ``nonce_hex``: every attempt to settle it, landed or reverted."""
+        needle = nonce_hex.removeprefix("0x").lower()
+        found = []
+        for number in range(since_block + 1, self.harness.block_number() + 1):
+            block = self.harness.chain.rpc("eth_getBlockByNumber", hex(number), True) or {}
+            for tx in block.get("transactions", []):
+                if isinstance(tx, dict) and needle in str(tx.get("input") or tx.get("data") or "").lower():
+                    found.append(tx["hash"])
+        return found
+
+    def advance_time(self, seconds: int) -> None:
+        """Move the shared chain's clock forward (``evm_increaseTime``); it never comes back."""
+        self.harness.chain.rpc("evm_increaseTime", hex(seconds))
+
+    def transact(self, account: Account, to: str | None, data: bytes, gas: int = 200_000) -> str:
+        """Sign and send a transaction from ``account`` (which needs ETH); returns the tx hash. The
+        chain mines it at once."""
+        from ..evm.chain import GWEI
+        from ..evm.txsign import sign_eip1559
+
+        chain = self.harness.chain
+        signed = sign_eip1559(
+            account.key,
+            chain_id=self.harness.chain_id,
+            nonce=chain.pending_nonce(account.address),
+            gas=gas,
+            max_fee_per_gas=2 * chain.base_fee + GWEI,
+            max_priority_fee_per_gas=0,
+            to=to,
+            data=data,
+        )
+        return "0x" + chain.send_raw_transaction(signed.raw).hex()
+
+    def send_token(self, account: Account, to: str, amount: int) -> str:
+        """A plain ERC-20 ``transfer`` of the harness asset from ``account``."""
+        from eth_utils import to_checksum_address
+
+        from ..evm.token import encode_call
+
+        data = encode_call("transfer(address,uint256)", to_checksum_address(to), amount)
+        return self.transact(account, self.harness.asset, data, gas=100_000)
+
+    def deploy(self, runtime: bytes) -> str:
+        """Deploy a contract whose code is ``runtime`` (at most 255 bytes); returns its address."""
+        if len(runtime) > 0xFF:
+            raise ValueError("runtime code longer than 255 bytes")
+        n = len(runtime)
+        # PUSH1 n PUSH1 12 PUSH1 0 CODECOPY PUSH1 n PUSH1 0 RETURN, then the runtime code
+        init = bytes([0x60, n, 0x60, 12, 0x60, 0, 0x39, 0x60, n, 0x60, 0, 0xF3]) + runtime
+        deployer = self.harness.funded_account(usdc=0, eth=10**18, label="deployer")
+        tx_hash = self.transact(deployer, None, init, gas=200_000)
+        receipt = self.harness.chain.rpc("eth_getTransactionReceipt", tx_hash) or {}
+        if int(receipt.get("status", "0x0"), 16) != 1 or not receipt.get("contractAddress"):
+            raise RuntimeError(f"deploying a test contract failed: {receipt}")
+        from eth_utils import to_checksum_address
+
+        return to_checksum_address(receipt["contractAddress"])
+
+
+@dataclass
+class ClientContext(CaseContext):
+    setup: Setup = field(default=None)  # type: ignore[assignment]
+    options: Any = None
+
+    @property
+    def hostile(self) -> HostileServer:
+        return self.setup.hostile
+
+    def client_env(self, payer: Account, path: str = "/resource") -> dict[str, str]:
+        """The environment a client run gets: the official e2e harness's variables for ``payer``."""
+        return {
+            "RESOURCE_SERVER_URL": self.hostile.url,
+            "ENDPOINT_PATH": path,
+            "EVM_PRIVATE_KEY": payer.key_hex,
+            "CLIENT_EVM_PRIVATE_KEY": payer.key_hex,
+            "EVM_NETWORK": self.harness.network,
+            "EVM_RPC_URL": self.harness.rpc_url,
+        }
+
+    async def run_client(
+        self,
+        path: str = "/resource",
+        *,
+        usdc: int = 10 * 10**6,
+        label: str = "client run",
+        payer: Account | None = None,
+    ):
+        """Run the client once against the harness's server at ``path`` with a fresh funded payer
+        (or ``payer``).
+
+        Returns ``(run, payer, before_block)``; the run's output and verdict, and every request the
+        harness's server saw during the run, go into the evidence."""
+        payer = payer or self.harness.funded_account(usdc=usdc, label="client-payer")
+        before, first_seen = self.harness.block_number(), len(self.hostile.seen)
+        run = await self.target.run(self.client_env(payer, path))
+        self._record_run(label, run)
+        self._record_seen(first_seen)
+        return run, payer, before
+
+    async def run_clients(
+        self, k: int, path: str = "/resource", *, payer: Account, label: str = "concurrent client run"
+    ):
+        """Run the client ``k`` times at once, all with ``payer``; returns ``(runs, before_block)``."""
+        before, first_seen = self.harness.block_number(), len(self.hostile.seen)
+        env = self.client_env(payer, path)
+        runs = await asyncio.gather(*(self.target.run(dict(env)) for _ in range(k)))
+        for i, run in enumerate(runs):
+            self._record_run(f"{label} {i + 1}/{k}", run)
+        self._record_seen(first_seen)
+        return runs, before
+
+    def _record_run(self, label: str, run) -> None:
+        """Note the run; its verdict and output tail become the facts ``client.verdict`` and
+        ``client.output_tail`` (``client.run<n>.…`` for the n-th run of a case, n >= 2)."""
+        self.note(f"{label}: exit code {run.exit_code} after {run.duration} s")
+        n = 1 + sum(1 for name in self.evidence.chain if name.endswith(".verdict"))
+        prefix = "client" if n == 1 else f"client.run{n}"
+        self.fact(f"{prefix}.verdict", run.verdict)
+        self.fact(f"{prefix}.output_tail", run.output[-2000:])
+
+    def _record_seen(self, first: int) -> None:
+        for seen in self.hostile.seen[first:]:
+            answer = seen.answer
+            self.evidence.exchanges.append(
+                Exchange(
+                    label="client request seen by the harness server",
+                    request=message_of(
+                        seen.headers, method=seen.method, url=seen.path, body=body_value(seen.body)
+                    ),
+                    response=None
+                    if answer is None
+                    else message_of(
+                        dict(answer.headers),
+                        status=answer.status,
+                        body=answer.body if not isinstance(answer.body, bytes) else body_value(answer.body),
+                    ),
+                )
+            )
+
+    def payer_transfers(self, payer: Account, before: int, name: str = "transfers") -> list[dict]:
+        """The token transfers from ``payer`` since block ``before``, recorded as the fact ``name``."""
+        return self.fact(
+            name,
+            [
+                _transfer_json(t)
+                for t in self.harness.transfers_since(before)
+                if t.from_.lower() == payer.address.lower()
+            ],
+        )

@@ -1,0 +1,206 @@
+"""Run selected cases against one target and gather a ``RunReport``.
+
+Rules:
+
+* The harness starts first (chain, facilitator), then the target with the environment of its role;
+  the cases run one at a time, each within ``case_timeout`` seconds, in id order. A server or
+  facilitator process that died during a case is started again before the next one (cases are
+  independent), and the restart is noted in the next case's evidence.
+* A target that cannot be started raises ``TargetError`` (the CLI's exit 2); a case that raises
+  anything but ``CaseFailed``/``CaseSkipped`` is an ``error`` whose message names the exception.
+* ``on_result`` is called after each case (the CLI's progress display).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+
+import httpx
+
+from .catalog import Case, CaseFailed, CaseSkipped
+from .context import Endpoint
+from .harness import Harness, HarnessOptions
+from .kits import FAILING_PATH_SUFFIX, SECOND_PATH_SUFFIX, context_for, harness_apps, prepare, read_challenge
+from .results import CaseResult, Evidence, RunReport, ToolInfo
+from .targets import TargetError
+
+HTTP_TIMEOUT = 20.0
+
+
+@dataclass
+class RunOptions:
+    harness: HarnessOptions = field(default_factory=HarnessOptions)
+    case_timeout: float = 60.0
+    endpoints: list[Endpoint] = field(default_factory=lambda: [Endpoint("/protected")])
+    on_result: Callable[[CaseResult], None] | None = None
+
+    @property
+    def second_path(self) -> str:
+        """A second paid route: the config's second paid endpoint, else the main path + ``-2``."""
+        main = self.endpoints[0].path
+        return self.endpoints[1].path if len(self.endpoints) > 1 else main + SECOND_PATH_SUFFIX
+
+    @property
+    def failing_path(self) -> str:
+        return self.endpoints[0].path + FAILING_PATH_SUFFIX
+
+
+def target_env(
+    role: str, harness: Harness, options: RunOptions, payee: str | None = None, key_hex: str | None = None
+) -> dict[str, str]:
+    """The environment the official e2e harness gives a target of ``role``, plus ours."""
+    env = {"EVM_NETWORK": harness.network, "EVM_RPC_URL": harness.rpc_url}
+    if role == "server":
+        env |= {
+            "FACILITATOR_URL": harness.facilitator_url,
+            "EVM_PAYEE_ADDRESS": payee or "",
+            "SERVER_EVM_ADDRESS": payee or "",
+            "EVM_ASSET": harness.asset,
+            "EVM_ASSET_NAME": harness.asset_name,
+            "EVM_ASSET_VERSION": harness.asset_version,
+            "PRICE_ATOMIC": str(options.harness.price),
+            "PROTECTED_PATH": options.endpoints[0].path,
+            "SECOND_PROTECTED_PATH": options.second_path,
+            "FAILING_PATH": options.failing_path,
+        }
+    elif role in ("facilitator", "client"):
+        env |= {"EVM_PRIVATE_KEY": key_hex or "", f"{role.upper()}_EVM_PRIVATE_KEY": key_hex or ""}
+    return env
+
+
+def run(
+    role: str, target, cases: list[Case], options: RunOptions | None = None, harness: Harness | None = None
+) -> RunReport:
+    """Run ``cases`` of ``role`` against ``target``; returns the report. A started ``harness`` may be
+    passed in (server and facilitator roles; it is left running), else one is started and stopped."""
+    options = options or RunOptions()
+    started_at = datetime.now(UTC)
+    clock = time.perf_counter()
+    own = harness is None
+    if own:
+        harness = Harness(options.harness)
+        harness.start(extra_apps=harness_apps(role, harness))
+    try:
+        setup = prepare(role, harness, options)
+        env = target_env(role, harness, options, payee=setup.payee, key_hex=setup.key_hex)
+        base_url = "" if role == "client" else target.start(env)
+        try:
+            if role == "server" and target.info.kind in ("url", "asgi"):
+                setup.payee = None  # a server configured by its owner: its own payTo is the payee
+            results = _run_sync(_run_cases(role, target, cases, harness, options, setup, env, base_url))
+        finally:
+            if role != "client":
+                target.stop()
+    finally:
+        if own:
+            harness.stop()
+    return RunReport(
+        tool=ToolInfo(version=metadata.version("x402sim")),
+        target=target.info,
+        network=harness.network,
+        chain_id=harness.chain_id,
+        started=started_at.isoformat(timespec="seconds"),
+        duration=round(time.perf_counter() - clock, 3),
+        results=results,
+    )
+
+
+async def _run_cases(role, target, cases, harness, options, setup, env, base_url) -> list[CaseResult]:
+    results = []
+    transport = None if role == "client" else target.transport()
+    async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT) as http:
+        if role == "server" and setup.payee is None:
+            setup.payee = await _payee_of(http, base_url, options.endpoints[0], harness)
+        for case in cases:
+            evidence = Evidence()
+            if role != "client" and not target.alive():
+                evidence.notes.append(
+                    f"the target had stopped; restarted. Its last output:\n{target.log_tail()}"
+                )
+                await asyncio.to_thread(target.stop)
+                base_url = await asyncio.to_thread(target.start, env)
+            ctx = context_for(
+                role,
+                case,
+                harness,
+                target,
+                base_url,
+                http,
+                setup,
+                options,
+                evidence,
+                random.Random(f"{options.harness.seed}:{case.id}"),
+            )
+            result = await _run_one(case, ctx, options.case_timeout)
+            harness.control.reset()
+            if setup.hostile is not None:
+                setup.hostile.reset()
+            results.append(result)
+            if options.on_result is not None:
+                options.on_result(result)
+    return results
+
+
+def _run_sync(coroutine):
+    """Run ``coroutine`` to completion, in a fresh thread when this one already runs a loop (a test
+    written with pytest-asyncio, a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _payee_of(http: httpx.AsyncClient, base_url: str, endpoint: Endpoint, harness: Harness) -> str:
+    """The payTo of the server's exact offer on the harness's chain; TargetError when there is none."""
+    url = base_url + endpoint.path
+    try:
+        response = await http.request(endpoint.method, url)
+    except httpx.HTTPError as exc:
+        raise TargetError(f"server at {url} cannot be reached: {exc}") from exc
+    offer = read_challenge(response).offer(harness)
+    if response.status_code != 402 or offer is None:
+        raise TargetError(
+            f"{endpoint.method} {url} answered {response.status_code} without an exact offer in "
+            f"{harness.asset} on {harness.network}; configure the server with the harness's chain "
+            f"(facilitator {harness.facilitator_url})"
+        )
+    return offer["payTo"]
+
+
+async def _run_one(case: Case, ctx, timeout: float) -> CaseResult:
+    started = time.perf_counter()
+    outcome, message = "passed", ""
+    try:
+        await asyncio.wait_for(case.run(ctx), timeout)
+    except CaseFailed as exc:
+        outcome, message = "failed", str(exc)
+    except CaseSkipped as exc:
+        outcome, message = "skipped", str(exc)
+    except TimeoutError:
+        outcome, message = "error", f"the case did not finish within {timeout:g} s"
+    except TargetError as exc:
+        outcome, message = "error", str(exc)
+    except Exception as exc:  # a harness fault or a target that broke mid-case: not a verdict
+        outcome, message = "error", f"{type(exc).__name__}: {exc}"
+        ctx.evidence.notes.append("".join(traceback.format_exception(exc, limit=-3)).strip()[-2000:])
+    return CaseResult(
+        id=case.id,
+        role=case.role,
+        level=case.level,
+        rests_on=case.rests_on,
+        description=case.description,
+        outcome=outcome,
+        message=message,
+        evidence=ctx.evidence,
+        duration=round(time.perf_counter() - started, 3),
+    )
