@@ -338,9 +338,26 @@ class FacilitatorContext(CaseContext):
                     found.append(tx["hash"])
         return found
 
-    def advance_time(self, seconds: int) -> None:
-        """Move the shared chain's clock forward (``evm_increaseTime``); it never comes back."""
-        self.harness.chain.rpc("evm_increaseTime", hex(seconds))
+    def cancel_authorization(self, account: Account, nonce_hex: str, requirements: dict) -> str:
+        """EIP-3009 ``cancelAuthorization`` of ``account``'s nonce, signed over the EIP-712 domain of
+        ``requirements`` and sent by ``account`` (which needs ETH); returns the tx hash."""
+        from eth_hash.auto import keccak
+        from eth_utils import to_canonical_address
+
+        from ..evm.eip712 import sign_digest, split_signature, typed_data_digest
+        from ..evm.token import encode_call
+        from .forge import domain_of
+
+        nonce = bytes.fromhex(nonce_hex.removeprefix("0x"))
+        typehash = keccak(b"CancelAuthorization(address authorizer,bytes32 nonce)")
+        struct_hash = keccak(typehash + to_canonical_address(account.address).rjust(32, b"\0") + nonce)
+        v, r, s = split_signature(
+            sign_digest(account.key, typed_data_digest(domain_of(requirements), struct_hash))
+        )
+        data = encode_call(
+            "cancelAuthorization(address,bytes32,uint8,bytes32,bytes32)", account.address, nonce, v, r, s
+        )
+        return self.transact(account, requirements["asset"], data, gas=100_000)
 
     def transact(self, account: Account, to: str | None, data: bytes, gas: int = 200_000) -> str:
         """Sign and send a transaction from ``account`` (which needs ETH); returns the tx hash. The

@@ -116,7 +116,10 @@ def run(
 async def _run_cases(role, target, cases, harness, options, setup, env, base_url) -> list[CaseResult]:
     results = []
     transport = None if role == "client" else target.transport()
-    async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT) as http:
+    # No keep-alive: a target that drops a connection after a crash (uvicorn after an unhandled
+    # exception) must not turn the next case's first request into a transport error.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits) as http:
         if role == "server" and setup.payee is None:
             setup.payee = await _payee_of(http, base_url, options.endpoints[0], harness)
         for case in cases:

@@ -1,0 +1,110 @@
+"""Calibration of the facilitator cases: the reference passes every one, each control fails every case
+it claims to kill, every MUST case has a killer, and the evidence carries the deciding chain facts."""
+
+from __future__ import annotations
+
+import pytest
+
+from x402sim.conformance import catalog, controls, reference, runner
+
+ROLE = "facilitator"
+FACILITATOR_CONTROLS = sorted(name for name, c in controls.load().items() if c.role == ROLE)
+
+
+@pytest.fixture(scope="module")
+def reference_report():
+    return runner.run(ROLE, reference.reference_target(ROLE), catalog.select(ROLE))
+
+
+@pytest.fixture(scope="module")
+def results(reference_report):
+    return {r.id: r for r in reference_report.results}
+
+
+def test_the_catalog_covers_every_group_with_enough_cases():
+    cases = catalog.select(ROLE)
+    assert len(cases) >= 30
+    assert {c.group for c in cases} == {"supported", "verify", "settle", "input"}
+
+
+def test_the_reference_passes_every_case(reference_report):
+    bad = [
+        f"{r.id} [{r.level}] {r.outcome}: {r.message}"
+        for r in reference_report.results
+        if r.outcome != "passed"
+    ]
+    assert not bad, "\n".join(bad)
+    assert {r.id for r in reference_report.results} == {c.id for c in catalog.select(ROLE)}
+
+
+@pytest.mark.parametrize("name", FACILITATOR_CONTROLS)
+def test_each_control_fails_every_case_it_claims_to_kill(name):
+    control = controls.load()[name]
+    assert control.kills, f"{name} kills nothing"
+    known = {c.id for c in catalog.select(ROLE)}
+    assert set(control.kills) <= known, f"{name} names unknown cases: {set(control.kills) - known}"
+    report = runner.run(ROLE, control.build(), catalog.select(ROLE, include=control.kills))
+    assert {r.id for r in report.results} == set(control.kills)
+    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    assert not survivors, f"{name} did not fail:\n" + "\n".join(survivors)
+
+
+def test_every_must_case_has_a_killer():
+    killed = {case_id for c in controls.load().values() if c.role == ROLE for case_id in c.kills}
+    unkilled = [c.id for c in catalog.select(ROLE, levels=["MUST"]) if c.id not in killed]
+    assert not unkilled, f"MUST cases no control kills: {unkilled}"
+
+
+# -- the evidence carries what decided -------------------------------------------------------------
+
+
+def test_a_settlement_is_judged_by_its_receipt_and_transfer(results):
+    chain = results["facilitator.settle.valid-lands"].evidence.chain
+    assert chain["settle.receipt_success"] is True
+    [transfer] = chain["settle.receipt_transfers"]
+    assert transfer["value"] == 1_000 and transfer["tx"] == chain["settle.transaction"].lower()
+    assert chain["authorization_used"] is True and chain["payer_delta"] == -1_000
+
+
+def test_a_refused_payment_is_judged_by_class_and_by_what_did_not_move(results):
+    chain = results["facilitator.verify.recipient-mismatch"].evidence.chain
+    assert chain["verify.reason_class"] == "recipient"
+    assert chain["payer_transfers"] == [] and chain["authorization_used"] is False
+    labels = [e.label for e in results["facilitator.verify.recipient-mismatch"].evidence.exchanges]
+    assert labels == ["verify", "settle"]
+
+
+def test_concurrency_cases_count_successes_and_transfers(results):
+    same = results["facilitator.settle.concurrent-same"].evidence.chain
+    assert same["successes"] == 1 and len(same["payer_transfers"]) == 1
+    distinct = results["facilitator.settle.concurrent-distinct"].evidence.chain
+    assert len(set(distinct["transactions"])) == 5
+
+
+def test_a_cancelled_authorization_is_on_chain_before_the_settle(results):
+    chain = results["facilitator.settle.cancelled-after-verify"].evidence.chain
+    assert chain["cancelled"] is True and chain["payer_transfers"] == []
+    assert chain["settle.reason_class"] == "nonce_used"
+
+
+def test_fake_assets_really_exercise_a_revert_and_a_silent_success(results):
+    reverted = results["facilitator.settle.reverted-not-success"].evidence.chain
+    assert [s["success"] for s in reverted["settlement_transactions"].values()] == [False]
+    silent = results["facilitator.settle.no-transfer-not-success"].evidence.chain
+    assert list(silent["settlement_transactions"].values()) == [{"success": True, "transfers": 0}]
+    assert reverted["settle.success"] is False and silent["settle.success"] is False
+    assert (
+        results["facilitator.settle.reverifies-before-sending"].evidence.chain["transactions_carrying_nonce"]
+        == []
+    )
+
+
+def test_a_killed_settlement_case_names_the_failed_receipt():
+    control = controls.load()["facilitator.mined-is-success"]
+    report = runner.run(
+        ROLE, control.build(), catalog.select(ROLE, include=["facilitator.settle.reverted-not-success"])
+    )
+    [result] = report.results
+    assert result.outcome == "failed" and "receipt failed" in result.message
+    assert result.evidence.chain["settle.success"] is True
+    assert result.evidence.chain["settle.backed_by_transfer"] is False
