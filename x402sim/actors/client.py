@@ -5,6 +5,8 @@ Rules:
 * The wallet is a test key. Nonces come from the client's own seeded RNG, so a run is repeatable.
 * ``fetch`` is a generator of ``Send`` effects; it never opens a socket. It retries a request at
   most once with a payment, whatever the second answer is (no 402 loops, no paying twice).
+* Of the offers it can and may pay, it pays the cheapest in the network and asset of the first one
+  (the server's order breaks ties); it never compares prices in different assets.
 * The spend policy can refuse an offer; refusing is a value in the result, not an exception.
   ``create_payment`` (the direct API) raises ``PaymentRefused`` instead, naming why.
 * It pays only on the ``networks`` it is given (CAIP-2, at least one): a signature for another chain
@@ -166,8 +168,20 @@ class Client:
         return sum(p.amount for p in self.payments if p.settled)
 
     def choose(self, required: AnyPaymentRequired) -> tuple[AnyRequirements, Offer]:
-        """The first offer this client can and may pay; ``PaymentRefused`` names why none fits."""
-        reasons = []
+        """The offer this client pays: of those it can and may pay, the cheapest in the network and
+        asset of the first one (the server's order breaks ties; prices in different assets are not
+        compared); ``PaymentRefused`` names why none fits."""
+        reasons: list[str] = []
+        acceptable = list(self._acceptable(required, reasons))
+        if not acceptable:
+            raise PaymentRefused("; ".join(reasons) or "the 402 offered nothing")
+        first = acceptable[0][1]
+        same = [(req, o) for req, o in acceptable if (o.network, o.asset) == (first.network, first.asset)]
+        return min(same, key=lambda pair: pair[1].amount)
+
+    def _acceptable(self, required: AnyPaymentRequired, reasons: list[str]):
+        """The offers of ``required`` this client can and may pay, in order; why others are not, in
+        ``reasons``."""
         for req in required.accepts:
             try:
                 offer = Offer.of(req)
@@ -191,11 +205,10 @@ class Client:
             elif why := self.policy.refusal(offer, self._committed):
                 reasons.append(why)
             else:
-                return req, offer
-        raise PaymentRefused("; ".join(reasons) or "the 402 offered nothing")
+                yield req, offer
 
     def create_payment(self, required: AnyPaymentRequired, now: int) -> AnyPaymentPayload:
-        """Sign a payment for the first acceptable offer of ``required`` at time ``now``."""
+        """Sign a payment for the chosen offer of ``required`` (see ``choose``) at time ``now``."""
         return self._pay(required, now)[0]
 
     def _pay(self, required: AnyPaymentRequired, now: int) -> tuple[AnyPaymentPayload, Offer]:
