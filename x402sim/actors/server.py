@@ -14,6 +14,13 @@ Rules:
 * An unreadable payment header is treated as no payment (as the reference servers do), but the 402
   says what was wrong with it. A facilitator that does not answer gives a 502.
 * ``handle`` is a generator of effects (see ``messages``); it performs no I/O.
+* Optional, off by default: the ``payment-identifier`` extension (``payment_identifier`` is
+  ``"optional"`` or ``"required"``). The 402 declares it; a v2 payment may carry an id (16-128
+  characters ``[A-Za-z0-9_-]``) in its ``extensions``. The id is looked up before any verify and
+  bound to the payment and the route: the same id with the same payment gets the stored answer of
+  its settled first use (nothing is verified or settled again), with another payment or route 409,
+  and while its first use is still in flight 409 too; a malformed id, or a missing one when
+  required, gets 400. Only a settled answer is stored; an id whose payment was refused is free again.
 * Optional, off by default as in the reference servers: a ``ReplayGuard`` (a store of the
   authorizations seen, kept ``ttl`` seconds) refuses a payment already presented here before any
   verify, so a copy sent concurrently never reaches the handler. ``serve_unsettled=True`` is a
@@ -22,7 +29,10 @@ Rules:
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+import json
+import re
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -44,6 +54,7 @@ from ..protocol import (
     SettleResponse,
     VerifyResponse,
     caip2_to_v1,
+    decode_header,
     encode_header,
     read_payment,
     response_header_name,
@@ -51,6 +62,19 @@ from ..protocol import (
 from .messages import Handle, HttpRequest, HttpResponse, Settle, Steps, Unreachable, Verify
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 60
+PAYMENT_IDENTIFIER = "payment-identifier"
+PAYMENT_IDENTIFIER_MODES = ("off", "optional", "required")
+PAYMENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+# The JSON Schema the extension's declaration carries (the ``info`` a client sends back must match it).
+PAYMENT_IDENTIFIER_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "required": {"type": "boolean"},
+        "id": {"type": "string", "minLength": 16, "maxLength": 128, "pattern": "^[a-zA-Z0-9_-]+$"},
+    },
+    "required": ["required"],
+}
 
 
 def _address(value: str, what: str) -> str:
@@ -113,6 +137,59 @@ class ReplayGuard:
         return len(self._seen)
 
 
+class PaymentIdentifiers:
+    """Payment ids seen by a server: each bound to one payment on one route (a fingerprint) and, once
+    that payment settled, its answer. At most ``capacity`` ids are kept; the oldest go first."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if capacity < 1:
+            raise ValueError(f"payment identifier capacity must be positive, got {capacity}")
+        self.capacity = capacity
+        self._entries: OrderedDict[str, tuple[str, HttpResponse | None]] = OrderedDict()
+
+    def lookup(self, payment_id: str) -> tuple[str, HttpResponse | None] | None:
+        """``(fingerprint, stored answer or None while in flight)``, or None for a new id."""
+        return self._entries.get(payment_id)
+
+    def begin(self, payment_id: str, fingerprint: str) -> None:
+        self._entries[payment_id] = (fingerprint, None)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def finish(self, payment_id: str, fingerprint: str, answer: HttpResponse | None) -> None:
+        """Store the answer of a settled payment, or (``answer`` None) free the id again."""
+        if answer is None:
+            self._entries.pop(payment_id, None)
+        else:
+            self._entries[payment_id] = (fingerprint, answer)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _payment_id(payment) -> tuple[str | None, str | None]:
+    """``(id, problem)`` from a v2 payment's ``payment-identifier`` extension: ``(None, None)`` when it
+    carries none, a problem when what it carries is not an id."""
+    extensions = payment.extensions or {}
+    if PAYMENT_IDENTIFIER not in extensions:
+        return None, None
+    extension = extensions[PAYMENT_IDENTIFIER]
+    info = extension.get("info") if isinstance(extension, dict) else None
+    if not isinstance(info, dict):
+        return None, f"extension {PAYMENT_IDENTIFIER} has no info object"
+    value = info.get("id")
+    if value is None:
+        return None, None
+    if not isinstance(value, str) or not PAYMENT_ID_PATTERN.fullmatch(value):
+        return None, "payment identifier must be 16-128 characters of A-Z a-z 0-9 _ -"
+    return value, None
+
+
+def _fingerprint(payment, request: HttpRequest) -> str:
+    text = json.dumps([request.route_key, payment.to_wire()], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _authorization_key(payment) -> tuple[str, str] | None:
     auth = payment.payload.get("authorization") if isinstance(payment.payload, dict) else None
     if not isinstance(auth, dict):
@@ -142,6 +219,8 @@ class ResourceServer:
     x402_version: int = 2
     replay_guard: ReplayGuard | None = None
     serve_unsettled: bool = False
+    payment_identifier: str = "off"
+    identifiers: PaymentIdentifiers = field(default_factory=PaymentIdentifiers)
     stats: Counter = field(default_factory=Counter)
 
     @classmethod
@@ -165,6 +244,11 @@ class ResourceServer:
     def __post_init__(self) -> None:
         if self.x402_version not in (1, 2):
             raise ValueError(f"x402_version must be 1 or 2, got {self.x402_version}")
+        if self.payment_identifier not in PAYMENT_IDENTIFIER_MODES:
+            raise ValueError(
+                f"payment_identifier must be one of {', '.join(PAYMENT_IDENTIFIER_MODES)}, "
+                f"got {self.payment_identifier!r}"
+            )
         if self.x402_version == 1 and caip2_to_v1(self.network) is None:
             raise ValueError(f"network {self.network} has no x402 v1 name; v1 cannot describe it")
         # One canonical spelling, so offers, comparisons and transactions agree whatever case was given.
@@ -215,8 +299,16 @@ class ResourceServer:
                 mime_type=route.mime_type,
             ),
             accepts=[self.requirements(route)],
+            extensions=self.extensions(),
         )
         return HttpResponse.of_json(402, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
+
+    def extensions(self) -> dict | None:
+        """The extensions the 402 declares (v2), None when none."""
+        if self.payment_identifier == "off":
+            return None
+        declaration = {"required": self.payment_identifier == "required"}
+        return {PAYMENT_IDENTIFIER: {"info": declaration, "schema": PAYMENT_IDENTIFIER_SCHEMA}}
 
     def _match(self, route: Route, payment: PaymentPayload | PaymentPayloadV1):
         if isinstance(payment, PaymentPayloadV1):
@@ -272,6 +364,59 @@ class ResourceServer:
         if payment is None:
             self.stats["unpaid"] += 1
             return self.challenge(route, self.x402_version, "payment required")
+        if self.payment_identifier != "off" and isinstance(payment, PaymentPayload):
+            return (yield from self._identified(route, request, payment, now))
+        return (yield from self._paid(route, request, payment, now))
+
+    def _identified(self, route, request, payment, now) -> Steps[HttpResponse]:
+        """The payment-identifier extension around ``_paid``."""
+        payment_id, problem = _payment_id(payment)
+        if problem is None and payment_id is None and self.payment_identifier == "required":
+            problem = f"this resource requires a payment identifier (extension {PAYMENT_IDENTIFIER})"
+        if problem is not None:
+            self.stats["identifier_invalid"] += 1
+            return HttpResponse.of_json(400, {"error": problem})
+        if payment_id is None:
+            return (yield from self._paid(route, request, payment, now))
+        fingerprint = _fingerprint(payment, request)
+        known = self.identifiers.lookup(payment_id)
+        if known is not None:
+            seen, answer = known
+            if seen != fingerprint:
+                self.stats["identifier_conflict"] += 1
+                return HttpResponse.of_json(
+                    409, {"error": "payment identifier already used for another payment or resource"}
+                )
+            if answer is None:
+                self.stats["identifier_in_flight"] += 1
+                return HttpResponse.of_json(
+                    409,
+                    {"error": "a payment with this identifier is being processed; retry later"},
+                    (("Retry-After", "1"),),
+                )
+            self.stats["identifier_cached"] += 1
+            return answer
+        self.identifiers.begin(payment_id, fingerprint)
+        response = None
+        try:
+            response = yield from self._paid(route, request, payment, now)
+        finally:
+            settled = response is not None and response.status < 400 and self._settled(response)
+            self.identifiers.finish(payment_id, fingerprint, response if settled else None)
+        return response
+
+    @staticmethod
+    def _settled(response: HttpResponse) -> bool:
+        header = response.header(PAYMENT_RESPONSE)
+        if header is None:
+            return False
+        try:
+            return decode_header(header, SettleResponse).success
+        except ProtocolError:
+            return False
+
+    def _paid(self, route, request, payment, now) -> Steps[HttpResponse]:
+        """Verify, serve and settle ``payment`` for ``route``."""
         version = payment.x402_version
         requirements = self._match(route, payment)
         if requirements is None:

@@ -19,7 +19,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from ..evm.eip712 import Authorization, Domain, authorization_digest, sign_digest
-from ..protocol import evm_chain_id
+from ..protocol import evm_chain_id, v1_to_caip2
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -42,9 +42,14 @@ def domain_of(
     return Domain(
         name=name if name is not None else str(extra.get("name", "")),
         version=version if version is not None else str(extra.get("version", "")),
-        chain_id=chain_id if chain_id is not None else evm_chain_id(requirements["network"]),
+        chain_id=chain_id if chain_id is not None else _chain_id(requirements["network"]),
         verifying_contract=to_checksum_address(contract or requirements["asset"]),
     )
+
+
+def _chain_id(network: str) -> int:
+    """The chain id of a CAIP-2 network or of a v1 network name (``base-sepolia``)."""
+    return evm_chain_id(network if ":" in str(network) else v1_to_caip2(network))
 
 
 def amount_of(requirements: dict) -> int:

@@ -16,6 +16,8 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -36,6 +38,7 @@ from ..http.runner import LOOPBACK, Services
 from ..protocol import Reason
 
 USDC = 10**6
+BARRIER_WAIT = 2.0  # seconds a held /verify waits for the others (see FacilitatorControl)
 DEFAULT_FUNDING = 10 * USDC
 
 
@@ -63,14 +66,34 @@ class FacilitatorControl:
     ``settle_mode``: ``normal``; ``refuse`` (answer ``success: false``, ``transaction_failed``, and
     send nothing to the chain); ``pending`` (settle on chain, then answer ``success: false`` with
     ``settlement_pending`` and the transaction hash, as a facilitator whose receipt wait timed out
-    does); ``lose`` (settle on chain, then answer 500 without the result)."""
+    does); ``lose`` (settle on chain, then answer 500 without the result).
+
+    ``verify_barrier``: when N > 1, each ``/verify`` answer is held until N of them have been judged
+    (or ``BARRIER_WAIT`` seconds passed), so that N concurrent copies of a payment are all verified
+    before any can be settled: the race window of a slow network, made certain."""
 
     settle_mode: str = "normal"
     calls: list[FacilitatorCall] = field(default_factory=list)
+    verify_barrier: int = 0
+    _arrived: int = 0
+    _released: Any = None  # an asyncio.Event of the facilitator's loop, made when first needed
 
     def reset(self) -> None:
         self.settle_mode = "normal"
         self.calls.clear()
+        self.verify_barrier, self._arrived, self._released = 0, 0, None
+
+    async def hold_verify(self) -> None:
+        if self.verify_barrier < 2:
+            return
+        if self._released is None:
+            self._released = asyncio.Event()
+        self._arrived += 1
+        if self._arrived >= self.verify_barrier:
+            self._released.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._released.wait(), BARRIER_WAIT)
 
     def count(self, path: str) -> int:
         return sum(1 for c in self.calls if c.path == path)
@@ -112,6 +135,8 @@ def controlled(app, control: FacilitatorControl):
             call.answer = answer
             return await _send_json(send, 200, answer)
         status, headers, content = await _capture(app, scope, replay)
+        if scope["path"] == "/verify":
+            await control.hold_verify()  # judged now, answered when the others are judged too
         try:
             answer = json.loads(content)
         except ValueError:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .context import CaseContext, Endpoint
 from .evidence import body_value, decode_lenient, message_of
-from .forge import header_value, payment_v2, sign_exact
+from .forge import header_value, payment_v1, payment_v2, sign_exact
 from .harness import Account, Harness
 from .hostile import HostileServer
 from .results import Exchange
@@ -108,6 +108,9 @@ class Paid:
 class ServerContext(CaseContext):
     setup: Setup = field(default=None)  # type: ignore[assignment]
     options: Any = None
+    last_challenge: Challenge | None = None  # the last 402 read in this case
+
+    PAYMENT_IDENTIFIER = "payment-identifier"
 
     @property
     def payee(self) -> str:
@@ -132,7 +135,10 @@ class ServerContext(CaseContext):
     ) -> Challenge:
         response = await self.send(label, self.endpoint.method, path or self.endpoint.path, headers=headers)
         self.check(response is not None, f"{label}: no answer from the server")
-        return read_challenge(response)
+        challenge = read_challenge(response)
+        if challenge.status == 402 and challenge.required is not None:
+            self.last_challenge = challenge
+        return challenge
 
     async def offer(self, path: str | None = None) -> tuple[Challenge, dict]:
         """The target's 402 and its exact offer on the harness's chain; fails the case when absent."""
@@ -143,6 +149,11 @@ class ServerContext(CaseContext):
             offer is not None,
             f"the 402 offers no exact payment in {self.harness.asset} on "
             f"{self.harness.network}: {json.dumps(challenge.accepts)[:300]}",
+        )
+        amount = offer.get("amount", offer.get("maxAmountRequired"))
+        self.check(
+            isinstance(amount, str) and amount.isdigit(),
+            f"the exact offer's amount {amount!r} is no integer in atomic units: it cannot be paid",
         )
         return challenge, offer
 
@@ -159,6 +170,58 @@ class ServerContext(CaseContext):
         payload = sign_exact(payer.key, payer.address, offer, self.harness.now(), self.rng, **overrides)
         return payer, payload
 
+    def payment(self, offer: dict, payload: dict, **extra) -> dict:
+        """The payment document for ``offer``: v1 when the offer is a v1 one (``maxAmountRequired``),
+        else v2 echoing ``offer`` as ``accepted`` (``extra`` adds top-level v2 fields)."""
+        if "maxAmountRequired" in offer and "amount" not in offer:
+            return payment_v1(offer, payload)
+        return payment_v2(offer, payload, **extra)
+
+    @property
+    def identifier_declaration(self) -> dict | None:
+        """The ``payment-identifier`` extension the last 402 declared (v2), or None."""
+        required = self.last_challenge.required if self.last_challenge else None
+        extensions = required.get("extensions") if isinstance(required, dict) else None
+        declared = extensions.get(self.PAYMENT_IDENTIFIER) if isinstance(extensions, dict) else None
+        return declared if isinstance(declared, dict) else None
+
+    @property
+    def identifier_required(self) -> bool:
+        declared = self.identifier_declaration or {}
+        info = declared.get("info")
+        return isinstance(info, dict) and info.get("required") is True
+
+    def new_payment_id(self) -> str:
+        """A fresh payment identifier (``[A-Za-z0-9_-]``, 16-128 characters), from the case's rng."""
+        return "conformance_" + self.rng.randbytes(12).hex()
+
+    def with_payment_id(self, payment: dict, payment_id: str | None = None) -> dict:
+        """``payment`` carrying ``payment_id`` (a fresh one when None) in its extensions, echoing the
+        server's declaration as the extension's clients do."""
+        declared = self.identifier_declaration or {"info": {"required": False}}
+        info = {**(declared.get("info") or {}), "id": payment_id or self.new_payment_id()}
+        extensions = {
+            **(payment.get("extensions") or {}),
+            self.PAYMENT_IDENTIFIER: {**declared, "info": info},
+        }
+        return {**payment, "extensions": extensions}
+
+    def header_for(self, payment: Any) -> str:
+        """The request header that carries ``payment``: ``X-PAYMENT`` for v1, else ``PAYMENT-SIGNATURE``."""
+        v1 = isinstance(payment, dict) and payment.get("x402Version") == 1
+        return "X-PAYMENT" if v1 else "PAYMENT-SIGNATURE"
+
+    def complete(self, payment: Any) -> Any:
+        """What a compliant client adds on its own: a payment identifier when the server requires one
+        and ``payment`` (a v2 document) carries none."""
+        if not (self.identifier_required and isinstance(payment, dict) and payment.get("x402Version") == 2):
+            return payment
+        extension = (payment.get("extensions") or {}).get(self.PAYMENT_IDENTIFIER)
+        info = extension.get("info") if isinstance(extension, dict) else None
+        if isinstance(info, dict) and "id" in info:
+            return payment
+        return self.with_payment_id(payment)
+
     async def pay(
         self,
         offer: dict,
@@ -166,11 +229,53 @@ class ServerContext(CaseContext):
         *,
         path: str | None = None,
         label: str = "paid request",
-        header: str = "PAYMENT-SIGNATURE",
+        header: str | None = None,
+        complete: bool = True,
     ):
+        """Send ``payment`` (completed as a compliant client would unless ``complete`` is False)."""
+        if complete:
+            payment = self.complete(payment)
         return await self.send(
-            label, self.endpoint.method, path or self.endpoint.path, headers={header: header_value(payment)}
+            label,
+            self.endpoint.method,
+            path or self.endpoint.path,
+            headers={header or self.header_for(payment): header_value(payment)},
         )
+
+    async def send_headers(self, label: str, headers: list[tuple[str, str]], path: str | None = None):
+        """A request to ``path`` (the main paid path) with exactly these header lines (repeats kept)."""
+        return await self.send(label, self.endpoint.method, path or self.endpoint.path, headers=headers)
+
+    def snapshot(self) -> tuple[int, int]:
+        """``(block number, payee balance)`` now: what ``moved_since`` measures from."""
+        return self.harness.block_number(), self.harness.balance(self.payee)
+
+    def moved_since(self, snapshot: tuple[int, int], *parties: str) -> tuple[int, list]:
+        """``(payee balance delta, Transfer logs from or to the payee or any of ``parties``)`` since
+        ``snapshot``."""
+        block, balance = snapshot
+        watched = {a.lower() for a in (self.payee, *parties)}
+        transfers = [
+            t
+            for t in self.harness.transfers_since(block)
+            if t.from_.lower() in watched or t.to.lower() in watched
+        ]
+        return self.harness.balance(self.payee) - balance, transfers
+
+    @staticmethod
+    def settlement_header(response) -> tuple[str | None, Any]:
+        """``(raw value, leniently decoded JSON)`` of ``PAYMENT-RESPONSE`` (or ``X-PAYMENT-RESPONSE``);
+        ``(None, None)`` when the response has neither."""
+        if response is None:
+            return None, None
+        for name in ("payment-response", "x-payment-response"):
+            value = response.headers.get(name)
+            if value is not None:
+                return value, decode_lenient(value)
+        return None, None
+
+    def transfer_facts(self, name: str, transfers: list) -> list[dict]:
+        return self.fact(name, [_transfer_json(t) for t in transfers])
 
     async def paid(
         self,
@@ -185,7 +290,7 @@ class ServerContext(CaseContext):
         if offer is None:
             _, offer = await self.offer(path)
         payer, payload = self.sign(offer, payer, **overrides)
-        payment = payment_v2(offer, payload)
+        payment = self.complete(self.payment(offer, payload))
         before = (
             self.harness.block_number(),
             self.harness.balance(payer.address),

@@ -52,9 +52,16 @@ def server_routes(env: dict[str, str]) -> tuple[dict[str, Route], dict]:
     return routes, handlers
 
 
-def reference_server(env: dict[str, str], **switches) -> tuple[ResourceServer, object]:
+def reference_server(
+    env: dict[str, str], role_class: type[ResourceServer] = ResourceServer, **switches
+) -> tuple[ResourceServer, object]:
+    """The from-env reference server; ``PAYMENT_IDENTIFIER`` (``optional``/``required``) turns on the
+    payment-identifier extension. ``switches`` are ``ResourceServer`` fields and win over the env;
+    ``role_class`` (a subclass, for controls) is built in its place."""
     routes, handlers = server_routes(env)
-    role = ResourceServer(
+    if env.get("PAYMENT_IDENTIFIER", "off") != "off":
+        switches.setdefault("payment_identifier", env["PAYMENT_IDENTIFIER"])
+    role = role_class(
         network=env["EVM_NETWORK"],
         asset=env["EVM_ASSET"],
         asset_name=env["EVM_ASSET_NAME"],

@@ -1,21 +1,508 @@
-"""Server cases: the harness plays the client (and controls the facilitator) against a resource server."""
+"""Server cases: the harness plays the client (and controls the facilitator) against a resource server.
+
+Every case pays with fresh funded payers and judges by what moved on chain around it: the payee's
+balance, the ``Transfer`` logs from the payer or to the payee, and ``authorizationState`` of the
+nonce signed. A refused payment must leave all three untouched and must not be answered 2xx.
+
+Groups: ``handshake`` (the 402 and its requirements), ``payment`` (valid and invalid payments),
+``replay`` (a payment used twice, in turn or at once), ``settle`` (what happens around
+``/settle``: failures, lost answers, handler errors, the ``PAYMENT-RESPONSE``), ``headers``
+(header hygiene: oversized and repeated payment headers), ``extensions`` (payment-identifier,
+judged only when the server declares it).
+
+v1 servers: the handshake cases read the v1 body, payments go in ``X-PAYMENT``; cases about the v2
+``accepted`` echo or the ``PAYMENT-REQUIRED`` header skip for a v1 server, and v1-only cases skip
+for a v2 one. A server that requires a payment identifier gets a fresh one on every payment the
+harness sends (as a compliant client would), so a replay is judged as a replay, never as a retry.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import json
+import re
+from urllib.parse import urlsplit
+
+from ..evm.contracts import MULTICALL3_ADDRESS
+from ..protocol import UINT256_LIMIT, V1_NETWORKS, caip2_problem, reason_class
 from .catalog import case
+from .forge import amount_of, domain_of, header_value, high_s
 from .kits import ServerContext
+
+ATOMIC = re.compile(r"0|[1-9][0-9]*")
+STANDARD_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+CONCURRENT_COPIES = 5
+OVERSIZED_BYTES = 64 * 1024
+# Text that only an unhandled exception puts in an answer (Python, Node, Go, pydantic, zod).
+LEAK_MARKERS = (
+    "Traceback",
+    'File "',
+    "NoneType",
+    "AttributeError",
+    "TypeError",
+    "KeyError",
+    "object has no attribute",
+    "is not subscriptable",
+    "Cannot read properties",
+    "undefined is not",
+    "at Object.",
+    "validation error for",
+    "nil pointer",
+    "goroutine ",
+)
+
+
+# -- reading answers ------------------------------------------------------------------------------
+
+
+def status_of(response) -> int | None:
+    return None if response is None else response.status_code
+
+
+def served(response) -> bool:
+    return response is not None and 200 <= response.status_code < 300
+
+
+def base64_problem(value: str) -> str | None:
+    """Why ``value`` is not standard padded base64 (RFC 4648 section 4), or None."""
+    text = value.strip()
+    if not text:
+        return "empty value"
+    if not STANDARD_BASE64.fullmatch(text):
+        bad = sorted({c for c in text if not (c.isascii() and (c.isalnum() or c in "+/="))})
+        return f"characters outside standard base64: {''.join(bad)[:20]!r} (URL-safe or not base64)"
+    if len(text) % 4:
+        return f"not padded (length {len(text)} is not a multiple of 4)"
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        return f"not base64: {exc}"
+    return None
+
+
+def decode_document(value: str) -> tuple[object, str | None]:
+    """The JSON in a header value, read strictly as UTF-8 (base64 itself leniently: that is judged
+    elsewhere); ``(document, problem)``."""
+    text = value.strip().translate(str.maketrans("-_", "+/"))
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None, "not base64 at all"
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"the decoded bytes are not UTF-8 ({exc.reason} at byte {exc.start})"
+    try:
+        return json.loads(decoded), None
+    except ValueError as exc:
+        return None, f"the decoded text is not JSON: {exc}"
+
+
+def strings_in(document) -> list[str]:
+    if isinstance(document, str):
+        return [document]
+    if isinstance(document, dict):
+        return [s for k, v in document.items() for s in (*strings_in(k), *strings_in(v))]
+    if isinstance(document, list):
+        return [s for item in document for s in strings_in(item)]
+    return []
+
+
+def mojibake(text: str) -> bool:
+    """Whether ``text`` is UTF-8 that was read as Latin-1 / cp1252 and encoded again ("CafÃ©")."""
+    if text.isascii():
+        return False
+    for codec in ("cp1252", "latin-1"):
+        try:
+            repaired = text.encode(codec).decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue
+        if repaired != text:
+            return True
+    return False
+
+
+def is_int(value) -> bool:
+    return type(value) is int
+
+
+def configured(ctx: ServerContext) -> bool:
+    """Whether the harness configured the target (price and payee from its env), rather than its owner."""
+    return ctx.target.info.kind not in ("url", "asgi")
+
+
+def v2_offer(ctx: ServerContext, offer: dict) -> dict:
+    """``offer`` when it is a v2 offer; skip the case otherwise (it is about the v2 ``accepted`` echo)."""
+    if "amount" not in offer:
+        ctx.skip("a v1 server: v1 payments carry no accepted requirements to tamper with")
+    return offer
+
+
+def without_identifier(payment: dict) -> dict:
+    """``payment`` without a payment identifier, so that sending it again is judged as a replay (the
+    harness adds a fresh identifier when the server requires one)."""
+    extensions = dict(payment.get("extensions") or {})
+    extensions.pop(ServerContext.PAYMENT_IDENTIFIER, None)
+    document = {k: v for k, v in payment.items() if k != "extensions"}
+    return {**document, "extensions": extensions} if extensions else document
+
+
+def handler_body(response) -> bytes:
+    return response.content if response is not None else b""
+
+
+# -- verdicts on chain ------------------------------------------------------------------------------
+
+
+def not_charged(
+    ctx: ServerContext, response, before, payer=None, nonce=None, *, what: str, name: str = ""
+) -> None:
+    """``response`` is no 2xx, and nothing moved: the payee's balance, the Transfer logs from the payer
+    or to the payee, and the authorization's nonce (facts named ``name.*`` when ``name`` is given)."""
+    prefix = f"{name}." if name else ""
+    parties = [payer.address] if payer is not None else []
+    delta, transfers = ctx.moved_since(before, *parties)
+    ctx.fact(f"{prefix}status", status_of(response))
+    ctx.fact(f"{prefix}payee_delta", delta)
+    moved = ctx.transfer_facts(f"{prefix}transfers", transfers)
+    used = ctx.fact(f"{prefix}authorization_used", ctx.harness.used(payer.address, nonce)) if nonce else False
+    ctx.check(
+        not served(response), f"{what} was answered {status_of(response)}: served without a valid payment"
+    )
+    ctx.check(delta == 0 and not transfers, f"{what} moved funds: payee delta {delta}, transfers {moved}")
+    ctx.check(not used, f"{what}: the authorization's nonce was used on chain")
+
+
+def charged_if_served(ctx: ServerContext, response, before, payers, *, what: str, price: int) -> None:
+    """Served means paid exactly once (one Transfer of the price to the payee); not served means nothing
+    moved."""
+    delta, transfers = ctx.moved_since(before, *(p.address for p in payers))
+    ctx.fact(f"{what}.status", status_of(response))
+    ctx.fact(f"{what}.payee_delta", delta)
+    ctx.transfer_facts(f"{what}.transfers", transfers)
+    if served(response):
+        ctx.check(
+            len(transfers) == 1 and delta == price,
+            f"{what}: answered {status_of(response)} with {len(transfers)} transfers and payee delta "
+            f"{delta}; served must mean paid exactly once ({price})",
+        )
+    else:
+        ctx.check(
+            not transfers and delta == 0,
+            f"{what}: answered {status_of(response)} yet {len(transfers)} transfers moved {delta} to the "
+            "payee: charged without being served",
+        )
+
+
+async def served_and_paid(ctx: ServerContext, offer=None, *, path=None, label="paid request"):
+    """A valid payment that must be served and paid once: the precondition of many cases."""
+    if offer is None:
+        _, offer = await ctx.offer(path)
+    paid = await ctx.paid(offer, path=path, label=label)
+    ctx.check(served(paid.response), f"precondition: a valid payment got {status_of(paid.response)}, not 2xx")
+    ctx.check(
+        len(paid.transfers) == 1 and paid.payee_delta == amount_of(offer),
+        f"precondition: a valid payment moved {paid.payee_delta} in {len(paid.transfers)} transfers",
+    )
+    return paid
+
+
+# ================================================================================================
+# handshake
+# ================================================================================================
 
 
 @case(
     "server.handshake.header-present",
     "MUST",
     "HTTP transport spec v2, PAYMENT-REQUIRED",
-    "An unpaid request to a paid route gets 402 with a PAYMENT-REQUIRED header (v2) or a v1 body",
+    "Unpaid requests to paid routes get 402 with a PAYMENT-REQUIRED header (v2) or a v1 body",
 )
 async def header_present(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
     ctx.check(challenge.status == 402, f"an unpaid request got {challenge.status}, not 402")
     ctx.check(challenge.version is not None, "the 402 has neither a PAYMENT-REQUIRED header nor a v1 body")
+    for which in ("second", "failing"):  # every other paid route the server may sell
+        path = ctx.path(which)
+        other = await ctx.challenge(path, label=f"unpaid request to the {which} paid path")
+        ctx.fact(f"{which}.status", other.status)
+        if other.status == 402:
+            ctx.check(
+                other.version is not None, f"the 402 of {path} has no PAYMENT-REQUIRED header nor v1 body"
+            )
+
+
+@case(
+    "server.handshake.base64-standard",
+    "MUST",
+    "HTTP transport spec v2 (headers: RFC 4648 base64)",
+    "PAYMENT-REQUIRED is standard padded base64 (not URL-safe, not unpadded)",
+)
+async def base64_standard(ctx: ServerContext) -> None:
+    challenge = await ctx.challenge()
+    value = challenge.headers.get("payment-required") if challenge.headers is not None else None
+    if value is None:
+        ctx.skip("no PAYMENT-REQUIRED header (a v1 server answers in the body)")
+    problem = ctx.fact("payment_required.base64_problem", base64_problem(value))
+    ctx.check(problem is None, f"PAYMENT-REQUIRED is not standard padded base64: {problem}")
+
+
+@case(
+    "server.handshake.utf8-json",
+    "MUST",
+    "HTTP transport spec v2 (base64 of UTF-8 JSON); x402#865",
+    "The requirements decode as UTF-8 JSON, and any non-ASCII text survives the encoding unmangled",
+)
+async def utf8_json(ctx: ServerContext) -> None:
+    response = await ctx.send("unpaid request", ctx.endpoint.method, ctx.endpoint.path)
+    ctx.check(response is not None, "no answer from the server")
+    value = response.headers.get("payment-required")
+    if value is not None:
+        where = "PAYMENT-REQUIRED"
+        document, problem = decode_document(value)
+    else:
+        where = "the v1 body"
+        try:
+            document, problem = json.loads(response.content.decode("utf-8")), None
+        except UnicodeDecodeError as exc:
+            document, problem = None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+        except ValueError:
+            ctx.skip(f"no PAYMENT-REQUIRED header and no JSON body (answered {response.status_code})")
+    ctx.check(problem is None, f"{where}: {problem}")
+    ctx.check(isinstance(document, dict), f"{where} is JSON but not an object")
+    non_ascii = ctx.fact("non_ascii_text", [s for s in strings_in(document) if not s.isascii()])
+    if not non_ascii:
+        ctx.note("the requirements hold ASCII text only: checked that they are valid UTF-8 JSON")
+    mangled = [s for s in non_ascii if mojibake(s)]
+    ctx.check(not mangled, f"{where} holds text encoded twice (UTF-8 read as Latin-1): {mangled[:3]}")
+
+
+@case(
+    "server.handshake.v2-required-fields",
+    "MUST",
+    "x402 v2 spec, PaymentRequired",
+    "The v2 PaymentRequired has x402Version 2, a non-empty accepts list and resource.url",
+)
+async def v2_required_fields(ctx: ServerContext) -> None:
+    challenge = await ctx.challenge()
+    if challenge.version != 2:
+        ctx.skip("not a v2 server")
+    required = challenge.required
+    ctx.check(isinstance(required, dict), f"PAYMENT-REQUIRED does not decode to an object: {required}")
+    ctx.check(
+        is_int(required.get("x402Version")) and required["x402Version"] == 2,
+        f"x402Version is {required.get('x402Version')!r}, not the JSON number 2",
+    )
+    accepts = required.get("accepts")
+    ctx.check(isinstance(accepts, list) and accepts, f"accepts is {accepts!r}, not a non-empty list")
+    resource = required.get("resource")
+    ctx.check(isinstance(resource, dict), f"resource is {resource!r}, not an object")
+    url = resource.get("url")
+    ctx.check(isinstance(url, str) and url, f"resource.url is {url!r}, not a URL string")
+
+
+@case(
+    "server.handshake.v2-accepts-fields",
+    "MUST",
+    "x402 v2 spec, PaymentRequirements",
+    "Each v2 accepts entry has scheme, network, amount, asset, payTo (strings), maxTimeoutSeconds, extra",
+)
+async def v2_accepts_fields(ctx: ServerContext) -> None:
+    challenge = await ctx.challenge()
+    if challenge.version != 2:
+        ctx.skip("not a v2 server")
+    ctx.check(challenge.accepts, "the 402 has no accepts entries")
+    for index, entry in enumerate(challenge.accepts):
+        ctx.check(isinstance(entry, dict), f"accepts[{index}] is not an object")
+        for name in ("scheme", "network", "amount", "asset", "payTo"):
+            value = entry.get(name)
+            ctx.check(isinstance(value, str) and value, f"accepts[{index}].{name} is {value!r}, not a string")
+        timeout = entry.get("maxTimeoutSeconds")
+        ctx.check(is_int(timeout), f"accepts[{index}].maxTimeoutSeconds is {timeout!r}, not a JSON integer")
+        ctx.check(
+            isinstance(entry.get("extra"), dict),
+            f"accepts[{index}].extra is {entry.get('extra')!r}, not an object",
+        )
+
+
+@case(
+    "server.handshake.caip2-network",
+    "MUST",
+    "x402 v2 spec (networks are CAIP-2)",
+    "Every v2 accepts entry names its network in CAIP-2; the exact offer names the harness's chain",
+)
+async def caip2_network(ctx: ServerContext) -> None:
+    challenge, offer = await ctx.offer()
+    if challenge.version != 2:
+        ctx.skip("not a v2 server (v1 names networks by name)")
+    networks = ctx.fact("networks", [e.get("network") for e in challenge.accepts if isinstance(e, dict)])
+    for network in networks:
+        problem = caip2_problem(network)
+        ctx.check(problem is None, f"network {network!r}: {problem}")
+    ctx.check(
+        offer["network"] == ctx.harness.network,
+        f"the exact offer names {offer['network']!r}, not {ctx.harness.network}",
+    )
+
+
+@case(
+    "server.handshake.atomic-amount",
+    "MUST",
+    "x402 v2 spec (amounts in atomic units as decimal strings)",
+    "Amounts are decimal integer strings in atomic units: the configured price, not a decimal figure",
+)
+async def atomic_amount(ctx: ServerContext) -> None:
+    challenge, offer = await ctx.offer()
+    field = "amount" if challenge.version == 2 else "maxAmountRequired"
+    for index, entry in enumerate(challenge.accepts):
+        value = entry.get(field) if isinstance(entry, dict) else None
+        ctx.check(
+            isinstance(value, str) and ATOMIC.fullmatch(value) and int(value) < UINT256_LIMIT,
+            f"accepts[{index}].{field} is {value!r}, not a decimal integer string",
+        )
+    amount = ctx.fact("offer.amount", offer.get(field))
+    if configured(ctx):
+        ctx.check(
+            int(amount) == ctx.price,
+            f"the offer asks {amount} atomic units; the server was told PRICE_ATOMIC={ctx.price}",
+        )
+
+
+@case(
+    "server.handshake.max-timeout-positive",
+    "MUST",
+    "x402 v2 spec, PaymentRequirements.maxTimeoutSeconds",
+    "maxTimeoutSeconds is a positive integer in every accepts entry",
+)
+async def max_timeout_positive(ctx: ServerContext) -> None:
+    challenge = await ctx.challenge()
+    ctx.check(challenge.accepts, f"the 402 ({challenge.status}) has no accepts entries")
+    for index, entry in enumerate(challenge.accepts):
+        value = entry.get("maxTimeoutSeconds") if isinstance(entry, dict) else None
+        ctx.check(is_int(value) and value > 0, f"accepts[{index}].maxTimeoutSeconds is {value!r}")
+
+
+@case(
+    "server.handshake.eip712-extra",
+    "MUST",
+    "exact scheme on EVM (extra.name / extra.version are the token's EIP-712 domain)",
+    "The exact offer's extra.name and extra.version are those of the token on chain",
+)
+async def eip712_extra(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    extra = offer.get("extra") if isinstance(offer.get("extra"), dict) else {}
+    name = ctx.fact("chain.name", ctx.harness.chain.name_of(ctx.harness.asset))
+    version = ctx.fact("chain.version", ctx.harness.chain.version_of(ctx.harness.asset))
+    ctx.fact("offer.extra", extra)
+    ctx.check(extra.get("name") == name, f"extra.name is {extra.get('name')!r}; the token says {name!r}")
+    ctx.check(
+        extra.get("version") == version,
+        f"extra.version is {extra.get('version')!r}; the token says {version!r}",
+    )
+
+
+@case(
+    "server.handshake.addresses",
+    "MUST",
+    "exact scheme on EVM (asset and payTo are addresses)",
+    "The exact offer's asset and payTo are 20-byte hex addresses; payTo is the configured payee",
+)
+async def addresses(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    for name in ("asset", "payTo"):
+        value = offer.get(name)
+        ctx.check(isinstance(value, str) and ADDRESS.fullmatch(value), f"{name} is {value!r}, not an address")
+    if configured(ctx):
+        ctx.check(
+            offer["payTo"].lower() == ctx.payee.lower(),
+            f"payTo is {offer['payTo']}; the server was told to pay {ctx.payee}",
+        )
+
+
+@case(
+    "server.handshake.stable-requirements",
+    "MUST",
+    "core spec 5 (the client pays the requirements it was given); TS servers match accepted deeply",
+    "Two unpaid requests get the same accepts: requirements do not change between 402s",
+)
+async def stable_requirements(ctx: ServerContext) -> None:
+    first = await ctx.challenge(label="first unpaid request")
+    second = await ctx.challenge(label="second unpaid request")
+    ctx.fact("first.accepts", first.accepts)
+    ctx.fact("second.accepts", second.accepts)
+    ctx.check(first.accepts, f"the 402 ({first.status}) has no accepts entries")
+    ctx.check(first.accepts == second.accepts, "the accepts of two 402s for the same route differ")
+
+
+@case(
+    "server.handshake.resource-url",
+    "SHOULD",
+    "x402 v2 spec, PaymentRequired.resource.url",
+    "The 402 names the requested resource: resource.url (v1: the entry's resource) has the requested path",
+)
+async def resource_url(ctx: ServerContext) -> None:
+    challenge = await ctx.challenge()
+    if challenge.version == 2:
+        resource = challenge.required.get("resource") if isinstance(challenge.required, dict) else None
+        url = resource.get("url") if isinstance(resource, dict) else None
+    else:
+        entry = challenge.accepts[0] if challenge.accepts else {}
+        url = entry.get("resource") if isinstance(entry, dict) else None
+    ctx.fact("resource.url", url)
+    ctx.check(isinstance(url, str), f"the 402 names no resource URL ({url!r})")
+    path = urlsplit(url).path
+    ctx.check(path == ctx.endpoint.path, f"resource URL {url!r} names {path!r}, not {ctx.endpoint.path!r}")
+
+
+@case(
+    "server.handshake.v1-body",
+    "MUST",
+    "x402 v1 spec, PaymentRequirementsResponse",
+    "A v1 402 body has x402Version 1 and entries with scheme, network, maxAmountRequired, resource, ...",
+)
+async def v1_body(ctx: ServerContext) -> None:
+    challenge = await ctx.challenge()
+    if challenge.version != 1:
+        ctx.skip("not a v1 server")
+    body = challenge.required
+    ctx.check(is_int(body.get("x402Version")) and body["x402Version"] == 1, "x402Version is not the number 1")
+    ctx.check(challenge.accepts, "the v1 body has no accepts entries")
+    for index, entry in enumerate(challenge.accepts):
+        ctx.check(isinstance(entry, dict), f"accepts[{index}] is not an object")
+        for name in ("scheme", "network", "asset", "payTo", "resource", "description", "mimeType"):
+            ctx.check(isinstance(entry.get(name), str), f"accepts[{index}].{name} is {entry.get(name)!r}")
+        amount = entry.get("maxAmountRequired")
+        ctx.check(
+            isinstance(amount, str) and ATOMIC.fullmatch(amount),
+            f"accepts[{index}].maxAmountRequired is {amount!r}, not a decimal integer string",
+        )
+        ctx.check(
+            ":" not in entry["network"], f"accepts[{index}].network {entry['network']!r} is not a v1 name"
+        )
+        ctx.check(is_int(entry.get("maxTimeoutSeconds")), f"accepts[{index}].maxTimeoutSeconds is no integer")
+
+
+@case(
+    "server.handshake.unpriced-path-free",
+    "SHOULD",
+    "core spec 5 (only priced resources answer 402)",
+    "An unpaid request to a path the server does not sell is not answered 402",
+)
+async def unpriced_path_free(ctx: ServerContext) -> None:
+    path = ctx.endpoint.path.rstrip("/") + "-unpriced-probe"
+    response = await ctx.send("unpaid request to an unpriced path", ctx.endpoint.method, path)
+    ctx.check(response is not None, "no answer")
+    ctx.fact("status", response.status_code)
+    ctx.check(response.status_code != 402, f"{path}, which is not sold, answered 402")
+
+
+# ================================================================================================
+# payment: the valid payment, and every class of invalid one
+# ================================================================================================
 
 
 @case(
@@ -25,15 +512,1017 @@ async def header_present(ctx: ServerContext) -> None:
     "A valid payment gets 200 and moves exactly the price from payer to payee, in one Transfer",
 )
 async def valid_pays_once(ctx: ServerContext) -> None:
-    paid = await ctx.paid()
+    _, offer = await ctx.offer()
+    paid = await ctx.paid(offer)
     ctx.chain_facts(paid)
     ctx.check(
         paid.response is not None and paid.response.status_code == 200,
         f"a valid payment got {paid.response.status_code if paid.response else 'no answer'}, not 200",
     )
-    amount = int(paid.payment["accepted"]["amount"])
+    amount = amount_of(offer)
     ctx.check(
         paid.payee_delta == amount and paid.payer_delta == -amount,
         f"payee moved {paid.payee_delta}, payer {paid.payer_delta}; the price is {amount}",
     )
     ctx.check(len(paid.transfers) == 1, f"{len(paid.transfers)} Transfer logs, expected exactly 1")
+
+
+async def _refused_raw(ctx: ServerContext, value: str, what: str):
+    """Send a raw PAYMENT-SIGNATURE value and judge that nothing was served or charged."""
+    await ctx.offer()
+    before = ctx.snapshot()
+    response = await ctx.send_headers(what, [("PAYMENT-SIGNATURE", value)])
+    not_charged(ctx, response, before, what=what)
+    return response
+
+
+UNDECODABLE = "%%% this is not base64 {at all} %%%"
+
+
+@case(
+    "server.payment.undecodable-not-served",
+    "MUST",
+    "HTTP transport spec v2 (malformed payment); x402#2397",
+    "An undecodable PAYMENT-SIGNATURE is neither served nor charged",
+)
+async def undecodable_not_served(ctx: ServerContext) -> None:
+    await _refused_raw(ctx, UNDECODABLE, "an undecodable payment header")
+
+
+@case(
+    "server.payment.undecodable-status",
+    "SHOULD",
+    "HTTP transport spec v2 (malformed payload -> 400); x402#2397 (the SDKs answer 402)",
+    "An undecodable PAYMENT-SIGNATURE is answered 400 (402, as the SDKs do, is tolerated), never 5xx",
+)
+async def undecodable_status(ctx: ServerContext) -> None:
+    response = await _refused_raw(ctx, UNDECODABLE, "an undecodable payment header")
+    ctx.check(response is not None, "no answer to an undecodable payment header")
+    ctx.check(response.status_code in (400, 402), f"answered {response.status_code}, not 400 (or 402)")
+
+
+@case(
+    "server.payment.bad-json",
+    "MUST",
+    "HTTP transport spec v2 (malformed payment); x402#3015",
+    "A PAYMENT-SIGNATURE that is base64 of broken JSON is neither served nor charged",
+)
+async def bad_json(ctx: ServerContext) -> None:
+    value = base64.b64encode(b'{"x402Version":2,"accepted":{').decode()
+    await _refused_raw(ctx, value, "base64 of broken JSON")
+
+
+MALFORMED = {
+    "broken JSON": b'{"x402Version":2,',
+    "a JSON array": b"[1,2,3]",
+    "JSON null": b"null",
+    "an object without payload": b'{"x402Version":2,"accepted":{}}',
+    "x402Version as a string": b'{"x402Version":"2","accepted":{},"payload":{}}',
+}
+
+
+@case(
+    "server.payment.malformed-status",
+    "SHOULD",
+    "HTTP transport spec v2 (malformed payload -> 400); x402#3015 (500 on malformed input)",
+    "Malformed payment documents are answered 400 or 402, never 5xx, never served, never charged",
+)
+async def malformed_status(ctx: ServerContext) -> None:
+    await ctx.offer()
+    statuses = {}
+    for what, raw in MALFORMED.items():
+        before = ctx.snapshot()
+        response = await ctx.send_headers(what, [("PAYMENT-SIGNATURE", base64.b64encode(raw).decode())])
+        statuses[what] = status_of(response)
+        not_charged(ctx, response, before, what=what, name=what)
+    ctx.fact("statuses", statuses)
+    bad = {what: status for what, status in statuses.items() if status not in (400, 402)}
+    ctx.check(not bad, f"malformed payments answered outside 400/402: {bad}")
+
+
+def _bad_signature(ctx, offer):
+    payer, payload = ctx.sign(offer)
+    raw = bytearray(bytes.fromhex(payload["signature"][2:]))
+    raw[10] ^= 0xFF  # r changes: the signature recovers to someone else, or to nothing
+    payload["signature"] = "0x" + raw.hex()
+    return payer, ctx.payment(offer, payload), payload["authorization"]["nonce"]
+
+
+def _high_s(ctx, offer):
+    payer, payload = ctx.sign(offer)
+    payload["signature"] = high_s(payload["signature"])
+    return payer, ctx.payment(offer, payload), payload["authorization"]["nonce"]
+
+
+def _signer_not_from(ctx, offer):
+    other = ctx.harness.funded_account(label="signer")
+    payer, payload = ctx.sign(offer, sign_key=other.key)
+    return payer, ctx.payment(offer, payload), payload["authorization"]["nonce"]
+
+
+def _value(delta):
+    def build(ctx, offer):
+        payer, payload = ctx.sign(offer, value=amount_of(offer) + delta)
+        return payer, ctx.payment(offer, payload), payload["authorization"]["nonce"]
+
+    return build
+
+
+def _wrong_recipient(ctx, offer):
+    thief = ctx.harness.new_account("thief").address
+    payer, payload = ctx.sign(offer, to=thief)
+    return payer, ctx.payment(offer, payload), payload["authorization"]["nonce"]
+
+
+def _accepted(**changes):
+    """A payment signed for, and echoing, ``offer`` with ``changes`` (a v1 payment can only lie about
+    its scheme and network: it echoes nothing else)."""
+
+    def build(ctx, offer):
+        if "amount" not in offer and set(changes) - {"scheme", "network"}:
+            v2_offer(ctx, offer)
+        accepted = {**offer, **{k: v(ctx, offer) if callable(v) else v for k, v in changes.items()}}
+        overrides = {"to": accepted["payTo"]} if "payTo" in changes else {}
+        payer, payload = ctx.sign(accepted, **overrides)
+        return payer, ctx.payment(accepted, payload), payload["authorization"]["nonce"]
+
+    return build
+
+
+def _other_network(ctx, offer):
+    if "amount" in offer:
+        return f"eip155:{ctx.harness.chain_id + 1}"
+    return next(
+        name
+        for name, network in sorted(V1_NETWORKS.items())
+        if network.startswith("eip155:") and network != ctx.harness.network
+    )
+
+
+def _wrong_chain_id(ctx, offer):
+    payer, payload = ctx.sign(offer, domain=domain_of(offer, chain_id=ctx.harness.chain_id + 1))
+    return payer, ctx.payment(offer, payload), payload["authorization"]["nonce"]
+
+
+def _window(after, before):
+    def build(ctx, offer):
+        now = ctx.harness.now()
+        payer, payload = ctx.sign(offer, valid_after=now + after, valid_before=now + before)
+        return payer, ctx.payment(offer, payload), payload["authorization"]["nonce"]
+
+    return build
+
+
+def _unfunded(ctx, offer):
+    payer, payload = ctx.sign(offer, ctx.harness.new_account("unfunded"))
+    return payer, ctx.payment(offer, payload), payload["authorization"]["nonce"]
+
+
+def _lower_price(ctx, offer):
+    amount = amount_of(offer)
+    if amount < 2:
+        ctx.skip(f"the price ({amount}) leaves no lower amount to claim")
+    return str(amount // 2)
+
+
+def _thief(ctx, offer):
+    return ctx.harness.new_account("thief").address
+
+
+INVALID_PAYMENTS = (
+    (
+        "server.payment.bad-signature",
+        "exact scheme on EVM (the signature must recover to authorization.from)",
+        "A payment whose signature is corrupted is neither served nor charged",
+        _bad_signature,
+    ),
+    (
+        "server.payment.high-s-signature",
+        "EIP-2 (low-s signatures); x402#2386, x402#2728",
+        "A payment carrying the high-s twin of a valid signature is neither served nor charged",
+        _high_s,
+    ),
+    (
+        "server.payment.signer-not-from",
+        "exact scheme on EVM (the signer is authorization.from)",
+        "A payment signed by another key than authorization.from is neither served nor charged",
+        _signer_not_from,
+    ),
+    (
+        "server.payment.amount-under",
+        "exact scheme (value equals the amount)",
+        "A payment authorising less than the price is neither served nor charged",
+        _value(-1),
+    ),
+    (
+        "server.payment.amount-over",
+        "exact scheme (value equals the amount; overpayment is refused too)",
+        "A payment authorising more than the price is neither served nor charged",
+        _value(+1),
+    ),
+    (
+        "server.payment.wrong-recipient",
+        "exact scheme on EVM (authorization.to equals payTo)",
+        "A payment whose authorization pays someone else is neither served nor charged",
+        _wrong_recipient,
+    ),
+    (
+        "server.payment.wrong-asset",
+        "core spec (the server matches accepted against its own offers)",
+        "A payment for another contract than the offered token is neither served nor charged",
+        _accepted(asset=MULTICALL3_ADDRESS),
+    ),
+    (
+        "server.payment.eoa-asset",
+        "x402#2554 (an EOA as asset passes simulation)",
+        "A payment naming an address without code as its asset is neither served nor charged",
+        _accepted(asset=lambda ctx, offer: ctx.harness.new_account("not-a-token").address),
+    ),
+    (
+        "server.payment.wrong-network",
+        "core spec (the server matches accepted against its own offers)",
+        "A payment for another network than the offer's is neither served nor charged",
+        _accepted(network=_other_network),
+    ),
+    (
+        "server.payment.wrong-chain-id",
+        "exact scheme on EVM (the EIP-712 domain's chainId is the network's)",
+        "A payment signed over another chain id than the network's is neither served nor charged",
+        _wrong_chain_id,
+    ),
+    (
+        "server.payment.wrong-scheme",
+        "core spec (the server matches accepted against its own offers)",
+        "A payment claiming a scheme the server did not offer is neither served nor charged",
+        _accepted(scheme="upto"),
+    ),
+    (
+        "server.payment.expired",
+        "EIP-3009 (validBefore)",
+        "A payment whose authorization has expired is neither served nor charged",
+        _window(-3600, -60),
+    ),
+    (
+        "server.payment.not-yet-valid",
+        "EIP-3009 (validAfter)",
+        "A payment whose authorization is not valid yet is neither served nor charged",
+        _window(3600, 7200),
+    ),
+    (
+        "server.payment.unfunded-payer",
+        "exact scheme on EVM (balance check before serving)",
+        "A payment from an account without funds is neither served nor charged",
+        _unfunded,
+    ),
+    (
+        "server.payment.tampered-accepted",
+        "x402 v2 (the facilitator checks the server's requirements, never accepted)",
+        "A payment whose accepted claims (and pays) a lower price than offered is neither served nor charged",
+        _accepted(amount=_lower_price),
+    ),
+    (
+        "server.payment.tampered-payto",
+        "x402 v2 (the facilitator checks the server's requirements, never accepted)",
+        "A payment whose accepted names the payer's own payTo (and pays it) is neither served nor charged",
+        _accepted(payTo=_thief),
+    ),
+)
+
+
+def _refusal_case(build, description):
+    async def run(ctx: ServerContext) -> None:
+        _, offer = await ctx.offer()
+        payer, payment, nonce = build(ctx, offer)
+        before = ctx.snapshot()
+        response = await ctx.pay(offer, payment, label="invalid payment")
+        not_charged(ctx, response, before, payer, nonce, what="the invalid payment")
+
+    run.__doc__ = description
+    return run
+
+
+for _id, _rests, _description, _build in INVALID_PAYMENTS:
+    case(_id, "MUST", _rests, _description)(_refusal_case(_build, _description))
+del _id, _rests, _description, _build
+
+
+def _null_accepted_payment(ctx, offer):
+    payer, payload = ctx.sign(offer)
+    return payer, {"x402Version": 2, "accepted": None, "payload": payload}, payload["authorization"]["nonce"]
+
+
+@case(
+    "server.payment.null-accepted",
+    "MUST",
+    "x402#3171 (a null accepted throws)",
+    "A v2 payment with accepted: null is neither served nor charged, and does not crash the server (no 5xx)",
+)
+async def null_accepted(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    payer, payment, nonce = _null_accepted_payment(ctx, offer)
+    before = ctx.snapshot()
+    response = await ctx.pay(offer, payment, label="accepted: null")
+    not_charged(ctx, response, before, payer, nonce, what="a payment with accepted: null")
+    ctx.check(response is not None and response.status_code < 500, f"answered {status_of(response)}")
+
+
+@case(
+    "server.payment.null-accepted-no-leak",
+    "STRICT",
+    "x402#3171 (the thrown error's text leaks to the client)",
+    "The answer to accepted: null carries no exception text (stack traces, runtime type errors)",
+)
+async def null_accepted_no_leak(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    _payer, payment, _nonce = _null_accepted_payment(ctx, offer)
+    response = await ctx.pay(offer, payment, label="accepted: null")
+    ctx.check(response is not None, "no answer")
+    texts = [response.content.decode("utf-8", "replace")]
+    for name, value in response.headers.items():
+        texts.append(value)
+        if name.lower() in ("payment-required", "payment-response"):
+            texts.append(json.dumps(decode_document(value)[0]))
+    found = ctx.fact("leaks", sorted({m for m in LEAK_MARKERS for t in texts if m in t}))
+    ctx.check(not found, f"the answer shows exception text: {found}")
+
+
+@case(
+    "server.payment.server-requirements",
+    "MUST",
+    "x402 v2 (the facilitator checks what the server sends; a server forwarding accepted is exploitable)",
+    "/verify and /settle get the server's own requirements (amount, payTo, asset), even when accepted lies",
+)
+async def server_requirements(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    await served_and_paid(ctx, offer, label="valid payment")
+    calls = list(ctx.harness.control.calls)
+    if not calls:
+        ctx.skip("the target called no /verify or /settle at the harness's facilitator")
+    ctx.harness.control.calls.clear()
+    if "amount" in offer and amount_of(offer) >= 2:
+        _payer, payment, _nonce = _accepted(amount=_lower_price)(ctx, offer)
+        await ctx.pay(offer, payment, label="payment whose accepted claims half the price")
+        calls += ctx.harness.control.calls
+    seen = ctx.fact(
+        "requirements_sent",
+        [
+            {"path": c.path, **{k: (c.body.get("paymentRequirements") or {}).get(k) for k in _COMPARED}}
+            for c in calls
+            if isinstance(c.body, dict)
+        ],
+    )
+    for sent in seen:
+        for key in _COMPARED:
+            mine, theirs = str(offer.get(key, "")), str(sent.get(key) or "")
+            ctx.check(
+                mine.lower() == theirs.lower() or (key == "maxAmountRequired" and key not in offer),
+                f"{sent['path']} got {key} {theirs!r}; the 402 says {mine!r}",
+            )
+
+
+_COMPARED = ("amount", "maxAmountRequired", "payTo", "asset", "network", "scheme")
+
+
+@case(
+    "server.payment.query-not-free",
+    "MUST",
+    "core spec 5 (a priced resource is served only when paid)",
+    "A query string on the paid path does not bypass the paywall",
+)
+async def query_not_free(ctx: ServerContext) -> None:
+    before = ctx.snapshot()
+    response = await ctx.send(
+        "unpaid request with a query string", ctx.endpoint.method, ctx.endpoint.path + "?x402=probe"
+    )
+    ctx.fact("status", status_of(response))
+    ctx.check(
+        not served(response), f"{ctx.endpoint.path}?x402=probe was served unpaid ({status_of(response)})"
+    )
+    delta, _ = ctx.moved_since(before)
+    ctx.check(delta == 0, "the payee's balance changed")
+
+
+@case(
+    "server.payment.path-variants-not-free",
+    "STRICT",
+    "core spec 5; routers that normalise paths differently from the paywall",
+    "Variants of the paid path (trailing slash, case, percent-encoding, double slash) are not served unpaid",
+)
+async def path_variants_not_free(ctx: ServerContext) -> None:
+    path = ctx.endpoint.path
+    variants = [
+        path.rstrip("/") + "/",
+        path.upper(),
+        "/%" + format(ord(path[1]), "02X") + path[2:],
+        "/" + path,
+    ]
+    statuses = {}
+    for variant in dict.fromkeys(v for v in variants if v != path):
+        response = await ctx.send(f"unpaid request to {variant}", ctx.endpoint.method, variant)
+        statuses[variant] = status_of(response)
+    ctx.fact("statuses", statuses)
+    free = [v for v, status in statuses.items() if status is not None and 200 <= status < 300]
+    ctx.check(not free, f"served unpaid: {free}")
+
+
+# ================================================================================================
+# replay
+# ================================================================================================
+
+
+@case(
+    "server.replay.after-settlement",
+    "MUST",
+    "EIP-3009 (single-use nonce); x402#803",
+    "A settled payment sent again is neither served nor charged again",
+)
+async def replay_after_settlement(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    paid = await served_and_paid(ctx, offer, label="original payment")
+    before = ctx.snapshot()
+    response = await ctx.pay(offer, without_identifier(paid.payment), label="replay")
+    delta, transfers = ctx.moved_since(before, paid.payer.address)
+    ctx.fact("replay.status", status_of(response))
+    ctx.transfer_facts("replay.transfers", transfers)
+    ctx.check(not served(response), f"the replay was served ({status_of(response)})")
+    ctx.check(not transfers and delta == 0, f"the replay moved funds again: {len(transfers)} transfers")
+
+
+@case(
+    "server.replay.concurrent",
+    "MUST",
+    "EIP-3009 (single-use nonce); x402#803, x402#1805",
+    "The same payment sent 5 times at once is served at most once and charged exactly once",
+)
+async def replay_concurrent(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    payer, payload = ctx.sign(offer)
+    payment = ctx.payment(offer, payload)
+    before = ctx.snapshot()
+    ctx.harness.control.verify_barrier = CONCURRENT_COPIES  # every copy verified before any settles
+    responses = await asyncio.gather(
+        *(ctx.pay(offer, payment, label=f"copy {i + 1}") for i in range(CONCURRENT_COPIES))
+    )
+    delta, transfers = ctx.moved_since(before, payer.address)
+    ctx.fact("statuses", [status_of(r) for r in responses])
+    ctx.transfer_facts("transfers", transfers)
+    winners = [r for r in responses if served(r)]
+    receipts = [ctx.settlement_header(r)[1] for r in winners]
+    txs = [d.get("transaction") for d in receipts if isinstance(d, dict)]
+    ctx.fact("served_transactions", txs)
+    ctx.check(len(txs) == len(set(txs)), f"several answers name the same transaction: {txs}")
+    ctx.check(len(winners) <= 1, f"{len(winners)} of {CONCURRENT_COPIES} copies of one payment were served")
+    ctx.check(
+        len(transfers) == 1 and delta == amount_of(offer),
+        f"{len(transfers)} transfers moved {delta}; expected exactly one of {amount_of(offer)}",
+    )
+
+
+@case(
+    "server.replay.concurrent-distinct",
+    "MUST",
+    "core spec 5; x402#398 (one of several concurrent paid requests pays)",
+    "Three different payments at once are each served and charged once, each naming its own transaction",
+)
+async def concurrent_distinct(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    signed = [ctx.sign(offer) for _ in range(3)]
+    before = ctx.snapshot()
+    ctx.harness.control.verify_barrier = len(signed)
+    responses = await asyncio.gather(
+        *(
+            ctx.pay(offer, ctx.payment(offer, payload), label=f"payer {i + 1}")
+            for i, (_, payload) in enumerate(signed)
+        )
+    )
+    delta, transfers = ctx.moved_since(before, *(p.address for p, _ in signed))
+    ctx.fact("statuses", [status_of(r) for r in responses])
+    ctx.transfer_facts("transfers", transfers)
+    ctx.check(
+        all(served(r) for r in responses), f"not every payment was served: {ctx.evidence.chain['statuses']}"
+    )
+    ctx.check(
+        len(transfers) == 3 and delta == 3 * amount_of(offer),
+        f"{len(transfers)} transfers moved {delta}; expected 3 of {amount_of(offer)}",
+    )
+    payers = {t.from_.lower() for t in transfers}
+    ctx.check(
+        payers == {p.address.lower() for p, _ in signed}, "the transfers do not come from the three payers"
+    )
+    txs = [(ctx.settlement_header(r)[1] or {}).get("transaction") for r in responses]
+    ctx.fact("transactions", txs)
+    named = [t for t in txs if t]
+    ctx.check(len(named) == len(set(named)), f"two answers name the same transaction: {txs}")
+
+
+@case(
+    "server.replay.cross-endpoint",
+    "MUST",
+    "EIP-3009 (single-use nonce); x402#803",
+    "A payment settled for one route and replayed on another paid route is neither served nor charged",
+)
+async def cross_endpoint(ctx: ServerContext) -> None:
+    second = await ctx.optional_path("second")
+    _, offer = await ctx.offer()
+    paid = await served_and_paid(ctx, offer, label="payment for the main route")
+    before = ctx.snapshot()
+    response = await ctx.pay(
+        offer, without_identifier(paid.payment), path=second, label="replay on the second route"
+    )
+    delta, transfers = ctx.moved_since(before, paid.payer.address)
+    ctx.fact("replay.status", status_of(response))
+    ctx.transfer_facts("replay.transfers", transfers)
+    ctx.check(not served(response), f"the replay on {second} was served ({status_of(response)})")
+    ctx.check(not transfers and delta == 0, "the replay moved funds again")
+
+
+# ================================================================================================
+# settle
+# ================================================================================================
+
+
+async def _under_settle_mode(ctx: ServerContext, mode: str):
+    """A valid payment served normally (its body is the handler's), then another under ``mode``."""
+    _, offer = await ctx.offer()
+    reference = await served_and_paid(ctx, offer, label="payment settled normally")
+    body = ctx.fact("handler_body", handler_body(reference.response).decode("utf-8", "replace")[:500])
+    ctx.harness.control.calls.clear()
+    ctx.harness.control.settle_mode = mode
+    paid = await ctx.paid(offer, label=f"payment whose settlement is {mode}")
+    ctx.chain_facts(paid, "payment")
+    ctx.fact("status", status_of(paid.response))
+    return offer, handler_body(reference.response), paid, body
+
+
+def _withheld(ctx: ServerContext, paid, body: bytes, why: str) -> None:
+    content = handler_body(paid.response)
+    ctx.check(not (body and body in content), f"{why}, yet the answer carries the handler's body")
+    ctx.check(status_of(paid.response) != 200, f"{why}, yet the answer is 200")
+
+
+@case(
+    "server.settle.body-withheld-on-failure",
+    "MUST",
+    "core spec 5 (settle failed -> 402, the buffered body dropped); x402#3060",
+    "When settlement fails, the handler's body is withheld and nothing is charged",
+)
+async def body_withheld(ctx: ServerContext) -> None:
+    _, body, paid, _ = await _under_settle_mode(ctx, "refuse")
+    _withheld(ctx, paid, body, "settlement failed")
+    ctx.check(not paid.transfers and paid.payee_delta == 0, "funds moved although settlement was refused")
+
+
+@case(
+    "server.settle.failure-response",
+    "MUST",
+    "HTTP transport spec v2 (PAYMENT-RESPONSE on success and on failure); x402#3223",
+    "A failed settlement is answered 402 with a PAYMENT-RESPONSE saying success: false and its errorReason",
+)
+async def failure_response(ctx: ServerContext) -> None:
+    _, _, paid, _ = await _under_settle_mode(ctx, "refuse")
+    ctx.check(
+        status_of(paid.response) == 402,
+        f"a failed settlement was answered {status_of(paid.response)}, not 402",
+    )
+    raw, document = ctx.settlement_header(paid.response)
+    ctx.fact("payment_response", document)
+    ctx.check(raw is not None, "the 402 after a failed settlement carries no PAYMENT-RESPONSE")
+    ctx.check(
+        isinstance(document, dict) and document.get("success") is False, f"PAYMENT-RESPONSE is {document}"
+    )
+    reason = document.get("errorReason")
+    ctx.check(isinstance(reason, str) and reason, f"PAYMENT-RESPONSE has no errorReason: {document}")
+
+
+@case(
+    "server.settle.failure-reason-class",
+    "SHOULD",
+    "x402#3223; reason codes by class (reference notes section 5)",
+    "The errorReason of a failed settlement is the facilitator's (same class), not a generic one",
+)
+async def failure_reason_class(ctx: ServerContext) -> None:
+    _, _, paid, _ = await _under_settle_mode(ctx, "refuse")
+    answers = [
+        c.answer for c in ctx.harness.control.calls if c.path == "/settle" and isinstance(c.answer, dict)
+    ]
+    if not answers:
+        ctx.skip("the target called no /settle at the harness's facilitator")
+    given = ctx.fact("facilitator.errorReason", answers[-1].get("errorReason"))
+    _, document = ctx.settlement_header(paid.response)
+    said = ctx.fact("server.errorReason", document.get("errorReason") if isinstance(document, dict) else None)
+    ctx.fact("server.reason_class", reason_class(said).value)
+    ctx.check(
+        reason_class(said) is reason_class(given),
+        f"the server says {said!r} (class {reason_class(said).value}); the facilitator said {given!r}",
+    )
+
+
+@case(
+    "server.settle.handler-error-not-settled",
+    "MUST",
+    "core spec 5 (a handler status >= 400 means no settlement); x402#664, x402#721",
+    "When the handler fails (500), the payment is not settled: no /settle call, no transfer",
+)
+async def handler_error_not_settled(ctx: ServerContext) -> None:
+    failing = await ctx.optional_path("failing")
+    _, offer = await ctx.offer(failing)
+    ctx.harness.control.calls.clear()
+    paid = await ctx.paid(offer, path=failing, label="payment for a failing handler")
+    ctx.chain_facts(paid)
+    settles = ctx.fact("settle_calls", ctx.harness.control.count("/settle"))
+    ctx.fact("status", status_of(paid.response))
+    ctx.check(not served(paid.response), f"the failing handler's route answered {status_of(paid.response)}")
+    ctx.check(settles == 0, f"/settle was called {settles} times for a request whose handler failed")
+    ctx.check(not paid.transfers and paid.payee_delta == 0, "the payer was charged for a failed request")
+    ctx.check(not ctx.harness.used(paid.payer.address, paid.nonce), "the authorization was used on chain")
+
+
+@case(
+    "server.settle.response-decodes",
+    "MUST",
+    "HTTP transport spec v2, PAYMENT-RESPONSE",
+    "A served payment carries PAYMENT-RESPONSE: standard base64 of UTF-8 JSON saying success: true",
+)
+async def response_decodes(ctx: ServerContext) -> None:
+    paid = await served_and_paid(ctx)
+    raw, _ = ctx.settlement_header(paid.response)
+    ctx.check(raw is not None, "the 200 carries no PAYMENT-RESPONSE")
+    problem = ctx.fact("base64_problem", base64_problem(raw))
+    ctx.check(problem is None, f"PAYMENT-RESPONSE is not standard padded base64: {problem}")
+    document, problem = decode_document(raw)
+    ctx.fact("payment_response", document)
+    ctx.check(problem is None, f"PAYMENT-RESPONSE: {problem}")
+    ctx.check(
+        isinstance(document, dict) and document.get("success") is True, f"PAYMENT-RESPONSE says {document}"
+    )
+
+
+@case(
+    "server.settle.response-transaction",
+    "MUST",
+    "HTTP transport spec v2, SettleResponse.transaction",
+    "PAYMENT-RESPONSE names a mined, successful transaction carrying the payer's Transfer of the price",
+)
+async def response_transaction(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    paid = await served_and_paid(ctx, offer)
+    _, document = ctx.settlement_header(paid.response)
+    tx = document.get("transaction") if isinstance(document, dict) else None
+    ctx.fact("transaction", tx)
+    ctx.check(
+        isinstance(tx, str) and TX_HASH.fullmatch(tx), f"PAYMENT-RESPONSE names no transaction hash: {tx!r}"
+    )
+    receipt = ctx.harness.receipt(tx)
+    ctx.fact("receipt.success", receipt.success if receipt else None)
+    ctx.check(receipt is not None, f"transaction {tx} is not on chain")
+    ctx.check(receipt.success, f"transaction {tx} reverted")
+    moved = ctx.fact(
+        "receipt.transfers",
+        [{"from": t.from_, "to": t.to, "value": t.value, "token": t.token} for t in receipt.transfers()],
+    )
+    ctx.check(
+        any(
+            t["from"].lower() == paid.payer.address.lower()
+            and t["to"].lower() == ctx.payee.lower()
+            and t["value"] == amount_of(offer)
+            and t["token"].lower() == offer["asset"].lower()
+            for t in moved
+        ),
+        f"transaction {tx} carries no Transfer of {amount_of(offer)} from the payer to the payee: {moved}",
+    )
+
+
+@case(
+    "server.settle.response-payer",
+    "SHOULD",
+    "HTTP transport spec v2, SettleResponse.payer (required in v1)",
+    "PAYMENT-RESPONSE of a served payment names the payer",
+)
+async def response_payer(ctx: ServerContext) -> None:
+    paid = await served_and_paid(ctx)
+    _, document = ctx.settlement_header(paid.response)
+    payer = ctx.fact("payer", document.get("payer") if isinstance(document, dict) else None)
+    ctx.check(
+        isinstance(payer, str) and payer.lower() == paid.payer.address.lower(),
+        f"PAYMENT-RESPONSE names payer {payer!r}, not {paid.payer.address}",
+    )
+
+
+@case(
+    "server.settle.response-network",
+    "SHOULD",
+    "HTTP transport spec v2, SettleResponse.network",
+    "PAYMENT-RESPONSE of a served payment names the offer's network",
+)
+async def response_network(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    paid = await served_and_paid(ctx, offer)
+    _, document = ctx.settlement_header(paid.response)
+    network = ctx.fact("network", document.get("network") if isinstance(document, dict) else None)
+    ctx.check(
+        network == offer["network"], f"PAYMENT-RESPONSE names network {network!r}, not {offer['network']}"
+    )
+
+
+@case(
+    "server.settle.pending-not-served",
+    "MUST",
+    "core spec 5 (serve only after settlement succeeded); x402#1062",
+    "On settlement_pending (tx sent, not confirmed) the body is withheld and the payment settles once",
+)
+async def pending_not_served(ctx: ServerContext) -> None:
+    offer, body, paid, _ = await _under_settle_mode(ctx, "pending")
+    _withheld(ctx, paid, body, "settlement was still pending")
+    ctx.check(
+        len(paid.transfers) == 1 and paid.payee_delta == amount_of(offer),
+        f"{len(paid.transfers)} transfers moved {paid.payee_delta}; the facilitator settled exactly once",
+    )
+
+
+@case(
+    "server.settle.pending-names-transaction",
+    "SHOULD",
+    "x402#2294 (settlement_pending with the transaction hash); x402#1062",
+    "The answer to a pending settlement carries PAYMENT-RESPONSE naming the transaction the facilitator sent",
+)
+async def pending_names_transaction(ctx: ServerContext) -> None:
+    _, _, paid, _ = await _under_settle_mode(ctx, "pending")
+    sent = [
+        c.answer.get("transaction")
+        for c in ctx.harness.control.calls
+        if c.path == "/settle" and isinstance(c.answer, dict)
+    ]
+    if not sent:
+        ctx.skip("the target called no /settle at the harness's facilitator")
+    ctx.fact("facilitator.transaction", sent[0])
+    raw, document = ctx.settlement_header(paid.response)
+    ctx.fact("payment_response", document)
+    ctx.check(raw is not None, "the answer to a pending settlement carries no PAYMENT-RESPONSE")
+    named = document.get("transaction") if isinstance(document, dict) else None
+    ctx.check(
+        isinstance(named, str) and named.lower() == str(sent[0]).lower(),
+        f"PAYMENT-RESPONSE names {named!r}; the facilitator sent {sent[0]}",
+    )
+    receipt = ctx.harness.receipt(named)
+    ctx.check(receipt is not None and receipt.success, f"{named} is not a successful transaction on chain")
+
+
+@case(
+    "server.settle.lost-answer-not-served",
+    "MUST",
+    "core spec 5; x402#452, x402#808 (settled, but the answer was lost)",
+    "When /settle settles but its answer is lost (500), the body is withheld and the payer is charged once",
+)
+async def lost_answer_not_served(ctx: ServerContext) -> None:
+    offer, body, paid, _ = await _under_settle_mode(ctx, "lose")
+    _withheld(ctx, paid, body, "the settlement's answer was lost")
+    ctx.check(
+        len(paid.transfers) == 1 and paid.payee_delta == amount_of(offer),
+        f"{len(paid.transfers)} transfers moved {paid.payee_delta}; expected exactly one settlement",
+    )
+
+
+@case(
+    "server.settle.lost-answer-not-resent",
+    "STRICT",
+    "x402#452 (a resent /settle surfaces the used authorization as a failure)",
+    "When /settle's answer is lost, the server does not send the same settlement again",
+)
+async def lost_answer_not_resent(ctx: ServerContext) -> None:
+    await _under_settle_mode(ctx, "lose")
+    settles = ctx.fact("settle_calls", ctx.harness.control.count("/settle"))
+    if settles == 0:
+        ctx.skip("the target called no /settle at the harness's facilitator")
+    ctx.check(settles == 1, f"/settle was sent {settles} times for one payment")
+
+
+# ================================================================================================
+# headers
+# ================================================================================================
+
+
+@case(
+    "server.headers.no-response-on-402",
+    "SHOULD",
+    "HTTP transport spec v2 (PAYMENT-RESPONSE reports a settlement)",
+    "A plain 402 to an unpaid request carries no PAYMENT-RESPONSE (nothing was settled)",
+)
+async def no_response_on_402(ctx: ServerContext) -> None:
+    challenge = await ctx.challenge()
+    ctx.check(challenge.status == 402, f"an unpaid request got {challenge.status}, not 402")
+    present = [h for h in ("payment-response", "x-payment-response") if h in challenge.headers]
+    ctx.check(not present, f"the plain 402 carries {present}")
+
+
+def _oversized_payment(ctx, offer):
+    payer, payload = ctx.sign(offer)
+    payment = ctx.complete(ctx.payment(offer, payload))
+    padded = {**payment, "padding": "x" * (OVERSIZED_BYTES * 3 // 4)}
+    return payer, padded, payload["authorization"]["nonce"]
+
+
+@case(
+    "server.headers.oversized",
+    "MUST",
+    "reference notes section 7 (oversized headers); robustness",
+    "A 64 KiB PAYMENT-SIGNATURE gets no 5xx, is served only if paid once, and the server keeps answering",
+)
+async def oversized(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    payer, payment, _nonce = _oversized_payment(ctx, offer)
+    before = ctx.snapshot()
+    response = await ctx.pay(offer, payment, label="64 KiB payment header", complete=False)
+    ctx.check(response is None or response.status_code < 500, f"a 64 KiB header got {status_of(response)}")
+    charged_if_served(ctx, response, before, [payer], what="oversized", price=amount_of(offer))
+    after = await ctx.challenge(label="unpaid request after the oversized one")
+    ctx.check(after.status == 402, f"after the oversized header the server answers {after.status}, not 402")
+
+
+@case(
+    "server.headers.oversized-refused",
+    "SHOULD",
+    "reference notes section 7 (oversized headers); the SDK codecs bound header sizes",
+    "A 64 KiB PAYMENT-SIGNATURE is refused: neither served nor charged",
+)
+async def oversized_refused(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    payer, payment, nonce = _oversized_payment(ctx, offer)
+    before = ctx.snapshot()
+    response = await ctx.pay(offer, payment, label="64 KiB payment header", complete=False)
+    not_charged(ctx, response, before, payer, nonce, what="a 64 KiB payment header")
+
+
+@case(
+    "server.headers.duplicate-valid-invalid",
+    "MUST",
+    "RFC 9110 (repeated fields); core spec 5",
+    "Two PAYMENT-SIGNATURE headers, one valid and one not (either order): served only if paid, never twice",
+)
+async def duplicate_valid_invalid(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    for order in ("valid first", "invalid first"):
+        payer, payload = ctx.sign(offer)
+        forger, bad, _ = _bad_signature(ctx, offer)
+        good = ctx.header_for(ctx.payment(offer, payload))
+        values = [
+            ctx.complete(ctx.payment(offer, payload)),
+            ctx.complete(bad),
+        ]
+        if order == "invalid first":
+            values.reverse()
+        before = ctx.snapshot()
+        response = await ctx.send_headers(order, [(good, header_value(v)) for v in values])
+        charged_if_served(ctx, response, before, [payer, forger], what=order, price=amount_of(offer))
+
+
+@case(
+    "server.headers.duplicate-two-valid",
+    "MUST",
+    "RFC 9110 (repeated fields); core spec 5",
+    "Two different valid PAYMENT-SIGNATURE headers in one request: at most one charged, and only if served",
+)
+async def duplicate_two_valid(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    signed = [ctx.sign(offer) for _ in range(2)]
+    documents = [ctx.complete(ctx.payment(offer, payload)) for _, payload in signed]
+    before = ctx.snapshot()
+    response = await ctx.send_headers(
+        "two valid payments", [(ctx.header_for(d), header_value(d)) for d in documents]
+    )
+    charged_if_served(ctx, response, before, [p for p, _ in signed], what="two valid", price=amount_of(offer))
+
+
+# ================================================================================================
+# extensions: payment-identifier
+# ================================================================================================
+
+
+def _declared(ctx: ServerContext) -> dict:
+    declared = ctx.identifier_declaration
+    if declared is None:
+        ctx.skip("the server does not declare the payment-identifier extension")
+    return declared
+
+
+@case(
+    "server.extensions.payment-id-declaration",
+    "MUST",
+    "payment-identifier extension (declaration: info.required boolean, schema)",
+    "A declared payment-identifier extension has info.required (boolean) and a schema object",
+)
+async def payment_id_declaration(ctx: ServerContext) -> None:
+    await ctx.offer()
+    declared = ctx.fact("declaration", _declared(ctx))
+    info = declared.get("info")
+    ctx.check(isinstance(info, dict), f"info is {info!r}, not an object")
+    ctx.check(
+        isinstance(info.get("required"), bool), f"info.required is {info.get('required')!r}, not a boolean"
+    )
+    ctx.check(isinstance(declared.get("schema"), dict), "the declaration has no schema object")
+
+
+@case(
+    "server.extensions.payment-id-cached",
+    "SHOULD",
+    "payment-identifier extension (same id, same payload: the cached response)",
+    "A payment resent with the same id and payload gets the first answer again, and is not charged again",
+)
+async def payment_id_cached(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    _declared(ctx)
+    payer, payload = ctx.sign(offer)
+    payment = ctx.with_payment_id(ctx.payment(offer, payload))
+    before = ctx.snapshot()
+    first = await ctx.pay(offer, payment, label="payment with an id", complete=False)
+    charged_if_served(ctx, first, before, [payer], what="first", price=amount_of(offer))
+    ctx.check(served(first), f"precondition: the payment with an id got {status_of(first)}")
+    middle = ctx.snapshot()
+    again = await ctx.pay(offer, payment, label="same id, same payload", complete=False)
+    delta, transfers = ctx.moved_since(middle, payer.address)
+    ctx.fact("again.status", status_of(again))
+    ctx.transfer_facts("again.transfers", transfers)
+    ctx.check(not transfers and delta == 0, "the resend was charged again")
+    ctx.check(status_of(again) in (200, 304), f"the resend got {status_of(again)}, not the cached answer")
+    if status_of(again) == 200:
+        ctx.check(again.content == first.content, "the resend's body differs from the first answer's")
+        first_tx = (ctx.settlement_header(first)[1] or {}).get("transaction")
+        again_tx = (ctx.settlement_header(again)[1] or {}).get("transaction")
+        ctx.check(first_tx == again_tx, f"the resend names transaction {again_tx}, the first {first_tx}")
+
+
+@case(
+    "server.extensions.payment-id-conflict",
+    "SHOULD",
+    "payment-identifier extension (same id, different payload: 409)",
+    "Another payment under an id already used is answered 409 and not charged",
+)
+async def payment_id_conflict(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    _declared(ctx)
+    payment_id = ctx.new_payment_id()
+    payer, payload = ctx.sign(offer)
+    first = await ctx.pay(
+        offer,
+        ctx.with_payment_id(ctx.payment(offer, payload), payment_id),
+        label="first payment",
+        complete=False,
+    )
+    ctx.check(served(first), f"precondition: the payment with an id got {status_of(first)}")
+    _, other = ctx.sign(offer, payer)
+    before = ctx.snapshot()
+    response = await ctx.pay(
+        offer,
+        ctx.with_payment_id(ctx.payment(offer, other), payment_id),
+        label="same id, new payload",
+        complete=False,
+    )
+    not_charged_nonce = other["authorization"]["nonce"]
+    ctx.fact("status", status_of(response))
+    delta, transfers = ctx.moved_since(before, payer.address)
+    ctx.transfer_facts("transfers", transfers)
+    ctx.check(not transfers and delta == 0, "the second payment under the same id was charged")
+    ctx.check(not ctx.harness.used(payer.address, not_charged_nonce), "the second authorization was used")
+    ctx.check(status_of(response) == 409, f"same id with another payload got {status_of(response)}, not 409")
+
+
+@case(
+    "server.extensions.payment-id-required",
+    "SHOULD",
+    "payment-identifier extension (required: true, no id: 400)",
+    "When the server requires an id, a payment without one is answered 400 and not charged",
+)
+async def payment_id_required(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    _declared(ctx)
+    if not ctx.identifier_required:
+        ctx.skip("the server declares payment-identifier as optional")
+    payer, payload = ctx.sign(offer)
+    before = ctx.snapshot()
+    response = await ctx.pay(
+        offer, ctx.payment(offer, payload), label="payment without an id", complete=False
+    )
+    not_charged(
+        ctx, response, before, payer, payload["authorization"]["nonce"], what="a payment without an id"
+    )
+    ctx.check(
+        status_of(response) == 400, f"a payment without the required id got {status_of(response)}, not 400"
+    )
+
+
+@case(
+    "server.extensions.payment-id-malformed",
+    "SHOULD",
+    "payment-identifier extension (id: 16-128 characters of A-Z a-z 0-9 _ -)",
+    "A payment carrying a malformed id is answered 400 and not charged",
+)
+async def payment_id_malformed(ctx: ServerContext) -> None:
+    _, offer = await ctx.offer()
+    _declared(ctx)
+    payer, payload = ctx.sign(offer)
+    payment = ctx.with_payment_id(ctx.payment(offer, payload), "short id!")
+    before = ctx.snapshot()
+    response = await ctx.pay(offer, payment, label="payment with a malformed id", complete=False)
+    not_charged(
+        ctx, response, before, payer, payload["authorization"]["nonce"], what="a payment with a malformed id"
+    )
+    ctx.check(status_of(response) == 400, f"a malformed id got {status_of(response)}, not 400")
