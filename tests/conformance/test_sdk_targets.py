@@ -1,0 +1,138 @@
+"""The official x402 SDKs as conformance targets: each role of the Python SDK (``x402``) and of the
+TypeScript SDK (``@x402/*``) runs the whole catalog of its role, and every case's outcome must match
+the committed expectation in ``tests/conformance/expectations/<target>.json``.
+
+An SDK failing a case is a finding, not a test failure: the expectation file records it. The test
+fails when an outcome changes (the SDK or the case changed), when a case has no expectation yet, or
+when an expected case is gone from the catalog; the message lists every such case.
+
+Regenerate the expectation files (after adding cases, or upgrading an SDK; review the diff):
+
+    X402SIM_UPDATE_EXPECTATIONS=1 .venv/bin/pytest tests/conformance/test_sdk_targets.py -q
+
+The targets are the scripts in ``tests/interop/sdk_targets`` (Python, run with this interpreter) and
+``tests/interop/node/conformance-*.mjs`` (TypeScript), configured by the official e2e harness's
+environment on the ``base-sepolia`` preset, so the SDKs run with their default asset tables. A target
+whose SDK is missing is skipped with the reason (and, for TypeScript, the install command).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from x402sim.conformance import catalog, runner, targets
+from x402sim.conformance.harness import HarnessOptions
+
+TESTS = Path(__file__).resolve().parents[1]
+EXPECTATIONS = Path(__file__).resolve().parent / "expectations"
+PYTHON_DIR = TESTS / "interop" / "sdk_targets"
+NODE_DIR = TESTS / "interop" / "node"
+NODE_INSTALL = "cd tests/interop/node && npm ci --no-audit --no-fund"
+NODE_PACKAGES = ("@x402/core", "@x402/evm", "@x402/express", "@x402/fetch", "express", "viem")
+NETWORK = "base-sepolia"
+UPDATE = os.environ.get("X402SIM_UPDATE_EXPECTATIONS") == "1"
+
+
+@dataclass(frozen=True)
+class SdkTarget:
+    name: str
+    role: str
+    sdk: str  # "python" or "typescript"
+    script: str
+
+    def command(self):
+        if self.sdk == "python":
+            cmd, cwd = f"{shlex.quote(sys.executable)} {self.script}", PYTHON_DIR
+        else:
+            cmd, cwd = f"node {self.script}", NODE_DIR
+        if self.role == "client":
+            return targets.ClientCommand(cmd, cwd=str(cwd), name=self.name)
+        return targets.ServiceCommand(self.role, cmd, cwd=str(cwd), name=self.name)
+
+
+SDK_TARGETS = [
+    SdkTarget("python-server", "server", "python", "python_server.py"),
+    SdkTarget("python-facilitator", "facilitator", "python", "python_facilitator.py"),
+    SdkTarget("python-client", "client", "python", "python_client.py"),
+    SdkTarget("typescript-server", "server", "typescript", "conformance-server.mjs"),
+    SdkTarget("typescript-facilitator", "facilitator", "typescript", "conformance-facilitator.mjs"),
+    SdkTarget("typescript-client", "client", "typescript", "conformance-client.mjs"),
+]
+
+
+def missing(sdk: str) -> str | None:
+    """Why the SDK cannot run here, or None."""
+    if sdk == "python":
+        return None if importlib.util.find_spec("x402") else "the Python SDK `x402` is not importable"
+    tools = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if tools:
+        return f"{' and '.join(tools)} not found; to install the packages: {NODE_INSTALL}"
+    for name in NODE_PACKAGES:
+        if not (NODE_DIR / "node_modules" / name / "package.json").is_file():
+            return f"{name} is not installed in tests/interop/node/node_modules; run: {NODE_INSTALL}"
+    return None
+
+
+def compare(expected: dict[str, str], got: dict[str, str], messages: dict[str, str]) -> list[str]:
+    """One line per case whose outcome changed, has no expectation, or is expected but gone."""
+    problems = []
+    for case_id in sorted(got.keys() | expected.keys()):
+        if case_id not in expected:
+            problems.append(f"new case without expectation: {case_id} {got[case_id]} {messages[case_id]}")
+        elif case_id not in got:
+            problems.append(f"expected case gone from the catalog: {case_id} (was {expected[case_id]})")
+        elif got[case_id] != expected[case_id]:
+            problems.append(
+                f"changed: {case_id} expected {expected[case_id]}, got {got[case_id]} {messages[case_id]}"
+            )
+    return problems
+
+
+@pytest.mark.parametrize("target", SDK_TARGETS, ids=[t.name for t in SDK_TARGETS])
+def test_sdk_target_matches_its_expectations(target: SdkTarget):
+    why = missing(target.sdk)
+    if why is not None:
+        print(f"{target.name} skipped: {why}")
+        pytest.skip(f"{target.name}: {why}")
+    cases = catalog.select(target.role)
+    started = time.perf_counter()
+    report = runner.run(
+        target.role,
+        target.command(),
+        cases,
+        runner.RunOptions(harness=HarnessOptions(network=NETWORK)),
+    )
+    wall = time.perf_counter() - started
+    outcomes = {r.id: r.outcome for r in report.results}
+    messages = {r.id: r.message for r in report.results}
+    print(f"{target.name}: {len(cases)} cases in {wall:.1f} s, {report.counts()}")
+    for result in report.results:
+        if result.outcome != "passed":
+            print(f"  {result.id} {result.outcome}: {result.message}")
+
+    path = EXPECTATIONS / f"{target.name}.json"
+    if UPDATE:
+        EXPECTATIONS.mkdir(exist_ok=True)
+        document = {"target": target.name, "network": report.network, "outcomes": outcomes}
+        path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        return
+    assert path.is_file(), (
+        f"no expectation file {path.name}; generate it with "
+        "X402SIM_UPDATE_EXPECTATIONS=1 .venv/bin/pytest tests/conformance/test_sdk_targets.py"
+    )
+    expected = json.loads(path.read_text())
+    assert expected["network"] == report.network, (
+        f"{path.name} was recorded on {expected['network']}, this run is on {report.network}"
+    )
+    problems = compare(expected["outcomes"], outcomes, messages)
+    assert not problems, f"{target.name} differs from {path.name}:\n" + "\n".join(problems)
