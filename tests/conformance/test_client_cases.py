@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from x402sim.conformance import catalog, controls, reference, runner
+from tests.conformance.calibration import control_survivors, role_controls, unkilled_must_cases
+from x402sim.conformance import catalog, reference, runner
 from x402sim.conformance.harness import HarnessOptions
 
 V1_CASE = "client.pays.v1-header"
@@ -17,10 +18,6 @@ V1_CASE = "client.pays.v1-header"
 
 def run(target, cases, network: str = "local"):
     return runner.run("client", target, cases, runner.RunOptions(harness=HarnessOptions(network=network)))
-
-
-def client_controls() -> list[controls.Control]:
-    return sorted((c for c in controls.load().values() if c.role == "client"), key=lambda c: c.name)
 
 
 @pytest.fixture(scope="module")
@@ -54,20 +51,15 @@ def test_the_reference_client_passes_every_case(reference_reports, network):
     assert skipped == ({V1_CASE} if network == "local" else set()), skipped
 
 
-@pytest.mark.parametrize("ctl", client_controls(), ids=lambda c: c.name)
-def test_each_control_fails_every_case_it_kills(ctl):
-    cases = catalog.select(include=ctl.kills)
-    assert {c.id for c in cases} == set(ctl.kills), f"{ctl.name} names unknown cases"
-    network = "base-sepolia" if V1_CASE in ctl.kills else "local"
-    report = run(ctl.build(), cases, network)
-    wrong = {r.id: (r.outcome, r.message) for r in report.results if r.outcome != "failed"}
-    assert not wrong, f"{ctl.name} does not fail: {wrong}"
+@pytest.mark.parametrize("control", role_controls("client"), ids=lambda c: c.name)
+def test_each_control_fails_every_case_it_kills(control):
+    network = "base-sepolia" if V1_CASE in control.kills else "local"
+    survivors = control_survivors(control, runner.RunOptions(harness=HarnessOptions(network=network)))
+    assert not survivors, f"{control.name} does not fail: {survivors}"
 
 
 def test_every_must_case_is_killed_by_a_control():
-    killed = {case_id for c in client_controls() for case_id in c.kills}
-    unkilled = [c.id for c in catalog.select("client", levels=["MUST"]) if c.id not in killed]
-    assert not unkilled, f"MUST cases no control kills: {unkilled}"
+    assert not unkilled_must_cases("client")
 
 
 def test_evidence_of_a_payment_carries_the_transfer_and_the_used_nonce(results):

@@ -194,3 +194,36 @@ def test_cli_exits_2_when_the_target_cannot_start(tmp_path):
     assert result.exit_code == 2
     assert "exited with code 1" in result.output and "no such app" in result.output
     assert not out.exists()  # nothing half-written
+
+
+X402SIM = [sys.executable, "-m", "x402sim"]
+
+
+@pytest.mark.parametrize(
+    "role, target, selection",
+    [
+        ("server", "serve server --from-env", []),
+        ("facilitator", "serve facilitator --from-env", []),
+        ("client", "pay --from-env", ["--cases", "client.pays", "--cases", "client.retries"]),
+    ],
+)
+def test_the_reference_commands_are_targets_like_any_other(tmp_path, role, target, selection):
+    """`x402sim conformance <role> --cmd "x402sim ... --from-env"` on the base-sepolia preset: the
+    reference roles read the harness's environment, pass every selected case, and every report
+    file is written."""
+    import subprocess
+
+    cmd = f"PAYMENT_IDENTIFIER=required {sys.executable} -m x402sim {target}"
+    outputs = {kind: tmp_path / f"report.{kind}" for kind in ("json", "junit", "markdown", "html")}
+    args = [*X402SIM, "conformance", role, "--cmd", cmd, "--network", "base-sepolia", "--quiet", *selection]
+    for kind, path in outputs.items():
+        args += [f"--{kind}", str(path)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(outputs["json"].read_text())
+    assert report["network"] == "eip155:84532" and report["target"]["kind"] == "command"
+    outcomes = {r["id"]: r["outcome"] for r in report["results"]}
+    assert set(outcomes.values()) <= {"passed", "skipped"}, outcomes
+    assert sum(o == "passed" for o in outcomes.values()) >= 0.9 * len(outcomes)
+    assert all(path.stat().st_size > 0 for path in outputs.values())
+    assert "<html" in outputs["html"].read_text().lower()

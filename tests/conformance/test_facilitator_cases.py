@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conformance.calibration import control_survivors, role_controls, unkilled_must_cases
 from x402sim.conformance import catalog, controls, reference, runner
 
 ROLE = "facilitator"
-FACILITATOR_CONTROLS = sorted(name for name, c in controls.load().items() if c.role == ROLE)
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +37,14 @@ def test_the_reference_passes_every_case(reference_report):
     assert {r.id for r in reference_report.results} == {c.id for c in catalog.select(ROLE)}
 
 
-@pytest.mark.parametrize("name", FACILITATOR_CONTROLS)
-def test_each_control_fails_every_case_it_claims_to_kill(name):
-    control = controls.load()[name]
-    assert control.kills, f"{name} kills nothing"
-    known = {c.id for c in catalog.select(ROLE)}
-    assert set(control.kills) <= known, f"{name} names unknown cases: {set(control.kills) - known}"
-    report = runner.run(ROLE, control.build(), catalog.select(ROLE, include=control.kills))
-    assert {r.id for r in report.results} == set(control.kills)
-    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
-    assert not survivors, f"{name} did not fail:\n" + "\n".join(survivors)
+@pytest.mark.parametrize("control", role_controls(ROLE), ids=lambda c: c.name)
+def test_each_control_fails_every_case_it_claims_to_kill(control):
+    survivors = control_survivors(control)
+    assert not survivors, f"{control.name} did not fail:\n" + "\n".join(survivors)
 
 
 def test_every_must_case_has_a_killer():
-    killed = {case_id for c in controls.load().values() if c.role == ROLE for case_id in c.kills}
-    unkilled = [c.id for c in catalog.select(ROLE, levels=["MUST"]) if c.id not in killed]
-    assert not unkilled, f"MUST cases no control kills: {unkilled}"
+    assert not unkilled_must_cases(ROLE)
 
 
 # -- the evidence carries what decided -------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.conformance.calibration import control_survivors, role_controls, unkilled_must_cases
 from x402sim.actors.messages import Handle, HttpRequest, HttpResponse, Settle, Verify, run
 from x402sim.actors.server import PAYMENT_IDENTIFIER, ResourceServer
 from x402sim.conformance import catalog, controls, reference, runner
@@ -18,7 +19,6 @@ from x402sim.conformance.server_controls import OnNetwork
 from x402sim.protocol import PaymentRequired, SettleResponse, VerifyResponse, decode_header
 
 ROLE = "server"
-SERVER_CONTROLS = sorted(name for name, c in controls.load().items() if c.role == ROLE)
 V1_ONLY = {"server.handshake.v1-body"}
 V2_ONLY = {
     "server.handshake.base64-standard",
@@ -101,23 +101,14 @@ def test_a_v1_reference_passes_every_case_that_applies_to_v1():
     assert next(r for r in report.results if r.id == "server.handshake.v1-body").outcome == "passed"
 
 
-@pytest.mark.parametrize("name", SERVER_CONTROLS)
-def test_each_control_fails_every_case_it_claims_to_kill(name):
-    control = controls.load()[name]
-    assert control.kills, f"{name} kills nothing"
-    known = {c.id for c in catalog.select(ROLE)}
-    assert set(control.kills) <= known, f"{name} names unknown cases: {set(control.kills) - known}"
-    target = control.build()
-    report = runner.run(ROLE, target, catalog.select(ROLE, include=control.kills), options_for(target))
-    assert {r.id for r in report.results} == set(control.kills)
-    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
-    assert not survivors, f"{name} did not fail:\n" + "\n".join(survivors)
+@pytest.mark.parametrize("control", role_controls(ROLE), ids=lambda c: c.name)
+def test_each_control_fails_every_case_it_claims_to_kill(control):
+    survivors = control_survivors(control, options_for(control.build()))
+    assert not survivors, f"{control.name} did not fail:\n" + "\n".join(survivors)
 
 
 def test_every_must_case_has_a_killer():
-    killed = {case_id for c in controls.load().values() if c.role == ROLE for case_id in c.kills}
-    unkilled = [c.id for c in catalog.select(ROLE, levels=["MUST"]) if c.id not in killed]
-    assert not unkilled, f"MUST cases no control kills: {unkilled}"
+    assert not unkilled_must_cases(ROLE)
 
 
 # -- the evidence carries what decided -------------------------------------------------------------

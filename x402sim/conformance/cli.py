@@ -57,9 +57,22 @@ NameOpt = Annotated[str | None, typer.Option(help="Name of the target in reports
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only the summary line.")]
 
 
-def _target_kind(cmd: str | None, url: str | None, role: str):
+def _service_target(role: str, cmd: str | None, url: str | None, cwd, ready_timeout: float, name):
+    """The server or facilitator target named by exactly one of ``--cmd`` and ``--url``."""
+    from ..http.runner import ServiceError, check_loopback_url
+    from .targets import ServiceCommand, ServiceUrl
+
     if bool(cmd) == bool(url):
         raise _fail(f"conformance {role}: give exactly one of --cmd or --url")
+    if cmd:
+        return ServiceCommand(
+            role, cmd, cwd=str(cwd) if cwd else None, ready_timeout=ready_timeout, name=name
+        )
+    try:
+        check_loopback_url(url, "--url")
+    except ServiceError as exc:
+        raise _fail(str(exc)) from None
+    return ServiceUrl(role, url, name=name)
 
 
 def _execute(role: str, target, options, selection, outputs: dict, quiet: bool) -> None:
@@ -158,9 +171,7 @@ def server_command(
     from .config import ConfigError, load_config
     from .context import Endpoint
     from .runner import RunOptions
-    from .targets import ServiceCommand
 
-    _target_kind(cmd, url, "server")
     endpoints = [Endpoint(path)]
     if config is not None:
         try:
@@ -171,11 +182,7 @@ def server_command(
         name = name or loaded.name
     if url and facilitator_port == 0:
         facilitator_port = 4022
-    target = (
-        ServiceCommand("server", cmd, cwd=str(cwd) if cwd else None, ready_timeout=ready_timeout, name=name)
-        if cmd
-        else _url_target("server", url, name)
-    )
+    target = _service_target("server", cmd, url, cwd, ready_timeout, name)
     options = RunOptions(
         harness=_harness(
             network, seed, price=price, facilitator_port=facilitator_port, chain_port=chain_port
@@ -185,17 +192,6 @@ def server_command(
     )
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
     _execute("server", target, options, _selection("server", cases, exclude, level), outputs, quiet)
-
-
-def _url_target(role: str, url: str, name: str | None):
-    from ..http.runner import ServiceError, check_loopback_url
-    from .targets import ServiceUrl
-
-    try:
-        check_loopback_url(url, "--url")
-    except ServiceError as exc:
-        raise _fail(str(exc)) from None
-    return ServiceUrl(role, url, name=name)
 
 
 @app.command("facilitator")
@@ -229,16 +225,8 @@ def facilitator_command(
       x402sim conformance facilitator --cmd "node facilitator.mjs" --cases "facilitator.settle.*"
     """
     from .runner import RunOptions
-    from .targets import ServiceCommand
 
-    _target_kind(cmd, url, "facilitator")
-    target = (
-        ServiceCommand(
-            "facilitator", cmd, cwd=str(cwd) if cwd else None, ready_timeout=ready_timeout, name=name
-        )
-        if cmd
-        else _url_target("facilitator", url, name)
-    )
+    target = _service_target("facilitator", cmd, url, cwd, ready_timeout, name)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
     _execute("facilitator", target, options, _selection("facilitator", cases, exclude, level), outputs, quiet)

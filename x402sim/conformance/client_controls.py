@@ -23,6 +23,7 @@ import httpx
 
 from ..actors.client import MAX_TIMEOUT_SECONDS, Client, PaymentRefused, SpendPolicy
 from ..evm.exact import SCHEME, Offer, sign_authorization
+from ..http.serve import client_env
 from ..protocol import (
     PAYMENT_SIGNATURE,
     X_PAYMENT,
@@ -35,7 +36,7 @@ from ..protocol import (
     payment_header_name,
 )
 from .controls import control
-from .reference import DEFAULT_MAX_AMOUNT, InProcessClient, env_key
+from .reference import InProcessClient
 
 SETTLEMENT_HEADERS = ("payment-response", "x-payment-response")
 
@@ -149,13 +150,13 @@ class Loose:
 
 def loose_pay(env: dict[str, str], recipe: Loose) -> dict:
     """One request to the env's resource, paid as ``recipe`` says; the JSON verdict of a client."""
-    url = env["RESOURCE_SERVER_URL"].rstrip("/") + env.get("ENDPOINT_PATH", "")
-    cap = int(env.get("MAX_AMOUNT_ATOMIC", DEFAULT_MAX_AMOUNT))
+    parsed = client_env(env)
+    url = parsed.url
     drive = recipe.drive
     role = LooseClient(
-        env_key(env, "client"),
-        networks=(env["EVM_NETWORK"],),
-        policy=recipe.policy or SpendPolicy(max_price=cap),
+        parsed.key,
+        networks=(parsed.network,),
+        policy=recipe.policy or SpendPolicy(max_price=parsed.max_amount),
         seed=int.from_bytes(os.urandom(8), "big"),
         **recipe.role,
     )

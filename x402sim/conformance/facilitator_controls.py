@@ -25,9 +25,11 @@ from ..evm.exact import FACILITATOR_VALID_BEFORE_MARGIN, Offer, Verdict, settlem
 from ..evm.reads import ChainError
 from ..evm.rpc_chain import RpcChain
 from ..http.facilitator_app import facilitator_app
+from ..http.serve import facilitator_env
 from ..protocol import ProtocolError, Reason, parse_exact_evm_payload
+from .asgi import capture, read_body, replay, send_json, send_raw
 from .controls import control
-from .reference import InProcessService, env_key, reference_facilitator
+from .reference import InProcessService, reference_facilitator
 
 VERIFY_REASON_CASES = (
     "facilitator.verify.unsupported-scheme",
@@ -73,6 +75,11 @@ INPUT_CASES = (
 # -- building blocks -------------------------------------------------------------------------------
 
 
+def _chain_and_key(env: dict[str, str]) -> tuple[RpcChain, bytes]:
+    parsed = facilitator_env(env)
+    return RpcChain(parsed.rpc_url), parsed.key
+
+
 def _serve(role: Facilitator):
     """``role`` behind the reference app, configured as ``reference.reference_facilitator`` does."""
     return facilitator_app(role, automine=False, settle_timeout=10.0)
@@ -80,7 +87,7 @@ def _serve(role: Facilitator):
 
 def _subclass(cls: type[Facilitator], **switches) -> Callable[[dict[str, str]], object]:
     def build(env: dict[str, str]):
-        return _serve(cls(RpcChain(env["EVM_RPC_URL"]), env_key(env, "facilitator"), **switches))
+        return _serve(cls(*_chain_and_key(env), **switches))
 
     return build
 
@@ -108,12 +115,7 @@ def middleware(
     async def wrapper(scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] not in paths:
             return await app(scope, receive, send)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         try:
             parsed = json.loads(body) if body else None
             parseable = bool(body)
@@ -123,7 +125,7 @@ def middleware(
         if short_circuit is not None and parseable:
             early = short_circuit(path, parsed)
             if early is not None:
-                return await _send_json(send, *early)
+                return await send_json(send, *early)
         if request is not None and parseable:
             body = json.dumps(request(path, parsed)).encode()
             scope = {
@@ -132,10 +134,7 @@ def middleware(
                 + [(b"content-length", str(len(body)).encode())],
             }
 
-        async def replay():
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        status, headers, content = await _capture(app, scope, replay)
+        status, headers, content = await capture(app, scope, replay(body))
         if answer is not None:
             try:
                 document = json.loads(content)
@@ -143,32 +142,10 @@ def middleware(
                 document = None
             replaced = answer(path, parsed, status, document)
             if replaced is not None:
-                return await _send_json(send, *replaced)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+                return await send_json(send, *replaced)
+        await send_raw(send, status, headers, content)
 
     return wrapper
-
-
-async def _capture(app, scope, receive) -> tuple[int, list, bytes]:
-    start: dict = {}
-    chunks: list[bytes] = []
-
-    async def send(message) -> None:
-        if message["type"] == "http.response.start":
-            start.update(message)
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return start.get("status", 500), start.get("headers", []), b"".join(chunks)
-
-
-async def _send_json(send, status: int, document: Any) -> None:
-    content = json.dumps(document).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": content})
 
 
 def _over_reference(**wrapping) -> Callable[[dict[str, str]], object]:
@@ -374,7 +351,8 @@ class _BlindChain:
 )
 def skips_onchain_checks():
     def build(env):
-        return _serve(Facilitator(_BlindChain(RpcChain(env["EVM_RPC_URL"])), env_key(env, "facilitator")))
+        chain, key = _chain_and_key(env)
+        return _serve(Facilitator(_BlindChain(chain), key))
 
     return _target("skips-onchain-checks", build)
 

@@ -36,6 +36,7 @@ from ..http.chain_rpc import chain_rpc_app
 from ..http.facilitator_app import facilitator_app
 from ..http.runner import LOOPBACK, Services
 from ..protocol import Reason
+from .asgi import capture, read_body, replay, send_json, send_raw
 
 USDC = 10**6
 BARRIER_WAIT = 2.0  # seconds a held /verify waits for the others (see FacilitatorControl)
@@ -105,21 +106,13 @@ def controlled(app, control: FacilitatorControl):
     async def wrapper(scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] not in ("/verify", "/settle"):
             return await app(scope, receive, send)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         try:
             parsed = json.loads(body)
         except ValueError:
             parsed = body.decode("utf-8", "replace")[:512]
         call = FacilitatorCall(scope["path"], parsed)
         control.calls.append(call)
-
-        async def replay():
-            return {"type": "http.request", "body": body, "more_body": False}
 
         mode = control.settle_mode if scope["path"] == "/settle" else "normal"
         if mode == "refuse":
@@ -133,8 +126,8 @@ def controlled(app, control: FacilitatorControl):
                 "network": network,
             }
             call.answer = answer
-            return await _send_json(send, 200, answer)
-        status, headers, content = await _capture(app, scope, replay)
+            return await send_json(send, 200, answer)
+        status, headers, content = await capture(app, scope, replay(body))
         if scope["path"] == "/verify":
             await control.hold_verify()  # judged now, answered when the others are judged too
         try:
@@ -145,34 +138,12 @@ def controlled(app, control: FacilitatorControl):
         if mode == "pending" and isinstance(answer, dict) and answer.get("success"):
             answer = {**answer, "success": False, "errorReason": Reason.settlement_pending.value}
             call.answer = answer
-            return await _send_json(send, 200, answer)
+            return await send_json(send, 200, answer)
         if mode == "lose":
-            return await _send_json(send, 500, {"error": "internal error (answer lost on purpose)"})
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+            return await send_json(send, 500, {"error": "internal error (answer lost on purpose)"})
+        await send_raw(send, status, headers, content)
 
     return wrapper
-
-
-async def _capture(app, scope, receive) -> tuple[int, list, bytes]:
-    start: dict = {}
-    chunks: list[bytes] = []
-
-    async def send(message) -> None:
-        if message["type"] == "http.response.start":
-            start.update(message)
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return start.get("status", 500), start.get("headers", []), b"".join(chunks)
-
-
-async def _send_json(send, status: int, document: Any) -> None:
-    content = json.dumps(document).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": content})
 
 
 @dataclass

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .asgi import read_body, send_raw
 from .evidence import decode_lenient
 
 PAYMENT_HEADERS = ("payment-signature", "x-payment")
@@ -93,18 +94,13 @@ class HostileServer:
 
     async def _serve(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         seen = Seen(scope["method"], scope["path"], headers, body)
         self.seen.append(seen)
@@ -114,5 +110,4 @@ class HostileServer:
             answer = Answer(500, body={"error": f"harness handler failed: {type(exc).__name__}: {exc}"})
         seen.answer = answer
         raw_headers, content = answer.encoded()
-        await send({"type": "http.response.start", "status": answer.status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": content})
+        await send_raw(send, answer.status, raw_headers, content)

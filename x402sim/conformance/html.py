@@ -26,6 +26,7 @@ from x402sim.conformance.reports import (
     Matrix,
     combine,
     format_duration,
+    plural,
     summary_line,
 )
 from x402sim.conformance.results import LEVELS, OUTCOMES, CaseResult, Evidence, Exchange, Message, RunReport
@@ -44,6 +45,8 @@ th { background: #f6f8fa; position: sticky; top: 0; }
 td.id { font-family: ui-monospace, monospace; white-space: nowrap; }
 td.num { text-align: right; white-space: nowrap; }
 table.kv { width: auto; }
+table.kv td, details > summary, .exchange { overflow-wrap: anywhere; }
+td:last-child { min-width: 20em; }
 table.kv td:first-child { font-family: ui-monospace, monospace; color: #59636e; }
 .badge { display: inline-block; padding: 0 .5em; border-radius: 1em; color: #fff; font-size: .85em;
   white-space: nowrap; }
@@ -162,7 +165,7 @@ def _exchange_html(exchange: Exchange) -> list[str]:
 def _evidence_html(evidence: Evidence) -> str:
     if not (evidence.exchanges or evidence.chain or evidence.notes):
         return '<span class="meta">no evidence recorded</span>'
-    parts = [f"{len(evidence.exchanges)} exchanges"] if evidence.exchanges else []
+    parts = [plural(len(evidence.exchanges), "exchange")] if evidence.exchanges else []
     if evidence.chain:
         parts.append("chain facts")
     if evidence.notes:

@@ -19,64 +19,42 @@ from dataclasses import dataclass, field
 
 from ..actors.client import SpendPolicy
 from ..actors.facilitator import Facilitator
-from ..actors.messages import HttpResponse
-from ..actors.server import ResourceServer, Route
+from ..actors.server import ResourceServer
 from ..evm.rpc_chain import RpcChain
-from ..http.client import FacilitatorClient, PayingClient
+from ..http.client import PayingClient
 from ..http.facilitator_app import facilitator_app
+from ..http.routes_file import RoutesConfig
 from ..http.runner import LOOPBACK, Services
+from ..http.serve import client_env, client_verdict, facilitator_env, resource_server, server_env
 from ..http.server_app import resource_server_app
-from ..protocol import read_settlement
 from .results import Role, TargetInfo
 from .targets import ClientRun
-
-DEFAULT_MAX_AMOUNT = 1_000_000  # the SDK clients' default cap: $1 of a 6-decimals asset
-
-
-def env_key(env: dict[str, str], role: str) -> bytes:
-    raw = env.get(f"{role.upper()}_EVM_PRIVATE_KEY") or env["EVM_PRIVATE_KEY"]
-    return bytes.fromhex(raw.removeprefix("0x"))
-
-
-def server_routes(env: dict[str, str]) -> tuple[dict[str, Route], dict]:
-    """The paid routes a from-env server sells, and the handlers of the ones that must fail."""
-    price = int(env.get("PRICE_ATOMIC", "1000"))
-    path = env.get("PROTECTED_PATH", "/protected")
-    routes = {f"GET {path}": Route(f"GET {path}", price, description="protected resource")}
-    handlers = {}
-    if second := env.get("SECOND_PROTECTED_PATH"):
-        routes[f"GET {second}"] = Route(f"GET {second}", price, description="second protected resource")
-    if failing := env.get("FAILING_PATH"):
-        routes[f"GET {failing}"] = Route(f"GET {failing}", price, description="a handler that fails")
-        handlers[f"GET {failing}"] = lambda request: HttpResponse.of_json(500, {"error": "handler failed"})
-    return routes, handlers
 
 
 def reference_server(
     env: dict[str, str], role_class: type[ResourceServer] = ResourceServer, **switches
 ) -> tuple[ResourceServer, object]:
-    """The from-env reference server; ``PAYMENT_IDENTIFIER`` (``optional``/``required``) turns on the
-    payment-identifier extension. ``switches`` are ``ResourceServer`` fields and win over the env;
-    ``role_class`` (a subclass, for controls) is built in its place."""
-    routes, handlers = server_routes(env)
-    if env.get("PAYMENT_IDENTIFIER", "off") != "off":
-        switches.setdefault("payment_identifier", env["PAYMENT_IDENTIFIER"])
-    role = role_class(
-        network=env["EVM_NETWORK"],
-        asset=env["EVM_ASSET"],
-        asset_name=env["EVM_ASSET_NAME"],
-        asset_version=env["EVM_ASSET_VERSION"],
-        pay_to=env.get("SERVER_EVM_ADDRESS") or env["EVM_PAYEE_ADDRESS"],
+    """The server ``x402sim serve server --from-env`` runs, read from ``env`` by the same reader
+    (``PAYMENT_IDENTIFIER`` included). ``switches`` are ``ResourceServer`` fields and win over the
+    env; ``role_class`` (a subclass, for controls) is built in its place."""
+    parsed = server_env(env)
+    routes, handlers = parsed.routes()
+    config = RoutesConfig(
         routes=routes,
-        **switches,
+        network=parsed.network,
+        asset=parsed.asset,
+        asset_name=parsed.asset_name,
+        asset_version=parsed.asset_version,
+        pay_to=parsed.pay_to,
     )
-    return role, resource_server_app(
-        role, FacilitatorClient(env["FACILITATOR_URL"], timeout=30.0), handlers=handlers
-    )
+    switches.setdefault("payment_identifier", parsed.payment_identifier)
+    role, client = resource_server(config, parsed.facilitator_url, role_class=role_class, switches=switches)
+    return role, resource_server_app(role, client, handlers=handlers)
 
 
 def reference_facilitator(env: dict[str, str], **switches) -> tuple[Facilitator, object]:
-    role = Facilitator(RpcChain(env["EVM_RPC_URL"]), env_key(env, "facilitator"), **switches)
+    parsed = facilitator_env(env)
+    role = Facilitator(RpcChain(parsed.rpc_url), parsed.key, **switches)
     return role, facilitator_app(role, automine=False, settle_timeout=10.0)
 
 
@@ -117,33 +95,17 @@ class InProcessService:
 
 
 def pay_from_env(env: dict[str, str], policy: SpendPolicy | None = None) -> dict:
-    """What ``x402sim pay --from-env`` does: one request, paid at most once; returns the verdict."""
-    url = env["RESOURCE_SERVER_URL"].rstrip("/") + env.get("ENDPOINT_PATH", "")
-    cap = int(env.get("MAX_AMOUNT_ATOMIC", DEFAULT_MAX_AMOUNT))
-    with PayingClient(
-        env_key(env, "client"), networks=(env["EVM_NETWORK"],), policy=policy or SpendPolicy(max_price=cap)
-    ) as client:
+    """What ``x402sim pay --from-env`` does, read by the same reader: one request, paid at most once
+    (capped at ``MAX_AMOUNT_ATOMIC`` unless ``policy`` says otherwise); returns the verdict."""
+    parsed = client_env(env)
+    policy = policy or SpendPolicy(max_price=parsed.max_amount)
+    with PayingClient(parsed.key, networks=(parsed.network,), policy=policy) as client:
         try:
-            result = client.get(url)
+            result = client.get(parsed.url)
         except Exception as exc:  # the verdict says what went wrong, as a client command would
-            return {
-                "success": False,
-                "data": None,
-                "status_code": None,
-                "payment_response": None,
-                "error": f"{type(exc).__name__}: {exc}",
-            }
-    settlement = read_settlement(result.response.headers) if result.response else None
-    try:
-        data = result.json()
-    except ValueError:
-        data = result.body.decode("utf-8", "replace")
-    return {
-        "success": 200 <= result.status < 300,
-        "data": data,
-        "status_code": result.status,
-        "payment_response": settlement.to_wire() if settlement else None,
-    }
+            error = f"{type(exc).__name__}: {exc}"
+            return {"success": False, "data": error, "status_code": None, "payment_response": None}
+    return client_verdict(result)
 
 
 @dataclass

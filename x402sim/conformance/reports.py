@@ -158,7 +158,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
@@ -176,8 +176,8 @@ def summary_line(report: RunReport) -> str:
     if counts["skipped"]:
         parts.append(f"{counts['skipped']} skipped")
     if counts["error"]:
-        parts.append(_plural(counts["error"], "error"))
-    must = _plural(len(report.must_failures()), "MUST failure")
+        parts.append(plural(counts["error"], "error"))
+    must = plural(len(report.must_failures()), "MUST failure")
     return f"{', '.join(parts)} in {report.duration:.2f}s; {must}"
 
 
@@ -570,7 +570,7 @@ def print_diff(d: ReportDiff, console: Console) -> None:
     """The diff by section (regressed first), one line per case, then the counts."""
     console.print(Text.assemble(("diff ", "bold"), d.old_label, " → ", d.new_label))
     if d.empty:
-        console.print(Text(f"no changes ({_plural(len(d.unchanged), 'case')} unchanged)", style="green"))
+        console.print(Text(f"no changes ({plural(len(d.unchanged), 'case')} unchanged)", style="green"))
         return
     for name, entries in d.sections():
         if not entries:

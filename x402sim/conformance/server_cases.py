@@ -1231,12 +1231,7 @@ async def response_network(ctx: ServerContext) -> None:
     "On settlement_pending (tx sent, not confirmed) the body is withheld and the payment settles once",
 )
 async def pending_not_served(ctx: ServerContext) -> None:
-    offer, body, paid, _ = await _under_settle_mode(ctx, "pending")
-    _withheld(ctx, paid, body, "settlement was still pending")
-    ctx.check(
-        len(paid.transfers) == 1 and paid.payee_delta == amount_of(offer),
-        f"{len(paid.transfers)} transfers moved {paid.payee_delta}; the facilitator settled exactly once",
-    )
+    await _withheld_and_settled_once(ctx, "pending", "settlement was still pending")
 
 
 @case(
@@ -1274,8 +1269,14 @@ async def pending_names_transaction(ctx: ServerContext) -> None:
     "When /settle settles but its answer is lost (500), the body is withheld and the payer is charged once",
 )
 async def lost_answer_not_served(ctx: ServerContext) -> None:
-    offer, body, paid, _ = await _under_settle_mode(ctx, "lose")
-    _withheld(ctx, paid, body, "the settlement's answer was lost")
+    await _withheld_and_settled_once(ctx, "lose", "the settlement's answer was lost")
+
+
+async def _withheld_and_settled_once(ctx: ServerContext, mode: str, why: str) -> None:
+    """Under a facilitator that settles but answers ``mode``, the body is withheld and exactly one
+    transfer of the price reaches the payee."""
+    offer, body, paid, _ = await _under_settle_mode(ctx, mode)
+    _withheld(ctx, paid, body, why)
     ctx.check(
         len(paid.transfers) == 1 and paid.payee_delta == amount_of(offer),
         f"{len(paid.transfers)} transfers moved {paid.payee_delta}; expected exactly one settlement",

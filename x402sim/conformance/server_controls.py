@@ -34,6 +34,7 @@ from ..protocol import (
     reason_class,
     response_header_name,
 )
+from .asgi import capture, send_raw
 from .controls import control
 from .reference import InProcessService, reference_server
 
@@ -78,26 +79,16 @@ def rewriting(rewrite: Rewrite) -> Callable:
         async def wrapper(scope, receive, send) -> None:
             if scope["type"] != "http":
                 return await app(scope, receive, send)
-            start: dict = {}
-            chunks: list[bytes] = []
-
-            async def capture(message) -> None:
-                if message["type"] == "http.response.start":
-                    start.update(message)
-                elif message["type"] == "http.response.body":
-                    chunks.append(message.get("body", b""))
-
-            await app(scope, receive, capture)
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
-            status, headers, body = rewrite(scope, start.get("status", 500), headers, b"".join(chunks))
+            status, raw_headers, content = await capture(app, scope, receive)
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
+            status, headers, body = rewrite(scope, status, headers, content)
             raw = [
                 (k.encode("latin-1"), v.encode("latin-1"))
                 for k, v in headers
                 if k.lower() != "content-length"
             ]
             raw.append((b"content-length", str(len(body)).encode()))
-            await send({"type": "http.response.start", "status": status, "headers": raw})
-            await send({"type": "http.response.body", "body": body})
+            await send_raw(send, status, raw, body)
 
         return wrapper
 

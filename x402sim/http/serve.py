@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse
 
 from ..actors.facilitator import Facilitator
 from ..actors.messages import HttpResponse
-from ..actors.server import ResourceServer, Route
+from ..actors.server import PAYMENT_IDENTIFIER_MODES, ResourceServer, Route
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.contracts import MULTICALL3_ADDRESS
 from ..evm.eip712 import address_of_key
@@ -183,20 +183,28 @@ def serve_facilitator(
 
 
 def resource_server(
-    config: RoutesConfig, facilitator_url: str, *, facilitator_timeout: float = 30.0
+    config: RoutesConfig,
+    facilitator_url: str,
+    *,
+    facilitator_timeout: float = 30.0,
+    role_class: type[ResourceServer] = ResourceServer,
+    switches: Mapping | None = None,
 ) -> tuple:
+    """The role for ``config`` (``role_class``, with ``switches`` as extra fields) and a client of the
+    facilitator at ``facilitator_url``."""
     missing = [
         k for k in ("network", "asset", "asset_name", "asset_version", "pay_to") if not getattr(config, k)
     ]
     if missing:
         raise ValueError(f"{config.source or 'server'}: missing {', '.join(missing)}")
-    role = ResourceServer(
+    role = role_class(
         network=config.network,
         asset=config.asset,
         asset_name=config.asset_name,
         asset_version=config.asset_version,
         pay_to=config.pay_to,
         routes=config.routes,
+        **(switches or {}),
     )
     client = FacilitatorClient(facilitator_url, timeout=facilitator_timeout, max_connections=MAX_IN_FLIGHT)
     return role, client
@@ -213,10 +221,13 @@ def serve_server(
     facilitator_timeout: float = 30.0,
     handlers: Mapping[str, Handler] | None = None,
     control: bool = False,
+    switches: Mapping | None = None,
 ) -> Running:
     """A resource server for ``config``'s routes; ``handlers`` answer routes by key (``"GET /path"``),
-    and ``control`` adds ``GET /health`` and ``POST /close``."""
-    role, client = resource_server(config, facilitator_url, facilitator_timeout=facilitator_timeout)
+    ``control`` adds ``GET /health`` and ``POST /close``, ``switches`` are extra role fields."""
+    role, client = resource_server(
+        config, facilitator_url, facilitator_timeout=facilitator_timeout, switches=switches
+    )
     services = Services(host, allow_public=allow_public)
     closed = threading.Event()
     app = resource_server_app(role, client, origin=origin, handlers=handlers)
@@ -411,6 +422,37 @@ class ServerEnv:
     price: int
     path: str
     rpc_url: str | None
+    second_path: str | None = None  # SECOND_PROTECTED_PATH: another paid route at the same price
+    failing_path: str | None = None  # FAILING_PATH: a paid route whose handler answers 500
+    payment_identifier: str = "off"  # PAYMENT_IDENTIFIER: off, optional or required
+
+    def routes(self) -> tuple[dict[str, Route], dict[str, Handler]]:
+        """The paid routes this server sells, and their handlers."""
+        routes: dict[str, Route] = {}
+        handlers: dict[str, Handler] = {}
+        for path, what, status in (
+            (self.path, "Protected resource (x402 e2e contract)", 200),
+            (self.second_path, "Second protected resource", 200),
+            (self.failing_path, "A paid route whose handler fails", 500),
+        ):
+            if path is None:
+                continue
+            key = f"GET {path}"
+            routes[key] = Route(key, self.price, description=what)
+            body = (
+                {"message": "paid content", "path": path, "paid": True}
+                if status == 200
+                else {"error": "handler failed"}
+            )
+            handlers[key] = lambda request, status=status, body=body: HttpResponse.of_json(status, body)
+        return routes, handlers
+
+
+def _path_var(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
+    path = _var(environ, name, required=False) or default
+    if path is not None and (not path.startswith("/") or any(c in path for c in " ?#")):
+        raise EnvError(f"environment variable {name}={path!r}: expected a path such as /protected")
+    return path
 
 
 def server_env(environ: Mapping[str, str]) -> ServerEnv:
@@ -429,9 +471,15 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
     name = _var(environ, "EVM_ASSET_NAME", required=False)
     version = _var(environ, "EVM_ASSET_VERSION", required=False)
     price = _int_var(environ, "PRICE_ATOMIC", DEFAULT_PRICE_ATOMIC, low=1, high=2**256 - 1)
-    path = _var(environ, "PROTECTED_PATH", required=False) or DEFAULT_PROTECTED_PATH
-    if not path.startswith("/") or any(c in path for c in " ?#"):
-        raise EnvError(f"environment variable PROTECTED_PATH={path!r}: expected a path such as /protected")
+    path = _path_var(environ, "PROTECTED_PATH", DEFAULT_PROTECTED_PATH)
+    second_path = _path_var(environ, "SECOND_PROTECTED_PATH", None)
+    failing_path = _path_var(environ, "FAILING_PATH", None)
+    payment_identifier = _var(environ, "PAYMENT_IDENTIFIER", required=False) or "off"
+    if payment_identifier not in PAYMENT_IDENTIFIER_MODES:
+        raise EnvError(
+            f"environment variable PAYMENT_IDENTIFIER={payment_identifier!r}: expected one of "
+            f"{', '.join(PAYMENT_IDENTIFIER_MODES)}"
+        )
     rpc_url = _url(environ, "EVM_RPC_URL", required=False)
     known = preset_for_network(network)
     if known is not None and known.token_address is not None and asset in (None, known.token_address):
@@ -458,7 +506,21 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
                 f"environment variable {var} is not set (needed for {network}, which has no preset token; "
                 "or give EVM_RPC_URL of an x402sim chain)"
             )
-    return ServerEnv(port, facilitator_url, network, pay_to, asset, name, version, price, path, rpc_url)
+    return ServerEnv(
+        port,
+        facilitator_url,
+        network,
+        pay_to,
+        asset,
+        name,
+        version,
+        price,
+        path,
+        rpc_url,
+        second_path,
+        failing_path,
+        payment_identifier,
+    )
 
 
 def _x402sim_info(chain: RpcChain) -> dict | None:
@@ -472,20 +534,16 @@ def _x402sim_info(chain: RpcChain) -> dict | None:
 def serve_server_env(
     env: ServerEnv, *, host: str = LOOPBACK, allow_public: bool = False, facilitator_timeout: float = 30.0
 ) -> Running:
-    """The e2e harness's resource server: ``GET env.path`` priced, a small JSON body, with controls."""
-    key = f"GET {env.path}"
+    """The e2e harness's resource server: ``env.routes()``, with ``/health`` and ``/close``."""
+    routes, handlers = env.routes()
     config = RoutesConfig(
-        routes={key: Route(key, env.price, description="Protected resource (x402 e2e contract)")},
+        routes=routes,
         network=env.network,
         asset=env.asset,
         asset_name=env.asset_name,
         asset_version=env.asset_version,
         pay_to=env.pay_to,
     )
-
-    def protected(request) -> HttpResponse:
-        return HttpResponse.of_json(200, {"message": "paid content", "path": env.path, "paid": True})
-
     running = serve_server(
         config,
         env.facilitator_url,
@@ -493,8 +551,9 @@ def serve_server_env(
         port=env.port,
         allow_public=allow_public,
         facilitator_timeout=facilitator_timeout,
-        handlers={key: protected},
+        handlers=handlers,
         control=True,
+        switches={"payment_identifier": env.payment_identifier},
     )
     running.info["price"] = env.price
     return running

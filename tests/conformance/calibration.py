@@ -1,0 +1,26 @@
+"""Calibration checks shared by the role test files: a control fails every case it claims to kill,
+and every MUST case of a role is killed by some control."""
+
+from __future__ import annotations
+
+from x402sim.conformance import catalog, controls, runner
+
+
+def role_controls(role: str) -> list[controls.Control]:
+    return sorted((c for c in controls.load().values() if c.role == role), key=lambda c: c.name)
+
+
+def control_survivors(control: controls.Control, options: runner.RunOptions | None = None) -> list[str]:
+    """The cases ``control`` claims to kill but did not fail, each with its outcome and message."""
+    assert control.kills, f"{control.name} kills nothing"
+    cases = catalog.select(include=control.kills)
+    assert {c.id for c in cases} == set(control.kills), f"{control.name} names unknown cases"
+    assert all(c.role == control.role for c in cases), f"{control.name} names cases of another role"
+    report = runner.run(control.role, control.build(), cases, options)
+    assert {r.id for r in report.results} == set(control.kills)
+    return [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+
+
+def unkilled_must_cases(role: str) -> list[str]:
+    killed = {case_id for c in role_controls(role) for case_id in c.kills}
+    return [c.id for c in catalog.select(role, levels=["MUST"]) if c.id not in killed]
