@@ -157,6 +157,9 @@ class Chain(_Table):
     confirmations: int = Field(0, ge=0, le=10_000, description="blocks after inclusion that make final")
     block_gas_limit: int = Field(30_000_000, ge=200_000)
     token: Literal["usdc", "pyusd"] = "usdc"
+    backend: Literal["evm", "ledger"] = Field(
+        "evm", description="evm: py-evm runs the token; ledger: its rules in Python, for scale"
+    )
     eth_usd: float = Field(3000.0, gt=0)
     fee: FeeModel = Field(default_factory=lambda: L1Fees(model="l1", base_fee_gwei=1.0))
 
