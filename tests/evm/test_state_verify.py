@@ -69,6 +69,7 @@ def test_slots_are_the_compilers(variant):
         "version": layout["_version"]["slot"],
         "balances": layout["_balances"]["slot"],
         "authorization_states": layout["_authorization_states"]["slot"],
+        "total_supply": layout["totalSupply"]["slot"],
     } == dataclasses.asdict(ours)
 
 

@@ -113,6 +113,18 @@ def recover_digest(digest: bytes, signature: bytes) -> str:
     return address_of_public_key(public.format(compressed=False))
 
 
+@lru_cache(maxsize=1 << 14)
+def recover_signer(digest: bytes, v: int, r: bytes, s: bytes) -> bytes | None:
+    """The 20-byte signer of ``digest`` (what the ecrecover precompile answers: v is 27 or 28), or
+    None when no key is recovered. Memoised per (digest, v, r, s): a pure function, recovered once
+    when a payment is verified and then settled."""
+    try:
+        public = PublicKey.from_signature_and_message(r + s + bytes([v - 27]), digest, hasher=None)
+    except Exception:  # coincurve raises plain Exception when no point is recovered
+        return None
+    return keccak(public.format(compressed=False)[1:])[-20:]
+
+
 def address_of_public_key(uncompressed: bytes) -> str:
     return to_checksum_address(keccak(uncompressed[1:])[-20:])
 

@@ -10,10 +10,11 @@ Rules of this module:
 
 * Only code we know. A ``TokenState`` exists for an asset whose deployed code is one of the project's
   token variants (``LocalChain.token_variant``); for other code, or a chain that is not a
-  ``LocalChain``, ``token_state`` gives None and the caller simulates.
-* The contract's checks, its order, its revert strings. ``predict`` follows ``transferWithAuthorization``
-  of ``contracts/usdc.vy`` line by line (``pyusd.vy`` differs only on a used nonce); the test suite
-  proves by differential testing that predictions, and verdicts built on them, equal the simulation's.
+  ``LocalChain``, ``token_state`` gives None and the caller simulates; a chain that keeps the token's
+  state itself (``ledger.LedgerChain``) answers with its own view.
+* The contract's checks, its order, its revert strings: ``predict`` runs the rules of
+  ``fiat_rules`` (shared with the ledger backend) over the storage read here; the test suite proves
+  by differential testing that predictions, and verdicts built on them, equal the simulation's.
 * Storage is read directly: slots are constants from Vyper 0.4.3's storage layout (a test compares
   them with the compiler's), never found by executing code.
 * Reads only: nothing here writes state or reads a clock; time is an argument.
@@ -26,16 +27,10 @@ from dataclasses import dataclass
 from eth_hash.auto import keccak
 from eth_utils import to_canonical_address
 
+from . import fiat_rules as fr
 from .chain import LocalChain
 from .contracts import PYUSD, USDC, load_artifact
-from .eip712 import (
-    SECP256K1_HALF_N,
-    Authorization,
-    Domain,
-    SignatureError,
-    authorization_digest,
-    recover_digest,
-)
+from .eip712 import Authorization, domain_separator, recover_signer
 
 
 @dataclass(frozen=True)
@@ -47,29 +42,12 @@ class Layout:
     balances: int  # HashMap[address, uint256]
     authorization_states: int  # HashMap[address, HashMap[bytes32, bool]]
 
+    total_supply: int
+
 
 # pyusd.vy keeps usdc.vy's state variables in the same order, so the same slots.
-_FIAT_TOKEN = Layout(name=0, version=7, balances=9, authorization_states=11)
+_FIAT_TOKEN = Layout(name=0, version=7, balances=9, authorization_states=11, total_supply=5)
 LAYOUTS: dict[str, Layout] = {USDC: _FIAT_TOKEN, PYUSD: _FIAT_TOKEN}
-# Variants whose transferWithAuthorization, given a used or canceled nonce, logs it and returns
-# successfully without transferring (PYUSD) instead of reverting (USDC).
-SILENT_ON_USED_NONCE = frozenset({PYUSD})
-
-NOT_YET_VALID = "FiatTokenV2: authorization is not yet valid"
-EXPIRED = "FiatTokenV2: authorization is expired"
-USED_OR_CANCELED = "FiatTokenV2: authorization is used or canceled"
-INVALID_S = "ECRecover: invalid signature 's' value"
-INVALID_V = "ECRecover: invalid signature 'v' value"
-NO_SIGNER = "ECRecover: invalid signature"
-WRONG_SIGNER = "FiatTokenV2: invalid signature"
-FROM_ZERO = "ERC20: transfer from the zero address"
-TO_ZERO = "ERC20: transfer to the zero address"
-EXCEEDS_BALANCE = "ERC20: transfer amount exceeds balance"
-# Vyper's checked arithmetic reverts with no data, which LocalChain.call reports like this.
-BARE_REVERT = "execution reverted"
-
-UINT256_MAX = 2**256 - 1
-_ZERO_ADDRESS = b"\x00" * 20
 
 
 @dataclass(frozen=True)
@@ -81,10 +59,6 @@ class Prediction:
     revert_reason: str | None = None
 
 
-def _revert(text: str) -> Prediction:
-    return Prediction(False, text)
-
-
 # (asset, code hash) -> (name, version), or None when the code does not fit them. Name and version
 # are written by the constructor only and their hashes are inside the code, so they are constant.
 _NAMES: dict[tuple[bytes, bytes], tuple[str, str] | None] = {}
@@ -93,9 +67,11 @@ _NAMES_LIMIT = 4096
 
 def token_state(chain: object, asset: str, variant: str | None = None) -> TokenState | None:
     """The storage of ``asset`` in the latest block of ``chain`` when its code is a known token
-    variant (``variant`` if given, else ``chain.token_variant``); None means: simulate instead."""
+    variant (``variant`` if given, else ``chain.token_variant``); None means: simulate instead. A chain
+    that keeps the token's state itself (the ledger backend) gives its own view."""
     if not isinstance(chain, LocalChain):
-        return None
+        own = getattr(chain, "token_state", None)
+        return own(asset) if own is not None else None
     if variant is None:
         variant = chain.token_variant(asset)
     layout = LAYOUTS.get(variant) if variant else None
@@ -154,46 +130,64 @@ class TokenState:
     def version_of(self, token: str | None = None) -> str:
         return self.version
 
+    def get(self, key: bytes) -> int:
+        """A storage word by ``fiat_rules`` key: what the rules read through a ``Frame``."""
+        if key == fr.SUPPLY:
+            return self._word(self.layout.total_supply)
+        if key[:1] == b"b":
+            return self._word(_map_slot(self.layout.balances, key[1:21].rjust(32, b"\x00")))
+        outer = _map_slot(self.layout.authorization_states, key[1:21].rjust(32, b"\x00"))
+        return self._word(_map_slot(outer, key[21:]))
+
     def predict(self, auth: Authorization, v: int, r: bytes, s: bytes, now: int) -> Prediction:
         """``transferWithAuthorization(auth, v, r, s)`` in the next block, stamped as
         ``LocalChain.call`` stamps it: ``max(now, latest block timestamp)``."""
-        timestamp = max(now, self.chain.latest_timestamp)
-        # _require_valid_authorization
-        if not timestamp > auth.valid_after:
-            return _revert(NOT_YET_VALID)
-        if not timestamp < auth.valid_before:
-            return _revert(EXPIRED)
-        if self.authorization_state(auth.from_, auth.nonce):
-            if self.variant in SILENT_ON_USED_NONCE:
-                return Prediction(True)  # logs AuthorizationAlreadyUsed, moves nothing
-            return _revert(USED_OR_CANCELED)
-        # _recover, then the signer check
-        if int.from_bytes(s, "big") > SECP256K1_HALF_N:
-            return _revert(INVALID_S)
-        if v not in (27, 28):
-            return _revert(INVALID_V)
-        domain = Domain(self.name, self.version, self.chain.chain_id, self.asset)
-        try:
-            # The precompile gives no address exactly when libsecp256k1 recovers none (r or s zero or
-            # not below the order, r not an x coordinate): py-evm checks the range, then makes this
-            # same coincurve call through eth-keys.
-            signer = recover_digest(authorization_digest(domain, auth), r + s + bytes([v - 27]))
-        except SignatureError:
-            return _revert(NO_SIGNER)
-        from_ = to_canonical_address(auth.from_)
-        if to_canonical_address(signer) != from_:
-            return _revert(WRONG_SIGNER)
-        # _transfer
-        to = to_canonical_address(auth.to)
-        if from_ == _ZERO_ADDRESS:  # unreachable after a signer check, kept for the order
-            return _revert(FROM_ZERO)
-        if to == _ZERO_ADDRESS:
-            return _revert(TO_ZERO)
-        if auth.value > self.balance_of(auth.from_):
-            return _revert(EXCEEDS_BALANCE)
-        if to != from_ and self.balance_of(auth.to) + auth.value > UINT256_MAX:
-            return _revert(BARE_REVERT)
-        return Prediction(True)
+        return predict(
+            self,
+            self.variant,
+            self.name,
+            self.version,
+            self.chain.chain_id,
+            self.asset,
+            auth,
+            v,
+            r,
+            s,
+            max(now, self.chain.latest_timestamp),
+        )
+
+
+def predict(
+    store,
+    variant: str,
+    name: str,
+    version: str,
+    chain_id: int,
+    asset: str,
+    auth: Authorization,
+    v: int,
+    r: bytes,
+    s: bytes,
+    timestamp: int,
+) -> Prediction:
+    """Run ``fiat_rules.transfer_with_authorization`` over ``store`` at ``timestamp``, keeping nothing."""
+    rules = fr.Token(variant, domain_separator(name, version, chain_id, asset.lower()), b"")
+    reason, _ = fr.transfer_with_authorization(
+        fr.Frame(store),
+        rules,
+        timestamp,
+        to_canonical_address(auth.from_),
+        to_canonical_address(auth.to),
+        auth.value,
+        auth.valid_after,
+        auth.valid_before,
+        auth.nonce,
+        v,
+        r,
+        s,
+        recover_signer,
+    )
+    return Prediction(reason is None, reason)
 
 
 def _read_string(state, address: bytes, slot: int) -> str:

@@ -1,0 +1,670 @@
+"""A chain backend without an EVM: the token's state and rules in Python, with real signatures.
+
+``LedgerChain`` offers the surface of ``LocalChain`` that the roles and the simulator use (signed
+raw transactions in, blocks, receipts with ``Transfer`` logs, balances, ``authorizationState``,
+supply, time set from outside) and runs the project's EIP-3009 token (``usdc.vy`` or ``pyusd.vy``)
+with the rules of ``fiat_rules`` instead of py-evm. It is about as fast as the signatures allow,
+for scenarios of millions of payments. ``tests/evm/test_ledger.py`` applies random operation
+sequences to both backends and demands the same balances, authorization states, verdicts, revert
+texts, logs and gas: that test is this backend's licence.
+
+Rules of this module:
+
+* Same addresses as ``LocalChain`` built with the same arguments: bank and minter keys come from
+  the seed, the token sits where the minter's deployment would put it (or at ``token_address``).
+* Transactions are real: every raw transaction is decoded (EIP-1559 only) and its sender recovered
+  from its signature; every authorization's signer is recovered by libsecp256k1. Recoveries are
+  memoised per (digest, signature), so that verifying and then settling one authorization costs one
+  recovery (a pure function: the memo changes no result).
+* Gas is charged as py-evm charges it: intrinsic gas and calldata (with the EIP-7623 floor),
+  storage by EIP-2929 / EIP-2200 / EIP-3529 (``fiat_rules.Frame``), the rest a constant per function
+  and exit point (``EXECUTION_GAS``, calibrated on py-evm), refunds capped at a fifth; the base fee
+  moves by EIP-1559. Ether pays for gas at the effective price.
+* Only what the token and the simulator need is modelled: ether transfers, and the token's
+  ``transferWithAuthorization`` (v, r, s), ``cancelAuthorization``, ``transfer`` and ``mint``. Any
+  other call, a contract creation, a future nonce or malformed calldata is refused at submission
+  with a ``ChainError`` naming it, never mined approximately.
+* ``prune_authorizations_after``, when set, forgets a used authorization that long after its
+  ``validBefore`` (it can no longer settle), so that state does not grow with payments; reads of a
+  forgotten one answer False. Canceled authorizations are never forgotten.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import rlp
+from eth_hash.auto import keccak
+from eth_utils import to_canonical_address, to_checksum_address
+
+from . import fiat_rules as fr
+from .chain import (
+    DEFAULT_BLOCK_GAS_LIMIT,
+    DEFAULT_CHAIN_ID,
+    DEFAULT_START_TIME,
+    ETHER,
+    FUTURE_LIFETIME,
+    GWEI,
+    MINT_GAS,
+    TOKEN_METADATA,
+    Block,
+    CallResult,
+    Log,
+    Receipt,
+)
+from .contracts import TOKENS, USDC, load_artifact
+from .eip712 import Domain, address_of_key, domain_separator, recover_signer
+from .reads import ChainError
+from .token import Transfer, encode_call, selector
+from .txsign import sign_eip1559
+
+INITIAL_BASE_FEE = GWEI  # py-evm's London genesis
+ELASTICITY = 2
+BASE_FEE_CHANGE_DENOMINATOR = 8
+TX_GAS = 21_000
+CALLDATA_ZERO, CALLDATA_NONZERO = 4, 16
+FLOOR_PER_TOKEN = 10  # EIP-7623 (Prague): calldata floor, per token (a non-zero byte is 4 tokens)
+REFUND_QUOTIENT = 5
+
+# Gas that does not depend on storage, per exit point of each function: opcodes, memory, the
+# ecrecover precompile, logs. Measured on py-evm (Prague, Vyper 0.4.3 code) by
+# ``python -m x402sim.evm.ledger_gas``; the differential test holds the ledger to them.
+EXECUTION_GAS: dict[str, dict[str, int]] = {
+    "usdc": {
+        "cancel": 6086,
+        "cancel_invalid_s": 1296,
+        "cancel_invalid_v": 1352,
+        "cancel_no_signer": 4553,
+        "cancel_used": 652,
+        "cancel_wrong_signer": 4611,
+        "expired": 616,
+        "invalid_s": 1513,
+        "invalid_v": 1569,
+        "mint": 2192,
+        "mint_not_minter": 388,
+        "mint_to_zero": 408,
+        "mint_zero": 428,
+        "no_signer": 4770,
+        "not_yet_valid": 591,
+        "transfer": 2435,
+        "transfer:exceeds_balance": 567,
+        "transfer:to_zero": 462,
+        "transfer_with_authorization": 8581,
+        "transfer_with_authorization:exceeds_balance": 6731,
+        "transfer_with_authorization:to_zero": 6626,
+        "used": 805,
+        "wrong_signer": 4819,
+    },
+    "pyusd": {
+        "already_used": 2215,
+        "cancel": 6120,
+        "cancel_already_used": 2039,
+        "cancel_invalid_s": 1329,
+        "cancel_invalid_v": 1385,
+        "cancel_no_signer": 4586,
+        "cancel_wrong_signer": 4644,
+        "expired": 610,
+        "invalid_s": 1560,
+        "invalid_v": 1616,
+        "mint": 2192,
+        "mint_not_minter": 388,
+        "mint_to_zero": 408,
+        "mint_zero": 428,
+        "no_signer": 4817,
+        "not_yet_valid": 585,
+        "transfer": 2435,
+        "transfer:exceeds_balance": 567,
+        "transfer:to_zero": 462,
+        "transfer_with_authorization": 8628,
+        "transfer_with_authorization:exceeds_balance": 6778,
+        "transfer_with_authorization:to_zero": 6673,
+        "wrong_signer": 4866,
+    },
+}
+
+SELECTORS = {
+    selector(
+        "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+    ): (
+        "transferWithAuthorization",
+        9,
+    ),
+    selector("cancelAuthorization(address,bytes32,uint8,bytes32,bytes32)"): ("cancelAuthorization", 5),
+    selector("transfer(address,uint256)"): ("transfer", 2),
+    selector("mint(address,uint256)"): ("mint", 2),
+}
+VIEWS = {
+    selector("balanceOf(address)"): "balanceOf",
+    selector("authorizationState(address,bytes32)"): "authorizationState",
+    selector("totalSupply()"): "totalSupply",
+    selector("name()"): "name",
+    selector("version()"): "version",
+    selector("decimals()"): "decimals",
+}
+
+
+@dataclass
+class _Tx:
+    raw: bytes
+    hash: bytes
+    sender: str
+    nonce: int
+    max_priority_fee: int
+    max_fee: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    call: tuple | None  # (function, args) for a call to the token, None for an ether transfer
+
+    @property
+    def cost(self) -> int:
+        return self.gas * self.max_fee + self.value
+
+
+class _Storage:
+    """The token's storage words (``fiat_rules`` keys), 0 when absent."""
+
+    def __init__(self) -> None:
+        self.words: dict[bytes, int] = {}
+
+    def get(self, key: bytes) -> int:
+        return self.words.get(key, 0)
+
+
+@dataclass
+class LedgerChain:
+    """The ledger backend: ``LocalChain``'s arguments and surface, the token in Python."""
+
+    chain_id: int = DEFAULT_CHAIN_ID
+    start_time: int = DEFAULT_START_TIME
+    seed: int = 0
+    token: str = USDC
+    token_name: str | None = None
+    token_symbol: str | None = None
+    token_version: str | None = None
+    token_address: str | None = None
+    block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
+    future_lifetime: int = FUTURE_LIFETIME
+    prune_authorizations_after: int | None = None
+    now: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.token not in TOKENS:
+            raise ValueError(f"unknown token {self.token!r}; expected one of {', '.join(TOKENS)}")
+        name, symbol, version = TOKEN_METADATA[self.token]
+        self.token_name = name if self.token_name is None else self.token_name
+        self.token_symbol = symbol if self.token_symbol is None else self.token_symbol
+        self.token_version = version if self.token_version is None else self.token_version
+        self._rng = random.Random(f"x402sim-ledger:{self.seed}")
+        self._key_counter = 0
+        self.bank_key = self._derive_key("bank")
+        self.bank = address_of_key(self.bank_key)
+        self.minter_key = self._derive_key("minter")
+        self.minter = address_of_key(self.minter_key)
+        self.now = self.start_time
+        self.submit_hook: Callable[[bytes], None] | None = None
+        self._eth: dict[str, int] = {self.bank: 10**9 * ETHER, self.minter: 1_000 * ETHER}
+        self._nonces: dict[str, int] = {self.minter: 1}  # the token's deployment used nonce 0
+        deployed = to_checksum_address(keccak(rlp.encode([to_canonical_address(self.minter), 0]))[-20:])
+        self.usdc = to_checksum_address(self.token_address) if self.token_address else deployed
+        self._token_bytes = to_canonical_address(self.usdc)
+        self._rules = fr.Token(
+            self.token,
+            domain_separator(self.token_name, self.token_version, self.chain_id, self.usdc.lower()),
+            to_canonical_address(self.minter),
+        )
+        self._code = (
+            load_artifact(self.token).runtime_bytecode
+            + keccak(self.token_name.encode())
+            + keccak(self.token_version.encode())
+        )
+        self._storage = _Storage()
+        self._expiry: dict[bytes, int] = {}  # authorization key -> validBefore, for pruning
+        self._pending: list[_Tx] = []
+        self._pending_by_sender: dict[str, tuple[int, int]] = {}  # sender -> (count, reserved wei)
+        self._receipts: dict[bytes, Receipt] = {}
+        self._number = 2 if self.token_address else 1  # genesis, the deployment, the move
+        self._head_hash = keccak(f"x402sim-ledger:{self.seed}:{self._number}".encode())
+        self._timestamp = self.start_time
+        self._base_fee = INITIAL_BASE_FEE
+        self._next_base_fee = INITIAL_BASE_FEE
+        self.multicall = None
+
+    # -- identity, time, keys -------------------------------------------------------------------
+
+    @property
+    def network(self) -> str:
+        return f"eip155:{self.chain_id}"
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(self.token_name, self.token_version, self.chain_id, self.usdc)
+
+    def set_time(self, timestamp: int) -> None:
+        if timestamp < self._timestamp:
+            raise ChainError(f"cannot set time to {timestamp}: the latest block is at {self._timestamp}")
+        self.now = timestamp
+
+    def advance(self, seconds: int) -> int:
+        if seconds < 0:
+            raise ChainError(f"time only moves forward; got {seconds} seconds")
+        self.now += seconds
+        return self.now
+
+    def new_key(self) -> bytes:
+        self._key_counter += 1
+        return self._derive_key(f"account:{self._key_counter}")
+
+    def _derive_key(self, label: str) -> bytes:
+        return keccak(f"x402sim test key:{self.seed}:{label}".encode())
+
+    # -- funding ----------------------------------------------------------------------------------
+
+    def fund(self, address: str, *, usdc: int = 0, eth: int = 0) -> Block:
+        return self.fund_many([(address, usdc, eth)])
+
+    def fund_many(self, grants: list[tuple[str, int, int]]) -> Block:
+        """Mint and send ether to many accounts by real transactions, mined until all are in."""
+        hashes = []
+        for address, usdc, eth in grants:
+            if usdc:
+                mint = encode_call("mint(address,uint256)", address, usdc)
+                hashes.append(self.transact(self.minter_key, self.usdc, mint, gas=MINT_GAS))
+            if eth:
+                hashes.append(self.transact(self.bank_key, address, b"", value=eth, gas=TX_GAS))
+        block = self.mine()
+        while any(h not in self._receipts for h in hashes):
+            if not block.tx_hashes:
+                raise ChainError("funding stalled: a block took none of the pending transactions")
+            block = self.mine()
+        failed = [r for h in hashes if not (r := self._receipts[h]).success]
+        if failed:
+            raise ChainError(f"funding failed: {failed[0].revert_reason or 'reverted'}")
+        return block
+
+    def transact(
+        self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
+    ) -> bytes:
+        sender = address_of_key(key)
+        signed = sign_eip1559(
+            key,
+            chain_id=self.chain_id,
+            nonce=self.pending_nonce(sender),
+            gas=gas,
+            max_fee_per_gas=2 * self.base_fee + GWEI,
+            max_priority_fee_per_gas=0,
+            to=to,
+            value=value,
+            data=data,
+        )
+        return self.send_raw_transaction(signed.raw)
+
+    # -- transactions -----------------------------------------------------------------------------
+
+    def send_raw_transaction(self, raw: bytes) -> bytes:
+        if self.submit_hook is not None:
+            self.submit_hook(raw)
+        tx = self._decode(raw)
+        expected = self.pending_nonce(tx.sender)
+        if tx.nonce < self.nonce(tx.sender):
+            raise ChainError(
+                f"nonce too low: {tx.nonce} of {tx.sender}, its next nonce is {self.nonce(tx.sender)}"
+            )
+        if tx.nonce < expected:
+            raise ChainError(
+                f"nonce {tx.nonce} of {tx.sender} is already pending (replacement is not supported)"
+            )
+        if tx.nonce > expected:
+            raise ChainError(
+                f"nonce {tx.nonce} of {tx.sender} is ahead of {expected}: the ledger backend queues none"
+            )
+        if tx.gas > self.block_gas_limit:
+            raise ChainError(f"gas {tx.gas} exceeds the block gas limit {self.block_gas_limit}")
+        if tx.max_fee < self.base_fee:
+            raise ChainError(f"max fee per gas {tx.max_fee} is below the base fee {self.base_fee}")
+        count, reserved = self._pending_by_sender.get(tx.sender, (0, 0))
+        if self.eth_balance(tx.sender) < reserved + tx.cost:
+            raise ChainError(f"{tx.sender} has too little ether for gas and value")
+        if tx.gas < self._intrinsic(tx.data)[1]:
+            raise ChainError(f"intrinsic gas too low: {tx.gas}")
+        self._pending.append(tx)
+        self._pending_by_sender[tx.sender] = (count + 1, reserved + tx.cost)
+        return tx.hash
+
+    def _decode(self, raw: bytes) -> _Tx:
+        if not raw or raw[0] != 2:
+            raise ChainError(
+                "invalid transaction: the ledger backend takes EIP-1559 (type 2) transactions only"
+            )
+        try:
+            fields = rlp.decode(raw[1:])
+            chain_id, nonce, tip, cap, gas, to, value = (
+                [_int(f) for f in fields[:5]] + [fields[5]] + [_int(fields[6])]
+            )
+            data, access_list, y, r, s = fields[7], fields[8], _int(fields[9]), fields[10], fields[11]
+        except Exception as exc:
+            raise ChainError(f"invalid transaction: {exc}") from exc
+        if chain_id != self.chain_id:
+            raise ChainError(f"transaction chain id {chain_id} is not {self.chain_id}")
+        if access_list:
+            raise ChainError("invalid transaction: the ledger backend models no access lists")
+        if y not in (0, 1) or len(r) > 32 or len(s) > 32:
+            raise ChainError("invalid sender: the signature does not recover to an address")
+        digest = keccak(b"\x02" + rlp.encode(fields[:9]))
+        signer = recover_signer(digest, 27 + y, r.rjust(32, b"\x00"), s.rjust(32, b"\x00"))
+        if signer is None:
+            raise ChainError("invalid sender: the signature does not recover to an address")
+        if not to or len(to) != 20:
+            raise ChainError("invalid transaction: the ledger backend creates no contracts")
+        call = None
+        if to == self._token_bytes:
+            call = self._parse_call(data)
+        elif data:
+            raise ChainError(f"the ledger backend models no contract at {to_checksum_address(to)}")
+        return _Tx(raw, keccak(raw), to_checksum_address(signer), nonce, tip, cap, gas, to, value, data, call)
+
+    def _parse_call(self, data: bytes) -> tuple:
+        entry = SELECTORS.get(data[:4])
+        if entry is None:
+            raise ChainError(f"the ledger backend does not model token call 0x{data[:4].hex()}")
+        function, n = entry
+        words = data[4:]
+        if len(words) != 32 * n:
+            raise ChainError(f"{function}: calldata of {len(words)} bytes, expected {32 * n}")
+        args = [words[32 * i : 32 * i + 32] for i in range(n)]
+        types = {
+            "transferWithAuthorization": "aauuubvbb",
+            "cancelAuthorization": "abvbb",
+            "transfer": "au",
+            "mint": "au",
+        }[function]
+        decoded = []
+        for kind, word in zip(types, args, strict=True):
+            if kind == "a":
+                if any(word[:12]):
+                    raise ChainError(f"{function}: an address argument with high bits set")
+                decoded.append(word[12:])
+            elif kind == "v":
+                if any(word[:31]):
+                    raise ChainError(f"{function}: a uint8 argument out of range")
+                decoded.append(word[31])
+            elif kind == "u":
+                decoded.append(int.from_bytes(word, "big"))
+            else:
+                decoded.append(word)
+        return function, decoded
+
+    def pending_nonce(self, address: str) -> int:
+        sender = to_checksum_address(address)
+        return self.nonce(sender) + self._pending_by_sender.get(sender, (0, 0))[0]
+
+    def nonce(self, address: str) -> int:
+        return self._nonces.get(to_checksum_address(address), 0)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def queued_count(self) -> int:
+        return 0
+
+    # -- blocks -------------------------------------------------------------------------------------
+
+    def mine(self) -> Block:
+        """Mine one block at ``now`` holding every pending transaction that fits."""
+        timestamp = max(self.now, self._timestamp)
+        base_fee = self._next_base_fee
+        number = self._number + 1
+        block_hash = keccak(self._head_hash + number.to_bytes(8, "big") + timestamp.to_bytes(8, "big"))
+        included, kept, declared, blocked = [], [], 0, set()
+        for tx in self._pending:
+            fits = declared + tx.gas <= self.block_gas_limit and tx.max_fee >= base_fee
+            if fits and tx.sender not in blocked:
+                included.append(tx)
+                declared += tx.gas
+            else:
+                blocked.add(tx.sender)
+                kept.append(tx)
+        self._pending = kept
+        self._pending_by_sender = {}
+        for tx in kept:
+            count, reserved = self._pending_by_sender.get(tx.sender, (0, 0))
+            self._pending_by_sender[tx.sender] = (count + 1, reserved + tx.cost)
+        gas_used = 0
+        for index, tx in enumerate(included):
+            receipt = self._execute(tx, index, number, timestamp, base_fee)
+            self._receipts[tx.hash] = receipt
+            gas_used += receipt.gas_used
+        self._number, self._head_hash, self._timestamp = number, block_hash, timestamp
+        self._base_fee = base_fee
+        self._next_base_fee = _next_base_fee(base_fee, gas_used, self.block_gas_limit // ELASTICITY)
+        self.now = max(self.now, timestamp)
+        if self.prune_authorizations_after is not None:
+            self._prune(timestamp - self.prune_authorizations_after)
+        return Block(number, timestamp, block_hash, tuple(tx.hash for tx in included), gas_used, base_fee)
+
+    def _execute(self, tx: _Tx, index: int, number: int, timestamp: int, base_fee: int) -> Receipt:
+        price = min(tx.max_fee, base_fee + tx.max_priority_fee)
+        self._nonces[tx.sender] = tx.nonce + 1
+        frame, reason, path = None, None, "ether"
+        intrinsic, floor = self._intrinsic(tx.data)
+        if tx.call is not None:
+            frame = fr.Frame(self._storage)
+            reason, path = self._run(frame, tx.call, to_canonical_address(tx.sender), timestamp)
+        execution = 0 if frame is None else EXECUTION_GAS[self.token][path] + frame.gas
+        used = intrinsic + execution
+        out_of_gas = used > tx.gas
+        if out_of_gas:
+            used, reason = tx.gas, "OutOfGas"
+        elif reason is None and frame is not None:
+            used -= min(frame.refund, used // REFUND_QUOTIENT)
+        used = max(used, floor) if not out_of_gas else used
+        ok = reason is None
+        fee = used * price
+        self._eth[tx.sender] = self.eth_balance(tx.sender) - fee - (tx.value if ok else 0)
+        logs: tuple[Log, ...] = ()
+        if ok:
+            if tx.value:
+                target = to_checksum_address(tx.to)
+                self._eth[target] = self.eth_balance(target) + tx.value
+            if frame is not None:
+                self._commit(frame, tx.call)
+                logs = tuple(Log(self.usdc, topics, data) for topics, data in frame.logs)
+        return Receipt(
+            tx_hash=tx.hash,
+            sender=tx.sender,
+            to=to_checksum_address(tx.to),
+            success=ok,
+            gas_used=used,
+            effective_gas_price=price,
+            block_number=number,
+            block_timestamp=timestamp,
+            index=index,
+            logs=logs,
+            revert_reason=reason,
+        )
+
+    def _run(self, frame: fr.Frame, call: tuple, sender: bytes, timestamp: int) -> tuple[str | None, str]:
+        function, a = call
+        if function == "transferWithAuthorization":
+            return fr.transfer_with_authorization(frame, self._rules, timestamp, *a, recover_signer)
+        if function == "cancelAuthorization":
+            return fr.cancel_authorization(frame, self._rules, *a, recover_signer)
+        if function == "transfer":
+            return fr.transfer(frame, sender, *a)
+        return fr.mint(frame, self._rules, sender, *a)
+
+    def _commit(self, frame: fr.Frame, call: tuple) -> None:
+        self._storage.words.update(frame.writes)
+        if self.prune_authorizations_after is not None and call[0] == "transferWithAuthorization":
+            from_, valid_before, nonce = call[1][0], call[1][4], call[1][5]
+            self._expiry[fr.authorization_key(from_, nonce)] = valid_before
+
+    def _prune(self, before: int) -> None:
+        if len(self._expiry) < 4096:
+            return
+        words = self._storage.words
+        for key, valid_before in list(self._expiry.items()):
+            if valid_before < before:
+                del self._expiry[key]
+                words.pop(key, None)
+
+    @staticmethod
+    def _intrinsic(data: bytes) -> tuple[int, int]:
+        """(intrinsic gas, EIP-7623 floor) of a call with ``data``."""
+        zeros = data.count(0)
+        nonzero = len(data) - zeros
+        intrinsic = TX_GAS + CALLDATA_ZERO * zeros + CALLDATA_NONZERO * nonzero
+        return intrinsic, TX_GAS + FLOOR_PER_TOKEN * (zeros + 4 * nonzero)
+
+    def receipt(self, tx_hash: bytes) -> Receipt | None:
+        return self._receipts.get(tx_hash)
+
+    def receipts(self) -> list[Receipt]:
+        return list(self._receipts.values())
+
+    def forget_receipts(self, hashes) -> None:
+        """Drop receipts no one will read again (the simulator's memory stays flat)."""
+        for h in hashes:
+            self._receipts.pop(h, None)
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    @property
+    def block_number(self) -> int:
+        return self._number
+
+    @property
+    def latest_timestamp(self) -> int:
+        return self._timestamp
+
+    @property
+    def base_fee(self) -> int:
+        """Base fee of the next block."""
+        return self._next_base_fee
+
+    def eth_balance(self, address: str) -> int:
+        return self._eth.get(to_checksum_address(address), 0)
+
+    def code(self, address: str) -> bytes:
+        return self._code if to_canonical_address(address) == self._token_bytes else b""
+
+    def token_variant(self, address: str) -> str | None:
+        return self.token if to_canonical_address(address) == self._token_bytes else None
+
+    def _token(self, token: str | None) -> None:
+        if token is not None and to_canonical_address(token) != self._token_bytes:
+            raise ChainError(f"no token at {token} on the ledger backend")
+
+    def balance_of(self, address: str, token: str | None = None) -> int:
+        self._token(token)
+        return self._storage.get(fr.balance_key(to_canonical_address(address)))
+
+    def total_supply(self, token: str | None = None) -> int:
+        self._token(token)
+        return self._storage.get(fr.SUPPLY)
+
+    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool:
+        self._token(token)
+        return bool(self._storage.get(fr.authorization_key(to_canonical_address(authorizer), nonce)))
+
+    def name_of(self, token: str | None = None) -> str:
+        self._token(token)
+        return self.token_name
+
+    def version_of(self, token: str | None = None) -> str:
+        self._token(token)
+        return self.token_version
+
+    def token_state(self, asset: str) -> LedgerTokenState | None:
+        """The token's state for ``state_verify`` (None for any other address)."""
+        if to_canonical_address(asset) != self._token_bytes:
+            return None
+        return LedgerTokenState(self)
+
+    def call(
+        self, to: str, data: bytes, *, sender: str = "0x" + "00" * 20, timestamp: int | None = None, **_
+    ):
+        """Simulate a call to the token in the next block (nothing is kept); views answer too."""
+        if to_canonical_address(to) != self._token_bytes:
+            return CallResult(True, b"", None, 0)  # no code: a call to an account succeeds, empty
+        stamp = max(timestamp if timestamp is not None else self.now, self._timestamp)
+        view = VIEWS.get(data[:4])
+        if view is not None:
+            return CallResult(True, self._view(view, data[4:]), None, 0)
+        try:
+            call = self._parse_call(data)
+        except ChainError:
+            return CallResult(False, b"", fr.BARE_REVERT, 0, reverted=True)
+        frame = fr.Frame(self._storage)
+        reason, path = self._run(frame, call, to_canonical_address(sender), stamp)
+        gas = EXECUTION_GAS[self.token].get(path, 0) + frame.gas
+        if reason is None:
+            return CallResult(True, b"", None, gas)
+        return CallResult(False, b"", reason, gas, reverted=True)
+
+    def _view(self, view: str, args: bytes) -> bytes:
+        if view == "balanceOf":
+            return self._storage.get(fr.balance_key(args[12:32])).to_bytes(32, "big")
+        if view == "authorizationState":
+            return self._storage.get(fr.authorization_key(args[12:32], args[32:64])).to_bytes(32, "big")
+        if view == "totalSupply":
+            return self._storage.get(fr.SUPPLY).to_bytes(32, "big")
+        if view == "decimals":
+            return (6).to_bytes(32, "big")
+        text = (self.token_name if view == "name" else self.token_version).encode()
+        padded = text.ljust(-(-len(text) // 32) * 32, b"\x00")
+        return (32).to_bytes(32, "big") + len(text).to_bytes(32, "big") + padded
+
+    def transfers(self, token: str | None = None, *, since_block: int = 0) -> list[Transfer]:
+        self._token(token)
+        found = []
+        for r in sorted(self._receipts.values(), key=lambda r: (r.block_number, r.index)):
+            if r.block_number >= since_block:
+                found.extend(r.transfers())
+        return found
+
+
+@dataclass(frozen=True)
+class LedgerTokenState:
+    """The ledger's token, seen by ``state_verify``: views plus ``predict``, as ``TokenState``."""
+
+    chain: LedgerChain
+
+    def balance_of(self, address: str, token: str | None = None) -> int:
+        return self.chain.balance_of(address)
+
+    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool:
+        return self.chain.authorization_state(authorizer, nonce)
+
+    def name_of(self, token: str | None = None) -> str:
+        return self.chain.token_name
+
+    def version_of(self, token: str | None = None) -> str:
+        return self.chain.token_version
+
+    def predict(self, auth, v: int, r: bytes, s: bytes, now: int):
+        from .state_verify import predict
+
+        c = self.chain
+        stamp = max(now, c.latest_timestamp)
+        return predict(
+            c._storage, c.token, c.token_name, c.token_version, c.chain_id, c.usdc, auth, v, r, s, stamp
+        )
+
+
+def _next_base_fee(parent: int, used: int, target: int) -> int:
+    """EIP-1559: the base fee after a block of ``used`` gas."""
+    if used == target:
+        return parent
+    if used > target:
+        return parent + max(parent * (used - target) // target // BASE_FEE_CHANGE_DENOMINATOR, 1)
+    return parent - parent * (target - used) // target // BASE_FEE_CHANGE_DENOMINATOR
+
+
+def _int(value: bytes) -> int:
+    return int.from_bytes(value, "big")
