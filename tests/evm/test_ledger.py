@@ -236,6 +236,7 @@ class Lockstep:
         ]
         for chain in self.chains:
             assert chain.latest_timestamp == self.evm.latest_timestamp
+        assert self.ledger.base_fee == self.evm.base_fee
         assert [self.ledger.balance_of(a) for a in accounts] == [self.evm.balance_of(a) for a in accounts]
         assert self.ledger.total_supply() == self.evm.total_supply()
         for payer, nonce in sorted(self.nonces):
@@ -272,6 +273,13 @@ def test_both_backends_give_the_same_chain(bases, ops):
 @pytest.mark.parametrize("variant", contracts.TOKENS)
 def test_the_gas_table_is_what_py_evm_measures(variant):
     assert calibrate(variant) == EXECUTION_GAS[variant]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"token": "pyusd"}, {"token_address": "0x" + "ab" * 20}])
+def test_blocks_and_base_fee_start_where_py_evm_leaves_them(kwargs):
+    evm, ledger = LocalChain(**kwargs), LedgerChain(**kwargs)
+    assert (ledger.block_number, ledger.base_fee, ledger.usdc) == (evm.block_number, evm.base_fee, evm.usdc)
+    assert (ledger.bank, ledger.minter) == (evm.bank, evm.minter)
 
 
 def test_a_first_payment_to_a_fresh_payee_costs_more():

@@ -19,7 +19,8 @@ Rules of this module:
 * Gas is charged as py-evm charges it: intrinsic gas and calldata (with the EIP-7623 floor),
   storage by EIP-2929 / EIP-2200 / EIP-3529 (``fiat_rules.Frame``), the rest a constant per function
   and exit point (``EXECUTION_GAS``, calibrated on py-evm), refunds capped at a fifth; the base fee
-  moves by EIP-1559. Ether pays for gas at the effective price.
+  moves by EIP-1559 from where py-evm's deployment leaves it. Ether pays for gas at the effective
+  price.
 * Only what the token and the simulator need is modelled: ether transfers, and the token's
   ``transferWithAuthorization`` (v, r, s), ``cancelAuthorization``, ``transfer`` and ``mint``. Any
   other call, a contract creation, a future nonce or malformed calldata is refused at submission
@@ -61,6 +62,10 @@ from .token import Transfer, encode_call, selector
 from .txsign import sign_eip1559
 
 INITIAL_BASE_FEE = GWEI  # py-evm's London genesis
+# Gas of the token's deployment on py-evm with its default name, symbol and version: the ledger
+# does not run the deployment, but replays its effect on the base fee (other metadata moves the
+# real figure by a few thousand gas, and the base fee after it by a few parts in a million).
+DEPLOYMENT_GAS = {"usdc": 1_386_646, "pyusd": 1_374_664}
 ELASTICITY = 2
 BASE_FEE_CHANGE_DENOMINATOR = 8
 TX_GAS = 21_000
@@ -229,8 +234,13 @@ class LedgerChain:
         self._number = 2 if self.token_address else 1  # genesis, the deployment, the move
         self._head_hash = keccak(f"x402sim-ledger:{self.seed}:{self._number}".encode())
         self._timestamp = self.start_time
-        self._base_fee = INITIAL_BASE_FEE
-        self._next_base_fee = INITIAL_BASE_FEE
+        # The base fee as py-evm leaves it: genesis, the deployment block, the move block.
+        target = self.block_gas_limit // ELASTICITY
+        self._base_fee = _next_base_fee(INITIAL_BASE_FEE, 0, target)
+        self._next_base_fee = _next_base_fee(self._base_fee, DEPLOYMENT_GAS[self.token], target)
+        if self.token_address:
+            self._base_fee = self._next_base_fee
+            self._next_base_fee = _next_base_fee(self._base_fee, 0, target)
         self.multicall = None
 
     # -- identity, time, keys -------------------------------------------------------------------
