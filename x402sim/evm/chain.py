@@ -48,7 +48,7 @@ from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_par
 from eth_utils import to_canonical_address, to_checksum_address
 
 from .contracts import MULTICALL3, MULTICALL3_ADDRESS, PYUSD, TOKENS, USDC, load_artifact
-from .eip712 import Domain, address_of_key
+from .eip712 import Domain, address_of_key, canonical
 from .reads import ChainError, TokenReads
 from .token import (
     Transfer,
@@ -112,7 +112,7 @@ class Receipt:
             for log in self.logs
             if (
                 t := decode_transfer(
-                    to_canonical_address(log.address),
+                    canonical(log.address),
                     list(log.topics),
                     log.data,
                     self.block_number,
@@ -414,7 +414,7 @@ class LocalChain(TokenReads):
         return self.nonce(sender) + self._queued.get(sender, (0, 0))[0]
 
     def nonce(self, address: str) -> int:
-        return self._state().get_nonce(to_canonical_address(address))
+        return self._state().get_nonce(canonical(address))
 
     @property
     def pending_count(self) -> int:
@@ -540,10 +540,10 @@ class LocalChain(TokenReads):
         return self._head_state[1]
 
     def eth_balance(self, address: str) -> int:
-        return self._state().get_balance(to_canonical_address(address))
+        return self._state().get_balance(canonical(address))
 
     def code(self, address: str) -> bytes:
-        return self._state().get_code(to_canonical_address(address))
+        return self._state().get_code(canonical(address))
 
     def token_variant(self, address: str) -> str | None:
         """Which of the project's token contracts (``"usdc"``, ``"pyusd"``) runs at ``address`` in the

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from coincurve import PrivateKey, PublicKey
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
+from eth_utils import to_canonical_address, to_checksum_address
 
 DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
@@ -87,7 +87,9 @@ def typed_data_digest(domain: Domain, struct_hash: bytes) -> bytes:
     return keccak(b"\x19\x01" + domain.separator + struct_hash)
 
 
+@lru_cache(maxsize=1 << 14)
 def authorization_digest(domain: Domain, auth: Authorization) -> bytes:
+    """The digest signed for ``auth`` (memoised: a payment is hashed when signed, verified and settled)."""
     return typed_data_digest(domain, auth.struct_hash())
 
 
@@ -106,11 +108,10 @@ def recover_digest(digest: bytes, signature: bytes) -> str:
         v -= 27
     if v not in (0, 1):
         raise SignatureError(f"signature v must be 27 or 28, got {signature[64]}")
-    try:
-        public = PublicKey.from_signature_and_message(signature[:64] + bytes([v]), digest, hasher=None)
-    except Exception as exc:  # coincurve raises plain Exception for points off the curve
-        raise SignatureError(f"signature does not recover a public key: {exc}") from exc
-    return address_of_public_key(public.format(compressed=False))
+    signer = recover_signer(digest, v + 27, signature[:32], signature[32:64])
+    if signer is None:
+        raise SignatureError("signature does not recover a public key")
+    return checksum(signer)
 
 
 @lru_cache(maxsize=1 << 14)
@@ -125,8 +126,21 @@ def recover_signer(digest: bytes, v: int, r: bytes, s: bytes) -> bytes | None:
     return keccak(public.format(compressed=False)[1:])[-20:]
 
 
+@lru_cache(maxsize=1 << 17)
+def checksum(address: str | bytes) -> str:
+    """``address`` (hex of any case, or 20 bytes) in EIP-55 form. Cached: checksumming costs a keccak,
+    and a run checksums the same agents', payees' and token's addresses over and over."""
+    return to_checksum_address(address)
+
+
+@lru_cache(maxsize=1 << 17)
+def canonical(address: str | bytes) -> bytes:
+    """``address`` as its 20 bytes (cached, as ``checksum`` is)."""
+    return to_canonical_address(address)
+
+
 def address_of_public_key(uncompressed: bytes) -> str:
-    return to_checksum_address(keccak(uncompressed[1:])[-20:])
+    return checksum(keccak(uncompressed[1:])[-20:])
 
 
 def address_of_key(private_key: bytes) -> str:

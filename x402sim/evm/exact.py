@@ -27,10 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Protocol
-
-from eth_utils import to_checksum_address
 
 from ..protocol import (
     ExactEvmPayload,
@@ -43,7 +40,15 @@ from ..protocol import (
     parse_exact_evm_payload,
     v1_to_caip2,
 )
-from .eip712 import Authorization, Domain, SignatureError, authorization_digest, recover_digest, sign_digest
+from .eip712 import (
+    Authorization,
+    Domain,
+    SignatureError,
+    authorization_digest,
+    checksum,
+    recover_digest,
+    sign_digest,
+)
 from .eip712 import split_signature as _split
 from .state_verify import token_state
 from .token import transfer_with_authorization_call
@@ -60,12 +65,7 @@ def evm_address(value: object, where: str) -> str:
     are compared and used in; ``ProtocolError`` naming ``where`` when it is not an address."""
     if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
         raise ProtocolError(where, "not a 20-byte hex address")
-    return _checksum(value)
-
-
-@lru_cache(maxsize=1 << 16)
-def _checksum(value: str) -> str:
-    return to_checksum_address(value)  # keccak per call: a payment checks the same few addresses often
+    return checksum(value)
 
 
 class TokenViews(Protocol):
@@ -140,7 +140,7 @@ def sign_authorization(key: bytes, payer: str, offer: Offer, now: int, nonce: by
         {
             "signature": "0x" + signature.hex(),
             "authorization": {
-                "from": to_checksum_address(payer),
+                "from": checksum(payer),
                 "to": offer.pay_to,
                 "value": auth.value,
                 "valid_after": auth.valid_after,

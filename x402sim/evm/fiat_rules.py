@@ -24,11 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 from eth_hash.auto import keccak
 
 from .eip712 import SECP256K1_HALF_N, TRANSFER_WITH_AUTHORIZATION_TYPEHASH
+from .token import AUTHORIZATION_ALREADY_USED_TOPIC, AUTHORIZATION_USED_TOPIC, TRANSFER_TOPIC
 
 NOT_YET_VALID = "FiatTokenV2: authorization is not yet valid"
 EXPIRED = "FiatTokenV2: authorization is expired"
@@ -49,10 +51,7 @@ BARE_REVERT = "execution reverted"
 UINT256_MAX = 2**256 - 1
 ZERO = b"\x00" * 20
 
-TRANSFER_TOPIC = keccak(b"Transfer(address,address,uint256)")
-AUTHORIZATION_USED_TOPIC = keccak(b"AuthorizationUsed(address,bytes32)")
 AUTHORIZATION_CANCELED_TOPIC = keccak(b"AuthorizationCanceled(address,bytes32)")
-AUTHORIZATION_ALREADY_USED_TOPIC = keccak(b"AuthorizationAlreadyUsed(address,bytes32)")
 CANCEL_AUTHORIZATION_TYPEHASH = keccak(b"CancelAuthorization(address authorizer,bytes32 nonce)")
 
 # Storage keys: balances[address], authorization state[address][nonce], totalSupply.
@@ -181,7 +180,7 @@ def transfer_with_authorization(
             frame.log(AUTHORIZATION_ALREADY_USED_TOPIC, _word(from_), nonce)
             return None, "already_used"
         return USED_OR_CANCELED, "used"
-    struct_hash = keccak(
+    struct = (
         TRANSFER_WITH_AUTHORIZATION_TYPEHASH
         + _word(from_)
         + _word(to)
@@ -190,7 +189,7 @@ def transfer_with_authorization(
         + valid_before.to_bytes(32, "big")
         + nonce
     )
-    reason = _check_signer(frame, token, struct_hash, v, r, s, from_, recover)
+    reason = _check_signer(frame, token, struct, v, r, s, from_, recover)
     if reason is not None:
         return reason
     frame.save(used_key, 1)
@@ -208,8 +207,8 @@ def cancel_authorization(
             frame.log(AUTHORIZATION_ALREADY_USED_TOPIC, _word(authorizer), nonce)
             return None, "cancel_already_used"
         return USED_OR_CANCELED, "cancel_used"
-    struct_hash = keccak(CANCEL_AUTHORIZATION_TYPEHASH + _word(authorizer) + nonce)
-    reason = _check_signer(frame, token, struct_hash, v, r, s, authorizer, recover, prefix="cancel_")
+    struct = CANCEL_AUTHORIZATION_TYPEHASH + _word(authorizer) + nonce
+    reason = _check_signer(frame, token, struct, v, r, s, authorizer, recover, prefix="cancel_")
     if reason is not None:
         return reason
     frame.save(used_key, 1)
@@ -247,7 +246,7 @@ def mint(frame: Frame, token: Token, sender: bytes, to: bytes, amount: int) -> t
 def _check_signer(
     frame: Frame,
     token: Token,
-    struct_hash: bytes,
+    struct: bytes,
     v: int,
     r: bytes,
     s: bytes,
@@ -255,7 +254,7 @@ def _check_signer(
     recover,
     prefix: str = "",
 ) -> tuple[str, str] | None:
-    digest = keccak(b"\x19\x01" + token.domain_separator + struct_hash)
+    digest = _digest(token.domain_separator, struct)
     if int.from_bytes(s, "big") > SECP256K1_HALF_N:
         return INVALID_S, prefix + "invalid_s"
     if v not in (27, 28):
@@ -268,6 +267,13 @@ def _check_signer(
     if signer != expected:
         return WRONG_SIGNER, prefix + "wrong_signer"
     return None
+
+
+@lru_cache(maxsize=1 << 14)
+def _digest(domain_separator: bytes, struct: bytes) -> bytes:
+    """EIP-712 digest of an encoded struct (memoised: one authorization is checked at verify, again
+    before settling, and when mined)."""
+    return keccak(b"\x19\x01" + domain_separator + keccak(struct))
 
 
 def _transfer(frame: Frame, from_: bytes, to: bytes, value: int, path: str) -> tuple[str | None, str]:

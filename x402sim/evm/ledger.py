@@ -32,15 +32,17 @@ Rules of this module:
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import rlp
+import rlp  # only to derive the deployment address, once
 from eth_hash.auto import keccak
 from eth_utils import to_canonical_address, to_checksum_address
 
 from . import fiat_rules as fr
+from . import rlpcodec
 from .chain import (
     DEFAULT_BLOCK_GAS_LIMIT,
     DEFAULT_CHAIN_ID,
@@ -56,7 +58,7 @@ from .chain import (
     Receipt,
 )
 from .contracts import TOKENS, USDC, load_artifact
-from .eip712 import Domain, address_of_key, domain_separator, recover_signer
+from .eip712 import Domain, address_of_key, canonical, checksum, domain_separator, recover_signer
 from .reads import ChainError
 from .token import Transfer, encode_call, selector
 from .txsign import sign_eip1559
@@ -227,7 +229,7 @@ class LedgerChain:
             + keccak(self.token_version.encode())
         )
         self._storage = _Storage()
-        self._expiry: dict[bytes, int] = {}  # authorization key -> validBefore, for pruning
+        self._expiry: list[tuple[int, bytes]] = []  # heap of (validBefore, authorization key)
         self._pending: list[_Tx] = []
         self._pending_by_sender: dict[str, tuple[int, int]] = {}  # sender -> (count, reserved wei)
         self._receipts: dict[bytes, Receipt] = {}
@@ -349,32 +351,43 @@ class LedgerChain:
             raise ChainError(
                 "invalid transaction: the ledger backend takes EIP-1559 (type 2) transactions only"
             )
+        body = raw[1:]
         try:
-            fields = rlp.decode(raw[1:])
-            chain_id, nonce, tip, cap, gas, to, value = (
-                [_int(f) for f in fields[:5]] + [fields[5]] + [_int(fields[6])]
-            )
-            data, access_list, y, r, s = fields[7], fields[8], _int(fields[9]), fields[10], fields[11]
-        except Exception as exc:
+            items = rlpcodec.split(body)
+            if len(items) != 12 or items[8][2] is not True:
+                raise ValueError("an EIP-1559 transaction has 12 fields, the ninth a list")
+            fields = [None if is_list else rlpcodec.payload(body, a, b) for a, b, is_list in items]
+        except ValueError as exc:
             raise ChainError(f"invalid transaction: {exc}") from exc
+        chain_id, nonce, tip, cap, gas = (_int(f) for f in fields[:5])
+        to, value, data, y, r, s = (
+            fields[5],
+            _int(fields[6]),
+            fields[7],
+            _int(fields[9]),
+            fields[10],
+            fields[11],
+        )
         if chain_id != self.chain_id:
             raise ChainError(f"transaction chain id {chain_id} is not {self.chain_id}")
-        if access_list:
+        if items[8][1] - items[8][0] != 1:
             raise ChainError("invalid transaction: the ledger backend models no access lists")
         if y not in (0, 1) or len(r) > 32 or len(s) > 32:
             raise ChainError("invalid sender: the signature does not recover to an address")
-        digest = keccak(b"\x02" + rlp.encode(fields[:9]))
+        # The signed hash covers the first nine fields, re-listed: their bytes are taken as received.
+        start, end = items[0][0], items[8][1]
+        digest = keccak(b"\x02" + rlpcodec.list_header(end - start) + body[start:end])
         signer = recover_signer(digest, 27 + y, r.rjust(32, b"\x00"), s.rjust(32, b"\x00"))
         if signer is None:
             raise ChainError("invalid sender: the signature does not recover to an address")
-        if not to or len(to) != 20:
+        if len(to) != 20:
             raise ChainError("invalid transaction: the ledger backend creates no contracts")
         call = None
         if to == self._token_bytes:
             call = self._parse_call(data)
         elif data:
-            raise ChainError(f"the ledger backend models no contract at {to_checksum_address(to)}")
-        return _Tx(raw, keccak(raw), to_checksum_address(signer), nonce, tip, cap, gas, to, value, data, call)
+            raise ChainError(f"the ledger backend models no contract at {checksum(to)}")
+        return _Tx(raw, keccak(raw), checksum(signer), nonce, tip, cap, gas, to, value, data, call)
 
     def _parse_call(self, data: bytes) -> tuple:
         entry = SELECTORS.get(data[:4])
@@ -408,11 +421,11 @@ class LedgerChain:
         return function, decoded
 
     def pending_nonce(self, address: str) -> int:
-        sender = to_checksum_address(address)
+        sender = checksum(address)
         return self.nonce(sender) + self._pending_by_sender.get(sender, (0, 0))[0]
 
     def nonce(self, address: str) -> int:
-        return self._nonces.get(to_checksum_address(address), 0)
+        return self._nonces.get(checksum(address), 0)
 
     @property
     def pending_count(self) -> int:
@@ -464,7 +477,7 @@ class LedgerChain:
         intrinsic, floor = self._intrinsic(tx.data)
         if tx.call is not None:
             frame = fr.Frame(self._storage)
-            reason, path = self._run(frame, tx.call, to_canonical_address(tx.sender), timestamp)
+            reason, path = self._run(frame, tx.call, canonical(tx.sender), timestamp)
         execution = 0 if frame is None else EXECUTION_GAS[self.token][path] + frame.gas
         used = intrinsic + execution
         out_of_gas = used > tx.gas
@@ -479,7 +492,7 @@ class LedgerChain:
         logs: tuple[Log, ...] = ()
         if ok:
             if tx.value:
-                target = to_checksum_address(tx.to)
+                target = checksum(tx.to)
                 self._eth[target] = self.eth_balance(target) + tx.value
             if frame is not None:
                 self._commit(frame, tx.call)
@@ -487,7 +500,7 @@ class LedgerChain:
         return Receipt(
             tx_hash=tx.hash,
             sender=tx.sender,
-            to=to_checksum_address(tx.to),
+            to=checksum(tx.to),
             success=ok,
             gas_used=used,
             effective_gas_price=price,
@@ -512,16 +525,12 @@ class LedgerChain:
         self._storage.words.update(frame.writes)
         if self.prune_authorizations_after is not None and call[0] == "transferWithAuthorization":
             from_, valid_before, nonce = call[1][0], call[1][4], call[1][5]
-            self._expiry[fr.authorization_key(from_, nonce)] = valid_before
+            heapq.heappush(self._expiry, (valid_before, fr.authorization_key(from_, nonce)))
 
     def _prune(self, before: int) -> None:
-        if len(self._expiry) < 4096:
-            return
-        words = self._storage.words
-        for key, valid_before in list(self._expiry.items()):
-            if valid_before < before:
-                del self._expiry[key]
-                words.pop(key, None)
+        expiry, words = self._expiry, self._storage.words
+        while expiry and expiry[0][0] < before:
+            words.pop(heapq.heappop(expiry)[1], None)
 
     @staticmethod
     def _intrinsic(data: bytes) -> tuple[int, int]:
@@ -558,21 +567,21 @@ class LedgerChain:
         return self._next_base_fee
 
     def eth_balance(self, address: str) -> int:
-        return self._eth.get(to_checksum_address(address), 0)
+        return self._eth.get(checksum(address), 0)
 
     def code(self, address: str) -> bytes:
-        return self._code if to_canonical_address(address) == self._token_bytes else b""
+        return self._code if canonical(address) == self._token_bytes else b""
 
     def token_variant(self, address: str) -> str | None:
-        return self.token if to_canonical_address(address) == self._token_bytes else None
+        return self.token if canonical(address) == self._token_bytes else None
 
     def _token(self, token: str | None) -> None:
-        if token is not None and to_canonical_address(token) != self._token_bytes:
+        if token is not None and canonical(token) != self._token_bytes:
             raise ChainError(f"no token at {token} on the ledger backend")
 
     def balance_of(self, address: str, token: str | None = None) -> int:
         self._token(token)
-        return self._storage.get(fr.balance_key(to_canonical_address(address)))
+        return self._storage.get(fr.balance_key(canonical(address)))
 
     def total_supply(self, token: str | None = None) -> int:
         self._token(token)
@@ -580,7 +589,7 @@ class LedgerChain:
 
     def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool:
         self._token(token)
-        return bool(self._storage.get(fr.authorization_key(to_canonical_address(authorizer), nonce)))
+        return bool(self._storage.get(fr.authorization_key(canonical(authorizer), nonce)))
 
     def name_of(self, token: str | None = None) -> str:
         self._token(token)
@@ -592,7 +601,7 @@ class LedgerChain:
 
     def token_state(self, asset: str) -> LedgerTokenState | None:
         """The token's state for ``state_verify`` (None for any other address)."""
-        if to_canonical_address(asset) != self._token_bytes:
+        if canonical(asset) != self._token_bytes:
             return None
         return LedgerTokenState(self)
 
@@ -600,7 +609,7 @@ class LedgerChain:
         self, to: str, data: bytes, *, sender: str = "0x" + "00" * 20, timestamp: int | None = None, **_
     ):
         """Simulate a call to the token in the next block (nothing is kept); views answer too."""
-        if to_canonical_address(to) != self._token_bytes:
+        if canonical(to) != self._token_bytes:
             return CallResult(True, b"", None, 0)  # no code: a call to an account succeeds, empty
         stamp = max(timestamp if timestamp is not None else self.now, self._timestamp)
         view = VIEWS.get(data[:4])
@@ -611,7 +620,7 @@ class LedgerChain:
         except ChainError:
             return CallResult(False, b"", fr.BARE_REVERT, 0, reverted=True)
         frame = fr.Frame(self._storage)
-        reason, path = self._run(frame, call, to_canonical_address(sender), stamp)
+        reason, path = self._run(frame, call, canonical(sender), stamp)
         gas = EXECUTION_GAS[self.token].get(path, 0) + frame.gas
         if reason is None:
             return CallResult(True, b"", None, gas)

@@ -30,7 +30,7 @@ from eth_utils import to_canonical_address
 from . import fiat_rules as fr
 from .chain import LocalChain
 from .contracts import PYUSD, USDC, load_artifact
-from .eip712 import Authorization, domain_separator, recover_signer
+from .eip712 import Authorization, canonical, domain_separator, recover_signer
 
 
 @dataclass(frozen=True)
@@ -176,8 +176,8 @@ def predict(
         fr.Frame(store),
         rules,
         timestamp,
-        to_canonical_address(auth.from_),
-        to_canonical_address(auth.to),
+        canonical(auth.from_),
+        canonical(auth.to),
         auth.value,
         auth.valid_after,
         auth.valid_before,
@@ -205,4 +205,4 @@ def _map_slot(slot: int, key: bytes) -> int:
 
 
 def _address_word(address: str) -> bytes:
-    return to_canonical_address(address).rjust(32, b"\x00")
+    return canonical(address).rjust(32, b"\x00")

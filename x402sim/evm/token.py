@@ -12,7 +12,8 @@ from functools import cache
 
 from eth_abi import decode, encode
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
+
+from .eip712 import canonical, checksum
 
 TRANSFER_TOPIC = keccak(b"Transfer(address,address,uint256)")
 AUTHORIZATION_USED_TOPIC = keccak(b"AuthorizationUsed(address,bytes32)")
@@ -28,6 +29,9 @@ TRANSFER_WITH_AUTHORIZATION = (
 @cache
 def selector(signature: str) -> bytes:
     return keccak(signature.encode())[:4]
+
+
+_TRANSFER_WITH_AUTHORIZATION_SELECTOR = keccak(TRANSFER_WITH_AUTHORIZATION.encode())[:4]
 
 
 def encode_call(signature: str, *args: object) -> bytes:
@@ -52,18 +56,36 @@ def transfer_with_authorization_call(
     r: bytes,
     s: bytes,
 ) -> bytes:
-    return encode_call(
-        TRANSFER_WITH_AUTHORIZATION,
-        to_checksum_address(from_),
-        to_checksum_address(to),
-        value,
-        valid_after,
-        valid_before,
-        nonce,
-        v,
-        r,
-        s,
+    """``transferWithAuthorization`` (v, r, s) calldata. Every argument is a static ABI word, so the
+    words are laid out here directly (the test suite proves them equal to eth-abi's encoding)."""
+    words = [_address_word(from_), _address_word(to)]
+    for name, number, bits in (
+        ("value", value, 256),
+        ("validAfter", valid_after, 256),
+        ("validBefore", valid_before, 256),
+        ("v", v, 8),
+    ):
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 1 << bits:
+            raise ValueError(f"{name} must be a uint{bits}, got {number!r}")
+    for name, word in (("nonce", nonce), ("r", r), ("s", s)):
+        if not isinstance(word, bytes) or len(word) > 32:
+            raise ValueError(f"{name} must be at most 32 bytes, got {word!r}")
+    return (
+        _TRANSFER_WITH_AUTHORIZATION_SELECTOR
+        + words[0]
+        + words[1]
+        + value.to_bytes(32, "big")
+        + valid_after.to_bytes(32, "big")
+        + valid_before.to_bytes(32, "big")
+        + nonce.ljust(32, b"\x00")
+        + v.to_bytes(32, "big")
+        + r.ljust(32, b"\x00")
+        + s.ljust(32, b"\x00")
     )
+
+
+def _address_word(address: str) -> bytes:
+    return canonical(address).rjust(32, b"\x00")
 
 
 def revert_reason(output: bytes) -> str | None:
@@ -94,9 +116,9 @@ def decode_transfer(
     if len(topics) != 3 or topics[0] != TRANSFER_TOPIC:
         return None
     return Transfer(
-        token=to_checksum_address(address),
-        from_=to_checksum_address(topics[1][-20:]),
-        to=to_checksum_address(topics[2][-20:]),
+        token=checksum(address),
+        from_=checksum(topics[1][-20:]),
+        to=checksum(topics[2][-20:]),
         value=int.from_bytes(data, "big"),
         block_number=block_number,
         tx_hash=tx_hash,

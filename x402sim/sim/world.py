@@ -43,6 +43,7 @@ from ..actors.messages import Handle, HttpResponse, Send, Settle, Unreachable, V
 from ..actors.server import ReplayGuard, ResourceServer, Route
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.eip712 import address_of_key
+from ..evm.ledger import LedgerChain
 from ..protocol import SettleResponse
 from . import scenario as sc
 from .records import Row, RowWriter, Timeline
@@ -124,12 +125,17 @@ class World:
         self._submitting: SimFacilitator | None = None
         self._rngs: dict[str, random.Random] = {}
 
-        self.chain = LocalChain(
+        chain_args = dict(
             start_time=self.start_time,
             seed=self.seed,
             token=s.chain.token,
             block_gas_limit=s.chain.block_gas_limit,
         )
+        if s.chain.backend == "ledger":
+            # A used authorization an hour past its validBefore can never settle: forget it.
+            self.chain = LedgerChain(**chain_args, prune_authorizations_after=3600)
+        else:
+            self.chain = LocalChain(**chain_args)
         self.chain.submit_hook = self._on_submit
         self.payees = {label: address_of_key(self._key(f"payee:{label}")) for label in self._payee_labels()}
         self.sink = address_of_key(self._key("drain-sink"))
