@@ -43,12 +43,12 @@ from eth.vm.forks import PragueVM
 from eth.vm.spoof import SpoofTransaction
 from eth_abi import encode
 from eth_account import Account
-from eth_hash.auto import keccak
 from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_params
 from eth_utils import to_canonical_address, to_checksum_address
 
 from .contracts import MULTICALL3, MULTICALL3_ADDRESS, PYUSD, TOKENS, USDC, load_artifact
 from .eip712 import Domain, address_of_key, canonical
+from .hashing import keccak
 from .reads import ChainError, TokenReads
 from .token import (
     Transfer,

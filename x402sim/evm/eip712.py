@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from coincurve import PrivateKey, PublicKey
-from eth_hash.auto import keccak
 from eth_utils import to_canonical_address, to_checksum_address
+
+from .hashing import keccak
 
 DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
@@ -95,8 +96,13 @@ def authorization_digest(domain: Domain, auth: Authorization) -> bytes:
 
 def sign_digest(private_key: bytes, digest: bytes) -> bytes:
     """Sign a 32-byte digest; returns 65 bytes r || s || v with v in {27, 28} and low s."""
-    raw = PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+    raw = _private_key(private_key).sign_recoverable(digest, hasher=None)
     return raw[:64] + bytes([raw[64] + 27])
+
+
+@lru_cache(maxsize=1 << 14)
+def _private_key(key: bytes) -> PrivateKey:
+    return PrivateKey(key)  # deriving the public key costs as much as a signature: once per key
 
 
 def recover_digest(digest: bytes, signature: bytes) -> str:

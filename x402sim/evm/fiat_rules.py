@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
-from eth_hash.auto import keccak
-
 from .eip712 import SECP256K1_HALF_N, TRANSFER_WITH_AUTHORIZATION_TYPEHASH
+from .hashing import keccak
 from .token import AUTHORIZATION_ALREADY_USED_TOPIC, AUTHORIZATION_USED_TOPIC, TRANSFER_TOPIC
 
 NOT_YET_VALID = "FiatTokenV2: authorization is not yet valid"

@@ -38,7 +38,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import rlp  # only to derive the deployment address, once
-from eth_hash.auto import keccak
 from eth_utils import to_canonical_address, to_checksum_address
 
 from . import fiat_rules as fr
@@ -59,6 +58,7 @@ from .chain import (
 )
 from .contracts import TOKENS, USDC, load_artifact
 from .eip712 import Domain, address_of_key, canonical, checksum, domain_separator, recover_signer
+from .hashing import keccak
 from .reads import ChainError
 from .token import Transfer, encode_call, selector
 from .txsign import sign_eip1559

@@ -15,12 +15,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from eth_hash.auto import keccak
-
 from . import ledger as ledger_module
 from .chain import ETHER, LocalChain
 from .eip712 import Authorization, Domain, address_of_key, authorization_digest, sign_digest
 from .fiat_rules import CANCEL_AUTHORIZATION_TYPEHASH
+from .hashing import keccak
 from .ledger import LedgerChain
 from .token import encode_call, transfer_with_authorization_call
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_hash.auto import keccak
 from eth_utils import to_canonical_address
 
 from . import fiat_rules as fr
 from .chain import LocalChain
 from .contracts import PYUSD, USDC, load_artifact
 from .eip712 import Authorization, canonical, domain_separator, recover_signer
+from .hashing import keccak
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import cache
 
 from eth_abi import decode, encode
-from eth_hash.auto import keccak
 
 from .eip712 import canonical, checksum
+from .hashing import keccak
 
 TRANSFER_TOPIC = keccak(b"Transfer(address,address,uint256)")
 AUTHORIZATION_USED_TOPIC = keccak(b"AuthorizationUsed(address,bytes32)")

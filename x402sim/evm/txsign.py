@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from coincurve import PrivateKey
-from eth_hash.auto import keccak
 
 from . import rlpcodec
 from .eip712 import canonical
+from .hashing import keccak
 
 EIP1559_TYPE = b"\x02"
 

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
-from eth_hash.auto import keccak
 
 from ..actors.client import Client, SpendPolicy
 from ..actors.facilitator import Facilitator, PendingSettlement
@@ -43,6 +42,7 @@ from ..actors.messages import Handle, HttpResponse, Send, Settle, Unreachable, V
 from ..actors.server import ReplayGuard, ResourceServer, Route
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.eip712 import address_of_key
+from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain
 from ..protocol import SettleResponse
 from . import scenario as sc

@@ -1,14 +1,15 @@
-"""The hot-path encoders give the same bytes as the general libraries they stand in for."""
+"""The hot-path encoders and hash give the same bytes as the general libraries they stand in for."""
 
 from __future__ import annotations
 
 import pytest
 import rlp
 from eth_abi import encode
+from eth_hash.auto import keccak
 from hypothesis import given
 from hypothesis import strategies as st
 
-from x402sim.evm import rlpcodec
+from x402sim.evm import hashing, rlpcodec
 from x402sim.evm.token import TRANSFER_WITH_AUTHORIZATION, selector, transfer_with_authorization_call
 
 items = st.recursive(
@@ -78,3 +79,8 @@ def test_transfer_with_authorization_call_refuses_what_abi_cannot_hold(change):
     )
     with pytest.raises(ValueError):
         transfer_with_authorization_call(**{**args, **change})
+
+
+@given(st.binary(max_size=600))
+def test_keccak_is_eth_hashs(data):
+    assert hashing.keccak(data) == keccak(data)
