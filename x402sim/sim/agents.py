@@ -46,6 +46,8 @@ class Traffic:
             targets = sc.resolve_targets(s, group)
             chooser = Chooser(group.choice, len(targets), world.rng(f"choice:{group.name}"))
             members = world.groups[group.name]
+            if not members:
+                continue  # a sharded run whose shard holds none of this small group
             arrivals = group.arrivals
             if arrivals.kind in ("poisson", "piecewise"):
                 world.env.process(self._poisson(group, members, targets, chooser))

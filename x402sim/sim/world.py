@@ -103,10 +103,17 @@ class World:
     """A scenario built and ready to run: chain, roles, agents and the SimPy environment."""
 
     def __init__(
-        self, scenario: sc.Scenario, seed: int | None = None, writer: RowWriter | None = None
+        self,
+        scenario: sc.Scenario,
+        seed: int | None = None,
+        writer: RowWriter | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.scenario = s = scenario
         self.seed = s.simulation.seed if seed is None else seed
+        # Shard k of n holds the agents whose index in their group is k modulo n; everything else
+        # (servers, facilitators, chain) is built whole in every shard. See ``shards``.
+        self.shard = shard
         self.env = simpy.Environment()
         self.start_time = s.simulation.start_time
         self.writer = writer or RowWriter(None, keep=True)
@@ -123,7 +130,7 @@ class World:
         self.raw_txs: dict[bytes, bytes] = {}
         self.counters: dict[str, int] = {}
         self._submitting: SimFacilitator | None = None
-        self._rngs: dict[str, random.Random] = {}
+        self._rngs: dict[tuple[str, bool], random.Random] = {}
 
         chain_args = dict(
             start_time=self.start_time,
@@ -149,11 +156,16 @@ class World:
 
     # -- set-up -------------------------------------------------------------------------------
 
-    def rng(self, label: str) -> random.Random:
-        """The random stream named ``label``, derived from the seed (same label, same stream)."""
-        if label not in self._rngs:
-            self._rngs[label] = random.Random(f"x402sim-sim:{self.seed}:{label}")
-        return self._rngs[label]
+    def rng(self, label: str, shared: bool = False) -> random.Random:
+        """The random stream named ``label``, derived from the seed (same label, same stream). Each
+        shard of a sharded run draws its own streams, except ``shared`` ones: what builds the world
+        (prices, assignments) must come out the same in every shard."""
+        key = (label, shared)
+        if key not in self._rngs:
+            k, n = self.shard
+            salt = "" if shared or n == 1 else f":shard {k} of {n}"
+            self._rngs[key] = random.Random(f"x402sim-sim:{self.seed}:{label}{salt}")
+        return self._rngs[key]
 
     def _key(self, label: str) -> bytes:
         return keccak(f"x402sim sim key:{self.seed}:{label}".encode())
@@ -251,7 +263,7 @@ class World:
                     allowed_pay_to=[self.payees[label] for label in allowed] if allowed is not None else None,
                 )
             members = []
-            for i in range(group.count):
+            for i in range(self.shard[0], group.count, self.shard[1]):
                 key = self._key(f"agent:{group.name}:{i}")
                 client = Client(key, (self.chain.network,), policy, seed=self.seed)
                 agent = Agent(f"{group.name}-{i}", group, client, key)
