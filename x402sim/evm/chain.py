@@ -512,6 +512,12 @@ class LocalChain(TokenReads):
     def receipts(self) -> list[Receipt]:
         return list(self._receipts.values())
 
+    def forget_receipts(self, hashes) -> None:
+        """Drop receipts no one will read again (``receipts()`` and ``transfers()`` then leave them
+        out); py-evm's own database keeps its copy."""
+        for h in hashes:
+            self._receipts.pop(h, None)
+
     # -- reads ------------------------------------------------------------------------------------
 
     @property

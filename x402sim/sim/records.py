@@ -1,20 +1,22 @@
-"""What a run records while it runs: one row per request, a timeline, latency samples.
+"""What a run records while it runs: one row per request, and a timeline.
 
 Rules:
 
 * A ``Row`` is filled in by the world as the request travels (sent, verified, settled, final,
   done) and written once complete, streamed to ``payments.csv`` when the run has an output
   folder; nothing here reads the chain or any clock but the virtual times it is given.
+* ``payments.csv`` holds ``all`` rows, a ``sample`` or ``none`` (``PAYMENTS_MODES``). The sample is
+  the first ``SAMPLE_HEAD`` rows written, then one row in ``SAMPLE_EVERY`` (1 %) drawn from a
+  stream seeded by the run's seed: the same run writes the same sample.
 * The timeline is a fixed number of buckets of virtual time (memory grows with duration / bucket,
-  never with payments).
-* Latencies are kept as samples per kind for percentiles; requests sent during warm-up are left
-  out of them.
+  never with payments); timelines of shards of one run (same buckets) merge by adding.
+* Latencies are not kept here: see ``sketch.LatencyStats``.
 """
 
 from __future__ import annotations
 
 import csv
-import math
+import random
 from dataclasses import dataclass, field, fields
 from typing import IO
 
@@ -64,17 +66,31 @@ def _cell(value) -> object:
     return value
 
 
-class RowWriter:
-    """Streams rows to a CSV file (or nowhere), keeping them in memory only when asked."""
+PAYMENTS_MODES = ("all", "sample", "none")
+SAMPLE_HEAD = 1_000
+SAMPLE_EVERY = 100
 
-    def __init__(self, stream: IO[str] | None, keep: bool) -> None:
-        self._csv = csv.writer(stream) if stream is not None else None
+
+class RowWriter:
+    """Streams rows to a CSV file (or nowhere), keeping them in memory only when asked.
+
+    ``payments`` says which rows reach the file (``PAYMENTS_MODES``); ``seed`` seeds the sample."""
+
+    def __init__(self, stream: IO[str] | None, keep: bool, payments: str = "all", seed: int = 0) -> None:
+        if payments not in PAYMENTS_MODES:
+            raise ValueError(f"payments must be one of {PAYMENTS_MODES}, got {payments!r}")
+        self._csv = csv.writer(stream) if stream is not None and payments != "none" else None
         if self._csv is not None:
             self._csv.writerow(COLUMNS)
         self.kept: list[Row] | None = [] if keep else None
+        self.written = 0  # rows seen, written to the file or not
+        self._sample = random.Random(f"x402sim-payments-sample:{seed}") if payments == "sample" else None
 
     def write(self, row: Row) -> None:
-        if self._csv is not None:
+        self.written += 1
+        if self._csv is not None and (
+            self._sample is None or self.written <= SAMPLE_HEAD or self._sample.random() * SAMPLE_EVERY < 1
+        ):
             self._csv.writerow([_cell(getattr(row, name)) for name in COLUMNS])
         if self.kept is not None:
             self.kept.append(row)
@@ -105,6 +121,19 @@ class Timeline:
     def index(self, t: float) -> int:
         return min(self.buckets - 1, max(0, int(t // self.bucket)))
 
+    def merge(self, other: Timeline) -> None:
+        """Add ``other``'s counts (a shard of the same run: same buckets) to these; pending
+        transactions and queue lengths add too (each shard has its own chain and facilitators)."""
+        if (self.bucket, self.buckets) != (other.bucket, other.buckets):
+            raise ValueError("timelines of different buckets do not merge")
+        for name in ("requests", "paid", "failures", "pending_txs"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            for i, n in enumerate(theirs):
+                mine[i] += n
+        for mine, theirs in zip(self.queues, other.queues, strict=True):
+            for name, n in theirs.items():
+                mine[name] = mine.get(name, 0) + n
+
     def rows(self) -> list[list]:
         out = []
         for i in range(self.buckets):
@@ -122,15 +151,3 @@ class Timeline:
                 ]
             )
         return out
-
-
-def percentiles(samples: list[float], qs=(50, 90, 99)) -> dict[str, float | None]:
-    """Nearest-rank percentiles in milliseconds, rounded to the microsecond."""
-    if not samples:
-        return {f"p{q}": None for q in qs}
-    ordered = sorted(samples)
-    out = {}
-    for q in qs:
-        rank = max(1, math.ceil(q / 100 * len(ordered)))
-        out[f"p{q}"] = round(ordered[rank - 1] * 1000, 3)
-    return out

@@ -2,9 +2,10 @@
 
 Rules:
 
-* Everything here reads what the run already computed (``SimResult.summary``, its latency samples
-  and timeline) and the scenario; no figure of the summary is recomputed, so the report and
-  summary.json always agree.
+* Everything here reads what the run already computed (``SimResult.summary``, its latency
+  sketches, timeline and daily series) and the scenario; no figure of the summary is recomputed,
+  so the report and summary.json always agree. The latency CDF is the sketches' distribution (each
+  step within 0.5 % of the samples it stands for).
 * ``markdown_report(summary, scenario, images)`` is a pure function of its arguments. Wall-clock
   and resource figures appear only in its final "Run" line.
 * A column's header and format follow the unit suffix of its summary key (``_usdc``, ``_usd``,
@@ -27,6 +28,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .sketch import LatencyStats, as_stats
+
 IMAGES = {"latency_cdf.png": "Latency CDF", "throughput.png": "Throughput", "economics.png": "Economics"}
 KINDS = {
     "end_to_end": "request sent to answer received",
@@ -47,7 +50,6 @@ DPI = 100
 MAX_BARS = 12
 MAX_ROWS = 50
 MAX_QUEUES = 8
-CDF_POINTS = 2000  # a CDF drawn from this many ranks looks the same as one drawn from millions
 
 
 # -- formatting --------------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def _setup(summary: dict, scenario) -> list[list]:
         return rows
     sim, ch = scenario.simulation, scenario.chain
     rows[2][1] = f"{sim.duration:g} s of arrivals (warm-up {sim.warmup:g} s), ended at {rows[2][1]}"
-    rows[4][1] = f"{len(scenario.servers)} ({len(scenario.endpoint_keys())} endpoints)"
+    rows[4][1] = f"{len(scenario.server_copies())} ({len(scenario.endpoint_keys())} endpoints)"
     fee = ch.fee.model_dump()
     model = fee.pop("model")
     preconf = f", preconfirmation every {ch.preconfirmation:g} s" if ch.preconfirmation else ""
@@ -163,9 +165,39 @@ def _setup(summary: dict, scenario) -> list[list]:
     ]
 
 
-def markdown_report(summary: dict, scenario=None, images=()) -> str:
+def _targets(scan: dict) -> list[str]:
+    tolerance = scan["tolerance"]
+    verdict = "within" if scan["within_tolerance"] else "**NOT within**"
+    rows = []
+    for key, t in scan["targets"].items():
+        ok = "yes" if t["within_tolerance"] else "**no**"
+        rows.append(
+            [
+                _label(key),
+                _cell(key, scan[key]),
+                _cell(key, t["target"]),
+                f"{100 * t['deviation']:+.2f} %",
+                ok,
+            ]
+        )
+    head = f"Against the scenario's targets: {verdict} a tolerance of {100 * tolerance:g} %."
+    return [
+        "### Targets",
+        "",
+        head,
+        "",
+        *_table(["Figure", "Simulated", "Target", "Deviation", "Within"], rows),
+    ]
+
+
+def _daily(daily: list[dict]) -> list[str]:
+    rows = [[d["day"], *(_cell(k, d[k]) for k in SCAN_KEYS)] for d in daily]
+    return _table(["Day", *map(_header, SCAN_KEYS)], rows, "r" * 5)
+
+
+def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] | None = None) -> str:
     """The text of report.md for ``summary``; ``scenario`` (optional) adds what was configured,
-    ``images`` are the PNG file names to embed."""
+    ``images`` are the PNG file names to embed, ``daily`` (``SimResult.daily``) a table per day."""
     s = summary
     out = [f"# Simulation report: {s['scenario']}", ""]
     if scenario is not None and scenario.simulation.description:
@@ -199,6 +231,10 @@ def markdown_report(summary: dict, scenario=None, images=()) -> str:
 
     scan = {"all facilitators": s["x402scan"], **s["x402scan"]["per_facilitator"]}
     out += ["## x402scan", "", *_by_name("Scope", scan, SCAN_KEYS)]
+    if s["x402scan"].get("targets"):
+        out += _targets(s["x402scan"])
+    if daily is not None and len(daily) > 1:
+        out += ["### Per virtual day", "", *_daily(daily)]
     if s.get("events"):
         out += ["## Events", "", *_counts("Event", s["events"])]
     if images:
@@ -225,21 +261,22 @@ def _nothing(ax, what: str) -> None:
     ax.set_axis_off()
 
 
-def latency_figure(latencies: dict[str, list[float]]) -> Figure:
+def latency_figure(latencies: dict[str, LatencyStats | list[float]]) -> Figure:
+    """The CDF of each latency kind, from its sketch (or from raw samples, in seconds)."""
     fig = _figure((8, 4.5))
     ax = fig.add_subplot()
-    series = {k: np.sort(np.asarray(latencies.get(k) or (), dtype=float)) * 1000 for k in KINDS}
-    series = {k: v for k, v in series.items() if v.size}
+    series = {k: as_stats(latencies.get(k)) for k in KINDS}
+    series = {k: v for k, v in series.items() if v.count}
     if not series:
         _nothing(ax, "latency samples")
         return fig
-    for kind, ms in series.items():
-        n = ms.size
-        ranks = np.unique(np.linspace(0, n - 1, min(n, CDF_POINTS)).round().astype(int))
-        ax.step(ms[ranks], (ranks + 1) / n, where="post", label=f"{_label(kind)} (n={n:,})")
-    positive = np.concatenate(list(series.values()))
-    positive = positive[positive > 0]
-    if positive.size and positive.max() > 100 * positive.min():
+    positive = []
+    for kind, stats in series.items():
+        values, fractions = stats.cdf()
+        ms = np.asarray(values) * 1000
+        ax.step(ms, fractions, where="post", label=f"{_label(kind)} (n={stats.count:,})")
+        positive += [v for v in ms if v > 0]
+    if positive and max(positive) > 100 * min(positive):
         ax.set_xscale("log")
     ax.set(xlabel="latency (ms)", ylabel="fraction of requests", ylim=(0, 1.02), title="Latency CDF")
     ax.grid(alpha=0.3)
@@ -337,7 +374,8 @@ def write_report(result, scenario, folder, plots: bool = True) -> Path:
             make().savefig(folder / name, dpi=DPI)
             images.append(name)
     path = folder / "report.md"
-    path.write_text(markdown_report(result.summary, scenario, images), encoding="utf-8")
+    daily = getattr(result, "daily", None)
+    path.write_text(markdown_report(result.summary, scenario, images, daily), encoding="utf-8")
     return path
 
 
