@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from x402sim.sim import ScenarioError, load_scenario, scenario_schema
 from x402sim.sim.distributions import Empirical, Exponential, Lognormal, Normal, Uniform
-from x402sim.sim.scenario import parse_usdc
+from x402sim.sim.scenario import parse_usdc, resolve_targets
 
 MINIMAL = """
 [simulation]
@@ -152,6 +152,7 @@ def test_schema_describes_every_table():
         "servers",
         "agents",
         "faults",
+        "x402scan",
     }
     json.dumps(schema)  # serialisable for editors
 
@@ -206,3 +207,88 @@ def test_the_readme_example_is_a_valid_scenario():
     assert block, "the README lost its annotated scenario"
     s = load_scenario(tomllib.loads(block.group(1)))
     assert s.simulation.name == "example" and s.servers[0].endpoints[1].changes[1].pay_to == "attacker"
+
+
+PRICE = 'price = "0.001"'
+TEMPLATE = MINIMAL.replace('name = "shop"', 'name = "shop"\ncount = 3').replace(
+    '[[facilitators]]\nname = "fac"', '[[facilitators]]\nname = "fac"\n\n[[facilitators]]\nname = "alt"'
+)
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "problem"),
+    [
+        (
+            (PRICE, 'price = { kind = "log-uniform", low = "0", high = "0.1" }'),
+            "endpoints[0].price",
+            "at least",
+        ),
+        (
+            (PRICE, 'price = { kind = "uniform", low = "0.2", high = "0.1" }'),
+            "endpoints[0].price",
+            "below low",
+        ),
+        (
+            (PRICE, 'price = { kind = "lognormal", mean = "1" }'),
+            "endpoints[0].price",
+            "kind 'lognormal' is not",
+        ),
+        ((PRICE, 'price = { low = "0.1" }'), "endpoints[0].price", "needs a kind"),
+        (
+            (PRICE, 'price = { kind = "choice", values = ["0.1", "0.2"], weights = [1] }'),
+            "endpoints[0].price",
+            "1 weights for 2 values",
+        ),
+        (
+            (PRICE, 'price = { kind = "mixture", of = [{ weight = 1, price = "0" }] }'),
+            "endpoints[0].price",
+            "a part's price (0) must be at least 0.000001",
+        ),
+        (('facilitators = ["fac"]', "facilitators = { fax = 1 }"), "facilitators.fax", "did you mean 'fac'"),
+        (('facilitators = ["fac"]', "facilitators = { fac = 0 }"), "facilitators.fac", "greater than 0"),
+        (("count = 3", "count = 0"), "count", "greater than or equal to 1"),
+    ],
+)
+def test_template_and_price_errors_say_where(tmp_path, edit, where, problem):
+    message = _error(tmp_path, TEMPLATE.replace(*edit, 1))
+    assert message.startswith(f"{tmp_path / 's.toml'}: servers[0].{where}") and problem in message, message
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "problem"),
+    [
+        ('{ kind = "growth", rate = 1, requests = 2, doubling = 10 }', "either rate"),
+        ('{ kind = "growth", rate = 1 }', "either doubling, or last and share_in_last"),
+        ('{ kind = "growth", rate = 1, last = 10 }', "last and share_in_last go together"),
+        ('{ kind = "growth", requests = 5, last = 60, share_in_last = 0.5 }', "shorter than the window"),
+        ('{ kind = "growth", requests = 5, doubling = 0.01 }', "more than e^700"),
+        ('{ kind = "growth", requests = 5, last = 1, share_in_last = 0.999999 }', "more than e^700"),
+    ],
+)
+def test_growth_arrival_errors_say_where(tmp_path, arrivals, problem):
+    message = _error(tmp_path, MINIMAL.replace('name = "buyers"', f'name = "buyers"\narrivals = {arrivals}'))
+    assert message.startswith(f"{tmp_path / 's.toml'}: agents[0].arrivals") and problem in message, message
+
+
+def test_template_copies_and_their_names(tmp_path):
+    s = load_scenario(_write(tmp_path, TEMPLATE), ["servers.shop.facilitators={fac=2, alt=1}"])
+    assert [(c.name, c.facilitators, c.payee) for c in s.server_copies()] == [
+        ("shop-0", ("fac",), "shop-0"),
+        ("shop-1", ("alt",), "shop-1"),
+        ("shop-2", ("fac",), "shop-2"),
+    ]
+    for targets, n in ((["shop"], 3), (["shop/a"], 3), (["shop-1"], 1), (["shop-1/a", "shop-0"], 2)):
+        s = load_scenario(_write(tmp_path, TEMPLATE), [f"agents.buyers.targets={targets}"])
+        assert len(resolve_targets(s, s.agents[0])) == n
+    assert "no endpoint named 'shop-3'" in _error(tmp_path, TEMPLATE, ["agents.buyers.targets=['shop-3']"])
+    shared = load_scenario(_write(tmp_path, TEMPLATE), ["servers.shop.pay_to=one"])
+    assert {c.payee for c in shared.server_copies()} == {"one"}
+    other = '[[servers]]\nname = "shop-1"\nfacilitators = ["fac"]\nendpoints = [{ path = "/a", price = "1" }]'
+    clash = TEMPLATE + other
+    assert "servers[0].count: copy 'shop-1' has the name of servers[1]" in _error(tmp_path, clash)
+    # a dumped scenario loads again unchanged (prices and shares serialise as they are written)
+    s = load_scenario(
+        _write(tmp_path, TEMPLATE),
+        ['servers.shop.endpoints.0.price={kind="log-uniform", low="0.001", high="0.1"}'],
+    )
+    assert load_scenario(s.model_dump(mode="json", by_alias=True)) == s

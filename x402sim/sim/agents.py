@@ -12,6 +12,9 @@ Rules: every draw comes from the world's seeded streams; times are virtual.
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
+from collections.abc import Iterator
 
 from eth_utils import to_checksum_address
 
@@ -51,6 +54,8 @@ class Traffic:
             arrivals = group.arrivals
             if arrivals.kind in ("poisson", "piecewise"):
                 world.env.process(self._poisson(group, members, targets, chooser))
+            elif arrivals.kind == "growth":
+                world.env.process(self._growth(group, members, targets, chooser))
             else:
                 for agent in members:
                     world.env.process(self._periodic(group, agent, targets, chooser))
@@ -80,6 +85,15 @@ class Traffic:
             agent = members[rng.randrange(len(members))]
             self._start(agent, targets[chooser.pick()], targets)
 
+    def _growth(self, group: sc.AgentGroup, members: list[Agent], targets, chooser: Chooser):
+        env, rng = self.world.env, self.world.rng(f"arrivals:{group.name}")
+        start, end = sc.group_window(self.world.scenario, group)
+        r0, k = group.arrivals.profile(end - start)
+        for t in growth_times(r0 * len(members), k, start, end, rng):
+            yield env.timeout(max(0.0, t - env.now))
+            agent = members[rng.randrange(len(members))]
+            self._start(agent, targets[chooser.pick()], targets)
+
     def _periodic(self, group: sc.AgentGroup, agent: Agent, targets, chooser: Chooser):
         env, rng = self.world.env, self.world.rng(f"arrivals:{agent.name}")
         arrivals, end = group.arrivals, self._end(group)
@@ -101,6 +115,24 @@ class Traffic:
             world.env.process(race(world, agent, target, targets))
         else:
             world.env.process(request(world, agent, target))
+
+
+def growth_times(rate: float, k: float, start: float, end: float, rng: random.Random) -> Iterator[float]:
+    """The arrival times in ``[start, end)`` of a Poisson process of rate ``rate x exp(k (t - start))``,
+    exactly: each arrival is one exponential draw of the integrated rate, inverted in closed form."""
+    t, window = 0.0, end - start
+    while True:
+        mass = rng.expovariate(1.0)
+        if k == 0:
+            t += mass / rate
+        else:
+            x = k * mass * math.exp(-k * t) / rate
+            if x <= -1:
+                return  # a falling rate with less than this much left to come
+            t += math.log1p(x) / k
+        if t >= window:
+            return
+        yield start + t
 
 
 def _next_step(arrivals: sc.Piecewise, t: float) -> float:

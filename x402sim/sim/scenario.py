@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import random
 import tomllib
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,8 +31,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -113,6 +118,9 @@ class Simulation(_Table):
     warmup: Seconds = Field(0, description="requests started before this are left out of statistics")
     timeline_bucket: float | None = Field(None, gt=0, description="seconds per timeline.csv row")
     drain: Seconds = Field(120, description="virtual seconds allowed after duration for work in flight")
+    payments: Literal["all", "sample", "none"] = Field(
+        "all", description="payments.csv: every row, a sample (first 1,000, then 1 %) or none"
+    )
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> Simulation:
@@ -201,6 +209,180 @@ class Facilitator(_Table):
     check_transfer_log: bool = True
 
 
+# -- prices ----------------------------------------------------------------------------------------
+#
+# An endpoint's price is a decimal USDC string, or a distribution drawn once per endpoint (per copy
+# of a server template) when the world is built. Drawn prices are whole atomic units, never below
+# one.
+
+
+def _check_price_range(low: int, high: int, what: str = "low") -> None:
+    if low < 1:
+        raise ValueError(f"{what} ({format_usdc(low)}) must be at least 0.000001: a drawn price is never 0")
+    if high < low:
+        raise ValueError(f"high ({format_usdc(high)}) is below low ({format_usdc(low)})")
+
+
+def _check_weights(weights: list[float], n: int, what: str) -> None:
+    if len(weights) != n:
+        raise ValueError(f"{len(weights)} weights for {n} {what}")
+    if not sum(weights) > 0:
+        raise ValueError("the weights must not all be 0")
+
+
+class UniformPrice(_Table):
+    """Every atomic amount from ``low`` to ``high`` (both included) equally likely."""
+
+    kind: Literal["uniform"]
+    low: Usdc
+    high: Usdc
+
+    @model_validator(mode="after")
+    def _range(self) -> UniformPrice:
+        _check_price_range(self.low, self.high)
+        return self
+
+    def sample(self, rng: random.Random) -> int:
+        return rng.randint(self.low, self.high)
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+    def bounds(self) -> tuple[int, int]:
+        return self.low, self.high
+
+
+class LogUniformPrice(_Table):
+    """Uniform in the logarithm from ``low`` to ``high`` (as many prices between $0.001 and $0.01 as
+    between $0.01 and $0.1), rounded to the atomic unit."""
+
+    kind: Literal["log-uniform"]
+    low: Usdc
+    high: Usdc
+
+    @model_validator(mode="after")
+    def _range(self) -> LogUniformPrice:
+        _check_price_range(self.low, self.high)
+        return self
+
+    def sample(self, rng: random.Random) -> int:
+        drawn = round(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return min(self.high, max(self.low, drawn))
+
+    @property
+    def mean(self) -> float:
+        """The mean before rounding to the atomic unit (off by at most half a unit)."""
+        if self.high == self.low:
+            return float(self.low)
+        return (self.high - self.low) / math.log(self.high / self.low)
+
+    def bounds(self) -> tuple[int, int]:
+        return self.low, self.high
+
+
+class ChoicePrice(_Table):
+    """One of ``values``, chosen by ``weights`` (default: equally likely)."""
+
+    kind: Literal["choice"]
+    values: list[Usdc] = Field(min_length=1)
+    weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> ChoicePrice:
+        for value in self.values:
+            _check_price_range(value, value, "a value")
+        if self.weights is not None:
+            _check_weights(self.weights, len(self.values), "values")
+        return self
+
+    def sample(self, rng: random.Random) -> int:
+        if self.weights is None:
+            return self.values[rng.randrange(len(self.values))]
+        return rng.choices(self.values, weights=self.weights)[0]
+
+    @property
+    def mean(self) -> float:
+        weights = self.weights or [1.0] * len(self.values)
+        return sum(w * v for w, v in zip(weights, self.values, strict=True)) / sum(weights)
+
+    def bounds(self) -> tuple[int, int]:
+        return min(self.values), max(self.values)
+
+
+class MixturePart(_Table):
+    weight: float = Field(ge=0, allow_inf_nan=False)
+    price: Price
+
+
+class MixturePrice(_Table):
+    """A price drawn from one of several prices or price distributions, chosen by weight."""
+
+    kind: Literal["mixture"]
+    of: list[MixturePart] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> MixturePrice:
+        _check_weights([p.weight for p in self.of], len(self.of), "parts")
+        for part in self.of:
+            low, high = price_bounds(part.price)
+            _check_price_range(low, high, "a part's price")
+        return self
+
+    def sample(self, rng: random.Random) -> int:
+        part = rng.choices(self.of, weights=[p.weight for p in self.of])[0]
+        return draw_price(part.price, rng)
+
+    @property
+    def mean(self) -> float:
+        total = sum(p.weight for p in self.of)
+        return sum(p.weight * price_mean(p.price) for p in self.of) / total
+
+    def bounds(self) -> tuple[int, int]:
+        ranges = [price_bounds(p.price) for p in self.of if p.weight > 0]
+        return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
+
+
+def _fixed_price(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) != {"kind", "value"}:
+            raise ValueError('a fixed price is written "0.01" (or { kind = "fixed", value = "0.01" })')
+        return value["value"]
+    return value
+
+
+def _price_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("kind")
+    return getattr(value, "kind", "fixed")
+
+
+PriceDistribution = UniformPrice | LogUniformPrice | ChoicePrice | MixturePrice
+Price = Annotated[
+    Annotated[Usdc, BeforeValidator(_fixed_price), Tag("fixed")]
+    | Annotated[UniformPrice, Tag("uniform")]
+    | Annotated[LogUniformPrice, Tag("log-uniform")]
+    | Annotated[ChoicePrice, Tag("choice")]
+    | Annotated[MixturePrice, Tag("mixture")],
+    Discriminator(_price_kind),
+]
+MixturePart.model_rebuild()
+
+
+def draw_price(price: int | PriceDistribution, rng: random.Random) -> int:
+    """An endpoint's price in atomic units: the fixed amount, or one draw from ``rng``."""
+    return price if isinstance(price, int) else price.sample(rng)
+
+
+def price_mean(price: int | PriceDistribution) -> float:
+    return float(price) if isinstance(price, int) else price.mean
+
+
+def price_bounds(price: int | PriceDistribution) -> tuple[int, int]:
+    """The least and the greatest price ``draw_price`` can give."""
+    return (price, price) if isinstance(price, int) else price.bounds()
+
+
 # -- [[servers]] -----------------------------------------------------------------------------------
 
 
@@ -216,7 +398,7 @@ class Change(_Table):
 class Endpoint(_Table):
     path: str = Field(pattern=r"^/[^\s?#]*$")
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "GET"
-    price: Usdc
+    price: Price = Field(description="USDC, or a price distribution drawn once per endpoint")
     max_timeout_seconds: int = Field(60, ge=1, le=86_400)
     handler_time: Distribution | None = None
     changes: list[Change] = Field(default_factory=list)
@@ -226,9 +408,37 @@ class ReplayGuard(_Table):
     ttl: float = Field(3600, gt=0)
 
 
+def _list_or_shares(value: Any) -> str:
+    return "shares" if isinstance(value, dict) else "list"
+
+
+Share = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+ServerFacilitators = Annotated[
+    Annotated[list[Name], Field(min_length=1), Tag("list")]
+    | Annotated[dict[Name, Share], Field(min_length=1), Tag("shares")],
+    Discriminator(_list_or_shares),
+]
+
+
+@dataclass(frozen=True)
+class ServerCopy:
+    """One server of the world: a ``[[servers]]`` table, or one copy of a template (``count``)."""
+
+    name: str
+    spec: Server
+    index: int | None  # the copy's number, None for a table without count
+    facilitators: tuple[str, ...]  # in order of preference
+    payee: str  # payee label
+
+
 class Server(_Table):
     name: Name
-    facilitators: list[Name] = Field(min_length=1, description="in order of preference")
+    count: int | None = Field(
+        None, ge=1, le=100_000, description="a template: copies name-0 .. name-<count-1>, each its own payee"
+    )
+    facilitators: ServerFacilitators = Field(
+        description="in order of preference, or { name = share }: one each, dealt out over the copies"
+    )
     endpoints: list[Endpoint] = Field(min_length=1)
     pay_to: Name | None = Field(None, description="payee label; servers sharing a label share an address")
     order: Literal["authorization", "upfront"] = "authorization"
@@ -239,7 +449,38 @@ class Server(_Table):
 
     @property
     def payee(self) -> str:
+        """The payee label of a server without ``count`` (each copy of a template has its own)."""
         return self.pay_to or self.name
+
+    def copies(self) -> list[ServerCopy]:
+        """The servers this table stands for: itself, or ``count`` copies ``name-0``, ``name-1``, ...
+        each paid to its own label (its name) unless ``pay_to`` names one for all of them."""
+        names = [self.name] if self.count is None else [f"{self.name}-{i}" for i in range(self.count)]
+        if isinstance(self.facilitators, dict):
+            preferences = [(name,) for name in split_by_shares(self.facilitators, len(names))]
+        else:
+            preferences = [tuple(self.facilitators)] * len(names)
+        return [
+            ServerCopy(name, self, None if self.count is None else i, preferences[i], self.pay_to or name)
+            for i, name in enumerate(names)
+        ]
+
+
+def split_by_shares(shares: dict[str, float], n: int) -> list[str]:
+    """Deal ``n`` copies out by ``shares`` (smooth weighted round robin): copy i goes to the name
+    furthest behind its share of the first i + 1 copies (ties to the first listed). The copies dealt
+    so far always match the shares to within two copies (about one in practice), so a template's
+    copies ranked by popularity are shared out evenly too."""
+    total = sum(shares.values())
+    credit = dict.fromkeys(shares, 0.0)
+    out = []
+    for _ in range(n):
+        for name, share in shares.items():
+            credit[name] += share
+        chosen = max(credit, key=credit.__getitem__)
+        credit[chosen] -= total
+        out.append(chosen)
+    return out
 
 
 # -- [[agents]] ------------------------------------------------------------------------------------
@@ -283,7 +524,84 @@ class Piecewise(_Table):
         return rate
 
 
-Arrivals = Annotated[Poisson | Interval | Burst | Piecewise, Field(discriminator="kind")]
+MAX_GROWTH = 700.0  # bound on |k| x window: the rate may grow (or fall) by a factor of e^700 at most
+
+
+class Growth(_Table):
+    """Poisson arrivals whose rate per agent grows exponentially over the group's window
+    ``[start, stop)``: r(t) = r0 x exp(k (t - start)). Give r0 as ``rate``, or as ``requests``, the
+    expected requests per agent over the window; and k as a ``doubling`` time, or as
+    ``share_in_last``, the share of the window's requests that fall in its ``last`` seconds."""
+
+    kind: Literal["growth"]
+    rate: float | None = Field(None, gt=0, allow_inf_nan=False, description="per agent at the start")
+    requests: float | None = Field(None, gt=0, allow_inf_nan=False, description="per agent, in all")
+    doubling: float | None = Field(None, gt=0, allow_inf_nan=False, description="seconds")
+    last: float | None = Field(None, gt=0, allow_inf_nan=False, description="seconds")
+    share_in_last: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Growth:
+        if (self.rate is None) == (self.requests is None):
+            raise ValueError("give either rate (per agent at the start) or requests (per agent, in all)")
+        by_share = self.last is not None or self.share_in_last is not None
+        if (self.doubling is None) == (not by_share):
+            raise ValueError("give either doubling, or last and share_in_last")
+        if by_share and (self.last is None or self.share_in_last is None):
+            raise ValueError("last and share_in_last go together")
+        return self
+
+    def profile(self, window: float) -> tuple[float, float]:
+        """(r0, k) over a window of ``window`` seconds; ``ValueError`` when the growth cannot fit it."""
+        if self.doubling is not None:
+            k = math.log(2) / self.doubling
+            if k * window > MAX_GROWTH:
+                raise ValueError(f"doubling every {self.doubling:g} s for {window:g} s: more than e^700")
+        else:
+            if self.last >= window:
+                raise ValueError(f"last ({self.last:g}) must be shorter than the window ({window:g} s)")
+            k = _growth_for_share(self.share_in_last, self.last, window)
+        if self.rate is not None:
+            return self.rate, k
+        return self.requests / _integral(k, window), k
+
+    def expected(self, window: float) -> float:
+        """Requests per agent expected over a window of ``window`` seconds."""
+        r0, k = self.profile(window)
+        return r0 * _integral(k, window)
+
+
+def _integral(k: float, t: float) -> float:
+    """The integral of exp(k s) for s from 0 to t."""
+    return t if k == 0 else math.expm1(k * t) / k
+
+
+def _share_in_last(k: float, last: float, window: float) -> float:
+    if k == 0:
+        return last / window
+    if k > 0:
+        return math.expm1(-k * last) / math.expm1(-k * window)
+    return math.exp(k * (window - last)) * math.expm1(k * last) / math.expm1(k * window)
+
+
+def _growth_for_share(share: float, last: float, window: float) -> float:
+    """The k that puts ``share`` of the requests in the ``last`` seconds (the share grows with k)."""
+    lo, hi = -MAX_GROWTH / window, MAX_GROWTH / window
+    if not _share_in_last(lo, last, window) <= share <= _share_in_last(hi, last, window):
+        raise ValueError(
+            f"share_in_last {share:g} in the last {last:g} s of {window:g} s: the rate would change by more"
+            " than e^700"
+        )
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _share_in_last(mid, last, window) < share:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+Arrivals = Annotated[Poisson | Interval | Burst | Piecewise | Growth, Field(discriminator="kind")]
 
 
 class Uniform(_Table):
@@ -298,6 +616,15 @@ class Zipf(_Table):
 class Weights(_Table):
     kind: Literal["weights"]
     weights: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
+
+
+def choice_weights(choice: Uniform | Zipf | Weights, n: int) -> list[float]:
+    """The relative weights of ``n`` targets under a choice model (Zipf: 1 / rank^exponent)."""
+    if choice.kind == "uniform":
+        return [1.0] * n
+    if choice.kind == "zipf":
+        return [1 / rank**choice.exponent for rank in range(1, n + 1)]
+    return list(choice.weights)
 
 
 def _choice_shorthand(value: Any) -> Any:
@@ -447,6 +774,17 @@ Fault = Annotated[
 ]
 
 
+class X402scanTargets(_Table):
+    """Headline figures the run should reproduce (e.g. a day of x402scan); the summary reports the
+    relative deviation of each one given."""
+
+    transactions: int | None = Field(None, gt=0)
+    volume_usdc: Usdc | None = Field(None, gt=0)
+    buyers: int | None = Field(None, gt=0)
+    sellers: int | None = Field(None, gt=0)
+    tolerance: float = Field(0.02, ge=0, description="largest relative deviation that counts as a match")
+
+
 class Scenario(_Table):
     """A whole simulated world."""
 
@@ -459,9 +797,14 @@ class Scenario(_Table):
     servers: list[Server] = Field(min_length=1)
     agents: list[AgentGroup] = Field(min_length=1)
     faults: list[Fault] = Field(default_factory=list)
+    x402scan: X402scanTargets | None = None
+
+    def server_copies(self) -> list[ServerCopy]:
+        """Every server of the world, templates expanded, in file order."""
+        return [copy for server in self.servers for copy in server.copies()]
 
     def endpoint_keys(self) -> list[str]:
-        return [f"{s.name}{e.path}" for s in self.servers for e in s.endpoints]
+        return [f"{c.name}{e.path}" for c in self.server_copies() for e in c.spec.endpoints]
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -568,31 +911,35 @@ def _first_error(exc: ValidationError, data: Any, label: str) -> ScenarioError:
     errors = exc.errors(include_url=False)
     # a misspelt key explains the "missing" error of the key it was meant to be: name it first
     error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = _data_path(error["loc"], data)
+    loc = _data_path(error["loc"], data, missing=error["type"] == "missing")
     path = _key_path(loc)
     problem = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         problem = "unknown key"
-        close = difflib.get_close_matches(str(loc[-1]), _vocabulary(), n=1, cutoff=0.6)
+        words = [w for w in _vocabulary() if w != loc[-1]]  # a key known elsewhere is no suggestion
+        close = difflib.get_close_matches(str(loc[-1]), words, n=1, cutoff=0.6)
         if close:
             problem += f" (did you mean {close[0]!r}?)"
     elif error["type"] == "missing":
         problem = "required key is missing"
     elif error["type"] == "union_tag_invalid":
         ctx = error["ctx"]
-        problem = f"{ctx['discriminator']} {ctx['tag']!r} is not one of {ctx['expected_tags']}"
+        discriminator = ctx["discriminator"].removeprefix("_price_").removesuffix("()")
+        problem = f"{discriminator} {ctx['tag']!r} is not one of {ctx['expected_tags']}"
+    elif error["type"] == "union_tag_not_found":
+        problem = "a table here needs a kind"
     return ScenarioError(f"{label}: {path}" if path else label, problem)
 
 
-def _data_path(loc: tuple, data: Any) -> list:
+def _data_path(loc: tuple, data: Any, missing: bool = True) -> list:
     """``loc`` without the parts pydantic adds for the member of a union it tried (its tag or a
-    validator's name): only keys and indexes that exist in the input, plus a missing last key."""
+    validator's name): only keys and indexes that exist in the input, plus a ``missing`` last key."""
     out, node = [], data
     for i, part in enumerate(loc):
         present = part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
         if isinstance(node, dict | list) and present:
             node = node[part]
-        elif i < len(loc) - 1 or not isinstance(node, dict):
+        elif i < len(loc) - 1 or not isinstance(node, dict) or not missing:
             continue
         out.append(part)
     return out
@@ -620,19 +967,32 @@ def _check_references(s: Scenario, label: str) -> None:
     unique("servers", [v.name for v in s.servers])
     unique("agents", [a.name for a in s.agents])
     facilitators = {f.name for f in s.facilitators}
+    copies = s.server_copies()
+    # a template's name and every copy's name each name servers in targets: none may be taken twice
+    taken = {v.name: i for i, v in enumerate(s.servers) if v.count is None}
     for i, server in enumerate(s.servers):
-        for j, name in enumerate(server.facilitators):
+        for copy in server.copies() if server.count is not None else []:
+            if copy.name in taken:
+                fail(f"servers[{i}].count", f"copy {copy.name!r} has the name of servers[{taken[copy.name]}]")
+            taken[copy.name] = i
+    for i, server in enumerate(s.servers):
+        if server.count is not None and server.name in taken and taken[server.name] != i:
+            fail(f"servers[{i}].name", f"{server.name!r} is also a copy of servers[{taken[server.name]}]")
+        listed = server.facilitators
+        for j, name in enumerate(listed):
             if name not in facilitators:
-                fail(f"servers[{i}].facilitators[{j}]", _unknown("facilitator", name, facilitators))
+                at = f"[{j}]" if isinstance(listed, list) else f".{name}"
+                fail(f"servers[{i}].facilitators{at}", _unknown("facilitator", name, facilitators))
         routes = [f"{e.method} {e.path}" for e in server.endpoints]
         for j, route in enumerate(routes):
             if route in routes[:j]:
                 fail(f"servers[{i}].endpoints[{j}].path", f"{route!r} is listed twice")
-    payees = {server.payee for server in s.servers} | {
+    payees = {copy.payee for copy in copies} | {
         c.pay_to for server in s.servers for e in server.endpoints for c in e.changes if c.pay_to
     }
-    endpoints = set(s.endpoint_keys())
-    servers = {v.name for v in s.servers}
+    templates = [v for v in s.servers if v.count is not None]
+    endpoints = set(s.endpoint_keys()) | {f"{v.name}{e.path}" for v in templates for e in v.endpoints}
+    servers = {c.name for c in copies} | {v.name for v in templates}
     for i, group in enumerate(s.agents):
         for j, target in enumerate(group.targets or []):
             if target not in endpoints and target not in servers:
@@ -645,6 +1005,14 @@ def _check_references(s: Scenario, label: str) -> None:
             fail(f"agents[{i}].choice.weights", f"{count} weights for {n_targets} targets")
         if group.stop is not None and group.stop <= group.start:
             fail(f"agents[{i}].stop", "must be after start")
+        start, end = group_window(s, group)
+        if end <= start:
+            fail(f"agents[{i}].start", f"must be before the end of the simulation ({end:g} s)")
+        if group.arrivals.kind == "growth":
+            try:
+                group.arrivals.profile(end - start)
+            except ValueError as exc:
+                fail(f"agents[{i}].arrivals", str(exc))
         if group.policy and group.policy.allowed_pay_to:
             for j, payee in enumerate(group.policy.allowed_pay_to):
                 if payee not in payees:
@@ -659,20 +1027,34 @@ def _check_references(s: Scenario, label: str) -> None:
 
 
 def resolve_targets(s: Scenario, group: AgentGroup) -> list[tuple[str, str]]:
-    """The (server name, route key) pairs a group's agents may request, in file order."""
+    """The (server name, route key) pairs a group's agents may request, in the order of its
+    targets (default: every endpoint, in file order); a template's name stands for its copies, in
+    order."""
+    copies = s.server_copies()
+    named: dict[str, list[ServerCopy]] = {}
+    for copy in copies:
+        named.setdefault(copy.name, []).append(copy)
+        if copy.index is not None:
+            named.setdefault(copy.spec.name, []).append(copy)
     out = []
-    for target in group.targets or [v.name for v in s.servers]:
+    for target in group.targets or [c.name for c in copies]:
         server_name, _, path = target.partition("/")
-        for server in s.servers:
-            if server.name != server_name:
-                continue
-            for e in server.endpoints:
+        for copy in named.get(server_name, []):
+            for e in copy.spec.endpoints:
                 if not path or e.path == "/" + path:
-                    out.append((server.name, f"{e.method} {e.path}"))
+                    out.append((copy.name, f"{e.method} {e.path}"))
     return out
+
+
+def group_window(s: Scenario, group: AgentGroup) -> tuple[float, float]:
+    """The virtual seconds ``[start, end)`` in which a group's agents start requests."""
+    end = s.simulation.duration
+    return group.start, min(end, group.stop) if group.stop is not None else end
 
 
 def _unknown(kind: str, name: str, known: set[str]) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+    shown = sorted(known)
+    listing = ", ".join(shown[:12]) + (f", ... ({len(shown) - 12} more)" if len(shown) > 12 else "")
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {listing})"
     return f"no {kind} named {name!r}{hint}"

@@ -21,6 +21,10 @@ SimPy process that answers each effect after the time it takes here.
   transaction into one py-evm block stamped with the virtual time, so validity windows, expiry and
   finality are all judged in virtual time. Ticks with nothing pending build no py-evm block but
   still count as blocks for confirmations; a chain stall stops the ticks.
+* Each mined block is folded into the run's metrics at once (``on_block``, ``metrics``). A
+  transaction's receipt, inclusion and finality times are kept only while a reader is still to
+  come (``hold_tx``: the settle call, the row until it is written, a facilitator that may share
+  the settlement until it expires), so nothing kept grows with the number of payments.
 
 Rules: all randomness comes from streams derived from the scenario seed (``World.rng``); the
 world never reads the wall clock; it holds no protocol rule of its own.
@@ -29,8 +33,9 @@ world never reads the wall clock; it holds no protocol rule of its own.
 from __future__ import annotations
 
 import bisect
+import heapq
 import random
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +51,9 @@ from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain
 from ..protocol import SettleResponse
 from . import scenario as sc
-from .records import Row, RowWriter, Timeline
-from .summary import Tally
+from .metrics import ChainFolder, PaymentBook, RunMetrics, SupplyCheck
+from .records import Row, RowWriter
+from .sketch import LatencyStats
 
 FACILITATOR_ETH = 1_000 * ETHER
 DRAINER_ETH = ETHER // 10
@@ -63,7 +69,7 @@ class SimFacilitator:
     slow: list[sc.FacilitatorSlow] = field(default_factory=list)
     verifies: int = 0
     settles: int = 0
-    waits: list[float] = field(default_factory=list)  # seconds queued for a slot
+    waits: LatencyStats = field(default_factory=LatencyStats)  # seconds queued for a slot
     max_queue: int = 0
 
     @property
@@ -118,14 +124,19 @@ class World:
         self.start_time = s.simulation.start_time
         self.writer = writer or RowWriter(None, keep=True)
         self.rows_open: dict[int, Row] = {}
-        self.tally = Tally(s.simulation.warmup)
+        # Everything counted goes into ``run_metrics``; nothing is kept per payment (see ``metrics``).
+        self.run_metrics = RunMetrics.start(s)
+        self.tally = self.run_metrics.tally
+        self.timeline = self.run_metrics.timeline
+        self.latency = self.run_metrics.latency
+        self.book = PaymentBook(self.run_metrics.security, {g.name: g.retry.max for g in s.agents})
+        self._folder: ChainFolder | None = None
+        self._holds: dict[bytes, int] = {}  # tx hash -> readers still to come (see hold_tx)
+        self._row_holds: dict[int, bytes] = {}  # open row id -> the tx hash it holds
+        self._folded_held: set[bytes] = set()  # folded receipts kept for their readers
+        self._held_until: list[tuple[int, bytes]] = []  # heap of (unix time, tx hash) holds
         self.next_row = 0
         self.in_flight = 0
-        duration = s.simulation.duration
-        bucket = s.simulation.timeline_bucket or max(duration / 60, s.chain.block_time)
-        self.timeline = Timeline(bucket, max(1, int(-(-(duration + s.simulation.drain) // bucket))))
-        self.latency: dict[str, list[float]] = {"end_to_end": [], "verify": [], "settle": [], "finality": []}
-        self.signed: dict[tuple[str, str], tuple[int, str, int]] = {}  # (payer, nonce) -> amount, payTo, row
         self.minted = 0
         self.raw_txs: dict[bytes, bytes] = {}
         self.counters: dict[str, int] = {}
@@ -148,7 +159,7 @@ class World:
         self.sink = address_of_key(self._key("drain-sink"))
         self.facilitators = {f.name: self._facilitator(f) for f in s.facilitators}
         self._apply_faults()
-        self.servers = {v.name: self._server(v) for v in s.servers}
+        self.servers = {c.name: self._server(c) for c in s.server_copies()}
         self.agents: list[Agent] = []
         self.groups: dict[str, list[Agent]] = {}
         self._make_agents()
@@ -172,8 +183,9 @@ class World:
 
     def _payee_labels(self) -> list[str]:
         labels = []
-        for server in self.scenario.servers:
-            for label in [server.payee] + [c.pay_to for e in server.endpoints for c in e.changes if c.pay_to]:
+        for copy in self.scenario.server_copies():
+            changed = [c.pay_to for e in copy.spec.endpoints for c in e.changes if c.pay_to]
+            for label in [copy.payee, *changed]:
                 if label not in labels:
                     labels.append(label)
         return labels
@@ -212,12 +224,16 @@ class World:
             else:
                 self.stalls.append(fault)
 
-    def _server(self, spec: sc.Server) -> SimServer:
+    def _server(self, copy: sc.ServerCopy) -> SimServer:
         chain = self.chain
+        spec = copy.spec
         routes = {}
         handler_times = {}
         for e in spec.endpoints:
-            route = Route(f"{e.method} {e.path}", e.price, max_timeout_seconds=e.max_timeout_seconds)
+            key = f"{e.method} {e.path}"
+            # one stream per endpoint of each copy: a copy's prices do not depend on the others
+            price = sc.draw_price(e.price, self.rng(f"price:{copy.name} {key}", shared=True))
+            route = Route(key, price, max_timeout_seconds=e.max_timeout_seconds)
             routes[route.key] = route
             handler_times[route.key] = e.handler_time or spec.handler_time
         role = ResourceServer(
@@ -225,9 +241,9 @@ class World:
             asset=chain.usdc,
             asset_name=chain.token_name,
             asset_version=chain.token_version,
-            pay_to=self.payees[spec.payee],
+            pay_to=self.payees[copy.payee],
             routes=routes,
-            base_url=f"http://{spec.name}.sim",
+            base_url=f"http://{copy.name}.sim",
             upfront=spec.order == "upfront",
             replay_guard=ReplayGuard(int(spec.replay_guard.ttl)) if spec.replay_guard else None,
             serve_unsettled=spec.serve_unsettled,
@@ -235,9 +251,9 @@ class World:
         server = SimServer(
             spec,
             role,
-            [self.facilitators[n] for n in spec.facilitators],
+            [self.facilitators[n] for n in copy.facilitators],
             handler_times,
-            self.rng(f"server:{spec.name}"),
+            self.rng(f"server:{copy.name}"),
         )
         for e in spec.endpoints:
             for change in e.changes:
@@ -328,6 +344,7 @@ class World:
         self.rows_open[row.id] = row
         self.in_flight += 1
         self.timeline.requests[self.timeline.index(row.sent)] += 1
+        agent.client.payments.clear()  # the role's record of past payments: the rows say it all
         return row
 
     def close_row(self, row: Row) -> None:
@@ -339,7 +356,8 @@ class World:
         elif row.outcome != "free":
             self.timeline.failures[index] += 1
         if row.sent >= self.scenario.simulation.warmup:
-            self.latency["end_to_end"].append(row.done - row.sent)
+            self.latency["end_to_end"].add(row.done - row.sent)
+        self.book.closed(row)
         if row.tx_hash and row.final is None:
             self.env.process(self._write_when_final(row))
         else:
@@ -353,9 +371,13 @@ class World:
 
     def _write(self, row: Row) -> None:
         if row.final is not None and row.sent >= self.scenario.simulation.warmup:
-            self.latency["finality"].append(row.final - row.sent)
+            self.latency["finality"].add(row.final - row.sent)
         self.rows_open.pop(row.id, None)
         self.tally.add(row)
+        self.book.written(row)
+        held = self._row_holds.pop(row.id, None)
+        if held is not None:
+            self.release_tx(held)
         self.writer.write(row)
 
     def record_payment(self, row: Row, payment) -> None:
@@ -366,8 +388,84 @@ class World:
             row.amount = int(auth.get("value", 0))
         except (TypeError, ValueError):
             row.amount = 0
-        key = (row.payer.lower(), row.nonce.lower())
-        self.signed.setdefault(key, (row.amount, row.pay_to, row.id))
+        if row.nonce:
+            try:
+                valid_before = int(auth.get("validBefore", 0))
+            except (TypeError, ValueError):
+                valid_before = 0  # unreadable: no chain would settle it
+            self.book.recorded((row.payer.lower(), row.nonce.lower()), row.amount, row.pay_to, valid_before)
+
+    # -- what the chain did, folded as blocks are mined -------------------------------------------------
+
+    def hold_tx(self, h: bytes, row: Row | None = None, until: int | None = None) -> None:
+        """Keep ``h``'s receipt and finality readable for one more reader (a settle call, until it
+        releases it), for ``row`` if given and still open (until it is written) and, with
+        ``until``, until a block at or after that unix time is mined."""
+        readers = 1
+        if row is not None and row.id in self.rows_open and row.id not in self._row_holds:
+            self._row_holds[row.id] = h
+            readers += 1
+        if until is not None:
+            heapq.heappush(self._held_until, (until, h))
+            readers += 1
+        self._holds[h] = self._holds.get(h, 0) + readers
+
+    def release_tx(self, h: bytes) -> None:
+        left = self._holds.get(h, 0) - 1
+        if left > 0:
+            self._holds[h] = left
+            return
+        self._holds.pop(h, None)
+        self.producer.forget(h)
+        if h in self._folded_held:
+            self._folded_held.discard(h)
+            self._forget_receipts([h])
+
+    def _forget_receipts(self, hashes: list[bytes]) -> None:
+        forget = getattr(self.chain, "forget_receipts", None)
+        if forget is not None and hashes:
+            forget(hashes)
+
+    def _chain_folder(self) -> ChainFolder:
+        if self._folder is None:
+            self._folder = ChainFolder(self, self.run_metrics, self.book)
+        return self._folder
+
+    def on_block(self, block) -> None:
+        """Fold a block just mined into the metrics; its receipts no one will read are forgotten."""
+        unheld = []
+        for h in self._chain_folder().fold_block(block):
+            if h in self._holds:
+                self._folded_held.add(h)
+            else:
+                unheld.append(h)
+        self._forget_receipts(unheld)
+        for fac in self.facilitators.values():
+            fac.role.settlements.clear()  # the role's record of past settlements: folded above
+        while self._held_until and self._held_until[0][0] <= block.timestamp:
+            self.release_tx(heapq.heappop(self._held_until)[1])
+
+    def metrics(self) -> RunMetrics:
+        """The run's counters, at its end: folds what is left of the chain, resolves every
+        authorization still open and checks the token's books on this world's chain."""
+        folder = self._chain_folder()
+        self._forget_receipts([h for h in folder.catch_up() if h not in self._holds])
+        self.book.flush()
+        m = self.run_metrics
+        for name, f in self.facilitators.items():
+            stats = m.facilitators[name]
+            stats.verifies, stats.settles = f.verifies, f.settles
+            stats.waits, stats.max_queue = f.waits, f.max_queue
+        m.agents = Counter({name: len(members) for name, members in self.groups.items()})
+        m.events = Counter(self.counters)
+        m.blocks, m.height = self.producer.blocks, self.producer.height
+        m.virtual_seconds = self.env.now
+        chain = self.chain
+        holders = folder.holders | {a.client.address for a in self.agents}
+        supply, balances = chain.total_supply(), sum(chain.balance_of(a) for a in holders)
+        conserved = supply == self.minted == m.mints and balances == supply
+        m.supply = SupplyCheck(self.minted, supply, balances, conserved, shards=1)
+        return m
 
     # -- effects: client -> server ----------------------------------------------------------------
 
@@ -421,7 +519,7 @@ class World:
             result = call.value
             if not isinstance(result, Unreachable):
                 if row.sent >= self.scenario.simulation.warmup:
-                    self.latency[op].append(self.env.now - started)
+                    self.latency[op].add(self.env.now - started)
                 return result
             last = result
             if result.extra.get("sent"):
@@ -446,7 +544,7 @@ class World:
             fac.max_queue = max(fac.max_queue, len(fac.slots.queue))
             yield slot
             if queued >= self.scenario.simulation.warmup:
-                fac.waits.append(env.now - queued)
+                fac.waits.add(env.now - queued)
             spec_time = fac.spec.verify_time if op == "verify" else fac.spec.settle_time
             yield env.timeout(spec_time.sample(fac.rng) * fac.slowdown(env.now))
         rate = fac.spec.verify_error_rate if op == "verify" else fac.spec.settle_error_rate
@@ -476,6 +574,9 @@ class World:
         if isinstance(pending, SettleResponse):
             return pending
         row.tx_hash = "0x" + pending.tx_hash.hex()
+        # a facilitator that shares settlements may hand this one to a duplicate until it expires
+        shared = pending.verdict.payload.authorization.valid_before if fac.spec.dedupe == "share" else None
+        self.hold_tx(pending.tx_hash, row, until=shared)
         yield self.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
         answer = yield from self._await_receipt(fac, pending, rpc)
         receipt = self.chain.receipt(pending.tx_hash)
@@ -483,6 +584,7 @@ class World:
             row.gas = receipt.gas_used
             if pending.tx_hash in self.producer.final_at:
                 row.final = self.producer.final_at[pending.tx_hash]
+        self.release_tx(pending.tx_hash)  # this call reads nothing more of it
         if receipt is not None and self._fault_hits(self.lost_answers, fac, "faults:lost"):
             self.count("settle_answers_lost")
             return Unreachable("facilitator", f"{fac.name}: settle answer lost", {"sent": True})
@@ -542,6 +644,7 @@ class BlockProducer:
                 w.sync_chain()
                 block = w.chain.mine()
                 self.blocks += 1
+                w.on_block(block)
                 for h in block.tx_hashes:
                     self.included_at[h] = self.env.now
                     self._unsealed.append(h)
@@ -559,6 +662,8 @@ class BlockProducer:
                 self.final_at[h] = self.env.now
                 if h in self._final:
                     self._final.pop(h).succeed()
+                if h not in w._holds:
+                    self.forget(h)  # no reader waits for it: keep nothing per transaction
 
     def _event(self, table: dict, done: dict, h: bytes) -> simpy.Event:
         if h in done:
@@ -568,6 +673,12 @@ class BlockProducer:
         if h not in table:
             table[h] = self.env.event()
         return table[h]
+
+    def forget(self, h: bytes) -> None:
+        """Drop what is known of ``h`` once final (``World.release_tx``: no reader is left)."""
+        if h in self.final_at:
+            del self.final_at[h]
+            self.included_at.pop(h, None)
 
     def preconf_event(self, h: bytes) -> simpy.Event:
         return self._event(self._preconf, self.included_at, h)
@@ -580,12 +691,7 @@ class Chooser:
     """Draws an endpoint index by the group's choice model."""
 
     def __init__(self, choice, n: int, rng: random.Random) -> None:
-        if choice.kind == "uniform":
-            weights = [1.0] * n
-        elif choice.kind == "zipf":
-            weights = [1 / rank**choice.exponent for rank in range(1, n + 1)]
-        else:
-            weights = list(choice.weights)
+        weights = sc.choice_weights(choice, n)
         total, self._cum = 0.0, []
         for w in weights:
             total += w
