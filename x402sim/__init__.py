@@ -2,7 +2,7 @@
 
 The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), the sans-IO roles,
 the chain, the protocol messages and codec, and the simulator (``x402sim.sim``: ``load_scenario``,
-``run``, here also as ``run_scenario``). See the README for a tour.
+``run``, here also as ``run_scenario``, and ``sweep``). See the README for a tour.
 """
 
 from importlib import metadata
@@ -19,7 +19,7 @@ from .actors import (
     SpendPolicy,
     Unreachable,
 )
-from .evm import ChainError, LocalChain, Receipt, Transfer
+from .evm import ChainError, LedgerChain, LocalChain, Receipt, Transfer
 from .protocol import (
     PaymentPayload,
     PaymentPayloadV1,
@@ -38,7 +38,7 @@ from .protocol import (
     reason_class,
     same_class,
 )
-from .sim import Scenario, ScenarioError, SimResult, load_scenario
+from .sim import Scenario, ScenarioError, SimResult, SweepResult, load_scenario, sweep
 from .sim import run as run_scenario
 from .testbed import TestAccount, Testbed, TestClient, TestFacilitator, TestServer
 
@@ -51,6 +51,7 @@ __all__ = [
     "FetchResult",
     "HttpRequest",
     "HttpResponse",
+    "LedgerChain",
     "LocalChain",
     "PaymentPayload",
     "PaymentPayloadV1",
@@ -71,6 +72,7 @@ __all__ = [
     "SimResult",
     "SpendPolicy",
     "SupportedResponse",
+    "SweepResult",
     "TestAccount",
     "TestClient",
     "TestFacilitator",
@@ -85,4 +87,5 @@ __all__ = [
     "reason_class",
     "run_scenario",
     "same_class",
+    "sweep",
 ]

@@ -12,6 +12,7 @@ from .exact import (
     sign_authorization,
     verify_on_chain,
 )
+from .ledger import LedgerChain
 from .presets import PRESETS, NetworkPreset, preset, preset_for_network
 from .token import Transfer
 
@@ -26,6 +27,7 @@ __all__ = [
     "CallResult",
     "ChainError",
     "Domain",
+    "LedgerChain",
     "LocalChain",
     "NetworkPreset",
     "Offer",

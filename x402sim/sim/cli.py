@@ -15,8 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .records import PAYMENTS_MODES
 from .run import OutputExists, run
 from .scenario import ScenarioError, load_scenario, scenario_schema
+from .sweep import SweepError, sweep_command
 
 out_console = Console()
 err = Console(stderr=True)
@@ -45,11 +47,43 @@ def run_command(
         bool, typer.Option("--json", help="Print summary.json on stdout instead of the report.")
     ] = False,
     plots: Annotated[bool, typer.Option(help="Draw the PNG plots.")] = True,
+    payments: Annotated[
+        str | None,
+        typer.Option(
+            help="payments.csv: all rows, a sample (the first 1,000, then 1 %) or none "
+            "(default: the scenario's simulation.payments, else all).",
+            show_default=False,
+        ),
+    ] = None,
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Split the agents into N worlds simulated in parallel on Dask, metrics merged "
+            "(for populations of independent agents; no payments.csv).",
+        ),
+    ] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --shards: local Dask worker processes (default: one per core).",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --shards: an existing Dask scheduler on this machine (tcp://127.0.0.1:PORT).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate a scenario in virtual time and write its results.
 
-    Writes summary.json, payments.csv, timeline.csv, report.md and PNG plots into the output
-    folder, all at once at the end. Exit code 1 when an invariant is violated, 2 for a bad file.
+    Writes summary.json, payments.csv, timeline.csv, daily.csv, report.md and PNG plots into the
+    output folder, all at once at the end. Exit code 1 when an invariant is violated, 2 for a bad
+    file or option.
 
     Examples:
 
@@ -63,12 +97,30 @@ def run_command(
         scenario = load_scenario(file, set_ or ())
     except ScenarioError as exc:
         raise _fail(str(exc)) from None
+    if payments is not None and payments not in PAYMENTS_MODES:
+        raise _fail(f"--payments {payments}: not one of {', '.join(PAYMENTS_MODES)}")
+    if (workers is not None or scheduler is not None) and shards == 1:
+        raise _fail("--workers and --scheduler go with --shards N (N > 1)")
+    if workers is not None and scheduler is not None:
+        raise _fail("--workers and --scheduler exclude each other: start a local cluster or join one")
     target = out or Path("runs") / scenario.simulation.name
     try:
         result = run(
-            scenario, seed=seed, out=target, force=force, keep_rows=False, progress=not quiet, plots=plots
+            scenario,
+            seed=seed,
+            out=target,
+            force=force,
+            keep_rows=False,
+            progress=not quiet,
+            plots=plots,
+            payments=payments,
+            shards=shards,
+            workers=workers,
+            scheduler=scheduler,
         )
     except OutputExists as exc:
+        raise _fail(str(exc)) from None
+    except SweepError as exc:  # an unreachable or remote scheduler
         raise _fail(str(exc)) from None
     summary = result.summary
     if json_out:
@@ -116,3 +168,4 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run_command)
     app.command("schema")(schema_command)
     app.command("scenarios")(scenarios_command)
+    app.command("sweep")(sweep_command)

@@ -8,7 +8,11 @@ Rules:
 * The run ends when every agent has stopped (at ``duration``) and every request and transaction in
   flight is done, or ``drain`` seconds later at most; what is still unfinished then is reported
   as such.
-* ``run`` returns a ``SimResult``: the summary and, unless told not to keep them, every row.
+* ``run`` returns a ``SimResult``: the summary, the run's ``RunMetrics`` (mergeable, picklable),
+  and, unless told not to keep them, every row. Nothing else the run keeps grows with payments.
+* ``payments`` says what ``payments.csv`` holds: ``all`` rows (the default), a ``sample`` (the
+  first 1,000, then 1 % of the rest, drawn from the seed: ``records.RowWriter``) or ``none`` (no
+  file). It defaults to the scenario's ``[simulation] payments``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .agents import Traffic
+from .metrics import RunMetrics
 from .records import TIMELINE_COLUMNS, Row, RowWriter
 from .scenario import Scenario, load_scenario
-from .summary import build_summary
+from .sketch import LatencyStats
+from .summary import RunFacts, build_summary
 from .world import World
 
 
@@ -36,13 +42,21 @@ class OutputExists(Exception):
 
 @dataclass
 class SimResult:
-    """What a run produced: its summary, its rows (if kept), latency samples, and where it wrote."""
+    """What a run produced: its summary, its rows (if kept), and where it wrote.
+
+    ``latencies`` maps each latency kind to its ``LatencyStats`` (exact count, mean, min and max,
+    and a sketch for percentiles and the CDF: ``.cdf()``); ``timeline`` the rows of timeline.csv;
+    ``daily`` one dict per virtual day (daily.csv); ``metrics`` the run's ``RunMetrics`` and
+    ``facts`` what else its summary is built from (``build_summary(metrics, facts)``)."""
 
     summary: dict
     rows: list[Row] | None
-    latencies: dict[str, list[float]] = field(repr=False, default_factory=dict)
+    latencies: dict[str, LatencyStats] = field(repr=False, default_factory=dict)
     timeline: list[list] = field(repr=False, default_factory=list)
     out: Path | None = None
+    daily: list[dict] = field(repr=False, default_factory=list)
+    metrics: RunMetrics | None = field(repr=False, default=None)
+    facts: RunFacts | None = field(repr=False, default=None)
 
     @property
     def invariants_hold(self) -> bool:
@@ -59,9 +73,20 @@ def run(
     keep_rows: bool = True,
     progress: bool = False,
     plots: bool = True,
+    payments: str | None = None,
+    shards: int = 1,
+    workers: int | None = None,
+    scheduler=None,
 ) -> SimResult:
     """Simulate ``scenario`` (a ``Scenario``, a TOML path or a dict) and return its ``SimResult``;
-    with ``out``, also write summary.json, payments.csv, timeline.csv, report.md and plots there."""
+    with ``out``, also write summary.json, payments.csv (``payments``: all, sample or none),
+    timeline.csv, daily.csv, report.md and plots there.
+
+    ``shards`` > 1 splits the agents into that many worlds simulated in parallel on Dask (a local
+    cluster of ``workers`` processes, one per core by default, or ``scheduler``) and merges their
+    metrics (see ``shards``); such a run keeps no rows and writes no payments.csv."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, overrides)
     elif overrides:
@@ -75,7 +100,11 @@ def run(
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         staging.chmod(0o755)  # mkdtemp makes it private; the results are an ordinary folder
     try:
-        result = _simulate(scenario, seed, staging, keep_rows, progress, plots)
+        payments = payments or getattr(scenario.simulation, "payments", "all")
+        if shards > 1:
+            result = _simulate_shards(scenario, seed, staging, plots, shards, workers, scheduler)
+        else:
+            result = _simulate(scenario, seed, staging, keep_rows, progress, plots, payments)
         if target is not None:
             if target.exists():
                 shutil.rmtree(target)
@@ -87,38 +116,86 @@ def run(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _simulate(scenario: Scenario, seed, staging: Path | None, keep_rows: bool, progress: bool, plots: bool):
+def _simulate(
+    scenario: Scenario,
+    seed,
+    staging: Path | None,
+    keep_rows: bool,
+    progress: bool,
+    plots: bool,
+    payments: str,
+):
     started = time.perf_counter()
-    stream = (staging / "payments.csv").open("w", newline="", encoding="utf-8") if staging else None
+    writes = staging is not None and payments != "none"
+    stream = (staging / "payments.csv").open("w", newline="", encoding="utf-8") if writes else None
     try:
-        world = World(scenario, seed, RowWriter(stream, keep=keep_rows))
-        Traffic(world)
-        world.env.process(_sample_queues(world))
-        done = world.env.process(_closer(world))
-        if progress:
-            _run_with_progress(world, done)
-        else:
-            world.env.run(until=done)
-        for row in sorted(world.rows_open.values(), key=lambda r: r.id):
-            world._write(row)  # unfinished, or waiting for a finality that never came
+        run_seed = scenario.simulation.seed if seed is None else seed
+        world = World(scenario, seed, RowWriter(stream, keep=keep_rows, payments=payments, seed=run_seed))
+        metrics = run_world(world, progress)
     finally:
         if stream is not None:
             stream.close()
     wall = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    summary = build_summary(world, world.tally, wall, rss)
-    timeline = [row for row in world.timeline.rows() if float(row[0]) < world.env.now]
-    result = SimResult(summary, world.writer.kept, world.latency, timeline)
+    facts = RunFacts.of(world)
+    return _result(
+        build_summary(metrics, facts, wall, rss), metrics, facts, world.writer.kept, staging, plots
+    )
+
+
+def _simulate_shards(
+    scenario: Scenario, seed, staging: Path | None, plots: bool, shards: int, workers, scheduler
+):
+    from .shards import run_shards
+
+    started = time.perf_counter()
+    parts = run_shards(scenario, seed, shards, workers=workers, scheduler=scheduler)
+    wall = time.perf_counter() - started
+    # Memory of the whole run: this process and every shard's at its peak.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(p.peak_rss_mb for p in parts)
+    metrics = RunMetrics.combine([p.metrics for p in parts])
+    facts = parts[0].facts
+    summary = build_summary(metrics, facts, wall, rss)
+    summary["resources"]["shard_wall_seconds"] = [round(p.wall_seconds, 3) for p in parts]
+    summary["resources"]["shard_peak_rss_mb"] = [round(p.peak_rss_mb, 1) for p in parts]
+    return _result(summary, metrics, facts, None, staging, plots)
+
+
+def _result(summary: dict, metrics: RunMetrics, facts: RunFacts, rows, staging: Path | None, plots: bool):
+    """The ``SimResult`` of a finished run; with ``staging``, its files written there."""
+    timeline = [row for row in metrics.timeline.rows() if float(row[0]) < metrics.virtual_seconds]
+    daily = metrics.daily_rows(facts.facilitators)
+    result = SimResult(summary, rows, metrics.latency, timeline, daily=daily, metrics=metrics, facts=facts)
     if staging is not None:
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         with (staging / "timeline.csv").open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(TIMELINE_COLUMNS)
             writer.writerows(timeline)
+        with (staging / "daily.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(daily[0]))
+            writer.writeheader()
+            writer.writerows(daily)
         from .report import write_report
 
-        write_report(result, scenario, staging, plots=plots)
+        write_report(result, facts.scenario, staging, plots=plots)
     return result
+
+
+def run_world(world: World, progress: bool = False) -> RunMetrics:
+    """Let ``world`` run to its end (arrivals over, work in flight done or drained), write its
+    unfinished rows and return its metrics. A shard of a run is a ``World`` of its own: the metrics
+    of a run's shards merge (``RunMetrics.merge``, ``summary.summary_from_shards``)."""
+    Traffic(world)
+    world.env.process(_sample_queues(world))
+    done = world.env.process(_closer(world))
+    if progress:
+        _run_with_progress(world, done)
+    else:
+        world.env.run(until=done)
+    for row in sorted(world.rows_open.values(), key=lambda r: r.id):
+        world._write(row)  # unfinished, or waiting for a finality that never came
+    return world.metrics()
 
 
 def _closer(world: World):

@@ -1,0 +1,181 @@
+"""Scale benchmarks: how x402sim grows with more hardware and more payments.
+
+Run: ``.venv/bin/python benchmarks/scale.py`` (every section but ``month``, which takes about ten
+minutes) or ``--only NAME`` (repeatable). Each section is a function ``bench_<name>()`` that prints
+its own table.
+
+``ledger``: simulated paid requests per wall-second on one core with the ledger backend
+(scenarios/fee-economics.toml, 600 virtual seconds, about 6,000 payments), against the ECDSA limit
+measured in the same run: coincurve signing plus recovering one digest per second on one core. The
+issue's goal is half of that limit.
+
+``backends``: the same scenario (fee-economics, 300 virtual seconds, about 3,000 payments) on py-evm
+and on the ledger, in this run: the speed-up, and whether the two summaries are identical (they
+must be, wall-clock fields aside).
+
+``month``: scenarios/x402scan-month.toml in full (1.35 M payments, 72,150 agents, 960 endpoints),
+sharded by agent population over the cores (``--shards``, default one per core): wall time, peak
+memory of the whole run (every shard's process and this one) and the four x402scan figures against
+the article's. The target: at most 5 minutes and 2 GB on a 2-core machine.
+
+``sweep``: the same Monte Carlo sweep (``x402sim.sim.sweep``: scenarios/quickstart.toml, two L2 base
+fees x 4 runs = 8 runs of about 2-3 s each) on a local Dask cluster of 1 worker process, then of 2,
+in this run. Each cluster is started and its workers warmed up (x402sim imported, one short run)
+before the clock starts, so the timed part is the sweep itself: submitting the runs, running them
+and gathering their results. Printed: cluster start-up, sweep wall time, the runs' own wall time
+summed, and the speed-up of 2 workers over 1 (ideal 2.0 on a machine with 2 free cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from coincurve import PrivateKey, PublicKey
+
+from x402sim.evm.hashing import keccak
+from x402sim.sim.run import run
+from x402sim.sim.summary import stable
+from x402sim.sim.sweep import local_cluster, sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "scenarios" / "quickstart.toml"
+FEE_ECONOMICS = ROOT / "scenarios" / "fee-economics.toml"
+MONTH = ROOT / "scenarios" / "x402scan-month.toml"
+
+
+def _warm() -> None:
+    from x402sim.sim.run import run
+
+    run(
+        QUICKSTART,
+        overrides=["simulation.duration=12", "agents.agents.count=2"],
+        keep_rows=False,
+        plots=False,
+    )
+
+
+def bench_sweep(runs: int = 4) -> dict[int, float]:
+    grid = {"chain.fee.l2_base_fee_gwei": [0.0002, 0.002]}
+    total = runs * len(grid["chain.fee.l2_base_fee_gwei"])
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"sweep: {QUICKSTART.name}, {total} runs, the same seeds for every cluster size")
+    print(f"{os.cpu_count()} cores, load average before {load} (other work on the machine skews the ratio)")
+    print(f"{'workers':>7} {'start s':>8} {'sweep s':>8} {'runs s':>8} {'runs/s':>7} {'speed-up':>8}")
+    walls: dict[int, float] = {}
+    seeds = None
+    for workers in (1, 2):
+        started = time.perf_counter()
+        with local_cluster(workers) as cluster:
+            from distributed import Client
+
+            with Client(cluster) as client:
+                client.run(_warm)
+            start_up = time.perf_counter() - started
+            clock = time.perf_counter()
+            result = sweep(QUICKSTART, grid, runs, scheduler=cluster.scheduler_address)
+            wall = time.perf_counter() - clock
+        if result.failures:
+            sys.exit(f"a run failed:\n{result.failures[0]['traceback']}")
+        run_seeds = [row["seed"] for row in result.rows]
+        assert seeds is None or run_seeds == seeds, "the cluster size changed the seeds"
+        seeds = run_seeds
+        walls[workers] = wall
+        busy = sum(row["wall_seconds"] for row in result.rows)
+        ratio = walls[1] / wall
+        print(f"{workers:>7} {start_up:>8.2f} {wall:>8.2f} {busy:>8.2f} {total / wall:>7.2f} {ratio:>7.2f}x")
+    print(f"speed-up of 2 workers over 1: {walls[1] / walls[2]:.2f}x (ideal 2.00x)")
+    return walls
+
+
+def ecdsa_limit(n: int = 20_000) -> float:
+    """Signing plus recovering one digest, per second on one core (coincurve, libsecp256k1)."""
+    key = PrivateKey(keccak(b"x402sim bench ecdsa"))
+    digests = [keccak(i.to_bytes(8, "big")) for i in range(n)]
+    started = time.perf_counter()
+    for digest in digests:
+        PublicKey.from_signature_and_message(key.sign_recoverable(digest, hasher=None), digest, hasher=None)
+    return n / (time.perf_counter() - started)
+
+
+def _simulate(backend: str, duration: int) -> dict:
+    overrides = [f"chain.backend={backend}", f"simulation.duration={duration}"]
+    return run(FEE_ECONOMICS, overrides=overrides, keep_rows=False, plots=False).summary
+
+
+def _rate(summary: dict) -> float:
+    return summary["paid_requests"] / summary["wall_seconds"]
+
+
+def bench_ledger() -> float:
+    limit = ecdsa_limit()
+    summary = _simulate("ledger", 600)
+    rate = _rate(summary)
+    print(f"ECDSA limit, sign + recover on one core: {limit:,.0f} /s ({1e6 / limit:.0f} us each)")
+    print(
+        f"ledger backend: {summary['paid_requests']:,} paid requests in {summary['wall_seconds']:.2f} s"
+        f" = {rate:,.0f} /s per core ({1e6 / rate:.0f} us each)"
+    )
+    print(f"ratio to the ECDSA limit: {rate / limit:.3f} (goal: 0.5)")
+    return rate / limit
+
+
+def bench_backends() -> float:
+    evm, ledger = _simulate("evm", 300), _simulate("ledger", 300)
+    for name, summary in (("py-evm", evm), ("ledger", ledger)):
+        print(
+            f"{name:>7}: {summary['paid_requests']:,} paid in {summary['wall_seconds']:.2f} s"
+            f" = {_rate(summary):,.0f} /s"
+        )
+    speed_up = evm["wall_seconds"] / ledger["wall_seconds"]
+    print(f"speed-up of the ledger over py-evm: {speed_up:.2f}x")
+    print(f"x402scan figures identical: {evm['x402scan'] == ledger['x402scan']}")
+    print(f"summaries identical (wall-clock fields aside): {stable(evm) == stable(ledger)}")
+    if stable(evm) != stable(ledger):
+        sys.exit("the backends disagree: tests/evm/test_ledger.py should have caught it")
+    return speed_up
+
+
+def bench_month(shards: int | None = None) -> dict:
+    shards = shards or os.cpu_count() or 1
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"x402scan month: {shards} shards, {os.cpu_count()} cores, load average before {load}")
+    summary = run(MONTH, shards=shards, keep_rows=False, plots=False).summary
+    resources, scan = summary["resources"], summary["x402scan"]
+    print(
+        f"wall time {resources['wall_seconds']:.1f} s (target 300 s);"
+        f" shards {resources['shard_wall_seconds']} s"
+    )
+    print(
+        f"peak RSS of the run {resources['peak_rss_mb']:,.0f} MB (target 2,048 MB);"
+        f" shards {resources['shard_peak_rss_mb']} MB"
+    )
+    print(f"{summary['paid_requests']:,} paid requests, {resources['payments_per_wall_second']:,.0f} /s")
+    for name, t in scan["targets"].items():
+        print(
+            f"{name:>13}: {scan[name]:>14,.2f}  target {t['target']:>14,.2f}  deviation {t['deviation']:+.2%}"
+        )
+    return summary
+
+
+BENCHES = {
+    name.removeprefix("bench_"): fn for name, fn in sorted(globals().items()) if name.startswith("bench_")
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only", action="append", choices=sorted(BENCHES), help="run only this section (repeatable)"
+    )
+    args = parser.parse_args()
+    for name in args.only or sorted(set(BENCHES) - {"month"}):
+        BENCHES[name]()
+        print()
+
+
+if __name__ == "__main__":
+    main()
