@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/rpc_starvation.py
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/sim_throughput.py
+	$(PY) benchmarks/scale.py
 
 # A long seeded fuzz campaign against served processes (loopback only); FUZZ_INPUTS=N to resize.
 FUZZ_INPUTS ?= 100000

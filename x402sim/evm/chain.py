@@ -162,8 +162,84 @@ class _Pending:
     queued_at: int = 0  # chain time it arrived (what future_lifetime counts from)
 
 
+class ChainBasics:
+    """What ``LocalChain`` and the ledger backend (``ledger.LedgerChain``) share: identity, the clock,
+    seeded test keys, funding by real transactions, and receipts by hash. A subclass provides
+    ``chain_id``, ``seed``, ``now``, the token's ``usdc``, ``token_name`` and ``token_version``,
+    ``bank_key``, ``minter_key``, ``_key_counter``, ``_receipts``, ``latest_timestamp``, ``transact``
+    and ``mine``."""
+
+    _receipts: dict[bytes, Receipt]
+
+    @property
+    def network(self) -> str:
+        return f"eip155:{self.chain_id}"
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(self.token_name, self.token_version, self.chain_id, self.usdc)
+
+    def set_time(self, timestamp: int) -> None:
+        if timestamp < self.latest_timestamp:
+            raise ChainError(
+                f"cannot set time to {timestamp}: the latest block is at {self.latest_timestamp}"
+            )
+        self.now = timestamp
+
+    def advance(self, seconds: int) -> int:
+        if seconds < 0:
+            raise ChainError(f"time only moves forward; got {seconds} seconds")
+        self.now += seconds
+        return self.now
+
+    def new_key(self) -> bytes:
+        """A fresh test private key, derived from the seed (same seed, same keys, same order)."""
+        self._key_counter += 1
+        return self._derive_key(f"account:{self._key_counter}")
+
+    def _derive_key(self, label: str) -> bytes:
+        return keccak(f"x402sim test key:{self.seed}:{label}".encode())
+
+    def fund(self, address: str, *, usdc: int = 0, eth: int = 0) -> Block:
+        """Mint ``usdc`` atomic units and send ``eth`` wei to ``address``, in one mined block."""
+        return self.fund_many([(address, usdc, eth)])
+
+    def fund_many(self, grants: list[tuple[str, int, int]]) -> Block:
+        """Fund many accounts: ``[(address, usdc, eth_wei), ...]``, in as many blocks as it takes
+        (the last one is returned). Raises ``ChainError`` unless every grant is on chain."""
+        hashes = []
+        for address, usdc, eth in grants:
+            if usdc:
+                mint = encode_call("mint(address,uint256)", address, usdc)
+                hashes.append(self.transact(self.minter_key, self.usdc, mint, gas=MINT_GAS))
+            if eth:
+                hashes.append(self.transact(self.bank_key, address, b"", value=eth, gas=21_000))
+        block = self.mine()
+        while any(self._receipts.get(h) is None for h in hashes):
+            if not block.tx_hashes:
+                raise ChainError("funding stalled: a block took none of the pending transactions")
+            block = self.mine()
+        failed = [r for h in hashes if not (r := self._receipts[h]).success]
+        if failed:
+            raise ChainError(f"funding failed: {failed[0].revert_reason or 'reverted'}")
+        return block
+
+    def receipt(self, tx_hash: bytes) -> Receipt | None:
+        """The receipt of a mined transaction; None while it is pending or if it is unknown."""
+        return self._receipts.get(tx_hash)
+
+    def receipts(self) -> list[Receipt]:
+        return list(self._receipts.values())
+
+    def forget_receipts(self, hashes) -> None:
+        """Drop receipts no one will read again (``receipts()`` and ``transfers()`` then leave them
+        out; py-evm's own database keeps its copy)."""
+        for h in hashes:
+            self._receipts.pop(h, None)
+
+
 @dataclass
-class LocalChain(TokenReads):
+class LocalChain(TokenReads, ChainBasics):
     """A py-evm chain with the token and Multicall3 deployed, driven by an explicit clock.
 
     ``token`` picks the token contract (``"usdc"`` or ``"pyusd"``); ``token_name``, ``token_symbol``
@@ -247,69 +323,10 @@ class LocalChain(TokenReads):
             **kwargs,
         )
 
-    # -- identity ---------------------------------------------------------------------------------
-
-    @property
-    def network(self) -> str:
-        return f"eip155:{self.chain_id}"
-
-    @property
-    def domain(self) -> Domain:
-        return Domain(self.token_name, self.token_version, self.chain_id, self.usdc)
-
     @property
     def evm(self):
         """The underlying py-evm chain (for callers that need what this class does not wrap)."""
         return self.backend.chain
-
-    # -- time -------------------------------------------------------------------------------------
-
-    def set_time(self, timestamp: int) -> None:
-        if timestamp < self.latest_timestamp:
-            raise ChainError(
-                f"cannot set time to {timestamp}: the latest block is at {self.latest_timestamp}"
-            )
-        self.now = timestamp
-
-    def advance(self, seconds: int) -> int:
-        if seconds < 0:
-            raise ChainError(f"time only moves forward; got {seconds} seconds")
-        self.now += seconds
-        return self.now
-
-    # -- keys and funding -------------------------------------------------------------------------
-
-    def new_key(self) -> bytes:
-        """A fresh test private key, derived from the seed (same seed, same keys, same order)."""
-        self._key_counter += 1
-        return self._derive_key(f"account:{self._key_counter}")
-
-    def _derive_key(self, label: str) -> bytes:
-        return keccak(f"x402sim test key:{self.seed}:{label}".encode())
-
-    def fund(self, address: str, *, usdc: int = 0, eth: int = 0) -> Block:
-        """Mint ``usdc`` atomic units and send ``eth`` wei to ``address``, in one mined block."""
-        return self.fund_many([(address, usdc, eth)])
-
-    def fund_many(self, grants: list[tuple[str, int, int]]) -> Block:
-        """Fund many accounts: ``[(address, usdc, eth_wei), ...]``, in as many blocks as it takes
-        (the last one is returned). Raises ``ChainError`` unless every grant is on chain."""
-        hashes = []
-        for address, usdc, eth in grants:
-            if usdc:
-                mint = encode_call("mint(address,uint256)", address, usdc)
-                hashes.append(self.transact(self.minter_key, self.usdc, mint, gas=MINT_GAS))
-            if eth:
-                hashes.append(self.transact(self.bank_key, address, b"", value=eth, gas=21_000))
-        block = self.mine()
-        while any(self._receipts.get(h) is None for h in hashes):
-            if not block.tx_hashes:
-                raise ChainError("funding stalled: a block took none of the pending transactions")
-            block = self.mine()
-        failed = [r for h in hashes if not (r := self._receipts[h]).success]
-        if failed:
-            raise ChainError(f"funding failed: {failed[0].revert_reason or 'reverted'}")
-        return block
 
     # -- transactions -----------------------------------------------------------------------------
 
@@ -504,19 +521,6 @@ class LocalChain(TokenReads):
             revert_reason=reason,
             contract_address=created,
         )
-
-    def receipt(self, tx_hash: bytes) -> Receipt | None:
-        """The receipt of a mined transaction; None while it is pending or if it is unknown."""
-        return self._receipts.get(tx_hash)
-
-    def receipts(self) -> list[Receipt]:
-        return list(self._receipts.values())
-
-    def forget_receipts(self, hashes) -> None:
-        """Drop receipts no one will read again (``receipts()`` and ``transfers()`` then leave them
-        out); py-evm's own database keeps its copy."""
-        for h in hashes:
-            self._receipts.pop(h, None)
 
     # -- reads ------------------------------------------------------------------------------------
 

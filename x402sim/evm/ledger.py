@@ -49,18 +49,18 @@ from .chain import (
     ETHER,
     FUTURE_LIFETIME,
     GWEI,
-    MINT_GAS,
     TOKEN_METADATA,
     Block,
     CallResult,
+    ChainBasics,
     Log,
     Receipt,
 )
 from .contracts import TOKENS, USDC, load_artifact
-from .eip712 import Domain, address_of_key, canonical, checksum, domain_separator, recover_signer
+from .eip712 import address_of_key, canonical, checksum, domain_separator, recover_signer
 from .hashing import keccak
 from .reads import ChainError
-from .token import Transfer, encode_call, selector
+from .token import Transfer, selector
 from .txsign import sign_eip1559
 
 INITIAL_BASE_FEE = GWEI  # py-evm's London genesis
@@ -182,7 +182,7 @@ class _Storage:
 
 
 @dataclass
-class LedgerChain:
+class LedgerChain(ChainBasics):
     """The ledger backend: ``LocalChain``'s arguments and surface, the token in Python."""
 
     chain_id: int = DEFAULT_CHAIN_ID
@@ -245,57 +245,7 @@ class LedgerChain:
             self._next_base_fee = _next_base_fee(self._base_fee, 0, target)
         self.multicall = None
 
-    # -- identity, time, keys -------------------------------------------------------------------
-
-    @property
-    def network(self) -> str:
-        return f"eip155:{self.chain_id}"
-
-    @property
-    def domain(self) -> Domain:
-        return Domain(self.token_name, self.token_version, self.chain_id, self.usdc)
-
-    def set_time(self, timestamp: int) -> None:
-        if timestamp < self._timestamp:
-            raise ChainError(f"cannot set time to {timestamp}: the latest block is at {self._timestamp}")
-        self.now = timestamp
-
-    def advance(self, seconds: int) -> int:
-        if seconds < 0:
-            raise ChainError(f"time only moves forward; got {seconds} seconds")
-        self.now += seconds
-        return self.now
-
-    def new_key(self) -> bytes:
-        self._key_counter += 1
-        return self._derive_key(f"account:{self._key_counter}")
-
-    def _derive_key(self, label: str) -> bytes:
-        return keccak(f"x402sim test key:{self.seed}:{label}".encode())
-
-    # -- funding ----------------------------------------------------------------------------------
-
-    def fund(self, address: str, *, usdc: int = 0, eth: int = 0) -> Block:
-        return self.fund_many([(address, usdc, eth)])
-
-    def fund_many(self, grants: list[tuple[str, int, int]]) -> Block:
-        """Mint and send ether to many accounts by real transactions, mined until all are in."""
-        hashes = []
-        for address, usdc, eth in grants:
-            if usdc:
-                mint = encode_call("mint(address,uint256)", address, usdc)
-                hashes.append(self.transact(self.minter_key, self.usdc, mint, gas=MINT_GAS))
-            if eth:
-                hashes.append(self.transact(self.bank_key, address, b"", value=eth, gas=TX_GAS))
-        block = self.mine()
-        while any(h not in self._receipts for h in hashes):
-            if not block.tx_hashes:
-                raise ChainError("funding stalled: a block took none of the pending transactions")
-            block = self.mine()
-        failed = [r for h in hashes if not (r := self._receipts[h]).success]
-        if failed:
-            raise ChainError(f"funding failed: {failed[0].revert_reason or 'reverted'}")
-        return block
+    # -- transactions -----------------------------------------------------------------------------
 
     def transact(
         self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
@@ -313,8 +263,6 @@ class LedgerChain:
             data=data,
         )
         return self.send_raw_transaction(signed.raw)
-
-    # -- transactions -----------------------------------------------------------------------------
 
     def send_raw_transaction(self, raw: bytes) -> bytes:
         if self.submit_hook is not None:
@@ -539,17 +487,6 @@ class LedgerChain:
         nonzero = len(data) - zeros
         intrinsic = TX_GAS + CALLDATA_ZERO * zeros + CALLDATA_NONZERO * nonzero
         return intrinsic, TX_GAS + FLOOR_PER_TOKEN * (zeros + 4 * nonzero)
-
-    def receipt(self, tx_hash: bytes) -> Receipt | None:
-        return self._receipts.get(tx_hash)
-
-    def receipts(self) -> list[Receipt]:
-        return list(self._receipts.values())
-
-    def forget_receipts(self, hashes) -> None:
-        """Drop receipts no one will read again (the simulator's memory stays flat)."""
-        for h in hashes:
-            self._receipts.pop(h, None)
 
     # -- reads ------------------------------------------------------------------------------------
 
