@@ -160,8 +160,12 @@ def cluster():
 
 
 def test_the_local_cluster_listens_on_loopback_only(cluster):
+    from distributed import Client
+
     assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-    workers = cluster.scheduler_info["workers"]
+    with Client(cluster) as client:
+        client.wait_for_workers(2)  # the cluster object returns before every worker has registered
+        workers = client.scheduler_info()["workers"]
     assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
     assert all(info["nthreads"] == 1 for info in workers.values())
     assert "127.0.0.1" in cluster.dashboard_link

@@ -89,7 +89,7 @@ def run_command(
 
       x402sim run scenarios/quickstart.toml
 
-      x402sim run scenarios/toctou-race.toml --set facilitators.main.dedupe=off --out runs/race-off
+      x402sim run scenarios/toctou-race.toml --set facilitators.shop.dedupe=off --out runs/race-off
 
       x402sim run scenarios/fee-economics.toml --seed 3 --json --quiet > summary.json
     """
