@@ -1,9 +1,11 @@
 """Paid requests end to end through the three roles, judged by what the chain says."""
 
+from collections import deque
+
 import pytest
 
 from x402sim import Testbed
-from x402sim.actors import HttpRequest, HttpResponse, Send, SpendPolicy, Unreachable, run
+from x402sim.actors import Client, Facilitator, HttpRequest, HttpResponse, Send, SpendPolicy, Unreachable, run
 from x402sim.protocol import (
     PAYMENT_REQUIRED,
     PAYMENT_RESPONSE,
@@ -170,7 +172,7 @@ def test_handler_error_is_passed_through_and_nothing_is_settled(tb):
     resp = tb.client(alice).get(shop, "/broken")
     assert resp.status == 503 and resp.settlement is None
     assert tb.chain.balance_of(alice.address) == 1_000_000
-    assert tb.facilitator.settlements == []
+    assert not tb.facilitator.settlements
 
 
 def test_upfront_mode_settles_before_the_handler_runs(tb):
@@ -320,3 +322,18 @@ def test_the_facilitator_forgets_expired_claims_and_still_refuses_their_replays(
     assert answer.status == 402
     assert reason_class(parse_payment_required(answer.headers, answer.body).error) is ReasonClass.expired
     assert tb.chain.balance_of(shop.pay_to) == 6 * PRICE
+
+
+def test_bounded_history_keeps_the_newest_records_and_counts_every_settled_payment(tb):
+    alice = tb.account(usdc=5_000_000)
+    shop = tb.server({"GET /weather": PRICE})
+    client = tb.client(alice)
+    client.role.payments = deque(maxlen=2)  # as Client(history=2) makes it
+    tb.facilitator.role.settlements = deque(maxlen=0)  # as Facilitator(history=0)
+    nonces = [_nonce(client.get(shop, "/weather")) for _ in range(3)]
+    assert [bytes.fromhex(p.nonce[2:]) for p in client.payments] == nonces[1:]
+    assert client.spent == 3 * PRICE == 5_000_000 - tb.chain.balance_of(alice.address)
+    assert not tb.facilitator.settlements
+    assert list(Client(b"\x01" * 32, ("eip155:1",), history=2).payments) == []
+    assert Client(b"\x01" * 32, ("eip155:1",), history=2).payments.maxlen == 2
+    assert Facilitator(tb.chain, b"\x02" * 32, history=0).settlements.maxlen == 0

@@ -369,7 +369,7 @@ def test_a_paying_client_refuses_to_sign_for_another_network(world):
         client._http = httpx.Client(transport=httpx.MockTransport(hostile_transport))
         result = client.get("http://127.0.0.1:1/x")
     assert result.status == 402 and "eip155:1 is not one of eip155:31337" in result.refused
-    assert result.payment is None and client.payments == []
+    assert result.payment is None and not client.payments
     with pytest.raises(ValueError, match="name the CAIP-2 networks"):
         PayingClient(world.target.payer_key, networks=None)
     unnamed = run_cli("pay", "http://127.0.0.1:1/x", "--key", "0x" + "11" * 32)

@@ -184,7 +184,7 @@ def test_oversized_request_bodies_get_413_and_reach_no_origin(proxied):
     world, hits, _ = proxied
     answer = httpx.post(world.server_url + "/slow", content=b"x" * (1024 * 1024 + 1))
     assert answer.status_code == 413 and "exceeds" in answer.json()["error"]
-    assert hits == [] and world.facilitator.settlements == []
+    assert hits == [] and not world.facilitator.settlements
 
 
 def test_paywall_proxy_withholds_the_origin_answer_when_settlement_fails(proxied):
@@ -202,7 +202,7 @@ def test_paywall_proxy_with_dead_origin_gives_502_and_settles_nothing(make_world
     with PayingClient(world.payer_key, networks=(world.chain.network,)) as client:
         result = client.get(world.server_url + "/article")
     assert result.status == 502 and "origin" in result.json()["error"]
-    assert world.chain.balance_of(world.payer) == 1_000_000 and world.facilitator.settlements == []
+    assert world.chain.balance_of(world.payer) == 1_000_000 and not world.facilitator.settlements
 
 
 def test_python_handlers_and_upfront_mode(make_world):

@@ -21,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -138,7 +139,7 @@ class DrivesClient:
         return self.role.address
 
     @property
-    def payments(self) -> list[PaymentRecord]:
+    def payments(self) -> deque[PaymentRecord]:
         return self.role.payments
 
     @property
@@ -154,18 +155,15 @@ class Client:
     networks: tuple[str, ...]
     policy: SpendPolicy = field(default_factory=SpendPolicy)
     seed: int = 0
-    payments: list[PaymentRecord] = field(default_factory=list)
+    history: int | None = None  # payment records kept, newest last (None: all; 0: none)
 
     def __post_init__(self) -> None:
         self.networks = check_networks(self.networks)
         self.address = address_of_key(self.key)
         self._rng = random.Random(f"x402sim-client:{self.seed}:{self.address}")
         self._committed = 0  # signed and not known to have failed
-
-    @property
-    def spent(self) -> int:
-        """Atomic units the servers said were settled."""
-        return sum(p.amount for p in self.payments if p.settled)
+        self.payments: deque[PaymentRecord] = deque(maxlen=self.history)
+        self.spent = 0  # atomic units the servers said were settled
 
     def choose(self, required: AnyPaymentRequired) -> tuple[AnyRequirements, Offer]:
         """The offer this client pays: of those it can and may pay, the cheapest in the network and
@@ -251,6 +249,8 @@ class Client:
         return FetchResult(final, challenge, payment, settlement, first_status=402)
 
     def _record(self, request, offer: Offer, payment, status: int | None, settlement) -> None:
+        if settlement is not None and settlement.success:
+            self.spent += offer.amount
         self.payments.append(
             PaymentRecord(
                 resource=request.path,

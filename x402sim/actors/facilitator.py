@@ -23,7 +23,8 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
 from ..evm.chain import GWEI, ChainError, LocalChain, Receipt
 from ..evm.eip712 import address_of_key
@@ -95,8 +96,8 @@ class Facilitator:
     priority_fee: int = 0
     dedupe: bool | str = "refuse"  # "refuse" (True), "share", or "off" (False): see the rules above
     check_transfer_log: bool = True
-    settlements: list[SettlementRecord] = field(default_factory=list)
     verify_mode: str = "state"  # or "simulate": how exact.verify_on_chain learns a call's outcome
+    history: int | None = None  # settlement records kept, newest last (None: all; 0: none)
 
     def __post_init__(self) -> None:
         if self.verify_mode not in VERIFY_MODES:
@@ -105,6 +106,7 @@ class Facilitator:
         if self.dedupe not in DEDUPE_MODES:
             raise ValueError(f"dedupe must be one of {DEDUPE_MODES}, got {self.dedupe!r}")
         self.address = address_of_key(self.key)
+        self.settlements: deque[SettlementRecord] = deque(maxlen=self.history)
         self._next_nonce: int | None = None
         # (payer, nonce) -> validBefore of every authorization pending or settled here; an expired one
         # can never be settled again, so it is forgotten once the table has doubled (see _prune).

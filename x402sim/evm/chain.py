@@ -231,6 +231,15 @@ class ChainBasics:
     def receipts(self) -> list[Receipt]:
         return list(self._receipts.values())
 
+    def transfers(self, token: str | None = None, *, since_block: int = 0) -> list[Transfer]:
+        """Every ``Transfer`` event of ``token`` (default the USDC) in mined blocks, in chain order."""
+        token = to_checksum_address(token or self.usdc)
+        found = []
+        for r in sorted(self._receipts.values(), key=lambda r: (r.block_number, r.index)):
+            if r.block_number >= since_block:
+                found.extend(t for t in r.transfers() if t.token == token)
+        return found
+
     def forget_receipts(self, hashes) -> None:
         """Drop receipts no one will read again (``receipts()`` and ``transfers()`` then leave them
         out; py-evm's own database keeps its copy)."""
@@ -612,15 +621,6 @@ class LocalChain(TokenReads, ChainBasics):
                 False, output, revert_reason(output) or "execution reverted", used, reverted=True
             )
         return CallResult(False, b"", str(computation.error) or type(computation.error).__name__, used)
-
-    def transfers(self, token: str | None = None, *, since_block: int = 0) -> list[Transfer]:
-        """Every ``Transfer`` event of ``token`` (default the USDC) in mined blocks, in chain order."""
-        token = to_checksum_address(token or self.usdc)
-        found = []
-        for r in sorted(self._receipts.values(), key=lambda r: (r.block_number, r.index)):
-            if r.block_number >= since_block:
-                found.extend(t for t in r.transfers() if t.token == token)
-        return found
 
     # -- snapshots --------------------------------------------------------------------------------
 

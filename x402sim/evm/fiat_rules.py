@@ -93,7 +93,8 @@ class Frame:
     gas: int = 0
     refund: int = 0
 
-    def _access(self, key: bytes) -> None:
+    def touch(self, key: bytes) -> None:
+        """Charge reading ``key`` (cold the first time, warm after)."""
         if key in self.warm:
             self.gas += WARM_READ
         else:
@@ -101,7 +102,7 @@ class Frame:
             self.gas += COLD_SLOAD
 
     def load(self, key: bytes) -> int:
-        self._access(key)
+        self.touch(key)
         value = self.writes.get(key)
         return self.store.get(key) if value is None else value
 
@@ -222,7 +223,7 @@ def transfer(frame: Frame, sender: bytes, to: bytes, value: int) -> tuple[str | 
 
 def mint(frame: Frame, token: Token, sender: bytes, to: bytes, amount: int) -> tuple[str | None, str]:
     """``mint``, by the minter only."""
-    frame._access(b"m")  # the minter's storage word
+    frame.touch(b"m")  # the minter's storage word
     if sender != token.minter:
         return NOT_MINTER, "mint_not_minter"
     if to == ZERO:

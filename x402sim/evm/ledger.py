@@ -37,7 +37,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import rlp  # only to derive the deployment address, once
 from eth_utils import to_canonical_address, to_checksum_address
 
 from . import fiat_rules as fr
@@ -60,7 +59,8 @@ from .contracts import TOKENS, USDC, load_artifact
 from .eip712 import address_of_key, canonical, checksum, domain_separator, recover_signer
 from .hashing import keccak
 from .reads import ChainError
-from .token import Transfer, selector
+from .state_verify import predict
+from .token import selector
 from .txsign import sign_eip1559
 
 INITIAL_BASE_FEE = GWEI  # py-evm's London genesis
@@ -215,7 +215,7 @@ class LedgerChain(ChainBasics):
         self.submit_hook: Callable[[bytes], None] | None = None
         self._eth: dict[str, int] = {self.bank: 10**9 * ETHER, self.minter: 1_000 * ETHER}
         self._nonces: dict[str, int] = {self.minter: 1}  # the token's deployment used nonce 0
-        deployed = to_checksum_address(keccak(rlp.encode([to_canonical_address(self.minter), 0]))[-20:])
+        deployed = checksum(keccak(rlpcodec.encode([canonical(self.minter), 0]))[-20:])  # CREATE at nonce 0
         self.usdc = to_checksum_address(self.token_address) if self.token_address else deployed
         self._token_bytes = to_canonical_address(self.usdc)
         self._rules = fr.Token(
@@ -238,11 +238,10 @@ class LedgerChain(ChainBasics):
         self._timestamp = self.start_time
         # The base fee as py-evm leaves it: genesis, the deployment block, the move block.
         target = self.block_gas_limit // ELASTICITY
-        self._base_fee = _next_base_fee(INITIAL_BASE_FEE, 0, target)
-        self._next_base_fee = _next_base_fee(self._base_fee, DEPLOYMENT_GAS[self.token], target)
+        deployment = _next_base_fee(INITIAL_BASE_FEE, 0, target)
+        self._next_base_fee = _next_base_fee(deployment, DEPLOYMENT_GAS[self.token], target)
         if self.token_address:
-            self._base_fee = self._next_base_fee
-            self._next_base_fee = _next_base_fee(self._base_fee, 0, target)
+            self._next_base_fee = _next_base_fee(self._next_base_fee, 0, target)
         self.multicall = None
 
     # -- transactions -----------------------------------------------------------------------------
@@ -411,7 +410,6 @@ class LedgerChain(ChainBasics):
             self._receipts[tx.hash] = receipt
             gas_used += receipt.gas_used
         self._number, self._head_hash, self._timestamp = number, block_hash, timestamp
-        self._base_fee = base_fee
         self._next_base_fee = _next_base_fee(base_fee, gas_used, self.block_gas_limit // ELASTICITY)
         self.now = max(self.now, timestamp)
         if self.prune_authorizations_after is not None:
@@ -576,14 +574,6 @@ class LedgerChain(ChainBasics):
         padded = text.ljust(-(-len(text) // 32) * 32, b"\x00")
         return (32).to_bytes(32, "big") + len(text).to_bytes(32, "big") + padded
 
-    def transfers(self, token: str | None = None, *, since_block: int = 0) -> list[Transfer]:
-        self._token(token)
-        found = []
-        for r in sorted(self._receipts.values(), key=lambda r: (r.block_number, r.index)):
-            if r.block_number >= since_block:
-                found.extend(r.transfers())
-        return found
-
 
 @dataclass(frozen=True)
 class LedgerTokenState:
@@ -604,8 +594,6 @@ class LedgerTokenState:
         return self.chain.token_version
 
     def predict(self, auth, v: int, r: bytes, s: bytes, now: int):
-        from .state_verify import predict
-
         c = self.chain
         stamp = max(now, c.latest_timestamp)
         return predict(
