@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .actors.client import Client, DrivesClient, FetchResult, SpendPolicy
+from .actors.client import Client, DrivesClient, FetchResult, SpendPolicy, answer_with_approver
 from .actors.facilitator import Facilitator
-from .actors.messages import Effect, Handle, HttpRequest, HttpResponse, Send, Settle, Verify, run
+from .actors.messages import Approve, Effect, Handle, HttpRequest, HttpResponse, Send, Settle, Verify, run
 from .actors.server import ResourceServer, Route, default_handler
 from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain
 from .evm.eip712 import address_of_key
+from .governance import Governor
 from .protocol import AnyPaymentPayload, AnyPaymentRequired, AnyRequirements, SettleResponse, VerifyResponse
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -98,7 +99,13 @@ class TestClient(DrivesClient):
         body: bytes = b"",
     ) -> FetchResult:
         request = HttpRequest(method.upper(), path, tuple(headers), body)
-        return run(self.role.fetch(request, self._tb.now), lambda effect: self._tb.perform(server, effect))
+
+        def perform(effect):
+            if isinstance(effect, Approve):
+                return answer_with_approver(self.role, effect)
+            return self._tb.perform(server, effect)
+
+        return run(self.role.fetch(request, self._tb.now), perform)
 
 
 class Testbed:
@@ -170,14 +177,24 @@ class Testbed:
         named = {Route(key, 0).key: h for key, h in (handlers or {}).items()}
         return TestServer(role, named)
 
-    def client(self, account: TestAccount, policy: SpendPolicy | None = None) -> TestClient:
-        """A paying client for ``account``, with an optional spend policy."""
+    def client(
+        self,
+        account: TestAccount,
+        policy: SpendPolicy | None = None,
+        *,
+        governor: Governor | None = None,
+        agent: str | None = None,
+    ) -> TestClient:
+        """A paying client for ``account``, with an optional spend policy and ``governor`` (which
+        knows it as ``agent``, by default its address; its approver answers approvals)."""
         self._clients += 1
         role = Client(
             account.key,
             networks=(self.chain.network,),
             policy=policy or SpendPolicy(),
             seed=self.seed * 1_000_003 + self._clients,
+            governor=governor,
+            agent=agent,
         )
         return TestClient(self, role)
 

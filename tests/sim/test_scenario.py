@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from x402sim.sim import ScenarioError, load_scenario, scenario_schema
 from x402sim.sim.distributions import Empirical, Exponential, Lognormal, Normal, Uniform
-from x402sim.sim.scenario import parse_usdc, resolve_targets
+from x402sim.sim.scenario import resolve_targets
+from x402sim.tables import parse_usdc
 
 MINIMAL = """
 [simulation]

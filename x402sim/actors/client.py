@@ -9,6 +9,11 @@ Rules:
   (the server's order breaks ties); it never compares prices in different assets.
 * The spend policy can refuse an offer; refusing is a value in the result, not an exception.
   ``create_payment`` (the direct API) raises ``PaymentRefused`` instead, naming why.
+* With a ``governor`` (``x402sim.governance``), the chosen offer is put to it before signing: a
+  denial is a refusal naming the rule; a payment that needs approval yields ``Approve`` and waits
+  for the driver's ``Approval``. What became of each allowed payment is recorded with the governor
+  (``settled``, ``failed``, or ``unknown`` when no settlement answer came back). ``create_payment``
+  asks the governor's own approver and records the payment as ``unknown`` (it cannot know more).
 * It pays only on the ``networks`` it is given (CAIP-2, at least one): a signature for another chain
   is valid there, and a hostile server would collect it. An offer whose validity window is longer
   than ``MAX_TIMEOUT_SECONDS`` is refused too (a long-lived authorization is a standing cheque).
@@ -24,9 +29,11 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ..evm.eip712 import address_of_key
 from ..evm.exact import SCHEME, Offer, sign_authorization
+from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor
 from ..protocol import (
     AnyPaymentPayload,
     AnyPaymentRequired,
@@ -42,7 +49,7 @@ from ..protocol import (
     payment_header_name,
     read_settlement,
 )
-from .messages import HttpRequest, HttpResponse, Send, Steps, Unreachable
+from .messages import Approval, Approve, HttpRequest, HttpResponse, Send, Steps, Unreachable
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
 
@@ -112,6 +119,7 @@ class FetchResult:
     settlement: SettleResponse | None = None
     refused: str | None = None
     first_status: int | None = None
+    decision: Decision | None = None  # the governor's last word on the payment, if one was asked
 
     @property
     def status(self) -> int:
@@ -156,10 +164,13 @@ class Client:
     policy: SpendPolicy = field(default_factory=SpendPolicy)
     seed: int = 0
     history: int | None = None  # payment records kept, newest last (None: all; 0: none)
+    governor: Governor | None = None
+    agent: str | None = None  # this agent's name for the governor (default: its address)
 
     def __post_init__(self) -> None:
         self.networks = check_networks(self.networks)
         self.address = address_of_key(self.key)
+        self.agent = self.agent or self.address
         self._rng = random.Random(f"x402sim-client:{self.seed}:{self.address}")
         self._committed = 0  # signed and not known to have failed
         self.payments: deque[PaymentRecord] = deque(maxlen=self.history)
@@ -207,10 +218,25 @@ class Client:
 
     def create_payment(self, required: AnyPaymentRequired, now: int) -> AnyPaymentPayload:
         """Sign a payment for the chosen offer of ``required`` (see ``choose``) at time ``now``."""
-        return self._pay(required, now)[0]
-
-    def _pay(self, required: AnyPaymentRequired, now: int) -> tuple[AnyPaymentPayload, Offer]:
         req, offer = self.choose(required)
+        if self.governor is not None:
+            decision = self.governor.decide(self.attempt(None, required, offer), now)
+            if decision.verdict == NEEDS_APPROVAL:
+                decision = self.governor.ask_approver(decision, now)
+            if not decision.allowed:
+                raise PaymentRefused(f"governance: {decision.explain()}")
+            self.governor.record(decision, "unknown", now)
+        return self._sign(required, req, offer, now)
+
+    def attempt(self, request: HttpRequest | None, required: AnyPaymentRequired, offer: Offer) -> Attempt:
+        """What the governor is asked about paying ``offer`` for ``request``."""
+        return Attempt(
+            self.agent, _resource(request, required), offer.pay_to, offer.asset, offer.network, offer.amount
+        )
+
+    def _sign(
+        self, required: AnyPaymentRequired, req: AnyRequirements, offer: Offer, now: int
+    ) -> AnyPaymentPayload:
         nonce = self._rng.randbytes(32)
         exact = sign_authorization(self.key, self.address, offer, now, nonce).to_wire()
         self._committed += offer.amount
@@ -218,7 +244,7 @@ class Client:
             payment = PaymentPayload(x402_version=2, resource=required.resource, accepted=req, payload=exact)
         else:
             payment = PaymentPayloadV1(x402_version=1, scheme=req.scheme, network=req.network, payload=exact)
-        return payment, offer
+        return payment
 
     def fetch(self, request: HttpRequest, now: int) -> Steps[FetchResult]:
         """Send ``request``; on a 402, pay once and send it again."""
@@ -230,14 +256,27 @@ class Client:
         except ProtocolError as exc:
             return FetchResult(first, refused=f"unreadable 402: {exc}", first_status=402)
         try:
-            payment, offer = self._pay(challenge, now)
+            req, offer = self.choose(challenge)
         except PaymentRefused as exc:
             return FetchResult(first, challenge, refused=str(exc), first_status=402)
+        decision = None
+        if self.governor is not None:
+            decision = self.governor.decide(self.attempt(request, challenge, offer), now)
+            if decision.verdict == NEEDS_APPROVAL:
+                answer: Approval = yield Approve(decision)
+                now = answer.now if answer.now is not None else now
+                decision = self.governor.approve(decision, answer.granted, now, by=answer.by)
+            if not decision.allowed:
+                refused = f"governance: {decision.explain()}"
+                return FetchResult(first, challenge, refused=refused, first_status=402, decision=decision)
+        payment = self._sign(challenge, req, offer, now)
         paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
         try:
             final: HttpResponse = yield Send(paid_request)
         except Unreachable:
             self._record(request, offer, payment, None, None)
+            if decision is not None:
+                self.governor.record(decision, "unknown", now)
             raise
         try:
             settlement = read_settlement(final.headers)
@@ -246,7 +285,11 @@ class Client:
         if settlement is not None and not settlement.success:
             self._committed -= offer.amount  # refused for sure; an unknown outcome stays committed
         self._record(request, offer, payment, final.status, settlement)
-        return FetchResult(final, challenge, payment, settlement, first_status=402)
+        if decision is not None:
+            outcome = "unknown" if settlement is None else "settled" if settlement.success else "failed"
+            tx = settlement.transaction if settlement is not None and settlement.success else None
+            self.governor.record(decision, outcome, now, tx or None)
+        return FetchResult(final, challenge, payment, settlement, first_status=402, decision=decision)
 
     def _record(self, request, offer: Offer, payment, status: int | None, settlement) -> None:
         if settlement is not None and settlement.success:
@@ -262,6 +305,26 @@ class Client:
                 settlement=settlement,
             )
         )
+
+
+def answer_with_approver(client: Client, effect: Approve) -> Approval:
+    """The answer of ``client``'s governor's own approver to ``effect`` (for drivers without a human
+    to ask): refused when the governor has no approver."""
+    governor = client.governor
+    if governor is None or governor.approver is None:
+        return Approval(False, by="no approver")
+    return Approval(bool(governor.approver(effect.decision)))
+
+
+def _resource(request: HttpRequest | None, required: AnyPaymentRequired) -> str:
+    """Host and path of the paid resource: the request's Host header and path, else the 402's
+    resource URL."""
+    host = request.header("Host") if request is not None else None
+    if host and request is not None:
+        return host.lower() + request.path.split("?", 1)[0]
+    url = required.resource.url if isinstance(required, PaymentRequired) else required.accepts[0].resource
+    parts = urlsplit(url or "")
+    return parts.netloc.lower() + (parts.path or "/")
 
 
 def check_networks(networks: Iterable[str] | None) -> tuple[str, ...]:

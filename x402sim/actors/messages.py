@@ -2,7 +2,8 @@
 
 The roles never call each other. A role's operation is a generator ("steps"): it *yields* an
 effect (``Send`` a request, ``Verify`` or ``Settle`` at a facilitator, ``Handle`` a request with the
-application) and is resumed with the answer. Whoever drives the generator decides how the answer
+application, ``Approve`` a payment the governor holds for a human) and is resumed with the answer.
+Whoever drives the generator decides how the answer
 is obtained: a direct call in the in-process testbed, a delay in the SimPy world, an HTTP round
 trip behind real sockets. A driver may also throw ``Unreachable`` into the generator to say the
 other side did not answer; roles turn that into a value (for the server, a 502).
@@ -101,7 +102,25 @@ class Handle:
     request: HttpRequest
 
 
-Effect = Send | Verify | Settle | Handle
+@dataclass(frozen=True)
+class Approve:
+    """Client -> a human (or a simulated approver): may this payment go ahead? ``decision`` is the
+    governor's ``needs-approval`` decision; resume with an ``Approval``."""
+
+    decision: Any
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The answer to ``Approve``: ``granted`` or not, by whom, and the unix time the answer came
+    (None: no time passed), which the client then signs with."""
+
+    granted: bool
+    by: str = "approver"
+    now: int | None = None
+
+
+Effect = Send | Verify | Settle | Handle | Approve
 R = TypeVar("R")
 Steps = Generator[Effect, Any, R]
 
@@ -169,6 +188,8 @@ def drive(steps: Steps[R], perform: Callable[[Effect], Generator]) -> Generator[
 
 
 __all__ = [
+    "Approval",
+    "Approve",
     "Effect",
     "Handle",
     "HttpRequest",

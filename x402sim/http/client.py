@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..actors.client import Client, DrivesClient, FetchResult, SpendPolicy
-from ..actors.messages import HttpRequest, HttpResponse, Send, Settle, Unreachable, Verify, arun, run
+from ..actors.client import Client, DrivesClient, FetchResult, SpendPolicy, answer_with_approver
+from ..actors.messages import Approve, HttpRequest, HttpResponse, Send, Settle, Unreachable, Verify, arun, run
+from ..governance import Governor
 from ..protocol import ProtocolError, SettleResponse, SupportedResponse, VerifyResponse
 
 DEFAULT_TIMEOUT = 30.0
@@ -104,11 +105,16 @@ class FacilitatorClient:
 
 
 def _to_http_request(method: str, url: str, headers, body: bytes) -> HttpRequest:
+    """The role's view of a request: path and query, the caller's headers, and the URL's host as
+    ``Host`` (what httpx sends; the governor names resources by host and path)."""
     parts = urlsplit(url)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return HttpRequest(method.upper(), path, tuple(headers), body)
+    named = tuple(headers)
+    if not any(k.lower() == "host" for k, _ in named):
+        named = (("Host", parts.netloc), *named)
+    return HttpRequest(method.upper(), path, named, body)
 
 
 def _from_httpx(response: httpx.Response) -> HttpResponse:
@@ -147,7 +153,9 @@ def _original(exc: Unreachable) -> Exception:
 
 
 class _PayingBase(DrivesClient):
-    """Shared set-up: ``networks`` (CAIP-2, required) are the only chains the client signs for."""
+    """Shared set-up: ``networks`` (CAIP-2, required) are the only chains the client signs for; a
+    ``governor`` judges each payment first (knowing this client as ``agent``, by default its
+    address), and its approver answers the payments that need approval."""
 
     def __init__(
         self,
@@ -155,6 +163,8 @@ class _PayingBase(DrivesClient):
         *,
         networks: tuple[str, ...],
         policy: SpendPolicy | None = None,
+        governor: Governor | None = None,
+        agent: str | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -163,6 +173,8 @@ class _PayingBase(DrivesClient):
             networks=networks,
             policy=policy or SpendPolicy(),
             seed=seed if seed is not None else int.from_bytes(os.urandom(8), "big"),
+            governor=governor,
+            agent=agent,
         )
         self.clock = clock
 
@@ -178,7 +190,9 @@ class PayingClient(_PayingBase):
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
         request = _to_http_request(method, url, headers, content)
 
-        def perform(effect: Send) -> HttpResponse:
+        def perform(effect: Send | Approve):
+            if isinstance(effect, Approve):
+                return answer_with_approver(self.role, effect)
             return _send(self._http, origin + effect.request.path, effect.request)
 
         try:
@@ -210,7 +224,9 @@ class AsyncPayingClient(_PayingBase):
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
         request = _to_http_request(method, url, headers, content)
 
-        async def perform(effect: Send) -> HttpResponse:
+        async def perform(effect: Send | Approve):
+            if isinstance(effect, Approve):
+                return answer_with_approver(self.role, effect)
             return await _send_async(self._http, origin + effect.request.path, effect.request)
 
         try:

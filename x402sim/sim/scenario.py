@@ -17,77 +17,46 @@ Rules:
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import random
 import tomllib
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
-    PlainSerializer,
     Tag,
     ValidationError,
-    WithJsonSchema,
     model_validator,
 )
 
 from ..evm.chain import DEFAULT_START_TIME
+from ..tables import (
+    ATOMIC,
+    Name,
+    Seconds,
+    Table,
+    TableError,
+    Usdc,
+    first_error,
+    format_usdc,
+    read_toml,
+    unknown_name,
+    vocabulary,
+)
 from .distributions import ZERO, Distribution
 
-USDC_DECIMALS = 6
-ATOMIC = 10**USDC_DECIMALS
 
-
-class ScenarioError(Exception):
+class ScenarioError(TableError):
     """A scenario that cannot run: ``where`` (file and key path) and ``problem``."""
 
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"{where}: {problem}")
-        self.where = where
-        self.problem = problem
 
-
-def parse_usdc(value: Any) -> int:
-    """A decimal USDC amount (``"0.001"``) in atomic units; at most 6 decimals, never negative."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError('write USDC amounts as decimal strings, e.g. "0.001"')
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a decimal number") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"{value!r} is not a non-negative amount")
-    atomic = amount * ATOMIC
-    if atomic != atomic.to_integral_value():
-        raise ValueError(f"{value!r} has more than {USDC_DECIMALS} decimals")
-    return int(atomic)
-
-
-def format_usdc(atomic: int) -> str:
-    return str((Decimal(atomic) / ATOMIC).normalize()) if atomic else "0"
-
-
-Usdc = Annotated[
-    int,
-    BeforeValidator(parse_usdc),
-    PlainSerializer(format_usdc, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d{1,6})?$", "description": 'USDC, e.g. "0.001"'}),
-]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-
-
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+_Table = Table
 
 
 class Window(_Table):
@@ -819,26 +788,20 @@ def load_scenario(
         label = where or "scenario"
         data = json.loads(json.dumps(source))  # a deep copy that the overrides may change
     else:
-        path = Path(source)
         label = where or str(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ScenarioError(label, "no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ScenarioError(label, f"cannot read: {exc}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(label, f"TOML syntax: {exc}") from None
+        data = read_toml(source, label, ScenarioError)
     for override in overrides:
         _apply_override(data, override, label)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(exc, data, label) from None
+        raise first_error(exc, data, label, _words(), ScenarioError) from None
     _check_references(scenario, label)
     return scenario
+
+
+def _words() -> list[str]:
+    return vocabulary(scenario_schema())
 
 
 def scenario_schema() -> dict:
@@ -890,68 +853,6 @@ def _list_index(items: list, part: str) -> int | None:
     return None
 
 
-def _vocabulary() -> list[str]:
-    """Every key a scenario file may use (from the JSON Schema), for "did you mean" suggestions."""
-    words: set[str] = set()
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            words.update(node.get("properties", {}))
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(scenario_schema())
-    return sorted(words)
-
-
-def _first_error(exc: ValidationError, data: Any, label: str) -> ScenarioError:
-    errors = exc.errors(include_url=False)
-    # a misspelt key explains the "missing" error of the key it was meant to be: name it first
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = _data_path(error["loc"], data, missing=error["type"] == "missing")
-    path = _key_path(loc)
-    problem = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        problem = "unknown key"
-        words = [w for w in _vocabulary() if w != loc[-1]]  # a key known elsewhere is no suggestion
-        close = difflib.get_close_matches(str(loc[-1]), words, n=1, cutoff=0.6)
-        if close:
-            problem += f" (did you mean {close[0]!r}?)"
-    elif error["type"] == "missing":
-        problem = "required key is missing"
-    elif error["type"] == "union_tag_invalid":
-        ctx = error["ctx"]
-        discriminator = ctx["discriminator"].removeprefix("_price_").removesuffix("()")
-        problem = f"{discriminator} {ctx['tag']!r} is not one of {ctx['expected_tags']}"
-    elif error["type"] == "union_tag_not_found":
-        problem = "a table here needs a kind"
-    return ScenarioError(f"{label}: {path}" if path else label, problem)
-
-
-def _data_path(loc: tuple, data: Any, missing: bool = True) -> list:
-    """``loc`` without the parts pydantic adds for the member of a union it tried (its tag or a
-    validator's name): only keys and indexes that exist in the input, plus a ``missing`` last key."""
-    out, node = [], data
-    for i, part in enumerate(loc):
-        present = part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
-        if isinstance(node, dict | list) and present:
-            node = node[part]
-        elif i < len(loc) - 1 or not isinstance(node, dict) or not missing:
-            continue
-        out.append(part)
-    return out
-
-
-def _key_path(loc: list) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _check_references(s: Scenario, label: str) -> None:
     def fail(path: str, problem: str) -> None:
         raise ScenarioError(f"{label}: {path}", problem)
@@ -982,7 +883,7 @@ def _check_references(s: Scenario, label: str) -> None:
         for j, name in enumerate(listed):
             if name not in facilitators:
                 at = f"[{j}]" if isinstance(listed, list) else f".{name}"
-                fail(f"servers[{i}].facilitators{at}", _unknown("facilitator", name, facilitators))
+                fail(f"servers[{i}].facilitators{at}", unknown_name("facilitator", name, facilitators))
         routes = [f"{e.method} {e.path}" for e in server.endpoints]
         for j, route in enumerate(routes):
             if route in routes[:j]:
@@ -996,7 +897,7 @@ def _check_references(s: Scenario, label: str) -> None:
     for i, group in enumerate(s.agents):
         for j, target in enumerate(group.targets or []):
             if target not in endpoints and target not in servers:
-                fail(f"agents[{i}].targets[{j}]", _unknown("endpoint", target, endpoints | servers))
+                fail(f"agents[{i}].targets[{j}]", unknown_name("endpoint", target, endpoints | servers))
         if group.targets is not None and not group.targets:
             fail(f"agents[{i}].targets", "name at least one endpoint")
         n_targets = len(resolve_targets(s, group))
@@ -1016,11 +917,11 @@ def _check_references(s: Scenario, label: str) -> None:
         if group.policy and group.policy.allowed_pay_to:
             for j, payee in enumerate(group.policy.allowed_pay_to):
                 if payee not in payees:
-                    fail(f"agents[{i}].policy.allowed_pay_to[{j}]", _unknown("payee", payee, payees))
+                    fail(f"agents[{i}].policy.allowed_pay_to[{j}]", unknown_name("payee", payee, payees))
     for i, fault in enumerate(s.faults):
         name = getattr(fault, "facilitator", None)
         if name is not None and name not in facilitators:
-            fail(f"faults[{i}].facilitator", _unknown("facilitator", name, facilitators))
+            fail(f"faults[{i}].facilitator", unknown_name("facilitator", name, facilitators))
     for i, f in enumerate(s.facilitators):
         if f.settle_on == "preconfirmation" and s.chain.preconfirmation is None:
             fail(f"facilitators[{i}].settle_on", "preconfirmation needs [chain] preconfirmation")
@@ -1050,11 +951,3 @@ def group_window(s: Scenario, group: AgentGroup) -> tuple[float, float]:
     """The virtual seconds ``[start, end)`` in which a group's agents start requests."""
     end = s.simulation.duration
     return group.start, min(end, group.stop) if group.stop is not None else end
-
-
-def _unknown(kind: str, name: str, known: set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    shown = sorted(known)
-    listing = ", ".join(shown[:12]) + (f", ... ({len(shown) - 12} more)" if len(shown) > 12 else "")
-    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {listing})"
-    return f"no {kind} named {name!r}{hint}"
