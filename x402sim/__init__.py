@@ -1,7 +1,8 @@
 """x402sim: a laboratory for the x402 payment protocol.
 
 The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), the sans-IO roles,
-the chain, the protocol messages and codec, and the simulator (``x402sim.sim``: ``load_scenario``,
+the chain, the protocol messages and codec, spend governance (``Governor``, policy files, the audit
+log), and the simulator (``x402sim.sim``: ``load_scenario``,
 ``run``, here also as ``run_scenario``, and ``sweep``). See the README for a tour.
 """
 
@@ -20,6 +21,17 @@ from .actors import (
     Unreachable,
 )
 from .evm import ChainError, LedgerChain, LocalChain, Receipt, Transfer
+from .governance import (
+    Attempt,
+    AuditLog,
+    Decision,
+    Governor,
+    Policy,
+    PolicyError,
+    load_policies,
+    parse_policies,
+)
+from .governance import verify as verify_audit
 from .protocol import (
     PaymentPayload,
     PaymentPayloadV1,
@@ -45,10 +57,14 @@ from .testbed import TestAccount, Testbed, TestClient, TestFacilitator, TestServ
 __version__ = metadata.version("x402sim")
 
 __all__ = [
+    "Attempt",
+    "AuditLog",
     "ChainError",
     "Client",
+    "Decision",
     "Facilitator",
     "FetchResult",
+    "Governor",
     "HttpRequest",
     "HttpResponse",
     "LedgerChain",
@@ -60,6 +76,8 @@ __all__ = [
     "PaymentRequiredV1",
     "PaymentRequirements",
     "PaymentRequirementsV1",
+    "Policy",
+    "PolicyError",
     "ProtocolError",
     "Reason",
     "ReasonClass",
@@ -83,9 +101,12 @@ __all__ = [
     "VerifyResponse",
     "decode_header",
     "encode_header",
+    "load_policies",
     "load_scenario",
+    "parse_policies",
     "reason_class",
     "run_scenario",
     "same_class",
     "sweep",
+    "verify_audit",
 ]

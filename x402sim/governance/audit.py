@@ -120,11 +120,14 @@ def verify(path: str | Path, head: str | None = None) -> Verification:
         prev = entry["hash"]
     if head is not None and prev != head:
         at = next((i for i, e in enumerate(entries, 1) if e["hash"] == head), None)
-        where = (
-            f"the head is line {at}: lines after it were added" if at else "entries were deleted at the end"
+        n = len(entries)
+        why = (
+            f"the expected head is line {at}: lines were added after it"
+            if at
+            else "entries were deleted after it"
         )
         return Verification(
-            False, entries, prev, len(entries), f"last hash is not the expected head ({where})"
+            False, entries, prev, n, f"line {n}: the last entry is not the expected head ({why})"
         )
     return Verification(True, entries, prev)
 
