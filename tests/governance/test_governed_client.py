@@ -2,6 +2,7 @@
 
 import pytest
 
+from x402sim.actors.client import SpendPolicy
 from x402sim.actors.messages import Approval, Approve, HttpRequest, Send, Unreachable
 from x402sim.governance import DENY, AuditLog, Governor, parse_policies, verify
 
@@ -112,3 +113,14 @@ def test_the_client_waits_for_the_approval_effect(tb):
     assert result.paid
     assert int(result.payment.payload["authorization"]["validAfter"]) <= later
     assert tb.chain.balance_of(payer.address) == 10**6 - 50 * PRICE
+
+
+def test_a_spend_policy_becomes_a_governance_policy_with_the_same_limits(tb):
+    shop = tb.server({"GET /data": PRICE, "GET /dear": 6 * PRICE})
+    spend = SpendPolicy(max_price=5 * PRICE, budget=2 * PRICE + 5_000, allowed_pay_to=[shop.pay_to])
+    old = tb.client(tb.account(usdc=10**6), spend)
+    new = tb.client(tb.account(usdc=10**6), governor=Governor(spend.to_policy()))
+    for client in (old, new):
+        outcomes = [client.get(shop, path).paid for path in ("/dear", "/data", "/data", "/data")]
+        assert outcomes == [False, True, True, False]
+        assert tb.chain.balance_of(client.address) == 10**6 - 2 * PRICE

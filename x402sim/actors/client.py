@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from ..evm.eip712 import address_of_key
 from ..evm.exact import SCHEME, Offer, sign_authorization
-from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor
+from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor, Policy
 from ..protocol import (
     AnyPaymentPayload,
     AnyPaymentRequired,
@@ -49,6 +49,7 @@ from ..protocol import (
     payment_header_name,
     read_settlement,
 )
+from ..tables import format_usdc
 from .messages import Approval, Approve, HttpRequest, HttpResponse, Send, Steps, Unreachable
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
@@ -82,6 +83,21 @@ class SpendPolicy:
         }:
             return f"asset {offer.asset} is not allowed"
         return None
+
+    def to_policy(self, name: str = "spend-policy") -> Policy:
+        """The same limits as a governance ``Policy`` (for a ``Governor``): a request cap, a spend
+        limit over the run, and allow lists. A ``SpendPolicy`` picks among a 402's offers; a
+        governor judges the one chosen, and adds periods, triggers, approvals and an audit log."""
+        rules: list[dict] = []
+        if self.max_price is not None:
+            rules.append({"kind": "request-cap", "max": format_usdc(self.max_price)})
+        if self.budget is not None:
+            rules.append({"kind": "spend-limit", "max": format_usdc(self.budget)})
+        lists = {"payees": self.allowed_pay_to, "assets": self.allowed_assets}
+        named = {key: list(value) for key, value in lists.items() if value is not None}
+        if named:
+            rules.append({"kind": "allow", **named})
+        return Policy.model_validate({"name": name, "rules": rules})
 
 
 @dataclass(frozen=True)
