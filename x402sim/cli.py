@@ -1,27 +1,37 @@
 """The ``x402sim`` command line. Only this module imports every layer.
 
 Exit codes: 0 success, 1 the run found a broken invariant (or, for ``pay``, an HTTP error), 2 bad
-usage or input. The HTTP layer is imported inside the commands that use it, so ``demo`` and
-``--help`` start without loading the web stack.
+usage or input, 3 (``pay --policy``) a payment denied by the spend policy. The HTTP layer is
+imported inside the commands that use it, so ``demo`` and ``--help`` start without loading the web
+stack.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .demo import USDC, DemoReport, run_demo
 from .evm.presets import DEFAULT_PRESET, PRESETS
+
+try:
+    import fcntl  # audit files are locked while `pay` uses them (POSIX; elsewhere they are not)
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 app = typer.Typer(
     name="x402sim",
@@ -504,6 +514,41 @@ def pay(
             "one JSON verdict line {success, data, status_code, payment_response}.",
         ),
     ] = False,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Policy file (TOML, e.g. examples/policy.toml): a governor judges the payment by its rules "
+            "and triggers before anything is signed.",
+        ),
+    ] = None,
+    policy_name: Annotated[
+        str | None,
+        typer.Option("--policy-name", help="Which policy of the --policy file (needed when it has several)."),
+    ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            help="This agent's name in the policy and the audit log (default: the payer's address).",
+        ),
+    ] = None,
+    audit: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit",
+            help="Append-only, hash-chained audit log (JSON Lines). An existing one is verified and "
+            "continued, so spend limits and freezes carry over between invocations.",
+        ),
+    ] = None,
+    approve: Annotated[
+        bool,
+        typer.Option(
+            "--approve",
+            help="Grant a payment the policy says needs approval (without it: asked on a terminal, "
+            "refused otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -511,9 +556,16 @@ def pay(
 
     Without --key, the first funded account of the chain at --rpc-url pays.
 
-    Exit code 0 for a 2xx/3xx answer, 1 for an HTTP error or a refused payment, 2 for bad input.
+    Exit code 0 for a 2xx/3xx answer, 1 for an HTTP error or a refused payment, 2 for bad input,
+    3 for a payment denied by the --policy (one line on stderr: payment denied by policy: RULE: REASON).
 
     Only URLs on this machine are contacted unless --allow-remote is given.
+
+    With --policy, a governor judges the payment before it is signed (spend, usage and rate limits,
+    caps, allowed payees and hosts, approvals, anomaly triggers that freeze the agent); with --audit,
+    its decision and what became of the payment are appended to a hash-chained log (check it with
+    x402sim audit verify). A payment that needs approval is granted by --approve, else asked on a
+    terminal, else refused.
 
     With --from-env (instead of URL, --key, --rpc-url, --network, --max-price): RESOURCE_SERVER_URL
     and ENDPOINT_PATH (joined), CLIENT_EVM_PRIVATE_KEY or EVM_PRIVATE_KEY, EVM_NETWORK (the only network
@@ -528,6 +580,11 @@ def pay(
 
       x402sim pay http://127.0.0.1:4021/weather --key 0x... --network eip155:31337
 
+      x402sim pay http://127.0.0.1:4021/weather --policy examples/policy.toml --audit audit.jsonl
+
+      x402sim pay http://127.0.0.1:4021/weather --policy team.toml --policy-name strict --agent researcher
+      --audit audit.jsonl --approve
+
       RESOURCE_SERVER_URL=http://127.0.0.1:4021 ENDPOINT_PATH=/protected EVM_NETWORK=eip155:84532
       EVM_PRIVATE_KEY=0x... x402sim pay --from-env
     """
@@ -540,8 +597,11 @@ def pay(
     if from_env:
         if any(v is not None for v in (url, key, rpc_url, network, max_price)):
             raise _fail("--from-env reads URL, key, network and price cap from the environment; drop them")
+        if policy_file is not None:
+            raise _fail("--from-env pays without a governor; drop --policy")
     elif url is None:
         raise _fail("missing argument URL (or use --from-env)")
+    governance = _load_governance(policy_file, policy_name, agent, audit, approve)
     if key is None and rpc_url is None and not from_env:
         rpc_url = DEFAULT_RPC_URL
     _urls_ok(allow_remote, {"URL": url, "--rpc-url": rpc_url})
@@ -573,21 +633,169 @@ def pay(
         except ValueError as exc:
             raise _fail(f"--network: {exc}") from None
     policy = SpendPolicy(max_price=max_price)
+    key_bytes = _parse_key(key)
+    governor = None
     try:
-        with PayingClient(_parse_key(key), networks=networks, policy=policy, clock=clock) as client:
+        with contextlib.ExitStack() as stack:
+            if governance is not None:
+                stack.enter_context(_audit_lock(audit))
+                governor = _open_governor(governance, audit, _approver(approve))
+                stack.callback(governor.close)
+            client = stack.enter_context(
+                PayingClient(
+                    key_bytes, networks=networks, policy=policy, clock=clock, governor=governor, agent=agent
+                )
+            )
             result = client.request(method, url, headers=headers, content=(data or "").encode())
     except httpx.HTTPError as exc:
         raise _fail(f"{url}: {exc.__class__.__name__}: {exc}") from None
     if verbose:
         _show_payment(result)
+        if governor is not None:
+            _show_governance(result, governor, audit)
     sys.stdout.buffer.write(result.body)
     if result.body and not result.body.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
+    if result.decision is not None and not result.decision.allowed:
+        hint = _approval_hint(result.decision, approve)
+        _say(f"payment denied by policy: {result.decision.explain()}{hint}")
+        raise typer.Exit(3)
     if result.refused:
         err.print(f"payment refused: {result.refused}")
     if result.status >= 400:
         raise typer.Exit(1)
+
+
+# Governance for `pay`: the policy is read before anything else (a bad one writes nothing), the audit
+# file is locked for the whole invocation (concurrent `pay`s sharing it take turns, so two cannot both
+# pass a limit only one fits, and its chain stays one chain), and the governor resumes from it.
+
+
+def _say(message: str) -> None:
+    """One line on stderr, as written (no markup, no wrapping)."""
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _error(message: str, code: int = 2) -> typer.Exit:
+    """``_fail`` for messages holding paths and hashes: never wrapped, never read as markup."""
+    err.print("[red]error:[/red] ", end="")
+    _say(message)
+    return typer.Exit(code)
+
+
+def _load_governance(policy_file: Path | None, policy_name, agent, audit, approve: bool):
+    """The policy file and the chosen policy of ``pay --policy`` (None without --policy); exit 2 naming
+    the file, key path and problem of a bad one, or the policies of a file when the name is wrong."""
+    from .governance import PolicyError, load_policies
+
+    if policy_file is None:
+        stray = [
+            option
+            for option, value in (
+                ("--policy-name", policy_name),
+                ("--agent", agent),
+                ("--audit", audit),
+                ("--approve", approve or None),
+            )
+            if value is not None
+        ]
+        if stray:
+            raise _error(f"{stray[0]} needs --policy FILE (the policy a governor enforces)")
+        return None
+    try:
+        policies = load_policies(policy_file)
+    except PolicyError as exc:
+        raise _error(str(exc)) from None
+    try:
+        chosen = policies.policy(policy_name)
+    except KeyError as exc:
+        raise _error(f"--policy-name: {policy_file}: {exc.args[0]}") from None
+    return policies, chosen
+
+
+@contextlib.contextmanager
+def _audit_lock(path: Path | None):
+    """Hold an exclusive lock on the audit file ``path`` (created if missing) while the body runs."""
+    if path is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        raise _error(f"--audit {path}: {exc.strerror or exc}") from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _open_governor(governance, audit: Path | None, approver):
+    """A governor enforcing the chosen policy, resumed from the audit file (exit 2 when it is broken)."""
+    from .governance import AuditError, AuditLog, Governor
+
+    policies, chosen = governance
+    log = None
+    if audit is not None:
+        try:
+            log = AuditLog(audit)
+        except AuditError as exc:
+            raise _error(f"--audit {exc} (x402sim audit verify {audit} says more)") from None
+    try:
+        return Governor(chosen, projects=policies.projects, audit=log, approver=approver)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _error(f"--audit {audit}: not a log of governance events ({exc!r})") from None
+
+
+def _interactive() -> bool:
+    """Whether a person can be asked (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _approver(approve: bool):
+    """What answers a payment that needs approval: yes with --approve, a person on a terminal, or
+    nobody (None: the governor refuses it)."""
+    if approve:
+        return lambda decision: True
+    if not _interactive():
+        return None
+
+    def ask(decision) -> bool:
+        a = decision.attempt
+        question = (
+            f"Pay {_usdc_exact(a.amount)} USDC to {a.pay_to} for {a.resource}? "
+            f"(needs approval: {decision.rule}: {decision.reason})"
+        )
+        try:
+            return typer.confirm(question, default=False, err=True)
+        except click.exceptions.Abort:  # Ctrl-C or end of input: refused, and logged as refused
+            return False
+
+    return ask
+
+
+def _approval_hint(decision, approve: bool) -> str:
+    if decision.reason == "refused by no approver" and not approve:
+        return " (pass --approve, or run on a terminal to be asked)"
+    return ""
+
+
+def _show_governance(result, governor, audit: Path | None) -> None:
+    if result.decision is not None:
+        d = result.decision
+        _say(f"governance: {d.verdict}" + (f" ({d.explain()})" if d.explain() else ""))
+    if audit is not None:
+        _say(f"audit: {audit}, {governor.audit.count} entries, head {governor.head}")
+
+
+def _usdc_exact(atomic: int) -> str:
+    """Atomic units as USDC with all 6 decimals, exactly (no float)."""
+    sign = "-" if atomic < 0 else ""
+    whole, frac = divmod(abs(int(atomic)), USDC)
+    return f"{sign}{whole:,}.{frac:06d}"
 
 
 def _pay_from_env(method: str, headers: list[tuple[str, str]], body: bytes, allow_remote: bool) -> None:
@@ -660,6 +868,224 @@ def _show_payment(result) -> None:
         err.print("[bold]settlement[/bold]")
         err.print_json(data=result.settlement.to_wire())
     err.print(f"HTTP {result.status}")
+
+
+# -- audit ------------------------------------------------------------------------------------------
+
+audit_app = typer.Typer(
+    name="audit",
+    help="Check, summarise and act on the audit logs of governed payments (pay --policy --audit).",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app)
+AuditFileArg = Annotated[
+    Path, typer.Argument(help="The audit log (JSON Lines, written by pay --audit).", show_default=False)
+]
+
+
+def _broken(path: Path, report) -> str:
+    """``FILE: line N: problem`` for a chain that does not verify (``FILE: problem`` when no line is
+    to blame, e.g. a missing file)."""
+    problem = report.problem
+    if report.line is not None and not problem.startswith(f"line {report.line}:"):
+        problem = f"line {report.line}: {problem}"
+    return f"{path}: {problem}"
+
+
+def _verified(path: Path):
+    """The entries of the audit file at ``path``; exit 1 naming the first broken line."""
+    from .governance import verify
+
+    report = verify(path)
+    if not report.ok:
+        raise _error(_broken(path, report), 1)
+    return report
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: AuditFileArg,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            help="The hash the last entry must have (a head printed earlier): catches entries deleted at "
+            "the end, which leave a shorter valid chain."
+        ),
+    ] = None,
+) -> None:
+    """Check the audit log's hash chain; exit 1 at the first broken link, naming its line.
+
+    Prints 'FILE: ok, N entries, head HASH', or 'FILE: line N: PROBLEM' (an edited entry, a
+    deleted, added or moved one, a truncated line). Keep the head somewhere else to catch entries
+    deleted at the end.
+
+    Exit code 0 when the chain holds, 1 when it is broken or the file cannot be read, 2 for bad usage.
+
+    Examples:
+
+      x402sim audit verify audit.jsonl
+
+      x402sim audit verify audit.jsonl --head 3f5a...e1
+    """
+    from .governance import verify
+
+    if head is not None:
+        head = head.strip().lower().removeprefix("0x")
+        if len(head) != 64 or any(c not in "0123456789abcdef" for c in head):
+            raise _error("--head: expected a 64-hex-digit hash, as audit verify prints it")
+    report = verify(file, head=head)
+    if not report.ok:
+        print(_broken(file, report), flush=True)
+        raise typer.Exit(1)
+    print(f"{file}: ok, {len(report.entries)} entries, head {report.head}", flush=True)
+
+
+@audit_app.command("summary")
+def audit_summary(
+    file: AuditFileArg,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (amounts in atomic units).")
+    ] = False,
+) -> None:
+    """Spend per agent, project and payee (settled payments), denials by rule, approvals and freezes.
+
+    The chain is verified first: a broken log is refused (exit 1), naming the line.
+
+    Examples:
+
+      x402sim audit summary audit.jsonl
+
+      x402sim audit summary audit.jsonl --json | jq .spend.agents
+    """
+    from .governance import summarize
+
+    report = _verified(file)
+    try:
+        summary = summarize(report.entries)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _error(f"{file}: not a log of governance events ({exc!r})", 1) from None
+    if json_out:
+        print(json.dumps(summary, indent=2), flush=True)
+        return
+    _render_summary(file, report, summary)
+
+
+def _render_summary(path: Path, report, s: dict) -> None:
+    def counts(d: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
+
+    console.print(
+        f"{path}: {s.get('entries', len(report.entries))} entries, head {report.head}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(f"decisions: {counts(s.get('decisions', {}))}", highlight=False, markup=False)
+    console.print(f"outcomes: {counts(s.get('outcomes', {}))}", highlight=False, markup=False)
+    spend = s.get("spend", {})
+    for key, who in (("agents", "agent"), ("projects", "project"), ("payees", "payee")):
+        rows = spend.get(key) or {}
+        if not rows:
+            console.print(f"spend per {who}: none", highlight=False)
+            continue
+        table = Table(title=f"Spend per {who}", title_justify="left")
+        table.add_column(who, overflow="fold")
+        table.add_column("settled USDC", justify="right", no_wrap=True)
+        for name, amount in rows.items():
+            table.add_row(Text(str(name)), _usdc_exact(amount))
+        table.add_section()
+        table.add_row("total", _usdc_exact(sum(rows.values())), style="bold")
+        console.print(table)
+    denials = s.get("denials") or {}
+    if denials:
+        table = Table(title="Denials by rule", title_justify="left")
+        table.add_column("rule", overflow="fold")
+        table.add_column("denied", justify="right")
+        table.add_column("USDC", justify="right", no_wrap=True)
+        for rule, row in denials.items():
+            table.add_row(Text(str(rule)), str(row["denied"]), _usdc_exact(row["amount"]))
+        console.print(table)
+    else:
+        console.print("denials: none", highlight=False)
+    console.print(f"approvals: {counts(s.get('approvals', {}))}", highlight=False, markup=False)
+    freezes = s.get("freezes") or []
+    if freezes:
+        table = Table(title="Freezes", title_justify="left")
+        for col in ("agent", "time (UTC)", "trigger", "reason", "now"):
+            table.add_column(col, no_wrap=col == "time (UTC)", overflow="fold")
+        for f, lifted in zip(freezes, _lifted(report.entries), strict=False):
+            table.add_row(
+                Text(str(f["agent"])),
+                _utc(f["time"]),
+                Text(str(f["trigger"])),
+                Text(str(f["reason"])),
+                "lifted" if lifted else "frozen",
+            )
+        console.print(table)
+    else:
+        console.print("freezes: none", highlight=False)
+    console.print(f"unfreezes: {s.get('unfreezes', 0)}", highlight=False)
+
+
+def _lifted(entries: list[dict]) -> list[bool]:
+    """For each freeze entry in order, whether a later unfreeze of its agent lifted it (the fold the
+    governor makes: an unfreeze lifts the agent's current freeze)."""
+    lifted: list[bool] = []
+    current: dict[str, int] = {}  # agent -> index in lifted of its freeze not yet lifted
+    for e in entries:
+        if e.get("event") == "freeze":
+            current[e["agent"]] = len(lifted)
+            lifted.append(False)
+        elif e.get("event") == "unfreeze" and e.get("agent") in current:
+            lifted[current.pop(e["agent"])] = True
+    return lifted
+
+
+def _utc(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@audit_app.command("unfreeze")
+def audit_unfreeze(
+    file: AuditFileArg,
+    agent: Annotated[str, typer.Option("--agent", help="The frozen agent.", show_default=False)],
+    by: Annotated[str, typer.Option("--by", help="Who lifts the freeze (recorded).", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+) -> None:
+    """Let a frozen agent pay again: append an 'unfreeze' entry to its audit log.
+
+    The agent's last freeze must not be lifted yet; its trigger history starts afresh (its spend
+    does not). The log is verified first and locked while the entry is appended.
+
+    Exit code 0 when the entry was appended, 1 when the log is missing or broken or the agent is not
+    frozen, 2 for bad usage.
+
+    Example: x402sim audit unfreeze audit.jsonl --agent researcher --by alice --reason "checked the burst"
+    """
+    from .governance import AuditError, AuditLog, Governor, Policy
+
+    if not file.is_file():
+        raise _error(f"{file}: no such file", 1)
+    with _audit_lock(file):
+        try:
+            log = AuditLog(file)
+        except AuditError as exc:
+            raise _error(str(exc), 1) from None
+        try:
+            # No rules: the fold only replays what the log says (freezes are entries, not re-judged).
+            governor = Governor(Policy(name="audit"), audit=log)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _error(f"{file}: not a log of governance events ({exc!r})", 1) from None
+        try:
+            if agent not in governor.frozen:
+                others = ", ".join(sorted(governor.frozen)) or "none"
+                raise _error(f"agent {agent!r} is not frozen in {file} (frozen agents: {others})", 1)
+            governor.unfreeze(agent, time.time(), by, reason)
+        finally:
+            governor.close()
+    print(f"{file}: {agent} unfrozen by {by}; {log.count} entries, head {log.head}", flush=True)
 
 
 # -- fuzz -----------------------------------------------------------------------------------------

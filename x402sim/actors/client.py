@@ -323,13 +323,15 @@ class Client:
         )
 
 
-def answer_with_approver(client: Client, effect: Approve) -> Approval:
+def answer_with_approver(client: Client, effect: Approve, now: int | None = None) -> Approval:
     """The answer of ``client``'s governor's own approver to ``effect`` (for drivers without a human
-    to ask): refused when the governor has no approver."""
+    to ask), given at unix time ``now`` if the driver can tell (an approver may take a while: the
+    payment is then signed at that time); refused when the governor has no approver."""
     governor = client.governor
     if governor is None or governor.approver is None:
-        return Approval(False, by="no approver")
-    return Approval(bool(governor.approver(effect.decision)))
+        return Approval(False, by="no approver", now=now)
+    granted = bool(governor.approver(effect.decision))
+    return Approval(granted, now=now)
 
 
 def _resource(request: HttpRequest | None, required: AnyPaymentRequired) -> str:

@@ -192,7 +192,7 @@ class PayingClient(_PayingBase):
 
         def perform(effect: Send | Approve):
             if isinstance(effect, Approve):
-                return answer_with_approver(self.role, effect)
+                return answer_with_approver(self.role, effect, int(self.clock()))
             return _send(self._http, origin + effect.request.path, effect.request)
 
         try:
@@ -226,7 +226,7 @@ class AsyncPayingClient(_PayingBase):
 
         async def perform(effect: Send | Approve):
             if isinstance(effect, Approve):
-                return answer_with_approver(self.role, effect)
+                return answer_with_approver(self.role, effect, int(self.clock()))
             return await _send_async(self._http, origin + effect.request.path, effect.request)
 
         try:
