@@ -243,3 +243,23 @@ def test_a_governor_resumed_from_its_audit_log_decides_as_the_original(tmp_path_
     for amount in probes:
         a, b = live.decide(attempt(amount), now), resumed.decide(attempt(amount), now)
         assert (a.verdict, a.rule, a.reason, a.ticket) == (b.verdict, b.rule, b.reason, b.ticket)
+
+
+def test_a_freeze_while_an_approval_waits_wins_and_released_payments_are_no_velocity():
+    g = governor(
+        [{"kind": "approval", "above": "0.5"}],
+        [{"kind": "velocity", "max": "1", "window": 60}, {"kind": "failure-streak", "count": 2}],
+    )
+    waiting = g.decide(attempt(900_000), T0)
+    g.record(g.decide(attempt(1), T0), "failed", T0)
+    g.record(g.decide(attempt(1), T0), "failed", T0)
+    assert "alice" in g.frozen
+    late = g.approve(waiting, True, T0 + 30)
+    assert (
+        late.verdict == DENY and late.rule == "frozen" and "approved by approver, but frozen" in late.reason
+    )
+
+    g2 = governor([{"kind": "approval", "above": "0.5"}], [{"kind": "velocity", "max": "1", "window": 60}])
+    g2.approve(g2.decide(attempt(900_000), T0), False, T0)  # refused: never spent
+    g2.record(g2.decide(attempt(400_000), T0), "failed", T0)  # failed: never spent
+    assert g2.decide(attempt(900_000), T0 + 1).verdict == NEEDS_APPROVAL  # no velocity freeze

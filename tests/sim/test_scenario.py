@@ -154,6 +154,8 @@ def test_schema_describes_every_table():
         "agents",
         "faults",
         "x402scan",
+        "policies",
+        "governance",
     }
     json.dumps(schema)  # serialisable for editors
 

@@ -119,3 +119,12 @@ def test_shipped_scenarios_are_deterministic(name):
     from x402sim.sim.summary import stable
 
     assert stable(_run(name, "simulation.duration=20")) == stable(_run(name, "simulation.duration=20"))
+
+
+def test_compromised_agent_governance_prevents_loss_and_nothing_lands_after_cut_off():
+    s = _run("compromised-agent")
+    _healthy(s)
+    g = s["governance"]
+    assert g["loss_prevented_usdc"] > 0 and g["attack_payments_after_cutoff_on_chain"] == 0
+    assert 0 < g["honest_payments_blocked"]["share"] < 0.1
+    assert g["approvals"]["granted"] > 0 and g["attacked_agents_not_cut_off"] == 0

@@ -160,7 +160,7 @@ class Governor:
         self._rate: dict[tuple, deque] = {}  # (rule, who) -> times of reserved payments
         self._charges: dict[int, _Charge] = {}  # ticket -> what it holds, until it settles or fails
         self._pending: dict[int, Decision] = {}  # ticket -> decision waiting for approval
-        self._recent: dict[str, deque] = {}  # agent -> (time, amount) of reserved payments
+        self._recent: dict[str, deque] = {}  # agent -> (time, amount, ticket) of reserved payments
         self._tries: dict[tuple[str, str], deque] = {}  # (agent, resource) -> times of attempts
         self._streak: Counter = Counter()  # agent -> failed or denied payments in a row
         self._seen: dict[str, set[str]] = {}  # agent -> payees paid
@@ -197,9 +197,15 @@ class Governor:
         with self._lock:
             if self._pending.get(decision.ticket) is None:
                 raise ValueError(f"ticket {decision.ticket} is not waiting for approval")
+            rule = decision.rule
+            freeze = self.frozen.get(decision.attempt.agent)
+            if freeze is not None and granted:  # frozen while it waited: the freeze wins
+                granted, rule = False, "frozen"
+                reason = f"approved by {by}, but frozen at {freeze.at:.0f} by {freeze.trigger} meanwhile"
+            else:
+                reason = f"approved by {by}" if granted else f"refused by {by}"
             verdict = ALLOW if granted else DENY
-            reason = f"approved by {by}" if granted else f"refused by {by}"
-            answer = Decision(verdict, decision.ticket, decision.attempt, decision.rule, reason)
+            answer = Decision(verdict, decision.ticket, decision.attempt, rule, reason)
             self._log(
                 {
                     "event": "approval",
@@ -207,7 +213,7 @@ class Governor:
                     "agent": decision.attempt.agent,
                     "ticket": decision.ticket,
                     "decision": verdict,
-                    "rule": decision.rule,
+                    "rule": rule,
                     "by": by,
                     "reason": reason,
                 }
@@ -277,7 +283,7 @@ class Governor:
                 continue
             why = None
             if isinstance(trigger, Velocity):
-                recent = sum(x for t, x in self._recent.get(a.agent, ()) if t > now - trigger.window)
+                recent = sum(x for t, x, _ in self._recent.get(a.agent, ()) if t > now - trigger.window)
                 if recent + a.amount > trigger.max:
                     why = f"{_u(recent + a.amount)} within {trigger.window:g} s (max {_u(trigger.max)})"
             elif isinstance(trigger, NewPayee):
@@ -457,7 +463,7 @@ class Governor:
         self._charges[ticket] = charge
         if self._velocity_window:
             recent = self._recent.setdefault(a.agent, deque())
-            recent.append((now, a.amount))
+            recent.append((now, a.amount, ticket))
             while recent and recent[0][0] <= now - self._velocity_window:
                 recent.popleft()
 
@@ -469,6 +475,9 @@ class Governor:
             self._spend[key] -= charge.amount
         for key in charge.calls:
             self._calls[key] -= 1
+        recent = self._recent.get(charge.agent)
+        if recent:  # what never left the wallet is no spend velocity
+            self._recent[charge.agent] = deque(x for x in recent if x[2] != ticket)
 
     def _trim_tries(self, agent: str, resource: str, now: float) -> None:
         window = max((t.window for t in self.policy.triggers if isinstance(t, EndpointBurst)), default=0)

@@ -6,6 +6,12 @@ payment on purpose (underpay, sign outside the validity window, tamper after sig
 honest one (replay it later, send it to several endpoints at once), or pull the funds out from
 under it (drain). None of them checks anything: judging is the servers' and facilitators' job.
 
+Compromised agents (``prompt-injected``, ``runaway``, ``slow-drain``) are honest agents, reference
+client and governor included, until their ``at``; from then on some of their requests are the
+attack's (``Row.attack``): a share of them redirected to the attack's target, a loop that calls it
+as fast as answers come back, or one more request every ``every`` seconds. Attack requests made by
+a loop or a drain come on top of the agent's traffic and do not count against ``max_requests``.
+
 Rules: every draw comes from the world's seeded streams; times are virtual.
 """
 
@@ -51,6 +57,7 @@ class Traffic:
             members = world.groups[group.name]
             if not members:
                 continue  # a sharded run whose shard holds none of this small group
+            self._attack(group, members)
             arrivals = group.arrivals
             if arrivals.kind in ("poisson", "piecewise"):
                 world.env.process(self._poisson(group, members, targets, chooser))
@@ -59,6 +66,20 @@ class Traffic:
             else:
                 for agent in members:
                     world.env.process(self._periodic(group, agent, targets, chooser))
+
+    def _attack(self, group: sc.AgentGroup, members: list[Agent]) -> None:
+        """Start the attack loops of a compromised group's agents; remember a prompt injection's
+        targets."""
+        behaviour = group.behaviour
+        if behaviour.kind not in sc.COMPROMISED:
+            return
+        self.world.attack_targets[group.name] = targets = sc.attack_targets(self.world.scenario, group)
+        start, end = max(behaviour.at, group.start), self._end(group)
+        for agent in members:
+            if behaviour.kind == "runaway":
+                self.world.env.process(runaway(self.world, agent, targets, start, end, behaviour.interval))
+            elif behaviour.kind == "slow-drain":
+                self.world.env.process(slow_drain(self.world, agent, targets, start, end, behaviour.every))
 
     def _end(self, group: sc.AgentGroup) -> float:
         end = self.world.scenario.simulation.duration
@@ -110,11 +131,46 @@ class Traffic:
             return
         agent.requests += 1
         world = self.world
-        kind = agent.group.behaviour.kind
-        if kind == "race":
+        behaviour = agent.group.behaviour
+        if behaviour.kind == "race":
             world.env.process(race(world, agent, target, targets))
+        elif (
+            behaviour.kind == "prompt-injected"
+            and world.env.now >= behaviour.at
+            and _draw(world.rng(f"injected:{agent.group.name}"), behaviour.share)
+        ):
+            world.env.process(request(world, agent, _pick(world, agent), attack=True))
         else:
             world.env.process(request(world, agent, target))
+
+
+def _draw(rng: random.Random, p: float) -> bool:
+    return p >= 1 or rng.random() < p
+
+
+def _pick(world: World, agent: Agent):
+    targets = world.attack_targets[agent.group.name]
+    if len(targets) == 1:
+        return targets[0]
+    return targets[world.rng(f"attack-target:{agent.group.name}").randrange(len(targets))]
+
+
+def runaway(world: World, agent: Agent, targets, start: float, end: float, interval: float):
+    """From ``start``, request the target again ``interval`` seconds after each answer."""
+    env = world.env
+    yield env.timeout(max(0.0, start - env.now))
+    while env.now < end:
+        yield env.process(request(world, agent, _pick(world, agent), attack=True))
+        yield env.timeout(interval)
+
+
+def slow_drain(world: World, agent: Agent, targets, start: float, end: float, every: float):
+    """From ``start``, one more request to the target every ``every`` seconds."""
+    env = world.env
+    yield env.timeout(max(0.0, start - env.now))
+    while env.now < end:
+        env.process(request(world, agent, _pick(world, agent), attack=True))
+        yield env.timeout(every)
 
 
 def growth_times(rate: float, k: float, start: float, end: float, rng: random.Random) -> Iterator[float]:
@@ -151,21 +207,36 @@ def _http(target) -> tuple[str, HttpRequest]:
 # -- one request -----------------------------------------------------------------------------------
 
 
-def request(world: World, agent: Agent, target, kind: str = "request", attempt: int = 0, origin: int = 0):
-    """One request of ``agent`` for ``target`` (server, route key), as its behaviour makes it."""
+CLIENT_BEHAVIOURS = ("honest", "replay", "unfunded", "drain", *sc.COMPROMISED)  # pay through ``fetch``
+
+
+def request(
+    world: World,
+    agent: Agent,
+    target,
+    kind: str = "request",
+    attempt: int = 0,
+    origin: int = 0,
+    attack: bool = False,
+):
+    """One request of ``agent`` for ``target`` (server, route key), as its behaviour makes it
+    (``attack``: the compromised behaviour's, not the agent's own)."""
     server_name, http = _http(target)
     server = world.servers[server_name]
     row = world.open_row(agent, kind, server_name, http.route_key)
-    row.origin = origin
+    row.origin, row.attack = origin, attack
     perform = world.client_perform(server, row)
     behaviour = agent.group.behaviour
-    if behaviour.kind in ("honest", "replay", "unfunded", "drain"):
+    if behaviour.kind in CLIENT_BEHAVIOURS:
         if behaviour.kind == "drain":
             perform = _draining(world, agent, perform)
         result = yield from drive(agent.client.fetch(http, world.now()), perform)
         response, payment = result.response, result.payment
-        if result.refused is not None:
+        if result.decision is not None:
+            world.decided(agent, row, result.decision)
+        if result.refused is not None and row.outcome != "denied":
             row.outcome, row.reason = "refused", _short(result.refused)
+        row.reason = _short(row.reason)
     else:
         response, payment = yield from drive(forged_fetch(world, agent, http, behaviour), perform)
     if payment is not None:
@@ -177,13 +248,13 @@ def request(world: World, agent: Agent, target, kind: str = "request", attempt: 
     retry = agent.group.retry
     if response.status >= 500 and attempt < retry.max:
         yield world.env.timeout(retry.backoff.sample(world.rng(f"retry:{agent.group.name}")))
-        world.env.process(request(world, agent, target, "retry", attempt + 1, origin or row.id))
+        world.env.process(request(world, agent, target, "retry", attempt + 1, origin or row.id, attack))
 
 
 def _judge(row, response, payment) -> None:
     """The row's outcome and reason, from what came back (and whether a payment went with it)."""
     row.status = response.status
-    if row.outcome == "refused":
+    if row.outcome in ("refused", "denied"):
         return
     try:
         settlement = read_settlement(response.headers)
@@ -289,21 +360,26 @@ def race(world: World, agent: Agent, target, targets):
         payment = agent.client.create_payment(challenge, world.now())
     except (ProtocolError, PaymentRefused) as exc:
         row = world.open_row(agent, "request", server_name, http.route_key)
-        row.status, row.outcome, row.reason = first.status, "refused", _short(str(exc))
+        denied = str(exc).startswith("governance: ")  # the governor said no (create_payment raises)
+        row.status, row.outcome = first.status, "denied" if denied else "refused"
+        row.reason = _short(str(exc).removeprefix("governance: "))
         world.close_row(row)
         return
+    frozen = agent.name in world._frozen(agent.name)  # never, unless the governor let a frozen agent sign
     header = (payment_header_name(payment.x402_version), encode_header(payment))
     width = agent.group.behaviour.width
     start = targets.index(target)
     for i in range(width):
         copy = targets[(start + i) % len(targets)]
-        world.env.process(_race_copy(world, agent, copy, header, payment, "request" if i == 0 else "race"))
+        kind = "request" if i == 0 else "race"
+        world.env.process(_race_copy(world, agent, copy, header, payment, kind, frozen))
 
 
-def _race_copy(world: World, agent: Agent, target, header, payment, kind: str):
+def _race_copy(world: World, agent: Agent, target, header, payment, kind: str, frozen: bool = False):
     server_name, http = _http(target)
     server = world.servers[server_name]
     row = world.open_row(agent, kind, server_name, http.route_key)
+    row.after_freeze = frozen
     world.record_payment(row, payment)
     response = yield from drive(_one_send(http.with_header(*header)), world.client_perform(server, row))
     _judge(row, response, payment)

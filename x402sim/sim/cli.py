@@ -82,7 +82,8 @@ def run_command(
     """Simulate a scenario in virtual time and write its results.
 
     Writes summary.json, payments.csv, timeline.csv, daily.csv, report.md and PNG plots into the
-    output folder, all at once at the end. Exit code 1 when an invariant is violated, 2 for a bad
+    output folder, all at once at the end (and audit.jsonl when agents pay under a governance
+    policy). Exit code 1 when an invariant is violated, 2 for a bad
     file or option.
 
     Examples:
@@ -92,6 +93,8 @@ def run_command(
       x402sim run scenarios/toctou-race.toml --set facilitators.shop.dedupe=off --out runs/race-off
 
       x402sim run scenarios/fee-economics.toml --seed 3 --json --quiet > summary.json
+
+      x402sim run scenarios/compromised-agent.toml --set 'policies.fleet.triggers.velocity.max="0.3"'
     """
     try:
         scenario = load_scenario(file, set_ or ())
@@ -122,6 +125,8 @@ def run_command(
         raise _fail(str(exc)) from None
     except SweepError as exc:  # an unreachable or remote scheduler
         raise _fail(str(exc)) from None
+    except ScenarioError as exc:  # a scenario that cannot run this way (a shared counter in shards)
+        raise _fail(str(exc)) from None
     summary = result.summary
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
@@ -130,6 +135,10 @@ def run_command(
 
         out_console.print(terminal_summary(summary))
         out_console.print(f"full report: {target / 'report.md'}", highlight=False)
+        audit = (summary.get("governance") or {}).get("audit")
+        if audit and (target / "audit.jsonl").exists():
+            head = f"{audit['entries']:,} entries, head {audit['head']}"
+            out_console.print(f"audit log: {target / 'audit.jsonl'} ({head})", highlight=False)
     broken = [name for name, ok in summary["invariants"].items() if not ok]
     if broken:
         raise _fail(f"invariant violated: {', '.join(broken)} (see {target / 'summary.json'})", code=1)

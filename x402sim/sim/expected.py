@@ -1,7 +1,8 @@
 """What a scenario's x402scan figures should come to, worked out from its parameters, without a run.
 
 Assumptions: every request of an honest group is paid once and settles (no faults, no refusals by
-policy, enough funds); groups of other behaviours are left out, and so are price changes. Under
+policy or governance, enough funds); groups of other behaviours are left out (compromised ones too,
+honest until their attack as they are), and so are price changes. Under
 them, for each honest group with window ``[start, end)``:
 
 * transactions = agents x the expected requests per agent: the integral of the arrival rate over

@@ -40,6 +40,8 @@ populations, same span of virtual time, each on its own chain) merge with ``RunM
 * maxed: a facilitator's longest queue, blocks built, block height (the same ticks in every
   shard: ``blocks`` is a lower bound of what one chain would have built), virtual seconds;
 * and-ed: supply conserved (each shard's chain is checked on its own);
+* governance (``Governance``): counters summed, freezes (one per agent, agents disjoint) unioned,
+  the audit chain's length summed and its head dropped (shards keep separate chains);
 * facilitator fees: the free tier is re-applied to the merged month (the first ``free_per_month``
   settlements by block time; settlements of two shards in the same second are ordered by block
   number and index, an arbitrary but fixed tie-break). With a ``bps`` part, prices differ, so the
@@ -56,6 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ..governance import Decision, GovernorStats
 from ..protocol import reason_class
 from .fees import Biller, gas_cost
 from .records import Row, Timeline
@@ -79,7 +82,10 @@ SECURITY_KEYS = (
 
 
 def failure_class(row: Row) -> str:
-    """A stable label for a failed row: the reason's class when it is a protocol reason code."""
+    """A stable label for a failed row: the reason's class when it is a protocol reason code;
+    ``governance`` for a payment the governor denied, ``policy`` for one the client refused."""
+    if row.outcome == "denied":
+        return "governance"
     cls = reason_class(row.reason) if row.reason else None
     if cls is not None and cls.value != "unknown":
         return cls.value
@@ -134,6 +140,8 @@ class Tally:
             group["needed_payment"] += 1
         if row.outcome == "refused":
             group["refused_by_policy"] += 1
+        elif row.outcome == "denied":
+            group["denied"] += 1
         if row.handled:
             server["handler_runs"] += 1
             if row.outcome != "paid":
@@ -318,6 +326,72 @@ class SupplyCheck:
 
 
 @dataclass
+class Governance:
+    """What the governors decided and what got through (all zero in a run without policies).
+
+    Payments are ``attack``-bound (``Row.attack``), ``collateral`` (the agent's own payments once
+    it is compromised: blocking them is the price of stopping it, not a false positive) or
+    ``honest`` (every other). ``attempts`` counts the payments a governor was asked about,
+    ``blocked`` those it (or the approver) refused, ``blocked_amount`` their amounts; ``by_rule``
+    and ``denials`` the same per (policy, rule). ``attack`` counts attack-bound ``requests`` and,
+    from the chain (authorizations resolved by the ``PaymentBook``), attack-bound transfers
+    ``settled``, their ``settled_amount`` and those signed while the agent was frozen
+    (``after_cutoff``); ``after_freeze`` counts every transfer signed while its agent was frozen.
+    ``stats``: the governors' own counters, merged. ``frozen``: agent -> (group, virtual time,
+    trigger) of its first freeze. ``counterfactual``: the attack figures of the same seed run
+    without governance (``attack_spend``, ``attack_payments``, ``attack_requests``), set by ``run``.
+    ``audit_entries`` and ``audit_head``: the governors' audit chain. ``governed``: whether any
+    governor was at work (a run without policies, or a counterfactual, still counts attacks)."""
+
+    governed: bool = False  # governors judged the agents' payments (False: a counterfactual)
+    stats: GovernorStats = field(default_factory=GovernorStats)
+    attempts: Counter = field(default_factory=Counter)
+    blocked: Counter = field(default_factory=Counter)
+    blocked_amount: Counter = field(default_factory=Counter)
+    by_rule: Counter = field(default_factory=Counter)  # (policy, rule) -> atomic units blocked
+    denials: Counter = field(default_factory=Counter)  # (policy, rule) -> payments blocked
+    attack: Counter = field(default_factory=Counter)
+    after_freeze: int = 0
+    frozen: dict[str, tuple[str, float, str]] = field(default_factory=dict)
+    audit_entries: int = 0
+    audit_head: str | None = None
+    counterfactual: Counter | None = None
+
+    def decided(self, policy: str, side: str, decision: Decision) -> None:
+        """A governor's last word on a payment (``side``: honest, attack or collateral) of an agent
+        under ``policy``."""
+        self.attempts[side] += 1
+        if not decision.allowed:
+            amount = decision.attempt.amount
+            self.blocked[side] += 1
+            self.blocked_amount[side] += amount
+            self.by_rule[(policy, decision.rule or "")] += amount
+            self.denials[(policy, decision.rule or "")] += 1
+
+    def settled(self, value: int, attack: bool, after_freeze: bool) -> None:
+        """A transfer on chain of a payment (attack-bound or not, signed while frozen or not)."""
+        if attack:
+            self.attack["settled"] += 1
+            self.attack["settled_amount"] += value
+            if after_freeze:
+                self.attack["after_cutoff"] += 1
+        if after_freeze:
+            self.after_freeze += 1
+
+    def merge(self, other: Governance) -> None:
+        self.governed = self.governed or other.governed
+        self.stats.merge(other.stats)
+        for name in ("attempts", "blocked", "blocked_amount", "by_rule", "denials", "attack"):
+            getattr(self, name).update(getattr(other, name))
+        self.after_freeze += other.after_freeze
+        self.frozen.update(other.frozen)
+        self.audit_entries += other.audit_entries
+        self.audit_head = None  # one chain per shard: no head stands for them all
+        if other.counterfactual is not None:
+            self.counterfactual = (self.counterfactual or Counter()) + other.counterfactual
+
+
+@dataclass
 class RunMetrics:
     """All the counters of a run (or of merged shards of one): see the module's docstring."""
 
@@ -343,6 +417,7 @@ class RunMetrics:
     height: int = 0
     virtual_seconds: float = 0.0
     shards: int = 1
+    governance: Governance = field(default_factory=Governance)
 
     @classmethod
     def start(cls, scenario: Scenario) -> RunMetrics:
@@ -375,6 +450,7 @@ class RunMetrics:
         self.scan.merge(other.scan)
         self.daily.merge(other.daily)
         self.supply.merge(other.supply)
+        self.governance.merge(other.governance)
         self.blocks = max(self.blocks, other.blocks)
         self.height = max(self.height, other.height)
         self.virtual_seconds = max(self.virtual_seconds, other.virtual_seconds)
@@ -421,9 +497,22 @@ class RunMetrics:
 
 
 class _Authorization:
-    __slots__ = ("chains", "expired", "open_rows", "served", "settled", "signed", "transfers", "valid_before")
+    __slots__ = (
+        "after_freeze",
+        "attack",
+        "chains",
+        "expired",
+        "open_rows",
+        "served",
+        "settled",
+        "signed",
+        "transfers",
+        "valid_before",
+    )
 
     def __init__(self) -> None:
+        self.attack = False  # attack-bound (Row.attack of the row that sent it first)
+        self.after_freeze = False  # signed while its agent was frozen (Row.after_freeze)
         self.settled = 0
         self.transfers: list[tuple[int, str, int]] = []  # (value, to, block time) of each settlement
         self.served = 0  # rows answered 200 with it
@@ -449,11 +538,15 @@ class PaymentBook:
     """Per-authorization facts, each kept only while it can still change a figure (module docstring).
 
     ``security`` (a ``RunMetrics.security``) receives the resolved counts; ``retries`` is each agent
-    group's ``retry.max``."""
+    group's ``retry.max``; ``governance`` (a ``RunMetrics.governance``) receives the transfers of
+    attack-bound payments and of payments signed while frozen."""
 
-    def __init__(self, security: Counter, retries: dict[str, int]) -> None:
+    def __init__(
+        self, security: Counter, retries: dict[str, int], governance: Governance | None = None
+    ) -> None:
         self.security = security
         self.retries = retries
+        self.governance = governance if governance is not None else Governance()
         self.open: dict[tuple[str, str], _Authorization] = {}
         self.chains: dict[int, _Chain] = {}
         self._expiry: list[tuple[int, int, tuple[str, str], _Authorization]] = []
@@ -466,12 +559,22 @@ class PaymentBook:
             entry = self.open[key] = _Authorization()
         return entry
 
-    def recorded(self, key: tuple[str, str], amount: int, pay_to: str, valid_before: int) -> None:
-        """An open row carries the authorization ``key`` (what the agent sent)."""
+    def recorded(
+        self,
+        key: tuple[str, str],
+        amount: int,
+        pay_to: str,
+        valid_before: int,
+        attack: bool = False,
+        after_freeze: bool = False,
+    ) -> None:
+        """An open row carries the authorization ``key`` (what the agent sent; ``attack``: an
+        attack-bound payment, ``after_freeze``: signed while its agent was frozen)."""
         entry = self._get(key)
         entry.open_rows += 1
         if entry.signed is None:
             entry.signed = (amount, pay_to)
+            entry.attack, entry.after_freeze = attack, after_freeze
         if entry.valid_before is None:
             entry.valid_before = valid_before
             if valid_before <= self.clock:
@@ -550,6 +653,8 @@ class PaymentBook:
         if settled and not served:
             sec["settled_without_delivery"] += 1
         for value, to, block_time in entry.transfers:
+            if entry.attack or entry.after_freeze:
+                self.governance.settled(value, entry.attack, entry.after_freeze)
             signed = entry.signed
             if signed is None or signed[0] != value or signed[1].lower() != to.lower():
                 sec["unmatched_transfers"] += 1
@@ -696,6 +801,7 @@ __all__ = [
     "Daily",
     "FacilitatorStats",
     "FeeBook",
+    "Governance",
     "PaymentBook",
     "RunMetrics",
     "Scan",

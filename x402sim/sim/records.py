@@ -43,12 +43,14 @@ class Row:
     final: float | None = None
     done: float | None = None
     status: int | None = None
-    outcome: str = "unfinished"
+    outcome: str = "unfinished"  # paid, free, refused (by the client), denied (by the governor), ...
     reason: str = ""
     tx_hash: str = ""
     gas: int | None = None
     handled: bool = False  # the server's handler ran for it
     origin: int = 0  # the first attempt's id, for retries (0: this row is the first)
+    attack: bool = False  # attack-bound: sent by a compromised behaviour, or quoted by price bait
+    after_freeze: bool = False  # its payment was signed while the agent was frozen (never should be)
 
     @property
     def latency(self) -> float | None:

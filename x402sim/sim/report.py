@@ -195,6 +195,86 @@ def _daily(daily: list[dict]) -> list[str]:
     return _table(["Day", *map(_header, SCAN_KEYS)], rows, "r" * 5)
 
 
+def _loss_line(g: dict) -> str:
+    spend = g["attack_spend_usdc"]
+    if not g["governed"]:
+        payments = fmt_num(g["attack_payments_settled"]["without_governance"])
+        return (
+            f"No governor was at work in this run: attack-bound USDC that moved on chain: "
+            f"{fmt_usdc(spend['without_governance'])} ({payments} payments of "
+            f"{fmt_num(g['attack_requests'])} attack-bound requests)."
+        )
+    if g["loss_prevented_usdc"] is None:
+        return (
+            f"Attack-bound spend on chain: {fmt_usdc(spend['with_governance'])} USDC with governance "
+            "(the counterfactual run without it was not made: `[governance] counterfactual = false`)."
+        )
+    return (
+        f"Loss prevented: **{fmt_usdc(g['loss_prevented_usdc'])} USDC** (attack-bound USDC that moved "
+        f"on chain: {fmt_usdc(spend['with_governance'])} with governance, "
+        f"{fmt_usdc(spend['without_governance'])} without it, same seed)."
+    )
+
+
+def _governance(g: dict) -> list[str]:
+    """The governance section: what was blocked, what got through, how fast agents were cut off."""
+    honest, cut, appr = g["honest_payments_blocked"], g["time_to_cutoff_s"], g["approvals"]
+    share = "–" if honest["share"] is None else f"{100 * honest['share']:.2f} %"
+    settled = g["attack_payments_settled"]
+    leaked = g["attack_payments_after_cutoff_on_chain"], g["payments_after_freeze_on_chain"]
+    rows = [
+        ["Decisions", ", ".join(f"{k} {fmt_num(v)}" for k, v in g["decisions"].items()) or "none"],
+        [
+            "Approvals requested / granted / refused",
+            f"{appr['requested']} / {appr['granted']} / {appr['refused']}",
+        ],
+        ["Attack-bound requests", fmt_num(g["attack_requests"])],
+        ["Attack payments blocked", fmt_num(g["attack_payments_blocked"])],
+        [
+            "Attack payments settled, with / without governance",
+            f"{fmt_num(settled['with_governance'])} / {fmt_num(settled['without_governance'])}",
+        ],
+        [
+            "Honest payments blocked (false positives)",
+            f"{honest['count']:,} ({share}, {fmt_usdc(honest['usdc'])} USDC)",
+        ],
+        ["Compromised agents' own payments blocked", fmt_num(g["collateral_payments_blocked"])],
+        [
+            "Time to cut-off (s): agents, mean, max",
+            f"{cut['count']}, {fmt_num(cut['mean'] and round(cut['mean'], 1))}, "
+            f"{fmt_num(cut['max'] and round(cut['max'], 1))}",
+        ],
+        ["Attacked agents / not cut off", f"{g['attacked_agents']} / {g['attacked_agents_not_cut_off']}"],
+        ["Honest agents frozen", fmt_num(g["honest_agents_frozen"])],
+        [
+            "Attack payments after cut-off, on chain",
+            f"**{leaked[0]}**" if leaked[0] else "0",
+        ],
+        ["Payments signed while frozen, on chain", f"**{leaked[1]}**" if leaked[1] else "0"],
+    ]
+    audit = g.get("audit")
+    rows.append(
+        [
+            "Audit log",
+            f"{audit['entries']:,} entries, head `{audit['head']}`" if audit else "none (sharded run)",
+        ]
+    )
+    blocked = [
+        [policy, rule, fmt_num(g["payments_blocked"][policy][rule]), fmt_usdc(usdc)]
+        for policy, rules in g["spend_blocked_usdc"].items()
+        for rule, usdc in sorted(rules.items(), key=lambda kv: -kv[1])
+    ]
+    out = ["## Governance", "", _loss_line(g), ""]
+    if not g["governed"]:
+        return out
+    out += _table(["Figure", "Value"], rows, "lr")
+    out += ["### Blocked, by rule", "", "`frozen`: denied because the agent was frozen already.", ""]
+    out += _table(["Policy", "Rule", "Payments", "USDC"], blocked, "llrr") if blocked else ["None.", ""]
+    if g["freezes_by_trigger"]:
+        out += ["### Freezes, by trigger", "", *_counts("Trigger", g["freezes_by_trigger"])]
+    return out
+
+
 def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] | None = None) -> str:
     """The text of report.md for ``summary``; ``scenario`` (optional) adds what was configured,
     ``images`` are the PNG file names to embed, ``daily`` (``SimResult.daily``) a table per day."""
@@ -220,8 +300,11 @@ def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] |
     out += ["## Servers", "", *_by_name("Server", s["servers"], SERVER_KEYS)]
     payees = [[name, fmt_usdc(v)] for name, v in s.get("payees", {}).items()]
     out += ["### Received on chain, by payee", "", *_table(["Payee", "USDC"], payees, "lr")]
-    out += ["## Agent groups", "", *_by_name("Group", s["agents"], AGENT_KEYS)]
+    keys = (*AGENT_KEYS, "denied") if "governance" in s else AGENT_KEYS
+    out += ["## Agent groups", "", *_by_name("Group", s["agents"], keys)]
     out += ["## Security", "", *_counts("Counter", s["security"])]
+    if "governance" in s:
+        out += _governance(s["governance"])
 
     broken = [k for k, ok in s["invariants"].items() if not ok]
     verdict = f"**VIOLATED: {', '.join(broken)}**" if broken else "All invariants hold."
@@ -379,7 +462,86 @@ def write_report(result, scenario, folder, plots: bool = True) -> Path:
     return path
 
 
+# -- the governance trade-off -------------------------------------------------------------------------
+
+VELOCITY = "policies.fleet.triggers.velocity.max"
+VELOCITY_MAXIMA = ("0.2", "0.3", "0.5", "0.6", "0.8", "1")
+
+
+def tradeoff_figure(points: list[dict], label: str = "velocity trigger max (USDC in 60 s)") -> Figure:
+    """Loss prevented against honest payments blocked, one point per setting (``points`` as
+    ``run.governance_tradeoff`` returns them), each labelled with its value; the dashed line is
+    the attack-bound spend without governance (all there was to prevent)."""
+    fig = _figure((8, 5))
+    ax = fig.add_subplot()
+    if not points:
+        _nothing(ax, "runs")
+        return fig
+    xs = [100 * (p["honest_blocked_share"] or 0.0) for p in points]
+    ys = [p["loss_prevented_usdc"] for p in points]
+    ceiling = points[0]["without_governance_usdc"]
+    ax.plot(xs, ys, "o-", color="tab:blue", label=f"one run per {label}")
+    for i, (x, y, p) in enumerate(zip(xs, ys, points, strict=True)):
+        ax.annotate(str(p["value"]), (x, y), textcoords="offset points", xytext=(6, -14 if i % 2 else 6))
+    ax.axhline(
+        ceiling, color="grey", linestyle="--", linewidth=1, label="attack-bound spend without governance"
+    )
+    ax.set(
+        xlabel="honest payments blocked (% of the honest payments put to a governor)",
+        ylabel="loss prevented (USDC, same seed without governance)",
+        title="Loss prevented against honest payments blocked",
+        xlim=(0, max(xs) * 1.08 + 1),
+        ylim=(0, ceiling * 1.1),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def write_governance_tradeoff(
+    path: str | Path = "docs/governance-tradeoff.png",
+    scenario: str | Path = "scenarios/compromised-agent.toml",
+    key: str = VELOCITY,
+    values=VELOCITY_MAXIMA,
+) -> list[dict]:
+    """Run the trade-off of ``scenario`` over ``values`` of ``key`` and save its figure at ``path``
+    (as README's docs/governance-tradeoff.png); returns the points."""
+    from .run import governance_tradeoff
+
+    points = governance_tradeoff(scenario, key, list(values))
+    tradeoff_figure(points).savefig(path, dpi=DPI)
+    return points
+
+
 # -- terminal ----------------------------------------------------------------------------------------
+
+
+def _governance_rows(g: dict) -> list[tuple]:
+    spend, honest, cut = g["attack_spend_usdc"], g["honest_payments_blocked"], g["time_to_cutoff_s"]
+    if not g["governed"]:
+        text = f"{fmt_usdc(spend['without_governance'])} USDC, no governor at work"
+        return [("attack-bound spend", Text(text, style="yellow"))]
+    if g["loss_prevented_usdc"] is None:
+        loss = f"attack-bound spend {fmt_usdc(spend['with_governance'])} USDC (no counterfactual run)"
+    else:
+        without, with_ = fmt_usdc(spend["without_governance"]), fmt_usdc(spend["with_governance"])
+        loss = f"{fmt_usdc(g['loss_prevented_usdc'])} USDC (attack-bound spend {without} -> {with_})"
+    share = "" if honest["share"] is None else f", {100 * honest['share']:.2f} %"
+    rows = [
+        ("loss prevented", Text(loss, style="green")),
+        ("honest payments blocked", f"{honest['count']:,} ({fmt_usdc(honest['usdc'])} USDC{share})"),
+    ]
+    if cut["count"]:
+        cutoff = f"{cut['count']} agents, mean {cut['mean']:.1f} s, max {cut['max']:.1f} s"
+    else:
+        cutoff = "none frozen"
+    rows.append(("cut-off", f"{cutoff}; {g['attacked_agents_not_cut_off']} attacked agents not cut off"))
+    appr = g["approvals"]
+    rows.append(("approvals", f"{appr['requested']} requested, {appr['granted']} granted"))
+    leaked = g["attack_payments_after_cutoff_on_chain"] + g["payments_after_freeze_on_chain"]
+    if leaked:
+        rows.append(("paid after cut-off", Text(f"{leaked} on chain", style="bold red")))
+    return rows
 
 
 def terminal_summary(summary: dict) -> Group:
@@ -404,6 +566,8 @@ def terminal_summary(summary: dict) -> Group:
     incidents = [f"{_label(k)} {v:,}" for k, v in s["security"].items() if v]
     if incidents:
         rows.append(("security", Text(", ".join(incidents), style="yellow")))
+    if "governance" in s:
+        rows += _governance_rows(s["governance"])
     broken = [k for k, ok in s["invariants"].items() if not ok]
     ok = Text("all hold", style="green")
     verdict = Text(f"VIOLATED: {', '.join(broken)}", style="bold red") if broken else ok

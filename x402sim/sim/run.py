@@ -13,6 +13,13 @@ Rules:
 * ``payments`` says what ``payments.csv`` holds: ``all`` rows (the default), a ``sample`` (the
   first 1,000, then 1 % of the rest, drawn from the seed: ``records.RowWriter``) or ``none`` (no
   file). It defaults to the scenario's ``[simulation] payments``.
+* Governance: when a group names a policy, an unsharded run with ``out`` also writes the
+  governors' hash-chained ``audit.jsonl`` (``x402sim audit verify`` checks it; its head is the
+  summary's ``governance.audit.head``); a sharded run writes none (one chain per shard), and
+  refuses a policy in use with a ``shared = true`` counter (a counter cannot be shared by
+  processes). Unless ``[governance] counterfactual = false``, the same seed is then run again
+  without governors (sharded alike, nothing written) to measure the loss prevented.
+  ``governance=False`` runs the scenario without governors (the counterfactual itself).
 """
 
 from __future__ import annotations
@@ -24,13 +31,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .agents import Traffic
 from .metrics import RunMetrics
 from .records import TIMELINE_COLUMNS, Row, RowWriter
-from .scenario import Scenario, load_scenario
+from .scenario import Scenario, ScenarioError, load_scenario
 from .sketch import LatencyStats
 from .summary import RunFacts, build_summary
 from .world import World
@@ -77,6 +85,7 @@ def run(
     shards: int = 1,
     workers: int | None = None,
     scheduler=None,
+    governance: bool = True,
 ) -> SimResult:
     """Simulate ``scenario`` (a ``Scenario``, a TOML path or a dict) and return its ``SimResult``;
     with ``out``, also write summary.json, payments.csv (``payments``: all, sample or none),
@@ -84,13 +93,25 @@ def run(
 
     ``shards`` > 1 splits the agents into that many worlds simulated in parallel on Dask (a local
     cluster of ``workers`` processes, one per core by default, or ``scheduler``) and merges their
-    metrics (see ``shards``); such a run keeps no rows and writes no payments.csv."""
+    metrics (see ``shards``); such a run keeps no rows and writes no payments.csv.
+
+    ``governance=False`` builds the world without governors; with them, the run also writes
+    audit.jsonl (unsharded) and, unless the scenario says otherwise, runs its counterfactual (the
+    module's docstring). ``ScenarioError`` for a shared counter split across shards."""
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards}")
+    label = str(scenario) if isinstance(scenario, str | Path) else None
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, overrides)
     elif overrides:
         scenario = load_scenario(scenario.model_dump(mode="json", by_alias=True), overrides)
+    shared = scenario.shared_counter() if governance and shards > 1 else None
+    if shared is not None:
+        raise ScenarioError(
+            f"{label or scenario.simulation.name}: {shared}",
+            f"a shared counter cannot be kept across {shards} shards (each is a process of its own): "
+            "run with one shard, or make the limit per agent",
+        )
     target = Path(out) if out is not None else None
     if target is not None and target.exists() and not force:
         raise OutputExists(f"{target} exists; give --force to replace it")
@@ -102,9 +123,9 @@ def run(
     try:
         payments = payments or getattr(scenario.simulation, "payments", "all")
         if shards > 1:
-            result = _simulate_shards(scenario, seed, staging, plots, shards, workers, scheduler)
+            result = _simulate_shards(scenario, seed, staging, plots, shards, workers, scheduler, governance)
         else:
-            result = _simulate(scenario, seed, staging, keep_rows, progress, plots, payments)
+            result = _simulate(scenario, seed, staging, keep_rows, progress, plots, payments, governance)
         if target is not None:
             if target.exists():
                 shutil.rmtree(target)
@@ -124,41 +145,139 @@ def _simulate(
     progress: bool,
     plots: bool,
     payments: str,
+    governance: bool = True,
 ):
     started = time.perf_counter()
     writes = staging is not None and payments != "none"
     stream = (staging / "payments.csv").open("w", newline="", encoding="utf-8") if writes else None
+    governed = governance and bool(scenario.governed())
+    audit = staging / "audit.jsonl" if staging is not None and governed else None
     try:
         run_seed = scenario.simulation.seed if seed is None else seed
-        world = World(scenario, seed, RowWriter(stream, keep=keep_rows, payments=payments, seed=run_seed))
+        writer = RowWriter(stream, keep=keep_rows, payments=payments, seed=run_seed)
+        world = World(scenario, seed, writer, governance=governance, audit=audit)
         metrics = run_world(world, progress)
     finally:
         if stream is not None:
             stream.close()
     wall = time.perf_counter() - started
+    counterfactual = _counterfactual(scenario, seed, metrics, governed) if governed else None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     facts = RunFacts.of(world)
-    return _result(
-        build_summary(metrics, facts, wall, rss), metrics, facts, world.writer.kept, staging, plots
-    )
+    summary = build_summary(metrics, facts, wall, rss)
+    if counterfactual is not None:
+        summary["resources"]["counterfactual_wall_seconds"] = round(counterfactual, 3)
+    return _result(summary, metrics, facts, world.writer.kept, staging, plots)
 
 
 def _simulate_shards(
-    scenario: Scenario, seed, staging: Path | None, plots: bool, shards: int, workers, scheduler
+    scenario: Scenario,
+    seed,
+    staging: Path | None,
+    plots: bool,
+    shards: int,
+    workers,
+    scheduler,
+    governance: bool = True,
 ):
     from .shards import run_shards
 
     started = time.perf_counter()
-    parts = run_shards(scenario, seed, shards, workers=workers, scheduler=scheduler)
+    parts = run_shards(scenario, seed, shards, workers=workers, scheduler=scheduler, governance=governance)
     wall = time.perf_counter() - started
     # Memory of the whole run: this process and every shard's at its peak.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(p.peak_rss_mb for p in parts)
     metrics = RunMetrics.combine([p.metrics for p in parts])
+    governed = governance and bool(scenario.governed())
+    shard_args = {"shards": shards, "workers": workers, "scheduler": scheduler}
+    counterfactual = _counterfactual(scenario, seed, metrics, governed, **shard_args) if governed else None
     facts = parts[0].facts
     summary = build_summary(metrics, facts, wall, rss)
     summary["resources"]["shard_wall_seconds"] = [round(p.wall_seconds, 3) for p in parts]
     summary["resources"]["shard_peak_rss_mb"] = [round(p.peak_rss_mb, 1) for p in parts]
+    if counterfactual is not None:
+        summary["resources"]["counterfactual_wall_seconds"] = round(counterfactual, 3)
     return _result(summary, metrics, facts, None, staging, plots)
+
+
+def _counterfactual(
+    scenario: Scenario,
+    seed,
+    metrics: RunMetrics,
+    governed: bool,
+    shards: int = 1,
+    workers=None,
+    scheduler=None,
+) -> float | None:
+    """Run ``scenario`` again with the same seed and no governors (sharded alike, nothing written)
+    when it asks for it, and put its attack-bound figures in ``metrics``; returns the wall seconds
+    it took (None: not run)."""
+    if not (governed and scenario.governance.counterfactual):
+        return None
+    started = time.perf_counter()
+    if shards > 1:
+        from .shards import run_shards
+
+        parts = run_shards(scenario, seed, shards, workers=workers, scheduler=scheduler, governance=False)
+        without = RunMetrics.combine([p.metrics for p in parts])
+    else:
+        without = run_world(World(scenario, seed, RowWriter(None, keep=False), governance=False))
+    attack = without.governance.attack
+    metrics.governance.counterfactual = Counter(
+        attack_spend=attack["settled_amount"],
+        attack_payments=attack["settled"],
+        attack_requests=attack["requests"],
+    )
+    return time.perf_counter() - started
+
+
+def governance_tradeoff(
+    scenario: Scenario | str | Path | dict,
+    key: str,
+    values: list,
+    *,
+    seed: int | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> list[dict]:
+    """What governance buys and costs as one setting varies: for each of ``values`` of ``key`` (a
+    ``--set`` key path, e.g. ``policies.fleet.triggers.velocity.max``; a str value is written as a
+    TOML string), one run of ``scenario`` with it, compared with one run of the same seed without
+    governors (made once: it does not depend on the policy). Returns one dict per value:
+    ``value``, ``loss_prevented_usdc``, ``attack_spend_usdc`` (with governance),
+    ``honest_blocked`` (count), ``honest_blocked_share`` (of honest payments put to a governor),
+    ``honest_blocked_usdc``, ``honest_agents_frozen``, ``time_to_cutoff_mean_s`` and
+    ``attacked_agents_not_cut_off``; and, in each, ``without_governance_usdc``."""
+    from .sweep import toml_literal
+
+    base = [*overrides, "governance.counterfactual=false"]
+    without = run(scenario, seed=seed, overrides=base, keep_rows=False, plots=False, governance=False)
+    lost = without.summary["governance"]["attack_spend_usdc"]["without_governance"]
+    points = []
+    for value in values:
+        s = run(
+            scenario,
+            seed=seed,
+            overrides=[*base, f"{key}={toml_literal(value)}"],
+            keep_rows=False,
+            plots=False,
+        )
+        g = s.summary["governance"]
+        spent, honest = g["attack_spend_usdc"]["with_governance"], g["honest_payments_blocked"]
+        points.append(
+            {
+                "value": value,
+                "loss_prevented_usdc": round(lost - spent, 6),
+                "attack_spend_usdc": spent,
+                "without_governance_usdc": lost,
+                "honest_blocked": honest["count"],
+                "honest_blocked_share": honest["share"],
+                "honest_blocked_usdc": honest["usdc"],
+                "honest_agents_frozen": g["honest_agents_frozen"],
+                "time_to_cutoff_mean_s": g["time_to_cutoff_s"]["mean"],
+                "attacked_agents_not_cut_off": g["attacked_agents_not_cut_off"],
+            }
+        )
+    return points
 
 
 def _result(summary: dict, metrics: RunMetrics, facts: RunFacts, rows, staging: Path | None, plots: bool):

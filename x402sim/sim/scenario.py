@@ -11,8 +11,13 @@ Rules:
   overrides (``"facilitators.cdp.dedupe=off"``: a list item is named by its index or its ``name``),
   and raises one ``ScenarioError`` naming the file, the key path and the problem. Nothing runs on a
   scenario that did not validate.
-* Names refer to each other (servers to facilitators, agents to endpoints and payees, faults to
-  facilitators); every reference is checked here, not when the run reaches it.
+* Names refer to each other (servers to facilitators, agents to endpoints, payees and policies,
+  faults to facilitators, policy rules to agent groups and payees); every reference is checked
+  here, not when the run reaches it.
+* Governance: ``[[policies]]`` are the very tables of a policy file (``x402sim.governance.policy``);
+  a group names one with ``policy = "name"`` (its agents then ask a governor before they sign), and
+  a rule's ``applies_to = "project:G"`` names agent group G. In a scenario, payees in ``allow``,
+  ``block`` and ``new-payee`` lists may be payee labels (the world turns them into addresses).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +42,10 @@ from pydantic import (
 )
 
 from ..evm.chain import DEFAULT_START_TIME
+from ..governance.policy import Allow, Block, NewPayee, PolicyError, check_policies
+from ..governance.policy import Policy as GovernancePolicy
 from ..tables import (
-    ATOMIC,
+    ATOMIC,  # noqa: F401 (re-exported: summary, expected and sweep take it from here)
     Name,
     Seconds,
     Table,
@@ -357,11 +365,14 @@ def price_bounds(price: int | PriceDistribution) -> tuple[int, int]:
 
 class Change(_Table):
     """From ``at`` on, the endpoint asks another price or names another payee (price bait,
-    recipient redirect)."""
+    recipient redirect). With ``attack``, payments quoted by the endpoint from then on are
+    attack-bound (the governance summary counts them as the attacker's); a later change without it
+    ends that."""
 
     at: Seconds
     price: Usdc | None = None
     pay_to: Name | None = None
+    attack: bool = Field(False, description="payments quoted from now on are attack-bound (price bait)")
 
 
 class Endpoint(_Table):
@@ -610,10 +621,33 @@ class Retry(_Table):
     backoff: Distribution = ZERO
 
 
-class Policy(_Table):
+class SpendPolicy(_Table):
+    """The reference client's own spend policy, written inline: ``policy = { budget = "5", ... }``
+    (a governance policy is named instead: ``policy = "name"``)."""
+
     budget: Usdc | None = None
     max_price: Usdc | None = None
     allowed_pay_to: list[Name] | None = None
+
+
+def _policy_form(value: Any) -> str:
+    return "name" if isinstance(value, str) else "table"
+
+
+GroupPolicy = Annotated[
+    Annotated[Name, Tag("name")] | Annotated[SpendPolicy, Tag("table")],
+    Discriminator(_policy_form),
+]
+
+
+class Approver(_Table):
+    """The simulated human who answers a group's payments that need approval (an ``approval``
+    rule): after ``delay``, grants an honest payment with probability ``grant`` and an attack-bound
+    one with probability ``attack_grant``."""
+
+    grant: float = Field(0.95, ge=0, le=1)
+    attack_grant: float = Field(0.1, ge=0, le=1)
+    delay: Distribution = 60.0
 
 
 class Honest(_Table):
@@ -670,12 +704,57 @@ class Drain(_Table):
     after: Distribution = 0.05
 
 
+class PromptInjected(_Table):
+    """Honest until ``at``; from then on a ``share`` of its requests go to ``target`` (an attacker's
+    endpoint, or one whose payTo the injected prompt names), each attack-bound."""
+
+    kind: Literal["prompt-injected"]
+    at: Seconds
+    target: str = Field(description='"server/path" (or "server": one of its paths at random)')
+    share: float = Field(1.0, gt=0, le=1, description="of its requests after at")
+
+
+class Runaway(_Table):
+    """Honest until ``at``; from then on also a loop that requests ``target`` again ``interval``
+    seconds after each answer, every request attack-bound, until the group stops."""
+
+    kind: Literal["runaway"]
+    at: Seconds
+    target: str | None = Field(None, description="default: the group's first target")
+    interval: float = Field(0.5, gt=0, allow_inf_nan=False)
+
+
+class SlowDrain(_Table):
+    """Honest until ``at``; from then on, on top of its traffic, one attack-bound request to
+    ``target`` every ``every`` seconds (priced just under the caps, to stay unnoticed)."""
+
+    kind: Literal["slow-drain"]
+    at: Seconds
+    target: str
+    every: float = Field(60, gt=0, allow_inf_nan=False)
+
+
+COMPROMISED = ("prompt-injected", "runaway", "slow-drain")  # honest agents until their ``at``
+FORGED = ("underpay", "expired", "not-yet-valid", "tamper")  # sign without the reference client
+
+
 def _behaviour_shorthand(value: Any) -> Any:
     return {"kind": value} if isinstance(value, str) else value
 
 
 Behaviour = Annotated[
-    Honest | Replay | Race | Underpay | Expired | NotYetValid | Tamper | Unfunded | Drain,
+    Honest
+    | Replay
+    | Race
+    | Underpay
+    | Expired
+    | NotYetValid
+    | Tamper
+    | Unfunded
+    | Drain
+    | PromptInjected
+    | Runaway
+    | SlowDrain,
     Field(discriminator="kind"),
     BeforeValidator(_behaviour_shorthand),
 ]
@@ -684,7 +763,7 @@ Behaviour = Annotated[
 class AgentGroup(_Table):
     name: Name
     count: int = Field(1, ge=1, le=1_000_000)
-    funding: Usdc = Field(default=10 * ATOMIC, description="USDC minted to each agent")
+    funding: Usdc = Field(default="10", description="USDC minted to each agent")
     arrivals: Arrivals = Field(default_factory=lambda: Poisson(kind="poisson", rate=0.1))
     start: Seconds = 0
     stop: Seconds | None = None
@@ -692,8 +771,24 @@ class AgentGroup(_Table):
     targets: list[str] | None = Field(None, description='"server/path" (or "server" for all its paths)')
     choice: Choice = Field(default_factory=Uniform)
     retry: Retry = Field(default_factory=Retry)
-    policy: Policy | None = None
+    policy: GroupPolicy | None = Field(
+        None, description="a [[policies]] name (a governor judges each payment), or an inline spend policy"
+    )
+    approver: Approver = Field(default_factory=Approver)
     behaviour: Behaviour = Field(default_factory=Honest)
+
+    @property
+    def policy_name(self) -> str | None:
+        """The governance policy the group names (None: none, or an inline spend policy)."""
+        return self.policy if isinstance(self.policy, str) else None
+
+    @property
+    def spend_policy(self) -> SpendPolicy | None:
+        return self.policy if isinstance(self.policy, SpendPolicy) else None
+
+    @property
+    def compromised(self) -> bool:
+        return self.behaviour.kind in COMPROMISED
 
 
 # -- [network], [[faults]] -------------------------------------------------------------------------
@@ -754,6 +849,14 @@ class X402scanTargets(_Table):
     tolerance: float = Field(0.02, ge=0, description="largest relative deviation that counts as a match")
 
 
+class Governance(_Table):
+    """How a scenario with governance policies is run."""
+
+    counterfactual: bool = Field(
+        True, description="also run the same seed without governance, to measure the loss prevented"
+    )
+
+
 class Scenario(_Table):
     """A whole simulated world."""
 
@@ -767,6 +870,35 @@ class Scenario(_Table):
     agents: list[AgentGroup] = Field(min_length=1)
     faults: list[Fault] = Field(default_factory=list)
     x402scan: X402scanTargets | None = None
+    policies: list[GovernancePolicy] = Field(default_factory=list)
+    governance: Governance = Field(default_factory=Governance)
+
+    def policy(self, name: str) -> GovernancePolicy:
+        return next(p for p in self.policies if p.name == name)
+
+    def governed(self) -> dict[str, list[str]]:
+        """The policies in use, each with the groups that name it (in file order)."""
+        out: dict[str, list[str]] = {}
+        for group in self.agents:
+            if group.policy_name is not None:
+                out.setdefault(group.policy_name, []).append(group.name)
+        return out
+
+    def attacks(self) -> bool:
+        """Whether anything in the scenario is attack-bound: a compromised group or a price change
+        marked ``attack``."""
+        return any(g.compromised for g in self.agents) or any(
+            c.attack for v in self.servers for e in v.endpoints for c in e.changes
+        )
+
+    def shared_counter(self) -> str | None:
+        """The key path of the first ``shared = true`` rule of a policy in use (None: none)."""
+        used = self.governed()
+        for i, policy in enumerate(self.policies):
+            for j, rule in enumerate(policy.rules):
+                if policy.name in used and getattr(rule, "shared", False):
+                    return f"policies[{i}].rules[{j}].shared"
+        return None
 
     def server_copies(self) -> list[ServerCopy]:
         """Every server of the world, templates expanded, in file order."""
@@ -914,10 +1046,21 @@ def _check_references(s: Scenario, label: str) -> None:
                 group.arrivals.profile(end - start)
             except ValueError as exc:
                 fail(f"agents[{i}].arrivals", str(exc))
-        if group.policy and group.policy.allowed_pay_to:
-            for j, payee in enumerate(group.policy.allowed_pay_to):
+        spend = group.spend_policy
+        if spend is not None and spend.allowed_pay_to:
+            for j, payee in enumerate(spend.allowed_pay_to):
                 if payee not in payees:
                     fail(f"agents[{i}].policy.allowed_pay_to[{j}]", unknown_name("payee", payee, payees))
+        behaviour = group.behaviour
+        if behaviour.kind in COMPROMISED:
+            if behaviour.target is not None and behaviour.target not in endpoints | servers:
+                fail(
+                    f"agents[{i}].behaviour.target",
+                    unknown_name("endpoint", behaviour.target, endpoints | servers),
+                )
+            if behaviour.at >= end:
+                fail(f"agents[{i}].behaviour.at", f"must be before the group stops ({end:g} s): no attack")
+    _check_governance(s, label, payees)
     for i, fault in enumerate(s.faults):
         name = getattr(fault, "facilitator", None)
         if name is not None and name not in facilitators:
@@ -927,10 +1070,81 @@ def _check_references(s: Scenario, label: str) -> None:
             fail(f"facilitators[{i}].settle_on", "preconfirmation needs [chain] preconfirmation")
 
 
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def _check_governance(s: Scenario, label: str, payees: set[str]) -> None:
+    """The ``[[policies]]`` and the groups naming them: names known, every scope a group (or an
+    agent of a group) that uses the policy, every listed payee a label or an address."""
+
+    def fail(path: str, problem: str) -> None:
+        raise ScenarioError(f"{label}: {path}", problem)
+
+    try:
+        check_policies(s.policies, {g.name for g in s.agents}, label)
+    except PolicyError as exc:
+        raise ScenarioError(exc.where, exc.problem) from None
+    names = {p.name for p in s.policies}
+    for i, group in enumerate(s.agents):
+        name = group.policy_name
+        if name is None:
+            continue
+        if name not in names:
+            fail(f"agents[{i}].policy", unknown_name("policy", name, names))
+        if group.behaviour.kind in FORGED:
+            fail(
+                f"agents[{i}].policy",
+                f"behaviour {group.behaviour.kind!r} signs without the reference client: no governor would"
+                " ever be asked (drop the policy, or use an honest or compromised behaviour)",
+            )
+    used = s.governed()
+    counts = {g.name: g.count for g in s.agents}
+    for i, policy in enumerate(s.policies):
+        for key, items in (("rules", policy.rules), ("triggers", policy.triggers)):
+            for j, item in enumerate(items):
+                at = f"policies[{i}].{key}[{j}]"
+                scope = item.applies_to
+                if policy.name in used and scope.startswith("project:"):
+                    project = scope.removeprefix("project:")
+                    if project not in used[policy.name]:
+                        fail(
+                            f"{at}.applies_to",
+                            f"group {project!r} does not use policy {policy.name!r}: the {item.kind} would "
+                            f"never apply (groups using it: {', '.join(used[policy.name])})",
+                        )
+                if policy.name in used and scope.startswith("agent:"):
+                    group, _, index = scope.removeprefix("agent:").rpartition("-")
+                    if group not in used[policy.name] or not index.isdigit() or int(index) >= counts[group]:
+                        fail(
+                            f"{at}.applies_to",
+                            f"no agent {scope[6:]!r} uses policy {policy.name!r} (agents are named "
+                            "GROUP-INDEX, INDEX from 0)",
+                        )
+                lists = []
+                if isinstance(item, Allow | Block) and item.payees is not None:
+                    lists.append(("payees", item.payees))
+                if isinstance(item, NewPayee):
+                    lists.append(("known", item.known))
+                for field, values in lists:
+                    for k, payee in enumerate(values):
+                        if payee not in payees and not ADDRESS.match(payee):
+                            fail(f"{at}.{field}[{k}]", unknown_name("payee", payee, payees) + " or address")
+
+
+def resolve_target(s: Scenario, target: str) -> list[tuple[str, str]]:
+    """The (server name, route key) pairs ``target`` names: ``"server/path"`` one endpoint, a
+    server's name all its endpoints; a template's name stands for its copies, in order."""
+    return _resolve(s, [target])
+
+
 def resolve_targets(s: Scenario, group: AgentGroup) -> list[tuple[str, str]]:
     """The (server name, route key) pairs a group's agents may request, in the order of its
     targets (default: every endpoint, in file order); a template's name stands for its copies, in
     order."""
+    return _resolve(s, group.targets or [c.name for c in s.server_copies()])
+
+
+def _resolve(s: Scenario, targets: list[str]) -> list[tuple[str, str]]:
     copies = s.server_copies()
     named: dict[str, list[ServerCopy]] = {}
     for copy in copies:
@@ -938,7 +1152,7 @@ def resolve_targets(s: Scenario, group: AgentGroup) -> list[tuple[str, str]]:
         if copy.index is not None:
             named.setdefault(copy.spec.name, []).append(copy)
     out = []
-    for target in group.targets or [c.name for c in copies]:
+    for target in targets:
         server_name, _, path = target.partition("/")
         for copy in named.get(server_name, []):
             for e in copy.spec.endpoints:
@@ -951,3 +1165,15 @@ def group_window(s: Scenario, group: AgentGroup) -> tuple[float, float]:
     """The virtual seconds ``[start, end)`` in which a group's agents start requests."""
     end = s.simulation.duration
     return group.start, min(end, group.stop) if group.stop is not None else end
+
+
+def attack_targets(s: Scenario, group: AgentGroup) -> list[tuple[str, str]]:
+    """The endpoints a compromised group's attack requests (empty for other behaviours): its
+    behaviour's ``target`` (a server's name: each of its endpoints alike), or for a runaway without
+    one, the group's first target."""
+    behaviour = group.behaviour
+    if behaviour.kind not in COMPROMISED:
+        return []
+    if behaviour.target is None:
+        return resolve_targets(s, group)[:1]
+    return resolve_target(s, behaviour.target)

@@ -18,6 +18,9 @@ What sharding changes, and why it is sound for populations of independent agents
   congestion) should run in one process; the x402scan month, whose facilitators are never the
   bottleneck, is what sharding is for.
 * No ``payments.csv``: rows are counted, not kept, in shards.
+* Governance: each shard has governors of its own for its agents (so per-agent limits and
+  triggers hold as in one process) and no audit file; a ``shared = true`` counter, which would
+  need one governor for all agents, is refused (``run``).
 
 Rules: the scheduler is the sweep's (a local cluster of single-threaded processes on 127.0.0.1 by
 default, or an existing one); a shard that raises fails the run with its traceback.
@@ -43,15 +46,18 @@ class ShardResult:
     peak_rss_mb: float
 
 
-def run_shard(scenario: Scenario, seed: int | None, index: int, count: int) -> ShardResult:
-    """Simulate shard ``index`` of ``count`` in this process (a Dask task, or a test)."""
+def run_shard(
+    scenario: Scenario, seed: int | None, index: int, count: int, governance: bool = True
+) -> ShardResult:
+    """Simulate shard ``index`` of ``count`` in this process (a Dask task, or a test); without
+    ``governance``, its agents pay without governors (a counterfactual)."""
     from .records import RowWriter
     from .run import run_world
     from .summary import RunFacts
     from .world import World
 
     started = time.perf_counter()
-    world = World(scenario, seed, RowWriter(None, keep=False), shard=(index, count))
+    world = World(scenario, seed, RowWriter(None, keep=False), shard=(index, count), governance=governance)
     metrics = run_world(world)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return ShardResult(index, metrics, RunFacts.of(world), time.perf_counter() - started, rss)
@@ -65,8 +71,10 @@ def run_shards(
     workers: int | None = None,
     scheduler=None,
     allow_remote: bool = False,
+    governance: bool = True,
 ) -> list[ShardResult]:
-    """Simulate the ``count`` shards of a run on Dask and return their results, in shard order."""
+    """Simulate the ``count`` shards of a run on Dask and return their results, in shard order
+    (``governance=False``: without governors)."""
     from distributed import as_completed
 
     from .sweep import dask_client
@@ -74,7 +82,13 @@ def run_shards(
     with dask_client(workers, scheduler, allow_remote, count) as client:
         futures = [
             client.submit(
-                run_shard, scenario, seed, k, count, key=f"x402sim-shard-{k}-of-{count}-{time.time_ns()}"
+                run_shard,
+                scenario,
+                seed,
+                k,
+                count,
+                governance,
+                key=f"x402sim-shard-{k}-of-{count}-{'' if governance else 'ungoverned-'}{time.time_ns()}",
             )
             for k in range(count)
         ]

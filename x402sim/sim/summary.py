@@ -17,6 +17,11 @@ Rules:
   the target and the relative deviation from it, and whether every deviation is within tolerance.
   The per-day series is not in the summary (it has a row per virtual day): it is daily.csv and
   ``SimResult.daily`` (``RunMetrics.daily_rows``).
+* With governance (a group names a ``[[policies]]`` entry) or attacks (a compromised behaviour, a
+  price change with ``attack = true``), the ``governance`` section says what the governors decided
+  and what it was worth: see ``governance_section``. Attack-bound spend is
+  judged on chain (transfers of attack-bound authorizations); the counterfactual figures come from
+  the same seed run without governors (``run`` does it; ``RunMetrics.governance.counterfactual``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .metrics import LATENCY_KINDS, RunMetrics, Scan, Tally, failure_class
-from .scenario import ATOMIC, Scenario
+from .scenario import ATOMIC, Scenario, group_window
 
 
 def usdc(atomic: int) -> float:
@@ -74,6 +79,97 @@ def _targets(figures: dict, targets) -> dict:
         ok = ok and within
         out[key] = {"target": target, "deviation": round(deviation, 6), "within_tolerance": within}
     return {"targets": out, "tolerance": targets.tolerance, "within_tolerance": ok}
+
+
+def _nested(counts, convert=lambda v: v) -> dict[str, dict]:
+    """{(policy, rule): value} as {policy: {rule: value}}, sorted."""
+    out: dict[str, dict] = {}
+    for (policy, rule), value in sorted(counts.items()):
+        out.setdefault(policy, {})[rule] = convert(value)
+    return out
+
+
+def governance_section(m: RunMetrics, s: Scenario) -> dict:
+    """What the governors decided and what it was worth (a scenario whose groups name policies):
+
+    * ``decisions`` by verdict (allow, deny, needs-approval: the governors' first answers);
+      ``approvals`` requested, granted and refused (by the simulated approvers);
+    * ``spend_blocked_usdc`` and ``payments_blocked``: payments refused (by a rule, a trigger, a
+      freeze or the approver), per policy and rule (``frozen``: the agent was frozen already);
+    * ``honest_payments_blocked`` (count, usdc, and share of the honest payments a governor was
+      asked about: the false positives), ``attack_payments_blocked`` and
+      ``collateral_payments_blocked`` (a compromised agent's own payments after its attack began);
+    * ``attack_spend_usdc``: attack-bound USDC that moved on chain ``with_governance`` and, in the
+      same seed run without governors, ``without_governance`` (None when not run); their difference
+      is ``loss_prevented_usdc``. A run without governors (``governed`` false: no policy in use, or
+      ``run(governance=False)``) of a scenario with attacks reports its own attack-bound spend as
+      ``without_governance``;
+    * ``time_to_cutoff_s`` (count, mean, max) over the compromised agents that were frozen: the
+      freeze's virtual time less the attack's start (0 for one frozen before it started);
+      ``attacked_agents`` and ``attacked_agents_not_cut_off``; ``honest_agents_frozen``: frozen
+      while honest (in a group without attack, or before its attack started); freezes by trigger;
+    * ``attack_payments_after_cutoff_on_chain`` and ``payments_after_freeze_on_chain``: transfers of
+      payments signed while the agent was frozen (0 when governance works);
+    * ``audit``: the audit chain's ``entries`` and ``head`` (None for a sharded run: one chain per
+      shard, and no file)."""
+    g = m.governance
+    cf = g.counterfactual
+    own = usdc(g.attack["settled_amount"]), g.attack["settled"]
+    if g.governed:
+        with_governance, with_payments = own
+        without = usdc(cf["attack_spend"]) if cf is not None else None
+        without_payments = cf["attack_payments"] if cf is not None else None
+    else:
+        with_governance, with_payments = None, None
+        without, without_payments = own
+    starts = {
+        group.name: max(group.behaviour.at, group.start)
+        for group in s.agents
+        if group.compromised and group.behaviour.at < group_window(s, group)[1]
+    }
+    cutoffs, honest_frozen, triggers = [], 0, {}
+    for _agent, (group, t, trigger) in sorted(g.frozen.items()):
+        triggers[trigger] = triggers.get(trigger, 0) + 1
+        if group in starts:
+            cutoffs.append(max(0.0, t - starts[group]))
+        if group not in starts or t < starts[group]:
+            honest_frozen += 1
+    attacked = sum(m.agents.get(name, 0) for name in starts)
+    honest = g.attempts["honest"]
+    approvals = g.stats.approvals
+    return {
+        "governed": g.governed,
+        "policies": s.governed(),
+        "decisions": dict(sorted(g.stats.decisions.items())),
+        "approvals": {k: approvals[k] for k in ("requested", "granted", "refused")},
+        "spend_blocked_usdc": _nested(g.by_rule, usdc),
+        "payments_blocked": _nested(g.denials),
+        "honest_payments_blocked": {
+            "count": g.blocked["honest"],
+            "usdc": usdc(g.blocked_amount["honest"]),
+            "share": round(g.blocked["honest"] / honest, 6) if honest else None,
+        },
+        "attack_requests": g.attack["requests"],
+        "attack_payments_blocked": g.blocked["attack"],
+        "collateral_payments_blocked": g.blocked["collateral"],
+        "attack_payments_settled": {"with_governance": with_payments, "without_governance": without_payments},
+        "attack_spend_usdc": {"with_governance": with_governance, "without_governance": without},
+        "loss_prevented_usdc": (
+            round(without - with_governance, 6) if None not in (without, with_governance) else None
+        ),
+        "time_to_cutoff_s": {
+            "count": len(cutoffs),
+            "mean": round(sum(cutoffs) / len(cutoffs), 6) if cutoffs else None,
+            "max": round(max(cutoffs), 6) if cutoffs else None,
+        },
+        "attacked_agents": attacked,
+        "attacked_agents_not_cut_off": attacked - len(cutoffs),
+        "honest_agents_frozen": honest_frozen,
+        "freezes_by_trigger": dict(sorted(triggers.items())),
+        "attack_payments_after_cutoff_on_chain": g.attack["after_cutoff"],
+        "payments_after_freeze_on_chain": g.after_freeze,
+        "audit": {"entries": g.audit_entries, "head": g.audit_head} if m.shards == 1 and g.governed else None,
+    }
 
 
 def build_summary(
@@ -158,6 +254,8 @@ def build_summary(
     }
     payees = {label: usdc(m.received[address]) for label, address in facts.payees.items()}
     agents = {}
+    governed = bool(s.governed())
+    attacked = governed or s.attacks()
     for group in s.agents:
         g = tally.groups[group.name]
         agents[group.name] = {
@@ -169,6 +267,8 @@ def build_summary(
             "spend_usdc": usdc(m.spend[group.name]),
             "success_rate": round(g["paid"] / g["needed_payment"], 6) if g["needed_payment"] else None,
         }
+        if governed:
+            agents[group.name]["denied"] = g["denied"]
 
     events = dict(m.events)
     for key in ("settled_after_expiry", "retries_after_resolution"):
@@ -192,6 +292,7 @@ def build_summary(
         "payees": payees,
         "agents": agents,
         "security": security,
+        **({"governance": governance_section(m, s)} if attacked else {}),
         "invariants": invariants,
         "x402scan": x402scan,
         "chain": {"blocks": m.blocks, "height": m.height},
@@ -224,4 +325,13 @@ def stable(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in VOLATILE}
 
 
-__all__ = ["RunFacts", "Tally", "build_summary", "failure_class", "stable", "summary_from_shards", "usdc"]
+__all__ = [
+    "RunFacts",
+    "Tally",
+    "build_summary",
+    "failure_class",
+    "governance_section",
+    "stable",
+    "summary_from_shards",
+    "usdc",
+]

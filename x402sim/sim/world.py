@@ -26,6 +26,18 @@ SimPy process that answers each effect after the time it takes here.
   come (``hold_tx``: the settle call, the row until it is written, a facilitator that may share
   the settlement until it expires), so nothing kept grows with the number of payments.
 
+* Governance. A group that names a ``[[policies]]`` entry pays through a ``Governor`` of that
+  policy (one per policy in use, its projects the groups using it, payee labels in its lists
+  turned into addresses): the reference client asks it before signing. An ``Approve`` effect is
+  answered by the group's simulated approver after its delay, in virtual time (grant drawn from a
+  seeded stream; an approver refuses an agent that was frozen while it waited). The governors share
+  one hash-chained audit log (``audit=PATH`` writes it; without, its chain is still computed for
+  the summary's head), watched for freezes, whose virtual time is kept per agent. A row is
+  ``attack``-bound when a compromised behaviour sent it or when a price-bait endpoint (a change
+  with ``attack = true``) quoted it, and ``after_freeze`` when its payment was signed while its
+  agent was frozen; the ``PaymentBook`` turns both into on-chain figures.
+  ``World(governance=False)`` builds the same world without governors (the counterfactual).
+
 Rules: all randomness comes from streams derived from the scenario seed (``World.rng``); the
 world never reads the wall clock; it holds no protocol rule of its own.
 """
@@ -37,19 +49,34 @@ import heapq
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import simpy
 
 from ..actors.client import Client, SpendPolicy
 from ..actors.facilitator import Facilitator, PendingSettlement
-from ..actors.messages import Handle, HttpResponse, Send, Settle, Unreachable, Verify, drive
+from ..actors.messages import (
+    Approval,
+    Approve,
+    Handle,
+    HttpRequest,
+    HttpResponse,
+    Send,
+    Settle,
+    Unreachable,
+    Verify,
+    drive,
+)
 from ..actors.server import ReplayGuard, ResourceServer, Route
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.eip712 import address_of_key
 from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain
-from ..protocol import SettleResponse
+from ..governance import Decision, Governor, GovernorStats
+from ..governance.audit import GENESIS, AuditLog, entry_hash
+from ..governance.policy import Allow, Block, NewPayee, Policy
+from ..protocol import SettleResponse, payment_header_name
 from . import scenario as sc
 from .metrics import ChainFolder, PaymentBook, RunMetrics, SupplyCheck
 from .records import Row, RowWriter
@@ -57,6 +84,8 @@ from .sketch import LatencyStats
 
 FACILITATOR_ETH = 1_000 * ETHER
 DRAINER_ETH = ETHER // 10
+PAYMENT_HEADERS = (payment_header_name(2), payment_header_name(1))
+APPROVER = "simulated approver"
 
 
 @dataclass
@@ -94,6 +123,7 @@ class SimServer:
     facilitators: list[SimFacilitator]
     handler_times: dict[str, Any]
     rng: random.Random
+    name: str = ""
 
 
 @dataclass
@@ -103,6 +133,39 @@ class Agent:
     client: Client
     key: bytes
     requests: int = 0
+    policy: str | None = None  # the governance policy it pays under (None: no governor)
+
+
+class AuditTap:
+    """The audit log the world's governors share: each entry is chained (and written to ``path``
+    when there is one, through an ``AuditLog``), and each freeze is told to the world at once.
+
+    A governor reads ``entries`` (to resume from: none, a run starts afresh), ``append``s, and asks
+    for ``head`` and ``close``."""
+
+    def __init__(self, world: World, path: str | Path | None = None) -> None:
+        if path is not None and Path(path).exists():
+            raise ValueError(f"audit log {path} exists: a run's audit log starts empty")
+        self.world = world
+        self.log = AuditLog(path) if path is not None else None
+        self.entries: list[dict] = []
+        self.head = GENESIS
+        self.count = 0
+
+    def append(self, entry: dict) -> dict:
+        if self.log is not None:
+            chained = self.log.append(entry)
+        else:
+            chained = {"seq": self.count + 1, **entry, "prev": self.head}
+            chained["hash"] = entry_hash(chained)
+        self.head, self.count = chained["hash"], self.count + 1
+        if entry["event"] == "freeze":
+            self.world.on_freeze(entry["agent"], entry["rule"])
+        return chained
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
 
 
 class World:
@@ -114,6 +177,9 @@ class World:
         seed: int | None = None,
         writer: RowWriter | None = None,
         shard: tuple[int, int] = (0, 1),
+        *,
+        governance: bool = True,
+        audit: str | Path | None = None,
     ) -> None:
         self.scenario = s = scenario
         self.seed = s.simulation.seed if seed is None else seed
@@ -129,7 +195,9 @@ class World:
         self.tally = self.run_metrics.tally
         self.timeline = self.run_metrics.timeline
         self.latency = self.run_metrics.latency
-        self.book = PaymentBook(self.run_metrics.security, {g.name: g.retry.max for g in s.agents})
+        self.book = PaymentBook(
+            self.run_metrics.security, {g.name: g.retry.max for g in s.agents}, self.run_metrics.governance
+        )
         self._folder: ChainFolder | None = None
         self._holds: dict[bytes, int] = {}  # tx hash -> readers still to come (see hold_tx)
         self._row_holds: dict[int, bytes] = {}  # open row id -> the tx hash it holds
@@ -159,7 +227,15 @@ class World:
         self.sink = address_of_key(self._key("drain-sink"))
         self.facilitators = {f.name: self._facilitator(f) for f in s.facilitators}
         self._apply_faults()
+        self.attack_routes: set[tuple[str, str]] = set()  # (server, route key) quoting attack-bound prices
+        self.attack_targets: dict[str, list[tuple[str, str]]] = {}  # compromised group -> its targets
         self.servers = {c.name: self._server(c) for c in s.server_copies()}
+        self.governance = governance
+        self.specs = {g.name: g for g in s.agents}
+        self.audit: AuditTap | None = None
+        self.governors: dict[str, Governor] = self._make_governors(audit) if governance else {}
+        self.run_metrics.governance.governed = bool(self.governors)
+        self._governed: dict[str, Governor] = {}  # agent name -> its governor
         self.agents: list[Agent] = []
         self.groups: dict[str, list[Agent]] = {}
         self._make_agents()
@@ -255,6 +331,7 @@ class World:
             [self.facilitators[n] for n in copy.facilitators],
             handler_times,
             self.rng(f"server:{copy.name}"),
+            copy.name,
         )
         for e in spec.endpoints:
             for change in e.changes:
@@ -267,26 +344,113 @@ class World:
         pay_to = self.payees[change.pay_to] if change.pay_to else old.pay_to
         price = old.price if change.price is None else change.price
         server.role.routes[key] = Route(key, price, pay_to, max_timeout_seconds=old.max_timeout_seconds)
+        if change.attack:
+            self.attack_routes.add((server.name, key))
+        else:
+            self.attack_routes.discard((server.name, key))
+
+    # -- governance -------------------------------------------------------------------------------
+
+    def _members(self, group: sc.AgentGroup) -> range:
+        """The indexes of the group's agents in this shard."""
+        return range(self.shard[0], group.count, self.shard[1])
+
+    def _make_governors(self, audit: str | Path | None) -> dict[str, Governor]:
+        used = self.scenario.governed()
+        if not used:
+            return {}
+        self.audit = AuditTap(self, audit)
+        governors = {}
+        for name, groups in used.items():
+            projects = {g: [f"{g}-{i}" for i in self._members(self.specs[g])] for g in groups}
+            policy = self._with_addresses(self.scenario.policy(name))
+            governors[name] = Governor(policy, projects=projects, audit=self.audit, approver=self._at_once)
+        return governors
+
+    def _with_addresses(self, policy: Policy) -> Policy:
+        """``policy`` with the payee labels of its lists turned into this world's addresses."""
+
+        def addresses(values: list[str]) -> list[str]:
+            return [self.payees.get(v, v) for v in values]
+
+        rules = [
+            r.model_copy(update={"payees": addresses(r.payees)})
+            if isinstance(r, Allow | Block) and r.payees is not None
+            else r
+            for r in policy.rules
+        ]
+        triggers = [
+            t.model_copy(update={"known": addresses(t.known)}) if isinstance(t, NewPayee) else t
+            for t in policy.triggers
+        ]
+        return policy.model_copy(update={"rules": rules, "triggers": triggers})
+
+    def on_freeze(self, agent: str, trigger: str) -> None:
+        """A governor froze ``agent`` now (its first freeze is kept, in virtual time)."""
+        group = agent.rpartition("-")[0]
+        self.run_metrics.governance.frozen.setdefault(agent, (group, self.env.now, trigger))
+
+    def decided(self, agent: Agent, row: Row, decision: Decision) -> None:
+        """The governor's last word on ``row``'s payment (counted; a denial becomes the row's
+        outcome, with the amount and payee it would have paid)."""
+        behaviour = agent.group.behaviour
+        compromised = agent.group.compromised and row.sent >= behaviour.at
+        side = "attack" if row.attack else "collateral" if compromised else "honest"
+        self.run_metrics.governance.decided(agent.policy or "", side, decision)
+        if not decision.allowed:
+            row.outcome, row.reason = "denied", decision.explain()
+            row.amount, row.pay_to = decision.attempt.amount, decision.attempt.pay_to
+
+    def _grants(self, group: sc.AgentGroup, attack: bool) -> bool:
+        p = group.approver.attack_grant if attack else group.approver.grant
+        return self.rng(f"approver:{group.name}").random() < p
+
+    def _at_once(self, decision: Decision) -> bool:
+        """The approver of a payment signed outside ``fetch`` (a race's): no delay."""
+        agent = decision.attempt.agent
+        return self._grants(self.specs[agent.rpartition("-")[0]], False)
+
+    def _frozen(self, agent: str) -> dict:
+        governor = self._governed.get(agent)
+        return governor.frozen if governor is not None else {}
+
+    def _approve(self, row: Row):
+        """The group's simulated approver answers ``row``'s payment after its delay (an agent frozen
+        meanwhile is denied by the governor whatever the answer)."""
+        group = self.specs[row.group]
+        yield self.env.timeout(group.approver.delay.sample(self.rng(f"approver-delay:{group.name}")))
+        return Approval(self._grants(group, row.attack), by=APPROVER, now=self.now())
 
     def _make_agents(self) -> None:
         grants = []
         for group in self.scenario.agents:
             policy = SpendPolicy()
-            if group.policy is not None:
-                allowed = group.policy.allowed_pay_to
+            spend = group.spend_policy
+            if spend is not None:
+                allowed = spend.allowed_pay_to
                 policy = SpendPolicy(
-                    max_price=group.policy.max_price,
-                    budget=group.policy.budget,
+                    max_price=spend.max_price,
+                    budget=spend.budget,
                     allowed_pay_to=[self.payees[label] for label in allowed] if allowed is not None else None,
                 )
+            governor = self.governors.get(group.policy_name or "")
             members = []
-            for i in range(self.shard[0], group.count, self.shard[1]):
+            for i in self._members(group):
                 key = self._key(f"agent:{group.name}:{i}")
+                name = f"{group.name}-{i}"
                 # no payment records kept on the role: the rows (and the metrics) say it all
                 client = Client(
-                    key, (self.chain.network,), policy, seed=self.seed, history=0
-                )  # rows say it all
-                agent = Agent(f"{group.name}-{i}", group, client, key)
+                    key,
+                    (self.chain.network,),
+                    policy,
+                    seed=self.seed,
+                    history=0,
+                    governor=governor,
+                    agent=name,
+                )
+                agent = Agent(name, group, client, key, policy=group.policy_name if governor else None)
+                if governor is not None:
+                    self._governed[name] = governor
                 members.append(agent)
                 funding = 0 if group.behaviour.kind == "unfunded" else group.funding
                 eth = DRAINER_ETH if group.behaviour.kind == "drain" else 0
@@ -353,6 +517,8 @@ class World:
     def close_row(self, row: Row) -> None:
         row.done = self.env.now
         self.in_flight -= 1
+        if row.attack:
+            self.run_metrics.governance.attack["requests"] += 1
         index = self.timeline.index(row.done)
         if row.outcome == "paid":
             self.timeline.paid[index] += 1
@@ -396,7 +562,8 @@ class World:
                 valid_before = int(auth.get("validBefore", 0))
             except (TypeError, ValueError):
                 valid_before = 0  # unreadable: no chain would settle it
-            self.book.recorded((row.payer.lower(), row.nonce.lower()), row.amount, row.pay_to, valid_before)
+            key = (row.payer.lower(), row.nonce.lower())
+            self.book.recorded(key, row.amount, row.pay_to, valid_before, row.attack, row.after_freeze)
 
     # -- what the chain did, folded as blocks are mined -------------------------------------------------
 
@@ -465,6 +632,13 @@ class World:
         supply, balances = chain.total_supply(), sum(chain.balance_of(a) for a in holders)
         conserved = supply == self.minted == m.mints and balances == supply
         m.supply = SupplyCheck(self.minted, supply, balances, conserved, shards=1)
+        stats = GovernorStats()
+        for governor in self.governors.values():
+            stats.merge(governor.stats)
+        m.governance.stats = stats
+        if self.audit is not None:
+            m.governance.audit_entries, m.governance.audit_head = self.audit.count, self.audit.head
+            self.audit.close()
         return m
 
     # -- effects: client -> server ----------------------------------------------------------------
@@ -473,9 +647,17 @@ class World:
         net = self.scenario.network
 
         def perform(effect):
+            if isinstance(effect, Approve):
+                return (yield from self._approve(row))
             if not isinstance(effect, Send):
-                raise TypeError(f"a client yields only Send, got {effect!r}")
+                raise TypeError(f"a client yields only Send or Approve, got {effect!r}")
+            paid = _carries_payment(effect.request)
+            fetched = row.kind in ("request", "retry") and row.behaviour != "race"
+            if paid and fetched and row.agent in self._frozen(row.agent):
+                row.after_freeze = True  # fetch signs and sends at one instant: signed while frozen
             yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
+            if not paid and (server.name, effect.request.route_key) in self.attack_routes:
+                row.attack = True  # the server quotes a price-bait price
             steps = server.role.handle(effect.request, self.now())
             response = yield from drive(steps, self.server_perform(server, row))
             yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
@@ -610,6 +792,10 @@ class World:
         return fac.role.finish_settle(pending, self.chain.receipt(h))
 
 
+def _carries_payment(request: HttpRequest) -> bool:
+    return any(request.header(name) is not None for name in PAYMENT_HEADERS)
+
+
 class BlockProducer:
     """Ticks every block (or flashblock) time, mining what is pending; tracks inclusion and finality."""
 
@@ -703,4 +889,4 @@ class Chooser:
         return min(len(self._cum) - 1, bisect.bisect_right(self._cum, self._rng.random() * self._total))
 
 
-__all__ = ["Agent", "BlockProducer", "Chooser", "World"]
+__all__ = ["Agent", "AuditTap", "BlockProducer", "Chooser", "World"]
