@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from x402sim import verify_audit
 from x402sim.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +57,22 @@ def test_same_seed_same_run():
     )
     assert first == again
     assert first.events != other.events  # other keys, other nonces, other transaction hashes
+
+
+def test_readme_governance_snippet_runs_as_written(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"```python\n(from x402sim import AuditLog, Governor, Testbed.*?)```", readme, re.S)
+    assert snippet, "the README lost its governance snippet"
+    monkeypatch.chdir(ROOT)
+    source = snippet.group(1).replace('"audit.jsonl"', repr(str(tmp_path / "audit.jsonl")))
+    namespace = {}
+    exec(compile(source, "README.md", "exec"), namespace)
+    tb, client, governor = namespace["tb"], namespace["client"], namespace["governor"]
+    shop = tb.server({"GET /report": 200_000})
+    result = client.get(shop, "/report")  # 0.2 USDC to a payee never paid: the new-payee trigger
+    assert result.refused.startswith("governance: new-payee: agent frozen") and result.payment is None
+    assert governor.frozen["researcher"].trigger == "new-payee"
+    assert tb.chain.balance_of(shop.pay_to) == 0 and tb.chain.balance_of(client.address) == 10**6
+    governor.close()
+    entries = verify_audit(tmp_path / "audit.jsonl").entries
+    assert [(e["event"], e.get("decision")) for e in entries] == [("freeze", None), ("decision", "deny")]

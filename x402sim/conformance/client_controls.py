@@ -81,8 +81,7 @@ class LooseClient(Client):
             else:
                 yield req, offer
 
-    def _pay(self, required: AnyPaymentRequired, now: int):
-        req, offer = self.choose(required)
+    def _sign(self, required: AnyPaymentRequired, req, offer: Offer, now: int):
         nonce = hashlib.sha256(self.address.lower().encode()).digest() if self.fixed_nonce else None
         nonce = nonce or self._rng.randbytes(32)
         signing = offer
@@ -96,7 +95,7 @@ class LooseClient(Client):
             payment = PaymentPayload(x402_version=2, resource=required.resource, accepted=req, payload=exact)
         else:
             payment = PaymentPayloadV1(x402_version=1, scheme=req.scheme, network=req.network, payload=exact)
-        return payment, offer
+        return payment
 
 
 @dataclass(frozen=True)
