@@ -31,14 +31,15 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 class AuditLog:
-    """Appends hash-chained entries to ``path`` (or keeps them in memory only, with ``path`` None).
+    """Appends hash-chained entries to ``path`` (with ``path`` None, only the chain's ``head`` and
+    ``count`` are kept, and the entries too with ``keep``).
 
     An existing file is verified and continued (``entries`` holds what it had, for a governor to
     resume from); a broken one raises ``AuditError``."""
 
     def __init__(self, path: str | Path | None = None, *, keep: bool = False) -> None:
         self.path = Path(path) if path is not None else None
-        self.keep = keep or path is None
+        self.keep = keep
         self.entries: list[dict[str, Any]] = []
         self.head = GENESIS
         self.count = 0

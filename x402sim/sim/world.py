@@ -74,7 +74,7 @@ from ..evm.eip712 import address_of_key
 from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain
 from ..governance import Decision, Governor, GovernorStats
-from ..governance.audit import GENESIS, AuditLog, entry_hash
+from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
 from ..protocol import SettleResponse, payment_header_name
 from . import scenario as sc
@@ -136,36 +136,21 @@ class Agent:
     policy: str | None = None  # the governance policy it pays under (None: no governor)
 
 
-class AuditTap:
-    """The audit log the world's governors share: each entry is chained (and written to ``path``
-    when there is one, through an ``AuditLog``), and each freeze is told to the world at once.
-
-    A governor reads ``entries`` (to resume from: none, a run starts afresh), ``append``s, and asks
-    for ``head`` and ``close``."""
+class AuditTap(AuditLog):
+    """The audit log the world's governors share (written to ``path`` when there is one; its chain's
+    head is kept either way), which tells the world of each freeze at once."""
 
     def __init__(self, world: World, path: str | Path | None = None) -> None:
         if path is not None and Path(path).exists():
             raise ValueError(f"audit log {path} exists: a run's audit log starts empty")
+        super().__init__(path)
         self.world = world
-        self.log = AuditLog(path) if path is not None else None
-        self.entries: list[dict] = []
-        self.head = GENESIS
-        self.count = 0
 
     def append(self, entry: dict) -> dict:
-        if self.log is not None:
-            chained = self.log.append(entry)
-        else:
-            chained = {"seq": self.count + 1, **entry, "prev": self.head}
-            chained["hash"] = entry_hash(chained)
-        self.head, self.count = chained["hash"], self.count + 1
+        chained = super().append(entry)
         if entry["event"] == "freeze":
             self.world.on_freeze(entry["agent"], entry["rule"])
         return chained
-
-    def close(self) -> None:
-        if self.log is not None:
-            self.log.close()
 
 
 class World:
