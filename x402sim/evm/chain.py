@@ -1,9 +1,10 @@
 """An embedded Ethereum chain (eth-tester + py-evm) whose clock and blocks we drive.
 
 ``LocalChain`` holds a real EVM with an EIP-3009 token deployed by a real transaction (USDC-like by
-default, or PYUSD-like: ``token="pyusd"``) and a Multicall3-compatible contract at its canonical
-address. It differs from eth-tester's own auto-mining backend in the three ways a payment laboratory
-needs:
+default, or PYUSD-like: ``token="pyusd"``), a Multicall3-compatible contract at its canonical
+address, and the ERC-8004 identity and reputation registries at the addresses of the ERC-8004
+team's mainnet deployments (genesis code, so they cost no transaction). It differs from
+eth-tester's own auto-mining backend in the three ways a payment laboratory needs:
 
 * **Time is ours.** Block timestamps come from ``now``, which only moves when we say so
   (``set_time`` / ``advance``); the wall clock is never read. A block is stamped ``now``; blocks
@@ -46,7 +47,18 @@ from eth_account import Account
 from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_params
 from eth_utils import to_canonical_address, to_checksum_address
 
-from .contracts import MULTICALL3, MULTICALL3_ADDRESS, PYUSD, TOKENS, USDC, load_artifact
+from .contracts import (
+    IDENTITY_REGISTRY,
+    IDENTITY_REGISTRY_ADDRESS,
+    MULTICALL3,
+    MULTICALL3_ADDRESS,
+    PYUSD,
+    REPUTATION_REGISTRY,
+    REPUTATION_REGISTRY_ADDRESS,
+    TOKENS,
+    USDC,
+    load_artifact,
+)
 from .eip712 import Domain, address_of_key, canonical
 from .hashing import keccak
 from .reads import ChainError, TokenReads
@@ -292,6 +304,7 @@ class LocalChain(TokenReads, ChainBasics):
             to_canonical_address(self.bank): _account_state(balance=10**9 * ETHER),
             to_canonical_address(self.minter): _account_state(balance=1_000 * ETHER),
             to_canonical_address(MULTICALL3_ADDRESS): _account_state(code=multicall.runtime_bytecode),
+            **_erc8004_genesis(),
         }
         params = get_default_genesis_params(
             {"timestamp": self.start_time - 1, "gas_limit": self.block_gas_limit}
@@ -315,6 +328,8 @@ class LocalChain(TokenReads, ChainBasics):
         if self.token_address is not None:
             self.usdc = self._move_token(self.usdc, self.token_address)
         self.multicall = to_checksum_address(MULTICALL3_ADDRESS)
+        self.identity_registry = to_checksum_address(IDENTITY_REGISTRY_ADDRESS)
+        self.reputation_registry = to_checksum_address(REPUTATION_REGISTRY_ADDRESS)
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> LocalChain:
@@ -706,6 +721,20 @@ class _SameSecondPragueVM(PragueVM):
 def _cost(tx) -> int:
     """The most ether a transaction may spend: gas at its fee cap, plus value."""
     return tx.gas * tx.max_fee_per_gas + tx.value
+
+
+def _erc8004_genesis() -> dict:
+    """The ERC-8004 identity and reputation registries as genesis accounts: code, no storage (neither
+    sets any at deployment). The reputation registry's immutable, the identity registry's address,
+    follows its runtime code as one ABI word, as its constructor would have left it."""
+    identity = load_artifact(IDENTITY_REGISTRY).runtime_bytecode
+    reputation = load_artifact(REPUTATION_REGISTRY).runtime_bytecode + encode(
+        ["address"], [IDENTITY_REGISTRY_ADDRESS]
+    )
+    return {
+        to_canonical_address(IDENTITY_REGISTRY_ADDRESS): _account_state(code=identity),
+        to_canonical_address(REPUTATION_REGISTRY_ADDRESS): _account_state(code=reputation),
+    }
 
 
 def _account_state(*, balance: int = 0, code: bytes = b"") -> dict:

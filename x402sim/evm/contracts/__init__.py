@@ -22,10 +22,14 @@ from typing import Any
 __all__ = [
     "COMPILER",
     "EVM_VERSION",
+    "IDENTITY_REGISTRY",
+    "IDENTITY_REGISTRY_ADDRESS",
     "MULTICALL3",
     "MULTICALL3_ADDRESS",
     "NAMES",
     "PYUSD",
+    "REPUTATION_REGISTRY",
+    "REPUTATION_REGISTRY_ADDRESS",
     "TOKENS",
     "USDC",
     "Artifact",
@@ -39,9 +43,15 @@ __all__ = [
 USDC = "usdc"
 PYUSD = "pyusd"  # usdc.vy, except that a used or canceled nonce is a logged no-op (as PayPal USD)
 MULTICALL3 = "multicall3"
-NAMES = (USDC, PYUSD, MULTICALL3)
+IDENTITY_REGISTRY = "identity_registry"  # ERC-8004 Identity Registry (an ERC-721 of agents)
+REPUTATION_REGISTRY = "reputation_registry"  # ERC-8004 Reputation Registry
+NAMES = (USDC, PYUSD, MULTICALL3, IDENTITY_REGISTRY, REPUTATION_REGISTRY)
 TOKENS = (USDC, PYUSD)  # the EIP-3009 token variants a chain can deploy
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
+# Where the ERC-8004 team's deployments of the two registries sit on every mainnet they list
+# (erc-8004/erc-8004-contracts README; their testnets use another pair).
+IDENTITY_REGISTRY_ADDRESS = "0x8004A169FB4a3325136EB29fA0ceB6D2e539a432"
+REPUTATION_REGISTRY_ADDRESS = "0x8004BAa17C55a88189AE136b182e5fdA19dE9b63"
 
 COMPILER = "vyper 0.4.3"
 # The embedded py-evm chain runs Prague; pinning the target keeps the bytecode
