@@ -53,22 +53,42 @@ from .protocol import (
 from .sim import Scenario, ScenarioError, SimResult, SweepResult, load_scenario, sweep
 from .sim import run as run_scenario
 from .testbed import TestAccount, Testbed, TestClient, TestFacilitator, TestServer
+from .trust import (
+    AgentDirectory,
+    AgentMandate,
+    AgentRef,
+    AgentSigner,
+    CrawlPolicy,
+    KeyDirectory,
+    MandateVerifier,
+    PayerRules,
+    ServerIdentity,
+    SignatureVerifier,
+)
 
 __version__ = metadata.version("x402sim")
 
 __all__ = [
+    "AgentDirectory",
+    "AgentMandate",
+    "AgentRef",
+    "AgentSigner",
     "Attempt",
     "AuditLog",
     "ChainError",
     "Client",
+    "CrawlPolicy",
     "Decision",
     "Facilitator",
     "FetchResult",
     "Governor",
     "HttpRequest",
     "HttpResponse",
+    "KeyDirectory",
     "LedgerChain",
     "LocalChain",
+    "MandateVerifier",
+    "PayerRules",
     "PaymentPayload",
     "PaymentPayloadV1",
     "PaymentRefused",
@@ -86,7 +106,9 @@ __all__ = [
     "Route",
     "Scenario",
     "ScenarioError",
+    "ServerIdentity",
     "SettleResponse",
+    "SignatureVerifier",
     "SimResult",
     "SpendPolicy",
     "SupportedResponse",

@@ -15,10 +15,22 @@ from dataclasses import dataclass, field
 
 from .actors.client import Client, DrivesClient, FetchResult, SpendPolicy, answer_with_approver
 from .actors.facilitator import Facilitator
-from .actors.messages import Approve, Effect, Handle, HttpRequest, HttpResponse, Send, Settle, Verify, run
+from .actors.messages import (
+    Approve,
+    Effect,
+    GiveFeedback,
+    Handle,
+    HttpRequest,
+    HttpResponse,
+    Send,
+    Settle,
+    Verify,
+    run,
+)
 from .actors.server import ResourceServer, Route, default_handler
 from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain
 from .evm.eip712 import address_of_key
+from .evm.erc8004 import give_feedback_calldata
 from .governance import Governor
 from .protocol import AnyPaymentPayload, AnyPaymentRequired, AnyRequirements, SettleResponse, VerifyResponse
 
@@ -103,6 +115,8 @@ class TestClient(DrivesClient):
         def perform(effect):
             if isinstance(effect, Approve):
                 return answer_with_approver(self.role, effect)
+            if isinstance(effect, GiveFeedback):
+                return self._tb.give_feedback(self.role.key, effect)
             return self._tb.perform(server, effect)
 
         return run(self.role.fetch(request, self._tb.now), perform)
@@ -164,8 +178,10 @@ class Testbed:
         upfront: bool = False,
         x402_version: int = 2,
         base_url: str = "http://localhost",
+        **trust,
     ) -> TestServer:
-        """A resource server selling ``routes`` (``{"GET /path": atomic_price}``) for the token."""
+        """A resource server selling ``routes`` (``{"GET /path": atomic_price}``) for the token;
+        ``trust`` passes ``identity``, ``payers``, ``mandates`` or ``crawl`` to the role."""
         role = ResourceServer.with_prices(
             routes,
             chain=self.chain,
@@ -173,6 +189,7 @@ class Testbed:
             upfront=upfront,
             x402_version=x402_version,
             base_url=base_url,
+            **trust,
         )
         named = {Route(key, 0).key: h for key, h in (handlers or {}).items()}
         return TestServer(role, named)
@@ -184,9 +201,12 @@ class Testbed:
         *,
         governor: Governor | None = None,
         agent: str | None = None,
+        **trust,
     ) -> TestClient:
         """A paying client for ``account``, with an optional spend policy and ``governor`` (which
-        knows it as ``agent``, by default its address; its approver answers approvals)."""
+        knows it as ``agent``, by default its address; its approver answers approvals); ``trust``
+        passes ``signer``, ``directory``, ``identity``, ``rate``, ``mandate`` and the like to the
+        role. Its feedback is posted from ``account`` and mined at once."""
         self._clients += 1
         role = Client(
             account.key,
@@ -195,15 +215,32 @@ class Testbed:
             seed=self.seed * 1_000_003 + self._clients,
             governor=governor,
             agent=agent,
+            **trust,
         )
         return TestClient(self, role)
+
+    def give_feedback(self, key: bytes, effect: GiveFeedback) -> bytes:
+        """Post ``effect``'s feedback on the reputation registry from ``key``'s account, mined."""
+        data = give_feedback_calldata(
+            effect.agent_id,
+            effect.value,
+            effect.value_decimals,
+            effect.tag1,
+            effect.tag2,
+            effect.endpoint,
+            effect.feedback_uri,
+            effect.feedback_hash,
+        )
+        tx = self.chain.transact(key, self.chain.reputation_registry, data, gas=1_000_000)
+        self.chain.mine()
+        return tx
 
     # -- the driver ------------------------------------------------------------------------------
 
     def perform(self, server: TestServer, effect: Effect):
         """Answer one effect of a client or server exchange, in process."""
         if isinstance(effect, Send):
-            return run(server.role.handle(effect.request), lambda e: self.perform(server, e))
+            return run(server.role.handle(effect.request, self.chain.now), lambda e: self.perform(server, e))
         if isinstance(effect, Verify):
             return self.facilitator.verify(effect.payload, effect.requirements)
         if isinstance(effect, Settle):

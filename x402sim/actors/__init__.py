@@ -4,6 +4,7 @@ from .client import Client, FetchResult, PaymentRecord, PaymentRefused, SpendPol
 from .facilitator import Facilitator, PendingSettlement, SettlementRecord
 from .messages import (
     Effect,
+    GiveFeedback,
     Handle,
     HttpRequest,
     HttpResponse,
@@ -22,6 +23,7 @@ __all__ = [
     "Effect",
     "Facilitator",
     "FetchResult",
+    "GiveFeedback",
     "Handle",
     "HttpRequest",
     "HttpResponse",

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..evm.eip712 import address_of_key
@@ -50,7 +51,26 @@ from ..protocol import (
     read_settlement,
 )
 from ..tables import format_usdc
-from .messages import Approval, Approve, HttpRequest, HttpResponse, Send, Steps, Unreachable
+from ..trust.mandates import EXTENSION as MANDATE_EXTENSION
+from ..trust.mandates import attach as attach_mandate
+from ..trust.reputation import EXTENSION as REPUTATION_EXTENSION
+from ..trust.reputation import (
+    TAG_DELIVERED,
+    TAG_EXACT_EVM,
+    TAG_GOOD_PAYER,
+    AgentRef,
+    ServerIdentity,
+    declared_server,
+    feedback_file,
+    feedback_hash,
+    feedback_uri,
+    pay_to_problem,
+    payer_declaration,
+    registry_problem,
+    reputation_of,
+    reputation_tier,
+)
+from .messages import Approval, Approve, GiveFeedback, HttpRequest, HttpResponse, Send, Steps, Unreachable
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
 
@@ -136,6 +156,7 @@ class FetchResult:
     refused: str | None = None
     first_status: int | None = None
     decision: Decision | None = None  # the governor's last word on the payment, if one was asked
+    feedback_tx: bytes | None = None  # the ERC-8004 feedback posted on the delivery, if any
 
     @property
     def status(self) -> int:
@@ -182,6 +203,14 @@ class Client:
     history: int | None = None  # payment records kept, newest last (None: all; 0: none)
     governor: Governor | None = None
     agent: str | None = None  # this agent's name for the governor (default: its address)
+    signer: Any = None  # signs every request it sends (RFC 9421; see ``x402sim.trust.AgentSigner``)
+    # ERC-8004 (``x402sim.trust``): the registries it reads, what it asks of servers, who it is.
+    directory: Any = None  # an ``AgentDirectory``: check payTo against agentWallet, read reputations
+    require_identity: bool = False  # pay only servers that declare a registered agent identity
+    min_reputation: float | None = None  # refuse declared servers reputed below this (mean value)
+    identity: AgentRef | None = None  # this payer's own agent, declared in its payments
+    rate: Callable[[HttpResponse], int | None] | None = None  # feedback value on a delivery (None: none)
+    mandate: Any = None  # an ``AgentMandate`` (AP2): every payment carries a closed mandate
 
     def __post_init__(self) -> None:
         self.networks = check_networks(self.networks)
@@ -197,16 +226,49 @@ class Client:
         asset of the first one (the server's order breaks ties; prices in different assets are not
         compared); ``PaymentRefused`` names why none fits."""
         reasons: list[str] = []
-        acceptable = list(self._acceptable(required, reasons))
+        acceptable = list(self._acceptable(required, reasons, self._server_of(required, reasons)))
         if not acceptable:
             raise PaymentRefused("; ".join(reasons) or "the 402 offered nothing")
         first = acceptable[0][1]
         same = [(req, o) for req, o in acceptable if (o.network, o.asset) == (first.network, first.asset)]
         return min(same, key=lambda pair: pair[1].amount)
 
-    def _acceptable(self, required: AnyPaymentRequired, reasons: list[str]):
+    def _server_of(self, required: AnyPaymentRequired, reasons: list[str]) -> ServerIdentity | bool | None:
+        """The agent identity ``required`` declares (None: none); False, with the reason in
+        ``reasons``, when this client may pay none of its offers because of it."""
+        try:
+            server = declared_server(getattr(required, "extensions", None))
+        except ValueError as exc:
+            reasons.append(f"unreadable {REPUTATION_EXTENSION} declaration: {exc}")
+            return False
+        if server is None:
+            if self.require_identity:
+                reasons.append(f"the server declares no agent identity ({REPUTATION_EXTENSION})")
+                return False
+            return None
+        if self.directory is None:
+            return server
+        problem = registry_problem(server.agent, self.directory)
+        if problem is None and self.min_reputation is not None:
+            reputation = reputation_of(self.directory, server.agent.agent_id, TAG_DELIVERED)
+            if reputation is not None and reputation < self.min_reputation:
+                agent_id = server.agent.agent_id
+                problem = f"agent {agent_id}'s reputation {reputation:g} is below {self.min_reputation:g}"
+        if problem is not None:
+            reasons.append(problem)
+            return False
+        return server
+
+    def _own_reputation(self) -> float | None:
+        if self.identity is None or self.directory is None:
+            return None
+        return reputation_of(self.directory, self.identity.agent_id, TAG_GOOD_PAYER)
+
+    def _acceptable(self, required: AnyPaymentRequired, reasons: list[str], server=None):
         """The offers of ``required`` this client can and may pay, in order; why others are not, in
-        ``reasons``."""
+        ``reasons``. ``server`` is the agent the 402 declares (False: pay nothing)."""
+        if server is False:
+            return
         for req in required.accepts:
             try:
                 offer = Offer.of(req)
@@ -229,8 +291,30 @@ class Client:
                 reasons.append("offer lacks the token's EIP-712 name and version")
             elif why := self.policy.refusal(offer, self._committed):
                 reasons.append(why)
+            elif self.mandate is not None and not isinstance(required, PaymentRequired):
+                reasons.append("an AP2 mandate can only travel with an x402 v2 payment")
+            elif self.mandate is None and MANDATE_EXTENSION in (getattr(required, "extensions", None) or {}):
+                reasons.append(
+                    "the server sells only under an AP2 payment mandate, and this client holds none"
+                )
+            elif why := self._trust_refusal(server, offer):
+                reasons.append(why)
             else:
                 yield req, offer
+
+    def _trust_refusal(self, server: ServerIdentity | None, offer: Offer) -> str | None:
+        """Why ERC-8004 forbids paying ``offer``: a payTo other than the declared agent's wallet, or
+        a price reserved for payers reputed higher than this one."""
+        if server is not None and self.directory is not None:
+            problem = pay_to_problem(server, offer.pay_to, self.directory)
+            if problem is not None:
+                return problem
+        tier = reputation_tier(offer.extra)
+        if tier is not None:
+            own = self._own_reputation()
+            if own is None or own < tier:
+                return f"price {offer.amount} is for payers reputed at least {tier:g}"
+        return None
 
     def create_payment(self, required: AnyPaymentRequired, now: int) -> AnyPaymentPayload:
         """Sign a payment for the chosen offer of ``required`` (see ``choose``) at time ``now``."""
@@ -253,18 +337,32 @@ class Client:
     def _sign(
         self, required: AnyPaymentRequired, req: AnyRequirements, offer: Offer, now: int
     ) -> AnyPaymentPayload:
-        nonce = self._rng.randbytes(32)
+        extensions: dict = {}
+        if self.mandate is not None:
+            chain = self.mandate.close(offer, self.address, required.resource.url or "", now)
+            nonce = bytes.fromhex(chain.nonce()[2:])  # AP2's x402 binding: keccak256 of the chain
+            extensions = attach_mandate(extensions, chain)
+        else:
+            nonce = self._rng.randbytes(32)
+        if self.identity is not None:
+            extensions.update(payer_declaration(self.identity))
         exact = sign_authorization(self.key, self.address, offer, now, nonce).to_wire()
         self._committed += offer.amount
         if isinstance(required, PaymentRequired):
-            payment = PaymentPayload(x402_version=2, resource=required.resource, accepted=req, payload=exact)
+            payment = PaymentPayload(
+                x402_version=2,
+                resource=required.resource,
+                accepted=req,
+                payload=exact,
+                extensions=extensions or None,
+            )
         else:
             payment = PaymentPayloadV1(x402_version=1, scheme=req.scheme, network=req.network, payload=exact)
         return payment
 
     def fetch(self, request: HttpRequest, now: int) -> Steps[FetchResult]:
         """Send ``request``; on a 402, pay once and send it again."""
-        first: HttpResponse = yield Send(request)
+        first: HttpResponse = yield Send(self._signed(request, now))
         if first.status != 402:
             return FetchResult(first)
         try:
@@ -288,7 +386,7 @@ class Client:
         payment = self._sign(challenge, req, offer, now)
         paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
         try:
-            final: HttpResponse = yield Send(paid_request)
+            final: HttpResponse = yield Send(self._signed(paid_request, now))
         except Unreachable:
             self._record(request, offer, payment, None, None)
             if decision is not None:
@@ -305,7 +403,65 @@ class Client:
             outcome = "unknown" if settlement is None else "settled" if settlement.success else "failed"
             tx = settlement.transaction if settlement is not None and settlement.success else None
             self.governor.record(decision, outcome, now, tx or None)
-        return FetchResult(final, challenge, payment, settlement, first_status=402, decision=decision)
+        feedback_tx = None
+        if settlement is not None and settlement.success and self.rate is not None:
+            feedback = self._feedback(challenge, request, offer, settlement, final, now)
+            if feedback is not None:
+                try:
+                    feedback_tx = yield feedback
+                except Unreachable:
+                    feedback_tx = None  # the payment stands; only the review is lost
+        return FetchResult(
+            final,
+            challenge,
+            payment,
+            settlement,
+            first_status=402,
+            decision=decision,
+            feedback_tx=feedback_tx,
+        )
+
+    def _feedback(self, challenge, request, offer: Offer, settlement, response, now) -> GiveFeedback | None:
+        """The review of a paid delivery by a declared agent: ``rate``'s value, with the settlement
+        as proof of payment; None when the server declares no agent or ``rate`` abstains."""
+        try:
+            server = declared_server(getattr(challenge, "extensions", None))
+        except ValueError:
+            return None
+        value = self.rate(response) if server is not None else None
+        if value is None:
+            return None
+        endpoint = server.endpoint or _resource(request, challenge)
+        file = feedback_file(
+            agent=server.agent,
+            client=self.address,
+            value=value,
+            endpoint=endpoint,
+            pay_to=offer.pay_to,
+            tx_hash=settlement.transaction,
+            network=offer.network,
+            created_at=now,
+        )
+        return GiveFeedback(
+            server.agent.agent_id,
+            value,
+            0,
+            TAG_DELIVERED,
+            TAG_EXACT_EVM,
+            endpoint,
+            feedback_uri(file),
+            feedback_hash(file),
+        )
+
+    def _signed(self, request: HttpRequest, now: int) -> HttpRequest:
+        """``request`` with this agent's HTTP message signature, when it has a signer (the paid retry
+        is signed afresh: its headers changed)."""
+        if self.signer is None:
+            return request
+        headers = self.signer.sign(
+            request.method, request.header("Host") or "", request.path, request.headers, now
+        )
+        return replace(request, headers=tuple(headers))
 
     def _record(self, request, offer: Offer, payment, status: int | None, settlement) -> None:
         if settlement is not None and settlement.success:

@@ -2,7 +2,8 @@
 
 The roles never call each other. A role's operation is a generator ("steps"): it *yields* an
 effect (``Send`` a request, ``Verify`` or ``Settle`` at a facilitator, ``Handle`` a request with the
-application, ``Approve`` a payment the governor holds for a human) and is resumed with the answer.
+application, ``Approve`` a payment the governor holds for a human, ``GiveFeedback`` on chain after
+delivery) and is resumed with the answer.
 Whoever drives the generator decides how the answer
 is obtained: a direct call in the in-process testbed, a delay in the SimPy world, an HTTP round
 trip behind real sockets. A driver may also throw ``Unreachable`` into the generator to say the
@@ -120,7 +121,24 @@ class Approval:
     now: int | None = None
 
 
-Effect = Send | Verify | Settle | Handle | Approve
+@dataclass(frozen=True)
+class GiveFeedback:
+    """Client -> the ERC-8004 reputation registry: post this feedback on the agent that served it
+    (``giveFeedback``'s arguments; the file behind ``feedback_uri`` carries the proof of payment).
+    The driver sends the transaction from the client's wallet; resume with its hash, or None when
+    it posts nothing."""
+
+    agent_id: int
+    value: int
+    value_decimals: int
+    tag1: str
+    tag2: str
+    endpoint: str
+    feedback_uri: str
+    feedback_hash: bytes
+
+
+Effect = Send | Verify | Settle | Handle | Approve | GiveFeedback
 R = TypeVar("R")
 Steps = Generator[Effect, Any, R]
 
@@ -191,6 +209,7 @@ __all__ = [
     "Approval",
     "Approve",
     "Effect",
+    "GiveFeedback",
     "Handle",
     "HttpRequest",
     "HttpResponse",

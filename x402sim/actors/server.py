@@ -35,6 +35,9 @@ import re
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import is_address
 
 from ..evm.exact import Offer, evm_address
 from ..protocol import (
@@ -59,6 +62,11 @@ from ..protocol import (
     read_payment,
     response_header_name,
 )
+from ..trust.mandates import EXTENSION as MANDATE_EXTENSION
+from ..trust.mandates import VCT_CLOSED, MandateRefused, PaymentFacts
+from ..trust.mandates import attached as attached_mandate
+from ..trust.reputation import EXTENSION as REPUTATION_EXTENSION
+from ..trust.reputation import PayerRules, ServerIdentity, reputation_tier
 from .messages import Handle, HttpRequest, HttpResponse, Settle, Steps, Unreachable, Verify
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 60
@@ -222,6 +230,10 @@ class ResourceServer:
     payment_identifier: str = "off"
     identifiers: PaymentIdentifiers = field(default_factory=PaymentIdentifiers)
     stats: Counter = field(default_factory=Counter)
+    crawl: Any = None  # who may fetch at all, and whether they pay (see ``x402sim.trust.CrawlPolicy``)
+    identity: ServerIdentity | None = None  # the ERC-8004 agent this server is, declared in its 402s
+    payers: PayerRules | None = None  # what it asks of the agents paying it (identity, reputation)
+    mandates: Any = None  # a ``MandateVerifier``: every payment must carry an AP2 mandate it accepts
 
     @classmethod
     def with_prices(cls, prices: Mapping[str, int | Route], *, chain=None, **kwargs) -> ResourceServer:
@@ -257,16 +269,27 @@ class ResourceServer:
 
     # -- offers -------------------------------------------------------------------------------
 
-    def requirements(self, route: Route) -> PaymentRequirements:
+    def requirements(
+        self, route: Route, price: int | None = None, extra: dict | None = None
+    ) -> PaymentRequirements:
         return PaymentRequirements(
             scheme="exact",
             network=self.network,
-            amount=route.price,
+            amount=route.price if price is None else price,
             asset=self.asset,
             pay_to=route.pay_to or self.pay_to,
             max_timeout_seconds=route.max_timeout_seconds,
-            extra={"name": self.asset_name, "version": self.asset_version},
+            extra={"name": self.asset_name, "version": self.asset_version, **(extra or {})},
         )
+
+    def offers(self, route: Route) -> list[PaymentRequirements]:
+        """The route's v2 offers: its price, then one per reputation tier cheaper than it (an offer
+        reserved for payers reputed at least ``extra.reputation.min``)."""
+        offers = [self.requirements(route)]
+        for floor, price in sorted((self.payers.tiers if self.payers else {}).items()):
+            if price < route.price:
+                offers.append(self.requirements(route, price, {"reputation": {"min": floor}}))
+        return offers
 
     def requirements_v1(self, route: Route) -> PaymentRequirementsV1 | None:
         name = caip2_to_v1(self.network)
@@ -298,36 +321,43 @@ class ResourceServer:
                 description=route.description or None,
                 mime_type=route.mime_type,
             ),
-            accepts=[self.requirements(route)],
+            accepts=self.offers(route),
             extensions=self.extensions(),
         )
         return HttpResponse.of_json(402, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
 
     def extensions(self) -> dict | None:
         """The extensions the 402 declares (v2), None when none."""
-        if self.payment_identifier == "off":
-            return None
-        declaration = {"required": self.payment_identifier == "required"}
-        return {PAYMENT_IDENTIFIER: {"info": declaration, "schema": PAYMENT_IDENTIFIER_SCHEMA}}
+        declared = {}
+        if self.payment_identifier != "off":
+            declaration = {"required": self.payment_identifier == "required"}
+            declared[PAYMENT_IDENTIFIER] = {"info": declaration, "schema": PAYMENT_IDENTIFIER_SCHEMA}
+        if self.identity is not None:
+            declared[REPUTATION_EXTENSION] = self.identity.declaration()
+        if self.mandates is not None:  # payments here must carry an AP2 payment mandate
+            declared[MANDATE_EXTENSION] = {"info": {"required": True, "mandate": VCT_CLOSED}}
+        return declared or None
 
     def _match(self, route: Route, payment: PaymentPayload | PaymentPayloadV1):
         if isinstance(payment, PaymentPayloadV1):
             offer = self.requirements_v1(route)
             ok = offer is not None and (payment.scheme, payment.network) == (offer.scheme, offer.network)
             return offer if ok else None
-        offer = self.requirements(route)
         try:
             accepted = Offer.of(payment.accepted)
         except ProtocolError:
             return None  # an address that is no address matches nothing
-        same = (
-            accepted.scheme == offer.scheme
-            and accepted.network == offer.network
-            and accepted.amount == offer.amount
-            and accepted.asset == offer.asset
-            and accepted.pay_to == offer.pay_to
-        )
-        return offer if same else None
+        for offer in self.offers(route):
+            same = (
+                accepted.scheme == offer.scheme
+                and accepted.network == offer.network
+                and accepted.amount == offer.amount
+                and accepted.asset == offer.asset
+                and accepted.pay_to == offer.pay_to
+            )
+            if same:
+                return offer
+        return None
 
     # -- the exchange -------------------------------------------------------------------------
 
@@ -352,6 +382,18 @@ class ResourceServer:
         """Answer one request at time ``now`` (needed only by a replay guard); yields
         ``Verify``/``Handle``/``Settle`` effects."""
         route = self.routes.get(request.route_key)
+        if self.crawl is not None:
+            if now is None:
+                raise ValueError("a server with a crawl policy needs the time: handle(request, now)")
+            verdict = self.crawl.admit(
+                request.method, request.header("Host") or "", request.path, request.headers, now
+            )
+            if verdict.action == "block":
+                self.stats["crawl_blocked"] += 1
+                return HttpResponse.of_json(verdict.status, {"error": verdict.reason})
+            if verdict.action == "free":
+                self.stats["crawl_free"] += 1
+                return (yield Handle(request))
         if route is None or route.price == 0:
             self.stats["free"] += 1
             return (yield Handle(request))
@@ -422,13 +464,26 @@ class ResourceServer:
         if requirements is None:
             self.stats["unmatched"] += 1
             return self.challenge(route, version, "No matching payment requirements")
+        refusal = self._payer_refusal(payment, requirements)
+        if refusal is not None:
+            self.stats["payer_refused"] += 1
+            return self.challenge(route, version, f"payer refused: {refusal}")
+        mandate = None
+        if self.mandates is not None:
+            mandate, refusal = self._mandate(payment, requirements, now)
+            if refusal is not None:
+                self.stats["mandate_refused"] += 1
+                return self.challenge(route, version, f"mandate refused: {refusal}")
         guard_key = _authorization_key(payment) if self.replay_guard is not None else None
         if guard_key is not None:
             if now is None:
                 raise ValueError("a server with a replay guard needs the time: handle(request, now)")
             if not self.replay_guard.admit(guard_key, now):
                 self.stats["replay_refused"] += 1
+                if mandate is not None:
+                    self.mandates.release(mandate)
                 return self.challenge(route, version, "payment already presented")
+        response = None
         try:
             if self.upfront:
                 response = yield from self._upfront(route, request, payment, requirements, version)
@@ -439,9 +494,57 @@ class ResourceServer:
         except Unreachable as exc:
             self.stats["facilitator_unreachable"] += 1
             response = HttpResponse.of_json(502, {"error": str(exc)})
+        finally:
+            if mandate is not None:  # a mandate's budget counts what settled, and only that
+                if response is not None and self._settled(response):
+                    self.mandates.settled(mandate)
+                else:
+                    self.mandates.release(mandate)
         if guard_key is not None and self._unused(response):
             self.replay_guard.release(guard_key)
         return response
+
+    def _payer_refusal(self, payment, requirements) -> str | None:
+        """Why ``payers`` refuses the agent behind ``payment`` for this offer, or None."""
+        tier = reputation_tier(requirements.extra)
+        if self.payers is None and tier is None:
+            return None
+        if self.payers is None:
+            return "this offer is reserved for reputed payers, and this server reads no registry"
+        payer = (
+            payment.payload.get("authorization", {}).get("from")
+            if isinstance(payment.payload, dict)
+            else None
+        )
+        if not isinstance(payer, str) or not is_address(payer):
+            return "the payment names no payer"
+        extensions = payment.extensions if isinstance(payment, PaymentPayload) else None
+        return self.payers.problem(payer, extensions, tier)
+
+    def _mandate(self, payment, requirements, now):
+        """Check the AP2 mandate ``payment`` carries against the offer it pays: (the verified,
+        reserved mandate, None) or (None, why it is refused)."""
+        if now is None:
+            raise ValueError("a server verifying mandates needs the time: handle(request, now)")
+        if not isinstance(payment, PaymentPayload):
+            return None, "missing: an AP2 mandate travels only with an x402 v2 payment"
+        try:
+            chain = attached_mandate(payment.extensions)
+            if chain is None:
+                raise MandateRefused("missing", "this resource is sold only under an AP2 payment mandate")
+            authorization = payment.payload.get("authorization", {})
+            facts = PaymentFacts(
+                payer=authorization.get("from", ""),
+                pay_to=requirements.pay_to,
+                asset=requirements.asset,
+                network=requirements.network,
+                amount=int(requirements.amount),
+                nonce=authorization.get("nonce", ""),
+                resource=payment.resource.url if payment.resource is not None else "",
+            )
+            return self.mandates.check(chain, facts, now), None
+        except MandateRefused as exc:
+            return None, f"{exc.code}: {exc}"
 
     @staticmethod
     def _unused(response: HttpResponse) -> bool:
