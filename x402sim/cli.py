@@ -171,6 +171,10 @@ NetworkOpt = Annotated[
         "name and version (as the SDKs' default asset tables), e.g. --network base-sepolia.",
     ),
 ]
+# The request-signing profiles of x402sim.trust.signatures.PROTOCOLS (named here so --help loads no crypto).
+SignProtocol = enum.Enum(
+    "SignProtocol", {p: p for p in ("web-bot-auth", "agent-browser-auth", "agent-payer-auth")}, type=str
+)
 FromEnvOpt = Annotated[
     bool,
     typer.Option(
@@ -402,6 +406,41 @@ def serve_server_cmd(
     facilitator_timeout: Annotated[float, typer.Option(help="Seconds to wait for the facilitator.")] = 30.0,
     allow_remote: AllowRemoteOpt = False,
     from_env: FromEnvOpt = False,
+    crawl_policy: Annotated[
+        bool,
+        typer.Option(
+            "--crawl-policy",
+            help="Pay per crawl: admit requests by their RFC 9421 signature (Web Bot Auth, Visa TAP). "
+            "Unsigned or badly signed requests get 403, signed agents pay the route's price by x402, "
+            "--crawl-allow agents are served free. Keys come from the directory each request names in "
+            "Signature-Agent (this machine only unless --allow-remote).",
+        ),
+    ] = False,
+    crawl_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--crawl-allow",
+            metavar="KEYID_OR_URL",
+            help="With --crawl-policy: an agent served free, by keyid or by its key directory's URL "
+            "(repeatable).",
+        ),
+    ] = None,
+    crawl_charge_unsigned: Annotated[
+        bool,
+        typer.Option(
+            "--crawl-charge-unsigned",
+            help="With --crawl-policy: let unsigned requests pay like anyone instead of refusing them.",
+        ),
+    ] = False,
+    sign_responses: Annotated[
+        bool,
+        typer.Option(
+            "--sign-responses",
+            help="Sign answers carrying PAYMENT-REQUIRED or PAYMENT-RESPONSE (RFC 9421, the x402 "
+            "http-message-signatures extension); the key is served at "
+            "/.well-known/http-message-signatures-directory.",
+        ),
+    ] = False,
 ) -> None:
     """Serve priced routes (or a paywall proxy in front of --origin), settling through a facilitator.
 
@@ -411,13 +450,22 @@ def serve_server_cmd(
 
     Example: PORT=4021 FACILITATOR_URL=http://127.0.0.1:4022 EVM_NETWORK=eip155:84532
     EVM_PAYEE_ADDRESS=0x... x402sim serve server --from-env
+
+    Pay per crawl in front of an origin, one agent free (its keyid is printed by x402sim serve chain):
+
+      x402sim serve server --facilitator-url http://127.0.0.1:4022 --routes routes.toml
+      --rpc-url http://127.0.0.1:8545 --origin http://127.0.0.1:8000 --crawl-policy --crawl-allow KEYID
     """
     from .evm.chain import ChainError
     from .http.serve import serve_server, serve_server_env, server_env
 
+    if not crawl_policy and (crawl_allow or crawl_charge_unsigned):
+        raise _fail("--crawl-allow and --crawl-charge-unsigned need --crawl-policy")
     if from_env:
         if routes is not None or origin is not None or rpc_url is not None or facilitator_url is not None:
             raise _fail("--from-env reads its settings from the environment; drop the other options")
+        if crawl_policy or sign_responses:
+            raise _fail("--from-env serves the e2e contract; drop --crawl-policy and --sign-responses")
         env = _from_env(server_env, allow_remote, ("FACILITATOR_URL", "EVM_RPC_URL"))
         public = _host_ok(host)
         _run_until_signalled(
@@ -447,6 +495,11 @@ def serve_server_cmd(
             port=port,
             allow_public=public,
             facilitator_timeout=facilitator_timeout,
+            crawl=crawl_policy,
+            crawl_allow=tuple(crawl_allow or ()),
+            crawl_block_unsigned=not crawl_charge_unsigned,
+            allow_remote_directories=allow_remote,
+            sign_responses=sign_responses,
         )
     )
 
@@ -549,6 +602,22 @@ def pay(
             "refused otherwise).",
         ),
     ] = False,
+    sign: Annotated[
+        SignProtocol | None,
+        typer.Option(
+            "--sign",
+            help="Sign every request (RFC 9421) with the account's agent key: web-bot-auth (IETF Web Bot "
+            "Auth), agent-browser-auth or agent-payer-auth (Visa Trusted Agent Protocol).",
+        ),
+    ] = None,
+    signature_agent: Annotated[
+        str | None,
+        typer.Option(
+            "--signature-agent",
+            help="With --sign: the origin of the agent's key directory, sent in Signature-Agent "
+            "(default: the origin of --rpc-url, whose chain serves the test accounts' directory).",
+        ),
+    ] = None,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -567,6 +636,11 @@ def pay(
     x402sim audit verify). A payment that needs approval is granted by --approve, else asked on a
     terminal, else refused.
 
+    With --sign, every request is signed (RFC 9421) with an Ed25519 key derived from the paying
+    account's key, whose public half the x402sim chain publishes at
+    /.well-known/http-message-signatures-directory; a server started with --crawl-policy then knows
+    the agent (and charges it, or serves it free).
+
     With --from-env (instead of URL, --key, --rpc-url, --network, --max-price): RESOURCE_SERVER_URL
     and ENDPOINT_PATH (joined), CLIENT_EVM_PRIVATE_KEY or EVM_PRIVATE_KEY, EVM_NETWORK (the only network
     paid), EVM_RPC_URL (optional: its clock is used, its chain must be EVM_NETWORK), MAX_AMOUNT_ATOMIC
@@ -581,6 +655,8 @@ def pay(
       x402sim pay http://127.0.0.1:4021/weather --key 0x... --network eip155:31337
 
       x402sim pay http://127.0.0.1:4021/weather --policy examples/policy.toml --audit audit.jsonl
+
+      x402sim pay http://127.0.0.1:4021/weather --rpc-url http://127.0.0.1:8545 --sign web-bot-auth
 
       x402sim pay http://127.0.0.1:4021/weather --policy team.toml --policy-name strict --agent researcher
       --audit audit.jsonl --approve
@@ -599,6 +675,8 @@ def pay(
             raise _fail("--from-env reads URL, key, network and price cap from the environment; drop them")
         if policy_file is not None:
             raise _fail("--from-env pays without a governor; drop --policy")
+        if sign is not None:
+            raise _fail("--from-env does not sign requests; drop --sign")
     elif url is None:
         raise _fail("missing argument URL (or use --from-env)")
     governance = _load_governance(policy_file, policy_name, agent, audit, approve)
@@ -634,6 +712,7 @@ def pay(
             raise _fail(f"--network: {exc}") from None
     policy = SpendPolicy(max_price=max_price)
     key_bytes = _parse_key(key)
+    signer = _agent_signer(sign, key_bytes, signature_agent, rpc_url)
     governor = None
     try:
         with contextlib.ExitStack() as stack:
@@ -643,7 +722,13 @@ def pay(
                 stack.callback(governor.close)
             client = stack.enter_context(
                 PayingClient(
-                    key_bytes, networks=networks, policy=policy, clock=clock, governor=governor, agent=agent
+                    key_bytes,
+                    networks=networks,
+                    policy=policy,
+                    clock=clock,
+                    governor=governor,
+                    agent=agent,
+                    signer=signer,
                 )
             )
             result = client.request(method, url, headers=headers, content=(data or "").encode())
@@ -665,6 +750,24 @@ def pay(
         err.print(f"payment refused: {result.refused}")
     if result.status >= 400:
         raise typer.Exit(1)
+
+
+def _agent_signer(sign, key: bytes, signature_agent: str | None, rpc_url: str | None):
+    """The RFC 9421 signer for ``pay --sign``: the account's agent key, pointing at its directory."""
+    if sign is None:
+        if signature_agent is not None:
+            raise _fail("--signature-agent needs --sign")
+        return None
+    from .http.serve import account_agent_key, origin_of
+    from .trust.signatures import WEB_BOT_AUTH, AgentSigner
+
+    agent_url = signature_agent or (origin_of(rpc_url) if rpc_url else None)
+    if agent_url is None and sign.value == WEB_BOT_AUTH:
+        raise _fail("--sign web-bot-auth needs the agent's key directory: --rpc-url or --signature-agent URL")
+    try:
+        return AgentSigner(account_agent_key(key), protocol=sign.value, signature_agent=agent_url)
+    except ValueError as exc:
+        raise _fail(f"--signature-agent: {exc}") from None
 
 
 # Governance for `pay`: the policy is read before anything else (a bad one writes nothing), the audit

@@ -155,7 +155,9 @@ def _original(exc: Unreachable) -> Exception:
 class _PayingBase(DrivesClient):
     """Shared set-up: ``networks`` (CAIP-2, required) are the only chains the client signs for; a
     ``governor`` judges each payment first (knowing this client as ``agent``, by default its
-    address), and its approver answers the payments that need approval."""
+    address), and its approver answers the payments that need approval. A ``signer``
+    (``x402sim.trust.signatures.AgentSigner``) signs every request sent (RFC 9421: Web Bot Auth or
+    Visa TAP), the paid retry afresh."""
 
     def __init__(
         self,
@@ -167,6 +169,7 @@ class _PayingBase(DrivesClient):
         agent: str | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
+        signer=None,
     ) -> None:
         self.role = Client(
             _key_bytes(key),
@@ -175,6 +178,7 @@ class _PayingBase(DrivesClient):
             seed=seed if seed is not None else int.from_bytes(os.urandom(8), "big"),
             governor=governor,
             agent=agent,
+            signer=signer,
         )
         self.clock = clock
 

@@ -16,6 +16,16 @@ Networks: ``ChainSetup.network`` names a preset (``x402sim.evm.presets``); ``bas
 chain 84532 with the token at Base Sepolia's USDC address and domain, so SDKs with their default
 asset tables pay on it unmodified.
 
+Agent identities: every funded test account also has an Ed25519 key for signing its HTTP requests
+(RFC 9421: Web Bot Auth, Visa TAP), derived from the account's private key (``account_agent_key``),
+so a client holding the account key can sign and nobody else can. The chain service publishes their
+public keys as a JWKS at ``/.well-known/http-message-signatures-directory``: the chain is where the
+test accounts live (it funds them and lists them), so its origin is the agents' ``Signature-Agent``;
+the resource server that verifies them is another party and only reads that directory. With
+``crawl_policy`` a resource server admits requests by signature (``x402sim.trust.crawl``): in
+``serve_all`` against the same in-process directory, in ``serve_server`` by fetching the directories
+requests name (loopback only unless ``allow_remote_directories``).
+
 The e2e environment contract: ``server_env``, ``facilitator_env`` and ``client_env`` read the
 variables the official x402 e2e harness starts its targets with (``PORT``, ``EVM_NETWORK``, ...;
 a role-prefixed name such as ``SERVER_EVM_ADDRESS`` wins over the plain one), raising ``EnvError``
@@ -29,28 +39,44 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from eth_utils import is_address, to_checksum_address
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from ..actors.facilitator import Facilitator
 from ..actors.messages import HttpResponse
 from ..actors.server import PAYMENT_IDENTIFIER_MODES, ResourceServer, Route
+from ..evm import erc8004
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.contracts import MULTICALL3_ADDRESS
 from ..evm.eip712 import address_of_key
 from ..evm.presets import DEFAULT_PRESET, preset, preset_for_network
 from ..evm.rpc_chain import RpcChain
 from ..protocol import ProtocolError, caip2_problem, v1_to_caip2
+from ..trust.crawl import CrawlPolicy
+from ..trust.identity import registration_file
+from ..trust.signatures import (
+    DIRECTORY_MEDIA_TYPE,
+    DIRECTORY_PATH,
+    PROTOCOLS,
+    KeyDirectory,
+    ResponseSigner,
+    SignatureVerifier,
+    agent_key,
+    jwks,
+    keyid_of,
+)
 from .chain_clock import ChainClock
 from .chain_rpc import chain_rpc_app
 from .client import FacilitatorClient
 from .facilitator_app import facilitator_app
+from .guard import service_app
 from .routes_file import RoutesConfig
 from .runner import LOOPBACK, Services
-from .server_app import MAX_IN_FLIGHT, Handler, demo_weather, resource_server_app
+from .server_app import MAX_IN_FLIGHT, DirectoryFetcher, Handler, demo_weather, resource_server_app
 
 USDC = 10**6
 DEFAULT_PORTS = {"chain": 8545, "facilitator": 4022, "server": 4021}
@@ -85,6 +111,57 @@ class Running:
         self.services.stop()
 
 
+def account_agent_key(private_key: bytes | str):
+    """The Ed25519 key a test account signs its HTTP requests with, derived from its private key."""
+    raw = bytes.fromhex(private_key.removeprefix("0x")) if isinstance(private_key, str) else private_key
+    return agent_key(b"x402sim-account\x00" + raw)
+
+
+def agents_directory(accounts: Iterable[dict]) -> dict:
+    """The JWKS of the accounts' agent keys (public halves only)."""
+    return jwks(account_agent_key(a["private_key"]) for a in accounts)
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def with_agents_directory(app, document: dict):
+    """``app`` (None: nothing else, 404), plus ``GET``/``HEAD`` of the key directory ``document`` at
+    ``DIRECTORY_PATH`` with the directory's media type."""
+    body = json.dumps(document, separators=(",", ":")).encode()
+    headers = {"Content-Type": DIRECTORY_MEDIA_TYPE, "Cache-Control": "max-age=300"}
+    inner = app if app is not None else service_app("agents' key directory", [])
+
+    async def with_directory(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get("path") == DIRECTORY_PATH:
+            if scope.get("method") in ("GET", "HEAD"):
+                answer = Response(body, 200, headers)
+            else:
+                answer = Response(b"", 405, {"Allow": "GET, HEAD"})
+            await answer(scope, receive, send)
+            return
+        await inner(scope, receive, send)
+
+    return with_directory
+
+
+# How far ahead of the server's clock a signature's ``created`` may be: served processes have their own
+# clocks, and ``pay --rpc-url`` signs with its chain's clock, which runs ahead of the wall clock after a
+# burst of blocks (TAP's sample edge allows 60 s too).
+CLOCK_SKEW = 60
+
+
+def crawl_policy(
+    directory: KeyDirectory, allow: Iterable[str] = (), *, block_unsigned: bool = True
+) -> CrawlPolicy:
+    """The pay-per-crawl policy the served resource servers use: Web Bot Auth and both TAP tags,
+    ``created`` up to ``CLOCK_SKEW`` seconds ahead."""
+    verifier = SignatureVerifier(directory, tags=PROTOCOLS, max_skew=CLOCK_SKEW)
+    return CrawlPolicy(verifier, allow=allow, block_unsigned=block_unsigned)
+
+
 def _new_chain(setup: ChainSetup) -> tuple[LocalChain, list[dict]]:
     network = preset(setup.network)
     chain_id = network.chain_id if setup.chain_id is None else setup.chain_id
@@ -102,7 +179,12 @@ def _new_chain(setup: ChainSetup) -> tuple[LocalChain, list[dict]]:
     chain.fund_many([(address_of_key(k), setup.usdc, setup.eth) for k in keys])
     # What is printed is what the chain holds, read back, never what was asked for.
     accounts = [
-        {"address": (a := address_of_key(k)), "private_key": "0x" + k.hex(), "usdc": chain.balance_of(a)}
+        {
+            "address": (a := address_of_key(k)),
+            "private_key": "0x" + k.hex(),
+            "usdc": chain.balance_of(a),
+            "agent_keyid": keyid_of(account_agent_key(k)),
+        }
         for k in keys
     ]
     short = [a["address"] for a in accounts if a["usdc"] != setup.usdc]
@@ -124,14 +206,61 @@ def _chain_info(chain: LocalChain, accounts: list[dict], setup: ChainSetup) -> d
     }
 
 
-def _rpc_app(chain: LocalChain, setup: ChainSetup, accounts: list[dict], clock: ChainClock):
-    return chain_rpc_app(
+def _rpc_app(
+    chain: LocalChain, setup: ChainSetup, accounts: list[dict], clock: ChainClock, registrations: dict
+):
+    app = chain_rpc_app(
         chain,
         automine=setup.block_time is None,
         block_time=setup.block_time,
         chain_clock=clock,
         accounts=accounts,
     )
+    return with_agent_registrations(with_agents_directory(app, agents_directory(accounts)), registrations)
+
+
+REGISTRATION_PATH = "/agents/{agent_id}/registration.json"
+
+
+def register_accounts(chain: LocalChain, accounts: list[dict], origin: str, files: dict) -> None:
+    """Register every test account as an ERC-8004 agent it owns (its wallet is its own address),
+    whose agentURI is its registration file served by the chain service at ``origin``; the account
+    entries gain ``agent_id`` and ``agent_uri``, and ``files`` maps each agent id to its file."""
+    for account in accounts:
+        key = bytes.fromhex(account["private_key"][2:])
+        agent_id = erc8004.register(chain, key)
+        uri = origin + REGISTRATION_PATH.format(agent_id=agent_id)
+        erc8004.set_agent_uri(chain, key, agent_id, uri)
+        account["agent_id"], account["agent_uri"] = agent_id, uri
+        files[str(agent_id)] = registration_file(
+            f"x402sim account {account['address']}",
+            description="A paying test agent of an x402sim chain (test keys, no real value).",
+            services=[{"name": "web-bot-auth", "endpoint": origin + DIRECTORY_PATH}],
+            agent_id=agent_id,
+            chain_id=chain.chain_id,
+            registry=chain.identity_registry,
+        )
+
+
+def with_agent_registrations(app, files: dict):
+    """``app`` plus ``GET`` of the registration files in ``files`` (agent id -> file) at
+    ``REGISTRATION_PATH``, looked up when asked, so agents registered after the app was built are
+    served."""
+
+    async def with_registrations(scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "agents" and parts[3] == "registration.json":
+            found = files.get(parts[2])
+            answer = JSONResponse(found) if found else JSONResponse({"error": "no such agent"}, 404)
+            return await answer(scope, receive, send)
+        return await app(scope, receive, send)
+
+    return with_registrations
+
+
+def _agent_facts(rpc_url: str) -> dict:
+    return {"signature_agent": origin_of(rpc_url), "agent_directory": origin_of(rpc_url) + DIRECTORY_PATH}
 
 
 def serve_chain(
@@ -139,9 +268,14 @@ def serve_chain(
 ) -> Running:
     chain, accounts = _new_chain(setup)
     services = Services(host, allow_public=allow_public)
-    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, ChainClock(chain, time.time)), port)
+    files: dict = {}
+    clock = ChainClock(chain, time.time)
+    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, clock, files), port)
+    register_accounts(chain, accounts, origin_of(rpc_url), files)
     services.start()
-    return Running(services, {"rpc_url": rpc_url, **_chain_info(chain, accounts, setup)})
+    return Running(
+        services, {"rpc_url": rpc_url, **_chain_info(chain, accounts, setup), **_agent_facts(rpc_url)}
+    )
 
 
 def serve_facilitator(
@@ -222,15 +356,34 @@ def serve_server(
     handlers: Mapping[str, Handler] | None = None,
     control: bool = False,
     switches: Mapping | None = None,
+    crawl: bool = False,
+    crawl_allow: Iterable[str] = (),
+    crawl_block_unsigned: bool = True,
+    allow_remote_directories: bool = False,
+    sign_responses: bool = False,
 ) -> Running:
     """A resource server for ``config``'s routes; ``handlers`` answer routes by key (``"GET /path"``),
-    ``control`` adds ``GET /health`` and ``POST /close``, ``switches`` are extra role fields."""
+    ``control`` adds ``GET /health`` and ``POST /close``, ``switches`` are extra role fields.
+
+    ``crawl`` turns pay per crawl on: requests are admitted by their RFC 9421 signature, verified with
+    the keys of the directories they name in ``Signature-Agent`` (fetched from this machine only unless
+    ``allow_remote_directories``); ``crawl_allow`` (keyids or agent directory URLs) are served free.
+    ``sign_responses`` signs the x402 answers with a fresh Ed25519 key, published at the server's
+    ``DIRECTORY_PATH`` (the x402 ``http-message-signatures`` extension's server-signed responses)."""
+    fetcher = None
+    response_signer = ResponseSigner(agent_key(secrets.token_bytes(32))) if sign_responses else None
+    if crawl:
+        policy = crawl_policy(KeyDirectory(), crawl_allow, block_unsigned=crawl_block_unsigned)
+        switches = {**(switches or {}), "crawl": policy}
+        fetcher = DirectoryFetcher(policy.verifier.directory, allow_remote=allow_remote_directories)
     role, client = resource_server(
         config, facilitator_url, facilitator_timeout=facilitator_timeout, switches=switches
     )
     services = Services(host, allow_public=allow_public)
     closed = threading.Event()
-    app = resource_server_app(role, client, origin=origin, handlers=handlers)
+    app = resource_server_app(
+        role, client, origin=origin, handlers=handlers, directories=fetcher, response_signer=response_signer
+    )
     facts = {
         "network": role.network,
         "asset": role.asset,
@@ -238,12 +391,24 @@ def serve_server(
         "asset_version": role.asset_version,
         "payee": role.pay_to,
     }
+    if crawl:
+        facts["crawl_policy"] = _crawl_facts(role.crawl)
+    if response_signer is not None:
+        facts["response_keyid"] = response_signer.keyid
     url = services.add(
         "server", _controlled(app, closed, {"status": "ok", **facts}) if control else app, port
     )
     role.base_url = url
     services.start()
     return Running(services, {"server_url": url, **facts}, closed)
+
+
+def _crawl_facts(policy: CrawlPolicy) -> dict:
+    return {
+        "tags": list(policy.verifier.tags),
+        "allow": sorted(policy.allow),
+        "block_unsigned": policy.block_unsigned,
+    }
 
 
 def serve_all(
@@ -253,8 +418,13 @@ def serve_all(
     host: str = LOOPBACK,
     ports: dict[str, int] | None = None,
     allow_public: bool = False,
+    crawl: bool = False,
+    crawl_allow: Iterable[str] = (),
+    crawl_block_unsigned: bool = True,
 ) -> Running:
-    """Chain RPC, facilitator and resource server together, on one loop."""
+    """Chain RPC, facilitator and resource server together, on one loop. With ``crawl``, the server
+    admits requests by signature against the agents' directory the chain serves (the same keys, in
+    process); ``crawl_allow`` (keyids or the directory's URL) are served free."""
     ports = {**DEFAULT_PORTS, **(ports or {})}
     chain, accounts = _new_chain(setup)
     facilitator_key = chain.new_key()
@@ -263,7 +433,9 @@ def serve_all(
     facilitator = Facilitator(chain, facilitator_key)
     clock = ChainClock(chain, time.time)  # one time for the node and the facilitator that settles on it
     services = Services(host, allow_public=allow_public)
-    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, clock), ports["chain"])
+    files: dict = {}
+    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, clock, files), ports["chain"])
+    register_accounts(chain, accounts, origin_of(rpc_url), files)
     facilitator_url = services.add(
         "facilitator",
         facilitator_app(facilitator, chain_clock=clock, automine=setup.block_time is None),
@@ -275,7 +447,11 @@ def serve_all(
     config.asset_name = config.asset_name or chain.token_name
     config.asset_version = config.asset_version or chain.token_version
     config.pay_to = config.pay_to or payee
-    role, client = resource_server(config, facilitator_url)
+    switches = {}
+    if crawl:
+        directory = KeyDirectory.from_jwks(agents_directory(accounts), source=origin_of(rpc_url))
+        switches["crawl"] = crawl_policy(directory, crawl_allow, block_unsigned=crawl_block_unsigned)
+    role, client = resource_server(config, facilitator_url, switches=switches)
     handlers = {"GET /weather": demo_weather} if routes is None else {}
     server_url = services.add("server", resource_server_app(role, client, handlers=handlers), ports["server"])
     role.base_url = server_url
@@ -285,9 +461,12 @@ def serve_all(
         "facilitator_url": facilitator_url,
         "server_url": server_url,
         **_chain_info(chain, accounts, setup),
+        **_agent_facts(rpc_url),
         "payee": role.pay_to,
         "facilitator_address": facilitator.address,
     }
+    if crawl:
+        info["crawl_policy"] = _crawl_facts(role.crawl)
     return Running(services, info)
 
 
@@ -641,10 +820,14 @@ __all__ = [
     "FacilitatorEnv",
     "Running",
     "ServerEnv",
+    "account_agent_key",
+    "agents_directory",
     "check_rpc_network",
     "client_env",
     "client_verdict",
+    "crawl_policy",
     "facilitator_env",
+    "register_accounts",
     "resource_server",
     "serve_all",
     "serve_chain",
@@ -653,4 +836,6 @@ __all__ = [
     "serve_server",
     "serve_server_env",
     "server_env",
+    "with_agent_registrations",
+    "with_agents_directory",
 ]

@@ -11,6 +11,18 @@ answer 404 otherwise unless a handler exists.
 Rules: endpoints are async; a facilitator that cannot be reached answers 502 (from the role); an
 origin that cannot be reached answers 502 and nothing is settled; bodies over ``max_body`` get 413.
 
+Pay per crawl (off unless the role has a ``crawl`` policy, ``x402sim.trust.crawl.CrawlPolicy``): the
+role admits each request by its RFC 9421 signature before anything else, at the wall-clock second the
+request arrived. A ``DirectoryFetcher`` first loads the key directories that requests name in
+``Signature-Agent`` (loopback only unless told otherwise, cached, bounded: the draft's SSRF advice), so
+the sans-IO verifier finds the keys. A 402 then also carries ``crawler-price: USD <price>`` and a paid
+answer ``crawler-charged: USD <price>`` (Cloudflare's headers, informational: the payment is x402).
+
+Signed answers (off unless a ``response_signer`` is given): answers carrying ``PAYMENT-REQUIRED`` or
+``PAYMENT-RESPONSE`` are signed as the x402 ``http-message-signatures`` extension describes
+(``x402sim.trust.signatures.ResponseSigner``), and the server's key is published at
+``/.well-known/http-message-signatures-directory``.
+
 Overload: a request that carries a payment goes through ``admission`` (by default
 ``MAX_IN_FLIGHT`` at work and ``MAX_WAITING`` waiting up to ``MAX_WAIT_SECONDS`` each). One that
 cannot be admitted is answered 503 with ``Retry-After`` before any verify or settle, so nothing is
@@ -21,9 +33,14 @@ calls never queue for a connection. Unpaid requests (the 402 challenge) are chea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import json
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 
 import httpx
 from starlette.requests import Request
@@ -32,10 +49,20 @@ from starlette.routing import Route
 
 from ..actors.messages import Handle, HttpRequest, HttpResponse, arun
 from ..actors.server import ResourceServer, default_handler
-from ..protocol import PAYMENT_SIGNATURE, X_PAYMENT
+from ..protocol import PAYMENT_REQUIRED, PAYMENT_SIGNATURE, X_PAYMENT, ProtocolError, read_settlement
+from ..trust.signatures import (
+    DIRECTORY_MEDIA_TYPE,
+    DIRECTORY_PATH,
+    KeyDirectory,
+    ResponseSigner,
+    agent_identifier,
+    jwks,
+    signature_agents,
+)
 from .bodies import BodyError, read_body
 from .client import FacilitatorClient
 from .guard import Admission, service_app
+from .runner import ServiceError, check_loopback_url
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_IN_FLIGHT = 32  # paid requests between admission and answer
@@ -78,6 +105,130 @@ def _json_error(status: int, message: str) -> HttpResponse:
     return HttpResponse.of_json(status, {"error": message})
 
 
+class DirectoryFetcher:
+    """Loads the key directories requests name in ``Signature-Agent`` into ``directory``.
+
+    Only ``directory``-type members are resolved: ``GET <origin>/.well-known/http-message-signatures-
+    directory``, answered 200 with a JWKS of at most ``max_bytes``, no redirects followed, within
+    ``timeout`` seconds. Origins off this machine are skipped unless ``allow_remote``. A directory is
+    fetched again after ``ttl`` seconds (after ``retry_after`` when the fetch failed); a failed fetch
+    keeps the keys already known (an outage must not revoke them). Concurrent requests naming the same
+    origin share one fetch; at most ``max_origins`` origins are remembered."""
+
+    def __init__(
+        self,
+        directory: KeyDirectory,
+        *,
+        allow_remote: bool = False,
+        ttl: float = 300.0,
+        retry_after: float = 30.0,
+        timeout: float = 5.0,
+        max_bytes: int = 64 * 1024,
+        max_origins: int = 1024,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.allow_remote = allow_remote
+        self.ttl, self.retry_after, self.max_bytes, self.max_origins = (
+            ttl,
+            retry_after,
+            max_bytes,
+            max_origins,
+        )
+        self.clock = clock
+        self.failures: dict[str, str] = {}  # origin -> why its last fetch failed
+        self._fetched: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+
+    async def prepare(self, headers) -> None:
+        """Make sure the directories ``headers`` name are loaded (or known to fail)."""
+        for _, url, kind in signature_agents(headers)[:4]:
+            origin = agent_identifier(url) if kind == "directory" else None
+            if origin is None:
+                continue
+            try:
+                check_loopback_url(origin, "Signature-Agent", allow_remote=self.allow_remote)
+            except ServiceError as exc:
+                self.failures[origin] = str(exc)
+                continue
+            await self._refresh(origin)
+
+    def _fresh(self, origin: str) -> bool:
+        entry = self._fetched.get(origin)
+        if entry is None:
+            return False
+        at, ok = entry
+        return self.clock() - at < (self.ttl if ok else self.retry_after)
+
+    async def _refresh(self, origin: str) -> None:
+        if self._fresh(origin):
+            return
+        lock = self._locks.setdefault(origin, asyncio.Lock())
+        async with lock:
+            if self._fresh(origin):
+                return
+            problem = await self._fetch(origin)
+            self._fetched[origin] = (self.clock(), problem is None)
+            self._fetched.move_to_end(origin)
+            if problem is None:
+                self.failures.pop(origin, None)
+            else:
+                self.failures[origin] = problem
+            while len(self._fetched) > self.max_origins:
+                gone, _ = self._fetched.popitem(last=False)
+                self._locks.pop(gone, None)
+
+    async def _fetch(self, origin: str) -> str | None:
+        """Load ``origin``'s directory; None when done, else what went wrong."""
+        url = origin + DIRECTORY_PATH
+        try:
+            async with self._http.stream("GET", url, headers={"Accept": DIRECTORY_MEDIA_TYPE}) as answer:
+                if answer.status_code != 200:
+                    return f"{url} answered HTTP {answer.status_code}"
+                body = b""
+                async for chunk in answer.aiter_bytes():
+                    body += chunk
+                    if len(body) > self.max_bytes:
+                        return f"{url} is larger than {self.max_bytes} bytes"
+        except httpx.HTTPError as exc:
+            return f"{url}: {exc.__class__.__name__}: {exc}"
+        try:
+            self.directory.load_jwks(json.loads(body), source=origin)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return f"{url}: not a key directory: {exc}"
+        return None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _usd(atomic: int) -> str:
+    """Atomic units of a 6-decimal USD stablecoin as Cloudflare writes a crawl price (``USD 0.001``)."""
+    return "USD " + format(Decimal(atomic).scaleb(-6).normalize(), "f")
+
+
+def _crawl_headers(server: ResourceServer, request: HttpRequest, answer: HttpResponse) -> HttpResponse:
+    """Pay per crawl's informational headers on an answer of a server with a crawl policy."""
+    route = server.routes.get(request.route_key)
+    if server.crawl is None or route is None:
+        return answer
+    if answer.status == 402 and answer.header(PAYMENT_REQUIRED) is not None:
+        extra = ("crawler-price", _usd(route.price))
+    elif answer.status < 400:
+        try:
+            settlement = read_settlement(answer.headers)
+        except ProtocolError:
+            return answer
+        if settlement is None or not settlement.success:
+            return answer
+        extra = ("crawler-charged", _usd(route.price))
+    else:
+        return answer
+    return HttpResponse(answer.status, (*answer.headers, extra), answer.body)
+
+
 def resource_server_app(
     server: ResourceServer,
     facilitator: FacilitatorClient,
@@ -88,9 +239,14 @@ def resource_server_app(
     origin_transport: httpx.AsyncBaseTransport | None = None,
     max_body: int = MAX_BODY_BYTES,
     admission: Admission | None = None,
+    directories: DirectoryFetcher | None = None,
+    clock: Callable[[], float] = time.time,
+    response_signer: ResponseSigner | None = None,
 ):
     """The resource server's ASGI app; ``facilitator`` should allow at least ``admission.limit``
-    connections (``FacilitatorClient(max_connections=...)``)."""
+    connections (``FacilitatorClient(max_connections=...)``). ``directories`` loads the key
+    directories signed requests name (for a role with a crawl policy); ``clock`` is the time the role
+    is given with each request; ``response_signer`` signs the answers that carry an x402 header."""
     handlers = dict(handlers or {})
     gate = admission or Admission(MAX_IN_FLIGHT, MAX_WAITING, MAX_WAIT_SECONDS, RETRY_AFTER_SECONDS)
     origin_http = httpx.AsyncClient(timeout=origin_timeout, transport=origin_transport) if origin else None
@@ -129,12 +285,30 @@ def resource_server_app(
             return _as_starlette(_json_error(exc.status, exc.problem))
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         exchange = HttpRequest(request.method, path, tuple(request.headers.items()), body)
+        if directories is not None and server.crawl is not None:
+            await directories.prepare(exchange.headers)
+        now = int(clock())
         if not server.carries_payment(exchange):
-            return _as_starlette(await arun(server.handle(exchange), perform))
-        answer = await gate.admit(
-            lambda: arun(server.handle(exchange), perform), lambda: server.overloaded(gate.retry_after)
-        )
+            answer = await arun(server.handle(exchange, now), perform)
+        else:
+            answer = await gate.admit(
+                lambda: arun(server.handle(exchange, now), perform),
+                lambda: server.overloaded(gate.retry_after),
+            )
+        answer = _crawl_headers(server, exchange, answer)
+        if response_signer is not None:
+            host = exchange.header("Host") or ""
+            signed = response_signer.sign(
+                answer.status, answer.headers, exchange.method, host, exchange.path, now
+            )
+            answer = HttpResponse(answer.status, signed, answer.body)
         return _as_starlette(answer)
+
+    async def directory(request: Request) -> Response:
+        document = json.dumps(jwks([response_signer.key]), separators=(",", ":"))
+        return Response(
+            document, headers={"Content-Type": DIRECTORY_MEDIA_TYPE, "Cache-Control": "max-age=300"}
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -142,10 +316,13 @@ def resource_server_app(
         await facilitator.aclose()
         if origin_http is not None:
             await origin_http.aclose()
+        if directories is not None:
+            await directories.aclose()
 
-    return service_app(
-        "resource server", [Route("/{path:path}", endpoint, methods=METHODS)], lifespan=lifespan
-    )
+    routes = [Route("/{path:path}", endpoint, methods=METHODS)]
+    if response_signer is not None:
+        routes.insert(0, Route(DIRECTORY_PATH, directory, methods=["GET", "HEAD"]))
+    return service_app("resource server", routes, lifespan=lifespan)
 
 
 def demo_weather(request: HttpRequest) -> HttpResponse:
@@ -153,4 +330,4 @@ def demo_weather(request: HttpRequest) -> HttpResponse:
     return HttpResponse.of_json(200, {"city": "Lisbon", "temperature_c": 21, "sky": "clear", "paid": True})
 
 
-__all__ = ["demo_weather", "resource_server_app"]
+__all__ = ["DirectoryFetcher", "demo_weather", "resource_server_app"]
