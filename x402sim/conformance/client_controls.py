@@ -59,7 +59,9 @@ class LooseClient(Client):
             return req, replace(offer, extra={"name": "", "version": "", **offer.extra})
         return super().choose(required)
 
-    def _acceptable(self, required: AnyPaymentRequired, reasons: list[str]):
+    def _acceptable(self, required: AnyPaymentRequired, reasons: list[str], server=None):
+        if server is False:  # the 402 declares an agent this client may not pay (ERC-8004)
+            return
         for req in required.accepts:
             try:
                 offer = Offer.of(req)
@@ -76,7 +78,7 @@ class LooseClient(Client):
                 isinstance(offer.extra.get("name"), str) and isinstance(offer.extra.get("version"), str)
             ):
                 reasons.append("offer lacks the token's EIP-712 name and version")
-            elif why := self.policy.refusal(offer, self._committed):
+            elif why := self.policy.refusal(offer, self._committed) or self._trust_refusal(server, offer):
                 reasons.append(why)
             else:
                 yield req, offer
