@@ -177,6 +177,30 @@ def test_a_nonce_not_bound_to_the_mandate_chain_is_refused(tb):
     assert moved(tb, before) == []
 
 
+class ElsewhereClaiming(Client):
+    """Closes its mandate for another resource and claims that resource in the payment too."""
+
+    def _sign(self, required, req, offer, now):
+        elsewhere = required.model_copy(
+            update={"resource": required.resource.model_copy(update={"url": "http://elsewhere.test/cheap"})}
+        )
+        return super()._sign(elsewhere, req, offer, now)
+
+
+def test_the_server_binds_the_mandate_to_its_own_resource_not_the_one_the_payment_claims(tb):
+    server = shop(tb, 10_000)
+    payer = tb.account(usdc=10**6)
+    client = tb.client(payer)
+    client.role = ElsewhereClaiming(
+        payer.key, networks=(tb.chain.network,), mandate=mandate(tb, [server.role.pay_to]), seed=4
+    )
+    before = tb.chain.block_number
+    result = client.get(server, "/data")
+    assert result.payment.resource.url == "http://elsewhere.test/cheap"
+    assert not result.paid and "mandate refused: resource_mismatch" in decode_error(result)
+    assert moved(tb, before) == []
+
+
 def _first_offer(tb, server, role):
     challenge = tb.client(tb.account()).get(server, "/data").challenge
     req, offer = role.choose(challenge)

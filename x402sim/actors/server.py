@@ -301,12 +301,16 @@ class ResourceServer:
             max_amount_required=route.price,
             asset=self.asset,
             pay_to=route.pay_to or self.pay_to,
-            resource=self.base_url + route.key.split(" ", 1)[1],
+            resource=self.resource_url(route),
             description=route.description,
             mime_type=route.mime_type,
             max_timeout_seconds=route.max_timeout_seconds,
             extra={"name": self.asset_name, "version": self.asset_version},
         )
+
+    def resource_url(self, route: Route) -> str:
+        """The URL this server names ``route`` by in its 402s."""
+        return self.base_url + route.key.split(" ", 1)[1]
 
     def challenge(self, route: Route, version: int, error: str, headers=()) -> HttpResponse:
         """The 402 for ``route`` in x402 ``version``, with ``error`` explaining why."""
@@ -317,7 +321,7 @@ class ResourceServer:
             x402_version=2,
             error=error,
             resource=ResourceInfo(
-                url=self.base_url + route.key.split(" ", 1)[1],
+                url=self.resource_url(route),
                 description=route.description or None,
                 mime_type=route.mime_type,
             ),
@@ -470,7 +474,7 @@ class ResourceServer:
             return self.challenge(route, version, f"payer refused: {refusal}")
         mandate = None
         if self.mandates is not None:
-            mandate, refusal = self._mandate(payment, requirements, now)
+            mandate, refusal = self._mandate(route, payment, requirements, now)
             if refusal is not None:
                 self.stats["mandate_refused"] += 1
                 return self.challenge(route, version, f"mandate refused: {refusal}")
@@ -521,9 +525,10 @@ class ResourceServer:
         extensions = payment.extensions if isinstance(payment, PaymentPayload) else None
         return self.payers.problem(payer, extensions, tier)
 
-    def _mandate(self, payment, requirements, now):
-        """Check the AP2 mandate ``payment`` carries against the offer it pays: (the verified,
-        reserved mandate, None) or (None, why it is refused)."""
+    def _mandate(self, route, payment, requirements, now):
+        """Check the AP2 mandate ``payment`` carries against the offer it pays and this server's URL
+        of ``route`` (never the resource the payment claims): (the verified, reserved mandate, None)
+        or (None, why it is refused)."""
         if now is None:
             raise ValueError("a server verifying mandates needs the time: handle(request, now)")
         if not isinstance(payment, PaymentPayload):
@@ -540,7 +545,7 @@ class ResourceServer:
                 network=requirements.network,
                 amount=int(requirements.amount),
                 nonce=authorization.get("nonce", ""),
-                resource=payment.resource.url if payment.resource is not None else "",
+                resource=self.resource_url(route),
             )
             return self.mandates.check(chain, facts, now), None
         except MandateRefused as exc:

@@ -1,23 +1,31 @@
 """A chain reached over Ethereum JSON-RPC, with the same reading and sending surface as LocalChain.
 
 The reference facilitator settles through this when the chain runs elsewhere (``x402sim serve
-facilitator --rpc-url URL``). It does blocking HTTP with httpx; callers on an event loop run it in
-a worker thread. Simulation happens at the node's latest block (``timestamp`` is ignored: JSON-RPC
-has no way to ask for another time); ``time`` says what that time is. Every transport or node
-failure, and every answer that is not JSON-RPC, raises ``ChainError`` naming the URL and the method.
+facilitator --rpc-url URL``); the conformance harness and ERC-8004 readers (``AgentDirectory``,
+``evm.erc8004``) use it for the served chain. ``transact`` signs an EIP-1559 transaction locally and
+sends it raw; ``mine`` does nothing, since an x402sim node mines each transaction as it arrives (on
+another node a receipt may not be there yet, and ``evm.erc8004`` then says it was not mined).
+
+It does blocking HTTP with httpx; callers on an event loop run it in a worker thread. Simulation
+happens at the node's latest block (``timestamp`` is ignored: JSON-RPC has no way to ask for another
+time); ``time`` says what that time is. Every transport or node failure, and every answer that is not
+JSON-RPC, raises ``ChainError`` naming the URL and the method.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import httpx
 from eth_utils import to_checksum_address
 
 from ..protocol import ProtocolError, parse_json
-from .chain import CallResult, Log, Receipt
+from .chain import GWEI, CallResult, Log, Receipt
+from .eip712 import address_of_key
 from .reads import ChainError, TokenReads
 from .token import revert_reason
+from .txsign import sign_eip1559
 
 
 def _bytes(value: str | None) -> bytes:
@@ -30,6 +38,9 @@ class RpcChain(TokenReads):
 
     url: str
     timeout: float = 10.0
+    # where the ERC-8004 registries are read (None: their genesis addresses; see ``evm.erc8004``)
+    identity_registry: str | None = None
+    reputation_registry: str | None = None
 
     def __post_init__(self) -> None:
         self._http = httpx.Client(timeout=self.timeout)
@@ -82,6 +93,15 @@ class RpcChain(TokenReads):
         block = self.rpc("eth_getBlockByNumber", "latest", False) or {}
         return max(wall, int(block.get("timestamp", "0x0"), 16))
 
+    @property
+    def now(self) -> int:
+        """``time`` at the wall clock."""
+        return self.time(int(time.time()))
+
+    @property
+    def block_number(self) -> int:
+        return int(self.rpc("eth_blockNumber"), 16)
+
     def code(self, address: str) -> bytes:
         return _bytes(self.rpc("eth_getCode", address, "latest"))
 
@@ -110,6 +130,26 @@ class RpcChain(TokenReads):
     def base_fee(self) -> int:
         block = self.rpc("eth_getBlockByNumber", "latest", False)
         return int(block.get("baseFeePerGas", "0x0"), 16)
+
+    def transact(
+        self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
+    ) -> bytes:
+        """Sign a transaction from ``key`` (at its pending nonce, twice the base fee) and send it."""
+        signed = sign_eip1559(
+            key,
+            chain_id=self.chain_id,
+            nonce=self.pending_nonce(address_of_key(key)),
+            gas=gas,
+            max_fee_per_gas=2 * self.base_fee + GWEI,
+            max_priority_fee_per_gas=0,
+            to=to,
+            value=value,
+            data=data,
+        )
+        return self.send_raw_transaction(signed.raw)
+
+    def mine(self) -> None:
+        """Nothing to do: the node mines on its own (module docstring)."""
 
     def send_raw_transaction(self, raw: bytes) -> bytes:
         return _bytes(self.rpc("eth_sendRawTransaction", "0x" + raw.hex()))

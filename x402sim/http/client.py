@@ -157,7 +157,10 @@ class _PayingBase(DrivesClient):
     ``governor`` judges each payment first (knowing this client as ``agent``, by default its
     address), and its approver answers the payments that need approval. A ``signer``
     (``x402sim.trust.signatures.AgentSigner``) signs every request sent (RFC 9421: Web Bot Auth or
-    Visa TAP), the paid retry afresh."""
+    Visa TAP), the paid retry afresh. ``directory``, ``require_identity``, ``min_reputation``,
+    ``identity`` and ``mandate`` are the ``Client``'s trust settings (ERC-8004 and AP2; see
+    ``x402sim.trust``); feedback (``rate``) needs a chain writer, so it is left to the testbed and
+    the simulator."""
 
     def __init__(
         self,
@@ -170,6 +173,11 @@ class _PayingBase(DrivesClient):
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         signer=None,
+        directory=None,
+        require_identity: bool = False,
+        min_reputation: float | None = None,
+        identity=None,
+        mandate=None,
     ) -> None:
         self.role = Client(
             _key_bytes(key),
@@ -179,6 +187,11 @@ class _PayingBase(DrivesClient):
             governor=governor,
             agent=agent,
             signer=signer,
+            directory=directory,
+            require_identity=require_identity,
+            min_reputation=min_reputation,
+            identity=identity,
+            mandate=mandate,
         )
         self.clock = clock
 

@@ -52,8 +52,9 @@ constraint, since one it cannot evaluate fails.
 Rules of this module:
 
 * Time is an argument (``issued_at``, ``now``); the clock is never read. Randomness (SD-JWT salts,
-  the closed mandate's nonce) comes from a caller's ``random.Random`` when one is given, so
-  simulations repeat (ECDSA signatures themselves stay randomised); otherwise from ``secrets``.
+  the closed mandate's nonce) comes from a caller's ``random.Random`` when one is given, and then
+  the ES256 signatures are deterministic too (RFC 6979), so simulations repeat; otherwise it comes
+  from ``secrets`` and signatures are randomised as usual.
 * ``REFUSALS`` lists the refusal codes in the order verification meets them; the first check that
   fails names the refusal (``MandateRefused.code``). Everything that does not depend on earlier
   payments runs outside the verifier's lock; replay, recurrence and budget run inside it and a pass
@@ -95,7 +96,9 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwcrypto.common import JWException
 from jwcrypto.jwk import JWK
 from jwcrypto.jws import InvalidJWSSignature
@@ -339,7 +342,22 @@ class _Issuer(SDJWTIssuer):
 
 
 def _sign(key: JWK, claims: dict, header: dict, rng: random.Random | None) -> str:
-    return _Issuer(claims, key, header, rng).sd_jwt_issuance
+    issued = _Issuer(claims, key, header, rng).sd_jwt_issuance
+    if rng is None:
+        return issued
+    jws, sep, disclosures = issued.partition("~")
+    return _signed_deterministically(jws, key) + sep + disclosures
+
+
+def _signed_deterministically(jws: str, key: JWK) -> str:
+    """The compact ES256 ``jws`` signed again by ``key`` with RFC 6979 ECDSA: the library signs with
+    fresh randomness, which would make a seeded run's mandates (and their nonces) differ."""
+    signing_input = jws.rpartition(".")[0]
+    der = key.get_op_key("sign").sign(
+        signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    )
+    r, s = decode_dss_signature(der)
+    return signing_input + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
 def _plain(node: Any) -> Any:
