@@ -6,8 +6,17 @@ from __future__ import annotations
 from x402sim.conformance import catalog, controls, runner
 
 
-def role_controls(role: str) -> list[controls.Control]:
-    return sorted((c for c in controls.load().values() if c.role == role), key=lambda c: c.name)
+def role_controls(role: str, *, trust: bool | None = None) -> list[controls.Control]:
+    """The controls of ``role``; with ``trust`` True or False, only those that kill trust cases (the
+    trust calibration runs them, ``test_trust_cases``) or only the others."""
+    found = [c for c in controls.load().values() if c.role == role]
+    if trust is not None:
+        found = [c for c in found if is_trust_control(c) == trust]
+    return sorted(found, key=lambda c: c.name)
+
+
+def is_trust_control(control: controls.Control) -> bool:
+    return all(case_id.split(".")[1] == "trust" for case_id in control.kills)
 
 
 def control_survivors(control: controls.Control, options: runner.RunOptions | None = None) -> list[str]:

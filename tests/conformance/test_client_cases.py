@@ -14,6 +14,7 @@ from x402sim.conformance import catalog, reference, runner
 from x402sim.conformance.harness import HarnessOptions
 
 V1_CASE = "client.pays.v1-header"
+TRUST = {c.id for c in catalog.select("client", include=["client.trust"])}  # skipped: not advertised
 
 
 def run(target, cases, network: str = "local"):
@@ -47,11 +48,12 @@ def test_the_reference_client_passes_every_case(reference_reports, network):
         print(f"{r.id} {r.outcome}: {r.message}")
     assert not bad, f"the reference client does not pass {[r.id for r in bad]} on {network}"
     skipped = {r.id for r in report.results if r.outcome == "skipped"}
-    # only the v1 case may skip, and only where the network has no v1 name
-    assert skipped == ({V1_CASE} if network == "local" else set()), skipped
+    # only the v1 case may skip, and only where the network has no v1 name; the trust cases skip for
+    # a client that does not say it reads ERC-8004
+    assert skipped == ({V1_CASE} if network == "local" else set()) | TRUST, skipped
 
 
-@pytest.mark.parametrize("control", role_controls("client"), ids=lambda c: c.name)
+@pytest.mark.parametrize("control", role_controls("client", trust=False), ids=lambda c: c.name)
 def test_each_control_fails_every_case_it_kills(control):
     network = "base-sepolia" if V1_CASE in control.kills else "local"
     survivors = control_survivors(control, runner.RunOptions(harness=HarnessOptions(network=network)))

@@ -31,6 +31,7 @@ V2_ONLY = {
     "server.payment.tampered-payto",
 }
 EXTENSION = {c.id for c in catalog.select(ROLE, include=["server.extensions"])}
+TRUST = {c.id for c in catalog.select(ROLE, include=["server.trust"])}  # skipped: not advertised
 
 
 def from_env(mode: str) -> reference.InProcessService:
@@ -67,19 +68,27 @@ def results(reference_report):
 def test_the_catalog_covers_every_group_with_enough_cases():
     cases = catalog.select(ROLE)
     assert len(cases) >= 45
-    assert {c.group for c in cases} == {"handshake", "payment", "replay", "settle", "headers", "extensions"}
+    assert {c.group for c in cases} == {
+        "handshake",
+        "payment",
+        "replay",
+        "settle",
+        "headers",
+        "extensions",
+        "trust",
+    }
 
 
 def test_the_reference_passes_every_case(reference_report):
-    bad = problems(reference_report, V1_ONLY)
+    bad = problems(reference_report, V1_ONLY | TRUST)
     assert not bad, "\n".join(bad)
     assert {r.id for r in reference_report.results} == {c.id for c in catalog.select(ROLE)}
-    assert {r.id for r in reference_report.results if r.outcome == "skipped"} == V1_ONLY
+    assert {r.id for r in reference_report.results if r.outcome == "skipped"} == V1_ONLY | TRUST
 
 
 def test_the_reference_without_the_extension_passes_and_skips_only_extension_cases():
     report = runner.run(ROLE, reference.reference_target(ROLE), catalog.select(ROLE))
-    bad = problems(report, V1_ONLY | EXTENSION)
+    bad = problems(report, V1_ONLY | EXTENSION | TRUST)
     assert not bad, "\n".join(bad)
 
 
@@ -95,13 +104,13 @@ def test_a_v1_reference_passes_every_case_that_applies_to_v1():
         ROLE, lambda env: reference.reference_server(env, x402_version=1)[1], network="base-sepolia"
     )
     report = runner.run(ROLE, target, catalog.select(ROLE), options_for(target))
-    bad = problems(report, V2_ONLY | EXTENSION)
+    bad = problems(report, V2_ONLY | EXTENSION | TRUST)
     assert not bad, "\n".join(bad)
     assert report.network == "eip155:84532"
     assert next(r for r in report.results if r.id == "server.handshake.v1-body").outcome == "passed"
 
 
-@pytest.mark.parametrize("control", role_controls(ROLE), ids=lambda c: c.name)
+@pytest.mark.parametrize("control", role_controls(ROLE, trust=False), ids=lambda c: c.name)
 def test_each_control_fails_every_case_it_claims_to_kill(control):
     survivors = control_survivors(control, options_for(control.build()))
     assert not survivors, f"{control.name} did not fail:\n" + "\n".join(survivors)

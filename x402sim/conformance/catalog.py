@@ -11,8 +11,8 @@ Rules:
 * A case function decides by raising: ``CaseFailed`` (via ``ctx.check``/``ctx.fail``) when the target
   broke the rule, ``CaseSkipped`` when the case does not apply; returning means passed. Any other
   exception means the case could not be judged (outcome ``error``).
-* The catalog modules (``server_cases``, ``facilitator_cases``, ``client_cases``) are imported by
-  ``load()``, so listing the catalog needs no target.
+* The catalog modules (``server_cases``, ``facilitator_cases``, ``client_cases``, ``trust_cases``)
+  are imported by ``load()``, so listing the catalog needs no target.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .results import LEVELS, Level, Role
 
 ROLES: tuple[Role, ...] = ("server", "facilitator", "client")
 _ID = re.compile(r"(server|facilitator|client)(\.[a-z0-9][a-z0-9-]*){2,}")
-_CASE_MODULES = ("server_cases", "facilitator_cases", "client_cases")
+_CASE_MODULES = ("server_cases", "facilitator_cases", "client_cases", "trust_cases")
 
 
 class CaseFailed(Exception):

@@ -55,15 +55,55 @@ CaseTimeoutOpt = Annotated[float, typer.Option(help="Seconds one case may take."
 CwdOpt = Annotated[Path | None, typer.Option(help="Working directory of the command.")]
 NameOpt = Annotated[str | None, typer.Option(help="Name of the target in reports.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="Print only the summary line.")]
+TrustOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trust",
+        help="A trust feature the target implements: erc8004 (client), ap2 or web-bot-auth (server), or "
+        "all; repeatable. Its trust cases run (see `x402sim conformance trust-material`); the others skip.",
+    ),
+]
+BuiltinOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--builtin",
+        help="Judge x402sim's own role in process instead of --cmd/--url: reference, or reference-trust "
+        "(AP2 mandates and Web Bot Auth enforced; a client that reads ERC-8004).",
+    ),
+]
+BUILTINS = ("reference", "reference-trust")
 
 
-def _service_target(role: str, cmd: str | None, url: str | None, cwd, ready_timeout: float, name):
-    """The server or facilitator target named by exactly one of ``--cmd`` and ``--url``."""
+def _builtin(role: str, builtin: str):
+    """x402sim's own ``role`` (``--builtin``), served in process."""
+    from .reference import reference_target
+
+    if builtin not in BUILTINS or (builtin == "reference-trust" and role == "facilitator"):
+        known = ("reference",) if role == "facilitator" else BUILTINS
+        raise _fail(f"--builtin {builtin!r}: expected {' or '.join(known)}")
+    return reference_target(role, trust=builtin == "reference-trust")
+
+
+def _trust(names) -> frozenset[str]:
+    from .trust import features
+
+    try:
+        return features(names or ())
+    except ValueError as exc:
+        raise _fail(f"--trust: {exc}") from None
+
+
+def _service_target(
+    role: str, cmd: str | None, url: str | None, cwd, ready_timeout: float, name, builtin: str | None = None
+):
+    """The server or facilitator target named by exactly one of ``--cmd``, ``--url`` and ``--builtin``."""
     from ..http.runner import ServiceError, check_loopback_url
     from .targets import ServiceCommand, ServiceUrl
 
-    if bool(cmd) == bool(url):
-        raise _fail(f"conformance {role}: give exactly one of --cmd or --url")
+    if sum(map(bool, (cmd, url, builtin))) != 1:
+        raise _fail(f"conformance {role}: give exactly one of --cmd, --url or --builtin")
+    if builtin:
+        return _builtin(role, builtin)
     if cmd:
         return ServiceCommand(
             role, cmd, cwd=str(cwd) if cwd else None, ready_timeout=ready_timeout, name=name
@@ -155,18 +195,25 @@ def server_command(
     cwd: CwdOpt = None,
     name: NameOpt = None,
     quiet: QuietOpt = False,
+    trust: TrustOpt = None,
+    builtin: BuiltinOpt = None,
 ) -> None:
     """Judge a resource server: the harness plays the client and the facilitator.
 
     The command gets the official e2e environment (PORT, FACILITATOR_URL, EVM_NETWORK, EVM_RPC_URL,
     EVM_PAYEE_ADDRESS, SERVER_EVM_ADDRESS) plus EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION,
-    PRICE_ATOMIC, PROTECTED_PATH, SECOND_PROTECTED_PATH and FAILING_PATH.
+    PRICE_ATOMIC, PROTECTED_PATH, SECOND_PROTECTED_PATH and FAILING_PATH, and the trust material:
+    AP2_TRUSTED_USER_JWK, WEB_BOT_AUTH_JWKS and WEB_BOT_AUTH_DIRECTORY_URL.
 
     Examples:
 
       x402sim conformance server --cmd "x402sim serve server --from-env" --html report.html
 
       x402sim conformance server --cmd "node server.mjs" --network base-sepolia --level MUST
+
+      x402sim conformance server --builtin reference-trust --cases server.trust
+
+      x402sim conformance server --cmd "python my_server.py" --trust ap2 --trust web-bot-auth
     """
     from .config import ConfigError, load_config
     from .context import Endpoint
@@ -182,13 +229,14 @@ def server_command(
         name = name or loaded.name
     if url and facilitator_port == 0:
         facilitator_port = 4022
-    target = _service_target("server", cmd, url, cwd, ready_timeout, name)
+    target = _service_target("server", cmd, url, cwd, ready_timeout, name, builtin)
     options = RunOptions(
         harness=_harness(
             network, seed, price=price, facilitator_port=facilitator_port, chain_port=chain_port
         ),
         case_timeout=case_timeout,
         endpoints=endpoints,
+        trust=_trust(trust),
     )
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
     _execute("server", target, options, _selection("server", cases, exclude, level), outputs, quiet)
@@ -212,6 +260,7 @@ def facilitator_command(
     cwd: CwdOpt = None,
     name: NameOpt = None,
     quiet: QuietOpt = False,
+    builtin: BuiltinOpt = None,
 ) -> None:
     """Judge a facilitator: the harness plays the resource server and posts /verify and /settle.
 
@@ -226,7 +275,7 @@ def facilitator_command(
     """
     from .runner import RunOptions
 
-    target = _service_target("facilitator", cmd, url, cwd, ready_timeout, name)
+    target = _service_target("facilitator", cmd, url, cwd, ready_timeout, name, builtin)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
     _execute("facilitator", target, options, _selection("facilitator", cases, exclude, level), outputs, quiet)
@@ -234,7 +283,9 @@ def facilitator_command(
 
 @app.command("client")
 def client_command(
-    cmd: Annotated[str, typer.Option("--cmd", help="Shell command that makes the client's request.")],
+    cmd: Annotated[
+        str | None, typer.Option("--cmd", help="Shell command that makes the client's request.")
+    ] = None,
     network: NetworkOpt = "local",
     seed: SeedOpt = 0,
     cases: CasesOpt = None,
@@ -249,22 +300,32 @@ def client_command(
     cwd: CwdOpt = None,
     name: NameOpt = None,
     quiet: QuietOpt = False,
+    trust: TrustOpt = None,
+    builtin: BuiltinOpt = None,
 ) -> None:
     """Judge a client: the harness plays the (often hostile) server and runs the command per case.
 
     The command gets RESOURCE_SERVER_URL, ENDPOINT_PATH, EVM_PRIVATE_KEY / CLIENT_EVM_PRIVATE_KEY
-    (a funded payer), EVM_NETWORK and EVM_RPC_URL; it may print a JSON line {success, data,
-    status_code, payment_response}.
+    (a funded payer), EVM_NETWORK and EVM_RPC_URL, and ERC8004_IDENTITY_REGISTRY /
+    ERC8004_REPUTATION_REGISTRY; it may print a JSON line {success, data, status_code,
+    payment_response}.
 
-    Example:
+    Examples:
 
       x402sim conformance client --cmd "x402sim pay --from-env" --markdown summary.md
+
+      x402sim conformance client --builtin reference-trust --cases client.trust
     """
     from .runner import RunOptions
     from .targets import ClientCommand
 
-    target = ClientCommand(cmd, cwd=str(cwd) if cwd else None, timeout=run_timeout, name=name)
-    options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
+    if bool(cmd) == bool(builtin):
+        raise _fail("conformance client: give exactly one of --cmd or --builtin")
+    if builtin:
+        target = _builtin("client", builtin)
+    else:
+        target = ClientCommand(cmd, cwd=str(cwd) if cwd else None, timeout=run_timeout, name=name)
+    options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout, trust=_trust(trust))
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
     _execute("client", target, options, _selection("client", cases, exclude, level), outputs, quiet)
 
@@ -362,6 +423,23 @@ def diff_command(
         raise _fail(str(exc)) from None
     print_diff(change, out)
     raise typer.Exit(change.exit_code())
+
+
+@app.command("trust-material")
+def trust_material_command(seed: SeedOpt = 0) -> None:
+    """Print the trust material a target needs for the trust cases, as JSON.
+
+    A server that verifies AP2 mandates must trust the user key AP2_TRUSTED_USER_JWK; one that enforces
+    Web Bot Auth must know the agent keys in WEB_BOT_AUTH_JWKS (the harness also serves them at
+    WEB_BOT_AUTH_DIRECTORY_URL/.well-known/http-message-signatures-directory during a run). A client
+    that reads ERC-8004 reads the registries named here, on the chain at EVM_RPC_URL. Command targets
+    get these in their environment; a --url target is configured with them by hand (same --seed).
+
+    Example: x402sim conformance trust-material --seed 0
+    """
+    from .trust import material
+
+    sys.stdout.write(json.dumps(material(seed), indent=2) + "\n")
 
 
 @app.command("schema")

@@ -36,6 +36,7 @@ class CaseContext:
     http: httpx.AsyncClient
     rng: random.Random
     evidence: Evidence = field(default_factory=Evidence)
+    trust: frozenset[str] = frozenset()  # the trust features the target advertises (see ``trust``)
 
     def __post_init__(self) -> None:
         self.recorder = Recorder(self.http, self.evidence)

@@ -8,8 +8,8 @@ Rules:
 * Calibration (``tests/conformance``): the reference target passes every MUST case, each control
   fails every case it claims to kill, and every MUST case is killed by at least one control.
   ``x402sim conformance list --controls`` shows which controls kill each case.
-* Controls live in ``server_controls``, ``facilitator_controls`` and ``client_controls``; ``load()``
-  imports them.
+* Controls live in ``server_controls``, ``facilitator_controls``, ``client_controls`` and
+  ``trust_controls``; ``load()`` imports them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .results import Role
 
-_MODULES = ("server_controls", "facilitator_controls", "client_controls")
+_MODULES = ("server_controls", "facilitator_controls", "client_controls", "trust_controls")
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class Recorder:
     def __init__(self, http: httpx.AsyncClient, evidence: Evidence) -> None:
         self.http = http
         self.evidence = evidence
+        self.signer = None  # signs each request in place before it is recorded (Web Bot Auth targets)
 
     async def send(
         self,
@@ -77,14 +78,19 @@ class Recorder:
         content: bytes | str | None = None,
         json_body: Any = None,
         timeout: float | None = None,
+        sign: bool = True,
     ) -> httpx.Response | None:
-        """The response, or None when the transport failed (the error is recorded)."""
+        """The response, or None when the transport failed (the error is recorded). With a ``signer``
+        the request is signed first unless ``sign`` is False (a case sending it unsigned, or signed
+        its own way)."""
         if json_body is not None:
             content = json.dumps(json_body)
             headers = [*(_pairs(headers)), ("content-type", "application/json")]
         request = self.http.build_request(
             method, url, headers=_pairs(headers), content=content, timeout=timeout or httpx.USE_CLIENT_DEFAULT
         )
+        if sign and self.signer is not None:
+            self.signer(request)
         exchange = Exchange(
             label=label,
             request=message_of(

@@ -8,6 +8,10 @@
 * **client**: the harness plays the resource server (often a hostile one, ``HostileServer``), runs
   the client command once per case with a fresh funded payer, and judges by what the client signed
   and what moved on chain.
+
+Every role gets the run's ``TrustKit`` (``trust.py``): for servers the harness also serves its Web Bot
+Auth key directory on loopback, and when the target advertises ``web-bot-auth`` every request a case
+sends is signed with the conformance agent key unless the case says otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .forge import header_value, payment_v1, payment_v2, sign_exact
 from .harness import Account, Harness
 from .hostile import HostileServer
 from .results import Exchange
+from .trust import AP2, DIRECTORY_APP, WEB_BOT_AUTH, TrustKit
 
 SECOND_PATH_SUFFIX = "-2"
 FAILING_PATH_SUFFIX = "-fails"
@@ -33,23 +38,33 @@ class Setup:
     payee: str | None = None
     key_hex: str | None = None
     hostile: HostileServer | None = None
+    trust_kit: TrustKit = field(default_factory=TrustKit)
+    trust: frozenset[str] = frozenset()  # the trust features the target advertises
 
 
 def harness_apps(role: str, harness: Harness) -> dict[str, Any]:
     if role == "client":
         harness.hostile = HostileServer()
         return {"hostile": harness.hostile.app}
+    if role == "server":
+        return {DIRECTORY_APP: TrustKit(harness.options.seed).directory_app()}
     return {}
 
 
-def prepare(role: str, harness: Harness, options) -> Setup:
+def trust_kit(harness: Harness) -> TrustKit:
+    """The run's trust material, naming the harness's key directory when it serves one."""
+    return TrustKit(harness.options.seed, harness.extra_apps.get(DIRECTORY_APP, ""))
+
+
+def prepare(role: str, harness: Harness, options, trust: frozenset[str] = frozenset()) -> Setup:
+    kit = trust_kit(harness)
     if role == "server":
-        return Setup(payee=harness.new_account("payee").address)
+        return Setup(payee=harness.new_account("payee").address, trust_kit=kit, trust=trust)
     if role == "facilitator":
         account = harness.funded_account(usdc=0, eth=100 * 10**18, label="facilitator-target")
-        return Setup(key_hex=account.key_hex)
+        return Setup(key_hex=account.key_hex, trust_kit=kit, trust=trust)
     harness.hostile.url = harness.extra_apps["hostile"]
-    return Setup(hostile=harness.hostile)
+    return Setup(hostile=harness.hostile, trust_kit=kit, trust=trust)
 
 
 def context_for(role, case, harness, target, base_url, http, setup, options, evidence, rng) -> CaseContext:
@@ -57,6 +72,9 @@ def context_for(role, case, harness, target, base_url, http, setup, options, evi
     ctx = kind(case, harness, target, base_url, http, rng, evidence)
     ctx.setup = setup
     ctx.options = options
+    ctx.trust = setup.trust
+    if role == "server" and WEB_BOT_AUTH in setup.trust:
+        ctx.recorder.signer = setup.trust_kit.sign_request
     return ctx
 
 
@@ -109,6 +127,7 @@ class ServerContext(CaseContext):
     setup: Setup = field(default=None)  # type: ignore[assignment]
     options: Any = None
     last_challenge: Challenge | None = None  # the last 402 read in this case
+    _mandates: dict = field(default_factory=dict)  # EIP-3009 nonce -> the mandate chain it is bound to
 
     PAYMENT_IDENTIFIER = "payment-identifier"
 
@@ -165,16 +184,61 @@ class ServerContext(CaseContext):
             self.skip(f"the target sells no {which} paid route at {path} (answered {challenge.status})")
         return path
 
-    def sign(self, offer: dict, payer: Account | None = None, **overrides) -> tuple[Account, dict]:
+    def sign(
+        self, offer: dict, payer: Account | None = None, *, mandate: bool | None = None, **overrides
+    ) -> tuple[Account, dict]:
+        """A signed EIP-3009 authorization paying ``offer`` from ``payer`` (default: a fresh funded
+        one). With ``mandate`` (default: when the server verifies AP2 mandates and no ``nonce`` is
+        given) the payment is made under a fresh mandate of the conformance user, as a compliant
+        agent's would be: its nonce is bound to the chain, which ``payment`` then attaches."""
         payer = payer or self.harness.funded_account()
+        chain = None
+        if mandate or (mandate is None and "nonce" not in overrides and self.mandates_verified(offer)):
+            chain = self.mandate_for(offer, payer)
+            overrides["nonce"] = bytes.fromhex(chain.nonce().removeprefix("0x"))
         payload = sign_exact(payer.key, payer.address, offer, self.harness.now(), self.rng, **overrides)
+        if chain is not None:
+            self._mandates[payload["authorization"]["nonce"]] = chain
         return payer, payload
+
+    def mandates_verified(self, offer: dict) -> bool:
+        """Whether payments of ``offer`` need an AP2 mandate: a v2 offer of a server said to verify
+        them, or whose last 402 declares the ``ap2`` extension."""
+        if "amount" not in offer:
+            return False
+        required = self.last_challenge.required if self.last_challenge else None
+        extensions = required.get("extensions") if isinstance(required, dict) else None
+        from ..trust.mandates import EXTENSION
+
+        return AP2 in self.trust or (isinstance(extensions, dict) and EXTENSION in extensions)
+
+    def mandate_for(self, offer: dict, payer: Account):
+        """A fresh open mandate allowing ``offer`` (ten payments of up to ten times its price), closed
+        for one payment of it from ``payer``: a ``MandateChain``."""
+        price = int(offer["amount"])
+        required = self.last_challenge.required if self.last_challenge else {}
+        resource = required.get("resource") if isinstance(required, dict) else None
+        url = resource.get("url") if isinstance(resource, dict) else None
+        kit = self.setup.trust_kit
+        terms = {"network": offer["network"], "asset": offer["asset"]}
+        opened = kit.open_mandate(
+            pay_to=[offer["payTo"]], amount_range=(0, 10 * price), budget=100 * price, **terms
+        )
+        return kit.close_mandate(
+            opened, pay_to=offer["payTo"], amount=price, payer=payer.address, resource=url or "", **terms
+        )
 
     def payment(self, offer: dict, payload: dict, **extra) -> dict:
         """The payment document for ``offer``: v1 when the offer is a v1 one (``maxAmountRequired``),
-        else v2 echoing ``offer`` as ``accepted`` (``extra`` adds top-level v2 fields)."""
+        else v2 echoing ``offer`` as ``accepted`` (``extra`` adds top-level v2 fields; a mandate
+        ``sign`` made for ``payload`` goes in ``extensions`` unless ``extra`` gives them)."""
         if "maxAmountRequired" in offer and "amount" not in offer:
             return payment_v1(offer, payload)
+        chain = self._mandates.get(str(payload.get("authorization", {}).get("nonce")))
+        if chain is not None and "extensions" not in extra:
+            from ..trust.mandates import attach
+
+            extra["extensions"] = attach(None, chain)
         return payment_v2(offer, payload, **extra)
 
     @property
@@ -467,21 +531,7 @@ class FacilitatorContext(CaseContext):
     def transact(self, account: Account, to: str | None, data: bytes, gas: int = 200_000) -> str:
         """Sign and send a transaction from ``account`` (which needs ETH); returns the tx hash. The
         chain mines it at once."""
-        from ..evm.chain import GWEI
-        from ..evm.txsign import sign_eip1559
-
-        chain = self.harness.chain
-        signed = sign_eip1559(
-            account.key,
-            chain_id=self.harness.chain_id,
-            nonce=chain.pending_nonce(account.address),
-            gas=gas,
-            max_fee_per_gas=2 * chain.base_fee + GWEI,
-            max_priority_fee_per_gas=0,
-            to=to,
-            data=data,
-        )
-        return "0x" + chain.send_raw_transaction(signed.raw).hex()
+        return "0x" + self.harness.chain.transact(account.key, to, data, gas=gas).hex()
 
     def send_token(self, account: Account, to: str, amount: int) -> str:
         """A plain ERC-20 ``transfer`` of the harness asset from ``account``."""

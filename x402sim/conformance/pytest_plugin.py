@@ -4,7 +4,10 @@
 * ``x402_services``: the conformance harness's chain (JSON-RPC) and facilitator served on loopback,
   with the facts an app needs to be configured against them (URLs, network, asset and its EIP-712
   domain, a payee, funded keys), and ``check_server(app)`` to run the server catalog against an ASGI
-  app in process (httpx's ASGI transport, no port) and ``assert_conforms(report)``.
+  app in process (httpx's ASGI transport, no port) and ``assert_conforms(report)``. An app that
+  verifies AP2 mandates or enforces Web Bot Auth is configured from ``trust_env`` (the conformance
+  user key and agent keys) and checked with ``check_server(app, trust=["ap2", "web-bot-auth"])``;
+  ``reference_app(trust=True)`` is x402sim's own trust-enabled server, configured that way.
 
 Imports of the chain and the harness happen inside the fixtures, so loading the plugin costs nothing
 for test runs that do not use it.
@@ -13,7 +16,7 @@ for test runs that do not use it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -63,6 +66,31 @@ class X402Services:
     def balance(self, address: str) -> int:
         return self.harness.balance(address)
 
+    @property
+    def trust_env(self) -> dict[str, str]:
+        """The trust material a server needs for the trust cases: ``AP2_TRUSTED_USER_JWK`` (the AP2
+        user whose mandates it must accept), ``WEB_BOT_AUTH_JWKS`` and ``WEB_BOT_AUTH_DIRECTORY_URL``
+        (the agent keys whose signatures it must accept); all JSON or URLs, as a server reads its env."""
+        from .kits import trust_kit
+
+        return trust_kit(self.harness).env("server", self.chain_id)
+
+    def reference_app(
+        self, *, path: str = "/protected", price: int = 1_000, pay_to: str | None = None, trust: bool = False
+    ):
+        """x402sim's reference server selling ``GET path`` for ``price`` through the harness, as an ASGI
+        app; with ``trust``, verifying AP2 mandates and enforcing Web Bot Auth (``trust_env``)."""
+        from .context import Endpoint
+        from .reference import reference_server, trust_server
+        from .runner import RunOptions, target_env
+
+        options = RunOptions(harness=replace(self.harness.options, price=price), endpoints=[Endpoint(path)])
+        env = {
+            **target_env("server", self.harness, options, payee=pay_to or self.new_account().address),
+            **self.trust_env,
+        }
+        return (trust_server(env) if trust else reference_server(env))[1]
+
     def check_server(
         self,
         app,
@@ -74,20 +102,23 @@ class X402Services:
         exclude: Iterable[str] = (),
         level: Iterable[str] = (),
         name: str = "asgi app",
+        trust: Iterable[str] = (),
     ):
         """Run the server catalog against ``app`` in process; returns the ``RunReport``. The app
         must sell ``method path`` in the harness's asset on its network through ``facilitator_url``.
-        Cases needing a second paid route use ``second_path`` (skipped without one)."""
+        Cases needing a second paid route use ``second_path`` (skipped without one). ``trust``: the
+        trust features the app implements (``ap2``, ``web-bot-auth``), whose cases then run."""
         from .catalog import select
         from .context import Endpoint
         from .runner import RunOptions, run
         from .targets import AsgiApp
+        from .trust import features
 
         endpoints = [Endpoint(path, method)]
         if second_path:
             endpoints.append(Endpoint(second_path, method))
         selection = select("server", include=cases, exclude=exclude, levels=level)
-        options = RunOptions(harness=self.harness.options, endpoints=endpoints)
+        options = RunOptions(harness=self.harness.options, endpoints=endpoints, trust=features(trust))
         return run("server", AsgiApp("server", app, name=name), selection, options, harness=self.harness)
 
     @staticmethod
@@ -109,8 +140,14 @@ def x402_testbed():
 
 @pytest.fixture
 def x402_services() -> Iterator[X402Services]:
-    """The conformance harness's chain and facilitator, served on 127.0.0.1 for one test."""
+    """The conformance harness's chain and facilitator (and its Web Bot Auth key directory), served on
+    127.0.0.1 for one test."""
     from .harness import Harness
+    from .kits import harness_apps
 
-    with Harness() as harness:
+    harness = Harness()
+    harness.start(extra_apps=harness_apps("server", harness))
+    try:
         yield X402Services(harness)
+    finally:
+        harness.stop()

@@ -7,6 +7,13 @@ facilitator or client configured exactly as ``x402sim serve ... --from-env`` / `
 
 Rules: a server or facilitator target is served on its own loopback ``Services``; a client target
 runs ``PayingClient`` in a worker thread and returns the same JSON verdict a client command prints.
+
+Trust-enabled variants (``reference_target(role, trust=True)``), configured from the trust variables
+of the environment exactly as a third-party target would be (see ``trust``): the server verifies AP2
+mandates issued by the user key in ``AP2_TRUSTED_USER_JWK`` (``MandateVerifier``) and admits only
+agents signing with a key of ``WEB_BOT_AUTH_JWKS`` (``CrawlPolicy`` over a ``KeyDirectory``); the
+client reads the ERC-8004 registries on ``EVM_RPC_URL`` (``AgentDirectory``) and pays a server that
+declares an agent only at that agent's ``agentWallet``. They advertise those features (``trust``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..actors.client import SpendPolicy
@@ -29,6 +36,56 @@ from ..http.serve import client_env, client_verdict, facilitator_env, resource_s
 from ..http.server_app import resource_server_app
 from .results import Role, TargetInfo
 from .targets import ClientRun
+from .trust import AP2, ERC8004, WEB_BOT_AUTH
+
+SERVER_TRUST = frozenset({AP2, WEB_BOT_AUTH})
+CLIENT_TRUST = frozenset({ERC8004})
+
+
+def _json_var(env: Mapping[str, str], name: str):
+    value = env.get(name)
+    if not value:
+        raise ValueError(f"{name} is not set: the trust-enabled reference reads its trust material from it")
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} is not JSON: {exc}") from None
+
+
+def mandate_verifier(env: Mapping[str, str], verifier_class=None, **kwargs):
+    """A ``MandateVerifier`` trusting the user key of ``AP2_TRUSTED_USER_JWK``."""
+    from ..trust.mandates import MandateVerifier
+
+    return (verifier_class or MandateVerifier)([_json_var(env, "AP2_TRUSTED_USER_JWK")], **kwargs)
+
+
+def crawl_policy(env: Mapping[str, str], verifier_class=None, *, block_unsigned: bool = True, **kwargs):
+    """A ``CrawlPolicy`` admitting agents that sign with a key of ``WEB_BOT_AUTH_JWKS`` (published by
+    the directory at ``WEB_BOT_AUTH_DIRECTORY_URL``, when set)."""
+    from ..trust.crawl import CrawlPolicy
+    from ..trust.signatures import KeyDirectory, SignatureVerifier
+
+    directory = KeyDirectory.from_jwks(
+        _json_var(env, "WEB_BOT_AUTH_JWKS"), source=env.get("WEB_BOT_AUTH_DIRECTORY_URL") or None
+    )
+    return CrawlPolicy(
+        (verifier_class or SignatureVerifier)(directory, **kwargs), block_unsigned=block_unsigned
+    )
+
+
+def trust_server(
+    env: dict[str, str],
+    role_class: type[ResourceServer] = ResourceServer,
+    *,
+    mandates=None,
+    crawl=None,
+    **switches,
+) -> tuple[ResourceServer, object]:
+    """The from-env reference server with AP2 mandates and Web Bot Auth enforced (``mandates`` and
+    ``crawl`` replace the verifier and the policy read from ``env``)."""
+    switches["mandates"] = mandates if mandates is not None else mandate_verifier(env)
+    switches["crawl"] = crawl if crawl is not None else crawl_policy(env)
+    return reference_server(env, role_class=role_class, **switches)
 
 
 def reference_server(
@@ -66,6 +123,7 @@ class InProcessService:
     build: Callable[[dict[str, str]], object]  # env -> ASGI app
     name: str = "x402sim reference"
     kind: str = "reference"
+    trust: frozenset[str] = frozenset()  # the trust features it advertises
     services: Services | None = field(default=None, init=False)
     base_url: str = field(default="", init=False)
 
@@ -108,6 +166,53 @@ def pay_from_env(env: dict[str, str], policy: SpendPolicy | None = None) -> dict
     return client_verdict(result)
 
 
+def agent_directory(env: Mapping[str, str]):
+    """An ``AgentDirectory`` over the chain at ``EVM_RPC_URL``, reading the identity registry named
+    by ``ERC8004_IDENTITY_REGISTRY`` (``eip155:<chainId>:<address>``; default: the genesis one)."""
+    from ..trust.identity import AgentDirectory
+
+    rpc_url = env.get("EVM_RPC_URL")
+    if not rpc_url:
+        raise ValueError("EVM_RPC_URL is not set: an ERC-8004 client reads the registries there")
+    registries = {}
+    for field_name, var in (
+        ("identity_registry", "ERC8004_IDENTITY_REGISTRY"),
+        ("reputation_registry", "ERC8004_REPUTATION_REGISTRY"),
+    ):
+        named = env.get(var, "")
+        if named.count(":") == 2:
+            registries[field_name] = named.rsplit(":", 1)[1]
+    return AgentDirectory(RpcChain(rpc_url, **registries))
+
+
+def trust_pay(env: dict[str, str], *, directory=None, client_class=None) -> dict:
+    """``pay_from_env`` by a client that reads ERC-8004 (``agent_directory(env)``, or ``directory``):
+    it refuses an offer whose payTo is not the declared agent's ``agentWallet``. ``client_class``
+    (a ``Client`` subclass, for controls) plays the role."""
+    parsed = client_env(env)
+    opened = None
+    try:
+        if directory is None:
+            directory = opened = agent_directory(env)
+        policy = SpendPolicy(max_price=parsed.max_amount)
+        with PayingClient(
+            parsed.key, networks=(parsed.network,), policy=policy, directory=directory
+        ) as client:
+            if client_class is not None:
+                role = client.role
+                client.role = client_class(
+                    role.key, networks=role.networks, policy=policy, seed=role.seed, directory=directory
+                )
+            result = client.get(parsed.url)
+    except Exception as exc:  # the verdict says what went wrong, as a client command would
+        error = f"{type(exc).__name__}: {exc}"
+        return {"success": False, "data": error, "status_code": None, "payment_response": None}
+    finally:
+        if opened is not None:
+            opened.chain.close()
+    return client_verdict(result)
+
+
 @dataclass
 class InProcessClient:
     """A client target that runs ``pay`` in this process (``pay`` takes the env, returns a verdict)."""
@@ -116,6 +221,7 @@ class InProcessClient:
     name: str = "x402sim reference"
     kind: str = "reference"
     role: Role = "client"
+    trust: frozenset[str] = frozenset()  # the trust features it advertises
 
     @property
     def info(self) -> TargetInfo:
@@ -132,9 +238,20 @@ class InProcessClient:
         )
 
 
-def reference_target(role: Role, **switches):
+def reference_target(role: Role, *, trust: bool = False, **switches):
+    """x402sim's own ``role`` as a target; ``trust=True``: the trust-enabled variant (servers and
+    clients; it advertises the features it enforces)."""
+    if role == "server" and trust:
+        return InProcessService(
+            "server",
+            lambda env: trust_server(env, **switches)[1],
+            name="x402sim reference (trust)",
+            trust=SERVER_TRUST,
+        )
     if role == "server":
         return InProcessService("server", lambda env: reference_server(env, **switches)[1])
     if role == "facilitator":
         return InProcessService("facilitator", lambda env: reference_facilitator(env, **switches)[1])
+    if trust:
+        return InProcessClient(trust_pay, name="x402sim reference (trust)", trust=CLIENT_TRUST)
     return InProcessClient()

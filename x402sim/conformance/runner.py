@@ -31,6 +31,7 @@ from .harness import Harness, HarnessOptions
 from .kits import FAILING_PATH_SUFFIX, SECOND_PATH_SUFFIX, context_for, harness_apps, prepare, read_challenge
 from .results import CaseResult, Evidence, RunReport, ToolInfo
 from .targets import TargetError
+from .trust import WEB_BOT_AUTH, TrustKit, features
 
 HTTP_TIMEOUT = 20.0
 
@@ -41,6 +42,9 @@ class RunOptions:
     case_timeout: float = 60.0
     endpoints: list[Endpoint] = field(default_factory=lambda: [Endpoint("/protected")])
     on_result: Callable[[CaseResult], None] | None = None
+    # Trust features the target advertises (``trust.FEATURES``): erc8004, ap2, web-bot-auth. A
+    # target's own ``trust`` attribute (the built-in trust targets) adds to it.
+    trust: frozenset[str] = frozenset()
 
     @property
     def second_path(self) -> str:
@@ -54,10 +58,18 @@ class RunOptions:
 
 
 def target_env(
-    role: str, harness: Harness, options: RunOptions, payee: str | None = None, key_hex: str | None = None
+    role: str,
+    harness: Harness,
+    options: RunOptions,
+    payee: str | None = None,
+    key_hex: str | None = None,
+    trust_kit: TrustKit | None = None,
 ) -> dict[str, str]:
-    """The environment the official e2e harness gives a target of ``role``, plus ours."""
+    """The environment the official e2e harness gives a target of ``role``, plus ours (the trust
+    material among it: see ``trust``)."""
     env = {"EVM_NETWORK": harness.network, "EVM_RPC_URL": harness.rpc_url}
+    if trust_kit is not None:
+        env |= trust_kit.env(role, harness.chain_id)
     if role == "server":
         env |= {
             "FACILITATOR_URL": harness.facilitator_url,
@@ -89,8 +101,11 @@ def run(
         harness = Harness(options.harness)
         harness.start(extra_apps=harness_apps(role, harness))
     try:
-        setup = prepare(role, harness, options)
-        env = target_env(role, harness, options, payee=setup.payee, key_hex=setup.key_hex)
+        trust = features(options.trust) | features(getattr(target, "trust", ()))
+        setup = prepare(role, harness, options, trust)
+        env = target_env(
+            role, harness, options, payee=setup.payee, key_hex=setup.key_hex, trust_kit=setup.trust_kit
+        )
         base_url = "" if role == "client" else target.start(env)
         try:
             if role == "server" and target.info.kind in ("url", "asgi"):
@@ -121,7 +136,8 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits) as http:
         if role == "server" and setup.payee is None:
-            setup.payee = await _payee_of(http, base_url, options.endpoints[0], harness)
+            signer = setup.trust_kit if WEB_BOT_AUTH in setup.trust else None
+            setup.payee = await _payee_of(http, base_url, options.endpoints[0], harness, signer)
         for case in cases:
             evidence = Evidence()
             if role != "client" and not target.alive():
@@ -163,11 +179,17 @@ def _run_sync(coroutine):
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _payee_of(http: httpx.AsyncClient, base_url: str, endpoint: Endpoint, harness: Harness) -> str:
-    """The payTo of the server's exact offer on the harness's chain; TargetError when there is none."""
+async def _payee_of(
+    http: httpx.AsyncClient, base_url: str, endpoint: Endpoint, harness: Harness, signer=None
+) -> str:
+    """The payTo of the server's exact offer on the harness's chain; TargetError when there is none.
+    ``signer`` (a ``TrustKit``) signs the probe for a server that admits only signed agents."""
     url = base_url + endpoint.path
     try:
-        response = await http.request(endpoint.method, url)
+        request = http.build_request(endpoint.method, url)
+        if signer is not None:
+            signer.sign_request(request)
+        response = await http.send(request)
     except httpx.HTTPError as exc:
         raise TargetError(f"server at {url} cannot be reached: {exc}") from exc
     offer = read_challenge(response).offer(harness)
