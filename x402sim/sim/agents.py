@@ -12,6 +12,10 @@ attack's (``Row.attack``): a share of them redirected to the attack's target, a 
 as fast as answers come back, or one more request every ``every`` seconds. Attack requests made by
 a loop or a drain come on top of the agent's traffic and do not count against ``max_requests``.
 
+A group with ``choice = { kind = "reputation" }`` draws its targets by the on-chain reputation of
+their servers (``trust.ReputationChooser``). A request a crawl policy refuses ends ``blocked``,
+its reason the signature refusal code.
+
 Rules: every draw comes from the world's seeded streams; times are virtual.
 """
 
@@ -39,6 +43,7 @@ from ..protocol import (
 )
 from . import scenario as sc
 from .records import Row
+from .trust import ReputationChooser
 from .world import Agent, Chooser, World
 
 SENT_LATE = 700  # seconds by which "not yet valid" payments are post-dated
@@ -53,7 +58,11 @@ class Traffic:
         s = world.scenario
         for group in s.agents:
             targets = sc.resolve_targets(s, group)
-            chooser = Chooser(group.choice, len(targets), world.rng(f"choice:{group.name}"))
+            rng = world.rng(f"choice:{group.name}")
+            if group.choice.kind == "reputation":
+                chooser = ReputationChooser(world, group.choice, targets, rng)
+            else:
+                chooser = Chooser(group.choice, len(targets), rng)
             members = world.groups[group.name]
             if not members:
                 continue  # a sharded run whose shard holds none of this small group
@@ -242,6 +251,8 @@ def request(
     if payment is not None:
         world.record_payment(row, payment)
     _judge(row, response, payment)
+    if row.crawl == "block":
+        row.outcome = "blocked"  # by a crawl policy, before any payment; its reason is the refusal code
     world.close_row(row)
     if behaviour.kind == "replay" and row.outcome == "paid":
         world.env.process(replays(world, agent, server_name, http, payment, behaviour))

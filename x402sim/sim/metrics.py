@@ -21,7 +21,9 @@ entry, which counts on its own; the figures add up to the same values as judging
 end, except in one case no agent behaviour produces: a payment settled but never delivered, later
 served by a replay after expiry (it would count as served without settlement). A settlement of a
 resolved authorization would be one that the chain accepted after ``validBefore``: it counts
-against ``transfers_match_payments``, as does any settlement after ``validBefore``.
+against ``transfers_match_payments``, as does any settlement after ``validBefore``. For a payer
+under an AP2 mandate, the book also keeps whether the payment it recorded was bound to a valid
+mandate chain; a settlement of one that was not counts in ``TrustMetrics.unbound``.
 
 Retry chains (a request and its retries, for ``requests_paid_twice``) are kept while a retry can
 still follow: the last closed row answered >= 500 and the group's ``retry.max`` is not used up.
@@ -42,6 +44,8 @@ populations, same span of virtual time, each on its own chain) merge with ``RunM
 * and-ed: supply conserved (each shard's chain is checked on its own);
 * governance (``Governance``): counters summed, freezes (one per agent, agents disjoint) unioned,
   the audit chain's length summed and its head dropped (shards keep separate chains);
+* trust (``trust.TrustMetrics``): counters summed, revenue per bucket added, agent ids and final
+  reputations unioned (only unsharded runs have registered servers);
 * facilitator fees: the free tier is re-applied to the merged month (the first ``free_per_month``
   settlements by block time; settlements of two shards in the same second are ordered by block
   number and index, an arbitrary but fixed tie-break). With a ``bps`` part, prices differ, so the
@@ -63,6 +67,7 @@ from ..protocol import reason_class
 from .fees import Biller, gas_cost
 from .records import Row, Timeline
 from .sketch import LatencyStats
+from .trust import TrustMetrics
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -86,6 +91,10 @@ def failure_class(row: Row) -> str:
     ``governance`` for a payment the governor denied, ``policy`` for one the client refused."""
     if row.outcome == "denied":
         return "governance"
+    if row.outcome == "blocked":
+        return "crawl_blocked"
+    if row.reason.startswith("mandate refused: "):
+        return "mandate"
     cls = reason_class(row.reason) if row.reason else None
     if cls is not None and cls.value != "unknown":
         return cls.value
@@ -144,7 +153,7 @@ class Tally:
             group["denied"] += 1
         if row.handled:
             server["handler_runs"] += 1
-            if row.outcome != "paid":
+            if row.outcome != "paid" and row.crawl != "free":  # served free by a crawl policy: by design
                 self.outcomes["handler_ran_unpaid"] += 1
         if row.kind == "replay" and row.status == 200:
             self.kinds["replay_served"] += 1
@@ -418,6 +427,7 @@ class RunMetrics:
     virtual_seconds: float = 0.0
     shards: int = 1
     governance: Governance = field(default_factory=Governance)
+    trust: TrustMetrics = field(default_factory=TrustMetrics)
 
     @classmethod
     def start(cls, scenario: Scenario) -> RunMetrics:
@@ -451,6 +461,7 @@ class RunMetrics:
         self.daily.merge(other.daily)
         self.supply.merge(other.supply)
         self.governance.merge(other.governance)
+        self.trust.merge(other.trust)
         self.blocks = max(self.blocks, other.blocks)
         self.height = max(self.height, other.height)
         self.virtual_seconds = max(self.virtual_seconds, other.virtual_seconds)
@@ -502,6 +513,7 @@ class _Authorization:
         "attack",
         "chains",
         "expired",
+        "mandate",
         "open_rows",
         "served",
         "settled",
@@ -521,6 +533,7 @@ class _Authorization:
         self.open_rows = 0
         self.chains: list[int] = []  # retry chains whose rows carried it
         self.expired = False
+        self.mandate: bool | None = None  # bound to a valid AP2 mandate chain (None: not judged)
 
 
 class _Chain:
@@ -542,11 +555,17 @@ class PaymentBook:
     attack-bound payments and of payments signed while frozen."""
 
     def __init__(
-        self, security: Counter, retries: dict[str, int], governance: Governance | None = None
+        self,
+        security: Counter,
+        retries: dict[str, int],
+        governance: Governance | None = None,
+        trust: TrustMetrics | None = None,
     ) -> None:
         self.security = security
         self.retries = retries
         self.governance = governance if governance is not None else Governance()
+        self.trust = trust if trust is not None else TrustMetrics()
+        self.mandated: set[str] = set()  # payers (lower case) whose settlements must carry a mandate
         self.open: dict[tuple[str, str], _Authorization] = {}
         self.chains: dict[int, _Chain] = {}
         self._expiry: list[tuple[int, int, tuple[str, str], _Authorization]] = []
@@ -567,14 +586,17 @@ class PaymentBook:
         valid_before: int,
         attack: bool = False,
         after_freeze: bool = False,
+        mandate: bool | None = None,
     ) -> None:
         """An open row carries the authorization ``key`` (what the agent sent; ``attack``: an
-        attack-bound payment, ``after_freeze``: signed while its agent was frozen)."""
+        attack-bound payment, ``after_freeze``: signed while its agent was frozen, ``mandate``:
+        whether it is bound to a valid AP2 mandate chain, None when not judged)."""
         entry = self._get(key)
         entry.open_rows += 1
         if entry.signed is None:
             entry.signed = (amount, pay_to)
             entry.attack, entry.after_freeze = attack, after_freeze
+            entry.mandate = mandate
         if entry.valid_before is None:
             entry.valid_before = valid_before
             if valid_before <= self.clock:
@@ -653,6 +675,8 @@ class PaymentBook:
         if settled and not served:
             sec["settled_without_delivery"] += 1
         for value, to, block_time in entry.transfers:
+            if key[0] in self.mandated and entry.mandate is not True:
+                self.trust.unbound += 1
             if entry.attack or entry.after_freeze:
                 self.governance.settled(value, entry.attack, entry.after_freeze)
             signed = entry.signed
@@ -708,12 +732,15 @@ class ChainFolder:
         self.holders: set[str] = set()  # addresses the token moved to or from (for the balances)
         self.folded = 0  # number of the last block folded
         self._agents: dict[str, str] = {}
+        self._names: dict[str, str] = {}
         self._agents_seen = -1
+        self.trust = getattr(world, "trust_book", None)
 
     def group_of(self, address: str) -> str | None:
         agents = self.world.agents
         if len(agents) != self._agents_seen:
             self._agents = {a.client.address: a.group.name for a in agents}
+            self._names = {a.client.address: a.name for a in agents}
             self._agents_seen = len(agents)
         return self._agents.get(address)
 
@@ -751,6 +778,8 @@ class ChainFolder:
         raw = self.world.raw_txs.pop(r.tx_hash, b"")
         name = self.facilitators.get(r.sender)
         if name is None:
+            if self.trust is not None:
+                self.trust.receipt(r)
             for t in transfers:
                 if int(t.from_, 16) == 0:
                     m.mints += t.value
@@ -790,6 +819,9 @@ class ChainFolder:
             group = self.group_of(buyer)
             if group is not None:
                 m.spend[group] += value
+            if self.trust is not None:
+                agent = self._names.get(buyer) if group is not None else None
+                self.trust.transfer(buyer, seller, value, r.block_timestamp, group, agent)
             m.received[seller] += value
             self.holders.add(seller)
             self.holders.add(buyer)

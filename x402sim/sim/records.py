@@ -51,6 +51,7 @@ class Row:
     origin: int = 0  # the first attempt's id, for retries (0: this row is the first)
     attack: bool = False  # attack-bound: sent by a compromised behaviour, or quoted by price bait
     after_freeze: bool = False  # its payment was signed while the agent was frozen (never should be)
+    crawl: str = ""  # a crawl policy's verdict on it: block, free or charge ("": none asked)
 
     @property
     def latency(self) -> float | None:

@@ -1,4 +1,4 @@
-"""report.md, three plots and a terminal summary of a finished run.
+"""report.md, its plots and a terminal summary of a finished run.
 
 Rules:
 
@@ -13,6 +13,10 @@ Rules:
 * Plots use ``matplotlib.figure.Figure`` on the Agg canvas, never pyplot: no GUI backend is
   needed, the global backend is left alone and no figure outlives its file. Sizes and dpi are
   fixed so each PNG stays small. With ``plots``, all three are written; one without data says so.
+  A run with a trust section (``reputation``, ``mandates``, ``crawl``) also gets its figure
+  (``TRUST_IMAGES``): revenue per registered server over time (garbage sellers dashed; from the
+  run's ``TrustMetrics``), each mandated agent's spend against its budget, and crawler requests
+  by kind and verdict.
 * Charts name at most ``MAX_BARS`` facilitators or servers (the rest are summed as "others");
   Markdown tables show at most ``MAX_ROWS`` rows (the rest are in summary.json).
 """
@@ -31,6 +35,12 @@ from rich.text import Text
 from .sketch import LatencyStats, as_stats
 
 IMAGES = {"latency_cdf.png": "Latency CDF", "throughput.png": "Throughput", "economics.png": "Economics"}
+# written only when the summary has the section they draw
+TRUST_IMAGES = {
+    "reputation.png": "Revenue per registered server over time",
+    "mandates.png": "Spend against budget, per mandated agent",
+    "crawl.png": "Crawler requests by kind and verdict",
+}
 KINDS = {
     "end_to_end": "request sent to answer received",
     "verify": "one verify call, as the server waits for it",
@@ -123,12 +133,14 @@ def _table(headers: list[str], rows: list[list], align: str = "") -> list[str]:
 
 def _by_name(first: str, items: dict[str, dict], keys: tuple[str, ...]) -> list[str]:
     rows = [[name, *(_cell(k, d[k]) for k in keys)] for name, d in items.items()]
-    align = "l" + "".join("l" if k == "behaviour" else "r" for k in keys)
+    align = "l" + "".join("l" if k in ("behaviour", "kind") else "r" for k in keys)
     return _table([first, *map(_header, keys)], rows, align)
 
 
-def _counts(first: str, counts: dict[str, int]) -> list[str]:
-    return _table([first, "Count"], [[_label(k), fmt_num(v)] for k, v in counts.items()])
+def _counts(first: str, counts: dict[str, int], verbatim: bool = False) -> list[str]:
+    """A two-column table of ``counts`` (``verbatim``: names as they are, e.g. refusal codes)."""
+    rows = [[k if verbatim else _label(k), fmt_num(v)] for k, v in counts.items()]
+    return _table([first, "Count"], rows)
 
 
 # -- report.md ---------------------------------------------------------------------------------------
@@ -275,6 +287,115 @@ def _governance(g: dict) -> list[str]:
     return out
 
 
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.1f} %"
+
+
+def _reputation(r: dict) -> list[str]:
+    """ERC-8004: registered servers, what they earned and the reputation the registry holds."""
+    rows = []
+    for name, d in r["servers"].items():
+        delivers = d["delivers"] if d["delivers"] == "good" else f"garbage ({_pct(d['garbage_share'])})"
+        rows.append(
+            [
+                name,
+                fmt_num(d["agent_id"]),
+                delivers,
+                fmt_num(d["payments"]),
+                fmt_usdc(d["revenue_usdc"]),
+                fmt_num(d["feedback"]),
+                fmt_num(d["reputation"]),
+            ]
+        )
+    headers = ["Server", "Agent id", "Delivers", "Payments", "Revenue (USDC)", "Feedback", "Reputation"]
+    groups = []
+    for name, g in r["groups"].items():
+        share = g["garbage_spend_share"]
+        groups.append(
+            [
+                name,
+                g["choice"],
+                "yes" if g["feedback"] else "no",
+                fmt_usdc(g["spend_usdc"]),
+                _pct(share["first_quarter"]),
+                _pct(share["last_quarter"]),
+                _pct(share["whole_run"]),
+            ]
+        )
+    f = r["feedback"]
+    feedback = (
+        f"giveFeedback transactions: {f['sent']:,} sent, {f['mined']:,} mined, {f['reverted']:,} reverted"
+        + (f", {f['not_sent']:,} refused by the pool" if f["not_sent"] else "")
+        + ". Reputation: the registry's mean of the feedback tagged `x402-resource-delivered` (0-100), "
+        "read at the end of the run."
+    )
+    return [
+        "## Reputation (ERC-8004)",
+        "",
+        feedback,
+        "",
+        *_table(headers, rows, "lrlrrrr"),
+        "### Spend on garbage servers, by group",
+        "",
+        "Share of each group's USDC settled on chain that went to servers delivering garbage.",
+        "",
+        *_table(
+            ["Group", "Choice", "Feedback", "Spend (USDC)", "First quarter", "Last quarter", "Whole run"],
+            groups,
+            "lllrrrr",
+        ),
+    ]
+
+
+def _mandates(m: dict) -> list[str]:
+    """AP2: payments under mandate, refusals by code, and the two checks on chain."""
+    outside, unbound = m["settled_outside_mandate"], m["settled_without_valid_mandate"]
+    rows = [
+        ["Payments under mandate", fmt_num(m["payments_under_mandate"])],
+        ["Settled", fmt_num(m["settled"])],
+        ["Refused by a server's mandate check", fmt_num(m["refused"])],
+        [
+            "Settled outside a mandate, on chain (USDC, payments)",
+            f"**{fmt_usdc(outside['usdc'])}, {outside['payments']}**" if outside["payments"] else "0, 0",
+        ],
+        ["Settled without a valid mandate chain as nonce", f"**{unbound}**" if unbound else "0"],
+    ]
+    groups = [
+        [
+            name,
+            f"{fmt_usdc(g['amount_range_usdc'][0])}-{fmt_usdc(g['amount_range_usdc'][1])}",
+            fmt_usdc(g["budget_usdc"]),
+            ", ".join(g["allowed_payees"]) if g["allowed_payees"] is not None else "any",
+            fmt_num(g["payments"]),
+            fmt_num(g["settled"]),
+            fmt_num(g["refused"]),
+            fmt_usdc(g["spend_usdc"]),
+            fmt_usdc(g["max_agent_spend_usdc"]),
+        ]
+        for name, g in m["groups"].items()
+    ]
+    headers = ["Group", "Amount range (USDC)", "Budget (USDC)", "Payees", "Payments", "Settled", "Refused"]
+    headers += ["Spend (USDC)", "Top agent (USDC)"]
+    out = ["## Mandates (AP2)", "", *_table(["Figure", "Value"], rows, "lr")]
+    out += ["### By group", "", "Budget per agent; top agent: the agent that spent most.", ""]
+    out += _table(headers, groups, "llrlrrrrr")
+    if m["refused_by_code"]:
+        out += ["### Refused, by code", "", *_counts("Code", m["refused_by_code"], verbatim=True)]
+    return out
+
+
+CRAWL_KEYS = ("requests", "blocked", "charged", "paid", "free", "revenue_usdc", "payments_on_chain")
+
+
+def _crawl(c: dict) -> list[str]:
+    """RFC 9421: requests by crawler kind and verdict, revenue, and why requests were blocked."""
+    out = ["## Crawl (RFC 9421 signatures)", "", *_by_name("Crawler kind", c["by_kind"], CRAWL_KEYS)]
+    out += ["### By group", "", *_by_name("Group", c["by_group"], ("kind", *CRAWL_KEYS))]
+    if c["blocked_reasons"]:
+        out += ["### Blocked, by reason", "", *_counts("Code", c["blocked_reasons"], verbatim=True)]
+    return out
+
+
 def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] | None = None) -> str:
     """The text of report.md for ``summary``; ``scenario`` (optional) adds what was configured,
     ``images`` are the PNG file names to embed, ``daily`` (``SimResult.daily``) a table per day."""
@@ -306,6 +427,13 @@ def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] |
     if "governance" in s:
         out += _governance(s["governance"])
 
+    if "reputation" in s:
+        out += _reputation(s["reputation"])
+    if "mandates" in s:
+        out += _mandates(s["mandates"])
+    if "crawl" in s:
+        out += _crawl(s["crawl"])
+
     broken = [k for k, ok in s["invariants"].items() if not ok]
     verdict = f"**VIOLATED: {', '.join(broken)}**" if broken else "All invariants hold."
     out += ["## Invariants", "", verdict, ""]
@@ -321,7 +449,8 @@ def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] |
     if s.get("events"):
         out += ["## Events", "", *_counts("Event", s["events"])]
     if images:
-        out += ["## Plots", ""] + [f"![{IMAGES.get(name, name)}]({name})\n" for name in images]
+        titles = {**IMAGES, **TRUST_IMAGES}
+        out += ["## Plots", ""] + [f"![{titles.get(name, name)}]({name})\n" for name in images]
 
     r = s.get("resources", {})
     rate = fmt_num(r.get("payments_per_wall_second"))
@@ -441,18 +570,129 @@ def economics_figure(summary: dict) -> Figure:
     return fig
 
 
+def reputation_figure(summary: dict, trust, bucket: float) -> Figure:
+    """Cumulative USDC received per registered server over virtual time (``trust``: the run's
+    ``TrustMetrics``, one value per timeline bucket of ``bucket`` seconds); garbage sellers dashed."""
+    fig = _figure((8, 4.5))
+    ax = fig.add_subplot()
+    servers = summary["reputation"]["servers"]
+    until = summary["virtual_seconds"]
+    drawn = False
+    for name, d in servers.items():
+        buckets = trust.received.get(name) if trust is not None else None
+        if not buckets:
+            continue
+        n = max(1, min(len(buckets), int(-(-until // bucket))))
+        times = np.arange(n + 1) * bucket
+        total = np.concatenate([[0.0], np.cumsum(np.asarray(buckets[:n], dtype=float) / 1e6)])
+        garbage = d["delivers"] == "garbage"
+        label = f"{name} (garbage)" if garbage else name
+        ax.plot(
+            times, total, linestyle="--" if garbage else "-", linewidth=2 if garbage else 1.2, label=label
+        )
+        drawn = True
+    if not drawn:
+        _nothing(ax, "revenue")
+        return fig
+    ax.set(xlabel="virtual time (s)", ylabel="USDC received on chain (cumulative)")
+    ax.set_title("Revenue per registered server (dashed: delivers garbage)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+MAX_AGENTS = 40
+
+
+def mandates_figure(summary: dict, scenario, trust) -> Figure:
+    """Each mandated agent's USDC settled on chain, against its mandate's budget (a black tick);
+    at most ``MAX_AGENTS`` agents, those closest to (or over) their budget."""
+    fig = _figure((10, 4.5))
+    ax = fig.add_subplot()
+    budgets = {g.name: g.mandate.budget for g in scenario.agents if g.mandate is not None} if scenario else {}
+    spend = dict(trust.agent_spend) if trust is not None else {}
+    agents = [
+        (name, spend.get(name, 0), budgets[group])
+        for group, budget in budgets.items()
+        for name in (f"{group}-{i}" for i in range(summary["mandates"]["groups"][group]["agents"]))
+    ]
+    if not agents:
+        _nothing(ax, "mandated agents")
+        return fig
+    if len(agents) > MAX_AGENTS:
+        keep = set(
+            sorted(range(len(agents)), key=lambda i: -agents[i][1] / max(agents[i][2], 1))[:MAX_AGENTS]
+        )
+        agents = [a for i, a in enumerate(agents) if i in keep]
+    x = np.arange(len(agents))
+    spent = np.array([a[1] for a in agents], dtype=float) / 1e6
+    budget = np.array([a[2] for a in agents], dtype=float) / 1e6
+    colors = ["tab:red" if s > b else "tab:blue" for s, b in zip(spent, budget, strict=True)]
+    ax.bar(x, spent, 0.7, color=colors, label="settled on chain")
+    ax.scatter(x, budget, marker="_", s=300, color="black", linewidths=2, label="budget", zorder=3)
+    ax.set_xticks(x, [a[0] for a in agents], rotation=60, ha="right", fontsize="small")
+    ax.set(ylabel="USDC", title="Spend against budget, per mandated agent (red: over budget)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+CRAWL_VERDICTS = (
+    ("blocked", "tab:red"),
+    ("charged, not paid", "tab:orange"),
+    ("paid", "tab:green"),
+    ("free", "tab:blue"),
+)
+
+
+def crawl_figure(summary: dict) -> Figure:
+    """Requests per crawler kind, stacked by verdict: blocked, charged but unpaid, paid, free."""
+    fig = _figure((8, 4.5))
+    ax = fig.add_subplot()
+    kinds = summary["crawl"]["by_kind"]
+    if not kinds:
+        _nothing(ax, "crawlers")
+        return fig
+    names = list(kinds)
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    for verdict, color in CRAWL_VERDICTS:
+        if verdict == "charged, not paid":
+            values = np.array([kinds[n]["charged"] - kinds[n]["paid"] for n in names], dtype=float)
+        else:
+            values = np.array([kinds[n][verdict] for n in names], dtype=float)
+        ax.bar(x, values, 0.6, bottom=bottom, color=color, label=verdict)
+        bottom += values
+    ax.set_xticks(x, names)
+    top = 1.2 * max(bottom.max(), 1)  # room for the legend above the bars
+    ax.set(ylabel="requests", title="Crawler requests by kind and verdict", ylim=(0, top))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", ncols=4, loc="upper center")
+    return fig
+
+
 def write_report(result, scenario, folder, plots: bool = True) -> Path:
-    """Write ``folder/report.md`` and, when ``plots``, the three PNGs it embeds; returns report.md."""
+    """Write ``folder/report.md`` and, when ``plots``, the PNGs it embeds (three, and one per trust
+    section the summary has); returns report.md."""
     folder = Path(folder)
     images = []
     if plots:
         end = scenario.simulation.duration if scenario is not None else None
         ran = result.summary["virtual_seconds"]
+        metrics = getattr(result, "metrics", None)
+        trust = getattr(metrics, "trust", None)
         figures = {
             "latency_cdf.png": lambda: latency_figure(result.latencies),
             "throughput.png": lambda: throughput_figure(result.timeline, end, ran),
             "economics.png": lambda: economics_figure(result.summary),
         }
+        if "reputation" in result.summary and metrics is not None:
+            bucket = metrics.timeline.bucket
+            figures["reputation.png"] = lambda: reputation_figure(result.summary, trust, bucket)
+        if "mandates" in result.summary:
+            figures["mandates.png"] = lambda: mandates_figure(result.summary, scenario, trust)
+        if "crawl" in result.summary:
+            figures["crawl.png"] = lambda: crawl_figure(result.summary)
         for name, make in figures.items():
             make().savefig(folder / name, dpi=DPI)
             images.append(name)
@@ -544,6 +784,43 @@ def _governance_rows(g: dict) -> list[tuple]:
     return rows
 
 
+def _trust_rows(s: dict) -> list[tuple]:
+    rows: list[tuple] = []
+    r = s.get("reputation")
+    if r is not None:
+        for name, g in r["groups"].items():
+            share = g["garbage_spend_share"]
+            text = f"{_pct(share['first_quarter'])} -> {_pct(share['last_quarter'])} ({g['choice']})"
+            rows.append((f"garbage share {name}", text))
+        bad, good = r["garbage_servers_max_reputation"], r["good_servers_min_reputation"]
+        rows.append(("reputation on chain", f"garbage servers <= {fmt_num(bad)}, good >= {fmt_num(good)}"))
+    m = s.get("mandates")
+    if m is not None:
+        codes = ", ".join(
+            f"{k} {v:,}" for k, v in sorted(m["refused_by_code"].items(), key=lambda kv: -kv[1])
+        )
+        rows.append(
+            (
+                "under mandate",
+                f"{m['payments_under_mandate']:,} payments, {m['settled']:,} settled, "
+                f"{m['refused']:,} refused" + (f" ({codes})" if codes else ""),
+            )
+        )
+        outside, unbound = m["settled_outside_mandate"], m["settled_without_valid_mandate"]
+        leak = outside["payments"] or unbound
+        text = f"{fmt_usdc(outside['usdc'])} USDC outside a mandate, {unbound} without a valid mandate nonce"
+        rows.append(("mandates on chain", Text(text, style="bold red" if leak else "green")))
+    c = s.get("crawl")
+    if c is not None:
+        for kind, k in c["by_kind"].items():
+            text = (
+                f"{k['requests']:,} requests: {k['blocked']:,} blocked, {k['paid']:,} paid "
+                f"({fmt_usdc(k['revenue_usdc'])} USDC), {k['free']:,} free"
+            )
+            rows.append((f"crawl {kind}", text))
+    return rows
+
+
 def terminal_summary(summary: dict) -> Group:
     """A short rich rendering of ``summary`` for the end of a run."""
     s, g, facs = summary, summary["gas"], summary["facilitators"]
@@ -568,6 +845,7 @@ def terminal_summary(summary: dict) -> Group:
         rows.append(("security", Text(", ".join(incidents), style="yellow")))
     if "governance" in s:
         rows += _governance_rows(s["governance"])
+    rows += _trust_rows(s)
     broken = [k for k, ok in s["invariants"].items() if not ok]
     ok = Text("all hold", style="green")
     verdict = Text(f"VIOLATED: {', '.join(broken)}", style="bold red") if broken else ok

@@ -20,6 +20,9 @@ Rules:
   processes). Unless ``[governance] counterfactual = false``, the same seed is then run again
   without governors (sharded alike, nothing written) to measure the loss prevented.
   ``governance=False`` runs the scenario without governors (the counterfactual itself).
+* Trust: a scenario with registered servers (``identity = true``) is refused with ``--shards``
+  above 1 (reputations live on each shard's chain); mandates and crawl policies shard like any
+  per-agent figure (``sim.trust``).
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ def run(
 
     ``governance=False`` builds the world without governors; with them, the run also writes
     audit.jsonl (unsharded) and, unless the scenario says otherwise, runs its counterfactual (the
-    module's docstring). ``ScenarioError`` for a shared counter split across shards."""
+    module's docstring). ``ScenarioError`` for a shared counter, or registered servers, split
+    across shards."""
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards}")
     label = str(scenario) if isinstance(scenario, str | Path) else None
@@ -111,6 +115,14 @@ def run(
             f"{label or scenario.simulation.name}: {shared}",
             f"a shared counter cannot be kept across {shards} shards (each is a process of its own): "
             "run with one shard, or make the limit per agent",
+        )
+    registered = scenario.unshardable() if shards > 1 else None
+    if registered is not None:
+        raise ScenarioError(
+            f"{label or scenario.simulation.name}: {registered}",
+            f"the reputation section cannot be split across {shards} shards: each shard has its own chain, "
+            "so feedback given in one is never read in another (a reputation-aware agent would choose "
+            "from a part of the reviews): run with one shard",
         )
     target = Path(out) if out is not None else None
     if target is not None and target.exists() and not force:

@@ -18,6 +18,12 @@ Rules:
   a group names one with ``policy = "name"`` (its agents then ask a governor before they sign), and
   a rule's ``applies_to = "project:G"`` names agent group G. In a scenario, payees in ``allow``,
   ``block`` and ``new-payee`` lists may be payee labels (the world turns them into addresses).
+* Trust (``sim.trust``): servers may be ERC-8004 agents (``identity``), deliver garbage
+  (``deliver``), verify AP2 mandates (``mandates``) or sit behind a pay-per-crawl policy
+  (``crawl``); groups may rate deliveries on chain (``feedback``), choose by reputation
+  (``choice = { kind = "reputation" }``), pay under a ``mandate`` or sign their requests
+  (``signature``). These run on the EVM backend only (``chain.backend = "ledger"`` is refused,
+  naming the key), and only through the reference client (not with forged behaviours or races).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import math
 import random
 import re
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -400,6 +407,53 @@ ServerFacilitators = Annotated[
 ]
 
 
+# -- who is paying, and on whose behalf (trust) ----------------------------------------------------
+#
+# ERC-8004 identities and reputation, AP2 mandates and RFC 9421 agent signatures. They run on the
+# EVM backend only (the ledger backend models the token, not the registries); see ``sim.trust``.
+
+
+class GoodDelivery(_Table):
+    kind: Literal["good"] = "good"
+
+
+class GarbageDelivery(_Table):
+    """The server takes payment and answers 200 with a useless body, for a ``share`` of its paid
+    requests (the others are served properly)."""
+
+    kind: Literal["garbage"]
+    share: float = Field(1.0, gt=0, le=1)
+
+
+def _kind_shorthand(value: Any) -> Any:
+    return {"kind": value} if isinstance(value, str) else value
+
+
+Delivery = Annotated[
+    GoodDelivery | GarbageDelivery, Field(discriminator="kind"), BeforeValidator(_kind_shorthand)
+]
+
+
+class Crawl(_Table):
+    """A pay-per-crawl policy in front of the server (``x402sim.trust.CrawlPolicy``): a request must
+    carry a verified RFC 9421 signature (Web Bot Auth or TAP) to be charged; the groups in ``allow``
+    are served free; an unsigned request is refused (403) unless ``block_unsigned`` is false."""
+
+    allow: list[Name] = Field(default_factory=list, description="agent groups served free")
+    block_unsigned: bool = True
+
+
+def _mandates_shorthand(value: Any) -> Any:
+    if value is True:
+        return "shared"
+    if value is False:
+        return "off"
+    return value
+
+
+ServerMandates = Annotated[Literal["off", "shared", "own"], BeforeValidator(_mandates_shorthand)]
+
+
 @dataclass(frozen=True)
 class ServerCopy:
     """One server of the world: a ``[[servers]]`` table, or one copy of a template (``count``)."""
@@ -426,6 +480,20 @@ class Server(_Table):
     settle_timeout: Seconds | None = None
     replay_guard: ReplayGuard | None = None
     serve_unsettled: bool = False
+    identity: bool = Field(
+        False,
+        description="register as an ERC-8004 agent at the start (agentWallet = its payTo) and declare it "
+        "in every 402 (8004-reputation)",
+    )
+    deliver: Delivery = Field(
+        default_factory=GoodDelivery, description='"good", or { kind = "garbage", share }'
+    )
+    mandates: ServerMandates = Field(
+        "off",
+        description='verify AP2 payment mandates: true or "shared" (one verifier for every such server, '
+        'so budgets hold across them), "own" (this server\'s own verifier), false or "off"',
+    )
+    crawl: Crawl | None = Field(None, description="a pay-per-crawl policy (RFC 9421 signatures)")
 
     @property
     def payee(self) -> str:
@@ -598,9 +666,24 @@ class Weights(_Table):
     weights: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
 
 
-def choice_weights(choice: Uniform | Zipf | Weights, n: int) -> list[float]:
-    """The relative weights of ``n`` targets under a choice model (Zipf: 1 / rank^exponent)."""
-    if choice.kind == "uniform":
+class Reputation(_Table):
+    """Choose among the targets by the on-chain reputation of their servers: the ERC-8004
+    ``getSummary`` mean of the feedback tagged ``x402-resource-delivered`` (0-100 here), read through
+    an ``AgentDirectory``. With probability ``explore`` a target at random; otherwise one drawn with
+    weight max(reputation, 0) ** ``exponent`` (``prior`` stands for a server without feedback or
+    without identity). Reputations are read from the chain again at most every ``refresh`` seconds."""
+
+    kind: Literal["reputation"]
+    explore: float = Field(0.1, ge=0, le=1)
+    prior: float = Field(50, ge=0, allow_inf_nan=False)
+    exponent: float = Field(2, ge=0, le=20)
+    refresh: float = Field(10, gt=0, allow_inf_nan=False)
+
+
+def choice_weights(choice: Uniform | Zipf | Weights | Reputation, n: int) -> list[float]:
+    """The relative weights of ``n`` targets under a choice model (Zipf: 1 / rank^exponent; by
+    reputation, before any is read: all alike)."""
+    if choice.kind in ("uniform", "reputation"):
         return [1.0] * n
     if choice.kind == "zipf":
         return [1 / rank**choice.exponent for rank in range(1, n + 1)]
@@ -611,7 +694,9 @@ def _choice_shorthand(value: Any) -> Any:
     return {"kind": value} if isinstance(value, str) else value
 
 
-Choice = Annotated[Uniform | Zipf | Weights, Field(discriminator="kind"), BeforeValidator(_choice_shorthand)]
+Choice = Annotated[
+    Uniform | Zipf | Weights | Reputation, Field(discriminator="kind"), BeforeValidator(_choice_shorthand)
+]
 
 
 class Retry(_Table):
@@ -760,6 +845,60 @@ Behaviour = Annotated[
 ]
 
 
+class AmountRange(_Table):
+    min: Usdc = 0
+    max: Usdc
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AmountRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({format_usdc(self.max)}) is below min ({format_usdc(self.min)})")
+        return self
+
+
+FREQUENCIES = ("ON_DEMAND", "DAILY", "WEEKLY", "BIWEEKLY", "MONTHLY", "QUARTERLY", "ANNUALLY")
+
+
+class Recurrence(_Table):
+    """AP2's ``payment.agent_recurrence``: at most one payment per ``frequency`` period (ON_DEMAND: no
+    period), and at most ``max_occurrences`` in all."""
+
+    frequency: Literal[FREQUENCIES] = "ON_DEMAND"
+    max_occurrences: int | None = Field(None, ge=1)
+
+
+class Mandate(_Table):
+    """An AP2 open Payment Mandate that the group's user signs for each of its agents at the start:
+    its constraints are ``amount_range``, ``budget`` (USDC settled under the mandate, in all),
+    ``recurrence`` and ``allowed_payees`` (server names: their payTo addresses). Each payment the
+    agent makes carries a closed mandate, and its EIP-3009 nonce is keccak256 of the chain."""
+
+    amount_range: AmountRange
+    budget: Usdc
+    recurrence: Recurrence = Field(default_factory=Recurrence)
+    allowed_payees: list[str] | None = Field(None, description="server names (default: any payee)")
+    valid_for: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="seconds from the start (default: the whole run)"
+    )
+
+
+class Signature(_Table):
+    """The RFC 9421 signature the group's agents put on every request: Web Bot Auth (with a
+    Signature-Agent naming the group's key directory) or Visa TAP (``agent-browser-auth``). A
+    ``flaw`` makes it fail verification: a key the server's directory does not hold, a signature
+    over another authority, an expired one, or any of the three (``mixed``, drawn per request)."""
+
+    protocol: Literal["web-bot-auth", "tap"]
+    flaw: Literal["none", "unknown-key", "bad-signature", "expired", "mixed"] = "none"
+
+
+def _signature_shorthand(value: Any) -> Any:
+    return {"protocol": value} if isinstance(value, str) else value
+
+
+SignatureSpec = Annotated[Signature, BeforeValidator(_signature_shorthand)]
+
+
 class AgentGroup(_Table):
     name: Name
     count: int = Field(1, ge=1, le=1_000_000)
@@ -776,6 +915,15 @@ class AgentGroup(_Table):
     )
     approver: Approver = Field(default_factory=Approver)
     behaviour: Behaviour = Field(default_factory=Honest)
+    feedback: bool = Field(
+        False,
+        description="rate each paid delivery of a registered server (100 good, 0 garbage) and post it "
+        "with giveFeedback, the settlement as proof of payment",
+    )
+    mandate: Mandate | None = Field(None, description="an AP2 payment mandate every payment carries")
+    signature: SignatureSpec | None = Field(
+        None, description='sign every request (RFC 9421): "web-bot-auth", "tap", or { protocol, flaw }'
+    )
 
     @property
     def policy_name(self) -> str | None:
@@ -899,6 +1047,32 @@ class Scenario(_Table):
                 if policy.name in used and getattr(rule, "shared", False):
                     return f"policies[{i}].rules[{j}].shared"
         return None
+
+    def trust_keys(self) -> list[str]:
+        """The key paths of the trust features the scenario uses (ERC-8004 identities, reputation
+        choice and feedback, AP2 mandates, RFC 9421 signatures and crawl policies), in file order."""
+        keys = []
+        for i, v in enumerate(self.servers):
+            if v.identity:
+                keys.append(f"servers[{i}].identity")
+            if v.mandates != "off":
+                keys.append(f"servers[{i}].mandates")
+            if v.crawl is not None:
+                keys.append(f"servers[{i}].crawl")
+            if v.deliver.kind != "good":
+                keys.append(f"servers[{i}].deliver")
+        for i, g in enumerate(self.agents):
+            for key in ("feedback", "mandate", "signature"):
+                if getattr(g, key):
+                    keys.append(f"agents[{i}].{key}")
+            if g.choice.kind == "reputation":
+                keys.append(f"agents[{i}].choice")
+        return keys
+
+    def unshardable(self) -> str | None:
+        """The key path of the first feature a sharded run cannot keep (None: none): an ERC-8004
+        identity, whose reputation would be split over the shards' chains."""
+        return next((f"servers[{i}].identity" for i, v in enumerate(self.servers) if v.identity), None)
 
     def server_copies(self) -> list[ServerCopy]:
         """Every server of the world, templates expanded, in file order."""
@@ -1061,6 +1235,7 @@ def _check_references(s: Scenario, label: str) -> None:
             if behaviour.at >= end:
                 fail(f"agents[{i}].behaviour.at", f"must be before the group stops ({end:g} s): no attack")
     _check_governance(s, label, payees)
+    _check_trust(s, label)
     for i, fault in enumerate(s.faults):
         name = getattr(fault, "facilitator", None)
         if name is not None and name not in facilitators:
@@ -1129,6 +1304,70 @@ def _check_governance(s: Scenario, label: str, payees: set[str]) -> None:
                     for k, payee in enumerate(values):
                         if payee not in payees and not ADDRESS.match(payee):
                             fail(f"{at}.{field}[{k}]", unknown_name("payee", payee, payees) + " or address")
+
+
+def _check_trust(s: Scenario, label: str) -> None:
+    """The trust features: on the EVM backend only; registered servers each paid to their own
+    address; allow lists naming groups that sign properly; reputation choice and feedback aimed at
+    registered servers; mandate payees naming servers; all of it through the reference client."""
+
+    def fail(path: str, problem: str) -> None:
+        raise ScenarioError(f"{label}: {path}", problem)
+
+    used = s.trust_keys()
+    if used and s.chain.backend == "ledger":
+        fail(
+            "chain.backend",
+            f"the ledger backend does not model the ERC-8004 registries, AP2 mandates or agent signatures "
+            f'({used[0]} needs them): use backend = "evm"',
+        )
+    copies = s.server_copies()
+    labels = Counter(c.payee for c in copies)
+    for i, server in enumerate(s.servers):
+        if server.identity and any(labels[c.payee] > 1 for c in server.copies()):
+            shared = next(c.payee for c in server.copies() if labels[c.payee] > 1)
+            fail(
+                f"servers[{i}].pay_to" if server.pay_to else f"servers[{i}].identity",
+                f"payee {shared!r} is shared by several servers: a registered agent's agentWallet is its "
+                "own payTo (give each registered server its own payee)",
+            )
+    groups = {g.name: g for g in s.agents}
+    for i, server in enumerate(s.servers):
+        for j, name in enumerate(server.crawl.allow if server.crawl else []):
+            if name not in groups:
+                fail(f"servers[{i}].crawl.allow[{j}]", unknown_name("agent group", name, set(groups)))
+            sig = groups[name].signature
+            if sig is None or sig.flaw != "none":
+                fail(
+                    f"servers[{i}].crawl.allow[{j}]",
+                    f"group {name!r} does not sign its requests properly: the policy could never "
+                    "tell it apart",
+                )
+    registered = {c.name for c in copies if c.spec.identity}
+    servers = {c.name for c in copies} | {v.name for v in s.servers if v.count is not None}
+    for i, group in enumerate(s.agents):
+        trust = [k for k in ("feedback", "mandate", "signature") if getattr(group, k)]
+        if group.choice.kind == "reputation":
+            trust.append("choice")
+        if trust and (group.behaviour.kind in FORGED or group.behaviour.kind == "race"):
+            fail(
+                f"agents[{i}].{trust[0]}",
+                f"behaviour {group.behaviour.kind!r} pays without the reference client: its requests would "
+                "carry no signature, mandate or feedback",
+            )
+        targeted = {server for server, _ in resolve_targets(s, group)}
+        for key in ("feedback", "choice"):
+            wanted = group.feedback if key == "feedback" else group.choice.kind == "reputation"
+            if wanted and not targeted & registered:
+                fail(
+                    f"agents[{i}].{key}",
+                    "none of the group's targets is a registered server (identity = true): there is no "
+                    "reputation to " + ("give" if key == "feedback" else "read"),
+                )
+        payees = group.mandate.allowed_payees if group.mandate else None
+        for j, name in enumerate(payees or []):
+            if name not in servers:
+                fail(f"agents[{i}].mandate.allowed_payees[{j}]", unknown_name("server", name, servers))
 
 
 def resolve_target(s: Scenario, target: str) -> list[tuple[str, str]]:

@@ -21,6 +21,9 @@ What sharding changes, and why it is sound for populations of independent agents
 * Governance: each shard has governors of its own for its agents (so per-agent limits and
   triggers hold as in one process) and no audit file; a ``shared = true`` counter, which would
   need one governor for all agents, is refused (``run``).
+* Trust: registered servers (ERC-8004) are refused (``run``): feedback lands on one shard's chain
+  and is never read in another. Mandates (one verifier per shard, each agent's budget whole in its
+  shard) and crawl policies shard.
 
 Rules: the scheduler is the sweep's (a local cluster of single-threaded processes on 127.0.0.1 by
 default, or an existing one); a shard that raises fails the run with its traceback.

@@ -22,6 +22,11 @@ Rules:
   and what it was worth: see ``governance_section``. Attack-bound spend is
   judged on chain (transfers of attack-bound authorizations); the counterfactual figures come from
   the same seed run without governors (``run`` does it; ``RunMetrics.governance.counterfactual``).
+* Trust (``sim.trust``): ``reputation`` (ERC-8004 registered servers), ``mandates`` (AP2) and
+  ``crawl`` (RFC 9421 signatures and pay-per-crawl), each present when the scenario uses it; their
+  on-chain figures come from transfers folded as blocks are mined, and final reputations are read
+  from the registry at the end of the run (``reputation_section``, ``mandates_section``,
+  ``crawl_section``).
 """
 
 from __future__ import annotations
@@ -172,6 +177,175 @@ def governance_section(m: RunMetrics, s: Scenario) -> dict:
     }
 
 
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 6) if whole else None
+
+
+def reputation_section(m: RunMetrics, s: Scenario) -> dict:
+    """Registered servers and who paid them (a scenario with ``identity = true`` servers):
+
+    * ``servers``: per registered server, its ``agent_id``, what it ``delivers`` (good or garbage,
+      with its ``garbage_share``), transfers to it on chain (``payments``) and their ``revenue_usdc``,
+      its ``garbage_deliveries``, and the ``feedback`` count and ``reputation`` (mean value, 0-100)
+      read from the reputation registry at the end (feedback tagged ``x402-resource-delivered``);
+    * ``groups``: per agent group, how it chooses (``choice``), whether it gives ``feedback``, its
+      ``spend_usdc`` on chain and the share of it that went to garbage servers, by quarter of the
+      run (by block time; the drain counts in the last) and over the ``whole_run``;
+    * ``feedback``: giveFeedback transactions ``sent`` (and ``not_sent``: refused by the pool),
+      ``mined`` and ``reverted``;
+    * ``garbage_servers_max_reputation`` and ``good_servers_min_reputation``: from the registry."""
+    t = m.trust
+    servers, bad, good = {}, [], []
+    for copy in s.server_copies():
+        if not copy.spec.identity:
+            continue
+        garbage = copy.spec.deliver.kind == "garbage"
+        count, mean = t.reputation.get(copy.name, (None, None))
+        reputation = round(mean, 6) if mean is not None else None
+        servers[copy.name] = {
+            "agent_id": t.agents.get(copy.name),
+            "delivers": copy.spec.deliver.kind,
+            "garbage_share": copy.spec.deliver.share if garbage else 0.0,
+            "payments": t.settled[copy.name],
+            "revenue_usdc": usdc(sum(t.received.get(copy.name, ()))),
+            "garbage_deliveries": t.deliveries[(copy.name, "garbage")],
+            "feedback": count,
+            "reputation": reputation,
+        }
+        if reputation is not None:
+            (bad if garbage else good).append(reputation)
+    groups = {}
+    for group in s.agents:
+        spent = [t.quarters[(group.name, q, "all")] for q in range(4)]
+        wasted = [t.quarters[(group.name, q, "garbage")] for q in range(4)]
+        by_quarter = [_share(w, a) for w, a in zip(wasted, spent, strict=True)]
+        groups[group.name] = {
+            "choice": group.choice.kind,
+            "feedback": group.feedback,
+            "spend_usdc": usdc(sum(spent)),
+            "garbage_spend_usdc": usdc(sum(wasted)),
+            "garbage_spend_share": {
+                "first_quarter": by_quarter[0],
+                "last_quarter": by_quarter[3],
+                "whole_run": _share(sum(wasted), sum(spent)),
+                "by_quarter": by_quarter,
+            },
+        }
+    f = t.feedback
+    return {
+        "servers": servers,
+        "groups": groups,
+        "feedback": {k: f[k] for k in ("sent", "not_sent", "mined", "reverted")},
+        "garbage_servers_max_reputation": max(bad) if bad else None,
+        "good_servers_min_reputation": min(good) if good else None,
+    }
+
+
+def mandates_section(m: RunMetrics, s: Scenario) -> dict:
+    """Payments under AP2 mandates (a scenario with ``mandate`` groups or ``mandates`` servers):
+
+    * ``payments_under_mandate`` (payments sent by mandated agents), ``settled`` (paid) and
+      ``refused`` (a server's ``mandate refused``), and ``refused_by_code``;
+    * ``groups``: per mandated group, its mandate (``amount_range_usdc``, ``budget_usdc`` per
+      agent, ``allowed_payees``), the same counts, its ``spend_usdc`` on chain and
+      ``max_agent_spend_usdc`` (the agent that spent most);
+    * two checks on chain that must be 0: ``settled_outside_mandate`` (``usdc`` and ``payments`` of
+      mandated agents' transfers above or below the amount range, to a payee not allowed, beyond
+      the budget or the occurrences, in chain order; ``by_reason_usdc``) and
+      ``settled_without_valid_mandate`` (settled authorizations of a mandated agent whose EIP-3009
+      nonce is not keccak256 of a mandate chain a fresh verifier accepts for that payment);
+    * ``servers``: which verifier each verifying server uses (shared or own)."""
+    t = m.trust
+    groups = {}
+    spent_by_group: dict[str, list[int]] = {}
+    for agent, spent in t.agent_spend.items():
+        spent_by_group.setdefault(agent.rpartition("-")[0], []).append(spent)
+    for group in s.agents:
+        mandate = group.mandate
+        if mandate is None:
+            continue
+        counts = {k: t.mandate[(group.name, k)] for k in ("payments", "settled", "refused")}
+        spent = spent_by_group.get(group.name, [])
+        groups[group.name] = {
+            "agents": m.agents.get(group.name, group.count),
+            "amount_range_usdc": [usdc(mandate.amount_range.min), usdc(mandate.amount_range.max)],
+            "budget_usdc": usdc(mandate.budget),
+            "allowed_payees": mandate.allowed_payees,
+            **counts,
+            "spend_usdc": usdc(sum(spent)),
+            "max_agent_spend_usdc": usdc(max(spent)) if spent else 0.0,
+        }
+    out = t.outside
+    reasons = ("amount_out_of_range", "payee_not_allowed", "over_budget", "recurrence_exceeded")
+    return {
+        "payments_under_mandate": sum(g["payments"] for g in groups.values()),
+        "settled": sum(g["settled"] for g in groups.values()),
+        "refused": sum(g["refused"] for g in groups.values()),
+        "refused_by_code": dict(sorted(t.refusals.items())),
+        "groups": groups,
+        "settled_outside_mandate": {
+            "usdc": usdc(out["usdc"]),
+            "payments": out["payments"],
+            "by_reason_usdc": {r: usdc(out[r]) for r in reasons},
+        },
+        "settled_without_valid_mandate": t.unbound,
+        "servers": {c.name: c.spec.mandates for c in s.server_copies() if c.spec.mandates != "off"},
+    }
+
+
+def crawl_section(m: RunMetrics, s: Scenario) -> dict:
+    """Crawlers in front of pay-per-crawl policies (a scenario with ``crawl`` servers or signing
+    groups): requests by crawler kind (``allowlisted``, ``web-bot-auth``, ``tap``, ``badly-signed``,
+    ``unsigned``; see ``trust.crawler_kind``) and by group, each with the policy's verdicts
+    (``blocked``, ``charged``, of which ``paid``, and ``free``), the USDC those agents moved on chain
+    (``revenue_usdc``) in how many transfers (``payments_on_chain``); ``blocked_reasons`` by refusal
+    code (``unsigned``, ``unknown_key``, ``bad_signature``, ``expired``, ...). A group counts as a
+    crawler when it signs or met a crawl policy; ``servers``: each policy's allow list and
+    ``block_unsigned``."""
+    from .trust import crawler_kind
+
+    t = m.trust
+    keys = ("requests", "blocked", "charged", "paid", "free")
+    by_group, by_kind = {}, {}
+    for group in s.agents:
+        if group.signature is None and not t.crawl[(group.name, "requests")]:
+            continue  # neither signs nor met a crawl policy: not a crawler
+        kind = crawler_kind(s, group)
+        row = {
+            "kind": kind,
+            **{k: t.crawl[(group.name, k)] for k in keys},
+            "revenue_usdc": usdc(m.spend[group.name]),
+            "payments_on_chain": t.group_payments[group.name],
+        }
+        by_group[group.name] = row
+        total = by_kind.setdefault(kind, dict.fromkeys((*keys, "revenue_usdc", "payments_on_chain"), 0))
+        for k in (*keys, "payments_on_chain"):
+            total[k] += row[k]
+        total["revenue_usdc"] = round(total["revenue_usdc"] + row["revenue_usdc"], 6)
+    return {
+        "by_kind": by_kind,
+        "by_group": by_group,
+        "blocked_reasons": dict(sorted(t.blocked.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "servers": {
+            c.name: {"allow": c.spec.crawl.allow, "block_unsigned": c.spec.crawl.block_unsigned}
+            for c in s.server_copies()
+            if c.spec.crawl is not None
+        },
+    }
+
+
+def trust_sections(m: RunMetrics, s: Scenario) -> dict:
+    """The ``reputation``, ``mandates`` and ``crawl`` sections the scenario calls for."""
+    out = {}
+    if any(v.identity for v in s.servers):
+        out["reputation"] = reputation_section(m, s)
+    if any(g.mandate for g in s.agents) or any(v.mandates != "off" for v in s.servers):
+        out["mandates"] = mandates_section(m, s)
+    if any(g.signature for g in s.agents) or any(v.crawl is not None for v in s.servers):
+        out["crawl"] = crawl_section(m, s)
+    return out
+
+
 def build_summary(
     metrics: RunMetrics, facts: RunFacts, wall_seconds: float = 0.0, peak_rss_mb: float = 0.0
 ) -> dict:
@@ -293,6 +467,7 @@ def build_summary(
         "agents": agents,
         "security": security,
         **({"governance": governance_section(m, s)} if attacked else {}),
+        **trust_sections(m, s),
         "invariants": invariants,
         "x402scan": x402scan,
         "chain": {"blocks": m.blocks, "height": m.height},
@@ -329,8 +504,11 @@ __all__ = [
     "RunFacts",
     "Tally",
     "build_summary",
+    "crawl_section",
     "failure_class",
     "governance_section",
+    "mandates_section",
+    "reputation_section",
     "stable",
     "summary_from_shards",
     "usdc",

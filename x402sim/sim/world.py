@@ -38,6 +38,12 @@ SimPy process that answers each effect after the time it takes here.
   agent was frozen; the ``PaymentBook`` turns both into on-chain figures.
   ``World(governance=False)`` builds the same world without governors (the counterfactual).
 
+* Trust. With ERC-8004 identities, AP2 mandates or RFC 9421 signatures in the scenario,
+  ``World.trust`` (a ``trust.TrustWorld``) registers the servers at the start and gives the roles
+  their trust arguments; the client's ``GiveFeedback`` effect is answered by sending the
+  transaction into the pending pool (``sim.trust``), ``Handle`` by the server's delivery (good or
+  garbage), and a crawl policy's verdict is noted on the row the server is judging.
+
 Rules: all randomness comes from streams derived from the scenario seed (``World.rng``); the
 world never reads the wall clock; it holds no protocol rule of its own.
 """
@@ -59,6 +65,7 @@ from ..actors.facilitator import Facilitator, PendingSettlement
 from ..actors.messages import (
     Approval,
     Approve,
+    GiveFeedback,
     Handle,
     HttpRequest,
     HttpResponse,
@@ -81,6 +88,7 @@ from . import scenario as sc
 from .metrics import ChainFolder, PaymentBook, RunMetrics, SupplyCheck
 from .records import Row, RowWriter
 from .sketch import LatencyStats
+from .trust import TrustBook, TrustWorld
 
 FACILITATOR_ETH = 1_000 * ETHER
 DRAINER_ETH = ETHER // 10
@@ -181,7 +189,10 @@ class World:
         self.timeline = self.run_metrics.timeline
         self.latency = self.run_metrics.latency
         self.book = PaymentBook(
-            self.run_metrics.security, {g.name: g.retry.max for g in s.agents}, self.run_metrics.governance
+            self.run_metrics.security,
+            {g.name: g.retry.max for g in s.agents},
+            self.run_metrics.governance,
+            self.run_metrics.trust,
         )
         self._folder: ChainFolder | None = None
         self._holds: dict[bytes, int] = {}  # tx hash -> readers still to come (see hold_tx)
@@ -212,6 +223,8 @@ class World:
         self.sink = address_of_key(self._key("drain-sink"))
         self.facilitators = {f.name: self._facilitator(f) for f in s.facilitators}
         self._apply_faults()
+        self.trust = TrustWorld(self) if s.trust_keys() else None
+        self.trust_book = TrustBook(self, self.trust) if self.trust is not None else None
         self.attack_routes: set[tuple[str, str]] = set()  # (server, route key) quoting attack-bound prices
         self.attack_targets: dict[str, list[tuple[str, str]]] = {}  # compromised group -> its targets
         self.servers = {c.name: self._server(c) for c in s.server_copies()}
@@ -223,7 +236,11 @@ class World:
         self._governed: dict[str, Governor] = {}  # agent name -> its governor
         self.agents: list[Agent] = []
         self.groups: dict[str, list[Agent]] = {}
+        self.named: dict[str, Agent] = {}
         self._make_agents()
+        if self.trust is not None:
+            mandated = self.trust.mandated
+            self.book.mandated = {a.client.address.lower() for a in self.agents if a.group.name in mandated}
         self.producer = BlockProducer(self)
 
     # -- set-up -------------------------------------------------------------------------------
@@ -309,6 +326,7 @@ class World:
             upfront=spec.order == "upfront",
             replay_guard=ReplayGuard(int(spec.replay_guard.ttl)) if spec.replay_guard else None,
             serve_unsettled=spec.serve_unsettled,
+            **(self.trust.server_kwargs(copy) if self.trust is not None else {}),
         )
         server = SimServer(
             spec,
@@ -423,6 +441,7 @@ class World:
             for i in self._members(group):
                 key = self._key(f"agent:{group.name}:{i}")
                 name = f"{group.name}-{i}"
+                trust, gas = self.trust.client_kwargs(group, i, name) if self.trust is not None else ({}, 0)
                 # no payment records kept on the role: the rows (and the metrics) say it all
                 client = Client(
                     key,
@@ -432,13 +451,15 @@ class World:
                     history=0,
                     governor=governor,
                     agent=name,
+                    **trust,
                 )
                 agent = Agent(name, group, client, key, policy=group.policy_name if governor else None)
                 if governor is not None:
                     self._governed[name] = governor
                 members.append(agent)
+                self.named[name] = agent
                 funding = 0 if group.behaviour.kind == "unfunded" else group.funding
-                eth = DRAINER_ETH if group.behaviour.kind == "drain" else 0
+                eth = (DRAINER_ETH if group.behaviour.kind == "drain" else 0) + gas
                 if funding or eth:
                     grants.append((client.address, funding, eth))
                     self.minted += funding
@@ -529,6 +550,8 @@ class World:
         self.rows_open.pop(row.id, None)
         self.tally.add(row)
         self.book.written(row)
+        if self.trust_book is not None:
+            self.trust_book.written(row)
         held = self._row_holds.pop(row.id, None)
         if held is not None:
             self.release_tx(held)
@@ -548,7 +571,8 @@ class World:
             except (TypeError, ValueError):
                 valid_before = 0  # unreadable: no chain would settle it
             key = (row.payer.lower(), row.nonce.lower())
-            self.book.recorded(key, row.amount, row.pay_to, valid_before, row.attack, row.after_freeze)
+            bound = self.trust.mandate_bound(row, payment) if self.trust is not None else None
+            self.book.recorded(key, row.amount, row.pay_to, valid_before, row.attack, row.after_freeze, bound)
 
     # -- what the chain did, folded as blocks are mined -------------------------------------------------
 
@@ -603,6 +627,8 @@ class World:
         folder = self._chain_folder()
         self._forget_receipts([h for h in folder.catch_up() if h not in self._holds])
         self.book.flush()
+        if self.trust is not None:
+            self.trust.final_reputations()
         m = self.run_metrics
         for name, f in self.facilitators.items():
             stats = m.facilitators[name]
@@ -634,8 +660,10 @@ class World:
         def perform(effect):
             if isinstance(effect, Approve):
                 return (yield from self._approve(row))
+            if isinstance(effect, GiveFeedback) and self.trust is not None:
+                return self.trust.give_feedback(self.named[row.agent], effect)
             if not isinstance(effect, Send):
-                raise TypeError(f"a client yields only Send or Approve, got {effect!r}")
+                raise TypeError(f"a client yields only Send, Approve or GiveFeedback, got {effect!r}")
             paid = _carries_payment(effect.request)
             fetched = row.kind in ("request", "retry") and row.behaviour != "race"
             if paid and fetched and row.agent in self._frozen(row.agent):
@@ -644,6 +672,8 @@ class World:
             if not paid and (server.name, effect.request.route_key) in self.attack_routes:
                 row.attack = True  # the server quotes a price-bait price
             steps = server.role.handle(effect.request, self.now())
+            if self.trust is not None:
+                self.trust.serving = row  # a crawl policy's verdict, given at once, is noted on it
             response = yield from drive(steps, self.server_perform(server, row))
             yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
             return response
@@ -657,6 +687,8 @@ class World:
             if isinstance(effect, Handle):
                 row.handled = True
                 yield self.env.timeout(server.handler_times[effect.request.route_key].sample(server.rng))
+                if self.trust is not None:
+                    return self.trust.deliver(server, effect.request)
                 return HttpResponse.of_json(200, {"resource": effect.request.path, "paid": True})
             if isinstance(effect, Verify):
                 answer = yield from self._with_failover(server, row, "verify", effect)
