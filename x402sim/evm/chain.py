@@ -43,7 +43,6 @@ from eth.exceptions import Revert
 from eth.vm.forks import PragueVM
 from eth.vm.spoof import SpoofTransaction
 from eth_abi import encode
-from eth_account import Account
 from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_params
 from eth_utils import to_canonical_address, to_checksum_address
 
@@ -68,13 +67,14 @@ from .token import (
     encode_call,
     revert_reason,
 )
+from .txsign import GWEI as GWEI  # re-exported: fees are written in gwei across the package
+from .txsign import Transacts
 
 DEFAULT_CHAIN_ID = 31337
 DEFAULT_START_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z: a fixed epoch keeps runs reproducible
 DEFAULT_BLOCK_GAS_LIMIT = 300_000_000
 ZERO_ADDRESS = "0x" + "00" * 20
 ETHER = 10**18
-GWEI = 10**9
 FUTURE_LIFETIME = 3 * 3600  # seconds a future-nonce transaction may wait (geth's txpool default)
 MAX_QUEUED_PER_SENDER = 64  # future-nonce transactions one sender may park (geth's account queue)
 MINT_GAS = 150_000  # declared for a funding mint (~70k used), so thousands fit in one block
@@ -174,7 +174,7 @@ class _Pending:
     queued_at: int = 0  # chain time it arrived (what future_lifetime counts from)
 
 
-class ChainBasics:
+class ChainBasics(Transacts):
     """What ``LocalChain`` and the ledger backend (``ledger.LedgerChain``) share: identity, the clock,
     seeded test keys, funding by real transactions, and receipts by hash. A subclass provides
     ``chain_id``, ``seed``, ``now``, the token's ``usdc``, ``token_name`` and ``token_version``,
@@ -353,25 +353,6 @@ class LocalChain(TokenReads, ChainBasics):
         return self.backend.chain
 
     # -- transactions -----------------------------------------------------------------------------
-
-    def transact(
-        self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
-    ) -> bytes:
-        """Sign a transaction with ``key`` at its next pending nonce and queue it; returns its hash."""
-        sender = address_of_key(key)
-        tx = {
-            "type": 2,
-            "chainId": self.chain_id,
-            "nonce": self.pending_nonce(sender),
-            "gas": gas,
-            "maxFeePerGas": 2 * self.base_fee + GWEI,
-            "maxPriorityFeePerGas": 0,
-            "value": value,
-            "data": data,
-        }
-        if to is not None:
-            tx["to"] = to_checksum_address(to)
-        return self.send_raw_transaction(bytes(Account.sign_transaction(tx, key).raw_transaction))
 
     def send_raw_transaction(self, raw: bytes) -> bytes:
         """Take a signed transaction for the next block (or queue it until its nonce comes up),

@@ -61,7 +61,6 @@ from .hashing import keccak
 from .reads import ChainError
 from .state_verify import predict
 from .token import selector
-from .txsign import sign_eip1559
 
 INITIAL_BASE_FEE = GWEI  # py-evm's London genesis
 # Gas of the token's deployment on py-evm with its default name, symbol and version: the ledger
@@ -245,23 +244,6 @@ class LedgerChain(ChainBasics):
         self.multicall = None
 
     # -- transactions -----------------------------------------------------------------------------
-
-    def transact(
-        self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
-    ) -> bytes:
-        sender = address_of_key(key)
-        signed = sign_eip1559(
-            key,
-            chain_id=self.chain_id,
-            nonce=self.pending_nonce(sender),
-            gas=gas,
-            max_fee_per_gas=2 * self.base_fee + GWEI,
-            max_priority_fee_per_gas=0,
-            to=to,
-            value=value,
-            data=data,
-        )
-        return self.send_raw_transaction(signed.raw)
 
     def send_raw_transaction(self, raw: bytes) -> bytes:
         if self.submit_hook is not None:

@@ -21,11 +21,10 @@ import httpx
 from eth_utils import to_checksum_address
 
 from ..protocol import ProtocolError, parse_json
-from .chain import GWEI, CallResult, Log, Receipt
-from .eip712 import address_of_key
+from .chain import CallResult, Log, Receipt
 from .reads import ChainError, TokenReads
 from .token import revert_reason
-from .txsign import sign_eip1559
+from .txsign import Transacts
 
 
 def _bytes(value: str | None) -> bytes:
@@ -33,7 +32,7 @@ def _bytes(value: str | None) -> bytes:
 
 
 @dataclass
-class RpcChain(TokenReads):
+class RpcChain(TokenReads, Transacts):
     """The facilitator's view of a chain behind ``url``."""
 
     url: str
@@ -130,23 +129,6 @@ class RpcChain(TokenReads):
     def base_fee(self) -> int:
         block = self.rpc("eth_getBlockByNumber", "latest", False)
         return int(block.get("baseFeePerGas", "0x0"), 16)
-
-    def transact(
-        self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
-    ) -> bytes:
-        """Sign a transaction from ``key`` (at its pending nonce, twice the base fee) and send it."""
-        signed = sign_eip1559(
-            key,
-            chain_id=self.chain_id,
-            nonce=self.pending_nonce(address_of_key(key)),
-            gas=gas,
-            max_fee_per_gas=2 * self.base_fee + GWEI,
-            max_priority_fee_per_gas=0,
-            to=to,
-            value=value,
-            data=data,
-        )
-        return self.send_raw_transaction(signed.raw)
 
     def mine(self) -> None:
         """Nothing to do: the node mines on its own (module docstring)."""

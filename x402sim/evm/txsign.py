@@ -16,10 +16,11 @@ from functools import lru_cache
 from coincurve import PrivateKey
 
 from . import rlpcodec
-from .eip712 import canonical
+from .eip712 import address_of_key, canonical
 from .hashing import keccak
 
 EIP1559_TYPE = b"\x02"
+GWEI = 10**9
 
 
 @dataclass(frozen=True)
@@ -62,3 +63,26 @@ def sign_eip1559(
 @lru_cache(maxsize=64)
 def _private_key(key: bytes) -> PrivateKey:
     return PrivateKey(key)
+
+
+class Transacts:
+    """``transact`` for a chain with ``chain_id``, ``pending_nonce``, ``base_fee`` and
+    ``send_raw_transaction`` (``LocalChain``, the ledger, ``RpcChain``)."""
+
+    def transact(
+        self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
+    ) -> bytes:
+        """Sign a transaction with ``key`` at its next pending nonce, offering twice the base fee and
+        no tip, and send it; returns its hash."""
+        signed = sign_eip1559(
+            key,
+            chain_id=self.chain_id,
+            nonce=self.pending_nonce(address_of_key(key)),
+            gas=gas,
+            max_fee_per_gas=2 * self.base_fee + GWEI,
+            max_priority_fee_per_gas=0,
+            to=to,
+            value=value,
+            data=data,
+        )
+        return self.send_raw_transaction(signed.raw)
