@@ -30,7 +30,7 @@ from .actors.messages import (
 from .actors.server import ResourceServer, Route, default_handler
 from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain
 from .evm.eip712 import address_of_key
-from .evm.erc8004 import give_feedback_calldata
+from .evm.erc8004 import give_feedback
 from .governance import Governor
 from .protocol import AnyPaymentPayload, AnyPaymentRequired, AnyRequirements, SettleResponse, VerifyResponse
 
@@ -220,18 +220,9 @@ class Testbed:
         return TestClient(self, role)
 
     def give_feedback(self, key: bytes, effect: GiveFeedback) -> bytes:
-        """Post ``effect``'s feedback on the reputation registry from ``key``'s account, mined."""
-        data = give_feedback_calldata(
-            effect.agent_id,
-            effect.value,
-            effect.value_decimals,
-            effect.tag1,
-            effect.tag2,
-            effect.endpoint,
-            effect.feedback_uri,
-            effect.feedback_hash,
-        )
-        tx = self.chain.transact(key, self.chain.reputation_registry, data, gas=1_000_000)
+        """Post ``effect``'s feedback on the reputation registry from ``key``'s account, mined (a
+        refused one too: its receipt says so)."""
+        tx = give_feedback(self.chain, key, *effect.arguments(), mine=False)
         self.chain.mine()
         return tx
 

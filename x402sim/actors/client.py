@@ -226,25 +226,24 @@ class Client:
         asset of the first one (the server's order breaks ties; prices in different assets are not
         compared); ``PaymentRefused`` names why none fits."""
         reasons: list[str] = []
-        acceptable = list(self._acceptable(required, reasons, self._server_of(required, reasons)))
+        acceptable = list(self._acceptable(required, reasons, self._server_of(required)))
         if not acceptable:
             raise PaymentRefused("; ".join(reasons) or "the 402 offered nothing")
         first = acceptable[0][1]
         same = [(req, o) for req, o in acceptable if (o.network, o.asset) == (first.network, first.asset)]
         return min(same, key=lambda pair: pair[1].amount)
 
-    def _server_of(self, required: AnyPaymentRequired, reasons: list[str]) -> ServerIdentity | bool | None:
-        """The agent identity ``required`` declares (None: none); False, with the reason in
-        ``reasons``, when this client may pay none of its offers because of it."""
+    def _server_of(self, required: AnyPaymentRequired) -> ServerIdentity | None:
+        """The agent identity ``required`` declares (None: none); ``PaymentRefused`` when this client
+        may pay none of its offers because of it (unreadable, missing but required, not the agent the
+        registry knows, or reputed too low)."""
         try:
             server = declared_server(getattr(required, "extensions", None))
         except ValueError as exc:
-            reasons.append(f"unreadable {REPUTATION_EXTENSION} declaration: {exc}")
-            return False
+            raise PaymentRefused(f"unreadable {REPUTATION_EXTENSION} declaration: {exc}") from None
         if server is None:
             if self.require_identity:
-                reasons.append(f"the server declares no agent identity ({REPUTATION_EXTENSION})")
-                return False
+                raise PaymentRefused(f"the server declares no agent identity ({REPUTATION_EXTENSION})")
             return None
         if self.directory is None:
             return server
@@ -255,8 +254,7 @@ class Client:
                 agent_id = server.agent.agent_id
                 problem = f"agent {agent_id}'s reputation {reputation:g} is below {self.min_reputation:g}"
         if problem is not None:
-            reasons.append(problem)
-            return False
+            raise PaymentRefused(problem)
         return server
 
     def _own_reputation(self) -> float | None:
@@ -266,9 +264,7 @@ class Client:
 
     def _acceptable(self, required: AnyPaymentRequired, reasons: list[str], server=None):
         """The offers of ``required`` this client can and may pay, in order; why others are not, in
-        ``reasons``. ``server`` is the agent the 402 declares (False: pay nothing)."""
-        if server is False:
-            return
+        ``reasons``. ``server`` is the agent the 402 declares (``_server_of``)."""
         for req in required.accepts:
             try:
                 offer = Offer.of(req)

@@ -137,6 +137,19 @@ class GiveFeedback:
     feedback_uri: str
     feedback_hash: bytes
 
+    def arguments(self) -> tuple:
+        """``giveFeedback``'s arguments, in order (as ``evm.erc8004.give_feedback`` takes them)."""
+        return (
+            self.agent_id,
+            self.value,
+            self.value_decimals,
+            self.tag1,
+            self.tag2,
+            self.endpoint,
+            self.feedback_uri,
+            self.feedback_hash,
+        )
+
 
 Effect = Send | Verify | Settle | Handle | Approve | GiveFeedback
 R = TypeVar("R")

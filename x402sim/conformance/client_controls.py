@@ -60,8 +60,6 @@ class LooseClient(Client):
         return super().choose(required)
 
     def _acceptable(self, required: AnyPaymentRequired, reasons: list[str], server=None):
-        if server is False:  # the 402 declares an agent this client may not pay (ERC-8004)
-            return
         for req in required.accepts:
             try:
                 offer = Offer.of(req)

@@ -334,19 +334,7 @@ class TrustWorld:
         world = self.world
         world.sync_chain()
         try:
-            tx = erc8004.give_feedback(
-                self.chain,
-                agent.key,
-                effect.agent_id,
-                effect.value,
-                effect.value_decimals,
-                effect.tag1,
-                effect.tag2,
-                effect.endpoint,
-                effect.feedback_uri,
-                effect.feedback_hash,
-                mine=False,
-            )
+            tx = erc8004.give_feedback(self.chain, agent.key, *effect.arguments(), mine=False)
         except Exception:  # ChainError (no gas money, say) or ValueError: nothing was sent
             self.metrics.feedback["not_sent"] += 1
             return None
@@ -441,6 +429,7 @@ class TrustWorld:
             return None
         from ..trust.mandates import MandateRefused, PaymentFacts, attached
 
+        role = self.world.servers[row.server].role
         try:
             chain = attached(getattr(payment, "extensions", None))
             if chain is None:
@@ -453,7 +442,7 @@ class TrustWorld:
                 network=payment.accepted.network,
                 amount=int(auth.get("value", 0)),
                 nonce=auth.get("nonce", ""),
-                resource=payment.resource.url if payment.resource is not None else "",
+                resource=role.resource_url(role.routes[row.endpoint]),  # as the server names it
             )
             verified = self.auditor.check(chain, facts, self.world.start_time + int(row.sent))
         except (MandateRefused, ValueError, TypeError, AttributeError):

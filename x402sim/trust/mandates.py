@@ -1134,11 +1134,10 @@ class MandateVerifier:
         for the order of the checks); ``MandateRefused`` otherwise."""
         if not isinstance(chain, MandateChain):
             raise MandateRefused("malformed", "not a MandateChain")
-        opened = _verify_open(chain.open, self._trusted, now, self._leeway)
-        closed = _verify_closed(chain, opened, now, self._leeway, self._audience)
+        opened, closed = self._verify_chain(chain, now)
         _check_presets(opened.content, closed)
-        limits = _check_constraints(opened.content["constraints"], closed)
-        chain_nonce = _check_payment(chain, closed, facts)
+        limits = self._constraints(opened.content["constraints"], closed)
+        chain_nonce = self._payment(chain, closed, facts)
         expires = opened.content.get("exp")
         with self._lock:
             self._reserve(opened, closed, limits, now, expires + self._leeway if _is_int(expires) else None)
@@ -1156,6 +1155,22 @@ class MandateVerifier:
             open_claims=opened.content,
             closed_claims=closed.content,
         )
+
+    # The steps of ``check``, one method each so that the conformance suite's controls can leave
+    # exactly one of them out (``conformance.trust_controls``).
+
+    def _verify_chain(self, chain: MandateChain, now: int) -> tuple[_Open, _Closed]:
+        """The open mandate verified against the trusted users, and the closed one against it."""
+        opened = _verify_open(chain.open, self._trusted, now, self._leeway)
+        return opened, _verify_closed(chain, opened, now, self._leeway, self._audience)
+
+    def _constraints(self, constraints: list, closed: _Closed) -> _Limits:
+        """Every constraint checked against the closed mandate; the limits kept across payments."""
+        return _check_constraints(constraints, closed)
+
+    def _payment(self, chain: MandateChain, closed: _Closed, facts: PaymentFacts) -> str:
+        """The closed mandate against the x402 payment, and the nonce binding; the chain's nonce."""
+        return _check_payment(chain, closed, facts)
 
     def _reserve(
         self, opened: _Open, closed: _Closed, limits: _Limits, now: int, expires: int | None

@@ -113,12 +113,9 @@ class ServerIdentity:
 def declared_server(extensions: Mapping | None) -> ServerIdentity | None:
     """The server identity a 402's ``extensions`` declare, None when they declare none;
     ``ValueError`` when the declaration is there but malformed."""
-    entry = (extensions or {}).get(EXTENSION)
-    if entry is None:
+    info = _declared_info(extensions)
+    if info is None:
         return None
-    info = entry.get("info") if isinstance(entry, Mapping) else None
-    if not isinstance(info, Mapping):
-        raise ValueError(f"extension {EXTENSION}: info must be an object")
     registry = info.get("reputationRegistry")
     if not (isinstance(registry, str) and is_address(registry)):
         raise ValueError(f"extension {EXTENSION}: reputationRegistry {registry!r} is not an address")
@@ -133,13 +130,20 @@ def payer_declaration(agent: AgentRef) -> dict:
 
 def declared_payer(extensions: Mapping | None) -> AgentRef | None:
     """The payer identity in a payment's ``extensions``; ``ValueError`` when malformed."""
+    info = _declared_info(extensions)
+    return None if info is None else AgentRef.of_identity(info.get("identity"))
+
+
+def _declared_info(extensions: Mapping | None) -> Mapping | None:
+    """The ``info`` of the extension's entry in ``extensions`` (None: no entry); ``ValueError`` when
+    the entry is there but its ``info`` is not an object."""
     entry = (extensions or {}).get(EXTENSION)
     if entry is None:
         return None
     info = entry.get("info") if isinstance(entry, Mapping) else None
     if not isinstance(info, Mapping):
         raise ValueError(f"extension {EXTENSION}: info must be an object")
-    return AgentRef.of_identity(info.get("identity"))
+    return info
 
 
 def registry_problem(agent: AgentRef, directory) -> str | None:

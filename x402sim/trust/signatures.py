@@ -525,6 +525,20 @@ class _WallClockFree(HTTPMessageVerifier):
         return None
 
 
+def _verify_ed25519(message, what: str, signed: str, label: str, tag: str, keyid: str, key) -> None:
+    """Verify ``message``'s signature ``label`` (tag ``tag``) by ``key``: ``bad_signature`` when the
+    Ed25519 check fails, ``malformed`` when the signed ``what`` cannot be rebuilt."""
+    verifier = _WallClockFree(signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(keyid, key))
+    try:
+        verifier.verify(message, max_age=None, expect_tag=tag, expect_label=label)
+    except InvalidSignature as exc:
+        if isinstance(exc.__cause__, cryptography.exceptions.InvalidSignature):
+            raise SignatureRefused("bad_signature", f"the {what} by {keyid} does not verify") from None
+        raise SignatureRefused("malformed", f"cannot rebuild the signed {signed}: {exc}") from None
+    except HTTPMessageSignaturesException as exc:
+        raise SignatureRefused("malformed", f"cannot rebuild the signed {signed}: {exc}") from None
+
+
 class SignatureVerifier:
     """Verifies requests signed under ``tags`` against ``directory``; see ``CHECKS`` for the order.
 
@@ -652,15 +666,7 @@ class SignatureVerifier:
             message = _Request(method, scheme, authority, path, headers)
         except ValueError as exc:
             raise SignatureRefused("malformed", str(exc)) from None
-        verifier = _WallClockFree(signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(keyid, key))
-        try:
-            verifier.verify(message, max_age=None, expect_tag=tag, expect_label=label)
-        except InvalidSignature as exc:
-            if isinstance(exc.__cause__, cryptography.exceptions.InvalidSignature):
-                raise SignatureRefused("bad_signature", f"the signature by {keyid} does not verify") from None
-            raise SignatureRefused("malformed", f"cannot rebuild the signed message: {exc}") from None
-        except HTTPMessageSignaturesException as exc:
-            raise SignatureRefused("malformed", f"cannot rebuild the signed message: {exc}") from None
+        _verify_ed25519(message, "signature", "message", label, tag, keyid, key)
 
 
 # -- signed responses (the x402 http-message-signatures extension) ---------------------------------
@@ -768,17 +774,7 @@ def verify_response(
         response = _Response(status, headers, _Request(method, scheme, authority, path, ()))
     except ValueError as exc:
         raise SignatureRefused("malformed", str(exc)) from None
-    verifier = _WallClockFree(signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(keyid, key))
-    try:
-        verifier.verify(response, max_age=None, expect_tag=X402_RESPONSE_TAG, expect_label=label)
-    except InvalidSignature as exc:
-        if isinstance(exc.__cause__, cryptography.exceptions.InvalidSignature):
-            raise SignatureRefused(
-                "bad_signature", f"the response signature by {keyid} does not verify"
-            ) from None
-        raise SignatureRefused("malformed", f"cannot rebuild the signed response: {exc}") from None
-    except HTTPMessageSignaturesException as exc:
-        raise SignatureRefused("malformed", f"cannot rebuild the signed response: {exc}") from None
+    _verify_ed25519(response, "response signature", "response", label, X402_RESPONSE_TAG, keyid, key)
     return keyid
 
 
