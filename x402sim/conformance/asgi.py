@@ -51,3 +51,10 @@ async def send_json(send, status: int, document: Any) -> None:
     content = json.dumps(document).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
     await send_raw(send, status, headers, content)
+
+
+async def serve_lifespan(receive, send) -> None:
+    """Answer an ASGI ``lifespan`` scope: startup complete until the server shuts down."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})

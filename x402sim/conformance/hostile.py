@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .asgi import read_body, send_raw
+from .asgi import read_body, send_raw, serve_lifespan
 from .evidence import decode_lenient
 
 PAYMENT_HEADERS = ("payment-signature", "x-payment")
@@ -94,10 +94,7 @@ class HostileServer:
 
     async def _serve(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+            return await serve_lifespan(receive, send)
         if scope["type"] != "http":
             return
         body = await read_body(receive)

@@ -185,48 +185,73 @@ class ServerContext(CaseContext):
         return path
 
     def sign(
-        self, offer: dict, payer: Account | None = None, *, mandate: bool | None = None, **overrides
+        self,
+        offer: dict,
+        payer: Account | None = None,
+        *,
+        mandate: bool | None = None,
+        chain=None,
+        **overrides,
     ) -> tuple[Account, dict]:
         """A signed EIP-3009 authorization paying ``offer`` from ``payer`` (default: a fresh funded
         one). With ``mandate`` (default: when the server verifies AP2 mandates and no ``nonce`` is
         given) the payment is made under a fresh mandate of the conformance user, as a compliant
-        agent's would be: its nonce is bound to the chain, which ``payment`` then attaches."""
+        agent's would be, or under ``chain`` (a ``MandateChain``) when given: the nonce is bound to
+        the chain (unless ``nonce`` says otherwise), and ``payment`` attaches it."""
         payer = payer or self.harness.funded_account()
-        chain = None
-        if mandate or (mandate is None and "nonce" not in overrides and self.mandates_verified(offer)):
+        wanted = mandate or (mandate is None and "nonce" not in overrides and self.mandates_verified(offer))
+        if chain is None and wanted:
             chain = self.mandate_for(offer, payer)
-            overrides["nonce"] = bytes.fromhex(chain.nonce().removeprefix("0x"))
+        if chain is not None:
+            overrides.setdefault("nonce", bytes.fromhex(chain.nonce().removeprefix("0x")))
         payload = sign_exact(payer.key, payer.address, offer, self.harness.now(), self.rng, **overrides)
         if chain is not None:
             self._mandates[payload["authorization"]["nonce"]] = chain
         return payer, payload
 
-    def mandates_verified(self, offer: dict) -> bool:
-        """Whether payments of ``offer`` need an AP2 mandate: a v2 offer of a server said to verify
-        them, or whose last 402 declares the ``ap2`` extension."""
-        if "amount" not in offer:
-            return False
-        required = self.last_challenge.required if self.last_challenge else None
-        extensions = required.get("extensions") if isinstance(required, dict) else None
+    def declares_mandates(self) -> bool:
+        """Whether the last 402 declares the ``ap2`` extension (payments need an AP2 mandate)."""
         from ..trust.mandates import EXTENSION
 
-        return AP2 in self.trust or (isinstance(extensions, dict) and EXTENSION in extensions)
+        required = self.last_challenge.required if self.last_challenge else None
+        extensions = required.get("extensions") if isinstance(required, dict) else None
+        return isinstance(extensions, dict) and EXTENSION in extensions
 
-    def mandate_for(self, offer: dict, payer: Account):
-        """A fresh open mandate allowing ``offer`` (ten payments of up to ten times its price), closed
-        for one payment of it from ``payer``: a ``MandateChain``."""
+    def mandates_verified(self, offer: dict) -> bool:
+        """Whether payments of ``offer`` need an AP2 mandate: a v2 offer of a server said to verify
+        them, or whose last 402 declares so."""
+        return "amount" in offer and (AP2 in self.trust or self.declares_mandates())
+
+    def open_mandate_for(self, offer: dict, **terms) -> str:
+        """A fresh open mandate of the conformance user allowing ``offer``: to its payee, in its asset,
+        up to ten times its price per payment and a hundred in all (``terms``, the arguments of
+        ``TrustKit.open_mandate``, change that)."""
         price = int(offer["amount"])
+        settings = {
+            "pay_to": [offer["payTo"]],
+            "network": offer["network"],
+            "asset": offer["asset"],
+            "amount_range": (0, 10 * price),
+            "budget": 100 * price,
+        }
+        return self.setup.trust_kit.open_mandate(**{**settings, **terms})
+
+    def mandate_for(self, offer: dict, payer: Account, opened: str | None = None, **terms):
+        """The ``MandateChain`` for one payment of ``offer`` from ``payer``, closing ``opened``
+        (default: a fresh ``open_mandate_for(offer)``) for the last 402's resource; ``terms`` (another
+        ``amount`` or ``pay_to``) change the closed mandate."""
         required = self.last_challenge.required if self.last_challenge else {}
         resource = required.get("resource") if isinstance(required, dict) else None
-        url = resource.get("url") if isinstance(resource, dict) else None
-        kit = self.setup.trust_kit
-        terms = {"network": offer["network"], "asset": offer["asset"]}
-        opened = kit.open_mandate(
-            pay_to=[offer["payTo"]], amount_range=(0, 10 * price), budget=100 * price, **terms
-        )
-        return kit.close_mandate(
-            opened, pay_to=offer["payTo"], amount=price, payer=payer.address, resource=url or "", **terms
-        )
+        settings = {
+            "pay_to": offer["payTo"],
+            "amount": int(offer["amount"]),
+            "network": offer["network"],
+            "asset": offer["asset"],
+            "payer": payer.address,
+            "resource": (resource.get("url") if isinstance(resource, dict) else None) or "",
+        }
+        opened = opened if opened is not None else self.open_mandate_for(offer)
+        return self.setup.trust_kit.close_mandate(opened, **{**settings, **terms})
 
     def payment(self, offer: dict, payload: dict, **extra) -> dict:
         """The payment document for ``offer``: v1 when the offer is a v1 one (``maxAmountRequired``),

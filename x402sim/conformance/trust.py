@@ -46,7 +46,7 @@ from functools import cached_property
 from eth_utils import to_checksum_address
 
 from ..evm.contracts import IDENTITY_REGISTRY_ADDRESS, REPUTATION_REGISTRY_ADDRESS
-from .asgi import send_json, send_raw
+from .asgi import send_json, send_raw, serve_lifespan
 
 ERC8004, AP2, WEB_BOT_AUTH = "erc8004", "ap2", "web-bot-auth"
 FEATURES = (ERC8004, AP2, WEB_BOT_AUTH)
@@ -160,10 +160,7 @@ class TrustKit:
 
         async def app(scope, receive, send) -> None:
             if scope["type"] == "lifespan":
-                while (await receive())["type"] != "lifespan.shutdown":
-                    await send({"type": "lifespan.startup.complete"})
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+                return await serve_lifespan(receive, send)
             if scope["type"] != "http":
                 return
             if scope["path"] != DIRECTORY_PATH:

@@ -34,6 +34,7 @@ import base64
 import re
 
 from ..evm.contracts import IDENTITY_REGISTRY_ADDRESS, REPUTATION_REGISTRY_ADDRESS
+from ..trust.reputation import EXTENSION as REPUTATION_EXTENSION
 from .catalog import case
 from .client_cases import challenge, offer, payable, same_offer, settle, settled
 from .evidence import decode_lenient
@@ -43,11 +44,8 @@ from .kits import ClientContext, ServerContext
 from .server_cases import not_charged, served, status_of
 from .trust import AP2, ERC8004, WEB_BOT_AUTH, register_agent, tampered_signature, wall_now
 
-AP2_EXTENSION = "ap2"
-REPUTATION_EXTENSION = "8004-reputation"
 _SIGNATURE_VALUE = re.compile(r"^(?P<label>[^=]+)=:(?P<bytes>[A-Za-z0-9+/=]*):$")
 
-_AP2_RESTS_ON = "AP2 v0.2 payment mandates; AP2 x402 sample (nonce = keccak256(chain))"
 _WBA_RESTS_ON = "Web Bot Auth draft (draft-meunier-webbotauth-httpsig-protocol) / RFC 9421"
 
 
@@ -157,17 +155,14 @@ async def _mandate_offer(ctx: ServerContext) -> tuple[dict, dict]:
     """The target's exact offer and the 402's ``resource``; skips unless the server verifies AP2
     mandates (configured, or ``ap2`` declared in its 402)."""
     challenge_, the_offer = await ctx.offer()
-    required = challenge_.required if isinstance(challenge_.required, dict) else {}
-    extensions = required.get("extensions")
-    declared = isinstance(extensions, dict) and AP2_EXTENSION in extensions
-    ctx.fact("ap2.declared", declared)
-    if AP2 not in ctx.trust and not declared:
+    ctx.fact("ap2.declared", ctx.declares_mandates())
+    if AP2 not in ctx.trust and not ctx.declares_mandates():
         ctx.skip(
             "the server neither declares the ap2 extension in its 402 nor is said to verify AP2 mandates"
         )
     if "amount" not in the_offer:
         ctx.skip("a v1 server: an AP2 mandate travels only in a v2 payment's extensions")
-    resource = required.get("resource")
+    resource = challenge_.required.get("resource")
     ctx.check(
         isinstance(resource, dict) and isinstance(resource.get("url"), str),
         "the 402 has no resource.url, which a mandate's transaction_id names",
@@ -175,57 +170,20 @@ async def _mandate_offer(ctx: ServerContext) -> tuple[dict, dict]:
     return the_offer, resource
 
 
-def _issue(ctx: ServerContext, the_offer: dict, **terms) -> str:
-    """An open mandate by the conformance user that allows paying ``the_offer`` (``terms`` change it)."""
-    price = amount_of(the_offer)
-    settings = {
-        "pay_to": [the_offer["payTo"]],
-        "network": the_offer["network"],
-        "asset": the_offer["asset"],
-        "amount_range": (0, 10 * price),
-        "budget": 100 * price,
-    }
-    settings.update(terms)
-    return ctx.setup.trust_kit.open_mandate(**settings)
-
-
-def _close(ctx: ServerContext, open_mandate: str, the_offer: dict, resource: dict, payer, **terms):
-    """The agent's closed mandate for paying ``the_offer`` from ``payer`` (``terms``: another
-    ``amount`` or ``pay_to``)."""
-    settings = {
-        "pay_to": the_offer["payTo"],
-        "amount": amount_of(the_offer),
-        "network": the_offer["network"],
-        "asset": the_offer["asset"],
-        "payer": payer.address,
-        "resource": resource["url"],
-    }
-    settings.update(terms)
-    return ctx.setup.trust_kit.close_mandate(open_mandate, **settings)
-
-
-def _mandated(ctx: ServerContext, the_offer: dict, resource: dict, chain, payer, nonce: str | None = None):
-    """The payment of ``the_offer`` carrying ``chain``, its EIP-3009 nonce bound to the chain (or
-    ``nonce``); ``(payload, payment)``."""
-    from ..trust.mandates import attach
-
-    bound = nonce or chain.nonce()
-    _, payload = ctx.sign(the_offer, payer, nonce=bytes.fromhex(bound.removeprefix("0x")))
-    payment = ctx.payment(the_offer, payload, resource=resource, extensions=attach(None, chain))
-    return payload, payment
-
-
-async def _valid_mandated_payment(ctx: ServerContext, the_offer: dict, resource: dict, name: str = "valid"):
-    """The positive control: a payment under a fresh, fitting mandate is served and paid exactly once."""
+async def _mandated_market(ctx: ServerContext) -> tuple[dict, dict]:
+    """``_mandate_offer``, after the positive control: a payment under a fresh, fitting mandate is
+    served and paid exactly once (so a server refusing everything fails the case)."""
+    the_offer, resource = await _mandate_offer(ctx)
     payer = ctx.harness.funded_account()
-    chain = _close(ctx, _issue(ctx, the_offer), the_offer, resource, payer)
-    _, payment = _mandated(ctx, the_offer, resource, chain, payer)
-    before = ctx.snapshot()
-    response = await ctx.pay(the_offer, payment, label=f"payment under a valid mandate ({name})")
-    delta, transfers = ctx.moved_since(before, payer.address)
-    ctx.fact(f"{name}.status", status_of(response))
-    ctx.fact(f"{name}.payee_delta", delta)
-    ctx.transfer_facts(f"{name}.transfers", transfers)
+    response, delta, transfers = await _pay_under(
+        ctx,
+        the_offer,
+        resource,
+        payer,
+        ctx.mandate_for(the_offer, payer),
+        "valid",
+        "payment under a valid mandate",
+    )
     message = (ctx.settlement_header(response)[1] or {}) if response is not None else {}
     ctx.check(
         served(response),
@@ -236,7 +194,22 @@ async def _valid_mandated_payment(ctx: ServerContext, the_offer: dict, resource:
         len(transfers) == 1 and delta == amount_of(the_offer),
         f"precondition: a payment under a valid mandate moved {delta} in {len(transfers)} transfers",
     )
-    return payer
+    return the_offer, resource
+
+
+async def _pay_under(
+    ctx: ServerContext, the_offer: dict, resource: dict, payer, chain, name: str, label: str
+):
+    """Pay ``the_offer`` from ``payer`` under ``chain``; the response, what reached the payee, and
+    the transfers since (all recorded as facts under ``name``)."""
+    _, payload = ctx.sign(the_offer, payer, chain=chain)
+    before = ctx.snapshot()
+    response = await ctx.pay(the_offer, ctx.payment(the_offer, payload, resource=resource), label=label)
+    delta, transfers = ctx.moved_since(before, payer.address)
+    ctx.fact(f"{name}.status", status_of(response))
+    ctx.fact(f"{name}.payee_delta", delta)
+    ctx.transfer_facts(f"{name}.transfers", transfers)
+    return response, delta, transfers
 
 
 def _error_of(response) -> str | None:
@@ -255,12 +228,30 @@ def _error_of(response) -> str | None:
 
 
 async def _refused(
-    ctx: ServerContext, the_offer: dict, resource: dict, chain, payer, *, what: str, name: str, nonce=None
-):
-    """Send the payment of ``the_offer`` carrying ``chain``; it must be refused with nothing moved."""
-    payload, payment = _mandated(ctx, the_offer, resource, chain, payer, nonce)
+    ctx: ServerContext,
+    the_offer: dict,
+    resource: dict,
+    *,
+    what: str,
+    name: str,
+    opened: str | None = None,
+    issue: dict | None = None,
+    close: dict | None = None,
+    chain=None,
+    payer=None,
+    nonce: str | None = None,
+) -> None:
+    """``payer`` (default: a fresh one) pays ``the_offer`` under ``chain``, else under ``opened``
+    (default: an open mandate issued with the terms ``issue``) closed with the terms ``close``, its
+    nonce bound to the chain unless ``nonce`` is given: the payment must be refused, nothing moved."""
+    payer = payer or ctx.harness.funded_account()
+    if chain is None:
+        opened = opened if opened is not None else ctx.open_mandate_for(the_offer, **(issue or {}))
+        chain = ctx.mandate_for(the_offer, payer, opened, **(close or {}))
+    unbound = {"nonce": bytes.fromhex(nonce.removeprefix("0x"))} if nonce else {}
+    _, payload = ctx.sign(the_offer, payer, chain=chain, **unbound)
     before = ctx.snapshot()
-    response = await ctx.pay(the_offer, payment, label=what)
+    response = await ctx.pay(the_offer, ctx.payment(the_offer, payload, resource=resource), label=what)
     ctx.fact(f"{name}.error", _error_of(response))
     not_charged(ctx, response, before, payer, payload["authorization"]["nonce"], what=what, name=name)
 
@@ -272,31 +263,21 @@ async def _refused(
     "A payment above the mandate's amount range, or above the closed mandate's amount, is not settled",
 )
 async def mandate_amount(ctx: ServerContext) -> None:
-    the_offer, resource = await _mandate_offer(ctx)
+    the_offer, resource = await _mandated_market(ctx)
     price = amount_of(the_offer)
-    await _valid_mandated_payment(ctx, the_offer, resource)
-
-    payer = ctx.harness.funded_account()
-    narrow = _issue(ctx, the_offer, amount_range=(0, price - 1))
-    chain = _close(ctx, narrow, the_offer, resource, payer)
     await _refused(
         ctx,
         the_offer,
         resource,
-        chain,
-        payer,
+        issue={"amount_range": (0, price - 1)},
         what=f"a payment of {price} above the range [0, {price - 1}]",
         name="over_range",
     )
-
-    payer = ctx.harness.funded_account()
-    chain = _close(ctx, _issue(ctx, the_offer), the_offer, resource, payer, amount=price // 2)
     await _refused(
         ctx,
         the_offer,
         resource,
-        chain,
-        payer,
+        close={"amount": price // 2},
         what=f"a payment of {price} under a closed mandate for {price // 2}",
         name="over_closed_amount",
     )
@@ -309,31 +290,22 @@ async def mandate_amount(ctx: ServerContext) -> None:
     "A payment to a payee the mandate does not allow, or other than its closed payee, is not settled",
 )
 async def mandate_payee(ctx: ServerContext) -> None:
-    the_offer, resource = await _mandate_offer(ctx)
-    await _valid_mandated_payment(ctx, the_offer, resource)
+    the_offer, resource = await _mandated_market(ctx)
     elsewhere = ctx.harness.new_account("other-merchant").address
-
-    payer = ctx.harness.funded_account()
-    chain = _close(ctx, _issue(ctx, the_offer, pay_to=[elsewhere]), the_offer, resource, payer)
     await _refused(
         ctx,
         the_offer,
         resource,
-        chain,
-        payer,
+        issue={"pay_to": [elsewhere]},
         what="a payment to a payee the mandate does not allow",
         name="not_allowed",
     )
-
-    payer = ctx.harness.funded_account()
-    both = _issue(ctx, the_offer, pay_to=[the_offer["payTo"], elsewhere])
-    chain = _close(ctx, both, the_offer, resource, payer, pay_to=elsewhere)
     await _refused(
         ctx,
         the_offer,
         resource,
-        chain,
-        payer,
+        issue={"pay_to": [the_offer["payTo"], elsewhere]},
+        close={"pay_to": elsewhere},
         what="a payment to the server under a closed mandate paying another merchant",
         name="other_closed_payee",
     )
@@ -348,32 +320,23 @@ async def mandate_payee(ctx: ServerContext) -> None:
 async def mandate_chain(ctx: ServerContext) -> None:
     from ..trust.mandates import MandateChain
 
-    the_offer, resource = await _mandate_offer(ctx)
-    await _valid_mandated_payment(ctx, the_offer, resource)
-
+    the_offer, resource = await _mandated_market(ctx)
     payer = ctx.harness.funded_account()
-    shown = _issue(ctx, the_offer)
-    other = _close(ctx, _issue(ctx, the_offer), the_offer, resource, payer)
-    spliced = MandateChain(_close(ctx, shown, the_offer, resource, payer).open, other.closed)
+    shown, other = ctx.mandate_for(the_offer, payer), ctx.mandate_for(the_offer, payer)
     await _refused(
         ctx,
         the_offer,
         resource,
-        spliced,
-        payer,
+        chain=MandateChain(shown.open, other.closed),
+        payer=payer,
         what="a closed mandate chained to another open mandate",
         name="spliced",
     )
-
-    payer = ctx.harness.funded_account()
-    forged = tampered_signature(_issue(ctx, the_offer))
-    chain = _close(ctx, forged, the_offer, resource, payer)
     await _refused(
         ctx,
         the_offer,
         resource,
-        chain,
-        payer,
+        opened=tampered_signature(ctx.open_mandate_for(the_offer)),
         what="an open mandate whose signature was tampered with",
         name="forged",
     )
@@ -386,17 +349,12 @@ async def mandate_chain(ctx: ServerContext) -> None:
     "An open mandate signed by a user key the server does not trust is refused",
 )
 async def mandate_issuer(ctx: ServerContext) -> None:
-    the_offer, resource = await _mandate_offer(ctx)
-    await _valid_mandated_payment(ctx, the_offer, resource)
-    payer = ctx.harness.funded_account()
-    stranger = _issue(ctx, the_offer, user_key=ctx.setup.trust_kit.stranger_user_key)
-    chain = _close(ctx, stranger, the_offer, resource, payer)
+    the_offer, resource = await _mandated_market(ctx)
     await _refused(
         ctx,
         the_offer,
         resource,
-        chain,
-        payer,
+        issue={"user_key": ctx.setup.trust_kit.stranger_user_key},
         what="a mandate issued by an untrusted user key",
         name="untrusted",
     )
@@ -409,19 +367,17 @@ async def mandate_issuer(ctx: ServerContext) -> None:
     "A payment whose EIP-3009 nonce is not keccak256 of the mandate chain it carries is refused",
 )
 async def mandate_nonce(ctx: ServerContext) -> None:
-    the_offer, resource = await _mandate_offer(ctx)
-    await _valid_mandated_payment(ctx, the_offer, resource)
+    the_offer, resource = await _mandated_market(ctx)
     payer = ctx.harness.funded_account()
-    carried = _close(ctx, _issue(ctx, the_offer), the_offer, resource, payer)
-    unrelated = _close(ctx, _issue(ctx, the_offer), the_offer, resource, payer)
+    carried, unrelated = ctx.mandate_for(the_offer, payer), ctx.mandate_for(the_offer, payer)
     ctx.fact("nonce.carried_chain", carried.nonce())
     ctx.fact("nonce.signed", unrelated.nonce())
     await _refused(
         ctx,
         the_offer,
         resource,
-        carried,
-        payer,
+        chain=carried,
+        payer=payer,
         nonce=unrelated.nonce(),
         what="a payment whose nonce binds another mandate chain",
         name="unbound",
@@ -435,22 +391,14 @@ async def mandate_nonce(ctx: ServerContext) -> None:
     "A payment that carries no mandate is refused by a server that verifies AP2 mandates",
 )
 async def mandate_missing(ctx: ServerContext) -> None:
-    the_offer, resource = await _mandate_offer(ctx)
-    await _valid_mandated_payment(ctx, the_offer, resource)
+    the_offer, resource = await _mandated_market(ctx)
     payer, payload = ctx.sign(the_offer, mandate=False)
-    payment = ctx.payment(the_offer, payload, resource=resource)
     before = ctx.snapshot()
+    payment = ctx.payment(the_offer, payload, resource=resource)
     response = await ctx.pay(the_offer, payment, label="payment without a mandate")
     ctx.fact("missing.error", _error_of(response))
-    not_charged(
-        ctx,
-        response,
-        before,
-        payer,
-        payload["authorization"]["nonce"],
-        what="a payment without a mandate",
-        name="missing",
-    )
+    nonce = payload["authorization"]["nonce"]
+    not_charged(ctx, response, before, payer, nonce, what="a payment without a mandate", name="missing")
 
 
 @case(
@@ -460,17 +408,12 @@ async def mandate_missing(ctx: ServerContext) -> None:
     "A payment under an open mandate past its expiry is refused",
 )
 async def mandate_expired(ctx: ServerContext) -> None:
-    the_offer, resource = await _mandate_offer(ctx)
-    await _valid_mandated_payment(ctx, the_offer, resource)
-    payer = ctx.harness.funded_account()
-    old = _issue(ctx, the_offer, issued_at=wall_now() - 7200, lifetime=3600)
-    chain = _close(ctx, old, the_offer, resource, payer)
+    the_offer, resource = await _mandated_market(ctx)
     await _refused(
         ctx,
         the_offer,
         resource,
-        chain,
-        payer,
+        issue={"issued_at": wall_now() - 7200, "lifetime": 3600},
         what="a payment under a mandate that expired an hour ago",
         name="expired",
     )
@@ -486,26 +429,21 @@ async def mandate_budget(ctx: ServerContext) -> None:
     the_offer, resource = await _mandate_offer(ctx)
     price = amount_of(the_offer)
     budget = price + price // 2
-    mandate = _issue(ctx, the_offer, budget=budget)
+    opened = ctx.open_mandate_for(the_offer, budget=budget)
     payer = ctx.harness.funded_account(usdc=10 * price + 10**6)
-    first = _close(ctx, mandate, the_offer, resource, payer)
-    _, payment = _mandated(ctx, the_offer, resource, first, payer)
-    before = ctx.snapshot()
-    response = await ctx.pay(the_offer, payment, label=f"first payment under a budget of {budget}")
-    delta, transfers = ctx.moved_since(before, payer.address)
-    ctx.fact("first.status", status_of(response))
-    ctx.transfer_facts("first.transfers", transfers)
+    label = f"first payment under a budget of {budget}"
+    response, delta, _ = await _pay_under(
+        ctx, the_offer, resource, payer, ctx.mandate_for(the_offer, payer, opened), "first", label
+    )
     ctx.check(
         served(response) and delta == price,
         f"precondition: the first payment under the mandate got {status_of(response)} and moved {delta}",
     )
-    second = _close(ctx, mandate, the_offer, resource, payer)
     await _refused(
         ctx,
         the_offer,
         resource,
-        second,
-        payer,
+        opened=opened,
         what=f"a second payment of {price} past the mandate's budget of {budget}",
         name="over_budget",
     )

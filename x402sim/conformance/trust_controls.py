@@ -6,16 +6,13 @@ replaced by a variant that leaves one check out; the client control is ``referen
 a ``Client`` that does not compare payTo with the agent's ``agentWallet``. They advertise the same
 trust features as the reference, so the trust cases run against them.
 
-``LooseVerifier`` re-runs ``MandateVerifier.check`` step by step with ``x402sim.trust.mandates``'s
-own check functions, leaving one out, so that each control differs from the reference in exactly
-one rule (it reads that module's private helpers on purpose: they are the rules).
+``LooseVerifier`` replaces one of ``MandateVerifier.check``'s steps, so that each control differs from
+the reference in exactly one rule (the ``chain`` control decodes with ``x402sim.trust.mandates``'s
+private types on purpose: they are what a verified chain yields).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from dataclasses import replace
 
 from ..actors.client import Client
@@ -48,18 +45,11 @@ def _server(name: str, build) -> InProcessService:
 # ================================================================================================
 
 
-def _b64json(segment: str):
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-
-
 def _claims(token: str) -> tuple[dict, dict]:
     """``(header, payload)`` of an SD-JWT presentation with its disclosures put back, nothing verified:
     how a verifier that only decodes reads a mandate."""
     jwt, *disclosures = token.removesuffix("~").split("~")
-    values = {
-        base64.urlsafe_b64encode(hashlib.sha256(d.encode()).digest()).rstrip(b"=").decode(): _b64json(d)
-        for d in disclosures
-    }
+    values = {m._sha256_b64(d): m._b64json(d) for d in disclosures}
 
     def put(node):
         if isinstance(node, list):
@@ -80,11 +70,11 @@ def _claims(token: str) -> tuple[dict, dict]:
         return node
 
     head, payload, _ = jwt.split(".")
-    return _b64json(head), put(_b64json(payload))
+    return m._b64json(head), put(m._b64json(payload))
 
 
 class LooseVerifier(MandateVerifier):
-    """``MandateVerifier`` with one check left out (``skip``):
+    """``MandateVerifier`` with one check left out (``skip``), each by replacing one of its steps:
 
     * ``amount``: neither the amount range nor the closed amount is compared with the payment (AP2's
       x402 sample: the payment's amount is never checked against the mandate);
@@ -102,64 +92,39 @@ class LooseVerifier(MandateVerifier):
         super().__init__(trusted_users, **kwargs)
         self.skip = skip
 
-    def check(self, chain, facts, now: int):
-        return _loose_check(self, self.skip, chain, facts, now)
-
-
-def _loose_check(verifier, skip: str, chain, facts, now: int):
-    if skip == "chain":
+    def _verify_chain(self, chain, now: int):
+        if self.skip != "chain":
+            return super()._verify_chain(chain, now)
         header, opened_claims = _claims(chain.open)
         content = opened_claims["delegate_payload"][0]
-        opened = m._Open(
-            content,
-            header.get("kid", ""),
-            chain.open.split("~")[0],
-            m._verifying_key(content["cnf"]["jwk"]),
-            content["jti"],
-        )
+        key = m._verifying_key(content["cnf"]["jwk"])
+        opened = m._Open(content, header.get("kid", ""), chain.open.split("~")[0], key, content["jti"])
         _, closed_claims = _claims(chain.closed)
-        closed = m._closed_terms(closed_claims["delegate_payload"][0], closed_claims["nonce"])
-    else:
-        opened = m._verify_open(chain.open, verifier._trusted, now, verifier._leeway)
-        closed = m._verify_closed(chain, opened, now, verifier._leeway, verifier._audience)
-    m._check_presets(opened.content, closed)
-    constraints = list(opened.content["constraints"])
-    if skip == "amount":
-        constraints = [
-            {**c, "min": 0, "max": 2**255} if c["type"] == m.AMOUNT_RANGE else c for c in constraints
-        ]
-        facts = replace(facts, amount=closed.amount)
-    if skip == "payee":
-        everyone = [{"id": closed.payee}]
-        constraints = [
-            {**c, "allowed": everyone} if c["type"] == m.ALLOWED_PAYEES else c for c in constraints
-        ]
-        facts = replace(facts, pay_to=closed.payee)
-    if skip == "nonce":
-        facts = replace(facts, nonce=chain.nonce())
-    limits = m._check_constraints(constraints, closed)
-    if skip == "budget":
-        limits.budgets.clear()
-    chain_nonce = m._check_payment(chain, closed, facts)
-    expires = opened.content.get("exp")
-    with verifier._lock:
-        verifier._reserve(
-            opened, closed, limits, now, expires + verifier._leeway if isinstance(expires, int) else None
-        )
-    return m.VerifiedMandate(
-        mandate_id=opened.mandate_id,
-        closed_nonce=closed.nonce,
-        amount=closed.amount,
-        payee=closed.payee,
-        payer=closed.payer,
-        asset=closed.asset,
-        network=closed.network,
-        resource=facts.resource,
-        at=now,
-        chain_nonce=chain_nonce,
-        open_claims=opened.content,
-        closed_claims=closed.content,
-    )
+        return opened, m._closed_terms(closed_claims["delegate_payload"][0], closed_claims["nonce"])
+
+    def _constraints(self, constraints: list, closed):
+        if self.skip == "amount":
+            constraints = [
+                {**c, "min": 0, "max": 2**255} if c["type"] == m.AMOUNT_RANGE else c for c in constraints
+            ]
+        if self.skip == "payee":
+            everyone = [{"id": closed.payee}]
+            constraints = [
+                {**c, "allowed": everyone} if c["type"] == m.ALLOWED_PAYEES else c for c in constraints
+            ]
+        limits = super()._constraints(constraints, closed)
+        if self.skip == "budget":
+            limits.budgets.clear()
+        return limits
+
+    def _payment(self, chain, closed, facts):
+        if self.skip == "amount":
+            facts = replace(facts, amount=closed.amount)
+        if self.skip == "payee":
+            facts = replace(facts, pay_to=closed.payee)
+        if self.skip == "nonce":
+            facts = replace(facts, nonce=chain.nonce())
+        return super()._payment(chain, closed, facts)
 
 
 def _loose(skip: str):
