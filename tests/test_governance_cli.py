@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from tests.governance.tampering import tamper
 from tests.http.conftest import CLI, start_cli, stop_cli, token_balance
 from x402sim import cli
 from x402sim.cli import app
@@ -359,17 +360,7 @@ def pristine(tmp_path_factory):
 def test_a_tampered_log_is_reported_at_the_line_it_was_tampered_with(pristine, tmp_path_factory, data, kind):
     lines, head = pristine
     n = len(lines)
-    k = data.draw(st.integers(1, n - 1 if kind == "swap" else n), label="line")
-    out = list(lines)
-    if kind == "edit":
-        entry = json.loads(out[k - 1])
-        field = data.draw(st.sampled_from(sorted(entry)), label="field")
-        entry[field] = "tampered" if entry[field] != "tampered" else "other"
-        out[k - 1] = json.dumps(entry, separators=(",", ":"))
-    elif kind == "delete":
-        del out[k - 1]
-    else:
-        out[k - 1], out[k] = out[k], out[k - 1]
+    out, k = tamper(lines, data, kind)
     path = tmp_path_factory.mktemp("t") / "audit.jsonl"
     path.write_text("".join(line + "\n" for line in out))
 

@@ -458,42 +458,18 @@ def test_set_agent_wallet_refusals(reg):
     now = pending_time(reg.chain)
     good = now + 200
 
-    with reverts("invalid wallet sig"):  # signed by someone else than the new wallet
-        set_wallet(
-            reg,
-            owner,
-            agent,
-            wallet.address,
-            good,
-            sign_wallet(bytes(impostor.key), reg, agent, wallet.address, owner, good),
-        )
-    with reverts("invalid wallet sig"):  # signed for another agent
-        set_wallet(
-            reg,
-            owner,
-            agent,
-            wallet.address,
-            good,
-            sign_wallet(key, reg, other_agent, wallet.address, owner, good),
-        )
-    with reverts("invalid wallet sig"):  # signed for another owner
-        set_wallet(
-            reg,
-            owner,
-            agent,
-            wallet.address,
-            good,
-            sign_wallet(key, reg, agent, wallet.address, other_owner, good),
-        )
-    with reverts("invalid wallet sig"):  # signed with another deadline
-        set_wallet(
-            reg,
-            owner,
-            agent,
-            wallet.address,
-            good,
-            sign_wallet(key, reg, agent, wallet.address, owner, good + 1),
-        )
+    # each signature differs from the one the registry checks in one field
+    wrong = {
+        "signed by someone else than the new wallet": (bytes(impostor.key), agent, owner, good),
+        "signed for another agent": (key, other_agent, owner, good),
+        "signed for another owner": (key, agent, other_owner, good),
+        "signed with another deadline": (key, agent, owner, good + 1),
+    }
+    for why, (signer, signed_agent, signed_owner, deadline) in wrong.items():
+        signature = sign_wallet(signer, reg, signed_agent, wallet.address, signed_owner, deadline)
+        with reverts("invalid wallet sig"):
+            set_wallet(reg, owner, agent, wallet.address, good, signature)
+        assert to_checksum_address(reg.chain.call(reg.identity, "getAgentWallet", agent)) == owner, why
     expired = now - 5
     with reverts("expired"):
         set_wallet(

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.governance.tampering import KINDS, tamper
 from x402sim.governance import Attempt, AuditError, AuditLog, Governor, parse_policies, summarize, verify
 from x402sim.governance.audit import GENESIS
 
@@ -56,26 +57,11 @@ def test_an_untouched_log_verifies_to_its_head(pristine, tmp_path):
 
 
 @settings(max_examples=150)
-@given(data=st.data(), kind=st.sampled_from(["edit", "delete", "swap", "insert", "truncate"]))
+@given(data=st.data(), kind=st.sampled_from(KINDS))
 def test_tampering_is_found_at_the_line_it_happened(pristine, tmp_path_factory, data, kind):
     lines, head = pristine
     n = len(lines)
-    k = data.draw(st.integers(1, n - 1 if kind == "swap" else n), label="line")
-    out = list(lines)
-    if kind == "edit":
-        entry = json.loads(out[k - 1])
-        field = data.draw(st.sampled_from(sorted(set(entry) - {"hash", "prev", "seq"})), label="field")
-        entry[field] = "tampered" if entry[field] != "tampered" else "other"
-        out[k - 1] = json.dumps(entry, separators=(",", ":"))
-    elif kind == "delete":
-        del out[k - 1]
-    elif kind == "swap":
-        out[k - 1], out[k] = out[k], out[k - 1]
-    elif kind == "insert":  # a copy of line k after it: the copy, line k + 1, is the one out of place
-        out.insert(k, out[k - 1])
-        k += 1
-    else:
-        out[k - 1] = out[k - 1][: len(out[k - 1]) // 2]
+    out, k = tamper(lines, data, kind)
     path = tmp_path_factory.mktemp("t") / "audit.jsonl"
     path.write_text("".join(line + "\n" for line in out))
     report = verify(path, head=head)

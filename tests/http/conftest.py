@@ -1,6 +1,7 @@
 """Services on 127.0.0.1 with free ports, over an embedded chain whose clock follows the wall clock; and
 the command line run as a user runs it, in subprocesses."""
 
+import contextlib
 import json
 import os
 import signal
@@ -120,6 +121,45 @@ def run_cli(*args):
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, timeout=60, env=os.environ | {"NO_COLOR": "1"}
     )
+
+
+WEATHER_ROUTES = (
+    'pay_to = "0x1111111111111111111111111111111111111111"\n'
+    '[[routes]]\nmethod = "GET"\npath = "/weather"\nprice = 2500\n'
+)
+
+
+@contextlib.contextmanager
+def three_processes(tmp_path, *, accounts: int = 1, server_args=lambda chain_info: ()):
+    """``serve chain``, ``serve facilitator`` and ``serve server`` (selling ``GET /weather`` for 2500,
+    plus ``server_args(the chain's JSON line)``) each in its own process; yields the chain's,
+    facilitator's and server's JSON lines, and stops them (each must exit 0)."""
+    routes = tmp_path / "routes.toml"
+    routes.write_text(WEATHER_ROUTES)
+    started = []
+    try:
+        chain, info = start_cli("serve", "chain", "--port", "0", "--accounts", str(accounts))
+        started.append(chain)
+        facilitator, f_info = start_cli("serve", "facilitator", "--rpc-url", info["rpc_url"], "--port", "0")
+        started.append(facilitator)
+        server, s_info = start_cli(
+            "serve",
+            "server",
+            "--facilitator-url",
+            f_info["facilitator_url"],
+            "--routes",
+            str(routes),
+            "--rpc-url",
+            info["rpc_url"],
+            "--port",
+            "0",
+            *server_args(info),
+        )
+        started.append(server)
+        yield info, f_info, s_info
+    finally:
+        for proc in reversed(started):
+            assert stop_cli(proc) == 0
 
 
 def token_balance(info, address):

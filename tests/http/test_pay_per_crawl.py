@@ -15,7 +15,7 @@ import pytest
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.http.conftest import run_cli, start_cli, stop_cli, token_balance
+from tests.http.conftest import run_cli, three_processes, token_balance
 from x402sim.actors import Facilitator
 from x402sim.actors.server import ResourceServer
 from x402sim.evm import LocalChain, address_of_key
@@ -264,29 +264,11 @@ def test_serve_all_publishes_the_accounts_directory_and_verifies_in_process():
 
 
 def test_pay_sign_web_bot_auth_against_serve_server_crawl_policy(tmp_path):
-    routes = tmp_path / "routes.toml"
-    routes.write_text(
-        'pay_to = "0x1111111111111111111111111111111111111111"\n'
-        '[[routes]]\nmethod = "GET"\npath = "/weather"\nprice = 2500\n'
-    )
-    started = []
-    try:
-        chain, info = start_cli("serve", "chain", "--port", "0", "--accounts", "2")
-        started.append(chain)
-        facilitator, f_info = start_cli("serve", "facilitator", "--rpc-url", info["rpc_url"], "--port", "0")
-        started.append(facilitator)
+    def crawl(chain_info):
+        return ["--crawl-policy", "--crawl-allow", chain_info["accounts"][1]["agent_keyid"]]
+
+    with three_processes(tmp_path, accounts=2, server_args=crawl) as (info, _, s_info):
         friend = info["accounts"][1]
-        serve_server = [
-            "serve",
-            "server",
-            "--facilitator-url",
-            f_info["facilitator_url"],
-            "--routes",
-            str(routes),
-        ]
-        crawl = ["--crawl-policy", "--crawl-allow", friend["agent_keyid"]]
-        server, s_info = start_cli(*serve_server, "--rpc-url", info["rpc_url"], "--port", "0", *crawl)
-        started.append(server)
         assert s_info["crawl_policy"]["allow"] == [friend["agent_keyid"]]
         url = s_info["server_url"] + "/weather"
         payer = info["accounts"][0]
@@ -308,9 +290,6 @@ def test_pay_sign_web_bot_auth_against_serve_server_crawl_policy(tmp_path):
         assert json.loads(free.stdout)["resource"] == "/weather"
         assert token_balance(info, friend["address"]) == 1_000_000_000
         assert token_balance(info, s_info["payee"]) == 2500
-    finally:
-        for proc in reversed(started):
-            assert stop_cli(proc) == 0
 
 
 def test_pay_sign_needs_a_directory_for_web_bot_auth():

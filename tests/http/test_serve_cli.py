@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from tests.http.conftest import closed_port_url, run_cli, start_cli, stop_cli, token_balance
+from tests.http.conftest import closed_port_url, run_cli, start_cli, stop_cli, three_processes, token_balance
 from x402sim.http.runner import bind
 
 
@@ -80,31 +80,8 @@ def test_serve_chain_alone_is_a_json_rpc_chain():
 
 
 def test_the_three_parts_started_separately_work_together(tmp_path):
-    routes = tmp_path / "routes.toml"
-    routes.write_text(
-        'pay_to = "0x1111111111111111111111111111111111111111"\n'
-        '[[routes]]\nmethod = "GET"\npath = "/weather"\nprice = 2500\n'
-    )
-    started = []
-    try:
-        chain, info = start_cli("serve", "chain", "--port", "0", "--accounts", "1")
-        started.append(chain)
-        facilitator, f_info = start_cli("serve", "facilitator", "--rpc-url", info["rpc_url"], "--port", "0")
-        started.append(facilitator)
+    with three_processes(tmp_path) as (info, f_info, s_info):
         assert f_info["network"] == info["network"]
-        server, s_info = start_cli(
-            "serve",
-            "server",
-            "--facilitator-url",
-            f_info["facilitator_url"],
-            "--routes",
-            str(routes),
-            "--rpc-url",
-            info["rpc_url"],
-            "--port",
-            "0",
-        )
-        started.append(server)
         assert (
             s_info["asset"] == info["asset"]
             and s_info["payee"] == "0x1111111111111111111111111111111111111111"
@@ -113,9 +90,6 @@ def test_the_three_parts_started_separately_work_together(tmp_path):
         assert pay.returncode == 0, pay.stderr
         assert token_balance(info, s_info["payee"]) == 2500
         assert token_balance(info, info["accounts"][0]["address"]) == 1_000_000_000 - 2500
-    finally:
-        for proc in reversed(started):
-            assert stop_cli(proc) == 0
 
 
 def _fails(*args):
