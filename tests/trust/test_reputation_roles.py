@@ -4,6 +4,9 @@ their on-chain identity and reputation."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import pytest
 from eth_abi import decode
 
@@ -15,6 +18,7 @@ from x402sim.trust.reputation import (
     AgentRef,
     PayerRules,
     ServerIdentity,
+    choose_by_reputation,
     read_feedback_uri,
 )
 
@@ -88,6 +92,24 @@ def test_a_client_with_a_reputation_floor_leaves_a_badly_reviewed_server(tb):
     result = client.get(server, "/data")
     assert result.payment is None and "reputation 10 is below 50" in result.refused
     assert tb.chain.balance_of(payer.address) == 10**6
+
+
+def test_a_client_chooses_among_servers_by_their_reputation_on_chain(tb):
+    critic = tb.account(eth=10**18)
+    good, bad, fresh = (registered_shop(tb)[1].agent_id for _ in range(3))
+    erc8004.give_feedback(tb.chain, critic.key, good, 90, 0, TAG_DELIVERED)
+    erc8004.give_feedback(tb.chain, critic.key, bad, 0, 0, TAG_DELIVERED)
+    erc8004.give_feedback(tb.chain, critic.key, bad, 90, 0, "another-tag")  # not a delivery review
+    directory, rng = AgentDirectory(tb.chain), random.Random(1)
+    ids = [good, bad, fresh, None]  # fresh: no feedback yet; None: a server without an agent
+    picks = Counter(choose_by_reputation(directory, ids, rng, explore=0, prior=30) for _ in range(400))
+    assert picks[1] == 0  # reputation 0: never chosen without exploring
+    # weights 90^2 : 30^2 : 30^2, so the reviewed server takes about 9/11 of the picks
+    assert 0.75 < picks[0] / 400 < 0.88 and picks[2] > 0 and picks[3] > 0
+    explored = Counter(choose_by_reputation(directory, ids, rng, explore=1) for _ in range(400))
+    assert set(explored) == {0, 1, 2, 3}
+    with pytest.raises(ValueError):
+        choose_by_reputation(directory, [], rng)
 
 
 def test_the_client_can_demand_a_registered_server(tb):

@@ -54,7 +54,7 @@ from ..evm import erc8004
 from ..evm.chain import ETHER
 from ..evm.eip712 import address_of_key
 from ..trust.identity import AgentDirectory, registration_file
-from ..trust.reputation import TAG_DELIVERED, AgentRef, ServerIdentity
+from ..trust.reputation import TAG_DELIVERED, AgentRef, ServerIdentity, choose_by_reputation
 from . import scenario as sc
 
 if TYPE_CHECKING:
@@ -170,36 +170,21 @@ class CachedDirectory:
 
 
 class ReputationChooser:
-    """Picks a target index by the on-chain reputation of the targets' servers (``Reputation``)."""
+    """Picks a target index by the on-chain reputation of the targets' servers
+    (``trust.reputation.choose_by_reputation``, reading through the world's cached directory)."""
 
     def __init__(self, world: World, choice: sc.Reputation, targets, rng: random.Random) -> None:
         self.world = world
         self.choice = choice
-        self.targets = targets
+        self.agent_ids = [world.trust.agent_ids.get(server) for server, _ in targets]
         self._rng = rng
 
-    def scores(self) -> list[float]:
-        trust = self.world.trust
-        out = []
-        for server, _ in self.targets:
-            agent_id = trust.agent_ids.get(server)
-            mean = None
-            if agent_id is not None:
-                summary = trust.directory_for(self.choice.refresh).reputation(agent_id, tag1=TAG_DELIVERED)
-                mean = summary.mean if summary.count else None
-            out.append(self.choice.prior if mean is None else mean)
-        return out
-
     def pick(self) -> int:
-        n, rng, choice = len(self.targets), self._rng, self.choice
-        if n == 1:
-            return 0
-        if choice.explore >= 1 or rng.random() < choice.explore:
-            return rng.randrange(n)
-        weights = [max(score, 0.0) ** choice.exponent for score in self.scores()]
-        if not sum(weights) > 0:
-            return rng.randrange(n)
-        return rng.choices(range(n), weights=weights)[0]
+        c = self.choice
+        directory = self.world.trust.directory_for(c.refresh)
+        return choose_by_reputation(
+            directory, self.agent_ids, self._rng, explore=c.explore, prior=c.prior, exponent=c.exponent
+        )
 
 
 def rate_delivery(response: HttpResponse) -> int:

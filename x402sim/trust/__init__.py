@@ -27,7 +27,7 @@ from .mandates import (
     close_payment_mandate,
     open_payment_mandate,
 )
-from .reputation import AgentRef, PayerRules, ServerIdentity
+from .reputation import AgentRef, PayerRules, ServerIdentity, choose_by_reputation
 from .signatures import (
     AgentSigner,
     KeyDirectory,
@@ -60,6 +60,7 @@ __all__ = [
     "VerifiedAgent",
     "agent_key",
     "agent_registry_id",
+    "choose_by_reputation",
     "close_payment_mandate",
     "open_payment_mandate",
     "parse_registration",

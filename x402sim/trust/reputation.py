@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +179,37 @@ def reputation_of(directory, agent_id: int, tag1: str = "") -> float | None:
     return summary.mean if summary.count else None
 
 
+def choose_by_reputation(
+    directory,
+    agent_ids: Sequence[int | None],
+    rng: random.Random,
+    *,
+    explore: float = 0.1,
+    prior: float = 50.0,
+    exponent: float = 2.0,
+) -> int:
+    """How a client chooses among servers by reputation: the index of one of ``agent_ids`` (the
+    servers' ERC-8004 agents; None for a server that declares none). With probability ``explore``
+    any at random; otherwise one drawn with weight max(reputation, 0) ** ``exponent``, where the
+    reputation is the mean of the feedback tagged ``x402-resource-delivered`` and ``prior`` stands
+    for a server with no feedback yet (or no agent)."""
+    n = len(agent_ids)
+    if n == 0:
+        raise ValueError("no servers to choose from")
+    if n == 1:
+        return 0
+    if explore >= 1 or rng.random() < explore:
+        return rng.randrange(n)
+    scores = [
+        prior if agent_id is None else reputation_of(directory, agent_id, TAG_DELIVERED)
+        for agent_id in agent_ids
+    ]
+    weights = [max(prior if score is None else score, 0.0) ** exponent for score in scores]
+    if not sum(weights) > 0:
+        return rng.randrange(n)
+    return rng.choices(range(n), weights=weights)[0]
+
+
 @dataclass
 class PayerRules:
     """What a server asks of the agents paying it: a registered identity whose agentWallet (or
@@ -300,6 +332,7 @@ __all__ = [
     "AgentRef",
     "PayerRules",
     "ServerIdentity",
+    "choose_by_reputation",
     "declared_payer",
     "declared_server",
     "feedback_file",
