@@ -340,6 +340,9 @@ class TrustWorld:
         self.mandated = {g.name: g.mandate for g in s.agents if g.mandate is not None}
         self.verifiers: dict[str, Any] = {}
         self.auditor = None
+        self.allowed: dict[
+            str, set[str] | None
+        ] = {}  # group -> payTo addresses (lower case) its mandate allows
         if not self.mandated and all(v.mandates == "off" for v in s.servers):
             return
         from ..trust.mandates import MandateVerifier, new_key
@@ -354,7 +357,6 @@ class TrustWorld:
                 self.verifiers[copy.name] = MandateVerifier(trusted)
         # judges each presented chain on its own (budgets and uses are released at once)
         self.auditor = MandateVerifier(trusted)
-        self.allowed: dict[str, set[str] | None] = {}
         for name, mandate in self.mandated.items():
             payees = mandate.allowed_payees
             labels = self.payee_labels(payees) if payees is not None else None
@@ -541,22 +543,20 @@ class TrustBook:
     """Folds the trust facts of a run into its ``TrustMetrics``: transfers and feedback receipts as
     blocks are mined, rows as they are written. Keeps per agent only (mandated agents' spend)."""
 
-    def __init__(self, world: World, trust: TrustWorld | None) -> None:
+    def __init__(self, world: World, trust: TrustWorld) -> None:
         s = world.scenario
         self.metrics: TrustMetrics = world.run_metrics.trust
-        self.trust = trust
         self.start = world.start_time
         self.duration = s.simulation.duration
         self.timeline = world.run_metrics.timeline
-        self.registry = getattr(world.chain, "reputation_registry", None)
-        self.server_of_payee = trust.server_of_payee if trust is not None else {}
-        self.garbage = set(trust.garbage) if trust is not None else set()
-        self.registered = set(trust.agent_ids) if trust is not None else set()
+        self.registry = world.chain.reputation_registry
+        self.server_of_payee = trust.server_of_payee
+        self.garbage = set(trust.garbage)
+        self.registered = set(trust.agent_ids)
         self.groups = {g.name: g for g in s.agents}
-        self.kinds = {g.name: crawler_kind(s, g) for g in s.agents}
         self.crawled = any(v.crawl is not None for v in s.servers) or any(g.signature for g in s.agents)
-        self.mandated = trust.mandated if trust is not None else {}
-        self.allowed = getattr(trust, "allowed", {}) if trust is not None else {}
+        self.mandated = trust.mandated
+        self.allowed = trust.allowed
 
     def transfer(
         self, buyer: str, seller: str, value: int, block_time: int, group: str | None, agent: str | None
@@ -599,7 +599,7 @@ class TrustBook:
 
     def receipt(self, r) -> None:
         """A mined transaction that no facilitator sent: counted if it is feedback."""
-        if self.registry is not None and r.to == self.registry:
+        if r.to == self.registry:
             self.metrics.feedback["mined" if r.success else "reverted"] += 1
 
     def written(self, row: Row) -> None:
