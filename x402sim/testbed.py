@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .actors.client import Client, DrivesClient, FetchResult, SpendPolicy, answer_with_approver
+from .actors.driver import BaseDriver, dispatch, run
 from .actors.facilitator import Facilitator
 from .actors.messages import (
+    Approval,
     Approve,
     Effect,
     GiveFeedback,
@@ -25,7 +27,6 @@ from .actors.messages import (
     Send,
     Settle,
     Verify,
-    run,
 )
 from .actors.server import ResourceServer, Route, default_handler
 from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain
@@ -111,15 +112,41 @@ class TestClient(DrivesClient):
         body: bytes = b"",
     ) -> FetchResult:
         request = HttpRequest(method.upper(), path, tuple(headers), body)
+        return run(self.role.fetch(request, self._tb.now), self._tb.driver(server, self.role))
 
-        def perform(effect):
-            if isinstance(effect, Approve):
-                return answer_with_approver(self.role, effect)
-            if isinstance(effect, GiveFeedback):
-                return self._tb.give_feedback(self.role.key, effect)
-            return self._tb.perform(server, effect)
 
-        return run(self.role.fetch(request, self._tb.now), perform)
+class TestbedDriver(BaseDriver):
+    """The testbed's answers to the roles' effects, in process and at once: a request reaches
+    ``server`` directly, its facilitator calls reach the testbed's facilitator (settlement mined at
+    once), its application runs ``server``'s handler; a ``client``'s approvals go to its governor's
+    approver and its feedback is posted and mined from its wallet."""
+
+    world = "testbed"
+
+    def __init__(self, testbed: Testbed, server: TestServer, client: Client | None = None) -> None:
+        self.testbed, self.server, self.client = testbed, server, client
+
+    def send(self, effect: Send) -> HttpResponse:
+        return run(self.server.role.handle(effect.request, self.testbed.chain.now), self)
+
+    def verify(self, effect: Verify) -> VerifyResponse:
+        return self.testbed.facilitator.verify(effect.payload, effect.requirements)
+
+    def settle(self, effect: Settle) -> SettleResponse:
+        return self.testbed.facilitator.settle(effect.payload, effect.requirements)
+
+    def handle(self, effect: Handle) -> HttpResponse:
+        return self.server.handler_for(effect.request)(effect.request)
+
+    def approve(self, effect: Approve) -> Approval:
+        if self.client is None:
+            return self._unsupported(effect)
+        return answer_with_approver(self.client, effect)
+
+    def give_feedback(self, effect: GiveFeedback) -> bytes:
+        if self.client is None:
+            return self._unsupported(effect)
+        return self.testbed.give_feedback(self.client.key, effect)
 
 
 class Testbed:
@@ -228,14 +255,10 @@ class Testbed:
 
     # -- the driver ------------------------------------------------------------------------------
 
+    def driver(self, server: TestServer, client: Client | None = None) -> TestbedDriver:
+        """The driver that answers the effects of an exchange with ``server`` (and ``client``)."""
+        return TestbedDriver(self, server, client)
+
     def perform(self, server: TestServer, effect: Effect):
-        """Answer one effect of a client or server exchange, in process."""
-        if isinstance(effect, Send):
-            return run(server.role.handle(effect.request, self.chain.now), lambda e: self.perform(server, e))
-        if isinstance(effect, Verify):
-            return self.facilitator.verify(effect.payload, effect.requirements)
-        if isinstance(effect, Settle):
-            return self.facilitator.settle(effect.payload, effect.requirements)
-        if isinstance(effect, Handle):
-            return server.handler_for(effect.request)(effect.request)
-        raise TypeError(f"unknown effect {effect!r}")
+        """Answer one effect of an exchange with ``server``, in process."""
+        return dispatch(self.driver(server), effect)

@@ -5,7 +5,17 @@ from collections import deque
 import pytest
 
 from x402sim import Testbed
-from x402sim.actors import Client, Facilitator, HttpRequest, HttpResponse, Send, SpendPolicy, Unreachable, run
+from x402sim.actors import (
+    BaseDriver,
+    Client,
+    Facilitator,
+    HttpRequest,
+    HttpResponse,
+    Send,
+    SpendPolicy,
+    Unreachable,
+    run,
+)
 from x402sim.protocol import (
     PAYMENT_REQUIRED,
     PAYMENT_RESPONSE,
@@ -251,12 +261,18 @@ def test_unreachable_facilitator_gives_502(tb):
     shop = tb.server({"GET /weather": PRICE})
     client = tb.client(alice)
 
-    def perform(effect):
-        if isinstance(effect, Send):
-            return run(shop.role.handle(effect.request), perform)
-        raise Unreachable("facilitator", "connection refused")
+    class Driver(BaseDriver):  # the server answers; its facilitator does not
+        world = "test"
 
-    result = run(client.role.fetch(HttpRequest("GET", "/weather"), tb.now), perform)
+        def send(self, effect):
+            return run(shop.role.handle(effect.request), self)
+
+        def verify(self, effect):
+            raise Unreachable("facilitator", "connection refused")
+
+        settle = verify
+
+    result = run(client.role.fetch(HttpRequest("GET", "/weather"), tb.now), Driver())
     assert result.status == 502 and "facilitator unreachable" in result.json()["error"]
     assert tb.chain.balance_of(alice.address) == 1_000_000
 

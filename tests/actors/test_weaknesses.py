@@ -7,7 +7,7 @@ they are options of the one implementation, so each test also shows the safe def
 import pytest
 
 from x402sim import Testbed
-from x402sim.actors import HttpRequest, HttpResponse, ResourceServer, Route, Send, run
+from x402sim.actors import BaseDriver, HttpRequest, HttpResponse, ResourceServer, Route, Send, run
 from x402sim.actors.server import ReplayGuard
 from x402sim.evm.token import AUTHORIZATION_ALREADY_USED_TOPIC
 from x402sim.protocol import (
@@ -117,17 +117,29 @@ def _server(tb, **options):
     )
 
 
-def _perform(tb, handled):
-    def perform(effect):
-        name = type(effect).__name__
-        if name == "Handle":
-            handled.append(effect.request.path)
-            return HttpResponse.of_json(200, {"ok": True})
-        if name == "Verify":
-            return tb.facilitator.verify(effect.payload, effect.requirements)
-        return tb.facilitator.settle(effect.payload, effect.requirements)
+class _Driver(BaseDriver):
+    """The testbed's facilitator, and a handler that notes the paths it served in ``handled``."""
 
-    return perform
+    world = "test"
+
+    def __init__(self, tb, handled, before_settle=None):
+        self.tb, self.handled, self.before_settle = tb, handled, before_settle
+
+    def handle(self, effect):
+        self.handled.append(effect.request.path)
+        return HttpResponse.of_json(200, {"ok": True})
+
+    def verify(self, effect):
+        return self.tb.facilitator.verify(effect.payload, effect.requirements)
+
+    def settle(self, effect):
+        if self.before_settle is not None:
+            self.before_settle()
+        return self.tb.facilitator.settle(effect.payload, effect.requirements)
+
+
+def _perform(tb, handled):
+    return _Driver(tb, handled)
 
 
 def test_replay_guard_refuses_a_second_presentation_before_verify(tb):
@@ -179,13 +191,11 @@ def test_serve_unsettled_delivers_although_settlement_failed(tb, upfront):
     paid = HttpRequest("GET", "/item", ((PAYMENT_SIGNATURE, encode_header(payment)),))
     handled = []
 
-    def perform(effect):
-        if type(effect).__name__ == "Settle":  # the payer's funds are gone when settlement runs
-            tb.chain.transact(broke.key, tb.chain.usdc, _transfer(tb, PRICE))
-            tb.mine()
-        return _perform(tb, handled)(effect)
+    def drain():  # the payer's funds are gone when settlement runs
+        tb.chain.transact(broke.key, tb.chain.usdc, _transfer(tb, PRICE))
+        tb.mine()
 
-    answer = run(server.handle(paid, tb.now), perform)
+    answer = run(server.handle(paid, tb.now), _Driver(tb, handled, before_settle=drain))
     assert answer.status == 200 and handled == ["/item"]
     assert server.stats["served_unsettled"] == 1
     assert tb.chain.balance_of(server.pay_to) == 0  # served, never paid

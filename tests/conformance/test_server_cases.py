@@ -10,7 +10,8 @@ import json
 import pytest
 
 from tests.conformance.calibration import control_survivors, role_controls, unkilled_must_cases
-from x402sim.actors.messages import Handle, HttpRequest, HttpResponse, Settle, Verify, run
+from x402sim.actors import BaseDriver, run
+from x402sim.actors.messages import HttpRequest, HttpResponse
 from x402sim.actors.server import PAYMENT_IDENTIFIER, ResourceServer
 from x402sim.conformance import catalog, controls, reference, runner
 from x402sim.conformance.forge import header_value
@@ -179,26 +180,26 @@ PAYEE = "0x" + "22" * 20
 PAYER = "0x" + "33" * 20
 
 
-class Facilitator:
+class Facilitator(BaseDriver):
     """Answers the server's effects: verify says ``valid``, settle succeeds; records what it was asked."""
+
+    world = "stub facilitator"
 
     def __init__(self, valid: bool = True) -> None:
         self.valid = valid
         self.effects: list[str] = []
 
-    def __call__(self, effect):
-        self.effects.append(type(effect).__name__)
-        if isinstance(effect, Verify):
-            return VerifyResponse(
-                is_valid=self.valid, invalid_reason=None if self.valid else "x", payer=PAYER
-            )
-        if isinstance(effect, Settle):
-            return SettleResponse(
-                success=True, transaction="0x" + "ab" * 32, network="eip155:31337", payer=PAYER
-            )
-        if isinstance(effect, Handle):
-            return HttpResponse.of_json(200, {"served": len(self.effects)})
-        raise AssertionError(effect)
+    def verify(self, effect):
+        self.effects.append("Verify")
+        return VerifyResponse(is_valid=self.valid, invalid_reason=None if self.valid else "x", payer=PAYER)
+
+    def settle(self, effect):
+        self.effects.append("Settle")
+        return SettleResponse(success=True, transaction="0x" + "ab" * 32, network="eip155:31337", payer=PAYER)
+
+    def handle(self, effect):
+        self.effects.append("Handle")
+        return HttpResponse.of_json(200, {"served": len(self.effects)})
 
 
 def server(mode: str) -> ResourceServer:
@@ -261,7 +262,7 @@ def test_the_same_id_with_another_payment_or_route_is_a_conflict():
 def test_an_id_in_flight_is_a_conflict_and_a_refused_payment_frees_its_id():
     role = server("optional")
     steps = role.handle(payment(role, 1, "pay_0123456789abcdef"))
-    assert isinstance(next(steps), Verify)  # the first use is now waiting for /verify
+    assert type(next(steps)).__name__ == "Verify"  # the first use is now waiting for /verify
     assert run(role.handle(payment(role, 1, "pay_0123456789abcdef")), Facilitator()).status == 409
     with pytest.raises(StopIteration) as refused:
         steps.send(VerifyResponse(is_valid=False, invalid_reason="x"))

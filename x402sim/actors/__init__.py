@@ -1,6 +1,7 @@
 """The three x402 roles as plain objects: client, resource server, facilitator (no I/O)."""
 
 from .client import Client, FetchResult, PaymentRecord, PaymentRefused, SpendPolicy
+from .driver import BaseDriver, Driver, UnsupportedEffect, arun, dispatch, drive, run
 from .facilitator import Facilitator, PendingSettlement, SettlementRecord
 from .messages import (
     Effect,
@@ -13,13 +14,13 @@ from .messages import (
     Steps,
     Unreachable,
     Verify,
-    arun,
-    run,
 )
 from .server import ResourceServer, Route
 
 __all__ = [
+    "BaseDriver",
     "Client",
+    "Driver",
     "Effect",
     "Facilitator",
     "FetchResult",
@@ -38,7 +39,10 @@ __all__ = [
     "SpendPolicy",
     "Steps",
     "Unreachable",
+    "UnsupportedEffect",
     "Verify",
     "arun",
+    "dispatch",
+    "drive",
     "run",
 ]

@@ -9,14 +9,15 @@ is obtained: a direct call in the in-process testbed, a delay in the SimPy world
 trip behind real sockets. A driver may also throw ``Unreachable`` into the generator to say the
 other side did not answer; roles turn that into a value (for the server, a 502).
 
-This is the whole contract between roles and worlds; ``run`` is the simplest driver.
+This is the whole contract between roles and worlds; ``driver`` holds the interface a world
+implements to answer these effects, and the runners that step a role through it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from ..protocol import AnyPaymentPayload, AnyRequirements
@@ -158,64 +159,19 @@ Steps = Generator[Effect, Any, R]
 
 @dataclass
 class Unreachable(Exception):
-    """Thrown into a role by a driver when the other side did not answer."""
+    """Thrown into a role by a driver when the other side did not answer.
+
+    ``may_have_landed``: the request may have reached the other side and had its effect (the
+    connection broke or the answer was lost after sending, a transaction was sent): a caller must
+    find out before doing it again. ``cause`` is the transport's own error, if there was one."""
 
     what: str
     detail: str = ""
-    extra: dict = field(default_factory=dict)
+    may_have_landed: bool = False
+    cause: BaseException | None = None
 
     def __str__(self) -> str:
         return f"{self.what} unreachable" + (f": {self.detail}" if self.detail else "")
-
-
-def run(steps: Steps[R], perform: Callable[[Effect], Any]) -> R:
-    """Drive ``steps`` to completion, answering each effect with ``perform(effect)``.
-
-    If ``perform`` raises ``Unreachable``, it is thrown into the role at the point of the effect.
-    """
-
-    def at_once(effect):  # a generator that never yields: ``drive`` then never suspends
-        return perform(effect)
-        yield
-
-    try:
-        next(drive(steps, at_once))
-    except StopIteration as done:
-        return done.value
-    raise AssertionError("unreachable: nothing in run's world yields")  # pragma: no cover
-
-
-async def arun(steps: Steps[R], perform: Callable[[Effect], Any]) -> R:
-    """``run`` for an async ``perform``."""
-    answer: Any = None
-    error: Unreachable | None = None
-    while True:
-        try:
-            effect = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        try:
-            answer = await perform(effect)
-        except Unreachable as exc:
-            error = exc
-
-
-def drive(steps: Steps[R], perform: Callable[[Effect], Generator]) -> Generator[Any, Any, R]:
-    """``run`` inside a generator-based world (a SimPy process): ``perform(effect)`` is itself a
-    generator, delegated to with ``yield from``, whose return value answers the effect."""
-    answer: Any = None
-    error: Unreachable | None = None
-    while True:
-        try:
-            effect = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as stop:
-            return stop.value
-        error = None
-        try:
-            answer = yield from perform(effect)
-        except Unreachable as exc:
-            error = exc
 
 
 __all__ = [
@@ -231,7 +187,4 @@ __all__ = [
     "Steps",
     "Unreachable",
     "Verify",
-    "arun",
-    "drive",
-    "run",
 ]

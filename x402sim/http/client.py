@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..actors.client import Client, DrivesClient, FetchResult, SpendPolicy, answer_with_approver
-from ..actors.messages import Approve, HttpRequest, HttpResponse, Send, Settle, Unreachable, Verify, arun, run
+from ..actors.driver import BaseDriver, arun, run
+from ..actors.messages import Approval, Approve, HttpRequest, HttpResponse, Send, Unreachable
 from ..governance import Governor
 from ..protocol import ProtocolError, SettleResponse, SupportedResponse, VerifyResponse
 
@@ -92,14 +93,6 @@ class FacilitatorClient:
     async def supported(self) -> SupportedResponse:
         return await self._call("GET", "/supported", SupportedResponse)
 
-    async def perform(self, effect):
-        """Answer a server role's ``Verify`` / ``Settle`` effect."""
-        if isinstance(effect, Verify):
-            return await self.verify(effect.payload, effect.requirements)
-        if isinstance(effect, Settle):
-            return await self.settle(effect.payload, effect.requirements)
-        raise TypeError(f"a facilitator cannot answer {effect!r}")
-
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -135,7 +128,7 @@ async def _send_async(http: httpx.AsyncClient, url: str, request: HttpRequest) -
             request.method, url, headers=list(request.headers), content=request.body
         )
     except httpx.HTTPError as exc:
-        raise Unreachable("server", str(exc), {"error": exc}) from exc
+        raise Unreachable("server", str(exc), may_have_landed=_may_have_landed(exc), cause=exc) from exc
     return _from_httpx(response)
 
 
@@ -143,13 +136,43 @@ def _send(http: httpx.Client, url: str, request: HttpRequest) -> HttpResponse:
     try:
         response = http.request(request.method, url, headers=list(request.headers), content=request.body)
     except httpx.HTTPError as exc:
-        raise Unreachable("server", str(exc), {"error": exc}) from exc
+        raise Unreachable("server", str(exc), may_have_landed=_may_have_landed(exc), cause=exc) from exc
     return _from_httpx(response)
 
 
-def _original(exc: Unreachable) -> Exception:
+def _may_have_landed(exc: httpx.HTTPError) -> bool:
+    return not isinstance(exc, NOT_SENT)
+
+
+def _original(exc: Unreachable) -> BaseException:
     """The httpx error behind a server that did not answer (what callers of these clients catch)."""
-    return exc.extra.get("error", exc)
+    return exc.cause if exc.cause is not None else exc
+
+
+class _ClientDriver(BaseDriver):
+    """The paying clients' answers: a request goes to ``origin`` over ``http``; an approval is asked
+    of the client's governor's approver at the client's clock (there is no human to ask)."""
+
+    world = "HTTP client"
+
+    def __init__(self, paying: _PayingBase, origin: str) -> None:
+        self.paying, self.origin = paying, origin
+
+    def approve(self, effect: Approve) -> Approval:
+        return answer_with_approver(self.paying.role, effect, int(self.paying.clock()))
+
+
+class _SyncDriver(_ClientDriver):
+    def send(self, effect: Send) -> HttpResponse:
+        return _send(self.paying._http, self.origin + effect.request.path, effect.request)
+
+
+class _AsyncDriver(_ClientDriver):
+    async def send(self, effect: Send) -> HttpResponse:
+        return await _send_async(self.paying._http, self.origin + effect.request.path, effect.request)
+
+    async def approve(self, effect: Approve) -> Approval:  # type: ignore[override]
+        return super().approve(effect)
 
 
 class _PayingBase(DrivesClient):
@@ -206,14 +229,8 @@ class PayingClient(_PayingBase):
     def request(self, method: str, url: str, *, headers=(), content: bytes = b"") -> FetchResult:
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
         request = _to_http_request(method, url, headers, content)
-
-        def perform(effect: Send | Approve):
-            if isinstance(effect, Approve):
-                return answer_with_approver(self.role, effect, int(self.clock()))
-            return _send(self._http, origin + effect.request.path, effect.request)
-
         try:
-            return run(self.role.fetch(request, int(self.clock())), perform)
+            return run(self.role.fetch(request, int(self.clock())), _SyncDriver(self, origin))
         except Unreachable as exc:
             raise _original(exc) from None
 
@@ -240,14 +257,8 @@ class AsyncPayingClient(_PayingBase):
     async def request(self, method: str, url: str, *, headers=(), content: bytes = b"") -> FetchResult:
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
         request = _to_http_request(method, url, headers, content)
-
-        async def perform(effect: Send | Approve):
-            if isinstance(effect, Approve):
-                return answer_with_approver(self.role, effect, int(self.clock()))
-            return await _send_async(self._http, origin + effect.request.path, effect.request)
-
         try:
-            return await arun(self.role.fetch(request, int(self.clock())), perform)
+            return await arun(self.role.fetch(request, int(self.clock())), _AsyncDriver(self, origin))
         except Unreachable as exc:
             raise _original(exc) from None
 

@@ -47,7 +47,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..actors.messages import Handle, HttpRequest, HttpResponse, arun
+from ..actors.driver import BaseDriver, arun
+from ..actors.messages import Handle, HttpRequest, HttpResponse, Settle, Verify
 from ..actors.server import ResourceServer, default_handler
 from ..protocol import PAYMENT_REQUIRED, PAYMENT_SIGNATURE, X_PAYMENT, ProtocolError, read_settlement
 from ..trust.signatures import (
@@ -229,6 +230,25 @@ def _crawl_headers(server: ResourceServer, request: HttpRequest, answer: HttpRes
     return HttpResponse(answer.status, (*answer.headers, extra), answer.body)
 
 
+class ServerDriver(BaseDriver):
+    """The served resource server's answers: its facilitator calls go to ``facilitator`` over HTTP,
+    its application is ``application`` (the handlers, or the proxied origin)."""
+
+    world = "HTTP resource server"
+
+    def __init__(self, application: Callable, facilitator: FacilitatorClient) -> None:
+        self.application, self.facilitator = application, facilitator
+
+    async def handle(self, effect: Handle) -> HttpResponse:
+        return await self.application(effect.request)
+
+    async def verify(self, effect: Verify):
+        return await self.facilitator.verify(effect.payload, effect.requirements)
+
+    async def settle(self, effect: Settle):
+        return await self.facilitator.settle(effect.payload, effect.requirements)
+
+
 def resource_server_app(
     server: ResourceServer,
     facilitator: FacilitatorClient,
@@ -273,10 +293,7 @@ def resource_server_app(
         kept = tuple((k, v) for k, v in answer.headers.multi_items() if k.lower() not in HOP_BY_HOP)
         return HttpResponse(answer.status_code, kept, answer.content)
 
-    async def perform(effect):
-        if isinstance(effect, Handle):
-            return await application(effect.request)
-        return await facilitator.perform(effect)
+    perform = ServerDriver(application, facilitator)
 
     async def endpoint(request: Request) -> Response:
         try:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from eth_utils import to_checksum_address
 
 from ..actors.client import PaymentRefused
-from ..actors.messages import HttpRequest, Send, drive
+from ..actors.messages import HttpRequest, Send
 from ..evm.exact import Offer, sign_authorization
 from ..evm.token import encode_call
 from ..protocol import (
@@ -44,7 +44,7 @@ from ..protocol import (
 from . import scenario as sc
 from .records import Row
 from .trust import ReputationChooser
-from .world import Agent, Chooser, World
+from .world import Agent, Chooser, World, drive
 
 SENT_LATE = 700  # seconds by which "not yet valid" payments are post-dated
 EXPIRED_BY = 700  # seconds by which "expired" payments have run out

@@ -61,6 +61,8 @@ from typing import Any
 import simpy
 
 from ..actors.client import Client, SpendPolicy
+from ..actors.driver import BaseDriver
+from ..actors.driver import drive as _drive
 from ..actors.facilitator import Facilitator, PendingSettlement
 from ..actors.messages import (
     Approval,
@@ -73,7 +75,6 @@ from ..actors.messages import (
     Settle,
     Unreachable,
     Verify,
-    drive,
 )
 from ..actors.server import ReplayGuard, ResourceServer, Route
 from ..evm.chain import ETHER, ChainError, LocalChain
@@ -721,14 +722,14 @@ class World:
                     self.latency[op].add(self.env.now - started)
                 return result
             last = result
-            if result.extra.get("sent"):
+            if result.may_have_landed:
                 break  # the settlement may have happened: never try it elsewhere
             self.count(f"failover_from_{op}")
         raise last
 
     def _facilitator_call(self, fac: SimFacilitator, op: str, effect, row: Row):
         """One request to one facilitator, as a SimPy process: its value is the answer, or an
-        ``Unreachable`` (with ``extra["sent"]`` when a transaction may have been sent)."""
+        ``Unreachable`` (with ``may_have_landed`` when a transaction may have been sent)."""
         net = self.scenario.network
         env = self.env
         rpc = fac.spec.rpc_latency or net.facilitator_chain
@@ -786,7 +787,7 @@ class World:
         self.release_tx(pending.tx_hash)  # this call reads nothing more of it
         if receipt is not None and self._fault_hits(self.lost_answers, fac, "faults:lost"):
             self.count("settle_answers_lost")
-            return Unreachable("facilitator", f"{fac.name}: settle answer lost", {"sent": True})
+            return Unreachable("facilitator", f"{fac.name}: settle answer lost", may_have_landed=True)
         return answer
 
     def _await_receipt(self, fac: SimFacilitator, pending: PendingSettlement, rpc):
@@ -807,6 +808,22 @@ class World:
             yield ready
         yield self.env.timeout(rpc.sample(fac.rng))  # the receipt is read
         return fac.role.finish_settle(pending, self.chain.receipt(h))
+
+
+class _Perform(BaseDriver):
+    world = "simulator"
+
+    def __init__(self, perform) -> None:
+        self.perform = perform
+
+    def _all(self, effect):
+        return (yield from self.perform(effect))
+
+    send = verify = settle = handle = approve = give_feedback = _all
+
+
+def drive(steps, perform):
+    return _drive(steps, _Perform(perform))
 
 
 def _carries_payment(request: HttpRequest) -> bool:
