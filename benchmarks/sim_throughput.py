@@ -30,8 +30,8 @@ import time
 
 from x402sim.evm.chain import ETHER, GWEI, LocalChain
 from x402sim.evm.eip712 import address_of_key
-from x402sim.evm.exact import Offer, settlement_calldata, sign_authorization
 from x402sim.evm.txsign import sign_eip1559
+from x402sim.mechanisms.exact_eip3009 import Offer, settlement_calldata, sign_authorization
 from x402sim.sim import load_scenario, run
 from x402sim.sim.world import World
 

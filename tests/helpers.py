@@ -5,7 +5,7 @@ from __future__ import annotations
 from eth_utils import to_checksum_address
 
 from x402sim.evm.eip712 import Authorization, authorization_digest, sign_digest
-from x402sim.evm.exact import Offer
+from x402sim.mechanisms.exact_eip3009 import Offer
 from x402sim.protocol import PaymentPayload, PaymentRequirements
 
 

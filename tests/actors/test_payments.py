@@ -157,7 +157,7 @@ def test_front_run_settlement_fails_on_chain_and_withholds_the_body(tb):
     thief = tb.account(eth=10**18)
 
     def front_run(request):
-        from x402sim.evm.exact import settlement_calldata
+        from x402sim.mechanisms.exact_eip3009 import settlement_calldata
         from x402sim.protocol import parse_exact_evm_payload, read_payment
 
         payload = parse_exact_evm_payload(read_payment(request.headers).payload)

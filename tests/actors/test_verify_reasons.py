@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from tests.helpers import craft_payment
-from x402sim.evm.exact import CHECKS, Offer
+from x402sim.mechanisms.exact_eip3009 import CHECKS, Offer
 from x402sim.protocol import ReasonClass, reason_class
 
 PRICE = 10_000

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from x402sim.evm import LocalChain, contracts
 from x402sim.evm.chain import ETHER, ZERO_ADDRESS, ChainError
 from x402sim.evm.eip712 import SECP256K1_N, Authorization, address_of_key
-from x402sim.evm.exact import check_offline, verify_on_chain
 from x402sim.evm.ledger import EXECUTION_GAS, LedgerChain
 from x402sim.evm.ledger_gas import calibrate, cancel_call, sign_cancel, sign_transfer, twa_call
 from x402sim.evm.token import encode_call
+from x402sim.mechanisms.exact_eip3009 import check_offline, verify_on_chain
 from x402sim.protocol import PaymentPayload, PaymentRequirements
 
 PAYERS = {"rich": 5_000_000, "exact": 10_000, "poor": 9_999, "broke": 0}

@@ -18,9 +18,9 @@ from x402sim.actors import Facilitator
 from x402sim.actors.server import ResourceServer
 from x402sim.evm import PRESETS, ChainError, LocalChain, address_of_key, contracts, preset, preset_for_network
 from x402sim.evm.chain import ETHER, TOKEN_CONSTRUCTOR_SLOTS
-from x402sim.evm.exact import Offer
 from x402sim.evm.state_verify import token_state
 from x402sim.evm.token import TRANSFER_WITH_AUTHORIZATION, encode_call
+from x402sim.mechanisms.exact_eip3009 import Offer
 from x402sim.protocol import PaymentPayload
 
 # Read from the official SDKs' default asset tables (Python x402 2.25 default_assets.py, TypeScript

@@ -31,15 +31,15 @@ from x402sim.evm.eip712 import (
     sign_digest,
     typed_data_digest,
 )
-from x402sim.evm.exact import (
+from x402sim.evm.state_verify import LAYOUTS, TokenState, token_state
+from x402sim.evm.token import encode_call, transfer_with_authorization_call
+from x402sim.mechanisms.exact_eip3009 import (
     authorization_of,
     check_offline,
     settlement_calldata,
     settlement_vrs,
     verify_on_chain,
 )
-from x402sim.evm.state_verify import LAYOUTS, TokenState, token_state
-from x402sim.evm.token import encode_call, transfer_with_authorization_call
 from x402sim.protocol import PaymentPayload, PaymentRequirements, parse_exact_evm_payload
 
 PRICE = 10_000

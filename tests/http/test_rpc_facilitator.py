@@ -10,10 +10,10 @@ from x402sim.actors import Facilitator
 from x402sim.actors.server import ResourceServer
 from x402sim.evm import LocalChain, address_of_key
 from x402sim.evm.chain import ETHER
-from x402sim.evm.exact import settlement_calldata
 from x402sim.evm.rpc_chain import RpcChain
 from x402sim.http import FacilitatorClient, PayingClient, Services, facilitator_app, resource_server_app
 from x402sim.http.chain_rpc import chain_rpc_app
+from x402sim.mechanisms.exact_eip3009 import settlement_calldata
 from x402sim.protocol import ReasonClass, parse_exact_evm_payload, reason_class
 
 

@@ -55,9 +55,9 @@ from x402sim.actors import Facilitator
 from x402sim.actors.server import ResourceServer
 from x402sim.evm import LocalChain, address_of_key
 from x402sim.evm.chain import ETHER
-from x402sim.evm.exact import Offer
 from x402sim.http import FacilitatorClient, PayingClient, Services, resource_server_app
 from x402sim.http.chain_rpc import chain_rpc_app
+from x402sim.mechanisms.exact_eip3009 import Offer
 from x402sim.protocol import (
     PaymentPayload,
     PaymentRequirements,

@@ -25,7 +25,7 @@ from eth_hash.auto import keccak as reference_keccak
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from x402sim.evm.exact import Offer
+from x402sim.mechanisms.exact_eip3009 import Offer
 from x402sim.trust.mandates import (
     AGENT_RECURRENCE,
     ALLOWED_INSTRUMENTS,

@@ -33,8 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..evm.eip712 import address_of_key
-from ..evm.exact import SCHEME, Offer, sign_authorization
 from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor, Policy
+from ..mechanisms import Mechanisms, Offer, default_mechanisms
 from ..protocol import (
     AnyPaymentPayload,
     AnyPaymentRequired,
@@ -211,6 +211,7 @@ class Client:
     identity: AgentRef | None = None  # this payer's own agent, declared in its payments
     rate: Callable[[HttpResponse], int | None] | None = None  # feedback value on a delivery (None: none)
     mandate: Any = None  # an ``AgentMandate`` (AP2): every payment carries a closed mandate
+    mechanisms: Mechanisms = field(default_factory=default_mechanisms)  # what it can pay
 
     def __post_init__(self) -> None:
         self.networks = check_networks(self.networks)
@@ -271,7 +272,8 @@ class Client:
             except ProtocolError as exc:
                 reasons.append(str(exc))
                 continue
-            if offer.scheme != SCHEME:
+            mechanism = self.mechanisms.find(offer.scheme, offer.network, offer.extra)
+            if offer.scheme not in self.mechanisms.schemes:
                 reasons.append(f"scheme {offer.scheme!r} is not supported")
             elif offer.chain_id is None:
                 reasons.append(f"network {offer.network} is not an EVM (eip155) network")
@@ -281,11 +283,11 @@ class Client:
                 reasons.append(
                     f"maxTimeoutSeconds {offer.max_timeout_seconds} is longer than {MAX_TIMEOUT_SECONDS}"
                 )
-            elif not (
-                isinstance(offer.extra.get("name"), str) and isinstance(offer.extra.get("version"), str)
+            elif mechanism is None:
+                reasons.append(f"no mechanism pays {offer.scheme!r} offers of this kind on {offer.network}")
+            elif (why := mechanism.client_refusal(offer)) or (
+                why := self.policy.refusal(offer, self._committed)
             ):
-                reasons.append("offer lacks the token's EIP-712 name and version")
-            elif why := self.policy.refusal(offer, self._committed):
                 reasons.append(why)
             elif self.mandate is not None and not isinstance(required, PaymentRequired):
                 reasons.append("an AP2 mandate can only travel with an x402 v2 payment")
@@ -342,7 +344,10 @@ class Client:
             nonce = self._rng.randbytes(32)
         if self.identity is not None:
             extensions.update(payer_declaration(self.identity))
-        exact = sign_authorization(self.key, self.address, offer, now, nonce).to_wire()
+        mechanism = self.mechanisms.find(offer.scheme, offer.network, offer.extra)
+        if mechanism is None:  # choose() only picks offers a mechanism pays
+            raise PaymentRefused(f"no mechanism pays {offer.scheme!r} offers on {offer.network}")
+        exact = mechanism.sign(self.key, self.address, offer, now, nonce)
         self._committed += offer.amount
         if isinstance(required, PaymentRequired):
             payment = PaymentPayload(

@@ -1,6 +1,13 @@
-"""The reference facilitator: verify, settle and list what it supports, for ``exact`` on one chain.
+"""The reference facilitator: verify, settle and list what it supports, on one chain, for the
+mechanisms it is given (``mechanisms``; by default those x402sim ships, ``exact`` with EIP-3009).
 
 Rules:
+
+* The scheme's rules are its mechanism's (``x402sim.mechanisms``): the facilitator finds the
+  mechanism of the requirements the server sent and runs its verify table, its on-chain step and its
+  settlement transaction. A scheme no mechanism claims is judged by the first mechanism of its
+  network family, whose first row refuses it (``unsupported_scheme``).
+* The chain is reached only through the ``Chain`` interface (``evm.backend``).
 
 * ``now`` is an argument of every operation; nothing here reads a clock or sleeps.
 * Settlement is two halves so that any world can put time between them: ``begin_settle`` verifies,
@@ -24,32 +31,23 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..evm.chain import GWEI, ChainError, LocalChain, Receipt
+from ..evm.backend import Chain
+from ..evm.chain import GWEI, ChainError, Receipt
 from ..evm.eip712 import address_of_key
-from ..evm.exact import (
-    SCHEME,
-    VERIFY_MODES,
-    Offer,
-    Verdict,
-    check_offline,
-    settlement_calldata,
-    transfer_matches,
-    verify_on_chain,
-)
-from ..evm.exact import reason_for_revert as _reason_for_revert
-from ..evm.rpc_chain import RpcChain
 from ..evm.txsign import sign_eip1559
+from ..mechanisms import Mechanism, Mechanisms, Offer, default_mechanisms
+from ..mechanisms.exact_eip3009 import VERIFY_MODES, Verdict
 from ..protocol import (
     AnyPaymentPayload,
     AnyRequirements,
+    PaymentRequirementsV1,
     Reason,
     SettleResponse,
-    SupportedKind,
     SupportedResponse,
     VerifyResponse,
-    caip2_to_v1,
+    v1_to_caip2,
 )
 
 DEDUPE_MODES = ("refuse", "share", "off")
@@ -67,6 +65,7 @@ class PendingSettlement:
     verdict: Verdict
     network: str  # as the requirements named it (a v1 name or CAIP-2)
     submitted_at: int
+    mechanism: Mechanism
 
 
 @dataclass(frozen=True)
@@ -86,11 +85,12 @@ class SettlementRecord:
 
 @dataclass
 class Facilitator:
-    """Verifies and settles ``exact`` EIP-3009 payments on ``chain`` from the account of ``key``.
+    """Verifies and settles payments of its ``mechanisms`` on ``chain`` from the account of ``key``.
 
-    ``chain`` is the embedded ``LocalChain`` or an ``RpcChain`` (any node behind JSON-RPC)."""
+    ``chain`` is any backend of the ``Chain`` interface: the embedded ``LocalChain``, the ledger
+    backend, or an ``RpcChain`` (any node behind JSON-RPC)."""
 
-    chain: LocalChain | RpcChain
+    chain: Chain
     key: bytes
     settle_gas: int = DEFAULT_SETTLE_GAS
     priority_fee: int = 0
@@ -98,6 +98,7 @@ class Facilitator:
     check_transfer_log: bool = True
     verify_mode: str = "state"  # or "simulate": how exact.verify_on_chain learns a call's outcome
     history: int | None = None  # settlement records kept, newest last (None: all; 0: none)
+    mechanisms: Mechanisms = field(default_factory=default_mechanisms)
 
     def __post_init__(self) -> None:
         if self.verify_mode not in VERIFY_MODES:
@@ -118,18 +119,23 @@ class Facilitator:
     # -- discovery ------------------------------------------------------------------------------
 
     def supported(self) -> SupportedResponse:
-        network = self.chain.network
-        kinds = [SupportedKind(x402_version=2, scheme=SCHEME, network=network)]
-        v1_name = caip2_to_v1(network)
-        if v1_name:
-            kinds.append(SupportedKind(x402_version=1, scheme=SCHEME, network=v1_name))
+        kinds = [kind for m in self.mechanisms for kind in m.supported_kinds(self.chain.network)]
         return SupportedResponse(kinds=kinds, extensions=[], signers={"eip155:*": [self.address]})
+
+    def mechanism_for(self, requirements: AnyRequirements) -> Mechanism:
+        """The mechanism that judges a payment against ``requirements`` (see the module's rules)."""
+        if isinstance(requirements, PaymentRequirementsV1):
+            network = v1_to_caip2(requirements.network) or requirements.network
+        else:
+            network = requirements.network
+        return self.mechanisms.judge_with(requirements.scheme, network, requirements.extra)
 
     # -- verify ---------------------------------------------------------------------------------
 
     def _judge(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> Verdict:
-        verdict = check_offline(payload, requirements, now, self.chain.chain_id)
-        return verify_on_chain(verdict, self.chain, now, self.verify_mode)
+        mechanism = self.mechanism_for(requirements)
+        verdict = mechanism.check(payload, requirements, now, self.chain.chain_id)
+        return mechanism.check_on_chain(verdict, self.chain, now, self.verify_mode)
 
     def verify(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> VerifyResponse:
         verdict = self._judge(payload, requirements, now)
@@ -147,27 +153,30 @@ class Facilitator:
     def begin_settle(
         self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int
     ) -> PendingSettlement | SettleResponse:
-        """Verify again, claim the authorization and submit ``transferWithAuthorization``."""
-        verdict = check_offline(payload, requirements, now, self.chain.chain_id)
+        """Verify again, claim the authorization and submit the mechanism's settlement transaction."""
+        mechanism = self.mechanism_for(requirements)
+        verdict = mechanism.check(payload, requirements, now, self.chain.chain_id)
         claim = None
         if verdict.ok:
-            auth = verdict.payload.authorization
-            claim = (auth.from_.lower(), auth.nonce.lower())
+            claim, valid_until = mechanism.claim(verdict)
             if self.dedupe == "share" and claim in self._shared:
                 return self._shared[claim]
             if self.dedupe == "refuse" and claim in self._claims:
                 return self._failed(verdict, Reason.duplicate_settlement, requirements)
-            verdict = verify_on_chain(verdict, self.chain, now, self.verify_mode)
+            verdict = mechanism.check_on_chain(verdict, self.chain, now, self.verify_mode)
         if not verdict.ok:
             return self._failed(verdict, verdict.reason, requirements)
+        to, calldata = mechanism.settlement(verdict)
         try:
-            tx_hash = self._submit(settlement_calldata(verdict.payload), verdict.offer.asset)
+            tx_hash = self._submit(calldata, to)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
         if self.dedupe != "off":
-            self._claims[claim] = verdict.payload.authorization.valid_before
+            self._claims[claim] = valid_until
             self._prune(now)
-        pending = PendingSettlement(tx_hash, verdict.payer, verdict.offer, verdict, requirements.network, now)
+        pending = PendingSettlement(
+            tx_hash, verdict.payer, verdict.offer, verdict, requirements.network, now, mechanism
+        )
         if self.dedupe == "share":
             self._shared[claim] = pending
         return pending
@@ -176,16 +185,16 @@ class Facilitator:
         """Judge a mined settlement by its receipt and its ``Transfer`` log."""
         if receipt.tx_hash in self._answers:  # a shared settlement, already judged
             return self._answers[receipt.tx_hash]
-        offer, payload = pending.offer, pending.verdict.payload
-        if receipt.success and (not self.check_transfer_log or transfer_matches(receipt, offer, payload)):
+        offer, verdict, mechanism = pending.offer, pending.verdict, pending.mechanism
+        if receipt.success and (not self.check_transfer_log or mechanism.transfer_matches(receipt, verdict)):
             reason = None
         elif receipt.success:
             reason = Reason.invalid_exact_evm_transfer_event_mismatch
         else:
-            reason = _reason_for_revert(receipt.revert_reason)
-            if reason is Reason.transaction_failed and self._used_on_chain(payload, offer):
+            reason = mechanism.reason_for_revert(receipt.revert_reason)
+            if reason is Reason.transaction_failed and self._used_on_chain(mechanism, verdict):
                 reason = Reason.invalid_exact_evm_nonce_already_used  # a node that keeps no revert text
-        claim = (payload.authorization.from_.lower(), payload.authorization.nonce.lower())
+        claim, _ = mechanism.claim(verdict)
         if reason is not None and reason is not Reason.invalid_exact_evm_nonce_already_used:
             self._claims.pop(claim, None)
             self._shared.pop(claim, None)
@@ -241,10 +250,9 @@ class Facilitator:
             self._answers = {h: a for h, a in self._answers.items() if h in kept}
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self._claims))
 
-    def _used_on_chain(self, payload, offer: Offer) -> bool:
-        auth = payload.authorization
+    def _used_on_chain(self, mechanism: Mechanism, verdict: Verdict) -> bool:
         try:
-            return self.chain.authorization_state(auth.from_, bytes.fromhex(auth.nonce[2:]), offer.asset)
+            return mechanism.already_settled(self.chain, verdict)
         except ChainError:
             return False
 
@@ -256,7 +264,10 @@ class Facilitator:
         if isinstance(pending, SettleResponse):
             return pending
         self.chain.mine()
-        return self.finish_settle(pending, self.chain.receipt(pending.tx_hash))
+        receipt = self.chain.receipt(pending.tx_hash)
+        if receipt is None:
+            return self.abandon_settle(pending, "the settlement transaction was not mined")
+        return self.finish_settle(pending, receipt)
 
     def _submit(self, calldata: bytes, asset: str) -> bytes:
         if self._next_nonce is None:

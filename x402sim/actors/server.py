@@ -39,7 +39,7 @@ from typing import Any
 
 from eth_utils import is_address
 
-from ..evm.exact import Offer, evm_address
+from ..mechanisms import EXACT_EIP3009, Mechanism, Offer, evm_address
 from ..protocol import (
     PAYMENT_REQUIRED,
     PAYMENT_RESPONSE,
@@ -234,6 +234,7 @@ class ResourceServer:
     identity: ServerIdentity | None = None  # the ERC-8004 agent this server is, declared in its 402s
     payers: PayerRules | None = None  # what it asks of the agents paying it (identity, reputation)
     mandates: Any = None  # a ``MandateVerifier``: every payment must carry an AP2 mandate it accepts
+    mechanism: Mechanism = EXACT_EIP3009  # how its offers are paid: their scheme and ``extra``
 
     @classmethod
     def with_prices(cls, prices: Mapping[str, int | Route], *, chain=None, **kwargs) -> ResourceServer:
@@ -273,13 +274,13 @@ class ResourceServer:
         self, route: Route, price: int | None = None, extra: dict | None = None
     ) -> PaymentRequirements:
         return PaymentRequirements(
-            scheme="exact",
+            scheme=self.mechanism.scheme,
             network=self.network,
             amount=route.price if price is None else price,
             asset=self.asset,
             pay_to=route.pay_to or self.pay_to,
             max_timeout_seconds=route.max_timeout_seconds,
-            extra={"name": self.asset_name, "version": self.asset_version, **(extra or {})},
+            extra={**self.mechanism.extra(self.asset_name, self.asset_version), **(extra or {})},
         )
 
     def offers(self, route: Route) -> list[PaymentRequirements]:
@@ -296,7 +297,7 @@ class ResourceServer:
         if name is None:
             return None
         return PaymentRequirementsV1(
-            scheme="exact",
+            scheme=self.mechanism.scheme,
             network=name,
             max_amount_required=route.price,
             asset=self.asset,
@@ -305,7 +306,7 @@ class ResourceServer:
             description=route.description,
             mime_type=route.mime_type,
             max_timeout_seconds=route.max_timeout_seconds,
-            extra={"name": self.asset_name, "version": self.asset_version},
+            extra=self.mechanism.extra(self.asset_name, self.asset_version),
         )
 
     def resource_url(self, route: Route) -> str:

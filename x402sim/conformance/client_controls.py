@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from ..actors.client import MAX_TIMEOUT_SECONDS, Client, PaymentRefused, SpendPolicy
-from ..evm.exact import SCHEME, Offer, sign_authorization
 from ..http.serve import client_env
+from ..mechanisms.exact_eip3009 import SCHEME, Offer, sign_authorization
 from ..protocol import (
     PAYMENT_SIGNATURE,
     X_PAYMENT,

@@ -21,11 +21,11 @@ from typing import Any
 
 from ..actors.facilitator import Facilitator, PendingSettlement
 from ..evm.chain import CallResult
-from ..evm.exact import FACILITATOR_VALID_BEFORE_MARGIN, Offer, Verdict, settlement_calldata
 from ..evm.reads import ChainError
 from ..evm.rpc_chain import RpcChain
 from ..http.facilitator_app import facilitator_app
 from ..http.serve import facilitator_env
+from ..mechanisms.exact_eip3009 import FACILITATOR_VALID_BEFORE_MARGIN, Offer, Verdict, settlement_calldata
 from ..protocol import ProtocolError, Reason, parse_exact_evm_payload
 from .asgi import capture, read_body, replay, send_json, send_raw
 from .controls import control

@@ -1,4 +1,4 @@
-"""The EVM side: EIP-712/EIP-3009 signing, the contracts, the embedded chain, the exact scheme, ERC-8004."""
+"""The EVM side: EIP-712/EIP-3009 signing, the contracts, the embedded chain and its backends, ERC-8004."""
 
 from .chain import DEFAULT_CHAIN_ID, Block, CallResult, ChainError, LocalChain, Receipt, Snapshot
 from .contracts import MULTICALL3_ADDRESS, Artifact, load_artifact
@@ -23,21 +23,11 @@ from .erc8004 import (
     set_metadata,
     sign_agent_wallet,
 )
-from .exact import (
-    CHECKS,
-    Offer,
-    Verdict,
-    check_offline,
-    reason_for_revert,
-    sign_authorization,
-    verify_on_chain,
-)
 from .ledger import LedgerChain
 from .presets import PRESETS, NetworkPreset, preset, preset_for_network
 from .token import Transfer
 
 __all__ = [
-    "CHECKS",
     "DEFAULT_CHAIN_ID",
     "IDENTITY_REGISTRY_ADDRESS",
     "MULTICALL3_ADDRESS",
@@ -53,17 +43,14 @@ __all__ = [
     "LedgerChain",
     "LocalChain",
     "NetworkPreset",
-    "Offer",
     "Receipt",
     "Snapshot",
     "Summary",
     "Transfer",
-    "Verdict",
     "address_of_key",
     "agent_uri",
     "agent_wallet",
     "append_response",
-    "check_offline",
     "get_metadata",
     "get_summary",
     "give_feedback",
@@ -72,7 +59,6 @@ __all__ = [
     "preset",
     "preset_for_network",
     "read_all_feedback",
-    "reason_for_revert",
     "recover_digest",
     "register",
     "revoke_feedback",
@@ -80,7 +66,5 @@ __all__ = [
     "set_agent_wallet",
     "set_metadata",
     "sign_agent_wallet",
-    "sign_authorization",
     "sign_digest",
-    "verify_on_chain",
 ]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from eth.constants import GENESIS_PARENT_HASH
 from eth.db import get_db_backend
@@ -61,6 +62,7 @@ from .contracts import (
 from .eip712 import Domain, address_of_key, canonical
 from .hashing import keccak
 from .reads import ChainError, TokenReads
+from .state_verify import TokenState, evm_token_state
 from .token import (
     Transfer,
     decode_transfer,
@@ -181,6 +183,7 @@ class ChainBasics(Transacts):
     ``bank_key``, ``minter_key``, ``_key_counter``, ``_receipts``, ``latest_timestamp``, ``transact``
     and ``mine``."""
 
+    remote: ClassVar[bool] = False  # in process: calls return at once; time is set from outside
     _receipts: dict[bytes, Receipt]
 
     @property
@@ -436,7 +439,7 @@ class LocalChain(TokenReads, ChainBasics):
         return self.nonce(sender) + self._queued.get(sender, (0, 0))[0]
 
     def nonce(self, address: str) -> int:
-        return self._state().get_nonce(canonical(address))
+        return self.latest_state().get_nonce(canonical(address))
 
     @property
     def pending_count(self) -> int:
@@ -547,7 +550,7 @@ class LocalChain(TokenReads, ChainBasics):
             self._base_fee = (latest.hash, header.base_fee_per_gas)
         return self._base_fee[1]
 
-    def _state(self):
+    def latest_state(self):
         """Read-only state of the latest block (cached until the head changes)."""
         head = self.evm.get_canonical_head()
         if self._head_state[0] != head.hash:
@@ -555,10 +558,10 @@ class LocalChain(TokenReads, ChainBasics):
         return self._head_state[1]
 
     def eth_balance(self, address: str) -> int:
-        return self._state().get_balance(canonical(address))
+        return self.latest_state().get_balance(canonical(address))
 
     def code(self, address: str) -> bytes:
-        return self._state().get_code(canonical(address))
+        return self.latest_state().get_code(canonical(address))
 
     def token_variant(self, address: str) -> str | None:
         """Which of the project's token contracts (``"usdc"``, ``"pyusd"``) runs at ``address`` in the
@@ -569,6 +572,11 @@ class LocalChain(TokenReads, ChainBasics):
             if code.startswith(load_artifact(variant).runtime_bytecode):
                 return variant
         return None
+
+    def token_state(self, asset: str) -> TokenState | None:
+        """The storage view of ``asset`` when it runs one of the project's token variants (verify
+        predicts from it); None for other code (verify simulates)."""
+        return evm_token_state(self, asset, self.token_variant(asset))
 
     def call(
         self,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import httpx
 from eth_utils import to_checksum_address
@@ -35,6 +36,7 @@ def _bytes(value: str | None) -> bytes:
 class RpcChain(TokenReads, Transacts):
     """The facilitator's view of a chain behind ``url``."""
 
+    remote: ClassVar[bool] = True  # every call is a blocking round trip; the node keeps its own time
     url: str
     timeout: float = 10.0
     # where the ERC-8004 registries are read (None: their genesis addresses; see ``evm.erc8004``)
@@ -132,6 +134,10 @@ class RpcChain(TokenReads, Transacts):
 
     def mine(self) -> None:
         """Nothing to do: the node mines on its own (module docstring)."""
+
+    def token_state(self, asset: str) -> None:
+        """No storage view over JSON-RPC: verification simulates."""
+        return None
 
     def send_raw_transaction(self, raw: bytes) -> bytes:
         return _bytes(self.rpc("eth_sendRawTransaction", "0x" + raw.hex()))

@@ -23,11 +23,11 @@ Rules of this module:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_utils import to_canonical_address
 
 from . import fiat_rules as fr
-from .chain import LocalChain
 from .contracts import PYUSD, USDC, load_artifact
 from .eip712 import Authorization, canonical, domain_separator, recover_signer
 from .hashing import keccak
@@ -65,19 +65,23 @@ _NAMES: dict[tuple[bytes, bytes], tuple[str, str] | None] = {}
 _NAMES_LIMIT = 4096
 
 
-def token_state(chain: object, asset: str, variant: str | None = None) -> TokenState | None:
-    """The storage of ``asset`` in the latest block of ``chain`` when its code is a known token
-    variant (``variant`` if given, else ``chain.token_variant``); None means: simulate instead. A chain
-    that keeps the token's state itself (the ledger backend) gives its own view."""
-    if not isinstance(chain, LocalChain):
-        own = getattr(chain, "token_state", None)
-        return own(asset) if own is not None else None
-    if variant is None:
-        variant = chain.token_variant(asset)
+def token_state(chain: Any, asset: str, variant: str | None = None) -> Any:
+    """The prediction-capable view of ``asset`` that ``chain`` gives (its ``token_state``), or None
+    when it gives none (then the caller simulates). With ``variant``, read the storage of a
+    py-evm ``chain`` as that variant whatever its code says (tests do)."""
+    if variant is not None:
+        return evm_token_state(chain, asset, variant)
+    own = getattr(chain, "token_state", None)
+    return own(asset) if own is not None else None
+
+
+def evm_token_state(chain: Any, asset: str, variant: str | None) -> TokenState | None:
+    """The storage of ``asset`` in the latest block of a py-evm ``chain`` (``LocalChain``) when its
+    code is a known token ``variant``; None means: simulate instead."""
     layout = LAYOUTS.get(variant) if variant else None
     if layout is None:
         return None
-    state = chain._state()  # the latest block's state, cached by LocalChain until the head moves
+    state = chain.latest_state()  # cached by LocalChain until the head moves
     address = to_canonical_address(asset)
     key = (address, state.get_code_hash(address))
     if key not in _NAMES:
@@ -105,7 +109,7 @@ class TokenState:
     verification diagnoses from it as it would from the chain; their ``token`` argument, kept for
     that, must be this token (or None)."""
 
-    chain: LocalChain
+    chain: Any  # the LocalChain whose state this is
     state: object  # py-evm state of the latest block
     asset: str
     address: bytes

@@ -31,7 +31,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..actors.facilitator import Facilitator, PendingSettlement
-from ..evm.chain import LocalChain
 from ..protocol import ProtocolError, Reason, SettleResponse, parse_facilitator_request
 from .bodies import BodyError, read_json_body
 from .chain_clock import ChainClock
@@ -61,7 +60,7 @@ def facilitator_app(
     """The facilitator's ASGI app. ``clock`` is the wall clock; on the embedded chain, services of
     the same chain share ``chain_clock`` (default: one following ``clock``)."""
     chain = facilitator.chain
-    embedded = isinstance(chain, LocalChain)
+    embedded = not chain.remote
     chain_time = (chain_clock or ChainClock(chain, clock)) if embedded else None
     gate = admission or Admission(MAX_IN_FLIGHT, MAX_WAITING, MAX_WAIT_SECONDS)
     lock = asyncio.Lock()

@@ -30,8 +30,8 @@ from eth_utils import to_checksum_address
 
 from ..actors.client import PaymentRefused
 from ..actors.messages import HttpRequest, Send
-from ..evm.exact import Offer, sign_authorization
 from ..evm.token import encode_call
+from ..mechanisms.exact_eip3009 import Offer, sign_authorization
 from ..protocol import (
     PaymentPayload,
     ProtocolError,

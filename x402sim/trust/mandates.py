@@ -676,7 +676,7 @@ class AgentMandate:
     """What an agent carries: its open mandate and key; ``close`` makes one chain per x402 payment.
 
     ``offer`` is anything with ``pay_to``, ``amount``, ``asset`` and ``network`` (an
-    ``x402sim.evm.exact.Offer``); ``rng`` makes the closed mandates repeatable.
+    ``x402sim.mechanisms.Offer``); ``rng`` makes the closed mandates repeatable.
     """
 
     def __init__(

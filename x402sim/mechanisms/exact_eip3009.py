@@ -24,12 +24,26 @@ before checking.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..evm.backend import ChainReads
+from ..evm.chain import Receipt
+from ..evm.eip712 import (
+    Authorization,
+    SignatureError,
+    authorization_digest,
+    checksum,
+    recover_digest,
+    sign_digest,
+    split_signature,
+)
+from ..evm.state_verify import token_state
+from ..evm.token import transfer_with_authorization_call
 from ..protocol import (
+    AnyPaymentPayload,
+    AnyRequirements,
     ExactEvmPayload,
     PaymentPayload,
     PaymentPayloadV1,
@@ -37,35 +51,17 @@ from ..protocol import (
     PaymentRequirementsV1,
     ProtocolError,
     Reason,
+    SupportedKind,
+    caip2_to_v1,
     parse_exact_evm_payload,
     v1_to_caip2,
 )
-from .eip712 import (
-    Authorization,
-    Domain,
-    SignatureError,
-    authorization_digest,
-    checksum,
-    recover_digest,
-    sign_digest,
-)
-from .eip712 import split_signature as _split
-from .state_verify import token_state
-from .token import transfer_with_authorization_call
+from .offer import Offer
 
 SCHEME = "exact"
 CLIENT_VALID_AFTER_SLACK = 600  # clients back-date validAfter by ten minutes (SDK behaviour)
 FACILITATOR_VALID_BEFORE_MARGIN = 6  # one block's time: an authorization must outlive its settlement
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 VERIFY_MODES = ("state", "simulate")  # how verify_on_chain learns the outcome (see the rules above)
-
-
-def evm_address(value: object, where: str) -> str:
-    """``value`` (``0x`` + 40 hex digits, any case) in EIP-55 checksum form, the one form addresses
-    are compared and used in; ``ProtocolError`` naming ``where`` when it is not an address."""
-    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
-        raise ProtocolError(where, "not a 20-byte hex address")
-    return checksum(value)
 
 
 class TokenViews(Protocol):
@@ -75,50 +71,6 @@ class TokenViews(Protocol):
     def balance_of(self, address: str, token: str | None = None) -> int: ...
     def name_of(self, token: str | None = None) -> str: ...
     def version_of(self, token: str | None = None) -> str: ...
-
-
-class ChainReader(TokenViews, Protocol):
-    """What verification needs to read from a chain (``LocalChain`` provides it)."""
-
-    chain_id: int
-
-    def call(self, to: str, data: bytes, *, timestamp: int | None = None): ...
-    def code(self, address: str) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class Offer:
-    """The fields of a payment requirement that the exact scheme acts on, for either version."""
-
-    scheme: str
-    network: str
-    amount: int
-    asset: str
-    pay_to: str
-    max_timeout_seconds: int
-    extra: dict
-
-    @classmethod
-    def of(cls, req: PaymentRequirements | PaymentRequirementsV1, where: str = "requirements") -> Offer:
-        """The offer of ``req``, with ``asset`` and ``payTo`` checked and in checksum form; a malformed
-        address raises ``ProtocolError`` naming ``where`` and the field."""
-        if isinstance(req, PaymentRequirementsV1):
-            network = v1_to_caip2(req.network)
-            amount = req.max_amount_required
-        else:
-            network, amount = req.network, req.amount
-        asset = evm_address(req.asset, f"{where}.asset")
-        pay_to = evm_address(req.pay_to, f"{where}.payTo")
-        return cls(req.scheme, network, amount, asset, pay_to, req.max_timeout_seconds, req.extra or {})
-
-    @property
-    def chain_id(self) -> int | None:
-        namespace, _, reference = self.network.partition(":")
-        return int(reference) if namespace == "eip155" and reference.isdigit() else None
-
-    @property
-    def domain(self) -> Domain:
-        return Domain(str(self.extra["name"]), str(self.extra["version"]), self.chain_id or 0, self.asset)
 
 
 # -- client side -------------------------------------------------------------------------------
@@ -279,7 +231,7 @@ def check_offline(
     return Verdict(None, "", payer, payload, offer)
 
 
-def verify_on_chain(verdict: Verdict, chain: ChainReader, now: int, mode: str = "simulate") -> Verdict:
+def verify_on_chain(verdict: Verdict, chain: ChainReads, now: int, mode: str = "simulate") -> Verdict:
     """Row 10: simulate ``transferWithAuthorization`` at ``now``; on failure, diagnose from the
     chain (nonce used, token name, token version, balance), then from the revert text.
 
@@ -356,7 +308,7 @@ def settlement_calldata(payload: ExactEvmPayload) -> bytes:
 def settlement_vrs(payload: ExactEvmPayload) -> tuple[int, bytes, bytes]:
     """The (v, r, s) that settlement sends for the payload's signature."""
     try:
-        return _split(signature_bytes(payload))
+        return split_signature(signature_bytes(payload))
     except SignatureError:
         return 0, b"\x00" * 32, b"\x00" * 32  # cannot succeed on chain; verify reports it first
 
@@ -371,3 +323,71 @@ def transfer_matches(receipt, offer: Offer, payload: ExactEvmPayload) -> bool:
         and t.value == a.value
         for t in receipt.transfers()
     )
+
+
+# -- the mechanism -------------------------------------------------------------------------------
+
+
+class ExactEip3009:
+    """``exact`` on ``eip155`` networks by EIP-3009 ``transferWithAuthorization``: the functions of
+    this module, as the four parts a ``Mechanism`` supplies (see ``mechanisms.base``)."""
+
+    scheme = SCHEME
+    family = "eip155"
+    transfer_method = "eip3009"
+    checks = CHECKS
+    # The ledger backend runs this mechanism's token with ``evm.fiat_rules`` (the token's
+    # transferWithAuthorization, cancelAuthorization, transfer and mint).
+    ledger_rules: str | None = "evm.fiat_rules"
+
+    # client part
+    def client_refusal(self, offer: Offer) -> str | None:
+        if not (isinstance(offer.extra.get("name"), str) and isinstance(offer.extra.get("version"), str)):
+            return "offer lacks the token's EIP-712 name and version"
+        return None
+
+    def sign(self, key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> dict:
+        return sign_authorization(key, payer, offer, now, nonce).to_wire()
+
+    # server part
+    def extra(self, asset_name: str, asset_version: str) -> dict:
+        return {"name": asset_name, "version": asset_version}
+
+    # facilitator part
+    def supported_kinds(self, network: str) -> list[SupportedKind]:
+        kinds = [SupportedKind(x402_version=2, scheme=self.scheme, network=network)]
+        v1_name = caip2_to_v1(network)
+        if v1_name:
+            kinds.append(SupportedKind(x402_version=1, scheme=self.scheme, network=v1_name))
+        return kinds
+
+    def check(
+        self, payment: AnyPaymentPayload, requirements: AnyRequirements, now: int, chain_id: int
+    ) -> Verdict:
+        return check_offline(payment, requirements, now, chain_id)
+
+    def check_on_chain(self, verdict: Verdict, chain: ChainReads, now: int, mode: str) -> Verdict:
+        return verify_on_chain(verdict, chain, now, mode)
+
+    def claim(self, verdict: Verdict) -> tuple[tuple[str, str], int]:
+        """The authorization a settlement spends, as (payer, nonce), and until when it could settle."""
+        auth = verdict.payload.authorization
+        return (auth.from_.lower(), auth.nonce.lower()), auth.valid_before
+
+    def settlement(self, verdict: Verdict) -> tuple[str, bytes]:
+        """Where the settlement transaction goes, and its calldata."""
+        return verdict.offer.asset, settlement_calldata(verdict.payload)
+
+    def transfer_matches(self, receipt: Receipt, verdict: Verdict) -> bool:
+        return transfer_matches(receipt, verdict.offer, verdict.payload)
+
+    def reason_for_revert(self, text: str | None) -> Reason:
+        return reason_for_revert(text)
+
+    def already_settled(self, chain: ChainReads, verdict: Verdict) -> bool:
+        """Whether the authorization is used on chain (for a node that keeps no revert text)."""
+        auth = verdict.payload.authorization
+        return chain.authorization_state(auth.from_, bytes.fromhex(auth.nonce[2:]), verdict.offer.asset)
+
+
+EXACT_EIP3009 = ExactEip3009()

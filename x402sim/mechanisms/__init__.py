@@ -1,0 +1,32 @@
+"""Payment mechanisms as plug-ins: one module per (scheme, network family, asset transfer method).
+
+``base`` says what a mechanism provides and holds the ``Mechanisms`` registry the roles look
+mechanisms up in; ``exact_eip3009`` is the first mechanism; ``offer`` is the view of a requirement
+that EVM mechanisms share. ``default_mechanisms()`` is what a role speaks when not told otherwise.
+"""
+
+from .base import DEFAULT_TRANSFER_METHOD, Mechanism, Mechanisms, family_of, transfer_method_of
+from .exact_eip3009 import EXACT_EIP3009, ExactEip3009
+from .offer import Offer, evm_address
+
+DEFAULT_MECHANISMS: tuple[Mechanism, ...] = (EXACT_EIP3009,)
+
+
+def default_mechanisms() -> Mechanisms:
+    """A new registry of the mechanisms x402sim ships."""
+    return Mechanisms(DEFAULT_MECHANISMS)
+
+
+__all__ = [
+    "DEFAULT_MECHANISMS",
+    "DEFAULT_TRANSFER_METHOD",
+    "EXACT_EIP3009",
+    "ExactEip3009",
+    "Mechanism",
+    "Mechanisms",
+    "Offer",
+    "default_mechanisms",
+    "evm_address",
+    "family_of",
+    "transfer_method_of",
+]

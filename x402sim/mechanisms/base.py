@@ -1,0 +1,123 @@
+"""What a mechanism is, and the registry through which the roles find one.
+
+A mechanism is one (scheme, network family, asset transfer method) triple, as the official SDKs
+register them: today ``exact`` / ``eip155`` / ``eip3009``. The roles hold a ``Mechanisms`` registry
+and look a mechanism up by the scheme and network of an offer; they never import a scheme's module.
+
+What a new mechanism provides (write it as one module beside ``exact_eip3009.py``, register it in
+``DEFAULT_MECHANISMS`` or hand it to the roles):
+
+* its identity: ``scheme``, ``family`` (the CAIP-2 namespace, ``eip155``) and ``transfer_method``
+  (``extra.assetTransferMethod``; ``eip3009`` is what an offer without it means);
+* the client part: ``client_refusal(offer)`` (why this client cannot pay an offer of this scheme,
+  e.g. ``extra`` lacks the token's EIP-712 domain) and ``sign(key, payer, offer, now, nonce)``, the
+  payload's wire object;
+* the server part: ``extra(asset_name, asset_version)``, what the mechanism puts in an offer's
+  ``extra``;
+* the facilitator part: ``supported_kinds(network)`` for ``/supported``; verify as ``checks``, one
+  ordered table of (check, reason), run by ``check`` (the offline rows) and ``check_on_chain`` (the
+  on-chain step, written out beside the table); settle as ``claim`` (the authorization a
+  settlement spends, for the facilitator's dedupe), ``settlement`` (the transaction: where to and
+  calldata), ``transfer_matches`` (the ``Transfer`` log a successful receipt must hold),
+  ``reason_for_revert`` and ``already_settled`` (what a failed receipt means);
+* the ledger part: ``ledger_rules``, the module of Python rules the ledger backend runs for its
+  contracts, or None: a scenario on the ledger backend that uses it is refused, naming it.
+
+What stays shared in the facilitator and is not a mechanism's business: the dedupe claims, the
+facilitator's own transaction nonce and gas, receipts, the weakness switches, and whether the
+``Transfer`` log is looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ..evm.backend import ChainReads
+from ..evm.chain import Receipt
+from ..protocol import AnyPaymentPayload, AnyRequirements, Reason, SupportedKind
+from .offer import Offer
+
+DEFAULT_TRANSFER_METHOD = "eip3009"  # what an EVM offer without extra.assetTransferMethod means
+
+
+class Mechanism(Protocol):
+    """The four parts of one (scheme, network family, transfer method); see the module docstring."""
+
+    scheme: str
+    family: str
+    transfer_method: str
+    checks: tuple[tuple[str, Reason, Any], ...]
+    ledger_rules: str | None
+
+    def client_refusal(self, offer: Offer) -> str | None: ...
+    def sign(self, key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> dict[str, Any]: ...
+    def extra(self, asset_name: str, asset_version: str) -> dict[str, Any]: ...
+    def supported_kinds(self, network: str) -> list[SupportedKind]: ...
+    def check(
+        self, payment: AnyPaymentPayload, requirements: AnyRequirements, now: int, chain_id: int
+    ) -> Any: ...
+    def check_on_chain(self, verdict: Any, chain: ChainReads, now: int, mode: str) -> Any: ...
+    def claim(self, verdict: Any) -> tuple[tuple[str, str], int]: ...
+    def settlement(self, verdict: Any) -> tuple[str, bytes]: ...
+    def transfer_matches(self, receipt: Receipt, verdict: Any) -> bool: ...
+    def reason_for_revert(self, text: str | None) -> Reason: ...
+    def already_settled(self, chain: ChainReads, verdict: Any) -> bool: ...
+
+
+def family_of(network: str) -> str:
+    """The CAIP-2 namespace of ``network`` (``eip155`` for ``eip155:8453``), or of a v1 name (EVM)."""
+    namespace, colon, _ = network.partition(":")
+    return namespace if colon else "eip155"
+
+
+def transfer_method_of(extra: dict[str, Any] | None) -> str:
+    method = (extra or {}).get("assetTransferMethod")
+    return method if isinstance(method, str) else DEFAULT_TRANSFER_METHOD
+
+
+class Mechanisms:
+    """The mechanisms a role speaks, found by scheme, network and transfer method.
+
+    ``find`` gives the mechanism registered for an offer, or None. ``judge_with`` is the facilitator's
+    look-up: an offer no mechanism claims is judged by the first mechanism of its network family,
+    whose table's first row refuses the scheme; so a facilitator answers ``unsupported_scheme``
+    with the same checks before it whatever the scheme."""
+
+    def __init__(self, mechanisms: Iterable[Mechanism] = ()) -> None:
+        self._all: list[Mechanism] = []
+        for mechanism in mechanisms:
+            self.register(mechanism)
+
+    def register(self, mechanism: Mechanism) -> None:
+        key = (mechanism.scheme, mechanism.family, mechanism.transfer_method)
+        if any((m.scheme, m.family, m.transfer_method) == key for m in self._all):
+            raise ValueError(f"a mechanism for {'/'.join(key)} is registered already")
+        self._all.append(mechanism)
+
+    def __iter__(self):
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    @property
+    def schemes(self) -> frozenset[str]:
+        return frozenset(m.scheme for m in self._all)
+
+    def find(self, scheme: str, network: str, extra: dict[str, Any] | None = None) -> Mechanism | None:
+        family, method = family_of(network), transfer_method_of(extra)
+        for m in self._all:
+            if (m.scheme, m.family, m.transfer_method) == (scheme, family, method):
+                return m
+        return None
+
+    def judge_with(self, scheme: str, network: str, extra: dict[str, Any] | None = None) -> Mechanism:
+        found = self.find(scheme, network, extra)
+        if found is not None:
+            return found
+        family = family_of(network)
+        for m in self._all:
+            if m.family == family:
+                return m
+        return self._all[0]
