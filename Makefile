@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check x402sim tests benchmarks examples
 	$(VENV)/bin/ruff format --check x402sim tests benchmarks examples
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format x402sim tests benchmarks examples
