@@ -1,6 +1,6 @@
 """The JSON-RPC methods: a table from method name to handler, filled by the ``_rpc`` decorator.
 
-Each handler takes the served chain (``_ChainRpc``) and the call's ``_Params`` and returns the
+Each handler takes the served chain (``ServedChain``) and the call's ``_Params`` and returns the
 JSON result or raises ``RpcError``. They are grouped as the package docstring lists them: identity
 and fees, blocks and state, calls, transactions, receipts and logs, and the test methods
 (``evm_*``, ``x402sim_*``). ``service`` looks methods up in ``_METHODS`` and checks their arity.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eth_bloom import BloomFilter
 
@@ -36,15 +36,13 @@ from .params import (
     _quantity,
 )
 from .shapes import _hex, _qty, _topic, block_json, logs_json, receipt_json, tx_json
-
-if TYPE_CHECKING:
-    from .service import _ChainRpc
+from .state import ServedChain
 
 MAX_FEE_HISTORY = 1024  # blocks in one eth_feeHistory (geth's cap; larger counts are cut to it)
 MAX_LOG_RANGE = 1000  # blocks one eth_getLogs may scan (~65 ms here), as hosted nodes cap it
 MAX_LOGS = 10_000  # logs one eth_getLogs may return
 
-_METHODS: dict[str, tuple[Callable[[_ChainRpc, _Params], Any], int]] = {}
+_METHODS: dict[str, tuple[Callable[[ServedChain, _Params], Any], int]] = {}
 
 
 def _rpc(name: str, arity: int) -> Callable:
@@ -61,42 +59,42 @@ def _rpc(name: str, arity: int) -> Callable:
 
 
 @_rpc("web3_clientVersion", 0)
-def _client_version(rpc: _ChainRpc, p: _Params) -> str:
+def _client_version(rpc: ServedChain, p: _Params) -> str:
     return rpc.client_version
 
 
 @_rpc("eth_chainId", 0)
-def _chain_id(rpc: _ChainRpc, p: _Params) -> str:
+def _chain_id(rpc: ServedChain, p: _Params) -> str:
     return _qty(rpc.chain.chain_id)
 
 
 @_rpc("net_version", 0)
-def _net_version(rpc: _ChainRpc, p: _Params) -> str:
+def _net_version(rpc: ServedChain, p: _Params) -> str:
     return str(rpc.chain.chain_id)
 
 
 @_rpc("eth_accounts", 0)
-def _accounts(rpc: _ChainRpc, p: _Params) -> list:
+def _accounts(rpc: ServedChain, p: _Params) -> list:
     return []
 
 
 @_rpc("eth_syncing", 0)
-def _syncing(rpc: _ChainRpc, p: _Params) -> bool:
+def _syncing(rpc: ServedChain, p: _Params) -> bool:
     return False
 
 
 @_rpc("eth_gasPrice", 0)
-def _gas_price(rpc: _ChainRpc, p: _Params) -> str:
+def _gas_price(rpc: ServedChain, p: _Params) -> str:
     return _qty(rpc.chain.base_fee + PRIORITY_FEE)
 
 
 @_rpc("eth_maxPriorityFeePerGas", 0)
-def _max_priority_fee(rpc: _ChainRpc, p: _Params) -> str:
+def _max_priority_fee(rpc: ServedChain, p: _Params) -> str:
     return _qty(PRIORITY_FEE)
 
 
 @_rpc("eth_feeHistory", 3)
-def _fee_history(rpc: _ChainRpc, p: _Params) -> dict:
+def _fee_history(rpc: ServedChain, p: _Params) -> dict:
     count = p.take(0, "blockCount", lambda v: _quantity(v, limit=2**63 - 1))
     newest = rpc.header(p.take(1, "newestBlock", _block_ref))
     percentiles = p.take(2, "rewardPercentiles", _percentiles, default=None)
@@ -120,7 +118,7 @@ def _fee_history(rpc: _ChainRpc, p: _Params) -> dict:
     return out
 
 
-def _fee_facts(rpc: _ChainRpc, number: int) -> tuple[int, float, int, list[tuple[int, int]]]:
+def _fee_facts(rpc: ServedChain, number: int) -> tuple[int, float, int, list[tuple[int, int]]]:
     """Base fee, gas used ratio, gas used and the sorted (tip, gas) pairs of canonical block
     ``number``; kept by block hash (a mined block never changes), as nodes keep a fee history."""
     evm = rpc.chain.evm
@@ -163,12 +161,12 @@ def _rewards(tips: list[tuple[int, int]], gas_used: int, percentiles: list[float
 
 
 @_rpc("eth_blockNumber", 0)
-def _block_number(rpc: _ChainRpc, p: _Params) -> str:
+def _block_number(rpc: ServedChain, p: _Params) -> str:
     return _qty(rpc.chain.block_number)
 
 
 @_rpc("eth_getBlockByNumber", 2)
-def _block_by_number(rpc: _ChainRpc, p: _Params) -> dict | None:
+def _block_by_number(rpc: ServedChain, p: _Params) -> dict | None:
     ref = p.take(0, "block", _block_ref)
     full = p.take(1, "fullTransactions", _bool, default=False)
     if ref.number is not None and ref.number > rpc.chain.block_number:
@@ -178,7 +176,7 @@ def _block_by_number(rpc: _ChainRpc, p: _Params) -> dict | None:
 
 
 @_rpc("eth_getBlockByHash", 2)
-def _block_by_hash(rpc: _ChainRpc, p: _Params) -> dict | None:
+def _block_by_hash(rpc: ServedChain, p: _Params) -> dict | None:
     block_hash = p.take(0, "blockHash", _hash)
     full = p.take(1, "fullTransactions", _bool, default=False)
     block = rpc.block_by_hash(block_hash)
@@ -186,21 +184,21 @@ def _block_by_hash(rpc: _ChainRpc, p: _Params) -> dict | None:
 
 
 @_rpc("eth_getBalance", 2)
-def _balance(rpc: _ChainRpc, p: _Params) -> str:
+def _balance(rpc: ServedChain, p: _Params) -> str:
     address = p.take(0, "address", _address)
     ref = p.take(1, "block", _block_ref, default=_BlockRef(tag="latest"))
     return _qty(rpc.state_at(ref).get_balance(bytes.fromhex(address[2:])))
 
 
 @_rpc("eth_getCode", 2)
-def _code(rpc: _ChainRpc, p: _Params) -> str:
+def _code(rpc: ServedChain, p: _Params) -> str:
     address = p.take(0, "address", _address)
     ref = p.take(1, "block", _block_ref, default=_BlockRef(tag="latest"))
     return _hex(rpc.state_at(ref).get_code(bytes.fromhex(address[2:])))
 
 
 @_rpc("eth_getTransactionCount", 2)
-def _transaction_count(rpc: _ChainRpc, p: _Params) -> str:
+def _transaction_count(rpc: ServedChain, p: _Params) -> str:
     address = p.take(0, "address", _address)
     ref = p.take(1, "block", _block_ref, default=_BlockRef(tag="latest"))
     if ref.tag == "pending":
@@ -218,7 +216,7 @@ def _revert_error(result: CallResult) -> RpcError:
 
 
 @_rpc("eth_call", 3)
-def _call(rpc: _ChainRpc, p: _Params) -> str:
+def _call(rpc: ServedChain, p: _Params) -> str:
     call = p.take(0, "transaction", _call_object)
     ref = p.take(1, "block", _block_ref, default=_BlockRef(tag="latest"))
     p.take(2, "stateOverrides", _no_overrides, default=None)
@@ -232,7 +230,7 @@ def _call(rpc: _ChainRpc, p: _Params) -> str:
 
 
 @_rpc("eth_estimateGas", 3)
-def _estimate_gas(rpc: _ChainRpc, p: _Params) -> str:
+def _estimate_gas(rpc: ServedChain, p: _Params) -> str:
     call = p.take(0, "transaction", _call_object)
     ref = p.take(1, "block", _block_ref, default=_BlockRef(tag="latest"))
     p.take(2, "stateOverrides", _no_overrides, default=None)
@@ -254,7 +252,7 @@ def _estimate_gas(rpc: _ChainRpc, p: _Params) -> str:
 
 
 @_rpc("eth_sendRawTransaction", 1)
-def _send_raw_transaction(rpc: _ChainRpc, p: _Params) -> str:
+def _send_raw_transaction(rpc: ServedChain, p: _Params) -> str:
     raw = p.take(0, "signedTransaction", _data)
     try:
         tx_hash = rpc.chain.send_raw_transaction(raw)
@@ -266,7 +264,7 @@ def _send_raw_transaction(rpc: _ChainRpc, p: _Params) -> str:
 
 
 @_rpc("eth_getTransactionByHash", 1)
-def _transaction_by_hash(rpc: _ChainRpc, p: _Params) -> dict | None:
+def _transaction_by_hash(rpc: ServedChain, p: _Params) -> dict | None:
     tx_hash = p.take(0, "transactionHash", _hash)
     found = rpc.find_mined(tx_hash)
     if found is not None:
@@ -277,7 +275,7 @@ def _transaction_by_hash(rpc: _ChainRpc, p: _Params) -> dict | None:
 
 
 @_rpc("eth_getTransactionReceipt", 1)
-def _transaction_receipt(rpc: _ChainRpc, p: _Params) -> dict | None:
+def _transaction_receipt(rpc: ServedChain, p: _Params) -> dict | None:
     found = rpc.find_mined(p.take(0, "transactionHash", _hash))
     if found is None:
         return None
@@ -300,7 +298,7 @@ def _may_match(f: _Filter, bloom: BloomFilter) -> bool:
 
 
 @_rpc("eth_getLogs", 1)
-def _get_logs(rpc: _ChainRpc, p: _Params) -> list[dict]:
+def _get_logs(rpc: ServedChain, p: _Params) -> list[dict]:
     f = p.take(0, "filter", _filter)
     evm = rpc.chain.evm
     if f.block_hash is not None:
@@ -342,7 +340,7 @@ def _get_logs(rpc: _ChainRpc, p: _Params) -> list[dict]:
     return found
 
 
-def _block_logs(rpc: _ChainRpc, number: int) -> list[tuple[dict, bytes, list[bytes]]]:
+def _block_logs(rpc: ServedChain, number: int) -> list[tuple[dict, bytes, list[bytes]]]:
     """Every log of canonical block ``number``: its JSON, address and topics, kept by block hash."""
     block = rpc.chain.evm.get_canonical_block_by_number(number)
     logs, log_index = [], 0
@@ -356,7 +354,7 @@ def _block_logs(rpc: _ChainRpc, number: int) -> list[tuple[dict, bytes, list[byt
     return logs
 
 
-def _resolve_number(rpc: _ChainRpc, ref: _BlockRef, head: int) -> int:
+def _resolve_number(rpc: ServedChain, ref: _BlockRef, head: int) -> int:
     if ref.number is not None:
         return ref.number  # past the head: the range is simply cut at the head
     return rpc.header(ref).block_number
@@ -365,7 +363,7 @@ def _resolve_number(rpc: _ChainRpc, ref: _BlockRef, head: int) -> int:
 # -- test methods -----------------------------------------------------------------------------------
 
 
-def _set_next_timestamp(rpc: _ChainRpc, timestamp: int) -> None:
+def _set_next_timestamp(rpc: ServedChain, timestamp: int) -> None:
     chain = rpc.chain
     if timestamp <= chain.latest_timestamp:
         raise _Invalid(f"{timestamp} is not after the latest block's timestamp {chain.latest_timestamp}")
@@ -374,7 +372,7 @@ def _set_next_timestamp(rpc: _ChainRpc, timestamp: int) -> None:
     rpc.clock.pin(timestamp)
 
 
-def _timestamp_param(rpc: _ChainRpc) -> Callable[[Any], int]:
+def _timestamp_param(rpc: ServedChain) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         timestamp = _quantity(value, limit=2**63 - 1)
         _set_next_timestamp(rpc, timestamp)
@@ -384,26 +382,26 @@ def _timestamp_param(rpc: _ChainRpc) -> Callable[[Any], int]:
 
 
 @_rpc("evm_mine", 1)
-def _evm_mine(rpc: _ChainRpc, p: _Params) -> str:
+def _evm_mine(rpc: ServedChain, p: _Params) -> str:
     p.take(0, "timestamp", _timestamp_param(rpc), default=None)
     rpc.chain.mine()
     return "0x0"
 
 
 @_rpc("evm_increaseTime", 1)
-def _increase_time(rpc: _ChainRpc, p: _Params) -> int:
+def _increase_time(rpc: ServedChain, p: _Params) -> int:
     seconds = p.take(0, "seconds", lambda v: _quantity(v, limit=2**40))
     return rpc.clock.increase(seconds)
 
 
 @_rpc("evm_setNextBlockTimestamp", 1)
-def _set_next_block_timestamp(rpc: _ChainRpc, p: _Params) -> None:
+def _set_next_block_timestamp(rpc: ServedChain, p: _Params) -> None:
     p.take(0, "timestamp", _timestamp_param(rpc))
     return None
 
 
 @_rpc("x402sim_fund", 3)
-def _fund(rpc: _ChainRpc, p: _Params) -> bool:
+def _fund(rpc: ServedChain, p: _Params) -> bool:
     address = p.take(0, "address", _address)
     usdc = p.take(1, "usdcAtomic", _quantity, default=0)
     eth = p.take(2, "ethWei", _quantity, default=0)
@@ -415,12 +413,12 @@ def _fund(rpc: _ChainRpc, p: _Params) -> bool:
 
 
 @_rpc("x402sim_accounts", 0)
-def _published_accounts(rpc: _ChainRpc, p: _Params) -> list[dict]:
+def _published_accounts(rpc: ServedChain, p: _Params) -> list[dict]:
     return rpc.accounts
 
 
 @_rpc("x402sim_info", 0)
-def _info(rpc: _ChainRpc, p: _Params) -> dict:
+def _info(rpc: ServedChain, p: _Params) -> dict:
     chain = rpc.chain
     return {
         "chainId": chain.chain_id,
