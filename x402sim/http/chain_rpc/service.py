@@ -33,8 +33,8 @@ from .errors import (
     RESPONSE_TOO_LARGE,
     RpcError,
 )
-from .methods import _METHODS
-from .params import _Params
+from .methods import METHODS
+from .params import Params
 from .state import ServedChain
 
 log = logging.getLogger(__package__)  # "x402sim.http.chain_rpc", as before the split
@@ -128,7 +128,7 @@ class _ChainRpc(ServedChain):
         return answer if "id" in call else None  # a notification gets no answer, not even an error
 
     def dispatch(self, method: str, params: Any) -> Any:
-        entry = _METHODS.get(method)
+        entry = METHODS.get(method)
         if entry is None:
             raise RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available")
         if isinstance(params, dict):
@@ -141,7 +141,7 @@ class _ChainRpc(ServedChain):
                 INVALID_PARAMS,
                 f"invalid params for {method}: takes at most {arity} params, got {len(params)}",
             )
-        return handler(self, _Params(method, params))
+        return handler(self, Params(method, params))
 
 
 def _encode(answer: dict | None) -> str | None:

@@ -22,9 +22,9 @@ from x402sim.evm.chain import CallResult, LocalChain
 
 from ..chain_clock import ChainClock
 from .errors import INVALID_PARAMS, SERVER_ERROR, RpcError
-from .gas import _intrinsic_gas
-from .params import _BlockRef, _CallObject
-from .shapes import _hex
+from .gas import intrinsic_gas
+from .params import BlockRef, CallObject
+from .shapes import hex_data
 
 log = logging.getLogger(__package__)  # "x402sim.http.chain_rpc", as before the split
 
@@ -89,14 +89,14 @@ class ServedChain:
 
     # -- lookups ------------------------------------------------------------------------------------
 
-    def header(self, ref: _BlockRef):
+    def header(self, ref: BlockRef):
         """The canonical header ``ref`` names; raises -32000 ``header not found``."""
         evm = self.chain.evm
         head = evm.get_canonical_head()
         if ref.hash is not None:
             block = self.block_by_hash(ref.hash)
             if block is None:
-                raise RpcError(SERVER_ERROR, f"header not found: no canonical block {_hex(ref.hash)}")
+                raise RpcError(SERVER_ERROR, f"header not found: no canonical block {hex_data(ref.hash)}")
             return block.header
         if ref.tag == "earliest":
             return evm.get_canonical_block_header_by_number(0)
@@ -117,7 +117,7 @@ class ServedChain:
             return None
         return evm.get_canonical_block_by_number(header.block_number)
 
-    def state_at(self, ref: _BlockRef):
+    def state_at(self, ref: BlockRef):
         return self.chain.evm.get_vm(self.header(ref)).state
 
     def find_mined(self, tx_hash: bytes):
@@ -137,7 +137,7 @@ class ServedChain:
 
     # -- simulation ---------------------------------------------------------------------------------
 
-    def simulate(self, call: _CallObject, gas: int, ref: _BlockRef) -> CallResult:
+    def simulate(self, call: CallObject, gas: int, ref: BlockRef) -> CallResult:
         """Run ``call`` on the state after block ``ref``, as in the block that follows it.
 
         On the head this is ``LocalChain.call`` (the next block, stamped ``now``). On an older
@@ -159,7 +159,7 @@ class ServedChain:
             if balance < call.value:
                 why = f"insufficient funds for transfer: {call.sender} has {balance} wei, needs {call.value}"
                 raise RpcError(SERVER_ERROR, why)
-        needed = max(_intrinsic_gas(call.data))
+        needed = max(intrinsic_gas(call.data))
         if gas < needed:
             raise RpcError(SERVER_ERROR, f"intrinsic gas too low: have {gas}, want {needed}")
         try:
