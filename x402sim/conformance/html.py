@@ -249,7 +249,7 @@ def _matrix(matrix: Matrix) -> str:
         + "</tr></thead><tbody>"
     )
     for label, report in zip(matrix.targets, matrix.reports, strict=True):
-        cells = (
+        columns = (
             label,
             report.target.role,
             f"{report.target.kind}: {report.target.spec}",
@@ -258,7 +258,7 @@ def _matrix(matrix: Matrix) -> str:
             report.started,
             summary_line(report),
         )
-        body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+        body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in columns) + "</tr>")
     body += ["</tbody></table>", '<div class="filters">']
     differing = sum(row.differs for row in matrix.rows)
     failing = sum(row.has_failure for row in matrix.rows)

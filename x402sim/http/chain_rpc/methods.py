@@ -14,7 +14,7 @@ from typing import Any
 
 from eth_bloom import BloomFilter
 
-from x402sim.evm.chain import CallResult, ChainError
+from x402sim.evm import CallResult, ChainError
 from x402sim.evm.token import revert_reason
 
 from .errors import INVALID_PARAMS, LIMIT_EXCEEDED, REVERTED, SERVER_ERROR, RpcError
@@ -343,7 +343,8 @@ def _get_logs(rpc: ServedChain, p: Params) -> list[dict]:
 def _block_logs(rpc: ServedChain, number: int) -> list[tuple[dict, bytes, list[bytes]]]:
     """Every log of canonical block ``number``: its JSON, address and topics, kept by block hash."""
     block = rpc.chain.evm.get_canonical_block_by_number(number)
-    logs, log_index = [], 0
+    logs: list[tuple[dict[str, Any], bytes, list[bytes]]] = []
+    log_index = 0
     for index, receipt in enumerate(rpc.receipts(block)):
         entries = logs_json(block, index, receipt, log_index)
         log_index += len(receipt.logs)

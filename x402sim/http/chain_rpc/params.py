@@ -225,7 +225,7 @@ def parse_filter(value: Any) -> LogFilter:
     def topics(v: Any) -> tuple:
         if not isinstance(v, list) or len(v) > 4:
             raise InvalidParam("expected a list of at most 4 topic positions")
-        out = []
+        out: list[frozenset[bytes] | None] = []
         for position in v:
             if position is None:
                 out.append(None)

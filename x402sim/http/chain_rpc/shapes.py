@@ -30,6 +30,7 @@ def topic_bytes(value: int | bytes) -> bytes:
 
 def block_json(block, full: bool) -> dict:
     h = block.header
+    txs: list[dict[str, Any]] | list[str]
     if full:
         txs = [tx_json(tx, block, i) for i, tx in enumerate(block.transactions)]
     else:
@@ -89,7 +90,7 @@ def tx_json(tx, block=None, index: int | None = None) -> dict:
         "type": hex_qty(type_id or 0),
         "blockHash": hex_data(block.header.hash) if block is not None else None,
         "blockNumber": hex_qty(block.header.block_number) if block is not None else None,
-        "transactionIndex": hex_qty(index) if block is not None else None,
+        "transactionIndex": hex_qty(index) if block is not None and index is not None else None,
         "from": to_checksum_address(tx.sender),
         "to": to_checksum_address(tx.to) if tx.to else None,
         "nonce": hex_qty(tx.nonce),
