@@ -24,6 +24,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check x402sim tests benchmarks examples
 	$(VENV)/bin/ruff format --check x402sim tests benchmarks examples
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy x402sim
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format x402sim tests benchmarks examples
@@ -62,4 +64,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info $(NODE_DIR)/node_modules

@@ -10,7 +10,8 @@ Rules:
   origin; nothing from a report becomes a link, so a URL in a report stays text.
 * Rows carry their outcome and level as classes (``o-failed``, ``l-MUST``): the filters use them,
   and so can a browser's find or a user stylesheet.
-* Callers go through ``reports.html`` / ``reports.write_html``; this module uses the helpers there.
+* Callers go through ``reports.html`` / ``reports.write_html``; this module renders with the shared
+  helpers of ``tally`` (marks, durations, summary line, the matrix).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from x402sim.conformance.reports import (
+from x402sim.conformance.results import LEVELS, OUTCOMES, CaseResult, Evidence, Exchange, Message, RunReport
+from x402sim.conformance.tally import (
     MARKS,
     NOT_RUN,
     Matrix,
@@ -29,7 +31,6 @@ from x402sim.conformance.reports import (
     plural,
     summary_line,
 )
-from x402sim.conformance.results import LEVELS, OUTCOMES, CaseResult, Evidence, Exchange, Message, RunReport
 
 CSS = """
 :root { --passed: #1a7f37; --failed: #cf222e; --skipped: #9a6700; --error: #8250df; --line: #d0d7de; }
@@ -248,7 +249,7 @@ def _matrix(matrix: Matrix) -> str:
         + "</tr></thead><tbody>"
     )
     for label, report in zip(matrix.targets, matrix.reports, strict=True):
-        cells = (
+        columns = (
             label,
             report.target.role,
             f"{report.target.kind}: {report.target.spec}",
@@ -257,7 +258,7 @@ def _matrix(matrix: Matrix) -> str:
             report.started,
             summary_line(report),
         )
-        body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+        body.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in columns) + "</tr>")
     body += ["</tbody></table>", '<div class="filters">']
     differing = sum(row.differs for row in matrix.rows)
     failing = sum(row.has_failure for row in matrix.rows)

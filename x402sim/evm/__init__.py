@@ -1,6 +1,6 @@
 """The EVM side: EIP-712/EIP-3009 signing, the contracts, the embedded chain and its backends, ERC-8004."""
 
-from .chain import DEFAULT_CHAIN_ID, Block, CallResult, ChainError, LocalChain, Receipt, Snapshot
+from .chain import DEFAULT_CHAIN_ID, Block, CallResult, LocalChain, Receipt, Snapshot
 from .contracts import MULTICALL3_ADDRESS, Artifact, load_artifact
 from .eip712 import Authorization, Domain, address_of_key, recover_digest, sign_digest
 from .erc8004 import (
@@ -25,6 +25,7 @@ from .erc8004 import (
 )
 from .ledger import LedgerChain
 from .presets import PRESETS, NetworkPreset, preset, preset_for_network
+from .reads import ChainError
 from .token import Transfer
 
 __all__ = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from coincurve import PrivateKey, PublicKey
 from eth_utils import to_canonical_address, to_checksum_address
@@ -165,7 +166,7 @@ def is_low_s(signature: bytes) -> bool:
     return int.from_bytes(signature[32:64], "big") <= SECP256K1_HALF_N
 
 
-def typed_data(domain: Domain, auth: Authorization) -> dict:
+def typed_data(domain: Domain, auth: Authorization) -> dict[str, Any]:
     """The same authorization as full EIP-712 typed data (the reference path's input)."""
     return {
         "types": {

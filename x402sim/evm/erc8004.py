@@ -27,10 +27,13 @@ Validation Registry is not implemented (its text has not settled).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from eth_abi import decode, encode
 
+from .chain import CallResult, Receipt
 from .contracts import IDENTITY_REGISTRY_ADDRESS, REPUTATION_REGISTRY_ADDRESS
 from .eip712 import address_of_key, canonical, checksum, domain_separator, sign_digest
 from .hashing import keccak
@@ -68,6 +71,26 @@ RESPONSE_APPENDED_TOPIC = keccak(b"ResponseAppended(uint256,address,uint64,addre
 _SSTORE_WORD_GAS = 25_000  # a fresh storage word (22,100) plus its calldata, log and copies
 
 
+class RegistryChain(Protocol):
+    """What the functions here need of a chain (``LocalChain``, ``RpcChain``, the ledger)."""
+
+    @property
+    def chain_id(self) -> int: ...
+
+    @property
+    def now(self) -> int: ...
+
+    def transact(
+        self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000
+    ) -> bytes: ...
+
+    def mine(self) -> object: ...
+
+    def call(self, to: str, data: bytes) -> CallResult: ...
+
+    def receipt(self, tx_hash: bytes) -> Receipt | None: ...
+
+
 @dataclass(frozen=True)
 class Summary:
     """``getSummary``: ``count`` entries whose mean is ``value`` / 10**``decimals``."""
@@ -78,7 +101,8 @@ class Summary:
 
     @property
     def mean(self) -> float:
-        return self.value / 10**self.decimals
+        scale: int = 10**self.decimals
+        return self.value / scale
 
 
 @dataclass(frozen=True)
@@ -96,13 +120,14 @@ class Feedback:
     @property
     def number(self) -> float:
         """``value`` as a float (``value`` / 10**``decimals``)."""
-        return self.value / 10**self.decimals
+        scale: int = 10**self.decimals
+        return self.value / scale
 
 
 # -- calldata ---------------------------------------------------------------------------------------
 
 
-def _calldata(signature: str, types: list[str], args: list) -> bytes:
+def _calldata(signature: str, types: list[str], args: Sequence[object]) -> bytes:
     return keccak(signature.encode())[:4] + (encode(types, args) if types else b"")
 
 
@@ -208,7 +233,9 @@ def append_response_calldata(
 # -- identity: writes ---------------------------------------------------------------------------------
 
 
-def register(chain, owner_key: bytes, agent_uri: str = "", metadata: dict[str, bytes] | None = None) -> int:
+def register(
+    chain: RegistryChain, owner_key: bytes, agent_uri: str = "", metadata: dict[str, bytes] | None = None
+) -> int:
     """Register a new agent owned by ``owner_key``'s address; mines, and returns its agentId (read
     from the ``Registered`` event). Its ``agentWallet`` starts as the owner."""
     data = register_calldata(agent_uri, metadata)
@@ -224,12 +251,12 @@ def register(chain, owner_key: bytes, agent_uri: str = "", metadata: dict[str, b
     raise ChainError("register mined without a Registered event")
 
 
-def set_agent_uri(chain, owner_key: bytes, agent_id: int, uri: str) -> None:
+def set_agent_uri(chain: RegistryChain, owner_key: bytes, agent_id: int, uri: str) -> None:
     data = set_agent_uri_calldata(agent_id, uri)
     _send(chain, owner_key, identity_registry_of(chain), data, 150_000 + _SSTORE_WORD_GAS * _words(uri))
 
 
-def set_metadata(chain, owner_key: bytes, agent_id: int, key: str, value: bytes) -> None:
+def set_metadata(chain: RegistryChain, owner_key: bytes, agent_id: int, key: str, value: bytes) -> None:
     data = set_metadata_calldata(agent_id, key, value)
     gas = 150_000 + _SSTORE_WORD_GAS * (_words(value) + 1)
     _send(chain, owner_key, identity_registry_of(chain), data, gas)
@@ -262,7 +289,7 @@ def sign_agent_wallet(
 
 
 def set_agent_wallet(
-    chain, owner_key: bytes, agent_id: int, wallet_key: bytes, deadline: int | None = None
+    chain: RegistryChain, owner_key: bytes, agent_id: int, wallet_key: bytes, deadline: int | None = None
 ) -> None:
     """Make ``wallet_key``'s address the agent's ``agentWallet``: the wallet signs, ``owner_key`` (the
     owner or someone allowed to act for it) sends. ``deadline`` defaults to ``chain.now + 60``."""
@@ -280,13 +307,13 @@ def set_agent_wallet(
     )
 
 
-def unset_agent_wallet(chain, owner_key: bytes, agent_id: int) -> None:
+def unset_agent_wallet(chain: RegistryChain, owner_key: bytes, agent_id: int) -> None:
     _check_uint("agent_id", agent_id, 256)
     data = _calldata("unsetAgentWallet(uint256)", ["uint256"], [agent_id])
     _send(chain, owner_key, identity_registry_of(chain), data, 100_000)
 
 
-def transfer_agent(chain, owner_key: bytes, agent_id: int, to: str) -> None:
+def transfer_agent(chain: RegistryChain, owner_key: bytes, agent_id: int, to: str) -> None:
     """Transfer the agent (its ERC-721 token) to ``to``; this clears its ``agentWallet``."""
     owner = owner_of(chain, agent_id)
     if owner is None:
@@ -295,7 +322,7 @@ def transfer_agent(chain, owner_key: bytes, agent_id: int, to: str) -> None:
     _send(chain, owner_key, identity_registry_of(chain), transfer_calldata(owner, to, agent_id), 150_000)
 
 
-def set_operator(chain, owner_key: bytes, operator: str, approved: bool = True) -> None:
+def set_operator(chain: RegistryChain, owner_key: bytes, operator: str, approved: bool = True) -> None:
     """ERC-721 ``setApprovalForAll``: ``operator`` may then act for all of the owner's agents."""
     data = _calldata("setApprovalForAll(address,bool)", ["address", "bool"], [checksum(operator), approved])
     _send(chain, owner_key, identity_registry_of(chain), data, 100_000)
@@ -304,7 +331,7 @@ def set_operator(chain, owner_key: bytes, operator: str, approved: bool = True) 
 # -- identity: reads ----------------------------------------------------------------------------------
 
 
-def owner_of(chain, agent_id: int) -> str | None:
+def owner_of(chain: RegistryChain, agent_id: int) -> str | None:
     """The agent's owner; None when no such agent exists."""
     _check_uint("agent_id", agent_id, 256)
     result = chain.call(identity_registry_of(chain), _calldata("ownerOf(uint256)", ["uint256"], [agent_id]))
@@ -313,7 +340,7 @@ def owner_of(chain, agent_id: int) -> str | None:
     return checksum(decode(["address"], result.output)[0])
 
 
-def agent_wallet(chain, agent_id: int) -> str | None:
+def agent_wallet(chain: RegistryChain, agent_id: int) -> str | None:
     """The agent's ``agentWallet``; None when it is unset (cleared by a transfer, say) or the agent
     does not exist."""
     _check_uint("agent_id", agent_id, 256)
@@ -322,19 +349,21 @@ def agent_wallet(chain, agent_id: int) -> str | None:
     return None if int(wallet, 16) == 0 else wallet
 
 
-def agent_uri(chain, agent_id: int) -> str:
+def agent_uri(chain: RegistryChain, agent_id: int) -> str:
     """The agent's URI (its ERC-721 ``tokenURI``; "" until one is set). ``ChainError`` when the agent
     does not exist."""
     _check_uint("agent_id", agent_id, 256)
+    uri: str
     [uri] = _read(chain, identity_registry_of(chain), "tokenURI(uint256)", [agent_id], ["string"])
     return uri
 
 
-def get_metadata(chain, agent_id: int, key: str) -> bytes:
+def get_metadata(chain: RegistryChain, agent_id: int, key: str) -> bytes:
     """The agent's on-chain metadata value under ``key`` (b"" when unset). ``agentWallet`` reads as the
     wallet's 20 bytes."""
     _check_uint("agent_id", agent_id, 256)
     _check_text("key", key, MAX_METADATA_KEY_BYTES)
+    value: bytes
     [value] = _read(
         chain, identity_registry_of(chain), "getMetadata(uint256,string)", [agent_id, key], ["bytes"]
     )
@@ -345,7 +374,7 @@ def get_metadata(chain, agent_id: int, key: str) -> bytes:
 
 
 def give_feedback(
-    chain,
+    chain: RegistryChain,
     client_key: bytes,
     agent_id: int,
     value: int,
@@ -373,7 +402,7 @@ def give_feedback(
 
 
 def revoke_feedback(
-    chain, client_key: bytes, agent_id: int, feedback_index: int, *, mine: bool = True
+    chain: RegistryChain, client_key: bytes, agent_id: int, feedback_index: int, *, mine: bool = True
 ) -> bytes:
     """Revoke the caller's feedback entry ``feedback_index`` (from 1); returns the transaction hash."""
     data = revoke_feedback_calldata(agent_id, feedback_index)
@@ -381,7 +410,7 @@ def revoke_feedback(
 
 
 def append_response(
-    chain,
+    chain: RegistryChain,
     responder_key: bytes,
     agent_id: int,
     client: str,
@@ -400,16 +429,17 @@ def append_response(
 # -- reputation: reads --------------------------------------------------------------------------------
 
 
-def get_clients(chain, agent_id: int) -> list[str]:
+def get_clients(chain: RegistryChain, agent_id: int) -> list[str]:
     """Every address that gave the agent feedback, in order of its first feedback."""
     _check_uint("agent_id", agent_id, 256)
     [clients] = _read(chain, reputation_registry_of(chain), "getClients(uint256)", [agent_id], ["address[]"])
     return [checksum(c) for c in clients]
 
 
-def last_index(chain, agent_id: int, client: str) -> int:
+def last_index(chain: RegistryChain, agent_id: int, client: str) -> int:
     """How many feedback entries ``client`` has given the agent (the last index; 0 for none)."""
     _check_uint("agent_id", agent_id, 256)
+    index: int
     [index] = _read(
         chain,
         reputation_registry_of(chain),
@@ -420,7 +450,7 @@ def last_index(chain, agent_id: int, client: str) -> int:
     return index
 
 
-def read_feedback(chain, agent_id: int, client: str, feedback_index: int) -> Feedback:
+def read_feedback(chain: RegistryChain, agent_id: int, client: str, feedback_index: int) -> Feedback:
     """One entry; ``ChainError`` when it does not exist."""
     _check_uint("agent_id", agent_id, 256)
     _check_uint("feedback_index", feedback_index, 64)
@@ -435,7 +465,7 @@ def read_feedback(chain, agent_id: int, client: str, feedback_index: int) -> Fee
 
 
 def get_summary(
-    chain, agent_id: int, clients: list[str] | None = None, tag1: str = "", tag2: str = ""
+    chain: RegistryChain, agent_id: int, clients: list[str] | None = None, tag1: str = "", tag2: str = ""
 ) -> Summary:
     """``getSummary`` over ``clients`` (the ERC requires a non-empty list: None means every client
     the registry lists, read first with ``getClients``; no clients at all is an empty summary)."""
@@ -456,7 +486,7 @@ def get_summary(
 
 
 def read_all_feedback(
-    chain,
+    chain: RegistryChain,
     agent_id: int,
     clients: list[str] | None = None,
     tag1: str = "",
@@ -482,7 +512,7 @@ def read_all_feedback(
 
 
 def response_count(
-    chain,
+    chain: RegistryChain,
     agent_id: int,
     client: str | None = None,
     feedback_index: int = 0,
@@ -492,6 +522,7 @@ def response_count(
     its entry ``feedback_index`` (0: all) and ``responders`` (None or empty: anyone)."""
     _check_uint("agent_id", agent_id, 256)
     _check_uint("feedback_index", feedback_index, 64)
+    count: int
     [count] = _read(
         chain,
         reputation_registry_of(chain),
@@ -505,23 +536,23 @@ def response_count(
 # -- plumbing -----------------------------------------------------------------------------------------
 
 
-def identity_registry_of(chain) -> str:
+def identity_registry_of(chain: RegistryChain) -> str:
     """Where ``chain`` keeps the identity registry (its ``identity_registry``, else the constant)."""
     return checksum(getattr(chain, "identity_registry", None) or IDENTITY_REGISTRY_ADDRESS)
 
 
-def reputation_registry_of(chain) -> str:
+def reputation_registry_of(chain: RegistryChain) -> str:
     return checksum(getattr(chain, "reputation_registry", None) or REPUTATION_REGISTRY_ADDRESS)
 
 
-def _send(chain, key: bytes, to: str, data: bytes, gas: int):
+def _send(chain: RegistryChain, key: bytes, to: str, data: bytes, gas: int) -> Receipt:
     """Send, mine, and return the receipt; ``ChainError`` with the revert text when it failed."""
     tx_hash = chain.transact(key, to, data, gas=gas)
     chain.mine()
     return _mined_receipt(chain, tx_hash)
 
 
-def _submit(chain, key: bytes, to: str, data: bytes, gas: int, mine: bool) -> bytes:
+def _submit(chain: RegistryChain, key: bytes, to: str, data: bytes, gas: int, mine: bool) -> bytes:
     tx_hash = chain.transact(key, to, data, gas=gas)
     if mine:
         chain.mine()
@@ -529,7 +560,7 @@ def _submit(chain, key: bytes, to: str, data: bytes, gas: int, mine: bool) -> by
     return tx_hash
 
 
-def _mined_receipt(chain, tx_hash: bytes):
+def _mined_receipt(chain: RegistryChain, tx_hash: bytes) -> Receipt:
     receipt = chain.receipt(tx_hash)
     if receipt is None:
         raise ChainError(f"transaction 0x{tx_hash.hex()} was not mined")
@@ -538,7 +569,9 @@ def _mined_receipt(chain, tx_hash: bytes):
     return receipt
 
 
-def _read(chain, to: str, signature: str, args: list, output_types: list[str]) -> tuple:
+def _read(
+    chain: RegistryChain, to: str, signature: str, args: Sequence[object], output_types: list[str]
+) -> tuple[Any, ...]:
     types = signature[signature.index("(") + 1 : -1]
     result = chain.call(to, _calldata(signature, _split_types(types), args))
     if not result.success:
@@ -550,7 +583,7 @@ def _split_types(types: str) -> list[str]:
     return [t for t in types.split(",") if t]  # the read signatures here hold no tuples
 
 
-def _addresses(addresses) -> list[str]:
+def _addresses(addresses: Iterable[str]) -> list[str]:
     if isinstance(addresses, str):
         raise ValueError("clients must be a list of addresses, not one string")
     out = [checksum(a) for a in addresses]

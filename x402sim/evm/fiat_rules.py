@@ -251,7 +251,7 @@ def _check_signer(
     r: bytes,
     s: bytes,
     expected: bytes,
-    recover,
+    recover: Recover,
     prefix: str = "",
 ) -> tuple[str, str] | None:
     digest = _digest(token.domain_separator, struct)

@@ -11,4 +11,5 @@ from sha3 import keccak_256
 
 
 def keccak(data: bytes) -> bytes:
-    return keccak_256(data).digest()
+    digest: bytes = keccak_256(data).digest()
+    return digest

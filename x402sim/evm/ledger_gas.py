@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from . import ledger as ledger_module
-from .chain import ETHER, LocalChain
+from .chain import ETHER, LocalChain, Receipt
 from .eip712 import Authorization, Domain, address_of_key, authorization_digest, sign_digest
 from .fiat_rules import CANCEL_AUTHORIZATION_TYPEHASH
 from .hashing import keccak
@@ -58,7 +59,7 @@ class Pair:
     ledger: LedgerChain
 
     @classmethod
-    def build(cls, token: str = "usdc", seed: int = 0, **kwargs) -> Pair:
+    def build(cls, token: str = "usdc", seed: int = 0, **kwargs: Any) -> Pair:
         return cls(
             LocalChain(token=token, seed=seed, **kwargs), LedgerChain(token=token, seed=seed, **kwargs)
         )
@@ -79,12 +80,14 @@ class Pair:
         for chain in self.chains:
             chain.set_time(t)
 
-    def send(self, key: bytes, data: bytes, gas: int = 150_000):
+    def send(self, key: bytes, data: bytes, gas: int = 150_000) -> tuple[Receipt, Receipt]:
         """Send the same call to the token on both chains, mine, and return both receipts."""
         hashes = [chain.transact(key, chain.usdc, data, gas=gas) for chain in self.chains]
         for chain in self.chains:
             chain.mine()
-        return self.evm.receipt(hashes[0]), self.ledger.receipt(hashes[1])
+        evm, ledger = self.evm.receipt(hashes[0]), self.ledger.receipt(hashes[1])
+        assert evm is not None and ledger is not None, "a mined transaction has a receipt"
+        return evm, ledger
 
 
 def calibrate(token: str = "usdc") -> dict[str, int]:
@@ -97,12 +100,17 @@ def calibrate(token: str = "usdc") -> dict[str, int]:
         ledger_module.EXECUTION_GAS[token] = saved
 
 
+def _token(chain: LocalChain | LedgerChain) -> str:
+    assert chain.usdc is not None, "both chains of a pair have their token"
+    return chain.usdc
+
+
 def _high(s: bytes) -> bytes:
     """The malleable twin of ``s`` (above half the order)."""
     return (SECP256K1_N - int.from_bytes(s, "big")).to_bytes(32, "big")
 
 
-class _Zero(dict):
+class _Zero(dict[str, int]):
     def __missing__(self, key: str) -> int:
         return 0
 
@@ -121,7 +129,7 @@ def _measure(token: str) -> dict[str, int]:
 
     def record(path: str, data: bytes, key: bytes = relayer) -> None:
         sender = address_of_key(key)
-        simulated = [chain.call(chain.usdc, data, sender=sender) for chain in pair.chains]
+        simulated = [chain.call(_token(chain), data, sender=sender) for chain in pair.chains]
         assert simulated[0].revert_reason == simulated[1].revert_reason, (path, simulated)
         table[path] = simulated[0].gas_used - simulated[1].gas_used
         evm, ledger = pair.send(key, data)
@@ -129,30 +137,37 @@ def _measure(token: str) -> dict[str, int]:
 
     domain = pair.domain
 
-    def signed(nonce: int, *signers: bytes, to: str = fresh, value: int = 1_000, after=0, before=None):
+    def signed(
+        nonce: int,
+        *signers: bytes,
+        to: str = fresh,
+        value: int = 1_000,
+        after: int = 0,
+        before: int | None = None,
+    ) -> tuple[Authorization, list[tuple[int, bytes, bytes]]]:
         """An authorization and each signer's signature, with a nonce on which every v is 27."""
         while True:
             a = Authorization(payer_address, to, value, after, before or now + 600, nonce.to_bytes(32, "big"))
             signatures = [sign_transfer(key, domain, a) for key in signers or (payer,)]
             if all(v == 27 for v, _, _ in signatures):
-                return a, *signatures
+                return a, signatures
             nonce += 1000
 
-    a, sig = signed(1)
+    a, [sig] = signed(1)
     record("transfer_with_authorization", twa_call(a, *sig))
     record("already_used" if token == "pyusd" else "used", twa_call(a, *sig))
-    a, sig = signed(2, after=now + 500)
+    a, [sig] = signed(2, after=now + 500)
     record("not_yet_valid", twa_call(a, *sig))
-    a, sig = signed(3, before=now - 1)
+    a, [sig] = signed(3, before=now - 1)
     record("expired", twa_call(a, *sig))
-    a, (v, r, s), wrong = signed(4, payer, other)
+    a, [(v, r, s), wrong] = signed(4, payer, other)
     record("invalid_s", twa_call(a, v, r, _high(s)))
     record("invalid_v", twa_call(a, 29, r, s))
     record("no_signer", twa_call(a, v, b"\x00" * 32, s))
     record("wrong_signer", twa_call(a, *wrong))
-    a, sig = signed(5, to="0x" + "00" * 20)
+    a, [sig] = signed(5, to="0x" + "00" * 20)
     record("transfer_with_authorization:to_zero", twa_call(a, *sig))
-    a, sig = signed(6, value=10**12)
+    a, [sig] = signed(6, value=10**12)
     record("transfer_with_authorization:exceeds_balance", twa_call(a, *sig))
 
     n = 7

@@ -7,6 +7,8 @@ every read must name its token).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Protocol
+
 from eth_utils import to_checksum_address
 
 from .token import decode_single, encode_call
@@ -17,12 +19,27 @@ class ChainError(Exception):
     that cannot be reached; the message names what and where."""
 
 
+class CallOutcome(Protocol):
+    """What a simulated call gives back (``chain.CallResult``)."""
+
+    @property
+    def success(self) -> bool: ...
+
+    @property
+    def output(self) -> bytes: ...
+
+    @property
+    def revert_reason(self) -> str | None: ...
+
+
 class TokenReads:
     usdc: str | None = None
 
-    def call(self, to: str, data: bytes, **kwargs): ...
+    if TYPE_CHECKING:  # provided by the chain classes; declared here for the type checker only
 
-    def read(self, to: str | None, signature: str, *args: object, returns: str) -> object:
+        def call(self, to: str, data: bytes) -> CallOutcome: ...
+
+    def read(self, to: str | None, signature: str, *args: object, returns: str) -> Any:
         """Call a view function and decode its single return value; raises ChainError on revert."""
         to = to or self.usdc
         if to is None:

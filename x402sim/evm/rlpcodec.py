@@ -11,8 +11,10 @@ Rules: pure functions; malformed input raises ``ValueError`` naming what is wron
 
 from __future__ import annotations
 
+Item = int | bytes | list["Item"] | tuple["Item", ...]
 
-def encode(item: int | bytes | list) -> bytes:
+
+def encode(item: Item) -> bytes:
     """The RLP encoding of ``item``: an int >= 0, bytes, or a (nested) list of those."""
     if isinstance(item, list | tuple):
         payload = b"".join(encode(x) for x in item)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from coincurve import PrivateKey
 
@@ -42,7 +43,7 @@ def sign_eip1559(
     data: bytes = b"",
 ) -> SignedTransaction:
     """Sign a type-2 transaction with ``key``; ``to=None`` creates a contract."""
-    fields = [
+    fields: list[rlpcodec.Item] = [
         chain_id,
         nonce,
         max_priority_fee_per_gas,
@@ -68,6 +69,17 @@ def _private_key(key: bytes) -> PrivateKey:
 class Transacts:
     """``transact`` for a chain with ``chain_id``, ``pending_nonce``, ``base_fee`` and
     ``send_raw_transaction`` (``LocalChain``, the ledger, ``RpcChain``)."""
+
+    chain_id: int
+
+    if TYPE_CHECKING:  # provided by the chain classes; declared here for the type checker only
+
+        @property
+        def base_fee(self) -> int: ...
+
+        def pending_nonce(self, address: str) -> int: ...
+
+        def send_raw_transaction(self, raw: bytes) -> bytes: ...
 
     def transact(
         self, key: bytes, to: str | None, data: bytes, *, value: int = 0, gas: int = 500_000

@@ -136,12 +136,12 @@ def verify(path: str | Path, head: str | None = None) -> Verification:
 def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """Spend (settled) per agent, project and payee; denials by rule; approvals; freezes. Amounts are
     atomic units."""
-    spend: dict[str, Counter] = {"agents": Counter(), "projects": Counter(), "payees": Counter()}
+    spend: dict[str, Counter[str]] = {"agents": Counter(), "projects": Counter(), "payees": Counter()}
     tickets: dict[tuple[str, int], dict[str, Any]] = {}
-    denials: Counter = Counter()
-    denied_amount: Counter = Counter()
-    decisions: Counter = Counter()
-    outcomes: Counter = Counter()
+    denials: Counter[str] = Counter()
+    denied_amount: Counter[str] = Counter()
+    decisions: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
     approvals = {"requested": 0, "granted": 0, "refused": 0}
     freezes: list[dict[str, Any]] = []
     unfreezes = 0

@@ -42,6 +42,8 @@ from .policy import (
     Policy,
     RateLimit,
     RequestCap,
+    Rule,
+    Scoped,
     SpendLimit,
     UsageLimit,
     Velocity,
@@ -97,11 +99,11 @@ class Freeze:
 class GovernorStats:
     """Counts over a governor's life (mergeable: a simulator's shards each have governors)."""
 
-    decisions: Counter = field(default_factory=Counter)  # verdict -> n
-    denials: Counter = field(default_factory=Counter)  # rule -> n
-    denied_amount: Counter = field(default_factory=Counter)  # rule -> atomic units
-    approvals: Counter = field(default_factory=Counter)  # requested / granted / refused
-    outcomes: Counter = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)  # verdict -> n
+    denials: Counter[str] = field(default_factory=Counter)  # rule -> n
+    denied_amount: Counter[str] = field(default_factory=Counter)  # rule -> atomic units
+    approvals: Counter[str] = field(default_factory=Counter)  # requested / granted / refused
+    outcomes: Counter[str] = field(default_factory=Counter)
     freezes: list[Freeze] = field(default_factory=list)
 
     def merge(self, other: GovernorStats) -> None:
@@ -116,11 +118,16 @@ class _Charge:
 
     agent: str
     amount: int
-    spends: list[tuple]
-    calls: list[tuple]
+    spends: list[SpendKey]
+    calls: list[CallKey]
 
 
-def period_key(period: str, t: float) -> Any:
+PeriodKey = int | str  # 0 for the whole run, else the day, ISO week or month
+SpendKey = tuple[str, str, PeriodKey]  # (rule, who, period)
+CallKey = tuple[str, str, str, PeriodKey]  # (rule, who, target, period)
+
+
+def period_key(period: str, t: float) -> PeriodKey:
     if period == "run":
         return 0
     d = datetime.fromtimestamp(t, UTC)
@@ -155,16 +162,17 @@ class Governor:
         self._labels = policy.labels()
         self._lock = threading.RLock()
         self._tickets = 0
-        self._spend: Counter = Counter()  # (rule, who, period) -> atomic units reserved
-        self._calls: Counter = Counter()  # (rule, who, target, period) -> calls reserved
-        self._rate: dict[tuple, deque] = {}  # (rule, who) -> times of reserved payments
+        self._spend: Counter[SpendKey] = Counter()  # (rule, who, period) -> atomic units reserved
+        self._calls: Counter[CallKey] = Counter()  # (rule, who, target, period) -> calls reserved
+        self._rate: dict[tuple[str, str], deque[float]] = {}  # (rule, who) -> times of reserved payments
         self._charges: dict[int, _Charge] = {}  # ticket -> what it holds, until it settles or fails
         self._pending: dict[int, Decision] = {}  # ticket -> decision waiting for approval
-        self._recent: dict[str, deque] = {}  # agent -> (time, amount, ticket) of reserved payments
-        self._tries: dict[tuple[str, str], deque] = {}  # (agent, resource) -> times of attempts
-        self._streak: Counter = Counter()  # agent -> failed or denied payments in a row
+        # agent -> (time, amount, ticket) of reserved payments
+        self._recent: dict[str, deque[tuple[float, int, int]]] = {}
+        self._tries: dict[tuple[str, str], deque[float]] = {}  # (agent, resource) -> times of attempts
+        self._streak: Counter[str] = Counter()  # agent -> failed or denied payments in a row
         self._seen: dict[str, set[str]] = {}  # agent -> payees paid
-        self._attempts: dict[int, dict] = {}  # ticket -> decision entry (for outcomes)
+        self._attempts: dict[int, dict[str, Any]] = {}  # ticket -> decision entry (for outcomes)
         self.frozen: dict[str, Freeze] = {}
         self.stats = GovernorStats()
         self._velocity_window = max((t.window for t in policy.triggers if isinstance(t, Velocity)), default=0)
@@ -266,7 +274,7 @@ class Governor:
 
     # -- judging ---------------------------------------------------------------------------------------
 
-    def _applies(self, item, agent: str) -> bool:
+    def _applies(self, item: Scoped, agent: str) -> bool:
         scope = item.applies_to
         if scope == "everyone":
             return True
@@ -274,7 +282,7 @@ class Governor:
             return agent == scope[6:]
         return agent in self.projects.get(scope[8:], ())
 
-    def _who(self, item, agent: str) -> str:
+    def _who(self, item: Scoped, agent: str) -> str:
         return f"shared {item.applies_to}" if getattr(item, "shared", False) else agent
 
     def _triggered(self, a: Attempt, ticket: int, now: float) -> Decision | None:
@@ -315,7 +323,7 @@ class Governor:
             return Decision(NEEDS_APPROVAL, ticket, a, self._labels[id(approval)], reason)
         return Decision(ALLOW, ticket, a)
 
-    def _refusal(self, rule, a: Attempt, now: float) -> str | None:
+    def _refusal(self, rule: Rule, a: Attempt, now: float) -> str | None:
         label = self._labels[id(rule)]
         if isinstance(rule, RequestCap):
             return (
@@ -351,7 +359,7 @@ class Governor:
 
     # -- the audit log, and the state as its fold ----------------------------------------------------------
 
-    def _decision_entry(self, d: Decision, now: float) -> dict:
+    def _decision_entry(self, d: Decision, now: float) -> dict[str, Any]:
         a = d.attempt
         return {
             "event": "decision",
@@ -369,12 +377,12 @@ class Governor:
             "reason": d.reason,
         }
 
-    def _log(self, entry: dict) -> None:
+    def _log(self, entry: dict[str, Any]) -> None:
         if self.audit is not None:
             self.audit.append(entry)
         self._apply(entry)
 
-    def _apply(self, e: dict) -> None:
+    def _apply(self, e: dict[str, Any]) -> None:
         event, agent, now = e["event"], e["agent"], e["time"]
         if event == "decision":
             self._apply_decision(e)
@@ -408,7 +416,7 @@ class Governor:
             for key in [k for k in self._tries if k[0] == agent]:
                 del self._tries[key]
 
-    def _apply_decision(self, e: dict) -> None:
+    def _apply_decision(self, e: dict[str, Any]) -> None:
         agent, now, verdict = e["agent"], e["time"], e["decision"]
         attempt = Attempt(agent, e["resource"], e["payee"], e["asset"], e["network"], int(e["amount"]))
         self.stats.decisions[verdict] += 1
@@ -448,13 +456,13 @@ class Governor:
                 continue
             label, who = self._labels[id(rule)], self._who(rule, a.agent)
             if isinstance(rule, SpendLimit):
-                key = (label, who, period_key(rule.period, now))
-                self._spend[key] += a.amount
-                charge.spends.append(key)
+                spend_key = (label, who, period_key(rule.period, now))
+                self._spend[spend_key] += a.amount
+                charge.spends.append(spend_key)
             elif isinstance(rule, UsageLimit):
-                key = (label, who, _target(rule.per, a), period_key(rule.period, now))
-                self._calls[key] += 1
-                charge.calls.append(key)
+                call_key = (label, who, _target(rule.per, a), period_key(rule.period, now))
+                self._calls[call_key] += 1
+                charge.calls.append(call_key)
             elif isinstance(rule, RateLimit):
                 times = self._rate.setdefault((label, who), deque())
                 times.append(now)
@@ -471,10 +479,10 @@ class Governor:
         charge = self._charges.pop(ticket, None)
         if charge is None:
             return
-        for key in charge.spends:
-            self._spend[key] -= charge.amount
-        for key in charge.calls:
-            self._calls[key] -= 1
+        for spend_key in charge.spends:
+            self._spend[spend_key] -= charge.amount
+        for call_key in charge.calls:
+            self._calls[call_key] -= 1
         recent = self._recent.get(charge.agent)
         if recent:  # what never left the wallet is no spend velocity
             self._recent[charge.agent] = deque(x for x in recent if x[2] != ticket)

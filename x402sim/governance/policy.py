@@ -30,12 +30,14 @@ class PolicyError(TableError):
     """A policy file that cannot be used: ``where`` (file and key path) and ``problem``."""
 
 
-class _Scoped(Table):
+class Scoped(Table):
+    """What every rule and trigger has: an optional label and the agents it applies to."""
+
     name: str | None = Field(None, description="label in decisions and the audit log (default: kind#index)")
     applies_to: Scope = Field("everyone", description='"everyone", "agent:NAME" or "project:NAME"')
 
 
-class SpendLimit(_Scoped):
+class SpendLimit(Scoped):
     """At most ``max`` USDC committed per ``period`` (calendar periods of the governor's clock, UTC;
     weeks start on Monday)."""
 
@@ -45,14 +47,14 @@ class SpendLimit(_Scoped):
     shared: bool = False
 
 
-class RequestCap(_Scoped):
+class RequestCap(Scoped):
     """No single payment above ``max``."""
 
     kind: Literal["request-cap"]
     max: Usdc
 
 
-class UsageLimit(_Scoped):
+class UsageLimit(Scoped):
     """At most ``max_calls`` paid calls per service (``host``), ``resource`` (host and path) or
     ``payee`` in each ``period``."""
 
@@ -63,7 +65,7 @@ class UsageLimit(_Scoped):
     shared: bool = False
 
 
-class RateLimit(_Scoped):
+class RateLimit(Scoped):
     """At most ``max_payments`` payments in any ``window`` seconds (a sliding window)."""
 
     kind: Literal["rate-limit"]
@@ -72,7 +74,7 @@ class RateLimit(_Scoped):
     shared: bool = False
 
 
-class _Lists(_Scoped):
+class _Lists(Scoped):
     payees: list[str] | None = None
     assets: list[str] | None = None
     networks: list[str] | None = None
@@ -104,7 +106,7 @@ class Block(_Lists):
     kind: Literal["block"]
 
 
-class Approval(_Scoped):
+class Approval(Scoped):
     """A payment above ``above`` needs a human's (or a simulated approver's) approval."""
 
     kind: Literal["approval"]
@@ -116,7 +118,7 @@ Rule = Annotated[
 ]
 
 
-class Velocity(_Scoped):
+class Velocity(Scoped):
     """Freeze an agent whose payments in the last ``window`` seconds would add up to more than ``max``."""
 
     kind: Literal["velocity"]
@@ -124,14 +126,14 @@ class Velocity(_Scoped):
     window: Positive = 60.0
 
 
-class FailureStreak(_Scoped):
+class FailureStreak(Scoped):
     """Freeze an agent after ``count`` failed or denied payments in a row."""
 
     kind: Literal["failure-streak"]
     count: int = Field(ge=1)
 
 
-class NewPayee(_Scoped):
+class NewPayee(Scoped):
     """Freeze an agent that would pay more than ``above`` to a payee it has never paid (``known``
     payees count as paid)."""
 
@@ -140,7 +142,7 @@ class NewPayee(_Scoped):
     known: list[str] = Field(default_factory=list)
 
 
-class EndpointBurst(_Scoped):
+class EndpointBurst(Scoped):
     """Freeze an agent that tries to pay one resource more than ``max_requests`` times in ``window``
     seconds."""
 
@@ -247,6 +249,7 @@ __all__ = [
     "RateLimit",
     "RequestCap",
     "Rule",
+    "Scoped",
     "SpendLimit",
     "Trigger",
     "UsageLimit",

@@ -38,7 +38,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(data: str | bytes, where: str) -> Any:
+def loads(data: str | bytes | bytearray, where: str) -> Any:
     """Parse JSON text (``bytes`` must be UTF-8)."""
     if isinstance(data, bytes | bytearray):
         try:
@@ -97,7 +97,7 @@ def _too_deep(text: str) -> bool:
     return False
 
 
-def loads_object(data: str | bytes, where: str) -> dict[str, Any]:
+def loads_object(data: str | bytes | bytearray, where: str) -> dict[str, Any]:
     """Parse JSON text that must be an object."""
     value = loads(data, where)
     if not isinstance(value, dict):

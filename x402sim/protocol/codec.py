@@ -183,10 +183,12 @@ def read_payment(headers: Headers | None) -> PaymentPayload | PaymentPayloadV1 |
 
     None when neither header is present.
     """
-    for name, model_type in ((PAYMENT_SIGNATURE, PaymentPayload), (X_PAYMENT, PaymentPayloadV1)):
-        value = get_header(headers, name)
-        if value is not None:
-            return decode_header(value, model_type, where=f"header {name}")
+    value = get_header(headers, PAYMENT_SIGNATURE)
+    if value is not None:
+        return decode_header(value, PaymentPayload, where=f"header {PAYMENT_SIGNATURE}")
+    value = get_header(headers, X_PAYMENT)
+    if value is not None:
+        return decode_header(value, PaymentPayloadV1, where=f"header {X_PAYMENT}")
     return None
 
 

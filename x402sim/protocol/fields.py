@@ -90,34 +90,36 @@ def _address(value: Any) -> str:
     return value
 
 
-def _hex_digits(value: Any) -> str:
+def _hex_string(value: object) -> tuple[str, str]:
+    """``value`` as a 0x-prefixed hex string, and its digits."""
     match = _HEX.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise _fail("hex", "not a 0x-prefixed hex string")
-    return match.group(1)
+    return match.string, match.group(1)
 
 
 def _bytes32(value: Any) -> str:
-    digits = _hex_digits(value)
+    text, digits = _hex_string(value)
     if len(digits) != 64:
         found = f"{len(digits) // 2} bytes" if len(digits) % 2 == 0 else f"{len(digits)} hex digits"
         raise _fail("bytes32", f"expected 32 bytes (64 hex digits), found {found}")
-    return value
+    return text
 
 
 def _hex_bytes(value: Any) -> str:
-    digits = _hex_digits(value)
+    text, digits = _hex_string(value)
     if len(digits) % 2:
         raise _fail("hex", "odd number of hex digits")
     if not 1 <= len(digits) // 2 <= MAX_SIGNATURE_BYTES:
         raise _fail("hex", f"expected 1 to {MAX_SIGNATURE_BYTES} bytes, found {len(digits) // 2}")
-    return value
+    return text
 
 
 def _caip2(value: Any) -> str:
     problem = caip2_problem(value)
     if problem is not None:
         raise _fail("caip2", problem)
+    assert isinstance(value, str)  # caip2_problem refuses anything else
     return value
 
 

@@ -305,7 +305,7 @@ class FacilitatorRequest(WireModel):
         version = obj.get("x402Version")
         if type(version) is not int or version not in (1, 2):
             raise ProtocolError(join_where(where, "x402Version"), "expected the JSON number 1 or 2")
-        shapes = (
+        shapes: tuple[type[WireModel], type[WireModel]] = (
             (PaymentPayload, PaymentRequirements)
             if version == 2
             else (PaymentPayloadV1, PaymentRequirementsV1)

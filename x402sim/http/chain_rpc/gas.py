@@ -12,11 +12,11 @@ PRIORITY_FEE = 0  # wei; see "Fees" in the package docstring
 TX_GAS = 21_000
 
 
-def _effective_price(tx, base_fee: int) -> int:
+def effective_price(tx, base_fee: int) -> int:
     return min(tx.max_fee_per_gas, base_fee + tx.max_priority_fee_per_gas)
 
 
-def _intrinsic_gas(data: bytes) -> tuple[int, int]:
+def intrinsic_gas(data: bytes) -> tuple[int, int]:
     """Intrinsic gas of a call with ``data``, and the EIP-7623 (Prague) calldata floor."""
     zeros = data.count(0)
     nonzeros = len(data) - zeros
