@@ -143,12 +143,6 @@ def all_violations() -> list[str]:
     return [v for name, path in MODULES.items() for v in violations_in(name, path)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conformance/trust_controls.py uses private helpers of trust.mandates (_b64json, _sha256_b64, "
-    "_verifying_key, _Open, _closed_terms) and sim/sweep_plots.py imports sweep._is_number: "
-    "remove this mark once they use public names",
-)
 def test_no_module_uses_another_modules_private_names():
     violations = all_violations()
     assert not violations, f"{len(violations)} uses of private names:\n" + "\n".join(violations)

@@ -86,7 +86,7 @@ def test_a_payment_without_a_mandate_is_refused_by_the_server(tb):
     payer = tb.account(usdc=10**6)
     challenge = tb.client(payer).get(server, "/data").challenge
     bare = Client(payer.key, networks=(tb.chain.network,))
-    payment = bare._sign(challenge, *bare.choose(challenge.model_copy(update={"extensions": None})), tb.now)
+    payment = bare.sign_payment(challenge, *bare.choose(challenge.model_copy(update={"extensions": None})), tb.now)
     before = tb.chain.block_number
     response = tb.perform(
         server, Send(HttpRequest("GET", "/data", (("PAYMENT-SIGNATURE", encode_header(payment)),)))
@@ -152,8 +152,8 @@ class Rebinding(Client):
 
     other: MandateChain | None = None
 
-    def _sign(self, required, req, offer, now):
-        payment = super()._sign(required, req, offer, now)
+    def sign_payment(self, required, req, offer, now):
+        payment = super().sign_payment(required, req, offer, now)
         if self.other is None:
             self.other = attached(payment.extensions)
             return payment
@@ -168,7 +168,7 @@ def test_a_nonce_not_bound_to_the_mandate_chain_is_refused(tb):
         payer.key, networks=(tb.chain.network,), mandate=mandate(tb, [server.role.pay_to]), seed=3
     )
     client.role = role
-    role._sign(*_first_offer(tb, server, role), tb.now)  # remember a chain bound to another nonce
+    role.sign_payment(*_first_offer(tb, server, role), tb.now)  # remember a chain bound to another nonce
     before = tb.chain.block_number
     result = client.get(server, "/data")
     assert not result.paid
@@ -180,11 +180,11 @@ def test_a_nonce_not_bound_to_the_mandate_chain_is_refused(tb):
 class ElsewhereClaiming(Client):
     """Closes its mandate for another resource and claims that resource in the payment too."""
 
-    def _sign(self, required, req, offer, now):
+    def sign_payment(self, required, req, offer, now):
         elsewhere = required.model_copy(
             update={"resource": required.resource.model_copy(update={"url": "http://elsewhere.test/cheap"})}
         )
-        return super()._sign(elsewhere, req, offer, now)
+        return super().sign_payment(elsewhere, req, offer, now)
 
 
 def test_the_server_binds_the_mandate_to_its_own_resource_not_the_one_the_payment_claims(tb):

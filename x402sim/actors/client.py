@@ -21,6 +21,16 @@ Rules:
   the paid request gets no answer (the driver throws ``Unreachable`` into ``fetch``), the payment is
   still recorded, with ``status`` None and outcome ``"unknown"`` (it may have settled), and the
   ``Unreachable`` goes on to the driver.
+* It pays only offers of the mechanisms it is given (``mechanisms``, by default those x402sim
+  ships): a mechanism signs the payload; the choice and the checks above are the client's.
+
+Hooks. A variant of the client (the conformance suite's broken clients) subclasses ``Client`` and
+overrides one of these public methods, each named for the step it is:
+
+* ``acceptable_offers(required, reasons, server)``: offer matching, the offers of a 402 this client
+  can and may pay, in order (and why the others are not, appended to ``reasons``);
+* ``trust_refusal(server, offer)``: why ERC-8004 forbids paying an offer (None: it does not);
+* ``sign_payment(required, requirements, offer, now)``: signing, the payment payload for the offer.
 """
 
 from __future__ import annotations
@@ -227,7 +237,7 @@ class Client:
         asset of the first one (the server's order breaks ties; prices in different assets are not
         compared); ``PaymentRefused`` names why none fits."""
         reasons: list[str] = []
-        acceptable = list(self._acceptable(required, reasons, self._server_of(required)))
+        acceptable = list(self.acceptable_offers(required, reasons, self._server_of(required)))
         if not acceptable:
             raise PaymentRefused("; ".join(reasons) or "the 402 offered nothing")
         first = acceptable[0][1]
@@ -263,9 +273,9 @@ class Client:
             return None
         return reputation_of(self.directory, self.identity.agent_id, TAG_GOOD_PAYER)
 
-    def _acceptable(self, required: AnyPaymentRequired, reasons: list[str], server=None):
-        """The offers of ``required`` this client can and may pay, in order; why others are not, in
-        ``reasons``. ``server`` is the agent the 402 declares (``_server_of``)."""
+    def acceptable_offers(self, required: AnyPaymentRequired, reasons: list[str], server=None):
+        """Hook, offer matching. The offers of ``required`` this client can and may pay, in order; why
+        others are not, in ``reasons``. ``server`` is the agent the 402 declares (``_server_of``)."""
         for req in required.accepts:
             try:
                 offer = Offer.of(req)
@@ -295,14 +305,14 @@ class Client:
                 reasons.append(
                     "the server sells only under an AP2 payment mandate, and this client holds none"
                 )
-            elif why := self._trust_refusal(server, offer):
+            elif why := self.trust_refusal(server, offer):
                 reasons.append(why)
             else:
                 yield req, offer
 
-    def _trust_refusal(self, server: ServerIdentity | None, offer: Offer) -> str | None:
-        """Why ERC-8004 forbids paying ``offer``: a payTo other than the declared agent's wallet, or
-        a price reserved for payers reputed higher than this one."""
+    def trust_refusal(self, server: ServerIdentity | None, offer: Offer) -> str | None:
+        """Hook: why ERC-8004 forbids paying ``offer``: a payTo other than the declared agent's
+        wallet, or a price reserved for payers reputed higher than this one."""
         if server is not None and self.directory is not None:
             problem = pay_to_problem(server, offer.pay_to, self.directory)
             if problem is not None:
@@ -324,7 +334,7 @@ class Client:
             if not decision.allowed:
                 raise PaymentRefused(f"governance: {decision.explain()}")
             self.governor.record(decision, "unknown", now)
-        return self._sign(required, req, offer, now)
+        return self.sign_payment(required, req, offer, now)
 
     def attempt(self, request: HttpRequest | None, required: AnyPaymentRequired, offer: Offer) -> Attempt:
         """What the governor is asked about paying ``offer`` for ``request``."""
@@ -332,9 +342,10 @@ class Client:
             self.agent, _resource(request, required), offer.pay_to, offer.asset, offer.network, offer.amount
         )
 
-    def _sign(
+    def sign_payment(
         self, required: AnyPaymentRequired, req: AnyRequirements, offer: Offer, now: int
     ) -> AnyPaymentPayload:
+        """Hook, signing: the payment for ``offer`` (one of ``required``'s, ``req`` as sent) at ``now``."""
         extensions: dict = {}
         if self.mandate is not None:
             chain = self.mandate.close(offer, self.address, required.resource.url or "", now)
@@ -384,7 +395,7 @@ class Client:
             if not decision.allowed:
                 refused = f"governance: {decision.explain()}"
                 return FetchResult(first, challenge, refused=refused, first_status=402, decision=decision)
-        payment = self._sign(challenge, req, offer, now)
+        payment = self.sign_payment(challenge, req, offer, now)
         paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
         try:
             final: HttpResponse = yield Send(self._signed(paid_request, now))

@@ -26,6 +26,10 @@ Rules:
   ``settlement_pending`` with the transaction hash, and the claim stays (it may still land).
 * The facilitator keeps its own transaction nonce, so many settlements can be pending at once
   from one key (the official Python signer re-reads the pending count and collides).
+
+Hooks. A variant (the conformance suite's broken facilitators) subclasses ``Facilitator`` and
+overrides ``submit(calldata, to)``, submission: sign and send the settlement transaction, return its
+hash. Verify and settle rules belong to the mechanisms, the weaknesses are the switches above.
 """
 
 from __future__ import annotations
@@ -168,7 +172,7 @@ class Facilitator:
             return self._failed(verdict, verdict.reason, requirements)
         to, calldata = mechanism.settlement(verdict)
         try:
-            tx_hash = self._submit(calldata, to)
+            tx_hash = self.submit(calldata, to)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
         if self.dedupe != "off":
@@ -269,7 +273,9 @@ class Facilitator:
             return self.abandon_settle(pending, "the settlement transaction was not mined")
         return self.finish_settle(pending, receipt)
 
-    def _submit(self, calldata: bytes, asset: str) -> bytes:
+    def submit(self, calldata: bytes, asset: str) -> bytes:
+        """Hook, submission: sign ``calldata`` to ``asset`` from this facilitator's key with its own
+        transaction nonce, send it, and return the transaction hash (``ChainError`` if refused)."""
         if self._next_nonce is None:
             self._next_nonce = self.chain.pending_nonce(self.address)
         signed = sign_eip1559(

@@ -25,6 +25,21 @@ Rules:
   authorizations seen, kept ``ttl`` seconds) refuses a payment already presented here before any
   verify, so a copy sent concurrently never reaches the handler. ``serve_unsettled=True`` is a
   weakness to study: it delivers the handler's response although settlement failed.
+
+Hooks. A variant of the server (the conformance suite's broken controls, a study of a weakness)
+subclasses ``ResourceServer`` and overrides one of these public methods, each named for the step it
+is; nothing else of the role is meant to be replaced:
+
+* ``match_offer(route, payment)``: offer matching, which of this server's offers a payment's
+  ``accepted`` names (None: none);
+* ``serve_identified(route, request, payment, now)``: the ``payment-identifier`` bookkeeping around
+  a paid request;
+* ``mandate_check(route, payment, requirements, now)``: the AP2 mandate check;
+* ``verify_serve_settle(route, request, payment, requirements, version)``: the ``authorization``
+  flow (verify, then serve, then settle);
+* ``settle_then_serve(...)``: the ``upfront`` flow, same arguments;
+* ``deliver(route, version, response, settlement)``: the answer the buyer gets from a settlement
+  (and the handler's response, when there is one).
 """
 
 from __future__ import annotations
@@ -343,7 +358,8 @@ class ResourceServer:
             declared[MANDATE_EXTENSION] = {"info": {"required": True, "mandate": VCT_CLOSED}}
         return declared or None
 
-    def _match(self, route: Route, payment: PaymentPayload | PaymentPayloadV1):
+    def match_offer(self, route: Route, payment: PaymentPayload | PaymentPayloadV1):
+        """Hook, offer matching: the server's own offer for ``route`` that ``payment`` names, or None."""
         if isinstance(payment, PaymentPayloadV1):
             offer = self.requirements_v1(route)
             ok = offer is not None and (payment.scheme, payment.network) == (offer.scheme, offer.network)
@@ -412,11 +428,11 @@ class ResourceServer:
             self.stats["unpaid"] += 1
             return self.challenge(route, self.x402_version, "payment required")
         if self.payment_identifier != "off" and isinstance(payment, PaymentPayload):
-            return (yield from self._identified(route, request, payment, now))
+            return (yield from self.serve_identified(route, request, payment, now))
         return (yield from self._paid(route, request, payment, now))
 
-    def _identified(self, route, request, payment, now) -> Steps[HttpResponse]:
-        """The payment-identifier extension around ``_paid``."""
+    def serve_identified(self, route, request, payment, now) -> Steps[HttpResponse]:
+        """Hook: the payment-identifier extension around verifying, serving and settling."""
         payment_id, problem = _payment_id(payment)
         if problem is None and payment_id is None and self.payment_identifier == "required":
             problem = f"this resource requires a payment identifier (extension {PAYMENT_IDENTIFIER})"
@@ -465,7 +481,7 @@ class ResourceServer:
     def _paid(self, route, request, payment, now) -> Steps[HttpResponse]:
         """Verify, serve and settle ``payment`` for ``route``."""
         version = payment.x402_version
-        requirements = self._match(route, payment)
+        requirements = self.match_offer(route, payment)
         if requirements is None:
             self.stats["unmatched"] += 1
             return self.challenge(route, version, "No matching payment requirements")
@@ -475,7 +491,7 @@ class ResourceServer:
             return self.challenge(route, version, f"payer refused: {refusal}")
         mandate = None
         if self.mandates is not None:
-            mandate, refusal = self._mandate(route, payment, requirements, now)
+            mandate, refusal = self.mandate_check(route, payment, requirements, now)
             if refusal is not None:
                 self.stats["mandate_refused"] += 1
                 return self.challenge(route, version, f"mandate refused: {refusal}")
@@ -491,11 +507,9 @@ class ResourceServer:
         response = None
         try:
             if self.upfront:
-                response = yield from self._upfront(route, request, payment, requirements, version)
+                response = yield from self.settle_then_serve(route, request, payment, requirements, version)
             else:
-                response = yield from self._authorize_then_settle(
-                    route, request, payment, requirements, version
-                )
+                response = yield from self.verify_serve_settle(route, request, payment, requirements, version)
         except Unreachable as exc:
             self.stats["facilitator_unreachable"] += 1
             response = HttpResponse.of_json(502, {"error": str(exc)})
@@ -526,8 +540,8 @@ class ResourceServer:
         extensions = payment.extensions if isinstance(payment, PaymentPayload) else None
         return self.payers.problem(payer, extensions, tier)
 
-    def _mandate(self, route, payment, requirements, now):
-        """Check the AP2 mandate ``payment`` carries against the offer it pays and this server's URL
+    def mandate_check(self, route, payment, requirements, now):
+        """Hook: check the AP2 mandate ``payment`` carries against the offer it pays and this server's URL
         of ``route`` (never the resource the payment claims): (the verified, reserved mandate, None)
         or (None, why it is refused)."""
         if now is None:
@@ -559,7 +573,8 @@ class ResourceServer:
         settled = response.header(PAYMENT_RESPONSE) or response.header(X_PAYMENT_RESPONSE)
         return response.status in (402, 502) and settled is None
 
-    def _authorize_then_settle(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
+    def verify_serve_settle(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
+        """Hook, the ``authorization`` flow: verify, run the handler and hold its answer, settle."""
         verdict: VerifyResponse = yield Verify(payment, requirements)
         if not verdict.is_valid:
             self.stats["invalid"] += 1
@@ -569,18 +584,20 @@ class ResourceServer:
             self.stats["handler_error"] += 1
             return response
         settlement: SettleResponse = yield Settle(payment, requirements)
-        return self._deliver(route, version, response, settlement)
+        return self.deliver(route, version, response, settlement)
 
-    def _upfront(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
+    def settle_then_serve(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
+        """Hook, the ``upfront`` flow: settle, then run the handler."""
         settlement: SettleResponse = yield Settle(payment, requirements)
         if not settlement.success and not self.serve_unsettled:
-            return self._deliver(route, version, None, settlement)
+            return self.deliver(route, version, None, settlement)
         response: HttpResponse = yield Handle(request)
-        return self._deliver(route, version, response, settlement)
+        return self.deliver(route, version, response, settlement)
 
-    def _deliver(
+    def deliver(
         self, route, version, response: HttpResponse | None, settlement: SettleResponse
     ) -> HttpResponse:
+        """Hook, delivery: the buyer's answer from ``settlement`` and the held ``response``."""
         header = (response_header_name(version), encode_header(settlement))
         if not settlement.success:
             self.stats["settle_failed"] += 1

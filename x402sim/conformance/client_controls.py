@@ -59,7 +59,7 @@ class LooseClient(Client):
             return req, replace(offer, extra={"name": "", "version": "", **offer.extra})
         return super().choose(required)
 
-    def _acceptable(self, required: AnyPaymentRequired, reasons: list[str], server=None):
+    def acceptable_offers(self, required: AnyPaymentRequired, reasons: list[str], server=None):
         for req in required.accepts:
             try:
                 offer = Offer.of(req)
@@ -76,12 +76,12 @@ class LooseClient(Client):
                 isinstance(offer.extra.get("name"), str) and isinstance(offer.extra.get("version"), str)
             ):
                 reasons.append("offer lacks the token's EIP-712 name and version")
-            elif why := self.policy.refusal(offer, self._committed) or self._trust_refusal(server, offer):
+            elif why := self.policy.refusal(offer, self._committed) or self.trust_refusal(server, offer):
                 reasons.append(why)
             else:
                 yield req, offer
 
-    def _sign(self, required: AnyPaymentRequired, req, offer: Offer, now: int):
+    def sign_payment(self, required: AnyPaymentRequired, req, offer: Offer, now: int):
         nonce = hashlib.sha256(self.address.lower().encode()).digest() if self.fixed_nonce else None
         nonce = nonce or self._rng.randbytes(32)
         signing = offer

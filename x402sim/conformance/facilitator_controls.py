@@ -455,12 +455,12 @@ def fake_settle():
 class _FixedTxNonce(Facilitator):
     """Signs every settlement with the transaction nonce it read first (no nonce manager)."""
 
-    def _submit(self, calldata: bytes, asset: str) -> bytes:
+    def submit(self, calldata: bytes, asset: str) -> bytes:
         fixed = getattr(self, "_fixed_nonce", None)
         if fixed is None:
             fixed = self._fixed_nonce = self.chain.pending_nonce(self.address)
         self._next_nonce = fixed
-        return super()._submit(calldata, asset)
+        return super().submit(calldata, asset)
 
 
 @control(
@@ -567,7 +567,7 @@ class _SettleSkipsReverify(Facilitator):
             return super().begin_settle(payload, requirements, now)
         verdict = Verdict(None, "", parsed.authorization.from_, parsed, offer)
         try:
-            tx_hash = self._submit(settlement_calldata(parsed), offer.asset)
+            tx_hash = self.submit(settlement_calldata(parsed), offer.asset)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
         return PendingSettlement(tx_hash, verdict.payer, offer, verdict, requirements.network, now)

@@ -425,13 +425,13 @@ REFUSED_BEFORE_VERIFY = (
 class IgnoresInvalidVerdict(ResourceServer):
     """Fails open: when /verify says invalid, serves the handler anyway (and settles nothing)."""
 
-    def _authorize_then_settle(self, route, request, payment, requirements, version):
+    def verify_serve_settle(self, route, request, payment, requirements, version):
         verdict = yield Verify(payment, requirements)
         response = yield Handle(request)
         if not verdict.is_valid or response.status >= 400:
             return response
         settlement = yield Settle(payment, requirements)
-        return self._deliver(route, version, response, settlement)
+        return self.deliver(route, version, response, settlement)
 
 
 @control(
@@ -452,10 +452,10 @@ def ignores_invalid_verdict():
 class ForwardsAccepted(ResourceServer):
     """Sends the client's ``accepted`` to the facilitator as the requirements."""
 
-    def _match(self, route, payment):
+    def match_offer(self, route, payment):
         if isinstance(payment, PaymentPayload):
             return payment.accepted
-        return super()._match(route, payment)
+        return super().match_offer(route, payment)
 
 
 @control(
@@ -475,8 +475,8 @@ def forwards_accepted():
 class TrustsAuthorizationTo(ResourceServer):
     """Pays whoever the payer's authorization names: the requirements' payTo is ``authorization.to``."""
 
-    def _match(self, route, payment):
-        offer = super()._match(route, payment)
+    def match_offer(self, route, payment):
+        offer = super().match_offer(route, payment)
         auth = payment.payload.get("authorization") if isinstance(payment.payload, dict) else None
         if offer is None or not isinstance(auth, dict) or not isinstance(auth.get("to"), str):
             return offer
@@ -597,7 +597,7 @@ def serves_replays():
 class DuplicateIsPaid(ResourceServer):
     """Takes a facilitator's duplicate_settlement as proof of payment and serves (x402#1805)."""
 
-    def _deliver(self, route, version, response, settlement: SettleResponse):
+    def deliver(self, route, version, response, settlement: SettleResponse):
         if (
             response is not None
             and not settlement.success
@@ -606,7 +606,7 @@ class DuplicateIsPaid(ResourceServer):
             claimed = settlement.model_copy(update={"success": True, "error_reason": None})
             header = (response_header_name(version), encode_header(claimed))
             return HttpResponse(response.status, (*response.headers, header), response.body)
-        return super()._deliver(route, version, response, settlement)
+        return super().deliver(route, version, response, settlement)
 
 
 @control(
@@ -642,7 +642,7 @@ def serves_unsettled():
 class SettlesFailedHandler(ResourceServer):
     """Settles although the handler answered an error (x402#664)."""
 
-    def _authorize_then_settle(self, route, request, payment, requirements, version):
+    def verify_serve_settle(self, route, request, payment, requirements, version):
         verdict = yield Verify(payment, requirements)
         if not verdict.is_valid:
             return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
@@ -650,7 +650,7 @@ class SettlesFailedHandler(ResourceServer):
         settlement = yield Settle(payment, requirements)
         if response.status >= 400:
             return response
-        return self._deliver(route, version, response, settlement)
+        return self.deliver(route, version, response, settlement)
 
 
 @control(
@@ -666,10 +666,10 @@ def settles_failed_handler():
 class DropsErrorReason(ResourceServer):
     """The failed-settlement 402 carries PAYMENT-RESPONSE without errorReason (x402#3223)."""
 
-    def _deliver(self, route, version, response, settlement: SettleResponse):
+    def deliver(self, route, version, response, settlement: SettleResponse):
         if not settlement.success:
             settlement = settlement.model_copy(update={"error_reason": None, "error_message": None})
-        return super()._deliver(route, version, response, settlement)
+        return super().deliver(route, version, response, settlement)
 
 
 @control(
@@ -685,10 +685,10 @@ def drops_error_reason():
 class NoFailureHeader(ResourceServer):
     """A failed settlement is answered with a plain 402: no PAYMENT-RESPONSE."""
 
-    def _deliver(self, route, version, response, settlement: SettleResponse):
+    def deliver(self, route, version, response, settlement: SettleResponse):
         if not settlement.success:
             return self.challenge(route, version, settlement.error_reason or "settlement failed")
-        return super()._deliver(route, version, response, settlement)
+        return super().deliver(route, version, response, settlement)
 
 
 @control(
@@ -753,7 +753,7 @@ def sparse_payment_response():
 class ServesOnLostAnswer(ResourceServer):
     """Takes a /settle that did not answer as settled and serves."""
 
-    def _authorize_then_settle(self, route, request, payment, requirements, version):
+    def verify_serve_settle(self, route, request, payment, requirements, version):
         verdict = yield Verify(payment, requirements)
         if not verdict.is_valid:
             return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
@@ -764,7 +764,7 @@ class ServesOnLostAnswer(ResourceServer):
             settlement = yield Settle(payment, requirements)
         except Unreachable:
             return response
-        return self._deliver(route, version, response, settlement)
+        return self.deliver(route, version, response, settlement)
 
 
 @control(
@@ -780,7 +780,7 @@ def serves_on_lost_answer():
 class ResendsSettle(ResourceServer):
     """Sends /settle again when its answer was lost."""
 
-    def _authorize_then_settle(self, route, request, payment, requirements, version):
+    def verify_serve_settle(self, route, request, payment, requirements, version):
         verdict = yield Verify(payment, requirements)
         if not verdict.is_valid:
             return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
@@ -791,7 +791,7 @@ class ResendsSettle(ResourceServer):
             settlement = yield Settle(payment, requirements)
         except Unreachable:
             settlement = yield Settle(payment, requirements)
-        return self._deliver(route, version, response, settlement)
+        return self.deliver(route, version, response, settlement)
 
 
 @control(
@@ -856,7 +856,7 @@ def crashes_on_large_headers():
 class IgnoresPaymentIdentifier(ResourceServer):
     """Declares the payment-identifier extension (required) and then ignores every id."""
 
-    def _identified(self, route, request, payment, now):
+    def serve_identified(self, route, request, payment, now):
         return (yield from self._paid(route, request, payment, now))
 
 

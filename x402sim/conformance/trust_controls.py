@@ -49,7 +49,7 @@ def _claims(token: str) -> tuple[dict, dict]:
     """``(header, payload)`` of an SD-JWT presentation with its disclosures put back, nothing verified:
     how a verifier that only decodes reads a mandate."""
     jwt, *disclosures = token.removesuffix("~").split("~")
-    values = {m._sha256_b64(d): m._b64json(d) for d in disclosures}
+    values = {m.sha256_b64(d): m.b64_json(d) for d in disclosures}
 
     def put(node):
         if isinstance(node, list):
@@ -70,7 +70,7 @@ def _claims(token: str) -> tuple[dict, dict]:
         return node
 
     head, payload, _ = jwt.split(".")
-    return m._b64json(head), put(m._b64json(payload))
+    return m.b64_json(head), put(m.b64_json(payload))
 
 
 class LooseVerifier(MandateVerifier):
@@ -92,17 +92,19 @@ class LooseVerifier(MandateVerifier):
         super().__init__(trusted_users, **kwargs)
         self.skip = skip
 
-    def _verify_chain(self, chain, now: int):
+    def verify_chain(self, chain, now: int):
         if self.skip != "chain":
-            return super()._verify_chain(chain, now)
+            return super().verify_chain(chain, now)
         header, opened_claims = _claims(chain.open)
         content = opened_claims["delegate_payload"][0]
-        key = m._verifying_key(content["cnf"]["jwk"])
-        opened = m._Open(content, header.get("kid", ""), chain.open.split("~")[0], key, content["jti"])
+        key = m.verifying_key(content["cnf"]["jwk"])
+        opened = m.OpenMandateTerms(
+            content, header.get("kid", ""), chain.open.split("~")[0], key, content["jti"]
+        )
         _, closed_claims = _claims(chain.closed)
-        return opened, m._closed_terms(closed_claims["delegate_payload"][0], closed_claims["nonce"])
+        return opened, m.closed_terms(closed_claims["delegate_payload"][0], closed_claims["nonce"])
 
-    def _constraints(self, constraints: list, closed):
+    def check_constraints(self, constraints: list, closed):
         if self.skip == "amount":
             constraints = [
                 {**c, "min": 0, "max": 2**255} if c["type"] == m.AMOUNT_RANGE else c for c in constraints
@@ -112,19 +114,19 @@ class LooseVerifier(MandateVerifier):
             constraints = [
                 {**c, "allowed": everyone} if c["type"] == m.ALLOWED_PAYEES else c for c in constraints
             ]
-        limits = super()._constraints(constraints, closed)
+        limits = super().check_constraints(constraints, closed)
         if self.skip == "budget":
             limits.budgets.clear()
         return limits
 
-    def _payment(self, chain, closed, facts):
+    def check_payment(self, chain, closed, facts):
         if self.skip == "amount":
             facts = replace(facts, amount=closed.amount)
         if self.skip == "payee":
             facts = replace(facts, pay_to=closed.payee)
         if self.skip == "nonce":
             facts = replace(facts, nonce=chain.nonce())
-        return super()._payment(chain, closed, facts)
+        return super().check_payment(chain, closed, facts)
 
 
 def _loose(skip: str):
@@ -197,14 +199,14 @@ def mandate_expiry_ignored():
 class _MandateOptional(ResourceServer):
     """Verifies a mandate when a payment carries one, and lets a payment without one through."""
 
-    def _mandate(self, route, payment, requirements, now):
+    def mandate_check(self, route, payment, requirements, now):
         try:
             carried = attached(payment.extensions) if isinstance(payment, PaymentPayload) else None
         except MandateRefused:
             carried = True
         if carried is None:
             return None, None
-        return super()._mandate(route, payment, requirements, now)
+        return super().mandate_check(route, payment, requirements, now)
 
 
 @control(
@@ -254,7 +256,7 @@ def _verifier(kind: str):
     class NoSignatureCheck(SignatureVerifier):
         """Checks everything about a signature but the signature itself."""
 
-        def _check_signature(self, *args, **kwargs) -> None:
+        def check_signature(self, *args, **kwargs) -> None:
             return None
 
     return {"no-expiry": NoExpiry, "no-signature": NoSignatureCheck}[kind]
@@ -321,7 +323,7 @@ def crawl_any_tag():
 class _WalletBlindClient(Client):
     """Reads the declared agent's registry, but never compares payTo with its agentWallet."""
 
-    def _trust_refusal(self, server, offer):
+    def trust_refusal(self, server, offer):
         return None
 
 

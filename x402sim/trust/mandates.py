@@ -236,7 +236,7 @@ def public_jwk(key: JWK | Mapping[str, Any]) -> dict:
     return {"kty": "EC", "crv": "P-256", "x": x, "y": y}
 
 
-def _verifying_key(members: Mapping[str, Any]) -> JWK:
+def verifying_key(members: Mapping[str, Any]) -> JWK:
     key = JWK(**public_jwk(members))
     try:
         key.get_op_key("verify")  # loads the point now, so a key off the curve fails here
@@ -267,11 +267,11 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _b64json(segment: str) -> Any:
+def b64_json(segment: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 
-def _sha256_b64(text: str) -> str:
+def sha256_b64(text: str) -> str:
     return _b64url(hashlib.sha256(text.encode("ascii")).digest())
 
 
@@ -567,8 +567,8 @@ def _holder_view(open_mandate: str) -> tuple[str, list[str], dict[str, Any], dic
     digest, and the mandate content; ValueError if it is not one."""
     try:
         jwt, disclosures = _split_token(open_mandate, "open")
-        signed = _b64json(jwt.split(".")[1])
-        values = {_sha256_b64(d): _b64json(d)[-1] for d in disclosures}
+        signed = b64_json(jwt.split(".")[1])
+        values = {sha256_b64(d): b64_json(d)[-1] for d in disclosures}
         digests = [_digest(item) for item in signed.get("delegate_payload", [])]
     except (MandateRefused, ValueError, TypeError, KeyError, AttributeError, binascii.Error) as exc:
         raise ValueError(f"not an open mandate SD-JWT: {exc}") from None
@@ -586,7 +586,7 @@ def mandate_id_of(open_mandate: str) -> str:
 
 def _mandate_id(content: dict, jwt: str) -> str:
     jti = content.get("jti")
-    return jti if isinstance(jti, str) and jti else "sha256:" + _sha256_b64(jwt)
+    return jti if isinstance(jti, str) and jti else "sha256:" + sha256_b64(jwt)
 
 
 def close_payment_mandate(
@@ -637,7 +637,7 @@ def close_payment_mandate(
                 merchant = value  # the user's own merchant object, name and all
             if digest is not None and not fits:
                 hidden.add(digest)
-    presentation = jwt + "~" + "".join(d + "~" for d in disclosures if _sha256_b64(d) not in hidden)
+    presentation = jwt + "~" + "".join(d + "~" for d in disclosures if sha256_b64(d) not in hidden)
     closed = {
         "vct": VCT_CLOSED,
         "transaction_id": transaction_id(resource),
@@ -667,7 +667,7 @@ def _sign_closed(
         "iat": now,
         "aud": audience,
         "nonce": nonce,
-        "sd_hash": _sha256_b64(open_presentation),
+        "sd_hash": sha256_b64(open_presentation),
     }
     return MandateChain(open_presentation, _sign(agent_key, claims, {"typ": CLOSED_TYP}, rng))
 
@@ -769,7 +769,7 @@ class VerifiedMandate:
 
 
 @dataclass
-class _Open:
+class OpenMandateTerms:
     content: dict
     kid: str
     jwt: str
@@ -820,7 +820,7 @@ def _verified_payload(token: str, key: JWK, label: str, bad_signature: str) -> d
 
 def _header(jwt: str, label: str) -> dict:
     try:
-        header = _b64json(jwt.split(".")[0])
+        header = b64_json(jwt.split(".")[0])
     except (ValueError, binascii.Error):
         raise MandateRefused("malformed", f"the {label} mandate's JWS header is not base64url JSON") from None
     if not isinstance(header, dict):
@@ -830,13 +830,13 @@ def _header(jwt: str, label: str) -> dict:
 
 def _check_disclosures(jwt: str, disclosures: list[str], label: str) -> None:
     """RFC 9901: every disclosure presented must be referenced, from the signed payload or another one."""
-    by_digest = {_sha256_b64(d): d for d in disclosures}
+    by_digest = {sha256_b64(d): d for d in disclosures}
     seen: set[str] = set()
 
     def visit(digest: Any) -> None:
         if isinstance(digest, str) and digest in by_digest and digest not in seen:
             seen.add(digest)
-            walk(_b64json(by_digest[digest])[-1])
+            walk(b64_json(by_digest[digest])[-1])
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
@@ -852,7 +852,7 @@ def _check_disclosures(jwt: str, disclosures: list[str], label: str) -> None:
                 walk(item)
 
     try:
-        walk(_b64json(jwt.split(".")[1]))
+        walk(b64_json(jwt.split(".")[1]))
     except (ValueError, TypeError, KeyError, IndexError, binascii.Error):
         raise MandateRefused(
             "malformed", f"the {label} mandate has a disclosure of the wrong shape"
@@ -870,7 +870,7 @@ def _one_content(payload: dict, label: str) -> dict:
     return items[0]
 
 
-def _verify_open(token: str, trusted: Mapping[str, JWK], now: int, leeway: int) -> _Open:
+def _verify_open(token: str, trusted: Mapping[str, JWK], now: int, leeway: int) -> OpenMandateTerms:
     jwt, disclosures = _split_token(token, "open")
     header = _header(jwt, "open")
     kid = header.get("kid")
@@ -890,7 +890,7 @@ def _verify_open(token: str, trusted: Mapping[str, JWK], now: int, leeway: int) 
         )
     cnf = content.get("cnf")
     try:
-        agent = _verifying_key(cnf.get("jwk") if isinstance(cnf, dict) else None)
+        agent = verifying_key(cnf.get("jwk") if isinstance(cnf, dict) else None)
     except (TypeError, ValueError):
         raise MandateRefused(
             "malformed", "the open mandate's cnf.jwk is not an EC P-256 public key"
@@ -908,13 +908,11 @@ def _verify_open(token: str, trusted: Mapping[str, JWK], now: int, leeway: int) 
     ):
         raise MandateRefused("malformed", "the open mandate's constraints are not a list of typed objects")
     jti = content.get("jti")
-    mandate_id = (
-        jti if isinstance(jti, str) and jti else "sha256:" + _sha256_b64(jwt)
-    )  # AP2's issuer_jwt_hash
-    return _Open(content, kid, jwt, agent, mandate_id)
+    mandate_id = jti if isinstance(jti, str) and jti else "sha256:" + sha256_b64(jwt)  # AP2's issuer_jwt_hash
+    return OpenMandateTerms(content, kid, jwt, agent, mandate_id)
 
 
-def _closed_terms(content: dict, nonce: str) -> _Closed:
+def closed_terms(content: dict, nonce: str) -> _Closed:
     payee, money, instrument = (
         content.get("payee"),
         content.get("payment_amount"),
@@ -956,7 +954,7 @@ def _closed_terms(content: dict, nonce: str) -> _Closed:
 
 
 def _verify_closed(
-    chain: MandateChain, opened: _Open, now: int, leeway: int, audience: str | None
+    chain: MandateChain, opened: OpenMandateTerms, now: int, leeway: int, audience: str | None
 ) -> _Closed:
     jwt, disclosures = _split_token(chain.closed, "closed")
     header = _header(jwt, "closed")
@@ -973,9 +971,9 @@ def _verify_closed(
             "malformed", "the closed mandate needs exactly one of sd_hash and issuer_jwt_hash"
         )
     claim, expected = (
-        ("sd_hash", _sha256_b64(chain.open))
+        ("sd_hash", sha256_b64(chain.open))
         if "sd_hash" in payload
-        else ("issuer_jwt_hash", _sha256_b64(opened.jwt))
+        else ("issuer_jwt_hash", sha256_b64(opened.jwt))
     )
     if payload[claim] != expected:
         raise MandateRefused(
@@ -997,7 +995,7 @@ def _verify_closed(
         )
     if "cnf" in content:
         raise MandateRefused("malformed", "a closed mandate is the last hop: it must not carry cnf")
-    return _closed_terms(content, nonce)
+    return closed_terms(content, nonce)
 
 
 def _check_presets(open_content: dict, closed: _Closed) -> None:
@@ -1110,6 +1108,11 @@ class MandateVerifier:
     ``trusted_users``: the user keys (or Agent Provider keys, in AP2's trusted-provider model) whose
     open mandates count. ``audience``: when given, a closed mandate's ``aud`` must equal it.
     ``leeway``: seconds of slack on ``iat``/``exp``. Thread-safe.
+
+    Hooks, the mandate checks, in the order ``check`` runs them (a variant, such as the conformance
+    suite's loose verifiers, overrides one): ``verify_chain(chain, now)``, the signatures, digests,
+    types and times of the chain; ``check_constraints(constraints, closed)``, the open mandate's
+    constraints; ``check_payment(chain, closed, facts)``, the payment against the closed mandate.
     """
 
     def __init__(
@@ -1121,7 +1124,7 @@ class MandateVerifier:
     ) -> None:
         if not _is_int(leeway) or leeway < 0:
             raise ValueError("leeway is a non-negative number of seconds")
-        self._trusted = {key_id(key): _verifying_key(public_jwk(key)) for key in trusted_users}
+        self._trusted = {key_id(key): verifying_key(public_jwk(key)) for key in trusted_users}
         self._audience = audience
         self._leeway = leeway
         self._lock = threading.Lock()
@@ -1134,10 +1137,10 @@ class MandateVerifier:
         for the order of the checks); ``MandateRefused`` otherwise."""
         if not isinstance(chain, MandateChain):
             raise MandateRefused("malformed", "not a MandateChain")
-        opened, closed = self._verify_chain(chain, now)
+        opened, closed = self.verify_chain(chain, now)
         _check_presets(opened.content, closed)
-        limits = self._constraints(opened.content["constraints"], closed)
-        chain_nonce = self._payment(chain, closed, facts)
+        limits = self.check_constraints(opened.content["constraints"], closed)
+        chain_nonce = self.check_payment(chain, closed, facts)
         expires = opened.content.get("exp")
         with self._lock:
             self._reserve(opened, closed, limits, now, expires + self._leeway if _is_int(expires) else None)
@@ -1159,21 +1162,21 @@ class MandateVerifier:
     # The steps of ``check``, one method each so that the conformance suite's controls can leave
     # exactly one of them out (``conformance.trust_controls``).
 
-    def _verify_chain(self, chain: MandateChain, now: int) -> tuple[_Open, _Closed]:
+    def verify_chain(self, chain: MandateChain, now: int) -> tuple[OpenMandateTerms, _Closed]:
         """The open mandate verified against the trusted users, and the closed one against it."""
         opened = _verify_open(chain.open, self._trusted, now, self._leeway)
         return opened, _verify_closed(chain, opened, now, self._leeway, self._audience)
 
-    def _constraints(self, constraints: list, closed: _Closed) -> _Limits:
+    def check_constraints(self, constraints: list, closed: _Closed) -> _Limits:
         """Every constraint checked against the closed mandate; the limits kept across payments."""
         return _check_constraints(constraints, closed)
 
-    def _payment(self, chain: MandateChain, closed: _Closed, facts: PaymentFacts) -> str:
+    def check_payment(self, chain: MandateChain, closed: _Closed, facts: PaymentFacts) -> str:
         """The closed mandate against the x402 payment, and the nonce binding; the chain's nonce."""
         return _check_payment(chain, closed, facts)
 
     def _reserve(
-        self, opened: _Open, closed: _Closed, limits: _Limits, now: int, expires: int | None
+        self, opened: OpenMandateTerms, closed: _Closed, limits: _Limits, now: int, expires: int | None
     ) -> None:
         ledger = self._ledgers.get(opened.mandate_id)
         if ledger is not None and ledger.owner != opened.kid:

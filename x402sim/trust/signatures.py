@@ -606,7 +606,7 @@ class SignatureVerifier:
         key = self.directory.get(keyid)
         if key is None:
             raise SignatureRefused("unknown_key", f"keyid {keyid} is not in the key directory")
-        self._check_signature(method, scheme, authority, path, headers, label, tag, keyid, key)
+        self.check_signature(method, scheme, authority, path, headers, label, tag, keyid, key)
         if nonce is not None and not self.nonces.admit((keyid, nonce), expires, now):
             raise SignatureRefused("nonce_reused", f"nonce {nonce!r} was already used by {keyid}")
         claimed = _claimed_agent(headers, members)
@@ -661,7 +661,7 @@ class SignatureVerifier:
             raise SignatureRefused("malformed", f"{tag} requires a nonce parameter")
         return created, expires, nonce
 
-    def _check_signature(self, method, scheme, authority, path, headers, label, tag, keyid, key) -> None:
+    def check_signature(self, method, scheme, authority, path, headers, label, tag, keyid, key) -> None:
         try:
             message = _Request(method, scheme, authority, path, headers)
         except ValueError as exc:
