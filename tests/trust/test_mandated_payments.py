@@ -86,7 +86,8 @@ def test_a_payment_without_a_mandate_is_refused_by_the_server(tb):
     payer = tb.account(usdc=10**6)
     challenge = tb.client(payer).get(server, "/data").challenge
     bare = Client(payer.key, networks=(tb.chain.network,))
-    payment = bare.sign_payment(challenge, *bare.choose(challenge.model_copy(update={"extensions": None})), tb.now)
+    offer = bare.choose(challenge.model_copy(update={"extensions": None}))
+    payment = bare.sign_payment(challenge, *offer, tb.now)
     before = tb.chain.block_number
     response = tb.perform(
         server, Send(HttpRequest("GET", "/data", (("PAYMENT-SIGNATURE", encode_header(payment)),)))
