@@ -93,7 +93,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, TypeGuard, cast, overload
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes
@@ -275,7 +275,7 @@ def sha256_b64(text: str) -> str:
     return _b64url(hashlib.sha256(text.encode("ascii")).digest())
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -371,6 +371,10 @@ def _plain(node: Any) -> Any:
     return node
 
 
+@overload
+def _atomic(body: Mapping[str, Any], name: str, where: str, required: Literal[True] = ...) -> int: ...
+@overload
+def _atomic(body: Mapping[str, Any], name: str, where: str, required: bool) -> int | None: ...
 def _atomic(body: Mapping[str, Any], name: str, where: str, required: bool = True) -> int | None:
     value = body.get(name)
     if value is None and not required:
@@ -629,7 +633,7 @@ def close_payment_mandate(
             continue
         for entry in constraint.get("allowed", []):
             digest = _digest(entry)
-            value = values.get(digest, entry)
+            value = values.get(digest, entry) if digest is not None else entry
             fits = isinstance(value, dict) and _same_address(
                 value.get("id"), payee if kind == ALLOWED_PAYEES else instrument["id"]
             )
@@ -889,8 +893,10 @@ def _verify_open(token: str, trusted: Mapping[str, JWK], now: int, leeway: int) 
             "wrong_vct", f"the open mandate's vct is {content.get('vct')!r}, not {VCT_OPEN!r}"
         )
     cnf = content.get("cnf")
+    # Decoded JSON of any shape (None when absent): verifying_key refuses a non-key with TypeError/ValueError.
+    jwk: Any = cnf.get("jwk") if isinstance(cnf, dict) else None
     try:
-        agent = verifying_key(cnf.get("jwk") if isinstance(cnf, dict) else None)
+        agent = verifying_key(jwk)
     except (TypeError, ValueError):
         raise MandateRefused(
             "malformed", "the open mandate's cnf.jwk is not an EC P-256 public key"
@@ -909,7 +915,7 @@ def _verify_open(token: str, trusted: Mapping[str, JWK], now: int, leeway: int) 
         raise MandateRefused("malformed", "the open mandate's constraints are not a list of typed objects")
     jti = content.get("jti")
     mandate_id = jti if isinstance(jti, str) and jti else "sha256:" + sha256_b64(jwt)  # AP2's issuer_jwt_hash
-    return OpenMandateTerms(content, kid, jwt, agent, mandate_id)
+    return OpenMandateTerms(content, cast(str, kid), jwt, agent, mandate_id)  # a str: it found a key
 
 
 def closed_terms(content: dict, nonce: str) -> _Closed:
@@ -935,7 +941,11 @@ def closed_terms(content: dict, nonce: str) -> _Closed:
         raise MandateRefused(
             "malformed", f"the closed mandate's payment_instrument is not of type {INSTRUMENT_TYPE!r}"
         )
-    found = _INSTRUMENT_ID.fullmatch(instrument.get("id")) if isinstance(instrument.get("id"), str) else None
+    found = (
+        _INSTRUMENT_ID.fullmatch(cast(str, instrument.get("id")))
+        if isinstance(instrument.get("id"), str)
+        else None
+    )
     if found is None or not isinstance(instrument.get("payer"), str):
         raise MandateRefused(
             "malformed", "the x402 instrument needs id 'eip155:<chain>/erc20:<asset>' and a payer"
@@ -1225,7 +1235,7 @@ class MandateVerifier:
         with self._lock:
             ledger = self._ledgers.get(verified.mandate_id)
             entry = ledger.reserved.pop(verified.closed_nonce, None) if ledger else None
-            if entry is None:
+            if entry is None or ledger is None:  # no entry without a ledger; the second test is for mypy
                 raise ValueError(f"no reservation for {verified.closed_nonce} (already settled or released?)")
             if settle:
                 amount, at = entry
