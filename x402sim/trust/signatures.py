@@ -48,7 +48,7 @@ import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import cryptography.exceptions
@@ -63,6 +63,7 @@ from http_message_signatures import (
     InvalidSignature,
     algorithms,
 )
+from http_sf.types import BareItemType, ParamsType
 
 WEB_BOT_AUTH = "web-bot-auth"
 AGENT_BROWSER_AUTH = "agent-browser-auth"
@@ -106,6 +107,11 @@ CHECKS = (
 REFUSAL_CODES = tuple(code for code, _ in CHECKS)
 
 _SIGNATURE_HEADERS = ("signature", "signature-input")
+
+# What http_sf.parse gives for a Structured Fields dictionary: it is typed as any structured value, but
+# the parser builds every member as a (value, parameters) pair, the value an item or an inner list.
+_InnerList = list[tuple[BareItemType, ParamsType]]
+_Member = tuple[BareItemType | _InnerList, ParamsType]
 
 
 class SignatureRefused(Exception):
@@ -158,7 +164,7 @@ _THUMBPRINT_MEMBERS = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y"
 def thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 JWK SHA-256 thumbprint, base64url without padding: the hash of the key's required
     members, in lexicographic order, as JSON without whitespace."""
-    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty"))
+    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty", ""))
     if members is None:
         raise ValueError(f"JWK kty {jwk.get('kty')!r}: expected one of {', '.join(_THUMBPRINT_MEMBERS)}")
     missing = [m for m in members if not isinstance(jwk.get(m), str)]
@@ -372,7 +378,8 @@ def _when(now: int) -> datetime.datetime:
 
 
 def _agent_component(label: str) -> str:
-    return http_sf.ser(("signature-agent", {"key": label}))
+    params: ParamsType = {"key": label}
+    return http_sf.ser(("signature-agent", params))
 
 
 class _OneKey(HTTPSignatureKeyResolver):
@@ -621,13 +628,15 @@ class SignatureVerifier:
             missing = "Signature-Input" if inputs is None else "Signature"
             raise SignatureRefused("malformed", f"the request has no {missing} header")
         try:
-            parsed_inputs = http_sf.parse(inputs.encode(), tltype="dictionary")
-            parsed_signatures = http_sf.parse(signatures.encode(), tltype="dictionary")
+            parsed_inputs = cast(dict[str, _Member], http_sf.parse(inputs.encode(), tltype="dictionary"))
+            parsed_signatures = cast(
+                dict[str, _Member], http_sf.parse(signatures.encode(), tltype="dictionary")
+            )
         except (ValueError, UnicodeError) as exc:
             raise SignatureRefused("malformed", f"unreadable signature headers: {exc}") from None
         if set(parsed_inputs) != set(parsed_signatures):
             raise SignatureRefused("malformed", "Signature-Input and Signature name different labels")
-        seen_tags = []
+        seen_tags: list[BareItemType | None] = []
         for label, (members, params) in parsed_inputs.items():
             if not isinstance(members, list):
                 raise SignatureRefused("malformed", f"Signature-Input {label!r} is not an inner list")
@@ -653,6 +662,7 @@ class SignatureVerifier:
         for name, value in (("created", created), ("expires", expires)):
             if type(value) is not int:
                 raise SignatureRefused("malformed", f"signature {label!r} needs an integer {name} parameter")
+        created, expires = cast(int, created), cast(int, expires)  # both checked just above
         if expires <= created:
             raise SignatureRefused("malformed", f"expires {expires} is not after created {created}")
         if nonce is not None and (not isinstance(nonce, str) or not nonce):
@@ -743,7 +753,7 @@ def verify_response(
     if inputs is None or _header(headers, "Signature") is None:
         raise SignatureRefused("unsigned", "the response carries no signature")
     try:
-        parsed = http_sf.parse(inputs.encode(), tltype="dictionary")
+        parsed = cast(dict[str, _Member], http_sf.parse(inputs.encode(), tltype="dictionary"))
     except ValueError as exc:
         raise SignatureRefused("malformed", f"unreadable Signature-Input: {exc}") from None
     found = [(label, members, params) for label, (members, params) in parsed.items()]
@@ -786,13 +796,13 @@ def signature_agents(headers) -> list[tuple[str | None, str, str]]:
         return []
     try:
         if value.lstrip().startswith('"'):
-            url, params = http_sf.parse(value.encode(), tltype="item")
-            members = {None: (url, params)}
+            url, params = cast(_Member, http_sf.parse(value.encode(), tltype="item"))
+            members: dict[str | None, _Member] = {None: (url, params)}
         else:
-            members = http_sf.parse(value.encode(), tltype="dictionary")
+            members = cast(dict[str | None, _Member], http_sf.parse(value.encode(), tltype="dictionary"))
     except (ValueError, UnicodeError):
         return []
-    found = []
+    found: list[tuple[str | None, str, str]] = []
     for label, (url, params) in members.items():
         if isinstance(url, str):
             found.append((label, url, str(params.get("type", "directory"))))
