@@ -602,3 +602,15 @@ def test_a_signed_402_pins_its_terms_to_the_request():
         verify_response(KeyDirectory(), 402, answer, "GET", HOST, "/a", NOW)
     plain = (("Content-Type", "application/json"),)
     assert server.sign(200, plain, "GET", HOST, "/a", NOW) == plain  # nothing x402 to pin
+
+
+@pytest.mark.parametrize("member", ["1", '"ab"', "?1"])
+def test_a_response_signature_that_lists_no_components_is_malformed_not_a_crash(member):
+    answer = (
+        ("PAYMENT-REQUIRED", "eyJ0ZXJtcyI6MX0="),
+        ("Signature-Input", f'resp={member};tag="x402-response";keyid="k";created={NOW}'),
+        ("Signature", "resp=:AAAA:"),
+    )
+    with pytest.raises(SignatureRefused) as caught:
+        verify_response(KeyDirectory(), 402, answer, "GET", HOST, "/a", NOW)
+    assert caught.value.code == "malformed"

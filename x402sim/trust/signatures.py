@@ -761,6 +761,8 @@ def verify_response(
     if chosen is None:
         raise SignatureRefused("wrong_tag", f"no signature is tagged {X402_RESPONSE_TAG}")
     label, members, params = chosen
+    if not isinstance(members, list):
+        raise SignatureRefused("malformed", f"signature {label} does not list its covered components")
     keyid = params.get("keyid")
     if not isinstance(keyid, str):
         raise SignatureRefused("missing_keyid", "the response signature has no keyid")
