@@ -26,11 +26,13 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from .errors import InputError
+
 USDC_DECIMALS = 6
 ATOMIC = 10**USDC_DECIMALS
 
 
-class TableError(Exception):
+class TableError(InputError):
     """A file that cannot be used: ``where`` (file and key path) and ``problem``."""
 
     def __init__(self, where: str, problem: str) -> None:

@@ -41,13 +41,15 @@ from x402sim.conformance.results import (
     RunReport,
 )
 
+from ..errors import InputError
+
 MARKS: dict[str, str] = {"passed": "✓", "failed": "✗", "skipped": "–", "error": "!"}
 NOT_RUN = "·"
 STYLES: dict[str, str] = {"passed": "green", "failed": "bold red", "skipped": "yellow", "error": "magenta"}
 BAD: tuple[Outcome, ...] = ("failed", "error")
 
 
-class ReportError(Exception):
+class ReportError(InputError):
     """A report file that cannot be used; the message is one line naming the file and the problem."""
 
 

@@ -49,6 +49,7 @@ from starlette.responses import JSONResponse, Response
 from ..actors.facilitator import Facilitator
 from ..actors.messages import HttpResponse
 from ..actors.server import PAYMENT_IDENTIFIER_MODES, ResourceServer, Route
+from ..errors import InputError
 from ..evm import erc8004
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.contracts import MULTICALL3_ADDRESS
@@ -497,7 +498,7 @@ DEFAULT_PROTECTED_PATH = "/protected"
 DEFAULT_MAX_AMOUNT_ATOMIC = 1_000_000  # $1 of a 6-decimals asset: the SDKs' default spend cap
 
 
-class EnvError(ValueError):
+class EnvError(InputError, ValueError):
     """A variable of the e2e environment contract is missing or wrong; the message names it."""
 
 

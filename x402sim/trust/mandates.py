@@ -106,6 +106,7 @@ from sd_jwt.common import SDObj
 from sd_jwt.issuer import SDJWTIssuer
 from sd_jwt.verifier import SDJWTVerifier
 
+from ..errors import Refused
 from ..evm.hashing import keccak
 
 __all__ = [
@@ -202,7 +203,7 @@ _INSTRUMENT_ID = re.compile(
 _DAY = 86_400
 
 
-class MandateRefused(Exception):
+class MandateRefused(Refused):
     """A mandate chain refused: ``code`` (a key of ``REFUSALS``) and ``message``, naming the problem
     (``str()`` is the message alone)."""
 

@@ -64,6 +64,8 @@ from http_message_signatures import (
     algorithms,
 )
 
+from ..errors import Refused
+
 WEB_BOT_AUTH = "web-bot-auth"
 AGENT_BROWSER_AUTH = "agent-browser-auth"
 AGENT_PAYER_AUTH = "agent-payer-auth"
@@ -108,7 +110,7 @@ REFUSAL_CODES = tuple(code for code, _ in CHECKS)
 _SIGNATURE_HEADERS = ("signature", "signature-input")
 
 
-class SignatureRefused(Exception):
+class SignatureRefused(Refused):
     """A request's signature was refused; ``code`` is one of ``REFUSAL_CODES``."""
 
     def __init__(self, code: str, message: str) -> None:
