@@ -25,8 +25,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .demo import USDC, DemoReport, run_demo
+from .demo import DemoReport, run_demo
 from .evm.presets import DEFAULT_PRESET, PRESETS
+from .money import UNIT, format_usdc_exact, format_usdc_fixed
 
 try:
     import fcntl  # audit files are locked while `pay` uses them (POSIX; elsewhere they are not)
@@ -39,10 +40,6 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-
-
-def _usdc(atomic: int) -> str:
-    return f"{atomic / USDC:,.6f}"
 
 
 def _print_version(value: bool) -> None:
@@ -104,9 +101,9 @@ def _render(report: DemoReport) -> None:
         table.add_row(
             name,
             address[:10] + "…" + address[-4:],
-            _usdc(before),
-            _usdc(after),
-            f"{(after - before) / USDC:+,.6f}",
+            format_usdc_fixed(before),
+            format_usdc_fixed(after),
+            format_usdc_fixed(after - before, plus=True),
         )
     console.print(table)
     gas = report.gas_used
@@ -123,7 +120,8 @@ def _render(report: DemoReport) -> None:
         f"replayed payment refused with [bold]{report.replay_reason}[/bold] (class {report.replay_class})"
     )
     ok = "[green]constant[/green]" if report.supply_constant else "[red]CHANGED[/red]"
-    console.print(f"token supply: {_usdc(report.supply_before)} -> {_usdc(report.supply_after)} ({ok})")
+    supply = f"{format_usdc_fixed(report.supply_before)} -> {format_usdc_fixed(report.supply_after)}"
+    console.print(f"token supply: {supply} ({ok})")
 
 
 def _write_json(path: Path, report: DemoReport) -> None:
@@ -244,9 +242,9 @@ def _run_until_signalled(start, *, ready: str | None = None) -> None:
 
 
 def _setup(accounts: int, usdc: int, seed: int, block_time: float | None, network: str):
-    from .http.serve import USDC, ChainSetup
+    from .http.serve import ChainSetup
 
-    return ChainSetup(accounts=accounts, usdc=usdc * USDC, seed=seed, block_time=block_time, network=network)
+    return ChainSetup(accounts=accounts, usdc=usdc * UNIT, seed=seed, block_time=block_time, network=network)
 
 
 def _from_env(read, allow_remote: bool, urls: tuple[str, ...]):
@@ -869,7 +867,7 @@ def _approver(approve: bool):
     def ask(decision) -> bool:
         a = decision.attempt
         question = (
-            f"Pay {_usdc_exact(a.amount)} USDC to {a.pay_to} for {a.resource}? "
+            f"Pay {format_usdc_exact(a.amount)} USDC to {a.pay_to} for {a.resource}? "
             f"(needs approval: {decision.rule}: {decision.reason})"
         )
         try:
@@ -892,13 +890,6 @@ def _show_governance(result, governor, audit: Path | None) -> None:
         _say(f"governance: {d.verdict}" + (f" ({d.explain()})" if d.explain() else ""))
     if audit is not None:
         _say(f"audit: {audit}, {governor.audit.count} entries, head {governor.head}")
-
-
-def _usdc_exact(atomic: int) -> str:
-    """Atomic units as USDC with all 6 decimals, exactly (no float)."""
-    sign = "-" if atomic < 0 else ""
-    whole, frac = divmod(abs(int(atomic)), USDC)
-    return f"{sign}{whole:,}.{frac:06d}"
 
 
 def _pay_from_env(method: str, headers: list[tuple[str, str]], body: bytes, allow_remote: bool) -> None:
@@ -1095,9 +1086,9 @@ def _render_summary(path: Path, report, s: dict) -> None:
         table.add_column(who, overflow="fold")
         table.add_column("settled USDC", justify="right", no_wrap=True)
         for name, amount in rows.items():
-            table.add_row(Text(str(name)), _usdc_exact(amount))
+            table.add_row(Text(str(name)), format_usdc_exact(amount))
         table.add_section()
-        table.add_row("total", _usdc_exact(sum(rows.values())), style="bold")
+        table.add_row("total", format_usdc_exact(sum(rows.values())), style="bold")
         console.print(table)
     denials = s.get("denials") or {}
     if denials:
@@ -1106,7 +1097,7 @@ def _render_summary(path: Path, report, s: dict) -> None:
         table.add_column("denied", justify="right")
         table.add_column("USDC", justify="right", no_wrap=True)
         for rule, row in denials.items():
-            table.add_row(Text(str(rule)), str(row["denied"]), _usdc_exact(row["amount"]))
+            table.add_row(Text(str(rule)), str(row["denied"]), format_usdc_exact(row["amount"]))
         console.print(table)
     else:
         console.print("denials: none", highlight=False)
