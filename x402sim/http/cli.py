@@ -86,7 +86,7 @@ def _urls_ok(allow_remote: bool, urls: dict[str, str | None]) -> None:
             try:
                 check_loopback_url(url, what, allow_remote=allow_remote)
             except ServiceError as exc:
-                raise fail_with(exc) from None
+                raise fail_with(exc, wrap=True) from None
 
 
 def _host_ok(host: str) -> bool:
@@ -109,7 +109,7 @@ def _run_until_signalled(start, *, ready: str | None = None) -> None:
     try:
         running = start()
     except (ServiceError, ChainError, RoutesFileError, ValueError) as exc:
-        raise fail_with(exc) from None
+        raise fail_with(exc, wrap=True) from None
     stop = running.stop_requested
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if ready is None:
@@ -148,7 +148,7 @@ def _from_env(read, allow_remote: bool, urls: tuple[str, ...]):
     try:
         return read(os.environ)
     except (EnvError, ChainError) as exc:
-        raise fail_with(exc) from None
+        raise fail_with(exc, wrap=True) from None
 
 
 def _routes(path: Path | None):
@@ -159,7 +159,7 @@ def _routes(path: Path | None):
     try:
         return load_routes(path)
     except RoutesFileError as exc:
-        raise fail_with(exc) from None
+        raise fail_with(exc, wrap=True) from None
 
 
 @serve_app.callback(invoke_without_command=True)
@@ -204,7 +204,9 @@ def serve(
     if port is not None:
         ports = dict.fromkeys(ports, port)
         if port != 0:
-            raise fail("--port other than 0 would give the three services one port; use --chain-port etc.")
+            raise fail(
+                "--port other than 0 would give the three services one port; use --chain-port etc.", wrap=True
+            )
     config = _routes(routes)
     setup = _setup(accounts, usdc, seed, block_time, network.value)
     _run_until_signalled(lambda: serve_all(setup, routes=config, host=host, ports=ports, allow_public=public))
@@ -346,12 +348,16 @@ def serve_server_cmd(
     from .serve import serve_server, serve_server_env, server_env
 
     if not crawl_policy and (crawl_allow or crawl_charge_unsigned):
-        raise fail("--crawl-allow and --crawl-charge-unsigned need --crawl-policy")
+        raise fail("--crawl-allow and --crawl-charge-unsigned need --crawl-policy", wrap=True)
     if from_env:
         if routes is not None or origin is not None or rpc_url is not None or facilitator_url is not None:
-            raise fail("--from-env reads its settings from the environment; drop the other options")
+            raise fail(
+                "--from-env reads its settings from the environment; drop the other options", wrap=True
+            )
         if crawl_policy or sign_responses:
-            raise fail("--from-env serves the e2e contract; drop --crawl-policy and --sign-responses")
+            raise fail(
+                "--from-env serves the e2e contract; drop --crawl-policy and --sign-responses", wrap=True
+            )
         env = _from_env(server_env, allow_remote, ("FACILITATOR_URL", "EVM_RPC_URL"))
         public = _host_ok(host)
         _run_until_signalled(
@@ -363,7 +369,7 @@ def serve_server_cmd(
         return
     for option, value in (("--facilitator-url", facilitator_url), ("--routes", routes)):
         if value is None:
-            raise fail(f"missing option {option} (or use --from-env)")
+            raise fail(f"missing option {option} (or use --from-env)", wrap=True)
     _urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
     public = _host_ok(host)
     config = _routes(routes)
@@ -371,7 +377,7 @@ def serve_server_cmd(
         try:
             _fill_from_chain(config, rpc_url)
         except ChainError as exc:
-            raise fail_with(exc) from None
+            raise fail_with(exc, wrap=True) from None
     _run_until_signalled(
         lambda: serve_server(
             config,
@@ -404,9 +410,9 @@ def _parse_key(key: str) -> bytes:
     try:
         raw = bytes.fromhex(key.removeprefix("0x"))
     except ValueError:
-        raise fail("--key: not hex") from None
+        raise fail("--key: not hex", wrap=True) from None
     if len(raw) != 32:
-        raise fail(f"--key: a private key is 32 bytes, got {len(raw)}")
+        raise fail(f"--key: a private key is 32 bytes, got {len(raw)}", wrap=True)
     return raw
 
 
@@ -554,7 +560,7 @@ def pay(
     if from_env:
         _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign)
     elif url is None:
-        raise fail("missing argument URL (or use --from-env)")
+        raise fail("missing argument URL (or use --from-env)", wrap=True)
     governance = _load_governance(policy_file, policy_name, agent, audit, approve)
     if key is None and rpc_url is None and not from_env:
         rpc_url = DEFAULT_RPC_URL
@@ -588,11 +594,13 @@ def pay(
 def _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign) -> None:
     """Refuse (exit 2) the options ``pay --from-env`` takes from the environment or does not support."""
     if any(v is not None for v in (url, key, rpc_url, network, max_price)):
-        raise fail("--from-env reads URL, key, network and price cap from the environment; drop them")
+        raise fail(
+            "--from-env reads URL, key, network and price cap from the environment; drop them", wrap=True
+        )
     if policy_file is not None:
-        raise fail("--from-env pays without a governor; drop --policy")
+        raise fail("--from-env pays without a governor; drop --policy", wrap=True)
     if sign is not None:
-        raise fail("--from-env does not sign requests; drop --sign")
+        raise fail("--from-env does not sign requests; drop --sign", wrap=True)
 
 
 def _parse_headers(header: list[str]) -> list[tuple[str, str]]:
@@ -601,7 +609,7 @@ def _parse_headers(header: list[str]) -> list[tuple[str, str]]:
     for h in header:
         name, sep, value = h.partition(":")
         if not sep or not name.strip():
-            raise fail(f"--header {h!r}: expected 'Name: value'")
+            raise fail(f"--header {h!r}: expected 'Name: value'", wrap=True)
         headers.append((name.strip(), value.strip()))
     return headers
 
@@ -616,17 +624,19 @@ def _payer(rpc_url: str | None, key: str | None, network: list[str] | None):
         try:
             chain_network, offset, first_key = _chain_facts(rpc_url, need_key=key is None)
         except ChainError as exc:
-            raise fail(f"--rpc-url {rpc_url}: {exc}") from None
+            raise fail(f"--rpc-url {rpc_url}: {exc}", wrap=True) from None
         stray = [n for n in network or [] if n != chain_network]
         if stray:
-            raise fail(f"--network {stray[0]} is not the network of --rpc-url {rpc_url} ({chain_network})")
+            raise fail(
+                f"--network {stray[0]} is not the network of --rpc-url {rpc_url} ({chain_network})", wrap=True
+            )
         return (chain_network,), key or first_key, lambda: time.time() + offset  # the chain's clock
     if not network:
-        raise fail("say which network to pay on: --rpc-url URL or --network eip155:<chain id>")
+        raise fail("say which network to pay on: --rpc-url URL or --network eip155:<chain id>", wrap=True)
     try:
         return check_networks(network), key, time.time
     except ValueError as exc:
-        raise fail(f"--network: {exc}") from None
+        raise fail(f"--network: {exc}", wrap=True) from None
 
 
 def _governed_request(
@@ -649,7 +659,7 @@ def _governed_request(
             client = stack.enter_context(PayingClient(key, governor=governor, **client_options))
             result = client.request(method, url, headers=headers, content=body)
     except httpx.HTTPError as exc:
-        raise fail(f"{url}: {exc.__class__.__name__}: {exc}") from None
+        raise fail(f"{url}: {exc.__class__.__name__}: {exc}", wrap=True) from None
     return result, governor
 
 
@@ -678,18 +688,21 @@ def _agent_signer(sign, key: bytes, signature_agent: str | None, rpc_url: str | 
     """The RFC 9421 signer for ``pay --sign``: the account's agent key, pointing at its directory."""
     if sign is None:
         if signature_agent is not None:
-            raise fail("--signature-agent needs --sign")
+            raise fail("--signature-agent needs --sign", wrap=True)
         return None
     from ..trust.signatures import WEB_BOT_AUTH, AgentSigner
     from .serve import account_agent_key, origin_of
 
     agent_url = signature_agent or (origin_of(rpc_url) if rpc_url else None)
     if agent_url is None and sign.value == WEB_BOT_AUTH:
-        raise fail("--sign web-bot-auth needs the agent's key directory: --rpc-url or --signature-agent URL")
+        raise fail(
+            "--sign web-bot-auth needs the agent's key directory: --rpc-url or --signature-agent URL",
+            wrap=True,
+        )
     try:
         return AgentSigner(account_agent_key(key), protocol=sign.value, signature_agent=agent_url)
     except ValueError as exc:
-        raise fail(f"--signature-agent: {exc}") from None
+        raise fail(f"--signature-agent: {exc}", wrap=True) from None
 
 
 # Governance for `pay`: the policy is read before anything else (a bad one writes nothing), the audit
@@ -806,7 +819,7 @@ def _pay_from_env(method: str, headers: list[tuple[str, str]], body: bytes, allo
             finally:
                 chain.close()
         except (EnvError, ChainError) as exc:
-            raise fail_with(exc) from None
+            raise fail_with(exc, wrap=True) from None
         clock = lambda: time.time() + offset  # noqa: E731 - sign with the chain's clock
     policy = SpendPolicy(max_price=env.max_amount)
     try:
