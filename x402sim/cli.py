@@ -7,8 +7,7 @@ Job: assemble the commands; each package owns its own (``register(app)`` in ``x4
 Rules: nothing but assembly here. Exit codes are the same for every command (``x402sim.cli_errors``):
 0 success, 1 the command's verdict is a failure (a broken invariant, a failed case, an HTTP error), 2 bad
 usage or input or a command that could not run, 3 a payment denied by ``pay --policy``. The command
-groups import their heavy layers (chain, HTTP stack, simulator) inside the commands, so ``--help``
-starts without them.
+groups import what only their commands need inside those commands.
 """
 
 from __future__ import annotations

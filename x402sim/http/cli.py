@@ -5,8 +5,9 @@ Job: the commands' options and their wiring to ``x402sim.http.serve`` and ``x402
 ``pay`` is its option checks, the payer (networks, key, clock), an optional governor (policy file,
 audit log, approvals), the request, and the output, each a small function below.
 
-Rules: the HTTP stack, the chain and the governance code are imported inside the commands, so that
-``x402sim --help`` and the other commands start without them. Errors go through
+Rules: the services' wiring (``x402sim.http.serve``), the JSON-RPC chain client and the governance code
+are imported inside the commands that use them. (Importing this module loads the ``x402sim.http``
+package, whose ``__init__`` imports its apps, runner and clients.) Errors go through
 ``x402sim.cli_errors`` (exit 2 for bad input or services that cannot start, 1 for an HTTP error
 answer, 3 for a payment denied by ``--policy``).
 """
