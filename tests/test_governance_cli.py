@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from tests.governance.tampering import tamper
 from tests.http.conftest import CLI, start_cli, stop_cli, token_balance
-from x402sim import cli
 from x402sim.cli import app
 from x402sim.governance import Attempt, AuditLog, Governor, load_policies, parse_policies, summarize, verify
+from x402sim.http import cli as http_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICE = 1_000  # what `x402sim serve`'s demo server charges for GET /weather
@@ -188,7 +188,7 @@ def test_approvals_need_approve_or_a_person_on_a_terminal(served, payer, tmp_pat
     granted = pay(served, payer, "--policy", policy, "--audit", audit, "--approve")
     assert granted.exit_code == 0 and balance(served, payer) == start - PRICE
 
-    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    monkeypatch.setattr(http_cli, "_interactive", lambda: True)
     asked = pay(served, payer, "--policy", policy, "--audit", audit, input="y\n")
     assert asked.exit_code == 0, asked.output
     prompt = asked.stderr

@@ -3,10 +3,15 @@
 The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), the sans-IO roles,
 the chain, the protocol messages and codec, spend governance (``Governor``, policy files, the audit
 log), and the simulator (``x402sim.sim``: ``load_scenario``,
-``run``, here also as ``run_scenario``, and ``sweep``). See the README for a tour.
+``run``, here also as ``run_scenario``, and ``sweep``). See the README for a tour. Every error x402sim
+raises on purpose is an ``X402simError`` (the tree is in ``x402sim.errors``).
+
+Importing ``x402sim`` loads neither the command line (typer) nor the simulator (SimPy, Dask,
+matplotlib) nor the web server (uvicorn): the simulator's names here are imported on first use
+(PEP 562 ``__getattr__``).
 """
 
-from importlib import metadata
+from importlib import import_module, metadata
 
 from .actors import (
     Client,
@@ -20,6 +25,7 @@ from .actors import (
     SpendPolicy,
     Unreachable,
 )
+from .errors import InputError, OutputError, Refused, UnavailableError, WireError, X402simError
 from .evm import ChainError, LedgerChain, LocalChain, Receipt, Transfer
 from .governance import (
     Attempt,
@@ -50,8 +56,6 @@ from .protocol import (
     reason_class,
     same_class,
 )
-from .sim import Scenario, ScenarioError, SimResult, SweepResult, load_scenario, sweep
-from .sim import run as run_scenario
 from .testbed import TestAccount, Testbed, TestClient, TestFacilitator, TestServer
 from .trust import (
     AgentDirectory,
@@ -67,6 +71,31 @@ from .trust import (
 )
 
 __version__ = metadata.version("x402sim")
+
+# The simulator's names, imported from x402sim.sim on first use (it loads SimPy and, for sweeps, Dask).
+_SIMULATOR = {
+    "Scenario": "Scenario",
+    "ScenarioError": "ScenarioError",
+    "SimResult": "SimResult",
+    "SweepResult": "SweepResult",
+    "load_scenario": "load_scenario",
+    "run": "run",
+    "run_scenario": "run",
+    "sweep": "sweep",
+}
+
+
+def __getattr__(name: str):
+    if name not in _SIMULATOR:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(".sim", __name__), _SIMULATOR[name])
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SIMULATOR))
+
 
 __all__ = [
     "AgentDirectory",
@@ -84,10 +113,12 @@ __all__ = [
     "Governor",
     "HttpRequest",
     "HttpResponse",
+    "InputError",
     "KeyDirectory",
     "LedgerChain",
     "LocalChain",
     "MandateVerifier",
+    "OutputError",
     "PayerRules",
     "PaymentPayload",
     "PaymentPayloadV1",
@@ -102,6 +133,7 @@ __all__ = [
     "Reason",
     "ReasonClass",
     "Receipt",
+    "Refused",
     "ResourceServer",
     "Route",
     "Scenario",
@@ -119,14 +151,18 @@ __all__ = [
     "TestServer",
     "Testbed",
     "Transfer",
+    "UnavailableError",
     "Unreachable",
     "VerifyResponse",
+    "WireError",
+    "X402simError",
     "decode_header",
     "encode_header",
     "load_policies",
     "load_scenario",
     "parse_policies",
     "reason_class",
+    "run",
     "run_scenario",
     "same_class",
     "sweep",

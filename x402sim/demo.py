@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 from .actors.client import SpendPolicy
 from .actors.messages import HttpRequest, Send
+from .money import UNIT
 from .protocol import PAYMENT_SIGNATURE, encode_header, parse_payment_required, reason_class
 from .testbed import Testbed
-
-USDC = 10**6
 
 
 @dataclass
@@ -40,7 +39,7 @@ class DemoReport:
 def run_demo(seed: int = 7, requests: int = 5) -> DemoReport:
     report = DemoReport(seed=seed)
     tb = Testbed(seed=seed)
-    alice, bob = tb.accounts(2, usdc=5 * USDC)
+    alice, bob = tb.accounts(2, usdc=5 * UNIT)
     weather = tb.server({"GET /weather": 1_000, "GET /forecast": 10_000})
     news = tb.server({"GET /headlines": 2_500})
     people = [

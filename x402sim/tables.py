@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,37 +25,19 @@ from pydantic import (
     WithJsonSchema,
 )
 
-USDC_DECIMALS = 6
-ATOMIC = 10**USDC_DECIMALS
+from .errors import InputError
+from .money import DECIMALS as USDC_DECIMALS  # noqa: F401 - the simulator and actors still import
+from .money import UNIT as ATOMIC  # noqa: F401 - these four from here; they are x402sim.money's
+from .money import format_usdc, parse_usdc
 
 
-class TableError(Exception):
+class TableError(InputError):
     """A file that cannot be used: ``where`` (file and key path) and ``problem``."""
 
     def __init__(self, where: str, problem: str) -> None:
         super().__init__(f"{where}: {problem}")
         self.where = where
         self.problem = problem
-
-
-def parse_usdc(value: Any) -> int:
-    """A decimal USDC amount (``"0.001"``) in atomic units; at most 6 decimals, never negative."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError('write USDC amounts as decimal strings, e.g. "0.001"')
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a decimal number") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"{value!r} is not a non-negative amount")
-    atomic = amount * ATOMIC
-    if atomic != atomic.to_integral_value():
-        raise ValueError(f"{value!r} has more than {USDC_DECIMALS} decimals")
-    return int(atomic)
-
-
-def format_usdc(atomic: int) -> str:
-    return str((Decimal(atomic) / ATOMIC).normalize()) if atomic else "0"
 
 
 Usdc = Annotated[

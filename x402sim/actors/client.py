@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import Refused
 from ..evm.eip712 import address_of_key
 from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor, Policy
 from ..mechanisms import Mechanisms, Offer, default_mechanisms
@@ -85,7 +86,7 @@ from .messages import Approval, Approve, GiveFeedback, HttpRequest, HttpResponse
 MAX_TIMEOUT_SECONDS = 24 * 3600
 
 
-class PaymentRefused(Exception):
+class PaymentRefused(Refused):
     """No offer of a 402 is acceptable to this client (policy, scheme, network or domain)."""
 
 

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_errors import err, fail, fail_with
 from .results import LEVELS, report_schema
 
 # The harness (chain, HTTP services) and the catalog are imported by the commands that use them, so
@@ -28,13 +29,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 out = Console()
-err = Console(stderr=True)
 NETWORKS = ("local", "base-sepolia", "base")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
-    return typer.Exit(code)
 
 
 CmdOpt = Annotated[str | None, typer.Option("--cmd", help="Shell command that starts the target.")]
@@ -80,7 +75,7 @@ def _builtin(role: str, builtin: str):
 
     if builtin not in BUILTINS or (builtin == "reference-trust" and role == "facilitator"):
         known = ("reference",) if role == "facilitator" else BUILTINS
-        raise _fail(f"--builtin {builtin!r}: expected {' or '.join(known)}")
+        raise fail(f"--builtin {builtin!r}: expected {' or '.join(known)}")
     return reference_target(role, trust=builtin == "reference-trust")
 
 
@@ -90,7 +85,7 @@ def _trust(names) -> frozenset[str]:
     try:
         return features(names or ())
     except ValueError as exc:
-        raise _fail(f"--trust: {exc}") from None
+        raise fail(f"--trust: {exc}") from None
 
 
 def _service_target(
@@ -101,7 +96,7 @@ def _service_target(
     from .targets import ServiceCommand, ServiceUrl
 
     if sum(map(bool, (cmd, url, builtin))) != 1:
-        raise _fail(f"conformance {role}: give exactly one of --cmd, --url or --builtin")
+        raise fail(f"conformance {role}: give exactly one of --cmd, --url or --builtin")
     if builtin:
         return _builtin(role, builtin)
     if cmd:
@@ -111,7 +106,7 @@ def _service_target(
     try:
         check_loopback_url(url, "--url")
     except ServiceError as exc:
-        raise _fail(str(exc)) from None
+        raise fail_with(exc) from None
     return ServiceUrl(role, url, name=name)
 
 
@@ -121,10 +116,10 @@ def _execute(role: str, target, options, selection, outputs: dict, quiet: bool) 
     from .targets import TargetError
 
     if not selection:
-        raise _fail("no case matches the selection (see `x402sim conformance list`)")
+        raise fail("no case matches the selection (see `x402sim conformance list`)")
     for path in filter(None, outputs.values()):
         if path.parent and not path.parent.exists():
-            raise _fail(f"{path}: folder {path.parent} does not exist")
+            raise fail(f"{path}: folder {path.parent} does not exist")
 
     def progress(result) -> None:
         if not quiet:
@@ -135,7 +130,7 @@ def _execute(role: str, target, options, selection, outputs: dict, quiet: bool) 
     try:
         report = run(role, target, selection, options)
     except (TargetError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail_with(exc) from None
     if quiet:
         out.print(summary_line(report), highlight=False)
     else:
@@ -153,14 +148,14 @@ def _selection(role, cases, exclude, level):
     try:
         return catalog.select(role, include=cases or (), exclude=exclude or (), levels=level or ())
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail_with(exc) from None
 
 
 def _harness(network: str, seed: int, **kwargs):
     from .harness import HarnessOptions
 
     if network not in NETWORKS:
-        raise _fail(f"--network {network!r}: expected one of {', '.join(NETWORKS)}")
+        raise fail(f"--network {network!r}: expected one of {', '.join(NETWORKS)}")
     return HarnessOptions(network=network, seed=seed, **kwargs)
 
 
@@ -224,7 +219,7 @@ def server_command(
         try:
             loaded = load_config(config)
         except ConfigError as exc:
-            raise _fail(str(exc)) from None
+            raise fail_with(exc) from None
         endpoints = loaded.endpoints or endpoints
         name = name or loaded.name
     if url and facilitator_port == 0:
@@ -320,7 +315,7 @@ def client_command(
     from .targets import ClientCommand
 
     if bool(cmd) == bool(builtin):
-        raise _fail("conformance client: give exactly one of --cmd or --builtin")
+        raise fail("conformance client: give exactly one of --cmd or --builtin")
     if builtin:
         target = _builtin("client", builtin)
     else:
@@ -348,7 +343,7 @@ def list_command(
     from .catalog import ROLES
 
     if role is not None and role not in ROLES:
-        raise _fail(f"--role {role!r}: expected one of {', '.join(ROLES)}")
+        raise fail(f"--role {role!r}: expected one of {', '.join(ROLES)}")
     selection = _selection(role, cases, exclude, level)
     from .controls import killers
 
@@ -396,7 +391,7 @@ def report_command(
     try:
         reports = [load_report(f) for f in files]
     except ReportError as exc:
-        raise _fail(str(exc)) from None
+        raise fail_with(exc) from None
     if html is None and markdown is None:
         sys.stdout.write(matrix_markdown(reports) + "\n")
         return
@@ -420,7 +415,7 @@ def diff_command(
     try:
         change = diff(load_report(old), load_report(new))
     except ReportError as exc:
-        raise _fail(str(exc)) from None
+        raise fail_with(exc) from None
     print_diff(change, out)
     raise typer.Exit(change.exit_code())
 

@@ -46,6 +46,7 @@ import httpx
 
 from ..evm.eip712 import Authorization, SignatureError, authorization_digest, recover_digest
 from ..evm.presets import PRESETS
+from ..money import UNIT
 from ..protocol import Reason, caip2_to_v1
 from .catalog import case
 from .forge import domain_of, header_value
@@ -53,7 +54,7 @@ from .hostile import PAYMENT_HEADERS, Answer, Seen
 from .kits import ClientContext
 
 PRICE = 1_000
-DEFAULT_CAP = 1_000_000  # $1 of a 6-decimals asset: the SDK clients' default cap per payment
+DEFAULT_CAP = UNIT  # $1 of a 6-decimals asset: the SDK clients' default cap per payment
 CLOCK_SLACK = 5  # seconds of clock difference tolerated between the client and the harness
 STANDING_LIMIT = 24 * 3600  # a window longer than a day is a standing authorization
 UNSUPPORTED_SCHEME = "x402sim-unsupported"

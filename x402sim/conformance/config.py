@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError
 from .context import Endpoint
 
 
-class ConfigError(Exception):
+class ConfigError(InputError):
     pass
 
 

@@ -35,12 +35,12 @@ from ..http.chain_clock import ChainClock
 from ..http.chain_rpc import chain_rpc_app
 from ..http.facilitator_app import facilitator_app
 from ..http.runner import LOOPBACK, Services
+from ..money import UNIT
 from ..protocol import Reason
 from .asgi import capture, read_body, replay, send_json, send_raw
 
-USDC = 10**6
 BARRIER_WAIT = 2.0  # seconds a held /verify waits for the others (see FacilitatorControl)
-DEFAULT_FUNDING = 10 * USDC
+DEFAULT_FUNDING = 10 * UNIT
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..money import UNIT
 from .context import CaseContext, Endpoint
 from .evidence import body_value, decode_lenient, message_of
 from .forge import header_value, payment_v1, payment_v2, sign_exact
@@ -608,7 +609,7 @@ class ClientContext(CaseContext):
         self,
         path: str = "/resource",
         *,
-        usdc: int = 10 * 10**6,
+        usdc: int = 10 * UNIT,
         label: str = "client run",
         payer: Account | None = None,
     ):

@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from ..money import UNIT
+
 
 @dataclass
 class X402Services:
@@ -59,7 +61,7 @@ class X402Services:
         """A fresh test account (key and address), not funded: e.g. the payee of the app."""
         return self.harness.new_account("plugin")
 
-    def funded_account(self, usdc: int = 10 * 10**6, eth: int = 0):
+    def funded_account(self, usdc: int = 10 * UNIT, eth: int = 0):
         """A fresh test account holding ``usdc`` atomic units (and ``eth`` wei)."""
         return self.harness.funded_account(usdc=usdc, eth=eth, label="plugin-payer")
 

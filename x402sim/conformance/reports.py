@@ -50,10 +50,12 @@ from x402sim.conformance.tally import (
     summary_line,
 )
 
+from ..errors import InputError
+
 STYLES: dict[str, str] = {"passed": "green", "failed": "bold red", "skipped": "yellow", "error": "magenta"}
 
 
-class ReportError(Exception):
+class ReportError(InputError):
     """A report file that cannot be used; the message is one line naming the file and the problem."""
 
 

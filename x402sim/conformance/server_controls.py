@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 from ..actors.messages import Handle, HttpRequest, HttpResponse, Settle, Unreachable, Verify
 from ..actors.server import ResourceServer
+from ..money import UNIT
 from ..protocol import (
     PAYMENT_SIGNATURE,
     X_PAYMENT,
@@ -228,7 +229,7 @@ def zero_timeout():
 
 
 def _decimal(entry: dict) -> None:
-    entry["amount"] = f"{int(entry['amount']) / 10**6:.6f}"  # the price in dollars, not atomic units
+    entry["amount"] = f"{int(entry['amount']) / UNIT:.6f}"  # the price in dollars, not atomic units
 
 
 @control(

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from ..errors import UnavailableError
 from ..http.runner import LOOPBACK
 from .results import Role, TargetInfo
 
@@ -41,7 +42,7 @@ STOP_GRACE = 5.0
 HEALTH_POLL = 0.2
 
 
-class TargetError(Exception):
+class TargetError(UnavailableError):
     """The target could not be started, reached or run; the message says which and why."""
 
 

@@ -34,6 +34,7 @@ import base64
 import re
 
 from ..evm.contracts import IDENTITY_REGISTRY_ADDRESS, REPUTATION_REGISTRY_ADDRESS
+from ..money import UNIT
 from ..trust.reputation import EXTENSION as REPUTATION_EXTENSION
 from .catalog import case
 from .client_cases import challenge, offer, payable, same_offer, settle, settled
@@ -430,7 +431,7 @@ async def mandate_budget(ctx: ServerContext) -> None:
     price = amount_of(the_offer)
     budget = price + price // 2
     opened = ctx.open_mandate_for(the_offer, budget=budget)
-    payer = ctx.harness.funded_account(usdc=10 * price + 10**6)
+    payer = ctx.harness.funded_account(usdc=10 * price + UNIT)
     label = f"first payment under a budget of {budget}"
     response, delta, _ = await _pay_under(
         ctx, the_offer, resource, payer, ctx.mandate_for(the_offer, payer, opened), "first", label

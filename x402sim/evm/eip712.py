@@ -19,6 +19,7 @@ from typing import Any
 from coincurve import PrivateKey, PublicKey
 from eth_utils import to_canonical_address, to_checksum_address
 
+from ..errors import WireError
 from .hashing import keccak
 
 DOMAIN_TYPEHASH = keccak(
@@ -33,7 +34,7 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
 
 
-class SignatureError(ValueError):
+class SignatureError(WireError, ValueError):
     """A signature that cannot be recovered: wrong length, bad v, or not a curve point."""
 
 

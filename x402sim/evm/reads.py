@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_utils import to_checksum_address
 
+from ..errors import X402simError
 from .token import decode_single, encode_call
 
 
-class ChainError(Exception):
+class ChainError(X402simError):
     """A transaction the chain refuses to take, a lookup of something that is not there, or a node
     that cannot be reached; the message names what and where."""
 

@@ -31,6 +31,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..errors import UnavailableError
 from ..protocol import PAYMENT_REQUIRED, PaymentRequired, decode_header
 from .probes import ENDPOINTS, Target, draw, judge
 
@@ -39,7 +40,7 @@ PROXY_PRICE = 2_000
 START_TIMEOUT = 120.0
 
 
-class CampaignError(Exception):
+class CampaignError(UnavailableError):
     """The services could not be started or reached; the message says which and why."""
 
 

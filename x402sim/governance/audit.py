@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import InputError
+
 GENESIS = "0" * 64
 EVENTS = ("decision", "approval", "outcome", "freeze", "unfreeze")
 
@@ -72,7 +74,7 @@ class AuditLog:
             self._file = None
 
 
-class AuditError(Exception):
+class AuditError(InputError):
     """An audit file whose chain is broken (or unreadable)."""
 
 

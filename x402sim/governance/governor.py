@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..tables import format_usdc
+from ..money import format_usdc
 from .audit import AuditLog
 from .policy import (
     Allow,

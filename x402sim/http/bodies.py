@@ -11,10 +11,11 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
+from ..errors import WireError
 from ..protocol import ProtocolError, parse_json
 
 
-class BodyError(Exception):
+class BodyError(WireError):
     """A request body that cannot be used; ``status`` is the HTTP answer it deserves."""
 
     def __init__(self, status: int, problem: str) -> None:

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..actors.server import Route
+from ..errors import InputError
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _TOP_KEYS = {"network", "asset", "asset_name", "asset_version", "pay_to", "routes"}
 _ROUTE_KEYS = {"method", "path", "price", "description", "pay_to", "mime_type", "max_timeout_seconds"}
 
 
-class RoutesFileError(ValueError):
+class RoutesFileError(InputError, ValueError):
     """A routes file that cannot be used; the message names file, key and problem."""
 
 

@@ -22,11 +22,13 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from ..errors import UnavailableError
+
 LOOPBACK = "127.0.0.1"
 BACKLOG = 2048  # connections waiting for accept (uvicorn's default): hundreds of agents connect at once
 
 
-class ServiceError(Exception):
+class ServiceError(UnavailableError):
     """A service could not start: the message names what and where."""
 
 

@@ -49,12 +49,14 @@ from starlette.responses import JSONResponse, Response
 from ..actors.facilitator import Facilitator
 from ..actors.messages import HttpResponse
 from ..actors.server import PAYMENT_IDENTIFIER_MODES, ResourceServer, Route
+from ..errors import InputError
 from ..evm import erc8004
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.contracts import MULTICALL3_ADDRESS
 from ..evm.eip712 import address_of_key
 from ..evm.presets import DEFAULT_PRESET, preset, preset_for_network
 from ..evm.rpc_chain import RpcChain
+from ..money import UNIT
 from ..protocol import ProtocolError, caip2_problem, v1_to_caip2
 from ..trust.crawl import CrawlPolicy
 from ..trust.identity import registration_file
@@ -78,7 +80,6 @@ from .routes_file import RoutesConfig
 from .runner import LOOPBACK, Services
 from .server_app import MAX_IN_FLIGHT, DirectoryFetcher, Handler, demo_weather, resource_server_app
 
-USDC = 10**6
 DEFAULT_PORTS = {"chain": 8545, "facilitator": 4022, "server": 4021}
 DEMO_ROUTES = {"GET /weather": Route("GET /weather", 1_000, description="Current weather (demo)")}
 
@@ -90,7 +91,7 @@ class ChainSetup:
     EIP-712 domain. ``chain_id`` None means the preset's; only ``local`` takes another one."""
 
     accounts: int = 10
-    usdc: int = 1_000 * USDC
+    usdc: int = 1_000 * UNIT
     eth: int = 100 * ETHER
     seed: int = 0
     chain_id: int | None = None
@@ -494,10 +495,10 @@ def _controlled(app, closed: threading.Event, health: dict | None = None):
 
 DEFAULT_PRICE_ATOMIC = 1_000
 DEFAULT_PROTECTED_PATH = "/protected"
-DEFAULT_MAX_AMOUNT_ATOMIC = 1_000_000  # $1 of a 6-decimals asset: the SDKs' default spend cap
+DEFAULT_MAX_AMOUNT_ATOMIC = UNIT  # $1 of a 6-decimals asset: the SDKs' default spend cap
 
 
-class EnvError(ValueError):
+class EnvError(InputError, ValueError):
     """A variable of the e2e environment contract is missing or wrong; the message names it."""
 
 

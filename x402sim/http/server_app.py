@@ -40,7 +40,6 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 
 import httpx
 from starlette.requests import Request
@@ -50,6 +49,7 @@ from starlette.routing import Route
 from ..actors.driver import BaseDriver, arun
 from ..actors.messages import Handle, HttpRequest, HttpResponse, Settle, Verify
 from ..actors.server import ResourceServer, default_handler
+from ..money import format_usd
 from ..protocol import PAYMENT_REQUIRED, PAYMENT_SIGNATURE, X_PAYMENT, ProtocolError, read_settlement
 from ..trust.signatures import (
     DIRECTORY_MEDIA_TYPE,
@@ -205,18 +205,13 @@ class DirectoryFetcher:
         await self._http.aclose()
 
 
-def _usd(atomic: int) -> str:
-    """Atomic units of a 6-decimal USD stablecoin as Cloudflare writes a crawl price (``USD 0.001``)."""
-    return "USD " + format(Decimal(atomic).scaleb(-6).normalize(), "f")
-
-
 def _crawl_headers(server: ResourceServer, request: HttpRequest, answer: HttpResponse) -> HttpResponse:
     """Pay per crawl's informational headers on an answer of a server with a crawl policy."""
     route = server.routes.get(request.route_key)
     if server.crawl is None or route is None:
         return answer
     if answer.status == 402 and answer.header(PAYMENT_REQUIRED) is not None:
-        extra = ("crawler-price", _usd(route.price))
+        extra = ("crawler-price", format_usd(route.price))
     elif answer.status < 400:
         try:
             settlement = read_settlement(answer.headers)
@@ -224,7 +219,7 @@ def _crawl_headers(server: ResourceServer, request: HttpRequest, answer: HttpRes
             return answer
         if settlement is None or not settlement.success:
             return answer
-        extra = ("crawler-charged", _usd(route.price))
+        extra = ("crawler-charged", format_usd(route.price))
     else:
         return answer
     return HttpResponse(answer.status, (*answer.headers, extra), answer.body)

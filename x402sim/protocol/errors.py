@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from ..errors import WireError
+
 __all__ = ["ProtocolError", "from_validation_error", "join_where"]
 
 
-class ProtocolError(ValueError):
+class ProtocolError(WireError, ValueError):
     """Malformed protocol input: ``str(err) == f"{err.where}: {err.problem}"``."""
 
     def __init__(self, where: str, problem: str) -> None:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_errors import fail
 from .records import PAYMENTS_MODES
 from .run import OutputExists, run
 from .scenario import ScenarioError, load_scenario, scenario_schema
@@ -24,9 +25,7 @@ out_console = Console()
 err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
+_fail = fail  # the one printer of errors of the command line (x402sim.cli_errors)
 
 
 def run_command(

@@ -38,6 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import OutputError
 from .agents import Traffic
 from .metrics import RunMetrics
 from .records import TIMELINE_COLUMNS, Row, RowWriter
@@ -47,7 +48,7 @@ from .summary import RunFacts, build_summary
 from .world import World
 
 
-class OutputExists(Exception):
+class OutputExists(OutputError):
     """The output folder exists and ``force`` was not given."""
 
 

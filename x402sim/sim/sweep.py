@@ -71,6 +71,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..errors import InputError
 from .run import OutputExists
 from .run import run as simulate
 from .scenario import ATOMIC, Scenario, ScenarioError, load_scenario, price_mean
@@ -80,7 +81,7 @@ SEED_BITS = 53
 EXACT_T_MAX_DF = 1000
 
 
-class SweepError(Exception):
+class SweepError(InputError):
     """A sweep that cannot start: a bad grid, option, scenario or output folder."""
 
 

@@ -106,7 +106,9 @@ from sd_jwt.common import SDObj
 from sd_jwt.issuer import SDJWTIssuer
 from sd_jwt.verifier import SDJWTVerifier
 
+from ..errors import Refused
 from ..evm.hashing import keccak
+from ..money import DECIMALS
 
 __all__ = [
     "AGENT_RECURRENCE",
@@ -145,7 +147,7 @@ ALG = "ES256"
 OPEN_TYP = "dc+sd-jwt"  # SD-JWT VC media type; AP2 does not fix the root token's typ
 CLOSED_TYP = "kb+sd-jwt"  # AP2's terminal delegation hop
 EXTENSION = "ap2"
-TOKEN_DECIMALS = 6
+TOKEN_DECIMALS = DECIMALS
 DEFAULT_CURRENCY = "USDC"
 INSTRUMENT_TYPE = "x402"
 MAX_CHAIN_CHARS = 32_768
@@ -202,7 +204,7 @@ _INSTRUMENT_ID = re.compile(
 _DAY = 86_400
 
 
-class MandateRefused(Exception):
+class MandateRefused(Refused):
     """A mandate chain refused: ``code`` (a key of ``REFUSALS``) and ``message``, naming the problem
     (``str()`` is the message alone)."""
 

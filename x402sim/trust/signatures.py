@@ -65,6 +65,8 @@ from http_message_signatures import (
 )
 from http_sf.types import BareItemType, ParamsType
 
+from ..errors import Refused
+
 WEB_BOT_AUTH = "web-bot-auth"
 AGENT_BROWSER_AUTH = "agent-browser-auth"
 AGENT_PAYER_AUTH = "agent-payer-auth"
@@ -114,7 +116,7 @@ _InnerList = list[tuple[BareItemType, ParamsType]]
 _Member = tuple[BareItemType | _InnerList, ParamsType]
 
 
-class SignatureRefused(Exception):
+class SignatureRefused(Refused):
     """A request's signature was refused; ``code`` is one of ``REFUSAL_CODES``."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...errors import WireError
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -19,7 +21,7 @@ RESPONSE_TOO_LARGE = -32003  # geth: a batch's answers past the response size li
 REVERTED = 3
 
 
-class RpcError(Exception):
+class RpcError(WireError):
     """A JSON-RPC error answer: code, message and optional data."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:

@@ -17,6 +17,7 @@ from eth_utils import is_checksum_address, to_checksum_address
 
 from x402sim.evm.chain import ZERO_ADDRESS
 
+from ...errors import WireError
 from .errors import INVALID_PARAMS, RpcError
 
 UINT256_MAX = 2**256 - 1
@@ -24,7 +25,7 @@ UINT256_MAX = 2**256 - 1
 BLOCK_TAGS = ("latest", "pending", "earliest", "safe", "finalized")
 
 
-class InvalidParam(ValueError):
+class InvalidParam(WireError, ValueError):
     """One param is malformed; the text says why (the caller adds which param)."""
 
 

@@ -1,0 +1,79 @@
+"""How every ``x402sim`` command reports an error, and the one rule for its exit code.
+
+Job: print ``error: MESSAGE`` on stderr and end the command with the right code, the same way in every
+command group (simulator, HTTP services, governance, fuzzing, conformance).
+
+Exit codes of every command:
+
+* 0: success.
+* 1: the command ran and its verdict is a failure: a broken invariant, a failed MUST case, an HTTP
+  error answer, a refused payment, an audit log that does not verify, a regression in ``diff``.
+* 2: bad usage or input, or the command could not run: every ``X402simError`` (a bad file, option or
+  environment variable; a malformed message; a failed chain backend; a service or target that could
+  not be started or reached; an output that exists or cannot be written), except ``Refused``.
+* 3: a payment denied by the spend policy (``pay --policy``), i.e. ``Refused``.
+
+Rules:
+
+* Commands raise what ``fail`` returns (``raise fail("...") from None``) or, for an ``X402simError``
+  they caught, what ``fail_with`` returns, which picks the code with ``exit_for``.
+* The message is printed as written: never read as rich markup (it often holds paths, hashes and
+  brackets), and not wrapped, except with ``wrap=True``: the ``serve``, ``pay`` (but its governance
+  errors) and ``fuzz`` commands have always broken long messages at the console's width, and keep
+  doing so until a release may change their output.
+* This module is for the command line only: it imports typer and rich, and no library module imports it.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from .errors import Refused
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "err",
+    "exit_for",
+    "fail",
+    "fail_with",
+    "say",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+
+err = Console(stderr=True)  # stderr of the running command (rich looks it up at each print)
+
+
+def exit_for(error: BaseException) -> int:
+    """The exit code of a command that stops on ``error``: 3 for a refusal by a rule (``Refused``), else
+    2 (any other ``X402simError``, or an error of a library the command could not use its input with)."""
+    return EXIT_REFUSED if isinstance(error, Refused) else EXIT_BAD_INPUT
+
+
+def say(message: str) -> None:
+    """One line on stderr, as written (no markup, no wrapping)."""
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT, *, wrap: bool = False) -> typer.Exit:
+    """Print ``error: message`` on stderr (broken at the console's width if ``wrap``); return the
+    ``typer.Exit`` to raise with ``code``."""
+    if wrap:
+        err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
+    else:
+        err.print("[red]error:[/red] ", end="", highlight=False)
+        say(message)
+    return typer.Exit(code)
+
+
+def fail_with(error: BaseException, *, wrap: bool = False) -> typer.Exit:
+    """``fail`` with the error's text and the code ``exit_for`` gives it."""
+    return fail(str(error), exit_for(error), wrap=wrap)
