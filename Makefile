@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 
-.PHONY: demo test lint format bench fuzz lock clean node-deps
+.PHONY: demo test lint format bench fuzz soak lock clean node-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "x402sim needs Python >= 3.11")'
@@ -41,6 +41,7 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	touch $@
 
 test: lint node-deps
+	@echo "soak tests are deselected (pytest -m 'not soak'); run them with: make soak SEED=1 STEPS=100000"
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -55,6 +56,14 @@ bench: $(STAMP)
 FUZZ_INPUTS ?= 100000
 fuzz: $(STAMP)
 	$(VENV)/bin/x402sim fuzz --inputs $(FUZZ_INPUTS) --seed 1
+
+# The long runs: the differential state machine (testbed vs HTTP services), seeded, printing what it
+# ran, then every shipped scenario at full size against its golden summary.
+SEED ?= 1
+STEPS ?= 100000
+soak: $(STAMP)
+	X402SIM_SOAK_SEED=$(SEED) X402SIM_SOAK_STEPS=$(STEPS) $(PY) -m pytest -m soak -p no:cacheprovider -s tests/actors/test_differential.py
+	$(PY) -m pytest -m soak -p no:cacheprovider tests/golden
 
 # Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI).
 lock:
