@@ -225,12 +225,12 @@ class HttpWorld:
         self.clients = []
         for account, client_seed in zip(self.accounts, client_seeds, strict=True):
             client = AsyncPayingClient(
-                account.key, networks=(self.chain.network,), seed=client_seed, clock=now
+                account.key,
+                networks=(self.chain.network,),
+                seed=client_seed,
+                clock=now,
+                transport=_InProcess(shops),
             )
-            # Hook the paying clients lack: a transport. Their own httpx client is replaced by one
-            # that reaches the shops' apps in process (it was never used, so closing it is free).
-            self.loop.run_until_complete(client._http.aclose())
-            client._http = httpx.AsyncClient(transport=_InProcess(shops))
             self.clients.append(client)
 
     def _slow(self, request: HttpRequest) -> HttpResponse:
@@ -510,7 +510,7 @@ class DifferentialMachine(RuleBasedStateMachine):
 STEPS_PER_EXAMPLE = 200
 TestDifferential = DifferentialMachine.TestCase
 TestDifferential.settings = settings(
-    max_examples=14,
+    max_examples=16,
     stateful_step_count=STEPS_PER_EXAMPLE,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -220,11 +220,19 @@ class _PayingBase(DrivesClient):
 
 
 class PayingClient(_PayingBase):
-    """A curl-like paying agent over httpx: ``get(url)`` pays once on a 402 and returns a ``FetchResult``."""
+    """A curl-like paying agent over httpx: ``get(url)`` pays once on a 402 and returns a ``FetchResult``.
+    ``transport`` (an httpx transport, e.g. ``httpx.WSGITransport``) replaces the network."""
 
-    def __init__(self, key: bytes | str, *, timeout: float = DEFAULT_TIMEOUT, **kwargs) -> None:
+    def __init__(
+        self,
+        key: bytes | str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(key, **kwargs)
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, transport=transport)
 
     def request(self, method: str, url: str, *, headers=(), content: bytes = b"") -> FetchResult:
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
@@ -248,11 +256,19 @@ class PayingClient(_PayingBase):
 
 
 class AsyncPayingClient(_PayingBase):
-    """``PayingClient`` for asyncio."""
+    """``PayingClient`` for asyncio; ``transport`` (e.g. ``httpx.ASGITransport(app)``) replaces the
+    network, so the served apps can be paid in process."""
 
-    def __init__(self, key: bytes | str, *, timeout: float = DEFAULT_TIMEOUT, **kwargs) -> None:
+    def __init__(
+        self,
+        key: bytes | str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(key, **kwargs)
-        self._http = httpx.AsyncClient(timeout=timeout)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
 
     async def request(self, method: str, url: str, *, headers=(), content: bytes = b"") -> FetchResult:
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
