@@ -375,7 +375,7 @@ class LocalChain(TokenReads, ChainBasics):
         )
 
     @property
-    def evm(self) -> Any:  # eth-tester (untyped) holds it; py-evm's MiningChainAPI lacks mine_all
+    def evm(self) -> Any:  # MiningChainAPI declares not all used here (persist_block, the db's head)
         """The underlying py-evm chain (for callers that need what this class does not wrap)."""
         return self.backend.chain
 
