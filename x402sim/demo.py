@@ -9,11 +9,19 @@ renders them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from .actors.client import SpendPolicy
 from .actors.messages import HttpRequest, Send
 from .money import UNIT
-from .protocol import PAYMENT_SIGNATURE, encode_header, parse_payment_required, reason_class
+from .protocol import (
+    PAYMENT_SIGNATURE,
+    AnyPaymentPayload,
+    SettleResponse,
+    encode_header,
+    parse_payment_required,
+    reason_class,
+)
 from .testbed import Testbed
 
 
@@ -62,7 +70,7 @@ def run_demo(seed: int = 7, requests: int = 5) -> DemoReport:
             result = agent.get(server, path)
             if result.paid:
                 report.paid_requests += 1
-                tx = result.settlement.transaction
+                tx = cast(SettleResponse, result.settlement).transaction  # paid: it has one
                 report.events.append(f"{name} GET {path} -> {result.status}, paid, tx {tx[:12]}…")
             else:
                 report.events.append(f"{name} GET {path} -> {result.status}: {result.refused or 'not paid'}")
@@ -75,7 +83,8 @@ def run_demo(seed: int = 7, requests: int = 5) -> DemoReport:
     # a replay: alice pays once more, then her payment header is sent again as it was
     result = agent_a.get(weather, "/weather")
     report.paid_requests += 1 if result.paid else 0
-    replay = HttpRequest("GET", "/weather", ((PAYMENT_SIGNATURE, encode_header(result.payment)),))
+    payment = cast(AnyPaymentPayload, result.payment)  # alice pays: her client sent a payment
+    replay = HttpRequest("GET", "/weather", ((PAYMENT_SIGNATURE, encode_header(payment)),))
     answer = tb.perform(weather, Send(replay))
     report.replay_reason = parse_payment_required(answer.headers, answer.body).error or ""
     report.replay_class = str(reason_class(report.replay_reason))

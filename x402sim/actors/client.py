@@ -37,15 +37,15 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ..errors import Refused
 from ..evm.eip712 import address_of_key
 from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor, Policy
-from ..mechanisms import Mechanisms, Offer, default_mechanisms
+from ..mechanisms import Mechanisms, Offer, Verdict, default_mechanisms
 from ..protocol import (
     AnyPaymentPayload,
     AnyPaymentRequired,
@@ -53,6 +53,7 @@ from ..protocol import (
     PaymentPayload,
     PaymentPayloadV1,
     PaymentRequired,
+    PaymentRequirements,
     ProtocolError,
     SettleResponse,
     caip2_problem,
@@ -119,7 +120,7 @@ class SpendPolicy:
         """The same limits as a governance ``Policy`` (for a ``Governor``): a request cap, a spend
         limit over the run, and allow lists. A ``SpendPolicy`` picks among a 402's offers; a
         governor judges the one chosen, and adds periods, triggers, approvals and an audit log."""
-        rules: list[dict] = []
+        rules: list[dict[str, Any]] = []
         if self.max_price is not None:
             rules.append({"kind": "request-cap", "max": format_usdc(self.max_price)})
         if self.budget is not None:
@@ -177,7 +178,7 @@ class FetchResult:
     def body(self) -> bytes:
         return self.response.body
 
-    def json(self):
+    def json(self) -> Any:
         return self.response.json()
 
     @property
@@ -222,7 +223,7 @@ class Client:
     identity: AgentRef | None = None  # this payer's own agent, declared in its payments
     rate: Callable[[HttpResponse], int | None] | None = None  # feedback value on a delivery (None: none)
     mandate: Any = None  # an ``AgentMandate`` (AP2): every payment carries a closed mandate
-    mechanisms: Mechanisms = field(default_factory=default_mechanisms)  # what it can pay
+    mechanisms: Mechanisms[Verdict] = field(default_factory=default_mechanisms)  # what it can pay
 
     def __post_init__(self) -> None:
         self.networks = check_networks(self.networks)
@@ -274,7 +275,9 @@ class Client:
             return None
         return reputation_of(self.directory, self.identity.agent_id, TAG_GOOD_PAYER)
 
-    def acceptable_offers(self, required: AnyPaymentRequired, reasons: list[str], server=None):
+    def acceptable_offers(
+        self, required: AnyPaymentRequired, reasons: list[str], server: ServerIdentity | None = None
+    ) -> Iterator[tuple[AnyRequirements, Offer]]:
         """Hook, offer matching. The offers of ``required`` this client can and may pay, in order; why
         others are not, in ``reasons``. ``server`` is the agent the 402 declares (``_server_of``)."""
         for req in required.accepts:
@@ -339,17 +342,19 @@ class Client:
 
     def attempt(self, request: HttpRequest | None, required: AnyPaymentRequired, offer: Offer) -> Attempt:
         """What the governor is asked about paying ``offer`` for ``request``."""
+        agent = cast(str, self.agent)  # __post_init__ defaults it to the address
         return Attempt(
-            self.agent, _resource(request, required), offer.pay_to, offer.asset, offer.network, offer.amount
+            agent, _resource(request, required), offer.pay_to, offer.asset, offer.network, offer.amount
         )
 
     def sign_payment(
         self, required: AnyPaymentRequired, req: AnyRequirements, offer: Offer, now: int
     ) -> AnyPaymentPayload:
         """Hook, signing: the payment for ``offer`` (one of ``required``'s, ``req`` as sent) at ``now``."""
-        extensions: dict = {}
+        extensions: dict[str, Any] = {}
         if self.mandate is not None:
-            chain = self.mandate.close(offer, self.address, required.resource.url or "", now)
+            v2 = cast(PaymentRequired, required)  # a mandate goes with v2 offers only (acceptable_offers)
+            chain = self.mandate.close(offer, self.address, v2.resource.url or "", now)
             nonce = bytes.fromhex(chain.nonce()[2:])  # AP2's x402 binding: keccak256 of the chain
             extensions = attach_mandate(extensions, chain)
         else:
@@ -361,11 +366,12 @@ class Client:
             raise PaymentRefused(f"no mechanism pays {offer.scheme!r} offers on {offer.network}")
         exact = mechanism.sign(self.key, self.address, offer, now, nonce)
         self._committed += offer.amount
+        payment: AnyPaymentPayload
         if isinstance(required, PaymentRequired):
             payment = PaymentPayload(
                 x402_version=2,
                 resource=required.resource,
-                accepted=req,
+                accepted=cast(PaymentRequirements, req),  # one of a v2 402's offers
                 payload=exact,
                 extensions=extensions or None,
             )
@@ -402,8 +408,8 @@ class Client:
             final: HttpResponse = yield Send(self._signed(paid_request, now))
         except Unreachable:
             self._record(request, offer, payment, None, None)
-            if decision is not None:
-                self.governor.record(decision, "unknown", now)
+            if decision is not None:  # asked of the governor
+                cast(Governor, self.governor).record(decision, "unknown", now)
             raise
         try:
             settlement = read_settlement(final.headers)
@@ -415,7 +421,7 @@ class Client:
         if decision is not None:
             outcome = "unknown" if settlement is None else "settled" if settlement.success else "failed"
             tx = settlement.transaction if settlement is not None and settlement.success else None
-            self.governor.record(decision, outcome, now, tx or None)
+            cast(Governor, self.governor).record(decision, outcome, now, tx or None)
         feedback_tx = None
         if settlement is not None and settlement.success and self.rate is not None:
             feedback = self._feedback(challenge, request, offer, settlement, final, now)
@@ -434,14 +440,25 @@ class Client:
             feedback_tx=feedback_tx,
         )
 
-    def _feedback(self, challenge, request, offer: Offer, settlement, response, now) -> GiveFeedback | None:
+    def _feedback(
+        self,
+        challenge: AnyPaymentRequired,
+        request: HttpRequest,
+        offer: Offer,
+        settlement: SettleResponse,
+        response: HttpResponse,
+        now: int,
+    ) -> GiveFeedback | None:
         """The review of a paid delivery by a declared agent: ``rate``'s value, with the settlement
         as proof of payment; None when the server declares no agent or ``rate`` abstains."""
         try:
             server = declared_server(getattr(challenge, "extensions", None))
         except ValueError:
             return None
-        value = self.rate(response) if server is not None else None
+        if server is None:
+            return None
+        rate = cast("Callable[[HttpResponse], int | None]", self.rate)  # fetch asks only when there is one
+        value = rate(response)
         if value is None:
             return None
         endpoint = server.endpoint or _resource(request, challenge)
@@ -476,7 +493,14 @@ class Client:
         )
         return replace(request, headers=tuple(headers))
 
-    def _record(self, request, offer: Offer, payment, status: int | None, settlement) -> None:
+    def _record(
+        self,
+        request: HttpRequest,
+        offer: Offer,
+        payment: AnyPaymentPayload,
+        status: int | None,
+        settlement: SettleResponse | None,
+    ) -> None:
         if settlement is not None and settlement.success:
             self.spent += offer.amount
         self.payments.append(

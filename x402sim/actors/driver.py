@@ -22,7 +22,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import X402simError
 from .messages import Approve, Effect, GiveFeedback, Handle, Send, Settle, Steps, Unreachable, Verify
@@ -72,7 +72,17 @@ class BaseDriver:
     def _unsupported(self, effect: object) -> Any:
         raise UnsupportedEffect(effect, self.world)
 
-    send = verify = settle = handle = approve = give_feedback = _unsupported
+    if TYPE_CHECKING:  # the defaults below, typed per effect so that subclasses may name theirs
+
+        def send(self, effect: Send) -> Any: ...
+        def verify(self, effect: Verify) -> Any: ...
+        def settle(self, effect: Settle) -> Any: ...
+        def handle(self, effect: Handle) -> Any: ...
+        def approve(self, effect: Approve) -> Any: ...
+        def give_feedback(self, effect: GiveFeedback) -> Any: ...
+
+    else:
+        send = verify = settle = handle = approve = give_feedback = _unsupported
 
 
 def dispatch(driver: Driver, effect: Effect) -> Any:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 from ..evm.backend import Chain
 from ..evm.chain import GWEI, ChainError, Receipt
@@ -69,7 +70,7 @@ class PendingSettlement:
     verdict: Verdict
     network: str  # as the requirements named it (a v1 name or CAIP-2)
     submitted_at: int
-    mechanism: Mechanism
+    mechanism: Mechanism[Verdict]
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,13 @@ class Facilitator:
     check_transfer_log: bool = True
     verify_mode: str = "state"  # or "simulate": how exact.verify_on_chain learns a call's outcome
     history: int | None = None  # settlement records kept, newest last (None: all; 0: none)
-    mechanisms: Mechanisms = field(default_factory=default_mechanisms)
+    mechanisms: Mechanisms[Verdict] = field(default_factory=default_mechanisms)
 
     def __post_init__(self) -> None:
         if self.verify_mode not in VERIFY_MODES:
             raise ValueError(f"verify_mode must be one of {VERIFY_MODES}, got {self.verify_mode!r}")
-        self.dedupe = {True: "refuse", False: "off"}.get(self.dedupe, self.dedupe)
+        aliases: dict[bool | str, bool | str] = {True: "refuse", False: "off"}
+        self.dedupe = aliases.get(self.dedupe, self.dedupe)
         if self.dedupe not in DEDUPE_MODES:
             raise ValueError(f"dedupe must be one of {DEDUPE_MODES}, got {self.dedupe!r}")
         self.address = address_of_key(self.key)
@@ -126,7 +128,7 @@ class Facilitator:
         kinds = [kind for m in self.mechanisms for kind in m.supported_kinds(self.chain.network)]
         return SupportedResponse(kinds=kinds, extensions=[], signers={"eip155:*": [self.address]})
 
-    def mechanism_for(self, requirements: AnyRequirements) -> Mechanism:
+    def mechanism_for(self, requirements: AnyRequirements) -> Mechanism[Verdict]:
         """The mechanism that judges a payment against ``requirements`` (see the module's rules)."""
         if isinstance(requirements, PaymentRequirementsV1):
             network = v1_to_caip2(requirements.network) or requirements.network
@@ -147,7 +149,7 @@ class Facilitator:
             return VerifyResponse(is_valid=True, payer=verdict.payer)
         return VerifyResponse(
             is_valid=False,
-            invalid_reason=verdict.reason.value,
+            invalid_reason=cast(Reason, verdict.reason).value,  # a verdict that is not ok has one
             invalid_message=verdict.message,
             payer=verdict.payer,
         )
@@ -169,7 +171,8 @@ class Facilitator:
                 return self._failed(verdict, Reason.duplicate_settlement, requirements)
             verdict = mechanism.check_on_chain(verdict, self.chain, now, self.verify_mode)
         if not verdict.ok:
-            return self._failed(verdict, verdict.reason, requirements)
+            return self._failed(verdict, cast(Reason, verdict.reason), requirements)
+        claim = cast("tuple[str, str]", claim)  # made above: the verdict was ok from the start
         to, calldata = mechanism.settlement(verdict)
         try:
             tx_hash = self.submit(calldata, to)
@@ -178,9 +181,8 @@ class Facilitator:
         if self.dedupe != "off":
             self._claims[claim] = valid_until
             self._prune(now)
-        pending = PendingSettlement(
-            tx_hash, verdict.payer, verdict.offer, verdict, requirements.network, now, mechanism
-        )
+        payer, offer = cast(str, verdict.payer), cast(Offer, verdict.offer)  # an ok verdict names both
+        pending = PendingSettlement(tx_hash, payer, offer, verdict, requirements.network, now, mechanism)
         if self.dedupe == "share":
             self._shared[claim] = pending
         return pending
@@ -254,7 +256,7 @@ class Facilitator:
             self._answers = {h: a for h, a in self._answers.items() if h in kept}
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self._claims))
 
-    def _used_on_chain(self, mechanism: Mechanism, verdict: Verdict) -> bool:
+    def _used_on_chain(self, mechanism: Mechanism[Verdict], verdict: Verdict) -> bool:
         try:
             return mechanism.already_settled(self.chain, verdict)
         except ChainError:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import json
 from collections.abc import Generator
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..protocol import AnyPaymentPayload, AnyRequirements
+
+if TYPE_CHECKING:
+    from ..governance import Decision
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -109,7 +112,7 @@ class Approve:
     """Client -> a human (or a simulated approver): may this payment go ahead? ``decision`` is the
     governor's ``needs-approval`` decision; resume with an ``Approval``."""
 
-    decision: Any
+    decision: Decision
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ class GiveFeedback:
     feedback_uri: str
     feedback_hash: bytes
 
-    def arguments(self) -> tuple:
+    def arguments(self) -> tuple[int, int, int, str, str, str, str, bytes]:
         """``giveFeedback``'s arguments, in order (as ``evm.erc8004.give_feedback`` takes them)."""
         return (
             self.agent_id,

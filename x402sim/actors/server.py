@@ -50,17 +50,20 @@ import re
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import is_address
 
-from ..mechanisms import EXACT_EIP3009, Mechanism, Offer, evm_address
+from ..evm.chain import ChainBasics
+from ..mechanisms import EXACT_EIP3009, Mechanism, Offer, Verdict, evm_address
 from ..protocol import (
     PAYMENT_REQUIRED,
     PAYMENT_RESPONSE,
     PAYMENT_SIGNATURE,
     X_PAYMENT,
     X_PAYMENT_RESPONSE,
+    AnyPaymentPayload,
+    AnyRequirements,
     PaymentPayload,
     PaymentPayloadV1,
     PaymentRequired,
@@ -78,11 +81,11 @@ from ..protocol import (
     response_header_name,
 )
 from ..trust.mandates import EXTENSION as MANDATE_EXTENSION
-from ..trust.mandates import VCT_CLOSED, MandateRefused, PaymentFacts
+from ..trust.mandates import VCT_CLOSED, MandateRefused, PaymentFacts, VerifiedMandate
 from ..trust.mandates import attached as attached_mandate
 from ..trust.reputation import EXTENSION as REPUTATION_EXTENSION
 from ..trust.reputation import PayerRules, ServerIdentity, reputation_tier
-from .messages import Handle, HttpRequest, HttpResponse, Settle, Steps, Unreachable, Verify
+from .messages import Handle, Headers, HttpRequest, HttpResponse, Settle, Steps, Unreachable, Verify
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 60
 PAYMENT_IDENTIFIER = "payment-identifier"
@@ -190,7 +193,7 @@ class PaymentIdentifiers:
         return len(self._entries)
 
 
-def _payment_id(payment) -> tuple[str | None, str | None]:
+def _payment_id(payment: PaymentPayload) -> tuple[str | None, str | None]:
     """``(id, problem)`` from a v2 payment's ``payment-identifier`` extension: ``(None, None)`` when it
     carries none, a problem when what it carries is not an id."""
     extensions = payment.extensions or {}
@@ -208,12 +211,12 @@ def _payment_id(payment) -> tuple[str | None, str | None]:
     return value, None
 
 
-def _fingerprint(payment, request: HttpRequest) -> str:
+def _fingerprint(payment: AnyPaymentPayload, request: HttpRequest) -> str:
     text = json.dumps([request.route_key, payment.to_wire()], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _authorization_key(payment) -> tuple[str, str] | None:
+def _authorization_key(payment: AnyPaymentPayload) -> tuple[str, str] | None:
     auth = payment.payload.get("authorization") if isinstance(payment.payload, dict) else None
     if not isinstance(auth, dict):
         return None
@@ -244,18 +247,20 @@ class ResourceServer:
     serve_unsettled: bool = False
     payment_identifier: str = "off"
     identifiers: PaymentIdentifiers = field(default_factory=PaymentIdentifiers)
-    stats: Counter = field(default_factory=Counter)
+    stats: Counter[str] = field(default_factory=Counter)
     crawl: Any = None  # who may fetch at all, and whether they pay (see ``x402sim.trust.CrawlPolicy``)
     identity: ServerIdentity | None = None  # the ERC-8004 agent this server is, declared in its 402s
     payers: PayerRules | None = None  # what it asks of the agents paying it (identity, reputation)
     mandates: Any = None  # a ``MandateVerifier``: every payment must carry an AP2 mandate it accepts
-    mechanism: Mechanism = EXACT_EIP3009  # how its offers are paid: their scheme and ``extra``
+    mechanism: Mechanism[Verdict] = EXACT_EIP3009  # how its offers are paid: their scheme and ``extra``
 
     @classmethod
-    def with_prices(cls, prices: Mapping[str, int | Route], *, chain=None, **kwargs) -> ResourceServer:
+    def with_prices(
+        cls, prices: Mapping[str, int | Route], *, chain: ChainBasics | None = None, **kwargs: Any
+    ) -> ResourceServer:
         """Build from ``{"GET /path": price}`` (or Route values). ``chain`` (a ``LocalChain``) fills in
         network, asset and the asset's EIP-712 name and version: its token is what is sold."""
-        routes = {}
+        routes: dict[str, Route] = {}
         for key, value in prices.items():
             route = value if isinstance(value, Route) else Route(key, value)
             routes[route.key] = route
@@ -286,7 +291,7 @@ class ResourceServer:
     # -- offers -------------------------------------------------------------------------------
 
     def requirements(
-        self, route: Route, price: int | None = None, extra: dict | None = None
+        self, route: Route, price: int | None = None, extra: dict[str, Any] | None = None
     ) -> PaymentRequirements:
         return PaymentRequirements(
             scheme=self.mechanism.scheme,
@@ -328,7 +333,7 @@ class ResourceServer:
         """The URL this server names ``route`` by in its 402s."""
         return self.base_url + route.key.split(" ", 1)[1]
 
-    def challenge(self, route: Route, version: int, error: str, headers=()) -> HttpResponse:
+    def challenge(self, route: Route, version: int, error: str, headers: Headers = ()) -> HttpResponse:
         """The 402 for ``route`` in x402 ``version``, with ``error`` explaining why."""
         if version == 1 and (v1 := self.requirements_v1(route)) is not None:
             body = PaymentRequiredV1(x402_version=1, error=error, accepts=[v1])
@@ -346,9 +351,9 @@ class ResourceServer:
         )
         return HttpResponse.of_json(402, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
 
-    def extensions(self) -> dict | None:
+    def extensions(self) -> dict[str, Any] | None:
         """The extensions the 402 declares (v2), None when none."""
-        declared = {}
+        declared: dict[str, Any] = {}
         if self.payment_identifier != "off":
             declaration = {"required": self.payment_identifier == "required"}
             declared[PAYMENT_IDENTIFIER] = {"info": declaration, "schema": PAYMENT_IDENTIFIER_SCHEMA}
@@ -358,8 +363,9 @@ class ResourceServer:
             declared[MANDATE_EXTENSION] = {"info": {"required": True, "mandate": VCT_CLOSED}}
         return declared or None
 
-    def match_offer(self, route: Route, payment: PaymentPayload | PaymentPayloadV1):
+    def match_offer(self, route: Route, payment: PaymentPayload | PaymentPayloadV1) -> AnyRequirements | None:
         """Hook, offer matching: the server's own offer for ``route`` that ``payment`` names, or None."""
+        offer: AnyRequirements | None
         if isinstance(payment, PaymentPayloadV1):
             offer = self.requirements_v1(route)
             ok = offer is not None and (payment.scheme, payment.network) == (offer.scheme, offer.network)
@@ -414,10 +420,12 @@ class ResourceServer:
                 return HttpResponse.of_json(verdict.status, {"error": verdict.reason})
             if verdict.action == "free":
                 self.stats["crawl_free"] += 1
-                return (yield Handle(request))
+                free: HttpResponse = yield Handle(request)
+                return free
         if route is None or route.price == 0:
             self.stats["free"] += 1
-            return (yield Handle(request))
+            answer: HttpResponse = yield Handle(request)
+            return answer
         try:
             payment = read_payment(request.headers)
         except ProtocolError as exc:
@@ -431,7 +439,9 @@ class ResourceServer:
             return (yield from self.serve_identified(route, request, payment, now))
         return (yield from self._paid(route, request, payment, now))
 
-    def serve_identified(self, route, request, payment, now) -> Steps[HttpResponse]:
+    def serve_identified(
+        self, route: Route, request: HttpRequest, payment: PaymentPayload, now: int | None
+    ) -> Steps[HttpResponse]:
         """Hook: the payment-identifier extension around verifying, serving and settling."""
         payment_id, problem = _payment_id(payment)
         if problem is None and payment_id is None and self.payment_identifier == "required":
@@ -478,7 +488,9 @@ class ResourceServer:
         except ProtocolError:
             return False
 
-    def _paid(self, route, request, payment, now) -> Steps[HttpResponse]:
+    def _paid(
+        self, route: Route, request: HttpRequest, payment: AnyPaymentPayload, now: int | None
+    ) -> Steps[HttpResponse]:
         """Verify, serve and settle ``payment`` for ``route``."""
         version = payment.x402_version
         requirements = self.match_offer(route, payment)
@@ -499,7 +511,7 @@ class ResourceServer:
         if guard_key is not None:
             if now is None:
                 raise ValueError("a server with a replay guard needs the time: handle(request, now)")
-            if not self.replay_guard.admit(guard_key, now):
+            if not cast(ReplayGuard, self.replay_guard).admit(guard_key, now):  # a key means a guard
                 self.stats["replay_refused"] += 1
                 if mandate is not None:
                     self.mandates.release(mandate)
@@ -520,10 +532,10 @@ class ResourceServer:
                 else:
                     self.mandates.release(mandate)
         if guard_key is not None and self._unused(response):
-            self.replay_guard.release(guard_key)
+            cast(ReplayGuard, self.replay_guard).release(guard_key)
         return response
 
-    def _payer_refusal(self, payment, requirements) -> str | None:
+    def _payer_refusal(self, payment: AnyPaymentPayload, requirements: AnyRequirements) -> str | None:
         """Why ``payers`` refuses the agent behind ``payment`` for this offer, or None."""
         tier = reputation_tier(requirements.extra)
         if self.payers is None and tier is None:
@@ -540,7 +552,9 @@ class ResourceServer:
         extensions = payment.extensions if isinstance(payment, PaymentPayload) else None
         return self.payers.problem(payer, extensions, tier)
 
-    def mandate_check(self, route, payment, requirements, now):
+    def mandate_check(
+        self, route: Route, payment: AnyPaymentPayload, requirements: AnyRequirements, now: int | None
+    ) -> tuple[VerifiedMandate | None, str | None]:
         """Hook: check the AP2 mandate ``payment`` carries against the offer it pays and this server's URL
         of ``route`` (never the resource the payment claims): (the verified, reserved mandate, None)
         or (None, why it is refused)."""
@@ -553,12 +567,13 @@ class ResourceServer:
             if chain is None:
                 raise MandateRefused("missing", "this resource is sold only under an AP2 payment mandate")
             authorization = payment.payload.get("authorization", {})
+            offer = cast(PaymentRequirements, requirements)  # matched to a v2 payment: a v2 offer
             facts = PaymentFacts(
                 payer=authorization.get("from", ""),
-                pay_to=requirements.pay_to,
-                asset=requirements.asset,
-                network=requirements.network,
-                amount=int(requirements.amount),
+                pay_to=offer.pay_to,
+                asset=offer.asset,
+                network=offer.network,
+                amount=int(offer.amount),
                 nonce=authorization.get("nonce", ""),
                 resource=self.resource_url(route),
             )
@@ -573,7 +588,14 @@ class ResourceServer:
         settled = response.header(PAYMENT_RESPONSE) or response.header(X_PAYMENT_RESPONSE)
         return response.status in (402, 502) and settled is None
 
-    def verify_serve_settle(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
+    def verify_serve_settle(
+        self,
+        route: Route,
+        request: HttpRequest,
+        payment: AnyPaymentPayload,
+        requirements: AnyRequirements,
+        version: int,
+    ) -> Steps[HttpResponse]:
         """Hook, the ``authorization`` flow: verify, run the handler and hold its answer, settle."""
         verdict: VerifyResponse = yield Verify(payment, requirements)
         if not verdict.is_valid:
@@ -586,7 +608,14 @@ class ResourceServer:
         settlement: SettleResponse = yield Settle(payment, requirements)
         return self.deliver(route, version, response, settlement)
 
-    def settle_then_serve(self, route, request, payment, requirements, version) -> Steps[HttpResponse]:
+    def settle_then_serve(
+        self,
+        route: Route,
+        request: HttpRequest,
+        payment: AnyPaymentPayload,
+        requirements: AnyRequirements,
+        version: int,
+    ) -> Steps[HttpResponse]:
         """Hook, the ``upfront`` flow: settle, then run the handler."""
         settlement: SettleResponse = yield Settle(payment, requirements)
         if not settlement.success and not self.serve_unsettled:
@@ -595,7 +624,7 @@ class ResourceServer:
         return self.deliver(route, version, response, settlement)
 
     def deliver(
-        self, route, version, response: HttpResponse | None, settlement: SettleResponse
+        self, route: Route, version: int, response: HttpResponse | None, settlement: SettleResponse
     ) -> HttpResponse:
         """Hook, delivery: the buyer's answer from ``settlement`` and the held ``response``."""
         header = (response_header_name(version), encode_header(settlement))
@@ -607,4 +636,5 @@ class ResourceServer:
             self.stats["served_unsettled"] += 1
             return HttpResponse(response.status, (*response.headers, header), response.body)
         self.stats["paid"] += 1
-        return HttpResponse(response.status, (*response.headers, header), response.body)
+        held = cast(HttpResponse, response)  # held by every flow whose settlement succeeded
+        return HttpResponse(held.status, (*held.headers, header), held.body)

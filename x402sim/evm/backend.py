@@ -36,6 +36,7 @@ from .chain import (
 )
 from .contracts import USDC
 from .ledger import LedgerChain
+from .state_verify import TokenStateView
 
 
 class ChainReads(Protocol):
@@ -52,15 +53,15 @@ class ChainReads(Protocol):
     def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool: ...
     def name_of(self, token: str | None = None) -> str: ...
     def version_of(self, token: str | None = None) -> str: ...
-    def token_state(self, asset: str) -> Any: ...
+    def token_state(self, asset: str) -> TokenStateView | None: ...
 
 
 class Chain(ChainReads, Protocol):
     """A chain a facilitator settles on: ``ChainReads``, plus fees, its own transaction nonce,
     submission, receipts, mining (a no-op on a node that mines by itself) and the chain's time."""
 
-    remote: bool
-
+    @property
+    def remote(self) -> bool: ...
     @property
     def base_fee(self) -> int: ...
     @property

@@ -34,10 +34,11 @@ Keys made here are test keys derived from the seed; never use them for anything 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
 from eth.constants import GENESIS_PARENT_HASH
 from eth.db import get_db_backend
 from eth.exceptions import Revert
@@ -61,7 +62,8 @@ from .contracts import (
 )
 from .eip712 import Domain, address_of_key, canonical
 from .hashing import keccak
-from .reads import ChainError, TokenReads
+from .reads import ChainError as ChainError  # re-exported: callers take it from here too
+from .reads import TokenReads
 from .state_verify import TokenState, evm_token_state
 from .token import (
     Transfer,
@@ -163,15 +165,15 @@ class Snapshot:
     head_hash: bytes
     head_number: int
     now: int
-    pending: tuple
-    queued: tuple
-    rng_state: object
+    pending: tuple[_Pending, ...]
+    queued: tuple[tuple[str, tuple[tuple[int, _Pending], ...]], ...]  # sender -> (nonce, transaction)
+    rng_state: tuple[Any, ...]  # random.Random.getstate()
 
 
 @dataclass
 class _Pending:
     raw: bytes
-    tx: object  # py-evm signed transaction
+    tx: SignedTransactionAPI  # py-evm signed transaction
     sender: str
     queued_at: int = 0  # chain time it arrived (what future_lifetime counts from)
 
@@ -185,6 +187,21 @@ class ChainBasics(Transacts):
 
     remote: ClassVar[bool] = False  # in process: calls return at once; time is set from outside
     _receipts: dict[bytes, Receipt]
+    seed: int
+    now: int
+    usdc: str
+    token_name: str | None  # None only until the subclass's __post_init__ fills in the default
+    token_version: str | None
+    bank_key: bytes
+    minter_key: bytes
+    _key_counter: int
+
+    if TYPE_CHECKING:  # provided by the subclasses; declared here for the type checker only
+
+        @property
+        def latest_timestamp(self) -> int: ...
+
+        def mine(self) -> Block: ...
 
     @property
     def network(self) -> str:
@@ -192,7 +209,7 @@ class ChainBasics(Transacts):
 
     @property
     def domain(self) -> Domain:
-        return Domain(self.token_name, self.token_version, self.chain_id, self.usdc)
+        return Domain(cast(str, self.token_name), cast(str, self.token_version), self.chain_id, self.usdc)
 
     def set_time(self, timestamp: int) -> None:
         if timestamp < self.latest_timestamp:
@@ -249,13 +266,13 @@ class ChainBasics(Transacts):
     def transfers(self, token: str | None = None, *, since_block: int = 0) -> list[Transfer]:
         """Every ``Transfer`` event of ``token`` (default the USDC) in mined blocks, in chain order."""
         token = to_checksum_address(token or self.usdc)
-        found = []
+        found: list[Transfer] = []
         for r in sorted(self._receipts.values(), key=lambda r: (r.block_number, r.index)):
             if r.block_number >= since_block:
                 found.extend(t for t in r.transfers() if t.token == token)
         return found
 
-    def forget_receipts(self, hashes) -> None:
+    def forget_receipts(self, hashes: Iterable[bytes]) -> None:
         """Drop receipts no one will read again (``receipts()`` and ``transfers()`` then leave them
         out; py-evm's own database keeps its copy)."""
         for h in hashes:
@@ -286,6 +303,13 @@ class LocalChain(TokenReads, ChainBasics):
     block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
     future_lifetime: int = FUTURE_LIFETIME
     now: int = field(init=False)
+
+    if TYPE_CHECKING:  # set by __post_init__: always an address here (TokenReads allows None)
+
+        @property
+        def usdc(self) -> str: ...
+        @usdc.setter
+        def usdc(self, value: str) -> None: ...
 
     def __post_init__(self) -> None:
         if self.token not in TOKENS:
@@ -325,7 +349,7 @@ class LocalChain(TokenReads, ChainBasics):
         self._future: dict[str, dict[int, _Pending]] = {}  # sender -> nonce -> queued transaction
         self._index_pending()
         self._receipts: dict[bytes, Receipt] = {}
-        self._head_state = (b"", None)
+        self._head_state: tuple[bytes, StateAPI | None] = (b"", None)
         self._base_fee: tuple[bytes, int] = (b"", 0)
         self.usdc = self._deploy_token()
         if self.token_address is not None:
@@ -335,7 +359,7 @@ class LocalChain(TokenReads, ChainBasics):
         self.reputation_registry = to_checksum_address(REPUTATION_REGISTRY_ADDRESS)
 
     @classmethod
-    def from_preset(cls, name: str, **kwargs) -> LocalChain:
+    def from_preset(cls, name: str, **kwargs: Any) -> LocalChain:
         """A chain for the network preset ``name`` (``"local"``, ``"base"``, ``"base-sepolia"``): its
         chain id, and the token at its canonical address with its EIP-712 name and version. Other
         fields come from ``kwargs``; repeating one the preset sets is a TypeError."""
@@ -351,7 +375,7 @@ class LocalChain(TokenReads, ChainBasics):
         )
 
     @property
-    def evm(self):
+    def evm(self) -> Any:  # MiningChainAPI declares not all used here (persist_block, the db's head)
         """The underlying py-evm chain (for callers that need what this class does not wrap)."""
         return self.backend.chain
 
@@ -364,7 +388,7 @@ class LocalChain(TokenReads, ChainBasics):
             self.submit_hook(raw)
         vm = self.evm.get_vm()
         try:
-            tx = vm.get_transaction_builder().decode(raw)
+            tx: SignedTransactionAPI = vm.get_transaction_builder().decode(raw)
             tx.validate()
         except Exception as exc:
             raise ChainError(f"invalid transaction: {exc}") from exc
@@ -451,7 +475,7 @@ class LocalChain(TokenReads, ChainBasics):
         """Transactions waiting for an earlier nonce of their sender."""
         return sum(len(waiting) for waiting in self._future.values())
 
-    def pending_transaction(self, tx_hash: bytes):
+    def pending_transaction(self, tx_hash: bytes) -> SignedTransactionAPI | None:
         """The signed py-evm transaction waiting (pending or queued) under ``tx_hash``, or None."""
         queued = (p for waiting in self._future.values() for p in waiting.values())
         return next((p.tx for p in (*self._pending, *queued) if p.tx.hash == tx_hash), None)
@@ -496,9 +520,17 @@ class LocalChain(TokenReads, ChainBasics):
             base_fee=block.header.base_fee_per_gas,
         )
 
-    def _make_receipt(self, p, index, block, receipt, computation, previous_gas) -> Receipt:
+    def _make_receipt(
+        self,
+        p: _Pending,
+        index: int,
+        block: BlockAPI,
+        receipt: ReceiptAPI,
+        computation: ComputationAPI,
+        previous_gas: int,
+    ) -> Receipt:
         tx = p.tx
-        base_fee = block.header.base_fee_per_gas
+        base_fee = cast(int, block.header.base_fee_per_gas)  # every Prague header has one
         price = min(tx.max_fee_per_gas, base_fee + tx.max_priority_fee_per_gas)
         reason = None
         if computation.is_error:
@@ -534,11 +566,13 @@ class LocalChain(TokenReads, ChainBasics):
 
     @property
     def block_number(self) -> int:
-        return self.evm.get_canonical_head().block_number
+        head: BlockHeaderAPI = self.evm.get_canonical_head()
+        return head.block_number
 
     @property
     def latest_timestamp(self) -> int:
-        return self.evm.get_canonical_head().timestamp
+        head: BlockHeaderAPI = self.evm.get_canonical_head()
+        return head.timestamp
 
     @property
     def base_fee(self) -> int:
@@ -550,12 +584,12 @@ class LocalChain(TokenReads, ChainBasics):
             self._base_fee = (latest.hash, header.base_fee_per_gas)
         return self._base_fee[1]
 
-    def latest_state(self):
+    def latest_state(self) -> StateAPI:
         """Read-only state of the latest block (cached until the head changes)."""
         head = self.evm.get_canonical_head()
         if self._head_state[0] != head.hash:
             self._head_state = (head.hash, self.evm.get_vm(head).state)
-        return self._head_state[1]
+        return cast(StateAPI, self._head_state[1])  # set above: b"" is no block's hash
 
     def eth_balance(self, address: str) -> int:
         return self.latest_state().get_balance(canonical(address))
@@ -701,18 +735,18 @@ class _SameSecondPragueVM(PragueVM):
     blocks share a second keeps block time equal to the clock instead."""
 
     @classmethod
-    def validate_header(cls, header, parent_header) -> None:
+    def validate_header(cls, header: BlockHeaderAPI, parent_header: BlockHeaderAPI) -> None:
         if parent_header is not None and header.timestamp == parent_header.timestamp:
             parent_header = parent_header.copy(timestamp=header.timestamp - 1)
         super().validate_header(header, parent_header)
 
 
-def _cost(tx) -> int:
+def _cost(tx: SignedTransactionAPI) -> int:
     """The most ether a transaction may spend: gas at its fee cap, plus value."""
     return tx.gas * tx.max_fee_per_gas + tx.value
 
 
-def _erc8004_genesis() -> dict:
+def _erc8004_genesis() -> dict[bytes, dict[str, Any]]:
     """The ERC-8004 identity and reputation registries as genesis accounts: code, no storage (neither
     sets any at deployment). The reputation registry's immutable, the identity registry's address,
     follows its runtime code as one ABI word, as its constructor would have left it."""
@@ -726,5 +760,5 @@ def _erc8004_genesis() -> dict:
     }
 
 
-def _account_state(*, balance: int = 0, code: bytes = b"") -> dict:
+def _account_state(*, balance: int = 0, code: bytes = b"") -> dict[str, Any]:
     return {"balance": balance, "nonce": 0, "code": code, "storage": {}}

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coincurve import PrivateKey, PublicKey
 from eth_utils import to_canonical_address, to_checksum_address
 
 from ..errors import WireError
 from .hashing import keccak
+
+if TYPE_CHECKING:
+    from eth_typing import Address
 
 DOMAIN_TYPEHASH = keccak(
     b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
@@ -142,7 +145,7 @@ def checksum(address: str | bytes) -> str:
 
 
 @lru_cache(maxsize=1 << 17)
-def canonical(address: str | bytes) -> bytes:
+def canonical(address: str | bytes) -> Address:
     """``address`` as its 20 bytes (cached, as ``checksum`` is)."""
     return to_canonical_address(address)
 

@@ -36,6 +36,7 @@ import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from eth_utils import to_canonical_address, to_checksum_address
 
@@ -56,10 +57,10 @@ from .chain import (
     Receipt,
 )
 from .contracts import TOKENS, USDC, load_artifact
-from .eip712 import address_of_key, canonical, checksum, domain_separator, recover_signer
+from .eip712 import Authorization, address_of_key, canonical, checksum, domain_separator, recover_signer
 from .hashing import keccak
 from .reads import ChainError
-from .state_verify import predict
+from .state_verify import Prediction, predict
 from .token import selector
 
 INITIAL_BASE_FEE = GWEI  # py-evm's London genesis
@@ -151,6 +152,10 @@ VIEWS = {
 }
 
 
+# A token call: (function name, its decoded arguments: 20-byte addresses, ints, 32-byte words, a uint8).
+_Call = tuple[str, list[Any]]
+
+
 @dataclass
 class _Tx:
     raw: bytes
@@ -163,7 +168,7 @@ class _Tx:
     to: bytes
     value: int
     data: bytes
-    call: tuple | None  # (function, args) for a call to the token, None for an ether transfer
+    call: _Call | None  # (function, args) for a call to the token, None for an ether transfer
 
     @property
     def cost(self) -> int:
@@ -285,7 +290,10 @@ class LedgerChain(ChainBasics):
             items = rlpcodec.split(body)
             if len(items) != 12 or items[8][2] is not True:
                 raise ValueError("an EIP-1559 transaction has 12 fields, the ninth a list")
-            fields = [None if is_list else rlpcodec.payload(body, a, b) for a, b, is_list in items]
+            # the ninth field, the access list, is None here and is read from ``items`` only
+            fields = cast(
+                "list[bytes]", [None if is_list else rlpcodec.payload(body, a, b) for a, b, is_list in items]
+            )
         except ValueError as exc:
             raise ChainError(f"invalid transaction: {exc}") from exc
         chain_id, nonce, tip, cap, gas = (_int(f) for f in fields[:5])
@@ -318,7 +326,7 @@ class LedgerChain(ChainBasics):
             raise ChainError(f"the ledger backend models no contract at {checksum(to)}")
         return _Tx(raw, keccak(raw), checksum(signer), nonce, tip, cap, gas, to, value, data, call)
 
-    def _parse_call(self, data: bytes) -> tuple:
+    def _parse_call(self, data: bytes) -> _Call:
         entry = SELECTORS.get(data[:4])
         if entry is None:
             raise ChainError(f"the ledger backend does not model token call 0x{data[:4].hex()}")
@@ -333,7 +341,7 @@ class LedgerChain(ChainBasics):
             "transfer": "au",
             "mint": "au",
         }[function]
-        decoded = []
+        decoded: list[Any] = []
         for kind, word in zip(types, args, strict=True):
             if kind == "a":
                 if any(word[:12]):
@@ -423,7 +431,7 @@ class LedgerChain(ChainBasics):
                 target = checksum(tx.to)
                 self._eth[target] = self.eth_balance(target) + tx.value
             if frame is not None:
-                self._commit(frame, tx.call)
+                self._commit(frame, cast(_Call, tx.call))  # a frame is made for a token call only
                 logs = tuple(Log(self.usdc, topics, data) for topics, data in frame.logs)
         return Receipt(
             tx_hash=tx.hash,
@@ -439,17 +447,18 @@ class LedgerChain(ChainBasics):
             revert_reason=reason,
         )
 
-    def _run(self, frame: fr.Frame, call: tuple, sender: bytes, timestamp: int) -> tuple[str | None, str]:
+    def _run(self, frame: fr.Frame, call: _Call, sender: bytes, timestamp: int) -> tuple[str | None, str]:
         function, a = call
+        # recover_signer goes in the spread: mypy cannot count ``*a``, and refuses arguments after it
         if function == "transferWithAuthorization":
-            return fr.transfer_with_authorization(frame, self._rules, timestamp, *a, recover_signer)
+            return fr.transfer_with_authorization(frame, self._rules, timestamp, *(*a, recover_signer))
         if function == "cancelAuthorization":
-            return fr.cancel_authorization(frame, self._rules, *a, recover_signer)
+            return fr.cancel_authorization(frame, self._rules, *(*a, recover_signer))
         if function == "transfer":
             return fr.transfer(frame, sender, *a)
         return fr.mint(frame, self._rules, sender, *a)
 
-    def _commit(self, frame: fr.Frame, call: tuple) -> None:
+    def _commit(self, frame: fr.Frame, call: _Call) -> None:
         self._storage.words.update(frame.writes)
         if self.prune_authorizations_after is not None and call[0] == "transferWithAuthorization":
             from_, valid_before, nonce = call[1][0], call[1][4], call[1][5]
@@ -510,11 +519,11 @@ class LedgerChain(ChainBasics):
 
     def name_of(self, token: str | None = None) -> str:
         self._token(token)
-        return self.token_name
+        return cast(str, self.token_name)  # set by __post_init__
 
     def version_of(self, token: str | None = None) -> str:
         self._token(token)
-        return self.token_version
+        return cast(str, self.token_version)  # set by __post_init__
 
     def token_state(self, asset: str) -> LedgerTokenState | None:
         """The token's state for ``state_verify`` (None for any other address)."""
@@ -523,8 +532,14 @@ class LedgerChain(ChainBasics):
         return LedgerTokenState(self)
 
     def call(
-        self, to: str, data: bytes, *, sender: str = "0x" + "00" * 20, timestamp: int | None = None, **_
-    ):
+        self,
+        to: str,
+        data: bytes,
+        *,
+        sender: str = "0x" + "00" * 20,
+        timestamp: int | None = None,
+        **_: object,
+    ) -> CallResult:
         """Simulate a call to the token in the next block (nothing is kept); views answer too."""
         if canonical(to) != self._token_bytes:
             return CallResult(True, b"", None, 0)  # no code: a call to an account succeeds, empty
@@ -552,7 +567,7 @@ class LedgerChain(ChainBasics):
             return self._storage.get(fr.SUPPLY).to_bytes(32, "big")
         if view == "decimals":
             return (6).to_bytes(32, "big")
-        text = (self.token_name if view == "name" else self.token_version).encode()
+        text = cast(str, self.token_name if view == "name" else self.token_version).encode()
         padded = text.ljust(-(-len(text) // 32) * 32, b"\x00")
         return (32).to_bytes(32, "big") + len(text).to_bytes(32, "big") + padded
 
@@ -570,17 +585,16 @@ class LedgerTokenState:
         return self.chain.authorization_state(authorizer, nonce)
 
     def name_of(self, token: str | None = None) -> str:
-        return self.chain.token_name
+        return cast(str, self.chain.token_name)  # set by the chain's __post_init__
 
     def version_of(self, token: str | None = None) -> str:
-        return self.chain.token_version
+        return cast(str, self.chain.token_version)
 
-    def predict(self, auth, v: int, r: bytes, s: bytes, now: int):
+    def predict(self, auth: Authorization, v: int, r: bytes, s: bytes, now: int) -> Prediction:
         c = self.chain
         stamp = max(now, c.latest_timestamp)
-        return predict(
-            c._storage, c.token, c.token_name, c.token_version, c.chain_id, c.usdc, auth, v, r, s, stamp
-        )
+        name, version = cast(str, c.token_name), cast(str, c.token_version)  # set by __post_init__
+        return predict(c._storage, c.token, name, version, c.chain_id, c.usdc, auth, v, r, s, stamp)
 
 
 def _next_base_fee(parent: int, used: int, target: int) -> int:

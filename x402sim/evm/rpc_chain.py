@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 from eth_utils import to_checksum_address
@@ -59,7 +59,7 @@ class RpcChain(TokenReads, Transacts):
     def network(self) -> str:
         return f"eip155:{self.chain_id}"
 
-    def rpc(self, method: str, *params):
+    def rpc(self, method: str, *params: object) -> Any:  # the JSON-RPC result: any JSON value
         self._id += 1
         try:
             response = self._http.post(
@@ -87,7 +87,8 @@ class RpcChain(TokenReads, Transacts):
             try:
                 info = self.rpc("x402sim_info")
                 if isinstance(info, dict) and type(info.get("now")) is int:
-                    return info["now"]
+                    now: int = info["now"]
+                    return now
             except ChainError:
                 pass
             self._knows_time = False

@@ -23,7 +23,7 @@ Rules of this module:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, cast
 
 from eth_utils import to_canonical_address
 
@@ -31,6 +31,13 @@ from . import fiat_rules as fr
 from .contracts import PYUSD, USDC, load_artifact
 from .eip712 import Authorization, canonical, domain_separator, recover_signer
 from .hashing import keccak
+
+if TYPE_CHECKING:
+    from eth.abc import StateAPI
+    from eth_typing import Address
+
+    from .backend import ChainReads
+    from .chain import LocalChain
 
 
 @dataclass(frozen=True)
@@ -65,21 +72,32 @@ _NAMES: dict[tuple[bytes, bytes], tuple[str, str] | None] = {}
 _NAMES_LIMIT = 4096
 
 
-def token_state(chain: Any, asset: str, variant: str | None = None) -> Any:
+class TokenStateView(Protocol):
+    """A token's state that predicts ``transferWithAuthorization`` and answers the views a failure is
+    diagnosed from: ``TokenState`` here, ``ledger.LedgerTokenState`` for the ledger backend."""
+
+    def balance_of(self, address: str, token: str | None = None) -> int: ...
+    def authorization_state(self, authorizer: str, nonce: bytes, token: str | None = None) -> bool: ...
+    def name_of(self, token: str | None = None) -> str: ...
+    def version_of(self, token: str | None = None) -> str: ...
+    def predict(self, auth: Authorization, v: int, r: bytes, s: bytes, now: int) -> Prediction: ...
+
+
+def token_state(chain: ChainReads, asset: str, variant: str | None = None) -> TokenStateView | None:
     """The prediction-capable view of ``asset`` that ``chain`` gives (its ``token_state``), or None
     when it gives none (then the caller simulates). With ``variant``, read the storage of a
     py-evm ``chain`` as that variant whatever its code says (tests do)."""
     if variant is not None:
-        return evm_token_state(chain, asset, variant)
+        return evm_token_state(cast("LocalChain", chain), asset, variant)  # a py-evm chain, as said
     own = getattr(chain, "token_state", None)
-    return own(asset) if own is not None else None
+    view: TokenStateView | None = own(asset) if own is not None else None
+    return view
 
 
-def evm_token_state(chain: Any, asset: str, variant: str | None) -> TokenState | None:
+def evm_token_state(chain: LocalChain, asset: str, variant: str | None) -> TokenState | None:
     """The storage of ``asset`` in the latest block of a py-evm ``chain`` (``LocalChain``) when its
     code is a known token ``variant``; None means: simulate instead."""
-    layout = LAYOUTS.get(variant) if variant else None
-    if layout is None:
+    if not variant or (layout := LAYOUTS.get(variant)) is None:
         return None
     state = chain.latest_state()  # cached by LocalChain until the head moves
     address = to_canonical_address(asset)
@@ -92,7 +110,7 @@ def evm_token_state(chain: Any, asset: str, variant: str | None) -> TokenState |
     return None if names is None else TokenState(chain, state, asset, address, variant, layout, *names)
 
 
-def _names(state, address: bytes, variant: str, layout: Layout) -> tuple[str, str] | None:
+def _names(state: StateAPI, address: Address, variant: str, layout: Layout) -> tuple[str, str] | None:
     """Name and version in storage, if the domain the code signs with is made of them: the code
     must be the variant's runtime code followed by exactly the two immutables, keccak(name) and
     keccak(version). Code placed some other way (a genesis allocation, say) is simulated."""
@@ -109,10 +127,10 @@ class TokenState:
     verification diagnoses from it as it would from the chain; their ``token`` argument, kept for
     that, must be this token (or None)."""
 
-    chain: Any  # the LocalChain whose state this is
-    state: object  # py-evm state of the latest block
+    chain: LocalChain  # the chain whose state this is
+    state: StateAPI  # py-evm state of the latest block
     asset: str
-    address: bytes
+    address: Address
     variant: str
     layout: Layout
     name: str
@@ -162,7 +180,7 @@ class TokenState:
 
 
 def predict(
-    store,
+    store: fr.Store,
     variant: str,
     name: str,
     version: str,
@@ -194,7 +212,7 @@ def predict(
     return Prediction(reason is None, reason)
 
 
-def _read_string(state, address: bytes, slot: int) -> str:
+def _read_string(state: StateAPI, address: Address, slot: int) -> str:
     """A Vyper ``String`` in storage: its length at ``slot``, its bytes from ``slot + 1`` on."""
     length = state.get_storage(address, slot)
     words = b"".join(

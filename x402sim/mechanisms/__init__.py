@@ -5,14 +5,22 @@ mechanisms up in; ``exact_eip3009`` is the first mechanism; ``offer`` is the vie
 that EVM mechanisms share. ``default_mechanisms()`` is what a role speaks when not told otherwise.
 """
 
-from .base import DEFAULT_TRANSFER_METHOD, Mechanism, Mechanisms, family_of, transfer_method_of
-from .exact_eip3009 import EXACT_EIP3009, ExactEip3009
+from .base import (
+    DEFAULT_TRANSFER_METHOD,
+    Mechanism,
+    Mechanisms,
+    VerdictLike,
+    VerdictT,
+    family_of,
+    transfer_method_of,
+)
+from .exact_eip3009 import EXACT_EIP3009, ExactEip3009, Verdict
 from .offer import Offer, evm_address
 
-DEFAULT_MECHANISMS: tuple[Mechanism, ...] = (EXACT_EIP3009,)
+DEFAULT_MECHANISMS: tuple[Mechanism[Verdict], ...] = (EXACT_EIP3009,)
 
 
-def default_mechanisms() -> Mechanisms:
+def default_mechanisms() -> Mechanisms[Verdict]:
     """A new registry of the mechanisms x402sim ships."""
     return Mechanisms(DEFAULT_MECHANISMS)
 
@@ -25,6 +33,9 @@ __all__ = [
     "Mechanism",
     "Mechanisms",
     "Offer",
+    "Verdict",
+    "VerdictLike",
+    "VerdictT",
     "default_mechanisms",
     "evm_address",
     "family_of",

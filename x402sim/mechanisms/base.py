@@ -30,8 +30,8 @@ facilitator's own transaction nonce and gas, receipts, the weakness switches, an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..evm.backend import ChainReads
 from ..evm.chain import Receipt
@@ -41,14 +41,38 @@ from .offer import Offer
 DEFAULT_TRANSFER_METHOD = "eip3009"  # what an EVM offer without extra.assetTransferMethod means
 
 
-class Mechanism(Protocol):
-    """The four parts of one (scheme, network family, transfer method); see the module docstring."""
+class VerdictLike(Protocol):
+    """What the roles read of any mechanism's verdict: whether the payment passed, why not, and who
+    paid. The rest of a verdict (``exact_eip3009.Verdict`` keeps the payload and the offer) is for
+    the mechanism that made it."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def reason(self) -> Reason | None: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def payer(self) -> str | None: ...
+
+
+VerdictT = TypeVar("VerdictT", bound=VerdictLike)
+
+
+class Mechanism(Protocol[VerdictT]):
+    """The four parts of one (scheme, network family, transfer method); see the module docstring.
+
+    ``VerdictT`` is the mechanism's own verdict type: ``check`` makes one, and the facilitator hands it
+    back, unchanged, to the other methods of the same mechanism (``ExactEip3009`` is a
+    ``Mechanism[exact_eip3009.Verdict]``)."""
 
     scheme: str
     family: str
     transfer_method: str
-    checks: tuple[tuple[str, Reason, Any], ...]
     ledger_rules: str | None
+
+    @property
+    def checks(self) -> Sequence[tuple[str, Reason, Callable[..., bool]]]: ...
 
     def client_refusal(self, offer: Offer) -> str | None: ...
     def sign(self, key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> dict[str, Any]: ...
@@ -56,13 +80,13 @@ class Mechanism(Protocol):
     def supported_kinds(self, network: str) -> list[SupportedKind]: ...
     def check(
         self, payment: AnyPaymentPayload, requirements: AnyRequirements, now: int, chain_id: int
-    ) -> Any: ...
-    def check_on_chain(self, verdict: Any, chain: ChainReads, now: int, mode: str) -> Any: ...
-    def claim(self, verdict: Any) -> tuple[tuple[str, str], int]: ...
-    def settlement(self, verdict: Any) -> tuple[str, bytes]: ...
-    def transfer_matches(self, receipt: Receipt, verdict: Any) -> bool: ...
+    ) -> VerdictT: ...
+    def check_on_chain(self, verdict: VerdictT, chain: ChainReads, now: int, mode: str) -> VerdictT: ...
+    def claim(self, verdict: VerdictT) -> tuple[tuple[str, str], int]: ...
+    def settlement(self, verdict: VerdictT) -> tuple[str, bytes]: ...
+    def transfer_matches(self, receipt: Receipt, verdict: VerdictT) -> bool: ...
     def reason_for_revert(self, text: str | None) -> Reason: ...
-    def already_settled(self, chain: ChainReads, verdict: Any) -> bool: ...
+    def already_settled(self, chain: ChainReads, verdict: VerdictT) -> bool: ...
 
 
 def family_of(network: str) -> str:
@@ -76,26 +100,27 @@ def transfer_method_of(extra: dict[str, Any] | None) -> str:
     return method if isinstance(method, str) else DEFAULT_TRANSFER_METHOD
 
 
-class Mechanisms:
-    """The mechanisms a role speaks, found by scheme, network and transfer method.
+class Mechanisms(Generic[VerdictT]):
+    """The mechanisms a role speaks, found by scheme, network and transfer method; all of them make
+    verdicts of one type, ``VerdictT`` (x402sim's mechanisms: ``exact_eip3009.Verdict``).
 
     ``find`` gives the mechanism registered for an offer, or None. ``judge_with`` is the facilitator's
     look-up: an offer no mechanism claims is judged by the first mechanism of its network family,
     whose table's first row refuses the scheme; so a facilitator answers ``unsupported_scheme``
     with the same checks before it whatever the scheme."""
 
-    def __init__(self, mechanisms: Iterable[Mechanism] = ()) -> None:
-        self._all: list[Mechanism] = []
+    def __init__(self, mechanisms: Iterable[Mechanism[VerdictT]] = ()) -> None:
+        self._all: list[Mechanism[VerdictT]] = []
         for mechanism in mechanisms:
             self.register(mechanism)
 
-    def register(self, mechanism: Mechanism) -> None:
+    def register(self, mechanism: Mechanism[VerdictT]) -> None:
         key = (mechanism.scheme, mechanism.family, mechanism.transfer_method)
         if any((m.scheme, m.family, m.transfer_method) == key for m in self._all):
             raise ValueError(f"a mechanism for {'/'.join(key)} is registered already")
         self._all.append(mechanism)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Mechanism[VerdictT]]:
         return iter(self._all)
 
     def __len__(self) -> int:
@@ -105,14 +130,18 @@ class Mechanisms:
     def schemes(self) -> frozenset[str]:
         return frozenset(m.scheme for m in self._all)
 
-    def find(self, scheme: str, network: str, extra: dict[str, Any] | None = None) -> Mechanism | None:
+    def find(
+        self, scheme: str, network: str, extra: dict[str, Any] | None = None
+    ) -> Mechanism[VerdictT] | None:
         family, method = family_of(network), transfer_method_of(extra)
         for m in self._all:
             if (m.scheme, m.family, m.transfer_method) == (scheme, family, method):
                 return m
         return None
 
-    def judge_with(self, scheme: str, network: str, extra: dict[str, Any] | None = None) -> Mechanism:
+    def judge_with(
+        self, scheme: str, network: str, extra: dict[str, Any] | None = None
+    ) -> Mechanism[VerdictT]:
         found = self.find(scheme, network, extra)
         if found is not None:
             return found

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from ..evm.backend import ChainReads
-from ..evm.chain import Receipt
+from ..evm.chain import CallResult, Receipt
 from ..evm.eip712 import (
     Authorization,
     SignatureError,
@@ -39,11 +39,12 @@ from ..evm.eip712 import (
     sign_digest,
     split_signature,
 )
-from ..evm.state_verify import token_state
+from ..evm.state_verify import Prediction, token_state
 from ..evm.token import transfer_with_authorization_call
 from ..protocol import (
     AnyPaymentPayload,
     AnyRequirements,
+    ExactEvmAuthorization,
     ExactEvmPayload,
     PaymentPayload,
     PaymentPayloadV1,
@@ -56,7 +57,7 @@ from ..protocol import (
     parse_exact_evm_payload,
     v1_to_caip2,
 )
-from .offer import Offer
+from .offer import Offer as Offer  # re-exported: the mechanism's view of a requirement
 
 SCHEME = "exact"
 CLIENT_VALID_AFTER_SLACK = 600  # clients back-date validAfter by ten minutes (SDK behaviour)
@@ -127,7 +128,7 @@ class Candidate:
     chain_id: int
 
     @property
-    def auth(self):
+    def auth(self) -> ExactEvmAuthorization:
         return self.payload.authorization
 
 
@@ -200,6 +201,11 @@ class Verdict:
         return self.reason is None
 
 
+def _passed(verdict: Verdict) -> tuple[ExactEvmPayload, Offer]:
+    """The payload and offer of a verdict that passed (``check_offline`` gives both to those only)."""
+    return cast(ExactEvmPayload, verdict.payload), cast(Offer, verdict.offer)
+
+
 def check_offline(
     payment: PaymentPayload | PaymentPayloadV1,
     requirements: PaymentRequirements | PaymentRequirementsV1,
@@ -241,13 +247,15 @@ def verify_on_chain(verdict: Verdict, chain: ChainReads, now: int, mode: str = "
         raise ValueError(f"verify mode must be one of {VERIFY_MODES}, got {mode!r}")
     if not verdict.ok:
         return verdict
-    payload, offer = verdict.payload, verdict.offer
+    payload, offer = _passed(verdict)
     if not chain.code(offer.asset):
         return Verdict(
             Reason.asset_not_deployed_contract, f"no contract at asset {offer.asset}", verdict.payer
         )
     auth = authorization_of(payload)
     token = token_state(chain, offer.asset) if mode == "state" else None
+    result: CallResult | Prediction
+    reader: TokenViews
     if token is None:
         result, reader = chain.call(offer.asset, settlement_calldata(payload), timestamp=now), chain
     else:
@@ -313,7 +321,7 @@ def settlement_vrs(payload: ExactEvmPayload) -> tuple[int, bytes, bytes]:
         return 0, b"\x00" * 32, b"\x00" * 32  # cannot succeed on chain; verify reports it first
 
 
-def transfer_matches(receipt, offer: Offer, payload: ExactEvmPayload) -> bool:
+def transfer_matches(receipt: Receipt, offer: Offer, payload: ExactEvmPayload) -> bool:
     """Whether a settlement receipt holds the expected Transfer log of the asset."""
     a = payload.authorization
     return any(
@@ -346,11 +354,11 @@ class ExactEip3009:
             return "offer lacks the token's EIP-712 name and version"
         return None
 
-    def sign(self, key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> dict:
+    def sign(self, key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> dict[str, Any]:
         return sign_authorization(key, payer, offer, now, nonce).to_wire()
 
     # server part
-    def extra(self, asset_name: str, asset_version: str) -> dict:
+    def extra(self, asset_name: str, asset_version: str) -> dict[str, Any]:
         return {"name": asset_name, "version": asset_version}
 
     # facilitator part
@@ -371,23 +379,26 @@ class ExactEip3009:
 
     def claim(self, verdict: Verdict) -> tuple[tuple[str, str], int]:
         """The authorization a settlement spends, as (payer, nonce), and until when it could settle."""
-        auth = verdict.payload.authorization
+        auth = _passed(verdict)[0].authorization
         return (auth.from_.lower(), auth.nonce.lower()), auth.valid_before
 
     def settlement(self, verdict: Verdict) -> tuple[str, bytes]:
         """Where the settlement transaction goes, and its calldata."""
-        return verdict.offer.asset, settlement_calldata(verdict.payload)
+        payload, offer = _passed(verdict)
+        return offer.asset, settlement_calldata(payload)
 
     def transfer_matches(self, receipt: Receipt, verdict: Verdict) -> bool:
-        return transfer_matches(receipt, verdict.offer, verdict.payload)
+        payload, offer = _passed(verdict)
+        return transfer_matches(receipt, offer, payload)
 
     def reason_for_revert(self, text: str | None) -> Reason:
         return reason_for_revert(text)
 
     def already_settled(self, chain: ChainReads, verdict: Verdict) -> bool:
         """Whether the authorization is used on chain (for a node that keeps no revert text)."""
-        auth = verdict.payload.authorization
-        return chain.authorization_state(auth.from_, bytes.fromhex(auth.nonce[2:]), verdict.offer.asset)
+        payload, offer = _passed(verdict)
+        auth = payload.authorization
+        return chain.authorization_state(auth.from_, bytes.fromhex(auth.nonce[2:]), offer.asset)
 
 
 EXACT_EIP3009 = ExactEip3009()

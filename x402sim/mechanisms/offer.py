@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..evm.eip712 import Domain, checksum
 from ..protocol import PaymentRequirements, PaymentRequirementsV1, ProtocolError, v1_to_caip2
@@ -34,7 +35,7 @@ class Offer:
     asset: str
     pay_to: str
     max_timeout_seconds: int
-    extra: dict
+    extra: dict[str, Any]
 
     @classmethod
     def of(cls, req: PaymentRequirements | PaymentRequirementsV1, where: str = "requirements") -> Offer:
