@@ -25,8 +25,8 @@ from .actors import (
     SpendPolicy,
     Unreachable,
 )
-from .errors import InputError, OutputError, Refused, UnavailableError, WireError, X402simError
-from .evm import ChainError, LedgerChain, LocalChain, Receipt, Transfer
+from .errors import ChainError, InputError, OutputError, Refused, UnavailableError, WireError, X402simError
+from .evm import LedgerChain, LocalChain, Receipt, Transfer
 from .governance import (
     Attempt,
     AuditLog,

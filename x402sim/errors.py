@@ -23,7 +23,7 @@ The tree (where each class lives in parentheses)::
     ├── WireError           a malformed message from the other side
     │   ├── ProtocolError (protocol.errors, ValueError), SignatureError (evm.eip712, ValueError)
     │   └── BodyError (http.bodies), RpcError and its params' errors (http.chain_rpc)
-    ├── ChainError          a chain backend failed or refused a call (evm.reads)
+    ├── ChainError          a chain backend failed or refused a call (here; every backend raises it)
     ├── UnavailableError    a service, conformance target or fuzzed process could not be run or reached
     │   └── ServiceError (http.runner), TargetError (conformance.targets), CampaignError (fuzz.campaign)
     ├── OutputError         an output folder exists, or a result cannot be written
@@ -32,13 +32,14 @@ The tree (where each class lives in parentheses)::
         └── PaymentRefused (actors.client), MandateRefused (trust.mandates),
             SignatureRefused (trust.signatures)
 
-``ProtocolError`` and ``ChainError`` are kinds of their own in spirit but live in their packages; they
-are listed here under the kind they derive from.
+``ProtocolError`` is a kind of its own in spirit but lives in its package; it is listed here under
+the kind it derives from.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ChainError",
     "InputError",
     "OutputError",
     "Refused",
@@ -58,6 +59,12 @@ class InputError(X402simError):
 
 class WireError(X402simError):
     """A malformed message from the other side (an x402 header, an HTTP body, a JSON-RPC request)."""
+
+
+class ChainError(X402simError):
+    """A transaction the chain refuses to take, a lookup of something that is not there, or a node
+    that cannot be reached; the message names what and where. Every chain backend signals its own
+    failures with it; a reverted call is a value, not this error."""
 
 
 class UnavailableError(X402simError):

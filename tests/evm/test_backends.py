@@ -14,9 +14,10 @@ import time
 import pytest
 
 from x402sim.actors import Facilitator
+from x402sim.errors import ChainError
 from x402sim.evm import LocalChain, address_of_key
 from x402sim.evm.backend import BACKENDS, Chain, ChainConfig, make_chain
-from x402sim.evm.chain import ETHER, ChainError
+from x402sim.evm.chain import ETHER
 from x402sim.evm.rpc_chain import RpcChain
 from x402sim.evm.token import encode_call
 from x402sim.http import Services

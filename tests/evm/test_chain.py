@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from x402sim.evm import MULTICALL3_ADDRESS, ChainError, LocalChain, address_of_key, load_artifact
+from x402sim.errors import ChainError
+from x402sim.evm import MULTICALL3_ADDRESS, LocalChain, address_of_key, load_artifact
 from x402sim.evm.chain import ETHER
 from x402sim.evm.eip712 import Authorization, authorization_digest, sign_digest, split_signature
 from x402sim.evm.token import transfer_with_authorization_call

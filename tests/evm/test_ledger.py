@@ -17,8 +17,9 @@ from eth_hash.auto import keccak
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from x402sim.errors import ChainError
 from x402sim.evm import LocalChain, contracts
-from x402sim.evm.chain import ETHER, ZERO_ADDRESS, ChainError
+from x402sim.evm.chain import ETHER, ZERO_ADDRESS
 from x402sim.evm.eip712 import SECP256K1_N, Authorization, address_of_key
 from x402sim.evm.ledger import EXECUTION_GAS, LedgerChain
 from x402sim.evm.ledger_gas import calibrate, cancel_call, sign_cancel, sign_transfer, twa_call

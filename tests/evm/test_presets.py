@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from tests.helpers import craft_payment
 from x402sim.actors import Facilitator
 from x402sim.actors.server import ResourceServer
-from x402sim.evm import PRESETS, ChainError, LocalChain, address_of_key, contracts, preset, preset_for_network
+from x402sim.errors import ChainError
+from x402sim.evm import PRESETS, LocalChain, address_of_key, contracts, preset, preset_for_network
 from x402sim.evm.chain import ETHER, TOKEN_CONSTRUCTOR_SLOTS
 from x402sim.evm.state_verify import token_state
 from x402sim.evm.token import TRANSFER_WITH_AUTHORIZATION, encode_call

@@ -38,8 +38,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
 
+from ..errors import ChainError
 from ..evm.backend import Chain
-from ..evm.chain import GWEI, ChainError, Receipt
+from ..evm.chain import GWEI, Receipt
 from ..evm.eip712 import address_of_key
 from ..evm.txsign import sign_eip1559
 from ..mechanisms import Mechanism, Mechanisms, Offer, default_mechanisms

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..actors.facilitator import Facilitator, PendingSettlement
+from ..errors import ChainError
 from ..evm.chain import CallResult
-from ..evm.reads import ChainError
 from ..evm.rpc_chain import RpcChain
 from ..http.facilitator_app import facilitator_app
 from ..http.serve import facilitator_env

@@ -25,7 +25,6 @@ from .erc8004 import (
 )
 from .ledger import LedgerChain
 from .presets import PRESETS, NetworkPreset, preset, preset_for_network
-from .reads import ChainError
 from .token import Transfer
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
     "Authorization",
     "Block",
     "CallResult",
-    "ChainError",
     "Domain",
     "Feedback",
     "LedgerChain",

@@ -48,6 +48,7 @@ from eth_abi import encode
 from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_params
 from eth_utils import to_canonical_address, to_checksum_address
 
+from ..errors import ChainError
 from .contracts import (
     IDENTITY_REGISTRY,
     IDENTITY_REGISTRY_ADDRESS,
@@ -62,7 +63,6 @@ from .contracts import (
 )
 from .eip712 import Domain, address_of_key, canonical
 from .hashing import keccak
-from .reads import ChainError as ChainError  # re-exported: callers take it from here too
 from .reads import TokenReads
 from .state_verify import TokenState, evm_token_state
 from .token import (

@@ -33,11 +33,11 @@ from typing import Any, Protocol
 
 from eth_abi import decode, encode
 
+from ..errors import ChainError
 from .chain import CallResult, Receipt
 from .contracts import IDENTITY_REGISTRY_ADDRESS, REPUTATION_REGISTRY_ADDRESS
 from .eip712 import address_of_key, canonical, checksum, domain_separator, sign_digest
 from .hashing import keccak
-from .reads import ChainError
 
 # The contracts' bounds (calldata beyond them reverts; checked here first, with a clear message).
 MAX_URI_BYTES = 8192

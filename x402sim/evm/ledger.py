@@ -40,6 +40,7 @@ from typing import Any, cast
 
 from eth_utils import to_canonical_address, to_checksum_address
 
+from ..errors import ChainError
 from . import fiat_rules as fr
 from . import rlpcodec
 from .chain import (
@@ -59,7 +60,6 @@ from .chain import (
 from .contracts import TOKENS, USDC, load_artifact
 from .eip712 import Authorization, address_of_key, canonical, checksum, domain_separator, recover_signer
 from .hashing import keccak
-from .reads import ChainError
 from .state_verify import Prediction, predict
 from .token import selector
 

@@ -11,13 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_utils import to_checksum_address
 
-from ..errors import X402simError
+from ..errors import ChainError
 from .token import decode_single, encode_call
-
-
-class ChainError(X402simError):
-    """A transaction the chain refuses to take, a lookup of something that is not there, or a node
-    that cannot be reached; the message names what and where."""
 
 
 class CallOutcome(Protocol):

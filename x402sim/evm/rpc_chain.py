@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 import httpx
 from eth_utils import to_checksum_address
 
+from ..errors import ChainError
 from ..protocol import ProtocolError, parse_json
 from .chain import CallResult, Log, Receipt
-from .reads import ChainError, TokenReads
+from .reads import TokenReads
 from .token import revert_reason
 from .txsign import Transacts
 

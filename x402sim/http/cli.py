@@ -103,7 +103,7 @@ def _run_until_signalled(start, *, ready: str | None = None) -> None:
     """Start services, print their JSON line, wait for Ctrl-C, SIGTERM or a POST /close (of services
     started with control), stop cleanly. With ``ready`` (``"Server listening on"``), stdout gets only
     that line and the service's URL, and the JSON line goes to stderr."""
-    from ..evm.chain import ChainError
+    from ..errors import ChainError
     from .routes_file import RoutesFileError
     from .runner import ServiceError
 
@@ -142,7 +142,7 @@ def _from_env(read, allow_remote: bool, urls: tuple[str, ...]):
     one is missing or wrong."""
     import os
 
-    from ..evm.chain import ChainError
+    from ..errors import ChainError
     from .serve import EnvError
 
     _urls_ok(allow_remote, {name: os.environ.get(name, "").strip() or None for name in urls})
@@ -345,7 +345,7 @@ def serve_server_cmd(
       x402sim serve server --facilitator-url http://127.0.0.1:4022 --routes routes.toml
       --rpc-url http://127.0.0.1:8545 --origin http://127.0.0.1:8000 --crawl-policy --crawl-allow KEYID
     """
-    from ..evm.chain import ChainError
+    from ..errors import ChainError
     from .serve import serve_server, serve_server_env, server_env
 
     if not crawl_policy and (crawl_allow or crawl_charge_unsigned):
@@ -619,7 +619,7 @@ def _payer(rpc_url: str | None, key: str | None, network: list[str] | None):
     """The networks ``pay`` may pay on, the paying key (the chain's first funded account without
     --key) and the clock it signs with (the chain's, with --rpc-url); exit 2 on a bad combination."""
     from ..actors.client import check_networks
-    from ..evm.chain import ChainError
+    from ..errors import ChainError
 
     if rpc_url is not None:
         try:
@@ -805,7 +805,7 @@ def _pay_from_env(method: str, headers: list[tuple[str, str]], body: bytes, allo
     import httpx
 
     from ..actors.client import SpendPolicy
-    from ..evm.chain import ChainError
+    from ..errors import ChainError
     from .client import PayingClient
     from .serve import EnvError, check_rpc_network, client_env, client_verdict
 
@@ -841,7 +841,7 @@ def _pay_from_env(method: str, headers: list[tuple[str, str]], body: bytes, allo
 def _chain_facts(rpc_url: str, *, need_key: bool) -> tuple[str, int, str | None]:
     """The network of the chain at ``rpc_url``, how far its clock is ahead of ours, and (if asked
     for) the key of its first funded test account."""
-    from ..evm.chain import ChainError
+    from ..errors import ChainError
     from ..evm.rpc_chain import RpcChain
 
     chain = RpcChain(rpc_url, timeout=5)

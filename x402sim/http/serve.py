@@ -49,9 +49,9 @@ from starlette.responses import JSONResponse, Response
 from ..actors.facilitator import Facilitator
 from ..actors.messages import HttpResponse
 from ..actors.server import PAYMENT_IDENTIFIER_MODES, ResourceServer, Route
-from ..errors import InputError
+from ..errors import ChainError, InputError
 from ..evm import erc8004
-from ..evm.chain import ETHER, ChainError, LocalChain
+from ..evm.chain import ETHER, LocalChain
 from ..evm.contracts import MULTICALL3_ADDRESS
 from ..evm.eip712 import address_of_key
 from ..evm.presets import DEFAULT_PRESET, preset, preset_for_network

@@ -77,7 +77,8 @@ from ..actors.messages import (
     Verify,
 )
 from ..actors.server import ReplayGuard, ResourceServer, Route
-from ..evm.chain import ETHER, ChainError, LocalChain
+from ..errors import ChainError
+from ..evm.chain import ETHER, LocalChain
 from ..evm.eip712 import address_of_key
 from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain

@@ -14,7 +14,8 @@ from typing import Any
 
 from eth_bloom import BloomFilter
 
-from x402sim.evm import CallResult, ChainError
+from x402sim.errors import ChainError
+from x402sim.evm import CallResult
 from x402sim.evm.token import revert_reason
 
 from .errors import INVALID_PARAMS, LIMIT_EXCEEDED, REVERTED, SERVER_ERROR, RpcError
