@@ -60,7 +60,7 @@ class Traffic:
             targets = sc.resolve_targets(s, group)
             rng = world.rng(f"choice:{group.name}")
             if group.choice.kind == "reputation":
-                chooser = ReputationChooser(world, group.choice, targets, rng)
+                chooser = ReputationChooser(world.trust, group.choice, targets, rng)
             else:
                 chooser = Chooser(group.choice, len(targets), rng)
             members = world.groups[group.name]

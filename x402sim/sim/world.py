@@ -219,8 +219,8 @@ class World:
         else:
             self.chain = LocalChain(**chain_args)
         self.chain.submit_hook = self._on_submit
-        self.payees = {label: address_of_key(self._key(f"payee:{label}")) for label in self._payee_labels()}
-        self.sink = address_of_key(self._key("drain-sink"))
+        self.payees = {label: address_of_key(self.key(f"payee:{label}")) for label in self._payee_labels()}
+        self.sink = address_of_key(self.key("drain-sink"))
         self.facilitators = {f.name: self._facilitator(f) for f in s.facilitators}
         self._apply_faults()
         self.trust = TrustWorld(self) if s.trust_keys() else None
@@ -256,7 +256,8 @@ class World:
             self._rngs[key] = random.Random(f"x402sim-sim:{self.seed}:{label}{salt}")
         return self._rngs[key]
 
-    def _key(self, label: str) -> bytes:
+    def key(self, label: str) -> bytes:
+        """The private key named ``label``, derived from the seed."""
         return keccak(f"x402sim sim key:{self.seed}:{label}".encode())
 
     def _payee_labels(self) -> list[str]:
@@ -269,7 +270,7 @@ class World:
         return labels
 
     def _facilitator(self, spec: sc.Facilitator) -> SimFacilitator:
-        key = self._key(f"facilitator:{spec.name}")
+        key = self.key(f"facilitator:{spec.name}")
         role = Facilitator(
             self.chain,
             key,
@@ -439,7 +440,7 @@ class World:
             governor = self.governors.get(group.policy_name or "")
             members = []
             for i in self._members(group):
-                key = self._key(f"agent:{group.name}:{i}")
+                key = self.key(f"agent:{group.name}:{i}")
                 name = f"{group.name}-{i}"
                 trust, gas = self.trust.client_kwargs(group, i, name) if self.trust is not None else ({}, 0)
                 # no payment records kept on the role: the rows (and the metrics) say it all
