@@ -42,6 +42,7 @@ from ..protocol import (
     read_settlement,
 )
 from . import scenario as sc
+from .driver import perform_for
 from .records import Row
 from .trust import ReputationChooser
 from .world import Agent, Chooser, World
@@ -234,7 +235,7 @@ def request(
     server = world.servers[server_name]
     row = world.open_row(agent, kind, server_name, http.route_key)
     row.origin, row.attack = origin, attack
-    perform = world.client_perform(server, row)
+    perform = perform_for(world, server, row)
     behaviour = agent.group.behaviour
     if behaviour.kind in CLIENT_BEHAVIOURS:
         if behaviour.kind == "drain":
@@ -349,7 +350,7 @@ def replays(world: World, agent: Agent, server_name: str, http: HttpRequest, pay
         yield world.env.timeout(behaviour.delay.sample(world.rng(f"replay:{agent.name}")))
         row = world.open_row(agent, "replay", server_name, http.route_key)
         world.record_payment(row, payment)
-        perform = world.client_perform(server, row)
+        perform = perform_for(world, server, row)
         response = yield from drive(_one_send(http.with_header(*header)), perform)
         _judge(row, response, payment)
         world.count("replays_attempted")
@@ -365,7 +366,7 @@ def race(world: World, agent: Agent, target, targets):
     server_name, http = _http(target)
     server = world.servers[server_name]
     probe = Row(0, agent.name, agent.group.name, "race", "probe", server_name, http.route_key, world.env.now)
-    first = yield from drive(_one_send(http), world.client_perform(server, probe))
+    first = yield from drive(_one_send(http), perform_for(world, server, probe))
     try:
         challenge = parse_payment_required(first.headers, first.body)
         payment = agent.client.create_payment(challenge, world.now())
@@ -376,7 +377,7 @@ def race(world: World, agent: Agent, target, targets):
         row.reason = _short(str(exc).removeprefix("governance: "))
         world.close_row(row)
         return
-    frozen = agent.name in world._frozen(agent.name)  # never, unless the governor let a frozen agent sign
+    frozen = agent.name in world.frozen(agent.name)  # never, unless the governor let a frozen agent sign
     header = (payment_header_name(payment.x402_version), encode_header(payment))
     width = agent.group.behaviour.width
     start = targets.index(target)
@@ -392,7 +393,7 @@ def _race_copy(world: World, agent: Agent, target, header, payment, kind: str, f
     row = world.open_row(agent, kind, server_name, http.route_key)
     row.after_freeze = frozen
     world.record_payment(row, payment)
-    response = yield from drive(_one_send(http.with_header(*header)), world.client_perform(server, row))
+    response = yield from drive(_one_send(http.with_header(*header)), perform_for(world, server, row))
     _judge(row, response, payment)
     world.close_row(row)
 

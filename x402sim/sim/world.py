@@ -2,25 +2,15 @@
 
 Theory of operation. Every role runs as it does anywhere else: a client's ``fetch``, a server's
 ``handle`` are generators of effects (``actors.messages``). ``drive`` is this world's ``run``: a
-SimPy process that answers each effect after the time it takes here.
+SimPy process that answers each effect after the time it takes here. A ``World`` holds what the
+scenario builds (chain, facilitators, servers, agents, governors, the trust world) and the state of
+the run; its parts do the rest:
 
-* ``Send`` (client -> server) costs a sampled one-way latency each way and runs the server's
-  ``handle`` in between.
-* ``Verify`` / ``Settle`` (server -> facilitator) go to the server's facilitators in order of
-  preference; one that is down, or answers an error, is skipped for the next (both happen before
-  anything is sent to the chain). A facilitator is a SimPy resource of ``concurrency`` slots held
-  for its service time; its reads of the chain cost its RPC latency.
-* A settlement is submitted by the facilitator role itself (``begin_settle``), waits for its block
-  (and ``confirmations`` more, or for its flashblock with ``settle_on = "preconfirmation"``), and is
-  judged by ``finish_settle`` from the receipt. A facilitator settle timeout answers
-  ``settlement_pending`` (``abandon_settle``); a server settle timeout throws ``Unreachable`` into
-  the server. Either way the transaction may land later: that is the "paid on chain, not served"
-  failure the summary counts.
-* ``Handle`` takes the endpoint's handler time and answers 200.
-* The block producer ticks every block time (or flashblock time): it mines every pending
-  transaction into one py-evm block stamped with the virtual time, so validity windows, expiry and
-  finality are all judged in virtual time. Ticks with nothing pending build no py-evm block but
-  still count as blocks for confirmations; a chain stall stops the ticks.
+* ``driver.SimDriver`` answers the effects of one exchange (client -> server -> facilitator, the
+  application, approvals and feedback) in virtual time.
+* ``producer.BlockProducer`` ticks every block time (or flashblock time): it mines every pending
+  transaction into one block stamped with the virtual time, so validity windows, expiry and
+  finality are all judged in virtual time.
 * Each mined block is folded into the run's metrics at once (``on_block``, ``metrics``). A
   transaction's receipt, inclusion and finality times are kept only while a reader is still to
   come (``hold_tx``: the settle call, the row until it is written, a facilitator that may share
@@ -53,7 +43,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import random
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,20 +51,8 @@ from typing import Any
 import simpy
 
 from ..actors.client import Client, SpendPolicy
-from ..actors.facilitator import Facilitator, PendingSettlement
-from ..actors.messages import (
-    Approval,
-    Approve,
-    GiveFeedback,
-    Handle,
-    HttpRequest,
-    HttpResponse,
-    Send,
-    Settle,
-    Unreachable,
-    Verify,
-    drive,
-)
+from ..actors.facilitator import Facilitator
+from ..actors.messages import Approval
 from ..actors.server import ReplayGuard, ResourceServer, Route
 from ..evm.chain import ETHER, ChainError, LocalChain
 from ..evm.eip712 import address_of_key
@@ -83,16 +61,15 @@ from ..evm.ledger import LedgerChain
 from ..governance import Decision, Governor, GovernorStats
 from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
-from ..protocol import SettleResponse, payment_header_name
 from . import scenario as sc
 from .metrics import ChainFolder, PaymentBook, RunMetrics, SupplyCheck
+from .producer import BlockProducer
 from .records import Row, RowWriter
 from .sketch import LatencyStats
 from .trust import TrustBook, TrustWorld
 
 FACILITATOR_ETH = 1_000 * ETHER
 DRAINER_ETH = ETHER // 10
-PAYMENT_HEADERS = (payment_header_name(2), payment_header_name(1))
 APPROVER = "simulated approver"
 
 
@@ -204,7 +181,7 @@ class World:
         self.minted = 0
         self.raw_txs: dict[bytes, bytes] = {}
         self.counters: dict[str, int] = {}
-        self._submitting: SimFacilitator | None = None
+        self.submitting: SimFacilitator | None = None
         self._rngs: dict[tuple[str, bool], random.Random] = {}
 
         chain_args = dict(
@@ -414,11 +391,12 @@ class World:
         agent = decision.attempt.agent
         return self._grants(self.specs[agent.rpartition("-")[0]], False)
 
-    def _frozen(self, agent: str) -> dict:
+    def frozen(self, agent: str) -> dict:
+        """The agents ``agent``'s governor has frozen (empty: no governor)."""
         governor = self._governed.get(agent)
         return governor.frozen if governor is not None else {}
 
-    def _approve(self, row: Row):
+    def approve(self, row: Row):
         """The group's simulated approver answers ``row``'s payment after its delay (an agent frozen
         meanwhile is denied by the governor whatever the answer)."""
         group = self.specs[row.group]
@@ -481,13 +459,13 @@ class World:
             self.chain.set_time(t)
 
     def _on_submit(self, raw: bytes) -> None:
-        fac = self._submitting
-        if fac is not None and self._fault_hits(self.rpc_faults, fac, "faults:rpc"):
+        fac = self.submitting
+        if fac is not None and self.fault_hits(self.rpc_faults, fac, "faults:rpc"):
             self.count("rpc_errors_injected")
             raise ChainError("injected RPC error: the node refused the submission")
         self.raw_txs[keccak(raw)] = raw
 
-    def _fault_hits(self, faults, fac: SimFacilitator, stream: str) -> bool:
+    def fault_hits(self, faults, fac: SimFacilitator, stream: str) -> bool:
         """Whether one of ``faults`` (windows with a probability, for one facilitator or all) strikes
         ``fac`` now."""
         t = self.env.now
@@ -590,6 +568,10 @@ class World:
             readers += 1
         self._holds[h] = self._holds.get(h, 0) + readers
 
+    def is_held(self, h: bytes) -> bool:
+        """Whether a reader is still to come for ``h`` (``hold_tx``)."""
+        return h in self._holds
+
     def release_tx(self, h: bytes) -> None:
         left = self._holds.get(h, 0) - 1
         if left > 0:
@@ -653,243 +635,6 @@ class World:
             self.audit.close()
         return m
 
-    # -- effects: client -> server ----------------------------------------------------------------
-
-    def client_perform(self, server: SimServer, row: Row):
-        net = self.scenario.network
-
-        def perform(effect):
-            if isinstance(effect, Approve):
-                return (yield from self._approve(row))
-            if isinstance(effect, GiveFeedback) and self.trust is not None:
-                return self.trust.give_feedback(self.named[row.agent], effect)
-            if not isinstance(effect, Send):
-                raise TypeError(f"a client yields only Send, Approve or GiveFeedback, got {effect!r}")
-            paid = _carries_payment(effect.request)
-            fetched = row.kind in ("request", "retry") and row.behaviour != "race"
-            if paid and fetched and row.agent in self._frozen(row.agent):
-                row.after_freeze = True  # fetch signs and sends at one instant: signed while frozen
-            yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
-            if not paid and (server.name, effect.request.route_key) in self.attack_routes:
-                row.attack = True  # the server quotes a price-bait price
-            steps = server.role.handle(effect.request, self.now())
-            if self.trust is not None:
-                self.trust.serving = row  # a crawl policy's verdict, given at once, is noted on it
-            response = yield from drive(steps, self.server_perform(server, row))
-            yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
-            return response
-
-        return perform
-
-    # -- effects: server -> facilitator, application ------------------------------------------------
-
-    def server_perform(self, server: SimServer, row: Row):
-        def perform(effect):
-            if isinstance(effect, Handle):
-                row.handled = True
-                yield self.env.timeout(server.handler_times[effect.request.route_key].sample(server.rng))
-                if self.trust is not None:
-                    return self.trust.deliver(server, effect.request)
-                return HttpResponse.of_json(200, {"resource": effect.request.path, "paid": True})
-            if isinstance(effect, Verify):
-                answer = yield from self._with_failover(server, row, "verify", effect)
-                row.verified = self.env.now
-                return answer
-            if isinstance(effect, Settle):
-                answer = yield from self._with_failover(server, row, "settle", effect)
-                row.settled = self.env.now
-                return answer
-            raise TypeError(f"unexpected effect {effect!r}")
-
-        return perform
-
-    def _with_failover(self, server: SimServer, row: Row, op: str, effect):
-        last: Unreachable | None = None
-        for fac in server.facilitators:
-            started = self.env.now
-            call = self.env.process(self._facilitator_call(fac, op, effect, row))
-            timeout = server.spec.settle_timeout if op == "settle" else None
-            if timeout is not None:
-                yield call | self.env.timeout(timeout)
-                if not call.triggered:
-                    self.count("server_settle_timeouts")
-                    raise Unreachable("facilitator", f"{fac.name}: no settle answer within {timeout:g} s")
-            else:
-                yield call
-            result = call.value
-            if not isinstance(result, Unreachable):
-                if row.sent >= self.scenario.simulation.warmup:
-                    self.latency[op].add(self.env.now - started)
-                return result
-            last = result
-            if result.extra.get("sent"):
-                break  # the settlement may have happened: never try it elsewhere
-            self.count(f"failover_from_{op}")
-        raise last
-
-    def _facilitator_call(self, fac: SimFacilitator, op: str, effect, row: Row):
-        """One request to one facilitator, as a SimPy process: its value is the answer, or an
-        ``Unreachable`` (with ``extra["sent"]`` when a transaction may have been sent)."""
-        net = self.scenario.network
-        env = self.env
-        rpc = fac.spec.rpc_latency or net.facilitator_chain
-        yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
-        if fac.is_down(env.now):
-            yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
-            self.count(f"{op}_unreachable")
-            return Unreachable("facilitator", f"{fac.name} is down")
-        row.facilitator = fac.name
-        queued = env.now
-        with fac.slots.request() as slot:
-            fac.max_queue = max(fac.max_queue, len(fac.slots.queue))
-            yield slot
-            if queued >= self.scenario.simulation.warmup:
-                fac.waits.add(env.now - queued)
-            spec_time = fac.spec.verify_time if op == "verify" else fac.spec.settle_time
-            yield env.timeout(spec_time.sample(fac.rng) * fac.slowdown(env.now))
-        rate = fac.spec.verify_error_rate if op == "verify" else fac.spec.settle_error_rate
-        if rate and fac.rng.random() < rate:
-            yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
-            self.count(f"{op}_errors_injected")
-            return Unreachable("facilitator", f"{fac.name} answered 500")
-        yield env.timeout(2 * rpc.sample(fac.rng))  # reads of the token's state
-        self.sync_chain()
-        if op == "verify":
-            fac.verifies += 1
-            answer = fac.role.verify(effect.payload, effect.requirements, self.now())
-        else:
-            fac.settles += 1
-            answer = yield from self._settle(fac, effect, row, rpc)
-            if isinstance(answer, Unreachable):
-                return answer
-        yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
-        return answer
-
-    def _settle(self, fac: SimFacilitator, effect, row: Row, rpc):
-        self._submitting = fac
-        try:
-            pending = fac.role.begin_settle(effect.payload, effect.requirements, self.now())
-        finally:
-            self._submitting = None
-        if isinstance(pending, SettleResponse):
-            return pending
-        row.tx_hash = "0x" + pending.tx_hash.hex()
-        # a facilitator that shares settlements may hand this one to a duplicate until it expires
-        shared = pending.verdict.payload.authorization.valid_before if fac.spec.dedupe == "share" else None
-        self.hold_tx(pending.tx_hash, row, until=shared)
-        yield self.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
-        answer = yield from self._await_receipt(fac, pending, rpc)
-        receipt = self.chain.receipt(pending.tx_hash)
-        if receipt is not None:
-            row.gas = receipt.gas_used
-            if pending.tx_hash in self.producer.final_at:
-                row.final = self.producer.final_at[pending.tx_hash]
-        self.release_tx(pending.tx_hash)  # this call reads nothing more of it
-        if receipt is not None and self._fault_hits(self.lost_answers, fac, "faults:lost"):
-            self.count("settle_answers_lost")
-            return Unreachable("facilitator", f"{fac.name}: settle answer lost", {"sent": True})
-        return answer
-
-    def _await_receipt(self, fac: SimFacilitator, pending: PendingSettlement, rpc):
-        h = pending.tx_hash
-        ready = (
-            self.producer.preconf_event(h)
-            if fac.spec.settle_on == "preconfirmation"
-            else self.producer.final_event(h)
-        )
-        if fac.spec.settle_timeout is not None:
-            yield ready | self.env.timeout(fac.spec.settle_timeout)
-            if not ready.triggered:
-                self.count("facilitator_settle_timeouts")
-                return fac.role.abandon_settle(
-                    pending, f"not confirmed within {fac.spec.settle_timeout:g} s (transaction sent)"
-                )
-        else:
-            yield ready
-        yield self.env.timeout(rpc.sample(fac.rng))  # the receipt is read
-        return fac.role.finish_settle(pending, self.chain.receipt(h))
-
-
-def _carries_payment(request: HttpRequest) -> bool:
-    return any(request.header(name) is not None for name in PAYMENT_HEADERS)
-
-
-class BlockProducer:
-    """Ticks every block (or flashblock) time, mining what is pending; tracks inclusion and finality."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.env = world.env
-        c = world.scenario.chain
-        self.tick = c.preconfirmation or c.block_time
-        self.per_block = max(1, round(c.block_time / self.tick)) if c.preconfirmation else 1
-        self.confirmations = c.confirmations
-        self.height = 0  # blocks counted for confirmations, empty ones included
-        self.included_at: dict[bytes, float] = {}
-        self.final_at: dict[bytes, float] = {}
-        self._preconf: dict[bytes, simpy.Event] = {}
-        self._final: dict[bytes, simpy.Event] = {}
-        self._awaiting: deque[tuple[int, bytes]] = deque()  # (height at which final, tx), in order
-        self._unsealed: list[bytes] = []  # in flashblocks of the block being built
-        self.blocks = 0
-        self.env.process(self._run())
-
-    def _stalled(self, t: float) -> bool:
-        return any(w.covers(t) for w in self.world.stalls)
-
-    def _run(self):
-        sub = 0
-        while True:
-            yield self.env.timeout(self.tick)
-            if self._stalled(self.env.now):
-                continue
-            w = self.world
-            if w.chain.pending_count:
-                w.sync_chain()
-                block = w.chain.mine()
-                self.blocks += 1
-                w.on_block(block)
-                for h in block.tx_hashes:
-                    self.included_at[h] = self.env.now
-                    self._unsealed.append(h)
-                    if h in self._preconf:
-                        self._preconf.pop(h).succeed()
-            sub += 1
-            if sub % self.per_block:
-                continue
-            self.height += 1
-            for h in self._unsealed:
-                self._awaiting.append((self.height + self.confirmations, h))
-            self._unsealed = []
-            while self._awaiting and self._awaiting[0][0] <= self.height:
-                _, h = self._awaiting.popleft()
-                self.final_at[h] = self.env.now
-                if h in self._final:
-                    self._final.pop(h).succeed()
-                if h not in w._holds:
-                    self.forget(h)  # no reader waits for it: keep nothing per transaction
-
-    def _event(self, table: dict, done: dict, h: bytes) -> simpy.Event:
-        if h in done:
-            event = self.env.event()
-            event.succeed()
-            return event
-        if h not in table:
-            table[h] = self.env.event()
-        return table[h]
-
-    def forget(self, h: bytes) -> None:
-        """Drop what is known of ``h`` once final (``World.release_tx``: no reader is left)."""
-        if h in self.final_at:
-            del self.final_at[h]
-            self.included_at.pop(h, None)
-
-    def preconf_event(self, h: bytes) -> simpy.Event:
-        return self._event(self._preconf, self.included_at, h)
-
-    def final_event(self, h: bytes) -> simpy.Event:
-        return self._event(self._final, self.final_at, h)
-
 
 class Chooser:
     """Draws an endpoint index by the group's choice model."""
@@ -907,4 +652,4 @@ class Chooser:
         return min(len(self._cum) - 1, bisect.bisect_right(self._cum, self._rng.random() * self._total))
 
 
-__all__ = ["Agent", "AuditTap", "BlockProducer", "Chooser", "World"]
+__all__ = ["Agent", "AuditTap", "Chooser", "SimFacilitator", "SimServer", "World"]
