@@ -295,7 +295,7 @@ def _sizes(w: World) -> dict[str, int]:
         "authorizations": len(w.book.open),
         "retry chains": len(w.book.chains),
         "expiry heap": len(w.book._expiry),
-        "held txs": len(w._holds) + len(w._row_holds) + len(w._folded_held) + len(w._held_until),
+        "held txs": w.flight.held(),
         "raw txs": len(w.raw_txs),
         "included": len(p.included_at),
         "final": len(p.final_at),

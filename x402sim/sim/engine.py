@@ -30,7 +30,7 @@ def run_world(world: World, progress: bool = False) -> RunMetrics:
     else:
         world.env.run(until=done)
     for row in sorted(world.rows_open.values(), key=lambda r: r.id):
-        world._write(row)  # unfinished, or waiting for a finality that never came
+        world.flight.write(row)  # unfinished, or waiting for a finality that never came
     return world.metrics()
 
 
@@ -40,7 +40,7 @@ def _closer(world: World):
     tick = world.producer.tick
     yield env.timeout(s.duration)
     while env.now < s.duration + s.drain and (
-        world.in_flight or world.rows_open or world.chain.pending_count
+        world.flight.in_flight or world.rows_open or world.chain.pending_count
     ):
         yield env.timeout(tick)
 

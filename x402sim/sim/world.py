@@ -11,10 +11,10 @@ the run; its parts do the rest:
 * ``producer.BlockProducer`` ticks every block time (or flashblock time): it mines every pending
   transaction into one block stamped with the virtual time, so validity windows, expiry and
   finality are all judged in virtual time.
-* Each mined block is folded into the run's metrics at once (``on_block``, ``metrics``). A
-  transaction's receipt, inclusion and finality times are kept only while a reader is still to
-  come (``hold_tx``: the settle call, the row until it is written, a facilitator that may share
-  the settlement until it expires), so nothing kept grows with the number of payments.
+* ``book.InFlight`` keeps the rows open and the transactions a reader still needs (``hold_tx``:
+  the settle call, the row until it is written, a facilitator that may share the settlement until
+  it expires), so nothing kept grows with the number of payments. Each mined block is folded into
+  the run's metrics at once (``on_block``, ``metrics``).
 
 * Governance. A group that names a ``[[policies]]`` entry pays through a ``Governor`` of that
   policy (one per policy in use, its projects the groups using it, payee labels in its lists
@@ -41,7 +41,6 @@ world never reads the wall clock; it holds no protocol rule of its own.
 from __future__ import annotations
 
 import bisect
-import heapq
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from ..governance import Decision, Governor, GovernorStats
 from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
 from . import scenario as sc
+from .book import InFlight
 from .metrics import ChainFolder, PaymentBook, RunMetrics, SupplyCheck
 from .producer import BlockProducer
 from .records import Row, RowWriter
@@ -159,7 +159,6 @@ class World:
         self.env = simpy.Environment()
         self.start_time = s.simulation.start_time
         self.writer = writer or RowWriter(None, keep=True)
-        self.rows_open: dict[int, Row] = {}
         # Everything counted goes into ``run_metrics``; nothing is kept per payment (see ``metrics``).
         self.run_metrics = RunMetrics.start(s)
         self.tally = self.run_metrics.tally
@@ -172,12 +171,8 @@ class World:
             self.run_metrics.trust,
         )
         self._folder: ChainFolder | None = None
-        self._holds: dict[bytes, int] = {}  # tx hash -> readers still to come (see hold_tx)
-        self._row_holds: dict[int, bytes] = {}  # open row id -> the tx hash it holds
-        self._folded_held: set[bytes] = set()  # folded receipts kept for their readers
-        self._held_until: list[tuple[int, bytes]] = []  # heap of (unix time, tx hash) holds
-        self.next_row = 0
-        self.in_flight = 0
+        self.flight = InFlight(self.env, self.run_metrics, self.book, self.writer, s.simulation.warmup)
+        self.rows_open = self.flight.rows_open
         self.minted = 0
         self.raw_txs: dict[bytes, bytes] = {}
         self.counters: dict[str, int] = {}
@@ -196,6 +191,7 @@ class World:
         else:
             self.chain = LocalChain(**chain_args)
         self.chain.submit_hook = self._on_submit
+        self.flight.chain = self.chain
         self.payees = {label: address_of_key(self.key(f"payee:{label}")) for label in self._payee_labels()}
         self.sink = address_of_key(self.key("drain-sink"))
         self.facilitators = {f.name: self._facilitator(f) for f in s.facilitators}
@@ -219,6 +215,8 @@ class World:
             mandated = self.trust.mandated
             self.book.mandated = {a.client.address.lower() for a in self.agents if a.group.name in mandated}
         self.producer = BlockProducer(self)
+        self.flight.producer = self.producer
+        self.flight.trust, self.flight.trust_book = self.trust, self.trust_book
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -480,112 +478,28 @@ class World:
     def latency_of(self, dist, label: str) -> float:
         return dist.sample(self.rng(f"latency:{label}"))
 
-    # -- rows -----------------------------------------------------------------------------------
+    # -- rows and transactions in flight (``book.InFlight``) ----------------------------------------
 
     def open_row(self, agent: Agent, kind: str, server: str, endpoint: str) -> Row:
-        self.next_row += 1
-        row = Row(
-            id=self.next_row,
-            agent=agent.name,
-            group=agent.group.name,
-            behaviour=agent.group.behaviour.kind,
-            kind=kind,
-            server=server,
-            endpoint=endpoint,
-            sent=self.env.now,
-        )
-        self.rows_open[row.id] = row
-        self.in_flight += 1
-        self.timeline.requests[self.timeline.index(row.sent)] += 1
-        return row
+        return self.flight.open_row(agent, kind, server, endpoint)
 
     def close_row(self, row: Row) -> None:
-        row.done = self.env.now
-        self.in_flight -= 1
-        if row.attack:
-            self.run_metrics.governance.attack["requests"] += 1
-        index = self.timeline.index(row.done)
-        if row.outcome == "paid":
-            self.timeline.paid[index] += 1
-        elif row.outcome != "free":
-            self.timeline.failures[index] += 1
-        if row.sent >= self.scenario.simulation.warmup:
-            self.latency["end_to_end"].add(row.done - row.sent)
-        self.book.closed(row)
-        if row.tx_hash and row.final is None:
-            self.env.process(self._write_when_final(row))
-        else:
-            self._write(row)
-
-    def _write_when_final(self, row: Row):
-        h = bytes.fromhex(row.tx_hash[2:])
-        yield self.producer.final_event(h)
-        row.final = self.producer.final_at[h]
-        self._write(row)
-
-    def _write(self, row: Row) -> None:
-        if row.final is not None and row.sent >= self.scenario.simulation.warmup:
-            self.latency["finality"].add(row.final - row.sent)
-        self.rows_open.pop(row.id, None)
-        self.tally.add(row)
-        self.book.written(row)
-        if self.trust_book is not None:
-            self.trust_book.written(row)
-        held = self._row_holds.pop(row.id, None)
-        if held is not None:
-            self.release_tx(held)
-        self.writer.write(row)
+        self.flight.close_row(row)
 
     def record_payment(self, row: Row, payment) -> None:
         """Note a payment the agent sent (signed honestly or forged) for the invariants."""
-        auth = payment.payload.get("authorization", {})
-        row.payer, row.nonce, row.pay_to = auth.get("from", ""), auth.get("nonce", ""), auth.get("to", "")
-        try:
-            row.amount = int(auth.get("value", 0))
-        except (TypeError, ValueError):
-            row.amount = 0
-        if row.nonce:
-            try:
-                valid_before = int(auth.get("validBefore", 0))
-            except (TypeError, ValueError):
-                valid_before = 0  # unreadable: no chain would settle it
-            key = (row.payer.lower(), row.nonce.lower())
-            bound = self.trust.mandate_bound(row, payment) if self.trust is not None else None
-            self.book.recorded(key, row.amount, row.pay_to, valid_before, row.attack, row.after_freeze, bound)
-
-    # -- what the chain did, folded as blocks are mined -------------------------------------------------
+        self.flight.record_payment(row, payment)
 
     def hold_tx(self, h: bytes, row: Row | None = None, until: int | None = None) -> None:
-        """Keep ``h``'s receipt and finality readable for one more reader (a settle call, until it
-        releases it), for ``row`` if given and still open (until it is written) and, with
-        ``until``, until a block at or after that unix time is mined."""
-        readers = 1
-        if row is not None and row.id in self.rows_open and row.id not in self._row_holds:
-            self._row_holds[row.id] = h
-            readers += 1
-        if until is not None:
-            heapq.heappush(self._held_until, (until, h))
-            readers += 1
-        self._holds[h] = self._holds.get(h, 0) + readers
-
-    def is_held(self, h: bytes) -> bool:
-        """Whether a reader is still to come for ``h`` (``hold_tx``)."""
-        return h in self._holds
+        self.flight.hold_tx(h, row, until)
 
     def release_tx(self, h: bytes) -> None:
-        left = self._holds.get(h, 0) - 1
-        if left > 0:
-            self._holds[h] = left
-            return
-        self._holds.pop(h, None)
-        self.producer.forget(h)
-        if h in self._folded_held:
-            self._folded_held.discard(h)
-            self._forget_receipts([h])
+        self.flight.release_tx(h)
 
-    def _forget_receipts(self, hashes: list[bytes]) -> None:
-        if hashes:
-            self.chain.forget_receipts(hashes)
+    def is_held(self, h: bytes) -> bool:
+        return self.flight.is_held(h)
+
+    # -- what the chain did, folded as blocks are mined -------------------------------------------------
 
     def _chain_folder(self) -> ChainFolder:
         if self._folder is None:
@@ -594,21 +508,13 @@ class World:
 
     def on_block(self, block) -> None:
         """Fold a block just mined into the metrics; its receipts no one will read are forgotten."""
-        unheld = []
-        for h in self._chain_folder().fold_block(block):
-            if h in self._holds:
-                self._folded_held.add(h)
-            else:
-                unheld.append(h)
-        self._forget_receipts(unheld)
-        while self._held_until and self._held_until[0][0] <= block.timestamp:
-            self.release_tx(heapq.heappop(self._held_until)[1])
+        self.flight.folded(self._chain_folder().fold_block(block), block.timestamp)
 
     def metrics(self) -> RunMetrics:
         """The run's counters, at its end: folds what is left of the chain, resolves every
         authorization still open and checks the token's books on this world's chain."""
         folder = self._chain_folder()
-        self._forget_receipts([h for h in folder.catch_up() if h not in self._holds])
+        self.flight.forget_receipts([h for h in folder.catch_up() if not self.flight.is_held(h)])
         self.book.flush()
         if self.trust is not None:
             self.trust.final_reputations()
