@@ -42,10 +42,11 @@ from ..protocol import (
     read_settlement,
 )
 from . import scenario as sc
+from .build import Agent
 from .driver import perform_for
 from .records import Row
 from .trust import ReputationChooser
-from .world import Agent, Chooser, World
+from .world import Chooser, World
 
 SENT_LATE = 700  # seconds by which "not yet valid" payments are post-dated
 EXPIRED_BY = 700  # seconds by which "expired" payments have run out

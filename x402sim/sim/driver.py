@@ -47,8 +47,9 @@ from ..actors.messages import (
 from ..protocol import SettleResponse, payment_header_name
 
 if TYPE_CHECKING:
+    from .build import SimFacilitator, SimServer
     from .records import Row
-    from .world import SimFacilitator, SimServer, World
+    from .world import World
 
 PAYMENT_HEADERS = (payment_header_name(2), payment_header_name(1))
 

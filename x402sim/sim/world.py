@@ -3,8 +3,8 @@
 Theory of operation. Every role runs as it does anywhere else: a client's ``fetch``, a server's
 ``handle`` are generators of effects (``actors.messages``). ``drive`` is this world's ``run``: a
 SimPy process that answers each effect after the time it takes here. A ``World`` holds what the
-scenario builds (chain, facilitators, servers, agents, governors, the trust world) and the state of
-the run; its parts do the rest:
+scenario builds (chain, facilitators, servers, agents, governors, the trust world; ``build`` makes
+the parts from their specs) and the state of the run; its parts do the rest:
 
 * ``driver.SimDriver`` answers the effects of one exchange (client -> server -> facilitator, the
   application, approvals and feedback) in virtual time.
@@ -43,99 +43,26 @@ from __future__ import annotations
 import bisect
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import simpy
 
-from ..actors.client import Client, SpendPolicy
-from ..actors.facilitator import Facilitator
 from ..actors.messages import Approval
-from ..actors.server import ReplayGuard, ResourceServer, Route
-from ..evm.chain import ETHER, ChainError, LocalChain
+from ..evm.chain import ChainError, LocalChain
 from ..evm.eip712 import address_of_key
 from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain
 from ..governance import Decision, Governor, GovernorStats
-from ..governance.audit import AuditLog
-from ..governance.policy import Allow, Block, NewPayee, Policy
+from . import build
 from . import scenario as sc
 from .book import InFlight
+from .build import Agent, AuditTap, SimFacilitator, SimServer
 from .metrics import ChainFolder, PaymentBook, RunMetrics, SupplyCheck
 from .producer import BlockProducer
 from .records import Row, RowWriter
-from .sketch import LatencyStats
 from .trust import TrustBook, TrustWorld
 
-FACILITATOR_ETH = 1_000 * ETHER
-DRAINER_ETH = ETHER // 10
 APPROVER = "simulated approver"
-
-
-@dataclass
-class SimFacilitator:
-    spec: sc.Facilitator
-    role: Facilitator
-    slots: simpy.Resource
-    rng: random.Random
-    down: list[sc.Window] = field(default_factory=list)
-    slow: list[sc.FacilitatorSlow] = field(default_factory=list)
-    verifies: int = 0
-    settles: int = 0
-    waits: LatencyStats = field(default_factory=LatencyStats)  # seconds queued for a slot
-    max_queue: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def is_down(self, t: float) -> bool:
-        return any(w.covers(t) for w in self.down)
-
-    def slowdown(self, t: float) -> float:
-        factor = 1.0
-        for w in self.slow:
-            if w.covers(t):
-                factor = max(factor, w.factor)
-        return factor
-
-
-@dataclass
-class SimServer:
-    spec: sc.Server
-    role: ResourceServer
-    facilitators: list[SimFacilitator]
-    handler_times: dict[str, Any]
-    rng: random.Random
-    name: str = ""
-
-
-@dataclass
-class Agent:
-    name: str
-    group: sc.AgentGroup
-    client: Client
-    key: bytes
-    requests: int = 0
-    policy: str | None = None  # the governance policy it pays under (None: no governor)
-
-
-class AuditTap(AuditLog):
-    """The audit log the world's governors share (written to ``path`` when there is one; its chain's
-    head is kept either way), which tells the world of each freeze at once."""
-
-    def __init__(self, world: World, path: str | Path | None = None) -> None:
-        if path is not None and Path(path).exists():
-            raise ValueError(f"audit log {path} exists: a run's audit log starts empty")
-        super().__init__(path)
-        self.world = world
-
-    def append(self, entry: dict) -> dict:
-        chained = super().append(entry)
-        if entry["event"] == "freeze":
-            self.world.on_freeze(entry["agent"], entry["rule"])
-        return chained
 
 
 class World:
@@ -192,25 +119,27 @@ class World:
             self.chain = LocalChain(**chain_args)
         self.chain.submit_hook = self._on_submit
         self.flight.chain = self.chain
-        self.payees = {label: address_of_key(self.key(f"payee:{label}")) for label in self._payee_labels()}
+        self.payees = {
+            label: address_of_key(self.key(f"payee:{label}")) for label in build.payee_labels(self)
+        }
         self.sink = address_of_key(self.key("drain-sink"))
-        self.facilitators = {f.name: self._facilitator(f) for f in s.facilitators}
-        self._apply_faults()
+        self.facilitators = {f.name: build.facilitator(self, f) for f in s.facilitators}
+        build.apply_faults(self)
         self.trust = TrustWorld(self) if s.trust_keys() else None
         self.trust_book = TrustBook(self, self.trust) if self.trust is not None else None
         self.attack_routes: set[tuple[str, str]] = set()  # (server, route key) quoting attack-bound prices
         self.attack_targets: dict[str, list[tuple[str, str]]] = {}  # compromised group -> its targets
-        self.servers = {c.name: self._server(c) for c in s.server_copies()}
+        self.servers = {c.name: build.server(self, c) for c in s.server_copies()}
         self.governance = governance
         self.specs = {g.name: g for g in s.agents}
         self.audit: AuditTap | None = None
-        self.governors: dict[str, Governor] = self._make_governors(audit) if governance else {}
+        self.governors: dict[str, Governor] = build.make_governors(self, audit) if governance else {}
         self.run_metrics.governance.governed = bool(self.governors)
-        self._governed: dict[str, Governor] = {}  # agent name -> its governor
+        self.governed_by: dict[str, Governor] = {}  # agent name -> its governor
         self.agents: list[Agent] = []
         self.groups: dict[str, list[Agent]] = {}
         self.named: dict[str, Agent] = {}
-        self._make_agents()
+        build.make_agents(self)
         if self.trust is not None:
             mandated = self.trust.mandated
             self.book.mandated = {a.client.address.lower() for a in self.agents if a.group.name in mandated}
@@ -235,134 +164,7 @@ class World:
         """The private key named ``label``, derived from the seed."""
         return keccak(f"x402sim sim key:{self.seed}:{label}".encode())
 
-    def _payee_labels(self) -> list[str]:
-        labels = []
-        for copy in self.scenario.server_copies():
-            changed = [c.pay_to for e in copy.spec.endpoints for c in e.changes if c.pay_to]
-            for label in [copy.payee, *changed]:
-                if label not in labels:
-                    labels.append(label)
-        return labels
-
-    def _facilitator(self, spec: sc.Facilitator) -> SimFacilitator:
-        key = self.key(f"facilitator:{spec.name}")
-        role = Facilitator(
-            self.chain,
-            key,
-            dedupe=spec.dedupe,
-            check_transfer_log=spec.check_transfer_log,
-            verify_mode=spec.verify,
-            history=0,  # the chain's receipts are folded into the metrics instead
-        )
-        self.chain.fund(role.address, eth=FACILITATOR_ETH)
-        return SimFacilitator(
-            spec,
-            role,
-            simpy.Resource(self.env, capacity=spec.concurrency),
-            self.rng(f"facilitator:{spec.name}"),
-            down=list(spec.outages),
-        )
-
-    def _apply_faults(self) -> None:
-        self.rpc_faults: list[sc.RpcErrors] = []
-        self.lost_answers: list[sc.SettleAnswerLost] = []
-        self.stalls: list[sc.ChainStall] = []
-        for fault in self.scenario.faults:
-            if isinstance(fault, sc.FacilitatorDown):
-                self.facilitators[fault.facilitator].down.append(fault)
-            elif isinstance(fault, sc.FacilitatorSlow):
-                self.facilitators[fault.facilitator].slow.append(fault)
-            elif isinstance(fault, sc.RpcErrors):
-                self.rpc_faults.append(fault)
-            elif isinstance(fault, sc.SettleAnswerLost):
-                self.lost_answers.append(fault)
-            else:
-                self.stalls.append(fault)
-
-    def _server(self, copy: sc.ServerCopy) -> SimServer:
-        chain = self.chain
-        spec = copy.spec
-        routes = {}
-        handler_times = {}
-        for e in spec.endpoints:
-            key = f"{e.method} {e.path}"
-            # one stream per endpoint of each copy: a copy's prices do not depend on the others
-            price = sc.draw_price(e.price, self.rng(f"price:{copy.name} {key}", shared=True))
-            route = Route(key, price, max_timeout_seconds=e.max_timeout_seconds)
-            routes[route.key] = route
-            handler_times[route.key] = e.handler_time or spec.handler_time
-        role = ResourceServer(
-            network=chain.network,
-            asset=chain.usdc,
-            asset_name=chain.token_name,
-            asset_version=chain.token_version,
-            pay_to=self.payees[copy.payee],
-            routes=routes,
-            base_url=f"http://{copy.name}.sim",
-            upfront=spec.order == "upfront",
-            replay_guard=ReplayGuard(int(spec.replay_guard.ttl)) if spec.replay_guard else None,
-            serve_unsettled=spec.serve_unsettled,
-            **(self.trust.server_kwargs(copy) if self.trust is not None else {}),
-        )
-        server = SimServer(
-            spec,
-            role,
-            [self.facilitators[n] for n in copy.facilitators],
-            handler_times,
-            self.rng(f"server:{copy.name}"),
-            copy.name,
-        )
-        for e in spec.endpoints:
-            for change in e.changes:
-                self.env.process(self._change_route(server, f"{e.method} {e.path}", change))
-        return server
-
-    def _change_route(self, server: SimServer, key: str, change: sc.Change):
-        yield self.env.timeout(change.at)
-        old = server.role.routes[key]
-        pay_to = self.payees[change.pay_to] if change.pay_to else old.pay_to
-        price = old.price if change.price is None else change.price
-        server.role.routes[key] = Route(key, price, pay_to, max_timeout_seconds=old.max_timeout_seconds)
-        if change.attack:
-            self.attack_routes.add((server.name, key))
-        else:
-            self.attack_routes.discard((server.name, key))
-
     # -- governance -------------------------------------------------------------------------------
-
-    def _members(self, group: sc.AgentGroup) -> range:
-        """The indexes of the group's agents in this shard."""
-        return range(self.shard[0], group.count, self.shard[1])
-
-    def _make_governors(self, audit: str | Path | None) -> dict[str, Governor]:
-        used = self.scenario.governed()
-        if not used:
-            return {}
-        self.audit = AuditTap(self, audit)
-        governors = {}
-        for name, groups in used.items():
-            projects = {g: [f"{g}-{i}" for i in self._members(self.specs[g])] for g in groups}
-            policy = self._with_addresses(self.scenario.policy(name))
-            governors[name] = Governor(policy, projects=projects, audit=self.audit, approver=self._at_once)
-        return governors
-
-    def _with_addresses(self, policy: Policy) -> Policy:
-        """``policy`` with the payee labels of its lists turned into this world's addresses."""
-
-        def addresses(values: list[str]) -> list[str]:
-            return [self.payees.get(v, v) for v in values]
-
-        rules = [
-            r.model_copy(update={"payees": addresses(r.payees)})
-            if isinstance(r, Allow | Block) and r.payees is not None
-            else r
-            for r in policy.rules
-        ]
-        triggers = [
-            t.model_copy(update={"known": addresses(t.known)}) if isinstance(t, NewPayee) else t
-            for t in policy.triggers
-        ]
-        return policy.model_copy(update={"rules": rules, "triggers": triggers})
 
     def on_freeze(self, agent: str, trigger: str) -> None:
         """A governor froze ``agent`` now (its first freeze is kept, in virtual time)."""
@@ -384,14 +186,14 @@ class World:
         p = group.approver.attack_grant if attack else group.approver.grant
         return self.rng(f"approver:{group.name}").random() < p
 
-    def _at_once(self, decision: Decision) -> bool:
+    def approve_at_once(self, decision: Decision) -> bool:
         """The approver of a payment signed outside ``fetch`` (a race's): no delay."""
         agent = decision.attempt.agent
         return self._grants(self.specs[agent.rpartition("-")[0]], False)
 
     def frozen(self, agent: str) -> dict:
         """The agents ``agent``'s governor has frozen (empty: no governor)."""
-        governor = self._governed.get(agent)
+        governor = self.governed_by.get(agent)
         return governor.frozen if governor is not None else {}
 
     def approve(self, row: Row):
@@ -400,50 +202,6 @@ class World:
         group = self.specs[row.group]
         yield self.env.timeout(group.approver.delay.sample(self.rng(f"approver-delay:{group.name}")))
         return Approval(self._grants(group, row.attack), by=APPROVER, now=self.now())
-
-    def _make_agents(self) -> None:
-        grants = []
-        for group in self.scenario.agents:
-            policy = SpendPolicy()
-            spend = group.spend_policy
-            if spend is not None:
-                allowed = spend.allowed_pay_to
-                policy = SpendPolicy(
-                    max_price=spend.max_price,
-                    budget=spend.budget,
-                    allowed_pay_to=[self.payees[label] for label in allowed] if allowed is not None else None,
-                )
-            governor = self.governors.get(group.policy_name or "")
-            members = []
-            for i in self._members(group):
-                key = self.key(f"agent:{group.name}:{i}")
-                name = f"{group.name}-{i}"
-                trust, gas = self.trust.client_kwargs(group, i, name) if self.trust is not None else ({}, 0)
-                # no payment records kept on the role: the rows (and the metrics) say it all
-                client = Client(
-                    key,
-                    (self.chain.network,),
-                    policy,
-                    seed=self.seed,
-                    history=0,
-                    governor=governor,
-                    agent=name,
-                    **trust,
-                )
-                agent = Agent(name, group, client, key, policy=group.policy_name if governor else None)
-                if governor is not None:
-                    self._governed[name] = governor
-                members.append(agent)
-                self.named[name] = agent
-                funding = 0 if group.behaviour.kind == "unfunded" else group.funding
-                eth = (DRAINER_ETH if group.behaviour.kind == "drain" else 0) + gas
-                if funding or eth:
-                    grants.append((client.address, funding, eth))
-                    self.minted += funding
-            self.groups[group.name] = members
-            self.agents.extend(members)
-        if grants:
-            self.chain.fund_many(grants)
 
     # -- time and chain -------------------------------------------------------------------------
 
