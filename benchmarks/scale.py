@@ -37,9 +37,10 @@ from pathlib import Path
 from coincurve import PrivateKey, PublicKey
 
 from x402sim.evm.hashing import keccak
+from x402sim.sim.cluster import local_cluster
 from x402sim.sim.run import run
 from x402sim.sim.summary import stable
-from x402sim.sim.sweep import local_cluster, sweep
+from x402sim.sim.sweep import sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "scenarios" / "quickstart.toml"
@@ -52,7 +53,7 @@ def _warm() -> None:
 
     run(
         QUICKSTART,
-        overrides=["simulation.duration=12", "agents.agents.count=2"],
+        overrides={"simulation.duration": 12, "agents.agents.count": 2},
         keep_rows=False,
         plots=False,
     )
@@ -102,7 +103,7 @@ def ecdsa_limit(n: int = 20_000) -> float:
 
 
 def _simulate(backend: str, duration: int) -> dict:
-    overrides = [f"chain.backend={backend}", f"simulation.duration={duration}"]
+    overrides = {"chain.backend": backend, "simulation.duration": duration}
     return run(FEE_ECONOMICS, overrides=overrides, keep_rows=False, plots=False).summary
 
 

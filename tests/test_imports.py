@@ -3,10 +3,8 @@
 import subprocess
 import sys
 
-import pytest
-
 # Loaded by `x402sim --help`, a simulation or `x402sim serve`, never by the library import.
-HEAVY = ("typer", "dask", "distributed", "matplotlib", "uvicorn", "simpy")
+HEAVY = ("typer", "rich", "dask", "distributed", "matplotlib", "uvicorn", "simpy")
 
 
 def loaded_after_import(*modules: str) -> list[str]:
@@ -18,15 +16,6 @@ def loaded_after_import(*modules: str) -> list[str]:
 
 def test_import_x402sim_loads_no_heavy_module():
     assert loaded_after_import(*HEAVY) == []
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpx imports its own command line (click, rich) and x402sim.evm.rpc_chain imports httpx at "
-    "module level (actors.facilitator -> evm.rpc_chain); passes once that import is made lazy",
-)
-def test_import_x402sim_loads_no_rich():
-    assert loaded_after_import("rich") == []
 
 
 def test_simulator_names_still_import_from_the_package():

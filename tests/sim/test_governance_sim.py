@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from x402sim.cli import app
 from x402sim.governance import verify
 from x402sim.sim import ScenarioError, load_scenario
+from x402sim.sim.cli import parse_overrides
 from x402sim.sim.metrics import RunMetrics
 from x402sim.sim.records import RowWriter
 from x402sim.sim.shards import run_shard
@@ -268,7 +269,7 @@ def test_attack_spend_is_what_attack_bound_payments_moved_on_chain(watched):
 )
 def test_schema_errors_name_the_key_path(override, where, problem):
     with pytest.raises(ScenarioError) as info:
-        load_scenario(COMPROMISED, [override])
+        load_scenario(COMPROMISED, parse_overrides([override]))
     assert info.value.where == f"{COMPROMISED}: {where}"
     assert problem in info.value.problem
 
@@ -428,23 +429,28 @@ SHORT = ["simulation.duration=420"]
 
 
 def test_same_seed_same_summary_and_audit_head():
-    first = run(COMPROMISED, overrides=SHORT, plots=False, keep_rows=False)
-    again = run(COMPROMISED, overrides=SHORT, plots=False, keep_rows=False)
+    first = run(COMPROMISED, overrides=parse_overrides(SHORT), plots=False, keep_rows=False)
+    again = run(COMPROMISED, overrides=parse_overrides(SHORT), plots=False, keep_rows=False)
     assert stable(first.summary) == stable(again.summary)
     assert first.summary["governance"]["audit"]["head"] == again.summary["governance"]["audit"]["head"]
     assert first.summary["governance"]["loss_prevented_usdc"] > 0
-    other = run(COMPROMISED, overrides=SHORT, seed=12, plots=False, keep_rows=False)
+    other = run(COMPROMISED, overrides=parse_overrides(SHORT), seed=12, plots=False, keep_rows=False)
     assert other.summary["governance"]["audit"]["head"] != first.summary["governance"]["audit"]["head"]
 
 
 def test_without_the_counterfactual_no_loss_is_claimed(tmp_path):
     s = run(
-        COMPROMISED, overrides=[*SHORT, "governance.counterfactual=false"], plots=False, out=tmp_path / "o"
+        COMPROMISED,
+        overrides=parse_overrides([*SHORT, "governance.counterfactual=false"]),
+        plots=False,
+        out=tmp_path / "o",
     )
     g = s.summary["governance"]
     assert g["loss_prevented_usdc"] is None and g["attack_spend_usdc"]["without_governance"] is None
     assert "counterfactual_wall_seconds" not in s.summary["resources"]
-    ungoverned = run(COMPROMISED, overrides=SHORT, plots=False, keep_rows=False, governance=False).summary
+    ungoverned = run(
+        COMPROMISED, overrides=parse_overrides(SHORT), plots=False, keep_rows=False, governance=False
+    ).summary
     g = ungoverned["governance"]
     assert g["governed"] is False and g["decisions"] == {} and g["audit"] is None
     assert g["attack_spend_usdc"] == {
@@ -457,7 +463,7 @@ def test_without_the_counterfactual_no_loss_is_claimed(tmp_path):
 def test_a_shared_counter_is_refused_across_shards(tmp_path):
     shared = "policies.fleet.rules.daily-budget.shared=true"
     with pytest.raises(ScenarioError) as info:
-        run(COMPROMISED, overrides=[shared], shards=2)
+        run(COMPROMISED, overrides=parse_overrides([shared]), shards=2)
     assert info.value.where == f"{COMPROMISED}: policies[0].rules[1].shared"
     assert "shared counter" in info.value.problem
     out = tmp_path / "never"
@@ -468,7 +474,7 @@ def test_a_shared_counter_is_refused_across_shards(tmp_path):
 
 
 def test_shards_each_govern_their_own_agents_and_merge():
-    scenario = load_scenario(COMPROMISED, SHORT)
+    scenario = load_scenario(COMPROMISED, parse_overrides(SHORT))
     parts = [run_shard(scenario, None, k, 2) for k in range(2)]
     frozen = [set(p.metrics.governance.frozen) for p in parts]
     assert not frozen[0] & frozen[1]

@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 import x402sim.sim as sim_package
 from x402sim.cli import app
 from x402sim.sim import load_scenario, run
+from x402sim.sim.cli import parse_overrides
+from x402sim.sim.engine import run_world
 from x402sim.sim.metrics import PaymentBook, RunMetrics
 from x402sim.sim.records import SAMPLE_HEAD, Row, RowWriter
-from x402sim.sim.run import run_world
 from x402sim.sim.sketch import BIN_LIMIT, RELATIVE_ACCURACY, LatencyStats
 from x402sim.sim.summary import RunFacts, build_summary, stable, summary_from_shards
 from x402sim.sim.world import World
@@ -294,7 +295,7 @@ def _sizes(w: World) -> dict[str, int]:
         "authorizations": len(w.book.open),
         "retry chains": len(w.book.chains),
         "expiry heap": len(w.book._expiry),
-        "held txs": len(w._holds) + len(w._row_holds) + len(w._folded_held) + len(w._held_until),
+        "held txs": w.flight.held(),
         "raw txs": len(w.raw_txs),
         "included": len(p.included_at),
         "final": len(p.final_at),
@@ -419,11 +420,13 @@ def test_a_facilitator_sharing_settlements_hands_them_to_late_replays():
     answered from that settlement's receipt, which is kept (and then dropped) for it."""
     s = run(
         "scenarios/replay-attack.toml",
-        overrides=[
-            "servers.open.order=upfront",
-            "facilitators.facilitator.dedupe=share",
-            'agents.replayers.behaviour={kind="replay", times=5, delay={kind="exponential", mean=40.0}}',
-        ],
+        overrides=parse_overrides(
+            [
+                "servers.open.order=upfront",
+                "facilitators.facilitator.dedupe=share",
+                'agents.replayers.behaviour={kind="replay", times=5, delay={kind="exponential", mean=40.0}}',
+            ],
+        ),
         plots=False,
         keep_rows=False,
     ).summary

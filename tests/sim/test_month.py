@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from x402sim.sim import load_scenario, run
 from x402sim.sim import scenario as sc
 from x402sim.sim.agents import growth_times
+from x402sim.sim.cli import parse_overrides
 from x402sim.sim.expected import expected_x402scan, requests_per_agent, world_prices
 from x402sim.sim.world import World
 
@@ -35,7 +36,7 @@ DAY = 86_400
 
 
 def _month(*overrides: str) -> sc.Scenario:
-    return load_scenario(MONTH, list(overrides))
+    return load_scenario(MONTH, parse_overrides(list(overrides)))
 
 
 def _close(value: float, target: float, tolerance: float) -> bool:
@@ -67,7 +68,7 @@ def test_the_expectation_holds_with_the_prices_the_seed_draws_and_at_1_100():
 
 def test_the_expectation_of_a_small_run_is_what_it_does(tmp_path):
     """The helper against a run: quickstart's Poisson arrivals and Zipf choice, every request paid."""
-    s = load_scenario(ROOT / "scenarios" / "quickstart.toml", ["chain.backend=ledger"])
+    s = load_scenario(ROOT / "scenarios" / "quickstart.toml", parse_overrides(["chain.backend=ledger"]))
     expected = expected_x402scan(s)
     assert expected["transactions"] == pytest.approx(20 * 0.2 * 120)
     summary = run(s, plots=False, keep_rows=False).summary["x402scan"]

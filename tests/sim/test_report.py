@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from x402sim.sim import load_scenario, run
+from x402sim.sim.cli import parse_overrides
 from x402sim.sim.report import (
     IMAGES,
     MAX_BARS,
@@ -31,7 +32,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "out"
-    result = run(QUICKSTART, out=out, overrides=SMALL)
+    result = run(QUICKSTART, out=out, overrides=parse_overrides(SMALL))
     summary = json.loads((out / "summary.json").read_text())
     return result, out, summary
 
@@ -80,7 +81,7 @@ def test_three_small_valid_pngs_are_written_and_embedded(done):
 
 
 def test_no_plots_writes_no_png(tmp_path):
-    result = run(QUICKSTART, out=tmp_path / "out", overrides=SMALL, plots=False)
+    result = run(QUICKSTART, out=tmp_path / "out", overrides=parse_overrides(SMALL), plots=False)
     assert result.out is not None
     assert not list(result.out.glob("*.png"))
     text = (result.out / "report.md").read_text()
@@ -99,7 +100,7 @@ def test_a_broken_invariant_is_marked_violated(done):
     _, _, s = done
     broken = copy.deepcopy(s)
     broken["invariants"]["supply_conserved"] = False
-    text = markdown_report(broken, load_scenario(QUICKSTART, SMALL), [])
+    text = markdown_report(broken, load_scenario(QUICKSTART, parse_overrides(SMALL)), [])
     assert "| supply_conserved | **VIOLATED** |" in text
     assert "**VIOLATED: supply_conserved**" in text
     assert "| transfers_match_payments | yes |" in text
@@ -151,8 +152,8 @@ def test_throughput_stops_at_the_end_of_the_run(done):
 
 def test_plotting_never_loads_pyplot(tmp_path):
     code = (
-        "import sys; from x402sim.sim import run; "
-        f"run({str(QUICKSTART)!r}, out={str(tmp_path / 'out')!r}, overrides={SMALL!r}); "
+        "import sys; from x402sim.sim import run; from x402sim.sim.cli import parse_overrides; "
+        f"run({str(QUICKSTART)!r}, out={str(tmp_path / 'out')!r}, overrides=parse_overrides({SMALL!r})); "
         "assert 'matplotlib.pyplot' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from x402sim.sim import ScenarioError, load_scenario, scenario_schema
+from x402sim.sim.cli import parse_overrides
 from x402sim.sim.distributions import Empirical, Exponential, Lognormal, Normal, Uniform
 from x402sim.sim.scenario import resolve_targets
 from x402sim.tables import parse_usdc
@@ -43,7 +44,7 @@ def _write(tmp_path, text):
 
 def _error(tmp_path, text, overrides=()) -> str:
     with pytest.raises(ScenarioError) as info:
-        load_scenario(_write(tmp_path, text), overrides)
+        load_scenario(_write(tmp_path, text), parse_overrides(overrides))
     return str(info.value)
 
 
@@ -112,13 +113,15 @@ def test_overrides_reach_any_value_by_index_or_name(tmp_path):
     path = _write(tmp_path, MINIMAL)
     s = load_scenario(
         path,
-        [
-            "facilitators.fac.dedupe=off",
-            "servers.0.endpoints.0.price='0.5'",
-            "simulation.seed=9",
-            "network.client_server={kind='exponential', mean=0.2}",
-            "agents.buyers.behaviour=underpay",
-        ],
+        parse_overrides(
+            [
+                "facilitators.fac.dedupe=off",
+                "servers.0.endpoints.0.price='0.5'",
+                "simulation.seed=9",
+                "network.client_server={kind='exponential', mean=0.2}",
+                "agents.buyers.behaviour=underpay",
+            ]
+        ),
     )
     assert s.facilitators[0].dedupe == "off" and s.servers[0].endpoints[0].price == 500_000
     assert s.simulation.seed == 9 and s.network.client_server.mean == 0.2
@@ -274,17 +277,19 @@ def test_growth_arrival_errors_say_where(tmp_path, arrivals, problem):
 
 
 def test_template_copies_and_their_names(tmp_path):
-    s = load_scenario(_write(tmp_path, TEMPLATE), ["servers.shop.facilitators={fac=2, alt=1}"])
+    s = load_scenario(
+        _write(tmp_path, TEMPLATE), parse_overrides(["servers.shop.facilitators={fac=2, alt=1}"])
+    )
     assert [(c.name, c.facilitators, c.payee) for c in s.server_copies()] == [
         ("shop-0", ("fac",), "shop-0"),
         ("shop-1", ("alt",), "shop-1"),
         ("shop-2", ("fac",), "shop-2"),
     ]
     for targets, n in ((["shop"], 3), (["shop/a"], 3), (["shop-1"], 1), (["shop-1/a", "shop-0"], 2)):
-        s = load_scenario(_write(tmp_path, TEMPLATE), [f"agents.buyers.targets={targets}"])
+        s = load_scenario(_write(tmp_path, TEMPLATE), parse_overrides([f"agents.buyers.targets={targets}"]))
         assert len(resolve_targets(s, s.agents[0])) == n
     assert "no endpoint named 'shop-3'" in _error(tmp_path, TEMPLATE, ["agents.buyers.targets=['shop-3']"])
-    shared = load_scenario(_write(tmp_path, TEMPLATE), ["servers.shop.pay_to=one"])
+    shared = load_scenario(_write(tmp_path, TEMPLATE), parse_overrides(["servers.shop.pay_to=one"]))
     assert {c.payee for c in shared.server_copies()} == {"one"}
     other = '[[servers]]\nname = "shop-1"\nfacilitators = ["fac"]\nendpoints = [{ path = "/a", price = "1" }]'
     clash = TEMPLATE + other
@@ -292,6 +297,6 @@ def test_template_copies_and_their_names(tmp_path):
     # a dumped scenario loads again unchanged (prices and shares serialise as they are written)
     s = load_scenario(
         _write(tmp_path, TEMPLATE),
-        ['servers.shop.endpoints.0.price={kind="log-uniform", low="0.001", high="0.1"}'],
+        parse_overrides(['servers.shop.endpoints.0.price={kind="log-uniform", low="0.001", high="0.1"}']),
     )
     assert load_scenario(s.model_dump(mode="json", by_alias=True)) == s

@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 
 from x402sim.sim import load_scenario, run
+from x402sim.sim.cli import parse_overrides
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def _run(name: str, *overrides: str):
-    return run(SCENARIOS / f"{name}.toml", overrides=list(overrides), plots=False).summary
+    return run(SCENARIOS / f"{name}.toml", overrides=parse_overrides(list(overrides)), plots=False).summary
 
 
 def _healthy(s: dict) -> None:

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from x402sim.cli import app
 from x402sim.sim import load_scenario
+from x402sim.sim.cli import parse_overrides
+from x402sim.sim.cluster import local_cluster
 from x402sim.sim.records import RowWriter
 from x402sim.sim.shards import run_shard
 from x402sim.sim.summary import stable
-from x402sim.sim.sweep import local_cluster
 from x402sim.sim.world import World
 
 run = importlib.import_module("x402sim.sim.run").run
@@ -29,7 +30,7 @@ SMALL = ["chain.backend=ledger", "simulation.duration=40"]
 @settings(max_examples=15, deadline=None)
 @given(count=st.integers(1, 9), shards=st.integers(1, 4))
 def test_shards_partition_every_group_by_agent_index(count, shards):
-    scenario = load_scenario(QUICKSTART, [*SMALL, f"agents.agents.count={count}"])
+    scenario = load_scenario(QUICKSTART, parse_overrides([*SMALL, f"agents.agents.count={count}"]))
     names = []
     for k in range(shards):
         world = World(scenario, writer=RowWriter(None, keep=False), shard=(k, shards))
@@ -40,7 +41,7 @@ def test_shards_partition_every_group_by_agent_index(count, shards):
 
 
 def test_shards_draw_their_own_traffic_but_share_the_world():
-    scenario = load_scenario(QUICKSTART, SMALL)
+    scenario = load_scenario(QUICKSTART, parse_overrides(SMALL))
     a, b = (World(scenario, writer=RowWriter(None, keep=False), shard=(k, 2)) for k in range(2))
     assert a.rng("arrivals:agents").random() != b.rng("arrivals:agents").random()
     assert a.rng("prices", shared=True).random() == b.rng("prices", shared=True).random()
@@ -55,8 +56,10 @@ def cluster():
 
 def test_a_sharded_run_merges_into_one_summary_that_holds(cluster, tmp_path):
     out = tmp_path / "sharded"
-    sharded = run(QUICKSTART, overrides=SMALL, shards=2, scheduler=cluster.scheduler_address, out=out)
-    whole = run(QUICKSTART, overrides=SMALL, keep_rows=False, plots=False)
+    sharded = run(
+        QUICKSTART, overrides=parse_overrides(SMALL), shards=2, scheduler=cluster.scheduler_address, out=out
+    )
+    whole = run(QUICKSTART, overrides=parse_overrides(SMALL), keep_rows=False, plots=False)
     s, w = sharded.summary, whole.summary
     assert s["shards"] == 2 and all(s["invariants"].values())
     assert s["agents"]["agents"]["agents"] == w["agents"]["agents"]["agents"]
@@ -65,7 +68,7 @@ def test_a_sharded_run_merges_into_one_summary_that_holds(cluster, tmp_path):
     assert s["x402scan"]["buyers"] == w["x402scan"]["buyers"]
     assert len(s["resources"]["shard_wall_seconds"]) == 2
     # Shards run in separate processes: their parts are the same as running each one here.
-    parts = [run_shard(load_scenario(QUICKSTART, SMALL), None, k, 2) for k in range(2)]
+    parts = [run_shard(load_scenario(QUICKSTART, parse_overrides(SMALL)), None, k, 2) for k in range(2)]
     assert sum(p.metrics.tally.rows for p in parts) == s["requests"]
     files = {p.name for p in out.iterdir()}
     assert {"summary.json", "timeline.csv", "daily.csv", "report.md"} <= files and "payments.csv" not in files
@@ -73,8 +76,8 @@ def test_a_sharded_run_merges_into_one_summary_that_holds(cluster, tmp_path):
 
 
 def test_a_sharded_run_is_deterministic(cluster):
-    first = run(QUICKSTART, overrides=SMALL, shards=2, scheduler=cluster.scheduler_address)
-    again = run(QUICKSTART, overrides=SMALL, shards=2, scheduler=cluster.scheduler_address)
+    first = run(QUICKSTART, overrides=parse_overrides(SMALL), shards=2, scheduler=cluster.scheduler_address)
+    again = run(QUICKSTART, overrides=parse_overrides(SMALL), shards=2, scheduler=cluster.scheduler_address)
     assert stable(first.summary) == stable(again.summary)
 
 

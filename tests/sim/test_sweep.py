@@ -12,21 +12,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from x402sim.cli import app
-from x402sim.sim.sweep import (
-    METRICS,
-    SEED_BITS,
-    SweepError,
-    combinations,
-    derive_seed,
-    describe,
-    local_cluster,
-    parse_grid,
-    split_values,
-    sweep,
-    t_critical,
-    toml_literal,
-    toml_value,
-)
+from x402sim.sim.cli import parse_grid, split_values
+from x402sim.sim.cluster import local_cluster
+from x402sim.sim.headline import METRICS
+from x402sim.sim.stats import describe, t_critical
+from x402sim.sim.sweep import SEED_BITS, SweepError, combinations, derive_seed, sweep
+from x402sim.sim.toml_text import toml_literal, toml_value
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.toml"
 TINY = ["--grid", "simulation.duration=15", "--grid", "agents.agents.count=4"]

@@ -17,6 +17,7 @@ from x402sim.cli import app
 from x402sim.evm import erc8004
 from x402sim.evm.hashing import keccak
 from x402sim.sim import ScenarioError, load_scenario, run
+from x402sim.sim.cli import parse_overrides
 from x402sim.sim.metrics import AUTHORIZATION_USED, RunMetrics
 from x402sim.sim.records import RowWriter
 from x402sim.sim.report import crawl_figure, mandates_figure, markdown_report, reputation_figure
@@ -50,7 +51,7 @@ class Observed:
     NewFeedback event; and every payment an agent sent."""
 
     def __init__(self, path: Path, overrides: list[str]) -> None:
-        self.scenario = load_scenario(path, overrides)
+        self.scenario = load_scenario(path, parse_overrides(overrides))
         self.world = world = World(self.scenario, writer=RowWriter(None, keep=True))
         self.transfers: list[dict] = []
         self.feedback: list[dict] = []
@@ -215,7 +216,7 @@ def test_the_report_shows_the_reputation_section_and_its_plot(market, tmp_path):
 
 def test_registered_servers_are_refused_across_shards(tmp_path):
     with pytest.raises(ScenarioError) as info:
-        run(REPUTATION, shards=2, overrides=["simulation.duration=10"])
+        run(REPUTATION, shards=2, overrides=parse_overrides(["simulation.duration=10"]))
     assert info.value.where == f"{REPUTATION}: servers[0].identity"
     assert "cannot be split across 2 shards" in info.value.problem
     out = tmp_path / "never"
@@ -348,11 +349,13 @@ def test_budgets_kept_by_each_server_alone_leak_and_the_chain_says_so():
         "servers.shop.mandates=own",
         "servers.news.mandates=own",
     ]
-    result = run(MANDATES, overrides=own, plots=False)
+    result = run(MANDATES, overrides=parse_overrides(own), plots=False)
     m = result.summary["mandates"]
     assert m["settled_outside_mandate"]["by_reason_usdc"]["over_budget"] > 0
     assert m["groups"]["bingers"]["max_agent_spend_usdc"] > m["groups"]["bingers"]["budget_usdc"]
-    shared = run(MANDATES, overrides=[o for o in own if "=own" not in o], plots=False).summary["mandates"]
+    shared = run(
+        MANDATES, overrides=parse_overrides([o for o in own if "=own" not in o]), plots=False
+    ).summary["mandates"]
     assert shared["settled_outside_mandate"]["usdc"] == 0 and shared["refused_by_code"]["budget_exceeded"] > 0
 
 
@@ -419,14 +422,18 @@ def test_the_report_shows_the_crawl_section_and_its_plot(crawl):
 
 
 def test_unsigned_crawlers_pay_when_the_policy_lets_them():
-    s = run(CRAWL, overrides=[*SMALL_CRAWL, "servers.publisher.crawl.block_unsigned=false"], plots=False)
+    s = run(
+        CRAWL,
+        overrides=parse_overrides([*SMALL_CRAWL, "servers.publisher.crawl.block_unsigned=false"]),
+        plots=False,
+    )
     kinds = s.summary["crawl"]["by_kind"]
     assert kinds["unsigned"]["blocked"] == 0 and kinds["unsigned"]["paid"] > 0
     assert kinds["unsigned"]["revenue_usdc"] > 0 and kinds["badly-signed"]["paid"] == 0
 
 
 def test_crawl_shards_merge():
-    scenario = load_scenario(CRAWL, ["simulation.duration=60"])
+    scenario = load_scenario(CRAWL, parse_overrides(["simulation.duration=60"]))
     parts = [run_shard(scenario, None, k, 2) for k in range(2)]
     merged = summary_from_shards([p.metrics for p in parts], parts[0].facts)["crawl"]
     alone = [build_summary(p.metrics, p.facts)["crawl"]["by_kind"] for p in parts]
@@ -440,8 +447,10 @@ def test_crawl_shards_merge():
 
 
 def _twice(path: Path, overrides: list[str]) -> tuple[dict, dict]:
-    first = run(path, overrides=overrides, plots=False, keep_rows=False).summary
-    return stable(first), stable(run(path, overrides=overrides, plots=False, keep_rows=False).summary)
+    first = run(path, overrides=parse_overrides(overrides), plots=False, keep_rows=False).summary
+    return stable(first), stable(
+        run(path, overrides=parse_overrides(overrides), plots=False, keep_rows=False).summary
+    )
 
 
 def test_same_seed_same_crawl_summary():
@@ -457,8 +466,8 @@ def test_same_seed_same_mandates_summary():
 
 def test_same_seed_same_reputation_summary():
     short = ["simulation.duration=60", "agents.careful.count=4", "agents.naive.count=4"]
-    first = run(REPUTATION, overrides=short, plots=False, keep_rows=False).summary
-    again = run(REPUTATION, overrides=short, plots=False, keep_rows=False).summary
+    first = run(REPUTATION, overrides=parse_overrides(short), plots=False, keep_rows=False).summary
+    again = run(REPUTATION, overrides=parse_overrides(short), plots=False, keep_rows=False).summary
     assert stable(first) == stable(again) and first["reputation"]["feedback"]["mined"] > 0
 
 
@@ -553,6 +562,6 @@ def test_a_run_writes_the_trust_figures_with_the_others(tmp_path):
 )
 def test_schema_errors_name_the_key_path(path, override, where, problem):
     with pytest.raises(ScenarioError) as info:
-        load_scenario(path, [override])
+        load_scenario(path, parse_overrides([override]))
     assert info.value.where == f"{path}: {where}"
     assert problem in info.value.problem

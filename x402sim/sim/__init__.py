@@ -7,8 +7,9 @@ rows if kept); ``sweep(scenario, grid, runs)`` runs a grid of overrides many tim
 README's "Scenarios", "Scale" and "Sweeps" sections.
 """
 
-from .run import OutputExists, SimResult, governance_tradeoff, run
+from .run import OutputExists, SimResult, run
 from .scenario import Scenario, ScenarioError, load_scenario, scenario_schema
+from .study import governance_tradeoff
 from .sweep import SweepError, SweepResult, sweep
 
 __all__ = [

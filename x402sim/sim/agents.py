@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from eth_utils import to_checksum_address
 
 from ..actors.client import PaymentRefused
+from ..actors.driver import drive
 from ..actors.messages import HttpRequest, Send
 from ..evm.token import encode_call
 from ..mechanisms.exact_eip3009 import Offer, sign_authorization
@@ -42,9 +43,11 @@ from ..protocol import (
     read_settlement,
 )
 from . import scenario as sc
+from .build import Agent
+from .driver import SimDriver
 from .records import Row
 from .trust import ReputationChooser
-from .world import Agent, Chooser, World, drive
+from .world import Chooser, World
 
 SENT_LATE = 700  # seconds by which "not yet valid" payments are post-dated
 EXPIRED_BY = 700  # seconds by which "expired" payments have run out
@@ -60,7 +63,7 @@ class Traffic:
             targets = sc.resolve_targets(s, group)
             rng = world.rng(f"choice:{group.name}")
             if group.choice.kind == "reputation":
-                chooser = ReputationChooser(world, group.choice, targets, rng)
+                chooser = ReputationChooser(world.trust, group.choice, targets, rng)
             else:
                 chooser = Chooser(group.choice, len(targets), rng)
             members = world.groups[group.name]
@@ -234,12 +237,13 @@ def request(
     server = world.servers[server_name]
     row = world.open_row(agent, kind, server_name, http.route_key)
     row.origin, row.attack = origin, attack
-    perform = world.client_perform(server, row)
     behaviour = agent.group.behaviour
+    if behaviour.kind == "drain":
+        driver: SimDriver = _DrainingDriver(world, server, row, agent)
+    else:
+        driver = SimDriver(world, server, row)
     if behaviour.kind in CLIENT_BEHAVIOURS:
-        if behaviour.kind == "drain":
-            perform = _draining(world, agent, perform)
-        result = yield from drive(agent.client.fetch(http, world.now()), perform)
+        result = yield from drive(agent.client.fetch(http, world.now()), driver)
         response, payment = result.response, result.payment
         if result.decision is not None:
             world.decided(agent, row, result.decision)
@@ -247,7 +251,7 @@ def request(
             row.outcome, row.reason = "refused", _short(result.refused)
         row.reason = _short(row.reason)
     else:
-        response, payment = yield from drive(forged_fetch(world, agent, http, behaviour), perform)
+        response, payment = yield from drive(forged_fetch(world, agent, http, behaviour), driver)
     if payment is not None:
         world.record_payment(row, payment)
     _judge(row, response, payment)
@@ -349,8 +353,7 @@ def replays(world: World, agent: Agent, server_name: str, http: HttpRequest, pay
         yield world.env.timeout(behaviour.delay.sample(world.rng(f"replay:{agent.name}")))
         row = world.open_row(agent, "replay", server_name, http.route_key)
         world.record_payment(row, payment)
-        perform = world.client_perform(server, row)
-        response = yield from drive(_one_send(http.with_header(*header)), perform)
+        response = yield from drive(_one_send(http.with_header(*header)), SimDriver(world, server, row))
         _judge(row, response, payment)
         world.count("replays_attempted")
         world.close_row(row)
@@ -365,7 +368,7 @@ def race(world: World, agent: Agent, target, targets):
     server_name, http = _http(target)
     server = world.servers[server_name]
     probe = Row(0, agent.name, agent.group.name, "race", "probe", server_name, http.route_key, world.env.now)
-    first = yield from drive(_one_send(http), world.client_perform(server, probe))
+    first = yield from drive(_one_send(http), SimDriver(world, server, probe))
     try:
         challenge = parse_payment_required(first.headers, first.body)
         payment = agent.client.create_payment(challenge, world.now())
@@ -376,7 +379,7 @@ def race(world: World, agent: Agent, target, targets):
         row.reason = _short(str(exc).removeprefix("governance: "))
         world.close_row(row)
         return
-    frozen = agent.name in world._frozen(agent.name)  # never, unless the governor let a frozen agent sign
+    frozen = agent.name in world.frozen(agent.name)  # never, unless the governor let a frozen agent sign
     header = (payment_header_name(payment.x402_version), encode_header(payment))
     width = agent.group.behaviour.width
     start = targets.index(target)
@@ -392,21 +395,24 @@ def _race_copy(world: World, agent: Agent, target, header, payment, kind: str, f
     row = world.open_row(agent, kind, server_name, http.route_key)
     row.after_freeze = frozen
     world.record_payment(row, payment)
-    response = yield from drive(_one_send(http.with_header(*header)), world.client_perform(server, row))
+    response = yield from drive(_one_send(http.with_header(*header)), SimDriver(world, server, row))
     _judge(row, response, payment)
     world.close_row(row)
 
 
-def _draining(world: World, agent: Agent, perform):
-    """``perform`` that, when the paid request goes out, moves the agent's funds away shortly after."""
-    behaviour = agent.group.behaviour
+class _DrainingDriver(SimDriver):
+    """The exchange's driver for a draining agent: when the paid request goes out, the agent's funds
+    are moved away shortly after."""
 
-    def drained(effect):
+    def __init__(self, world: World, server, row: Row, agent: Agent) -> None:
+        super().__init__(world, server, row)
+        self.agent = agent
+
+    def send(self, effect: Send):
         if read_payment(effect.request.headers) is not None:
-            world.env.process(_drain(world, agent, behaviour.after.sample(world.rng(f"drain:{agent.name}"))))
-        return (yield from perform(effect))
-
-    return drained
+            after = self.agent.group.behaviour.after.sample(self.sim.rng(f"drain:{self.agent.name}"))
+            self.sim.env.process(_drain(self.sim, self.agent, after))
+        return (yield from super().send(effect))
 
 
 def _drain(world: World, agent: Agent, after: float):

@@ -1,31 +1,104 @@
-"""The simulator's commands: ``x402sim run``, ``x402sim schema``, ``x402sim scenarios``.
+"""The simulator's commands: ``x402sim run``, ``x402sim sweep``, ``x402sim schema``, ``x402sim scenarios``.
 
-Exit codes: 0 success, 1 a run broke an invariant, 2 a bad scenario file, override or output
-folder (one message naming the file, the key path and the problem; nothing is written).
+Exit codes: 0 success, 1 a run broke an invariant (a sweep: every run failed), 2 a bad scenario
+file, override, grid or output folder (one message naming the file, the key path and the problem;
+nothing is written).
+
+Rules: this is where override text enters. ``--set key.path=value`` options become a mapping of key
+paths to values (``parse_overrides``) and ``--grid key.path=v1,v2`` options a grid of values
+(``parse_grid``), each value read as TOML (``toml_text.toml_value``: a bare word is a string); the
+library below takes values only.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..cli_errors import fail
+from .cluster import SweepError
+from .headline import DEFAULT_PLOTS
 from .records import PAYMENTS_MODES
 from .run import OutputExists, run
 from .scenario import ScenarioError, load_scenario, scenario_schema
-from .sweep import SweepError, sweep_command
+from .sweep import sweep
+from .sweep_output import SweepResult
+from .toml_text import toml_literal, toml_value
 
 out_console = Console()
 err = Console(stderr=True)
 
 
-_fail = fail  # the one printer of errors of the command line (x402sim.cli_errors)
+# -- override text --------------------------------------------------------------------------------
+
+
+def parse_overrides(options: Iterable[str]) -> dict[str, Any]:
+    """``--set key.path=value`` options as ``{key.path: value}`` (each value read as TOML, a bare
+    word as a string); a key given twice keeps its last value, applied in the place of its last
+    option. ``ScenarioError`` for an option without ``=`` or key."""
+    overrides: dict[str, Any] = {}
+    for option in options:
+        key, sep, raw = option.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ScenarioError(f"--set {option}", "expected key.path=value")
+        overrides.pop(key, None)
+        overrides[key] = toml_value(raw)
+    return overrides
+
+
+def split_values(text: str) -> list[str]:
+    """``text`` cut at the commas that are outside brackets, braces and quoted strings."""
+    parts, current, depth, quote, escaped = [], [], 0, "", False
+    for char in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts]
+
+
+def parse_grid(options: Iterable[str]) -> dict[str, list[Any]]:
+    """``--grid key.path=v1,v2,...`` options as ``{key: [values]}``, in the order given."""
+    grid: dict[str, list[Any]] = {}
+    for option in options:
+        key, sep, raw = option.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SweepError(f"--grid {option}: expected key.path=value1,value2,...")
+        if key in grid:
+            raise SweepError(f"--grid {key}: given twice; list all its values in one --grid")
+        pieces = split_values(raw)
+        if any(not piece for piece in pieces):
+            raise SweepError(f"--grid {option}: an empty value (values are separated by commas)")
+        grid[key] = [toml_value(piece) for piece in pieces]
+    return grid
+
+
+# -- x402sim run ------------------------------------------------------------------------------------
 
 
 def run_command(
@@ -96,15 +169,15 @@ def run_command(
       x402sim run scenarios/compromised-agent.toml --set 'policies.fleet.triggers.velocity.max="0.3"'
     """
     try:
-        scenario = load_scenario(file, set_ or ())
+        scenario = load_scenario(file, parse_overrides(set_ or ()))
     except ScenarioError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if payments is not None and payments not in PAYMENTS_MODES:
-        raise _fail(f"--payments {payments}: not one of {', '.join(PAYMENTS_MODES)}")
+        raise fail(f"--payments {payments}: not one of {', '.join(PAYMENTS_MODES)}")
     if (workers is not None or scheduler is not None) and shards == 1:
-        raise _fail("--workers and --scheduler go with --shards N (N > 1)")
+        raise fail("--workers and --scheduler go with --shards N (N > 1)")
     if workers is not None and scheduler is not None:
-        raise _fail("--workers and --scheduler exclude each other: start a local cluster or join one")
+        raise fail("--workers and --scheduler exclude each other: start a local cluster or join one")
     target = out or Path("runs") / scenario.simulation.name
     try:
         result = run(
@@ -121,11 +194,11 @@ def run_command(
             scheduler=scheduler,
         )
     except OutputExists as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except SweepError as exc:  # an unreachable or remote scheduler
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except ScenarioError as exc:  # a scenario that cannot run this way (a shared counter in shards)
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     summary = result.summary
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
@@ -140,7 +213,183 @@ def run_command(
             out_console.print(f"audit log: {target / 'audit.jsonl'} ({head})", highlight=False)
     broken = [name for name, ok in summary["invariants"].items() if not ok]
     if broken:
-        raise _fail(f"invariant violated: {', '.join(broken)} (see {target / 'summary.json'})", code=1)
+        raise fail(f"invariant violated: {', '.join(broken)} (see {target / 'summary.json'})", code=1)
+
+
+# -- x402sim sweep ----------------------------------------------------------------------------------
+
+
+def _fail_escaped(message: str, code: int = 2) -> typer.Exit:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def sweep_command(
+    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="key.path=value1,value2,... (TOML values, as --set takes them; repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Runs per combination, each with its own seed.")] = 5,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Worker processes of the local cluster (default: one per core).", show_default=False
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Use the Dask cluster at this address (tcp://host:port) instead.", show_default=False
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder (default: runs/sweep-<scenario name>/).", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
+    plot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plot",
+            help=f"A metric to plot (repeatable; default: {', '.join(DEFAULT_PLOTS)}).",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", help="No progress bar, no line per failed run, no table (a count stays)."),
+    ] = False,
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a --scheduler that is not on this machine.")
+    ] = False,
+) -> None:
+    """Run every combination of --grid values --runs times on a Dask cluster, with confidence intervals.
+
+    Writes sweep.csv (one row per run), sweep.json (mean, std and 95% interval of each metric per
+    combination, tracebacks of failed runs) and plots into the output folder, all at once at the
+    end. A failed run is reported and the sweep goes on. Exit code 1 when every run failed, 2 for
+    a bad grid, file or option (before anything runs).
+
+    Examples:
+
+      x402sim sweep scenarios/quickstart.toml --grid agents.agents.count=10,20,40 --runs 5
+
+      x402sim sweep scenarios/fee-economics.toml --grid chain.fee.l2_base_fee_gwei=0.0002,0.002,0.02 --runs 3
+
+      x402sim sweep scenarios/toctou-race.toml --grid facilitators.shop.dedupe=refuse,share --scheduler tcp://127.0.0.1:8786
+    """
+    if workers is not None and scheduler is not None:
+        raise _fail_escaped("--workers and --scheduler exclude each other: start a local cluster or join one")
+    try:
+        parsed = parse_grid(grid or [])
+        name = load_scenario(file).simulation.name
+        target = out or Path("runs") / f"sweep-{name}"
+        result = sweep(
+            file,
+            parsed,
+            runs,
+            workers=workers,
+            scheduler=scheduler,
+            out=target,
+            force=force,
+            progress=not quiet,
+            plots=plot,
+            allow_remote=allow_remote,
+        )
+    except ScenarioError as exc:
+        raise _fail_escaped(str(exc)) from None
+    except (SweepError, OutputExists) as exc:
+        raise _fail_escaped(str(exc)) from None
+    if not quiet:
+        _print_table(result)
+    failed = len(result.failures)
+    if failed:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"{failed} of {len(result.rows)} runs failed; their tracebacks are in {target / 'sweep.json'}",
+            highlight=False,
+            markup=False,
+        )
+    if result.all_failed:
+        raise _fail_escaped("every run failed", code=1)
+
+
+def _short(x: float, digits: int) -> str:
+    """``x`` to ``digits`` significant digits, in fixed notation unless it is very large or small."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    x = float(f"{x:.{digits - 1}e}")  # rounded first: 0.96 to one digit is 1, not 1.0
+    magnitude = math.floor(math.log10(abs(x)))
+    if -4 <= magnitude < 6:
+        return f"{x:.{max(0, digits - 1 - magnitude)}f}"
+    return f"{x:.{digits - 1}e}"
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else toml_literal(value)
+
+
+def _print_table(result: SweepResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    columns = {
+        "success_rate": "success",
+        "latency_p50_ms": "p50 ms",
+        "break_even_price_usd": "break-even $",
+        "margin_usd": "margin $",
+    }
+    varying = [key for key, values in result.grid.items() if len(values) > 1]
+    last = [key.rsplit(".", 1)[-1] for key in varying]
+    headers = last if len(set(last)) == len(last) else varying
+    title = f"{result.scenario}: mean ± 95% half-width"
+    table = Table(title=title, title_justify="left")
+    for header in [*headers, "ok", *columns.values()]:
+        table.add_column(Text(header))
+    for s in result.stats:
+        cells = [_shown(s["parameters"][key]) for key in varying]
+        cells.append(f"{s['runs_ok']}/{s['runs_ok'] + s['runs_failed']}")
+        for name in columns:
+            d = s["metrics"][name]
+            if d["mean"] is None:
+                cells.append("-")
+            elif d["ci95"] is None:
+                cells.append(_short(d["mean"], 3))
+            else:
+                cells.append(f"{_short(d['mean'], 3)} ± {_short((d['ci95'][1] - d['ci95'][0]) / 2, 1)}")
+        table.add_row(*(Text(cell) for cell in cells))
+    console = Console()
+    console.print(table)
+    for line in result.break_even():
+        if line["range_usd"] is None:
+            continue
+        where = " ".join(f"{k}={_shown(v)}" for k, v in line["parameters"].items())
+        low = line["range_usd"][0]
+        for price, gas in line["crossings"].items():
+            if gas is not None:
+                said = f"stops paying for its settlement at {result.gas_key} = {gas:.4g}"
+            elif low > float(price):
+                said = "never pays for its settlement inside the grid"
+            else:
+                said = "pays for its settlement everywhere in the grid"
+            line_text = f"a ${price} request {said}" + (f" ({where})" if where else "")
+            console.print(line_text, highlight=False, markup=False)
+    if result.out is not None:
+        where = f"{result.out / 'sweep.csv'}, {result.out / 'sweep.json'}"
+        console.print(f"results: {where}", highlight=False, markup=False)
+
+
+# -- x402sim schema, x402sim scenarios ----------------------------------------------------------------
 
 
 def schema_command() -> None:
@@ -160,7 +409,7 @@ def scenarios_command(
     """
     files = sorted(folder.glob("*.toml"))
     if not files:
-        raise _fail(f"{folder}: no scenario files (*.toml)")
+        raise fail(f"{folder}: no scenario files (*.toml)")
     table = Table("file", "name", "description")
     for path in files:
         try:

@@ -44,7 +44,7 @@ populations, same span of virtual time, each on its own chain) merge with ``RunM
 * and-ed: supply conserved (each shard's chain is checked on its own);
 * governance (``Governance``): counters summed, freezes (one per agent, agents disjoint) unioned,
   the audit chain's length summed and its head dropped (shards keep separate chains);
-* trust (``trust.TrustMetrics``): counters summed, revenue per bucket added, agent ids and final
+* trust (``TrustMetrics``): counters summed, revenue per bucket added, agent ids and final
   reputations unioned (only unsharded runs have registered servers);
 * facilitator fees: the free tier is re-applied to the merged month (the first ``free_per_month``
   settlements by block time; settlements of two shards in the same second are ordered by block
@@ -67,7 +67,6 @@ from ..protocol import reason_class
 from .fees import Biller, gas_cost
 from .records import Row, Timeline
 from .sketch import LatencyStats
-from .trust import TrustMetrics
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -398,6 +397,67 @@ class Governance:
         self.audit_head = None  # one chain per shard: no head stands for them all
         if other.counterfactual is not None:
             self.counterfactual = (self.counterfactual or Counter()) + other.counterfactual
+
+
+@dataclass
+class TrustMetrics:
+    """The trust counters of a run (all empty in a run without trust features). Shards merge by
+    adding (``received`` bucket by bucket) and uniting (agent ids and final reputations, which only
+    an unsharded run has: a sharded run with registered servers is refused).
+
+    ``agents``: server -> ERC-8004 agent id. ``received``: server -> atomic USDC settled to its payTo
+    per timeline bucket; ``settled``: server -> transfers to it. ``deliveries``: (server, good or
+    garbage) -> paid answers. ``quarters``: (group, quarter index, "all" or "garbage") -> atomic USDC
+    the group settled (to garbage servers). ``feedback``: sent, not_sent (the pool refused it),
+    mined, reverted. ``reputation``: server -> (count, mean) read from the registry at the end.
+    ``mandate``: (group, payments | settled | refused) -> rows; ``refusals``: mandate refusal code ->
+    rows. ``outside``: reason -> atomic USDC of mandated agents' transfers outside their mandate
+    (``payments``, ``usdc``: each such transfer once); ``unbound``: settled authorizations of a
+    mandated payer not bound to a valid mandate chain. ``agent_spend`` / ``agent_payments``:
+    mandated agent -> atomic USDC / transfers on chain. ``crawl``: (group, requests | blocked |
+    charged | paid | free) -> rows; ``blocked``: signature refusal code -> rows. ``group_payments``:
+    group -> transfers from its agents on chain (with any trust feature in the run)."""
+
+    agents: dict[str, int] = field(default_factory=dict)
+    received: dict[str, list[int]] = field(default_factory=dict)
+    settled: Counter = field(default_factory=Counter)
+    deliveries: Counter = field(default_factory=Counter)
+    quarters: Counter = field(default_factory=Counter)
+    feedback: Counter = field(default_factory=Counter)
+    reputation: dict[str, tuple[int, float | None]] = field(default_factory=dict)
+    mandate: Counter = field(default_factory=Counter)
+    refusals: Counter = field(default_factory=Counter)
+    outside: Counter = field(default_factory=Counter)
+    unbound: int = 0
+    agent_spend: Counter = field(default_factory=Counter)
+    agent_payments: Counter = field(default_factory=Counter)
+    crawl: Counter = field(default_factory=Counter)
+    blocked: Counter = field(default_factory=Counter)
+    group_payments: Counter = field(default_factory=Counter)
+
+    def merge(self, other: TrustMetrics) -> None:
+        self.agents.update(other.agents)
+        for server, buckets in other.received.items():
+            mine = self.received.setdefault(server, [0] * len(buckets))
+            for i, value in enumerate(buckets):
+                mine[i] += value
+        for name in (
+            "settled",
+            "deliveries",
+            "quarters",
+            "feedback",
+            "mandate",
+            "refusals",
+            "outside",
+            "agent_spend",
+            "agent_payments",
+            "crawl",
+            "blocked",
+            "group_payments",
+        ):
+            getattr(self, name).update(getattr(other, name))
+        self.reputation.update(other.reputation)
+        self.unbound += other.unbound
 
 
 @dataclass
@@ -839,5 +899,6 @@ __all__ = [
     "Scan",
     "SupplyCheck",
     "Tally",
+    "TrustMetrics",
     "failure_class",
 ]

@@ -704,13 +704,10 @@ def write_report(result, scenario, folder, plots: bool = True) -> Path:
 
 # -- the governance trade-off -------------------------------------------------------------------------
 
-VELOCITY = "policies.fleet.triggers.velocity.max"
-VELOCITY_MAXIMA = ("0.2", "0.3", "0.5", "0.6", "0.8", "1")
-
 
 def tradeoff_figure(points: list[dict], label: str = "velocity trigger max (USDC in 60 s)") -> Figure:
     """Loss prevented against honest payments blocked, one point per setting (``points`` as
-    ``run.governance_tradeoff`` returns them), each labelled with its value; the dashed line is
+    ``study.governance_tradeoff`` returns them), each labelled with its value; the dashed line is
     the attack-bound spend without governance (all there was to prevent)."""
     fig = _figure((8, 5))
     ax = fig.add_subplot()
@@ -736,21 +733,6 @@ def tradeoff_figure(points: list[dict], label: str = "velocity trigger max (USDC
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
     return fig
-
-
-def write_governance_tradeoff(
-    path: str | Path = "docs/governance-tradeoff.png",
-    scenario: str | Path = "scenarios/compromised-agent.toml",
-    key: str = VELOCITY,
-    values=VELOCITY_MAXIMA,
-) -> list[dict]:
-    """Run the trade-off of ``scenario`` over ``values`` of ``key`` and save its figure at ``path``
-    (as README's docs/governance-tradeoff.png); returns the points."""
-    from .run import governance_tradeoff
-
-    points = governance_tradeoff(scenario, key, list(values))
-    tradeoff_figure(points).savefig(path, dpi=DPI)
-    return points
 
 
 # -- terminal ----------------------------------------------------------------------------------------

@@ -31,15 +31,17 @@ import csv
 import json
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from ..errors import OutputError
-from .agents import Traffic
+from .engine import run_world
 from .metrics import RunMetrics
 from .records import TIMELINE_COLUMNS, Row, RowWriter
 from .scenario import Scenario, ScenarioError, load_scenario
@@ -80,7 +82,7 @@ def run(
     *,
     seed: int | None = None,
     out: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Mapping[str, Any] = MappingProxyType({}),
     force: bool = False,
     keep_rows: bool = True,
     progress: bool = False,
@@ -244,55 +246,6 @@ def _counterfactual(
     return time.perf_counter() - started
 
 
-def governance_tradeoff(
-    scenario: Scenario | str | Path | dict,
-    key: str,
-    values: list,
-    *,
-    seed: int | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-) -> list[dict]:
-    """What governance buys and costs as one setting varies: for each of ``values`` of ``key`` (a
-    ``--set`` key path, e.g. ``policies.fleet.triggers.velocity.max``; a str value is written as a
-    TOML string), one run of ``scenario`` with it, compared with one run of the same seed without
-    governors (made once: it does not depend on the policy). Returns one dict per value:
-    ``value``, ``loss_prevented_usdc``, ``attack_spend_usdc`` (with governance),
-    ``honest_blocked`` (count), ``honest_blocked_share`` (of honest payments put to a governor),
-    ``honest_blocked_usdc``, ``honest_agents_frozen``, ``time_to_cutoff_mean_s`` and
-    ``attacked_agents_not_cut_off``; and, in each, ``without_governance_usdc``."""
-    from .sweep import toml_literal
-
-    base = [*overrides, "governance.counterfactual=false"]
-    without = run(scenario, seed=seed, overrides=base, keep_rows=False, plots=False, governance=False)
-    lost = without.summary["governance"]["attack_spend_usdc"]["without_governance"]
-    points = []
-    for value in values:
-        s = run(
-            scenario,
-            seed=seed,
-            overrides=[*base, f"{key}={toml_literal(value)}"],
-            keep_rows=False,
-            plots=False,
-        )
-        g = s.summary["governance"]
-        spent, honest = g["attack_spend_usdc"]["with_governance"], g["honest_payments_blocked"]
-        points.append(
-            {
-                "value": value,
-                "loss_prevented_usdc": round(lost - spent, 6),
-                "attack_spend_usdc": spent,
-                "without_governance_usdc": lost,
-                "honest_blocked": honest["count"],
-                "honest_blocked_share": honest["share"],
-                "honest_blocked_usdc": honest["usdc"],
-                "honest_agents_frozen": g["honest_agents_frozen"],
-                "time_to_cutoff_mean_s": g["time_to_cutoff_s"]["mean"],
-                "attacked_agents_not_cut_off": g["attacked_agents_not_cut_off"],
-            }
-        )
-    return points
-
-
 def _result(summary: dict, metrics: RunMetrics, facts: RunFacts, rows, staging: Path | None, plots: bool):
     """The ``SimResult`` of a finished run; with ``staging``, its files written there."""
     timeline = [row for row in metrics.timeline.rows() if float(row[0]) < metrics.virtual_seconds]
@@ -312,77 +265,3 @@ def _result(summary: dict, metrics: RunMetrics, facts: RunFacts, rows, staging: 
 
         write_report(result, facts.scenario, staging, plots=plots)
     return result
-
-
-def run_world(world: World, progress: bool = False) -> RunMetrics:
-    """Let ``world`` run to its end (arrivals over, work in flight done or drained), write its
-    unfinished rows and return its metrics. A shard of a run is a ``World`` of its own: the metrics
-    of a run's shards merge (``RunMetrics.merge``, ``summary.summary_from_shards``)."""
-    Traffic(world)
-    world.env.process(_sample_queues(world))
-    done = world.env.process(_closer(world))
-    if progress:
-        _run_with_progress(world, done)
-    else:
-        world.env.run(until=done)
-    for row in sorted(world.rows_open.values(), key=lambda r: r.id):
-        world._write(row)  # unfinished, or waiting for a finality that never came
-    return world.metrics()
-
-
-def _closer(world: World):
-    s = world.scenario.simulation
-    env = world.env
-    tick = world.producer.tick
-    yield env.timeout(s.duration)
-    while env.now < s.duration + s.drain and (
-        world.in_flight or world.rows_open or world.chain.pending_count
-    ):
-        yield env.timeout(tick)
-
-
-def _sample_queues(world: World):
-    timeline = world.timeline
-    env = world.env
-    yield env.timeout(timeline.bucket / 2)  # mid-bucket, between blocks rather than on them
-    while True:
-        index = timeline.index(env.now)
-        timeline.pending_txs[index] = world.chain.pending_count
-        timeline.queues[index] = {name: len(f.slots.queue) for name, f in world.facilitators.items()}
-        yield env.timeout(timeline.bucket)
-
-
-def _run_with_progress(world: World, done) -> None:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    s = world.scenario.simulation
-    env = world.env
-    started = time.perf_counter()
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:>8.0f}/{task.total:.0f} virtual s"),
-        TextColumn("{task.fields[paid]} paid, {task.fields[rate]}/wall-s"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(s.name, total=s.duration, paid=0, rate="0")
-        step = max(s.duration / 200, world.producer.tick)
-        while not done.triggered:
-            env.run(until=min(env.now + step, s.duration + s.drain + step))
-            if done.processed or env.peek() == float("inf"):
-                break
-            paid = world.tally.outcomes["paid"]
-            rate = paid / max(1e-9, time.perf_counter() - started)
-            bar.update(task, completed=min(env.now, s.duration), paid=paid, rate=f"{rate:.0f}")
-        if not done.processed:
-            env.run(until=done)
-        paid = world.tally.outcomes["paid"]
-        bar.update(
-            task,
-            completed=s.duration,
-            paid=paid,
-            rate=f"{paid / max(1e-9, time.perf_counter() - started):.0f}",
-        )
-    sys.stderr.flush()

@@ -7,8 +7,9 @@ Rules:
 * Money is written as decimal USDC strings (``price = "0.001"``) and stored in atomic units (6
   decimals); times are virtual seconds (floats), latencies and service times are distributions
   (``distributions``).
-* ``load_scenario`` takes a path, a TOML string's parsed dict, or a dict, plus ``--set`` style
-  overrides (``"facilitators.cdp.dedupe=off"``: a list item is named by its index or its ``name``),
+* ``load_scenario`` takes a path, a TOML string's parsed dict, or a dict, plus overrides: a mapping
+  of ``--set`` key paths to values (``{"facilitators.cdp.dedupe": "off"}``: a list item is named by
+  its index or its ``name``; ``cli.parse_overrides`` reads ``--set`` text into one),
   and raises one ``ScenarioError`` naming the file, the key path and the problem. Nothing runs on a
   scenario that did not validate.
 * Names refer to each other (servers to facilitators, agents to endpoints, payees and policies,
@@ -32,10 +33,12 @@ import json
 import math
 import random
 import re
-import tomllib
 from collections import Counter
+from collections.abc import Mapping
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -1086,18 +1089,24 @@ class Scenario(_Table):
 
 
 def load_scenario(
-    source: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), *, where: str | None = None
+    source: str | Path | dict,
+    overrides: Mapping[str, Any] = MappingProxyType({}),
+    *,
+    where: str | None = None,
 ) -> Scenario:
-    """Validate a scenario from a TOML file path or a dict, after applying ``key.path=value``
-    overrides. Raises ``ScenarioError`` (file, key path, problem) when it cannot run."""
+    """Validate a scenario from a TOML file path or a dict, after applying ``overrides`` (dotted
+    key path -> value, e.g. ``{"facilitators.cdp.dedupe": "off"}``). Raises ``ScenarioError``
+    (file, key path, problem) when it cannot run."""
+    if not isinstance(overrides, Mapping):
+        raise TypeError("overrides map key paths to values (cli.parse_overrides reads --set options)")
     if isinstance(source, dict):
         label = where or "scenario"
         data = json.loads(json.dumps(source))  # a deep copy that the overrides may change
     else:
         label = where or str(source)
         data = read_toml(source, label, ScenarioError)
-    for override in overrides:
-        _apply_override(data, override, label)
+    for key, value in overrides.items():
+        _apply_override(data, key, deepcopy(value))
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -1115,15 +1124,7 @@ def scenario_schema() -> dict:
     return Scenario.model_json_schema(mode="validation")
 
 
-def _apply_override(data: dict, override: str, label: str) -> None:
-    key, sep, raw = override.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ScenarioError(f"--set {override}", "expected key.path=value")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()  # a bare word is a string
+def _apply_override(data: dict, key: str, value: Any) -> None:
     parts = key.split(".")
     node: Any = data
     for i, part in enumerate(parts):

@@ -25,7 +25,7 @@ What sharding changes, and why it is sound for populations of independent agents
   and is never read in another. Mandates (one verifier per shard, each agent's budget whole in its
   shard) and crawl policies shard.
 
-Rules: the scheduler is the sweep's (a local cluster of single-threaded processes on 127.0.0.1 by
+Rules: the scheduler is the sweep's (``cluster``: a local cluster of single-threaded processes on 127.0.0.1 by
 default, or an existing one); a shard that raises fails the run with its traceback.
 """
 
@@ -54,8 +54,8 @@ def run_shard(
 ) -> ShardResult:
     """Simulate shard ``index`` of ``count`` in this process (a Dask task, or a test); without
     ``governance``, its agents pay without governors (a counterfactual)."""
+    from .engine import run_world
     from .records import RowWriter
-    from .run import run_world
     from .summary import RunFacts
     from .world import World
 
@@ -80,7 +80,7 @@ def run_shards(
     (``governance=False``: without governors)."""
     from distributed import as_completed
 
-    from .sweep import dask_client
+    from .cluster import dask_client
 
     with dask_client(workers, scheduler, allow_remote, count) as client:
         futures = [

@@ -25,6 +25,9 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .stats import is_number
+from .toml_text import toml_literal
+
 DPI = 100
 BREAK_EVEN = "break_even_price_usd"
 
@@ -43,16 +46,12 @@ def _axes(ax):
 
 
 def _literal(value: Any) -> str:
-    from .sweep import toml_literal
-
     return value if isinstance(value, str) else toml_literal(value)
 
 
 def numeric_keys(result) -> list[str]:
     """The grid keys whose values are all numbers, with two values or more."""
-    from .sweep import _is_number
-
-    return [k for k, vs in result.grid.items() if len(vs) > 1 and all(_is_number(v) for v in vs)]
+    return [k for k, vs in result.grid.items() if len(vs) > 1 and all(is_number(v) for v in vs)]
 
 
 def lines(result, key: str, metric: str) -> dict[tuple, list[tuple[float, dict]]]:

@@ -28,7 +28,7 @@ they ask of it; the roles (``ResourceServer``, ``Client``) and the ``x402sim.tru
   allowed groups' directories (their keyids for TAP); its verdict on each request is noted on the
   request's row (``Row.crawl``).
 
-What is counted (``TrustMetrics``, mergeable across shards, and ``TrustBook``, the live state that
+What is counted (``metrics.TrustMetrics``, mergeable across shards, and ``TrustBook``, the live state that
 feeds it) comes from the chain wherever the chain can say it: USDC received per registered server
 and per timeline bucket, spend per group and quarter of the run on garbage servers, feedback
 transactions mined, every mandated agent's transfers against its mandate (amount range, allowed
@@ -46,8 +46,7 @@ import base64
 import json
 import random
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..actors.messages import GiveFeedback, HttpRequest, HttpResponse
 from ..evm import erc8004
@@ -56,80 +55,17 @@ from ..evm.eip712 import address_of_key
 from ..trust.identity import AgentDirectory, registration_file
 from ..trust.reputation import TAG_DELIVERED, AgentRef, ServerIdentity, choose_by_reputation
 from . import scenario as sc
+from .metrics import TrustMetrics
 
 if TYPE_CHECKING:
+    from .metrics import RunMetrics
     from .records import Row
-    from .world import World
 
 OWNER_ETH = ETHER  # gas for registering an agent and setting its wallet
 FEEDBACK_ETH = ETHER  # gas for an agent's giveFeedback transactions (about 0.0005 ETH each at most)
 GOOD, GARBAGE = 100, 0  # what a client rates a useful and a useless delivery
 DIRECTORY_HOST = "agents.sim"
 FLAWS = ("unknown-key", "bad-signature", "expired")
-
-
-# -- what is counted ------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrustMetrics:
-    """The trust counters of a run (all empty in a run without trust features). Shards merge by
-    adding (``received`` bucket by bucket) and uniting (agent ids and final reputations, which only
-    an unsharded run has: a sharded run with registered servers is refused).
-
-    ``agents``: server -> ERC-8004 agent id. ``received``: server -> atomic USDC settled to its payTo
-    per timeline bucket; ``settled``: server -> transfers to it. ``deliveries``: (server, good or
-    garbage) -> paid answers. ``quarters``: (group, quarter index, "all" or "garbage") -> atomic USDC
-    the group settled (to garbage servers). ``feedback``: sent, not_sent (the pool refused it),
-    mined, reverted. ``reputation``: server -> (count, mean) read from the registry at the end.
-    ``mandate``: (group, payments | settled | refused) -> rows; ``refusals``: mandate refusal code ->
-    rows. ``outside``: reason -> atomic USDC of mandated agents' transfers outside their mandate
-    (``payments``, ``usdc``: each such transfer once); ``unbound``: settled authorizations of a
-    mandated payer not bound to a valid mandate chain. ``agent_spend`` / ``agent_payments``:
-    mandated agent -> atomic USDC / transfers on chain. ``crawl``: (group, requests | blocked |
-    charged | paid | free) -> rows; ``blocked``: signature refusal code -> rows. ``group_payments``:
-    group -> transfers from its agents on chain (with any trust feature in the run)."""
-
-    agents: dict[str, int] = field(default_factory=dict)
-    received: dict[str, list[int]] = field(default_factory=dict)
-    settled: Counter = field(default_factory=Counter)
-    deliveries: Counter = field(default_factory=Counter)
-    quarters: Counter = field(default_factory=Counter)
-    feedback: Counter = field(default_factory=Counter)
-    reputation: dict[str, tuple[int, float | None]] = field(default_factory=dict)
-    mandate: Counter = field(default_factory=Counter)
-    refusals: Counter = field(default_factory=Counter)
-    outside: Counter = field(default_factory=Counter)
-    unbound: int = 0
-    agent_spend: Counter = field(default_factory=Counter)
-    agent_payments: Counter = field(default_factory=Counter)
-    crawl: Counter = field(default_factory=Counter)
-    blocked: Counter = field(default_factory=Counter)
-    group_payments: Counter = field(default_factory=Counter)
-
-    def merge(self, other: TrustMetrics) -> None:
-        self.agents.update(other.agents)
-        for server, buckets in other.received.items():
-            mine = self.received.setdefault(server, [0] * len(buckets))
-            for i, value in enumerate(buckets):
-                mine[i] += value
-        for name in (
-            "settled",
-            "deliveries",
-            "quarters",
-            "feedback",
-            "mandate",
-            "refusals",
-            "outside",
-            "agent_spend",
-            "agent_payments",
-            "crawl",
-            "blocked",
-            "group_payments",
-        ):
-            getattr(self, name).update(getattr(other, name))
-        self.reputation.update(other.reputation)
-        self.unbound += other.unbound
 
 
 def crawler_kind(s: sc.Scenario, group: sc.AgentGroup) -> str:
@@ -140,6 +76,27 @@ def crawler_kind(s: sc.Scenario, group: sc.AgentGroup) -> str:
     if group.signature is None:
         return "unsigned"
     return "badly-signed" if group.signature.flaw != "none" else group.signature.protocol
+
+
+class TrustHost(Protocol):
+    """What the trust features read of the world they are built in (a ``world.World``): its
+    scenario, chain, seed and start, payee addresses, servers (once built), metrics and clock, its
+    keys and random streams, and a way to bring the chain to the current virtual time."""
+
+    scenario: sc.Scenario
+    chain: Any
+    seed: int
+    start_time: int
+    payees: dict[str, str]
+    servers: dict[str, Any]
+    run_metrics: RunMetrics
+    env: Any  # the SimPy environment: ``env.now`` is the virtual time
+
+    def key(self, label: str) -> bytes: ...
+
+    def rng(self, label: str, shared: bool = False) -> random.Random: ...
+
+    def sync_chain(self) -> None: ...
 
 
 # -- reading the registries ------------------------------------------------------------------------------
@@ -173,15 +130,15 @@ class ReputationChooser:
     """Picks a target index by the on-chain reputation of the targets' servers
     (``trust.reputation.choose_by_reputation``, reading through the world's cached directory)."""
 
-    def __init__(self, world: World, choice: sc.Reputation, targets, rng: random.Random) -> None:
-        self.world = world
+    def __init__(self, trust: TrustWorld, choice: sc.Reputation, targets, rng: random.Random) -> None:
+        self.trust = trust
         self.choice = choice
-        self.agent_ids = [world.trust.agent_ids.get(server) for server, _ in targets]
+        self.agent_ids = [trust.agent_ids.get(server) for server, _ in targets]
         self._rng = rng
 
     def pick(self) -> int:
         c = self.choice
-        directory = self.world.trust.directory_for(c.refresh)
+        directory = self.trust.directory_for(c.refresh)
         return choose_by_reputation(
             directory, self.agent_ids, self._rng, explore=c.explore, prior=c.prior, exponent=c.exponent
         )
@@ -219,13 +176,13 @@ class FlawedSigner:
 class CrawlTap:
     """A server's ``CrawlPolicy``, whose verdicts the world notes on the row being served."""
 
-    def __init__(self, policy, world: World) -> None:
+    def __init__(self, policy, trust: TrustWorld) -> None:
         self.policy = policy
-        self.world = world
+        self.trust = trust
 
     def admit(self, method: str, authority: str, path: str, headers, now: int):
         verdict = self.policy.admit(method, authority, path, headers, now)
-        row = self.world.trust.serving
+        row = self.trust.serving
         if row is not None and row.crawl != "block":  # a refusal sticks to its row
             row.crawl = verdict.action
             if verdict.action == "block":
@@ -239,7 +196,7 @@ class CrawlTap:
 class TrustWorld:
     """What a ``World`` builds and answers for the trust features of its scenario (module docstring)."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: TrustHost) -> None:
         self.world = world
         s = self.scenario = world.scenario
         self.chain = world.chain
@@ -268,14 +225,14 @@ class TrustWorld:
     def _register(self) -> None:
         """Register every server with ``identity``: agent URI, then agentWallet = its payTo."""
         world, chain = self.world, self.chain
-        owners = {c.name: world._key(f"owner:{c.name}") for c in self.registered}
+        owners = {c.name: world.key(f"owner:{c.name}") for c in self.registered}
         chain.fund_many([(address_of_key(key), 0, OWNER_ETH) for key in owners.values()])
         for copy in self.registered:
             key = owners[copy.name]
             agent_id = erc8004.register(chain, key)
             agent = AgentRef(agent_id, chain.chain_id, chain.identity_registry)
             erc8004.set_agent_uri(chain, key, agent_id, self._registration_uri(copy, agent))
-            erc8004.set_agent_wallet(chain, key, agent_id, world._key(f"payee:{copy.payee}"))
+            erc8004.set_agent_wallet(chain, key, agent_id, world.key(f"payee:{copy.payee}"))
             self.agent_ids[copy.name] = agent_id
             self.identities[copy.name] = ServerIdentity(agent, chain.reputation_registry)
         self.metrics.agents.update(self.agent_ids)
@@ -479,7 +436,7 @@ class TrustWorld:
             verifier = SignatureVerifier(keys, tags=(WEB_BOT_AUTH, AGENT_BROWSER_AUTH))
             allow = [entry for name in crawl.allow for entry in allowed_by_group.get(name, [])]
             policy = CrawlPolicy(verifier, allow=allow, block_unsigned=crawl.block_unsigned)
-            self.policies[copy.name] = CrawlTap(policy, self.world)
+            self.policies[copy.name] = CrawlTap(policy, self)
 
     def directory_url(self, group: str) -> str:
         return f"https://{group.lower()}.{DIRECTORY_HOST}"
@@ -543,7 +500,7 @@ class TrustBook:
     """Folds the trust facts of a run into its ``TrustMetrics``: transfers and feedback receipts as
     blocks are mined, rows as they are written. Keeps per agent only (mandated agents' spend)."""
 
-    def __init__(self, world: World, trust: TrustWorld) -> None:
+    def __init__(self, world: TrustHost, trust: TrustWorld) -> None:
         s = world.scenario
         self.metrics: TrustMetrics = world.run_metrics.trust
         self.start = world.start_time
@@ -631,6 +588,7 @@ __all__ = [
     "FlawedSigner",
     "ReputationChooser",
     "TrustBook",
+    "TrustHost",
     "TrustMetrics",
     "TrustWorld",
     "crawler_kind",

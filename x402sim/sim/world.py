@@ -2,29 +2,19 @@
 
 Theory of operation. Every role runs as it does anywhere else: a client's ``fetch``, a server's
 ``handle`` are generators of effects (``actors.messages``). ``drive`` is this world's ``run``: a
-SimPy process that answers each effect after the time it takes here.
+SimPy process that answers each effect after the time it takes here. A ``World`` holds what the
+scenario builds (chain, facilitators, servers, agents, governors, the trust world; ``build`` makes
+the parts from their specs) and the state of the run; its parts do the rest:
 
-* ``Send`` (client -> server) costs a sampled one-way latency each way and runs the server's
-  ``handle`` in between.
-* ``Verify`` / ``Settle`` (server -> facilitator) go to the server's facilitators in order of
-  preference; one that is down, or answers an error, is skipped for the next (both happen before
-  anything is sent to the chain). A facilitator is a SimPy resource of ``concurrency`` slots held
-  for its service time; its reads of the chain cost its RPC latency.
-* A settlement is submitted by the facilitator role itself (``begin_settle``), waits for its block
-  (and ``confirmations`` more, or for its flashblock with ``settle_on = "preconfirmation"``), and is
-  judged by ``finish_settle`` from the receipt. A facilitator settle timeout answers
-  ``settlement_pending`` (``abandon_settle``); a server settle timeout throws ``Unreachable`` into
-  the server. Either way the transaction may land later: that is the "paid on chain, not served"
-  failure the summary counts.
-* ``Handle`` takes the endpoint's handler time and answers 200.
-* The block producer ticks every block time (or flashblock time): it mines every pending
-  transaction into one py-evm block stamped with the virtual time, so validity windows, expiry and
-  finality are all judged in virtual time. Ticks with nothing pending build no py-evm block but
-  still count as blocks for confirmations; a chain stall stops the ticks.
-* Each mined block is folded into the run's metrics at once (``on_block``, ``metrics``). A
-  transaction's receipt, inclusion and finality times are kept only while a reader is still to
-  come (``hold_tx``: the settle call, the row until it is written, a facilitator that may share
-  the settlement until it expires), so nothing kept grows with the number of payments.
+* ``driver.SimDriver`` answers the effects of one exchange (client -> server -> facilitator, the
+  application, approvals and feedback) in virtual time.
+* ``producer.BlockProducer`` ticks every block time (or flashblock time): it mines every pending
+  transaction into one block stamped with the virtual time, so validity windows, expiry and
+  finality are all judged in virtual time.
+* ``book.InFlight`` keeps the rows open and the transactions a reader still needs (``hold_tx``:
+  the settle call, the row until it is written, a facilitator that may share the settlement until
+  it expires), so nothing kept grows with the number of payments. Each mined block is folded into
+  the run's metrics at once (``on_block``, ``metrics``).
 
 * Governance. A group that names a ``[[policies]]`` entry pays through a ``Governor`` of that
   policy (one per policy in use, its projects the groups using it, payee labels in its lists
@@ -51,116 +41,29 @@ world never reads the wall clock; it holds no protocol rule of its own.
 from __future__ import annotations
 
 import bisect
-import heapq
 import random
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import simpy
 
-from ..actors.client import Client, SpendPolicy
-from ..actors.driver import BaseDriver
-from ..actors.driver import drive as _drive
-from ..actors.facilitator import Facilitator, PendingSettlement
-from ..actors.messages import (
-    Approval,
-    Approve,
-    GiveFeedback,
-    Handle,
-    HttpRequest,
-    HttpResponse,
-    Send,
-    Settle,
-    Unreachable,
-    Verify,
-)
-from ..actors.server import ReplayGuard, ResourceServer, Route
+from ..actors.messages import Approval
 from ..errors import ChainError
-from ..evm.chain import ETHER, LocalChain
+from ..evm.chain import LocalChain
 from ..evm.eip712 import address_of_key
 from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain
 from ..governance import Decision, Governor, GovernorStats
-from ..governance.audit import AuditLog
-from ..governance.policy import Allow, Block, NewPayee, Policy
-from ..protocol import SettleResponse, payment_header_name
+from . import build
 from . import scenario as sc
+from .book import InFlight
+from .build import Agent, AuditTap, SimFacilitator, SimServer
 from .metrics import ChainFolder, PaymentBook, RunMetrics, SupplyCheck
+from .producer import BlockProducer
 from .records import Row, RowWriter
-from .sketch import LatencyStats
 from .trust import TrustBook, TrustWorld
 
-FACILITATOR_ETH = 1_000 * ETHER
-DRAINER_ETH = ETHER // 10
-PAYMENT_HEADERS = (payment_header_name(2), payment_header_name(1))
 APPROVER = "simulated approver"
-
-
-@dataclass
-class SimFacilitator:
-    spec: sc.Facilitator
-    role: Facilitator
-    slots: simpy.Resource
-    rng: random.Random
-    down: list[sc.Window] = field(default_factory=list)
-    slow: list[sc.FacilitatorSlow] = field(default_factory=list)
-    verifies: int = 0
-    settles: int = 0
-    waits: LatencyStats = field(default_factory=LatencyStats)  # seconds queued for a slot
-    max_queue: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def is_down(self, t: float) -> bool:
-        return any(w.covers(t) for w in self.down)
-
-    def slowdown(self, t: float) -> float:
-        factor = 1.0
-        for w in self.slow:
-            if w.covers(t):
-                factor = max(factor, w.factor)
-        return factor
-
-
-@dataclass
-class SimServer:
-    spec: sc.Server
-    role: ResourceServer
-    facilitators: list[SimFacilitator]
-    handler_times: dict[str, Any]
-    rng: random.Random
-    name: str = ""
-
-
-@dataclass
-class Agent:
-    name: str
-    group: sc.AgentGroup
-    client: Client
-    key: bytes
-    requests: int = 0
-    policy: str | None = None  # the governance policy it pays under (None: no governor)
-
-
-class AuditTap(AuditLog):
-    """The audit log the world's governors share (written to ``path`` when there is one; its chain's
-    head is kept either way), which tells the world of each freeze at once."""
-
-    def __init__(self, world: World, path: str | Path | None = None) -> None:
-        if path is not None and Path(path).exists():
-            raise ValueError(f"audit log {path} exists: a run's audit log starts empty")
-        super().__init__(path)
-        self.world = world
-
-    def append(self, entry: dict) -> dict:
-        chained = super().append(entry)
-        if entry["event"] == "freeze":
-            self.world.on_freeze(entry["agent"], entry["rule"])
-        return chained
 
 
 class World:
@@ -184,7 +87,6 @@ class World:
         self.env = simpy.Environment()
         self.start_time = s.simulation.start_time
         self.writer = writer or RowWriter(None, keep=True)
-        self.rows_open: dict[int, Row] = {}
         # Everything counted goes into ``run_metrics``; nothing is kept per payment (see ``metrics``).
         self.run_metrics = RunMetrics.start(s)
         self.tally = self.run_metrics.tally
@@ -197,16 +99,12 @@ class World:
             self.run_metrics.trust,
         )
         self._folder: ChainFolder | None = None
-        self._holds: dict[bytes, int] = {}  # tx hash -> readers still to come (see hold_tx)
-        self._row_holds: dict[int, bytes] = {}  # open row id -> the tx hash it holds
-        self._folded_held: set[bytes] = set()  # folded receipts kept for their readers
-        self._held_until: list[tuple[int, bytes]] = []  # heap of (unix time, tx hash) holds
-        self.next_row = 0
-        self.in_flight = 0
+        self.flight = InFlight(self.env, self.run_metrics, self.book, self.writer, s.simulation.warmup)
+        self.rows_open = self.flight.rows_open
         self.minted = 0
         self.raw_txs: dict[bytes, bytes] = {}
         self.counters: dict[str, int] = {}
-        self._submitting: SimFacilitator | None = None
+        self.submitting: SimFacilitator | None = None
         self._rngs: dict[tuple[str, bool], random.Random] = {}
 
         chain_args = dict(
@@ -221,29 +119,34 @@ class World:
         else:
             self.chain = LocalChain(**chain_args)
         self.chain.submit_hook = self._on_submit
-        self.payees = {label: address_of_key(self._key(f"payee:{label}")) for label in self._payee_labels()}
-        self.sink = address_of_key(self._key("drain-sink"))
-        self.facilitators = {f.name: self._facilitator(f) for f in s.facilitators}
-        self._apply_faults()
+        self.flight.chain = self.chain
+        self.payees = {
+            label: address_of_key(self.key(f"payee:{label}")) for label in build.payee_labels(self)
+        }
+        self.sink = address_of_key(self.key("drain-sink"))
+        self.facilitators = {f.name: build.facilitator(self, f) for f in s.facilitators}
+        build.apply_faults(self)
         self.trust = TrustWorld(self) if s.trust_keys() else None
         self.trust_book = TrustBook(self, self.trust) if self.trust is not None else None
         self.attack_routes: set[tuple[str, str]] = set()  # (server, route key) quoting attack-bound prices
         self.attack_targets: dict[str, list[tuple[str, str]]] = {}  # compromised group -> its targets
-        self.servers = {c.name: self._server(c) for c in s.server_copies()}
+        self.servers = {c.name: build.server(self, c) for c in s.server_copies()}
         self.governance = governance
         self.specs = {g.name: g for g in s.agents}
         self.audit: AuditTap | None = None
-        self.governors: dict[str, Governor] = self._make_governors(audit) if governance else {}
+        self.governors: dict[str, Governor] = build.make_governors(self, audit) if governance else {}
         self.run_metrics.governance.governed = bool(self.governors)
-        self._governed: dict[str, Governor] = {}  # agent name -> its governor
+        self.governed_by: dict[str, Governor] = {}  # agent name -> its governor
         self.agents: list[Agent] = []
         self.groups: dict[str, list[Agent]] = {}
         self.named: dict[str, Agent] = {}
-        self._make_agents()
+        build.make_agents(self)
         if self.trust is not None:
             mandated = self.trust.mandated
             self.book.mandated = {a.client.address.lower() for a in self.agents if a.group.name in mandated}
         self.producer = BlockProducer(self)
+        self.flight.producer = self.producer
+        self.flight.trust, self.flight.trust_book = self.trust, self.trust_book
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -258,137 +161,11 @@ class World:
             self._rngs[key] = random.Random(f"x402sim-sim:{self.seed}:{label}{salt}")
         return self._rngs[key]
 
-    def _key(self, label: str) -> bytes:
+    def key(self, label: str) -> bytes:
+        """The private key named ``label``, derived from the seed."""
         return keccak(f"x402sim sim key:{self.seed}:{label}".encode())
 
-    def _payee_labels(self) -> list[str]:
-        labels = []
-        for copy in self.scenario.server_copies():
-            changed = [c.pay_to for e in copy.spec.endpoints for c in e.changes if c.pay_to]
-            for label in [copy.payee, *changed]:
-                if label not in labels:
-                    labels.append(label)
-        return labels
-
-    def _facilitator(self, spec: sc.Facilitator) -> SimFacilitator:
-        key = self._key(f"facilitator:{spec.name}")
-        role = Facilitator(
-            self.chain,
-            key,
-            dedupe=spec.dedupe,
-            check_transfer_log=spec.check_transfer_log,
-            verify_mode=spec.verify,
-            history=0,  # the chain's receipts are folded into the metrics instead
-        )
-        self.chain.fund(role.address, eth=FACILITATOR_ETH)
-        return SimFacilitator(
-            spec,
-            role,
-            simpy.Resource(self.env, capacity=spec.concurrency),
-            self.rng(f"facilitator:{spec.name}"),
-            down=list(spec.outages),
-        )
-
-    def _apply_faults(self) -> None:
-        self.rpc_faults: list[sc.RpcErrors] = []
-        self.lost_answers: list[sc.SettleAnswerLost] = []
-        self.stalls: list[sc.ChainStall] = []
-        for fault in self.scenario.faults:
-            if isinstance(fault, sc.FacilitatorDown):
-                self.facilitators[fault.facilitator].down.append(fault)
-            elif isinstance(fault, sc.FacilitatorSlow):
-                self.facilitators[fault.facilitator].slow.append(fault)
-            elif isinstance(fault, sc.RpcErrors):
-                self.rpc_faults.append(fault)
-            elif isinstance(fault, sc.SettleAnswerLost):
-                self.lost_answers.append(fault)
-            else:
-                self.stalls.append(fault)
-
-    def _server(self, copy: sc.ServerCopy) -> SimServer:
-        chain = self.chain
-        spec = copy.spec
-        routes = {}
-        handler_times = {}
-        for e in spec.endpoints:
-            key = f"{e.method} {e.path}"
-            # one stream per endpoint of each copy: a copy's prices do not depend on the others
-            price = sc.draw_price(e.price, self.rng(f"price:{copy.name} {key}", shared=True))
-            route = Route(key, price, max_timeout_seconds=e.max_timeout_seconds)
-            routes[route.key] = route
-            handler_times[route.key] = e.handler_time or spec.handler_time
-        role = ResourceServer(
-            network=chain.network,
-            asset=chain.usdc,
-            asset_name=chain.token_name,
-            asset_version=chain.token_version,
-            pay_to=self.payees[copy.payee],
-            routes=routes,
-            base_url=f"http://{copy.name}.sim",
-            upfront=spec.order == "upfront",
-            replay_guard=ReplayGuard(int(spec.replay_guard.ttl)) if spec.replay_guard else None,
-            serve_unsettled=spec.serve_unsettled,
-            **(self.trust.server_kwargs(copy) if self.trust is not None else {}),
-        )
-        server = SimServer(
-            spec,
-            role,
-            [self.facilitators[n] for n in copy.facilitators],
-            handler_times,
-            self.rng(f"server:{copy.name}"),
-            copy.name,
-        )
-        for e in spec.endpoints:
-            for change in e.changes:
-                self.env.process(self._change_route(server, f"{e.method} {e.path}", change))
-        return server
-
-    def _change_route(self, server: SimServer, key: str, change: sc.Change):
-        yield self.env.timeout(change.at)
-        old = server.role.routes[key]
-        pay_to = self.payees[change.pay_to] if change.pay_to else old.pay_to
-        price = old.price if change.price is None else change.price
-        server.role.routes[key] = Route(key, price, pay_to, max_timeout_seconds=old.max_timeout_seconds)
-        if change.attack:
-            self.attack_routes.add((server.name, key))
-        else:
-            self.attack_routes.discard((server.name, key))
-
     # -- governance -------------------------------------------------------------------------------
-
-    def _members(self, group: sc.AgentGroup) -> range:
-        """The indexes of the group's agents in this shard."""
-        return range(self.shard[0], group.count, self.shard[1])
-
-    def _make_governors(self, audit: str | Path | None) -> dict[str, Governor]:
-        used = self.scenario.governed()
-        if not used:
-            return {}
-        self.audit = AuditTap(self, audit)
-        governors = {}
-        for name, groups in used.items():
-            projects = {g: [f"{g}-{i}" for i in self._members(self.specs[g])] for g in groups}
-            policy = self._with_addresses(self.scenario.policy(name))
-            governors[name] = Governor(policy, projects=projects, audit=self.audit, approver=self._at_once)
-        return governors
-
-    def _with_addresses(self, policy: Policy) -> Policy:
-        """``policy`` with the payee labels of its lists turned into this world's addresses."""
-
-        def addresses(values: list[str]) -> list[str]:
-            return [self.payees.get(v, v) for v in values]
-
-        rules = [
-            r.model_copy(update={"payees": addresses(r.payees)})
-            if isinstance(r, Allow | Block) and r.payees is not None
-            else r
-            for r in policy.rules
-        ]
-        triggers = [
-            t.model_copy(update={"known": addresses(t.known)}) if isinstance(t, NewPayee) else t
-            for t in policy.triggers
-        ]
-        return policy.model_copy(update={"rules": rules, "triggers": triggers})
 
     def on_freeze(self, agent: str, trigger: str) -> None:
         """A governor froze ``agent`` now (its first freeze is kept, in virtual time)."""
@@ -410,65 +187,22 @@ class World:
         p = group.approver.attack_grant if attack else group.approver.grant
         return self.rng(f"approver:{group.name}").random() < p
 
-    def _at_once(self, decision: Decision) -> bool:
+    def approve_at_once(self, decision: Decision) -> bool:
         """The approver of a payment signed outside ``fetch`` (a race's): no delay."""
         agent = decision.attempt.agent
         return self._grants(self.specs[agent.rpartition("-")[0]], False)
 
-    def _frozen(self, agent: str) -> dict:
-        governor = self._governed.get(agent)
+    def frozen(self, agent: str) -> dict:
+        """The agents ``agent``'s governor has frozen (empty: no governor)."""
+        governor = self.governed_by.get(agent)
         return governor.frozen if governor is not None else {}
 
-    def _approve(self, row: Row):
+    def approve(self, row: Row):
         """The group's simulated approver answers ``row``'s payment after its delay (an agent frozen
         meanwhile is denied by the governor whatever the answer)."""
         group = self.specs[row.group]
         yield self.env.timeout(group.approver.delay.sample(self.rng(f"approver-delay:{group.name}")))
         return Approval(self._grants(group, row.attack), by=APPROVER, now=self.now())
-
-    def _make_agents(self) -> None:
-        grants = []
-        for group in self.scenario.agents:
-            policy = SpendPolicy()
-            spend = group.spend_policy
-            if spend is not None:
-                allowed = spend.allowed_pay_to
-                policy = SpendPolicy(
-                    max_price=spend.max_price,
-                    budget=spend.budget,
-                    allowed_pay_to=[self.payees[label] for label in allowed] if allowed is not None else None,
-                )
-            governor = self.governors.get(group.policy_name or "")
-            members = []
-            for i in self._members(group):
-                key = self._key(f"agent:{group.name}:{i}")
-                name = f"{group.name}-{i}"
-                trust, gas = self.trust.client_kwargs(group, i, name) if self.trust is not None else ({}, 0)
-                # no payment records kept on the role: the rows (and the metrics) say it all
-                client = Client(
-                    key,
-                    (self.chain.network,),
-                    policy,
-                    seed=self.seed,
-                    history=0,
-                    governor=governor,
-                    agent=name,
-                    **trust,
-                )
-                agent = Agent(name, group, client, key, policy=group.policy_name if governor else None)
-                if governor is not None:
-                    self._governed[name] = governor
-                members.append(agent)
-                self.named[name] = agent
-                funding = 0 if group.behaviour.kind == "unfunded" else group.funding
-                eth = (DRAINER_ETH if group.behaviour.kind == "drain" else 0) + gas
-                if funding or eth:
-                    grants.append((client.address, funding, eth))
-                    self.minted += funding
-            self.groups[group.name] = members
-            self.agents.extend(members)
-        if grants:
-            self.chain.fund_many(grants)
 
     # -- time and chain -------------------------------------------------------------------------
 
@@ -482,13 +216,13 @@ class World:
             self.chain.set_time(t)
 
     def _on_submit(self, raw: bytes) -> None:
-        fac = self._submitting
-        if fac is not None and self._fault_hits(self.rpc_faults, fac, "faults:rpc"):
+        fac = self.submitting
+        if fac is not None and self.fault_hits(self.rpc_faults, fac, "faults:rpc"):
             self.count("rpc_errors_injected")
             raise ChainError("injected RPC error: the node refused the submission")
         self.raw_txs[keccak(raw)] = raw
 
-    def _fault_hits(self, faults, fac: SimFacilitator, stream: str) -> bool:
+    def fault_hits(self, faults, fac: SimFacilitator, stream: str) -> bool:
         """Whether one of ``faults`` (windows with a probability, for one facilitator or all) strikes
         ``fac`` now."""
         t = self.env.now
@@ -503,108 +237,28 @@ class World:
     def latency_of(self, dist, label: str) -> float:
         return dist.sample(self.rng(f"latency:{label}"))
 
-    # -- rows -----------------------------------------------------------------------------------
+    # -- rows and transactions in flight (``book.InFlight``) ----------------------------------------
 
     def open_row(self, agent: Agent, kind: str, server: str, endpoint: str) -> Row:
-        self.next_row += 1
-        row = Row(
-            id=self.next_row,
-            agent=agent.name,
-            group=agent.group.name,
-            behaviour=agent.group.behaviour.kind,
-            kind=kind,
-            server=server,
-            endpoint=endpoint,
-            sent=self.env.now,
-        )
-        self.rows_open[row.id] = row
-        self.in_flight += 1
-        self.timeline.requests[self.timeline.index(row.sent)] += 1
-        return row
+        return self.flight.open_row(agent, kind, server, endpoint)
 
     def close_row(self, row: Row) -> None:
-        row.done = self.env.now
-        self.in_flight -= 1
-        if row.attack:
-            self.run_metrics.governance.attack["requests"] += 1
-        index = self.timeline.index(row.done)
-        if row.outcome == "paid":
-            self.timeline.paid[index] += 1
-        elif row.outcome != "free":
-            self.timeline.failures[index] += 1
-        if row.sent >= self.scenario.simulation.warmup:
-            self.latency["end_to_end"].add(row.done - row.sent)
-        self.book.closed(row)
-        if row.tx_hash and row.final is None:
-            self.env.process(self._write_when_final(row))
-        else:
-            self._write(row)
-
-    def _write_when_final(self, row: Row):
-        h = bytes.fromhex(row.tx_hash[2:])
-        yield self.producer.final_event(h)
-        row.final = self.producer.final_at[h]
-        self._write(row)
-
-    def _write(self, row: Row) -> None:
-        if row.final is not None and row.sent >= self.scenario.simulation.warmup:
-            self.latency["finality"].add(row.final - row.sent)
-        self.rows_open.pop(row.id, None)
-        self.tally.add(row)
-        self.book.written(row)
-        if self.trust_book is not None:
-            self.trust_book.written(row)
-        held = self._row_holds.pop(row.id, None)
-        if held is not None:
-            self.release_tx(held)
-        self.writer.write(row)
+        self.flight.close_row(row)
 
     def record_payment(self, row: Row, payment) -> None:
         """Note a payment the agent sent (signed honestly or forged) for the invariants."""
-        auth = payment.payload.get("authorization", {})
-        row.payer, row.nonce, row.pay_to = auth.get("from", ""), auth.get("nonce", ""), auth.get("to", "")
-        try:
-            row.amount = int(auth.get("value", 0))
-        except (TypeError, ValueError):
-            row.amount = 0
-        if row.nonce:
-            try:
-                valid_before = int(auth.get("validBefore", 0))
-            except (TypeError, ValueError):
-                valid_before = 0  # unreadable: no chain would settle it
-            key = (row.payer.lower(), row.nonce.lower())
-            bound = self.trust.mandate_bound(row, payment) if self.trust is not None else None
-            self.book.recorded(key, row.amount, row.pay_to, valid_before, row.attack, row.after_freeze, bound)
-
-    # -- what the chain did, folded as blocks are mined -------------------------------------------------
+        self.flight.record_payment(row, payment)
 
     def hold_tx(self, h: bytes, row: Row | None = None, until: int | None = None) -> None:
-        """Keep ``h``'s receipt and finality readable for one more reader (a settle call, until it
-        releases it), for ``row`` if given and still open (until it is written) and, with
-        ``until``, until a block at or after that unix time is mined."""
-        readers = 1
-        if row is not None and row.id in self.rows_open and row.id not in self._row_holds:
-            self._row_holds[row.id] = h
-            readers += 1
-        if until is not None:
-            heapq.heappush(self._held_until, (until, h))
-            readers += 1
-        self._holds[h] = self._holds.get(h, 0) + readers
+        self.flight.hold_tx(h, row, until)
 
     def release_tx(self, h: bytes) -> None:
-        left = self._holds.get(h, 0) - 1
-        if left > 0:
-            self._holds[h] = left
-            return
-        self._holds.pop(h, None)
-        self.producer.forget(h)
-        if h in self._folded_held:
-            self._folded_held.discard(h)
-            self._forget_receipts([h])
+        self.flight.release_tx(h)
 
-    def _forget_receipts(self, hashes: list[bytes]) -> None:
-        if hashes:
-            self.chain.forget_receipts(hashes)
+    def is_held(self, h: bytes) -> bool:
+        return self.flight.is_held(h)
+
+    # -- what the chain did, folded as blocks are mined -------------------------------------------------
 
     def _chain_folder(self) -> ChainFolder:
         if self._folder is None:
@@ -613,21 +267,13 @@ class World:
 
     def on_block(self, block) -> None:
         """Fold a block just mined into the metrics; its receipts no one will read are forgotten."""
-        unheld = []
-        for h in self._chain_folder().fold_block(block):
-            if h in self._holds:
-                self._folded_held.add(h)
-            else:
-                unheld.append(h)
-        self._forget_receipts(unheld)
-        while self._held_until and self._held_until[0][0] <= block.timestamp:
-            self.release_tx(heapq.heappop(self._held_until)[1])
+        self.flight.folded(self._chain_folder().fold_block(block), block.timestamp)
 
     def metrics(self) -> RunMetrics:
         """The run's counters, at its end: folds what is left of the chain, resolves every
         authorization still open and checks the token's books on this world's chain."""
         folder = self._chain_folder()
-        self._forget_receipts([h for h in folder.catch_up() if h not in self._holds])
+        self.flight.forget_receipts([h for h in folder.catch_up() if not self.flight.is_held(h)])
         self.book.flush()
         if self.trust is not None:
             self.trust.final_reputations()
@@ -654,259 +300,6 @@ class World:
             self.audit.close()
         return m
 
-    # -- effects: client -> server ----------------------------------------------------------------
-
-    def client_perform(self, server: SimServer, row: Row):
-        net = self.scenario.network
-
-        def perform(effect):
-            if isinstance(effect, Approve):
-                return (yield from self._approve(row))
-            if isinstance(effect, GiveFeedback) and self.trust is not None:
-                return self.trust.give_feedback(self.named[row.agent], effect)
-            if not isinstance(effect, Send):
-                raise TypeError(f"a client yields only Send, Approve or GiveFeedback, got {effect!r}")
-            paid = _carries_payment(effect.request)
-            fetched = row.kind in ("request", "retry") and row.behaviour != "race"
-            if paid and fetched and row.agent in self._frozen(row.agent):
-                row.after_freeze = True  # fetch signs and sends at one instant: signed while frozen
-            yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
-            if not paid and (server.name, effect.request.route_key) in self.attack_routes:
-                row.attack = True  # the server quotes a price-bait price
-            steps = server.role.handle(effect.request, self.now())
-            if self.trust is not None:
-                self.trust.serving = row  # a crawl policy's verdict, given at once, is noted on it
-            response = yield from drive(steps, self.server_perform(server, row))
-            yield self.env.timeout(self.latency_of(net.client_server, "client_server"))
-            return response
-
-        return perform
-
-    # -- effects: server -> facilitator, application ------------------------------------------------
-
-    def server_perform(self, server: SimServer, row: Row):
-        def perform(effect):
-            if isinstance(effect, Handle):
-                row.handled = True
-                yield self.env.timeout(server.handler_times[effect.request.route_key].sample(server.rng))
-                if self.trust is not None:
-                    return self.trust.deliver(server, effect.request)
-                return HttpResponse.of_json(200, {"resource": effect.request.path, "paid": True})
-            if isinstance(effect, Verify):
-                answer = yield from self._with_failover(server, row, "verify", effect)
-                row.verified = self.env.now
-                return answer
-            if isinstance(effect, Settle):
-                answer = yield from self._with_failover(server, row, "settle", effect)
-                row.settled = self.env.now
-                return answer
-            raise TypeError(f"unexpected effect {effect!r}")
-
-        return perform
-
-    def _with_failover(self, server: SimServer, row: Row, op: str, effect):
-        last: Unreachable | None = None
-        for fac in server.facilitators:
-            started = self.env.now
-            call = self.env.process(self._facilitator_call(fac, op, effect, row))
-            timeout = server.spec.settle_timeout if op == "settle" else None
-            if timeout is not None:
-                yield call | self.env.timeout(timeout)
-                if not call.triggered:
-                    self.count("server_settle_timeouts")
-                    raise Unreachable("facilitator", f"{fac.name}: no settle answer within {timeout:g} s")
-            else:
-                yield call
-            result = call.value
-            if not isinstance(result, Unreachable):
-                if row.sent >= self.scenario.simulation.warmup:
-                    self.latency[op].add(self.env.now - started)
-                return result
-            last = result
-            if result.may_have_landed:
-                break  # the settlement may have happened: never try it elsewhere
-            self.count(f"failover_from_{op}")
-        raise last
-
-    def _facilitator_call(self, fac: SimFacilitator, op: str, effect, row: Row):
-        """One request to one facilitator, as a SimPy process: its value is the answer, or an
-        ``Unreachable`` (with ``may_have_landed`` when a transaction may have been sent)."""
-        net = self.scenario.network
-        env = self.env
-        rpc = fac.spec.rpc_latency or net.facilitator_chain
-        yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
-        if fac.is_down(env.now):
-            yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
-            self.count(f"{op}_unreachable")
-            return Unreachable("facilitator", f"{fac.name} is down")
-        row.facilitator = fac.name
-        queued = env.now
-        with fac.slots.request() as slot:
-            fac.max_queue = max(fac.max_queue, len(fac.slots.queue))
-            yield slot
-            if queued >= self.scenario.simulation.warmup:
-                fac.waits.add(env.now - queued)
-            spec_time = fac.spec.verify_time if op == "verify" else fac.spec.settle_time
-            yield env.timeout(spec_time.sample(fac.rng) * fac.slowdown(env.now))
-        rate = fac.spec.verify_error_rate if op == "verify" else fac.spec.settle_error_rate
-        if rate and fac.rng.random() < rate:
-            yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
-            self.count(f"{op}_errors_injected")
-            return Unreachable("facilitator", f"{fac.name} answered 500")
-        yield env.timeout(2 * rpc.sample(fac.rng))  # reads of the token's state
-        self.sync_chain()
-        if op == "verify":
-            fac.verifies += 1
-            answer = fac.role.verify(effect.payload, effect.requirements, self.now())
-        else:
-            fac.settles += 1
-            answer = yield from self._settle(fac, effect, row, rpc)
-            if isinstance(answer, Unreachable):
-                return answer
-        yield env.timeout(self.latency_of(net.server_facilitator, "server_facilitator"))
-        return answer
-
-    def _settle(self, fac: SimFacilitator, effect, row: Row, rpc):
-        self._submitting = fac
-        try:
-            pending = fac.role.begin_settle(effect.payload, effect.requirements, self.now())
-        finally:
-            self._submitting = None
-        if isinstance(pending, SettleResponse):
-            return pending
-        row.tx_hash = "0x" + pending.tx_hash.hex()
-        # a facilitator that shares settlements may hand this one to a duplicate until it expires
-        shared = pending.verdict.payload.authorization.valid_before if fac.spec.dedupe == "share" else None
-        self.hold_tx(pending.tx_hash, row, until=shared)
-        yield self.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
-        answer = yield from self._await_receipt(fac, pending, rpc)
-        receipt = self.chain.receipt(pending.tx_hash)
-        if receipt is not None:
-            row.gas = receipt.gas_used
-            if pending.tx_hash in self.producer.final_at:
-                row.final = self.producer.final_at[pending.tx_hash]
-        self.release_tx(pending.tx_hash)  # this call reads nothing more of it
-        if receipt is not None and self._fault_hits(self.lost_answers, fac, "faults:lost"):
-            self.count("settle_answers_lost")
-            return Unreachable("facilitator", f"{fac.name}: settle answer lost", may_have_landed=True)
-        return answer
-
-    def _await_receipt(self, fac: SimFacilitator, pending: PendingSettlement, rpc):
-        h = pending.tx_hash
-        ready = (
-            self.producer.preconf_event(h)
-            if fac.spec.settle_on == "preconfirmation"
-            else self.producer.final_event(h)
-        )
-        if fac.spec.settle_timeout is not None:
-            yield ready | self.env.timeout(fac.spec.settle_timeout)
-            if not ready.triggered:
-                self.count("facilitator_settle_timeouts")
-                return fac.role.abandon_settle(
-                    pending, f"not confirmed within {fac.spec.settle_timeout:g} s (transaction sent)"
-                )
-        else:
-            yield ready
-        yield self.env.timeout(rpc.sample(fac.rng))  # the receipt is read
-        return fac.role.finish_settle(pending, self.chain.receipt(h))
-
-
-class _Perform(BaseDriver):
-    world = "simulator"
-
-    def __init__(self, perform) -> None:
-        self.perform = perform
-
-    def _all(self, effect):
-        return (yield from self.perform(effect))
-
-    send = verify = settle = handle = approve = give_feedback = _all
-
-
-def drive(steps, perform):
-    return _drive(steps, _Perform(perform))
-
-
-def _carries_payment(request: HttpRequest) -> bool:
-    return any(request.header(name) is not None for name in PAYMENT_HEADERS)
-
-
-class BlockProducer:
-    """Ticks every block (or flashblock) time, mining what is pending; tracks inclusion and finality."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.env = world.env
-        c = world.scenario.chain
-        self.tick = c.preconfirmation or c.block_time
-        self.per_block = max(1, round(c.block_time / self.tick)) if c.preconfirmation else 1
-        self.confirmations = c.confirmations
-        self.height = 0  # blocks counted for confirmations, empty ones included
-        self.included_at: dict[bytes, float] = {}
-        self.final_at: dict[bytes, float] = {}
-        self._preconf: dict[bytes, simpy.Event] = {}
-        self._final: dict[bytes, simpy.Event] = {}
-        self._awaiting: deque[tuple[int, bytes]] = deque()  # (height at which final, tx), in order
-        self._unsealed: list[bytes] = []  # in flashblocks of the block being built
-        self.blocks = 0
-        self.env.process(self._run())
-
-    def _stalled(self, t: float) -> bool:
-        return any(w.covers(t) for w in self.world.stalls)
-
-    def _run(self):
-        sub = 0
-        while True:
-            yield self.env.timeout(self.tick)
-            if self._stalled(self.env.now):
-                continue
-            w = self.world
-            if w.chain.pending_count:
-                w.sync_chain()
-                block = w.chain.mine()
-                self.blocks += 1
-                w.on_block(block)
-                for h in block.tx_hashes:
-                    self.included_at[h] = self.env.now
-                    self._unsealed.append(h)
-                    if h in self._preconf:
-                        self._preconf.pop(h).succeed()
-            sub += 1
-            if sub % self.per_block:
-                continue
-            self.height += 1
-            for h in self._unsealed:
-                self._awaiting.append((self.height + self.confirmations, h))
-            self._unsealed = []
-            while self._awaiting and self._awaiting[0][0] <= self.height:
-                _, h = self._awaiting.popleft()
-                self.final_at[h] = self.env.now
-                if h in self._final:
-                    self._final.pop(h).succeed()
-                if h not in w._holds:
-                    self.forget(h)  # no reader waits for it: keep nothing per transaction
-
-    def _event(self, table: dict, done: dict, h: bytes) -> simpy.Event:
-        if h in done:
-            event = self.env.event()
-            event.succeed()
-            return event
-        if h not in table:
-            table[h] = self.env.event()
-        return table[h]
-
-    def forget(self, h: bytes) -> None:
-        """Drop what is known of ``h`` once final (``World.release_tx``: no reader is left)."""
-        if h in self.final_at:
-            del self.final_at[h]
-            self.included_at.pop(h, None)
-
-    def preconf_event(self, h: bytes) -> simpy.Event:
-        return self._event(self._preconf, self.included_at, h)
-
-    def final_event(self, h: bytes) -> simpy.Event:
-        return self._event(self._final, self.final_at, h)
-
 
 class Chooser:
     """Draws an endpoint index by the group's choice model."""
@@ -924,4 +317,4 @@ class Chooser:
         return min(len(self._cum) - 1, bisect.bisect_right(self._cum, self._rng.random() * self._total))
 
 
-__all__ = ["Agent", "AuditTap", "BlockProducer", "Chooser", "World"]
+__all__ = ["Agent", "AuditTap", "Chooser", "SimFacilitator", "SimServer", "World"]

@@ -1,0 +1,306 @@
+"""Building a world from its scenario: the plain parts (facilitators, servers, agents, governors)
+made from the scenario's specs.
+
+Rules: each function builds one kind of part of the world being built (a ``world.World``, passed
+in) from its spec, with keys and random streams from the world (``World.key``, ``World.rng``), and
+in the order ``World.__init__`` calls them: streams are drawn in that order, so moving a call moves
+the results. Nothing here runs a simulation; the parts only say what the scenario built.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import simpy
+
+from ..actors.client import Client, SpendPolicy
+from ..actors.facilitator import Facilitator
+from ..actors.server import ReplayGuard, ResourceServer, Route
+from ..evm.chain import ETHER
+from ..governance import Governor
+from ..governance.audit import AuditLog
+from ..governance.policy import Allow, Block, NewPayee, Policy
+from . import scenario as sc
+from .sketch import LatencyStats
+
+FACILITATOR_ETH = 1_000 * ETHER
+DRAINER_ETH = ETHER // 10
+
+
+@dataclass
+class SimFacilitator:
+    spec: sc.Facilitator
+    role: Facilitator
+    slots: simpy.Resource
+    rng: random.Random
+    down: list[sc.Window] = field(default_factory=list)
+    slow: list[sc.FacilitatorSlow] = field(default_factory=list)
+    verifies: int = 0
+    settles: int = 0
+    waits: LatencyStats = field(default_factory=LatencyStats)  # seconds queued for a slot
+    max_queue: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def is_down(self, t: float) -> bool:
+        return any(w.covers(t) for w in self.down)
+
+    def slowdown(self, t: float) -> float:
+        factor = 1.0
+        for w in self.slow:
+            if w.covers(t):
+                factor = max(factor, w.factor)
+        return factor
+
+
+@dataclass
+class SimServer:
+    spec: sc.Server
+    role: ResourceServer
+    facilitators: list[SimFacilitator]
+    handler_times: dict[str, Any]
+    rng: random.Random
+    name: str = ""
+
+
+@dataclass
+class Agent:
+    name: str
+    group: sc.AgentGroup
+    client: Client
+    key: bytes
+    requests: int = 0
+    policy: str | None = None  # the governance policy it pays under (None: no governor)
+
+
+class AuditTap(AuditLog):
+    """The audit log the world's governors share (written to ``path`` when there is one; its chain's
+    head is kept either way), which tells the world of each freeze at once."""
+
+    def __init__(self, world, path: str | Path | None = None) -> None:
+        if path is not None and Path(path).exists():
+            raise ValueError(f"audit log {path} exists: a run's audit log starts empty")
+        super().__init__(path)
+        self.world = world
+
+    def append(self, entry: dict) -> dict:
+        chained = super().append(entry)
+        if entry["event"] == "freeze":
+            self.world.on_freeze(entry["agent"], entry["rule"])
+        return chained
+
+
+def payee_labels(world) -> list[str]:
+    """Every payee label of the servers (their own, then those their price changes name), once each."""
+    labels = []
+    for copy in world.scenario.server_copies():
+        changed = [c.pay_to for e in copy.spec.endpoints for c in e.changes if c.pay_to]
+        for label in [copy.payee, *changed]:
+            if label not in labels:
+                labels.append(label)
+    return labels
+
+
+def facilitator(world, spec: sc.Facilitator) -> SimFacilitator:
+    """The facilitator ``spec``: its role on the world's chain (funded with gas money) and its slots."""
+    key = world.key(f"facilitator:{spec.name}")
+    role = Facilitator(
+        world.chain,
+        key,
+        dedupe=spec.dedupe,
+        check_transfer_log=spec.check_transfer_log,
+        verify_mode=spec.verify,
+        history=0,  # the chain's receipts are folded into the metrics instead
+    )
+    world.chain.fund(role.address, eth=FACILITATOR_ETH)
+    return SimFacilitator(
+        spec,
+        role,
+        simpy.Resource(world.env, capacity=spec.concurrency),
+        world.rng(f"facilitator:{spec.name}"),
+        down=list(spec.outages),
+    )
+
+
+def apply_faults(world) -> None:
+    """Sort the scenario's faults: outages and slowdowns onto their facilitators, the rest into the
+    world's ``rpc_faults``, ``lost_answers`` and ``stalls``."""
+    world.rpc_faults: list[sc.RpcErrors] = []
+    world.lost_answers: list[sc.SettleAnswerLost] = []
+    world.stalls: list[sc.ChainStall] = []
+    for fault in world.scenario.faults:
+        if isinstance(fault, sc.FacilitatorDown):
+            world.facilitators[fault.facilitator].down.append(fault)
+        elif isinstance(fault, sc.FacilitatorSlow):
+            world.facilitators[fault.facilitator].slow.append(fault)
+        elif isinstance(fault, sc.RpcErrors):
+            world.rpc_faults.append(fault)
+        elif isinstance(fault, sc.SettleAnswerLost):
+            world.lost_answers.append(fault)
+        else:
+            world.stalls.append(fault)
+
+
+def server(world, copy: sc.ServerCopy) -> SimServer:
+    """The server ``copy``: its routes (prices drawn from shared streams), its role and its price
+    changes (processes of the world's environment)."""
+    chain = world.chain
+    spec = copy.spec
+    routes = {}
+    handler_times = {}
+    for e in spec.endpoints:
+        key = f"{e.method} {e.path}"
+        # one stream per endpoint of each copy: a copy's prices do not depend on the others
+        price = sc.draw_price(e.price, world.rng(f"price:{copy.name} {key}", shared=True))
+        route = Route(key, price, max_timeout_seconds=e.max_timeout_seconds)
+        routes[route.key] = route
+        handler_times[route.key] = e.handler_time or spec.handler_time
+    role = ResourceServer(
+        network=chain.network,
+        asset=chain.usdc,
+        asset_name=chain.token_name,
+        asset_version=chain.token_version,
+        pay_to=world.payees[copy.payee],
+        routes=routes,
+        base_url=f"http://{copy.name}.sim",
+        upfront=spec.order == "upfront",
+        replay_guard=ReplayGuard(int(spec.replay_guard.ttl)) if spec.replay_guard else None,
+        serve_unsettled=spec.serve_unsettled,
+        **(world.trust.server_kwargs(copy) if world.trust is not None else {}),
+    )
+    server = SimServer(
+        spec,
+        role,
+        [world.facilitators[n] for n in copy.facilitators],
+        handler_times,
+        world.rng(f"server:{copy.name}"),
+        copy.name,
+    )
+    for e in spec.endpoints:
+        for change in e.changes:
+            world.env.process(change_route(world, server, f"{e.method} {e.path}", change))
+    return server
+
+
+def change_route(world, server: SimServer, key: str, change: sc.Change):
+    """A SimPy process: ``server``'s route ``key`` changes at ``change.at``."""
+    yield world.env.timeout(change.at)
+    old = server.role.routes[key]
+    pay_to = world.payees[change.pay_to] if change.pay_to else old.pay_to
+    price = old.price if change.price is None else change.price
+    server.role.routes[key] = Route(key, price, pay_to, max_timeout_seconds=old.max_timeout_seconds)
+    if change.attack:
+        world.attack_routes.add((server.name, key))
+    else:
+        world.attack_routes.discard((server.name, key))
+
+
+def shard_members(world, group: sc.AgentGroup) -> range:
+    """The indexes of the group's agents in this shard."""
+    return range(world.shard[0], group.count, world.shard[1])
+
+
+def make_governors(world, audit: str | Path | None) -> dict[str, Governor]:
+    """One ``Governor`` per policy in use, sharing the world's ``AuditTap`` (written to ``audit``)."""
+    used = world.scenario.governed()
+    if not used:
+        return {}
+    world.audit = AuditTap(world, audit)
+    governors = {}
+    for name, groups in used.items():
+        projects = {g: [f"{g}-{i}" for i in shard_members(world, world.specs[g])] for g in groups}
+        policy = with_addresses(world, world.scenario.policy(name))
+        governors[name] = Governor(
+            policy, projects=projects, audit=world.audit, approver=world.approve_at_once
+        )
+    return governors
+
+
+def with_addresses(world, policy: Policy) -> Policy:
+    """``policy`` with the payee labels of its lists turned into this world's addresses."""
+
+    def addresses(values: list[str]) -> list[str]:
+        return [world.payees.get(v, v) for v in values]
+
+    rules = [
+        r.model_copy(update={"payees": addresses(r.payees)})
+        if isinstance(r, Allow | Block) and r.payees is not None
+        else r
+        for r in policy.rules
+    ]
+    triggers = [
+        t.model_copy(update={"known": addresses(t.known)}) if isinstance(t, NewPayee) else t
+        for t in policy.triggers
+    ]
+    return policy.model_copy(update={"rules": rules, "triggers": triggers})
+
+
+def make_agents(world) -> None:
+    """Every agent of this shard (keys, clients, governors), funded on the chain in one go; fills the
+    world's ``agents``, ``groups``, ``named``, ``governed_by`` and ``minted``."""
+    grants = []
+    for group in world.scenario.agents:
+        policy = SpendPolicy()
+        spend = group.spend_policy
+        if spend is not None:
+            allowed = spend.allowed_pay_to
+            policy = SpendPolicy(
+                max_price=spend.max_price,
+                budget=spend.budget,
+                allowed_pay_to=[world.payees[label] for label in allowed] if allowed is not None else None,
+            )
+        governor = world.governors.get(group.policy_name or "")
+        members = []
+        for i in shard_members(world, group):
+            key = world.key(f"agent:{group.name}:{i}")
+            name = f"{group.name}-{i}"
+            trust, gas = world.trust.client_kwargs(group, i, name) if world.trust is not None else ({}, 0)
+            # no payment records kept on the role: the rows (and the metrics) say it all
+            client = Client(
+                key,
+                (world.chain.network,),
+                policy,
+                seed=world.seed,
+                history=0,
+                governor=governor,
+                agent=name,
+                **trust,
+            )
+            agent = Agent(name, group, client, key, policy=group.policy_name if governor else None)
+            if governor is not None:
+                world.governed_by[name] = governor
+            members.append(agent)
+            world.named[name] = agent
+            funding = 0 if group.behaviour.kind == "unfunded" else group.funding
+            eth = (DRAINER_ETH if group.behaviour.kind == "drain" else 0) + gas
+            if funding or eth:
+                grants.append((client.address, funding, eth))
+                world.minted += funding
+        world.groups[group.name] = members
+        world.agents.extend(members)
+    if grants:
+        world.chain.fund_many(grants)
+
+
+__all__ = [
+    "DRAINER_ETH",
+    "FACILITATOR_ETH",
+    "Agent",
+    "AuditTap",
+    "SimFacilitator",
+    "SimServer",
+    "apply_faults",
+    "change_route",
+    "facilitator",
+    "make_agents",
+    "make_governors",
+    "payee_labels",
+    "server",
+    "shard_members",
+    "with_addresses",
+]

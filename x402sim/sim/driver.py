@@ -1,0 +1,232 @@
+"""The effect driver of the simulator: the effects of one exchange, answered in virtual time.
+
+Theory of operation. A client's ``fetch`` and a server's ``handle`` are generators of effects
+(``actors.messages``); ``drive`` runs them inside a SimPy process, asking for each answer. A
+``SimDriver`` answers the effects of one exchange (one server, one row of payments.csv), each with
+a generator that yields SimPy events for the time it takes here and returns the answer:
+
+* ``send`` (client -> server) costs a sampled one-way latency each way and drives the server's
+  ``handle`` in between, with this same driver.
+* ``verify`` / ``settle`` (server -> facilitator) go to the server's facilitators in order of
+  preference; one that is down, or answers an error, is skipped for the next (both happen before
+  anything is sent to the chain). A facilitator is a SimPy resource of ``concurrency`` slots held
+  for its service time; its reads of the chain cost its RPC latency. A settlement is submitted by
+  the facilitator role itself (``begin_settle``), waits for its block (and ``confirmations`` more,
+  or for its flashblock with ``settle_on = "preconfirmation"``), and is judged by
+  ``finish_settle`` from the receipt. A facilitator settle timeout answers ``settlement_pending``
+  (``abandon_settle``); a server settle timeout throws ``Unreachable`` into the server. Either way
+  the transaction may land later: that is the "paid on chain, not served" failure the summary
+  counts.
+* ``handle`` takes the endpoint's handler time and answers 200 (or the trust world's delivery).
+* ``approve`` is answered by the group's simulated approver after its delay (``World.approve``);
+  ``give_feedback`` by the trust world, which sends the transaction into the pending pool.
+
+Rules: a driver keeps nothing of its own beyond its exchange; what it counts and holds goes to the
+world (``World.count``, ``hold_tx``) and the row. It is an ``actors.driver.BaseDriver``: an effect
+it does not answer (``GiveFeedback`` in a world without trust features) raises ``UnsupportedEffect``
+naming it and the simulator.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..actors.driver import BaseDriver, UnsupportedEffect, drive
+from ..actors.facilitator import PendingSettlement
+from ..actors.messages import (
+    Approve,
+    GiveFeedback,
+    Handle,
+    HttpRequest,
+    HttpResponse,
+    Send,
+    Settle,
+    Unreachable,
+    Verify,
+)
+from ..protocol import SettleResponse, payment_header_name
+
+if TYPE_CHECKING:
+    from .build import SimFacilitator, SimServer
+    from .records import Row
+    from .world import World
+
+PAYMENT_HEADERS = (payment_header_name(2), payment_header_name(1))
+
+
+class SimDriver(BaseDriver):
+    """Answers the effects of one exchange: ``server`` serving the request of ``row``, in ``sim``."""
+
+    world = "simulator"  # the name used in errors
+
+    def __init__(self, sim: World, server: SimServer, row: Row) -> None:
+        self.sim = sim
+        self.server = server
+        self.row = row
+
+    # -- client -> server ---------------------------------------------------------------------------
+
+    def send(self, effect: Send):
+        sim, server, row = self.sim, self.server, self.row
+        net = sim.scenario.network
+        paid = carries_payment(effect.request)
+        fetched = row.kind in ("request", "retry") and row.behaviour != "race"
+        if paid and fetched and row.agent in sim.frozen(row.agent):
+            row.after_freeze = True  # fetch signs and sends at one instant: signed while frozen
+        yield sim.env.timeout(sim.latency_of(net.client_server, "client_server"))
+        if not paid and (server.name, effect.request.route_key) in sim.attack_routes:
+            row.attack = True  # the server quotes a price-bait price
+        steps = server.role.handle(effect.request, sim.now())
+        if sim.trust is not None:
+            sim.trust.serving = row  # a crawl policy's verdict, given at once, is noted on it
+        response = yield from drive(steps, self)
+        yield sim.env.timeout(sim.latency_of(net.client_server, "client_server"))
+        return response
+
+    def approve(self, effect: Approve):
+        return (yield from self.sim.approve(self.row))
+
+    def give_feedback(self, effect: GiveFeedback):
+        sim = self.sim
+        if sim.trust is None:
+            raise UnsupportedEffect(effect, self.world)
+        return sim.trust.give_feedback(sim.named[self.row.agent], effect)
+        yield  # a generator, as drive expects; the answer takes no virtual time
+
+    # -- server -> facilitator, application ---------------------------------------------------------
+
+    def handle(self, effect: Handle):
+        sim, server, row = self.sim, self.server, self.row
+        row.handled = True
+        yield sim.env.timeout(server.handler_times[effect.request.route_key].sample(server.rng))
+        if sim.trust is not None:
+            return sim.trust.deliver(server, effect.request)
+        return HttpResponse.of_json(200, {"resource": effect.request.path, "paid": True})
+
+    def verify(self, effect: Verify):
+        answer = yield from self._with_failover("verify", effect)
+        self.row.verified = self.sim.env.now
+        return answer
+
+    def settle(self, effect: Settle):
+        answer = yield from self._with_failover("settle", effect)
+        self.row.settled = self.sim.env.now
+        return answer
+
+    def _with_failover(self, op: str, effect):
+        sim, server, row = self.sim, self.server, self.row
+        last: Unreachable | None = None
+        for fac in server.facilitators:
+            started = sim.env.now
+            call = sim.env.process(self._facilitator_call(fac, op, effect))
+            timeout = server.spec.settle_timeout if op == "settle" else None
+            if timeout is not None:
+                yield call | sim.env.timeout(timeout)
+                if not call.triggered:
+                    sim.count("server_settle_timeouts")
+                    raise Unreachable("facilitator", f"{fac.name}: no settle answer within {timeout:g} s")
+            else:
+                yield call
+            result = call.value
+            if not isinstance(result, Unreachable):
+                if row.sent >= sim.scenario.simulation.warmup:
+                    sim.latency[op].add(sim.env.now - started)
+                return result
+            last = result
+            if result.may_have_landed:
+                break  # the settlement may have happened: never try it elsewhere
+            sim.count(f"failover_from_{op}")
+        raise last
+
+    def _facilitator_call(self, fac: SimFacilitator, op: str, effect):
+        """One request to one facilitator, as a SimPy process: its value is the answer, or an
+        ``Unreachable`` (``may_have_landed`` when a transaction may have been sent)."""
+        sim, row = self.sim, self.row
+        net = sim.scenario.network
+        env = sim.env
+        rpc = fac.spec.rpc_latency or net.facilitator_chain
+        yield env.timeout(sim.latency_of(net.server_facilitator, "server_facilitator"))
+        if fac.is_down(env.now):
+            yield env.timeout(sim.latency_of(net.server_facilitator, "server_facilitator"))
+            sim.count(f"{op}_unreachable")
+            return Unreachable("facilitator", f"{fac.name} is down")
+        row.facilitator = fac.name
+        queued = env.now
+        with fac.slots.request() as slot:
+            fac.max_queue = max(fac.max_queue, len(fac.slots.queue))
+            yield slot
+            if queued >= sim.scenario.simulation.warmup:
+                fac.waits.add(env.now - queued)
+            spec_time = fac.spec.verify_time if op == "verify" else fac.spec.settle_time
+            yield env.timeout(spec_time.sample(fac.rng) * fac.slowdown(env.now))
+        rate = fac.spec.verify_error_rate if op == "verify" else fac.spec.settle_error_rate
+        if rate and fac.rng.random() < rate:
+            yield env.timeout(sim.latency_of(net.server_facilitator, "server_facilitator"))
+            sim.count(f"{op}_errors_injected")
+            return Unreachable("facilitator", f"{fac.name} answered 500")
+        yield env.timeout(2 * rpc.sample(fac.rng))  # reads of the token's state
+        sim.sync_chain()
+        if op == "verify":
+            fac.verifies += 1
+            answer = fac.role.verify(effect.payload, effect.requirements, sim.now())
+        else:
+            fac.settles += 1
+            answer = yield from self._settle(fac, effect, rpc)
+            if isinstance(answer, Unreachable):
+                return answer
+        yield env.timeout(sim.latency_of(net.server_facilitator, "server_facilitator"))
+        return answer
+
+    def _settle(self, fac: SimFacilitator, effect, rpc):
+        sim, row = self.sim, self.row
+        sim.submitting = fac
+        try:
+            pending = fac.role.begin_settle(effect.payload, effect.requirements, sim.now())
+        finally:
+            sim.submitting = None
+        if isinstance(pending, SettleResponse):
+            return pending
+        row.tx_hash = "0x" + pending.tx_hash.hex()
+        # a facilitator that shares settlements may hand this one to a duplicate until it expires
+        shared = pending.verdict.payload.authorization.valid_before if fac.spec.dedupe == "share" else None
+        sim.hold_tx(pending.tx_hash, row, until=shared)
+        yield sim.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
+        answer = yield from self._await_receipt(fac, pending, rpc)
+        receipt = sim.chain.receipt(pending.tx_hash)
+        if receipt is not None:
+            row.gas = receipt.gas_used
+            if pending.tx_hash in sim.producer.final_at:
+                row.final = sim.producer.final_at[pending.tx_hash]
+        sim.release_tx(pending.tx_hash)  # this call reads nothing more of it
+        if receipt is not None and sim.fault_hits(sim.lost_answers, fac, "faults:lost"):
+            sim.count("settle_answers_lost")
+            return Unreachable("facilitator", f"{fac.name}: settle answer lost", may_have_landed=True)
+        return answer
+
+    def _await_receipt(self, fac: SimFacilitator, pending: PendingSettlement, rpc):
+        sim = self.sim
+        h = pending.tx_hash
+        ready = (
+            sim.producer.preconf_event(h)
+            if fac.spec.settle_on == "preconfirmation"
+            else sim.producer.final_event(h)
+        )
+        if fac.spec.settle_timeout is not None:
+            yield ready | sim.env.timeout(fac.spec.settle_timeout)
+            if not ready.triggered:
+                sim.count("facilitator_settle_timeouts")
+                return fac.role.abandon_settle(
+                    pending, f"not confirmed within {fac.spec.settle_timeout:g} s (transaction sent)"
+                )
+        else:
+            yield ready
+        yield sim.env.timeout(rpc.sample(fac.rng))  # the receipt is read
+        return fac.role.finish_settle(pending, sim.chain.receipt(h))
+
+
+def carries_payment(request: HttpRequest) -> bool:
+    """Whether ``request`` carries a payment header (of either protocol version)."""
+    return any(request.header(name) is not None for name in PAYMENT_HEADERS)
+
+
+__all__ = ["PAYMENT_HEADERS", "SimDriver", "carries_payment"]
