@@ -32,7 +32,7 @@ DRAINER_ETH = ETHER // 10
 
 @dataclass
 class SimFacilitator:
-    spec: sc.Facilitator
+    spec: sc.FacilitatorSpec
     role: Facilitator
     slots: simpy.Resource
     rng: random.Random
@@ -106,7 +106,7 @@ def payee_labels(world) -> list[str]:
     return labels
 
 
-def facilitator(world, spec: sc.Facilitator) -> SimFacilitator:
+def facilitator(world, spec: sc.FacilitatorSpec) -> SimFacilitator:
     """The facilitator ``spec``: its role on the world's chain (funded with gas money) and its slots."""
     key = world.key(f"facilitator:{spec.name}")
     role = Facilitator(

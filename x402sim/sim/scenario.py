@@ -146,7 +146,7 @@ class OpStackFees(_Table):
 FeeModel = Annotated[L1Fees | OpStackFees, Field(discriminator="model")]
 
 
-class Chain(_Table):
+class ChainSpec(_Table):
     block_time: float = Field(2.0, gt=0, le=3600)
     preconfirmation: float | None = Field(None, gt=0, description="flashblock interval, seconds")
     confirmations: int = Field(0, ge=0, le=10_000, description="blocks after inclusion that make final")
@@ -159,7 +159,7 @@ class Chain(_Table):
     fee: FeeModel = Field(default_factory=lambda: L1Fees(model="l1", base_fee_gwei=1.0))
 
     @model_validator(mode="after")
-    def _preconfirmation_fits(self) -> Chain:
+    def _preconfirmation_fits(self) -> ChainSpec:
         if self.preconfirmation is not None and self.preconfirmation > self.block_time:
             raise ValueError(
                 f"preconfirmation ({self.preconfirmation}) must not exceed block_time ({self.block_time})"
@@ -179,7 +179,7 @@ class FacilitatorFees(_Table):
     free_per_month: int = Field(0, ge=0)
 
 
-class Facilitator(_Table):
+class FacilitatorSpec(_Table):
     name: Name
     verify_time: Distribution = ZERO
     settle_time: Distribution = ZERO
@@ -385,7 +385,7 @@ class Change(_Table):
     attack: bool = Field(False, description="payments quoted from now on are attack-bound (price bait)")
 
 
-class Endpoint(_Table):
+class EndpointSpec(_Table):
     path: str = Field(pattern=r"^/[^\s?#]*$")
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "GET"
     price: Price = Field(description="USDC, or a price distribution drawn once per endpoint")
@@ -394,7 +394,7 @@ class Endpoint(_Table):
     changes: list[Change] = Field(default_factory=list)
 
 
-class ReplayGuard(_Table):
+class ReplayGuardSpec(_Table):
     ttl: float = Field(3600, gt=0)
 
 
@@ -476,12 +476,12 @@ class Server(_Table):
     facilitators: ServerFacilitators = Field(
         description="in order of preference, or { name = share }: one each, dealt out over the copies"
     )
-    endpoints: list[Endpoint] = Field(min_length=1)
+    endpoints: list[EndpointSpec] = Field(min_length=1)
     pay_to: Name | None = Field(None, description="payee label; servers sharing a label share an address")
     order: Literal["authorization", "upfront"] = "authorization"
     handler_time: Distribution = ZERO
     settle_timeout: Seconds | None = None
-    replay_guard: ReplayGuard | None = None
+    replay_guard: ReplayGuardSpec | None = None
     serve_unsettled: bool = False
     identity: bool = Field(
         False,
@@ -655,7 +655,7 @@ def _growth_for_share(share: float, last: float, window: float) -> float:
 Arrivals = Annotated[Poisson | Interval | Burst | Piecewise | Growth, Field(discriminator="kind")]
 
 
-class Uniform(_Table):
+class UniformChoice(_Table):
     kind: Literal["uniform"] = "uniform"
 
 
@@ -683,7 +683,7 @@ class Reputation(_Table):
     refresh: float = Field(10, gt=0, allow_inf_nan=False)
 
 
-def choice_weights(choice: Uniform | Zipf | Weights | Reputation, n: int) -> list[float]:
+def choice_weights(choice: UniformChoice | Zipf | Weights | Reputation, n: int) -> list[float]:
     """The relative weights of ``n`` targets under a choice model (Zipf: 1 / rank^exponent; by
     reputation, before any is read: all alike)."""
     if choice.kind in ("uniform", "reputation"):
@@ -698,7 +698,9 @@ def _choice_shorthand(value: Any) -> Any:
 
 
 Choice = Annotated[
-    Uniform | Zipf | Weights | Reputation, Field(discriminator="kind"), BeforeValidator(_choice_shorthand)
+    UniformChoice | Zipf | Weights | Reputation,
+    Field(discriminator="kind"),
+    BeforeValidator(_choice_shorthand),
 ]
 
 
@@ -709,7 +711,7 @@ class Retry(_Table):
     backoff: Distribution = ZERO
 
 
-class SpendPolicy(_Table):
+class SpendPolicySpec(_Table):
     """The reference client's own spend policy, written inline: ``policy = { budget = "5", ... }``
     (a governance policy is named instead: ``policy = "name"``)."""
 
@@ -723,7 +725,7 @@ def _policy_form(value: Any) -> str:
 
 
 GroupPolicy = Annotated[
-    Annotated[Name, Tag("name")] | Annotated[SpendPolicy, Tag("table")],
+    Annotated[Name, Tag("name")] | Annotated[SpendPolicySpec, Tag("table")],
     Discriminator(_policy_form),
 ]
 
@@ -911,7 +913,7 @@ class AgentGroup(_Table):
     stop: Seconds | None = None
     max_requests: int | None = Field(None, ge=1, description="per agent")
     targets: list[str] | None = Field(None, description='"server/path" (or "server" for all its paths)')
-    choice: Choice = Field(default_factory=Uniform)
+    choice: Choice = Field(default_factory=UniformChoice)
     retry: Retry = Field(default_factory=Retry)
     policy: GroupPolicy | None = Field(
         None, description="a [[policies]] name (a governor judges each payment), or an inline spend policy"
@@ -934,8 +936,8 @@ class AgentGroup(_Table):
         return self.policy if isinstance(self.policy, str) else None
 
     @property
-    def spend_policy(self) -> SpendPolicy | None:
-        return self.policy if isinstance(self.policy, SpendPolicy) else None
+    def spend_policy(self) -> SpendPolicySpec | None:
+        return self.policy if isinstance(self.policy, SpendPolicySpec) else None
 
     @property
     def compromised(self) -> bool:
@@ -1000,7 +1002,7 @@ class X402scanTargets(_Table):
     tolerance: float = Field(0.02, ge=0, description="largest relative deviation that counts as a match")
 
 
-class Governance(_Table):
+class GovernanceSpec(_Table):
     """How a scenario with governance policies is run."""
 
     counterfactual: bool = Field(
@@ -1014,15 +1016,15 @@ class Scenario(_Table):
     model_config = ConfigDict(extra="forbid", title="x402sim scenario")
 
     simulation: Simulation
-    chain: Chain = Field(default_factory=Chain)
+    chain: ChainSpec = Field(default_factory=ChainSpec)
     network: Network = Field(default_factory=Network)
-    facilitators: list[Facilitator] = Field(min_length=1)
+    facilitators: list[FacilitatorSpec] = Field(min_length=1)
     servers: list[Server] = Field(min_length=1)
     agents: list[AgentGroup] = Field(min_length=1)
     faults: list[Fault] = Field(default_factory=list)
     x402scan: X402scanTargets | None = None
     policies: list[GovernancePolicy] = Field(default_factory=list)
-    governance: Governance = Field(default_factory=Governance)
+    governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
 
     def policy(self, name: str) -> GovernancePolicy:
         return next(p for p in self.policies if p.name == name)
