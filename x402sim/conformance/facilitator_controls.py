@@ -565,12 +565,14 @@ class _SettleSkipsReverify(Facilitator):
             parsed = parse_exact_evm_payload(payload.payload)
         except ProtocolError:
             return super().begin_settle(payload, requirements, now)
-        verdict = Verdict(None, "", parsed.authorization.from_, parsed, offer)
+        payer = parsed.authorization.from_
+        verdict = Verdict(None, "", payer, parsed, offer)
         try:
             tx_hash = self.submit(settlement_calldata(parsed), offer.asset)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
-        return PendingSettlement(tx_hash, verdict.payer, offer, verdict, requirements.network, now)
+        mechanism = self.mechanism_for(requirements)
+        return PendingSettlement(tx_hash, payer, offer, verdict, requirements.network, now, mechanism)
 
 
 @control(
