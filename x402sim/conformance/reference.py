@@ -34,7 +34,7 @@ from ..http.routes_file import RoutesConfig
 from ..http.runner import LOOPBACK, Services
 from ..http.serve import client_env, client_verdict, facilitator_env, resource_server, server_env
 from ..http.server_app import resource_server_app
-from .results import Role, TargetInfo
+from .results import Role, TargetInfo, TargetKind
 from .targets import ClientRun
 from .trust import AP2, ERC8004, WEB_BOT_AUTH
 
@@ -122,7 +122,7 @@ class InProcessService:
     role: Role
     build: Callable[[dict[str, str]], object]  # env -> ASGI app
     name: str = "x402sim reference"
-    kind: str = "reference"
+    kind: TargetKind = "reference"
     trust: frozenset[str] = frozenset()  # the trust features it advertises
     services: Services | None = field(default=None, init=False)
     base_url: str = field(default="", init=False)
@@ -174,15 +174,14 @@ def agent_directory(env: Mapping[str, str]):
     rpc_url = env.get("EVM_RPC_URL")
     if not rpc_url:
         raise ValueError("EVM_RPC_URL is not set: an ERC-8004 client reads the registries there")
-    registries = {}
-    for field_name, var in (
-        ("identity_registry", "ERC8004_IDENTITY_REGISTRY"),
-        ("reputation_registry", "ERC8004_REPUTATION_REGISTRY"),
-    ):
+
+    def registry(var: str) -> str | None:  # None: the chain's default
         named = env.get(var, "")
-        if named.count(":") == 2:
-            registries[field_name] = named.rsplit(":", 1)[1]
-    return AgentDirectory(RpcChain(rpc_url, **registries))
+        return named.rsplit(":", 1)[1] if named.count(":") == 2 else None
+
+    identity = registry("ERC8004_IDENTITY_REGISTRY")
+    reputation = registry("ERC8004_REPUTATION_REGISTRY")
+    return AgentDirectory(RpcChain(rpc_url, identity_registry=identity, reputation_registry=reputation))
 
 
 def trust_pay(env: dict[str, str], *, directory=None, client_class=None) -> dict:
@@ -219,7 +218,7 @@ class InProcessClient:
 
     pay: Callable[[dict[str, str]], dict] = pay_from_env
     name: str = "x402sim reference"
-    kind: str = "reference"
+    kind: TargetKind = "reference"
     role: Role = "client"
     trust: frozenset[str] = frozenset()  # the trust features it advertises
 
