@@ -30,6 +30,7 @@ from ..actors.server import ResourceServer
 from ..evm.rpc_chain import RpcChain
 from ..http.client import PayingClient
 from ..http.facilitator_app import facilitator_app
+from ..http.guard import Asgi
 from ..http.routes_file import RoutesConfig
 from ..http.runner import LOOPBACK, Services
 from ..http.serve import client_env, client_verdict, facilitator_env, resource_server, server_env
@@ -80,7 +81,7 @@ def trust_server(
     mandates=None,
     crawl=None,
     **switches,
-) -> tuple[ResourceServer, object]:
+) -> tuple[ResourceServer, Asgi]:
     """The from-env reference server with AP2 mandates and Web Bot Auth enforced (``mandates`` and
     ``crawl`` replace the verifier and the policy read from ``env``)."""
     switches["mandates"] = mandates if mandates is not None else mandate_verifier(env)
@@ -90,7 +91,7 @@ def trust_server(
 
 def reference_server(
     env: dict[str, str], role_class: type[ResourceServer] = ResourceServer, **switches
-) -> tuple[ResourceServer, object]:
+) -> tuple[ResourceServer, Asgi]:
     """The server ``x402sim serve server --from-env`` runs, read from ``env`` by the same reader
     (``PAYMENT_IDENTIFIER`` included). ``switches`` are ``ResourceServer`` fields and win over the
     env; ``role_class`` (a subclass, for controls) is built in its place."""
@@ -109,7 +110,7 @@ def reference_server(
     return role, resource_server_app(role, client, handlers=handlers)
 
 
-def reference_facilitator(env: dict[str, str], **switches) -> tuple[Facilitator, object]:
+def reference_facilitator(env: dict[str, str], **switches) -> tuple[Facilitator, Asgi]:
     parsed = facilitator_env(env)
     role = Facilitator(RpcChain(parsed.rpc_url), parsed.key, **switches)
     return role, facilitator_app(role, automine=False, settle_timeout=10.0)
@@ -120,7 +121,7 @@ class InProcessService:
     """A server or facilitator app built from the environment and served on loopback here."""
 
     role: Role
-    build: Callable[[dict[str, str]], object]  # env -> ASGI app
+    build: Callable[[dict[str, str]], Asgi]  # env -> ASGI app
     name: str = "x402sim reference"
     kind: TargetKind = "reference"
     trust: frozenset[str] = frozenset()  # the trust features it advertises
