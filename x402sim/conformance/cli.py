@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..cli_errors import err, fail, fail_with
-from .results import LEVELS, report_schema
+from .results import LEVELS, Role, report_schema
 
 # The harness (chain, HTTP services) and the catalog are imported by the commands that use them, so
 # that `x402sim --help` and the other command groups do not pay for them.
@@ -69,7 +69,7 @@ BuiltinOpt = Annotated[
 BUILTINS = ("reference", "reference-trust")
 
 
-def _builtin(role: str, builtin: str):
+def _builtin(role: Role, builtin: str):
     """x402sim's own ``role`` (``--builtin``), served in process."""
     from .reference import reference_target
 
@@ -89,7 +89,7 @@ def _trust(names) -> frozenset[str]:
 
 
 def _service_target(
-    role: str, cmd: str | None, url: str | None, cwd, ready_timeout: float, name, builtin: str | None = None
+    role: Role, cmd: str | None, url: str | None, cwd, ready_timeout: float, name, builtin: str | None = None
 ):
     """The server or facilitator target named by exactly one of ``--cmd``, ``--url`` and ``--builtin``."""
     from ..http.runner import ServiceError, check_loopback_url
@@ -103,6 +103,7 @@ def _service_target(
         return ServiceCommand(
             role, cmd, cwd=str(cwd) if cwd else None, ready_timeout=ready_timeout, name=name
         )
+    assert url is not None  # exactly one of the three is given, and it is not cmd or builtin
     try:
         check_loopback_url(url, "--url")
     except ServiceError as exc:
@@ -319,6 +320,7 @@ def client_command(
     if builtin:
         target = _builtin("client", builtin)
     else:
+        assert cmd is not None  # exactly one of --cmd and --builtin is given
         target = ClientCommand(cmd, cwd=str(cwd) if cwd else None, timeout=run_timeout, name=name)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout, trust=_trust(trust))
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}

@@ -469,6 +469,7 @@ async def signs_recovers(ctx: ClientContext) -> None:
             isinstance(signature, str) and _SIGNATURE.fullmatch(signature),
             f"the signature {str(signature)[:40]!r} is not 0x and 65 bytes of hex",
         )
+        assert isinstance(signature, str)  # checked just above
         try:
             signer = recover_digest(
                 authorization_digest(domain_of(the_offer), _auth(auth)), bytes.fromhex(signature[2:])
@@ -582,6 +583,7 @@ async def signs_validity_window(ctx: ClientContext) -> None:
     for seen, _, auth in payments:
         valid_before, valid_after = _int(auth.get("validBefore")), _int(auth.get("validAfter"))
         ctx.check(valid_before is not None and valid_after is not None, f"unreadable window in {auth}")
+        assert valid_before is not None and valid_after is not None  # checked just above
         window = valid_before - int(seen.at)
         ctx.fact("window_seconds", window)
         ctx.check(
@@ -746,6 +748,7 @@ async def refuses_standing_authorization(ctx: ClientContext) -> None:
     for seen, _, auth in signed(ctx):
         valid_before = _int(auth.get("validBefore"))
         ctx.check(valid_before is not None, f"unreadable validBefore in {auth}")
+        assert valid_before is not None  # checked just above
         window = valid_before - int(seen.at)
         ctx.fact("window_seconds", window)
         ctx.check(

@@ -27,6 +27,7 @@ from ..mechanisms.exact_eip3009 import SCHEME, Offer, sign_authorization
 from ..protocol import (
     PAYMENT_SIGNATURE,
     X_PAYMENT,
+    AnyPaymentPayload,
     AnyPaymentRequired,
     PaymentPayload,
     PaymentPayloadV1,
@@ -91,6 +92,7 @@ class LooseClient(Client):
             signing = replace(signing, extra={**signing.extra, "name": self.domain_name})
         exact = sign_authorization(self.key, self.address, signing, now, nonce).to_wire()
         self._committed += offer.amount
+        payment: AnyPaymentPayload
         if isinstance(required, PaymentRequired):
             payment = PaymentPayload(x402_version=2, resource=required.resource, accepted=req, payload=exact)
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -47,10 +47,10 @@ class CaseContext:
         if not condition:
             raise CaseFailed(message)
 
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         raise CaseFailed(message)
 
-    def skip(self, reason: str):
+    def skip(self, reason: str) -> NoReturn:
         raise CaseSkipped(reason)
 
     def fact(self, name: str, value: Any) -> Any:

@@ -50,7 +50,8 @@ def body_value(content: bytes | str | None) -> Any:
 
 def message_of(headers: httpx.Headers | dict, **fields) -> Message:
     items = headers.multi_items() if isinstance(headers, httpx.Headers) else list(headers.items())
-    plain, x402 = {}, {}
+    plain: dict[str, str] = {}
+    x402: dict[str, Any] = {}
     for name, value in items:
         lower = name.lower()
         if lower in X402_HEADERS:

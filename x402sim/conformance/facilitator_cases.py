@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..protocol import V1_EVM_CHAIN_IDS, ReasonClass, reason_class
@@ -240,6 +241,7 @@ async def supported_shape(ctx: FacilitatorContext) -> None:
     answer = await _supported(ctx)
     kinds = answer.get("kinds")
     ctx.check(isinstance(kinds, list) and kinds, f"kinds is not a non-empty list: {kinds!r}")
+    assert isinstance(kinds, list)  # checked just above
     for i, kind in enumerate(kinds):
         ctx.check(isinstance(kind, dict), f"kinds[{i}] is not an object")
         version = kind.get("x402Version")
@@ -260,7 +262,8 @@ async def supported_shape(ctx: FacilitatorContext) -> None:
 )
 async def supported_network(ctx: FacilitatorContext) -> None:
     answer = await _supported(ctx)
-    kinds = answer.get("kinds") if isinstance(answer.get("kinds"), list) else []
+    kinds = answer.get("kinds")
+    kinds = kinds if isinstance(kinds, list) else []
     listed = [(k.get("x402Version"), k.get("scheme"), k.get("network")) for k in kinds if isinstance(k, dict)]
     ctx.fact("supported.kinds", listed)
     ctx.check(
@@ -921,7 +924,7 @@ async def settle_no_transfer(ctx: FacilitatorContext) -> None:
 
 
 async def malformed(
-    ctx: FacilitatorContext, bodies: list[tuple[str, bytes | str]], payer: Account | None = None
+    ctx: FacilitatorContext, bodies: Sequence[tuple[str, bytes | str]], payer: Account | None = None
 ):
     """Post each body to /verify and /settle: 4xx or a 2xx refusal, never a 5xx or a success; and
     nothing leaves ``payer`` on chain."""

@@ -24,6 +24,7 @@ from ..errors import ChainError
 from ..evm.chain import CallResult
 from ..evm.rpc_chain import RpcChain
 from ..http.facilitator_app import facilitator_app
+from ..http.guard import Asgi
 from ..http.serve import facilitator_env
 from ..mechanisms.exact_eip3009 import FACILITATOR_VALID_BEFORE_MARGIN, Offer, Verdict, settlement_calldata
 from ..protocol import ProtocolError, Reason, parse_exact_evm_payload
@@ -85,14 +86,14 @@ def _serve(role: Facilitator):
     return facilitator_app(role, automine=False, settle_timeout=10.0)
 
 
-def _subclass(cls: type[Facilitator], **switches) -> Callable[[dict[str, str]], object]:
+def _subclass(cls: type[Facilitator], **switches) -> Callable[[dict[str, str]], Asgi]:
     def build(env: dict[str, str]):
         return _serve(cls(*_chain_and_key(env), **switches))
 
     return build
 
 
-def _target(name: str, build: Callable[[dict[str, str]], object]) -> InProcessService:
+def _target(name: str, build: Callable[[dict[str, str]], Asgi]) -> InProcessService:
     return InProcessService("facilitator", build=build, name=f"control: {name}", kind="control")
 
 
@@ -148,21 +149,25 @@ def middleware(
     return wrapper
 
 
-def _over_reference(**wrapping) -> Callable[[dict[str, str]], object]:
+def _over_reference(**wrapping) -> Callable[[dict[str, str]], Asgi]:
     def build(env: dict[str, str]):
         return middleware(reference_facilitator(env)[1], **wrapping)
 
     return build
 
 
+def _object_at(d: dict, key: str) -> dict:
+    """``d[key]`` when it is a JSON object, else empty."""
+    value = d.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _parts(body: Any) -> tuple[dict, dict, dict]:
     """(paymentPayload, paymentRequirements, authorization) of a request body, empty when absent."""
     body = body if isinstance(body, dict) else {}
-    payment = body.get("paymentPayload") if isinstance(body.get("paymentPayload"), dict) else {}
-    requirements = body.get("paymentRequirements")
-    requirements = requirements if isinstance(requirements, dict) else {}
-    payload = payment.get("payload") if isinstance(payment.get("payload"), dict) else {}
-    auth = payload.get("authorization") if isinstance(payload.get("authorization"), dict) else {}
+    payment = _object_at(body, "paymentPayload")
+    requirements = _object_at(body, "paymentRequirements")
+    auth = _object_at(_object_at(payment, "payload"), "authorization")
     return payment, requirements, auth
 
 
@@ -565,12 +570,14 @@ class _SettleSkipsReverify(Facilitator):
             parsed = parse_exact_evm_payload(payload.payload)
         except ProtocolError:
             return super().begin_settle(payload, requirements, now)
-        verdict = Verdict(None, "", parsed.authorization.from_, parsed, offer)
+        payer = parsed.authorization.from_
+        verdict = Verdict(None, "", payer, parsed, offer)
         try:
             tx_hash = self.submit(settlement_calldata(parsed), offer.asset)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
-        return PendingSettlement(tx_hash, verdict.payer, offer, verdict, requirements.network, now)
+        mechanism = self.mechanism_for(requirements)
+        return PendingSettlement(tx_hash, payer, offer, verdict, requirements.network, now, mechanism)
 
 
 @control(

@@ -22,7 +22,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import to_checksum_address
 
@@ -38,6 +38,7 @@ from ..http.runner import LOOPBACK, Services
 from ..money import UNIT
 from ..protocol import Reason
 from .asgi import capture, read_body, replay, send_json, send_raw
+from .hostile import HostileServer
 
 BARRIER_WAIT = 2.0  # seconds a held /verify waits for the others (see FacilitatorControl)
 DEFAULT_FUNDING = 10 * UNIT
@@ -119,7 +120,7 @@ def controlled(app, control: FacilitatorControl):
             network = (
                 parsed.get("paymentRequirements", {}).get("network", "") if isinstance(parsed, dict) else ""
             )
-            answer = {
+            answer: Any = {
                 "success": False,
                 "errorReason": Reason.transaction_failed.value,
                 "transaction": "",
@@ -159,6 +160,20 @@ class HarnessOptions:
 class Harness:
     """The chain, its JSON-RPC URL and the controlled reference facilitator, served on loopback."""
 
+    # Set by start():
+    local_chain: LocalChain
+    rpc_url: str
+    facilitator: Facilitator
+    facilitator_url: str
+    chain: RpcChain
+    network: str
+    chain_id: int
+    asset: str
+    asset_name: str
+    asset_version: str
+    # Set by kits.harness_apps for a client target:
+    hostile: HostileServer
+
     def __init__(self, options: HarnessOptions | None = None) -> None:
         self.options = options or HarnessOptions()
         self._counter = 0
@@ -191,8 +206,9 @@ class Harness:
         self.network = chain.network
         self.chain_id = chain.chain_id
         self.asset = to_checksum_address(chain.usdc)
-        self.asset_name = chain.token_name
-        self.asset_version = chain.token_version
+        # a chain's token name and version are None only until its __post_init__ fills in the defaults
+        self.asset_name = cast(str, chain.token_name)
+        self.asset_version = cast(str, chain.token_version)
         return self
 
     def stop(self) -> None:

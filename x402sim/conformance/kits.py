@@ -134,6 +134,7 @@ class ServerContext(CaseContext):
 
     @property
     def payee(self) -> str:
+        assert self.setup.payee is not None  # a server run learns its payee before its first case
         return self.setup.payee
 
     @property
@@ -170,6 +171,7 @@ class ServerContext(CaseContext):
             f"the 402 offers no exact payment in {self.harness.asset} on "
             f"{self.harness.network}: {json.dumps(challenge.accepts)[:300]}",
         )
+        assert offer is not None  # checked just above
         amount = offer.get("amount", offer.get("maxAmountRequired"))
         self.check(
             isinstance(amount, str) and amount.isdigit(),
@@ -592,6 +594,7 @@ class ClientContext(CaseContext):
 
     @property
     def hostile(self) -> HostileServer:
+        assert self.setup.hostile is not None  # prepare() gives a client run its hostile server
         return self.setup.hostile
 
     def client_env(self, payer: Account, path: str = "/resource") -> dict[str, str]:

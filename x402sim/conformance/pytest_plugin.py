@@ -17,17 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ..money import UNIT
+
+if TYPE_CHECKING:
+    from .harness import Harness
 
 
 @dataclass
 class X402Services:
     """The harness's services and what an app under test needs to know of them."""
 
-    harness: object
+    harness: Harness
 
     @property
     def rpc_url(self) -> str:

@@ -30,11 +30,12 @@ from ..actors.server import ResourceServer
 from ..evm.rpc_chain import RpcChain
 from ..http.client import PayingClient
 from ..http.facilitator_app import facilitator_app
+from ..http.guard import Asgi
 from ..http.routes_file import RoutesConfig
 from ..http.runner import LOOPBACK, Services
 from ..http.serve import client_env, client_verdict, facilitator_env, resource_server, server_env
 from ..http.server_app import resource_server_app
-from .results import Role, TargetInfo
+from .results import Role, TargetInfo, TargetKind
 from .targets import ClientRun
 from .trust import AP2, ERC8004, WEB_BOT_AUTH
 
@@ -80,7 +81,7 @@ def trust_server(
     mandates=None,
     crawl=None,
     **switches,
-) -> tuple[ResourceServer, object]:
+) -> tuple[ResourceServer, Asgi]:
     """The from-env reference server with AP2 mandates and Web Bot Auth enforced (``mandates`` and
     ``crawl`` replace the verifier and the policy read from ``env``)."""
     switches["mandates"] = mandates if mandates is not None else mandate_verifier(env)
@@ -90,7 +91,7 @@ def trust_server(
 
 def reference_server(
     env: dict[str, str], role_class: type[ResourceServer] = ResourceServer, **switches
-) -> tuple[ResourceServer, object]:
+) -> tuple[ResourceServer, Asgi]:
     """The server ``x402sim serve server --from-env`` runs, read from ``env`` by the same reader
     (``PAYMENT_IDENTIFIER`` included). ``switches`` are ``ResourceServer`` fields and win over the
     env; ``role_class`` (a subclass, for controls) is built in its place."""
@@ -109,7 +110,7 @@ def reference_server(
     return role, resource_server_app(role, client, handlers=handlers)
 
 
-def reference_facilitator(env: dict[str, str], **switches) -> tuple[Facilitator, object]:
+def reference_facilitator(env: dict[str, str], **switches) -> tuple[Facilitator, Asgi]:
     parsed = facilitator_env(env)
     role = Facilitator(RpcChain(parsed.rpc_url), parsed.key, **switches)
     return role, facilitator_app(role, automine=False, settle_timeout=10.0)
@@ -120,9 +121,9 @@ class InProcessService:
     """A server or facilitator app built from the environment and served on loopback here."""
 
     role: Role
-    build: Callable[[dict[str, str]], object]  # env -> ASGI app
+    build: Callable[[dict[str, str]], Asgi]  # env -> ASGI app
     name: str = "x402sim reference"
-    kind: str = "reference"
+    kind: TargetKind = "reference"
     trust: frozenset[str] = frozenset()  # the trust features it advertises
     services: Services | None = field(default=None, init=False)
     base_url: str = field(default="", init=False)
@@ -174,15 +175,14 @@ def agent_directory(env: Mapping[str, str]):
     rpc_url = env.get("EVM_RPC_URL")
     if not rpc_url:
         raise ValueError("EVM_RPC_URL is not set: an ERC-8004 client reads the registries there")
-    registries = {}
-    for field_name, var in (
-        ("identity_registry", "ERC8004_IDENTITY_REGISTRY"),
-        ("reputation_registry", "ERC8004_REPUTATION_REGISTRY"),
-    ):
+
+    def registry(var: str) -> str | None:  # None: the chain's default
         named = env.get(var, "")
-        if named.count(":") == 2:
-            registries[field_name] = named.rsplit(":", 1)[1]
-    return AgentDirectory(RpcChain(rpc_url, **registries))
+        return named.rsplit(":", 1)[1] if named.count(":") == 2 else None
+
+    identity = registry("ERC8004_IDENTITY_REGISTRY")
+    reputation = registry("ERC8004_REPUTATION_REGISTRY")
+    return AgentDirectory(RpcChain(rpc_url, identity_registry=identity, reputation_registry=reputation))
 
 
 def trust_pay(env: dict[str, str], *, directory=None, client_class=None) -> dict:
@@ -219,7 +219,7 @@ class InProcessClient:
 
     pay: Callable[[dict[str, str]], dict] = pay_from_env
     name: str = "x402sim reference"
-    kind: str = "reference"
+    kind: TargetKind = "reference"
     role: Role = "client"
     trust: frozenset[str] = frozenset()  # the trust features it advertises
 

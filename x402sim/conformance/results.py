@@ -70,9 +70,12 @@ class CaseResult(_Model):
     duration: float = 0.0
 
 
+TargetKind = Literal["command", "url", "asgi", "reference", "control"]
+
+
 class TargetInfo(_Model):
     role: Role
-    kind: Literal["command", "url", "asgi", "reference", "control"]
+    kind: TargetKind
     spec: str
     name: str
 
@@ -95,7 +98,7 @@ class RunReport(_Model):
     results: list[CaseResult]
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(OUTCOMES, 0)
+        counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         for result in self.results:
             counts[result.outcome] += 1
         return counts

@@ -29,7 +29,7 @@ from .catalog import Case, CaseFailed, CaseSkipped
 from .context import Endpoint
 from .harness import Harness, HarnessOptions
 from .kits import FAILING_PATH_SUFFIX, SECOND_PATH_SUFFIX, context_for, harness_apps, prepare, read_challenge
-from .results import CaseResult, Evidence, RunReport, ToolInfo
+from .results import CaseResult, Evidence, Outcome, RunReport, ToolInfo
 from .targets import TargetError
 from .trust import WEB_BOT_AUTH, TrustKit, features
 
@@ -97,7 +97,7 @@ def run(
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
     own = harness is None
-    if own:
+    if harness is None:
         harness = Harness(options.harness)
         harness.start(extra_apps=harness_apps(role, harness))
     try:
@@ -204,7 +204,8 @@ async def _payee_of(
 
 async def _run_one(case: Case, ctx, timeout: float) -> CaseResult:
     started = time.perf_counter()
-    outcome, message = "passed", ""
+    outcome: Outcome = "passed"
+    message = ""
     try:
         await asyncio.wait_for(case.run(ctx), timeout)
     except CaseFailed as exc:

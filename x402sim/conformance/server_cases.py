@@ -23,6 +23,7 @@ import base64
 import binascii
 import json
 import re
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from ..evm.contracts import MULTICALL3_ADDRESS
@@ -126,7 +127,7 @@ def mojibake(text: str) -> bool:
     return False
 
 
-def is_int(value) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return type(value) is int
 
 
@@ -260,6 +261,7 @@ async def base64_standard(ctx: ServerContext) -> None:
 async def utf8_json(ctx: ServerContext) -> None:
     response = await ctx.send("unpaid request", ctx.endpoint.method, ctx.endpoint.path)
     ctx.check(response is not None, "no answer from the server")
+    assert response is not None  # checked just above
     value = response.headers.get("payment-required")
     if value is not None:
         where = "PAYMENT-REQUIRED"
@@ -293,6 +295,7 @@ async def v2_required_fields(ctx: ServerContext) -> None:
         ctx.skip("not a v2 server")
     required = challenge.required
     ctx.check(isinstance(required, dict), f"PAYMENT-REQUIRED does not decode to an object: {required}")
+    assert isinstance(required, dict)  # checked just above
     ctx.check(
         is_int(required.get("x402Version")) and required["x402Version"] == 2,
         f"x402Version is {required.get('x402Version')!r}, not the JSON number 2",
@@ -301,6 +304,7 @@ async def v2_required_fields(ctx: ServerContext) -> None:
     ctx.check(isinstance(accepts, list) and accepts, f"accepts is {accepts!r}, not a non-empty list")
     resource = required.get("resource")
     ctx.check(isinstance(resource, dict), f"resource is {resource!r}, not an object")
+    assert isinstance(resource, dict)  # checked just above
     url = resource.get("url")
     ctx.check(isinstance(url, str) and url, f"resource.url is {url!r}, not a URL string")
 
@@ -394,7 +398,8 @@ async def max_timeout_positive(ctx: ServerContext) -> None:
 )
 async def eip712_extra(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
-    extra = offer.get("extra") if isinstance(offer.get("extra"), dict) else {}
+    extra = offer.get("extra")
+    extra = extra if isinstance(extra, dict) else {}
     name = ctx.fact("chain.name", ctx.harness.chain.name_of(ctx.harness.asset))
     version = ctx.fact("chain.version", ctx.harness.chain.version_of(ctx.harness.asset))
     ctx.fact("offer.extra", extra)
@@ -454,6 +459,7 @@ async def resource_url(ctx: ServerContext) -> None:
         url = entry.get("resource") if isinstance(entry, dict) else None
     ctx.fact("resource.url", url)
     ctx.check(isinstance(url, str), f"the 402 names no resource URL ({url!r})")
+    assert isinstance(url, str)  # checked just above
     path = urlsplit(url).path
     ctx.check(path == ctx.endpoint.path, f"resource URL {url!r} names {path!r}, not {ctx.endpoint.path!r}")
 
@@ -469,6 +475,7 @@ async def v1_body(ctx: ServerContext) -> None:
     if challenge.version != 1:
         ctx.skip("not a v1 server")
     body = challenge.required
+    assert body is not None  # a v1 challenge is read from a JSON object body (read_challenge)
     ctx.check(is_int(body.get("x402Version")) and body["x402Version"] == 1, "x402Version is not the number 1")
     ctx.check(challenge.accepts, "the v1 body has no accepts entries")
     for index, entry in enumerate(challenge.accepts):
@@ -496,6 +503,7 @@ async def unpriced_path_free(ctx: ServerContext) -> None:
     path = ctx.endpoint.path.rstrip("/") + "-unpriced-probe"
     response = await ctx.send("unpaid request to an unpriced path", ctx.endpoint.method, path)
     ctx.check(response is not None, "no answer")
+    assert response is not None  # checked just above
     ctx.fact("status", response.status_code)
     ctx.check(response.status_code != 402, f"{path}, which is not sold, answered 402")
 
@@ -1147,6 +1155,7 @@ async def response_decodes(ctx: ServerContext) -> None:
     paid = await served_and_paid(ctx)
     raw, _ = ctx.settlement_header(paid.response)
     ctx.check(raw is not None, "the 200 carries no PAYMENT-RESPONSE")
+    assert raw is not None  # checked just above
     problem = ctx.fact("base64_problem", base64_problem(raw))
     ctx.check(problem is None, f"PAYMENT-RESPONSE is not standard padded base64: {problem}")
     document, problem = decode_document(raw)
@@ -1172,6 +1181,7 @@ async def response_transaction(ctx: ServerContext) -> None:
     ctx.check(
         isinstance(tx, str) and TX_HASH.fullmatch(tx), f"PAYMENT-RESPONSE names no transaction hash: {tx!r}"
     )
+    assert isinstance(tx, str)  # checked just above
     receipt = ctx.harness.receipt(tx)
     ctx.fact("receipt.success", receipt.success if receipt else None)
     ctx.check(receipt is not None, f"transaction {tx} is not on chain")
@@ -1258,6 +1268,7 @@ async def pending_names_transaction(ctx: ServerContext) -> None:
         isinstance(named, str) and named.lower() == str(sent[0]).lower(),
         f"PAYMENT-RESPONSE names {named!r}; the facilitator sent {sent[0]}",
     )
+    assert isinstance(named, str)  # checked just above
     receipt = ctx.harness.receipt(named)
     ctx.check(receipt is not None and receipt.success, f"{named} is not a successful transaction on chain")
 

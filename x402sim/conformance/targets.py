@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ..errors import UnavailableError
+from ..http.guard import Asgi
 from ..http.runner import LOOPBACK
 from .results import Role, TargetInfo
 
@@ -232,7 +233,7 @@ class AsgiApp:
     """An ASGI app tested in process (no port): the pytest plugin's way in."""
 
     role: Role
-    app: object
+    app: Asgi
     name: str = "asgi app"
     base_url: str = "http://asgi.target"
 

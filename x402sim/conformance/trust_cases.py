@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 from ..evm.contracts import IDENTITY_REGISTRY_ADDRESS, REPUTATION_REGISTRY_ADDRESS
 from ..money import UNIT
@@ -163,11 +164,13 @@ async def _mandate_offer(ctx: ServerContext) -> tuple[dict, dict]:
         )
     if "amount" not in the_offer:
         ctx.skip("a v1 server: an AP2 mandate travels only in a v2 payment's extensions")
+    assert challenge_.required is not None  # its offer was read from it
     resource = challenge_.required.get("resource")
     ctx.check(
         isinstance(resource, dict) and isinstance(resource.get("url"), str),
         "the 402 has no resource.url, which a mandate's transaction_id names",
     )
+    assert isinstance(resource, dict)  # checked just above
     return the_offer, resource
 
 
@@ -249,7 +252,7 @@ async def _refused(
     if chain is None:
         opened = opened if opened is not None else ctx.open_mandate_for(the_offer, **(issue or {}))
         chain = ctx.mandate_for(the_offer, payer, opened, **(close or {}))
-    unbound = {"nonce": bytes.fromhex(nonce.removeprefix("0x"))} if nonce else {}
+    unbound: dict[str, Any] = {"nonce": bytes.fromhex(nonce.removeprefix("0x"))} if nonce else {}
     _, payload = ctx.sign(the_offer, payer, chain=chain, **unbound)
     before = ctx.snapshot()
     response = await ctx.pay(the_offer, ctx.payment(the_offer, payload, resource=resource), label=what)
@@ -476,7 +479,9 @@ async def _admitted(ctx: ServerContext) -> dict:
         f"precondition: a request signed by the conformance agent got {challenge_.status}, not the 402 "
         "with an exact offer; is the server configured with WEB_BOT_AUTH_JWKS?",
     )
-    return challenge_.offer(ctx.harness)
+    offer = challenge_.offer(ctx.harness)
+    assert offer is not None  # checked just above
+    return offer
 
 
 async def _send_signed(ctx: ServerContext, label: str, signature: list[tuple[str, str]], extra=()):

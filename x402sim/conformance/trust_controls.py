@@ -14,6 +14,7 @@ private types on purpose: they are what a verified chain yields).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, cast
 
 from ..actors.client import Client
 from ..actors.server import ResourceServer
@@ -62,11 +63,11 @@ def _claims(token: str) -> tuple[dict, dict]:
                     out.append(put(values[digest][-1]))
             return out
         if isinstance(node, dict):
-            out = {k: put(v) for k, v in node.items() if k not in ("_sd", "_sd_alg")}
+            members = {k: put(v) for k, v in node.items() if k not in ("_sd", "_sd_alg")}
             for digest in node.get("_sd", []):
                 if digest in values and len(values[digest]) == 3:
-                    out[values[digest][1]] = put(values[digest][2])
-            return out
+                    members[values[digest][1]] = put(values[digest][2])
+            return members
         return node
 
     head, payload, _ = jwt.split(".")
@@ -200,6 +201,7 @@ class _MandateOptional(ResourceServer):
     """Verifies a mandate when a payment carries one, and lets a payment without one through."""
 
     def mandate_check(self, route, payment, requirements, now):
+        carried: object
         try:
             carried = attached(payment.extensions) if isinstance(payment, PaymentPayload) else None
         except MandateRefused:
@@ -230,7 +232,10 @@ def _expires_of(headers) -> int | None:
 
     value = ", ".join(v for k, v in headers if k.lower() == "signature-input")
     try:
-        parsed = http_sf.parse(value.encode(), tltype="dictionary")
+        # http_sf.parse is typed for every top-level type; a dictionary is name -> (value, params)
+        parsed = cast(
+            "dict[str, tuple[Any, dict[str, Any]]]", http_sf.parse(value.encode(), tltype="dictionary")
+        )
     except (ValueError, UnicodeError):
         return None
     found = [params.get("expires") for _, (_, params) in parsed.items()]

@@ -24,6 +24,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 from rich.console import Console
@@ -51,7 +52,9 @@ class Tally:
     problem_count: int = 0
     paid_200: Counter = field(default_factory=Counter)  # served paid routes, and direct settlements
     transport_errors: Counter = field(default_factory=Counter)
-    seconds: Counter = field(default_factory=Counter)  # time answering, per endpoint
+    # Time answering, per endpoint: a Counter (an endpoint not seen reads 0) of float seconds, which
+    # typeshed's Counter (int counts only) cannot say.
+    seconds: dict[str, float] = field(default_factory=lambda: cast("dict[str, float]", Counter()))
 
     @property
     def inputs(self) -> int:
@@ -90,6 +93,7 @@ def _start(args: list[str], log: Path) -> tuple[subprocess.Popen, dict]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "x402sim", *args], stdout=subprocess.PIPE, stderr=stderr, text=True
         )
+    assert proc.stdout is not None  # stdout=PIPE
     line = proc.stdout.readline()
     if not line:
         proc.wait(timeout=10)

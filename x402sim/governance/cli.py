@@ -13,8 +13,9 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,16 +25,21 @@ from rich.text import Text
 from ..cli_errors import EXIT_FAILED, fail
 from ..money import format_usdc_exact
 
+if TYPE_CHECKING:
+    from .audit import Verification
+
 try:
     import fcntl  # audit files are locked while `pay` uses them (POSIX; elsewhere they are not)
 except ImportError:  # pragma: no cover
-    fcntl = None
+    HAVE_FCNTL = False
+else:
+    HAVE_FCNTL = True
 
 console = Console()
 
 
 @contextlib.contextmanager
-def audit_lock(path: Path | None):
+def audit_lock(path: Path | None) -> Iterator[None]:
     """Hold an exclusive lock on the audit file ``path`` (created if missing) while the body runs."""
     if path is None:
         yield
@@ -44,7 +50,7 @@ def audit_lock(path: Path | None):
     except OSError as exc:
         raise fail(f"--audit {path}: {exc.strerror or exc}") from None
     try:
-        if fcntl is not None:
+        if HAVE_FCNTL:
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -63,7 +69,7 @@ AuditFileArg = Annotated[
 ]
 
 
-def _broken(path: Path, report) -> str:
+def _broken(path: Path, report: Verification) -> str:
     """``FILE: line N: problem`` for a chain that does not verify (``FILE: problem`` when no line is
     to blame, e.g. a missing file)."""
     problem = report.problem
@@ -72,7 +78,7 @@ def _broken(path: Path, report) -> str:
     return f"{path}: {problem}"
 
 
-def _verified(path: Path):
+def _verified(path: Path) -> Verification:
     """The entries of the audit file at ``path``; exit 1 naming the first broken line."""
     from . import verify
 
@@ -150,8 +156,8 @@ def audit_summary(
     _render_summary(file, report, summary)
 
 
-def _render_summary(path: Path, report, s: dict) -> None:
-    def counts(d: dict) -> str:
+def _render_summary(path: Path, report: Verification, s: dict[str, Any]) -> None:
+    def counts(d: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
 
     console.print(
@@ -207,7 +213,7 @@ def _render_summary(path: Path, report, s: dict) -> None:
     console.print(f"unfreezes: {s.get('unfreezes', 0)}", highlight=False)
 
 
-def _lifted(entries: list[dict]) -> list[bool]:
+def _lifted(entries: list[dict[str, Any]]) -> list[bool]:
     """For each freeze entry in order, whether a later unfreeze of its agent lifted it (the fold the
     governor makes: an unfreeze lifts the agent's current freeze)."""
     lifted: list[bool] = []

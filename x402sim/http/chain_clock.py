@@ -15,14 +15,24 @@ Without a wall clock (``wall=None``) the chain's time moves only when told.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
-from ..evm.chain import LocalChain
+
+class EmbeddedChain(Protocol):
+    """What ``ChainClock`` needs of a chain: an embedded one (``LocalChain``, ``LedgerChain``)."""
+
+    @property
+    def now(self) -> int: ...
+    @property
+    def block_number(self) -> int: ...
+    def set_time(self, timestamp: int) -> None: ...
+    def advance(self, seconds: int) -> int: ...
 
 
 class ChainClock:
     """What time it is on ``chain``, given the ``wall`` clock (seconds, e.g. ``time.time``)."""
 
-    def __init__(self, chain: LocalChain, wall: Callable[[], float] | None = None) -> None:
+    def __init__(self, chain: EmbeddedChain, wall: Callable[[], float] | None = None) -> None:
         self.chain = chain
         self.wall = wall
         self.offset = 0  # total of evm_increaseTime

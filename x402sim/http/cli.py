@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -54,7 +54,13 @@ BlockTimeOpt = Annotated[
     float | None, typer.Option(help="Mine every N seconds instead of on every transaction.", min=0.01)
 ]
 # The network presets as choices (typer takes choices from an Enum).
-NetworkName = enum.Enum("NetworkName", {name: name for name in PRESETS}, type=str)
+# Its members come from the presets at run time, so the type checker sees a str enum of unknown members.
+if TYPE_CHECKING:
+
+    class NetworkName(enum.StrEnum): ...
+
+else:
+    NetworkName = enum.Enum("NetworkName", {name: name for name in PRESETS}, type=str)
 LOCAL_NETWORK = NetworkName(DEFAULT_PRESET)
 NetworkOpt = Annotated[
     NetworkName,
@@ -65,7 +71,13 @@ NetworkOpt = Annotated[
 ]
 # The request-signing profiles of x402sim.trust.signatures.PROTOCOLS (named here so --help loads no crypto).
 SignProtocol = enum.Enum(
-    "SignProtocol", {p: p for p in ("web-bot-auth", "agent-browser-auth", "agent-payer-auth")}, type=str
+    "SignProtocol",
+    {
+        "web-bot-auth": "web-bot-auth",
+        "agent-browser-auth": "agent-browser-auth",
+        "agent-payer-auth": "agent-payer-auth",
+    },
+    type=str,
 )
 FromEnvOpt = Annotated[
     bool,
@@ -371,6 +383,7 @@ def serve_server_cmd(
     for option, value in (("--facilitator-url", facilitator_url), ("--routes", routes)):
         if value is None:
             raise fail(f"missing option {option} (or use --from-env)", wrap=True)
+    assert facilitator_url is not None  # checked just above
     _urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
     public = _host_ok(host)
     config = _routes(routes)

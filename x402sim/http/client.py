@@ -163,11 +163,15 @@ class _ClientDriver(BaseDriver):
 
 
 class _SyncDriver(_ClientDriver):
+    paying: PayingClient
+
     def send(self, effect: Send) -> HttpResponse:
         return _send(self.paying._http, self.origin + effect.request.path, effect.request)
 
 
 class _AsyncDriver(_ClientDriver):
+    paying: AsyncPayingClient
+
     async def send(self, effect: Send) -> HttpResponse:
         return await _send_async(self.paying._http, self.origin + effect.request.path, effect.request)
 

@@ -25,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..actors.facilitator import Facilitator, PendingSettlement
+from ..evm.rpc_chain import RpcChain
 from ..protocol import ProtocolError, Reason, SettleResponse, parse_facilitator_request
 from .bodies import BodyError, read_json_body
-from .chain_clock import ChainClock
+from .chain_clock import ChainClock, EmbeddedChain
 from .guard import Admission, service_app
 
 MAX_BODY_BYTES = 64 * 1024
@@ -61,7 +63,9 @@ def facilitator_app(
     the same chain share ``chain_clock`` (default: one following ``clock``)."""
     chain = facilitator.chain
     embedded = not chain.remote
-    chain_time = (chain_clock or ChainClock(chain, clock)) if embedded else None
+    # Not remote means one of the embedded backends (LocalChain, LedgerChain), whose clock can be set;
+    # the only remote backend is RpcChain. ``Chain`` itself says neither.
+    chain_time = (chain_clock or ChainClock(cast(EmbeddedChain, chain), clock)) if embedded else None
     gate = admission or Admission(MAX_IN_FLIGHT, MAX_WAITING, MAX_WAIT_SECONDS)
     lock = asyncio.Lock()
 
@@ -72,9 +76,9 @@ def facilitator_app(
             return await asyncio.to_thread(fn, *args)
 
     async def now() -> int:
-        if embedded:
+        if chain_time is not None:  # None exactly when the chain is remote
             return chain_time.sync()
-        return await in_role(chain.time, int(clock()))
+        return await in_role(cast(RpcChain, chain).time, int(clock()))
 
     async def parsed(request: Request):
         try:
@@ -120,7 +124,7 @@ def facilitator_app(
         return JSONResponse(outcome.to_wire())
 
     async def _confirm(pending: PendingSettlement) -> SettleResponse:
-        if embedded and automine:
+        if chain_time is not None and automine:  # chain_time is None exactly when remote
             chain_time.sync()
             chain.mine()
         deadline = time.monotonic() + settle_timeout

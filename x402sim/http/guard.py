@@ -16,15 +16,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 log = logging.getLogger("x402sim.http")
 T = TypeVar("T")
+
+# An ASGI application: ``await app(scope, receive, send)`` (what uvicorn serves and httpx calls in process).
+Asgi = Callable[[Any, Any, Any], Coroutine[Any, Any, None]]
+
+
+class ServiceApp(Protocol):
+    """What ``service_app`` returns: an ASGI app with the Starlette app's ``state``."""
+
+    state: State
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Coroutine[Any, Any, None]: ...
 
 
 def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -35,7 +47,7 @@ def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def service_app(name: str, routes: Sequence, *, lifespan: Callable | None = None) -> Callable:
+def service_app(name: str, routes: Sequence, *, lifespan: Callable | None = None) -> ServiceApp:
     """A Starlette app for ``routes`` that never lets an exception reach the server."""
     app = Starlette(routes=list(routes), lifespan=lifespan, exception_handlers={Exception: _internal_error})
 
@@ -49,7 +61,7 @@ def service_app(name: str, routes: Sequence, *, lifespan: Callable | None = None
             log.exception("%s: unexpected failure on %s %s", name, scope.get("method"), scope.get("path"))
 
     guarded.state = app.state  # type: ignore[attr-defined]
-    return guarded
+    return cast(ServiceApp, guarded)  # a coroutine function given its ``state`` just above
 
 
 class Admission:

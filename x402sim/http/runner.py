@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from ..errors import UnavailableError
+from .guard import Asgi
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 2048  # connections waiting for accept (uvicorn's default): hundreds of agents connect at once
@@ -74,7 +75,7 @@ def bind(host: str, port: int) -> socket.socket:
 @dataclass
 class _Entry:
     name: str
-    app: object
+    app: Asgi
     sock: socket.socket
     server: uvicorn.Server | None = None
 
@@ -100,7 +101,7 @@ class Services:
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
-    def add(self, name: str, app, port: int = 0) -> str:
+    def add(self, name: str, app: Asgi, port: int = 0) -> str:
         """Bind ``port`` now (0 = any free port) and return the URL ``app`` will be served at."""
         entry = _Entry(name, app, bind(self.host, port))
         self._entries.append(entry)
@@ -132,18 +133,24 @@ class Services:
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        servers: list[uvicorn.Server] = []
         for entry in self._entries:
             config = uvicorn.Config(entry.app, log_level=self.log_level, lifespan="auto", access_log=False)
+            # No signal handlers to turn off: uvicorn installs them only in the main thread, and the
+            # owner of the process handles signals.
             entry.server = uvicorn.Server(config)
-            entry.server.install_signal_handlers = lambda: None  # the owner of the process handles signals
-        tasks = [asyncio.create_task(e.server.serve(sockets=[e.sock])) for e in self._entries]
-        while not all(e.server.started for e in self._entries):
+            servers.append(entry.server)
+        tasks = [
+            asyncio.create_task(s.serve(sockets=[e.sock]))
+            for s, e in zip(servers, self._entries, strict=True)
+        ]
+        while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
                 break
             await asyncio.sleep(0.005)  # uvicorn exposes startup only as a flag
-        failed = [t for t in tasks if t.done() and t.exception()]
-        if failed:
-            raise failed[0].exception()
+        errors = [exc for t in tasks if t.done() and (exc := t.exception()) is not None]
+        if errors:
+            raise errors[0]
         self._ready.set()
         await asyncio.gather(*tasks)
 

@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal, overload
 from urllib.parse import urlsplit
 
 from eth_utils import is_address, to_checksum_address
@@ -332,6 +333,8 @@ def resource_server(
     ]
     if missing:
         raise ValueError(f"{config.source or 'server'}: missing {', '.join(missing)}")
+    # checked just above (getattr hides it from the type checker)
+    assert config.network and config.asset and config.asset_name and config.asset_version and config.pay_to
     role = role_class(
         network=config.network,
         asset=config.asset,
@@ -502,6 +505,10 @@ class EnvError(InputError, ValueError):
     """A variable of the e2e environment contract is missing or wrong; the message names it."""
 
 
+@overload
+def _var(environ: Mapping[str, str], *names: str, required: Literal[True] = True) -> str: ...
+@overload
+def _var(environ: Mapping[str, str], *names: str, required: bool) -> str | None: ...
 def _var(environ: Mapping[str, str], *names: str, required: bool = True) -> str | None:
     """The first of ``names`` set to something other than blanks (list a role-prefixed name first)."""
     for name in names:
@@ -547,6 +554,10 @@ def _network(environ: Mapping[str, str]) -> str:
     return raw
 
 
+@overload
+def _address(environ: Mapping[str, str], *names: str, required: Literal[True] = True) -> str: ...
+@overload
+def _address(environ: Mapping[str, str], *names: str, required: bool) -> str | None: ...
 def _address(environ: Mapping[str, str], *names: str, required: bool = True) -> str | None:
     raw = _var(environ, *names, required=required)
     if raw is None:
@@ -569,6 +580,10 @@ def _key(environ: Mapping[str, str], *names: str) -> bytes:
     return key
 
 
+@overload
+def _url(environ: Mapping[str, str], name: str, *, required: Literal[True] = True) -> str: ...
+@overload
+def _url(environ: Mapping[str, str], name: str, *, required: bool) -> str | None: ...
 def _url(environ: Mapping[str, str], name: str, *, required: bool = True) -> str | None:
     raw = _var(environ, name, required=required)
     if raw is not None and not raw.startswith(("http://", "https://")):
@@ -624,10 +639,19 @@ class ServerEnv:
                 if status == 200
                 else {"error": "handler failed"}
             )
-            handlers[key] = lambda request, status=status, body=body: HttpResponse.of_json(status, body)
+            handlers[key] = _json_handler(status, body)
         return routes, handlers
 
 
+def _json_handler(status: int, body: Mapping[str, object]) -> Handler:
+    """A handler answering every request with ``status`` and the JSON ``body``."""
+    return lambda request: HttpResponse.of_json(status, body)
+
+
+@overload
+def _path_var(environ: Mapping[str, str], name: str, default: str) -> str: ...
+@overload
+def _path_var(environ: Mapping[str, str], name: str, default: None) -> str | None: ...
 def _path_var(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
     path = _var(environ, name, required=False) or default
     if path is not None and (not path.startswith("/") or any(c in path for c in " ?#")):
@@ -686,6 +710,7 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
                 f"environment variable {var} is not set (needed for {network}, which has no preset token; "
                 "or give EVM_RPC_URL of an x402sim chain)"
             )
+    assert asset is not None and name is not None and version is not None  # the loop above checked
     return ServerEnv(
         port,
         facilitator_url,

@@ -278,6 +278,7 @@ def resource_server_app(
         return _json_error(404, f"no route {request.route_key}")
 
     async def _forward(request: HttpRequest) -> HttpResponse:
+        assert origin_http is not None and origin is not None  # called only when there is an origin
         headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
         try:
             answer = await origin_http.request(
@@ -317,6 +318,7 @@ def resource_server_app(
         return _as_starlette(answer)
 
     async def directory(request: Request) -> Response:
+        assert response_signer is not None  # routed only when there is a signer
         document = json.dumps(jwks([response_signer.key]), separators=(",", ":"))
         return Response(
             document, headers={"Content-Type": DIRECTORY_MEDIA_TYPE, "Cache-Control": "max-age=300"}
