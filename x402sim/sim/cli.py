@@ -57,7 +57,9 @@ def parse_overrides(options: Iterable[str]) -> dict[str, Any]:
 
 def split_values(text: str) -> list[str]:
     """``text`` cut at the commas that are outside brackets, braces and quoted strings."""
-    parts, current, depth, quote, escaped = [], [], 0, "", False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote, escaped = 0, "", False
     for char in text:
         if quote:
             if escaped:

@@ -511,8 +511,8 @@ class RunMetrics:
         self.timeline.merge(other.timeline)
         for kind, stats in other.latency.items():
             self.latency.setdefault(kind, LatencyStats()).merge(stats)
-        for name, stats in other.facilitators.items():
-            self.facilitators[name].merge(stats)
+        for name, facilitator in other.facilitators.items():
+            self.facilitators[name].merge(facilitator)
         for name in ("agents", "by_gas", "spend", "received", "security", "events"):
             getattr(self, name).update(getattr(other, name))
         for name in ("total_gas", "total_wei", "l1_wei", "mints", "stray_transfers", "shards"):

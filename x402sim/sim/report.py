@@ -48,7 +48,12 @@ KINDS = {
     "finality": "request sent to its transfer being final",
 }
 UNITS = {"_usdc": "USDC", "_usd": "USD", "_ms": "ms"}
-FACILITATOR_KEYS = ("settlements", "failed_transactions", "verify_requests", "settle_requests")
+FACILITATOR_KEYS: tuple[str, ...] = (
+    "settlements",
+    "failed_transactions",
+    "verify_requests",
+    "settle_requests",
+)
 FACILITATOR_KEYS += ("fees_earned_usdc", "gas_usd", "margin_usd", "mean_wait_ms", "max_queue")
 SERVER_KEYS = ("requests", "paid", "refused", "errors", "handler_runs", "revenue_usdc")
 AGENT_KEYS = ("agents", "behaviour", "requests", "paid", "refused_by_policy", "spend_usdc", "success_rate")
@@ -405,14 +410,14 @@ def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] |
         out += [f"> {scenario.simulation.description}", ""]
     out += ["## What was simulated", "", *_table(["Setting", "Value"], _setup(s, scenario), "ll")]
 
-    head = {**s, "failed_requests": sum(s["failures"].values())}
-    head = _table([*map(_header, HEADLINE_KEYS)], [[_cell(k, head[k]) for k in HEADLINE_KEYS]])
+    figures = {**s, "failed_requests": sum(s["failures"].values())}
+    head = _table([*map(_header, HEADLINE_KEYS)], [[_cell(k, figures[k]) for k in HEADLINE_KEYS]])
     out += ["## Headline", "", *head]
     failures = dict(sorted(s["failures"].items(), key=lambda kv: -kv[1]))
     out += ["### Failures by class", "", *(_counts("Class", failures) if failures else ["None.", ""])]
 
-    lat = [[k, *(fmt_ms(s["latency_ms"][k][p]) for p in ("p50", "p90", "p99")), KINDS[k]] for k in KINDS]
-    lat = _table(["Kind", "p50", "p90", "p99", "Measured as"], lat, "lrrrl")
+    by_kind = [[k, *(fmt_ms(s["latency_ms"][k][p]) for p in ("p50", "p90", "p99")), KINDS[k]] for k in KINDS]
+    lat = _table(["Kind", "p50", "p90", "p99", "Measured as"], by_kind, "lrrrl")
     out += ["## Latency (ms, warm-up excluded)", "", *lat]
     gas = [[_cell(k, s["gas"][k]) if k != "eth" else f"{s['gas'][k]:.6g}" for k in GAS_KEYS]]
     out += ["## Gas", "", *_table(GAS_HEADERS, gas, "r" * 6)]
@@ -807,7 +812,7 @@ def terminal_summary(summary: dict) -> Group:
     """A short rich rendering of ``summary`` for the end of a run."""
     s, g, facs = summary, summary["gas"], summary["facilitators"]
     counts = f"{s['requests']:,} / {s['paid_requests']:,} / {s['settled_payments']:,}"
-    rows = [("requests / paid / settled", counts)]
+    rows: list[tuple[str, str | Text]] = [("requests / paid / settled", counts)]
     if s["failures"]:
         top = ", ".join(f"{k} {v:,}" for k, v in sorted(s["failures"].items(), key=lambda kv: -kv[1])[:3])
         rows.append(("failed", f"{sum(s['failures'].values()):,} ({top})"))

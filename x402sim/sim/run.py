@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import OutputError
 from .engine import run_world
@@ -48,6 +48,9 @@ from .scenario import Scenario, ScenarioError, load_scenario
 from .sketch import LatencyStats
 from .summary import RunFacts, build_summary
 from .world import World
+
+if TYPE_CHECKING:
+    from .shards import ShardResult
 
 
 class OutputExists(OutputError):
@@ -136,12 +139,12 @@ def run(
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         staging.chmod(0o755)  # mkdtemp makes it private; the results are an ordinary folder
     try:
-        payments = payments or getattr(scenario.simulation, "payments", "all")
+        payments = payments or scenario.simulation.payments
         if shards > 1:
             result = _simulate_shards(scenario, seed, staging, plots, shards, workers, scheduler, governance)
         else:
             result = _simulate(scenario, seed, staging, keep_rows, progress, plots, payments, governance)
-        if target is not None:
+        if target is not None and staging is not None:  # staging is made for a target
             if target.exists():
                 shutil.rmtree(target)
             staging.rename(target)
@@ -163,8 +166,11 @@ def _simulate(
     governance: bool = True,
 ):
     started = time.perf_counter()
-    writes = staging is not None and payments != "none"
-    stream = (staging / "payments.csv").open("w", newline="", encoding="utf-8") if writes else None
+    stream = (
+        (staging / "payments.csv").open("w", newline="", encoding="utf-8")
+        if staging is not None and payments != "none"
+        else None
+    )
     governed = governance and bool(scenario.governed())
     audit = staging / "audit.jsonl" if staging is not None and governed else None
     try:
@@ -202,11 +208,11 @@ def _simulate_shards(
     wall = time.perf_counter() - started
     # Memory of the whole run: this process and every shard's at its peak.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(p.peak_rss_mb for p in parts)
-    metrics = RunMetrics.combine([p.metrics for p in parts])
+    metrics = RunMetrics.combine(_shard_metrics(parts))
     governed = governance and bool(scenario.governed())
     shard_args = {"shards": shards, "workers": workers, "scheduler": scheduler}
     counterfactual = _counterfactual(scenario, seed, metrics, governed, **shard_args) if governed else None
-    facts = parts[0].facts
+    facts = cast(RunFacts, parts[0].facts)  # ShardResult.facts is typed object; run_shard puts a RunFacts
     summary = build_summary(metrics, facts, wall, rss)
     summary["resources"]["shard_wall_seconds"] = [round(p.wall_seconds, 3) for p in parts]
     summary["resources"]["shard_peak_rss_mb"] = [round(p.peak_rss_mb, 1) for p in parts]
@@ -234,7 +240,7 @@ def _counterfactual(
         from .shards import run_shards
 
         parts = run_shards(scenario, seed, shards, workers=workers, scheduler=scheduler, governance=False)
-        without = RunMetrics.combine([p.metrics for p in parts])
+        without = RunMetrics.combine(_shard_metrics(parts))
     else:
         without = run_world(World(scenario, seed, RowWriter(None, keep=False), governance=False))
     attack = without.governance.attack
@@ -244,6 +250,11 @@ def _counterfactual(
         attack_requests=attack["requests"],
     )
     return time.perf_counter() - started
+
+
+def _shard_metrics(parts: list[ShardResult]) -> list[RunMetrics]:
+    # ShardResult.metrics is typed object (shards.py); run_shard puts the RunMetrics of run_world
+    return [cast(RunMetrics, p.metrics) for p in parts]
 
 
 def _result(summary: dict, metrics: RunMetrics, facts: RunFacts, rows, staging: Path | None, plots: bool):
@@ -258,9 +269,9 @@ def _result(summary: dict, metrics: RunMetrics, facts: RunFacts, rows, staging: 
             writer.writerow(TIMELINE_COLUMNS)
             writer.writerows(timeline)
         with (staging / "daily.csv").open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(daily[0]))
-            writer.writeheader()
-            writer.writerows(daily)
+            days = csv.DictWriter(f, fieldnames=list(daily[0]))
+            days.writeheader()
+            days.writerows(daily)
         from .report import write_report
 
         write_report(result, facts.scenario, staging, plots=plots)

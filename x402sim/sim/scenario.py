@@ -39,7 +39,7 @@ from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import (
     BeforeValidator,
@@ -75,6 +75,9 @@ class ScenarioError(TableError):
 
 
 _Table = Table
+# Every table validates its defaults (``Table.model_config``), so a default may be written as the file
+# would write it: a number of seconds for a distribution, a decimal string for USDC. Such a default is
+# ``Field(default=..., validate_default=True)``, which tells the type checker that it is converted.
 
 
 class Window(_Table):
@@ -101,12 +104,14 @@ class Simulation(_Table):
     description: str = ""
     seed: int = 0
     duration: float = Field(gt=0, le=366 * 86400, description="virtual seconds during which requests start")
-    start_time: int = Field(DEFAULT_START_TIME, ge=0, description="unix time of virtual second 0")
-    warmup: Seconds = Field(0, description="requests started before this are left out of statistics")
-    timeline_bucket: float | None = Field(None, gt=0, description="seconds per timeline.csv row")
-    drain: Seconds = Field(120, description="virtual seconds allowed after duration for work in flight")
+    start_time: int = Field(default=DEFAULT_START_TIME, ge=0, description="unix time of virtual second 0")
+    warmup: Seconds = Field(default=0, description="requests started before this are left out of statistics")
+    timeline_bucket: float | None = Field(default=None, gt=0, description="seconds per timeline.csv row")
+    drain: Seconds = Field(
+        default=120, description="virtual seconds allowed after duration for work in flight"
+    )
     payments: Literal["all", "sample", "none"] = Field(
-        "all", description="payments.csv: every row, a sample (first 1,000, then 1 %) or none"
+        default="all", description="payments.csv: every row, a sample (first 1,000, then 1 %) or none"
     )
 
     @model_validator(mode="after")
@@ -124,8 +129,8 @@ class L1Fees(_Table):
 
     model: Literal["l1"]
     base_fee_gwei: float = Field(ge=0)
-    base_fee_floor_gwei: float = Field(0, ge=0)
-    priority_fee_gwei: float = Field(0, ge=0)
+    base_fee_floor_gwei: float = Field(default=0, ge=0)
+    priority_fee_gwei: float = Field(default=0, ge=0)
 
 
 class OpStackFees(_Table):
@@ -135,8 +140,8 @@ class OpStackFees(_Table):
 
     model: Literal["op-stack"]
     l2_base_fee_gwei: float = Field(ge=0)
-    l2_base_fee_floor_gwei: float = Field(0, ge=0)
-    priority_fee_gwei: float = Field(0, ge=0)
+    l2_base_fee_floor_gwei: float = Field(default=0, ge=0)
+    priority_fee_gwei: float = Field(default=0, ge=0)
     l1_base_fee_gwei: float = Field(ge=0)
     blob_base_fee_gwei: float = Field(ge=0)
     base_fee_scalar: int = Field(ge=0)
@@ -147,15 +152,17 @@ FeeModel = Annotated[L1Fees | OpStackFees, Field(discriminator="model")]
 
 
 class ChainSpec(_Table):
-    block_time: float = Field(2.0, gt=0, le=3600)
-    preconfirmation: float | None = Field(None, gt=0, description="flashblock interval, seconds")
-    confirmations: int = Field(0, ge=0, le=10_000, description="blocks after inclusion that make final")
-    block_gas_limit: int = Field(30_000_000, ge=200_000)
+    block_time: float = Field(default=2.0, gt=0, le=3600)
+    preconfirmation: float | None = Field(default=None, gt=0, description="flashblock interval, seconds")
+    confirmations: int = Field(
+        default=0, ge=0, le=10_000, description="blocks after inclusion that make final"
+    )
+    block_gas_limit: int = Field(default=30_000_000, ge=200_000)
     token: Literal["usdc", "pyusd"] = "usdc"
     backend: Literal["evm", "ledger"] = Field(
-        "evm", description="evm: py-evm runs the token; ledger: its rules in Python, for scale"
+        default="evm", description="evm: py-evm runs the token; ledger: its rules in Python, for scale"
     )
-    eth_usd: float = Field(3000.0, gt=0)
+    eth_usd: float = Field(default=3000.0, gt=0)
     fee: FeeModel = Field(default_factory=lambda: L1Fees(model="l1", base_fee_gwei=1.0))
 
     @model_validator(mode="after")
@@ -175,22 +182,24 @@ class FacilitatorFees(_Table):
     calendar month are free, then ``fixed`` plus ``bps`` of the amount."""
 
     fixed: Usdc = 0
-    bps: float = Field(0, ge=0, le=10_000)
-    free_per_month: int = Field(0, ge=0)
+    bps: float = Field(default=0, ge=0, le=10_000)
+    free_per_month: int = Field(default=0, ge=0)
 
 
 class FacilitatorSpec(_Table):
     name: Name
     verify_time: Distribution = ZERO
     settle_time: Distribution = ZERO
-    concurrency: int = Field(8, ge=1, le=100_000)
-    rpc_latency: Distribution | None = Field(None, description="one way to the chain (default [network])")
+    concurrency: int = Field(default=8, ge=1, le=100_000)
+    rpc_latency: Distribution | None = Field(
+        default=None, description="one way to the chain (default [network])"
+    )
     fee: FacilitatorFees = Field(default_factory=FacilitatorFees)
-    settle_timeout: Seconds | None = Field(None, description="then answer settlement_pending")
+    settle_timeout: Seconds | None = Field(default=None, description="then answer settlement_pending")
     settle_on: Literal["final", "preconfirmation"] = "final"
     outages: list[Window] = Field(default_factory=list)
-    verify_error_rate: float = Field(0, ge=0, le=1)
-    settle_error_rate: float = Field(0, ge=0, le=1)
+    verify_error_rate: float = Field(default=0, ge=0, le=1)
+    settle_error_rate: float = Field(default=0, ge=0, le=1)
     verify: Literal["state", "simulate"] = "state"
     dedupe: Literal["refuse", "share", "off"] = "refuse"
     check_transfer_log: bool = True
@@ -382,20 +391,22 @@ class Change(_Table):
     at: Seconds
     price: Usdc | None = None
     pay_to: Name | None = None
-    attack: bool = Field(False, description="payments quoted from now on are attack-bound (price bait)")
+    attack: bool = Field(
+        default=False, description="payments quoted from now on are attack-bound (price bait)"
+    )
 
 
 class EndpointSpec(_Table):
     path: str = Field(pattern=r"^/[^\s?#]*$")
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "GET"
     price: Price = Field(description="USDC, or a price distribution drawn once per endpoint")
-    max_timeout_seconds: int = Field(60, ge=1, le=86_400)
+    max_timeout_seconds: int = Field(default=60, ge=1, le=86_400)
     handler_time: Distribution | None = None
     changes: list[Change] = Field(default_factory=list)
 
 
 class ReplayGuardSpec(_Table):
-    ttl: float = Field(3600, gt=0)
+    ttl: float = Field(default=3600, gt=0)
 
 
 def _list_or_shares(value: Any) -> str:
@@ -425,7 +436,7 @@ class GarbageDelivery(_Table):
     requests (the others are served properly)."""
 
     kind: Literal["garbage"]
-    share: float = Field(1.0, gt=0, le=1)
+    share: float = Field(default=1.0, gt=0, le=1)
 
 
 def _kind_shorthand(value: Any) -> Any:
@@ -471,20 +482,25 @@ class ServerCopy:
 class Server(_Table):
     name: Name
     count: int | None = Field(
-        None, ge=1, le=100_000, description="a template: copies name-0 .. name-<count-1>, each its own payee"
+        default=None,
+        ge=1,
+        le=100_000,
+        description="a template: copies name-0 .. name-<count-1>, each its own payee",
     )
     facilitators: ServerFacilitators = Field(
         description="in order of preference, or { name = share }: one each, dealt out over the copies"
     )
     endpoints: list[EndpointSpec] = Field(min_length=1)
-    pay_to: Name | None = Field(None, description="payee label; servers sharing a label share an address")
+    pay_to: Name | None = Field(
+        default=None, description="payee label; servers sharing a label share an address"
+    )
     order: Literal["authorization", "upfront"] = "authorization"
     handler_time: Distribution = ZERO
     settle_timeout: Seconds | None = None
     replay_guard: ReplayGuardSpec | None = None
     serve_unsettled: bool = False
     identity: bool = Field(
-        False,
+        default=False,
         description="register as an ERC-8004 agent at the start (agentWallet = its payTo) and declare it "
         "in every 402 (8004-reputation)",
     )
@@ -492,11 +508,11 @@ class Server(_Table):
         default_factory=GoodDelivery, description='"good", or { kind = "garbage", share }'
     )
     mandates: ServerMandates = Field(
-        "off",
+        default="off",
         description='verify AP2 payment mandates: true or "shared" (one verifier for every such server, '
         'so budgets hold across them), "own" (this server\'s own verifier), false or "off"',
     )
-    crawl: Crawl | None = Field(None, description="a pay-per-crawl policy (RFC 9421 signatures)")
+    crawl: Crawl | None = Field(default=None, description="a pay-per-crawl policy (RFC 9421 signatures)")
 
     @property
     def payee(self) -> str:
@@ -508,7 +524,9 @@ class Server(_Table):
         each paid to its own label (its name) unless ``pay_to`` names one for all of them."""
         names = [self.name] if self.count is None else [f"{self.name}-{i}" for i in range(self.count)]
         if isinstance(self.facilitators, dict):
-            preferences = [(name,) for name in split_by_shares(self.facilitators, len(names))]
+            preferences: list[tuple[str, ...]] = [
+                (name,) for name in split_by_shares(self.facilitators, len(names))
+            ]
         else:
             preferences = [tuple(self.facilitators)] * len(names)
         return [
@@ -585,11 +603,11 @@ class Growth(_Table):
     ``share_in_last``, the share of the window's requests that fall in its ``last`` seconds."""
 
     kind: Literal["growth"]
-    rate: float | None = Field(None, gt=0, allow_inf_nan=False, description="per agent at the start")
-    requests: float | None = Field(None, gt=0, allow_inf_nan=False, description="per agent, in all")
-    doubling: float | None = Field(None, gt=0, allow_inf_nan=False, description="seconds")
-    last: float | None = Field(None, gt=0, allow_inf_nan=False, description="seconds")
-    share_in_last: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False)
+    rate: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="per agent at the start")
+    requests: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="per agent, in all")
+    doubling: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="seconds")
+    last: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="seconds")
+    share_in_last: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_of_each(self) -> Growth:
@@ -608,13 +626,17 @@ class Growth(_Table):
             k = math.log(2) / self.doubling
             if k * window > MAX_GROWTH:
                 raise ValueError(f"doubling every {self.doubling:g} s for {window:g} s: more than e^700")
-        else:
+        elif self.last is not None and self.share_in_last is not None:
             if self.last >= window:
                 raise ValueError(f"last ({self.last:g}) must be shorter than the window ({window:g} s)")
             k = _growth_for_share(self.share_in_last, self.last, window)
+        else:  # refused by _one_of_each
+            raise ValueError("give either doubling, or last and share_in_last")
         if self.rate is not None:
             return self.rate, k
-        return self.requests / _integral(k, window), k
+        if self.requests is not None:
+            return self.requests / _integral(k, window), k
+        raise ValueError("give either rate (per agent at the start) or requests (per agent, in all)")
 
     def expected(self, window: float) -> float:
         """Requests per agent expected over a window of ``window`` seconds."""
@@ -661,7 +683,7 @@ class UniformChoice(_Table):
 
 class Zipf(_Table):
     kind: Literal["zipf"]
-    exponent: float = Field(1.0, gt=0)
+    exponent: float = Field(default=1.0, gt=0)
 
 
 class Weights(_Table):
@@ -677,16 +699,16 @@ class Reputation(_Table):
     without identity). Reputations are read from the chain again at most every ``refresh`` seconds."""
 
     kind: Literal["reputation"]
-    explore: float = Field(0.1, ge=0, le=1)
-    prior: float = Field(50, ge=0, allow_inf_nan=False)
-    exponent: float = Field(2, ge=0, le=20)
-    refresh: float = Field(10, gt=0, allow_inf_nan=False)
+    explore: float = Field(default=0.1, ge=0, le=1)
+    prior: float = Field(default=50, ge=0, allow_inf_nan=False)
+    exponent: float = Field(default=2, ge=0, le=20)
+    refresh: float = Field(default=10, gt=0, allow_inf_nan=False)
 
 
 def choice_weights(choice: UniformChoice | Zipf | Weights | Reputation, n: int) -> list[float]:
     """The relative weights of ``n`` targets under a choice model (Zipf: 1 / rank^exponent; by
     reputation, before any is read: all alike)."""
-    if choice.kind in ("uniform", "reputation"):
+    if choice.kind == "uniform" or choice.kind == "reputation":
         return [1.0] * n
     if choice.kind == "zipf":
         return [1 / rank**choice.exponent for rank in range(1, n + 1)]
@@ -707,7 +729,7 @@ Choice = Annotated[
 class Retry(_Table):
     """Retries of a request whose answer was a 5xx or never came (each retry pays anew)."""
 
-    max: int = Field(0, ge=0, le=10)
+    max: int = Field(default=0, ge=0, le=10)
     backoff: Distribution = ZERO
 
 
@@ -735,9 +757,9 @@ class Approver(_Table):
     rule): after ``delay``, grants an honest payment with probability ``grant`` and an attack-bound
     one with probability ``attack_grant``."""
 
-    grant: float = Field(0.95, ge=0, le=1)
-    attack_grant: float = Field(0.1, ge=0, le=1)
-    delay: Distribution = 60.0
+    grant: float = Field(default=0.95, ge=0, le=1)
+    attack_grant: float = Field(default=0.1, ge=0, le=1)
+    delay: Distribution = Field(default=60.0, validate_default=True)
 
 
 class Honest(_Table):
@@ -748,22 +770,22 @@ class Replay(_Table):
     """Pays honestly, then sends each settled payment again ``times`` times, ``delay`` apart."""
 
     kind: Literal["replay"]
-    times: int = Field(1, ge=1, le=100)
-    delay: Distribution = 1.0
+    times: int = Field(default=1, ge=1, le=100)
+    delay: Distribution = Field(default=1.0, validate_default=True)
 
 
 class Race(_Table):
     """Signs one payment and sends it at once ``width`` times, over the group's targets in turn."""
 
     kind: Literal["race"]
-    width: int = Field(2, ge=2, le=100)
+    width: int = Field(default=2, ge=2, le=100)
 
 
 class Underpay(_Table):
     """Signs for ``fraction`` of the price, leaving the offer it claims to accept unchanged."""
 
     kind: Literal["underpay"]
-    fraction: float = Field(0.5, ge=0, lt=1)
+    fraction: float = Field(default=0.5, ge=0, lt=1)
 
 
 class Expired(_Table):
@@ -791,7 +813,7 @@ class Drain(_Table):
     """Moves its whole balance to another wallet ``after`` seconds after sending a paid request."""
 
     kind: Literal["drain"]
-    after: Distribution = 0.05
+    after: Distribution = Field(default=0.05, validate_default=True)
 
 
 class PromptInjected(_Table):
@@ -801,7 +823,7 @@ class PromptInjected(_Table):
     kind: Literal["prompt-injected"]
     at: Seconds
     target: str = Field(description='"server/path" (or "server": one of its paths at random)')
-    share: float = Field(1.0, gt=0, le=1, description="of its requests after at")
+    share: float = Field(default=1.0, gt=0, le=1, description="of its requests after at")
 
 
 class Runaway(_Table):
@@ -810,8 +832,8 @@ class Runaway(_Table):
 
     kind: Literal["runaway"]
     at: Seconds
-    target: str | None = Field(None, description="default: the group's first target")
-    interval: float = Field(0.5, gt=0, allow_inf_nan=False)
+    target: str | None = Field(default=None, description="default: the group's first target")
+    interval: float = Field(default=0.5, gt=0, allow_inf_nan=False)
 
 
 class SlowDrain(_Table):
@@ -821,7 +843,7 @@ class SlowDrain(_Table):
     kind: Literal["slow-drain"]
     at: Seconds
     target: str
-    every: float = Field(60, gt=0, allow_inf_nan=False)
+    every: float = Field(default=60, gt=0, allow_inf_nan=False)
 
 
 COMPROMISED = ("prompt-injected", "runaway", "slow-drain")  # honest agents until their ``at``
@@ -848,6 +870,12 @@ Behaviour = Annotated[
     Field(discriminator="kind"),
     BeforeValidator(_behaviour_shorthand),
 ]
+Compromised = PromptInjected | Runaway | SlowDrain
+
+
+def is_compromised(behaviour: Behaviour) -> TypeGuard[Compromised]:
+    """Whether ``behaviour`` is a compromised agent's (its kind is in ``COMPROMISED``)."""
+    return behaviour.kind in COMPROMISED
 
 
 class AmountRange(_Table):
@@ -861,15 +889,16 @@ class AmountRange(_Table):
         return self
 
 
-FREQUENCIES = ("ON_DEMAND", "DAILY", "WEEKLY", "BIWEEKLY", "MONTHLY", "QUARTERLY", "ANNUALLY")
+Frequency = Literal["ON_DEMAND", "DAILY", "WEEKLY", "BIWEEKLY", "MONTHLY", "QUARTERLY", "ANNUALLY"]
+FREQUENCIES: tuple[Frequency, ...] = get_args(Frequency)
 
 
 class Recurrence(_Table):
     """AP2's ``payment.agent_recurrence``: at most one payment per ``frequency`` period (ON_DEMAND: no
     period), and at most ``max_occurrences`` in all."""
 
-    frequency: Literal[FREQUENCIES] = "ON_DEMAND"
-    max_occurrences: int | None = Field(None, ge=1)
+    frequency: Frequency = "ON_DEMAND"
+    max_occurrences: int | None = Field(default=None, ge=1)
 
 
 class Mandate(_Table):
@@ -881,9 +910,9 @@ class Mandate(_Table):
     amount_range: AmountRange
     budget: Usdc
     recurrence: Recurrence = Field(default_factory=Recurrence)
-    allowed_payees: list[str] | None = Field(None, description="server names (default: any payee)")
+    allowed_payees: list[str] | None = Field(default=None, description="server names (default: any payee)")
     valid_for: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="seconds from the start (default: the whole run)"
+        default=None, gt=0, allow_inf_nan=False, description="seconds from the start (default: the whole run)"
     )
 
 
@@ -906,28 +935,32 @@ SignatureSpec = Annotated[Signature, BeforeValidator(_signature_shorthand)]
 
 class AgentGroup(_Table):
     name: Name
-    count: int = Field(1, ge=1, le=1_000_000)
-    funding: Usdc = Field(default="10", description="USDC minted to each agent")
+    count: int = Field(default=1, ge=1, le=1_000_000)
+    funding: Usdc = Field(default="10", validate_default=True, description="USDC minted to each agent")
     arrivals: Arrivals = Field(default_factory=lambda: Poisson(kind="poisson", rate=0.1))
     start: Seconds = 0
     stop: Seconds | None = None
-    max_requests: int | None = Field(None, ge=1, description="per agent")
-    targets: list[str] | None = Field(None, description='"server/path" (or "server" for all its paths)')
+    max_requests: int | None = Field(default=None, ge=1, description="per agent")
+    targets: list[str] | None = Field(
+        default=None, description='"server/path" (or "server" for all its paths)'
+    )
     choice: Choice = Field(default_factory=UniformChoice)
     retry: Retry = Field(default_factory=Retry)
     policy: GroupPolicy | None = Field(
-        None, description="a [[policies]] name (a governor judges each payment), or an inline spend policy"
+        default=None,
+        description="a [[policies]] name (a governor judges each payment), or an inline spend policy",
     )
     approver: Approver = Field(default_factory=Approver)
     behaviour: Behaviour = Field(default_factory=Honest)
     feedback: bool = Field(
-        False,
+        default=False,
         description="rate each paid delivery of a registered server (100 good, 0 garbage) and post it "
         "with giveFeedback, the settlement as proof of payment",
     )
-    mandate: Mandate | None = Field(None, description="an AP2 payment mandate every payment carries")
+    mandate: Mandate | None = Field(default=None, description="an AP2 payment mandate every payment carries")
     signature: SignatureSpec | None = Field(
-        None, description='sign every request (RFC 9421): "web-bot-auth", "tap", or { protocol, flaw }'
+        default=None,
+        description='sign every request (RFC 9421): "web-bot-auth", "tap", or { protocol, flaw }',
     )
 
     @property
@@ -941,7 +974,7 @@ class AgentGroup(_Table):
 
     @property
     def compromised(self) -> bool:
-        return self.behaviour.kind in COMPROMISED
+        return is_compromised(self.behaviour)
 
 
 # -- [network], [[faults]] -------------------------------------------------------------------------
@@ -950,9 +983,9 @@ class AgentGroup(_Table):
 class Network(_Table):
     """One-way latencies."""
 
-    client_server: Distribution = 0.05
-    server_facilitator: Distribution = 0.02
-    facilitator_chain: Distribution = 0.01
+    client_server: Distribution = Field(default=0.05, validate_default=True)
+    server_facilitator: Distribution = Field(default=0.02, validate_default=True)
+    facilitator_chain: Distribution = Field(default=0.01, validate_default=True)
 
 
 class FacilitatorDown(Window):
@@ -963,7 +996,7 @@ class FacilitatorDown(Window):
 class FacilitatorSlow(Window):
     kind: Literal["facilitator-slow"]
     facilitator: Name
-    factor: float = Field(10, ge=1)
+    factor: float = Field(default=10, ge=1)
 
 
 class RpcErrors(Window):
@@ -971,7 +1004,7 @@ class RpcErrors(Window):
 
     kind: Literal["rpc-errors"]
     facilitator: Name | None = None
-    probability: float = Field(1, ge=0, le=1)
+    probability: float = Field(default=1, ge=0, le=1)
 
 
 class SettleAnswerLost(Window):
@@ -979,7 +1012,7 @@ class SettleAnswerLost(Window):
 
     kind: Literal["settle-answer-lost"]
     facilitator: Name | None = None
-    probability: float = Field(1, ge=0, le=1)
+    probability: float = Field(default=1, ge=0, le=1)
 
 
 class ChainStall(Window):
@@ -995,18 +1028,20 @@ class X402scanTargets(_Table):
     """Headline figures the run should reproduce (e.g. a day of x402scan); the summary reports the
     relative deviation of each one given."""
 
-    transactions: int | None = Field(None, gt=0)
-    volume_usdc: Usdc | None = Field(None, gt=0)
-    buyers: int | None = Field(None, gt=0)
-    sellers: int | None = Field(None, gt=0)
-    tolerance: float = Field(0.02, ge=0, description="largest relative deviation that counts as a match")
+    transactions: int | None = Field(default=None, gt=0)
+    volume_usdc: Usdc | None = Field(default=None, gt=0)
+    buyers: int | None = Field(default=None, gt=0)
+    sellers: int | None = Field(default=None, gt=0)
+    tolerance: float = Field(
+        default=0.02, ge=0, description="largest relative deviation that counts as a match"
+    )
 
 
 class GovernanceSpec(_Table):
     """How a scenario with governance policies is run."""
 
     counterfactual: bool = Field(
-        True, description="also run the same seed without governance, to measure the loss prevented"
+        default=True, description="also run the same seed without governance, to measure the loss prevented"
     )
 
 
@@ -1229,7 +1264,7 @@ def _check_references(s: Scenario, label: str) -> None:
                 if payee not in payees:
                     fail(f"agents[{i}].policy.allowed_pay_to[{j}]", unknown_name("payee", payee, payees))
         behaviour = group.behaviour
-        if behaviour.kind in COMPROMISED:
+        if is_compromised(behaviour):
             if behaviour.target is not None and behaviour.target not in endpoints | servers:
                 fail(
                     f"agents[{i}].behaviour.target",
@@ -1240,9 +1275,9 @@ def _check_references(s: Scenario, label: str) -> None:
     _check_governance(s, label, payees)
     _check_trust(s, label)
     for i, fault in enumerate(s.faults):
-        name = getattr(fault, "facilitator", None)
-        if name is not None and name not in facilitators:
-            fail(f"faults[{i}].facilitator", unknown_name("facilitator", name, facilitators))
+        facilitator = getattr(fault, "facilitator", None)
+        if facilitator is not None and facilitator not in facilitators:
+            fail(f"faults[{i}].facilitator", unknown_name("facilitator", facilitator, facilitators))
     for i, f in enumerate(s.facilitators):
         if f.settle_on == "preconfirmation" and s.chain.preconfirmation is None:
             fail(f"facilitators[{i}].settle_on", "preconfirmation needs [chain] preconfirmation")
@@ -1291,8 +1326,12 @@ def _check_governance(s: Scenario, label: str, payees: set[str]) -> None:
                             f"never apply (groups using it: {', '.join(used[policy.name])})",
                         )
                 if policy.name in used and scope.startswith("agent:"):
-                    group, _, index = scope.removeprefix("agent:").rpartition("-")
-                    if group not in used[policy.name] or not index.isdigit() or int(index) >= counts[group]:
+                    group_name, _, index = scope.removeprefix("agent:").rpartition("-")
+                    if (
+                        group_name not in used[policy.name]
+                        or not index.isdigit()
+                        or int(index) >= counts[group_name]
+                    ):
                         fail(
                             f"{at}.applies_to",
                             f"no agent {scope[6:]!r} uses policy {policy.name!r} (agents are named "
@@ -1414,7 +1453,7 @@ def attack_targets(s: Scenario, group: AgentGroup) -> list[tuple[str, str]]:
     behaviour's ``target`` (a server's name: each of its endpoints alike), or for a runaway without
     one, the group's first target."""
     behaviour = group.behaviour
-    if behaviour.kind not in COMPROMISED:
+    if not is_compromised(behaviour):
         return []
     if behaviour.target is None:
         return resolve_targets(s, group)[:1]

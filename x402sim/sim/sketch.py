@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import cast
 
 from ddsketch import LogCollapsingLowestDenseDDSketch
 
@@ -72,7 +73,9 @@ class LatencyStats:
             return self.max
         # ddsketch reads rank ``quantile x (n - 1)``: aim at the middle of the wanted rank so that
         # float rounding cannot land on its neighbour.
-        value = self.sketch.get_quantile_value((rank + 0.5) / (n - 1))
+        # ddsketch answers None for an empty sketch or a quantile outside [0, 1]: this one holds the
+        # n > 2 samples counted here, and 0 < (rank + 0.5) / (n - 1) < 1
+        value = cast(float, self.sketch.get_quantile_value((rank + 0.5) / (n - 1)))
         return min(self.max, max(self.min, float(value)))
 
     def percentiles_ms(self, qs: Iterable[int] = (50, 90, 99)) -> dict[str, float | None]:
@@ -116,7 +119,7 @@ class LatencyStats:
         same = (self.count, self.min, self.max) == (other.count, other.min, other.max)
         return same and math.isclose(self.total, other.total, rel_tol=1e-12) and self.bins() == other.bins()
 
-    __hash__ = None  # mutable
+    # mutable: defining __eq__ without __hash__ makes Python set __hash__ to None (unhashable)
 
     def __repr__(self) -> str:
         mean = "-" if self.mean is None else f"{self.mean:.6g}"

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .metrics import LATENCY_KINDS, RunMetrics, Scan, Tally, failure_class
-from .scenario import ATOMIC, Scenario, group_window
+from .scenario import ATOMIC, Scenario, group_window, is_compromised
 
 
 def usdc(atomic: int) -> float:
@@ -130,9 +130,11 @@ def governance_section(m: RunMetrics, s: Scenario) -> dict:
     starts = {
         group.name: max(group.behaviour.at, group.start)
         for group in s.agents
-        if group.compromised and group.behaviour.at < group_window(s, group)[1]
+        if is_compromised(group.behaviour) and group.behaviour.at < group_window(s, group)[1]
     }
-    cutoffs, honest_frozen, triggers = [], 0, {}
+    cutoffs: list[float] = []
+    honest_frozen = 0
+    triggers: dict[str, int] = {}
     for _agent, (group, t, trigger) in sorted(g.frozen.items()):
         triggers[trigger] = triggers.get(trigger, 0) + 1
         if group in starts:
@@ -160,7 +162,9 @@ def governance_section(m: RunMetrics, s: Scenario) -> dict:
         "attack_payments_settled": {"with_governance": with_payments, "without_governance": without_payments},
         "attack_spend_usdc": {"with_governance": with_governance, "without_governance": without},
         "loss_prevented_usdc": (
-            round(without - with_governance, 6) if None not in (without, with_governance) else None
+            round(without - with_governance, 6)
+            if without is not None and with_governance is not None
+            else None
         ),
         "time_to_cutoff_s": {
             "count": len(cutoffs),
@@ -195,17 +199,20 @@ def reputation_section(m: RunMetrics, s: Scenario) -> dict:
       ``mined`` and ``reverted``;
     * ``garbage_servers_max_reputation`` and ``good_servers_min_reputation``: from the registry."""
     t = m.trust
-    servers, bad, good = {}, [], []
+    servers: dict[str, dict] = {}
+    bad: list[float] = []
+    good: list[float] = []
     for copy in s.server_copies():
         if not copy.spec.identity:
             continue
-        garbage = copy.spec.deliver.kind == "garbage"
+        deliver = copy.spec.deliver
+        garbage = deliver.kind == "garbage"
         count, mean = t.reputation.get(copy.name, (None, None))
         reputation = round(mean, 6) if mean is not None else None
         servers[copy.name] = {
             "agent_id": t.agents.get(copy.name),
             "delivers": copy.spec.deliver.kind,
-            "garbage_share": copy.spec.deliver.share if garbage else 0.0,
+            "garbage_share": deliver.share if deliver.kind == "garbage" else 0.0,
             "payments": t.settled[copy.name],
             "revenue_usdc": usdc(sum(t.received.get(copy.name, ()))),
             "garbage_deliveries": t.deliveries[(copy.name, "garbage")],
@@ -258,8 +265,8 @@ def mandates_section(m: RunMetrics, s: Scenario) -> dict:
     t = m.trust
     groups = {}
     spent_by_group: dict[str, list[int]] = {}
-    for agent, spent in t.agent_spend.items():
-        spent_by_group.setdefault(agent.rpartition("-")[0], []).append(spent)
+    for agent, agent_spent in t.agent_spend.items():
+        spent_by_group.setdefault(agent.rpartition("-")[0], []).append(agent_spent)
     for group in s.agents:
         mandate = group.mandate
         if mandate is None:
@@ -306,22 +313,26 @@ def crawl_section(m: RunMetrics, s: Scenario) -> dict:
 
     t = m.trust
     keys = ("requests", "blocked", "charged", "paid", "free")
-    by_group, by_kind = {}, {}
+    by_group: dict[str, dict] = {}
+    by_kind: dict[str, dict[str, float]] = {}  # counts (int) and revenue_usdc
     for group in s.agents:
         if group.signature is None and not t.crawl[(group.name, "requests")]:
             continue  # neither signs nor met a crawl policy: not a crawler
         kind = crawler_kind(s, group)
-        row = {
+        counts: dict[str, int] = {k: t.crawl[(group.name, k)] for k in keys}
+        revenue = usdc(m.spend[group.name])
+        payments: int = t.group_payments[group.name]
+        by_group[group.name] = {
             "kind": kind,
-            **{k: t.crawl[(group.name, k)] for k in keys},
-            "revenue_usdc": usdc(m.spend[group.name]),
-            "payments_on_chain": t.group_payments[group.name],
+            **counts,
+            "revenue_usdc": revenue,
+            "payments_on_chain": payments,
         }
-        by_group[group.name] = row
         total = by_kind.setdefault(kind, dict.fromkeys((*keys, "revenue_usdc", "payments_on_chain"), 0))
-        for k in (*keys, "payments_on_chain"):
-            total[k] += row[k]
-        total["revenue_usdc"] = round(total["revenue_usdc"] + row["revenue_usdc"], 6)
+        for k in keys:
+            total[k] += counts[k]
+        total["payments_on_chain"] += payments
+        total["revenue_usdc"] = round(total["revenue_usdc"] + revenue, 6)
     return {
         "by_kind": by_kind,
         "by_group": by_group,

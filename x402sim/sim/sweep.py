@@ -57,7 +57,7 @@ import tomllib
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cluster import SweepError, dask_client
 from .headline import DEFAULT_PLOTS, METRICS, headline
@@ -67,6 +67,9 @@ from .scenario import ATOMIC, Scenario, ScenarioError, load_scenario, price_mean
 from .stats import describe
 from .sweep_output import SweepResult, write_sweep
 from .toml_text import toml_literal
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 SEED_BITS = 53
 
@@ -265,7 +268,7 @@ class _Progress:
 
     def __init__(self, total: int, show: bool) -> None:
         self.total, self.show, self.failed = total, show, 0
-        self.bar = None
+        self.bar: Progress | None = None
 
     def __enter__(self) -> _Progress:
         if self.show:
