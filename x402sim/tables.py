@@ -26,8 +26,6 @@ from pydantic import (
 )
 
 from .errors import InputError
-from .money import DECIMALS as USDC_DECIMALS  # noqa: F401 - the simulator and actors still import
-from .money import UNIT as ATOMIC  # noqa: F401 - these four from here; they are x402sim.money's
 from .money import format_usdc, parse_usdc
 
 

@@ -46,6 +46,7 @@ from ..errors import Refused
 from ..evm.eip712 import address_of_key
 from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor, Policy
 from ..mechanisms import Mechanisms, Offer, Verdict, default_mechanisms
+from ..money import format_usdc
 from ..protocol import (
     AnyPaymentPayload,
     AnyPaymentRequired,
@@ -62,7 +63,6 @@ from ..protocol import (
     payment_header_name,
     read_settlement,
 )
-from ..tables import format_usdc
 from ..trust.mandates import EXTENSION as MANDATE_EXTENSION
 from ..trust.mandates import attach as attach_mandate
 from ..trust.reputation import EXTENSION as REPUTATION_EXTENSION

@@ -12,6 +12,7 @@ from .base import (
     VerdictLike,
     VerdictT,
     family_of,
+    ledger_refusal,
     transfer_method_of,
 )
 from .exact_eip3009 import EXACT_EIP3009, ExactEip3009, Verdict
@@ -39,5 +40,6 @@ __all__ = [
     "default_mechanisms",
     "evm_address",
     "family_of",
+    "ledger_refusal",
     "transfer_method_of",
 ]

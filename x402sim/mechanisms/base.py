@@ -100,6 +100,17 @@ def transfer_method_of(extra: dict[str, Any] | None) -> str:
     return method if isinstance(method, str) else DEFAULT_TRANSFER_METHOD
 
 
+def ledger_refusal(mechanisms: Iterable[Mechanism[Any]]) -> str | None:
+    """Why the ledger backend cannot run ``mechanisms`` (the first one it has no rules for), or None."""
+    for m in mechanisms:
+        if m.ledger_rules is None:
+            return (
+                f"the ledger backend has no rules for mechanism {m.scheme}/{m.family}/{m.transfer_method}: "
+                'use backend = "evm"'
+            )
+    return None
+
+
 class Mechanisms(Generic[VerdictT]):
     """The mechanisms a role speaks, found by scheme, network and transfer method; all of them make
     verdicts of one type, ``VerdictT`` (x402sim's mechanisms: ``exact_eip3009.Verdict``).

@@ -23,8 +23,9 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping
 
+from ..money import UNIT
 from . import scenario as sc
-from .scenario import ATOMIC, Scenario
+from .scenario import Scenario
 
 
 def requests_per_agent(s: Scenario, group: sc.AgentGroup) -> float:
@@ -93,7 +94,7 @@ def _expected(s: Scenario, prices: Mapping[tuple[str, str], int] | None, scale: 
     sellers = sum(-math.expm1(-mu) for mu in to_payee.values())
     return {
         "transactions": transactions,
-        "volume_usdc": volume / ATOMIC,
+        "volume_usdc": volume / UNIT,
         "buyers": buyers,
         "sellers": sellers,
     }

@@ -63,6 +63,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ..governance import Decision, GovernorStats
+from ..money import to_usdc
 from ..protocol import reason_class
 from .fees import Biller, gas_cost
 from .records import Row, Timeline
@@ -552,14 +553,14 @@ class RunMetrics:
             row = {
                 "day": day,
                 "transactions": d.transactions,
-                "volume_usdc": round(d.volume / 10**6, 6),
+                "volume_usdc": to_usdc(d.volume),
                 "buyers": d.buyers,
                 "sellers": len(d.sellers),
             }
             for name in names:
                 n, v = d.facilitators.get(name, (0, 0))
                 row[f"{name}.transactions"] = n
-                row[f"{name}.volume_usdc"] = round(v / 10**6, 6)
+                row[f"{name}.volume_usdc"] = to_usdc(v)
             rows.append(row)
         return rows
 

@@ -32,6 +32,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..money import UNIT
 from .sketch import LatencyStats, as_stats
 
 IMAGES = {"latency_cdf.png": "Latency CDF", "throughput.png": "Throughput", "economics.png": "Economics"}
@@ -589,7 +590,7 @@ def reputation_figure(summary: dict, trust, bucket: float) -> Figure:
             continue
         n = max(1, min(len(buckets), int(-(-until // bucket))))
         times = np.arange(n + 1) * bucket
-        total = np.concatenate([[0.0], np.cumsum(np.asarray(buckets[:n], dtype=float) / 1e6)])
+        total = np.concatenate([[0.0], np.cumsum(np.asarray(buckets[:n], dtype=float) / UNIT)])
         garbage = d["delivers"] == "garbage"
         label = f"{name} (garbage)" if garbage else name
         ax.plot(
@@ -630,8 +631,8 @@ def mandates_figure(summary: dict, scenario, trust) -> Figure:
         )
         agents = [a for i, a in enumerate(agents) if i in keep]
     x = np.arange(len(agents))
-    spent = np.array([a[1] for a in agents], dtype=float) / 1e6
-    budget = np.array([a[2] for a in agents], dtype=float) / 1e6
+    spent = np.array([a[1] for a in agents], dtype=float) / UNIT
+    budget = np.array([a[2] for a in agents], dtype=float) / UNIT
     colors = ["tab:red" if s > b else "tab:blue" for s, b in zip(spent, budget, strict=True)]
     ax.bar(x, spent, 0.7, color=colors, label="settled on chain")
     ax.scatter(x, budget, marker="_", s=300, color="black", linewidths=2, label="budget", zorder=3)

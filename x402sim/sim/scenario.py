@@ -48,14 +48,16 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
+from ..evm.backend import BACKENDS
 from ..evm.chain import DEFAULT_START_TIME
 from ..governance.policy import Allow, Block, NewPayee, PolicyError, check_policies
 from ..governance.policy import Policy as GovernancePolicy
+from ..mechanisms import DEFAULT_MECHANISMS, ledger_refusal
 from ..tables import (
-    ATOMIC,  # noqa: F401 (re-exported: summary, expected and sweep take it from here)
     Name,
     Seconds,
     Table,
@@ -159,11 +161,20 @@ class ChainSpec(_Table):
     )
     block_gas_limit: int = Field(default=30_000_000, ge=200_000)
     token: Literal["usdc", "pyusd"] = "usdc"
-    backend: Literal["evm", "ledger"] = Field(
-        default="evm", description="evm: py-evm runs the token; ledger: its rules in Python, for scale"
+    backend: str = Field(
+        default="evm",
+        description="; ".join(f"{name}: {what}" for name, (what, _) in BACKENDS.items()),
+        json_schema_extra={"enum": list(BACKENDS)},
     )
     eth_usd: float = Field(default=3000.0, gt=0)
     fee: FeeModel = Field(default_factory=lambda: L1Fees(model="l1", base_fee_gwei=1.0))
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown chain backend {value!r}: one of {', '.join(BACKENDS)}")
+        return value
 
     @model_validator(mode="after")
     def _preconfirmation_fits(self) -> ChainSpec:
@@ -1356,6 +1367,8 @@ def _check_trust(s: Scenario, label: str) -> None:
     def fail(path: str, problem: str) -> None:
         raise ScenarioError(f"{label}: {path}", problem)
 
+    if s.chain.backend == "ledger" and (refused := ledger_refusal(DEFAULT_MECHANISMS)):
+        fail("chain.backend", refused)
     used = s.trust_keys()
     if used and s.chain.backend == "ledger":
         fail(

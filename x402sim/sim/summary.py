@@ -33,12 +33,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..money import UNIT, to_usdc
 from .metrics import LATENCY_KINDS, RunMetrics, Scan, Tally, failure_class
-from .scenario import ATOMIC, Scenario, group_window, is_compromised
-
-
-def usdc(atomic: int) -> float:
-    return round(atomic / ATOMIC, 6)
+from .scenario import Scenario, group_window, is_compromised
 
 
 @dataclass
@@ -65,7 +62,7 @@ class RunFacts:
 def _scan(scan: Scan) -> dict:
     return {
         "transactions": scan.transactions,
-        "volume_usdc": usdc(scan.volume),
+        "volume_usdc": to_usdc(scan.volume),
         "buyers": len(scan.buyers),
         "sellers": len(scan.sellers),
     }
@@ -78,7 +75,7 @@ def _targets(figures: dict, targets) -> dict:
         target = getattr(targets, key)
         if target is None:
             continue
-        target = usdc(target) if key == "volume_usdc" else target
+        target = to_usdc(target) if key == "volume_usdc" else target
         deviation = (figures[key] - target) / target
         within = abs(deviation) <= targets.tolerance
         ok = ok and within
@@ -119,10 +116,10 @@ def governance_section(m: RunMetrics, s: Scenario) -> dict:
       shard, and no file)."""
     g = m.governance
     cf = g.counterfactual
-    own = usdc(g.attack["settled_amount"]), g.attack["settled"]
+    own = to_usdc(g.attack["settled_amount"]), g.attack["settled"]
     if g.governed:
         with_governance, with_payments = own
-        without = usdc(cf["attack_spend"]) if cf is not None else None
+        without = to_usdc(cf["attack_spend"]) if cf is not None else None
         without_payments = cf["attack_payments"] if cf is not None else None
     else:
         with_governance, with_payments = None, None
@@ -149,11 +146,11 @@ def governance_section(m: RunMetrics, s: Scenario) -> dict:
         "policies": s.governed(),
         "decisions": dict(sorted(g.stats.decisions.items())),
         "approvals": {k: approvals[k] for k in ("requested", "granted", "refused")},
-        "spend_blocked_usdc": _nested(g.by_rule, usdc),
+        "spend_blocked_usdc": _nested(g.by_rule, to_usdc),
         "payments_blocked": _nested(g.denials),
         "honest_payments_blocked": {
             "count": g.blocked["honest"],
-            "usdc": usdc(g.blocked_amount["honest"]),
+            "usdc": to_usdc(g.blocked_amount["honest"]),
             "share": round(g.blocked["honest"] / honest, 6) if honest else None,
         },
         "attack_requests": g.attack["requests"],
@@ -214,7 +211,7 @@ def reputation_section(m: RunMetrics, s: Scenario) -> dict:
             "delivers": copy.spec.deliver.kind,
             "garbage_share": deliver.share if deliver.kind == "garbage" else 0.0,
             "payments": t.settled[copy.name],
-            "revenue_usdc": usdc(sum(t.received.get(copy.name, ()))),
+            "revenue_usdc": to_usdc(sum(t.received.get(copy.name, ()))),
             "garbage_deliveries": t.deliveries[(copy.name, "garbage")],
             "feedback": count,
             "reputation": reputation,
@@ -229,8 +226,8 @@ def reputation_section(m: RunMetrics, s: Scenario) -> dict:
         groups[group.name] = {
             "choice": group.choice.kind,
             "feedback": group.feedback,
-            "spend_usdc": usdc(sum(spent)),
-            "garbage_spend_usdc": usdc(sum(wasted)),
+            "spend_usdc": to_usdc(sum(spent)),
+            "garbage_spend_usdc": to_usdc(sum(wasted)),
             "garbage_spend_share": {
                 "first_quarter": by_quarter[0],
                 "last_quarter": by_quarter[3],
@@ -275,12 +272,12 @@ def mandates_section(m: RunMetrics, s: Scenario) -> dict:
         spent = spent_by_group.get(group.name, [])
         groups[group.name] = {
             "agents": m.agents.get(group.name, group.count),
-            "amount_range_usdc": [usdc(mandate.amount_range.min), usdc(mandate.amount_range.max)],
-            "budget_usdc": usdc(mandate.budget),
+            "amount_range_usdc": [to_usdc(mandate.amount_range.min), to_usdc(mandate.amount_range.max)],
+            "budget_usdc": to_usdc(mandate.budget),
             "allowed_payees": mandate.allowed_payees,
             **counts,
-            "spend_usdc": usdc(sum(spent)),
-            "max_agent_spend_usdc": usdc(max(spent)) if spent else 0.0,
+            "spend_usdc": to_usdc(sum(spent)),
+            "max_agent_spend_usdc": to_usdc(max(spent)) if spent else 0.0,
         }
     out = t.outside
     reasons = ("amount_out_of_range", "payee_not_allowed", "over_budget", "recurrence_exceeded")
@@ -291,9 +288,9 @@ def mandates_section(m: RunMetrics, s: Scenario) -> dict:
         "refused_by_code": dict(sorted(t.refusals.items())),
         "groups": groups,
         "settled_outside_mandate": {
-            "usdc": usdc(out["usdc"]),
+            "usdc": to_usdc(out["usdc"]),
             "payments": out["payments"],
-            "by_reason_usdc": {r: usdc(out[r]) for r in reasons},
+            "by_reason_usdc": {r: to_usdc(out[r]) for r in reasons},
         },
         "settled_without_valid_mandate": t.unbound,
         "servers": {c.name: c.spec.mandates for c in s.server_copies() if c.spec.mandates != "off"},
@@ -320,7 +317,7 @@ def crawl_section(m: RunMetrics, s: Scenario) -> dict:
             continue  # neither signs nor met a crawl policy: not a crawler
         kind = crawler_kind(s, group)
         counts: dict[str, int] = {k: t.crawl[(group.name, k)] for k in keys}
-        revenue = usdc(m.spend[group.name])
+        revenue = to_usdc(m.spend[group.name])
         payments: int = t.group_payments[group.name]
         by_group[group.name] = {
             "kind": kind,
@@ -376,12 +373,12 @@ def build_summary(
             "verify_requests": f.verifies,
             "settle_requests": f.settles,
             "gas_used": f.gas_used,
-            "fees_earned_usdc": usdc(fees),
+            "fees_earned_usdc": to_usdc(fees),
             "mean_wait_ms": round(1000 * f.waits.total / f.waits.count, 3) if f.waits.count else 0.0,
             "max_queue": f.max_queue,
             "gas_eth": round(f.gas_wei / 1e18, 12),
             "gas_usd": round(gas_usd, 6),
-            "margin_usd": round(fees / ATOMIC - gas_usd, 6),
+            "margin_usd": round(fees / UNIT - gas_usd, 6),
         }
 
     n_settled = m.scan.transactions
@@ -433,11 +430,11 @@ def build_summary(
             "refused": tally.servers[name]["refused"],
             "errors": tally.servers[name]["errors"],
             "handler_runs": tally.servers[name]["handler_runs"],
-            "revenue_usdc": usdc(tally.servers[name]["revenue"]),
+            "revenue_usdc": to_usdc(tally.servers[name]["revenue"]),
         }
         for name in facts.servers
     }
-    payees = {label: usdc(m.received[address]) for label, address in facts.payees.items()}
+    payees = {label: to_usdc(m.received[address]) for label, address in facts.payees.items()}
     agents = {}
     governed = bool(s.governed())
     attacked = governed or s.attacks()
@@ -449,7 +446,7 @@ def build_summary(
             "requests": g["requests"],
             "paid": g["paid"],
             "refused_by_policy": g["refused_by_policy"],
-            "spend_usdc": usdc(m.spend[group.name]),
+            "spend_usdc": to_usdc(m.spend[group.name]),
             "success_rate": round(g["paid"] / g["needed_payment"], 6) if g["needed_payment"] else None,
         }
         if governed:
@@ -522,5 +519,4 @@ __all__ = [
     "reputation_section",
     "stable",
     "summary_from_shards",
-    "usdc",
 ]

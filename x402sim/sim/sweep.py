@@ -59,11 +59,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..money import UNIT
 from .cluster import SweepError, dask_client
 from .headline import DEFAULT_PLOTS, METRICS, headline
 from .run import OutputExists
 from .run import run as simulate
-from .scenario import ATOMIC, Scenario, ScenarioError, load_scenario, price_mean
+from .scenario import Scenario, ScenarioError, load_scenario, price_mean
 from .stats import describe
 from .sweep_output import SweepResult, write_sweep
 from .toml_text import toml_literal
@@ -146,7 +147,7 @@ def _validate(
 def _prices(scenario: Scenario) -> list[float]:
     """The endpoints' prices in USD; a price drawn from a distribution counts as its mean."""
     prices = {price_mean(e.price) for server in scenario.servers for e in server.endpoints}
-    return sorted(p / ATOMIC for p in prices)
+    return sorted(p / UNIT for p in prices)
 
 
 def sweep(
