@@ -25,6 +25,7 @@ import dataclasses
 import math
 import random
 from collections.abc import Iterator
+from typing import Protocol, cast
 
 from eth_utils import to_checksum_address
 
@@ -35,6 +36,7 @@ from ..evm.token import encode_call
 from ..mechanisms.exact_eip3009 import Offer, sign_authorization
 from ..protocol import (
     PaymentPayload,
+    PaymentRequired,
     ProtocolError,
     encode_header,
     parse_payment_required,
@@ -43,14 +45,22 @@ from ..protocol import (
     read_settlement,
 )
 from . import scenario as sc
-from .build import Agent
+from .build import Agent, SimServer
 from .driver import SimDriver
 from .records import Row
-from .trust import ReputationChooser
-from .world import Chooser, World
+from .trust import ReputationChooser, TrustWorld
+from .world import COMPROMISED_TYPES, Chooser, World
+
+Target = tuple[str, str]  # (server name, route key)
 
 SENT_LATE = 700  # seconds by which "not yet valid" payments are post-dated
 EXPIRED_BY = 700  # seconds by which "expired" payments have run out
+
+
+class Picker(Protocol):
+    """Draws the index of a group's next target (``world.Chooser``, ``trust.ReputationChooser``)."""
+
+    def pick(self) -> int: ...
 
 
 class Traffic:
@@ -62,8 +72,11 @@ class Traffic:
         for group in s.agents:
             targets = sc.resolve_targets(s, group)
             rng = world.rng(f"choice:{group.name}")
+            chooser: Picker
             if group.choice.kind == "reputation":
-                chooser = ReputationChooser(world.trust, group.choice, targets, rng)
+                # a reputation choice is a trust feature: the world built its TrustWorld
+                trust = cast(TrustWorld, world.trust)
+                chooser = ReputationChooser(trust, group.choice, targets, rng)
             else:
                 chooser = Chooser(group.choice, len(targets), rng)
             members = world.groups[group.name]
@@ -71,19 +84,19 @@ class Traffic:
                 continue  # a sharded run whose shard holds none of this small group
             self._attack(group, members)
             arrivals = group.arrivals
-            if arrivals.kind in ("poisson", "piecewise"):
-                world.env.process(self._poisson(group, members, targets, chooser))
-            elif arrivals.kind == "growth":
-                world.env.process(self._growth(group, members, targets, chooser))
+            if isinstance(arrivals, sc.Poisson | sc.Piecewise):
+                world.env.process(self._poisson(group, arrivals, members, targets, chooser))
+            elif isinstance(arrivals, sc.Growth):
+                world.env.process(self._growth(group, arrivals, members, targets, chooser))
             else:
                 for agent in members:
-                    world.env.process(self._periodic(group, agent, targets, chooser))
+                    world.env.process(self._periodic(group, arrivals, agent, targets, chooser))
 
     def _attack(self, group: sc.AgentGroup, members: list[Agent]) -> None:
         """Start the attack loops of a compromised group's agents; remember a prompt injection's
         targets."""
         behaviour = group.behaviour
-        if behaviour.kind not in sc.COMPROMISED:
+        if not isinstance(behaviour, COMPROMISED_TYPES):
             return
         self.world.attack_targets[group.name] = targets = sc.attack_targets(self.world.scenario, group)
         start, end = max(behaviour.at, group.start), self._end(group)
@@ -97,9 +110,16 @@ class Traffic:
         end = self.world.scenario.simulation.duration
         return min(end, group.stop) if group.stop is not None else end
 
-    def _poisson(self, group: sc.AgentGroup, members: list[Agent], targets, chooser: Chooser):
+    def _poisson(
+        self,
+        group: sc.AgentGroup,
+        arrivals: sc.Poisson | sc.Piecewise,
+        members: list[Agent],
+        targets: list[Target],
+        chooser: Picker,
+    ):
         env, rng = self.world.env, self.world.rng(f"arrivals:{group.name}")
-        arrivals, end = group.arrivals, self._end(group)
+        end = self._end(group)
         yield env.timeout(group.start)
         while env.now < end:
             per_agent = arrivals.rate if arrivals.kind == "poisson" else arrivals.rate_at(env.now)
@@ -118,18 +138,32 @@ class Traffic:
             agent = members[rng.randrange(len(members))]
             self._start(agent, targets[chooser.pick()], targets)
 
-    def _growth(self, group: sc.AgentGroup, members: list[Agent], targets, chooser: Chooser):
+    def _growth(
+        self,
+        group: sc.AgentGroup,
+        arrivals: sc.Growth,
+        members: list[Agent],
+        targets: list[Target],
+        chooser: Picker,
+    ):
         env, rng = self.world.env, self.world.rng(f"arrivals:{group.name}")
         start, end = sc.group_window(self.world.scenario, group)
-        r0, k = group.arrivals.profile(end - start)
+        r0, k = arrivals.profile(end - start)
         for t in growth_times(r0 * len(members), k, start, end, rng):
             yield env.timeout(max(0.0, t - env.now))
             agent = members[rng.randrange(len(members))]
             self._start(agent, targets[chooser.pick()], targets)
 
-    def _periodic(self, group: sc.AgentGroup, agent: Agent, targets, chooser: Chooser):
+    def _periodic(
+        self,
+        group: sc.AgentGroup,
+        arrivals: sc.Interval | sc.Burst,
+        agent: Agent,
+        targets: list[Target],
+        chooser: Picker,
+    ):
         env, rng = self.world.env, self.world.rng(f"arrivals:{agent.name}")
-        arrivals, end = group.arrivals, self._end(group)
+        end = self._end(group)
         yield env.timeout(group.start + rng.uniform(0, arrivals.every))
         size = arrivals.size if arrivals.kind == "burst" else 1
         while env.now < end:
@@ -137,7 +171,7 @@ class Traffic:
                 self._start(agent, targets[chooser.pick()], targets)
             yield env.timeout(arrivals.every)
 
-    def _start(self, agent: Agent, target, targets) -> None:
+    def _start(self, agent: Agent, target: Target, targets: list[Target]) -> None:
         limit = agent.group.max_requests
         if limit is not None and agent.requests >= limit:
             return
@@ -145,7 +179,7 @@ class Traffic:
         world = self.world
         behaviour = agent.group.behaviour
         if behaviour.kind == "race":
-            world.env.process(race(world, agent, target, targets))
+            world.env.process(race(world, agent, target, targets, behaviour.width))
         elif (
             behaviour.kind == "prompt-injected"
             and world.env.now >= behaviour.at
@@ -160,14 +194,14 @@ def _draw(rng: random.Random, p: float) -> bool:
     return p >= 1 or rng.random() < p
 
 
-def _pick(world: World, agent: Agent):
+def _pick(world: World, agent: Agent) -> Target:
     targets = world.attack_targets[agent.group.name]
     if len(targets) == 1:
         return targets[0]
     return targets[world.rng(f"attack-target:{agent.group.name}").randrange(len(targets))]
 
 
-def runaway(world: World, agent: Agent, targets, start: float, end: float, interval: float):
+def runaway(world: World, agent: Agent, targets: list[Target], start: float, end: float, interval: float):
     """From ``start``, request the target again ``interval`` seconds after each answer."""
     env = world.env
     yield env.timeout(max(0.0, start - env.now))
@@ -176,7 +210,7 @@ def runaway(world: World, agent: Agent, targets, start: float, end: float, inter
         yield env.timeout(interval)
 
 
-def slow_drain(world: World, agent: Agent, targets, start: float, end: float, every: float):
+def slow_drain(world: World, agent: Agent, targets: list[Target], start: float, end: float, every: float):
     """From ``start``, one more request to the target every ``every`` seconds."""
     env = world.env
     yield env.timeout(max(0.0, start - env.now))
@@ -210,7 +244,7 @@ def _next_step(arrivals: sc.Piecewise, t: float) -> float:
     return float("inf")
 
 
-def _http(target) -> tuple[str, HttpRequest]:
+def _http(target: Target) -> tuple[str, HttpRequest]:
     server, route_key = target
     method, path = route_key.split(" ", 1)
     return server, HttpRequest(method, path, (("Host", f"{server}.sim"),))
@@ -225,7 +259,7 @@ CLIENT_BEHAVIOURS = ("honest", "replay", "unfunded", "drain", *sc.COMPROMISED)  
 def request(
     world: World,
     agent: Agent,
-    target,
+    target: Target,
     kind: str = "request",
     attempt: int = 0,
     origin: int = 0,
@@ -239,7 +273,7 @@ def request(
     row.origin, row.attack = origin, attack
     behaviour = agent.group.behaviour
     if behaviour.kind == "drain":
-        driver: SimDriver = _DrainingDriver(world, server, row, agent)
+        driver: SimDriver = _DrainingDriver(world, server, row, agent, behaviour)
     else:
         driver = SimDriver(world, server, row)
     if behaviour.kind in CLIENT_BEHAVIOURS:
@@ -319,6 +353,8 @@ def forged_fetch(world: World, agent: Agent, http: HttpRequest, behaviour):
         return first, None
     try:
         challenge = parse_payment_required(first.headers, first.body)
+        if not isinstance(challenge, PaymentRequired):  # the simulator's servers speak x402 v2 only
+            return first, None
         req = challenge.accepts[0]
         offer = Offer.of(req)
     except (ProtocolError, IndexError):
@@ -363,7 +399,7 @@ def _one_send(request: HttpRequest):
     return (yield Send(request))
 
 
-def race(world: World, agent: Agent, target, targets):
+def race(world: World, agent: Agent, target: Target, targets: list[Target], width: int):
     """Sign one payment for ``target`` and send it to ``width`` endpoints at once (TOCTOU)."""
     server_name, http = _http(target)
     server = world.servers[server_name]
@@ -381,7 +417,6 @@ def race(world: World, agent: Agent, target, targets):
         return
     frozen = agent.name in world.frozen(agent.name)  # never, unless the governor let a frozen agent sign
     header = (payment_header_name(payment.x402_version), encode_header(payment))
-    width = agent.group.behaviour.width
     start = targets.index(target)
     for i in range(width):
         copy = targets[(start + i) % len(targets)]
@@ -389,7 +424,7 @@ def race(world: World, agent: Agent, target, targets):
         world.env.process(_race_copy(world, agent, copy, header, payment, kind, frozen))
 
 
-def _race_copy(world: World, agent: Agent, target, header, payment, kind: str, frozen: bool = False):
+def _race_copy(world: World, agent: Agent, target: Target, header, payment, kind: str, frozen: bool = False):
     server_name, http = _http(target)
     server = world.servers[server_name]
     row = world.open_row(agent, kind, server_name, http.route_key)
@@ -404,14 +439,16 @@ class _DrainingDriver(SimDriver):
     """The exchange's driver for a draining agent: when the paid request goes out, the agent's funds
     are moved away shortly after."""
 
-    def __init__(self, world: World, server, row: Row, agent: Agent) -> None:
+    def __init__(self, world: World, server: SimServer, row: Row, agent: Agent, drain: sc.Drain) -> None:
         super().__init__(world, server, row)
+        self.home = world  # the whole world: the drain reaches the chain and the sink
         self.agent = agent
+        self.drain = drain
 
     def send(self, effect: Send):
         if read_payment(effect.request.headers) is not None:
-            after = self.agent.group.behaviour.after.sample(self.sim.rng(f"drain:{self.agent.name}"))
-            self.sim.env.process(_drain(self.sim, self.agent, after))
+            after = self.drain.after.sample(self.home.rng(f"drain:{self.agent.name}"))
+            self.home.env.process(_drain(self.home, self.agent, after))
         return (yield from super().send(effect))
 
 

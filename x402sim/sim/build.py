@@ -10,24 +10,80 @@ the results. Nothing here runs a simulation; the parts only say what the scenari
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import simpy
 
 from ..actors.client import Client, SpendPolicy
 from ..actors.facilitator import Facilitator
 from ..actors.server import ReplayGuard, ResourceServer, Route
-from ..evm.chain import ETHER
-from ..governance import Governor
+from ..evm.chain import ETHER, LocalChain
+from ..evm.ledger import LedgerChain
+from ..governance import Decision, Governor
 from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
 from . import scenario as sc
 from .sketch import LatencyStats
 
+if TYPE_CHECKING:
+    from .trust import TrustWorld
+
 FACILITATOR_ETH = 1_000 * ETHER
 DRAINER_ETH = ETHER // 10
+
+
+class BuildHost(Protocol):
+    """What the builders read and fill in of the world being built (a ``world.World``): its
+    scenario, chain, environment, seed and shard, keys and random streams, the parts already built,
+    and what they fill in (faults, audit log, governors' agents, agents, minted USDC)."""
+
+    rpc_faults: list[sc.RpcErrors]
+    lost_answers: list[sc.SettleAnswerLost]
+    stalls: list[sc.ChainStall]
+    audit: AuditTap | None
+    minted: int
+
+    @property
+    def scenario(self) -> sc.Scenario: ...
+    @property
+    def chain(self) -> LocalChain | LedgerChain: ...
+    @property
+    def env(self) -> simpy.Environment: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def shard(self) -> tuple[int, int]: ...
+    @property
+    def payees(self) -> dict[str, str]: ...
+    @property
+    def facilitators(self) -> dict[str, SimFacilitator]: ...
+    @property
+    def trust(self) -> TrustWorld | None: ...
+    @property
+    def attack_routes(self) -> set[tuple[str, str]]: ...
+    @property
+    def specs(self) -> dict[str, sc.AgentGroup]: ...
+    @property
+    def governors(self) -> dict[str, Governor]: ...
+    @property
+    def governed_by(self) -> dict[str, Governor]: ...
+    @property
+    def agents(self) -> list[Agent]: ...
+    @property
+    def groups(self) -> dict[str, list[Agent]]: ...
+    @property
+    def named(self) -> dict[str, Agent]: ...
+
+    def key(self, label: str) -> bytes: ...
+
+    def rng(self, label: str, shared: bool = False) -> random.Random: ...
+
+    def approve_at_once(self, decision: Decision) -> bool: ...
+
+    def on_freeze(self, agent: str, trigger: str) -> None: ...
 
 
 @dataclass
@@ -82,7 +138,7 @@ class AuditTap(AuditLog):
     """The audit log the world's governors share (written to ``path`` when there is one; its chain's
     head is kept either way), which tells the world of each freeze at once."""
 
-    def __init__(self, world, path: str | Path | None = None) -> None:
+    def __init__(self, world: BuildHost, path: str | Path | None = None) -> None:
         if path is not None and Path(path).exists():
             raise ValueError(f"audit log {path} exists: a run's audit log starts empty")
         super().__init__(path)
@@ -95,7 +151,7 @@ class AuditTap(AuditLog):
         return chained
 
 
-def payee_labels(world) -> list[str]:
+def payee_labels(world: BuildHost) -> list[str]:
     """Every payee label of the servers (their own, then those their price changes name), once each."""
     labels = []
     for copy in world.scenario.server_copies():
@@ -106,7 +162,7 @@ def payee_labels(world) -> list[str]:
     return labels
 
 
-def facilitator(world, spec: sc.FacilitatorSpec) -> SimFacilitator:
+def facilitator(world: BuildHost, spec: sc.FacilitatorSpec) -> SimFacilitator:
     """The facilitator ``spec``: its role on the world's chain (funded with gas money) and its slots."""
     key = world.key(f"facilitator:{spec.name}")
     role = Facilitator(
@@ -127,12 +183,12 @@ def facilitator(world, spec: sc.FacilitatorSpec) -> SimFacilitator:
     )
 
 
-def apply_faults(world) -> None:
+def apply_faults(world: BuildHost) -> None:
     """Sort the scenario's faults: outages and slowdowns onto their facilitators, the rest into the
     world's ``rpc_faults``, ``lost_answers`` and ``stalls``."""
-    world.rpc_faults: list[sc.RpcErrors] = []
-    world.lost_answers: list[sc.SettleAnswerLost] = []
-    world.stalls: list[sc.ChainStall] = []
+    world.rpc_faults = []
+    world.lost_answers = []
+    world.stalls = []
     for fault in world.scenario.faults:
         if isinstance(fault, sc.FacilitatorDown):
             world.facilitators[fault.facilitator].down.append(fault)
@@ -146,10 +202,11 @@ def apply_faults(world) -> None:
             world.stalls.append(fault)
 
 
-def server(world, copy: sc.ServerCopy) -> SimServer:
+def server(world: BuildHost, copy: sc.ServerCopy) -> SimServer:
     """The server ``copy``: its routes (prices drawn from shared streams), its role and its price
     changes (processes of the world's environment)."""
     chain = world.chain
+    domain = chain.domain
     spec = copy.spec
     routes = {}
     handler_times = {}
@@ -163,8 +220,8 @@ def server(world, copy: sc.ServerCopy) -> SimServer:
     role = ResourceServer(
         network=chain.network,
         asset=chain.usdc,
-        asset_name=chain.token_name,
-        asset_version=chain.token_version,
+        asset_name=domain.name,  # the token's EIP-712 name and version
+        asset_version=domain.version,
         pay_to=world.payees[copy.payee],
         routes=routes,
         base_url=f"http://{copy.name}.sim",
@@ -187,25 +244,27 @@ def server(world, copy: sc.ServerCopy) -> SimServer:
     return server
 
 
-def change_route(world, server: SimServer, key: str, change: sc.Change):
+def change_route(world: BuildHost, server: SimServer, key: str, change: sc.Change):
     """A SimPy process: ``server``'s route ``key`` changes at ``change.at``."""
     yield world.env.timeout(change.at)
     old = server.role.routes[key]
     pay_to = world.payees[change.pay_to] if change.pay_to else old.pay_to
     price = old.price if change.price is None else change.price
-    server.role.routes[key] = Route(key, price, pay_to, max_timeout_seconds=old.max_timeout_seconds)
+    # the role's routes are a read-only mapping to it: the changed route comes in a new one
+    route = Route(key, price, pay_to, max_timeout_seconds=old.max_timeout_seconds)
+    server.role.routes = {**server.role.routes, key: route}
     if change.attack:
         world.attack_routes.add((server.name, key))
     else:
         world.attack_routes.discard((server.name, key))
 
 
-def shard_members(world, group: sc.AgentGroup) -> range:
+def shard_members(world: BuildHost, group: sc.AgentGroup) -> range:
     """The indexes of the group's agents in this shard."""
     return range(world.shard[0], group.count, world.shard[1])
 
 
-def make_governors(world, audit: str | Path | None) -> dict[str, Governor]:
+def make_governors(world: BuildHost, audit: str | Path | None) -> dict[str, Governor]:
     """One ``Governor`` per policy in use, sharing the world's ``AuditTap`` (written to ``audit``)."""
     used = world.scenario.governed()
     if not used:
@@ -213,7 +272,9 @@ def make_governors(world, audit: str | Path | None) -> dict[str, Governor]:
     world.audit = AuditTap(world, audit)
     governors = {}
     for name, groups in used.items():
-        projects = {g: [f"{g}-{i}" for i in shard_members(world, world.specs[g])] for g in groups}
+        projects: dict[str, Iterable[str]] = {
+            g: [f"{g}-{i}" for i in shard_members(world, world.specs[g])] for g in groups
+        }
         policy = with_addresses(world, world.scenario.policy(name))
         governors[name] = Governor(
             policy, projects=projects, audit=world.audit, approver=world.approve_at_once
@@ -221,7 +282,7 @@ def make_governors(world, audit: str | Path | None) -> dict[str, Governor]:
     return governors
 
 
-def with_addresses(world, policy: Policy) -> Policy:
+def with_addresses(world: BuildHost, policy: Policy) -> Policy:
     """``policy`` with the payee labels of its lists turned into this world's addresses."""
 
     def addresses(values: list[str]) -> list[str]:
@@ -240,10 +301,10 @@ def with_addresses(world, policy: Policy) -> Policy:
     return policy.model_copy(update={"rules": rules, "triggers": triggers})
 
 
-def make_agents(world) -> None:
+def make_agents(world: BuildHost) -> None:
     """Every agent of this shard (keys, clients, governors), funded on the chain in one go; fills the
     world's ``agents``, ``groups``, ``named``, ``governed_by`` and ``minted``."""
-    grants = []
+    grants: list[tuple[str, int, int]] = []
     for group in world.scenario.agents:
         policy = SpendPolicy()
         spend = group.spend_policy
@@ -292,6 +353,7 @@ __all__ = [
     "FACILITATOR_ETH",
     "Agent",
     "AuditTap",
+    "BuildHost",
     "SimFacilitator",
     "SimServer",
     "apply_faults",

@@ -29,7 +29,8 @@ naming it and the simulator.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..actors.driver import BaseDriver, UnsupportedEffect, drive
 from ..actors.facilitator import PendingSettlement
@@ -47,11 +48,71 @@ from ..actors.messages import (
 from ..protocol import SettleResponse, payment_header_name
 
 if TYPE_CHECKING:
-    from .build import SimFacilitator, SimServer
+    import random
+
+    import simpy
+
+    from ..actors.messages import Approval
+    from ..evm.chain import LocalChain, Receipt
+    from ..evm.ledger import LedgerChain
+    from . import scenario as sc
+    from .build import Agent, SimFacilitator, SimServer
+    from .distributions import Distribution
+    from .producer import BlockProducer
     from .records import Row
-    from .world import World
+    from .sketch import LatencyStats
+    from .trust import TrustWorld
 
 PAYMENT_HEADERS = (payment_header_name(2), payment_header_name(1))
+
+
+class DriverHost(Protocol):
+    """What a ``SimDriver`` reads and tells of its world (a ``world.World``): the scenario, clock,
+    chain and block producer, the parts an exchange reaches, its random streams, counters and
+    latency figures, and the transactions in flight."""
+
+    submitting: SimFacilitator | None  # the facilitator whose transaction is being submitted
+
+    @property
+    def scenario(self) -> sc.Scenario: ...
+    @property
+    def env(self) -> simpy.Environment: ...
+    @property
+    def chain(self) -> LocalChain | LedgerChain: ...
+    @property
+    def producer(self) -> BlockProducer: ...
+    @property
+    def trust(self) -> TrustWorld | None: ...
+    @property
+    def attack_routes(self) -> set[tuple[str, str]]: ...
+    @property
+    def named(self) -> dict[str, Agent]: ...
+    @property
+    def latency(self) -> dict[str, LatencyStats]: ...
+    @property
+    def lost_answers(self) -> list[sc.SettleAnswerLost]: ...
+
+    def now(self) -> int: ...
+
+    def rng(self, label: str, shared: bool = False) -> random.Random: ...
+
+    def latency_of(self, dist: Distribution, label: str) -> float: ...
+
+    def frozen(self, agent: str) -> dict[str, Any]: ...
+
+    def approve(self, row: Row) -> Generator[simpy.Event, Any, Approval]: ...
+
+    def sync_chain(self) -> None: ...
+
+    def count(self, what: str, n: int = 1) -> None: ...
+
+    def fault_hits(
+        self, faults: Sequence[sc.RpcErrors | sc.SettleAnswerLost], fac: SimFacilitator, stream: str
+    ) -> bool: ...
+
+    def hold_tx(self, h: bytes, row: Row | None = None, until: int | None = None) -> None: ...
+
+    def release_tx(self, h: bytes) -> None: ...
 
 
 class SimDriver(BaseDriver):
@@ -59,7 +120,7 @@ class SimDriver(BaseDriver):
 
     world = "simulator"  # the name used in errors
 
-    def __init__(self, sim: World, server: SimServer, row: Row) -> None:
+    def __init__(self, sim: DriverHost, server: SimServer, row: Row) -> None:
         self.sim = sim
         self.server = server
         self.row = row
@@ -136,6 +197,8 @@ class SimDriver(BaseDriver):
             if result.may_have_landed:
                 break  # the settlement may have happened: never try it elsewhere
             sim.count(f"failover_from_{op}")
+        if last is None:  # a server names at least one facilitator (the scenario's schema says so)
+            raise Unreachable("facilitator", f"{server.name} has no facilitator")
         raise last
 
     def _facilitator_call(self, fac: SimFacilitator, op: str, effect):
@@ -188,7 +251,7 @@ class SimDriver(BaseDriver):
             return pending
         row.tx_hash = "0x" + pending.tx_hash.hex()
         # a facilitator that shares settlements may hand this one to a duplicate until it expires
-        shared = pending.verdict.payload.authorization.valid_before if fac.spec.dedupe == "share" else None
+        shared = pending.mechanism.claim(pending.verdict)[1] if fac.spec.dedupe == "share" else None
         sim.hold_tx(pending.tx_hash, row, until=shared)
         yield sim.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
         answer = yield from self._await_receipt(fac, pending, rpc)
@@ -221,7 +284,9 @@ class SimDriver(BaseDriver):
         else:
             yield ready
         yield sim.env.timeout(rpc.sample(fac.rng))  # the receipt is read
-        return fac.role.finish_settle(pending, sim.chain.receipt(h))
+        # mined (its event fired) and held by this call (``hold_tx``): the chain still has its receipt
+        receipt = cast("Receipt", sim.chain.receipt(h))
+        return fac.role.finish_settle(pending, receipt)
 
 
 def carries_payment(request: HttpRequest) -> bool:
@@ -229,4 +294,4 @@ def carries_payment(request: HttpRequest) -> bool:
     return any(request.header(name) is not None for name in PAYMENT_HEADERS)
 
 
-__all__ = ["PAYMENT_HEADERS", "SimDriver", "carries_payment"]
+__all__ = ["PAYMENT_HEADERS", "DriverHost", "SimDriver", "carries_payment"]

@@ -66,6 +66,7 @@ FEEDBACK_ETH = ETHER  # gas for an agent's giveFeedback transactions (about 0.00
 GOOD, GARBAGE = 100, 0  # what a client rates a useful and a useless delivery
 DIRECTORY_HOST = "agents.sim"
 FLAWS = ("unknown-key", "bad-signature", "expired")
+DEFAULT_REPUTATION = sc.Reputation.model_validate({"kind": "reputation"})  # a reputation choice's defaults
 
 
 def crawler_kind(s: sc.Scenario, group: sc.AgentGroup) -> str:
@@ -205,7 +206,7 @@ class TrustWorld:
         self.agent_ids: dict[str, int] = {}
         self.identities: dict[str, ServerIdentity] = {}
         self.garbage: dict[str, float] = {}  # server -> share of its deliveries that are garbage
-        self._directory = None
+        self._directory: AgentDirectory | None = None
         self._directories: dict[float, CachedDirectory] = {}
         copies = s.server_copies()
         for copy in copies:
@@ -328,7 +329,7 @@ class TrustWorld:
                 out.append(copy.payee)
         return out
 
-    def _agent_mandate(self, group: sc.AgentGroup, name: str):
+    def _agent_mandate(self, group: sc.AgentGroup, m: sc.Mandate, name: str):
         from ..trust.mandates import (
             AGENT_RECURRENCE,
             ALLOWED_PAYEES,
@@ -340,7 +341,7 @@ class TrustWorld:
             public_jwk,
         )
 
-        world, m = self.world, group.mandate
+        world = self.world
         agent_key = new_key(f"x402sim sim mandate agent:{world.seed}:{name}")
         recurrence = {"frequency": m.recurrence.frequency}
         if m.recurrence.max_occurrences is not None:
@@ -444,10 +445,9 @@ class TrustWorld:
     def _signing_key(self, group: str, index: int):
         return self._agent_key(f"x402sim sim signer:{self.world.seed}:{group}:{index}")
 
-    def _signer(self, group: sc.AgentGroup, index: int, name: str):
+    def _signer(self, group: sc.AgentGroup, sig: sc.Signature, index: int, name: str):
         from ..trust.signatures import AGENT_BROWSER_AUTH, WEB_BOT_AUTH, AgentSigner
 
-        sig = group.signature
         world = self.world
         web = sig.protocol == "web-bot-auth"
 
@@ -482,17 +482,18 @@ class TrustWorld:
         needs for gas."""
         out: dict[str, Any] = {}
         eth = 0
-        reputation = group.choice.kind == "reputation"
-        if group.feedback or reputation:
-            refresh = group.choice.refresh if reputation else sc.Reputation(kind="reputation").refresh
+        choice = group.choice
+        if group.feedback or isinstance(choice, sc.Reputation):
+            # without a reputation choice, the refresh such a choice has by default
+            refresh = (choice if isinstance(choice, sc.Reputation) else DEFAULT_REPUTATION).refresh
             out["directory"] = self.directory_for(refresh)
         if group.feedback:
             out["rate"] = rate_delivery
             eth = FEEDBACK_ETH
         if group.mandate is not None:
-            out["mandate"] = self._agent_mandate(group, name)
+            out["mandate"] = self._agent_mandate(group, group.mandate, name)
         if group.signature is not None:
-            out["signer"] = self._signer(group, index, name)
+            out["signer"] = self._signer(group, group.signature, index, name)
         return out, eth
 
 
@@ -533,7 +534,7 @@ class TrustBook:
             if server in self.garbage:
                 m.quarters[(group, quarter, "garbage")] += value
         mandate = self.mandated.get(group) if group is not None else None
-        if mandate is not None and agent is not None:
+        if group is not None and mandate is not None and agent is not None:
             spent = m.agent_spend[agent] + value
             m.agent_spend[agent] = spent
             m.agent_payments[agent] += 1

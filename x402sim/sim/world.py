@@ -43,7 +43,9 @@ from __future__ import annotations
 import bisect
 import random
 from collections import Counter
+from collections.abc import Generator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
@@ -63,11 +65,21 @@ from .producer import BlockProducer
 from .records import Row, RowWriter
 from .trust import TrustBook, TrustWorld
 
+if TYPE_CHECKING:
+    from .distributions import Distribution
+
 APPROVER = "simulated approver"
+# the behaviours ``sc.COMPROMISED`` names, as their classes (``isinstance`` tells the type checker)
+COMPROMISED_TYPES = (sc.PromptInjected, sc.Runaway, sc.SlowDrain)
 
 
 class World:
     """A scenario built and ready to run: chain, roles, agents and the SimPy environment."""
+
+    # the scenario's faults that are not a facilitator's own (``build.apply_faults`` sorts them)
+    rpc_faults: list[sc.RpcErrors]
+    lost_answers: list[sc.SettleAnswerLost]
+    stalls: list[sc.ChainStall]
 
     def __init__(
         self,
@@ -107,17 +119,19 @@ class World:
         self.submitting: SimFacilitator | None = None
         self._rngs: dict[tuple[str, bool], random.Random] = {}
 
-        chain_args = dict(
-            start_time=self.start_time,
-            seed=self.seed,
-            token=s.chain.token,
-            block_gas_limit=s.chain.block_gas_limit,
-        )
+        start, seed, token, gas_limit = self.start_time, self.seed, s.chain.token, s.chain.block_gas_limit
+        self.chain: LocalChain | LedgerChain
         if s.chain.backend == "ledger":
             # A used authorization an hour past its validBefore can never settle: forget it.
-            self.chain = LedgerChain(**chain_args, prune_authorizations_after=3600)
+            self.chain = LedgerChain(
+                start_time=start,
+                seed=seed,
+                token=token,
+                block_gas_limit=gas_limit,
+                prune_authorizations_after=3600,
+            )
         else:
-            self.chain = LocalChain(**chain_args)
+            self.chain = LocalChain(start_time=start, seed=seed, token=token, block_gas_limit=gas_limit)
         self.chain.submit_hook = self._on_submit
         self.flight.chain = self.chain
         self.payees = {
@@ -176,7 +190,7 @@ class World:
         """The governor's last word on ``row``'s payment (counted; a denial becomes the row's
         outcome, with the amount and payee it would have paid)."""
         behaviour = agent.group.behaviour
-        compromised = agent.group.compromised and row.sent >= behaviour.at
+        compromised = isinstance(behaviour, COMPROMISED_TYPES) and row.sent >= behaviour.at
         side = "attack" if row.attack else "collateral" if compromised else "honest"
         self.run_metrics.governance.decided(agent.policy or "", side, decision)
         if not decision.allowed:
@@ -197,7 +211,7 @@ class World:
         governor = self.governed_by.get(agent)
         return governor.frozen if governor is not None else {}
 
-    def approve(self, row: Row):
+    def approve(self, row: Row) -> Generator[simpy.Event, Any, Approval]:
         """The group's simulated approver answers ``row``'s payment after its delay (an agent frozen
         meanwhile is denied by the governor whatever the answer)."""
         group = self.specs[row.group]
@@ -222,7 +236,9 @@ class World:
             raise ChainError("injected RPC error: the node refused the submission")
         self.raw_txs[keccak(raw)] = raw
 
-    def fault_hits(self, faults, fac: SimFacilitator, stream: str) -> bool:
+    def fault_hits(
+        self, faults: Sequence[sc.RpcErrors | sc.SettleAnswerLost], fac: SimFacilitator, stream: str
+    ) -> bool:
         """Whether one of ``faults`` (windows with a probability, for one facilitator or all) strikes
         ``fac`` now."""
         t = self.env.now
@@ -234,7 +250,7 @@ class World:
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
 
-    def latency_of(self, dist, label: str) -> float:
+    def latency_of(self, dist: Distribution, label: str) -> float:
         return dist.sample(self.rng(f"latency:{label}"))
 
     # -- rows and transactions in flight (``book.InFlight``) ----------------------------------------
@@ -291,10 +307,10 @@ class World:
         supply, balances = chain.total_supply(), sum(chain.balance_of(a) for a in holders)
         conserved = supply == self.minted == m.mints and balances == supply
         m.supply = SupplyCheck(self.minted, supply, balances, conserved, shards=1)
-        stats = GovernorStats()
+        governor_stats = GovernorStats()
         for governor in self.governors.values():
-            stats.merge(governor.stats)
-        m.governance.stats = stats
+            governor_stats.merge(governor.stats)
+        m.governance.stats = governor_stats
         if self.audit is not None:
             m.governance.audit_entries, m.governance.audit_head = self.audit.count, self.audit.head
             self.audit.close()
