@@ -49,7 +49,7 @@ from .build import Agent, SimServer
 from .driver import SimDriver
 from .records import Row
 from .trust import ReputationChooser, TrustWorld
-from .world import COMPROMISED_TYPES, Chooser, World
+from .world import Chooser, World
 
 Target = tuple[str, str]  # (server name, route key)
 
@@ -96,7 +96,7 @@ class Traffic:
         """Start the attack loops of a compromised group's agents; remember a prompt injection's
         targets."""
         behaviour = group.behaviour
-        if not isinstance(behaviour, COMPROMISED_TYPES):
+        if not sc.is_compromised(behaviour):
             return
         self.world.attack_targets[group.name] = targets = sc.attack_targets(self.world.scenario, group)
         start, end = max(behaviour.at, group.start), self._end(group)

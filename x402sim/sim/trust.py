@@ -343,7 +343,7 @@ class TrustWorld:
 
         world = self.world
         agent_key = new_key(f"x402sim sim mandate agent:{world.seed}:{name}")
-        recurrence = {"frequency": m.recurrence.frequency}
+        recurrence: dict[str, Any] = {"frequency": m.recurrence.frequency}
         if m.recurrence.max_occurrences is not None:
             recurrence["max_occurrences"] = m.recurrence.max_occurrences
         constraints: dict[str, Any] = {

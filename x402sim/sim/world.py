@@ -69,8 +69,6 @@ if TYPE_CHECKING:
     from .distributions import Distribution
 
 APPROVER = "simulated approver"
-# the behaviours ``sc.COMPROMISED`` names, as their classes (``isinstance`` tells the type checker)
-COMPROMISED_TYPES = (sc.PromptInjected, sc.Runaway, sc.SlowDrain)
 
 
 class World:
@@ -190,7 +188,7 @@ class World:
         """The governor's last word on ``row``'s payment (counted; a denial becomes the row's
         outcome, with the amount and payee it would have paid)."""
         behaviour = agent.group.behaviour
-        compromised = isinstance(behaviour, COMPROMISED_TYPES) and row.sent >= behaviour.at
+        compromised = sc.is_compromised(behaviour) and row.sent >= behaviour.at
         side = "attack" if row.attack else "collateral" if compromised else "honest"
         self.run_metrics.governance.decided(agent.policy or "", side, decision)
         if not decision.allowed:
