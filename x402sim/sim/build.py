@@ -26,6 +26,7 @@ from ..governance import Decision, Governor
 from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
 from . import scenario as sc
+from .reads import CountingChain
 from .sketch import LatencyStats
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class SimFacilitator:
     settles: int = 0
     waits: LatencyStats = field(default_factory=LatencyStats)  # seconds queued for a slot
     max_queue: int = 0
+    reads: CountingChain | None = None  # the role's round trips, when they are charged one by one
 
     @property
     def name(self) -> str:
@@ -165,8 +167,11 @@ def payee_labels(world: BuildHost) -> list[str]:
 def facilitator(world: BuildHost, spec: sc.FacilitatorSpec) -> SimFacilitator:
     """The facilitator ``spec``: its role on the world's chain (funded with gas money) and its slots."""
     key = world.key(f"facilitator:{spec.name}")
+    reads = (
+        CountingChain(world.chain) if world.scenario.network.facilitator_chain_reads == "counted" else None
+    )
     role = Facilitator(
-        world.chain,
+        reads if reads is not None else world.chain,
         key,
         dedupe=spec.dedupe,
         check_transfer_log=spec.check_transfer_log,
@@ -180,6 +185,7 @@ def facilitator(world: BuildHost, spec: sc.FacilitatorSpec) -> SimFacilitator:
         simpy.Resource(world.env, capacity=spec.concurrency),
         world.rng(f"facilitator:{spec.name}"),
         down=list(spec.outages),
+        reads=reads,
     )
 
 

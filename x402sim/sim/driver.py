@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     import random
 
     import simpy
+    from simpy.events import Event
 
     from ..actors.messages import Approval
     from ..evm.chain import LocalChain, Receipt
@@ -227,11 +228,16 @@ class SimDriver(BaseDriver):
             yield env.timeout(sim.latency_of(net.server_facilitator, "server_facilitator"))
             sim.count(f"{op}_errors_injected")
             return Unreachable("facilitator", f"{fac.name} answered 500")
-        yield env.timeout(2 * rpc.sample(fac.rng))  # reads of the token's state
-        sim.sync_chain()
+        if fac.reads is None:
+            yield env.timeout(2 * rpc.sample(fac.rng))  # reads of the token's state
+            sim.sync_chain()
+        else:  # counted: each round trip the role makes is charged once it has made them
+            sim.sync_chain()
+            fac.reads.take()
         if op == "verify":
             fac.verifies += 1
             answer = fac.role.verify(effect.payload, effect.requirements, sim.now())
+            yield from self._round_trips(fac, rpc)
         else:
             fac.settles += 1
             answer = yield from self._settle(fac, effect, rpc)
@@ -239,6 +245,13 @@ class SimDriver(BaseDriver):
                 return answer
         yield env.timeout(sim.latency_of(net.server_facilitator, "server_facilitator"))
         return answer
+
+    def _round_trips(self, fac: SimFacilitator, rpc: Distribution) -> Generator[Event, Any, None]:
+        """With ``facilitator_chain_reads = "counted"``: the latency of each round trip to the chain
+        the role made since the last count (``sim.reads``); nothing in the default fixed mode."""
+        calls = fac.reads.take() if fac.reads is not None else 0
+        if calls:
+            yield self.sim.env.timeout(sum(rpc.sample(fac.rng) for _ in range(calls)))
 
     def _settle(self, fac: SimFacilitator, effect, rpc):
         sim, row = self.sim, self.row
@@ -248,12 +261,16 @@ class SimDriver(BaseDriver):
         finally:
             sim.submitting = None
         if isinstance(pending, SettleResponse):
+            yield from self._round_trips(fac, rpc)
             return pending
         row.tx_hash = "0x" + pending.tx_hash.hex()
         # a facilitator that shares settlements may hand this one to a duplicate until it expires
         shared = pending.mechanism.claim(pending.verdict)[1] if fac.spec.dedupe == "share" else None
-        sim.hold_tx(pending.tx_hash, row, until=shared)
-        yield sim.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
+        sim.hold_tx(pending.tx_hash, row, until=shared)  # before any wait: it may be mined meanwhile
+        if fac.reads is None:
+            yield sim.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
+        else:
+            yield from self._round_trips(fac, rpc)
         answer = yield from self._await_receipt(fac, pending, rpc)
         receipt = sim.chain.receipt(pending.tx_hash)
         if receipt is not None:

@@ -992,11 +992,16 @@ class AgentGroup(_Table):
 
 
 class Network(_Table):
-    """One-way latencies."""
+    """One-way latencies, and how the facilitator's round trips to the chain are charged."""
 
     client_server: Distribution = Field(default=0.05, validate_default=True)
     server_facilitator: Distribution = Field(default=0.02, validate_default=True)
     facilitator_chain: Distribution = Field(default=0.01, validate_default=True)
+    facilitator_chain_reads: Literal["fixed", "counted"] = Field(
+        default="fixed",
+        description="fixed: two facilitator_chain round trips per verify and settle, one more to submit "
+        "a settlement; counted: one per call the facilitator role actually makes to the chain",
+    )
 
 
 class FacilitatorDown(Window):
