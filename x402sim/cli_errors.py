@@ -17,10 +17,9 @@ Rules:
 
 * Commands raise what ``fail`` returns (``raise fail("...") from None``) or, for an ``X402simError``
   they caught, what ``fail_with`` returns, which picks the code with ``exit_for``.
-* The message is printed as written: never read as rich markup (it often holds paths, hashes and
-  brackets), and not wrapped, except with ``wrap=True``: the ``serve``, ``pay`` (but its governance
-  errors) and ``fuzz`` commands have always broken long messages at the console's width, and keep
-  doing so until a release may change their output.
+* The message is printed as written, on one line: never read as rich markup (it often holds paths,
+  hashes and brackets) and never broken at the console's width (a path stays whole, for a reader
+  and for a script that looks for it).
 * This module is for the command line only: it imports typer and rich, and no library module imports it.
 """
 
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from .errors import Refused
 
@@ -63,17 +61,13 @@ def say(message: str) -> None:
     err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT, *, wrap: bool = False) -> typer.Exit:
-    """Print ``error: message`` on stderr (broken at the console's width if ``wrap``); return the
-    ``typer.Exit`` to raise with ``code``."""
-    if wrap:
-        err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
-    else:
-        err.print("[red]error:[/red] ", end="", highlight=False)
-        say(message)
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print ``error: message`` on stderr; return the ``typer.Exit`` to raise with ``code``."""
+    err.print("[red]error:[/red] ", end="", highlight=False)
+    say(message)
     return typer.Exit(code)
 
 
-def fail_with(error: BaseException, *, wrap: bool = False) -> typer.Exit:
+def fail_with(error: BaseException) -> typer.Exit:
     """``fail`` with the error's text and the code ``exit_for`` gives it."""
-    return fail(str(error), exit_for(error), wrap=wrap)
+    return fail(str(error), exit_for(error))

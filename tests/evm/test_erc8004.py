@@ -10,10 +10,10 @@ from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from x402sim.errors import ChainError
 from x402sim.evm import (
     IDENTITY_REGISTRY_ADDRESS,
     REPUTATION_REGISTRY_ADDRESS,
-    ChainError,
     LocalChain,
     Summary,
     address_of_key,

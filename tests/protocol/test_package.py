@@ -1,4 +1,5 @@
-"""The package's own rules: a public surface that resolves, no imports from the rest of x402sim, no I/O."""
+"""The package's own rules: a public surface that resolves, no imports from the rest of x402sim but its
+leaf modules (``x402sim.errors``, ``x402sim.money``), no I/O."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import x402sim.protocol as protocol
 
 PACKAGE_DIR = Path(protocol.__file__).parent
 MODULES = sorted(PACKAGE_DIR.glob("*.py"))
+LEAVES = {"errors", "money"}  # x402sim's leaf modules, which import nothing of x402sim
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -32,6 +34,8 @@ def test_imports_stay_inside_the_package_and_do_no_io() -> None:
     assert len(MODULES) >= 7
     for path in MODULES:
         for level, module in _imports(path):
+            if level == 2 and module in LEAVES:
+                continue
             assert level <= 1, f"{path.name} imports from outside x402sim.protocol"
             assert module.split(".")[0] not in forbidden, f"{path.name} imports {module}"
 

@@ -39,7 +39,7 @@ def fuzz(
     try:
         outcome = run_campaign(inputs, seed=seed, concurrency=concurrency, console=err)
     except CampaignError as exc:
-        raise fail_with(exc, wrap=True) from None
+        raise fail_with(exc) from None
     report(outcome, console)
     if not outcome.ok:
         raise typer.Exit(EXIT_FAILED)

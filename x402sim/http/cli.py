@@ -99,7 +99,7 @@ def _urls_ok(allow_remote: bool, urls: dict[str, str | None]) -> None:
             try:
                 check_loopback_url(url, what, allow_remote=allow_remote)
             except ServiceError as exc:
-                raise fail_with(exc, wrap=True) from None
+                raise fail_with(exc) from None
 
 
 def _host_ok(host: str) -> bool:
@@ -122,7 +122,7 @@ def _run_until_signalled(start, *, ready: str | None = None) -> None:
     try:
         running = start()
     except (ServiceError, ChainError, RoutesFileError, ValueError) as exc:
-        raise fail_with(exc, wrap=True) from None
+        raise fail_with(exc) from None
     stop = running.stop_requested
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if ready is None:
@@ -161,7 +161,7 @@ def _from_env(read, allow_remote: bool, urls: tuple[str, ...]):
     try:
         return read(os.environ)
     except (EnvError, ChainError) as exc:
-        raise fail_with(exc, wrap=True) from None
+        raise fail_with(exc) from None
 
 
 def _routes(path: Path | None):
@@ -172,7 +172,7 @@ def _routes(path: Path | None):
     try:
         return load_routes(path)
     except RoutesFileError as exc:
-        raise fail_with(exc, wrap=True) from None
+        raise fail_with(exc) from None
 
 
 @serve_app.callback(invoke_without_command=True)
@@ -217,9 +217,7 @@ def serve(
     if port is not None:
         ports = dict.fromkeys(ports, port)
         if port != 0:
-            raise fail(
-                "--port other than 0 would give the three services one port; use --chain-port etc.", wrap=True
-            )
+            raise fail("--port other than 0 would give the three services one port; use --chain-port etc.")
     config = _routes(routes)
     setup = _setup(accounts, usdc, seed, block_time, network.value)
     _run_until_signalled(lambda: serve_all(setup, routes=config, host=host, ports=ports, allow_public=public))
@@ -361,16 +359,12 @@ def serve_server_cmd(
     from .serve import serve_server, serve_server_env, server_env
 
     if not crawl_policy and (crawl_allow or crawl_charge_unsigned):
-        raise fail("--crawl-allow and --crawl-charge-unsigned need --crawl-policy", wrap=True)
+        raise fail("--crawl-allow and --crawl-charge-unsigned need --crawl-policy")
     if from_env:
         if routes is not None or origin is not None or rpc_url is not None or facilitator_url is not None:
-            raise fail(
-                "--from-env reads its settings from the environment; drop the other options", wrap=True
-            )
+            raise fail("--from-env reads its settings from the environment; drop the other options")
         if crawl_policy or sign_responses:
-            raise fail(
-                "--from-env serves the e2e contract; drop --crawl-policy and --sign-responses", wrap=True
-            )
+            raise fail("--from-env serves the e2e contract; drop --crawl-policy and --sign-responses")
         env = _from_env(server_env, allow_remote, ("FACILITATOR_URL", "EVM_RPC_URL"))
         public = _host_ok(host)
         _run_until_signalled(
@@ -382,7 +376,7 @@ def serve_server_cmd(
         return
     for option, value in (("--facilitator-url", facilitator_url), ("--routes", routes)):
         if value is None:
-            raise fail(f"missing option {option} (or use --from-env)", wrap=True)
+            raise fail(f"missing option {option} (or use --from-env)")
     assert facilitator_url is not None  # checked just above
     _urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
     public = _host_ok(host)
@@ -391,7 +385,7 @@ def serve_server_cmd(
         try:
             _fill_from_chain(config, rpc_url)
         except ChainError as exc:
-            raise fail_with(exc, wrap=True) from None
+            raise fail_with(exc) from None
     _run_until_signalled(
         lambda: serve_server(
             config,
@@ -424,9 +418,9 @@ def _parse_key(key: str) -> bytes:
     try:
         raw = bytes.fromhex(key.removeprefix("0x"))
     except ValueError:
-        raise fail("--key: not hex", wrap=True) from None
+        raise fail("--key: not hex") from None
     if len(raw) != 32:
-        raise fail(f"--key: a private key is 32 bytes, got {len(raw)}", wrap=True)
+        raise fail(f"--key: a private key is 32 bytes, got {len(raw)}")
     return raw
 
 
@@ -574,7 +568,7 @@ def pay(
     if from_env:
         _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign)
     elif url is None:
-        raise fail("missing argument URL (or use --from-env)", wrap=True)
+        raise fail("missing argument URL (or use --from-env)")
     governance = _load_governance(policy_file, policy_name, agent, audit, approve)
     if key is None and rpc_url is None and not from_env:
         rpc_url = DEFAULT_RPC_URL
@@ -608,13 +602,11 @@ def pay(
 def _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign) -> None:
     """Refuse (exit 2) the options ``pay --from-env`` takes from the environment or does not support."""
     if any(v is not None for v in (url, key, rpc_url, network, max_price)):
-        raise fail(
-            "--from-env reads URL, key, network and price cap from the environment; drop them", wrap=True
-        )
+        raise fail("--from-env reads URL, key, network and price cap from the environment; drop them")
     if policy_file is not None:
-        raise fail("--from-env pays without a governor; drop --policy", wrap=True)
+        raise fail("--from-env pays without a governor; drop --policy")
     if sign is not None:
-        raise fail("--from-env does not sign requests; drop --sign", wrap=True)
+        raise fail("--from-env does not sign requests; drop --sign")
 
 
 def _parse_headers(header: list[str]) -> list[tuple[str, str]]:
@@ -623,7 +615,7 @@ def _parse_headers(header: list[str]) -> list[tuple[str, str]]:
     for h in header:
         name, sep, value = h.partition(":")
         if not sep or not name.strip():
-            raise fail(f"--header {h!r}: expected 'Name: value'", wrap=True)
+            raise fail(f"--header {h!r}: expected 'Name: value'")
         headers.append((name.strip(), value.strip()))
     return headers
 
@@ -638,19 +630,17 @@ def _payer(rpc_url: str | None, key: str | None, network: list[str] | None):
         try:
             chain_network, offset, first_key = _chain_facts(rpc_url, need_key=key is None)
         except ChainError as exc:
-            raise fail(f"--rpc-url {rpc_url}: {exc}", wrap=True) from None
+            raise fail(f"--rpc-url {rpc_url}: {exc}") from None
         stray = [n for n in network or [] if n != chain_network]
         if stray:
-            raise fail(
-                f"--network {stray[0]} is not the network of --rpc-url {rpc_url} ({chain_network})", wrap=True
-            )
+            raise fail(f"--network {stray[0]} is not the network of --rpc-url {rpc_url} ({chain_network})")
         return (chain_network,), key or first_key, lambda: time.time() + offset  # the chain's clock
     if not network:
-        raise fail("say which network to pay on: --rpc-url URL or --network eip155:<chain id>", wrap=True)
+        raise fail("say which network to pay on: --rpc-url URL or --network eip155:<chain id>")
     try:
         return check_networks(network), key, time.time
     except ValueError as exc:
-        raise fail(f"--network: {exc}", wrap=True) from None
+        raise fail(f"--network: {exc}") from None
 
 
 def _governed_request(
@@ -673,7 +663,7 @@ def _governed_request(
             client = stack.enter_context(PayingClient(key, governor=governor, **client_options))
             result = client.request(method, url, headers=headers, content=body)
     except httpx.HTTPError as exc:
-        raise fail(f"{url}: {exc.__class__.__name__}: {exc}", wrap=True) from None
+        raise fail(f"{url}: {exc.__class__.__name__}: {exc}") from None
     return result, governor
 
 
@@ -702,21 +692,18 @@ def _agent_signer(sign, key: bytes, signature_agent: str | None, rpc_url: str | 
     """The RFC 9421 signer for ``pay --sign``: the account's agent key, pointing at its directory."""
     if sign is None:
         if signature_agent is not None:
-            raise fail("--signature-agent needs --sign", wrap=True)
+            raise fail("--signature-agent needs --sign")
         return None
     from ..trust.signatures import WEB_BOT_AUTH, AgentSigner
     from .serve import account_agent_key, origin_of
 
     agent_url = signature_agent or (origin_of(rpc_url) if rpc_url else None)
     if agent_url is None and sign.value == WEB_BOT_AUTH:
-        raise fail(
-            "--sign web-bot-auth needs the agent's key directory: --rpc-url or --signature-agent URL",
-            wrap=True,
-        )
+        raise fail("--sign web-bot-auth needs the agent's key directory: --rpc-url or --signature-agent URL")
     try:
         return AgentSigner(account_agent_key(key), protocol=sign.value, signature_agent=agent_url)
     except ValueError as exc:
-        raise fail(f"--signature-agent: {exc}", wrap=True) from None
+        raise fail(f"--signature-agent: {exc}") from None
 
 
 # Governance for `pay`: the policy is read before anything else (a bad one writes nothing), the audit
@@ -833,7 +820,7 @@ def _pay_from_env(method: str, headers: list[tuple[str, str]], body: bytes, allo
             finally:
                 chain.close()
         except (EnvError, ChainError) as exc:
-            raise fail_with(exc, wrap=True) from None
+            raise fail_with(exc) from None
         clock = lambda: time.time() + offset  # noqa: E731 - sign with the chain's clock
     policy = SpendPolicy(max_price=env.max_amount)
     try:

@@ -221,14 +221,6 @@ def run_command(
 # -- x402sim sweep ----------------------------------------------------------------------------------
 
 
-def _fail_escaped(message: str, code: int = 2) -> typer.Exit:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def sweep_command(
     file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
     grid: Annotated[
@@ -289,7 +281,7 @@ def sweep_command(
       x402sim sweep scenarios/toctou-race.toml --grid facilitators.shop.dedupe=refuse,share --scheduler tcp://127.0.0.1:8786
     """
     if workers is not None and scheduler is not None:
-        raise _fail_escaped("--workers and --scheduler exclude each other: start a local cluster or join one")
+        raise fail("--workers and --scheduler exclude each other: start a local cluster or join one")
     try:
         parsed = parse_grid(grid or [])
         name = load_scenario(file).simulation.name
@@ -307,9 +299,9 @@ def sweep_command(
             allow_remote=allow_remote,
         )
     except ScenarioError as exc:
-        raise _fail_escaped(str(exc)) from None
+        raise fail(str(exc)) from None
     except (SweepError, OutputExists) as exc:
-        raise _fail_escaped(str(exc)) from None
+        raise fail(str(exc)) from None
     if not quiet:
         _print_table(result)
     failed = len(result.failures)
@@ -322,7 +314,7 @@ def sweep_command(
             markup=False,
         )
     if result.all_failed:
-        raise _fail_escaped("every run failed", code=1)
+        raise fail("every run failed", code=1)
 
 
 def _short(x: float, digits: int) -> str:
