@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/sim_throughput.py
 	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/import_time.py
 
 # A long seeded fuzz campaign against served processes (loopback only); FUZZ_INPUTS=N to resize.
 FUZZ_INPUTS ?= 100000
