@@ -1,7 +1,9 @@
 """x402sim: a laboratory for the x402 payment protocol.
 
-The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), the sans-IO roles,
-the chain, the protocol messages and codec, spend governance (``Governor``, policy files, the audit
+The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), the sans-IO roles and
+the seams they plug into (``Driver`` for a world answering their effects, ``Mechanisms`` for the
+schemes they speak, ``Chain`` with its ``BACKENDS`` for the chain they reach), the protocol messages
+and codec, spend governance (``Governor``, policy files, the audit
 log), and the simulator (``x402sim.sim``: ``load_scenario``,
 ``run``, here also as ``run_scenario``, and ``sweep``). See the README for a tour. Every error x402sim
 raises on purpose is an ``X402simError`` (the tree is in ``x402sim.errors``).
@@ -14,7 +16,9 @@ matplotlib) nor the web server (uvicorn): the simulator's names here are importe
 from importlib import import_module, metadata
 
 from .actors import (
+    BaseDriver,
     Client,
+    Driver,
     Facilitator,
     FetchResult,
     HttpRequest,
@@ -24,9 +28,11 @@ from .actors import (
     Route,
     SpendPolicy,
     Unreachable,
+    UnsupportedEffect,
 )
 from .errors import ChainError, InputError, OutputError, Refused, UnavailableError, WireError, X402simError
 from .evm import LedgerChain, LocalChain, Receipt, Transfer
+from .evm.backend import BACKENDS, Chain, ChainConfig, make_chain
 from .governance import (
     Attempt,
     AuditLog,
@@ -38,6 +44,7 @@ from .governance import (
     parse_policies,
 )
 from .governance import verify as verify_audit
+from .mechanisms import EXACT_EIP3009, Mechanism, Mechanisms, default_mechanisms
 from .protocol import (
     PaymentPayload,
     PaymentPayloadV1,
@@ -98,16 +105,22 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BACKENDS",
+    "EXACT_EIP3009",
     "AgentDirectory",
     "AgentMandate",
     "AgentRef",
     "AgentSigner",
     "Attempt",
     "AuditLog",
+    "BaseDriver",
+    "Chain",
+    "ChainConfig",
     "ChainError",
     "Client",
     "CrawlPolicy",
     "Decision",
+    "Driver",
     "Facilitator",
     "FetchResult",
     "Governor",
@@ -118,6 +131,8 @@ __all__ = [
     "LedgerChain",
     "LocalChain",
     "MandateVerifier",
+    "Mechanism",
+    "Mechanisms",
     "OutputError",
     "PayerRules",
     "PaymentPayload",
@@ -153,13 +168,16 @@ __all__ = [
     "Transfer",
     "UnavailableError",
     "Unreachable",
+    "UnsupportedEffect",
     "VerifyResponse",
     "WireError",
     "X402simError",
     "decode_header",
+    "default_mechanisms",
     "encode_header",
     "load_policies",
     "load_scenario",
+    "make_chain",
     "parse_policies",
     "reason_class",
     "run",
