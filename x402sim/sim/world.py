@@ -45,12 +45,13 @@ import random
 from collections import Counter
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import simpy
 
 from ..actors.messages import Approval
 from ..errors import ChainError
+from ..evm.backend import ChainConfig, make_chain
 from ..evm.chain import LocalChain
 from ..evm.eip712 import address_of_key
 from ..evm.hashing import keccak
@@ -69,6 +70,11 @@ if TYPE_CHECKING:
     from .distributions import Distribution
 
 APPROVER = "simulated approver"
+
+
+# Backend options of a simulated chain: on the ledger, a used authorization an hour past its
+# validBefore can never settle, so it is forgotten (state does not grow with payments).
+SIM_OPTIONS: dict[str, dict[str, Any]] = {"ledger": {"prune_authorizations_after": 3600}}
 
 
 class World:
@@ -117,19 +123,18 @@ class World:
         self.submitting: SimFacilitator | None = None
         self._rngs: dict[tuple[str, bool], random.Random] = {}
 
-        start, seed, token, gas_limit = self.start_time, self.seed, s.chain.token, s.chain.block_gas_limit
-        self.chain: LocalChain | LedgerChain
-        if s.chain.backend == "ledger":
-            # A used authorization an hour past its validBefore can never settle: forget it.
-            self.chain = LedgerChain(
-                start_time=start,
-                seed=seed,
-                token=token,
-                block_gas_limit=gas_limit,
-                prune_authorizations_after=3600,
-            )
-        else:
-            self.chain = LocalChain(start_time=start, seed=seed, token=token, block_gas_limit=gas_limit)
+        config = ChainConfig(
+            start_time=self.start_time,
+            seed=self.seed,
+            token=s.chain.token,
+            block_gas_limit=s.chain.block_gas_limit,
+        )
+        backend = s.chain.backend
+        # The simulator also funds, transacts, hooks submissions and sets time: both embedded
+        # backends do, which the scenario schema's BACKENDS guarantees.
+        self.chain: LocalChain | LedgerChain = cast(
+            "LocalChain | LedgerChain", make_chain(backend, config, **SIM_OPTIONS.get(backend, {}))
+        )
         self.chain.submit_hook = self._on_submit
         self.flight.chain = self.chain
         self.payees = {
