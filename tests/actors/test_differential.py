@@ -54,7 +54,6 @@ from hypothesis.stateful import (
 from x402sim import Testbed
 from x402sim.actors import HttpRequest, HttpResponse, Send
 from x402sim.evm.fiat_rules import SUPPLY
-from x402sim.evm.state_verify import token_state
 from x402sim.evm.token import AUTHORIZATION_USED_TOPIC
 from x402sim.http import AsyncPayingClient, FacilitatorClient, facilitator_app, resource_server_app
 from x402sim.http.chain_clock import ChainClock
@@ -92,7 +91,7 @@ def token_reads(chain, addresses, nonces) -> tuple[list[int], int, list[bool]]:
     the facilitator verifies with; its slots are checked against the compiler's elsewhere in the
     suite). Reading them through the token's view functions costs one py-evm ``eth_call`` (~9 ms)
     each, more than the operations checked: ``views_agree`` does that now and then."""
-    view = token_state(chain, chain.usdc)
+    view = chain.token_state(chain.usdc)
     balances = [view.balance_of(a) for a in addresses]
     return balances, view.get(SUPPLY), [view.authorization_state(p, n) for p, n in nonces]
 

@@ -19,7 +19,6 @@ from x402sim.actors.server import ResourceServer
 from x402sim.errors import ChainError
 from x402sim.evm import PRESETS, LocalChain, address_of_key, contracts, preset, preset_for_network
 from x402sim.evm.chain import ETHER, TOKEN_CONSTRUCTOR_SLOTS
-from x402sim.evm.state_verify import token_state
 from x402sim.evm.token import TRANSFER_WITH_AUTHORIZATION, encode_call
 from x402sim.mechanisms.exact_eip3009 import Offer
 from x402sim.protocol import PaymentPayload
@@ -116,7 +115,7 @@ def test_token_sits_at_the_canonical_address_with_the_domain(preset_chain):
     assert chain.read(chain.usdc, "DOMAIN_SEPARATOR()", returns="bytes32") == expected
     assert chain.domain.separator == expected
     # The storage model of state_verify recognises the moved token (code = runtime + immutables).
-    state = token_state(chain, chain.usdc)
+    state = chain.token_state(chain.usdc)
     assert state is not None and (state.name, state.version) == (p.token_name, p.token_version)
 
 
@@ -228,5 +227,5 @@ def test_the_pyusd_variant_moves_too():
     payer = address_of_key(chain.new_key())
     chain.fund(payer, usdc=7)
     assert chain.usdc == to_checksum_address("0x" + "ab" * 20)
-    assert chain.token_variant(chain.usdc) == "pyusd" and token_state(chain, chain.usdc) is not None
+    assert chain.token_variant(chain.usdc) == "pyusd" and chain.token_state(chain.usdc) is not None
     assert chain.balance_of(payer) == 7 and (chain.name_of(), chain.version_of()) == ("PayPal USD", "1")

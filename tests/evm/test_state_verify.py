@@ -31,7 +31,7 @@ from x402sim.evm.eip712 import (
     sign_digest,
     typed_data_digest,
 )
-from x402sim.evm.state_verify import LAYOUTS, TokenState, token_state
+from x402sim.evm.state_verify import LAYOUTS, TokenState
 from x402sim.evm.token import encode_call, transfer_with_authorization_call
 from x402sim.mechanisms.exact_eip3009 import (
     authorization_of,
@@ -79,7 +79,7 @@ def test_storage_reads_equal_the_views(variant):
     payer = address_of_key(chain.new_key())
     chain.fund(payer, usdc=123_456)
     nonce = b"\x07" * 32
-    token = token_state(chain, chain.usdc)
+    token = chain.token_state(chain.usdc)
     assert isinstance(token, TokenState) and token.variant == variant
     assert token.balance_of(payer) == chain.balance_of(payer) == 123_456
     assert token.balance_of(chain.bank) == chain.balance_of(chain.bank) == 0
@@ -89,9 +89,8 @@ def test_storage_reads_equal_the_views(variant):
 
 def test_unknown_code_and_other_chains_are_simulated():
     chain = LocalChain()
-    assert token_state(chain, chain.multicall) is None
-    assert token_state(chain, chain.bank) is None
-    assert token_state(object(), chain.usdc) is None
+    assert chain.token_state(chain.multicall) is None
+    assert chain.token_state(chain.bank) is None
 
 
 # -- the differential test ---------------------------------------------------------------------
@@ -312,7 +311,7 @@ def test_state_and_simulate_give_the_same_verdict(world, c):
     event(f"verdict: {simulated.reason and simulated.reason.value}: {simulated.message}")
 
     # The bare call too, whatever the offline checks say, wherever the state way applies.
-    token = token_state(chain, requirements.asset)
+    token = chain.token_state(requirements.asset)
     assert (token is not None) == (requirements.asset == chain.usdc)
     if token is not None:
         parsed = parse_exact_evm_payload(payment.payload)

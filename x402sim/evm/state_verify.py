@@ -8,10 +8,12 @@ the contract in Python.
 
 Rules of this module:
 
-* Only code we know. A ``TokenState`` exists for an asset whose deployed code is one of the project's
-  token variants (``LocalChain.token_variant``); for other code, or a chain that is not a
-  ``LocalChain``, ``token_state`` gives None and the caller simulates; a chain that keeps the token's
-  state itself (``ledger.LedgerChain``) answers with its own view.
+* Only code we know. ``evm_token_state`` gives a ``TokenState`` for an asset whose deployed code is
+  one of the project's token variants (``LocalChain.token_state`` calls it with
+  ``LocalChain.token_variant``); for other code it gives None and the caller simulates. Every chain
+  backend answers ``token_state(asset)`` (``evm.backend.Chain``): the ledger with its own view,
+  ``RpcChain`` with None.
+* This module knows no chain class: it reads a py-evm chain through ``EvmStateSource``.
 * The contract's checks, its order, its revert strings: ``predict`` runs the rules of
   ``fiat_rules`` (shared with the ledger backend) over the storage read here; the test suite proves
   by differential testing that predictions, and verdicts built on them, equal the simulation's.
@@ -23,7 +25,7 @@ Rules of this module:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 from eth_utils import to_canonical_address
 
@@ -35,9 +37,6 @@ from .hashing import keccak
 if TYPE_CHECKING:
     from eth.abc import StateAPI
     from eth_typing import Address
-
-    from .backend import ChainReads
-    from .chain import LocalChain
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,17 @@ _NAMES: dict[tuple[bytes, bytes], tuple[str, str] | None] = {}
 _NAMES_LIMIT = 4096
 
 
+class EvmStateSource(Protocol):
+    """What a storage view reads of its py-evm chain (``chain.LocalChain``): the latest block's
+    state, the chain id and the latest block's time."""
+
+    @property
+    def chain_id(self) -> int: ...
+    @property
+    def latest_timestamp(self) -> int: ...
+    def latest_state(self) -> StateAPI: ...
+
+
 class TokenStateView(Protocol):
     """A token's state that predicts ``transferWithAuthorization`` and answers the views a failure is
     diagnosed from: ``TokenState`` here, ``ledger.LedgerTokenState`` for the ledger backend."""
@@ -83,18 +93,7 @@ class TokenStateView(Protocol):
     def predict(self, auth: Authorization, v: int, r: bytes, s: bytes, now: int) -> Prediction: ...
 
 
-def token_state(chain: ChainReads, asset: str, variant: str | None = None) -> TokenStateView | None:
-    """The prediction-capable view of ``asset`` that ``chain`` gives (its ``token_state``), or None
-    when it gives none (then the caller simulates). With ``variant``, read the storage of a
-    py-evm ``chain`` as that variant whatever its code says (tests do)."""
-    if variant is not None:
-        return evm_token_state(cast("LocalChain", chain), asset, variant)  # a py-evm chain, as said
-    own = getattr(chain, "token_state", None)
-    view: TokenStateView | None = own(asset) if own is not None else None
-    return view
-
-
-def evm_token_state(chain: LocalChain, asset: str, variant: str | None) -> TokenState | None:
+def evm_token_state(chain: EvmStateSource, asset: str, variant: str | None) -> TokenState | None:
     """The storage of ``asset`` in the latest block of a py-evm ``chain`` (``LocalChain``) when its
     code is a known token ``variant``; None means: simulate instead."""
     if not variant or (layout := LAYOUTS.get(variant)) is None:
@@ -127,7 +126,7 @@ class TokenState:
     verification diagnoses from it as it would from the chain; their ``token`` argument, kept for
     that, must be this token (or None)."""
 
-    chain: LocalChain  # the chain whose state this is
+    chain: EvmStateSource  # the chain whose state this is
     state: StateAPI  # py-evm state of the latest block
     asset: str
     address: Address

@@ -39,7 +39,7 @@ from ..evm.eip712 import (
     sign_digest,
     split_signature,
 )
-from ..evm.state_verify import Prediction, token_state
+from ..evm.state_verify import Prediction
 from ..evm.token import transfer_with_authorization_call
 from ..protocol import (
     AnyPaymentPayload,
@@ -253,7 +253,7 @@ def verify_on_chain(verdict: Verdict, chain: ChainReads, now: int, mode: str = "
             Reason.asset_not_deployed_contract, f"no contract at asset {offer.asset}", verdict.payer
         )
     auth = authorization_of(payload)
-    token = token_state(chain, offer.asset) if mode == "state" else None
+    token = chain.token_state(offer.asset) if mode == "state" else None
     result: CallResult | Prediction
     reader: TokenViews
     if token is None:
