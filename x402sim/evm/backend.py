@@ -21,20 +21,9 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from .chain import (
-    DEFAULT_BLOCK_GAS_LIMIT,
-    DEFAULT_CHAIN_ID,
-    DEFAULT_START_TIME,
-    FUTURE_LIFETIME,
-    Block,
-    CallResult,
-    LocalChain,
-    Receipt,
-)
-from .contracts import USDC
+from .chain import Block, CallResult, ChainConfig, LocalChain, Receipt
 from .ledger import LedgerChain
 from .state_verify import TokenStateView
 
@@ -72,26 +61,6 @@ class Chain(ChainReads, Protocol):
     def send_raw_transaction(self, raw: bytes) -> bytes: ...
     def receipt(self, tx_hash: bytes) -> Receipt | None: ...
     def mine(self) -> Block | None: ...
-
-
-@dataclass(frozen=True)
-class ChainConfig:
-    """The settings the embedded backends share: which chain, from when, from which seed, with which
-    token (``usdc`` or ``pyusd``, optionally renamed or placed), and block limits."""
-
-    chain_id: int = DEFAULT_CHAIN_ID
-    start_time: int = DEFAULT_START_TIME
-    seed: int = 0
-    token: str = USDC
-    token_name: str | None = None
-    token_symbol: str | None = None
-    token_version: str | None = None
-    token_address: str | None = None
-    block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
-    future_lifetime: int = FUTURE_LIFETIME
-
-    def arguments(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _evm(config: ChainConfig, **options: Any) -> LocalChain:

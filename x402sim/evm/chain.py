@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
@@ -280,17 +280,10 @@ class ChainBasics(Transacts):
 
 
 @dataclass
-class LocalChain(TokenReads, ChainBasics):
-    """A py-evm chain with the token and Multicall3 deployed, driven by an explicit clock.
-
-    ``token`` picks the token contract (``"usdc"`` or ``"pyusd"``); ``token_name``, ``token_symbol``
-    and ``token_version`` default to that token's usual values and hold the ones deployed.
-
-    ``token_address``, when given, is where the token ends up (``usdc`` is then that address): it is
-    deployed by a transaction as always, then its code and the storage its constructor wrote are
-    moved there in one block of their own, and the deployment address is emptied. The domain is
-    unchanged by the move, since the contract reads its own address and chain id at call time.
-    ``from_preset`` builds a chain for a named network."""
+class ChainConfig:
+    """The settings the embedded backends share, and are built with: which chain, from when, from
+    which seed, with which token (``usdc`` or ``pyusd``, optionally renamed or placed), and block
+    limits. ``LocalChain`` and ``ledger.LedgerChain`` take them as their first arguments."""
 
     chain_id: int = DEFAULT_CHAIN_ID
     start_time: int = DEFAULT_START_TIME
@@ -302,6 +295,25 @@ class LocalChain(TokenReads, ChainBasics):
     token_address: str | None = None
     block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
     future_lifetime: int = FUTURE_LIFETIME
+
+    def arguments(self) -> dict[str, Any]:
+        """These settings (only these, whatever the subclass) as keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(ChainConfig)}
+
+
+@dataclass
+class LocalChain(ChainConfig, TokenReads, ChainBasics):
+    """A py-evm chain with the token and Multicall3 deployed, driven by an explicit clock.
+
+    ``token`` picks the token contract (``"usdc"`` or ``"pyusd"``); ``token_name``, ``token_symbol``
+    and ``token_version`` default to that token's usual values and hold the ones deployed.
+
+    ``token_address``, when given, is where the token ends up (``usdc`` is then that address): it is
+    deployed by a transaction as always, then its code and the storage its constructor wrote are
+    moved there in one block of their own, and the deployment address is emptied. The domain is
+    unchanged by the move, since the contract reads its own address and chain id at call time.
+    ``from_preset`` builds a chain for a named network."""
+
     now: int = field(init=False)
 
     if TYPE_CHECKING:  # set by __post_init__: always an address here (TokenReads allows None)

@@ -44,20 +44,17 @@ from ..errors import ChainError
 from . import fiat_rules as fr
 from . import rlpcodec
 from .chain import (
-    DEFAULT_BLOCK_GAS_LIMIT,
-    DEFAULT_CHAIN_ID,
-    DEFAULT_START_TIME,
     ETHER,
-    FUTURE_LIFETIME,
     GWEI,
     TOKEN_METADATA,
     Block,
     CallResult,
     ChainBasics,
+    ChainConfig,
     Log,
     Receipt,
 )
-from .contracts import TOKENS, USDC, load_artifact
+from .contracts import TOKENS, load_artifact
 from .eip712 import Authorization, address_of_key, canonical, checksum, domain_separator, recover_signer
 from .hashing import keccak
 from .state_verify import Prediction, predict
@@ -186,19 +183,9 @@ class _Storage:
 
 
 @dataclass
-class LedgerChain(ChainBasics):
+class LedgerChain(ChainConfig, ChainBasics):
     """The ledger backend: ``LocalChain``'s arguments and surface, the token in Python."""
 
-    chain_id: int = DEFAULT_CHAIN_ID
-    start_time: int = DEFAULT_START_TIME
-    seed: int = 0
-    token: str = USDC
-    token_name: str | None = None
-    token_symbol: str | None = None
-    token_version: str | None = None
-    token_address: str | None = None
-    block_gas_limit: int = DEFAULT_BLOCK_GAS_LIMIT
-    future_lifetime: int = FUTURE_LIFETIME
     prune_authorizations_after: int | None = None
     now: int = field(init=False)
 
