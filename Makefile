@@ -69,8 +69,8 @@ soak: $(STAMP)
 # Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
-	{ echo "# Whole dependency tree of x402sim[dev], pinned. Regenerate with 'make lock'."; echo "setuptools==80.9.0"; .lock-venv/bin/pip freeze --exclude-editable --exclude x402sim; } > requirements.lock
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[sim,dask,dev]'
+	{ echo "# Whole dependency tree of x402sim[sim,dask,dev], pinned. Regenerate with 'make lock'."; echo "setuptools==80.9.0"; .lock-venv/bin/pip freeze --exclude-editable --exclude x402sim; } > requirements.lock
 	rm -rf .lock-venv
 
 clean:

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 # Loaded by `x402sim --help`, a simulation or `x402sim serve`, never by the library import.
-HEAVY = ("typer", "rich", "dask", "distributed", "matplotlib", "uvicorn", "simpy")
+HEAVY = ("typer", "rich", "dask", "distributed", "matplotlib", "numpy", "uvicorn", "simpy", "ddsketch")
 
 
 def loaded_after_import(*modules: str) -> list[str]:

@@ -10,10 +10,11 @@ raises on purpose is an ``X402simError`` (the tree is in ``x402sim.errors``).
 
 Importing ``x402sim`` loads neither the command line (typer) nor the simulator (SimPy, Dask,
 matplotlib) nor the web server (uvicorn): the simulator's names here are imported on first use
-(PEP 562 ``__getattr__``).
+(PEP 562 ``__getattr__``). Nothing here needs an extra: on a core install (no ``x402sim[sim]``) the
+names that run a simulation raise a ``ModuleNotFoundError`` naming the extra (``x402sim.extras``).
 """
 
-from importlib import import_module, metadata
+from importlib import import_module
 
 from .actors import (
     BaseDriver,
@@ -76,8 +77,9 @@ from .trust import (
     ServerIdentity,
     SignatureVerifier,
 )
+from .version import VERSION
 
-__version__ = metadata.version("x402sim")
+__version__ = VERSION
 
 # The simulator's names, imported from x402sim.sim on first use (it loads SimPy and, for sweeps, Dask).
 _SIMULATOR = {

@@ -7,7 +7,8 @@ Job: assemble the commands; each package owns its own (``register(app)`` in ``x4
 Rules: nothing but assembly here. Exit codes are the same for every command (``x402sim.cli_errors``):
 0 success, 1 the command's verdict is a failure (a broken invariant, a failed case, an HTTP error), 2 bad
 usage or input or a command that could not run, 3 a payment denied by ``pay --policy``. The command
-groups import what only their commands need inside those commands.
+groups import what only their commands need inside those commands, so every command registers on a
+core install; one whose extra is missing says which to install (``cli_errors.needs_extra``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .fuzz.cli import register as register_fuzz
 from .governance.cli import register as register_governance
 from .http.cli import register as register_http
 from .sim.cli import register as register_sim
+from .version import NAME, VERSION
 
 app = typer.Typer(
     name="x402sim",
@@ -34,9 +36,7 @@ console = Console()
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
-
-        console.print(f"x402sim {__version__}")
+        console.print(f"{NAME} {VERSION}", highlight=False)
         raise typer.Exit()
 
 

@@ -15,6 +15,8 @@ Exit codes of every command:
 
 Rules:
 
+* A command that needs an optional extra runs that part inside ``needs_extra``: a module of an extra
+  it cannot import ends it with one line naming the extra to install (``x402sim.extras``), exit 2.
 * Commands raise what ``fail`` returns (``raise fail("...") from None``) or, for an ``X402simError``
   they caught, what ``fail_with`` returns, which picks the code with ``exit_for``.
 * The message is printed as written, on one line: never read as rich markup (it often holds paths,
@@ -25,10 +27,14 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 from rich.console import Console
 
 from .errors import Refused
+from .extras import EXTRAS, extra_for
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -39,6 +45,7 @@ __all__ = [
     "exit_for",
     "fail",
     "fail_with",
+    "needs_extra",
     "say",
 ]
 
@@ -71,3 +78,16 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 def fail_with(error: BaseException) -> typer.Exit:
     """``fail`` with the error's text and the code ``exit_for`` gives it."""
     return fail(str(error), exit_for(error))
+
+
+@contextmanager
+def needs_extra(who: str, extra: str) -> Iterator[None]:
+    """Run a block of the command ``who`` that needs the extra ``extra``: when it cannot import a
+    module of an extra (absent from this install), the command ends with one line, ``who needs ...:
+    pip install 'x402sim[extra]'``, and exit code 2."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if extra_for(exc) is None:
+            raise
+        raise fail(EXTRAS[extra].advice(who)) from None

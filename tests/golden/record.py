@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent
 SCENARIOS = ROOT / "scenarios"
 # Fields that change from run to run whatever the code: wall-clock times and memory; in conformance
-# reports also each case's evidence (the ports the OS gave, HTTP dates, fresh harness nonces).
+# reports also each case's evidence (the ports the OS gave, HTTP dates, fresh harness nonces); and the
+# ``tool`` (x402sim's name and version) that summaries and reports record, which changes with releases.
 WALL_CLOCK = {
     "wall_seconds",
     "counterfactual_wall_seconds",
@@ -40,7 +41,7 @@ WALL_CLOCK = {
     "duration",
     "started",
 }
-NOT_REPEATABLE = {"evidence"}
+NOT_REPEATABLE = {"evidence", "tool"}
 
 
 @dataclass(frozen=True)

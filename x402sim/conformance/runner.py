@@ -21,10 +21,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 
 import httpx
 
+from ..version import NAME, VERSION
 from .catalog import Case, CaseFailed, CaseSkipped
 from .context import Endpoint
 from .harness import Harness, HarnessOptions
@@ -118,7 +118,7 @@ def run(
         if own:
             harness.stop()
     return RunReport(
-        tool=ToolInfo(version=metadata.version("x402sim")),
+        tool=ToolInfo(name=NAME, version=VERSION),
         target=target.info,
         network=harness.network,
         chain_id=harness.chain_id,

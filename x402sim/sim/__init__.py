@@ -5,12 +5,30 @@
 rows if kept); ``sweep(scenario, grid, runs)`` runs a grid of overrides many times on Dask;
 ``governance_tradeoff`` varies one governance setting against a run without governors. See the
 README's "Scenarios", "Scale" and "Sweeps" sections.
+
+Running needs the ``sim`` extra (SimPy, matplotlib, NumPy, DDSketch; sweeps and shards also ``dask``).
+Without it this package still imports, with the scenario model (``load_scenario``,
+``scenario_schema``: what ``x402sim schema`` needs); the names that run something then raise a
+``ModuleNotFoundError`` that names the extra to install (``x402sim.extras``).
 """
 
-from .run import OutputExists, SimResult, run
+from ..extras import installed, missing
+from .cluster import SweepError
 from .scenario import Scenario, ScenarioError, load_scenario, scenario_schema
-from .study import governance_tradeoff
-from .sweep import SweepError, SweepResult, sweep
+
+_RUNNING = ("OutputExists", "SimResult", "SweepResult", "governance_tradeoff", "run", "sweep")
+
+if installed("sim"):
+    from .run import OutputExists, SimResult, run
+    from .study import governance_tradeoff
+    from .sweep import SweepResult, sweep
+else:
+
+    def __getattr__(name: str):
+        if name in _RUNNING:
+            raise missing("sim", f"x402sim.sim.{name}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "OutputExists",

@@ -2,7 +2,11 @@
 
 Exit codes: 0 success, 1 a run broke an invariant (a sweep: every run failed), 2 a bad scenario
 file, override, grid or output folder (one message naming the file, the key path and the problem;
-nothing is written).
+nothing is written), or a missing extra.
+
+Extras: ``schema`` and ``scenarios`` run on a core install; ``run`` needs ``x402sim[sim]`` (with
+``--shards``, ``x402sim[dask]``) and ``sweep`` needs ``x402sim[dask]``. The simulator is imported
+inside those commands (``cli_errors.needs_extra``), so the commands register without it.
 
 Rules: this is where override text enters. ``--set key.path=value`` options become a mapping of key
 paths to values (``parse_overrides``) and ``--grid key.path=v1,v2`` options a grid of values
@@ -17,21 +21,23 @@ import math
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..cli_errors import fail
+from ..cli_errors import fail, needs_extra
+from ..errors import OutputError
 from .cluster import SweepError
 from .headline import DEFAULT_PLOTS
 from .records import PAYMENTS_MODES
-from .run import OutputExists, run
 from .scenario import ScenarioError, load_scenario, scenario_schema
-from .sweep import sweep
-from .sweep_output import SweepResult
+from .shipped import scenario_file, shipped_scenarios
 from .toml_text import toml_literal, toml_value
+
+if TYPE_CHECKING:
+    from .sweep_output import SweepResult
 
 out_console = Console()
 err = Console(stderr=True)
@@ -103,8 +109,11 @@ def parse_grid(options: Iterable[str]) -> dict[str, list[Any]]:
 # -- x402sim run ------------------------------------------------------------------------------------
 
 
+SCENARIO_HELP = "Scenario file (TOML), or the name of a shipped scenario (x402sim scenarios lists them)."
+
+
 def run_command(
-    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    file: Annotated[Path, typer.Argument(help=SCENARIO_HELP, show_default=False)],
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: runs/<scenario name>/).", show_default=False)
@@ -164,14 +173,22 @@ def run_command(
 
       x402sim run scenarios/quickstart.toml
 
+      x402sim run quickstart      # a shipped scenario, by name
+
       x402sim run scenarios/toctou-race.toml --set facilitators.shop.dedupe=off --out runs/race-off
 
       x402sim run scenarios/fee-economics.toml --seed 3 --json --quiet > summary.json
 
       x402sim run scenarios/compromised-agent.toml --set 'policies.fleet.triggers.velocity.max="0.3"'
     """
+    sharded = shards > 1
+    with needs_extra("x402sim run --shards" if sharded else "x402sim run", "dask" if sharded else "sim"):
+        from .run import run
+
+        if sharded:
+            import distributed  # noqa: F401  (the shards import it: a missing Dask is said before anything runs)
     try:
-        scenario = load_scenario(file, parse_overrides(set_ or ()))
+        scenario = load_scenario(scenario_file(file), parse_overrides(set_ or ()))
     except ScenarioError as exc:
         raise fail(str(exc)) from None
     if payments is not None and payments not in PAYMENTS_MODES:
@@ -195,7 +212,7 @@ def run_command(
             workers=workers,
             scheduler=scheduler,
         )
-    except OutputExists as exc:
+    except OutputError as exc:
         raise fail(str(exc)) from None
     except SweepError as exc:  # an unreachable or remote scheduler
         raise fail(str(exc)) from None
@@ -222,7 +239,7 @@ def run_command(
 
 
 def sweep_command(
-    file: Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)],
+    file: Annotated[Path, typer.Argument(help=SCENARIO_HELP, show_default=False)],
     grid: Annotated[
         list[str] | None,
         typer.Option(
@@ -282,12 +299,17 @@ def sweep_command(
     """
     if workers is not None and scheduler is not None:
         raise fail("--workers and --scheduler exclude each other: start a local cluster or join one")
+    with needs_extra("x402sim sweep", "dask"):
+        import distributed  # noqa: F401  (the sweep imports it: a missing Dask is said before anything runs)
+
+        from .sweep import sweep
     try:
         parsed = parse_grid(grid or [])
-        name = load_scenario(file).simulation.name
+        path = scenario_file(file)
+        name = load_scenario(path).simulation.name
         target = out or Path("runs") / f"sweep-{name}"
         result = sweep(
-            file,
+            path,
             parsed,
             runs,
             workers=workers,
@@ -300,7 +322,7 @@ def sweep_command(
         )
     except ScenarioError as exc:
         raise fail(str(exc)) from None
-    except (SweepError, OutputExists) as exc:
+    except (SweepError, OutputError) as exc:
         raise fail(str(exc)) from None
     if not quiet:
         _print_table(result)
@@ -395,23 +417,37 @@ def schema_command() -> None:
 
 
 def scenarios_command(
-    folder: Annotated[Path, typer.Argument(help="Folder of scenario files.")] = Path("scenarios"),
+    folder: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder of scenario files (default: the scenarios shipped with x402sim).", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """List the scenario files of a folder with what each one asks.
+    """List scenario files with what each one asks: the shipped ones (run one by name), or a folder's.
 
-    Example: x402sim scenarios
+    Examples:
+
+      x402sim scenarios
+
+      x402sim scenarios scenarios/
     """
-    files = sorted(folder.glob("*.toml"))
-    if not files:
-        raise fail(f"{folder}: no scenario files (*.toml)")
-    table = Table("file", "name", "description")
+    if folder is None:
+        files = list(shipped_scenarios().values())
+        table = Table("name", "description", caption="run one: x402sim run NAME", caption_justify="left")
+    else:
+        files = sorted(folder.glob("*.toml"))
+        if not files:
+            raise fail(f"{folder}: no scenario files (*.toml)")
+        table = Table("file", "name", "description")
     for path in files:
+        shown = [] if folder is None else [str(path)]
         try:
             with path.open("rb") as f:
                 sim = tomllib.load(f).get("simulation", {})
-            table.add_row(str(path), str(sim.get("name", "?")), str(sim.get("description", "")))
+            table.add_row(*shown, str(sim.get("name", "?")), str(sim.get("description", "")))
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            table.add_row(str(path), "[red]unreadable[/red]", str(exc))
+            table.add_row(*shown, "[red]unreadable[/red]", str(exc))
     out_console.print(table)
 
 

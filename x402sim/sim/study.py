@@ -15,6 +15,7 @@ from typing import Any
 
 from .run import run
 from .scenario import Scenario
+from .shipped import scenario_file
 
 VELOCITY = "policies.fleet.triggers.velocity.max"
 VELOCITY_MAXIMA = ("0.2", "0.3", "0.5", "0.6", "0.8", "1")
@@ -69,14 +70,15 @@ def governance_tradeoff(
 
 def write_governance_tradeoff(
     path: str | Path = "docs/governance-tradeoff.png",
-    scenario: str | Path = "scenarios/compromised-agent.toml",
+    scenario: str | Path = "compromised-agent",
     key: str = VELOCITY,
     values=VELOCITY_MAXIMA,
 ) -> list[dict]:
     """Run the trade-off of ``scenario`` over ``values`` of ``key`` and save its figure at ``path``
-    (as README's docs/governance-tradeoff.png); returns the points."""
+    (as README's docs/governance-tradeoff.png); returns the points. ``scenario`` is a file or the
+    name of a shipped scenario (``shipped.scenario_file``)."""
     from .report import DPI, tradeoff_figure  # matplotlib: loaded only to draw
 
-    points = governance_tradeoff(scenario, key, list(values))
+    points = governance_tradeoff(scenario_file(scenario), key, list(values))
     tradeoff_figure(points).savefig(path, dpi=DPI)
     return points

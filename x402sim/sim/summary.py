@@ -27,6 +27,8 @@ Rules:
   on-chain figures come from transfers folded as blocks are mined, and final reputations are read
   from the registry at the end of the run (``reputation_section``, ``mandates_section``,
   ``crawl_section``).
+* ``tool`` names the program and version that made the summary (``x402sim.version``), as the
+  conformance reports do.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..money import UNIT, to_usdc
+from ..version import NAME, VERSION
 from .metrics import LATENCY_KINDS, RunMetrics, Scan, Tally, failure_class
 from .scenario import Scenario, group_window, is_compromised
 
@@ -485,6 +488,7 @@ def build_summary(
             "wall_seconds": round(wall_seconds, 3),
             "payments_per_wall_second": round(n_settled / wall_seconds, 1) if wall_seconds > 0 else None,
         },
+        "tool": {"name": NAME, "version": VERSION},
     }
     if m.shards > 1:
         summary["shards"] = m.shards

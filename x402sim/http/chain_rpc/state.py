@@ -13,13 +13,13 @@ import contextlib
 import functools
 import logging
 from collections import OrderedDict
-from importlib import metadata
 
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth_utils import ValidationError, to_canonical_address
 
 from x402sim.evm.chain import CallResult, LocalChain
 
+from ...version import NAME, VERSION
 from ..chain_clock import ChainClock
 from .errors import INVALID_PARAMS, SERVER_ERROR, RpcError
 from .gas import intrinsic_gas
@@ -52,11 +52,7 @@ class ServedChain:
         self.fee_facts = Lru(BLOCKS_KEPT)
         self.block_logs = Lru(BLOCKS_KEPT)
         self._producer: asyncio.Task | None = None
-        try:
-            version = metadata.version("x402sim")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-        self.client_version = f"x402sim/v{version}/py-evm"
+        self.client_version = f"{NAME}/v{VERSION}/py-evm"
 
     @functools.cached_property
     def token_decimals(self) -> int:
