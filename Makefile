@@ -66,11 +66,12 @@ soak: $(STAMP)
 	X402SIM_SOAK_SEED=$(SEED) X402SIM_SOAK_STEPS=$(STEPS) $(PY) -m pytest -m soak -p no:cacheprovider -s tests/actors/test_differential.py
 	$(PY) -m pytest -m soak -p no:cacheprovider tests/golden
 
-# Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI).
+# Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI). --all keeps wheel
+# (vyper needs it), which pip freeze leaves out; setuptools is pinned by hand (the venv's own is older).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[sim,dask,dev]'
-	{ echo "# Whole dependency tree of x402sim[sim,dask,dev], pinned. Regenerate with 'make lock'."; echo "setuptools==80.9.0"; .lock-venv/bin/pip freeze --exclude-editable --exclude x402sim; } > requirements.lock
+	{ echo "# Whole dependency tree of x402sim[sim,dask,dev], pinned. Regenerate with 'make lock'."; echo "setuptools==80.9.0"; .lock-venv/bin/pip freeze --all --exclude pip --exclude setuptools --exclude-editable --exclude x402sim; } > requirements.lock
 	rm -rf .lock-venv
 
 clean:
