@@ -58,7 +58,7 @@ sync_api = pytest.importorskip(
 
 def _x402sim(*args: str) -> None:
     done = subprocess.run([sys.executable, "-m", "x402sim", *args], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode in (0, 1), f"x402sim {' '.join(args)} exited {done.returncode}:\n{done.stderr}"
+    assert done.returncode == 0, f"x402sim {' '.join(args)} exited {done.returncode}:\n{done.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +125,8 @@ def _numbers(cells: list[str]) -> list[float]:
     return [float(c.replace(",", "").split()[0]) for c in cells]
 
 
-def _sorts_by(visit: Visit, table, header: str) -> list[float]:
-    """Click ``header`` twice: its column must read ascending, then descending; returns the first."""
+def _sorts_by(visit: Visit, table, header: str) -> None:
+    """Click ``header`` twice: its column must read ascending, then descending."""
     index = table.eval_on_selector_all(":scope > thead th", "ths => ths.map(t => t.innerText.trim())").index(
         header
     )
@@ -139,7 +139,6 @@ def _sorts_by(visit: Visit, table, header: str) -> list[float]:
     assert th.get_attribute("aria-sort") == "descending"
     assert len(set(up)) > 1, f"the {header} column has one value only: sorting it proves nothing"
     assert up == sorted(up) and down == sorted(up, reverse=True)
-    return up
 
 
 def test_a_runs_report_html(browser, tmp_path):
@@ -232,6 +231,6 @@ def test_the_guard_sees_a_request_that_leaves_the_page(browser, tmp_path):
     page.write_text('<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png"></body></html>')
     visit = Visit(browser, page)
     try:
-        assert visit.outside == ["http://127.0.0.1:9/x.png"] * len(visit.outside) and visit.outside
+        assert set(visit.outside) == {"http://127.0.0.1:9/x.png"}
     finally:
         visit.close()

@@ -7,7 +7,8 @@ Rules:
   so the report and summary.json always agree. The latency CDF is the sketches' distribution (each
   step within 0.5 % of the samples it stands for).
 * ``markdown_report(summary, scenario, images)`` is a pure function of its arguments. Wall-clock
-  and resource figures appear only in its final "Run" line.
+  and resource figures appear only in its final "Run" line. It writes out ``report_blocks``, the
+  report as Markdown lines and ``TableBlock``s, which ``report_html`` renders as report.html.
 * A column's header and format follow the unit suffix of its summary key (``_usdc``, ``_usd``,
   ``_ms``, ``_rate``): USDC with at most 6 decimals, small USD amounts with 4 significant digits.
 * Plots use ``matplotlib.figure.Figure`` on the Agg canvas, never pyplot: no GUI backend is
