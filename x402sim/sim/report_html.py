@@ -43,10 +43,10 @@ main { max-width: 1180px; margin: 0 auto; padding: 1.2em 1.5em 2em; }
 h1 { font-size: 1.6em; margin: 0 0 .3em; }
 h2 { font-size: 1.25em; margin: 0 0 .5em; }
 h3 { font-size: 1.05em; margin: 1.2em 0 .4em; }
-section { border-top: 1px solid var(--line); padding: 1em 0 .4em; }
+section { border-top: 1px solid var(--line); padding: 1em 0 .4em; scroll-margin-top: 2.5em; }
 blockquote { margin: 0 0 .8em; padding: .2em .9em; border-left: 4px solid var(--line); color: var(--muted); }
 nav { position: sticky; top: 0; z-index: 1; background: #fff; border-bottom: 1px solid var(--line);
-  padding: .45em max(1.5em, calc((100% - 1180px) / 2 + 1.5em)); font-size: .92em; }
+  padding: .45em max(1.5em, calc((100% - 1180px) / 2)); font-size: .92em; }
 nav a { color: var(--accent); text-decoration: none; margin-right: 1.1em; white-space: nowrap; }
 nav a:hover { text-decoration: underline; }
 .cards { display: flex; flex-wrap: wrap; gap: .8em; margin: .4em 0 1em; }
