@@ -58,7 +58,7 @@ browser:
 	echo "!!! apt-get could not install chromium (see above): $$skip" >&2; \
 	echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
 
-test: lint node-deps
+test: lint node-deps browser
 	@echo "soak tests are deselected (pytest -m 'not soak'); run them with: make soak SEED=1 STEPS=100000"
 	$(PY) -m pytest -n auto
 
