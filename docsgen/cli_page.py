@@ -27,7 +27,7 @@ def commands() -> Iterator[tuple[str, Any, Any]]:
     from x402sim.cli import app
 
     root = typer.main.get_command(app)
-    context_class = type(root.make_context("x402sim", [], resilient_parsing=True))
+    context_class = root.context_class
 
     def walk(command: Any, ctx: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
         yield path, command, ctx

@@ -23,7 +23,7 @@ _CLI = "reference/cli.md"
 
 # Command path (the words after ``x402sim``; "" is ``x402sim`` itself) -> page under docs/.
 PAGES: dict[str, str] = {
-    "": _CLI,
+    "": "index.md",
     "run": "tutorials/first-scenario.md",
     "schema": "reference/scenario-format.md",
     "scenarios": "how-to/write-a-scenario.md",

@@ -22,7 +22,9 @@ COMMANDS = {path: command for path, command, _ctx in commands()}
 def anchors(page: str) -> set[str]:
     """The heading ids of a page under docs/ (a generated page is rendered first)."""
     source = GENERATED[page]() if page in GENERATED else (ROOT / "docs" / page).read_text(encoding="utf-8")
-    html = markdown.markdown(source, extensions=["toc", "attr_list", "tables", "md_in_html", "admonition"])
+    html = markdown.markdown(
+        source, extensions=["toc", "attr_list", "tables", "md_in_html", "admonition", "pymdownx.superfences"]
+    )
     return set(re.findall(r'<h[1-6][^>]* id="([^"]+)"', html))
 
 
