@@ -14,7 +14,6 @@ from .schema_tables import SchemaPage
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_EXAMPLE = "docs/snippets/scenario-annotated.toml"
-SCENARIO_NOTES = "docs/snippets/scenario-notes.md"
 POLICY_EXAMPLE = "examples/policy.toml"
 
 
@@ -39,7 +38,8 @@ def scenario() -> str:
             "it is). Trust keys (ERC-8004 identities and reputation, AP2 mandates, signed requests "
             "and pay-per-crawl) are in the tables below.\n",
             md.fenced(_read(SCENARIO_EXAMPLE), "toml"),
-            _read(SCENARIO_NOTES),
+            "How distributions, drawn prices, server templates and growing traffic work, with "
+            "recipes: [Write a scenario](../how-to/write-a-scenario.md).\n",
             md.heading(2, "Every key", "every-key"),
             "Generated from the JSON Schema. A distribution may also be written as a plain number "
             "(a constant), a price as a decimal USDC string.\n",
