@@ -19,35 +19,34 @@ from typing import Any
 
 DOCS_BASE = "docs/"
 
-_CLI = "reference/cli.md"
-
-# Command path (the words after ``x402sim``; "" is ``x402sim`` itself) -> page under docs/.
+# Command path (the words after ``x402sim``; "" is ``x402sim`` itself) -> page under docs/, with the
+# heading that explains the command where the page has one.
 PAGES: dict[str, str] = {
     "": "index.md",
     "run": "tutorials/first-scenario.md",
     "schema": "reference/scenario-format.md",
-    "scenarios": "how-to/write-a-scenario.md",
+    "scenarios": "how-to/write-a-scenario.md#the-shipped-scenarios",
     "sweep": "how-to/sweep-on-dask.md",
-    "demo": f"{_CLI}#x402sim-demo",
-    "pay": "how-to/serve-and-pay.md",
-    "fuzz": "explanation/reliability.md",
+    "demo": "reference/cli.md#x402sim-demo",
+    "pay": "how-to/serve-and-pay.md#start-the-stack-and-pay-once",
+    "fuzz": "explanation/reliability.md#the-fuzz-campaign",
     "serve": "how-to/serve-and-pay.md",
-    "serve chain": "how-to/serve-and-pay.md",
-    "serve facilitator": "how-to/serve-and-pay.md",
-    "serve server": "how-to/serve-and-pay.md",
-    "audit": "how-to/govern-spend.md",
-    "audit verify": "how-to/govern-spend.md",
-    "audit summary": "how-to/govern-spend.md",
-    "audit unfreeze": "how-to/govern-spend.md",
+    "serve chain": "how-to/serve-and-pay.md#run-only-the-parts-you-need",
+    "serve facilitator": "how-to/serve-and-pay.md#run-only-the-parts-you-need",
+    "serve server": "how-to/serve-and-pay.md#sell-your-own-routes",
+    "audit": "how-to/govern-spend.md#govern-x402sim-pay-on-the-command-line",
+    "audit verify": "how-to/govern-spend.md#govern-x402sim-pay-on-the-command-line",
+    "audit summary": "how-to/govern-spend.md#govern-x402sim-pay-on-the-command-line",
+    "audit unfreeze": "how-to/govern-spend.md#govern-x402sim-pay-on-the-command-line",
     "conformance": "tutorials/conformance.md",
     "conformance server": "tutorials/conformance.md",
-    "conformance facilitator": "tutorials/conformance.md",
-    "conformance client": "tutorials/conformance.md",
+    "conformance facilitator": "tutorials/conformance.md#facilitators-and-clients",
+    "conformance client": "tutorials/conformance.md#facilitators-and-clients",
     "conformance list": "reference/conformance-catalog.md",
-    "conformance report": "how-to/read-a-conformance-report.md",
-    "conformance diff": "how-to/read-a-conformance-report.md",
-    "conformance trust-material": f"{_CLI}#x402sim-conformance-trust-material",
-    "conformance schema": f"{_CLI}#x402sim-conformance-schema",
+    "conformance report": "how-to/read-a-conformance-report.md#compare-runs",
+    "conformance diff": "how-to/read-a-conformance-report.md#compare-runs",
+    "conformance trust-material": "how-to/add-trust.md#in-the-conformance-suite",
+    "conformance schema": "reference/reports.md#a-conformance-run-x402sim-conformance",
 }
 
 
