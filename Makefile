@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 
-.PHONY: demo test lint format bench fuzz soak lock clean node-deps browser
+.PHONY: demo test lint format docs bench fuzz soak lock clean node-deps browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "x402sim needs Python >= 3.11")'
@@ -30,6 +30,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format x402sim tests benchmarks examples
 	$(VENV)/bin/ruff check --fix x402sim tests benchmarks examples
+
+# The documentation site, into site/ (open site/index.html); --strict: a broken link or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # The TypeScript SDK interop tests need node and npm; without them they are skipped, saying why.
 node-deps:
@@ -92,4 +96,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) site .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info $(NODE_DIR)/node_modules
