@@ -22,14 +22,14 @@ demo: $(STAMP)
 	$(VENV)/bin/x402sim run scenarios/quickstart.toml --force
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check x402sim tests benchmarks examples
-	$(VENV)/bin/ruff format --check x402sim tests benchmarks examples
+	$(VENV)/bin/ruff check x402sim tests benchmarks examples docsgen
+	$(VENV)/bin/ruff format --check x402sim tests benchmarks examples docsgen
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy x402sim
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format x402sim tests benchmarks examples
-	$(VENV)/bin/ruff check --fix x402sim tests benchmarks examples
+	$(VENV)/bin/ruff format x402sim tests benchmarks examples docsgen
+	$(VENV)/bin/ruff check --fix x402sim tests benchmarks examples docsgen
 
 # The documentation site, into site/ (open site/index.html); --strict: a broken link or reference fails.
 docs: $(STAMP)
