@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed-stamp
 
-.PHONY: demo test lint format bench fuzz soak lock clean node-deps
+.PHONY: demo test lint format docs bench fuzz soak lock clean node-deps browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "x402sim needs Python >= 3.11")'
@@ -22,14 +22,18 @@ demo: $(STAMP)
 	$(VENV)/bin/x402sim run scenarios/quickstart.toml --force
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check x402sim tests benchmarks examples
-	$(VENV)/bin/ruff format --check x402sim tests benchmarks examples
+	$(VENV)/bin/ruff check x402sim tests benchmarks examples docsgen
+	$(VENV)/bin/ruff format --check x402sim tests benchmarks examples docsgen
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy x402sim
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format x402sim tests benchmarks examples
-	$(VENV)/bin/ruff check --fix x402sim tests benchmarks examples
+	$(VENV)/bin/ruff format x402sim tests benchmarks examples docsgen
+	$(VENV)/bin/ruff check --fix x402sim tests benchmarks examples docsgen
+
+# The documentation site, into site/ (open site/index.html); --strict: a broken link or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # The TypeScript SDK interop tests need node and npm; without them they are skipped, saying why.
 node-deps:
@@ -40,7 +44,25 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: lint node-deps
+# Chromium for the browser tests of the HTML reports (tests/browser): Debian's package, installed with
+# apt-get where it is missing and apt-get can run (as root, or through sudo without a password).
+# Elsewhere those tests are skipped, saying why. A failed install is reported loudly but fails nothing.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	skip="the browser tests of the HTML reports will be skipped"; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "no $(CHROMIUM) and no apt-get: $$skip"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "no $(CHROMIUM), and apt-get needs root (no password-less sudo): $$skip"; exit 0; fi; \
+	echo "installing Chromium for the browser tests: apt-get install -y --no-install-recommends chromium"; \
+	if $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium && [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
+	echo "!!! apt-get could not install chromium (see above): $$skip" >&2; \
+	echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
+
+test: lint node-deps browser
 	@echo "soak tests are deselected (pytest -m 'not soak'); run them with: make soak SEED=1 STEPS=100000"
 	$(PY) -m pytest -n auto
 
@@ -75,4 +97,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info $(NODE_DIR)/node_modules
+	rm -rf $(VENV) site .pytest_cache .ruff_cache .mypy_cache .hypothesis build *.egg-info $(NODE_DIR)/node_modules

@@ -1,7 +1,8 @@
-"""The commands a new user runs first: the README snippet and ``x402sim demo``."""
+"""The commands a new user runs first (``x402sim demo``, ``--help``, ``--version``), and the
+governance example of the docs."""
 
 import json
-import re
+import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -10,17 +11,9 @@ from typer.testing import CliRunner
 from x402sim import verify_audit
 from x402sim.cli import app
 
+from .docs.blocks import doc_pages, python_blocks
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def test_readme_snippet_runs_as_written():
-    readme = (ROOT / "README.md").read_text()
-    snippet = re.search(r"```python\n(from x402sim import Testbed\n.*?)```", readme, re.S)
-    assert snippet, "the README lost its Testbed snippet"
-    namespace = {}
-    exec(compile(snippet.group(1), "README.md", "exec"), namespace)
-    tb, shop = namespace["tb"], namespace["shop"]
-    assert tb.chain.balance_of(shop.pay_to) == 10_000
 
 
 def test_demo_reports_balances_and_invariants(tmp_path):
@@ -59,14 +52,20 @@ def test_same_seed_same_run():
     assert first.events != other.events  # other keys, other nonces, other transaction hashes
 
 
-def test_readme_governance_snippet_runs_as_written(tmp_path, monkeypatch):
-    readme = (ROOT / "README.md").read_text()
-    snippet = re.search(r"```python\n(from x402sim import AuditLog, Governor, Testbed.*?)```", readme, re.S)
-    assert snippet, "the README lost its governance snippet"
-    monkeypatch.chdir(ROOT)
-    source = snippet.group(1).replace('"audit.jsonl"', repr(str(tmp_path / "audit.jsonl")))
+def test_governance_snippet_runs_as_written(tmp_path, monkeypatch):
+    """The governance example of the docs (wherever it lives: README.md or a docs page) does what its
+    text says: a payment to a payee never paid freezes the agent, and the audit log records it."""
+    snippets = [
+        block
+        for page in doc_pages()
+        for block in python_blocks(page)
+        if block.code.startswith("from x402sim import AuditLog, Governor, Testbed")
+    ]
+    assert snippets, "the docs lost their governance snippet"
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)  # its audit.jsonl and examples/policy.toml are relative paths
     namespace = {}
-    exec(compile(source, "README.md", "exec"), namespace)
+    exec(compile(snippets[0].code, snippets[0].page, "exec"), namespace)
     tb, client, governor = namespace["tb"], namespace["client"], namespace["governor"]
     shop = tb.server({"GET /report": 200_000})
     result = client.get(shop, "/report")  # 0.2 USDC to a payee never paid: the new-payee trigger

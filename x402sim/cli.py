@@ -20,6 +20,7 @@ from rich.console import Console
 
 from .conformance.cli import register as register_conformance
 from .demo_cli import register as register_demo
+from .docs_links import add_docs_links
 from .fuzz.cli import register as register_fuzz
 from .governance.cli import register as register_governance
 from .http.cli import register as register_http
@@ -65,3 +66,4 @@ register_http(app)
 register_fuzz(app)
 register_governance(app)
 register_conformance(app)
+add_docs_links(app)  # after every group: each --help ends with its docs page

@@ -41,6 +41,7 @@ from x402sim.conformance.results import (
     ToolInfo,
     report_schema,
 )
+from x402sim.html_page import SORT_SCRIPT
 
 
 def case(case_id: str, outcome: str = "passed", level: str = "MUST", message: str = "", **kw) -> CaseResult:
@@ -362,7 +363,8 @@ def _check_self_contained(page: str) -> None:
         page.startswith("<!DOCTYPE html>") and page.count("<html") == 1 and page.rstrip().endswith("</html>")
     )
     assert not _EXTERNAL.search(page)
-    assert "<script" not in page.lower()
+    # one script, inline: the shared table sorting
+    assert page.lower().count("<script") == 1 and f"<script>{SORT_SCRIPT}</script>" in page
     assert "@import" not in page and "url(" not in page
 
 

@@ -2,7 +2,6 @@
 
 import json
 import random
-import re
 import statistics
 import tomllib
 from decimal import Decimal
@@ -207,11 +206,9 @@ def test_samples_are_finite_non_negative_and_average_to_the_mean(dist, seed):
     assert abs(statistics.fmean(samples) - dist.mean) <= 6 * sd / 4000**0.5 + 1e-9 * (1 + dist.mean)
 
 
-def test_the_readme_example_is_a_valid_scenario():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = re.search(r"An annotated example.*?```toml\n(.*?)```", readme, re.S)
-    assert block, "the README lost its annotated scenario"
-    s = load_scenario(tomllib.loads(block.group(1)))
+def test_the_annotated_example_of_the_docs_is_a_valid_scenario():
+    example = Path(__file__).resolve().parents[2] / "docs" / "snippets" / "scenario-annotated.toml"
+    s = load_scenario(tomllib.loads(example.read_text()))
     assert s.simulation.name == "example" and s.servers[0].endpoints[1].changes[1].pay_to == "attacker"
 
 

@@ -3,11 +3,12 @@ several side by side (a matrix, cases x targets).
 
 Rules:
 
-* One self-contained document: inline CSS, no script, no external URL, font or image. Evidence is
-  folded in ``<details>``; the filters are radio buttons driving CSS (``:checked ~``), so they work
-  without JavaScript.
-* Every piece of text is written through ``_e`` (``html.escape``, quotes included), whatever its
-  origin; nothing from a report becomes a link, so a URL in a report stays text.
+* One self-contained document (the shell of ``x402sim.html_page``): inline CSS, no external URL,
+  font or image, and one inline script, the shared table sorting. Evidence is folded in
+  ``<details>``; the filters are radio buttons driving CSS (``:checked ~``), so they work without
+  JavaScript. The duration cells carry their seconds (``data-sort``) so they sort as numbers.
+* Every piece of text is written through ``_e`` (``html_page.e``: ``html.escape``, quotes included),
+  whatever its origin; nothing from a report becomes a link, so a URL in a report stays text.
 * Rows carry their outcome and level as classes (``o-failed``, ``l-MUST``): the filters use them,
   and so can a browser's find or a user stylesheet.
 * Callers go through ``reports.html`` / ``reports.write_html``; this module renders with the shared
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from html import escape
 from typing import Any
 
 from x402sim.conformance.results import LEVELS, OUTCOMES, CaseResult, Evidence, Exchange, Message, RunReport
@@ -31,6 +31,8 @@ from x402sim.conformance.tally import (
     plural,
     summary_line,
 )
+from x402sim.html_page import e as _e
+from x402sim.html_page import page
 
 CSS = """
 :root { --passed: #1a7f37; --failed: #cf222e; --skipped: #9a6700; --error: #8250df; --line: #d0d7de; }
@@ -78,10 +80,6 @@ details > summary { cursor: pointer; color: #0969da; }
 """
 
 
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
-
-
 def _json(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -92,26 +90,6 @@ def _badge(outcome: str | None) -> str:
     if outcome is None:
         return f'<span class="badge b-none">{NOT_RUN} not run</span>'
     return f'<span class="badge b-{_e(outcome)}">{MARKS[outcome]} {_e(outcome)}</span>'
-
-
-def _page(title: str, body: list[str]) -> str:
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{_e(title)}</title>",
-            f"<style>{CSS}</style>",
-            "</head>",
-            "<body>",
-            *body,
-            "</body>",
-            "</html>",
-            "",
-        ]
-    )
 
 
 def _radios(group: str, choices: list[tuple[str, str]]) -> list[str]:
@@ -209,7 +187,7 @@ def _case_row(result: CaseResult) -> str:
         f"<td>{_badge(result.outcome)}</td>",
         f"<td>{_e(result.description)}</td>",
         f"<td>{_e(result.rests_on)}</td>",
-        f'<td class="num">{_e(format_duration(result.duration))}</td>',
+        f'<td class="num" data-sort="{result.duration:.6f}">{_e(format_duration(result.duration))}</td>',
         f'<td><div class="msg">{_e(result.message)}</div>{_evidence_html(result.evidence)}</td>',
     ]
     classes = f"case o-{_e(result.outcome)} l-{_e(result.level)}"
@@ -233,7 +211,7 @@ def _single(report: RunReport) -> str:
     body.append("<tbody>")
     body += [_case_row(result) for result in report.results]
     body += ["</tbody>", "</table>", "</div>"]
-    return _page(f"x402 conformance: {report.target.name}", body)
+    return page(f"x402 conformance: {report.target.name}", CSS, body)
 
 
 # --------------------------------------------------------------------------------------------- matrix
@@ -293,7 +271,7 @@ def _matrix(matrix: Matrix) -> str:
             )
         body.append(f'<tr class="{" ".join(classes)}">{"".join(cells)}</tr>')
     body += ["</tbody>", "</table>", "</div>"]
-    return _page("x402 conformance matrix", body)
+    return page("x402 conformance matrix", CSS, body)
 
 
 def render(reports: Sequence[RunReport]) -> str:

@@ -83,7 +83,7 @@ FromEnvOpt = Annotated[
     bool,
     typer.Option(
         "--from-env",
-        help="Configure from the environment variables of the x402 e2e harness (see the README); "
+        help="Configure from the environment variables of the x402 e2e harness (listed in the docs); "
         "print 'Server listening on URL' / 'Facilitator listening on URL' when ready; POST /close stops.",
     ),
 ]
@@ -462,7 +462,7 @@ def pay(
         bool,
         typer.Option(
             "--from-env",
-            help="Configure from the x402 e2e harness's environment variables (see the README) and print "
+            help="Configure from the x402 e2e harness's environment variables (listed in the docs) and print "
             "one JSON verdict line {success, data, status_code, payment_response}.",
         ),
     ] = False,

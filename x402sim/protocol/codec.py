@@ -6,7 +6,7 @@ collection, and tell v1 from v2 challenges.
 Rules:
 - A header value is standard RFC 4648 base64 *with* padding (never URL-safe) of compact UTF-8 JSON.
 - Decoding checks, in order: size (before any decoding, so an oversized value costs nothing), ASCII,
-  base64, UTF-8, JSON, JSON object, then the model. Each step fails with :class:`ProtocolError` whose
+  base64, UTF-8, JSON, JSON object, then the model. Each step fails with ``ProtocolError`` whose
   ``where`` names the header; no other exception escapes, whatever the input.
 - Headers are a mapping (any case; e.g. ``httpx.Headers`` or a plain dict) or a list of ``(name, value)``
   pairs, ``str`` or ``bytes`` (ASGI). Names compare case-insensitively; the first match wins.
@@ -86,7 +86,7 @@ def encode_header(model: WireModel) -> str:
 def decode_json_header(
     value: str | bytes, *, max_bytes: int = DEFAULT_MAX_HEADER_BYTES, where: str = "header"
 ) -> dict[str, Any]:
-    """Decode a header value to its JSON object (every check of :func:`decode_header` but the model)."""
+    """Decode a header value to its JSON object (every check of ``decode_header`` but the model)."""
     return _json.loads_object(_header_text(value, max_bytes, where), where)
 
 
@@ -97,7 +97,7 @@ def decode_header(
     max_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     where: str = "header",
 ) -> M:
-    """Decode a header value into ``model_type``; raises only :class:`ProtocolError`."""
+    """Decode a header value into ``model_type``; raises only ``ProtocolError``."""
     return model_type.from_wire(_header_text(value, max_bytes, where), where)
 
 

@@ -4,7 +4,7 @@ Job: give every kind of malformed input (bad base64, bad JSON, a field of the wr
 error that says *where* the problem is and *what* it is.
 
 Rules:
-- Parsing and validation in ``x402sim.protocol`` raise :class:`ProtocolError` for bad input and nothing else.
+- Parsing and validation in ``x402sim.protocol`` raise ``ProtocolError`` for bad input and nothing else.
 - ``where`` names the place in wire terms: a dotted field path with camelCase wire names and list indices
   (``accepts.0.payTo``), optionally after a label for the carrier
   (``header PAYMENT-SIGNATURE accepted.payTo``).
@@ -58,7 +58,7 @@ _FRIENDLY = {
 
 
 def from_validation_error(err: ValidationError, where: str = "", *, root: str = "") -> ProtocolError:
-    """Turn a pydantic ``ValidationError`` into a :class:`ProtocolError` about its first error.
+    """Turn a pydantic ``ValidationError`` into a ``ProtocolError`` about its first error.
 
     ``where`` is prefixed to the error's location; ``root`` names the place when both are empty.
     """

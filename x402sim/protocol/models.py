@@ -10,7 +10,7 @@ Rules:
 - Optional fields that are None are omitted on the wire (unknown fields keep their nulls).
 - ``from_wire`` is the way in for wire data. It applies the JSON rules of ``fields.py`` to JSON text and to
   dicts alike (a dict is re-serialized and parsed by the same strict parser) and raises only
-  :class:`ProtocolError`, whose ``where`` is the camelCase field path.
+  ``ProtocolError``, whose ``where`` is the camelCase field path.
 - Scheme-specific data (``payload``) stays a dict here; each scheme parses its own
   (``parse_exact_evm_payload``).
 """
@@ -106,12 +106,12 @@ class WireModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, context={_OMIT_NONE: True})
 
     def to_json(self) -> str:
-        """Compact JSON text of :meth:`to_wire`."""
+        """Compact JSON text of ``to_wire``."""
         return _json.dumps(self.to_wire(), type(self).__name__)
 
     @classmethod
     def from_wire(cls, data: dict[str, Any] | str | bytes, where: str = "") -> Self:
-        """Validate wire data (a dict parsed from JSON, or JSON text); raises only :class:`ProtocolError`."""
+        """Validate wire data (a dict parsed from JSON, or JSON text); raises only ``ProtocolError``."""
         return cls._validate_object(_wire_object(data, where, cls.__name__), where)
 
     @classmethod
@@ -326,5 +326,5 @@ def _as_dict(value: Any, where: str) -> dict[str, Any]:
 
 
 def parse_facilitator_request(data: dict[str, Any] | str | bytes, where: str = "") -> FacilitatorRequest:
-    """Parse a ``/verify`` or ``/settle`` body; raises only :class:`ProtocolError`."""
+    """Parse a ``/verify`` or ``/settle`` body; raises only ``ProtocolError``."""
     return FacilitatorRequest.from_wire(data, where)

@@ -7,7 +7,8 @@ Rules:
   so the report and summary.json always agree. The latency CDF is the sketches' distribution (each
   step within 0.5 % of the samples it stands for).
 * ``markdown_report(summary, scenario, images)`` is a pure function of its arguments. Wall-clock
-  and resource figures appear only in its final "Run" line.
+  and resource figures appear only in its final "Run" line. It writes out ``report_blocks``, the
+  report as Markdown lines and ``TableBlock``s, which ``report_html`` renders as report.html.
 * A column's header and format follow the unit suffix of its summary key (``_usdc``, ``_usd``,
   ``_ms``, ``_rate``): USDC with at most 6 decimals, small USD amounts with 4 significant digits.
 * Plots use ``matplotlib.figure.Figure`` on the Agg canvas, never pyplot: no GUI backend is
@@ -23,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,27 +125,44 @@ def _header(key: str) -> str:
     return _label(key).capitalize()
 
 
-def _table(headers: list[str], rows: list[list], align: str = "") -> list[str]:
-    """A Markdown table; ``align`` has one letter per column, "l" or "r" (default: l, then r)."""
-    align = align or "l" + "r" * (len(headers) - 1)
-    out = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|",
-    ]
-    for row in rows[:MAX_ROWS]:
-        out.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |")
-    if len(rows) > MAX_ROWS:
-        out += ["", f"_{len(rows) - MAX_ROWS} more rows in summary.json._"]
-    return [*out, ""]
+@dataclass(frozen=True)
+class TableBlock:
+    """A table of the report: headers, rows of formatted cells, one alignment letter per column
+    ("l" or "r"). ``markdown()`` writes it for report.md (at most ``MAX_ROWS`` rows); report.html
+    renders the same object (``report_html``)."""
+
+    headers: list[str]
+    rows: list[list]
+    align: str
+
+    def markdown(self) -> list[str]:
+        out = [
+            "| " + " | ".join(self.headers) + " |",
+            "|" + "|".join("---:" if a == "r" else "---" for a in self.align) + "|",
+        ]
+        for row in self.rows[:MAX_ROWS]:
+            out.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |")
+        if len(self.rows) > MAX_ROWS:
+            out += ["", f"_{len(self.rows) - MAX_ROWS} more rows in summary.json._"]
+        return [*out, ""]
 
 
-def _by_name(first: str, items: dict[str, dict], keys: tuple[str, ...]) -> list[str]:
+# A report is a list of blocks: Markdown lines (headings, paragraphs, blank lines) and tables.
+Block = str | TableBlock
+
+
+def _table(headers: list[str], rows: list[list], align: str = "") -> list[Block]:
+    """A table; ``align`` has one letter per column, "l" or "r" (default: l, then r)."""
+    return [TableBlock(headers, rows, align or "l" + "r" * (len(headers) - 1))]
+
+
+def _by_name(first: str, items: dict[str, dict], keys: tuple[str, ...]) -> list[Block]:
     rows = [[name, *(_cell(k, d[k]) for k in keys)] for name, d in items.items()]
     align = "l" + "".join("l" if k in ("behaviour", "kind") else "r" for k in keys)
     return _table([first, *map(_header, keys)], rows, align)
 
 
-def _counts(first: str, counts: dict[str, int], verbatim: bool = False) -> list[str]:
+def _counts(first: str, counts: dict[str, int], verbatim: bool = False) -> list[Block]:
     """A two-column table of ``counts`` (``verbatim``: names as they are, e.g. refusal codes)."""
     rows = [[k if verbatim else _label(k), fmt_num(v)] for k, v in counts.items()]
     return _table([first, "Count"], rows)
@@ -183,7 +202,7 @@ def _setup(summary: dict, scenario) -> list[list]:
     ]
 
 
-def _targets(scan: dict) -> list[str]:
+def _targets(scan: dict) -> list[Block]:
     tolerance = scan["tolerance"]
     verdict = "within" if scan["within_tolerance"] else "**NOT within**"
     rows = []
@@ -208,7 +227,7 @@ def _targets(scan: dict) -> list[str]:
     ]
 
 
-def _daily(daily: list[dict]) -> list[str]:
+def _daily(daily: list[dict]) -> list[Block]:
     rows = [[d["day"], *(_cell(k, d[k]) for k in SCAN_KEYS)] for d in daily]
     return _table(["Day", *map(_header, SCAN_KEYS)], rows, "r" * 5)
 
@@ -234,7 +253,7 @@ def _loss_line(g: dict) -> str:
     )
 
 
-def _governance(g: dict) -> list[str]:
+def _governance(g: dict) -> list[Block]:
     """The governance section: what was blocked, what got through, how fast agents were cut off."""
     honest, cut, appr = g["honest_payments_blocked"], g["time_to_cutoff_s"], g["approvals"]
     share = "–" if honest["share"] is None else f"{100 * honest['share']:.2f} %"
@@ -282,7 +301,7 @@ def _governance(g: dict) -> list[str]:
         for policy, rules in g["spend_blocked_usdc"].items()
         for rule, usdc in sorted(rules.items(), key=lambda kv: -kv[1])
     ]
-    out = ["## Governance", "", _loss_line(g), ""]
+    out: list[Block] = ["## Governance", "", _loss_line(g), ""]
     if not g["governed"]:
         return out
     out += _table(["Figure", "Value"], rows, "lr")
@@ -297,7 +316,7 @@ def _pct(share: float | None) -> str:
     return "–" if share is None else f"{100 * share:.1f} %"
 
 
-def _reputation(r: dict) -> list[str]:
+def _reputation(r: dict) -> list[Block]:
     """ERC-8004: registered servers, what they earned and the reputation the registry holds."""
     rows = []
     for name, d in r["servers"].items():
@@ -353,7 +372,7 @@ def _reputation(r: dict) -> list[str]:
     ]
 
 
-def _mandates(m: dict) -> list[str]:
+def _mandates(m: dict) -> list[Block]:
     """AP2: payments under mandate, refusals by code, and the two checks on chain."""
     outside, unbound = m["settled_outside_mandate"], m["settled_without_valid_mandate"]
     rows = [
@@ -393,7 +412,7 @@ def _mandates(m: dict) -> list[str]:
 CRAWL_KEYS = ("requests", "blocked", "charged", "paid", "free", "revenue_usdc", "payments_on_chain")
 
 
-def _crawl(c: dict) -> list[str]:
+def _crawl(c: dict) -> list[Block]:
     """RFC 9421: requests by crawler kind and verdict, revenue, and why requests were blocked."""
     out = ["## Crawl (RFC 9421 signatures)", "", *_by_name("Crawler kind", c["by_kind"], CRAWL_KEYS)]
     out += ["### By group", "", *_by_name("Group", c["by_group"], ("kind", *CRAWL_KEYS))]
@@ -405,8 +424,16 @@ def _crawl(c: dict) -> list[str]:
 def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] | None = None) -> str:
     """The text of report.md for ``summary``; ``scenario`` (optional) adds what was configured,
     ``images`` are the PNG file names to embed, ``daily`` (``SimResult.daily``) a table per day."""
+    lines: list[str] = []
+    for block in report_blocks(summary, scenario, images, daily):
+        lines += block.markdown() if isinstance(block, TableBlock) else [block]
+    return "\n".join(lines) + "\n"
+
+
+def report_blocks(summary: dict, scenario=None, images=(), daily: list[dict] | None = None) -> list[Block]:
+    """The report as blocks (``markdown_report``'s arguments): Markdown lines and tables, in order."""
     s = summary
-    out = [f"# Simulation report: {s['scenario']}", ""]
+    out: list[Block] = [f"# Simulation report: {s['scenario']}", ""]
     if scenario is not None and scenario.simulation.description:
         out += [f"> {scenario.simulation.description}", ""]
     out += ["## What was simulated", "", *_table(["Setting", "Value"], _setup(s, scenario), "ll")]
@@ -462,7 +489,7 @@ def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] |
     rate = fmt_num(r.get("payments_per_wall_second"))
     wall, rss = r.get("wall_seconds", 0), r.get("peak_rss_mb", 0)
     out += ["---", "", f"Run: {wall:g} wall seconds, {rate} payments per wall-second, peak RSS {rss:g} MB."]
-    return "\n".join(out) + "\n"
+    return out
 
 
 # -- plots -------------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def run(
 ) -> SimResult:
     """Simulate ``scenario`` (a ``Scenario``, a TOML path or a dict) and return its ``SimResult``;
     with ``out``, also write summary.json, payments.csv (``payments``: all, sample or none),
-    timeline.csv, daily.csv, report.md and plots there.
+    timeline.csv, daily.csv, report.md, report.html and plots there.
 
     ``shards`` > 1 splits the agents into that many worlds simulated in parallel on Dask (a local
     cluster of ``workers`` processes, one per core by default, or ``scheduler``) and merges their
@@ -273,6 +273,8 @@ def _result(summary: dict, metrics: RunMetrics, facts: RunFacts, rows, staging: 
             days.writeheader()
             days.writerows(daily)
         from .report import write_report
+        from .report_html import write_html_report
 
         write_report(result, facts.scenario, staging, plots=plots)
+        write_html_report(result, facts.scenario, staging)
     return result

@@ -69,14 +69,14 @@ def governance_tradeoff(
 
 
 def write_governance_tradeoff(
-    path: str | Path = "docs/governance-tradeoff.png",
+    path: str | Path = "docs/img/governance-tradeoff.png",
     scenario: str | Path = "compromised-agent",
     key: str = VELOCITY,
     values=VELOCITY_MAXIMA,
 ) -> list[dict]:
     """Run the trade-off of ``scenario`` over ``values`` of ``key`` and save its figure at ``path``
-    (as README's docs/governance-tradeoff.png); returns the points. ``scenario`` is a file or the
-    name of a shipped scenario (``shipped.scenario_file``)."""
+    (as docs/img/governance-tradeoff.png, shown in the governance how-to); returns the points.
+    ``scenario`` is a file or the name of a shipped scenario (``shipped.scenario_file``)."""
     from .report import DPI, tradeoff_figure  # matplotlib: loaded only to draw
 
     points = governance_tradeoff(scenario_file(scenario), key, list(values))
