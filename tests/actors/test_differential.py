@@ -504,9 +504,9 @@ class DifferentialMachine(RuleBasedStateMachine):
 
 
 # Hypothesis ends a run after STEPS_PER_EXAMPLE steps or earlier (at 80% of it on average or better,
-# as measured: 16 runs made 2,200 to 2,800 steps); 8 runs keep the suite's share to about 17 s of CPU,
-# and the soak runs the same machine for as long as it is asked. Long runs rather than many: building the two worlds
-# costs about as much as 40 steps.
+# as measured: 16 runs made 2,200 to 2,800 steps); 8 runs keep the suite's share to about 17 s of
+# CPU, and the soak runs the same machine for as long as it is asked. Long runs rather than many:
+# building the two worlds costs about as much as 40 steps.
 STEPS_PER_EXAMPLE = 200
 TestDifferential = DifferentialMachine.TestCase
 TestDifferential.settings = settings(
