@@ -201,8 +201,14 @@ def test_approvals_need_approve_or_a_person_on_a_terminal(served, payer, tmp_pat
         "payment denied by policy: big: refused by approver\n"
     )
     assert balance(served, payer) == start - 2 * PRICE
+    # end of input (Ctrl-D) while asked is a refusal too, logged as one, not a crash
+    closed = pay(served, payer, "--policy", policy, "--audit", audit, input="")
+    assert closed.exit_code == 3 and closed.stderr.endswith(
+        "payment denied by policy: big: refused by approver\n"
+    ), closed.output
+    assert balance(served, payer) == start - 2 * PRICE
     summary = summarize(verify(audit).entries)
-    assert summary["approvals"] == {"requested": 4, "granted": 2, "refused": 2}
+    assert summary["approvals"] == {"requested": 5, "granted": 2, "refused": 3}
 
 
 def test_audit_unfreeze_lets_a_frozen_agent_pay_again(served, payer, tmp_path):

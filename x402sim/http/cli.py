@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 
 from ..cli_errors import EXIT_FAILED, EXIT_REFUSED, err, fail, fail_with, say
@@ -779,7 +778,7 @@ def _approver(approve: bool):
         )
         try:
             return typer.confirm(question, default=False, err=True)
-        except click.exceptions.Abort:  # Ctrl-C or end of input: refused, and logged as refused
+        except typer.Abort:  # Ctrl-C or end of input: refused, and logged as refused
             return False
 
     return ask
