@@ -3,10 +3,10 @@
 The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), the sans-IO roles and
 the seams they plug into (``Driver`` for a world answering their effects, ``Mechanisms`` for the
 schemes they speak, ``Chain`` with its ``BACKENDS`` for the chain they reach), the protocol messages
-and codec, spend governance (``Governor``, policy files, the audit
-log), and the simulator (``x402sim.sim``: ``load_scenario``,
-``run``, here also as ``run_scenario``, and ``sweep``). See the README for a tour. Every error x402sim
-raises on purpose is an ``X402simError`` (the tree is in ``x402sim.errors``).
+and codec, spend governance (``Governor``, policy files, the audit log), and the simulator
+(``x402sim.sim``: ``load_scenario``, ``run``, here also as ``run_scenario``, and ``sweep``). The docs
+site (docs/, built by ``make docs``) gives a tour. Every error x402sim raises on purpose is an
+``X402simError`` (the tree is in ``x402sim.errors``).
 
 Importing ``x402sim`` loads neither the command line (typer) nor the simulator (SimPy, Dask,
 matplotlib) nor the web server (uvicorn): the simulator's names here are imported on first use

@@ -3,7 +3,7 @@
 Public API (imported on first use, so ``x402sim --help`` and the other commands stay fast):
 ``select`` (the catalog), ``run`` and ``RunOptions`` (a run against one target), the targets
 ``ServiceCommand``, ``ServiceUrl``, ``AsgiApp`` and ``ClientCommand``, ``HarnessOptions``, the report
-model ``RunReport`` and ``load_report``. See the README's "Test your implementation".
+model ``RunReport`` and ``load_report``. See the docs' conformance tutorial (docs/tutorials/conformance.md).
 """
 
 from importlib import import_module

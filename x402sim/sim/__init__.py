@@ -4,7 +4,7 @@
 (in one process, or ``shards=N`` in parallel on Dask) and returns a ``SimResult`` (summary, metrics,
 rows if kept); ``sweep(scenario, grid, runs)`` runs a grid of overrides many times on Dask;
 ``governance_tradeoff`` varies one governance setting against a run without governors. See the
-README's "Scenarios", "Scale" and "Sweeps" sections.
+docs' how-to guides (docs/how-to: write-a-scenario, x402scan-month, sweep-on-dask).
 
 Running needs the ``sim`` extra (SimPy, matplotlib, NumPy, DDSketch; sweeps and shards also ``dask``).
 Without it this package still imports, with the scenario model (``load_scenario``,

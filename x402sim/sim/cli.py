@@ -164,10 +164,10 @@ def run_command(
 ) -> None:
     """Simulate a scenario in virtual time and write its results.
 
-    Writes summary.json, payments.csv, timeline.csv, daily.csv, report.md and PNG plots into the
-    output folder, all at once at the end (and audit.jsonl when agents pay under a governance
-    policy). Exit code 1 when an invariant is violated, 2 for a bad
-    file or option.
+    Writes summary.json, payments.csv, timeline.csv, daily.csv, report.md, report.html (one
+    self-contained page for a browser) and PNG plots into the output folder, all at once at the end
+    (and audit.jsonl when agents pay under a governance policy). Exit code 1 when an invariant is
+    violated, 2 for a bad file or option.
 
     Examples:
 
@@ -225,7 +225,9 @@ def run_command(
         from .report import terminal_summary
 
         out_console.print(terminal_summary(summary))
-        out_console.print(f"full report: {target / 'report.md'}", highlight=False)
+        out_console.print(
+            f"full report: {target / 'report.md'} (in a browser: {target / 'report.html'})", highlight=False
+        )
         audit = (summary.get("governance") or {}).get("audit")
         if audit and (target / "audit.jsonl").exists():
             head = f"{audit['entries']:,} entries, head {audit['head']}"
