@@ -222,6 +222,14 @@ def test_cli_run_writes_the_outputs_and_exits_0(tmp_path):
     assert (out / "summary.json").exists() and (out / "report.md").exists()
     again = runner.invoke(app, ["run", str(path), "--out", str(out), "--quiet"])
     assert again.exit_code == 2 and "exists" in again.output
+    told = runner.invoke(
+        app, ["run", str(path), "--out", str(out), "--force", "--set", "simulation.duration=15"]
+    )
+    assert told.exit_code == 0, told.output
+    # where the two reports are, one whole path per line (a narrow terminal does not break them)
+    assert f"full report: {out / 'report.md'}\n" in told.output
+    assert f"in a browser: {out / 'report.html'}\n" in told.output
+    assert (out / "report.html").exists()
 
 
 def test_cli_bad_scenario_exits_2_and_writes_nothing(tmp_path):

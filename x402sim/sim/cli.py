@@ -225,9 +225,8 @@ def run_command(
         from .report import terminal_summary
 
         out_console.print(terminal_summary(summary))
-        out_console.print(
-            f"full report: {target / 'report.md'} (in a browser: {target / 'report.html'})", highlight=False
-        )
+        out_console.print(f"full report: {target / 'report.md'}", highlight=False, soft_wrap=True)
+        out_console.print(f"in a browser: {target / 'report.html'}", highlight=False, soft_wrap=True)
         audit = (summary.get("governance") or {}).get("audit")
         if audit and (target / "audit.jsonl").exists():
             head = f"{audit['entries']:,} entries, head {audit['head']}"
