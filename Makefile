@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The main job: a scenario on the embedded chain, ending with a report (runs/quickstart/report.md).
+# The main job: a scenario on the embedded chain, ending with a report (runs/quickstart/report.md, report.html).
 demo: $(STAMP)
 	$(VENV)/bin/x402sim run scenarios/quickstart.toml --force
 
