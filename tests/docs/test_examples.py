@@ -11,6 +11,7 @@ tutorial's server: ``test_conformance_tutorial.py``).
 
 from __future__ import annotations
 
+import ast
 import shutil
 
 import pytest
@@ -47,3 +48,24 @@ def test_python_blocks_run(page, tmp_path, monkeypatch, record_property):
         print(f"not run: {reason}")
     record_property("not_run", "; ".join(skipped))
     assert ran  # PAGES holds the pages with a block to run
+
+
+def _functions(source: str) -> dict[str, str]:
+    return {
+        node.name: ast.dump(node)
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+
+
+def test_the_plugin_tutorials_tests_are_the_ones_the_suite_runs():
+    """The pytest-plugin tutorial's tests need pytest's fixtures, so they are not run from the page:
+    each is, statement for statement, a test of examples/test_paid_api.py, which the suite runs."""
+    page = ROOT / "docs" / "tutorials" / "pytest-plugin.md"
+    shown: dict[str, str] = {}
+    for block in python_blocks(page):
+        if block.not_run is not None:
+            shown |= _functions(block.code)
+    assert shown, f"{page.name} shows no test"
+    ran = _functions((ROOT / "examples" / "test_paid_api.py").read_text())
+    assert {name: ran.get(name) for name in shown} == shown
