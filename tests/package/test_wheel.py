@@ -8,7 +8,7 @@ scenarios, the contracts, the pytest plugin) is what the wheel carries:
 
 * core: ``x402sim --version``; ``x402sim conformance server --builtin reference``; ``x402sim
   scenarios``; ``x402sim run quickstart`` and ``x402sim sweep`` saying which extra they need (exit 2);
-  a small project of its own that tests an app with the pytest plugin;
+  a project of a user's own: the plugin example the wheel ships (``x402sim.examples``), run by pytest;
 * with ``[sim]``: a short ``x402sim run quickstart`` (the shipped scenario, by name, with its plots).
 
 The versions printed and recorded (``--version``, the conformance report's ``tool``, the run's
@@ -40,34 +40,6 @@ SCENARIOS = sorted(path.name for path in (ROOT / "scenarios").glob("*.toml"))
 CONTRACTS = sorted(
     path.name for path in (ROOT / "x402sim/evm/contracts").iterdir() if path.suffix in (".vy", ".json")
 )
-
-# A project of a user's own: an app selling one route, judged by the plugin's server catalog.
-USER_TEST = """
-from x402sim.actors import ResourceServer, Route
-from x402sim.http import FacilitatorClient, resource_server_app
-
-
-def test_my_app_takes_payments(x402_services):
-    payee = x402_services.new_account().address
-    seller = ResourceServer(
-        network=x402_services.network,
-        asset=x402_services.asset,
-        asset_name=x402_services.asset_name,
-        asset_version=x402_services.asset_version,
-        pay_to=payee,
-        routes={"GET /protected": Route("GET /protected", 1_000, description="a report")},
-    )
-    app = resource_server_app(seller, FacilitatorClient(x402_services.facilitator_url))
-    report = x402_services.check_server(app, cases=["server.payment.*"])
-    x402_services.assert_conforms(report)
-    assert x402_services.balance(payee) > 0
-
-
-def test_the_testbed(x402_testbed):
-    buyer = x402_testbed.client(x402_testbed.account(usdc=10_000))
-    seller = x402_testbed.server({"GET /data": 2_500})
-    assert buyer.get(seller, "/data").status == 200
-"""
 
 
 class Steps:
@@ -191,7 +163,10 @@ def test_the_wheel_installs_and_runs_away_from_the_source(tmp_path):
     assert missing.stderr == "error: x402sim run needs the simulator: pip install 'x402sim[sim]'\n"
     listing = steps.run("scenarios", x402sim, "scenarios")
     assert all(name.removesuffix(".toml") in listing.stdout for name in SCENARIOS)
-    (work / "test_my_app.py").write_text(USER_TEST)
+    # a project of a user's own: the plugin example the wheel ships, copied out of the package
+    shipped = "from importlib.resources import files; print(files('x402sim.examples') / 'test_paid_api.py')"
+    example = Path(steps.run("find the example", steps.bin / "python", "-c", shipped).stdout.strip())
+    shutil.copy(example, work / "test_my_app.py")
     plugin = steps.run(
         "pytest plugin",
         steps.bin / "python",
@@ -202,7 +177,7 @@ def test_the_wheel_installs_and_runs_away_from_the_source(tmp_path):
         "no:cacheprovider",
         "test_my_app.py",
     )
-    assert "2 passed" in plugin.stdout
+    assert "3 passed" in plugin.stdout  # its three tests: the whole server catalog, a group, the testbed
 
     # -- with [sim]: a short run of a shipped scenario, by name; sweeps still need [dask] -------------
     steps.pip_install("install [sim]", f"{wheel}[sim]")
@@ -210,7 +185,9 @@ def test_the_wheel_installs_and_runs_away_from_the_source(tmp_path):
     summary = json.loads((work / "runs/quickstart/summary.json").read_text())
     assert summary["scenario"] == "quickstart" and all(summary["invariants"].values())
     assert summary["tool"] == {"name": "x402sim", "version": VERSION}
-    assert (work / "runs/quickstart/report.md").is_file() and list((work / "runs/quickstart").glob("*.png"))
+    written = work / "runs/quickstart"
+    assert {"report.md", "report.html", "summary.json"} <= {f.name for f in written.iterdir()}
+    assert list(written.glob("*.png"))
     swept = steps.run("sweep without [dask]", x402sim, "sweep", "quickstart", code=2)
     assert swept.stderr == "error: x402sim sweep needs Dask: pip install 'x402sim[dask]'\n"
 

@@ -212,11 +212,9 @@ def run_command(
             workers=workers,
             scheduler=scheduler,
         )
-    except OutputError as exc:
-        raise fail(str(exc)) from None
-    except SweepError as exc:  # an unreachable or remote scheduler
-        raise fail(str(exc)) from None
-    except ScenarioError as exc:  # a scenario that cannot run this way (a shared counter in shards)
+    # an output folder in the way, an unreachable or remote scheduler, a scenario that cannot run this
+    # way (a shared counter in shards)
+    except (OutputError, SweepError, ScenarioError) as exc:
         raise fail(str(exc)) from None
     summary = result.summary
     if json_out:
@@ -321,9 +319,7 @@ def sweep_command(
             plots=plot,
             allow_remote=allow_remote,
         )
-    except ScenarioError as exc:
-        raise fail(str(exc)) from None
-    except (SweepError, OutputError) as exc:
+    except (ScenarioError, SweepError, OutputError) as exc:
         raise fail(str(exc)) from None
     if not quiet:
         _print_table(result)
