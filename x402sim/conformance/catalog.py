@@ -11,6 +11,13 @@ Rules:
 * A case function decides by raising: ``CaseFailed`` (via ``ctx.check``/``ctx.fail``) when the target
   broke the rule, ``CaseSkipped`` when the case does not apply; returning means passed. Any other
   exception means the case could not be judged (outcome ``error``).
+* A case also names its ``kind``: why it has its level. The level rules are written once, in
+  ``LEVEL_OF_KIND``: a 5xx answer to client input (``no-5xx``), input that changes what is paid
+  (``payment``: amount, payee, asset, network, window), a MUST of the specification (``spec``) and a
+  public bug report its maintainers accepted (``bug``) are MUST; strictness about spelling that cannot
+  change what is paid (``spelling``) and hardening beyond the specification where a known failure makes
+  it worth demanding (``hardening``) are STRICT; what the specification only recommends (``advice``) is
+  SHOULD. ``tests/conformance/test_levels.py`` holds every case to them.
 * The catalog modules (``server_cases``, ``facilitator_cases``, ``client_cases``, ``trust_cases``)
   are imported by ``load()``, so listing the catalog needs no target.
 """
@@ -28,6 +35,15 @@ from .results import LEVELS, Level, Role
 ROLES: tuple[Role, ...] = ("server", "facilitator", "client")
 _ID = re.compile(r"(server|facilitator|client)(\.[a-z0-9][a-z0-9-]*){2,}")
 _CASE_MODULES = ("server_cases", "facilitator_cases", "client_cases", "trust_cases")
+LEVEL_OF_KIND: dict[str, Level] = {
+    "no-5xx": "MUST",
+    "payment": "MUST",
+    "spec": "MUST",
+    "bug": "MUST",
+    "spelling": "STRICT",
+    "hardening": "STRICT",
+    "advice": "SHOULD",
+}
 
 
 class CaseFailed(Exception):
@@ -45,6 +61,7 @@ class Case:
     rests_on: str
     description: str
     run: Callable[..., Awaitable[None]]
+    kind: str | None = None
 
     @property
     def role(self) -> Role:
@@ -58,19 +75,22 @@ class Case:
 CATALOG: dict[str, Case] = {}
 
 
-def case(id: str, level: Level, rests_on: str, description: str):
-    """Register the decorated async function as the case ``id``."""
+def case(id: str, level: Level, rests_on: str, description: str, *, kind: str | None = None):
+    """Register the decorated async function as the case ``id``; ``kind`` says why it has ``level``
+    (a key of ``LEVEL_OF_KIND``)."""
     if not _ID.fullmatch(id):
         raise ValueError(f"case id {id!r} is not role.group.name in lower-case words")
     if level not in LEVELS:
         raise ValueError(f"case {id}: level {level!r} is not one of {', '.join(LEVELS)}")
+    if kind is not None and kind not in LEVEL_OF_KIND:
+        raise ValueError(f"case {id}: kind {kind!r} is not one of {', '.join(LEVEL_OF_KIND)}")
     if not description or "\n" in description:
         raise ValueError(f"case {id}: the description must be one line")
 
     def register(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         if id in CATALOG:
             raise ValueError(f"case id {id} is registered twice")
-        CATALOG[id] = Case(id, level, rests_on, description, fn)
+        CATALOG[id] = Case(id, level, rests_on, description, fn, kind)
         return fn
 
     return register
