@@ -4,7 +4,8 @@
 // Environment: PORT, FACILITATOR_URL, EVM_NETWORK (eip155:<id>), EVM_PAYEE_ADDRESS (or
 // SERVER_EVM_ADDRESS), PROTECTED_PATH, SECOND_PROTECTED_PATH, FAILING_PATH (a paid route whose
 // handler answers 500); on the local chain also EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION and
-// PRICE_ATOMIC. Endpoints besides the paid routes: GET /health, POST /close (exit 0).
+// PRICE_ATOMIC; FACILITATOR_TIMEOUT_SECONDS, when set, bounds each facilitator call (the SDK's own
+// default is 90 s). Endpoints besides the paid routes: GET /health, POST /close (exit 0).
 // Prints "Server listening on http://127.0.0.1:<port>" when ready.
 //
 // Configuration is the SDK's default: each route costs "$0.001" on EVM_NETWORK, the exact scheme
@@ -37,7 +38,11 @@ const price =
       }
     : "$0.001";
 
-const resourceServer = new x402ResourceServer(new HTTPFacilitatorClient({ url: facilitatorUrl }));
+const timeoutSeconds = process.env.FACILITATOR_TIMEOUT_SECONDS;
+const facilitatorConfig = timeoutSeconds
+  ? { url: facilitatorUrl, timeoutMs: Math.round(Number(timeoutSeconds) * 1000) }
+  : { url: facilitatorUrl };
+const resourceServer = new x402ResourceServer(new HTTPFacilitatorClient(facilitatorConfig));
 registerExactEvmScheme(resourceServer);
 
 const routes = Object.fromEntries(

@@ -3,7 +3,8 @@
 Environment (the official e2e harness's): ``PORT``, ``FACILITATOR_URL``, ``EVM_NETWORK``,
 ``EVM_PAYEE_ADDRESS`` (or ``SERVER_EVM_ADDRESS``), ``PROTECTED_PATH``, ``SECOND_PROTECTED_PATH``,
 ``FAILING_PATH`` (a paid route whose handler answers 500); on the local chain also ``EVM_ASSET``,
-``EVM_ASSET_NAME``, ``EVM_ASSET_VERSION`` and ``PRICE_ATOMIC``.
+``EVM_ASSET_NAME``, ``EVM_ASSET_VERSION`` and ``PRICE_ATOMIC``. ``FACILITATOR_TIMEOUT_SECONDS``, when
+set, bounds each facilitator call (the SDK's own default is 90 s).
 
 Configuration is the SDK's default: every route costs ``"$0.001"`` on ``EVM_NETWORK``, the exact EVM
 scheme is registered with the SDK's helper, and the SDK picks its default USDC for the network. On
@@ -12,6 +13,8 @@ an explicit ``AssetAmount`` (atomic amount, token, EIP-712 name and version) ins
 """
 
 from __future__ import annotations
+
+import os
 
 from _common import LOCAL_NETWORK, env, serve
 from fastapi import FastAPI
@@ -40,7 +43,9 @@ if network == LOCAL_NETWORK:
 else:
     price = "$0.001"
 
-server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=env("FACILITATOR_URL"))))
+timeout = os.environ.get("FACILITATOR_TIMEOUT_SECONDS")
+bound = {"timeout": float(timeout)} if timeout else {}
+server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=env("FACILITATOR_URL"), **bound)))
 register_exact_evm_server(server)
 routes = {
     f"GET {path}": RouteConfig(
