@@ -1217,7 +1217,7 @@ async def input_signature(ctx: FacilitatorContext) -> None:
 async def input_non_integer(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
     bodies = [(f"value {v!r}", _with(s, value=v)) for v in ("-1000", "1000.5", "1e3", "", "ten")]
-    bodies += [(f"amount {a!r}", _with_amount(s, a)) for a in ("-1000", "1000.0", "1e3")]
+    bodies += [(f"amount {a!r}", _with_amount(s, a)) for a in ("-1000", "1000.5", "1e3")]
     await malformed(ctx, bodies, s.payer)
 
 
@@ -1227,30 +1227,33 @@ def _with_amount(s: Signed, amount: str) -> str:
     return _body(payment_v2(changed, s.payload), changed)
 
 
-def _padded_bodies(s: Signed) -> list[tuple[str, str]]:
-    """The payment ``s`` with its value or amount padded with whitespace: the number is the signed one."""
+def _loose_bodies(s: Signed) -> list[tuple[str, str]]:
+    """The payment ``s`` with its value or amount spelt loosely: padded with whitespace or with a zero
+    fraction. Every reader that takes such a spelling reads the signed number."""
     value = s.payload["authorization"]["value"]
-    bodies = [(f"value {v!r}", _with(s, value=v)) for v in (f" {value}", f"{value} ", f"\t{value}")]
-    return bodies + [(f"amount {a!r}", _with_amount(s, a)) for a in (f" {s.amount}", f"{s.amount}\n")]
+    values = (f" {value}", f"{value} ", f"\t{value}", f"{value}.0")
+    amounts = (f" {s.amount}", f"{s.amount}\n", f"{s.amount}.0")
+    bodies = [(f"value {v!r}", _with(s, value=v)) for v in values]
+    return bodies + [(f"amount {a!r}", _with_amount(s, a)) for a in amounts]
 
 
 @case(
-    "facilitator.input.padded-value",
+    "facilitator.input.loose-number",
     "STRICT",
     "reference notes section 2 (amounts are decimal strings); read as the number, it pays exactly",
-    "Values and amounts padded with whitespace (' 1000') are refused, not read as the number they spell",
+    "Values and amounts spelling the signed number loosely (' 1000', '1000.0') are refused, not read as it",
     kind="spelling",
 )
-async def input_padded(ctx: FacilitatorContext) -> None:
+async def input_loose_number(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
-    await malformed(ctx, _padded_bodies(s), s.payer)
+    await malformed(ctx, _loose_bodies(s), s.payer)
 
 
 @case(
     "facilitator.input.tolerated-no-5xx",
     "MUST",
     "HTTP transport spec v2 (malformed -> 400; 500 is for internal errors); x402#3015",
-    "An unknown x402Version, a foreign network or a padded value gets no 5xx, whether refused or accepted",
+    "An unknown x402Version, a foreign network or a loosely spelt value gets no 5xx, refused or accepted",
     kind="no-5xx",
 )
 async def input_tolerated_no_5xx(ctx: FacilitatorContext) -> None:
@@ -1259,7 +1262,7 @@ async def input_tolerated_no_5xx(ctx: FacilitatorContext) -> None:
     bodies = [
         *_version_bodies(s),
         ("a payment on a foreign network", _body(foreign.payment, foreign.requirements)),
-        *_padded_bodies(s),
+        *_loose_bodies(s),
     ]
     statuses = {}
     for endpoint in ("verify", "settle"):
