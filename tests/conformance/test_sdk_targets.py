@@ -2,9 +2,13 @@
 TypeScript SDK (``@x402/*``) runs the whole catalog of its role, and every case's outcome must match
 the committed expectation in ``tests/conformance/expectations/<target>.json``.
 
-An SDK failing a case is a finding, not a test failure: the expectation file records it. The test
-fails when an outcome changes (the SDK or the case changed), when a case has no expectation yet, or
-when an expected case is gone from the catalog; the message lists every such case.
+An SDK failing a case is a finding, not a test failure: the expectation file records it, and its
+``findings`` say which rule each one rests on (the case's level, kind and ``rests_on`` in the
+catalog, for every case not passed). The test fails when an outcome changes (the SDK or the case
+changed), when a case has no expectation yet, or when an expected case is gone from the catalog; the
+message lists every such case. Only ``outcomes`` are compared with a run; ``findings`` are checked
+against the catalog without running any SDK, so a level or kind changed in the catalog cannot leave
+a file saying otherwise.
 
 Regenerate the expectation files (after adding cases, or upgrading an SDK; review the diff):
 
@@ -83,6 +87,16 @@ def missing(sdk: str) -> str | None:
     return None
 
 
+def findings(outcomes: dict[str, str]) -> dict[str, dict[str, str | None]]:
+    """The rule each case not passed rests on, as the catalog says: its level, kind and rests_on."""
+    cases = catalog.load()
+    return {
+        case_id: {"level": case.level, "kind": case.kind, "rests_on": case.rests_on}
+        for case_id, outcome in sorted(outcomes.items())
+        if outcome != "passed" and (case := cases.get(case_id)) is not None
+    }
+
+
 def compare(expected: dict[str, str], got: dict[str, str], messages: dict[str, str]) -> list[str]:
     """One line per case whose outcome changed, has no expectation, or is expected but gone."""
     problems = []
@@ -123,7 +137,12 @@ def test_sdk_target_matches_its_expectations(target: SdkTarget):
     path = EXPECTATIONS / f"{target.name}.json"
     if UPDATE:
         EXPECTATIONS.mkdir(exist_ok=True)
-        document = {"target": target.name, "network": report.network, "outcomes": outcomes}
+        document = {
+            "target": target.name,
+            "network": report.network,
+            "outcomes": outcomes,
+            "findings": findings(outcomes),
+        }
         path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         return
     assert path.is_file(), (
@@ -136,3 +155,16 @@ def test_sdk_target_matches_its_expectations(target: SdkTarget):
     )
     problems = compare(expected["outcomes"], outcomes, messages)
     assert not problems, f"{target.name} differs from {path.name}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("target", SDK_TARGETS, ids=[t.name for t in SDK_TARGETS])
+def test_expectation_findings_say_what_the_catalog_says(target: SdkTarget):
+    path = EXPECTATIONS / f"{target.name}.json"
+    document = json.loads(path.read_text())
+    recorded, current = document.get("findings", {}), findings(document["outcomes"])
+    stale = sorted(
+        f"{case_id}: recorded {recorded.get(case_id)}, the catalog says {current.get(case_id)}"
+        for case_id in recorded.keys() | current.keys()
+        if recorded.get(case_id) != current.get(case_id)
+    )
+    assert not stale, f"{path.name} has stale findings (regenerate it):\n" + "\n".join(stale)

@@ -2,8 +2,8 @@
 
 Rules:
 
-* A case is registered once, with ``@case(id, level, rests_on, description)`` on an async function
-  taking the role's context. Ids are hierarchical (``role.group.name``) and never reused for another
+* A case is registered once, with ``@case(id, level, rests_on, description, kind=...)`` on an async
+  function taking the role's context. Ids are hierarchical (``role.group.name``) and never reused for another
   meaning; the role is the first part.
 * A level says what the case rests on: MUST (the spec or every reference SDK requires it), SHOULD,
   STRICT (stricter than the spec, where a known failure makes it worth demanding). ``rests_on``
@@ -11,13 +11,16 @@ Rules:
 * A case function decides by raising: ``CaseFailed`` (via ``ctx.check``/``ctx.fail``) when the target
   broke the rule, ``CaseSkipped`` when the case does not apply; returning means passed. Any other
   exception means the case could not be judged (outcome ``error``).
-* A case also names its ``kind``: why it has its level. The level rules are written once, in
+* A case must name its ``kind``: why it has its level. The level rules are written once, in
   ``LEVEL_OF_KIND``: a 5xx answer to client input (``no-5xx``), input that changes what is paid
   (``payment``: amount, payee, asset, network, window), a MUST of the specification (``spec``) and a
   public bug report its maintainers accepted (``bug``) are MUST; strictness about spelling that cannot
   change what is paid (``spelling``) and hardening beyond the specification where a known failure makes
   it worth demanding (``hardening``) are STRICT; what the specification only recommends (``advice``) is
-  SHOULD. ``tests/conformance/test_levels.py`` holds every case to them.
+  SHOULD. What a target writes is held to the wire format (``spec``); reading a sloppy but unambiguous
+  value (``" 1000"``) is a matter of ``spelling``. What every reference SDK does, where the
+  specification is silent, is no rule by itself: such a case is ``hardening`` when a known failure
+  makes it worth demanding. ``tests/conformance/test_levels.py`` holds every case to these rules.
 * The catalog modules (``server_cases``, ``facilitator_cases``, ``client_cases``, ``trust_cases``)
   are imported by ``load()``, so listing the catalog needs no target.
 """
@@ -61,7 +64,7 @@ class Case:
     rests_on: str
     description: str
     run: Callable[..., Awaitable[None]]
-    kind: str | None = None
+    kind: str | None = None  # always set in CATALOG (``case`` requires it); None only for ad hoc cases
 
     @property
     def role(self) -> Role:
@@ -76,13 +79,15 @@ CATALOG: dict[str, Case] = {}
 
 
 def case(id: str, level: Level, rests_on: str, description: str, *, kind: str | None = None):
-    """Register the decorated async function as the case ``id``; ``kind`` says why it has ``level``
-    (a key of ``LEVEL_OF_KIND``)."""
+    """Register the decorated async function as the case ``id``; ``kind`` (required, a key of
+    ``LEVEL_OF_KIND``) says why it has ``level``."""
     if not _ID.fullmatch(id):
         raise ValueError(f"case id {id!r} is not role.group.name in lower-case words")
     if level not in LEVELS:
         raise ValueError(f"case {id}: level {level!r} is not one of {', '.join(LEVELS)}")
-    if kind is not None and kind not in LEVEL_OF_KIND:
+    if id in CATALOG:
+        raise ValueError(f"case id {id} is registered twice")
+    if kind not in LEVEL_OF_KIND:
         raise ValueError(f"case {id}: kind {kind!r} is not one of {', '.join(LEVEL_OF_KIND)}")
     if not description or "\n" in description:
         raise ValueError(f"case {id}: the description must be one line")

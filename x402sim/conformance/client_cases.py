@@ -17,16 +17,16 @@ Decisions these cases rest on (see each case's ``rests_on``):
   the paid retry (the payment refused as "wrong recipient").
 * **Spend cap.** The SDK clients cap a payment at $1 of a known 6-decimal stablecoin by default
   (Python ``DEFAULT_MAX_AMOUNT_PER_PAYMENT``); the env contract names no cap, so a price above
-  1 000 000 atomic units is refused (SHOULD: the spec names no cap). Unit confusion is the same rule
+  1 000 000 atomic units is refused (STRICT: the spec names no cap). Unit confusion is the same rule
   met by an amount written for 18 decimals ("$0.001" as 10**15).
 * **Networks.** A client is told ``EVM_NETWORK``; a signature for another chain is valid there and a
-  hostile server could collect it. The TS SDK registers ``eip155:*`` by default, so this is SHOULD.
+  hostile server could collect it. The TS SDK registers ``eip155:*`` by default, so this is STRICT.
   The EIP-712 domain's chain id is derived from ``network``; a server has no other field to set it,
   so the wrong-chain form is an offer on another chain (a real one: Base mainnet, or Base Sepolia
   when the harness is Base).
 * **accepts ordering.** The client pays exactly one offer it supports (right scheme, its network,
   readable fields), skipping those it does not, whatever their position (MUST); among payable
-  offers of one asset it SHOULD pay the cheapest (the SDKs' default selector takes the first; x402sim
+  offers of one asset it pays the cheapest at STRICT (the SDKs' default selector takes the first; x402sim
   picks the cheapest).
 * **v1.** A v1 402 can only name a chain with a v1 name (``base``, ``base-sepolia``, ...); the v1
   case runs when the harness network has one (the ``base`` and ``base-sepolia`` presets) and is
@@ -259,6 +259,7 @@ def reported_success(run) -> bool:
     "MUST",
     "core spec 5 (payment flow); exact scheme",
     "Against an honest 402 the client pays exactly the price to the payee, once, and gets 200",
+    kind="payment",
 )
 async def pays_right_amount(ctx: ClientContext) -> None:
     the_offer, ctx.hostile.handler = honest(ctx)
@@ -276,6 +277,7 @@ async def pays_right_amount(ctx: ClientContext) -> None:
     "MUST",
     "HTTP transport spec v2 (PAYMENT-SIGNATURE)",
     "Against a v2 402 the payment is sent in PAYMENT-SIGNATURE as a v2 PaymentPayload, not X-PAYMENT",
+    kind="spec",
 )
 async def pays_v2_header(ctx: ClientContext) -> None:
     the_offer, ctx.hostile.handler = honest(ctx)
@@ -298,6 +300,7 @@ async def pays_v2_header(ctx: ClientContext) -> None:
     "MUST",
     "x402 v1 spec (402 JSON body, X-PAYMENT); run only when the harness network has a v1 name",
     "Against a v1 402 (JSON body, v1 network name) the payment is a v1 payload sent in X-PAYMENT",
+    kind="spec",
 )
 async def pays_v1_header(ctx: ClientContext) -> None:
     v1_name = caip2_to_v1(ctx.harness.network)
@@ -351,6 +354,7 @@ async def pays_v1_header(ctx: ClientContext) -> None:
     "MUST",
     "core spec 5 (the client picks an entry of accepts it supports)",
     "With an unsupported scheme first and a wrong-network offer second, the client pays the third",
+    kind="spec",
 )
 async def pays_accepts_order(ctx: ClientContext) -> None:
     other = _other_chain(ctx)
@@ -373,9 +377,10 @@ async def pays_accepts_order(ctx: ClientContext) -> None:
 
 @case(
     "client.pays.cheaper-offer",
-    "SHOULD",
+    "STRICT",
     "core spec 5 (client chooses among accepts); red-team accepts ordering",
     "Of two payable offers in one asset, the pricier listed first, the client pays only the cheaper",
+    kind="hardening",
 )
 async def pays_cheaper_offer(ctx: ClientContext) -> None:
     accepts = [offer(ctx, 3 * PRICE), offer(ctx, PRICE)]
@@ -391,6 +396,7 @@ async def pays_cheaper_offer(ctx: ClientContext) -> None:
     "MUST",
     "HTTP transport spec v2 (payment is asked by status 402); red-team ghost paywall",
     "A 200 answer that carries a PAYMENT-REQUIRED header anyway is not paid",
+    kind="payment",
 )
 async def pays_nothing_for_free(ctx: ClientContext) -> None:
     the_offer = offer(ctx)
@@ -413,6 +419,7 @@ async def pays_nothing_for_free(ctx: ClientContext) -> None:
     "MUST",
     "core spec 5 (the client retries its own request with the payment); red-team resource spoof",
     "A 402 whose resource.url names another URL does not make the client send its payment there",
+    kind="payment",
 )
 async def pays_same_origin(ctx: ClientContext) -> None:
     the_offer = offer(ctx)
@@ -453,6 +460,7 @@ def _auth(auth: dict) -> Authorization:
     "MUST",
     "exact EVM scheme (EIP-3009 TransferWithAuthorization, EIP-712 domain of the offer)",
     "The signature is 65 bytes and recovers, over the offer's EIP-712 domain, to from = the payer",
+    kind="spec",
 )
 async def signs_recovers(ctx: ClientContext) -> None:
     the_offer, ctx.hostile.handler = honest(ctx)
@@ -488,6 +496,7 @@ async def signs_recovers(ctx: ClientContext) -> None:
     "MUST",
     "core spec (PaymentPayload.accepted is the chosen entry, echoed); TS servers compare it deeply",
     "The v2 payment's accepted is the chosen offer verbatim, extra and maxTimeoutSeconds included",
+    kind="spec",
 )
 async def signs_accepted_echo(ctx: ClientContext) -> None:
     extra = {"name": ctx.harness.asset_name, "version": ctx.harness.asset_version, "note": "echo me"}
@@ -506,6 +515,7 @@ async def signs_accepted_echo(ctx: ClientContext) -> None:
     "MUST",
     "core spec (amounts and timestamps are decimal strings); exact scheme (value = amount, to = payTo)",
     "value, validAfter and validBefore are decimal strings; value equals the amount, to the payTo",
+    kind="payment",
 )
 async def signs_value_string(ctx: ClientContext) -> None:
     the_offer, ctx.hostile.handler = honest(ctx, amount=1_234)
@@ -532,6 +542,7 @@ async def signs_value_string(ctx: ClientContext) -> None:
     "MUST",
     "exact EVM scheme (nonce: 0x and 32 bytes of hex)",
     "The authorization nonce is 0x followed by 64 hex digits (32 bytes)",
+    kind="spec",
 )
 async def signs_nonce_format(ctx: ClientContext) -> None:
     _offer, ctx.hostile.handler = honest(ctx)
@@ -550,6 +561,7 @@ async def signs_nonce_format(ctx: ClientContext) -> None:
     "MUST",
     "exact EVM scheme (nonce = 32 random bytes); EIP-3009 (a nonce is single use per authorizer)",
     "Two runs with the same payer sign different nonces, and both payments settle on chain",
+    kind="spec",
 )
 async def signs_fresh_nonce(ctx: ClientContext) -> None:
     the_offer, ctx.hostile.handler = honest(ctx)
@@ -573,6 +585,7 @@ async def signs_fresh_nonce(ctx: ClientContext) -> None:
     "STRICT",
     "exact EVM scheme (validBefore = now + maxTimeoutSeconds); x402-reference 7 (long-lived windows)",
     "validBefore is at most maxTimeoutSeconds after the request, and validAfter is not in the future",
+    kind="hardening",
 )
 async def signs_validity_window(ctx: ClientContext) -> None:
     timeout = 45
@@ -604,6 +617,7 @@ async def signs_validity_window(ctx: ClientContext) -> None:
     "MUST",
     "every reference SDK retries a request at most once; red-team recipient redirect",
     "After its payment to A settled, a second 402 naming payee B is not paid",
+    kind="payment",
 )
 async def refuses_redirect_after_settlement(ctx: ClientContext) -> None:
     first, second = offer(ctx), offer(ctx)
@@ -628,6 +642,7 @@ async def refuses_redirect_after_settlement(ctx: ClientContext) -> None:
     "MUST",
     "every reference SDK retries a request at most once; red-team recipient redirect",
     "A paid retry answered by a 402 naming another payee ('wrong recipient') is not paid again",
+    kind="payment",
 )
 async def refuses_redirect_on_retry(ctx: ClientContext) -> None:
     first, second = offer(ctx), offer(ctx)
@@ -658,6 +673,7 @@ async def refuses_redirect_on_retry(ctx: ClientContext) -> None:
     "MUST",
     "every reference SDK retries a request at most once; red-team price bait",
     "After a cheap payment settled, a second 402 asking far more (under the cap) is not paid",
+    kind="payment",
 )
 async def refuses_price_bait(ctx: ClientContext) -> None:
     cheap = offer(ctx, PRICE)
@@ -677,9 +693,10 @@ async def refuses_price_bait(ctx: ClientContext) -> None:
 
 @case(
     "client.refuses.price-above-cap",
-    "SHOULD",
-    "SDK client spend controls (default cap $1 per payment, Python DEFAULT_MAX_AMOUNT_PER_PAYMENT)",
+    "STRICT",
+    "SDK client spend controls (default cap $1 per payment); x402-reference 7 (price bait, unit confusion)",
     "A 402 asking $5 (5 000 000 atomic units of a 6-decimal asset) is refused: nothing signed",
+    kind="hardening",
 )
 async def refuses_price_above_cap(ctx: ClientContext) -> None:
     _offer, ctx.hostile.handler = honest(ctx, amount=5 * DEFAULT_CAP)
@@ -690,9 +707,10 @@ async def refuses_price_above_cap(ctx: ClientContext) -> None:
 
 @case(
     "client.refuses.unit-confusion",
-    "SHOULD",
+    "STRICT",
     "SDK client spend controls ($1 default cap); x402-reference 7 (unit confusion, 18 vs 6 decimals)",
     "A '$0.001' price written for 18 decimals (10**15 atomic units of a 6-decimal asset) is refused",
+    kind="hardening",
 )
 async def refuses_unit_confusion(ctx: ClientContext) -> None:
     amount = 10**15
@@ -718,9 +736,10 @@ def _other_chain(ctx: ClientContext):
 
 @case(
     "client.refuses.wrong-chain",
-    "SHOULD",
+    "STRICT",
     "the client pays only on EVM_NETWORK (a signature is valid on the chain it names); red-team rail switch",
     "A 402 offering only USDC on another chain (its canonical token and domain) gets nothing signed",
+    kind="hardening",
 )
 async def refuses_wrong_chain(ctx: ClientContext) -> None:
     other = _other_chain(ctx)
@@ -741,6 +760,7 @@ async def refuses_wrong_chain(ctx: ClientContext) -> None:
     "STRICT",
     "x402-reference 7 (authorizations far longer than needed are standing cheques)",
     "A 402 with maxTimeoutSeconds of ten years gets no authorization valid for more than a day",
+    kind="hardening",
 )
 async def refuses_standing_authorization(ctx: ClientContext) -> None:
     _offer, ctx.hostile.handler = honest(ctx, maxTimeoutSeconds=10 * 365 * 24 * 3600)
@@ -762,6 +782,7 @@ async def refuses_standing_authorization(ctx: ClientContext) -> None:
     "MUST",
     "core spec 5 (the client pays only an entry it supports)",
     "A 402 offering only an unknown scheme and a non-EVM network: nothing signed, the run fails cleanly",
+    kind="spec",
 )
 async def refuses_no_acceptable_offer(ctx: ClientContext) -> None:
     accepts = [
@@ -792,6 +813,7 @@ async def refuses_no_acceptable_offer(ctx: ClientContext) -> None:
     "MUST",
     "HTTP transport spec v2 (PAYMENT-REQUIRED is base64 JSON; the SDKs fail on an undecodable one)",
     "A 402 whose PAYMENT-REQUIRED is not base64 JSON (offers only in the body) gets nothing signed",
+    kind="spec",
 )
 async def refuses_malformed_402(ctx: ClientContext) -> None:
     the_offer = offer(ctx)
@@ -817,6 +839,7 @@ async def refuses_malformed_402(ctx: ClientContext) -> None:
     "MUST",
     "every reference SDK retries a request at most once; x402-reference 7 (402-forever loops)",
     "Against a server answering 402 to everything, at most 2 paid requests are sent and the run ends",
+    kind="payment",
 )
 async def retries_storm_bounded(ctx: ClientContext) -> None:
     the_offer = offer(ctx)
@@ -857,6 +880,7 @@ async def _settles_then(ctx: ClientContext, answer_after_settlement) -> None:
     "MUST",
     "x402#452, x402#808 (a settled payment whose answer is lost must not be paid again)",
     "When the server settles and then answers 500 without PAYMENT-RESPONSE, the client pays once",
+    kind="payment",
 )
 async def retries_lost_answer_500(ctx: ClientContext) -> None:
     await _settles_then(ctx, lambda seen, chosen, answer: Answer(500, [], {"error": "internal error"}))
@@ -867,6 +891,7 @@ async def retries_lost_answer_500(ctx: ClientContext) -> None:
     "MUST",
     "x402#808; every reference SDK retries a request at most once",
     "When the server settles and then answers a fresh 402 without PAYMENT-RESPONSE, the client pays once",
+    kind="payment",
 )
 async def retries_lost_answer_402(ctx: ClientContext) -> None:
     await _settles_then(ctx, lambda seen, chosen, answer: challenge(ctx, seen, [chosen]))
@@ -874,9 +899,10 @@ async def retries_lost_answer_402(ctx: ClientContext) -> None:
 
 @case(
     "client.retries.settlement-pending",
-    "SHOULD",
+    "MUST",
     "x402#2294, x402#1062 (settlement_pending: the transfer may still land)",
     "A 402 saying settlement_pending with the transaction hash does not make the client pay again",
+    kind="payment",
 )
 async def retries_settlement_pending(ctx: ClientContext) -> None:
     def pending(seen: Seen, chosen: dict, answer: dict) -> Answer:
@@ -903,6 +929,7 @@ CONCURRENT_RUNS = 4
     "MUST",
     "x402#398 (only one of several concurrent paid requests paid); exact scheme (fresh nonce each)",
     f"{CONCURRENT_RUNS} runs at once with one payer: {CONCURRENT_RUNS} distinct nonces, each settled once",
+    kind="payment",
 )
 async def concurrency_each_pays_once(ctx: ClientContext) -> None:
     the_offer, ctx.hostile.handler = honest(ctx)

@@ -236,6 +236,7 @@ async def _supported(ctx: FacilitatorContext) -> dict:
     "MUST",
     "facilitator API (GET /supported); reference notes section 4",
     "GET /supported answers kinds, each with an integer x402Version, a scheme and a network",
+    kind="spec",
 )
 async def supported_shape(ctx: FacilitatorContext) -> None:
     answer = await _supported(ctx)
@@ -259,6 +260,7 @@ async def supported_shape(ctx: FacilitatorContext) -> None:
     "MUST",
     "facilitator API (GET /supported)",
     "GET /supported lists the exact scheme for x402 v2 on the network the facilitator was configured for",
+    kind="spec",
 )
 async def supported_network(ctx: FacilitatorContext) -> None:
     answer = await _supported(ctx)
@@ -274,9 +276,10 @@ async def supported_network(ctx: FacilitatorContext) -> None:
 
 @case(
     "facilitator.supported.signers-are-addresses",
-    "SHOULD",
+    "MUST",
     "facilitator API (GET /supported signers); reference notes section 4",
     "The signers of GET /supported, when present, map network patterns to lists of EVM addresses",
+    kind="spec",
 )
 async def supported_signers(ctx: FacilitatorContext) -> None:
     answer = await _supported(ctx)
@@ -299,6 +302,7 @@ async def supported_signers(ctx: FacilitatorContext) -> None:
     "MUST",
     "facilitator API (POST /verify); exact EVM scheme",
     "A valid payment is answered isValid true, naming the payer as the authorization's from",
+    kind="spec",
 )
 async def verify_valid(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -315,6 +319,7 @@ async def verify_valid(ctx: FacilitatorContext) -> None:
     "MUST",
     "core spec (verify checks, settle executes); reference notes section 1",
     "Verify moves nothing and leaves the nonce unused, even twice; the payment still settles afterwards",
+    kind="spec",
 )
 async def verify_moves_nothing(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -336,8 +341,9 @@ async def verify_moves_nothing(ctx: FacilitatorContext) -> None:
 @case(
     "facilitator.verify.unsupported-scheme",
     "MUST",
-    "exact EVM verify step 1; reference notes section 3",
+    "exact EVM verify step 1; core spec 9 (unsupported_scheme); reference notes section 3",
     "A payment and requirements of a scheme other than exact are refused with a scheme reason",
+    kind="spec",
 )
 async def verify_scheme(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -350,6 +356,7 @@ async def verify_scheme(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 2; reference notes section 3",
     "A payment whose accepted network differs from the requirements' is refused with a network reason",
+    kind="spec",
 )
 async def verify_network_mismatch(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -358,23 +365,28 @@ async def verify_network_mismatch(ctx: FacilitatorContext) -> None:
     await refused(ctx, s, (C.network,), payment=payment)
 
 
+def _foreign_network(ctx: FacilitatorContext) -> str:
+    return "eip155:1" if ctx.harness.network != "eip155:1" else "eip155:8453"
+
+
 @case(
     "facilitator.verify.foreign-network",
     "SHOULD",
     "exact EVM verify step 3; facilitator API (GET /supported) (Python SDK 2.25 judges it on its own chain)",
     "A payment on a chain the facilitator does not serve is refused (network, network config or scheme)",
+    kind="advice",
 )
 async def verify_foreign_network(ctx: FacilitatorContext) -> None:
-    other = "eip155:1" if ctx.harness.network != "eip155:1" else "eip155:8453"
-    s = signed(ctx, ctx.requirements(network=other))
+    s = signed(ctx, ctx.requirements(network=_foreign_network(ctx)))
     await refused(ctx, s, (C.network, C.network_config, C.scheme))
 
 
 @case(
     "facilitator.verify.missing-eip712-domain",
-    "MUST",
-    "exact EVM verify step 4; reference notes section 3",
+    "STRICT",
+    "exact EVM verify step 4 (every SDK); reference notes section 7 (a wrong EIP-712 domain)",
     "Requirements whose extra lacks the EIP-712 name and version are refused with an eip712-domain reason",
+    kind="hardening",
 )
 async def verify_missing_domain(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -389,6 +401,7 @@ async def verify_missing_domain(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 5; reference notes section 3",
     "An authorization paying another address than payTo is refused with a recipient reason",
+    kind="payment",
 )
 async def verify_recipient(ctx: FacilitatorContext) -> None:
     s = signed(ctx, to=ctx.harness.new_account("elsewhere").address)
@@ -400,6 +413,7 @@ async def verify_recipient(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 6; reference notes section 3",
     "An authorization for less than the amount is refused with an amount reason",
+    kind="payment",
 )
 async def verify_value_under(ctx: FacilitatorContext) -> None:
     requirements = ctx.requirements()
@@ -412,6 +426,7 @@ async def verify_value_under(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 6 (exact amount, overpayment refused too); reference notes section 3",
     "An authorization for more than the amount is refused with an amount reason",
+    kind="payment",
 )
 async def verify_value_over(ctx: FacilitatorContext) -> None:
     requirements = ctx.requirements()
@@ -424,6 +439,7 @@ async def verify_value_over(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 7; EIP-3009 validBefore",
     "An authorization whose validBefore has passed is refused with an expired reason",
+    kind="payment",
 )
 async def verify_expired(ctx: FacilitatorContext) -> None:
     now = ctx.harness.now()
@@ -433,9 +449,10 @@ async def verify_expired(ctx: FacilitatorContext) -> None:
 
 @case(
     "facilitator.verify.expires-too-soon",
-    "MUST",
-    "exact EVM verify step 7 (validBefore >= now + 6, every SDK); reference notes section 3",
+    "STRICT",
+    "exact EVM verify step 7 (validBefore >= now + 6, every SDK: it would expire before its block lands)",
     "An authorization expiring within 6 s (less than a block's time) is refused with an expired reason",
+    kind="hardening",
 )
 async def verify_expires_soon(ctx: FacilitatorContext) -> None:
     now = ctx.harness.now()
@@ -448,6 +465,7 @@ async def verify_expires_soon(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 8; EIP-3009 validAfter",
     "An authorization whose validAfter is in the future is refused with a not-yet-valid reason",
+    kind="payment",
 )
 async def verify_not_yet_valid(ctx: FacilitatorContext) -> None:
     now = ctx.harness.now()
@@ -460,6 +478,7 @@ async def verify_not_yet_valid(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 9; reference notes section 3",
     "A signature that does not cover the authorization sent is refused with a signature reason",
+    kind="spec",
 )
 async def verify_bad_signature(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -474,6 +493,7 @@ async def verify_bad_signature(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 9 (the signature recovers to from)",
     "An authorization signed by another key than its from address is refused with a signature reason",
+    kind="spec",
 )
 async def verify_signer_not_from(ctx: FacilitatorContext) -> None:
     s = signed(ctx, sign_key=ctx.harness.new_account("impostor").key)
@@ -485,6 +505,7 @@ async def verify_signer_not_from(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM scheme, EIP-712 domain (chainId from the network); reference notes section 7",
     "A signature over a domain of another chain id is refused with a signature reason",
+    kind="spec",
 )
 async def verify_chain_id(ctx: FacilitatorContext) -> None:
     requirements = ctx.requirements()
@@ -498,6 +519,7 @@ async def verify_chain_id(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 10 (simulation); reference notes sections 3 and 7",
     "Requirements with a wrong EIP-712 token name (signed accordingly) are refused: token name or signature",
+    kind="spec",
 )
 async def verify_token_name(ctx: FacilitatorContext) -> None:
     requirements = ctx.requirements(extra={"name": "Not The Token", "version": ctx.harness.asset_version})
@@ -510,6 +532,7 @@ async def verify_token_name(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 10 (simulation); reference notes sections 3 and 7",
     "Requirements with a wrong EIP-712 version (signed accordingly) are refused: token version or signature",
+    kind="spec",
 )
 async def verify_token_version(ctx: FacilitatorContext) -> None:
     requirements = ctx.requirements(extra={"name": ctx.harness.asset_name, "version": "99"})
@@ -522,6 +545,7 @@ async def verify_token_version(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 10; EIP-3009 authorizationState",
     "After a payment settled, verifying it again is refused with a nonce-used reason",
+    kind="spec",
 )
 async def verify_nonce_used(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -539,6 +563,7 @@ async def verify_nonce_used(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM verify step 10; core spec 6.1.2 (balance)",
     "A payer holding less than the amount is refused with a balance reason",
+    kind="spec",
 )
 async def verify_balance(ctx: FacilitatorContext) -> None:
     requirements = ctx.requirements(amount=5_000)
@@ -549,9 +574,10 @@ async def verify_balance(ctx: FacilitatorContext) -> None:
 
 @case(
     "facilitator.verify.eoa-asset",
-    "SHOULD",
+    "MUST",
     "x402#2554 (fixed in the TypeScript SDK; Python SDK 2.25 lacks the check)",
     "Requirements whose asset is an address without code (an EOA) are refused",
+    kind="bug",
 )
 async def verify_eoa_asset(ctx: FacilitatorContext) -> None:
     s = signed(ctx, ctx.requirements(asset=ctx.harness.new_account("eoa").address))
@@ -563,6 +589,7 @@ async def verify_eoa_asset(ctx: FacilitatorContext) -> None:
     "STRICT",
     "x402#2386, x402#2728, EIP-2 (the SDKs leave it to the token's own check)",
     "The malleable high-s twin of a valid signature is refused with a signature reason",
+    kind="hardening",
 )
 async def verify_high_s(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -577,6 +604,7 @@ async def verify_high_s(ctx: FacilitatorContext) -> None:
     "MUST",
     "reference notes section 2 (the facilitator checks paymentRequirements, not accepted); both SDKs",
     "A payment signed for the requirements is valid and settles though accepted names other payTo and amount",
+    kind="payment",
 )
 async def verify_judges_requirements(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -591,6 +619,7 @@ async def verify_judges_requirements(ctx: FacilitatorContext) -> None:
     "MUST",
     "reference notes section 2 (the facilitator checks paymentRequirements, not accepted)",
     "A payment matching its accepted copy but not the requirements sent is refused with a recipient reason",
+    kind="payment",
 )
 async def verify_ignores_accepted(ctx: FacilitatorContext) -> None:
     accepted = ctx.requirements()
@@ -607,6 +636,7 @@ async def verify_ignores_accepted(ctx: FacilitatorContext) -> None:
     "MUST",
     "facilitator API (POST /settle)",
     "Settling a valid payment answers success with a transaction that moved the amount on chain",
+    kind="spec",
 )
 async def settle_lands(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -636,6 +666,7 @@ async def settle_lands(ctx: FacilitatorContext) -> None:
     "SHOULD",
     "SettleResponse.payer (optional in v2, required in v1); both SDKs answer it",
     "A successful settlement names the payer as the authorization's from",
+    kind="advice",
 )
 async def settle_payer(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -652,6 +683,7 @@ async def settle_payer(ctx: FacilitatorContext) -> None:
     "MUST",
     "SettleResponse.network (required)",
     "A successful settlement answers the network of the requirements",
+    kind="spec",
 )
 async def settle_network(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -665,6 +697,7 @@ async def settle_network(ctx: FacilitatorContext) -> None:
     "SHOULD",
     "facilitator API (GET /supported signers); x402scan counts transfers by known facilitator addresses",
     "The settlement transaction is sent from an address GET /supported lists as a signer",
+    kind="advice",
 )
 async def settle_sender(ctx: FacilitatorContext) -> None:
     answer = ctx.answer(await ctx.supported())
@@ -691,6 +724,7 @@ async def settle_sender(ctx: FacilitatorContext) -> None:
     "MUST",
     "EIP-3009 (single-use nonce); x402#452 (the reason is judged by class, leniently)",
     "Settling the same payment twice: the second answers success false and moves nothing",
+    kind="payment",
 )
 async def settle_twice(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -706,8 +740,9 @@ async def settle_twice(ctx: FacilitatorContext) -> None:
 @case(
     "facilitator.settle.concurrent-distinct",
     "MUST",
-    "reference notes section 7 (concurrent settles collide on the facilitator's tx nonce)",
+    "facilitator API (POST /settle executes a payment); reference notes section 7 (tx nonce collisions)",
     "Five distinct payments settled at once all succeed, each with its own transaction and Transfer",
+    kind="spec",
 )
 async def settle_concurrent_distinct(ctx: FacilitatorContext) -> None:
     payments = [signed(ctx) for _ in range(5)]
@@ -730,6 +765,7 @@ async def settle_concurrent_distinct(ctx: FacilitatorContext) -> None:
     "MUST",
     "x402#2801 (success for every concurrent /settle of the same payment); EIP-3009 single-use nonce",
     "Five concurrent settles of one payment: exactly one succeeds and exactly one Transfer lands",
+    kind="payment",
 )
 async def settle_concurrent_same(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -760,6 +796,7 @@ async def settle_concurrent_same(ctx: FacilitatorContext) -> None:
     "MUST",
     "x402#1805 (one transaction answered for several requests); EIP-3009 single-use nonce",
     "Two different payments sharing one nonce, settled at once: each success is backed by its own Transfer",
+    kind="payment",
 )
 async def settle_same_nonce(ctx: FacilitatorContext) -> None:
     payer = ctx.harness.funded_account()
@@ -793,6 +830,7 @@ async def settle_same_nonce(ctx: FacilitatorContext) -> None:
     "MUST",
     "x402#1169 (the payer drains between verify and settle); settle re-verifies",
     "A payer that moves its balance away after verify: settle answers success false and nothing moves",
+    kind="payment",
 )
 async def settle_drained(ctx: FacilitatorContext) -> None:
     payer = ctx.harness.funded_account(eth=10**17)
@@ -811,6 +849,7 @@ async def settle_drained(ctx: FacilitatorContext) -> None:
     "MUST",
     "x402#1169 (the authorization is used between verify and settle); settle re-verifies",
     "An authorization settled through another facilitator after verify: settle answers success false",
+    kind="payment",
 )
 async def settle_used_elsewhere(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -836,6 +875,7 @@ async def settle_used_elsewhere(ctx: FacilitatorContext) -> None:
     "MUST",
     "x402#1169 (the payer cancels between verify and settle); EIP-3009 cancelAuthorization",
     "An authorization the payer cancels on chain after verify: settle answers success false, nothing moves",
+    kind="payment",
 )
 async def settle_cancelled(ctx: FacilitatorContext) -> None:
     payer = ctx.harness.funded_account(eth=10**17)
@@ -854,6 +894,7 @@ async def settle_cancelled(ctx: FacilitatorContext) -> None:
     "SHOULD",
     "exact EVM settle (re-verify, then send); reference notes section 3",
     "Settling an expired authorization sends no transaction for it (it is refused before the chain)",
+    kind="advice",
 )
 async def settle_reverifies(ctx: FacilitatorContext) -> None:
     now = ctx.harness.now()
@@ -905,6 +946,7 @@ async def _settle_on_fake_asset(ctx: FacilitatorContext, runtime: bytes) -> None
     "MUST",
     "exact EVM settle (receipt status); reference notes section 3",
     "A settlement transaction that reverts on chain (though its simulation passed) is never answered success",
+    kind="payment",
 )
 async def settle_reverted(ctx: FacilitatorContext) -> None:
     await _settle_on_fake_asset(ctx, GAS_HUNGRY)
@@ -915,6 +957,7 @@ async def settle_reverted(ctx: FacilitatorContext) -> None:
     "MUST",
     "exact EVM settle (check the Transfer log); reference notes section 7 (PYUSD, x402#2554)",
     "A settlement whose successful receipt holds no Transfer (a token that does not pay) is never success",
+    kind="payment",
 )
 async def settle_no_transfer(ctx: FacilitatorContext) -> None:
     await _settle_on_fake_asset(ctx, NO_OP)
@@ -956,6 +999,7 @@ def _with(s: Signed, **authorization) -> str:
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
     "Bodies that are not JSON get a 4xx, never a 5xx",
+    kind="no-5xx",
 )
 async def input_non_json(ctx: FacilitatorContext) -> None:
     await malformed(
@@ -973,6 +1017,7 @@ async def input_non_json(ctx: FacilitatorContext) -> None:
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
     "An empty body gets a 4xx, never a 5xx",
+    kind="no-5xx",
 )
 async def input_empty(ctx: FacilitatorContext) -> None:
     await malformed(ctx, [("an empty body", b"")])
@@ -983,6 +1028,7 @@ async def input_empty(ctx: FacilitatorContext) -> None:
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
     "A JSON null body gets a 4xx or a refusal, never a 5xx",
+    kind="no-5xx",
 )
 async def input_null(ctx: FacilitatorContext) -> None:
     await malformed(ctx, [("JSON null", b"null")])
@@ -993,6 +1039,7 @@ async def input_null(ctx: FacilitatorContext) -> None:
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
     "JSON bodies that are no object (array, string, number, boolean) get a 4xx or a refusal, never a 5xx",
+    kind="no-5xx",
 )
 async def input_non_object(ctx: FacilitatorContext) -> None:
     await malformed(
@@ -1005,6 +1052,7 @@ async def input_non_object(ctx: FacilitatorContext) -> None:
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
     "An empty JSON object gets a 4xx or a refusal, never a 5xx",
+    kind="no-5xx",
 )
 async def input_empty_object(ctx: FacilitatorContext) -> None:
     await malformed(ctx, [("{}", b"{}")])
@@ -1015,9 +1063,15 @@ async def input_empty_object(ctx: FacilitatorContext) -> None:
     "SHOULD",
     "spec error registry (invalid_x402_version); x402Version is 1 or 2 (Python SDK 2.25 ignores it)",
     'A body of an unknown x402Version (3, "2", none) gets a 4xx or a refusal, never a 5xx',
+    kind="advice",
 )
 async def input_unknown_version(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
+    await malformed(ctx, _version_bodies(s), s.payer)
+
+
+def _version_bodies(s: Signed) -> list[tuple[str, str]]:
+    """The payment ``s`` under an unknown x402Version (3, "2") and under none."""
     body = json.loads(_body(s.payment, s.requirements))
     bodies = []
     for label, version in (("x402Version 3", 3), ('x402Version "2"', "2")):
@@ -1030,14 +1084,15 @@ async def input_unknown_version(ctx: FacilitatorContext) -> None:
             )
         )
     bodies.append(("no x402Version", json.dumps({k: v for k, v in body.items() if k != "x402Version"})))
-    await malformed(ctx, bodies, s.payer)
+    return bodies
 
 
 @case(
     "facilitator.input.v1-shaped",
     "MUST",
-    "x402#3015 (500 on a v1-shaped body); reference notes section 2 (v1 shapes)",
+    "HTTP transport spec v2 (malformed -> 400); x402#3015 (500 on a v1-shaped body)",
     "A v1 body for another chain (v1 payload and v1 requirements) gets a 4xx or a refusal, never a 5xx",
+    kind="no-5xx",
 )
 async def input_v1(ctx: FacilitatorContext) -> None:
     name, chain_id = next((n, c) for n, c in sorted(V1_EVM_CHAIN_IDS.items()) if c != ctx.harness.chain_id)
@@ -1065,6 +1120,7 @@ async def input_v1(ctx: FacilitatorContext) -> None:
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
     "paymentPayload null gets a 4xx or a refusal, never a 5xx",
+    kind="no-5xx",
 )
 async def input_payload_null(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -1076,6 +1132,7 @@ async def input_payload_null(ctx: FacilitatorContext) -> None:
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
     "paymentRequirements null gets a 4xx or a refusal, never a 5xx or a settlement",
+    kind="no-5xx",
 )
 async def input_requirements_null(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -1085,8 +1142,9 @@ async def input_requirements_null(ctx: FacilitatorContext) -> None:
 @case(
     "facilitator.input.accepted-null",
     "MUST",
-    "x402#3171 (a null accepted throws)",
+    "HTTP transport spec v2 (malformed -> 400); core spec 5.2 (accepted is required); x402#3171",
     "A payment whose accepted is null (otherwise valid) gets a 4xx or a refusal, never a 5xx or a settlement",
+    kind="no-5xx",
 )
 async def input_accepted_null(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -1102,6 +1160,7 @@ async def input_accepted_null(ctx: FacilitatorContext) -> None:
     "MUST",
     "reference notes section 7 (amounts near 2^256); EIP-3009 uint256",
     "Values and amounts of 2^256 and beyond (strings and JSON numbers) get a 4xx or a refusal, never a 5xx",
+    kind="payment",
 )
 async def input_huge(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -1126,8 +1185,9 @@ async def input_huge(ctx: FacilitatorContext) -> None:
 @case(
     "facilitator.input.non-hex-signature",
     "MUST",
-    "exact EVM payload (signature is 0x-prefixed hex); reference notes section 7",
+    "HTTP transport spec v2 (malformed -> 400); exact EVM payload (signature is 0x-prefixed hex)",
     "Signatures that are not 65 bytes of hex get a 4xx or a refusal, never a 5xx",
+    kind="no-5xx",
 )
 async def input_signature(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -1150,27 +1210,76 @@ async def input_signature(ctx: FacilitatorContext) -> None:
 @case(
     "facilitator.input.non-integer-value",
     "MUST",
-    "wire format (amounts are decimal strings of integers); reference notes section 7",
-    "Negative, decimal and exponent values and amounts get a 4xx or a refusal, never a 5xx or a settlement",
+    "core spec 5 (amounts in atomic units; EIP-3009 value is a uint256); reference notes section 7",
+    "Negative, decimal, exponent or word values and amounts get a 4xx or a refusal, no 5xx, no settlement",
+    kind="payment",
 )
 async def input_non_integer(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
-    bodies = [(f"value {v!r}", _with(s, value=v)) for v in ("-1000", "1000.5", "1e3", "", " 1000", "ten")]
-    bodies += [
-        (
-            f"amount {a!r}",
-            _body(payment_v2({**s.requirements, "amount": a}, s.payload), {**s.requirements, "amount": a}),
-        )
-        for a in ("-1000", "1000.0", "1e3")
-    ]
+    bodies = [(f"value {v!r}", _with(s, value=v)) for v in ("-1000", "1000.5", "1e3", "", "ten")]
+    bodies += [(f"amount {a!r}", _with_amount(s, a)) for a in ("-1000", "1000.5", "1e3")]
     await malformed(ctx, bodies, s.payer)
+
+
+def _with_amount(s: Signed, amount: str) -> str:
+    """The payment ``s`` with ``amount`` in both its accepted copy and the requirements."""
+    changed = {**s.requirements, "amount": amount}
+    return _body(payment_v2(changed, s.payload), changed)
+
+
+def _loose_bodies(s: Signed) -> list[tuple[str, str]]:
+    """The payment ``s`` with its value or amount spelt loosely: padded with whitespace or with a zero
+    fraction. Every reader that takes such a spelling reads the signed number."""
+    value = s.payload["authorization"]["value"]
+    values = (f" {value}", f"{value} ", f"\t{value}", f"{value}.0")
+    amounts = (f" {s.amount}", f"{s.amount}\n", f"{s.amount}.0")
+    bodies = [(f"value {v!r}", _with(s, value=v)) for v in values]
+    return bodies + [(f"amount {a!r}", _with_amount(s, a)) for a in amounts]
+
+
+@case(
+    "facilitator.input.loose-number",
+    "STRICT",
+    "reference notes section 2 (amounts are decimal strings); read as the number, it pays exactly",
+    "Values and amounts spelling the signed number loosely (' 1000', '1000.0') are refused, not read as it",
+    kind="spelling",
+)
+async def input_loose_number(ctx: FacilitatorContext) -> None:
+    s = signed(ctx)
+    await malformed(ctx, _loose_bodies(s), s.payer)
+
+
+@case(
+    "facilitator.input.tolerated-no-5xx",
+    "MUST",
+    "HTTP transport spec v2 (malformed -> 400; 500 is for internal errors); x402#3015",
+    "An unknown x402Version, a foreign network or a loosely spelt value gets no 5xx, refused or accepted",
+    kind="no-5xx",
+)
+async def input_tolerated_no_5xx(ctx: FacilitatorContext) -> None:
+    s = signed(ctx)
+    foreign = signed(ctx, ctx.requirements(network=_foreign_network(ctx)))
+    bodies = [
+        *_version_bodies(s),
+        ("a payment on a foreign network", _body(foreign.payment, foreign.requirements)),
+        *_loose_bodies(s),
+    ]
+    statuses = {}
+    for endpoint in ("verify", "settle"):
+        for label, content in bodies:
+            response = await ctx.post_raw(endpoint, content, label=f"{endpoint}: {label}")
+            statuses[f"{endpoint} of {label}"] = response.status_code if response is not None else None
+    ctx.fact("statuses", statuses)
+    bad = {name: status for name, status in statuses.items() if status is None or status >= 500}
+    ctx.check(not bad, f"answered with a server error or not at all: {bad}")
 
 
 @case(
     "facilitator.input.short-nonce",
     "MUST",
-    "exact EVM payload (nonce is 32 bytes of hex); reference notes section 7",
+    "HTTP transport spec v2 (malformed -> 400); exact EVM payload (nonce is 32 bytes of hex)",
     "Nonces that are not 32 bytes of hex get a 4xx or a refusal, never a 5xx",
+    kind="no-5xx",
 )
 async def input_nonce(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -1184,8 +1293,9 @@ async def input_nonce(ctx: FacilitatorContext) -> None:
 @case(
     "facilitator.input.bad-address",
     "MUST",
-    "exact EVM payload and requirements (addresses are 20 bytes of hex)",
+    "HTTP transport spec v2 (malformed -> 400); exact EVM payload (addresses are 20 bytes of hex)",
     "Addresses that are not 20 bytes of hex (payTo, asset, from, to) get a 4xx or a refusal, never a 5xx",
+    kind="no-5xx",
 )
 async def input_address(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -1210,6 +1320,7 @@ async def input_address(ctx: FacilitatorContext) -> None:
     "STRICT",
     "x402#3171 (a null accepted throws and leaks the error text)",
     "Answers to malformed bodies carry no internal error text (stack traces, runtime exception names)",
+    kind="hardening",
 )
 async def input_no_leak(ctx: FacilitatorContext) -> None:
     s = signed(ctx)

@@ -68,6 +68,8 @@ INPUT_CASES = (
     "facilitator.input.huge-value",
     "facilitator.input.non-hex-signature",
     "facilitator.input.non-integer-value",
+    "facilitator.input.loose-number",
+    "facilitator.input.tolerated-no-5xx",
     "facilitator.input.short-nonce",
     "facilitator.input.bad-address",
 )

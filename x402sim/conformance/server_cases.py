@@ -222,6 +222,7 @@ async def served_and_paid(ctx: ServerContext, offer=None, *, path=None, label="p
     "MUST",
     "HTTP transport spec v2, PAYMENT-REQUIRED",
     "Unpaid requests to paid routes get 402 with a PAYMENT-REQUIRED header (v2) or a v1 body",
+    kind="spec",
 )
 async def header_present(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
@@ -242,6 +243,7 @@ async def header_present(ctx: ServerContext) -> None:
     "MUST",
     "HTTP transport spec v2 (headers: RFC 4648 base64)",
     "PAYMENT-REQUIRED is standard padded base64 (not URL-safe, not unpadded)",
+    kind="spec",
 )
 async def base64_standard(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
@@ -257,6 +259,7 @@ async def base64_standard(ctx: ServerContext) -> None:
     "MUST",
     "HTTP transport spec v2 (base64 of UTF-8 JSON); x402#865",
     "The requirements decode as UTF-8 JSON, and any non-ASCII text survives the encoding unmangled",
+    kind="spec",
 )
 async def utf8_json(ctx: ServerContext) -> None:
     response = await ctx.send("unpaid request", ctx.endpoint.method, ctx.endpoint.path)
@@ -288,6 +291,7 @@ async def utf8_json(ctx: ServerContext) -> None:
     "MUST",
     "x402 v2 spec, PaymentRequired",
     "The v2 PaymentRequired has x402Version 2, a non-empty accepts list and resource.url",
+    kind="spec",
 )
 async def v2_required_fields(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
@@ -314,6 +318,7 @@ async def v2_required_fields(ctx: ServerContext) -> None:
     "MUST",
     "x402 v2 spec, PaymentRequirements",
     "Each v2 accepts entry has scheme, network, amount, asset, payTo (strings), maxTimeoutSeconds, extra",
+    kind="spec",
 )
 async def v2_accepts_fields(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
@@ -338,6 +343,7 @@ async def v2_accepts_fields(ctx: ServerContext) -> None:
     "MUST",
     "x402 v2 spec (networks are CAIP-2)",
     "Every v2 accepts entry names its network in CAIP-2; the exact offer names the harness's chain",
+    kind="spec",
 )
 async def caip2_network(ctx: ServerContext) -> None:
     challenge, offer = await ctx.offer()
@@ -358,6 +364,7 @@ async def caip2_network(ctx: ServerContext) -> None:
     "MUST",
     "x402 v2 spec (amounts in atomic units as decimal strings)",
     "Amounts are decimal integer strings in atomic units: the configured price, not a decimal figure",
+    kind="payment",
 )
 async def atomic_amount(ctx: ServerContext) -> None:
     challenge, offer = await ctx.offer()
@@ -381,6 +388,7 @@ async def atomic_amount(ctx: ServerContext) -> None:
     "MUST",
     "x402 v2 spec, PaymentRequirements.maxTimeoutSeconds",
     "maxTimeoutSeconds is a positive integer in every accepts entry",
+    kind="spec",
 )
 async def max_timeout_positive(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
@@ -395,6 +403,7 @@ async def max_timeout_positive(ctx: ServerContext) -> None:
     "MUST",
     "exact scheme on EVM (extra.name / extra.version are the token's EIP-712 domain)",
     "The exact offer's extra.name and extra.version are those of the token on chain",
+    kind="spec",
 )
 async def eip712_extra(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -415,6 +424,7 @@ async def eip712_extra(ctx: ServerContext) -> None:
     "MUST",
     "exact scheme on EVM (asset and payTo are addresses)",
     "The exact offer's asset and payTo are 20-byte hex addresses; payTo is the configured payee",
+    kind="payment",
 )
 async def addresses(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -430,9 +440,10 @@ async def addresses(ctx: ServerContext) -> None:
 
 @case(
     "server.handshake.stable-requirements",
-    "MUST",
-    "core spec 5 (the client pays the requirements it was given); TS servers match accepted deeply",
+    "STRICT",
+    "core spec 5 (the client pays the requirements it was given); the TS SDK server matches accepted deeply",
     "Two unpaid requests get the same accepts: requirements do not change between 402s",
+    kind="hardening",
 )
 async def stable_requirements(ctx: ServerContext) -> None:
     first = await ctx.challenge(label="first unpaid request")
@@ -448,6 +459,7 @@ async def stable_requirements(ctx: ServerContext) -> None:
     "SHOULD",
     "x402 v2 spec, PaymentRequired.resource.url",
     "The 402 names the requested resource: resource.url (v1: the entry's resource) has the requested path",
+    kind="advice",
 )
 async def resource_url(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
@@ -469,6 +481,7 @@ async def resource_url(ctx: ServerContext) -> None:
     "MUST",
     "x402 v1 spec, PaymentRequirementsResponse",
     "A v1 402 body has x402Version 1 and entries with scheme, network, maxAmountRequired, resource, ...",
+    kind="spec",
 )
 async def v1_body(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
@@ -498,6 +511,7 @@ async def v1_body(ctx: ServerContext) -> None:
     "SHOULD",
     "core spec 5 (only priced resources answer 402)",
     "An unpaid request to a path the server does not sell is not answered 402",
+    kind="advice",
 )
 async def unpriced_path_free(ctx: ServerContext) -> None:
     path = ctx.endpoint.path.rstrip("/") + "-unpriced-probe"
@@ -518,6 +532,7 @@ async def unpriced_path_free(ctx: ServerContext) -> None:
     "MUST",
     "core spec 5 (payment flow)",
     "A valid payment gets 200 and moves exactly the price from payer to payee, in one Transfer",
+    kind="payment",
 )
 async def valid_pays_once(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -552,6 +567,7 @@ UNDECODABLE = "%%% this is not base64 {at all} %%%"
     "MUST",
     "HTTP transport spec v2 (malformed payment); x402#2397",
     "An undecodable PAYMENT-SIGNATURE is neither served nor charged",
+    kind="payment",
 )
 async def undecodable_not_served(ctx: ServerContext) -> None:
     await _refused_raw(ctx, UNDECODABLE, "an undecodable payment header")
@@ -562,6 +578,7 @@ async def undecodable_not_served(ctx: ServerContext) -> None:
     "SHOULD",
     "HTTP transport spec v2 (malformed payload -> 400); x402#2397 (the SDKs answer 402)",
     "An undecodable PAYMENT-SIGNATURE is answered 400 (402, as the SDKs do, is tolerated), never 5xx",
+    kind="advice",
 )
 async def undecodable_status(ctx: ServerContext) -> None:
     response = await _refused_raw(ctx, UNDECODABLE, "an undecodable payment header")
@@ -574,6 +591,7 @@ async def undecodable_status(ctx: ServerContext) -> None:
     "MUST",
     "HTTP transport spec v2 (malformed payment); x402#3015",
     "A PAYMENT-SIGNATURE that is base64 of broken JSON is neither served nor charged",
+    kind="payment",
 )
 async def bad_json(ctx: ServerContext) -> None:
     value = base64.b64encode(b'{"x402Version":2,"accepted":{').decode()
@@ -588,24 +606,46 @@ MALFORMED = {
     "x402Version as a string": b'{"x402Version":"2","accepted":{},"payload":{}}',
 }
 
+MALFORMED_VALUES = {what: base64.b64encode(raw).decode() for what, raw in MALFORMED.items()}
+
+
+async def _send_unreadable(ctx: ServerContext, values: dict[str, str]) -> dict[str, int | None]:
+    """Send each PAYMENT-SIGNATURE value, check that none was served or charged; their statuses."""
+    await ctx.offer()
+    statuses = {}
+    for what, value in values.items():
+        before = ctx.snapshot()
+        response = await ctx.send_headers(what, [("PAYMENT-SIGNATURE", value)])
+        statuses[what] = status_of(response)
+        not_charged(ctx, response, before, what=what, name=what)
+    ctx.fact("statuses", statuses)
+    return statuses
+
 
 @case(
     "server.payment.malformed-status",
     "SHOULD",
     "HTTP transport spec v2 (malformed payload -> 400); x402#3015 (500 on malformed input)",
     "Malformed payment documents are answered 400 or 402, never 5xx, never served, never charged",
+    kind="advice",
 )
 async def malformed_status(ctx: ServerContext) -> None:
-    await ctx.offer()
-    statuses = {}
-    for what, raw in MALFORMED.items():
-        before = ctx.snapshot()
-        response = await ctx.send_headers(what, [("PAYMENT-SIGNATURE", base64.b64encode(raw).decode())])
-        statuses[what] = status_of(response)
-        not_charged(ctx, response, before, what=what, name=what)
-    ctx.fact("statuses", statuses)
+    statuses = await _send_unreadable(ctx, MALFORMED_VALUES)
     bad = {what: status for what, status in statuses.items() if status not in (400, 402)}
     ctx.check(not bad, f"malformed payments answered outside 400/402: {bad}")
+
+
+@case(
+    "server.payment.malformed-no-5xx",
+    "MUST",
+    "HTTP transport spec v2 (malformed -> 400; 500 is for internal errors); x402#3015, x402#2397",
+    "Undecodable and malformed PAYMENT-SIGNATURE values get a 4xx, never a 5xx, never served or charged",
+    kind="no-5xx",
+)
+async def malformed_no_5xx(ctx: ServerContext) -> None:
+    statuses = await _send_unreadable(ctx, {"an undecodable value": UNDECODABLE, **MALFORMED_VALUES})
+    bad = {what: status for what, status in statuses.items() if status is None or not 400 <= status < 500}
+    ctx.check(not bad, f"unreadable payment headers answered outside 4xx: {bad}")
 
 
 def _bad_signature(ctx, offer):
@@ -703,12 +743,6 @@ INVALID_PAYMENTS = (
         "exact scheme on EVM (the signature must recover to authorization.from)",
         "A payment whose signature is corrupted is neither served nor charged",
         _bad_signature,
-    ),
-    (
-        "server.payment.high-s-signature",
-        "EIP-2 (low-s signatures); x402#2386, x402#2728",
-        "A payment carrying the high-s twin of a valid signature is neither served nor charged",
-        _high_s,
     ),
     (
         "server.payment.signer-not-from",
@@ -810,8 +844,18 @@ def _refusal_case(build, description):
 
 
 for _id, _rests, _description, _build in INVALID_PAYMENTS:
-    case(_id, "MUST", _rests, _description)(_refusal_case(_build, _description))
+    case(_id, "MUST", _rests, _description, kind="payment")(_refusal_case(_build, _description))
 del _id, _rests, _description, _build
+
+# The high-s twin pays exactly what the payer signed, so refusing it is hardening, not payment.
+_HIGH_S = "A payment carrying the high-s twin of a valid signature is neither served nor charged"
+case(
+    "server.payment.high-s-signature",
+    "STRICT",
+    "EIP-2 (low-s signatures); x402#2386, x402#2728 (open: the SDKs leave it to the token)",
+    _HIGH_S,
+    kind="hardening",
+)(_refusal_case(_high_s, _HIGH_S))
 
 
 def _null_accepted_payment(ctx, offer):
@@ -822,8 +866,9 @@ def _null_accepted_payment(ctx, offer):
 @case(
     "server.payment.null-accepted",
     "MUST",
-    "x402#3171 (a null accepted throws)",
+    "HTTP transport spec v2 (malformed -> 400); x402#3171 (a null accepted throws)",
     "A v2 payment with accepted: null is neither served nor charged, and does not crash the server (no 5xx)",
+    kind="no-5xx",
 )
 async def null_accepted(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -839,6 +884,7 @@ async def null_accepted(ctx: ServerContext) -> None:
     "STRICT",
     "x402#3171 (the thrown error's text leaks to the client)",
     "The answer to accepted: null carries no exception text (stack traces, runtime type errors)",
+    kind="hardening",
 )
 async def null_accepted_no_leak(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -859,6 +905,7 @@ async def null_accepted_no_leak(ctx: ServerContext) -> None:
     "MUST",
     "x402 v2 (the facilitator checks what the server sends; a server forwarding accepted is exploitable)",
     "/verify and /settle get the server's own requirements (amount, payTo, asset), even when accepted lies",
+    kind="payment",
 )
 async def server_requirements(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -896,6 +943,7 @@ _COMPARED = ("amount", "maxAmountRequired", "payTo", "asset", "network", "scheme
     "MUST",
     "core spec 5 (a priced resource is served only when paid)",
     "A query string on the paid path does not bypass the paywall",
+    kind="payment",
 )
 async def query_not_free(ctx: ServerContext) -> None:
     before = ctx.snapshot()
@@ -913,8 +961,9 @@ async def query_not_free(ctx: ServerContext) -> None:
 @case(
     "server.payment.path-variants-not-free",
     "STRICT",
-    "core spec 5; routers that normalise paths differently from the paywall",
+    "core spec 5; x402#3036 (paywall bypass through route matching, reference notes section 11)",
     "Variants of the paid path (trailing slash, case, percent-encoding, double slash) are not served unpaid",
+    kind="hardening",
 )
 async def path_variants_not_free(ctx: ServerContext) -> None:
     path = ctx.endpoint.path
@@ -943,6 +992,7 @@ async def path_variants_not_free(ctx: ServerContext) -> None:
     "MUST",
     "EIP-3009 (single-use nonce); x402#803",
     "A settled payment sent again is neither served nor charged again",
+    kind="payment",
 )
 async def replay_after_settlement(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -961,6 +1011,7 @@ async def replay_after_settlement(ctx: ServerContext) -> None:
     "MUST",
     "EIP-3009 (single-use nonce); x402#803, x402#1805",
     "The same payment sent 5 times at once is served at most once and charged exactly once",
+    kind="payment",
 )
 async def replay_concurrent(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -991,6 +1042,7 @@ async def replay_concurrent(ctx: ServerContext) -> None:
     "MUST",
     "core spec 5; x402#398 (one of several concurrent paid requests pays)",
     "Three different payments at once are each served and charged once, each naming its own transaction",
+    kind="payment",
 )
 async def concurrent_distinct(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1028,6 +1080,7 @@ async def concurrent_distinct(ctx: ServerContext) -> None:
     "MUST",
     "EIP-3009 (single-use nonce); x402#803",
     "A payment settled for one route and replayed on another paid route is neither served nor charged",
+    kind="payment",
 )
 async def cross_endpoint(ctx: ServerContext) -> None:
     second = await ctx.optional_path("second")
@@ -1073,6 +1126,7 @@ def _withheld(ctx: ServerContext, paid, body: bytes, why: str) -> None:
     "MUST",
     "core spec 5 (settle failed -> 402, the buffered body dropped); x402#3060",
     "When settlement fails, the handler's body is withheld and nothing is charged",
+    kind="payment",
 )
 async def body_withheld(ctx: ServerContext) -> None:
     _, body, paid, _ = await _under_settle_mode(ctx, "refuse")
@@ -1085,6 +1139,7 @@ async def body_withheld(ctx: ServerContext) -> None:
     "MUST",
     "HTTP transport spec v2 (PAYMENT-RESPONSE on success and on failure); x402#3223",
     "A failed settlement is answered 402 with a PAYMENT-RESPONSE saying success: false and its errorReason",
+    kind="spec",
 )
 async def failure_response(ctx: ServerContext) -> None:
     _, _, paid, _ = await _under_settle_mode(ctx, "refuse")
@@ -1105,8 +1160,9 @@ async def failure_response(ctx: ServerContext) -> None:
 @case(
     "server.settle.failure-reason-class",
     "SHOULD",
-    "x402#3223; reason codes by class (reference notes section 5)",
+    "HTTP transport spec v2 (the failure example forwards errorReason); x402#3223; reason classes",
     "The errorReason of a failed settlement is the facilitator's (same class), not a generic one",
+    kind="advice",
 )
 async def failure_reason_class(ctx: ServerContext) -> None:
     _, _, paid, _ = await _under_settle_mode(ctx, "refuse")
@@ -1130,6 +1186,7 @@ async def failure_reason_class(ctx: ServerContext) -> None:
     "MUST",
     "core spec 5 (a handler status >= 400 means no settlement); x402#664, x402#721",
     "When the handler fails (500), the payment is not settled: no /settle call, no transfer",
+    kind="payment",
 )
 async def handler_error_not_settled(ctx: ServerContext) -> None:
     failing = await ctx.optional_path("failing")
@@ -1150,6 +1207,7 @@ async def handler_error_not_settled(ctx: ServerContext) -> None:
     "MUST",
     "HTTP transport spec v2, PAYMENT-RESPONSE",
     "A served payment carries PAYMENT-RESPONSE: standard base64 of UTF-8 JSON saying success: true",
+    kind="spec",
 )
 async def response_decodes(ctx: ServerContext) -> None:
     paid = await served_and_paid(ctx)
@@ -1171,6 +1229,7 @@ async def response_decodes(ctx: ServerContext) -> None:
     "MUST",
     "HTTP transport spec v2, SettleResponse.transaction",
     "PAYMENT-RESPONSE names a mined, successful transaction carrying the payer's Transfer of the price",
+    kind="spec",
 )
 async def response_transaction(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1207,6 +1266,7 @@ async def response_transaction(ctx: ServerContext) -> None:
     "SHOULD",
     "HTTP transport spec v2, SettleResponse.payer (required in v1)",
     "PAYMENT-RESPONSE of a served payment names the payer",
+    kind="advice",
 )
 async def response_payer(ctx: ServerContext) -> None:
     paid = await served_and_paid(ctx)
@@ -1220,9 +1280,10 @@ async def response_payer(ctx: ServerContext) -> None:
 
 @case(
     "server.settle.response-network",
-    "SHOULD",
+    "MUST",
     "HTTP transport spec v2, SettleResponse.network",
     "PAYMENT-RESPONSE of a served payment names the offer's network",
+    kind="spec",
 )
 async def response_network(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1239,6 +1300,7 @@ async def response_network(ctx: ServerContext) -> None:
     "MUST",
     "core spec 5 (serve only after settlement succeeded); x402#1062",
     "On settlement_pending (tx sent, not confirmed) the body is withheld and the payment settles once",
+    kind="payment",
 )
 async def pending_not_served(ctx: ServerContext) -> None:
     await _withheld_and_settled_once(ctx, "pending", "settlement was still pending")
@@ -1246,9 +1308,10 @@ async def pending_not_served(ctx: ServerContext) -> None:
 
 @case(
     "server.settle.pending-names-transaction",
-    "SHOULD",
+    "STRICT",
     "x402#2294 (settlement_pending with the transaction hash); x402#1062",
     "The answer to a pending settlement carries PAYMENT-RESPONSE naming the transaction the facilitator sent",
+    kind="hardening",
 )
 async def pending_names_transaction(ctx: ServerContext) -> None:
     _, _, paid, _ = await _under_settle_mode(ctx, "pending")
@@ -1278,6 +1341,7 @@ async def pending_names_transaction(ctx: ServerContext) -> None:
     "MUST",
     "core spec 5; x402#452, x402#808 (settled, but the answer was lost)",
     "When /settle settles but its answer is lost (500), the body is withheld and the payer is charged once",
+    kind="payment",
 )
 async def lost_answer_not_served(ctx: ServerContext) -> None:
     await _withheld_and_settled_once(ctx, "lose", "the settlement's answer was lost")
@@ -1299,6 +1363,7 @@ async def _withheld_and_settled_once(ctx: ServerContext, mode: str, why: str) ->
     "STRICT",
     "x402#452 (a resent /settle surfaces the used authorization as a failure)",
     "When /settle's answer is lost, the server does not send the same settlement again",
+    kind="hardening",
 )
 async def lost_answer_not_resent(ctx: ServerContext) -> None:
     await _under_settle_mode(ctx, "lose")
@@ -1318,6 +1383,7 @@ async def lost_answer_not_resent(ctx: ServerContext) -> None:
     "SHOULD",
     "HTTP transport spec v2 (PAYMENT-RESPONSE reports a settlement)",
     "A plain 402 to an unpaid request carries no PAYMENT-RESPONSE (nothing was settled)",
+    kind="advice",
 )
 async def no_response_on_402(ctx: ServerContext) -> None:
     challenge = await ctx.challenge()
@@ -1336,8 +1402,9 @@ def _oversized_payment(ctx, offer):
 @case(
     "server.headers.oversized",
     "MUST",
-    "reference notes section 7 (oversized headers); robustness",
+    "HTTP transport spec v2 (malformed -> 400); reference notes section 7 (oversized headers)",
     "A 64 KiB PAYMENT-SIGNATURE gets no 5xx, is served only if paid once, and the server keeps answering",
+    kind="no-5xx",
 )
 async def oversized(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1352,9 +1419,10 @@ async def oversized(ctx: ServerContext) -> None:
 
 @case(
     "server.headers.oversized-refused",
-    "SHOULD",
+    "STRICT",
     "reference notes section 7 (oversized headers); the SDK codecs bound header sizes",
     "A 64 KiB PAYMENT-SIGNATURE is refused: neither served nor charged",
+    kind="hardening",
 )
 async def oversized_refused(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1369,6 +1437,7 @@ async def oversized_refused(ctx: ServerContext) -> None:
     "MUST",
     "RFC 9110 (repeated fields); core spec 5",
     "Two PAYMENT-SIGNATURE headers, one valid and one not (either order): served only if paid, never twice",
+    kind="payment",
 )
 async def duplicate_valid_invalid(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1392,6 +1461,7 @@ async def duplicate_valid_invalid(ctx: ServerContext) -> None:
     "MUST",
     "RFC 9110 (repeated fields); core spec 5",
     "Two different valid PAYMENT-SIGNATURE headers in one request: at most one charged, and only if served",
+    kind="payment",
 )
 async def duplicate_two_valid(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1421,6 +1491,7 @@ def _declared(ctx: ServerContext) -> dict:
     "MUST",
     "payment-identifier extension (declaration: info.required boolean, schema)",
     "A declared payment-identifier extension has info.required (boolean) and a schema object",
+    kind="spec",
 )
 async def payment_id_declaration(ctx: ServerContext) -> None:
     await ctx.offer()
@@ -1438,6 +1509,7 @@ async def payment_id_declaration(ctx: ServerContext) -> None:
     "SHOULD",
     "payment-identifier extension (same id, same payload: the cached response)",
     "A payment resent with the same id and payload gets the first answer again, and is not charged again",
+    kind="advice",
 )
 async def payment_id_cached(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1467,6 +1539,7 @@ async def payment_id_cached(ctx: ServerContext) -> None:
     "SHOULD",
     "payment-identifier extension (same id, different payload: 409)",
     "Another payment under an id already used is answered 409 and not charged",
+    kind="advice",
 )
 async def payment_id_conflict(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1502,6 +1575,7 @@ async def payment_id_conflict(ctx: ServerContext) -> None:
     "SHOULD",
     "payment-identifier extension (required: true, no id: 400)",
     "When the server requires an id, a payment without one is answered 400 and not charged",
+    kind="advice",
 )
 async def payment_id_required(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()
@@ -1526,6 +1600,7 @@ async def payment_id_required(ctx: ServerContext) -> None:
     "SHOULD",
     "payment-identifier extension (id: 16-128 characters of A-Z a-z 0-9 _ -)",
     "A payment carrying a malformed id is answered 400 and not charged",
+    kind="advice",
 )
 async def payment_id_malformed(ctx: ServerContext) -> None:
     _, offer = await ctx.offer()

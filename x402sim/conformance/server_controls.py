@@ -398,6 +398,7 @@ class ServesAnyHeader(ResourceServer):
         "server.payment.undecodable-status",
         "server.payment.bad-json",
         "server.payment.malformed-status",
+        "server.payment.malformed-no-5xx",
         "server.payment.null-accepted",
         "server.replay.after-settlement",
         "server.replay.concurrent",
@@ -514,6 +515,7 @@ class CrashesOnBadHeader(ResourceServer):
     kills=(
         "server.payment.undecodable-status",
         "server.payment.malformed-status",
+        "server.payment.malformed-no-5xx",
         "server.payment.null-accepted",
         "server.payment.null-accepted-no-leak",
         "server.headers.oversized",

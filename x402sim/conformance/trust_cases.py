@@ -105,6 +105,7 @@ async def _run_against(ctx: ClientContext, the_offer: dict, extensions: dict, na
     "MUST",
     "x402 8004-reputation draft (issue #931): payTo checked against agentWallet before paying",
     "Against a 402 declaring an ERC-8004 agent, the client pays its agentWallet and refuses any other payTo",
+    kind="payment",
 )
 async def payto_is_agent_wallet(ctx: ClientContext) -> None:
     _reads_erc8004(ctx)
@@ -135,6 +136,7 @@ async def payto_is_agent_wallet(ctx: ClientContext) -> None:
     "SHOULD",
     "x402 8004-reputation draft (issue #931): an agent without an agentWallet cannot be paid",
     "Against a 402 declaring an agent id the registry does not know, the client does not pay",
+    kind="advice",
 )
 async def unregistered_agent(ctx: ClientContext) -> None:
     _reads_erc8004(ctx)
@@ -265,6 +267,7 @@ async def _refused(
     "MUST",
     "AP2 v0.2 payment.amount_range and closed payment_amount; AP2 x402 sample (amount unchecked there)",
     "A payment above the mandate's amount range, or above the closed mandate's amount, is not settled",
+    kind="payment",
 )
 async def mandate_amount(ctx: ServerContext) -> None:
     the_offer, resource = await _mandated_market(ctx)
@@ -292,6 +295,7 @@ async def mandate_amount(ctx: ServerContext) -> None:
     "MUST",
     "AP2 v0.2 payment.allowed_payees and closed payee",
     "A payment to a payee the mandate does not allow, or other than its closed payee, is not settled",
+    kind="payment",
 )
 async def mandate_payee(ctx: ServerContext) -> None:
     the_offer, resource = await _mandated_market(ctx)
@@ -320,6 +324,7 @@ async def mandate_payee(ctx: ServerContext) -> None:
     "MUST",
     "AP2 v0.2 mandate chain (closed mandate's sd_hash; user's signature on the open mandate)",
     "A closed mandate chained to another open mandate, or an open one with a forged signature, is refused",
+    kind="spec",
 )
 async def mandate_chain(ctx: ServerContext) -> None:
     from ..trust.mandates import MandateChain
@@ -351,6 +356,7 @@ async def mandate_chain(ctx: ServerContext) -> None:
     "MUST",
     "AP2 v0.2 open mandate verified against the user's key",
     "An open mandate signed by a user key the server does not trust is refused",
+    kind="spec",
 )
 async def mandate_issuer(ctx: ServerContext) -> None:
     the_offer, resource = await _mandated_market(ctx)
@@ -369,6 +375,7 @@ async def mandate_issuer(ctx: ServerContext) -> None:
     "MUST",
     "AP2 x402 sample: EIP-3009 nonce = keccak256(mandate chain)",
     "A payment whose EIP-3009 nonce is not keccak256 of the mandate chain it carries is refused",
+    kind="payment",
 )
 async def mandate_nonce(ctx: ServerContext) -> None:
     the_offer, resource = await _mandated_market(ctx)
@@ -393,6 +400,7 @@ async def mandate_nonce(ctx: ServerContext) -> None:
     "MUST",
     "AP2 v0.2 (a server selling under mandate accepts only mandated payments)",
     "A payment that carries no mandate is refused by a server that verifies AP2 mandates",
+    kind="spec",
 )
 async def mandate_missing(ctx: ServerContext) -> None:
     the_offer, resource = await _mandated_market(ctx)
@@ -410,6 +418,7 @@ async def mandate_missing(ctx: ServerContext) -> None:
     "MUST",
     "AP2 v0.2 open mandate exp",
     "A payment under an open mandate past its expiry is refused",
+    kind="spec",
 )
 async def mandate_expired(ctx: ServerContext) -> None:
     the_offer, resource = await _mandated_market(ctx)
@@ -425,9 +434,10 @@ async def mandate_expired(ctx: ServerContext) -> None:
 
 @case(
     "server.trust.mandate-budget",
-    "SHOULD",
+    "MUST",
     "AP2 v0.2 payment.budget (settled payments count against it)",
     "A second payment that would take a mandate past its budget is refused, the first being settled",
+    kind="payment",
 )
 async def mandate_budget(ctx: ServerContext) -> None:
     the_offer, resource = await _mandate_offer(ctx)
@@ -521,6 +531,7 @@ def _flip_signature(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
     "MUST",
     _WBA_RESTS_ON,
     "An unsigned request is refused (4xx, not 402) and an unsigned payment is neither served nor charged",
+    kind="spec",
 )
 async def signature_required(ctx: ServerContext) -> None:
     _enforces_signatures(ctx)
@@ -550,6 +561,7 @@ async def signature_required(ctx: ServerContext) -> None:
     "MUST",
     _WBA_RESTS_ON,
     "A request signed with an unknown key, for another authority, or with a tampered signature is refused",
+    kind="spec",
 )
 async def signature_valid(ctx: ServerContext) -> None:
     _enforces_signatures(ctx)
@@ -572,6 +584,7 @@ async def signature_valid(ctx: ServerContext) -> None:
     "MUST",
     _WBA_RESTS_ON + " (expires)",
     "A request whose signature expired is refused",
+    kind="spec",
 )
 async def signature_expired(ctx: ServerContext) -> None:
     _enforces_signatures(ctx)
@@ -587,6 +600,7 @@ async def signature_expired(ctx: ServerContext) -> None:
     "SHOULD",
     _WBA_RESTS_ON + ' (tag="web-bot-auth")',
     "A request signed by a known key under another profile's tag (Visa TAP) is refused as Web Bot Auth",
+    kind="advice",
 )
 async def signature_tag(ctx: ServerContext) -> None:
     from ..trust.signatures import AGENT_BROWSER_AUTH
