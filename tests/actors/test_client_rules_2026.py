@@ -110,9 +110,10 @@ def test_authorization_is_preferred_over_a_cheaper_upfront_offer(tb):
     assert _received(tb, upfront.address) == 0
 
 
-def test_an_absent_flow_counts_as_authorization(tb):
+@pytest.mark.parametrize("absent", [{}, {"paymentFlow": None, "assetTransferMethod": None}])
+def test_an_absent_or_null_flow_counts_as_authorization(tb, absent):
     alice, escrow, plain = tb.account(usdc=1_000_000), tb.account(), tb.account()
-    required = _required(tb, [(escrow.address, {"paymentFlow": "escrow"}), (plain.address, {})])
+    required = _required(tb, [(escrow.address, {"paymentFlow": "escrow"}), (plain.address, absent)])
     result, _ = _fetch(tb, alice, required)
     assert result.paid
     assert (_received(tb, plain.address), _received(tb, escrow.address)) == (PRICE, 0)
@@ -159,7 +160,7 @@ def test_an_unrecognised_flow_beside_a_recognised_one_is_skipped(tb):
     assert (_received(tb, good.address), _received(tb, odd.address)) == (PRICE, 0)
 
 
-@pytest.mark.parametrize("method", ["permit2", "erc7710", 3009, None, ["eip3009"]])
+@pytest.mark.parametrize("method", ["permit2", "erc7710", "EIP3009", 3009, ["eip3009"]])
 def test_an_asset_transfer_method_no_mechanism_speaks_is_never_paid(tb, method):
     alice, shop_wallet = tb.account(usdc=1_000_000), tb.account()
     before = tb.chain.block_number

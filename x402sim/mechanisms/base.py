@@ -99,17 +99,23 @@ def family_of(network: str) -> str:
 
 
 def transfer_method_of(extra: dict[str, Any] | None) -> str | None:
-    """``extra.assetTransferMethod``: ``DEFAULT_TRANSFER_METHOD`` when absent, None when it is not a
-    string (a method no mechanism speaks)."""
-    method = (extra or {}).get("assetTransferMethod", DEFAULT_TRANSFER_METHOD)
+    """``extra.assetTransferMethod``: ``DEFAULT_TRANSFER_METHOD`` when absent (or JSON null), None
+    when it is not a string (a method no mechanism speaks)."""
+    method = _reserved(extra, "assetTransferMethod", DEFAULT_TRANSFER_METHOD)
     return method if isinstance(method, str) else None
 
 
+def _reserved(extra: dict[str, Any] | None, key: str, default: str) -> object:
+    """A reserved key of ``extra``; ``default`` when it is absent or null (the SDKs read null so)."""
+    value = (extra or {}).get(key)
+    return default if value is None else value
+
+
 def payment_flow_problem(extra: dict[str, Any] | None) -> str | None:
-    """Why ``extra.paymentFlow`` is not a flow x402 reserves (``PAYMENT_FLOWS``; absent means
+    """Why ``extra.paymentFlow`` is not a flow x402 reserves (``PAYMENT_FLOWS``; absent or null means
     ``authorization``), or None. The flow is the server's business (when it settles); the exact
     mechanisms verify and settle alike under each, so only an unrecognised one is refused."""
-    flow = (extra or {}).get("paymentFlow", DEFAULT_PAYMENT_FLOW)
+    flow = _reserved(extra, "paymentFlow", DEFAULT_PAYMENT_FLOW)
     if isinstance(flow, str) and flow in PAYMENT_FLOWS:
         return None
     return f"paymentFlow {flow!r} is not one of {', '.join(PAYMENT_FLOWS)}"
@@ -118,8 +124,7 @@ def payment_flow_problem(extra: dict[str, Any] | None) -> str | None:
 def prefers_authorization(extra: dict[str, Any] | None) -> bool:
     """Whether an offer's flow is ``authorization`` (or absent): the flow a payer prefers, since it
     is charged only after the server has verified its payment and done the work."""
-    flow: object = (extra or {}).get("paymentFlow", DEFAULT_PAYMENT_FLOW)
-    return flow == DEFAULT_PAYMENT_FLOW
+    return _reserved(extra, "paymentFlow", DEFAULT_PAYMENT_FLOW) == DEFAULT_PAYMENT_FLOW
 
 
 def ledger_refusal(mechanisms: Iterable[Mechanism[Any]]) -> str | None:
