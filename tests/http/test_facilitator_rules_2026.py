@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from x402sim.actors import Client, Facilitator
@@ -93,6 +93,7 @@ def world() -> App:
     return App()
 
 
+@settings(max_examples=50)
 @given(
     flow=JSON | st.sampled_from(GOOD_FLOWS),
     method=JSON | st.sampled_from(GOOD_METHODS),
