@@ -150,23 +150,15 @@ class Facilitator:
 
     def mechanism_for(self, requirements: AnyRequirements) -> Mechanism[Verdict]:
         """The mechanism that judges a payment against ``requirements`` (see the module's rules)."""
-        if isinstance(requirements, PaymentRequirementsV1):
-            network = v1_to_caip2(requirements.network) or requirements.network
-        else:
-            network = requirements.network
-        return self.mechanisms.judge_with(requirements.scheme, network, requirements.extra)
+        return self.mechanisms.judge_with(requirements.scheme, _caip2(requirements), requirements.extra)
 
     # -- verify ---------------------------------------------------------------------------------
 
     def reserved_refusal(self, requirements: AnyRequirements) -> Verdict | None:
         """The verdict refusing ``requirements`` for a reserved ``extra`` key (see the module's
         rules), or None when both keys are absent or acceptable."""
-        if isinstance(requirements, PaymentRequirementsV1):
-            network = v1_to_caip2(requirements.network) or requirements.network
-        else:
-            network = requirements.network
         extra = requirements.extra
-        why = self.mechanisms.method_refusal(requirements.scheme, network, extra)
+        why = self.mechanisms.method_refusal(requirements.scheme, _caip2(requirements), extra)
         if why is not None:
             return Verdict(Reason.unsupported_scheme, why)
         why = payment_flow_problem(extra)
@@ -379,6 +371,13 @@ class Facilitator:
             transaction="",
             network=requirements.network,
         )
+
+
+def _caip2(requirements: AnyRequirements) -> str:
+    """The network of ``requirements`` in CAIP-2 form (a v1 name translated when it can be)."""
+    if isinstance(requirements, PaymentRequirementsV1):
+        return v1_to_caip2(requirements.network) or requirements.network
+    return requirements.network
 
 
 def _resend_key(payload: AnyPaymentPayload, requirements: AnyRequirements) -> str:

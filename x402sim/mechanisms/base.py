@@ -23,6 +23,12 @@ What a new mechanism provides (write it as one module beside ``exact_eip3009.py`
 * the ledger part: ``ledger_rules``, the module of Python rules the ledger backend runs for its
   contracts, or None: a scenario on the ledger backend that uses it is refused, naming it.
 
+The reserved ``extra`` keys are read here once for every role: ``transfer_method_of`` and
+``Mechanisms.method_refusal`` (an ``assetTransferMethod`` is spoken when a registered mechanism of
+the offer's scheme and family has it as its ``transfer_method``), ``payment_flow_problem`` and
+``prefers_authorization`` (``paymentFlow``: one of ``PAYMENT_FLOWS``; the exact mechanisms verify
+and settle alike under each). A null reserved key reads as an absent one, as the SDKs read it.
+
 What stays shared in the facilitator and is not a mechanism's business: the dedupe claims, the
 facilitator's own transaction nonce and gas, receipts, the weakness switches, and whether the
 ``Transfer`` log is looked at.
