@@ -105,7 +105,9 @@ def test_abandoned_settlement_answers_pending_and_keeps_its_claim(tb):
     answer = facilitator.abandon_settle(pending)
     assert not answer.success and reason_class(answer.error_reason) is ReasonClass.settlement_pending
     assert answer.transaction == "0x" + pending.tx_hash.hex()
-    again = facilitator.begin_settle(payment, requirements, tb.now)
+    resent = facilitator.begin_settle(payment, requirements, tb.now)
+    assert resent is pending  # reconciled against the transaction sent, none sent again
+    again = facilitator.begin_settle(payment, requirements, tb.now)  # a third copy meets the claim
     assert reason_class(again.error_reason) is ReasonClass.duplicate
     tb.mine()
     assert tb.chain.balance_of(shop.pay_to) == PRICE  # it landed after all

@@ -5,8 +5,13 @@ Rules:
 * The wallet is a test key. Nonces come from the client's own seeded RNG, so a run is repeatable.
 * ``fetch`` is a generator of ``Send`` effects; it never opens a socket. It retries a request at
   most once with a payment, whatever the second answer is (no 402 loops, no paying twice).
-* Of the offers it can and may pay, it pays the cheapest in the network and asset of the first one
-  (the server's order breaks ties); it never compares prices in different assets.
+* It never pays an offer whose ``extra.paymentFlow`` it does not recognise (one of ``authorization``,
+  ``upfront``, ``escrow``; absent means ``authorization``) or whose ``extra.assetTransferMethod`` no
+  mechanism of its speaks (absent means ``eip3009``): the refusal names the flow or the method.
+* Of the offers it can and may pay, it keeps those of the ``authorization`` flow when there are any
+  (it is charged only after the server verified and served), then pays the cheapest in the network
+  and asset of the first one (the server's order breaks ties); it never compares prices in
+  different assets.
 * The spend policy can refuse an offer; refusing is a value in the result, not an exception.
   ``create_payment`` (the direct API) raises ``PaymentRefused`` instead, naming why.
 * With a ``governor`` (``x402sim.governance``), the chosen offer is put to it before signing: a
@@ -45,7 +50,14 @@ from urllib.parse import urlsplit
 from ..errors import Refused
 from ..evm.eip712 import address_of_key
 from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor, Policy
-from ..mechanisms import Mechanisms, Offer, Verdict, default_mechanisms
+from ..mechanisms import (
+    Mechanisms,
+    Offer,
+    Verdict,
+    default_mechanisms,
+    payment_flow_problem,
+    prefers_authorization,
+)
 from ..money import format_usdc
 from ..protocol import (
     AnyPaymentPayload,
@@ -235,13 +247,16 @@ class Client:
         self.spent = 0  # atomic units the servers said were settled
 
     def choose(self, required: AnyPaymentRequired) -> tuple[AnyRequirements, Offer]:
-        """The offer this client pays: of those it can and may pay, the cheapest in the network and
-        asset of the first one (the server's order breaks ties; prices in different assets are not
-        compared); ``PaymentRefused`` names why none fits."""
+        """The offer this client pays: of those it can and may pay, those of the ``authorization``
+        flow if any (see the module's rules), then the cheapest in the network and asset of the
+        first one (the server's order breaks ties; prices in different assets are not compared);
+        ``PaymentRefused`` names why none fits."""
         reasons: list[str] = []
         acceptable = list(self.acceptable_offers(required, reasons, self._server_of(required)))
         if not acceptable:
             raise PaymentRefused("; ".join(reasons) or "the 402 offered nothing")
+        authorization = [pair for pair in acceptable if prefers_authorization(pair[1].extra)]
+        acceptable = authorization or acceptable
         first = acceptable[0][1]
         same = [(req, o) for req, o in acceptable if (o.network, o.asset) == (first.network, first.asset)]
         return min(same, key=lambda pair: pair[1].amount)
@@ -297,6 +312,10 @@ class Client:
                 reasons.append(
                     f"maxTimeoutSeconds {offer.max_timeout_seconds} is longer than {MAX_TIMEOUT_SECONDS}"
                 )
+            elif why := payment_flow_problem(offer.extra) or self.mechanisms.method_refusal(
+                offer.scheme, offer.network, offer.extra
+            ):
+                reasons.append(why)
             elif mechanism is None:
                 reasons.append(f"no mechanism pays {offer.scheme!r} offers of this kind on {offer.network}")
             elif (why := mechanism.client_refusal(offer)) or (

@@ -22,8 +22,22 @@ Rules:
   #1805 and #2801); ``dedupe="off"`` keeps no claims, so every copy is sent to the chain;
   ``check_transfer_log=False`` trusts a receipt's status without looking for the ``Transfer``
   log (which a token that does not revert a reused authorization exploits).
+* ``verify`` is read-only: it writes nothing on chain and commits no state here (no claim, no
+  pending entry); a later verify or settle cannot tell it happened.
+* Reserved ``extra`` keys of the requirements are checked before the mechanism's table: an
+  ``assetTransferMethod`` no mechanism here speaks is refused with ``unsupported_scheme`` (this
+  facilitator does not speak that kind of payment), a ``paymentFlow`` outside ``authorization``,
+  ``upfront``, ``escrow`` with ``invalid_payment_requirements``; nothing is claimed or sent. The
+  reserved flows verify and settle alike (when to settle is the server's business).
 * A world that stops waiting for a receipt calls ``abandon_settle``: the answer is
-  ``settlement_pending`` with the transaction hash, and the claim stays (it may still land).
+  ``settlement_pending`` with the transaction hash, never without one (a settlement whose
+  submission gave no hash is a ``transaction_failed``), and the claim stays (it may still land).
+* A settle resent with the identical payload and requirements after a ``settlement_pending``
+  answer (the server's one retry, x402#3083) is reconciled against the transaction already sent:
+  ``begin_settle`` hands back that same pending settlement, so the world waits for its receipt
+  again (success, failure when it reverted, or pending again with the same hash); nothing is sent
+  a second time. The entry is used once (a second copy meets the claim: ``duplicate_settlement``)
+  and the store is bounded (``MAX_UNCONFIRMED``, oldest dropped; pruned with the claims).
 * The facilitator keeps its own transaction nonce, so many settlements can be pending at once
   from one key (the official Python signer re-reads the pending count and collides).
 
@@ -34,6 +48,7 @@ hash. Verify and settle rules belong to the mechanisms, the weaknesses are the s
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
@@ -43,7 +58,7 @@ from ..evm.backend import Chain
 from ..evm.chain import GWEI, Receipt
 from ..evm.eip712 import address_of_key
 from ..evm.txsign import sign_eip1559
-from ..mechanisms import Mechanism, Mechanisms, Offer, default_mechanisms
+from ..mechanisms import Mechanism, Mechanisms, Offer, default_mechanisms, payment_flow_problem
 from ..mechanisms.exact_eip3009 import VERIFY_MODES, Verdict
 from ..protocol import (
     AnyPaymentPayload,
@@ -59,6 +74,7 @@ from ..protocol import (
 DEDUPE_MODES = ("refuse", "share", "off")
 PRUNE_FLOOR = 1024  # claims kept before expired ones are looked for
 DEFAULT_SETTLE_GAS = 150_000  # a fixed limit, as the SDK signers use; ~82k is spent at most
+MAX_UNCONFIRMED = 4096  # settlements answered settlement_pending, kept for the server's resend
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class PendingSettlement:
     network: str  # as the requirements named it (a v1 name or CAIP-2)
     submitted_at: int
     mechanism: Mechanism[Verdict]
+    resend_key: str = ""  # the payment and requirements it settles ("": not reconcilable)
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,8 @@ class Facilitator:
         self._prune_at = PRUNE_FLOOR
         self._shared: dict[tuple[str, str], PendingSettlement] = {}  # dedupe="share": the first settle
         self._answers: dict[bytes, SettleResponse] = {}  # dedupe="share": finished answers by tx hash
+        # resend key -> a settlement answered settlement_pending, oldest first (see the rules above)
+        self._unconfirmed: dict[str, PendingSettlement] = {}
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -131,15 +150,26 @@ class Facilitator:
 
     def mechanism_for(self, requirements: AnyRequirements) -> Mechanism[Verdict]:
         """The mechanism that judges a payment against ``requirements`` (see the module's rules)."""
-        if isinstance(requirements, PaymentRequirementsV1):
-            network = v1_to_caip2(requirements.network) or requirements.network
-        else:
-            network = requirements.network
-        return self.mechanisms.judge_with(requirements.scheme, network, requirements.extra)
+        return self.mechanisms.judge_with(requirements.scheme, _caip2(requirements), requirements.extra)
 
     # -- verify ---------------------------------------------------------------------------------
 
+    def reserved_refusal(self, requirements: AnyRequirements) -> Verdict | None:
+        """The verdict refusing ``requirements`` for a reserved ``extra`` key (see the module's
+        rules), or None when both keys are absent or acceptable."""
+        extra = requirements.extra
+        why = self.mechanisms.method_refusal(requirements.scheme, _caip2(requirements), extra)
+        if why is not None:
+            return Verdict(Reason.unsupported_scheme, why)
+        why = payment_flow_problem(extra)
+        if why is not None:
+            return Verdict(Reason.invalid_payment_requirements, why)
+        return None
+
     def _judge(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> Verdict:
+        refusal = self.reserved_refusal(requirements)
+        if refusal is not None:
+            return refusal
         mechanism = self.mechanism_for(requirements)
         verdict = mechanism.check(payload, requirements, now, self.chain.chain_id)
         return mechanism.check_on_chain(verdict, self.chain, now, self.verify_mode)
@@ -160,7 +190,14 @@ class Facilitator:
     def begin_settle(
         self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int
     ) -> PendingSettlement | SettleResponse:
-        """Verify again, claim the authorization and submit the mechanism's settlement transaction."""
+        """Verify again, claim the authorization and submit the mechanism's settlement transaction;
+        or, for a resend after ``settlement_pending``, the settlement already sent."""
+        refusal = self.reserved_refusal(requirements)
+        if refusal is not None:
+            return self._failed(refusal, cast(Reason, refusal.reason), requirements)
+        key = _resend_key(payload, requirements)
+        if key in self._unconfirmed:
+            return self._unconfirmed.pop(key)
         mechanism = self.mechanism_for(requirements)
         verdict = mechanism.check(payload, requirements, now, self.chain.chain_id)
         claim = None
@@ -179,11 +216,13 @@ class Facilitator:
             tx_hash = self.submit(calldata, to)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
+        if not tx_hash:
+            return self._failed(verdict, Reason.transaction_failed, requirements, "no transaction hash")
         if self.dedupe != "off":
             self._claims[claim] = valid_until
             self._prune(now)
         payer, offer = cast(str, verdict.payer), cast(Offer, verdict.offer)  # an ok verdict names both
-        pending = PendingSettlement(tx_hash, payer, offer, verdict, requirements.network, now, mechanism)
+        pending = PendingSettlement(tx_hash, payer, offer, verdict, requirements.network, now, mechanism, key)
         if self.dedupe == "share":
             self._shared[claim] = pending
         return pending
@@ -232,7 +271,17 @@ class Facilitator:
 
     def abandon_settle(self, pending: PendingSettlement, why: str = "") -> SettleResponse:
         """The answer when a world stops waiting for ``pending``'s receipt: ``settlement_pending``
-        with the transaction hash. The claim stays, since the transaction may still land."""
+        with the transaction hash, kept for a resend to reconcile against. The claim stays, since the
+        transaction may still land. A pending settlement without a hash is ``transaction_failed``."""
+        if not pending.tx_hash:
+            return self._failed(
+                pending.verdict, Reason.transaction_failed, pending, "no settlement transaction was sent"
+            )
+        if pending.resend_key and self.dedupe != "off":
+            self._unconfirmed.pop(pending.resend_key, None)
+            self._unconfirmed[pending.resend_key] = pending
+            while len(self._unconfirmed) > MAX_UNCONFIRMED:
+                del self._unconfirmed[next(iter(self._unconfirmed))]
         return SettleResponse(
             success=False,
             error_reason=Reason.settlement_pending.value,
@@ -247,10 +296,18 @@ class Facilitator:
         """Authorizations this facilitator currently remembers as pending or settled."""
         return len(self._claims)
 
+    @property
+    def unconfirmed(self) -> int:
+        """Settlements answered ``settlement_pending`` and kept for a resend to reconcile against."""
+        return len(self._unconfirmed)
+
     def _prune(self, now: int) -> None:
         if len(self._claims) < self._prune_at:
             return
         self._claims = {claim: before for claim, before in self._claims.items() if before >= now}
+        self._unconfirmed = {
+            key: p for key, p in self._unconfirmed.items() if p.mechanism.claim(p.verdict)[0] in self._claims
+        }
         if self._shared:
             self._shared = {c: p for c, p in self._shared.items() if c in self._claims}
             kept = {p.tx_hash for p in self._shared.values()}
@@ -300,7 +357,11 @@ class Facilitator:
         return tx_hash
 
     def _failed(
-        self, verdict: Verdict, reason: Reason, requirements: AnyRequirements, message: str = ""
+        self,
+        verdict: Verdict,
+        reason: Reason,
+        requirements: AnyRequirements | PendingSettlement,
+        message: str = "",
     ) -> SettleResponse:
         return SettleResponse(
             success=False,
@@ -310,3 +371,16 @@ class Facilitator:
             transaction="",
             network=requirements.network,
         )
+
+
+def _caip2(requirements: AnyRequirements) -> str:
+    """The network of ``requirements`` in CAIP-2 form (a v1 name translated when it can be)."""
+    if isinstance(requirements, PaymentRequirementsV1):
+        return v1_to_caip2(requirements.network) or requirements.network
+    return requirements.network
+
+
+def _resend_key(payload: AnyPaymentPayload, requirements: AnyRequirements) -> str:
+    """One string for a settle request's payment and requirements: equal for a resent copy."""
+    wire = {"payload": payload.to_wire(), "requirements": requirements.to_wire()}
+    return json.dumps(wire, sort_keys=True, separators=(",", ":"))

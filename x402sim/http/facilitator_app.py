@@ -15,7 +15,8 @@ Rules:
 * Settlement waits for the receipt up to ``settle_timeout`` seconds: on the embedded chain with
   ``automine`` a block is mined at once; otherwise blocks come from elsewhere and the receipt is
   polled. A settlement still unconfirmed at the timeout answers ``success: false`` with
-  ``settlement_pending`` and the transaction hash (it may still land).
+  ``settlement_pending`` and the transaction hash (it may still land; ``abandon_settle``); a
+  resent settle of the same payment waits on that transaction again, sending nothing new.
 * Verify and settle calls are admitted through an ``Admission`` bound; past it they get 503 with
   ``Retry-After`` before the role is touched.
 """
@@ -33,7 +34,7 @@ from starlette.routing import Route
 
 from ..actors.facilitator import Facilitator, PendingSettlement
 from ..evm.rpc_chain import RpcChain
-from ..protocol import ProtocolError, Reason, SettleResponse, parse_facilitator_request
+from ..protocol import ProtocolError, SettleResponse, parse_facilitator_request
 from .bodies import BodyError, read_json_body
 from .chain_clock import ChainClock, EmbeddedChain
 from .guard import Admission, service_app
@@ -133,14 +134,8 @@ def facilitator_app(
             if receipt is not None:
                 return await in_role(facilitator.finish_settle, pending, receipt)
             if time.monotonic() >= deadline:
-                return SettleResponse(
-                    success=False,
-                    error_reason=Reason.settlement_pending.value,
-                    error_message=f"not confirmed within {settle_timeout} s",
-                    payer=pending.payer,
-                    transaction="0x" + pending.tx_hash.hex(),
-                    network=pending.network,
-                )
+                why = f"not confirmed within {settle_timeout} s"
+                return await in_role(facilitator.abandon_settle, pending, why)
             await asyncio.sleep(RECEIPT_POLL_SECONDS)  # waiting on a chain, not synchronising a test
 
     async def supported(request: Request) -> JSONResponse:

@@ -6,13 +6,17 @@ that EVM mechanisms share. ``default_mechanisms()`` is what a role speaks when n
 """
 
 from .base import (
+    DEFAULT_PAYMENT_FLOW,
     DEFAULT_TRANSFER_METHOD,
+    PAYMENT_FLOWS,
     Mechanism,
     Mechanisms,
     VerdictLike,
     VerdictT,
     family_of,
     ledger_refusal,
+    payment_flow_problem,
+    prefers_authorization,
     transfer_method_of,
 )
 from .exact_eip3009 import EXACT_EIP3009, ExactEip3009, Verdict
@@ -28,8 +32,10 @@ def default_mechanisms() -> Mechanisms[Verdict]:
 
 __all__ = [
     "DEFAULT_MECHANISMS",
+    "DEFAULT_PAYMENT_FLOW",
     "DEFAULT_TRANSFER_METHOD",
     "EXACT_EIP3009",
+    "PAYMENT_FLOWS",
     "ExactEip3009",
     "Mechanism",
     "Mechanisms",
@@ -41,5 +47,7 @@ __all__ = [
     "evm_address",
     "family_of",
     "ledger_refusal",
+    "payment_flow_problem",
+    "prefers_authorization",
     "transfer_method_of",
 ]

@@ -23,6 +23,12 @@ What a new mechanism provides (write it as one module beside ``exact_eip3009.py`
 * the ledger part: ``ledger_rules``, the module of Python rules the ledger backend runs for its
   contracts, or None: a scenario on the ledger backend that uses it is refused, naming it.
 
+The reserved ``extra`` keys are read here once for every role: ``transfer_method_of`` and
+``Mechanisms.method_refusal`` (an ``assetTransferMethod`` is spoken when a registered mechanism of
+the offer's scheme and family has it as its ``transfer_method``), ``payment_flow_problem`` and
+``prefers_authorization`` (``paymentFlow``: one of ``PAYMENT_FLOWS``; the exact mechanisms verify
+and settle alike under each). A null reserved key reads as an absent one, as the SDKs read it.
+
 What stays shared in the facilitator and is not a mechanism's business: the dedupe claims, the
 facilitator's own transaction nonce and gas, receipts, the weakness switches, and whether the
 ``Transfer`` log is looked at.
@@ -39,6 +45,9 @@ from ..protocol import AnyPaymentPayload, AnyRequirements, Reason, SupportedKind
 from .offer import Offer
 
 DEFAULT_TRANSFER_METHOD = "eip3009"  # what an EVM offer without extra.assetTransferMethod means
+# extra.paymentFlow, reserved by x402: verify, serve, settle (the default); settle first; escrow.
+PAYMENT_FLOWS = ("authorization", "upfront", "escrow")
+DEFAULT_PAYMENT_FLOW = "authorization"
 
 
 class VerdictLike(Protocol):
@@ -95,9 +104,33 @@ def family_of(network: str) -> str:
     return namespace if colon else "eip155"
 
 
-def transfer_method_of(extra: dict[str, Any] | None) -> str:
-    method = (extra or {}).get("assetTransferMethod")
-    return method if isinstance(method, str) else DEFAULT_TRANSFER_METHOD
+def transfer_method_of(extra: dict[str, Any] | None) -> str | None:
+    """``extra.assetTransferMethod``: ``DEFAULT_TRANSFER_METHOD`` when absent (or JSON null), None
+    when it is not a string (a method no mechanism speaks)."""
+    method = _reserved(extra, "assetTransferMethod", DEFAULT_TRANSFER_METHOD)
+    return method if isinstance(method, str) else None
+
+
+def _reserved(extra: dict[str, Any] | None, key: str, default: str) -> object:
+    """A reserved key of ``extra``; ``default`` when it is absent or null (the SDKs read null so)."""
+    value = (extra or {}).get(key)
+    return default if value is None else value
+
+
+def payment_flow_problem(extra: dict[str, Any] | None) -> str | None:
+    """Why ``extra.paymentFlow`` is not a flow x402 reserves (``PAYMENT_FLOWS``; absent or null means
+    ``authorization``), or None. The flow is the server's business (when it settles); the exact
+    mechanisms verify and settle alike under each, so only an unrecognised one is refused."""
+    flow = _reserved(extra, "paymentFlow", DEFAULT_PAYMENT_FLOW)
+    if isinstance(flow, str) and flow in PAYMENT_FLOWS:
+        return None
+    return f"paymentFlow {flow!r} is not one of {', '.join(PAYMENT_FLOWS)}"
+
+
+def prefers_authorization(extra: dict[str, Any] | None) -> bool:
+    """Whether an offer's flow is ``authorization`` (or absent): the flow a payer prefers, since it
+    is charged only after the server has verified its payment and done the work."""
+    return _reserved(extra, "paymentFlow", DEFAULT_PAYMENT_FLOW) == DEFAULT_PAYMENT_FLOW
 
 
 def ledger_refusal(mechanisms: Iterable[Mechanism[Any]]) -> str | None:
@@ -149,6 +182,21 @@ class Mechanisms(Generic[VerdictT]):
             if (m.scheme, m.family, m.transfer_method) == (scheme, family, method):
                 return m
         return None
+
+    def transfer_methods(self, scheme: str, network: str) -> tuple[str, ...]:
+        """The ``assetTransferMethod`` values this registry speaks for ``scheme`` on ``network``."""
+        family = family_of(network)
+        return tuple(m.transfer_method for m in self._all if (m.scheme, m.family) == (scheme, family))
+
+    def method_refusal(self, scheme: str, network: str, extra: dict[str, Any] | None) -> str | None:
+        """Why no mechanism here speaks the ``assetTransferMethod`` of ``extra`` for ``scheme`` on
+        ``network`` (naming the method and those spoken), or None."""
+        spoken = self.transfer_methods(scheme, network)
+        method = transfer_method_of(extra)
+        if not spoken or method in spoken:
+            return None
+        named = (extra or {}).get("assetTransferMethod")
+        return f"no mechanism pays assetTransferMethod {named!r} (spoken: {', '.join(spoken)})"
 
     def judge_with(
         self, scheme: str, network: str, extra: dict[str, Any] | None = None
