@@ -26,7 +26,10 @@ from .results import LEVELS, Role, report_schema
 
 app = typer.Typer(
     name="conformance",
-    help="Test an x402 server, facilitator or client against the embedded chain, judged on chain.",
+    help="Test an x402 server, facilitator or client against the embedded chain, judged on chain.\n\n"
+    "server, facilitator and client exit 1 when a MUST case failed (even if other cases could not be "
+    "judged); else 2 when a case could not be judged, or nothing could run (the target did not start, "
+    "a declared route is not mounted, bad input); else 0. SHOULD and STRICT failures never change it.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -220,6 +223,9 @@ def server_command(
 ) -> None:
     """Judge a resource server: the harness plays the client and the facilitator.
 
+    Exit 1 when a MUST case failed; else 2 when a case could not be judged or nothing could run;
+    else 0 (see `x402sim conformance --help`).
+
     The command gets the official e2e environment (PORT, FACILITATOR_URL, EVM_NETWORK, EVM_RPC_URL,
     EVM_PAYEE_ADDRESS, SERVER_EVM_ADDRESS) plus EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION,
     PRICE_ATOMIC, PROTECTED_PATH, SECOND_PROTECTED_PATH and FAILING_PATH, and the trust material:
@@ -299,6 +305,9 @@ def facilitator_command(
 ) -> None:
     """Judge a facilitator: the harness plays the resource server and posts /verify and /settle.
 
+    Exit 1 when a MUST case failed; else 2 when a case could not be judged or nothing could run;
+    else 0 (see `x402sim conformance --help`).
+
     The command gets PORT, EVM_RPC_URL, EVM_NETWORK and EVM_PRIVATE_KEY / FACILITATOR_EVM_PRIVATE_KEY
     (a key funded with ether for gas).
 
@@ -340,6 +349,9 @@ def client_command(
     builtin: BuiltinOpt = None,
 ) -> None:
     """Judge a client: the harness plays the (often hostile) server and runs the command per case.
+
+    Exit 1 when a MUST case failed; else 2 when a case could not be judged or nothing could run;
+    else 0 (see `x402sim conformance --help`).
 
     The command gets RESOURCE_SERVER_URL, ENDPOINT_PATH, EVM_PRIVATE_KEY / CLIENT_EVM_PRIVATE_KEY
     (a funded payer), EVM_NETWORK and EVM_RPC_URL, and ERC8004_IDENTITY_REGISTRY /
@@ -449,6 +461,10 @@ def diff_command(
     new: Annotated[Path, typer.Argument(help="The later JSON report.", show_default=False)],
 ) -> None:
     """List fixed, regressed, new and removed cases between two runs; exit 1 on a regression.
+
+    Cases whose level differs between the runs are listed too ("level changed: ID SHOULD → MUST");
+    a level change alone exits 0. A case that passed (or was skipped) and now failed or could not
+    be judged is a regression at any level.
 
     Example: x402sim conformance diff main.json branch.json
     """

@@ -66,13 +66,13 @@ def _endpoint(entry: Any, where: str) -> tuple[Endpoint, str] | None:
     """The paid route ``entry`` declares and its protocol family, or None for an unpaid one."""
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         raise ConfigError(f"{where}: expected an object with a string path")
-    if not _flag(entry, "requiresPayment", where):
-        return None
     if not entry["path"].startswith("/"):
         raise ConfigError(f"{where}.path: must start with /")
     method = _field(entry, "method", "GET", where)
     if not method.isalpha():
         raise ConfigError(f"{where}.method: expected an HTTP method")
+    if not _flag(entry, "requiresPayment", where):
+        return None
     endpoint = Endpoint(
         entry["path"],
         method.upper(),
