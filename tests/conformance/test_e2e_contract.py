@@ -196,7 +196,8 @@ def test_a_declared_route_that_is_not_mounted_stops_the_run(tmp_path):
 
 def test_routes_a_config_declares_are_the_routes_the_cases_use():
     """The reference server mounts what the variables name: with the second and failing routes
-    declared, their cases run on them and pass; with only the main one, they skip."""
+    declared (named, as the cases look for them, main path + -2 and -fails), their cases run on
+    them and pass; with only the main one declared, the variables are empty and the cases skip."""
     ids = ["server.replay.cross-endpoint", "server.settle.handler-error-not-settled"]
     cases = [catalog.load()[i] for i in ids]
     main = Endpoint("/weather")

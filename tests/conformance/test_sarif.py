@@ -186,6 +186,8 @@ def test_one_rule_per_case_run_with_its_level_mapped():
     assert by_id["server.a.should"]["defaultConfiguration"]["level"] == "warning"
     assert by_id["server.a.strict"]["defaultConfiguration"]["level"] == "note"
     assert by_id["server.a.must"]["fullDescription"]["text"] == "Rests on: x402 v2 §13"
+    assert sarif.rule_name("server.replay.cross-endpoint") == "ServerReplayCrossEndpoint"
+    assert by_id["server.a.must"]["name"] == "ServerAMust"
     assert by_id["server.a.must"]["shortDescription"]["text"] == "what server.a.must checks"
     assert by_id["server.a.should"]["properties"] == {
         "x402Level": "SHOULD",

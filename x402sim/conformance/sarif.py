@@ -3,8 +3,9 @@
 Rules:
 
 * One run; ``tool.driver`` is ``x402sim conformance`` with one rule per case that ran (id: the case
-  id; short description: what it checks; full description: what it rests on), its default level
-  mapped from the case level: MUST is ``error``, SHOULD ``warning``, STRICT ``note``.
+  id; name: the id in PascalCase, since SARIF wants a readable name distinct from the id; short
+  description: what it checks; full description: what it rests on), its default level mapped from
+  the case level: MUST is ``error``, SHOULD ``warning``, STRICT ``note``.
 * One result per failed case, at its rule's level, its message the case's message (the evidence
   summary). Passed and skipped cases give no result.
 * A case that could not be judged (``error``) is no finding about the target: it is a tool execution
@@ -18,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path, PurePath
 
 from x402sim.conformance.reports import write_text_atomic
@@ -38,10 +40,15 @@ def artifact_uri(config: str | PurePath | None, role: str) -> str:
     return path.as_uri() if path.is_absolute() else path.as_posix()
 
 
+def rule_name(case_id: str) -> str:
+    """``server.replay.cross-endpoint`` -> ``ServerReplayCrossEndpoint``."""
+    return "".join(word[:1].upper() + word[1:] for word in re.split(r"[^A-Za-z0-9]+", case_id))
+
+
 def _rule(result: CaseResult) -> dict:
     return {
         "id": result.id,
-        "name": result.id,
+        "name": rule_name(result.id),
         "shortDescription": {"text": result.description},
         "fullDescription": {"text": f"Rests on: {result.rests_on}"},
         "defaultConfiguration": {"level": SARIF_LEVELS[result.level]},
