@@ -514,9 +514,62 @@ def test_print_diff():
     assert "fixed (1)" in text and "new (1)" in text and "removed (1)" in text
     assert "changed (" not in text  # empty sections are left out
     assert text.splitlines()[-1] == "1 regressed, 1 fixed, 0 changed, 1 new, 1 removed, 0 unchanged"
+    assert "level changed" not in text
     assert d.exit_code() == 1
 
     console = Console(record=True, width=200, color_system=None)
     print_diff(diff(old, old), console)
     assert "no changes (3 cases unchanged)" in console.export_text()
     assert diff(old, old).exit_code() == 0
+
+
+@given(outcome_maps, st.dictionaries(st.sampled_from(IDS), st.sampled_from(["MUST", "SHOULD", "STRICT"])))
+def test_diff_lists_level_changes_without_calling_them_regressions(outcomes, new_levels):
+    old = _from_map(outcomes)
+    new = make_report(
+        [case(i, o, level=new_levels.get(i, "MUST"), message=f"{i} is {o}") for i, o in outcomes.items()]
+    )
+    d = diff(old, new)
+    assert [(c.id, c.old, c.new) for c in d.levels] == [
+        (i, "MUST", new_levels[i]) for i in sorted(outcomes) if new_levels.get(i, "MUST") != "MUST"
+    ]
+    assert d.regressed == [] and d.exit_code() == 0  # same outcomes: whatever the levels did
+    assert d.empty == (not d.levels)
+
+
+def test_print_diff_shows_level_changes_and_a_regression_at_must():
+    old = make_report([case("server.g.a", level="SHOULD"), case("server.g.b", "failed", level="MUST")])
+    new = make_report(
+        [case("server.g.a", "failed", level="MUST"), case("server.g.b", "failed", level="SHOULD")]
+    )
+    d = diff(old, new)
+    console = Console(record=True, width=200, color_system=None)
+    print_diff(d, console)
+    lines = console.export_text().splitlines()
+    assert "level changed: server.g.a SHOULD → MUST" in lines
+    assert "level changed: server.g.b MUST → SHOULD" in lines
+    assert lines[-1].endswith("1 unchanged, 2 level changed")
+    assert [e.id for e in d.regressed] == ["server.g.a"] and d.exit_code() == 1
+
+
+# ---------------------------------------------------------------------------------------- exit codes
+
+
+@pytest.mark.parametrize(
+    "outcomes, code",
+    [
+        ({"MUST": ["passed", "skipped"], "SHOULD": ["failed"], "STRICT": ["failed"]}, 0),
+        ({"MUST": ["failed", "error"], "SHOULD": ["error"]}, 1),  # a MUST failure wins over errors
+        ({"MUST": ["failed"]}, 1),
+        ({"MUST": ["passed"], "SHOULD": ["error"]}, 2),  # a case not judged: the run is incomplete
+        ({"MUST": ["error", "error"]}, 2),
+        ({}, 0),
+    ],
+)
+def test_exit_code_rule(outcomes, code):
+    results = [
+        case(f"server.g.{level.lower()}{i}", outcome, level=level)
+        for level, listed in outcomes.items()
+        for i, outcome in enumerate(listed)
+    ]
+    assert make_report(results).exit_code() == code

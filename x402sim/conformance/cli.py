@@ -1,8 +1,10 @@
 """``x402sim conformance``: judge a server, facilitator or client; list the catalog; combine and diff runs.
 
-Exit codes: 0 every MUST case passed; 1 some MUST case failed (or, for ``diff``, something regressed);
-2 the harness or the target could not run, or an input file is bad (one message naming it; no report
-file is half-written).
+Exit codes of a run: 1 when some MUST case failed (even if other cases could not be judged); else 2
+when some case could not be judged, or no verdict was possible at all (the harness or the target
+could not run, a declared route is not mounted, an input file is bad: one message naming it, and no
+report file is half-written); else 0. SHOULD and STRICT failures never change it. ``diff`` exits 1 on
+a regression and 0 otherwise (a level change alone included); 2 for a bad report file.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from .results import LEVELS, Role, report_schema
 
 app = typer.Typer(
     name="conformance",
-    help="Test an x402 server, facilitator or client against the embedded chain, judged on chain.",
+    help="Test an x402 server, facilitator or client against the embedded chain, judged on chain.\n\n"
+    "server, facilitator and client exit 1 when a MUST case failed (even if other cases could not be "
+    "judged); else 2 when a case could not be judged, or nothing could run (the target did not start, "
+    "a declared route is not mounted, bad input); else 0. SHOULD and STRICT failures never change it.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -45,6 +50,9 @@ JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the JSON rep
 JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")]
 MarkdownOpt = Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here.")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML page here.")]
+SarifOpt = Annotated[
+    Path | None, typer.Option("--sarif", help="Write a SARIF 2.1.0 log here (failed cases as results).")
+]
 ReadyOpt = Annotated[float, typer.Option(help="Seconds a started target has to become ready.")]
 CaseTimeoutOpt = Annotated[float, typer.Option(help="Seconds one case may take.")]
 CwdOpt = Annotated[Path | None, typer.Option(help="Working directory of the command.")]
@@ -111,9 +119,11 @@ def _service_target(
     return ServiceUrl(role, url, name=name)
 
 
-def _execute(role: str, target, options, selection, outputs: dict, quiet: bool) -> None:
+def _execute(role: str, target, options, selection, outputs: dict, quiet: bool, config=None) -> None:
+    """Run, print, write every report asked for (``config``: the test.config.json, for SARIF), exit."""
     from .reports import print_console, summary_line, write_html, write_json, write_junit, write_markdown
     from .runner import run
+    from .sarif import write_sarif
     from .targets import TargetError
 
     if not selection:
@@ -136,10 +146,16 @@ def _execute(role: str, target, options, selection, outputs: dict, quiet: bool) 
         out.print(summary_line(report), highlight=False)
     else:
         print_console(report, out)
-    writers = {"json": write_json, "junit": write_junit, "markdown": write_markdown}
+    writers = {
+        "json": write_json,
+        "junit": write_junit,
+        "markdown": write_markdown,
+        "html": lambda report, path: write_html([report], path),
+        "sarif": lambda report, path: write_sarif(report, path, config),
+    }
     for kind, path in outputs.items():
         if path is not None:
-            (write_html([report], path) if kind == "html" else writers[kind](report, path))
+            writers[kind](report, path)
     raise typer.Exit(report.exit_code())
 
 
@@ -170,6 +186,16 @@ def server_command(
     path: Annotated[
         str, typer.Option(help="Paid path when there is no config (PROTECTED_PATH).")
     ] = "/protected",
+    second_path: Annotated[
+        str | None,
+        typer.Option(help="A second paid route, without a config (SECOND_PROTECTED_PATH; default PATH-2)."),
+    ] = None,
+    failing_path: Annotated[
+        str | None,
+        typer.Option(
+            help="A paid route whose handler fails, without a config (FAILING_PATH; default PATH-fails)."
+        ),
+    ] = None,
     price: Annotated[
         int, typer.Option(min=1, help="Price the server is told to charge (PRICE_ATOMIC).")
     ] = 1000,
@@ -186,6 +212,7 @@ def server_command(
     junit: JunitOpt = None,
     markdown: MarkdownOpt = None,
     html: HtmlOpt = None,
+    sarif: SarifOpt = None,
     ready_timeout: ReadyOpt = 30.0,
     case_timeout: CaseTimeoutOpt = 60.0,
     cwd: CwdOpt = None,
@@ -196,10 +223,18 @@ def server_command(
 ) -> None:
     """Judge a resource server: the harness plays the client and the facilitator.
 
+    Exit 1 when a MUST case failed; else 2 when a case could not be judged or nothing could run;
+    else 0 (see `x402sim conformance --help`).
+
     The command gets the official e2e environment (PORT, FACILITATOR_URL, EVM_NETWORK, EVM_RPC_URL,
     EVM_PAYEE_ADDRESS, SERVER_EVM_ADDRESS) plus EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION,
     PRICE_ATOMIC, PROTECTED_PATH, SECOND_PROTECTED_PATH and FAILING_PATH, and the trust material:
-    AP2_TRUSTED_USER_JWK, WEB_BOT_AUTH_JWKS and WEB_BOT_AUTH_DIRECTORY_URL.
+    AP2_TRUSTED_USER_JWK, WEB_BOT_AUTH_JWKS and WEB_BOT_AUTH_DIRECTORY_URL. The chain's RPC URL is
+    also under EVM_TESTNET_RPC_URL and the network's own name (BASE_SEPOLIA_RPC_URL, BASE_RPC_URL,
+    LOCAL_RPC_URL).
+
+    Before any case, each declared paid route (the config's, or --path, --second-path and
+    --failing-path) is requested unpaid once: a 404 or 405 stops the run with exit 2.
 
     Examples:
 
@@ -215,27 +250,36 @@ def server_command(
     from .context import Endpoint
     from .runner import RunOptions
 
-    endpoints = [Endpoint(path)]
+    for option, value in (("--path", path), ("--second-path", second_path), ("--failing-path", failing_path)):
+        if value is not None and not value.startswith("/"):
+            raise fail(f"{option} {value!r}: must start with /")
+    options = RunOptions(
+        endpoints=[Endpoint(path), *([Endpoint(second_path)] if second_path else [])],
+        failing=Endpoint(failing_path, failing=True) if failing_path else None,
+    )
     if config is not None:
         try:
             loaded = load_config(config)
         except ConfigError as exc:
             raise fail_with(exc) from None
-        endpoints = loaded.endpoints or endpoints
         name = name or loaded.name
+        if loaded.endpoints:
+            if second_path or failing_path:
+                raise fail(f"--second-path and --failing-path: {config} declares the routes")
+            options = RunOptions(
+                endpoints=loaded.endpoints, failing=loaded.failing, unjudged=loaded.unjudged, declared=True
+            )
     if url and facilitator_port == 0:
         facilitator_port = 4022
     target = _service_target("server", cmd, url, cwd, ready_timeout, name, builtin)
-    options = RunOptions(
-        harness=_harness(
-            network, seed, price=price, facilitator_port=facilitator_port, chain_port=chain_port
-        ),
-        case_timeout=case_timeout,
-        endpoints=endpoints,
-        trust=_trust(trust),
+    options.harness = _harness(
+        network, seed, price=price, facilitator_port=facilitator_port, chain_port=chain_port
     )
-    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
-    _execute("server", target, options, _selection("server", cases, exclude, level), outputs, quiet)
+    options.case_timeout = case_timeout
+    options.trust = _trust(trust)
+    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
+    selection = _selection("server", cases, exclude, level)
+    _execute("server", target, options, selection, outputs, quiet, config)
 
 
 @app.command("facilitator")
@@ -251,6 +295,7 @@ def facilitator_command(
     junit: JunitOpt = None,
     markdown: MarkdownOpt = None,
     html: HtmlOpt = None,
+    sarif: SarifOpt = None,
     ready_timeout: ReadyOpt = 30.0,
     case_timeout: CaseTimeoutOpt = 60.0,
     cwd: CwdOpt = None,
@@ -259,6 +304,9 @@ def facilitator_command(
     builtin: BuiltinOpt = None,
 ) -> None:
     """Judge a facilitator: the harness plays the resource server and posts /verify and /settle.
+
+    Exit 1 when a MUST case failed; else 2 when a case could not be judged or nothing could run;
+    else 0 (see `x402sim conformance --help`).
 
     The command gets PORT, EVM_RPC_URL, EVM_NETWORK and EVM_PRIVATE_KEY / FACILITATOR_EVM_PRIVATE_KEY
     (a key funded with ether for gas).
@@ -273,7 +321,7 @@ def facilitator_command(
 
     target = _service_target("facilitator", cmd, url, cwd, ready_timeout, name, builtin)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
-    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
+    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
     _execute("facilitator", target, options, _selection("facilitator", cases, exclude, level), outputs, quiet)
 
 
@@ -291,6 +339,7 @@ def client_command(
     junit: JunitOpt = None,
     markdown: MarkdownOpt = None,
     html: HtmlOpt = None,
+    sarif: SarifOpt = None,
     run_timeout: Annotated[float, typer.Option(help="Seconds one run of the client may take.")] = 30.0,
     case_timeout: CaseTimeoutOpt = 90.0,
     cwd: CwdOpt = None,
@@ -300,6 +349,9 @@ def client_command(
     builtin: BuiltinOpt = None,
 ) -> None:
     """Judge a client: the harness plays the (often hostile) server and runs the command per case.
+
+    Exit 1 when a MUST case failed; else 2 when a case could not be judged or nothing could run;
+    else 0 (see `x402sim conformance --help`).
 
     The command gets RESOURCE_SERVER_URL, ENDPOINT_PATH, EVM_PRIVATE_KEY / CLIENT_EVM_PRIVATE_KEY
     (a funded payer), EVM_NETWORK and EVM_RPC_URL, and ERC8004_IDENTITY_REGISTRY /
@@ -323,7 +375,7 @@ def client_command(
         assert cmd is not None  # exactly one of --cmd and --builtin is given
         target = ClientCommand(cmd, cwd=str(cwd) if cwd else None, timeout=run_timeout, name=name)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout, trust=_trust(trust))
-    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
+    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
     _execute("client", target, options, _selection("client", cases, exclude, level), outputs, quiet)
 
 
@@ -409,6 +461,10 @@ def diff_command(
     new: Annotated[Path, typer.Argument(help="The later JSON report.", show_default=False)],
 ) -> None:
     """List fixed, regressed, new and removed cases between two runs; exit 1 on a regression.
+
+    Cases whose level differs between the runs are listed too ("level changed: ID SHOULD → MUST");
+    a level change alone exits 0. A case that passed (or was skipped) and now failed or could not
+    be judged is a regression at any level.
 
     Example: x402sim conformance diff main.json branch.json
     """

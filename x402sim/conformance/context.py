@@ -18,13 +18,24 @@ from .evidence import Recorder
 from .harness import Harness
 from .results import Evidence
 
+ROUTE_KINDS = ("main", "second", "failing")
+
 
 @dataclass
 class Endpoint:
-    """A paid route of a server target."""
+    """A paid route of a server target. ``transfer_method`` and ``extensions`` are what its
+    test.config.json entry declares (``eip3009`` and none when absent, as in the official e2e harness);
+    ``failing`` marks the route whose handler fails after payment (FAILING_PATH)."""
 
     path: str
     method: str = "GET"
+    transfer_method: str = "eip3009"
+    extensions: tuple[str, ...] = ()
+    failing: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
 
 
 @dataclass

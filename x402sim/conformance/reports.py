@@ -12,7 +12,8 @@ Rules:
 * Text from the target (messages, evidence) is data: it goes to rich as ``Text`` (never markup), to
   XML with the characters XML 1.0 forbids replaced by ``\\xNN`` escapes, to Markdown cells with
   Markdown and HTML punctuation escaped, and to HTML through ``html.escape`` (see ``html.py``).
-* ``diff`` compares outcomes by case id; ``ReportDiff.exit_code()`` is 1 when a case regressed.
+* ``diff`` compares outcomes and levels by case id; ``ReportDiff.exit_code()`` is 1 when a case
+  regressed, and a level change alone (a case now judged at another level) is listed but exits 0.
 """
 
 from __future__ import annotations
@@ -423,6 +424,15 @@ class DiffEntry:
 
 
 @dataclass(frozen=True)
+class LevelChange:
+    """A case both reports ran, judged at another level in the new one (the catalog moved it)."""
+
+    id: str
+    old: Level
+    new: Level
+
+
+@dataclass(frozen=True)
 class ReportDiff:
     """Outcome changes from ``old`` to ``new``, by case id; every id of either report is in exactly
     one list. Entries are sorted by id."""
@@ -435,13 +445,15 @@ class ReportDiff:
     removed: list[DiffEntry] = field(default_factory=list)  # only in old
     changed: list[DiffEntry] = field(default_factory=list)  # any other outcome change
     unchanged: list[str] = field(default_factory=list)  # ids with the same outcome
+    # Cases in both reports whose level differs, whatever their outcome did (also in one list above).
+    levels: list[LevelChange] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.fixed or self.regressed or self.new or self.removed or self.changed)
+        return not (self.fixed or self.regressed or self.new or self.removed or self.changed or self.levels)
 
     def exit_code(self) -> int:
-        """1 when a case regressed, else 0."""
+        """1 when a case regressed, else 0: a level change alone is news, not a regression."""
         return 1 if self.regressed else 0
 
     def sections(self) -> list[tuple[str, list[DiffEntry]]]:
@@ -469,6 +481,8 @@ def diff(old: RunReport, new: RunReport) -> ReportDiff:
             result.removed.append(DiffEntry(case_id, was.level, was.outcome, None, ""))
             continue
         entry = DiffEntry(case_id, now.level, was.outcome if was else None, now.outcome, now.message)
+        if was is not None and was.level != now.level:
+            result.levels.append(LevelChange(case_id, was.level, now.level))
         if was is None:
             result.new.append(entry)
         elif was.outcome == now.outcome:
@@ -493,7 +507,8 @@ _SECTION_STYLES = {
 
 def diff_counts_line(d: ReportDiff) -> str:
     counts = ", ".join(f"{len(entries)} {name}" for name, entries in d.sections())
-    return f"{counts}, {len(d.unchanged)} unchanged"
+    levels = f", {len(d.levels)} level changed" if d.levels else ""
+    return f"{counts}, {len(d.unchanged)} unchanged{levels}"
 
 
 def print_diff(d: ReportDiff, console: Console) -> None:
@@ -513,4 +528,6 @@ def print_diff(d: ReportDiff, console: Console) -> None:
             if entry.message and entry.new in BAD:
                 line.append(f"  {entry.message}", style=STYLES[entry.new])
             console.print(line)
+    for change in d.levels:
+        console.print(Text(f"level changed: {change.id} {change.old} → {change.new}", style="yellow"))
     console.print(Text(diff_counts_line(d), style="bold red" if d.regressed else "bold"))

@@ -107,12 +107,13 @@ class RunReport(_Model):
         return [r for r in self.results if r.level == "MUST" and r.outcome in ("failed", "error")]
 
     def exit_code(self) -> int:
-        """0 when every MUST case passed (or was skipped), 2 when a MUST case could not be judged,
-        else 1."""
-        failures = self.must_failures()
-        if any(r.outcome == "error" for r in failures):
-            return 2
-        return 1 if failures else 0
+        """The run's verdict as an exit code: 1 when a MUST case failed (whatever else happened: a
+        failure found is a verdict even when other cases could not be judged); else 2 when some case,
+        of any level, could not be judged (``error``: the run is incomplete); else 0. SHOULD and
+        STRICT failures never change it."""
+        if any(r.level == "MUST" and r.outcome == "failed" for r in self.results):
+            return 1
+        return 2 if any(r.outcome == "error" for r in self.results) else 0
 
 
 def report_schema() -> dict:

@@ -2,8 +2,12 @@
 
 Rules:
 
-* The harness starts first (chain, facilitator), then the target with the environment of its role;
-  the cases run one at a time, each within ``case_timeout`` seconds, in id order. A server or
+* The harness starts first (chain, facilitator), then the target with the environment of its role
+  (``target_env``: the official e2e names, the chain's RPC URL under every name of ``rpc_env``).
+* A server target's declared paid routes (``RunOptions.declared_routes``) are each requested unpaid
+  once before any case: a 404 or 405 on any of them stops the run with a ``RouteError`` naming them
+  all (the CLI's exit 2), since every case would otherwise fail for a route that is not mounted.
+* The cases run one at a time, each within ``case_timeout`` seconds, in id order. A server or
   facilitator process that died during a case is started again before the next one (cases are
   independent), and the restart is noted in the next case's evidence.
 * A target that cannot be started raises ``TargetError`` (the CLI's exit 2); a case that raises
@@ -19,14 +23,14 @@ import random
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import httpx
 
 from ..version import NAME, VERSION
 from .catalog import Case, CaseFailed, CaseSkipped
-from .context import Endpoint
+from .context import ROUTE_KINDS, Endpoint
 from .harness import Harness, HarnessOptions
 from .kits import FAILING_PATH_SUFFIX, SECOND_PATH_SUFFIX, context_for, harness_apps, prepare, read_challenge
 from .results import CaseResult, Evidence, Outcome, RunReport, ToolInfo
@@ -34,27 +38,71 @@ from .targets import TargetError
 from .trust import WEB_BOT_AUTH, TrustKit, features
 
 HTTP_TIMEOUT = 20.0
+UNMOUNTED = (404, 405)  # what a route that is not mounted (for this method) answers
+
+
+class RouteError(TargetError):
+    """A declared paid route the server does not mount; the message names every such route."""
+
+
+def rpc_env(preset: str, url: str) -> dict[str, str]:
+    """The chain's RPC URL under every name a target may read it by. The official e2e harness hands
+    a target ``EVM_RPC_URL`` and takes its own overrides by network, ``<NETWORK>_RPC_URL``
+    (``BASE_SEPOLIA_RPC_URL``, ``BASE_RPC_URL``), or by family, ``<FAMILY>_RPC_URL`` for the main
+    network and ``<FAMILY>_TESTNET_RPC_URL`` for the test one. The harness serves one chain, so all
+    of the EVM ones name it: ``EVM_RPC_URL``, ``EVM_TESTNET_RPC_URL`` and the preset's own."""
+    names = ("EVM", "EVM_TESTNET", preset.upper().replace("-", "_"))
+    return {f"{name}_RPC_URL": url for name in names}
 
 
 @dataclass
 class RunOptions:
+    """How to run. For a server target, ``endpoints`` are the paid routes the cases are run against
+    (the first: the main one; a second: cross-endpoint replay), ``failing`` a paid route whose
+    handler fails, ``unjudged`` further paid routes no case uses (only checked to be mounted).
+    ``declared``: the routes come from a test.config.json, so a second or failing route it does not
+    declare is absent; otherwise one not given is the main path + ``-2`` / ``-fails``, which cases
+    probe and skip when the target does not sell it."""
+
     harness: HarnessOptions = field(default_factory=HarnessOptions)
     case_timeout: float = 60.0
     endpoints: list[Endpoint] = field(default_factory=lambda: [Endpoint("/protected")])
+    failing: Endpoint | None = None
+    unjudged: list[Endpoint] = field(default_factory=list)
+    declared: bool = False
     on_result: Callable[[CaseResult], None] | None = None
     # Trust features the target advertises (``trust.FEATURES``): erc8004, ap2, web-bot-auth. A
     # target's own ``trust`` attribute (the built-in trust targets) adds to it.
     trust: frozenset[str] = frozenset()
 
+    def route(self, which: str) -> Endpoint | None:
+        """The ``main``, ``second`` or ``failing`` paid route; None when the routes are declared and
+        this one is not."""
+        if which not in ROUTE_KINDS:
+            raise ValueError(f"unknown route kind {which!r}; expected one of {', '.join(ROUTE_KINDS)}")
+        main = self.endpoints[0]
+        given = {"main": main, "second": next(iter(self.endpoints[1:]), None), "failing": self.failing}[which]
+        if given is not None or self.declared:
+            return given
+        suffix = SECOND_PATH_SUFFIX if which == "second" else FAILING_PATH_SUFFIX
+        return replace(main, path=main.path + suffix, failing=which == "failing")
+
     @property
     def second_path(self) -> str:
-        """A second paid route: the config's second paid endpoint, else the main path + ``-2``."""
-        main = self.endpoints[0].path
-        return self.endpoints[1].path if len(self.endpoints) > 1 else main + SECOND_PATH_SUFFIX
+        """SECOND_PROTECTED_PATH: the second route's path, empty when the config declares none."""
+        route = self.route("second")
+        return route.path if route else ""
 
     @property
     def failing_path(self) -> str:
-        return self.endpoints[0].path + FAILING_PATH_SUFFIX
+        """FAILING_PATH: the failing route's path, empty when the config declares none."""
+        route = self.route("failing")
+        return route.path if route else ""
+
+    def declared_routes(self) -> list[Endpoint]:
+        """The paid routes the target was said to mount (by its config or on the command line), in
+        order; the derived ``-2`` / ``-fails`` routes are not among them."""
+        return [*self.endpoints, *filter(None, [self.failing]), *self.unjudged]
 
 
 def target_env(
@@ -67,7 +115,7 @@ def target_env(
 ) -> dict[str, str]:
     """The environment the official e2e harness gives a target of ``role``, plus ours (the trust
     material among it: see ``trust``)."""
-    env = {"EVM_NETWORK": harness.network, "EVM_RPC_URL": harness.rpc_url}
+    env = {"EVM_NETWORK": harness.network, **rpc_env(harness.options.network, harness.rpc_url)}
     if trust_kit is not None:
         env |= trust_kit.env(role, harness.chain_id)
     if role == "server":
@@ -135,8 +183,10 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
     # exception) must not turn the next case's first request into a transport error.
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits) as http:
+        signer = setup.trust_kit if WEB_BOT_AUTH in setup.trust else None
+        if role == "server":
+            await _check_routes(http, base_url, options.declared_routes(), signer)
         if role == "server" and setup.payee is None:
-            signer = setup.trust_kit if WEB_BOT_AUTH in setup.trust else None
             setup.payee = await _payee_of(http, base_url, options.endpoints[0], harness, signer)
         for case in cases:
             evidence = Evidence()
@@ -179,19 +229,36 @@ def _run_sync(coroutine):
         return pool.submit(asyncio.run, coroutine).result()
 
 
+async def _unpaid(http: httpx.AsyncClient, base_url: str, endpoint: Endpoint, signer) -> httpx.Response:
+    """``endpoint`` requested without payment (signed by ``signer``, a ``TrustKit``, when given)."""
+    url = base_url + endpoint.path
+    try:
+        request = http.build_request(endpoint.method, url)
+        if signer is not None:
+            signer.sign_request(request)
+        return await http.send(request)
+    except httpx.HTTPError as exc:
+        raise TargetError(f"server at {url} cannot be reached: {exc}") from exc
+
+
+async def _check_routes(http: httpx.AsyncClient, base_url: str, routes: list[Endpoint], signer) -> None:
+    """Request each declared paid route unpaid once; ``RouteError`` naming those answered 404/405."""
+    missing = []
+    for endpoint in routes:
+        status = (await _unpaid(http, base_url, endpoint, signer)).status_code
+        if status in UNMOUNTED:
+            missing.append(f"route {endpoint.label} answered {status}")
+    if missing:
+        raise RouteError(f"{'; '.join(missing)}: is it mounted?")
+
+
 async def _payee_of(
     http: httpx.AsyncClient, base_url: str, endpoint: Endpoint, harness: Harness, signer=None
 ) -> str:
     """The payTo of the server's exact offer on the harness's chain; TargetError when there is none.
     ``signer`` (a ``TrustKit``) signs the probe for a server that admits only signed agents."""
     url = base_url + endpoint.path
-    try:
-        request = http.build_request(endpoint.method, url)
-        if signer is not None:
-            signer.sign_request(request)
-        response = await http.send(request)
-    except httpx.HTTPError as exc:
-        raise TargetError(f"server at {url} cannot be reached: {exc}") from exc
+    response = await _unpaid(http, base_url, endpoint, signer)
     offer = read_challenge(response).offer(harness)
     if response.status_code != 402 or offer is None:
         raise TargetError(
