@@ -135,11 +135,6 @@ class FacilitatorControl:
             with contextlib.suppress(RuntimeError):  # the facilitator's loop has already stopped
                 loop.call_soon_threadsafe(released.set)
 
-    @property
-    def hung(self) -> int:
-        """How many ``/verify`` calls are held now."""
-        return len(self._holds)
-
     def count(self, path: str) -> int:
         return sum(1 for c in self.calls if c.path == path)
 
@@ -209,8 +204,8 @@ async def _answer(app, control: FacilitatorControl, scope, body: bytes, parsed: 
         }
         return _json_answer(200, call.answer)
     if mode == "malformed":
-        field_name = "isValid" if verify else "success"
-        call.answer = {field_name: "true", "transaction": "0x" + "00" * 32, "network": _network_of(parsed)}
+        settled = {"success": "true", "transaction": "0x" + "00" * 32, "network": _network_of(parsed)}
+        call.answer = {"isValid": "true"} if verify else settled
         return _json_answer(200, call.answer)
     if mode == "pending" and nonce in control._pending:
         call.answer = control._pending[nonce]
