@@ -7,10 +7,9 @@ nonce signed. A refused payment must leave all three untouched and must not be a
 Groups: ``handshake`` (the 402 and its requirements), ``payment`` (valid and invalid payments),
 ``replay`` (a payment used twice, in turn or at once), ``settle`` (what happens around
 ``/settle``: failures, lost answers, pending settlements, handler errors, paid redirects, the
-``PAYMENT-RESPONSE``), ``headers``
-(header hygiene: oversized and repeated payment headers), ``extensions`` (payment-identifier,
-judged only when the server declares it; the facilitator's ``EXTENSION-RESPONSES`` kept from
-buyers), ``routes`` (other spellings of the paid path: free only if they serve something else,
+``PAYMENT-RESPONSE``), ``headers`` (header hygiene: oversized and repeated payment headers),
+``extensions`` (payment-identifier, judged only when the server declares it; the facilitator's
+``EXTENSION-RESPONSES`` kept from buyers), ``routes`` (other spellings of the paid path: free only if they serve something else,
 charged once when served), ``caching`` (``Cache-Control`` on 402s and paid answers),
 ``facilitator`` (a facilitator that hangs or answers outside the protocol), ``flow`` (the
 advertised ``extra.paymentFlow`` against the order observed on chain).
