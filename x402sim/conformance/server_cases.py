@@ -9,10 +9,10 @@ Groups: ``handshake`` (the 402 and its requirements), ``payment`` (valid and inv
 ``/settle``: failures, lost answers, pending settlements, handler errors, paid redirects, the
 ``PAYMENT-RESPONSE``), ``headers`` (header hygiene: oversized and repeated payment headers),
 ``extensions`` (payment-identifier, judged only when the server declares it; the facilitator's
-``EXTENSION-RESPONSES`` kept from buyers), ``routes`` (other spellings of the paid path: free only if they serve something else,
-charged once when served), ``caching`` (``Cache-Control`` on 402s and paid answers),
-``facilitator`` (a facilitator that hangs or answers outside the protocol), ``flow`` (the
-advertised ``extra.paymentFlow`` against the order observed on chain).
+``EXTENSION-RESPONSES`` kept from buyers), ``routes`` (other spellings of the paid path: free
+only if they serve something else, charged once when served), ``caching`` (``Cache-Control`` on
+402s and paid answers), ``facilitator`` (a facilitator that hangs or answers outside the
+protocol), ``flow`` (the advertised ``extra.paymentFlow`` against the order observed on chain).
 
 v1 servers: the handshake cases read the v1 body, payments go in ``X-PAYMENT``; cases about the v2
 ``accepted`` echo or the ``PAYMENT-REQUIRED`` header skip for a v1 server, and v1-only cases skip
