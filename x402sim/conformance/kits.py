@@ -20,6 +20,7 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -178,7 +179,8 @@ class ServerContext(CaseContext):
     async def send_target(self, label: str, target: str, headers=None):
         """A request to the paid endpoint's method whose request target is ``target`` byte for byte
         (httpx would resolve ``.`` and ``..`` segments before sending)."""
-        recorder = Recorder(cast(httpx.AsyncClient, _AsIs(self.http, target)), self.evidence)
+        sent = urlsplit(self.base_url).path.rstrip("/") + target  # a base URL may carry a path
+        recorder = Recorder(cast(httpx.AsyncClient, _AsIs(self.http, sent)), self.evidence)
         recorder.signer = self.recorder.signer
         return await recorder.send(
             f"{label} (request target {target!r})", self.endpoint.method, self.url(target), headers=headers
