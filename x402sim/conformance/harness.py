@@ -47,6 +47,9 @@ BARRIER_WAIT = 2.0  # seconds a held /verify waits for the others (see Facilitat
 HOLD_LIMIT = 120.0  # seconds a hung /verify waits for its release at most (a forgotten hold ends)
 DEFAULT_FUNDING = 10 * UNIT
 EXTENSION_RESPONSES = "EXTENSION-RESPONSES"
+# An answer outside the protocol that no reading takes for a yes: a web server's page, as a
+# misrouted proxy in front of a facilitator gives.
+MALFORMED_REPLY = b"<html><body><h1>It works!</h1></body></html>"
 # What the harness's facilitator says in EXTENSION-RESPONSES when told to: for the server only.
 EXTENSION_PROBE = {"conformance-probe": {"note": "facilitator side channel, not for buyers"}}
 
@@ -79,11 +82,11 @@ class FacilitatorControl:
     does; a resent ``/settle`` of the same authorization gets the same pending answer, nothing is
     sent again); ``pending-once`` (the first ``/settle`` as ``pending``, a resent one is answered by
     the reference facilitator itself); ``lose`` (settle on chain, then answer 500 without the
-    result); ``malformed`` (answer 200 with a body outside the protocol, ``success`` as the string
-    ``"true"``, and send nothing to the chain).
+    result); ``malformed`` (answer 200 with ``MALFORMED_REPLY``, an HTML page, and send nothing to
+    the chain).
 
     ``verify_mode``: ``normal``; ``hang`` (hold each ``/verify`` until ``release``, then answer it
-    normally); ``malformed`` (answer 200 with ``isValid`` as the string ``"true"``).
+    normally); ``malformed`` (answer 200 with ``MALFORMED_REPLY``).
 
     ``extension_responses``: add ``EXTENSION-RESPONSES`` (``EXTENSION_PROBE``) to every ``/verify``
     and ``/settle`` answer.
@@ -204,9 +207,8 @@ async def _answer(app, control: FacilitatorControl, scope, body: bytes, parsed: 
         }
         return _json_answer(200, call.answer)
     if mode == "malformed":
-        settled = {"success": "true", "transaction": "0x" + "00" * 32, "network": _network_of(parsed)}
-        call.answer = {"isValid": "true"} if verify else settled
-        return _json_answer(200, call.answer)
+        call.answer = MALFORMED_REPLY.decode()
+        return 200, [(b"content-type", b"text/html")], MALFORMED_REPLY
     if mode == "pending" and nonce in control._pending:
         call.answer = control._pending[nonce]
         return _json_answer(200, call.answer)
