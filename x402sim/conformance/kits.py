@@ -167,9 +167,13 @@ class ServerContext(CaseContext):
         return self.options.endpoints[0]
 
     def path(self, which: str = "main") -> str:
-        base = self.endpoint.path
-        suffix = {"main": "", "second": SECOND_PATH_SUFFIX, "failing": FAILING_PATH_SUFFIX}
-        return base + {**suffix, "redirect": REDIRECT_PATH_SUFFIX}[which]
+        suffixes = {
+            "main": "",
+            "second": SECOND_PATH_SUFFIX,
+            "failing": FAILING_PATH_SUFFIX,
+            "redirect": REDIRECT_PATH_SUFFIX,
+        }
+        return self.endpoint.path + suffixes[which]
 
     @property
     def facilitator_timeout(self) -> float:

@@ -1642,7 +1642,7 @@ async def _spellings_not_free(ctx: ServerContext, family) -> None:
     paid_body = handler_body(
         (await served_and_paid(ctx, offer, label="paid request to the paid path")).response
     )
-    statuses: dict[str, int | None] = {}
+    statuses: dict[str, int | None] = ctx.fact("unpaid_statuses", {})  # filled in as they come
     for spelling in spellings:
         before = ctx.snapshot()
         response = await ctx.send_target("unpaid request", spelling)
@@ -1661,7 +1661,6 @@ async def _spellings_not_free(ctx: ServerContext, family) -> None:
         )
         nonce = payload["authorization"]["nonce"]
         _settled_by_status(ctx, answer, before, payer, nonce, amount_of(offer), spelling)
-    ctx.fact("unpaid_statuses", statuses)
 
 
 ROUTE_FAMILIES = (
