@@ -8,15 +8,18 @@ Rules:
   deltas measured around it (balances, ``Transfer`` logs since a block). Reverting the chain would
   desynchronise targets that cache their own transaction nonce.
 * The facilitator is the reference one, behind ``FacilitatorControl``: a case may tell it to refuse
-  a settlement, answer ``settlement_pending`` after really settling, or settle and lose the answer.
-  Every ``/verify`` and ``/settle`` it receives is recorded, so a case can tell whether the target
-  called it. The control is reset after every case.
+  a settlement, answer ``settlement_pending`` after really settling, settle and lose the answer,
+  hold ``/verify`` until the case releases it, answer outside the protocol, or add an
+  ``EXTENSION-RESPONSES`` header to its answers. Every ``/verify`` and ``/settle`` it receives is
+  recorded (and marked done once answered), so a case can tell whether the target called it and
+  when its calls are over. The control is reset after every case, which releases any hold.
 * Keys are test keys derived from the run's seed; nothing here ever holds real value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -37,11 +40,18 @@ from ..http.facilitator_app import facilitator_app
 from ..http.runner import LOOPBACK, Services
 from ..money import UNIT
 from ..protocol import Reason
-from .asgi import capture, read_body, replay, send_json, send_raw
+from .asgi import capture, read_body, replay, send_raw
 from .hostile import HostileServer
 
 BARRIER_WAIT = 2.0  # seconds a held /verify waits for the others (see FacilitatorControl)
+HOLD_LIMIT = 120.0  # seconds a hung /verify waits for its release at most (a forgotten hold ends)
 DEFAULT_FUNDING = 10 * UNIT
+EXTENSION_RESPONSES = "EXTENSION-RESPONSES"
+# An answer outside the protocol that no reading takes for a yes: a web server's page, as a
+# misrouted proxy in front of a facilitator gives.
+MALFORMED_REPLY = b"<html><body><h1>It works!</h1></body></html>"
+# What the harness's facilitator says in EXTENSION-RESPONSES when told to: for the server only.
+EXTENSION_PROBE = {"conformance-probe": {"note": "facilitator side channel, not for buyers"}}
 
 
 @dataclass(frozen=True)
@@ -59,30 +69,47 @@ class FacilitatorCall:
     path: str
     body: Any
     answer: Any = None
+    done: bool = False  # answered (or abandoned by the target)
 
 
 @dataclass
 class FacilitatorControl:
-    """How the harness's facilitator answers ``/settle`` for the current case, and what it was asked.
+    """How the harness's facilitator answers for the current case, and what it was asked.
 
     ``settle_mode``: ``normal``; ``refuse`` (answer ``success: false``, ``transaction_failed``, and
     send nothing to the chain); ``pending`` (settle on chain, then answer ``success: false`` with
     ``settlement_pending`` and the transaction hash, as a facilitator whose receipt wait timed out
-    does); ``lose`` (settle on chain, then answer 500 without the result).
+    does; a resent ``/settle`` of the same authorization gets the same pending answer, nothing is
+    sent again); ``pending-once`` (the first ``/settle`` as ``pending``, a resent one is answered by
+    the reference facilitator itself); ``lose`` (settle on chain, then answer 500 without the
+    result); ``malformed`` (answer 200 with ``MALFORMED_REPLY``, an HTML page, and send nothing to
+    the chain).
+
+    ``verify_mode``: ``normal``; ``hang`` (hold each ``/verify`` until ``release``, then answer it
+    normally); ``malformed`` (answer 200 with ``MALFORMED_REPLY``).
+
+    ``extension_responses``: add ``EXTENSION-RESPONSES`` (``EXTENSION_PROBE``) to every ``/verify``
+    and ``/settle`` answer.
 
     ``verify_barrier``: when N > 1, each ``/verify`` answer is held until N of them have been judged
     (or ``BARRIER_WAIT`` seconds passed), so that N concurrent copies of a payment are all verified
     before any can be settled: the race window of a slow network, made certain."""
 
     settle_mode: str = "normal"
+    verify_mode: str = "normal"
+    extension_responses: bool = False
     calls: list[FacilitatorCall] = field(default_factory=list)
     verify_barrier: int = 0
     _arrived: int = 0
     _released: Any = None  # an asyncio.Event of the facilitator's loop, made when first needed
+    _holds: list = field(default_factory=list)  # (loop, asyncio.Event) of each hung /verify
+    _pending: dict = field(default_factory=dict)  # authorization nonce -> the pending answer given
 
     def reset(self) -> None:
-        self.settle_mode = "normal"
+        self.release()
+        self.settle_mode, self.verify_mode, self.extension_responses = "normal", "normal", False
         self.calls.clear()
+        self._pending.clear()
         self.verify_barrier, self._arrived, self._released = 0, 0, None
 
     async def hold_verify(self) -> None:
@@ -97,8 +124,43 @@ class FacilitatorControl:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._released.wait(), BARRIER_WAIT)
 
+    async def hang(self) -> None:
+        """Wait (on the facilitator's loop) until ``release``, or ``HOLD_LIMIT`` seconds."""
+        released = asyncio.Event()
+        self._holds.append((asyncio.get_running_loop(), released))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(released.wait(), HOLD_LIMIT)
+
+    def release(self) -> None:
+        """Let every hung ``/verify`` go on (callable from any thread)."""
+        holds, self._holds = self._holds, []
+        for loop, released in holds:
+            with contextlib.suppress(RuntimeError):  # the facilitator's loop has already stopped
+                loop.call_soon_threadsafe(released.set)
+
     def count(self, path: str) -> int:
         return sum(1 for c in self.calls if c.path == path)
+
+    def quiet(self) -> bool:
+        """Whether every call received so far has been answered."""
+        return all(c.done for c in self.calls)
+
+
+def _network_of(parsed: Any) -> str:
+    requirements = parsed.get("paymentRequirements") if isinstance(parsed, dict) else None
+    return str(requirements.get("network", "")) if isinstance(requirements, dict) else ""
+
+
+def _nonce_of(parsed: Any) -> str | None:
+    payment = parsed.get("paymentPayload") if isinstance(parsed, dict) else None
+    payload = payment.get("payload") if isinstance(payment, dict) else None
+    authorization = payload.get("authorization") if isinstance(payload, dict) else None
+    nonce = authorization.get("nonce") if isinstance(authorization, dict) else None
+    return str(nonce).lower() if nonce is not None else None
+
+
+def _json_answer(status: int, document: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    return status, [(b"content-type", b"application/json")], json.dumps(document).encode()
 
 
 def controlled(app, control: FacilitatorControl):
@@ -114,37 +176,60 @@ def controlled(app, control: FacilitatorControl):
             parsed = body.decode("utf-8", "replace")[:512]
         call = FacilitatorCall(scope["path"], parsed)
         control.calls.append(call)
-
-        mode = control.settle_mode if scope["path"] == "/settle" else "normal"
-        if mode == "refuse":
-            network = (
-                parsed.get("paymentRequirements", {}).get("network", "") if isinstance(parsed, dict) else ""
-            )
-            answer: Any = {
-                "success": False,
-                "errorReason": Reason.transaction_failed.value,
-                "transaction": "",
-                "network": network,
-            }
-            call.answer = answer
-            return await send_json(send, 200, answer)
-        status, headers, content = await capture(app, scope, replay(body))
-        if scope["path"] == "/verify":
-            await control.hold_verify()  # judged now, answered when the others are judged too
         try:
-            answer = json.loads(content)
-        except ValueError:
-            answer = None
-        call.answer = answer
-        if mode == "pending" and isinstance(answer, dict) and answer.get("success"):
-            answer = {**answer, "success": False, "errorReason": Reason.settlement_pending.value}
-            call.answer = answer
-            return await send_json(send, 200, answer)
-        if mode == "lose":
-            return await send_json(send, 500, {"error": "internal error (answer lost on purpose)"})
-        await send_raw(send, status, headers, content)
+            status, headers, content = await _answer(app, control, scope, body, parsed, call)
+            if control.extension_responses:
+                probe = base64.b64encode(json.dumps(EXTENSION_PROBE).encode())
+                headers = [*headers, (EXTENSION_RESPONSES.lower().encode(), probe)]
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(content)).encode()))
+            await send_raw(send, status, headers, content)
+        finally:
+            call.done = True
 
     return wrapper
+
+
+async def _answer(app, control: FacilitatorControl, scope, body: bytes, parsed: Any, call: FacilitatorCall):
+    """The facilitator's answer to one ``/verify`` or ``/settle`` under ``control``: (status, raw
+    headers, body)."""
+    verify = scope["path"] == "/verify"
+    mode = control.verify_mode if verify else control.settle_mode
+    if verify and mode == "hang":
+        await control.hang()
+    nonce = _nonce_of(parsed)
+    if mode == "refuse":
+        call.answer = {
+            "success": False,
+            "errorReason": Reason.transaction_failed.value,
+            "transaction": "",
+            "network": _network_of(parsed),
+        }
+        return _json_answer(200, call.answer)
+    if mode == "malformed":
+        call.answer = MALFORMED_REPLY.decode()
+        return 200, [(b"content-type", b"text/html")], MALFORMED_REPLY
+    if mode == "pending" and nonce in control._pending:
+        call.answer = control._pending[nonce]
+        return _json_answer(200, call.answer)
+    if mode == "pending-once" and nonce in control._pending:
+        mode = "normal"  # the resend: the reference facilitator answers it
+    status, headers, content = await capture(app, scope, replay(body))
+    if verify:
+        await control.hold_verify()  # judged now, answered when the others are judged too
+    try:
+        answer = json.loads(content)
+    except ValueError:
+        answer = None
+    call.answer = answer
+    if mode in ("pending", "pending-once") and isinstance(answer, dict) and answer.get("success"):
+        call.answer = {**answer, "success": False, "errorReason": Reason.settlement_pending.value}
+        if nonce is not None:
+            control._pending[nonce] = call.answer
+        return _json_answer(200, call.answer)
+    if mode == "lose":
+        return _json_answer(500, {"error": "internal error (answer lost on purpose)"})
+    return status, list(headers), content
 
 
 @dataclass
@@ -153,6 +238,9 @@ class HarnessOptions:
     seed: int = 0
     price: int = 1_000  # atomic units a server target is told to charge
     settle_timeout: float = 10.0
+    # Seconds a server target may wait for the facilitator (FACILITATOR_TIMEOUT_SECONDS); a case that
+    # hangs the facilitator expects an answer within it.
+    facilitator_timeout: float = 30.0
     chain_port: int = 0  # 0: any free port; fixed ports let a server started by hand find the harness
     facilitator_port: int = 0
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx
 
 from ..money import UNIT
 from .context import CaseContext, Endpoint
-from .evidence import body_value, decode_lenient, message_of
+from .evidence import Recorder, body_value, decode_lenient, message_of
 from .forge import header_value, payment_v1, payment_v2, sign_exact
 from .harness import Account, Harness
 from .hostile import HostileServer
@@ -32,6 +35,8 @@ from .trust import AP2, DIRECTORY_APP, WEB_BOT_AUTH, TrustKit
 
 SECOND_PATH_SUFFIX = "-2"
 FAILING_PATH_SUFFIX = "-fails"
+REDIRECT_PATH_SUFFIX = "-redirect"  # a paid route whose handler redirects, when the target sells one
+QUIET_POLL = 0.02  # seconds between looks at the facilitator's calls while waiting for them to end
 
 
 @dataclass
@@ -77,6 +82,22 @@ def context_for(role, case, harness, target, base_url, http, setup, options, evi
     if role == "server" and WEB_BOT_AUTH in setup.trust:
         ctx.recorder.signer = setup.trust_kit.sign_request
     return ctx
+
+
+class _AsIs:
+    """The part of an ``httpx.AsyncClient`` a ``Recorder`` uses, sending every request with ``target``
+    as its request target (httpcore's ``target`` extension)."""
+
+    def __init__(self, http: httpx.AsyncClient, target: str) -> None:
+        self.http, self.target = http, target.encode("ascii")
+
+    def build_request(self, *args, **kwargs) -> httpx.Request:
+        request = self.http.build_request(*args, **kwargs)
+        request.extensions["target"] = self.target
+        return request
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        return await self.http.send(request)
 
 
 @dataclass
@@ -146,10 +167,37 @@ class ServerContext(CaseContext):
         return self.options.endpoints[0]
 
     def path(self, which: str = "main") -> str:
-        base = self.endpoint.path
-        return {"main": base, "second": base + SECOND_PATH_SUFFIX, "failing": base + FAILING_PATH_SUFFIX}[
-            which
-        ]
+        suffixes = {
+            "main": "",
+            "second": SECOND_PATH_SUFFIX,
+            "failing": FAILING_PATH_SUFFIX,
+            "redirect": REDIRECT_PATH_SUFFIX,
+        }
+        return self.endpoint.path + suffixes[which]
+
+    @property
+    def facilitator_timeout(self) -> float:
+        """Seconds the target was told it may wait for the facilitator (FACILITATOR_TIMEOUT_SECONDS)."""
+        return self.options.harness.facilitator_timeout
+
+    async def send_target(self, label: str, target: str, headers=None):
+        """A request to the paid endpoint's method whose request target is ``target`` byte for byte
+        (httpx would resolve ``.`` and ``..`` segments before sending)."""
+        sent = urlsplit(self.base_url).path.rstrip("/") + target  # a base URL may carry a path
+        recorder = Recorder(cast(httpx.AsyncClient, _AsIs(self.http, sent)), self.evidence)
+        recorder.signer = self.recorder.signer
+        return await recorder.send(
+            f"{label} (request target {target!r})", self.endpoint.method, self.url(target), headers=headers
+        )
+
+    async def facilitator_quiet(self, within: float) -> bool:
+        """Wait until every call the harness's facilitator received has been answered, for at most
+        ``within`` seconds; whether it got quiet."""
+        deadline = asyncio.get_running_loop().time() + within
+        control = self.harness.control
+        while not control.quiet() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(QUIET_POLL)
+        return control.quiet()
 
     async def challenge(
         self, path: str | None = None, label: str = "unpaid request", headers=None

@@ -130,6 +130,7 @@ def target_env(
             "PROTECTED_PATH": options.endpoints[0].path,
             "SECOND_PROTECTED_PATH": options.second_path,
             "FAILING_PATH": options.failing_path,
+            "FACILITATOR_TIMEOUT_SECONDS": f"{options.harness.facilitator_timeout:g}",
         }
     elif role in ("facilitator", "client"):
         env |= {"EVM_PRIVATE_KEY": key_hex or "", f"{role.upper()}_EVM_PRIVATE_KEY": key_hex or ""}

@@ -6,9 +6,13 @@ nonce signed. A refused payment must leave all three untouched and must not be a
 
 Groups: ``handshake`` (the 402 and its requirements), ``payment`` (valid and invalid payments),
 ``replay`` (a payment used twice, in turn or at once), ``settle`` (what happens around
-``/settle``: failures, lost answers, handler errors, the ``PAYMENT-RESPONSE``), ``headers``
-(header hygiene: oversized and repeated payment headers), ``extensions`` (payment-identifier,
-judged only when the server declares it).
+``/settle``: failures, lost answers, pending settlements, handler errors, paid redirects, the
+``PAYMENT-RESPONSE``), ``headers`` (header hygiene: oversized and repeated payment headers),
+``extensions`` (payment-identifier, judged only when the server declares it; the facilitator's
+``EXTENSION-RESPONSES`` kept from buyers), ``routes`` (other spellings of the paid path: free
+only if they serve something else, charged once when served), ``caching`` (``Cache-Control`` on
+402s and paid answers), ``facilitator`` (a facilitator that hangs or answers outside the
+protocol), ``flow`` (the advertised ``extra.paymentFlow`` against the order observed on chain).
 
 v1 servers: the handshake cases read the v1 body, payments go in ``X-PAYMENT``; cases about the v2
 ``accepted`` echo or the ``PAYMENT-REQUIRED`` header skip for a v1 server, and v1-only cases skip
@@ -1613,3 +1617,491 @@ async def payment_id_malformed(ctx: ServerContext) -> None:
         ctx, response, before, payer, payload["authorization"]["nonce"], what="a payment with a malformed id"
     )
     ctx.check(status_of(response) == 400, f"a malformed id got {status_of(response)}, not 400")
+
+
+# ================================================================================================
+# routes: other spellings of the paid path
+# ================================================================================================
+
+
+def _letter(path: str) -> int:
+    """The index of the first letter of ``path`` (the case skips when it has none)."""
+    return next((i for i, c in enumerate(path) if c.isalpha()), -1)
+
+
+def _escaped(path: str, i: int, twice: bool = False) -> str:
+    """``path`` with its ``i``-th character percent-encoded (twice: ``%25`` then the hex)."""
+    return path[:i] + ("%25" if twice else "%") + format(ord(path[i]), "02X") + path[i + 1 :]
+
+
+def _encoded(path: str, i: int) -> list[str]:
+    rest = path[1:]
+    return [
+        _escaped(path, i),
+        _escaped(path, i, twice=True),
+        "/%2F" + rest,
+        "/%5C" + rest,
+        "/%252F" + rest,
+        path.rstrip("/") + "%2F",
+    ]
+
+
+def _dot_segments(path: str, i: int) -> list[str]:
+    return [
+        "/." + path,
+        "/x402-probe/.." + path,
+        path.rstrip("/") + "/.",
+        path.rstrip("/") + "/x402-probe/..",
+    ]
+
+
+def _slashes(path: str, i: int) -> list[str]:
+    return [path.rstrip("/") + "/", "/" + path, path.rstrip("/") + "//", path.replace("/", "//")]
+
+
+def _case(path: str, i: int) -> list[str]:
+    return [path.upper(), path[:i] + path[i].swapcase() + path[i + 1 :]]
+
+
+def _params(path: str, i: int) -> list[str]:
+    return [path + ";", path + ";x402=probe"]
+
+
+def _control_chars(path: str, i: int) -> list[str]:
+    return [path + "%0A", path + "%0D", path + "%0D%0A", path + "%00"]
+
+
+def _spellings(ctx: ServerContext, family) -> list[str]:
+    path = ctx.endpoint.path
+    i = _letter(path)
+    if i < 0:
+        ctx.skip(f"the paid path {path!r} has no letter to spell otherwise")
+    return [s for s in dict.fromkeys(family(path, i)) if s != path]
+
+
+def _settled_by_status(ctx: ServerContext, response, before, payer, nonce, price: int, what: str) -> None:
+    """A 2xx is charged exactly once (one Transfer of the price, the nonce used); a 3xx at most once
+    (a redirect may be settled like a 2xx); anything else is charged nothing."""
+    status = status_of(response)
+    delta, transfers = ctx.moved_since(before, payer.address)
+    used = ctx.harness.used(payer.address, nonce)
+    ctx.fact(
+        f"{what}.paid", {"status": status, "payee_delta": delta, "transfers": len(transfers), "used": used}
+    )
+    once = len(transfers) == 1 and delta == price and used
+    nothing = not transfers and delta == 0 and not used
+    if served(response):
+        ctx.check(
+            once,
+            f"{what}, paid, was answered {status} with {len(transfers)} transfers moving {delta}: "
+            f"served must mean charged exactly once ({price})",
+        )
+    elif status is not None and 300 <= status < 400:
+        ctx.check(
+            once or nothing,
+            f"{what}, paid, was redirected ({status}) and charged {delta} in {len(transfers)} transfers",
+        )
+    else:
+        ctx.check(
+            nothing,
+            f"{what}, paid, was answered {status} yet charged {delta} in {len(transfers)} transfers "
+            f"(nonce used: {used})",
+        )
+
+
+async def _spellings_not_free(ctx: ServerContext, family) -> None:
+    """Each spelling of the paid path: unpaid, never answered 2xx with the paid body; paid with a fresh
+    valid payment, a 2xx is charged exactly once and a refusal nothing."""
+    spellings = _spellings(ctx, family)
+    _, offer = await ctx.offer()
+    paid_body = handler_body(
+        (await served_and_paid(ctx, offer, label="paid request to the paid path")).response
+    )
+    statuses: dict[str, int | None] = ctx.fact("unpaid_statuses", {})  # filled in as they come
+    for spelling in spellings:
+        before = ctx.snapshot()
+        response = await ctx.send_target("unpaid request", spelling)
+        statuses[spelling] = status_of(response)
+        delta, _ = ctx.moved_since(before)
+        ctx.check(
+            not (served(response) and response.content == paid_body),
+            f"{spelling!r} was answered {status_of(response)} with the paid content, unpaid",
+        )
+        ctx.check(delta == 0, f"an unpaid request to {spelling!r} moved {delta} to the payee")
+        payer, payload = ctx.sign(offer)
+        payment = ctx.complete(ctx.payment(offer, payload))
+        before = ctx.snapshot()
+        answer = await ctx.send_target(
+            "paid request", spelling, headers={ctx.header_for(payment): header_value(payment)}
+        )
+        nonce = payload["authorization"]["nonce"]
+        _settled_by_status(ctx, answer, before, payer, nonce, amount_of(offer), spelling)
+
+
+ROUTE_FAMILIES = (
+    (
+        "encoded",
+        "bug",
+        "core spec 5; x402#2372, x402#3044, x402#3073, x402#3502 (encoded separators)",
+        "Percent-encoded spellings (%70, %2570, %2F, %5C, %252F) of the paid path are not free",
+        _encoded,
+    ),
+    (
+        "dot-segments",
+        "payment",
+        "core spec 5 (served only when paid); RFC 3986 5.2.4 (dot segments)",
+        "Spellings with . and .. segments that come back to the paid path are not free",
+        _dot_segments,
+    ),
+    (
+        "slashes",
+        "bug",
+        "core spec 5; x402#3044 (trailing slash); the SDKs' matchers collapse // and strip a final /",
+        "Spellings of the paid path with a trailing slash or doubled slashes are not free",
+        _slashes,
+    ),
+    (
+        "case",
+        "payment",
+        "core spec 5; the SDKs' route matchers ignore letter case",
+        "Spellings of the paid path in other letter case are not free",
+        _case,
+    ),
+    (
+        "params",
+        "payment",
+        "core spec 5; RFC 3986 3.3 (; parameters in a path segment)",
+        "Spellings of the paid path with ; parameters are not free",
+        _params,
+    ),
+    (
+        "control-chars",
+        "bug",
+        "core spec 5; x402#3036, x402#3055, x402#3100, x402#3116 (route-matching bypasses)",
+        "Spellings of the paid path ending in an encoded line feed, carriage return or NUL are not free",
+        _control_chars,
+    ),
+)
+
+
+def _route_case(name: str, kind: str, rests_on: str, description: str, family) -> None:
+    async def run(ctx: ServerContext) -> None:
+        await _spellings_not_free(ctx, family)
+
+    run.__name__ = f"routes_{name.replace('-', '_')}"
+    case(f"server.routes.{name}-not-free", "MUST", rests_on, description, kind=kind)(run)
+
+
+for _family in ROUTE_FAMILIES:
+    _route_case(*_family)
+
+
+# ================================================================================================
+# caching
+# ================================================================================================
+
+
+@case(
+    "server.caching.no-store-402",
+    "SHOULD",
+    "x402#2990 (402 answers are not stored); the 2026 SDKs send Cache-Control: no-store",
+    "A 402 carries Cache-Control with no-store",
+    kind="advice",
+)
+async def no_store_402(ctx: ServerContext) -> None:
+    challenge = await ctx.challenge()
+    ctx.check(challenge.status == 402, f"an unpaid request got {challenge.status}, not 402")
+    value = ctx.fact("cache_control", challenge.headers.get("cache-control"))
+    ctx.check("no-store" in _directives_of(value), f"the 402's Cache-Control is {value!r}, without no-store")
+
+
+@case(
+    "server.caching.private-paid",
+    "SHOULD",
+    "x402#2990 (a paid answer is for its buyer only); the 2026 SDKs add private",
+    "A served payment's answer carries Cache-Control with private (or no-store)",
+    kind="advice",
+)
+async def private_paid(ctx: ServerContext) -> None:
+    paid = await served_and_paid(ctx)
+    value = ctx.fact("cache_control", paid.response.headers.get("cache-control"))
+    ctx.check(
+        _directives_of(value) & {"private", "no-store"},
+        f"the paid answer's Cache-Control is {value!r}: a shared cache may serve it to others",
+    )
+
+
+def _directives_of(value: str | None) -> set[str]:
+    return {d.strip().split("=", 1)[0].lower() for d in (value or "").split(",") if d.strip()}
+
+
+# ================================================================================================
+# facilitator: a facilitator that hangs or answers outside the protocol
+# ================================================================================================
+
+HUNG_SLACK = 3.0  # seconds past FACILITATOR_TIMEOUT_SECONDS a server may take to answer
+AFTER_RELEASE = 10.0  # seconds a server gets to finish once a hung /verify is let go
+
+
+async def _while_verify_hangs(ctx: ServerContext):
+    """A valid payment sent while the harness's facilitator holds every ``/verify``; the hold is
+    released after the bound plus ``HUNG_SLACK`` (or as soon as the server answered), and the case
+    waits until the server's facilitator calls are over. Returns ``(offer, paid body, response,
+    seconds to the answer or None, payer, nonce, before)``; the answer counts only if it came
+    while the hold was in place."""
+    _, offer = await ctx.offer()
+    paid_body = handler_body((await served_and_paid(ctx, offer, label="payment verified normally")).response)
+    payer, payload = ctx.sign(offer)
+    payment = ctx.complete(ctx.payment(offer, payload))
+    bound = ctx.facilitator_timeout + HUNG_SLACK
+    ctx.fact("bound_seconds", bound)
+    ctx.harness.control.calls.clear()
+    ctx.harness.control.verify_mode = "hang"
+    before = ctx.snapshot()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    request = asyncio.ensure_future(
+        ctx.send(
+            "payment while /verify hangs",
+            ctx.endpoint.method,
+            ctx.endpoint.path,
+            headers={ctx.header_for(payment): header_value(payment)},
+            timeout=bound + AFTER_RELEASE,
+        )
+    )
+    done, _ = await asyncio.wait({request}, timeout=bound)
+    elapsed = round(loop.time() - started, 3) if done else None
+    ctx.harness.control.verify_mode = "normal"  # a /verify sent again is answered at once
+    ctx.harness.control.release()
+    response = await request
+    quiet = ctx.fact("facilitator_quiet", await ctx.facilitator_quiet(AFTER_RELEASE))
+    ctx.fact("answered_after_seconds", elapsed)
+    ctx.fact("verify_calls", ctx.harness.control.count("/verify"))
+    if ctx.harness.control.count("/verify") == 0:
+        ctx.skip(
+            "the target called no /verify at the harness's facilitator (an upfront server settles first)"
+        )
+    ctx.check(quiet, f"the server's facilitator calls were still open {AFTER_RELEASE:g} s after the release")
+    return offer, paid_body, response, elapsed, payer, payload["authorization"]["nonce"], before
+
+
+@case(
+    "server.facilitator.hung-not-served",
+    "MUST",
+    "core spec 5 (the resource is served only after verification and settlement)",
+    "While /verify hangs, the server neither serves nor charges, not even after the facilitator answers",
+    kind="spec",
+)
+async def hung_not_served(ctx: ServerContext) -> None:
+    offer, paid_body, response, elapsed, payer, nonce, before = await _while_verify_hangs(ctx)
+    ctx.fact("status", status_of(response))
+    if elapsed is None:
+        ctx.note("no answer while /verify hung: judged as served only if charged once")
+        _settled_by_status(ctx, response, before, payer, nonce, amount_of(offer), "the payment")
+        return
+    ctx.check(not (paid_body and paid_body in handler_body(response)), "the answer carries the paid content")
+    not_charged(ctx, response, before, payer, nonce, what="a payment whose /verify hung")
+
+
+@case(
+    "server.facilitator.hung-answered",
+    "SHOULD",
+    "x402#2961, x402#2974 (a bounded facilitator client, 30 s by default)",
+    "While /verify hangs, the server answers a non-2xx within FACILITATOR_TIMEOUT_SECONDS (plus slack)",
+    kind="advice",
+)
+async def hung_answered(ctx: ServerContext) -> None:
+    _, _, response, elapsed, *_ = await _while_verify_hangs(ctx)
+    ctx.fact("status", status_of(response))
+    bound = ctx.facilitator_timeout + HUNG_SLACK
+    ctx.check(elapsed is not None, f"no answer within {bound:g} s while /verify hung")
+    ctx.check(not served(response), f"answered {status_of(response)} while /verify hung")
+
+
+async def _malformed_replies(ctx: ServerContext):
+    """A valid payment under a facilitator answering /verify, then one answering /settle, outside the
+    protocol (and settling nothing); yields ``(endpoint, what, response, before, payer, nonce)``."""
+    _, offer = await ctx.offer()
+    for endpoint in ("verify", "settle"):
+        setattr(ctx.harness.control, f"{endpoint}_mode", "malformed")
+        payer, payload = ctx.sign(offer)
+        before = ctx.snapshot()
+        what = f"a payment whose /{endpoint} answer is malformed"
+        response = await ctx.pay(offer, ctx.payment(offer, payload), label=what)
+        setattr(ctx.harness.control, f"{endpoint}_mode", "normal")
+        yield endpoint, what, response, before, payer, payload["authorization"]["nonce"]
+
+
+@case(
+    "server.facilitator.malformed-reply-not-served",
+    "MUST",
+    "core spec 5 (serve only on a valid verification and a successful settlement)",
+    "A /verify or /settle answer outside the protocol is neither served nor charged",
+    kind="spec",
+)
+async def malformed_reply_not_served(ctx: ServerContext) -> None:
+    paid_body = handler_body((await served_and_paid(ctx, label="payment answered normally")).response)
+    async for endpoint, what, response, before, payer, nonce in _malformed_replies(ctx):
+        ctx.check(
+            not (paid_body and paid_body in handler_body(response)), f"{what}: the answer has the content"
+        )
+        not_charged(ctx, response, before, payer, nonce, what=what, name=endpoint)
+
+
+@case(
+    "server.facilitator.malformed-reply-502",
+    "SHOULD",
+    "x402 HTTP rules of 2026 (a malformed facilitator reply is answered 502)",
+    "A /verify or /settle answer outside the protocol is answered 502 Bad Gateway",
+    kind="advice",
+)
+async def malformed_reply_502(ctx: ServerContext) -> None:
+    statuses = {}
+    async for _, what, response, *_ in _malformed_replies(ctx):
+        statuses[what] = status_of(response)
+    ctx.fact("statuses", statuses)
+    wrong = {what: status for what, status in statuses.items() if status != 502}
+    ctx.check(not wrong, f"answered other than 502: {wrong}")
+
+
+# ================================================================================================
+# settle: pending settlements, redirects
+# ================================================================================================
+
+
+@case(
+    "server.settle.pending-has-transaction",
+    "MUST",
+    "x402#3083 (settlement_pending carries the transaction hash); x402#2294",
+    "A PAYMENT-RESPONSE reporting settlement_pending names a transaction that is on chain or pending",
+    kind="bug",
+)
+async def pending_has_transaction(ctx: ServerContext) -> None:
+    _, _, paid, _ = await _under_settle_mode(ctx, "pending")
+    _, document = ctx.settlement_header(paid.response)
+    ctx.fact("payment_response", document)
+    reason = document.get("errorReason") if isinstance(document, dict) else None
+    if reason != "settlement_pending":
+        ctx.skip(f"the answer reports no pending settlement (PAYMENT-RESPONSE errorReason {reason!r})")
+    tx = document.get("transaction")
+    ctx.check(isinstance(tx, str) and TX_HASH.fullmatch(tx), f"the pending report names {tx!r}, no hash")
+    assert isinstance(tx, str)  # checked just above
+    known = ctx.harness.receipt(tx) is not None or ctx.harness.chain.rpc("eth_getTransactionByHash", tx)
+    ctx.fact("transaction_known", bool(known))
+    ctx.check(known, f"the pending report names {tx}, which is neither mined nor pending")
+
+
+@case(
+    "server.settle.pending-retried-once",
+    "SHOULD",
+    "x402#3214 (a settlement_pending with a transaction is settled again once)",
+    "On settlement_pending with a transaction hash the server resends /settle exactly once, same body",
+    kind="advice",
+)
+async def pending_retried_once(ctx: ServerContext) -> None:
+    offer, _, paid, _ = await _under_settle_mode(ctx, "pending-once")
+    bodies = [c.body for c in ctx.harness.control.calls if c.path == "/settle"]
+    ctx.fact("settle_calls", len(bodies))
+    if not bodies:
+        ctx.skip("the target called no /settle at the harness's facilitator")
+    ctx.check(len(bodies) == 2, f"/settle was sent {len(bodies)} times; a pending one is resent exactly once")
+    ctx.check(bodies[0] == bodies[1], "the resent /settle differs from the first")
+    ctx.check(
+        len(paid.transfers) == 1 and paid.payee_delta == amount_of(offer),
+        f"{len(paid.transfers)} transfers moved {paid.payee_delta}; the resend must not charge again",
+    )
+
+
+@case(
+    "server.settle.redirect-settled",
+    "MUST",
+    "core spec 5; x402#2826 (settlement skipped on 3xx answers)",
+    "A paid request answered with a redirect (3xx) is settled like a 2xx: charged once, PAYMENT-RESPONSE",
+    kind="bug",
+)
+async def redirect_settled(ctx: ServerContext) -> None:
+    path = ctx.path("redirect")
+    challenge = await ctx.challenge(path, label="probe of the redirecting paid path")
+    offer = challenge.offer(ctx.harness)
+    if challenge.status != 402 or offer is None:
+        ctx.skip(f"the target declares no redirecting paid route at {path} (answered {challenge.status})")
+    paid = await ctx.paid(offer, path=path, label="payment for a redirecting handler")
+    ctx.chain_facts(paid)
+    status = ctx.fact("status", status_of(paid.response))
+    if status is None or not 300 <= status < 400:
+        ctx.skip(f"{path} answered {status} to a valid payment, not a redirect")
+    ctx.check(
+        len(paid.transfers) == 1 and paid.payee_delta == amount_of(offer),
+        f"the redirect ({status}) was given with {len(paid.transfers)} transfers moving {paid.payee_delta}: "
+        "a 3xx is settled like a 2xx",
+    )
+    _, document = ctx.settlement_header(paid.response)
+    ctx.fact("payment_response", document)
+    ctx.check(
+        isinstance(document, dict) and document.get("success") is True,
+        f"the paid redirect's PAYMENT-RESPONSE is {document}",
+    )
+
+
+# ================================================================================================
+# flow: extra.paymentFlow
+# ================================================================================================
+
+PAYMENT_FLOWS = ("authorization", "upfront", "escrow")
+SETTLES_FIRST = ("upfront", "escrow")
+
+
+def _flow(offer: dict) -> object:
+    extra = offer.get("extra")
+    return extra.get("paymentFlow", "authorization") if isinstance(extra, dict) else "authorization"
+
+
+@case(
+    "server.flow.advertised",
+    "MUST",
+    "payment flows (extra.paymentFlow, reserved): a flow other than authorization is advertised",
+    "extra.paymentFlow is a known flow, and a server that settles before its handler advertises so",
+    kind="spec",
+)
+async def flow_advertised(ctx: ServerContext) -> None:
+    challenge, _ = await ctx.offer()
+    flows = ctx.fact("flows", [_flow(e) for e in challenge.accepts if isinstance(e, dict)])
+    unknown = [f for f in flows if f not in PAYMENT_FLOWS]
+    ctx.check(not unknown, f"offers advertise unknown payment flows {unknown}: clients drop them")
+    failing = ctx.path("failing")
+    probe = await ctx.challenge(failing, label="probe of the failing paid path")
+    offer = probe.offer(ctx.harness)
+    if probe.status != 402 or offer is None:
+        ctx.note(f"no failing paid route at {failing}: only the advertised values were judged")
+        return
+    flow = ctx.fact("failing.flow", _flow(offer))
+    paid = await ctx.paid(offer, path=failing, label="payment for a failing handler")
+    ctx.chain_facts(paid, "failing")
+    charged = bool(paid.transfers)
+    ctx.check(
+        not charged or flow in SETTLES_FIRST,
+        f"settled although the handler failed ({status_of(paid.response)}): it settles before the "
+        f"handler, yet advertises {flow!r}",
+    )
+    ctx.check(
+        charged or flow != "upfront", "advertises upfront, yet its failing handler's payment was not settled"
+    )
+
+
+# ================================================================================================
+# extensions: the facilitator's side channel
+# ================================================================================================
+
+
+@case(
+    "server.extensions.extension-responses-not-forwarded",
+    "SHOULD",
+    "x402#1835 (EXTENSION-RESPONSES is the facilitator's answer to the server)",
+    "The facilitator's EXTENSION-RESPONSES header never reaches the buyer",
+    kind="advice",
+)
+async def extension_responses_not_forwarded(ctx: ServerContext) -> None:
+    ctx.harness.control.extension_responses = True
+    paid = await served_and_paid(ctx, label="payment whose /verify and /settle answers carry the header")
+    leaked = ctx.fact("leaked", paid.response.headers.get("extension-responses"))
+    ctx.check(leaked is None, f"the buyer's answer carries EXTENSION-RESPONSES: {str(leaked)[:200]}")

@@ -11,9 +11,11 @@ the runner reads the payee from it before any case runs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
+import posixpath
 import re
 import secrets
 from collections.abc import Callable
@@ -37,6 +39,8 @@ from ..protocol import (
 )
 from .asgi import capture, send_raw
 from .controls import control
+from .harness import EXTENSION_PROBE, EXTENSION_RESPONSES
+from .kits import REDIRECT_PATH_SUFFIX
 from .reference import InProcessService, reference_server
 
 OVERSIZED_LIMIT = 16 * 1024
@@ -532,14 +536,18 @@ def _canonical(path: str) -> str:
 
 class LoosePaths(ResourceServer):
     """The paywall matches the raw path (query included) while the application routes loosely
-    (query dropped, case folded, slashes collapsed): a variant of a paid path reaches the handler
-    unpaid."""
+    (``router``: query dropped, case folded, slashes collapsed): a variant of a paid path reaches
+    the handler unpaid."""
+
+    @staticmethod
+    def router(path: str) -> str:
+        return _canonical(path)
 
     def handle(self, request: HttpRequest, now: int | None = None):
         if f"{request.method.upper()} {request.path}" not in self.routes:
             for key in self.routes:
                 method, path = key.split(" ", 1)
-                if method == request.method.upper() and _canonical(request.path) == _canonical(path):
+                if method == request.method.upper() and self.router(request.path) == self.router(path):
                     return (yield Handle(replace(request, path=path)))
         return (yield from super().handle(request, now))
 
@@ -552,6 +560,84 @@ class LoosePaths(ResourceServer):
 )
 def loose_paths():
     return _server("loose-paths", LoosePaths)
+
+
+def _raw_paths(app):
+    """A middleware handing the app the path as it was sent, percent-escapes kept (as a paywall
+    matching the escaped path sees it)."""
+
+    async def wrapper(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get("raw_path"):
+            scope = {**scope, "path": scope["raw_path"].decode("latin-1")}
+        await app(scope, receive, send)
+
+    return wrapper
+
+
+def _fully_decoded(path: str) -> str:
+    path = path.split("?", 1)[0]
+    while unquote(path) != path:
+        path = unquote(path)
+    return re.sub("/+", "/", path.replace("\\", "/"))
+
+
+def _dots_resolved(path: str) -> str:
+    return posixpath.normpath(path.split("?", 1)[0])
+
+
+def _slashes_collapsed(path: str) -> str:
+    return re.sub("/+", "/", path.split("?", 1)[0]).rstrip("/") or "/"
+
+
+def _case_folded(path: str) -> str:
+    return path.split("?", 1)[0].lower()
+
+
+def _params_dropped(path: str) -> str:
+    return re.sub(";[^/]*", "", path.split("?", 1)[0])
+
+
+def _line_read(path: str) -> str:
+    return unquote(path.split("?", 1)[0]).split("\0", 1)[0].rstrip("\r\n")
+
+
+# family of spellings -> (what the loose router does, the router)
+LOOSE_ROUTERS: dict[str, tuple[str, Callable[[str], str]]] = {
+    "encoded": (
+        "decodes percent-escapes until none is left, reads \\ as / and collapses slashes",
+        _fully_decoded,
+    ),
+    "dot-segments": ("resolves . and .. segments", _dots_resolved),
+    "slashes": ("collapses repeated slashes and drops a trailing one", _slashes_collapsed),
+    "case": ("ignores letter case", _case_folded),
+    "params": ("drops ; parameters", _params_dropped),
+    "control-chars": ("decodes the path and reads it up to a NUL, without a final line break", _line_read),
+}
+
+
+def _loose_router(family: str, how: str, router: Callable[[str], str]) -> None:
+    role_class = type(
+        f"Loose{family.title().replace('-', '')}", (LoosePaths,), {"router": staticmethod(router)}
+    )
+
+    def build() -> InProcessService:
+        return InProcessService(
+            "server",
+            lambda env: _raw_paths(reference_server(env, role_class=role_class)[1]),
+            name=f"control loose-router-{family}",
+            kind="control",
+        )
+
+    control(
+        f"server.loose-router-{family}",
+        "server",
+        f"The paywall matches the escaped path as sent; the router {how}: those spellings are free",
+        kills=(f"server.routes.{family}-not-free",),
+    )(build)
+
+
+for _family, (_how, _router) in LOOSE_ROUTERS.items():
+    _loose_router(_family, _how, _router)
 
 
 # ================================================================================================
@@ -714,7 +800,11 @@ def _invent_transaction(document: dict) -> dict:
     "server.invents-transaction",
     "server",
     "PAYMENT-RESPONSE names a transaction hash that is not the settlement's",
-    kills=("server.settle.response-transaction", "server.settle.pending-names-transaction"),
+    kills=(
+        "server.settle.response-transaction",
+        "server.settle.pending-names-transaction",
+        "server.settle.pending-has-transaction",
+    ),
 )
 def invents_transaction():
     return _wrapped("invents-transaction", editing_header("PAYMENT-RESPONSE", _invent_transaction))
@@ -895,3 +985,253 @@ def malformed_identifier_declaration():
     return _server(
         "malformed-identifier-declaration", MalformedIdentifierDeclaration, payment_identifier="optional"
     )
+
+
+# ================================================================================================
+# caching
+# ================================================================================================
+
+
+def _no_cache_control(scope, status, headers, body):
+    return status, [(k, v) for k, v in headers if k.lower() != "cache-control"], body
+
+
+@control(
+    "server.no-cache-control",
+    "server",
+    "No answer carries Cache-Control: a shared cache may store a 402 or a buyer's paid answer",
+    kills=("server.caching.no-store-402", "server.caching.private-paid"),
+)
+def no_cache_control():
+    return _wrapped("no-cache-control", rewriting(_no_cache_control))
+
+
+# ================================================================================================
+# facilitator trouble
+# ================================================================================================
+
+
+def _stale_when_slow(env: dict[str, str]):
+    """The reference behind an edge that serves the last paid answer of a path when the paywall
+    takes longer than half of FACILITATOR_TIMEOUT_SECONDS."""
+    app = reference_server(env)[1]
+    patience = float(env.get("FACILITATOR_TIMEOUT_SECONDS") or 30) / 2
+    stale: dict[str, tuple[int, list, bytes]] = {}
+
+    async def wrapper(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        answer = asyncio.ensure_future(capture(app, scope, receive))
+        try:
+            status, headers, body = await asyncio.wait_for(asyncio.shield(answer), patience)
+        except TimeoutError:
+            if scope["path"] not in stale:
+                status, headers, body = await answer
+            else:
+                status, headers, body = stale[scope["path"]]
+        if 200 <= status < 300:
+            stale[scope["path"]] = (status, headers, body)
+        await send_raw(send, status, headers, body)
+
+    return wrapper
+
+
+@control(
+    "server.serves-when-facilitator-slow",
+    "server",
+    "When the paywall is slow (its facilitator hangs), the last paid answer of the path is served",
+    kills=("server.facilitator.hung-not-served", "server.facilitator.hung-answered"),
+)
+def serves_when_facilitator_slow():
+    return InProcessService(
+        "server", _stale_when_slow, name="control serves-when-facilitator-slow", kind="control"
+    )
+
+
+class FailsOpen(ResourceServer):
+    """Serves when the facilitator cannot be understood: a /verify or /settle that raised is skipped."""
+
+    def verify_serve_settle(self, route, request, payment, requirements, version):
+        try:
+            verdict = yield Verify(payment, requirements)
+        except Unreachable:
+            return (yield Handle(request))
+        if not verdict.is_valid:
+            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
+        response = yield Handle(request)
+        if response.status >= 400:
+            return response
+        try:
+            settlement = yield Settle(payment, requirements)
+        except Unreachable:
+            return response
+        return self.deliver(route, version, response, settlement)
+
+
+@control(
+    "server.fails-open-on-facilitator",
+    "server",
+    "A /verify or /settle answer the server cannot read is skipped: the handler's answer is served",
+    kills=("server.facilitator.malformed-reply-not-served", "server.facilitator.malformed-reply-502"),
+)
+def fails_open_on_facilitator():
+    return _server("fails-open-on-facilitator", FailsOpen)
+
+
+# ================================================================================================
+# settle: pending, redirects
+# ================================================================================================
+
+
+class SettlesOnce(ResourceServer):
+    """The authorization flow with a single /settle: a pending settlement is never sent again."""
+
+    def verify_serve_settle(self, route, request, payment, requirements, version):
+        verdict = yield Verify(payment, requirements)
+        if not verdict.is_valid:
+            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
+        response = yield Handle(request)
+        if response.status >= 400:
+            return response
+        settlement = yield Settle(payment, requirements)
+        return self.deliver(route, version, response, settlement)
+
+
+@control(
+    "server.no-pending-retry",
+    "server",
+    "A settlement_pending answer carrying a transaction is not settled again",
+    kills=("server.settle.pending-retried-once",),
+)
+def no_pending_retry():
+    return _server("no-pending-retry", SettlesOnce)
+
+
+def _redirected(steps, location: str):
+    """``steps`` (a role's), with each 200 the application gives turned into 303 to ``location``."""
+    answer, error = None, None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(answer)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            answer, error = (yield effect), None
+        except Unreachable as exc:  # the driver's word: the role decides what it means
+            answer, error = None, exc
+        if isinstance(effect, Handle) and answer is not None and answer.status == 200:
+            answer = HttpResponse(303, (("Location", location),), b"")
+
+
+class RedirectingServer(ResourceServer):
+    """The reference server selling one more route, ``<main path>-redirect``, whose handler answers
+    303 See Other to the main path (a paid redirect: a signed download URL, a moved resource)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        main = next(iter(self.routes.values()))
+        self.redirect_to = main.key.split(" ", 1)[1]
+        self.redirect_key = f"GET {self.redirect_to}{REDIRECT_PATH_SUFFIX}"
+        route = replace(main, key=self.redirect_key, description="A paid route whose handler redirects")
+        self.routes = {**self.routes, self.redirect_key: route}
+
+    def handle(self, request: HttpRequest, now: int | None = None):
+        steps = super().handle(request, now)
+        if request.route_key == self.redirect_key:
+            return (yield from _redirected(steps, self.redirect_to))
+        return (yield from steps)
+
+
+def redirecting_reference() -> InProcessService:
+    """The reference server with a redirecting paid route (``server.settle.redirect-settled``)."""
+    return InProcessService(
+        "server",
+        lambda env: reference_server(env, role_class=RedirectingServer)[1],
+        name="x402sim (redirect)",
+    )
+
+
+class SkipsSettleOnRedirect(RedirectingServer):
+    """Passes a handler's 3xx through unsettled, as it does a 4xx (x402#2826)."""
+
+    def verify_serve_settle(self, route, request, payment, requirements, version):
+        verdict = yield Verify(payment, requirements)
+        if not verdict.is_valid:
+            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
+        response = yield Handle(request)
+        if response.status >= 300:
+            return response
+        settlement = yield Settle(payment, requirements)
+        return self.deliver(route, version, response, settlement)
+
+
+@control(
+    "server.skips-settle-on-redirect",
+    "server",
+    "A paid request whose handler redirects (3xx) gets the redirect without any settlement",
+    kills=("server.settle.redirect-settled",),
+)
+def skips_settle_on_redirect():
+    return _server("skips-settle-on-redirect", SkipsSettleOnRedirect)
+
+
+# ================================================================================================
+# payment flows
+# ================================================================================================
+
+
+def _flow_removed(entry: dict) -> None:
+    entry.get("extra", {}).pop("paymentFlow", None)
+
+
+@control(
+    "server.upfront-unadvertised",
+    "server",
+    "Settles before the handler runs (upfront) while its offers advertise no paymentFlow",
+    kills=("server.flow.advertised",),
+)
+def upfront_unadvertised():
+    return InProcessService(
+        "server",
+        lambda env: editing_header("PAYMENT-REQUIRED", _each_offer(_flow_removed))(
+            reference_server(env, upfront=True)[1]
+        ),
+        name="control upfront-unadvertised",
+        kind="control",
+    )
+
+
+def _unknown_flow(entry: dict) -> None:
+    entry["extra"] = {**entry.get("extra", {}), "paymentFlow": "prepaid"}
+
+
+@control(
+    "server.unknown-payment-flow",
+    "server",
+    "Its offers advertise extra.paymentFlow prepaid, a flow no client recognises",
+    kills=("server.flow.advertised",),
+)
+def unknown_payment_flow():
+    return _wrapped("unknown-payment-flow", editing_header("PAYMENT-REQUIRED", _each_offer(_unknown_flow)))
+
+
+# ================================================================================================
+# the facilitator's side channel
+# ================================================================================================
+
+
+def _leaks_extension_responses(scope, status, headers, body):
+    if any(k.lower() == "payment-response" for k, _ in headers):
+        probe = base64.b64encode(json.dumps(EXTENSION_PROBE).encode()).decode()
+        headers = [*headers, (EXTENSION_RESPONSES, probe)]
+    return status, headers, body
+
+
+@control(
+    "server.leaks-extension-responses",
+    "server",
+    "Answers that report a settlement carry the facilitator's EXTENSION-RESPONSES header",
+    kills=("server.extensions.extension-responses-not-forwarded",),
+)
+def leaks_extension_responses():
+    return _wrapped("leaks-extension-responses", rewriting(_leaks_extension_responses))
