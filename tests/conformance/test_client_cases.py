@@ -11,6 +11,7 @@ import pytest
 
 from tests.conformance.calibration import control_survivors, role_controls, unkilled_must_cases
 from x402sim.conformance import catalog, reference, runner
+from x402sim.conformance.client_cases import SILENCE
 from x402sim.conformance.harness import HarnessOptions
 
 V1_CASE = "client.pays.v1-header"
@@ -95,3 +96,15 @@ def test_evidence_of_a_lost_answer_shows_one_settled_payment(results):
     chain = results["client.retries.lost-answer-500"].evidence.chain
     assert chain["nonces_used"] == [True] and len(chain["transfers"]) == 1
     assert chain["signed"][0]["answered"] == 500
+
+
+def test_evidence_of_a_hang_up_shows_no_answer_and_one_settled_payment(results):
+    for case_id in ("client.retries.lost-answer-closed", "client.retries.lost-answer-silent"):
+        chain = results[case_id].evidence.chain
+        assert chain["nonces_used"] == [True] and len(chain["transfers"]) == 1, case_id
+        assert chain["signed"][0]["answered"] is None, case_id  # the server hung up
+
+
+def test_the_silent_case_waits_its_bound_and_no_longer(results):
+    # the reference client would wait 30 s: the hang-up after SILENCE is what ends the run
+    assert SILENCE <= results["client.retries.lost-answer-silent"].duration < SILENCE + 5

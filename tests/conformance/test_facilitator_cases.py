@@ -24,7 +24,7 @@ def results(reference_report):
 def test_the_catalog_covers_every_group_with_enough_cases():
     cases = catalog.select(ROLE)
     assert len(cases) >= 30
-    assert {c.group for c in cases} == {"supported", "verify", "settle", "input"}
+    assert {c.group for c in cases} == {"supported", "verify", "settle", "input", "extra"}
 
 
 def test_the_reference_passes_every_case(reference_report):
@@ -100,3 +100,38 @@ def test_a_killed_settlement_case_names_the_failed_receipt():
     assert result.outcome == "failed" and "receipt failed" in result.message
     assert result.evidence.chain["settle.success"] is True
     assert result.evidence.chain["settle.backed_by_transfer"] is False
+
+
+def test_verify_read_only_is_judged_by_the_transactions_around_it(results):
+    chain = results["facilitator.verify.read-only"].evidence.chain
+    assert chain["transactions_after_verify"] == [] and chain["facilitator_transactions_sent"] == 0
+    assert chain["authorization_used"] is False and chain["payer_delta"] == 0
+    assert len(chain["nonce_transactions"]) == 1  # the settle that followed, once
+    labels = [e.label for e in results["facilitator.verify.read-only"].evidence.exchanges]
+    assert labels[-1] == "settle" and labels.count("settle") == 1
+
+
+def _outcomes(control: str, case_ids: list[str]) -> dict[str, str]:
+    report = runner.run(ROLE, controls.load()[control].build(), catalog.select(ROLE, include=case_ids))
+    return {r.id: r.outcome for r in report.results}
+
+
+def test_read_only_catches_what_does_not_move_funds_lets_through():
+    # A verify that sends a transaction moving no token, or that remembers refused nonces, keeps the
+    # older case green: the new one is what fails them.
+    cases = ["facilitator.verify.does-not-move-funds", "facilitator.verify.read-only"]
+    for control in ("facilitator.verify-sends-transaction", "facilitator.verify-remembers-refusals"):
+        assert _outcomes(control, cases) == dict(zip(cases, ["passed", "failed"], strict=True)), control
+
+
+def test_a_pending_answer_is_judged_by_its_hash_and_its_resend():
+    report = runner.run(
+        ROLE,
+        controls.load()["facilitator.pending-rebroadcasts"].build(),
+        catalog.select(ROLE, include=["facilitator.settle.pending-has-transaction"]),
+    )
+    [result] = report.results
+    chain = result.evidence.chain
+    assert result.outcome == "failed" and "broadcast 2 times" in result.message
+    assert chain["settle.transaction"] == chain["nonce_transactions"][0]
+    assert [e.label for e in result.evidence.exchanges] == ["settle", "settle resent"]

@@ -31,6 +31,12 @@ Decisions these cases rest on (see each case's ``rests_on``):
 * **v1.** A v1 402 can only name a chain with a v1 name (``base``, ``base-sepolia``, ...); the v1
   case runs when the harness network has one (the ``base`` and ``base-sepolia`` presets) and is
   skipped on the local chain.
+* **Lost answers** come in every form a network produces: a 500, a fresh 402, a closed connection,
+  silence. The env contract names no client timeout, so the silent server hangs up after ``SILENCE``
+  seconds; a client that gives up sooner is judged on its own timeout, one that waits on the hang-up.
+* **Payment flows** (x402 2026, reserved ``extra.paymentFlow``): an unknown flow is never paid
+  (MUST: an unknown flow changes when and how the payer is charged); among payable offers the
+  ``authorization`` flow is preferred (SHOULD).
 * **Concurrency** (x402#398): the env contract runs one request per process, so K requests at once
   are K runs of the client at once, all with the same payer, as an agent's one wallet makes
   concurrent calls; this also catches nonces derived from the payer or from per-process state.
@@ -38,6 +44,7 @@ Decisions these cases rest on (see each case's ``rests_on``):
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -50,11 +57,12 @@ from ..money import UNIT
 from ..protocol import Reason, caip2_to_v1
 from .catalog import case
 from .forge import domain_of, header_value
-from .hostile import PAYMENT_HEADERS, Answer, Seen
+from .hostile import HANG_UP, PAYMENT_HEADERS, Answer, Seen
 from .kits import ClientContext
 
 PRICE = 1_000
 DEFAULT_CAP = UNIT  # $1 of a 6-decimals asset: the SDK clients' default cap per payment
+SILENCE = 1.5  # seconds a silent server holds a settled payment's answer before hanging up
 CLOCK_SLACK = 5  # seconds of clock difference tolerated between the client and the harness
 STANDING_LIMIT = 24 * 3600  # a window longer than a day is a standing authorization
 UNSUPPORTED_SCHEME = "x402sim-unsupported"
@@ -831,6 +839,54 @@ async def refuses_malformed_402(ctx: ClientContext) -> None:
     ctx.check(run.exit_code is not None, "the client did not end")
 
 
+# -- payment flows ------------------------------------------------------------------------------------
+
+UNKNOWN_FLOW = "streaming"
+
+
+def flow_offer(ctx: ClientContext, flow: str, **fields) -> dict:
+    """An exact offer (see ``offer``) whose ``extra.paymentFlow`` is ``flow``."""
+    extra = {"name": ctx.harness.asset_name, "version": ctx.harness.asset_version, "paymentFlow": flow}
+    return offer(ctx, extra=extra, **fields)
+
+
+@case(
+    "client.flow.unrecognised-not-paid",
+    "MUST",
+    "x402 2026 payment flows (x402-reference 11: a client MUST NOT pay an extra.paymentFlow it does not "
+    "recognise; recognised: authorization, upfront, escrow, absent); the Python SDK 2.25 client drops them",
+    f"A 402 offering only an exact entry with extra.paymentFlow {UNKNOWN_FLOW!r} gets nothing signed",
+    kind="spec",
+)
+async def flow_unrecognised_not_paid(ctx: ClientContext) -> None:
+    ctx.hostile.handler = shop(ctx, [flow_offer(ctx, UNKNOWN_FLOW)])
+    _run, payer, before = await ctx.run_client()
+    nothing_signed(ctx, f"an offer of the unknown paymentFlow {UNKNOWN_FLOW!r}")
+    nothing_moved(ctx, payer, before)
+
+
+@case(
+    "client.flow.prefers-authorization",
+    "SHOULD",
+    "x402-reference 11 (a client SHOULD prefer the authorization flow: it is charged only after the "
+    "server verified and served); the Python SDK 2.25 client keeps those offers when there are any",
+    "Of an upfront offer listed first and an authorization offer at the same price, the latter is paid",
+    kind="advice",
+)
+async def flow_prefers_authorization(ctx: ClientContext) -> None:
+    upfront, authorization = flow_offer(ctx, "upfront"), flow_offer(ctx, "authorization")
+    ctx.hostile.handler = shop(ctx, [upfront, authorization])
+    _run, payer, before = await ctx.run_client()
+    payments = signed(ctx)
+    ctx.check(len(payments) == 1, f"the client signed {len(payments)} payments, expected exactly 1")
+    accepted = payments[0][1].get("accepted") if isinstance(payments[0][1], dict) else None
+    ctx.check(
+        same_offer(accepted, authorization),
+        f"the client paid {json.dumps(accepted)[:300]}, not the authorization offer",
+    )
+    one_transfer_to(ctx, payer, before, authorization)
+
+
 # -- retries ------------------------------------------------------------------------------------------
 
 
@@ -860,18 +916,24 @@ async def retries_storm_bounded(ctx: ClientContext) -> None:
     nothing_moved(ctx, payer, before)
 
 
-async def _settles_then(ctx: ClientContext, answer_after_settlement) -> None:
+async def _settles_then(ctx: ClientContext, answer_after_settlement, *, silence: float = 0.0) -> None:
     """Sell honestly, but answer every settled payment with ``answer_after_settlement(seen, offer,
-    settlement)``; run the client and demand exactly one transfer of the price to the payee."""
+    settlement)``, after ``silence`` seconds without a word; run the client and demand exactly one
+    transfer of the price to the payee and one nonce signed (a resend of the same payment is no
+    second payment)."""
     the_offer = offer(ctx)
 
     async def after(seen: Seen, chosen: dict, answer: dict) -> Answer:
+        if silence:
+            await ctx.hostile.hold(silence)
         return answer_after_settlement(seen, chosen, answer)
 
     ctx.hostile.handler = shop(ctx, [the_offer], after=after)
     _run, payer, before = await ctx.run_client()
     payments = signed(ctx)
     ctx.fact("nonces_used", [_nonce_used(ctx, payer, auth) for _, _, auth in payments])
+    nonces = {auth.get("nonce") for _, _, auth in payments}
+    ctx.check(len(nonces) <= 1, f"the client signed {len(nonces)} payments (nonces) for one request")
     one_transfer_to(ctx, payer, before, the_offer)
 
 
@@ -895,6 +957,29 @@ async def retries_lost_answer_500(ctx: ClientContext) -> None:
 )
 async def retries_lost_answer_402(ctx: ClientContext) -> None:
     await _settles_then(ctx, lambda seen, chosen, answer: challenge(ctx, seen, [chosen]))
+
+
+@case(
+    "client.retries.lost-answer-closed",
+    "MUST",
+    "x402#452, x402#808 (a settled payment whose answer is lost must not be paid again)",
+    "When the server settles and then closes the connection without answering, the client pays once",
+    kind="payment",
+)
+async def retries_lost_answer_closed(ctx: ClientContext) -> None:
+    await _settles_then(ctx, lambda seen, chosen, answer: HANG_UP)
+
+
+@case(
+    "client.retries.lost-answer-silent",
+    "MUST",
+    "x402#452, x402#808; the env contract names no client timeout, so the server hangs up after "
+    f"{SILENCE:g} s of silence (a client that gives up sooner is judged on its own timeout)",
+    "When the server settles and then says nothing until the client gives up, the client pays once",
+    kind="payment",
+)
+async def retries_lost_answer_silent(ctx: ClientContext) -> None:
+    await _settles_then(ctx, lambda seen, chosen, answer: HANG_UP, silence=SILENCE)
 
 
 @case(

@@ -40,6 +40,7 @@ from .controls import control
 from .reference import InProcessClient
 
 SETTLEMENT_HEADERS = ("payment-response", "x-payment-response")
+PAYMENT_FLOWS = ("authorization", "upfront", "escrow")  # the reserved extra.paymentFlow values
 
 
 @dataclass
@@ -52,12 +53,26 @@ class LooseClient(Client):
     window: int | None = None  # validity window in seconds instead of maxTimeoutSeconds
     fixed_nonce: bool = False  # one nonce per payer, forever
     domain_name: str | None = None  # sign over this EIP-712 name instead of extra.name
+    any_flow: bool = False  # pay offers of any extra.paymentFlow, not only the recognised ones
+    flow_blind: bool = False  # choose without preferring the authorization flow
 
     def choose(self, required: AnyPaymentRequired):
         if self.blind:
             req = required.accepts[0]
             offer = Offer.of(req)
             return req, replace(offer, extra={"name": "", "version": "", **offer.extra})
+        if self.flow_blind:
+            reasons: list[str] = []
+            acceptable = list(self.acceptable_offers(required, reasons))
+            if not acceptable:
+                raise PaymentRefused("; ".join(reasons) or "the 402 offered nothing")
+            first = acceptable[0][1]
+            same = [
+                pair
+                for pair in acceptable
+                if (pair[1].network, pair[1].asset) == (first.network, first.asset)
+            ]
+            return min(same, key=lambda pair: pair[1].amount)
         return super().choose(required)
 
     def acceptable_offers(self, required: AnyPaymentRequired, reasons: list[str], server=None):
@@ -77,6 +92,8 @@ class LooseClient(Client):
                 isinstance(offer.extra.get("name"), str) and isinstance(offer.extra.get("version"), str)
             ):
                 reasons.append("offer lacks the token's EIP-712 name and version")
+            elif offer.extra.get("paymentFlow", "authorization") not in PAYMENT_FLOWS and not self.any_flow:
+                reasons.append(f"paymentFlow {offer.extra.get('paymentFlow')!r} is not recognised")
             elif why := self.policy.refusal(offer, self._committed) or self.trust_refusal(server, offer):
                 reasons.append(why)
             else:
@@ -112,6 +129,8 @@ class Drive:
     swap_headers: bool = False  # v2 payment in X-PAYMENT, v1 in PAYMENT-SIGNATURE
     shared_payment: bool = False  # every run of one payer for one URL reuses the first payment signed
     mangle: Callable[[dict], dict] | None = None  # rewrite the wire payment before sending it
+    resign_on_no_answer: bool = False  # one more payment when the paid request gets no answer at all
+    timeout: float = 10.0  # seconds the client waits for an answer
 
 
 _SHARED: dict[tuple[str, str], tuple[str, str]] = {}
@@ -162,7 +181,8 @@ def loose_pay(env: dict[str, str], recipe: Loose) -> dict:
         **recipe.role,
     )
     limit = 1 + drive.resign_on_402 + (1 if drive.resign_on_lost_answer else 0)
-    with httpx.Client(timeout=10.0) as http:
+    limit += 1 if drive.resign_on_no_answer else 0
+    with httpx.Client(timeout=drive.timeout) as http:
         try:
             response = http.get(url)
             required = _challenge(response, drive)
@@ -172,8 +192,13 @@ def loose_pay(env: dict[str, str], recipe: Loose) -> dict:
                 target = url
                 if drive.follow_resource_url and isinstance(required, PaymentRequired):
                     target = required.resource.url
-                response = http.get(target, headers={header: value})
                 paid += 1
+                try:
+                    response = http.get(target, headers={header: value})
+                except httpx.TransportError:
+                    if drive.resign_on_no_answer and paid == 1:
+                        continue  # the same 402, paid afresh
+                    raise
                 lost = not any(h in response.headers for h in SETTLEMENT_HEADERS)
                 if drive.resign_on_402 and response.status_code == 402 and paid <= drive.resign_on_402:
                     required = _challenge(response, drive)
@@ -275,6 +300,46 @@ def retries_forever():
 )
 def resigns_after_lost_answer():
     return _target(Loose(drive=Drive(resign_on_lost_answer=True)), "resigns-after-lost-answer")
+
+
+@control(
+    "resigns-after-hang-up",
+    "client",
+    "Signs a new payment when the paid request gets no answer (the server hung up or went silent)",
+    kills=("client.retries.lost-answer-closed", "client.retries.lost-answer-silent"),
+)
+def resigns_after_hang_up():
+    return _target(Loose(drive=Drive(resign_on_no_answer=True)), "resigns-after-hang-up")
+
+
+@control(
+    "resigns-after-timeout",
+    "client",
+    "Waits half a second for an answer, and signs a new payment when the paid request times out",
+    kills=("client.retries.lost-answer-silent",),
+)
+def resigns_after_timeout():
+    return _target(Loose(drive=Drive(resign_on_no_answer=True, timeout=0.5)), "resigns-after-timeout")
+
+
+@control(
+    "pays-unknown-flow",
+    "client",
+    "Pays an offer whatever its extra.paymentFlow says (streaming included)",
+    kills=("client.flow.unrecognised-not-paid",),
+)
+def pays_unknown_flow():
+    return _target(Loose(role={"any_flow": True}), "pays-unknown-flow")
+
+
+@control(
+    "flow-blind",
+    "client",
+    "Chooses the cheapest offer in the first one's network and asset, whatever its paymentFlow",
+    kills=("client.flow.prefers-authorization",),
+)
+def flow_blind():
+    return _target(Loose(role={"flow_blind": True}), "flow-blind")
 
 
 @control(

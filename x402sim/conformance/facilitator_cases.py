@@ -14,6 +14,10 @@ Rules of this catalog:
   also posts it to ``/settle`` and checks on chain that nothing moved and the nonce is unused.
 * A settlement counts as a success only when the answered transaction has a successful receipt
   holding the ``Transfer`` of the amount from the payer to the payee.
+* ``settlement_pending`` cannot be provoked from outside: the harness's chain mines every
+  transaction as it arrives and a target's receipt wait is its own. The pending case therefore
+  judges whatever the target answers: a pending answer must name a transaction the chain holds,
+  and its resend must broadcast nothing new.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..protocol import V1_EVM_CHAIN_IDS, ReasonClass, reason_class
 from .catalog import case
@@ -1346,3 +1351,199 @@ async def input_no_leak(ctx: FacilitatorContext) -> None:
                 leaks.append(f"{endpoint} of {label}: {', '.join(found)}")
     ctx.fact("leaks", leaks)
     ctx.check(not leaks, "internal error text in answers: " + "; ".join(leaks))
+
+
+# -- 2026: /verify is read-only --------------------------------------------------------------------
+
+
+@case(
+    "facilitator.verify.read-only",
+    "MUST",
+    "x402-reference 11 (/verify MUST NOT write on chain or commit payment state); core spec (verify "
+    "checks, settle executes)",
+    "Verifying valid and invalid copies of a payment sends no transaction and commits nothing: it "
+    "verifies again and settles once",
+    kind="spec",
+)
+async def verify_read_only(ctx: FacilitatorContext) -> None:
+    s = signed(ctx)
+    tampered = _copy(s.payment)
+    tampered["payload"]["authorization"]["value"] = str(2 * s.amount)
+    elsewhere = {**s.requirements, "payTo": ctx.harness.new_account("payee").address}
+    facilitator = ctx.facilitator_address
+    before = ctx.harness.block_number()
+    sent_before = ctx.transaction_count(facilitator) if facilitator else 0
+    payer_before = ctx.harness.balance(s.payer.address)
+    # Refused copies carry the same nonce: a verify that remembered them would refuse the payment.
+    calls = (
+        ("verify a tampered copy", tampered, s.requirements, False),
+        ("verify", s.payment, s.requirements, True),
+        ("verify against another payee", s.payment, elsewhere, False),
+        ("verify again", s.payment, s.requirements, True),
+    )
+    for label, payment, requirements, valid in calls:
+        response = await ctx.call("verify", payment, requirements, label=label)
+        if valid:
+            judge_valid(ctx, response, s, label)
+        else:
+            judge_refusal(ctx, response, "verify", name=label)
+    mined = ctx.fact("transactions_after_verify", ctx.transactions_since(before))
+    ctx.check(not mined, f"{len(mined)} transaction(s) were mined while only /verify was called: {mined}")
+    if facilitator is None:
+        ctx.note("the target was given no settlement key: its pending transactions are not counted")
+    else:
+        sent = ctx.fact("facilitator_transactions_sent", ctx.transaction_count(facilitator) - sent_before)
+        ctx.check(
+            sent == 0, f"the facilitator's key sent {sent} transaction(s) while only /verify was called"
+        )
+    delta = ctx.fact("payer_delta", ctx.harness.balance(s.payer.address) - payer_before)
+    used = ctx.fact("authorization_used", ctx.harness.used(s.payer.address, s.nonce))
+    ctx.check(delta == 0 and not used, f"/verify moved {-delta} or used the nonce (used: {used})")
+    judge_landed(ctx, await ctx.call("settle", s.payment, s.requirements), s)
+    attempts = ctx.fact("nonce_transactions", ctx.authorization_txs(s.nonce, before))
+    ctx.check(len(attempts) == 1, f"{len(attempts)} transactions carry the authorization, expected 1")
+
+
+# -- 2026: settlement_pending --------------------------------------------------------------------------
+
+
+def _pending(answer: Any) -> bool:
+    """Whether a settle answer says ``settlement_pending`` (by class, whatever the spelling)."""
+    return (
+        isinstance(answer, dict)
+        and answer.get("success") is not True
+        and reason_class(answer.get("errorReason")) is C.settlement_pending
+    )
+
+
+def judge_pending(ctx: FacilitatorContext, answer: dict, name: str) -> str:
+    """A ``settlement_pending`` answer names a 0x 32-byte transaction hash the chain holds (mined or
+    pending); returns it."""
+    tx = ctx.fact(f"{name}.transaction", answer.get("transaction"))
+    ctx.check(
+        isinstance(tx, str) and _TX_HASH.fullmatch(tx),
+        f"{name} answered settlement_pending with transaction {tx!r}, not a transaction hash",
+    )
+    ctx.check(
+        ctx.chain_knows(tx),
+        f"{name} answered settlement_pending with {tx}, a transaction the chain never saw",
+    )
+    return tx
+
+
+@case(
+    "facilitator.settle.pending-has-transaction",
+    "MUST",
+    "x402#3083 (settlement_pending MUST carry the transaction hash; the server resends the identical "
+    "settle once, x402#3214, and the facilitator reconciles it with what it broadcast)",
+    "A settlement_pending answer names a transaction on chain; the resent settle broadcasts nothing new",
+    kind="spec",
+)
+async def settle_pending_has_transaction(ctx: FacilitatorContext) -> None:
+    s = signed(ctx)
+    before = ctx.harness.block_number()
+    response = await ctx.call("settle", s.payment, s.requirements)
+    first = ctx.answer(response)
+    if not _pending(first):
+        ctx.note(
+            "the settlement was not answered settlement_pending (the harness's chain mines at once): the "
+            "answer is judged as a settlement that landed"
+        )
+        judge_landed(ctx, response, s)
+        return
+    tx = judge_pending(ctx, first, "settle")
+    resent = await ctx.call("settle", s.payment, s.requirements, label="settle resent")
+    again = ctx.answer(resent)
+    attempts = ctx.fact("nonce_transactions", ctx.authorization_txs(s.nonce, before))
+    ctx.check(len(attempts) <= 1, f"the authorization was broadcast {len(attempts)} times: {attempts}")
+    if _pending(again):
+        same = judge_pending(ctx, again, "settle resent")
+        ctx.check(same.lower() == tx.lower(), f"the resent settle is pending on {same}, not on {tx}")
+        return
+    receipt = ctx.harness.receipt(tx)
+    if receipt is not None and not receipt.success:
+        judge_refusal(ctx, resent, "settle", name="settle resent")  # it reverted: a failure is the truth
+        return
+    answer = judge_landed(ctx, resent, s, "settle resent")
+    ctx.check(
+        str(answer.get("transaction")).lower() == tx.lower(),
+        f"the resent settle answered {answer.get('transaction')}, not the pending transaction {tx}",
+    )
+
+
+# -- 2026: reserved extra keys ----------------------------------------------------------------------
+
+UNKNOWN_METHOD = "carrier-pigeon"
+UNKNOWN_FLOW = "streaming"
+PAYMENT_FLOWS = ("authorization", "upfront", "escrow")
+
+
+def with_extra(ctx: FacilitatorContext, **keys: str) -> dict:
+    """Requirements (see ``FacilitatorContext.requirements``) with ``keys`` added to ``extra``."""
+    requirements = ctx.requirements()
+    return {**requirements, "extra": {**requirements["extra"], **keys}}
+
+
+async def refused_by_name(ctx: FacilitatorContext, s: Signed) -> None:
+    """``/verify`` and ``/settle`` of ``s`` both refuse it naming a reason, and nothing moves."""
+    before = ctx.harness.block_number()
+    for what in ("verify", "settle"):
+        reason = judge_refusal(ctx, await ctx.call(what, s.payment, s.requirements), what)
+        ctx.fact(f"{what}.reason", reason)
+        ctx.check(isinstance(reason, str) and reason.strip(), f"{what} refused without naming a reason")
+    nothing_moved(ctx, s, before)
+
+
+async def honoured(ctx: FacilitatorContext, s: Signed, name: str) -> None:
+    """``/verify`` and ``/settle`` of ``s`` take it: valid, then landed on chain."""
+    judge_valid(ctx, await ctx.call("verify", s.payment, s.requirements, label=f"verify {name}"), s, name)
+    judge_landed(ctx, await ctx.call("settle", s.payment, s.requirements, label=f"settle {name}"), s, name)
+
+
+@case(
+    "facilitator.extra.asset-transfer-method",
+    "MUST",
+    "exact EVM scheme (extra.assetTransferMethod: eip3009, permit2, erc7710); x402-reference 11 (reserved "
+    "key): a method the facilitator does not speak changes how the payment is taken",
+    f"Requirements with extra.assetTransferMethod {UNKNOWN_METHOD!r} are refused by verify and settle, "
+    "naming a reason",
+    kind="payment",
+)
+async def extra_unknown_method(ctx: FacilitatorContext) -> None:
+    await refused_by_name(ctx, signed(ctx, with_extra(ctx, assetTransferMethod=UNKNOWN_METHOD)))
+
+
+@case(
+    "facilitator.extra.payment-flow",
+    "MUST",
+    "x402-reference 11 (extra.paymentFlow is reserved: authorization, upfront, escrow): an unknown flow "
+    "changes when and how the payment is taken",
+    f"Requirements with extra.paymentFlow {UNKNOWN_FLOW!r} are refused by verify and settle, naming a reason",
+    kind="payment",
+)
+async def extra_unknown_flow(ctx: FacilitatorContext) -> None:
+    await refused_by_name(ctx, signed(ctx, with_extra(ctx, paymentFlow=UNKNOWN_FLOW)))
+
+
+@case(
+    "facilitator.extra.known-transfer-method",
+    "MUST",
+    "exact EVM scheme (assetTransferMethod eip3009, the default when absent)",
+    "Requirements naming extra.assetTransferMethod eip3009 verify and settle a valid payment",
+    kind="spec",
+)
+async def extra_known_method(ctx: FacilitatorContext) -> None:
+    await honoured(ctx, signed(ctx, with_extra(ctx, assetTransferMethod="eip3009")), "eip3009")
+
+
+@case(
+    "facilitator.extra.known-payment-flows",
+    "MUST",
+    "x402-reference 11 (paymentFlow authorization, upfront, escrow: when the server settles is its "
+    "business; verify and settle are the same calls)",
+    "Requirements naming each reserved extra.paymentFlow verify and settle a valid payment",
+    kind="spec",
+)
+async def extra_known_flows(ctx: FacilitatorContext) -> None:
+    for flow in PAYMENT_FLOWS:
+        await honoured(ctx, signed(ctx, with_extra(ctx, paymentFlow=flow)), flow)

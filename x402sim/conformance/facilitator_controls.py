@@ -27,7 +27,7 @@ from ..http.facilitator_app import facilitator_app
 from ..http.guard import Asgi
 from ..http.serve import facilitator_env
 from ..mechanisms.exact_eip3009 import FACILITATOR_VALID_BEFORE_MARGIN, Offer, Verdict, settlement_calldata
-from ..protocol import ProtocolError, Reason, parse_exact_evm_payload
+from ..protocol import ProtocolError, Reason, VerifyResponse, parse_exact_evm_payload
 from .asgi import capture, read_body, replay, send_json, send_raw
 from .controls import control
 from .reference import InProcessService, reference_facilitator
@@ -692,3 +692,172 @@ def signers_not_addresses():
         return {**doc, "signers": {"eip155:*": ["the-facilitator"]}}
 
     return _target("signers-not-addresses", _supported(rename))
+
+
+# -- 2026: /verify that writes or remembers ----------------------------------------------------------
+
+
+class _VerifySendsTransaction(Facilitator):
+    """Sends a transaction to itself (moving nothing) for every payment it verifies."""
+
+    def verify(self, payload, requirements, now):
+        answer = super().verify(payload, requirements, now)
+        self.submit(b"", self.address)
+        return answer
+
+
+@control(
+    "facilitator.verify-sends-transaction",
+    "facilitator",
+    "/verify sends a transaction of its own (to itself, moving no token) for every payment it judges",
+    kills=("facilitator.verify.read-only",),
+)
+def verify_sends_transaction():
+    return _target("verify-sends-transaction", _subclass(_VerifySendsTransaction))
+
+
+class _VerifyRemembersRefusals(Facilitator):
+    """Refuses, from then on, every authorization (payer and nonce) a /verify once refused."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._refused: set[tuple[str, str]] = set()
+
+    def verify(self, payload, requirements, now):
+        try:
+            auth = parse_exact_evm_payload(payload.payload).authorization
+        except ProtocolError:
+            return super().verify(payload, requirements, now)
+        key = (auth.from_.lower(), str(auth.nonce).lower())
+        if key in self._refused:
+            return VerifyResponse(
+                is_valid=False, invalid_reason=Reason.duplicate_settlement.value, payer=auth.from_
+            )
+        answer = super().verify(payload, requirements, now)
+        if not answer.is_valid:
+            self._refused.add(key)
+        return answer
+
+
+@control(
+    "facilitator.verify-remembers-refusals",
+    "facilitator",
+    "/verify commits state: an authorization it refused once is refused from then on, valid or not",
+    kills=("facilitator.verify.read-only",),
+)
+def verify_remembers_refusals():
+    return _target("verify-remembers-refusals", _subclass(_VerifyRemembersRefusals))
+
+
+# -- 2026: settlement_pending ----------------------------------------------------------------------
+
+
+def _pending_instead(transaction: Callable[[str], str]) -> Answer:
+    """An answer rewrite turning every successful /settle into ``settlement_pending`` naming
+    ``transaction(real hash)``, as a facilitator whose receipt wait timed out would answer."""
+
+    def answer(path, body, status, document):
+        if path == "/settle" and status == 200 and isinstance(document, dict) and document.get("success"):
+            pending = {**document, "success": False, "errorReason": Reason.settlement_pending.value}
+            return 200, {**pending, "transaction": transaction(str(document.get("transaction", "")))}
+        return None
+
+    return answer
+
+
+@control(
+    "facilitator.pending-without-hash",
+    "facilitator",
+    "settles, then answers settlement_pending with an empty transaction (x402#3083)",
+    kills=("facilitator.settle.pending-has-transaction",),
+)
+def pending_without_hash():
+    return _target("pending-without-hash", _over_reference(answer=_pending_instead(lambda tx: "")))
+
+
+@control(
+    "facilitator.pending-made-up-hash",
+    "facilitator",
+    "settles, then answers settlement_pending naming a transaction hash the chain never saw",
+    kills=("facilitator.settle.pending-has-transaction",),
+)
+def pending_made_up_hash():
+    made_up = _pending_instead(lambda tx: "0x" + secrets.token_hex(32))
+    return _target("pending-made-up-hash", _over_reference(answer=made_up))
+
+
+@control(
+    "facilitator.pending-not-reconciled",
+    "facilitator",
+    "answers settlement_pending with the real hash, then refuses the resent settle as a duplicate "
+    "although the transaction landed",
+    kills=("facilitator.settle.pending-has-transaction",),
+)
+def pending_not_reconciled():
+    return _target("pending-not-reconciled", _over_reference(answer=_pending_instead(lambda tx: tx)))
+
+
+@control(
+    "facilitator.pending-rebroadcasts",
+    "facilitator",
+    "answers settlement_pending with the real hash, and broadcasts the authorization again when the "
+    "settle is resent",
+    kills=("facilitator.settle.pending-has-transaction",),
+)
+def pending_rebroadcasts():
+    def build(env):
+        role = _SettleSkipsReverify(*_chain_and_key(env))
+        return middleware(_serve(role), answer=_pending_instead(lambda tx: tx))
+
+    return _target("pending-rebroadcasts", build)
+
+
+# -- 2026: reserved extra keys ----------------------------------------------------------------------
+
+RESERVED_EXTRA = ("assetTransferMethod", "paymentFlow")
+
+
+def _without_reserved(document: Any) -> Any:
+    """``document`` (requirements or accepted) without the reserved keys in its ``extra``."""
+    if not (isinstance(document, dict) and isinstance(document.get("extra"), dict)):
+        return document
+    extra = {k: v for k, v in document["extra"].items() if k not in RESERVED_EXTRA}
+    return {**document, "extra": extra}
+
+
+@control(
+    "facilitator.ignores-reserved-extra",
+    "facilitator",
+    "does not read extra.assetTransferMethod or extra.paymentFlow: every payment is an EIP-3009 one",
+    kills=("facilitator.extra.asset-transfer-method", "facilitator.extra.payment-flow"),
+)
+def ignores_reserved_extra():
+    def rewrite(path, body):
+        payment, requirements, _ = _parts(body)
+        if not (payment and requirements):
+            return body
+        payment = {**payment, "accepted": _without_reserved(payment.get("accepted"))}
+        return {**body, "paymentPayload": payment, "paymentRequirements": _without_reserved(requirements)}
+
+    return _target("ignores-reserved-extra", _over_reference(request=rewrite))
+
+
+def _refuse_reserved(path, body):
+    _, requirements, _ = _parts(body)
+    extra = requirements.get("extra")
+    if not (isinstance(extra, dict) and any(key in extra for key in RESERVED_EXTRA)):
+        return None
+    reason, network = Reason.invalid_payment_requirements.value, requirements.get("network")
+    if path == "/verify":
+        return 200, {"isValid": False, "invalidReason": reason}
+    return 200, {"success": False, "errorReason": reason, "transaction": "", "network": network}
+
+
+@control(
+    "facilitator.refuses-reserved-extra",
+    "facilitator",
+    "refuses every requirements naming extra.assetTransferMethod or extra.paymentFlow, known values too",
+    kills=("facilitator.extra.known-transfer-method", "facilitator.extra.known-payment-flows"),
+)
+def refuses_reserved_extra():
+    return _target("refuses-reserved-extra", _over_reference(short_circuit=_refuse_reserved))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -633,6 +634,29 @@ class FacilitatorContext(CaseContext):
         from eth_utils import to_checksum_address
 
         return to_checksum_address(receipt["contractAddress"])
+
+    def transaction_count(self, address: str) -> int:
+        """How many transactions ``address`` has sent, its pending ones included (its next nonce)."""
+        return int(self.harness.chain.rpc("eth_getTransactionCount", address, "pending"), 16)
+
+    def transactions_since(self, since_block: int) -> list[dict]:
+        """``{"hash", "from", "to"}`` of every transaction mined after ``since_block``, whoever sent it."""
+        found = []
+        for number in range(since_block + 1, self.harness.block_number() + 1):
+            block = self.harness.chain.rpc("eth_getBlockByNumber", hex(number), True) or {}
+            found += [
+                {"hash": tx.get("hash"), "from": tx.get("from"), "to": tx.get("to")}
+                for tx in block.get("transactions", [])
+                if isinstance(tx, dict)
+            ]
+        return found
+
+    def chain_knows(self, tx_hash: Any) -> bool:
+        """Whether ``tx_hash`` (0x and 32 bytes of hex) names a transaction the chain holds, mined
+        or pending."""
+        if not isinstance(tx_hash, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", tx_hash):
+            return False
+        return self.harness.chain.rpc("eth_getTransactionByHash", tx_hash) is not None
 
 
 @dataclass
