@@ -205,7 +205,7 @@ X402SIM = [sys.executable, "-m", "x402sim"]
 @pytest.mark.parametrize(
     "role, target, selection",
     [
-        ("server", "serve server --from-env", []),
+        ("server", "serve server --from-env", ["--facilitator-timeout", "2"]),
         ("facilitator", "serve facilitator --from-env", []),
         ("client", "pay --from-env", ["--cases", "client.pays", "--cases", "client.retries"]),
     ],

@@ -20,6 +20,7 @@ CASES = sorted(catalog.load().values(), key=lambda c: c.id)
 SPEC = re.compile(
     r"\bspec\b|\bEIP-\d+|\bRFC \d+|\bdraft\b|\bAP2\b|\bexact (?:EVM|scheme)\b|facilitator API"
     r"|\bx402 v[12]\b|\bextension\b|SettleResponse|PaymentRequire"
+    r"|x402-reference 11"  # the reference notes' summary of the specification as of late 2026
 )
 BUG_REPORT = re.compile(r"\bx402#\d+\b")
 # What makes hardening worth demanding: a public report, the reference notes' known weak spots

@@ -45,6 +45,7 @@ NODE_INSTALL = "cd tests/interop/node && npm ci --no-audit --no-fund"
 NODE_PACKAGES = ("@x402/core", "@x402/evm", "@x402/express", "@x402/fetch", "express", "viem")
 NETWORK = "base-sepolia"
 UPDATE = os.environ.get("X402SIM_UPDATE_EXPECTATIONS") == "1"
+FACILITATOR_BOUND = 2.0  # seconds a server target may wait for a hung facilitator (the SDKs' default: 90)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def test_sdk_target_matches_its_expectations(target: SdkTarget):
         target.role,
         target.command(),
         cases,
-        runner.RunOptions(harness=HarnessOptions(network=NETWORK)),
+        runner.RunOptions(harness=HarnessOptions(network=NETWORK, facilitator_timeout=FACILITATOR_BOUND)),
     )
     wall = time.perf_counter() - started
     outcomes = {r.id: r.outcome for r in report.results}

@@ -205,6 +205,14 @@ def server_command(
         int, typer.Option(help="Port of the harness's facilitator (0: free); fixed for --url targets.")
     ] = 0,
     chain_port: Annotated[int, typer.Option(help="Port of the harness's chain JSON-RPC (0: free).")] = 0,
+    facilitator_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds the server is told to wait for a facilitator (FACILITATOR_TIMEOUT_SECONDS); "
+            "the hung-facilitator cases wait this long.",
+        ),
+    ] = 30.0,
     cases: CasesOpt = None,
     exclude: ExcludeOpt = None,
     level: LevelOpt = None,
@@ -228,7 +236,8 @@ def server_command(
 
     The command gets the official e2e environment (PORT, FACILITATOR_URL, EVM_NETWORK, EVM_RPC_URL,
     EVM_PAYEE_ADDRESS, SERVER_EVM_ADDRESS) plus EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION,
-    PRICE_ATOMIC, PROTECTED_PATH, SECOND_PROTECTED_PATH and FAILING_PATH, and the trust material:
+    PRICE_ATOMIC, PROTECTED_PATH, SECOND_PROTECTED_PATH, FAILING_PATH and
+    FACILITATOR_TIMEOUT_SECONDS, and the trust material:
     AP2_TRUSTED_USER_JWK, WEB_BOT_AUTH_JWKS and WEB_BOT_AUTH_DIRECTORY_URL. The chain's RPC URL is
     also under EVM_TESTNET_RPC_URL and the network's own name (BASE_SEPOLIA_RPC_URL, BASE_RPC_URL,
     LOCAL_RPC_URL).
@@ -273,7 +282,12 @@ def server_command(
         facilitator_port = 4022
     target = _service_target("server", cmd, url, cwd, ready_timeout, name, builtin)
     options.harness = _harness(
-        network, seed, price=price, facilitator_port=facilitator_port, chain_port=chain_port
+        network,
+        seed,
+        price=price,
+        facilitator_port=facilitator_port,
+        chain_port=chain_port,
+        facilitator_timeout=facilitator_timeout,
     )
     options.case_timeout = case_timeout
     options.trust = _trust(trust)

@@ -1434,7 +1434,7 @@ def judge_pending(ctx: FacilitatorContext, answer: dict, name: str) -> str:
 @case(
     "facilitator.settle.pending-has-transaction",
     "MUST",
-    "x402#3083 (settlement_pending MUST carry the transaction hash; the server resends the identical "
+    "x402-reference 11; x402#3083 (settlement_pending MUST carry the transaction hash; the server resends the identical "
     "settle once, x402#3214, and the facilitator reconciles it with what it broadcast)",
     "A settlement_pending answer names a transaction on chain; the resent settle broadcasts nothing new",
     kind="spec",
@@ -1502,12 +1502,12 @@ async def honoured(ctx: FacilitatorContext, s: Signed, name: str) -> None:
 
 @case(
     "facilitator.extra.asset-transfer-method",
-    "MUST",
-    "exact EVM scheme (extra.assetTransferMethod: eip3009, permit2, erc7710); x402-reference 11 (reserved "
-    "key): a method the facilitator does not speak changes how the payment is taken",
+    "SHOULD",
+    "exact EVM scheme (extra.assetTransferMethod: eip3009, permit2, erc7710; no rule for an unknown one); "
+    "x402-reference 11 (reserved key). Amount and payee stay as signed, so ignoring it is not a MUST failure",
     f"Requirements with extra.assetTransferMethod {UNKNOWN_METHOD!r} are refused by verify and settle, "
     "naming a reason",
-    kind="payment",
+    kind="advice",
 )
 async def extra_unknown_method(ctx: FacilitatorContext) -> None:
     await refused_by_name(ctx, signed(ctx, with_extra(ctx, assetTransferMethod=UNKNOWN_METHOD)))
@@ -1515,11 +1515,11 @@ async def extra_unknown_method(ctx: FacilitatorContext) -> None:
 
 @case(
     "facilitator.extra.payment-flow",
-    "MUST",
-    "x402-reference 11 (extra.paymentFlow is reserved: authorization, upfront, escrow): an unknown flow "
-    "changes when and how the payment is taken",
+    "SHOULD",
+    "x402-reference 11 (extra.paymentFlow is reserved: authorization, upfront, escrow; the MUST to refuse an "
+    "unsupported pair is the server's). Amount and payee stay as signed at the facilitator",
     f"Requirements with extra.paymentFlow {UNKNOWN_FLOW!r} are refused by verify and settle, naming a reason",
-    kind="payment",
+    kind="advice",
 )
 async def extra_unknown_flow(ctx: FacilitatorContext) -> None:
     await refused_by_name(ctx, signed(ctx, with_extra(ctx, paymentFlow=UNKNOWN_FLOW)))

@@ -168,13 +168,15 @@ class ServerContext(CaseContext):
         return self.options.endpoints[0]
 
     def path(self, which: str = "main") -> str:
-        suffixes = {
-            "main": "",
-            "second": SECOND_PATH_SUFFIX,
-            "failing": FAILING_PATH_SUFFIX,
-            "redirect": REDIRECT_PATH_SUFFIX,
-        }
-        return self.endpoint.path + suffixes[which]
+        """The path of the ``main``, ``second`` or ``failing`` paid route (skipping the case when the
+        target's test.config.json does not declare that route), or of the ``redirect`` one (the main
+        path plus its suffix: no config declares it)."""
+        if which == "redirect":
+            return self.endpoint.path + REDIRECT_PATH_SUFFIX
+        route = self.options.route(which)
+        if route is None:
+            self.skip(f"the target's test.config.json declares no {which} paid route")
+        return route.path
 
     @property
     def facilitator_timeout(self) -> float:

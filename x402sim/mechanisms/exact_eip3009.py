@@ -61,7 +61,6 @@ from .offer import Offer as Offer  # re-exported: the mechanism's view of a requ
 
 SCHEME = "exact"
 CLIENT_VALID_AFTER = 0  # what the reference client signs as validAfter (x402#2601)
-PRE_2026_VALID_AFTER_SLACK = 600  # before x402#2601 clients back-dated validAfter by ten minutes
 FACILITATOR_VALID_BEFORE_MARGIN = 6  # one block's time: an authorization must outlive its settlement
 VERIFY_MODES = ("state", "simulate")  # how verify_on_chain learns the outcome (see the rules above)
 
@@ -79,18 +78,16 @@ class TokenViews(Protocol):
 
 
 def sign_authorization(
-    key: bytes, payer: str, offer: Offer, now: int, nonce: bytes, *, valid_after: int | None = None
+    key: bytes, payer: str, offer: Offer, now: int, nonce: bytes, *, valid_after: int = CLIENT_VALID_AFTER
 ) -> ExactEvmPayload:
-    """Sign a TransferWithAuthorization paying ``offer`` exactly, valid from ``valid_after`` until
-    ``maxTimeoutSeconds`` from ``now``. The reference client passes ``valid_after=0``, as the SDKs
-    sign since x402#2601 (a payer whose clock runs ahead of the chain's is never refused as not yet
-    valid); left out, it is ``now - 600``, the window signers used before, which the simulator's
-    forged "not yet valid" payments still rely on."""
+    """Sign a TransferWithAuthorization paying ``offer`` exactly, valid from ``valid_after`` (0, as the
+    SDKs sign since x402#2601: a payer whose clock runs ahead of the chain's is never refused as not
+    yet valid) until ``maxTimeoutSeconds`` from ``now``."""
     auth = Authorization(
         from_=payer,
         to=offer.pay_to,
         value=offer.amount,
-        valid_after=max(0, now - PRE_2026_VALID_AFTER_SLACK) if valid_after is None else valid_after,
+        valid_after=valid_after,
         valid_before=now + offer.max_timeout_seconds,
         nonce=nonce,
     )
@@ -361,7 +358,7 @@ class ExactEip3009:
         return None
 
     def sign(self, key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> dict[str, Any]:
-        return sign_authorization(key, payer, offer, now, nonce, valid_after=CLIENT_VALID_AFTER).to_wire()
+        return sign_authorization(key, payer, offer, now, nonce).to_wire()
 
     # server part
     def extra(self, asset_name: str, asset_version: str) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from .world import Chooser, World
 
 Target = tuple[str, str]  # (server name, route key)
 
-SENT_LATE = 700  # seconds by which "not yet valid" payments are post-dated
+VALID_LATE = 100  # seconds after sending from which "not yet valid" payments are valid
 EXPIRED_BY = 700  # seconds by which "expired" payments have run out
 
 
@@ -361,14 +361,16 @@ def forged_fetch(world: World, agent: Agent, http: HttpRequest, behaviour):
         return first, None
     client, now = agent.client, world.now()
     nonce = world.rng(f"nonces:{agent.name}").randbytes(32)
-    signed_offer, sign_time = offer, now
+    signed_offer, sign_time, valid_after = offer, now, 0
     if behaviour.kind == "underpay":
         signed_offer = dataclasses.replace(offer, amount=int(offer.amount * behaviour.fraction))
     elif behaviour.kind == "expired":
         sign_time = now - offer.max_timeout_seconds - EXPIRED_BY
     elif behaviour.kind == "not-yet-valid":
-        sign_time = now + SENT_LATE
-    exact = sign_authorization(client.key, client.address, signed_offer, sign_time, nonce).to_wire()
+        valid_after = now + VALID_LATE
+    exact = sign_authorization(
+        client.key, client.address, signed_offer, sign_time, nonce, valid_after=valid_after
+    ).to_wire()
     if behaviour.kind == "tamper":
         auth = dict(exact["authorization"])
         if behaviour.field == "recipient":
