@@ -1434,7 +1434,8 @@ def judge_pending(ctx: FacilitatorContext, answer: dict, name: str) -> str:
 @case(
     "facilitator.settle.pending-has-transaction",
     "MUST",
-    "x402-reference 11; x402#3083 (settlement_pending MUST carry the transaction hash; the server resends the identical "
+    "x402-reference 11; x402#3083 (settlement_pending MUST carry the transaction hash; "
+    "the server resends the identical "
     "settle once, x402#3214, and the facilitator reconciles it with what it broadcast)",
     "A settlement_pending answer names a transaction on chain; the resent settle broadcasts nothing new",
     kind="spec",

@@ -1804,7 +1804,8 @@ for _family in ROUTE_FAMILIES:
 @case(
     "server.caching.no-store-402",
     "SHOULD",
-    "x402-reference 11 (HTTP rules of 2026); x402#2990 (402 answers are not stored); the 2026 SDKs send Cache-Control: no-store",
+    "x402-reference 11 (HTTP rules of 2026); "
+    "x402#2990 (402 answers are not stored); the 2026 SDKs send Cache-Control: no-store",
     "A 402 carries Cache-Control with no-store",
     kind="advice",
 )
@@ -1818,7 +1819,8 @@ async def no_store_402(ctx: ServerContext) -> None:
 @case(
     "server.caching.private-paid",
     "SHOULD",
-    "x402-reference 11 (HTTP rules of 2026); x402#2990 (a paid answer is for its buyer only); the 2026 SDKs add private",
+    "x402-reference 11 (HTTP rules of 2026); "
+    "x402#2990 (a paid answer is for its buyer only); the 2026 SDKs add private",
     "A served payment's answer carries Cache-Control with private (or no-store)",
     kind="advice",
 )
@@ -1906,7 +1908,8 @@ async def hung_not_served(ctx: ServerContext) -> None:
 @case(
     "server.facilitator.hung-answered",
     "SHOULD",
-    "x402-reference 11 (HTTP rules of 2026); x402#2961, x402#2974 (a bounded facilitator client, 30 s by default)",
+    "x402-reference 11 (HTTP rules of 2026); "
+    "x402#2961, x402#2974 (a bounded facilitator client, 30 s by default)",
     "While /verify hangs, the server answers a non-2xx within FACILITATOR_TIMEOUT_SECONDS (plus slack)",
     kind="advice",
 )
@@ -1994,7 +1997,8 @@ async def pending_has_transaction(ctx: ServerContext) -> None:
 @case(
     "server.settle.pending-retried-once",
     "SHOULD",
-    "x402-reference 11 (HTTP rules of 2026); x402#3214 (a settlement_pending with a transaction is settled again once)",
+    "x402-reference 11 (HTTP rules of 2026); "
+    "x402#3214 (a settlement_pending with a transaction is settled again once)",
     "On settlement_pending with a transaction hash the server resends /settle exactly once, same body",
     kind="advice",
 )
@@ -2096,7 +2100,8 @@ async def flow_advertised(ctx: ServerContext) -> None:
 @case(
     "server.extensions.extension-responses-not-forwarded",
     "SHOULD",
-    "x402-reference 11 (HTTP rules of 2026); x402#1835 (EXTENSION-RESPONSES is the facilitator's answer to the server)",
+    "x402-reference 11 (HTTP rules of 2026); "
+    "x402#1835 (EXTENSION-RESPONSES is the facilitator's answer to the server)",
     "The facilitator's EXTENSION-RESPONSES header never reaches the buyer",
     kind="advice",
 )
