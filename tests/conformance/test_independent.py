@@ -8,12 +8,15 @@ cases are listed in ``DISAGREEMENTS`` with the specification text that decides t
 expects exactly those to fail, so a change either way is seen.
 
 One test per role, so ``pytest -n 3`` runs the three at once; each runs in process (the server and
-facilitator on loopback ports, the client as a function).
+facilitator on loopback ports, the client as a function). A last test checks the independence itself:
+no module of the package imports x402sim.
 """
 
 from __future__ import annotations
 
+import ast
 import time
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +82,13 @@ def test_the_independent_role_passes_every_must_case(role):
     ]
     assert not wrong, "MUST cases not passed:\n" + "\n".join(wrong)
     assert not agreed, f"listed as disagreements but no longer failing: {agreed}"
+
+
+def test_the_independent_roles_import_nothing_of_x402sim():
+    package = Path(__file__).parent / "independent"
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] == "x402sim" for n in names), f"{source.name} imports {names}"

@@ -29,6 +29,7 @@ Decisions, with where they come from:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -387,10 +388,17 @@ def facilitator_app(env: dict[str, str]) -> Starlette:
     if not key:
         raise ValueError("FACILITATOR_EVM_PRIVATE_KEY (or EVM_PRIVATE_KEY) is not set")
     facilitator = IndependentFacilitator(env["EVM_NETWORK"], env["EVM_RPC_URL"], key)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await facilitator.rpc.http.aclose()
+
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/supported", facilitator.supported, methods=["GET"]),
             Route("/verify", facilitator.http_verify, methods=["POST"]),
             Route("/settle", facilitator.http_settle, methods=["POST"]),
-        ]
+        ],
     )

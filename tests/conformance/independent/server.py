@@ -109,6 +109,7 @@ class IndependentServer:
         if scope["type"] == "lifespan":
             while (message := await receive())["type"] != "lifespan.shutdown":
                 await send({"type": message["type"] + ".complete"})
+            await self.http.aclose()
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["type"] != "http":
