@@ -122,8 +122,8 @@ class IndependentServer:
             return await respond(send, 400, {"error": "malformed path"})
         if canonical not in self.routes:
             return await respond(send, 404, {"error": "not found"})
-        if scope["method"] not in ("GET", "HEAD"):
-            return await respond(send, 405, {"error": "method not allowed"}, [("allow", "GET, HEAD")])
+        if scope["method"] != "GET":
+            return await respond(send, 405, {"error": "method not allowed"}, [("allow", "GET")])
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "localhost")
         path, status = self.routes[canonical]
         url = f"{scope.get('scheme', 'http')}://{host}{path}"
