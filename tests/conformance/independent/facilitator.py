@@ -95,38 +95,31 @@ class Rpc:
         self.http = httpx.AsyncClient(timeout=10.0)
         self.ids = 0
 
-    async def __call__(self, method: str, *params: Any) -> Any:
+    async def answer(self, method: str, params: list) -> dict:
+        """The node's whole JSON-RPC answer (``result`` or ``error``)."""
         self.ids += 1
-        request = {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": list(params)}
+        request = {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}
         try:
             answer = (await self.http.post(self.url, json=request)).json()
         except (httpx.HTTPError, ValueError) as exc:
             raise ChainFailure(method) from exc
-        if not isinstance(answer, dict) or "result" not in answer:
+        if not isinstance(answer, dict) or ("result" not in answer and answer.get("error") is None):
+            raise ChainFailure(method)
+        return answer
+
+    async def __call__(self, method: str, *params: Any) -> Any:
+        answer = await self.answer(method, list(params))
+        if "result" not in answer:
             raise ChainFailure(method)
         return answer["result"]
 
     async def call(self, to: str, data: bytes, sender: str | None = None) -> bytes | None:
         """``eth_call``; None when it reverts."""
-        self.ids += 1
-        request = {
-            "jsonrpc": "2.0",
-            "id": self.ids,
-            "method": "eth_call",
-            "params": [
-                {"to": to, "data": "0x" + data.hex(), **({"from": sender} if sender else {})},
-                "latest",
-            ],
-        }
-        try:
-            answer = (await self.http.post(self.url, json=request)).json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise ChainFailure("eth_call") from exc
-        if not isinstance(answer, dict):
-            raise ChainFailure("eth_call")
+        message = {"to": to, "data": "0x" + data.hex(), **({"from": sender} if sender else {})}
+        answer = await self.answer("eth_call", [message, "latest"])
         if answer.get("error") is not None:
             return None
-        return bytes.fromhex(str(answer.get("result", "0x"))[2:])
+        return bytes.fromhex(str(answer.get("result") or "0x")[2:])
 
 
 class Payment:
