@@ -390,14 +390,19 @@ async def verify_foreign_network(ctx: FacilitatorContext) -> None:
     "facilitator.verify.missing-eip712-domain",
     "STRICT",
     "exact EVM verify step 4 (every SDK); reference notes section 7 (a wrong EIP-712 domain)",
-    "Requirements whose extra lacks the EIP-712 name and version are refused with an eip712-domain reason",
+    "Requirements whose extra lacks the EIP-712 name and version are refused with an eip712-domain or "
+    "malformed-requirements reason",
     kind="hardening",
 )
 async def verify_missing_domain(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
     requirements = {**s.requirements, "extra": {}}
     await refused(
-        ctx, s, (C.eip712_domain,), payment=payment_v2(requirements, s.payload), requirements=requirements
+        ctx,
+        s,
+        (C.eip712_domain, C.malformed_requirements),
+        payment=payment_v2(requirements, s.payload),
+        requirements=requirements,
     )
 
 
@@ -586,7 +591,9 @@ async def verify_balance(ctx: FacilitatorContext) -> None:
 )
 async def verify_eoa_asset(ctx: FacilitatorContext) -> None:
     s = signed(ctx, ctx.requirements(asset=ctx.harness.new_account("eoa").address))
-    await refused(ctx, s, (C.asset_not_contract, C.simulation, C.eip3009_unsupported))
+    await refused(
+        ctx, s, (C.asset_not_contract, C.simulation, C.eip3009_unsupported, C.malformed_requirements)
+    )
 
 
 @case(
@@ -606,10 +613,11 @@ async def verify_high_s(ctx: FacilitatorContext) -> None:
 
 @case(
     "facilitator.verify.judges-requirements",
-    "MUST",
-    "reference notes section 2 (the facilitator checks paymentRequirements, not accepted); both SDKs",
+    "SHOULD",
+    "x402 v2 spec (/verify judges the payment against paymentRequirements); reference notes section 2; both "
+    "SDKs. A facilitator refusing the mismatch is stricter, and pays nothing wrong",
     "A payment signed for the requirements is valid and settles though accepted names other payTo and amount",
-    kind="payment",
+    kind="advice",
 )
 async def verify_judges_requirements(ctx: FacilitatorContext) -> None:
     s = signed(ctx)
@@ -1003,7 +1011,7 @@ def _with(s: Signed, **authorization) -> str:
     "facilitator.input.non-json",
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
-    "Bodies that are not JSON get a 4xx, never a 5xx",
+    "Bodies that are not JSON get a 4xx or a refusal, never a 5xx",
     kind="no-5xx",
 )
 async def input_non_json(ctx: FacilitatorContext) -> None:
@@ -1021,7 +1029,7 @@ async def input_non_json(ctx: FacilitatorContext) -> None:
     "facilitator.input.empty-body",
     "MUST",
     "HTTP transport spec v2 (malformed -> 400); x402#3015",
-    "An empty body gets a 4xx, never a 5xx",
+    "An empty body gets a 4xx or a refusal, never a 5xx",
     kind="no-5xx",
 )
 async def input_empty(ctx: FacilitatorContext) -> None:
