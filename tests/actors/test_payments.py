@@ -242,7 +242,7 @@ def test_accepted_that_differs_from_every_offer_gets_no_matching_requirements(tb
     assert tb.chain.balance_of(alice.address) == 1_000_000
 
 
-def test_malformed_payment_header_is_treated_as_no_payment(tb):
+def test_malformed_payment_header_gets_400_naming_the_problem(tb):
     shop = tb.server({"GET /weather": PRICE})
     for header, value in (
         (PAYMENT_SIGNATURE, "not base64!"),
@@ -250,10 +250,9 @@ def test_malformed_payment_header_is_treated_as_no_payment(tb):
         (PAYMENT_SIGNATURE, "e30="),
     ):
         answer = tb.perform(shop, Send(HttpRequest("GET", "/weather", ((header, value),))))
-        assert answer.status == 402
-        error = parse_payment_required(answer.headers, answer.body).error
-        assert error.startswith("invalid payment header")
-    assert shop.stats["malformed"] == 3
+        assert answer.status == 400 and answer.header(PAYMENT_REQUIRED) is None
+        assert answer.json()["error"].startswith("invalid payment header")
+    assert shop.stats["malformed"] == 3 and shop.stats["paid"] == 0
 
 
 def test_unreachable_facilitator_gives_502(tb):
