@@ -16,6 +16,7 @@ from x402sim.actors import (
     Unreachable,
     run,
 )
+from x402sim.actors.server import DEFAULT_MAX_TIMEOUT_SECONDS
 from x402sim.protocol import (
     PAYMENT_REQUIRED,
     PAYMENT_RESPONSE,
@@ -137,7 +138,7 @@ def test_settlement_failure_withholds_the_body(tb):
     alice = tb.account(usdc=1_000_000)
 
     def slow(request):  # the work outlives the authorization's validity window
-        tb.advance(120)
+        tb.advance(DEFAULT_MAX_TIMEOUT_SECONDS + 60)
         return HttpResponse.of_json(200, {"secret": "the paid content"})
 
     shop = tb.server({"GET /report": PRICE}, handlers={"GET /report": slow})

@@ -20,7 +20,8 @@ Rules:
   offers (``extra.paymentFlow = "upfront"``; the default flow is not announced).
 * A settlement answered ``settlement_pending`` with a transaction hash is asked for once more, the
   identical request (the facilitator reconciles it with the transaction it already sent); whatever
-  the second answer is, it is final.
+  the second answer is, it is final. A failed answer then names the transaction it names, else the
+  pending one's.
 * No payment header gets the 402 challenge. A payment header that cannot be read (not base64, not
   JSON, not a payment) gets 400 with ``{"error": ...}`` naming the problem: nothing is verified.
 * Every 402 says ``Cache-Control: no-store``; a paid answer (a successful settlement) is marked
@@ -248,8 +249,9 @@ def _payment_id(payment: PaymentPayload) -> tuple[str | None, str | None]:
     return value, None
 
 
-def _fingerprint(payment: AnyPaymentPayload, route: Route) -> str:
-    text = json.dumps([route.key, payment.to_wire()], sort_keys=True, separators=(",", ":"))
+def _fingerprint(payment: AnyPaymentPayload, request: HttpRequest) -> str:
+    # By the path the request names (any spelling), so a spelling is not another resource.
+    text = json.dumps([request.canonical_key, payment.to_wire()], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -519,7 +521,7 @@ class ResourceServer:
             return HttpResponse.of_json(400, {"error": problem})
         if payment_id is None:
             return (yield from self._paid(route, request, payment, now))
-        fingerprint = _fingerprint(payment, route)
+        fingerprint = _fingerprint(payment, request)
         known = self.identifiers.lookup(payment_id)
         if known is not None:
             seen, answer = known
@@ -700,7 +702,10 @@ class ResourceServer:
         pending = settlement.error_reason == SETTLEMENT_PENDING and bool(settlement.transaction)
         if not settlement.success and pending:
             self.stats["settle_pending"] += 1
-            settlement = yield Settle(payment, requirements)
+            again: SettleResponse = yield Settle(payment, requirements)
+            if not again.success and not again.transaction:  # the hash already known is still the one
+                again = again.model_copy(update={"transaction": settlement.transaction})
+            settlement = again
         return settlement
 
     def deliver(

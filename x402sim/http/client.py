@@ -94,7 +94,7 @@ class FacilitatorClient:
             async with asyncio.timeout(self.timeout):
                 response = await self._send(method, path, json)
         except (TimeoutError, httpx.TimeoutException) as exc:
-            late = f"{path} at {self.url}: no answer within {self.timeout} s"
+            late = f"{path} at {self.url} timed out: no answer within {self.timeout} s"
             raise Unreachable("facilitator", late) from exc
         except httpx.HTTPError as exc:
             detail = str(exc) or type(exc).__name__
