@@ -227,6 +227,16 @@ def test_still_pending_after_the_second_ask_is_a_402_with_the_transaction_and_no
     assert "Handle" not in driver.kinds() if upfront else driver.kinds()[1] == "Handle"
 
 
+def test_a_second_answer_without_a_transaction_still_names_the_pending_one(tb):
+    alice = tb.account(usdc=1_000_000)
+    shop = _shop(tb)
+    driver = Scripted(settles=[_failed(TX, "settlement_pending"), _failed("", "duplicate_settlement")])
+    answer = run(shop.role.handle(_paid_request(tb, shop, alice)), driver)
+    settlement = decode_header(answer.header(PAYMENT_RESPONSE), SettleResponse)
+    assert answer.status == 402 and settlement.transaction == TX
+    assert settlement.error_reason == "duplicate_settlement"
+
+
 def test_a_pending_answer_without_a_transaction_is_not_asked_again(tb):
     alice = tb.account(usdc=1_000_000)
     shop = _shop(tb)

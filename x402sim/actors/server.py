@@ -88,6 +88,7 @@ from ..protocol import (
     PaymentRequirements,
     PaymentRequirementsV1,
     ProtocolError,
+    Reason,
     ResourceInfo,
     SettleResponse,
     VerifyResponse,
@@ -117,7 +118,6 @@ from .messages import (
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 300
 PAYMENT_FLOW_UPFRONT = "upfront"
-SETTLEMENT_PENDING = "settlement_pending"
 NOT_STORED = "no-store"  # the Cache-Control of every 402
 PAYMENT_IDENTIFIER = "payment-identifier"
 PAYMENT_IDENTIFIER_MODES = ("off", "optional", "required")
@@ -699,7 +699,7 @@ class ResourceServer:
         """Hook, settling: settle ``payment``; a settlement pending on a known transaction is asked
         for once more."""
         settlement: SettleResponse = yield Settle(payment, requirements)
-        pending = settlement.error_reason == SETTLEMENT_PENDING and bool(settlement.transaction)
+        pending = settlement.error_reason == Reason.settlement_pending and bool(settlement.transaction)
         if not settlement.success and pending:
             self.stats["settle_pending"] += 1
             again: SettleResponse = yield Settle(payment, requirements)
