@@ -8,7 +8,7 @@ import base64
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from x402sim.actors import BaseDriver, HttpRequest, HttpResponse, Send, Unreachable, run
@@ -395,6 +395,8 @@ def spellings(draw, path: str = "/paid") -> str:
 
 
 @given(spelling=spellings())
+@example(spelling="/%0Apaid")
+@example(spelling="/x/..//P%61ID;v=1/")
 @settings(max_examples=100)
 def test_every_spelling_of_a_priced_path_is_priced_or_refused(spelling):
     server = _bare_server()

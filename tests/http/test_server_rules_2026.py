@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 from tests.actors.test_server_rules_2026 import SECRET, spellings
 from tests.http.conftest import WEATHER_ROUTES, run_cli
@@ -26,6 +26,7 @@ from x402sim.actors.server import ResourceServer
 from x402sim.evm import LocalChain, address_of_key
 from x402sim.evm.chain import ETHER
 from x402sim.http import AsyncPayingClient, FacilitatorClient, facilitator_app, resource_server_app
+from x402sim.http.routes_file import RoutesFileError, parse_routes
 from x402sim.http.serve import EnvError, server_env
 from x402sim.protocol import (
     EXTENSION_RESPONSES,
@@ -271,6 +272,8 @@ def test_no_spelling_of_a_priced_path_reaches_the_origin_unpaid_and_a_paid_one_i
     secret = SECRET["secret"].encode()
 
     @given(spelling=spellings())
+    @example(spelling="/%0Apaid")  # decoded, a newline matches no Starlette route: the role must see it
+    @example(spelling="/x/..//P%61ID;v=1/")
     @settings(max_examples=25, deadline=None)
     def check(spelling: str) -> None:
         try:
@@ -348,3 +351,27 @@ def test_the_facilitator_timeout_flag_must_be_positive(tmp_path):
         done.returncode == 2
         and "--facilitator-timeout 0.0: expected a positive number of seconds" in done.stderr
     )
+
+
+def test_a_routes_file_may_tell_the_resource_and_offers_last_300_seconds():
+    config = parse_routes(
+        {
+            "routes": [
+                {
+                    "method": "GET",
+                    "path": "/a",
+                    "price": 1,
+                    "service_name": "S",
+                    "tags": ["x"],
+                    "icon_url": "i",
+                },
+                {"method": "GET", "path": "/b", "price": 1},
+            ]
+        }
+    )
+    a, b = config.routes["GET /a"], config.routes["GET /b"]
+    assert (a.service_name, a.tags, a.icon_url) == ("S", ("x",), "i")
+    assert (b.service_name, b.tags, b.icon_url, b.max_timeout_seconds) == (None, (), None, 300)
+    for bad, named in (({"tags": "x"}, "tags"), ({"tags": [1]}, "tags"), ({"icon_url": 3}, "icon_url")):
+        with pytest.raises(RoutesFileError, match=rf"routes\[0\]: {named}: expected"):
+            parse_routes({"routes": [{"method": "GET", "path": "/a", "price": 1, **bad}]})

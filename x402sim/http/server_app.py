@@ -219,6 +219,19 @@ def _route(server: ResourceServer, request: HttpRequest):
         return None
 
 
+def _routed_by_raw_path(app):
+    """``app`` routing by the path as sent (its escapes kept) rather than the decoded one: a decoded
+    control character matches no Starlette route, and such a path must reach the role (a 400)."""
+
+    async def routed(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get("raw_path"):
+            scope = {**scope, "path": quote_from_bytes(scope["raw_path"], safe=_RAW_PATH_SAFE)}
+        await app(scope, receive, send)
+
+    routed.state = app.state  # type: ignore[attr-defined]
+    return routed
+
+
 def _raw_path(request: Request) -> str:
     """The path and query as the client sent them."""
     raw = request.scope.get("raw_path")
@@ -360,7 +373,7 @@ def resource_server_app(
     routes = [Route("/{path:path}", endpoint, methods=METHODS)]
     if response_signer is not None:
         routes.insert(0, Route(DIRECTORY_PATH, directory, methods=["GET", "HEAD"]))
-    return service_app("resource server", routes, lifespan=lifespan)
+    return _routed_by_raw_path(service_app("resource server", routes, lifespan=lifespan))
 
 
 def demo_weather(request: HttpRequest) -> HttpResponse:
