@@ -355,6 +355,8 @@ def test_resource_metadata_round_trips_unchanged(service_name, tags, icon_url):
 
 # 10. route spellings -----------------------------------------------------------------------------------
 
+# Each is refused wherever it lands: a broken escape here never ends in a hex digit, so the letter
+# after it cannot complete it into an escape of another character.
 SEPARATORS = [
     "%2F",
     "%2f",
@@ -369,7 +371,7 @@ SEPARATORS = [
     "%7F",
     "%252F",
     "%255C",
-    "%2",
+    "%Z",
     "%G1",
 ]
 
