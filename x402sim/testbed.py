@@ -62,7 +62,10 @@ class TestServer:
         return self.role.stats
 
     def handler_for(self, request: HttpRequest) -> Handler:
-        return self.handlers.get(request.route_key, default_handler)
+        """The handler of the route ``request`` names (by the role's matching, as served)."""
+        route = self.role.route_for(request)
+        key = route.key if route is not None else request.canonical_key
+        return self.handlers.get(key, default_handler)
 
 
 class TestFacilitator:

@@ -53,6 +53,7 @@ from hypothesis.stateful import (
 
 from x402sim import Testbed
 from x402sim.actors import HttpRequest, HttpResponse, Send
+from x402sim.actors.server import DEFAULT_MAX_TIMEOUT_SECONDS
 from x402sim.evm.fiat_rules import SUPPLY
 from x402sim.evm.token import AUTHORIZATION_USED_TOPIC
 from x402sim.http import AsyncPayingClient, FacilitatorClient, facilitator_app, resource_server_app
@@ -74,7 +75,8 @@ SHOPS = (
     {"GET /news": 1_500, "GET /data": 4_000},
 )
 ROUTES = [(shop, key.split(" ", 1)[1]) for shop, routes in enumerate(SHOPS) for key in routes]
-SLOW_SECONDS = 120  # > the routes' 60 s maxTimeoutSeconds: verified, served, then expired at settle
+WINDOW = DEFAULT_MAX_TIMEOUT_SECONDS  # the routes' maxTimeoutSeconds: how long a payment stays valid
+SLOW_SECONDS = WINDOW + 60  # verified, served, then expired at settle
 FACILITATOR_URL = "http://facilitator.test"
 
 
@@ -430,7 +432,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         labels = " + ".join(" | ".join(_label(_outcome(r)) for r in pair) for pair in answers)
         self._count(name, labels)
 
-    @rule(seconds=st.sampled_from([1, 10, 59, 61, 600]))
+    @rule(seconds=st.sampled_from([1, 10, WINDOW - 1, WINDOW + 1, 2 * WINDOW]))
     def advance_time(self, seconds):
         for w in self.worlds:
             w.advance(seconds)

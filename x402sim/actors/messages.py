@@ -11,14 +11,19 @@ other side did not answer; roles turn that into a value (for the server, a 502).
 
 This is the whole contract between roles and worlds; ``driver`` holds the interface a world
 implements to answer these effects, and the runners that step a role through it.
+
+``canonical_path`` is how a request path names a route, whatever its spelling (see there); a spelling
+that another server could read as a different path is refused with ``AmbiguousPath``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from ..protocol import AnyPaymentPayload, AnyRequirements
 
@@ -34,6 +39,45 @@ def _get(headers: Headers, name: str) -> str | None:
         if key.lower() == lname:
             return value
     return None
+
+
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+class AmbiguousPath(ValueError):
+    """A request path that servers could read as different paths: it names no route."""
+
+
+def canonical_path(path: str) -> str:
+    """The path a request names, for matching routes: the query dropped; each ``/``-separated segment
+    percent-decoded once and cut at its first ``;`` (parameters); ``.`` and ``..`` segments resolved
+    (RFC 3986, never above the root); empty segments, hence a trailing ``/``, dropped.
+
+    Raises ``AmbiguousPath`` for a spelling that decoders disagree on: a broken escape, a segment
+    that is not UTF-8 once decoded, that decodes to a ``/``, a ``\\`` or a control character, or that
+    still holds an escape once decoded (double encoding, ``%252F``)."""
+    segments: list[str] = []
+    for part in path.split("?", 1)[0].split("/"):
+        if _BROKEN_ESCAPE.search(part):
+            raise AmbiguousPath(f"malformed percent-escape in path segment {part!r}")
+        try:
+            text = unquote_to_bytes(part).decode("utf-8")
+        except UnicodeDecodeError:
+            raise AmbiguousPath(f"path segment {part!r} is not UTF-8 once decoded") from None
+        if "/" in text or "\\" in text:
+            raise AmbiguousPath(f"path segment {part!r} holds a path separator")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise AmbiguousPath(f"path segment {part!r} holds a control character")
+        if _ESCAPE.search(text):
+            raise AmbiguousPath(f"path segment {part!r} is percent-encoded twice")
+        name = text.split(";", 1)[0]
+        if name == "..":
+            if segments:
+                segments.pop()
+        elif name not in ("", "."):
+            segments.append(name)
+    return "/" + "/".join(segments)
 
 
 @dataclass(frozen=True)
@@ -52,8 +96,14 @@ class HttpRequest:
 
     @property
     def route_key(self) -> str:
-        """``"METHOD /path"`` without the query string: how routes are named."""
+        """``"METHOD /path"`` without the query string, as sent: how routes are named. (A server
+        matches routes by ``canonical_key``.)"""
         return f"{self.method.upper()} {self.path.split('?', 1)[0]}"
+
+    @property
+    def canonical_key(self) -> str:
+        """``"METHOD /path"`` with the path's ``canonical_path``; raises ``AmbiguousPath``."""
+        return f"{self.method.upper()} {canonical_path(self.path)}"
 
 
 @dataclass(frozen=True)
@@ -178,6 +228,7 @@ class Unreachable(Exception):
 
 
 __all__ = [
+    "AmbiguousPath",
     "Approval",
     "Approve",
     "Effect",
@@ -190,4 +241,5 @@ __all__ = [
     "Steps",
     "Unreachable",
     "Verify",
+    "canonical_path",
 ]

@@ -7,12 +7,28 @@ Rules:
   is only used to *pick* one of the server's offers (scheme, network, amount, asset, payTo compared
   field by field, addresses in checksum form); the facilitator is always sent the server's own
   offer, never client-supplied values.
+* Routes are matched on the request's ``canonical_path`` (percent-escapes decoded once per segment,
+  dot segments resolved, ``//``, a trailing ``/`` and ``;params`` ignored), so every spelling of a
+  priced path is priced; a priced route also matches whatever the letter case (a route differing
+  only in case is never served free). A path spelled ambiguously (an encoded slash or backslash, a control
+  character, a broken or double escape) is refused with 400 before anything else.
 * Default order ("authorization" flow): verify, run the handler and hold its response, settle; a
   failed settlement turns the answer into a 402 carrying the settlement header and the handler's
-  body is withheld. A handler status >= 400 is passed through and nothing is settled.
-* ``upfront=True`` settles before the handler runs (the ``upfront`` payment flow).
-* An unreadable payment header is treated as no payment (as the reference servers do), but the 402
-  says what was wrong with it. A facilitator that does not answer gives a 502.
+  body is withheld. A handler status >= 400 is passed through and nothing is settled; any other
+  status, a 3xx redirect included, is settled or withheld alike.
+* ``upfront=True`` settles before the handler runs (the ``upfront`` payment flow) and says so in its
+  offers (``extra.paymentFlow = "upfront"``; the default flow is not announced).
+* A settlement answered ``settlement_pending`` with a transaction hash is asked for once more, the
+  identical request (the facilitator reconciles it with the transaction it already sent); whatever
+  the second answer is, it is final. A failed answer then names the transaction it names, else the
+  pending one's.
+* No payment header gets the 402 challenge. A payment header that cannot be read (not base64, not
+  JSON, not a payment) gets 400 with ``{"error": ...}`` naming the problem: nothing is verified.
+* Every 402 says ``Cache-Control: no-store``; a paid answer (a successful settlement) is marked
+  ``private`` in its ``Cache-Control`` (added to what the handler set).
+* A facilitator that does not answer (or answers outside the protocol, or too late: the driver's
+  bound) gives a 502 and nothing is served. When that was the settlement, the handler's body is
+  withheld and the settlement's fate is unknown to the server: it may still land.
 * ``handle`` is a generator of effects (see ``messages``); it performs no I/O.
 * Optional, off by default: the ``payment-identifier`` extension (``payment_identifier`` is
   ``"optional"`` or ``"required"``). The 402 declares it; a v2 payment may carry an id (16-128
@@ -38,6 +54,7 @@ is; nothing else of the role is meant to be replaced:
 * ``verify_serve_settle(route, request, payment, requirements, version)``: the ``authorization``
   flow (verify, then serve, then settle);
 * ``settle_then_serve(...)``: the ``upfront`` flow, same arguments;
+* ``settle_payment(payment, requirements)``: the settlement both flows ask for (a pending one twice);
 * ``deliver(route, version, response, settlement)``: the answer the buyer gets from a settlement
   (and the handler's response, when there is one).
 """
@@ -71,6 +88,7 @@ from ..protocol import (
     PaymentRequirements,
     PaymentRequirementsV1,
     ProtocolError,
+    Reason,
     ResourceInfo,
     SettleResponse,
     VerifyResponse,
@@ -85,9 +103,22 @@ from ..trust.mandates import VCT_CLOSED, MandateRefused, PaymentFacts, VerifiedM
 from ..trust.mandates import attached as attached_mandate
 from ..trust.reputation import EXTENSION as REPUTATION_EXTENSION
 from ..trust.reputation import PayerRules, ServerIdentity, reputation_tier
-from .messages import Handle, Headers, HttpRequest, HttpResponse, Settle, Steps, Unreachable, Verify
+from .messages import (
+    AmbiguousPath,
+    Handle,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    Settle,
+    Steps,
+    Unreachable,
+    Verify,
+    canonical_path,
+)
 
-DEFAULT_MAX_TIMEOUT_SECONDS = 60
+DEFAULT_MAX_TIMEOUT_SECONDS = 300
+PAYMENT_FLOW_UPFRONT = "upfront"
+NOT_STORED = "no-store"  # the Cache-Control of every 402
 PAYMENT_IDENTIFIER = "payment-identifier"
 PAYMENT_IDENTIFIER_MODES = ("off", "optional", "required")
 PAYMENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -112,7 +143,8 @@ def _address(value: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class Route:
-    """A priced route: ``key`` is ``"METHOD /path"``; ``price`` in the asset's atomic units."""
+    """A priced route: ``key`` is ``"METHOD /path"``; ``price`` in the asset's atomic units.
+    ``service_name``, ``tags`` and ``icon_url`` are what its 402's ``resource`` tells of it."""
 
     key: str
     price: int
@@ -120,6 +152,9 @@ class Route:
     description: str = ""
     mime_type: str = "application/json"
     max_timeout_seconds: int = DEFAULT_MAX_TIMEOUT_SECONDS
+    service_name: str | None = None
+    tags: tuple[str, ...] = ()
+    icon_url: str | None = None
 
     def __post_init__(self) -> None:
         method, _, path = self.key.partition(" ")
@@ -130,6 +165,9 @@ class Route:
                 f"route {self.key!r}: price must be an integer number of atomic units, got {self.price!r}"
             )
         object.__setattr__(self, "key", f"{method.upper()} {path}")
+        object.__setattr__(self, "tags", tuple(self.tags))
+        if not all(isinstance(tag, str) for tag in self.tags):
+            raise ValueError(f"route {self.key!r}: tags must be strings, got {self.tags!r}")
         if self.pay_to is not None:
             object.__setattr__(self, "pay_to", _address(self.pay_to, f"route {self.key!r}: pay_to"))
 
@@ -212,7 +250,8 @@ def _payment_id(payment: PaymentPayload) -> tuple[str | None, str | None]:
 
 
 def _fingerprint(payment: AnyPaymentPayload, request: HttpRequest) -> str:
-    text = json.dumps([request.route_key, payment.to_wire()], sort_keys=True, separators=(",", ":"))
+    # By the path the request names (any spelling), so a spelling is not another resource.
+    text = json.dumps([request.canonical_key, payment.to_wire()], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -293,6 +332,7 @@ class ResourceServer:
     def requirements(
         self, route: Route, price: int | None = None, extra: dict[str, Any] | None = None
     ) -> PaymentRequirements:
+        flow = {"paymentFlow": PAYMENT_FLOW_UPFRONT} if self.upfront else {}
         return PaymentRequirements(
             scheme=self.mechanism.scheme,
             network=self.network,
@@ -300,7 +340,7 @@ class ResourceServer:
             asset=self.asset,
             pay_to=route.pay_to or self.pay_to,
             max_timeout_seconds=route.max_timeout_seconds,
-            extra={**self.mechanism.extra(self.asset_name, self.asset_version), **(extra or {})},
+            extra={**self.mechanism.extra(self.asset_name, self.asset_version), **flow, **(extra or {})},
         )
 
     def offers(self, route: Route) -> list[PaymentRequirements]:
@@ -335,6 +375,7 @@ class ResourceServer:
 
     def challenge(self, route: Route, version: int, error: str, headers: Headers = ()) -> HttpResponse:
         """The 402 for ``route`` in x402 ``version``, with ``error`` explaining why."""
+        headers = (("Cache-Control", NOT_STORED), *headers)
         if version == 1 and (v1 := self.requirements_v1(route)) is not None:
             body = PaymentRequiredV1(x402_version=1, error=error, accepts=[v1])
             return HttpResponse.of_json(402, body.to_wire(), headers)
@@ -345,6 +386,9 @@ class ResourceServer:
                 url=self.resource_url(route),
                 description=route.description or None,
                 mime_type=route.mime_type,
+                service_name=route.service_name,
+                tags=list(route.tags) or None,
+                icon_url=route.icon_url,
             ),
             accepts=self.offers(route),
             extensions=self.extensions(),
@@ -388,10 +432,33 @@ class ResourceServer:
 
     # -- the exchange -------------------------------------------------------------------------
 
+    def route_for(self, request: HttpRequest) -> Route | None:
+        """The route ``request`` names, by its canonical path (raises ``AmbiguousPath``): the route
+        whose path is the same, else a priced route whose path differs only in letter case."""
+        key = request.canonical_key
+        route = self.routes.get(key)
+        if route is not None:
+            return route
+        folded, priced = key.casefold(), None
+        for route in self.routes.values():
+            method, path = route.key.split(" ", 1)
+            try:
+                known = f"{method} {canonical_path(path)}"
+            except AmbiguousPath:
+                continue  # a route spelled ambiguously is only reached by its exact key
+            if known == key:
+                return route
+            if priced is None and route.price > 0 and known.casefold() == folded:
+                priced = route
+        return priced
+
     def carries_payment(self, request: HttpRequest) -> bool:
         """Whether ``request`` asks for paid work (a priced route and a payment header): what a
         world bounds when it bounds the work in flight."""
-        route = self.routes.get(request.route_key)
+        try:
+            route = self.route_for(request)
+        except AmbiguousPath:
+            return False  # refused at once, no work
         if route is None or route.price == 0:
             return False
         return request.header(PAYMENT_SIGNATURE) is not None or request.header(X_PAYMENT) is not None
@@ -408,7 +475,11 @@ class ResourceServer:
     def handle(self, request: HttpRequest, now: int | None = None) -> Steps[HttpResponse]:
         """Answer one request at time ``now`` (needed only by a replay guard); yields
         ``Verify``/``Handle``/``Settle`` effects."""
-        route = self.routes.get(request.route_key)
+        try:
+            route = self.route_for(request)
+        except AmbiguousPath as exc:
+            self.stats["path_refused"] += 1
+            return HttpResponse.of_json(400, {"error": f"request path refused: {exc}"})
         if self.crawl is not None:
             if now is None:
                 raise ValueError("a server with a crawl policy needs the time: handle(request, now)")
@@ -430,8 +501,7 @@ class ResourceServer:
             payment = read_payment(request.headers)
         except ProtocolError as exc:
             self.stats["malformed"] += 1
-            version = 1 if request.header("X-PAYMENT") is not None else self.x402_version
-            return self.challenge(route, version, f"invalid payment header: {exc}")
+            return HttpResponse.of_json(400, {"error": f"invalid payment header: {exc}"})
         if payment is None:
             self.stats["unpaid"] += 1
             return self.challenge(route, self.x402_version, "payment required")
@@ -605,7 +675,7 @@ class ResourceServer:
         if response.status >= 400:
             self.stats["handler_error"] += 1
             return response
-        settlement: SettleResponse = yield Settle(payment, requirements)
+        settlement = yield from self.settle_payment(payment, requirements)
         return self.deliver(route, version, response, settlement)
 
     def settle_then_serve(
@@ -617,11 +687,26 @@ class ResourceServer:
         version: int,
     ) -> Steps[HttpResponse]:
         """Hook, the ``upfront`` flow: settle, then run the handler."""
-        settlement: SettleResponse = yield Settle(payment, requirements)
+        settlement = yield from self.settle_payment(payment, requirements)
         if not settlement.success and not self.serve_unsettled:
             return self.deliver(route, version, None, settlement)
         response: HttpResponse = yield Handle(request)
         return self.deliver(route, version, response, settlement)
+
+    def settle_payment(
+        self, payment: AnyPaymentPayload, requirements: AnyRequirements
+    ) -> Steps[SettleResponse]:
+        """Hook, settling: settle ``payment``; a settlement pending on a known transaction is asked
+        for once more."""
+        settlement: SettleResponse = yield Settle(payment, requirements)
+        pending = settlement.error_reason == Reason.settlement_pending and bool(settlement.transaction)
+        if not settlement.success and pending:
+            self.stats["settle_pending"] += 1
+            again: SettleResponse = yield Settle(payment, requirements)
+            if not again.success and not again.transaction:  # the hash already known is still the one
+                again = again.model_copy(update={"transaction": settlement.transaction})
+            settlement = again
+        return settlement
 
     def deliver(
         self, route: Route, version: int, response: HttpResponse | None, settlement: SettleResponse
@@ -637,4 +722,14 @@ class ResourceServer:
             return HttpResponse(response.status, (*response.headers, header), response.body)
         self.stats["paid"] += 1
         held = cast(HttpResponse, response)  # held by every flow whose settlement succeeded
-        return HttpResponse(held.status, (*held.headers, header), held.body)
+        return HttpResponse(held.status, (*_private(held.headers), header), held.body)
+
+
+def _private(headers: Headers) -> Headers:
+    """``headers`` with ``private`` in their ``Cache-Control`` (a paid answer is the payer's alone)."""
+    kept = tuple((k, v) for k, v in headers if k.lower() != "cache-control")
+    given = [v for k, v in headers if k.lower() == "cache-control"]
+    directives = [d.strip() for v in given for d in v.split(",") if d.strip()]
+    if any(d.split("=", 1)[0].strip().lower() == "private" for d in directives):
+        return headers
+    return (*kept, ("Cache-Control", ", ".join([*directives, "private"])))

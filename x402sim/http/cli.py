@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import math
 import signal
 import sys
 import time
@@ -301,7 +302,13 @@ def serve_server_cmd(
     ] = None,
     host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 4021,
-    facilitator_timeout: Annotated[float, typer.Option(help="Seconds to wait for the facilitator.")] = 30.0,
+    facilitator_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds each facilitator call may take, its resend included; past it the buyer gets 502 "
+            "(default 30, or FACILITATOR_TIMEOUT_SECONDS with --from-env)."
+        ),
+    ] = None,
     allow_remote: AllowRemoteOpt = False,
     from_env: FromEnvOpt = False,
     crawl_policy: Annotated[
@@ -344,7 +351,8 @@ def serve_server_cmd(
 
     With --from-env (instead of --facilitator-url and --routes): PORT, FACILITATOR_URL, EVM_NETWORK,
     SERVER_EVM_ADDRESS or EVM_PAYEE_ADDRESS, EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION (default: the
-    network preset's USDC), PRICE_ATOMIC (1000), PROTECTED_PATH (/protected), EVM_RPC_URL (optional).
+    network preset's USDC), PRICE_ATOMIC (1000), PROTECTED_PATH (/protected), EVM_RPC_URL (optional),
+    FACILITATOR_TIMEOUT_SECONDS (30).
 
     Example: PORT=4021 FACILITATOR_URL=http://127.0.0.1:4022 EVM_NETWORK=eip155:84532
     EVM_PAYEE_ADDRESS=0x... x402sim serve server --from-env
@@ -355,10 +363,14 @@ def serve_server_cmd(
       --rpc-url http://127.0.0.1:8545 --origin http://127.0.0.1:8000 --crawl-policy --crawl-allow KEYID
     """
     from ..errors import ChainError
+    from .client import DEFAULT_TIMEOUT
     from .serve import serve_server, serve_server_env, server_env
 
     if not crawl_policy and (crawl_allow or crawl_charge_unsigned):
         raise fail("--crawl-allow and --crawl-charge-unsigned need --crawl-policy")
+    bound = facilitator_timeout
+    if bound is not None and not (math.isfinite(bound) and bound > 0):
+        raise fail(f"--facilitator-timeout {facilitator_timeout}: expected a positive number of seconds")
     if from_env:
         if routes is not None or origin is not None or rpc_url is not None or facilitator_url is not None:
             raise fail("--from-env reads its settings from the environment; drop the other options")
@@ -393,7 +405,7 @@ def serve_server_cmd(
             host=host,
             port=port,
             allow_public=public,
-            facilitator_timeout=facilitator_timeout,
+            facilitator_timeout=DEFAULT_TIMEOUT if facilitator_timeout is None else facilitator_timeout,
             crawl=crawl_policy,
             crawl_allow=tuple(crawl_allow or ()),
             crawl_block_unsigned=not crawl_charge_unsigned,

@@ -2,13 +2,18 @@
 
 Both are drivers of the sans-IO roles: they answer the roles' effects with real HTTP. A facilitator
 that cannot be reached, times out, answers 5xx or answers something that is not its protocol raises
-``Unreachable`` into the server role (which answers 502). The paying client never follows a 402
+``Unreachable`` into the server role (which answers 502). The facilitator client's ``timeout`` bounds
+each call as a whole, its one resend included (httpx bounds each phase only, so an answer dripping in
+slowly would escape it). The ``EXTENSION-RESPONSES`` header of a ``/verify`` or ``/settle`` answer is
+read into the answer's ``extension_responses`` (None when absent or unreadable); it stays with the
+server. The paying client never follows a 402
 more than once; when a paid request gets no answer (a timeout, a reset), the client role records
 the payment with outcome ``unknown`` (see ``payments``) and the httpx error reaches the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -20,7 +25,14 @@ from ..actors.client import Client, DrivesClient, FetchResult, SpendPolicy, answ
 from ..actors.driver import BaseDriver, arun, run
 from ..actors.messages import Approval, Approve, HttpRequest, HttpResponse, Send, Unreachable
 from ..governance import Governor
-from ..protocol import ProtocolError, SettleResponse, SupportedResponse, VerifyResponse
+from ..protocol import (
+    EXTENSION_RESPONSES,
+    ProtocolError,
+    SettleResponse,
+    SupportedResponse,
+    VerifyResponse,
+    decode_json_header,
+)
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -46,7 +58,8 @@ class FacilitatorClient:
     """Async client of a facilitator's HTTP API (``/verify``, ``/settle``, ``/supported``).
 
     A call that fails before anything was sent is sent once more; so is a ``/verify`` or
-    ``/supported`` whose connection broke (they change nothing). ``max_connections`` bounds the
+    ``/supported`` whose connection broke (they change nothing). A call, resend included, gets its
+    answer within ``timeout`` seconds or raises ``Unreachable``. ``max_connections`` bounds the
     pool; a caller that bounds its own calls in flight below it never waits for the pool."""
 
     def __init__(
@@ -57,7 +70,10 @@ class FacilitatorClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
     ):
+        if not timeout > 0:
+            raise ValueError(f"facilitator timeout must be a positive number of seconds, got {timeout!r}")
         self.url = url.rstrip("/")
+        self.timeout = timeout
         limits = httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
@@ -65,36 +81,60 @@ class FacilitatorClient:
         )
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, limits=limits)
 
-    async def _call(self, method: str, path: str, model, json: dict | None = None):
+    async def _send(self, method: str, path: str, json: dict | None) -> httpx.Response:
         retry = NOT_SENT + (MAYBE_SENT if path != "/settle" else ())
         try:
-            try:
-                response = await self._http.request(method, self.url + path, json=json)
-            except retry:
-                response = await self._http.request(method, self.url + path, json=json)
-        except httpx.TimeoutException as exc:
-            raise Unreachable("facilitator", f"{path} timed out at {self.url}") from exc
+            return await self._http.request(method, self.url + path, json=json)
+        except retry:
+            return await self._http.request(method, self.url + path, json=json)
+
+    async def _call(self, method: str, path: str, model, json: dict | None = None):
+        """``model`` from the answer to ``method path``, and the answer's headers."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self._send(method, path, json)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            late = f"{path} at {self.url} timed out: no answer within {self.timeout} s"
+            raise Unreachable("facilitator", late) from exc
         except httpx.HTTPError as exc:
             detail = str(exc) or type(exc).__name__
             raise Unreachable("facilitator", f"{self.url}{path}: {detail}") from exc
         if response.status_code != 200:
             raise Unreachable("facilitator", f"{self.url}{path} answered HTTP {response.status_code}")
         try:
-            return model.from_wire(response.content, where=f"facilitator {path} answer")
+            return model.from_wire(response.content, where=f"facilitator {path} answer"), response.headers
         except ProtocolError as exc:
             raise Unreachable("facilitator", f"{path} answered outside the protocol: {exc}") from exc
 
     async def verify(self, payload, requirements) -> VerifyResponse:
-        return await self._call("POST", "/verify", VerifyResponse, _facilitator_body(payload, requirements))
+        answer, headers = await self._call(
+            "POST", "/verify", VerifyResponse, _facilitator_body(payload, requirements)
+        )
+        return answer.with_extension_responses(_extension_responses(headers))
 
     async def settle(self, payload, requirements) -> SettleResponse:
-        return await self._call("POST", "/settle", SettleResponse, _facilitator_body(payload, requirements))
+        answer, headers = await self._call(
+            "POST", "/settle", SettleResponse, _facilitator_body(payload, requirements)
+        )
+        return answer.with_extension_responses(_extension_responses(headers))
 
     async def supported(self) -> SupportedResponse:
-        return await self._call("GET", "/supported", SupportedResponse)
+        answer, _ = await self._call("GET", "/supported", SupportedResponse)
+        return answer
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _extension_responses(headers: httpx.Headers) -> dict | None:
+    """What a facilitator's ``EXTENSION-RESPONSES`` header says; None when absent or unreadable."""
+    value = headers.get(EXTENSION_RESPONSES)
+    if value is None:
+        return None
+    try:
+        return decode_json_header(value, where=EXTENSION_RESPONSES)
+    except ProtocolError:
+        return None
 
 
 def _to_http_request(method: str, url: str, headers, body: bytes) -> HttpRequest:

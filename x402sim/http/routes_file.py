@@ -15,6 +15,8 @@ TOML example (JSON has the same shape)::
     price = 1000               # atomic units (1000 = 0.001 USDC)
     description = "Weather now"
     # pay_to = "0x..."         # optional, per route
+    # max_timeout_seconds = 300  # how long a payment for it may stay valid (default 300)
+    # service_name = "Weather Co"; tags = ["weather"]; icon_url = "https://..."  # told in the 402
 
 Every problem is one ``RoutesFileError`` naming the file, the key and what is wrong.
 """
@@ -27,12 +29,23 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..actors.server import Route
+from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route
 from ..errors import InputError
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _TOP_KEYS = {"network", "asset", "asset_name", "asset_version", "pay_to", "routes"}
-_ROUTE_KEYS = {"method", "path", "price", "description", "pay_to", "mime_type", "max_timeout_seconds"}
+_ROUTE_KEYS = {
+    "method",
+    "path",
+    "price",
+    "description",
+    "pay_to",
+    "mime_type",
+    "max_timeout_seconds",
+    "service_name",
+    "tags",
+    "icon_url",
+}
 
 
 class RoutesFileError(InputError, ValueError):
@@ -108,9 +121,15 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
         pay_to = entry.get("pay_to")
         if pay_to is not None and (not isinstance(pay_to, str) or not _ADDRESS.match(pay_to)):
             raise RoutesFileError(f"{here}: pay_to: not a 20-byte hex address: {pay_to!r}")
-        timeout = entry.get("max_timeout_seconds", 60)
+        timeout = entry.get("max_timeout_seconds", DEFAULT_MAX_TIMEOUT_SECONDS)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
             raise RoutesFileError(f"{here}: max_timeout_seconds: expected a positive whole number")
+        for key in ("service_name", "icon_url"):
+            if not isinstance(entry.get(key, ""), str):
+                raise RoutesFileError(f"{here}: {key}: expected a string")
+        tags = entry.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise RoutesFileError(f"{here}: tags: expected a list of strings")
         try:
             route = Route(
                 f"{entry['method']} {entry['path']}",
@@ -119,6 +138,9 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
                 description=str(entry.get("description", "")),
                 mime_type=str(entry.get("mime_type", "application/json")),
                 max_timeout_seconds=timeout,
+                service_name=entry.get("service_name"),
+                tags=tuple(tags),
+                icon_url=entry.get("icon_url"),
             )
         except (ValueError, TypeError) as exc:
             raise RoutesFileError(f"{here}: {exc}") from exc

@@ -36,6 +36,7 @@ then ``Running.stop_requested`` is set) and, for the server, ``GET /health``.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import threading
 import time
@@ -74,7 +75,7 @@ from ..trust.signatures import (
 )
 from .chain_clock import ChainClock
 from .chain_rpc import chain_rpc_app
-from .client import FacilitatorClient
+from .client import DEFAULT_TIMEOUT, FacilitatorClient
 from .facilitator_app import facilitator_app
 from .guard import service_app
 from .routes_file import RoutesConfig
@@ -322,7 +323,7 @@ def resource_server(
     config: RoutesConfig,
     facilitator_url: str,
     *,
-    facilitator_timeout: float = 30.0,
+    facilitator_timeout: float = DEFAULT_TIMEOUT,
     role_class: type[ResourceServer] = ResourceServer,
     switches: Mapping | None = None,
 ) -> tuple:
@@ -356,7 +357,7 @@ def serve_server(
     host: str = LOOPBACK,
     port: int = 4021,
     allow_public: bool = False,
-    facilitator_timeout: float = 30.0,
+    facilitator_timeout: float = DEFAULT_TIMEOUT,
     handlers: Mapping[str, Handler] | None = None,
     control: bool = False,
     switches: Mapping | None = None,
@@ -534,6 +535,20 @@ def _int_var(environ: Mapping[str, str], name: str, default: int, *, low: int, h
     return value
 
 
+def _seconds_var(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive, finite number of seconds (decimal, e.g. ``2.5``)."""
+    raw = _var(environ, name, required=False)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise EnvError(f"environment variable {name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
 def _port(environ: Mapping[str, str], default: int) -> int:
     return _int_var(environ, "PORT", default, low=0, high=65_535)
 
@@ -620,6 +635,7 @@ class ServerEnv:
     second_path: str | None = None  # SECOND_PROTECTED_PATH: another paid route at the same price
     failing_path: str | None = None  # FAILING_PATH: a paid route whose handler answers 500
     payment_identifier: str = "off"  # PAYMENT_IDENTIFIER: off, optional or required
+    facilitator_timeout: float = DEFAULT_TIMEOUT  # FACILITATOR_TIMEOUT_SECONDS: bound of each call
 
     def routes(self) -> tuple[dict[str, Route], dict[str, Handler]]:
         """The paid routes this server sells, and their handlers."""
@@ -662,7 +678,8 @@ def _path_var(environ: Mapping[str, str], name: str, default: str | None) -> str
 def server_env(environ: Mapping[str, str]) -> ServerEnv:
     """Read ``PORT`` (default 4021), ``FACILITATOR_URL``, ``EVM_NETWORK``, ``SERVER_EVM_ADDRESS`` or
     ``EVM_PAYEE_ADDRESS``, ``EVM_ASSET``, ``EVM_ASSET_NAME``, ``EVM_ASSET_VERSION``, ``PRICE_ATOMIC``
-    (default 1000), ``PROTECTED_PATH`` (default /protected) and ``EVM_RPC_URL`` (optional).
+    (default 1000), ``PROTECTED_PATH`` (default /protected), ``EVM_RPC_URL`` (optional) and
+    ``FACILITATOR_TIMEOUT_SECONDS`` (default 30: the bound of each facilitator call).
 
     Missing asset facts come from the network's preset when it has a canonical token (Base, Base
     Sepolia), else from the chain at ``EVM_RPC_URL`` (an x402sim chain names its token), else they
@@ -685,6 +702,7 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
             f"{', '.join(PAYMENT_IDENTIFIER_MODES)}"
         )
     rpc_url = _url(environ, "EVM_RPC_URL", required=False)
+    facilitator_timeout = _seconds_var(environ, "FACILITATOR_TIMEOUT_SECONDS", DEFAULT_TIMEOUT)
     known = preset_for_network(network)
     if known is not None and known.token_address is not None and asset in (None, known.token_address):
         asset, name, version = known.token_address, name or known.token_name, version or known.token_version
@@ -725,6 +743,7 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
         second_path,
         failing_path,
         payment_identifier,
+        facilitator_timeout,
     )
 
 
@@ -737,9 +756,14 @@ def _x402sim_info(chain: RpcChain) -> dict | None:
 
 
 def serve_server_env(
-    env: ServerEnv, *, host: str = LOOPBACK, allow_public: bool = False, facilitator_timeout: float = 30.0
+    env: ServerEnv,
+    *,
+    host: str = LOOPBACK,
+    allow_public: bool = False,
+    facilitator_timeout: float | None = None,
 ) -> Running:
-    """The e2e harness's resource server: ``env.routes()``, with ``/health`` and ``/close``."""
+    """The e2e harness's resource server: ``env.routes()``, with ``/health`` and ``/close``; each
+    facilitator call bounded by ``facilitator_timeout`` seconds (None: ``env``'s)."""
     routes, handlers = env.routes()
     config = RoutesConfig(
         routes=routes,
@@ -755,7 +779,7 @@ def serve_server_env(
         host=host,
         port=env.port,
         allow_public=allow_public,
-        facilitator_timeout=facilitator_timeout,
+        facilitator_timeout=env.facilitator_timeout if facilitator_timeout is None else facilitator_timeout,
         handlers=handlers,
         control=True,
         switches={"payment_identifier": env.payment_identifier},

@@ -10,6 +10,9 @@ answer 404 otherwise unless a handler exists.
 
 Rules: endpoints are async; a facilitator that cannot be reached answers 502 (from the role); an
 origin that cannot be reached answers 502 and nothing is settled; bodies over ``max_body`` get 413.
+The role is given the path as the client sent it (ASGI's ``raw_path``, escapes and all): it decides
+which route that spelling names, and handlers are found by the route it names. The origin is sent the
+client's spelling.
 
 Pay per crawl (off unless the role has a ``crawl`` policy, ``x402sim.trust.crawl.CrawlPolicy``): the
 role admits each request by its RFC 9421 signature before anything else, at the wall-clock second the
@@ -40,6 +43,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from urllib.parse import quote_from_bytes
 
 import httpx
 from starlette.requests import Request
@@ -47,7 +51,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..actors.driver import BaseDriver, arun
-from ..actors.messages import Handle, HttpRequest, HttpResponse, Settle, Verify
+from ..actors.messages import AmbiguousPath, Handle, HttpRequest, HttpResponse, Settle, Verify
 from ..actors.server import ResourceServer, default_handler
 from ..money import format_usd
 from ..protocol import PAYMENT_REQUIRED, PAYMENT_SIGNATURE, X_PAYMENT, ProtocolError, read_settlement
@@ -70,6 +74,8 @@ MAX_IN_FLIGHT = 32  # paid requests between admission and answer
 MAX_WAITING = 256  # paid requests waiting for a slot
 MAX_WAIT_SECONDS = 5.0
 RETRY_AFTER_SECONDS = 1
+# Printable ASCII stays as sent; any other byte of a raw path is percent-escaped for the role to judge.
+_RAW_PATH_SAFE = bytes(range(0x21, 0x7F)).decode()
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Not forwarded either way: connection-level headers, and the payment itself (the origin is paid
 # through the facilitator, it never needs the client's signature).
@@ -205,10 +211,41 @@ class DirectoryFetcher:
         await self._http.aclose()
 
 
+def _route(server: ResourceServer, request: HttpRequest):
+    """The route ``request`` names (None: none, or a path the role refuses)."""
+    try:
+        return server.route_for(request)
+    except AmbiguousPath:
+        return None
+
+
+def _routed_by_raw_path(app):
+    """``app`` routing by the path as sent (its escapes kept) rather than the decoded one: a decoded
+    control character matches no Starlette route, and such a path must reach the role (a 400)."""
+
+    async def routed(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get("raw_path"):
+            scope = {**scope, "path": quote_from_bytes(scope["raw_path"], safe=_RAW_PATH_SAFE)}
+        await app(scope, receive, send)
+
+    routed.state = app.state  # type: ignore[attr-defined]
+    return routed
+
+
+def _raw_path(request: Request) -> str:
+    """The path and query as the client sent them."""
+    raw = request.scope.get("raw_path")
+    path = quote_from_bytes(raw, safe=_RAW_PATH_SAFE) if raw else request.url.path
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return path + (f"?{query}" if query else "")
+
+
 def _crawl_headers(server: ResourceServer, request: HttpRequest, answer: HttpResponse) -> HttpResponse:
     """Pay per crawl's informational headers on an answer of a server with a crawl policy."""
-    route = server.routes.get(request.route_key)
-    if server.crawl is None or route is None:
+    if server.crawl is None:
+        return answer
+    route = _route(server, request)
+    if route is None:
         return answer
     if answer.status == 402 and answer.header(PAYMENT_REQUIRED) is not None:
         extra = ("crawler-price", format_usd(route.price))
@@ -267,13 +304,14 @@ def resource_server_app(
     origin_http = httpx.AsyncClient(timeout=origin_timeout, transport=origin_transport) if origin else None
 
     async def application(request: HttpRequest) -> HttpResponse:
-        handler = handlers.get(request.route_key)
+        route = _route(server, request)
+        handler = handlers.get(route.key if route is not None else request.canonical_key)
         if handler is not None:
             answer = handler(request)
             return await answer if inspect.isawaitable(answer) else answer
         if origin_http is not None:
             return await _forward(request)
-        if request.route_key in server.routes:
+        if route is not None:
             return default_handler(request)
         return _json_error(404, f"no route {request.route_key}")
 
@@ -296,8 +334,7 @@ def resource_server_app(
             body = await read_body(request, max_body)
         except BodyError as exc:
             return _as_starlette(_json_error(exc.status, exc.problem))
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        exchange = HttpRequest(request.method, path, tuple(request.headers.items()), body)
+        exchange = HttpRequest(request.method, _raw_path(request), tuple(request.headers.items()), body)
         if directories is not None and server.crawl is not None:
             await directories.prepare(exchange.headers)
         now = int(clock())
@@ -336,7 +373,7 @@ def resource_server_app(
     routes = [Route("/{path:path}", endpoint, methods=METHODS)]
     if response_signer is not None:
         routes.insert(0, Route(DIRECTORY_PATH, directory, methods=["GET", "HEAD"]))
-    return service_app("resource server", routes, lifespan=lifespan)
+    return _routed_by_raw_path(service_app("resource server", routes, lifespan=lifespan))
 
 
 def demo_weather(request: HttpRequest) -> HttpResponse:

@@ -8,6 +8,7 @@ JSON parser for untrusted input in every service (nesting, number and surrogate 
 from ._json import loads as parse_json
 from .codec import (
     DEFAULT_MAX_HEADER_BYTES,
+    EXTENSION_RESPONSES,
     PAYMENT_REQUIRED,
     PAYMENT_RESPONSE,
     PAYMENT_SIGNATURE,
@@ -73,6 +74,7 @@ from .reasons import SYNONYMS, Reason, ReasonClass, reason_class, same_class
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
+    "EXTENSION_RESPONSES",
     "PAYMENT_REQUIRED",
     "PAYMENT_RESPONSE",
     "PAYMENT_SIGNATURE",

@@ -33,6 +33,7 @@ from .models import (
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
+    "EXTENSION_RESPONSES",
     "PAYMENT_REQUIRED",
     "PAYMENT_RESPONSE",
     "PAYMENT_SIGNATURE",
@@ -56,6 +57,9 @@ PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
 PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
 X_PAYMENT = "X-PAYMENT"
 X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
+# On a facilitator's /verify and /settle answers: base64 JSON object keyed by extension name. For the
+# server only; never forwarded to a buyer.
+EXTENSION_RESPONSES = "EXTENSION-RESPONSES"
 DEFAULT_MAX_HEADER_BYTES = 8192
 
 Headers = Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[str | bytes, str | bytes]]

@@ -11,6 +11,9 @@ Rules:
 - ``from_wire`` is the way in for wire data. It applies the JSON rules of ``fields.py`` to JSON text and to
   dicts alike (a dict is re-serialized and parsed by the same strict parser) and raises only
   ``ProtocolError``, whose ``where`` is the camelCase field path.
+- ``VerifyResponse`` and ``SettleResponse`` carry ``extension_responses``, what the facilitator's
+  ``EXTENSION-RESPONSES`` header said: not a wire field (never serialized, never read from a body), so a
+  settlement the server passes on to its buyer never carries it.
 - Scheme-specific data (``payload``) stays a dict here; each scheme parses its own
   (``parse_exact_evm_payload``).
 """
@@ -24,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
     StrictBool,
@@ -139,6 +143,9 @@ class ResourceInfo(WireModel):
     url: str
     description: str | None = None
     mime_type: str | None = None
+    service_name: str | None = None
+    tags: list[str] | None = None
+    icon_url: str | None = None
 
 
 class PaymentRequirements(WireModel):
@@ -243,14 +250,31 @@ def parse_exact_evm_payload(payload: dict[str, Any], where: str = "payload") -> 
 # -- facilitator ---------------------------------------------------------------------------------------------
 
 
-class VerifyResponse(WireModel):
+class _FacilitatorAnswer(WireModel):
+    """An answer of ``/verify`` or ``/settle``, with what the facilitator's ``EXTENSION-RESPONSES``
+    header said (None: no header, or one that could not be read)."""
+
+    _extension_responses: JsonObject | None = PrivateAttr(default=None)
+
+    @property
+    def extension_responses(self) -> JsonObject | None:
+        return self._extension_responses
+
+    def with_extension_responses(self, responses: JsonObject | None) -> Self:
+        """A copy of this answer that carries ``responses``."""
+        copy = self.model_copy()
+        copy._extension_responses = responses
+        return copy
+
+
+class VerifyResponse(_FacilitatorAnswer):
     is_valid: StrictBool
     invalid_reason: str | None = None
     invalid_message: str | None = None
     payer: str | None = None
 
 
-class SettleResponse(WireModel):
+class SettleResponse(_FacilitatorAnswer):
     """Answer of ``/settle``; also the body of ``PAYMENT-RESPONSE`` / ``X-PAYMENT-RESPONSE``."""
 
     success: StrictBool
