@@ -16,7 +16,7 @@ from x402sim.actors.server import PAYMENT_IDENTIFIER, ResourceServer
 from x402sim.conformance import catalog, controls, reference, runner
 from x402sim.conformance.forge import header_value
 from x402sim.conformance.harness import HarnessOptions
-from x402sim.conformance.server_controls import OnNetwork, redirecting_reference
+from x402sim.conformance.server_controls import OnNetwork
 from x402sim.protocol import PaymentRequired, SettleResponse, VerifyResponse, decode_header
 
 ROLE = "server"
@@ -35,7 +35,6 @@ EXTENSION = {c.id for c in catalog.select(ROLE, include=["server.extensions"])} 
     "server.extensions.extension-responses-not-forwarded"  # judged whatever the server declares
 }
 TRUST = {c.id for c in catalog.select(ROLE, include=["server.trust"])}  # skipped: not advertised
-NO_REDIRECT = {"server.settle.redirect-settled"}  # skipped: the from-env reference has no redirect
 # The hung-facilitator cases wait on the facilitator bound: judged in the main reference run only.
 HUNG = {c.id for c in catalog.select(ROLE, include=["server.facilitator.hung-*"])}
 FACILITATOR_BOUND = 2.0  # FACILITATOR_TIMEOUT_SECONDS the targets get here: a hung case waits on it
@@ -92,17 +91,17 @@ def test_the_catalog_covers_every_group_with_enough_cases():
 
 
 def test_the_reference_passes_every_case(reference_report):
-    bad = problems(reference_report, V1_ONLY | TRUST | NO_REDIRECT)
+    bad = problems(reference_report, V1_ONLY | TRUST)
     assert not bad, "\n".join(bad)
     assert {r.id for r in reference_report.results} == {c.id for c in catalog.select(ROLE)}
     skipped = {r.id for r in reference_report.results if r.outcome == "skipped"}
-    assert skipped == V1_ONLY | TRUST | NO_REDIRECT
+    assert skipped == V1_ONLY | TRUST
 
 
 def test_the_reference_without_the_extension_passes_and_skips_only_extension_cases():
     cases = catalog.select(ROLE, exclude=HUNG)
     report = runner.run(ROLE, reference.reference_target(ROLE), cases, options_for())
-    bad = problems(report, V1_ONLY | EXTENSION | TRUST | NO_REDIRECT)
+    bad = problems(report, V1_ONLY | EXTENSION | TRUST)
     assert not bad, "\n".join(bad)
 
 
@@ -118,7 +117,7 @@ def test_a_v1_reference_passes_every_case_that_applies_to_v1():
         ROLE, lambda env: reference.reference_server(env, x402_version=1)[1], network="base-sepolia"
     )
     report = runner.run(ROLE, target, catalog.select(ROLE, exclude=HUNG), options_for(target))
-    bad = problems(report, V2_ONLY | EXTENSION | TRUST | NO_REDIRECT)
+    bad = problems(report, V2_ONLY | EXTENSION | TRUST)
     assert not bad, "\n".join(bad)
     assert report.network == "eip155:84532"
     assert next(r for r in report.results if r.id == "server.handshake.v1-body").outcome == "passed"
@@ -171,19 +170,11 @@ def test_settlement_troubles_are_judged_by_calls_and_transfers(results):
     assert results["server.settle.handler-error-not-settled"].evidence.chain["settle_calls"] == 0
     pending = results["server.settle.pending-not-served"].evidence.chain
     assert pending["status"] == 402 and len(pending["payment.transfers"]) == 1
+    redirect = results["server.settle.redirect-settled"].evidence.chain
+    assert redirect["status"] == 303 and [t["value"] for t in redirect["payment.transfers"]] == [1_000]
     named = results["server.settle.pending-names-transaction"].evidence.chain
     assert named["payment_response"]["transaction"] == named["facilitator.transaction"]
     assert results["server.settle.lost-answer-not-resent"].evidence.chain["settle_calls"] == 1
-
-
-def test_a_redirecting_reference_settles_its_paid_redirect():
-    report = runner.run(
-        ROLE, redirecting_reference(), catalog.select(ROLE, include=list(NO_REDIRECT)), options_for()
-    )
-    [result] = report.results
-    assert result.outcome == "passed", result.message
-    chain = result.evidence.chain
-    assert chain["status"] == 303 and [t["value"] for t in chain["payment.transfers"]] == [1_000]
 
 
 def test_an_upfront_reference_advertises_its_flow():

@@ -101,8 +101,14 @@ def scenario_cases(size: str) -> list[Case]:
 
 
 def conformance_cases() -> list[Case]:
+    # The server is told to wait 2 s for a facilitator, so the hung-facilitator cases take seconds.
+    bound = {"server": ("--facilitator-timeout", "2")}
     return [
-        Case(role, "conformance", ("conformance", role, "--builtin", "reference", "--seed", "1"))
+        Case(
+            role,
+            "conformance",
+            ("conformance", role, "--builtin", "reference", "--seed", "1", *bound.get(role, ())),
+        )
         for role in ("server", "facilitator", "client")
     ]
 

@@ -75,8 +75,12 @@ def test_facilitator_outage_costs_only_the_server_without_failover():
 def test_slow_finality_charges_without_serving_until_the_timeout_covers_it():
     s = _run("slow-finality")
     _healthy(s)
-    assert s["paid_requests"] == 0 and s["settled_payments"] > 10
-    assert s["security"]["settled_without_delivery"] == s["settled_payments"]
+    # The server asks once more after a pending answer (x402#3214): the second wait rescues only the
+    # few settlements whose finality fell inside it; every other payer is charged and not served.
+    assert s["settled_payments"] > 10 and s["paid_requests"] < s["settled_payments"] / 4
+    unserved = s["settled_payments"] - s["paid_requests"]
+    assert s["security"]["settled_without_delivery"] == unserved
+    assert s["events"]["facilitator_settle_timeouts"] == s["settled_payments"] + unserved
     assert set(s["failures"]) == {"settlement_pending"}
     patient = _run("slow-finality", "facilitators.facilitator.settle_timeout=30")
     assert patient["security"]["settled_without_delivery"] == 0

@@ -92,14 +92,16 @@ class FacilitatorControl:
     and ``/settle`` answer.
 
     ``verify_barrier``: when N > 1, each ``/verify`` answer is held until N of them have been judged
-    (or ``BARRIER_WAIT`` seconds passed), so that N concurrent copies of a payment are all verified
-    before any can be settled: the race window of a slow network, made certain."""
+    (or ``barrier_wait`` seconds passed: ``BARRIER_WAIT``, or less when the servers are told to wait
+    less for a facilitator), so that N concurrent copies of a payment are all verified before any can
+    be settled: the race window of a slow network, made certain."""
 
     settle_mode: str = "normal"
     verify_mode: str = "normal"
     extension_responses: bool = False
     calls: list[FacilitatorCall] = field(default_factory=list)
     verify_barrier: int = 0
+    barrier_wait: float = BARRIER_WAIT
     _arrived: int = 0
     _released: Any = None  # an asyncio.Event of the facilitator's loop, made when first needed
     _holds: list = field(default_factory=list)  # (loop, asyncio.Event) of each hung /verify
@@ -122,7 +124,7 @@ class FacilitatorControl:
             self._released.set()
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._released.wait(), BARRIER_WAIT)
+            await asyncio.wait_for(self._released.wait(), self.barrier_wait)
 
     async def hang(self) -> None:
         """Wait (on the facilitator's loop) until ``release``, or ``HOLD_LIMIT`` seconds."""
@@ -265,7 +267,10 @@ class Harness:
     def __init__(self, options: HarnessOptions | None = None) -> None:
         self.options = options or HarnessOptions()
         self._counter = 0
-        self.control = FacilitatorControl()
+        # A held /verify must be answered well inside the bound servers are given for a facilitator.
+        self.control = FacilitatorControl(
+            barrier_wait=min(BARRIER_WAIT, self.options.facilitator_timeout / 4)
+        )
         self.services = Services(LOOPBACK)
         self.extra_apps: dict[str, str] = {}
         self._started = False

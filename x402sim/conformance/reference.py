@@ -106,7 +106,13 @@ def reference_server(
         pay_to=parsed.pay_to,
     )
     switches.setdefault("payment_identifier", parsed.payment_identifier)
-    role, client = resource_server(config, parsed.facilitator_url, role_class=role_class, switches=switches)
+    role, client = resource_server(
+        config,
+        parsed.facilitator_url,
+        facilitator_timeout=parsed.facilitator_timeout,
+        role_class=role_class,
+        switches=switches,
+    )
     return role, resource_server_app(role, client, handlers=handlers)
 
 

@@ -32,7 +32,15 @@ from ..version import NAME, VERSION
 from .catalog import Case, CaseFailed, CaseSkipped
 from .context import ROUTE_KINDS, Endpoint
 from .harness import Harness, HarnessOptions
-from .kits import FAILING_PATH_SUFFIX, SECOND_PATH_SUFFIX, context_for, harness_apps, prepare, read_challenge
+from .kits import (
+    FAILING_PATH_SUFFIX,
+    REDIRECT_PATH_SUFFIX,
+    SECOND_PATH_SUFFIX,
+    context_for,
+    harness_apps,
+    prepare,
+    read_challenge,
+)
 from .results import CaseResult, Evidence, Outcome, RunReport, ToolInfo
 from .targets import TargetError
 from .trust import WEB_BOT_AUTH, TrustKit, features
@@ -130,6 +138,7 @@ def target_env(
             "PROTECTED_PATH": options.endpoints[0].path,
             "SECOND_PROTECTED_PATH": options.second_path,
             "FAILING_PATH": options.failing_path,
+            "REDIRECT_PATH": options.endpoints[0].path + REDIRECT_PATH_SUFFIX,
             "FACILITATOR_TIMEOUT_SECONDS": f"{options.harness.facilitator_timeout:g}",
         }
     elif role in ("facilitator", "client"):

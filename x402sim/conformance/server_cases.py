@@ -580,14 +580,15 @@ async def undecodable_not_served(ctx: ServerContext) -> None:
 @case(
     "server.payment.undecodable-status",
     "SHOULD",
-    "HTTP transport spec v2 (malformed payload -> 400); x402#2397 (the SDKs answer 402)",
-    "An undecodable PAYMENT-SIGNATURE is answered 400 (402, as the SDKs do, is tolerated), never 5xx",
+    "HTTP transport spec v2 error table (Invalid Payment: malformed payment payload -> 400); x402#2397 "
+    "(open; the SDKs answer 402, as for no payment)",
+    "An undecodable PAYMENT-SIGNATURE is answered 400, never served or charged",
     kind="advice",
 )
 async def undecodable_status(ctx: ServerContext) -> None:
     response = await _refused_raw(ctx, UNDECODABLE, "an undecodable payment header")
     ctx.check(response is not None, "no answer to an undecodable payment header")
-    ctx.check(response.status_code in (400, 402), f"answered {response.status_code}, not 400 (or 402)")
+    ctx.check(response.status_code == 400, f"answered {response.status_code}, not 400")
 
 
 @case(
@@ -629,14 +630,15 @@ async def _send_unreadable(ctx: ServerContext, values: dict[str, str]) -> dict[s
 @case(
     "server.payment.malformed-status",
     "SHOULD",
-    "HTTP transport spec v2 (malformed payload -> 400); x402#3015 (500 on malformed input)",
-    "Malformed payment documents are answered 400 or 402, never 5xx, never served, never charged",
+    "HTTP transport spec v2 error table (Invalid Payment: malformed payment payload -> 400); x402#2397, "
+    "x402#3015",
+    "Malformed payment documents are answered 400, never served, never charged",
     kind="advice",
 )
 async def malformed_status(ctx: ServerContext) -> None:
     statuses = await _send_unreadable(ctx, MALFORMED_VALUES)
-    bad = {what: status for what, status in statuses.items() if status not in (400, 402)}
-    ctx.check(not bad, f"malformed payments answered outside 400/402: {bad}")
+    bad = {what: status for what, status in statuses.items() if status != 400}
+    ctx.check(not bad, f"malformed payments answered other than 400: {bad}")
 
 
 @case(

@@ -40,7 +40,6 @@ from ..protocol import (
 from .asgi import capture, send_raw
 from .controls import control
 from .harness import EXTENSION_PROBE, EXTENSION_RESPONSES
-from .kits import REDIRECT_PATH_SUFFIX
 from .reference import InProcessService, reference_server
 
 OVERSIZED_LIMIT = 16 * 1024
@@ -1107,51 +1106,7 @@ def no_pending_retry():
     return _server("no-pending-retry", SettlesOnce)
 
 
-def _redirected(steps, location: str):
-    """``steps`` (a role's), with each 200 the application gives turned into 303 to ``location``."""
-    answer, error = None, None
-    while True:
-        try:
-            effect = steps.throw(error) if error is not None else steps.send(answer)
-        except StopIteration as stop:
-            return stop.value
-        try:
-            answer, error = (yield effect), None
-        except Unreachable as exc:  # the driver's word: the role decides what it means
-            answer, error = None, exc
-        if isinstance(effect, Handle) and answer is not None and answer.status == 200:
-            answer = HttpResponse(303, (("Location", location),), b"")
-
-
-class RedirectingServer(ResourceServer):
-    """The reference server selling one more route, ``<main path>-redirect``, whose handler answers
-    303 See Other to the main path (a paid redirect: a signed download URL, a moved resource)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        main = next(iter(self.routes.values()))
-        self.redirect_to = main.key.split(" ", 1)[1]
-        self.redirect_key = f"GET {self.redirect_to}{REDIRECT_PATH_SUFFIX}"
-        route = replace(main, key=self.redirect_key, description="A paid route whose handler redirects")
-        self.routes = {**self.routes, self.redirect_key: route}
-
-    def handle(self, request: HttpRequest, now: int | None = None):
-        steps = super().handle(request, now)
-        if request.route_key == self.redirect_key:
-            return (yield from _redirected(steps, self.redirect_to))
-        return (yield from steps)
-
-
-def redirecting_reference() -> InProcessService:
-    """The reference server with a redirecting paid route (``server.settle.redirect-settled``)."""
-    return InProcessService(
-        "server",
-        lambda env: reference_server(env, role_class=RedirectingServer)[1],
-        name="x402sim (redirect)",
-    )
-
-
-class SkipsSettleOnRedirect(RedirectingServer):
+class SkipsSettleOnRedirect(ResourceServer):
     """Passes a handler's 3xx through unsettled, as it does a 4xx (x402#2826)."""
 
     def verify_serve_settle(self, route, request, payment, requirements, version):

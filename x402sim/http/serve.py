@@ -49,7 +49,7 @@ from eth_utils import is_address, to_checksum_address
 from starlette.responses import JSONResponse, Response
 
 from ..actors.facilitator import Facilitator
-from ..actors.messages import HttpResponse
+from ..actors.messages import Headers, HttpResponse
 from ..actors.server import PAYMENT_IDENTIFIER_MODES, ResourceServer, Route
 from ..errors import ChainError, InputError
 from ..evm import erc8004
@@ -636,6 +636,7 @@ class ServerEnv:
     failing_path: str | None = None  # FAILING_PATH: a paid route whose handler answers 500
     payment_identifier: str = "off"  # PAYMENT_IDENTIFIER: off, optional or required
     facilitator_timeout: float = DEFAULT_TIMEOUT  # FACILITATOR_TIMEOUT_SECONDS: bound of each call
+    redirect_path: str | None = None  # REDIRECT_PATH: a paid route whose handler answers 303 to path
 
     def routes(self) -> tuple[dict[str, Route], dict[str, Handler]]:
         """The paid routes this server sells, and their handlers."""
@@ -645,6 +646,7 @@ class ServerEnv:
             (self.path, "Protected resource (x402 e2e contract)", 200),
             (self.second_path, "Second protected resource", 200),
             (self.failing_path, "A paid route whose handler fails", 500),
+            (self.redirect_path, "A paid route whose handler redirects to the protected resource", 303),
         ):
             if path is None:
                 continue
@@ -652,16 +654,17 @@ class ServerEnv:
             routes[key] = Route(key, self.price, description=what)
             body = (
                 {"message": "paid content", "path": path, "paid": True}
-                if status == 200
+                if status < 400
                 else {"error": "handler failed"}
             )
-            handlers[key] = _json_handler(status, body)
+            moved = (("Location", self.path),) if status == 303 else ()
+            handlers[key] = _json_handler(status, body, moved)
         return routes, handlers
 
 
-def _json_handler(status: int, body: Mapping[str, object]) -> Handler:
-    """A handler answering every request with ``status`` and the JSON ``body``."""
-    return lambda request: HttpResponse.of_json(status, body)
+def _json_handler(status: int, body: Mapping[str, object], headers: Headers = ()) -> Handler:
+    """A handler answering every request with ``status``, the JSON ``body`` and ``headers``."""
+    return lambda request: HttpResponse.of_json(status, body, headers)
 
 
 @overload
@@ -695,6 +698,7 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
     path = _path_var(environ, "PROTECTED_PATH", DEFAULT_PROTECTED_PATH)
     second_path = _path_var(environ, "SECOND_PROTECTED_PATH", None)
     failing_path = _path_var(environ, "FAILING_PATH", None)
+    redirect_path = _path_var(environ, "REDIRECT_PATH", None)
     payment_identifier = _var(environ, "PAYMENT_IDENTIFIER", required=False) or "off"
     if payment_identifier not in PAYMENT_IDENTIFIER_MODES:
         raise EnvError(
@@ -744,6 +748,7 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
         failing_path,
         payment_identifier,
         facilitator_timeout,
+        redirect_path,
     )
 
 

@@ -3,7 +3,8 @@
 ``server_app(env)`` reads the e2e variables (``FACILITATOR_URL``, ``EVM_NETWORK``,
 ``SERVER_EVM_ADDRESS`` or ``EVM_PAYEE_ADDRESS``, ``EVM_ASSET``, ``EVM_ASSET_NAME``,
 ``EVM_ASSET_VERSION``, ``PRICE_ATOMIC``, ``PROTECTED_PATH``, ``SECOND_PROTECTED_PATH``,
-``FAILING_PATH``, ``FACILITATOR_TIMEOUT_SECONDS``) and sells ``GET`` of each path at the price.
+``FAILING_PATH``, ``REDIRECT_PATH``, ``FACILITATOR_TIMEOUT_SECONDS``) and sells ``GET`` of each path
+at the price (the redirect path's handler answers 303 to the protected path).
 
 Decisions, with where they come from:
 
@@ -96,8 +97,14 @@ class IndependentServer:
             "extra": {"name": env["EVM_ASSET_NAME"], "version": env["EVM_ASSET_VERSION"]},
         }
         self.routes: dict[str, tuple[str, int]] = {}  # canonical path -> (configured path, handler status)
-        for var, status in (("PROTECTED_PATH", 200), ("SECOND_PROTECTED_PATH", 200), ("FAILING_PATH", 500)):
-            configured = env.get(var) or ("/protected" if var == "PROTECTED_PATH" else None)
+        self.main = env.get("PROTECTED_PATH") or "/protected"
+        for var, status in (
+            ("PROTECTED_PATH", 200),
+            ("SECOND_PROTECTED_PATH", 200),
+            ("FAILING_PATH", 500),
+            ("REDIRECT_PATH", 303),
+        ):
+            configured = self.main if var == "PROTECTED_PATH" else env.get(var)
             if configured:
                 self.routes[canonical_path(configured.encode()) or configured] = (configured, status)
         self.in_flight: set[tuple[str, str]] = set()
@@ -154,7 +161,7 @@ class IndependentServer:
         verdict = await self.facilitator("/verify", payment, ("isValid",))
         if verdict["isValid"] is not True:
             return await self.challenge(send, url, str(verdict.get("invalidReason") or "payment invalid"))
-        if status >= 300:  # the handler failed: nothing is settled
+        if status >= 400:  # the handler failed: nothing is settled
             return await respond(send, status, {"error": "handler failed"})
         settlement = await self.facilitator("/settle", payment, ("success",))
         if pending(settlement):  # resent once; a resend that names no transaction keeps the pending one
@@ -164,7 +171,8 @@ class IndependentServer:
         if settlement["success"] is not True or not settlement.get("transaction"):
             return await respond(send, 402, {}, [*NO_STORE, *header])
         body = {"message": "paid content", "path": path}
-        await respond(send, status, body, [("cache-control", "private"), *header])
+        moved = [("location", self.main)] if 300 <= status < 400 else []
+        await respond(send, status, body, [("cache-control", "private"), *moved, *header])
 
     async def challenge(self, send: Send, url: str, error: str) -> None:
         document = {
