@@ -3,7 +3,7 @@
 //
 // Environment: PORT, FACILITATOR_URL, EVM_NETWORK (eip155:<id>), EVM_PAYEE_ADDRESS (or
 // SERVER_EVM_ADDRESS), PROTECTED_PATH, SECOND_PROTECTED_PATH, FAILING_PATH (a paid route whose
-// handler answers 500); on the local chain also EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION and
+// handler answers 500), REDIRECT_PATH (one whose handler answers 303 to PROTECTED_PATH); on the local chain also EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION and
 // PRICE_ATOMIC; FACILITATOR_TIMEOUT_SECONDS, when set, bounds each facilitator call (the SDK's own
 // default is 90 s). Endpoints besides the paid routes: GET /health, POST /close (exit 0).
 // Prints "Server listening on http://127.0.0.1:<port>" when ready.
@@ -26,7 +26,12 @@ const port = portFromEnv();
 const facilitatorUrl = requireEnv("FACILITATOR_URL");
 const network = requireEnv("EVM_NETWORK");
 const payTo = process.env.EVM_PAYEE_ADDRESS || requireEnv("SERVER_EVM_ADDRESS");
-const paths = [requireEnv("PROTECTED_PATH"), requireEnv("SECOND_PROTECTED_PATH"), requireEnv("FAILING_PATH")];
+const paths = [
+  requireEnv("PROTECTED_PATH"),
+  requireEnv("SECOND_PROTECTED_PATH"),
+  requireEnv("FAILING_PATH"),
+  requireEnv("REDIRECT_PATH"),
+];
 chainIdOf(network);
 
 const price =
@@ -77,6 +82,9 @@ app.get(paths[1], (_req, res) => {
 });
 app.get(paths[2], (_req, res) => {
   res.status(500).json({ error: "the handler failed" });
+});
+app.get(paths[3], (_req, res) => {
+  res.redirect(303, paths[0]);
 });
 
 server = listen(app, port, "Server listening");

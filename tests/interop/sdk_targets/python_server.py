@@ -2,7 +2,8 @@
 
 Environment (the official e2e harness's): ``PORT``, ``FACILITATOR_URL``, ``EVM_NETWORK``,
 ``EVM_PAYEE_ADDRESS`` (or ``SERVER_EVM_ADDRESS``), ``PROTECTED_PATH``, ``SECOND_PROTECTED_PATH``,
-``FAILING_PATH`` (a paid route whose handler answers 500); on the local chain also ``EVM_ASSET``,
+``FAILING_PATH`` (a paid route whose handler answers 500), ``REDIRECT_PATH`` (one whose handler answers
+303 to ``PROTECTED_PATH``); on the local chain also ``EVM_ASSET``,
 ``EVM_ASSET_NAME``, ``EVM_ASSET_VERSION`` and ``PRICE_ATOMIC``. ``FACILITATOR_TIMEOUT_SECONDS``, when
 set, bounds each facilitator call (the SDK's own default is 90 s).
 
@@ -18,7 +19,7 @@ import os
 
 from _common import LOCAL_NETWORK, env, serve
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from x402 import x402ResourceServer
 from x402.http import (
     FacilitatorConfig,
@@ -33,7 +34,7 @@ from x402.schemas import AssetAmount
 
 network = env("EVM_NETWORK")
 pay_to = env("EVM_PAYEE_ADDRESS", "SERVER_EVM_ADDRESS")
-paths = [env("PROTECTED_PATH"), env("SECOND_PROTECTED_PATH"), env("FAILING_PATH")]
+paths = [env("PROTECTED_PATH"), env("SECOND_PROTECTED_PATH"), env("FAILING_PATH"), env("REDIRECT_PATH")]
 if network == LOCAL_NETWORK:
     price = AssetAmount(
         amount=env("PRICE_ATOMIC"),
@@ -74,6 +75,11 @@ async def second() -> dict:
 @app.get(paths[2])
 async def failing() -> JSONResponse:
     return JSONResponse({"error": "the handler failed"}, status_code=500)
+
+
+@app.get(paths[3])
+async def redirect() -> RedirectResponse:
+    return RedirectResponse(paths[0], status_code=303)
 
 
 serve(app, "Server listening")
