@@ -1083,17 +1083,10 @@ def fails_open_on_facilitator():
 
 
 class SettlesOnce(ResourceServer):
-    """The authorization flow with a single /settle: a pending settlement is never sent again."""
+    """A single /settle: a pending settlement is never sent again."""
 
-    def verify_serve_settle(self, route, request, payment, requirements, version):
-        verdict = yield Verify(payment, requirements)
-        if not verdict.is_valid:
-            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
-        response = yield Handle(request)
-        if response.status >= 400:
-            return response
-        settlement = yield Settle(payment, requirements)
-        return self.deliver(route, version, response, settlement)
+    def settle_payment(self, payment, requirements):
+        return (yield Settle(payment, requirements))
 
 
 @control(
