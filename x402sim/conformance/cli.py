@@ -212,7 +212,7 @@ def server_command(
             help="Seconds the server is told to wait for a facilitator (FACILITATOR_TIMEOUT_SECONDS); "
             "the hung-facilitator cases wait this long.",
         ),
-    ] = 30.0,
+    ] = 5.0,
     cases: CasesOpt = None,
     exclude: ExcludeOpt = None,
     level: LevelOpt = None,
