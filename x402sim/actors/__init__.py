@@ -4,6 +4,7 @@ from .client import Client, FetchResult, PaymentRecord, PaymentRefused, SpendPol
 from .driver import BaseDriver, Driver, UnsupportedEffect, arun, dispatch, drive, run
 from .facilitator import Facilitator, PendingSettlement, SettlementRecord
 from .messages import (
+    AmbiguousPath,
     Effect,
     GiveFeedback,
     Handle,
@@ -14,10 +15,12 @@ from .messages import (
     Steps,
     Unreachable,
     Verify,
+    canonical_path,
 )
 from .server import ResourceServer, Route
 
 __all__ = [
+    "AmbiguousPath",
     "BaseDriver",
     "Client",
     "Driver",
@@ -42,6 +45,7 @@ __all__ = [
     "UnsupportedEffect",
     "Verify",
     "arun",
+    "canonical_path",
     "dispatch",
     "drive",
     "run",
