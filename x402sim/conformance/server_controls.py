@@ -872,18 +872,11 @@ def serves_on_lost_answer():
 class ResendsSettle(ResourceServer):
     """Sends /settle again when its answer was lost."""
 
-    def verify_serve_settle(self, route, request, payment, requirements, version):
-        verdict = yield Verify(payment, requirements)
-        if not verdict.is_valid:
-            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
-        response = yield Handle(request)
-        if response.status >= 400:
-            return response
+    def settle_payment(self, payment, requirements):
         try:
-            settlement = yield Settle(payment, requirements)
+            return (yield Settle(payment, requirements))
         except Unreachable:
-            settlement = yield Settle(payment, requirements)
-        return self.deliver(route, version, response, settlement)
+            return (yield Settle(payment, requirements))
 
 
 @control(
