@@ -292,6 +292,11 @@ class ResourceServer:
     payers: PayerRules | None = None  # what it asks of the agents paying it (identity, reputation)
     mandates: Any = None  # a ``MandateVerifier``: every payment must carry an AP2 mandate it accepts
     mechanism: Mechanism[Verdict] = EXACT_EIP3009  # how its offers are paid: their scheme and ``extra``
+    # routes by canonical key, and priced routes by case-folded canonical key, for the ``routes``
+    # mapping they were built from (a changed route comes in a new mapping: see ``route_for``)
+    _index: tuple[Mapping[str, Route], dict[str, Route], dict[str, Route]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def with_prices(
@@ -439,18 +444,21 @@ class ResourceServer:
         route = self.routes.get(key)
         if route is not None:
             return route
-        folded, priced = key.casefold(), None
-        for route in self.routes.values():
-            method, path = route.key.split(" ", 1)
-            try:
-                known = f"{method} {canonical_path(path)}"
-            except AmbiguousPath:
-                continue  # a route spelled ambiguously is only reached by its exact key
-            if known == key:
-                return route
-            if priced is None and route.price > 0 and known.casefold() == folded:
-                priced = route
-        return priced
+        if self._index is None or self._index[0] is not self.routes:
+            canonical: dict[str, Route] = {}
+            priced: dict[str, Route] = {}
+            for known in self.routes.values():
+                method, path = known.key.split(" ", 1)
+                try:
+                    name = f"{method} {canonical_path(path)}"
+                except AmbiguousPath:
+                    continue  # a route spelled ambiguously is only reached by its exact key
+                canonical.setdefault(name, known)
+                if known.price > 0:
+                    priced.setdefault(name.casefold(), known)
+            self._index = (self.routes, canonical, priced)
+        _, canonical, priced = self._index
+        return canonical.get(key) or priced.get(key.casefold())
 
     def carries_payment(self, request: HttpRequest) -> bool:
         """Whether ``request`` asks for paid work (a priced route and a payment header): what a

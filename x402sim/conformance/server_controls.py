@@ -843,10 +843,18 @@ def sparse_payment_response():
 
 
 class ServesOnLostAnswer(ResourceServer):
-    """Takes a /settle that did not answer as settled and serves."""
+    """Takes a /settle that did not answer as settled and serves; with ``verify_fails_open``, also
+    serves when /verify did not answer."""
+
+    verify_fails_open = False
 
     def verify_serve_settle(self, route, request, payment, requirements, version):
-        verdict = yield Verify(payment, requirements)
+        try:
+            verdict = yield Verify(payment, requirements)
+        except Unreachable:
+            if not self.verify_fails_open:
+                raise
+            return (yield Handle(request))
         if not verdict.is_valid:
             return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
         response = yield Handle(request)
@@ -1040,24 +1048,10 @@ def serves_when_facilitator_slow():
     )
 
 
-class FailsOpen(ResourceServer):
+class FailsOpen(ServesOnLostAnswer):
     """Serves when the facilitator cannot be understood: a /verify or /settle that raised is skipped."""
 
-    def verify_serve_settle(self, route, request, payment, requirements, version):
-        try:
-            verdict = yield Verify(payment, requirements)
-        except Unreachable:
-            return (yield Handle(request))
-        if not verdict.is_valid:
-            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
-        response = yield Handle(request)
-        if response.status >= 400:
-            return response
-        try:
-            settlement = yield Settle(payment, requirements)
-        except Unreachable:
-            return response
-        return self.deliver(route, version, response, settlement)
+    verify_fails_open = True
 
 
 @control(
