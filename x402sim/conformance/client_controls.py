@@ -23,6 +23,7 @@ import httpx
 
 from ..actors.client import MAX_TIMEOUT_SECONDS, Client, PaymentRefused, SpendPolicy
 from ..http.serve import client_env
+from ..mechanisms import PAYMENT_FLOWS
 from ..mechanisms.exact_eip3009 import SCHEME, Offer, sign_authorization
 from ..protocol import (
     PAYMENT_SIGNATURE,
@@ -40,7 +41,6 @@ from .controls import control
 from .reference import InProcessClient
 
 SETTLEMENT_HEADERS = ("payment-response", "x-payment-response")
-PAYMENT_FLOWS = ("authorization", "upfront", "escrow")  # the reserved extra.paymentFlow values
 
 
 @dataclass

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..mechanisms import PAYMENT_FLOWS
 from ..protocol import V1_EVM_CHAIN_IDS, ReasonClass, reason_class
 from .catalog import case
 from .forge import domain_of, high_s, payment_v2
@@ -1484,7 +1485,6 @@ async def settle_pending_has_transaction(ctx: FacilitatorContext) -> None:
 
 UNKNOWN_METHOD = "carrier-pigeon"
 UNKNOWN_FLOW = "streaming"
-PAYMENT_FLOWS = ("authorization", "upfront", "escrow")
 
 
 def with_extra(ctx: FacilitatorContext, **keys: str) -> dict:

@@ -31,6 +31,7 @@ from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from ..evm.contracts import MULTICALL3_ADDRESS
+from ..mechanisms import PAYMENT_FLOWS
 from ..protocol import UINT256_LIMIT, V1_NETWORKS, caip2_problem, reason_class
 from .catalog import case
 from .forge import amount_of, domain_of, header_value, high_s
@@ -41,6 +42,7 @@ STANDARD_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 CONCURRENT_COPIES = 5
+SETTLES_FIRST = ("upfront", "escrow")  # the flows that settle before the handler runs
 OVERSIZED_BYTES = 64 * 1024
 # Text that only an unhandled exception puts in an answer (Python, Node, Go, pydantic, zod).
 LEAK_MARKERS = (
@@ -1199,7 +1201,7 @@ async def handler_error_not_settled(ctx: ServerContext) -> None:
     failing = await ctx.optional_path("failing")
     _, offer = await ctx.offer(failing)
     flow = (offer.get("extra") or {}).get("paymentFlow")
-    if flow in ("upfront", "escrow"):
+    if flow in SETTLES_FIRST:
         ctx.skip(f"the offer declares paymentFlow {flow}: it settles before the handler runs")
     ctx.harness.control.calls.clear()
     paid = await ctx.paid(offer, path=failing, label="payment for a failing handler")
@@ -2056,9 +2058,6 @@ async def redirect_settled(ctx: ServerContext) -> None:
 # ================================================================================================
 # flow: extra.paymentFlow
 # ================================================================================================
-
-PAYMENT_FLOWS = ("authorization", "upfront", "escrow")
-SETTLES_FIRST = ("upfront", "escrow")
 
 
 def _flow(offer: dict) -> object:
