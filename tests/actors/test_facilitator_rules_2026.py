@@ -157,7 +157,7 @@ def test_the_pending_store_is_bounded_and_a_forgotten_resend_is_a_definite_refus
 class _NoHash(Facilitator):
     """A submission hook that reports no transaction hash."""
 
-    def submit(self, calldata: bytes, asset: str) -> bytes:
+    def submit(self, calldata: bytes, asset: str, **call: object) -> bytes:
         return b""
 
 

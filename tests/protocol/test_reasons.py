@@ -36,6 +36,32 @@ OWN_CLASS = {
     Reason.no_matching_payment_requirements: C.no_matching_requirements,
     Reason.settlement_pending: C.settlement_pending,
     Reason.invalid_exact_evm_transfer_event_mismatch: C.transfer_event_mismatch,
+    Reason.invalid_permit2_spender: C.spender,
+    Reason.permit2_token_mismatch: C.token,
+    Reason.permit2_allowance_required: C.allowance,
+    Reason.upto_facilitator_mismatch: C.facilitator,
+    Reason.invalid_upto_evm_payload_settlement_exceeds_amount: C.exceeds_maximum,
+    Reason.invalid_eip2612_extension_format: C.sponsoring,
+}
+# The Permit2 and upto mechanisms' own spellings of conditions that already have a reason above
+# (x402sim emits what the Python SDK emits for each mechanism), and the extensions' finer reasons.
+MECHANISM_SPELLINGS = {
+    Reason.invalid_permit2_recipient_mismatch: C.recipient,
+    Reason.permit2_deadline_expired: C.expired,
+    Reason.permit2_not_yet_valid: C.not_yet_valid,
+    Reason.permit2_amount_mismatch: C.amount,
+    Reason.invalid_permit2_signature: C.signature,
+    Reason.permit2_insufficient_balance: C.balance,
+    Reason.invalid_upto_evm_scheme: C.scheme,
+    Reason.invalid_upto_evm_network_mismatch: C.network,
+    Reason.invalid_upto_evm_failed_to_get_network_config: C.network_config,
+    Reason.invalid_upto_evm_transaction_failed: C.transaction_failed,
+    Reason.permit2_2612_amount_mismatch: C.sponsoring,
+    **{
+        r: C.sponsoring
+        for r in Reason
+        if r.value.startswith(("eip2612_", "erc20_approval_", "invalid_erc20_approval_"))
+    },
 }
 
 # Section 5 of the reference notes, row by row (Python SDK, TS / Go SDK, spec registry / v1).
@@ -72,8 +98,9 @@ MALFORMED_ROW = {
 
 
 def test_every_reason_has_its_own_class() -> None:
-    assert set(OWN_CLASS) == set(Reason)
-    for reason, cls in OWN_CLASS.items():
+    assert set(OWN_CLASS) | set(MECHANISM_SPELLINGS) == set(Reason)
+    assert not set(OWN_CLASS) & set(MECHANISM_SPELLINGS)
+    for reason, cls in {**OWN_CLASS, **MECHANISM_SPELLINGS}.items():
         assert reason.cls is cls
         assert reason_class(reason) is cls
         assert reason.name == reason.value

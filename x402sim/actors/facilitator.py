@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -58,8 +59,18 @@ from ..evm.backend import Chain
 from ..evm.chain import GWEI, Receipt
 from ..evm.eip712 import address_of_key
 from ..evm.txsign import sign_eip1559
-from ..mechanisms import Mechanism, Mechanisms, Offer, default_mechanisms, payment_flow_problem
-from ..mechanisms.exact_eip3009 import VERIFY_MODES, Verdict
+from ..mechanisms import (
+    SPONSORING_EXTENSIONS,
+    Judging,
+    Mechanism,
+    Mechanisms,
+    Offer,
+    Step,
+    Verdict,
+    default_mechanisms,
+    payment_flow_problem,
+)
+from ..mechanisms.exact_eip3009 import VERIFY_MODES
 from ..protocol import (
     AnyPaymentPayload,
     AnyRequirements,
@@ -89,6 +100,9 @@ class PendingSettlement:
     submitted_at: int
     mechanism: Mechanism[Verdict]
     resend_key: str = ""  # the payment and requirements it settles ("": not reconcilable)
+    # the transactions sent before the settlement on the payer's behalf (gas sponsoring), with the
+    # wei each carried: their fees and values are what the sponsoring cost
+    sponsored: tuple[tuple[bytes, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,7 @@ class SettlementRecord:
     gas_used: int
     fee_wei: int
     block_number: int
+    sponsored_wei: int = 0  # spent on the payer's behalf before the settlement (gas sponsoring)
 
 
 @dataclass
@@ -122,10 +137,16 @@ class Facilitator:
     verify_mode: str = "state"  # or "simulate": how exact.verify_on_chain learns a call's outcome
     history: int | None = None  # settlement records kept, newest last (None: all; 0: none)
     mechanisms: Mechanisms[Verdict] = field(default_factory=default_mechanisms)
+    sponsoring: frozenset[str] = frozenset()  # gas-sponsoring extensions offered (SPONSORING_EXTENSIONS)
 
     def __post_init__(self) -> None:
         if self.verify_mode not in VERIFY_MODES:
             raise ValueError(f"verify_mode must be one of {VERIFY_MODES}, got {self.verify_mode!r}")
+        self.sponsoring = frozenset(self.sponsoring)
+        if unknown := sorted(self.sponsoring - set(SPONSORING_EXTENSIONS)):
+            raise ValueError(
+                f"unknown gas-sponsoring extension {unknown[0]!r}: one of {SPONSORING_EXTENSIONS}"
+            )
         aliases: dict[bool | str, bool | str] = {True: "refuse", False: "off"}
         self.dedupe = aliases.get(self.dedupe, self.dedupe)
         if self.dedupe not in DEDUPE_MODES:
@@ -145,8 +166,14 @@ class Facilitator:
     # -- discovery ------------------------------------------------------------------------------
 
     def supported(self) -> SupportedResponse:
-        kinds = [kind for m in self.mechanisms for kind in m.supported_kinds(self.chain.network)]
-        return SupportedResponse(kinds=kinds, extensions=[], signers={"eip155:*": [self.address]})
+        network = self.chain.network
+        kinds = [kind for m in self.mechanisms for kind in m.supported_kinds(network, self.address)]
+        extensions = [name for name in SPONSORING_EXTENSIONS if name in self.sponsoring]
+        return SupportedResponse(kinds=kinds, extensions=extensions, signers={"eip155:*": [self.address]})
+
+    def judging(self, now: int, *, settling: bool = False) -> Judging:
+        """What this facilitator's mechanisms judge a payment with at ``now``."""
+        return Judging(now, self.chain.chain_id, self.address, settling, self.sponsoring)
 
     def mechanism_for(self, requirements: AnyRequirements) -> Mechanism[Verdict]:
         """The mechanism that judges a payment against ``requirements`` (see the module's rules)."""
@@ -171,8 +198,9 @@ class Facilitator:
         if refusal is not None:
             return refusal
         mechanism = self.mechanism_for(requirements)
-        verdict = mechanism.check(payload, requirements, now, self.chain.chain_id)
-        return mechanism.check_on_chain(verdict, self.chain, now, self.verify_mode)
+        judging = self.judging(now)
+        verdict = mechanism.check(payload, requirements, judging)
+        return mechanism.check_on_chain(verdict, self.chain, judging, self.verify_mode)
 
     def verify(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> VerifyResponse:
         verdict = self._judge(payload, requirements, now)
@@ -199,7 +227,8 @@ class Facilitator:
         if key in self._unconfirmed:
             return self._unconfirmed.pop(key)
         mechanism = self.mechanism_for(requirements)
-        verdict = mechanism.check(payload, requirements, now, self.chain.chain_id)
+        judging = self.judging(now, settling=True)
+        verdict = mechanism.check(payload, requirements, judging)
         claim = None
         if verdict.ok:
             claim, valid_until = mechanism.claim(verdict)
@@ -207,25 +236,57 @@ class Facilitator:
                 return self._shared[claim]
             if self.dedupe == "refuse" and claim in self._claims:
                 return self._failed(verdict, Reason.duplicate_settlement, requirements)
-            verdict = mechanism.check_on_chain(verdict, self.chain, now, self.verify_mode)
+            verdict = mechanism.check_on_chain(verdict, self.chain, judging, self.verify_mode)
         if not verdict.ok:
             return self._failed(verdict, cast(Reason, verdict.reason), requirements)
         claim = cast("tuple[str, str]", claim)  # made above: the verdict was ok from the start
-        to, calldata = mechanism.settlement(verdict)
+        steps = mechanism.settlement(verdict, self.chain, judging)
+        if not steps:  # a charge of 0: nothing moves, nothing is sent, nothing is claimed
+            return SettleResponse(
+                success=True, payer=verdict.payer, transaction="", network=requirements.network, amount="0"
+            )
         try:
-            tx_hash = self.submit(calldata, to)
+            hashes = self.send_steps(steps)
         except ChainError as exc:
             return self._failed(verdict, Reason.transaction_failed, requirements, str(exc))
+        tx_hash = hashes[-1] if hashes else b""
+        sponsored = [(h, step.value) for h, step in zip(hashes, steps, strict=True) if step.sponsored]
         if not tx_hash:
             return self._failed(verdict, Reason.transaction_failed, requirements, "no transaction hash")
         if self.dedupe != "off":
             self._claims[claim] = valid_until
             self._prune(now)
         payer, offer = cast(str, verdict.payer), cast(Offer, verdict.offer)  # an ok verdict names both
-        pending = PendingSettlement(tx_hash, payer, offer, verdict, requirements.network, now, mechanism, key)
+        pending = PendingSettlement(
+            tx_hash, payer, offer, verdict, requirements.network, now, mechanism, key, tuple(sponsored)
+        )
         if self.dedupe == "share":
             self._shared[claim] = pending
         return pending
+
+    def send_steps(self, steps: Sequence[Step]) -> list[bytes]:
+        """Send a settlement's transactions: one call through ``submit``; several as one bundle
+        (the facilitator's calls signed with its next nonces, a payer's transaction as signed), so
+        that they land in order in one block. Their hashes (``ChainError`` if refused)."""
+        if len(steps) == 1 and not steps[0].raw:
+            step = steps[0]
+            return [self.submit(step.data, step.to, value=step.value, gas=step.gas)]
+        if self._next_nonce is None:
+            self._next_nonce = self.chain.pending_nonce(self.address)
+        raws, nonce = [], self._next_nonce
+        for step in steps:
+            if step.raw:
+                raws.append(step.raw)
+            else:
+                raws.append(self._sign(nonce, step.data, step.to, step.value, step.gas))
+                nonce += 1
+        try:
+            hashes = self.chain.send_bundle(raws)
+        except ChainError:
+            self._next_nonce = None
+            raise
+        self._next_nonce = nonce
+        return hashes
 
     def finish_settle(self, pending: PendingSettlement, receipt: Receipt) -> SettleResponse:
         """Judge a mined settlement by its receipt and its ``Transfer`` log."""
@@ -249,12 +310,13 @@ class Facilitator:
                 tx_hash=receipt.tx_hash,
                 payer=pending.payer,
                 pay_to=offer.pay_to,
-                amount=offer.amount,
+                amount=verdict.amount,
                 success=reason is None,
                 reason=reason.value if reason else None,
                 gas_used=receipt.gas_used,
                 fee_wei=receipt.fee,
                 block_number=receipt.block_number,
+                sponsored_wei=self._sponsored_wei(pending),
             )
         )
         answer = SettleResponse(
@@ -264,6 +326,7 @@ class Facilitator:
             payer=pending.payer,
             transaction="0x" + receipt.tx_hash.hex(),
             network=pending.network,
+            amount=str(verdict.amount) if mechanism.reports_amount and reason is None else None,
         )
         if self.dedupe == "share":
             self._answers[receipt.tx_hash] = answer
@@ -290,6 +353,14 @@ class Facilitator:
             transaction="0x" + pending.tx_hash.hex(),
             network=pending.network,
         )
+
+    def _sponsored_wei(self, pending: PendingSettlement) -> int:
+        """The wei the sponsored steps before ``pending``'s settlement carried, plus their fees."""
+        total = 0
+        for tx_hash, value in pending.sponsored:
+            receipt = self.chain.receipt(tx_hash)
+            total += value + (receipt.fee if receipt is not None else 0)
+        return total
 
     @property
     def claimed(self) -> int:
@@ -333,28 +404,33 @@ class Facilitator:
             return self.abandon_settle(pending, "the settlement transaction was not mined")
         return self.finish_settle(pending, receipt)
 
-    def submit(self, calldata: bytes, asset: str) -> bytes:
-        """Hook, submission: sign ``calldata`` to ``asset`` from this facilitator's key with its own
-        transaction nonce, send it, and return the transaction hash (``ChainError`` if refused)."""
+    def submit(self, calldata: bytes, asset: str, *, value: int = 0, gas: int | None = None) -> bytes:
+        """Hook, submission: sign ``calldata`` to ``asset`` (carrying ``value`` wei) from this
+        facilitator's key with its own transaction nonce, send it, and return the transaction hash
+        (``ChainError`` if refused)."""
         if self._next_nonce is None:
             self._next_nonce = self.chain.pending_nonce(self.address)
-        signed = sign_eip1559(
-            self.key,
-            chain_id=self.chain.chain_id,
-            nonce=self._next_nonce,
-            gas=self.settle_gas,
-            max_fee_per_gas=2 * self.chain.base_fee + self.priority_fee + GWEI,
-            max_priority_fee_per_gas=self.priority_fee,
-            to=asset,
-            data=calldata,
-        )
+        raw = self._sign(self._next_nonce, calldata, asset, value, gas)
         try:
-            tx_hash = self.chain.send_raw_transaction(signed.raw)
+            tx_hash = self.chain.send_raw_transaction(raw)
         except ChainError:
             self._next_nonce = None  # someone else used our key: re-read the nonce next time
             raise
         self._next_nonce += 1
         return tx_hash
+
+    def _sign(self, nonce: int, calldata: bytes, to: str, value: int, gas: int | None) -> bytes:
+        return sign_eip1559(
+            self.key,
+            chain_id=self.chain.chain_id,
+            nonce=nonce,
+            gas=self.settle_gas if gas is None else gas,
+            max_fee_per_gas=2 * self.chain.base_fee + self.priority_fee + GWEI,
+            max_priority_fee_per_gas=self.priority_fee,
+            to=to,
+            value=value,
+            data=calldata,
+        ).raw
 
     def _failed(
         self,

@@ -65,14 +65,27 @@ import hashlib
 import json
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, cast
 
 from eth_utils import is_address
 
 from ..evm.chain import ChainBasics
-from ..mechanisms import EXACT_EIP3009, Mechanism, Offer, Verdict, evm_address
+from ..mechanisms import (
+    DEFAULT_TRANSFER_METHOD,
+    EXACT_EIP3009,
+    SPONSORING_EXTENSIONS,
+    Mechanism,
+    Mechanisms,
+    Offer,
+    Verdict,
+    default_mechanisms,
+    evm_address,
+)
+from ..mechanisms.permit2 import TRANSFER_METHOD as PERMIT2
+from ..mechanisms.sponsoring import declaration as sponsoring_declaration
 from ..protocol import (
     PAYMENT_REQUIRED,
     PAYMENT_RESPONSE,
@@ -91,6 +104,7 @@ from ..protocol import (
     Reason,
     ResourceInfo,
     SettleResponse,
+    SupportedResponse,
     VerifyResponse,
     caip2_to_v1,
     decode_header,
@@ -119,6 +133,9 @@ from .messages import (
 DEFAULT_MAX_TIMEOUT_SECONDS = 300
 PAYMENT_FLOW_UPFRONT = "upfront"
 NOT_STORED = "no-store"  # the Cache-Control of every 402
+SETTLEMENT_OVERRIDES = "Settlement-Overrides"  # a handler's answer naming an upto charge (the SDKs' header)
+_PERCENT = re.compile(r"(\d+(?:\.\d{0,2})?)%")
+_DOLLARS = re.compile(r"\$(\d+(?:\.\d+)?)")
 PAYMENT_IDENTIFIER = "payment-identifier"
 PAYMENT_IDENTIFIER_MODES = ("off", "optional", "required")
 PAYMENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -155,6 +172,12 @@ class Route:
     service_name: str | None = None
     tags: tuple[str, ...] = ()
     icon_url: str | None = None
+    scheme: str | None = None  # the scheme its offer names (None: the server's mechanism's)
+    transfer_method: str | None = None  # its extra.assetTransferMethod (None: the scheme's default)
+    # upto: the charge for a served request, from the request and the handler's answer: atomic
+    # units, or a string as the SDKs' override takes it ("1500", "50%" of the maximum, "$0.002").
+    # None: the handler's Settlement-Overrides header says it, else the maximum is charged.
+    usage: Callable[[HttpRequest, HttpResponse], int | str] | None = None
 
     def __post_init__(self) -> None:
         method, _, path = self.key.partition(" ")
@@ -256,13 +279,43 @@ def _fingerprint(payment: AnyPaymentPayload, request: HttpRequest) -> str:
 
 
 def _authorization_key(payment: AnyPaymentPayload) -> tuple[str, str] | None:
-    auth = payment.payload.get("authorization") if isinstance(payment.payload, dict) else None
-    if not isinstance(auth, dict):
+    """The (payer, nonce) a payment spends, as the facilitator claims it: an EIP-3009
+    authorization, or a Permit2 permit (nonce ``permit2:<n>``); None when it names neither."""
+    payload = payment.payload if isinstance(payment.payload, dict) else {}
+    auth, permit = payload.get("authorization"), payload.get("permit2Authorization")
+    if isinstance(auth, dict):
+        payer, nonce = auth.get("from"), auth.get("nonce")
+    elif isinstance(permit, dict):
+        payer, nonce = permit.get("from"), f"permit2:{permit.get('nonce')}"
+    else:
         return None
-    payer, nonce = auth.get("from"), auth.get("nonce")
     if not isinstance(payer, str) or not isinstance(nonce, str):
         return None
     return payer.lower(), nonce.lower()
+
+
+def resolve_charge(value: int | str, maximum: int, decimals: int) -> int:
+    """An upto charge in atomic units from ``value``: atomic units (an int, or decimal digits), a
+    percentage of ``maximum`` with at most two decimals ("50%", floored), or dollars ("$0.002", in an
+    asset of ``decimals`` decimals, floored), as the SDKs read their override. ``ValueError`` names
+    a value of none of these forms."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"charge {value} is negative")
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    if match := _PERCENT.fullmatch(text):
+        hundredths = int((Decimal(match.group(1)) * 100).to_integral_value())
+        return maximum * hundredths // 10_000
+    if match := _DOLLARS.fullmatch(text):
+        try:
+            atomic = Decimal(match.group(1)) * (10**decimals)
+        except InvalidOperation:
+            raise ValueError(f"charge {value!r} is not a dollar amount") from None
+        return int(atomic.to_integral_value(rounding=ROUND_FLOOR))
+    raise ValueError(f"charge {value!r} is not atomic units, a percentage or a dollar amount")
 
 
 def default_handler(request: HttpRequest) -> HttpResponse:
@@ -291,7 +344,12 @@ class ResourceServer:
     identity: ServerIdentity | None = None  # the ERC-8004 agent this server is, declared in its 402s
     payers: PayerRules | None = None  # what it asks of the agents paying it (identity, reputation)
     mandates: Any = None  # a ``MandateVerifier``: every payment must carry an AP2 mandate it accepts
-    mechanism: Mechanism[Verdict] = EXACT_EIP3009  # how its offers are paid: their scheme and ``extra``
+    mechanism: Mechanism[Verdict] = EXACT_EIP3009  # how a route that names no scheme is paid
+    mechanisms: Mechanisms[Verdict] = field(default_factory=default_mechanisms)  # what routes may name
+    # what its facilitator answered to /supported: the kinds' extra (upto's facilitatorAddress) goes
+    # into the offers, the gas-sponsoring extensions it lists are declared for Permit2 routes
+    supported: SupportedResponse | None = None
+    asset_decimals: int = 6  # for an upto charge given in dollars
     # routes by canonical key, and priced routes by case-folded canonical key, for the ``routes``
     # mapping they were built from (a changed route comes in a new mapping: see ``route_for``)
     _index: tuple[Mapping[str, Route], dict[str, Route], dict[str, Route]] | None = field(
@@ -331,6 +389,31 @@ class ResourceServer:
         # One canonical spelling, so offers, comparisons and transactions agree whatever case was given.
         self.asset = _address(self.asset, "asset")
         self.pay_to = _address(self.pay_to, "pay_to")
+        for route in self.routes.values():
+            mechanism = self.mechanism_of(route)
+            if mechanism.scheme == "upto" and (self.upfront or self.x402_version == 1):
+                raise ValueError(f"route {route.key!r}: upto is settled after the work, in x402 v2 only")
+
+    def mechanism_of(self, route: Route) -> Mechanism[Verdict]:
+        """The mechanism ``route``'s offers are paid by (``ValueError`` naming the route when no
+        mechanism of the server's speaks its scheme and transfer method)."""
+        if route.scheme is None and route.transfer_method is None:
+            return self.mechanism
+        scheme = route.scheme or self.mechanism.scheme
+        method = route.transfer_method or (PERMIT2 if scheme == "upto" else DEFAULT_TRANSFER_METHOD)
+        found = self.mechanisms.find(scheme, self.network, {"assetTransferMethod": method})
+        if found is None:
+            raise ValueError(
+                f"route {route.key!r}: no mechanism pays {scheme!r} by {method!r} on {self.network}"
+            )
+        return found
+
+    def _kind_extra(self, mechanism: Mechanism[Verdict]) -> dict[str, Any]:
+        """What the facilitator's ``/supported`` kind for ``mechanism`` adds to an offer's extra."""
+        for kind in self.supported.kinds if self.supported else ():
+            if (kind.x402_version, kind.scheme, kind.network) == (2, mechanism.scheme, self.network):
+                return dict(kind.extra or {})
+        return {}
 
     # -- offers -------------------------------------------------------------------------------
 
@@ -338,14 +421,16 @@ class ResourceServer:
         self, route: Route, price: int | None = None, extra: dict[str, Any] | None = None
     ) -> PaymentRequirements:
         flow = {"paymentFlow": PAYMENT_FLOW_UPFRONT} if self.upfront else {}
+        mechanism = self.mechanism_of(route)
+        own = mechanism.extra(self.asset_name, self.asset_version)
         return PaymentRequirements(
-            scheme=self.mechanism.scheme,
+            scheme=mechanism.scheme,
             network=self.network,
             amount=route.price if price is None else price,
             asset=self.asset,
             pay_to=route.pay_to or self.pay_to,
             max_timeout_seconds=route.max_timeout_seconds,
-            extra={**self.mechanism.extra(self.asset_name, self.asset_version), **flow, **(extra or {})},
+            extra={**self._kind_extra(mechanism), **own, **flow, **(extra or {})},
         )
 
     def offers(self, route: Route) -> list[PaymentRequirements]:
@@ -361,8 +446,9 @@ class ResourceServer:
         name = caip2_to_v1(self.network)
         if name is None:
             return None
+        mechanism = self.mechanism_of(route)
         return PaymentRequirementsV1(
-            scheme=self.mechanism.scheme,
+            scheme=mechanism.scheme,
             network=name,
             max_amount_required=route.price,
             asset=self.asset,
@@ -371,19 +457,22 @@ class ResourceServer:
             description=route.description,
             mime_type=route.mime_type,
             max_timeout_seconds=route.max_timeout_seconds,
-            extra=self.mechanism.extra(self.asset_name, self.asset_version),
+            extra=mechanism.extra(self.asset_name, self.asset_version),
         )
 
     def resource_url(self, route: Route) -> str:
         """The URL this server names ``route`` by in its 402s."""
         return self.base_url + route.key.split(" ", 1)[1]
 
-    def challenge(self, route: Route, version: int, error: str, headers: Headers = ()) -> HttpResponse:
-        """The 402 for ``route`` in x402 ``version``, with ``error`` explaining why."""
+    def challenge(
+        self, route: Route, version: int, error: str, headers: Headers = (), status: int = 402
+    ) -> HttpResponse:
+        """The 402 for ``route`` in x402 ``version``, with ``error`` explaining why (``status`` 412
+        when the payer must first approve Permit2)."""
         headers = (("Cache-Control", NOT_STORED), *headers)
         if version == 1 and (v1 := self.requirements_v1(route)) is not None:
             body = PaymentRequiredV1(x402_version=1, error=error, accepts=[v1])
-            return HttpResponse.of_json(402, body.to_wire(), headers)
+            return HttpResponse.of_json(status, body.to_wire(), headers)
         required = PaymentRequired(
             x402_version=2,
             error=error,
@@ -396,13 +485,19 @@ class ResourceServer:
                 icon_url=route.icon_url,
             ),
             accepts=self.offers(route),
-            extensions=self.extensions(),
+            extensions=self.extensions(route),
         )
-        return HttpResponse.of_json(402, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
+        return HttpResponse.of_json(status, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
 
-    def extensions(self) -> dict[str, Any] | None:
-        """The extensions the 402 declares (v2), None when none."""
+    def extensions(self, route: Route | None = None) -> dict[str, Any] | None:
+        """The extensions the 402 for ``route`` declares (v2), None when none: a Permit2 route
+        declares the gas-sponsoring extensions its facilitator lists."""
         declared: dict[str, Any] = {}
+        if route is not None and self.mechanism_of(route).transfer_method == PERMIT2:
+            offered = self.supported.extensions if self.supported else []
+            for name in SPONSORING_EXTENSIONS:
+                if name in offered:
+                    declared[name] = sponsoring_declaration(name)
         if self.payment_identifier != "off":
             declaration = {"required": self.payment_identifier == "required"}
             declared[PAYMENT_IDENTIFIER] = {"info": declaration, "schema": PAYMENT_IDENTIFIER_SCHEMA}
@@ -620,11 +715,9 @@ class ResourceServer:
             return None
         if self.payers is None:
             return "this offer is reserved for reputed payers, and this server reads no registry"
-        payer = (
-            payment.payload.get("authorization", {}).get("from")
-            if isinstance(payment.payload, dict)
-            else None
-        )
+        payload = payment.payload if isinstance(payment.payload, dict) else {}
+        signed = payload.get("authorization") or payload.get("permit2Authorization")
+        payer = signed.get("from") if isinstance(signed, dict) else None
         if not isinstance(payer, str) or not is_address(payer):
             return "the payment names no payer"
         extensions = payment.extensions if isinstance(payment, PaymentPayload) else None
@@ -678,13 +771,51 @@ class ResourceServer:
         verdict: VerifyResponse = yield Verify(payment, requirements)
         if not verdict.is_valid:
             self.stats["invalid"] += 1
-            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
+            allowance = verdict.invalid_reason == Reason.permit2_allowance_required
+            status = 412 if allowance else 402
+            return self.challenge(route, version, verdict.invalid_reason or "invalid payment", status=status)
         response: HttpResponse = yield Handle(request)
         if response.status >= 400:
             self.stats["handler_error"] += 1
             return response
+        if self.mechanism_of(route).scheme == "upto":
+            response, charged = self.charge(route, request, response, requirements)
+            if isinstance(charged, SettleResponse):
+                return self.deliver(route, version, response, charged)
+            requirements = charged
         settlement = yield from self.settle_payment(payment, requirements)
         return self.deliver(route, version, response, settlement)
+
+    def charge(
+        self, route: Route, request: HttpRequest, response: HttpResponse, requirements: AnyRequirements
+    ) -> tuple[HttpResponse, AnyRequirements | SettleResponse]:
+        """upto: the handler's answer (without its ``Settlement-Overrides`` header) and the
+        requirements to settle, whose amount is the charge; or, for a charge above the signed
+        maximum, the refused settlement (nothing is sent: x402#3334, which the SDKs' servers leave to
+        the facilitator)."""
+        maximum = int(requirements.amount if isinstance(requirements, PaymentRequirements) else 0)
+        override = response.header(SETTLEMENT_OVERRIDES)
+        kept = tuple((k, v) for k, v in response.headers if k.lower() != SETTLEMENT_OVERRIDES.lower())
+        response = HttpResponse(response.status, kept, response.body)
+        value: int | str = maximum
+        if route.usage is not None:
+            value = route.usage(request, response)
+        elif override is not None:
+            try:
+                value = str(json.loads(override)["amount"])
+            except (ValueError, TypeError, KeyError):
+                value = override
+        amount = resolve_charge(value, maximum, self.asset_decimals)
+        if amount > maximum:
+            self.stats["overcharge_refused"] += 1
+            return response, SettleResponse(
+                success=False,
+                error_reason=Reason.invalid_upto_evm_payload_settlement_exceeds_amount.value,
+                error_message=f"charge {amount} is above the signed maximum {maximum}",
+                transaction="",
+                network=requirements.network,
+            )
+        return response, requirements.model_copy(update={"amount": amount})
 
     def settle_then_serve(
         self,

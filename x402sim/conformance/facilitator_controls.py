@@ -462,12 +462,12 @@ def fake_settle():
 class _FixedTxNonce(Facilitator):
     """Signs every settlement with the transaction nonce it read first (no nonce manager)."""
 
-    def submit(self, calldata: bytes, asset: str) -> bytes:
+    def submit(self, calldata: bytes, asset: str, **call: Any) -> bytes:
         fixed = getattr(self, "_fixed_nonce", None)
         if fixed is None:
             fixed = self._fixed_nonce = self.chain.pending_nonce(self.address)
         self._next_nonce = fixed
-        return super().submit(calldata, asset)
+        return super().submit(calldata, asset, **call)
 
 
 @control(

@@ -971,7 +971,7 @@ def ignores_payment_identifier():
 class MalformedIdentifierDeclaration(ResourceServer):
     """Declares payment-identifier with a non-boolean ``required`` and no schema."""
 
-    def extensions(self):
+    def extensions(self, route=None):
         return {"payment-identifier": {"info": {"required": "no"}}}
 
 

@@ -359,6 +359,7 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
         self.submit_hook: Callable[[bytes], None] | None = None
         self._pending: list[_Pending] = []
         self._future: dict[str, dict[int, _Pending]] = {}  # sender -> nonce -> queued transaction
+        self._bundle_credit: dict[str, int] = {}  # ether a bundle being taken sends each address
         self._index_pending()
         self._receipts: dict[bytes, Receipt] = {}
         self._head_state: tuple[bytes, StateAPI | None] = (b"", None)
@@ -426,7 +427,7 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
         if tx.max_fee_per_gas < self.base_fee:
             raise ChainError(f"max fee per gas {tx.max_fee_per_gas} is below the base fee {self.base_fee}")
         reserved = self._queued.get(sender, (0, 0))[1] + sum(_cost(p.tx) for p in waiting.values())
-        if self.eth_balance(sender) < reserved + _cost(tx):
+        if self.eth_balance(sender) + self._bundle_credit.get(sender, 0) < reserved + _cost(tx):
             raise ChainError(f"{sender} has too little ether for gas and value")
         entry = _Pending(raw, tx, sender, self.now)
         if tx.nonce > expected:
@@ -436,6 +437,27 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
         self._add_pending(entry)
         self._promote(sender)
         return tx.hash
+
+    def send_bundle(self, raws: list[bytes]) -> list[bytes]:
+        """Take signed transactions to be mined in this order, in the next block, all or none (as a
+        bundle sent to a block builder): a transaction may spend ether that an earlier one of the
+        bundle sends it. ``ChainError`` names the first refused; then none is kept."""
+        pending, future = list(self._pending), {s: dict(w) for s, w in self._future.items()}
+        try:
+            hashes = []
+            for raw in raws:
+                hashes.append(self.send_raw_transaction(raw))
+                tx = self.pending_transaction(hashes[-1])
+                if tx is not None and tx.to and tx.value:
+                    to = to_checksum_address(tx.to)
+                    self._bundle_credit[to] = self._bundle_credit.get(to, 0) + tx.value
+            return hashes
+        except ChainError:
+            self._pending, self._future = pending, future
+            self._index_pending()
+            raise
+        finally:
+            self._bundle_credit = {}
 
     def _add_pending(self, p: _Pending) -> None:
         count, reserved = self._queued.get(p.sender, (0, 0))

@@ -267,6 +267,11 @@ class LedgerChain(ChainConfig, ChainBasics):
         self._pending_by_sender[tx.sender] = (count + 1, reserved + tx.cost)
         return tx.hash
 
+    def send_bundle(self, raws: list[bytes]) -> list[bytes]:
+        """Take the transactions in order for the next block (the ledger models no ether moved to a
+        bundle's later sender: a transaction that needs it is refused, as any call it does not model)."""
+        return [self.send_raw_transaction(raw) for raw in raws]
+
     def _decode(self, raw: bytes) -> _Tx:
         if not raw or raw[0] != 2:
             raise ChainError(

@@ -144,6 +144,14 @@ class RpcChain(TokenReads, Transacts):
     def send_raw_transaction(self, raw: bytes) -> bytes:
         return _bytes(self.rpc("eth_sendRawTransaction", "0x" + raw.hex()))
 
+    def send_bundle(self, raws: list[bytes]) -> list[bytes]:
+        """Send the transactions one after the other (a plain node has no bundles: on a node that
+        mines each transaction as it comes, as the local test nodes do, each lands in its turn)."""
+        return [self.send_raw_transaction(raw) for raw in raws]
+
+    def eth_balance(self, address: str) -> int:
+        return int(self.rpc("eth_getBalance", address, "latest"), 16)
+
     def receipt(self, tx_hash: bytes) -> Receipt | None:
         r = self.rpc("eth_getTransactionReceipt", "0x" + tx_hash.hex())
         if r is None:

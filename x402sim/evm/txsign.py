@@ -98,3 +98,45 @@ class Transacts:
             data=data,
         )
         return self.send_raw_transaction(signed.raw)
+
+
+@dataclass(frozen=True)
+class DecodedTransaction:
+    """The fields of a signed transaction that a relayer checks, with its recovered sender."""
+
+    sender: str
+    chain_id: int | None
+    nonce: int
+    gas: int
+    max_fee_per_gas: int
+    to: str | None
+    value: int
+    data: bytes
+
+
+def decode_signed(raw: bytes) -> DecodedTransaction:
+    """Decode a signed typed (EIP-2718) transaction and recover its sender, with eth-account;
+    ``ValueError`` when it is not one or its signature does not recover."""
+    from eth_account import Account
+    from eth_account.typed_transactions import TypedTransaction
+    from eth_utils import to_checksum_address
+    from hexbytes import HexBytes
+
+    if not raw or raw[0] > 0x7F:
+        raise ValueError("not a typed (EIP-2718) transaction")
+    try:
+        fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+        sender = Account.recover_transaction(raw)
+    except Exception as exc:
+        raise ValueError(f"not a signed transaction: {exc}") from None
+    to = fields.get("to") or b""
+    return DecodedTransaction(
+        sender=to_checksum_address(sender),
+        chain_id=fields.get("chainId"),
+        nonce=int(fields["nonce"]),
+        gas=int(fields["gas"]),
+        max_fee_per_gas=int(fields.get("maxFeePerGas", fields.get("gasPrice", 0))),
+        to=to_checksum_address(to) if to else None,
+        value=int(fields.get("value", 0)),
+        data=bytes(fields.get("data", b"")),
+    )

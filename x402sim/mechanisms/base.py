@@ -14,12 +14,16 @@ What a new mechanism provides (write it as one module beside ``exact_eip3009.py`
   payload's wire object;
 * the server part: ``extra(asset_name, asset_version)``, what the mechanism puts in an offer's
   ``extra``;
-* the facilitator part: ``supported_kinds(network)`` for ``/supported``; verify as ``checks``, one
-  ordered table of (check, reason), run by ``check`` (the offline rows) and ``check_on_chain`` (the
-  on-chain step, written out beside the table); settle as ``claim`` (the authorization a
-  settlement spends, for the facilitator's dedupe), ``settlement`` (the transaction: where to and
-  calldata), ``transfer_matches`` (the ``Transfer`` log a successful receipt must hold),
-  ``reason_for_revert`` and ``already_settled`` (what a failed receipt means);
+* the facilitator part: ``supported_kinds(network, facilitator)`` for ``/supported`` (upto puts
+  the facilitator's address in the kind's ``extra``); verify as ``checks``, one ordered table of
+  (check, reason), run by ``check`` (the offline rows) and ``check_on_chain`` (the on-chain step,
+  written out beside the table), both given a ``Judging`` (time, chain id, the facilitator's
+  address, whether it is a settlement, the gas-sponsoring extensions offered); settle as ``claim``
+  (the authorization a settlement spends, for the facilitator's dedupe), ``settlement`` (its
+  transactions, ``Step`` s in order: none when the charge is 0, several when gas is sponsored),
+  ``transfer_matches`` (the ``Transfer`` log the last step's successful receipt must hold),
+  ``reason_for_revert`` and ``already_settled`` (what a failed receipt means); ``reports_amount``
+  (whether the settlement's answer names the amount charged);
 * the ledger part: ``ledger_rules``, the module of Python rules the ledger backend runs for its
   contracts, or None: a scenario on the ledger backend that uses it is refused, naming it.
 
@@ -43,6 +47,7 @@ from ..evm.backend import ChainReads
 from ..evm.chain import Receipt
 from ..protocol import AnyPaymentPayload, AnyRequirements, Reason, SupportedKind
 from .offer import Offer
+from .verdict import Judging, Step
 
 DEFAULT_TRANSFER_METHOD = "eip3009"  # what an EVM offer without extra.assetTransferMethod means
 # extra.paymentFlow, reserved by x402: verify, serve, settle (the default); settle first; escrow.
@@ -72,13 +77,14 @@ class Mechanism(Protocol[VerdictT]):
     """The four parts of one (scheme, network family, transfer method); see the module docstring.
 
     ``VerdictT`` is the mechanism's own verdict type: ``check`` makes one, and the facilitator hands it
-    back, unchanged, to the other methods of the same mechanism (``ExactEip3009`` is a
-    ``Mechanism[exact_eip3009.Verdict]``)."""
+    back, unchanged, to the other methods of the same mechanism (x402sim's mechanisms all make
+    ``verdict.Verdict``)."""
 
     scheme: str
     family: str
     transfer_method: str
     ledger_rules: str | None
+    reports_amount: bool  # whether a settlement's answer carries ``amount`` (upto: always)
 
     @property
     def checks(self) -> Sequence[tuple[str, Reason, Callable[..., bool]]]: ...
@@ -86,13 +92,15 @@ class Mechanism(Protocol[VerdictT]):
     def client_refusal(self, offer: Offer) -> str | None: ...
     def sign(self, key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> dict[str, Any]: ...
     def extra(self, asset_name: str, asset_version: str) -> dict[str, Any]: ...
-    def supported_kinds(self, network: str) -> list[SupportedKind]: ...
+    def supported_kinds(self, network: str, facilitator: str) -> list[SupportedKind]: ...
     def check(
-        self, payment: AnyPaymentPayload, requirements: AnyRequirements, now: int, chain_id: int
+        self, payment: AnyPaymentPayload, requirements: AnyRequirements, judging: Judging
     ) -> VerdictT: ...
-    def check_on_chain(self, verdict: VerdictT, chain: ChainReads, now: int, mode: str) -> VerdictT: ...
+    def check_on_chain(
+        self, verdict: VerdictT, chain: ChainReads, judging: Judging, mode: str
+    ) -> VerdictT: ...
     def claim(self, verdict: VerdictT) -> tuple[tuple[str, str], int]: ...
-    def settlement(self, verdict: VerdictT) -> tuple[str, bytes]: ...
+    def settlement(self, verdict: VerdictT, chain: ChainReads, judging: Judging) -> Sequence[Step]: ...
     def transfer_matches(self, receipt: Receipt, verdict: VerdictT) -> bool: ...
     def reason_for_revert(self, text: str | None) -> Reason: ...
     def already_settled(self, chain: ChainReads, verdict: VerdictT) -> bool: ...

@@ -58,6 +58,8 @@ from ..protocol import (
     v1_to_caip2,
 )
 from .offer import Offer as Offer  # re-exported: the mechanism's view of a requirement
+from .verdict import Judging, Step
+from .verdict import Verdict as Verdict  # re-exported: what check_offline makes
 
 SCHEME = "exact"
 CLIENT_VALID_AFTER = 0  # what the reference client signs as validAfter (x402#2601)
@@ -187,21 +189,6 @@ CHECKS: tuple[tuple[str, Reason, Callable[[Candidate], bool]], ...] = (
     ),
     ("signature recovers to from", Reason.invalid_exact_evm_payload_signature, _recovers_to_from),
 )
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of verification: a reason (None when valid), a message and the payer."""
-
-    reason: Reason | None
-    message: str = ""
-    payer: str | None = None
-    payload: ExactEvmPayload | None = None
-    offer: Offer | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
 
 
 def _passed(verdict: Verdict) -> tuple[ExactEvmPayload, Offer]:
@@ -350,6 +337,7 @@ class ExactEip3009:
     # The ledger backend runs this mechanism's token with ``evm.fiat_rules`` (the token's
     # transferWithAuthorization, cancelAuthorization, transfer and mint).
     ledger_rules: str | None = "evm.fiat_rules"
+    reports_amount = False
 
     # client part
     def client_refusal(self, offer: Offer) -> str | None:
@@ -365,30 +353,28 @@ class ExactEip3009:
         return {"name": asset_name, "version": asset_version}
 
     # facilitator part
-    def supported_kinds(self, network: str) -> list[SupportedKind]:
+    def supported_kinds(self, network: str, facilitator: str = "") -> list[SupportedKind]:
         kinds = [SupportedKind(x402_version=2, scheme=self.scheme, network=network)]
         v1_name = caip2_to_v1(network)
         if v1_name:
             kinds.append(SupportedKind(x402_version=1, scheme=self.scheme, network=v1_name))
         return kinds
 
-    def check(
-        self, payment: AnyPaymentPayload, requirements: AnyRequirements, now: int, chain_id: int
-    ) -> Verdict:
-        return check_offline(payment, requirements, now, chain_id)
+    def check(self, payment: AnyPaymentPayload, requirements: AnyRequirements, judging: Judging) -> Verdict:
+        return check_offline(payment, requirements, judging.now, judging.chain_id)
 
-    def check_on_chain(self, verdict: Verdict, chain: ChainReads, now: int, mode: str) -> Verdict:
-        return verify_on_chain(verdict, chain, now, mode)
+    def check_on_chain(self, verdict: Verdict, chain: ChainReads, judging: Judging, mode: str) -> Verdict:
+        return verify_on_chain(verdict, chain, judging.now, mode)
 
     def claim(self, verdict: Verdict) -> tuple[tuple[str, str], int]:
         """The authorization a settlement spends, as (payer, nonce), and until when it could settle."""
         auth = _passed(verdict)[0].authorization
         return (auth.from_.lower(), auth.nonce.lower()), auth.valid_before
 
-    def settlement(self, verdict: Verdict) -> tuple[str, bytes]:
-        """Where the settlement transaction goes, and its calldata."""
+    def settlement(self, verdict: Verdict, chain: ChainReads, judging: Judging) -> tuple[Step, ...]:
+        """One transaction: ``transferWithAuthorization`` on the asset."""
         payload, offer = _passed(verdict)
-        return offer.asset, settlement_calldata(payload)
+        return (Step(offer.asset, settlement_calldata(payload)),)
 
     def transfer_matches(self, receipt: Receipt, verdict: Verdict) -> bool:
         payload, offer = _passed(verdict)

@@ -247,6 +247,71 @@ def parse_exact_evm_payload(payload: dict[str, Any], where: str = "payload") -> 
     return ExactEvmPayload.from_wire(payload, where)
 
 
+# -- Permit2 on EVM (exact with assetTransferMethod "permit2", and upto) -------------------------------------
+
+
+class Permit2TokenPermissions(WireModel):
+    """``permitted``: the token and the (maximum) amount the Permit2 signature allows."""
+
+    token: Address
+    amount: AtomicAmount
+
+
+class Permit2Witness(WireModel):
+    """The witness the proxy checks: ``{to, validAfter}`` (exact), plus ``facilitator`` (upto)."""
+
+    to: Address
+    valid_after: UnixTime
+    facilitator: Address | None = None
+
+
+class Permit2Authorization(WireModel):
+    """The signed ``PermitWitnessTransferFrom``, as sent (the nonce is a decimal uint256)."""
+
+    from_: Address = Field(alias="from")
+    permitted: Permit2TokenPermissions
+    spender: Address
+    nonce: AtomicAmount
+    deadline: UnixTime
+    witness: Permit2Witness
+
+
+class Permit2Payload(WireModel):
+    """``payload`` of a Permit2 payment (``exact`` with Permit2, and ``upto``)."""
+
+    signature: HexBytes
+    permit2_authorization: Permit2Authorization
+
+
+def parse_permit2_payload(payload: dict[str, Any], where: str = "payload") -> Permit2Payload:
+    """Parse the scheme data of a Permit2 payment; errors name e.g. ``payload.permit2Authorization.nonce``."""
+    return Permit2Payload.from_wire(payload, where)
+
+
+class Eip2612SponsoringInfo(WireModel):
+    """``extensions.eip2612GasSponsoring.info`` of a payment: a signed EIP-2612 permit for Permit2."""
+
+    from_: Address = Field(alias="from")
+    asset: Address
+    spender: Address
+    amount: AtomicAmount
+    nonce: AtomicAmount
+    deadline: UnixTime
+    signature: HexBytes
+    version: str = "1"
+
+
+class Erc20ApprovalSponsoringInfo(WireModel):
+    """``extensions.erc20ApprovalGasSponsoring.info`` of a payment: a signed ``approve`` transaction."""
+
+    from_: Address = Field(alias="from")
+    asset: Address
+    spender: Address
+    amount: AtomicAmount
+    signed_transaction: HexBytes
+    version: str = "1"
+
+
 # -- facilitator ---------------------------------------------------------------------------------------------
 
 

@@ -54,6 +54,12 @@ class ReasonClass(StrEnum):
     no_matching_requirements = "no_matching_requirements"
     settlement_pending = "settlement_pending"
     transfer_event_mismatch = "transfer_event_mismatch"
+    spender = "spender"
+    token = "token"
+    allowance = "allowance"
+    facilitator = "facilitator"
+    exceeds_maximum = "exceeds_maximum"
+    sponsoring = "sponsoring"
     unknown = "unknown"
 
 
@@ -84,6 +90,44 @@ class Reason(StrEnum):
     no_matching_payment_requirements = auto()
     settlement_pending = auto()
     invalid_exact_evm_transfer_event_mismatch = auto()
+    # Permit2 (exact with assetTransferMethod "permit2", and upto)
+    invalid_permit2_spender = auto()
+    invalid_permit2_recipient_mismatch = auto()
+    permit2_deadline_expired = auto()
+    permit2_not_yet_valid = auto()
+    permit2_amount_mismatch = auto()
+    permit2_token_mismatch = auto()
+    invalid_permit2_signature = auto()
+    permit2_allowance_required = auto()
+    permit2_insufficient_balance = auto()
+    # upto
+    invalid_upto_evm_scheme = auto()
+    invalid_upto_evm_network_mismatch = auto()
+    invalid_upto_evm_failed_to_get_network_config = auto()
+    upto_facilitator_mismatch = auto()
+    invalid_upto_evm_payload_settlement_exceeds_amount = auto()
+    invalid_upto_evm_transaction_failed = auto()
+    # the gas-sponsoring extensions
+    invalid_eip2612_extension_format = auto()
+    eip2612_from_mismatch = auto()
+    eip2612_asset_mismatch = auto()
+    eip2612_spender_not_permit2 = auto()
+    eip2612_deadline_expired = auto()
+    permit2_2612_amount_mismatch = auto()
+    invalid_erc20_approval_extension_format = auto()
+    erc20_approval_from_mismatch = auto()
+    erc20_approval_asset_mismatch = auto()
+    erc20_approval_spender_not_permit2 = auto()
+    erc20_approval_tx_invalid_signature = auto()
+    erc20_approval_tx_signer_mismatch = auto()
+    erc20_approval_tx_wrong_target = auto()
+    erc20_approval_tx_wrong_selector = auto()
+    erc20_approval_tx_wrong_spender = auto()
+    erc20_approval_tx_invalid_calldata = auto()
+    erc20_approval_tx_parse_failed = auto()
+    # a relayer's checks the specification asks for and the SDKs skip
+    erc20_approval_tx_wrong_nonce = auto()
+    erc20_approval_tx_too_costly = auto()
 
     @property
     def cls(self) -> ReasonClass:
@@ -94,22 +138,40 @@ class Reason(StrEnum):
 _C = ReasonClass
 # class -> every known spelling: Python SDK first, then TypeScript / Go, then the spec registry and v1.
 _SPELLINGS: dict[ReasonClass, tuple[str, ...]] = {
-    _C.scheme: ("unsupported_scheme", "invalid_exact_evm_scheme", "invalid_scheme"),
-    _C.network: ("network_mismatch", "invalid_exact_evm_network_mismatch", "invalid_network"),
+    _C.scheme: (
+        "unsupported_scheme",
+        "invalid_exact_evm_scheme",
+        "invalid_scheme",
+        "invalid_upto_evm_scheme",
+    ),
+    _C.network: (
+        "network_mismatch",
+        "invalid_exact_evm_network_mismatch",
+        "invalid_network",
+        "invalid_upto_evm_network_mismatch",
+    ),
     _C.network_config: (
         "invalid_exact_evm_failed_to_get_network_config",
         "invalid_exact_evm_failed_to_get_asset_info",
+        "invalid_upto_evm_failed_to_get_network_config",
     ),
     _C.eip712_domain: ("missing_eip712_domain", "invalid_exact_evm_missing_eip712_domain"),
-    _C.recipient: ("invalid_exact_evm_payload_recipient_mismatch", "invalid_exact_evm_recipient_mismatch"),
+    _C.recipient: (
+        "invalid_exact_evm_payload_recipient_mismatch",
+        "invalid_exact_evm_recipient_mismatch",
+        "invalid_permit2_recipient_mismatch",
+        "permit2_invalid_destination",
+    ),
     _C.amount: (
         "invalid_exact_evm_payload_authorization_value_mismatch",
         "invalid_exact_evm_authorization_value",
         "invalid_exact_evm_authorization_value_mismatch",
         "invalid_exact_evm_payload_authorization_value",
+        "permit2_amount_mismatch",
+        "permit2_invalid_amount",
     ),
-    _C.expired: ("invalid_exact_evm_payload_authorization_valid_before",),
-    _C.not_yet_valid: ("invalid_exact_evm_payload_authorization_valid_after",),
+    _C.expired: ("invalid_exact_evm_payload_authorization_valid_before", "permit2_deadline_expired"),
+    _C.not_yet_valid: ("invalid_exact_evm_payload_authorization_valid_after", "permit2_not_yet_valid"),
     _C.signature: (
         "invalid_exact_evm_payload_signature",
         "invalid_exact_evm_signature",
@@ -118,9 +180,14 @@ _SPELLINGS: dict[ReasonClass, tuple[str, ...]] = {
         # smart-wallet (ERC-6492) signatures that cannot be checked
         "invalid_exact_evm_payload_undeployed_smart_wallet",
         "eip6492_factory_not_allowed",
+        "invalid_permit2_signature",
     ),
     _C.nonce_used: ("invalid_exact_evm_nonce_already_used",),
-    _C.balance: ("invalid_exact_evm_insufficient_balance", "insufficient_funds"),
+    _C.balance: (
+        "invalid_exact_evm_insufficient_balance",
+        "insufficient_funds",
+        "permit2_insufficient_balance",
+    ),
     _C.token_name: ("invalid_exact_evm_token_name_mismatch",),
     _C.token_version: ("invalid_exact_evm_token_version_mismatch",),
     _C.eip3009_unsupported: ("invalid_exact_evm_eip3009_not_supported",),
@@ -133,6 +200,7 @@ _SPELLINGS: dict[ReasonClass, tuple[str, ...]] = {
         "smart_wallet_deployment_failed",
         "erc20_approval_tx_failed",
         "erc20_approval_broadcast_failed",
+        "invalid_upto_evm_transaction_failed",
     ),
     _C.duplicate: ("duplicate_settlement",),
     _C.malformed_payload: ("invalid_payload",),
@@ -141,6 +209,35 @@ _SPELLINGS: dict[ReasonClass, tuple[str, ...]] = {
     _C.no_matching_requirements: ("no_matching_payment_requirements",),
     _C.settlement_pending: ("settlement_pending",),
     _C.transfer_event_mismatch: ("invalid_exact_evm_transfer_event_mismatch",),
+    _C.spender: ("invalid_permit2_spender",),
+    _C.token: ("permit2_token_mismatch",),
+    _C.allowance: ("permit2_allowance_required",),
+    _C.facilitator: ("upto_facilitator_mismatch", "upto_unauthorized_facilitator"),
+    _C.exceeds_maximum: (
+        "invalid_upto_evm_payload_settlement_exceeds_amount",
+        "upto_amount_exceeds_permitted",
+    ),
+    _C.sponsoring: (
+        "invalid_eip2612_extension_format",
+        "eip2612_from_mismatch",
+        "eip2612_asset_mismatch",
+        "eip2612_spender_not_permit2",
+        "eip2612_deadline_expired",
+        "permit2_2612_amount_mismatch",
+        "invalid_erc20_approval_extension_format",
+        "erc20_approval_from_mismatch",
+        "erc20_approval_asset_mismatch",
+        "erc20_approval_spender_not_permit2",
+        "erc20_approval_tx_invalid_signature",
+        "erc20_approval_tx_signer_mismatch",
+        "erc20_approval_tx_wrong_target",
+        "erc20_approval_tx_wrong_selector",
+        "erc20_approval_tx_invalid_calldata",
+        "erc20_approval_tx_wrong_spender",
+        "erc20_approval_tx_parse_failed",
+        "erc20_approval_tx_wrong_nonce",
+        "erc20_approval_tx_too_costly",
+    ),
 }
 
 
