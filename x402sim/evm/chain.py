@@ -2,8 +2,9 @@
 
 ``LocalChain`` holds a real EVM with an EIP-3009 token deployed by a real transaction (USDC-like by
 default, or PYUSD-like: ``token="pyusd"``), a Multicall3-compatible contract at its canonical
-address, and the ERC-8004 identity and reputation registries at the addresses of the ERC-8004
-team's mainnet deployments (genesis code, so they cost no transaction). It differs from
+address, the ERC-8004 identity and reputation registries at the addresses of the ERC-8004
+team's mainnet deployments, and Permit2 with the x402 exact and upto Permit2 proxies at their
+canonical addresses (genesis code, so they cost no transaction). It differs from
 eth-tester's own auto-mining backend in the three ways a payment laboratory needs:
 
 * **Time is ours.** Block timestamps come from ``now``, which only moves when we say so
@@ -50,14 +51,20 @@ from eth_utils import to_canonical_address, to_checksum_address
 
 from ..errors import ChainError
 from .contracts import (
+    EXACT_PERMIT2_PROXY,
+    EXACT_PERMIT2_PROXY_ADDRESS,
     IDENTITY_REGISTRY,
     IDENTITY_REGISTRY_ADDRESS,
     MULTICALL3,
     MULTICALL3_ADDRESS,
+    PERMIT2,
+    PERMIT2_ADDRESS,
     PYUSD,
     REPUTATION_REGISTRY,
     REPUTATION_REGISTRY_ADDRESS,
     TOKENS,
+    UPTO_PERMIT2_PROXY,
+    UPTO_PERMIT2_PROXY_ADDRESS,
     USDC,
     load_artifact,
 )
@@ -344,6 +351,7 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
             to_canonical_address(self.minter): _account_state(balance=1_000 * ETHER),
             to_canonical_address(MULTICALL3_ADDRESS): _account_state(code=multicall.runtime_bytecode),
             **_erc8004_genesis(),
+            **_permit2_genesis(),
         }
         params = get_default_genesis_params(
             {"timestamp": self.start_time - 1, "gas_limit": self.block_gas_limit}
@@ -791,6 +799,19 @@ def _erc8004_genesis() -> dict[bytes, dict[str, Any]]:
     return {
         to_canonical_address(IDENTITY_REGISTRY_ADDRESS): _account_state(code=identity),
         to_canonical_address(REPUTATION_REGISTRY_ADDRESS): _account_state(code=reputation),
+    }
+
+
+def _permit2_genesis() -> dict[bytes, dict[str, Any]]:
+    """Permit2 and the two x402 Permit2 proxies at their canonical addresses: code only (none of
+    them keeps a constructor-set value; the proxies name Permit2 by a constant)."""
+    return {
+        to_canonical_address(address): _account_state(code=load_artifact(name).runtime_bytecode)
+        for name, address in (
+            (PERMIT2, PERMIT2_ADDRESS),
+            (EXACT_PERMIT2_PROXY, EXACT_PERMIT2_PROXY_ADDRESS),
+            (UPTO_PERMIT2_PROXY, UPTO_PERMIT2_PROXY_ADDRESS),
+        )
     }
 
 

@@ -2,7 +2,8 @@
 
 Everything the rest of the package says to a token goes through here, so the ABI of USDC
 (FiatToken v2) is written down once: selectors from signatures, argument encoding with eth-abi,
-``Error(string)`` revert decoding and ``Transfer`` log decoding. Pure functions, no chain access.
+``Error(string)`` and custom-error revert decoding (the custom errors of Permit2 and the x402
+Permit2 proxies, by name) and ``Transfer`` log decoding. Pure functions, no chain access.
 """
 
 from __future__ import annotations
@@ -88,14 +89,56 @@ def _address_word(address: str) -> bytes:
     return canonical(address).rjust(32, b"\x00")
 
 
+# Custom errors the simulator's contracts raise, by signature: Permit2's signature transfers, then
+# the x402 Permit2 proxies (with OpenZeppelin's reentrancy guard). Two are both named InvalidAmount:
+# Permit2's carries the permitted amount, the proxies' carries nothing.
+CUSTOM_ERRORS = (
+    "InvalidNonce()",
+    "SignatureExpired(uint256)",
+    "InvalidAmount(uint256)",
+    "InvalidSignatureLength()",
+    "InvalidSignature()",
+    "InvalidSigner()",
+    "InvalidContractSignature()",
+    "LengthMismatch()",
+    "InvalidPermit2Address()",
+    "InvalidDestination()",
+    "PaymentTooEarly()",
+    "InvalidOwner()",
+    "InvalidAmount()",
+    "Permit2612AmountMismatch()",
+    "UnauthorizedFacilitator()",
+    "AmountExceedsPermitted()",
+    "ReentrancyGuardReentrantCall()",
+)
+_CUSTOM_ERRORS_BY_SELECTOR = {keccak(sig.encode())[:4]: sig for sig in CUSTOM_ERRORS}
+
+
 def revert_reason(output: bytes) -> str | None:
-    """The message of an ``Error(string)`` revert, or None for any other revert data."""
-    if output[:4] != ERROR_STRING_SELECTOR:
+    """The message of an ``Error(string)`` revert, or a known custom error written as a call
+    (``"InvalidNonce()"``, ``"SignatureExpired(1700000000)"``); None for any other revert data."""
+    if output[:4] == ERROR_STRING_SELECTOR:
+        try:
+            return str(decode(["string"], output[4:])[0])
+        except Exception:  # malformed revert data from a foreign contract is just "no reason"
+            return None
+    return custom_error(output)
+
+
+def custom_error(output: bytes) -> str | None:
+    """A known custom error (``CUSTOM_ERRORS``) in revert data, with its arguments; None otherwise."""
+    signature = _CUSTOM_ERRORS_BY_SELECTOR.get(output[:4])
+    if signature is None:
+        return None
+    name, _, types = signature[:-1].partition("(")
+    arg_types = [t for t in types.split(",") if t]
+    if len(output) != 4 + 32 * len(arg_types):
         return None
     try:
-        return str(decode(["string"], output[4:])[0])
-    except Exception:  # malformed revert data from a foreign contract is just "no reason"
+        args = decode(arg_types, output[4:]) if arg_types else ()
+    except Exception:
         return None
+    return f"{name}({', '.join(str(a) for a in args)})"
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,21 @@ from typing import Any
 __all__ = [
     "COMPILER",
     "EVM_VERSION",
+    "EXACT_PERMIT2_PROXY",
+    "EXACT_PERMIT2_PROXY_ADDRESS",
     "IDENTITY_REGISTRY",
     "IDENTITY_REGISTRY_ADDRESS",
     "MULTICALL3",
     "MULTICALL3_ADDRESS",
     "NAMES",
+    "PERMIT2",
+    "PERMIT2_ADDRESS",
     "PYUSD",
     "REPUTATION_REGISTRY",
     "REPUTATION_REGISTRY_ADDRESS",
     "TOKENS",
+    "UPTO_PERMIT2_PROXY",
+    "UPTO_PERMIT2_PROXY_ADDRESS",
     "USDC",
     "Artifact",
     "artifact_json",
@@ -45,13 +51,30 @@ PYUSD = "pyusd"  # usdc.vy, except that a used or canceled nonce is a logged no-
 MULTICALL3 = "multicall3"
 IDENTITY_REGISTRY = "identity_registry"  # ERC-8004 Identity Registry (an ERC-721 of agents)
 REPUTATION_REGISTRY = "reputation_registry"  # ERC-8004 Reputation Registry
-NAMES = (USDC, PYUSD, MULTICALL3, IDENTITY_REGISTRY, REPUTATION_REGISTRY)
+PERMIT2 = "permit2"  # Uniswap Permit2's signature transfers
+EXACT_PERMIT2_PROXY = "x402_exact_permit2_proxy"  # x402ExactPermit2Proxy
+UPTO_PERMIT2_PROXY = "x402_upto_permit2_proxy"  # x402UptoPermit2Proxy
+NAMES = (
+    USDC,
+    PYUSD,
+    MULTICALL3,
+    IDENTITY_REGISTRY,
+    REPUTATION_REGISTRY,
+    PERMIT2,
+    EXACT_PERMIT2_PROXY,
+    UPTO_PERMIT2_PROXY,
+)
 TOKENS = (USDC, PYUSD)  # the EIP-3009 token variants a chain can deploy
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
 # Where the ERC-8004 team's deployments of the two registries sit on every mainnet they list
 # (erc-8004/erc-8004-contracts README; their testnets use another pair).
 IDENTITY_REGISTRY_ADDRESS = "0x8004A169FB4a3325136EB29fA0ceB6D2e539a432"
 REPUTATION_REGISTRY_ADDRESS = "0x8004BAa17C55a88189AE136b182e5fdA19dE9b63"
+# Permit2's CREATE2 address on every EVM chain, and the x402 proxies' (coinbase/x402 deploys
+# both with CREATE2 at vanity addresses starting 0x4020; the SDKs name these).
+PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+EXACT_PERMIT2_PROXY_ADDRESS = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
+UPTO_PERMIT2_PROXY_ADDRESS = "0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002"
 
 COMPILER = "vyper 0.4.3"
 # The embedded py-evm chain runs Prague; pinning the target keeps the bytecode

@@ -52,6 +52,9 @@ RECEIVE_WITH_AUTHORIZATION_TYPEHASH: constant(bytes32) = keccak256(
 CANCEL_AUTHORIZATION_TYPEHASH: constant(bytes32) = keccak256(
     "CancelAuthorization(address authorizer,bytes32 nonce)"
 )
+PERMIT_TYPEHASH: constant(bytes32) = keccak256(
+    "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
+)
 # secp256k1 order / 2: signatures with a larger `s` are malleable twins (EIP-2).
 MAX_LOW_S: constant(bytes32) = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
@@ -66,6 +69,7 @@ _version: String[16]
 _balances: HashMap[address, uint256]
 _allowances: HashMap[address, HashMap[address, uint256]]
 _authorization_states: HashMap[address, HashMap[bytes32, bool]]
+_permit_nonces: HashMap[address, uint256]  # EIP-2612; last, so the older slots stay put
 
 # Name and version are fixed at deployment, so their hashes are too; the chain
 # id is read on every call, as FiatToken v2.2 does, so the domain always names
@@ -122,9 +126,7 @@ def transferFrom(from_: address, to: address, value_: uint256) -> bool:
 
 @external
 def approve(spender: address, value_: uint256) -> bool:
-    assert spender != empty(address), "ERC20: approve to the zero address"
-    self._allowances[msg.sender][spender] = value_
-    log Approval(owner=msg.sender, spender=spender, value=value_)
+    self._approve(msg.sender, spender, value_)
     return True
 
 
@@ -137,6 +139,13 @@ def mint(to: address, amount: uint256) -> bool:
     self._balances[to] += amount
     log Transfer(from_=empty(address), to=to, value=amount)
     return True
+
+
+@internal
+def _approve(owner: address, spender: address, value_: uint256):
+    assert spender != empty(address), "ERC20: approve to the zero address"
+    self._allowances[owner][spender] = value_
+    log Approval(owner=owner, spender=spender, value=value_)
 
 
 @internal
@@ -272,3 +281,32 @@ def _require_valid_authorization(
 def _mark_used(authorizer: address, nonce: bytes32):
     self._authorization_states[authorizer][nonce] = True
     log AuthorizationUsed(authorizer=authorizer, nonce=nonce)
+
+
+# ---------------------------------------------------------------- EIP-2612
+
+
+@view
+@external
+def nonces(owner: address) -> uint256:
+    return self._permit_nonces[owner]
+
+
+@external
+def permit(
+    owner: address,
+    spender: address,
+    value_: uint256,
+    deadline: uint256,
+    v: uint8,
+    r: bytes32,
+    s: bytes32,
+):
+    # FiatToken v2's order and strings; the signature goes through the same recovery (and its
+    # ECRecover checks) as the EIP-3009 functions.
+    assert deadline >= block.timestamp, "FiatTokenV2: permit is expired"
+    nonce: uint256 = self._permit_nonces[owner]
+    struct_hash: bytes32 = keccak256(abi_encode(PERMIT_TYPEHASH, owner, spender, value_, nonce, deadline))
+    assert self._recover(struct_hash, v, r, s) == owner, "EIP2612: invalid signature"
+    self._permit_nonces[owner] = nonce + 1
+    self._approve(owner, spender, value_)
