@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from .actors.client import Client, DrivesClient, FetchResult, SpendPolicy, answer_with_approver
 from .actors.driver import BaseDriver, dispatch, run
@@ -29,10 +30,13 @@ from .actors.messages import (
     Verify,
 )
 from .actors.server import ResourceServer, Route, default_handler
-from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain
+from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain, Receipt
 from .evm.eip712 import address_of_key
 from .evm.erc8004 import give_feedback
+from .evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, approve_call
+from .evm.txsign import GWEI, sign_eip1559
 from .governance import Governor
+from .mechanisms.sponsoring import APPROVAL_GAS
 from .protocol import AnyPaymentPayload, AnyPaymentRequired, AnyRequirements, SettleResponse, VerifyResponse
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -166,12 +170,14 @@ class Testbed:
         facilitator_eth: int = 100 * ETHER,
         dedupe: bool | str = True,
         token: str = "usdc",
+        sponsoring: Iterable[str] = (),
     ) -> None:
         self.seed = seed
         self.chain = LocalChain(chain_id=chain_id, start_time=start_time, seed=seed, token=token)
         key = self.chain.new_key()
         self.chain.fund(address_of_key(key), eth=facilitator_eth)
-        self.facilitator = TestFacilitator(self, Facilitator(self.chain, key, dedupe=dedupe))
+        role = Facilitator(self.chain, key, dedupe=dedupe, sponsoring=frozenset(sponsoring))
+        self.facilitator = TestFacilitator(self, role)
         self._clients = 0
 
     # -- time and blocks --------------------------------------------------------------------------
@@ -199,6 +205,22 @@ class Testbed:
             self.chain.fund_many([(a.address, usdc, eth) for a in made])
         return made
 
+    def approve_permit2(self, account: TestAccount, amount: int = UINT256_MAX) -> Receipt:
+        """``account`` approves Permit2 to spend its tokens, paying the gas itself (mined at once)."""
+        signed = sign_eip1559(
+            account.key,
+            chain_id=self.chain.chain_id,
+            nonce=self.chain.pending_nonce(account.address),
+            gas=APPROVAL_GAS,
+            max_fee_per_gas=2 * self.chain.base_fee + GWEI,
+            max_priority_fee_per_gas=0,
+            to=self.chain.usdc,
+            data=approve_call(PERMIT2_ADDRESS, amount),
+        )
+        tx_hash = self.chain.send_raw_transaction(signed.raw)
+        self.chain.mine()
+        return cast(Receipt, self.chain.receipt(tx_hash))
+
     def server(
         self,
         routes: Mapping[str, int | Route],
@@ -219,6 +241,7 @@ class Testbed:
             upfront=upfront,
             x402_version=x402_version,
             base_url=base_url,
+            supported=self.facilitator.role.supported(),
             **trust,
         )
         named = {Route(key, 0).key: h for key, h in (handlers or {}).items()}
@@ -245,6 +268,7 @@ class Testbed:
             seed=self.seed * 1_000_003 + self._clients,
             governor=governor,
             agent=agent,
+            chain=self.chain,
             **trust,
         )
         return TestClient(self, role)

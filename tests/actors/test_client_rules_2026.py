@@ -172,7 +172,7 @@ def test_an_unrecognised_flow_beside_a_recognised_one_is_skipped(tb):
     assert (_received(tb, good.address), _received(tb, odd.address)) == (PRICE, 0)
 
 
-@pytest.mark.parametrize("method", ["permit2", "erc7710", "EIP3009", 3009, ["eip3009"]])
+@pytest.mark.parametrize("method", ["Permit2", "erc7710", "EIP3009", 3009, ["eip3009"]])
 def test_an_asset_transfer_method_no_mechanism_speaks_is_never_paid(tb, method):
     alice, shop_wallet = tb.account(usdc=1_000_000), tb.account()
     before = tb.chain.block_number
@@ -203,8 +203,9 @@ def test_an_explicit_eip3009_offer_is_paid_and_preferred_to_a_permit2_one(tb):
 
 def test_the_methods_a_client_speaks_come_from_its_mechanisms(tb):
     client = tb.client(tb.account()).role
-    assert client.mechanisms.transfer_methods("exact", "eip155:8453") == ("eip3009",)
-    assert client.mechanisms.transfer_methods("upto", "eip155:8453") == ()
+    assert client.mechanisms.transfer_methods("exact", "eip155:8453") == ("eip3009", "permit2")
+    assert client.mechanisms.transfer_methods("upto", "eip155:8453") == ("permit2",)
+    assert client.mechanisms.transfer_methods("metered", "eip155:8453") == ()
 
 
 # -- lost answers are never paid twice (the HTTP paying clients) ---------------------------------

@@ -184,7 +184,7 @@ def test_nothing_sent_is_never_pending_but_a_definite_failure(tb):
 @pytest.mark.parametrize(
     ("extra", "expected", "named"),
     [
-        ({"assetTransferMethod": "permit2"}, ReasonClass.scheme, "'permit2'"),
+        ({"assetTransferMethod": "erc7710"}, ReasonClass.scheme, "'erc7710'"),
         ({"assetTransferMethod": 3009}, ReasonClass.scheme, "3009"),
         ({"paymentFlow": "stream"}, ReasonClass.malformed_requirements, "'stream'"),
         ({"paymentFlow": ["upfront"]}, ReasonClass.malformed_requirements, "['upfront']"),

@@ -62,8 +62,13 @@ def test_unpaid_request_gets_the_v2_challenge(world):
 
 def test_facilitator_endpoints(world):
     supported = httpx.get(world.facilitator_url + "/supported").json()
-    assert supported["kinds"] == [{"x402Version": 2, "scheme": "exact", "network": world.chain.network}]
-    assert supported["signers"]["eip155:*"] == [world.facilitator.address]
+    network, address = world.chain.network, world.facilitator.address
+    assert supported["kinds"] == [
+        {"x402Version": 2, "scheme": "exact", "network": network},
+        {"x402Version": 2, "scheme": "upto", "network": network, "extra": {"facilitatorAddress": address}},
+    ]
+    assert supported["extensions"] == []  # gas sponsoring is offered only when asked for
+    assert supported["signers"]["eip155:*"] == [address]
     assert httpx.get(world.facilitator_url + "/health").json()["status"] == "ok"
 
 

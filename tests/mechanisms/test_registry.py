@@ -10,6 +10,8 @@ from x402sim.actors import Facilitator, PaymentRefused, Send
 from x402sim.actors.messages import HttpRequest
 from x402sim.mechanisms import (
     EXACT_EIP3009,
+    EXACT_PERMIT2,
+    UPTO_PERMIT2,
     ExactEip3009,
     Mechanisms,
     default_mechanisms,
@@ -29,12 +31,14 @@ class NoLedgerRules(ExactEip3009):
 
 def test_the_default_registry_finds_exact_eip3009_by_scheme_network_and_method():
     registry = default_mechanisms()
-    assert list(registry) == [EXACT_EIP3009]
+    assert list(registry) == [EXACT_EIP3009, EXACT_PERMIT2, UPTO_PERMIT2]
     assert registry.find("exact", "eip155:8453") is EXACT_EIP3009
     assert registry.find("exact", "base-sepolia") is EXACT_EIP3009  # a v1 name is an EVM network
     assert registry.find("exact", "eip155:1", {"assetTransferMethod": "eip3009"}) is EXACT_EIP3009
-    assert registry.find("exact", "eip155:1", {"assetTransferMethod": "permit2"}) is None
-    assert registry.find("upto", "eip155:1") is None
+    assert registry.find("exact", "eip155:1", {"assetTransferMethod": "permit2"}) is EXACT_PERMIT2
+    assert registry.find("upto", "eip155:1") is UPTO_PERMIT2  # upto has one method: Permit2
+    assert registry.find("upto", "eip155:1", {"assetTransferMethod": "eip3009"}) is None
+    assert registry.find("exact", "eip155:1", {"assetTransferMethod": "erc7710"}) is None
     assert registry.find("exact", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp") is None
 
 
@@ -51,7 +55,7 @@ def test_a_mechanism_is_registered_once():
 
 
 def test_the_ledger_refuses_a_mechanism_without_rules_naming_it():
-    assert ledger_refusal(default_mechanisms()) is None
+    assert ledger_refusal([EXACT_EIP3009]) is None
     assert ledger_refusal([EXACT_EIP3009, NoLedgerRules()]) == (
         'the ledger backend has no rules for mechanism metered/eip155/eip3009: use backend = "evm"'
     )
@@ -71,8 +75,9 @@ def _challenge(tb, shop):
 @pytest.mark.parametrize(
     ("change", "refusal"),
     [
-        ({"scheme": "upto"}, "scheme 'upto' is not supported"),
-        ({"extra": {"name": "USDC", "version": "2", "assetTransferMethod": "permit2"}}, "no mechanism pays"),
+        ({"scheme": "metered"}, "scheme 'metered' is not supported"),
+        ({"extra": {"name": "USDC", "version": "2", "assetTransferMethod": "erc7710"}}, "no mechanism pays"),
+        ({"scheme": "upto"}, "upto offer lacks extra.facilitatorAddress"),
     ],
 )
 def test_the_client_pays_only_offers_a_registered_mechanism_pays(tb, change, refusal):

@@ -9,9 +9,15 @@ Rules:
   ``upfront``, ``escrow``; absent means ``authorization``) or whose ``extra.assetTransferMethod`` no
   mechanism of its speaks (absent means ``eip3009``): the refusal names the flow or the method.
 * Of the offers it can and may pay, it keeps those of the ``authorization`` flow when there are any
-  (it is charged only after the server verified and served), then pays the cheapest in the network
-  and asset of the first one (the server's order breaks ties); it never compares prices in
-  different assets.
+  (it is charged only after the server verified and served), then pays the one of lowest cost to
+  it in the network and asset of the first one; it never compares prices in different assets. The
+  cost of an offer is the most it can take from the wallet (its amount; for ``upto``, the signed
+  maximum), then whether paying it needs a transaction of the client's own first (a Permit2 offer
+  when its allowance for Permit2 is short and the 402 declares no gas-sponsoring extension it can
+  use: the approval's gas is the client's); the server's order breaks the remaining ties.
+* A Permit2 payment carries the info of a declared gas-sponsoring extension (EIP-2612 first) when
+  its allowance for Permit2 is short; the client reads its allowance and nonces from ``chain``.
+  Without a chain it attaches none.
 * The spend policy can refuse an offer; refusing is a value in the result, not an exception.
   ``create_payment`` (the direct API) raises ``PaymentRefused`` instead, naming why.
 * With a ``governor`` (``x402sim.governance``), the chosen offer is put to it before signing: a
@@ -49,15 +55,20 @@ from urllib.parse import urlsplit
 
 from ..errors import Refused
 from ..evm.eip712 import address_of_key
+from ..evm.permit2 import PERMIT2_ADDRESS, allowance
 from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor, Policy
 from ..mechanisms import (
+    SPONSORING_EXTENSIONS,
     Mechanisms,
     Offer,
     Verdict,
     default_mechanisms,
     payment_flow_problem,
     prefers_authorization,
+    transfer_method_of,
 )
+from ..mechanisms.permit2 import TRANSFER_METHOD as PERMIT2
+from ..mechanisms.sponsoring import client_info
 from ..money import format_usdc
 from ..protocol import (
     AnyPaymentPayload,
@@ -161,6 +172,14 @@ class PaymentRecord:
         return self.settlement is not None and self.settlement.success
 
     @property
+    def charged(self) -> int:
+        """What the settlement took: the amount it names (upto), else the amount signed; 0 unsettled."""
+        if self.settlement is None or not self.settlement.success:
+            return 0
+        named = self.settlement.amount
+        return int(named) if named is not None and named.isdigit() else self.amount
+
+    @property
     def outcome(self) -> str:
         """``settled``, ``failed`` (the server said so) or ``unknown`` (no settlement answer: it may
         have settled, so check ``authorizationState`` of ``nonce`` on chain before paying again)."""
@@ -236,6 +255,7 @@ class Client:
     rate: Callable[[HttpResponse], int | None] | None = None  # feedback value on a delivery (None: none)
     mandate: Any = None  # an ``AgentMandate`` (AP2): every payment carries a closed mandate
     mechanisms: Mechanisms[Verdict] = field(default_factory=default_mechanisms)  # what it can pay
+    chain: Any = None  # a ``ChainReads``: its Permit2 allowance and nonces (gas-sponsoring extensions)
 
     def __post_init__(self) -> None:
         self.networks = check_networks(self.networks)
@@ -259,7 +279,18 @@ class Client:
         acceptable = authorization or acceptable
         first = acceptable[0][1]
         same = [(req, o) for req, o in acceptable if (o.network, o.asset) == (first.network, first.asset)]
-        return min(same, key=lambda pair: pair[1].amount)
+        declared = getattr(required, "extensions", None) or {}
+        return min(same, key=lambda pair: (pair[1].amount, self._needs_own_approval(pair[1], declared)))
+
+    def _needs_own_approval(self, offer: Offer, declared: dict[str, Any]) -> bool:
+        """Whether paying ``offer`` needs the client's own approval transaction first (see the rules)."""
+        if transfer_method_of(offer.extra, offer.scheme) != PERMIT2:
+            return False
+        if any(name in declared for name in SPONSORING_EXTENSIONS):
+            return False
+        if self.chain is None:
+            return True
+        return bool(allowance(self.chain, offer.asset, self.address, PERMIT2_ADDRESS) < offer.amount)
 
     def _server_of(self, required: AnyPaymentRequired) -> ServerIdentity | None:
         """The agent identity ``required`` declares (None: none); ``PaymentRefused`` when this client
@@ -384,6 +415,8 @@ class Client:
         if mechanism is None:  # choose() only picks offers a mechanism pays
             raise PaymentRefused(f"no mechanism pays {offer.scheme!r} offers on {offer.network}")
         exact = mechanism.sign(self.key, self.address, offer, now, nonce)
+        if mechanism.transfer_method == PERMIT2 and isinstance(required, PaymentRequired):
+            extensions.update(self._sponsoring(required, offer, now))
         self._committed += offer.amount
         payment: AnyPaymentPayload
         if isinstance(required, PaymentRequired):
@@ -397,6 +430,23 @@ class Client:
         else:
             payment = PaymentPayloadV1(x402_version=1, scheme=req.scheme, network=req.network, payload=exact)
         return payment
+
+    def _sponsoring(self, required: PaymentRequired, offer: Offer, now: int) -> dict[str, Any]:
+        """The gas-sponsoring extension info a Permit2 payment of ``offer`` carries (see the rules)."""
+        try:
+            domain = offer.domain if "name" in offer.extra and "version" in offer.extra else None
+        except (TypeError, ValueError):
+            domain = None
+        return client_info(
+            self.key,
+            self.address,
+            required.extensions or {},
+            token=offer.asset,
+            domain=domain,
+            amount=offer.amount,
+            deadline=now + offer.max_timeout_seconds,
+            chain=self.chain,
+        )
 
     def fetch(self, request: HttpRequest, now: int) -> Steps[FetchResult]:
         """Send ``request``; on a 402, pay once and send it again."""
@@ -520,19 +570,24 @@ class Client:
         status: int | None,
         settlement: SettleResponse | None,
     ) -> None:
-        if settlement is not None and settlement.success:
-            self.spent += offer.amount
-        self.payments.append(
-            PaymentRecord(
-                resource=request.path,
-                pay_to=offer.pay_to,
-                asset=offer.asset,
-                amount=offer.amount,
-                nonce=payment.payload["authorization"]["nonce"],
-                status=status,
-                settlement=settlement,
-            )
+        record = PaymentRecord(
+            resource=request.path,
+            pay_to=offer.pay_to,
+            asset=offer.asset,
+            amount=offer.amount,
+            nonce=_nonce_of(payment.payload),
+            status=status,
+            settlement=settlement,
         )
+        self.spent += record.charged
+        self.payments.append(record)
+
+
+def _nonce_of(payload: dict[str, Any]) -> str:
+    """The nonce a payment spends: an EIP-3009 authorization's (hex), or a Permit2 permit's (decimal)."""
+    signed = payload.get("authorization") or payload.get("permit2Authorization") or {}
+    return str(signed.get("nonce", ""))
+
 
 
 def answer_with_approver(client: Client, effect: Approve, now: int | None = None) -> Approval:

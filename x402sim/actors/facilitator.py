@@ -77,6 +77,7 @@ from ..protocol import (
     PaymentRequirementsV1,
     Reason,
     SettleResponse,
+    SupportedKind,
     SupportedResponse,
     VerifyResponse,
     v1_to_caip2,
@@ -167,9 +168,17 @@ class Facilitator:
 
     def supported(self) -> SupportedResponse:
         network = self.chain.network
-        kinds = [kind for m in self.mechanisms for kind in m.supported_kinds(network, self.address)]
+        kinds: dict[tuple[int, str, str], SupportedKind] = {}  # one per version, scheme and network
+        for m in self.mechanisms:
+            for kind in m.supported_kinds(network, self.address):
+                key = (kind.x402_version, kind.scheme, kind.network)
+                known = kinds[key].extra if key in kinds else None
+                extra = {**(known or {}), **(kind.extra or {})}
+                kinds[key] = kind.model_copy(update={"extra": extra or None})
         extensions = [name for name in SPONSORING_EXTENSIONS if name in self.sponsoring]
-        return SupportedResponse(kinds=kinds, extensions=extensions, signers={"eip155:*": [self.address]})
+        return SupportedResponse(
+            kinds=list(kinds.values()), extensions=extensions, signers={"eip155:*": [self.address]}
+        )
 
     def judging(self, now: int, *, settling: bool = False) -> Judging:
         """What this facilitator's mechanisms judge a payment with at ``now``."""

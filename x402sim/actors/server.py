@@ -74,7 +74,6 @@ from eth_utils import is_address
 
 from ..evm.chain import ChainBasics
 from ..mechanisms import (
-    DEFAULT_TRANSFER_METHOD,
     EXACT_EIP3009,
     SPONSORING_EXTENSIONS,
     Mechanism,
@@ -83,6 +82,7 @@ from ..mechanisms import (
     Verdict,
     default_mechanisms,
     evm_address,
+    transfer_method_of,
 )
 from ..mechanisms.permit2 import TRANSFER_METHOD as PERMIT2
 from ..mechanisms.sponsoring import declaration as sponsoring_declaration
@@ -400,7 +400,7 @@ class ResourceServer:
         if route.scheme is None and route.transfer_method is None:
             return self.mechanism
         scheme = route.scheme or self.mechanism.scheme
-        method = route.transfer_method or (PERMIT2 if scheme == "upto" else DEFAULT_TRANSFER_METHOD)
+        method = route.transfer_method or transfer_method_of(None, scheme)
         found = self.mechanisms.find(scheme, self.network, {"assetTransferMethod": method})
         if found is None:
             raise ValueError(

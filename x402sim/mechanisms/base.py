@@ -50,6 +50,8 @@ from .offer import Offer
 from .verdict import Judging, Step
 
 DEFAULT_TRANSFER_METHOD = "eip3009"  # what an EVM offer without extra.assetTransferMethod means
+# ... except for the schemes that have one method only (upto is Permit2 alone)
+SCHEME_TRANSFER_METHODS = {"upto": "permit2"}
 # extra.paymentFlow, reserved by x402: verify, serve, settle (the default); settle first; escrow.
 PAYMENT_FLOWS = ("authorization", "upfront", "escrow")
 DEFAULT_PAYMENT_FLOW = "authorization"
@@ -112,10 +114,12 @@ def family_of(network: str) -> str:
     return namespace if colon else "eip155"
 
 
-def transfer_method_of(extra: dict[str, Any] | None) -> str | None:
-    """``extra.assetTransferMethod``: ``DEFAULT_TRANSFER_METHOD`` when absent (or JSON null), None
-    when it is not a string (a method no mechanism speaks)."""
-    method = _reserved(extra, "assetTransferMethod", DEFAULT_TRANSFER_METHOD)
+def transfer_method_of(extra: dict[str, Any] | None, scheme: str = "exact") -> str | None:
+    """``extra.assetTransferMethod`` of an offer of ``scheme``: when absent (or JSON null), the
+    scheme's only method (``SCHEME_TRANSFER_METHODS``) or ``DEFAULT_TRANSFER_METHOD``; None when it
+    is not a string (a method no mechanism speaks)."""
+    default = SCHEME_TRANSFER_METHODS.get(scheme, DEFAULT_TRANSFER_METHOD)
+    method = _reserved(extra, "assetTransferMethod", default)
     return method if isinstance(method, str) else None
 
 
@@ -185,7 +189,7 @@ class Mechanisms(Generic[VerdictT]):
     def find(
         self, scheme: str, network: str, extra: dict[str, Any] | None = None
     ) -> Mechanism[VerdictT] | None:
-        family, method = family_of(network), transfer_method_of(extra)
+        family, method = family_of(network), transfer_method_of(extra, scheme)
         for m in self._all:
             if (m.scheme, m.family, m.transfer_method) == (scheme, family, method):
                 return m
@@ -200,7 +204,7 @@ class Mechanisms(Generic[VerdictT]):
         """Why no mechanism here speaks the ``assetTransferMethod`` of ``extra`` for ``scheme`` on
         ``network`` (naming the method and those spoken), or None."""
         spoken = self.transfer_methods(scheme, network)
-        method = transfer_method_of(extra)
+        method = transfer_method_of(extra, scheme)
         if not spoken or method in spoken:
             return None
         named = (extra or {}).get("assetTransferMethod")

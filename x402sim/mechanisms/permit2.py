@@ -51,7 +51,6 @@ from ..evm.permit2 import (
 from ..protocol import (
     AnyPaymentPayload,
     AnyRequirements,
-    PaymentPayload,
     PaymentPayloadV1,
     PaymentRequirementsV1,
     Permit2Payload,

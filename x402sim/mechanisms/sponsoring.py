@@ -138,7 +138,7 @@ def client_info(
             chain_id=chain.chain_id,
             nonce=chain.pending_nonce(payer),
             gas=APPROVAL_GAS,
-            max_fee_per_gas=GWEI,
+            max_fee_per_gas=max(GWEI, 2 * int(getattr(chain, "base_fee", 0))),
             max_priority_fee_per_gas=0,
             to=token,
             data=approve_call(PERMIT2_ADDRESS, UINT256_MAX),

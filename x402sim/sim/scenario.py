@@ -56,7 +56,7 @@ from ..evm.backend import BACKENDS
 from ..evm.chain import DEFAULT_START_TIME
 from ..governance.policy import Allow, Block, NewPayee, PolicyError, check_policies
 from ..governance.policy import Policy as GovernancePolicy
-from ..mechanisms import DEFAULT_MECHANISMS, ledger_refusal
+from ..mechanisms import EXACT_EIP3009, ledger_refusal
 from ..tables import (
     Name,
     Seconds,
@@ -1372,7 +1372,7 @@ def _check_trust(s: Scenario, label: str) -> None:
     def fail(path: str, problem: str) -> None:
         raise ScenarioError(f"{label}: {path}", problem)
 
-    if s.chain.backend == "ledger" and (refused := ledger_refusal(DEFAULT_MECHANISMS)):
+    if s.chain.backend == "ledger" and (refused := ledger_refusal((EXACT_EIP3009,))):
         fail("chain.backend", refused)
     used = s.trust_keys()
     if used and s.chain.backend == "ledger":
