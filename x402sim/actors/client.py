@@ -589,7 +589,6 @@ def _nonce_of(payload: dict[str, Any]) -> str:
     return str(signed.get("nonce", ""))
 
 
-
 def answer_with_approver(client: Client, effect: Approve, now: int | None = None) -> Approval:
     """The answer of ``client``'s governor's own approver to ``effect`` (for drivers without a human
     to ask), given at unix time ``now`` if the driver can tell (an approver may take a while: the

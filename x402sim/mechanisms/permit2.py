@@ -19,8 +19,9 @@ requirements are what is judged, failures are values):
   transaction is not simulated: the approval is not on chain yet.
 * ``upto``: at ``/verify`` the requirements' amount is the maximum, which the permit must equal;
   at ``/settle`` it is the charge (``Judging.settling``), which must not exceed the permit
-  (``invalid_upto_evm_payload_settlement_exceeds_amount``); a charge of 0 settles with no
-  transaction. The witness must name this facilitator.
+  (``invalid_upto_evm_payload_settlement_exceeds_amount``, the table's last row, as the Python SDK
+  checks it after verifying again); a charge of 0 settles with no transaction. The witness must
+  name this facilitator.
 * Settlement: ``settle`` on the proxy; ``settleWithPermit`` when an EIP-2612 permit gives the
   allowance; with an approval transaction, a bundle: the ether its gas needs (when the payer lacks
   it), the approval, the settlement.
@@ -115,9 +116,12 @@ def _recovers_to_from(c: Candidate) -> bool:
 
 
 def _amount_row(c: Candidate) -> bool:
-    if c.offer.scheme == "upto" and c.judging.settling:
-        return c.offer.amount <= c.permit.amount
-    return c.permit.amount == c.offer.amount
+    # upto at /settle: the requirements name the charge, checked against the permit last
+    return (c.offer.scheme == "upto" and c.judging.settling) or c.permit.amount == c.offer.amount
+
+
+def _charge_row(c: Candidate) -> bool:
+    return not c.judging.settling or c.offer.amount <= c.permit.amount
 
 
 def _rows(scheme: str, proxy: str) -> tuple[tuple[str, Reason, Callable[[Candidate], bool]], ...]:
@@ -170,13 +174,7 @@ def _rows(scheme: str, proxy: str) -> tuple[tuple[str, Reason, Callable[[Candida
             Reason.permit2_not_yet_valid,
             lambda c: c.permit.valid_after <= c.judging.now,
         ),
-        (
-            "permitted amount is the amount (upto settling: covers the charge)",
-            Reason.invalid_upto_evm_payload_settlement_exceeds_amount
-            if upto
-            else Reason.permit2_amount_mismatch,
-            _amount_row,
-        ),
+        ("permitted amount is the amount", Reason.permit2_amount_mismatch, _amount_row),
         (
             "permitted token is the asset",
             Reason.permit2_token_mismatch,
@@ -184,6 +182,14 @@ def _rows(scheme: str, proxy: str) -> tuple[tuple[str, Reason, Callable[[Candida
         ),
         ("signature recovers to from", Reason.invalid_permit2_signature, _recovers_to_from),
     ]
+    if upto:
+        rows.append(
+            (
+                "the charge is within the permit (at /settle)",
+                Reason.invalid_upto_evm_payload_settlement_exceeds_amount,
+                _charge_row,
+            )
+        )
     return tuple(rows)
 
 
