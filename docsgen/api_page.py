@@ -32,8 +32,18 @@ GROUPS: list[tuple[str, str, str, list[str]]] = [
     (
         "Mechanisms",
         "mechanisms",
-        "The payment schemes the roles speak.",
-        ["Mechanism", "Mechanisms", "default_mechanisms", "EXACT_EIP3009"],
+        "The payment mechanisms the roles speak, and the gas-sponsoring extensions of Permit2.",
+        [
+            "Mechanism",
+            "Mechanisms",
+            "default_mechanisms",
+            "EXACT_EIP3009",
+            "EXACT_PERMIT2",
+            "UPTO_PERMIT2",
+            "SPONSORING_EXTENSIONS",
+            "EIP2612_GAS_SPONSORING",
+            "ERC20_APPROVAL_GAS_SPONSORING",
+        ],
     ),
     (
         "Chains",

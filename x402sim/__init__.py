@@ -45,7 +45,17 @@ from .governance import (
     parse_policies,
 )
 from .governance import verify as verify_audit
-from .mechanisms import EXACT_EIP3009, Mechanism, Mechanisms, default_mechanisms
+from .mechanisms import (
+    EIP2612_GAS_SPONSORING,
+    ERC20_APPROVAL_GAS_SPONSORING,
+    EXACT_EIP3009,
+    EXACT_PERMIT2,
+    SPONSORING_EXTENSIONS,
+    UPTO_PERMIT2,
+    Mechanism,
+    Mechanisms,
+    default_mechanisms,
+)
 from .protocol import (
     PaymentPayload,
     PaymentPayloadV1,
@@ -108,7 +118,12 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BACKENDS",
+    "EIP2612_GAS_SPONSORING",
+    "ERC20_APPROVAL_GAS_SPONSORING",
     "EXACT_EIP3009",
+    "EXACT_PERMIT2",
+    "SPONSORING_EXTENSIONS",
+    "UPTO_PERMIT2",
     "AgentDirectory",
     "AgentMandate",
     "AgentRef",
