@@ -14,6 +14,7 @@ from eth_account.messages import encode_typed_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from x402sim.evm import MULTICALL3_ADDRESS
 from x402sim.evm import permit2 as p2
 from x402sim.evm.contracts import (
     EXACT_PERMIT2_PROXY,
@@ -338,3 +339,14 @@ def test_revert_reason_names_only_well_formed_custom_errors():
     assert revert_reason(error("InvalidNonce()", 1)) is None  # trailing bytes
     assert revert_reason(error("SomethingElse()")) is None
     assert revert_reason(b"") is None
+
+
+def test_an_owner_with_code_is_asked_by_eip1271(world: World):
+    """An owner with code is not ecrecovered: Permit2 asks its isValidSignature, and an owner that
+    has none (Multicall3 here) makes the call, and the transfer, revert without data."""
+    permit = world.permit(spender=world.facilitator)
+    result = world.call(
+        p2.PERMIT2_ADDRESS, witness_transfer_call(permit, MULTICALL3_ADDRESS, world.sign(permit))
+    )
+    assert result.reverted
+    assert result.output == b""
