@@ -5,8 +5,9 @@
         Its external interface, EIP-712 domain, check order and revert strings
         follow Circle's FiatToken v2 for everything the x402 `exact` EVM scheme
         touches, because x402 clients classify failures by matching revert text.
-        Left out on purpose: blacklisting, pausing, minter allowances, EIP-2612
-        permit and EIP-1271 contract signatures.
+        EIP-2612 `permit` too, with FiatToken v2's checks and strings, for the
+        Permit2 paths' gasless approval. Left out on purpose: blacklisting,
+        pausing, minter allowances and EIP-1271 contract signatures.
 @dev Vyper rejects `from` and `value` as names, so the source says `from_` and
      `value_`; the committed ABI artifact restores USDC's `from` and `value`.
 """
