@@ -76,6 +76,7 @@ from ..protocol import (
     AnyRequirements,
     PaymentRequirementsV1,
     Reason,
+    ReasonClass,
     SettleResponse,
     SupportedKind,
     SupportedResponse,
@@ -308,7 +309,7 @@ class Facilitator:
             reason = Reason.invalid_exact_evm_transfer_event_mismatch
         else:
             reason = mechanism.reason_for_revert(receipt.revert_reason)
-            if reason is Reason.transaction_failed and self._used_on_chain(mechanism, verdict):
+            if reason.cls is ReasonClass.transaction_failed and self._used_on_chain(mechanism, verdict):
                 reason = Reason.invalid_exact_evm_nonce_already_used  # a node that keeps no revert text
         claim, _ = mechanism.claim(verdict)
         if reason is not None and reason is not Reason.invalid_exact_evm_nonce_already_used:
