@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
 
 DECIMALS = 6
 UNIT = 10**DECIMALS  # atomic units in one USDC (one dollar)
+_PLAIN_DECIMAL = re.compile(r"\+?[0-9]*\.?[0-9]+|\+?[0-9]+\.")  # no sign but +, no exponent, no inf/nan
 
 
 def parse_usdc(value: Any) -> int:
@@ -37,8 +39,11 @@ def parse_usdc(value: Any) -> int:
     Raises ``ValueError`` saying what is wrong (the caller names where)."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError('write USDC amounts as decimal strings, e.g. "0.001"')
+    text = str(value).strip()
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise ValueError(f"{value!r} is not a plain decimal number (digits, at most one point)")
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{value!r} is not a decimal number") from None
     if not amount.is_finite() or amount < 0:
@@ -46,6 +51,8 @@ def parse_usdc(value: Any) -> int:
     atomic = amount * UNIT
     if atomic != atomic.to_integral_value():
         raise ValueError(f"{value!r} has more than {DECIMALS} decimals")
+    if atomic >= 2**256:
+        raise ValueError(f"{value!r} is more than a token amount can hold (2**256 atomic units)")
     return int(atomic)
 
 
