@@ -89,9 +89,11 @@ class Frame:
     store: Store
     writes: dict[bytes, int] = field(default_factory=dict)
     warm: set[bytes] = field(default_factory=set)
-    logs: list[tuple[tuple[bytes, ...], bytes]] = field(default_factory=list)  # (topics, data)
+    # (emitter, topics, data); the emitter is None for the token, else the contract's 20 bytes
+    logs: list[tuple[bytes | None, tuple[bytes, ...], bytes]] = field(default_factory=list)
     gas: int = 0
     refund: int = 0
+    emitter: bytes | None = None  # the contract whose code runs now (None: the token)
 
     def touch(self, key: bytes) -> None:
         """Charge reading ``key`` (cold the first time, warm after)."""
@@ -130,7 +132,7 @@ class Frame:
         self.writes[key] = new
 
     def log(self, *topics: bytes, data: bytes = b"") -> None:
-        self.logs.append((topics, data))
+        self.logs.append((self.emitter, topics, data))
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from eth_abi import decode, encode
 from eth_utils import to_canonical_address, to_checksum_address
 
 from ..errors import ChainError
 from . import fiat_rules as fr
+from . import permit2_rules as p2
 from . import rlpcodec
 from .chain import (
     ETHER,
@@ -54,7 +56,16 @@ from .chain import (
     Log,
     Receipt,
 )
-from .contracts import TOKENS, load_artifact
+from .contracts import (
+    EXACT_PERMIT2_PROXY,
+    IDENTITY_REGISTRY_ADDRESS,
+    MULTICALL3_ADDRESS,
+    PERMIT2,
+    REPUTATION_REGISTRY_ADDRESS,
+    TOKENS,
+    UPTO_PERMIT2_PROXY,
+    load_artifact,
+)
 from .eip712 import Authorization, address_of_key, canonical, checksum, domain_separator, recover_signer
 from .hashing import keccak
 from .state_verify import Prediction, predict
@@ -77,53 +88,163 @@ REFUND_QUOTIENT = 5
 # ``python -m x402sim.evm.ledger_gas``; the differential test holds the ledger to them.
 EXECUTION_GAS: dict[str, dict[str, int]] = {
     "usdc": {
+        "approve": 2235,
+        "approve:to_zero": 464,
         "cancel": 6088,
         "cancel_invalid_s": 1298,
         "cancel_invalid_v": 1354,
         "cancel_no_signer": 4555,
         "cancel_used": 654,
         "cancel_wrong_signer": 4613,
+        "exact.settleWithPermit|Permit2612AmountMismatch": 1156,
+        "exact.settleWithPermit|permit:expired|ok": 24576,
+        "exact.settleWithPermit|permit:invalid_s|ok": 25610,
+        "exact.settleWithPermit|permit:invalid_v|ok": 25666,
+        "exact.settleWithPermit|permit:no_signer|ok": 28596,
+        "exact.settleWithPermit|permit:wrong_signer|ok": 28645,
+        "exact.settleWithPermit|permit|ok": 27539,
+        "exact.settle|InvalidAmount": 1357,
+        "exact.settle|InvalidDestination": 1397,
+        "exact.settle|InvalidNonce": 6923,
+        "exact.settle|InvalidOwner": 1377,
+        "exact.settle|InvalidSignature": 13611,
+        "exact.settle|InvalidSigner": 13640,
+        "exact.settle|PaymentTooEarly": 1425,
+        "exact.settle|SignatureExpired": 6596,
+        "exact.settle|ok": 20292,
+        "exact.settle|transfer_from:exceeds_allowance": 17362,
+        "exact.settle|transfer_from:exceeds_balance": 17527,
         "expired": 595,
         "invalid_s": 1492,
         "invalid_v": 1548,
+        "invalidate_unordered_nonces": 1958,
         "mint": 2194,
         "mint_not_minter": 390,
         "mint_to_zero": 410,
         "mint_zero": 430,
         "no_signer": 4749,
         "not_yet_valid": 570,
+        "permit": 6538,
+        "permit:expired": 530,
+        "permit:invalid_s": 1293,
+        "permit:invalid_v": 1349,
+        "permit:no_signer": 4550,
+        "permit:to_zero": 4785,
+        "permit:wrong_signer": 4599,
         "transfer": 2437,
         "transfer:exceeds_balance": 569,
         "transfer:to_zero": 464,
+        "transfer_from": 2836,
+        "transfer_from:exceeds_allowance": 615,
+        "transfer_from:exceeds_balance": 780,
+        "transfer_from:from_zero": 655,
+        "transfer_from:to_zero": 675,
         "transfer_with_authorization": 8560,
         "transfer_with_authorization:exceeds_balance": 6710,
         "transfer_with_authorization:to_zero": 6605,
+        "upto.settleWithPermit|AmountExceedsPermitted": 1192,
+        "upto.settleWithPermit|Permit2612AmountMismatch": 1333,
+        "upto.settleWithPermit|UnauthorizedFacilitator": 1217,
+        "upto.settleWithPermit|permit:expired|ok": 24935,
+        "upto.settleWithPermit|permit:invalid_s|ok": 25969,
+        "upto.settleWithPermit|permit:invalid_v|ok": 26025,
+        "upto.settleWithPermit|permit:no_signer|ok": 28955,
+        "upto.settleWithPermit|permit:wrong_signer|ok": 29004,
+        "upto.settleWithPermit|permit|ok": 27898,
+        "upto.settle|AmountExceedsPermitted": 1117,
+        "upto.settle|InvalidAmount": 1714,
+        "upto.settle|InvalidDestination": 1754,
+        "upto.settle|InvalidNonce": 7280,
+        "upto.settle|InvalidOwner": 1734,
+        "upto.settle|InvalidSignature": 13968,
+        "upto.settle|InvalidSigner": 13997,
+        "upto.settle|PaymentTooEarly": 1782,
+        "upto.settle|SignatureExpired": 6953,
+        "upto.settle|UnauthorizedFacilitator": 1142,
+        "upto.settle|ok": 20649,
+        "upto.settle|transfer_from:exceeds_allowance": 17719,
+        "upto.settle|transfer_from:exceeds_balance": 17884,
         "used": 784,
         "wrong_signer": 4798,
     },
     "pyusd": {
         "already_used": 2194,
+        "approve": 2235,
+        "approve:to_zero": 464,
         "cancel": 6122,
         "cancel_already_used": 2041,
         "cancel_invalid_s": 1331,
         "cancel_invalid_v": 1387,
         "cancel_no_signer": 4588,
         "cancel_wrong_signer": 4646,
+        "exact.settleWithPermit|Permit2612AmountMismatch": 1156,
+        "exact.settleWithPermit|permit:expired|ok": 24576,
+        "exact.settleWithPermit|permit:invalid_s|ok": 25610,
+        "exact.settleWithPermit|permit:invalid_v|ok": 25666,
+        "exact.settleWithPermit|permit:no_signer|ok": 28596,
+        "exact.settleWithPermit|permit:wrong_signer|ok": 28645,
+        "exact.settleWithPermit|permit|ok": 27539,
+        "exact.settle|InvalidAmount": 1357,
+        "exact.settle|InvalidDestination": 1397,
+        "exact.settle|InvalidNonce": 6923,
+        "exact.settle|InvalidOwner": 1377,
+        "exact.settle|InvalidSignature": 13611,
+        "exact.settle|InvalidSigner": 13640,
+        "exact.settle|PaymentTooEarly": 1425,
+        "exact.settle|SignatureExpired": 6596,
+        "exact.settle|ok": 20292,
+        "exact.settle|transfer_from:exceeds_allowance": 17362,
+        "exact.settle|transfer_from:exceeds_balance": 17527,
         "expired": 589,
         "invalid_s": 1539,
         "invalid_v": 1595,
+        "invalidate_unordered_nonces": 1958,
         "mint": 2194,
         "mint_not_minter": 390,
         "mint_to_zero": 410,
         "mint_zero": 430,
         "no_signer": 4796,
         "not_yet_valid": 564,
+        "permit": 6538,
+        "permit:expired": 530,
+        "permit:invalid_s": 1293,
+        "permit:invalid_v": 1349,
+        "permit:no_signer": 4550,
+        "permit:to_zero": 4785,
+        "permit:wrong_signer": 4599,
         "transfer": 2437,
         "transfer:exceeds_balance": 569,
         "transfer:to_zero": 464,
+        "transfer_from": 2836,
+        "transfer_from:exceeds_allowance": 615,
+        "transfer_from:exceeds_balance": 780,
+        "transfer_from:from_zero": 655,
+        "transfer_from:to_zero": 675,
         "transfer_with_authorization": 8607,
         "transfer_with_authorization:exceeds_balance": 6757,
         "transfer_with_authorization:to_zero": 6652,
+        "upto.settleWithPermit|AmountExceedsPermitted": 1192,
+        "upto.settleWithPermit|Permit2612AmountMismatch": 1333,
+        "upto.settleWithPermit|UnauthorizedFacilitator": 1217,
+        "upto.settleWithPermit|permit:expired|ok": 24935,
+        "upto.settleWithPermit|permit:invalid_s|ok": 25969,
+        "upto.settleWithPermit|permit:invalid_v|ok": 26025,
+        "upto.settleWithPermit|permit:no_signer|ok": 28955,
+        "upto.settleWithPermit|permit:wrong_signer|ok": 29004,
+        "upto.settleWithPermit|permit|ok": 27898,
+        "upto.settle|AmountExceedsPermitted": 1117,
+        "upto.settle|InvalidAmount": 1714,
+        "upto.settle|InvalidDestination": 1754,
+        "upto.settle|InvalidNonce": 7280,
+        "upto.settle|InvalidOwner": 1734,
+        "upto.settle|InvalidSignature": 13968,
+        "upto.settle|InvalidSigner": 13997,
+        "upto.settle|PaymentTooEarly": 1782,
+        "upto.settle|SignatureExpired": 6953,
+        "upto.settle|UnauthorizedFacilitator": 1142,
+        "upto.settle|ok": 20649,
+        "upto.settle|transfer_from:exceeds_allowance": 17719,
+        "upto.settle|transfer_from:exceeds_balance": 17884,
         "wrong_signer": 4845,
     },
 }
@@ -138,18 +259,63 @@ SELECTORS = {
     selector("cancelAuthorization(address,bytes32,uint8,bytes32,bytes32)"): ("cancelAuthorization", 5),
     selector("transfer(address,uint256)"): ("transfer", 2),
     selector("mint(address,uint256)"): ("mint", 2),
+    selector("approve(address,uint256)"): ("approve", 2),
+    selector("transferFrom(address,address,uint256)"): ("transferFrom", 3),
+    selector("permit(address,address,uint256,uint256,uint8,bytes32,bytes32)"): ("permit", 7),
+}
+_TYPES = {
+    "transferWithAuthorization": "aauuubvbb",
+    "cancelAuthorization": "abvbb",
+    "transfer": "au",
+    "mint": "au",
+    "approve": "au",
+    "transferFrom": "aau",
+    "permit": "aauuvbb",
 }
 VIEWS = {
     selector("balanceOf(address)"): "balanceOf",
     selector("authorizationState(address,bytes32)"): "authorizationState",
+    selector("allowance(address,address)"): "allowance",
+    selector("nonces(address)"): "nonces",
+    selector("DOMAIN_SEPARATOR()"): "DOMAIN_SEPARATOR",
     selector("totalSupply()"): "totalSupply",
     selector("name()"): "name",
     selector("version()"): "version",
     selector("decimals()"): "decimals",
 }
 
+# The proxies' ABI (eth-abi spelling): PermitTransferFrom, EIP2612Permit, the two witnesses.
+_PERMIT = "((address,uint256),uint256,uint256)"
+_PERMIT_2612 = "(uint256,uint256,bytes32,bytes32,uint8)"
+_EXACT = (_PERMIT, "address", "(address,uint256)", "bytes")
+_UPTO = (_PERMIT, "uint256", "address", "(address,address,uint256)", "bytes")
+# selector -> (upto, with an EIP-2612 permit, argument types)
+PROXY_CALLS: dict[bytes, tuple[bool, bool, tuple[str, ...]]] = {
+    selector(f"settle({','.join(_EXACT)})"): (False, False, _EXACT),
+    selector(f"settleWithPermit({','.join((_PERMIT_2612, *_EXACT))})"): (
+        False,
+        True,
+        (_PERMIT_2612, *_EXACT),
+    ),
+    selector(f"settle({','.join(_UPTO)})"): (True, False, _UPTO),
+    selector(f"settleWithPermit({','.join((_PERMIT_2612, *_UPTO))})"): (True, True, (_PERMIT_2612, *_UPTO)),
+}
+INVALIDATE_NONCES = selector("invalidateUnorderedNonces(uint256,uint256)")
+NONCE_BITMAP = selector("nonceBitmap(address,uint256)")
+DOMAIN_SEPARATOR = selector("DOMAIN_SEPARATOR()")
+# Genesis contracts of LocalChain: an owner among them would be asked for an EIP-1271 signature.
+_GENESIS_CONTRACTS = {
+    p2.PERMIT2,
+    p2.EXACT_PROXY,
+    p2.UPTO_PROXY,
+    *(
+        bytes(canonical(a))
+        for a in (MULTICALL3_ADDRESS, IDENTITY_REGISTRY_ADDRESS, REPUTATION_REGISTRY_ADDRESS)
+    ),
+}
 
-# A token call: (function name, its decoded arguments: 20-byte addresses, ints, 32-byte words, a uint8).
+# A call: (function name, its decoded arguments: 20-byte addresses, ints, 32-byte words, a uint8,
+# or one ``permit2_rules.Settlement`` for a proxy).
 _Call = tuple[str, list[Any]]
 
 
@@ -214,6 +380,8 @@ class LedgerChain(ChainConfig, ChainBasics):
             domain_separator(self.token_name, self.token_version, self.chain_id, self.usdc.lower()),
             to_canonical_address(self.minter),
         )
+        self._context = p2.Context(self._rules, self._token_bytes, p2.permit2_domain_separator(self.chain_id))
+        self._bundle_credit: dict[str, int] = {}  # ether a bundle being taken sends each address
         self._code = (
             load_artifact(self.token).runtime_bytecode
             + keccak(self.token_name.encode())
@@ -259,7 +427,7 @@ class LedgerChain(ChainConfig, ChainBasics):
         if tx.max_fee < self.base_fee:
             raise ChainError(f"max fee per gas {tx.max_fee} is below the base fee {self.base_fee}")
         count, reserved = self._pending_by_sender.get(tx.sender, (0, 0))
-        if self.eth_balance(tx.sender) < reserved + tx.cost:
+        if self.eth_balance(tx.sender) + self._bundle_credit.get(tx.sender, 0) < reserved + tx.cost:
             raise ChainError(f"{tx.sender} has too little ether for gas and value")
         if tx.gas < self._intrinsic(tx.data)[1]:
             raise ChainError(f"intrinsic gas too low: {tx.gas}")
@@ -268,9 +436,24 @@ class LedgerChain(ChainConfig, ChainBasics):
         return tx.hash
 
     def send_bundle(self, raws: list[bytes]) -> list[bytes]:
-        """Take the transactions in order for the next block (the ledger models no ether moved to a
-        bundle's later sender: a transaction that needs it is refused, as any call it does not model)."""
-        return [self.send_raw_transaction(raw) for raw in raws]
+        """Take signed transactions to be mined in this order, in the next block, all or none, as
+        ``LocalChain.send_bundle``: a transaction may spend ether that an earlier one of the bundle
+        sends it. ``ChainError`` names the first refused; then none is kept."""
+        pending, by_sender = list(self._pending), dict(self._pending_by_sender)
+        try:
+            hashes = []
+            for raw in raws:
+                hashes.append(self.send_raw_transaction(raw))
+                tx = self._pending[-1]
+                if tx.value:
+                    to = checksum(tx.to)
+                    self._bundle_credit[to] = self._bundle_credit.get(to, 0) + tx.value
+            return hashes
+        except ChainError:
+            self._pending, self._pending_by_sender = pending, by_sender
+            raise
+        finally:
+            self._bundle_credit = {}
 
     def _decode(self, raw: bytes) -> _Tx:
         if not raw or raw[0] != 2:
@@ -311,12 +494,70 @@ class LedgerChain(ChainConfig, ChainBasics):
             raise ChainError("invalid sender: the signature does not recover to an address")
         if len(to) != 20:
             raise ChainError("invalid transaction: the ledger backend creates no contracts")
-        call = None
-        if to == self._token_bytes:
-            call = self._parse_call(data)
-        elif data:
-            raise ChainError(f"the ledger backend models no contract at {checksum(to)}")
+        call = self._parse(to, data)
+        if call is not None and value:
+            raise ChainError(f"the ledger backend models no ether sent to the contract at {checksum(to)}")
         return _Tx(raw, keccak(raw), checksum(signer), nonce, tip, cap, gas, to, value, data, call)
+
+    def _parse(self, to: bytes, data: bytes) -> _Call | None:
+        """The modelled call that ``data`` makes to ``to``; None for an ether transfer to an account."""
+        if to == self._token_bytes:
+            return self._parse_call(data)
+        if to == p2.PERMIT2:
+            if data[:4] != INVALIDATE_NONCES:
+                raise ChainError(f"the ledger backend does not model Permit2 call 0x{data[:4].hex()}")
+            word, mask = self._decode_args("invalidateUnorderedNonces", ("uint256", "uint256"), data)
+            return "invalidateUnorderedNonces", [word, mask]
+        if to in (p2.EXACT_PROXY, p2.UPTO_PROXY):
+            return "settle", [self._parse_settlement(to, data)]
+        if data or to in _GENESIS_CONTRACTS:
+            raise ChainError(f"the ledger backend models no contract at {checksum(to)}")
+        return None
+
+    @staticmethod
+    def _decode_args(function: str, types: tuple[str, ...], data: bytes) -> tuple[Any, ...]:
+        """ABI-decode ``data`` after its selector, refusing any encoding but the canonical one."""
+        try:
+            args = decode(list(types), data[4:])
+            canonical_form = encode(list(types), list(args))
+        except Exception as exc:
+            raise ChainError(f"{function}: calldata that does not decode: {exc}") from exc
+        if canonical_form != data[4:]:
+            raise ChainError(f"{function}: calldata not in the canonical ABI encoding")
+        return tuple(args)
+
+    def _parse_settlement(self, to: bytes, data: bytes) -> p2.Settlement:
+        entry = PROXY_CALLS.get(data[:4])
+        upto = to == p2.UPTO_PROXY
+        if entry is None or entry[0] != upto:
+            raise ChainError(f"the ledger backend does not model proxy call 0x{data[:4].hex()}")
+        _, with_permit, types = entry
+        args = list(self._decode_args("settleWithPermit" if with_permit else "settle", types, data))
+        permit2612 = None
+        if with_permit:
+            value, deadline, r, s, v = args.pop(0)
+            permit2612 = (value, deadline, r, s, v)
+        (token, permitted), nonce, deadline = args.pop(0)
+        amount = args.pop(0) if upto else permitted
+        owner, witness, signature = args
+        call = p2.Settlement(
+            upto=upto,
+            permit=p2.PermitTransferFrom(bytes(canonical(token)), permitted, nonce, deadline),
+            amount=amount,
+            owner=bytes(canonical(owner)),
+            to=bytes(canonical(witness[0])),
+            facilitator=bytes(canonical(witness[1])) if upto else None,
+            valid_after=witness[-1],
+            signature=signature,
+            permit2612=permit2612,
+        )
+        if call.permit.token != self._token_bytes:
+            raise ChainError(f"settle: the ledger backend models no token but {self.usdc}")
+        if len(signature) != 65:
+            raise ChainError("settle: the ledger backend models 65-byte signatures only")
+        if call.owner in _GENESIS_CONTRACTS or call.owner == self._token_bytes:
+            raise ChainError("settle: the ledger backend models no owner with code (EIP-1271)")
+        return call
 
     def _parse_call(self, data: bytes) -> _Call:
         entry = SELECTORS.get(data[:4])
@@ -327,12 +568,7 @@ class LedgerChain(ChainConfig, ChainBasics):
         if len(words) != 32 * n:
             raise ChainError(f"{function}: calldata of {len(words)} bytes, expected {32 * n}")
         args = [words[32 * i : 32 * i + 32] for i in range(n)]
-        types = {
-            "transferWithAuthorization": "aauuubvbb",
-            "cancelAuthorization": "abvbb",
-            "transfer": "au",
-            "mint": "au",
-        }[function]
+        types = _TYPES[function]
         decoded: list[Any] = []
         for kind, word in zip(types, args, strict=True):
             if kind == "a":
@@ -406,7 +642,7 @@ class LedgerChain(ChainConfig, ChainBasics):
         if tx.call is not None:
             frame = fr.Frame(self._storage)
             reason, path = self._run(frame, tx.call, canonical(tx.sender), timestamp)
-        execution = 0 if frame is None else EXECUTION_GAS[self.token][path] + frame.gas
+        execution = 0 if frame is None else p2.execution_gas(EXECUTION_GAS[self.token], path) + frame.gas
         used = intrinsic + execution
         out_of_gas = used > tx.gas
         if out_of_gas:
@@ -424,7 +660,10 @@ class LedgerChain(ChainConfig, ChainBasics):
                 self._eth[target] = self.eth_balance(target) + tx.value
             if frame is not None:
                 self._commit(frame, cast(_Call, tx.call))  # a frame is made for a token call only
-                logs = tuple(Log(self.usdc, topics, data) for topics, data in frame.logs)
+                logs = tuple(
+                    Log(self.usdc if emitter is None else checksum(emitter), topics, data)
+                    for emitter, topics, data in frame.logs
+                )
         return Receipt(
             tx_hash=tx.hash,
             sender=tx.sender,
@@ -448,6 +687,17 @@ class LedgerChain(ChainConfig, ChainBasics):
             return fr.cancel_authorization(frame, self._rules, *(*a, recover_signer))
         if function == "transfer":
             return fr.transfer(frame, sender, *a)
+        if function == "approve":
+            return p2.approve(frame, sender, *a)
+        if function == "transferFrom":
+            return p2.transfer_from(frame, sender, *a)
+        if function == "permit":
+            return p2.permit(frame, self._rules, timestamp, *(*a, recover_signer))
+        if function == "invalidateUnorderedNonces":
+            return p2.invalidate_unordered_nonces(frame, sender, *a)
+        if function == "settle":
+            # a transaction's sender is also its origin
+            return p2.settle(frame, self._context, timestamp, sender, sender, a[0], recover_signer)
         return fr.mint(frame, self._rules, sender, *a)
 
     def _commit(self, frame: fr.Frame, call: _Call) -> None:
@@ -488,7 +738,11 @@ class LedgerChain(ChainConfig, ChainBasics):
         return self._eth.get(checksum(address), 0)
 
     def code(self, address: str) -> bytes:
-        return self._code if canonical(address) == self._token_bytes else b""
+        where = bytes(canonical(address))
+        if where == self._token_bytes:
+            return self._code
+        names = {p2.PERMIT2: PERMIT2, p2.EXACT_PROXY: EXACT_PERMIT2_PROXY, p2.UPTO_PROXY: UPTO_PERMIT2_PROXY}
+        return load_artifact(names[where]).runtime_bytecode if where in names else b""
 
     def token_variant(self, address: str) -> str | None:
         return self.token if canonical(address) == self._token_bytes else None
@@ -532,23 +786,44 @@ class LedgerChain(ChainConfig, ChainBasics):
         timestamp: int | None = None,
         **_: object,
     ) -> CallResult:
-        """Simulate a call to the token in the next block (nothing is kept); views answer too."""
-        if canonical(to) != self._token_bytes:
-            return CallResult(True, b"", None, 0)  # no code: a call to an account succeeds, empty
+        """Simulate a call to the token, Permit2 or a proxy in the next block (nothing is kept);
+        views answer too (their gas is not modelled: 0)."""
+        where = bytes(canonical(to))
         stamp = max(timestamp if timestamp is not None else self.now, self._timestamp)
-        view = VIEWS.get(data[:4])
-        if view is not None:
-            return CallResult(True, self._view(view, data[4:]), None, 0)
+        if where == self._token_bytes:
+            view = VIEWS.get(data[:4])
+            if view is not None:
+                return CallResult(True, self._view(view, data[4:]), None, 0)
+        elif where == p2.PERMIT2 and data[:4] == NONCE_BITMAP and len(data) == 68:
+            word = self._storage.get(p2.bitmap_key(data[16:36], int.from_bytes(data[36:68], "big")))
+            return CallResult(True, word.to_bytes(32, "big"), None, 0)
+        elif where == p2.PERMIT2 and data == DOMAIN_SEPARATOR:
+            return CallResult(True, self._context.permit2_domain, None, 0)
+        elif where not in (p2.PERMIT2, p2.EXACT_PROXY, p2.UPTO_PROXY):
+            return CallResult(True, b"", None, 0)  # no code: a call to an account succeeds, empty
         try:
-            call = self._parse_call(data)
+            reason, path, frame = self.exit_point(to, data, sender=sender, timestamp=stamp)
         except ChainError:
             return CallResult(False, b"", fr.BARE_REVERT, 0, reverted=True)
-        frame = fr.Frame(self._storage)
-        reason, path = self._run(frame, call, canonical(sender), stamp)
-        gas = EXECUTION_GAS[self.token].get(path, 0) + frame.gas
+        try:
+            gas = p2.execution_gas(EXECUTION_GAS[self.token], path) + frame.gas
+        except KeyError:
+            gas = frame.gas  # an exit point not calibrated (the calibration itself runs with none)
         if reason is None:
             return CallResult(True, b"", None, gas)
         return CallResult(False, b"", reason, gas, reverted=True)
+
+    def exit_point(
+        self, to: str, data: bytes, *, sender: str, timestamp: int
+    ) -> tuple[str | None, str, fr.Frame]:
+        """Run a call to a modelled contract on a throwaway frame: (revert reason or None, exit
+        point, the frame with its storage gas). ``ChainError`` when the call is not modelled."""
+        call = self._parse(bytes(canonical(to)), data)
+        if call is None:
+            raise ChainError(f"no contract at {to} on the ledger backend")
+        frame = fr.Frame(self._storage)
+        reason, path = self._run(frame, call, canonical(sender), timestamp)
+        return reason, path, frame
 
     def _view(self, view: str, args: bytes) -> bytes:
         if view == "balanceOf":
@@ -559,6 +834,12 @@ class LedgerChain(ChainConfig, ChainBasics):
             return self._storage.get(fr.SUPPLY).to_bytes(32, "big")
         if view == "decimals":
             return (6).to_bytes(32, "big")
+        if view == "allowance":
+            return self._storage.get(p2.allowance_key(args[12:32], args[44:64])).to_bytes(32, "big")
+        if view == "nonces":
+            return self._storage.get(p2.permit_nonce_key(args[12:32])).to_bytes(32, "big")
+        if view == "DOMAIN_SEPARATOR":
+            return self._rules.domain_separator
         text = cast(str, self.token_name if view == "name" else self.token_version).encode()
         padded = text.ljust(-(-len(text) // 32) * 32, b"\x00")
         return (32).to_bytes(32, "big") + len(text).to_bytes(32, "big") + padded

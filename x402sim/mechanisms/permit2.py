@@ -246,7 +246,7 @@ class Permit2Mechanism:
 
     family = "eip155"
     transfer_method = TRANSFER_METHOD
-    ledger_rules: str | None = None  # the ledger backend has no rules for Permit2 or its proxies
+    ledger_rules: str | None = "evm.permit2_rules"
 
     def __init__(self, scheme: str, proxy: str) -> None:
         self.scheme = scheme
