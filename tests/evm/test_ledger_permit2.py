@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import os
 
 import pytest
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from x402sim.errors import ChainError
-from x402sim.evm import LocalChain, contracts
+from x402sim.evm import LocalChain, contracts, permit2_rules
 from x402sim.evm.chain import ETHER, GWEI, ZERO_ADDRESS
 from x402sim.evm.eip712 import SECP256K1_N, address_of_key, sign_digest
 from x402sim.evm.ledger import LedgerChain
@@ -46,6 +47,7 @@ from x402sim.evm.permit2 import (
 )
 from x402sim.evm.token import encode_call
 from x402sim.evm.txsign import sign_eip1559
+from x402sim.mechanisms import EXACT_EIP3009, EXACT_PERMIT2, UPTO_PERMIT2, ledger_refusal
 
 PAYERS = {"rich": 5_000_000, "poor": 9_999, "gasless": 50_000}
 PRICE = 10_000
@@ -459,3 +461,10 @@ def test_what_the_ledger_does_not_model_on_the_proxies_is_refused():
         )
     with pytest.raises(ChainError, match="does not model proxy call"):
         ledger.transact(key, UPTO_PERMIT2_PROXY_ADDRESS, exact_settle_call(permit, owner, signature))
+
+
+def test_the_permit2_mechanisms_name_these_rules_and_the_ledger_runs_them():
+    for mechanism in (EXACT_PERMIT2, UPTO_PERMIT2):
+        assert mechanism.ledger_rules == "evm.permit2_rules"
+        assert importlib.import_module(f"x402sim.{mechanism.ledger_rules}") is permit2_rules
+    assert ledger_refusal([EXACT_EIP3009, EXACT_PERMIT2, UPTO_PERMIT2]) is None

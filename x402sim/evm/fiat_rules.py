@@ -191,12 +191,12 @@ def transfer_with_authorization(
         + valid_before.to_bytes(32, "big")
         + nonce
     )
-    reason = _check_signer(frame, token, struct, v, r, s, from_, recover)
+    reason = check_signer(frame, token, struct, v, r, s, from_, recover)
     if reason is not None:
         return reason
     frame.save(used_key, 1)
     frame.log(AUTHORIZATION_USED_TOPIC, _word(from_), nonce)
-    return _transfer(frame, from_, to, value, "transfer_with_authorization")
+    return move(frame, from_, to, value, "transfer_with_authorization")
 
 
 def cancel_authorization(
@@ -210,7 +210,7 @@ def cancel_authorization(
             return None, "cancel_already_used"
         return USED_OR_CANCELED, "cancel_used"
     struct = CANCEL_AUTHORIZATION_TYPEHASH + _word(authorizer) + nonce
-    reason = _check_signer(frame, token, struct, v, r, s, authorizer, recover, prefix="cancel_")
+    reason = check_signer(frame, token, struct, v, r, s, authorizer, recover, prefix="cancel_")
     if reason is not None:
         return reason
     frame.save(used_key, 1)
@@ -220,7 +220,7 @@ def cancel_authorization(
 
 def transfer(frame: Frame, sender: bytes, to: bytes, value: int) -> tuple[str | None, str]:
     """ERC-20 ``transfer`` from ``sender``."""
-    return _transfer(frame, sender, to, value, "transfer")
+    return move(frame, sender, to, value, "transfer")
 
 
 def mint(frame: Frame, token: Token, sender: bytes, to: bytes, amount: int) -> tuple[str | None, str]:
@@ -245,7 +245,7 @@ def mint(frame: Frame, token: Token, sender: bytes, to: bytes, amount: int) -> t
     return None, "mint"
 
 
-def _check_signer(
+def check_signer(
     frame: Frame,
     token: Token,
     struct: bytes,
@@ -256,6 +256,7 @@ def _check_signer(
     recover: Recover,
     prefix: str = "",
 ) -> tuple[str, str] | None:
+    """The token's ``_recover`` compared with ``expected``: None, or (revert reason, exit point)."""
     digest = _digest(token.domain_separator, struct)
     if int.from_bytes(s, "big") > SECP256K1_HALF_N:
         return INVALID_S, prefix + "invalid_s"
@@ -278,7 +279,8 @@ def _digest(domain_separator: bytes, struct: bytes) -> bytes:
     return keccak(b"\x19\x01" + domain_separator + keccak(struct))
 
 
-def _transfer(frame: Frame, from_: bytes, to: bytes, value: int, path: str) -> tuple[str | None, str]:
+def move(frame: Frame, from_: bytes, to: bytes, value: int, path: str) -> tuple[str | None, str]:
+    """The token's ``_transfer``: (revert reason or None, ``path`` or its failing exit point)."""
     if from_ == ZERO:
         return FROM_ZERO, path + ":from_zero"
     if to == ZERO:

@@ -1,12 +1,14 @@
 """A chain backend without an EVM: the token's state and rules in Python, with real signatures.
 
 ``LedgerChain`` offers the surface of ``LocalChain`` that the roles and the simulator use (signed
-raw transactions in, blocks, receipts with ``Transfer`` logs, balances, ``authorizationState``,
-supply, time set from outside) and runs the project's EIP-3009 token (``usdc.vy`` or ``pyusd.vy``)
-with the rules of ``fiat_rules`` instead of py-evm. It is about as fast as the signatures allow,
-for scenarios of millions of payments. ``tests/evm/test_ledger.py`` applies random operation
-sequences to both backends and demands the same balances, authorization states, verdicts, revert
-texts, logs and gas: that test is this backend's licence.
+raw transactions in, bundles, blocks, receipts with their logs, balances, ``authorizationState``,
+supply, simulated calls, time set from outside) and runs the project's EIP-3009 token (``usdc.vy``
+or ``pyusd.vy``) with the rules of ``fiat_rules``, and Permit2 and the x402 exact and upto Permit2
+proxies at their canonical addresses with those of ``permit2_rules``, instead of py-evm. It is
+about as fast as the signatures allow, for scenarios of millions of payments.
+``tests/evm/test_ledger.py`` and ``tests/evm/test_ledger_permit2.py`` apply random operation
+sequences to both backends and demand the same balances, allowances, authorization states and
+nonces, verdicts, revert texts, logs and gas: those tests are this backend's licence.
 
 Rules of this module:
 
@@ -21,10 +23,19 @@ Rules of this module:
   and exit point (``EXECUTION_GAS``, calibrated on py-evm), refunds capped at a fifth; the base fee
   moves by EIP-1559 from where py-evm's deployment leaves it. Ether pays for gas at the effective
   price.
-* Only what the token and the simulator need is modelled: ether transfers, and the token's
-  ``transferWithAuthorization`` (v, r, s), ``cancelAuthorization``, ``transfer`` and ``mint``. Any
-  other call, a contract creation, a future nonce or malformed calldata is refused at submission
-  with a ``ChainError`` naming it, never mined approximately.
+* Only what the mechanisms and the simulator need is modelled: ether transfers to accounts; the
+  token's ``transferWithAuthorization`` (v, r, s), ``cancelAuthorization``, ``transfer``, ``mint``,
+  ``approve``, ``transferFrom`` and EIP-2612 ``permit``; Permit2's ``invalidateUnorderedNonces``;
+  the proxies' ``settle`` and ``settleWithPermit`` for the ledger's token, with 65-byte signatures
+  of owners without code. Any other call, ether sent to a contract, a contract creation, a future
+  nonce, calldata not in the canonical ABI encoding is refused at submission with a ``ChainError``
+  naming it, never mined approximately. ``call`` answers the views the mechanisms read (balances,
+  allowances, EIP-2612 nonces, Permit2's ``nonceBitmap``, domain separators) and simulates any
+  modelled call.
+* ``send_bundle`` is ``LocalChain``'s: all or none, and a transaction may spend ether that an
+  earlier one of the bundle sends its sender.
+* Not modelled exactly: a proxy settlement sent with too little gas (py-evm's 63/64 rule for the
+  nested calls decides what fails there; the ledger reports it out of gas).
 * ``prune_authorizations_after``, when set, forgets a used authorization that long after its
   ``validBefore`` (it can no longer settle), so that state does not grow with payments; reads of a
   forgotten one answer False. Canceled authorizations are never forgotten.

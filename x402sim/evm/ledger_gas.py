@@ -6,6 +6,11 @@ and a ``LedgerChain`` through the same transactions, one exit point each, with t
 constants set to zero, and reads each constant off as the difference of the execution gas of the
 two chains' simulations of the call (before refunds and the EIP-7623 calldata floor, which the
 ledger applies by rule). Every signature used has v = 27; the rules add what a v of 28 costs.
+Beside the EIP-3009 functions it measures the allowance half of the token (``approve``,
+``transferFrom``, EIP-2612 ``permit``), Permit2's ``invalidateUnorderedNonces``, and each proxy's
+``settle`` at every exit point and ``settleWithPermit`` at every permit outcome
+(``permit2_rules.execution_gas`` composes the rest), checking as it goes that the ledger's rules
+name the exit point measured.
 The test suite checks that the table in ``ledger`` equals what this measures, and the differential
 test (``tests/evm/test_ledger.py``) checks the result on random sequences.
 """

@@ -191,7 +191,7 @@ def transfer_from(frame: Frame, sender: bytes, from_: bytes, to: bytes, value: i
     allowed = frame.load(key)
     if value > allowed:
         return EXCEEDS_ALLOWANCE, "transfer_from:exceeds_allowance"
-    reason, path = fr._transfer(frame, from_, to, value, "transfer_from")
+    reason, path = fr.move(frame, from_, to, value, "transfer_from")
     if reason is not None:
         return reason, path
     frame.save(key, allowed - value)
@@ -217,7 +217,7 @@ def permit(
     nonce_key = permit_nonce_key(owner)
     nonce = frame.load(nonce_key)
     struct = PERMIT_TYPEHASH + _word(owner) + _word(spender) + _n(value) + _n(nonce) + _n(deadline)
-    failed = fr._check_signer(frame, token, struct, v, r, s, owner, recover, prefix="permit:")
+    failed = fr.check_signer(frame, token, struct, v, r, s, owner, recover, prefix="permit:")
     if failed is not None:
         return (PERMIT_WRONG_SIGNER, failed[1]) if failed[1] == "permit:wrong_signer" else failed
     frame.save(nonce_key, nonce + 1)
