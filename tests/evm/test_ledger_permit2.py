@@ -13,6 +13,7 @@ hold the same token and ether balances, allowances, EIP-2612 nonces and Permit2 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib
@@ -20,8 +21,9 @@ import os
 
 import pytest
 from eth_hash.auto import keccak
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 from x402sim.errors import ChainError
 from x402sim.evm import LocalChain, contracts, permit2_rules
@@ -163,6 +165,12 @@ operations = st.lists(
 )
 
 
+def _note(text: str) -> None:
+    """A Hypothesis event, when there is a Hypothesis test to record it."""
+    with contextlib.suppress(InvalidArgument):
+        event(text)
+
+
 class Lockstep:
     def __init__(self, evm: LocalChain, ledger: LedgerChain, accounts: Accounts) -> None:
         self.evm, self.ledger, self.a = evm, ledger, accounts
@@ -204,7 +212,7 @@ class Lockstep:
                 outcomes.append(str(exc))
         if isinstance(outcomes[0], str) or isinstance(outcomes[1], str):
             assert isinstance(outcomes[0], str) and isinstance(outcomes[1], str), outcomes
-            event("refused by both")
+            _note("refused by both")
             return
         assert outcomes[0] == outcomes[1]
         self.sent.extend(outcomes[0])
@@ -221,7 +229,7 @@ class Lockstep:
             evm.revert_reason,
             evm.gas_used,
         )
-        event(f"simulated: {evm.revert_reason or 'ok'}")
+        _note(f"simulated: {evm.revert_reason or 'ok'}")
 
     # -- operations ---------------------------------------------------------------------------------
 
@@ -354,7 +362,7 @@ class Lockstep:
                 (log.address, log.topics, log.data) for log in theirs.logs
             ]
             assert ours.gas_used == theirs.gas_used, (ours.revert_reason, ours.gas_used, theirs.gas_used)
-            event(f"receipt: {theirs.revert_reason or 'ok'}")
+            _note(f"receipt: {theirs.revert_reason or 'ok'}")
         self.sent = []
         self.compare_state()
 
@@ -402,8 +410,37 @@ def _run(bases, ops) -> None:
     run.mine()
 
 
+def _settle(**changes) -> dict:
+    op = {
+        "op": "settle",
+        "upto": False,
+        "payer": "rich",
+        "permitted": PRICE,
+        "charge": 0,
+        "nonce": 0,
+        "fault": None,
+        "sender": "facilitator",
+        "permit": None,
+    }
+    return {**op, **changes}
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations)
+# the payer settles its own permit (its account is warm), then replays it
+@example(ops=[_settle(sender="payer"), {"op": "replay", "which": 0}])
+# a failing permit over an approval already given, then one over none
+@example(ops=[_settle(upto=True, charge=-1, permit="other signer"), _settle(payer="poor", permit="expired")])
+# a good permit and a settlement that then fails, for each proxy
+@example(
+    ops=[
+        _settle(permit="good", fault="bad witness"),
+        _settle(upto=True, nonce=1, permit="good", fault="early"),
+    ]
+)
+# the sponsored approval: a bundle that pays, and one a wei short
+@example(ops=[{"op": "bundle", "amount": PRICE, "short": False, "nonce": 0}, {"op": "mine"},
+              {"op": "bundle", "amount": PRICE, "short": True, "nonce": 1}])  # fmt: skip
 def test_both_backends_give_the_same_permit2_chain(bases, ops):
     _run(bases, ops)
 
@@ -468,3 +505,21 @@ def test_the_permit2_mechanisms_name_these_rules_and_the_ledger_runs_them():
         assert mechanism.ledger_rules == "evm.permit2_rules"
         assert importlib.import_module(f"x402sim.{mechanism.ledger_rules}") is permit2_rules
     assert ledger_refusal([EXACT_EIP3009, EXACT_PERMIT2, UPTO_PERMIT2]) is None
+
+
+def test_a_sponsored_bundle_settles_on_both_backends(bases):
+    """Ether for the approval's gas, the gasless payer's approval and the settlement, in one block."""
+    evm, snapshot, base_ledger, accounts = bases
+    evm.revert(snapshot)
+    run = Lockstep(evm, copy.deepcopy(base_ledger), accounts)
+    payer = address_of_key(accounts.payers["gasless"])
+    run.bundle({"amount": PRICE, "short": False, "nonce": 0})
+    assert len(run.sent) == 3
+    run.mine()
+    for chain in run.chains:
+        assert chain.balance_of(payer) == PAYERS["gasless"] - PRICE
+        assert chain.balance_of(accounts.payees[1]) == PRICE
+        assert allowance(chain, chain.usdc, payer, PERMIT2_ADDRESS) == 0
+    run.bundle({"amount": PRICE, "short": True, "nonce": 1})
+    assert run.sent == []  # refused by both, and nothing of it kept
+    assert (evm.pending_count, run.ledger.pending_count) == (0, 0)
