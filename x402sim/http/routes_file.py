@@ -18,6 +18,24 @@ TOML example (JSON has the same shape)::
     # max_timeout_seconds = 300  # how long a payment for it may stay valid (default 300)
     # service_name = "Weather Co"; tags = ["weather"]; icon_url = "https://..."  # told in the 402
 
+    [[routes]]                 # paid through Permit2 (the payer approves Permit2 once, or is
+    method = "GET"             # sponsored by the facilitator's gas-sponsoring extensions)
+    path = "/report"
+    price = 1000
+    transfer_method = "permit2"    # "eip3009" (the default for exact) or "permit2"
+
+    [[routes]]                 # upto: the payer signs for at most `price`, is charged after the work
+    method = "GET"
+    path = "/llm"
+    price = 5000               # the maximum
+    scheme = "upto"            # "exact" (the default) or "upto" (always paid through Permit2)
+    charge = "40%"             # what is charged: atomic units (1500), a percentage of the maximum
+                               # ("40%"), dollars ("$0.002"), or "header" (the default): the handler's
+                               # or origin's Settlement-Overrides header, else the maximum
+
+``scheme``, ``transfer_method`` and ``charge`` may also be given at the top level, as defaults for
+the routes that do not name them.
+
 Every problem is one ``RoutesFileError`` naming the file, the key and what is wrong.
 """
 
@@ -26,14 +44,22 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
-from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route
+from ..actors.messages import HttpRequest, HttpResponse
+from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route, resolve_charge
 from ..errors import InputError
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_TOP_KEYS = {"network", "asset", "asset_name", "asset_version", "pay_to", "routes"}
+SCHEMES = ("exact", "upto")
+TRANSFER_METHODS = ("eip3009", "permit2")
+FROM_HEADER = "header"  # charge: what the handler's Settlement-Overrides header says
+CHARGE_DECIMALS = 6  # a dollar charge is checked against the maximum as a 6-decimals asset (USDC)
+_MECHANISM_KEYS = ("scheme", "transfer_method", "charge")
+_TOP_KEYS = {"network", "asset", "asset_name", "asset_version", "pay_to", "routes", *_MECHANISM_KEYS}
 _ROUTE_KEYS = {
     "method",
     "path",
@@ -45,6 +71,7 @@ _ROUTE_KEYS = {
     "service_name",
     "tags",
     "icon_url",
+    *_MECHANISM_KEYS,
 }
 
 
@@ -127,6 +154,11 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
         for key in ("service_name", "icon_url"):
             if not isinstance(entry.get(key, ""), str):
                 raise RoutesFileError(f"{here}: {key}: expected a string")
+        # the top-level settings are defaults (its charge for upto routes only)
+        mechanism = {key: entry.get(key, data.get(key)) for key in _MECHANISM_KEYS}
+        if "charge" not in entry and mechanism["scheme"] != "upto":
+            mechanism["charge"] = None
+        scheme, method, usage = route_mechanism(here, price, **mechanism)
         tags = entry.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
             raise RoutesFileError(f"{here}: tags: expected a list of strings")
@@ -141,6 +173,9 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
                 service_name=entry.get("service_name"),
                 tags=tuple(tags),
                 icon_url=entry.get("icon_url"),
+                scheme=scheme,
+                transfer_method=method,
+                usage=usage,
             )
         except (ValueError, TypeError) as exc:
             raise RoutesFileError(f"{here}: {exc}") from exc
@@ -148,3 +183,36 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
             raise RoutesFileError(f"{here}: {route.key} is listed twice")
         config.routes[route.key] = route
     return config
+
+
+def route_mechanism(
+    here: str, price: int, *, scheme: object = None, transfer_method: object = None, charge: object = None
+) -> tuple[str | None, str | None, Callable[[HttpRequest, HttpResponse], int | str] | None]:
+    """A route's scheme, transfer method and upto charge (``usage``) from its settings, checked:
+    ``RoutesFileError`` starting with ``here`` names the key and the problem."""
+    if scheme is not None and scheme not in SCHEMES:
+        raise RoutesFileError(f"{here}: scheme: expected one of {', '.join(SCHEMES)}, got {scheme!r}")
+    if transfer_method is not None and transfer_method not in TRANSFER_METHODS:
+        raise RoutesFileError(
+            f"{here}: transfer_method: expected one of {', '.join(TRANSFER_METHODS)}, got {transfer_method!r}"
+        )
+    if scheme == "upto" and transfer_method == "eip3009":
+        raise RoutesFileError(f"{here}: transfer_method: upto is paid through permit2 only, not eip3009")
+    if charge is None or charge == FROM_HEADER:
+        return cast(str | None, scheme), cast(str | None, transfer_method), None
+    if scheme != "upto":
+        raise RoutesFileError(f"{here}: charge: only an upto route is charged after the work (scheme = 'upto')")
+    if isinstance(charge, bool) or not isinstance(charge, int | str):
+        raise RoutesFileError(f"{here}: charge: expected atomic units, 'N%', '$D' or 'header', got {charge!r}")
+    try:
+        amount = resolve_charge(charge, price, CHARGE_DECIMALS)
+    except ValueError as exc:
+        raise RoutesFileError(f"{here}: charge: {exc} (expected atomic units, 'N%', '$D' or 'header')") from None
+    if amount > price:
+        raise RoutesFileError(f"{here}: charge: {charge!r} is {amount}, above the route's maximum price {price}")
+    fixed: int | str = charge
+
+    def usage(request: HttpRequest, response: HttpResponse) -> int | str:
+        return fixed
+
+    return "upto", cast(str | None, transfer_method), usage
