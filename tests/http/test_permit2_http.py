@@ -15,15 +15,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pytest
-
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from tests.http.conftest import closed_port_url
-from x402sim.cli import app
 from x402sim.actors import Facilitator
 from x402sim.actors.messages import HttpResponse
+from x402sim.cli import app
 from x402sim.evm import LocalChain, address_of_key
 from x402sim.evm.chain import ETHER
 from x402sim.evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, allowance, nonce_used
@@ -142,7 +141,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
     )
     running = []
     try:
-        for name, url in urls.items():
+        for url in urls.values():
             running.append(serve_server(load_routes(path), url, port=0, handlers={"GET /metered": metered}))
         yield Lab(
             chain,
@@ -357,7 +356,8 @@ def test_pay_without_allowance_or_sponsoring_fails_with_412(lab):
         ('scheme = "upto"\ncharge = 1001', ["routes[0]", "charge", "above"]),
         ("charge = 10", ["routes[0]", "charge", "upto"]),
         (
-            'scheme = "upto"\n[[routes]]\nmethod = "GET"\npath = "/b"\nprice = 1\nscheme = "upto"\ncharge = -1',
+            'scheme = "upto"\n[[routes]]\nmethod = "GET"\npath = "/b"\nprice = 1\n'
+            'scheme = "upto"\ncharge = -1',
             ["routes[1]", "charge", "negative"],
         ),
     ],
@@ -380,7 +380,18 @@ def test_unreachable_facilitator_at_startup_and_unknown_sponsoring(tmp_path):
         f'pay_to = "0x{"11" * 20}"\n[[routes]]\nmethod = "GET"\npath = "/a"\nprice = 1000\n'
     )
     dead = closed_port_url()
-    done = cli("serve", "server", "--facilitator-url", dead, "--routes", routes, "--port", "0")
+    done = cli(
+        "serve",
+        "server",
+        "--facilitator-url",
+        dead,
+        "--routes",
+        routes,
+        "--port",
+        "0",
+        "--facilitator-timeout",
+        "0.5",
+    )
     assert done.exit_code == 2 and dead in done.stderr and "unreachable" in done.stderr, done.output
     done = cli("serve", "facilitator", "--sponsor", "eip2612GasSponsoring,freeGas", "--port", "0")
     assert done.exit_code == 2 and "freeGas" in done.stderr and "erc20ApprovalGasSponsoring" in done.stderr

@@ -296,7 +296,8 @@ def serve_facilitator_cmd(
 
     Examples:
 
-      x402sim serve facilitator --rpc-url http://127.0.0.1:8545 --sponsor eip2612GasSponsoring,erc20ApprovalGasSponsoring
+      x402sim serve facilitator --rpc-url http://127.0.0.1:8545
+      --sponsor eip2612GasSponsoring,erc20ApprovalGasSponsoring
 
       PORT=4022 EVM_RPC_URL=http://127.0.0.1:8545 EVM_NETWORK=eip155:84532 EVM_PRIVATE_KEY=0x...
       x402sim serve facilitator --from-env
@@ -350,7 +351,8 @@ def serve_server_cmd(
         float | None,
         typer.Option(
             help="Seconds each facilitator call may take, its resend included; past it the buyer gets 502 "
-            "(default 30, or FACILITATOR_TIMEOUT_SECONDS with --from-env)."
+            "(default 30, or FACILITATOR_TIMEOUT_SECONDS with --from-env). At startup the server waits up to "
+            "this (at most 10 s) for the facilitator's /supported, and exits 2 without it."
         ),
     ] = None,
     allow_remote: AllowRemoteOpt = False,

@@ -201,15 +201,23 @@ def route_mechanism(
     if charge is None or charge == FROM_HEADER:
         return cast(str | None, scheme), cast(str | None, transfer_method), None
     if scheme != "upto":
-        raise RoutesFileError(f"{here}: charge: only an upto route is charged after the work (scheme = 'upto')")
+        raise RoutesFileError(
+            f"{here}: charge: only an upto route is charged after the work (scheme = 'upto')"
+        )
     if isinstance(charge, bool) or not isinstance(charge, int | str):
-        raise RoutesFileError(f"{here}: charge: expected atomic units, 'N%', '$D' or 'header', got {charge!r}")
+        raise RoutesFileError(
+            f"{here}: charge: expected atomic units, 'N%', '$D' or 'header', got {charge!r}"
+        )
     try:
         amount = resolve_charge(charge, price, CHARGE_DECIMALS)
     except ValueError as exc:
-        raise RoutesFileError(f"{here}: charge: {exc} (expected atomic units, 'N%', '$D' or 'header')") from None
+        raise RoutesFileError(
+            f"{here}: charge: {exc} (expected atomic units, 'N%', '$D' or 'header')"
+        ) from None
     if amount > price:
-        raise RoutesFileError(f"{here}: charge: {charge!r} is {amount}, above the route's maximum price {price}")
+        raise RoutesFileError(
+            f"{here}: charge: {charge!r} is {amount}, above the route's maximum price {price}"
+        )
     fixed: int | str = charge
 
     def usage(request: HttpRequest, response: HttpResponse) -> int | str:

@@ -339,17 +339,30 @@ def sponsoring_extensions(names: Iterable[str]) -> frozenset[str]:
 
 
 SUPPORTED_TIMEOUT = 10.0  # seconds a server waits at startup for its facilitator's /supported
+STARTUP_POLL_SECONDS = 0.2
 
 
 def fetch_supported(facilitator_url: str, *, timeout: float = SUPPORTED_TIMEOUT) -> SupportedResponse:
     """The facilitator's ``GET /supported`` answer, as a resource server learns it at startup (the
     SDK servers do too: upto offers carry the facilitator's address, Permit2 offers declare the
-    gas-sponsoring extensions it lists). ``ServiceError`` naming the URL when it cannot be had."""
+    gas-sponsoring extensions it lists). A facilitator still starting (connection refused) is asked
+    again until ``timeout`` seconds have passed; ``ServiceError`` naming the URL when it cannot be had."""
     url = facilitator_url.rstrip("/") + "/supported"
-    try:
-        answer = httpx.get(url, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"facilitator {url} unreachable at startup: {exc or type(exc).__name__}") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = httpx.get(url, timeout=timeout)
+            break
+        except httpx.ConnectError as exc:
+            if time.monotonic() + STARTUP_POLL_SECONDS > deadline:
+                raise ServiceError(
+                    f"facilitator {url} unreachable at startup (for {timeout} s): {exc or type(exc).__name__}"
+                ) from None
+            time.sleep(STARTUP_POLL_SECONDS)  # waiting for another process to listen
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"facilitator {url} unreachable at startup: {exc or type(exc).__name__}"
+            ) from None
     if answer.status_code != 200:
         raise ServiceError(f"facilitator {url} answered HTTP {answer.status_code} at startup")
     try:
