@@ -48,13 +48,11 @@ from x402.mechanisms.evm.exact import ExactEvmClientScheme, ExactEvmFacilitatorS
 from x402.mechanisms.evm.upto import UptoEvmClientScheme, UptoEvmFacilitatorScheme, UptoEvmServerScheme
 from x402.schemas import AssetAmount
 
+from tests.interop.permit2_rig import EXACT_PRICE, UPTO_MAX
 from tests.interop.sdk_apps import FACILITATOR_TIMEOUT, facilitator_http_app, sdk_facilitator_signer
 from x402sim.evm import address_of_key
 from x402sim.evm.rpc_chain import RpcChain
 from x402sim.evm.txsign import GWEI, sign_eip1559
-
-UPTO_MAX = 5000  # the upto route's maximum (atomic units)
-EXACT_PRICE = 1000
 
 
 def sdk_permit2_client(key: bytes, rpc_url: str, *, network: str, asset: str, max_amount: int) -> x402Client:

@@ -19,9 +19,9 @@ request is in flight.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -36,137 +36,43 @@ import httpx
 from x402.http import x402HTTPClient
 from x402.http.clients.httpx import x402HttpxClient
 
-from tests.interop.sdk_permit2_apps import (
+from tests.interop.permit2_rig import (
+    BOTH,
     EXACT_PRICE,
+    EXACT_PROXY,
+    HTTP_TIMEOUT,
     UPTO_MAX,
+    OurSide,
+    build,
+    p2nonce,
+)
+from tests.interop.sdk_permit2_apps import (
     sdk_permit2_client,
     sdk_permit2_facilitator,
     sdk_permit2_server_app,
 )
-from x402sim.actors import Facilitator
-from x402sim.actors.server import ResourceServer, Route
-from x402sim.evm import LocalChain, address_of_key
+from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
-from x402sim.evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, allowance, approve_call, nonce_used
+from x402sim.evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, allowance, nonce_used
 from x402sim.evm.rpc_chain import RpcChain
-from x402sim.evm.txsign import GWEI, sign_eip1559
-from x402sim.http import FacilitatorClient, PayingClient, Services, facilitator_app, resource_server_app
-from x402sim.http.chain_clock import ChainClock
-from x402sim.http.chain_rpc import chain_rpc_app
-from x402sim.mechanisms.sponsoring import APPROVAL_GAS
+from x402sim.http import PayingClient, Services
 from x402sim.protocol import decode_json_header
-
-HTTP_TIMEOUT = 10.0
-BOTH = ("eip2612GasSponsoring", "erc20ApprovalGasSponsoring")
-OFFERS = {"both": BOTH, "erc20": ("erc20ApprovalGasSponsoring",), "none": ()}
-
-
-def _charge_from_query(request, response) -> str:
-    """Our upto route's charge: the ``charge`` query parameter, else 40 % of the maximum."""
-    _, _, query = request.path.partition("?")
-    params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-    return params.get("charge", "40%")
-
-
-OUR_ROUTES = {
-    "GET /p2": Route("GET /p2", EXACT_PRICE, transfer_method="permit2"),
-    "GET /upto": Route("GET /upto", UPTO_MAX, scheme="upto", usage=_charge_from_query),
-}
 
 
 @dataclass
-class Rig:
-    chain: LocalChain
-    rpc_url: str
-    payee: str
-    ours: dict[str, str]  # our servers by what their facilitator offers
-    our_facilitators: dict[str, Facilitator]
-    sdk_server: str
-    sdk_facilitator_address: str
-    tank: object
-
-    def account(self, *, usdc: int = 100_000, eth: int = 0) -> tuple[bytes, str]:
-        key = self.chain.new_key()
-        self.chain.fund(address_of_key(key), usdc=usdc, eth=eth)
-        return key, address_of_key(key)
-
-    def approved(self) -> tuple[bytes, str]:
-        """A payer that approved Permit2 for MaxUint (its own transaction and gas)."""
-        key, payer = self.account(eth=ETHER)
-        approve_permit2(self.chain, key)
-        return key, payer
-
-    def facts(self, payer: str) -> Facts:
-        return Facts(self.chain.block_number, self.chain.balance_of(payer), self.chain.balance_of(self.payee))
-
-
-def approve_permit2(chain: LocalChain, key: bytes) -> None:
-    owner = address_of_key(key)
-    signed = sign_eip1559(
-        key,
-        chain_id=chain.chain_id,
-        nonce=chain.pending_nonce(owner),
-        gas=APPROVAL_GAS,
-        max_fee_per_gas=2 * chain.base_fee + GWEI,
-        max_priority_fee_per_gas=0,
-        to=chain.usdc,
-        data=approve_call(PERMIT2_ADDRESS, UINT256_MAX),
-    )
-    tx_hash = chain.send_raw_transaction(signed.raw)
-    chain.mine()
-    assert chain.receipt(tx_hash).success
-    assert allowance(chain, chain.usdc, owner, PERMIT2_ADDRESS) == UINT256_MAX
-
-
-@dataclass(frozen=True)
-class Facts:
-    block: int
-    payer: int
-    payee: int
-
-
-def assert_moved(rig: Rig, was: Facts, payer: str, amount: int, tx: str, nonce: int) -> None:
-    """``amount`` moved from payer to payee in one Transfer of ``tx``; the Permit2 nonce is spent."""
-    assert rig.chain.balance_of(payer) == was.payer - amount
-    assert rig.chain.balance_of(rig.payee) == was.payee + amount
-    (t,) = rig.chain.transfers(since_block=was.block + 1)
-    assert (t.from_.lower(), t.to.lower(), t.value) == (payer.lower(), rig.payee.lower(), amount)
-    assert "0x" + t.tx_hash.hex() == tx.lower()
-    assert nonce_used(rig.chain, payer, nonce)
-
-
-def assert_nothing_moved(rig: Rig, was: Facts, payer: str) -> None:
-    assert rig.chain.balance_of(payer) == was.payer
-    assert rig.chain.transfers(since_block=was.block + 1) == []
-
-
-def p2nonce(payload) -> int:
-    return int(payload["permit2Authorization"]["nonce"])
+class Rig(OurSide):
+    sdk_server: str = ""
+    sdk_facilitator_address: str = ""
+    tank: Any = None
 
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    chain = LocalChain(seed=31, start_time=int(time.time()))
-    payee = address_of_key(chain.new_key())
+    side, services = build(seed=31)
+    chain = side.chain
     sdk_key, funder_key = chain.new_key(), chain.new_key()
-    facilitators = {}
-    for name, sponsoring in OFFERS.items():
-        key = chain.new_key()
-        chain.fund(address_of_key(key), eth=10 * ETHER)
-        facilitators[name] = Facilitator(chain, key, sponsoring=frozenset(sponsoring))
     chain.fund_many([(address_of_key(sdk_key), 0, 10 * ETHER), (address_of_key(funder_key), 0, 10 * ETHER)])
-    clock = ChainClock(chain, time.time)
-    services = Services()
-    rpc_url = services.add("chain-rpc", chain_rpc_app(chain, chain_clock=clock))
-    ours = {}
-    for name, facilitator in facilitators.items():
-        url = services.add(f"facilitator-{name}", facilitator_app(facilitator, chain_clock=clock))
-        server = ResourceServer.with_prices(
-            OUR_ROUTES, chain=chain, pay_to=payee, supported=facilitator.supported()
-        )
-        app = resource_server_app(server, FacilitatorClient(url, timeout=HTTP_TIMEOUT))
-        server.base_url = ours[name] = services.add(f"server-{name}", app)
-    sdk_facilitator, tank = sdk_permit2_facilitator(sdk_key, funder_key, rpc_url, chain.network)
+    sdk_facilitator, tank = sdk_permit2_facilitator(sdk_key, funder_key, side.rpc_url, chain.network)
     sdk_facilitator_url = services.add("sdk-facilitator", sdk_facilitator)
     services.start()
     sdk_services = Services()  # its own loop: the SDK server fetches /supported with a blocking call
@@ -179,12 +85,15 @@ def rig() -> Iterator[Rig]:
                 asset=chain.usdc,
                 asset_name=chain.token_name,
                 asset_version=chain.token_version,
-                pay_to=payee,
+                pay_to=side.payee,
             ),
         )
         urls = sdk_services.start()
         yield Rig(
-            chain, rpc_url, payee, ours, facilitators, urls["sdk-server"], address_of_key(sdk_key), tank
+            **vars(side),
+            sdk_server=urls["sdk-server"],
+            sdk_facilitator_address=address_of_key(sdk_key),
+            tank=tank,
         )
     finally:
         sdk_services.stop()
@@ -222,7 +131,7 @@ def test_sdk_client_pays_our_exact_permit2_route(rig):
     assert payment.accepted.extra["assetTransferMethod"] == "permit2"
     assert payment.payload["permit2Authorization"]["witness"]["validAfter"] == "0"  # the SDK signs 0
     assert not payment.extensions or not set(payment.extensions) & set(BOTH)  # allowance was enough
-    assert_moved(rig, was, payer, EXACT_PRICE, settlement.transaction, p2nonce(payment.payload))
+    rig.assert_moved(was, payer, EXACT_PRICE, settlement.transaction, p2nonce(payment.payload))
     (record,) = [r for r in rig.our_facilitators["none"].settlements if r.payer.lower() == payer.lower()]
     assert "0x" + record.tx_hash.hex() == settlement.transaction.lower()
 
@@ -238,10 +147,10 @@ def test_sdk_client_pays_our_upto_route(rig, charge):
     assert payment.payload["permit2Authorization"]["permitted"]["amount"] == str(UPTO_MAX)
     assert settlement.success and settlement.amount == str(charge)
     if charge:
-        assert_moved(rig, was, payer, charge, settlement.transaction, p2nonce(payment.payload))
+        rig.assert_moved(was, payer, charge, settlement.transaction, p2nonce(payment.payload))
     else:  # nothing sent: the signed permit stays unspent
         assert settlement.transaction == ""
-        assert_nothing_moved(rig, was, payer)
+        rig.assert_nothing_moved(was, payer)
         assert not nonce_used(rig.chain, payer, p2nonce(payment.payload))
 
 
@@ -256,7 +165,7 @@ def test_sdk_client_cold_start_is_sponsored_by_our_facilitator(rig, server):
     # the SDK echoes every declared extension back; the one it signed carries the payer's info
     used = {k for k in BOTH if "from" in payment.extensions.get(k, {}).get("info", {})}
     assert used == ({"eip2612GasSponsoring"} if server == "both" else {"erc20ApprovalGasSponsoring"})
-    assert_moved(rig, was, payer, EXACT_PRICE, settlement.transaction, p2nonce(payment.payload))
+    rig.assert_moved(was, payer, EXACT_PRICE, settlement.transaction, p2nonce(payment.payload))
     left = allowance(rig.chain, rig.chain.usdc, payer, PERMIT2_ADDRESS)
     if server == "both":
         # the SDK signs the permit for the payment's amount (the spec's example: MaxUint), all spent
@@ -277,7 +186,7 @@ def test_sdk_client_gets_our_412_and_does_not_retry(rig):
     assert response.status_code == 412 and payment is not None and settlement is None
     required = decode_json_header(response.headers["PAYMENT-REQUIRED"], where="412")
     assert required["error"] == "permit2_allowance_required"
-    assert_nothing_moved(rig, was, payer)
+    rig.assert_nothing_moved(was, payer)
 
 
 # -- (2) our client pays the SDK's server, settled by the SDK's facilitator on our chain ----------
@@ -297,11 +206,8 @@ def test_we_pay_the_sdk_servers_exact_permit2_route(rig):
     was = rig.facts(payer)
     result = our_pay(rig, key, rig.sdk_server + "/p2")
     assert result.status == 200, result.body
-    assert (
-        result.payment.payload["permit2Authorization"]["spender"]
-        == "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
-    )
-    assert_moved(rig, was, payer, EXACT_PRICE, result.settlement.transaction, p2nonce(result.payment.payload))
+    assert result.payment.payload["permit2Authorization"]["spender"] == EXACT_PROXY
+    rig.assert_moved(was, payer, EXACT_PRICE, result.settlement.transaction, p2nonce(result.payment.payload))
     receipt = rig.chain.receipt(bytes.fromhex(result.settlement.transaction[2:]))
     assert receipt.sender.lower() == rig.sdk_facilitator_address.lower()  # the SDK's key settled
 
@@ -316,10 +222,10 @@ def test_we_pay_the_sdk_servers_upto_route(rig, charge):
     assert offer.extra["facilitatorAddress"] == rig.sdk_facilitator_address  # the SDK's /supported
     assert result.settlement.success and result.settlement.amount == str(charge)
     if charge:
-        assert_moved(rig, was, payer, charge, result.settlement.transaction, p2nonce(result.payment.payload))
+        rig.assert_moved(was, payer, charge, result.settlement.transaction, p2nonce(result.payment.payload))
     else:
         assert result.settlement.transaction == ""
-        assert_nothing_moved(rig, was, payer)
+        rig.assert_nothing_moved(was, payer)
         assert not nonce_used(rig.chain, payer, p2nonce(result.payment.payload))
 
 
@@ -332,7 +238,7 @@ def test_sdk_server_leaves_the_upto_ceiling_to_its_facilitator(rig):
     result = our_pay(rig, key, rig.sdk_server + f"/upto?charge={UPTO_MAX + 1}")
     assert result.status == 402 and not result.settlement.success
     assert result.settlement.error_reason == "invalid_upto_evm_payload_settlement_exceeds_amount"
-    assert_nothing_moved(rig, was, payer)
+    rig.assert_nothing_moved(was, payer)
 
 
 @pytest.mark.parametrize("path", ["/p2-eip2612", "/p2-erc20"])
@@ -342,7 +248,7 @@ def test_we_are_sponsored_by_the_sdk_facilitator(rig, path):
     funded = len(rig.tank.funded)
     result = our_pay(rig, key, rig.sdk_server + path)
     assert result.status == 200, result.settlement
-    assert_moved(rig, was, payer, EXACT_PRICE, result.settlement.transaction, p2nonce(result.payment.payload))
+    rig.assert_moved(was, payer, EXACT_PRICE, result.settlement.transaction, p2nonce(result.payment.payload))
     left = allowance(rig.chain, rig.chain.usdc, payer, PERMIT2_ADDRESS)
     if path == "/p2-eip2612":
         assert "eip2612GasSponsoring" in result.payment.extensions
@@ -362,4 +268,4 @@ def test_sdk_server_answers_402_where_the_spec_says_412(rig):
     assert result.first_status == 402 and result.status == 402
     required = decode_json_header(result.response.header("PAYMENT-REQUIRED"), where="402")
     assert required["error"] == "permit2_allowance_required"
-    assert_nothing_moved(rig, was, payer)
+    rig.assert_nothing_moved(was, payer)
