@@ -47,7 +47,6 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from ..actors.messages import HttpRequest, HttpResponse
 from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route, resolve_charge
@@ -198,8 +197,10 @@ def route_mechanism(
         )
     if scheme == "upto" and transfer_method == "eip3009":
         raise RoutesFileError(f"{here}: transfer_method: upto is paid through permit2 only, not eip3009")
+    named_scheme = None if scheme is None else str(scheme)
+    method = None if transfer_method is None else str(transfer_method)
     if charge is None or charge == FROM_HEADER:
-        return cast(str | None, scheme), cast(str | None, transfer_method), None
+        return named_scheme, method, None
     if scheme != "upto":
         raise RoutesFileError(
             f"{here}: charge: only an upto route is charged after the work (scheme = 'upto')"
@@ -223,4 +224,4 @@ def route_mechanism(
     def usage(request: HttpRequest, response: HttpResponse) -> int | str:
         return fixed
 
-    return "upto", cast(str | None, transfer_method), usage
+    return "upto", method, usage
