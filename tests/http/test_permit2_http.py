@@ -31,7 +31,7 @@ from x402sim.http import PayingClient, Services, facilitator_app
 from x402sim.http.chain_clock import ChainClock
 from x402sim.http.chain_rpc import chain_rpc_app
 from x402sim.http.routes_file import load_routes
-from x402sim.http.serve import serve_server
+from x402sim.http.serve import EnvError, serve_server, serve_server_env, server_env
 from x402sim.protocol import decode_json_header
 
 BOTH = ("eip2612GasSponsoring", "erc20ApprovalGasSponsoring")
@@ -86,6 +86,7 @@ class Lab:
     facilitators: dict[str, Facilitator]
     servers: dict[str, str]  # facilitator name -> server URL
     infos: dict[str, dict]  # facilitator name -> the server's printed facts
+    facilitator_urls: dict[str, str]
 
     def account(self, *, usdc: int = 100_000, eth: int = 0) -> tuple[bytes, str]:
         key = self.chain.new_key()
@@ -150,6 +151,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
             facilitators,
             {name: r.info["server_url"] for name, r in zip(urls, running, strict=True)},
             {name: r.info for name, r in zip(urls, running, strict=True)},
+            urls,
         )
     finally:
         for r in running:
@@ -417,3 +419,39 @@ def test_serve_offers_sponsoring_from_the_command_line():
         services.stop()
     assert supported["extensions"] == list(BOTH) and running.info["sponsoring"] == list(BOTH)
     assert {k["scheme"] for k in supported["kinds"]} == {"exact", "upto"}
+
+
+def test_from_env_serves_the_e2e_permit2_endpoints(lab):
+    """``EVM_PERMIT2_ASSET`` adds the x402 e2e servers' Permit2 and upto endpoints (upto: at most 2000,
+    charging 1000); another asset than the one sold is one clear error."""
+    environ = {
+        "PORT": "0",
+        "FACILITATOR_URL": lab.facilitator_urls["both"],
+        "EVM_NETWORK": lab.chain.network,
+        "EVM_PAYEE_ADDRESS": lab.payee,
+        "EVM_ASSET": lab.chain.usdc,
+        "EVM_ASSET_NAME": lab.chain.token_name,
+        "EVM_ASSET_VERSION": lab.chain.token_version,
+        "EVM_PERMIT2_ASSET": lab.chain.usdc.lower(),
+    }
+    with pytest.raises(EnvError, match="EVM_PERMIT2_ASSET"):
+        server_env({**environ, "EVM_PERMIT2_ASSET": "0x" + "33" * 20})
+    env = server_env(environ)
+    routes, _ = env.routes()
+    assert {k for k in routes if "permit2" in k} == {
+        f"GET /{scheme}/evm/permit2{suffix}"
+        for scheme in ("exact", "upto")
+        for suffix in ("", "-eip2612GasSponsoring", "-erc20ApprovalGasSponsoring")
+    }
+    running = serve_server_env(env)
+    try:
+        url = running.info["server_url"]
+        key, payer = lab.account()  # cold start: sponsored by the facilitator
+        block, was = lab.chain.block_number, lab.chain.balance_of(payer)
+        result = lab.pay(key, url + "/upto/evm/permit2-eip2612GasSponsoring")
+        assert result.status == 200 and result.settlement.amount == "1000", result.settlement
+        assert result.payment.accepted.amount == 2000
+        assert lab.chain.balance_of(payer) == was - 1000
+        _paid_once(lab, block, payer, 1000, result.settlement.transaction)
+    finally:
+        running.stop()

@@ -395,10 +395,14 @@ def serve_server_cmd(
 ) -> None:
     """Serve priced routes (or a paywall proxy in front of --origin), settling through a facilitator.
 
+    Routes are paid by exact (EIP-3009, or Permit2 with transfer_method = "permit2") or by upto
+    (scheme = "upto": price is the maximum, charge says what is taken); the server asks the
+    facilitator's /supported at startup (its upto address, the gas sponsoring it offers).
+
     With --from-env (instead of --facilitator-url and --routes): PORT, FACILITATOR_URL, EVM_NETWORK,
     SERVER_EVM_ADDRESS or EVM_PAYEE_ADDRESS, EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION (default: the
     network preset's USDC), PRICE_ATOMIC (1000), PROTECTED_PATH (/protected), EVM_RPC_URL (optional),
-    FACILITATOR_TIMEOUT_SECONDS (30).
+    FACILITATOR_TIMEOUT_SECONDS (30), EVM_PERMIT2_ASSET (optional: also the e2e Permit2/upto endpoints).
 
     Example: PORT=4021 FACILITATOR_URL=http://127.0.0.1:4022 EVM_NETWORK=eip155:84532
     EVM_PAYEE_ADDRESS=0x... x402sim serve server --from-env

@@ -696,6 +696,7 @@ class ServerEnv:
     payment_identifier: str = "off"  # PAYMENT_IDENTIFIER: off, optional or required
     facilitator_timeout: float = DEFAULT_TIMEOUT  # FACILITATOR_TIMEOUT_SECONDS: bound of each call
     redirect_path: str | None = None  # REDIRECT_PATH: a paid route whose handler answers 303 to path
+    permit2: bool = False  # EVM_PERMIT2_ASSET given: the e2e servers' Permit2 and upto endpoints too
 
     def routes(self) -> tuple[dict[str, Route], dict[str, Handler]]:
         """The paid routes this server sells, and their handlers."""
@@ -718,7 +719,39 @@ class ServerEnv:
             )
             moved = (("Location", self.path),) if status == 303 else ()
             handlers[key] = _json_handler(status, body, moved)
+        if self.permit2:
+            for path, route in E2E_PERMIT2_ROUTES.items():
+                routes[route.key] = route
+                handlers[route.key] = _json_handler(
+                    200, {"message": "paid content", "path": path, "paid": True}
+                )
         return routes, handlers
+
+
+def _e2e_permit2_routes() -> dict[str, Route]:
+    """The x402 e2e servers' Permit2 endpoints: exact for 1000, upto for at most 2000 charging 1000,
+    each plain and with either gas-sponsoring extension in its name (x402sim declares every extension
+    its facilitator offers on all of them)."""
+    routes = {}
+    for scheme, price in (("exact", E2E_PERMIT2_PRICE), ("upto", E2E_UPTO_MAX)):
+        for suffix in ("", "-eip2612GasSponsoring", "-erc20ApprovalGasSponsoring"):
+            path = f"/{scheme}/evm/permit2{suffix}"
+            usage = (lambda request, response: E2E_UPTO_CHARGE) if scheme == "upto" else None
+            routes[path] = Route(
+                f"GET {path}",
+                price,
+                description=f"{scheme} through Permit2 (x402 e2e contract)",
+                scheme=scheme,
+                transfer_method="permit2",
+                usage=usage,
+            )
+    return routes
+
+
+E2E_PERMIT2_PRICE = 1_000
+E2E_UPTO_MAX = 2_000
+E2E_UPTO_CHARGE = 1_000
+E2E_PERMIT2_ROUTES = _e2e_permit2_routes()
 
 
 def _json_handler(status: int, body: Mapping[str, object], headers: Headers = ()) -> Handler:
@@ -740,8 +773,10 @@ def _path_var(environ: Mapping[str, str], name: str, default: str | None) -> str
 def server_env(environ: Mapping[str, str]) -> ServerEnv:
     """Read ``PORT`` (default 4021), ``FACILITATOR_URL``, ``EVM_NETWORK``, ``SERVER_EVM_ADDRESS`` or
     ``EVM_PAYEE_ADDRESS``, ``EVM_ASSET``, ``EVM_ASSET_NAME``, ``EVM_ASSET_VERSION``, ``PRICE_ATOMIC``
-    (default 1000), ``PROTECTED_PATH`` (default /protected), ``EVM_RPC_URL`` (optional) and
-    ``FACILITATOR_TIMEOUT_SECONDS`` (default 30: the bound of each facilitator call).
+    (default 1000), ``PROTECTED_PATH`` (default /protected), ``EVM_RPC_URL`` (optional),
+    ``FACILITATOR_TIMEOUT_SECONDS`` (default 30: the bound of each facilitator call) and
+    ``EVM_PERMIT2_ASSET`` (optional: the e2e servers' Permit2 and upto endpoints are sold too; it must
+    be the asset sold, since one server sells one asset).
 
     Missing asset facts come from the network's preset when it has a canonical token (Base, Base
     Sepolia), else from the chain at ``EVM_RPC_URL`` (an x402sim chain names its token), else they
@@ -792,6 +827,12 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
                 "or give EVM_RPC_URL of an x402sim chain)"
             )
     assert asset is not None and name is not None and version is not None  # the loop above checked
+    permit2_asset = _address(environ, "EVM_PERMIT2_ASSET", required=False)
+    if permit2_asset is not None and permit2_asset != to_checksum_address(asset):
+        raise EnvError(
+            f"environment variable EVM_PERMIT2_ASSET={permit2_asset}: x402sim sells one asset, and "
+            f"EVM_ASSET is {asset} (the token supports both EIP-3009 and Permit2)"
+        )
     return ServerEnv(
         port,
         facilitator_url,
@@ -808,6 +849,7 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
         payment_identifier,
         facilitator_timeout,
         redirect_path,
+        permit2_asset is not None,
     )
 
 
