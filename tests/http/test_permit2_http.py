@@ -455,3 +455,32 @@ def test_from_env_serves_the_e2e_permit2_endpoints(lab):
         _paid_once(lab, block, payer, 1000, result.settlement.transaction)
     finally:
         running.stop()
+
+
+def test_serve_server_flags_give_routes_their_mechanism(tmp_path):
+    """--scheme/--transfer-method/--charge fill what the routes file leaves unsaid; a bad combination
+    names the option and the route."""
+    from x402sim.http.routes_file import RoutesFileError, parse_routes, with_defaults
+
+    config = parse_routes(
+        {
+            "routes": [
+                {"method": "GET", "path": "/a", "price": 1000},
+                {"method": "GET", "path": "/b", "price": 1000, "scheme": "exact"},
+            ]
+        }
+    )
+    made = with_defaults(config, scheme="upto", charge="25%")
+    a, b = made.routes["GET /a"], made.routes["GET /b"]
+    assert (a.scheme, a.usage(None, None)) == ("upto", "25%")
+    assert (b.scheme, b.transfer_method, b.usage) == ("exact", None, None)
+    permit2 = with_defaults(config, transfer_method="permit2")
+    assert {r.transfer_method for r in permit2.routes.values()} == {"permit2"}
+    with pytest.raises(RoutesFileError, match=r"--scheme.*GET /a.*permit2 only"):
+        with_defaults(config, scheme="upto", transfer_method="eip3009")
+    routes = tmp_path / "routes.toml"
+    routes.write_text(f'pay_to = "0x{"11" * 20}"\n[[routes]]\nmethod = "GET"\npath = "/a"\nprice = 1000\n')
+    done = cli(
+        "serve", "server", "--facilitator-url", "http://127.0.0.1:1", "--routes", routes, "--charge", "lots"
+    )
+    assert done.exit_code == 2 and "--charge" in done.stderr, done.output

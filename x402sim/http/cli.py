@@ -383,6 +383,29 @@ def serve_server_cmd(
             help="With --crawl-policy: let unsigned requests pay like anyone instead of refusing them.",
         ),
     ] = False,
+    scheme: Annotated[
+        str | None,
+        typer.Option(
+            "--scheme",
+            help="exact or upto: the scheme of the routes whose routes-file entry names none (upto: the "
+            "price is the maximum, paid through Permit2).",
+        ),
+    ] = None,
+    transfer_method: Annotated[
+        str | None,
+        typer.Option(
+            "--transfer-method",
+            help="eip3009 or permit2: how the exact routes that name none are paid.",
+        ),
+    ] = None,
+    charge: Annotated[
+        str | None,
+        typer.Option(
+            "--charge",
+            help="What the upto routes that name none charge: atomic units, 'N%' of the maximum, '$D', "
+            "or 'header' (the handler's or origin's Settlement-Overrides; the default).",
+        ),
+    ] = None,
     sign_responses: Annotated[
         bool,
         typer.Option(
@@ -424,6 +447,10 @@ def serve_server_cmd(
     if from_env:
         if routes is not None or origin is not None or rpc_url is not None or facilitator_url is not None:
             raise fail("--from-env reads its settings from the environment; drop the other options")
+        if scheme or transfer_method or charge:
+            raise fail(
+                "--from-env serves the e2e contract's routes; drop --scheme, --transfer-method, --charge"
+            )
         if crawl_policy or sign_responses:
             raise fail("--from-env serves the e2e contract; drop --crawl-policy and --sign-responses")
         env = _from_env(server_env, allow_remote, ("FACILITATOR_URL", "EVM_RPC_URL"))
@@ -441,7 +468,7 @@ def serve_server_cmd(
     assert facilitator_url is not None  # checked just above
     _urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
     public = _host_ok(host)
-    config = _routes(routes)
+    config = _mechanisms(_routes(routes), scheme, transfer_method, charge)
     if rpc_url:
         try:
             _fill_from_chain(config, rpc_url)
@@ -463,6 +490,17 @@ def serve_server_cmd(
             sign_responses=sign_responses,
         )
     )
+
+
+def _mechanisms(config, scheme: str | None, transfer_method: str | None, charge: str | None):
+    """``config`` with the ``--scheme/--transfer-method/--charge`` defaults; exit 2 naming a bad one."""
+    from .routes_file import RoutesFileError, with_defaults
+
+    value: str | int | None = int(charge) if charge is not None and charge.isdigit() else charge
+    try:
+        return with_defaults(config, scheme=scheme, transfer_method=transfer_method, charge=value)
+    except RoutesFileError as exc:
+        raise fail_with(exc) from None
 
 
 def _fill_from_chain(config, rpc_url: str) -> None:

@@ -45,7 +45,7 @@ import json
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..actors.messages import HttpRequest, HttpResponse
@@ -225,3 +225,33 @@ def route_mechanism(
         return fixed
 
     return "upto", method, usage
+
+
+def with_defaults(
+    config: RoutesConfig,
+    *,
+    scheme: str | None = None,
+    transfer_method: str | None = None,
+    charge: int | str | None = None,
+) -> RoutesConfig:
+    """``config`` with ``scheme``, ``transfer_method`` and (for upto routes) ``charge`` given to the
+    routes that do not say theirs (``serve server --scheme/--transfer-method/--charge``);
+    ``RoutesFileError`` naming the option and the route when a combination is wrong."""
+    if scheme is None and transfer_method is None and charge is None:
+        return config
+    routes = {}
+    for key, route in config.routes.items():
+        chosen = route.scheme or scheme
+        named, method, usage = route_mechanism(
+            f"--scheme/--transfer-method/--charge for {key}",
+            route.price,
+            scheme=chosen,
+            transfer_method=route.transfer_method or transfer_method,
+            charge=charge if route.usage is None and chosen == "upto" else None,
+        )
+        routes[key] = replace(route, scheme=named, transfer_method=method, usage=route.usage or usage)
+    if charge is not None and all(r.scheme != "upto" for r in routes.values()):
+        raise RoutesFileError(
+            "--charge: no route is upto (give --scheme upto, or scheme = 'upto' in the file)"
+        )
+    return replace(config, routes=routes)
