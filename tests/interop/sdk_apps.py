@@ -90,6 +90,11 @@ def sdk_facilitator_app(key: bytes, rpc_url: str, network: str) -> FastAPI:
     names, a hook abort) is HTTP 400 with ``{"error": ...}``."""
     facilitator = x402FacilitatorSync()
     facilitator.register([network], sdk_facilitator_scheme(key, rpc_url))
+    return facilitator_http_app(facilitator)
+
+
+def facilitator_http_app(facilitator: x402FacilitatorSync) -> FastAPI:
+    """The HTTP face of an SDK ``facilitator`` (see ``sdk_facilitator_app``)."""
     app = FastAPI(title="x402 SDK facilitator")
 
     def answer(call, body: VerifyRequest | SettleRequest) -> JSONResponse:

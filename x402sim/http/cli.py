@@ -79,6 +79,16 @@ SignProtocol = enum.Enum(
     },
     type=str,
 )
+SponsorOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sponsor",
+        metavar="EXTENSION[,EXTENSION]",
+        help="Offer gas sponsoring for Permit2 payments, listed in /supported: eip2612GasSponsoring "
+        "(the payer signs an EIP-2612 permit, settled with the payment) and/or erc20ApprovalGasSponsoring "
+        "(the facilitator funds the payer's gas and relays its signed approve). Comma-separated or repeated.",
+    ),
+]
 FromEnvOpt = Annotated[
     bool,
     typer.Option(
@@ -164,6 +174,16 @@ def _from_env(read, allow_remote: bool, urls: tuple[str, ...]):
         raise fail_with(exc) from None
 
 
+def _sponsoring(sponsor: list[str] | None) -> frozenset[str]:
+    """The ``--sponsor`` extensions; exit 2 naming an unknown one."""
+    from .serve import sponsoring_extensions
+
+    try:
+        return sponsoring_extensions(sponsor or ())
+    except ValueError as exc:
+        raise fail(f"--sponsor: {exc}") from None
+
+
 def _routes(path: Path | None):
     from .routes_file import RoutesFileError, load_routes
 
@@ -191,6 +211,7 @@ def serve(
     seed: SeedOpt = 0,
     block_time: BlockTimeOpt = None,
     network: NetworkOpt = LOCAL_NETWORK,
+    sponsor: SponsorOpt = None,
 ) -> None:
     """Start chain RPC, facilitator and a demo resource server together; print one JSON line.
 
@@ -219,8 +240,13 @@ def serve(
         if port != 0:
             raise fail("--port other than 0 would give the three services one port; use --chain-port etc.")
     config = _routes(routes)
+    offered = _sponsoring(sponsor)
     setup = _setup(accounts, usdc, seed, block_time, network.value)
-    _run_until_signalled(lambda: serve_all(setup, routes=config, host=host, ports=ports, allow_public=public))
+    _run_until_signalled(
+        lambda: serve_all(
+            setup, routes=config, host=host, ports=ports, allow_public=public, sponsoring=offered
+        )
+    )
 
 
 @serve_app.command("chain")
@@ -257,22 +283,35 @@ def serve_facilitator_cmd(
     settle_timeout: Annotated[float, typer.Option(help="Seconds to wait for a settlement's receipt.")] = 30.0,
     allow_remote: AllowRemoteOpt = False,
     from_env: FromEnvOpt = False,
+    sponsor: SponsorOpt = None,
 ) -> None:
     """Serve the reference facilitator (/verify, /settle, /supported, /health) for a chain by RPC URL.
+
+    It settles exact (EIP-3009 and Permit2) and upto (Permit2); with --sponsor it also pays the gas
+    of payers that have not approved Permit2 (the extensions are listed in /supported, and servers
+    declare them in their 402s).
 
     With --from-env: PORT, EVM_RPC_URL, EVM_NETWORK (checked against the chain), and
     FACILITATOR_EVM_PRIVATE_KEY or EVM_PRIVATE_KEY.
 
-    Example: PORT=4022 EVM_RPC_URL=http://127.0.0.1:8545 EVM_NETWORK=eip155:84532 EVM_PRIVATE_KEY=0x...
-    x402sim serve facilitator --from-env
+    Examples:
+
+      x402sim serve facilitator --rpc-url http://127.0.0.1:8545
+      --sponsor eip2612GasSponsoring,erc20ApprovalGasSponsoring
+
+      PORT=4022 EVM_RPC_URL=http://127.0.0.1:8545 EVM_NETWORK=eip155:84532 EVM_PRIVATE_KEY=0x...
+      x402sim serve facilitator --from-env
     """
     from .serve import facilitator_env, serve_facilitator, serve_facilitator_env
 
+    offered = _sponsoring(sponsor)
     if from_env:
         env = _from_env(facilitator_env, allow_remote, ("EVM_RPC_URL",))
         public = _host_ok(host)
         _run_until_signalled(
-            lambda: serve_facilitator_env(env, host=host, allow_public=public, settle_timeout=settle_timeout),
+            lambda: serve_facilitator_env(
+                env, host=host, allow_public=public, settle_timeout=settle_timeout, sponsoring=offered
+            ),
             ready="Facilitator listening on",
         )
         return
@@ -281,7 +320,13 @@ def serve_facilitator_cmd(
     key_bytes = _parse_key(key) if key else None
     _run_until_signalled(
         lambda: serve_facilitator(
-            rpc_url, key=key_bytes, host=host, port=port, allow_public=public, settle_timeout=settle_timeout
+            rpc_url,
+            key=key_bytes,
+            host=host,
+            port=port,
+            allow_public=public,
+            settle_timeout=settle_timeout,
+            sponsoring=offered,
         )
     )
 
@@ -306,7 +351,8 @@ def serve_server_cmd(
         float | None,
         typer.Option(
             help="Seconds each facilitator call may take, its resend included; past it the buyer gets 502 "
-            "(default 30, or FACILITATOR_TIMEOUT_SECONDS with --from-env)."
+            "(default 30, or FACILITATOR_TIMEOUT_SECONDS with --from-env). At startup the server waits up to "
+            "this (at most 10 s) for the facilitator's /supported, and exits 2 without it."
         ),
     ] = None,
     allow_remote: AllowRemoteOpt = False,
@@ -337,6 +383,29 @@ def serve_server_cmd(
             help="With --crawl-policy: let unsigned requests pay like anyone instead of refusing them.",
         ),
     ] = False,
+    scheme: Annotated[
+        str | None,
+        typer.Option(
+            "--scheme",
+            help="exact or upto: the scheme of the routes whose routes-file entry names none (upto: the "
+            "price is the maximum, paid through Permit2).",
+        ),
+    ] = None,
+    transfer_method: Annotated[
+        str | None,
+        typer.Option(
+            "--transfer-method",
+            help="eip3009 or permit2: how the exact routes that name none are paid.",
+        ),
+    ] = None,
+    charge: Annotated[
+        str | None,
+        typer.Option(
+            "--charge",
+            help="What the upto routes that name none charge: atomic units, 'N%' of the maximum, '$D', "
+            "or 'header' (the handler's or origin's Settlement-Overrides; the default).",
+        ),
+    ] = None,
     sign_responses: Annotated[
         bool,
         typer.Option(
@@ -349,10 +418,14 @@ def serve_server_cmd(
 ) -> None:
     """Serve priced routes (or a paywall proxy in front of --origin), settling through a facilitator.
 
+    Routes are paid by exact (EIP-3009, or Permit2 with transfer_method = "permit2") or by upto
+    (scheme = "upto": price is the maximum, charge says what is taken); the server asks the
+    facilitator's /supported at startup (its upto address, the gas sponsoring it offers).
+
     With --from-env (instead of --facilitator-url and --routes): PORT, FACILITATOR_URL, EVM_NETWORK,
     SERVER_EVM_ADDRESS or EVM_PAYEE_ADDRESS, EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION (default: the
     network preset's USDC), PRICE_ATOMIC (1000), PROTECTED_PATH (/protected), EVM_RPC_URL (optional),
-    FACILITATOR_TIMEOUT_SECONDS (30).
+    FACILITATOR_TIMEOUT_SECONDS (30), EVM_PERMIT2_ASSET (optional: also the e2e Permit2/upto endpoints).
 
     Example: PORT=4021 FACILITATOR_URL=http://127.0.0.1:4022 EVM_NETWORK=eip155:84532
     EVM_PAYEE_ADDRESS=0x... x402sim serve server --from-env
@@ -374,6 +447,10 @@ def serve_server_cmd(
     if from_env:
         if routes is not None or origin is not None or rpc_url is not None or facilitator_url is not None:
             raise fail("--from-env reads its settings from the environment; drop the other options")
+        if scheme or transfer_method or charge:
+            raise fail(
+                "--from-env serves the e2e contract's routes; drop --scheme, --transfer-method, --charge"
+            )
         if crawl_policy or sign_responses:
             raise fail("--from-env serves the e2e contract; drop --crawl-policy and --sign-responses")
         env = _from_env(server_env, allow_remote, ("FACILITATOR_URL", "EVM_RPC_URL"))
@@ -391,7 +468,7 @@ def serve_server_cmd(
     assert facilitator_url is not None  # checked just above
     _urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
     public = _host_ok(host)
-    config = _routes(routes)
+    config = _mechanisms(_routes(routes), scheme, transfer_method, charge)
     if rpc_url:
         try:
             _fill_from_chain(config, rpc_url)
@@ -413,6 +490,17 @@ def serve_server_cmd(
             sign_responses=sign_responses,
         )
     )
+
+
+def _mechanisms(config, scheme: str | None, transfer_method: str | None, charge: str | None):
+    """``config`` with the ``--scheme/--transfer-method/--charge`` defaults; exit 2 naming a bad one."""
+    from .routes_file import RoutesFileError, with_defaults
+
+    value: str | int | None = int(charge) if charge is not None and charge.isdigit() else charge
+    try:
+        return with_defaults(config, scheme=scheme, transfer_method=transfer_method, charge=value)
+    except RoutesFileError as exc:
+        raise fail_with(exc) from None
 
 
 def _fill_from_chain(config, rpc_url: str) -> None:
@@ -528,6 +616,15 @@ def pay(
             "(default: the origin of --rpc-url, whose chain serves the test accounts' directory).",
         ),
     ] = None,
+    approve_permit2: Annotated[
+        bool,
+        typer.Option(
+            "--approve-permit2",
+            help="First approve Permit2 to spend the token of the x402sim chain at --rpc-url (an approve "
+            "transaction from the paying wallet, which pays its gas), unless it is approved already; "
+            "Permit2 and upto offers can then be paid without gas sponsoring.",
+        ),
+    ] = False,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -545,6 +642,11 @@ def pay(
     its decision and what became of the payment are appended to a hash-chained log (check it with
     x402sim audit verify). A payment that needs approval is granted by --approve, else asked on a
     terminal, else refused.
+
+    Permit2 and upto offers are paid like exact ones. With --rpc-url the client reads its Permit2
+    allowance there and, when it is short, signs the gas-sponsoring extension the 402 declares
+    (EIP-2612 first); --approve-permit2 approves Permit2 on chain instead. For upto the charge (the
+    settlement's amount) is printed on stderr.
 
     With --sign, every request is signed (RFC 9421) with an Ed25519 key derived from the paying
     account's key, whose public half the x402sim chain publishes at
@@ -568,6 +670,8 @@ def pay(
 
       x402sim pay http://127.0.0.1:4021/weather --rpc-url http://127.0.0.1:8545 --sign web-bot-auth
 
+      x402sim pay http://127.0.0.1:4021/llm --rpc-url http://127.0.0.1:8545 --approve-permit2
+
       x402sim pay http://127.0.0.1:4021/weather --policy team.toml --policy-name strict --agent researcher
       --audit audit.jsonl --approve
 
@@ -578,6 +682,8 @@ def pay(
 
     if from_env:
         _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign)
+        if approve_permit2:
+            raise fail("--from-env pays as the e2e harness's clients do; drop --approve-permit2")
     elif url is None:
         raise fail("missing argument URL (or use --from-env)")
     governance = _load_governance(policy_file, policy_name, agent, audit, approve)
@@ -589,25 +695,102 @@ def pay(
     if from_env:
         _pay_from_env(method, headers, body, allow_remote)
         return
+    if approve_permit2 and rpc_url is None:
+        raise fail("--approve-permit2 needs --rpc-url (the chain to send the approval to)")
     networks, key, clock = _payer(rpc_url, key, network)
     key_bytes = _parse_key(key)
     signer = _agent_signer(sign, key_bytes, signature_agent, rpc_url)
-    client_options = {
-        "networks": networks,
-        "policy": SpendPolicy(max_price=max_price),
-        "clock": clock,
-        "agent": agent,
-        "signer": signer,
-    }
-    result, governor = _governed_request(
-        key_bytes, client_options, governance, audit, approve, (method, url, headers, body)
-    )
+    with _chain_reads(rpc_url) as chain:
+        if approve_permit2:
+            assert chain is not None  # rpc_url is set
+            _approve_permit2(chain, key_bytes)
+        client_options = {
+            "networks": networks,
+            "policy": SpendPolicy(max_price=max_price),
+            "clock": clock,
+            "agent": agent,
+            "signer": signer,
+            "chain": chain,
+        }
+        result, governor = _governed_request(
+            key_bytes, client_options, governance, audit, approve, (method, url, headers, body)
+        )
     if verbose:
         _show_payment(result)
         if governor is not None:
             _show_governance(result, governor, audit)
+    _show_charge(result)
     _write_body(result.body)
     _exit_for_result(result, approve)
+
+
+@contextlib.contextmanager
+def _chain_reads(rpc_url: str | None):
+    """The chain at ``rpc_url`` for the client's Permit2 reads (None without a URL), closed after."""
+    if rpc_url is None:
+        yield None
+        return
+    from ..evm.rpc_chain import RpcChain
+
+    chain = RpcChain(rpc_url, timeout=10)
+    try:
+        yield chain
+    finally:
+        chain.close()
+
+
+APPROVAL_WAIT_SECONDS = 30.0
+
+
+def _approve_permit2(chain, key: bytes) -> None:
+    """``pay --approve-permit2``: the wallet of ``key`` approves Permit2 for the token of the x402sim
+    chain ``chain`` (MaxUint, as the SDKs' approval helpers do), paying the gas itself, and waits for
+    the receipt; nothing is sent when the allowance is already past half of that (a token may spend
+    from even a MaxUint allowance). Exit 2 when it fails."""
+    from ..errors import ChainError
+    from ..evm.eip712 import address_of_key
+    from ..evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, allowance, approve_call
+    from ..evm.txsign import GWEI, sign_eip1559
+    from ..mechanisms.sponsoring import APPROVAL_GAS
+
+    owner = address_of_key(key)
+    try:
+        info = chain.rpc("x402sim_info")
+        token = info["token"]
+        if allowance(chain, token, owner, PERMIT2_ADDRESS) > UINT256_MAX // 2:
+            say(f"Permit2 is already approved for {token} by {owner}")
+            return
+        signed = sign_eip1559(
+            key,
+            chain_id=chain.chain_id,
+            nonce=chain.pending_nonce(owner),
+            gas=APPROVAL_GAS,
+            max_fee_per_gas=2 * chain.base_fee + GWEI,
+            max_priority_fee_per_gas=0,
+            to=token,
+            data=approve_call(PERMIT2_ADDRESS, UINT256_MAX),
+        )
+        tx_hash = chain.send_raw_transaction(signed.raw)
+        deadline = time.monotonic() + APPROVAL_WAIT_SECONDS
+        while (receipt := chain.receipt(tx_hash)) is None:
+            if time.monotonic() > deadline:
+                raise ChainError(f"approval 0x{tx_hash.hex()} not mined within {APPROVAL_WAIT_SECONDS} s")
+            time.sleep(0.1)  # waiting on a chain's block
+    except (ChainError, KeyError, TypeError) as exc:
+        raise fail(f"--approve-permit2: {exc}") from None
+    if not receipt.success:
+        raise fail(f"--approve-permit2: approval 0x{tx_hash.hex()} reverted")
+    say(f"approved Permit2 for {token} by {owner}: 0x{tx_hash.hex()}")
+
+
+def _show_charge(result) -> None:
+    """For an upto payment: what the settlement charged, of the maximum signed (stderr)."""
+    settlement, payment = result.settlement, result.payment
+    if settlement is None or not settlement.success or settlement.amount is None:
+        return
+    accepted = getattr(payment, "accepted", None)
+    if accepted is not None and accepted.scheme == "upto":
+        say(f"charged {settlement.amount} of at most {accepted.amount} (upto)")
 
 
 def _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign) -> None:
@@ -835,7 +1018,10 @@ def _pay_from_env(method: str, headers: list[tuple[str, str]], body: bytes, allo
         clock = lambda: time.time() + offset  # noqa: E731 - sign with the chain's clock
     policy = SpendPolicy(max_price=env.max_amount)
     try:
-        with PayingClient(env.key, networks=(env.network,), policy=policy, clock=clock) as client:
+        with (
+            _chain_reads(env.rpc_url) as chain,
+            PayingClient(env.key, networks=(env.network,), policy=policy, clock=clock, chain=chain) as client,
+        ):
             result = client.request(method, env.url, headers=headers, content=body)
     except httpx.HTTPError as exc:
         problem = f"{env.url}: {exc.__class__.__name__}: {exc}"

@@ -227,7 +227,9 @@ class _PayingBase(DrivesClient):
     Visa TAP), the paid retry afresh. ``directory``, ``require_identity``, ``min_reputation``,
     ``identity`` and ``mandate`` are the ``Client``'s trust settings (ERC-8004 and AP2; see
     ``x402sim.trust``); feedback (``rate``) needs a chain writer, so it is left to the testbed and
-    the simulator."""
+    the simulator. ``chain`` (e.g. an ``RpcChain`` of the paid network) is what the client reads its
+    Permit2 allowance and EIP-2612 nonce from, to attach a gas-sponsoring extension a 402 declares;
+    its reads block, so an ``AsyncPayingClient`` must not be given a chain served on its own loop."""
 
     def __init__(
         self,
@@ -245,6 +247,7 @@ class _PayingBase(DrivesClient):
         min_reputation: float | None = None,
         identity=None,
         mandate=None,
+        chain=None,
     ) -> None:
         self.role = Client(
             _key_bytes(key),
@@ -259,6 +262,7 @@ class _PayingBase(DrivesClient):
             min_reputation=min_reputation,
             identity=identity,
             mandate=mandate,
+            chain=chain,
         )
         self.clock = clock
 

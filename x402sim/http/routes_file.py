@@ -18,6 +18,24 @@ TOML example (JSON has the same shape)::
     # max_timeout_seconds = 300  # how long a payment for it may stay valid (default 300)
     # service_name = "Weather Co"; tags = ["weather"]; icon_url = "https://..."  # told in the 402
 
+    [[routes]]                 # paid through Permit2 (the payer approves Permit2 once, or is
+    method = "GET"             # sponsored by the facilitator's gas-sponsoring extensions)
+    path = "/report"
+    price = 1000
+    transfer_method = "permit2"    # "eip3009" (the default for exact) or "permit2"
+
+    [[routes]]                 # upto: the payer signs for at most `price`, is charged after the work
+    method = "GET"
+    path = "/llm"
+    price = 5000               # the maximum
+    scheme = "upto"            # "exact" (the default) or "upto" (always paid through Permit2)
+    charge = "40%"             # what is charged: atomic units (1500), a percentage of the maximum
+                               # ("40%"), dollars ("$0.002"), or "header" (the default): the handler's
+                               # or origin's Settlement-Overrides header, else the maximum
+
+``scheme``, ``transfer_method`` and ``charge`` may also be given at the top level, as defaults for
+the routes that do not name them.
+
 Every problem is one ``RoutesFileError`` naming the file, the key and what is wrong.
 """
 
@@ -26,14 +44,21 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route
+from ..actors.messages import HttpRequest, HttpResponse
+from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route, resolve_charge
 from ..errors import InputError
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_TOP_KEYS = {"network", "asset", "asset_name", "asset_version", "pay_to", "routes"}
+SCHEMES = ("exact", "upto")
+TRANSFER_METHODS = ("eip3009", "permit2")
+FROM_HEADER = "header"  # charge: what the handler's Settlement-Overrides header says
+CHARGE_DECIMALS = 6  # a dollar charge is checked against the maximum as a 6-decimals asset (USDC)
+_MECHANISM_KEYS = ("scheme", "transfer_method", "charge")
+_TOP_KEYS = {"network", "asset", "asset_name", "asset_version", "pay_to", "routes", *_MECHANISM_KEYS}
 _ROUTE_KEYS = {
     "method",
     "path",
@@ -45,6 +70,7 @@ _ROUTE_KEYS = {
     "service_name",
     "tags",
     "icon_url",
+    *_MECHANISM_KEYS,
 }
 
 
@@ -127,6 +153,11 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
         for key in ("service_name", "icon_url"):
             if not isinstance(entry.get(key, ""), str):
                 raise RoutesFileError(f"{here}: {key}: expected a string")
+        # the top-level settings are defaults (its charge for upto routes only)
+        mechanism = {key: entry.get(key, data.get(key)) for key in _MECHANISM_KEYS}
+        if "charge" not in entry and mechanism["scheme"] != "upto":
+            mechanism["charge"] = None
+        scheme, method, usage = route_mechanism(here, price, **mechanism)
         tags = entry.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
             raise RoutesFileError(f"{here}: tags: expected a list of strings")
@@ -141,6 +172,9 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
                 service_name=entry.get("service_name"),
                 tags=tuple(tags),
                 icon_url=entry.get("icon_url"),
+                scheme=scheme,
+                transfer_method=method,
+                usage=usage,
             )
         except (ValueError, TypeError) as exc:
             raise RoutesFileError(f"{here}: {exc}") from exc
@@ -148,3 +182,76 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
             raise RoutesFileError(f"{here}: {route.key} is listed twice")
         config.routes[route.key] = route
     return config
+
+
+def route_mechanism(
+    here: str, price: int, *, scheme: object = None, transfer_method: object = None, charge: object = None
+) -> tuple[str | None, str | None, Callable[[HttpRequest, HttpResponse], int | str] | None]:
+    """A route's scheme, transfer method and upto charge (``usage``) from its settings, checked:
+    ``RoutesFileError`` starting with ``here`` names the key and the problem."""
+    if scheme is not None and scheme not in SCHEMES:
+        raise RoutesFileError(f"{here}: scheme: expected one of {', '.join(SCHEMES)}, got {scheme!r}")
+    if transfer_method is not None and transfer_method not in TRANSFER_METHODS:
+        raise RoutesFileError(
+            f"{here}: transfer_method: expected one of {', '.join(TRANSFER_METHODS)}, got {transfer_method!r}"
+        )
+    if scheme == "upto" and transfer_method == "eip3009":
+        raise RoutesFileError(f"{here}: transfer_method: upto is paid through permit2 only, not eip3009")
+    named_scheme = None if scheme is None else str(scheme)
+    method = None if transfer_method is None else str(transfer_method)
+    if charge is None or charge == FROM_HEADER:
+        return named_scheme, method, None
+    if scheme != "upto":
+        raise RoutesFileError(
+            f"{here}: charge: only an upto route is charged after the work (scheme = 'upto')"
+        )
+    if isinstance(charge, bool) or not isinstance(charge, int | str):
+        raise RoutesFileError(
+            f"{here}: charge: expected atomic units, 'N%', '$D' or 'header', got {charge!r}"
+        )
+    try:
+        amount = resolve_charge(charge, price, CHARGE_DECIMALS)
+    except ValueError as exc:
+        raise RoutesFileError(
+            f"{here}: charge: {exc} (expected atomic units, 'N%', '$D' or 'header')"
+        ) from None
+    if amount > price:
+        raise RoutesFileError(
+            f"{here}: charge: {charge!r} is {amount}, above the route's maximum price {price}"
+        )
+    fixed: int | str = charge
+
+    def usage(request: HttpRequest, response: HttpResponse) -> int | str:
+        return fixed
+
+    return "upto", method, usage
+
+
+def with_defaults(
+    config: RoutesConfig,
+    *,
+    scheme: str | None = None,
+    transfer_method: str | None = None,
+    charge: int | str | None = None,
+) -> RoutesConfig:
+    """``config`` with ``scheme``, ``transfer_method`` and (for upto routes) ``charge`` given to the
+    routes that do not say theirs (``serve server --scheme/--transfer-method/--charge``);
+    ``RoutesFileError`` naming the option and the route when a combination is wrong."""
+    if scheme is None and transfer_method is None and charge is None:
+        return config
+    routes = {}
+    for key, route in config.routes.items():
+        chosen = route.scheme or scheme
+        named, method, usage = route_mechanism(
+            f"--scheme/--transfer-method/--charge for {key}",
+            route.price,
+            scheme=chosen,
+            transfer_method=route.transfer_method or transfer_method,
+            charge=charge if route.usage is None and chosen == "upto" else None,
+        )
+        routes[key] = replace(route, scheme=named, transfer_method=method, usage=route.usage or usage)
+    if charge is not None and all(r.scheme != "upto" for r in routes.values()):
+        raise RoutesFileError(
+            "--charge: no route is upto (give --scheme upto, or scheme = 'upto' in the file)"
+        )
+    return replace(config, routes=routes)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Literal, overload
 from urllib.parse import urlsplit
 
+import httpx
 from eth_utils import is_address, to_checksum_address
 from starlette.responses import JSONResponse, Response
 
@@ -58,8 +59,9 @@ from ..evm.contracts import MULTICALL3_ADDRESS
 from ..evm.eip712 import address_of_key
 from ..evm.presets import DEFAULT_PRESET, preset, preset_for_network
 from ..evm.rpc_chain import RpcChain
+from ..mechanisms import SPONSORING_EXTENSIONS
 from ..money import UNIT
-from ..protocol import ProtocolError, caip2_problem, v1_to_caip2
+from ..protocol import ProtocolError, SupportedResponse, caip2_problem, v1_to_caip2
 from ..trust.crawl import CrawlPolicy
 from ..trust.identity import registration_file
 from ..trust.signatures import (
@@ -79,7 +81,7 @@ from .client import DEFAULT_TIMEOUT, FacilitatorClient
 from .facilitator_app import facilitator_app
 from .guard import service_app
 from .routes_file import RoutesConfig
-from .runner import LOOPBACK, Services
+from .runner import LOOPBACK, ServiceError, Services
 from .server_app import MAX_IN_FLIGHT, DirectoryFetcher, Handler, demo_weather, resource_server_app
 
 DEFAULT_PORTS = {"chain": 8545, "facilitator": 4022, "server": 4021}
@@ -290,11 +292,15 @@ def serve_facilitator(
     allow_public: bool = False,
     settle_timeout: float = 30.0,
     control: bool = False,
+    sponsoring: Iterable[str] = (),
 ) -> Running:
     """The reference facilitator settling on the chain at ``rpc_url`` from the account of ``key``.
 
     Without a key, a fresh test key is made and funded with ether through the chain's
-    ``x402sim_fund`` method (so only an x402sim chain can fund it). ``control`` adds ``POST /close``."""
+    ``x402sim_fund`` method (so only an x402sim chain can fund it). ``control`` adds ``POST /close``.
+    ``sponsoring`` names the gas-sponsoring extensions it offers (``SPONSORING_EXTENSIONS``; listed
+    in its ``/supported``); ``ValueError`` names an unknown one."""
+    offered = sponsoring_extensions(sponsoring)
     chain = RpcChain(rpc_url)
     if key is None:
         key = secrets.token_bytes(32)  # a throwaway test key, funded below
@@ -304,7 +310,7 @@ def serve_facilitator(
             raise ChainError(
                 f"cannot fund a facilitator key on {rpc_url} ({exc}); pass --key of an account with ether"
             ) from None
-    facilitator = Facilitator(chain, key)
+    facilitator = Facilitator(chain, key, sponsoring=offered)
     services = Services(host, allow_public=allow_public)
     closed = threading.Event()
     app = facilitator_app(facilitator, settle_timeout=settle_timeout, automine=False)
@@ -315,8 +321,54 @@ def serve_facilitator(
         "network": chain.network,
         "chain_id": chain.chain_id,
         "facilitator_address": facilitator.address,
+        "sponsoring": facilitator.supported().extensions,
     }
     return Running(services, info, closed)
+
+
+def sponsoring_extensions(names: Iterable[str]) -> frozenset[str]:
+    """The gas-sponsoring extensions ``names`` (each may be a comma-separated list) as a set;
+    ``ValueError`` naming an unknown one and the known ones."""
+    wanted = {n.strip() for name in names for n in name.split(",") if n.strip()}
+    unknown = sorted(wanted - set(SPONSORING_EXTENSIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown gas-sponsoring extension {unknown[0]!r} (known: {', '.join(SPONSORING_EXTENSIONS)})"
+        )
+    return frozenset(wanted)
+
+
+SUPPORTED_TIMEOUT = 10.0  # seconds a server waits at startup for its facilitator's /supported
+STARTUP_POLL_SECONDS = 0.2
+
+
+def fetch_supported(facilitator_url: str, *, timeout: float = SUPPORTED_TIMEOUT) -> SupportedResponse:
+    """The facilitator's ``GET /supported`` answer, as a resource server learns it at startup (the
+    SDK servers do too: upto offers carry the facilitator's address, Permit2 offers declare the
+    gas-sponsoring extensions it lists). A facilitator still starting (connection refused) is asked
+    again until ``timeout`` seconds have passed; ``ServiceError`` naming the URL when it cannot be had."""
+    url = facilitator_url.rstrip("/") + "/supported"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = httpx.get(url, timeout=timeout)
+            break
+        except httpx.ConnectError as exc:
+            if time.monotonic() + STARTUP_POLL_SECONDS > deadline:
+                raise ServiceError(
+                    f"facilitator {url} unreachable at startup (for {timeout} s): {exc or type(exc).__name__}"
+                ) from None
+            time.sleep(STARTUP_POLL_SECONDS)  # waiting for another process to listen
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"facilitator {url} unreachable at startup: {exc or type(exc).__name__}"
+            ) from None
+    if answer.status_code != 200:
+        raise ServiceError(f"facilitator {url} answered HTTP {answer.status_code} at startup")
+    try:
+        return SupportedResponse.from_wire(answer.content, where=f"facilitator {url} answer")
+    except ProtocolError as exc:
+        raise ServiceError(f"facilitator {url} answered outside the protocol: {exc}") from None
 
 
 def resource_server(
@@ -377,6 +429,8 @@ def serve_server(
     ``DIRECTORY_PATH`` (the x402 ``http-message-signatures`` extension's server-signed responses)."""
     fetcher = None
     response_signer = ResponseSigner(agent_key(secrets.token_bytes(32))) if sign_responses else None
+    supported = fetch_supported(facilitator_url, timeout=min(facilitator_timeout, SUPPORTED_TIMEOUT))
+    switches = {**(switches or {}), "supported": supported}
     if crawl:
         policy = crawl_policy(KeyDirectory(), crawl_allow, block_unsigned=crawl_block_unsigned)
         switches = {**(switches or {}), "crawl": policy}
@@ -395,6 +449,7 @@ def serve_server(
         "asset_name": role.asset_name,
         "asset_version": role.asset_version,
         "payee": role.pay_to,
+        "sponsoring": list(supported.extensions),
     }
     if crawl:
         facts["crawl_policy"] = _crawl_facts(role.crawl)
@@ -426,16 +481,19 @@ def serve_all(
     crawl: bool = False,
     crawl_allow: Iterable[str] = (),
     crawl_block_unsigned: bool = True,
+    sponsoring: Iterable[str] = (),
 ) -> Running:
-    """Chain RPC, facilitator and resource server together, on one loop. With ``crawl``, the server
+    """Chain RPC, facilitator and resource server together, on one loop. ``sponsoring``: the
+    gas-sponsoring extensions the facilitator offers. With ``crawl``, the server
     admits requests by signature against the agents' directory the chain serves (the same keys, in
     process); ``crawl_allow`` (keyids or the directory's URL) are served free."""
     ports = {**DEFAULT_PORTS, **(ports or {})}
+    offered = sponsoring_extensions(sponsoring)
     chain, accounts = _new_chain(setup)
     facilitator_key = chain.new_key()
     payee = address_of_key(chain.new_key())
     chain.fund(address_of_key(facilitator_key), eth=setup.eth)
-    facilitator = Facilitator(chain, facilitator_key)
+    facilitator = Facilitator(chain, facilitator_key, sponsoring=offered)
     clock = ChainClock(chain, time.time)  # one time for the node and the facilitator that settles on it
     services = Services(host, allow_public=allow_public)
     files: dict = {}
@@ -452,7 +510,7 @@ def serve_all(
     config.asset_name = config.asset_name or chain.token_name
     config.asset_version = config.asset_version or chain.token_version
     config.pay_to = config.pay_to or payee
-    switches = {}
+    switches: dict = {"supported": facilitator.supported()}
     if crawl:
         directory = KeyDirectory.from_jwks(agents_directory(accounts), source=origin_of(rpc_url))
         switches["crawl"] = crawl_policy(directory, crawl_allow, block_unsigned=crawl_block_unsigned)
@@ -469,6 +527,7 @@ def serve_all(
         **_agent_facts(rpc_url),
         "payee": role.pay_to,
         "facilitator_address": facilitator.address,
+        "sponsoring": facilitator.supported().extensions,
     }
     if crawl:
         info["crawl_policy"] = _crawl_facts(role.crawl)
@@ -637,6 +696,7 @@ class ServerEnv:
     payment_identifier: str = "off"  # PAYMENT_IDENTIFIER: off, optional or required
     facilitator_timeout: float = DEFAULT_TIMEOUT  # FACILITATOR_TIMEOUT_SECONDS: bound of each call
     redirect_path: str | None = None  # REDIRECT_PATH: a paid route whose handler answers 303 to path
+    permit2: bool = False  # EVM_PERMIT2_ASSET given: the e2e servers' Permit2 and upto endpoints too
 
     def routes(self) -> tuple[dict[str, Route], dict[str, Handler]]:
         """The paid routes this server sells, and their handlers."""
@@ -659,7 +719,39 @@ class ServerEnv:
             )
             moved = (("Location", self.path),) if status == 303 else ()
             handlers[key] = _json_handler(status, body, moved)
+        if self.permit2:
+            for path, route in E2E_PERMIT2_ROUTES.items():
+                routes[route.key] = route
+                handlers[route.key] = _json_handler(
+                    200, {"message": "paid content", "path": path, "paid": True}
+                )
         return routes, handlers
+
+
+def _e2e_permit2_routes() -> dict[str, Route]:
+    """The x402 e2e servers' Permit2 endpoints: exact for 1000, upto for at most 2000 charging 1000,
+    each plain and with either gas-sponsoring extension in its name (x402sim declares every extension
+    its facilitator offers on all of them)."""
+    routes = {}
+    for scheme, price in (("exact", E2E_PERMIT2_PRICE), ("upto", E2E_UPTO_MAX)):
+        for suffix in ("", "-eip2612GasSponsoring", "-erc20ApprovalGasSponsoring"):
+            path = f"/{scheme}/evm/permit2{suffix}"
+            usage = (lambda request, response: E2E_UPTO_CHARGE) if scheme == "upto" else None
+            routes[path] = Route(
+                f"GET {path}",
+                price,
+                description=f"{scheme} through Permit2 (x402 e2e contract)",
+                scheme=scheme,
+                transfer_method="permit2",
+                usage=usage,
+            )
+    return routes
+
+
+E2E_PERMIT2_PRICE = 1_000
+E2E_UPTO_MAX = 2_000
+E2E_UPTO_CHARGE = 1_000
+E2E_PERMIT2_ROUTES = _e2e_permit2_routes()
 
 
 def _json_handler(status: int, body: Mapping[str, object], headers: Headers = ()) -> Handler:
@@ -681,8 +773,10 @@ def _path_var(environ: Mapping[str, str], name: str, default: str | None) -> str
 def server_env(environ: Mapping[str, str]) -> ServerEnv:
     """Read ``PORT`` (default 4021), ``FACILITATOR_URL``, ``EVM_NETWORK``, ``SERVER_EVM_ADDRESS`` or
     ``EVM_PAYEE_ADDRESS``, ``EVM_ASSET``, ``EVM_ASSET_NAME``, ``EVM_ASSET_VERSION``, ``PRICE_ATOMIC``
-    (default 1000), ``PROTECTED_PATH`` (default /protected), ``EVM_RPC_URL`` (optional) and
-    ``FACILITATOR_TIMEOUT_SECONDS`` (default 30: the bound of each facilitator call).
+    (default 1000), ``PROTECTED_PATH`` (default /protected), ``EVM_RPC_URL`` (optional),
+    ``FACILITATOR_TIMEOUT_SECONDS`` (default 30: the bound of each facilitator call) and
+    ``EVM_PERMIT2_ASSET`` (optional: the e2e servers' Permit2 and upto endpoints are sold too; it must
+    be the asset sold, since one server sells one asset).
 
     Missing asset facts come from the network's preset when it has a canonical token (Base, Base
     Sepolia), else from the chain at ``EVM_RPC_URL`` (an x402sim chain names its token), else they
@@ -733,6 +827,12 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
                 "or give EVM_RPC_URL of an x402sim chain)"
             )
     assert asset is not None and name is not None and version is not None  # the loop above checked
+    permit2_asset = _address(environ, "EVM_PERMIT2_ASSET", required=False)
+    if permit2_asset is not None and permit2_asset != to_checksum_address(asset):
+        raise EnvError(
+            f"environment variable EVM_PERMIT2_ASSET={permit2_asset}: x402sim sells one asset, and "
+            f"EVM_ASSET is {asset} (the token supports both EIP-3009 and Permit2)"
+        )
     return ServerEnv(
         port,
         facilitator_url,
@@ -749,6 +849,7 @@ def server_env(environ: Mapping[str, str]) -> ServerEnv:
         payment_identifier,
         facilitator_timeout,
         redirect_path,
+        permit2_asset is not None,
     )
 
 
@@ -812,10 +913,15 @@ def facilitator_env(environ: Mapping[str, str]) -> FacilitatorEnv:
 
 
 def serve_facilitator_env(
-    env: FacilitatorEnv, *, host: str = LOOPBACK, allow_public: bool = False, settle_timeout: float = 30.0
+    env: FacilitatorEnv,
+    *,
+    host: str = LOOPBACK,
+    allow_public: bool = False,
+    settle_timeout: float = 30.0,
+    sponsoring: Iterable[str] = (),
 ) -> Running:
     """The reference facilitator for the e2e harness, after checking that ``EVM_RPC_URL`` is
-    ``EVM_NETWORK``'s chain."""
+    ``EVM_NETWORK``'s chain; offering the gas-sponsoring extensions ``sponsoring``."""
     check_rpc_network(env.rpc_url, env.network).close()
     return serve_facilitator(
         env.rpc_url,
@@ -825,6 +931,7 @@ def serve_facilitator_env(
         allow_public=allow_public,
         settle_timeout=settle_timeout,
         control=True,
+        sponsoring=sponsoring,
     )
 
 
@@ -882,6 +989,7 @@ __all__ = [
     "client_verdict",
     "crawl_policy",
     "facilitator_env",
+    "fetch_supported",
     "register_accounts",
     "resource_server",
     "serve_all",
@@ -891,6 +999,7 @@ __all__ = [
     "serve_server",
     "serve_server_env",
     "server_env",
+    "sponsoring_extensions",
     "with_agent_registrations",
     "with_agents_directory",
 ]
