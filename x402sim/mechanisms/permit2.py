@@ -318,6 +318,9 @@ class Permit2Mechanism:
             offer = Offer.of(requirements, "paymentRequirements")
         except ProtocolError as exc:
             return Verdict(Reason.invalid_payment_requirements, str(exc))
+        what, reason, _ = self.checks[0]
+        if not payment.accepted.scheme == self.scheme == offer.scheme:  # before the payload is read:
+            return Verdict(reason, f"failed: {what}")  # a payment of another scheme has another shape
         try:
             payload = parse_permit2_payload(payment.payload)
             Offer.of(payment.accepted, "paymentPayload.accepted")
