@@ -14,7 +14,8 @@ role answered. Amounts are USDC (or USD) as numbers rounded to 6 decimals; laten
 milliseconds. A field shown as `<name>` is keyed by a name from the scenario or the run.
 
 Sections present only in some runs: `governance` (a group pays under a `[[policies]]` entry, or an
-attack is simulated), `reputation`, `mandates` and `crawl` (the trust features), `shards` (a run
+attack is simulated), `reputation`, `mandates` and `crawl` (the trust features), `mechanisms` (an
+endpoint paid through Permit2: `exact` with Permit2, or `upto`), `shards` (a run
 split with `--shards`), `x402scan.targets` (an `[x402scan]` table of targets).
 """
 
@@ -41,6 +42,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "reputation": ("reputation", "ERC-8004 registered servers and who paid them."),
     "mandates": ("mandates", "Payments under AP2 mandates."),
     "crawl": ("crawl", "Crawlers in front of pay-per-crawl policies."),
+    "mechanisms": ("mechanisms", "Payments by mechanism, upto's charges, approvals and gas sponsoring."),
     "invariants": (
         "invariants",
         "Checks that must hold in every run; a false one makes `x402sim run` exit 1.",
@@ -267,6 +269,48 @@ FIELDS: dict[str, str] = {
     "crawl.servers.<server>": "its policy",
     "crawl.servers.<server>.allow": "agents it serves free",
     "crawl.servers.<server>.block_unsigned": "whether it refuses unsigned requests",
+    "mechanisms": "present when an endpoint is paid through Permit2",
+    "mechanisms.by_mechanism": "per mechanism the endpoints use",
+    "mechanisms.by_mechanism.<mechanism>": "exact/eip3009, exact/permit2 or upto/permit2",
+    "mechanisms.by_mechanism.<mechanism>.paid": "paid requests",
+    "mechanisms.by_mechanism.<mechanism>.settlements": "facilitator transactions that moved the token",
+    "mechanisms.by_mechanism.<mechanism>.failed_transactions": "facilitator transactions that did not",
+    "mechanisms.by_mechanism.<mechanism>.gas_used": "gas of its settlements",
+    "mechanisms.by_mechanism.<mechanism>.gas_per_settlement": "mean gas per settlement",
+    "mechanisms.by_mechanism.<mechanism>.usd_per_settlement": "mean USD per settlement (the fee model)",
+    "mechanisms.by_mechanism.<mechanism>.settled_with_permit": "settlements through settleWithPermit "
+    "(an EIP-2612 permit sponsored in the same transaction)",
+    "mechanisms.by_mechanism.<mechanism>.gas_per_permit_settlement": "their mean gas",
+    "mechanisms.upto": "per upto endpoint (server and route)",
+    "mechanisms.upto.<endpoint>": "an upto endpoint",
+    "mechanisms.upto.<endpoint>.paid": "paid requests",
+    "mechanisms.upto.<endpoint>.authorized_usdc": "the maxima they signed",
+    "mechanisms.upto.<endpoint>.charged_usdc": "what was charged",
+    "mechanisms.upto.<endpoint>.headroom_usdc": "authorized less charged: what clients held back, and "
+    "would have paid at an exact price set at the maximum",
+    "mechanisms.upto.<endpoint>.charged_share": "charged over authorized",
+    "mechanisms.upto.<endpoint>.zero_charges": "requests charged 0 (no transaction)",
+    "mechanisms.upto.<endpoint>.mean_charge_usdc": "the mean charge",
+    "mechanisms.upto.<endpoint>.at_mean_price": "an exact price set at the mean charge, on the same requests",
+    "mechanisms.upto.<endpoint>.at_mean_price.revenue_usdc": "its revenue",
+    "mechanisms.upto.<endpoint>.at_mean_price.overpaid_usdc": "what requests below the mean would pay "
+    "above their charge",
+    "mechanisms.upto.<endpoint>.at_mean_price.underpaid_usdc": "what requests above it would pay "
+    "below theirs",
+    "mechanisms.approvals": "per approval mode of the agent groups",
+    "mechanisms.approvals.<approval>": "approved, self, sponsored-erc20 or sponsored-eip2612",
+    "mechanisms.approvals.<approval>.transactions": "the payers' approve transactions on chain",
+    "mechanisms.approvals.<approval>.gas_used": "their gas",
+    "mechanisms.approvals.<approval>.usd": "their cost (the fee model)",
+    "mechanisms.approvals.<approval>.paid_by": "who bears it",
+    "mechanisms.sponsoring": "per facilitator offering a gas-sponsoring extension",
+    "mechanisms.sponsoring.<name>": "a facilitator",
+    "mechanisms.sponsoring.<name>.offers": "the extensions it offers",
+    "mechanisms.sponsoring.<name>.funding_transactions": "transactions sending payers ether "
+    "for their approval",
+    "mechanisms.sponsoring.<name>.ether_sent_eth": "the ether they sent",
+    "mechanisms.sponsoring.<name>.ether_sent_usd": "the same in USD",
+    "mechanisms.sponsoring.<name>.funding_gas_usd": "their own gas (also in the facilitator's gas_usd)",
     "invariants": "each true in a correct run",
     "invariants.supply_conserved": "the token's supply equals what was minted, and the balances add up to it",
     "invariants.transfers_match_payments": "every transfer on chain is exactly one recorded payment",

@@ -1,7 +1,8 @@
 """reference/summary-json.md describes exactly the fields summaries have (docsgen/summary_fields.py).
 
 Small runs that between them produce every section: the annotated example (governance, x402scan
-targets), an outage (events), the three trust scenarios, and a quickstart split into two shards (run in this
+targets), an outage (events), the three trust scenarios, upto-llm with a sponsored group
+(mechanisms), and a quickstart split into two shards (run in this
 process, as Dask would run each).
 """
 
@@ -22,6 +23,16 @@ RUNS = [
     ("scenarios/reputation-market.toml", {"simulation.duration": 30}),
     ("scenarios/mandated-agents.toml", {"simulation.duration": 30}),
     ("scenarios/pay-per-crawl.toml", {"simulation.duration": 20}),
+    (
+        "scenarios/upto-llm.toml",
+        {
+            "simulation.duration": 15,
+            "agents.metered-users.count": 3,
+            "agents.flat-users.count": 2,
+            "agents.metered-users.approval": "sponsored-erc20",
+            "facilitators.facilitator.sponsoring": ["erc20ApprovalGasSponsoring"],
+        },
+    ),
 ]
 
 

@@ -1,6 +1,8 @@
 """Agents in the simulator: when they send requests, and how each behaviour pays.
 
-Honest agents run the reference ``Client.fetch`` unchanged. Adversaries differ only in what they
+Honest agents run the reference ``Client.fetch`` unchanged (paying Permit2 and upto offers too:
+agents with a Permit2 target read their allowance from the world's chain; a paid upto row takes
+the amount charged in place of the maximum signed). Adversaries differ only in what they
 do with a payment: they take the 402, sign with the reference signing function, and then break the
 payment on purpose (underpay, sign outside the validity window, tamper after signing), or reuse an
 honest one (replay it later, send it to several endpoints at once), or pull the funds out from
@@ -289,6 +291,8 @@ def request(
     if payment is not None:
         world.record_payment(row, payment)
     _judge(row, response, payment)
+    if row.outcome == "paid":
+        _paid(world, row, response)
     if row.crawl == "block":
         row.outcome = "blocked"  # by a crawl policy, before any payment; its reason is the refusal code
     world.close_row(row)
@@ -298,6 +302,28 @@ def request(
     if response.status >= 500 and attempt < retry.max:
         yield world.env.timeout(retry.backoff.sample(world.rng(f"retry:{agent.group.name}")))
         world.env.process(request(world, agent, target, "retry", attempt + 1, origin or row.id, attack))
+
+
+def _paid(world: World, row: Row, response) -> None:
+    """Count a paid request by the mechanism of its endpoint; an upto one's row takes the amount
+    charged (the settlement's ``amount``) in place of the maximum signed."""
+    label = world.endpoint_mechanisms.get((row.server, row.endpoint))
+    if label is None:
+        return
+    mechanisms = world.run_metrics.mechanisms
+    mechanisms.paid[label] += 1
+    if not label.startswith("upto/"):
+        return
+    try:
+        settlement = read_settlement(response.headers)
+    except ProtocolError:
+        settlement = None
+    named = settlement.amount if settlement is not None else None
+    charged = int(named) if named is not None and named.isdigit() else row.amount
+    mechanisms.upto_paid(f"{row.server} {row.endpoint}", row.amount, charged)
+    row.amount = charged
+    if charged == 0 and row.nonce:
+        world.book.charged_nothing((row.payer.lower(), row.nonce.lower()))
 
 
 def _judge(row, response, payment) -> None:

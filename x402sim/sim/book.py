@@ -115,8 +115,25 @@ class InFlight:
         self.writer.write(row)
 
     def record_payment(self, row: Row, payment) -> None:
-        """Note a payment the agent sent (signed honestly or forged) for the invariants."""
+        """Note a payment the agent sent (signed honestly or forged) for the invariants: an
+        EIP-3009 authorization, or a Permit2 permit (its nonce in decimal, its deadline as the
+        end of its validity; an upto permit's amount is a ceiling)."""
         auth = payment.payload.get("authorization", {})
+        permit = payment.payload.get("permit2Authorization")
+        ceiling = False
+        if not auth and isinstance(permit, dict):
+            witness, permitted = permit.get("witness"), permit.get("permitted")
+            witness = witness if isinstance(witness, dict) else {}
+            permitted = permitted if isinstance(permitted, dict) else {}
+            auth = {
+                "from": permit.get("from", ""),
+                "nonce": str(permit.get("nonce", "")),
+                "to": witness.get("to", ""),
+                "value": permitted.get("amount", 0),
+                "validBefore": permit.get("deadline", 0),
+            }
+            accepted = getattr(payment, "accepted", None)
+            ceiling = getattr(accepted, "scheme", "") == "upto"
         row.payer, row.nonce, row.pay_to = auth.get("from", ""), auth.get("nonce", ""), auth.get("to", "")
         try:
             row.amount = int(auth.get("value", 0))
@@ -130,7 +147,7 @@ class InFlight:
             key = (row.payer.lower(), row.nonce.lower())
             bound = self.trust.mandate_bound(row, payment) if self.trust is not None else None
             self.payments.recorded(
-                key, row.amount, row.pay_to, valid_before, row.attack, row.after_freeze, bound
+                key, row.amount, row.pay_to, valid_before, row.attack, row.after_freeze, bound, ceiling
             )
 
     # -- what the chain did, folded as blocks are mined -------------------------------------------------

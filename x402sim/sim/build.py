@@ -1,6 +1,12 @@
 """Building a world from its scenario: the plain parts (facilitators, servers, agents, governors)
 made from the scenario's specs.
 
+Permit2: a server selling through Permit2 is given its first facilitator's ``/supported`` (upto's
+facilitatorAddress, the sponsoring extensions it declares); an upto route charges its ``usage``
+(``UptoCharge``); agents with a Permit2 target get the chain to read their allowance from, and a
+``SponsoredClient`` that uses their group's one extension; ``approved`` and ``self`` groups approve
+Permit2 in the set-up blocks (``approve_at_start``), from ether granted for it.
+
 Rules: each function builds one kind of part of the world being built (a ``world.World``, passed
 in) from its spec, with keys and random streams from the world (``World.key``, ``World.rng``), and
 in the order ``World.__init__`` calls them: streams are drawn in that order, so moving a call moves
@@ -9,6 +15,7 @@ the results. Nothing here runs a simulation; the parts only say what the scenari
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,12 +26,16 @@ import simpy
 
 from ..actors.client import Client, SpendPolicy
 from ..actors.facilitator import Facilitator
+from ..actors.messages import HttpRequest, HttpResponse
 from ..actors.server import ReplayGuard, ResourceServer, Route
-from ..evm.chain import ETHER, LocalChain
+from ..evm.chain import ETHER, GWEI, LocalChain
 from ..evm.ledger import LedgerChain
+from ..evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, approve_call
+from ..evm.txsign import sign_eip1559
 from ..governance import Decision, Governor
 from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
+from ..mechanisms.sponsoring import APPROVAL_GAS, SPONSORING_EXTENSIONS
 from . import scenario as sc
 from .reads import CountingChain
 from .sketch import LatencyStats
@@ -77,6 +88,9 @@ class BuildHost(Protocol):
     def groups(self) -> dict[str, list[Agent]]: ...
     @property
     def named(self) -> dict[str, Agent]: ...
+
+    @property
+    def endpoint_mechanisms(self) -> dict[tuple[str, str], str]: ...
 
     def key(self, label: str) -> bytes: ...
 
@@ -177,6 +191,7 @@ def facilitator(world: BuildHost, spec: sc.FacilitatorSpec) -> SimFacilitator:
         check_transfer_log=spec.check_transfer_log,
         verify_mode=spec.verify,
         history=0,  # the chain's receipts are folded into the metrics instead
+        sponsoring=frozenset(spec.sponsoring),
     )
     world.chain.fund(role.address, eth=FACILITATOR_ETH)
     return SimFacilitator(
@@ -216,13 +231,27 @@ def server(world: BuildHost, copy: sc.ServerCopy) -> SimServer:
     spec = copy.spec
     routes = {}
     handler_times = {}
+    charges: list[UptoCharge] = []
     for e in spec.endpoints:
         key = f"{e.method} {e.path}"
         # one stream per endpoint of each copy: a copy's prices do not depend on the others
         price = sc.draw_price(e.price, world.rng(f"price:{copy.name} {key}", shared=True))
         route = Route(key, price, max_timeout_seconds=e.max_timeout_seconds)
+        if e.permit2:
+            usage = None
+            if e.usage is not None:
+                charges.append(UptoCharge(e.usage, world.rng(f"usage:{copy.name} {key}"), key))
+                usage = charges[-1]
+            route = dataclasses.replace(
+                route, scheme=e.scheme, transfer_method=e.method_of_transfer, usage=usage
+            )
+        world.endpoint_mechanisms[(copy.name, key)] = mechanism_label(e)
         routes[route.key] = route
         handler_times[route.key] = e.handler_time or spec.handler_time
+    # what the first facilitator lists (upto's facilitatorAddress, the sponsoring extensions)
+    # reaches the offers of a server that sells through Permit2
+    permit2 = any(e.permit2 for e in spec.endpoints)
+    supported = world.facilitators[copy.facilitators[0]].role.supported() if permit2 else None
     role = ResourceServer(
         network=chain.network,
         asset=chain.usdc,
@@ -234,8 +263,11 @@ def server(world: BuildHost, copy: sc.ServerCopy) -> SimServer:
         upfront=spec.order == "upfront",
         replay_guard=ReplayGuard(int(spec.replay_guard.ttl)) if spec.replay_guard else None,
         serve_unsettled=spec.serve_unsettled,
+        supported=supported,
         **(world.trust.server_kwargs(copy) if world.trust is not None else {}),
     )
+    for charge in charges:
+        charge.server = role
     server = SimServer(
         spec,
         role,
@@ -257,12 +289,78 @@ def change_route(world: BuildHost, server: SimServer, key: str, change: sc.Chang
     pay_to = world.payees[change.pay_to] if change.pay_to else old.pay_to
     price = old.price if change.price is None else change.price
     # the role's routes are a read-only mapping to it: the changed route comes in a new one
-    route = Route(key, price, pay_to, max_timeout_seconds=old.max_timeout_seconds)
+    route = dataclasses.replace(old, price=price, pay_to=pay_to)
     server.role.routes = {**server.role.routes, key: route}
     if change.attack:
         world.attack_routes.add((server.name, key))
     else:
         world.attack_routes.discard((server.name, key))
+
+
+def mechanism_label(endpoint: sc.EndpointSpec) -> str:
+    """How the summary names the mechanism paying ``endpoint``: ``exact/eip3009``,
+    ``exact/permit2`` or ``upto/permit2``."""
+    return f"{endpoint.scheme}/{endpoint.method_of_transfer}"
+
+
+class UptoCharge:
+    """The ``usage`` of an upto route: a charge drawn per served request, capped at the route's
+    price (its signed maximum) as the server holds it now."""
+
+    def __init__(self, usage: sc.Usage, rng: random.Random, key: str) -> None:
+        self.usage, self.rng, self.key = usage, rng, key
+        self.server: ResourceServer | None = None
+
+    def __call__(self, request: HttpRequest, response: HttpResponse) -> int:
+        maximum = self.server.routes[self.key].price if self.server is not None else 0
+        return self.usage.charge(self.rng, maximum)
+
+
+class SponsoredClient(Client):
+    """A reference client that uses one gas-sponsoring extension only (its group's ``approval``):
+    the 402's other declarations are hidden from it when it builds a Permit2 payment."""
+
+    extension: str = ""
+
+    def _sponsoring(self, required, offer, now):
+        declared = required.extensions or {}
+        hidden = [name for name in SPONSORING_EXTENSIONS if name != self.extension and name in declared]
+        if hidden:
+            kept = {k: v for k, v in declared.items() if k not in hidden}
+            required = required.model_copy(update={"extensions": kept})
+        return super()._sponsoring(required, offer, now)
+
+
+def permit2_groups(world: BuildHost) -> set[str]:
+    """The agent groups with a target paid through Permit2."""
+    s = world.scenario
+    mechanisms = world.endpoint_mechanisms
+    return {
+        g.name
+        for g in s.agents
+        if any(mechanisms.get(t, "").endswith("/permit2") for t in sc.resolve_targets(s, g))
+    }
+
+
+def approve_at_start(world: BuildHost, agents: list[Agent]) -> None:
+    """Each of ``agents`` approves Permit2 for its tokens, paying its gas from the ether it was
+    granted, in the set-up blocks (before any request)."""
+    chain = world.chain
+    hashes = []
+    for agent in agents:
+        signed = sign_eip1559(
+            agent.key,
+            chain_id=chain.chain_id,
+            nonce=chain.pending_nonce(agent.client.address),
+            gas=APPROVAL_GAS,
+            max_fee_per_gas=2 * chain.base_fee + GWEI,
+            max_priority_fee_per_gas=0,
+            to=chain.usdc,
+            data=approve_call(PERMIT2_ADDRESS, UINT256_MAX),
+        )
+        hashes.append(chain.send_raw_transaction(signed.raw))
+    while any(chain.receipt(h) is None for h in hashes):
+        chain.mine()
 
 
 def shard_members(world: BuildHost, group: sc.AgentGroup) -> range:
@@ -311,6 +409,9 @@ def make_agents(world: BuildHost) -> None:
     """Every agent of this shard (keys, clients, governors), funded on the chain in one go; fills the
     world's ``agents``, ``groups``, ``named``, ``governed_by`` and ``minted``."""
     grants: list[tuple[str, int, int]] = []
+    permit2 = permit2_groups(world)
+    approving: list[Agent] = []
+    approval_eth = APPROVAL_GAS * (4 * world.chain.base_fee + 2 * GWEI)
     for group in world.scenario.agents:
         policy = SpendPolicy()
         spend = group.spend_policy
@@ -327,8 +428,11 @@ def make_agents(world: BuildHost) -> None:
             key = world.key(f"agent:{group.name}:{i}")
             name = f"{group.name}-{i}"
             trust, gas = world.trust.client_kwargs(group, i, name) if world.trust is not None else ({}, 0)
+            extra: dict = {}
+            if group.name in permit2:  # it reads its allowance and nonces for Permit2
+                extra["chain"] = world.chain
             # no payment records kept on the role: the rows (and the metrics) say it all
-            client = Client(
+            client = (SponsoredClient if group.name in permit2 else Client)(
                 key,
                 (world.chain.network,),
                 policy,
@@ -337,7 +441,10 @@ def make_agents(world: BuildHost) -> None:
                 governor=governor,
                 agent=name,
                 **trust,
+                **extra,
             )
+            if isinstance(client, SponsoredClient):
+                client.extension = sc.APPROVAL_EXTENSIONS.get(group.approval, "")
             agent = Agent(name, group, client, key, policy=group.policy_name if governor else None)
             if governor is not None:
                 world.governed_by[name] = governor
@@ -345,6 +452,9 @@ def make_agents(world: BuildHost) -> None:
             world.named[name] = agent
             funding = 0 if group.behaviour.kind == "unfunded" else group.funding
             eth = (DRAINER_ETH if group.behaviour.kind == "drain" else 0) + gas
+            if group.name in permit2 and group.approval in ("approved", "self"):
+                eth += approval_eth
+                approving.append(agent)
             if funding or eth:
                 grants.append((client.address, funding, eth))
                 world.minted += funding
@@ -352,6 +462,8 @@ def make_agents(world: BuildHost) -> None:
         world.agents.extend(members)
     if grants:
         world.chain.fund_many(grants)
+    if approving:
+        approve_at_start(world, approving)
 
 
 __all__ = [
@@ -367,6 +479,7 @@ __all__ = [
     "facilitator",
     "make_agents",
     "make_governors",
+    "mechanism_label",
     "payee_labels",
     "server",
     "shard_members",

@@ -62,6 +62,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from eth_abi import decode as abi_decode
+
+from ..evm.hashing import keccak
+from ..evm.permit2 import EXACT_PERMIT2_PROXY_ADDRESS, UPTO_PERMIT2_PROXY_ADDRESS
+from ..evm.txsign import decode_signed
 from ..governance import Decision, GovernorStats
 from ..money import to_usdc
 from ..protocol import reason_class
@@ -73,6 +78,22 @@ if TYPE_CHECKING:
     from .scenario import Scenario
 
 AUTHORIZATION_USED = bytes.fromhex("98de503528ee59b575ef0c0a2576a82497bfc029a5685b209e9ec333479b10a5")
+APPROVE_SELECTOR = bytes.fromhex("095ea7b3")
+# The proxies' settle calls, by the address called: the mechanism's label and the ABI types of
+# ``settle``'s arguments; ``settleWithPermit`` puts an EIP-2612 permit before them. The first is the
+# PermitTransferFrom, whose nonce the book keys the payment by.
+_PERMIT = "((address,uint256),uint256,uint256)"
+_PERMIT_2612 = "(uint256,uint256,bytes32,bytes32,uint8)"
+_PROXY_CALLS = {
+    EXACT_PERMIT2_PROXY_ADDRESS.lower(): (
+        "exact/permit2",
+        (_PERMIT, "address", "(address,uint256)", "bytes"),
+    ),
+    UPTO_PERMIT2_PROXY_ADDRESS.lower(): (
+        "upto/permit2",
+        (_PERMIT, "uint256", "address", "(address,address,uint256)", "bytes"),
+    ),
+}
 DAY = 86_400
 LATENCY_KINDS = ("end_to_end", "verify", "settle", "finality")
 SECURITY_KEYS = (
@@ -84,6 +105,10 @@ SECURITY_KEYS = (
     "settled_after_expiry",
     "retries_after_resolution",
 )
+
+
+def _selector(name: str, types: tuple[str, ...]) -> bytes:
+    return keccak(f"{name}({','.join(types)})".encode())[:4]
 
 
 def failure_class(row: Row) -> str:
@@ -462,6 +487,70 @@ class TrustMetrics:
 
 
 @dataclass
+class MechanismMetrics:
+    """Per-mechanism counters (reported when a scenario pays through Permit2; every field adds up
+    across shards).
+
+    From the chain, per mechanism label (``build.mechanism_label``): ``settlements`` (facilitator
+    transactions that moved the token), ``failed``, their ``gas`` and ``wei`` (successful ones, at
+    the scenario's fee model), ``with_permit`` (settled through ``settleWithPermit``: an EIP-2612
+    permit sponsored in the same transaction). ``approvals``, ``approval_gas``, ``approval_wei``:
+    the payers' own ``approve`` transactions, by the group's approval mode; ``funding_txs``,
+    ``ether_sent`` (their value, wei on chain) and ``funding_wei`` (their gas at the fee model) per
+    facilitator: the ether it sent payers for their approval's gas (``erc20ApprovalGasSponsoring``).
+    From the rows: ``paid`` per label; per upto
+    endpoint (``server route``), ``authorized`` (the maxima signed by paid requests), ``charged``,
+    and ``charges``: charge -> paid rows (its size grows with the distinct charges, never with
+    payments)."""
+
+    settlements: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    gas: Counter = field(default_factory=Counter)
+    wei: Counter = field(default_factory=Counter)
+    with_permit: Counter = field(default_factory=Counter)
+    permit_gas: Counter = field(default_factory=Counter)
+    approvals: Counter = field(default_factory=Counter)
+    approval_gas: Counter = field(default_factory=Counter)
+    approval_wei: Counter = field(default_factory=Counter)
+    funding_txs: Counter = field(default_factory=Counter)
+    ether_sent: Counter = field(default_factory=Counter)
+    funding_wei: Counter = field(default_factory=Counter)
+    paid: Counter = field(default_factory=Counter)
+    authorized: Counter = field(default_factory=Counter)
+    charged: Counter = field(default_factory=Counter)
+    charges: dict[str, Counter] = field(default_factory=dict)
+
+    COUNTERS = (
+        "settlements",
+        "failed",
+        "gas",
+        "wei",
+        "with_permit",
+        "permit_gas",
+        "approvals",
+        "approval_gas",
+        "approval_wei",
+        "funding_txs",
+        "ether_sent",
+        "funding_wei",
+        "paid",
+        "authorized",
+        "charged",
+    )
+
+    def upto_paid(self, endpoint: str, authorized: int, charged: int) -> None:
+        self.authorized[endpoint] += authorized
+        self.charged[endpoint] += charged
+        self.charges.setdefault(endpoint, Counter())[charged] += 1
+
+    def merge(self, other: MechanismMetrics) -> None:
+        for name in self.COUNTERS:
+            getattr(self, name).update(getattr(other, name))
+        for endpoint, counts in other.charges.items():
+            self.charges.setdefault(endpoint, Counter()).update(counts)
+
+
+@dataclass
 class RunMetrics:
     """All the counters of a run (or of merged shards of one): see the module's docstring."""
 
@@ -489,6 +578,7 @@ class RunMetrics:
     shards: int = 1
     governance: Governance = field(default_factory=Governance)
     trust: TrustMetrics = field(default_factory=TrustMetrics)
+    mechanisms: MechanismMetrics = field(default_factory=MechanismMetrics)
 
     @classmethod
     def start(cls, scenario: Scenario) -> RunMetrics:
@@ -523,6 +613,7 @@ class RunMetrics:
         self.supply.merge(other.supply)
         self.governance.merge(other.governance)
         self.trust.merge(other.trust)
+        self.mechanisms.merge(other.mechanisms)
         self.blocks = max(self.blocks, other.blocks)
         self.height = max(self.height, other.height)
         self.virtual_seconds = max(self.virtual_seconds, other.virtual_seconds)
@@ -572,8 +663,10 @@ class _Authorization:
     __slots__ = (
         "after_freeze",
         "attack",
+        "ceiling",
         "chains",
         "expired",
+        "free",
         "mandate",
         "open_rows",
         "served",
@@ -595,6 +688,8 @@ class _Authorization:
         self.chains: list[int] = []  # retry chains whose rows carried it
         self.expired = False
         self.mandate: bool | None = None  # bound to a valid AP2 mandate chain (None: not judged)
+        self.ceiling = False  # upto: the signed amount is a maximum, any transfer up to it matches
+        self.free = 0  # upto: settled for a charge of 0 (nothing sent, nothing to find on chain)
 
 
 class _Chain:
@@ -648,16 +743,19 @@ class PaymentBook:
         attack: bool = False,
         after_freeze: bool = False,
         mandate: bool | None = None,
+        ceiling: bool = False,
     ) -> None:
         """An open row carries the authorization ``key`` (what the agent sent; ``attack``: an
         attack-bound payment, ``after_freeze``: signed while its agent was frozen, ``mandate``:
-        whether it is bound to a valid AP2 mandate chain, None when not judged)."""
+        whether it is bound to a valid AP2 mandate chain, None when not judged; ``ceiling``: an
+        upto permit, whose amount is the most a settlement may move)."""
         entry = self._get(key)
         entry.open_rows += 1
         if entry.signed is None:
             entry.signed = (amount, pay_to)
             entry.attack, entry.after_freeze = attack, after_freeze
             entry.mandate = mandate
+            entry.ceiling = ceiling
         if entry.valid_before is None:
             entry.valid_before = valid_before
             if valid_before <= self.clock:
@@ -671,6 +769,10 @@ class PaymentBook:
         entry = self._get(key)
         entry.settled += 1
         entry.transfers.append((value, to, block_time))
+
+    def charged_nothing(self, key: tuple[str, str]) -> None:
+        """An upto payment under ``key`` was settled for 0: served, with no transfer to find."""
+        self._get(key).free += 1
 
     def closed(self, row: Row) -> None:
         """``row`` got its answer: keep its retry chain while a retry may follow."""
@@ -731,8 +833,8 @@ class PaymentBook:
         settled, served = entry.settled, entry.served
         if settled > 1:
             sec["double_settlements"] += 1
-        if served > settled:
-            sec["served_without_settlement"] += served - settled
+        if served > settled + entry.free:
+            sec["served_without_settlement"] += served - settled - entry.free
         if settled and not served:
             sec["settled_without_delivery"] += 1
         for value, to, block_time in entry.transfers:
@@ -741,7 +843,10 @@ class PaymentBook:
             if entry.attack or entry.after_freeze:
                 self.governance.settled(value, entry.attack, entry.after_freeze)
             signed = entry.signed
-            if signed is None or signed[0] != value or signed[1].lower() != to.lower():
+            amount_differs = signed is not None and (
+                value > signed[0] if entry.ceiling else signed[0] != value
+            )
+            if signed is None or amount_differs or signed[1].lower() != to.lower():
                 sec["unmatched_transfers"] += 1
             elif entry.valid_before is not None and block_time >= entry.valid_before:
                 sec["unmatched_transfers"] += 1
@@ -839,6 +944,8 @@ class ChainFolder:
         raw = self.world.raw_txs.pop(r.tx_hash, b"")
         name = self.facilitators.get(r.sender)
         if name is None:
+            if (r.to or "").lower() == token.lower() and not transfers and raw:
+                self._approval(r, raw)
             if self.trust is not None:
                 self.trust.receipt(r)
             for t in transfers:
@@ -857,7 +964,27 @@ class ChainFolder:
         m.total_gas += r.gas_used
         m.total_wei += cost.total
         m.l1_wei += cost.l1_data
+        permit2 = None
+        if (r.to or "").lower() != token.lower():
+            permit2 = self._permit2_call(r, raw)
+            if permit2 is None:  # ether for a payer's approval gas (erc20ApprovalGasSponsoring)
+                value = decode_signed(raw).value if raw else 0
+                m.mechanisms.funding_txs[name] += 1
+                m.mechanisms.ether_sent[name] += value
+                m.mechanisms.funding_wei[name] += cost.total
+                return
+        label = permit2[0] if permit2 is not None else "exact/eip3009"
         ok = r.success and bool(transfers)
+        mech = m.mechanisms
+        if ok:
+            mech.settlements[label] += 1
+            mech.gas[label] += r.gas_used
+            mech.wei[label] += cost.total
+            if permit2 is not None and permit2[2]:
+                mech.with_permit[label] += 1
+                mech.permit_gas[label] += r.gas_used
+        else:
+            mech.failed[label] += 1
         m.by_gas[(r.gas_used, ok)] += 1
         if ok:
             fac.settlements += 1
@@ -866,11 +993,15 @@ class ChainFolder:
             fac.fees.add((moment.year, moment.month), (r.block_timestamp, r.block_number, r.index), price)
         else:
             fac.failed_transactions += 1
-        nonces = [
-            "0x" + log.topics[2].hex()
-            for log in r.logs
-            if log.address == token and log.topics and log.topics[0] == AUTHORIZATION_USED
-        ]
+        nonces = (
+            [permit2[1]]
+            if permit2 is not None
+            else [
+                "0x" + log.topics[2].hex()
+                for log in r.logs
+                if log.address == token and log.topics and log.topics[0] == AUTHORIZATION_USED
+            ]
+        )
         day = (r.block_timestamp - self.start) // DAY
         for t, nonce in zip(transfers, nonces, strict=False):
             buyer, seller, value = t.from_, t.to, t.value
@@ -888,6 +1019,36 @@ class ChainFolder:
             self.holders.add(buyer)
             self.book.settled((buyer.lower(), nonce.lower()), value, seller, r.block_timestamp)
 
+    def _permit2_call(self, r, raw: bytes) -> tuple[str, str, bool] | None:
+        """A facilitator's call to a Permit2 proxy: the mechanism's label, the permit's nonce (as
+        the payment carries it: decimal) and whether an EIP-2612 permit came with it; None for
+        any other transaction."""
+        call = _PROXY_CALLS.get((r.to or "").lower())
+        if call is None or not raw:
+            return None
+        label, types = call
+        data = decode_signed(raw).data
+        with_permit = data[:4] == _selector("settleWithPermit", (_PERMIT_2612, *types))
+        if with_permit:
+            types = (_PERMIT_2612, *types)
+        elif data[:4] != _selector("settle", types):
+            return None
+        args = abi_decode(list(types), data[4:])[1 if with_permit else 0 :]
+        return label, str(args[0][1]), with_permit
+
+    def _approval(self, r, raw: bytes) -> None:
+        """A payer's own ``approve`` of the token, by its group's approval mode (the set-up
+        approvals of ``approved`` groups included: the summary leaves their cost out)."""
+        tx = decode_signed(raw)
+        group = self.group_of(r.sender)
+        if tx.data[:4] != APPROVE_SELECTOR or group is None:
+            return
+        mode = self.world.specs[group].approval
+        mech = self.metrics.mechanisms
+        mech.approvals[mode] += 1
+        mech.approval_gas[mode] += r.gas_used
+        mech.approval_wei[mode] += gas_cost(self.fee_model, r.gas_used, raw).total
+
 
 __all__ = [
     "ChainFolder",
@@ -895,6 +1056,7 @@ __all__ = [
     "FacilitatorStats",
     "FeeBook",
     "Governance",
+    "MechanismMetrics",
     "PaymentBook",
     "RunMetrics",
     "Scan",

@@ -253,6 +253,80 @@ def _loss_line(g: dict) -> str:
     )
 
 
+MECHANISM_KEYS = (
+    "paid",
+    "settlements",
+    "failed_transactions",
+    "gas_per_settlement",
+    "usd_per_settlement",
+    "settled_with_permit",
+    "gas_per_permit_settlement",
+)
+UPTO_KEYS = (
+    "paid",
+    "authorized_usdc",
+    "charged_usdc",
+    "headroom_usdc",
+    "charged_share",
+    "zero_charges",
+    "mean_charge_usdc",
+)
+
+
+def _mechanisms(m: dict) -> list[Block]:
+    """The mechanisms section: settlements and gas per mechanism, upto's charges, approvals and
+    sponsored gas (a run with a Permit2 endpoint)."""
+    out: list[Block] = ["## Mechanisms", "", *_by_name("Mechanism", m["by_mechanism"], MECHANISM_KEYS)]
+    if m["upto"]:
+        shares = {k: {**v, "charged_share": _share(v["charged_share"])} for k, v in m["upto"].items()}
+        out += ["### upto: charged against authorized", "", *_by_name("Endpoint", shares, UPTO_KEYS)]
+        at_mean = [
+            [
+                name,
+                fmt_usdc(v["mean_charge_usdc"]),
+                fmt_usdc(v["at_mean_price"]["revenue_usdc"]),
+                fmt_usdc(v["at_mean_price"]["overpaid_usdc"]),
+                fmt_usdc(v["at_mean_price"]["underpaid_usdc"]),
+            ]
+            for name, v in m["upto"].items()
+        ]
+        headers = ["Endpoint", "Exact price (USDC)", "Revenue (USDC)", "Overpaid (USDC)", "Underpaid (USDC)"]
+        out += ["### upto against an exact price set at the mean charge", "", *_table(headers, at_mean)]
+    if m["approvals"]:
+        rows = [
+            [mode, fmt_num(a["transactions"]), fmt_num(a["gas_used"]), fmt_usd(a["usd"]), a["paid_by"]]
+            for mode, a in m["approvals"].items()
+        ]
+        headers = ["Approval", "Approve transactions", "Gas used", "Cost (USD)", "Paid by"]
+        out += ["### Approvals of Permit2", "", *_table(headers, rows, "lrrrl")]
+    if m["sponsoring"]:
+        rows = [
+            [
+                name,
+                ", ".join(f["offers"]) or "none",
+                fmt_num(f["funding_transactions"]),
+                f"{f['ether_sent_eth']:.6g}",
+                fmt_usd(f["ether_sent_usd"]),
+                fmt_usd(f["funding_gas_usd"]),
+            ]
+            for name, f in m["sponsoring"].items()
+        ]
+        headers = [
+            "Facilitator",
+            "Offers",
+            "Fundings",
+            "Ether sent (ETH)",
+            "Ether sent (USD)",
+            "Their gas (USD)",
+        ]
+        out += ["### Gas sponsoring", "", *_table(headers, rows, "llrrrr")]
+    return out
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f} %"
+
+
 def _governance(g: dict) -> list[Block]:
     """The governance section: what was blocked, what got through, how fast agents were cut off."""
     honest, cut, appr = g["honest_payments_blocked"], g["time_to_cutoff_s"], g["approvals"]
@@ -466,6 +540,8 @@ def report_blocks(summary: dict, scenario=None, images=(), daily: list[dict] | N
         out += _mandates(s["mandates"])
     if "crawl" in s:
         out += _crawl(s["crawl"])
+    if "mechanisms" in s:
+        out += _mechanisms(s["mechanisms"])
 
     broken = [k for k, ok in s["invariants"].items() if not ok]
     verdict = f"**VIOLATED: {', '.join(broken)}**" if broken else "All invariants hold."

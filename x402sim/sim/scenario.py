@@ -25,6 +25,13 @@ Rules:
   (``choice = { kind = "reputation" }``), pay under a ``mandate`` or sign their requests
   (``signature``). These run on the EVM backend only (``chain.backend = "ledger"`` is refused,
   naming the key), and only through the reference client (not with forged behaviours or races).
+* Mechanisms: an endpoint names its ``scheme`` (``exact``, ``upto``) and ``transfer_method``
+  (``eip3009``, ``permit2``; upto is Permit2 only), and an upto endpoint its ``usage`` (units drawn
+  per request times a unit price, capped at its price, the signed maximum). A group's ``approval``
+  says how its agents come by their allowance for Permit2; a facilitator's ``sponsoring`` lists the
+  gas-sponsoring extensions it offers. The ledger backend is refused for a mechanism it has no rules
+  for (``ledger_refusal`` of the mechanisms the endpoints use), and the forged behaviours for
+  Permit2 endpoints (they sign EIP-3009 authorizations only); see ``_check_mechanisms``.
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ from ..evm.backend import BACKENDS
 from ..evm.chain import DEFAULT_START_TIME
 from ..governance.policy import Allow, Block, NewPayee, PolicyError, check_policies
 from ..governance.policy import Policy as GovernancePolicy
-from ..mechanisms import EXACT_EIP3009, ledger_refusal
+from ..mechanisms import EXACT_EIP3009, EXACT_PERMIT2, UPTO_PERMIT2, Mechanism, ledger_refusal
+from ..mechanisms.sponsoring import EIP2612_GAS_SPONSORING, ERC20_APPROVAL_GAS_SPONSORING
 from ..tables import (
     Name,
     Seconds,
@@ -70,6 +78,12 @@ from ..tables import (
     vocabulary,
 )
 from .distributions import ZERO, Distribution
+
+# the gas-sponsoring extension each sponsored ``approval`` of an agent group relies on
+APPROVAL_EXTENSIONS = {
+    "sponsored-eip2612": EIP2612_GAS_SPONSORING,
+    "sponsored-erc20": ERC20_APPROVAL_GAS_SPONSORING,
+}
 
 
 class ScenarioError(TableError):
@@ -197,6 +211,9 @@ class FacilitatorFees(_Table):
     free_per_month: int = Field(default=0, ge=0)
 
 
+SponsoringName = Literal["eip2612GasSponsoring", "erc20ApprovalGasSponsoring"]
+
+
 class FacilitatorSpec(_Table):
     name: Name
     verify_time: Distribution = ZERO
@@ -214,6 +231,9 @@ class FacilitatorSpec(_Table):
     verify: Literal["state", "simulate"] = "state"
     dedupe: Literal["refuse", "share", "off"] = "refuse"
     check_transfer_log: bool = True
+    sponsoring: list[SponsoringName] = Field(
+        default_factory=list, description="gas-sponsoring extensions offered to Permit2 payers"
+    )
 
 
 # -- prices ----------------------------------------------------------------------------------------
@@ -407,13 +427,63 @@ class Change(_Table):
     )
 
 
+class Usage(_Table):
+    """What an ``upto`` request is charged: ``units`` drawn per request (rounded to a whole unit,
+    e.g. tokens generated) times ``unit_price``, capped at the endpoint's price (the signed maximum)."""
+
+    units: Distribution
+    unit_price: Usdc
+
+    def charge(self, rng: random.Random, maximum: int) -> int:
+        return min(maximum, round(self.units.sample(rng)) * self.unit_price)
+
+
 class EndpointSpec(_Table):
     path: str = Field(pattern=r"^/[^\s?#]*$")
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "GET"
-    price: Price = Field(description="USDC, or a price distribution drawn once per endpoint")
+    price: Price = Field(
+        description="USDC, or a price distribution drawn once per endpoint (upto: the signed maximum)"
+    )
     max_timeout_seconds: int = Field(default=60, ge=1, le=86_400)
     handler_time: Distribution | None = None
     changes: list[Change] = Field(default_factory=list)
+    scheme: Literal["exact", "upto"] = Field(
+        default="exact", description="exact: the price is charged; upto: the usage, at most the price"
+    )
+    transfer_method: Literal["eip3009", "permit2"] | None = Field(
+        default=None, description="how the payer signs (default: eip3009 for exact; upto is permit2 only)"
+    )
+    usage: Usage | None = Field(
+        default=None, description="upto: { units = <distribution>, unit_price = USDC } per request"
+    )
+
+    @model_validator(mode="after")
+    def _mechanism_fits(self) -> EndpointSpec:
+        if self.scheme == "upto" and self.transfer_method == "eip3009":
+            raise ValueError(
+                'upto is paid through Permit2 only: write transfer_method = "permit2" or leave it out'
+            )
+        if self.scheme == "exact" and self.usage is not None:
+            raise ValueError(
+                'usage sets an upto charge: an exact endpoint charges its price (scheme = "upto")'
+            )
+        return self
+
+    @property
+    def method_of_transfer(self) -> str:
+        """The transfer method the endpoint's payments use (its default spelled out)."""
+        return self.transfer_method or ("permit2" if self.scheme == "upto" else "eip3009")
+
+    @property
+    def mechanism(self) -> Mechanism:
+        """The mechanism that pays this endpoint."""
+        if self.scheme == "upto":
+            return UPTO_PERMIT2
+        return EXACT_PERMIT2 if self.method_of_transfer == "permit2" else EXACT_EIP3009
+
+    @property
+    def permit2(self) -> bool:
+        return self.method_of_transfer == "permit2"
 
 
 class ReplayGuardSpec(_Table):
@@ -973,6 +1043,12 @@ class AgentGroup(_Table):
         default=None,
         description='sign every request (RFC 9421): "web-bot-auth", "tap", or { protocol, flaw }',
     )
+    approval: Literal["approved", "self", "sponsored-eip2612", "sponsored-erc20"] = Field(
+        default="approved",
+        description="Permit2 allowance at the start: approved (set in the set-up blocks, its gas not "
+        "counted), self (the agent pays its own approve transaction before traffic starts), "
+        "sponsored-eip2612 / sponsored-erc20 (no ether, no allowance: a facilitator's extension pays)",
+    )
 
     @property
     def policy_name(self) -> str | None:
@@ -1137,6 +1213,20 @@ class Scenario(_Table):
     def endpoint_keys(self) -> list[str]:
         return [f"{c.name}{e.path}" for c in self.server_copies() for e in c.spec.endpoints]
 
+    def mechanisms_used(self) -> list[Mechanism]:
+        """The mechanisms the scenario's endpoints are paid by, each once, in file order."""
+        out: list[Mechanism] = []
+        for server in self.servers:
+            for e in server.endpoints:
+                if e.mechanism not in out:
+                    out.append(e.mechanism)
+        return out
+
+    def uses_permit2(self) -> bool:
+        """Whether an endpoint is paid through Permit2 (``exact`` with Permit2, or ``upto``): then
+        the summary and report have their per-mechanism sections."""
+        return any(e.permit2 for server in self.servers for e in server.endpoints)
+
 
 # -- loading ---------------------------------------------------------------------------------------
 
@@ -1290,6 +1380,7 @@ def _check_references(s: Scenario, label: str) -> None:
                 fail(f"agents[{i}].behaviour.at", f"must be before the group stops ({end:g} s): no attack")
     _check_governance(s, label, payees)
     _check_trust(s, label)
+    _check_mechanisms(s, label)
     for i, fault in enumerate(s.faults):
         facilitator = getattr(fault, "facilitator", None)
         if facilitator is not None and facilitator not in facilitators:
@@ -1372,7 +1463,7 @@ def _check_trust(s: Scenario, label: str) -> None:
     def fail(path: str, problem: str) -> None:
         raise ScenarioError(f"{label}: {path}", problem)
 
-    if s.chain.backend == "ledger" and (refused := ledger_refusal((EXACT_EIP3009,))):
+    if s.chain.backend == "ledger" and (refused := ledger_refusal(s.mechanisms_used())):
         fail("chain.backend", refused)
     used = s.trust_keys()
     if used and s.chain.backend == "ledger":
@@ -1428,6 +1519,54 @@ def _check_trust(s: Scenario, label: str) -> None:
         for j, name in enumerate(payees or []):
             if name not in servers:
                 fail(f"agents[{i}].mandate.allowed_payees[{j}]", unknown_name("server", name, servers))
+
+
+def _check_mechanisms(s: Scenario, label: str) -> None:
+    """Permit2 and upto: upto settles after the work (a server of ``order = "authorization"``); the
+    forged behaviours sign EIP-3009 authorizations only (no Permit2 endpoint among their targets); a
+    group's ``approval`` matters only with a Permit2 target, and a sponsored one needs each such
+    target's first facilitator to offer its extension."""
+
+    def fail(path: str, problem: str) -> None:
+        raise ScenarioError(f"{label}: {path}", problem)
+
+    for i, server in enumerate(s.servers):
+        for j, e in enumerate(server.endpoints):
+            if e.scheme == "upto" and server.order == "upfront":
+                fail(
+                    f"servers[{i}].endpoints[{j}].scheme",
+                    "upto charges what the work used, so it settles after it: the server's order must be "
+                    '"authorization"',
+                )
+    copies = {c.name: c for c in s.server_copies()}
+    offered = {f.name: set(f.sponsoring) for f in s.facilitators}
+    for i, group in enumerate(s.agents):
+        permit2 = []
+        for server_name, route in resolve_targets(s, group):
+            copy = copies[server_name]
+            spec = next(e for e in copy.spec.endpoints if f"{e.method} {e.path}" == route)
+            if spec.permit2:
+                permit2.append((copy, f"{server_name}{spec.path}"))
+        if permit2 and group.behaviour.kind in FORGED:
+            fail(
+                f"agents[{i}].behaviour",
+                f"behaviour {group.behaviour.kind!r} forges EIP-3009 authorizations only, and target "
+                f"{permit2[0][1]} is paid through Permit2: aim it at EIP-3009 endpoints",
+            )
+        if group.approval != "approved" and not permit2:
+            fail(
+                f"agents[{i}].approval",
+                "none of the group's targets is paid through Permit2: an approval would never be used",
+            )
+        extension = APPROVAL_EXTENSIONS.get(group.approval)
+        for copy, endpoint in permit2 if extension else []:
+            first = copy.facilitators[0]
+            if extension not in offered[first]:
+                fail(
+                    f"agents[{i}].approval",
+                    f"{endpoint} settles through facilitator {first!r}, which does not offer {extension} "
+                    f"(add it to its sponsoring = [...])",
+                )
 
 
 def resolve_target(s: Scenario, target: str) -> list[tuple[str, str]]:

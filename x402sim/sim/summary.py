@@ -27,6 +27,10 @@ Rules:
   on-chain figures come from transfers folded as blocks are mined, and final reputations are read
   from the registry at the end of the run (``reputation_section``, ``mandates_section``,
   ``crawl_section``).
+* Mechanisms: with an endpoint paid through Permit2 (``exact`` with Permit2, or ``upto``), the
+  ``mechanisms`` section gives settlements and gas per mechanism, upto's charges against what was
+  authorized, and the approvals and sponsored gas with who paid it (``mechanisms_section``). A
+  scenario paid by EIP-3009 alone has no such section, so its summary is what it always was.
 * ``tool`` names the program and version that made the summary (``x402sim.version``), as the
   conformance reports do.
 """
@@ -357,6 +361,104 @@ def trust_sections(m: RunMetrics, s: Scenario) -> dict:
     return out
 
 
+# who bears the gas of the approvals of each ``approval`` mode of an agent group
+APPROVAL_PAYERS = {
+    "approved": "nobody in the run (set before it: left out of costs)",
+    "self": "agents",
+    "sponsored-erc20": "facilitator (the ether it sent)",
+    "sponsored-eip2612": "facilitator (inside its settleWithPermit)",
+}
+
+
+def mechanisms_section(m: RunMetrics, s: Scenario) -> dict:
+    """Payments by mechanism (a scenario with a Permit2 endpoint):
+
+    * ``by_mechanism``: per mechanism label (``exact/eip3009``, ``exact/permit2``, ``upto/permit2``)
+      the paid requests, the settlement transactions on chain (and the failed ones), their gas
+      (total, per settlement, USD per settlement at the scenario's fee model), and those settled
+      with an EIP-2612 permit (``settleWithPermit``) with their gas per settlement;
+    * ``upto``: per upto endpoint, the maxima the paid requests signed (``authorized_usdc``)
+      against what was charged, the headroom (their difference: what a client had to hold and
+      would have paid at an exact price set at the maximum), the share charged, the charges of 0,
+      and ``at_mean_price``: an exact price set at the mean charge, which takes the same revenue
+      from the same requests but overcharges the light ones (``overpaid_usdc``) and undercharges
+      the heavy ones (``underpaid_usdc``);
+    * ``approvals``: per approval mode of the groups, the payers' own ``approve`` transactions on
+      chain, their gas and cost, and who bears it (``APPROVAL_PAYERS``);
+    * ``sponsoring``: per facilitator offering an extension, the transactions that sent payers
+      ether for their approval's gas (``erc20ApprovalGasSponsoring``), the ether sent (what the
+      approval does not burn stays in the payer's wallet: a cost to the facilitator all the same)
+      and those transactions' own gas. Their gas is also in the facilitator's ``gas_usd``; the
+      ether sent is not (its margin is gas against fees). The EIP-2612 permits are in
+      ``by_mechanism`` (``settled_with_permit``): their gas is in the settlement's."""
+    mech, eth_usd = m.mechanisms, s.chain.eth_usd
+    labels = []
+    for server in s.servers:
+        for e in server.endpoints:
+            label = f"{e.scheme}/{e.method_of_transfer}"
+            if label not in labels:
+                labels.append(label)
+    by_mechanism = {}
+    for label in labels:
+        n, gas, wei = mech.settlements[label], mech.gas[label], mech.wei[label]
+        permits = mech.with_permit[label]
+        by_mechanism[label] = {
+            "paid": mech.paid[label],
+            "settlements": n,
+            "failed_transactions": mech.failed[label],
+            "gas_used": gas,
+            "gas_per_settlement": round(gas / n, 1) if n else None,
+            "usd_per_settlement": round(wei / 1e18 * eth_usd / n, 9) if n else None,
+            "settled_with_permit": permits,
+            "gas_per_permit_settlement": round(mech.permit_gas[label] / permits, 1) if permits else None,
+        }
+    upto = {}
+    for endpoint in sorted(mech.charges):
+        charges = mech.charges[endpoint]
+        paid = sum(charges.values())
+        authorized, charged = mech.authorized[endpoint], mech.charged[endpoint]
+        mean = charged / paid if paid else 0.0
+        over = sum(k * (mean - c) for c, k in charges.items() if c < mean)
+        under = sum(k * (c - mean) for c, k in charges.items() if c > mean)
+        upto[endpoint] = {
+            "paid": paid,
+            "authorized_usdc": to_usdc(authorized),
+            "charged_usdc": to_usdc(charged),
+            "headroom_usdc": to_usdc(authorized - charged),
+            "charged_share": round(charged / authorized, 6) if authorized else None,
+            "zero_charges": charges.get(0, 0),
+            "mean_charge_usdc": round(mean / UNIT, 6),
+            "at_mean_price": {
+                "revenue_usdc": round(mean * paid / UNIT, 6),
+                "overpaid_usdc": round(over / UNIT, 6),
+                "underpaid_usdc": round(under / UNIT, 6),
+            },
+        }
+    modes = {g.approval for g in s.agents}
+    approvals = {
+        mode: {
+            "transactions": mech.approvals[mode],
+            "gas_used": mech.approval_gas[mode],
+            "usd": round(mech.approval_wei[mode] / 1e18 * eth_usd, 6),
+            "paid_by": APPROVAL_PAYERS[mode],
+        }
+        for mode in ("approved", "self", "sponsored-erc20", "sponsored-eip2612")
+        if mode in modes
+    }
+    sponsoring = {}
+    for f in s.facilitators:
+        if f.sponsoring or mech.funding_txs[f.name]:
+            sent, fees = mech.ether_sent[f.name], mech.funding_wei[f.name]
+            sponsoring[f.name] = {
+                "offers": list(f.sponsoring),
+                "funding_transactions": mech.funding_txs[f.name],
+                "ether_sent_eth": round(sent / 1e18, 12),
+                "ether_sent_usd": round(sent / 1e18 * eth_usd, 6),
+                "funding_gas_usd": round(fees / 1e18 * eth_usd, 6),
+            }
+    return {"by_mechanism": by_mechanism, "upto": upto, "approvals": approvals, "sponsoring": sponsoring}
+
+
 def build_summary(
     metrics: RunMetrics, facts: RunFacts, wall_seconds: float = 0.0, peak_rss_mb: float = 0.0
 ) -> dict:
@@ -479,6 +581,7 @@ def build_summary(
         "security": security,
         **({"governance": governance_section(m, s)} if attacked else {}),
         **trust_sections(m, s),
+        **({"mechanisms": mechanisms_section(m, s)} if s.uses_permit2() else {}),
         "invariants": invariants,
         "x402scan": x402scan,
         "chain": {"blocks": m.blocks, "height": m.height},
@@ -520,6 +623,7 @@ __all__ = [
     "failure_class",
     "governance_section",
     "mandates_section",
+    "mechanisms_section",
     "reputation_section",
     "stable",
     "summary_from_shards",

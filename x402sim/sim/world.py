@@ -147,6 +147,8 @@ class World:
         self.trust_book = TrustBook(self, self.trust) if self.trust is not None else None
         self.attack_routes: set[tuple[str, str]] = set()  # (server, route key) quoting attack-bound prices
         self.attack_targets: dict[str, list[tuple[str, str]]] = {}  # compromised group -> its targets
+        # (server, route key) -> the label of the mechanism paying it (``build.mechanism_label``)
+        self.endpoint_mechanisms: dict[tuple[str, str], str] = {}
         self.servers = {c.name: build.server(self, c) for c in s.server_copies()}
         self.governance = governance
         self.specs = {g.name: g for g in s.agents}
