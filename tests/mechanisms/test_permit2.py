@@ -371,3 +371,21 @@ def test_the_client_pays_the_offer_of_lowest_cost_to_it():
     assert client.choose(required)[0] == permit2_offer  # equal cost now: the server's order
     cheaper = eip3009_offer.model_copy(update={"amount": PRICE - 1})
     assert client.choose(required.model_copy(update={"accepts": [permit2_offer, cheaper]}))[0] == cheaper
+
+
+def test_two_payments_carrying_permits_of_one_nonce_never_both_reach_the_chain():
+    tb = _testbed((EIP2612_GAS_SPONSORING,))
+    shop, payer = _shop(tb), tb.account(usdc=FUNDS)
+    first, requirements = _payment(tb, shop, payer, "/permit2")
+    second, _ = _payment(tb, shop, payer, "/permit2")  # signed before the first lands: same permit nonce
+    role = tb.facilitator.role
+    pending = role.begin_settle(first, requirements, tb.now)
+    sent = tb.chain.pending_count
+    refused = role.begin_settle(second, requirements, tb.now)
+    assert refused.error_reason == Reason.duplicate_settlement and "eip2612" in refused.error_message
+    assert tb.chain.pending_count == sent  # nothing more was sent
+    tb.chain.mine()
+    assert role.finish_settle(pending, tb.chain.receipt(pending.tx_hash)).success
+    third, _ = _payment(tb, shop, payer, "/permit2")  # signed now: the next permit nonce
+    assert tb.facilitator.settle(third, requirements).success
+    assert tb.chain.balance_of(payer.address) == FUNDS - 2 * PRICE

@@ -15,7 +15,10 @@ Rules:
   ``SettleResponse``. ``settle_now`` joins them for a caller that mines in between.
 * An authorization (payer, nonce) that is pending or settled here is refused with
   ``duplicate_settlement`` before the chain is touched: the answer to the verify/settle race that
-  the reference servers leave open. A claim is released when its transaction fails on chain.
+  the reference servers leave open. A claim is released when its transaction fails on chain. So is
+  any other one-time thing a settlement spends (``side_claims``: an EIP-2612 permit's nonce), so
+  that two payments carrying permits of one nonce never both reach the chain, where the second
+  would revert at this facilitator's cost.
 * Weaknesses seen in deployed facilitators are named switches here, for study, never a second
   implementation: ``dedupe="share"`` answers a duplicate with the settlement already under way
   for that authorization (one transaction, every caller told "success", as in upstream reports
@@ -250,6 +253,10 @@ class Facilitator:
         if not verdict.ok:
             return self._failed(verdict, cast(Reason, verdict.reason), requirements)
         claim = cast("tuple[str, str]", claim)  # made above: the verdict was ok from the start
+        side = mechanism.side_claims(verdict)
+        if self.dedupe != "off" and (spent := next((c for c in side if c in self._claims), None)):
+            why = f"{spent[1]} of {spent[0]} is spent by a settlement under way"
+            return self._failed(verdict, Reason.duplicate_settlement, requirements, why)
         steps = mechanism.settlement(verdict, self.chain, judging)
         if not steps:  # a charge of 0: nothing moves, nothing is sent, nothing is claimed
             return SettleResponse(
@@ -264,7 +271,8 @@ class Facilitator:
         if not tx_hash:
             return self._failed(verdict, Reason.transaction_failed, requirements, "no transaction hash")
         if self.dedupe != "off":
-            self._claims[claim] = valid_until
+            for spent in (claim, *side):
+                self._claims[spent] = valid_until
             self._prune(now)
         payer, offer = cast(str, verdict.payer), cast(Offer, verdict.offer)  # an ok verdict names both
         pending = PendingSettlement(
@@ -313,7 +321,8 @@ class Facilitator:
                 reason = Reason.invalid_exact_evm_nonce_already_used  # a node that keeps no revert text
         claim, _ = mechanism.claim(verdict)
         if reason is not None and reason is not Reason.invalid_exact_evm_nonce_already_used:
-            self._claims.pop(claim, None)
+            for spent in (claim, *mechanism.side_claims(verdict)):
+                self._claims.pop(spent, None)
             self._shared.pop(claim, None)
         self.settlements.append(
             SettlementRecord(

@@ -371,6 +371,9 @@ class ExactEip3009:
         auth = _passed(verdict)[0].authorization
         return (auth.from_.lower(), auth.nonce.lower()), auth.valid_before
 
+    def side_claims(self, verdict: Verdict) -> tuple[tuple[str, str], ...]:
+        return ()
+
     def settlement(self, verdict: Verdict, chain: ChainReads, judging: Judging) -> tuple[Step, ...]:
         """One transaction: ``transferWithAuthorization`` on the asset."""
         payload, offer = _passed(verdict)

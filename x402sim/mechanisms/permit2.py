@@ -414,6 +414,14 @@ class Permit2Mechanism:
         parts, _ = _passed(verdict)
         return (cast(str, verdict.payer).lower(), f"permit2:{parts.permit.nonce}"), parts.permit.deadline
 
+    def side_claims(self, verdict: Verdict) -> tuple[tuple[str, str], ...]:
+        """The EIP-2612 permit a sponsored settlement submits, as (payer, "eip2612:" token:nonce)."""
+        parts, offer = _passed(verdict)
+        sponsor = parts.sponsor
+        if sponsor is None or sponsor.eip2612 is None:
+            return ()
+        return ((cast(str, verdict.payer).lower(), f"eip2612:{offer.asset.lower()}:{sponsor.eip2612.nonce}"),)
+
     def settlement(self, verdict: Verdict, chain: ChainReads, judging: Judging) -> tuple[Step, ...]:
         parts, _ = _passed(verdict)
         if self.upto and verdict.amount == 0:
