@@ -152,7 +152,9 @@ def reference_server(
     env; ``role_class`` (a subclass, for controls) is built in its place."""
     parsed = server_env(env)
     routes, handlers = parsed.routes()
-    permit2_routes, permit2_handlers = mechanism_routes(env, parsed.price)
+    # Permit2 payments are x402 v2 only: a v1 server sells none
+    v2 = switches.get("x402_version", 2) == 2
+    permit2_routes, permit2_handlers = mechanism_routes(env, parsed.price) if v2 else ({}, {})
     if permit2_routes:
         routes, handlers = {**routes, **permit2_routes}, {**handlers, **permit2_handlers}
         if "supported" not in switches:
