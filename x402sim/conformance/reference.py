@@ -47,7 +47,7 @@ from ..http.runner import LOOPBACK, Services
 from ..http.serve import client_env, client_verdict, facilitator_env, resource_server, server_env
 from ..http.server_app import resource_server_app
 from ..protocol import SupportedResponse
-from .catalog import MECHANISMS
+from .catalog import DEFAULT_MECHANISM, MECHANISMS
 from .results import Role, TargetInfo, TargetKind
 from .targets import ClientRun
 from .trust import AP2, ERC8004, WEB_BOT_AUTH
@@ -152,9 +152,12 @@ def reference_server(
     env; ``role_class`` (a subclass, for controls) is built in its place."""
     parsed = server_env(env)
     routes, handlers = parsed.routes()
-    # Permit2 payments are x402 v2 only: a v1 server sells none
+    # Permit2 payments are x402 v2 only: a v1 server sells none; upto settles after the work, so an
+    # upfront server sells no upto route
     v2 = switches.get("x402_version", 2) == 2
     permit2_routes, permit2_handlers = mechanism_routes(env, parsed.price) if v2 else ({}, {})
+    if switches.get("upfront"):
+        permit2_routes = {k: r for k, r in permit2_routes.items() if r.scheme != "upto"}
     if permit2_routes:
         routes, handlers = {**routes, **permit2_routes}, {**handlers, **permit2_handlers}
         if "supported" not in switches:
@@ -324,6 +327,7 @@ def reference_target(role: Role, *, trust: bool = False, **switches):
             lambda env: trust_server(env, **switches)[1],
             name="x402sim reference (trust)",
             trust=SERVER_TRUST,
+            mechanisms=(DEFAULT_MECHANISM,),  # an AP2 mandate binds an EIP-3009 nonce
         )
     if role == "server":
         return InProcessService("server", lambda env: reference_server(env, **switches)[1])
