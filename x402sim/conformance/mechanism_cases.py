@@ -291,9 +291,9 @@ _refusal_case(
 @case(
     "facilitator.permit2.nonce-reused",
     "MUST",
-    f"{EXACT_SPEC}; Permit2 unordered nonces are spent once",
+    f"{EXACT_SPEC}: verification simulates the settlement, which a spent Permit2 nonce reverts",
     "A Permit2 nonce already spent on chain is refused at /verify and /settle for another payment",
-    kind="payment",
+    kind="spec",
     mechanism=PERMIT2,
 )
 async def permit2_nonce_reused(ctx: FacilitatorContext) -> None:
