@@ -78,6 +78,18 @@ def test_the_default_mechanisms_are_what_the_target_speaks():
     assert _mechanisms(["upto,exact-eip3009"], reference) == ("exact-eip3009", "upto")
 
 
+def test_the_list_names_each_cases_mechanism():
+    from typer.testing import CliRunner
+
+    from x402sim.cli import app
+
+    result = CliRunner().invoke(app, ["conformance", "list", "--json", "--mechanism", "upto"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert rows and {r["mechanism"] for r in rows} == {"upto"}
+    assert {r["id"] for r in rows} == {c.id for c in catalog.select(mechanisms=["upto"])}
+
+
 def _config(tmp_path, document: dict):
     path = tmp_path / "test.config.json"
     path.write_text(json.dumps(document))

@@ -506,6 +506,7 @@ def list_command(
             "level": c.level,
             "rests_on": c.rests_on,
             "description": c.description,
+            "mechanism": c.mechanism,
             **({"controls": killers(c.id)} if controls else {}),
         }
         for c in selection
