@@ -49,7 +49,7 @@ from ..mechanisms.sponsoring import SPONSORING_EXTENSIONS, client_info, declarat
 from ..protocol import Reason, evm_chain_id
 from .catalog import case
 from .client_cases import CLOCK_SLACK, challenge, settle
-from .forge import payment_v2, sign_permit2
+from .forge import header_value, payment_v2, sign_permit2
 from .harness import Account
 from .hostile import Answer, Seen
 from .kits import ClientContext, FacilitatorContext, ServerContext, _transfer_json
@@ -720,8 +720,6 @@ def permit2_shop(ctx: ClientContext, the_offer: dict, charge: int | None = None,
             return challenge(ctx, seen, [the_offer], **fields)
         requirements = the_offer if charge is None else {**the_offer, "amount": str(charge)}
         answer = await settle(ctx, payment, requirements)
-        from .forge import header_value
-
         ok = bool(answer.get("success"))
         status = 200 if ok else 412 if answer.get("errorReason") == ALLOWANCE_REQUIRED else 402
         return Answer(status, [("PAYMENT-RESPONSE", header_value(answer))], {"paid": ok})
