@@ -54,7 +54,9 @@ def test_the_reference_client_passes_every_case(reference_reports, network):
     assert skipped == ({V1_CASE} if network == "local" else set()) | TRUST, skipped
 
 
-@pytest.mark.parametrize("control", role_controls("client", trust=False), ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "control", role_controls("client", trust=False, mechanism=False), ids=lambda c: c.name
+)
 def test_each_control_fails_every_case_it_kills(control):
     network = "base-sepolia" if V1_CASE in control.kills else "local"
     survivors = control_survivors(control, runner.RunOptions(harness=HarnessOptions(network=network)))

@@ -181,6 +181,8 @@ def test_cli_list_and_schema():
         (["server", "--cmd", "true", "--cases", "nothing.matches.this"], "no case matches"),
         (["list", "--role", "agent"], "--role 'agent'"),
         (["list", "--level", "MAY"], "unknown level"),
+        (["facilitator", "--builtin", "reference", "--mechanism", "permit3"], "unknown mechanism 'permit3'"),
+        (["list", "--mechanism", "exact,upto"], "unknown mechanism 'exact'"),
     ],
 )
 def test_cli_usage_errors_exit_2_with_one_message(args, message):

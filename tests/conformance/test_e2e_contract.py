@@ -86,9 +86,16 @@ def test_config_endpoints_decide_the_routes_and_their_variables(tmp_path):
     assert (config.name, config.extensions) == ("shop", ("bazaar",))
     assert [e.label for e in config.endpoints] == ["GET /exact/evm/eip3009", "POST /second"]
     assert config.failing == Endpoint("/boom", failing=True, extensions=("bazaar",))
-    assert [(e.path, e.transfer_method) for e in config.unjudged] == [("/exact/evm/permit2", "permit2")]
+    assert config.unjudged == []
+    assert {m: (e.path, e.transfer_method) for m, e in config.mechanism_routes.items()} == {
+        "exact-permit2": ("/exact/evm/permit2", "permit2")
+    }
     options = runner.RunOptions(
-        endpoints=config.endpoints, failing=config.failing, unjudged=config.unjudged, declared=True
+        endpoints=config.endpoints,
+        failing=config.failing,
+        unjudged=config.unjudged,
+        declared=True,
+        mechanism_routes=config.mechanism_routes,
     )
     assert [e.path for e in options.declared_routes()] == [
         "/exact/evm/eip3009",

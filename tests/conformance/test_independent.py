@@ -54,7 +54,8 @@ def skip_reason(case_id: str) -> str | None:
 def test_the_independent_role_passes_every_must_case(role):
     started = time.perf_counter()
     options = runner.RunOptions(harness=HarnessOptions(facilitator_timeout=FACILITATOR_BOUND))
-    report = runner.run(role, target(role), catalog.select(role), options)
+    cases = catalog.select(role, mechanisms=[catalog.DEFAULT_MECHANISM])  # it pays by EIP-3009 only
+    report = runner.run(role, target(role), cases, options)
     wall = time.perf_counter() - started
     print(f"{NAME} {role}: {len(report.results)} cases in {wall:.1f} s, {report.counts()}")
     wrong = []

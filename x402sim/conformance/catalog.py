@@ -21,8 +21,11 @@ Rules:
   value (``" 1000"``) is a matter of ``spelling``. What every reference SDK does, where the
   specification is silent, is no rule by itself: such a case is ``hardening`` when a known failure
   makes it worth demanding. ``tests/conformance/test_levels.py`` holds every case to these rules.
-* The catalog modules (``server_cases``, ``facilitator_cases``, ``client_cases``, ``trust_cases``)
-  are imported by ``load()``, so listing the catalog needs no target.
+* A case names the payment ``mechanism`` it pays or judges (``MECHANISMS``): ``exact-eip3009`` (the
+  default), ``exact-permit2`` or ``upto``. ``select(..., mechanisms=...)`` keeps the cases of the
+  mechanisms a target speaks (``x402sim conformance ... --mechanism``).
+* The catalog modules (``server_cases``, ``facilitator_cases``, ``client_cases``, ``trust_cases``,
+  ``mechanism_cases``) are imported by ``load()``, so listing the catalog needs no target.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ from .results import LEVELS, Level, Role
 
 ROLES: tuple[Role, ...] = ("server", "facilitator", "client")
 _ID = re.compile(r"(server|facilitator|client)(\.[a-z0-9][a-z0-9-]*){2,}")
-_CASE_MODULES = ("server_cases", "facilitator_cases", "client_cases", "trust_cases")
+_CASE_MODULES = ("server_cases", "facilitator_cases", "client_cases", "trust_cases", "mechanism_cases")
+# The payment mechanisms a case may be about: exact by EIP-3009, exact with Permit2, upto (Permit2).
+MECHANISMS = ("exact-eip3009", "exact-permit2", "upto")
+DEFAULT_MECHANISM = "exact-eip3009"
 LEVEL_OF_KIND: dict[str, Level] = {
     "no-5xx": "MUST",
     "payment": "MUST",
@@ -65,6 +71,7 @@ class Case:
     description: str
     run: Callable[..., Awaitable[None]]
     kind: str | None = None  # always set in CATALOG (``case`` requires it); None only for ad hoc cases
+    mechanism: str = DEFAULT_MECHANISM  # the payment mechanism it pays or judges (``MECHANISMS``)
 
     @property
     def role(self) -> Role:
@@ -78,9 +85,17 @@ class Case:
 CATALOG: dict[str, Case] = {}
 
 
-def case(id: str, level: Level, rests_on: str, description: str, *, kind: str | None = None):
+def case(
+    id: str,
+    level: Level,
+    rests_on: str,
+    description: str,
+    *,
+    kind: str | None = None,
+    mechanism: str = DEFAULT_MECHANISM,
+):
     """Register the decorated async function as the case ``id``; ``kind`` (required, a key of
-    ``LEVEL_OF_KIND``) says why it has ``level``."""
+    ``LEVEL_OF_KIND``) says why it has ``level``; ``mechanism`` (one of ``MECHANISMS``) what it pays."""
     if not _ID.fullmatch(id):
         raise ValueError(f"case id {id!r} is not role.group.name in lower-case words")
     if level not in LEVELS:
@@ -89,13 +104,15 @@ def case(id: str, level: Level, rests_on: str, description: str, *, kind: str | 
         raise ValueError(f"case id {id} is registered twice")
     if kind not in LEVEL_OF_KIND:
         raise ValueError(f"case {id}: kind {kind!r} is not one of {', '.join(LEVEL_OF_KIND)}")
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"case {id}: mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
     if not description or "\n" in description:
         raise ValueError(f"case {id}: the description must be one line")
 
     def register(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         if id in CATALOG:
             raise ValueError(f"case id {id} is registered twice")
-        CATALOG[id] = Case(id, level, rests_on, description, fn, kind)
+        CATALOG[id] = Case(id, level, rests_on, description, fn, kind, mechanism)
         return fn
 
     return register
@@ -114,14 +131,17 @@ def select(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     levels: Iterable[str] = (),
+    mechanisms: Iterable[str] = (),
 ) -> list[Case]:
     """Cases of ``role`` (all roles when None) whose id matches one of the ``include`` globs (all when
-    empty) and none of ``exclude``, at one of ``levels`` (all when empty), in id order. A glob without
-    a wildcard also matches the ids under it (``server.replay`` selects ``server.replay.*``)."""
+    empty) and none of ``exclude``, at one of ``levels`` (all when empty), about one of
+    ``mechanisms`` (all when empty), in id order. A glob without a wildcard also matches the ids under
+    it (``server.replay`` selects ``server.replay.*``)."""
     include, exclude, levels = list(include), list(exclude), {lv.upper() for lv in levels}
     unknown = levels - set(LEVELS)
     if unknown:
         raise ValueError(f"unknown level {sorted(unknown)[0]!r}; expected one of {', '.join(LEVELS)}")
+    spoken = parse_mechanisms(mechanisms)
 
     def matches(case_id: str, pattern: str) -> bool:
         return fnmatch.fnmatchcase(case_id, pattern) or case_id.startswith(pattern.rstrip(".") + ".")
@@ -133,5 +153,16 @@ def select(
         and (not include or any(matches(c.id, p) for p in include))
         and not any(matches(c.id, p) for p in exclude)
         and (not levels or c.level in levels)
+        and (not spoken or c.mechanism in spoken)
     ]
     return sorted(chosen, key=lambda c: c.id)
+
+
+def parse_mechanisms(values: Iterable[str]) -> tuple[str, ...]:
+    """Mechanism names from ``values`` (each one name or a comma list), in ``MECHANISMS`` order;
+    ``ValueError`` naming an unknown one."""
+    names = {part.strip() for value in values for part in value.split(",") if part.strip()}
+    unknown = sorted(names - set(MECHANISMS))
+    if unknown:
+        raise ValueError(f"unknown mechanism {unknown[0]!r}; expected one of {', '.join(MECHANISMS)}")
+    return tuple(m for m in MECHANISMS if m in names)

@@ -45,6 +45,21 @@ CasesOpt = Annotated[
 ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Skip cases matching this glob.")]
 LevelOpt = Annotated[list[str] | None, typer.Option("--level", help="Only cases of this level (MUST...).")]
 NetworkOpt = Annotated[str, typer.Option(help="Chain preset: local, base-sepolia or base.")]
+MechanismOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mechanism",
+        help="Only cases of this payment mechanism: exact-eip3009, exact-permit2 or upto (repeatable, or "
+        "a comma list). Default: what the target speaks: its --config (transferMethod, schemes), all "
+        "three for --builtin, else exact-eip3009.",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="test.config.json (official format): its schemes and evm.transferMethods choose the cases."
+    ),
+]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the harness's keys and nonces.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")]
 JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")]
@@ -159,12 +174,39 @@ def _execute(role: str, target, options, selection, outputs: dict, quiet: bool, 
     raise typer.Exit(report.exit_code())
 
 
-def _selection(role, cases, exclude, level):
+def _selection(role, cases, exclude, level, mechanisms=()):
     from . import catalog
 
     try:
-        return catalog.select(role, include=cases or (), exclude=exclude or (), levels=level or ())
+        return catalog.select(
+            role, include=cases or (), exclude=exclude or (), levels=level or (), mechanisms=mechanisms
+        )
     except ValueError as exc:
+        raise fail_with(exc) from None
+
+
+def _mechanisms(given, target, spoken=()) -> tuple[str, ...]:
+    """The mechanisms whose cases run: ``--mechanism``, else what the config says the target speaks
+    (``spoken``), else what a built-in target speaks, else ``exact-eip3009``."""
+    from .catalog import DEFAULT_MECHANISM, parse_mechanisms
+
+    if given:
+        try:
+            return parse_mechanisms(given)
+        except ValueError as exc:
+            raise fail(f"--mechanism: {exc}") from None
+    return tuple(spoken) or tuple(getattr(target, "mechanisms", ()) or ()) or (DEFAULT_MECHANISM,)
+
+
+def _spoken(config) -> tuple[str, ...]:
+    """What a facilitator's or client's test.config.json says it speaks (nothing without one)."""
+    from .config import ConfigError, load_config
+
+    if config is None:
+        return ()
+    try:
+        return load_config(config).mechanisms
+    except ConfigError as exc:
         raise fail_with(exc) from None
 
 
@@ -196,6 +238,17 @@ def server_command(
             help="A paid route whose handler fails, without a config (FAILING_PATH; default PATH-fails)."
         ),
     ] = None,
+    permit2_path: Annotated[
+        str | None,
+        typer.Option(
+            help="The exact route paid with Permit2, without a config (PERMIT2_PATH; default PATH-permit2)."
+        ),
+    ] = None,
+    upto_path: Annotated[
+        str | None,
+        typer.Option(help="The upto route, without a config (UPTO_PATH; default PATH-upto)."),
+    ] = None,
+    mechanism: MechanismOpt = None,
     price: Annotated[
         int, typer.Option(min=1, help="Price the server is told to charge (PRICE_ATOMIC).")
     ] = 1000,
@@ -259,24 +312,45 @@ def server_command(
     from .context import Endpoint
     from .runner import RunOptions
 
-    for option, value in (("--path", path), ("--second-path", second_path), ("--failing-path", failing_path)):
+    paths = (
+        ("--path", path),
+        ("--second-path", second_path),
+        ("--failing-path", failing_path),
+        ("--permit2-path", permit2_path),
+        ("--upto-path", upto_path),
+    )
+    for option, value in paths:
         if value is not None and not value.startswith("/"):
             raise fail(f"{option} {value!r}: must start with /")
+    mechanism_routes = {
+        m: Endpoint(p, transfer_method=t)
+        for m, p, t in (("exact-permit2", permit2_path, "permit2"), ("upto", upto_path, "upto"))
+        if p
+    }
     options = RunOptions(
         endpoints=[Endpoint(path), *([Endpoint(second_path)] if second_path else [])],
         failing=Endpoint(failing_path, failing=True) if failing_path else None,
+        mechanism_routes=mechanism_routes,
     )
+    spoken: tuple[str, ...] = ()
     if config is not None:
         try:
             loaded = load_config(config)
         except ConfigError as exc:
             raise fail_with(exc) from None
         name = name or loaded.name
+        spoken = loaded.mechanisms
         if loaded.endpoints:
-            if second_path or failing_path:
-                raise fail(f"--second-path and --failing-path: {config} declares the routes")
+            if second_path or failing_path or permit2_path or upto_path:
+                raise fail(
+                    f"--second-path, --failing-path, --permit2-path and --upto-path: {config} declares routes"
+                )
             options = RunOptions(
-                endpoints=loaded.endpoints, failing=loaded.failing, unjudged=loaded.unjudged, declared=True
+                endpoints=loaded.endpoints,
+                failing=loaded.failing,
+                unjudged=loaded.unjudged,
+                declared=True,
+                mechanism_routes=loaded.mechanism_routes,
             )
     if url and facilitator_port == 0:
         facilitator_port = 4022
@@ -292,7 +366,7 @@ def server_command(
     options.case_timeout = case_timeout
     options.trust = _trust(trust)
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
-    selection = _selection("server", cases, exclude, level)
+    selection = _selection("server", cases, exclude, level, _mechanisms(mechanism, target, spoken))
     _execute("server", target, options, selection, outputs, quiet, config)
 
 
@@ -300,6 +374,8 @@ def server_command(
 def facilitator_command(
     cmd: CmdOpt = None,
     url: UrlOpt = None,
+    config: ConfigOpt = None,
+    mechanism: MechanismOpt = None,
     network: NetworkOpt = "local",
     seed: SeedOpt = 0,
     cases: CasesOpt = None,
@@ -336,7 +412,9 @@ def facilitator_command(
     target = _service_target("facilitator", cmd, url, cwd, ready_timeout, name, builtin)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
-    _execute("facilitator", target, options, _selection("facilitator", cases, exclude, level), outputs, quiet)
+    mechanisms = _mechanisms(mechanism, target, _spoken(config))
+    selection = _selection("facilitator", cases, exclude, level, mechanisms)
+    _execute("facilitator", target, options, selection, outputs, quiet, config)
 
 
 @app.command("client")
@@ -344,6 +422,8 @@ def client_command(
     cmd: Annotated[
         str | None, typer.Option("--cmd", help="Shell command that makes the client's request.")
     ] = None,
+    config: ConfigOpt = None,
+    mechanism: MechanismOpt = None,
     network: NetworkOpt = "local",
     seed: SeedOpt = 0,
     cases: CasesOpt = None,
@@ -390,7 +470,8 @@ def client_command(
         target = ClientCommand(cmd, cwd=str(cwd) if cwd else None, timeout=run_timeout, name=name)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout, trust=_trust(trust))
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
-    _execute("client", target, options, _selection("client", cases, exclude, level), outputs, quiet)
+    selection = _selection("client", cases, exclude, level, _mechanisms(mechanism, target, _spoken(config)))
+    _execute("client", target, options, selection, outputs, quiet, config)
 
 
 @app.command("list")
@@ -399,6 +480,10 @@ def list_command(
     cases: CasesOpt = None,
     exclude: ExcludeOpt = None,
     level: LevelOpt = None,
+    mechanism: Annotated[
+        list[str] | None,
+        typer.Option("--mechanism", help="Only cases of this mechanism: exact-eip3009, exact-permit2, upto."),
+    ] = None,
     controls: Annotated[
         bool, typer.Option("--controls", help="Show which broken variant (control) kills each case.")
     ] = False,
@@ -412,7 +497,7 @@ def list_command(
 
     if role is not None and role not in ROLES:
         raise fail(f"--role {role!r}: expected one of {', '.join(ROLES)}")
-    selection = _selection(role, cases, exclude, level)
+    selection = _selection(role, cases, exclude, level, _mechanisms(mechanism, None) if mechanism else ())
     from .controls import killers
 
     rows = [
@@ -421,6 +506,7 @@ def list_command(
             "level": c.level,
             "rests_on": c.rests_on,
             "description": c.description,
+            "mechanism": c.mechanism,
             **({"controls": killers(c.id)} if controls else {}),
         }
         for c in selection

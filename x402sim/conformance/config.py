@@ -9,11 +9,21 @@ Fields used (the rest, ``description``, ``health``, ``close``..., are ignored):
   ``eip3009``), ``extensions`` (strings), and x402sim's own ``failing`` (true: the paid route whose
   handler fails, FAILING_PATH; the e2e format has no such field).
 
+* ``schemes`` and ``evm.transferMethods`` (a facilitator's or a client's config): the mechanisms it
+  speaks.
+
 Which paid route does what: routes of another protocol family are not the harness's business. The
 first paid ``eip3009`` route that is not ``failing`` is the one judged, the second one (if any) serves
-cross-endpoint replay, the ``failing`` one the cases on a handler that fails after payment. Paid EVM
-routes with another transfer method are judged by no case but still checked to be mounted. Problems
-raise ``ConfigError`` naming the file and the field.
+cross-endpoint replay, the ``failing`` one the cases on a handler that fails after payment. The first
+paid ``permit2`` route is the one the ``exact-permit2`` cases pay, the first ``upto`` one (the e2e
+format names the upto scheme by ``transferMethod: "upto"``) the one the ``upto`` cases pay; further
+ones are only checked to be mounted.
+
+Which mechanisms a target speaks (the cases ``--mechanism`` would select, when it is not given): a
+server's are those of its paid EVM routes; a facilitator's or a client's, ``exact-eip3009`` and
+``exact-permit2`` for each ``evm.transferMethods`` entry ``eip3009`` / ``permit2`` (when ``schemes``
+is absent or names ``exact``), and ``upto`` when ``schemes`` or ``evm.transferMethods`` names it.
+Problems raise ``ConfigError`` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ from typing import Any
 from ..errors import InputError
 from .context import Endpoint
 
-JUDGED_TRANSFER_METHOD = "eip3009"  # the only way x402sim's harness pays
+JUDGED_TRANSFER_METHOD = "eip3009"  # what a route without transferMethod is paid by
+# transferMethod of an e2e route -> the mechanism whose cases pay it
+MECHANISM_OF_METHOD = {"eip3009": "exact-eip3009", "permit2": "exact-permit2", "upto": "upto"}
 
 
 class ConfigError(InputError):
@@ -38,8 +50,10 @@ class TargetConfig:
     name: str | None = None
     endpoints: list[Endpoint] = field(default_factory=list)  # judged paid routes: main, then second
     failing: Endpoint | None = None
-    unjudged: list[Endpoint] = field(default_factory=list)  # paid EVM routes with another transfer method
+    unjudged: list[Endpoint] = field(default_factory=list)  # further paid EVM routes, only checked
     extensions: tuple[str, ...] = ()
+    mechanism_routes: dict[str, Endpoint] = field(default_factory=dict)  # exact-permit2 / upto routes
+    mechanisms: tuple[str, ...] = ()  # the mechanisms the target speaks (empty: it does not say)
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -109,14 +123,22 @@ def load_config(path: Path) -> TargetConfig:
         endpoint, family = found
         if family != "evm":
             continue
+        mechanism = MECHANISM_OF_METHOD.get(endpoint.transfer_method)
+        if mechanism is not None and mechanism not in config.mechanisms:
+            config.mechanisms = (*config.mechanisms, mechanism)
         if endpoint.transfer_method != JUDGED_TRANSFER_METHOD:
-            config.unjudged.append(endpoint)
+            if mechanism is not None and mechanism not in config.mechanism_routes and not endpoint.failing:
+                config.mechanism_routes[mechanism] = endpoint
+            else:
+                config.unjudged.append(endpoint)
         elif endpoint.failing:
             if config.failing is not None:
                 raise ConfigError(f"{where}.failing: a second failing route (one is enough)")
             config.failing = endpoint
         else:
             config.endpoints.append(endpoint)
+    if "endpoints" not in document:
+        config.mechanisms = _spoken(document, path)
     if "endpoints" in document and not paid:
         raise ConfigError(f"{path}: endpoints: no endpoint with requiresPayment true")
     if "endpoints" in document and not config.endpoints:
@@ -125,3 +147,19 @@ def load_config(path: Path) -> TargetConfig:
             "(the harness pays with EIP-3009 only)"
         )
     return config
+
+
+def _spoken(document: dict, path: Path) -> tuple[str, ...]:
+    """The mechanisms a facilitator's or client's config says it speaks (see the module docstring)."""
+    schemes = _strings(document.get("schemes", []), f"{path}: schemes")
+    evm = document.get("evm", {})
+    if not isinstance(evm, dict):
+        raise ConfigError(f"{path}: evm: expected an object")
+    methods = _strings(evm.get("transferMethods", []), f"{path}: evm.transferMethods")
+    exact = not schemes or "exact" in schemes
+    spoken = {MECHANISM_OF_METHOD[m] for m in methods if m in ("eip3009", "permit2") and exact}
+    if "upto" in schemes or "upto" in methods:
+        spoken.add("upto")
+    from .catalog import MECHANISMS
+
+    return tuple(m for m in MECHANISMS if m in spoken)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 from .results import Role
 
-_MODULES = ("server_controls", "facilitator_controls", "client_controls", "trust_controls")
+_MODULES = (
+    "server_controls",
+    "facilitator_controls",
+    "client_controls",
+    "trust_controls",
+    "mechanism_controls",
+)
 
 
 @dataclass(frozen=True)

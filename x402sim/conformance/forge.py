@@ -1,6 +1,7 @@
 """Payments made on purpose, right or wrong: the harness's signing side.
 
-Job: sign ``exact`` EIP-3009 payments for requirements read off a target's 402 (as wire JSON), with
+Job: sign ``exact`` EIP-3009 payments and Permit2 permits (``exact`` with Permit2, ``upto``) for
+requirements read off a target's 402 (as wire JSON), with
 any field overridden, and turn them into header values. Working on wire dicts (not the protocol
 models) lets a case send what the models would refuse: a null ``accepted``, a high-s signature, an
 amount in the wrong units.
@@ -19,6 +20,12 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from ..evm.eip712 import Authorization, Domain, authorization_digest, sign_digest
+from ..evm.permit2 import (
+    EXACT_PERMIT2_PROXY_ADDRESS,
+    UPTO_PERMIT2_PROXY_ADDRESS,
+    PermitTransfer,
+    permit_witness_digest,
+)
 from ..protocol import evm_chain_id, v1_to_caip2
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -98,6 +105,64 @@ def sign_exact(
             "validAfter": str(auth.valid_after),
             "validBefore": str(auth.valid_before),
             "nonce": "0x" + auth.nonce.hex(),
+        },
+    }
+
+
+def sign_permit2(
+    key: bytes,
+    payer: str,
+    requirements: dict,
+    now: int,
+    rng: random.Random,
+    *,
+    sign_key: bytes | None = None,
+    **overrides: Any,
+) -> dict:
+    """The ``payload`` object of a Permit2 payment (``exact`` or ``upto``, by the requirements'
+    scheme) for ``requirements``: ``{signature, permit2Authorization}``, as the SDK clients make it
+    (spender the scheme's proxy, witness.validAfter 0, deadline ``maxTimeoutSeconds`` from ``now``, a
+    random decimal nonce; upto's witness names ``extra.facilitatorAddress``). ``overrides`` replace
+    ``PermitTransfer`` fields (``token``, ``amount``, ``spender``, ``nonce``, ``deadline``, ``to``,
+    ``valid_after``, ``facilitator``) before signing; ``sign_key`` signs instead of ``key``."""
+    upto = requirements.get("scheme") == "upto"
+    facilitator = (requirements.get("extra") or {}).get("facilitatorAddress") if upto else None
+    fields: dict[str, Any] = {
+        "token": requirements["asset"],
+        "amount": amount_of(requirements),
+        "spender": UPTO_PERMIT2_PROXY_ADDRESS if upto else EXACT_PERMIT2_PROXY_ADDRESS,
+        "nonce": int.from_bytes(rng.randbytes(32), "big"),
+        "deadline": now + int(requirements.get("maxTimeoutSeconds", 60)),
+        "to": requirements["payTo"],
+        "valid_after": 0,
+        "facilitator": facilitator,
+    }
+    fields.update(overrides)
+    permit = PermitTransfer(
+        token=to_checksum_address(fields["token"]),
+        amount=int(fields["amount"]),
+        spender=to_checksum_address(fields["spender"]),
+        nonce=int(fields["nonce"]),
+        deadline=int(fields["deadline"]),
+        to=to_checksum_address(fields["to"]),
+        valid_after=int(fields["valid_after"]),
+        facilitator=to_checksum_address(fields["facilitator"]) if fields["facilitator"] else None,
+    )
+    signature = sign_digest(
+        sign_key or key, permit_witness_digest(_chain_id(requirements["network"]), permit)
+    )
+    witness: dict[str, str] = {"to": permit.to, "validAfter": str(permit.valid_after)}
+    if permit.facilitator is not None:
+        witness = {"to": permit.to, "facilitator": permit.facilitator, "validAfter": str(permit.valid_after)}
+    return {
+        "signature": "0x" + signature.hex(),
+        "permit2Authorization": {
+            "from": to_checksum_address(payer),
+            "permitted": {"token": permit.token, "amount": str(permit.amount)},
+            "spender": permit.spender,
+            "nonce": str(permit.nonce),
+            "deadline": str(permit.deadline),
+            "witness": witness,
         },
     }
 

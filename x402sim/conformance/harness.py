@@ -13,6 +13,8 @@ Rules:
   ``EXTENSION-RESPONSES`` header to its answers. Every ``/verify`` and ``/settle`` it receives is
   recorded (and marked done once answered), so a case can tell whether the target called it and
   when its calls are over. The control is reset after every case, which releases any hold.
+* The facilitator offers both gas-sponsoring extensions of Permit2 payments (``eip2612GasSponsoring``,
+  ``erc20ApprovalGasSponsoring``), so a server target's Permit2 routes can declare them.
 * Keys are test keys derived from the run's seed; nothing here ever holds real value.
 """
 
@@ -32,12 +34,14 @@ from eth_utils import to_checksum_address
 from ..actors.facilitator import Facilitator
 from ..evm.chain import ETHER, LocalChain
 from ..evm.eip712 import address_of_key
+from ..evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, allowance, approve_call, nonce_used
 from ..evm.rpc_chain import RpcChain
 from ..evm.token import TRANSFER_TOPIC, Transfer, decode_transfer
 from ..http.chain_clock import ChainClock
 from ..http.chain_rpc import chain_rpc_app
 from ..http.facilitator_app import facilitator_app
 from ..http.runner import LOOPBACK, Services
+from ..mechanisms import SPONSORING_EXTENSIONS
 from ..money import UNIT
 from ..protocol import Reason
 from .asgi import capture, read_body, replay, send_raw
@@ -287,7 +291,7 @@ class Harness:
         )
         facilitator_key = self._derive("facilitator")
         chain.fund(address_of_key(facilitator_key), eth=100 * ETHER)
-        self.facilitator = Facilitator(chain, facilitator_key)
+        self.facilitator = Facilitator(chain, facilitator_key, sponsoring=frozenset(SPONSORING_EXTENSIONS))
         app = facilitator_app(self.facilitator, chain_clock=clock, settle_timeout=self.options.settle_timeout)
         self.facilitator_url = self.services.add(
             "facilitator", controlled(app, self.control), self.options.facilitator_port
@@ -336,7 +340,27 @@ class Harness:
     def fund(self, address: str, *, usdc: int = 0, eth: int = 0) -> None:
         self.chain.rpc("x402sim_fund", address, hex(usdc), hex(eth))
 
+    def approve_permit2(self, account: Account, amount: int = UINT256_MAX) -> None:
+        """``account`` approves Permit2 for ``amount`` of the asset, paying the gas from ether the
+        harness gives it first (mined at once)."""
+        self.fund(account.address, eth=ETHER // 100)
+        self.chain.transact(account.key, self.asset, approve_call(PERMIT2_ADDRESS, amount), gas=100_000)
+
+    def permit2_payer(self, usdc: int = DEFAULT_FUNDING, label: str = "payer") -> Account:
+        """A fresh payer funded with ``usdc`` that has approved Permit2 without limit."""
+        account = self.funded_account(usdc=usdc, label=label)
+        self.approve_permit2(account)
+        return account
+
     # -- facts ------------------------------------------------------------------------------------
+
+    def permit2_allowance(self, owner: str) -> int:
+        """The asset allowance ``owner`` gives Permit2."""
+        return allowance(self.chain, self.asset, owner, PERMIT2_ADDRESS)
+
+    def permit2_nonce_used(self, owner: str, nonce: int) -> bool:
+        """Whether ``owner``'s unordered Permit2 ``nonce`` is spent."""
+        return nonce_used(self.chain, owner, nonce)
 
     def now(self) -> int:
         return self.chain.time(int(time.time()))

@@ -8,6 +8,13 @@ facilitator or client configured exactly as ``x402sim serve ... --from-env`` / `
 Rules: a server or facilitator target is served on its own loopback ``Services``; a client target
 runs ``PayingClient`` in a worker thread and returns the same JSON verdict a client command prints.
 
+The reference server also sells the Permit2 mechanisms when told where (x402sim's additions to the
+env contract): ``PERMIT2_PATH``, an ``exact`` route paid with Permit2, and ``UPTO_PATH``, an ``upto``
+route whose maximum is ``PRICE_ATOMIC`` and whose handler charges the request's ``charge`` query
+parameter (atomic units, through the SDKs' ``Settlement-Overrides`` header), else the maximum. It
+then reads its facilitator's ``/supported`` once at start, for upto's ``facilitatorAddress`` and the
+gas-sponsoring extensions it declares. Reference targets speak every mechanism (``mechanisms``).
+
 Trust-enabled variants (``reference_target(role, trust=True)``), configured from the trust variables
 of the environment exactly as a third-party target would be (see ``trust``): the server verifies AP2
 mandates issued by the user key in ``AP2_TRUSTED_USER_JWK`` (``MandateVerifier``) and admits only
@@ -23,10 +30,14 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 from ..actors.client import SpendPolicy
 from ..actors.facilitator import Facilitator
-from ..actors.server import ResourceServer
+from ..actors.messages import HttpRequest, HttpResponse
+from ..actors.server import SETTLEMENT_OVERRIDES, ResourceServer, Route
 from ..evm.rpc_chain import RpcChain
 from ..http.client import PayingClient
 from ..http.facilitator_app import facilitator_app
@@ -35,10 +46,15 @@ from ..http.routes_file import RoutesConfig
 from ..http.runner import LOOPBACK, Services
 from ..http.serve import client_env, client_verdict, facilitator_env, resource_server, server_env
 from ..http.server_app import resource_server_app
+from ..protocol import SupportedResponse
+from .catalog import DEFAULT_MECHANISM, MECHANISMS
 from .results import Role, TargetInfo, TargetKind
 from .targets import ClientRun
 from .trust import AP2, ERC8004, WEB_BOT_AUTH
 
+PERMIT2_PATH = "PERMIT2_PATH"  # env: the path of an exact route paid with Permit2
+UPTO_PATH = "UPTO_PATH"  # env: the path of an upto route (maximum PRICE_ATOMIC, charge ?charge=N)
+CHARGE_PARAMETER = "charge"
 SERVER_TRUST = frozenset({AP2, WEB_BOT_AUTH})
 CLIENT_TRUST = frozenset({ERC8004})
 
@@ -89,6 +105,45 @@ def trust_server(
     return reference_server(env, role_class=role_class, **switches)
 
 
+def _paid_content(request: HttpRequest) -> HttpResponse:
+    return HttpResponse.of_json(200, {"message": "paid content", "path": request.path, "paid": True})
+
+
+def upto_handler(request: HttpRequest) -> HttpResponse:
+    """The upto route's handler: paid content, charging the ``charge`` query parameter when given."""
+    answer = _paid_content(request)
+    charge = parse_qs(urlsplit(request.path).query).get(CHARGE_PARAMETER)
+    if not charge:
+        return answer
+    overrides = (SETTLEMENT_OVERRIDES, json.dumps({"amount": charge[0]}))
+    return HttpResponse(answer.status, (*answer.headers, overrides), answer.body)
+
+
+def mechanism_routes(env: Mapping[str, str], price: int) -> tuple[dict[str, Route], dict]:
+    """The Permit2 routes ``PERMIT2_PATH`` and ``UPTO_PATH`` name (none when unset), and handlers."""
+    routes: dict[str, Route] = {}
+    handlers: dict = {}
+    for var, scheme, method, handler in (
+        (PERMIT2_PATH, None, "permit2", _paid_content),
+        (UPTO_PATH, "upto", None, upto_handler),
+    ):
+        path = env.get(var, "").strip()
+        if path:
+            key = f"GET {path}"
+            routes[key] = Route(key, price, scheme=scheme, transfer_method=method, description=var)
+            handlers[key] = handler
+    return routes, handlers
+
+
+def read_supported(facilitator_url: str) -> SupportedResponse | None:
+    """The facilitator's ``/supported`` answer, or None when it cannot be read."""
+    try:
+        answer = httpx.get(facilitator_url.rstrip("/") + "/supported", timeout=5.0)
+        return SupportedResponse.model_validate(answer.json())
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 def reference_server(
     env: dict[str, str], role_class: type[ResourceServer] = ResourceServer, **switches
 ) -> tuple[ResourceServer, Asgi]:
@@ -97,6 +152,16 @@ def reference_server(
     env; ``role_class`` (a subclass, for controls) is built in its place."""
     parsed = server_env(env)
     routes, handlers = parsed.routes()
+    # Permit2 payments are x402 v2 only: a v1 server sells none; upto settles after the work, so an
+    # upfront server sells no upto route
+    v2 = switches.get("x402_version", 2) == 2
+    permit2_routes, permit2_handlers = mechanism_routes(env, parsed.price) if v2 else ({}, {})
+    if switches.get("upfront"):
+        permit2_routes = {k: r for k, r in permit2_routes.items() if r.scheme != "upto"}
+    if permit2_routes:
+        routes, handlers = {**routes, **permit2_routes}, {**handlers, **permit2_handlers}
+        if "supported" not in switches:
+            switches["supported"] = read_supported(parsed.facilitator_url)
     config = RoutesConfig(
         routes=routes,
         network=parsed.network,
@@ -116,9 +181,16 @@ def reference_server(
     return role, resource_server_app(role, client, handlers=handlers)
 
 
-def reference_facilitator(env: dict[str, str], **switches) -> tuple[Facilitator, Asgi]:
+def reference_facilitator(
+    env: dict[str, str], role_class: type[Facilitator] = Facilitator, **switches
+) -> tuple[Facilitator, Asgi]:
+    """The facilitator ``x402sim serve facilitator --from-env`` runs, offering both gas-sponsoring
+    extensions unless ``switches`` say otherwise."""
+    from ..mechanisms import SPONSORING_EXTENSIONS
+
+    switches.setdefault("sponsoring", frozenset(SPONSORING_EXTENSIONS))
     parsed = facilitator_env(env)
-    role = Facilitator(RpcChain(parsed.rpc_url), parsed.key, **switches)
+    role = role_class(RpcChain(parsed.rpc_url), parsed.key, **switches)
     return role, facilitator_app(role, automine=False, settle_timeout=10.0)
 
 
@@ -131,6 +203,7 @@ class InProcessService:
     name: str = "x402sim reference"
     kind: TargetKind = "reference"
     trust: frozenset[str] = frozenset()  # the trust features it advertises
+    mechanisms: tuple[str, ...] = MECHANISMS  # the payment mechanisms it speaks
     services: Services | None = field(default=None, init=False)
     base_url: str = field(default="", init=False)
 
@@ -228,6 +301,7 @@ class InProcessClient:
     kind: TargetKind = "reference"
     role: Role = "client"
     trust: frozenset[str] = frozenset()  # the trust features it advertises
+    mechanisms: tuple[str, ...] = MECHANISMS  # the payment mechanisms it speaks
 
     @property
     def info(self) -> TargetInfo:
@@ -253,6 +327,7 @@ def reference_target(role: Role, *, trust: bool = False, **switches):
             lambda env: trust_server(env, **switches)[1],
             name="x402sim reference (trust)",
             trust=SERVER_TRUST,
+            mechanisms=(DEFAULT_MECHANISM,),  # an AP2 mandate binds an EIP-3009 nonce
         )
     if role == "server":
         return InProcessService("server", lambda env: reference_server(env, **switches)[1])

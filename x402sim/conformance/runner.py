@@ -46,6 +46,10 @@ from .targets import TargetError
 from .trust import WEB_BOT_AUTH, TrustKit, features
 
 HTTP_TIMEOUT = 20.0
+# The paid route of a Permit2 mechanism when none is declared: the main path plus this suffix (the
+# reference server sells it there when told: PERMIT2_PATH, UPTO_PATH; the cases skip when absent).
+MECHANISM_SUFFIX = {"exact-permit2": "-permit2", "upto": "-upto"}
+MECHANISM_ENV = {"exact-permit2": "PERMIT2_PATH", "upto": "UPTO_PATH"}
 UNMOUNTED = (404, 405)  # what a route that is not mounted (for this method) answers
 
 
@@ -78,6 +82,8 @@ class RunOptions:
     failing: Endpoint | None = None
     unjudged: list[Endpoint] = field(default_factory=list)
     declared: bool = False
+    # the paid routes the exact-permit2 and upto cases pay (a declared config's first of each)
+    mechanism_routes: dict[str, Endpoint] = field(default_factory=dict)
     on_result: Callable[[CaseResult], None] | None = None
     # Trust features the target advertises (``trust.FEATURES``): erc8004, ap2, web-bot-auth. A
     # target's own ``trust`` attribute (the built-in trust targets) adds to it.
@@ -107,10 +113,26 @@ class RunOptions:
         route = self.route("failing")
         return route.path if route else ""
 
+    def mechanism_route(self, mechanism: str) -> Endpoint | None:
+        """The paid route the ``exact-permit2`` or ``upto`` cases pay: the declared one, else (when
+        the routes are not declared) the main path plus ``MECHANISM_SUFFIX``; None when a config
+        declares none."""
+        given = self.mechanism_routes.get(mechanism)
+        if given is not None or self.declared or mechanism not in MECHANISM_SUFFIX:
+            return given
+        main = self.endpoints[0]
+        method = "permit2" if mechanism == "exact-permit2" else "upto"
+        return replace(main, path=main.path + MECHANISM_SUFFIX[mechanism], transfer_method=method)
+
     def declared_routes(self) -> list[Endpoint]:
         """The paid routes the target was said to mount (by its config or on the command line), in
-        order; the derived ``-2`` / ``-fails`` routes are not among them."""
-        return [*self.endpoints, *filter(None, [self.failing]), *self.unjudged]
+        order; the derived ``-2`` / ``-fails`` / mechanism routes are not among them."""
+        return [
+            *self.endpoints,
+            *filter(None, [self.failing]),
+            *self.mechanism_routes.values(),
+            *self.unjudged,
+        ]
 
 
 def target_env(
@@ -141,6 +163,9 @@ def target_env(
             "REDIRECT_PATH": options.endpoints[0].path + REDIRECT_PATH_SUFFIX,
             "FACILITATOR_TIMEOUT_SECONDS": f"{options.harness.facilitator_timeout:g}",
         }
+        for mechanism, var in MECHANISM_ENV.items():
+            route = options.mechanism_route(mechanism)
+            env[var] = route.path if route else ""
     elif role in ("facilitator", "client"):
         env |= {"EVM_PRIVATE_KEY": key_hex or "", f"{role.upper()}_EVM_PRIVATE_KEY": key_hex or ""}
     return env

@@ -5,10 +5,13 @@ Environment (the official e2e harness's): ``RESOURCE_SERVER_URL``, ``ENDPOINT_PA
 
 Makes one ``GET`` and prints one JSON line ``{success, data, status_code, payment_response}``
 (``payment_response`` the decoded ``PAYMENT-RESPONSE`` header, null when absent); exit 0 on success.
-The exact EVM scheme is registered with the SDK's helper (``eip155:*`` and the v1 names) and the
-default spend controls apply. On the local chain (``eip155:31337``) the SDK knows no default asset
-and would refuse every offer, and the harness names no token to the client, so there any asset is
-allowed (``allowed_assets: True``; the SDK's caps on its default assets still apply).
+The exact EVM scheme is registered with the SDK's helper (``eip155:*`` and the v1 names; it pays
+EIP-3009 and Permit2 offers alike), and the upto scheme for ``eip155:*`` as well; the default spend
+controls apply. The signer reads the chain at ``EVM_RPC_URL`` (``EthAccountSignerWithRPC``), which
+the SDK needs to build the gas-sponsoring extensions a 402 declares. On the local chain
+(``eip155:31337``) the SDK knows no default asset and would refuse every offer, and the harness
+names no token to the client, so there any asset is allowed (``allowed_assets: True``; the SDK's
+caps on its default assets still apply).
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ from eth_account import Account
 from x402 import x402Client
 from x402.http import decode_payment_response_header
 from x402.http.clients import x402HttpxClient
-from x402.mechanisms.evm import EthAccountSigner
+from x402.mechanisms.evm import EthAccountSignerWithRPC
 from x402.mechanisms.evm.exact.register import register_exact_evm_client
+from x402.mechanisms.evm.upto import UptoEvmClientScheme
 
 
 async def main() -> int:
     url = env("RESOURCE_SERVER_URL").rstrip("/") + env("ENDPOINT_PATH")
     client = x402Client()
-    register_exact_evm_client(client, EthAccountSigner(Account.from_key(private_key("client"))))
+    signer = EthAccountSignerWithRPC(Account.from_key(private_key("client")), env("EVM_RPC_URL"))
+    register_exact_evm_client(client, signer)
+    client.register(
+        "eip155:*", UptoEvmClientScheme(signer)
+    )  # a network of its own would hide exact's eip155:*
     if env("EVM_NETWORK") == LOCAL_NETWORK:
         client.set_spend_controls({"allowed_assets": True})
     verdict = {"success": False, "data": None, "status_code": None, "payment_response": None}

@@ -7,6 +7,12 @@ Environment (the official e2e harness's): ``PORT``, ``FACILITATOR_URL``, ``EVM_N
 ``EVM_ASSET_NAME``, ``EVM_ASSET_VERSION`` and ``PRICE_ATOMIC``. ``FACILITATOR_TIMEOUT_SECONDS``, when
 set, bounds each facilitator call (the SDK's own default is 90 s).
 
+``PERMIT2_PATH`` and ``UPTO_PATH`` (x402sim's additions), when set, add an exact route paid with
+Permit2 (declaring both gas-sponsoring extensions, as the official e2e servers do) and an upto route
+whose maximum is the price and whose handler charges the ``charge`` query parameter through the SDK's
+``set_settlement_overrides``; both are priced in ``EVM_ASSET`` with its EIP-712 name and version
+(``UptoEvmServerScheme`` is registered for the upto one).
+
 Configuration is the SDK's default: every route costs ``"$0.001"`` on ``EVM_NETWORK``, the exact EVM
 scheme is registered with the SDK's helper, and the SDK picks its default USDC for the network. On
 the local chain (``eip155:31337``), which has no default asset in the SDK, each route is priced with
@@ -18,9 +24,11 @@ from __future__ import annotations
 import os
 
 from _common import LOCAL_NETWORK, env, serve
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from x402 import x402ResourceServer
+from x402.extensions.eip2612_gas_sponsoring import declare_eip2612_gas_sponsoring_extension
+from x402.extensions.erc20_approval_gas_sponsoring import declare_erc20_approval_gas_sponsoring_extension
 from x402.http import (
     FacilitatorConfig,
     HTTPFacilitatorClient,
@@ -28,8 +36,9 @@ from x402.http import (
     RouteConfig,
     x402HTTPResourceServer,
 )
-from x402.http.middleware.fastapi import payment_middleware
+from x402.http.middleware.fastapi import payment_middleware, set_settlement_overrides
 from x402.mechanisms.evm.exact.register import register_exact_evm_server
+from x402.mechanisms.evm.upto import UptoEvmServerScheme
 from x402.schemas import AssetAmount
 
 network = env("EVM_NETWORK")
@@ -48,6 +57,7 @@ timeout = os.environ.get("FACILITATOR_TIMEOUT_SECONDS")
 bound = {"timeout": float(timeout)} if timeout else {}
 server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=env("FACILITATOR_URL"), **bound)))
 register_exact_evm_server(server)
+server.register("eip155:*", UptoEvmServerScheme())  # beside the exact helper's eip155:*
 routes = {
     f"GET {path}": RouteConfig(
         accepts=PaymentOption(scheme="exact", pay_to=pay_to, price=price, network=network),
@@ -56,6 +66,34 @@ routes = {
     )
     for path in paths
 }
+permit2_path, upto_path = os.environ.get("PERMIT2_PATH", ""), os.environ.get("UPTO_PATH", "")
+
+
+def permit2_price() -> AssetAmount:
+    extra = {
+        "name": env("EVM_ASSET_NAME"),
+        "version": env("EVM_ASSET_VERSION"),
+        "assetTransferMethod": "permit2",
+    }
+    return AssetAmount(amount=env("PRICE_ATOMIC"), asset=env("EVM_ASSET"), extra=extra)
+
+
+if permit2_path:
+    routes[f"GET {permit2_path}"] = RouteConfig(
+        accepts=PaymentOption(scheme="exact", pay_to=pay_to, price=permit2_price(), network=network),
+        description="x402sim conformance target (Permit2)",
+        mime_type="application/json",
+        extensions={
+            **declare_eip2612_gas_sponsoring_extension(),
+            **declare_erc20_approval_gas_sponsoring_extension(),
+        },
+    )
+if upto_path:
+    routes[f"GET {upto_path}"] = RouteConfig(
+        accepts=PaymentOption(scheme="upto", pay_to=pay_to, price=permit2_price(), network=network),
+        description="x402sim conformance target (upto)",
+        mime_type="application/json",
+    )
 x402HTTPResourceServer(server, routes).initialize()  # a configuration error raises here, before readiness
 
 app = FastAPI()
@@ -80,6 +118,23 @@ async def failing() -> JSONResponse:
 @app.get(paths[3])
 async def redirect() -> RedirectResponse:
     return RedirectResponse(paths[0], status_code=303)
+
+
+if permit2_path:
+
+    @app.get(permit2_path)
+    async def permit2() -> dict:
+        return {"resource": permit2_path, "paid": True}
+
+
+if upto_path:
+
+    @app.get(upto_path)
+    async def upto(request: Request, response: Response) -> dict:
+        charge = request.query_params.get("charge")
+        if charge is not None:
+            set_settlement_overrides(response, {"amount": charge})
+        return {"resource": upto_path, "paid": True}
 
 
 serve(app, "Server listening")
