@@ -72,6 +72,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/rpc_starvation.py
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/sim_throughput.py
+	$(PY) benchmarks/permit2_gas.py
+	$(PY) benchmarks/mechanism_throughput.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/import_time.py
 
