@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from x402sim.evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, allowance, nonce_used
 from x402sim.evm.txsign import decode_signed
+from x402sim.mechanisms import UPTO_PERMIT2
 from x402sim.sim import ScenarioError, load_scenario
 from x402sim.sim.build import FACILITATOR_ETH
 from x402sim.sim.cli import parse_overrides
@@ -240,15 +241,14 @@ def test_an_unknown_approval_is_named(approval):
     assert err.value.where == "scenario: agents[0].approval"
 
 
-def test_the_ledger_refuses_the_mechanisms_the_endpoints_use():
-    load_scenario(_scenario({}, backend="ledger"))  # EIP-3009 only: the ledger models it
-    for endpoint, named in (
-        ({"transfer_method": "permit2"}, "exact/eip155/permit2"),
-        ({"scheme": "upto"}, "upto/eip155/permit2"),
-    ):
-        with pytest.raises(ScenarioError) as err:
-            load_scenario(_scenario(endpoint, backend="ledger"))
-        assert err.value.where == "scenario: chain.backend" and named in err.value.problem
+def test_the_ledger_refuses_only_a_mechanism_the_endpoints_use_and_it_has_no_rules_for(monkeypatch):
+    for endpoint in ({}, {"transfer_method": "permit2"}, {"scheme": "upto"}):
+        load_scenario(_scenario(endpoint, backend="ledger"))  # the ledger models all three
+    monkeypatch.setattr(UPTO_PERMIT2, "ledger_rules", None)
+    load_scenario(_scenario({"transfer_method": "permit2"}, backend="ledger"))  # upto unused: fine
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(_scenario({"scheme": "upto"}, backend="ledger"))
+    assert err.value.where == "scenario: chain.backend" and "upto/eip155/permit2" in err.value.problem
 
 
 def test_forged_behaviours_are_kept_off_permit2_endpoints():

@@ -418,7 +418,7 @@ class ServerContext(CaseContext):
         return None, None
 
     def transfer_facts(self, name: str, transfers: list) -> list[dict]:
-        return self.fact(name, [_transfer_json(t) for t in transfers])
+        return self.fact(name, [transfer_json(t) for t in transfers])
 
     async def paid(
         self,
@@ -455,11 +455,12 @@ class ServerContext(CaseContext):
     def chain_facts(self, paid: Paid, name: str = "payment") -> None:
         self.fact(f"{name}.payer_delta", paid.payer_delta)
         self.fact(f"{name}.payee_delta", paid.payee_delta)
-        self.fact(f"{name}.transfers", [_transfer_json(t) for t in paid.transfers])
+        self.fact(f"{name}.transfers", [transfer_json(t) for t in paid.transfers])
         self.fact(f"{name}.authorization_used", self.harness.used(paid.payer.address, paid.nonce))
 
 
-def _transfer_json(t) -> dict:
+def transfer_json(t) -> dict:
+    """A ``Transfer`` log as evidence: who, to whom, how much, in which transaction and block."""
     return {
         "from": t.from_,
         "to": t.to,
@@ -747,7 +748,7 @@ class ClientContext(CaseContext):
         return self.fact(
             name,
             [
-                _transfer_json(t)
+                transfer_json(t)
                 for t in self.harness.transfers_since(before)
                 if t.from_.lower() == payer.address.lower()
             ],

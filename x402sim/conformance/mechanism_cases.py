@@ -52,7 +52,7 @@ from .client_cases import CLOCK_SLACK, challenge, settle
 from .forge import header_value, payment_v2, sign_permit2
 from .harness import Account
 from .hostile import Answer, Seen
-from .kits import ClientContext, FacilitatorContext, ServerContext, _transfer_json
+from .kits import ClientContext, FacilitatorContext, ServerContext, transfer_json
 
 PERMIT2 = "exact-permit2"
 UPTO = "upto"
@@ -190,7 +190,7 @@ async def _refused(
         f"/settle answered a payment whose {what} with a 5xx",
     )
     moved = ctx.fact(
-        "transfers_from_payer", [_transfer_json(t) for t in ctx.transfers_from(payer.address, before)]
+        "transfers_from_payer", [transfer_json(t) for t in ctx.transfers_from(payer.address, before)]
     )
     if settle:
         ctx.check(
@@ -366,7 +366,7 @@ async def upto_charge_below_max(ctx: FacilitatorContext) -> None:
     requirements, payer, answer, before, _ = await _upto_settle(ctx, charge)
     ctx.check(answer.get("success") is True, f"an upto charge below the maximum was refused: {answer}")
     moved = ctx.transfers_from(payer.address, before)
-    ctx.fact("transfers_from_payer", [_transfer_json(t) for t in moved])
+    ctx.fact("transfers_from_payer", [transfer_json(t) for t in moved])
     ctx.check(
         len(moved) == 1 and moved[0].value == charge and _same(moved[0].to, requirements["payTo"]),
         f"expected one transfer of {charge} to payTo, got {[(t.to, t.value) for t in moved]}",
@@ -465,7 +465,7 @@ def _sponsoring_case(name: str):
         answer = ctx.answer(await ctx.call("settle", payment, requirements))
         ctx.check(isinstance(answer, dict) and answer.get("success") is True, f"/settle failed: {answer}")
         moved = ctx.transfers_from(payer.address, before)
-        ctx.fact("transfers_from_payer", [_transfer_json(t) for t in moved])
+        ctx.fact("transfers_from_payer", [transfer_json(t) for t in moved])
         ctx.check(
             len(moved) == 1 and moved[0].value == PRICE and _same(moved[0].to, requirements["payTo"]),
             f"expected one transfer of {PRICE} to payTo, got {[(t.to, t.value) for t in moved]}",

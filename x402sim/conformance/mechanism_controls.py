@@ -33,7 +33,7 @@ from .reference import InProcessClient, InProcessService, reference_facilitator,
 
 NONCE_BITMAP = selector("nonceBitmap(address,uint256)")
 ALLOWANCE = selector("allowance(address,address)")
-AMOUNT_ROW = "permitted amount is the amount (upto settling: covers the charge)"
+AMOUNT_ROWS = ("permitted amount is the amount", "the charge is within the permit (at /settle)")
 
 
 class BlindChain:
@@ -116,7 +116,7 @@ _SKIPS = {
     ),
     "facilitator-permit2-any-recipient": ("witness.to is payTo", ("facilitator.permit2.witness-not-payto",)),
     "facilitator-permit2-any-amount": (
-        AMOUNT_ROW,
+        AMOUNT_ROWS,
         (
             "facilitator.permit2.amount-not-required",
             "facilitator.upto.max-not-required",
@@ -135,10 +135,17 @@ _SKIPS = {
 }
 
 
-def _register_skip(name: str, row: str, kills: tuple[str, ...]) -> None:
-    @control(name, "facilitator", f"Permit2 verify without the row {row!r}, blind on chain", kills)
+def _register_skip(name: str, rows: str | tuple[str, ...], kills: tuple[str, ...]) -> None:
+    skipped = rows if isinstance(rows, tuple) else (rows,)
+
+    @control(
+        name,
+        "facilitator",
+        f"Permit2 verify without the rows {', '.join(map(repr, skipped))}, blind on chain",
+        kills,
+    )
     def build():
-        return _loose_facilitator(name, skip=(row,), blind=True)
+        return _loose_facilitator(name, skip=skipped, blind=True)
 
 
 for _name, (_row, _kills) in _SKIPS.items():
