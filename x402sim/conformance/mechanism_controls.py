@@ -109,7 +109,7 @@ def _loose_facilitator(name: str, role_class=Facilitator, **loose):
     return InProcessService("facilitator", build, name=name, kind="control")
 
 
-_SKIPS = {
+_SKIPS: dict[str, tuple[str | tuple[str, ...], tuple[str, ...]]] = {
     "facilitator-permit2-any-spender": (
         "spender is the proxy",
         ("facilitator.permit2.spender-not-proxy", "facilitator.upto.spender-not-proxy"),
