@@ -42,7 +42,15 @@ EXPECTATIONS = Path(__file__).resolve().parent / "expectations"
 PYTHON_DIR = TESTS / "interop" / "sdk_targets"
 NODE_DIR = TESTS / "interop" / "node"
 NODE_INSTALL = "cd tests/interop/node && npm ci --no-audit --no-fund"
-NODE_PACKAGES = ("@x402/core", "@x402/evm", "@x402/express", "@x402/fetch", "express", "viem")
+NODE_PACKAGES = (
+    "@x402/core",
+    "@x402/evm",
+    "@x402/express",
+    "@x402/extensions",
+    "@x402/fetch",
+    "express",
+    "viem",
+)
 NETWORK = "base-sepolia"
 UPDATE = os.environ.get("X402SIM_UPDATE_EXPECTATIONS") == "1"
 FACILITATOR_BOUND = 2.0  # seconds a server target may wait for a hung facilitator (the SDKs' default: 90)
@@ -66,16 +74,13 @@ class SdkTarget:
         return targets.ServiceCommand(self.role, cmd, cwd=str(cwd), name=self.name)
 
 
-# The TypeScript targets register the exact scheme only: it pays and settles Permit2 offers too (the
-# SDK routes by extra.assetTransferMethod), but no upto, and the server sells no Permit2 route.
-EXACT = ("exact-eip3009", "exact-permit2")
 SDK_TARGETS = [
     SdkTarget("python-server", "server", "python", "python_server.py"),
     SdkTarget("python-facilitator", "facilitator", "python", "python_facilitator.py"),
     SdkTarget("python-client", "client", "python", "python_client.py"),
-    SdkTarget("typescript-server", "server", "typescript", "conformance-server.mjs", ("exact-eip3009",)),
-    SdkTarget("typescript-facilitator", "facilitator", "typescript", "conformance-facilitator.mjs", EXACT),
-    SdkTarget("typescript-client", "client", "typescript", "conformance-client.mjs", EXACT),
+    SdkTarget("typescript-server", "server", "typescript", "conformance-server.mjs"),
+    SdkTarget("typescript-facilitator", "facilitator", "typescript", "conformance-facilitator.mjs"),
+    SdkTarget("typescript-client", "client", "typescript", "conformance-client.mjs"),
 ]
 
 

@@ -6,13 +6,16 @@
 // {success, data, status_code, payment_response} (payment_response the decoded PAYMENT-RESPONSE
 // header, null when absent); exit code 0 on success, else 1.
 //
-// The exact scheme is registered with the SDK's helper (eip155:* and the v1 names) with the default
-// spend controls. On the local chain (eip155:31337) the SDK knows no default asset and would refuse
+// The exact scheme is registered with the SDK's helper (eip155:* and the v1 names; it pays EIP-3009
+// and Permit2 offers alike) and the upto scheme for eip155:*, with the default spend controls. Both
+// are given EVM_RPC_URL, which the SDK needs to read the allowance and EIP-2612 nonce it builds a
+// declared gas-sponsoring extension from. On the local chain (eip155:31337) the SDK knows no default asset and would refuse
 // every offer, and the harness names no token to the client, so there any asset is allowed
 // (allowedAssets: true; the USD cap on the SDK's default assets still applies).
 
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { privateKeyToAccount } from "viem/accounts";
 
 import { privateKeyFromEnv, requireEnv } from "./env.mjs";
@@ -25,7 +28,9 @@ const url = requireEnv("RESOURCE_SERVER_URL").replace(/\/+$/, "") + requireEnv("
 const network = requireEnv("EVM_NETWORK");
 
 const client = new x402Client();
-registerExactEvmScheme(client, { signer: account });
+const rpcUrl = requireEnv("EVM_RPC_URL");
+registerExactEvmScheme(client, { signer: account, schemeOptions: { rpcUrl } });
+client.register("eip155:*", new UptoEvmScheme(account, { rpcUrl }));
 if (network === LOCAL_NETWORK) {
   client.setSpendControls({ allowedAssets: true });
 }

@@ -1,4 +1,5 @@
-// An x402Facilitator (@x402/core) with the @x402/evm exact scheme over viem, as a conformance target
+// An x402Facilitator (@x402/core) with the @x402/evm exact and upto schemes and both gas-sponsoring
+// extensions over viem, as a conformance target
 // following the official x402 e2e harness's environment contract.
 //
 // Environment: PORT, EVM_NETWORK (eip155:<id>), EVM_RPC_URL, EVM_PRIVATE_KEY (or
@@ -7,7 +8,12 @@
 // without both is 400, an error the SDK throws is 500 {error}), GET /supported, GET /health,
 // POST /close (exit 0). Prints "Facilitator listening on http://127.0.0.1:<port>" when ready.
 //
-// The scheme is registered with the SDK's helper for EVM_NETWORK. The chain is viem's own definition
+// The exact scheme (EIP-3009 and Permit2) is registered with the SDK's helper for EVM_NETWORK, the
+// upto scheme over the same signer, and both gas-sponsoring extensions as the official e2e
+// facilitator registers them. The SDK leaves relaying a sponsored ERC-20 approval to the operator (a
+// sendTransactions signer): here, one transaction after the other and each waited for, it sends the
+// payer the ether the approval's gas may cost (gas * maxFeePerGas, less what it holds) from the
+// facilitator's own account, broadcasts the approval, then sends the settlement. The chain is viem's own definition
 // when it knows the id (Base Sepolia, Base), with its RPC URL replaced by EVM_RPC_URL; for another id
 // (the local eip155:31337) one is defined (id, RPC URL, Multicall3 at its canonical address). The
 // account uses viem's nonceManager, and receipts are polled every 100 ms (the harness chain mines a
@@ -17,7 +23,17 @@ import express from "express";
 import { x402Facilitator } from "@x402/core/facilitator";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
-import { createWalletClient, defineChain, http, nonceManager, publicActions } from "viem";
+import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
+import { EIP2612_GAS_SPONSORING, createErc20ApprovalGasSponsoringExtension } from "@x402/extensions";
+import {
+  createWalletClient,
+  defineChain,
+  http,
+  nonceManager,
+  parseTransaction,
+  publicActions,
+  recoverTransactionAddress,
+} from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { base, baseSepolia } from "viem/chains";
 
@@ -59,8 +75,41 @@ const signer = toFacilitatorEvmSigner({
   getCode: (args) => viemClient.getCode(args),
 });
 
+async function mined(hash) {
+  const receipt = await viemClient.waitForTransactionReceipt({ hash });
+  if (receipt.status !== "success") throw new Error(`transaction_failed: ${hash}`);
+  return hash;
+}
+
+async function fundApprovalGas(raw) {
+  const parsed = parseTransaction(raw);
+  const payer = await recoverTransactionAddress({ serializedTransaction: raw });
+  const cost = (parsed.gas ?? 70000n) * (parsed.maxFeePerGas ?? 1000000000n);
+  const balance = await viemClient.getBalance({ address: payer });
+  if (balance < cost) await mined(await viemClient.sendTransaction({ to: payer, value: cost - balance }));
+}
+
+const relay = {
+  ...signer,
+  sendTransactions: async (transactions) => {
+    const hashes = [];
+    for (const tx of transactions) {
+      if (typeof tx === "string") {
+        await fundApprovalGas(tx);
+        hashes.push(await mined(await viemClient.sendRawTransaction({ serializedTransaction: tx })));
+      } else {
+        hashes.push(await mined(await viemClient.sendTransaction(tx)));
+      }
+    }
+    return hashes;
+  },
+};
+
 const facilitator = new x402Facilitator();
 registerExactEvmScheme(facilitator, { signer, networks: network });
+facilitator.register(network, new UptoEvmScheme(signer));
+facilitator.registerExtension(EIP2612_GAS_SPONSORING);
+facilitator.registerExtension(createErc20ApprovalGasSponsoringExtension(relay));
 
 function readRequest(req, res) {
   const { paymentPayload, paymentRequirements } = req.body ?? {};

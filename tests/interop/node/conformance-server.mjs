@@ -12,11 +12,23 @@
 // is registered with the SDK's helper (eip155:*), and the SDK picks its default USDC for the
 // network. The local chain (eip155:31337) has no default asset in the SDK, so there each route is
 // priced with an explicit AssetAmount {amount, asset, extra: {name, version}} instead.
+//
+// PERMIT2_PATH and UPTO_PATH (x402sim's additions), when set, add an exact route paid with Permit2
+// and an upto route whose maximum is PRICE_ATOMIC of EVM_ASSET (with EVM_ASSET_NAME and
+// EVM_ASSET_VERSION) and whose handler charges the `charge` query parameter through the SDK's
+// setSettlementOverrides; the upto scheme is registered for eip155:* beside the exact one. The
+// Permit2 route declares each gas-sponsoring extension the facilitator lists in /supported (read
+// once at start; none when it cannot be read).
 
 import express from "express";
 import { HTTPFacilitatorClient } from "@x402/core/server";
 import { registerExactEvmScheme } from "@x402/evm/exact/server";
-import { paymentMiddleware, x402ResourceServer } from "@x402/express";
+import { UptoEvmScheme } from "@x402/evm/upto/server";
+import {
+  declareEip2612GasSponsoringExtension,
+  declareErc20ApprovalGasSponsoringExtension,
+} from "@x402/extensions";
+import { paymentMiddleware, setSettlementOverrides, x402ResourceServer } from "@x402/express";
 
 import { chainIdOf, listen, portFromEnv, requireEnv } from "./env.mjs";
 
@@ -49,6 +61,7 @@ const facilitatorConfig = timeoutSeconds
   : { url: facilitatorUrl };
 const resourceServer = new x402ResourceServer(new HTTPFacilitatorClient(facilitatorConfig));
 registerExactEvmScheme(resourceServer);
+resourceServer.register("eip155:*", new UptoEvmScheme());
 
 const routes = Object.fromEntries(
   paths.map((path) => [
@@ -60,6 +73,58 @@ const routes = Object.fromEntries(
     },
   ]),
 );
+
+const permit2Path = process.env.PERMIT2_PATH || "";
+const uptoPath = process.env.UPTO_PATH || "";
+
+function permit2Price() {
+  return {
+    amount: requireEnv("PRICE_ATOMIC"),
+    asset: requireEnv("EVM_ASSET"),
+    extra: {
+      name: requireEnv("EVM_ASSET_NAME"),
+      version: requireEnv("EVM_ASSET_VERSION"),
+      assetTransferMethod: "permit2",
+    },
+  };
+}
+
+async function listedExtensions() {
+  try {
+    await resourceServer.initialize();
+  } catch (error) {
+    console.error(`cannot read the facilitator's /supported: ${error.message}`);
+    return [];
+  }
+  return resourceServer.getFacilitatorExtensions(2, network, "exact");
+}
+
+if (permit2Path) {
+  const listed = await listedExtensions();
+  const declarations = {
+    eip2612GasSponsoring: declareEip2612GasSponsoringExtension,
+    erc20ApprovalGasSponsoring: declareErc20ApprovalGasSponsoringExtension,
+  };
+  const extensions = Object.assign(
+    {},
+    ...Object.entries(declarations)
+      .filter(([key]) => listed.includes(key))
+      .map(([, declare]) => declare()),
+  );
+  routes[`GET ${permit2Path}`] = {
+    accepts: { scheme: "exact", network, payTo, price: permit2Price() },
+    description: "x402sim conformance target (Permit2)",
+    mimeType: "application/json",
+    ...(Object.keys(extensions).length ? { extensions } : {}),
+  };
+}
+if (uptoPath) {
+  routes[`GET ${uptoPath}`] = {
+    accepts: { scheme: "upto", network, payTo, price: permit2Price() },
+    description: "x402sim conformance target (upto)",
+    mimeType: "application/json",
+  };
+}
 
 const app = express();
 let server;
@@ -86,5 +151,16 @@ app.get(paths[2], (_req, res) => {
 app.get(paths[3], (_req, res) => {
   res.redirect(303, paths[0]);
 });
+if (permit2Path) {
+  app.get(permit2Path, (_req, res) => {
+    res.json({ resource: permit2Path, paid: true });
+  });
+}
+if (uptoPath) {
+  app.get(uptoPath, (req, res) => {
+    if (req.query.charge !== undefined) setSettlementOverrides(res, { amount: String(req.query.charge) });
+    res.json({ resource: uptoPath, paid: true });
+  });
+}
 
 server = listen(app, port, "Server listening");
