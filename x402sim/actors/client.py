@@ -16,8 +16,8 @@ Rules:
   when its allowance for Permit2 is short and the 402 declares no gas-sponsoring extension it can
   use: the approval's gas is the client's); the server's order breaks the remaining ties.
 * A Permit2 payment carries the info of a declared gas-sponsoring extension (EIP-2612 first) when
-  its allowance for Permit2 is short; the client reads its allowance and nonces from ``chain``.
-  Without a chain it attaches none.
+  its allowance for Permit2 is short, of those it may use (``sponsoring``); the client reads its
+  allowance and nonces from ``chain``. Without a chain it attaches none.
 * The spend policy can refuse an offer; refusing is a value in the result, not an exception.
   ``create_payment`` (the direct API) raises ``PaymentRefused`` instead, naming why.
 * With a ``governor`` (``x402sim.governance``), the chosen offer is put to it before signing: a
@@ -256,6 +256,7 @@ class Client:
     mandate: Any = None  # an ``AgentMandate`` (AP2): every payment carries a closed mandate
     mechanisms: Mechanisms[Verdict] = field(default_factory=default_mechanisms)  # what it can pay
     chain: Any = None  # a ``ChainReads``: its Permit2 allowance and nonces (gas-sponsoring extensions)
+    sponsoring: tuple[str, ...] = SPONSORING_EXTENSIONS  # the gas-sponsoring extensions it may use
 
     def __post_init__(self) -> None:
         self.networks = check_networks(self.networks)
@@ -286,7 +287,7 @@ class Client:
         """Whether paying ``offer`` needs the client's own approval transaction first (see the rules)."""
         if transfer_method_of(offer.extra, offer.scheme) != PERMIT2:
             return False
-        if any(name in declared for name in SPONSORING_EXTENSIONS):
+        if any(name in declared for name in self.sponsoring):
             return False
         if self.chain is None:
             return True
@@ -437,10 +438,15 @@ class Client:
             domain = offer.domain if "name" in offer.extra and "version" in offer.extra else None
         except (TypeError, ValueError):
             domain = None
+        declared = {
+            name: entry
+            for name, entry in (required.extensions or {}).items()
+            if name not in SPONSORING_EXTENSIONS or name in self.sponsoring
+        }
         return client_info(
             self.key,
             self.address,
-            required.extensions or {},
+            declared,
             token=offer.asset,
             domain=domain,
             amount=offer.amount,

@@ -3,9 +3,10 @@ made from the scenario's specs.
 
 Permit2: a server selling through Permit2 is given its first facilitator's ``/supported`` (upto's
 facilitatorAddress, the sponsoring extensions it declares); an upto route charges its ``usage``
-(``UptoCharge``); agents with a Permit2 target get the chain to read their allowance from, and a
-``SponsoredClient`` that uses their group's one extension; ``approved`` and ``self`` groups approve
-Permit2 in the set-up blocks (``approve_at_start``), from ether granted for it.
+(``UptoCharge``); agents with a Permit2 target get the chain to read their allowance from, and
+use their group's one sponsoring extension (``Client.sponsoring``), or none; ``approved`` and
+``self`` groups approve Permit2 in the set-up blocks (``approve_at_start``), from ether granted
+for it.
 
 Rules: each function builds one kind of part of the world being built (a ``world.World``, passed
 in) from its spec, with keys and random streams from the world (``World.key``, ``World.rng``), and
@@ -35,7 +36,7 @@ from ..evm.txsign import sign_eip1559
 from ..governance import Decision, Governor
 from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
-from ..mechanisms.sponsoring import APPROVAL_GAS, SPONSORING_EXTENSIONS
+from ..mechanisms.sponsoring import APPROVAL_GAS
 from . import scenario as sc
 from .reads import CountingChain
 from .sketch import LatencyStats
@@ -316,21 +317,6 @@ class UptoCharge:
         return self.usage.charge(self.rng, maximum)
 
 
-class SponsoredClient(Client):
-    """A reference client that uses one gas-sponsoring extension only (its group's ``approval``):
-    the 402's other declarations are hidden from it when it builds a Permit2 payment."""
-
-    extension: str = ""
-
-    def _sponsoring(self, required, offer, now):
-        declared = required.extensions or {}
-        hidden = [name for name in SPONSORING_EXTENSIONS if name != self.extension and name in declared]
-        if hidden:
-            kept = {k: v for k, v in declared.items() if k not in hidden}
-            required = required.model_copy(update={"extensions": kept})
-        return super()._sponsoring(required, offer, now)
-
-
 def permit2_groups(world: BuildHost) -> set[str]:
     """The agent groups with a target paid through Permit2."""
     s = world.scenario
@@ -429,10 +415,12 @@ def make_agents(world: BuildHost) -> None:
             name = f"{group.name}-{i}"
             trust, gas = world.trust.client_kwargs(group, i, name) if world.trust is not None else ({}, 0)
             extra: dict = {}
-            if group.name in permit2:  # it reads its allowance and nonces for Permit2
-                extra["chain"] = world.chain
+            if group.name in permit2:  # it reads its allowance and nonces for Permit2, and sponsors
+                extra["chain"] = world.chain  # its approval by its group's extension, if any
+                sponsored = sc.APPROVAL_EXTENSIONS.get(group.approval)
+                extra["sponsoring"] = (sponsored,) if sponsored else ()
             # no payment records kept on the role: the rows (and the metrics) say it all
-            client = (SponsoredClient if group.name in permit2 else Client)(
+            client = Client(
                 key,
                 (world.chain.network,),
                 policy,
@@ -443,8 +431,6 @@ def make_agents(world: BuildHost) -> None:
                 **trust,
                 **extra,
             )
-            if isinstance(client, SponsoredClient):
-                client.extension = sc.APPROVAL_EXTENSIONS.get(group.approval, "")
             agent = Agent(name, group, client, key, policy=group.policy_name if governor else None)
             if governor is not None:
                 world.governed_by[name] = governor
