@@ -64,7 +64,7 @@ browser:
 
 test: lint node-deps browser
 	@echo "soak tests are deselected (pytest -m 'not soak'); run them with: make soak SEED=1 STEPS=100000"
-	$(PY) -m pytest -n auto --durations=15
+	$(PY) -m pytest -n auto --dist worksteal --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/settlement_batch.py
