@@ -69,11 +69,11 @@ class Authorization:
     def struct_hash(self) -> bytes:
         return keccak(
             TRANSFER_WITH_AUTHORIZATION_TYPEHASH
-            + _address_word(self.from_)
-            + _address_word(self.to)
-            + _uint_word(self.value)
-            + _uint_word(self.valid_after)
-            + _uint_word(self.valid_before)
+            + address_word(self.from_)
+            + address_word(self.to)
+            + uint_word(self.value)
+            + uint_word(self.valid_after)
+            + uint_word(self.valid_before)
             + self.nonce
         )
 
@@ -84,8 +84,8 @@ def domain_separator(name: str, version: str, chain_id: int, verifying_contract:
         DOMAIN_TYPEHASH
         + keccak(name.encode())
         + keccak(version.encode())
-        + _uint_word(chain_id)
-        + _address_word(verifying_contract)
+        + uint_word(chain_id)
+        + address_word(verifying_contract)
     )
 
 
@@ -170,16 +170,29 @@ def is_low_s(signature: bytes) -> bool:
     return int.from_bytes(signature[32:64], "big") <= SECP256K1_HALF_N
 
 
+DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
+def domain_typed_data(domain: Domain) -> dict[str, Any]:
+    """A token's domain as the ``domain`` of full EIP-712 typed data (its type is ``DOMAIN_TYPE``)."""
+    return {
+        "name": domain.name,
+        "version": domain.version,
+        "chainId": domain.chain_id,
+        "verifyingContract": to_checksum_address(domain.verifying_contract),
+    }
+
+
 def typed_data(domain: Domain, auth: Authorization) -> dict[str, Any]:
     """The same authorization as full EIP-712 typed data (the reference path's input)."""
     return {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": DOMAIN_TYPE,
             "TransferWithAuthorization": [
                 {"name": "from", "type": "address"},
                 {"name": "to", "type": "address"},
@@ -190,12 +203,7 @@ def typed_data(domain: Domain, auth: Authorization) -> dict[str, Any]:
             ],
         },
         "primaryType": "TransferWithAuthorization",
-        "domain": {
-            "name": domain.name,
-            "version": domain.version,
-            "chainId": domain.chain_id,
-            "verifyingContract": to_checksum_address(domain.verifying_contract),
-        },
+        "domain": domain_typed_data(domain),
         "message": {
             "from": to_checksum_address(auth.from_),
             "to": to_checksum_address(auth.to),
@@ -207,9 +215,9 @@ def typed_data(domain: Domain, auth: Authorization) -> dict[str, Any]:
     }
 
 
-def _address_word(address: str) -> bytes:
+def address_word(address: str) -> bytes:
     return bytes.fromhex(address[2:]).rjust(32, b"\x00")
 
 
-def _uint_word(value: int) -> bytes:
+def uint_word(value: int) -> bytes:
     return value.to_bytes(32, "big")

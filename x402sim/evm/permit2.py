@@ -24,7 +24,7 @@ from eth_utils import to_checksum_address
 
 from ..errors import ChainError
 from .contracts import EXACT_PERMIT2_PROXY_ADDRESS, PERMIT2_ADDRESS, UPTO_PERMIT2_PROXY_ADDRESS
-from .eip712 import Domain, canonical
+from .eip712 import DOMAIN_TYPE, Domain, address_word, canonical, domain_typed_data, uint_word
 from .hashing import keccak
 from .token import encode_call, selector
 
@@ -95,12 +95,6 @@ _EIP712_DOMAIN_TYPE = [
     {"name": "chainId", "type": "uint256"},
     {"name": "verifyingContract", "type": "address"},
 ]
-_TOKEN_DOMAIN_TYPE = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
 
 
 def _uint(name: str, value: int, bits: int = 256) -> None:
@@ -152,37 +146,29 @@ class Eip2612Permit:
             _uint(name, getattr(self, name))
 
 
-def _word(address: str) -> bytes:
-    return bytes(canonical(address)).rjust(32, b"\x00")
-
-
-def _n(value: int) -> bytes:
-    return value.to_bytes(32, "big")
-
-
 def permit2_domain_separator(chain_id: int) -> bytes:
     """Permit2's EIP-712 domain separator on ``chain_id`` (name "Permit2", no version)."""
-    return keccak(_PERMIT2_DOMAIN_TYPEHASH + _PERMIT2_NAME_HASH + _n(chain_id) + _word(PERMIT2_ADDRESS))
+    fields = _PERMIT2_NAME_HASH + uint_word(chain_id) + address_word(PERMIT2_ADDRESS)
+    return keccak(_PERMIT2_DOMAIN_TYPEHASH + fields)
 
 
 def witness_hash(permit: PermitTransfer) -> bytes:
     """The EIP-712 hash of the permit's witness, as the proxy passes it to Permit2."""
     if permit.facilitator is None:
-        return keccak(_EXACT_WITNESS_TYPEHASH + _word(permit.to) + _n(permit.valid_after))
-    return keccak(
-        _UPTO_WITNESS_TYPEHASH + _word(permit.to) + _word(permit.facilitator) + _n(permit.valid_after)
-    )
+        return keccak(_EXACT_WITNESS_TYPEHASH + address_word(permit.to) + uint_word(permit.valid_after))
+    to, facilitator = address_word(permit.to), address_word(permit.facilitator)
+    return keccak(_UPTO_WITNESS_TYPEHASH + to + facilitator + uint_word(permit.valid_after))
 
 
 def permit_witness_digest(chain_id: int, permit: PermitTransfer) -> bytes:
     """The digest the payer signs: Permit2's domain and the ``PermitWitnessTransferFrom`` struct."""
-    permitted = keccak(_TOKEN_PERMISSIONS_TYPEHASH + _word(permit.token) + _n(permit.amount))
+    permitted = keccak(_TOKEN_PERMISSIONS_TYPEHASH + address_word(permit.token) + uint_word(permit.amount))
     struct_hash = keccak(
         (_UPTO_TYPEHASH if permit.upto else _EXACT_TYPEHASH)
         + permitted
-        + _word(permit.spender)
-        + _n(permit.nonce)
-        + _n(permit.deadline)
+        + address_word(permit.spender)
+        + uint_word(permit.nonce)
+        + uint_word(permit.deadline)
         + witness_hash(permit)
     )
     return keccak(b"\x19\x01" + permit2_domain_separator(chain_id) + struct_hash)
@@ -230,11 +216,11 @@ def eip2612_digest(domain: Domain, permit: Eip2612Permit) -> bytes:
     """The digest an owner signs for the token's ``permit`` (the token's own EIP-712 domain)."""
     struct_hash = keccak(
         _EIP2612_PERMIT_TYPEHASH
-        + _word(permit.owner)
-        + _word(permit.spender)
-        + _n(permit.value)
-        + _n(permit.nonce)
-        + _n(permit.deadline)
+        + address_word(permit.owner)
+        + address_word(permit.spender)
+        + uint_word(permit.value)
+        + uint_word(permit.nonce)
+        + uint_word(permit.deadline)
     )
     return keccak(b"\x19\x01" + domain.separator + struct_hash)
 
@@ -243,7 +229,7 @@ def eip2612_typed_data(domain: Domain, permit: Eip2612Permit) -> dict[str, Any]:
     """The EIP-2612 ``Permit`` in eth-account's full typed-data form."""
     return {
         "types": {
-            "EIP712Domain": _TOKEN_DOMAIN_TYPE,
+            "EIP712Domain": DOMAIN_TYPE,
             "Permit": [
                 {"name": "owner", "type": "address"},
                 {"name": "spender", "type": "address"},
@@ -253,12 +239,7 @@ def eip2612_typed_data(domain: Domain, permit: Eip2612Permit) -> dict[str, Any]:
             ],
         },
         "primaryType": "Permit",
-        "domain": {
-            "name": domain.name,
-            "version": domain.version,
-            "chainId": domain.chain_id,
-            "verifyingContract": to_checksum_address(domain.verifying_contract),
-        },
+        "domain": domain_typed_data(domain),
         "message": {
             "owner": to_checksum_address(permit.owner),
             "spender": to_checksum_address(permit.spender),
