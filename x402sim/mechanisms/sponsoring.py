@@ -205,9 +205,10 @@ def read_sponsorship(extensions: dict[str, Any] | None, offered: frozenset[str])
 
 
 def _info(info: object) -> dict[str, Any]:
+    """The ``info`` object of a payment's extension entry (JSON text is no object here)."""
     if not isinstance(info, dict):
         raise ProtocolError("info", "not an object")
-    return {k: v for k, v in info.items() if k in _FIELDS[EIP2612_GAS_SPONSORING] + ("signedTransaction",)}
+    return info
 
 
 def eip2612_problem(
