@@ -560,7 +560,11 @@ class ClientChannels:
         voucher_state = offer.extra.get("voucherState")
         wire = offer.extra.get("channelState")
         onchain = self._read(record)
-        if isinstance(voucher_state, dict) and wire is not None:
+        proof = (
+            isinstance(voucher_state, dict) and {"signedMaxClaimable", "signature"} <= voucher_state.keys()
+        )
+        if proof and isinstance(wire, dict) and "chargedCumulativeAmount" in wire:
+            assert isinstance(voucher_state, dict)
             try:
                 state, named = read_snapshot(wire)
             except PayloadError as exc:

@@ -1,0 +1,500 @@
+"""The paying client's batch-settlement channels: signing, sizing, persistence, answers, corrections.
+
+These run against a stand-in server (``batch_fakes``) that checks every voucher by signature
+recovery, so the client's rules are tested alone; the end-to-end channel life on chain is in
+``test_client_channels_e2e``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from hypothesis import given
+from hypothesis import strategies as st
+
+from x402sim.actors.client import Client
+from x402sim.actors.client_channels import ChannelRecord, ChannelStore, DepositPolicy
+from x402sim.actors.driver import run
+from x402sim.actors.messages import HttpRequest
+from x402sim.evm.channels import (
+    BATCH_SETTLEMENT_ADDRESS,
+    ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+    PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
+    ChannelState,
+    channel_id,
+    erc3009_deposit_nonce,
+    sign_voucher,
+)
+from x402sim.evm.eip712 import address_of_key
+from x402sim.evm.permit2 import PERMIT2_ADDRESS
+from x402sim.mechanisms import Offer
+from x402sim.mechanisms.batch_client import (
+    channel_config,
+    deposit_payload,
+    deposit_size,
+    needs_deposit,
+    refund_payload,
+    voucher_payload,
+)
+from x402sim.mechanisms.batch_wire import DepositPayload, VoucherPayload, parse_payload
+
+from .batch_fakes import (
+    CHAIN_ID,
+    NETWORK,
+    Book,
+    FakeBatchServer,
+    FakeChain,
+    FakeDriver,
+    batch_mechanisms,
+    batch_requirements,
+)
+
+KEY = bytes.fromhex("11" * 32)
+OTHER_KEY = bytes.fromhex("22" * 32)
+PAYER = address_of_key(KEY)
+NOW = 1_750_000_000
+GET = HttpRequest("GET", "/thing", (("Host", "fake"),))
+
+
+def _offer(price: int = 1000, **extra: Any) -> Offer:
+    return Offer.of(batch_requirements(price, **extra))
+
+
+def _client(key: bytes = KEY, **kwargs: Any) -> Client:
+    return Client(key, networks=(NETWORK,), mechanisms=batch_mechanisms(), **kwargs)
+
+
+def _get(client: Client, server: FakeBatchServer):
+    return run(client.fetch(GET, NOW), FakeDriver(server))
+
+
+def _batch_domain() -> dict[str, Any]:
+    return {
+        "name": "x402 Batch Settlement",
+        "version": "1",
+        "chainId": CHAIN_ID,
+        "verifyingContract": BATCH_SETTLEMENT_ADDRESS,
+    }
+
+
+def _recover(
+    domain: dict[str, Any], types: dict[str, Any], primary: str, message: dict[str, Any], sig: bytes
+):
+    full = {
+        "types": {"EIP712Domain": _domain_type(domain), **types},
+        "primaryType": primary,
+        "domain": domain,
+        "message": message,
+    }
+    return Account.recover_message(encode_typed_data(full_message=full), signature=sig)
+
+
+def _domain_type(domain: dict[str, Any]) -> list[dict[str, str]]:
+    kinds = {"name": "string", "version": "string", "chainId": "uint256", "verifyingContract": "address"}
+    return [{"name": k, "type": kinds[k]} for k in kinds if k in domain]
+
+
+# -- signing, checked with eth-account's typed-data path --------------------------------------------
+
+
+def test_voucher_and_eip3009_deposit_recover_to_the_payer() -> None:
+    offer = _offer(1000)
+    config = channel_config(offer, PAYER)
+    cid = channel_id(config, CHAIN_ID)
+    payload = deposit_payload(KEY, config, offer, 5000, 1000, NOW, b"\x07" * 32)
+    assert parse_payload(payload.to_wire()) == payload
+    voucher_types = {
+        "Voucher": [
+            {"name": "channelId", "type": "bytes32"},
+            {"name": "maxClaimableAmount", "type": "uint128"},
+        ]
+    }
+    voucher = {"channelId": cid, "maxClaimableAmount": 1000}
+    assert _recover(_batch_domain(), voucher_types, "Voucher", voucher, payload.voucher.signature) == PAYER
+    auth = payload.authorization
+    token_domain = {"name": "USD Coin", "version": "2", "chainId": CHAIN_ID, "verifyingContract": offer.asset}
+    receive_types = {
+        "ReceiveWithAuthorization": [
+            {"name": n, "type": t}
+            for n, t in (
+                ("from", "address"),
+                ("to", "address"),
+                ("value", "uint256"),
+                ("validAfter", "uint256"),
+                ("validBefore", "uint256"),
+                ("nonce", "bytes32"),
+            )
+        ]
+    }
+    message = {
+        "from": PAYER,
+        "to": ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+        "value": 5000,
+        "validAfter": 0,
+        "validBefore": NOW + 300,
+        "nonce": erc3009_deposit_nonce(cid, auth.salt),
+    }
+    assert _recover(token_domain, receive_types, "ReceiveWithAuthorization", message, auth.signature) == PAYER
+    assert auth.valid_after == 0 and auth.valid_before == NOW + 300
+
+
+def test_permit2_deposit_recovers_to_the_payer() -> None:
+    offer = _offer(1000, assetTransferMethod="permit2")
+    config = channel_config(offer, PAYER)
+    cid = channel_id(config, CHAIN_ID)
+    payload = deposit_payload(KEY, config, offer, 5000, 1000, NOW, b"\x09" * 32)
+    auth = payload.authorization
+    assert auth.spender == PERMIT2_DEPOSIT_COLLECTOR_ADDRESS and auth.channel_id == cid  # type: ignore[union-attr]
+    types = {
+        "PermitWitnessTransferFrom": [
+            {"name": "permitted", "type": "TokenPermissions"},
+            {"name": "spender", "type": "address"},
+            {"name": "nonce", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+            {"name": "witness", "type": "DepositWitness"},
+        ],
+        "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
+        "DepositWitness": [{"name": "channelId", "type": "bytes32"}],
+    }
+    message = {
+        "permitted": {"token": offer.asset, "amount": 5000},
+        "spender": PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
+        "nonce": int.from_bytes(b"\x09" * 32, "big"),
+        "deadline": NOW + 300,
+        "witness": {"channelId": cid},
+    }
+    domain = {"name": "Permit2", "chainId": CHAIN_ID, "verifyingContract": PERMIT2_ADDRESS}
+    assert _recover(domain, types, "PermitWitnessTransferFrom", message, auth.signature) == PAYER
+    assert parse_payload(payload.to_wire()) == payload
+
+
+def test_refund_voucher_is_zero_charge() -> None:
+    config = channel_config(_offer(), PAYER)
+    payload = refund_payload(KEY, config, CHAIN_ID, 3200, 1500)
+    assert payload.voucher.max_claimable == 3200 and payload.amount == 1500
+    assert payload.voucher.signature == sign_voucher(KEY, CHAIN_ID, channel_id(config, CHAIN_ID), 3200)
+    assert refund_payload(KEY, config, CHAIN_ID, 3200).to_wire().get("amount") is None
+    with pytest.raises(ValueError):
+        refund_payload(KEY, config, CHAIN_ID, 3200, 0)
+
+
+# -- sizing and top-up ------------------------------------------------------------------------------
+
+amounts = st.integers(min_value=0, max_value=10**12)
+
+
+@given(
+    price=st.integers(min_value=1, max_value=10**9),
+    charged=amounts,
+    extra_balance=st.integers(min_value=-(10**9), max_value=10**12),
+    min_deposit=st.none() | st.integers(min_value=1, max_value=10**12),
+    size=st.none() | st.integers(min_value=1, max_value=10**12),
+    multiplier=st.integers(min_value=1, max_value=20),
+    top_up_below=st.integers(min_value=0, max_value=10**10),
+)
+def test_deposit_sizing_and_top_up(
+    price: int,
+    charged: int,
+    extra_balance: int,
+    min_deposit: int | None,
+    size: int | None,
+    multiplier: int,
+    top_up_below: int,
+) -> None:
+    balance = max(charged + extra_balance, 0)
+    policy = DepositPolicy(size=size, multiplier=multiplier, top_up_below=top_up_below)
+    deposit = policy.deposit_for(price, charged, balance, min_deposit)
+    remaining = balance - charged - price
+    if remaining >= top_up_below:
+        assert deposit is None  # enough left: a voucher alone
+        return
+    assert deposit is not None
+    assert balance + deposit >= charged + price  # the voucher is backed
+    assert deposit >= price and deposit >= (min_deposit or 0)
+    assert deposit >= (size if size is not None else multiplier * price)
+    assert deposit == max(
+        charged + price - balance, price, min_deposit or 0, size if size is not None else multiplier * price
+    )
+
+
+def test_sizing_examples() -> None:
+    assert deposit_size(1000, 0, 0) == 5000  # five prices by default, as the SDKs
+    assert deposit_size(1000, 0, 0, min_deposit=10_000) == 10_000  # the server's minDeposit
+    assert deposit_size(1000, 0, 0, size=300) == 1000  # never below the price
+    assert deposit_size(1000, 9500, 10_000, size=100) == 1000  # nor below what the voucher needs
+    assert not needs_deposit(1000, 0, 1000) and needs_deposit(1000, 1, 1000)
+    assert needs_deposit(1000, 0, 2500, top_up_below=2000)
+
+
+# -- the store --------------------------------------------------------------------------------------
+
+
+def test_store_persists_and_reopens(tmp_path) -> None:
+    path = tmp_path / "channels.sqlite"
+    config = channel_config(_offer(), PAYER, b"\x05" * 32)
+    record = ChannelRecord(
+        NETWORK,
+        config,
+        CHAIN_ID,
+        charged=3000,
+        signed_max=4000,
+        signature=b"\x01" * 65,
+        deposited=10**30,
+        balance=10**30,
+        refunded=7,
+    )
+    with ChannelStore(path) as store:
+        store.put(record)
+    with ChannelStore(path) as again:
+        assert again.get(record.key) == record
+        assert again.by_id(record.channel_id) == record
+        assert again.records(PAYER) == [record]
+        assert again.records(address_of_key(OTHER_KEY)) == []
+
+
+def test_store_refuses_a_foreign_file(tmp_path) -> None:
+    path = tmp_path / "other.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (x TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match="not a channel state file"):
+        ChannelStore(path)
+    (tmp_path / "text").write_text("hello, not a database at all" * 100)
+    with pytest.raises(ValueError, match="not a channel state file"):
+        ChannelStore(tmp_path / "text")
+
+
+# -- the client paying through its channel ----------------------------------------------------------
+
+
+def test_deposit_respects_min_deposit_then_vouchers_then_top_up() -> None:
+    server = FakeBatchServer(price=1000, min_deposit=3000)
+    client = _client()
+    for _ in range(6):
+        result = _get(client, server)
+        assert result.status == 200 and result.channel_problem is None
+    assert [w["type"] for w in server.received] == ["deposit"] + ["voucher"] * 4 + ["deposit"]
+    assert [w["deposit"]["amount"] for w in server.received if w["type"] == "deposit"] == ["5000", "5000"]
+    assert [int(w["voucher"]["maxClaimableAmount"]) for w in server.received] == [
+        1000 * n for n in range(1, 7)
+    ]
+    (record,) = client.channels.records()
+    assert (record.charged, record.balance, record.deposited) == (6000, 10_000, 10_000)
+    life = [(e.kind, e.amount, e.cumulative, e.balance) for e in client.channels.life(record)]
+    assert life[:2] == [("deposit", 5000, 1000, 5000), ("voucher", 1000, 1000, 5000)]
+    assert life[-2:] == [("deposit", 5000, 6000, 10_000), ("voucher", 1000, 6000, 10_000)]
+    assert len(life) == 8
+    assert client.spent == 6000  # the charges, not the deposits
+
+
+def test_min_deposit_above_the_default_is_deposited() -> None:
+    server = FakeBatchServer(price=1000, min_deposit=12_000)
+    client = _client(deposit_policy=DepositPolicy(top_up_below=500))
+    assert _get(client, server).status == 200
+    assert server.received[0]["deposit"]["amount"] == "12000"
+
+
+def test_charges_below_the_price_are_accepted_and_counted() -> None:
+    server = FakeBatchServer(price=1000, charge=400)
+    client = _client()
+    for _ in range(3):
+        assert _get(client, server).channel_problem is None
+    assert [int(w["voucher"]["maxClaimableAmount"]) for w in server.received] == [1000, 1400, 1800]
+    assert client.channels.records()[0].charged == 1200 and client.spent == 1200
+
+
+def test_restarted_client_reuses_its_channel(tmp_path) -> None:
+    path = tmp_path / "agent.sqlite"
+    server = FakeBatchServer(price=1000)
+    first = _client(channel_store=ChannelStore(path))
+    for _ in range(2):
+        assert _get(first, server).status == 200
+    first.channels.store.close()
+    restarted = _client(channel_store=ChannelStore(path), seed=9)
+    assert _get(restarted, server).status == 200
+    assert [w["type"] for w in server.received] == ["deposit", "voucher", "voucher"]
+    assert len(server.books) == 1  # one channel, not a second
+    assert restarted.channels.records()[0].charged == 3000
+
+
+def test_cold_start_reads_the_chain() -> None:
+    offer = _offer(1000)
+    cid = channel_id(channel_config(offer, PAYER), CHAIN_ID)
+    chain = FakeChain(channels={cid: ChannelState(cid, balance=10_000, total_claimed=3000, refund_nonce=2)})
+    server = FakeBatchServer(price=1000)
+    server.books[cid] = Book(charged=3000, balance=10_000, claimed=3000)
+    client = _client(chain=chain)
+    assert _get(client, server).status == 200
+    assert server.received[0]["type"] == "voucher"
+    assert server.received[0]["voucher"]["maxClaimableAmount"] == "4000"
+    kinds = [e.kind for e in client.channels.life(client.channels.records()[0])]
+    assert kinds == ["recovered", "voucher"]
+
+
+def test_cold_start_tops_up_when_the_chain_balance_is_short() -> None:
+    offer = _offer(1000)
+    cid = channel_id(channel_config(offer, PAYER), CHAIN_ID)
+    chain = FakeChain(channels={cid: ChannelState(cid, balance=3500, total_claimed=3000)})
+    client = _client(chain=chain)
+    payload = parse_payload(client.channels.pay(offer, NOW, b"\x01" * 32))
+    assert isinstance(payload, DepositPayload)
+    assert payload.voucher.max_claimable == 4000 and payload.amount == 5000
+
+
+# -- corrective 402 ---------------------------------------------------------------------------------
+
+
+def _server_ahead(price: int = 1000, charged: int = 6000, signer: bytes = KEY) -> FakeBatchServer:
+    """A server that has charged ``charged`` on the payer's channel, on a voucher ``signer`` signed."""
+    server = FakeBatchServer(price=price)
+    cid = channel_id(channel_config(_offer(price), PAYER), CHAIN_ID)
+    server.books[cid] = Book(
+        charged=charged,
+        balance=20_000,
+        signed_max=charged,
+        signature=sign_voucher(signer, CHAIN_ID, cid, charged),
+    )
+    return server
+
+
+def test_corrective_402_is_adopted_under_the_payers_own_voucher() -> None:
+    server = _server_ahead()
+    client = _client()  # lost its state; no chain to read
+    result = _get(client, server)
+    assert result.status == 200 and result.channel_problem is None
+    assert [w["type"] for w in server.received] == ["deposit", "voucher"]
+    assert server.received[1]["voucher"]["maxClaimableAmount"] == "7000"
+    record = client.channels.records()[0]
+    assert record.charged == 7000 and record.balance == 20_000
+    assert [e.kind for e in client.channels.life(record)] == ["corrected", "voucher"]
+
+
+def test_corrective_402_with_someone_elses_voucher_is_not_adopted() -> None:
+    server = _server_ahead(signer=OTHER_KEY)
+    client = _client()
+    result = _get(client, server)
+    assert result.status == 402 and server.served == 0
+    assert result.channel_problem is not None and "not this payer" in result.channel_problem
+    assert len(server.received) == 1  # not paid again
+    assert client.channels.find(_offer()).charged == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "voucher_state",
+    [
+        lambda book: {"signedMaxClaimable": str(book.charged - 1), "signature": "0x" + book.signature.hex()},
+        lambda book: {"signedMaxClaimable": str(book.charged), "signature": "0x1234"},
+        lambda book: {"signedMaxClaimable": str(book.charged)},
+    ],
+    ids=["signed-below-charged", "short-signature", "no-signature"],
+)
+def test_corrective_402_without_a_valid_proof_is_not_adopted(voucher_state) -> None:
+    server = _server_ahead()
+    server.voucher_state = voucher_state
+    client = _client()
+    result = _get(client, server)
+    assert result.status == 402 and server.served == 0 and result.channel_problem
+    assert client.channels.find(_offer()).charged == 0  # type: ignore[union-attr]
+
+
+def test_corrective_402_without_voucher_state_uses_the_chains_total_claimed() -> None:
+    offer = _offer(1000)
+    cid = channel_id(channel_config(offer, PAYER), CHAIN_ID)
+    chain = FakeChain()
+    server = FakeBatchServer(price=1000)
+    server.voucher_state = lambda book: {}  # answers without proof
+    client = _client(chain=chain)
+    assert _get(client, server).status == 200  # opened: deposit 5000, charged 1000
+    chain.channels[cid] = ChannelState(cid, balance=5000, total_claimed=2000)  # claimed more meanwhile
+    server.books[cid] = Book(charged=2000, balance=5000, claimed=2000)
+    result = _get(client, server)
+    assert result.status == 200
+    assert server.received[-1]["voucher"]["maxClaimableAmount"] == "3000"
+
+
+# -- the client's checks of a paid answer -----------------------------------------------------------
+
+
+def _set(path: str, value: Any):
+    def tamper(extra: dict[str, Any]) -> dict[str, Any]:
+        if path == "chargedAmount":
+            extra["chargedAmount"] = value
+        elif value is None:
+            del extra["channelState"][path]
+        else:
+            extra["channelState"][path] = value
+        return extra
+
+    return tamper
+
+
+@pytest.mark.parametrize(
+    ("tamper", "why"),
+    [
+        (_set("chargedAmount", "1001"), "exceeds the price"),
+        (_set("chargedAmount", None), "no extra.chargedAmount"),
+        (_set("chargedCumulativeAmount", "1500"), "is not the previous"),
+        (_set("channelId", "0x" + "ee" * 32), "names channel"),
+        (_set("balance", "10"), "does not back"),
+    ],
+    ids=["over-price", "no-charge", "cumulative", "channel-id", "balance"],
+)
+def test_a_bad_payment_response_stops_the_channel(tamper, why: str) -> None:
+    server = FakeBatchServer(price=1000, tamper=tamper)
+    client = _client()
+    result = _get(client, server)
+    assert result.status == 200  # the answer came; the client stops signing after it
+    assert result.channel_problem is not None and why in result.channel_problem
+    served = server.served
+    again = _get(client, server)
+    assert again.status == 402 and again.refused is not None and "stopped" in again.refused
+    assert server.served == served and len(server.received) == 1  # nothing more signed or sent
+    record = client.channels.records()[0]
+    assert record.stopped and client.channels.life(record)[-1].kind == "stopped"
+
+
+def test_a_stopped_channel_stays_stopped_after_a_restart(tmp_path) -> None:
+    path = tmp_path / "agent.sqlite"
+    server = FakeBatchServer(price=1000, tamper=_set("chargedAmount", "5000"))
+    assert _get(_client(channel_store=ChannelStore(path)), server).channel_problem
+    again = _get(_client(channel_store=ChannelStore(path)), server)
+    assert again.refused is not None and "stopped" in again.refused
+
+
+# -- refunds ----------------------------------------------------------------------------------------
+
+
+def test_refund_then_top_up_on_the_same_channel() -> None:
+    server = FakeBatchServer(price=1000)
+    client = _client()
+    for _ in range(2):
+        _get(client, server)
+    result = run(client.refund(GET, NOW, amount=1000), FakeDriver(server))
+    assert result.status == 200 and result.settlement is not None and result.settlement.amount == "1000"
+    sent = server.received[-1]
+    assert sent["type"] == "refund" and sent["amount"] == "1000"
+    assert sent["voucher"]["maxClaimableAmount"] == "2000"  # zero-charge: what was charged
+    record = client.channels.records()[0]
+    assert (record.balance, record.refunded, record.charged) == (4000, 1000, 2000)
+    full = run(client.refund(GET, NOW), FakeDriver(server))
+    assert full.settlement is not None and full.settlement.amount == "2000"
+    assert client.channels.records()[0].available == 0
+    nothing = run(client.refund(GET, NOW), FakeDriver(server))
+    assert nothing.refused is not None and "nothing to refund" in nothing.refused
+    assert _get(client, server).status == 200
+    assert server.received[-1]["type"] == "deposit"  # the same channel, topped up again
+    assert len(server.books) == 1
+    kinds = [e.kind for e in client.channels.life(client.channels.records()[0])]
+    assert kinds.count("refund") == 2 and kinds[-2:] == ["deposit", "voucher"]
+
+
+def test_voucher_payload_shape() -> None:
+    config = channel_config(_offer(), PAYER)
+    payload = voucher_payload(KEY, config, CHAIN_ID, 1234)
+    assert isinstance(parse_payload(payload.to_wire()), VoucherPayload)
+    assert payload.to_wire()["channelConfig"]["payerAuthorizer"] == PAYER
