@@ -346,6 +346,25 @@ def test_cold_start_tops_up_when_the_chain_balance_is_short() -> None:
     assert payload.voucher.max_claimable == 4000 and payload.amount == 5000
 
 
+def test_a_refused_payment_makes_the_client_reread_the_chain() -> None:
+    offer = _offer(1000)
+    cid = channel_id(channel_config(offer, PAYER), CHAIN_ID)
+    chain = FakeChain()
+    server = FakeBatchServer(price=1000)
+    client = _client(chain=chain)
+    assert _get(client, server).status == 200  # deposit 5000, charged 1000
+    chain.channels[cid] = ChannelState(cid, balance=1500)  # the payer withdrew most of it meanwhile
+    server.books[cid].balance = 1500
+    refused = _get(client, server)
+    assert refused.status == 402 and server.received[-1]["type"] == "voucher"
+    assert _get(client, server).status == 200
+    assert (
+        server.received[-1]["type"] == "deposit"
+        and server.received[-1]["voucher"]["maxClaimableAmount"] == "2000"
+    )
+    assert client.channels.records()[0].balance == 6500
+
+
 # -- corrective 402 ---------------------------------------------------------------------------------
 
 

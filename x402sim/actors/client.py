@@ -528,6 +528,8 @@ class Client:
                 self._committed -= offer.amount
                 payment = self.sign_payment(challenge, req, offer, now)
                 final = yield from self._send_paid(request, offer, payment, decision, now)
+            if final.status == 402:
+                self.channels.doubt(offer)  # refused: its balance may be stale (a withdrawal, a refund)
         try:
             settlement = read_settlement(final.headers)
         except ProtocolError:
@@ -576,7 +578,7 @@ class Client:
         except Unreachable:
             self._record(request, offer, payment, None, None)
             if offer.scheme == BATCH_SETTLEMENT:
-                self.channels.unanswered(offer)
+                self.channels.doubt(offer)
             if decision is not None:  # asked of the governor
                 cast(Governor, self.governor).record(decision, "unknown", now)
             raise
@@ -633,7 +635,7 @@ class Client:
             try:
                 final = yield Send(self._signed(paid, now))
             except Unreachable:
-                self.channels.unanswered(offer)
+                self.channels.doubt(offer)
                 raise
             try:
                 settlement = read_settlement(final.headers)

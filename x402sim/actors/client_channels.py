@@ -19,7 +19,8 @@ Rules (``ClientChannels``; the facts are the spec's client rules and the SDKs' c
   is recorded as signed before the payment leaves.
 * Cold start. Without a record, and with a chain to read, the client reads ``channels(id)`` and
   takes ``charged = totalClaimed`` (the only amount the chain proves) with the balance read there.
-  A record marked uncertain (a payment got no answer) has its balance and claims re-read before use.
+  A record marked uncertain (a payment got no answer, or was refused) has its balance and claims
+  re-read before use.
 * Answers (``settled``): a deposit or voucher answer must carry ``extra.chargedAmount`` at most the
   price; its ``channelState`` must name this channel, its ``chargedCumulativeAmount`` (when given)
   must be the previous amount plus the charge, and its balance must back that amount. Any failure
@@ -352,7 +353,7 @@ class ClientChannels:
     """The channels of the payer whose key is ``key``: ``store`` keeps them (default: in memory),
     ``policy`` sizes deposits, ``salt`` names the channels it opens (the same salt gives the same
     channel id, which is what a cold start finds on chain), ``chain`` (optional) is read on a cold
-    start and after an unanswered payment."""
+    start and after an unanswered or refused payment."""
 
     key: bytes = field(repr=False)
     store: ChannelStore = field(default_factory=ChannelStore)
@@ -440,7 +441,7 @@ class ClientChannels:
             withdraw_requested_at=onchain.withdraw_requested_at,
             uncertain=False,
         )
-        self.store.put(record, self._event(record, "recovered", now, note="after an unanswered payment"))
+        self.store.put(record, self._event(record, "recovered", now, note="re-read after an unanswered or refused payment"))
         return record
 
     @staticmethod
@@ -543,8 +544,9 @@ class ClientChannels:
         self.store.put(stopped, self._event(stopped, "stopped", now, note=problem))
         return problem
 
-    def unanswered(self, offer: Offer) -> None:
-        """A payment for ``offer`` got no answer: it may have landed; re-read before trusting."""
+    def doubt(self, offer: Offer) -> None:
+        """The client's view of the channel paying ``offer`` may be stale (a payment got no answer,
+        so it may have landed; or it was refused): re-read the chain before the next payment."""
         record = self.find(offer)
         if record is not None:
             self.store.put(replace(record, uncertain=True))
