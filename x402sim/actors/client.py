@@ -396,13 +396,13 @@ class Client:
     def _mechanism_refusal(
         self, mechanism: Mechanism[Any], offer: Offer, required: AnyPaymentRequired
     ) -> str | None:
-        """Why ``mechanism`` cannot pay ``offer``; for batch-settlement, also the channel's say."""
-        why = mechanism.client_refusal(offer)
-        if why is None and offer.scheme == BATCH_SETTLEMENT:
-            if not isinstance(required, PaymentRequired):
-                return "batch-settlement is paid with x402 v2 only"
-            why = self.channels.refusal(offer)
-        return why
+        """Why ``mechanism`` cannot pay ``offer``. A batch-settlement offer is the channels' to judge
+        (the mechanism's client part is stateless; the client keeps the channels)."""
+        if offer.scheme != BATCH_SETTLEMENT:
+            return mechanism.client_refusal(offer)
+        if not isinstance(required, PaymentRequired):
+            return "batch-settlement is paid with x402 v2 only"
+        return self.channels.refusal(offer)
 
     def trust_refusal(self, server: ServerIdentity | None, offer: Offer) -> str | None:
         """Hook: why ERC-8004 forbids paying ``offer``: a payTo other than the declared agent's
