@@ -206,26 +206,40 @@ class ChannelStore:
         self.path = None if path is None else Path(path)
         self.keep_life = keep_life
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(":memory:" if path is None else str(path), check_same_thread=False)
+        self._conn: sqlite3.Connection | None = None
+        if self.path is not None:  # a bad file is refused at once; memory waits for first use
+            self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        where = ":memory:" if self.path is None else str(self.path)
+        db = sqlite3.connect(where, check_same_thread=False)
         try:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise ValueError(f"{path}: not a channel state file ({exc})") from None
+            db.close()
+            raise ValueError(f"{where}: not a channel state file ({exc})") from None
         if version not in (0, SCHEMA_VERSION) or (version == 0 and tables):
-            self._db.close()
-            raise ValueError(f"{path}: not a channel state file of version {SCHEMA_VERSION}")
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a signed voucher survives a crash
-        with self._db:
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.close()
+            raise ValueError(f"{where}: not a channel state file of version {SCHEMA_VERSION}")
+        if self.path is not None:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a signed voucher survives a crash
+        with db:
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._conn = db
+        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._conn if self._conn is not None else self._connect()
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def __enter__(self) -> ChannelStore:
         return self
@@ -441,7 +455,10 @@ class ClientChannels:
             withdraw_requested_at=onchain.withdraw_requested_at,
             uncertain=False,
         )
-        self.store.put(record, self._event(record, "recovered", now, note="re-read after an unanswered or refused payment"))
+        self.store.put(
+            record,
+            self._event(record, "recovered", now, note="re-read after an unanswered or refused payment"),
+        )
         return record
 
     @staticmethod
