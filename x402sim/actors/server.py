@@ -42,6 +42,33 @@ Rules:
   verify, so a copy sent concurrently never reaches the handler. ``serve_unsettled=True`` is a
   weakness to study: it delivers the handler's response although settlement failed.
 
+* ``batch-settlement`` routes (``Route(scheme="batch-settlement")``, x402 v2 and the default flow
+  only) are paid through the payer's channel, kept in ``channels`` (``server_channels.ChannelBook``:
+  SQLite, in a file or in memory). Offers add ``receiverAuthorizer`` (the address of
+  ``receiver_authorizer_key``, else the one the facilitator's ``/supported`` names), the route's
+  ``withdrawDelay``, the token's ``name``/``version``, ``minDeposit`` (the route's, never below the
+  price; by default 10 x price) and ``assetTransferMethod`` for Permit2. In order, before anything is
+  verified: a payload that is not a client's ``deposit``, ``voucher`` or ``refund`` is refused; a
+  deposit below ``minDeposit`` is refused; a voucher whose channel id is not its config's hash is
+  refused; a request for a channel already in flight gets ``..._channel_busy``; a voucher that is
+  not what was charged so far plus the price (a refund's: what was charged) gets the corrective 402
+  ``..._cumulative_amount_mismatch``, whose offer carries ``channelState`` (with
+  ``chargedCumulativeAmount``) and ``voucherState`` (the voucher held). A channel the book does not
+  know takes its base from the voucher, as the SDK does.
+* A voucher is then verified (by the facilitator, or locally when the mirrored channel state is
+  younger than ``channel_state_ttl`` and an EOA signs the vouchers: its signature, the balance and
+  the claims), served (the handler's answer held), and the new charge written durably; only then is
+  it delivered, with ``PAYMENT-RESPONSE`` {transaction "", amount "", extra.chargedAmount,
+  extra.channelState}. A deposit is verified, served (held), settled (the deposit must be confirmed,
+  with its transaction), written, delivered. A refund is verified, then completed (refund nonce,
+  the claim of what was charged, the receiver authorizer's signatures when this server holds its
+  key), settled, and the channel updated (forgotten once drained): 200 with the settlement. Nothing
+  is written for a refused verify, a handler status >= 400 or a failed settlement; a write that
+  fails answers 500 and delivers nothing.
+* ``channel_work(now)`` is the channels' cadence (``server_channels``): claims (batched per receiver
+  authorizer), settlements after claims, and optional refunds of idle channels, as ``Settle``
+  effects whose payloads are built as the SDK's channel manager builds them.
+
 Hooks. A variant of the server (the conformance suite's broken controls, a study of a weakness)
 subclasses ``ResourceServer`` and overrides one of these public methods, each named for the step it
 is; nothing else of the role is meant to be replaced:
@@ -54,6 +81,8 @@ is; nothing else of the role is meant to be replaced:
 * ``verify_serve_settle(route, request, payment, requirements, version)``: the ``authorization``
   flow (verify, then serve, then settle);
 * ``settle_then_serve(...)``: the ``upfront`` flow, same arguments;
+* ``serve_channel(...)``: a batch-settlement route, same arguments and the time;
+  ``verify_locally(record, body, requirements, now)``: a voucher judged without the facilitator;
 * ``settle_payment(payment, requirements)``: the settlement both flows ask for (a pending one twice);
 * ``deliver(route, version, response, settlement)``: the answer the buyer gets from a settlement
   (and the handler's response, when there is one).
@@ -64,15 +93,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, cast
 
 from eth_utils import is_address
 
 from ..evm.chain import ChainBasics
+from ..evm.channels import (
+    MAX_WITHDRAW_DELAY,
+    MIN_WITHDRAW_DELAY,
+    ChannelConfig,
+    VoucherClaim,
+    channel_id,
+    sign_claim_batch,
+    sign_refund,
+    voucher_digest,
+)
+from ..evm.eip712 import address_of_key, recover_digest
 from ..mechanisms import (
     EXACT_EIP3009,
     SPONSORING_EXTENSIONS,
@@ -83,6 +124,14 @@ from ..mechanisms import (
     default_mechanisms,
     evm_address,
     transfer_method_of,
+)
+from ..mechanisms.batch_wire import (
+    DepositPayload,
+    PayloadError,
+    RefundPayload,
+    Voucher,
+    VoucherPayload,
+    parse_payload,
 )
 from ..mechanisms.permit2 import TRANSFER_METHOD as PERMIT2
 from ..mechanisms.sponsoring import declaration as sponsoring_declaration
@@ -109,6 +158,7 @@ from ..protocol import (
     caip2_to_v1,
     decode_header,
     encode_header,
+    evm_chain_id,
     read_payment,
     response_header_name,
 )
@@ -129,6 +179,46 @@ from .messages import (
     Verify,
     canonical_path,
 )
+from .server_channels import (
+    BELOW_CLAIMED,
+    CADENCE_START,
+    CHANNEL_BUSY,
+    CHANNEL_ID_MISMATCH,
+    CUMULATIVE_MISMATCH,
+    DEFAULT_CLAIM_INTERVAL,
+    DEFAULT_MAX_CLAIMS,
+    DEFAULT_MIN_DEPOSIT_MULTIPLIER,
+    DEFAULT_SETTLE_INTERVAL,
+    DEFAULT_WITHDRAW_DELAY,
+    DEPOSIT_BELOW_MIN,
+    EXCEEDS_BALANCE,
+    MISSING_CHANNEL,
+    NOTHING_TO_SETTLE,
+    PAYLOAD_TYPE,
+    RECEIVER_AUTHORIZER_MISMATCH,
+    RECEIVER_MISMATCH,
+    REFUND_AMOUNT_INVALID,
+    REFUND_NO_BALANCE,
+    TOKEN_MISMATCH,
+    VOUCHER_SIGNATURE,
+    WITHDRAW_DELAY_MISMATCH,
+    ChannelBook,
+    ChannelRecord,
+    ChannelWork,
+    claim_batches,
+    claim_mark,
+    claim_payment,
+    claim_round_due,
+    claims_due,
+    idle_refunds,
+    payload_reason,
+    pending_mark,
+    settle_due,
+    settle_mark,
+    settle_payment,
+    work_requirements,
+)
+from .server_channels import SCHEME as CHANNEL_SCHEME
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 300
 PAYMENT_FLOW_UPFRONT = "upfront"
@@ -178,6 +268,13 @@ class Route:
     # units, or a string as the SDKs' override takes it ("1500", "50%" of the maximum, "$0.002").
     # None: the handler's Settlement-Overrides header says it, else the maximum is charged.
     usage: Callable[[HttpRequest, HttpResponse], int | str] | None = None
+    # batch-settlement: the least deposit that opens or tops up a channel (None: 10 x price), the
+    # withdraw delay its channels must name, and its claim and settle cadence in seconds (None: the
+    # server's)
+    min_deposit: int | None = None
+    withdraw_delay: int = DEFAULT_WITHDRAW_DELAY
+    claim_interval: int | None = None
+    settle_interval: int | None = None
 
     def __post_init__(self) -> None:
         method, _, path = self.key.partition(" ")
@@ -193,6 +290,15 @@ class Route:
             raise ValueError(f"route {self.key!r}: tags must be strings, got {self.tags!r}")
         if self.pay_to is not None:
             object.__setattr__(self, "pay_to", _address(self.pay_to, f"route {self.key!r}: pay_to"))
+        if not MIN_WITHDRAW_DELAY <= self.withdraw_delay <= MAX_WITHDRAW_DELAY:
+            raise ValueError(
+                f"route {self.key!r}: withdraw_delay must be {MIN_WITHDRAW_DELAY}..{MAX_WITHDRAW_DELAY} s, "
+                f"got {self.withdraw_delay}"
+            )
+        for name in ("min_deposit", "claim_interval", "settle_interval"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"route {self.key!r}: {name} must be a positive integer, got {value!r}")
 
 
 class ReplayGuard:
@@ -350,6 +456,18 @@ class ResourceServer:
     # into the offers, the gas-sponsoring extensions it lists are declared for Permit2 routes
     supported: SupportedResponse | None = None
     asset_decimals: int = 6  # for an upto charge given in dollars
+    # batch-settlement: the channel book (in memory unless given one on a file); the receiver
+    # authorizer's key when this server signs its claims and refunds itself (None: the facilitator's
+    # receiverAuthorizer from /supported does); the cadence defaults; how long a mirrored channel
+    # state lets a voucher be verified locally (None: the SDK's, a third of the withdraw delay within
+    # 30..300 s; 0: never); channels idle this long are refunded (None: never)
+    channels: ChannelBook = field(default_factory=ChannelBook)
+    receiver_authorizer_key: bytes | None = None
+    claim_interval: int = DEFAULT_CLAIM_INTERVAL
+    settle_interval: int = DEFAULT_SETTLE_INTERVAL
+    max_claims: int = DEFAULT_MAX_CLAIMS
+    channel_state_ttl: int | None = None
+    refund_idle: int | None = None
     # routes by canonical key, and priced routes by case-folded canonical key, for the ``routes``
     # mapping they were built from (a changed route comes in a new mapping: see ``route_for``)
     _index: tuple[Mapping[str, Route], dict[str, Route], dict[str, Route]] | None = field(
@@ -393,6 +511,8 @@ class ResourceServer:
             mechanism = self.mechanism_of(route)
             if mechanism.scheme == "upto" and (self.upfront or self.x402_version == 1):
                 raise ValueError(f"route {route.key!r}: upto is settled after the work, in x402 v2 only")
+            if mechanism.scheme == CHANNEL_SCHEME and (self.upfront or self.x402_version == 1):
+                raise ValueError(f"route {route.key!r}: batch-settlement is paid in x402 v2, work first")
 
     def mechanism_of(self, route: Route) -> Mechanism[Verdict]:
         """The mechanism ``route``'s offers are paid by (``ValueError`` naming the route when no
@@ -423,6 +543,8 @@ class ResourceServer:
         flow = {"paymentFlow": PAYMENT_FLOW_UPFRONT} if self.upfront else {}
         mechanism = self.mechanism_of(route)
         own = mechanism.extra(self.asset_name, self.asset_version)
+        if mechanism.scheme == CHANNEL_SCHEME:
+            own = {**own, **self._channel_extra(route, mechanism, route.price if price is None else price)}
         return PaymentRequirements(
             scheme=mechanism.scheme,
             network=self.network,
@@ -433,10 +555,50 @@ class ResourceServer:
             extra={**self._kind_extra(mechanism), **own, **flow, **(extra or {})},
         )
 
-    def offers(self, route: Route) -> list[PaymentRequirements]:
+    def _channel_extra(self, route: Route, mechanism: Mechanism[Verdict], price: int) -> dict[str, Any]:
+        """What a batch-settlement offer adds to its extra: the receiver authorizer (this server's
+        key, else the facilitator's), the withdraw delay, the token's domain, the minimum deposit,
+        and the transfer method when it is Permit2."""
+        authorizer = self.receiver_authorizer
+        if authorizer is None:
+            supplied = self._kind_extra(mechanism).get("receiverAuthorizer")
+            authorizer = supplied if isinstance(supplied, str) and is_address(supplied) else None
+        if authorizer is None or int(authorizer, 16) == 0:
+            raise ValueError(
+                f"route {route.key!r}: a batch-settlement offer needs a receiver authorizer: give the server "
+                "receiver_authorizer_key, or use a facilitator whose /supported names a receiverAuthorizer"
+            )
+        extra: dict[str, Any] = {
+            "receiverAuthorizer": _address(authorizer, "receiverAuthorizer"),
+            "withdrawDelay": route.withdraw_delay,
+            "name": self.asset_name,
+            "version": self.asset_version,
+            "minDeposit": str(self.min_deposit(route, price)),
+        }
+        if mechanism.transfer_method == PERMIT2:
+            extra["assetTransferMethod"] = PERMIT2
+        return extra
+
+    @property
+    def receiver_authorizer(self) -> str | None:
+        """The address of the receiver authorizer key this server holds, or None."""
+        if self.receiver_authorizer_key is None:
+            return None
+        return address_of_key(self.receiver_authorizer_key)
+
+    @staticmethod
+    def min_deposit(route: Route, price: int | None = None) -> int:
+        """The least deposit ``route`` accepts (as the SDK: never below one request's price)."""
+        price = route.price if price is None else price
+        if route.min_deposit is None:
+            return price * DEFAULT_MIN_DEPOSIT_MULTIPLIER
+        return max(price, route.min_deposit)
+
+    def offers(self, route: Route, extra: dict[str, Any] | None = None) -> list[PaymentRequirements]:
         """The route's v2 offers: its price, then one per reputation tier cheaper than it (an offer
-        reserved for payers reputed at least ``extra.reputation.min``)."""
-        offers = [self.requirements(route)]
+        reserved for payers reputed at least ``extra.reputation.min``). ``extra`` is added to the
+        first (a corrective 402's channel state)."""
+        offers = [self.requirements(route, extra=extra)]
         for floor, price in sorted((self.payers.tiers if self.payers else {}).items()):
             if price < route.price:
                 offers.append(self.requirements(route, price, {"reputation": {"min": floor}}))
@@ -465,10 +627,16 @@ class ResourceServer:
         return self.base_url + route.key.split(" ", 1)[1]
 
     def challenge(
-        self, route: Route, version: int, error: str, headers: Headers = (), status: int = 402
+        self,
+        route: Route,
+        version: int,
+        error: str,
+        headers: Headers = (),
+        status: int = 402,
+        extra: dict[str, Any] | None = None,
     ) -> HttpResponse:
         """The 402 for ``route`` in x402 ``version``, with ``error`` explaining why (``status`` 412
-        when the payer must first approve Permit2)."""
+        when the payer must first approve Permit2; ``extra`` added to the v2 offer's extra)."""
         headers = (("Cache-Control", NOT_STORED), *headers)
         if version == 1 and (v1 := self.requirements_v1(route)) is not None:
             body = PaymentRequiredV1(x402_version=1, error=error, accepts=[v1])
@@ -484,7 +652,7 @@ class ResourceServer:
                 tags=list(route.tags) or None,
                 icon_url=route.icon_url,
             ),
-            accepts=self.offers(route),
+            accepts=self.offers(route, extra),
             extensions=self.extensions(route),
         )
         return HttpResponse.of_json(status, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
@@ -691,7 +859,9 @@ class ResourceServer:
                 return self.challenge(route, version, "payment already presented")
         response = None
         try:
-            if self.upfront:
+            if self.mechanism_of(route).scheme == CHANNEL_SCHEME:
+                response = yield from self.serve_channel(route, request, payment, requirements, version, now)
+            elif self.upfront:
                 response = yield from self.settle_then_serve(route, request, payment, requirements, version)
             else:
                 response = yield from self.verify_serve_settle(route, request, payment, requirements, version)
@@ -832,6 +1002,383 @@ class ResourceServer:
         response: HttpResponse = yield Handle(request)
         return self.deliver(route, version, response, settlement)
 
+    # -- batch-settlement channels --------------------------------------------------------------
+
+    def serve_channel(
+        self,
+        route: Route,
+        request: HttpRequest,
+        payment: AnyPaymentPayload,
+        requirements: AnyRequirements,
+        version: int,
+        now: int | None = None,
+    ) -> Steps[HttpResponse]:
+        """Hook, a batch-settlement route: a deposit, voucher or refund on one of the payer's
+        channels, checked against the book, verified, served and written (see the module docstring)."""
+        if not isinstance(payment, PaymentPayload) or not isinstance(requirements, PaymentRequirements):
+            return self.challenge(route, version, "batch-settlement is paid in x402 v2 only")
+        try:
+            body = parse_payload(payment.payload)
+        except PayloadError as exc:
+            self.stats["invalid"] += 1
+            return self.challenge(route, version, payload_reason(exc.kind))
+        if not isinstance(body, DepositPayload | VoucherPayload | RefundPayload) or (
+            isinstance(body, RefundPayload) and body.completed
+        ):
+            self.stats["invalid"] += 1
+            return self.challenge(route, version, PAYLOAD_TYPE)
+        price = int(requirements.amount)
+        if isinstance(body, DepositPayload) and body.amount < self.min_deposit(route, price):
+            self.stats["deposit_below_minimum"] += 1
+            return self.challenge(route, version, DEPOSIT_BELOW_MIN)
+        channel = body.voucher.channel_id
+        if channel_id(body.config, evm_chain_id(self.network)) != channel:
+            self.stats["invalid"] += 1
+            return self.challenge(route, version, CHANNEL_ID_MISMATCH)
+        if not self.channels.begin(channel):
+            self.stats["channel_busy"] += 1
+            return self.challenge(route, version, CHANNEL_BUSY)
+        try:
+            return (
+                yield from self._channel_request(route, request, payment, requirements, body, version, now)
+            )
+        finally:
+            self.channels.end(channel)
+
+    def _channel_request(
+        self,
+        route: Route,
+        request: HttpRequest,
+        payment: PaymentPayload,
+        requirements: PaymentRequirements,
+        body: DepositPayload | VoucherPayload | RefundPayload,
+        version: int,
+        now: int | None,
+    ) -> Steps[HttpResponse]:
+        price = int(requirements.amount)
+        refund = isinstance(body, RefundPayload)
+        record = self.channels.get(body.voucher.channel_id)
+        if record is None and refund:
+            self.stats["invalid"] += 1
+            return self.challenge(route, version, MISSING_CHANNEL)
+        signed = body.voucher.max_claimable
+        # a channel this server never saw: the voucher names its base (as the SDK infers it)
+        charged = record.charged if record is not None else max(0, signed - price)
+        if signed != (charged if refund else charged + price):
+            self.stats["cumulative_mismatch"] += 1
+            known = record or ChannelRecord(
+                body.voucher.channel_id, body.config, route.key, charged, signed, body.voucher.signature
+            )
+            state = {
+                "channelState": known.snapshot(),
+                "voucherState": {
+                    "signedMaxClaimable": str(known.signed_max),
+                    "signature": "0x" + known.signature.hex(),
+                },
+            }
+            return self.challenge(route, version, CUMULATIVE_MISMATCH, extra=state)
+        if refund and record is not None and body.voucher.signature != record.signature:
+            self.stats["invalid"] += 1
+            return self.challenge(route, version, VOUCHER_SIGNATURE)
+        local = (
+            self.verify_locally(record, body, requirements, now) if isinstance(body, VoucherPayload) else None
+        )
+        verdict: VerifyResponse = local if local is not None else (yield Verify(payment, requirements))
+        if local is not None:
+            self.stats["verified_locally"] += 1
+        if not verdict.is_valid:
+            self.stats["invalid"] += 1
+            return self.challenge(route, version, verdict.invalid_reason or "invalid payment")
+        base = record or ChannelRecord(body.voucher.channel_id, body.config, route.key, charged)
+        seen = base.with_state(_channel_state(verdict), None if local is not None else now)
+        if isinstance(body, RefundPayload):
+            return (yield from self._refund(route, payment, requirements, body, seen, version, now))
+        response: HttpResponse = yield Handle(request)
+        if response.status >= 400:
+            self.stats["handler_error"] += 1
+            return response
+        settlement: SettleResponse | None = None
+        if isinstance(body, DepositPayload):
+            settlement = yield from self.settle_payment(payment, requirements)
+            if settlement.success and not settlement.transaction:
+                settlement = settlement.model_copy(
+                    update={
+                        "success": False,
+                        "error_reason": "invalid_batch_settlement_evm_deposit_transaction_failed",
+                        "error_message": "the deposit was reported without its transaction",
+                    }
+                )
+            if not settlement.success:
+                return self.deliver(route, version, None, settlement)
+            seen = seen.with_state(_channel_state(settlement), now)
+        served = replace(
+            seen,
+            config=body.config,
+            route=route.key,
+            charged=charged + price,
+            signed_max=signed,
+            signature=body.voucher.signature,
+            last_request_at=now if now is not None else seen.last_request_at,
+        )
+        problem = self._store(served)
+        if problem is not None:
+            return problem
+        extra = {"chargedAmount": str(price), "channelState": served.snapshot()}
+        if settlement is None:
+            settlement = SettleResponse(
+                success=True,
+                payer=body.config.payer,
+                transaction="",
+                network=requirements.network,
+                amount="",
+            ).model_copy(update={"extra": extra})
+        else:
+            settlement = settlement.model_copy(update={"extra": {**_extra_of(settlement), **extra}})
+        return self.deliver(route, version, response, settlement)
+
+    def _store(self, record: ChannelRecord) -> HttpResponse | None:
+        """Write ``record`` durably; a 500 (nothing is delivered) when the book cannot."""
+        try:
+            self.channels.put(record)
+        except (sqlite3.Error, OSError) as exc:
+            self.stats["channel_store_failed"] += 1
+            return HttpResponse.of_json(500, {"error": f"channel state not stored, nothing served: {exc}"})
+        return None
+
+    def verify_locally(
+        self,
+        record: ChannelRecord | None,
+        body: VoucherPayload,
+        requirements: PaymentRequirements,
+        now: int | None,
+    ) -> VerifyResponse | None:
+        """Hook, a voucher verified without the facilitator: when the mirrored channel state is
+        fresh (``channel_state_ttl``) and an EOA signs the payer's vouchers, the voucher's signature
+        is recovered and its amount held against the mirrored balance and claims; None: ask the
+        facilitator."""
+        config = body.config
+        ttl = self.channel_state_ttl
+        if ttl is None:
+            ttl = min(300, max(30, config.withdraw_delay // 3))
+        if record is None or now is None or record.synced_at is None or now - record.synced_at > ttl:
+            return None
+        if int(config.payer_authorizer, 16) == 0:
+            return None
+
+        def refused(reason: str) -> VerifyResponse:
+            return VerifyResponse(is_valid=False, invalid_reason=reason, payer=config.payer)
+
+        extra = requirements.extra or {}
+        if config.receiver != requirements.pay_to:
+            return refused(RECEIVER_MISMATCH)
+        if config.token != requirements.asset:
+            return refused(TOKEN_MISMATCH)
+        authorizer = extra.get("receiverAuthorizer")
+        if not isinstance(authorizer, str) or authorizer.lower() != config.receiver_authorizer.lower():
+            return refused(RECEIVER_AUTHORIZER_MISMATCH)
+        if extra.get("withdrawDelay") != config.withdraw_delay:
+            return refused(WITHDRAW_DELAY_MISMATCH)
+        voucher = body.voucher
+        digest = voucher_digest(evm_chain_id(self.network), voucher.channel_id, voucher.max_claimable)
+        try:
+            signer = recover_digest(digest, voucher.signature)
+        except ValueError:
+            signer = None
+        if signer != config.payer_authorizer:
+            return refused(VOUCHER_SIGNATURE)
+        if voucher.max_claimable > record.balance:
+            return refused(EXCEEDS_BALANCE)
+        if voucher.max_claimable <= record.total_claimed:
+            return refused(BELOW_CLAIMED)
+        valid = VerifyResponse(is_valid=True, payer=config.payer)
+        return valid.model_copy(update={"extra": record.state().to_wire()})
+
+    def _refund(
+        self,
+        route: Route,
+        payment: PaymentPayload,
+        requirements: PaymentRequirements,
+        body: RefundPayload,
+        record: ChannelRecord,
+        version: int,
+        now: int | None,
+    ) -> Steps[HttpResponse]:
+        """A cooperative refund, verified: completed with the nonce, the claim of what was charged and
+        (when this server holds the key) the receiver authorizer's signatures, then settled."""
+        remainder = record.balance - record.charged
+        amount = remainder if body.amount is None else body.amount
+        if body.amount is not None and body.amount <= 0:
+            return self.challenge(route, version, REFUND_AMOUNT_INVALID)
+        if remainder <= 0 or amount > remainder:
+            return self.challenge(route, version, REFUND_NO_BALANCE)
+        completed = self._refund_payload(record, amount, (record.claim(),), body.voucher)
+        settlement = yield from self.settle_payment(
+            payment.model_copy(update={"payload": completed.to_wire()}), requirements
+        )
+        if not settlement.success:
+            self.stats["refund_failed"] += 1
+            return self.deliver(route, version, None, settlement)
+        after = record.with_state(_channel_state(settlement), now)
+        after = replace(after, total_claimed=max(after.total_claimed, record.charged))
+        try:
+            if after.balance <= after.charged:
+                self.channels.delete(record.channel_id)
+            else:
+                self.channels.put(after)
+        except (sqlite3.Error, OSError) as exc:
+            self.stats["channel_store_failed"] += 1
+            return HttpResponse.of_json(500, {"error": f"refund settled, channel state not stored: {exc}"})
+        self.stats["refunded"] += 1
+        extra = {**_extra_of(settlement), "channelState": {**after.snapshot()}}
+        header = (
+            response_header_name(version),
+            encode_header(settlement.model_copy(update={"extra": extra})),
+        )
+        answer = {"message": "Refund acknowledged", "channelId": "0x" + record.channel_id.hex()}
+        return HttpResponse.of_json(200, answer, (("Cache-Control", "private"), header))
+
+    def _refund_payload(
+        self,
+        record: ChannelRecord,
+        amount: int,
+        claims: tuple[VoucherClaim, ...],
+        voucher: Voucher | None = None,
+    ) -> RefundPayload:
+        """A completed refund of ``amount`` from ``record``'s channel, signed when this server holds
+        the channel's receiver authorizer key."""
+        key = self._authorizer_key(record.config)
+        chain = evm_chain_id(self.network)
+        return RefundPayload(
+            record.config,
+            voucher or Voucher(record.channel_id, record.signed_max, record.signature),
+            amount,
+            record.refund_nonce,
+            claims,
+            None if key is None else sign_refund(key, chain, record.channel_id, record.refund_nonce, amount),
+            None if key is None or not claims else sign_claim_batch(key, chain, claims),
+        )
+
+    def _authorizer_key(self, config: ChannelConfig) -> bytes | None:
+        """This server's receiver authorizer key when it is ``config``'s receiver authorizer."""
+        if self.receiver_authorizer_key is None or self.receiver_authorizer != config.receiver_authorizer:
+            return None
+        return self.receiver_authorizer_key
+
+    def _cadence(self, route_key: str) -> tuple[int, int]:
+        """The claim and settle intervals of the channels of ``route_key``."""
+        route = self.routes.get(route_key)
+        claim = route.claim_interval if route is not None and route.claim_interval else self.claim_interval
+        settle = (
+            route.settle_interval if route is not None and route.settle_interval else self.settle_interval
+        )
+        return claim, settle
+
+    def channel_work(self, now: int) -> Steps[ChannelWork]:
+        """The claim, settle and refund work due at ``now`` (see ``server_channels``); yields
+        ``Settle`` effects. A facilitator that does not answer ends the round (the rest waits for
+        the next one)."""
+        work = ChannelWork()
+        if self.channels.mark(CADENCE_START) is None:  # the first round starts every clock
+            self.channels.set_mark(CADENCE_START, now)
+        try:
+            yield from self._claim_round(now, work)
+            yield from self._settle_round(now, work)
+            if self.refund_idle is not None:
+                yield from self._refund_round(now, work)
+        except Unreachable as exc:
+            work.errors.append(str(exc))
+        return work
+
+    def _claim_round(self, now: int, work: ChannelWork) -> Steps[None]:
+        records = self.channels.all()
+        keys = {r.route for r in records} | {
+            k for k, r in self.routes.items() if self.mechanism_of(r).scheme == CHANNEL_SCHEME
+        }
+        due: set[str] = set()
+        for key in sorted(keys):
+            last = self.channels.mark(claim_mark(key))
+            if last is None:
+                self.channels.set_mark(claim_mark(key), now)
+            elif claim_round_due(now, last, self._cadence(key)[0]):
+                due.add(key)
+        for batch in claim_batches(claims_due(records, due), self.max_claims):
+            first = batch[0].config
+            claims = [r.claim() for r in batch]
+            signer = self._authorizer_key(first)
+            chain = evm_chain_id(self.network)
+            signature = None if signer is None else sign_claim_batch(signer, chain, claims)
+            requirements = work_requirements(self.network, first.receiver, first.token)
+            answer: SettleResponse = yield Settle(
+                claim_payment(requirements, claims, signature), requirements
+            )
+            if not answer.success:
+                self.stats["claim_failed"] += 1
+                work.errors.append(f"claim: {answer.error_reason}: {answer.error_message or ''}".rstrip(": "))
+                continue
+            self.stats["claims"] += 1
+            work.claims.append((len(claims), answer.transaction))
+            updated = []
+            for claimed in batch:
+                current = self.channels.get(claimed.channel_id)
+                if current is not None and claimed.charged > current.total_claimed:
+                    updated.append(replace(current, total_claimed=claimed.charged))
+            self.channels.put_many(updated)
+            self.channels.set_mark(pending_mark(first.receiver, first.token), now)
+        for key in due:
+            self.channels.set_mark(claim_mark(key), now)
+
+    def _settle_round(self, now: int, work: ChannelWork) -> Steps[None]:
+        for mark in sorted(self.channels.marks("pending:")):
+            _, receiver, token = mark.split(":")
+            intervals = [
+                self._cadence(k)[1]
+                for k, r in self.routes.items()
+                if (r.pay_to or self.pay_to) == receiver and self.mechanism_of(r).scheme == CHANNEL_SCHEME
+            ]
+            interval = min(intervals, default=self.settle_interval)
+            last = self.channels.mark(settle_mark(receiver, token)) or self.channels.mark(CADENCE_START)
+            if not settle_due(now, last, interval, True):
+                continue
+            requirements = work_requirements(self.network, receiver, token)
+            answer: SettleResponse = yield Settle(settle_payment(requirements, receiver, token), requirements)
+            if not answer.success and answer.error_reason != NOTHING_TO_SETTLE:
+                self.stats["settle_failed"] += 1
+                work.errors.append(
+                    f"settle: {answer.error_reason}: {answer.error_message or ''}".rstrip(": ")
+                )
+                continue
+            self.stats["settlements"] += 1
+            work.settlements.append(answer.transaction)
+            swept = [
+                replace(r, settled=r.total_claimed)
+                for r in self.channels.all()
+                if (r.config.receiver, r.config.token) == (receiver, token) and r.settled < r.total_claimed
+            ]
+            self.channels.put_many(swept)
+            self.channels.set_mark(settle_mark(receiver, token), now)
+            self.channels.set_mark(mark, None)
+
+    def _refund_round(self, now: int, work: ChannelWork) -> Steps[None]:
+        assert self.refund_idle is not None  # called only then
+        for record in idle_refunds(self.channels.all(), now, self.refund_idle, set()):
+            if not self.channels.begin(record.channel_id):
+                continue
+            try:
+                claims = (record.claim(),) if record.charged > record.total_claimed else ()
+                refund = self._refund_payload(record, record.balance - record.charged, claims)
+                requirements = work_requirements(self.network, record.config.receiver, record.config.token)
+                payment = PaymentPayload(x402_version=2, payload=refund.to_wire(), accepted=requirements)
+                answer: SettleResponse = yield Settle(payment, requirements)
+                if not answer.success:
+                    self.stats["refund_failed"] += 1
+                    work.errors.append(f"refund: {answer.error_reason}")
+                    continue
+                self.stats["refunded"] += 1
+                work.refunds.append(answer.transaction)
+                self.channels.delete(record.channel_id)
+            finally:
+                self.channels.end(record.channel_id)
+
     def settle_payment(
         self, payment: AnyPaymentPayload, requirements: AnyRequirements
     ) -> Steps[SettleResponse]:
@@ -862,6 +1409,22 @@ class ResourceServer:
         self.stats["paid"] += 1
         held = cast(HttpResponse, response)  # held by every flow whose settlement succeeded
         return HttpResponse(held.status, (*_private(held.headers), header), held.body)
+
+
+def _extra_of(answer: VerifyResponse | SettleResponse) -> dict[str, Any]:
+    """A facilitator answer's ``extra`` (an object), or {}."""
+    extra = getattr(answer, "extra", None)
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
+def _channel_state(answer: VerifyResponse | SettleResponse) -> dict[str, Any] | None:
+    """The channel snapshot a facilitator's answer carries: ``extra.channelState`` (settle), or
+    ``extra`` itself when it names the channel (verify)."""
+    extra = _extra_of(answer)
+    state = extra.get("channelState")
+    if isinstance(state, dict):
+        return state
+    return extra if "balance" in extra else None
 
 
 def _private(headers: Headers) -> Headers:
