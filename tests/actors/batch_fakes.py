@@ -8,13 +8,13 @@ be told to lie in its answers. The real server and facilitator are tested end to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_abi import encode
 
-from x402sim.actors.driver import BaseDriver
-from x402sim.actors.messages import HttpRequest, HttpResponse, Send
+from x402sim.actors.driver import BaseDriver, run
+from x402sim.actors.messages import Handle, HttpRequest, HttpResponse, Send, Settle, Verify
 from x402sim.evm.channels import BATCH_SETTLEMENT_ADDRESS, ChannelState, channel_id, voucher_digest
 from x402sim.evm.eip712 import recover_digest
 from x402sim.evm.token import selector
@@ -26,6 +26,7 @@ from x402sim.protocol import (
     PaymentRequirements,
     ResourceInfo,
     SettleResponse,
+    VerifyResponse,
     encode_header,
     read_payment,
 )
@@ -37,10 +38,13 @@ PAY_TO = "0x" + "bb" * 20
 AUTHORIZER = "0x" + "cc" * 20
 
 
-class _ClientOnlyBatch:
-    """The client's view of the batch-settlement mechanism, for a registry without the real one."""
+class _BatchIdentity:
+    """batch-settlement's identity as the client and server look it up, for a registry without the
+    facilitator's mechanism: the client's channels sign, the server adds its own extra."""
 
     scheme, family, transfer_method = "batch-settlement", "eip155", "eip3009"
+    ledger_rules = None
+    reports_amount = True
 
     def client_refusal(self, offer: Any) -> None:
         return None
@@ -48,12 +52,15 @@ class _ClientOnlyBatch:
     def sign(self, *args: Any) -> dict[str, Any]:
         raise AssertionError("batch-settlement payloads are signed by the client's channels")
 
+    def extra(self, asset_name: str, asset_version: str) -> dict[str, Any]:
+        return {}
+
 
 def batch_mechanisms() -> Mechanisms[Any]:
     """x402sim's registry, with a client-only batch-settlement entry when it has none yet."""
     registry = default_mechanisms()
     if "batch-settlement" not in registry.schemes:
-        registry.register(_ClientOnlyBatch())  # type: ignore[arg-type]
+        registry.register(_BatchIdentity())  # type: ignore[arg-type]
     return registry
 
 
@@ -210,3 +217,87 @@ class _Result:
     output: bytes
     success: bool = True
     revert_reason: str | None = None
+
+
+@dataclass
+class LedgerFacilitator:
+    """A facilitator whose chain is a dict of channel states: verify judges deposits and vouchers
+    against the balance, settle applies deposits, claims and refunds to it. Every answer carries
+    the channel's state, as the spec's facilitator does."""
+
+    channels: dict[bytes, ChannelState] = field(default_factory=dict)
+    settled: list[dict[str, Any]] = field(default_factory=list)
+
+    def state(self, cid: bytes) -> ChannelState:
+        return self.channels.get(cid, ChannelState(cid))
+
+    def verify(self, payment: Any) -> VerifyResponse:
+        body = parse_payload(payment.payload)
+        cid = body.voucher.channel_id  # type: ignore[union-attr]
+        state = self.state(cid)
+        deposit = body.amount if isinstance(body, DepositPayload) else 0
+        ceiling = body.voucher.max_claimable  # type: ignore[union-attr]
+        valid = ceiling <= state.balance + deposit and (
+            ceiling >= state.total_claimed
+            if isinstance(body, RefundPayload)
+            else ceiling > state.total_claimed
+        )
+        answer = VerifyResponse(
+            is_valid=valid,
+            invalid_reason=None if valid else "invalid_batch_settlement_evm_cumulative_exceeds_balance",
+            payer=body.config.payer,  # type: ignore[union-attr]
+        )
+        return answer.model_copy(update={"extra": state.to_wire()})
+
+    def settle(self, payment: Any) -> SettleResponse:
+        body = parse_payload(payment.payload)
+        self.settled.append(payment.payload)
+        amount = ""
+        cid = getattr(getattr(body, "voucher", None), "channel_id", None)
+        if isinstance(body, DepositPayload):
+            state = self.state(cid)  # type: ignore[arg-type]
+            self.channels[cid] = replace(state, balance=state.balance + body.amount)  # type: ignore[index]
+            amount = str(body.amount)
+        elif isinstance(body, RefundPayload):
+            state = self.state(cid)  # type: ignore[arg-type]
+            claimed = max([state.total_claimed, *(c.total_claimed for c in body.claims)])
+            refunded = min(body.amount or 0, state.balance - claimed)
+            self.channels[cid] = replace(  # type: ignore[index]
+                state,
+                balance=state.balance - refunded,
+                total_claimed=claimed,
+                refund_nonce=state.refund_nonce + 1,
+            )
+            amount = str(refunded)
+        extra = {"channelState": self.state(cid).to_wire()} if cid is not None else {}
+        return SettleResponse.from_wire(
+            {
+                "success": True,
+                "transaction": "0x" + "ab" * 32,
+                "network": NETWORK,
+                "amount": amount,
+                "extra": extra,
+            }
+        )
+
+
+class ServerDriver(BaseDriver):
+    """Runs x402sim's ``ResourceServer`` for a client: its facilitator calls go to ``facilitator``,
+    its application answers 200."""
+
+    world = "server and ledger facilitator"
+
+    def __init__(self, server: Any, facilitator: LedgerFacilitator, now: int) -> None:
+        self.server, self.facilitator, self.now = server, facilitator, now
+
+    def send(self, effect: Send) -> HttpResponse:
+        return run(self.server.handle(effect.request, self.now), self)
+
+    def verify(self, effect: Verify) -> VerifyResponse:
+        return self.facilitator.verify(effect.payload)
+
+    def settle(self, effect: Settle) -> SettleResponse:
+        return self.facilitator.settle(effect.payload)
+
+    def handle(self, effect: Handle) -> HttpResponse:
+        return HttpResponse(200, (), b"the resource")

@@ -20,6 +20,8 @@ from x402sim.actors.client import Client
 from x402sim.actors.client_channels import ChannelRecord, ChannelStore, DepositPolicy
 from x402sim.actors.driver import run
 from x402sim.actors.messages import HttpRequest
+from x402sim.actors.server import ResourceServer, Route
+from x402sim.actors.server_channels import ChannelBook
 from x402sim.evm.channels import (
     BATCH_SETTLEMENT_ADDRESS,
     ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
@@ -45,10 +47,14 @@ from x402sim.mechanisms.batch_wire import DepositPayload, VoucherPayload, parse_
 from .batch_fakes import (
     CHAIN_ID,
     NETWORK,
+    PAY_TO,
+    TOKEN,
     Book,
     FakeBatchServer,
     FakeChain,
     FakeDriver,
+    LedgerFacilitator,
+    ServerDriver,
     batch_mechanisms,
     batch_requirements,
 )
@@ -517,3 +523,67 @@ def test_voucher_payload_shape() -> None:
     payload = voucher_payload(KEY, config, CHAIN_ID, 1234)
     assert isinstance(parse_payload(payload.to_wire()), VoucherPayload)
     assert payload.to_wire()["channelConfig"]["payerAuthorizer"] == PAYER
+
+
+# -- against x402sim's resource server (its facilitator a ledger of channel states) -------------------
+
+AUTHORIZER_KEY = bytes.fromhex("44" * 32)
+
+
+def _resource_server(book: ChannelBook | None = None) -> ResourceServer:
+    route = Route("GET /thing", 1000, scheme="batch-settlement")
+    return ResourceServer(
+        network=NETWORK,
+        asset=TOKEN,
+        asset_name="USD Coin",
+        asset_version="2",
+        pay_to=PAY_TO,
+        routes={route.key: route},
+        mechanisms=batch_mechanisms(),
+        receiver_authorizer_key=AUTHORIZER_KEY,
+        channels=book or ChannelBook(),
+    )
+
+
+def test_a_channel_life_with_the_resource_server() -> None:
+    ledger = LedgerFacilitator()
+    driver = ServerDriver(_resource_server(), ledger, NOW)
+    client = _client(deposit_policy=DepositPolicy(size=10))  # the server's minDeposit (10 prices) wins
+    for _ in range(12):
+        result = run(client.fetch(GET, NOW), driver)
+        assert result.status == 200 and result.channel_problem is None, result.refused
+    deposits = [p for p in ledger.settled if p["type"] == "deposit"]
+    assert [d["deposit"]["amount"] for d in deposits] == ["10000", "10000"]  # opened, then topped up
+    record = client.channels.records()[0]
+    assert (record.charged, record.balance) == (12_000, 20_000)
+    assert ledger.state(record.channel_id).balance == 20_000
+
+    partial = run(client.refund(GET, NOW, 3000), driver)
+    assert partial.status == 200 and partial.channel_problem is None
+    assert ledger.settled[-1]["type"] == "refund" and ledger.settled[-1]["amount"] == "3000"
+    assert client.channels.records()[0].balance == 17_000 == ledger.state(record.channel_id).balance
+    full = run(client.refund(GET, NOW), driver)
+    assert full.status == 200 and full.settlement is not None and full.settlement.amount == "5000"
+    record = client.channels.records()[0]
+    assert (record.balance, record.refunded, record.available) == (12_000, 8000, 0)
+
+    again = run(client.fetch(GET, NOW), driver)  # the server forgot the drained channel; the client did not
+    assert again.status == 200 and ledger.settled[-1]["type"] == "deposit"
+    assert ledger.settled[-1]["voucher"]["maxClaimableAmount"] == "13000"
+    kinds = [e.kind for e in client.channels.life(client.channels.records()[0])]
+    assert kinds.count("deposit") == 3 and kinds.count("refund") == 2 and kinds.count("voucher") == 13
+
+
+def test_a_client_that_lost_its_state_adopts_the_servers_corrective_402() -> None:
+    ledger = LedgerFacilitator()
+    driver = ServerDriver(_resource_server(), ledger, NOW)
+    first = _client()
+    for _ in range(3):
+        assert run(first.fetch(GET, NOW), driver).status == 200
+    amnesiac = _client(seed=5)  # same key, no store, no chain
+    result = run(amnesiac.fetch(GET, NOW), driver)
+    assert result.status == 200 and result.channel_problem is None
+    record = amnesiac.channels.records()[0]
+    assert record.charged == 4000 and record.balance == 10_000
+    assert [e.kind for e in amnesiac.channels.life(record)] == ["corrected", "voucher"]
+    assert len([p for p in ledger.settled if p["type"] == "deposit"]) == 1  # no second deposit
