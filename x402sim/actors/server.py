@@ -1289,11 +1289,13 @@ class ResourceServer:
             work.errors.append(str(exc))
         return work
 
+    def channel_routes(self) -> list[Route]:
+        """The routes paid through channels (batch-settlement)."""
+        return [r for r in self.routes.values() if self.mechanism_of(r).scheme == CHANNEL_SCHEME]
+
     def _claim_round(self, now: int, work: ChannelWork) -> Steps[None]:
         records = self.channels.all()
-        keys = {r.route for r in records} | {
-            k for k, r in self.routes.items() if self.mechanism_of(r).scheme == CHANNEL_SCHEME
-        }
+        keys = {r.route for r in records} | {r.key for r in self.channel_routes()}
         due: set[str] = set()
         for key in sorted(keys):
             last = self.channels.mark(claim_mark(key))
