@@ -1137,8 +1137,16 @@ class ResourceServer:
         return self.deliver(route, version, response, settlement)
 
     def _store(self, record: ChannelRecord) -> HttpResponse | None:
-        """Write ``record`` durably; a 500 (nothing is delivered) when the book cannot."""
+        """Write ``record`` durably; a 500 (nothing is delivered) when the book cannot. What the
+        channel work recorded meanwhile (claims, settlements) is kept."""
         try:
+            current = self.channels.get(record.channel_id)
+            if current is not None:
+                record = replace(
+                    record,
+                    total_claimed=max(record.total_claimed, current.total_claimed),
+                    settled=max(record.settled, current.settled),
+                )
             self.channels.put(record)
         except (sqlite3.Error, OSError) as exc:
             self.stats["channel_store_failed"] += 1
