@@ -544,3 +544,33 @@ def test_claims_are_due_exactly_for_unclaimed_vouchers_on_due_routes_or_withdraw
 @given(now=st.integers(0, 10_000), last=st.none() | st.integers(0, 10_000), interval=st.integers(1, 600))
 def test_a_claim_round_is_due_once_its_interval_has_passed(now, last, interval):
     assert claim_round_due(now, last, interval) == (last is not None and now - last >= interval)
+
+
+def test_a_claim_landing_while_a_voucher_is_in_flight_is_not_undone_by_its_commit():
+    server = make_server(channel_state_ttl=0)
+    cfg = config()
+    open_channel(server, cfg)
+    run(server.channel_work(T0), Facilitator())
+    flight = server.handle(request(server, VoucherPayload(cfg, voucher(cfg, 2 * PRICE))), T0 + 60)
+    assert isinstance(next(flight), Verify)
+    work = run(server.channel_work(T0 + 60), Facilitator(settles=[settled()]))
+    assert work.claims == [(1, "0x" + "ab" * 32)]
+    assert isinstance(flight.send(valid(cfg, 50 * PRICE)), Handle)
+    with pytest.raises(StopIteration):
+        flight.send(HttpResponse.of_json(200, {}))
+    record = server.channels.get(channel_id(cfg, CHAIN_ID))
+    assert (record.charged, record.total_claimed, record.unclaimed) == (2 * PRICE, PRICE, PRICE)
+
+
+def test_idle_channels_are_refunded_their_unclaimed_escrow_and_forgotten():
+    server = make_server(channel_state_ttl=0, refund_idle=600, claim_interval=10**6)
+    cfg = config()
+    open_channel(server, cfg, deposit=50 * PRICE)
+    world = Facilitator(settles=[settled()])
+    assert run(server.channel_work(T0 + 599), world).refunds == [] and world.effects == []
+    work = run(server.channel_work(T0 + 600), world)
+    assert work.refunds == ["0x" + "ab" * 32]
+    sent = parse_payload(world.effects[0].payload.payload)
+    assert isinstance(sent, RefundPayload) and (sent.amount, sent.refund_nonce) == (49 * PRICE, 0)
+    assert [c.total_claimed for c in sent.claims] == [PRICE]  # what was served is claimed first
+    assert server.channels.all() == []

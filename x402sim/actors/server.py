@@ -1137,8 +1137,16 @@ class ResourceServer:
         return self.deliver(route, version, response, settlement)
 
     def _store(self, record: ChannelRecord) -> HttpResponse | None:
-        """Write ``record`` durably; a 500 (nothing is delivered) when the book cannot."""
+        """Write ``record`` durably; a 500 (nothing is delivered) when the book cannot. What the
+        channel work recorded meanwhile (claims, settlements) is kept."""
         try:
+            current = self.channels.get(record.channel_id)
+            if current is not None:
+                record = replace(
+                    record,
+                    total_claimed=max(record.total_claimed, current.total_claimed),
+                    settled=max(record.settled, current.settled),
+                )
             self.channels.put(record)
         except (sqlite3.Error, OSError) as exc:
             self.stats["channel_store_failed"] += 1
@@ -1289,11 +1297,13 @@ class ResourceServer:
             work.errors.append(str(exc))
         return work
 
+    def channel_routes(self) -> list[Route]:
+        """The routes paid through channels (batch-settlement)."""
+        return [r for r in self.routes.values() if self.mechanism_of(r).scheme == CHANNEL_SCHEME]
+
     def _claim_round(self, now: int, work: ChannelWork) -> Steps[None]:
         records = self.channels.all()
-        keys = {r.route for r in records} | {
-            k for k, r in self.routes.items() if self.mechanism_of(r).scheme == CHANNEL_SCHEME
-        }
+        keys = {r.route for r in records} | {r.key for r in self.channel_routes()}
         due: set[str] = set()
         for key in sorted(keys):
             last = self.channels.mark(claim_mark(key))
