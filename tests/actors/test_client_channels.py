@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from x402sim.actors.client import Client
-from x402sim.actors.client_channels import ChannelRecord, ChannelStore, DepositPolicy
+from x402sim.actors.client_channels import ChannelRecord, ChannelStore, ClientChannels, DepositPolicy
 from x402sim.actors.driver import run
 from x402sim.actors.messages import HttpRequest
 from x402sim.actors.server import ResourceServer, Route
@@ -25,14 +25,20 @@ from x402sim.actors.server_channels import ChannelBook
 from x402sim.evm.channels import (
     BATCH_SETTLEMENT_ADDRESS,
     ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+    EVENT_TOPICS,
     PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
     ChannelState,
     channel_id,
+    deposit_call,
+    erc3009_collector_data,
     erc3009_deposit_nonce,
+    permit2_collector_data,
+    read_channel,
     sign_voucher,
 )
 from x402sim.evm.eip712 import address_of_key
 from x402sim.evm.permit2 import PERMIT2_ADDRESS
+from x402sim.evm.txsign import GWEI, sign_eip1559
 from x402sim.mechanisms import Offer
 from x402sim.mechanisms.batch_client import (
     channel_config,
@@ -42,9 +48,12 @@ from x402sim.mechanisms.batch_client import (
     refund_payload,
     voucher_payload,
 )
-from x402sim.mechanisms.batch_wire import DepositPayload, VoucherPayload, parse_payload
+from x402sim.mechanisms.batch_wire import DepositPayload, Erc3009Deposit, VoucherPayload, parse_payload
+from x402sim.protocol import PaymentRequirements
+from x402sim.testbed import Testbed
 
 from .batch_fakes import (
+    AUTHORIZER,
     CHAIN_ID,
     NETWORK,
     PAY_TO,
@@ -587,3 +596,89 @@ def test_a_client_that_lost_its_state_adopts_the_servers_corrective_402() -> Non
     assert record.charged == 4000 and record.balance == 10_000
     assert [e.kind for e in amnesiac.channels.life(record)] == ["corrected", "voucher"]
     assert len([p for p in ledger.settled if p["type"] == "deposit"]) == 1  # no second deposit
+
+
+# -- on chain: the client's deposits executed directly on the batch-settlement contract --------------
+
+
+def _chain_offer(tb: Testbed, price: int = 1000, **extra: Any) -> Offer:
+    fields = {
+        "receiverAuthorizer": AUTHORIZER,
+        "withdrawDelay": 900,
+        "name": tb.chain.token_name,
+        "version": tb.chain.token_version,
+        **extra,
+    }
+    requirements = PaymentRequirements(
+        scheme="batch-settlement",
+        network=tb.chain.network,
+        amount=str(price),
+        asset=tb.chain.usdc,
+        pay_to=PAY_TO,
+        max_timeout_seconds=300,
+        extra=fields,
+    )
+    return Offer.of(requirements)
+
+
+def _execute_deposit(tb: Testbed, relayer: Any, payload: DepositPayload) -> Any:
+    """Send the deposit ``payload`` authorizes to the contract from ``relayer`` (as a facilitator
+    would), mined; its receipt."""
+    auth = payload.authorization
+    if isinstance(auth, Erc3009Deposit):
+        collector = ERC3009_DEPOSIT_COLLECTOR_ADDRESS
+        data = erc3009_collector_data(auth.valid_after, auth.valid_before, auth.salt, auth.signature)
+    else:
+        collector = PERMIT2_DEPOSIT_COLLECTOR_ADDRESS
+        data = permit2_collector_data(auth.nonce, auth.deadline, auth.signature)
+    signed = sign_eip1559(
+        relayer.key,
+        chain_id=tb.chain.chain_id,
+        nonce=tb.chain.pending_nonce(relayer.address),
+        gas=600_000,
+        max_fee_per_gas=2 * tb.chain.base_fee + GWEI,
+        max_priority_fee_per_gas=0,
+        to=BATCH_SETTLEMENT_ADDRESS,
+        data=deposit_call(payload.config, payload.amount, collector, data),
+    )
+    tx = tb.chain.send_raw_transaction(signed.raw)
+    tb.chain.mine()
+    return tb.chain.receipt(tx)
+
+
+@pytest.mark.parametrize("method", ["eip3009", "permit2"])
+def test_deposits_land_on_chain_and_a_cold_start_finds_the_channel(method: str) -> None:
+    tb = Testbed(seed=4)
+    payer, relayer = tb.account(usdc=1_000_000, eth=10**17), tb.account(eth=10**18)
+    extra = {"assetTransferMethod": "permit2"} if method == "permit2" else {}
+    if method == "permit2":
+        tb.approve_permit2(payer)
+    offer = _chain_offer(tb, 1000, minDeposit="8000", **extra)
+    channels = ClientChannels(payer.key, chain=tb.chain)
+    payload = parse_payload(channels.pay(offer, tb.now, b"\x03" * 32))
+    assert isinstance(payload, DepositPayload) and payload.amount == 8000
+    receipt = _execute_deposit(tb, relayer, payload)
+    assert receipt.success
+    cid = payload.voucher.channel_id
+    assert read_channel(tb.chain, cid).balance == 8000
+    assert tb.chain.balance_of(payer.address) == 1_000_000 - 8000
+    assert tb.chain.balance_of(BATCH_SETTLEMENT_ADDRESS) == 8000
+    assert EVENT_TOPICS["Deposited"] in {log.topics[0] for log in receipt.logs}
+
+    restarted = ClientChannels(payer.key, chain=tb.chain)  # nothing stored: a cold start
+    again = parse_payload(restarted.pay(offer, tb.now, b"\x04" * 32))
+    assert isinstance(again, VoucherPayload) and again.voucher.max_claimable == 1000  # totalClaimed + price
+    (record,) = restarted.records()
+    assert (record.balance, record.charged) == (8000, 0)
+    assert [e.kind for e in restarted.life(record)] == ["recovered"]
+
+
+def test_a_repeated_deposit_authorization_is_refused_on_chain() -> None:
+    tb = Testbed(seed=5)
+    payer, relayer = tb.account(usdc=100_000), tb.account(eth=10**18)
+    channels = ClientChannels(payer.key, chain=tb.chain)
+    payload = parse_payload(channels.pay(_chain_offer(tb), tb.now, b"\x05" * 32))
+    assert isinstance(payload, DepositPayload)
+    assert _execute_deposit(tb, relayer, payload).success
+    assert not _execute_deposit(tb, relayer, payload).success  # its EIP-3009 nonce is spent
+    assert read_channel(tb.chain, payload.voucher.channel_id).balance == payload.amount
