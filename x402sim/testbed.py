@@ -31,6 +31,7 @@ from .actors.messages import (
     Verify,
 )
 from .actors.server import ResourceServer, Route, default_handler
+from .actors.server_channels import ChannelWork
 from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain, Receipt
 from .evm.channels import ChannelConfig, ChannelState, read_channel
 from .evm.eip712 import address_of_key
@@ -305,6 +306,11 @@ class Testbed:
             **trust,
         )
         return TestClient(self, role)
+
+    def channel_work(self, server: TestServer) -> ChannelWork:
+        """One round of ``server``'s batch-settlement work due now (claims, settlements, refunds of
+        idle channels), settled and mined at once."""
+        return run(server.role.channel_work(self.now), self.driver(server))
 
     def channels(self, payer: TestClient) -> list[ChannelView]:
         """Every batch-settlement channel ``payer`` knows, with its state on chain and its life."""

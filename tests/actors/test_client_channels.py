@@ -39,7 +39,7 @@ from x402sim.evm.channels import (
 from x402sim.evm.eip712 import address_of_key
 from x402sim.evm.permit2 import PERMIT2_ADDRESS
 from x402sim.evm.txsign import GWEI, sign_eip1559
-from x402sim.mechanisms import Offer
+from x402sim.mechanisms import Offer, default_mechanisms
 from x402sim.mechanisms.batch_client import (
     channel_config,
     deposit_payload,
@@ -682,3 +682,47 @@ def test_a_repeated_deposit_authorization_is_refused_on_chain() -> None:
     assert _execute_deposit(tb, relayer, payload).success
     assert not _execute_deposit(tb, relayer, payload).success  # its EIP-3009 nonce is spent
     assert read_channel(tb.chain, payload.voucher.channel_id).balance == payload.amount
+
+
+# -- the whole life in the testbed: x402sim's client, server and facilitator on chain ----------------
+
+
+def test_a_channel_life_in_the_testbed() -> None:
+    if default_mechanisms().find("batch-settlement", NETWORK) is None:
+        pytest.skip("no batch-settlement mechanism is registered yet (the facilitator part is not merged)")
+    tb = Testbed(seed=8)
+    receiver = tb.account()
+    server = tb.server(
+        {
+            "GET /feed": Route(
+                "GET /feed", 1000, scheme="batch-settlement", claim_interval=60, settle_interval=60
+            )
+        },
+        pay_to=receiver.address,
+    )
+    payer = tb.account(usdc=100_000)
+    client = tb.client(payer)
+    for _ in range(12):
+        result = client.get(server, "/feed")
+        assert result.status == 200 and result.channel_problem is None, (result.refused, result.body)
+    view = tb.channel(client, server)
+    assert view.onchain.balance == 20_000 == view.record.balance  # opened with 10 prices, topped up once
+    assert tb.chain.balance_of(payer.address) == 80_000
+    assert [e.kind for e in view.life].count("deposit") == 2
+
+    tb.advance(61)
+    tb.channel_work(server)  # claims what was served
+    assert read_channel(tb.chain, view.channel_id).total_claimed == 12_000
+    tb.advance(61)
+    tb.channel_work(server)  # settles it to the receiver
+    assert tb.chain.balance_of(receiver.address) == 12_000
+
+    refund = client.refund(server, "/feed")
+    assert refund.status == 200 and refund.channel_problem is None, (refund.refused, refund.body)
+    assert tb.chain.balance_of(payer.address) == 100_000 - 12_000
+    view = tb.channel(client, server)
+    assert view.onchain.balance - view.onchain.total_claimed == 0 and view.record.available == 0
+    assert view.record.refunded == 8000 and view.life[-1].kind == "refund"
+
+    assert client.get(server, "/feed").status == 200  # the same channel, topped up again
+    assert tb.channel(client, server).onchain.balance == 22_000

@@ -1,0 +1,108 @@
+"""``x402sim pay`` with batch-settlement: ``--channel-state FILE`` keeps the payer's channel between
+invocations (the second pay sends a voucher, not a second deposit), ``--refund`` gets the unclaimed
+escrow back, and each prints the channel's life. Judged on chain: the channel's balance and the
+payer's token balance. Also: the channel options are checked before anything is contacted."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tests.http.conftest import run_cli, start_cli, stop_cli
+from x402sim.cli import app
+from x402sim.evm.channels import ChannelConfig, channel_id, read_channel
+from x402sim.evm.eip712 import address_of_key
+from x402sim.evm.rpc_chain import RpcChain
+from x402sim.mechanisms import default_mechanisms
+from x402sim.protocol import PAYMENT_REQUIRED, PaymentRequired, decode_header
+
+PRICE = 1_000
+ROUTES = '[[routes]]\nmethod = "GET"\npath = "/feed"\nprice = 1000\nscheme = "batch-settlement"\n'
+
+
+def test_channel_options_are_checked_before_anything_is_contacted(tmp_path):
+    url = "http://127.0.0.1:9/feed"  # nothing listens
+    not_db = tmp_path / "notes.sqlite"
+    not_db.write_bytes(b"not a database " * 200)
+    cases = [
+        (("--refund-amount", "5"), "--refund-amount needs --refund"),
+        (("--channel-state", str(not_db)), "not a channel state file"),
+    ]
+    for args, message in cases:
+        argv = ["pay", url, "--key", "0x" + "11" * 32, "--network", "eip155:31337", *args]
+        done = CliRunner().invoke(app, argv)
+        assert done.exit_code == 2 and message in done.stderr, (args, done.output)
+
+
+def test_pay_keeps_its_channel_in_a_file_and_refunds_it(tmp_path):
+    if default_mechanisms().find("batch-settlement", "eip155:31337") is None:
+        pytest.skip("no batch-settlement mechanism is registered yet (the facilitator part is not merged)")
+    started = []
+    try:
+        chain, info = start_cli("serve", "chain", "--port", "0", "--accounts", "1")
+        started.append(chain)
+        rpc = RpcChain(info["rpc_url"])
+        facilitator, f_info = start_cli("serve", "facilitator", "--rpc-url", info["rpc_url"], "--port", "0")
+        started.append(facilitator)
+        routes = tmp_path / "routes.toml"
+        routes.write_text(ROUTES)
+        server, s_info = start_cli(
+            "serve",
+            "server",
+            "--facilitator-url",
+            f_info["facilitator_url"],
+            "--routes",
+            str(routes),
+            "--rpc-url",
+            info["rpc_url"],
+            "--port",
+            "0",
+            "--state",
+            str(tmp_path / "server.sqlite"),
+        )
+        started.append(server)
+        url = s_info["server_url"] + "/feed"
+        offer = decode_header(httpx.get(url, timeout=30).headers[PAYMENT_REQUIRED], PaymentRequired).accepts[
+            0
+        ]
+        account = info["accounts"][0]
+        payer = address_of_key(bytes.fromhex(account["private_key"].removeprefix("0x")))
+        config = ChannelConfig(
+            payer,
+            payer,
+            offer.pay_to,
+            offer.extra["receiverAuthorizer"],
+            offer.asset,
+            offer.extra["withdrawDelay"],
+        )
+        cid = channel_id(config, info["chain_id"])
+        start = rpc.balance_of(payer, offer.asset)
+        state = tmp_path / "agent.sqlite"
+
+        def pay(*args: str):
+            done = run_cli("pay", url, "--rpc-url", info["rpc_url"], "--channel-state", str(state), *args)
+            assert done.returncode == 0, done.stderr
+            return done
+
+        first = pay()
+        deposit = int(offer.extra["minDeposit"])
+        assert read_channel(rpc, cid).balance == deposit
+        assert rpc.balance_of(payer, offer.asset) == start - deposit
+        assert f"channel 0x{cid.hex()}" in first.stderr
+        assert f"deposit {deposit}: cumulative {PRICE}, balance {deposit} tx 0x" in first.stderr
+
+        second = pay()
+        assert read_channel(rpc, cid).balance == deposit  # a voucher: no second deposit
+        assert f"voucher charged {PRICE}: cumulative {2 * PRICE}" in second.stderr
+        assert second.stderr.count("deposit ") == 1  # the life so far, from the file
+
+        refunded = pay("--refund", "--refund-amount", "3000")
+        onchain = read_channel(rpc, cid)
+        assert onchain.balance == deposit - 3000 and onchain.total_claimed == 2 * PRICE
+        assert rpc.balance_of(payer, offer.asset) == start - deposit + 3000
+        assert "refund 3000" in refunded.stderr
+        assert f"available {deposit - 3000 - 2 * PRICE}" in refunded.stderr
+    finally:
+        for proc in reversed(started):
+            stop_cli(proc)
