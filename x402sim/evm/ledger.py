@@ -68,10 +68,13 @@ from .chain import (
     Receipt,
 )
 from .contracts import (
+    BATCH_SETTLEMENT_ADDRESS,
+    ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
     EXACT_PERMIT2_PROXY,
     IDENTITY_REGISTRY_ADDRESS,
     MULTICALL3_ADDRESS,
     PERMIT2,
+    PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
     REPUTATION_REGISTRY_ADDRESS,
     TOKENS,
     UPTO_PERMIT2_PROXY,
@@ -315,6 +318,13 @@ INVALIDATE_NONCES = selector("invalidateUnorderedNonces(uint256,uint256)")
 NONCE_BITMAP = selector("nonceBitmap(address,uint256)")
 DOMAIN_SEPARATOR = selector("DOMAIN_SEPARATOR()")
 # Genesis contracts of LocalChain: an owner among them would be asked for an EIP-1271 signature.
+# The batch-settlement contract and its collectors sit in LocalChain's genesis but have no rules
+# here yet: calls to them are refused by name, never answered as calls to an empty account.
+_CHANNEL_CONTRACTS = {
+    bytes(canonical(a))
+    for a in (BATCH_SETTLEMENT_ADDRESS, ERC3009_DEPOSIT_COLLECTOR_ADDRESS, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS)
+}
+_NO_CHANNELS = "the ledger backend does not model the batch-settlement contracts"
 _GENESIS_CONTRACTS = {
     p2.PERMIT2,
     p2.EXACT_PROXY,
@@ -521,6 +531,8 @@ class LedgerChain(ChainConfig, ChainBasics):
             return "invalidateUnorderedNonces", [word, mask]
         if to in (p2.EXACT_PROXY, p2.UPTO_PROXY):
             return "settle", [self._parse_settlement(to, data)]
+        if to in _CHANNEL_CONTRACTS:
+            raise ChainError(f"{_NO_CHANNELS} (a call to {checksum(to)})")
         if data or to in _GENESIS_CONTRACTS:
             raise ChainError(f"the ledger backend models no contract at {checksum(to)}")
         return None
@@ -810,6 +822,8 @@ class LedgerChain(ChainConfig, ChainBasics):
             return CallResult(True, word.to_bytes(32, "big"), None, 0)
         elif where == p2.PERMIT2 and data == DOMAIN_SEPARATOR:
             return CallResult(True, self._context.permit2_domain, None, 0)
+        elif where in _CHANNEL_CONTRACTS:
+            return CallResult(False, b"", _NO_CHANNELS, 0)
         elif where not in (p2.PERMIT2, p2.EXACT_PROXY, p2.UPTO_PROXY):
             return CallResult(True, b"", None, 0)  # no code: a call to an account succeeds, empty
         try:
