@@ -687,22 +687,17 @@ def test_a_repeated_deposit_authorization_is_refused_on_chain() -> None:
 # -- the whole life in the testbed: x402sim's client, server and facilitator on chain ----------------
 
 
-def test_a_channel_life_in_the_testbed() -> None:
+def test_a_channel_life_in_the_testbed(tmp_path) -> None:
     if default_mechanisms().find("batch-settlement", NETWORK) is None:
         pytest.skip("no batch-settlement mechanism is registered yet (the facilitator part is not merged)")
     tb = Testbed(seed=8)
     receiver = tb.account()
-    server = tb.server(
-        {
-            "GET /feed": Route(
-                "GET /feed", 1000, scheme="batch-settlement", claim_interval=60, settle_interval=60
-            )
-        },
-        pay_to=receiver.address,
-    )
+    route = Route("GET /feed", 1000, scheme="batch-settlement", claim_interval=60, settle_interval=60)
+    server = tb.server({route.key: route}, pay_to=receiver.address)
+    tb.channel_work(server)  # starts the server's claim and settle clocks
     payer = tb.account(usdc=100_000)
-    client = tb.client(payer)
-    for _ in range(12):
+    client = tb.client(payer, channel_store=ChannelStore(tmp_path / "agent.sqlite"))
+    for _ in range(11):
         result = client.get(server, "/feed")
         assert result.status == 200 and result.channel_problem is None, (result.refused, result.body)
     view = tb.channel(client, server)
@@ -710,19 +705,25 @@ def test_a_channel_life_in_the_testbed() -> None:
     assert tb.chain.balance_of(payer.address) == 80_000
     assert [e.kind for e in view.life].count("deposit") == 2
 
-    tb.advance(61)
-    tb.channel_work(server)  # claims what was served
-    assert read_channel(tb.chain, view.channel_id).total_claimed == 12_000
-    tb.advance(61)
-    tb.channel_work(server)  # settles it to the receiver
-    assert tb.chain.balance_of(receiver.address) == 12_000
+    amnesiac = tb.client(payer)  # the same wallet, no store: finds the channel on chain, then the
+    assert amnesiac.get(server, "/feed").status == 200  # server's corrective 402 brings it up to date
+    assert [e.kind for e in tb.channel(amnesiac, server).life] == ["recovered", "corrected", "voucher"]
+    restarted = tb.client(payer, channel_store=ChannelStore(tmp_path / "agent.sqlite"))
+    assert restarted.get(server, "/feed").status == 200  # its file was one voucher behind: corrected
+    assert [e.kind for e in tb.channel(restarted, server).life][-2:] == ["corrected", "voucher"]
+    assert tb.chain.balance_of(payer.address) == 80_000  # never a second channel or deposit
 
-    refund = client.refund(server, "/feed")
+    tb.advance(61)
+    work = tb.channel_work(server)  # claims what was served, then settles it to the receiver
+    assert len(work.claims) == 1 and len(work.settlements) == 1 and not work.errors
+    assert read_channel(tb.chain, view.channel_id).total_claimed == 13_000
+    assert tb.chain.balance_of(receiver.address) == 13_000
+
+    refund = restarted.refund(server, "/feed")
     assert refund.status == 200 and refund.channel_problem is None, (refund.refused, refund.body)
-    assert tb.chain.balance_of(payer.address) == 100_000 - 12_000
-    view = tb.channel(client, server)
-    assert view.onchain.balance - view.onchain.total_claimed == 0 and view.record.available == 0
-    assert view.record.refunded == 8000 and view.life[-1].kind == "refund"
-
-    assert client.get(server, "/feed").status == 200  # the same channel, topped up again
-    assert tb.channel(client, server).onchain.balance == 22_000
+    assert tb.chain.balance_of(payer.address) == 100_000 - 13_000
+    view = tb.channel(restarted, server)
+    assert view.onchain.balance == view.onchain.total_claimed == 13_000 and view.record.available == 0
+    assert view.record.refunded == 7000 and view.life[-1].kind == "refund"
+    assert restarted.get(server, "/feed").status == 200  # the same channel, topped up again
+    assert tb.channel(restarted, server).onchain.balance == 23_000
