@@ -301,8 +301,8 @@ def test_deposit_respects_min_deposit_then_vouchers_then_top_up() -> None:
     (record,) = client.channels.records()
     assert (record.charged, record.balance, record.deposited) == (6000, 10_000, 10_000)
     life = [(e.kind, e.amount, e.cumulative, e.balance) for e in client.channels.life(record)]
-    assert life[:2] == [("deposit", 5000, 1000, 5000), ("voucher", 1000, 1000, 5000)]
-    assert life[-2:] == [("deposit", 5000, 6000, 10_000), ("voucher", 1000, 6000, 10_000)]
+    assert life[:2] == [("deposit", 5000, 0, 5000), ("voucher", 1000, 1000, 5000)]
+    assert life[-2:] == [("deposit", 5000, 5000, 10_000), ("voucher", 1000, 6000, 10_000)]
     assert len(life) == 8
     assert client.spent == 6000  # the charges, not the deposits
 

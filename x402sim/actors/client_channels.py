@@ -516,7 +516,8 @@ class ClientChannels:
         )
         events = []
         if deposit:
-            events.append(self._event(updated, "deposit", now, amount=deposit, tx=settlement.transaction))
+            deposited = self._event(updated, "deposit", now, amount=deposit, cumulative=previous)
+            events.append(replace(deposited, tx=settlement.transaction))
         events.append(self._event(updated, "voucher", now, amount=cumulative - previous))
         self.store.put(updated, *events)
         return None
