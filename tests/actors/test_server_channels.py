@@ -26,6 +26,7 @@ from x402sim.actors.server_channels import (
     claim_round_due,
     claims_due,
 )
+from x402sim.evm import channels as ch
 from x402sim.evm.channels import (
     ChannelConfig,
     channel_id,
@@ -574,3 +575,75 @@ def test_idle_channels_are_refunded_their_unclaimed_escrow_and_forgotten():
     assert isinstance(sent, RefundPayload) and (sent.amount, sent.refund_nonce) == (49 * PRICE, 0)
     assert [c.total_claimed for c in sent.claims] == [PRICE]  # what was served is claimed first
     assert server.channels.all() == []
+
+
+# -- on chain: what the server claims is what it served ---------------------------------------
+
+
+class ContractWorld(BaseDriver):
+    """The batch-settlement contract on a local chain answering the server: verify reads the
+    channel from the chain; a claim or settle payload is sent to the contract as the facilitator
+    would (``claimWithSignature`` with the server's receiver-authorizer signature; ``settle``)."""
+
+    world = "contract"
+
+    def __init__(self, batch) -> None:
+        self.batch = batch
+
+    def verify(self, effect: Verify):
+        body = parse_payload(effect.payload.payload)
+        on_chain = ch.read_channel(self.batch.chain, body.voucher.channel_id)
+        return VerifyResponse(is_valid=True, payer=body.config.payer).model_copy(
+            update={"extra": on_chain.to_wire()}
+        )
+
+    def handle(self, effect: Handle):
+        return HttpResponse.of_json(200, {"data": 42})
+
+    def settle(self, effect: Settle):
+        body = parse_payload(effect.payload.payload)
+        if body.type == "claim":
+            data = ch.claim_with_signature_call(body.claims, body.claim_signature)
+        else:
+            data = ch.settle_call(body.receiver, body.token)
+        receipt = self.batch.send("relayer", data)
+        assert receipt.success, receipt.revert_reason
+        return SettleResponse(success=True, transaction="0x" + receipt.tx_hash.hex(), network=NETWORK)
+
+
+def test_what_the_cadence_claims_and_settles_on_chain_is_exactly_what_was_served():
+    from tests.evm.batch_world import World
+
+    batch = World.build()
+    route = Route("GET /data", PRICE, scheme="batch-settlement")
+    server = ResourceServer(
+        network=batch.chain.network,
+        asset=batch.token,
+        asset_name=batch.chain.token_name,
+        asset_version=batch.chain.token_version,
+        pay_to=batch.addr("receiver"),
+        routes={route.key: route},
+        mechanisms=mechanisms(),
+        receiver_authorizer_key=batch.keys["receiver_auth"],
+        channel_state_ttl=0,
+    )
+    configs = [batch.config(), batch.config()]
+    world = ContractWorld(batch)
+    served = {}
+    for cfg, count in zip(configs, (3, 2), strict=True):
+        batch.deposit(cfg, 20 * PRICE)
+        cid = batch.cid(cfg)
+        for n in range(1, count + 1):
+            signature = ch.sign_voucher(batch.keys["payer_auth"], batch.chain_id, cid, n * PRICE)
+            body = VoucherPayload(cfg, Voucher(cid, n * PRICE, signature))
+            assert run(server.handle(request(server, body), T0 + n), world).status == 200
+        served[cid] = count * PRICE
+    run(server.channel_work(T0), world)
+    assert [batch.state(c).total_claimed for c in configs] == [0, 0]
+    work = run(server.channel_work(T0 + 60), world)
+    assert work.claims and work.claims[0][0] == 2  # both channels in one claim
+    assert {batch.cid(c): batch.state(c).total_claimed for c in configs} == served
+    before = batch.balance("receiver")
+    run(server.channel_work(T0 + 120), world)
+    assert batch.balance("receiver") - before == sum(served.values())
+    assert batch.receiver_totals() == (sum(served.values()), sum(served.values()))
