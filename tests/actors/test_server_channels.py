@@ -604,19 +604,32 @@ class ContractWorld(BaseDriver):
         body = parse_payload(effect.payload.payload)
         if body.type == "claim":
             data = ch.claim_with_signature_call(body.claims, body.claim_signature)
+        elif body.type == "refund":
+            calls = [
+                ch.refund_with_signature_call(
+                    body.config, body.amount, body.refund_nonce, body.refund_signature
+                )
+            ]
+            if (
+                body.claims[0].total_claimed
+                > ch.read_channel(self.batch.chain, body.voucher.channel_id).total_claimed
+            ):
+                calls.insert(0, ch.claim_with_signature_call(body.claims, body.claim_signature))
+            data = ch.multicall_call(calls)
         else:
             data = ch.settle_call(body.receiver, body.token)
         receipt = self.batch.send("relayer", data)
         assert receipt.success, receipt.revert_reason
-        return SettleResponse(success=True, transaction="0x" + receipt.tx_hash.hex(), network=NETWORK)
+        answer = SettleResponse(success=True, transaction="0x" + receipt.tx_hash.hex(), network=NETWORK)
+        if body.type == "refund":
+            state = ch.read_channel(self.batch.chain, body.voucher.channel_id)
+            answer = answer.model_copy(update={"extra": {"channelState": state.to_wire()}})
+        return answer
 
 
-def test_what_the_cadence_claims_and_settles_on_chain_is_exactly_what_was_served():
-    from tests.evm.batch_world import World
-
-    batch = World.build()
+def contract_server(batch) -> ResourceServer:
     route = Route("GET /data", PRICE, scheme="batch-settlement")
-    server = ResourceServer(
+    return ResourceServer(
         network=batch.chain.network,
         asset=batch.token,
         asset_name=batch.chain.token_name,
@@ -627,6 +640,13 @@ def test_what_the_cadence_claims_and_settles_on_chain_is_exactly_what_was_served
         receiver_authorizer_key=batch.keys["receiver_auth"],
         channel_state_ttl=0,
     )
+
+
+def test_what_the_cadence_claims_and_settles_on_chain_is_exactly_what_was_served():
+    from tests.evm.batch_world import World
+
+    batch = World.build()
+    server = contract_server(batch)
     configs = [batch.config(), batch.config()]
     world = ContractWorld(batch)
     served = {}
@@ -647,3 +667,34 @@ def test_what_the_cadence_claims_and_settles_on_chain_is_exactly_what_was_served
     run(server.channel_work(T0 + 120), world)
     assert batch.balance("receiver") - before == sum(served.values())
     assert batch.receiver_totals() == (sum(served.values()), sum(served.values()))
+
+
+def test_a_refund_completed_by_the_server_returns_the_unclaimed_escrow_on_chain():
+    from tests.evm.batch_world import World
+
+    batch = World.build()
+    server = contract_server(batch)
+    cfg = batch.config()
+    batch.deposit(cfg, 20 * PRICE)
+    cid = batch.cid(cfg)
+    world = ContractWorld(batch)
+
+    def signed(n: int) -> Voucher:
+        return Voucher(
+            cid, n * PRICE, ch.sign_voucher(batch.keys["payer_auth"], batch.chain_id, cid, n * PRICE)
+        )
+
+    for n in (1, 2, 3):
+        assert (
+            run(server.handle(request(server, VoucherPayload(cfg, signed(n))), T0 + n), world).status == 200
+        )
+    payer_before = batch.balance("payer")
+    answer = run(server.handle(request(server, RefundPayload(cfg, signed(3))), T0 + 10), world)
+    assert answer.status == 200, answer.body
+    assert batch.balance("payer") - payer_before == 17 * PRICE
+    on_chain = batch.state(cfg)
+    assert (on_chain.balance, on_chain.total_claimed, on_chain.refund_nonce) == (3 * PRICE, 3 * PRICE, 1)
+    assert server.channels.get(cid) is None  # drained: forgotten
+    run(server.channel_work(T0 + 11), world)
+    run(server.channel_work(T0 + 200), world)  # what the refund claimed is settled to the receiver
+    assert batch.receiver_totals() == (3 * PRICE, 3 * PRICE)
