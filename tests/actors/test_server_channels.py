@@ -9,6 +9,7 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
+from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,6 +52,8 @@ from x402sim.protocol import (
     PaymentPayload,
     PaymentRequired,
     SettleResponse,
+    SupportedKind,
+    SupportedResponse,
     VerifyResponse,
     decode_header,
     encode_header,
@@ -99,9 +102,8 @@ def make_server(book: ChannelBook | None = None, **kwargs) -> ResourceServer:
         pay_to=RECEIVER,
         routes={route.key: route},
         mechanisms=mechanisms(),
-        receiver_authorizer_key=AUTHORIZER_KEY,
         channels=book or ChannelBook(),
-        **kwargs,
+        **{"receiver_authorizer_key": AUTHORIZER_KEY, **kwargs},
     )
 
 
@@ -698,3 +700,23 @@ def test_a_refund_completed_by_the_server_returns_the_unclaimed_escrow_on_chain(
     run(server.channel_work(T0 + 11), world)
     run(server.channel_work(T0 + 200), world)  # what the refund claimed is settled to the receiver
     assert batch.receiver_totals() == (3 * PRICE, 3 * PRICE)
+
+
+def test_a_server_without_the_key_delegates_to_the_facilitators_receiver_authorizer():
+    delegate = "0x" + "66" * 20
+    kind = SupportedKind(
+        x402_version=2, scheme="batch-settlement", network=NETWORK, extra={"receiverAuthorizer": delegate}
+    )
+    server = make_server(receiver_authorizer_key=None, supported=SupportedResponse(kinds=[kind]))
+    offer = server.offers(server.routes["GET /data"])[0]
+    assert offer.extra["receiverAuthorizer"] == to_checksum_address(delegate)
+    cfg = ChannelConfig(PAYER, PAYER, RECEIVER, delegate, TOKEN, 900, b"\x09" * 32)
+    open_channel(server, cfg)
+    run(server.channel_work(T0), Facilitator())
+    world = Facilitator(settles=[settled()])
+    run(server.channel_work(T0 + 60), world)
+    claim = parse_payload(world.effects[0].payload.payload)
+    assert claim.claim_signature is None  # the facilitator signs as the channel's receiver authorizer
+    with pytest.raises(ValueError, match="needs a receiver authorizer"):
+        bare = make_server(receiver_authorizer_key=None)
+        bare.offers(bare.routes["GET /data"])
