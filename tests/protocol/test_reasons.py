@@ -75,10 +75,12 @@ MECHANISM_SPELLINGS = {
         r: C.sponsoring
         for r in Reason
         if r.value.startswith(("eip2612_", "erc20_approval_", "invalid_erc20_approval_"))
-        or r.value.startswith(
-            ("invalid_batch_settlement_evm_eip2612_", "invalid_batch_settlement_evm_erc20_approval_")
+        or (
+            r.value.startswith(
+                ("invalid_batch_settlement_evm_eip2612_", "invalid_batch_settlement_evm_erc20_approval_")
+            )
+            and r is not Reason.invalid_batch_settlement_evm_erc20_approval_broadcast_failed
         )
-        and r is not Reason.invalid_batch_settlement_evm_erc20_approval_broadcast_failed
     },
     # batch-settlement: the SDKs' spellings of conditions that have a reason above
     Reason.invalid_batch_settlement_evm_scheme: C.scheme,
