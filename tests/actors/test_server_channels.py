@@ -720,3 +720,54 @@ def test_a_server_without_the_key_delegates_to_the_facilitators_receiver_authori
     with pytest.raises(ValueError, match="needs a receiver authorizer"):
         bare = make_server(receiver_authorizer_key=None)
         bare.offers(bare.routes["GET /data"])
+
+
+class _Always(Facilitator):
+    """Every verify valid (a deep balance), every claim and sweep landed."""
+
+    def verify(self, effect: Verify):
+        self.effects.append(effect)
+        body = parse_payload(effect.payload.payload)
+        return valid(body.config, 10**9)
+
+    def settle(self, effect: Settle):
+        self.effects.append(effect)
+        return settled()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 90), st.one_of(st.integers(0, 2), st.none())),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_the_cadence_claims_every_served_voucher_within_its_interval_and_never_more(steps):
+    server = make_server(channel_state_ttl=0, claim_interval=60, settle_interval=120)
+    configs = [config(salt) for salt in range(3)]
+    charged = dict.fromkeys(range(3), 0)
+    world, now = _Always(), T0
+    run(server.channel_work(now), world)
+    for dt, paid in steps:
+        now += dt
+        if paid is None:  # a round of channel work
+            world.effects = []
+            due = now - server.channels.mark("claim:GET /data") >= 60
+            run(server.channel_work(now), world)
+            for effect in world.effects:
+                body = parse_payload(effect.payload.payload)
+                if body.type == "claim":  # each row claims exactly what was charged on its channel
+                    for claim in body.claims:
+                        index = next(i for i, c in enumerate(configs) if c == claim.config)
+                        assert claim.total_claimed == charged[index] == claim.max_claimable
+            last_round = server.channels.mark("claim:GET /data")
+            assert now - last_round < 60  # a due round ran
+            for record in server.channels.all():
+                assert record.settled <= record.total_claimed <= record.charged
+                if due:
+                    assert record.unclaimed == 0  # a due round claims everything served
+        else:
+            charged[paid] += PRICE
+            body = VoucherPayload(configs[paid], voucher(configs[paid], charged[paid]))
+            assert run(server.handle(request(server, body), now), world).status == 200
