@@ -735,12 +735,12 @@ class _Always(Facilitator):
         return settled()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     steps=st.lists(
         st.tuples(st.integers(0, 90), st.one_of(st.integers(0, 2), st.none())),
         min_size=1,
-        max_size=25,
+        max_size=15,
     )
 )
 def test_the_cadence_claims_every_served_voucher_within_its_interval_and_never_more(steps):
