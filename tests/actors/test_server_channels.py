@@ -9,6 +9,7 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
+from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from x402sim.actors.server_channels import (
     claim_round_due,
     claims_due,
 )
+from x402sim.evm import channels as ch
 from x402sim.evm.channels import (
     ChannelConfig,
     channel_id,
@@ -50,6 +52,8 @@ from x402sim.protocol import (
     PaymentPayload,
     PaymentRequired,
     SettleResponse,
+    SupportedKind,
+    SupportedResponse,
     VerifyResponse,
     decode_header,
     encode_header,
@@ -98,9 +102,8 @@ def make_server(book: ChannelBook | None = None, **kwargs) -> ResourceServer:
         pay_to=RECEIVER,
         routes={route.key: route},
         mechanisms=mechanisms(),
-        receiver_authorizer_key=AUTHORIZER_KEY,
         channels=book or ChannelBook(),
-        **kwargs,
+        **{"receiver_authorizer_key": AUTHORIZER_KEY, **kwargs},
     )
 
 
@@ -574,3 +577,197 @@ def test_idle_channels_are_refunded_their_unclaimed_escrow_and_forgotten():
     assert isinstance(sent, RefundPayload) and (sent.amount, sent.refund_nonce) == (49 * PRICE, 0)
     assert [c.total_claimed for c in sent.claims] == [PRICE]  # what was served is claimed first
     assert server.channels.all() == []
+
+
+# -- on chain: what the server claims is what it served ---------------------------------------
+
+
+class ContractWorld(BaseDriver):
+    """The batch-settlement contract on a local chain answering the server: verify reads the
+    channel from the chain; a claim or settle payload is sent to the contract as the facilitator
+    would (``claimWithSignature`` with the server's receiver-authorizer signature; ``settle``)."""
+
+    world = "contract"
+
+    def __init__(self, batch) -> None:
+        self.batch = batch
+
+    def verify(self, effect: Verify):
+        body = parse_payload(effect.payload.payload)
+        on_chain = ch.read_channel(self.batch.chain, body.voucher.channel_id)
+        return VerifyResponse(is_valid=True, payer=body.config.payer).model_copy(
+            update={"extra": on_chain.to_wire()}
+        )
+
+    def handle(self, effect: Handle):
+        return HttpResponse.of_json(200, {"data": 42})
+
+    def settle(self, effect: Settle):
+        body = parse_payload(effect.payload.payload)
+        if body.type == "claim":
+            data = ch.claim_with_signature_call(body.claims, body.claim_signature)
+        elif body.type == "refund":
+            calls = [
+                ch.refund_with_signature_call(
+                    body.config, body.amount, body.refund_nonce, body.refund_signature
+                )
+            ]
+            if (
+                body.claims[0].total_claimed
+                > ch.read_channel(self.batch.chain, body.voucher.channel_id).total_claimed
+            ):
+                calls.insert(0, ch.claim_with_signature_call(body.claims, body.claim_signature))
+            data = ch.multicall_call(calls)
+        else:
+            data = ch.settle_call(body.receiver, body.token)
+        receipt = self.batch.send("relayer", data)
+        assert receipt.success, receipt.revert_reason
+        answer = SettleResponse(success=True, transaction="0x" + receipt.tx_hash.hex(), network=NETWORK)
+        if body.type == "refund":
+            state = ch.read_channel(self.batch.chain, body.voucher.channel_id)
+            answer = answer.model_copy(update={"extra": {"channelState": state.to_wire()}})
+        return answer
+
+
+def contract_server(batch) -> ResourceServer:
+    route = Route("GET /data", PRICE, scheme="batch-settlement")
+    return ResourceServer(
+        network=batch.chain.network,
+        asset=batch.token,
+        asset_name=batch.chain.token_name,
+        asset_version=batch.chain.token_version,
+        pay_to=batch.addr("receiver"),
+        routes={route.key: route},
+        mechanisms=mechanisms(),
+        receiver_authorizer_key=batch.keys["receiver_auth"],
+        channel_state_ttl=0,
+    )
+
+
+def test_what_the_cadence_claims_and_settles_on_chain_is_exactly_what_was_served():
+    from tests.evm.batch_world import World
+
+    batch = World.build()
+    server = contract_server(batch)
+    configs = [batch.config(), batch.config()]
+    world = ContractWorld(batch)
+    served = {}
+    for cfg, count in zip(configs, (3, 2), strict=True):
+        batch.deposit(cfg, 20 * PRICE)
+        cid = batch.cid(cfg)
+        for n in range(1, count + 1):
+            signature = ch.sign_voucher(batch.keys["payer_auth"], batch.chain_id, cid, n * PRICE)
+            body = VoucherPayload(cfg, Voucher(cid, n * PRICE, signature))
+            assert run(server.handle(request(server, body), T0 + n), world).status == 200
+        served[cid] = count * PRICE
+    run(server.channel_work(T0), world)
+    assert [batch.state(c).total_claimed for c in configs] == [0, 0]
+    work = run(server.channel_work(T0 + 60), world)
+    assert work.claims and work.claims[0][0] == 2  # both channels in one claim
+    assert {batch.cid(c): batch.state(c).total_claimed for c in configs} == served
+    before = batch.balance("receiver")
+    run(server.channel_work(T0 + 120), world)
+    assert batch.balance("receiver") - before == sum(served.values())
+    assert batch.receiver_totals() == (sum(served.values()), sum(served.values()))
+
+
+def test_a_refund_completed_by_the_server_returns_the_unclaimed_escrow_on_chain():
+    from tests.evm.batch_world import World
+
+    batch = World.build()
+    server = contract_server(batch)
+    cfg = batch.config()
+    batch.deposit(cfg, 20 * PRICE)
+    cid = batch.cid(cfg)
+    world = ContractWorld(batch)
+
+    def signed(n: int) -> Voucher:
+        return Voucher(
+            cid, n * PRICE, ch.sign_voucher(batch.keys["payer_auth"], batch.chain_id, cid, n * PRICE)
+        )
+
+    for n in (1, 2, 3):
+        assert (
+            run(server.handle(request(server, VoucherPayload(cfg, signed(n))), T0 + n), world).status == 200
+        )
+    payer_before = batch.balance("payer")
+    answer = run(server.handle(request(server, RefundPayload(cfg, signed(3))), T0 + 10), world)
+    assert answer.status == 200, answer.body
+    assert batch.balance("payer") - payer_before == 17 * PRICE
+    on_chain = batch.state(cfg)
+    assert (on_chain.balance, on_chain.total_claimed, on_chain.refund_nonce) == (3 * PRICE, 3 * PRICE, 1)
+    assert server.channels.get(cid) is None  # drained: forgotten
+    run(server.channel_work(T0 + 11), world)
+    run(server.channel_work(T0 + 200), world)  # what the refund claimed is settled to the receiver
+    assert batch.receiver_totals() == (3 * PRICE, 3 * PRICE)
+
+
+def test_a_server_without_the_key_delegates_to_the_facilitators_receiver_authorizer():
+    delegate = "0x" + "66" * 20
+    kind = SupportedKind(
+        x402_version=2, scheme="batch-settlement", network=NETWORK, extra={"receiverAuthorizer": delegate}
+    )
+    server = make_server(receiver_authorizer_key=None, supported=SupportedResponse(kinds=[kind]))
+    offer = server.offers(server.routes["GET /data"])[0]
+    assert offer.extra["receiverAuthorizer"] == to_checksum_address(delegate)
+    cfg = ChannelConfig(PAYER, PAYER, RECEIVER, delegate, TOKEN, 900, b"\x09" * 32)
+    open_channel(server, cfg)
+    run(server.channel_work(T0), Facilitator())
+    world = Facilitator(settles=[settled()])
+    run(server.channel_work(T0 + 60), world)
+    claim = parse_payload(world.effects[0].payload.payload)
+    assert claim.claim_signature is None  # the facilitator signs as the channel's receiver authorizer
+    with pytest.raises(ValueError, match="needs a receiver authorizer"):
+        bare = make_server(receiver_authorizer_key=None)
+        bare.offers(bare.routes["GET /data"])
+
+
+class _Always(Facilitator):
+    """Every verify valid (a deep balance), every claim and sweep landed."""
+
+    def verify(self, effect: Verify):
+        self.effects.append(effect)
+        body = parse_payload(effect.payload.payload)
+        return valid(body.config, 10**9)
+
+    def settle(self, effect: Settle):
+        self.effects.append(effect)
+        return settled()
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 90), st.one_of(st.integers(0, 2), st.none())),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_the_cadence_claims_every_served_voucher_within_its_interval_and_never_more(steps):
+    server = make_server(channel_state_ttl=0, claim_interval=60, settle_interval=120)
+    configs = [config(salt) for salt in range(3)]
+    charged = dict.fromkeys(range(3), 0)
+    world, now = _Always(), T0
+    run(server.channel_work(now), world)
+    for dt, paid in steps:
+        now += dt
+        if paid is None:  # a round of channel work
+            world.effects = []
+            due = now - server.channels.mark("claim:GET /data") >= 60
+            run(server.channel_work(now), world)
+            for effect in world.effects:
+                body = parse_payload(effect.payload.payload)
+                if body.type == "claim":  # each row claims exactly what was charged on its channel
+                    for claim in body.claims:
+                        index = next(i for i, c in enumerate(configs) if c == claim.config)
+                        assert claim.total_claimed == charged[index] == claim.max_claimable
+            last_round = server.channels.mark("claim:GET /data")
+            assert now - last_round < 60  # a due round ran
+            for record in server.channels.all():
+                assert record.settled <= record.total_claimed <= record.charged
+                if due:
+                    assert record.unclaimed == 0  # a due round claims everything served
+        else:
+            charged[paid] += PRICE
+            body = VoucherPayload(configs[paid], voucher(configs[paid], charged[paid]))
+            assert run(server.handle(request(server, body), now), world).status == 200

@@ -40,6 +40,7 @@ from x402sim.protocol import (
 )
 
 PRICE = 1_000
+PAYEE = "0x1111111111111111111111111111111111111111"
 
 
 def routes_text(claim_interval: int) -> str:
@@ -163,6 +164,15 @@ def _pay(url: str, offer, body) -> httpx.Response:
     return httpx.get(url, headers={PAYMENT_SIGNATURE: encode_header(payment)}, timeout=60)
 
 
+def _why(answer: httpx.Response) -> str:
+    """What a refused payment's answer says: its 402's error, its settlement, or its body."""
+    if PAYMENT_RESPONSE in answer.headers:
+        return decode_header(answer.headers[PAYMENT_RESPONSE], SettleResponse).to_json()
+    if PAYMENT_REQUIRED in answer.headers:
+        return str(decode_header(answer.headers[PAYMENT_REQUIRED], PaymentRequired).error)
+    return answer.text
+
+
 def test_a_server_killed_between_vouchers_and_their_claim_claims_them_all_after_a_restart(tmp_path):
     if default_mechanisms().find("batch-settlement", "eip155:31337") is None:
         pytest.skip("no batch-settlement mechanism is registered yet (the facilitator part is not merged)")
@@ -178,9 +188,10 @@ def test_a_server_killed_between_vouchers_and_their_claim_claims_them_all_after_
         facilitator, f_info = start_cli("serve", "facilitator", "--rpc-url", info["rpc_url"], "--port", "0")
         started.append(facilitator)
         routes, state = tmp_path / "routes.toml", tmp_path / "channels.sqlite"
-        routes.write_text(routes_text(claim_interval=1))
+        routes.write_text(f'pay_to = "{PAYEE}"\n' + routes_text(claim_interval=1))
         # the first server never runs its channel work: nothing is claimed before it is killed
         server, s_info = _serve(f_info["facilitator_url"], info["rpc_url"], routes, state, every=3600)
+        started.append(server)
         url = s_info["server_url"] + "/feed"
         challenge = httpx.get(url, timeout=30)
         assert challenge.status_code == 402
@@ -215,11 +226,11 @@ def test_a_server_killed_between_vouchers_and_their_claim_claims_them_all_after_
         )
         authorization = Erc3009Deposit(0, valid_before, salt, sign_digest(key, digest))
         answer = _pay(url, offer, DepositPayload(config, voucher(1), deposit, authorization))
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code == 200, _why(answer)
         assert decode_header(answer.headers[PAYMENT_RESPONSE], SettleResponse).transaction
         for n in (2, 3, 4):
             answer = _pay(url, offer, VoucherPayload(config, voucher(n)))
-            assert answer.status_code == 200, answer.text
+            assert answer.status_code == 200, _why(answer)
             paid = decode_header(answer.headers[PAYMENT_RESPONSE], SettleResponse)
             assert paid.extra["channelState"]["chargedCumulativeAmount"] == str(n * PRICE)
         assert read_channel(rpc, cid).total_claimed == 0  # served, not yet claimed
@@ -233,7 +244,7 @@ def test_a_server_killed_between_vouchers_and_their_claim_claims_them_all_after_
         url = s_info["server_url"] + "/feed"
         # the book survived: the fifth voucher follows the fourth (no corrective 402)
         answer = _pay(url, offer, VoucherPayload(config, voucher(5)))
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code == 200, _why(answer)
         stderr = _Lines(server.stderr)
         line = stderr.wait_for('channel work: {"claims": [[', timeout=60)
         assert json.loads(line.removeprefix("channel work: "))["claims"][0][0] == 1

@@ -1237,6 +1237,7 @@ class ResourceServer:
             self.stats["channel_store_failed"] += 1
             return HttpResponse.of_json(500, {"error": f"refund settled, channel state not stored: {exc}"})
         self.stats["refunded"] += 1
+        self.channels.set_mark(pending_mark(record.config.receiver, record.config.token), now or 0)
         extra = {**_extra_of(settlement), "channelState": {**after.snapshot()}}
         header = (
             response_header_name(version),
@@ -1386,6 +1387,8 @@ class ResourceServer:
                 self.stats["refunded"] += 1
                 work.refunds.append(answer.transaction)
                 self.channels.delete(record.channel_id)
+                if claims:  # claimed with the refund: the receiver has funds to settle
+                    self.channels.set_mark(pending_mark(record.config.receiver, record.config.token), now)
             finally:
                 self.channels.end(record.channel_id)
 

@@ -15,7 +15,8 @@ Rules:
   is given, or in memory (``":memory:"``), through one code path. A file is opened in WAL mode with
   ``synchronous=FULL``: every ``put`` is one transaction, committed (on disk) when it returns, so a
   caller that writes a voucher before it answers never answers for a voucher a crash can lose. A
-  file that is not a usable book raises ``ChannelBookError`` naming it.
+  file that is not a usable book raises ``ChannelBookError`` naming it, when the book is made; a
+  book in memory connects on first use.
 * Amounts are stored as decimal text (uint128 does not fit SQLite's integers).
 * One request per channel at a time: ``begin(channel)`` is False while another request for it is in
   flight (the server answers ``invalid_batch_settlement_evm_channel_busy``); ``end`` frees it. What is
@@ -225,19 +226,32 @@ class ChannelBook:
         self.path = str(path)
         self._lock = threading.RLock()
         self._busy: set[bytes] = set()
+        self._connection: sqlite3.Connection | None = None
+        if self.path != ":memory:":
+            self._open()  # a file that is not a book is refused now, naming it
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        # a book in memory connects on first use: a server that never sells through channels pays nothing
+        return self._connection if self._connection is not None else self._open()
+
+    def _open(self) -> sqlite3.Connection:
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._connection = db
             if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
             for statement in _SCHEMA:
-                self._db.execute(statement)
-            columns = [r[1] for r in self._db.execute("PRAGMA table_info(channels)")]
+                db.execute(statement)
+            columns = [r[1] for r in db.execute("PRAGMA table_info(channels)")]
             if tuple(columns) != _COLUMNS:
                 raise sqlite3.DatabaseError(f"its channels table has columns {', '.join(columns)}")
             self.all()  # every stored row must read back
         except (sqlite3.Error, ValueError) as exc:
+            self._connection = None
             raise ChannelBookError(f"{self.path}: not a usable channel state file: {exc}") from None
+        return db
 
     # -- records ----------------------------------------------------------------------------------
 
@@ -322,7 +336,9 @@ class ChannelBook:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
 
 # -- the cadence: pure decisions ------------------------------------------------------------------

@@ -534,7 +534,8 @@ def serve_all(
         switches["crawl"] = crawl_policy(directory, crawl_allow, block_unsigned=crawl_block_unsigned)
     role, client = resource_server(config, facilitator_url, switches=switches)
     handlers = {"GET /weather": demo_weather} if routes is None else {}
-    server_url = services.add("server", resource_server_app(role, client, handlers=handlers), ports["server"])
+    app = resource_server_app(role, client, handlers=handlers, channel_work_every=DEFAULT_CHANNEL_WORK_EVERY)
+    server_url = services.add("server", app, ports["server"])
     role.base_url = server_url
     services.start()
     info = {
