@@ -46,6 +46,7 @@ from ..protocol import (
     read_payment,
     read_settlement,
 )
+from . import channels
 from . import scenario as sc
 from .build import Agent, SimServer
 from .driver import SimDriver
@@ -177,9 +178,11 @@ class Traffic:
         limit = agent.group.max_requests
         if limit is not None and agent.requests >= limit:
             return
-        agent.requests += 1
         world = self.world
         behaviour = agent.group.behaviour
+        if behaviour.kind == "withdraw-race" and world.env.now >= behaviour.at:
+            return  # it is withdrawing: it pays no more
+        agent.requests += 1
         if behaviour.kind == "race":
             world.env.process(race(world, agent, target, targets, behaviour.width))
         elif (
@@ -255,7 +258,9 @@ def _http(target: Target) -> tuple[str, HttpRequest]:
 # -- one request -----------------------------------------------------------------------------------
 
 
-CLIENT_BEHAVIOURS = ("honest", "replay", "unfunded", "drain", *sc.COMPROMISED)  # pay through ``fetch``
+# pay through ``fetch`` (the channel payers too: their difference is their deposit policy, their own
+# withdrawals, or, for channel-reuse, the requests ``channels.reuses`` picks)
+CLIENT_BEHAVIOURS = ("honest", "replay", "unfunded", "drain", *sc.COMPROMISED, *sc.CHANNEL_BEHAVIOURS)
 
 
 def request(
@@ -278,7 +283,9 @@ def request(
         driver: SimDriver = _DrainingDriver(world, server, row, agent, behaviour)
     else:
         driver = SimDriver(world, server, row)
-    if behaviour.kind in CLIENT_BEHAVIOURS:
+    if behaviour.kind == "channel-reuse" and channels.reuses(world, agent, server_name):
+        response, payment = yield from drive(channels.reuse_fetch(world, agent, http), driver)
+    elif behaviour.kind in CLIENT_BEHAVIOURS:
         result = yield from drive(agent.client.fetch(http, world.now()), driver)
         response, payment = result.response, result.payment
         if result.decision is not None:
@@ -293,6 +300,8 @@ def request(
     _judge(row, response, payment)
     if row.outcome == "paid":
         _paid(world, row, response)
+        if world.endpoint_mechanisms.get((row.server, row.endpoint), "").startswith(channels.LABEL):
+            channels.paid(world, agent, row, response)
     if row.crawl == "block":
         row.outcome = "blocked"  # by a crawl policy, before any payment; its reason is the refusal code
     world.close_row(row)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import simpy
 
 from ..actors.client import Client, SpendPolicy
+from ..actors.client_channels import ChannelStore, ClientChannels, DepositPolicy
 from ..actors.facilitator import Facilitator
 from ..actors.messages import HttpRequest, HttpResponse
 from ..actors.server import ReplayGuard, ResourceServer, Route
@@ -36,6 +37,7 @@ from ..evm.txsign import sign_eip1559
 from ..governance import Decision, Governor
 from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
+from ..mechanisms.offer import Offer
 from ..mechanisms.sponsoring import APPROVAL_GAS
 from . import scenario as sc
 from .reads import CountingChain
@@ -238,7 +240,17 @@ def server(world: BuildHost, copy: sc.ServerCopy) -> SimServer:
         # one stream per endpoint of each copy: a copy's prices do not depend on the others
         price = sc.draw_price(e.price, world.rng(f"price:{copy.name} {key}", shared=True))
         route = Route(key, price, max_timeout_seconds=e.max_timeout_seconds)
-        if e.permit2:
+        if e.channels:
+            route = dataclasses.replace(
+                route,
+                scheme=e.scheme,
+                transfer_method=e.method_of_transfer,
+                min_deposit=e.min_deposit,
+                withdraw_delay=e.withdraw_delay,
+                claim_interval=e.claim_interval,
+                settle_interval=e.settle_interval,
+            )
+        elif e.permit2:
             usage = None
             if e.usage is not None:
                 charges.append(UptoCharge(e.usage, world.rng(f"usage:{copy.name} {key}"), key))
@@ -251,8 +263,9 @@ def server(world: BuildHost, copy: sc.ServerCopy) -> SimServer:
         handler_times[route.key] = e.handler_time or spec.handler_time
     # what the first facilitator lists (upto's facilitatorAddress, the sponsoring extensions)
     # reaches the offers of a server that sells through Permit2
-    permit2 = any(e.permit2 for e in spec.endpoints)
-    supported = world.facilitators[copy.facilitators[0]].role.supported() if permit2 else None
+    # (and a batch-settlement route's receiverAuthorizer: the facilitator's, which signs claims)
+    asks = any(e.permit2 or e.channels for e in spec.endpoints)
+    supported = world.facilitators[copy.facilitators[0]].role.supported() if asks else None
     role = ResourceServer(
         network=chain.network,
         asset=chain.usdc,
@@ -300,7 +313,7 @@ def change_route(world: BuildHost, server: SimServer, key: str, change: sc.Chang
 
 def mechanism_label(endpoint: sc.EndpointSpec) -> str:
     """How the summary names the mechanism paying ``endpoint``: ``exact/eip3009``,
-    ``exact/permit2`` or ``upto/permit2``."""
+    ``exact/permit2``, ``upto/permit2``, ``batch-settlement/eip3009`` or ``batch-settlement/permit2``."""
     return f"{endpoint.scheme}/{endpoint.method_of_transfer}"
 
 
@@ -315,6 +328,55 @@ class UptoCharge:
     def __call__(self, request: HttpRequest, response: HttpResponse) -> int:
         maximum = self.server.routes[self.key].price if self.server is not None else 0
         return self.usage.charge(self.rng, maximum)
+
+
+@dataclass(frozen=True)
+class RequestsTopUp(DepositPolicy):
+    """Tops a channel up when fewer than ``below_requests`` requests' worth (at the offer's price)
+    would remain after the next voucher."""
+
+    below_requests: int = 0
+
+    def deposit_for(self, price: int, charged: int, balance: int, min_deposit: int | None) -> int | None:
+        policy = DepositPolicy(size=self.size, top_up_below=self.below_requests * price)
+        return policy.deposit_for(price, charged, balance, min_deposit)
+
+
+@dataclass(frozen=True)
+class NeverTopUpPolicy(DepositPolicy):
+    """The ``never-top-up`` adversary's: it opens its channel with one deposit, then signs vouchers
+    past the balance instead of depositing again."""
+
+    def deposit_for(self, price: int, charged: int, balance: int, min_deposit: int | None) -> int | None:
+        if balance > 0:
+            return None
+        return super().deposit_for(price, charged, balance, min_deposit)
+
+
+def channel_policy(group: sc.AgentGroup) -> DepositPolicy:
+    """How ``group``'s agents size and top up their deposits (``deposit``, ``top_up``, behaviour)."""
+    if group.behaviour.kind == "never-top-up":
+        return NeverTopUpPolicy(size=group.deposit)
+    if group.top_up is not None:
+        return RequestsTopUp(size=group.deposit, below_requests=group.top_up.below_requests)
+    return DepositPolicy(size=group.deposit)
+
+
+class BoundedChannels(ClientChannels):
+    """A client's channels that refuse offers whose withdraw delay is longer than its group accepts
+    (``max_withdraw_delay``): its escrow would be stuck longer than it is willing to wait."""
+
+    def __init__(self, *args: Any, max_withdraw_delay: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_withdraw_delay = max_withdraw_delay
+
+    def refusal(self, offer: Offer) -> str | None:
+        delay = offer.extra.get("withdrawDelay")
+        if isinstance(delay, int) and delay > self.max_withdraw_delay:
+            return (
+                f"withdrawDelay {delay} s is longer than the {self.max_withdraw_delay} s this agent accepts"
+            )
+        return super().refusal(offer)
 
 
 def permit2_groups(world: BuildHost) -> set[str]:
@@ -396,6 +458,14 @@ def make_agents(world: BuildHost) -> None:
     world's ``agents``, ``groups``, ``named``, ``governed_by`` and ``minted``."""
     grants: list[tuple[str, int, int]] = []
     permit2 = permit2_groups(world)
+    channel_groups = {
+        g.name
+        for g in world.scenario.agents
+        if any(
+            world.endpoint_mechanisms.get(t, "").startswith("batch-settlement/")
+            for t in sc.resolve_targets(world.scenario, g)
+        )
+    }
     approving: list[Agent] = []
     approval_eth = APPROVAL_GAS * (4 * world.chain.base_fee + 2 * GWEI)
     for group in world.scenario.agents:
@@ -415,6 +485,10 @@ def make_agents(world: BuildHost) -> None:
             name = f"{group.name}-{i}"
             trust, gas = world.trust.client_kwargs(group, i, name) if world.trust is not None else ({}, 0)
             extra: dict = {}
+            if group.name in channel_groups:  # its channels: deposits sized by the group's keys
+                extra["chain"] = world.chain
+                extra["deposit_policy"] = channel_policy(group)
+                extra["channel_store"] = ChannelStore(keep_life=False)  # in memory, no life kept
             if group.name in permit2:  # it reads its allowance and nonces for Permit2, and sponsors
                 extra["chain"] = world.chain  # its approval by its group's extension, if any
                 sponsored = sc.APPROVAL_EXTENSIONS.get(group.approval)
@@ -431,13 +505,21 @@ def make_agents(world: BuildHost) -> None:
                 **trust,
                 **extra,
             )
+            if group.max_withdraw_delay is not None:
+                client.channels = BoundedChannels(
+                    client.key,
+                    client.channels.store,
+                    client.channels.policy,
+                    chain=client.channels.chain,
+                    max_withdraw_delay=group.max_withdraw_delay,
+                )
             agent = Agent(name, group, client, key, policy=group.policy_name if governor else None)
             if governor is not None:
                 world.governed_by[name] = governor
             members.append(agent)
             world.named[name] = agent
             funding = 0 if group.behaviour.kind == "unfunded" else group.funding
-            eth = (DRAINER_ETH if group.behaviour.kind == "drain" else 0) + gas
+            eth = (DRAINER_ETH if group.behaviour.kind in ("drain", "withdraw-race") else 0) + gas
             if group.name in permit2 and group.approval in ("approved", "self"):
                 eth += approval_eth
                 approving.append(agent)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
+from . import channels
 from .agents import Traffic
 from .metrics import RunMetrics
 from .world import World
@@ -23,6 +24,7 @@ def run_world(world: World, progress: bool = False) -> RunMetrics:
     unfinished rows and return its metrics. A shard of a run is a ``World`` of its own: the metrics
     of a run's shards merge (``RunMetrics.merge``, ``summary.summary_from_shards``)."""
     Traffic(world)
+    channels.start(world)
     world.env.process(_sample_queues(world))
     done = world.env.process(_closer(world))
     if progress:

@@ -64,12 +64,14 @@ from typing import TYPE_CHECKING
 
 from eth_abi import decode as abi_decode
 
+from ..evm.channels import BATCH_SETTLEMENT_ADDRESS
 from ..evm.hashing import keccak
 from ..evm.permit2 import EXACT_PERMIT2_PROXY_ADDRESS, UPTO_PERMIT2_PROXY_ADDRESS
 from ..evm.txsign import decode_signed
 from ..governance import Decision, GovernorStats
 from ..money import to_usdc
 from ..protocol import reason_class
+from .channel_metrics import ChannelMetrics, is_channel_receipt
 from .fees import Biller, gas_cost
 from .records import Row, Timeline
 from .sketch import LatencyStats
@@ -579,6 +581,7 @@ class RunMetrics:
     governance: Governance = field(default_factory=Governance)
     trust: TrustMetrics = field(default_factory=TrustMetrics)
     mechanisms: MechanismMetrics = field(default_factory=MechanismMetrics)
+    channels: ChannelMetrics = field(default_factory=ChannelMetrics)  # batch-settlement
 
     @classmethod
     def start(cls, scenario: Scenario) -> RunMetrics:
@@ -614,6 +617,7 @@ class RunMetrics:
         self.governance.merge(other.governance)
         self.trust.merge(other.trust)
         self.mechanisms.merge(other.mechanisms)
+        self.channels.merge(other.channels)
         self.blocks = max(self.blocks, other.blocks)
         self.height = max(self.height, other.height)
         self.virtual_seconds = max(self.virtual_seconds, other.virtual_seconds)
@@ -943,6 +947,9 @@ class ChainFolder:
         transfers = [t for t in r.transfers() if t.token == token]
         raw = self.world.raw_txs.pop(r.tx_hash, b"")
         name = self.facilitators.get(r.sender)
+        if is_channel_receipt(r):  # batch-settlement: folded by kind (``channel_metrics``)
+            self._channel(r, raw, name)
+            return
         if name is None:
             if (r.to or "").lower() == token.lower() and not transfers and raw:
                 self._approval(r, raw)
@@ -1018,6 +1025,31 @@ class ChainFolder:
             self.holders.add(seller)
             self.holders.add(buyer)
             self.book.settled((buyer.lower(), nonce.lower()), value, seller, r.block_timestamp)
+
+    def _channel(self, r, raw: bytes, name: str | None) -> None:
+        """A transaction to the batch-settlement contract or a deposit collector: a facilitator's
+        (deposit, claim, settle, refund: its gas counts as the facilitator's) or a payer's own
+        (withdrawal). The tokens it moves are in the holders; a settlement is what its receiver got."""
+        m = self.metrics
+        cost = gas_cost(self.fee_model, r.gas_used, raw)
+        if name is not None:
+            fac = m.facilitators[name]
+            fac.gas_used += r.gas_used
+            fac.gas_wei += cost.total
+            m.total_gas += r.gas_used
+            m.total_wei += cost.total
+            m.l1_wei += cost.l1_data
+            m.by_gas[(r.gas_used, r.success)] += 1
+            if not r.success:
+                fac.failed_transactions += 1
+        m.channels.fold(r, cost.total, r.block_timestamp - self.start)
+        for t in r.transfers():
+            if t.token != self.token:
+                continue
+            self.holders.add(t.to)
+            self.holders.add(t.from_)
+            if t.from_.lower() == BATCH_SETTLEMENT_ADDRESS.lower() and self.group_of(t.to) is None:
+                m.received[t.to] += t.value  # a receiver's settlement
 
     def _permit2_call(self, r, raw: bytes) -> tuple[str, str, bool] | None:
         """A facilitator's call to a Permit2 proxy: the mechanism's label, the permit's nonce (as

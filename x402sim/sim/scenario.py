@@ -61,9 +61,18 @@ from pydantic import (
 
 from ..evm.backend import BACKENDS
 from ..evm.chain import DEFAULT_START_TIME
+from ..evm.channels import MAX_WITHDRAW_DELAY, MIN_WITHDRAW_DELAY
 from ..governance.policy import Allow, Block, NewPayee, PolicyError, check_policies
 from ..governance.policy import Policy as GovernancePolicy
-from ..mechanisms import EXACT_EIP3009, EXACT_PERMIT2, UPTO_PERMIT2, Mechanism, ledger_refusal
+from ..mechanisms import (
+    BATCH_EIP3009,
+    BATCH_PERMIT2,
+    EXACT_EIP3009,
+    EXACT_PERMIT2,
+    UPTO_PERMIT2,
+    Mechanism,
+    ledger_refusal,
+)
 from ..mechanisms.sponsoring import EIP2612_GAS_SPONSORING, ERC20_APPROVAL_GAS_SPONSORING
 from ..tables import (
     Name,
@@ -84,6 +93,14 @@ APPROVAL_EXTENSIONS = {
     "sponsored-eip2612": EIP2612_GAS_SPONSORING,
     "sponsored-erc20": ERC20_APPROVAL_GAS_SPONSORING,
 }
+
+
+CHANNEL_SCHEME = "batch-settlement"
+DEFAULT_WITHDRAW_DELAY = 900  # the SDK server's default
+# the endpoint keys that only a batch-settlement endpoint takes
+CHANNEL_KEYS = ("min_deposit", "withdraw_delay", "claim_interval", "settle_interval")
+# the agent group keys that only matter with a batch-settlement target
+GROUP_CHANNEL_KEYS = ("deposit", "top_up", "refund", "max_withdraw_delay")
 
 
 class ScenarioError(TableError):
@@ -447,8 +464,10 @@ class EndpointSpec(_Table):
     max_timeout_seconds: int = Field(default=60, ge=1, le=86_400)
     handler_time: Distribution | None = None
     changes: list[Change] = Field(default_factory=list)
-    scheme: Literal["exact", "upto"] = Field(
-        default="exact", description="exact: the price is charged; upto: the usage, at most the price"
+    scheme: Literal["exact", "upto", "batch-settlement"] = Field(
+        default="exact",
+        description="exact: the price is charged; upto: the usage, at most the price; batch-settlement: "
+        "a cumulative voucher per request on the payer's channel, claimed and settled in batches",
     )
     transfer_method: Literal["eip3009", "permit2"] | None = Field(
         default=None, description="how the payer signs (default: eip3009 for exact; upto is permit2 only)"
@@ -456,9 +475,29 @@ class EndpointSpec(_Table):
     usage: Usage | None = Field(
         default=None, description="upto: { units = <distribution>, unit_price = USDC } per request"
     )
+    # batch-settlement only (see ``CHANNEL_KEYS``)
+    min_deposit: Usdc | None = Field(
+        default=None, description="batch-settlement: the least deposit (default: 10 x the price)"
+    )
+    withdraw_delay: int = Field(
+        default=DEFAULT_WITHDRAW_DELAY,
+        ge=MIN_WITHDRAW_DELAY,
+        le=MAX_WITHDRAW_DELAY,
+        description="batch-settlement: seconds a payer's withdrawal waits (its channels name it)",
+    )
+    claim_interval: int | None = Field(
+        default=None, ge=1, description="batch-settlement: seconds between claim rounds (default 60)"
+    )
+    settle_interval: int | None = Field(
+        default=None, ge=1, description="batch-settlement: seconds between settlements (default 120)"
+    )
 
     @model_validator(mode="after")
     def _mechanism_fits(self) -> EndpointSpec:
+        if self.scheme != CHANNEL_SCHEME:
+            for key in CHANNEL_KEYS:
+                if key in self.model_fields_set:
+                    raise ValueError(f'{key} is a batch-settlement key: write scheme = "batch-settlement"')
         if self.scheme == "upto" and self.transfer_method == "eip3009":
             raise ValueError(
                 'upto is paid through Permit2 only: write transfer_method = "permit2" or leave it out'
@@ -479,11 +518,17 @@ class EndpointSpec(_Table):
         """The mechanism that pays this endpoint."""
         if self.scheme == "upto":
             return UPTO_PERMIT2
+        if self.scheme == CHANNEL_SCHEME:
+            return BATCH_PERMIT2 if self.method_of_transfer == "permit2" else BATCH_EIP3009
         return EXACT_PERMIT2 if self.method_of_transfer == "permit2" else EXACT_EIP3009
 
     @property
     def permit2(self) -> bool:
         return self.method_of_transfer == "permit2"
+
+    @property
+    def channels(self) -> bool:
+        return self.scheme == CHANNEL_SCHEME
 
 
 class ReplayGuardSpec(_Table):
@@ -927,7 +972,30 @@ class SlowDrain(_Table):
     every: float = Field(default=60, gt=0, allow_inf_nan=False)
 
 
+class WithdrawRace(_Table):
+    """Pays honestly through its channels, then at ``at`` asks the chain to withdraw all of each
+    channel's escrow (``initiateWithdraw``, its own transaction) and finalizes once the delay has
+    passed: whatever the receiver has not claimed by then is lost to it."""
+
+    kind: Literal["withdraw-race"]
+    at: Seconds
+
+
+class ChannelReuse(_Table):
+    """Pays its first target honestly; every later request to another server sends a voucher of its
+    channel with the first one (the receiver it names is not the server's)."""
+
+    kind: Literal["channel-reuse"]
+
+
+class NeverTopUp(_Table):
+    """Deposits once, then signs vouchers past its channel's balance instead of topping up."""
+
+    kind: Literal["never-top-up"]
+
+
 COMPROMISED = ("prompt-injected", "runaway", "slow-drain")  # honest agents until their ``at``
+CHANNEL_BEHAVIOURS = ("withdraw-race", "channel-reuse", "never-top-up")  # channel payers
 FORGED = ("underpay", "expired", "not-yet-valid", "tamper")  # sign without the reference client
 
 
@@ -947,7 +1015,10 @@ Behaviour = Annotated[
     | Drain
     | PromptInjected
     | Runaway
-    | SlowDrain,
+    | SlowDrain
+    | WithdrawRace
+    | ChannelReuse
+    | NeverTopUp,
     Field(discriminator="kind"),
     BeforeValidator(_behaviour_shorthand),
 ]
@@ -1014,6 +1085,31 @@ def _signature_shorthand(value: Any) -> Any:
 SignatureSpec = Annotated[Signature, BeforeValidator(_signature_shorthand)]
 
 
+class TopUp(_Table):
+    """A channel is topped up when fewer than ``below_requests`` requests' worth would remain after
+    the next voucher."""
+
+    below_requests: int = Field(ge=1)
+
+
+class RefundRule(_Table):
+    """When an agent asks its channels' servers for the unclaimed escrow back: never, once its group
+    stops sending (``done``), or once a channel has been idle ``after`` seconds (``idle``)."""
+
+    kind: Literal["never", "done", "idle"]
+    after: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _idle_after(self) -> RefundRule:
+        if (self.kind == "idle") != (self.after is not None):
+            raise ValueError('after is the idle refund\'s, and it needs one: { kind = "idle", after = S }')
+        return self
+
+
+def _refund_shorthand(value: Any) -> Any:
+    return {"kind": value} if isinstance(value, str) else value
+
+
 class AgentGroup(_Table):
     name: Name
     count: int = Field(default=1, ge=1, le=1_000_000)
@@ -1048,6 +1144,23 @@ class AgentGroup(_Table):
         description="Permit2 allowance at the start: approved (set in the set-up blocks, its gas not "
         "counted), self (the agent pays its own approve transaction before traffic starts), "
         "sponsored-eip2612 / sponsored-erc20 (no ether, no allowance: a facilitator's extension pays)",
+    )
+
+    deposit: Usdc | None = Field(
+        default=None,
+        description="batch-settlement: USDC per deposit (default: the server's minDeposit, 10 x price)",
+    )
+    top_up: TopUp | None = Field(
+        default=None,
+        description="batch-settlement: { below_requests = N }: top up when fewer than N requests' worth "
+        "remain (default: only when the next voucher would not be backed)",
+    )
+    refund: Annotated[RefundRule, BeforeValidator(_refund_shorthand)] = Field(
+        default_factory=lambda: RefundRule(kind="never"),
+        description='batch-settlement: "never", "done" (when the group stops) or { kind = "idle", after }',
+    )
+    max_withdraw_delay: int | None = Field(
+        default=None, ge=1, description="batch-settlement: refuse offers whose withdrawDelay is longer"
     )
 
     @property
@@ -1553,6 +1666,32 @@ def _check_mechanisms(s: Scenario, label: str) -> None:
                 f"behaviour {group.behaviour.kind!r} forges EIP-3009 authorizations only, and target "
                 f"{permit2[0][1]} is paid through Permit2: aim it at EIP-3009 endpoints",
             )
+        channel_targets = [
+            t for t in resolve_targets(s, group) if _endpoint_of(copies, t).scheme == CHANNEL_SCHEME
+        ]
+        kind = group.behaviour.kind
+        if channel_targets and (kind in FORGED or kind in ("race", "replay", "drain")):
+            fail(
+                f"agents[{i}].behaviour",
+                f"behaviour {kind!r} forges or copies one-off authorizations; a batch-settlement target "
+                f"({channel_targets[0][0]} {channel_targets[0][1]}) is paid by channel: use withdraw-race, "
+                "channel-reuse or never-top-up",
+            )
+        if not channel_targets:
+            if kind in CHANNEL_BEHAVIOURS:
+                fail(
+                    f"agents[{i}].behaviour",
+                    f"behaviour {kind!r} needs a batch-settlement target, and the group has none",
+                )
+            for key in GROUP_CHANNEL_KEYS:
+                if key in group.model_fields_set:
+                    fail(f"agents[{i}].{key}", "none of the group's targets is paid by batch-settlement")
+        elif kind == "channel-reuse" and len({server for server, _ in channel_targets}) < 2:
+            fail(
+                f"agents[{i}].behaviour",
+                "channel-reuse sends one server's voucher to another: give the group batch-settlement "
+                "targets on two servers at least",
+            )
         if group.approval != "approved" and not permit2:
             fail(
                 f"agents[{i}].approval",
@@ -1567,6 +1706,16 @@ def _check_mechanisms(s: Scenario, label: str) -> None:
                     f"{endpoint} settles through facilitator {first!r}, which does not offer {extension} "
                     f"(add it to its sponsoring = [...])",
                 )
+
+
+def _endpoint_of(copies: dict[str, ServerCopy], target: tuple[str, str]) -> EndpointSpec:
+    server_name, route = target
+    return next(e for e in copies[server_name].spec.endpoints if f"{e.method} {e.path}" == route)
+
+
+def uses_channels(s: Scenario) -> bool:
+    """Whether an endpoint is paid by batch-settlement (the summary then has its channel sections)."""
+    return any(e.channels for server in s.servers for e in server.endpoints)
 
 
 def resolve_target(s: Scenario, target: str) -> list[tuple[str, str]]:

@@ -57,7 +57,7 @@ from ..evm.eip712 import address_of_key
 from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain
 from ..governance import Decision, Governor, GovernorStats
-from . import build
+from . import build, channels
 from . import scenario as sc
 from .book import InFlight
 from .build import Agent, AuditTap, SimFacilitator, SimServer
@@ -149,6 +149,8 @@ class World:
         self.attack_targets: dict[str, list[tuple[str, str]]] = {}  # compromised group -> its targets
         # (server, route key) -> the label of the mechanism paying it (``build.mechanism_label``)
         self.endpoint_mechanisms: dict[tuple[str, str], str] = {}
+        # batch-settlement: (agent, server, route key) -> virtual time of its last paid request
+        self.channel_use: dict[tuple[str, str, str], float] = {}
         self.servers = {c.name: build.server(self, c) for c in s.server_copies()}
         self.governance = governance
         self.specs = {g.name: g for g in s.agents}
@@ -296,6 +298,7 @@ class World:
         folder = self._chain_folder()
         self.flight.forget_receipts([h for h in folder.catch_up() if not self.flight.is_held(h)])
         self.book.flush()
+        channels.finish(self)
         if self.trust is not None:
             self.trust.final_reputations()
         m = self.run_metrics
