@@ -77,6 +77,7 @@ class ChannelMetrics:
     _since: float | None = None  # virtual time of the last change of ``locked``
     paid: int = 0  # paid requests of batch-settlement endpoints (rows)
     served: int = 0  # their charges (chargedAmount)
+    served_by_server: Counter = field(default_factory=Counter)
     # (t, unclaimed, unsettled) sampled from the servers' books
     samples: list[tuple[float, int, int]] = field(default_factory=list)
     # at the end of the run, read from the servers' books and the chain, per server
@@ -130,7 +131,16 @@ class ChannelMetrics:
     # -- merging ----------------------------------------------------------------------------------
 
     def merge(self, other: ChannelMetrics) -> None:
-        for name in ("txs", "failed", "gas", "wei", "amounts", "events", "deposits_by_payer"):
+        for name in (
+            "txs",
+            "failed",
+            "gas",
+            "wei",
+            "amounts",
+            "events",
+            "deposits_by_payer",
+            "served_by_server",
+        ):
             getattr(self, name).update(getattr(other, name))
         self.channel_payer.update(other.channel_payer)
         self.locked += other.locked

@@ -323,6 +323,90 @@ def _mechanisms(m: dict) -> list[Block]:
     return out
 
 
+VERSUS_KEYS = (
+    "paid_requests",
+    "transactions",
+    "gas_used",
+    "gas_per_paid_request",
+    "transactions_per_paid_request",
+    "usd_per_paid_request",
+)
+
+
+def _channels(c: dict, versus: dict | None) -> list[Block]:
+    """The channels section (batch-settlement): transactions and gas per kind, per paid request,
+    exposure, deposits and their cost, refunds and withdrawals, per server at the end; beside it,
+    the per-request mechanisms of the same run."""
+    out: list[Block] = ["## Channels (batch-settlement)", ""]
+    per = c["per_paid_request"]
+    out += [
+        f"{fmt_num(c['paid_requests'])} paid requests served {fmt_usdc(c['served_usdc'])} USDC. Per paid "
+        f"request, amortised over deposits, claims, settlements and refunds: {per['gas']} gas, "
+        f"{per['transactions']} transactions, {fmt_usd(per['usd'])} USD.",
+        "",
+    ]
+    rows = [[k, fmt_num(c["transactions"][k]), fmt_num(c["gas"][k])] for k in c["transactions"]]
+    out += _table(["Transaction", "Count", "Gas used"], rows, "lrr")
+    e = c["exposure"]
+    out += [
+        "### Sellers' exposure",
+        "",
+        *_table(
+            ["Exposure", "Max (USDC)", "Time-weighted mean (USDC)"],
+            [
+                [
+                    "served, not claimed",
+                    fmt_usdc(e["max_unclaimed_usdc"]),
+                    fmt_usdc(e["mean_unclaimed_usdc"]),
+                ],
+                [
+                    "served, not settled",
+                    fmt_usdc(e["max_unsettled_usdc"]),
+                    fmt_usdc(e["mean_unsettled_usdc"]),
+                ],
+            ],
+            "lrr",
+        ),
+    ]
+    d = c["deposits"]
+    out += [
+        "### Deposits",
+        "",
+        f"{fmt_num(d['count'])} deposits of {fmt_usdc(d['total_usdc'])} USDC by {fmt_num(d['payers'])} payers "
+        f"(max {fmt_usdc(d['max_per_payer_usdc'])} USDC a payer); {fmt_usdc(d['locked_at_end_usdc'])} USDC still "
+        f"locked at the end. Locking them cost the payers {fmt_usd(d['cost_to_payers_usd'])} USD "
+        f"({d['locked_usdc_days']} USDC-days at {100 * d['annual_rate']:.2f} % a year). Refunds: "
+        f"{fmt_num(c['refunds']['count'])} ({fmt_usdc(c['refunds']['amount_usdc'])} USDC); withdrawals "
+        f"finalized: {fmt_num(c['withdrawals']['finalized'])} ({fmt_usdc(c['withdrawals']['amount_usdc'])} USDC).",
+        "",
+    ]
+    servers = {
+        name: {k: v for k, v in f.items() if k != "channels"} | {"channels": f["channels"]}
+        for name, f in c["by_server"].items()
+    }
+    keys = (
+        "channels",
+        "served_usdc",
+        "claimed_on_chain_usdc",
+        "unclaimed_at_end_usdc",
+        "race_served_usdc",
+        "race_lost_usdc",
+    )
+    out += ["### By server, at the end", "", *_by_name("Server", servers, keys)]
+    if c["withdraw_race_lost_usdc"]:
+        out += [
+            f"Withdraw-race payers took {fmt_usdc(c['withdraw_race_lost_usdc'])} USDC of served value.",
+            "",
+        ]
+    if versus:
+        out += [
+            "### Channels against per-request settlement",
+            "",
+            *_by_name("Mechanism", versus, VERSUS_KEYS),
+        ]
+    return out
+
+
 def _share(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f} %"
 
@@ -542,6 +626,8 @@ def report_blocks(summary: dict, scenario=None, images=(), daily: list[dict] | N
         out += _crawl(s["crawl"])
     if "mechanisms" in s:
         out += _mechanisms(s["mechanisms"])
+    if "channels" in s:
+        out += _channels(s["channels"], s.get("channels-vs-exact"))
 
     broken = [k for k, ok in s["invariants"].items() if not ok]
     verdict = f"**VIOLATED: {', '.join(broken)}**" if broken else "All invariants hold."

@@ -198,6 +198,12 @@ class ChainSpec(_Table):
         json_schema_extra={"enum": list(BACKENDS)},
     )
     eth_usd: float = Field(default=3000.0, gt=0)
+    deposit_rate: float = Field(
+        default=0.05,
+        ge=0,
+        le=10,
+        description="annual rate at which money locked in batch-settlement deposits costs its payers",
+    )
     fee: FeeModel = Field(default_factory=lambda: L1Fees(model="l1", base_fee_gwei=1.0))
 
     @field_validator("backend")

@@ -31,6 +31,10 @@ Rules:
   ``mechanisms`` section gives settlements and gas per mechanism, upto's charges against what was
   authorized, and the approvals and sponsored gas with who paid it (``mechanisms_section``). A
   scenario paid by EIP-3009 alone has no such section, so its summary is what it always was.
+* Channels: with a batch-settlement endpoint, the ``channels`` section (gas and transactions per
+  paid request amortised, the sellers' exposure, deposits locked and their cost, refunds, what a
+  withdraw-race payer took), and ``channels-vs-exact`` beside per-request endpoints of the same run
+  (``channel_summary``). A scenario without channels has neither.
 * ``tool`` names the program and version that made the summary (``x402sim.version``), as the
   conformance reports do.
 """
@@ -42,7 +46,8 @@ from dataclasses import dataclass, field
 from ..money import UNIT, to_usdc
 from ..version import NAME, VERSION
 from .metrics import LATENCY_KINDS, RunMetrics, Scan, Tally, failure_class
-from .scenario import Scenario, group_window, is_compromised
+from .channel_summary import channels_section, versus_section
+from .scenario import Scenario, group_window, is_compromised, uses_channels
 
 
 @dataclass
@@ -370,6 +375,17 @@ APPROVAL_PAYERS = {
 }
 
 
+def channel_sections(m: RunMetrics, s: Scenario) -> dict:
+    """``channels`` when an endpoint is paid by batch-settlement, and ``channels-vs-exact`` when
+    others are paid per request in the same run (``channel_summary``)."""
+    if not uses_channels(s):
+        return {}
+    out = {"channels": channels_section(m, s)}
+    if any(not e.channels for server in s.servers for e in server.endpoints):
+        out["channels-vs-exact"] = versus_section(m, s)
+    return out
+
+
 def mechanisms_section(m: RunMetrics, s: Scenario) -> dict:
     """Payments by mechanism (a scenario with a Permit2 endpoint):
 
@@ -582,6 +598,7 @@ def build_summary(
         **({"governance": governance_section(m, s)} if attacked else {}),
         **trust_sections(m, s),
         **({"mechanisms": mechanisms_section(m, s)} if s.uses_permit2() else {}),
+        **channel_sections(m, s),
         "invariants": invariants,
         "x402scan": x402scan,
         "chain": {"blocks": m.blocks, "height": m.height},
@@ -623,6 +640,7 @@ __all__ = [
     "failure_class",
     "governance_section",
     "mandates_section",
+    "channel_sections",
     "mechanisms_section",
     "reputation_section",
     "stable",
