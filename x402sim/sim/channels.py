@@ -101,16 +101,19 @@ def channel_work(world: World, server: SimServer, tick: float) -> Generator[Any,
     """``server``'s channel work every ``tick`` seconds, until the run's end."""
     env = world.env
     end = world.scenario.simulation.duration + world.scenario.simulation.drain
+    first = True
     while env.now + tick <= end:
-        yield env.timeout(tick)
+        if not first:  # the first round, at the start, starts the server's clocks
+            yield env.timeout(tick)
+        first = False
         work = yield from drive(
             server.role.channel_work(world.now()), SimDriver(world, server, work_row(world, server))
         )
         world.count("channel_claim_batches", len(work.claims))
         world.count("channel_settlements", len(work.settlements))
         world.count("channel_server_refunds", len(work.refunds))
-        if work.errors:
-            world.count("channel_work_errors", len(work.errors))
+        for error in work.errors:  # by kind and reason ("claim: <reason>"), without the message
+            world.count(f"channel_work_error:{error.split(':')[0]}:{error.split(':')[1].strip()}")
 
 
 def exposure_now(world: World) -> tuple[int, int]:
