@@ -486,7 +486,6 @@ def make_agents(world: BuildHost) -> None:
             trust, gas = world.trust.client_kwargs(group, i, name) if world.trust is not None else ({}, 0)
             extra: dict = {}
             if group.name in channel_groups:  # its channels: deposits sized by the group's keys
-                extra["chain"] = world.chain
                 extra["deposit_policy"] = channel_policy(group)
                 extra["channel_store"] = ChannelStore(keep_life=False)  # in memory, no life kept
             if group.name in permit2:  # it reads its allowance and nonces for Permit2, and sponsors

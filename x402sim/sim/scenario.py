@@ -55,6 +55,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -498,12 +499,16 @@ class EndpointSpec(_Table):
         default=None, ge=1, description="batch-settlement: seconds between settlements (default 120)"
     )
 
+    @field_validator(*CHANNEL_KEYS)
+    @classmethod
+    def _channel_key(cls, value: Any, info: ValidationInfo) -> Any:
+        default = DEFAULT_WITHDRAW_DELAY if info.field_name == "withdraw_delay" else None
+        if value != default and info.data.get("scheme") != CHANNEL_SCHEME:
+            raise ValueError(f'{info.field_name} is a batch-settlement key: write scheme = "batch-settlement"')
+        return value
+
     @model_validator(mode="after")
     def _mechanism_fits(self) -> EndpointSpec:
-        if self.scheme != CHANNEL_SCHEME:
-            for key in CHANNEL_KEYS:
-                if key in self.model_fields_set:
-                    raise ValueError(f'{key} is a batch-settlement key: write scheme = "batch-settlement"')
         if self.scheme == "upto" and self.transfer_method == "eip3009":
             raise ValueError(
                 'upto is paid through Permit2 only: write transfer_method = "permit2" or leave it out'
