@@ -2,7 +2,7 @@
 
 Small runs that between them produce every section: the annotated example (governance, x402scan
 targets), an outage (events), the three trust scenarios, upto-llm with a sponsored group
-(mechanisms), and a quickstart split into two shards (run in this
+(mechanisms), channels-vs-exact (channels), and a quickstart split into two shards (run in this
 process, as Dask would run each).
 """
 
@@ -31,6 +31,16 @@ RUNS = [
             "agents.flat-users.count": 2,
             "agents.metered-users.approval": "sponsored-erc20",
             "facilitators.facilitator.sponsoring": ["erc20ApprovalGasSponsoring"],
+        },
+    ),
+    (
+        "scenarios/channels-vs-exact.toml",
+        {
+            "simulation.duration": 60,
+            "agents.exact-buyers.count": 2,
+            "agents.channel-buyers.count": 2,
+            "agents.exact-buyers.stop": 50,
+            "agents.channel-buyers.stop": 50,
         },
     ),
 ]

@@ -82,7 +82,9 @@ def test_receivers_are_paid_what_was_claimed_and_settled(versus: Ran):
 
 def test_escrow_and_wallets_add_up_on_chain(versus: Ran):
     cm, chain = versus.metrics.channels, versus.chain
-    escrow = cm.amounts["deposit"] - cm.amounts["settle"] - cm.amounts["refund"] - cm.amounts["withdraw_finalize"]
+    escrow = (
+        cm.amounts["deposit"] - cm.amounts["settle"] - cm.amounts["refund"] - cm.amounts["withdraw_finalize"]
+    )
     assert chain.balance_of(BATCH_SETTLEMENT_ADDRESS) == escrow == cm.locked == 0  # all refunded at "done"
     for agent in versus.world.groups["channel-buyers"]:
         address = agent.client.address
@@ -99,7 +101,7 @@ def test_channels_cost_less_gas_per_paid_request_than_exact(versus: Ran):
     assert exact["transactions_per_paid_request"] == 1.0
     assert channels["transactions_per_paid_request"] < 0.5
     assert channels["gas_per_paid_request"] < exact["gas_per_paid_request"]
-    assert channels["gas_saving_vs_exact/eip3009"] > 0
+    assert channels["gas_saving"]["exact/eip3009"] > 0
     c = versus.summary["channels"]
     assert c["transactions"]["deposit"] == c["deposits"]["count"] >= 3
     assert c["refunds"]["count"] == 3

@@ -14,12 +14,13 @@ books; see ``channel_metrics``):
   cost the payers: USDC x years x ``chain.deposit_rate``;
 * ``refunds`` and ``withdrawals`` (count and amount, from the contract's events);
 * ``by_server``: what each server served (its paid rows), what is still unclaimed on chain at the
-  end (its book against the chain) and so what was claimed, with the channels still in its book; ``withdraw_race``: for the channels of withdraw-race payers, what was
-  served, what was claimed on chain, and what the receivers lost (served less claimed).
+  end (its book against the chain) and so what was claimed, the channels still in its book, and of
+  the channels of withdraw-race payers, what was served and what the receiver lost (served less
+  claimed on chain); ``withdraw_race_lost_usdc`` adds those losses up.
 
 ``channels-vs-exact`` (``versus_section``, when the scenario has exact endpoints too): per
-mechanism, paid requests, transactions, gas and USD per paid request, and the channels' saving
-against each exact mechanism (1 - channels' gas per paid request / exact's)."""
+mechanism, paid requests, transactions, gas and USD per paid request, and the channels'
+``gas_saving`` against each per-request mechanism (1 - channels' gas per paid request / its)."""
 
 from __future__ import annotations
 
@@ -140,10 +141,12 @@ def versus_section(m: RunMetrics, s: Scenario) -> dict:
         "usd_per_paid_request": _per(cm.seller_wei / 1e18 * eth_usd, cm.paid, 9),
     }
     out["batch-settlement"] = channel
+    saving = {}
     for label in labels:
         exact = out[label]["gas_per_paid_request"]
         ours = channel["gas_per_paid_request"]
-        channel[f"gas_saving_vs_{label}"] = round(1 - ours / exact, 6) if exact and ours is not None else None
+        saving[label] = round(1 - ours / exact, 6) if exact and ours is not None else None
+    channel["gas_saving"] = saving
     return out
 
 

@@ -368,22 +368,20 @@ def _channels(c: dict, versus: dict | None) -> list[Block]:
             "lrr",
         ),
     ]
-    d = c["deposits"]
+    d, r, w = c["deposits"], c["refunds"], c["withdrawals"]
     out += [
         "### Deposits",
         "",
-        f"{fmt_num(d['count'])} deposits of {fmt_usdc(d['total_usdc'])} USDC by {fmt_num(d['payers'])} payers "
-        f"(max {fmt_usdc(d['max_per_payer_usdc'])} USDC a payer); {fmt_usdc(d['locked_at_end_usdc'])} USDC still "
-        f"locked at the end. Locking them cost the payers {fmt_usd(d['cost_to_payers_usd'])} USD "
-        f"({d['locked_usdc_days']} USDC-days at {100 * d['annual_rate']:.2f} % a year). Refunds: "
-        f"{fmt_num(c['refunds']['count'])} ({fmt_usdc(c['refunds']['amount_usdc'])} USDC); withdrawals "
-        f"finalized: {fmt_num(c['withdrawals']['finalized'])} ({fmt_usdc(c['withdrawals']['amount_usdc'])} USDC).",
+        f"{fmt_num(d['count'])} deposits of {fmt_usdc(d['total_usdc'])} USDC by {fmt_num(d['payers'])} "
+        f"payers (max {fmt_usdc(d['max_per_payer_usdc'])} USDC a payer); "
+        f"{fmt_usdc(d['locked_at_end_usdc'])} USDC still locked at the end. Locking them cost the "
+        f"payers {fmt_usd(d['cost_to_payers_usd'])} USD ({d['locked_usdc_days']} USDC-days at "
+        f"{100 * d['annual_rate']:.2f} % a year). Refunds: {fmt_num(r['count'])} "
+        f"({fmt_usdc(r['amount_usdc'])} USDC); withdrawals finalized: {fmt_num(w['finalized'])} "
+        f"({fmt_usdc(w['amount_usdc'])} USDC).",
         "",
     ]
-    servers = {
-        name: {k: v for k, v in f.items() if k != "channels"} | {"channels": f["channels"]}
-        for name, f in c["by_server"].items()
-    }
+    servers = c["by_server"]
     keys = (
         "channels",
         "served_usdc",

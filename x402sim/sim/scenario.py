@@ -504,7 +504,9 @@ class EndpointSpec(_Table):
     def _channel_key(cls, value: Any, info: ValidationInfo) -> Any:
         default = DEFAULT_WITHDRAW_DELAY if info.field_name == "withdraw_delay" else None
         if value != default and info.data.get("scheme") != CHANNEL_SCHEME:
-            raise ValueError(f'{info.field_name} is a batch-settlement key: write scheme = "batch-settlement"')
+            raise ValueError(
+                f'{info.field_name} is a batch-settlement key: write scheme = "batch-settlement"'
+            )
         return value
 
     @model_validator(mode="after")

@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 
 from ..money import UNIT, to_usdc
 from ..version import NAME, VERSION
-from .metrics import LATENCY_KINDS, RunMetrics, Scan, Tally, failure_class
 from .channel_summary import channels_section, versus_section
+from .metrics import LATENCY_KINDS, RunMetrics, Scan, Tally, failure_class
 from .scenario import Scenario, group_window, is_compromised, uses_channels
 
 
@@ -636,11 +636,11 @@ __all__ = [
     "RunFacts",
     "Tally",
     "build_summary",
+    "channel_sections",
     "crawl_section",
     "failure_class",
     "governance_section",
     "mandates_section",
-    "channel_sections",
     "mechanisms_section",
     "reputation_section",
     "stable",
