@@ -24,7 +24,7 @@ mechanism, paid requests, transactions, gas and USD per paid request, and the ch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..money import to_usdc
 from .channel_metrics import SELLER_KINDS
@@ -132,7 +132,7 @@ def versus_section(m: RunMetrics, s: Scenario) -> dict:
             "usd_per_paid_request": _per(mech.wei[label] / 1e18 * eth_usd, paid, 9),
         }
     txs = cm.seller_txs + sum(cm.failed.values())
-    channel = {
+    channel: dict[str, Any] = {
         "paid_requests": cm.paid,
         "transactions": txs,
         "gas_used": cm.seller_gas,

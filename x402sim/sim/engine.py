@@ -5,7 +5,9 @@ and the facilitators' queues (mid-bucket, between blocks rather than on them) an
 the run once every agent has stopped (at ``duration``) and every request and transaction in flight
 is done, or ``drain`` seconds later at most; what is still unfinished then is written as such. It
 returns the world's ``RunMetrics``. With ``progress``, a progress bar on stderr (the only wall-clock
-reading here, for the bar's rate).
+reading here, for the bar's rate). A world with batch-settlement endpoints also runs its channel
+processes (``channels.start``), and its servers' books are read against the chain at the end
+(``channels.finish``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def run_world(world: World, progress: bool = False) -> RunMetrics:
         world.env.run(until=done)
     for row in sorted(world.rows_open.values(), key=lambda r: r.id):
         world.flight.write(row)  # unfinished, or waiting for a finality that never came
-    return world.metrics()
+    metrics = world.metrics()
+    channels.finish(world)  # the servers' books against the chain, at the end (into its metrics)
+    return metrics
 
 
 def _closer(world: World):

@@ -57,7 +57,7 @@ from ..evm.eip712 import address_of_key
 from ..evm.hashing import keccak
 from ..evm.ledger import LedgerChain
 from ..governance import Decision, Governor, GovernorStats
-from . import build, channels
+from . import build
 from . import scenario as sc
 from .book import InFlight
 from .build import Agent, AuditTap, SimFacilitator, SimServer
@@ -298,7 +298,6 @@ class World:
         folder = self._chain_folder()
         self.flight.forget_receipts([h for h in folder.catch_up() if not self.flight.is_held(h)])
         self.book.flush()
-        channels.finish(self)
         if self.trust is not None:
             self.trust.final_reputations()
         m = self.run_metrics
