@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sim_throughput.py
 	$(PY) benchmarks/permit2_gas.py
 	$(PY) benchmarks/mechanism_throughput.py
+	$(PY) benchmarks/channels.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/import_time.py
 
