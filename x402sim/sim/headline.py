@@ -4,7 +4,9 @@ Rules: a metric reads summary.json's figures and recomputes nothing; a figure th
 have is None. Two answer the fee question: ``break_even_fee_usd`` = ``gas.usd_per_settlement``,
 the flat fee per settlement at which the facilitators' margin is zero (no free tier);
 ``break_even_price_usd`` = gas the facilitators paid (USD, reverted transactions included) / paid
-requests, the price per request at which settlement gas equals what the requests paid.
+requests, the price per request at which settlement gas equals what the requests paid. With
+batch-settlement endpoints, the ``channel_*`` metrics are the channels' per paid request (amortised)
+and ``exact_*`` those of the run's per-request exact endpoints beside them (``channels-vs-exact``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,20 @@ METRICS: dict[str, Callable[[dict], Any]] = {
     "x402scan_sellers": lambda s: _get(s, "x402scan", "sellers"),
     "break_even_fee_usd": lambda s: _get(s, "gas", "usd_per_settlement"),
     "break_even_price_usd": lambda s: _ratio(_get(s, "gas", "usd"), s["paid_requests"]),
+    # batch-settlement (None without channels): per paid request, amortised, and the exposure;
+    # beside per-request exact endpoints of the same run, exact's own per paid request
+    "channel_gas_per_paid_request": lambda s: _get(s, "channels", "per_paid_request", "gas"),
+    "channel_usd_per_paid_request": lambda s: _get(s, "channels", "per_paid_request", "usd"),
+    "channel_transactions_per_paid_request": lambda s: _get(
+        s, "channels", "per_paid_request", "transactions"
+    ),
+    "channel_max_unclaimed_usdc": lambda s: _get(s, "channels", "exposure", "max_unclaimed_usdc"),
+    "exact_gas_per_paid_request": lambda s: _get(
+        s, "channels-vs-exact", "exact/eip3009", "gas_per_paid_request"
+    ),
+    "exact_usd_per_paid_request": lambda s: _get(
+        s, "channels-vs-exact", "exact/eip3009", "usd_per_paid_request"
+    ),
 }
 DEFAULT_PLOTS = ("success_rate", "latency_p50_ms", "latency_p99_ms", "gas_usd_per_settlement", "margin_usd")
 
