@@ -101,10 +101,12 @@ def channel_work(world: World, server: SimServer, tick: float) -> Generator[Any,
     """``server``'s channel work every ``tick`` seconds, until the run's end."""
     env = world.env
     end = world.scenario.simulation.duration + world.scenario.simulation.drain
-    first = True
+    first = True  # the first round, at the start, starts the server's clocks
     while env.now + tick <= end:
-        if not first:  # the first round, at the start, starts the server's clocks
+        if not first:
             yield env.timeout(tick)
+            if idle(server):
+                continue  # nothing to claim or settle: the round would only read the book
         first = False
         work = yield from drive(
             server.role.channel_work(world.now()), SimDriver(world, server, work_row(world, server))
@@ -114,6 +116,13 @@ def channel_work(world: World, server: SimServer, tick: float) -> Generator[Any,
         world.count("channel_server_refunds", len(work.refunds))
         for error in work.errors:  # by kind and reason ("claim: <reason>"), without the message
             world.count(f"channel_work_error:{error.split(':')[0]}:{error.split(':')[1].strip()}")
+
+
+def idle(server: SimServer) -> bool:
+    """Whether ``server``'s channel work has nothing to do: no channel in its book and no receiver
+    waiting for a settlement (a month of idle rounds on a thousand servers would cost real time)."""
+    book = server.role.channels
+    return not book.all() and not book.marks("pending:")
 
 
 def exposure_now(world: World) -> tuple[int, int]:

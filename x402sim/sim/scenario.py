@@ -1697,7 +1697,8 @@ def _check_mechanisms(s: Scenario, label: str) -> None:
                     f"behaviour {kind!r} needs a batch-settlement target, and the group has none",
                 )
             for key in GROUP_CHANNEL_KEYS:
-                if key in group.model_fields_set:
+                value = getattr(group, key)
+                if value is not None and not (key == "refund" and value.kind == "never"):
                     fail(f"agents[{i}].{key}", "none of the group's targets is paid by batch-settlement")
         elif kind == "channel-reuse" and len({server for server, _ in channel_targets}) < 2:
             fail(
