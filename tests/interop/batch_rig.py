@@ -146,6 +146,9 @@ def build(seed: int) -> tuple[OurSide, Services]:
         scheme="batch-settlement",
         withdraw_delay=WITHDRAW_DELAY,
         claim_interval=1,
+        # the SDK client signs its deposit's validBefore from the wall clock, which falls behind
+        # the chain's by a withdraw delay after each life's withdrawal
+        max_timeout_seconds=4 * 3600,
         settle_interval=1,
     )
     server = ResourceServer.with_prices(

@@ -1,10 +1,16 @@
 """batch-settlement between x402sim and the official x402 Python SDK, on one chain, judged on chain.
 
 (1) The SDK's client (``BatchSettlementEvmScheme``) pays our resource server, which verifies and
-    settles through our facilitator: one whole channel life (a deposit, many vouchers, our server's
-    claim and settle, a top-up deposit, a partial cooperative refund, the payer's own withdrawal).
-    After each phase: the payer's, the contract's and the receiver's token balances, the contract's
-    ``channels(id)`` and ``receivers(receiver, token)``.
+    settles through our facilitator;
+(2) our paying client pays the SDK's FastAPI server (``sdk_batch_apps``), whose claims and
+    settlements are made by the SDK's channel manager, through the SDK's facilitator settling on our
+    chain over its JSON-RPC, and through ours.
+
+Each is one whole channel life: a deposit, many vouchers, the server's claim and settle, a top-up
+deposit, a partial cooperative refund (the unclaimed vouchers claimed with it), and the payer's own
+withdrawal of the rest (initiate, the chain's time moved past the delay, finalize). After each phase:
+the payer's, the contract's and the receiver's token balances, the contract's ``channels(id)`` and
+``receivers(receiver, token)``.
 
 Where the SDK decides differently from x402sim, the test asserts what the SDK does and says so
 (docs/explanation/sdk-findings.md, "batch-settlement").
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -27,7 +34,6 @@ except ImportError as exc:  # a pinned dev dependency: this happens only outside
     print(f"skipping {__name__}: {_why}")
     pytest.skip(_why, allow_module_level=True)
 
-import httpx
 from eth_account import Account
 from x402 import x402Client
 from x402.http import x402HTTPClient
@@ -36,16 +42,55 @@ from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme, RefundOptions
 
 from tests.interop.batch_rig import HTTP_TIMEOUT, MIN_DEPOSIT, PRICE, WITHDRAW_DELAY, OurSide, build
+from tests.interop.sdk_batch_apps import SdkBatchServer, sdk_batch_facilitator, sdk_batch_server
+from x402sim.evm import address_of_key
+from x402sim.evm.chain import ETHER
 from x402sim.evm.channels import ChannelConfig, channel_id
+from x402sim.evm.rpc_chain import RpcChain
+from x402sim.http import PayingClient, Services
+
+
+@dataclass
+class Rig(OurSide):
+    sdk_receivers: dict[str, str] = field(default_factory=dict)  # one per SDK server
+    sdk_authorizer: str = ""
+    # the SDK's server settling through the SDK's facilitator ("sdk") and through ours ("ours")
+    sdk_servers: dict[str, SdkBatchServer] = field(default_factory=dict)
+    sdk_urls: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
-def side() -> Iterator[OurSide]:
+def side() -> Iterator[Rig]:
     ours, services = build(seed=57)
+    chain = ours.chain
+    sdk_key, authorizer_key = chain.new_key(), chain.new_key()
+    chain.fund(address_of_key(sdk_key), eth=10 * ETHER)
+    sdk_facilitator_url = services.add(
+        "sdk-facilitator", sdk_batch_facilitator(sdk_key, authorizer_key, ours.rpc_url, chain.network)
+    )
     services.start()
+    sdk_services = Services()  # its own loop: the SDK server fetches /supported with a blocking call
     try:
-        yield ours
+        rig = Rig(**vars(ours), sdk_authorizer=address_of_key(authorizer_key))
+        for name, url in (("sdk", sdk_facilitator_url), ("ours", ours.facilitator_url)):
+            rig.sdk_receivers[name] = address_of_key(chain.new_key())
+            server = sdk_batch_server(
+                url,
+                network=chain.network,
+                asset=chain.usdc,
+                asset_name=chain.token_name,
+                asset_version=chain.token_version,
+                pay_to=rig.sdk_receivers[name],
+                price=PRICE,
+                withdraw_delay=WITHDRAW_DELAY,
+            )
+            rig.sdk_servers[name] = server
+            sdk_services.add(f"sdk-server-{name}", server.app)
+        urls = sdk_services.start()
+        rig.sdk_urls = {name: urls[f"sdk-server-{name}"] for name in rig.sdk_servers}
+        yield rig
     finally:
+        sdk_services.stop()
         services.stop()
 
 
@@ -169,3 +214,97 @@ def test_sdk_client_runs_a_whole_channel_life_with_our_server_and_facilitator(si
     # the whole life: the payer paid exactly the 11 requests, the receiver got them
     assert now.payer == start.payer - 11 * PRICE and now.receiver == 11 * PRICE
     assert now.escrow == start.escrow
+
+
+# -- (2) our client pays the SDK's server --------------------------------------------------------
+
+
+@pytest.mark.parametrize("facilitator", ["sdk", "ours"])
+def test_we_run_a_whole_channel_life_with_the_sdk_server(side, facilitator):
+    sdk = side.sdk_servers[facilitator]
+    url = side.sdk_urls[facilitator] + "/feed"
+    receiver = side.sdk_receivers[facilitator]
+    key, payer = side.payer()
+    reads = RpcChain(side.rpc_url)
+    # our client's time is the chain's: an earlier life's withdrawal moved it past the wall clock
+    client = PayingClient(
+        key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
+    )
+    try:
+
+        def pay(n: int) -> list:
+            results = [client.get(url) for _ in range(n)]
+            for result in results:
+                assert result.status == 200, (result.status, result.response.headers, result.channel_problem)
+            return results
+
+        # -- deposit --------------------------------------------------------------------------
+        (opened,) = pay(1)
+        offer = opened.payment.accepted
+        authorizer = side.sdk_authorizer if facilitator == "sdk" else side.facilitator.address
+        assert offer.extra["receiverAuthorizer"] == authorizer  # the facilitator's /supported
+        assert offer.extra["minDeposit"] == str(MIN_DEPOSIT)  # the SDK server's default: 10 x price
+        config = ChannelConfig.from_wire(opened.payment.payload["channelConfig"])
+        cid = channel_id(config, side.chain.chain_id)
+        assert opened.payment.payload["deposit"]["amount"] == str(MIN_DEPOSIT)
+        assert opened.settlement.success and opened.settlement.transaction
+        now = side.facts(payer, cid, receiver)
+        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
+        assert now.receivers == (0, 0) and now.receiver == 0
+        assert opened.settlement.extra["channelState"]["chargedCumulativeAmount"] == str(PRICE)
+        initial_payer = now.payer + MIN_DEPOSIT
+
+        # -- vouchers ---------------------------------------------------------------------------
+        vouchers = pay(4)
+        assert [r.payment.payload["voucher"]["maxClaimableAmount"] for r in vouchers] == [
+            str(n * PRICE) for n in (2, 3, 4, 5)
+        ]
+        assert [r.settlement.extra["channelState"]["chargedCumulativeAmount"] for r in vouchers] == [
+            str(n * PRICE) for n in (2, 3, 4, 5)
+        ]
+        assert side.facts(payer, cid, receiver) == now
+
+        # -- the SDK's channel manager claims and settles -----------------------------------------
+        claims = sdk.manager.claim()
+        assert [c.vouchers for c in claims] == [1]
+        assert sdk.manager.settle().transaction
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.payer == was.payer
+        assert now.escrow == was.escrow - 5 * PRICE and now.receiver == was.receiver + 5 * PRICE
+        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 5 * PRICE)
+        assert now.receivers == (5 * PRICE, 5 * PRICE)
+
+        # -- top-up ----------------------------------------------------------------------------
+        more = pay(6)
+        kinds = [r.payment.payload["type"] for r in more]
+        assert kinds == ["voucher"] * 5 + ["deposit"]
+        was, now = now, side.facts(payer, cid, receiver)
+        topped = now.channel.balance - was.channel.balance
+        assert topped >= PRICE and now.payer == was.payer - topped and now.escrow == was.escrow + topped
+        assert now.channel.total_claimed == 5 * PRICE
+
+        # -- a partial refund --------------------------------------------------------------------
+        refunded = client.refund(url, 3 * PRICE)
+        assert refunded.settlement.success and refunded.settlement.transaction, refunded.settlement
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.payer == was.payer + 3 * PRICE and now.escrow == was.escrow - 3 * PRICE
+        assert (now.channel.balance, now.channel.total_claimed) == (
+            was.channel.balance - 3 * PRICE,
+            11 * PRICE,
+        )
+        assert now.channel.refund_nonce == 1
+        assert now.receivers == (11 * PRICE, 5 * PRICE)
+        assert sdk.manager.settle().transaction
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.receiver == was.receiver + 6 * PRICE and now.receivers == (11 * PRICE, 11 * PRICE)
+
+        # -- the payer's own withdrawal ------------------------------------------------------------
+        left = now.channel.balance - now.channel.total_claimed
+        side.withdraw(key, config, left)
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.payer == was.payer + left and now.escrow == was.escrow - left
+        assert now.channel.balance == now.channel.total_claimed == 11 * PRICE
+        assert now.payer == initial_payer - 11 * PRICE and now.receiver == 11 * PRICE
+    finally:
+        client.close()
+        reads.close()
