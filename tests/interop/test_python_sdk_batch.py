@@ -38,7 +38,7 @@ from eth_account import Account
 from x402 import x402Client
 from x402.http import x402HTTPClient
 from x402.http.clients.httpx import x402HttpxClient
-from x402.mechanisms.evm import EthAccountSigner
+from x402.mechanisms.evm import EthAccountSigner, EthAccountSignerWithRPC
 from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme, RefundOptions
 
 from tests.interop.batch_rig import HTTP_TIMEOUT, MIN_DEPOSIT, PRICE, WITHDRAW_DELAY, OurSide, build
@@ -97,9 +97,13 @@ def side() -> Iterator[Rig]:
 class SdkPayer:
     """One SDK client (its channels in the SDK's in-memory storage) and what it was answered."""
 
-    def __init__(self, side: OurSide, key: bytes) -> None:
+    def __init__(self, side: OurSide, key: bytes, *, reads_chain: bool = False) -> None:
         self.side = side
-        self.scheme = BatchSettlementEvmScheme(EthAccountSigner(Account.from_key(key)))
+        account = Account.from_key(key)
+        # the SDK client recovers a channel (cold start, corrective 402) only with a signer that
+        # reads the chain
+        signer = EthAccountSignerWithRPC(account, side.rpc_url) if reads_chain else EthAccountSigner(account)
+        self.scheme = BatchSettlementEvmScheme(signer)
         self.client = x402Client()
         self.client.register(side.chain.network, self.scheme)
         cap = {
@@ -111,14 +115,15 @@ class SdkPayer:
         self.payloads: list[dict] = []
         self.client.on_after_payment_creation(lambda ctx: self.payloads.append(ctx.payment_payload.payload))
 
-    def get(self, n: int = 1) -> list:
-        """``n`` paid GETs of our route, in sequence; each must be served. Their settlements."""
+    def get(self, n: int = 1, url: str | None = None) -> list:
+        """``n`` paid GETs of ``url`` (our route), in sequence; each must be served. Their settlements."""
+        url = url or self.side.server_url + "/feed"
 
         async def fetch() -> list:
             settlements = []
             async with x402HttpxClient(self.client, timeout=HTTP_TIMEOUT) as http:
                 for _ in range(n):
-                    response = await http.get(self.side.server_url + "/feed")
+                    response = await http.get(url)
                     assert response.status_code == 200, (response.status_code, response.headers)
                     settlements.append(
                         x402HTTPClient(self.client).get_payment_settle_response(response.headers.get)
@@ -216,6 +221,26 @@ def test_sdk_client_runs_a_whole_channel_life_with_our_server_and_facilitator(si
     assert now.escrow == start.escrow
 
 
+def test_sdk_client_that_lost_its_channel_adopts_our_corrective_402(side):
+    """A second SDK client of the same payer (its storage empty, its signer reading the chain) finds
+    the channel on chain, signs a voucher from what was claimed (nothing), is answered our corrective
+    402 (channelState and the payer's own last voucher), checks it, and pays on from there."""
+    key, payer = side.payer()
+    SdkPayer(side, key).get(3)
+    fresh = SdkPayer(side, key, reads_chain=True)
+    (paid,) = fresh.get()
+    assert [(p["type"], p["voucher"]["maxClaimableAmount"]) for p in fresh.payloads] == [
+        ("voucher", str(PRICE)),
+        ("voucher", str(4 * PRICE)),
+    ]
+    assert paid.extra["channelState"]["chargedCumulativeAmount"] == str(4 * PRICE)
+    config_wire = fresh.payloads[0]["channelConfig"]
+    cid = channel_id(ChannelConfig.from_wire(config_wire), side.chain.chain_id)
+    now = side.facts(payer, cid)
+    assert now.payer == 100_000 - MIN_DEPOSIT  # one deposit, nothing paid twice
+    assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
+
+
 # -- (2) our client pays the SDK's server --------------------------------------------------------
 
 
@@ -307,4 +332,31 @@ def test_we_run_a_whole_channel_life_with_the_sdk_server(side, facilitator):
         assert now.payer == initial_payer - 11 * PRICE and now.receiver == 11 * PRICE
     finally:
         client.close()
+        reads.close()
+
+
+@pytest.mark.parametrize("facilitator", ["sdk", "ours"])
+def test_our_client_that_lost_its_channel_adopts_the_sdk_servers_corrective_402(side, facilitator):
+    """Our client with a fresh channel store reads the channel from the chain, signs a voucher from
+    what was claimed, is answered the SDK server's corrective 402, and pays on from there."""
+    url = side.sdk_urls[facilitator] + "/feed"
+    key, payer = side.payer()
+    reads = RpcChain(side.rpc_url)
+    try:
+        for n, kind, voucher in ((3, "deposit", 3 * PRICE), (1, "voucher", 4 * PRICE)):
+            with PayingClient(
+                key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
+            ) as client:
+                results = [client.get(url) for _ in range(n)]
+            assert [r.status for r in results] == [200] * n
+            assert results[0].payment.payload["type"] == kind
+            assert results[-1].payment.payload["voucher"]["maxClaimableAmount"] == str(voucher)
+        assert results[0].first_status == 402  # the corrective one, adopted
+        cid = channel_id(
+            ChannelConfig.from_wire(results[0].payment.payload["channelConfig"]), side.chain.chain_id
+        )
+        now = side.facts(payer, cid, side.sdk_receivers[facilitator])
+        assert now.payer == 100_000 - MIN_DEPOSIT
+        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
+    finally:
         reads.close()
