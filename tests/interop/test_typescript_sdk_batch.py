@@ -1,0 +1,224 @@
+"""batch-settlement between x402sim and the official x402 TypeScript SDK 2.27, on one chain.
+
+(1) The ``@x402/fetch`` client with ``BatchSettlementEvmScheme`` (``node/client-batch.mjs``, one node
+    process kept alive for a whole channel life, driven line by line) pays our resource server, which
+    verifies and settles through our facilitator (``batch_rig``): a deposit, many vouchers, our
+    server's claim and settle, a top-up deposit, a partial cooperative refund, the payer's own
+    withdrawal; and a second client of the same payer that lost its channel adopts our corrective 402.
+
+After each phase: the payer's, the contract's and the receiver's token balances, the contract's
+``channels(id)`` and ``receivers(receiver, token)``. Our side runs in this process (one loop).
+Without node or the pinned packages every test here is skipped with the command to run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.batch_rig import MIN_DEPOSIT, PRICE, WITHDRAW_DELAY, OurSide, build
+from tests.interop.test_typescript_sdk import CLIENT_TIMEOUT, INSTALL, NODE_DIR, _missing_typescript_sdk
+from x402sim.evm.channels import ChannelConfig, channel_id
+
+_why = _missing_typescript_sdk()
+if _why:
+    print(f"skipping {__name__}: TypeScript SDK interop skipped: {_why}; to run it: {INSTALL}")
+    pytest.skip(f"TypeScript SDK interop skipped: {_why}; to run it: {INSTALL}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def side() -> Iterator[OurSide]:
+    ours, services = build(seed=73)
+    services.start()
+    try:
+        yield ours
+    finally:
+        services.stop()
+
+
+class TsPayer:
+    """One ``node/client-batch.mjs`` process: a TS client whose channels live as long as it does."""
+
+    def __init__(self, side: OurSide, key: bytes, log_dir: Path, *, reads_chain: bool = False) -> None:
+        self.url = side.server_url + "/feed"
+        env = {
+            **os.environ,
+            "EVM_PRIVATE_KEY": "0x" + key.hex(),
+            "EVM_NETWORK": side.chain.network,
+            "ASSET": side.chain.usdc,
+            "EVM_RPC_URL": side.rpc_url,
+            "READS_CHAIN": "1" if reads_chain else "0",
+            "MAX_AMOUNT_PER_PAYMENT": str(100 * PRICE),
+        }
+        self.stderr_path = log_dir / f"client-batch-{key.hex()[:8]}.stderr.log"
+        self._stderr = self.stderr_path.open("wb")
+        self.popen = subprocess.Popen(
+            ["node", "client-batch.mjs"],
+            cwd=NODE_DIR,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        assert self._next() == "Client ready"
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _next(self) -> str:
+        try:
+            line = self.lines.get(timeout=CLIENT_TIMEOUT)
+        except queue.Empty:
+            pytest.fail(f"client-batch.mjs silent for {CLIENT_TIMEOUT} s; stderr:\n{self._tail()}")
+        if line is None:
+            pytest.fail(f"client-batch.mjs exited ({self.popen.wait()}); stderr:\n{self._tail()}")
+        return line
+
+    def _tail(self) -> str:
+        self._stderr.flush()
+        return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-30:])
+
+    def ask(self, **command) -> dict:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(json.dumps(command) + "\n")
+        self.popen.stdin.flush()
+        answer = json.loads(self._next())
+        assert "error" not in answer, (answer, self._tail())
+        return answer
+
+    def get(self, n: int = 1) -> list[dict]:
+        """``n`` paid GETs in sequence; each must be served. Their (PAYMENT-RESPONSE, payload)."""
+        results = self.ask(op="get", url=self.url, n=n)["results"]
+        assert [r["status_code"] for r in results] == [200] * n, [
+            (r["status_code"], (r["payment_required"] or {}).get("error"), r["payment_response"])
+            for r in results
+        ]
+        return results
+
+    def refund(self, amount: int) -> dict:
+        return self.ask(op="refund", url=self.url, amount=str(amount))["settle"]
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            assert self.popen.stdin is not None
+            self.popen.stdin.close()
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._stderr.close()
+
+
+@pytest.fixture
+def logs(tmp_path) -> Path:
+    return tmp_path
+
+
+def test_ts_client_runs_a_whole_channel_life_with_our_server_and_facilitator(side, logs):
+    key, payer = side.payer()
+    start = side.facts(payer, b"\x00" * 32)
+    ts = TsPayer(side, key, logs)
+    try:
+        # -- deposit -----------------------------------------------------------------------------
+        (opened,) = ts.get()
+        deposit = opened["payment"]
+        assert deposit["type"] == "deposit" and deposit["deposit"]["amount"] == str(MIN_DEPOSIT)
+        config = ChannelConfig.from_wire(deposit["channelConfig"])
+        assert (config.payer, config.receiver, config.withdraw_delay) == (
+            payer,
+            side.receiver,
+            WITHDRAW_DELAY,
+        )
+        assert config.receiver_authorizer == side.facilitator.address
+        cid = channel_id(config, side.chain.chain_id)
+        assert opened["payment_response"]["success"] and opened["payment_response"]["transaction"]
+        now = side.facts(payer, cid)
+        assert now.payer == start.payer - MIN_DEPOSIT and now.escrow == start.escrow + MIN_DEPOSIT
+        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
+        assert now.receivers == (0, 0) and now.receiver == 0
+
+        # -- vouchers ----------------------------------------------------------------------------
+        vouchers = ts.get(4)
+        assert [r["payment"]["type"] for r in vouchers] == ["voucher"] * 4
+        assert [r["payment"]["voucher"]["maxClaimableAmount"] for r in vouchers] == [
+            str(n * PRICE) for n in (2, 3, 4, 5)
+        ]
+        charged = [
+            r["payment_response"]["extra"]["channelState"]["chargedCumulativeAmount"] for r in vouchers
+        ]
+        assert charged == [str(n * PRICE) for n in (2, 3, 4, 5)]
+        assert side.facts(payer, cid) == now
+
+        # -- our server claims and settles -----------------------------------------------------------
+        side.claim_and_settle()
+        was, now = now, side.facts(payer, cid)
+        assert now.escrow == was.escrow - 5 * PRICE and now.receiver == was.receiver + 5 * PRICE
+        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 5 * PRICE)
+        assert now.receivers == (5 * PRICE, 5 * PRICE)
+
+        # -- top-up --------------------------------------------------------------------------------
+        more = ts.get(6)
+        assert [r["payment"]["type"] for r in more] == ["voucher"] * 5 + ["deposit"]
+        assert more[-1]["payment"]["deposit"]["amount"] == str(MIN_DEPOSIT)
+        was, now = now, side.facts(payer, cid)
+        assert now.payer == was.payer - MIN_DEPOSIT and now.escrow == was.escrow + MIN_DEPOSIT
+        assert (now.channel.balance, now.channel.total_claimed) == (2 * MIN_DEPOSIT, 5 * PRICE)
+
+        # -- a partial refund, the unclaimed vouchers claimed with it -----------------------------------
+        refunded = ts.refund(3 * PRICE)
+        assert refunded["success"] and refunded["transaction"] and refunded["amount"] == str(3 * PRICE)
+        was, now = now, side.facts(payer, cid)
+        assert now.payer == was.payer + 3 * PRICE and now.escrow == was.escrow - 3 * PRICE
+        assert (now.channel.balance, now.channel.total_claimed) == (2 * MIN_DEPOSIT - 3 * PRICE, 11 * PRICE)
+        assert now.channel.refund_nonce == 1 and now.receivers == (11 * PRICE, 5 * PRICE)
+        side.claim_and_settle()
+        was, now = now, side.facts(payer, cid)
+        assert now.receiver == was.receiver + 6 * PRICE and now.receivers == (11 * PRICE, 11 * PRICE)
+
+        # -- the payer's own withdrawal ------------------------------------------------------------
+        left = now.channel.balance - now.channel.total_claimed
+        side.withdraw(key, config, left)
+        was, now = now, side.facts(payer, cid)
+        assert now.payer == was.payer + left and now.escrow == was.escrow - left
+        assert now.channel.balance == now.channel.total_claimed == 11 * PRICE
+        assert now.payer == start.payer - 11 * PRICE and now.receiver == 11 * PRICE
+    finally:
+        ts.close()
+
+
+def test_ts_client_that_lost_its_channel_adopts_our_corrective_402(side, logs):
+    """A second TS client of the same payer, its signer reading the chain (``READS_CHAIN``), finds the
+    channel on chain, is answered our corrective 402 (channelState and the payer's own last voucher),
+    checks it, and pays on from there: no second deposit."""
+    key, payer = side.payer()
+    first = TsPayer(side, key, logs)
+    try:
+        first.get(3)
+    finally:
+        first.close()
+    fresh = TsPayer(side, key, logs, reads_chain=True)
+    try:
+        (paid,) = fresh.get()
+    finally:
+        fresh.close()
+    assert paid["payment"]["type"] == "voucher"
+    assert paid["payment"]["voucher"]["maxClaimableAmount"] == str(4 * PRICE)  # the retry, after our 402
+    assert paid["payment_response"]["extra"]["channelState"]["chargedCumulativeAmount"] == str(4 * PRICE)
+    cid = channel_id(ChannelConfig.from_wire(paid["payment"]["channelConfig"]), side.chain.chain_id)
+    now = side.facts(payer, cid)
+    assert now.payer == 100_000 - MIN_DEPOSIT
+    assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
