@@ -10,6 +10,7 @@ apps (the SDK's) to the same loop first. Our server's claim and settle work is r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from x402sim.actors import Facilitator
@@ -23,13 +24,15 @@ from x402sim.evm.channels import (
     BATCH_SETTLEMENT_ADDRESS,
     ChannelConfig,
     ChannelState,
+    channel_id,
     finalize_withdraw_call,
     initiate_withdraw_call,
     read_channel,
     read_receiver,
 )
+from x402sim.evm.rpc_chain import RpcChain
 from x402sim.evm.txsign import GWEI, sign_eip1559
-from x402sim.http import FacilitatorClient, Services, facilitator_app, resource_server_app
+from x402sim.http import FacilitatorClient, PayingClient, Services, facilitator_app, resource_server_app
 from x402sim.http.chain_clock import ChainClock
 from x402sim.http.chain_rpc import chain_rpc_app
 
@@ -158,3 +161,96 @@ def build(seed: int) -> tuple[OurSide, Services]:
     server.base_url = server_url = services.add("server", app)
     side = OurSide(chain, clock, rpc_url, receiver, facilitator, facilitator_url, server, server_url)
     return side, services
+
+
+def our_client_life(
+    side: OurSide,
+    url: str,
+    receiver: str,
+    authorizer: str,
+    *,
+    claim: Callable[[], list[int]],
+    settle: Callable[[], str],
+) -> None:
+    """Our paying client runs a whole channel life with an SDK server selling ``url`` (``PRICE`` a
+    request, paid to ``receiver``, the SDK server's default ``minDeposit``), whose facilitator's
+    receiver authorizer is ``authorizer``; ``claim`` has the server claim (vouchers per claim
+    transaction), ``settle`` has it settle (the transaction). Judged on chain after each phase."""
+    key, payer = side.payer()
+    reads = RpcChain(side.rpc_url)
+    # our client's time is the chain's: an earlier life's withdrawal moved it past the wall clock
+    client = PayingClient(
+        key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
+    )
+    try:
+
+        def pay(n: int) -> list:
+            results = [client.get(url) for _ in range(n)]
+            for result in results:
+                assert result.status == 200, (result.status, result.response.headers, result.channel_problem)
+            return results
+
+        # -- deposit: the offer's minDeposit ---------------------------------------------------------
+        start = side.facts(payer, b"\x00" * 32, receiver)
+        (opened,) = pay(1)
+        offer = opened.payment.accepted
+        assert offer.extra["receiverAuthorizer"] == authorizer  # the facilitator's /supported
+        assert offer.extra["minDeposit"] == str(MIN_DEPOSIT)  # the SDK server's default: 10 x price
+        config = ChannelConfig.from_wire(opened.payment.payload["channelConfig"])
+        cid = channel_id(config, side.chain.chain_id)
+        assert opened.payment.payload["deposit"]["amount"] == str(MIN_DEPOSIT)
+        assert opened.settlement.success and opened.settlement.transaction
+        assert opened.settlement.extra["channelState"]["chargedCumulativeAmount"] == str(PRICE)
+        now = side.facts(payer, cid, receiver)
+        assert now.payer == start.payer - MIN_DEPOSIT and now.escrow == start.escrow + MIN_DEPOSIT
+        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
+        assert now.receivers == (0, 0) and now.receiver == 0
+
+        # -- vouchers: nothing moves on chain --------------------------------------------------------
+        vouchers = pay(4)
+        expected = [str(n * PRICE) for n in (2, 3, 4, 5)]
+        assert [r.payment.payload["voucher"]["maxClaimableAmount"] for r in vouchers] == expected
+        assert [r.settlement.extra["channelState"]["chargedCumulativeAmount"] for r in vouchers] == expected
+        assert side.facts(payer, cid, receiver) == now
+
+        # -- the SDK server claims and settles --------------------------------------------------------
+        assert claim() == [1]
+        assert settle()
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.payer == was.payer
+        assert now.escrow == was.escrow - 5 * PRICE and now.receiver == was.receiver + 5 * PRICE
+        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 5 * PRICE)
+        assert now.receivers == (5 * PRICE, 5 * PRICE)
+
+        # -- top-up: the 11th request needs more than the balance ---------------------------------------
+        more = pay(6)
+        assert [r.payment.payload["type"] for r in more] == ["voucher"] * 5 + ["deposit"]
+        assert more[-1].payment.payload["deposit"]["amount"] == str(MIN_DEPOSIT)
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.payer == was.payer - MIN_DEPOSIT and now.escrow == was.escrow + MIN_DEPOSIT
+        assert (now.channel.balance, now.channel.total_claimed) == (2 * MIN_DEPOSIT, 5 * PRICE)
+
+        # -- a partial refund, the unclaimed vouchers claimed with it ---------------------------------
+        refunded = client.refund(url, 3 * PRICE)
+        assert refunded.settlement.success and refunded.settlement.transaction, refunded.settlement
+        assert refunded.settlement.amount == str(3 * PRICE)
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.payer == was.payer + 3 * PRICE and now.escrow == was.escrow - 3 * PRICE
+        assert (now.channel.balance, now.channel.total_claimed) == (2 * MIN_DEPOSIT - 3 * PRICE, 11 * PRICE)
+        assert now.channel.refund_nonce == 1
+        assert now.receivers == (11 * PRICE, 5 * PRICE)
+        assert settle()
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.receiver == was.receiver + 6 * PRICE and now.receivers == (11 * PRICE, 11 * PRICE)
+
+        # -- the payer's own withdrawal of the rest ---------------------------------------------------
+        left = now.channel.balance - now.channel.total_claimed
+        side.withdraw(key, config, left)
+        was, now = now, side.facts(payer, cid, receiver)
+        assert now.payer == was.payer + left and now.escrow == was.escrow - left
+        assert now.channel.balance == now.channel.total_claimed == 11 * PRICE
+        assert (now.channel.withdraw_amount, now.channel.withdraw_requested_at) == (0, 0)
+        assert now.payer == start.payer - 11 * PRICE and now.receiver == 11 * PRICE
+    finally:
+        client.close()
+        reads.close()

@@ -41,7 +41,15 @@ from x402.http.clients.httpx import x402HttpxClient
 from x402.mechanisms.evm import EthAccountSigner, EthAccountSignerWithRPC
 from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme, RefundOptions
 
-from tests.interop.batch_rig import HTTP_TIMEOUT, MIN_DEPOSIT, PRICE, WITHDRAW_DELAY, OurSide, build
+from tests.interop.batch_rig import (
+    HTTP_TIMEOUT,
+    MIN_DEPOSIT,
+    PRICE,
+    WITHDRAW_DELAY,
+    OurSide,
+    build,
+    our_client_life,
+)
 from tests.interop.sdk_batch_apps import SdkBatchServer, sdk_batch_facilitator, sdk_batch_server
 from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
@@ -246,93 +254,16 @@ def test_sdk_client_that_lost_its_channel_adopts_our_corrective_402(side):
 
 @pytest.mark.parametrize("facilitator", ["sdk", "ours"])
 def test_we_run_a_whole_channel_life_with_the_sdk_server(side, facilitator):
-    sdk = side.sdk_servers[facilitator]
-    url = side.sdk_urls[facilitator] + "/feed"
-    receiver = side.sdk_receivers[facilitator]
-    key, payer = side.payer()
-    reads = RpcChain(side.rpc_url)
-    # our client's time is the chain's: an earlier life's withdrawal moved it past the wall clock
-    client = PayingClient(
-        key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
+    manager = side.sdk_servers[facilitator].manager
+    authorizer = side.sdk_authorizer if facilitator == "sdk" else side.facilitator.address
+    our_client_life(
+        side,
+        side.sdk_urls[facilitator] + "/feed",
+        side.sdk_receivers[facilitator],
+        authorizer,
+        claim=lambda: [c.vouchers for c in manager.claim()],
+        settle=lambda: manager.settle().transaction,
     )
-    try:
-
-        def pay(n: int) -> list:
-            results = [client.get(url) for _ in range(n)]
-            for result in results:
-                assert result.status == 200, (result.status, result.response.headers, result.channel_problem)
-            return results
-
-        # -- deposit --------------------------------------------------------------------------
-        (opened,) = pay(1)
-        offer = opened.payment.accepted
-        authorizer = side.sdk_authorizer if facilitator == "sdk" else side.facilitator.address
-        assert offer.extra["receiverAuthorizer"] == authorizer  # the facilitator's /supported
-        assert offer.extra["minDeposit"] == str(MIN_DEPOSIT)  # the SDK server's default: 10 x price
-        config = ChannelConfig.from_wire(opened.payment.payload["channelConfig"])
-        cid = channel_id(config, side.chain.chain_id)
-        assert opened.payment.payload["deposit"]["amount"] == str(MIN_DEPOSIT)
-        assert opened.settlement.success and opened.settlement.transaction
-        now = side.facts(payer, cid, receiver)
-        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
-        assert now.receivers == (0, 0) and now.receiver == 0
-        assert opened.settlement.extra["channelState"]["chargedCumulativeAmount"] == str(PRICE)
-        initial_payer = now.payer + MIN_DEPOSIT
-
-        # -- vouchers ---------------------------------------------------------------------------
-        vouchers = pay(4)
-        assert [r.payment.payload["voucher"]["maxClaimableAmount"] for r in vouchers] == [
-            str(n * PRICE) for n in (2, 3, 4, 5)
-        ]
-        assert [r.settlement.extra["channelState"]["chargedCumulativeAmount"] for r in vouchers] == [
-            str(n * PRICE) for n in (2, 3, 4, 5)
-        ]
-        assert side.facts(payer, cid, receiver) == now
-
-        # -- the SDK's channel manager claims and settles -----------------------------------------
-        claims = sdk.manager.claim()
-        assert [c.vouchers for c in claims] == [1]
-        assert sdk.manager.settle().transaction
-        was, now = now, side.facts(payer, cid, receiver)
-        assert now.payer == was.payer
-        assert now.escrow == was.escrow - 5 * PRICE and now.receiver == was.receiver + 5 * PRICE
-        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 5 * PRICE)
-        assert now.receivers == (5 * PRICE, 5 * PRICE)
-
-        # -- top-up ----------------------------------------------------------------------------
-        more = pay(6)
-        kinds = [r.payment.payload["type"] for r in more]
-        assert kinds == ["voucher"] * 5 + ["deposit"]
-        was, now = now, side.facts(payer, cid, receiver)
-        topped = now.channel.balance - was.channel.balance
-        assert topped >= PRICE and now.payer == was.payer - topped and now.escrow == was.escrow + topped
-        assert now.channel.total_claimed == 5 * PRICE
-
-        # -- a partial refund --------------------------------------------------------------------
-        refunded = client.refund(url, 3 * PRICE)
-        assert refunded.settlement.success and refunded.settlement.transaction, refunded.settlement
-        was, now = now, side.facts(payer, cid, receiver)
-        assert now.payer == was.payer + 3 * PRICE and now.escrow == was.escrow - 3 * PRICE
-        assert (now.channel.balance, now.channel.total_claimed) == (
-            was.channel.balance - 3 * PRICE,
-            11 * PRICE,
-        )
-        assert now.channel.refund_nonce == 1
-        assert now.receivers == (11 * PRICE, 5 * PRICE)
-        assert sdk.manager.settle().transaction
-        was, now = now, side.facts(payer, cid, receiver)
-        assert now.receiver == was.receiver + 6 * PRICE and now.receivers == (11 * PRICE, 11 * PRICE)
-
-        # -- the payer's own withdrawal ------------------------------------------------------------
-        left = now.channel.balance - now.channel.total_claimed
-        side.withdraw(key, config, left)
-        was, now = now, side.facts(payer, cid, receiver)
-        assert now.payer == was.payer + left and now.escrow == was.escrow - left
-        assert now.channel.balance == now.channel.total_claimed == 11 * PRICE
-        assert now.payer == initial_payer - 11 * PRICE and now.receiver == 11 * PRICE
-    finally:
-        client.close()
-        reads.close()
 
 
 @pytest.mark.parametrize("facilitator", ["sdk", "ours"])
