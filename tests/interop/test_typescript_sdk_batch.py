@@ -5,6 +5,9 @@
     verifies and settles through our facilitator (``batch_rig``): a deposit, many vouchers, our
     server's claim and settle, a top-up deposit, a partial cooperative refund, the payer's own
     withdrawal; and a second client of the same payer that lost its channel adopts our corrective 402.
+(2) Our paying client pays an ``@x402/express`` server (``node/server-batch.mjs``, its channel manager
+    claiming and settling when the test says so) settling through the TypeScript facilitator
+    (``node/facilitator-batch.mjs``, over our chain's JSON-RPC) and through ours: the same life.
 
 After each phase: the payer's, the contract's and the receiver's token balances, the contract's
 ``channels(id)`` and ``receivers(receiver, token)``. Our side runs in this process (one loop).
@@ -19,12 +22,23 @@ import queue
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.interop.batch_rig import MIN_DEPOSIT, PRICE, WITHDRAW_DELAY, OurSide, build
-from tests.interop.test_typescript_sdk import CLIENT_TIMEOUT, INSTALL, NODE_DIR, _missing_typescript_sdk
+from tests.interop.batch_rig import MIN_DEPOSIT, PRICE, WITHDRAW_DELAY, OurSide, build, our_client_life
+from tests.interop.test_typescript_sdk import (
+    CLIENT_TIMEOUT,
+    INSTALL,
+    NODE_DIR,
+    Process,
+    _missing_typescript_sdk,
+    free_port,
+)
+from x402sim.evm import address_of_key
+from x402sim.evm.chain import ETHER
 from x402sim.evm.channels import ChannelConfig, channel_id
 
 _why = _missing_typescript_sdk()
@@ -33,13 +47,65 @@ if _why:
     pytest.skip(f"TypeScript SDK interop skipped: {_why}; to run it: {INSTALL}", allow_module_level=True)
 
 
+@dataclass
+class Rig(OurSide):
+    ts_authorizer: str = ""
+    # the TS server settling through the TS facilitator ("ts") and through ours ("ours")
+    ts_servers: dict[str, str] = field(default_factory=dict)
+    ts_receivers: dict[str, str] = field(default_factory=dict)
+
+
 @pytest.fixture(scope="module")
-def side() -> Iterator[OurSide]:
+def side(tmp_path_factory) -> Iterator[Rig]:
     ours, services = build(seed=73)
+    chain = ours.chain
     services.start()
+    logs = tmp_path_factory.mktemp("node-logs")
+    started: list[Process] = []
+
+    def node(script: str, ready: str, env: dict[str, str]) -> str:
+        port = free_port()
+        process = Process(
+            script, ["node", script], env={**env, "PORT": str(port)}, cwd=NODE_DIR, log_dir=logs
+        )
+        started.append(process)
+        process.wait_for(lambda line: line.startswith(ready))
+        return f"http://127.0.0.1:{port}"
+
     try:
-        yield ours
+        ts_key, authorizer_key = chain.new_key(), chain.new_key()
+        chain.fund(address_of_key(ts_key), eth=10 * ETHER)
+        rig = Rig(**vars(ours), ts_authorizer=address_of_key(authorizer_key))
+        ts_facilitator = node(
+            "facilitator-batch.mjs",
+            "Facilitator listening",
+            {
+                "EVM_PRIVATE_KEY": "0x" + ts_key.hex(),
+                "AUTHORIZER_PRIVATE_KEY": "0x" + authorizer_key.hex(),
+                "EVM_NETWORK": chain.network,
+                "EVM_RPC_URL": ours.rpc_url,
+            },
+        )
+        for name, url in (("ts", ts_facilitator), ("ours", ours.facilitator_url)):
+            rig.ts_receivers[name] = address_of_key(chain.new_key())
+            rig.ts_servers[name] = node(
+                "server-batch.mjs",
+                "Server listening",
+                {
+                    "FACILITATOR_URL": url,
+                    "EVM_PAYEE_ADDRESS": rig.ts_receivers[name],
+                    "EVM_NETWORK": chain.network,
+                    "ASSET": chain.usdc,
+                    "ASSET_NAME": chain.token_name,
+                    "ASSET_VERSION": chain.token_version,
+                    "PRICE": str(PRICE),
+                    "WITHDRAW_DELAY": str(WITHDRAW_DELAY),
+                },
+            )
+        yield rig
     finally:
+        for process in reversed(started):
+            process.stop()
         services.stop()
 
 
@@ -222,3 +288,26 @@ def test_ts_client_that_lost_its_channel_adopts_our_corrective_402(side, logs):
     now = side.facts(payer, cid)
     assert now.payer == 100_000 - MIN_DEPOSIT
     assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
+
+
+# -- (2) our client pays the TS server ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("facilitator", ["ts", "ours"])
+def test_we_run_a_whole_channel_life_with_the_ts_server(side, facilitator):
+    server = side.ts_servers[facilitator]
+
+    def post(path: str) -> dict:
+        answer = httpx.post(server + path, timeout=CLIENT_TIMEOUT)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    authorizer = side.ts_authorizer if facilitator == "ts" else side.facilitator.address
+    our_client_life(
+        side,
+        server + "/feed",
+        side.ts_receivers[facilitator],
+        authorizer,
+        claim=lambda: [int(c["vouchers"]) for c in post("/claim-now")],
+        settle=lambda: post("/settle-now")["transaction"],
+    )

@@ -1,8 +1,7 @@
 // An @x402/express server selling GET /feed through batch-settlement channels for PRICE atomic units
 // of ASSET, paid to EVM_PAYEE_ADDRESS, verified and settled by the facilitator at FACILITATOR_URL. The
-// SDK's channel manager claims and settles only when told: POST /channel-work answers
-// {claims: [{vouchers, transaction}], settle: {transaction} | null} (claimAndSettle), and
-// POST /settle-now answers the settle alone.
+// SDK's channel manager claims and settles only when told: POST /claim-now answers its claim()
+// ([{vouchers, transaction}]), POST /settle-now its settle() ({transaction}).
 //
 // Environment: PORT, FACILITATOR_URL, EVM_PAYEE_ADDRESS, EVM_NETWORK, ASSET, ASSET_NAME, ASSET_VERSION,
 // PRICE, WITHDRAW_DELAY (seconds). Ready line: "Server listening on ...".
@@ -54,7 +53,7 @@ function answer(res, work) {
       res.status(500).json({ error: error instanceof Error ? error.message : String(error) });
     });
 }
-app.post("/channel-work", (_req, res) => answer(res, manager.claimAndSettle()));
+app.post("/claim-now", (_req, res) => answer(res, manager.claim()));
 app.post("/settle-now", (_req, res) => answer(res, manager.settle()));
 
 listen(app, port, "Server listening");
