@@ -41,6 +41,7 @@ PRICE = 1_000  # per request, atomic units
 MIN_DEPOSIT = 10 * PRICE  # the SDK server's default, and ours
 WITHDRAW_DELAY = 900  # the least the contract allows
 WITHDRAW_GAS = 200_000
+PAYER_FUNDS = 100_000  # each payer's tokens
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class OurSide:
     server: ResourceServer
     server_url: str
 
-    def payer(self, *, usdc: int = 100_000) -> tuple[bytes, str]:
+    def payer(self, *, usdc: int = PAYER_FUNDS) -> tuple[bytes, str]:
         """A fresh payer with tokens and ether for its own withdrawal transactions."""
         key = self.chain.new_key()
         self.chain.fund(address_of_key(key), usdc=usdc, eth=ETHER)
@@ -253,4 +254,29 @@ def our_client_life(
         assert now.payer == start.payer - 11 * PRICE and now.receiver == 11 * PRICE
     finally:
         client.close()
+        reads.close()
+
+
+def our_client_recovers(side: OurSide, url: str, receiver: str) -> None:
+    """Our client pays ``url`` three times (a deposit, two vouchers); then a new client of the same
+    payer (an empty channel store) reads the channel from the chain, signs a voucher from what was
+    claimed, is answered the server's corrective 402, checks and adopts it, and pays on: no second
+    deposit."""
+    key, payer = side.payer()
+    reads = RpcChain(side.rpc_url)
+    try:
+        for n, kind, voucher in ((3, "deposit", 3 * PRICE), (1, "voucher", 4 * PRICE)):
+            with PayingClient(
+                key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
+            ) as client:
+                results = [client.get(url) for _ in range(n)]
+            assert [r.status for r in results] == [200] * n
+            assert results[0].payment.payload["type"] == kind
+            assert results[-1].payment.payload["voucher"]["maxClaimableAmount"] == str(voucher)
+        assert results[0].first_status == 402  # the corrective one, adopted
+        config = ChannelConfig.from_wire(results[0].payment.payload["channelConfig"])
+        now = side.facts(payer, channel_id(config, side.chain.chain_id), receiver)
+        assert now.payer == PAYER_FUNDS - MIN_DEPOSIT
+        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
+    finally:
         reads.close()

@@ -44,18 +44,19 @@ from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme
 from tests.interop.batch_rig import (
     HTTP_TIMEOUT,
     MIN_DEPOSIT,
+    PAYER_FUNDS,
     PRICE,
     WITHDRAW_DELAY,
     OurSide,
     build,
     our_client_life,
+    our_client_recovers,
 )
 from tests.interop.sdk_batch_apps import SdkBatchServer, sdk_batch_facilitator, sdk_batch_server
 from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
 from x402sim.evm.channels import ChannelConfig, channel_id
-from x402sim.evm.rpc_chain import RpcChain
-from x402sim.http import PayingClient, Services
+from x402sim.http import Services
 
 
 @dataclass
@@ -245,7 +246,7 @@ def test_sdk_client_that_lost_its_channel_adopts_our_corrective_402(side):
     config_wire = fresh.payloads[0]["channelConfig"]
     cid = channel_id(ChannelConfig.from_wire(config_wire), side.chain.chain_id)
     now = side.facts(payer, cid)
-    assert now.payer == 100_000 - MIN_DEPOSIT  # one deposit, nothing paid twice
+    assert now.payer == PAYER_FUNDS - MIN_DEPOSIT  # one deposit, nothing paid twice
     assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
 
 
@@ -270,24 +271,4 @@ def test_we_run_a_whole_channel_life_with_the_sdk_server(side, facilitator):
 def test_our_client_that_lost_its_channel_adopts_the_sdk_servers_corrective_402(side, facilitator):
     """Our client with a fresh channel store reads the channel from the chain, signs a voucher from
     what was claimed, is answered the SDK server's corrective 402, and pays on from there."""
-    url = side.sdk_urls[facilitator] + "/feed"
-    key, payer = side.payer()
-    reads = RpcChain(side.rpc_url)
-    try:
-        for n, kind, voucher in ((3, "deposit", 3 * PRICE), (1, "voucher", 4 * PRICE)):
-            with PayingClient(
-                key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
-            ) as client:
-                results = [client.get(url) for _ in range(n)]
-            assert [r.status for r in results] == [200] * n
-            assert results[0].payment.payload["type"] == kind
-            assert results[-1].payment.payload["voucher"]["maxClaimableAmount"] == str(voucher)
-        assert results[0].first_status == 402  # the corrective one, adopted
-        cid = channel_id(
-            ChannelConfig.from_wire(results[0].payment.payload["channelConfig"]), side.chain.chain_id
-        )
-        now = side.facts(payer, cid, side.sdk_receivers[facilitator])
-        assert now.payer == 100_000 - MIN_DEPOSIT
-        assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
-    finally:
-        reads.close()
+    our_client_recovers(side, side.sdk_urls[facilitator] + "/feed", side.sdk_receivers[facilitator])

@@ -28,7 +28,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.interop.batch_rig import MIN_DEPOSIT, PRICE, WITHDRAW_DELAY, OurSide, build, our_client_life
+from tests.interop.batch_rig import (
+    MIN_DEPOSIT,
+    PAYER_FUNDS,
+    PRICE,
+    WITHDRAW_DELAY,
+    OurSide,
+    build,
+    our_client_life,
+    our_client_recovers,
+)
 from tests.interop.test_typescript_sdk import (
     CLIENT_TIMEOUT,
     INSTALL,
@@ -286,7 +295,7 @@ def test_ts_client_that_lost_its_channel_adopts_our_corrective_402(side, logs):
     assert paid["payment_response"]["extra"]["channelState"]["chargedCumulativeAmount"] == str(4 * PRICE)
     cid = channel_id(ChannelConfig.from_wire(paid["payment"]["channelConfig"]), side.chain.chain_id)
     now = side.facts(payer, cid)
-    assert now.payer == 100_000 - MIN_DEPOSIT
+    assert now.payer == PAYER_FUNDS - MIN_DEPOSIT
     assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
 
 
@@ -311,3 +320,8 @@ def test_we_run_a_whole_channel_life_with_the_ts_server(side, facilitator):
         claim=lambda: [int(c["vouchers"]) for c in post("/claim-now")],
         settle=lambda: post("/settle-now")["transaction"],
     )
+
+
+@pytest.mark.parametrize("facilitator", ["ts", "ours"])
+def test_our_client_that_lost_its_channel_adopts_the_ts_servers_corrective_402(side, facilitator):
+    our_client_recovers(side, side.ts_servers[facilitator] + "/feed", side.ts_receivers[facilitator])
