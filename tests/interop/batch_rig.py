@@ -65,6 +65,7 @@ class OurSide:
     facilitator_url: str
     server: ResourceServer
     server_url: str
+    work_time: int = 0  # the time our server's last channel work round was given
 
     def payer(self, *, usdc: int = PAYER_FUNDS) -> tuple[bytes, str]:
         """A fresh payer with tokens and ether for its own withdrawal transactions."""
@@ -85,12 +86,14 @@ class OurSide:
 
     def claim_and_settle(self, server: ResourceServer | None = None) -> list[ChannelWork]:
         """Run our server's channel work (claim, then settle) until a round claims and settles
-        nothing more; the rounds' times are past every cadence."""
+        nothing more. Each round is an hour after the last one run (past every cadence), so the
+        server's cadence marks never see time go backwards."""
         server = server or self.server
         driver = _FacilitatorDriver(self.facilitator, self.clock)
-        now, rounds = int(time.time()), []
+        rounds = []
         for n in range(1, 6):
-            work = run(server.channel_work(now + n * 3600), driver)
+            self.work_time = max(self.work_time, int(time.time())) + 3600
+            work = run(server.channel_work(self.work_time), driver)
             assert not work.errors, work.errors
             if n > 1 and not (work.claims or work.settlements):
                 break

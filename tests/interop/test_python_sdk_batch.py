@@ -34,6 +34,7 @@ except ImportError as exc:  # a pinned dev dependency: this happens only outside
     print(f"skipping {__name__}: {_why}")
     pytest.skip(_why, allow_module_level=True)
 
+import httpx
 from eth_account import Account
 from x402 import x402Client
 from x402.http import x402HTTPClient
@@ -56,7 +57,9 @@ from tests.interop.sdk_batch_apps import SdkBatchServer, sdk_batch_facilitator, 
 from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
 from x402sim.evm.channels import ChannelConfig, channel_id
-from x402sim.http import Services
+from x402sim.evm.rpc_chain import RpcChain
+from x402sim.http import PayingClient, Services
+from x402sim.protocol import decode_json_header
 
 
 @dataclass
@@ -181,6 +184,7 @@ def test_sdk_client_runs_a_whole_channel_life_with_our_server_and_facilitator(si
         str(n * PRICE) for n in (2, 3, 4, 5)
     ]
     assert all(s.transaction == "" for s in settlements)
+    assert {s.payer for s in [opened, *settlements]} == {payer}  # checksummed in every answer
     assert side.facts(payer, cid) == now
 
     # -- our server claims and settles ------------------------------------------------------------
@@ -250,6 +254,31 @@ def test_sdk_client_that_lost_its_channel_adopts_our_corrective_402(side):
     assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
 
 
+def test_sdk_client_that_cannot_read_the_chain_cannot_adopt_our_corrective_402(side):
+    """Without a chain-reading signer the SDK client has no record of a channel it opened elsewhere:
+    it sends a second deposit (its voucher at one price), our server refuses it with the corrective
+    402 before anything lands, and the SDK client, which checks the 402 against the chain, cannot
+    adopt it: the request ends 402. Nothing moved."""
+    key, payer = side.payer()
+    SdkPayer(side, key).get(3)
+    lost = SdkPayer(side, key)
+    paid_before = side.chain.balance_of(payer)
+
+    async def fetch() -> httpx.Response:
+        async with x402HttpxClient(lost.client, timeout=HTTP_TIMEOUT) as http:
+            return await http.get(side.server_url + "/feed")
+
+    response = asyncio.run(fetch())
+    assert response.status_code == 402
+    required = decode_json_header(response.headers["PAYMENT-REQUIRED"], where="402")
+    assert required["error"] == "invalid_batch_settlement_evm_cumulative_amount_mismatch"
+    assert required["accepts"][0]["extra"]["channelState"]["chargedCumulativeAmount"] == str(3 * PRICE)
+    assert [(p["type"], p["voucher"]["maxClaimableAmount"]) for p in lost.payloads] == [
+        ("deposit", str(PRICE))
+    ]
+    assert side.chain.balance_of(payer) == paid_before == PAYER_FUNDS - MIN_DEPOSIT
+
+
 # -- (2) our client pays the SDK's server --------------------------------------------------------
 
 
@@ -265,6 +294,24 @@ def test_we_run_a_whole_channel_life_with_the_sdk_server(side, facilitator):
         claim=lambda: [c.vouchers for c in manager.claim()],
         settle=lambda: manager.settle().transaction,
     )
+
+
+def test_sdk_server_names_the_payer_in_lowercase_in_voucher_answers(side):
+    """The SDK server's PAYMENT-RESPONSE for a deposit names the payer checksummed, for a voucher in
+    lowercase (x402sim: checksummed in every answer). Harmless to a client comparing addresses
+    case-insensitively; x402sim's client does."""
+    key, payer = side.payer()
+    reads = RpcChain(side.rpc_url)
+    try:
+        with PayingClient(
+            key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
+        ) as client:
+            deposit, voucher = (client.get(side.sdk_urls["sdk"] + "/feed") for _ in range(2))
+    finally:
+        reads.close()
+    assert (deposit.status, voucher.status) == (200, 200)
+    assert deposit.settlement.payer == payer
+    assert voucher.settlement.payer == payer.lower()
 
 
 @pytest.mark.parametrize("facilitator", ["sdk", "ours"])
