@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from tests.interop.batch_rig import (
+    HTTP_TIMEOUT,
     MIN_DEPOSIT,
     PAYER_FUNDS,
     PRICE,
@@ -49,6 +50,8 @@ from tests.interop.test_typescript_sdk import (
 from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
 from x402sim.evm.channels import ChannelConfig, channel_id
+from x402sim.evm.rpc_chain import RpcChain
+from x402sim.http import PayingClient
 
 _why = _missing_typescript_sdk()
 if _why:
@@ -325,3 +328,20 @@ def test_we_run_a_whole_channel_life_with_the_ts_server(side, facilitator):
 @pytest.mark.parametrize("facilitator", ["ts", "ours"])
 def test_our_client_that_lost_its_channel_adopts_the_ts_servers_corrective_402(side, facilitator):
     our_client_recovers(side, side.ts_servers[facilitator] + "/feed", side.ts_receivers[facilitator])
+
+
+def test_ts_server_names_the_payer_in_lowercase_in_voucher_answers(side):
+    """As the Python SDK server: the deposit's answer names the payer checksummed, a voucher's in
+    lowercase (x402sim: checksummed in every answer)."""
+    key, payer = side.payer()
+    reads = RpcChain(side.rpc_url)
+    try:
+        with PayingClient(
+            key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
+        ) as client:
+            deposit, voucher = (client.get(side.ts_servers["ts"] + "/feed") for _ in range(2))
+    finally:
+        reads.close()
+    assert (deposit.status, voucher.status) == (200, 200)
+    assert deposit.settlement.payer == payer
+    assert voucher.settlement.payer == payer.lower()
