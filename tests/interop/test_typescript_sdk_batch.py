@@ -302,6 +302,31 @@ def test_ts_client_that_lost_its_channel_adopts_our_corrective_402(side, logs):
     assert (now.channel.balance, now.channel.total_claimed) == (MIN_DEPOSIT, 0)
 
 
+def test_ts_client_that_cannot_read_the_chain_cannot_adopt_our_corrective_402(side, logs):
+    """Given only an account (the scheme's ``rpcUrl`` option is for gas sponsoring), the TS client
+    has no record of the channel: it sends a second deposit, our server refuses it with the
+    corrective 402 before anything lands, and the client cannot check the 402 against the chain, so
+    it does not adopt it: the request ends 402. Nothing moved."""
+    key, payer = side.payer()
+    first = TsPayer(side, key, logs)
+    try:
+        first.get(3)
+    finally:
+        first.close()
+    lost = TsPayer(side, key, logs)
+    try:
+        (answer,) = lost.ask(op="get", url=lost.url, n=1)["results"]
+    finally:
+        lost.close()
+    assert answer["status_code"] == 402
+    assert answer["payment_required"]["error"] == "invalid_batch_settlement_evm_cumulative_amount_mismatch"
+    assert (answer["payment"]["type"], answer["payment"]["voucher"]["maxClaimableAmount"]) == (
+        "deposit",
+        str(PRICE),
+    )
+    assert side.chain.balance_of(payer) == PAYER_FUNDS - MIN_DEPOSIT
+
+
 # -- (2) our client pays the TS server ------------------------------------------------------------
 
 
