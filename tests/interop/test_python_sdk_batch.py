@@ -294,6 +294,10 @@ def test_we_run_a_whole_channel_life_with_the_sdk_server(side, facilitator):
         claim=lambda: [c.vouchers for c in manager.claim()],
         settle=lambda: manager.settle().transaction,
     )
+    # nothing left claimed and unsettled: the SDK's channel manager raises where x402sim's server
+    # counts no work
+    with pytest.raises(RuntimeError, match="invalid_batch_settlement_evm_nothing_to_settle"):
+        manager.settle()
 
 
 def test_sdk_server_names_the_payer_in_lowercase_in_voucher_answers(side):

@@ -348,6 +348,10 @@ def test_we_run_a_whole_channel_life_with_the_ts_server(side, facilitator):
         claim=lambda: [int(c["vouchers"]) for c in post("/claim-now")],
         settle=lambda: post("/settle-now")["transaction"],
     )
+    # nothing left claimed and unsettled: the SDK's channel manager raises where x402sim's server
+    # counts no work
+    nothing = httpx.post(server + "/settle-now", timeout=CLIENT_TIMEOUT)
+    assert nothing.status_code == 500 and "invalid_batch_settlement_evm_nothing_to_settle" in nothing.text
 
 
 @pytest.mark.parametrize("facilitator", ["ts", "ours"])
