@@ -56,7 +56,7 @@ from tests.interop.batch_rig import (
 from tests.interop.sdk_batch_apps import SdkBatchServer, sdk_batch_facilitator, sdk_batch_server
 from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
-from x402sim.evm.channels import ChannelConfig, channel_id
+from x402sim.evm.channels import ChannelConfig, channel_id, finalize_withdraw_call, initiate_withdraw_call
 from x402sim.evm.rpc_chain import RpcChain
 from x402sim.http import PayingClient, Services
 from x402sim.protocol import decode_json_header
@@ -323,3 +323,36 @@ def test_our_client_that_lost_its_channel_adopts_the_sdk_servers_corrective_402(
     """Our client with a fresh channel store reads the channel from the chain, signs a voucher from
     what was claimed, is answered the SDK server's corrective 402, and pays on from there."""
     our_client_recovers(side, side.sdk_urls[facilitator] + "/feed", side.sdk_receivers[facilitator])
+
+
+def test_a_withdrawal_racing_unclaimed_vouchers_leaves_the_receiver_what_it_served(side):
+    """The SDK client's payer starts withdrawing its whole balance while our server holds four
+    unclaimed vouchers, and pays once more. Our server claims before the delay ends; the payer's
+    finalize gets back only what was not charged.
+
+    Within its mirrored state's time to live our server (as the SDK server) verifies a voucher
+    locally and does not see the withdrawal; the TTL is a third of the delay, so it sees it in time.
+    Here the TTL is 0 for this payment: the facilitator's verify reports the pending withdrawal."""
+    key, payer = side.payer()
+    sdk = SdkPayer(side, key)
+    sdk.get(4)
+    config = ChannelConfig.from_wire(sdk.payloads[0]["channelConfig"])
+    cid = channel_id(config, side.chain.chain_id)
+    side.send_from(key, initiate_withdraw_call(config, MIN_DEPOSIT))
+    pending = side.facts(payer, cid).channel
+    assert pending.withdraw_amount == MIN_DEPOSIT and pending.withdraw_requested_at > 0
+    ttl, side.server.channel_state_ttl = side.server.channel_state_ttl, 0
+    try:
+        (paid,) = sdk.get()  # served: the escrow still holds it until the delay ends
+    finally:
+        side.server.channel_state_ttl = ttl
+    assert paid.extra["channelState"]["withdrawRequestedAt"] == pending.withdraw_requested_at
+    side.claim_and_settle()
+    claimed = side.facts(payer, cid)
+    assert claimed.channel.total_claimed == 5 * PRICE and claimed.receivers == (5 * PRICE, 5 * PRICE)
+    side.clock.increase(config.withdraw_delay + 1)
+    side.send_from(key, finalize_withdraw_call(config))
+    done = side.facts(payer, cid)
+    assert done.payer == claimed.payer + MIN_DEPOSIT - 5 * PRICE
+    assert done.channel.balance == done.channel.total_claimed == 5 * PRICE
+    assert done.payer == PAYER_FUNDS - 5 * PRICE
