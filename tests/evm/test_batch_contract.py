@@ -312,6 +312,23 @@ def test_deposit_through_the_eip3009_collector(w: World):
     assert result.reverted and result.revert_reason == "FiatTokenV2: authorization is used or canceled"
 
 
+def test_eip3009_collector_failures_are_the_tokens(w: World):
+    """A bad authorization fails in the token, and its FiatToken revert text comes back unchanged."""
+    config = w.config()
+    collector = ch.ERC3009_DEPOSIT_COLLECTOR_ADDRESS
+    forged = w.erc3009_data(config, 100, key="stranger")
+    result = w.call(ch.deposit_call(config, 100, collector, forged))
+    assert result.reverted and result.revert_reason == "FiatTokenV2: invalid signature"
+    signed_for_less = w.erc3009_data(config, 99)
+    result = w.call(ch.deposit_call(config, 100, collector, signed_for_less))
+    assert result.reverted and result.revert_reason == "FiatTokenV2: invalid signature"
+    now = w.chain.now
+    short = ch.erc3009_collector_data(now - 5, now + 600, 1, b"\x01" * 64)
+    result = w.call(ch.deposit_call(config, 100, collector, short))
+    assert result.reverted and result.revert_reason == "ECRecover: invalid signature length"
+    assert w.state(config).balance == 0
+
+
 def test_deposit_through_the_permit2_collector(w: World):
     config = w.config()
     cid = w.cid(config)
