@@ -418,7 +418,7 @@ def test_serve_offers_sponsoring_from_the_command_line():
     finally:
         services.stop()
     assert supported["extensions"] == list(BOTH) and running.info["sponsoring"] == list(BOTH)
-    assert {k["scheme"] for k in supported["kinds"]} == {"exact", "upto"}
+    assert {k["scheme"] for k in supported["kinds"]} == {"exact", "upto", "batch-settlement"}
 
 
 def test_from_env_serves_the_e2e_permit2_endpoints(lab):

@@ -66,6 +66,12 @@ def test_facilitator_endpoints(world):
     assert supported["kinds"] == [
         {"x402Version": 2, "scheme": "exact", "network": network},
         {"x402Version": 2, "scheme": "upto", "network": network, "extra": {"facilitatorAddress": address}},
+        {
+            "x402Version": 2,
+            "scheme": "batch-settlement",
+            "network": network,
+            "extra": {"receiverAuthorizer": address},
+        },
     ]
     assert supported["extensions"] == []  # gas sponsoring is offered only when asked for
     assert supported["signers"]["eip155:*"] == [address]

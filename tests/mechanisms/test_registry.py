@@ -9,6 +9,8 @@ import pytest
 from x402sim.actors import Facilitator, PaymentRefused, Send
 from x402sim.actors.messages import HttpRequest
 from x402sim.mechanisms import (
+    BATCH_EIP3009,
+    BATCH_PERMIT2,
     EXACT_EIP3009,
     EXACT_PERMIT2,
     UPTO_PERMIT2,
@@ -31,7 +33,9 @@ class NoLedgerRules(ExactEip3009):
 
 def test_the_default_registry_finds_exact_eip3009_by_scheme_network_and_method():
     registry = default_mechanisms()
-    assert list(registry) == [EXACT_EIP3009, EXACT_PERMIT2, UPTO_PERMIT2]
+    assert list(registry) == [EXACT_EIP3009, EXACT_PERMIT2, UPTO_PERMIT2, BATCH_EIP3009, BATCH_PERMIT2]
+    assert registry.find("batch-settlement", "eip155:1") is BATCH_EIP3009
+    assert registry.find("batch-settlement", "eip155:1", {"assetTransferMethod": "permit2"}) is BATCH_PERMIT2
     assert registry.find("exact", "eip155:8453") is EXACT_EIP3009
     assert registry.find("exact", "base-sepolia") is EXACT_EIP3009  # a v1 name is an EVM network
     assert registry.find("exact", "eip155:1", {"assetTransferMethod": "eip3009"}) is EXACT_EIP3009

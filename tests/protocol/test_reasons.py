@@ -42,6 +42,20 @@ OWN_CLASS = {
     Reason.upto_facilitator_mismatch: C.facilitator,
     Reason.invalid_upto_evm_payload_settlement_exceeds_amount: C.exceeds_maximum,
     Reason.invalid_eip2612_extension_format: C.sponsoring,
+    Reason.invalid_batch_settlement_evm_channel_not_found: C.channel_not_found,
+    Reason.invalid_batch_settlement_evm_channel_id_mismatch: C.channel_id,
+    Reason.invalid_batch_settlement_evm_rpc_read_failed: C.chain_read,
+    Reason.invalid_batch_settlement_evm_receiver_authorizer_mismatch: C.receiver_authorizer,
+    Reason.invalid_batch_settlement_evm_authorizer_address_mismatch: C.authorizer,
+    Reason.invalid_batch_settlement_evm_withdraw_delay_mismatch: C.withdraw_delay,
+    Reason.invalid_batch_settlement_evm_withdraw_delay_out_of_range: C.withdraw_delay_range,
+    Reason.invalid_batch_settlement_evm_cumulative_exceeds_balance: C.exceeds_balance,
+    Reason.invalid_batch_settlement_evm_cumulative_below_claimed: C.below_claimed,
+    Reason.invalid_batch_settlement_evm_cumulative_amount_mismatch: C.cumulative_mismatch,
+    Reason.invalid_batch_settlement_evm_deposit_below_min_deposit: C.below_min_deposit,
+    Reason.invalid_batch_settlement_evm_nothing_to_settle: C.nothing_to_settle,
+    Reason.invalid_batch_settlement_evm_refund_no_balance: C.nothing_to_refund,
+    Reason.invalid_batch_settlement_evm_channel_busy: C.channel_busy,
 }
 # The Permit2 and upto mechanisms' own spellings of conditions that already have a reason above
 # (x402sim emits what the Python SDK emits for each mechanism), and the extensions' finer reasons.
@@ -61,7 +75,58 @@ MECHANISM_SPELLINGS = {
         r: C.sponsoring
         for r in Reason
         if r.value.startswith(("eip2612_", "erc20_approval_", "invalid_erc20_approval_"))
+        or (
+            r.value.startswith(
+                ("invalid_batch_settlement_evm_eip2612_", "invalid_batch_settlement_evm_erc20_approval_")
+            )
+            and r is not Reason.invalid_batch_settlement_evm_erc20_approval_broadcast_failed
+        )
     },
+    # batch-settlement: the SDKs' spellings of conditions that have a reason above
+    Reason.invalid_batch_settlement_evm_scheme: C.scheme,
+    Reason.invalid_batch_settlement_evm_network_mismatch: C.network,
+    Reason.invalid_batch_settlement_evm_missing_eip712_domain: C.eip712_domain,
+    Reason.invalid_batch_settlement_evm_payload_type: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_channel_state_read_failed: C.chain_read,
+    Reason.invalid_batch_settlement_evm_receiver_mismatch: C.recipient,
+    Reason.invalid_batch_settlement_evm_authorizer_not_configured: C.authorizer,
+    Reason.invalid_batch_settlement_evm_token_mismatch: C.token,
+    Reason.invalid_batch_settlement_evm_voucher_signature: C.signature,
+    Reason.invalid_batch_settlement_evm_insufficient_balance: C.balance,
+    Reason.invalid_batch_settlement_evm_deposit_payload: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_deposit_simulation_failed: C.simulation,
+    Reason.invalid_batch_settlement_evm_deposit_transaction_failed: C.transaction_failed,
+    Reason.invalid_batch_settlement_evm_eip6492_factory_not_allowed: C.signature,
+    Reason.invalid_batch_settlement_evm_smart_wallet_deployment_failed: C.transaction_failed,
+    Reason.invalid_batch_settlement_evm_voucher_payload: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_claim_payload: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_claim_simulation_failed: C.simulation,
+    Reason.invalid_batch_settlement_evm_claim_transaction_failed: C.transaction_failed,
+    Reason.invalid_batch_settlement_evm_settle_payload: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_settle_simulation_failed: C.simulation,
+    Reason.invalid_batch_settlement_evm_settle_transaction_failed: C.transaction_failed,
+    Reason.invalid_batch_settlement_evm_unknown_settle_action: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_refund_payload: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_refund_simulation_failed: C.simulation,
+    Reason.invalid_batch_settlement_evm_refund_transaction_failed: C.transaction_failed,
+    Reason.invalid_batch_settlement_evm_refund_amount_invalid: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_payload_authorization_valid_after: C.not_yet_valid,
+    Reason.invalid_batch_settlement_evm_payload_authorization_valid_before: C.expired,
+    Reason.invalid_batch_settlement_evm_receive_authorization_signature: C.signature,
+    Reason.invalid_batch_settlement_evm_erc3009_authorization_required: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_permit2_authorization_required: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_permit2_invalid_spender: C.spender,
+    Reason.invalid_batch_settlement_evm_permit2_amount_mismatch: C.amount,
+    Reason.invalid_batch_settlement_evm_permit2_deadline_expired: C.expired,
+    Reason.invalid_batch_settlement_evm_permit2_invalid_signature: C.signature,
+    Reason.invalid_batch_settlement_evm_permit2_allowance_required: C.allowance,
+    Reason.invalid_batch_settlement_evm_erc20_approval_broadcast_failed: C.transaction_failed,
+    Reason.invalid_batch_settlement_evm_wait_for_receipt_failed: C.settlement_pending,
+    Reason.invalid_batch_settlement_evm_transaction_reverted: C.transaction_failed,
+    Reason.invalid_batch_settlement_evm_channel_id_invalid: C.malformed_payload,
+    Reason.invalid_batch_settlement_evm_verification_state_unavailable: C.chain_read,
+    Reason.invalid_batch_settlement_evm_charge_exceeds_signed_cumulative: C.exceeds_maximum,
+    Reason.invalid_batch_settlement_evm_missing_channel: C.channel_not_found,
 }
 
 # Section 5 of the reference notes, row by row (Python SDK, TS / Go SDK, spec registry / v1).

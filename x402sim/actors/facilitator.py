@@ -15,10 +15,12 @@ Rules:
   ``SettleResponse``. ``settle_now`` joins them for a caller that mines in between.
 * An authorization (payer, nonce) that is pending or settled here is refused with
   ``duplicate_settlement`` before the chain is touched: the answer to the verify/settle race that
-  the reference servers leave open. A claim is released when its transaction fails on chain. So is
-  any other one-time thing a settlement spends (``side_claims``: an EIP-2612 permit's nonce), so
-  that two payments carrying permits of one nonce never both reach the chain, where the second
-  would revert at this facilitator's cost.
+  the reference servers leave open. A mechanism whose settlement spends no such authorization
+  (``claim`` is None: batch-settlement's claims, sweeps and refunds) is not deduplicated here. A
+  claim is released when its transaction fails on chain. So is any other one-time thing a
+  settlement spends (``side_claims``: an EIP-2612 permit's nonce), so that two payments carrying
+  permits of one nonce never both reach the chain, where the second would revert at this
+  facilitator's cost.
 * Weaknesses seen in deployed facilitators are named switches here, for study, never a second
   implementation: ``dedupe="share"`` answers a duplicate with the settlement already under way
   for that authorization (one transaction, every caller told "success", as in upstream reports
@@ -27,6 +29,9 @@ Rules:
   log (which a token that does not revert a reused authorization exploits).
 * ``verify`` is read-only: it writes nothing on chain and commits no state here (no claim, no
   pending entry); a later verify or settle cannot tell it happened.
+* Answers carry what the mechanism says of them: a verify's ``extra`` (its verdict's), a
+  settlement's ``amount`` and ``extra`` (``settle_answer``, read from the receipt and the chain),
+  and the reason of a receipt that failed or lacks the expected log (``receipt_failure``).
 * Reserved ``extra`` keys of the requirements are checked before the mechanism's table: an
   ``assetTransferMethod`` no mechanism here speaks is refused with ``unsupported_scheme`` (this
   facilitator does not speak that kind of payment), a ``paymentFlow`` outside ``authorization``,
@@ -55,12 +60,13 @@ import json
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 from ..errors import ChainError
 from ..evm.backend import Chain
 from ..evm.chain import GWEI, Receipt
-from ..evm.eip712 import address_of_key
+from ..evm.eip712 import address_of_key, sign_digest
 from ..evm.txsign import sign_eip1559
 from ..mechanisms import (
     SPONSORING_EXTENSIONS,
@@ -186,7 +192,9 @@ class Facilitator:
 
     def judging(self, now: int, *, settling: bool = False) -> Judging:
         """What this facilitator's mechanisms judge a payment with at ``now``."""
-        return Judging(now, self.chain.chain_id, self.address, settling, self.sponsoring)
+        return Judging(
+            now, self.chain.chain_id, self.address, settling, self.sponsoring, partial(sign_digest, self.key)
+        )
 
     def mechanism_for(self, requirements: AnyRequirements) -> Mechanism[Verdict]:
         """The mechanism that judges a payment against ``requirements`` (see the module's rules)."""
@@ -218,12 +226,13 @@ class Facilitator:
     def verify(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> VerifyResponse:
         verdict = self._judge(payload, requirements, now)
         if verdict.ok:
-            return VerifyResponse(is_valid=True, payer=verdict.payer)
+            return VerifyResponse(is_valid=True, payer=verdict.payer, extra=verdict.extra)
         return VerifyResponse(
             is_valid=False,
             invalid_reason=cast(Reason, verdict.reason).value,  # a verdict that is not ok has one
             invalid_message=verdict.message,
             payer=verdict.payer,
+            extra=verdict.extra,
         )
 
     # -- settle ---------------------------------------------------------------------------------
@@ -242,17 +251,18 @@ class Facilitator:
         mechanism = self.mechanism_for(requirements)
         judging = self.judging(now, settling=True)
         verdict = mechanism.check(payload, requirements, judging)
-        claim = None
+        claim, valid_until = None, 0
         if verdict.ok:
-            claim, valid_until = mechanism.claim(verdict)
-            if self.dedupe == "share" and claim in self._shared:
-                return self._shared[claim]
-            if self.dedupe == "refuse" and claim in self._claims:
-                return self._failed(verdict, Reason.duplicate_settlement, requirements)
+            claimed = mechanism.claim(verdict)
+            if claimed is not None:
+                claim, valid_until = claimed
+                if self.dedupe == "share" and claim in self._shared:
+                    return self._shared[claim]
+                if self.dedupe == "refuse" and claim in self._claims:
+                    return self._failed(verdict, Reason.duplicate_settlement, requirements)
             verdict = mechanism.check_on_chain(verdict, self.chain, judging, self.verify_mode)
         if not verdict.ok:
             return self._failed(verdict, cast(Reason, verdict.reason), requirements)
-        claim = cast("tuple[str, str]", claim)  # made above: the verdict was ok from the start
         side = mechanism.side_claims(verdict)
         if self.dedupe != "off" and (spent := next((c for c in side if c in self._claims), None)):
             why = f"{spent[1]} of {spent[0]} is spent by a settlement under way"
@@ -271,14 +281,14 @@ class Facilitator:
         if not tx_hash:
             return self._failed(verdict, Reason.transaction_failed, requirements, "no transaction hash")
         if self.dedupe != "off":
-            for spent in (claim, *side):
+            for spent in (*((claim,) if claim else ()), *side):
                 self._claims[spent] = valid_until
             self._prune(now)
         payer, offer = cast(str, verdict.payer), cast(Offer, verdict.offer)  # an ok verdict names both
         pending = PendingSettlement(
             tx_hash, payer, offer, verdict, requirements.network, now, mechanism, key, tuple(sponsored)
         )
-        if self.dedupe == "share":
+        if self.dedupe == "share" and claim is not None:
             self._shared[claim] = pending
         return pending
 
@@ -313,23 +323,28 @@ class Facilitator:
         offer, verdict, mechanism = pending.offer, pending.verdict, pending.mechanism
         if receipt.success and (not self.check_transfer_log or mechanism.transfer_matches(receipt, verdict)):
             reason = None
-        elif receipt.success:
-            reason = Reason.invalid_exact_evm_transfer_event_mismatch
         else:
-            reason = mechanism.reason_for_revert(receipt.revert_reason)
-            if reason.cls is ReasonClass.transaction_failed and self._used_on_chain(mechanism, verdict):
+            reason = mechanism.receipt_failure(receipt, verdict)
+            if (
+                not receipt.success
+                and reason.cls is ReasonClass.transaction_failed
+                and self._used_on_chain(mechanism, verdict)
+            ):
                 reason = Reason.invalid_exact_evm_nonce_already_used  # a node that keeps no revert text
-        claim, _ = mechanism.claim(verdict)
+        claimed = mechanism.claim(verdict)
         if reason is not None and reason is not Reason.invalid_exact_evm_nonce_already_used:
-            for spent in (claim, *mechanism.side_claims(verdict)):
+            for spent in (*((claimed[0],) if claimed else ()), *mechanism.side_claims(verdict)):
                 self._claims.pop(spent, None)
-            self._shared.pop(claim, None)
+            if claimed:
+                self._shared.pop(claimed[0], None)
+        amount, extra = mechanism.settle_answer(receipt, verdict, self.chain)
         self.settlements.append(
             SettlementRecord(
                 tx_hash=receipt.tx_hash,
                 payer=pending.payer,
                 pay_to=offer.pay_to,
-                amount=verdict.amount,
+                # what moved, when the mechanism reads it from the receipt (a claim moves nothing)
+                amount=int(amount or 0) if reason is None and amount is not None else verdict.amount,
                 success=reason is None,
                 reason=reason.value if reason else None,
                 gas_used=receipt.gas_used,
@@ -345,7 +360,8 @@ class Facilitator:
             payer=pending.payer,
             transaction="0x" + receipt.tx_hash.hex(),
             network=pending.network,
-            amount=str(verdict.amount) if mechanism.reports_amount and reason is None else None,
+            amount=amount if reason is None else None,
+            extra=extra,
         )
         if self.dedupe == "share":
             self._answers[receipt.tx_hash] = answer
@@ -396,7 +412,9 @@ class Facilitator:
             return
         self._claims = {claim: before for claim, before in self._claims.items() if before >= now}
         self._unconfirmed = {
-            key: p for key, p in self._unconfirmed.items() if p.mechanism.claim(p.verdict)[0] in self._claims
+            key: p
+            for key, p in self._unconfirmed.items()
+            if (c := p.mechanism.claim(p.verdict)) is None or c[0] in self._claims
         }
         if self._shared:
             self._shared = {c: p for c, p in self._shared.items() if c in self._claims}

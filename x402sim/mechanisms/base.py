@@ -18,13 +18,18 @@ What a new mechanism provides (write it as one module beside ``exact_eip3009.py`
   the facilitator's address in the kind's ``extra``); verify as ``checks``, one ordered table of
   (check, reason), run by ``check`` (the offline rows) and ``check_on_chain`` (the on-chain step,
   written out beside the table), both given a ``Judging`` (time, chain id, the facilitator's
-  address, whether it is a settlement, the gas-sponsoring extensions offered); settle as ``claim``
-  (the authorization a settlement spends, for the facilitator's dedupe) and ``side_claims`` (other
-  one-time things it spends: an EIP-2612 permit's nonce), ``settlement`` (its
-  transactions, ``Step`` s in order: none when the charge is 0, several when gas is sponsored),
-  ``transfer_matches`` (the ``Transfer`` log the last step's successful receipt must hold),
-  ``reason_for_revert`` and ``already_settled`` (what a failed receipt means); ``reports_amount``
-  (whether the settlement's answer names the amount charged);
+  address, whether it is a settlement, the gas-sponsoring extensions offered, how it signs a
+  digest); a verdict that passed may carry the ``extra`` the verify answer gives (batch-settlement:
+  the channel's state); settle as ``claim`` (the authorization a settlement spends, for the
+  facilitator's dedupe, or None when there is nothing to dedupe: the chain makes the settlement
+  idempotent or a nonce protects it) and ``side_claims`` (other one-time things it spends: an
+  EIP-2612 permit's nonce), ``settlement`` (its transactions, ``Step`` s in order: none when the
+  charge is 0, several when gas is sponsored), ``transfer_matches`` (the log the last step's
+  successful receipt must hold: the ``Transfer``, or the scheme's event), ``receipt_failure`` (the
+  reason of a receipt that reverted or lacks that log), ``reason_for_revert`` and
+  ``already_settled`` (what a failed receipt means), ``settle_answer`` (the answer's ``amount`` and
+  ``extra``, read from the receipt and the chain; ``reports_amount`` says whether the exact
+  mechanisms name the amount charged);
 * the ledger part: ``ledger_rules``, the module of Python rules the ledger backend runs for its
   contracts, or None: a scenario on the ledger backend that uses it is refused, naming it.
 
@@ -102,12 +107,16 @@ class Mechanism(Protocol[VerdictT]):
     def check_on_chain(
         self, verdict: VerdictT, chain: ChainReads, judging: Judging, mode: str
     ) -> VerdictT: ...
-    def claim(self, verdict: VerdictT) -> tuple[tuple[str, str], int]: ...
+    def claim(self, verdict: VerdictT) -> tuple[tuple[str, str], int] | None: ...
     def side_claims(self, verdict: VerdictT) -> tuple[tuple[str, str], ...]: ...
     def settlement(self, verdict: VerdictT, chain: ChainReads, judging: Judging) -> Sequence[Step]: ...
     def transfer_matches(self, receipt: Receipt, verdict: VerdictT) -> bool: ...
+    def receipt_failure(self, receipt: Receipt, verdict: VerdictT) -> Reason: ...
     def reason_for_revert(self, text: str | None) -> Reason: ...
     def already_settled(self, chain: ChainReads, verdict: VerdictT) -> bool: ...
+    def settle_answer(
+        self, receipt: Receipt, verdict: VerdictT, chain: ChainReads
+    ) -> tuple[str | None, dict[str, Any] | None]: ...
 
 
 def family_of(network: str) -> str:

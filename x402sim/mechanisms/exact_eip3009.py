@@ -383,6 +383,18 @@ class ExactEip3009:
         payload, offer = _passed(verdict)
         return transfer_matches(receipt, offer, payload)
 
+    def receipt_failure(self, receipt: Receipt, verdict: Verdict) -> Reason:
+        """A receipt without the expected ``Transfer`` log, or one that reverted."""
+        if receipt.success:
+            return Reason.invalid_exact_evm_transfer_event_mismatch
+        return self.reason_for_revert(receipt.revert_reason)
+
+    def settle_answer(
+        self, receipt: Receipt, verdict: Verdict, chain: ChainReads
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """The answer's amount (the charge, when this mechanism reports it) and no ``extra``."""
+        return (str(verdict.amount) if self.reports_amount else None), None
+
     def reason_for_revert(self, text: str | None) -> Reason:
         return reason_for_revert(text)
 

@@ -2,14 +2,17 @@
 
 ``Verdict`` is the outcome of a mechanism's checks: a reason (None when the payment passed), a
 message, the payer, and, for a payment that passed, the mechanism's parsed payload, the ``Offer``
-it pays and the ``charge`` its settlement moves. ``Judging`` is what the checks know of the
-facilitator judging: the time, its chain id, its own address, whether this is a settlement, and the
-gas-sponsoring extensions it offers. ``Step`` is one transaction of a settlement.
+it pays, the ``charge`` its settlement moves and the ``extra`` a verify answer carries.
+``Judging`` is what the checks know of the facilitator judging: the time, its chain id, its own
+address, whether this is a settlement, the gas-sponsoring extensions it offers, and how it signs a
+digest with its key (batch-settlement: the receiver authorizations delegated to it). ``Step`` is
+one transaction of a settlement.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import Reason
@@ -30,6 +33,7 @@ class Verdict:
     payload: Any = None
     offer: Offer | None = None
     charge: int | None = None
+    extra: dict[str, Any] | None = None  # what a verify answer carries (batch-settlement: the channel)
 
     @property
     def ok(self) -> bool:
@@ -52,6 +56,7 @@ class Judging:
     facilitator: str = ZERO_ADDRESS  # the facilitator's own address (upto: the only settler)
     settling: bool = False  # a /settle: upto reads requirements.amount as the charge, not the maximum
     sponsoring: frozenset[str] = frozenset()  # the gas-sponsoring extensions it offers
+    sign: Callable[[bytes], bytes] | None = field(default=None, compare=False)  # a digest, by its key
 
 
 @dataclass(frozen=True)

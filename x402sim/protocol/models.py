@@ -337,6 +337,7 @@ class VerifyResponse(_FacilitatorAnswer):
     invalid_reason: str | None = None
     invalid_message: str | None = None
     payer: str | None = None
+    extra: JsonObject | None = None  # a scheme's own answer (batch-settlement: the channel snapshot)
 
 
 class SettleResponse(_FacilitatorAnswer):
@@ -350,6 +351,7 @@ class SettleResponse(_FacilitatorAnswer):
     network: str
     amount: str | None = None
     extensions: JsonObject | None = None
+    extra: JsonObject | None = None  # a scheme's own answer (batch-settlement: extra.channelState)
 
 
 class SupportedKind(WireModel):

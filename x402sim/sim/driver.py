@@ -265,7 +265,8 @@ class SimDriver(BaseDriver):
             return pending
         row.tx_hash = "0x" + pending.tx_hash.hex()
         # a facilitator that shares settlements may hand this one to a duplicate until it expires
-        shared = pending.mechanism.claim(pending.verdict)[1] if fac.spec.dedupe == "share" else None
+        claimed = pending.mechanism.claim(pending.verdict) if fac.spec.dedupe == "share" else None
+        shared = claimed[1] if claimed else None
         sim.hold_tx(pending.tx_hash, row, until=shared)  # before any wait: it may be mined meanwhile
         if fac.reads is None:
             yield sim.env.timeout(rpc.sample(fac.rng))  # the submission reaches the node
