@@ -192,6 +192,7 @@ def test_a_server_killed_between_vouchers_and_their_claim_claims_them_all_after_
         # the first server never runs its channel work: nothing is claimed before it is killed
         server, s_info = _serve(f_info["facilitator_url"], info["rpc_url"], routes, state, every=3600)
         started.append(server)
+        assert s_info["channel_state"] == str(state)
         url = s_info["server_url"] + "/feed"
         challenge = httpx.get(url, timeout=30)
         assert challenge.status_code == 402
