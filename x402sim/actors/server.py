@@ -42,6 +42,34 @@ Rules:
   verify, so a copy sent concurrently never reaches the handler. ``serve_unsettled=True`` is a
   weakness to study: it delivers the handler's response although settlement failed.
 
+* ``batch-settlement`` routes (``Route(scheme="batch-settlement")``, x402 v2 and the default flow
+  only) are paid through the payer's channel, kept in ``channels`` (``server_channels.ChannelBook``:
+  SQLite, in a file or in memory). Offers add ``receiverAuthorizer`` (the address of
+  ``receiver_authorizer_key``, else the one the facilitator's ``/supported`` names), the route's
+  ``withdrawDelay``, the token's ``name``/``version``, ``minDeposit`` (the route's, never below the
+  price; by default 10 x price) and ``assetTransferMethod`` for Permit2. In order, before anything is
+  verified: a payload that is not a client's ``deposit``, ``voucher`` or ``refund`` is refused; a
+  deposit below ``minDeposit`` is refused; a voucher whose channel id is not its config's hash is
+  refused; a request for a channel already in flight gets ``..._channel_busy``; a voucher that is
+  not what was charged so far plus the price (a refund's: what was charged) gets the corrective 402
+  ``..._cumulative_amount_mismatch``, whose offer carries ``channelState`` (with
+  ``chargedCumulativeAmount``) and ``voucherState`` (the voucher held). A channel the book does not
+  know takes its base from the voucher, as the SDK does.
+* A voucher is then verified (by the facilitator, or locally when the mirrored channel state is
+  younger than ``channel_state_ttl`` and an EOA signs the vouchers: its signature, the balance and
+  the claims), served (the handler's answer held), and the new charge written durably; only then is
+  it delivered, with ``PAYMENT-RESPONSE`` {transaction "", amount "", extra.chargedAmount,
+  extra.channelState}. A deposit is verified, served (held), settled (the deposit must be confirmed,
+  with its transaction), written, delivered. A refund is verified, then completed (refund nonce,
+  the claim of what was charged, the receiver authorizer's signatures when this server holds its
+  key), settled, and the channel updated (forgotten once drained): 200 with the settlement. Nothing
+  is written for a refused verify, a handler status >= 400 or a failed settlement; a write that
+  fails answers 500 and delivers nothing.
+* ``channel_work(now)`` is the channels' cadence (``server_channels``): claims (batched per receiver
+  authorizer), settlements after claims, and optional refunds of idle channels, as ``Settle``
+  effects whose payloads are built as the SDK's channel manager builds them. The channel side is
+  written in ``server_channels.ChannelSelling``, which ``ResourceServer`` mixes in.
+
 Hooks. A variant of the server (the conformance suite's broken controls, a study of a weakness)
 subclasses ``ResourceServer`` and overrides one of these public methods, each named for the step it
 is; nothing else of the role is meant to be replaced:
@@ -54,6 +82,8 @@ is; nothing else of the role is meant to be replaced:
 * ``verify_serve_settle(route, request, payment, requirements, version)``: the ``authorization``
   flow (verify, then serve, then settle);
 * ``settle_then_serve(...)``: the ``upfront`` flow, same arguments;
+* ``serve_channel(...)``: a batch-settlement route, same arguments and the time;
+  ``verify_locally(record, body, requirements, now)``: a voucher judged without the facilitator;
 * ``settle_payment(payment, requirements)``: the settlement both flows ask for (a pending one twice);
 * ``deliver(route, version, response, settlement)``: the answer the buyer gets from a settlement
   (and the handler's response, when there is one).
@@ -73,6 +103,10 @@ from typing import Any, cast
 from eth_utils import is_address
 
 from ..evm.chain import ChainBasics
+from ..evm.channels import (
+    MAX_WITHDRAW_DELAY,
+    MIN_WITHDRAW_DELAY,
+)
 from ..mechanisms import (
     EXACT_EIP3009,
     SPONSORING_EXTENSIONS,
@@ -129,6 +163,15 @@ from .messages import (
     Verify,
     canonical_path,
 )
+from .server_channels import (
+    DEFAULT_CLAIM_INTERVAL,
+    DEFAULT_MAX_CLAIMS,
+    DEFAULT_SETTLE_INTERVAL,
+    DEFAULT_WITHDRAW_DELAY,
+    ChannelBook,
+    ChannelSelling,
+)
+from .server_channels import SCHEME as CHANNEL_SCHEME
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 300
 PAYMENT_FLOW_UPFRONT = "upfront"
@@ -178,6 +221,13 @@ class Route:
     # units, or a string as the SDKs' override takes it ("1500", "50%" of the maximum, "$0.002").
     # None: the handler's Settlement-Overrides header says it, else the maximum is charged.
     usage: Callable[[HttpRequest, HttpResponse], int | str] | None = None
+    # batch-settlement: the least deposit that opens or tops up a channel (None: 10 x price), the
+    # withdraw delay its channels must name, and its claim and settle cadence in seconds (None: the
+    # server's)
+    min_deposit: int | None = None
+    withdraw_delay: int = DEFAULT_WITHDRAW_DELAY
+    claim_interval: int | None = None
+    settle_interval: int | None = None
 
     def __post_init__(self) -> None:
         method, _, path = self.key.partition(" ")
@@ -193,6 +243,15 @@ class Route:
             raise ValueError(f"route {self.key!r}: tags must be strings, got {self.tags!r}")
         if self.pay_to is not None:
             object.__setattr__(self, "pay_to", _address(self.pay_to, f"route {self.key!r}: pay_to"))
+        if not MIN_WITHDRAW_DELAY <= self.withdraw_delay <= MAX_WITHDRAW_DELAY:
+            raise ValueError(
+                f"route {self.key!r}: withdraw_delay must be {MIN_WITHDRAW_DELAY}..{MAX_WITHDRAW_DELAY} s, "
+                f"got {self.withdraw_delay}"
+            )
+        for name in ("min_deposit", "claim_interval", "settle_interval"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"route {self.key!r}: {name} must be a positive integer, got {value!r}")
 
 
 class ReplayGuard:
@@ -323,7 +382,7 @@ def default_handler(request: HttpRequest) -> HttpResponse:
 
 
 @dataclass
-class ResourceServer:
+class ResourceServer(ChannelSelling):
     """Sells its routes for ``asset`` on ``network`` through whatever facilitator the driver reaches."""
 
     network: str
@@ -350,6 +409,18 @@ class ResourceServer:
     # into the offers, the gas-sponsoring extensions it lists are declared for Permit2 routes
     supported: SupportedResponse | None = None
     asset_decimals: int = 6  # for an upto charge given in dollars
+    # batch-settlement: the channel book (in memory unless given one on a file); the receiver
+    # authorizer's key when this server signs its claims and refunds itself (None: the facilitator's
+    # receiverAuthorizer from /supported does); the cadence defaults; how long a mirrored channel
+    # state lets a voucher be verified locally (None: the SDK's, a third of the withdraw delay within
+    # 30..300 s; 0: never); channels idle this long are refunded (None: never)
+    channels: ChannelBook = field(default_factory=ChannelBook)
+    receiver_authorizer_key: bytes | None = None
+    claim_interval: int = DEFAULT_CLAIM_INTERVAL
+    settle_interval: int = DEFAULT_SETTLE_INTERVAL
+    max_claims: int = DEFAULT_MAX_CLAIMS
+    channel_state_ttl: int | None = None
+    refund_idle: int | None = None
     # routes by canonical key, and priced routes by case-folded canonical key, for the ``routes``
     # mapping they were built from (a changed route comes in a new mapping: see ``route_for``)
     _index: tuple[Mapping[str, Route], dict[str, Route], dict[str, Route]] | None = field(
@@ -393,6 +464,8 @@ class ResourceServer:
             mechanism = self.mechanism_of(route)
             if mechanism.scheme == "upto" and (self.upfront or self.x402_version == 1):
                 raise ValueError(f"route {route.key!r}: upto is settled after the work, in x402 v2 only")
+            if mechanism.scheme == CHANNEL_SCHEME and (self.upfront or self.x402_version == 1):
+                raise ValueError(f"route {route.key!r}: batch-settlement is paid in x402 v2, work first")
 
     def mechanism_of(self, route: Route) -> Mechanism[Verdict]:
         """The mechanism ``route``'s offers are paid by (``ValueError`` naming the route when no
@@ -423,6 +496,8 @@ class ResourceServer:
         flow = {"paymentFlow": PAYMENT_FLOW_UPFRONT} if self.upfront else {}
         mechanism = self.mechanism_of(route)
         own = mechanism.extra(self.asset_name, self.asset_version)
+        if mechanism.scheme == CHANNEL_SCHEME:
+            own = {**own, **self._channel_extra(route, mechanism, route.price if price is None else price)}
         return PaymentRequirements(
             scheme=mechanism.scheme,
             network=self.network,
@@ -433,10 +508,11 @@ class ResourceServer:
             extra={**self._kind_extra(mechanism), **own, **flow, **(extra or {})},
         )
 
-    def offers(self, route: Route) -> list[PaymentRequirements]:
+    def offers(self, route: Route, extra: dict[str, Any] | None = None) -> list[PaymentRequirements]:
         """The route's v2 offers: its price, then one per reputation tier cheaper than it (an offer
-        reserved for payers reputed at least ``extra.reputation.min``)."""
-        offers = [self.requirements(route)]
+        reserved for payers reputed at least ``extra.reputation.min``). ``extra`` is added to the
+        first (a corrective 402's channel state)."""
+        offers = [self.requirements(route, extra=extra)]
         for floor, price in sorted((self.payers.tiers if self.payers else {}).items()):
             if price < route.price:
                 offers.append(self.requirements(route, price, {"reputation": {"min": floor}}))
@@ -465,10 +541,16 @@ class ResourceServer:
         return self.base_url + route.key.split(" ", 1)[1]
 
     def challenge(
-        self, route: Route, version: int, error: str, headers: Headers = (), status: int = 402
+        self,
+        route: Route,
+        version: int,
+        error: str,
+        headers: Headers = (),
+        status: int = 402,
+        extra: dict[str, Any] | None = None,
     ) -> HttpResponse:
         """The 402 for ``route`` in x402 ``version``, with ``error`` explaining why (``status`` 412
-        when the payer must first approve Permit2)."""
+        when the payer must first approve Permit2; ``extra`` added to the v2 offer's extra)."""
         headers = (("Cache-Control", NOT_STORED), *headers)
         if version == 1 and (v1 := self.requirements_v1(route)) is not None:
             body = PaymentRequiredV1(x402_version=1, error=error, accepts=[v1])
@@ -484,7 +566,7 @@ class ResourceServer:
                 tags=list(route.tags) or None,
                 icon_url=route.icon_url,
             ),
-            accepts=self.offers(route),
+            accepts=self.offers(route, extra),
             extensions=self.extensions(route),
         )
         return HttpResponse.of_json(status, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
@@ -691,7 +773,9 @@ class ResourceServer:
                 return self.challenge(route, version, "payment already presented")
         response = None
         try:
-            if self.upfront:
+            if self.mechanism_of(route).scheme == CHANNEL_SCHEME:
+                response = yield from self.serve_channel(route, request, payment, requirements, version, now)
+            elif self.upfront:
                 response = yield from self.settle_then_serve(route, request, payment, requirements, version)
             else:
                 response = yield from self.verify_serve_settle(route, request, payment, requirements, version)

@@ -224,8 +224,8 @@ def _server(name: str, role_class: type[ResourceServer] = ResourceServer, **swit
 
 @dataclass
 class No412(ResourceServer):
-    def challenge(self, route, version, error, headers=(), status=402):
-        return super().challenge(route, version, error, headers, 402)
+    def challenge(self, route, version, error, headers=(), status=402, extra=None):
+        return super().challenge(route, version, error, headers, 402, extra)
 
 
 @control(

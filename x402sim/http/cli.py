@@ -415,12 +415,33 @@ def serve_server_cmd(
             "/.well-known/http-message-signatures-directory.",
         ),
     ] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            metavar="FILE",
+            help="SQLite file of the batch-settlement channels (created if missing): every voucher is "
+            "written there before it is served, and a restart on the same file claims them all. "
+            "Without it, channels are kept in memory.",
+        ),
+    ] = None,
+    channel_work_every: Annotated[
+        float,
+        typer.Option(
+            "--channel-work-every",
+            metavar="SECONDS",
+            help="How often the batch-settlement claims and settlements that are due are sent (each "
+            "route's claim_interval and settle_interval say when they are due).",
+        ),
+    ] = 5.0,
 ) -> None:
     """Serve priced routes (or a paywall proxy in front of --origin), settling through a facilitator.
 
-    Routes are paid by exact (EIP-3009, or Permit2 with transfer_method = "permit2") or by upto
-    (scheme = "upto": price is the maximum, charge says what is taken); the server asks the
-    facilitator's /supported at startup (its upto address, the gas sponsoring it offers).
+    Routes are paid by exact (EIP-3009, or Permit2 with transfer_method = "permit2"), by upto
+    (scheme = "upto": price is the maximum, charge says what is taken) or through payment channels
+    (scheme = "batch-settlement": --state FILE keeps them across restarts); the server asks the
+    facilitator's /supported at startup (its upto address, its receiver authorizer, the gas
+    sponsoring it offers).
 
     With --from-env (instead of --facilitator-url and --routes): PORT, FACILITATOR_URL, EVM_NETWORK,
     SERVER_EVM_ADDRESS or EVM_PAYEE_ADDRESS, EVM_ASSET, EVM_ASSET_NAME, EVM_ASSET_VERSION (default: the
@@ -441,6 +462,8 @@ def serve_server_cmd(
 
     if not crawl_policy and (crawl_allow or crawl_charge_unsigned):
         raise fail("--crawl-allow and --crawl-charge-unsigned need --crawl-policy")
+    if not (math.isfinite(channel_work_every) and channel_work_every > 0):
+        raise fail(f"--channel-work-every {channel_work_every}: expected a positive number of seconds")
     bound = facilitator_timeout
     if bound is not None and not (math.isfinite(bound) and bound > 0):
         raise fail(f"--facilitator-timeout {facilitator_timeout}: expected a positive number of seconds")
@@ -488,6 +511,8 @@ def serve_server_cmd(
             crawl_block_unsigned=not crawl_charge_unsigned,
             allow_remote_directories=allow_remote,
             sign_responses=sign_responses,
+            state=state,
+            channel_work_every=channel_work_every,
         )
     )
 

@@ -33,8 +33,19 @@ TOML example (JSON has the same shape)::
                                # ("40%"), dollars ("$0.002"), or "header" (the default): the handler's
                                # or origin's Settlement-Overrides header, else the maximum
 
+    [[routes]]                 # batch-settlement: paid through a payment channel (deposit once,
+    method = "GET"             # one signed cumulative voucher per request, claimed in batches)
+    path = "/feed"
+    price = 100
+    scheme = "batch-settlement"
+    # transfer_method = "permit2"  # how deposits are paid (default eip3009)
+    # min_deposit = 1000         # the least deposit (default 10 x price)
+    # withdraw_delay = 900       # seconds a payer's withdrawal waits (900..2592000, default 900)
+    # claim_interval = 60        # seconds between claims of its channels (default 60)
+    # settle_interval = 120      # seconds between settlements of its receiver (default 120)
+
 ``scheme``, ``transfer_method`` and ``charge`` may also be given at the top level, as defaults for
-the routes that do not name them.
+the routes that do not name them. The batch-settlement keys are a route's own.
 
 Every problem is one ``RoutesFileError`` naming the file, the key and what is wrong.
 """
@@ -53,7 +64,8 @@ from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route, resolve_charge
 from ..errors import InputError
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-SCHEMES = ("exact", "upto")
+SCHEMES = ("exact", "upto", "batch-settlement")
+_CHANNEL_KEYS = ("min_deposit", "withdraw_delay", "claim_interval", "settle_interval")
 TRANSFER_METHODS = ("eip3009", "permit2")
 FROM_HEADER = "header"  # charge: what the handler's Settlement-Overrides header says
 CHARGE_DECIMALS = 6  # a dollar charge is checked against the maximum as a 6-decimals asset (USDC)
@@ -71,6 +83,7 @@ _ROUTE_KEYS = {
     "tags",
     "icon_url",
     *_MECHANISM_KEYS,
+    *_CHANNEL_KEYS,
 }
 
 
@@ -158,6 +171,12 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
         if "charge" not in entry and mechanism["scheme"] != "upto":
             mechanism["charge"] = None
         scheme, method, usage = route_mechanism(here, price, **mechanism)
+        channel = {key: entry[key] for key in _CHANNEL_KEYS if key in entry}
+        for key, value in channel.items():
+            if scheme != "batch-settlement":
+                raise RoutesFileError(f"{here}: {key}: only a batch-settlement route takes it")
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise RoutesFileError(f"{here}: {key}: expected a positive whole number, got {value!r}")
         tags = entry.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
             raise RoutesFileError(f"{here}: tags: expected a list of strings")
@@ -175,6 +194,7 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
                 scheme=scheme,
                 transfer_method=method,
                 usage=usage,
+                **channel,
             )
         except (ValueError, TypeError) as exc:
             raise RoutesFileError(f"{here}: {exc}") from exc

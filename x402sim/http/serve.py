@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, overload
 from urllib.parse import urlsplit
 
@@ -52,6 +53,7 @@ from starlette.responses import JSONResponse, Response
 from ..actors.facilitator import Facilitator
 from ..actors.messages import Headers, HttpResponse
 from ..actors.server import PAYMENT_IDENTIFIER_MODES, ResourceServer, Route
+from ..actors.server_channels import ChannelBook
 from ..errors import ChainError, InputError
 from ..evm import erc8004
 from ..evm.chain import ETHER, LocalChain
@@ -85,6 +87,7 @@ from .runner import LOOPBACK, ServiceError, Services
 from .server_app import MAX_IN_FLIGHT, DirectoryFetcher, Handler, demo_weather, resource_server_app
 
 DEFAULT_PORTS = {"chain": 8545, "facilitator": 4022, "server": 4021}
+DEFAULT_CHANNEL_WORK_EVERY = 5.0  # seconds between rounds of a server's channel claims and settlements
 DEMO_ROUTES = {"GET /weather": Route("GET /weather", 1_000, description="Current weather (demo)")}
 
 
@@ -418,6 +421,8 @@ def serve_server(
     crawl_block_unsigned: bool = True,
     allow_remote_directories: bool = False,
     sign_responses: bool = False,
+    state: str | Path | None = None,
+    channel_work_every: float = DEFAULT_CHANNEL_WORK_EVERY,
 ) -> Running:
     """A resource server for ``config``'s routes; ``handlers`` answer routes by key (``"GET /path"``),
     ``control`` adds ``GET /health`` and ``POST /close``, ``switches`` are extra role fields.
@@ -426,11 +431,16 @@ def serve_server(
     the keys of the directories they name in ``Signature-Agent`` (fetched from this machine only unless
     ``allow_remote_directories``); ``crawl_allow`` (keyids or agent directory URLs) are served free.
     ``sign_responses`` signs the x402 answers with a fresh Ed25519 key, published at the server's
-    ``DIRECTORY_PATH`` (the x402 ``http-message-signatures`` extension's server-signed responses)."""
+    ``DIRECTORY_PATH`` (the x402 ``http-message-signatures`` extension's server-signed responses).
+
+    ``state`` is the SQLite file of its batch-settlement channels (created if missing; a file that is
+    not one raises ``ChannelBookError`` naming it); without it they are kept in memory. Their claims
+    and settlements run every ``channel_work_every`` seconds."""
+    book = ChannelBook(state) if state is not None else ChannelBook()
     fetcher = None
     response_signer = ResponseSigner(agent_key(secrets.token_bytes(32))) if sign_responses else None
     supported = fetch_supported(facilitator_url, timeout=min(facilitator_timeout, SUPPORTED_TIMEOUT))
-    switches = {**(switches or {}), "supported": supported}
+    switches = {**(switches or {}), "supported": supported, "channels": book}
     if crawl:
         policy = crawl_policy(KeyDirectory(), crawl_allow, block_unsigned=crawl_block_unsigned)
         switches = {**(switches or {}), "crawl": policy}
@@ -441,7 +451,13 @@ def serve_server(
     services = Services(host, allow_public=allow_public)
     closed = threading.Event()
     app = resource_server_app(
-        role, client, origin=origin, handlers=handlers, directories=fetcher, response_signer=response_signer
+        role,
+        client,
+        origin=origin,
+        handlers=handlers,
+        directories=fetcher,
+        response_signer=response_signer,
+        channel_work_every=channel_work_every,
     )
     facts = {
         "network": role.network,
@@ -455,6 +471,8 @@ def serve_server(
         facts["crawl_policy"] = _crawl_facts(role.crawl)
     if response_signer is not None:
         facts["response_keyid"] = response_signer.keyid
+    if role.channel_routes():
+        facts["channel_state"] = book.path
     url = services.add(
         "server", _controlled(app, closed, {"status": "ok", **facts}) if control else app, port
     )
@@ -516,7 +534,8 @@ def serve_all(
         switches["crawl"] = crawl_policy(directory, crawl_allow, block_unsigned=crawl_block_unsigned)
     role, client = resource_server(config, facilitator_url, switches=switches)
     handlers = {"GET /weather": demo_weather} if routes is None else {}
-    server_url = services.add("server", resource_server_app(role, client, handlers=handlers), ports["server"])
+    app = resource_server_app(role, client, handlers=handlers, channel_work_every=DEFAULT_CHANNEL_WORK_EVERY)
+    server_url = services.add("server", app, ports["server"])
     role.base_url = server_url
     services.start()
     info = {

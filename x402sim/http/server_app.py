@@ -26,6 +26,11 @@ Signed answers (off unless a ``response_signer`` is given): answers carrying ``P
 (``x402sim.trust.signatures.ResponseSigner``), and the server's key is published at
 ``/.well-known/http-message-signatures-directory``.
 
+Channels (a server with ``batch-settlement`` routes and ``channel_work_every`` seconds): the role's
+``channel_work`` (claims, settlements, idle refunds) runs on the app's event loop every that many
+seconds, at the wall-clock second it starts, its ``Settle`` effects sent to the facilitator; what it
+did or failed is written to stderr. The requests' channel writes run on the same loop, one at a time.
+
 Overload: a request that carries a payment goes through ``admission`` (by default
 ``MAX_IN_FLIGHT`` at work and ``MAX_WAITING`` waiting up to ``MAX_WAIT_SECONDS`` each). One that
 cannot be admitted is answered 503 with ``Retry-After`` before any verify or settle, so nothing is
@@ -40,6 +45,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -294,6 +300,7 @@ def resource_server_app(
     directories: DirectoryFetcher | None = None,
     clock: Callable[[], float] = time.time,
     response_signer: ResponseSigner | None = None,
+    channel_work_every: float | None = None,
 ):
     """The resource server's ASGI app; ``facilitator`` should allow at least ``admission.limit``
     connections (``FacilitatorClient(max_connections=...)``). ``directories`` loads the key
@@ -361,9 +368,28 @@ def resource_server_app(
             document, headers={"Content-Type": DIRECTORY_MEDIA_TYPE, "Cache-Control": "max-age=300"}
         )
 
+    async def channel_work() -> None:
+        assert channel_work_every is not None  # started only then
+        while True:
+            await asyncio.sleep(channel_work_every)
+            try:
+                work = await arun(server.channel_work(int(clock())), perform)
+            except Exception as exc:  # the loop must outlive one bad round
+                print(f"channel work failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                continue
+            if work.claims or work.settlements or work.refunds or work.errors:
+                print(f"channel work: {json.dumps(work.__dict__)}", file=sys.stderr, flush=True)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        worker = None
+        if channel_work_every is not None and server.channel_routes():
+            worker = asyncio.create_task(channel_work())
         yield
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
         await facilitator.aclose()
         if origin_http is not None:
             await origin_http.aclose()

@@ -119,6 +119,7 @@ VALID_BEFORE_MARGIN = 6  # seconds an EIP-3009 deposit authorization must outliv
 DEADLINE_MARGIN = 6  # the same for a Permit2 deposit's deadline (the SDKs' PERMIT2_DEADLINE_BUFFER)
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")
 GAS_FLOOR = 100_000  # a settlement's gas limit: twice what its simulation used, and at least this
+UNMEASURED_GAS = 3_000_000  # the limit of a settlement whose simulation could not say what it used
 
 R = Reason
 _PREFIX = "invalid_batch_settlement_evm_"
@@ -783,7 +784,8 @@ class BatchSettlement:
                 f"simulation reverted: {simulated.revert_reason}",
                 verdict.payer,
             )
-        gas = max(GAS_FLOOR, 2 * simulated.gas_used)
+        # a JSON-RPC eth_call reports no gas used (0): then a limit any batch call fits in
+        gas = max(GAS_FLOOR, 2 * simulated.gas_used) if simulated.gas_used else UNMEASURED_GAS
         done = replace(parts, call=call, gas=gas, channels=channels)
         extra = c.state.to_wire() if parts.kind == DEPOSIT else None
         return replace(verdict, payload=done, extra=extra)
