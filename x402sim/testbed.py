@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from .actors.client import Client, DrivesClient, FetchResult, SpendPolicy, answer_with_approver
+from .actors.client_channels import ChannelEvent, ChannelRecord, ChannelStore, DepositPolicy
 from .actors.driver import BaseDriver, dispatch, run
 from .actors.facilitator import Facilitator
 from .actors.messages import (
@@ -30,7 +31,9 @@ from .actors.messages import (
     Verify,
 )
 from .actors.server import ResourceServer, Route, default_handler
+from .actors.server_channels import ChannelWork
 from .evm.chain import DEFAULT_CHAIN_ID, DEFAULT_START_TIME, ETHER, Block, LocalChain, Receipt
+from .evm.channels import ChannelConfig, ChannelState, read_channel
 from .evm.eip712 import address_of_key
 from .evm.erc8004 import give_feedback
 from .evm.permit2 import PERMIT2_ADDRESS, UINT256_MAX, approve_call
@@ -120,6 +123,31 @@ class TestClient(DrivesClient):
     ) -> FetchResult:
         request = HttpRequest(method.upper(), path, tuple(headers), body)
         return run(self.role.fetch(request, self._tb.now), self._tb.driver(server, self.role))
+
+    def refund(self, server: TestServer, path: str, amount: int | None = None) -> FetchResult:
+        """Ask ``server`` for this client's batch-settlement escrow back on the channel that pays
+        ``path`` (``amount``; None: all not yet charged)."""
+        request = HttpRequest("GET", path)
+        return run(self.role.refund(request, self._tb.now, amount), self._tb.driver(server, self.role))
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    """One of a payer's batch-settlement channels as the testbed shows it: the client's record
+    (config with its salt, charged, balance it knows, refunds, stopped), the channel on chain, and
+    its life (``ChannelEvent`` s, oldest first)."""
+
+    record: ChannelRecord
+    onchain: ChannelState
+    life: tuple[ChannelEvent, ...]
+
+    @property
+    def config(self) -> ChannelConfig:
+        return self.record.config
+
+    @property
+    def channel_id(self) -> bytes:
+        return self.record.channel_id
 
 
 class TestbedDriver(BaseDriver):
@@ -254,12 +282,16 @@ class Testbed:
         *,
         governor: Governor | None = None,
         agent: str | None = None,
+        channel_store: ChannelStore | None = None,
+        deposit_policy: DepositPolicy | None = None,
         **trust,
     ) -> TestClient:
         """A paying client for ``account``, with an optional spend policy and ``governor`` (which
         knows it as ``agent``, by default its address; its approver answers approvals); ``trust``
         passes ``signer``, ``directory``, ``identity``, ``rate``, ``mandate`` and the like to the
-        role. Its feedback is posted from ``account`` and mined at once."""
+        role. Its feedback is posted from ``account`` and mined at once. Its batch-settlement
+        channels live in ``channel_store`` (default: in memory; give one on a file to restart a
+        client on it), sized by ``deposit_policy``; it reads the testbed's chain on a cold start."""
         self._clients += 1
         role = Client(
             account.key,
@@ -269,9 +301,33 @@ class Testbed:
             governor=governor,
             agent=agent,
             chain=self.chain,
+            channel_store=channel_store,
+            deposit_policy=deposit_policy,
             **trust,
         )
         return TestClient(self, role)
+
+    def channel_work(self, server: TestServer) -> ChannelWork:
+        """One round of ``server``'s batch-settlement work due now (claims, settlements, refunds of
+        idle channels), settled and mined at once."""
+        return run(server.role.channel_work(self.now), self.driver(server))
+
+    def channels(self, payer: TestClient) -> list[ChannelView]:
+        """Every batch-settlement channel ``payer`` knows, with its state on chain and its life."""
+        return [
+            ChannelView(r, read_channel(self.chain, r.channel_id), tuple(payer.role.channels.life(r)))
+            for r in payer.role.channels.records()
+        ]
+
+    def channel(self, payer: TestClient, server: TestServer | None = None) -> ChannelView:
+        """``payer``'s one channel (with ``server``'s receiver, when given); ``LookupError`` when it
+        has none or, without ``server``, several."""
+        views = self.channels(payer)
+        if server is not None:
+            views = [v for v in views if v.config.receiver.lower() == server.pay_to.lower()]
+        if len(views) != 1:
+            raise LookupError(f"{payer.address} has {len(views)} such channels, not one")
+        return views[0]
 
     def give_feedback(self, key: bytes, effect: GiveFeedback) -> bytes:
         """Post ``effect``'s feedback on the reputation registry from ``key``'s account, mined (a

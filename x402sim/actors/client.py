@@ -34,6 +34,14 @@ Rules:
   ``Unreachable`` goes on to the driver.
 * It pays only offers of the mechanisms it is given (``mechanisms``, by default those x402sim
   ships): a mechanism signs the payload; the choice and the checks above are the client's.
+* A ``batch-settlement`` offer (x402 v2 only) is paid through the client's channel with the offer's
+  receiver (``channels``, a ``ClientChannels``: a deposit first when its balance is short, else the
+  next cumulative voucher; see ``client_channels``). The answer's ``chargedAmount`` and
+  ``channelState`` are checked before anything more is signed for that channel: a failed check
+  stops the channel and ``FetchResult.channel_problem`` says why. A corrective 402
+  (``..._cumulative_amount_mismatch``) is adopted only under a voucher the client signed (or the
+  chain's ``totalClaimed``), and then the request is paid once more: the one exception to paying
+  once. ``refund`` asks for the channel's unclaimed escrow back.
 
 Hooks. A variant of the client (the conformance suite's broken clients) subclasses ``Client`` and
 overrides one of these public methods, each named for the step it is:
@@ -59,6 +67,7 @@ from ..evm.permit2 import PERMIT2_ADDRESS, allowance
 from ..governance import NEEDS_APPROVAL, Attempt, Decision, Governor, Policy
 from ..mechanisms import (
     SPONSORING_EXTENSIONS,
+    Mechanism,
     Mechanisms,
     Offer,
     Verdict,
@@ -67,6 +76,9 @@ from ..mechanisms import (
     prefers_authorization,
     transfer_method_of,
 )
+from ..mechanisms.batch_client import CORRECTIVE_ERRORS
+from ..mechanisms.batch_client import SCHEME as BATCH_SETTLEMENT
+from ..mechanisms.batch_client import client_refusal as batch_refusal
 from ..mechanisms.permit2 import TRANSFER_METHOD as PERMIT2
 from ..mechanisms.sponsoring import client_info
 from ..money import format_usdc
@@ -105,6 +117,7 @@ from ..trust.reputation import (
     reputation_of,
     reputation_tier,
 )
+from .client_channels import ChannelRefused, ChannelStore, ClientChannels, DepositPolicy
 from .messages import Approval, Approve, GiveFeedback, HttpRequest, HttpResponse, Send, Steps, Unreachable
 
 MAX_TIMEOUT_SECONDS = 24 * 3600
@@ -173,9 +186,14 @@ class PaymentRecord:
 
     @property
     def charged(self) -> int:
-        """What the settlement took: the amount it names (upto), else the amount signed; 0 unsettled."""
+        """What the settlement took: a channel's ``extra.chargedAmount`` (batch-settlement), the
+        amount it names (upto), else the amount signed; 0 unsettled."""
         if self.settlement is None or not self.settlement.success:
             return 0
+        extra = self.settlement.to_wire().get("extra")
+        named_charge = extra.get("chargedAmount") if isinstance(extra, dict) else None
+        if isinstance(named_charge, str) and named_charge.isdigit():
+            return int(named_charge)
         named = self.settlement.amount
         return int(named) if named is not None and named.isdigit() else self.amount
 
@@ -200,6 +218,7 @@ class FetchResult:
     first_status: int | None = None
     decision: Decision | None = None  # the governor's last word on the payment, if one was asked
     feedback_tx: bytes | None = None  # the ERC-8004 feedback posted on the delivery, if any
+    channel_problem: str | None = None  # batch-settlement: why the client stopped or did not correct
 
     @property
     def status(self) -> int:
@@ -257,6 +276,9 @@ class Client:
     mechanisms: Mechanisms[Verdict] = field(default_factory=default_mechanisms)  # what it can pay
     chain: Any = None  # a ``ChainReads``: its Permit2 allowance and nonces (gas-sponsoring extensions)
     sponsoring: tuple[str, ...] = SPONSORING_EXTENSIONS  # the gas-sponsoring extensions it may use
+    # batch-settlement: where its channels are kept (default: in memory) and how deposits are sized
+    channel_store: ChannelStore | None = None
+    deposit_policy: DepositPolicy | None = None
 
     def __post_init__(self) -> None:
         self.networks = check_networks(self.networks)
@@ -266,6 +288,12 @@ class Client:
         self._committed = 0  # signed and not known to have failed
         self.payments: deque[PaymentRecord] = deque(maxlen=self.history)
         self.spent = 0  # atomic units the servers said were settled
+        self.channels = ClientChannels(
+            self.key,
+            self.channel_store or ChannelStore(),
+            self.deposit_policy or DepositPolicy(),
+            chain=self.chain,
+        )
 
     def choose(self, required: AnyPaymentRequired) -> tuple[AnyRequirements, Offer]:
         """The offer this client pays: of those it can and may pay, those of the ``authorization``
@@ -350,7 +378,7 @@ class Client:
                 reasons.append(why)
             elif mechanism is None:
                 reasons.append(f"no mechanism pays {offer.scheme!r} offers of this kind on {offer.network}")
-            elif (why := mechanism.client_refusal(offer)) or (
+            elif (why := self._mechanism_refusal(mechanism, offer, required)) or (
                 why := self.policy.refusal(offer, self._committed)
             ):
                 reasons.append(why)
@@ -364,6 +392,17 @@ class Client:
                 reasons.append(why)
             else:
                 yield req, offer
+
+    def _mechanism_refusal(
+        self, mechanism: Mechanism[Any], offer: Offer, required: AnyPaymentRequired
+    ) -> str | None:
+        """Why ``mechanism`` cannot pay ``offer``. A batch-settlement offer is the channels' to judge
+        (the mechanism's client part is stateless; the client keeps the channels)."""
+        if offer.scheme != BATCH_SETTLEMENT:
+            return mechanism.client_refusal(offer)
+        if not isinstance(required, PaymentRequired):
+            return "batch-settlement is paid with x402 v2 only"
+        return self.channels.refusal(offer)
 
     def trust_refusal(self, server: ServerIdentity | None, offer: Offer) -> str | None:
         """Hook: why ERC-8004 forbids paying ``offer``: a payTo other than the declared agent's
@@ -415,9 +454,12 @@ class Client:
         mechanism = self.mechanisms.find(offer.scheme, offer.network, offer.extra)
         if mechanism is None:  # choose() only picks offers a mechanism pays
             raise PaymentRefused(f"no mechanism pays {offer.scheme!r} offers on {offer.network}")
-        exact = mechanism.sign(self.key, self.address, offer, now, nonce)
-        if mechanism.transfer_method == PERMIT2 and isinstance(required, PaymentRequired):
-            extensions.update(self._sponsoring(required, offer, now))
+        if offer.scheme == BATCH_SETTLEMENT:  # signed against the channel's state, not by the mechanism
+            exact = self.channels.pay(offer, now, nonce)
+        else:
+            exact = mechanism.sign(self.key, self.address, offer, now, nonce)
+            if mechanism.transfer_method == PERMIT2 and isinstance(required, PaymentRequired):
+                extensions.update(self._sponsoring(required, offer, now))
         self._committed += offer.amount
         payment: AnyPaymentPayload
         if isinstance(required, PaymentRequired):
@@ -478,20 +520,24 @@ class Client:
                 refused = f"governance: {decision.explain()}"
                 return FetchResult(first, challenge, refused=refused, first_status=402, decision=decision)
         payment = self.sign_payment(challenge, req, offer, now)
-        paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
-        try:
-            final: HttpResponse = yield Send(self._signed(paid_request, now))
-        except Unreachable:
-            self._record(request, offer, payment, None, None)
-            if decision is not None:  # asked of the governor
-                cast(Governor, self.governor).record(decision, "unknown", now)
-            raise
+        final: HttpResponse = yield from self._send_paid(request, offer, payment, decision, now)
+        channel_problem = None
+        if offer.scheme == BATCH_SETTLEMENT and final.status == 402:
+            adopted, channel_problem = self._correct(final, offer, now)
+            if adopted:  # the server's channel state is proven: pay once more, on top of it
+                self._committed -= offer.amount
+                payment = self.sign_payment(challenge, req, offer, now)
+                final = yield from self._send_paid(request, offer, payment, decision, now)
+            if final.status == 402:
+                self.channels.doubt(offer)  # refused: its balance may be stale (a withdrawal, a refund)
         try:
             settlement = read_settlement(final.headers)
         except ProtocolError:
             settlement = None
         if settlement is not None and not settlement.success:
             self._committed -= offer.amount  # refused for sure; an unknown outcome stays committed
+        if offer.scheme == BATCH_SETTLEMENT and settlement is not None and settlement.success:
+            channel_problem = self.channels.settled(offer, payment.payload, settlement, now)
         self._record(request, offer, payment, final.status, settlement)
         if decision is not None:
             outcome = "unknown" if settlement is None else "settled" if settlement.success else "failed"
@@ -513,7 +559,118 @@ class Client:
             first_status=402,
             decision=decision,
             feedback_tx=feedback_tx,
+            channel_problem=channel_problem,
         )
+
+    def _send_paid(
+        self,
+        request: HttpRequest,
+        offer: Offer,
+        payment: AnyPaymentPayload,
+        decision: Decision | None,
+        now: int,
+    ) -> Steps[HttpResponse]:
+        """Send ``request`` with ``payment``; when no answer comes, record the payment as unknown
+        (and its channel as uncertain) before the ``Unreachable`` goes on."""
+        paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
+        try:
+            answer: HttpResponse = yield Send(self._signed(paid_request, now))
+        except Unreachable:
+            self._record(request, offer, payment, None, None)
+            if offer.scheme == BATCH_SETTLEMENT:
+                self.channels.doubt(offer)
+            if decision is not None:  # asked of the governor
+                cast(Governor, self.governor).record(decision, "unknown", now)
+            raise
+        return answer
+
+    def _correct(self, answer: HttpResponse, offer: Offer, now: int) -> tuple[bool, str | None]:
+        """Whether a 402 ``answer`` to a channel payment for ``offer`` is a corrective 402 whose
+        state the channel adopted; if not adopted, why (None: not a corrective 402)."""
+        try:
+            again = parse_payment_required(answer.headers, answer.body)
+        except ProtocolError:
+            return False, None
+        if again.error not in CORRECTIVE_ERRORS:
+            return False, None
+        for req in again.accepts:
+            try:
+                corrective = Offer.of(req)
+            except ProtocolError:
+                continue
+            same = (corrective.scheme, corrective.network, corrective.pay_to, corrective.asset)
+            if same == (offer.scheme, offer.network, offer.pay_to, offer.asset):
+                problem = self.channels.correct(corrective, now)
+                if problem is None:
+                    return True, None
+                return False, f"corrective 402 not adopted: {problem}"
+        return False, "corrective 402 names no offer of this channel"
+
+    def refund(self, request: HttpRequest, now: int, amount: int | None = None) -> Steps[FetchResult]:
+        """Ask the server of ``request``'s resource for this client's channel escrow back (``amount``
+        atomic units; None: all of it not yet charged): the request is sent unpaid, its 402 names
+        the channel, and a refund payload (a zero-charge voucher) is sent once; a corrective 402 is
+        adopted as for payments, and the refund sent once more. Refusals are values, as in ``fetch``."""
+        first: HttpResponse = yield Send(self._signed(request, now))
+        if first.status != 402:
+            return FetchResult(first, refused=f"the resource answered {first.status}: no 402 names a channel")
+        try:
+            challenge = parse_payment_required(first.headers, first.body)
+        except ProtocolError as exc:
+            return FetchResult(first, refused=f"unreadable 402: {exc}", first_status=402)
+        chosen = self._refund_offer(challenge)
+        if isinstance(chosen, str):
+            return FetchResult(first, challenge, refused=chosen, first_status=402)
+        req, offer = chosen
+        final, payment, settlement, problem = first, None, None, None
+        for attempt in range(2):
+            try:
+                wire = self.channels.refund(offer, now, amount)
+            except ChannelRefused as exc:
+                return FetchResult(first, challenge, refused=str(exc), first_status=402)
+            payment = PaymentPayload(
+                x402_version=2, resource=cast(PaymentRequired, challenge).resource, accepted=req, payload=wire
+            )
+            paid = request.with_header(payment_header_name(2), encode_header(payment))
+            try:
+                final = yield Send(self._signed(paid, now))
+            except Unreachable:
+                self.channels.doubt(offer)
+                raise
+            try:
+                settlement = read_settlement(final.headers)
+            except ProtocolError:
+                settlement = None
+            if final.status == 402 and settlement is None and attempt == 0:
+                adopted, problem = self._correct(final, offer, now)
+                if adopted:
+                    continue
+            break
+        if settlement is not None and settlement.success and payment is not None:
+            problem = self.channels.refunded(offer, payment.payload, settlement, now)
+        return FetchResult(final, challenge, payment, settlement, first_status=402, channel_problem=problem)
+
+    def _refund_offer(self, challenge: AnyPaymentRequired) -> tuple[PaymentRequirements, Offer] | str:
+        """The batch-settlement offer of ``challenge`` whose channel a refund is asked of (one the
+        client has a channel for first), or why there is none."""
+        if not isinstance(challenge, PaymentRequired):
+            return "batch-settlement refunds are x402 v2 only"
+        found: list[tuple[PaymentRequirements, Offer]] = []
+        for req in challenge.accepts:
+            try:
+                offer = Offer.of(req)
+            except ProtocolError:
+                continue
+            if (
+                offer.scheme == BATCH_SETTLEMENT
+                and offer.network in self.networks
+                and not batch_refusal(offer)
+            ):
+                found.append((req, offer))
+        if not found:
+            return "the 402 offers no batch-settlement channel this client can use"
+        known = [pair for pair in found if self.channels.find(pair[1]) is not None]
+        return (known or found)[0]
 
     def _feedback(
         self,

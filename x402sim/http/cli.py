@@ -650,6 +650,45 @@ def pay(
             "Permit2 and upto offers can then be paid without gas sponsoring.",
         ),
     ] = False,
+    channel_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--channel-state",
+            help="SQLite file keeping this payer's batch-settlement channels (created if absent): the next "
+            "pay tops up the same channel instead of opening another. Default: in memory (with --rpc-url a "
+            "channel is still found again on chain).",
+        ),
+    ] = None,
+    refund: Annotated[
+        bool,
+        typer.Option(
+            "--refund",
+            help="Instead of paying: ask the server of URL for the unclaimed escrow of this payer's "
+            "batch-settlement channel with it (a zero-charge voucher).",
+        ),
+    ] = False,
+    refund_amount: Annotated[
+        int | None,
+        typer.Option("--refund-amount", min=1, help="With --refund: how much (atomic units; default all)."),
+    ] = None,
+    deposit: Annotated[
+        int | None,
+        typer.Option(
+            "--deposit",
+            min=1,
+            help="batch-settlement: atomic units per deposit (default five prices; never below the "
+            "server's minDeposit, the price, or what the voucher needs).",
+        ),
+    ] = None,
+    top_up_below: Annotated[
+        int,
+        typer.Option(
+            "--top-up-below",
+            min=0,
+            help="batch-settlement: top up when less than this would remain in the channel after the "
+            "request (default 0: only when the balance does not cover it).",
+        ),
+    ] = 0,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -672,6 +711,12 @@ def pay(
     allowance there and, when it is short, signs the gas-sponsoring extension the 402 declares
     (EIP-2612 first); --approve-permit2 approves Permit2 on chain instead. For upto the charge (the
     settlement's amount) is printed on stderr.
+
+    A batch-settlement offer is paid through this payer's channel with the server: a deposit when the
+    channel's balance is short (--deposit, --top-up-below), else the next cumulative voucher; the
+    channel's life (deposits with their transaction, each voucher's cumulative amount, the balance,
+    refunds) is printed on stderr. --channel-state FILE keeps the channels between invocations;
+    --refund asks for the unclaimed escrow back.
 
     With --sign, every request is signed (RFC 9421) with an Ed25519 key derived from the paying
     account's key, whose public half the x402sim chain publishes at
@@ -700,6 +745,11 @@ def pay(
       x402sim pay http://127.0.0.1:4021/weather --policy team.toml --policy-name strict --agent researcher
       --audit audit.jsonl --approve
 
+      x402sim pay http://127.0.0.1:4021/stream --rpc-url http://127.0.0.1:8545 --channel-state agent.sqlite
+
+      x402sim pay http://127.0.0.1:4021/stream --rpc-url http://127.0.0.1:8545 --channel-state agent.sqlite
+      --refund
+
       RESOURCE_SERVER_URL=http://127.0.0.1:4021 ENDPOINT_PATH=/protected EVM_NETWORK=eip155:84532
       EVM_PRIVATE_KEY=0x... x402sim pay --from-env
     """
@@ -709,8 +759,12 @@ def pay(
         _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign)
         if approve_permit2:
             raise fail("--from-env pays as the e2e harness's clients do; drop --approve-permit2")
+        if channel_state is not None or refund:
+            raise fail("--from-env pays as the e2e harness's clients do; drop --channel-state and --refund")
     elif url is None:
         raise fail("missing argument URL (or use --from-env)")
+    if refund_amount is not None and not refund:
+        raise fail("--refund-amount needs --refund")
     governance = _load_governance(policy_file, policy_name, agent, audit, approve)
     if key is None and rpc_url is None and not from_env:
         rpc_url = DEFAULT_RPC_URL
@@ -725,7 +779,7 @@ def pay(
     networks, key, clock = _payer(rpc_url, key, network)
     key_bytes = _parse_key(key)
     signer = _agent_signer(sign, key_bytes, signature_agent, rpc_url)
-    with _chain_reads(rpc_url) as chain:
+    with _chain_reads(rpc_url) as chain, _channel_store(channel_state) as store:
         if approve_permit2:
             assert chain is not None  # rpc_url is set
             _approve_permit2(chain, key_bytes)
@@ -736,17 +790,80 @@ def pay(
             "agent": agent,
             "signer": signer,
             "chain": chain,
+            "channel_store": store,
+            "deposit_policy": _deposit_policy(deposit, top_up_below),
         }
         result, governor = _governed_request(
-            key_bytes, client_options, governance, audit, approve, (method, url, headers, body)
+            key_bytes,
+            client_options,
+            governance,
+            audit,
+            approve,
+            (method, url, headers, body),
+            refund=(refund, refund_amount),
         )
-    if verbose:
-        _show_payment(result)
-        if governor is not None:
-            _show_governance(result, governor, audit)
-    _show_charge(result)
+        if verbose:
+            _show_payment(result)
+            if governor is not None:
+                _show_governance(result, governor, audit)
+        _show_charge(result)
+        _show_channel(result, store)
     _write_body(result.body)
     _exit_for_result(result, approve)
+
+
+@contextlib.contextmanager
+def _channel_store(path: Path | None):
+    """The payer's batch-settlement channel store: the SQLite file at ``path`` (exit 2 when it is not
+    one), else in memory; closed after."""
+    from ..actors.client_channels import ChannelStore
+
+    try:
+        store = ChannelStore(path)
+    except (ValueError, OSError) as exc:
+        raise fail(f"--channel-state {path}: {exc}") from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _deposit_policy(deposit: int | None, top_up_below: int):
+    from ..actors.client_channels import DepositPolicy
+
+    return DepositPolicy(size=deposit, top_up_below=top_up_below)
+
+
+def _show_channel(result, store) -> None:
+    """For a batch-settlement payment or refund: the channel's life, from the store (stderr)."""
+    payment = result.payment
+    accepted = getattr(payment, "accepted", None)
+    if accepted is None or accepted.scheme != "batch-settlement":
+        if result.channel_problem:
+            say(f"channel: {result.channel_problem}")
+        return
+    voucher = payment.payload.get("voucher") or {}
+    try:
+        channel = bytes.fromhex(str(voucher.get("channelId", ""))[2:])
+    except ValueError:
+        return
+    record = store.by_id(channel)
+    if record is None:
+        return
+    config = record.config
+    say(
+        f"channel 0x{channel.hex()}: payer {config.payer}, receiver {config.receiver}, token {config.token}, "
+        f"withdraw delay {config.withdraw_delay} s"
+    )
+    for event in store.life(channel):
+        say(f"  {event.describe()}")
+    tail = f"; stopped: {record.stopped}" if record.stopped else ""
+    say(
+        f"  now: balance {record.balance}, charged {record.charged}, available {record.available}, "
+        f"deposited {record.deposited}, refunded {record.refunded}{tail}"
+    )
+    if result.channel_problem:
+        say(f"channel: {result.channel_problem}")
 
 
 @contextlib.contextmanager
@@ -863,10 +980,17 @@ def _payer(rpc_url: str | None, key: str | None, network: list[str] | None):
 
 
 def _governed_request(
-    key: bytes, client_options: dict, governance, audit: Path | None, approve: bool, request
+    key: bytes,
+    client_options: dict,
+    governance,
+    audit: Path | None,
+    approve: bool,
+    request,
+    refund: tuple[bool, int | None] = (False, None),
 ):
     """Send ``request`` (method, url, headers, body) with a paying client, under a governor when
-    ``governance`` is set (the audit file locked meanwhile); the result and the governor (or None)."""
+    ``governance`` is set (the audit file locked meanwhile); or, with ``refund`` (wanted, amount), ask
+    for the batch-settlement escrow back instead. The result and the governor (or None)."""
     import httpx
 
     from .client import PayingClient
@@ -880,7 +1004,10 @@ def _governed_request(
                 governor = _open_governor(governance, audit, _approver(approve))
                 stack.callback(governor.close)
             client = stack.enter_context(PayingClient(key, governor=governor, **client_options))
-            result = client.request(method, url, headers=headers, content=body)
+            if refund[0]:
+                result = client.refund(url, refund[1], method=method, headers=headers)
+            else:
+                result = client.request(method, url, headers=headers, content=body)
     except httpx.HTTPError as exc:
         raise fail(f"{url}: {exc.__class__.__name__}: {exc}") from None
     return result, governor

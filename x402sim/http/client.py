@@ -229,7 +229,9 @@ class _PayingBase(DrivesClient):
     ``x402sim.trust``); feedback (``rate``) needs a chain writer, so it is left to the testbed and
     the simulator. ``chain`` (e.g. an ``RpcChain`` of the paid network) is what the client reads its
     Permit2 allowance and EIP-2612 nonce from, to attach a gas-sponsoring extension a 402 declares;
-    its reads block, so an ``AsyncPayingClient`` must not be given a chain served on its own loop."""
+    its reads block, so an ``AsyncPayingClient`` must not be given a chain served on its own loop.
+    ``channel_store`` (a ``ChannelStore``, e.g. on a file) keeps the client's batch-settlement
+    channels, ``deposit_policy`` sizes its deposits; ``refund(url)`` asks for a channel's escrow back."""
 
     def __init__(
         self,
@@ -248,6 +250,8 @@ class _PayingBase(DrivesClient):
         identity=None,
         mandate=None,
         chain=None,
+        channel_store=None,
+        deposit_policy=None,
     ) -> None:
         self.role = Client(
             _key_bytes(key),
@@ -263,6 +267,8 @@ class _PayingBase(DrivesClient):
             identity=identity,
             mandate=mandate,
             chain=chain,
+            channel_store=channel_store,
+            deposit_policy=deposit_policy,
         )
         self.clock = clock
 
@@ -292,6 +298,16 @@ class PayingClient(_PayingBase):
 
     def get(self, url: str, **kwargs) -> FetchResult:
         return self.request("GET", url, **kwargs)
+
+    def refund(self, url: str, amount: int | None = None, *, method: str = "GET", headers=()) -> FetchResult:
+        """Ask the server of ``url`` for this client's batch-settlement escrow back (``amount``; None:
+        all not yet charged); see ``Client.refund``."""
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+        request = _to_http_request(method, url, headers, b"")
+        try:
+            return run(self.role.refund(request, int(self.clock()), amount), _SyncDriver(self, origin))
+        except Unreachable as exc:
+            raise _original(exc) from None
 
     def close(self) -> None:
         self._http.close()
@@ -328,6 +344,19 @@ class AsyncPayingClient(_PayingBase):
 
     async def get(self, url: str, **kwargs) -> FetchResult:
         return await self.request("GET", url, **kwargs)
+
+    async def refund(
+        self, url: str, amount: int | None = None, *, method: str = "GET", headers=()
+    ) -> FetchResult:
+        """``PayingClient.refund`` for asyncio."""
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+        request = _to_http_request(method, url, headers, b"")
+        try:
+            return await arun(
+                self.role.refund(request, int(self.clock()), amount), _AsyncDriver(self, origin)
+            )
+        except Unreachable as exc:
+            raise _original(exc) from None
 
     async def aclose(self) -> None:
         await self._http.aclose()
