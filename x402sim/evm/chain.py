@@ -51,6 +51,10 @@ from eth_utils import to_canonical_address, to_checksum_address
 
 from ..errors import ChainError
 from .contracts import (
+    BATCH_SETTLEMENT,
+    BATCH_SETTLEMENT_ADDRESS,
+    ERC3009_DEPOSIT_COLLECTOR,
+    ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
     EXACT_PERMIT2_PROXY,
     EXACT_PERMIT2_PROXY_ADDRESS,
     IDENTITY_REGISTRY,
@@ -59,6 +63,8 @@ from .contracts import (
     MULTICALL3_ADDRESS,
     PERMIT2,
     PERMIT2_ADDRESS,
+    PERMIT2_DEPOSIT_COLLECTOR,
+    PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
     PYUSD,
     REPUTATION_REGISTRY,
     REPUTATION_REGISTRY_ADDRESS,
@@ -803,14 +809,18 @@ def _erc8004_genesis() -> dict[bytes, dict[str, Any]]:
 
 
 def _permit2_genesis() -> dict[bytes, dict[str, Any]]:
-    """Permit2 and the two x402 Permit2 proxies at their canonical addresses: code only (none of
-    them keeps a constructor-set value; the proxies name Permit2 by a constant)."""
+    """Permit2, the two x402 Permit2 proxies, and the batch-settlement contract with its two deposit
+    collectors, at their canonical addresses: code only (none of them keeps a constructor-set value;
+    the proxies and collectors name Permit2 and the batch-settlement contract by constants)."""
     return {
         to_canonical_address(address): _account_state(code=load_artifact(name).runtime_bytecode)
         for name, address in (
             (PERMIT2, PERMIT2_ADDRESS),
             (EXACT_PERMIT2_PROXY, EXACT_PERMIT2_PROXY_ADDRESS),
             (UPTO_PERMIT2_PROXY, UPTO_PERMIT2_PROXY_ADDRESS),
+            (BATCH_SETTLEMENT, BATCH_SETTLEMENT_ADDRESS),
+            (ERC3009_DEPOSIT_COLLECTOR, ERC3009_DEPOSIT_COLLECTOR_ADDRESS),
+            (PERMIT2_DEPOSIT_COLLECTOR, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS),
         )
     }
 

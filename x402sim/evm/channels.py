@@ -33,7 +33,7 @@ from .contracts import (
 from .eip712 import Domain, address_word, canonical, sign_digest, uint_word
 from .hashing import keccak
 from .permit2 import permit2_domain_separator
-from .token import selector
+from .token import CHANNEL_ERRORS, selector
 
 __all__ = [
     "BATCH_SETTLEMENT_ADDRESS",
@@ -116,30 +116,6 @@ _TOKEN_PERMISSIONS_TYPEHASH = keccak(b"TokenPermissions(address token,uint256 am
 _CONFIG = "(address,address,address,address,address,uint40,bytes32)"
 _VOUCHER_CLAIM = f"(({_CONFIG},uint128),bytes,uint128)"
 
-# The contract's custom errors (and its collectors'), by signature, for revert decoding.
-CHANNEL_ERRORS = (
-    "InvalidChannel()",
-    "ZeroDeposit()",
-    "DepositOverflow()",
-    "NotReceiverAuthorizer()",
-    "NotAuthorizedToClaim()",
-    "NotAuthorizedToRefund()",
-    "ClaimExceedsCeiling()",
-    "ClaimExceedsBalance()",
-    "WithdrawalAlreadyPending()",
-    "WithdrawalNotPending()",
-    "NotAuthorizedToFinalizeWithdraw()",
-    "WithdrawDelayNotElapsed()",
-    "NothingToWithdraw()",
-    "WithdrawAmountExceedsAvailable()",
-    "WithdrawDelayOutOfRange()",
-    "EmptyBatch()",
-    "DepositCollectionFailed()",
-    "InvalidCollector()",
-    "InvalidRefundNonce()",
-    "ZeroRefund()",
-    "OnlyX402BatchSettlement()",
-)
 
 EVENT_TOPICS = {
     name: keccak(signature.encode())

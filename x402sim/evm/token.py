@@ -2,8 +2,9 @@
 
 Everything the rest of the package says to a token goes through here, so the ABI of USDC
 (FiatToken v2) is written down once: selectors from signatures, argument encoding with eth-abi,
-``Error(string)`` and custom-error revert decoding (the custom errors of Permit2 and the x402
-Permit2 proxies, by name) and ``Transfer`` log decoding. Pure functions, no chain access.
+``Error(string)`` and custom-error revert decoding (the custom errors of Permit2, the x402 Permit2
+proxies and the batch-settlement contract, by name) and ``Transfer`` log decoding. Pure functions,
+no chain access.
 """
 
 from __future__ import annotations
@@ -89,9 +90,43 @@ def _address_word(address: str) -> bytes:
     return canonical(address).rjust(32, b"\x00")
 
 
+# The batch-settlement contract's custom errors and its collectors', by signature (``channels``
+# re-exports them), with the OpenZeppelin errors its signature checks, token transfers and
+# multicall raise.
+CHANNEL_ERRORS = (
+    "InvalidChannel()",
+    "ZeroDeposit()",
+    "DepositOverflow()",
+    "InvalidSignature()",
+    "NotReceiverAuthorizer()",
+    "NotAuthorizedToClaim()",
+    "NotAuthorizedToRefund()",
+    "ClaimExceedsCeiling()",
+    "ClaimExceedsBalance()",
+    "WithdrawalAlreadyPending()",
+    "WithdrawalNotPending()",
+    "NotAuthorizedToFinalizeWithdraw()",
+    "WithdrawDelayNotElapsed()",
+    "NothingToWithdraw()",
+    "WithdrawAmountExceedsAvailable()",
+    "WithdrawDelayOutOfRange()",
+    "EmptyBatch()",
+    "DepositCollectionFailed()",
+    "InvalidCollector()",
+    "InvalidRefundNonce()",
+    "ZeroRefund()",
+    "OnlyX402BatchSettlement()",
+    "ECDSAInvalidSignature()",
+    "ECDSAInvalidSignatureLength(uint256)",
+    "ECDSAInvalidSignatureS(bytes32)",
+    "SafeERC20FailedOperation(address)",
+    "FailedCall()",
+)
+
 # Custom errors the simulator's contracts raise, by signature: Permit2's signature transfers, then
-# the x402 Permit2 proxies (with OpenZeppelin's reentrancy guard). Two are both named InvalidAmount:
-# Permit2's carries the permitted amount, the proxies' carries nothing.
+# the x402 Permit2 proxies (with OpenZeppelin's reentrancy guard), then the batch-settlement
+# contract's. Two are both named InvalidAmount: Permit2's carries the permitted amount, the
+# proxies' carries nothing.
 CUSTOM_ERRORS = (
     "InvalidNonce()",
     "SignatureExpired(uint256)",
@@ -110,6 +145,7 @@ CUSTOM_ERRORS = (
     "UnauthorizedFacilitator()",
     "AmountExceedsPermitted()",
     "ReentrancyGuardReentrantCall()",
+    *(error for error in CHANNEL_ERRORS if error != "InvalidSignature()"),
 )
 _CUSTOM_ERRORS_BY_SELECTOR = {keccak(sig.encode())[:4]: sig for sig in CUSTOM_ERRORS}
 

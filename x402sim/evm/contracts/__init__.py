@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BATCH_SETTLEMENT",
     "BATCH_SETTLEMENT_ADDRESS",
     "COMPILER",
+    "ERC3009_DEPOSIT_COLLECTOR",
     "ERC3009_DEPOSIT_COLLECTOR_ADDRESS",
     "EVM_VERSION",
     "EXACT_PERMIT2_PROXY",
@@ -33,6 +35,7 @@ __all__ = [
     "NAMES",
     "PERMIT2",
     "PERMIT2_ADDRESS",
+    "PERMIT2_DEPOSIT_COLLECTOR",
     "PERMIT2_DEPOSIT_COLLECTOR_ADDRESS",
     "PYUSD",
     "REPUTATION_REGISTRY",
@@ -57,6 +60,9 @@ REPUTATION_REGISTRY = "reputation_registry"  # ERC-8004 Reputation Registry
 PERMIT2 = "permit2"  # Uniswap Permit2's signature transfers
 EXACT_PERMIT2_PROXY = "x402_exact_permit2_proxy"  # x402ExactPermit2Proxy
 UPTO_PERMIT2_PROXY = "x402_upto_permit2_proxy"  # x402UptoPermit2Proxy
+BATCH_SETTLEMENT = "batch_settlement"  # x402BatchSettlement (payment channels)
+ERC3009_DEPOSIT_COLLECTOR = "erc3009_deposit_collector"  # its EIP-3009 deposit collector
+PERMIT2_DEPOSIT_COLLECTOR = "permit2_deposit_collector"  # its Permit2 deposit collector
 NAMES = (
     USDC,
     PYUSD,
@@ -66,6 +72,9 @@ NAMES = (
     PERMIT2,
     EXACT_PERMIT2_PROXY,
     UPTO_PERMIT2_PROXY,
+    BATCH_SETTLEMENT,
+    ERC3009_DEPOSIT_COLLECTOR,
+    PERMIT2_DEPOSIT_COLLECTOR,
 )
 TOKENS = (USDC, PYUSD)  # the EIP-3009 token variants a chain can deploy
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
