@@ -69,6 +69,7 @@ MIN_WITHDRAW_DELAY = 15 * 60
 MAX_WITHDRAW_DELAY = 30 * 24 * 3600
 UINT128_MAX = 2**128 - 1
 UINT40_MAX = 2**40 - 1
+MAX_COLLECTOR_DATA = 2048  # the contracts' bound on collectorData
 COLD_SURCHARGE = p2.COLD_ACCOUNT - p2.WARM_ACCOUNT
 RECEIVE_NOT_PAYEE = "FiatTokenV2: caller must be the payee"
 
@@ -310,8 +311,12 @@ def parse(to: bytes, data: bytes, ctx: Context) -> Call:
     if to != BATCH:
         if data[:4] != COLLECT:
             raise ChainError(f"the ledger backend does not model collector call 0x{data[:4].hex()}")
-        decode_args("collect", COLLECT_TYPES, data)
-        return Call("collect", (to,), data)
+        collector_data = decode_args("collect", COLLECT_TYPES, data)[4]
+        if len(collector_data) > MAX_COLLECTOR_DATA:
+            raise ChainError(
+                f"collect: the ledger backend models collector data of {MAX_COLLECTOR_DATA} bytes at most"
+            )
+        return Call("collect", (to, _words(collector_data)), data)
     return _parse_batch(data, ctx, nested=False)
 
 
@@ -369,6 +374,10 @@ def _check_signature(function: str, signature: bytes) -> None:
 
 
 def _collect(collector: bytes, data: bytes) -> Collect:
+    if len(data) > MAX_COLLECTOR_DATA:
+        raise ChainError(
+            f"deposit: the ledger backend models collector data of {MAX_COLLECTOR_DATA} bytes at most"
+        )
     if collector == fr.ZERO:
         return Collect(size=len(data))
     if collector == ERC3009_COLLECTOR:
@@ -483,19 +492,21 @@ def run(frame: Frame, ctx: Context, timestamp: int, sender: bytes, call: Call, r
     if call.function == "collect":
         kind = "erc3009" if to == ERC3009_COLLECTOR else "permit2"
         frame.emitter = to
-        return "OnlyX402BatchSettlement()", f"collect.{kind}|OnlyX402BatchSettlement"
+        return "OnlyX402BatchSettlement()", f"collect.{kind}|OnlyX402BatchSettlement~{call.args[1]}"
     contract = _Batch(frame, ctx, timestamp, sender, recover)
     if call.function != "multicall":
         return contract.dispatch(call)
     inner_paths = []
-    for inner in call.args:
+    for index, inner in enumerate(call.args):
         reason, path = contract.dispatch(inner)
         inner_paths.append(f"{path}~{_words(inner.data)}")
         if reason is not None:
             size = _revert_size(reason)
             if size == 0:
                 reason = "FailedCall()"
-            return reason, f"batch.multicall[{';'.join(inner_paths)}]fail~{-(-size // 32)}"
+            # the calls after the failing one were still read in (a cost per call and per word)
+            later = ",".join(str(_words(later.data)) for later in call.args[index + 1 :])
+            return reason, f"batch.multicall[{';'.join(inner_paths)}]fail~{-(-size // 32)}~{later}"
     frame.emitter = BATCH
     return None, f"batch.multicall[{';'.join(inner_paths)}]ok"
 
@@ -550,6 +561,7 @@ class _Batch:
 
     def _deposit(self, config: Config, amount: int, collector: bytes, collect: Collect) -> Outcome:
         f = self.frame
+        words = f"~{-(-collect.size // 32)}"  # the contract takes collectorData in at a cost per word
         for field, address in (
             ("payer", config.payer),
             ("receiver", config.receiver),
@@ -557,19 +569,19 @@ class _Batch:
             ("token", config.token),
         ):
             if address == fr.ZERO:
-                return "InvalidChannel()", f"batch.deposit|InvalidChannel:{field}"
+                return "InvalidChannel()", f"batch.deposit|InvalidChannel:{field}{words}"
         if config.withdraw_delay < MIN_WITHDRAW_DELAY:
-            return "WithdrawDelayOutOfRange()", "batch.deposit|WithdrawDelayOutOfRange:low"
+            return "WithdrawDelayOutOfRange()", "batch.deposit|WithdrawDelayOutOfRange:low" + words
         if config.withdraw_delay > MAX_WITHDRAW_DELAY:
-            return "WithdrawDelayOutOfRange()", "batch.deposit|WithdrawDelayOutOfRange:high"
+            return "WithdrawDelayOutOfRange()", "batch.deposit|WithdrawDelayOutOfRange:high" + words
         if amount == 0:
-            return "ZeroDeposit()", "batch.deposit|ZeroDeposit"
+            return "ZeroDeposit()", "batch.deposit|ZeroDeposit" + words
         if collector == fr.ZERO:
-            return "InvalidCollector()", "batch.deposit|InvalidCollector"
+            return "InvalidCollector()", "batch.deposit|InvalidCollector" + words
         channel = channel_id(self.ctx, config)
         balance = f.load(balance_key(channel))
         if amount > UINT128_MAX - balance:
-            return "DepositOverflow()", "batch.deposit|DepositOverflow"
+            return "DepositOverflow()", "batch.deposit|DepositOverflow" + words
         balance += amount
         f.save(balance_key(channel), balance)
         touch_account(f, config.token)
@@ -667,7 +679,8 @@ class _Batch:
         if not rows:
             return "EmptyBatch()", "batch.claim|EmptyBatch"
         done: list[str] = []
-        for row in rows:
+        for index, row in enumerate(rows):
+            unrun = f"~{len(rows) - index - 1}"  # rows after a failing one are read in all the same
             # _is_receiver_side: the receiver is compared only when the authorizer is not the sender
             mark = "" if self.sender == row.config.receiver_authorizer else "r."
             if not mark or self.sender == row.config.receiver:
@@ -675,7 +688,7 @@ class _Batch:
             else:
                 reason, path = "NotAuthorizedToClaim()", "NotAuthorizedToClaim"
             if reason is not None:
-                return reason, "|".join(["batch.claim", *done, mark + path])
+                return reason, "|".join(["batch.claim", *done, mark + path + unrun])
             done.append(mark + path)
         return None, "|".join(["batch.claim", *done, "ok"])
 
@@ -689,12 +702,13 @@ class _Batch:
         if failure:
             return "InvalidSignature()", "|".join([*head, f"InvalidSignature:{failure}"])
         done: list[str] = []
-        for row in rows:
+        for index, row in enumerate(rows):
+            unrun = f"~{len(rows) - index - 1}"
             if row.config.receiver_authorizer != authorizer:
-                return "NotReceiverAuthorizer()", "|".join([*head, *done, "NotReceiverAuthorizer"])
+                return "NotReceiverAuthorizer()", "|".join([*head, *done, "NotReceiverAuthorizer" + unrun])
             reason, path = self._process(row)
             if reason is not None:
-                return reason, "|".join([*head, *done, path])
+                return reason, "|".join([*head, *done, path + unrun])
             done.append(path)
         return None, "|".join([*head, *done, "ok"])
 
@@ -926,7 +940,8 @@ def execution_gas(table: Mapping[str, int], path: str) -> int:
     hashed); a second comparison (a path token marked ``a.`` or ``r.``) adds its function's
     ``.second``; a Permit2 deposit with an EIP-2612 permit adds the permit outcome's constant; a
     multicall adds each inner call's gas, a constant per call (more for the first) and one per word
-    of its data (and, failing, per word of the revert data it passes on)."""
+    of its data (and, failing, per word of the revert data it passes on, and per call left unrun and
+    per word of its data, which the contract reads in before it runs the first)."""
     if path.startswith("batch.multicall["):
         body, _, end = path[len("batch.multicall[") :].rpartition("]")
         calls = body.split(";") if body else []
@@ -938,15 +953,22 @@ def execution_gas(table: Mapping[str, int], path: str) -> int:
         if end == "ok":
             each = table["batch.multicall.call"] + table["batch.multicall.result"]  # results returned
             return gas + table["batch.multicall|ok"] + each * len(calls)
-        returned = int(end.partition("~")[2])
+        _, returned, later = end.split("~")
+        for words in later.split(",") if later else ():
+            gas += table["batch.multicall.unrun"] + table["batch.multicall.unrun_word"] * int(words)
         return (
             gas
             + table["batch.multicall|fail"]
             + table["batch.multicall.call"] * (len(calls) - 1)
-            + table["batch.multicall.revert_word"] * returned
+            + table["batch.multicall.revert_word"] * int(returned)
         )
     name, *tokens = path.split("|")
     gas = 0
+    if name in ("batch.deposit", "collect.erc3009", "collect.permit2"):
+        # an exit before any collector runs: a constant and one per word of collectorData
+        end, _, words = tokens[0].partition("~")
+        word = "batch.deposit.word" if name == "batch.deposit" else "collect.word"
+        return table[f"{name}|{end}"] + table[word] * int(words)
     if name in ("batch.claim", "batch.claimWithSignature"):
         *rows, end = tokens
         if rows and rows[0].startswith("hash*"):
@@ -954,7 +976,8 @@ def execution_gas(table: Mapping[str, int], path: str) -> int:
             rows = rows[1:]
         for row in rows:
             gas += _marked(table, name, f"{name}.row|", row)
-        return gas + _marked(table, name, f"{name}|", end)
+        end, _, unrun = end.partition("~")
+        return gas + _marked(table, name, f"{name}|", end) + table[f"{name}.unrun"] * int(unrun or 0)
     if name == "batch.deposit.permit2" and len(tokens) > 1 and tokens[0].startswith("permit"):
         gas += table[f"{name}.permit|{tokens[0]}"]
         tokens = tokens[1:]
