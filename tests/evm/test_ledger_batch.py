@@ -98,6 +98,28 @@ def _build(chain: LocalChain | LedgerChain) -> World:
         ChannelConfig(a["payer"], ZERO_ADDRESS, a["receiver"], a["ra"], token, 900, b"\x01" * 32),
         ChannelConfig(a["poor"], a["poor"], a["receiver"], a["ra2"], token, 1_000, b"\x02" * 32),
     ]
+    # Channels 0 and 1 start with a deposit each (one per collector), so that most operations
+    # meet a live channel.
+    now = chain.latest_timestamp
+    cid = channel_id(configs[0], chain.chain_id)
+    nonce = erc3009_deposit_nonce(cid, 0)
+    digest = receive_authorization_digest(chain.domain, a["payer"], 10**6, 0, now + 10**6, nonce)
+    data = erc3009_collector_data(0, now + 10**6, 0, sign_digest(keys["payer"], digest))
+    chain.transact(
+        keys["relayer"],
+        BATCH_SETTLEMENT_ADDRESS,
+        deposit_call(configs[0], 10**6, COLLECTORS["erc3009"], data),
+    )
+    cid = channel_id(configs[1], chain.chain_id)
+    digest = deposit_witness_digest(chain.chain_id, token, 10**6, 0, now + 10**6, cid)
+    data = permit2_collector_data(0, now + 10**6, sign_digest(keys["payer"], digest))
+    chain.transact(
+        keys["relayer"],
+        BATCH_SETTLEMENT_ADDRESS,
+        deposit_call(configs[1], 10**6, COLLECTORS["permit2"], data),
+    )
+    chain.mine()
+    chain.advance(30)
     return World(keys, configs, ["authorizer", "payer", "poor"], ["ra", "ra", "ra2"])
 
 
@@ -226,7 +248,8 @@ class Lockstep:
         self.sent: list[bytes] = []
         self.calls: list[tuple[str, bytes, str]] = []  # (sender name, calldata, to), for replays
         self.salt = 0
-        self.gas: dict[str, set[int]] = {}  # function -> gas used seen (both chains equal)
+        self.gas: list[tuple[str, int, int]] = []  # (ledger exit point, gas on py-evm, on the ledger)
+        self.paths: dict[bytes, str] = {}
 
     @property
     def chains(self) -> tuple[LocalChain, LedgerChain]:
@@ -272,6 +295,11 @@ class Lockstep:
             except ChainError as exc:
                 outcomes.append(str(exc))
         assert outcomes[0] == outcomes[1], outcomes
+        if isinstance(outcomes[0], bytes):
+            now = self.evm.latest_timestamp + 1
+            self.paths[outcomes[0]] = self.ledger.exit_point(
+                to, data, sender=address_of_key(key), timestamp=now
+            )[1]
         self.calls.append((sender, data, to))
         self.sent.append(outcomes[0])  # type: ignore[arg-type]
 
@@ -440,6 +468,7 @@ class Lockstep:
                 (log.address, log.topics, log.data) for log in theirs.logs
             ]
             assert ours.gas_used == theirs.gas_used, (ours.revert_reason, ours.gas_used, theirs.gas_used)
+            self.gas.append((self.paths.pop(tx_hash, ""), theirs.gas_used, ours.gas_used))
             _note(f"receipt: {theirs.revert_reason or 'ok'}")
         self.sent = []
         self.compare_state()

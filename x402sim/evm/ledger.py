@@ -3,12 +3,14 @@
 ``LedgerChain`` offers the surface of ``LocalChain`` that the roles and the simulator use (signed
 raw transactions in, bundles, blocks, receipts with their logs, balances, ``authorizationState``,
 supply, simulated calls, time set from outside) and runs the project's EIP-3009 token (``usdc.vy``
-or ``pyusd.vy``) with the rules of ``fiat_rules``, and Permit2 and the x402 exact and upto Permit2
-proxies at their canonical addresses with those of ``permit2_rules``, instead of py-evm. It is
+or ``pyusd.vy``) with the rules of ``fiat_rules``, Permit2 and the x402 exact and upto Permit2
+proxies at their canonical addresses with those of ``permit2_rules``, and the batch-settlement
+contract and its two deposit collectors with those of ``batch_rules``, instead of py-evm. It is
 about as fast as the signatures allow, for scenarios of millions of payments.
-``tests/evm/test_ledger.py`` and ``tests/evm/test_ledger_permit2.py`` apply random operation
-sequences to both backends and demand the same balances, allowances, authorization states and
-nonces, verdicts, revert texts, logs and gas: those tests are this backend's licence.
+``tests/evm/test_ledger.py``, ``tests/evm/test_ledger_permit2.py`` and
+``tests/evm/test_ledger_batch.py`` apply random operation sequences to both backends and demand
+the same balances, allowances, authorization states and nonces, channels, verdicts, revert texts,
+logs and gas: those tests are this backend's licence.
 
 Rules of this module:
 
@@ -27,11 +29,14 @@ Rules of this module:
   token's ``transferWithAuthorization`` (v, r, s), ``cancelAuthorization``, ``transfer``, ``mint``,
   ``approve``, ``transferFrom`` and EIP-2612 ``permit``; Permit2's ``invalidateUnorderedNonces``;
   the proxies' ``settle`` and ``settleWithPermit`` for the ledger's token, with 65-byte signatures
-  of owners without code. Any other call, ether sent to a contract, a contract creation, a future
-  nonce, calldata not in the canonical ABI encoding is refused at submission with a ``ChainError``
-  naming it, never mined approximately. ``call`` answers the views the mechanisms read (balances,
-  allowances, EIP-2612 nonces, Permit2's ``nonceBitmap``, domain separators) and simulates any
-  modelled call.
+  of owners without code; the batch-settlement contract's calls and views for channels in the
+  ledger's token, deposits through its two collectors, 65-byte signatures of payers and receiver
+  authorizers without code (see ``batch_rules``). Any other call, ether sent to a contract, a
+  contract creation, a future nonce, calldata not in the canonical ABI encoding is refused at
+  submission with a ``ChainError`` naming it, never mined approximately. ``call`` answers the
+  views the mechanisms read (balances, allowances, EIP-2612 nonces, Permit2's ``nonceBitmap``,
+  domain separators, the batch-settlement contract's channels, receivers, refund nonces, channel
+  ids and digests) and simulates any modelled call.
 * ``send_bundle`` is ``LocalChain``'s: all or none, and a transaction may spend ether that an
   earlier one of the bundle sends its sender.
 * Not modelled exactly: a proxy settlement sent with too little gas (py-evm's 63/64 rule for the

@@ -589,7 +589,7 @@ class _Batch:
             ("receiver_authorizer", "receiverAuthorizer"),
             ("token", "token"),
         ):
-            bad = dataclasses.replace(base, **{field: zero})
+            bad = ChannelConfig(**{**dataclasses.asdict(base), field: zero})
             learn(
                 f"{d}|InvalidChannel:{name}",
                 self.erc3009(bad, 10, salt=1),
@@ -624,12 +624,12 @@ class _Batch:
         )
         after, before, salt, signature = self.erc3009_parts(base, 10)
         config, amount, collector = base, 10, ERC3009_DEPOSIT_COLLECTOR_ADDRESS
-        for name, bad in (
-            ("invalid_s", signature[:32] + _high(signature[32:64]) + bytes([55 - signature[64]])),
+        for name, spoilt in (
+            ("invalid_s", _high_signature(signature)),
             ("invalid_v", signature[:64] + b"\x1d"),
             ("no_signer", b"\x00" * 32 + signature[32:]),
         ):
-            data = erc3009_collector_data(after, before, salt, bad)
+            data = erc3009_collector_data(after, before, salt, spoilt)
             learn(e + "receive:" + name, deposit_call(config, amount, collector, data))
         # Permit2
         p = "batch.deposit.permit2|"
@@ -731,9 +731,7 @@ class _Batch:
         )
         learn("batch.claim|ClaimExceedsBalance", claim_call([self.voucher(c, 10**7, 10**7)]), key=ra)
         v = self.voucher(c, 100, 50)
-        high = dataclasses.replace(
-            v, signature=v.signature[:32] + _high(v.signature[32:64]) + bytes([55 - v.signature[64]])
-        )
+        high = dataclasses.replace(v, signature=_high_signature(v.signature))
         learn("batch.claim|ECDSAInvalidSignatureS", claim_call([high]), key=ra)
         learn(
             "batch.claim|ECDSAInvalidSignature",
@@ -743,7 +741,7 @@ class _Batch:
         learn("batch.claim|InvalidSignature", claim_call([self.voucher(c, 100, 50, signer="other")]), key=ra)
         vp = self.voucher(cp, 100, 50, signer="payer")
         for failure, signature in (
-            ("high_s", vp.signature[:32] + _high(vp.signature[32:64]) + bytes([55 - vp.signature[64]])),
+            ("high_s", _high_signature(vp.signature)),
             ("no_signer", vp.signature[:64] + b"\x1d"),
             ("wrong", self.voucher(cp, 100, 50, signer="other").signature),
         ):
@@ -789,7 +787,7 @@ class _Batch:
         sig = sign_claim_batch(self.keys["receiver_authorizer"], self.chain_id, rows)
         learn(
             f"{name}|InvalidSignature:high_s",
-            claim_with_signature_call(rows, sig[:32] + _high(sig[32:64]) + bytes([55 - sig[64]])),
+            claim_with_signature_call(rows, _high_signature(sig)),
             path=f"{name}|hash*1|InvalidSignature:high_s",
         )
         learn(
@@ -806,9 +804,7 @@ class _Batch:
             self.signed([self.voucher(c, 10**7, 10**7)]),
             path=f"{name}|hash*1|ClaimExceedsBalance~0",
         )
-        high = dataclasses.replace(
-            v, signature=v.signature[:32] + _high(v.signature[32:64]) + bytes([55 - v.signature[64]])
-        )
+        high = dataclasses.replace(v, signature=_high_signature(v.signature))
         learn(
             f"{name}|ECDSAInvalidSignatureS",
             self.signed([high]),
@@ -826,7 +822,7 @@ class _Batch:
         )
         vp = self.voucher(cp, 100, 50, signer="payer")
         for failure, signature in (
-            ("high_s", vp.signature[:32] + _high(vp.signature[32:64]) + bytes([55 - vp.signature[64]])),
+            ("high_s", _high_signature(vp.signature)),
             ("no_signer", vp.signature[:64] + b"\x1d"),
             ("wrong", self.voucher(cp, 100, 50, signer="other").signature),
         ):
@@ -903,7 +899,7 @@ class _Batch:
         learn(f"{rs}|ZeroRefund", self.refund_signed(c, 0, 0))
         sig = sign_refund(self.keys[ra], self.chain_id, channel_id(c, self.chain_id), 0, 10)
         for failure, bad in (
-            ("high_s", sig[:32] + _high(sig[32:64]) + bytes([55 - sig[64]])),
+            ("high_s", _high_signature(sig)),
             ("no_signer", sig[:64] + b"\x1d"),
             ("wrong", sign_refund(self.keys["other"], self.chain_id, channel_id(c, self.chain_id), 0, 10)),
         ):
