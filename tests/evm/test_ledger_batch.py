@@ -638,11 +638,15 @@ def test_what_the_ledger_does_not_model_on_the_batch_contract_is_refused():
         claim_with_signature_call([VoucherClaim(authorizer_contract, 5, signature, 5)], signature),
         "no receiver authorizer with code",
     )
+    contract_payer = dataclasses.replace(config, payer=PERMIT2_ADDRESS)
+    refused(deposit_call(contract_payer, 5, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS, b""), "no payer with code")
     other_token = dataclasses.replace(config, token=PERMIT2_ADDRESS)
     refused(refund_call(other_token, 5), "models no token but")
     refused(deposit_call(config, 5, me, b""), "no collector but the two")
     refused(deposit_call(config, 5, ERC3009_DEPOSIT_COLLECTOR_ADDRESS, b"\x01"), "does not decode")
     refused(multicall_call([multicall_call([])]), "no multicall inside a multicall")
+    refused(claim_call([VoucherClaim(config, 5, signature, 5)] * 101), "100 rows at most")
+    refused(multicall_call([settle_call(me, me)] * 9), "8 calls of 4096 bytes at most")
     refused(encode_call("MIN_WITHDRAW_DELAY()"), "does not model batch-settlement call")
     with pytest.raises(ChainError, match="no ether sent to the contract"):
         ledger.transact(key, BATCH_SETTLEMENT_ADDRESS, settle_call(me, ledger.usdc), value=1)

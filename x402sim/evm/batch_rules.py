@@ -23,13 +23,17 @@ Rules of this module (those of ``fiat_rules`` and ``permit2_rules``, which it ex
   transaction's sender and the contract it calls are warm from the start. The warm part of every
   access is in the constants.
 * Gas that does not depend on storage or account warmth is a constant per exit point
-  (``ledger.EXECUTION_GAS``, measured by ``ledger_gas``); a claim batch adds a constant per row by
-  the row's outcome, a multicall a constant per inner call and per 32-byte word of its data (see
-  ``execution_gas``).
+  (``ledger.EXECUTION_GAS``, measured by ``ledger_gas``), plus what grows with the input: a
+  claim batch adds a constant per row by the row's outcome (and per row left unread after a
+  failing one), a multicall a constant per inner call and per 32-byte word of its data, a deposit
+  that stops before its collector runs a constant per word of ``collectorData`` (see
+  ``execution_gas``). An exit point is a string naming those parts: ``"batch.claim|claim|skip|ok"``,
+  ``"batch.deposit.permit2|permit:expired|ok|ok:created"``, ``"batch.multicall[...]ok"``.
 * What the code does for inputs the ledger does not model (a token other than the ledger's, a
   collector other than the two, a payer or receiver authorizer with code (EIP-1271), a signature
-  that is not 65 bytes, collector data in another encoding) is not written here: ``parse`` raises
-  ``ChainError`` naming it, and the ledger refuses the transaction at submission.
+  that is not 65 bytes, collector data in another encoding or longer than the contracts' bound, a
+  multicall inside a multicall) is not written here: ``parse`` raises ``ChainError`` naming it,
+  and the ledger refuses the transaction at submission.
 * Pure: no clock (the block timestamp is an argument), no I/O; signers come from ``recover``.
 """
 
@@ -69,7 +73,10 @@ MIN_WITHDRAW_DELAY = 15 * 60
 MAX_WITHDRAW_DELAY = 30 * 24 * 3600
 UINT128_MAX = 2**128 - 1
 UINT40_MAX = 2**40 - 1
-MAX_COLLECTOR_DATA = 2048  # the contracts' bound on collectorData
+# The contracts' bounds on their dynamic arguments (longer input fails their ABI decoding).
+MAX_COLLECTOR_DATA = 2048
+MAX_CLAIMS = 100
+MAX_CALLS, MAX_CALL_BYTES = 8, 4096
 COLD_SURCHARGE = p2.COLD_ACCOUNT - p2.WARM_ACCOUNT
 RECEIVE_NOT_PAYEE = "FiatTokenV2: caller must be the payee"
 
@@ -330,9 +337,15 @@ def _parse_batch(data: bytes, ctx: Context, nested: bool) -> Call:
     if function == "multicall":
         if nested:
             raise ChainError("multicall: the ledger backend models no multicall inside a multicall")
+        if len(raw[0]) > MAX_CALLS or any(len(inner) > MAX_CALL_BYTES for inner in raw[0]):
+            raise ChainError(
+                f"multicall: the contract takes {MAX_CALLS} calls of {MAX_CALL_BYTES} bytes at most"
+            )
         args = tuple(_parse_batch(bytes(inner), ctx, nested=True) for inner in raw[0])
     elif function in ("claim", "claimWithSignature"):
         rows = tuple(_row(r) for r in raw[0])
+        if len(rows) > MAX_CLAIMS:
+            raise ChainError(f"{function}: the contract takes {MAX_CLAIMS} rows at most")
         for row in rows:
             _check_config(function, row.config, token, ctx)
             _check_signature(function, row.signature)
@@ -351,7 +364,12 @@ def _parse_batch(data: bytes, ctx: Context, nested: bool) -> Call:
         _check_config(function, config, token, ctx)
         args = (config, *raw[1:])
         if function == "deposit":
-            args = (config, raw[1], bytes(canonical(raw[2])), _collect(bytes(canonical(raw[2])), raw[3]))
+            collector = bytes(canonical(raw[2]))
+            if collector == PERMIT2_COLLECTOR and config.payer in ctx.with_code:
+                raise ChainError(
+                    "deposit: the ledger backend models no payer with code (EIP-1271) for Permit2"
+                )
+            args = (config, raw[1], collector, _collect(collector, raw[3]))
         elif function == "refundWithSignature":
             _check_signature(function, raw[3])
             if config.receiver_authorizer in ctx.with_code:
