@@ -15,9 +15,10 @@ Rules of this module (those of ``fiat_rules`` and ``permit2_rules``, which it ex
   token's and Permit2's revert texts when a nested call fails (they bubble up unchanged), its
   events with their data.
 * Storage goes through the caller's ``fiat_rules.Frame``, in the same key space as the token's and
-  Permit2's: the contract's words start with ``b"B"``, then one byte naming the field (Vyper keeps
-  every struct member in a slot of its own, so each member is a key here), then the mapping's keys.
-  The collectors keep no storage.
+  Permit2's: the contract's words start with ``b"B"``, then one byte naming the mapping, then the
+  mapping's keys. As in the contract, a channel's state, a pending withdrawal and a receiver's
+  totals are each one word, two halves packed (first member in the low 128 bits, as Solidity packs
+  them), read and written whole. The collectors keep no storage.
 * Account access (EIP-2929): each contract or account that the code calls or whose code it asks
   for is charged its cold surcharge the first time in a transaction (``touch_account``); the
   transaction's sender and the contract it calls are warm from the start. The warm part of every
@@ -135,11 +136,8 @@ def _n(value: int) -> bytes:
 # -- storage ----------------------------------------------------------------------------------------
 
 
-def balance_key(channel: bytes) -> bytes:
-    return b"Bb" + channel
-
-
-def claimed_key(channel: bytes) -> bytes:
+def channel_key(channel: bytes) -> bytes:
+    """``_channels[channel]``: balance | totalClaimed << 128."""
     return b"Bc" + channel
 
 
@@ -147,20 +145,23 @@ def refund_nonce_key(channel: bytes) -> bytes:
     return b"Bn" + channel
 
 
-def withdraw_amount_key(channel: bytes) -> bytes:
+def withdrawal_key(channel: bytes) -> bytes:
+    """``_pending_withdrawals[channel]``: amount | initiatedAt << 128."""
     return b"Bw" + channel
 
 
-def withdraw_at_key(channel: bytes) -> bytes:
-    return b"Bt" + channel
+def receiver_key(receiver: bytes, token: bytes) -> bytes:
+    """``_receivers[receiver][token]``: totalClaimed | totalSettled << 128."""
+    return b"Br" + receiver + token
 
 
-def receiver_claimed_key(receiver: bytes, token: bytes) -> bytes:
-    return b"BR" + receiver + token
+def _pair(word: int) -> tuple[int, int]:
+    """A packed word's two halves (low, high)."""
+    return word & UINT128_MAX, word >> 128
 
 
-def receiver_settled_key(receiver: bytes, token: bytes) -> bytes:
-    return b"BS" + receiver + token
+def _pack(low: int, high: int) -> int:
+    return low | high << 128
 
 
 def touch_account(frame: Frame, address: bytes) -> None:
@@ -429,16 +430,14 @@ def view(store: fr.Store, ctx: Context, data: bytes) -> bytes:
     name, types = VIEWS[data[:4]]
     args = decode_args(name, types, data)
     if name == "channels":
-        return _n(store.get(balance_key(args[0]))) + _n(store.get(claimed_key(args[0])))
+        return b"".join(_n(half) for half in _pair(store.get(channel_key(args[0]))))
     if name == "pendingWithdrawals":
-        return _n(store.get(withdraw_amount_key(args[0]))) + _n(store.get(withdraw_at_key(args[0])))
+        return b"".join(_n(half) for half in _pair(store.get(withdrawal_key(args[0]))))
     if name == "refundNonce":
         return _n(store.get(refund_nonce_key(args[0])))
     if name == "receivers":
         receiver, token = (bytes(canonical(a)) for a in args)
-        return _n(store.get(receiver_claimed_key(receiver, token))) + _n(
-            store.get(receiver_settled_key(receiver, token))
-        )
+        return b"".join(_n(half) for half in _pair(store.get(receiver_key(receiver, token))))
     if name == "getChannelId":
         return channel_id(ctx, _config(args[0]))
     if name == "getVoucherDigest":
@@ -597,11 +596,11 @@ class _Batch:
         if collector == fr.ZERO:
             return "InvalidCollector()", "batch.deposit|InvalidCollector" + words
         channel = channel_id(self.ctx, config)
-        balance = f.load(balance_key(channel))
+        balance, claimed = _pair(f.load(channel_key(channel)))
         if amount > UINT128_MAX - balance:
             return "DepositOverflow()", "batch.deposit|DepositOverflow" + words
         balance += amount
-        f.save(balance_key(channel), balance)
+        f.save(channel_key(channel), _pack(balance, claimed))
         touch_account(f, config.token)
         before = f.load(fr.balance_key(BATCH))
         touch_account(f, collector)
@@ -617,7 +616,7 @@ class _Batch:
         if after != before + amount:
             return "DepositCollectionFailed()", prefix + inner + "|DepositCollectionFailed"
         created = ""
-        if balance == amount and f.load(claimed_key(channel)) == 0:
+        if balance == amount and claimed == 0:
             self._log("ChannelCreated", channel, data=config.encoded())
             created = ":created"
         self._log("Deposited", channel, _word(self.sender), data=_n(amount) + _n(balance))
@@ -735,7 +734,7 @@ class _Batch:
         its failure's."""
         f, c = self.frame, row.config
         channel = channel_id(self.ctx, c)
-        balance, claimed = f.load(balance_key(channel)), f.load(claimed_key(channel))
+        balance, claimed = _pair(f.load(channel_key(channel)))
         if row.total_claimed <= claimed:
             return None, "skip"
         if row.total_claimed > row.max_claimable:
@@ -760,12 +759,13 @@ class _Batch:
             if failure:
                 return "InvalidSignature()", f"InvalidSignature:payer:{failure}"
         delta = row.total_claimed - claimed
-        f.save(claimed_key(channel), row.total_claimed)
-        key = receiver_claimed_key(c.receiver, c.token)
-        total = f.load(key) + delta
+        f.save(channel_key(channel), _pack(balance, row.total_claimed))
+        key = receiver_key(c.receiver, c.token)
+        total, settled = _pair(f.load(key))
+        total += delta
         if total > UINT128_MAX:
             return fr.BARE_REVERT, "overflow"
-        f.save(key, total)
+        f.save(key, _pack(total, settled))
         self._log("Claimed", channel, _word(self.sender), data=_n(delta) + _n(row.total_claimed))
         return None, kind
 
@@ -773,12 +773,11 @@ class _Batch:
 
     def _settle(self, receiver: bytes, token: bytes) -> Outcome:
         f = self.frame
-        claimed = f.load(receiver_claimed_key(receiver, token))
-        settled = f.load(receiver_settled_key(receiver, token))
+        claimed, settled = _pair(f.load(receiver_key(receiver, token)))
         amount = claimed - settled  # never negative: settled only ever catches up with claimed
         if amount == 0:
             return None, "batch.settle|nothing"
-        f.save(receiver_settled_key(receiver, token), claimed)
+        f.save(receiver_key(receiver, token), _pack(claimed, claimed))
         touch_account(f, token)
         f.emitter = None
         reason, path = fr.move(f, BATCH, receiver, amount, "transfer")
@@ -804,15 +803,14 @@ class _Batch:
         if amount == 0:
             return "NothingToWithdraw()", name + "NothingToWithdraw"
         channel = channel_id(self.ctx, config)
-        if f.load(withdraw_at_key(channel)) != 0:
+        if _pair(f.load(withdrawal_key(channel)))[1] != 0:
             return "WithdrawalAlreadyPending()", name + "WithdrawalAlreadyPending"
-        balance, claimed = f.load(balance_key(channel)), f.load(claimed_key(channel))
+        balance, claimed = _pair(f.load(channel_key(channel)))
         if amount > balance - claimed:
             return "WithdrawAmountExceedsAvailable()", name + "WithdrawAmountExceedsAvailable"
         if self.timestamp > UINT40_MAX:
             return fr.BARE_REVERT, name + "overflow"
-        f.save(withdraw_amount_key(channel), amount)
-        f.save(withdraw_at_key(channel), self.timestamp)
+        f.save(withdrawal_key(channel), _pack(amount, self.timestamp))
         finalize_after = self.timestamp + config.withdraw_delay
         if finalize_after > UINT40_MAX:
             return fr.BARE_REVERT, name + "overflow"
@@ -826,17 +824,16 @@ class _Batch:
         if not allowed:
             return "NotAuthorizedToFinalizeWithdraw()", name + "NotAuthorizedToFinalizeWithdraw"
         channel = channel_id(self.ctx, config)
-        requested, initiated = f.load(withdraw_amount_key(channel)), f.load(withdraw_at_key(channel))
+        requested, initiated = _pair(f.load(withdrawal_key(channel)))
         if initiated == 0:
             return "WithdrawalNotPending()", name + "WithdrawalNotPending"
         if self.timestamp < initiated + config.withdraw_delay:
             return "WithdrawDelayNotElapsed()", name + "WithdrawDelayNotElapsed"
-        balance, claimed = f.load(balance_key(channel)), f.load(claimed_key(channel))
+        balance, claimed = _pair(f.load(channel_key(channel)))
         amount = min(requested, balance - claimed)
-        f.save(withdraw_amount_key(channel), 0)
-        f.save(withdraw_at_key(channel), 0)
+        f.save(withdrawal_key(channel), 0)
         balance -= amount
-        f.save(balance_key(channel), balance)
+        f.save(channel_key(channel), _pack(balance, claimed))
         self._log("WithdrawFinalized", channel, _word(self.sender), data=_n(amount))
         closed = ""
         if balance == 0 and claimed == 0:
@@ -879,21 +876,20 @@ class _Batch:
         channel = channel_id(self.ctx, config)
         key = refund_nonce_key(channel)
         f.save(key, (f.load(key) + 1) % 2**256)
-        balance, claimed = f.load(balance_key(channel)), f.load(claimed_key(channel))
+        balance, claimed = _pair(f.load(channel_key(channel)))
         refunded = min(amount, balance - claimed)
         if refunded == 0:
             return None, name + "nothing"
         balance -= refunded
-        f.save(balance_key(channel), balance)
+        f.save(channel_key(channel), _pack(balance, claimed))
         pending = ""
-        requested, initiated = f.load(withdraw_amount_key(channel)), f.load(withdraw_at_key(channel))
+        requested, initiated = _pair(f.load(withdrawal_key(channel)))
         if initiated != 0:
             if refunded >= requested:
-                f.save(withdraw_amount_key(channel), 0)
-                f.save(withdraw_at_key(channel), 0)
+                f.save(withdrawal_key(channel), 0)
                 pending = ":cleared"
             else:
-                f.save(withdraw_amount_key(channel), requested - refunded)
+                f.save(withdrawal_key(channel), _pack(requested - refunded, initiated))
                 pending = ":reduced"
         self._log("Refunded", channel, _word(self.sender), data=_n(refunded))
         closed = ""

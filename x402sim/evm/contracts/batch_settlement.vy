@@ -159,13 +159,17 @@ DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
 DOMAIN_NAME: constant(String[21]) = "x402 Batch Settlement"
 DOMAIN_VERSION: constant(String[1]) = "1"
 ERC1271_MAGIC_WORD: constant(bytes32) = 0x1626ba7e00000000000000000000000000000000000000000000000000000000
+LOW_128: constant(uint256) = 2**128 - 1  # the low half of a packed storage word
 # secp256k1 order / 2: OpenZeppelin's ECDSA refuses a larger s (EIP-2).
 MAX_LOW_S: constant(bytes32) = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
-_channels: HashMap[bytes32, ChannelState]
+# Each state sits in one storage word, packed as the Solidity's structs are (first member in the
+# low bits), because Vyper gives every struct member a slot of its own: the same slots are cold or
+# warm, zero or not, and so cost the same gas. Read and written through the _load/_store helpers.
+_channels: HashMap[bytes32, uint256]  # ChannelState: balance | totalClaimed << 128
 _refund_nonces: HashMap[bytes32, uint256]
-_pending_withdrawals: HashMap[bytes32, WithdrawalState]
-_receivers: HashMap[address, HashMap[address, ReceiverState]]
+_pending_withdrawals: HashMap[bytes32, uint256]  # WithdrawalState: amount | initiatedAt << 128
+_receivers: HashMap[address, HashMap[address, uint256]]  # ReceiverState: totalClaimed | totalSettled << 128
 
 _entered: transient(bool)
 
@@ -176,7 +180,7 @@ _entered: transient(bool)
 @view
 @external
 def channels(channelId: bytes32) -> (uint128, uint128):
-    ch: ChannelState = self._channels[channelId]
+    ch: ChannelState = self._load_channel(channelId)
     return ch.balance, ch.totalClaimed
 
 
@@ -189,14 +193,14 @@ def refundNonce(channelId: bytes32) -> uint256:
 @view
 @external
 def pendingWithdrawals(channelId: bytes32) -> (uint128, uint40):
-    ws: WithdrawalState = self._pending_withdrawals[channelId]
+    ws: WithdrawalState = self._load_withdrawal(channelId)
     return ws.amount, ws.initiatedAt
 
 
 @view
 @external
 def receivers(receiver: address, token: address) -> (uint128, uint128):
-    rs: ReceiverState = self._receivers[receiver][token]
+    rs: ReceiverState = self._load_receiver(receiver, token)
     return rs.totalClaimed, rs.totalSettled
 
 
@@ -256,12 +260,12 @@ def deposit(config: ChannelConfig, amount: uint128, collector: address, collecto
         raw_revert(method_id("InvalidCollector()"))
 
     channel_id: bytes32 = self._channel_id(config)
-    balance: uint128 = self._channels[channel_id].balance
-    if amount > max_value(uint128) - balance:
+    ch: ChannelState = self._load_channel(channel_id)
+    if amount > max_value(uint128) - ch.balance:
         raw_revert(method_id("DepositOverflow()"))
-    balance += amount
+    ch.balance += amount
     # Credited before the collector runs, as in the Solidity (the guard stops any reentry).
-    self._channels[channel_id].balance = balance
+    self._store_channel(channel_id, ch)
 
     before: uint256 = staticcall IERC20(config.token).balanceOf(self)
     extcall IDepositCollector(collector).collect(
@@ -271,9 +275,9 @@ def deposit(config: ChannelConfig, amount: uint128, collector: address, collecto
     if after != before + convert(amount, uint256):
         raw_revert(method_id("DepositCollectionFailed()"))
 
-    if balance == amount and self._channels[channel_id].totalClaimed == 0:
+    if ch.balance == amount and ch.totalClaimed == 0:
         log ChannelCreated(channelId=channel_id, config=config)
-    log Deposited(channelId=channel_id, sender=msg.sender, amount=amount, newBalance=balance)
+    log Deposited(channelId=channel_id, sender=msg.sender, amount=amount, newBalance=ch.balance)
     self._entered = False
 
 
@@ -318,10 +322,11 @@ def claimWithSignature(
 @external
 def settle(receiver: address, token: address):
     self._enter()
-    rs: ReceiverState = self._receivers[receiver][token]
+    rs: ReceiverState = self._load_receiver(receiver, token)
     amount: uint128 = rs.totalClaimed - rs.totalSettled
     if amount != 0:
-        self._receivers[receiver][token].totalSettled = rs.totalClaimed
+        rs.totalSettled = rs.totalClaimed
+        self._store_receiver(receiver, token, rs)
         self._safe_transfer(token, receiver, amount)
         log Settled(receiver=receiver, token=token, sender=msg.sender, amount=amount)
     self._entered = False
@@ -338,13 +343,13 @@ def initiateWithdraw(config: ChannelConfig, amount: uint128):
     if amount == 0:
         raw_revert(method_id("NothingToWithdraw()"))
     channel_id: bytes32 = self._channel_id(config)
-    if self._pending_withdrawals[channel_id].initiatedAt != 0:
+    if self._load_withdrawal(channel_id).initiatedAt != 0:
         raw_revert(method_id("WithdrawalAlreadyPending()"))
-    ch: ChannelState = self._channels[channel_id]
+    ch: ChannelState = self._load_channel(channel_id)
     if amount > ch.balance - ch.totalClaimed:
         raw_revert(method_id("WithdrawAmountExceedsAvailable()"))
     now: uint40 = convert(block.timestamp, uint40)
-    self._pending_withdrawals[channel_id] = WithdrawalState(amount=amount, initiatedAt=now)
+    self._store_withdrawal(channel_id, WithdrawalState(amount=amount, initiatedAt=now))
     log WithdrawInitiated(channelId=channel_id, amount=amount, finalizeAfter=now + config.withdrawDelay)
     self._entered = False
 
@@ -355,16 +360,16 @@ def finalizeWithdraw(config: ChannelConfig):
     if msg.sender != config.payer and msg.sender != config.payerAuthorizer:
         raw_revert(method_id("NotAuthorizedToFinalizeWithdraw()"))
     channel_id: bytes32 = self._channel_id(config)
-    ws: WithdrawalState = self._pending_withdrawals[channel_id]
+    ws: WithdrawalState = self._load_withdrawal(channel_id)
     if ws.initiatedAt == 0:
         raw_revert(method_id("WithdrawalNotPending()"))
     if block.timestamp < convert(ws.initiatedAt, uint256) + convert(config.withdrawDelay, uint256):
         raw_revert(method_id("WithdrawDelayNotElapsed()"))
-    ch: ChannelState = self._channels[channel_id]
+    ch: ChannelState = self._load_channel(channel_id)
     amount: uint128 = min(ws.amount, ch.balance - ch.totalClaimed)
-    self._pending_withdrawals[channel_id] = empty(WithdrawalState)
+    self._pending_withdrawals[channel_id] = 0
     ch.balance -= amount
-    self._channels[channel_id].balance = ch.balance
+    self._store_channel(channel_id, ch)
     log WithdrawFinalized(channelId=channel_id, sender=msg.sender, amount=amount)
     if ch.balance == 0 and ch.totalClaimed == 0:
         log ChannelClosed(channelId=channel_id, config=config)
@@ -423,6 +428,42 @@ def multicall(data: DynArray[Bytes[MAX_CALL_BYTES], MAX_CALLS]) -> DynArray[Byte
 
 
 # -- internals -----------------------------------------------------------------------------------
+
+
+@view
+@internal
+def _load_channel(channel_id: bytes32) -> ChannelState:
+    packed: uint256 = self._channels[channel_id]
+    return ChannelState(balance=convert(packed & LOW_128, uint128), totalClaimed=convert(packed >> 128, uint128))
+
+
+@internal
+def _store_channel(channel_id: bytes32, ch: ChannelState):
+    self._channels[channel_id] = convert(ch.balance, uint256) | (convert(ch.totalClaimed, uint256) << 128)
+
+
+@view
+@internal
+def _load_withdrawal(channel_id: bytes32) -> WithdrawalState:
+    packed: uint256 = self._pending_withdrawals[channel_id]
+    return WithdrawalState(amount=convert(packed & LOW_128, uint128), initiatedAt=convert(packed >> 128, uint40))
+
+
+@internal
+def _store_withdrawal(channel_id: bytes32, ws: WithdrawalState):
+    self._pending_withdrawals[channel_id] = convert(ws.amount, uint256) | (convert(ws.initiatedAt, uint256) << 128)
+
+
+@view
+@internal
+def _load_receiver(receiver: address, token: address) -> ReceiverState:
+    packed: uint256 = self._receivers[receiver][token]
+    return ReceiverState(totalClaimed=convert(packed & LOW_128, uint128), totalSettled=convert(packed >> 128, uint128))
+
+
+@internal
+def _store_receiver(receiver: address, token: address, rs: ReceiverState):
+    self._receivers[receiver][token] = convert(rs.totalClaimed, uint256) | (convert(rs.totalSettled, uint256) << 128)
 
 
 @internal
@@ -507,7 +548,7 @@ def _process_voucher_claim(
     total_claimed: uint128,
 ):
     channel_id: bytes32 = self._channel_id(config)
-    ch: ChannelState = self._channels[channel_id]
+    ch: ChannelState = self._load_channel(channel_id)
     if total_claimed <= ch.totalClaimed:
         return  # a replayed or older voucher changes nothing
     if total_claimed > max_claimable:
@@ -524,8 +565,11 @@ def _process_voucher_claim(
         raw_revert(method_id("InvalidSignature()"))
 
     delta: uint128 = total_claimed - ch.totalClaimed
-    self._channels[channel_id].totalClaimed = total_claimed
-    self._receivers[config.receiver][config.token].totalClaimed += delta
+    ch.totalClaimed = total_claimed
+    self._store_channel(channel_id, ch)
+    rs: ReceiverState = self._load_receiver(config.receiver, config.token)
+    rs.totalClaimed += delta
+    self._store_receiver(config.receiver, config.token, rs)
     log Claimed(channelId=channel_id, sender=msg.sender, claimAmount=delta, newTotalClaimed=total_claimed)
 
 
@@ -537,19 +581,20 @@ def _execute_refund(config: ChannelConfig, amount: uint128):
     # The nonce moves first, even when nothing is left to refund (unchecked, as there).
     self._refund_nonces[channel_id] = unsafe_add(self._refund_nonces[channel_id], 1)
 
-    ch: ChannelState = self._channels[channel_id]
+    ch: ChannelState = self._load_channel(channel_id)
     refunded: uint128 = min(amount, ch.balance - ch.totalClaimed)
     if refunded == 0:
         return
     ch.balance -= refunded
-    self._channels[channel_id].balance = ch.balance
+    self._store_channel(channel_id, ch)
 
-    ws: WithdrawalState = self._pending_withdrawals[channel_id]
+    ws: WithdrawalState = self._load_withdrawal(channel_id)
     if ws.initiatedAt != 0:
         if refunded >= ws.amount:
-            self._pending_withdrawals[channel_id] = empty(WithdrawalState)
+            self._pending_withdrawals[channel_id] = 0
         else:
-            self._pending_withdrawals[channel_id].amount = ws.amount - refunded
+            ws.amount -= refunded
+            self._store_withdrawal(channel_id, ws)
 
     log Refunded(channelId=channel_id, sender=msg.sender, amount=refunded)
     if ch.balance == 0 and ch.totalClaimed == 0:
