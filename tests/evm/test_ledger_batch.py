@@ -248,8 +248,9 @@ class Lockstep:
         self.sent: list[bytes] = []
         self.calls: list[tuple[str, bytes, str]] = []  # (sender name, calldata, to), for replays
         self.salt = 0
-        self.gas: list[tuple[str, int, int]] = []  # (ledger exit point, gas on py-evm, on the ledger)
-        self.paths: dict[bytes, str] = {}
+        # (function, revert reason or "ok", gas used on py-evm, on the ledger), per receipt
+        self.gas: list[tuple[str, str, int, int]] = []
+        self.functions: dict[bytes, str] = {}
 
     @property
     def chains(self) -> tuple[LocalChain, LedgerChain]:
@@ -296,10 +297,7 @@ class Lockstep:
                 outcomes.append(str(exc))
         assert outcomes[0] == outcomes[1], outcomes
         if isinstance(outcomes[0], bytes):
-            now = self.evm.latest_timestamp + 1
-            self.paths[outcomes[0]] = self.ledger.exit_point(
-                to, data, sender=address_of_key(key), timestamp=now
-            )[1]
+            self.functions[outcomes[0]] = batch_rules.FUNCTIONS.get(data[:4], "collect")
         self.calls.append((sender, data, to))
         self.sent.append(outcomes[0])  # type: ignore[arg-type]
 
@@ -468,7 +466,8 @@ class Lockstep:
                 (log.address, log.topics, log.data) for log in theirs.logs
             ]
             assert ours.gas_used == theirs.gas_used, (ours.revert_reason, ours.gas_used, theirs.gas_used)
-            self.gas.append((self.paths.pop(tx_hash, ""), theirs.gas_used, ours.gas_used))
+            function = self.functions.pop(tx_hash, "")
+            self.gas.append((function, theirs.revert_reason or "ok", theirs.gas_used, ours.gas_used))
             _note(f"receipt: {theirs.revert_reason or 'ok'}")
         self.sent = []
         self.compare_state()
