@@ -211,6 +211,8 @@ operations = st.lists(
             }
         ),
         st.fixed_dictionaries({"op": st.just("collect"), "collector": st.sampled_from(list(COLLECTORS))}),
+        # tokens sent to the EIP-3009 collector (PYUSD's quiet replay then deposits them)
+        st.fixed_dictionaries({"op": st.just("stray")}),
         st.fixed_dictionaries({"op": st.just("replay"), "which": st.integers(0, 10)}),
         st.fixed_dictionaries({"op": st.just("mine")}),
         st.fixed_dictionaries({"op": st.just("advance"), "seconds": st.sampled_from([1, 300, 1_000])}),
@@ -297,7 +299,8 @@ class Lockstep:
                 outcomes.append(str(exc))
         assert outcomes[0] == outcomes[1], outcomes
         if isinstance(outcomes[0], bytes):
-            self.functions[outcomes[0]] = batch_rules.FUNCTIONS.get(data[:4], "collect")
+            other = "collect" if to in COLLECTORS.values() else "token"
+            self.functions[outcomes[0]] = batch_rules.FUNCTIONS.get(data[:4], other)
         self.calls.append((sender, data, to))
         self.sent.append(outcomes[0])  # type: ignore[arg-type]
 
@@ -311,7 +314,7 @@ class Lockstep:
             evm.revert_reason,
             evm.gas_used,
         ), path
-        if evm.success:  # the ledger models what a call returns, not its revert data
+        if evm.success and to == BATCH_SETTLEMENT_ADDRESS:  # what it returns, not its revert data
             assert ledger.output == evm.output
         _note(f"simulated: {evm.revert_reason or 'ok'}")
 
@@ -455,6 +458,10 @@ class Lockstep:
         )
         self.send("relayer", data, COLLECTORS[op["collector"]])
 
+    def stray(self, op: dict) -> None:
+        data = encode_call("transfer(address,uint256)", ERC3009_DEPOSIT_COLLECTOR_ADDRESS, 100_000)
+        self.send("payer", data, self.token, simulate=False)
+
     def mine(self) -> None:
         blocks = [chain.mine() for chain in self.chains]
         assert blocks[0].tx_hashes == blocks[1].tx_hashes
@@ -558,6 +565,8 @@ MINE = {"op": "mine"}
         {"op": "collect", "collector": "permit2"},
     ]
 )
+# a replayed EIP-3009 deposit after tokens were sent to the collector (PYUSD counts them)
+@example(ops=[_deposit(0), MINE, {"op": "stray"}, MINE, _deposit(0, fault="replay")])
 def test_both_backends_give_the_same_batch_chain(bases, ops):
     _run(bases, ops)
 

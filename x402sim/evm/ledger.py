@@ -344,6 +344,8 @@ EXECUTION_GAS: dict[str, dict[str, int]] = {
         "batch.claim|NotAuthorizedToClaim": 14945,
         "batch.claim|ok": 14171,
         "batch.deposit.erc3009|receive:already_used|transfer:exceeds_balance": 8944,
+        "batch.deposit.erc3009|receive:already_used|transfer|ok": 13648,
+        "batch.deposit.erc3009|receive:already_used|transfer|ok:created": 16630,
         "batch.deposit.erc3009|receive:exceeds_balance": 12538,
         "batch.deposit.erc3009|receive:expired": 6370,
         "batch.deposit.erc3009|receive:invalid_s": 7320,
