@@ -22,8 +22,6 @@ from x402.mechanisms.evm.batch_settlement.authorizer_signer import (
 )
 from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
 
-from x402sim.errors import ChainError
-from x402sim.evm import address_of_key
 from x402sim.evm import channels as ch
 from x402sim.evm import permit2 as p2
 from x402sim.evm.contracts import (
@@ -34,7 +32,6 @@ from x402sim.evm.contracts import (
 )
 from x402sim.evm.eip712 import sign_digest
 from x402sim.evm.hashing import keccak
-from x402sim.evm.ledger import LedgerChain
 from x402sim.evm.token import revert_reason
 
 from .batch_world import BAD_COLLECTOR_SOURCE, BATCH, ZERO, World, compiled, error, events, word
@@ -694,13 +691,3 @@ def test_revert_reasons_name_the_channel_errors():
     assert (
         revert_reason(error("ECDSAInvalidSignatureLength(uint256)", 64)) == "ECDSAInvalidSignatureLength(64)"
     )
-
-
-def test_the_ledger_backend_refuses_the_batch_contracts_by_name():
-    ledger = LedgerChain()
-    key = keccak(b"k")
-    ledger.fund(address_of_key(key), eth=10**18)
-    with pytest.raises(ChainError, match="does not model the batch-settlement contracts"):
-        ledger.transact(key, BATCH, ch.settle_call(BATCH, ledger.usdc))
-    with pytest.raises(ChainError, match="does not model the batch-settlement contracts"):
-        ch.read_channel(ledger, b"\x00" * 32)
