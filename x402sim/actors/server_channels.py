@@ -757,8 +757,14 @@ class ChannelSelling:
         ttl = self.channel_state_ttl
         if ttl is None:
             ttl = min(300, max(30, config.withdraw_delay // 3))
-        if record is None or now is None or record.synced_at is None or now - record.synced_at > ttl:
-            return None
+        if (
+            ttl <= 0
+            or record is None
+            or now is None
+            or record.synced_at is None
+            or now - record.synced_at > ttl
+        ):
+            return None  # 0: never locally (a state synced this very second is not fresh enough)
         if int(config.payer_authorizer, 16) == 0:
             return None
 
