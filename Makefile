@@ -91,7 +91,7 @@ LEDGER_STEPS ?= 2000
 CHANNEL_STEPS ?= 2000
 soak: $(STAMP)
 	X402SIM_SOAK_SEED=$(SEED) X402SIM_SOAK_STEPS=$(STEPS) $(PY) -m pytest -m soak -p no:cacheprovider -s tests/actors/test_differential.py
-	X402SIM_SOAK_STEPS=$(LEDGER_STEPS) $(PY) -m pytest -m soak -p no:cacheprovider tests/evm/test_ledger_permit2.py
+	X402SIM_SOAK_STEPS=$(LEDGER_STEPS) $(PY) -m pytest -m soak -p no:cacheprovider tests/evm/test_ledger_permit2.py tests/evm/test_ledger_batch.py
 	X402SIM_SOAK_STEPS=$(CHANNEL_STEPS) $(PY) -m pytest -m soak -p no:cacheprovider tests/evm/test_batch_stateful.py
 	$(PY) -m pytest -m soak -p no:cacheprovider tests/golden
 

@@ -32,7 +32,8 @@ GROUPS: list[tuple[str, str, str, list[str]]] = [
     (
         "Mechanisms",
         "mechanisms",
-        "The payment mechanisms the roles speak, and the gas-sponsoring extensions of Permit2.",
+        "The payment mechanisms the roles speak (exact, upto, batch-settlement channels), and the "
+        "gas-sponsoring extensions of Permit2.",
         [
             "Mechanism",
             "Mechanisms",
@@ -40,6 +41,8 @@ GROUPS: list[tuple[str, str, str, list[str]]] = [
             "EXACT_EIP3009",
             "EXACT_PERMIT2",
             "UPTO_PERMIT2",
+            "BATCH_EIP3009",
+            "BATCH_PERMIT2",
             "SPONSORING_EXTENSIONS",
             "EIP2612_GAS_SPONSORING",
             "ERC20_APPROVAL_GAS_SPONSORING",

@@ -46,6 +46,8 @@ from .governance import (
 )
 from .governance import verify as verify_audit
 from .mechanisms import (
+    BATCH_EIP3009,
+    BATCH_PERMIT2,
     EIP2612_GAS_SPONSORING,
     ERC20_APPROVAL_GAS_SPONSORING,
     EXACT_EIP3009,
@@ -118,6 +120,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BACKENDS",
+    "BATCH_EIP3009",
+    "BATCH_PERMIT2",
     "EIP2612_GAS_SPONSORING",
     "ERC20_APPROVAL_GAS_SPONSORING",
     "EXACT_EIP3009",

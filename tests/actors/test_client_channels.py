@@ -39,7 +39,7 @@ from x402sim.evm.channels import (
 from x402sim.evm.eip712 import address_of_key
 from x402sim.evm.permit2 import PERMIT2_ADDRESS
 from x402sim.evm.txsign import GWEI, sign_eip1559
-from x402sim.mechanisms import Offer, default_mechanisms
+from x402sim.mechanisms import Offer
 from x402sim.mechanisms.batch_client import (
     channel_config,
     deposit_payload,
@@ -688,8 +688,6 @@ def test_a_repeated_deposit_authorization_is_refused_on_chain() -> None:
 
 
 def test_a_channel_life_in_the_testbed(tmp_path) -> None:
-    if default_mechanisms().find("batch-settlement", NETWORK) is None:
-        pytest.skip("no batch-settlement mechanism is registered yet (the facilitator part is not merged)")
     tb = Testbed(seed=8)
     receiver = tb.account()
     route = Route("GET /feed", 1000, scheme="batch-settlement", claim_interval=60, settle_interval=60)

@@ -258,6 +258,14 @@ def test_the_offer_names_the_receiver_authorizer_delay_domain_and_minimum_deposi
     assert plain.offers(plain.routes["GET /data"])[0].extra["minDeposit"] == str(10 * PRICE)
 
 
+def test_a_permit2_route_says_so_in_its_offer():
+    server = make_server(route={"transfer_method": "permit2"})
+    offer = server.offers(server.routes["GET /data"])[0]
+    assert offer.extra["assetTransferMethod"] == "permit2"
+    plain = make_server()
+    assert "assetTransferMethod" not in plain.offers(plain.routes["GET /data"])[0].extra
+
+
 def test_a_deposit_then_vouchers_are_charged_one_price_each_and_answered_with_the_channel_state():
     server = make_server()
     cfg = config()

@@ -22,8 +22,6 @@ from x402.mechanisms.evm.batch_settlement.authorizer_signer import (
 )
 from x402.mechanisms.evm.batch_settlement.utils import compute_channel_id
 
-from x402sim.errors import ChainError
-from x402sim.evm import address_of_key
 from x402sim.evm import channels as ch
 from x402sim.evm import permit2 as p2
 from x402sim.evm.contracts import (
@@ -34,7 +32,6 @@ from x402sim.evm.contracts import (
 )
 from x402sim.evm.eip712 import sign_digest
 from x402sim.evm.hashing import keccak
-from x402sim.evm.ledger import LedgerChain
 from x402sim.evm.token import revert_reason
 
 from .batch_world import BAD_COLLECTOR_SOURCE, BATCH, ZERO, World, compiled, error, events, word
@@ -310,6 +307,23 @@ def test_deposit_through_the_eip3009_collector(w: World):
     )
     result = w.call(data)
     assert result.reverted and result.revert_reason == "FiatTokenV2: authorization is used or canceled"
+
+
+def test_eip3009_collector_failures_are_the_tokens(w: World):
+    """A bad authorization fails in the token, and its FiatToken revert text comes back unchanged."""
+    config = w.config()
+    collector = ch.ERC3009_DEPOSIT_COLLECTOR_ADDRESS
+    forged = w.erc3009_data(config, 100, key="stranger")
+    result = w.call(ch.deposit_call(config, 100, collector, forged))
+    assert result.reverted and result.revert_reason == "FiatTokenV2: invalid signature"
+    signed_for_less = w.erc3009_data(config, 99)
+    result = w.call(ch.deposit_call(config, 100, collector, signed_for_less))
+    assert result.reverted and result.revert_reason == "FiatTokenV2: invalid signature"
+    now = w.chain.now
+    short = ch.erc3009_collector_data(now - 5, now + 600, 1, b"\x01" * 64)
+    result = w.call(ch.deposit_call(config, 100, collector, short))
+    assert result.reverted and result.revert_reason == "ECRecover: invalid signature length"
+    assert w.state(config).balance == 0
 
 
 def test_deposit_through_the_permit2_collector(w: World):
@@ -677,13 +691,3 @@ def test_revert_reasons_name_the_channel_errors():
     assert (
         revert_reason(error("ECDSAInvalidSignatureLength(uint256)", 64)) == "ECDSAInvalidSignatureLength(64)"
     )
-
-
-def test_the_ledger_backend_refuses_the_batch_contracts_by_name():
-    ledger = LedgerChain()
-    key = keccak(b"k")
-    ledger.fund(address_of_key(key), eth=10**18)
-    with pytest.raises(ChainError, match="does not model the batch-settlement contracts"):
-        ledger.transact(key, BATCH, ch.settle_call(BATCH, ledger.usdc))
-    with pytest.raises(ChainError, match="does not model the batch-settlement contracts"):
-        ch.read_channel(ledger, b"\x00" * 32)

@@ -6,7 +6,6 @@ payer's token balance. Also: the channel options are checked before anything is 
 from __future__ import annotations
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from tests.http.conftest import start_cli, stop_cli
@@ -14,7 +13,6 @@ from x402sim.cli import app
 from x402sim.evm.channels import ChannelConfig, channel_id, read_channel
 from x402sim.evm.eip712 import address_of_key
 from x402sim.evm.rpc_chain import RpcChain
-from x402sim.mechanisms import default_mechanisms
 from x402sim.protocol import PAYMENT_REQUIRED, PaymentRequired, decode_header
 
 PRICE = 1_000
@@ -40,8 +38,6 @@ def test_channel_options_are_checked_before_anything_is_contacted(tmp_path):
 
 
 def test_pay_keeps_its_channel_in_a_file_and_refunds_it(tmp_path):
-    if default_mechanisms().find("batch-settlement", "eip155:31337") is None:
-        pytest.skip("no batch-settlement mechanism is registered yet (the facilitator part is not merged)")
     routes = tmp_path / "routes.toml"
     routes.write_text(ROUTES)
     served, info = start_cli("serve", "--port", "0", "--accounts", "1", "--routes", str(routes))

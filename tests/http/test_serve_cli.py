@@ -9,8 +9,9 @@ from tests.http.conftest import closed_port_url, run_cli, start_cli, stop_cli, t
 from x402sim.http.runner import bind
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def served():
+    """One ``serve`` for the module's tests: each pays (or refuses) from an account of its own."""
     proc, info = start_cli("serve", "--port", "0", "--accounts", "3")
     yield info
     assert stop_cli(proc) == 0  # SIGTERM is a clean shutdown

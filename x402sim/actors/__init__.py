@@ -1,6 +1,7 @@
 """The three x402 roles as plain objects: client, resource server, facilitator (no I/O)."""
 
 from .client import Client, FetchResult, PaymentRecord, PaymentRefused, SpendPolicy
+from .client_channels import ChannelEvent, ChannelStore, ClientChannels, DepositPolicy
 from .driver import BaseDriver, Driver, UnsupportedEffect, arun, dispatch, drive, run
 from .facilitator import Facilitator, PendingSettlement, SettlementRecord
 from .messages import (
@@ -18,11 +19,18 @@ from .messages import (
     canonical_path,
 )
 from .server import ResourceServer, Route
+from .server_channels import ChannelBook, ChannelWork
 
 __all__ = [
     "AmbiguousPath",
     "BaseDriver",
+    "ChannelBook",
+    "ChannelEvent",
+    "ChannelStore",
+    "ChannelWork",
     "Client",
+    "ClientChannels",
+    "DepositPolicy",
     "Driver",
     "Effect",
     "Facilitator",

@@ -343,7 +343,8 @@ class Facilitator:
                 tx_hash=receipt.tx_hash,
                 payer=pending.payer,
                 pay_to=offer.pay_to,
-                amount=int(amount) if amount and amount.isdigit() else verdict.amount,
+                # what moved, when the mechanism reads it from the receipt (a claim moves nothing)
+                amount=int(amount or 0) if reason is None and amount is not None else verdict.amount,
                 success=reason is None,
                 reason=reason.value if reason else None,
                 gas_used=receipt.gas_used,

@@ -3,12 +3,14 @@
 ``LedgerChain`` offers the surface of ``LocalChain`` that the roles and the simulator use (signed
 raw transactions in, bundles, blocks, receipts with their logs, balances, ``authorizationState``,
 supply, simulated calls, time set from outside) and runs the project's EIP-3009 token (``usdc.vy``
-or ``pyusd.vy``) with the rules of ``fiat_rules``, and Permit2 and the x402 exact and upto Permit2
-proxies at their canonical addresses with those of ``permit2_rules``, instead of py-evm. It is
+or ``pyusd.vy``) with the rules of ``fiat_rules``, Permit2 and the x402 exact and upto Permit2
+proxies at their canonical addresses with those of ``permit2_rules``, and the batch-settlement
+contract and its two deposit collectors with those of ``batch_rules``, instead of py-evm. It is
 about as fast as the signatures allow, for scenarios of millions of payments.
-``tests/evm/test_ledger.py`` and ``tests/evm/test_ledger_permit2.py`` apply random operation
-sequences to both backends and demand the same balances, allowances, authorization states and
-nonces, verdicts, revert texts, logs and gas: those tests are this backend's licence.
+``tests/evm/test_ledger.py``, ``tests/evm/test_ledger_permit2.py`` and
+``tests/evm/test_ledger_batch.py`` apply random operation sequences to both backends and demand
+the same balances, allowances, authorization states and nonces, channels, verdicts, revert texts,
+logs and gas: those tests are this backend's licence.
 
 Rules of this module:
 
@@ -27,11 +29,14 @@ Rules of this module:
   token's ``transferWithAuthorization`` (v, r, s), ``cancelAuthorization``, ``transfer``, ``mint``,
   ``approve``, ``transferFrom`` and EIP-2612 ``permit``; Permit2's ``invalidateUnorderedNonces``;
   the proxies' ``settle`` and ``settleWithPermit`` for the ledger's token, with 65-byte signatures
-  of owners without code. Any other call, ether sent to a contract, a contract creation, a future
-  nonce, calldata not in the canonical ABI encoding is refused at submission with a ``ChainError``
-  naming it, never mined approximately. ``call`` answers the views the mechanisms read (balances,
-  allowances, EIP-2612 nonces, Permit2's ``nonceBitmap``, domain separators) and simulates any
-  modelled call.
+  of owners without code; the batch-settlement contract's calls and views for channels in the
+  ledger's token, deposits through its two collectors, 65-byte signatures of payers and receiver
+  authorizers without code (see ``batch_rules``). Any other call, ether sent to a contract, a
+  contract creation, a future nonce, calldata not in the canonical ABI encoding is refused at
+  submission with a ``ChainError`` naming it, never mined approximately. ``call`` answers the
+  views the mechanisms read (balances, allowances, EIP-2612 nonces, Permit2's ``nonceBitmap``,
+  domain separators, the batch-settlement contract's channels, receivers, refund nonces, channel
+  ids and digests) and simulates any modelled call.
 * ``send_bundle`` is ``LocalChain``'s: all or none, and a transaction may spend ether that an
   earlier one of the bundle sends its sender.
 * Not modelled exactly: a proxy settlement sent with too little gas (py-evm's 63/64 rule for the
@@ -53,6 +58,7 @@ from eth_abi import decode, encode
 from eth_utils import to_canonical_address, to_checksum_address
 
 from ..errors import ChainError
+from . import batch_rules as br
 from . import fiat_rules as fr
 from . import permit2_rules as p2
 from . import rlpcodec
@@ -68,13 +74,13 @@ from .chain import (
     Receipt,
 )
 from .contracts import (
-    BATCH_SETTLEMENT_ADDRESS,
-    ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+    BATCH_SETTLEMENT,
+    ERC3009_DEPOSIT_COLLECTOR,
     EXACT_PERMIT2_PROXY,
     IDENTITY_REGISTRY_ADDRESS,
     MULTICALL3_ADDRESS,
     PERMIT2,
-    PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
+    PERMIT2_DEPOSIT_COLLECTOR,
     REPUTATION_REGISTRY_ADDRESS,
     TOKENS,
     UPTO_PERMIT2_PROXY,
@@ -104,12 +110,129 @@ EXECUTION_GAS: dict[str, dict[str, int]] = {
     "usdc": {
         "approve": 2235,
         "approve:to_zero": 464,
+        "batch.claim.row|claim": 9455,
+        "batch.claim.row|claim:payer": 9555,
+        "batch.claim.row|skip": 1907,
+        "batch.claim.second": 5,
+        "batch.claim.unrun": 565,
+        "batch.claimWithSignature.hash": 1755,
+        "batch.claimWithSignature.row|claim": 8780,
+        "batch.claimWithSignature.row|claim:payer": 8880,
+        "batch.claimWithSignature.row|skip": 1232,
+        "batch.claimWithSignature.unrun": 0,
+        "batch.claimWithSignature|ClaimExceedsBalance": 24116,
+        "batch.claimWithSignature|ClaimExceedsCeiling": 24084,
+        "batch.claimWithSignature|ECDSAInvalidSignature": 28652,
+        "batch.claimWithSignature|ECDSAInvalidSignatureS": 25602,
+        "batch.claimWithSignature|EmptyBatch": 16228,
+        "batch.claimWithSignature|InvalidSignature": 28743,
+        "batch.claimWithSignature|InvalidSignature:high_s": 19576,
+        "batch.claimWithSignature|InvalidSignature:no_signer": 22787,
+        "batch.claimWithSignature|InvalidSignature:payer:high_s": 25613,
+        "batch.claimWithSignature|InvalidSignature:payer:no_signer": 28824,
+        "batch.claimWithSignature|InvalidSignature:payer:wrong": 28843,
+        "batch.claimWithSignature|InvalidSignature:wrong": 22806,
+        "batch.claimWithSignature|NotReceiverAuthorizer": 23033,
+        "batch.claimWithSignature|ok": 22933,
+        "batch.claim|ClaimExceedsBalance": 16029,
+        "batch.claim|ClaimExceedsCeiling": 15997,
+        "batch.claim|ECDSAInvalidSignature": 20565,
+        "batch.claim|ECDSAInvalidSignatureS": 17515,
+        "batch.claim|EmptyBatch": 13860,
+        "batch.claim|InvalidSignature": 20656,
+        "batch.claim|InvalidSignature:payer:high_s": 17526,
+        "batch.claim|InvalidSignature:payer:no_signer": 20737,
+        "batch.claim|InvalidSignature:payer:wrong": 20756,
+        "batch.claim|NotAuthorizedToClaim": 14945,
+        "batch.claim|ok": 14171,
+        "batch.deposit.erc3009|receive:exceeds_balance": 12491,
+        "batch.deposit.erc3009|receive:expired": 6376,
+        "batch.deposit.erc3009|receive:invalid_s": 7273,
+        "batch.deposit.erc3009|receive:invalid_v": 7329,
+        "batch.deposit.erc3009|receive:no_signer": 10524,
+        "batch.deposit.erc3009|receive:not_yet_valid": 6351,
+        "batch.deposit.erc3009|receive:used": 6565,
+        "batch.deposit.erc3009|receive:wrong_signer": 10573,
+        "batch.deposit.erc3009|receive|transfer|ok": 20014,
+        "batch.deposit.erc3009|receive|transfer|ok:created": 22996,
+        "batch.deposit.permit2.permit|permit": 7471,
+        "batch.deposit.permit2.permit|permit:expired": 4508,
+        "batch.deposit.permit2.permit|permit:invalid_s": 5542,
+        "batch.deposit.permit2.permit|permit:invalid_v": 5598,
+        "batch.deposit.permit2.permit|permit:no_signer": 8528,
+        "batch.deposit.permit2.permit|permit:wrong_signer": 8577,
+        "batch.deposit.permit2|InvalidNonce": 8476,
+        "batch.deposit.permit2|InvalidSignature": 15164,
+        "batch.deposit.permit2|InvalidSigner": 15193,
+        "batch.deposit.permit2|Permit2612AmountMismatch": 5762,
+        "batch.deposit.permit2|SignatureExpired": 8152,
+        "batch.deposit.permit2|ok|ok": 21168,
+        "batch.deposit.permit2|ok|ok:created": 24150,
+        "batch.deposit.permit2|transfer_from:exceeds_allowance": 16424,
+        "batch.deposit.permit2|transfer_from:exceeds_balance": 16589,
+        "batch.deposit.word": 3,
+        "batch.deposit|DepositOverflow": 2274,
+        "batch.deposit|InvalidChannel:payer": 1123,
+        "batch.deposit|InvalidChannel:receiver": 1143,
+        "batch.deposit|InvalidChannel:receiverAuthorizer": 1163,
+        "batch.deposit|InvalidChannel:token": 1183,
+        "batch.deposit|InvalidCollector": 1295,
+        "batch.deposit|WithdrawDelayOutOfRange:high": 1255,
+        "batch.deposit|WithdrawDelayOutOfRange:low": 1233,
+        "batch.deposit|ZeroDeposit": 1275,
+        "batch.finalizeWithdraw.second": 22,
+        "batch.finalizeWithdraw|NotAuthorizedToFinalizeWithdraw": 899,
+        "batch.finalizeWithdraw|WithdrawDelayNotElapsed": 1906,
+        "batch.finalizeWithdraw|WithdrawalNotPending": 1831,
+        "batch.finalizeWithdraw|empty": 4429,
+        "batch.finalizeWithdraw|ok": 7446,
+        "batch.finalizeWithdraw|ok:closed": 10448,
+        "batch.initiateWithdraw.second": 22,
+        "batch.initiateWithdraw|InvalidChannel": 823,
+        "batch.initiateWithdraw|NothingToWithdraw": 843,
+        "batch.initiateWithdraw|WithdrawAmountExceedsAvailable": 2070,
+        "batch.initiateWithdraw|WithdrawalAlreadyPending": 1769,
+        "batch.initiateWithdraw|ok": 4044,
+        "batch.multicall.call": 606,
+        "batch.multicall.first": 1306,
+        "batch.multicall.result": 212,
+        "batch.multicall.revert_word": 15,
+        "batch.multicall.unrun": 145,
+        "batch.multicall.unrun_word": 3,
+        "batch.multicall.word": 6,
+        "batch.multicall|fail": 6994,
+        "batch.multicall|ok": 6626,
+        "batch.refund.second": 5,
+        "batch.refundWithSignature|InvalidRefundNonce": 2079,
+        "batch.refundWithSignature|InvalidSignature:high_s": 3570,
+        "batch.refundWithSignature|InvalidSignature:no_signer": 6781,
+        "batch.refundWithSignature|InvalidSignature:wrong": 6800,
+        "batch.refundWithSignature|ZeroRefund": 6872,
+        "batch.refundWithSignature|nothing": 8119,
+        "batch.refundWithSignature|ok": 13407,
+        "batch.refundWithSignature|ok:cleared": 13508,
+        "batch.refundWithSignature|ok:cleared:closed": 16490,
+        "batch.refundWithSignature|ok:closed": 16389,
+        "batch.refundWithSignature|ok:reduced": 13638,
+        "batch.refund|NotAuthorizedToRefund": 1081,
+        "batch.refund|ZeroRefund": 1154,
+        "batch.refund|nothing": 2401,
+        "batch.refund|ok": 7689,
+        "batch.refund|ok:cleared": 7790,
+        "batch.refund|ok:cleared:closed": 10772,
+        "batch.refund|ok:closed": 10671,
+        "batch.refund|ok:reduced": 7920,
+        "batch.settle|nothing": 1150,
+        "batch.settle|ok": 6566,
         "cancel": 6088,
         "cancel_invalid_s": 1298,
         "cancel_invalid_v": 1354,
         "cancel_no_signer": 4555,
         "cancel_used": 654,
         "cancel_wrong_signer": 4613,
+        "collect.erc3009|OnlyX402BatchSettlement": 732,
+        "collect.permit2|OnlyX402BatchSettlement": 789,
+        "collect.word": 3,
         "exact.settleWithPermit|Permit2612AmountMismatch": 1156,
         "exact.settleWithPermit|permit:expired|ok": 24576,
         "exact.settleWithPermit|permit:invalid_s|ok": 25610,
@@ -185,12 +308,131 @@ EXECUTION_GAS: dict[str, dict[str, int]] = {
         "already_used": 2194,
         "approve": 2235,
         "approve:to_zero": 464,
+        "batch.claim.row|claim": 9455,
+        "batch.claim.row|claim:payer": 9555,
+        "batch.claim.row|skip": 1907,
+        "batch.claim.second": 5,
+        "batch.claim.unrun": 565,
+        "batch.claimWithSignature.hash": 1755,
+        "batch.claimWithSignature.row|claim": 8780,
+        "batch.claimWithSignature.row|claim:payer": 8880,
+        "batch.claimWithSignature.row|skip": 1232,
+        "batch.claimWithSignature.unrun": 0,
+        "batch.claimWithSignature|ClaimExceedsBalance": 24116,
+        "batch.claimWithSignature|ClaimExceedsCeiling": 24084,
+        "batch.claimWithSignature|ECDSAInvalidSignature": 28652,
+        "batch.claimWithSignature|ECDSAInvalidSignatureS": 25602,
+        "batch.claimWithSignature|EmptyBatch": 16228,
+        "batch.claimWithSignature|InvalidSignature": 28743,
+        "batch.claimWithSignature|InvalidSignature:high_s": 19576,
+        "batch.claimWithSignature|InvalidSignature:no_signer": 22787,
+        "batch.claimWithSignature|InvalidSignature:payer:high_s": 25613,
+        "batch.claimWithSignature|InvalidSignature:payer:no_signer": 28824,
+        "batch.claimWithSignature|InvalidSignature:payer:wrong": 28843,
+        "batch.claimWithSignature|InvalidSignature:wrong": 22806,
+        "batch.claimWithSignature|NotReceiverAuthorizer": 23033,
+        "batch.claimWithSignature|ok": 22933,
+        "batch.claim|ClaimExceedsBalance": 16029,
+        "batch.claim|ClaimExceedsCeiling": 15997,
+        "batch.claim|ECDSAInvalidSignature": 20565,
+        "batch.claim|ECDSAInvalidSignatureS": 17515,
+        "batch.claim|EmptyBatch": 13860,
+        "batch.claim|InvalidSignature": 20656,
+        "batch.claim|InvalidSignature:payer:high_s": 17526,
+        "batch.claim|InvalidSignature:payer:no_signer": 20737,
+        "batch.claim|InvalidSignature:payer:wrong": 20756,
+        "batch.claim|NotAuthorizedToClaim": 14945,
+        "batch.claim|ok": 14171,
+        "batch.deposit.erc3009|receive:already_used|transfer:exceeds_balance": 8944,
+        "batch.deposit.erc3009|receive:already_used|transfer|ok": 13648,
+        "batch.deposit.erc3009|receive:already_used|transfer|ok:created": 16630,
+        "batch.deposit.erc3009|receive:exceeds_balance": 12538,
+        "batch.deposit.erc3009|receive:expired": 6370,
+        "batch.deposit.erc3009|receive:invalid_s": 7320,
+        "batch.deposit.erc3009|receive:invalid_v": 7376,
+        "batch.deposit.erc3009|receive:no_signer": 10571,
+        "batch.deposit.erc3009|receive:not_yet_valid": 6345,
+        "batch.deposit.erc3009|receive:wrong_signer": 10620,
+        "batch.deposit.erc3009|receive|transfer|ok": 20061,
+        "batch.deposit.erc3009|receive|transfer|ok:created": 23043,
+        "batch.deposit.permit2.permit|permit": 7471,
+        "batch.deposit.permit2.permit|permit:expired": 4508,
+        "batch.deposit.permit2.permit|permit:invalid_s": 5542,
+        "batch.deposit.permit2.permit|permit:invalid_v": 5598,
+        "batch.deposit.permit2.permit|permit:no_signer": 8528,
+        "batch.deposit.permit2.permit|permit:wrong_signer": 8577,
+        "batch.deposit.permit2|InvalidNonce": 8476,
+        "batch.deposit.permit2|InvalidSignature": 15164,
+        "batch.deposit.permit2|InvalidSigner": 15193,
+        "batch.deposit.permit2|Permit2612AmountMismatch": 5762,
+        "batch.deposit.permit2|SignatureExpired": 8152,
+        "batch.deposit.permit2|ok|ok": 21168,
+        "batch.deposit.permit2|ok|ok:created": 24150,
+        "batch.deposit.permit2|transfer_from:exceeds_allowance": 16424,
+        "batch.deposit.permit2|transfer_from:exceeds_balance": 16589,
+        "batch.deposit.word": 3,
+        "batch.deposit|DepositOverflow": 2274,
+        "batch.deposit|InvalidChannel:payer": 1123,
+        "batch.deposit|InvalidChannel:receiver": 1143,
+        "batch.deposit|InvalidChannel:receiverAuthorizer": 1163,
+        "batch.deposit|InvalidChannel:token": 1183,
+        "batch.deposit|InvalidCollector": 1295,
+        "batch.deposit|WithdrawDelayOutOfRange:high": 1255,
+        "batch.deposit|WithdrawDelayOutOfRange:low": 1233,
+        "batch.deposit|ZeroDeposit": 1275,
+        "batch.finalizeWithdraw.second": 22,
+        "batch.finalizeWithdraw|NotAuthorizedToFinalizeWithdraw": 899,
+        "batch.finalizeWithdraw|WithdrawDelayNotElapsed": 1906,
+        "batch.finalizeWithdraw|WithdrawalNotPending": 1831,
+        "batch.finalizeWithdraw|empty": 4429,
+        "batch.finalizeWithdraw|ok": 7446,
+        "batch.finalizeWithdraw|ok:closed": 10448,
+        "batch.initiateWithdraw.second": 22,
+        "batch.initiateWithdraw|InvalidChannel": 823,
+        "batch.initiateWithdraw|NothingToWithdraw": 843,
+        "batch.initiateWithdraw|WithdrawAmountExceedsAvailable": 2070,
+        "batch.initiateWithdraw|WithdrawalAlreadyPending": 1769,
+        "batch.initiateWithdraw|ok": 4044,
+        "batch.multicall.call": 606,
+        "batch.multicall.first": 1306,
+        "batch.multicall.result": 212,
+        "batch.multicall.revert_word": 15,
+        "batch.multicall.unrun": 145,
+        "batch.multicall.unrun_word": 3,
+        "batch.multicall.word": 6,
+        "batch.multicall|fail": 6994,
+        "batch.multicall|ok": 6626,
+        "batch.refund.second": 5,
+        "batch.refundWithSignature|InvalidRefundNonce": 2079,
+        "batch.refundWithSignature|InvalidSignature:high_s": 3570,
+        "batch.refundWithSignature|InvalidSignature:no_signer": 6781,
+        "batch.refundWithSignature|InvalidSignature:wrong": 6800,
+        "batch.refundWithSignature|ZeroRefund": 6872,
+        "batch.refundWithSignature|nothing": 8119,
+        "batch.refundWithSignature|ok": 13407,
+        "batch.refundWithSignature|ok:cleared": 13508,
+        "batch.refundWithSignature|ok:cleared:closed": 16490,
+        "batch.refundWithSignature|ok:closed": 16389,
+        "batch.refundWithSignature|ok:reduced": 13638,
+        "batch.refund|NotAuthorizedToRefund": 1081,
+        "batch.refund|ZeroRefund": 1154,
+        "batch.refund|nothing": 2401,
+        "batch.refund|ok": 7689,
+        "batch.refund|ok:cleared": 7790,
+        "batch.refund|ok:cleared:closed": 10772,
+        "batch.refund|ok:closed": 10671,
+        "batch.refund|ok:reduced": 7920,
+        "batch.settle|nothing": 1150,
+        "batch.settle|ok": 6566,
         "cancel": 6122,
         "cancel_already_used": 2041,
         "cancel_invalid_s": 1331,
         "cancel_invalid_v": 1387,
         "cancel_no_signer": 4588,
         "cancel_wrong_signer": 4646,
+        "collect.erc3009|OnlyX402BatchSettlement": 732,
+        "collect.permit2|OnlyX402BatchSettlement": 789,
+        "collect.word": 3,
         "exact.settleWithPermit|Permit2612AmountMismatch": 1156,
         "exact.settleWithPermit|permit:expired|ok": 24576,
         "exact.settleWithPermit|permit:invalid_s|ok": 25610,
@@ -318,17 +560,11 @@ INVALIDATE_NONCES = selector("invalidateUnorderedNonces(uint256,uint256)")
 NONCE_BITMAP = selector("nonceBitmap(address,uint256)")
 DOMAIN_SEPARATOR = selector("DOMAIN_SEPARATOR()")
 # Genesis contracts of LocalChain: an owner among them would be asked for an EIP-1271 signature.
-# The batch-settlement contract and its collectors sit in LocalChain's genesis but have no rules
-# here yet: calls to them are refused by name, never answered as calls to an empty account.
-_CHANNEL_CONTRACTS = {
-    bytes(canonical(a))
-    for a in (BATCH_SETTLEMENT_ADDRESS, ERC3009_DEPOSIT_COLLECTOR_ADDRESS, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS)
-}
-_NO_CHANNELS = "the ledger backend does not model the batch-settlement contracts"
 _GENESIS_CONTRACTS = {
     p2.PERMIT2,
     p2.EXACT_PROXY,
     p2.UPTO_PROXY,
+    *br.CONTRACTS,
     *(
         bytes(canonical(a))
         for a in (MULTICALL3_ADDRESS, IDENTITY_REGISTRY_ADDRESS, REPUTATION_REGISTRY_ADDRESS)
@@ -402,6 +638,11 @@ class LedgerChain(ChainConfig, ChainBasics):
             to_canonical_address(self.minter),
         )
         self._context = p2.Context(self._rules, self._token_bytes, p2.permit2_domain_separator(self.chain_id))
+        self._batch = br.Context(
+            self._context,
+            br.domain_separator(self.chain_id),
+            frozenset({*_GENESIS_CONTRACTS, self._token_bytes}),
+        )
         self._bundle_credit: dict[str, int] = {}  # ether a bundle being taken sends each address
         self._code = (
             load_artifact(self.token).runtime_bytecode
@@ -531,8 +772,8 @@ class LedgerChain(ChainConfig, ChainBasics):
             return "invalidateUnorderedNonces", [word, mask]
         if to in (p2.EXACT_PROXY, p2.UPTO_PROXY):
             return "settle", [self._parse_settlement(to, data)]
-        if to in _CHANNEL_CONTRACTS:
-            raise ChainError(f"{_NO_CHANNELS} (a call to {checksum(to)})")
+        if to in br.CONTRACTS:
+            return "batch", [br.parse(to, data, self._batch)]
         if data or to in _GENESIS_CONTRACTS:
             raise ChainError(f"the ledger backend models no contract at {checksum(to)}")
         return None
@@ -665,7 +906,7 @@ class LedgerChain(ChainConfig, ChainBasics):
         if tx.call is not None:
             frame = fr.Frame(self._storage)
             reason, path = self._run(frame, tx.call, canonical(tx.sender), timestamp)
-        execution = 0 if frame is None else p2.execution_gas(EXECUTION_GAS[self.token], path) + frame.gas
+        execution = 0 if frame is None else _execution_gas(EXECUTION_GAS[self.token], path) + frame.gas
         used = intrinsic + execution
         out_of_gas = used > tx.gas
         if out_of_gas:
@@ -721,6 +962,8 @@ class LedgerChain(ChainConfig, ChainBasics):
         if function == "settle":
             # a transaction's sender is also its origin
             return p2.settle(frame, self._context, timestamp, sender, sender, a[0], recover_signer)
+        if function == "batch":
+            return br.run(frame, self._batch, timestamp, sender, a[0], recover_signer)
         return fr.mint(frame, self._rules, sender, *a)
 
     def _commit(self, frame: fr.Frame, call: _Call) -> None:
@@ -764,7 +1007,14 @@ class LedgerChain(ChainConfig, ChainBasics):
         where = bytes(canonical(address))
         if where == self._token_bytes:
             return self._code
-        names = {p2.PERMIT2: PERMIT2, p2.EXACT_PROXY: EXACT_PERMIT2_PROXY, p2.UPTO_PROXY: UPTO_PERMIT2_PROXY}
+        names = {
+            p2.PERMIT2: PERMIT2,
+            p2.EXACT_PROXY: EXACT_PERMIT2_PROXY,
+            p2.UPTO_PROXY: UPTO_PERMIT2_PROXY,
+            br.BATCH: BATCH_SETTLEMENT,
+            br.ERC3009_COLLECTOR: ERC3009_DEPOSIT_COLLECTOR,
+            br.PERMIT2_COLLECTOR: PERMIT2_DEPOSIT_COLLECTOR,
+        }
         return load_artifact(names[where]).runtime_bytecode if where in names else b""
 
     def token_variant(self, address: str) -> str | None:
@@ -822,20 +1072,20 @@ class LedgerChain(ChainConfig, ChainBasics):
             return CallResult(True, word.to_bytes(32, "big"), None, 0)
         elif where == p2.PERMIT2 and data == DOMAIN_SEPARATOR:
             return CallResult(True, self._context.permit2_domain, None, 0)
-        elif where in _CHANNEL_CONTRACTS:
-            return CallResult(False, b"", _NO_CHANNELS, 0)
-        elif where not in (p2.PERMIT2, p2.EXACT_PROXY, p2.UPTO_PROXY):
+        elif where == br.BATCH and data[:4] in br.VIEWS:
+            return CallResult(True, br.view(self._storage, self._batch, data), None, 0)
+        elif where not in (p2.PERMIT2, p2.EXACT_PROXY, p2.UPTO_PROXY, *br.CONTRACTS):
             return CallResult(True, b"", None, 0)  # no code: a call to an account succeeds, empty
         try:
             reason, path, frame = self.exit_point(to, data, sender=sender, timestamp=stamp)
         except ChainError:
             return CallResult(False, b"", fr.BARE_REVERT, 0, reverted=True)
         try:
-            gas = p2.execution_gas(EXECUTION_GAS[self.token], path) + frame.gas
+            gas = _execution_gas(EXECUTION_GAS[self.token], path) + frame.gas
         except KeyError:
             gas = frame.gas  # an exit point not calibrated (the calibration itself runs with none)
         if reason is None:
-            return CallResult(True, b"", None, gas)
+            return CallResult(True, br.call_output(path), None, gas)
         return CallResult(False, b"", reason, gas, reverted=True)
 
     def exit_point(
@@ -893,6 +1143,13 @@ class LedgerTokenState:
         stamp = max(now, c.latest_timestamp)
         name, version = cast(str, c.token_name), cast(str, c.token_version)  # set by __post_init__
         return predict(c._storage, c.token, name, version, c.chain_id, c.usdc, auth, v, r, s, stamp)
+
+
+def _execution_gas(table: dict[str, int], path: str) -> int:
+    """The storage-independent gas of an exit point, by the rules module that names it."""
+    if path.startswith(("batch.", "collect.")):
+        return br.execution_gas(table, path)
+    return p2.execution_gas(table, path)
 
 
 def _next_base_fee(parent: int, used: int, target: int) -> int:

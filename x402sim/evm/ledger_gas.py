@@ -17,13 +17,41 @@ test (``tests/evm/test_ledger.py``) checks the result on random sequences.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import encode
+
 from . import ledger as ledger_module
-from .chain import ETHER, LocalChain, Receipt
+from .chain import ETHER, ZERO_ADDRESS, LocalChain, Receipt
+from .channels import (
+    BATCH_SETTLEMENT_ADDRESS,
+    ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+    PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
+    ChannelConfig,
+    VoucherClaim,
+    channel_id,
+    claim_call,
+    claim_with_signature_call,
+    deposit_call,
+    deposit_witness_digest,
+    erc3009_collector_data,
+    erc3009_deposit_nonce,
+    finalize_withdraw_call,
+    initiate_withdraw_call,
+    multicall_call,
+    permit2_collector_data,
+    receive_authorization_digest,
+    refund_call,
+    refund_with_signature_call,
+    settle_call,
+    sign_claim_batch,
+    sign_refund,
+    sign_voucher,
+)
 from .contracts import EXACT_PERMIT2_PROXY_ADDRESS, PERMIT2_ADDRESS, UPTO_PERMIT2_PROXY_ADDRESS
 from .eip712 import Authorization, Domain, address_of_key, authorization_digest, sign_digest
 from .fiat_rules import CANCEL_AUTHORIZATION_TYPEHASH
@@ -221,6 +249,7 @@ def _measure(token: str) -> dict[str, int]:
     record("mint_zero", encode_call("mint(address,uint256)", other_address, 0), key=minter)
     _measure_allowances(pair, record, payer, other)
     _measure_proxies(pair, record, payer, relayer)
+    _Batch(pair, ledger_module.EXECUTION_GAS[token], table).run()
     return dict(sorted(table.items()))
 
 
@@ -411,6 +440,563 @@ def _measure_proxy(
     ):
         p = permit()
         run(f"{full}|permit:{outcome}|ok", settle(p, signed(p), with_permit=permit2612))
+
+
+# -- the batch-settlement contract and its collectors -------------------------------------------------
+
+
+class _Batch:
+    """Calibration of ``batch_rules``: each measurement leaves exactly one constant unknown (the
+    others are learnt before it), so the residual gas between the chains is that constant."""
+
+    def __init__(self, pair: Pair, live: dict[str, int], table: dict[str, int]) -> None:
+        self.pair, self.live, self.table = pair, live, table
+        names = ("payer", "authorizer", "receiver", "receiver_authorizer", "relayer", "other", "poor")
+        self.keys = {name: keccak(f"calibration:batch:{name}".encode()) for name in names}
+        self.a = {name: address_of_key(key) for name, key in self.keys.items()}
+        for name, address in self.a.items():
+            pair.fund(address, usdc=0 if name in ("relayer", "poor") else 10**9, eth=ETHER)
+        pair.fund(self.a["poor"], usdc=10)
+        self.token = _token(pair.evm)
+        self.chain_id = pair.evm.chain_id
+        self.salts = iter(range(1, 10**6))
+        self.nonces = iter(range(5000, 10**6))
+
+    def residual(self, data: bytes, key: str, to: str) -> tuple[int, str]:
+        sender = address_of_key(self.keys[key])
+        simulated = [chain.call(to, data, sender=sender) for chain in self.pair.chains]
+        assert simulated[0].revert_reason == simulated[1].revert_reason, simulated
+        path = self.pair.ledger.exit_point(to, data, sender=sender, timestamp=self.pair.ledger.now)[1]
+        return simulated[0].gas_used - simulated[1].gas_used, path
+
+    def send(self, data: bytes, key: str = "relayer", to: str = BATCH_SETTLEMENT_ADDRESS) -> None:
+        evm, ledger = self.pair.send(self.keys[key], data, gas=3_000_000, to=to)
+        assert (evm.success, evm.revert_reason) == (ledger.success, ledger.revert_reason), (evm, ledger)
+
+    def learn(
+        self, name: str, data: bytes, key: str = "relayer", to: str = BATCH_SETTLEMENT_ADDRESS, path: str = ""
+    ) -> int:
+        """Measure the constant ``name`` (the one unknown of this call's exit point ``path``, by
+        default ``name`` itself), then send the call on both chains."""
+        gas, measured = self.residual(data, key, to)
+        expected = path or name
+        # a claim's failing row tells how many rows it left unrun: none, unless said
+        assert measured in (expected, expected + "~0"), (name, path, measured)
+        self.live[name] = self.table[name] = self.live.get(name, 0) + gas
+        self.send(data, key, to)
+        return gas
+
+    def fix(self, name: str, delta: int) -> None:
+        self.live[name] = self.table[name] = self.table[name] + delta
+
+    # configs, deposits, vouchers --------------------------------------------------------------------
+
+    def config(self, payer_signs: bool = False, **changes: Any) -> ChannelConfig:
+        fields: dict[str, Any] = {
+            "payer": self.a["payer"],
+            "payer_authorizer": ZERO_ADDRESS if payer_signs else self.a["authorizer"],
+            "receiver": self.a["receiver"],
+            "receiver_authorizer": self.a["receiver_authorizer"],
+            "token": self.token,
+            "withdraw_delay": 900,
+            "salt": next(self.salts).to_bytes(32, "big"),
+        }
+        fields.update(changes)
+        return ChannelConfig(**fields)
+
+    def erc3009(
+        self, config: ChannelConfig, amount: int, signer: str = "payer", after: int = 0, before: int = 0,
+        salt: int | None = None,
+    ) -> bytes:  # fmt: skip
+        """A deposit through the EIP-3009 collector, its signature with v = 27."""
+        after, before, s, signature = self.erc3009_parts(config, amount, signer, after, before, salt)
+        data = erc3009_collector_data(after, before, s, signature)
+        return deposit_call(config, amount, ERC3009_DEPOSIT_COLLECTOR_ADDRESS, data)
+
+    def erc3009_parts(
+        self, config: ChannelConfig, amount: int, signer: str = "payer", after: int = 0, before: int = 0,
+        salt: int | None = None,
+    ) -> tuple[int, int, int, bytes]:  # fmt: skip
+        cid = channel_id(config, self.chain_id)
+        before = before or self.pair.evm.now + 3600
+        while True:
+            s = next(self.salts) if salt is None else salt
+            nonce = erc3009_deposit_nonce(cid, s)
+            digest = receive_authorization_digest(
+                self.pair.domain, config.payer, amount, after, before, nonce
+            )
+            signature = sign_digest(self.keys[signer], digest)
+            if signature[64] == 27 or salt is not None:
+                return after, before, s, signature
+
+    def permit2(
+        self, config: ChannelConfig, amount: int, signer: str = "payer", deadline: int = 0,
+        nonce: int | None = None, eip2612: bytes = b"",
+    ) -> bytes:  # fmt: skip
+        cid = channel_id(config, self.chain_id)
+        deadline = deadline or self.pair.evm.now + 3600
+        nonce = next(self.nonces) if nonce is None else nonce
+        digest = deposit_witness_digest(self.chain_id, self.token, amount, nonce, deadline, cid)
+        signature = sign_digest(self.keys[signer], digest)
+        data = permit2_collector_data(nonce, deadline, signature, eip2612)
+        return deposit_call(config, amount, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS, data)
+
+    def voucher(
+        self, config: ChannelConfig, ceiling: int, claimed: int, signer: str = "authorizer"
+    ) -> VoucherClaim:
+        cid = channel_id(config, self.chain_id)
+        return VoucherClaim(
+            config, ceiling, sign_voucher(self.keys[signer], self.chain_id, cid, ceiling), claimed
+        )
+
+    def signed(self, rows: list[VoucherClaim], signer: str = "receiver_authorizer") -> bytes:
+        return claim_with_signature_call(rows, sign_claim_batch(self.keys[signer], self.chain_id, rows))
+
+    def refund_signed(
+        self, config: ChannelConfig, amount: int, nonce: int, signer: str = "receiver_authorizer"
+    ) -> bytes:
+        cid = channel_id(config, self.chain_id)
+        signature = sign_refund(self.keys[signer], self.chain_id, cid, nonce, amount)
+        return refund_with_signature_call(config, amount, nonce, signature)
+
+    def funded(self, payer_signs: bool = False, amount: int = 10**6, **changes: Any) -> ChannelConfig:
+        config = self.config(payer_signs, **changes)
+        self.send(self.erc3009(config, amount))
+        return config
+
+    # the measurements -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.deposits()
+        self.claims()
+        self.signed_claims()
+        self.settlements()
+        self.withdrawals()
+        self.refunds()
+        self.multicalls()
+
+    def deposits(self) -> None:
+        zero, d = ZERO_ADDRESS, "batch.deposit"
+        learn, base = self.learn, self.config()
+        # the exits before the collector runs cost one constant more per word of collectorData
+        learn(f"{d}|InvalidCollector", deposit_call(base, 10, zero, b""), path=f"{d}|InvalidCollector~0")
+        two = learn(f"{d}.word", deposit_call(base, 10, zero, b"\x01" * 64), path=f"{d}|InvalidCollector~2")
+        self.fix(f"{d}.word", two // 2 - two)
+        words = "~" + str(_words(erc3009_collector_data(0, 0, 0, bytes(65))))
+        for field, name in (
+            ("payer", "payer"),
+            ("receiver", "receiver"),
+            ("receiver_authorizer", "receiverAuthorizer"),
+            ("token", "token"),
+        ):
+            bad = ChannelConfig(**{**dataclasses.asdict(base), field: zero})
+            learn(
+                f"{d}|InvalidChannel:{name}",
+                self.erc3009(bad, 10, salt=1),
+                path=f"{d}|InvalidChannel:{name}{words}",
+            )
+        for name, config in (
+            ("low", self.config(withdraw_delay=899)),
+            ("high", self.config(withdraw_delay=2592001)),
+        ):
+            key = f"{d}|WithdrawDelayOutOfRange:{name}"
+            learn(key, self.erc3009(config, 10), path=key + words)
+        learn(f"{d}|ZeroDeposit", self.erc3009(base, 0, salt=1), path=f"{d}|ZeroDeposit{words}")
+        e = "batch.deposit.erc3009|"
+        learn(e + "receive|transfer|ok:created", self.erc3009(base, 1000))
+        learn(e + "receive|transfer|ok", self.erc3009(base, 1000))
+        learn(
+            f"{d}|DepositOverflow", self.erc3009(base, 2**128 - 1, salt=1), path=f"{d}|DepositOverflow{words}"
+        )
+        data = self.erc3009(base, 1000)
+        self.send(data)
+        if self.pair.ledger.token == "pyusd":
+            learn(e + "receive:already_used|transfer:exceeds_balance", data)
+            # PYUSD returns quietly on a used authorization: the collector then forwards tokens
+            # that someone sent it, and the deposit counts them
+            self.pair.fund(ERC3009_DEPOSIT_COLLECTOR_ADDRESS, usdc=10_000)
+            learn(e + "receive:already_used|transfer|ok", data)
+            emptied = self.config()
+            data = self.erc3009(emptied, 1000)
+            self.send(data)
+            self.send(refund_call(emptied, 1000), key="receiver_authorizer")
+            learn(e + "receive:already_used|transfer|ok:created", data)
+        else:
+            learn(e + "receive:used", data)
+        now = self.pair.evm.now
+        learn(e + "receive:not_yet_valid", self.erc3009(base, 10, after=now + 600))
+        learn(e + "receive:expired", self.erc3009(base, 10, before=now - 1))
+        learn(e + "receive:wrong_signer", self.erc3009(base, 10, signer="other"))
+        learn(
+            e + "receive:exceeds_balance",
+            self.erc3009(self.config(payer=self.a["poor"]), 1000, signer="poor"),
+        )
+        after, before, salt, signature = self.erc3009_parts(base, 10)
+        config, amount, collector = base, 10, ERC3009_DEPOSIT_COLLECTOR_ADDRESS
+        for name, spoilt in (
+            ("invalid_s", _high_signature(signature)),
+            ("invalid_v", signature[:64] + b"\x1d"),
+            ("no_signer", b"\x00" * 32 + signature[32:]),
+        ):
+            data = erc3009_collector_data(after, before, salt, spoilt)
+            learn(e + "receive:" + name, deposit_call(config, amount, collector, data))
+        # Permit2
+        p = "batch.deposit.permit2|"
+        payer = "payer"
+        self.send(encode_call("approve(address,uint256)", PERMIT2_ADDRESS, 10**15), key=payer, to=self.token)
+        fresh = self.config()
+        learn(p + "ok|ok:created", self.permit2(fresh, 1000))
+        learn(p + "ok|ok", self.permit2(fresh, 1000))
+        data = self.permit2(fresh, 1000)
+        self.send(data)
+        learn(p + "InvalidNonce", data)
+        learn(p + "SignatureExpired", self.permit2(fresh, 1000, deadline=self.pair.evm.now - 1))
+        learn(p + "InvalidSigner", self.permit2(fresh, 1000, signer="other"))
+        nonce, deadline = next(self.nonces), self.pair.evm.now + 3600
+        digest = deposit_witness_digest(
+            self.chain_id, self.token, 1000, nonce, deadline, channel_id(fresh, self.chain_id)
+        )
+        signature = sign_digest(self.keys[payer], digest)
+        data = permit2_collector_data(nonce, deadline, signature[:64] + b"\x1d")
+        learn(p + "InvalidSignature", deposit_call(fresh, 1000, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS, data))
+        learn(p + "transfer_from:exceeds_balance", self.permit2(fresh, 10**10))
+        self.send(encode_call("approve(address,uint256)", PERMIT2_ADDRESS, 0), key=payer, to=self.token)
+        learn(p + "transfer_from:exceeds_allowance", self.permit2(fresh, 1000))
+        # the EIP-2612 permit segment: a good permit, then failing ones over an approval given
+        domain, owner = self.pair.domain, self.a["payer"]
+        count = int.from_bytes(
+            self.pair.evm.call(self.token, encode_call("nonces(address)", owner)).output, "big"
+        )
+        v, r, s, deadline = sign_permit(
+            self.keys["payer"], domain, PERMIT2_ADDRESS, 1000, count, self.pair.evm.now + 600
+        )
+
+        def segment(value: int, deadline: int, v: int, r: bytes, s: bytes) -> bytes:
+            return encode(["uint256", "uint256", "uint8", "bytes32", "bytes32"], [value, deadline, v, r, s])
+
+        learn(
+            p + "Permit2612AmountMismatch", self.permit2(fresh, 1000, eip2612=segment(999, deadline, v, r, s))
+        )
+        learn(
+            "batch.deposit.permit2.permit|permit",
+            self.permit2(fresh, 1000, eip2612=segment(1000, deadline, v, r, s)),
+            path=p + "permit|ok|ok",
+        )
+        self.send(encode_call("approve(address,uint256)", PERMIT2_ADDRESS, 10**15), key=payer, to=self.token)
+        count += 1
+        v, r, s, deadline = sign_permit(
+            self.keys["payer"], domain, PERMIT2_ADDRESS, 1000, count, self.pair.evm.now + 600
+        )
+        for outcome, args in (
+            ("expired", (self.pair.evm.now - 1, v, r, s)),
+            ("invalid_s", (deadline, v, r, _high(s))),
+            ("invalid_v", (deadline, 29, r, s)),
+            ("no_signer", (deadline, v, b"\x00" * 32, s)),
+            ("wrong_signer", (deadline + 1, v, r, s)),
+        ):
+            learn(
+                f"batch.deposit.permit2.permit|permit:{outcome}",
+                self.permit2(fresh, 1000, eip2612=segment(1000, *args)),
+                path=f"{p}permit:{outcome}|ok|ok",
+            )
+        for size in (0, 64):
+            collect = encode_call(
+                "collect(address,address,uint256,bytes32,bytes)",
+                owner,
+                self.token,
+                1,
+                b"\x00" * 32,
+                b"\x01" * size,
+            )
+            for kind, address in (
+                ("erc3009", ERC3009_DEPOSIT_COLLECTOR_ADDRESS),
+                ("permit2", PERMIT2_DEPOSIT_COLLECTOR_ADDRESS),
+            ):
+                path = f"collect.{kind}|OnlyX402BatchSettlement~{size // 32}"
+                if size == 0:
+                    learn(path.partition("~")[0], collect, to=address, path=path)
+                elif kind == "erc3009":
+                    two = learn("collect.word", collect, to=address, path=path)
+                    self.fix("collect.word", two // 2 - two)
+                else:
+                    assert self.residual(collect, "relayer", address)[0] == 0
+
+    def claims(self) -> None:
+        learn, ra = self.learn, "receiver_authorizer"
+        c, cp = self.funded(), self.funded(payer_signs=True)
+        learn("batch.claim|EmptyBatch", claim_call([]), key=ra)
+        ceiling = self.voucher(c, 10**5, 10**5 + 1)
+        learn("batch.claim|ClaimExceedsCeiling", claim_call([ceiling]), key=ra)
+        learn(
+            "batch.claim.second",
+            claim_call([ceiling]),
+            key="receiver",
+            path="batch.claim|r.ClaimExceedsCeiling~0",
+        )
+        learn(
+            "batch.claim|NotAuthorizedToClaim",
+            claim_call([ceiling]),
+            path="batch.claim|r.NotAuthorizedToClaim~0",
+        )
+        learn("batch.claim|ClaimExceedsBalance", claim_call([self.voucher(c, 10**7, 10**7)]), key=ra)
+        v = self.voucher(c, 100, 50)
+        high = dataclasses.replace(v, signature=_high_signature(v.signature))
+        learn("batch.claim|ECDSAInvalidSignatureS", claim_call([high]), key=ra)
+        learn(
+            "batch.claim|ECDSAInvalidSignature",
+            claim_call([dataclasses.replace(v, signature=v.signature[:64] + b"\x1d")]),
+            key=ra,
+        )
+        learn("batch.claim|InvalidSignature", claim_call([self.voucher(c, 100, 50, signer="other")]), key=ra)
+        vp = self.voucher(cp, 100, 50, signer="payer")
+        for failure, signature in (
+            ("high_s", _high_signature(vp.signature)),
+            ("no_signer", vp.signature[:64] + b"\x1d"),
+            ("wrong", self.voucher(cp, 100, 50, signer="other").signature),
+        ):
+            bad = dataclasses.replace(vp, signature=signature)
+            learn(f"batch.claim|InvalidSignature:payer:{failure}", claim_call([bad]), key=ra)
+        learn(
+            "batch.claim.row|claim",
+            claim_call([v, ceiling]),
+            key=ra,
+            path="batch.claim|claim|ClaimExceedsCeiling~0",
+        )
+        self.send(claim_call([v]), key=ra)
+        learn(
+            "batch.claim.row|skip",
+            claim_call([v, ceiling]),
+            key=ra,
+            path="batch.claim|skip|ClaimExceedsCeiling~0",
+        )
+        learn(
+            "batch.claim.row|claim:payer",
+            claim_call([vp, ceiling]),
+            key=ra,
+            path="batch.claim|claim:payer|ClaimExceedsCeiling~0",
+        )
+        learn("batch.claim.unrun", claim_call([ceiling, v]), key=ra, path="batch.claim|ClaimExceedsCeiling~1")
+        learn("batch.claim|ok", claim_call([self.voucher(c, 100, 60)]), key=ra, path="batch.claim|claim|ok")
+
+    def signed_claims(self) -> None:
+        learn, name = self.learn, "batch.claimWithSignature"
+        c, cp = self.funded(), self.funded(payer_signs=True)
+        learn(f"{name}|EmptyBatch", claim_with_signature_call([], b"\x00" * 65))
+        v = self.voucher(c, 100, 50)
+        learn(
+            f"{name}|InvalidSignature:wrong",
+            self.signed([v], signer="other"),
+            path=f"{name}|hash*1|InvalidSignature:wrong",
+        )
+        hashed = learn(
+            f"{name}.hash", self.signed([v, v], signer="other"), path=f"{name}|hash*2|InvalidSignature:wrong"
+        )
+        self.fix(f"{name}|InvalidSignature:wrong", -hashed)
+        rows = [v]
+        sig = sign_claim_batch(self.keys["receiver_authorizer"], self.chain_id, rows)
+        learn(
+            f"{name}|InvalidSignature:high_s",
+            claim_with_signature_call(rows, _high_signature(sig)),
+            path=f"{name}|hash*1|InvalidSignature:high_s",
+        )
+        learn(
+            f"{name}|InvalidSignature:no_signer",
+            claim_with_signature_call(rows, sig[:64] + b"\x1d"),
+            path=f"{name}|hash*1|InvalidSignature:no_signer",
+        )
+        ceiling = self.voucher(c, 10**5, 10**5 + 1)
+        learn(
+            f"{name}|ClaimExceedsCeiling", self.signed([ceiling]), path=f"{name}|hash*1|ClaimExceedsCeiling"
+        )
+        learn(
+            f"{name}|ClaimExceedsBalance",
+            self.signed([self.voucher(c, 10**7, 10**7)]),
+            path=f"{name}|hash*1|ClaimExceedsBalance~0",
+        )
+        high = dataclasses.replace(v, signature=_high_signature(v.signature))
+        learn(
+            f"{name}|ECDSAInvalidSignatureS",
+            self.signed([high]),
+            path=f"{name}|hash*1|ECDSAInvalidSignatureS~0",
+        )
+        learn(
+            f"{name}|ECDSAInvalidSignature",
+            self.signed([dataclasses.replace(v, signature=v.signature[:64] + b"\x1d")]),
+            path=f"{name}|hash*1|ECDSAInvalidSignature~0",
+        )
+        learn(
+            f"{name}|InvalidSignature",
+            self.signed([self.voucher(c, 100, 50, signer="other")]),
+            path=f"{name}|hash*1|InvalidSignature~0",
+        )
+        vp = self.voucher(cp, 100, 50, signer="payer")
+        for failure, signature in (
+            ("high_s", _high_signature(vp.signature)),
+            ("no_signer", vp.signature[:64] + b"\x1d"),
+            ("wrong", self.voucher(cp, 100, 50, signer="other").signature),
+        ):
+            bad = dataclasses.replace(vp, signature=signature)
+            learn(
+                f"{name}|InvalidSignature:payer:{failure}",
+                self.signed([bad]),
+                path=f"{name}|hash*1|InvalidSignature:payer:{failure}~0",
+            )
+        learn(
+            f"{name}.row|claim", self.signed([v, ceiling]), path=f"{name}|hash*2|claim|ClaimExceedsCeiling~0"
+        )
+        self.send(self.signed([v]))
+        learn(f"{name}.row|skip", self.signed([v, ceiling]), path=f"{name}|hash*2|skip|ClaimExceedsCeiling~0")
+        learn(
+            f"{name}.row|claim:payer",
+            self.signed([vp, ceiling]),
+            path=f"{name}|hash*2|claim:payer|ClaimExceedsCeiling~0",
+        )
+        other = self.funded(receiver_authorizer=self.a["other"])
+        learn(
+            f"{name}|NotReceiverAuthorizer",
+            self.signed([v, self.voucher(other, 10, 5)]),
+            path=f"{name}|hash*2|skip|NotReceiverAuthorizer~0",
+        )
+        learn(f"{name}.unrun", self.signed([ceiling, v]), path=f"{name}|hash*2|ClaimExceedsCeiling~1")
+        learn(f"{name}|ok", self.signed([self.voucher(c, 100, 60)]), path=f"{name}|hash*1|claim|ok")
+
+    def settlements(self) -> None:
+        self.learn("batch.settle|ok", settle_call(self.a["receiver"], self.token))
+        self.learn("batch.settle|nothing", settle_call(self.a["receiver"], self.token))
+
+    def withdrawals(self) -> None:
+        learn, payer = self.learn, "payer"
+        for function, call in (
+            ("initiateWithdraw", lambda c: initiate_withdraw_call(c, 0)),
+            ("finalizeWithdraw", finalize_withdraw_call),
+        ):
+            c = self.funded()
+            first = "NothingToWithdraw" if function == "initiateWithdraw" else "WithdrawalNotPending"
+            denied = "InvalidChannel" if function == "initiateWithdraw" else "NotAuthorizedToFinalizeWithdraw"
+            learn(f"batch.{function}|{first}", call(c), key=payer)
+            learn(f"batch.{function}.second", call(c), key="authorizer", path=f"batch.{function}|a.{first}")
+            learn(f"batch.{function}|{denied}", call(c), path=f"batch.{function}|a.{denied}")
+        c = self.funded()
+        learn(
+            "batch.initiateWithdraw|WithdrawAmountExceedsAvailable",
+            initiate_withdraw_call(c, 10**6 + 1),
+            key=payer,
+        )
+        learn("batch.initiateWithdraw|ok", initiate_withdraw_call(c, 1000), key=payer)
+        learn("batch.initiateWithdraw|WithdrawalAlreadyPending", initiate_withdraw_call(c, 1000), key=payer)
+        learn("batch.finalizeWithdraw|WithdrawDelayNotElapsed", finalize_withdraw_call(c), key=payer)
+        self.pair.set_time(self.pair.evm.now + 901)
+        learn("batch.finalizeWithdraw|ok", finalize_withdraw_call(c), key=payer)
+        c = self.funded()
+        self.send(initiate_withdraw_call(c, 10**6), key=payer)
+        self.pair.set_time(self.pair.evm.now + 901)
+        learn("batch.finalizeWithdraw|ok:closed", finalize_withdraw_call(c), key=payer)
+        c = self.funded(amount=1000)
+        self.send(initiate_withdraw_call(c, 1000), key=payer)
+        self.send(claim_call([self.voucher(c, 1000, 1000)]), key="receiver_authorizer")
+        self.pair.set_time(self.pair.evm.now + 901)
+        learn("batch.finalizeWithdraw|empty", finalize_withdraw_call(c), key=payer)
+
+    def refunds(self) -> None:
+        learn, ra = self.learn, "receiver_authorizer"
+        r, rs = "batch.refund", "batch.refundWithSignature"
+        c = self.funded()
+        learn(f"{r}|ZeroRefund", refund_call(c, 0), key=ra)
+        learn(f"{r}.second", refund_call(c, 0), key="receiver", path=f"{r}|r.ZeroRefund")
+        learn(f"{r}|NotAuthorizedToRefund", refund_call(c, 0), path=f"{r}|r.NotAuthorizedToRefund")
+        learn(f"{rs}|InvalidRefundNonce", self.refund_signed(c, 10, 5))
+        learn(f"{rs}|ZeroRefund", self.refund_signed(c, 0, 0))
+        sig = sign_refund(self.keys[ra], self.chain_id, channel_id(c, self.chain_id), 0, 10)
+        for failure, bad in (
+            ("high_s", _high_signature(sig)),
+            ("no_signer", sig[:64] + b"\x1d"),
+            ("wrong", sign_refund(self.keys["other"], self.chain_id, channel_id(c, self.chain_id), 0, 10)),
+        ):
+            learn(f"{rs}|InvalidSignature:{failure}", refund_with_signature_call(c, 10, 0, bad))
+        for name, call in ((r, lambda c, a, n: refund_call(c, a)), (rs, self.refund_signed)):
+            key = ra if name == r else "relayer"
+            c = self.funded(amount=1000)
+            learn(f"{name}|ok", call(c, 10, 0), key=key)
+            self.send(initiate_withdraw_call(c, 100), key="payer")
+            learn(f"{name}|ok:reduced", call(c, 10, 1), key=key)
+            learn(f"{name}|ok:cleared", call(c, 90, 2), key=key)
+            c = self.funded(amount=1000)
+            learn(f"{name}|ok:closed", call(c, 10**6, 0), key=key)
+            learn(f"{name}|nothing", call(c, 10, 1), key=key)
+            c = self.funded(amount=1000)
+            self.send(initiate_withdraw_call(c, 100), key="payer")
+            learn(f"{name}|ok:cleared:closed", call(c, 10**6, 0), key=key)
+
+    def multicalls(self) -> None:
+        m, learn, ra = "batch.multicall", self.learn, "receiver_authorizer"
+        c = self.funded()
+        learn(f"{m}|ok", multicall_call([]), path=f"{m}[]ok")
+        settle = settle_call(self.a["receiver"], self.token)  # 68 bytes: 3 words
+        self.send(settle)
+        one = f"batch.settle|nothing~{_words(settle)}"
+        learn(f"{m}.first", multicall_call([settle]), path=f"{m}[{one}]ok")
+        per_call = learn(f"{m}.call", multicall_call([settle, settle]), path=f"{m}[{one};{one}]ok")
+        self.fix(f"{m}.first", -per_call)
+        claim = claim_call([self.voucher(c, 100, 10)])
+        extra = _words(claim) - _words(settle)
+        words = learn(
+            f"{m}.word", multicall_call([claim]), key=ra, path=f"{m}[batch.claim|claim|ok~{_words(claim)}]ok"
+        )
+        assert words % extra == 0, (words, extra)
+        self.fix(f"{m}.word", words // extra - words)
+        self.fix(f"{m}.call", -_words(settle) * (words // extra))
+        zero = refund_call(c, 0)  # ZeroRefund(): 4 bytes of revert data, one word
+        learn(
+            f"{m}|fail",
+            multicall_call([zero]),
+            key=ra,
+            path=f"{m}[batch.refund|ZeroRefund~{_words(zero)}]fail~1~",
+        )
+        v = self.voucher(c, 100, 50)
+        high = claim_call([dataclasses.replace(v, signature=_high_signature(v.signature))])
+        extra = learn(
+            f"{m}.revert_word",
+            multicall_call([high]),
+            key=ra,
+            path=f"{m}[batch.claim|ECDSAInvalidSignatureS~0~{_words(high)}]fail~2~",
+        )
+        self.fix(f"{m}|fail", -extra)
+        # calls after a failing one: read in, never run
+        fail = f"{m}[batch.refund|ZeroRefund~{_words(zero)}]fail~1"
+        learn(f"{m}.unrun", multicall_call([zero, settle]), key=ra, path=f"{fail}~{_words(settle)}")
+        longer = learn(
+            f"{m}.unrun_word", multicall_call([zero, claim]), key=ra, path=f"{fail}~{_words(claim)}"
+        )
+        word = longer // (_words(claim) - _words(settle))
+        assert word * (_words(claim) - _words(settle)) == longer, longer
+        self.fix(f"{m}.unrun_word", word - longer)
+        self.fix(f"{m}.unrun", -_words(settle) * word)
+        # a call before a failing one: its result is never returned (the constant learnt with the
+        # results returned is split into the call and the result)
+        self.send(settle)
+        result = -learn(
+            f"{m}.result",
+            multicall_call([settle, zero]),
+            key=ra,
+            path=f"{m}[{one};batch.refund|ZeroRefund~9]fail~1~",
+        )
+        self.fix(f"{m}.result", 2 * result)
+        self.fix(f"{m}.call", -result)
+        for calls in (
+            [settle, claim_call([self.voucher(c, 100, 20)])],
+            [settle, settle, zero],
+            [settle, high],
+        ):
+            assert self.residual(multicall_call(calls), ra, BATCH_SETTLEMENT_ADDRESS)[0] == 0, calls
+
+
+def _words(data: bytes) -> int:
+    return -(-len(data) // 32)
+
+
+def _high_signature(signature: bytes) -> bytes:
+    """The malleable twin of a 65-byte signature: high s, the other v."""
+    return signature[:32] + _high(signature[32:64]) + bytes([55 - signature[64]])
 
 
 def main() -> None:

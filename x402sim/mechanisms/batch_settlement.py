@@ -701,7 +701,7 @@ class BatchSettlement:
 
     scheme = SCHEME
     family = "eip155"
-    ledger_rules: str | None = None  # the ledger backend models no batch-settlement contract yet
+    ledger_rules: str | None = "evm.batch_rules"
     reports_amount = True
     checks = VERIFY_CHECKS
 
