@@ -25,8 +25,8 @@ grows with payments).
 
 ``finish`` reads, at the end of the run, each server's book against the chain: what it served, what
 was claimed on chain, and for the channels of withdraw-race payers what the receiver lost (served
-less claimed). The EVM backend only: the ledger has no batch-settlement rules yet (the scenario
-schema refuses it, naming the key).
+less claimed). Both backends: the ledger runs the batch-settlement contracts' rules
+(``evm.batch_rules``), several times faster than py-evm.
 
 Rules: every draw comes from the world's seeded streams; times are virtual; no protocol rule here."""
 
