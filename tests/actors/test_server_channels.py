@@ -517,6 +517,24 @@ def test_a_failed_claim_leaves_the_channels_to_claim_again():
     assert work.errors and server.channels.get(channel_id(cfg, CHAIN_ID)).unclaimed == PRICE
 
 
+def test_a_refused_claim_batch_is_claimed_channel_by_channel_so_one_drained_channel_holds_none_back():
+    server = make_server(channel_state_ttl=0)
+    configs = [config(salt) for salt in range(3)]
+    for cfg in configs:
+        open_channel(server, cfg)
+    run(server.channel_work(T0), Facilitator())
+    refused = SettleResponse(
+        success=False, error_reason="invalid_batch_settlement_evm_claim_simulation_failed", network=NETWORK
+    )
+    world = Facilitator(settles=[refused, settled(), refused, settled()])  # the batch, then row by row
+    work = run(server.channel_work(T0 + 60), world)
+    sizes = [len(claimed_rows(effect.payload)) for effect in world.effects]
+    assert sizes == [3, 1, 1, 1]
+    assert [rows for rows, _ in work.claims] == [1, 1] and len(work.errors) == 1
+    unclaimed = [server.channels.get(channel_id(cfg, CHAIN_ID)).unclaimed for cfg in configs]
+    assert unclaimed == [0, PRICE, 0]  # only the refused channel is left to claim again
+
+
 def _record(n: int, authorizer: str, charged: int, claimed: int, withdraw: int, route: str) -> ChannelRecord:
     cfg = ChannelConfig(PAYER, PAYER, RECEIVER, authorizer, TOKEN, 900, n.to_bytes(32, "big"))
     return ChannelRecord(

@@ -908,30 +908,39 @@ class ChannelSelling:
             elif claim_round_due(now, last, self._cadence(key)[0]):
                 due.add(key)
         for batch in claim_batches(claims_due(records, due), self.max_claims):
-            first = batch[0].config
-            claims = [r.claim() for r in batch]
-            signer = self._authorizer_key(first)
-            chain = evm_chain_id(self.network)
-            signature = None if signer is None else sign_claim_batch(signer, chain, claims)
-            requirements = work_requirements(self.network, first.receiver, first.token)
-            answer: SettleResponse = yield Settle(
-                claim_payment(requirements, claims, signature), requirements
-            )
-            if not answer.success:
-                self.stats["claim_failed"] += 1
-                work.errors.append(f"claim: {answer.error_reason}: {answer.error_message or ''}".rstrip(": "))
-                continue
-            self.stats["claims"] += 1
-            work.claims.append((len(claims), answer.transaction))
-            updated = []
-            for claimed in batch:
-                current = self.channels.get(claimed.channel_id)
-                if current is not None and claimed.charged > current.total_claimed:
-                    updated.append(replace(current, total_claimed=claimed.charged))
-            self.channels.put_many(updated)
-            self.channels.set_mark(pending_mark(first.receiver, first.token), now)
+            yield from self._claim(batch, now, work)
         for key in due:
             self.channels.set_mark(claim_mark(key), now)
+
+    def _claim(self, batch: list[ChannelRecord], now: int, work: ChannelWork) -> Steps[None]:
+        """Claim ``batch`` in one claim; when a batch of several is refused (one channel whose payer
+        withdrew its escrow fails the whole claim), claim its channels one by one, so that the
+        others' vouchers are not held back."""
+        first = batch[0].config
+        claims = [r.claim() for r in batch]
+        signer = self._authorizer_key(first)
+        chain = evm_chain_id(self.network)
+        signature = None if signer is None else sign_claim_batch(signer, chain, claims)
+        requirements = work_requirements(self.network, first.receiver, first.token)
+        answer: SettleResponse = yield Settle(claim_payment(requirements, claims, signature), requirements)
+        if not answer.success and len(batch) > 1:
+            self.stats["claim_batch_split"] += 1
+            for row in batch:
+                yield from self._claim([row], now, work)
+            return
+        if not answer.success:
+            self.stats["claim_failed"] += 1
+            work.errors.append(f"claim: {answer.error_reason}: {answer.error_message or ''}".rstrip(": "))
+            return
+        self.stats["claims"] += 1
+        work.claims.append((len(claims), answer.transaction))
+        updated = []
+        for claimed in batch:
+            current = self.channels.get(claimed.channel_id)
+            if current is not None and claimed.charged > current.total_claimed:
+                updated.append(replace(current, total_claimed=claimed.charged))
+        self.channels.put_many(updated)
+        self.channels.set_mark(pending_mark(first.receiver, first.token), now)
 
     def _settle_round(self, now: int, work: ChannelWork) -> Steps[None]:
         for mark in sorted(self.channels.marks("pending:")):
