@@ -66,7 +66,8 @@ Rules:
   is written for a refused verify, a handler status >= 400 or a failed settlement; a write that
   fails answers 500 and delivers nothing.
 * ``channel_work(now)`` is the channels' cadence (``server_channels``): claims (batched per receiver
-  authorizer), settlements after claims, and optional refunds of idle channels, as ``Settle``
+  authorizer, receiver and token; a refused batch is claimed channel by channel), settlements after
+  claims, and optional refunds of idle channels, as ``Settle``
   effects whose payloads are built as the SDK's channel manager builds them. The channel side is
   written in ``server_channels.ChannelSelling``, which ``ResourceServer`` mixes in.
 
