@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.calibration import control_survivors, role_controls
+from tests.conformance.calibration import PERMIT2_MECHANISMS, control_survivors, role_controls
 from x402sim.actors.client import Client
 from x402sim.actors.server import Route
 from x402sim.conformance import catalog, runner
@@ -42,7 +42,7 @@ PERMIT2_CASES = {c.id for c in catalog.select(mechanisms=["exact-permit2", "upto
 
 @pytest.mark.parametrize("role", ["facilitator", "server", "client"])
 def test_each_mechanism_control_fails_every_case_it_claims_to_kill(role):
-    found = role_controls(role, mechanism=True)
+    found = role_controls(role, mechanism=PERMIT2_MECHANISMS)
     assert found, f"no {role} control of a mechanism case"
     harness = Harness(HarnessOptions())
     harness.start(extra_apps=harness_apps(role, harness))
@@ -98,7 +98,9 @@ def _config(tmp_path, document: dict):
 
 def test_a_facilitator_or_client_config_says_what_it_speaks(tmp_path):
     python_like = {"schemes": ["exact", "upto"], "evm": {"transferMethods": ["eip3009", "permit2", "upto"]}}
-    assert _config(tmp_path, python_like).mechanisms == catalog.MECHANISMS
+    assert _config(tmp_path, python_like).mechanisms == ("exact-eip3009", "exact-permit2", "upto")
+    with_channels = {"schemes": ["exact", "upto", "batch-settlement"], "evm": python_like["evm"]}
+    assert _config(tmp_path, with_channels).mechanisms == catalog.MECHANISMS
     fetch_like = {"evm": {"transferMethods": ["eip3009", "permit2"]}}
     assert _config(tmp_path, fetch_like).mechanisms == ("exact-eip3009", "exact-permit2")
     assert _config(tmp_path, {"schemes": ["upto"]}).mechanisms == ("upto",)
@@ -114,6 +116,7 @@ def test_a_server_config_routes_the_mechanism_cases(tmp_path):
                 {"path": "/exact/evm/permit2", "requiresPayment": True, "transferMethod": "permit2"},
                 {"path": "/exact/evm/permit2-cold", "requiresPayment": True, "transferMethod": "permit2"},
                 {"path": "/upto/evm/permit2", "requiresPayment": True, "transferMethod": "upto"},
+                {"path": "/batch", "requiresPayment": True, "transferMethod": "batch-settlement"},
             ]
         },
     )
@@ -121,6 +124,7 @@ def test_a_server_config_routes_the_mechanism_cases(tmp_path):
     assert {m: e.path for m, e in config.mechanism_routes.items()} == {
         "exact-permit2": "/exact/evm/permit2",
         "upto": "/upto/evm/permit2",
+        "batch-settlement": "/batch",
     }
     assert [e.path for e in config.unjudged] == ["/exact/evm/permit2-cold"]
     options = runner.RunOptions(
@@ -131,9 +135,16 @@ def test_a_server_config_routes_the_mechanism_cases(tmp_path):
     for name, value in (("asset", "0x" + "22" * 20), ("asset_name", "USDC"), ("asset_version", "2")):
         setattr(harness, name, value)
     env = runner.target_env("server", harness, options, payee="0x" + "11" * 20)
-    assert (env["PERMIT2_PATH"], env["UPTO_PATH"]) == ("/exact/evm/permit2", "/upto/evm/permit2")
+    assert (env["PERMIT2_PATH"], env["UPTO_PATH"], env["BATCH_PATH"]) == (
+        "/exact/evm/permit2",
+        "/upto/evm/permit2",
+        "/batch",
+    )
     derived = runner.RunOptions(endpoints=[Endpoint("/shop")])
     assert derived.mechanism_route("upto") == Endpoint("/shop-upto", transfer_method="upto")
+    assert derived.mechanism_route("batch-settlement") == Endpoint(
+        "/shop-batch", transfer_method="batch-settlement"
+    )
     assert runner.RunOptions(endpoints=[Endpoint("/shop")], declared=True).mechanism_route("upto") is None
 
 

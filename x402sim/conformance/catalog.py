@@ -40,9 +40,19 @@ from .results import LEVELS, Level, Role
 
 ROLES: tuple[Role, ...] = ("server", "facilitator", "client")
 _ID = re.compile(r"(server|facilitator|client)(\.[a-z0-9][a-z0-9-]*){2,}")
-_CASE_MODULES = ("server_cases", "facilitator_cases", "client_cases", "trust_cases", "mechanism_cases")
-# The payment mechanisms a case may be about: exact by EIP-3009, exact with Permit2, upto (Permit2).
-MECHANISMS = ("exact-eip3009", "exact-permit2", "upto")
+_CASE_MODULES = (
+    "server_cases",
+    "facilitator_cases",
+    "client_cases",
+    "trust_cases",
+    "mechanism_cases",
+    "batch_server_cases",
+    "batch_facilitator_cases",
+    "batch_client_cases",
+)
+# The payment mechanisms a case may be about: exact by EIP-3009, exact with Permit2, upto (Permit2),
+# and batch-settlement (payment channels).
+MECHANISMS = ("exact-eip3009", "exact-permit2", "upto", "batch-settlement")
 DEFAULT_MECHANISM = "exact-eip3009"
 LEVEL_OF_KIND: dict[str, Level] = {
     "no-5xx": "MUST",

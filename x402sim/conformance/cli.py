@@ -248,6 +248,10 @@ def server_command(
         str | None,
         typer.Option(help="The upto route, without a config (UPTO_PATH; default PATH-upto)."),
     ] = None,
+    batch_path: Annotated[
+        str | None,
+        typer.Option(help="The batch-settlement route, without a config (BATCH_PATH; default PATH-batch)."),
+    ] = None,
     mechanism: MechanismOpt = None,
     price: Annotated[
         int, typer.Option(min=1, help="Price the server is told to charge (PRICE_ATOMIC).")
@@ -318,13 +322,18 @@ def server_command(
         ("--failing-path", failing_path),
         ("--permit2-path", permit2_path),
         ("--upto-path", upto_path),
+        ("--batch-path", batch_path),
     )
     for option, value in paths:
         if value is not None and not value.startswith("/"):
             raise fail(f"{option} {value!r}: must start with /")
     mechanism_routes = {
         m: Endpoint(p, transfer_method=t)
-        for m, p, t in (("exact-permit2", permit2_path, "permit2"), ("upto", upto_path, "upto"))
+        for m, p, t in (
+            ("exact-permit2", permit2_path, "permit2"),
+            ("upto", upto_path, "upto"),
+            ("batch-settlement", batch_path, "batch-settlement"),
+        )
         if p
     }
     options = RunOptions(
@@ -341,9 +350,10 @@ def server_command(
         name = name or loaded.name
         spoken = loaded.mechanisms
         if loaded.endpoints:
-            if second_path or failing_path or permit2_path or upto_path:
+            if second_path or failing_path or permit2_path or upto_path or batch_path:
                 raise fail(
-                    f"--second-path, --failing-path, --permit2-path and --upto-path: {config} declares routes"
+                    "--second-path, --failing-path, --permit2-path, --upto-path and --batch-path: "
+                    f"{config} declares routes"
                 )
             options = RunOptions(
                 endpoints=loaded.endpoints,

@@ -16,13 +16,15 @@ Which paid route does what: routes of another protocol family are not the harnes
 first paid ``eip3009`` route that is not ``failing`` is the one judged, the second one (if any) serves
 cross-endpoint replay, the ``failing`` one the cases on a handler that fails after payment. The first
 paid ``permit2`` route is the one the ``exact-permit2`` cases pay, the first ``upto`` one (the e2e
-format names the upto scheme by ``transferMethod: "upto"``) the one the ``upto`` cases pay; further
-ones are only checked to be mounted.
+format names the upto scheme by ``transferMethod: "upto"``) the one the ``upto`` cases pay, the first
+``batch-settlement`` one (x402sim's own value: the e2e format has no channel routes yet) the one the
+``batch-settlement`` cases pay; further ones are only checked to be mounted.
 
 Which mechanisms a target speaks (the cases ``--mechanism`` would select, when it is not given): a
 server's are those of its paid EVM routes; a facilitator's or a client's, ``exact-eip3009`` and
 ``exact-permit2`` for each ``evm.transferMethods`` entry ``eip3009`` / ``permit2`` (when ``schemes``
-is absent or names ``exact``), and ``upto`` when ``schemes`` or ``evm.transferMethods`` names it.
+is absent or names ``exact``), ``upto`` when ``schemes`` or ``evm.transferMethods`` names it, and
+``batch-settlement`` when ``schemes`` names it.
 Problems raise ``ConfigError`` naming the file and the field.
 """
 
@@ -38,7 +40,12 @@ from .context import Endpoint
 
 JUDGED_TRANSFER_METHOD = "eip3009"  # what a route without transferMethod is paid by
 # transferMethod of an e2e route -> the mechanism whose cases pay it
-MECHANISM_OF_METHOD = {"eip3009": "exact-eip3009", "permit2": "exact-permit2", "upto": "upto"}
+MECHANISM_OF_METHOD = {
+    "eip3009": "exact-eip3009",
+    "permit2": "exact-permit2",
+    "upto": "upto",
+    "batch-settlement": "batch-settlement",
+}
 
 
 class ConfigError(InputError):
@@ -160,6 +167,8 @@ def _spoken(document: dict, path: Path) -> tuple[str, ...]:
     spoken = {MECHANISM_OF_METHOD[m] for m in methods if m in ("eip3009", "permit2") and exact}
     if "upto" in schemes or "upto" in methods:
         spoken.add("upto")
+    if "batch-settlement" in schemes:
+        spoken.add("batch-settlement")
     from .catalog import MECHANISMS
 
     return tuple(m for m in MECHANISMS if m in spoken)

@@ -26,6 +26,9 @@ _MODULES = (
     "client_controls",
     "trust_controls",
     "mechanism_controls",
+    "batch_server_controls",
+    "batch_facilitator_controls",
+    "batch_client_controls",
 )
 
 

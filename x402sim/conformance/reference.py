@@ -8,12 +8,14 @@ facilitator or client configured exactly as ``x402sim serve ... --from-env`` / `
 Rules: a server or facilitator target is served on its own loopback ``Services``; a client target
 runs ``PayingClient`` in a worker thread and returns the same JSON verdict a client command prints.
 
-The reference server also sells the Permit2 mechanisms when told where (x402sim's additions to the
-env contract): ``PERMIT2_PATH``, an ``exact`` route paid with Permit2, and ``UPTO_PATH``, an ``upto``
+The reference server also sells the other mechanisms when told where (x402sim's additions to the
+env contract): ``PERMIT2_PATH``, an ``exact`` route paid with Permit2; ``UPTO_PATH``, an ``upto``
 route whose maximum is ``PRICE_ATOMIC`` and whose handler charges the request's ``charge`` query
-parameter (atomic units, through the SDKs' ``Settlement-Overrides`` header), else the maximum. It
-then reads its facilitator's ``/supported`` once at start, for upto's ``facilitatorAddress`` and the
-gas-sponsoring extensions it declares. Reference targets speak every mechanism (``mechanisms``).
+parameter (atomic units, through the SDKs' ``Settlement-Overrides`` header), else the maximum; and
+``BATCH_PATH``, a ``batch-settlement`` route at ``PRICE_ATOMIC`` per request (its channels kept in
+memory, the receiver authorizer delegated to the facilitator). It then reads its facilitator's
+``/supported`` once at start, for upto's ``facilitatorAddress``, the channels' ``receiverAuthorizer``
+and the gas-sponsoring extensions it declares. Reference targets speak every mechanism (``mechanisms``).
 
 Trust-enabled variants (``reference_target(role, trust=True)``), configured from the trust variables
 of the environment exactly as a third-party target would be (see ``trust``): the server verifies AP2
@@ -54,6 +56,7 @@ from .trust import AP2, ERC8004, WEB_BOT_AUTH
 
 PERMIT2_PATH = "PERMIT2_PATH"  # env: the path of an exact route paid with Permit2
 UPTO_PATH = "UPTO_PATH"  # env: the path of an upto route (maximum PRICE_ATOMIC, charge ?charge=N)
+BATCH_PATH = "BATCH_PATH"  # env: the path of a batch-settlement route (price PRICE_ATOMIC)
 CHARGE_PARAMETER = "charge"
 SERVER_TRUST = frozenset({AP2, WEB_BOT_AUTH})
 CLIENT_TRUST = frozenset({ERC8004})
@@ -120,12 +123,14 @@ def upto_handler(request: HttpRequest) -> HttpResponse:
 
 
 def mechanism_routes(env: Mapping[str, str], price: int) -> tuple[dict[str, Route], dict]:
-    """The Permit2 routes ``PERMIT2_PATH`` and ``UPTO_PATH`` name (none when unset), and handlers."""
+    """The routes ``PERMIT2_PATH``, ``UPTO_PATH`` and ``BATCH_PATH`` name (none when unset), and
+    their handlers."""
     routes: dict[str, Route] = {}
     handlers: dict = {}
     for var, scheme, method, handler in (
         (PERMIT2_PATH, None, "permit2", _paid_content),
         (UPTO_PATH, "upto", None, upto_handler),
+        (BATCH_PATH, "batch-settlement", None, _paid_content),
     ):
         path = env.get(var, "").strip()
         if path:

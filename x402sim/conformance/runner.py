@@ -48,8 +48,8 @@ from .trust import WEB_BOT_AUTH, TrustKit, features
 HTTP_TIMEOUT = 20.0
 # The paid route of a Permit2 mechanism when none is declared: the main path plus this suffix (the
 # reference server sells it there when told: PERMIT2_PATH, UPTO_PATH; the cases skip when absent).
-MECHANISM_SUFFIX = {"exact-permit2": "-permit2", "upto": "-upto"}
-MECHANISM_ENV = {"exact-permit2": "PERMIT2_PATH", "upto": "UPTO_PATH"}
+MECHANISM_SUFFIX = {"exact-permit2": "-permit2", "upto": "-upto", "batch-settlement": "-batch"}
+MECHANISM_ENV = {"exact-permit2": "PERMIT2_PATH", "upto": "UPTO_PATH", "batch-settlement": "BATCH_PATH"}
 UNMOUNTED = (404, 405)  # what a route that is not mounted (for this method) answers
 
 
@@ -121,7 +121,7 @@ class RunOptions:
         if given is not None or self.declared or mechanism not in MECHANISM_SUFFIX:
             return given
         main = self.endpoints[0]
-        method = "permit2" if mechanism == "exact-permit2" else "upto"
+        method = {"exact-permit2": "permit2"}.get(mechanism, mechanism)
         return replace(main, path=main.path + MECHANISM_SUFFIX[mechanism], transfer_method=method)
 
     def declared_routes(self) -> list[Endpoint]:

@@ -1,0 +1,7 @@
+"""Cases of the ``batch-settlement`` mechanism for client targets (payment channels), judged on chain.
+
+Each case names the mechanism ``batch-settlement`` and shares ``batch_kit``'s offers, payments and
+channel facts.
+"""
+
+from __future__ import annotations
