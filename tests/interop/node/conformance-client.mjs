@@ -12,13 +12,22 @@
 // declared gas-sponsoring extension from. On the local chain (eip155:31337) the SDK knows no default asset and would refuse
 // every offer, and the harness names no token to the client, so there any asset is allowed
 // (allowedAssets: true; the USD cap on the SDK's default assets still applies).
+//
+// The batch-settlement scheme is registered for eip155:* too, its signer the account with a viem
+// public client reading the chain at EVM_RPC_URL (toClientEvmSigner): the SDK recovers a channel it
+// has no record of, and checks a corrective 402, only with a signer that reads the chain (each run
+// is a new process, its channels in the SDK's in-memory storage, so a channel an earlier run opened
+// is read back from the chain). A deposit is the SDK's default size (the offer's minDeposit).
 
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { registerExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
+import { toClientEvmSigner } from "@x402/evm";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
+import { createPublicClient, defineChain, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
-import { privateKeyFromEnv, requireEnv } from "./env.mjs";
+import { chainIdOf, privateKeyFromEnv, requireEnv } from "./env.mjs";
 
 const LOCAL_NETWORK = "eip155:31337";
 
@@ -31,6 +40,14 @@ const client = new x402Client();
 const rpcUrl = requireEnv("EVM_RPC_URL");
 registerExactEvmScheme(client, { signer: account, schemeOptions: { rpcUrl } });
 client.register("eip155:*", new UptoEvmScheme(account, { rpcUrl }));
+const chain = defineChain({
+  id: chainIdOf(network),
+  name: `x402sim ${network}`,
+  nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+  rpcUrls: { default: { http: [rpcUrl] } },
+});
+const reader = createPublicClient({ chain, transport: http(rpcUrl) });
+client.register("eip155:*", new BatchSettlementEvmScheme(toClientEvmSigner(account, reader)));
 if (network === LOCAL_NETWORK) {
   client.setSpendControls({ allowedAssets: true });
 }

@@ -1,6 +1,6 @@
-// An x402Facilitator (@x402/core) with the @x402/evm exact and upto schemes and both gas-sponsoring
-// extensions over viem, as a conformance target
-// following the official x402 e2e harness's environment contract.
+// An x402Facilitator (@x402/core) with the @x402/evm exact, upto and batch-settlement schemes and both
+// gas-sponsoring extensions over viem, as a conformance target following the official x402 e2e
+// harness's environment contract.
 //
 // Environment: PORT, EVM_NETWORK (eip155:<id>), EVM_RPC_URL, EVM_PRIVATE_KEY (or
 // FACILITATOR_EVM_PRIVATE_KEY; it pays the gas).
@@ -9,7 +9,10 @@
 // POST /close (exit 0). Prints "Facilitator listening on http://127.0.0.1:<port>" when ready.
 //
 // The exact scheme (EIP-3009 and Permit2) is registered with the SDK's helper for EVM_NETWORK, the
-// upto scheme over the same signer, and both gas-sponsoring extensions as the official e2e
+// upto scheme over the same signer, the batch-settlement scheme over the same signer with the
+// facilitator's own account as receiver authorizer (then /supported names its address as
+// receiverAuthorizer, and the facilitator signs the claims and refunds a server sends unsigned; the
+// harness hands a facilitator one key), and both gas-sponsoring extensions as the official e2e
 // facilitator registers them. The SDK leaves relaying a sponsored ERC-20 approval to the operator (a
 // sendTransactions signer): here, one transaction after the other and each waited for, it sends the
 // payer the ether the approval's gas may cost (gas * maxFeePerGas, less what it holds) from the
@@ -24,6 +27,7 @@ import { x402Facilitator } from "@x402/core/facilitator";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { registerExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator";
 import { EIP2612_GAS_SPONSORING, createErc20ApprovalGasSponsoringExtension } from "@x402/extensions";
 import {
   createWalletClient,
@@ -108,6 +112,8 @@ const relay = {
 const facilitator = new x402Facilitator();
 registerExactEvmScheme(facilitator, { signer, networks: network });
 facilitator.register(network, new UptoEvmScheme(signer));
+const authorizer = privateKeyToAccount(privateKeyFromEnv(keyName));
+facilitator.register(network, new BatchSettlementEvmScheme(signer, authorizer));
 facilitator.registerExtension(EIP2612_GAS_SPONSORING);
 facilitator.registerExtension(createErc20ApprovalGasSponsoringExtension(relay));
 

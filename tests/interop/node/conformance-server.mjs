@@ -19,11 +19,20 @@
 // setSettlementOverrides; the upto scheme is registered for eip155:* beside the exact one. The
 // Permit2 route declares each gas-sponsoring extension the facilitator lists in /supported (read
 // once at start; none when it cannot be read).
+//
+// BATCH_PATH (x402sim's addition), when set, adds a batch-settlement route at PRICE_ATOMIC per request
+// of EVM_ASSET (with EVM_ASSET_NAME and EVM_ASSET_VERSION), paid to the payee, through the SDK's
+// batch-settlement server scheme (registered for eip155:*) in its default configuration: its channels
+// in the SDK's in-memory storage, no receiver authorizer of its own (so the offer's receiverAuthorizer
+// is the one the facilitator's /supported names, and the facilitator signs the claims and refunds),
+// the least withdraw delay the contract allows, the SDK's default minDeposit. The SDK's channel
+// manager is not run: this server claims and settles nothing on its own.
 
 import express from "express";
 import { HTTPFacilitatorClient } from "@x402/core/server";
 import { registerExactEvmScheme } from "@x402/evm/exact/server";
 import { UptoEvmScheme } from "@x402/evm/upto/server";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/server";
 import {
   declareEip2612GasSponsoringExtension,
   declareErc20ApprovalGasSponsoringExtension,
@@ -76,6 +85,7 @@ const routes = Object.fromEntries(
 
 const permit2Path = process.env.PERMIT2_PATH || "";
 const uptoPath = process.env.UPTO_PATH || "";
+const batchPath = process.env.BATCH_PATH || "";
 
 function permit2Price() {
   return {
@@ -126,6 +136,21 @@ if (uptoPath) {
   };
 }
 
+if (batchPath) {
+  resourceServer.register("eip155:*", new BatchSettlementEvmScheme(payTo));
+  const { amount, asset, extra } = permit2Price();
+  routes[`GET ${batchPath}`] = {
+    accepts: {
+      scheme: "batch-settlement",
+      network,
+      payTo,
+      price: { amount, asset, extra: { name: extra.name, version: extra.version } },
+    },
+    description: "x402sim conformance target (batch-settlement)",
+    mimeType: "application/json",
+  };
+}
+
 const app = express();
 let server;
 app.get("/health", (_req, res) => {
@@ -160,6 +185,12 @@ if (uptoPath) {
   app.get(uptoPath, (req, res) => {
     if (req.query.charge !== undefined) setSettlementOverrides(res, { amount: String(req.query.charge) });
     res.json({ resource: uptoPath, paid: true });
+  });
+}
+
+if (batchPath) {
+  app.get(batchPath, (_req, res) => {
+    res.json({ resource: batchPath, paid: true });
   });
 }
 

@@ -6,9 +6,13 @@ Environment (the official e2e harness's): ``RESOURCE_SERVER_URL``, ``ENDPOINT_PA
 Makes one ``GET`` and prints one JSON line ``{success, data, status_code, payment_response}``
 (``payment_response`` the decoded ``PAYMENT-RESPONSE`` header, null when absent); exit 0 on success.
 The exact EVM scheme is registered with the SDK's helper (``eip155:*`` and the v1 names; it pays
-EIP-3009 and Permit2 offers alike), and the upto scheme for ``eip155:*`` as well; the default spend
-controls apply. The signer reads the chain at ``EVM_RPC_URL`` (``EthAccountSignerWithRPC``), which
-the SDK needs to build the gas-sponsoring extensions a 402 declares. On the local chain
+EIP-3009 and Permit2 offers alike), and the upto and batch-settlement schemes for ``eip155:*`` as
+well; the default spend controls apply. The signer reads the chain at ``EVM_RPC_URL``
+(``EthAccountSignerWithRPC``), which the SDK needs to build the gas-sponsoring extensions a 402
+declares, and to recover a batch-settlement channel it has no record of (each run is a new process:
+the channels are in the SDK's in-memory storage, so a channel opened by an earlier run is read back
+from the chain) and to check a corrective 402 against the chain. A batch-settlement deposit is the
+SDK's default size (the offer's ``minDeposit``). On the local chain
 (``eip155:31337``) the SDK knows no default asset and would refuse every offer, and the harness
 names no token to the client, so there any asset is allowed (``allowed_assets: True``; the SDK's
 caps on its default assets still apply).
@@ -26,6 +30,7 @@ from x402 import x402Client
 from x402.http import decode_payment_response_header
 from x402.http.clients import x402HttpxClient
 from x402.mechanisms.evm import EthAccountSignerWithRPC
+from x402.mechanisms.evm.batch_settlement.client import BatchSettlementEvmScheme
 from x402.mechanisms.evm.exact.register import register_exact_evm_client
 from x402.mechanisms.evm.upto import UptoEvmClientScheme
 
@@ -35,9 +40,9 @@ async def main() -> int:
     client = x402Client()
     signer = EthAccountSignerWithRPC(Account.from_key(private_key("client")), env("EVM_RPC_URL"))
     register_exact_evm_client(client, signer)
-    client.register(
-        "eip155:*", UptoEvmClientScheme(signer)
-    )  # a network of its own would hide exact's eip155:*
+    # a network of their own would hide exact's eip155:*
+    client.register("eip155:*", UptoEvmClientScheme(signer))
+    client.register("eip155:*", BatchSettlementEvmScheme(signer))
     if env("EVM_NETWORK") == LOCAL_NETWORK:
         client.set_spend_controls({"allowed_assets": True})
     verdict = {"success": False, "data": None, "status_code": None, "payment_response": None}

@@ -5,14 +5,19 @@ Environment (the official e2e harness's): ``PORT``, ``EVM_NETWORK``, ``EVM_RPC_U
 
 The exact EVM scheme (EIP-3009 and Permit2) is registered with the SDK's helper for ``EVM_NETWORK``
 over the SDK's web3 signer with its default settings, the upto scheme with ``UptoEvmFacilitatorScheme``
-over the same signer, and both gas-sponsoring extensions as the official e2e facilitator registers
-them. The SDK leaves relaying a sponsored approval to the operator (a ``send_transactions`` signer):
-``Relay`` here does what the e2e facilitator does, one transaction after the other: it sends the payer
-the ether its approval's gas may cost (less what it holds), relays the approval, then sends the
-settlement, waiting for each. Endpoints: ``POST /verify`` and ``POST /settle`` (bodies
-``{x402Version, paymentPayload, paymentRequirements}``; FastAPI answers 422 when they do not parse,
-an error the SDK raises is 400 ``{"error": ...}``), ``GET /supported``, ``GET /health``, ``POST /close``.
-They are plain ``def`` (run in the thread pool): the web3 signer blocks on HTTP.
+over the same signer, the batch-settlement scheme with ``BatchSettlementEvmFacilitator`` over the
+same signer, its receiver authorizer the facilitator's own key (a ``LocalAuthorizerSigner``: then
+``/supported`` names that address as ``receiverAuthorizer``, and the facilitator signs the claims and
+refunds a server sends unsigned; the harness hands a facilitator one key), and both gas-sponsoring
+extensions as the official e2e facilitator registers them. The SDK leaves relaying a sponsored
+approval to the operator (a ``send_transactions`` signer): ``Relay`` here does what the e2e
+facilitator does, one transaction after the other: it sends the payer the ether its approval's gas
+may cost (less what it holds), relays the approval, then sends the settlement, waiting for each.
+
+Endpoints: ``POST /verify`` and ``POST /settle`` (bodies ``{x402Version, paymentPayload,
+paymentRequirements}``; FastAPI answers 422 when they do not parse, an error the SDK raises is 400
+``{"error": ...}``), ``GET /supported``, ``GET /health``, ``POST /close``. They are plain ``def`` (run
+in the thread pool): the web3 signer blocks on HTTP.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from x402 import x402FacilitatorSync
 from x402.extensions.eip2612_gas_sponsoring import EIP2612_GAS_SPONSORING
 from x402.extensions.erc20_approval_gas_sponsoring import Erc20ApprovalFacilitatorExtension
 from x402.mechanisms.evm import FacilitatorWeb3Signer
+from x402.mechanisms.evm.batch_settlement.authorizer_signer import LocalAuthorizerSigner
+from x402.mechanisms.evm.batch_settlement.facilitator import BatchSettlementEvmFacilitator
 from x402.mechanisms.evm.exact.register import register_exact_evm_facilitator
 from x402.mechanisms.evm.upto import UptoEvmFacilitatorScheme
 from x402.schemas import PaymentError, SettleRequest, VerifyRequest
@@ -37,6 +44,9 @@ network = env("EVM_NETWORK")
 signer = FacilitatorWeb3Signer(private_key=private_key("facilitator"), rpc_url=env("EVM_RPC_URL"))
 facilitator = register_exact_evm_facilitator(x402FacilitatorSync(), signer, networks=network)
 facilitator.register([network], UptoEvmFacilitatorScheme(signer))
+facilitator.register(
+    [network], BatchSettlementEvmFacilitator(signer, LocalAuthorizerSigner(private_key("facilitator")))
+)
 
 
 class Relay:

@@ -13,6 +13,14 @@ whose maximum is the price and whose handler charges the ``charge`` query parame
 ``set_settlement_overrides``; both are priced in ``EVM_ASSET`` with its EIP-712 name and version
 (``UptoEvmServerScheme`` is registered for the upto one).
 
+``BATCH_PATH`` (x402sim's addition), when set, adds a ``batch-settlement`` route at ``PRICE_ATOMIC``
+per request in ``EVM_ASSET``, paid to ``EVM_PAYEE_ADDRESS`` through the SDK's batch-settlement server
+scheme in its default configuration: its channels in the SDK's in-memory storage, no receiver
+authorizer of its own (so the offer's ``receiverAuthorizer`` is the one the facilitator's
+``/supported`` names, and the facilitator signs the claims and refunds), the least withdraw delay the
+contract allows, ``minDeposit`` advertised as the SDK's default. The SDK's channel manager is not run:
+this server claims and settles nothing on its own.
+
 Configuration is the SDK's default: every route costs ``"$0.001"`` on ``EVM_NETWORK``, the exact EVM
 scheme is registered with the SDK's helper, and the SDK picks its default USDC for the network. On
 the local chain (``eip155:31337``), which has no default asset in the SDK, each route is priced with
@@ -37,6 +45,7 @@ from x402.http import (
     x402HTTPResourceServer,
 )
 from x402.http.middleware.fastapi import payment_middleware, set_settlement_overrides
+from x402.mechanisms.evm.batch_settlement.server import BatchSettlementEvmScheme as BatchServerScheme
 from x402.mechanisms.evm.exact.register import register_exact_evm_server
 from x402.mechanisms.evm.upto import UptoEvmServerScheme
 from x402.schemas import AssetAmount
@@ -67,6 +76,7 @@ routes = {
     for path in paths
 }
 permit2_path, upto_path = os.environ.get("PERMIT2_PATH", ""), os.environ.get("UPTO_PATH", "")
+batch_path = os.environ.get("BATCH_PATH", "")
 
 
 def permit2_price() -> AssetAmount:
@@ -92,6 +102,18 @@ if upto_path:
     routes[f"GET {upto_path}"] = RouteConfig(
         accepts=PaymentOption(scheme="upto", pay_to=pay_to, price=permit2_price(), network=network),
         description="x402sim conformance target (upto)",
+        mime_type="application/json",
+    )
+if batch_path:
+    server.register("eip155:*", BatchServerScheme(pay_to))  # one receiver: this server's payTo
+    batch_price = AssetAmount(
+        amount=env("PRICE_ATOMIC"),
+        asset=env("EVM_ASSET"),
+        extra={"name": env("EVM_ASSET_NAME"), "version": env("EVM_ASSET_VERSION")},
+    )
+    routes[f"GET {batch_path}"] = RouteConfig(
+        accepts=PaymentOption(scheme="batch-settlement", pay_to=pay_to, price=batch_price, network=network),
+        description="x402sim conformance target (batch-settlement)",
         mime_type="application/json",
     )
 x402HTTPResourceServer(server, routes).initialize()  # a configuration error raises here, before readiness
@@ -135,6 +157,13 @@ if upto_path:
         if charge is not None:
             set_settlement_overrides(response, {"amount": charge})
         return {"resource": upto_path, "paid": True}
+
+
+if batch_path:
+
+    @app.get(batch_path)
+    async def batch() -> dict:
+        return {"resource": batch_path, "paid": True}
 
 
 serve(app, "Server listening")
