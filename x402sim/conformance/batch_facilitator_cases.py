@@ -139,9 +139,9 @@ def _success(answer: Any) -> bool:
 def _succeeded_with(ctx: FacilitatorContext, answer: Any, event: str, what: str) -> None:
     """A success ``answer`` names a mined transaction whose receipt holds ``event``."""
     if _success(answer):
-        tx = answer.get("transaction")
+        tx = ctx.fact(f"{what}: transaction", answer.get("transaction"))
         ctx.check(
-            ctx.fact(f"{what}: {event} in {tx}", receipt_has_event(ctx.harness, tx, event)),
+            ctx.fact(f"{what}: {event} in its receipt", receipt_has_event(ctx.harness, tx, event)),
             f"{what} answered success naming {tx!r}, whose receipt holds no {event} event",
         )
 
@@ -159,7 +159,7 @@ def _salt_nonce(payer: ChannelPayer, payment: dict) -> str:
     "facilitator.batch.deposit-settles",
     "MUST",
     f"{INTERFACE}: a deposit settles through the collector; amount and extra.channelState in the answer",
-    "A valid deposit verifies and settles; its transaction holds Deposited; amount and channelState match the chain",
+    "A valid deposit verifies and settles with a Deposited event; amount and channelState match the chain",
     kind="spec",
     mechanism=BATCH,
 )
@@ -181,8 +181,10 @@ async def deposit_settles(ctx: FacilitatorContext) -> None:
     state = ctx.fact("channel", channel_fact(ctx.harness, payer.channel))
     ctx.check(state["balance"] == str(DEPOSIT), f"the channel holds {state['balance']}, not {DEPOSIT}")
     ctx.check(str(answer.get("amount")) == str(DEPOSIT), f"the answer's amount is {answer.get('amount')!r}")
-    said = (answer.get("extra") or {}).get("channelState") if isinstance(answer.get("extra"), dict) else None
-    ctx.check(isinstance(said, dict), f"the answer carries no extra.channelState: {answer.get('extra')}")
+    extra = answer.get("extra")
+    said = extra.get("channelState") if isinstance(extra, dict) else None
+    if not isinstance(said, dict):
+        ctx.fail(f"the answer carries no extra.channelState: {extra}")
     for name in ("channelId", "balance", "totalClaimed", "refundNonce"):
         ctx.check(
             str(said.get(name)).lower() == str(state[name]).lower(),
@@ -194,7 +196,7 @@ async def deposit_settles(ctx: FacilitatorContext) -> None:
     "facilitator.batch.deposit-unconfirmed",
     "MUST",
     "x402#2559 (a deposit counted before it was confirmed); " + f"{RULES} 8 (the payer holds the deposit)",
-    "A deposit whose transfer cannot happen is refused at /verify, never reported settled, and credits nothing",
+    "A deposit whose transfer cannot happen is refused at /verify, never settled, and credits nothing",
     kind="bug",
     mechanism=BATCH,
 )
@@ -205,7 +207,12 @@ async def deposit_unconfirmed(ctx: FacilitatorContext) -> None:
     cancelled = shop.payer()
     cancelled_payment = cancelled.deposit(DEPOSIT, PRICE, ctx.harness.now())
     ctx.harness.fund(cancelled.account.address, eth=10**16)
-    ctx.cancel_authorization(cancelled.account, _salt_nonce(cancelled, cancelled_payment), shop.offer)
+    nonce = _salt_nonce(cancelled, cancelled_payment)
+    ctx.cancel_authorization(cancelled.account, nonce, shop.offer)
+    ctx.check(
+        ctx.fact("cancelled authorization spent", ctx.harness.used(cancelled.account.address, nonce)),
+        "the payer's cancelAuthorization did not land",
+    )
     before = ctx.harness.block_number()
     for what, payer, payment in (
         (
@@ -229,7 +236,7 @@ async def deposit_unconfirmed(ctx: FacilitatorContext) -> None:
     "facilitator.batch.deposit-twice",
     "MUST",
     "x402#2883 (a deposit counted twice); EIP-3009 single-use nonce",
-    "The same deposit settled twice: the second is no success; one Deposited on chain, the balance counts it once",
+    "The same deposit settled twice: the second is no success; one Deposited, the balance counts it once",
     kind="bug",
     mechanism=BATCH,
 )
@@ -273,7 +280,7 @@ async def verify_writes_nothing(ctx: FacilitatorContext) -> None:
         ),
     )
     before = ctx.harness.block_number()
-    for what, payer, payment, ok in payments:
+    for what, _, payment, ok in payments:
         verdict = await shop.verify(payment, what)
         ctx.fact(f"verify: {what}", verdict)
         ctx.check(_valid(verdict) is ok, f"/verify of {what} answered {verdict}")
@@ -359,8 +366,8 @@ async def voucher_wrong_signer(ctx: FacilitatorContext) -> None:
     "facilitator.batch.claim-needs-event",
     "MUST",
     "x402#3096, x402#3092 (a claim or settlement reported without its on-chain event); " + INTERFACE,
-    "Claims and sweeps succeed only with their Claimed/Settled event: a repeated claim and an empty sweep are "
-    "no success; a real claim then sweep moves exactly the claimed amount to the receiver",
+    "Claims and sweeps succeed only with their event: a repeated claim and an empty sweep are no success; "
+    "a claim then a sweep moves exactly the claimed amount to the receiver",
     kind="bug",
     mechanism=BATCH,
 )
@@ -462,8 +469,8 @@ def _delegate(kind: dict) -> str | None:
     "facilitator.batch.refund-wrong-nonce",
     "MUST",
     f"{RULES} 11 (the refund nonce is the channel's on-chain refundNonce)",
-    "A refund whose refundNonce is not the channel's (a spent one, a future one; signed by the server or left "
-    "to the delegated facilitator) is no success and moves nothing; the right nonce refunds exactly the amount",
+    "A refund with a spent or a future refundNonce (server-signed or delegated) is no success and moves "
+    "nothing; the channel's nonce refunds exactly the amount",
     kind="spec",
     mechanism=BATCH,
 )
@@ -521,7 +528,7 @@ async def refund_wrong_amount(ctx: FacilitatorContext) -> None:
 @case(
     "facilitator.batch.withdraw-race",
     "MUST",
-    f"{BATCH_SPEC}, Refund and withdrawal (during the grace period the server can claim outstanding vouchers)",
+    f"{BATCH_SPEC}, Refund and withdrawal (during the grace period the server can claim its vouchers)",
     "While the payer's timed withdrawal is pending, a claim and a sweep of its vouchers succeed and the "
     "receiver gets all they cover; the withdrawal stays pending",
     kind="spec",
