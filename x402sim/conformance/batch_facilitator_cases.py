@@ -16,9 +16,9 @@ Decisions these cases rest on:
   ``amount`` and ``extra.channelState`` are what the chain holds (spec, facilitator interface). A
   deposit whose transfer cannot happen (a payer without the tokens, an authorization the payer
   cancelled) is refused at ``/verify`` and never reported settled (x402#2559: counted before
-  confirmed). The same deposit settled twice lands once and the second answer is no success
-  (x402#2883). ``/verify`` sends nothing: no transaction, the balance stays 0 and the authorization
-  unspent, for a valid deposit and for a failing one (x402#2881).
+  confirmed). The same deposit settled twice, in turn or at once, lands once and only one answer is
+  a success (x402#2883). ``/verify`` sends nothing: no transaction, the balance stays 0 and the
+  authorization unspent, for a valid deposit and for a failing one (x402#2881).
 * **Vouchers.** Verification rules 6, 9 and 10: a voucher signed by another key, above the channel's
   balance, or at or below its on-chain ``totalClaimed`` is refused at ``/verify``.
 * **Success means the event.** A claim that raises no channel's ``totalClaimed`` and a sweep with
@@ -37,6 +37,7 @@ Decisions these cases rest on:
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..evm.channels import BATCH_SETTLEMENT_ADDRESS, erc3009_deposit_nonce
@@ -236,7 +237,7 @@ async def deposit_unconfirmed(ctx: FacilitatorContext) -> None:
     "facilitator.batch.deposit-twice",
     "MUST",
     "x402#2883 (a deposit counted twice); EIP-3009 single-use nonce",
-    "The same deposit settled twice: the second is no success; one Deposited, the balance counts it once",
+    "A deposit settled twice (in turn, at once): one success, one Deposited, the balance counts it once",
     kind="bug",
     mechanism=BATCH,
 )
@@ -255,6 +256,17 @@ async def deposit_twice(ctx: FacilitatorContext) -> None:
     ctx.check(len(deposited) == 1, f"{len(deposited)} Deposited events for one deposit")
     state = ctx.fact("channel", channel_fact(ctx.harness, payer.channel))
     ctx.check(state["balance"] == str(DEPOSIT), f"the channel holds {state['balance']}, not {DEPOSIT}")
+    # a top-up, its two copies settled at once
+    top_up = payer.deposit(DEPOSIT, PRICE, ctx.harness.now())
+    answers = await asyncio.gather(*(shop.settle(top_up, f"a top-up, copy {i + 1}") for i in range(2)))
+    ctx.fact("top-up settles", answers)
+    ctx.check(sum(map(_success, answers)) == 1, f"two copies of one top-up: {answers}")
+    deposited = ctx.fact("Deposited", [e.tx_hash for e in batch_events(ctx.harness, before, "Deposited")])
+    ctx.check(len(deposited) == 2, f"{len(deposited)} Deposited events for a deposit and a top-up")
+    state = ctx.fact("channel after the top-up", channel_fact(ctx.harness, payer.channel))
+    ctx.check(
+        state["balance"] == str(2 * DEPOSIT), f"the channel holds {state['balance']}, not {2 * DEPOSIT}"
+    )
 
 
 @case(
