@@ -152,11 +152,12 @@ class ChannelPayer:
         charged: int,
         amount: int,
         nonce: int,
-        authorizer_key: bytes,
+        authorizer_key: bytes | None,
         claims: tuple[VoucherClaim, ...] = (),
     ) -> dict:
         """A refund the server completed for ``/settle``: refund ``nonce``, the claims to record first,
-        and the receiver authorizer's signatures (``authorizer_key``)."""
+        and the receiver authorizer's signatures (``authorizer_key``; None: unsigned, for a
+        facilitator that is the receiver authorizer)."""
         voucher = self.signed(charged)
         payload = RefundPayload(
             self.config,
@@ -164,8 +165,10 @@ class ChannelPayer:
             amount,
             nonce,
             claims,
-            sign_refund(authorizer_key, self.chain_id, self.channel, nonce, amount),
-            sign_claim_batch(authorizer_key, self.chain_id, claims) if claims else None,
+            sign_refund(authorizer_key, self.chain_id, self.channel, nonce, amount)
+            if authorizer_key
+            else None,
+            sign_claim_batch(authorizer_key, self.chain_id, claims) if claims and authorizer_key else None,
         )
         return payment_v2(self.offer, payload.to_wire())
 
