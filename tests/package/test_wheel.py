@@ -6,9 +6,10 @@ requirements.lock as constraints (the versions the suite runs with). Every comma
 temporary folder as its working directory, away from the source tree, so what it finds (the
 scenarios, the contracts, the pytest plugin) is what the wheel carries:
 
-* core: ``x402sim --version``; ``x402sim conformance server --builtin reference``; ``x402sim
-  scenarios``; ``x402sim run quickstart`` and ``x402sim sweep`` saying which extra they need (exit 2);
-  a project of a user's own: the plugin example the wheel ships (``x402sim.examples``), run by pytest;
+* core: ``x402sim --version``; ``x402sim conformance server --builtin reference`` (its replay
+  cases); ``x402sim scenarios``; ``x402sim run quickstart`` and ``x402sim sweep`` saying which extra
+  they need (exit 2); a project of a user's own: the plugin example the wheel ships
+  (``x402sim.examples``), run by pytest;
 * with ``[sim]``: a short ``x402sim run quickstart`` (the shipped scenario, by name, with its plots).
 
 The versions printed and recorded (``--version``, the conformance report's ``tool``, the run's
@@ -149,9 +150,11 @@ def test_the_wheel_installs_and_runs_away_from_the_source(tmp_path):
     # -- core: conformance, the plugin, the scenarios' list, and the extras it does not have -------
     steps.pip_install("install core", wheel, "pytest")
     assert steps.run("--version", x402sim, "--version").stdout == f"x402sim {VERSION}\n"
+    # one group of cases: the plugin example below runs the whole server catalog from the wheel
     conformance = steps.start(
-        x402sim, "conformance", "server", "--builtin", "reference", "--json", "conformance.json"
-    )
+        x402sim, "conformance", "server", "--builtin", "reference", "--cases", "server.replay",
+        "--json", "conformance.json",
+    )  # fmt: skip
     absent = steps.run(
         "find the simulator",
         steps.bin / "python",
@@ -196,6 +199,7 @@ def test_the_wheel_installs_and_runs_away_from_the_source(tmp_path):
     report = json.loads((work / "conformance.json").read_text())
     assert report["tool"] == {"name": "x402sim", "version": VERSION}
     assert report["target"]["role"] == "server" and report["results"]  # exit 0: no MUST case failed
+    assert {r["id"].split(".")[1] for r in report["results"]} == {"replay"}
 
     took = ", ".join(f"{label} {seconds:.1f}s" for label, seconds in {"build": built, **steps.took}.items())
     print(f"wheel test: {time.perf_counter() - started:.1f}s ({took})")

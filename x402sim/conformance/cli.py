@@ -49,9 +49,9 @@ MechanismOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--mechanism",
-        help="Only cases of this payment mechanism: exact-eip3009, exact-permit2 or upto (repeatable, or "
-        "a comma list). Default: what the target speaks: its --config (transferMethod, schemes), all "
-        "three for --builtin, else exact-eip3009.",
+        help="Only cases of this payment mechanism: exact-eip3009, exact-permit2, upto or "
+        "batch-settlement (repeatable, or a comma list). Default: what the target speaks: its --config "
+        "(transferMethod, schemes), all of them for --builtin, else exact-eip3009.",
     ),
 ]
 ConfigOpt = Annotated[
