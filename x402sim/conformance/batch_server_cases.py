@@ -57,6 +57,7 @@ from .batch_kit import (
     receipt_has_event,
 )
 from .catalog import case
+from .harness import DEFAULT_FUNDING
 from .kits import ServerContext, read_challenge
 
 MISMATCH = Reason.invalid_batch_settlement_evm_cumulative_amount_mismatch.value
@@ -111,7 +112,8 @@ class Channel:
         self.ctx, self.path, self.offer = ctx, path, offer
         self.price = _price(ctx, offer)
         self.deposit = announced_min_deposit(offer_of(offer)) or DEFAULT_DEPOSIT_PRICES * self.price
-        self.payer = ChannelPayer(ctx.harness.funded_account(), offer, ctx.harness.chain_id, ctx.rng)
+        account = ctx.harness.funded_account(usdc=max(DEFAULT_FUNDING, 2 * self.deposit))
+        self.payer = ChannelPayer(account, offer, ctx.harness.chain_id, ctx.rng)
         self.charged = 0
         self.block = ctx.harness.block_number()
 
