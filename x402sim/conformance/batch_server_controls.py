@@ -3,9 +3,10 @@ broken on purpose.
 
 Each is a subclass of ``ResourceServer`` overriding one step of its channel side
 (``server_channels.ChannelSelling``): the offer's terms, the answer it delivers, the deposit's
-settlement (served before it answers, or counted whatever it answers), the cumulative check, the
-local verify (no balance row; the voucher recorded before it is judged), a resent deposit counted
-again, and the refund it completes.
+settlement (served before it answers, or counted whatever it answers), the cumulative check (any
+amount served, or a corrective 402 without the state to correct by), the local verify (no balance
+row; the voucher recorded before it is judged), a resent deposit counted again, and the refund it
+completes (all the escrow whatever was asked, or all that is left when asked too much).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 
 from ..actors.server import ResourceServer
-from ..actors.server_channels import ChannelRecord
+from ..actors.server_channels import CUMULATIVE_MISMATCH, ChannelRecord
 from ..evm.channels import UINT128_MAX, channel_id
 from ..mechanisms.batch_wire import DepositPayload, PayloadError, VoucherPayload, parse_payload
 from ..protocol import PaymentPayload, SettleResponse, evm_chain_id
@@ -275,3 +276,41 @@ class RefundsAll(ResourceServer):
 )
 def refunds_all():
     return _server("server-batch-refunds-all", RefundsAll)
+
+
+@dataclass
+class RefundsWhatIsLeft(ResourceServer):
+    """Answers a refund asking more than is unclaimed with a refund of all that is left."""
+
+    def _refund(self, route, payment, requirements, body, record, version, now):
+        if body.amount is not None and body.amount > record.balance - record.charged:
+            body = replace(body, amount=None)
+        return (yield from super()._refund(route, payment, requirements, body, record, version, now))
+
+
+@control(
+    "server-batch-refunds-what-is-left",
+    "server",
+    "Refunds all that is left when a refund asks more than is unclaimed, instead of refusing it",
+    ("server.batch.refund",),
+)
+def refunds_what_is_left():
+    return _server("server-batch-refunds-what-is-left", RefundsWhatIsLeft)
+
+
+@dataclass
+class BareMismatch(ResourceServer):
+    def challenge(self, route, version, error, headers=(), status=402, extra=None):
+        if error == CUMULATIVE_MISMATCH:
+            extra = None
+        return super().challenge(route, version, error, headers, status, extra)
+
+
+@control(
+    "server-batch-bare-mismatch",
+    "server",
+    "Answers a cumulative mismatch with a 402 carrying neither channelState nor voucherState",
+    ("server.batch.cumulative-mismatch",),
+)
+def bare_mismatch():
+    return _server("server-batch-bare-mismatch", BareMismatch)
