@@ -9,10 +9,11 @@ Rules:
   desynchronise targets that cache their own transaction nonce.
 * The facilitator is the reference one, behind ``FacilitatorControl``: a case may tell it to refuse
   a settlement, answer ``settlement_pending`` after really settling, settle and lose the answer,
-  hold ``/verify`` until the case releases it, answer outside the protocol, or add an
-  ``EXTENSION-RESPONSES`` header to its answers. Every ``/verify`` and ``/settle`` it receives is
-  recorded (and marked done once answered), so a case can tell whether the target called it and
-  when its calls are over. The control is reset after every case, which releases any hold.
+  hold ``/verify`` until the case releases it, hold ``/settle`` a moment before answering it, answer
+  outside the protocol, or add an ``EXTENSION-RESPONSES`` header to its answers. Every ``/verify``
+  and ``/settle`` it receives is recorded (and marked done once answered), so a case can tell
+  whether the target called it and when its calls are over. The control is reset after every case,
+  which releases any hold.
 * The facilitator offers both gas-sponsoring extensions of Permit2 payments (``eip2612GasSponsoring``,
   ``erc20ApprovalGasSponsoring``), so a server target's Permit2 routes can declare them.
 * Keys are test keys derived from the run's seed; nothing here ever holds real value.
@@ -87,7 +88,9 @@ class FacilitatorControl:
     sent again); ``pending-once`` (the first ``/settle`` as ``pending``, a resent one is answered by
     the reference facilitator itself); ``lose`` (settle on chain, then answer 500 without the
     result); ``malformed`` (answer 200 with ``MALFORMED_REPLY``, an HTML page, and send nothing to
-    the chain).
+    the chain); ``hang`` (hold each ``/settle`` ``settle_hold`` seconds, or until ``release``, then
+    answer it normally); ``hang-refuse`` (hold it so, then answer as ``refuse``): a settlement still
+    unanswered while a server could already have answered its buyer.
 
     ``verify_mode``: ``normal``; ``hang`` (hold each ``/verify`` until ``release``, then answer it
     normally); ``malformed`` (answer 200 with ``MALFORMED_REPLY``).
@@ -106,6 +109,7 @@ class FacilitatorControl:
     calls: list[FacilitatorCall] = field(default_factory=list)
     verify_barrier: int = 0
     barrier_wait: float = BARRIER_WAIT
+    settle_hold: float = BARRIER_WAIT
     _arrived: int = 0
     _released: Any = None  # an asyncio.Event of the facilitator's loop, made when first needed
     _holds: list = field(default_factory=list)  # (loop, asyncio.Event) of each hung /verify
@@ -130,12 +134,12 @@ class FacilitatorControl:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._released.wait(), self.barrier_wait)
 
-    async def hang(self) -> None:
-        """Wait (on the facilitator's loop) until ``release``, or ``HOLD_LIMIT`` seconds."""
+    async def hang(self, limit: float = HOLD_LIMIT) -> None:
+        """Wait (on the facilitator's loop) until ``release``, or ``limit`` seconds."""
         released = asyncio.Event()
         self._holds.append((asyncio.get_running_loop(), released))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(released.wait(), HOLD_LIMIT)
+            await asyncio.wait_for(released.wait(), limit)
 
     def release(self) -> None:
         """Let every hung ``/verify`` go on (callable from any thread)."""
@@ -203,6 +207,9 @@ async def _answer(app, control: FacilitatorControl, scope, body: bytes, parsed: 
     mode = control.verify_mode if verify else control.settle_mode
     if verify and mode == "hang":
         await control.hang()
+    if not verify and mode in ("hang", "hang-refuse"):
+        await control.hang(control.settle_hold)
+        mode = "normal" if mode == "hang" else "refuse"
     nonce = _nonce_of(parsed)
     if mode == "refuse":
         call.answer = {
@@ -273,9 +280,8 @@ class Harness:
         self.options = options or HarnessOptions()
         self._counter = 0
         # A held /verify must be answered well inside the bound servers are given for a facilitator.
-        self.control = FacilitatorControl(
-            barrier_wait=min(BARRIER_WAIT, self.options.facilitator_timeout / 4)
-        )
+        quarter = min(BARRIER_WAIT, self.options.facilitator_timeout / 4)
+        self.control = FacilitatorControl(barrier_wait=quarter, settle_hold=quarter)
         self.services = Services(LOOPBACK)
         self.extra_apps: dict[str, str] = {}
         self._started = False
