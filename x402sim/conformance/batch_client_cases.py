@@ -103,8 +103,9 @@ class Sent:
 @dataclass
 class BatchShop:
     """The hostile server's handler selling ``offer`` by channel (see the module docstring):
-    ``charge`` per served request; ``min_deposit`` refused below; ``forge``: answer the first payment
-    with a corrective 402 claiming ``FORGED_CHARGE``, its voucherState signed by ``impostor``."""
+    ``charge`` per served request; ``min_deposit`` refused below; ``forge``: settle the first
+    payment's deposit, then answer it with a corrective 402 claiming ``FORGED_CHARGE``, its
+    voucherState signed by ``impostor``."""
 
     ctx: ClientContext
     offer: dict
@@ -134,6 +135,8 @@ class BatchShop:
         self.sent.append(Sent(body, book.charged))
         if self.forge and self.impostor is not None:
             self.forge = False  # once; the shop then holds the forged amount as charged
+            if isinstance(body, DepositPayload):  # the escrow is taken first: there is money at stake
+                await settle(self.ctx, payment, self.offer)
             book.charged = FORGED_CHARGE
             forged = sign_voucher(self.impostor.key, self.ctx.harness.chain_id, channel, FORGED_CHARGE)
             return await self.corrective(seen, channel, FORGED_CHARGE, FORGED_CHARGE, forged)
@@ -285,7 +288,7 @@ def _deposits(sent: list[Sent]) -> list[DepositPayload]:
 )
 async def signs_deposit(ctx: ClientContext) -> None:
     the_shop = shop(ctx)
-    run, payer, _ = await ctx.run_client()
+    run, payer, before = await ctx.run_client()
     sent = the_shop.facts()
     ctx.check(bool(sent), f"the client sent no deposit or voucher (verdict {run.verdict})")
     first = sent[0].payload
@@ -319,6 +322,8 @@ async def signs_deposit(ctx: ClientContext) -> None:
         int(onchain["balance"]) == first.amount,
         f"the channel holds {onchain['balance']} on chain, not the deposit {first.amount}",
     )
+    moved = [t["value"] for t in ctx.payer_transfers(payer, before)]
+    ctx.check(moved == [first.amount], f"the payer's tokens moved {moved}, not the deposit {first.amount}")
 
 
 @case(
@@ -367,6 +372,10 @@ async def voucher_within_charge(ctx: ClientContext) -> None:
     ctx.check(bool(the_shop.sent), "the client sent no deposit or voucher")
     beyond = _beyond_charge(the_shop)
     ctx.check(not beyond, f"the client signed vouchers beyond its charge plus the price: {beyond}")
+    bound = ctx.fact("claimable_bound", max(s.charged for s in the_shop.sent) + the_shop.price)
+    channels = await claim_best(ctx, the_shop, payer)
+    over = {c: state["totalClaimed"] for c, state in channels.items() if int(state["totalClaimed"]) > bound}
+    ctx.check(not over, f"the shop claimed {over} on chain, beyond the charge plus the price ({bound})")
 
 
 @case(
