@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from ..evm.channels import ChannelConfig, ChannelState, VoucherClaim, channel_id, sign_voucher, voucher_digest
+from ..evm.channels import ChannelState, VoucherClaim, channel_id, sign_voucher, voucher_digest
 from ..evm.eip712 import SignatureError, recover_digest
 from ..mechanisms.batch_client import CUMULATIVE_MISMATCH
 from ..mechanisms.batch_wire import (
@@ -58,7 +58,7 @@ from ..mechanisms.batch_wire import (
 )
 from .batch_kit import BATCH, BATCH_SPEC, PRICE, batch_offer, channel_fact, channel_state, claim_payment
 from .catalog import case
-from .client_cases import challenge, settle
+from .client_cases import challenge
 from .forge import header_value
 from .harness import Account
 from .hostile import Answer, Seen
@@ -75,7 +75,6 @@ RECOVERY = f"{BATCH_SPEC}, Recovery After State Loss"
 class Book:
     """What the shop holds of one channel: the charged cumulative amount and the last voucher."""
 
-    config: ChannelConfig
     charged: int = 0
     signed_max: int = 0
     signature: bytes = b""
@@ -131,12 +130,12 @@ class BatchShop:
         if not isinstance(body, DepositPayload | VoucherPayload):
             return challenge(self.ctx, seen, [self.offer], error=PAYLOAD_TYPE)
         channel = body.voucher.channel_id
-        book = self.books.setdefault(channel, Book(body.config))
+        book = self.books.setdefault(channel, Book())
         self.sent.append(Sent(body, book.charged))
         if self.forge and self.impostor is not None:
             self.forge = False  # once; the shop then holds the forged amount as charged
             if isinstance(body, DepositPayload):  # the escrow is taken first: there is money at stake
-                await settle(self.ctx, payment, self.offer)
+                await facilitator_call(self.ctx, "settle", payment, self.offer)
             book.charged = FORGED_CHARGE
             forged = sign_voucher(self.impostor.key, self.ctx.harness.chain_id, channel, FORGED_CHARGE)
             return await self.corrective(seen, channel, FORGED_CHARGE, FORGED_CHARGE, forged)
@@ -145,7 +144,7 @@ class BatchShop:
         if isinstance(body, DepositPayload):
             if self.min_deposit is not None and body.amount < self.min_deposit:
                 return challenge(self.ctx, seen, [self.offer], error=DEPOSIT_BELOW_MIN)
-            answer = await settle(self.ctx, payment, self.offer)
+            answer = await facilitator_call(self.ctx, "settle", payment, self.offer)
             if not answer.get("success"):
                 return Answer(402, [("PAYMENT-RESPONSE", header_value(answer))], {"paid": False})
             transaction, amount = str(answer.get("transaction", "")), str(body.amount)
@@ -256,7 +255,7 @@ async def claim_best(ctx: ClientContext, the_shop: BatchShop, payer: Account) ->
             continue  # nothing there to claim
         row = (config, voucher.max_claimable, voucher.signature, min(voucher.max_claimable, state.balance))
         payment = claim_payment(the_shop.offer, (VoucherClaim(*row),), None, ctx.harness.chain_id)
-        answer = await settle(ctx, payment, {**the_shop.offer, "amount": "0"})
+        answer = await facilitator_call(ctx, "settle", payment, {**the_shop.offer, "amount": "0"})
         ctx.note(f"claim of 0x{voucher.channel_id.hex()} at {voucher.max_claimable}: {answer}")
     return ctx.fact(
         "channels",

@@ -4,12 +4,12 @@ broken on purpose.
 Each is ``reference.pay_from_env``'s client whose channels (``ClientChannels``) or deposit policy is
 replaced: one signs one unit above ``charged + price``, one counts its signed ceilings as charged
 after a corrective 402, one adopts any corrective 402 without checking its voucherState, one ignores
-``minDeposit``, one deposits before every voucher, one opens a new channel (a random salt) each run.
+``minDeposit``, one deposits before every voucher, one opens a new channel (a new salt) each run.
 """
 
 from __future__ import annotations
 
-import random
+import itertools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +22,8 @@ from ..mechanisms.batch_wire import PayloadError, read_snapshot
 from ..mechanisms.offer import Offer
 from .controls import control
 from .reference import InProcessClient
+
+_SALTS = itertools.count(1)  # a new channel each run: salts 1, 2, ... (the reference's is 0)
 
 
 class OneUnitOver(ClientChannels):
@@ -84,7 +86,7 @@ def _batch_pay(
         with PayingClient(
             parsed.key, networks=(parsed.network,), policy=SpendPolicy(max_price=parsed.max_amount)
         ) as client:
-            role: Any = client.role
+            role = client.role
             role.channels = channels(role.key, ChannelStore(), policy or DepositPolicy(), salt=salt)
             result = client.get(parsed.url)
     except Exception as exc:  # the verdict says what went wrong, as a client command would
@@ -150,12 +152,12 @@ def deposits_always():
 @control(
     "client-batch-new-channel-each-run",
     "client",
-    "Opens a new channel (a random salt) each time it starts, stranding the old one's escrow",
+    "Opens a new channel (a new salt) each time it starts, stranding the old one's escrow",
     ("client.batch.adopts-genuine-corrective",),
 )
 def new_channel_each_run():
     return InProcessClient(
-        lambda env: _batch_pay(env, salt=random.randbytes(32)),
+        lambda env: _batch_pay(env, salt=next(_SALTS).to_bytes(32, "big")),
         name="client-batch-new-channel-each-run",
         kind="control",
     )
