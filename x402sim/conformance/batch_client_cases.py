@@ -48,10 +48,12 @@ import httpx
 
 from ..evm.channels import ChannelState, VoucherClaim, channel_id, sign_voucher, voucher_digest
 from ..evm.eip712 import SignatureError, recover_digest
-from ..mechanisms.batch_client import CUMULATIVE_MISMATCH
+from ..mechanisms.batch_client import CUMULATIVE_MISMATCH, PERMIT2
 from ..mechanisms.batch_wire import (
     DepositPayload,
+    Erc3009Deposit,
     PayloadError,
+    Permit2Deposit,
     VoucherPayload,
     channel_snapshot,
     parse_payload,
@@ -203,13 +205,14 @@ async def facilitator_call(ctx: ClientContext, endpoint: str, payment: Any, requ
 
 
 def shop(ctx: ClientContext, **terms: Any) -> BatchShop:
-    """A shop selling a batch offer (``min_deposit`` announced when given) from a fresh payee,
-    installed as the hostile server's handler."""
+    """A shop selling a batch offer (``min_deposit`` announced when given; deposits by ``method``,
+    None: EIP-3009) from a fresh payee, installed as the hostile server's handler."""
     offer = batch_offer(
         ctx.harness,
         pay_to=ctx.harness.new_account("payee").address,
         receiver_authorizer=ctx.harness.facilitator.address,
         min_deposit=terms.get("min_deposit"),
+        method=terms.pop("method", None),
     )
     the_shop = BatchShop(ctx, offer, **terms)
     ctx.hostile.handler = the_shop
@@ -275,54 +278,73 @@ def _deposits(sent: list[Sent]) -> list[DepositPayload]:
     return [s.payload for s in sent if isinstance(s.payload, DepositPayload)]
 
 
-@case(
-    "client.batch.signs-deposit",
-    "MUST",
-    f"{BATCH_SPEC}: 402 Response (payTo, receiverAuthorizer, asset, withdrawDelay map to the channel "
-    "config), Requests and vouchers (maxClaimableAmount = chargedCumulativeAmount + amount)",
-    "Against a batch offer the client deposits into the offer's channel, its first voucher is the "
-    "price signed by the payer, and the deposit lands on chain",
-    kind="payment",
-    mechanism=BATCH,
-)
-async def signs_deposit(ctx: ClientContext) -> None:
-    the_shop = shop(ctx)
-    run, payer, before = await ctx.run_client()
-    sent = the_shop.facts()
-    ctx.check(bool(sent), f"the client sent no deposit or voucher (verdict {run.verdict})")
-    first = sent[0].payload
-    ctx.check(isinstance(first, DepositPayload), f"the first payment on a new channel is a {first.type}")
-    assert isinstance(first, DepositPayload)
-    config, offer = first.config, the_shop.offer
-    expected = {
-        "payer": payer.address,
-        "receiver": offer["payTo"],
-        "receiver_authorizer": offer["extra"]["receiverAuthorizer"],
-        "token": offer["asset"],
-        "withdraw_delay": offer["extra"]["withdrawDelay"],
-    }
-    for name, value in expected.items():
-        got = getattr(config, name)
-        ctx.check(str(got).lower() == str(value).lower(), f"channelConfig.{name} is {got}, not {value}")
-    channel = channel_id(config, ctx.harness.chain_id)
-    ctx.check(
-        first.voucher.channel_id == channel,
-        f"voucher.channelId 0x{first.voucher.channel_id.hex()} is not the config's hash 0x{channel.hex()}",
+def _signs_deposit_case(method: str | None):
+    permit2 = method == PERMIT2
+
+    @case(
+        "client.batch.signs-permit2-deposit" if permit2 else "client.batch.signs-deposit",
+        "MUST",
+        f"{BATCH_SPEC}: 402 Response (payTo, receiverAuthorizer, asset, withdrawDelay map to the "
+        "channel config), Requests and vouchers (maxClaimableAmount = chargedCumulativeAmount + amount)"
+        + (", assetTransferMethod permit2 (the Permit2 deposit collector)" if permit2 else ""),
+        f"Against a batch offer ({'Permit2' if permit2 else 'EIP-3009'} deposits) the client deposits "
+        "into the offer's channel, its first voucher is the price signed by the payer, and the deposit "
+        "lands on chain",
+        kind="payment",
+        mechanism=BATCH,
     )
-    ctx.check(
-        first.voucher.max_claimable == the_shop.price,
-        f"the first voucher is {first.voucher.max_claimable}, not the price {the_shop.price}",
-    )
-    ctx.check(payer_signed(ctx, sent[0], payer), "the voucher does not recover to the payer's authorizer")
-    _served(ctx, run, "a valid deposit")
-    onchain = channel_fact(ctx.harness, channel)
-    ctx.fact("channel", onchain)
-    ctx.check(
-        int(onchain["balance"]) == first.amount,
-        f"the channel holds {onchain['balance']} on chain, not the deposit {first.amount}",
-    )
-    moved = [t["value"] for t in ctx.payer_transfers(payer, before)]
-    ctx.check(moved == [first.amount], f"the payer's tokens moved {moved}, not the deposit {first.amount}")
+    async def run(ctx: ClientContext) -> None:
+        the_shop = shop(ctx, method=method)
+        payer = ctx.harness.permit2_payer(label="client-payer") if permit2 else None
+        run, payer, before = await ctx.run_client(payer=payer)
+        sent = the_shop.facts()
+        ctx.check(bool(sent), f"the client sent no deposit or voucher (verdict {run.verdict})")
+        first = sent[0].payload
+        ctx.check(isinstance(first, DepositPayload), f"the first payment on a new channel is a {first.type}")
+        assert isinstance(first, DepositPayload)
+        config, offer = first.config, the_shop.offer
+        expected = {
+            "payer": payer.address,
+            "receiver": offer["payTo"],
+            "receiver_authorizer": offer["extra"]["receiverAuthorizer"],
+            "token": offer["asset"],
+            "withdraw_delay": offer["extra"]["withdrawDelay"],
+        }
+        for name, value in expected.items():
+            got = getattr(config, name)
+            ctx.check(str(got).lower() == str(value).lower(), f"channelConfig.{name} is {got}, not {value}")
+        channel = channel_id(config, ctx.harness.chain_id)
+        ctx.check(
+            first.voucher.channel_id == channel,
+            f"voucher.channelId 0x{first.voucher.channel_id.hex()} is not the config's hash "
+            f"0x{channel.hex()}",
+        )
+        ctx.check(
+            first.voucher.max_claimable == the_shop.price,
+            f"the first voucher is {first.voucher.max_claimable}, not the price {the_shop.price}",
+        )
+        ctx.check(payer_signed(ctx, sent[0], payer), "the voucher does not recover to the payer's authorizer")
+        kind = Permit2Deposit if permit2 else Erc3009Deposit
+        ctx.check(
+            isinstance(first.authorization, kind),
+            f"the deposit is authorized by {type(first.authorization).__name__}, not {kind.__name__}",
+        )
+        _served(ctx, run, "a valid deposit")
+        onchain = ctx.fact("channel", channel_fact(ctx.harness, channel))
+        ctx.check(
+            int(onchain["balance"]) == first.amount,
+            f"the channel holds {onchain['balance']} on chain, not the deposit {first.amount}",
+        )
+        moved = [t["value"] for t in ctx.payer_transfers(payer, before)]
+        ctx.check(
+            moved == [first.amount], f"the payer's tokens moved {moved}, not the deposit {first.amount}"
+        )
+
+    return run
+
+
+_signs_deposit_case(None)
+_signs_deposit_case(PERMIT2)
 
 
 @case(

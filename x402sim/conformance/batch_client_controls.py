@@ -2,9 +2,10 @@
 broken on purpose.
 
 Each is ``reference.pay_from_env``'s client whose channels (``ClientChannels``) or deposit policy is
-replaced: one signs one unit above ``charged + price``, one counts its signed ceilings as charged
-after a corrective 402, one adopts any corrective 402 without checking its voucherState, one ignores
-``minDeposit``, one deposits before every voucher, one opens a new channel (a new salt) each run.
+replaced: one signs one unit above ``charged + price``, one deposits by EIP-3009 against a Permit2
+offer, one counts its signed ceilings as charged after a corrective 402, one adopts any corrective
+402 without checking its voucherState, one ignores ``minDeposit``, one deposits before every voucher,
+one opens a new channel (a new salt) each run.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ class OneUnitOver(ClientChannels):
     def channel_for(self, offer: Offer, now: int) -> ChannelRecord:
         record = super().channel_for(offer, now)
         return replace(record, charged=record.charged + 1)
+
+
+class Eip3009Always(ClientChannels):
+    """Deposits by EIP-3009 whatever the offer's assetTransferMethod."""
+
+    def pay(self, offer: Offer, now: int, entropy: bytes) -> dict[str, Any]:
+        extra = {k: v for k, v in offer.extra.items() if k != "assetTransferMethod"}
+        return super().pay(replace(offer, extra=extra), now, entropy)
 
 
 class SignedMaxAsCharged(ClientChannels):
@@ -103,10 +112,24 @@ def _client(name: str, **switches: Any) -> InProcessClient:
     "client-batch-one-unit-over",
     "client",
     "Signs every voucher one unit above the charged amount plus the price",
-    ("client.batch.signs-deposit", "client.batch.voucher-within-charge"),
+    (
+        "client.batch.signs-deposit",
+        "client.batch.signs-permit2-deposit",
+        "client.batch.voucher-within-charge",
+    ),
 )
 def one_unit_over():
     return _client("client-batch-one-unit-over", channels=OneUnitOver)
+
+
+@control(
+    "client-batch-eip3009-always",
+    "client",
+    "Deposits by EIP-3009 against an offer whose assetTransferMethod is permit2",
+    ("client.batch.signs-permit2-deposit",),
+)
+def eip3009_always():
+    return _client("client-batch-eip3009-always", channels=Eip3009Always)
 
 
 @control(
