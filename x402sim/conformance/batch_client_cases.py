@@ -2,14 +2,15 @@
 
 The harness plays the resource server (``BatchShop``, the hostile server's handler) and the
 facilitator (the reference one, which is the offers' ``receiverAuthorizer``, so it signs the claims
-the shop asks for). The shop sells one batch-settlement offer (EIP-3009 deposits, withdraw delay
-``WITHDRAW_DELAY``), keeps its own book per channel (charged, last voucher) across the runs of a case,
-settles deposits and verifies vouchers through the harness's facilitator, and answers 200 with a
-``PAYMENT-RESPONSE`` carrying ``chargedAmount`` and ``channelState`` as the spec's payment response
-contract says, or the corrective 402 (``invalid_batch_settlement_evm_cumulative_amount_mismatch``,
-``accepts[].extra.channelState`` and ``voucherState``). It records every deposit and voucher the
-client sent beside the charged amount it held at that moment; a case that runs the client twice with
-the same payer models a restarted agent that lost its local state.
+the shop asks for). The shop sells one batch-settlement offer (EIP-3009 deposits, or Permit2 ones;
+withdraw delay ``WITHDRAW_DELAY``), keeps its own book per channel (charged, last voucher) across
+the runs of a case, settles deposits and verifies vouchers through the harness's facilitator, and
+answers 200 with a ``PAYMENT-RESPONSE`` carrying ``chargedAmount`` and ``channelState`` as the
+spec's payment response contract says, or the corrective 402
+(``invalid_batch_settlement_evm_cumulative_amount_mismatch``, ``accepts[].extra.channelState`` and
+``voucherState``). It records every deposit and voucher the client sent beside the charged amount it
+held at that moment; a case that runs the client twice with the same payer models a restarted agent
+that lost its local state.
 
 Decisions these cases rest on:
 
@@ -17,25 +18,28 @@ Decisions these cases rest on:
   (``payTo`` -> receiver, ``extra.receiverAuthorizer``, ``asset`` -> token, ``extra.withdrawDelay``;
   its own payer and payer authorizer), whose id is the config's hash, and its first voucher is the
   price (``chargedCumulativeAmount`` 0 + ``amount``), signed by its payer authorizer. What decides
-  what is paid (MUST, ``payment``). The deposit must land: the facilitator settles it and the
-  channel's balance on chain is the deposit.
-* **Vouchers within the charge.** "The client sets the voucher's ``maxClaimableAmount`` to
-  ``chargedCumulativeAmount + amount``": no voucher is above what the server charged so far plus the
-  price (MUST, ``payment``). The shop charges half the price, so a client that counts its signed
-  ceilings instead of the charges overpays on its next voucher.
-* **Corrective 402.** A client adopts a server's ``chargedCumulativeAmount`` "only when the server
-  also returns the last signed voucher ... and the client verifies that signature against its own
-  voucher signer" (Recovery After State Loss): a forged ``voucherState`` gets no voucher above the
-  price, and on chain the shop can claim no more (MUST, ``spec``). Adopting a genuine one and paying
-  ``charged + price`` once, without a second channel or deposit when the balance covers it, is how
-  the spec describes recovery, with no MUST: the SDKs' clients do it (``client/recovery.py``), so it
-  is STRICT (``hardening``); a client that cannot recover strands its escrow after a restart.
+  what is paid (MUST, ``payment``). The deposit must land: the facilitator settles it, the channel's
+  balance on chain is the deposit, and it is authorized as the offer's ``assetTransferMethod`` says
+  (EIP-3009 by default, else Permit2).
+* **Vouchers within the charge.** Each voucher's ``maxClaimableAmount`` is the server's
+  ``chargedCumulativeAmount`` plus the offer's ``amount`` (Requests and vouchers): no voucher is
+  above what the server charged so far plus the price (MUST, ``payment``). The shop charges half the
+  price, so a client that counts its signed ceilings instead of the charges overpays on its next
+  voucher.
+* **Corrective 402.** A client takes a server's ``chargedCumulativeAmount`` only with the last
+  signed voucher beside it, whose signature it has checked against its own voucher signer (Recovery
+  After State Loss): a forged ``voucherState`` gets no voucher above the price, and on chain the
+  shop can claim no more (MUST, ``spec``). Adopting a genuine one and paying ``charged + price``
+  once, without a second channel or deposit when the balance covers it, is how the spec describes
+  recovery, with no MUST: the SDKs' clients do it (``client/recovery.py``), so it is STRICT
+  (``hardening``); a client that cannot recover strands its escrow after a restart.
 * **minDeposit.** The spec's offer table has no ``minDeposit``; the SDK servers announce it
-  (``extra.minDeposit``, ten prices by default) and may refuse a smaller deposit, and the SDK clients
-  deposit at least it. A client that ignores it cannot pay such a server: STRICT (``hardening``).
+  (``extra.minDeposit``, ten prices by default) and may refuse a smaller deposit, and the SDK
+  clients deposit at least it. A client that ignores it cannot pay such a server: STRICT
+  (``hardening``).
 
-What the shop can claim is judged by claiming, through the facilitator, the highest voucher the payer
-signed that it holds, and reading ``totalClaimed`` back (``claim_best``).
+What the shop can claim is judged by claiming, through the facilitator, the highest voucher the
+payer signed that it holds, and reading ``totalClaimed`` back (``claim_best``).
 """
 
 from __future__ import annotations
