@@ -21,10 +21,12 @@ Decisions these cases rest on:
   authorization unspent, for a valid deposit and for a failing one (x402#2881).
 * **Vouchers.** Verification rules 6, 9 and 10: a voucher signed by another key, above the channel's
   balance, or at or below its on-chain ``totalClaimed`` is refused at ``/verify``.
-* **Success means the event.** A claim that raises no channel's ``totalClaimed`` and a sweep with
-  nothing claimed land without ``Claimed`` / ``Settled`` events: they are no success (x402#3096,
-  x402#3092: fail closed). Every success of a claim or sweep names a transaction whose receipt holds
-  its event, and a sweep moves exactly the claimed amount to the receiver.
+* **Success means the event.** A sweep with nothing claimed lands without a ``Settled`` event: it is
+  no success (x402#3096, x402#3092: fail closed). Every success of a claim or sweep names a
+  transaction whose receipt holds its event, and a sweep moves exactly the claimed amount to the
+  receiver. A claim that raises no channel's ``totalClaimed`` lands without ``Claimed``; answering it
+  a success is STRICT only: the public reports are about sweeps and refunds, and such a claim
+  leaves nothing unclaimed that the server believes claimed.
 * **Refunds.** Rule 11: the refund nonce must be the channel's on-chain one, and the receiver
   authorizer's signature must bind the amount submitted; otherwise nothing moves and no success. The
   contract caps a refund at the unclaimed escrow, so a refund asking for more than is unclaimed
@@ -378,8 +380,8 @@ async def voucher_wrong_signer(ctx: FacilitatorContext) -> None:
     "facilitator.batch.claim-needs-event",
     "MUST",
     "x402#3096, x402#3092 (a claim or settlement reported without its on-chain event); " + INTERFACE,
-    "Claims and sweeps succeed only with their event: a repeated claim and an empty sweep are no success; "
-    "a claim then a sweep moves exactly the claimed amount to the receiver",
+    "Sweeps succeed only with their event: a claim then a sweep moves exactly the claimed amount to the "
+    "receiver, and an empty sweep is no success",
     kind="bug",
     mechanism=BATCH,
 )
@@ -392,16 +394,6 @@ async def claim_needs_event(ctx: FacilitatorContext) -> None:
     answer = await shop.claim(payer, claimed, "a claim")
     ctx.check(_success(answer), f"a valid claim did not succeed: {answer}")
     _succeeded_with(ctx, answer, "Claimed", "the claim")
-    before = ctx.harness.block_number()
-    again = await shop.claim(payer, claimed, "the same claim again")
-    ctx.fact("repeated claim", again)
-    ctx.check(not _success(again), f"a claim that raises no totalClaimed answered success: {again}")
-    ctx.check(not batch_events(ctx.harness, before, "Claimed"), "a repeated claim emitted Claimed")
-    state = ctx.fact("channel", channel_fact(ctx.harness, payer.channel))
-    ctx.check(
-        state["totalClaimed"] == str(claimed), f"totalClaimed is {state['totalClaimed']}, not {claimed}"
-    )
-
     before, received = ctx.harness.block_number(), ctx.harness.balance(shop.pay_to)
     swept = await shop.settle(settle_payment(shop.offer), "a sweep")
     ctx.fact("sweep", swept)
@@ -425,6 +417,33 @@ async def claim_needs_event(ctx: FacilitatorContext) -> None:
     ctx.fact("empty sweep", empty)
     ctx.check(not _success(empty), f"a sweep with nothing to settle answered success: {empty}")
     ctx.check(not batch_events(ctx.harness, before, "Settled"), "an empty sweep emitted Settled")
+
+
+@case(
+    "facilitator.batch.noop-claim-not-success",
+    "STRICT",
+    "x402#3092 (fail closed without the event), applied to claims; " + INTERFACE,
+    "A claim that raises no channel's totalClaimed (the same claim again) is no success and emits nothing",
+    kind="hardening",
+    mechanism=BATCH,
+)
+async def noop_claim_not_success(ctx: FacilitatorContext) -> None:
+    await _kind(ctx)
+    shop = Shop(ctx)
+    payer = shop.payer()
+    await shop.open(payer)
+    claimed = 3 * PRICE
+    answer = await shop.claim(payer, claimed, "a claim")
+    ctx.check(_success(answer), f"a valid claim did not succeed: {answer}")
+    before = ctx.harness.block_number()
+    again = await shop.claim(payer, claimed, "the same claim again")
+    ctx.fact("repeated claim", again)
+    ctx.check(not _success(again), f"a claim that raises no totalClaimed answered success: {again}")
+    ctx.check(not batch_events(ctx.harness, before, "Claimed"), "a repeated claim emitted Claimed")
+    state = ctx.fact("channel", channel_fact(ctx.harness, payer.channel))
+    ctx.check(
+        state["totalClaimed"] == str(claimed), f"totalClaimed is {state['totalClaimed']}, not {claimed}"
+    )
 
 
 # -- refunds --------------------------------------------------------------------------------------------

@@ -29,8 +29,10 @@ Decisions these cases rest on:
   500) proves nothing either way, since the deposit did land; it is not used.
 * **Refunds.** A client's refund request is completed by the server and returns exactly the amount
   asked, on chain (``Refunded``, the refund nonce up by one; the answer names that transaction),
-  leaving the balance behind the vouchers served; a refund asking more than is unclaimed moves
-  nothing.
+  leaving the balance behind the vouchers served. A refund asking more than is unclaimed never
+  takes what the served vouchers need (MUST); the server should refuse it and move nothing
+  (SHOULD: the spec has it validate a partial amount, and the Python SDK server refuses it, while
+  returning all that is left, as the TypeScript one does, costs the receiver nothing).
 
 Nothing here depends on when the target claims its vouchers or sweeps its receiver's funds (servers
 claim on their own schedule): no case reads ``totalClaimed`` for a verdict, and a claim that lands
@@ -43,7 +45,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..evm.channels import MAX_WITHDRAW_DELAY, MIN_WITHDRAW_DELAY
+from ..evm.channels import MAX_WITHDRAW_DELAY, MIN_WITHDRAW_DELAY, ChannelState
 from ..evm.eip712 import address_of_key
 from ..mechanisms.batch_client import announced_min_deposit, voucher_state_problem
 from ..protocol import Reason
@@ -506,7 +508,7 @@ async def server_batch_deposit_twice(ctx: ServerContext) -> None:
     "MUST",
     f"{BATCH_SPEC}: Cooperative refund flow",
     "A client's refund request returns exactly the amount asked (Refunded, refundNonce + 1), the "
-    "vouchers served stay backed; a refund asking more than is unclaimed moves nothing",
+    "vouchers served stay backed, also when a refund asks more than is unclaimed",
     kind="spec",
     mechanism=BATCH,
 )
@@ -538,11 +540,51 @@ async def server_batch_refund(ctx: ServerContext) -> None:
         after.balance >= channel.charged,
         f"after the refund the balance {after.balance} no longer backs the {channel.charged} served",
     )
-    paid_before, refunds = ctx.harness.balance(payer), len(channel.events("Refunded"))
-    too_much = after.balance - after.total_claimed + channel.price
+    moved, end = await _refund_too_much(ctx, channel, after)
+    ctx.check(
+        moved <= after.balance - channel.charged,
+        f"a refund asking more than is unclaimed moved {moved} to the payer, more than the "
+        f"{after.balance - channel.charged} no served voucher needs",
+    )
+    ctx.check(
+        end.balance >= channel.charged,
+        f"after a refund asking too much the balance {end.balance} no longer backs the "
+        f"{channel.charged} served",
+    )
+
+
+async def _refund_too_much(
+    ctx: ServerContext, channel: Channel, state: ChannelState
+) -> tuple[int, ChannelState]:
+    """Ask a refund of more than the channel holds unclaimed (``state``): what reached the payer, and
+    the channel's state afterwards."""
+    payer = channel.payer.account.address
+    paid_before = ctx.harness.balance(payer)
+    too_much = state.balance - state.total_claimed + channel.price
     response = await channel.send(channel.payer.refund(channel.charged, too_much), f"refund of {too_much}")
     ctx.fact("too_much_answer", _status(response))
-    moved = ctx.harness.balance(payer) - paid_before
+    moved = ctx.fact("moved_to_payer", ctx.harness.balance(payer) - paid_before)
+    return moved, channel.state("channel at the end")
+
+
+@case(
+    "server.batch.refund-over-unclaimed",
+    "SHOULD",
+    f"{BATCH_SPEC}: Cooperative refund flow (the server validates a partial amount)",
+    "A refund asking more than is unclaimed is refused and moves nothing, rather than turned into a "
+    "refund of all that is left",
+    kind="advice",
+    mechanism=BATCH,
+)
+async def server_batch_refund_over_unclaimed(ctx: ServerContext) -> None:
+    path, offer = await batch_route(ctx)
+    channel = Channel(ctx, path, offer)
+    await channel.opened()
+    before = channel.state("channel before the refund")
+    refunds = len(channel.events("Refunded"))
+    moved, end = await _refund_too_much(ctx, channel, before)
     ctx.check(moved == 0, f"a refund asking more than is unclaimed moved {moved} to the payer")
     ctx.check(len(channel.events("Refunded")) == refunds, "a refund asking too much emitted Refunded")
-    ctx.check(channel.state("channel at the end").balance == after.balance, "the channel's balance moved")
+    ctx.check(
+        end.balance == before.balance, f"the channel's balance went from {before.balance} to {end.balance}"
+    )

@@ -292,7 +292,7 @@ class RefundsWhatIsLeft(ResourceServer):
     "server-batch-refunds-what-is-left",
     "server",
     "Refunds all that is left when a refund asks more than is unclaimed, instead of refusing it",
-    ("server.batch.refund",),
+    ("server.batch.refund-over-unclaimed",),
 )
 def refunds_what_is_left():
     return _server("server-batch-refunds-what-is-left", RefundsWhatIsLeft)

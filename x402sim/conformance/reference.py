@@ -157,12 +157,14 @@ def reference_server(
     env; ``role_class`` (a subclass, for controls) is built in its place."""
     parsed = server_env(env)
     routes, handlers = parsed.routes()
-    # Permit2 payments are x402 v2 only: a v1 server sells none; upto settles after the work, so an
-    # upfront server sells no upto route
+    # Permit2 and channel payments are x402 v2 only: a v1 server sells none; upto and
+    # batch-settlement charge after the work, so an upfront server sells neither
     v2 = switches.get("x402_version", 2) == 2
     permit2_routes, permit2_handlers = mechanism_routes(env, parsed.price) if v2 else ({}, {})
     if switches.get("upfront"):
-        permit2_routes = {k: r for k, r in permit2_routes.items() if r.scheme != "upto"}
+        permit2_routes = {
+            k: r for k, r in permit2_routes.items() if r.scheme not in ("upto", "batch-settlement")
+        }
     if permit2_routes:
         routes, handlers = {**routes, **permit2_routes}, {**handlers, **permit2_handlers}
         if "supported" not in switches:
