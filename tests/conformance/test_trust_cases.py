@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tests.conformance.calibration import role_controls
 from x402sim.cli import app
 from x402sim.conformance import catalog, reference, runner
-from x402sim.conformance.harness import Harness
+from x402sim.conformance.harness import Harness, HarnessOptions
 from x402sim.conformance.kits import harness_apps, trust_kit
 from x402sim.conformance.server_controls import editing_header
 from x402sim.conformance.trust import AP2, WEB_BOT_AUTH, TrustKit, features
@@ -70,7 +70,9 @@ def test_a_trust_enabled_reference_passes_the_whole_catalog(role):
     """The harness pays the ordinary cases under valid mandates and signs their requests, as a
     compliant agent would, so enforcing trust costs a target nothing elsewhere in the catalog."""
     target = reference.reference_target(role, trust=True)
-    report = runner.run(role, target, catalog.select(role, mechanisms=target.mechanisms))
+    # the hung-facilitator cases wait FACILITATOR_TIMEOUT_SECONDS: 2 s instead of 5, as elsewhere
+    options = runner.RunOptions(harness=HarnessOptions(facilitator_timeout=2.0))
+    report = runner.run(role, target, catalog.select(role, mechanisms=target.mechanisms), options)
     failed = [f"{r.id}: {r.message}" for r in report.results if r.outcome == "failed"]
     assert not failed, "\n".join(failed)
     passed = sum(r.outcome == "passed" for r in report.results)
