@@ -210,6 +210,7 @@ def test_growth_parametrisations_agree():
 # -- the run at 1/100 ------------------------------------------------------------------------------
 
 
+@pytest.mark.soak  # make test runs the same month in notebooks/scale.ipynb, which asserts the same
 def test_the_month_at_1_100_reproduces_its_scaled_figures():
     s = _month(*HUNDREDTH)
     assert s.chain.backend == "ledger"
