@@ -62,8 +62,11 @@ browser:
 	echo "!!! apt-get could not install chromium (see above): $$skip" >&2; \
 	echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2
 
+# The package is byte-compiled first: where writing bytecode is off (PYTHONDONTWRITEBYTECODE), each
+# of the many processes the suite starts would compile every x402sim module it imports again.
 test: lint node-deps browser
 	@echo "soak tests are deselected (pytest -m 'not soak'); run them with: make soak SEED=1 STEPS=100000"
+	$(PY) -m compileall -q x402sim
 	$(PY) -m pytest -n auto --dist worksteal --durations=15
 
 bench: $(STAMP)

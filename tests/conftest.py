@@ -15,3 +15,20 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 @pytest.fixture
 def tb() -> Testbed:
     return Testbed(seed=11)
+
+
+# The suite's longest tests (tens of seconds each: a wheel built and installed, notebooks, SDKs run
+# as conformance targets, the tutorial's two catalog runs), started first: with `-n auto --dist
+# worksteal` a long test that starts last keeps one core busy while the other has nothing left.
+LONG_FIRST = (
+    "tests/package/test_wheel.py",
+    "tests/test_notebooks.py",
+    "tests/conformance/test_sdk_targets.py",
+    "tests/docs/test_conformance_tutorial.py",
+    "tests/actors/test_differential.py",
+    "examples/test_paid_api.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_FIRST))  # stable: order kept otherwise
