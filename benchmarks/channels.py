@@ -23,13 +23,11 @@ ratios.
 from __future__ import annotations
 
 import argparse
-import time
 
-from x402sim.sim import load_scenario, run
+from mechanism_throughput import BLOCK_TIME, best_run, one_endpoint_world
 
 AGENTS = 20
 RATE = 2.0  # paid requests per virtual second, all agents together
-BLOCK_TIME = 2
 
 WAYS: dict[str, tuple[dict, dict]] = {
     # label: (endpoint keys, agent group keys)
@@ -41,46 +39,14 @@ WAYS: dict[str, tuple[dict, dict]] = {
 }
 
 
-def scenario(n: int, endpoint: dict, group: dict) -> dict:
-    """The benchmark's world for about ``n`` paid requests, paid the way ``endpoint`` and ``group`` say."""
-    duration = n / RATE
-    return {
-        "simulation": {"name": f"channels-{n}", "seed": 1, "duration": duration, "warmup": 0, "drain": 150},
-        "chain": {"block_time": BLOCK_TIME, "fee": {"model": "l1", "base_fee_gwei": 1.0}},
-        "network": {"client_server": 0.01, "server_facilitator": 0.005, "facilitator_chain": 0.005},
-        "facilitators": [{"name": "facilitator", "concurrency": 100_000}],
-        "servers": [
-            {
-                "name": "api",
-                "facilitators": ["facilitator"],
-                "endpoints": [{"path": "/data", "price": "0.001", **endpoint}],
-            }
-        ],
-        "agents": [
-            {
-                "name": "agents",
-                "count": AGENTS,
-                "funding": "100",
-                "arrivals": {"kind": "poisson", "rate": RATE / AGENTS},
-                "stop": duration,
-                **group,
-            }
-        ],
-    }
-
-
 def measure(n: int, label: str, repeat: int = 1) -> dict:
     """One way's paid requests, best wall time, transactions and gas per paid request."""
     endpoint, group = WAYS[label]
-    world = load_scenario(scenario(n, endpoint, group))
-    best = None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run(world, keep_rows=False, plots=False)
-        wall = time.perf_counter() - start
-        best = wall if best is None else min(best, wall)
+    world = one_endpoint_world(
+        "channels", n, endpoint, {"stop": n / RATE, **group}, agents=AGENTS, rate=RATE, drain=150
+    )
+    result, best = best_run(world, label, repeat)
     summary = result.summary
-    assert result.invariants_hold, f"{label}: invariants broken: {summary['invariants']}"
     paid = summary["paid_requests"]
     if "channels" in summary:
         per = summary["channels"]["per_paid_request"]

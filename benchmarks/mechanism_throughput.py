@@ -32,6 +32,7 @@ from x402sim.sim import load_scenario, run
 AGENTS = 100
 RATE = 50.0  # paid requests per virtual second, all agents together
 BLOCK_TIME = 2
+SPONSORING = ["eip2612GasSponsoring", "erc20ApprovalGasSponsoring"]
 
 WAYS: dict[str, tuple[dict, dict]] = {
     # label: (endpoint keys, agent group keys)
@@ -50,18 +51,19 @@ WAYS: dict[str, tuple[dict, dict]] = {
 }
 
 
-def _scenario(n: int, endpoint: dict, group: dict) -> dict:
+def one_endpoint_world(
+    name: str, n: int, endpoint: dict, group: dict, *, agents: int, rate: float, drain: float, **facilitator
+) -> dict:
+    """A world of about ``n`` paid requests: one facilitator (high concurrency, no service time, and
+    ``facilitator``'s keys), one server with one endpoint at 0.001 USDC (and ``endpoint``'s keys),
+    ``agents`` honest agents (and ``group``'s keys) arriving at ``rate`` requests/s in all for
+    ``n / rate`` virtual seconds, ``BLOCK_TIME``-second blocks, an l1 fee model. Also used by
+    ``channels.py``."""
     return {
-        "simulation": {"name": f"mechanisms-{n}", "seed": 1, "duration": n / RATE, "warmup": 0, "drain": 20},
+        "simulation": {"name": f"{name}-{n}", "seed": 1, "duration": n / rate, "warmup": 0, "drain": drain},
         "chain": {"block_time": BLOCK_TIME, "fee": {"model": "l1", "base_fee_gwei": 1.0}},
         "network": {"client_server": 0.01, "server_facilitator": 0.005, "facilitator_chain": 0.005},
-        "facilitators": [
-            {
-                "name": "facilitator",
-                "concurrency": 100_000,
-                "sponsoring": ["eip2612GasSponsoring", "erc20ApprovalGasSponsoring"],
-            }
-        ],
+        "facilitators": [{"name": "facilitator", "concurrency": 100_000, **facilitator}],
         "servers": [
             {
                 "name": "api",
@@ -72,26 +74,36 @@ def _scenario(n: int, endpoint: dict, group: dict) -> dict:
         "agents": [
             {
                 "name": "agents",
-                "count": AGENTS,
+                "count": agents,
                 "funding": "100",
-                "arrivals": {"kind": "poisson", "rate": RATE / AGENTS},
+                "arrivals": {"kind": "poisson", "rate": rate / agents},
                 **group,
             }
         ],
     }
 
 
-def _measure(n: int, label: str, repeat: int) -> dict:
-    endpoint, group = WAYS[label]
-    scenario = load_scenario(_scenario(n, endpoint, group))
+def best_run(world: dict, label: str, repeat: int):
+    """Run ``world`` ``repeat`` times (its invariants must hold): the last result and the best wall
+    time, the ``run`` timed whole (World construction included)."""
+    scenario = load_scenario(world)
     best = None
     for _ in range(repeat):
         start = time.perf_counter()
         result = run(scenario, keep_rows=False, plots=False)
         wall = time.perf_counter() - start
         best = wall if best is None else min(best, wall)
+    assert result.invariants_hold, f"{label}: invariants broken: {result.summary['invariants']}"
+    return result, best
+
+
+def _measure(n: int, label: str, repeat: int) -> dict:
+    endpoint, group = WAYS[label]
+    world = one_endpoint_world(
+        "mechanisms", n, endpoint, group, agents=AGENTS, rate=RATE, drain=20, sponsoring=SPONSORING
+    )
+    result, best = best_run(world, label, repeat)
     summary = result.summary
-    assert result.invariants_hold, f"{label}: invariants broken: {summary['invariants']}"
     mechanism = label.split(" ")[0]
     figures = summary["mechanisms"]["by_mechanism"][mechanism] if "mechanisms" in summary else None
     # the baseline has no mechanisms section: its gas is the run's

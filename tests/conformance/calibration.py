@@ -5,28 +5,24 @@ from __future__ import annotations
 
 from x402sim.conformance import catalog, controls, runner
 
+DEFAULT_MECHANISMS = (catalog.DEFAULT_MECHANISM,)
 PERMIT2_MECHANISMS = ("exact-permit2", "upto")
 BATCH_MECHANISMS = ("batch-settlement",)
 
 
 def role_controls(
-    role: str, *, trust: bool | None = None, mechanism: bool | tuple[str, ...] | None = None
+    role: str, *, trust: bool | None = None, mechanisms: tuple[str, ...] | None = None
 ) -> list[controls.Control]:
     """The controls of ``role``; with ``trust`` True or False, only those that kill trust cases (the
-    trust calibration runs them, ``test_trust_cases``) or only the others; with ``mechanism`` False,
-    only those that kill cases of the default mechanism; True, only the others; a tuple of
-    mechanisms, only those that kill cases of these (``test_mechanism_cases`` and
-    ``test_batch_*_cases`` run them in one harness per role)."""
+    trust calibration runs them, ``test_trust_cases``) or only the others; with ``mechanisms``, only
+    those whose cases are all of these mechanisms (each role's test file runs the default
+    mechanism's; ``test_mechanism_cases`` and ``test_batch_cases`` the others, in one harness per
+    role)."""
     found = [c for c in controls.load().values() if c.role == role]
     if trust is not None:
         found = [c for c in found if is_trust_control(c) == trust]
-    if mechanism is not None:
-        wanted = mechanism if isinstance(mechanism, tuple) else ()
-        found = [
-            c
-            for c in found
-            if (set(mechanisms_killed(c)) <= set(wanted) if wanted else is_mechanism_control(c) == mechanism)
-        ]
+    if mechanisms is not None:
+        found = [c for c in found if set(mechanisms_killed(c)) <= set(mechanisms)]
     return sorted(found, key=lambda c: c.name)
 
 
@@ -34,10 +30,6 @@ def mechanisms_killed(control: controls.Control) -> tuple[str, ...]:
     """The mechanisms of the cases ``control`` kills."""
     cases = catalog.load()
     return tuple(sorted({cases[case_id].mechanism for case_id in control.kills}))
-
-
-def is_mechanism_control(control: controls.Control) -> bool:
-    return catalog.DEFAULT_MECHANISM not in mechanisms_killed(control)
 
 
 def is_trust_control(control: controls.Control) -> bool:

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.calibration import control_survivors, role_controls, unkilled_must_cases
+from tests.conformance.calibration import (
+    DEFAULT_MECHANISMS,
+    control_survivors,
+    role_controls,
+    unkilled_must_cases,
+)
 from x402sim.conformance import catalog, reference, runner
 from x402sim.conformance.client_cases import SILENCE
 from x402sim.conformance.harness import HarnessOptions
@@ -55,7 +60,7 @@ def test_the_reference_client_passes_every_case(reference_reports, network):
 
 
 @pytest.mark.parametrize(
-    "control", role_controls("client", trust=False, mechanism=False), ids=lambda c: c.name
+    "control", role_controls("client", trust=False, mechanisms=DEFAULT_MECHANISMS), ids=lambda c: c.name
 )
 def test_each_control_fails_every_case_it_kills(control):
     network = "base-sepolia" if V1_CASE in control.kills else "local"

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.calibration import control_survivors, role_controls, unkilled_must_cases
+from tests.conformance.calibration import (
+    DEFAULT_MECHANISMS,
+    control_survivors,
+    role_controls,
+    unkilled_must_cases,
+)
 from x402sim.conformance import catalog, controls, reference, runner
 
 ROLE = "facilitator"
@@ -37,7 +42,7 @@ def test_the_reference_passes_every_case(reference_report):
     assert {r.id for r in reference_report.results} == {c.id for c in catalog.select(ROLE)}
 
 
-@pytest.mark.parametrize("control", role_controls(ROLE, mechanism=False), ids=lambda c: c.name)
+@pytest.mark.parametrize("control", role_controls(ROLE, mechanisms=DEFAULT_MECHANISMS), ids=lambda c: c.name)
 def test_each_control_fails_every_case_it_claims_to_kill(control):
     survivors = control_survivors(control)
     assert not survivors, f"{control.name} did not fail:\n" + "\n".join(survivors)

@@ -42,7 +42,7 @@ PERMIT2_CASES = {c.id for c in catalog.select(mechanisms=["exact-permit2", "upto
 
 @pytest.mark.parametrize("role", ["facilitator", "server", "client"])
 def test_each_mechanism_control_fails_every_case_it_claims_to_kill(role):
-    found = role_controls(role, mechanism=PERMIT2_MECHANISMS)
+    found = role_controls(role, mechanisms=PERMIT2_MECHANISMS)
     assert found, f"no {role} control of a mechanism case"
     harness = Harness(HarnessOptions())
     harness.start(extra_apps=harness_apps(role, harness))

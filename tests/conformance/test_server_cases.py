@@ -9,7 +9,12 @@ import json
 
 import pytest
 
-from tests.conformance.calibration import control_survivors, role_controls, unkilled_must_cases
+from tests.conformance.calibration import (
+    DEFAULT_MECHANISMS,
+    control_survivors,
+    role_controls,
+    unkilled_must_cases,
+)
 from x402sim.actors import BaseDriver, run
 from x402sim.actors.messages import HttpRequest, HttpResponse
 from x402sim.actors.server import PAYMENT_IDENTIFIER, ResourceServer
@@ -127,7 +132,9 @@ def test_a_v1_reference_passes_every_case_that_applies_to_v1():
     assert next(r for r in report.results if r.id == "server.handshake.v1-body").outcome == "passed"
 
 
-@pytest.mark.parametrize("control", role_controls(ROLE, trust=False, mechanism=False), ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "control", role_controls(ROLE, trust=False, mechanisms=DEFAULT_MECHANISMS), ids=lambda c: c.name
+)
 def test_each_control_fails_every_case_it_claims_to_kill(control):
     survivors = control_survivors(control, options_for(control.build()))
     assert not survivors, f"{control.name} did not fail:\n" + "\n".join(survivors)

@@ -21,7 +21,6 @@ import contextlib
 import copy
 import dataclasses
 import importlib
-import os
 
 import pytest
 from eth_abi import encode
@@ -30,6 +29,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from tests.evm.soak import soak
 from x402sim.errors import ChainError
 from x402sim.evm import LocalChain, batch_rules, contracts
 from x402sim.evm.chain import ETHER, GWEI, ZERO_ADDRESS
@@ -574,14 +574,7 @@ def test_both_backends_give_the_same_batch_chain(bases, ops):
 @pytest.mark.soak
 def test_soak_batch_differential(bases):
     """``X402SIM_SOAK_STEPS`` examples (default 2,000) of the same machine."""
-    examples = int(os.environ.get("X402SIM_SOAK_STEPS", "2000"))
-
-    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(ops=operations)
-    def check(ops):
-        _run(bases, ops)
-
-    check()
+    soak(lambda ops: _run(bases, ops), operations)
 
 
 def test_the_ledger_answers_the_batch_views(bases):

@@ -260,6 +260,22 @@ def our_client_life(
         reads.close()
 
 
+def payer_named_for_deposit_and_voucher(side: OurSide, url: str) -> tuple[str, str, str]:
+    """Our client pays ``url`` twice (a deposit, then a voucher), both served: the payer as each
+    PAYMENT-RESPONSE names it, and the payer's checksummed address."""
+    key, payer = side.payer()
+    reads = RpcChain(side.rpc_url)
+    try:
+        with PayingClient(
+            key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
+        ) as client:
+            deposit, voucher = (client.get(url) for _ in range(2))
+    finally:
+        reads.close()
+    assert (deposit.status, voucher.status) == (200, 200)
+    return deposit.settlement.payer, voucher.settlement.payer, payer
+
+
 def our_client_recovers(side: OurSide, url: str, receiver: str) -> None:
     """Our client pays ``url`` three times (a deposit, two vouchers); then a new client of the same
     payer (an empty channel store) reads the channel from the chain, signs a voucher from what was

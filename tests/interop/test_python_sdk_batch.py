@@ -52,13 +52,13 @@ from tests.interop.batch_rig import (
     build,
     our_client_life,
     our_client_recovers,
+    payer_named_for_deposit_and_voucher,
 )
 from tests.interop.sdk_batch_apps import SdkBatchServer, sdk_batch_facilitator, sdk_batch_server
 from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
 from x402sim.evm.channels import ChannelConfig, channel_id, finalize_withdraw_call, initiate_withdraw_call
-from x402sim.evm.rpc_chain import RpcChain
-from x402sim.http import PayingClient, Services
+from x402sim.http import Services
 from x402sim.protocol import decode_json_header
 
 
@@ -304,18 +304,8 @@ def test_sdk_server_names_the_payer_in_lowercase_in_voucher_answers(side):
     """The SDK server's PAYMENT-RESPONSE for a deposit names the payer checksummed, for a voucher in
     lowercase (x402sim: checksummed in every answer). Harmless to a client comparing addresses
     case-insensitively; x402sim's client does."""
-    key, payer = side.payer()
-    reads = RpcChain(side.rpc_url)
-    try:
-        with PayingClient(
-            key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
-        ) as client:
-            deposit, voucher = (client.get(side.sdk_urls["sdk"] + "/feed") for _ in range(2))
-    finally:
-        reads.close()
-    assert (deposit.status, voucher.status) == (200, 200)
-    assert deposit.settlement.payer == payer
-    assert voucher.settlement.payer == payer.lower()
+    on_deposit, on_voucher, payer = payer_named_for_deposit_and_voucher(side, side.sdk_urls["sdk"] + "/feed")
+    assert (on_deposit, on_voucher) == (payer, payer.lower())
 
 
 @pytest.mark.parametrize("facilitator", ["sdk", "ours"])

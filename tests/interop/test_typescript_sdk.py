@@ -60,6 +60,14 @@ def _missing_typescript_sdk() -> str | None:
     return None
 
 
+def skip_module_without_typescript_sdk(module: str) -> None:
+    """Skip the calling test module (being imported), saying why, when the TypeScript side cannot run."""
+    why = _missing_typescript_sdk()
+    if why:
+        print(f"skipping {module}: TypeScript SDK interop skipped: {why}; to run it: {INSTALL}")
+        pytest.skip(f"TypeScript SDK interop skipped: {why}; to run it: {INSTALL}", allow_module_level=True)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def typescript_sdk() -> None:
     why = _missing_typescript_sdk()

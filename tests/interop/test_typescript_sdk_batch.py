@@ -29,7 +29,6 @@ import httpx
 import pytest
 
 from tests.interop.batch_rig import (
-    HTTP_TIMEOUT,
     MIN_DEPOSIT,
     PAYER_FUNDS,
     PRICE,
@@ -38,25 +37,20 @@ from tests.interop.batch_rig import (
     build,
     our_client_life,
     our_client_recovers,
+    payer_named_for_deposit_and_voucher,
 )
 from tests.interop.test_typescript_sdk import (
     CLIENT_TIMEOUT,
-    INSTALL,
     NODE_DIR,
     Process,
-    _missing_typescript_sdk,
     free_port,
+    skip_module_without_typescript_sdk,
 )
 from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
 from x402sim.evm.channels import ChannelConfig, channel_id
-from x402sim.evm.rpc_chain import RpcChain
-from x402sim.http import PayingClient
 
-_why = _missing_typescript_sdk()
-if _why:
-    print(f"skipping {__name__}: TypeScript SDK interop skipped: {_why}; to run it: {INSTALL}")
-    pytest.skip(f"TypeScript SDK interop skipped: {_why}; to run it: {INSTALL}", allow_module_level=True)
+skip_module_without_typescript_sdk(__name__)
 
 
 @dataclass
@@ -362,15 +356,5 @@ def test_our_client_that_lost_its_channel_adopts_the_ts_servers_corrective_402(s
 def test_ts_server_names_the_payer_in_lowercase_in_voucher_answers(side):
     """As the Python SDK server: the deposit's answer names the payer checksummed, a voucher's in
     lowercase (x402sim: checksummed in every answer)."""
-    key, payer = side.payer()
-    reads = RpcChain(side.rpc_url)
-    try:
-        with PayingClient(
-            key, networks=(side.chain.network,), chain=reads, timeout=HTTP_TIMEOUT, clock=side.clock.sync
-        ) as client:
-            deposit, voucher = (client.get(side.ts_servers["ts"] + "/feed") for _ in range(2))
-    finally:
-        reads.close()
-    assert (deposit.status, voucher.status) == (200, 200)
-    assert deposit.settlement.payer == payer
-    assert voucher.settlement.payer == payer.lower()
+    on_deposit, on_voucher, payer = payer_named_for_deposit_and_voucher(side, side.ts_servers["ts"] + "/feed")
+    assert (on_deposit, on_voucher) == (payer, payer.lower())

@@ -34,11 +34,10 @@ from tests.interop.permit2_rig import (
 )
 from tests.interop.test_typescript_sdk import (
     CLIENT_TIMEOUT,
-    INSTALL,
     NODE_DIR,
     Process,
-    _missing_typescript_sdk,
     free_port,
+    skip_module_without_typescript_sdk,
 )
 from x402sim.evm import address_of_key
 from x402sim.evm.chain import ETHER
@@ -47,10 +46,7 @@ from x402sim.evm.rpc_chain import RpcChain
 from x402sim.http import PayingClient
 from x402sim.protocol import decode_json_header
 
-_why = _missing_typescript_sdk()
-if _why:
-    print(f"skipping {__name__}: TypeScript SDK interop skipped: {_why}; to run it: {INSTALL}")
-    pytest.skip(f"TypeScript SDK interop skipped: {_why}; to run it: {INSTALL}", allow_module_level=True)
+skip_module_without_typescript_sdk(__name__)
 
 
 @dataclass

@@ -142,6 +142,18 @@ class ChannelRecord:
         """Escrow not yet charged: what further vouchers (or a refund) can use."""
         return max(self.balance - self.charged, 0)
 
+    def mirroring(self, state: ChannelState, **changes: Any) -> ChannelRecord:
+        """This record with the on-chain fields of ``state`` (balance, totalClaimed, refund nonce,
+        pending withdrawal) and ``changes``."""
+        return replace(
+            self,
+            balance=state.balance,
+            total_claimed=state.total_claimed,
+            refund_nonce=state.refund_nonce,
+            withdraw_requested_at=state.withdraw_requested_at,
+            **changes,
+        )
+
 
 @dataclass(frozen=True)
 class ChannelEvent:
@@ -423,14 +435,7 @@ class ClientChannels:
         record = ChannelRecord(offer.network, config, offer.chain_id or 0)
         onchain = self._read(record)
         if onchain is not None and (onchain.balance or onchain.total_claimed):
-            record = replace(
-                record,
-                charged=onchain.total_claimed,
-                balance=onchain.balance,
-                total_claimed=onchain.total_claimed,
-                refund_nonce=onchain.refund_nonce,
-                withdraw_requested_at=onchain.withdraw_requested_at,
-            )
+            record = record.mirroring(onchain, charged=onchain.total_claimed)
             self.store.put(record, self._event(record, "recovered", now, note="cold start"))
         return record
 
@@ -446,14 +451,8 @@ class ClientChannels:
         onchain = self._read(record)
         if onchain is None:
             return record
-        record = replace(
-            record,
-            balance=onchain.balance,
-            total_claimed=onchain.total_claimed,
-            charged=max(record.charged, onchain.total_claimed),
-            refund_nonce=onchain.refund_nonce,
-            withdraw_requested_at=onchain.withdraw_requested_at,
-            uncertain=False,
+        record = record.mirroring(
+            onchain, charged=max(record.charged, onchain.total_claimed), uncertain=False
         )
         self.store.put(
             record,
@@ -608,30 +607,12 @@ class ClientChannels:
             if named < claimed:
                 return f"chargedCumulativeAmount {named} is below the {claimed} claimed on chain"
             base = onchain if onchain is not None else state
-            adopted = replace(
-                record,
-                charged=named,
-                signed_max=signed,
-                signature=raw,
-                balance=base.balance,
-                total_claimed=base.total_claimed,
-                refund_nonce=base.refund_nonce,
-                withdraw_requested_at=base.withdraw_requested_at,
-                uncertain=False,
-            )
+            adopted = record.mirroring(base, charged=named, signed_max=signed, signature=raw, uncertain=False)
             self.store.put(adopted, self._event(adopted, "corrected", now, note="voucherState verified"))
             return None
         if onchain is None:
             return "corrective 402 without a voucherState, and no chain to read the channel from"
-        adopted = replace(
-            record,
-            charged=onchain.total_claimed,
-            balance=onchain.balance,
-            total_claimed=onchain.total_claimed,
-            refund_nonce=onchain.refund_nonce,
-            withdraw_requested_at=onchain.withdraw_requested_at,
-            uncertain=False,
-        )
+        adopted = record.mirroring(onchain, charged=onchain.total_claimed, uncertain=False)
         self.store.put(adopted, self._event(adopted, "corrected", now, note="totalClaimed from the chain"))
         return None
 

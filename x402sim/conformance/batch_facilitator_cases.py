@@ -130,6 +130,20 @@ class Shop:
         payment = claim_payment(self.offer, claims, self.key, self.ctx.harness.chain_id)
         return await self.settle(payment, what)
 
+    async def opened(self) -> ChannelPayer:
+        """A fresh payer whose channel holds ``DEPOSIT`` (checked on chain)."""
+        payer = self.payer()
+        await self.open(payer)
+        return payer
+
+    async def claimed(self, total: int) -> tuple[ChannelPayer, Any]:
+        """A fresh payer's channel holding ``DEPOSIT`` with ``total`` claimed: the payer and the
+        claim's answer, which must be a success."""
+        payer = await self.opened()
+        answer = await self.claim(payer, total, "a claim")
+        self.ctx.check(_success(answer), f"a valid claim did not succeed: {answer}")
+        return payer, answer
+
 
 def _valid(verdict: Any) -> bool | None:
     return verdict.get("isValid") if isinstance(verdict, dict) else None
@@ -323,8 +337,7 @@ async def verify_writes_nothing(ctx: FacilitatorContext) -> None:
 async def voucher_over_balance(ctx: FacilitatorContext) -> None:
     await _kind(ctx)
     shop = Shop(ctx)
-    payer = shop.payer()
-    await shop.open(payer)
+    payer = await shop.opened()
     ok = await shop.verify(payer.voucher(DEPOSIT), "a voucher for the whole balance")
     ctx.check(_valid(ok) is True, f"/verify refused a voucher within the balance: {ok}")
     await shop.refused(payer.voucher(DEPOSIT + 1), "a voucher above the balance")
@@ -341,11 +354,8 @@ async def voucher_over_balance(ctx: FacilitatorContext) -> None:
 async def voucher_stale(ctx: FacilitatorContext) -> None:
     await _kind(ctx)
     shop = Shop(ctx)
-    payer = shop.payer()
-    await shop.open(payer)
     claimed = 3 * PRICE
-    answer = await shop.claim(payer, claimed, "a claim")
-    ctx.check(_success(answer), f"a valid claim did not succeed: {answer}")
+    payer, _ = await shop.claimed(claimed)
     state = ctx.fact("channel", channel_fact(ctx.harness, payer.channel))
     ctx.check(
         state["totalClaimed"] == str(claimed), f"totalClaimed is {state['totalClaimed']}, not {claimed}"
@@ -367,8 +377,7 @@ async def voucher_stale(ctx: FacilitatorContext) -> None:
 async def voucher_wrong_signer(ctx: FacilitatorContext) -> None:
     await _kind(ctx)
     shop = Shop(ctx)
-    payer = shop.payer()
-    await shop.open(payer)
+    payer = await shop.opened()
     stranger = ctx.harness.new_account("stranger")
     await shop.refused(payer.voucher(2 * PRICE, key=stranger.key), "a voucher signed by another key")
 
@@ -388,11 +397,8 @@ async def voucher_wrong_signer(ctx: FacilitatorContext) -> None:
 async def claim_needs_event(ctx: FacilitatorContext) -> None:
     await _kind(ctx)
     shop = Shop(ctx)
-    payer = shop.payer()
-    await shop.open(payer)
     claimed = 3 * PRICE
-    answer = await shop.claim(payer, claimed, "a claim")
-    ctx.check(_success(answer), f"a valid claim did not succeed: {answer}")
+    _, answer = await shop.claimed(claimed)
     _succeeded_with(ctx, answer, "Claimed", "the claim")
     before, received = ctx.harness.block_number(), ctx.harness.balance(shop.pay_to)
     swept = await shop.settle(settle_payment(shop.offer), "a sweep")
@@ -430,11 +436,8 @@ async def claim_needs_event(ctx: FacilitatorContext) -> None:
 async def noop_claim_not_success(ctx: FacilitatorContext) -> None:
     await _kind(ctx)
     shop = Shop(ctx)
-    payer = shop.payer()
-    await shop.open(payer)
     claimed = 3 * PRICE
-    answer = await shop.claim(payer, claimed, "a claim")
-    ctx.check(_success(answer), f"a valid claim did not succeed: {answer}")
+    payer, _ = await shop.claimed(claimed)
     before = ctx.harness.block_number()
     again = await shop.claim(payer, claimed, "the same claim again")
     ctx.fact("repeated claim", again)
@@ -535,10 +538,8 @@ async def refund_wrong_nonce(ctx: FacilitatorContext) -> None:
 async def refund_wrong_amount(ctx: FacilitatorContext) -> None:
     await _kind(ctx)
     shop = Shop(ctx)
-    payer = shop.payer()
-    await shop.open(payer)
     claimed = 2 * PRICE
-    ctx.check(_success(await shop.claim(payer, claimed, "a claim")), "a valid claim did not succeed")
+    payer, _ = await shop.claimed(claimed)
     nonce = channel_state(ctx.harness, payer.channel).refund_nonce
     assert shop.key is not None
     forged = payer.completed_refund(claimed, PRICE, nonce, shop.key)
@@ -568,8 +569,7 @@ async def refund_wrong_amount(ctx: FacilitatorContext) -> None:
 async def withdraw_race(ctx: FacilitatorContext) -> None:
     await _kind(ctx)
     shop = Shop(ctx)
-    payer = shop.payer()
-    await shop.open(payer)
+    payer = await shop.opened()
     owed = 4 * PRICE  # the receiver's unclaimed vouchers reach this
     tx = payer.initiate_withdraw(ctx.harness, DEPOSIT - owed)
     state = ctx.fact("channel after initiateWithdraw", channel_fact(ctx.harness, payer.channel))

@@ -43,7 +43,6 @@ exhausting a channel takes a bounded number of vouchers (``MAX_VOUCHERS``).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from ..evm.channels import MAX_WITHDRAW_DELAY, MIN_WITHDRAW_DELAY, ChannelState
 from ..evm.eip712 import address_of_key
@@ -60,16 +59,12 @@ from .batch_kit import (
 )
 from .catalog import case
 from .harness import DEFAULT_FUNDING
-from .kits import ServerContext, read_challenge
+from .kits import ServerContext, read_challenge, same_address
 
 MISMATCH = Reason.invalid_batch_settlement_evm_cumulative_amount_mismatch.value
 DEFAULT_DEPOSIT_PRICES = 10  # the SDKs' minimum deposit, in prices, when the offer names none
 MAX_VOUCHERS = 100  # vouchers a case sends at most to exhaust a channel
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-
-
-def _same(a: Any, b: Any) -> bool:
-    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
 
 
 def _batch_entry(ctx: ServerContext, accepts: list) -> dict | None:
@@ -78,7 +73,7 @@ def _batch_entry(ctx: ServerContext, accepts: list) -> dict | None:
             isinstance(entry, dict)
             and entry.get("scheme") == BATCH
             and entry.get("network") == ctx.harness.network
-            and _same(entry.get("asset"), ctx.harness.asset)
+            and same_address(entry.get("asset"), ctx.harness.asset)
         ):
             return entry
     return None
@@ -169,7 +164,7 @@ class Channel:
         return [
             e
             for e in batch_events(self.ctx.harness, self.block, name)
-            if len(e.topics) > 1 and _same(e.topics[1], self.payer.channel_hex)
+            if len(e.topics) > 1 and same_address(e.topics[1], self.payer.channel_hex)
         ]
 
 
@@ -264,7 +259,7 @@ async def server_batch_pays(ctx: ServerContext) -> None:
     ctx.check(len(deposited) == 1, f"{len(deposited)} Deposited events for the channel, not 1")
     answer = _settlement(ctx, response, "the deposit")
     ctx.check(
-        _same(answer.get("transaction"), deposited[0].tx_hash),
+        same_address(answer.get("transaction"), deposited[0].tx_hash),
         f"the deposit's PAYMENT-RESPONSE names the transaction {answer.get('transaction')!r}, "
         f"not the deposit's {deposited[0].tx_hash}",
     )
@@ -292,7 +287,7 @@ def _check_channel_state(ctx: ServerContext, answer: dict, channel: Channel, wha
     if not isinstance(state, dict):
         ctx.fail(f"{what}: PAYMENT-RESPONSE carries no extra.channelState")
     ctx.check(
-        _same(state.get("channelId"), channel.payer.channel_hex),
+        same_address(state.get("channelId"), channel.payer.channel_hex),
         f"{what}: channelState.channelId is {state.get('channelId')!r}, not the channel's",
     )
     ctx.check(

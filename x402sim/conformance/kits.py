@@ -459,6 +459,11 @@ class ServerContext(CaseContext):
         self.fact(f"{name}.authorization_used", self.harness.used(paid.payer.address, paid.nonce))
 
 
+def same_address(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are the same address, whatever their case (False for a non-string)."""
+    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
+
+
 def transfer_json(t) -> dict:
     """A ``Transfer`` log as evidence: who, to whom, how much, in which transaction and block."""
     return {

@@ -52,7 +52,7 @@ from .client_cases import CLOCK_SLACK, challenge, settle
 from .forge import header_value, payment_v2, sign_permit2
 from .harness import Account
 from .hostile import Answer, Seen
-from .kits import ClientContext, FacilitatorContext, ServerContext, transfer_json
+from .kits import ClientContext, FacilitatorContext, ServerContext, same_address, transfer_json
 
 PERMIT2 = "exact-permit2"
 UPTO = "upto"
@@ -63,10 +63,6 @@ EXACT_SPEC = "exact EVM scheme section 2 (Permit2: PermitWitnessTransferFrom thr
 UPTO_SPEC = (
     "upto EVM scheme spec (Permit2 witness {to, facilitator, validAfter} through x402UptoPermit2Proxy)"
 )
-
-
-def _same(a: Any, b: Any) -> bool:
-    return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()
 
 
 def _int(value: Any) -> int | None:
@@ -103,7 +99,7 @@ def _recovers_to(authorization: dict, signature: Any, chain_id: int, payer: str)
         signer = recover_digest(permit_witness_digest(chain_id, permit), bytes.fromhex(signature[2:]))
     except (SignatureError, ValueError):
         return False
-    return _same(signer, payer)
+    return same_address(signer, payer)
 
 
 def _sponsoring_entry(
@@ -368,7 +364,7 @@ async def upto_charge_below_max(ctx: FacilitatorContext) -> None:
     moved = ctx.transfers_from(payer.address, before)
     ctx.fact("transfers_from_payer", [transfer_json(t) for t in moved])
     ctx.check(
-        len(moved) == 1 and moved[0].value == charge and _same(moved[0].to, requirements["payTo"]),
+        len(moved) == 1 and moved[0].value == charge and same_address(moved[0].to, requirements["payTo"]),
         f"expected one transfer of {charge} to payTo, got {[(t.to, t.value) for t in moved]}",
     )
     ctx.check(
@@ -432,7 +428,7 @@ async def supported_upto_address(ctx: FacilitatorContext) -> None:
     address = _upto_address(ctx, supported)
     ctx.check(address is not None, f"the upto kind has no address in extra.facilitatorAddress: {kinds}")
     signers = [a for values in (supported.get("signers") or {}).values() for a in (values or [])]
-    ctx.check(any(_same(address, s) for s in signers), f"{address} is not among the signers {signers}")
+    ctx.check(any(same_address(address, s) for s in signers), f"{address} is not among the signers {signers}")
 
 
 def _sponsoring_case(name: str):
@@ -467,7 +463,7 @@ def _sponsoring_case(name: str):
         moved = ctx.transfers_from(payer.address, before)
         ctx.fact("transfers_from_payer", [transfer_json(t) for t in moved])
         ctx.check(
-            len(moved) == 1 and moved[0].value == PRICE and _same(moved[0].to, requirements["payTo"]),
+            len(moved) == 1 and moved[0].value == PRICE and same_address(moved[0].to, requirements["payTo"]),
             f"expected one transfer of {PRICE} to payTo, got {[(t.to, t.value) for t in moved]}",
         )
 
@@ -497,7 +493,7 @@ async def server_offer(ctx: ServerContext, mechanism: str) -> tuple[str, dict, A
         if (
             entry.get("scheme") == scheme
             and entry.get("network") == ctx.harness.network
-            and _same(entry.get("asset"), ctx.harness.asset)
+            and same_address(entry.get("asset"), ctx.harness.asset)
             and (scheme == UPTO or extra.get("assetTransferMethod") == "permit2")
         ):
             return route.path, entry, challenge
@@ -616,7 +612,7 @@ async def server_upto_address(ctx: ServerContext) -> None:
     named = (offer.get("extra") or {}).get("facilitatorAddress")
     ctx.fact("facilitatorAddress", named)
     ctx.check(
-        _same(named, ctx.harness.facilitator.address),
+        same_address(named, ctx.harness.facilitator.address),
         f"extra.facilitatorAddress is {named!r}, not the facilitator's {ctx.harness.facilitator.address}",
     )
 
@@ -746,12 +742,15 @@ def _check_permit(ctx: ClientContext, payload: dict, the_offer: dict, payer: Acc
     permitted = authorization.get("permitted") or {}
     witness = authorization.get("witness") or {}
     ctx.check(
-        _same(authorization.get("spender"), proxy),
+        same_address(authorization.get("spender"), proxy),
         f"spender is {authorization.get('spender')}, not the proxy {proxy}",
     )
-    ctx.check(_same(witness.get("to"), the_offer["payTo"]), f"witness.to is {witness.get('to')}, not payTo")
     ctx.check(
-        _same(permitted.get("token"), the_offer["asset"]), f"permitted.token is {permitted.get('token')}"
+        same_address(witness.get("to"), the_offer["payTo"]), f"witness.to is {witness.get('to')}, not payTo"
+    )
+    ctx.check(
+        same_address(permitted.get("token"), the_offer["asset"]),
+        f"permitted.token is {permitted.get('token')}",
     )
     ctx.check(
         str(permitted.get("amount")) == the_offer["amount"],
@@ -760,7 +759,7 @@ def _check_permit(ctx: ClientContext, payload: dict, the_offer: dict, payer: Acc
     if upto:
         named = the_offer["extra"]["facilitatorAddress"]
         ctx.check(
-            _same(witness.get("facilitator"), named),
+            same_address(witness.get("facilitator"), named),
             f"witness.facilitator is {witness.get('facilitator')}, not {named}",
         )
     deadline, valid_after = _int(authorization.get("deadline")), _int(witness.get("validAfter"))

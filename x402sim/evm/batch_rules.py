@@ -49,6 +49,22 @@ from eth_abi import decode, encode
 from ..errors import ChainError
 from . import fiat_rules as fr
 from . import permit2_rules as p2
+from .channels import (
+    CHANNEL_CONFIG_TYPEHASH,
+    CLAIM_BATCH_TYPEHASH,
+    CLAIM_ENTRY_TYPEHASH,
+    CONFIG_ABI,
+    DEPOSIT_WITNESS_TYPE_STRING,
+    DEPOSIT_WITNESS_TYPEHASH,
+    EVENT_TOPICS,
+    MAX_WITHDRAW_DELAY,
+    MIN_WITHDRAW_DELAY,
+    REFUND_TYPEHASH,
+    UINT40_MAX,
+    UINT128_MAX,
+    VOUCHER_CLAIM_ABI,
+    VOUCHER_TYPEHASH,
+)
 from .contracts import (
     BATCH_SETTLEMENT_ADDRESS,
     ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
@@ -58,8 +74,6 @@ from .eip712 import SECP256K1_HALF_N, canonical
 from .fiat_rules import Frame, Recover
 from .hashing import keccak
 from .token import (
-    AUTHORIZATION_ALREADY_USED_TOPIC,
-    AUTHORIZATION_USED_TOPIC,
     CUSTOM_ERRORS,
     revert_reason,
     selector,
@@ -70,56 +84,11 @@ ERC3009_COLLECTOR = bytes(canonical(ERC3009_DEPOSIT_COLLECTOR_ADDRESS))
 PERMIT2_COLLECTOR = bytes(canonical(PERMIT2_DEPOSIT_COLLECTOR_ADDRESS))
 CONTRACTS = (BATCH, ERC3009_COLLECTOR, PERMIT2_COLLECTOR)
 
-MIN_WITHDRAW_DELAY = 15 * 60
-MAX_WITHDRAW_DELAY = 30 * 24 * 3600
-UINT128_MAX = 2**128 - 1
-UINT40_MAX = 2**40 - 1
 # The contracts' bounds on their dynamic arguments (longer input fails their ABI decoding).
 MAX_COLLECTOR_DATA = 2048
 MAX_CLAIMS = 100
 MAX_CALLS, MAX_CALL_BYTES = 8, 4096
 COLD_SURCHARGE = p2.COLD_ACCOUNT - p2.WARM_ACCOUNT
-RECEIVE_NOT_PAYEE = "FiatTokenV2: caller must be the payee"
-
-_DOMAIN_TYPEHASH = keccak(
-    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
-CHANNEL_CONFIG_TYPEHASH = keccak(
-    b"ChannelConfig(address payer,address payerAuthorizer,address receiver,address receiverAuthorizer,"
-    b"address token,uint40 withdrawDelay,bytes32 salt)"
-)
-VOUCHER_TYPEHASH = keccak(b"Voucher(bytes32 channelId,uint128 maxClaimableAmount)")
-REFUND_TYPEHASH = keccak(b"Refund(bytes32 channelId,uint256 nonce,uint128 amount)")
-CLAIM_ENTRY_TYPEHASH = keccak(
-    b"ClaimEntry(bytes32 channelId,uint128 maxClaimableAmount,uint128 totalClaimed)"
-)
-CLAIM_BATCH_TYPEHASH = keccak(
-    b"ClaimBatch(ClaimEntry[] claims)"
-    b"ClaimEntry(bytes32 channelId,uint128 maxClaimableAmount,uint128 totalClaimed)"
-)
-RECEIVE_TYPEHASH = keccak(
-    b"ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,"
-    b"uint256 validBefore,bytes32 nonce)"
-)
-DEPOSIT_WITNESS_TYPEHASH = keccak(b"DepositWitness(bytes32 channelId)")
-DEPOSIT_WITNESS_TYPE_STRING = (
-    b"DepositWitness witness)DepositWitness(bytes32 channelId)TokenPermissions(address token,uint256 amount)"
-)
-
-_CONFIG_EVENT = "(address,address,address,address,address,uint40,bytes32)"
-TOPICS = {
-    name: keccak(signature.encode())
-    for name, signature in {
-        "ChannelCreated": f"ChannelCreated(bytes32,{_CONFIG_EVENT})",
-        "ChannelClosed": f"ChannelClosed(bytes32,{_CONFIG_EVENT})",
-        "Deposited": "Deposited(bytes32,address,uint128,uint128)",
-        "Claimed": "Claimed(bytes32,address,uint128,uint128)",
-        "Settled": "Settled(address,address,address,uint128)",
-        "Refunded": "Refunded(bytes32,address,uint128)",
-        "WithdrawInitiated": "WithdrawInitiated(bytes32,uint128,uint40)",
-        "WithdrawFinalized": "WithdrawFinalized(bytes32,address,uint128)",
-    }.items()
-}
 
 # (revert reason or None, exit point)
 Outcome = tuple[str | None, str]
@@ -246,23 +215,15 @@ class Context:
     with_code: frozenset[bytes]
 
 
-def domain_separator(chain_id: int) -> bytes:
-    return keccak(
-        _DOMAIN_TYPEHASH + keccak(b"x402 Batch Settlement") + keccak(b"1") + _n(chain_id) + _word(BATCH)
-    )
-
-
-_CONFIG = "(address,address,address,address,address,uint40,bytes32)"
-_ROW = f"(({_CONFIG},uint128),bytes,uint128)"
 _SIGNATURES: dict[str, tuple[str, ...]] = {
-    "deposit": (_CONFIG, "uint128", "address", "bytes"),
-    "claim": (f"{_ROW}[]",),
-    "claimWithSignature": (f"{_ROW}[]", "bytes"),
+    "deposit": (CONFIG_ABI, "uint128", "address", "bytes"),
+    "claim": (f"{VOUCHER_CLAIM_ABI}[]",),
+    "claimWithSignature": (f"{VOUCHER_CLAIM_ABI}[]", "bytes"),
     "settle": ("address", "address"),
-    "initiateWithdraw": (_CONFIG, "uint128"),
-    "finalizeWithdraw": (_CONFIG,),
-    "refund": (_CONFIG, "uint128"),
-    "refundWithSignature": (_CONFIG, "uint128", "uint256", "bytes"),
+    "initiateWithdraw": (CONFIG_ABI, "uint128"),
+    "finalizeWithdraw": (CONFIG_ABI,),
+    "refund": (CONFIG_ABI, "uint128"),
+    "refundWithSignature": (CONFIG_ABI, "uint128", "uint256", "bytes"),
     "multicall": ("bytes[]",),
 }
 FUNCTIONS = {selector(f"{name}({','.join(types)})"): name for name, types in _SIGNATURES.items()}
@@ -273,10 +234,10 @@ VIEWS: dict[bytes, tuple[str, tuple[str, ...]]] = {
         "pendingWithdrawals": ("bytes32",),
         "refundNonce": ("bytes32",),
         "receivers": ("address", "address"),
-        "getChannelId": (_CONFIG,),
+        "getChannelId": (CONFIG_ABI,),
         "getVoucherDigest": ("bytes32", "uint128"),
         "getRefundDigest": ("bytes32", "uint256", "uint128"),
-        "getClaimBatchDigest": (f"{_ROW}[]",),
+        "getClaimBatchDigest": (f"{VOUCHER_CLAIM_ABI}[]",),
     }.items()
 }
 COLLECT = selector("collect(address,address,uint256,bytes32,bytes)")
@@ -563,7 +524,7 @@ class _Batch:
 
     def _log(self, name: str, *topics: bytes, data: bytes = b"") -> None:
         self.frame.emitter = BATCH
-        self.frame.log(TOPICS[name], *topics, data=data)
+        self.frame.log(EVENT_TOPICS[name], *topics, data=data)
 
     def _is_valid_signature_now(self, signer: bytes, digest: bytes, signature: bytes) -> str:
         """``SignatureChecker.isValidSignatureNow`` for a signer without code: "" when valid, else
@@ -629,7 +590,7 @@ class _Batch:
         nonce = keccak(channel + _n(c.salt))
         r, s, v = c.signature[:32], c.signature[32:64], c.signature[64]
         f.emitter = None
-        reason, received = receive_with_authorization(
+        reason, received = fr.receive_with_authorization(
             f, self.ctx.p2.token, self.timestamp, ERC3009_COLLECTOR, config.payer, ERC3009_COLLECTOR, amount,
             c.valid_after, c.valid_before, nonce, v, r, s, self.recover,
         )  # fmt: skip
@@ -656,7 +617,7 @@ class _Batch:
         warm_before = owner_key in f.warm
         reason, path = p2.permit_witness_transfer_from(
             f, self.ctx.p2, self.timestamp, self.sender, PERMIT2_COLLECTOR, permit, BATCH, amount,
-            config.payer, witness, DEPOSIT_WITNESS_TYPE_STRING, c.signature, self.recover,
+            config.payer, witness, DEPOSIT_WITNESS_TYPE_STRING.encode(), c.signature, self.recover,
         )  # fmt: skip
         if path not in _BEFORE_OWNER_CHECK:
             # Permit2 asked for the owner's code: permit2_rules charges it cold unless the owner
@@ -906,46 +867,6 @@ class _Batch:
 
 # The Permit2 exit points reached before Permit2 asks for the owner's code.
 _BEFORE_OWNER_CHECK = frozenset({"SignatureExpired", "InvalidAmount(uint256)", "InvalidNonce"})
-
-
-def receive_with_authorization(
-    frame: Frame,
-    token: fr.Token,
-    timestamp: int,
-    caller: bytes,
-    from_: bytes,
-    to: bytes,
-    value: int,
-    valid_after: int,
-    valid_before: int,
-    nonce: bytes,
-    v: int,
-    r: bytes,
-    s: bytes,
-    recover: Recover,
-) -> Outcome:
-    """The token's ``receiveWithAuthorization`` called by ``caller``."""
-    if to != caller:
-        return RECEIVE_NOT_PAYEE, "receive:not_payee"
-    if not timestamp > valid_after:
-        return fr.NOT_YET_VALID, "receive:not_yet_valid"
-    if not timestamp < valid_before:
-        return fr.EXPIRED, "receive:expired"
-    used_key = fr.authorization_key(from_, nonce)
-    if frame.load(used_key):
-        if token.silent_on_used_nonce:
-            frame.log(AUTHORIZATION_ALREADY_USED_TOPIC, _word(from_), nonce)
-            return None, "receive:already_used"
-        return fr.USED_OR_CANCELED, "receive:used"
-    struct = (
-        RECEIVE_TYPEHASH + _word(from_) + _word(to) + _n(value) + _n(valid_after) + _n(valid_before) + nonce
-    )
-    failed = fr.check_signer(frame, token, struct, v, r, s, from_, recover, prefix="receive:")
-    if failed is not None:
-        return failed
-    frame.save(used_key, 1)
-    frame.log(AUTHORIZATION_USED_TOPIC, _word(from_), nonce)
-    return fr.move(frame, from_, to, value, "receive")
 
 
 def execution_gas(table: Mapping[str, int], path: str) -> int:

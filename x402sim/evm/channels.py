@@ -30,7 +30,14 @@ from .contracts import (
     ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
     PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
 )
-from .eip712 import Domain, address_word, canonical, sign_digest, uint_word
+from .eip712 import (
+    RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
+    Domain,
+    address_word,
+    canonical,
+    sign_digest,
+    uint_word,
+)
 from .hashing import keccak
 from .permit2 import permit2_domain_separator
 from .token import CHANNEL_ERRORS, selector
@@ -89,16 +96,12 @@ _CHANNEL_CONFIG_TYPE = (
     "ChannelConfig(address payer,address payerAuthorizer,address receiver,"
     "address receiverAuthorizer,address token,uint40 withdrawDelay,bytes32 salt)"
 )
-_CHANNEL_CONFIG_TYPEHASH = keccak(_CHANNEL_CONFIG_TYPE.encode())
-_VOUCHER_TYPEHASH = keccak(b"Voucher(bytes32 channelId,uint128 maxClaimableAmount)")
-_REFUND_TYPEHASH = keccak(b"Refund(bytes32 channelId,uint256 nonce,uint128 amount)")
+CHANNEL_CONFIG_TYPEHASH = keccak(_CHANNEL_CONFIG_TYPE.encode())
+VOUCHER_TYPEHASH = keccak(b"Voucher(bytes32 channelId,uint128 maxClaimableAmount)")
+REFUND_TYPEHASH = keccak(b"Refund(bytes32 channelId,uint256 nonce,uint128 amount)")
 _CLAIM_ENTRY_TYPE = "ClaimEntry(bytes32 channelId,uint128 maxClaimableAmount,uint128 totalClaimed)"
-_CLAIM_ENTRY_TYPEHASH = keccak(_CLAIM_ENTRY_TYPE.encode())
-_CLAIM_BATCH_TYPEHASH = keccak(("ClaimBatch(ClaimEntry[] claims)" + _CLAIM_ENTRY_TYPE).encode())
-_RECEIVE_TYPEHASH = keccak(
-    b"ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,"
-    b"uint256 validBefore,bytes32 nonce)"
-)
+CLAIM_ENTRY_TYPEHASH = keccak(_CLAIM_ENTRY_TYPE.encode())
+CLAIM_BATCH_TYPEHASH = keccak(("ClaimBatch(ClaimEntry[] claims)" + _CLAIM_ENTRY_TYPE).encode())
 # Permit2's witness transfer as the Permit2 deposit collector asks for it (the witness type string
 # is the tail the collector hands Permit2; referenced structs sorted by name, as EIP-712 wants).
 DEPOSIT_WITNESS_TYPE_STRING = (
@@ -110,18 +113,18 @@ _DEPOSIT_PERMIT_TYPEHASH = keccak(
         "uint256 deadline," + DEPOSIT_WITNESS_TYPE_STRING
     ).encode()
 )
-_DEPOSIT_WITNESS_TYPEHASH = keccak(b"DepositWitness(bytes32 channelId)")
+DEPOSIT_WITNESS_TYPEHASH = keccak(b"DepositWitness(bytes32 channelId)")
 _TOKEN_PERMISSIONS_TYPEHASH = keccak(b"TokenPermissions(address token,uint256 amount)")
 
-_CONFIG = "(address,address,address,address,address,uint40,bytes32)"
-_VOUCHER_CLAIM = f"(({_CONFIG},uint128),bytes,uint128)"
+CONFIG_ABI = "(address,address,address,address,address,uint40,bytes32)"
+VOUCHER_CLAIM_ABI = f"(({CONFIG_ABI},uint128),bytes,uint128)"
 
 
 EVENT_TOPICS = {
     name: keccak(signature.encode())
     for name, signature in {
-        "ChannelCreated": f"ChannelCreated(bytes32,{_CONFIG})",
-        "ChannelClosed": f"ChannelClosed(bytes32,{_CONFIG})",
+        "ChannelCreated": f"ChannelCreated(bytes32,{CONFIG_ABI})",
+        "ChannelClosed": f"ChannelClosed(bytes32,{CONFIG_ABI})",
         "Deposited": "Deposited(bytes32,address,uint128,uint128)",
         "Claimed": "Claimed(bytes32,address,uint128,uint128)",
         "Settled": "Settled(address,address,address,uint128)",
@@ -297,7 +300,7 @@ def _typed(chain_id: int, struct_hash: bytes) -> bytes:
 def channel_id(config: ChannelConfig, chain_id: int) -> bytes:
     """The channel's id: the EIP-712 hash of its config under the contract's domain."""
     struct_hash = keccak(
-        _CHANNEL_CONFIG_TYPEHASH
+        CHANNEL_CONFIG_TYPEHASH
         + address_word(config.payer)
         + address_word(config.payer_authorizer)
         + address_word(config.receiver)
@@ -313,7 +316,7 @@ def voucher_digest(chain_id: int, channel: bytes, max_claimable: int) -> bytes:
     """What a payer signs: ``Voucher(channelId, maxClaimableAmount)``."""
     _bytes32("channel", channel)
     _uint("max_claimable", max_claimable, 128)
-    return _typed(chain_id, keccak(_VOUCHER_TYPEHASH + channel + uint_word(max_claimable)))
+    return _typed(chain_id, keccak(VOUCHER_TYPEHASH + channel + uint_word(max_claimable)))
 
 
 def refund_digest(chain_id: int, channel: bytes, nonce: int, amount: int) -> bytes:
@@ -321,21 +324,21 @@ def refund_digest(chain_id: int, channel: bytes, nonce: int, amount: int) -> byt
     _bytes32("channel", channel)
     _uint("nonce", nonce, 256)
     _uint("amount", amount, 128)
-    return _typed(chain_id, keccak(_REFUND_TYPEHASH + channel + uint_word(nonce) + uint_word(amount)))
+    return _typed(chain_id, keccak(REFUND_TYPEHASH + channel + uint_word(nonce) + uint_word(amount)))
 
 
 def claim_batch_digest(chain_id: int, claims: Sequence[VoucherClaim]) -> bytes:
     """What a receiver authorizer signs for a relayed claim: ``ClaimBatch(ClaimEntry[] claims)``."""
     entries = b"".join(
         keccak(
-            _CLAIM_ENTRY_TYPEHASH
+            CLAIM_ENTRY_TYPEHASH
             + channel_id(c.config, chain_id)
             + uint_word(c.max_claimable)
             + uint_word(c.total_claimed)
         )
         for c in claims
     )
-    return _typed(chain_id, keccak(_CLAIM_BATCH_TYPEHASH + keccak(entries)))
+    return _typed(chain_id, keccak(CLAIM_BATCH_TYPEHASH + keccak(entries)))
 
 
 def sign_voucher(key: bytes, chain_id: int, channel: bytes, max_claimable: int) -> bytes:
@@ -369,7 +372,7 @@ def receive_authorization_digest(
     """What a payer signs for a deposit through the EIP-3009 collector: the token's
     ``ReceiveWithAuthorization`` to the collector (which must be the caller)."""
     struct_hash = keccak(
-        _RECEIVE_TYPEHASH
+        RECEIVE_WITH_AUTHORIZATION_TYPEHASH
         + address_word(payer)
         + address_word(ERC3009_DEPOSIT_COLLECTOR_ADDRESS)
         + uint_word(amount)
@@ -397,7 +400,7 @@ def deposit_witness_digest(
         + address_word(PERMIT2_DEPOSIT_COLLECTOR_ADDRESS)
         + uint_word(nonce)
         + uint_word(deadline)
-        + keccak(_DEPOSIT_WITNESS_TYPEHASH + channel)
+        + keccak(DEPOSIT_WITNESS_TYPEHASH + channel)
     )
     return keccak(b"\x19\x01" + permit2_domain_separator(chain_id) + struct_hash)
 
@@ -419,18 +422,18 @@ def deposit_call(config: ChannelConfig, amount: int, collector: str, collector_d
     _uint("amount", amount, 128)
     return _call(
         "deposit",
-        (_CONFIG, "uint128", "address", "bytes"),
+        (CONFIG_ABI, "uint128", "address", "bytes"),
         [config.as_abi(), amount, to_checksum_address(collector), collector_data],
     )
 
 
 def claim_call(claims: Sequence[VoucherClaim]) -> bytes:
-    return _call("claim", (f"{_VOUCHER_CLAIM}[]",), [[c.as_abi() for c in claims]])
+    return _call("claim", (f"{VOUCHER_CLAIM_ABI}[]",), [[c.as_abi() for c in claims]])
 
 
 def claim_with_signature_call(claims: Sequence[VoucherClaim], signature: bytes) -> bytes:
     return _call(
-        "claimWithSignature", (f"{_VOUCHER_CLAIM}[]", "bytes"), [[c.as_abi() for c in claims], signature]
+        "claimWithSignature", (f"{VOUCHER_CLAIM_ABI}[]", "bytes"), [[c.as_abi() for c in claims], signature]
     )
 
 
@@ -442,23 +445,23 @@ def settle_call(receiver: str, token: str) -> bytes:
 
 def initiate_withdraw_call(config: ChannelConfig, amount: int) -> bytes:
     _uint("amount", amount, 128)
-    return _call("initiateWithdraw", (_CONFIG, "uint128"), [config.as_abi(), amount])
+    return _call("initiateWithdraw", (CONFIG_ABI, "uint128"), [config.as_abi(), amount])
 
 
 def finalize_withdraw_call(config: ChannelConfig) -> bytes:
-    return _call("finalizeWithdraw", (_CONFIG,), [config.as_abi()])
+    return _call("finalizeWithdraw", (CONFIG_ABI,), [config.as_abi()])
 
 
 def refund_call(config: ChannelConfig, amount: int) -> bytes:
     _uint("amount", amount, 128)
-    return _call("refund", (_CONFIG, "uint128"), [config.as_abi(), amount])
+    return _call("refund", (CONFIG_ABI, "uint128"), [config.as_abi(), amount])
 
 
 def refund_with_signature_call(config: ChannelConfig, amount: int, nonce: int, signature: bytes) -> bytes:
     _uint("amount", amount, 128)
     return _call(
         "refundWithSignature",
-        (_CONFIG, "uint128", "uint256", "bytes"),
+        (CONFIG_ABI, "uint128", "uint256", "bytes"),
         [config.as_abi(), amount, nonce, signature],
     )
 

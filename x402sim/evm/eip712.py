@@ -32,6 +32,10 @@ TRANSFER_WITH_AUTHORIZATION_TYPEHASH = keccak(
     b"TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,"
     b"uint256 validBefore,bytes32 nonce)"
 )
+RECEIVE_WITH_AUTHORIZATION_TYPEHASH = keccak(
+    b"ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,"
+    b"uint256 validBefore,bytes32 nonce)"
+)
 # secp256k1 group order; a signature with s above half of it is malleable and FiatToken rejects it.
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2

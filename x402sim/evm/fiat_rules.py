@@ -27,13 +27,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
-from .eip712 import SECP256K1_HALF_N, TRANSFER_WITH_AUTHORIZATION_TYPEHASH
+from .eip712 import (
+    RECEIVE_WITH_AUTHORIZATION_TYPEHASH,
+    SECP256K1_HALF_N,
+    TRANSFER_WITH_AUTHORIZATION_TYPEHASH,
+)
 from .hashing import keccak
 from .token import AUTHORIZATION_ALREADY_USED_TOPIC, AUTHORIZATION_USED_TOPIC, TRANSFER_TOPIC
 
 NOT_YET_VALID = "FiatTokenV2: authorization is not yet valid"
 EXPIRED = "FiatTokenV2: authorization is expired"
 USED_OR_CANCELED = "FiatTokenV2: authorization is used or canceled"
+RECEIVE_NOT_PAYEE = "FiatTokenV2: caller must be the payee"
 INVALID_S = "ECRecover: invalid signature 's' value"
 INVALID_V = "ECRecover: invalid signature 'v' value"
 NO_SIGNER = "ECRecover: invalid signature"
@@ -172,18 +177,70 @@ def transfer_with_authorization(
     recover: Recover,
 ) -> tuple[str | None, str]:
     """``transferWithAuthorization``: (revert reason or None, exit point)."""
+    return _authorized_move(
+        frame, token, TRANSFER_WITH_AUTHORIZATION_TYPEHASH, "", "transfer_with_authorization",
+        timestamp, from_, to, value, valid_after, valid_before, nonce, v, r, s, recover,
+    )  # fmt: skip
+
+
+def receive_with_authorization(
+    frame: Frame,
+    token: Token,
+    timestamp: int,
+    caller: bytes,
+    from_: bytes,
+    to: bytes,
+    value: int,
+    valid_after: int,
+    valid_before: int,
+    nonce: bytes,
+    v: int,
+    r: bytes,
+    s: bytes,
+    recover: Recover,
+) -> tuple[str | None, str]:
+    """``receiveWithAuthorization`` called by ``caller``, who must be the payee: exit points as
+    ``transferWithAuthorization``'s, prefixed ``receive:``."""
+    if to != caller:
+        return RECEIVE_NOT_PAYEE, "receive:not_payee"
+    return _authorized_move(
+        frame, token, RECEIVE_WITH_AUTHORIZATION_TYPEHASH, "receive:", "receive",
+        timestamp, from_, to, value, valid_after, valid_before, nonce, v, r, s, recover,
+    )  # fmt: skip
+
+
+def _authorized_move(
+    frame: Frame,
+    token: Token,
+    typehash: bytes,
+    prefix: str,
+    moved: str,
+    timestamp: int,
+    from_: bytes,
+    to: bytes,
+    value: int,
+    valid_after: int,
+    valid_before: int,
+    nonce: bytes,
+    v: int,
+    r: bytes,
+    s: bytes,
+    recover: Recover,
+) -> tuple[str | None, str]:
+    """An EIP-3009 authorization of ``typehash`` checked and spent, then ``value`` moved (exit
+    point ``moved``); the other exit points are named with ``prefix``."""
     if not timestamp > valid_after:
-        return NOT_YET_VALID, "not_yet_valid"
+        return NOT_YET_VALID, f"{prefix}not_yet_valid"
     if not timestamp < valid_before:
-        return EXPIRED, "expired"
+        return EXPIRED, f"{prefix}expired"
     used_key = authorization_key(from_, nonce)
     if frame.load(used_key):
         if token.silent_on_used_nonce:
             frame.log(AUTHORIZATION_ALREADY_USED_TOPIC, _word(from_), nonce)
-            return None, "already_used"
-        return USED_OR_CANCELED, "used"
+            return None, f"{prefix}already_used"
+        return USED_OR_CANCELED, f"{prefix}used"
     struct = (
-        TRANSFER_WITH_AUTHORIZATION_TYPEHASH
+        typehash
         + _word(from_)
         + _word(to)
         + value.to_bytes(32, "big")
@@ -191,12 +248,12 @@ def transfer_with_authorization(
         + valid_before.to_bytes(32, "big")
         + nonce
     )
-    reason = check_signer(frame, token, struct, v, r, s, from_, recover)
+    reason = check_signer(frame, token, struct, v, r, s, from_, recover, prefix=prefix)
     if reason is not None:
         return reason
     frame.save(used_key, 1)
     frame.log(AUTHORIZATION_USED_TOPIC, _word(from_), nonce)
-    return move(frame, from_, to, value, "transfer_with_authorization")
+    return move(frame, from_, to, value, moved)
 
 
 def cancel_authorization(

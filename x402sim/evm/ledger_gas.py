@@ -1000,11 +1000,21 @@ def _high_signature(signature: bytes) -> bytes:
 
 
 def main() -> None:
-    for token in ("usdc", "pyusd"):
-        print(f"{token!r}: {{")
-        for path, gas in calibrate(token).items():
-            print(f"    {path!r}: {gas},")
-        print("},")
+    """Print the table as ``ledger`` holds it: the rows both tokens share, then each token's own."""
+    measured = {token: calibrate(token) for token in ("usdc", "pyusd")}
+    usdc, pyusd = measured["usdc"], measured["pyusd"]
+    shared = {path: gas for path, gas in usdc.items() if pyusd.get(path) == gas}
+    print("_SHARED_GAS = {")
+    for path, gas in sorted(shared.items()):
+        print(f"    {path!r}: {gas},")
+    print("}\n_TOKEN_GAS = {")
+    for token, table in measured.items():
+        print(f"    {token!r}: {{")
+        for path, gas in sorted(table.items()):
+            if path not in shared:
+                print(f"        {path!r}: {gas},")
+        print("    },")
+    print("}")
     sys.stdout.flush()
 
 
