@@ -102,8 +102,8 @@ soak: $(STAMP)
 # (vyper needs it), which pip freeze leaves out; setuptools is pinned by hand (the venv's own is older).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[sim,dask,dev]'
-	{ echo "# Whole dependency tree of x402sim[sim,dask,dev], pinned. Regenerate with 'make lock'."; echo "setuptools==80.9.0"; .lock-venv/bin/pip freeze --all --exclude pip --exclude setuptools --exclude-editable --exclude x402sim; } > requirements.lock
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[sim,dask,agents,dev]'
+	{ echo "# Whole dependency tree of x402sim[sim,dask,agents,dev], pinned. Regenerate with 'make lock'."; echo "setuptools==80.9.0"; .lock-venv/bin/pip freeze --all --exclude pip --exclude setuptools --exclude-editable --exclude x402sim; } > requirements.lock
 	rm -rf .lock-venv
 
 clean:

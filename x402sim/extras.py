@@ -3,7 +3,8 @@
 A core install (``pip install x402sim``) runs the protocol, the chain, the roles, the testbed, the
 HTTP services, conformance with its pytest plugin, governance, trust and the command line.
 ``x402sim[sim]`` adds the simulator (``x402sim.sim``: ``x402sim run``, the notebooks);
-``x402sim[dask]`` adds sweeps and sharded runs on Dask, with the simulator.
+``x402sim[dask]`` adds sweeps and sharded runs on Dask, with the simulator; ``x402sim[agents]`` adds the
+MCP and A2A transports (``x402sim.transports``: paid tools and agents, and the clients that pay them).
 
 Rules: this is the one place that knows which module belongs to which extra. It imports nothing of
 x402sim. A command turns a missing extra into one line and exit code 2 (``cli_errors.needs_extra``);
@@ -38,6 +39,7 @@ class Extra:
 EXTRAS = {
     "sim": Extra("sim", "the simulator", ("simpy", "matplotlib", "numpy", "ddsketch")),
     "dask": Extra("dask", "Dask", ("dask", "distributed")),
+    "agents": Extra("agents", "the MCP and A2A transports", ("mcp", "a2a")),
 }
 
 
