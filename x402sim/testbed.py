@@ -130,6 +130,19 @@ class TestClient(DrivesClient):
         request = HttpRequest("GET", path)
         return run(self.role.refund(request, self._tb.now, amount), self._tb.driver(server, self.role))
 
+    def send_message(self, agent, text: str, *, skill: str | None = None) -> FetchResult:
+        """Send ``text`` to the in-process A2A ``agent`` (``Testbed.a2a_agent``) for ``skill``
+        (default: its first), paying once when its task asks for payment; the body is the final task."""
+        from .transports.a2a import agent_http, send_paid_message
+
+        async def exchange() -> FetchResult:
+            async with agent_http(transport=agent.transport()) as http:
+                return await send_paid_message(
+                    self.role, http, agent.url, text, skill=skill, clock=lambda: self._tb.now
+                )
+
+        return cast(FetchResult, agent.run(exchange()))
+
 
 @dataclass(frozen=True)
 class ChannelView:
@@ -345,3 +358,38 @@ class Testbed:
     def perform(self, server: TestServer, effect: Effect):
         """Answer one effect of an exchange with ``server``, in process."""
         return dispatch(self.driver(server), effect)
+
+    # -- A2A ---------------------------------------------------------------------------------------
+
+    def a2a_agent(
+        self,
+        skills: Mapping[str, int | Route],
+        *,
+        handlers: Mapping[str, Callable] | None = None,
+        pay_to: str | None = None,
+        url: str = "http://agent.test",
+        require_activation: bool = True,
+        **trust,
+    ):
+        """An A2A paid agent (``x402sim.transports.a2a.PaidAgent``) in process, selling ``skills``
+        (``{"weather": atomic_price}`` or Routes keyed ``POST /<skill>``) through the testbed's
+        facilitator at the testbed's clock; ``handlers`` answer skills by id (``skill_answer``).
+        ``TestClient.send_message`` talks to it; ``agent.app`` is its ASGI app. Needs x402sim[agents]."""
+        import dataclasses
+
+        from .transports.a2a import PaidAgent
+        from .transports.a2a_carry import skill_route_key
+
+        routes: dict[str, int | Route] = {}
+        for name, price in skills.items():
+            key = name if name.startswith("POST /") else skill_route_key(name)
+            routes[key] = dataclasses.replace(price, key=key) if isinstance(price, Route) else price
+        server = self.server(routes, pay_to=pay_to, base_url=url, **trust)
+        return PaidAgent(
+            server.role,
+            self.facilitator,
+            url=url,
+            handlers=handlers,
+            clock=lambda: self.now,
+            require_activation=require_activation,
+        )
