@@ -517,6 +517,60 @@ def serve_server_cmd(
     )
 
 
+@serve_app.command("a2a")
+def serve_a2a_cmd(
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="0 picks free ports for all three services.")] = None,
+    chain_port: Annotated[int, typer.Option(help="Chain JSON-RPC port.")] = 8545,
+    facilitator_port: Annotated[int, typer.Option(help="Facilitator port.")] = 4022,
+    agent_port: Annotated[int, typer.Option(help="A2A agent port.")] = 4023,
+    routes: Annotated[
+        Path | None,
+        typer.Option(help="Routes file (TOML or JSON) whose routes, keyed 'POST /<skill>', are the skills."),
+    ] = None,
+    accounts: AccountsOpt = 10,
+    usdc: UsdcOpt = 1000,
+    seed: SeedOpt = 0,
+    block_time: BlockTimeOpt = None,
+    network: NetworkOpt = LOCAL_NETWORK,
+    sponsor: SponsorOpt = None,
+) -> None:
+    """Start chain RPC, facilitator and a paid A2A agent together; print one JSON line.
+
+    The agent (a2a-sdk, JSON-RPC at its URL, card at /.well-known/agent-card.json) declares the x402
+    extension and answers a message for a paid skill with a task asking for payment
+    (input-required, x402.payment.required); the paid message on that task is settled and the task
+    completed with its receipt. Without --routes it sells the demo skill 'weather' for 1000 atomic
+    units (0.001 USDC).
+
+    Examples:
+
+      x402sim serve a2a --port 0
+
+      x402sim serve a2a --routes skills.toml    # routes keyed "POST /<skill>", any scheme
+
+      x402sim pay --a2a http://127.0.0.1:4023 --message "weather in Oslo"
+    """
+    from ..cli_errors import needs_extra
+
+    public = _host_ok(host)
+    ports = {"chain": chain_port, "facilitator": facilitator_port, "agent": agent_port}
+    if port is not None:
+        if port != 0:
+            raise fail("--port other than 0 would give the three services one port; use --agent-port etc.")
+        ports = dict.fromkeys(ports, 0)
+    config = _routes(routes)
+    offered = _sponsoring(sponsor)
+    setup = _setup(accounts, usdc, seed, block_time, network.value)
+    with needs_extra("x402sim serve a2a", "agents"):
+        from ..transports.a2a_serve import serve_a2a
+    _run_until_signalled(
+        lambda: serve_a2a(
+            setup, routes=config, host=host, ports=ports, allow_public=public, sponsoring=offered
+        )
+    )
+
+
 def _mechanisms(config, scheme: str | None, transfer_method: str | None, charge: str | None):
     """``config`` with the ``--scheme/--transfer-method/--charge`` defaults; exit 2 naming a bad one."""
     from .routes_file import RoutesFileError, with_defaults
@@ -689,6 +743,23 @@ def pay(
             "request (default 0: only when the balance does not cover it).",
         ),
     ] = 0,
+    a2a: Annotated[
+        str | None,
+        typer.Option(
+            "--a2a",
+            metavar="AGENT_URL",
+            help="Instead of URL: send --message to the A2A agent at AGENT_URL (its card at "
+            "/.well-known/agent-card.json) and pay once when its task asks for payment; prints the "
+            "final task.",
+        ),
+    ] = None,
+    message: Annotated[
+        str | None, typer.Option("--message", help="With --a2a: the text of the message.")
+    ] = None,
+    skill: Annotated[
+        str | None,
+        typer.Option("--skill", help="With --a2a: the skill asked for (default: the agent's first)."),
+    ] = None,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -755,20 +826,22 @@ def pay(
     """
     from ..actors.client import SpendPolicy
 
+    if a2a is not None or message is not None or skill is not None:
+        _pay_a2a_checks(a2a, message, url, from_env, refund or approve_permit2 or channel_state is not None)
     if from_env:
         _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign)
         if approve_permit2:
             raise fail("--from-env pays as the e2e harness's clients do; drop --approve-permit2")
         if channel_state is not None or refund:
             raise fail("--from-env pays as the e2e harness's clients do; drop --channel-state and --refund")
-    elif url is None:
+    elif url is None and a2a is None:
         raise fail("missing argument URL (or use --from-env)")
     if refund_amount is not None and not refund:
         raise fail("--refund-amount needs --refund")
     governance = _load_governance(policy_file, policy_name, agent, audit, approve)
     if key is None and rpc_url is None and not from_env:
         rpc_url = DEFAULT_RPC_URL
-    _urls_ok(allow_remote, {"URL": url, "--rpc-url": rpc_url})
+    _urls_ok(allow_remote, {"URL": url, "--a2a": a2a, "--rpc-url": rpc_url})
     headers = _parse_headers(header or [])
     body = (data or "").encode()
     if from_env:
@@ -793,15 +866,20 @@ def pay(
             "channel_store": store,
             "deposit_policy": _deposit_policy(deposit, top_up_below),
         }
-        result, governor = _governed_request(
-            key_bytes,
-            client_options,
-            governance,
-            audit,
-            approve,
-            (method, url, headers, body),
-            refund=(refund, refund_amount),
-        )
+        if a2a is not None:
+            result, governor = _pay_a2a(
+                key_bytes, client_options, governance, audit, approve, (a2a, message, skill)
+            )
+        else:
+            result, governor = _governed_request(
+                key_bytes,
+                client_options,
+                governance,
+                audit,
+                approve,
+                (method, url, headers, body),
+                refund=(refund, refund_amount),
+            )
         if verbose:
             _show_payment(result)
             if governor is not None:
@@ -1218,6 +1296,55 @@ def _show_payment(result) -> None:
         err.print("[bold]settlement[/bold]")
         err.print_json(data=result.settlement.to_wire())
     err.print(f"HTTP {result.status}")
+
+
+def _pay_a2a_checks(agent_url, message, url, from_env: bool, http_only: bool) -> None:
+    """``pay --a2a``'s options: all three together or none; nothing that is HTTP-only."""
+    if agent_url is None:
+        raise fail("--message and --skill need --a2a AGENT_URL")
+    if message is None:
+        raise fail("--a2a needs --message TEXT (what to ask the agent)")
+    if url is not None or from_env:
+        raise fail("--a2a replaces URL and --from-env: give one of them")
+    if http_only:
+        raise fail("--a2a pays a message; --refund, --approve-permit2 and --channel-state are for URL")
+
+
+def _pay_a2a(key: bytes, client_options: dict, governance, audit: Path | None, approve: bool, asked):
+    """``pay --a2a``: ``asked`` (agent URL, text, skill) sent by an ``A2aPayingClient``, under a
+    governor when ``governance`` is set; the result and the governor (or None)."""
+    import asyncio
+
+    from ..cli_errors import needs_extra
+
+    with needs_extra("x402sim pay --a2a", "agents"):
+        from a2a.utils.errors import A2AError
+
+        from ..transports.a2a import A2aPayingClient
+    agent_url, text, skill = asked
+    options = {k: v for k, v in client_options.items() if k not in ("channel_store", "deposit_policy")}
+
+    async def send(governor):
+        async with A2aPayingClient(key, governor=governor, **options) as client:
+            return await client.send_message(agent_url, text, skill=skill)
+
+    governor = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if governance is not None:
+                stack.enter_context(audit_lock(audit))
+                governor = _open_governor(governance, audit, _approver(approve))
+                stack.callback(governor.close)
+            result = asyncio.run(send(governor))
+    except (A2AError, ValueError) as exc:
+        raise fail(f"--a2a {agent_url}: {exc.__class__.__name__}: {exc}") from None
+    except Exception as exc:  # an httpx error: the agent could not be reached
+        import httpx
+
+        if not isinstance(exc, httpx.HTTPError):
+            raise
+        raise fail(f"--a2a {agent_url}: {exc.__class__.__name__}: {exc}") from None
+    return result, governor
 
 
 def register(app: typer.Typer) -> None:
