@@ -225,3 +225,35 @@ def test_the_challenge_travels_in_the_specifications_shape() -> None:
     assert required["accepts"][0]["amount"] == str(PRICE)
     assert required["accepts"][0]["payTo"] == agent.role.pay_to
     agent.close()
+
+
+def test_a_skill_priced_through_upto_charges_what_the_work_used() -> None:
+    from x402sim.actors.server import Route
+
+    testbed = Testbed(seed=19)
+    route = Route("POST /translate", 10 * PRICE, scheme="upto", usage=lambda request, response: 3 * PRICE)
+    agent = testbed.a2a_agent({"translate": route})
+    payer = testbed.account(usdc=100 * PRICE, eth=10**17)
+    testbed.approve_permit2(payer)
+    client = testbed.client(payer)
+    result = client.send_message(agent, "bonjour")
+    assert result.paid and result.challenge.accepts[0].scheme == "upto"
+    assert client.role.payments[-1].charged == 3 * PRICE
+    assert testbed.chain.balance_of(agent.role.pay_to) == 3 * PRICE
+    assert testbed.chain.balance_of(payer.address) == 97 * PRICE
+    agent.close()
+
+
+def test_a_skill_sold_through_a_payment_channel_is_paid_by_vouchers() -> None:
+    from x402sim.actors.server import Route
+
+    testbed = Testbed(seed=20)
+    agent = testbed.a2a_agent({"feed": Route("POST /feed", 100, scheme="batch-settlement")})
+    payer = testbed.account(usdc=100_000)
+    client = testbed.client(payer)
+    results = [client.send_message(agent, f"item {i}") for i in range(3)]
+    assert all(r.paid for r in results)
+    assert [(p.outcome, p.charged) for p in client.payments] == [("settled", 100)] * 3
+    view = testbed.channel(client)
+    assert testbed.chain.balance_of(payer.address) == 100_000 - view.onchain.balance
+    agent.close()

@@ -827,7 +827,7 @@ def pay(
     from ..actors.client import SpendPolicy
 
     if a2a is not None or message is not None or skill is not None:
-        _pay_a2a_checks(a2a, message, url, from_env, refund or approve_permit2 or channel_state is not None)
+        _pay_a2a_checks(a2a, message, url, from_env, refund)
     if from_env:
         _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign)
         if approve_permit2:
@@ -1298,16 +1298,16 @@ def _show_payment(result) -> None:
     err.print(f"HTTP {result.status}")
 
 
-def _pay_a2a_checks(agent_url, message, url, from_env: bool, http_only: bool) -> None:
-    """``pay --a2a``'s options: all three together or none; nothing that is HTTP-only."""
+def _pay_a2a_checks(agent_url, message, url, from_env: bool, refund: bool) -> None:
+    """``pay --a2a``'s options: --a2a with --message (and maybe --skill), without URL or --refund."""
     if agent_url is None:
         raise fail("--message and --skill need --a2a AGENT_URL")
     if message is None:
         raise fail("--a2a needs --message TEXT (what to ask the agent)")
     if url is not None or from_env:
         raise fail("--a2a replaces URL and --from-env: give one of them")
-    if http_only:
-        raise fail("--a2a pays a message; --refund, --approve-permit2 and --channel-state are for URL")
+    if refund:
+        raise fail("--a2a pays a message; --refund is for URL")
 
 
 def _pay_a2a(key: bytes, client_options: dict, governance, audit: Path | None, approve: bool, asked):
@@ -1322,10 +1322,9 @@ def _pay_a2a(key: bytes, client_options: dict, governance, audit: Path | None, a
 
         from ..transports.a2a import A2aPayingClient
     agent_url, text, skill = asked
-    options = {k: v for k, v in client_options.items() if k not in ("channel_store", "deposit_policy")}
 
     async def send(governor):
-        async with A2aPayingClient(key, governor=governor, **options) as client:
+        async with A2aPayingClient(key, governor=governor, **client_options) as client:
             return await client.send_message(agent_url, text, skill=skill)
 
     governor = None

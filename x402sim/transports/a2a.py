@@ -400,6 +400,9 @@ _ERROR_STATUS: tuple[tuple[type[A2AError], int], ...] = (
 )
 
 
+_TERMINAL = {"completed", "failed", "rejected", "canceled"}
+
+
 def _error_answer(exc: A2AError) -> HttpResponse:
     status = next((s for kind, s in _ERROR_STATUS if isinstance(exc, kind)), 502)
     return HttpResponse.of_json(status, {"error": f"{type(exc).__name__}: {exc}"})
@@ -447,9 +450,15 @@ class _ClientDriver(BaseDriver):
             return HttpResponse.of_json(
                 502, {"error": "the agent answered with neither a task nor a message"}
             )
-        self.task_id = str(task.get("id") or self.task_id or "") or None
-        self.context_id = str(task.get("contextId") or self.context_id)
-        return response_of_task(task)
+        answer = response_of_task(task)
+        status = task.get("status")
+        state = carry.state_of(status.get("state") if isinstance(status, dict) else "")
+        if state in _TERMINAL:  # a finished task takes no more messages: a retry opens a new one
+            self.task_id, self.context_id = None, ""
+        else:
+            self.task_id = str(task.get("id") or self.task_id or "") or None
+            self.context_id = str(task.get("contextId") or self.context_id)
+        return answer
 
     async def approve(self, effect: Approve) -> Approval:
         return answer_with_approver(self.role, effect, int(self.clock()))
