@@ -6,6 +6,7 @@ outcome is judged on chain: balances, and the authorization's state.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import httpx
@@ -152,8 +153,11 @@ def test_a_skill_failure_is_not_settled() -> None:
     agent.close()
 
 
-_MALFORMED = Testbed(seed=15)
-_MALFORMED_AGENT = _MALFORMED.a2a_agent({"weather": PRICE})
+@functools.cache
+def _malformed_world():
+    """One agent for every example: no malformed payload may move anything, so none is reset."""
+    testbed = Testbed(seed=15)
+    return testbed, testbed.a2a_agent({"weather": PRICE})
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -168,7 +172,7 @@ _MALFORMED_AGENT = _MALFORMED.a2a_agent({"weather": PRICE})
     )
 )
 def test_a_malformed_payload_fails_the_task_and_moves_nothing(garbage) -> None:
-    agent, testbed = _MALFORMED_AGENT, _MALFORMED
+    testbed, agent = _malformed_world()
     opened = _send(agent, "Oslo")["result"]
     assert _status(opened)[0] == "input-required"
     answer = _send(
@@ -256,4 +260,24 @@ def test_a_skill_sold_through_a_payment_channel_is_paid_by_vouchers() -> None:
     assert [(p.outcome, p.charged) for p in client.payments] == [("settled", 100)] * 3
     view = testbed.channel(client)
     assert testbed.chain.balance_of(payer.address) == 100_000 - view.onchain.balance
+    agent.close()
+
+
+def test_the_governor_judges_an_agents_price_as_it_judges_a_route() -> None:
+    from x402sim.governance import Governor, parse_policies
+
+    rules = [{"kind": "approval", "above": "0.0015"}]  # USDC: the 0.002 skill needs approval
+    policy = parse_policies({"policies": [{"name": "p", "rules": rules}]}).policy()
+    asked = []
+    governor = Governor(policy, approver=lambda decision: asked.append(decision.attempt.resource) or False)
+    testbed = Testbed(seed=21)
+    agent = testbed.a2a_agent({"weather": PRICE, "forecast": 2 * PRICE})
+    payer = testbed.account(usdc=10 * PRICE)
+    client = testbed.client(payer, governor=governor, agent="researcher")
+    cheap = client.send_message(agent, "Oslo")
+    dear = client.send_message(agent, "Oslo", skill="forecast")
+    assert cheap.paid and cheap.decision is not None and cheap.decision.allowed
+    assert not dear.paid and dear.decision is not None and not dear.decision.allowed
+    assert asked == ["agent.test/forecast"]  # resources are named by host and skill, as routes are
+    assert testbed.chain.balance_of(agent.role.pay_to) == PRICE
     agent.close()
