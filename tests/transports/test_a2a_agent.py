@@ -110,6 +110,11 @@ def test_the_card_declares_the_required_extension_and_the_skills() -> None:
     message = {"messageId": "m-1", "role": "ROLE_USER", "parts": [{"text": "Oslo"}]}
     refused = _rpc(agent, "SendMessage", {"message": message}, headers={"A2A-Version": "1.0"})
     assert refused["error"]["code"] == -32008
+    for header in ("X-A2A-Extensions", "A2A-Extensions"):  # the spec's name, and A2A 1.0's
+        opened = _rpc(
+            agent, "SendMessage", {"message": message}, {"A2A-Version": "1.0", header: A2A_X402_EXTENSION}
+        )
+        assert opened["result"]["task"]["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
     legacy = _send(agent, "Oslo", headers={})
     assert legacy["error"]["code"] == -32603 and A2A_X402_EXTENSION in legacy["error"]["message"]
     agent.close()
@@ -140,15 +145,20 @@ def test_a_failed_settlement_fails_the_task_and_delivers_nothing() -> None:
 
 def test_a_skill_failure_is_not_settled() -> None:
     testbed = Testbed(seed=14)
-    agent = testbed.a2a_agent(
-        {"weather": PRICE}, handlers={"weather": lambda r: skill_failure("upstream down")}
-    )
+
+    def broken(request):
+        raise RuntimeError("upstream down")
+
+    handlers = {"weather": lambda r: skill_failure("upstream down"), "news": broken}
+    agent = testbed.a2a_agent({"weather": PRICE, "news": PRICE}, handlers=handlers)
     payer = testbed.account(usdc=10 * PRICE)
     client = testbed.client(payer)
-    result = client.send_message(agent, "Oslo")
-    state, metadata = _status(result.json())
-    assert state == "TASK_STATE_FAILED" and PAYMENT_RECEIPTS not in metadata
-    assert result.status == 500 and not result.paid
+    for skill in ("weather", "news"):
+        result = client.send_message(agent, "Oslo", skill=skill)
+        state, metadata = _status(result.json())
+        assert state == "TASK_STATE_FAILED" and PAYMENT_RECEIPTS not in metadata
+        assert "upstream down" in result.json()["status"]["message"]["parts"][0]["text"]
+        assert result.status == 500 and not result.paid
     assert testbed.chain.balance_of(payer.address) == 10 * PRICE
     agent.close()
 

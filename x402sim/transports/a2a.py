@@ -8,8 +8,9 @@
   ``AgentExecutor`` that runs the server role on each message. Its ``app`` is an ASGI app (the SDK's
   JSON-RPC routes at ``/``, A2A 1.0 ``SendMessage`` and, for clients of the x402 specification's
   A2A 0.3 wire, ``message/send``; the card at ``/.well-known/agent-card.json``). A message that does
-  not activate the extension (``X-A2A-Extensions`` or ``A2A-Extensions``) is refused with A2A's
-  extension-support-required error unless ``require_activation=False``. While a payment is verified
+  not activate the extension (``X-A2A-Extensions`` or ``A2A-Extensions``, on either wire) is refused
+  with A2A's extension-support-required error unless ``require_activation=False``. A skill that
+  raises fails its task, unsettled. While a payment is verified
   and settled the task goes through ``working`` (``payment-submitted``, ``payment-verified``).
   The facilitator is anything with ``verify`` and ``settle`` (plain or async): a ``FacilitatorClient``
   when served, the testbed's facilitator in process.
@@ -41,11 +42,16 @@ import httpx
 try:
     from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
     from a2a.client.errors import A2AClientError, A2AClientTimeoutError
+    from a2a.extensions.common import get_requested_extensions
     from a2a.helpers.proto_helpers import get_message_text
     from a2a.server.agent_execution import AgentExecutor, RequestContext
     from a2a.server.events import EventQueue
     from a2a.server.request_handlers import DefaultRequestHandler
-    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+    from a2a.server.routes import (
+        DefaultServerCallContextBuilder,
+        create_agent_card_routes,
+        create_jsonrpc_routes,
+    )
     from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
     from a2a.types import (
         AgentCapabilities,
@@ -104,6 +110,7 @@ from .a2a_carry import (
     message_of_request,
     response_of_task,
     skill_answer,
+    skill_failure,
     skill_request,
     update_of_response,
 )
@@ -171,11 +178,22 @@ class _AgentDriver(BaseDriver):
         return await _settled_value(self.agent.facilitator.settle(effect.payload, effect.requirements))
 
     async def handle(self, effect: Handle) -> HttpResponse:
-        return await _settled_value(self.agent.handler_for(effect.request)(effect.request))
+        try:
+            answer: HttpResponse = await _settled_value(
+                self.agent.handler_for(effect.request)(effect.request)
+            )
+        except Exception as exc:  # a skill that raises fails its task; nothing is settled
+            return skill_failure(f"the skill failed: {type(exc).__name__}: {exc}")
+        return answer
 
 
 async def _settled_value(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+def _message_of(sent: Message) -> AgentMessage:
+    metadata = as_ints(json_format.MessageToDict(sent.metadata)) if sent.HasField("metadata") else None
+    return AgentMessage(get_message_text(sent), sent.task_id or None, metadata or None)
 
 
 class _Executor(AgentExecutor):
@@ -187,8 +205,9 @@ class _Executor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         task_id, context_id = str(context.task_id), str(context.context_id)
         sent = context.message if context.message is not None else Message()
-        metadata = as_ints(json_format.MessageToDict(sent.metadata)) if sent.HasField("metadata") else None
-        message = AgentMessage(get_message_text(sent), sent.task_id or None, metadata or None)
+        message = _message_of(sent)
+        task = context.current_task
+        first = _message_of(task.history[0]) if task is not None and task.history else message
         if context.current_task is None:
             status = TaskStatus(state=TaskState.TASK_STATE_SUBMITTED)
             await event_queue.enqueue_event(
@@ -202,7 +221,7 @@ class _Executor(AgentExecutor):
             )
             await updater.update_status(TaskState.TASK_STATE_WORKING, message=note)
 
-        update = await self.agent.answer(task_id, message, progress)
+        update = await self.agent.answer(message, first, progress)
         for artifact in update.artifacts:
             parts = [_part(p) for p in artifact.get("parts", []) if isinstance(p, Mapping)]
             await updater.add_artifact(parts, name=str(artifact.get("name", "result")))
@@ -211,6 +230,18 @@ class _Executor(AgentExecutor):
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         raise UnsupportedOperationError(message="a paid task cannot be canceled; let it expire unpaid")
+
+
+class _ActivationContext(DefaultServerCallContextBuilder):
+    """The SDK's call context, with the extensions named in ``X-A2A-Extensions`` (the x402 spec's
+    header, A2A 0.3's name) as requested as those named in ``A2A-Extensions``."""
+
+    def build(self, request: Any) -> Any:
+        context = super().build(request)
+        context.requested_extensions |= get_requested_extensions(
+            request.headers.getlist(A2A_EXTENSION_HEADERS[0])
+        )
+        return context
 
 
 class _Handler(DefaultRequestHandler):
@@ -291,8 +322,6 @@ class PaidAgent:
             agent_card=self.card,
             require_activation=require_activation,
         )
-        self._tasks: dict[str, tuple[str, str]] = {}  # task id -> (skill, text) it was asked for
-        self._paid: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.app = self._app()
 
@@ -330,35 +359,39 @@ class PaidAgent:
         return self.skills[0]
 
     async def answer(
-        self, task_id: str, message: AgentMessage, progress: Callable[[str], Awaitable[None]] | None = None
+        self,
+        message: AgentMessage,
+        first: AgentMessage | None = None,
+        progress: Callable[[str], Awaitable[None]] | None = None,
     ) -> TaskUpdate:
-        """The status ``message`` brings task ``task_id`` to: the server role's answer, carried."""
+        """The status ``message`` brings its task to: the server role's answer to the task's
+        ``first`` message (default: this one), paid with what ``message`` carries. (A finished task
+        never gets here: the SDK refuses messages to a task in a terminal state.)"""
         if message.payment_status == carry.REJECTED:
             return TaskUpdate(
                 carry.TASK_FAILED, "Payment rejected by the client", {PAYMENT_STATUS: carry.REJECTED}
             )
-        if task_id in self._paid:
-            problem = {PAYMENT_STATUS: carry.FAILED, carry.PAYMENT_ERROR: "task_already_paid"}
-            return TaskUpdate(carry.TASK_FAILED, "this task is paid and done already", problem)
-        asked = self._tasks.setdefault(task_id, (message.skill or self.default_skill, message.text))
-        skill, text = asked
-        paid = message.payment is not None
+        asked = first or message
+        skill, paid = asked.skill or self.default_skill, message.payment is not None
         if skill not in self.skills:
             return TaskUpdate(
                 carry.TASK_FAILED, f"no skill {skill!r} here (skills: {', '.join(self.skills)})"
             )
-        request = skill_request(skill, text, message.payment, host=urlsplit(self.url).netloc)
+        request = skill_request(skill, asked.text, message.payment, host=urlsplit(self.url).netloc)
         driver = _AgentDriver(self, progress if paid else None)
         response = await arun(self.role.handle(request, int(self.clock())), driver)
-        update = update_of_response(response, paid=paid)
-        if update.payment_status == carry.COMPLETED:
-            self._paid.add(task_id)
-        return update
+        return update_of_response(response, paid=paid)
 
     def _app(self):
         routes = [
             *create_agent_card_routes(self.card, card_url=AGENT_CARD_PATH),
-            *create_jsonrpc_routes(self.handler, "/", enable_v0_3_compat=True),
+            *create_jsonrpc_routes(
+                self.handler,
+                "/",
+                # the x402 spec's X-A2A-Extensions activates the extension on both wires
+                context_builder=_ActivationContext(),
+                enable_v0_3_compat=True,
+            ),
         ]
 
         @contextlib.asynccontextmanager
