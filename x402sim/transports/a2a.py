@@ -10,8 +10,9 @@
   A2A 0.3 wire, ``message/send``; the card at ``/.well-known/agent-card.json``). A message that does
   not activate the extension (``X-A2A-Extensions`` or ``A2A-Extensions``, on either wire) is refused
   with A2A's extension-support-required error unless ``require_activation=False``. A skill that
-  raises fails its task, unsettled. While a payment is verified
-  and settled the task goes through ``working`` (``payment-submitted``, ``payment-verified``).
+  raises fails its task, unsettled. While a payment is verified and settled the task goes through
+  ``working`` (``payment-submitted``, ``payment-verified``). The agent answers a task's first
+  message (from the SDK's task history), whatever the paid message says.
   The facilitator is anything with ``verify`` and ``settle`` (plain or async): a ``FacilitatorClient``
   when served, the testbed's facilitator in process.
 * ``send_paid_message(role, http, url, text)`` runs a ``Client`` role's ``fetch`` over the SDK's
