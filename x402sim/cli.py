@@ -25,6 +25,7 @@ from .fuzz.cli import register as register_fuzz
 from .governance.cli import register as register_governance
 from .http.cli import register as register_http
 from .sim.cli import register as register_sim
+from .transports.a2a_cli import register as register_a2a
 from .version import NAME, VERSION
 
 app = typer.Typer(
@@ -63,6 +64,7 @@ def main(
 register_sim(app)  # run first: simulating a scenario is where a new user starts
 register_demo(app)
 register_http(app)
+register_a2a(app)  # serve a2a, pay --a2a
 register_fuzz(app)
 register_governance(app)
 register_conformance(app)

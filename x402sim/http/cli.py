@@ -21,6 +21,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -517,60 +518,6 @@ def serve_server_cmd(
     )
 
 
-@serve_app.command("a2a")
-def serve_a2a_cmd(
-    host: HostOpt = "127.0.0.1",
-    port: Annotated[int | None, typer.Option(help="0 picks free ports for all three services.")] = None,
-    chain_port: Annotated[int, typer.Option(help="Chain JSON-RPC port.")] = 8545,
-    facilitator_port: Annotated[int, typer.Option(help="Facilitator port.")] = 4022,
-    agent_port: Annotated[int, typer.Option(help="A2A agent port.")] = 4023,
-    routes: Annotated[
-        Path | None,
-        typer.Option(help="Routes file (TOML or JSON) whose routes, keyed 'POST /<skill>', are the skills."),
-    ] = None,
-    accounts: AccountsOpt = 10,
-    usdc: UsdcOpt = 1000,
-    seed: SeedOpt = 0,
-    block_time: BlockTimeOpt = None,
-    network: NetworkOpt = LOCAL_NETWORK,
-    sponsor: SponsorOpt = None,
-) -> None:
-    """Start chain RPC, facilitator and a paid A2A agent together; print one JSON line.
-
-    The agent (a2a-sdk, JSON-RPC at its URL, card at /.well-known/agent-card.json) declares the x402
-    extension and answers a message for a paid skill with a task asking for payment
-    (input-required, x402.payment.required); the paid message on that task is settled and the task
-    completed with its receipt. Without --routes it sells the demo skill 'weather' for 1000 atomic
-    units (0.001 USDC).
-
-    Examples:
-
-      x402sim serve a2a --port 0
-
-      x402sim serve a2a --routes skills.toml    # routes keyed "POST /<skill>", any scheme
-
-      x402sim pay --a2a http://127.0.0.1:4023 --message "weather in Oslo"
-    """
-    from ..cli_errors import needs_extra
-
-    public = _host_ok(host)
-    ports = {"chain": chain_port, "facilitator": facilitator_port, "agent": agent_port}
-    if port is not None:
-        if port != 0:
-            raise fail("--port other than 0 would give the three services one port; use --agent-port etc.")
-        ports = dict.fromkeys(ports, 0)
-    config = _routes(routes)
-    offered = _sponsoring(sponsor)
-    setup = _setup(accounts, usdc, seed, block_time, network.value)
-    with needs_extra("x402sim serve a2a", "agents"):
-        from ..transports.a2a_serve import serve_a2a
-    _run_until_signalled(
-        lambda: serve_a2a(
-            setup, routes=config, host=host, ports=ports, allow_public=public, sponsoring=offered
-        )
-    )
-
-
 def _mechanisms(config, scheme: str | None, transfer_method: str | None, charge: str | None):
     """``config`` with the ``--scheme/--transfer-method/--charge`` defaults; exit 2 naming a bad one."""
     from .routes_file import RoutesFileError, with_defaults
@@ -603,6 +550,17 @@ def _parse_key(key: str) -> bytes:
 
 
 # -- pay ------------------------------------------------------------------------------------------
+
+# How ``pay --<transport>`` sends, by transport: filled by the transports' command modules when the
+# root command line registers them (x402sim.transports imports this package, never the reverse).
+PAY_OVER: dict[str, Callable] = {}
+
+
+def _pay_over(transport: str) -> Callable:
+    try:
+        return PAY_OVER[transport]
+    except KeyError:
+        raise fail(f"pay --{transport}: not available in this command line") from None
 
 
 def pay(
@@ -867,7 +825,7 @@ def pay(
             "deposit_policy": _deposit_policy(deposit, top_up_below),
         }
         if a2a is not None:
-            result, governor = _pay_a2a(
+            result, governor = _pay_over("a2a")(
                 key_bytes, client_options, governance, audit, approve, (a2a, message, skill)
             )
         else:
@@ -1308,42 +1266,6 @@ def _pay_a2a_checks(agent_url, message, url, from_env: bool, refund: bool) -> No
         raise fail("--a2a replaces URL and --from-env: give one of them")
     if refund:
         raise fail("--a2a pays a message; --refund is for URL")
-
-
-def _pay_a2a(key: bytes, client_options: dict, governance, audit: Path | None, approve: bool, asked):
-    """``pay --a2a``: ``asked`` (agent URL, text, skill) sent by an ``A2aPayingClient``, under a
-    governor when ``governance`` is set; the result and the governor (or None)."""
-    import asyncio
-
-    from ..cli_errors import needs_extra
-
-    with needs_extra("x402sim pay --a2a", "agents"):
-        from a2a.utils.errors import A2AError
-
-        from ..transports.a2a import A2aPayingClient
-    agent_url, text, skill = asked
-
-    async def send(governor):
-        async with A2aPayingClient(key, governor=governor, **client_options) as client:
-            return await client.send_message(agent_url, text, skill=skill)
-
-    governor = None
-    try:
-        with contextlib.ExitStack() as stack:
-            if governance is not None:
-                stack.enter_context(audit_lock(audit))
-                governor = _open_governor(governance, audit, _approver(approve))
-                stack.callback(governor.close)
-            result = asyncio.run(send(governor))
-    except (A2AError, ValueError) as exc:
-        raise fail(f"--a2a {agent_url}: {exc.__class__.__name__}: {exc}") from None
-    except Exception as exc:  # an httpx error: the agent could not be reached
-        import httpx
-
-        if not isinstance(exc, httpx.HTTPError):
-            raise
-        raise fail(f"--a2a {agent_url}: {exc.__class__.__name__}: {exc}") from None
-    return result, governor
 
 
 def register(app: typer.Typer) -> None:
