@@ -113,6 +113,7 @@ class World:
             {g.name: g.retry.max for g in s.agents},
             self.run_metrics.governance,
             self.run_metrics.trust,
+            self.run_metrics.toolchain,
         )
         self._folder: ChainFolder | None = None
         self.flight = InFlight(self.env, self.run_metrics, self.book, self.writer, s.simulation.warmup)
@@ -152,6 +153,13 @@ class World:
         # batch-settlement: (agent, server, route key) -> virtual time of its last paid request
         self.channel_use: dict[tuple[str, str, str], float] = {}
         self.servers = {c.name: build.server(self, c) for c in s.server_copies()}
+        # transports whose latency model adds time (plain HTTP by default adds none: nothing drawn)
+        self.timed_transports: dict[str, sc.TransportLatency] = {
+            name: latency
+            for name in sc.TRANSPORTS
+            if (latency := s.transports.of(name)) != sc.TransportLatency()
+        }
+        self.sessions: dict[tuple[str, str], simpy.Event] = {}  # (agent, server) -> session ready
         self.governance = governance
         self.specs = {g.name: g for g in s.agents}
         self.audit: AuditTap | None = None
