@@ -36,6 +36,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -1483,13 +1484,15 @@ def load_scenario(
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise first_error(exc, data, label, _words(), ScenarioError) from None
+        raise first_error(exc, data, label, list(_words()), ScenarioError) from None
     _check_references(scenario, label)
     return scenario
 
 
-def _words() -> list[str]:
-    return vocabulary(scenario_schema())
+@functools.cache
+def _words() -> tuple[str, ...]:
+    """The schema's key names, for "did you mean" (the schema is static: built once)."""
+    return tuple(vocabulary(scenario_schema()))
 
 
 def scenario_schema() -> dict:
