@@ -278,3 +278,50 @@ def test_an_endpoint_s_transport_keys_validate_as_documented(transport, method, 
     else:
         assert valid
         assert scenario.servers[0].endpoints[0].transport == transport
+
+
+def test_a_governor_judges_each_call_and_a_denied_call_fails_over():
+    data = _market("cheapest")
+    data["policies"] = [
+        {
+            "name": "fleet",
+            "rules": [
+                {"kind": "request-cap", "max": "0.02"},
+                {"kind": "spend-limit", "max": "0.03", "period": "day"},
+            ],
+        }
+    ]
+    data["agents"][0]["policy"] = "fleet"
+    data["governance"] = {"counterfactual": False}
+    s = _toolchain(data)
+    blocked = s["governance"]["payments_blocked"]["fleet"]
+    assert blocked["spend-limit#1"] > 0
+    assert s["agents"]["agents"]["denied"] > 0
+    assert s["toolchain"]["tasks"]["abandoned"] > 0
+    assert s["toolchain"]["tools"]["dear/lookup"]["spend_usdc"] == 0  # above the cap: denied, never paid
+    assert (
+        s["toolchain"]["spend_usdc"] <= 3 * 0.03 + 0.02
+    )  # each agent's last allowed call may cross the limit
+
+
+def test_the_ledger_backend_reconciles_the_spend_by_tool_with_its_balances():
+    data = _market("cheapest")
+    data["chain"] = {"backend": "ledger"}
+    world, s = _world_run(load_scenario(data))
+    assert all(s["invariants"].values())
+    for name, usdc in s["toolchain"]["spend_by_tool_usdc"].items():
+        assert world.chain.balance_of(world.payees[name.split("/", 1)[0]]) == round(usdc * UNIT), name
+    assert s["toolchain"]["spend_by_tool_usdc"]["junk/lookup"] > 0  # charged, then failed
+
+
+def test_a_sharded_run_keeps_the_figures_consistent():
+    from x402sim.sim.shards import run_shard
+    from x402sim.sim.summary import summary_from_shards
+
+    scenario = load_scenario(_market("value", **{"agents.0.count": 4}))
+    shards = [run_shard(scenario, None, index, 2) for index in range(2)]
+    t = summary_from_shards([p.metrics for p in shards], shards[0].facts)["toolchain"]
+    parts = [p.metrics.toolchain for p in shards]
+    assert t["tasks"]["attempted"] == sum(m.tasks[("agents", "attempted")] for m in parts)
+    assert t["time_to_first_paid_call_ms"]["count"] == sum(m.first_call.count for m in parts)
+    assert sum(t["spend_by_tool_usdc"].values()) == pytest.approx(t["spend_usdc"], abs=1e-6)

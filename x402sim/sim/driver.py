@@ -197,6 +197,8 @@ class SimDriver(BaseDriver):
             carried = tool_request(tool_call)
         except (McpProtocolError, ProtocolError, ValueError) as exc:
             return HttpResponse.of_json(400, {"error": f"MCP: {exc}"})
+        if self.sim.trust is not None:
+            self.sim.trust.serving = self.row  # as over HTTP: a crawl policy's verdict is noted on it
         response = yield from drive(self.server.role.handle(carried, self.sim.now()), self)
         try:
             result = result_of_response(response)
