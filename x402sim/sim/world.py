@@ -34,6 +34,11 @@ the parts from their specs) and the state of the run; its parts do the rest:
   transaction into the pending pool (``sim.trust``), ``Handle`` by the server's delivery (good or
   garbage), and a crawl policy's verdict is noted on the row the server is judging.
 
+* Transports and tasks. ``timed_transports`` are the transports whose latency model adds time
+  (``[transports]``), and ``sessions`` the agent-server sessions set up so far (``driver``); groups
+  with a ``task`` discover their tools in a modelled Bazaar and pay them step by step
+  (``toolchain``), counted in ``RunMetrics.toolchain``.
+
 Rules: all randomness comes from streams derived from the scenario seed (``World.rng``); the
 world never reads the wall clock; it holds no protocol rule of its own.
 """
