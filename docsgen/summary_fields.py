@@ -16,7 +16,8 @@ milliseconds. A field shown as `<name>` is keyed by a name from the scenario or 
 Sections present only in some runs: `governance` (a group pays under a `[[policies]]` entry, or an
 attack is simulated), `reputation`, `mandates` and `crawl` (the trust features), `mechanisms` (an
 endpoint paid through Permit2: `exact` with Permit2, or `upto`), `channels` (an endpoint paid by
-`batch-settlement`) and `channels-vs-exact` (beside per-request endpoints), `shards` (a run
+`batch-settlement`) and `channels-vs-exact` (beside per-request endpoints), `toolchain` (a group
+with a `task`), `shards` (a run
 split with `--shards`), `x402scan.targets` (an `[x402scan]` table of targets).
 """
 
@@ -46,6 +47,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "mechanisms": ("mechanisms", "Payments by mechanism, upto's charges, approvals and gas sponsoring."),
     "channels": ("channels", "batch-settlement: gas per paid request, exposure, deposits, refunds."),
     "channels-vs-exact": ("channels-vs-exact", "Channels against per-request settlement, same run."),
+    "toolchain": ("toolchain", "Agents completing tasks from tools found in the Bazaar."),
     "invariants": (
         "invariants",
         "Checks that must hold in every run; a false one makes `x402sim run` exit 1.",
@@ -374,6 +376,48 @@ FIELDS: dict[str, str] = {
     "channels-vs-exact.<mechanism>.gas_saving": "batch-settlement only: per per-request mechanism, 1 "
     "- its gas per paid request over that one's",
     "channels-vs-exact.<mechanism>.gas_saving.<other>": "a per-request mechanism of the run",
+    "toolchain": "present when an agent group has a task",
+    "toolchain.tasks": "tasks of the task groups",
+    "toolchain.tasks.attempted": "tasks started",
+    "toolchain.tasks.completed": "tasks whose every step got a paid, served call",
+    "toolchain.tasks.abandoned": "tasks with a step that ran out of candidates",
+    "toolchain.tasks.unfinished": "tasks still running at the end",
+    "toolchain.spend_usdc": "USDC the task groups' agents transferred on chain",
+    "toolchain.cost_per_completed_task_usdc": "that spend over the tasks completed (null: none)",
+    "toolchain.spend_by_tool_usdc": "the spend by tool, read on chain (every listed tool)",
+    "toolchain.spend_by_tool_usdc.<name>": "a tool, server/path",
+    "toolchain.unattributed_usdc": "spend no tool's call accounts for (its call unfinished at the end)",
+    "toolchain.broken_tools": "tools whose handler fails a share of its calls (fails > 0)",
+    "toolchain.broken_spend_usdc": "spend on broken tools",
+    "toolchain.broken_spend_share": "its share of spend_usdc (null: nothing spent)",
+    "toolchain.tools": "per listed tool (an endpoint with a kind)",
+    "toolchain.tools.<name>": "a tool, server/path",
+    "toolchain.tools.<name>.kind": "its kind",
+    "toolchain.tools.<name>.transport": "http, mcp or a2a",
+    "toolchain.tools.<name>.price_usdc": "its fixed price (null: drawn from a distribution)",
+    "toolchain.tools.<name>.fails": "the share of calls it fails",
+    "toolchain.tools.<name>.reputation": "the reputation its listing declares (null: none)",
+    "toolchain.tools.<name>.calls": "calls tasks made to it",
+    "toolchain.tools.<name>.paid": "of them, paid and served",
+    "toolchain.tools.<name>.spend_usdc": "USDC it received on chain from task calls",
+    "toolchain.calls": "calls the steps made",
+    "toolchain.failed_calls": "of them, not paid and served (a candidate tried next)",
+    "toolchain.discovery_queries": "queries to the Bazaar (one per kind a task needs)",
+    "toolchain.time_to_first_paid_call_ms": "per task started after the warm-up: from its start to its "
+    "first paid call",
+    "toolchain.time_to_first_paid_call_ms.count": "tasks measured",
+    "toolchain.time_to_first_paid_call_ms.mean": "mean",
+    "toolchain.time_to_first_paid_call_ms.p50": "median",
+    "toolchain.time_to_first_paid_call_ms.p95": "95th percentile",
+    "toolchain.groups": "per task group",
+    "toolchain.groups.<name>": "a group",
+    "toolchain.groups.<name>.choose": "its choice rule",
+    "toolchain.groups.<name>.attempted": "tasks started",
+    "toolchain.groups.<name>.completed": "tasks completed",
+    "toolchain.groups.<name>.abandoned": "tasks abandoned",
+    "toolchain.groups.<name>.unfinished": "tasks unfinished",
+    "toolchain.groups.<name>.spend_usdc": "its agents' spend on chain",
+    "toolchain.groups.<name>.cost_per_completed_task_usdc": "that spend over its tasks completed",
     "invariants": "each true in a correct run",
     "invariants.supply_conserved": "the token's supply equals what was minted, and the balances add up to it",
     "invariants.transfers_match_payments": "every transfer on chain is exactly one recorded payment",

@@ -33,6 +33,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the colours of IPython tracebacks
 SUITE_PARAMETERS = {
     "scale.ipynb": "SWEEP_RUNS = 2",
     "governance.ipynb": 'VELOCITY_MAXIMA = ["0.2", "0.5", "1"]',
+    "agents.ipynb": "N_TOOLS = [2, 4]; SEEDS = [1]; AGENTS = 2; DURATION = 30",
 }
 
 # With no notebook at all the glob would make no test; one failing parameter says so instead.

@@ -2,8 +2,8 @@
 
 Small runs that between them produce every section: the annotated example (governance, x402scan
 targets), an outage (events), the three trust scenarios, upto-llm with a sponsored group
-(mechanisms), channels-vs-exact (channels), and a quickstart split into two shards (run in this
-process, as Dask would run each).
+(mechanisms), channels-vs-exact (channels), agent-toolchain (toolchain), and a quickstart split into
+two shards (run in this process, as Dask would run each).
 """
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ RUNS = [
             "agents.channel-buyers.count": 2,
             "agents.exact-buyers.stop": 50,
             "agents.channel-buyers.stop": 50,
+        },
+    ),
+    (
+        "scenarios/agent-toolchain.toml",
+        {
+            "simulation.duration": 20,
+            "agents.thrifty.count": 2,
+            "agents.careful.count": 2,
+            "agents.naive.count": 2,
         },
     ),
 ]

@@ -158,6 +158,8 @@ def test_schema_describes_every_table():
         "x402scan",
         "policies",
         "governance",
+        "transports",
+        "bazaar",
     }
     json.dumps(schema)  # serialisable for editors
 

@@ -18,6 +18,9 @@ A group with ``choice = { kind = "reputation" }`` draws its targets by the on-ch
 their servers (``trust.ReputationChooser``). A request a crawl policy refuses ends ``blocked``,
 its reason the signature refusal code.
 
+A group with a ``task`` starts a task at each arrival instead of a request: it discovers its tools
+in the Bazaar and calls them step by step (``toolchain``), each call a ``request`` of kind ``tool``.
+
 Rules: every draw comes from the world's seeded streams; times are virtual.
 """
 
@@ -51,6 +54,7 @@ from . import scenario as sc
 from .build import Agent, SimServer
 from .driver import SimDriver
 from .records import Row
+from .toolchain import Bazaar, task
 from .trust import ReputationChooser, TrustWorld
 from .world import Chooser, World
 
@@ -72,6 +76,8 @@ class Traffic:
     def __init__(self, world: World) -> None:
         self.world = world
         s = world.scenario
+        self.bazaar = Bazaar(world) if s.tasks() else None
+        self.allowed: dict[str, set[Target]] = {}  # group with a task -> the targets it may call
         for group in s.agents:
             targets = sc.resolve_targets(s, group)
             rng = world.rng(f"choice:{group.name}")
@@ -82,6 +88,9 @@ class Traffic:
                 chooser = ReputationChooser(trust, group.choice, targets, rng)
             else:
                 chooser = Chooser(group.choice, len(targets), rng)
+            if group.task is not None:
+                chooser = _FirstTarget()  # a task's steps choose their tools (``toolchain``)
+                self.allowed[group.name] = set(targets)
             members = world.groups[group.name]
             if not members:
                 continue  # a sharded run whose shard holds none of this small group
@@ -183,7 +192,10 @@ class Traffic:
         if behaviour.kind == "withdraw-race" and world.env.now >= behaviour.at:
             return  # it is withdrawing: it pays no more
         agent.requests += 1
-        if behaviour.kind == "race":
+        if agent.group.task is not None and self.bazaar is not None:
+            allowed = self.allowed[agent.group.name]
+            world.env.process(task(world, agent, self.bazaar, allowed, request))
+        elif behaviour.kind == "race":
             world.env.process(race(world, agent, target, targets, behaviour.width))
         elif (
             behaviour.kind == "prompt-injected"
@@ -193,6 +205,13 @@ class Traffic:
             world.env.process(request(world, agent, _pick(world, agent), attack=True))
         else:
             world.env.process(request(world, agent, target))
+
+
+class _FirstTarget:
+    """The picker of a group with a task: its arrivals start tasks, whose steps choose (no draw)."""
+
+    def pick(self) -> int:
+        return 0
 
 
 def _draw(rng: random.Random, p: float) -> bool:
@@ -311,6 +330,7 @@ def request(
     if response.status >= 500 and attempt < retry.max:
         yield world.env.timeout(retry.backoff.sample(world.rng(f"retry:{agent.group.name}")))
         world.env.process(request(world, agent, target, "retry", attempt + 1, origin or row.id, attack))
+    return row
 
 
 def _paid(world: World, row: Row, response) -> None:

@@ -147,7 +147,15 @@ class InFlight:
             key = (row.payer.lower(), row.nonce.lower())
             bound = self.trust.mandate_bound(row, payment) if self.trust is not None else None
             self.payments.recorded(
-                key, row.amount, row.pay_to, valid_before, row.attack, row.after_freeze, bound, ceiling
+                key,
+                row.amount,
+                row.pay_to,
+                valid_before,
+                row.attack,
+                row.after_freeze,
+                bound,
+                ceiling,
+                tool=f"{row.server}{row.endpoint.split(' ', 1)[1]}" if row.kind == "tool" else "",
             )
 
     # -- what the chain did, folded as blocks are mined -------------------------------------------------

@@ -39,6 +39,7 @@ from ..governance.audit import AuditLog
 from ..governance.policy import Allow, Block, NewPayee, Policy
 from ..mechanisms.offer import Offer
 from ..mechanisms.sponsoring import APPROVAL_GAS
+from ..transports.mcp_carry import TOOL_BASE_URL
 from . import scenario as sc
 from .reads import CountingChain
 from .sketch import LatencyStats
@@ -141,6 +142,10 @@ class SimServer:
     handler_times: dict[str, Any]
     rng: random.Random
     name: str = ""
+    # route key -> its endpoint's spec, for the routes reached otherwise than by plain HTTP or whose
+    # handler fails (the others are served as they always were)
+    special: dict[str, sc.EndpointSpec] = field(default_factory=dict)
+    fails_rng: random.Random | None = None  # draws which calls of a failing tool fail
 
 
 @dataclass
@@ -273,7 +278,9 @@ def server(world: BuildHost, copy: sc.ServerCopy) -> SimServer:
         asset_version=domain.version,
         pay_to=world.payees[copy.payee],
         routes=routes,
-        base_url=f"http://{copy.name}.sim",
+        base_url=TOOL_BASE_URL
+        if all(e.transport == "mcp" for e in spec.endpoints)
+        else f"http://{copy.name}.sim",
         upfront=spec.order == "upfront",
         replay_guard=ReplayGuard(int(spec.replay_guard.ttl)) if spec.replay_guard else None,
         serve_unsettled=spec.serve_unsettled,
@@ -290,6 +297,11 @@ def server(world: BuildHost, copy: sc.ServerCopy) -> SimServer:
         world.rng(f"server:{copy.name}"),
         copy.name,
     )
+    server.special = {
+        f"{e.method} {e.path}": e for e in spec.endpoints if e.transport != "http" or e.fails > 0
+    }
+    if any(e.fails > 0 for e in spec.endpoints):
+        server.fails_rng = world.rng(f"fails:{copy.name}")
     for e in spec.endpoints:
         for change in e.changes:
             world.env.process(change_route(world, server, f"{e.method} {e.path}", change))

@@ -17,7 +17,13 @@ a generator that yields SimPy events for the time it takes here and returns the 
   (``abandon_settle``); a server settle timeout throws ``Unreachable`` into the server. Either way
   the transaction may land later: that is the "paid on chain, not served" failure the summary
   counts.
-* ``handle`` takes the endpoint's handler time and answers 200 (or the trust world's delivery).
+* An endpoint's transport (``[transports]``): before a call leaves, MCP and A2A add their session
+  set-up (once per agent and server) and their per-call overhead (plain HTTP adds nothing unless
+  the scenario says so, and then draws nothing). An MCP tool's call is carried through
+  ``transports.mcp_carry`` both ways, so the server role reads, and the client role gets back, what
+  MCP would carry; A2A is modelled in time only.
+* ``handle`` takes the endpoint's handler time and answers 200 (or the trust world's delivery; an
+  MCP tool's result); a tool with ``fails`` answers a share of its calls with a tool error (500).
 * ``approve`` is answered by the group's simulated approver after its delay (``World.approve``);
   ``give_feedback`` by the trust world, which sends the transaction into the pending pool.
 
@@ -45,7 +51,16 @@ from ..actors.messages import (
     Unreachable,
     Verify,
 )
-from ..protocol import SettleResponse, payment_header_name
+from ..protocol import ProtocolError, SettleResponse, payment_header_name
+from ..transports.mcp_carry import (
+    McpProtocolError,
+    call_of_request,
+    response_of_result,
+    result_of_response,
+    tool_answer,
+    tool_failure,
+    tool_request,
+)
 
 if TYPE_CHECKING:
     import random
@@ -92,6 +107,10 @@ class DriverHost(Protocol):
     def latency(self) -> dict[str, LatencyStats]: ...
     @property
     def lost_answers(self) -> list[sc.SettleAnswerLost]: ...
+    @property
+    def timed_transports(self) -> dict[str, sc.TransportLatency]: ...
+    @property
+    def sessions(self) -> dict[tuple[str, str], simpy.Event]: ...
 
     def now(self) -> int: ...
 
@@ -132,18 +151,60 @@ class SimDriver(BaseDriver):
         sim, server, row = self.sim, self.server, self.row
         net = sim.scenario.network
         paid = carries_payment(effect.request)
-        fetched = row.kind in ("request", "retry") and row.behaviour != "race"
+        fetched = row.kind in ("request", "retry", "tool") and row.behaviour != "race"
         if paid and fetched and row.agent in sim.frozen(row.agent):
             row.after_freeze = True  # fetch signs and sends at one instant: signed while frozen
+        spec = server.special.get(effect.request.route_key)
+        transport = spec.transport if spec is not None else "http"
+        if transport in sim.timed_transports:
+            yield from self._transport(transport)
         yield sim.env.timeout(sim.latency_of(net.client_server, "client_server"))
         if not paid and (server.name, effect.request.route_key) in sim.attack_routes:
             row.attack = True  # the server quotes a price-bait price
-        steps = server.role.handle(effect.request, sim.now())
-        if sim.trust is not None:
-            sim.trust.serving = row  # a crawl policy's verdict, given at once, is noted on it
-        response = yield from drive(steps, self)
+        if transport == "mcp":
+            response = yield from self._tool_call(effect.request)
+        else:
+            steps = server.role.handle(effect.request, sim.now())
+            if sim.trust is not None:
+                sim.trust.serving = row  # a crawl policy's verdict, given at once, is noted on it
+            response = yield from drive(steps, self)
         yield sim.env.timeout(sim.latency_of(net.client_server, "client_server"))
         return response
+
+    def _transport(self, transport: str):
+        """The time ``transport`` adds to a call: its session set-up, once per agent and server
+        (a second call while it is under way waits for it), then its per-call overhead."""
+        sim = self.sim
+        latency = sim.timed_transports[transport]
+        key = (self.row.agent, self.server.name)
+        ready = sim.sessions.get(key)
+        if ready is None:
+            ready = sim.sessions[key] = sim.env.event()
+            yield sim.env.timeout(sim.latency_of(latency.session_setup, f"session:{transport}"))
+            sim.count(f"{transport}_sessions")
+            ready.succeed()
+        elif not ready.triggered:
+            yield ready
+        yield sim.env.timeout(sim.latency_of(latency.per_call, f"call:{transport}"))
+
+    def _tool_call(self, request: HttpRequest):
+        """``request`` carried as an MCP tool call (``transports.mcp_carry``), both ways: the
+        server role reads the request the carry makes of the call, and the client role the response
+        it makes of the tool result, so headers and bodies are what MCP would carry. A payment the
+        carry cannot read is a JSON-RPC error, which the client sees as a 400."""
+        try:
+            tool_call = call_of_request(request)
+            carried = tool_request(tool_call)
+        except (McpProtocolError, ProtocolError, ValueError) as exc:
+            return HttpResponse.of_json(400, {"error": f"MCP: {exc}"})
+        if self.sim.trust is not None:
+            self.sim.trust.serving = self.row  # as over HTTP: a crawl policy's verdict is noted on it
+        response = yield from drive(self.server.role.handle(carried, self.sim.now()), self)
+        try:
+            result = result_of_response(response)
+        except (McpProtocolError, ProtocolError) as exc:
+            return HttpResponse.of_json(400, {"error": f"MCP: {exc}"})
+        return response_of_result(result)
 
     def approve(self, effect: Approve):
         return (yield from self.sim.approve(self.row))
@@ -161,8 +222,17 @@ class SimDriver(BaseDriver):
         sim, server, row = self.sim, self.server, self.row
         row.handled = True
         yield sim.env.timeout(server.handler_times[effect.request.route_key].sample(server.rng))
+        spec = server.special.get(effect.request.route_key)
+        fails = server.fails_rng  # drawn only for a tool that fails a share of its calls
+        if spec is not None and spec.fails > 0 and fails is not None and fails.random() < spec.fails:
+            sim.count("tool_errors")
+            if spec.transport == "mcp":
+                return tool_failure("the tool failed")
+            return HttpResponse.of_json(500, {"error": "the tool failed"})
         if sim.trust is not None:
             return sim.trust.deliver(server, effect.request)
+        if spec is not None and spec.transport == "mcp":
+            return tool_answer({"tool": effect.request.path.lstrip("/"), "paid": True})
         return HttpResponse.of_json(200, {"resource": effect.request.path, "paid": True})
 
     def verify(self, effect: Verify):

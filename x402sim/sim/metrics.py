@@ -44,6 +44,8 @@ populations, same span of virtual time, each on its own chain) merge with ``RunM
 * and-ed: supply conserved (each shard's chain is checked on its own);
 * governance (``Governance``): counters summed, freezes (one per agent, agents disjoint) unioned,
   the audit chain's length summed and its head dropped (shards keep separate chains);
+* tasks from Bazaar tools (``ToolchainMetrics``): counters summed, time-to-first-call sketches
+  merged;
 * trust (``TrustMetrics``): counters summed, revenue per bucket added, agent ids and final
   reputations unioned (only unsharded runs have registered servers);
 * facilitator fees: the free tier is re-applied to the merged month (the first ``free_per_month``
@@ -553,6 +555,34 @@ class MechanismMetrics:
 
 
 @dataclass
+class ToolchainMetrics:
+    """Agents completing tasks from tools found in the Bazaar (``sim.toolchain``; every field adds
+    up across shards, the sketch merges).
+
+    Per group: ``tasks`` (``(group, "attempted" | "completed" | "abandoned")``), ``steps`` (step
+    calls: ``(group, "calls" | "failovers")``) and ``queries`` to the Bazaar; ``first_call``: per
+    task, the virtual seconds from its start to the answer of its first paid call (discovery
+    included); from the rows: ``calls`` and ``paid`` per tool (``server/path``); from the chain:
+    ``spend``, the USDC transferred per tool, attributed through the authorization the tool's
+    request carried (``PaymentBook``)."""
+
+    tasks: Counter = field(default_factory=Counter)
+    steps: Counter = field(default_factory=Counter)
+    queries: Counter = field(default_factory=Counter)
+    calls: Counter = field(default_factory=Counter)
+    paid: Counter = field(default_factory=Counter)
+    spend: Counter = field(default_factory=Counter)
+    first_call: LatencyStats = field(default_factory=LatencyStats)
+
+    COUNTERS = ("tasks", "steps", "queries", "calls", "paid", "spend")
+
+    def merge(self, other: ToolchainMetrics) -> None:
+        for name in self.COUNTERS:
+            getattr(self, name).update(getattr(other, name))
+        self.first_call.merge(other.first_call)
+
+
+@dataclass
 class RunMetrics:
     """All the counters of a run (or of merged shards of one): see the module's docstring."""
 
@@ -582,6 +612,7 @@ class RunMetrics:
     trust: TrustMetrics = field(default_factory=TrustMetrics)
     mechanisms: MechanismMetrics = field(default_factory=MechanismMetrics)
     channels: ChannelMetrics = field(default_factory=ChannelMetrics)  # batch-settlement
+    toolchain: ToolchainMetrics = field(default_factory=ToolchainMetrics)  # tasks from Bazaar tools
 
     @classmethod
     def start(cls, scenario: Scenario) -> RunMetrics:
@@ -618,6 +649,7 @@ class RunMetrics:
         self.trust.merge(other.trust)
         self.mechanisms.merge(other.mechanisms)
         self.channels.merge(other.channels)
+        self.toolchain.merge(other.toolchain)
         self.blocks = max(self.blocks, other.blocks)
         self.height = max(self.height, other.height)
         self.virtual_seconds = max(self.virtual_seconds, other.virtual_seconds)
@@ -676,6 +708,7 @@ class _Authorization:
         "served",
         "settled",
         "signed",
+        "tool",
         "transfers",
         "valid_before",
     )
@@ -694,6 +727,7 @@ class _Authorization:
         self.mandate: bool | None = None  # bound to a valid AP2 mandate chain (None: not judged)
         self.ceiling = False  # upto: the signed amount is a maximum, any transfer up to it matches
         self.free = 0  # upto: settled for a charge of 0 (nothing sent, nothing to find on chain)
+        self.tool = ""  # the Bazaar tool (server/path) a task's call paid with it ("": none)
 
 
 class _Chain:
@@ -720,8 +754,10 @@ class PaymentBook:
         retries: dict[str, int],
         governance: Governance | None = None,
         trust: TrustMetrics | None = None,
+        toolchain: ToolchainMetrics | None = None,
     ) -> None:
         self.security = security
+        self.toolchain = toolchain if toolchain is not None else ToolchainMetrics()
         self.retries = retries
         self.governance = governance if governance is not None else Governance()
         self.trust = trust if trust is not None else TrustMetrics()
@@ -748,11 +784,13 @@ class PaymentBook:
         after_freeze: bool = False,
         mandate: bool | None = None,
         ceiling: bool = False,
+        tool: str = "",
     ) -> None:
         """An open row carries the authorization ``key`` (what the agent sent; ``attack``: an
         attack-bound payment, ``after_freeze``: signed while its agent was frozen, ``mandate``:
         whether it is bound to a valid AP2 mandate chain, None when not judged; ``ceiling``: an
-        upto permit, whose amount is the most a settlement may move)."""
+        upto permit, whose amount is the most a settlement may move; ``tool``: the Bazaar tool a
+        task's call paid, whose spend its transfers count in)."""
         entry = self._get(key)
         entry.open_rows += 1
         if entry.signed is None:
@@ -760,6 +798,7 @@ class PaymentBook:
             entry.attack, entry.after_freeze = attack, after_freeze
             entry.mandate = mandate
             entry.ceiling = ceiling
+            entry.tool = tool
         if entry.valid_before is None:
             entry.valid_before = valid_before
             if valid_before <= self.clock:
@@ -846,6 +885,8 @@ class PaymentBook:
                 self.trust.unbound += 1
             if entry.attack or entry.after_freeze:
                 self.governance.settled(value, entry.attack, entry.after_freeze)
+            if entry.tool:
+                self.toolchain.spend[entry.tool] += value
             signed = entry.signed
             amount_differs = signed is not None and (
                 value > signed[0] if entry.ceiling else signed[0] != value
@@ -1094,6 +1135,7 @@ __all__ = [
     "Scan",
     "SupplyCheck",
     "Tally",
+    "ToolchainMetrics",
     "TrustMetrics",
     "failure_class",
 ]

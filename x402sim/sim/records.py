@@ -29,7 +29,7 @@ class Row:
     agent: str
     group: str
     behaviour: str
-    kind: str  # "request", "retry", "replay", "race"
+    kind: str  # "request", "retry", "replay", "race", "tool" (a task's call of a Bazaar tool)
     server: str
     endpoint: str
     sent: float

@@ -158,7 +158,7 @@ def _table(headers: list[str], rows: list[list], align: str = "") -> list[Block]
 
 def _by_name(first: str, items: dict[str, dict], keys: tuple[str, ...]) -> list[Block]:
     rows = [[name, *(_cell(k, d[k]) for k in keys)] for name, d in items.items()]
-    align = "l" + "".join("l" if k in ("behaviour", "kind") else "r" for k in keys)
+    align = "l" + "".join("l" if k in ("behaviour", "kind", "transport") else "r" for k in keys)
     return _table([first, *map(_header, keys)], rows, align)
 
 
@@ -577,6 +577,73 @@ def _crawl(c: dict) -> list[Block]:
     return out
 
 
+TOOL_KEYS = ("kind", "transport", "price_usdc", "fails", "reputation", "calls", "paid", "spend_usdc")
+TASK_GROUP_KEYS = ("attempted", "completed", "abandoned", "unfinished", "spend_usdc")
+
+
+def _toolchain(t: dict) -> list[Block]:
+    """Tasks from Bazaar tools: tasks completed, cost per task, spend by tool and on broken tools,
+    time to the first paid call."""
+    tasks, first = t["tasks"], t["time_to_first_paid_call_ms"]
+    rows = [
+        [
+            "Tasks completed / attempted",
+            f"{fmt_num(tasks['completed'])} / {fmt_num(tasks['attempted'])} "
+            f"({fmt_num(tasks['abandoned'])} abandoned, {fmt_num(tasks['unfinished'])} unfinished)",
+        ],
+        ["Spend on chain (USDC)", fmt_usdc(t["spend_usdc"])],
+        ["Cost per completed task (USDC)", fmt_usdc(t["cost_per_completed_task_usdc"])],
+        [
+            "Spend on broken tools (USDC)",
+            f"{fmt_usdc(t['broken_spend_usdc'])} ({_share(t['broken_spend_share'])})",
+        ],
+        [
+            "Calls / failed, discovery queries",
+            f"{t['calls']:,} / {t['failed_calls']:,}, {t['discovery_queries']:,}",
+        ],
+        [
+            "Time to first paid call (ms): mean, p50, p95",
+            f"{fmt_ms(first['mean'])}, {fmt_ms(first['p50'])}, {fmt_ms(first['p95'])} "
+            f"({fmt_num(first['count'])} tasks)",
+        ],
+    ]
+    if t["unattributed_usdc"]:
+        rows.append(["Spend no tool call accounts for (USDC)", fmt_usdc(t["unattributed_usdc"])])
+    groups = [
+        [
+            name,
+            g["choose"],
+            *(_cell(k, g[k]) for k in TASK_GROUP_KEYS),
+            fmt_usdc(g["cost_per_completed_task_usdc"]),
+        ]
+        for name, g in t["groups"].items()
+    ]
+    headers = ["Group", "Choice rule", *map(_header, TASK_GROUP_KEYS), "Per completed task (USDC)"]
+    tools = {
+        name: {
+            **tool,
+            "kind": tool["kind"] or "",
+            "fails": _pct(tool["fails"]),
+            "reputation": _cell("r", tool["reputation"]),
+        }
+        for name, tool in t["tools"].items()
+    }
+    broken = ", ".join(f"`{name}`" for name in t["broken_tools"]) or "none"
+    return [
+        "## Toolchain (tasks from Bazaar tools)",
+        "",
+        *_table(["Figure", "Value"], rows, "lr"),
+        "### By group",
+        "",
+        *_table(headers, groups, "ll" + "r" * (len(headers) - 2)),
+        "### By tool",
+        "",
+        f"Spend is read on chain, by the tool whose call carried the payment. Broken tools: {broken}.",
+        "",
+        *_by_name("Tool", tools, TOOL_KEYS),
+    ]
+
+
 def markdown_report(summary: dict, scenario=None, images=(), daily: list[dict] | None = None) -> str:
     """The text of report.md for ``summary``; ``scenario`` (optional) adds what was configured,
     ``images`` are the PNG file names to embed, ``daily`` (``SimResult.daily``) a table per day."""
@@ -626,6 +693,8 @@ def report_blocks(summary: dict, scenario=None, images=(), daily: list[dict] | N
         out += _mechanisms(s["mechanisms"])
     if "channels" in s:
         out += _channels(s["channels"], s.get("channels-vs-exact"))
+    if "toolchain" in s:
+        out += _toolchain(s["toolchain"])
 
     broken = [k for k, ok in s["invariants"].items() if not ok]
     verdict = f"**VIOLATED: {', '.join(broken)}**" if broken else "All invariants hold."

@@ -36,6 +36,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -437,6 +438,11 @@ def price_bounds(price: int | PriceDistribution) -> tuple[int, int]:
 # -- [[servers]] -----------------------------------------------------------------------------------
 
 
+TransportName = Literal["http", "mcp", "a2a"]
+TRANSPORTS: tuple[TransportName, ...] = get_args(TransportName)
+TOOL_PATH = re.compile(r"^/[A-Za-z0-9_.\-]{1,128}$")  # an MCP tool name as a route (``mcp_carry``)
+
+
 class Change(_Table):
     """From ``at`` on, the endpoint asks another price or names another payee (price bait,
     recipient redirect). With ``attack``, payments quoted by the endpoint from then on are
@@ -498,6 +504,27 @@ class EndpointSpec(_Table):
     settle_interval: int | None = Field(
         default=None, ge=1, description="batch-settlement: seconds between settlements (default 120)"
     )
+    # agents and tools (``sim.toolchain``): how the endpoint is reached, and its Bazaar listing
+    transport: TransportName = Field(
+        default="http",
+        description='how agents reach it: "http", "mcp" (a tool: the route POST /<tool name>) or "a2a"; '
+        "each has its latency model in [transports]",
+    )
+    kind: Name | None = Field(
+        default=None,
+        description="the kind of tool it is: listed in the Bazaar under it (task steps name kinds)",
+    )
+    reputation: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False, description="the reputation its listing declares (0-1)"
+    )
+    fails: float = Field(
+        default=0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="share of calls its handler answers with a tool error (500): not settled under "
+        'order = "authorization", charged all the same under "upfront"',
+    )
 
     @field_validator(*CHANNEL_KEYS)
     @classmethod
@@ -518,6 +545,11 @@ class EndpointSpec(_Table):
         if self.scheme == "exact" and self.usage is not None:
             raise ValueError(
                 'usage sets an upto charge: an exact endpoint charges its price (scheme = "upto")'
+            )
+        if self.transport == "mcp" and (self.method != "POST" or not TOOL_PATH.match(self.path)):
+            raise ValueError(
+                "an MCP tool is the route POST /<tool name> (1-128 of A-Z a-z 0-9 _ . -): write "
+                f'method = "POST" and a path of one such name (got {self.method} {self.path})'
             )
         return self
 
@@ -1123,6 +1155,22 @@ def _refund_shorthand(value: Any) -> Any:
     return {"kind": value} if isinstance(value, str) else value
 
 
+ChoiceRule = Literal["cheapest", "reputation", "value", "first"]  # ``actors.discovery.CHOICE_RULES``
+
+
+class Task(_Table):
+    """What an agent of the group does at each arrival (``sim.toolchain``): the ``steps`` in order,
+    each needing a tool of a kind, found through the Bazaar and ranked by ``choose`` (the rules of
+    ``actors.discovery.choose``); a step whose call fails is tried with the next candidate, at most
+    ``attempts`` candidates in all; a step with none left abandons the task."""
+
+    steps: list[Name] = Field(min_length=1, max_length=64, description="tool kinds, in order")
+    choose: ChoiceRule = Field(
+        default="cheapest", description="cheapest, reputation, value or first (as the Bazaar lists them)"
+    )
+    attempts: int = Field(default=3, ge=1, le=20, description="candidates tried per step, at most")
+
+
 class AgentGroup(_Table):
     name: Name
     count: int = Field(default=1, ge=1, le=1_000_000)
@@ -1174,6 +1222,11 @@ class AgentGroup(_Table):
     )
     max_withdraw_delay: int | None = Field(
         default=None, ge=1, description="batch-settlement: refuse offers whose withdrawDelay is longer"
+    )
+    task: Task | None = Field(
+        default=None,
+        description="each arrival is a task of steps, each a tool kind found through the Bazaar "
+        "({ steps = [...], choose, attempts })",
     )
 
     @property
@@ -1242,6 +1295,41 @@ Fault = Annotated[
 ]
 
 
+class TransportLatency(_Table):
+    """The time a transport adds on top of ``[network] client_server``: ``session_setup`` once per
+    agent and server (MCP's initialize handshake and tools/list, A2A's agent card fetch), and
+    ``per_call`` on each call (the JSON-RPC envelope of a tool call or a task message)."""
+
+    session_setup: Distribution = ZERO
+    per_call: Distribution = ZERO
+
+
+class Transports(_Table):
+    """Each transport's latency model. The defaults are assumptions, not measurements: HTTP adds
+    nothing to the network's latency; MCP a 0.15 s session set-up (initialize, initialized and
+    tools/list: about three round trips) and 2 ms a call; A2A a 0.1 s set-up (fetching the agent
+    card) and 10 ms a call (a task message and its status)."""
+
+    http: TransportLatency = Field(default_factory=TransportLatency)
+    mcp: TransportLatency = Field(
+        default_factory=lambda: TransportLatency.model_validate({"session_setup": 0.15, "per_call": 0.002})
+    )
+    a2a: TransportLatency = Field(
+        default_factory=lambda: TransportLatency.model_validate({"session_setup": 0.1, "per_call": 0.01})
+    )
+
+    def of(self, name: str) -> TransportLatency:
+        latency: TransportLatency = getattr(self, name)
+        return latency
+
+
+class BazaarSpec(_Table):
+    """The discovery service agents with a ``task`` query: each query (one per tool kind a task
+    needs) takes ``latency`` (a round trip, seconds) and lists every endpoint of that ``kind``."""
+
+    latency: Distribution = Field(default=0.1, validate_default=True)
+
+
 class X402scanTargets(_Table):
     """Headline figures the run should reproduce (e.g. a day of x402scan); the summary reports the
     relative deviation of each one given."""
@@ -1278,6 +1366,23 @@ class Scenario(_Table):
     x402scan: X402scanTargets | None = None
     policies: list[GovernancePolicy] = Field(default_factory=list)
     governance: GovernanceSpec = Field(default_factory=GovernanceSpec)
+    transports: Transports = Field(default_factory=Transports)
+    bazaar: BazaarSpec = Field(default_factory=BazaarSpec)
+
+    def tasks(self) -> bool:
+        """Whether a group completes tasks from tools found in the Bazaar (the summary then has its
+        ``toolchain`` section)."""
+        return any(g.task is not None for g in self.agents)
+
+    def tool_endpoints(self) -> list[tuple[str, EndpointSpec]]:
+        """Every endpoint listed in the Bazaar (one with a ``kind``), as ("server/path", its spec),
+        templates expanded, in file order."""
+        return [
+            (f"{c.name}{e.path}", e)
+            for c in self.server_copies()
+            for e in c.spec.endpoints
+            if e.kind is not None
+        ]
 
     def policy(self, name: str) -> GovernancePolicy:
         return next(p for p in self.policies if p.name == name)
@@ -1379,13 +1484,15 @@ def load_scenario(
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise first_error(exc, data, label, _words(), ScenarioError) from None
+        raise first_error(exc, data, label, list(_words()), ScenarioError) from None
     _check_references(scenario, label)
     return scenario
 
 
-def _words() -> list[str]:
-    return vocabulary(scenario_schema())
+@functools.cache
+def _words() -> tuple[str, ...]:
+    """The schema's key names, for "did you mean" (the schema is static: built once)."""
+    return tuple(vocabulary(scenario_schema()))
 
 
 def scenario_schema() -> dict:
@@ -1505,6 +1612,7 @@ def _check_references(s: Scenario, label: str) -> None:
             if behaviour.at >= end:
                 fail(f"agents[{i}].behaviour.at", f"must be before the group stops ({end:g} s): no attack")
     _check_governance(s, label, payees)
+    _check_tasks(s, label)
     _check_trust(s, label)
     _check_mechanisms(s, label)
     for i, fault in enumerate(s.faults):
@@ -1579,6 +1687,41 @@ def _check_governance(s: Scenario, label: str, payees: set[str]) -> None:
                     for k, payee in enumerate(values):
                         if payee not in payees and not ADDRESS.match(payee):
                             fail(f"{at}.{field}[{k}]", unknown_name("payee", payee, payees) + " or address")
+
+
+def _check_tasks(s: Scenario, label: str) -> None:
+    """Groups with a ``task``: honest agents paying through the reference client, whose steps each
+    name a kind of tool that one of the group's targets is listed as; no other way to pick targets
+    or to retry (a task tries the next candidate instead)."""
+
+    def fail(path: str, problem: str) -> None:
+        raise ScenarioError(f"{label}: {path}", problem)
+
+    copies = {c.name: c for c in s.server_copies()}
+    for i, group in enumerate(s.agents):
+        task = group.task
+        if task is None:
+            continue
+        if group.behaviour.kind != "honest":
+            fail(
+                f"agents[{i}].behaviour",
+                f"a group with a task is made of honest agents (behaviour {group.behaviour.kind!r} is not)",
+            )
+        if group.choice.kind != "uniform":
+            fail(f"agents[{i}].choice", "a task chooses its tools by task.choose: drop choice")
+        if group.retry.max:
+            fail(
+                f"agents[{i}].retry", "a task tries the next candidate on failure (task.attempts): drop retry"
+            )
+        kinds = {_endpoint_of(copies, t).kind for t in resolve_targets(s, group)}
+        for j, kind in enumerate(task.steps):
+            if kind not in kinds:
+                listed = {k for k in kinds if k is not None}
+                fail(
+                    f"agents[{i}].task.steps[{j}]",
+                    unknown_name("tool kind", kind, listed)
+                    + " among the group's targets (an endpoint's kind)",
+                )
 
 
 def _check_trust(s: Scenario, label: str) -> None:

@@ -35,6 +35,10 @@ Rules:
   paid request amortised, the sellers' exposure, deposits locked and their cost, refunds, what a
   withdraw-race payer took), and ``channels-vs-exact`` beside per-request endpoints of the same run
   (``channel_summary``). A scenario without channels has neither.
+* Tasks: with a group that completes tasks from tools found in the Bazaar (``task``), the
+  ``toolchain`` section (``toolchain_section``): tasks completed, cost per completed task, spend by
+  tool and on broken tools (judged on chain), time to the first paid call. A scenario without tasks
+  has no such section.
 * ``tool`` names the program and version that made the summary (``x402sim.version``), as the
   conformance reports do.
 """
@@ -475,6 +479,91 @@ def mechanisms_section(m: RunMetrics, s: Scenario) -> dict:
     return {"by_mechanism": by_mechanism, "upto": upto, "approvals": approvals, "sponsoring": sponsoring}
 
 
+def _usdc_per(amount: int, n: int) -> float | None:
+    return round(amount / n / UNIT, 6) if n else None
+
+
+def toolchain_section(m: RunMetrics, s: Scenario) -> dict:
+    """Agents completing tasks from tools found in the Bazaar (a scenario with ``task`` groups):
+
+    * ``tasks``: ``attempted``, ``completed``, ``abandoned`` (a step ran out of candidates) and
+      ``unfinished`` (still running at the end);
+    * ``spend_usdc``: what the task groups' agents transferred on chain, and
+      ``cost_per_completed_task_usdc``: that spend over the tasks completed (None: none completed);
+    * ``spend_by_tool_usdc``: the same transfers by the tool whose call carried the authorization
+      (every listed tool, in file order), ``unattributed_usdc`` what no tool's call accounts for
+      (a payment settled while its call was still unfinished at the end; 0 otherwise);
+    * ``broken_tools`` (tools whose handler fails a share of its calls), ``broken_spend_usdc`` and
+      ``broken_spend_share`` (of ``spend_usdc``);
+    * ``tools``: per tool, its ``kind``, ``transport``, listed ``price_usdc`` (as built), ``fails``,
+      ``reputation``, the ``calls`` tasks made to it, those ``paid`` and its ``spend_usdc``;
+    * ``calls`` and ``failed_calls`` of the steps, ``discovery_queries``;
+    * ``time_to_first_paid_call_ms``: per task started after the warm-up, from its start (discovery
+      included) to the answer of its first paid call: ``count``, ``mean``, ``p50``, ``p95``;
+    * ``groups``: per task group, its ``choose`` rule, its tasks and ``spend_usdc``, and its
+      ``cost_per_completed_task_usdc``."""
+    t = m.toolchain
+    task_groups = [g for g in s.agents if g.task is not None]
+
+    def tasks(group: str | None) -> dict[str, int]:
+        names = [group] if group is not None else [g.name for g in task_groups]
+        counts = {k: sum(t.tasks[(n, k)] for n in names) for k in ("attempted", "completed", "abandoned")}
+        counts["unfinished"] = counts["attempted"] - counts["completed"] - counts["abandoned"]
+        return counts
+
+    spent = sum(m.spend[g.name] for g in task_groups)
+    totals = tasks(None)
+    tools: dict[str, dict] = {}
+    broken: list[str] = []
+    for name, e in s.tool_endpoints():
+        tools[name] = {
+            "kind": e.kind,
+            "transport": e.transport,
+            "price_usdc": to_usdc(e.price) if isinstance(e.price, int) else None,  # drawn: None
+            "fails": e.fails,
+            "reputation": e.reputation,
+            "calls": t.calls[name],
+            "paid": t.paid[name],
+            "spend_usdc": to_usdc(t.spend[name]),
+        }
+        if e.fails > 0:
+            broken.append(name)
+    attributed = sum(t.spend[name] for name in tools)
+    broken_spend = sum(t.spend[name] for name in broken)
+    first = t.first_call
+    percentiles = first.percentiles_ms((50, 95))
+    groups = {}
+    for g in task_groups:
+        counts = tasks(g.name)
+        task = g.task
+        groups[g.name] = {
+            "choose": task.choose if task is not None else None,
+            **counts,
+            "spend_usdc": to_usdc(m.spend[g.name]),
+            "cost_per_completed_task_usdc": _usdc_per(m.spend[g.name], counts["completed"]),
+        }
+    return {
+        "tasks": totals,
+        "spend_usdc": to_usdc(spent),
+        "cost_per_completed_task_usdc": _usdc_per(spent, totals["completed"]),
+        "spend_by_tool_usdc": {name: tool["spend_usdc"] for name, tool in tools.items()},
+        "unattributed_usdc": to_usdc(spent - attributed),
+        "broken_tools": broken,
+        "broken_spend_usdc": to_usdc(broken_spend),
+        "broken_spend_share": _share(broken_spend, spent),
+        "tools": tools,
+        "calls": sum(t.steps[(g.name, "calls")] for g in task_groups),
+        "failed_calls": sum(t.steps[(g.name, "failed_calls")] for g in task_groups),
+        "discovery_queries": sum(t.queries[g.name] for g in task_groups),
+        "time_to_first_paid_call_ms": {
+            "count": first.count,
+            "mean": round(1000 * first.mean, 3) if first.mean is not None else None,
+            **percentiles,
+        },
+        "groups": groups,
+    }
+
+
 def build_summary(
     metrics: RunMetrics, facts: RunFacts, wall_seconds: float = 0.0, peak_rss_mb: float = 0.0
 ) -> dict:
@@ -599,6 +688,7 @@ def build_summary(
         **trust_sections(m, s),
         **({"mechanisms": mechanisms_section(m, s)} if s.uses_permit2() else {}),
         **channel_sections(m, s),
+        **({"toolchain": toolchain_section(m, s)} if s.tasks() else {}),
         "invariants": invariants,
         "x402scan": x402scan,
         "chain": {"blocks": m.blocks, "height": m.height},
@@ -645,4 +735,5 @@ __all__ = [
     "reputation_section",
     "stable",
     "summary_from_shards",
+    "toolchain_section",
 ]

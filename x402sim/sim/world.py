@@ -34,6 +34,11 @@ the parts from their specs) and the state of the run; its parts do the rest:
   transaction into the pending pool (``sim.trust``), ``Handle`` by the server's delivery (good or
   garbage), and a crawl policy's verdict is noted on the row the server is judging.
 
+* Transports and tasks. ``timed_transports`` are the transports whose latency model adds time
+  (``[transports]``), and ``sessions`` the agent-server sessions set up so far (``driver``); groups
+  with a ``task`` discover their tools in a modelled Bazaar and pay them step by step
+  (``toolchain``), counted in ``RunMetrics.toolchain``.
+
 Rules: all randomness comes from streams derived from the scenario seed (``World.rng``); the
 world never reads the wall clock; it holds no protocol rule of its own.
 """
@@ -113,6 +118,7 @@ class World:
             {g.name: g.retry.max for g in s.agents},
             self.run_metrics.governance,
             self.run_metrics.trust,
+            self.run_metrics.toolchain,
         )
         self._folder: ChainFolder | None = None
         self.flight = InFlight(self.env, self.run_metrics, self.book, self.writer, s.simulation.warmup)
@@ -152,6 +158,13 @@ class World:
         # batch-settlement: (agent, server, route key) -> virtual time of its last paid request
         self.channel_use: dict[tuple[str, str, str], float] = {}
         self.servers = {c.name: build.server(self, c) for c in s.server_copies()}
+        # transports whose latency model adds time (plain HTTP by default adds none: nothing drawn)
+        self.timed_transports: dict[str, sc.TransportLatency] = {
+            name: latency
+            for name in sc.TRANSPORTS
+            if (latency := s.transports.of(name)) != sc.TransportLatency()
+        }
+        self.sessions: dict[tuple[str, str], simpy.Event] = {}  # (agent, server) -> session ready
         self.governance = governance
         self.specs = {g.name: g for g in s.agents}
         self.audit: AuditTap | None = None
