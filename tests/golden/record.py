@@ -59,6 +59,7 @@ class Case:
 
 # The other backend each scenario is also recorded on (None: the scenario allows one backend only).
 OTHER_BACKEND = {
+    "agent-toolchain": "ledger",
     "budget-governance": "ledger",
     "compromised-agent": "evm",
     "facilitator-outage": "ledger",
