@@ -147,6 +147,7 @@ from ..protocol import (
     read_payment,
     response_header_name,
 )
+from ..protocol.bazaar import BAZAAR, BazaarExtension, HttpDeclaration, listing_of
 from ..trust.mandates import EXTENSION as MANDATE_EXTENSION
 from ..trust.mandates import VCT_CLOSED, MandateRefused, PaymentFacts, VerifiedMandate
 from ..trust.mandates import attached as attached_mandate
@@ -229,6 +230,9 @@ class Route:
     withdraw_delay: int = DEFAULT_WITHDRAW_DELAY
     claim_interval: int | None = None
     settle_interval: int | None = None
+    # its Bazaar listing, declared in its 402s (``extensions.bazaar``): an ``HttpDeclaration`` (built
+    # for the route's method) or a ready listing (``mcp_tool_listing``); None: not listed
+    discovery: HttpDeclaration | BazaarExtension | None = None
 
     def __post_init__(self) -> None:
         method, _, path = self.key.partition(" ")
@@ -588,6 +592,8 @@ class ResourceServer(ChannelSelling):
             declared[REPUTATION_EXTENSION] = self.identity.declaration()
         if self.mandates is not None:  # payments here must carry an AP2 payment mandate
             declared[MANDATE_EXTENSION] = {"info": {"required": True, "mandate": VCT_CLOSED}}
+        if route is not None and route.discovery is not None:
+            declared[BAZAAR] = listing_of(route.discovery, route.key.split(" ", 1)[0]).to_wire()
         return declared or None
 
     def match_offer(self, route: Route, payment: PaymentPayload | PaymentPayloadV1) -> AnyRequirements | None:
