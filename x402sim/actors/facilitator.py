@@ -236,7 +236,9 @@ class Facilitator:
         verdict = self._judge(payload, requirements, now)
         if verdict.ok:
             answer = VerifyResponse(is_valid=True, payer=verdict.payer, extra=verdict.extra)
-            return answer.with_extension_responses(self.catalog.judge(payload) if self.catalog else None)
+            return answer.with_extension_responses(
+                self.catalog.judge(payload) if self.catalog is not None else None
+            )
         return VerifyResponse(
             is_valid=False,
             invalid_reason=cast(Reason, verdict.reason).value,  # a verdict that is not ok has one

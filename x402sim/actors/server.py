@@ -24,6 +24,8 @@ Rules:
   pending one's.
 * No payment header gets the 402 challenge. A payment header that cannot be read (not base64, not
   JSON, not a payment) gets 400 with ``{"error": ...}`` naming the problem: nothing is verified.
+* A route with a ``discovery`` declaration lists itself for the Bazaar: its v2 402s carry
+  ``extensions.bazaar`` (``protocol.bazaar``: ``info`` for the route's method and its JSON Schema).
 * Every 402 says ``Cache-Control: no-store``; a paid answer (a successful settlement) is marked
   ``private`` in its ``Cache-Control`` (added to what the handler set).
 * A facilitator that does not answer (or answers outside the protocol, or too late: the driver's

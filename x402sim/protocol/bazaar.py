@@ -29,10 +29,10 @@ Rules:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import unquote
 
 import jsonschema
 from pydantic import Field, model_validator
@@ -82,6 +82,7 @@ ROUTE_TEMPLATE_DECODE_PASSES = 5
 MAX_SCHEMA_BYTES = 32 * 1024  # a listing's schema, as compact JSON
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 _ROUTE_TEMPLATE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_/:.-~%")
 
 
@@ -231,6 +232,14 @@ def read_listing(data: Any, where: str = "extensions.bazaar") -> BazaarExtension
     return BazaarExtension.from_wire(obj, where)
 
 
+def _percent_decoded(text: str) -> str:
+    """``text`` with each run of ``%XX`` escapes decoded as UTF-8 (bad bytes become U+FFFD), as URL
+    decoders do; a ``%`` not followed by two hex digits stays."""
+    return _ESCAPES.sub(
+        lambda run: bytes.fromhex(run.group().replace("%", "")).decode("utf-8", "replace"), text
+    )
+
+
 def valid_route_template(value: Any) -> bool:
     """Whether ``value`` may key a catalog entry (see the module's rules)."""
     if not isinstance(value, str) or len(value) < 2 or not value.startswith("/"):
@@ -239,7 +248,7 @@ def valid_route_template(value: Any) -> bool:
         return False
     decoded = value
     for _ in range(ROUTE_TEMPLATE_DECODE_PASSES):
-        again = unquote(decoded)
+        again = _percent_decoded(decoded)
         if again == decoded:
             return ".." not in decoded and "://" not in decoded
         decoded = again
