@@ -74,6 +74,11 @@ def stack(tmp_path_factory):
         services.stop()
 
 
+def cli_pay(words: str, facilitator_url: str, rpc_url: str, key: bytes, *more: str):
+    args = ["pay", "--discover", words, "--facilitator-url", facilitator_url, "--rpc-url", rpc_url]
+    return CliRunner().invoke(app, [*args, "--key", "0x" + key.hex(), *more])
+
+
 def funded(chain, usdc: int) -> tuple[bytes, str]:
     key = chain.new_key()
     chain.fund(address_of_key(key), usdc=usdc)
@@ -120,6 +125,11 @@ def test_paid_requests_catalog_the_services_then_pay_discover_pays_the_cheapest(
         payee.lower(),
         1_000,
     )
+    # by reputation, read on the chain at --rpc-url: these servers declare no agent, so price decides
+    again = cli_pay("weather", facilitator_url, rpc_url, buyer, "--choose-by", "reputation")
+    assert again.exit_code == 0, again.output
+    assert f"chose GET {server_url}/forecast by reputation: price 1000" in again.stderr
+    assert chain.balance_of(address) == 8_000
 
 
 def test_nothing_found_is_a_clear_failure_and_nothing_is_paid(stack):

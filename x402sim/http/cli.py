@@ -694,7 +694,8 @@ def pay(
         typer.Option(
             "--discover",
             help="Instead of URL: search the facilitator's Bazaar (--facilitator-url) for QUERY and pay the "
-            "best HTTP service found (--choose-by; --max-price and the payer's networks filter).",
+            "best HTTP service found (--choose-by; --max-price and the payer's networks filter; the "
+            "reputation rules read ERC-8004 feedback on the chain at --rpc-url).",
         ),
     ] = None,
     facilitator_url: Annotated[
@@ -798,7 +799,9 @@ def pay(
         raise fail("--approve-permit2 needs --rpc-url (the chain to send the approval to)")
     networks, key, clock = _payer(rpc_url, key, network)
     if discover is not None:
-        url, method = _discovered(discover, facilitator_url, choose_by, networks, max_price, allow_remote)
+        url, method = _discovered(
+            discover, facilitator_url, choose_by, networks, max_price, allow_remote, rpc_url
+        )
     key_bytes = _parse_key(key)
     signer = _agent_signer(sign, key_bytes, signature_agent, rpc_url)
     with _chain_reads(rpc_url) as chain, _channel_store(channel_state) as store:
@@ -835,25 +838,39 @@ def pay(
 
 
 def _discovered(
-    query: str, facilitator_url: str, rule: str, networks, max_price: int | None, allow_remote: bool
+    query: str,
+    facilitator_url: str,
+    rule: str,
+    networks,
+    max_price: int | None,
+    allow_remote: bool,
+    rpc_url: str | None,
 ) -> tuple[str, str]:
-    """The URL and method of the best HTTP service the facilitator's Bazaar lists for ``query``;
-    what was chosen and why goes to stderr."""
+    """The URL and method of the best HTTP service the facilitator's Bazaar lists for ``query``
+    (ranked by ``rule``; the reputation rules read ERC-8004 on the chain at ``rpc_url``); what was
+    chosen and why goes to stderr."""
     from .discovery import DiscoveryError, discover
 
     _urls_ok(allow_remote, {"--facilitator-url": facilitator_url})
     try:
-        found = discover(
-            facilitator_url, query, type="http", rule=rule, max_price=max_price, networks=networks
-        )
+        with _chain_reads(rpc_url if rule in ("reputation", "value") else None) as chain:
+            found = discover(
+                facilitator_url,
+                query,
+                type="http",
+                rule=rule,
+                max_price=max_price,
+                networks=networks,
+                chain=chain,
+            )
     except (DiscoveryError, ValueError) as exc:
         raise fail(str(exc)) from None
     if not found:
-        cap = f" at most {max_price} atomic units," if max_price is not None else ""
+        limits = [f"payable on {', '.join(networks)}"]
+        if max_price is not None:
+            limits.append(f"at most {max_price} atomic units")
         raise fail(
-            f"no HTTP service found for {query!r} at {facilitator_url}"
-            f" ({cap} payable on {', '.join(networks)})",
-            EXIT_FAILED,
+            f"no HTTP service found for {query!r} at {facilitator_url} ({', '.join(limits)})", EXIT_FAILED
         )
     best = found[0]
     _urls_ok(allow_remote, {"the discovered URL": best.resource})

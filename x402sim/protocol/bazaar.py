@@ -200,7 +200,7 @@ def schema_problem(schema: Any) -> str | None:
     if len(json.dumps(schema, separators=(",", ":"))) > MAX_SCHEMA_BYTES:
         return f"larger than {MAX_SCHEMA_BYTES} bytes"
     dialect = schema.get("$schema")
-    if dialect is not None and dialect.rstrip("#") != SCHEMA_DIALECT:
+    if dialect is not None and (not isinstance(dialect, str) or dialect.rstrip("#") != SCHEMA_DIALECT):
         return f"$schema must be {SCHEMA_DIALECT} (Draft 2020-12), got {str(dialect)[:80]!r}"
     if _external_reference(schema):
         return "references something outside itself ($ref/$id other than a #fragment)"
@@ -486,7 +486,9 @@ def _count(params: Mapping[str, str], name: str, default: int, least: int, most:
     raw = params.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not least <= int(raw) <= (most or int(raw)):
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12) or not least <= int(raw) <= (
+        most or int(raw)
+    ):
         bound = f"{least}..{most}" if most else f"at least {least}"
         raise ProtocolError(f"query parameter {name}", f"expected an integer {bound}, got {raw[:40]!r}")
     return int(raw)
@@ -524,7 +526,7 @@ def parse_search_query(params: Mapping[str, str]) -> SearchQuery:
     if not query:
         raise ProtocolError("query parameter query", "required: the words to search for")
     cursor = params.get("cursor")
-    if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 12):
         raise ProtocolError("query parameter cursor", f"not a cursor this facilitator gave: {cursor[:40]!r}")
     limit = _count(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     return SearchQuery(query[:500], _filters(params, limit, 0), limit, cursor)
