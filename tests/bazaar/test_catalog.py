@@ -4,6 +4,8 @@ is not cataloged, the payment still settles), and the catalog's filters, pages a
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from x402sim.actors.bazaar_catalog import BazaarCatalog
@@ -221,3 +223,41 @@ def test_service_metadata_is_sanitized_not_trusted():
     )
     assert entry.resource.service_name is None and entry.resource.icon_url is None
     assert entry.resource.tags == ["ok", "b", "c", "d", "e"]
+
+
+def test_a_paid_mcp_tool_is_cataloged_as_a_tool(tb):
+    from x402sim.transports import TOOL_BASE_URL, tool_route_key
+
+    key = tool_route_key("weather")
+    listing = mcp_tool_listing("weather", {"type": "object", **CITY}, description="Weather by city")
+    server = tb.server({key: Route(key, PRICE, discovery=listing)}, base_url=TOOL_BASE_URL)
+    payer = tb.account(usdc=PRICE)
+    paid = tb.client(payer).request(server, "POST", "/weather", body=b'{"city": "Oslo"}')
+    assert paid.status == 200 and tb.chain.balance_of(server.pay_to) == PRICE
+    (item,) = tb.facilitator.role.catalog.list(ListQuery(type="mcp")).items
+    assert (item.resource, item.listing.tool, item.listing.info.input.description) == (
+        "mcp://tool/weather",
+        "weather",
+        "Weather by city",
+    )
+
+
+def test_a_routes_file_listing_is_checked_when_loaded():
+    from x402sim.http.routes_file import RoutesFileError, parse_routes
+
+    route = {"method": "POST", "path": "/q", "price": 1}
+    body = {"example": {"q": "rain"}, "input_schema": {"type": "object"}}
+    loaded = parse_routes({"routes": [{**route, "discovery": body}]})
+    assert loaded.routes["POST /q"].discovery.listing("POST").to_wire()["info"]["input"]["body"] == {
+        "q": "rain"
+    }
+    for discovery, words in [
+        ({"exmple": {}}, "discovery: unknown key 'exmple'"),
+        ({"body_type": "xml"}, "discovery: extensions.bazaar.info.input.bodyType: fails its schema"),
+        (
+            {"example": {"q": 1}, "input_schema": {"properties": {"q": {"type": "string"}}}},
+            "discovery: extensions.bazaar.info.input.body.q: fails its schema: 1 is not of type",
+        ),
+    ]:
+        with pytest.raises(RoutesFileError, match=re.escape(f"routes: routes[0]: {words}")):
+            parse_routes({"routes": [{**route, "discovery": discovery}]})
