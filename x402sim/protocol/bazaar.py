@@ -34,7 +34,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
 
-import jsonschema
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -204,6 +203,8 @@ def schema_problem(schema: Any) -> str | None:
         return f"$schema must be {SCHEMA_DIALECT} (Draft 2020-12), got {str(dialect)[:80]!r}"
     if _external_reference(schema):
         return "references something outside itself ($ref/$id other than a #fragment)"
+    import jsonschema  # here, not at the top: 60 ms that every process would pay at start-up
+
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -223,6 +224,8 @@ def read_listing(data: Any, where: str = "extensions.bazaar") -> BazaarExtension
     problem = schema_problem(obj["schema"])
     if problem is not None:
         raise ProtocolError(join_where(where, "schema"), problem)
+    import jsonschema  # imported once schema_problem ran
+
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(obj["schema"]).iter_errors(obj["info"])
     )
