@@ -234,7 +234,7 @@ class Route:
     settle_interval: int | None = None
     # its Bazaar listing, declared in its 402s (``extensions.bazaar``): an ``HttpDeclaration`` (built
     # for the route's method) or a ready listing (``mcp_tool_listing``); None: not listed
-    discovery: HttpDeclaration | BazaarExtension | None = None
+    discovery: HttpDeclaration | BazaarExtension | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         method, _, path = self.key.partition(" ")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
@@ -362,7 +362,7 @@ def mcp_tool_listing(
 @dataclass(frozen=True)
 class HttpDeclaration:
     """What a route declares of itself for the Bazaar; its method comes from the route (see
-    ``http_listing`` for the fields)."""
+    ``http_listing`` for the fields). Its listing is built and validated once per method."""
 
     example: JsonObject | None = None
     input_schema: JsonObject | None = None
@@ -371,8 +371,15 @@ class HttpDeclaration:
     output: Any = None
     output_schema: JsonObject | None = None
     output_type: str = "json"
+    _built: dict[str, BazaarExtension] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def listing(self, method: str) -> BazaarExtension:
+        method = method.upper()
+        if method not in self._built:
+            self._built[method] = self._build(method)
+        return self._built[method]
+
+    def _build(self, method: str) -> BazaarExtension:
         return http_listing(
             method,
             example=self.example,
