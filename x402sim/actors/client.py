@@ -18,6 +18,8 @@ Rules:
 * A Permit2 payment carries the info of a declared gas-sponsoring extension (EIP-2612 first) when
   its allowance for Permit2 is short, of those it may use (``sponsoring``); the client reads its
   allowance and nonces from ``chain``. Without a chain it attaches none.
+* A v2 payment echoes the 402's ``bazaar`` listing (``extensions.bazaar``, as declared), as the
+  extension asks of clients, so the facilitator can catalog the service.
 * The spend policy can refuse an offer; refusing is a value in the result, not an exception.
   ``create_payment`` (the direct API) raises ``PaymentRefused`` instead, naming why.
 * With a ``governor`` (``x402sim.governance``), the chosen offer is put to it before signing: a
@@ -98,6 +100,7 @@ from ..protocol import (
     payment_header_name,
     read_settlement,
 )
+from ..protocol.bazaar import BAZAAR
 from ..trust.mandates import EXTENSION as MANDATE_EXTENSION
 from ..trust.mandates import attach as attach_mandate
 from ..trust.reputation import EXTENSION as REPUTATION_EXTENSION
@@ -463,6 +466,8 @@ class Client:
         self._committed += offer.amount
         payment: AnyPaymentPayload
         if isinstance(required, PaymentRequired):
+            if (listing := (required.extensions or {}).get(BAZAAR)) is not None:
+                extensions[BAZAAR] = listing  # echoed, so the facilitator can catalog the service
             payment = PaymentPayload(
                 x402_version=2,
                 resource=required.resource,

@@ -33,7 +33,8 @@ class Candidate:
     """A service a buyer could pay: ``resource`` (its URL; for an MCP tool the server's URL) and
     ``tool`` (the MCP tool's name, None for HTTP), its ``price`` in atomic units, the ``mechanisms``
     it accepts (``"scheme/transferMethod"``, e.g. ``"exact/eip3009"``), its ``reputation`` (0..1,
-    None: not declared), its ``tags`` and its ``description``."""
+    None: not declared), its ``tags``, its ``description`` and, for HTTP, the ``method`` its
+    listing names ("" when unknown)."""
 
     resource: str
     price: int
@@ -42,6 +43,7 @@ class Candidate:
     reputation: float | None = None
     tags: tuple[str, ...] = ()
     description: str = ""
+    method: str = ""
 
     @property
     def key(self) -> tuple[str, str]:

@@ -29,6 +29,10 @@ Rules:
   log (which a token that does not revert a reused authorization exploits).
 * ``verify`` is read-only: it writes nothing on chain and commits no state here (no claim, no
   pending entry); a later verify or settle cannot tell it happened.
+* The Bazaar (``catalog``, ``actors.bazaar_catalog``): a payment that echoes a ``bazaar`` listing
+  has it judged; a verify answers ``processing`` or ``rejected`` in its ``extension_responses``
+  (what ``EXTENSION-RESPONSES`` carries) and catalogs nothing; a successful settlement catalogs it
+  and answers ``success`` (or ``rejected``). ``catalog=None`` turns discovery off.
 * Answers carry what the mechanism says of them: a verify's ``extra`` (its verdict's), a
   settlement's ``amount`` and ``extra`` (``settle_answer``, read from the receipt and the chain),
   and the reason of a receipt that failed or lacks the expected log (``receipt_failure``).
@@ -83,6 +87,7 @@ from ..mechanisms.exact_eip3009 import VERIFY_MODES
 from ..protocol import (
     AnyPaymentPayload,
     AnyRequirements,
+    PaymentPayload,
     PaymentRequirementsV1,
     Reason,
     ReasonClass,
@@ -92,6 +97,7 @@ from ..protocol import (
     VerifyResponse,
     v1_to_caip2,
 )
+from .bazaar_catalog import BazaarCatalog, listing_in
 
 DEDUPE_MODES = ("refuse", "share", "off")
 PRUNE_FLOOR = 1024  # claims kept before expired ones are looked for
@@ -114,6 +120,8 @@ class PendingSettlement:
     # the transactions sent before the settlement on the payer's behalf (gas sponsoring), with the
     # wei each carried: their fees and values are what the sponsoring cost
     sponsored: tuple[tuple[bytes, int], ...] = ()
+    # the payment and requirements whose Bazaar listing is cataloged once this settles (None: none)
+    listing: tuple[AnyPaymentPayload, AnyRequirements] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ class Facilitator:
     history: int | None = None  # settlement records kept, newest last (None: all; 0: none)
     mechanisms: Mechanisms[Verdict] = field(default_factory=default_mechanisms)
     sponsoring: frozenset[str] = frozenset()  # gas-sponsoring extensions offered (SPONSORING_EXTENSIONS)
+    catalog: BazaarCatalog | None = field(default_factory=BazaarCatalog)  # the Bazaar (None: off)
 
     def __post_init__(self) -> None:
         if self.verify_mode not in VERIFY_MODES:
@@ -226,7 +235,10 @@ class Facilitator:
     def verify(self, payload: AnyPaymentPayload, requirements: AnyRequirements, now: int) -> VerifyResponse:
         verdict = self._judge(payload, requirements, now)
         if verdict.ok:
-            return VerifyResponse(is_valid=True, payer=verdict.payer, extra=verdict.extra)
+            answer = VerifyResponse(is_valid=True, payer=verdict.payer, extra=verdict.extra)
+            return answer.with_extension_responses(
+                self.catalog.judge(payload) if self.catalog is not None else None
+            )
         return VerifyResponse(
             is_valid=False,
             invalid_reason=cast(Reason, verdict.reason).value,  # a verdict that is not ok has one
@@ -285,8 +297,22 @@ class Facilitator:
                 self._claims[spent] = valid_until
             self._prune(now)
         payer, offer = cast(str, verdict.payer), cast(Offer, verdict.offer)  # an ok verdict names both
+        listing = (
+            (payload, requirements)
+            if isinstance(payload, PaymentPayload) and listing_in(payload.extensions)
+            else None
+        )
         pending = PendingSettlement(
-            tx_hash, payer, offer, verdict, requirements.network, now, mechanism, key, tuple(sponsored)
+            tx_hash,
+            payer,
+            offer,
+            verdict,
+            requirements.network,
+            now,
+            mechanism,
+            key,
+            tuple(sponsored),
+            listing,
         )
         if self.dedupe == "share" and claim is not None:
             self._shared[claim] = pending
@@ -363,6 +389,11 @@ class Facilitator:
             amount=amount if reason is None else None,
             extra=extra,
         )
+        if reason is None and pending.listing is not None and self.catalog is not None:
+            payment, requirements = pending.listing
+            answer = answer.with_extension_responses(
+                self.catalog.learn(payment, requirements, pending.submitted_at)
+            )
         if self.dedupe == "share":
             self._answers[receipt.tx_hash] = answer
         return answer

@@ -24,6 +24,8 @@ Rules:
   pending one's.
 * No payment header gets the 402 challenge. A payment header that cannot be read (not base64, not
   JSON, not a payment) gets 400 with ``{"error": ...}`` naming the problem: nothing is verified.
+* A route with a ``discovery`` declaration lists itself for the Bazaar: its v2 402s carry
+  ``extensions.bazaar`` (``protocol.bazaar``: ``info`` for the route's method and its JSON Schema).
 * Every 402 says ``Cache-Control: no-store``; a paid answer (a successful settlement) is marked
   ``private`` in its ``Cache-Control`` (added to what the handler set).
 * A facilitator that does not answer (or answers outside the protocol, or too late: the driver's
@@ -147,6 +149,7 @@ from ..protocol import (
     read_payment,
     response_header_name,
 )
+from ..protocol.bazaar import BAZAAR, BazaarExtension, HttpDeclaration, listing_of
 from ..trust.mandates import EXTENSION as MANDATE_EXTENSION
 from ..trust.mandates import VCT_CLOSED, MandateRefused, PaymentFacts, VerifiedMandate
 from ..trust.mandates import attached as attached_mandate
@@ -229,6 +232,9 @@ class Route:
     withdraw_delay: int = DEFAULT_WITHDRAW_DELAY
     claim_interval: int | None = None
     settle_interval: int | None = None
+    # its Bazaar listing, declared in its 402s (``extensions.bazaar``): an ``HttpDeclaration`` (built
+    # for the route's method) or a ready listing (``mcp_tool_listing``); None: not listed
+    discovery: HttpDeclaration | BazaarExtension | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         method, _, path = self.key.partition(" ")
@@ -588,6 +594,8 @@ class ResourceServer(ChannelSelling):
             declared[REPUTATION_EXTENSION] = self.identity.declaration()
         if self.mandates is not None:  # payments here must carry an AP2 payment mandate
             declared[MANDATE_EXTENSION] = {"info": {"required": True, "mandate": VCT_CLOSED}}
+        if route is not None and route.discovery is not None:
+            declared[BAZAAR] = listing_of(route.discovery, route.key.split(" ", 1)[0]).to_wire()
         return declared or None
 
     def match_offer(self, route: Route, payment: PaymentPayload | PaymentPayloadV1) -> AnyRequirements | None:

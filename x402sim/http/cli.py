@@ -718,6 +718,22 @@ def pay(
         str | None,
         typer.Option("--skill", help="With --a2a: the skill asked for (default: the agent's first)."),
     ] = None,
+    discover: Annotated[
+        str | None,
+        typer.Option(
+            "--discover",
+            help="Instead of URL: search the facilitator's Bazaar (--facilitator-url) for QUERY and pay the "
+            "best HTTP service found (--choose-by; --max-price and the payer's networks filter; the "
+            "reputation rules read ERC-8004 feedback on the chain at --rpc-url).",
+        ),
+    ] = None,
+    facilitator_url: Annotated[
+        str,
+        typer.Option("--facilitator-url", help="With --discover: the facilitator whose Bazaar is searched."),
+    ] = "http://127.0.0.1:4022",
+    choose_by: Annotated[
+        str, typer.Option("--choose-by", help="With --discover: cheapest, reputation, value or first.")
+    ] = "cheapest",
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -763,6 +779,8 @@ def pay(
 
       x402sim pay http://127.0.0.1:4021/weather -v --max-price 5000
 
+      x402sim pay --discover "weather forecast" --facilitator-url http://127.0.0.1:4022 --max-price 5000
+
       x402sim pay http://127.0.0.1:4021/weather --key 0x... --network eip155:31337
 
       x402sim pay http://127.0.0.1:4021/weather --policy examples/policy.toml --audit audit.jsonl
@@ -792,8 +810,11 @@ def pay(
             raise fail("--from-env pays as the e2e harness's clients do; drop --approve-permit2")
         if channel_state is not None or refund:
             raise fail("--from-env pays as the e2e harness's clients do; drop --channel-state and --refund")
+    elif discover is not None:
+        if url is not None or a2a is not None:
+            raise fail("give URL, --a2a or --discover QUERY, not two of them")
     elif url is None and a2a is None:
-        raise fail("missing argument URL (or use --from-env)")
+        raise fail("missing argument URL (or use --from-env, --discover QUERY or --a2a AGENT_URL)")
     if refund_amount is not None and not refund:
         raise fail("--refund-amount needs --refund")
     governance = _load_governance(policy_file, policy_name, agent, audit, approve)
@@ -808,6 +829,10 @@ def pay(
     if approve_permit2 and rpc_url is None:
         raise fail("--approve-permit2 needs --rpc-url (the chain to send the approval to)")
     networks, key, clock = _payer(rpc_url, key, network)
+    if discover is not None:
+        url, method = _discovered(
+            discover, facilitator_url, choose_by, networks, max_price, allow_remote, rpc_url
+        )
     key_bytes = _parse_key(key)
     signer = _agent_signer(sign, key_bytes, signature_agent, rpc_url)
     with _chain_reads(rpc_url) as chain, _channel_store(channel_state) as store:
@@ -846,6 +871,51 @@ def pay(
         _show_channel(result, store)
     _write_body(result.body)
     _exit_for_result(result, approve)
+
+
+def _discovered(
+    query: str,
+    facilitator_url: str,
+    rule: str,
+    networks,
+    max_price: int | None,
+    allow_remote: bool,
+    rpc_url: str | None,
+) -> tuple[str, str]:
+    """The URL and method of the best HTTP service the facilitator's Bazaar lists for ``query``
+    (ranked by ``rule``; the reputation rules read ERC-8004 on the chain at ``rpc_url``); what was
+    chosen and why goes to stderr."""
+    from .discovery import DiscoveryError, discover
+
+    _urls_ok(allow_remote, {"--facilitator-url": facilitator_url})
+    try:
+        with _chain_reads(rpc_url if rule in ("reputation", "value") else None) as chain:
+            found = discover(
+                facilitator_url,
+                query,
+                type="http",
+                rule=rule,
+                max_price=max_price,
+                networks=networks,
+                chain=chain,
+            )
+    except (DiscoveryError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if not found:
+        limits = [f"payable on {', '.join(networks)}"]
+        if max_price is not None:
+            limits.append(f"at most {max_price} atomic units")
+        raise fail(
+            f"no HTTP service found for {query!r} at {facilitator_url} ({', '.join(limits)})", EXIT_FAILED
+        )
+    best = found[0]
+    _urls_ok(allow_remote, {"the discovered URL": best.resource})
+    say(
+        f"discovered {len(found)} service(s) for {query!r}; chose {best.method or 'GET'} {best.resource} "
+        f"by {rule}: price {best.price}, mechanisms {', '.join(best.mechanisms)}"
+        + (f", reputation {best.reputation:.2f}" if best.reputation is not None else "")
+    )
+    return best.resource, best.method or "GET"
 
 
 @contextlib.contextmanager

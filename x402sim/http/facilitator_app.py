@@ -1,4 +1,5 @@
-"""The facilitator role behind HTTP: ``POST /verify``, ``POST /settle``, ``GET /supported``, ``GET /health``.
+"""The facilitator role behind HTTP: ``POST /verify``, ``POST /settle``, ``GET /supported``, ``GET /health``,
+and the Bazaar's ``GET /discovery/resources`` and ``GET /discovery/search``.
 
 Rules:
 
@@ -17,6 +18,11 @@ Rules:
   polled. A settlement still unconfirmed at the timeout answers ``success: false`` with
   ``settlement_pending`` and the transaction hash (it may still land; ``abandon_settle``); a
   resent settle of the same payment waits on that transaction again, sending nothing new.
+* What the role says of extensions (``extension_responses``: the Bazaar's status of a listing) is
+  sent in the ``EXTENSION-RESPONSES`` header (base64 JSON) of the ``/verify`` or ``/settle`` answer.
+* ``/discovery/resources`` and ``/discovery/search`` answer from the role's catalog with the wire
+  shapes of the SDKs' Bazaar clients (``protocol.bazaar``); a malformed parameter gets 400 with
+  ``{"error": "query parameter <name>: <problem>"}``; a facilitator without a catalog answers 404.
 * Verify and settle calls are admitted through an ``Admission`` bound; past it they get 503 with
   ``Retry-After`` before the role is touched.
 """
@@ -24,6 +30,8 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import Callable
 from typing import cast
@@ -34,7 +42,14 @@ from starlette.routing import Route
 
 from ..actors.facilitator import Facilitator, PendingSettlement
 from ..evm.rpc_chain import RpcChain
-from ..protocol import ProtocolError, SettleResponse, parse_facilitator_request
+from ..protocol import (
+    EXTENSION_RESPONSES,
+    ProtocolError,
+    SettleResponse,
+    VerifyResponse,
+    parse_facilitator_request,
+)
+from ..protocol.bazaar import parse_list_query, parse_search_query
 from .bodies import BodyError, read_json_body
 from .chain_clock import ChainClock, EmbeddedChain
 from .guard import Admission, service_app
@@ -48,6 +63,14 @@ MAX_WAIT_SECONDS = 10.0
 
 def _bad_request(problem: str) -> JSONResponse:
     return JSONResponse({"error": problem}, status_code=400)
+
+
+def _answer(answer: VerifyResponse | SettleResponse) -> JSONResponse:
+    """The JSON answer, with the ``EXTENSION-RESPONSES`` header when the role has something to say."""
+    responses = answer.extension_responses
+    text = json.dumps(responses, separators=(",", ":")).encode() if responses else b""
+    headers = {EXTENSION_RESPONSES: base64.b64encode(text).decode("ascii")} if responses else None
+    return JSONResponse(answer.to_wire(), headers=headers)
 
 
 def facilitator_app(
@@ -110,7 +133,7 @@ def facilitator_app(
         answer = await in_role(
             facilitator.verify, body.payment_payload, body.payment_requirements, await now()
         )
-        return JSONResponse(answer.to_wire())
+        return _answer(answer)
 
     @admitted
     async def settle(request: Request) -> JSONResponse:
@@ -122,7 +145,7 @@ def facilitator_app(
         )
         if isinstance(outcome, PendingSettlement):
             outcome = await _confirm(outcome)
-        return JSONResponse(outcome.to_wire())
+        return _answer(outcome)
 
     async def _confirm(pending: PendingSettlement) -> SettleResponse:
         if chain_time is not None and automine:  # chain_time is None exactly when remote
@@ -141,6 +164,18 @@ def facilitator_app(
     async def supported(request: Request) -> JSONResponse:
         return JSONResponse(facilitator.supported().to_wire())
 
+    async def discovery(request: Request) -> JSONResponse:
+        catalog = facilitator.catalog
+        if catalog is None:
+            return JSONResponse({"error": "this facilitator keeps no Bazaar catalog"}, status_code=404)
+        params = dict(request.query_params)
+        try:
+            if request.url.path.endswith("/search"):
+                return JSONResponse(catalog.search(parse_search_query(params)).to_wire())
+            return JSONResponse(catalog.list(parse_list_query(params)).to_wire())
+        except ProtocolError as exc:
+            return _bad_request(str(exc))
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
             {"status": "ok", "address": facilitator.address, "network": chain.network, **gate.stats()}
@@ -153,5 +188,7 @@ def facilitator_app(
             Route("/settle", settle, methods=["POST"]),
             Route("/supported", supported, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/discovery/resources", discovery, methods=["GET"]),
+            Route("/discovery/search", discovery, methods=["GET"]),
         ],
     )

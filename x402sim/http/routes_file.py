@@ -44,6 +44,12 @@ TOML example (JSON has the same shape)::
     # claim_interval = 60        # seconds between claims of its channels (default 60)
     # settle_interval = 120      # seconds between settlements of its receiver (default 120)
 
+    [routes.discovery]         # optional: the route's Bazaar listing, declared in its 402 and
+    example = { city = "Paris" }   # cataloged by the facilitator once paid: example query
+    input_schema = { properties = { city = { type = "string" } }, required = ["city"] }  # (or body)
+    output = { celsius = 12 }      # an example answer; also output_schema, output_type ("json"),
+                                   # body_type ("json", "form-data", "text": POST/PUT/PATCH), headers
+
 ``scheme``, ``transfer_method`` and ``charge`` may also be given at the top level, as defaults for
 the routes that do not name them. The batch-settlement keys are a route's own.
 
@@ -62,6 +68,8 @@ from pathlib import Path
 from ..actors.messages import HttpRequest, HttpResponse
 from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route, resolve_charge
 from ..errors import InputError
+from ..protocol import ProtocolError
+from ..protocol.bazaar import HttpDeclaration
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 SCHEMES = ("exact", "upto", "batch-settlement")
@@ -82,6 +90,7 @@ _ROUTE_KEYS = {
     "service_name",
     "tags",
     "icon_url",
+    "discovery",
     *_MECHANISM_KEYS,
     *_CHANNEL_KEYS,
 }
@@ -180,6 +189,7 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
         tags = entry.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
             raise RoutesFileError(f"{here}: tags: expected a list of strings")
+        discovery = _discovery(here, entry.get("discovery"), str(entry["method"]))
         try:
             route = Route(
                 f"{entry['method']} {entry['path']}",
@@ -194,6 +204,7 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
                 scheme=scheme,
                 transfer_method=method,
                 usage=usage,
+                discovery=discovery,
                 **channel,
             )
         except (ValueError, TypeError) as exc:
@@ -202,6 +213,41 @@ def parse_routes(data: object, where: str = "routes") -> RoutesConfig:
             raise RoutesFileError(f"{here}: {route.key} is listed twice")
         config.routes[route.key] = route
     return config
+
+
+_DISCOVERY_KEYS = (
+    "example",
+    "input_schema",
+    "body_type",
+    "headers",
+    "output",
+    "output_schema",
+    "output_type",
+)
+
+
+def _discovery(here: str, table: object, method: str) -> HttpDeclaration | None:
+    """A route's ``discovery`` table as its Bazaar declaration, checked by building its listing."""
+    if table is None:
+        return None
+    here = f"{here}: discovery"
+    if not isinstance(table, dict):
+        raise RoutesFileError(f"{here}: expected a table ({', '.join(_DISCOVERY_KEYS)})")
+    unknown = sorted(set(table) - set(_DISCOVERY_KEYS))
+    if unknown:
+        raise RoutesFileError(f"{here}: unknown key {unknown[0]!r} (known: {', '.join(_DISCOVERY_KEYS)})")
+    for key in ("input_schema", "headers", "output_schema"):
+        if not isinstance(table.get(key, {}), dict):
+            raise RoutesFileError(f"{here}: {key}: expected a table")
+    for key in ("body_type", "output_type"):
+        if not isinstance(table.get(key, ""), str):
+            raise RoutesFileError(f"{here}: {key}: expected a string")
+    declaration = HttpDeclaration(**table)
+    try:
+        declaration.listing(method)
+    except ProtocolError as exc:
+        raise RoutesFileError(f"{here}: {exc}") from None
+    return declaration
 
 
 def route_mechanism(
