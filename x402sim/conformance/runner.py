@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import random
 import time
 import traceback
@@ -29,7 +30,8 @@ from datetime import UTC, datetime
 import httpx
 
 from ..version import NAME, VERSION
-from .catalog import Case, CaseFailed, CaseSkipped
+from .carriers import FACILITATOR_HTTP, not_over
+from .catalog import DEFAULT_TRANSPORT, Case, CaseFailed, CaseSkipped
 from .context import ROUTE_KINDS, Endpoint
 from .harness import Harness, HarnessOptions
 from .kits import (
@@ -88,6 +90,10 @@ class RunOptions:
     # Trust features the target advertises (``trust.FEATURES``): erc8004, ap2, web-bot-auth. A
     # target's own ``trust`` attribute (the built-in trust targets) adds to it.
     trust: frozenset[str] = frozenset()
+    # What carries the harness's calls to the target (``catalog.TRANSPORTS``): over ``mcp`` a server
+    # target is an MCP tool server, each paid route a tool named by its path (``/protected`` ->
+    # ``protected``); the cases that do not run over it are reported skipped (``carriers``).
+    transport: str = DEFAULT_TRANSPORT
 
     def route(self, which: str) -> Endpoint | None:
         """The ``main``, ``second`` or ``failing`` paid route; None when the routes are declared and
@@ -177,6 +183,10 @@ def run(
     """Run ``cases`` of ``role`` against ``target``; returns the report. A started ``harness`` may be
     passed in (server and facilitator roles; it is left running), else one is started and stopped."""
     options = options or RunOptions()
+    if options.transport != DEFAULT_TRANSPORT and role == "facilitator":
+        raise TargetError(f"a facilitator is judged over HTTP only: {FACILITATOR_HTTP}")
+    if options.transport != DEFAULT_TRANSPORT and role == "client":
+        raise TargetError(f"client targets over {options.transport} are not supported yet")
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
     own = harness is None
@@ -214,17 +224,36 @@ def run(
 async def _run_cases(role, target, cases, harness, options, setup, env, base_url) -> list[CaseResult]:
     results = []
     transport = None if role == "client" else target.transport()
+    over_mcp = options.transport == "mcp"
     # No keep-alive: a target that drops a connection after a crash (uvicorn after an unhandled
     # exception) must not turn the next case's first request into a transport error.
     limits = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        session = None
+        if over_mcp:
+            from .mcp_kit import McpBridge
+
+            session = await stack.enter_async_context(_mcp_session(target))
+            transport = McpBridge(session)
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits)
+        )
         signer = setup.trust_kit if WEB_BOT_AUTH in setup.trust else None
-        if role == "server":
+        if role == "server" and session is not None:
+            await _check_tools(session, options.declared_routes())
+        elif role == "server":
             await _check_routes(http, base_url, options.declared_routes(), signer)
         if role == "server" and setup.payee is None:
             setup.payee = await _payee_of(http, base_url, options.endpoints[0], harness, signer)
         for case in cases:
             evidence = Evidence()
+            reason = not_over(case, options.transport)
+            if reason is not None:
+                result = _result(case, "skipped", f"not over {options.transport}: {reason}", evidence, 0.0)
+                results.append(result)
+                if options.on_result is not None:
+                    options.on_result(result)
+                continue
             if role != "client" and not target.alive():
                 evidence.notes.append(
                     f"the target had stopped; restarted. Its last output:\n{target.log_tail()}"
@@ -243,6 +272,7 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
                 evidence,
                 random.Random(f"{options.harness.seed}:{case.id}"),
             )
+            ctx.transport, ctx.mcp = options.transport, session
             result = await _run_one(case, ctx, options.case_timeout)
             harness.control.reset()
             if setup.hostile is not None:
@@ -251,6 +281,34 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
             if options.on_result is not None:
                 options.on_result(result)
     return results
+
+
+@contextlib.asynccontextmanager
+async def _mcp_session(target):
+    """An MCP client session with ``target``; ``TargetError`` when it has no MCP side or cannot be
+    reached."""
+    opener = getattr(target, "mcp_session", None)
+    if opener is None:
+        raise TargetError(f"{target.info.name}: not an MCP target (give an MCP command, URL or builtin)")
+    try:
+        async with opener() as session:
+            yield session
+    except TargetError:
+        raise
+    except Exception as exc:  # the SDK's connection errors come in many types (and groups)
+        if isinstance(exc, CaseFailed | CaseSkipped):
+            raise
+        raise TargetError(f"MCP session with {target.info.name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _check_tools(session, routes: list[Endpoint]) -> None:
+    """Every declared paid route's tool is listed by the MCP server; ``RouteError`` naming the others."""
+    from .mcp_kit import listed_tools, tool_name
+
+    listed = set(await listed_tools(session))
+    missing = [tool_name(e.path) for e in routes if tool_name(e.path) not in listed]
+    if missing:
+        raise RouteError(f"tool(s) {', '.join(missing)} not listed by the MCP server: is it served?")
 
 
 def _run_sync(coroutine):
@@ -321,6 +379,10 @@ async def _run_one(case: Case, ctx, timeout: float) -> CaseResult:
     except Exception as exc:  # a harness fault or a target that broke mid-case: not a verdict
         outcome, message = "error", f"{type(exc).__name__}: {exc}"
         ctx.evidence.notes.append("".join(traceback.format_exception(exc, limit=-3)).strip()[-2000:])
+    return _result(case, outcome, message, ctx.evidence, time.perf_counter() - started)
+
+
+def _result(case: Case, outcome: Outcome, message: str, evidence: Evidence, duration: float) -> CaseResult:
     return CaseResult(
         id=case.id,
         role=case.role,
@@ -329,6 +391,6 @@ async def _run_one(case: Case, ctx, timeout: float) -> CaseResult:
         description=case.description,
         outcome=outcome,
         message=message,
-        evidence=ctx.evidence,
-        duration=round(time.perf_counter() - started, 3),
+        evidence=evidence,
+        duration=round(duration, 3),
     )

@@ -1,0 +1,343 @@
+"""The harness over MCP: its HTTP-speaking cases carried as tool calls, and MCP server targets.
+
+Job: the conformance world's MCP driver. The server cases talk to a target through an
+``httpx.AsyncClient``; over MCP that client's transport is ``McpBridge``, which carries each request
+as the tool call it stands for on one MCP client session (``mcp_wire``) and reads the tool result
+back as the HTTP answer the cases judge (``mcp_carry``). A case written for what is paid (replay,
+amounts, settlement) therefore runs unchanged over MCP; ``carriers`` says which.
+
+Rules of the bridge (one request -> one ``tools/call``):
+
+* The tool is the request's path without its leading slash (``/protected`` -> ``protected``); its
+  query parameters are the arguments (strings), merged with a JSON object body; the first
+  ``PAYMENT-SIGNATURE`` decoded (base64 of JSON) is ``_meta["x402/payment"]``; one that cannot be
+  decoded travels as the string it is.
+* The result reads back as ``mcp_carry.response_of_result`` reads it (a payment-required result: 402
+  with ``PAYMENT-REQUIRED``; ``_meta["x402/payment-response"]``: ``PAYMENT-RESPONSE``; another error
+  result: 500); a JSON-RPC error answer reads as a 400 whose JSON body holds it under ``jsonrpc_error``.
+  The raw result is kept under the answer's ``mcp_result`` extension for the evidence.
+
+MCP server targets (``mcp_session()`` opens a client session with the target; ``start`` and ``stop`` as
+for HTTP targets):
+
+* ``McpService``: an HTTP server app (the reference server, or a control: any ``build(env)`` ASGI app)
+  as an MCP tool server in this process (``app_tool_server``), reached in memory. Each tool call is
+  sent to the app as ``GET /<tool>?<arguments>`` with the payment as ``PAYMENT-SIGNATURE``, and its
+  answer becomes the tool result (``mcp_carry.result_of_response``); the tools listed are the paid
+  routes the environment names. ``hooks`` lets a control answer some calls itself.
+* ``McpStdioCommand``: a command speaking MCP on stdin/stdout, started by the session (the harness's
+  environment plus the caller's); ``McpHttpCommand``: a command serving MCP over streamable HTTP at
+  ``MCP_PATH`` of ``PORT`` (started and stopped as a ``ServiceCommand``); ``McpUrl``: an MCP endpoint
+  already running.
+
+Needs ``x402sim[agents]`` (the ``mcp`` SDK).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from mcp import types
+from mcp.server.lowlevel import Server
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.shared.exceptions import McpError
+
+from ..actors.messages import HttpResponse
+from ..http.guard import Asgi
+from ..protocol import PAYMENT_SIGNATURE, ProtocolError
+from ..transports.mcp_carry import (
+    MCP_PAYMENT,
+    TOOL_BASE_URL,
+    McpProtocolError,
+    ToolCall,
+    response_of_result,
+    result_of_response,
+)
+from ..transports.mcp_wire import MCP_PATH, call_tool, open_session, tool_server
+from .results import Role, TargetInfo, TargetKind
+from .targets import ServiceCommand, TargetError
+
+MCP_RESULT = "mcp_result"  # the httpx response extension holding the raw tool result
+JSONRPC_ERROR = "jsonrpc_error"  # the key of a JSON-RPC error in the bridge's 400 body
+MCP_SESSION_TIMEOUT = 30.0
+# The env variables naming the paid routes a reference tool server sells as tools
+ROUTE_VARS = (
+    "PROTECTED_PATH",
+    "SECOND_PROTECTED_PATH",
+    "FAILING_PATH",
+    "PERMIT2_PATH",
+    "UPTO_PATH",
+    "BATCH_PATH",
+)
+FREE_RESOURCE = "x402sim://about"  # the reference tool server's one (free) resource
+
+
+def tool_name(path: str) -> str:
+    """The tool a harness path names: the path without its query and leading slash."""
+    return path.split("?", 1)[0].removeprefix("/")
+
+
+def _payment_of(value: str) -> Any:
+    """A ``PAYMENT-SIGNATURE`` value as the ``_meta`` payment it carries (the string itself when it is
+    not base64 of JSON: a malformed payment travels as malformed)."""
+    try:
+        return json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return value
+
+
+def call_of(request: httpx.Request, body: bytes) -> ToolCall:
+    """The tool call a harness request stands for (see the module docstring)."""
+    arguments: dict[str, Any] = dict(parse_qsl(request.url.query.decode("ascii", "replace")))
+    if body:
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(body)
+            if isinstance(parsed, dict):
+                arguments.update(parsed)
+    payments = request.headers.get_list(PAYMENT_SIGNATURE)
+    meta = {MCP_PAYMENT: _payment_of(payments[0])} if payments else None
+    return ToolCall(tool_name(request.url.path), arguments, meta)
+
+
+class McpBridge(httpx.AsyncBaseTransport):
+    """The harness's HTTP requests as tool calls on ``session`` (an initialized MCP client session)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        call = call_of(request, body)
+        try:
+            result = await call_tool(self.session, call)
+        except McpError as exc:
+            error = {"code": exc.error.code, "message": exc.error.message}
+            return httpx.Response(
+                400, json={JSONRPC_ERROR: error}, request=request, extensions={MCP_RESULT: error}
+            )
+        answer = response_of_result(result)
+        return httpx.Response(
+            answer.status,
+            headers=list(answer.headers),
+            content=answer.body,
+            request=request,
+            extensions={MCP_RESULT: result},
+        )
+
+
+# -- the reference (or a control) as an MCP tool server ---------------------------------------------
+
+Forward = Callable[[ToolCall], Awaitable[dict[str, Any]]]
+# A control's hook: given a call and the way on to the app, its own result, or None to pass
+Hook = Callable[[ToolCall, Forward], Awaitable[dict[str, Any] | None]]
+
+
+def _argument_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _header_of(payment: Any) -> str:
+    if isinstance(payment, str):
+        return payment  # a payment that was not JSON travels as it came
+    return base64.b64encode(json.dumps(payment, separators=(",", ":")).encode()).decode("ascii")
+
+
+def paid_tools(env: Mapping[str, str]) -> list[str]:
+    """The tools a reference tool server sells: the paths of ``ROUTE_VARS`` set in ``env``, as names."""
+    return [tool_name(env[var]) for var in ROUTE_VARS if env.get(var, "").strip()]
+
+
+def app_tool_server(
+    app: Asgi,
+    tools: Iterable[str],
+    *,
+    name: str = "x402sim reference tools",
+    hooks: Iterable[Hook] = (),
+    resources: Mapping[str, str] | None = None,
+) -> Server[Any, Any]:
+    """An MCP server whose tools are ``app``'s paid routes (see ``McpService``). Each hook may answer a
+    call first (a result, or None to pass), the app reachable through the ``Forward`` it is given;
+    ``resources`` (URI -> text) are listed and read freely."""
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tool.app", timeout=60.0)
+    hooks = tuple(hooks)
+
+    async def on_call(call: ToolCall) -> dict[str, Any]:
+        for hook in hooks:
+            answer = await hook(call, forward)
+            if answer is not None:
+                return answer
+        return await forward(call)
+
+    async def forward(call: ToolCall) -> dict[str, Any]:
+        query = urlencode({k: _argument_text(v) for k, v in call.arguments.items()})
+        headers = {}
+        if call.payment is not None:
+            headers[PAYMENT_SIGNATURE] = _header_of(call.payment)
+        reply = await http.get(f"/{call.name}" + (f"?{query}" if query else ""), headers=headers)
+        response = HttpResponse(reply.status_code, tuple(reply.headers.items()), reply.content)
+        try:
+            return result_of_response(response)
+        except ProtocolError as exc:  # the app wrote a header that cannot be read
+            raise McpProtocolError(f"{exc.where}: {exc.problem}") from None
+
+    listed = [types.Tool(name=tool, inputSchema={"type": "object"}) for tool in tools]
+    server = tool_server(name, listed, on_call)
+    served = dict(resources or {})
+
+    @server.list_resources()
+    async def _list_resources() -> list[types.Resource]:
+        return [types.Resource(uri=uri, name=uri.rsplit("/", 1)[-1] or uri) for uri in served]  # type: ignore[arg-type]
+
+    @server.read_resource()
+    async def _read_resource(uri) -> list[ReadResourceContents]:
+        text = served.get(str(uri))
+        if text is None:
+            raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=f"no resource {uri}"))
+        return [ReadResourceContents(text, "text/plain")]
+
+    return server
+
+
+@dataclass
+class McpService:
+    """An HTTP server app (``build(env)``) as an MCP tool server in this process, reached in memory."""
+
+    build: Callable[[dict[str, str]], Asgi]
+    name: str = "x402sim reference (MCP)"
+    kind: TargetKind = "reference"
+    role: Role = "server"
+    hooks: tuple[Hook, ...] = ()
+    resources: Mapping[str, str] = field(default_factory=lambda: {FREE_RESOURCE: "x402sim reference tools"})
+    mechanisms: tuple[str, ...] = ()
+    server: Server[Any, Any] | None = field(default=None, init=False)
+
+    @property
+    def info(self) -> TargetInfo:
+        return TargetInfo(role=self.role, kind=self.kind, spec=self.name, name=self.name)
+
+    def transport(self):
+        return None
+
+    def alive(self) -> bool:
+        return True
+
+    def start(self, env: dict[str, str]) -> str:
+        self.server = app_tool_server(
+            self.build(env), paid_tools(env), name=self.name, hooks=self.hooks, resources=self.resources
+        )
+        return TOOL_BASE_URL
+
+    def stop(self) -> None:
+        self.server = None
+
+    def log_tail(self, n: int = 15) -> str:
+        return ""
+
+    @contextlib.asynccontextmanager
+    async def mcp_session(self) -> AsyncIterator[Any]:
+        if self.server is None:
+            raise TargetError(f"{self.name}: not started")
+        async with open_session(self.server, timeout=MCP_SESSION_TIMEOUT) as session:
+            yield session
+
+
+@dataclass
+class McpStdioCommand:
+    """A server command speaking MCP on stdin/stdout; each session starts it anew."""
+
+    cmd: str
+    name: str | None = None
+    cwd: str | None = None
+    role: Role = "server"
+    env: dict[str, str] = field(default_factory=dict, init=False)
+
+    @property
+    def info(self) -> TargetInfo:
+        return TargetInfo(role=self.role, kind="command", spec=self.cmd, name=self.name or self.cmd)
+
+    def transport(self):
+        return None
+
+    def alive(self) -> bool:
+        return True
+
+    def start(self, env: dict[str, str]) -> str:
+        self.env = {**os.environ, **env}
+        return "stdio:"
+
+    def stop(self) -> None:
+        pass
+
+    def log_tail(self, n: int = 15) -> str:
+        return ""
+
+    @contextlib.asynccontextmanager
+    async def mcp_session(self) -> AsyncIterator[Any]:
+        cwd = os.getcwd()
+        try:
+            if self.cwd:
+                os.chdir(self.cwd)
+            async with open_session(self.cmd, timeout=MCP_SESSION_TIMEOUT, env=self.env) as session:
+                yield session
+        finally:
+            os.chdir(cwd)
+
+
+class McpHttpCommand(ServiceCommand):
+    """A server command serving MCP over streamable HTTP at ``MCP_PATH`` of its ``PORT``."""
+
+    @contextlib.asynccontextmanager
+    async def mcp_session(self) -> AsyncIterator[Any]:
+        async with open_session(self.base_url + MCP_PATH, timeout=MCP_SESSION_TIMEOUT) as session:
+            yield session
+
+
+@dataclass
+class McpUrl:
+    """An MCP server already running at ``url`` (its streamable HTTP endpoint)."""
+
+    url: str
+    name: str | None = None
+    role: Role = "server"
+
+    @property
+    def info(self) -> TargetInfo:
+        return TargetInfo(role=self.role, kind="url", spec=self.url, name=self.name or self.url)
+
+    def transport(self):
+        return None
+
+    def alive(self) -> bool:
+        return True
+
+    def start(self, env: dict[str, str]) -> str:
+        return self.url
+
+    def stop(self) -> None:
+        pass
+
+    def log_tail(self, n: int = 15) -> str:
+        return ""
+
+    @contextlib.asynccontextmanager
+    async def mcp_session(self) -> AsyncIterator[Any]:
+        try:
+            async with open_session(self.url, timeout=MCP_SESSION_TIMEOUT) as session:
+                yield session
+        except (OSError, httpx.HTTPError) as exc:
+            raise TargetError(f"MCP server at {self.url} cannot be reached: {exc}") from exc
+
+
+async def listed_tools(session) -> list[str]:
+    """The names of the tools ``session``'s server lists."""
+    listing = await session.list_tools()
+    return [tool.name for tool in listing.tools]
