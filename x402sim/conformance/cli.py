@@ -90,6 +90,23 @@ BuiltinOpt = Annotated[
     ),
 ]
 BUILTINS = ("reference", "reference-trust")
+TransportOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--transport",
+        help="What carries the harness's calls: http, or mcp (a server target is an MCP tool server, "
+        "each paid route a tool named by its path without the slash; the cases that only make sense "
+        "for HTTP are reported skipped with their reason). Default: the --config's transport, else http.",
+    ),
+]
+McpWireOpt = Annotated[
+    str,
+    typer.Option(
+        "--mcp-wire",
+        help="How an MCP --cmd speaks: http (streamable HTTP at /mcp of PORT, as the official e2e MCP "
+        "servers listen on PORT) or stdio.",
+    ),
+]
 
 
 def _builtin(role: Role, builtin: str):
@@ -112,14 +129,25 @@ def _trust(names) -> frozenset[str]:
 
 
 def _service_target(
-    role: Role, cmd: str | None, url: str | None, cwd, ready_timeout: float, name, builtin: str | None = None
+    role: Role,
+    cmd: str | None,
+    url: str | None,
+    cwd,
+    ready_timeout: float,
+    name,
+    builtin: str | None = None,
+    transport: str = "http",
+    wire: str = "http",
 ):
-    """The server or facilitator target named by exactly one of ``--cmd``, ``--url`` and ``--builtin``."""
+    """The server or facilitator target named by exactly one of ``--cmd``, ``--url`` and ``--builtin``
+    (an MCP one when ``transport`` is mcp, its command speaking ``wire``)."""
     from ..http.runner import ServiceError, check_loopback_url
     from .targets import ServiceCommand, ServiceUrl
 
     if sum(map(bool, (cmd, url, builtin))) != 1:
         raise fail(f"conformance {role}: give exactly one of --cmd, --url or --builtin")
+    if transport == "mcp" and role == "server":
+        return _mcp_target(cmd, url, cwd, ready_timeout, name, builtin, wire)
     if builtin:
         return _builtin(role, builtin)
     if cmd:
@@ -132,6 +160,42 @@ def _service_target(
     except ServiceError as exc:
         raise fail_with(exc) from None
     return ServiceUrl(role, url, name=name)
+
+
+def _mcp_target(cmd, url, cwd, ready_timeout: float, name, builtin, wire: str):
+    """A server target over MCP: the reference tool server, a command (``wire``: http or stdio) or the
+    URL of a streamable HTTP endpoint."""
+    from ..http.runner import ServiceError, check_loopback_url
+
+    try:
+        from .mcp_kit import McpHttpCommand, McpService, McpStdioCommand, McpUrl, reference_tools
+    except ModuleNotFoundError as exc:  # the agents extra is not installed: its advice says so
+        raise fail(str(exc)) from None
+    if builtin:
+        if builtin != "reference":
+            raise fail(f"--builtin {builtin!r} over MCP: expected reference")
+        return McpService(reference_tools)
+    if cmd:
+        if wire not in ("http", "stdio"):
+            raise fail(f"--mcp-wire {wire!r}: expected http or stdio")
+        cwd_text = str(cwd) if cwd else None
+        if wire == "stdio":
+            return McpStdioCommand(cmd, name=name, cwd=cwd_text)
+        return McpHttpCommand("server", cmd, cwd=cwd_text, ready_timeout=ready_timeout, name=name)
+    try:
+        check_loopback_url(url, "--url")
+    except ServiceError as exc:
+        raise fail_with(exc) from None
+    return McpUrl(url, name=name)
+
+
+def _transport(given: str | None, config_transport: str | None = None) -> str:
+    from .carriers import parse_transport
+
+    try:
+        return parse_transport(given or config_transport or "http")
+    except ValueError as exc:
+        raise fail(f"--transport: {exc}") from None
 
 
 def _execute(role: str, target, options, selection, outputs: dict, quiet: bool, config=None) -> None:
@@ -285,6 +349,8 @@ def server_command(
     quiet: QuietOpt = False,
     trust: TrustOpt = None,
     builtin: BuiltinOpt = None,
+    transport: TransportOpt = None,
+    mcp_wire: McpWireOpt = "http",
 ) -> None:
     """Judge a resource server: the harness plays the client and the facilitator.
 
@@ -311,6 +377,14 @@ def server_command(
       x402sim conformance server --builtin reference-trust --cases server.trust
 
       x402sim conformance server --cmd "python my_server.py" --trust ap2 --trust web-bot-auth
+
+      x402sim conformance server --transport mcp --builtin reference
+
+      x402sim conformance server --transport mcp --cmd "python -m x402sim.conformance.mcp_reference --http"
+
+    Over MCP (--transport mcp) the same environment is given; each paid route is a tool named by its
+    path without the slash (PROTECTED_PATH=/protected: tool protected). A test.config.json of the
+    official MCP servers ("transport": "mcp", endpoints with "method": "tool") names the tools.
     """
     from .config import ConfigError, load_config
     from .context import Endpoint
@@ -342,12 +416,14 @@ def server_command(
         mechanism_routes=mechanism_routes,
     )
     spoken: tuple[str, ...] = ()
+    config_transport = None
     if config is not None:
         try:
             loaded = load_config(config)
         except ConfigError as exc:
             raise fail_with(exc) from None
         name = name or loaded.name
+        config_transport = loaded.transport
         spoken = loaded.mechanisms
         if loaded.endpoints:
             if second_path or failing_path or permit2_path or upto_path or batch_path:
@@ -364,7 +440,10 @@ def server_command(
             )
     if url and facilitator_port == 0:
         facilitator_port = 4022
-    target = _service_target("server", cmd, url, cwd, ready_timeout, name, builtin)
+    options.transport = _transport(transport, config_transport)
+    target = _service_target(
+        "server", cmd, url, cwd, ready_timeout, name, builtin, options.transport, mcp_wire
+    )
     options.harness = _harness(
         network,
         seed,
@@ -402,6 +481,7 @@ def facilitator_command(
     name: NameOpt = None,
     quiet: QuietOpt = False,
     builtin: BuiltinOpt = None,
+    transport: TransportOpt = None,
 ) -> None:
     """Judge a facilitator: the harness plays the resource server and posts /verify and /settle.
 
@@ -409,7 +489,7 @@ def facilitator_command(
     else 0 (see `x402sim conformance --help`).
 
     The command gets PORT, EVM_RPC_URL, EVM_NETWORK and EVM_PRIVATE_KEY / FACILITATOR_EVM_PRIVATE_KEY
-    (a key funded with ether for gas).
+    (a key funded with ether for gas). The facilitator API is HTTP: --transport mcp is refused.
 
     Examples:
 
@@ -419,6 +499,8 @@ def facilitator_command(
     """
     from .runner import RunOptions
 
+    if _transport(transport) != "http":
+        raise fail("conformance facilitator: the facilitator API is HTTP; --transport must be http")
     target = _service_target("facilitator", cmd, url, cwd, ready_timeout, name, builtin)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}

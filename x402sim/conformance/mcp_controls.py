@@ -11,22 +11,15 @@ import json
 from typing import Any
 
 from .controls import control
-from .reference import reference_server
 
 PAID_CONTENT = {"message": "paid content", "path": "/protected", "paid": True}
 
 
-def _reference(env: dict[str, str]):
-    from ..transports.mcp_carry import TOOL_BASE_URL
+def _service(name: str, *hooks, build=None, resources=None):
+    from .mcp_kit import REFERENCE_RESOURCES, McpService, reference_tools
 
-    return reference_server(env, base_url=TOOL_BASE_URL)[1]
-
-
-def _service(name: str, *hooks, build=_reference, resources=None):
-    from .mcp_kit import FREE_RESOURCE, McpService
-
-    served = {FREE_RESOURCE: "x402sim reference tools"} if resources is None else resources
-    return McpService(build, name=name, kind="control", hooks=hooks, resources=served)
+    served = dict(REFERENCE_RESOURCES) if resources is None else resources
+    return McpService(build or reference_tools, name=name, kind="control", hooks=hooks, resources=served)
 
 
 def _served(content: Any = None) -> dict[str, Any]:

@@ -63,6 +63,7 @@ from ..transports.mcp_carry import (
     result_of_response,
 )
 from ..transports.mcp_wire import MCP_PATH, call_tool, open_session, tool_server
+from .catalog import MECHANISMS
 from .results import Role, TargetInfo, TargetKind
 from .targets import ServiceCommand, TargetError
 
@@ -79,6 +80,8 @@ ROUTE_VARS = (
     "BATCH_PATH",
 )
 FREE_RESOURCE = "x402sim://about"  # the reference tool server's one (free) resource
+REFERENCE_RESOURCES = {FREE_RESOURCE: "x402sim reference tools: each paid route of the environment as a tool"}
+BRIDGE_BASE_URL = "mcp://tool"  # the base of the harness's requests over MCP (only the path is read)
 
 
 def tool_name(path: str) -> str:
@@ -207,17 +210,24 @@ def app_tool_server(
     return server
 
 
+def reference_tools(env: dict[str, str]) -> Asgi:
+    """The from-env reference server, naming its routes' resources ``mcp://tool/<name>``."""
+    from .reference import reference_server
+
+    return reference_server(env, base_url=TOOL_BASE_URL)[1]
+
+
 @dataclass
 class McpService:
     """An HTTP server app (``build(env)``) as an MCP tool server in this process, reached in memory."""
 
-    build: Callable[[dict[str, str]], Asgi]
+    build: Callable[[dict[str, str]], Asgi] = reference_tools
     name: str = "x402sim reference (MCP)"
     kind: TargetKind = "reference"
     role: Role = "server"
     hooks: tuple[Hook, ...] = ()
-    resources: Mapping[str, str] = field(default_factory=lambda: {FREE_RESOURCE: "x402sim reference tools"})
-    mechanisms: tuple[str, ...] = ()
+    resources: Mapping[str, str] = field(default_factory=lambda: dict(REFERENCE_RESOURCES))
+    mechanisms: tuple[str, ...] = MECHANISMS  # the reference speaks every mechanism
     server: Server[Any, Any] | None = field(default=None, init=False)
 
     @property
@@ -234,7 +244,7 @@ class McpService:
         self.server = app_tool_server(
             self.build(env), paid_tools(env), name=self.name, hooks=self.hooks, resources=self.resources
         )
-        return TOOL_BASE_URL
+        return BRIDGE_BASE_URL
 
     def stop(self) -> None:
         self.server = None
@@ -272,7 +282,7 @@ class McpStdioCommand:
 
     def start(self, env: dict[str, str]) -> str:
         self.env = {**os.environ, **env}
-        return "stdio:"
+        return BRIDGE_BASE_URL
 
     def stop(self) -> None:
         pass

@@ -231,10 +231,10 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
     async with contextlib.AsyncExitStack() as stack:
         session = None
         if over_mcp:
-            from .mcp_kit import McpBridge
+            from .mcp_kit import BRIDGE_BASE_URL, McpBridge
 
             session = await stack.enter_async_context(_mcp_session(target))
-            transport = McpBridge(session)
+            transport, base_url = McpBridge(session), BRIDGE_BASE_URL
         http = await stack.enter_async_context(
             httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits)
         )
@@ -259,7 +259,8 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
                     f"the target had stopped; restarted. Its last output:\n{target.log_tail()}"
                 )
                 await asyncio.to_thread(target.stop)
-                base_url = await asyncio.to_thread(target.start, env)
+                restarted = await asyncio.to_thread(target.start, env)
+                base_url = base_url if over_mcp else restarted
             ctx = context_for(
                 role,
                 case,

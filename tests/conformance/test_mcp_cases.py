@@ -1,0 +1,121 @@
+"""Calibration of the catalog over MCP: the reference tool server passes every case that runs over MCP
+(the HTTP-only ones reported skipped with their reason), each MCP control fails its case, server
+controls written for HTTP still fail their transport-independent cases when carried over MCP, and
+the reference as a stdio command passes the MCP cases. In-memory MCP sessions, one harness per
+module, one subprocess."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+
+import pytest
+
+from tests.conformance.calibration import role_controls
+from x402sim.conformance import catalog, controls, runner
+from x402sim.conformance.carriers import HTTP_ONLY, not_over, transports_of
+from x402sim.conformance.harness import Harness, HarnessOptions
+from x402sim.conformance.kits import harness_apps
+from x402sim.conformance.mcp_kit import McpService, McpStdioCommand, reference_tools, tool_name
+from x402sim.conformance.targets import TargetError
+
+ROLE = "server"
+MCP_CASES = {c.id for c in catalog.select(ROLE, include=["server.mcp"])}
+# Server controls written for HTTP, each carried over MCP against the transport-independent cases it
+# kills: replay, the payee, the amount, a lost settlement answer.
+MCP_CONTROLS = [c for c in role_controls(ROLE, transport="mcp") if set(c.kills) <= MCP_CASES]
+HTTP_CONTROLS = (
+    "server.serves-replays",
+    "server.trusts-authorization-to",
+    "server.serves-on-lost-answer",
+)
+
+
+def options() -> runner.RunOptions:
+    return runner.RunOptions(transport="mcp", harness=HarnessOptions(facilitator_timeout=2.0))
+
+
+@pytest.fixture(scope="module")
+def harness():
+    started = Harness(options().harness)
+    started.start(extra_apps=harness_apps(ROLE, started))
+    yield started
+    started.stop()
+
+
+def test_the_reference_passes_every_case_that_runs_over_mcp(harness) -> None:
+    # the payment-identifier extension required, so that its declaration is judged too
+    target = McpService(lambda env: reference_tools({**env, "PAYMENT_IDENTIFIER": "required"}))
+    report = runner.run(ROLE, target, catalog.select(ROLE), options(), harness)
+    by_outcome: dict[str, set[str]] = {}
+    for result in report.results:
+        by_outcome.setdefault(result.outcome, set()).add(result.id)
+    http_only = {c.id for c in catalog.select(ROLE) if not_over(c, "mcp")}
+    assert by_outcome.get("skipped", set()) == http_only
+    assert MCP_CASES <= by_outcome["passed"]
+    assert set(by_outcome) == {"passed", "skipped"}, [
+        f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome not in ("passed", "skipped")
+    ]
+    for result in report.results:
+        if result.outcome == "skipped":
+            assert result.message.startswith("not over mcp: HTTP only: ")
+    # the transport-independent groups are judged, not skipped
+    judged = {r.id.split(".")[1] for r in report.results if r.outcome == "passed"}
+    assert {"replay", "payment", "settle", "handshake", "permit2", "upto", "batch", "mcp"} <= judged
+
+
+@pytest.mark.parametrize("control", MCP_CONTROLS, ids=lambda c: c.name)
+def test_each_mcp_control_fails_its_case(control, harness) -> None:
+    report = runner.run(ROLE, control.build(), catalog.select(include=control.kills), options(), harness)
+    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    assert not survivors, survivors
+
+
+@pytest.mark.parametrize("name", HTTP_CONTROLS)
+def test_http_controls_carried_over_mcp_fail_their_cases(name, harness) -> None:
+    control = controls.load()[name]
+    over_mcp = [c for c in catalog.select(include=control.kills) if "mcp" in transports_of(c)]
+    assert over_mcp, f"{name} kills no case that runs over MCP"
+    target = McpService(control.build().build, name=name, kind="control")
+    report = runner.run(ROLE, target, over_mcp, options(), harness)
+    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    assert not survivors, survivors
+
+
+def test_every_mcp_must_case_has_an_mcp_control() -> None:
+    killed = {k for c in MCP_CONTROLS for k in c.kills}
+    must = {c.id for c in catalog.select(ROLE, include=["server.mcp"], levels=["MUST"])}
+    assert must and must <= killed
+
+
+def test_the_reference_as_a_stdio_command_passes_the_mcp_cases(harness) -> None:
+    target = McpStdioCommand(f"{sys.executable} -m x402sim.conformance.mcp_reference", name="stdio reference")
+    cases = catalog.select(include=["server.mcp", "server.replay.after-settlement"])
+    report = runner.run(ROLE, target, cases, options(), harness)
+    assert {r.outcome for r in report.results} == {"passed"}, [
+        f"{r.id}: {r.outcome} {r.message}" for r in report.results
+    ]
+
+
+def test_which_cases_run_over_which_transport() -> None:
+    everything = catalog.load().values()
+    # every HTTP-only pattern names some case; every case runs over HTTP but the MCP ones
+    for pattern in HTTP_ONLY:
+        assert any(fnmatch.fnmatchcase(c.id, pattern) or c.id.startswith(pattern + ".") for c in everything), pattern
+    assert {c.id for c in everything if "http" not in transports_of(c)} == MCP_CASES
+    assert all(transports_of(c) == ("mcp",) for c in everything if c.id in MCP_CASES)
+    facilitator = [c for c in everything if c.role == "facilitator"]
+    assert all(not_over(c, "mcp") for c in facilitator)
+    assert not_over(catalog.CATALOG["server.replay.concurrent"], "mcp") is None
+    assert "HTTP only" in (not_over(catalog.CATALOG["server.routes.case-not-free"], "mcp") or "")
+
+
+def test_a_facilitator_or_client_is_not_run_over_mcp() -> None:
+    for role in ("facilitator", "client"):
+        with pytest.raises(TargetError):
+            runner.run(role, None, [], runner.RunOptions(transport="mcp"))
+
+
+def test_a_tool_is_named_by_its_path() -> None:
+    assert tool_name("/protected?charge=5") == "protected"
+    assert tool_name("/get_weather") == "get_weather"
