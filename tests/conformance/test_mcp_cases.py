@@ -20,7 +20,8 @@ from x402sim.conformance.mcp_kit import McpService, McpStdioCommand, reference_t
 from x402sim.conformance.targets import TargetError
 
 ROLE = "server"
-MCP_CASES = {c.id for c in catalog.select(ROLE, include=["server.mcp"])}
+MCP_CASES = {c.id for c in catalog.select(ROLE, include=["server.mcp"], transport="mcp")}
+MCP_CLIENT_CASES = {c.id for c in catalog.select("client", include=["client.mcp"], transport="mcp")}
 # Server controls written for HTTP, each carried over MCP against the transport-independent cases it
 # kills: replay, the payee, the amount, a lost settlement answer.
 MCP_CONTROLS = [c for c in role_controls(ROLE, transport="mcp") if set(c.kills) <= MCP_CASES]
@@ -46,11 +47,11 @@ def harness():
 def test_the_reference_passes_every_case_that_runs_over_mcp(harness) -> None:
     # the payment-identifier extension required, so that its declaration is judged too
     target = McpService(lambda env: reference_tools({**env, "PAYMENT_IDENTIFIER": "required"}))
-    report = runner.run(ROLE, target, catalog.select(ROLE), options(), harness)
+    report = runner.run(ROLE, target, catalog.select(ROLE, transport="mcp"), options(), harness)
     by_outcome: dict[str, set[str]] = {}
     for result in report.results:
         by_outcome.setdefault(result.outcome, set()).add(result.id)
-    http_only = {c.id for c in catalog.select(ROLE) if not_over(c, "mcp")}
+    http_only = {c.id for c in catalog.select(ROLE, transport="mcp") if not_over(c, "mcp")}
     assert by_outcome.get("skipped", set()) == http_only
     assert MCP_CASES <= by_outcome["passed"]
     assert set(by_outcome) == {"passed", "skipped"}, [
@@ -66,7 +67,8 @@ def test_the_reference_passes_every_case_that_runs_over_mcp(harness) -> None:
 
 @pytest.mark.parametrize("control", MCP_CONTROLS, ids=lambda c: c.name)
 def test_each_mcp_control_fails_its_case(control, harness) -> None:
-    report = runner.run(ROLE, control.build(), catalog.select(include=control.kills), options(), harness)
+    cases = catalog.select(include=control.kills, transport="mcp")
+    report = runner.run(ROLE, control.build(), cases, options(), harness)
     survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
     assert not survivors, survivors
 
@@ -84,13 +86,13 @@ def test_http_controls_carried_over_mcp_fail_their_cases(name, harness) -> None:
 
 def test_every_mcp_must_case_has_an_mcp_control() -> None:
     killed = {k for c in MCP_CONTROLS for k in c.kills}
-    must = {c.id for c in catalog.select(ROLE, include=["server.mcp"], levels=["MUST"])}
+    must = {c.id for c in catalog.select(ROLE, include=["server.mcp"], levels=["MUST"], transport="mcp")}
     assert must and must <= killed
 
 
 def test_the_reference_as_a_stdio_command_passes_the_mcp_cases(harness) -> None:
     target = McpStdioCommand(f"{sys.executable} -m x402sim.conformance.mcp_reference", name="stdio reference")
-    cases = catalog.select(include=["server.mcp", "server.replay.after-settlement"])
+    cases = catalog.select(include=["server.mcp", "server.replay.after-settlement"], transport="mcp")
     report = runner.run(ROLE, target, cases, options(), harness)
     assert {r.outcome for r in report.results} == {"passed"}, [
         f"{r.id}: {r.outcome} {r.message}" for r in report.results
@@ -102,18 +104,20 @@ def test_which_cases_run_over_which_transport() -> None:
     # every HTTP-only pattern names some case; every case runs over HTTP but the MCP ones
     for pattern in HTTP_ONLY:
         assert any(fnmatch.fnmatchcase(c.id, pattern) or c.id.startswith(pattern + ".") for c in everything), pattern
-    assert {c.id for c in everything if "http" not in transports_of(c)} == MCP_CASES
-    assert all(transports_of(c) == ("mcp",) for c in everything if c.id in MCP_CASES)
+    assert {c.id for c in everything if "http" not in transports_of(c)} == MCP_CASES | MCP_CLIENT_CASES
+    assert all(transports_of(c) == ("mcp",) for c in everything if c.id in MCP_CASES | MCP_CLIENT_CASES)
+    # an HTTP run leaves the MCP cases out; an MCP run keeps every case, reporting the HTTP-only skipped
+    assert not MCP_CASES & {c.id for c in catalog.select(ROLE)}
+    assert len(catalog.select(ROLE, transport="mcp")) == len(catalog.select(ROLE)) + len(MCP_CASES)
     facilitator = [c for c in everything if c.role == "facilitator"]
     assert all(not_over(c, "mcp") for c in facilitator)
     assert not_over(catalog.CATALOG["server.replay.concurrent"], "mcp") is None
     assert "HTTP only" in (not_over(catalog.CATALOG["server.routes.case-not-free"], "mcp") or "")
 
 
-def test_a_facilitator_or_client_is_not_run_over_mcp() -> None:
-    for role in ("facilitator", "client"):
-        with pytest.raises(TargetError):
-            runner.run(role, None, [], runner.RunOptions(transport="mcp"))
+def test_a_facilitator_is_not_run_over_mcp() -> None:
+    with pytest.raises(TargetError):
+        runner.run("facilitator", None, [], runner.RunOptions(transport="mcp"))
 
 
 def test_a_tool_is_named_by_its_path() -> None:

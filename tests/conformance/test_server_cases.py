@@ -40,7 +40,6 @@ EXTENSION = {c.id for c in catalog.select(ROLE, include=["server.extensions"])} 
     "server.extensions.extension-responses-not-forwarded"  # judged whatever the server declares
 }
 TRUST = {c.id for c in catalog.select(ROLE, include=["server.trust"])}  # skipped: not advertised
-MCP_ONLY = {c.id for c in catalog.select(ROLE, include=["server.mcp"])}  # skipped over HTTP
 # The hung-facilitator cases wait on the facilitator bound: judged in the main reference run only.
 HUNG = {c.id for c in catalog.select(ROLE, include=["server.facilitator.hung-*"])}
 FACILITATOR_BOUND = 2.0  # FACILITATOR_TIMEOUT_SECONDS the targets get here: a hung case waits on it
@@ -96,22 +95,21 @@ def test_the_catalog_covers_every_group_with_enough_cases():
         "caching",
         "facilitator",
         "flow",
-        "mcp",
     }
 
 
 def test_the_reference_passes_every_case(reference_report):
-    bad = problems(reference_report, V1_ONLY | TRUST | MCP_ONLY)
+    bad = problems(reference_report, V1_ONLY | TRUST)
     assert not bad, "\n".join(bad)
     assert {r.id for r in reference_report.results} == {c.id for c in catalog.select(ROLE)}
     skipped = {r.id for r in reference_report.results if r.outcome == "skipped"}
-    assert skipped == V1_ONLY | TRUST | MCP_ONLY
+    assert skipped == V1_ONLY | TRUST
 
 
 def test_the_reference_without_the_extension_passes_and_skips_only_extension_cases():
     cases = catalog.select(ROLE, exclude=HUNG, mechanisms=EIP3009)
     report = runner.run(ROLE, reference.reference_target(ROLE), cases, options_for())
-    bad = problems(report, V1_ONLY | EXTENSION | TRUST | MCP_ONLY)
+    bad = problems(report, V1_ONLY | EXTENSION | TRUST)
     assert not bad, "\n".join(bad)
 
 
@@ -128,7 +126,7 @@ def test_a_v1_reference_passes_every_case_that_applies_to_v1():
     )
     cases = catalog.select(ROLE, exclude=HUNG, mechanisms=EIP3009)
     report = runner.run(ROLE, target, cases, options_for(target))
-    bad = problems(report, V2_ONLY | EXTENSION | TRUST | MCP_ONLY)
+    bad = problems(report, V2_ONLY | EXTENSION | TRUST)
     assert not bad, "\n".join(bad)
     assert report.network == "eip155:84532"
     assert next(r for r in report.results if r.id == "server.handshake.v1-body").outcome == "passed"

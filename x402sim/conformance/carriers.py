@@ -11,6 +11,8 @@ Rules:
   cases: ``("mcp",)``).
 * Otherwise the first pattern of ``HTTP_ONLY`` that matches its id (a glob, or an id prefix) makes it
   HTTP's alone, for the reason beside it; a case no pattern matches runs over every transport.
+* A client target over MCP is served the harness's (often hostile) server as a paid tool server over
+  streamable HTTP (``mcp_kit.ClientFront``); its cases run over MCP unless listed here.
 * The facilitator's cases are HTTP's by nature (the facilitator API is HTTP, whatever carries the
   buyer's call), so a facilitator run is always over HTTP; ``--transport mcp`` for a facilitator is
   refused before anything starts.
@@ -61,7 +63,12 @@ HTTP_ONLY: dict[str, str] = {
     "server.facilitator.malformed-reply-502": _STATUS + " (502)",
     "server.permit2.allowance-412": _STATUS + " (412)",
     "server.trust": "RFC 9421 signs HTTP messages, and the AP2 reference target is an HTTP server",
-    "client": "client targets over MCP are not wired yet: the harness serves its server side over HTTP",
+    "client.pays.v1-header": "x402 v1 is HTTP only (the MCP transport is x402 v2)",
+    "client.pays.v2-header": "about the PAYMENT-SIGNATURE header name; over MCP the payment is _meta['x402/payment']",
+    "client.pays.same-origin": "about the URL a payment is sent to; an MCP client calls the tool on its session",
+    "client.pays.nothing-for-free": "about a PAYMENT-REQUIRED header on a 200, which a tool result cannot carry",
+    "client.refuses.malformed-402": "about a PAYMENT-REQUIRED header that cannot be decoded",
+    "client.trust": "the ERC-8004 reference client is an HTTP client",
 }
 
 

@@ -156,11 +156,15 @@ def select(
     exclude: Iterable[str] = (),
     levels: Iterable[str] = (),
     mechanisms: Iterable[str] = (),
+    transport: str | None = DEFAULT_TRANSPORT,
 ) -> list[Case]:
     """Cases of ``role`` (all roles when None) whose id matches one of the ``include`` globs (all when
     empty) and none of ``exclude``, at one of ``levels`` (all when empty), about one of
     ``mechanisms`` (all when empty), in id order. A glob without a wildcard also matches the ids under
-    it (``server.replay`` selects ``server.replay.*``)."""
+    it (``server.replay`` selects ``server.replay.*``). ``transport``: a run over HTTP (the default)
+    leaves out the cases declared for other transports only (the MCP cases); a run over another
+    transport keeps every case, the runner reporting those that do not run over it skipped with
+    their reason (``carriers``); None: every case (the listing)."""
     include, exclude, levels = list(include), list(exclude), {lv.upper() for lv in levels}
     unknown = levels - set(LEVELS)
     if unknown:
@@ -178,6 +182,7 @@ def select(
         and not any(matches(c.id, p) for p in exclude)
         and (not levels or c.level in levels)
         and (not spoken or c.mechanism in spoken)
+        and (transport != DEFAULT_TRANSPORT or c.transports is None or transport in c.transports)
     ]
     return sorted(chosen, key=lambda c: c.id)
 

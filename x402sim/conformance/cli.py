@@ -189,6 +189,18 @@ def _mcp_target(cmd, url, cwd, ready_timeout: float, name, builtin, wire: str):
     return McpUrl(url, name=name)
 
 
+def _config_transport(config) -> str | None:
+    """The transport a --config names (None: none given, or it does not say)."""
+    if config is None:
+        return None
+    from .config import ConfigError, load_config
+
+    try:
+        return load_config(config).transport
+    except ConfigError as exc:
+        raise fail_with(exc) from None
+
+
 def _transport(given: str | None, config_transport: str | None = None) -> str:
     from .carriers import parse_transport
 
@@ -238,12 +250,17 @@ def _execute(role: str, target, options, selection, outputs: dict, quiet: bool, 
     raise typer.Exit(report.exit_code())
 
 
-def _selection(role, cases, exclude, level, mechanisms=()):
+def _selection(role, cases, exclude, level, mechanisms=(), transport: str | None = "http"):
     from . import catalog
 
     try:
         return catalog.select(
-            role, include=cases or (), exclude=exclude or (), levels=level or (), mechanisms=mechanisms
+            role,
+            include=cases or (),
+            exclude=exclude or (),
+            levels=level or (),
+            mechanisms=mechanisms,
+            transport=transport,
         )
     except ValueError as exc:
         raise fail_with(exc) from None
@@ -455,7 +472,8 @@ def server_command(
     options.case_timeout = case_timeout
     options.trust = _trust(trust)
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
-    selection = _selection("server", cases, exclude, level, _mechanisms(mechanism, target, spoken))
+    mechanisms = _mechanisms(mechanism, target, spoken)
+    selection = _selection("server", cases, exclude, level, mechanisms, options.transport)
     _execute("server", target, options, selection, outputs, quiet, config)
 
 
@@ -533,6 +551,7 @@ def client_command(
     quiet: QuietOpt = False,
     trust: TrustOpt = None,
     builtin: BuiltinOpt = None,
+    transport: TransportOpt = None,
 ) -> None:
     """Judge a client: the harness plays the (often hostile) server and runs the command per case.
 
@@ -549,20 +568,39 @@ def client_command(
       x402sim conformance client --cmd "x402sim pay --from-env" --markdown summary.md
 
       x402sim conformance client --builtin reference-trust --cases client.trust
+
+      x402sim conformance client --transport mcp --builtin reference
+
+    Over MCP (--transport mcp) the harness's server is a paid tool server on streamable HTTP:
+    RESOURCE_SERVER_URL is its base URL and ENDPOINT_PATH the tool's name, as the official e2e MCP
+    clients read them, and MCP_SERVER_URL its endpoint (RESOURCE_SERVER_URL + /mcp).
     """
     from .runner import RunOptions
     from .targets import ClientCommand
 
     if bool(cmd) == bool(builtin):
         raise fail("conformance client: give exactly one of --cmd or --builtin")
-    if builtin:
+    chosen = _transport(transport, _config_transport(config))
+    if builtin and chosen == "mcp":
+        if builtin != "reference":
+            raise fail(f"--builtin {builtin!r} over MCP: expected reference")
+        try:
+            from .mcp_kit import mcp_pay_from_env
+        except ModuleNotFoundError as exc:  # the agents extra is not installed: its advice says so
+            raise fail(str(exc)) from None
+        from .reference import InProcessClient
+
+        target = InProcessClient(mcp_pay_from_env, name="x402sim reference (MCP)")
+    elif builtin:
         target = _builtin("client", builtin)
     else:
         assert cmd is not None  # exactly one of --cmd and --builtin is given
         target = ClientCommand(cmd, cwd=str(cwd) if cwd else None, timeout=run_timeout, name=name)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout, trust=_trust(trust))
+    options.transport = chosen
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
-    selection = _selection("client", cases, exclude, level, _mechanisms(mechanism, target, _spoken(config)))
+    mechanisms = _mechanisms(mechanism, target, _spoken(config))
+    selection = _selection("client", cases, exclude, level, mechanisms, chosen)
     _execute("client", target, options, selection, outputs, quiet, config)
 
 
@@ -589,7 +627,9 @@ def list_command(
 
     if role is not None and role not in ROLES:
         raise fail(f"--role {role!r}: expected one of {', '.join(ROLES)}")
-    selection = _selection(role, cases, exclude, level, _mechanisms(mechanism, None) if mechanism else ())
+    selection = _selection(
+        role, cases, exclude, level, _mechanisms(mechanism, None) if mechanism else (), transport=None
+    )
     from .controls import killers
 
     rows = [

@@ -306,3 +306,47 @@ async def malformed_payment(ctx: ServerContext) -> None:
         not_charged(ctx, response, before, what=label, name=what.replace(" ", "-"))
     after = await _unpaid_result(ctx, "unpaid call after the malformed payments")
     ctx.check(after.get("isError") is True, "after the malformed payments the tool is served unpaid")
+
+
+# -- client cases: the harness's server is a paid tool server (``mcp_kit.ClientFront``) -------------
+
+
+@case(
+    "client.mcp.pays-once",
+    "MUST",
+    f"{SPEC} (payment flow); core spec 5",
+    "A payment-required result from an honest tool is paid with exactly one paid call, moving the price once",
+    kind="payment",
+    transports=MCP,
+)
+async def client_pays_once(ctx) -> None:
+    from .client_cases import honest, one_transfer_to, signed
+
+    the_offer, ctx.hostile.handler = honest(ctx)
+    run, payer, before = await ctx.run_client()
+    payments = signed(ctx)
+    ctx.check(len(payments) == 1, f"the client sent {len(payments)} paid calls for one payment-required result")
+    one_transfer_to(ctx, payer, before, the_offer)
+    if run.verdict is not None and run.verdict.get("success") is not True:
+        ctx.note("the client paid but its verdict does not say success")
+
+
+@case(
+    "client.mcp.reads-text-content",
+    "SHOULD",
+    f"{SPEC} (client requirements: fall back to content[0].text)",
+    "A payment-required result without structuredContent (the PaymentRequired only in content[0].text) is "
+    "paid once",
+    kind="advice",
+    transports=MCP,
+)
+async def client_reads_text_content(ctx) -> None:
+    from .client_cases import honest, one_transfer_to, signed
+
+    ctx.setup.mcp_front.text_only = True
+    the_offer, ctx.hostile.handler = honest(ctx)
+    _run, payer, before = await ctx.run_client()
+    payments = signed(ctx)
+    ctx.check(payments, "the client paid nothing: it did not read the PaymentRequired in content[0].text")
+    ctx.check(len(payments) == 1, f"the client sent {len(payments)} paid calls, expected 1")
+    one_transfer_to(ctx, payer, before, the_offer)

@@ -1,7 +1,8 @@
-"""The MCP controls: the reference tool server with one MCP rule broken, each failing its case.
+"""The MCP controls: the reference tool server or MCP client with one MCP rule broken, each failing its case.
 
-Each is ``mcp_kit.McpService`` around the reference server (or a server control) with a hook that
-breaks the rule; they run over MCP only (``tests/conformance/test_mcp_cases.py`` calibrates them).
+A server control is ``mcp_kit.McpService`` around the reference server (or a server control) with a
+hook that breaks the rule; a client control is the reference MCP client (``mcp_pay_from_env``) whose
+calls go through a broken ``McpBridge``. They run over MCP only (``tests/conformance/test_mcp_cases.py`` calibrates them).
 The SDK is imported when a control is built, so listing the controls needs no ``agents`` extra.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+import httpx
 
 from .controls import control
 
@@ -117,3 +120,52 @@ def serves_malformed_payment():
         return None
 
     return _service("server.mcp-serves-malformed-payment", hook)
+
+
+# -- client controls: the reference MCP client with one rule broken --------------------------------
+
+
+def _mcp_client(name: str, bridge_class):
+    from .mcp_kit import mcp_pay_from_env
+    from .reference import InProcessClient
+
+    return InProcessClient(lambda env: mcp_pay_from_env(env, bridge_class), name=name, kind="control")
+
+
+@control(
+    "client.mcp-resends-paid-call",
+    "client",
+    "Every paid tool call is sent twice (a retry on the same payment-required result)",
+    kills=("client.mcp.pays-once",),
+)
+def resends_paid_call():
+    from .mcp_kit import McpBridge
+
+    class Twice(McpBridge):
+        async def handle_async_request(self, request):
+            answer = await super().handle_async_request(request)
+            if "payment-signature" in request.headers:
+                await super().handle_async_request(request)
+            return answer
+
+    return _mcp_client("client.mcp-resends-paid-call", Twice)
+
+
+@control(
+    "client.mcp-structured-only",
+    "client",
+    "A payment-required result is read from structuredContent only, never from content[0].text",
+    kills=("client.mcp.reads-text-content",),
+)
+def structured_only():
+    from .mcp_kit import McpBridge
+
+    class StructuredOnly(McpBridge):
+        async def handle_async_request(self, request):
+            answer = await super().handle_async_request(request)
+            result = answer.extensions.get("mcp_result")
+            if isinstance(result, dict) and result.get("isError") and "structuredContent" not in result:
+                return httpx.Response(500, json={"error": "tool error"}, request=request)
+            return answer
+
+    return _mcp_client("client.mcp-structured-only", StructuredOnly)

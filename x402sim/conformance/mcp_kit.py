@@ -79,6 +79,7 @@ ROUTE_VARS = (
     "UPTO_PATH",
     "BATCH_PATH",
 )
+MCP_SERVER_URL = "MCP_SERVER_URL"  # env (x402sim's): the streamable HTTP endpoint a client target calls
 FREE_RESOURCE = "x402sim://about"  # the reference tool server's one (free) resource
 REFERENCE_RESOURCES = {FREE_RESOURCE: "x402sim reference tools: each paid route of the environment as a tool"}
 BRIDGE_BASE_URL = "mcp://tool"  # the base of the harness's requests over MCP (only the path is read)
@@ -161,7 +162,7 @@ def paid_tools(env: Mapping[str, str]) -> list[str]:
 
 def app_tool_server(
     app: Asgi,
-    tools: Iterable[str],
+    tools: Iterable[str] | Callable[[], Iterable[str]],
     *,
     name: str = "x402sim reference tools",
     hooks: Iterable[Hook] = (),
@@ -192,7 +193,12 @@ def app_tool_server(
         except ProtocolError as exc:  # the app wrote a header that cannot be read
             raise McpProtocolError(f"{exc.where}: {exc.problem}") from None
 
-    listed = [types.Tool(name=tool, inputSchema={"type": "object"}) for tool in tools]
+    fixed = None if callable(tools) else list(tools)
+
+    def listed() -> list[types.Tool]:
+        names = fixed if fixed is not None else tools()  # type: ignore[operator]
+        return [types.Tool(name=tool, inputSchema={"type": "object"}) for tool in names]
+
     server = tool_server(name, listed, on_call)
     served = dict(resources or {})
 
@@ -345,6 +351,81 @@ class McpUrl:
                 yield session
         except (OSError, httpx.HTTPError) as exc:
             raise TargetError(f"MCP server at {self.url} cannot be reached: {exc}") from exc
+
+
+# -- the harness's server side for client targets ---------------------------------------------------
+
+
+@dataclass
+class ClientFront:
+    """The harness's (hostile) server app as a paid tool server over streamable HTTP on loopback, for
+    an MCP client target: ``tools`` are the names the cases have sent the client to (listed)."""
+
+    app: Asgi
+    tools: set[str] = field(default_factory=set)
+    services: Any = None
+    url: str = ""  # the streamable HTTP endpoint
+    text_only: bool = False  # a case's choice: payment-required results without structuredContent
+
+    def reset(self) -> None:
+        self.text_only = False
+
+    async def _hook(self, call: ToolCall, forward: Forward) -> dict[str, Any] | None:
+        if not self.text_only:
+            return None
+        result = await forward(call)
+        return {k: v for k, v in result.items() if k != "structuredContent"} if result.get("isError") else result
+
+    def start(self) -> str:
+        from ..http.runner import LOOPBACK, Services
+        from ..transports.mcp_wire import streamable_http_app
+
+        server = app_tool_server(
+            self.app, lambda: sorted(self.tools), name="x402sim conformance harness", hooks=(self._hook,)
+        )
+        self.services = Services(LOOPBACK)
+        base = self.services.add("mcp-front", streamable_http_app(server))
+        self.services.start()
+        self.url = base + MCP_PATH
+        return self.url
+
+    def stop(self) -> None:
+        if self.services is not None:
+            self.services.stop()
+            self.services = None
+
+
+async def _mcp_pay(env: Mapping[str, str], bridge_class: type[McpBridge]) -> dict:
+    from ..actors.client import SpendPolicy
+    from ..http.client import AsyncPayingClient
+    from ..http.serve import client_env, client_verdict
+
+    parsed = client_env(env)
+    tool = env["ENDPOINT_PATH"].removeprefix("/")
+    url = env.get(MCP_SERVER_URL) or env["RESOURCE_SERVER_URL"].rstrip("/") + MCP_PATH
+    async with open_session(url, timeout=MCP_SESSION_TIMEOUT) as session:
+        bridge = bridge_class(session)
+        policy = SpendPolicy(max_price=parsed.max_amount)
+        client = AsyncPayingClient(parsed.key, networks=(parsed.network,), policy=policy, transport=bridge)
+        try:
+            result = await client.get(f"{BRIDGE_BASE_URL}/{tool}")
+        finally:
+            await client.aclose()
+    return client_verdict(result)
+
+
+def mcp_pay_from_env(env: dict[str, str], bridge_class: type[McpBridge] | None = None) -> dict:
+    """What a paying MCP client does with the e2e client environment: connect to the MCP server
+    (``MCP_SERVER_URL``, else ``RESOURCE_SERVER_URL`` + ``/mcp``), call the tool ``ENDPOINT_PATH``,
+    pay a payment-required result once (the reference client role, unchanged, its calls carried by
+    ``bridge_class``, a control's ``McpBridge``), and return the e2e verdict."""
+    import asyncio
+
+    try:
+        return asyncio.run(_mcp_pay(env, bridge_class or McpBridge))
+    except Exception as exc:  # the verdict says what went wrong, as a client command would
+        error = f"{type(exc).__name__}: {exc}"
+        return {"success": False, "data": error, "status_code": None, "payment_response": None}
 
 
 async def listed_tools(session) -> list[str]:

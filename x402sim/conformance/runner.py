@@ -185,8 +185,6 @@ def run(
     options = options or RunOptions()
     if options.transport != DEFAULT_TRANSPORT and role == "facilitator":
         raise TargetError(f"a facilitator is judged over HTTP only: {FACILITATOR_HTTP}")
-    if options.transport != DEFAULT_TRANSPORT and role == "client":
-        raise TargetError(f"client targets over {options.transport} are not supported yet")
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
     own = harness is None
@@ -200,6 +198,11 @@ def run(
             role, harness, options, payee=setup.payee, key_hex=setup.key_hex, trust_kit=setup.trust_kit
         )
         base_url = "" if role == "client" else target.start(env)
+        if role == "client" and options.transport == "mcp":
+            from .mcp_kit import ClientFront
+
+            setup.mcp_front = ClientFront(harness.hostile.app)
+            setup.mcp_front.start()
         try:
             if role == "server" and target.info.kind in ("url", "asgi"):
                 setup.payee = None  # a server configured by its owner: its own payTo is the payee
@@ -207,6 +210,8 @@ def run(
         finally:
             if role != "client":
                 target.stop()
+            if setup.mcp_front is not None:
+                setup.mcp_front.stop()
     finally:
         if own:
             harness.stop()
@@ -230,7 +235,7 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
     limits = httpx.Limits(max_keepalive_connections=0)
     async with contextlib.AsyncExitStack() as stack:
         session = None
-        if over_mcp:
+        if over_mcp and role == "server":
             from .mcp_kit import BRIDGE_BASE_URL, McpBridge
 
             session = await stack.enter_async_context(_mcp_session(target))
@@ -278,6 +283,8 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
             harness.control.reset()
             if setup.hostile is not None:
                 setup.hostile.reset()
+            if setup.mcp_front is not None:
+                setup.mcp_front.reset()
             results.append(result)
             if options.on_result is not None:
                 options.on_result(result)
