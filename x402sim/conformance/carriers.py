@@ -31,6 +31,7 @@ FACILITATOR_HTTP = "the facilitator API is HTTP whatever carries the buyer's cal
 _HEADERS = "about HTTP headers (duplicates, size, encoding), which another transport does not carry"
 _PATHS = "about spellings of an HTTP path; the MCP cases judge tool names instead (server.mcp.names-not-free)"
 _STATUS = "judges an HTTP status code, which another transport does not have"
+_OVER_MCP_402 = "about the PAYMENT-REQUIRED header; over MCP: server.mcp.payment-required"
 _MALFORMED = (
     "about a PAYMENT-SIGNATURE header that cannot be decoded; over MCP the payment is JSON in _meta "
     "(server.mcp.malformed-payment)"
@@ -46,8 +47,8 @@ HTTP_ONLY: dict[str, str] = {
     "server.payment.path-variants-not-free": _PATHS,
     "server.payment.query-not-free": _PATHS,
     "server.handshake.base64-standard": _HEADERS,
-    "server.handshake.header-present": "about the PAYMENT-REQUIRED header; over MCP: server.mcp.payment-required",
-    "server.handshake.resource-url": "about the resource URL of an HTTP path; over MCP: server.mcp.payment-required",
+    "server.handshake.header-present": _OVER_MCP_402,
+    "server.handshake.resource-url": "about the resource URL of an HTTP path",
     "server.handshake.unpriced-path-free": _PATHS,
     "server.handshake.v1-body": "x402 v1 is HTTP only (the MCP transport is x402 v2)",
     "server.payment.bad-json": _MALFORMED,
@@ -64,9 +65,9 @@ HTTP_ONLY: dict[str, str] = {
     "server.permit2.allowance-412": _STATUS + " (412)",
     "server.trust": "RFC 9421 signs HTTP messages, and the AP2 reference target is an HTTP server",
     "client.pays.v1-header": "x402 v1 is HTTP only (the MCP transport is x402 v2)",
-    "client.pays.v2-header": "about the PAYMENT-SIGNATURE header name; over MCP the payment is _meta['x402/payment']",
-    "client.pays.same-origin": "about the URL a payment is sent to; an MCP client calls the tool on its session",
-    "client.pays.nothing-for-free": "about a PAYMENT-REQUIRED header on a 200, which a tool result cannot carry",
+    "client.pays.v2-header": "about the PAYMENT-SIGNATURE header name; over MCP the payment is in _meta",
+    "client.pays.same-origin": "about the URL a payment is sent to; an MCP client calls its session's tool",
+    "client.pays.nothing-for-free": "about a PAYMENT-REQUIRED header on a 200; a tool result has no headers",
     "client.refuses.malformed-402": "about a PAYMENT-REQUIRED header that cannot be decoded",
     "client.trust": "the ERC-8004 reference client is an HTTP client",
 }

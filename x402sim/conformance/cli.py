@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -103,8 +103,8 @@ McpWireOpt = Annotated[
     str,
     typer.Option(
         "--mcp-wire",
-        help="How an MCP --cmd speaks: http (streamable HTTP at /mcp of PORT, as the official e2e MCP "
-        "servers listen on PORT) or stdio.",
+        help="How an MCP --cmd speaks: http (streamable HTTP at /mcp of PORT), sse (the SSE transport at "
+        "/sse of PORT, as the official e2e MCP servers) or stdio.",
     ),
 ]
 
@@ -176,12 +176,14 @@ def _mcp_target(cmd, url, cwd, ready_timeout: float, name, builtin, wire: str):
             raise fail(f"--builtin {builtin!r} over MCP: expected reference")
         return McpService(reference_tools)
     if cmd:
-        if wire not in ("http", "stdio"):
-            raise fail(f"--mcp-wire {wire!r}: expected http or stdio")
+        if wire not in ("http", "sse", "stdio"):
+            raise fail(f"--mcp-wire {wire!r}: expected http, sse or stdio")
         cwd_text = str(cwd) if cwd else None
         if wire == "stdio":
             return McpStdioCommand(cmd, name=name, cwd=cwd_text)
-        return McpHttpCommand("server", cmd, cwd=cwd_text, ready_timeout=ready_timeout, name=name)
+        target = McpHttpCommand("server", cmd, cwd=cwd_text, ready_timeout=ready_timeout, name=name)
+        target.sse = wire == "sse"
+        return target
     try:
         check_loopback_url(url, "--url")
     except ServiceError as exc:
@@ -590,7 +592,7 @@ def client_command(
             raise fail(str(exc)) from None
         from .reference import InProcessClient
 
-        target = InProcessClient(mcp_pay_from_env, name="x402sim reference (MCP)")
+        target: Any = InProcessClient(mcp_pay_from_env, name="x402sim reference (MCP)")
     elif builtin:
         target = _builtin("client", builtin)
     else:

@@ -100,13 +100,16 @@ async def payment_required(ctx: ServerContext) -> None:
     ctx.check(result.get("isError") is True, f"isError is {result.get('isError')!r}, not true")
     structured = result.get("structuredContent")
     ctx.check(isinstance(structured, dict), "no structuredContent object: it is REQUIRED")
+    assert isinstance(structured, dict)  # checked just above
     text = _text_of(result)
     ctx.check(text is not None, "content[0] is no text: the JSON copy of the PaymentRequired is REQUIRED")
     try:
         copy = json.loads(text or "")
     except ValueError:
         ctx.fail(f"content[0].text is not JSON: {(text or '')[:120]!r}")
-    ctx.check(copy == structured, "content[0].text and structuredContent differ: they must hold the same data")
+    ctx.check(
+        copy == structured, "content[0].text and structuredContent differ: they must hold the same data"
+    )
     ctx.check(structured.get("x402Version") == 2, f"x402Version is {structured.get('x402Version')!r}, not 2")
     accepts = structured.get("accepts")
     ctx.check(isinstance(accepts, list) and accepts, "accepts is not a non-empty list")
@@ -137,6 +140,7 @@ async def payment_response(ctx: ServerContext) -> None:
     settlement = meta.get(PAYMENT_RESPONSE_KEY) if isinstance(meta, dict) else None
     ctx.fact("payment_response", settlement)
     ctx.check(isinstance(settlement, dict), "the result carries no _meta['x402/payment-response'] object")
+    assert isinstance(settlement, dict)  # checked just above
     ctx.check(settlement.get("success") is True, f"payment-response success is {settlement.get('success')!r}")
     ctx.check(
         settlement.get("network") == offer.get("network"),
@@ -144,13 +148,14 @@ async def payment_response(ctx: ServerContext) -> None:
     )
     tx = settlement.get("transaction")
     ctx.check(isinstance(tx, str) and tx, f"payment-response transaction is {tx!r}")
+    assert isinstance(tx, str)  # checked just above
     price = int(offer["amount"])
     ctx.check(paid.payee_delta == price, f"the payee received {paid.payee_delta}, not the price {price}")
-    hashes = {"0x" + t.tx_hash.hex() for t in paid.transfers}
-    ctx.fact("transfer_transactions", sorted(hashes))
+    hashes = sorted({"0x" + t.tx_hash.hex() for t in paid.transfers})
+    ctx.fact("transfer_transactions", hashes)
     ctx.check(
         not hashes or tx.lower() in hashes,
-        f"payment-response names {tx}, not the transaction that moved the price ({', '.join(sorted(hashes))})",
+        f"payment-response names {tx}, not the transaction that moved the price ({', '.join(hashes)})",
     )
 
 
@@ -272,7 +277,9 @@ async def resource_read_not_free(ctx: ServerContext) -> None:
         if any(_same_content(t, content) for t in texts):
             leaks.append(uri)
     ctx.fact("leaking_resources", leaks)
-    ctx.check(not leaks, f"resources/read of {', '.join(leaks)} gives the paid tool's content without payment")
+    ctx.check(
+        not leaks, f"resources/read of {', '.join(leaks)} gives the paid tool's content without payment"
+    )
 
 
 @case(
@@ -290,7 +297,9 @@ async def malformed_payment(ctx: ServerContext) -> None:
     for what, value in MALFORMED_PAYMENTS:
         before = ctx.snapshot()
         label = f"payment that is {what}"
-        response = await ctx.send(label, ctx.endpoint.method, tool, headers={"PAYMENT-SIGNATURE": _header(value)})
+        response = await ctx.send(
+            label, ctx.endpoint.method, tool, headers={"PAYMENT-SIGNATURE": _header(value)}
+        )
         ctx.check(response is not None, f"{label}: no answer (did the server crash?)")
         result = result_of(response)
         if is_jsonrpc_error(response):
@@ -325,7 +334,9 @@ async def client_pays_once(ctx) -> None:
     the_offer, ctx.hostile.handler = honest(ctx)
     run, payer, before = await ctx.run_client()
     payments = signed(ctx)
-    ctx.check(len(payments) == 1, f"the client sent {len(payments)} paid calls for one payment-required result")
+    ctx.check(
+        len(payments) == 1, f"the client sent {len(payments)} paid calls for one payment-required result"
+    )
     one_transfer_to(ctx, payer, before, the_offer)
     if run.verdict is not None and run.verdict.get("success") is not True:
         ctx.note("the client paid but its verdict does not say success")

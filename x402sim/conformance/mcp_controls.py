@@ -2,7 +2,8 @@
 
 A server control is ``mcp_kit.McpService`` around the reference server (or a server control) with a
 hook that breaks the rule; a client control is the reference MCP client (``mcp_pay_from_env``) whose
-calls go through a broken ``McpBridge``. They run over MCP only (``tests/conformance/test_mcp_cases.py`` calibrates them).
+calls go through a broken ``McpBridge``. They run over MCP only (``tests/conformance/test_mcp_*.py``
+calibrate them).
 The SDK is imported when a control is built, so listing the controls needs no ``agents`` extra.
 """
 
@@ -38,7 +39,7 @@ def _is_challenge(result: dict) -> bool:
 @control(
     "server.mcp-text-only-payment-required",
     "server",
-    "The payment-required result carries the PaymentRequired in content[0].text only, without structuredContent",
+    "The payment-required result has the PaymentRequired in content[0].text only, no structuredContent",
     kills=("server.mcp.payment-required",),
 )
 def text_only_payment_required():
@@ -74,7 +75,7 @@ def no_payment_response():
 def settles_tool_errors():
     from .controls import load
 
-    inner = load()["server.settles-failed-handler"].build()
+    inner: Any = load()["server.settles-failed-handler"].build()  # an InProcessService
     return _service("server.mcp-settles-tool-errors", build=inner.build)
 
 
@@ -115,7 +116,9 @@ def resource_mirror():
 def serves_malformed_payment():
     async def hook(call, forward):
         payment = call.payment
-        if payment is not None and not (isinstance(payment, dict) and isinstance(payment.get("payload"), dict)):
+        if payment is not None and not (
+            isinstance(payment, dict) and isinstance(payment.get("payload"), dict)
+        ):
             return _served()
         return None
 

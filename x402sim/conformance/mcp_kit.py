@@ -9,7 +9,9 @@ amounts, settlement) therefore runs unchanged over MCP; ``carriers`` says which.
 Rules of the bridge (one request -> one ``tools/call``):
 
 * The tool is the request's path without its leading slash (``/protected`` -> ``protected``); its
-  query parameters are the arguments (strings), merged with a JSON object body; the first
+  query parameters are the arguments (strings), merged with a JSON object body, over arguments that
+  satisfy the tool's listed input schema (``sample_arguments``: a tool that validates its input
+  before its paywall must be reached); the first
   ``PAYMENT-SIGNATURE`` decoded (base64 of JSON) is ``_meta["x402/payment"]``; one that cannot be
   decoded travels as the string it is.
 * The result reads back as ``mcp_carry.response_of_result`` reads it (a payment-required result: 402
@@ -27,8 +29,8 @@ for HTTP targets):
   routes the environment names. ``hooks`` lets a control answer some calls itself.
 * ``McpStdioCommand``: a command speaking MCP on stdin/stdout, started by the session (the harness's
   environment plus the caller's); ``McpHttpCommand``: a command serving MCP over streamable HTTP at
-  ``MCP_PATH`` of ``PORT`` (started and stopped as a ``ServiceCommand``); ``McpUrl``: an MCP endpoint
-  already running.
+  ``MCP_PATH`` of ``PORT``, or over SSE at ``SSE_PATH`` as the official e2e MCP servers do (started
+  and stopped as a ``ServiceCommand``); ``McpUrl``: an MCP endpoint already running.
 
 Needs ``x402sim[agents]`` (the ``mcp`` SDK).
 """
@@ -70,6 +72,7 @@ from .targets import ServiceCommand, TargetError
 MCP_RESULT = "mcp_result"  # the httpx response extension holding the raw tool result
 JSONRPC_ERROR = "jsonrpc_error"  # the key of a JSON-RPC error in the bridge's 400 body
 MCP_SESSION_TIMEOUT = 30.0
+SSE_PATH = "/sse"  # where the official e2e MCP servers serve MCP's SSE transport
 # The env variables naming the paid routes a reference tool server sells as tools
 ROUTE_VARS = (
     "PROTECTED_PATH",
@@ -112,15 +115,49 @@ def call_of(request: httpx.Request, body: bytes) -> ToolCall:
     return ToolCall(tool_name(request.url.path), arguments, meta)
 
 
-class McpBridge(httpx.AsyncBaseTransport):
-    """The harness's HTTP requests as tool calls on ``session`` (an initialized MCP client session)."""
+_SAMPLES: dict[str, Any] = {
+    "string": "x402sim",
+    "integer": 1,
+    "number": 1,
+    "boolean": True,
+    "array": [],
+    "object": {},
+}
 
-    def __init__(self, session) -> None:
+
+def sample_arguments(schema: Any) -> dict[str, Any]:
+    """Arguments that satisfy the required properties of a tool's ``inputSchema`` (its enum's first
+    value, else a sample of its type), so that a tool validating its input reaches its paywall."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return {}
+    arguments: dict[str, Any] = {}
+    for name in schema.get("required") or ():
+        spec = schema["properties"].get(name)
+        if not isinstance(spec, dict):
+            continue
+        if isinstance(spec.get("enum"), list) and spec["enum"]:
+            arguments[name] = spec["enum"][0]
+        elif "default" in spec:
+            arguments[name] = spec["default"]
+        else:
+            kind = spec.get("type")
+            arguments[name] = _SAMPLES.get(kind if isinstance(kind, str) else "string", "x402sim")
+    return arguments
+
+
+class McpBridge(httpx.AsyncBaseTransport):
+    """The harness's HTTP requests as tool calls on ``session`` (an initialized MCP client session);
+    ``defaults`` (tool -> arguments, ``sample_arguments`` of its schema) fill what a call lacks."""
+
+    def __init__(self, session, defaults: Mapping[str, dict[str, Any]] | None = None) -> None:
         self.session = session
+        self.defaults = dict(defaults or {})
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         call = call_of(request, body)
+        if call.name in self.defaults:
+            call = ToolCall(call.name, {**self.defaults[call.name], **call.arguments}, call.meta)
         try:
             result = await call_tool(self.session, call)
         except McpError as exc:
@@ -308,18 +345,43 @@ class McpStdioCommand:
             os.chdir(cwd)
 
 
+@contextlib.asynccontextmanager
+async def sse_session(url: str) -> AsyncIterator[Any]:
+    """An initialized client session over MCP's SSE transport (``url``: the ``/sse`` endpoint), the
+    transport the official e2e MCP servers and clients speak."""
+    from datetime import timedelta
+
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+
+    async with (
+        sse_client(url, timeout=MCP_SESSION_TIMEOUT) as (read, write),
+        ClientSession(read, write, timedelta(seconds=MCP_SESSION_TIMEOUT)) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
 class McpHttpCommand(ServiceCommand):
-    """A server command serving MCP over streamable HTTP at ``MCP_PATH`` of its ``PORT``."""
+    """A server command serving MCP on its ``PORT``: streamable HTTP at ``MCP_PATH``, or (``sse``) the
+    SSE transport at ``SSE_PATH``, as the official e2e MCP servers do."""
+
+    sse: bool = False
 
     @contextlib.asynccontextmanager
     async def mcp_session(self) -> AsyncIterator[Any]:
+        if self.sse:
+            async with sse_session(self.base_url + SSE_PATH) as session:
+                yield session
+            return
         async with open_session(self.base_url + MCP_PATH, timeout=MCP_SESSION_TIMEOUT) as session:
             yield session
 
 
 @dataclass
 class McpUrl:
-    """An MCP server already running at ``url`` (its streamable HTTP endpoint)."""
+    """An MCP server already running at ``url``: its streamable HTTP endpoint, or its SSE endpoint
+    when the URL ends in ``/sse``."""
 
     url: str
     name: str | None = None
@@ -347,6 +409,10 @@ class McpUrl:
     @contextlib.asynccontextmanager
     async def mcp_session(self) -> AsyncIterator[Any]:
         try:
+            if self.url.rstrip("/").endswith(SSE_PATH):
+                async with sse_session(self.url) as session:
+                    yield session
+                return
             async with open_session(self.url, timeout=MCP_SESSION_TIMEOUT) as session:
                 yield session
         except (OSError, httpx.HTTPError) as exc:
@@ -361,7 +427,7 @@ class ClientFront:
     """The harness's (hostile) server app as a paid tool server over streamable HTTP on loopback, for
     an MCP client target: ``tools`` are the names the cases have sent the client to (listed)."""
 
-    app: Asgi
+    app: Any  # an ASGI app (the hostile server's)
     tools: set[str] = field(default_factory=set)
     services: Any = None
     url: str = ""  # the streamable HTTP endpoint
@@ -374,7 +440,9 @@ class ClientFront:
         if not self.text_only:
             return None
         result = await forward(call)
-        return {k: v for k, v in result.items() if k != "structuredContent"} if result.get("isError") else result
+        return (
+            {k: v for k, v in result.items() if k != "structuredContent"} if result.get("isError") else result
+        )
 
     def start(self) -> str:
         from ..http.runner import LOOPBACK, Services
@@ -428,7 +496,8 @@ def mcp_pay_from_env(env: dict[str, str], bridge_class: type[McpBridge] | None =
         return {"success": False, "data": error, "status_code": None, "payment_response": None}
 
 
-async def listed_tools(session) -> list[str]:
-    """The names of the tools ``session``'s server lists."""
+async def listed_tools(session) -> dict[str, dict[str, Any]]:
+    """The tools ``session``'s server lists, each with the arguments the bridge sends it by default
+    (``sample_arguments`` of its input schema)."""
     listing = await session.list_tools()
-    return [tool.name for tool in listing.tools]
+    return {tool.name: sample_arguments(tool.inputSchema) for tool in listing.tools}

@@ -236,16 +236,17 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
     async with contextlib.AsyncExitStack() as stack:
         session = None
         if over_mcp and role == "server":
-            from .mcp_kit import BRIDGE_BASE_URL, McpBridge
+            from .mcp_kit import BRIDGE_BASE_URL, McpBridge, listed_tools
 
             session = await stack.enter_async_context(_mcp_session(target))
-            transport, base_url = McpBridge(session), BRIDGE_BASE_URL
+            tools = await listed_tools(session)
+            transport, base_url = McpBridge(session, tools), BRIDGE_BASE_URL
         http = await stack.enter_async_context(
             httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits)
         )
         signer = setup.trust_kit if WEB_BOT_AUTH in setup.trust else None
         if role == "server" and session is not None:
-            await _check_tools(session, options.declared_routes())
+            _check_tools(tools, options.declared_routes())
         elif role == "server":
             await _check_routes(http, base_url, options.declared_routes(), signer)
         if role == "server" and setup.payee is None:
@@ -309,11 +310,10 @@ async def _mcp_session(target):
         raise TargetError(f"MCP session with {target.info.name} failed: {type(exc).__name__}: {exc}") from exc
 
 
-async def _check_tools(session, routes: list[Endpoint]) -> None:
-    """Every declared paid route's tool is listed by the MCP server; ``RouteError`` naming the others."""
-    from .mcp_kit import listed_tools, tool_name
+def _check_tools(listed, routes: list[Endpoint]) -> None:
+    """Every declared paid route's tool is ``listed`` by the MCP server; ``RouteError`` naming the others."""
+    from .mcp_kit import tool_name
 
-    listed = set(await listed_tools(session))
     missing = [tool_name(e.path) for e in routes if tool_name(e.path) not in listed]
     if missing:
         raise RouteError(f"tool(s) {', '.join(missing)} not listed by the MCP server: is it served?")
