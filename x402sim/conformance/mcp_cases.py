@@ -288,7 +288,7 @@ async def resource_read_not_free(ctx: ServerContext) -> None:
     f"{SPEC} (error handling); JSON-RPC 2.0 (errors)",
     "A malformed _meta['x402/payment'] gets a JSON-RPC error or an isError result (not an internal "
     "error), is not served, moves nothing, and the server keeps answering",
-    kind="no-5xx",
+    kind="payment",
     transports=MCP,
 )
 async def malformed_payment(ctx: ServerContext) -> None:
