@@ -13,6 +13,11 @@ Rules:
 * A target that cannot be started raises ``TargetError`` (the CLI's exit 2); a case that raises
   anything but ``CaseFailed``/``CaseSkipped`` is an ``error`` whose message names the exception.
 * ``on_result`` is called after each case (the CLI's progress display).
+* Over another transport than HTTP (``RunOptions.transport``): a server target is reached through
+  one MCP client session for the whole run (``mcp_kit.McpBridge`` carries each case's requests as
+  tool calls), and its declared routes must be listed tools instead; a client target is served the
+  harness's server as a paid tool server (``mcp_kit.ClientFront``); a facilitator is refused. A case
+  that does not run over the transport (``carriers``) is reported skipped with its reason, unrun.
 """
 
 from __future__ import annotations
