@@ -335,14 +335,20 @@ class McpStdioCommand:
 
     @contextlib.asynccontextmanager
     async def mcp_session(self) -> AsyncIterator[Any]:
-        cwd = os.getcwd()
-        try:
-            if self.cwd:
-                os.chdir(self.cwd)
-            async with open_session(self.cmd, timeout=MCP_SESSION_TIMEOUT, env=self.env) as session:
-                yield session
-        finally:
-            os.chdir(cwd)
+        import shlex
+        from datetime import timedelta
+
+        from mcp import ClientSession, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+
+        command, *args = shlex.split(self.cmd)
+        parameters = StdioServerParameters(command=command, args=args, env=self.env, cwd=self.cwd)
+        async with (
+            stdio_client(parameters) as (read, write),
+            ClientSession(read, write, timedelta(seconds=MCP_SESSION_TIMEOUT)) as session,
+        ):
+            await session.initialize()
+            yield session
 
 
 @contextlib.asynccontextmanager
