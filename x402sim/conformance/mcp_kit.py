@@ -430,8 +430,9 @@ class McpUrl:
 
 @dataclass
 class ClientFront:
-    """The harness's (hostile) server app as a paid tool server over streamable HTTP on loopback, for
-    an MCP client target: ``tools`` are the names the cases have sent the client to (listed)."""
+    """The harness's (hostile) server app as a paid tool server on loopback, for an MCP client target:
+    streamable HTTP at ``MCP_PATH`` and SSE at ``SSE_PATH`` (``both_wires``); ``tools`` are the names
+    the cases have sent the client to (listed)."""
 
     app: Any  # an ASGI app (the hostile server's)
     tools: set[str] = field(default_factory=set)
@@ -452,13 +453,12 @@ class ClientFront:
 
     def start(self) -> str:
         from ..http.runner import LOOPBACK, Services
-        from ..transports.mcp_wire import streamable_http_app
 
         server = app_tool_server(
             self.app, lambda: sorted(self.tools), name="x402sim conformance harness", hooks=(self._hook,)
         )
         self.services = Services(LOOPBACK)
-        base = self.services.add("mcp-front", streamable_http_app(server))
+        base = self.services.add("mcp-front", both_wires(server))
         self.services.start()
         self.url = base + MCP_PATH
         return self.url
@@ -467,6 +467,41 @@ class ClientFront:
         if self.services is not None:
             self.services.stop()
             self.services = None
+
+
+def both_wires(server: Server[Any, Any]) -> Asgi:
+    """``server`` over streamable HTTP at ``MCP_PATH`` and over SSE at ``SSE_PATH`` (messages posted to
+    ``/messages/``), the transport the official e2e MCP clients connect with."""
+    from mcp.server.sse import SseServerTransport
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+
+    from ..transports.mcp_wire import streamable_http_app
+
+    streamable = streamable_http_app(server)
+    sse = SseServerTransport("/messages/")
+
+    async def handle_sse(request: Request) -> Response:
+        async with sse.connect_sse(request.scope, request.receive, request._send) as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+        return Response()
+
+    legacy = Starlette(
+        routes=[
+            Route(SSE_PATH, handle_sse, methods=["GET"]),
+            Mount("/messages/", app=sse.handle_post_message),
+        ]
+    )
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan" or scope.get("path", "").startswith(MCP_PATH):
+            await streamable(scope, receive, send)
+        else:
+            await legacy(scope, receive, send)
+
+    return app
 
 
 async def _mcp_pay(env: Mapping[str, str], bridge_class: type[McpBridge]) -> dict:
