@@ -32,6 +32,10 @@ for HTTP targets):
   ``MCP_PATH`` of ``PORT``, or over SSE at ``SSE_PATH`` as the official e2e MCP servers do (started
   and stopped as a ``ServiceCommand``); ``McpUrl``: an MCP endpoint already running.
 
+For client targets: ``ClientFront`` serves the harness's (hostile) server app as a paid tool server
+(streamable HTTP and SSE, ``both_wires``), and ``mcp_pay_from_env`` is the reference paying MCP client
+(the client role, unchanged, its requests carried by an ``McpBridge``).
+
 Needs ``x402sim[agents]`` (the ``mcp`` SDK).
 """
 
