@@ -4,6 +4,7 @@ and every MUST case of a role is killed by some control."""
 from __future__ import annotations
 
 from x402sim.conformance import catalog, controls, runner
+from x402sim.conformance.carriers import transports_of
 
 DEFAULT_MECHANISMS = (catalog.DEFAULT_MECHANISM,)
 PERMIT2_MECHANISMS = ("exact-permit2", "upto")
@@ -11,14 +12,21 @@ BATCH_MECHANISMS = ("batch-settlement",)
 
 
 def role_controls(
-    role: str, *, trust: bool | None = None, mechanisms: tuple[str, ...] | None = None
+    role: str,
+    *,
+    trust: bool | None = None,
+    mechanisms: tuple[str, ...] | None = None,
+    transport: str | None = catalog.DEFAULT_TRANSPORT,
 ) -> list[controls.Control]:
     """The controls of ``role``; with ``trust`` True or False, only those that kill trust cases (the
     trust calibration runs them, ``test_trust_cases``) or only the others; with ``mechanisms``, only
     those whose cases are all of these mechanisms (each role's test file runs the default
     mechanism's; ``test_mechanism_cases`` and ``test_batch_cases`` the others, in one harness per
-    role)."""
+    role); with ``transport`` (default http; None: any), only those whose cases all run over it
+    (``test_mcp_cases`` runs the MCP ones)."""
     found = [c for c in controls.load().values() if c.role == role]
+    if transport is not None:
+        found = [c for c in found if all(transport in transports_of(catalog.load()[k]) for k in c.kills)]
     if trust is not None:
         found = [c for c in found if is_trust_control(c) == trust]
     if mechanisms is not None:
@@ -42,14 +50,14 @@ def control_survivors(
     """The cases ``control`` claims to kill but did not fail, each with its outcome and message (in
     ``harness``, a started one, when given)."""
     assert control.kills, f"{control.name} kills nothing"
-    cases = catalog.select(include=control.kills)
-    assert {c.id for c in cases} == set(control.kills), f"{control.name} names unknown cases"
-    assert all(c.role == control.role for c in cases), f"{control.name} names cases of another role"
-    report = runner.run(control.role, control.build(), cases, options, harness)
+    selected = catalog.select(include=control.kills)
+    assert {c.id for c in selected} == set(control.kills), f"{control.name} names unknown cases"
+    assert all(c.role == control.role for c in selected), f"{control.name} names cases of another role"
+    report = runner.run(control.role, control.build(), selected, options, harness)
     assert {r.id for r in report.results} == set(control.kills)
     return [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
 
 
 def unkilled_must_cases(role: str) -> list[str]:
-    killed = {case_id for c in role_controls(role) for case_id in c.kills}
+    killed = {case_id for c in role_controls(role, transport=None) for case_id in c.kills}
     return [c.id for c in catalog.select(role, levels=["MUST"]) if c.id not in killed]

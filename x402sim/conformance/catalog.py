@@ -24,6 +24,8 @@ Rules:
 * A case names the payment ``mechanism`` it pays or judges (``MECHANISMS``): ``exact-eip3009`` (the
   default), ``exact-permit2`` or ``upto``. ``select(..., mechanisms=...)`` keeps the cases of the
   mechanisms a target speaks (``x402sim conformance ... --mechanism``).
+* A case runs over the transports (``TRANSPORTS``) it declares with ``transports=``, else over those
+  its group's rule in ``carriers`` gives (every transport unless the rule is HTTP's alone).
 * The catalog modules (``server_cases``, ``facilitator_cases``, ``client_cases``, ``trust_cases``,
   ``mechanism_cases``) are imported by ``load()``, so listing the catalog needs no target.
 """
@@ -38,6 +40,11 @@ from dataclasses import dataclass
 
 from .results import LEVELS, Level, Role
 
+# The carriers a case may run over (``x402sim conformance ... --transport``); ``carriers`` says which
+# cases run over which.
+TRANSPORTS = ("http", "mcp")
+DEFAULT_TRANSPORT = "http"
+
 ROLES: tuple[Role, ...] = ("server", "facilitator", "client")
 _ID = re.compile(r"(server|facilitator|client)(\.[a-z0-9][a-z0-9-]*){2,}")
 _CASE_MODULES = (
@@ -49,6 +56,7 @@ _CASE_MODULES = (
     "batch_server_cases",
     "batch_facilitator_cases",
     "batch_client_cases",
+    "mcp_cases",
 )
 # The payment mechanisms a case may be about: exact by EIP-3009, exact with Permit2, upto (Permit2),
 # and batch-settlement (payment channels).
@@ -82,6 +90,8 @@ class Case:
     run: Callable[..., Awaitable[None]]
     kind: str | None = None  # always set in CATALOG (``case`` requires it); None only for ad hoc cases
     mechanism: str = DEFAULT_MECHANISM  # the payment mechanism it pays or judges (``MECHANISMS``)
+    # the transports it runs over (``TRANSPORTS``); None: as ``carriers.HTTP_ONLY`` decides
+    transports: tuple[str, ...] | None = None
 
     @property
     def role(self) -> Role:
@@ -103,9 +113,11 @@ def case(
     *,
     kind: str | None = None,
     mechanism: str = DEFAULT_MECHANISM,
+    transports: tuple[str, ...] | None = None,
 ):
     """Register the decorated async function as the case ``id``; ``kind`` (required, a key of
-    ``LEVEL_OF_KIND``) says why it has ``level``; ``mechanism`` (one of ``MECHANISMS``) what it pays."""
+    ``LEVEL_OF_KIND``) says why it has ``level``; ``mechanism`` (one of ``MECHANISMS``) what it pays;
+    ``transports`` (of ``TRANSPORTS``) what it runs over, when not as its group's."""
     if not _ID.fullmatch(id):
         raise ValueError(f"case id {id!r} is not role.group.name in lower-case words")
     if level not in LEVELS:
@@ -118,11 +130,13 @@ def case(
         raise ValueError(f"case {id}: mechanism {mechanism!r} is not one of {', '.join(MECHANISMS)}")
     if not description or "\n" in description:
         raise ValueError(f"case {id}: the description must be one line")
+    if transports is not None and (not transports or set(transports) - set(TRANSPORTS)):
+        raise ValueError(f"case {id}: transports {transports!r}: expected some of {', '.join(TRANSPORTS)}")
 
     def register(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         if id in CATALOG:
             raise ValueError(f"case id {id} is registered twice")
-        CATALOG[id] = Case(id, level, rests_on, description, fn, kind, mechanism)
+        CATALOG[id] = Case(id, level, rests_on, description, fn, kind, mechanism, transports)
         return fn
 
     return register
@@ -142,11 +156,15 @@ def select(
     exclude: Iterable[str] = (),
     levels: Iterable[str] = (),
     mechanisms: Iterable[str] = (),
+    transport: str | None = DEFAULT_TRANSPORT,
 ) -> list[Case]:
     """Cases of ``role`` (all roles when None) whose id matches one of the ``include`` globs (all when
     empty) and none of ``exclude``, at one of ``levels`` (all when empty), about one of
     ``mechanisms`` (all when empty), in id order. A glob without a wildcard also matches the ids under
-    it (``server.replay`` selects ``server.replay.*``)."""
+    it (``server.replay`` selects ``server.replay.*``). ``transport``: a run over HTTP (the default)
+    leaves out the cases declared for other transports only (the MCP cases); a run over another
+    transport keeps every case, the runner reporting those that do not run over it skipped with
+    their reason (``carriers``); None: every case (the listing)."""
     include, exclude, levels = list(include), list(exclude), {lv.upper() for lv in levels}
     unknown = levels - set(LEVELS)
     if unknown:
@@ -164,6 +182,7 @@ def select(
         and not any(matches(c.id, p) for p in exclude)
         and (not levels or c.level in levels)
         and (not spoken or c.mechanism in spoken)
+        and (transport != DEFAULT_TRANSPORT or c.transports is None or transport in c.transports)
     ]
     return sorted(chosen, key=lambda c: c.id)
 

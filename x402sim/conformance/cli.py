@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -90,6 +90,23 @@ BuiltinOpt = Annotated[
     ),
 ]
 BUILTINS = ("reference", "reference-trust")
+TransportOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--transport",
+        help="What carries the harness's calls: http, or mcp (a server target is an MCP tool server, "
+        "each paid route a tool named by its path without the slash; the cases that only make sense "
+        "for HTTP are reported skipped with their reason). Default: the --config's transport, else http.",
+    ),
+]
+McpWireOpt = Annotated[
+    str,
+    typer.Option(
+        "--mcp-wire",
+        help="How an MCP --cmd speaks: http (streamable HTTP at /mcp of PORT), sse (the SSE transport at "
+        "/sse of PORT, as the official e2e MCP servers) or stdio.",
+    ),
+]
 
 
 def _builtin(role: Role, builtin: str):
@@ -112,14 +129,25 @@ def _trust(names) -> frozenset[str]:
 
 
 def _service_target(
-    role: Role, cmd: str | None, url: str | None, cwd, ready_timeout: float, name, builtin: str | None = None
+    role: Role,
+    cmd: str | None,
+    url: str | None,
+    cwd,
+    ready_timeout: float,
+    name,
+    builtin: str | None = None,
+    transport: str = "http",
+    wire: str = "http",
 ):
-    """The server or facilitator target named by exactly one of ``--cmd``, ``--url`` and ``--builtin``."""
+    """The server or facilitator target named by exactly one of ``--cmd``, ``--url`` and ``--builtin``
+    (an MCP one when ``transport`` is mcp, its command speaking ``wire``)."""
     from ..http.runner import ServiceError, check_loopback_url
     from .targets import ServiceCommand, ServiceUrl
 
     if sum(map(bool, (cmd, url, builtin))) != 1:
         raise fail(f"conformance {role}: give exactly one of --cmd, --url or --builtin")
+    if transport == "mcp" and role == "server":
+        return _mcp_target(cmd, url, cwd, ready_timeout, name, builtin, wire)
     if builtin:
         return _builtin(role, builtin)
     if cmd:
@@ -132,6 +160,56 @@ def _service_target(
     except ServiceError as exc:
         raise fail_with(exc) from None
     return ServiceUrl(role, url, name=name)
+
+
+def _mcp_target(cmd, url, cwd, ready_timeout: float, name, builtin, wire: str):
+    """A server target over MCP: the reference tool server, a command (``wire``: http or stdio) or the
+    URL of a streamable HTTP endpoint."""
+    from ..http.runner import ServiceError, check_loopback_url
+
+    try:
+        from .mcp_kit import McpHttpCommand, McpService, McpStdioCommand, McpUrl, reference_tools
+    except ModuleNotFoundError as exc:  # the agents extra is not installed: its advice says so
+        raise fail(str(exc)) from None
+    if builtin:
+        if builtin != "reference":
+            raise fail(f"--builtin {builtin!r} over MCP: expected reference")
+        return McpService(reference_tools)
+    if cmd:
+        if wire not in ("http", "sse", "stdio"):
+            raise fail(f"--mcp-wire {wire!r}: expected http, sse or stdio")
+        cwd_text = str(cwd) if cwd else None
+        if wire == "stdio":
+            return McpStdioCommand(cmd, name=name, cwd=cwd_text)
+        target = McpHttpCommand("server", cmd, cwd=cwd_text, ready_timeout=ready_timeout, name=name)
+        target.sse = wire == "sse"
+        return target
+    try:
+        check_loopback_url(url, "--url")
+    except ServiceError as exc:
+        raise fail_with(exc) from None
+    return McpUrl(url, name=name)
+
+
+def _config_transport(config) -> str | None:
+    """The transport a --config names (None: none given, or it does not say)."""
+    if config is None:
+        return None
+    from .config import ConfigError, load_config
+
+    try:
+        return load_config(config).transport
+    except ConfigError as exc:
+        raise fail_with(exc) from None
+
+
+def _transport(given: str | None, config_transport: str | None = None) -> str:
+    from .carriers import parse_transport
+
+    try:
+        return parse_transport(given or config_transport or "http")
+    except ValueError as exc:
+        raise fail(f"--transport: {exc}") from None
 
 
 def _execute(role: str, target, options, selection, outputs: dict, quiet: bool, config=None) -> None:
@@ -174,12 +252,17 @@ def _execute(role: str, target, options, selection, outputs: dict, quiet: bool, 
     raise typer.Exit(report.exit_code())
 
 
-def _selection(role, cases, exclude, level, mechanisms=()):
+def _selection(role, cases, exclude, level, mechanisms=(), transport: str | None = "http"):
     from . import catalog
 
     try:
         return catalog.select(
-            role, include=cases or (), exclude=exclude or (), levels=level or (), mechanisms=mechanisms
+            role,
+            include=cases or (),
+            exclude=exclude or (),
+            levels=level or (),
+            mechanisms=mechanisms,
+            transport=transport,
         )
     except ValueError as exc:
         raise fail_with(exc) from None
@@ -285,6 +368,8 @@ def server_command(
     quiet: QuietOpt = False,
     trust: TrustOpt = None,
     builtin: BuiltinOpt = None,
+    transport: TransportOpt = None,
+    mcp_wire: McpWireOpt = "http",
 ) -> None:
     """Judge a resource server: the harness plays the client and the facilitator.
 
@@ -311,6 +396,14 @@ def server_command(
       x402sim conformance server --builtin reference-trust --cases server.trust
 
       x402sim conformance server --cmd "python my_server.py" --trust ap2 --trust web-bot-auth
+
+      x402sim conformance server --transport mcp --builtin reference
+
+      x402sim conformance server --transport mcp --cmd "python -m x402sim.conformance.mcp_reference --http"
+
+    Over MCP (--transport mcp) the same environment is given; each paid route is a tool named by its
+    path without the slash (PROTECTED_PATH=/protected: tool protected). A test.config.json of the
+    official MCP servers ("transport": "mcp", endpoints with "method": "tool") names the tools.
     """
     from .config import ConfigError, load_config
     from .context import Endpoint
@@ -342,12 +435,14 @@ def server_command(
         mechanism_routes=mechanism_routes,
     )
     spoken: tuple[str, ...] = ()
+    config_transport = None
     if config is not None:
         try:
             loaded = load_config(config)
         except ConfigError as exc:
             raise fail_with(exc) from None
         name = name or loaded.name
+        config_transport = loaded.transport
         spoken = loaded.mechanisms
         if loaded.endpoints:
             if second_path or failing_path or permit2_path or upto_path or batch_path:
@@ -364,7 +459,10 @@ def server_command(
             )
     if url and facilitator_port == 0:
         facilitator_port = 4022
-    target = _service_target("server", cmd, url, cwd, ready_timeout, name, builtin)
+    options.transport = _transport(transport, config_transport)
+    target = _service_target(
+        "server", cmd, url, cwd, ready_timeout, name, builtin, options.transport, mcp_wire
+    )
     options.harness = _harness(
         network,
         seed,
@@ -376,7 +474,8 @@ def server_command(
     options.case_timeout = case_timeout
     options.trust = _trust(trust)
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
-    selection = _selection("server", cases, exclude, level, _mechanisms(mechanism, target, spoken))
+    mechanisms = _mechanisms(mechanism, target, spoken)
+    selection = _selection("server", cases, exclude, level, mechanisms, options.transport)
     _execute("server", target, options, selection, outputs, quiet, config)
 
 
@@ -402,6 +501,7 @@ def facilitator_command(
     name: NameOpt = None,
     quiet: QuietOpt = False,
     builtin: BuiltinOpt = None,
+    transport: TransportOpt = None,
 ) -> None:
     """Judge a facilitator: the harness plays the resource server and posts /verify and /settle.
 
@@ -409,7 +509,7 @@ def facilitator_command(
     else 0 (see `x402sim conformance --help`).
 
     The command gets PORT, EVM_RPC_URL, EVM_NETWORK and EVM_PRIVATE_KEY / FACILITATOR_EVM_PRIVATE_KEY
-    (a key funded with ether for gas).
+    (a key funded with ether for gas). The facilitator API is HTTP: --transport mcp is refused.
 
     Examples:
 
@@ -419,6 +519,8 @@ def facilitator_command(
     """
     from .runner import RunOptions
 
+    if _transport(transport) != "http":
+        raise fail("conformance facilitator: the facilitator API is HTTP; --transport must be http")
     target = _service_target("facilitator", cmd, url, cwd, ready_timeout, name, builtin)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout)
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
@@ -451,6 +553,7 @@ def client_command(
     quiet: QuietOpt = False,
     trust: TrustOpt = None,
     builtin: BuiltinOpt = None,
+    transport: TransportOpt = None,
 ) -> None:
     """Judge a client: the harness plays the (often hostile) server and runs the command per case.
 
@@ -467,20 +570,39 @@ def client_command(
       x402sim conformance client --cmd "x402sim pay --from-env" --markdown summary.md
 
       x402sim conformance client --builtin reference-trust --cases client.trust
+
+      x402sim conformance client --transport mcp --builtin reference
+
+    Over MCP (--transport mcp) the harness's server is a paid tool server on streamable HTTP:
+    RESOURCE_SERVER_URL is its base URL and ENDPOINT_PATH the tool's name, as the official e2e MCP
+    clients read them, and MCP_SERVER_URL its endpoint (RESOURCE_SERVER_URL + /mcp).
     """
     from .runner import RunOptions
     from .targets import ClientCommand
 
     if bool(cmd) == bool(builtin):
         raise fail("conformance client: give exactly one of --cmd or --builtin")
-    if builtin:
+    chosen = _transport(transport, _config_transport(config))
+    if builtin and chosen == "mcp":
+        if builtin != "reference":
+            raise fail(f"--builtin {builtin!r} over MCP: expected reference")
+        try:
+            from .mcp_kit import mcp_pay_from_env
+        except ModuleNotFoundError as exc:  # the agents extra is not installed: its advice says so
+            raise fail(str(exc)) from None
+        from .reference import InProcessClient
+
+        target: Any = InProcessClient(mcp_pay_from_env, name="x402sim reference (MCP)")
+    elif builtin:
         target = _builtin("client", builtin)
     else:
         assert cmd is not None  # exactly one of --cmd and --builtin is given
         target = ClientCommand(cmd, cwd=str(cwd) if cwd else None, timeout=run_timeout, name=name)
     options = RunOptions(harness=_harness(network, seed), case_timeout=case_timeout, trust=_trust(trust))
+    options.transport = chosen
     outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html, "sarif": sarif}
-    selection = _selection("client", cases, exclude, level, _mechanisms(mechanism, target, _spoken(config)))
+    mechanisms = _mechanisms(mechanism, target, _spoken(config))
+    selection = _selection("client", cases, exclude, level, mechanisms, chosen)
     _execute("client", target, options, selection, outputs, quiet, config)
 
 
@@ -507,7 +629,9 @@ def list_command(
 
     if role is not None and role not in ROLES:
         raise fail(f"--role {role!r}: expected one of {', '.join(ROLES)}")
-    selection = _selection(role, cases, exclude, level, _mechanisms(mechanism, None) if mechanism else ())
+    selection = _selection(
+        role, cases, exclude, level, _mechanisms(mechanism, None) if mechanism else (), transport=None
+    )
     from .controls import killers
 
     rows = [

@@ -3,6 +3,9 @@
 Fields used (the rest, ``description``, ``health``, ``close``..., are ignored):
 
 * ``name``: the target's name in reports.
+* ``transport``: ``http`` or ``mcp`` (the official MCP servers' configs say ``mcp``): what
+  ``--transport`` is when not given. An endpoint whose ``method`` is ``tool`` is an MCP tool: its
+  ``path`` is the tool's name (``get_weather``), judged as the route ``/get_weather``.
 * ``extensions``: the extensions the server declares (strings), kept with the config.
 * ``endpoints[]``: ``path``, ``method`` (default GET), ``requiresPayment`` (a paid route only when
   true, as in the e2e harness), ``protocolFamily`` (default ``evm``), ``transferMethod`` (default
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .catalog import TRANSPORTS
 from .context import Endpoint
 
 JUDGED_TRANSFER_METHOD = "eip3009"  # what a route without transferMethod is paid by
@@ -46,6 +50,9 @@ MECHANISM_OF_METHOD = {
     "upto": "upto",
     "batch-settlement": "batch-settlement",
 }
+
+
+TOOL_METHOD = "tool"  # an MCP server's endpoint: its path is a tool name
 
 
 class ConfigError(InputError):
@@ -61,6 +68,7 @@ class TargetConfig:
     extensions: tuple[str, ...] = ()
     mechanism_routes: dict[str, Endpoint] = field(default_factory=dict)  # exact-permit2 / upto routes
     mechanisms: tuple[str, ...] = ()  # the mechanisms the target speaks (empty: it does not say)
+    transport: str | None = None  # "transport" (http, mcp); None: the config does not say
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -87,9 +95,11 @@ def _endpoint(entry: Any, where: str) -> tuple[Endpoint, str] | None:
     """The paid route ``entry`` declares and its protocol family, or None for an unpaid one."""
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         raise ConfigError(f"{where}: expected an object with a string path")
+    method = _field(entry, "method", "GET", where)
+    if method == TOOL_METHOD and not entry["path"].startswith("/"):
+        entry = {**entry, "path": "/" + entry["path"]}  # a tool is judged as the route /<name>
     if not entry["path"].startswith("/"):
         raise ConfigError(f"{where}.path: must start with /")
-    method = _field(entry, "method", "GET", where)
     if not method.isalpha():
         raise ConfigError(f"{where}.method: expected an HTTP method")
     if not _flag(entry, "requiresPayment", where):
@@ -117,6 +127,10 @@ def load_config(path: Path) -> TargetConfig:
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"{path}: name: expected a string")
     config = TargetConfig(name, extensions=_strings(document.get("extensions", []), f"{path}: extensions"))
+    transport = document.get("transport")
+    if transport is not None and transport not in TRANSPORTS:
+        raise ConfigError(f"{path}: transport: {transport!r} is not one of {', '.join(TRANSPORTS)}")
+    config.transport = transport
     entries = document.get("endpoints") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: endpoints: expected a list")

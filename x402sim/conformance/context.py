@@ -48,6 +48,8 @@ class CaseContext:
     rng: random.Random
     evidence: Evidence = field(default_factory=Evidence)
     trust: frozenset[str] = frozenset()  # the trust features the target advertises (see ``trust``)
+    transport: str = "http"  # what carries ``send`` to the target (``catalog.TRANSPORTS``)
+    mcp: Any = None  # over MCP: the client session with the target (the MCP cases use it directly)
 
     def __post_init__(self) -> None:
         self.recorder = Recorder(self.http, self.evidence)

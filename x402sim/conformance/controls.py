@@ -29,6 +29,7 @@ _MODULES = (
     "batch_server_controls",
     "batch_facilitator_controls",
     "batch_client_controls",
+    "mcp_controls",
 )
 
 

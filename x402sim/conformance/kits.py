@@ -47,6 +47,7 @@ class Setup:
     hostile: HostileServer | None = None
     trust_kit: TrustKit = field(default_factory=TrustKit)
     trust: frozenset[str] = frozenset()  # the trust features the target advertises
+    mcp_front: Any = None  # over MCP, a client run's ``mcp_kit.ClientFront`` (the server as tools)
 
 
 def harness_apps(role: str, harness: Harness) -> dict[str, Any]:
@@ -678,7 +679,23 @@ class ClientContext(CaseContext):
         return self.setup.hostile
 
     def client_env(self, payer: Account, path: str = "/resource") -> dict[str, str]:
-        """The environment a client run gets: the official e2e harness's variables for ``payer``."""
+        """The environment a client run gets: the official e2e harness's variables for ``payer``. Over
+        MCP, as the official e2e MCP clients read them: ``RESOURCE_SERVER_URL`` is the harness's tool
+        server, ``ENDPOINT_PATH`` the tool's name (the path without its slash); ``MCP_SERVER_URL``
+        (x402sim's) its streamable HTTP endpoint."""
+        front = self.setup.mcp_front
+        if front is not None:
+            tool = path.removeprefix("/")
+            front.tools.add(tool)
+            return {
+                "RESOURCE_SERVER_URL": front.url.removesuffix("/mcp"),
+                "ENDPOINT_PATH": tool,
+                "MCP_SERVER_URL": front.url,
+                "EVM_PRIVATE_KEY": payer.key_hex,
+                "CLIENT_EVM_PRIVATE_KEY": payer.key_hex,
+                "EVM_NETWORK": self.harness.network,
+                "EVM_RPC_URL": self.harness.rpc_url,
+            }
         return {
             "RESOURCE_SERVER_URL": self.hostile.url,
             "ENDPOINT_PATH": path,

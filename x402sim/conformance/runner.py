@@ -13,12 +13,18 @@ Rules:
 * A target that cannot be started raises ``TargetError`` (the CLI's exit 2); a case that raises
   anything but ``CaseFailed``/``CaseSkipped`` is an ``error`` whose message names the exception.
 * ``on_result`` is called after each case (the CLI's progress display).
+* Over another transport than HTTP (``RunOptions.transport``): a server target is reached through
+  one MCP client session for the whole run (``mcp_kit.McpBridge`` carries each case's requests as
+  tool calls), and its declared routes must be listed tools instead; a client target is served the
+  harness's server as a paid tool server (``mcp_kit.ClientFront``); a facilitator is refused. A case
+  that does not run over the transport (``carriers``) is reported skipped with its reason, unrun.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import random
 import time
 import traceback
@@ -29,7 +35,8 @@ from datetime import UTC, datetime
 import httpx
 
 from ..version import NAME, VERSION
-from .catalog import Case, CaseFailed, CaseSkipped
+from .carriers import FACILITATOR_HTTP, not_over
+from .catalog import DEFAULT_TRANSPORT, Case, CaseFailed, CaseSkipped
 from .context import ROUTE_KINDS, Endpoint
 from .harness import Harness, HarnessOptions
 from .kits import (
@@ -88,6 +95,10 @@ class RunOptions:
     # Trust features the target advertises (``trust.FEATURES``): erc8004, ap2, web-bot-auth. A
     # target's own ``trust`` attribute (the built-in trust targets) adds to it.
     trust: frozenset[str] = frozenset()
+    # What carries the harness's calls to the target (``catalog.TRANSPORTS``): over ``mcp`` a server
+    # target is an MCP tool server, each paid route a tool named by its path (``/protected`` ->
+    # ``protected``); the cases that do not run over it are reported skipped (``carriers``).
+    transport: str = DEFAULT_TRANSPORT
 
     def route(self, which: str) -> Endpoint | None:
         """The ``main``, ``second`` or ``failing`` paid route; None when the routes are declared and
@@ -177,6 +188,8 @@ def run(
     """Run ``cases`` of ``role`` against ``target``; returns the report. A started ``harness`` may be
     passed in (server and facilitator roles; it is left running), else one is started and stopped."""
     options = options or RunOptions()
+    if options.transport != DEFAULT_TRANSPORT and role == "facilitator":
+        raise TargetError(f"a facilitator is judged over HTTP only: {FACILITATOR_HTTP}")
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
     own = harness is None
@@ -190,6 +203,11 @@ def run(
             role, harness, options, payee=setup.payee, key_hex=setup.key_hex, trust_kit=setup.trust_kit
         )
         base_url = "" if role == "client" else target.start(env)
+        if role == "client" and options.transport == "mcp":
+            from .mcp_kit import ClientFront
+
+            setup.mcp_front = ClientFront(harness.hostile.app)
+            setup.mcp_front.start()
         try:
             if role == "server" and target.info.kind in ("url", "asgi"):
                 setup.payee = None  # a server configured by its owner: its own payTo is the payee
@@ -197,6 +215,8 @@ def run(
         finally:
             if role != "client":
                 target.stop()
+            if setup.mcp_front is not None:
+                setup.mcp_front.stop()
     finally:
         if own:
             harness.stop()
@@ -214,23 +234,44 @@ def run(
 async def _run_cases(role, target, cases, harness, options, setup, env, base_url) -> list[CaseResult]:
     results = []
     transport = None if role == "client" else target.transport()
+    over_mcp = options.transport == "mcp"
     # No keep-alive: a target that drops a connection after a crash (uvicorn after an unhandled
     # exception) must not turn the next case's first request into a transport error.
     limits = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        session = None
+        if over_mcp and role == "server":
+            from .mcp_kit import BRIDGE_BASE_URL, McpBridge, listed_tools
+
+            session = await stack.enter_async_context(_mcp_session(target))
+            tools = await listed_tools(session)
+            transport, base_url = McpBridge(session, tools), BRIDGE_BASE_URL
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits)
+        )
         signer = setup.trust_kit if WEB_BOT_AUTH in setup.trust else None
-        if role == "server":
+        if role == "server" and session is not None:
+            _check_tools(tools, options.declared_routes())
+        elif role == "server":
             await _check_routes(http, base_url, options.declared_routes(), signer)
         if role == "server" and setup.payee is None:
             setup.payee = await _payee_of(http, base_url, options.endpoints[0], harness, signer)
         for case in cases:
             evidence = Evidence()
+            reason = not_over(case, options.transport)
+            if reason is not None:
+                result = _result(case, "skipped", f"not over {options.transport}: {reason}", evidence, 0.0)
+                results.append(result)
+                if options.on_result is not None:
+                    options.on_result(result)
+                continue
             if role != "client" and not target.alive():
                 evidence.notes.append(
                     f"the target had stopped; restarted. Its last output:\n{target.log_tail()}"
                 )
                 await asyncio.to_thread(target.stop)
-                base_url = await asyncio.to_thread(target.start, env)
+                restarted = await asyncio.to_thread(target.start, env)
+                base_url = base_url if over_mcp else restarted
             ctx = context_for(
                 role,
                 case,
@@ -243,14 +284,44 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
                 evidence,
                 random.Random(f"{options.harness.seed}:{case.id}"),
             )
+            ctx.transport, ctx.mcp = options.transport, session
             result = await _run_one(case, ctx, options.case_timeout)
             harness.control.reset()
             if setup.hostile is not None:
                 setup.hostile.reset()
+            if setup.mcp_front is not None:
+                setup.mcp_front.reset()
             results.append(result)
             if options.on_result is not None:
                 options.on_result(result)
     return results
+
+
+@contextlib.asynccontextmanager
+async def _mcp_session(target):
+    """An MCP client session with ``target``; ``TargetError`` when it has no MCP side or cannot be
+    reached."""
+    opener = getattr(target, "mcp_session", None)
+    if opener is None:
+        raise TargetError(f"{target.info.name}: not an MCP target (give an MCP command, URL or builtin)")
+    try:
+        async with opener() as session:
+            yield session
+    except TargetError:
+        raise
+    except Exception as exc:  # the SDK's connection errors come in many types (and groups)
+        if isinstance(exc, CaseFailed | CaseSkipped):
+            raise
+        raise TargetError(f"MCP session with {target.info.name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_tools(listed, routes: list[Endpoint]) -> None:
+    """Every declared paid route's tool is ``listed`` by the MCP server; ``RouteError`` naming the others."""
+    from .mcp_kit import tool_name
+
+    missing = [tool_name(e.path) for e in routes if tool_name(e.path) not in listed]
+    if missing:
+        raise RouteError(f"tool(s) {', '.join(missing)} not listed by the MCP server: is it served?")
 
 
 def _run_sync(coroutine):
@@ -321,6 +392,10 @@ async def _run_one(case: Case, ctx, timeout: float) -> CaseResult:
     except Exception as exc:  # a harness fault or a target that broke mid-case: not a verdict
         outcome, message = "error", f"{type(exc).__name__}: {exc}"
         ctx.evidence.notes.append("".join(traceback.format_exception(exc, limit=-3)).strip()[-2000:])
+    return _result(case, outcome, message, ctx.evidence, time.perf_counter() - started)
+
+
+def _result(case: Case, outcome: Outcome, message: str, evidence: Evidence, duration: float) -> CaseResult:
     return CaseResult(
         id=case.id,
         role=case.role,
@@ -329,6 +404,6 @@ async def _run_one(case: Case, ctx, timeout: float) -> CaseResult:
         description=case.description,
         outcome=outcome,
         message=message,
-        evidence=ctx.evidence,
-        duration=round(time.perf_counter() - started, 3),
+        evidence=evidence,
+        duration=round(duration, 3),
     )

@@ -1,0 +1,180 @@
+"""Calibration of the catalog over MCP: the reference tool server passes every case that runs over MCP
+(the HTTP-only ones reported skipped with their reason), each MCP control fails its case, server
+controls written for HTTP still fail their transport-independent cases when carried over MCP, and
+the reference as a stdio command passes the MCP cases. In-memory MCP sessions, one harness per
+module, one subprocess."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conformance.calibration import role_controls
+from x402sim.conformance import catalog, controls, runner
+from x402sim.conformance import cli as conformance_cli
+from x402sim.conformance.carriers import HTTP_ONLY, not_over, transports_of
+from x402sim.conformance.config import load_config
+from x402sim.conformance.harness import Harness, HarnessOptions
+from x402sim.conformance.kits import harness_apps
+from x402sim.conformance.mcp_kit import (
+    McpService,
+    McpStdioCommand,
+    reference_tools,
+    sample_arguments,
+    tool_name,
+)
+from x402sim.conformance.targets import TargetError
+
+ROLE = "server"
+MCP_CASES = {c.id for c in catalog.select(ROLE, include=["server.mcp"], transport="mcp")}
+MCP_CLIENT_CASES = {c.id for c in catalog.select("client", include=["client.mcp"], transport="mcp")}
+# Server controls written for HTTP, each carried over MCP against the transport-independent cases it
+# kills: replay, the payee, the amount, a lost settlement answer.
+MCP_CONTROLS = [c for c in role_controls(ROLE, transport="mcp") if set(c.kills) <= MCP_CASES]
+HTTP_CONTROLS = (
+    "server.serves-replays",
+    "server.trusts-authorization-to",
+    "server.serves-on-lost-answer",
+)
+
+
+def options() -> runner.RunOptions:
+    return runner.RunOptions(transport="mcp", harness=HarnessOptions(facilitator_timeout=2.0))
+
+
+@pytest.fixture(scope="module")
+def harness():
+    started = Harness(options().harness)
+    started.start(extra_apps=harness_apps(ROLE, started))
+    yield started
+    started.stop()
+
+
+def test_the_reference_passes_every_case_that_runs_over_mcp(harness) -> None:
+    # the payment-identifier extension required, so that its declaration is judged too
+    target = McpService(lambda env: reference_tools({**env, "PAYMENT_IDENTIFIER": "required"}))
+    report = runner.run(ROLE, target, catalog.select(ROLE, transport="mcp"), options(), harness)
+    by_outcome: dict[str, set[str]] = {}
+    for result in report.results:
+        by_outcome.setdefault(result.outcome, set()).add(result.id)
+    http_only = {c.id for c in catalog.select(ROLE, transport="mcp") if not_over(c, "mcp")}
+    assert by_outcome.get("skipped", set()) == http_only
+    assert by_outcome["passed"] >= MCP_CASES
+    assert set(by_outcome) == {"passed", "skipped"}, [
+        f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome not in ("passed", "skipped")
+    ]
+    for result in report.results:
+        if result.outcome == "skipped":
+            assert result.message.startswith("not over mcp: HTTP only: ")
+    # the transport-independent groups are judged, not skipped
+    judged = {r.id.split(".")[1] for r in report.results if r.outcome == "passed"}
+    assert {"replay", "payment", "settle", "handshake", "permit2", "upto", "batch", "mcp"} <= judged
+
+
+@pytest.mark.parametrize("control", MCP_CONTROLS, ids=lambda c: c.name)
+def test_each_mcp_control_fails_its_case(control, harness) -> None:
+    cases = catalog.select(include=control.kills, transport="mcp")
+    report = runner.run(ROLE, control.build(), cases, options(), harness)
+    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    assert not survivors, survivors
+
+
+@pytest.mark.parametrize("name", HTTP_CONTROLS)
+def test_http_controls_carried_over_mcp_fail_their_cases(name, harness) -> None:
+    control = controls.load()[name]
+    over_mcp = [c for c in catalog.select(include=control.kills) if "mcp" in transports_of(c)]
+    assert over_mcp, f"{name} kills no case that runs over MCP"
+    target = McpService(control.build().build, name=name, kind="control")
+    report = runner.run(ROLE, target, over_mcp, options(), harness)
+    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    assert not survivors, survivors
+
+
+def test_every_mcp_must_case_has_an_mcp_control() -> None:
+    killed = {k for c in MCP_CONTROLS for k in c.kills}
+    must = {c.id for c in catalog.select(ROLE, include=["server.mcp"], levels=["MUST"], transport="mcp")}
+    assert must and must <= killed
+
+
+def test_the_reference_as_a_stdio_command_passes_the_mcp_cases(harness) -> None:
+    target = McpStdioCommand(f"{sys.executable} -m x402sim.conformance.mcp_reference", name="stdio reference")
+    cases = catalog.select(include=["server.mcp", "server.replay.after-settlement"], transport="mcp")
+    report = runner.run(ROLE, target, cases, options(), harness)
+    assert {r.outcome for r in report.results} == {"passed"}, [
+        f"{r.id}: {r.outcome} {r.message}" for r in report.results
+    ]
+
+
+def test_which_cases_run_over_which_transport() -> None:
+    everything = catalog.load().values()
+    # every HTTP-only pattern names some case; every case runs over HTTP but the MCP ones
+    for pattern in HTTP_ONLY:
+        assert any(
+            fnmatch.fnmatchcase(c.id, pattern) or c.id.startswith(pattern + ".") for c in everything
+        ), pattern
+    assert {c.id for c in everything if "http" not in transports_of(c)} == MCP_CASES | MCP_CLIENT_CASES
+    assert all(transports_of(c) == ("mcp",) for c in everything if c.id in MCP_CASES | MCP_CLIENT_CASES)
+    # an HTTP run leaves the MCP cases out; an MCP run keeps every case, reporting the HTTP-only skipped
+    assert not MCP_CASES & {c.id for c in catalog.select(ROLE)}
+    assert len(catalog.select(ROLE, transport="mcp")) == len(catalog.select(ROLE)) + len(MCP_CASES)
+    facilitator = [c for c in everything if c.role == "facilitator"]
+    assert all(not_over(c, "mcp") for c in facilitator)
+    assert not_over(catalog.CATALOG["server.replay.concurrent"], "mcp") is None
+    assert "HTTP only" in (not_over(catalog.CATALOG["server.routes.case-not-free"], "mcp") or "")
+
+
+def test_a_facilitator_is_not_run_over_mcp() -> None:
+    with pytest.raises(TargetError):
+        runner.run("facilitator", None, [], runner.RunOptions(transport="mcp"))
+
+
+def test_a_tool_is_named_by_its_path() -> None:
+    assert tool_name("/protected?charge=5") == "protected"
+    assert tool_name("/get_weather") == "get_weather"
+
+
+def test_the_bridge_fills_the_arguments_a_tool_requires() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "unit": {"enum": ["C", "F"]}},
+        "required": ["city", "days", "unit"],
+    }
+    assert sample_arguments(schema) == {"city": "x402sim", "days": 1, "unit": "C"}
+    assert sample_arguments({"type": "object"}) == {}
+
+
+def test_an_official_mcp_config_names_tools_and_its_transport(tmp_path) -> None:
+    config = tmp_path / "test.config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "name": "mcp-python",
+                "transport": "mcp",
+                "endpoints": [
+                    {"path": "get_weather", "method": "tool", "requiresPayment": True},
+                    {"path": "/health", "method": "GET", "health": True},
+                ],
+            }
+        )
+    )
+    loaded = load_config(config)
+    assert loaded.transport == "mcp"
+    assert [tool_name(e.path) for e in loaded.endpoints] == ["get_weather"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["server", "--transport", "a2a", "--builtin", "reference"], "unknown transport 'a2a'"),
+        (["facilitator", "--transport", "mcp", "--builtin", "reference"], "the facilitator API is HTTP"),
+        (["server", "--transport", "mcp", "--builtin", "reference-trust"], "expected reference"),
+    ],
+)
+def test_the_cli_refuses_a_transport_it_cannot_run(args, message) -> None:
+    result = CliRunner().invoke(conformance_cli.app, args)
+    assert result.exit_code == 2
+    assert message in result.output
