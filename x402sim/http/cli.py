@@ -561,6 +561,9 @@ def _pay_over(transport: str) -> Callable:
         return PAY_OVER[transport]
     except KeyError:
         raise fail(f"pay --{transport}: not available in this command line") from None
+# What ``pay --mcp`` runs: registered by the package of that carrier (``x402sim.transports.cli``),
+# which builds on this one; this module never imports it. Called as (target, tool, --args, options).
+PAY_CARRIERS: dict[str, Callable[[str, str | None, str | None, dict], None]] = {}
 
 
 def pay(
@@ -734,6 +737,20 @@ def pay(
     choose_by: Annotated[
         str, typer.Option("--choose-by", help="With --discover: cheapest, reputation, value or first.")
     ] = "cheapest",
+    mcp: Annotated[
+        str | None,
+        typer.Option(
+            "--mcp",
+            metavar="TARGET",
+            help="Call a paid MCP tool instead: TARGET is the MCP endpoint URL (streamable HTTP, e.g. "
+            "http://127.0.0.1:4023/mcp) or a command line serving MCP on stdio; the argument is the TOOL. "
+            "Prints one JSON line {result, payment_response}.",
+        ),
+    ] = None,
+    args: Annotated[
+        str | None,
+        typer.Option("--args", metavar="JSON", help="With --mcp: the tool's arguments, a JSON object."),
+    ] = None,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -799,11 +816,25 @@ def pay(
 
       RESOURCE_SERVER_URL=http://127.0.0.1:4021 ENDPOINT_PATH=/protected EVM_NETWORK=eip155:84532
       EVM_PRIVATE_KEY=0x... x402sim pay --from-env
+
+      x402sim pay --mcp http://127.0.0.1:4023/mcp weather --args '{"city": "Oslo"}' -v
     """
     from ..actors.client import SpendPolicy
 
     if a2a is not None or message is not None or skill is not None:
         _pay_a2a_checks(a2a, message, url, from_env, refund)
+    if mcp is not None:
+        carrier = PAY_CARRIERS.get("mcp")
+        if carrier is None:  # pragma: no cover - registered by the root command line
+            raise fail("--mcp: the MCP commands are not registered")
+        options = {
+            k: v for k, v in locals().items() if k not in ("mcp", "args", "url", "carrier", "SpendPolicy")
+        }
+        carrier(mcp, url, args, options)
+        return
+    if args is not None:
+        raise fail("--args needs --mcp TARGET (the tool's arguments)")
+
     if from_env:
         _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign)
         if approve_permit2:

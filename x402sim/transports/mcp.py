@@ -180,24 +180,12 @@ class PaidToolServer:
         app = streamable_http_app(self.server)
         inner = app.router.lifespan_context
 
-        async def rounds() -> None:
-            assert channel_work_every is not None  # started only then
-            while True:
-                await asyncio.sleep(channel_work_every)
-                try:
-                    work = await self.channel_work()
-                except Exception as exc:  # the loop must outlive one bad round
-                    print(f"channel work failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-                    continue
-                if work.claims or work.settlements or work.refunds or work.errors:
-                    print(f"channel work: {json.dumps(work.__dict__)}", file=sys.stderr, flush=True)
-
         @contextlib.asynccontextmanager
         async def lifespan(the_app) -> AsyncIterator[None]:
             async with inner(the_app):
                 worker = None
                 if channel_work_every is not None and self.role.channel_routes():
-                    worker = asyncio.create_task(rounds())
+                    worker = asyncio.create_task(self.channel_rounds(channel_work_every))
                 try:
                     yield
                 finally:
@@ -211,11 +199,32 @@ class PaidToolServer:
         app.router.lifespan_context = lifespan
         return app
 
-    async def run_stdio(self) -> None:
-        """Serve on this process's stdin and stdout until stdin closes."""
+    async def channel_rounds(self, every: float) -> None:
+        """``channel_work`` every ``every`` seconds, forever (cancel to stop); what a round did or
+        failed goes to stderr, and a failed round does not stop the next."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                work = await self.channel_work()
+            except Exception as exc:  # the loop must outlive one bad round
+                print(f"channel work failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                continue
+            if work.claims or work.settlements or work.refunds or work.errors:
+                print(f"channel work: {json.dumps(work.__dict__)}", file=sys.stderr, flush=True)
+
+    async def run_stdio(self, *, channel_work_every: float | None = None) -> None:
+        """Serve on this process's stdin and stdout until stdin closes (with ``channel_work_every``
+        seconds and batch-settlement tools, running ``channel_rounds`` meanwhile)."""
+        worker = None
+        if channel_work_every is not None and self.role.channel_routes():
+            worker = asyncio.create_task(self.channel_rounds(channel_work_every))
         try:
             await run_stdio(self.server)
         finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
             if isinstance(self.facilitator, FacilitatorClient):
                 await self.facilitator.aclose()
 
