@@ -250,7 +250,7 @@ class _ToolCallDriver(BaseDriver):
             ) from exc
         return response_of_result(result)
 
-    async def approve(self, effect: Approve) -> Approval:  # type: ignore[override]
+    async def approve(self, effect: Approve) -> Approval:
         return answer_with_approver(self.paying.role, effect, int(self.paying.clock()))
 
 

@@ -32,11 +32,11 @@ class _InProcessDriver(BaseDriver):
     async def send(self, effect: Send) -> HttpResponse:
         return response_of_result(await call_tool(self.session, call_of_request(effect.request)))
 
-    async def approve(self, effect: Approve) -> Approval:  # type: ignore[override]
+    async def approve(self, effect: Approve) -> Approval:
         return answer_with_approver(self.client, effect)
 
-    async def give_feedback(self, effect: GiveFeedback) -> bytes:  # type: ignore[override]
-        return self.testbed.give_feedback(self.client.key, effect)  # type: ignore[no-any-return]
+    async def give_feedback(self, effect: GiveFeedback) -> bytes:
+        return self.testbed.give_feedback(self.client.key, effect)
 
 
 def call_tool_in_process(

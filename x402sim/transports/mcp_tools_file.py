@@ -172,7 +172,7 @@ def parse_tools(data: object, where: str = "tools") -> ToolsConfig:
         if unknown:
             raise ToolsFileError(f"{here}: unknown key {unknown[0]!r}")
         name = entry.get("name")
-        if not valid_tool_name(name) or name in (".", ".."):
+        if not isinstance(name, str) or not valid_tool_name(name) or name in (".", ".."):
             raise ToolsFileError(
                 f"{here}: name: expected 1-128 of A-Z a-z 0-9 _ . - (not . or ..), got {name!r}"
             )
@@ -254,11 +254,8 @@ def forecast(arguments: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CITY_SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string", "description": "A city name"}},
-    "required": ["city"],
-}
+CITY = {"type": "string", "description": "A city name"}
+CITY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"city": CITY}, "required": ["city"]}
 DEMO_TOOLS = ("weather: 1000 atomic units", "forecast: 2500 atomic units", "echo: free")
 
 
@@ -280,10 +277,7 @@ def demo_tools() -> list[PaidTool]:
             description="A few days of weather in a city (demo)",
             input_schema={
                 **CITY_SCHEMA,
-                "properties": {
-                    **CITY_SCHEMA["properties"],
-                    "days": {"type": "integer", "minimum": 1, "maximum": 7},
-                },  # type: ignore[dict-item]
+                "properties": {"city": CITY, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
             },
             example={"city": "Oslo", "days": 3},
         ),
