@@ -42,7 +42,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 try:
     from mcp import ClientSession, types
@@ -52,6 +52,9 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the extra's absence is 
     from ..extras import missing
 
     raise missing("agents", "x402sim.transports.mcp") from exc
+
+if TYPE_CHECKING:
+    from mcp.server.fastmcp import FastMCP
 
 from ..actors.client import FetchResult, answer_with_approver
 from ..actors.driver import BaseDriver, arun
@@ -73,7 +76,7 @@ from .mcp_wire import call_tool, open_session, run_stdio, streamable_http_app, t
 
 __all__ = ["McpPayingClient", "PaidToolServer", "Target", "tool_declaration", "unknown_tool"]
 
-Target = str | Server | ClientSession
+Target = Union[str, Server, "FastMCP", ClientSession]
 
 
 def tool_declaration(tool: PaidTool) -> types.Tool:
@@ -297,7 +300,7 @@ class McpPayingClient(_PayingBase):
                 raise (exc.cause if exc.cause is not None else exc) from None
 
     def call_tool_sync(
-        self, target: str | Server, name: str, arguments: dict[str, Any] | None = None
+        self, target: Target, name: str, arguments: dict[str, Any] | None = None
     ) -> FetchResult:
         """``call_tool`` for code without an event loop (a session opened for this call)."""
         return asyncio.run(self.call_tool(target, name, arguments))
