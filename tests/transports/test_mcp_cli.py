@@ -5,6 +5,7 @@ the chain reports; and the command's refusals, each one clear line and a non-zer
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,10 +17,17 @@ from typer.testing import CliRunner
 
 from tests.http.conftest import closed_port_url, start_cli, stop_cli, token_balance
 from x402sim.cli import app
+from x402sim.transports import ToolCall, payment_required_of_result
 from x402sim.transports.mcp import McpPayingClient
 from x402sim.transports.mcp_tools_file import ToolsFileError, load_tools
+from x402sim.transports.mcp_wire import call_tool, open_session
 
 runner = CliRunner()
+
+
+async def _call_unpaid(url: str, name: str) -> dict:
+    async with open_session(url, timeout=10) as session:
+        return await call_tool(session, ToolCall(name, {"city": "Oslo"}))
 
 
 def _pay(*args: str):
@@ -37,6 +45,8 @@ def test_serve_mcp_then_pay_over_streamable_http_and_over_stdio():
             ("echo", None),
         ]
         start = token_balance(info, payer)
+        unpaid = asyncio.run(_call_unpaid(info["mcp_url"], "weather"))
+        assert payment_required_of_result(unpaid)["resource"]["url"] == info["mcp_url"]  # one endpoint
 
         done = _pay("--mcp", info["mcp_url"], "weather", "--args", '{"city": "Oslo"}', "--rpc-url", rpc)
 
