@@ -1,7 +1,7 @@
 """The ``x402sim`` command line: the root app, ``--version``, and the command groups of the packages.
 
 Job: assemble the commands; each package owns its own (``register(app)`` in ``x402sim.sim.cli``,
-``x402sim.demo_cli``, ``x402sim.http.cli``, ``x402sim.transports.cli``, ``x402sim.fuzz.cli``,
+``x402sim.demo_cli``, ``x402sim.http.cli``, ``x402sim.transports.mcp_cli``, ``x402sim.fuzz.cli``,
 ``x402sim.governance.cli``, ``x402sim.conformance.cli``).
 
 Rules: nothing but assembly here. Exit codes are the same for every command (``x402sim.cli_errors``):
@@ -26,7 +26,7 @@ from .governance.cli import register as register_governance
 from .http.cli import register as register_http
 from .sim.cli import register as register_sim
 from .transports.a2a_cli import register as register_a2a
-from .transports.cli import register as register_transports
+from .transports.mcp_cli import register as register_mcp
 from .version import NAME, VERSION
 
 app = typer.Typer(
@@ -66,7 +66,7 @@ register_sim(app)  # run first: simulating a scenario is where a new user starts
 register_demo(app)
 register_http(app)
 register_a2a(app)  # serve a2a, pay --a2a
-register_transports(app)  # after http: adds `serve mcp` and `pay --mcp`
+register_mcp(app)  # serve mcp, pay --mcp
 register_fuzz(app)
 register_governance(app)
 register_conformance(app)

@@ -51,9 +51,11 @@ def test_serve_mcp_then_pay_over_streamable_http_and_over_stdio():
         done = _pay("--mcp", info["mcp_url"], "weather", "--args", '{"city": "Oslo"}', "--rpc-url", rpc)
 
         assert done.exit_code == 0, done.output
-        answer = json.loads(done.stdout.splitlines()[0])
-        assert answer["result"]["structuredContent"] == {"city": "Oslo", "temperature_c": 4, "sky": "snow"}
-        assert answer["payment_response"]["success"] and answer["payment_response"]["payer"] == payer
+        result = json.loads(done.stdout)  # the tool's result; the settlement is on stderr
+        assert result["structuredContent"] == {"city": "Oslo", "temperature_c": 4, "sky": "snow"}
+        (line,) = [x for x in done.stderr.splitlines() if x.startswith("settlement: ")]
+        settlement = json.loads(line.removeprefix("settlement: "))
+        assert settlement["success"] and settlement["payer"] == payer
         assert token_balance(info, info["payee"]) == 1000
         assert token_balance(info, payer) == start - 1000
 
@@ -83,7 +85,7 @@ def test_serve_mcp_then_pay_over_streamable_http_and_over_stdio():
         (["--mcp", "http://127.0.0.1:9/mcp", "weather", "--args", "{bad"], "--args: not JSON"),
         (["--mcp", "http://127.0.0.1:9/mcp", "weather", "--args", "[1]"], "--args: expected a JSON object"),
         (["--mcp", "http://127.0.0.1:9/mcp", "a/b"], "not an MCP tool name"),
-        (["--mcp", "http://127.0.0.1:9/mcp", "weather", "-X", "POST"], "--method is for HTTP requests"),
+        (["--mcp", "http://127.0.0.1:9/mcp", "weather", "-d", "x"], "--data is not for a tool call"),
         (["http://127.0.0.1:9/x", "--args", "{}"], "--args needs --mcp"),
         (["--mcp", "http://example.com/mcp", "weather"], "--mcp"),
     ],

@@ -11,7 +11,7 @@ the request the roles read and back; ``mcp_wire`` moves calls over MCP. This mod
   (``mcp_wire.tool_server``); ``http_app()`` serves it over streamable HTTP, ``run_stdio()`` on
   stdin/stdout, and ``channel_work(now)`` is one round of the role's batch-settlement cadence
   (``http_app(channel_work_every=...)`` runs it on the app's loop, as the HTTP server does).
-* ``McpPayingClient`` is the HTTP paying client's set-up (``x402sim.http.client._PayingBase``: the
+* ``McpPayingClient`` is the HTTP paying client's set-up (``x402sim.http.client.PayingBase``: the
   same keyword arguments, governor, trust settings, chain, channels) with ``call_tool(target, name,
   arguments)``: the client role's ``fetch`` of ``POST /<name>`` carried as a tool call, so a
   payment-required result is paid once and the result comes back as a ``FetchResult`` whose
@@ -61,7 +61,7 @@ from ..actors.driver import BaseDriver, arun
 from ..actors.messages import Approval, Approve, HttpRequest, HttpResponse, Send, Unreachable
 from ..actors.server import ResourceServer
 from ..actors.server_channels import ChannelWork
-from ..http.client import DEFAULT_TIMEOUT, FacilitatorClient, _PayingBase
+from ..http.client import DEFAULT_TIMEOUT, FacilitatorClient, PayingBase
 from ..http.server_app import ServerDriver
 from .mcp_carry import (
     ToolCall,
@@ -257,7 +257,7 @@ class _ToolCallDriver(BaseDriver):
         return answer_with_approver(self.paying.role, effect, int(self.paying.clock()))
 
 
-class McpPayingClient(_PayingBase):
+class McpPayingClient(PayingBase):
     """A paying MCP client: ``await call_tool(target, name, arguments)`` pays a payment-required
     result once. ``target``: an open ``ClientSession``, an MCP ``Server`` (in memory), an
     ``http(s)://`` URL (streamable HTTP) or a command line (stdio, ``env`` its environment).

@@ -1,8 +1,8 @@
 """``x402sim serve mcp``: a paid tool server as a local service, beside the chain and the facilitator.
 
 * ``serve_mcp_all`` starts the chain's JSON-RPC, the reference facilitator (settling on the embedded
-  chain directly, as ``x402sim.http.serve.serve_all`` does) and the tool server over streamable HTTP
-  at ``<url>/mcp``, on one event loop. The tools' 402s name that endpoint URL.
+  chain directly: ``x402sim.http.serve.local_stack``, as ``serve_all`` does) and the tool server
+  over streamable HTTP at ``<url>/mcp``, on one event loop. The tools' 402s name that endpoint URL.
 * ``serve_mcp_http`` starts only the tool server, settling through a facilitator at a URL.
 * ``stdio_tool_server`` builds the tool server for stdin/stdout (``--stdio``): the 402s name
   ``mcp://tool/<name>``; the caller runs ``PaidToolServer.run_stdio``.
@@ -14,29 +14,18 @@ function returns an ``x402sim.http.serve.Running`` whose ``info`` the CLI prints
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..actors.facilitator import Facilitator
-from ..evm.eip712 import address_of_key
-from ..http.chain_clock import ChainClock
 from ..http.client import DEFAULT_TIMEOUT
-from ..http.facilitator_app import facilitator_app
 from ..http.runner import LOOPBACK, Services
 from ..http.serve import (
     DEFAULT_CHANNEL_WORK_EVERY,
     ChainSetup,
     Running,
-    _agent_facts,
-    _chain_info,
-    _new_chain,
-    _rpc_app,
     fetch_supported,
-    origin_of,
-    register_accounts,
+    local_stack,
     resource_server,
-    sponsoring_extensions,
 )
 from .mcp import PaidToolServer
 from .mcp_carry import TOOL_BASE_URL
@@ -90,42 +79,32 @@ def serve_mcp_all(
 ) -> Running:
     """Chain RPC, facilitator and the tool server (``tools``, else the demo tools) on one loop."""
     ports = {**DEFAULT_PORTS, **(ports or {})}
-    offered = sponsoring_extensions(sponsoring)
-    chain, accounts = _new_chain(setup)
-    facilitator_key = chain.new_key()
-    payee = address_of_key(chain.new_key())
-    chain.fund(address_of_key(facilitator_key), eth=setup.eth)
-    facilitator = Facilitator(chain, facilitator_key, sponsoring=offered)
-    clock = ChainClock(chain, time.time)
     services = Services(host, allow_public=allow_public)
-    files: dict = {}
-    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, clock, files), ports["chain"])
-    register_accounts(chain, accounts, origin_of(rpc_url), files)
-    facilitator_url = services.add(
-        "facilitator",
-        facilitator_app(facilitator, chain_clock=clock, automine=setup.block_time is None),
-        ports["facilitator"],
-    )
+    stack = local_stack(setup, services, ports, sponsoring=sponsoring)
+    chain, facilitator = stack.chain, stack.facilitator
     listed, config = _tools(tools)
     config.network = config.network or chain.network
     config.asset = config.asset or chain.usdc
     config.asset_name = config.asset_name or chain.token_name
     config.asset_version = config.asset_version or chain.token_version
-    config.pay_to = config.pay_to or payee
+    config.pay_to = config.pay_to or stack.payee
     role, client = resource_server(
-        config, facilitator_url, role_class=ToolSellingServer, switches={"supported": facilitator.supported()}
+        config,
+        stack.facilitator_url,
+        role_class=ToolSellingServer,
+        switches={"supported": facilitator.supported()},
     )
     server = PaidToolServer(role, listed, client)
     base = services.add("mcp", server.http_app(channel_work_every=channel_work_every), ports["mcp"])
     role.base_url = mcp_url = base + MCP_PATH
     services.start()
     info = {
-        "rpc_url": rpc_url,
-        "facilitator_url": facilitator_url,
+        "rpc_url": stack.rpc_url,
+        "facilitator_url": stack.facilitator_url,
         "mcp_url": mcp_url,
-        **_chain_info(chain, accounts, setup),
-        **_agent_facts(rpc_url),
+        **stack.facts,
         "facilitator_address": facilitator.address,
+        "sponsoring": facilitator.supported().extensions,
         **_facts(role, listed),
     }
     return Running(services, info)

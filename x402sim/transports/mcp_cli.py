@@ -1,13 +1,12 @@
-"""The MCP commands: ``x402sim serve mcp`` (paid tools over streamable HTTP or stdio) and what
-``x402sim pay --mcp TARGET TOOL --args JSON`` does.
+"""The MCP commands: ``x402sim serve mcp`` (paid tools over streamable HTTP or stdio) and the sending
+half of ``x402sim pay --mcp TARGET TOOL --args JSON``.
 
-Job: options and wiring only. ``serve mcp`` is added to the ``serve`` group of ``x402sim.http.cli``;
-``pay`` stays that module's command, and its ``--mcp`` branch is registered here
-(``http.cli.PAY_CARRIERS``) because ``x402sim.transports`` builds on ``x402sim.http`` and not the other
-way round. Both reuse the HTTP commands' option checks, payer, governance and exit codes (0 a
-result, 1 an error result or a refused payment, 2 bad input or a target that cannot be reached, 3 a
-payment denied by ``--policy``). The MCP SDK is imported inside the commands, so the commands
-register on a core install and say which extra to install when it is missing.
+Job: options and wiring only. ``serve mcp`` is added to the ``serve`` group of ``x402sim.http.cli``,
+with that group's option checks and service runner. ``pay`` stays that module's command (its
+options, the payer, the output, the exit codes); ``pay_mcp`` is how it sends a tool call, registered
+in ``x402sim.http.cli.PAY_OVER`` because ``x402sim.transports`` builds on ``x402sim.http`` and not
+the other way round (as ``a2a_cli`` does for ``pay --a2a``). The MCP SDK is imported inside the
+commands, so they register on a core install and say which extra to install when it is missing.
 """
 
 from __future__ import annotations
@@ -19,15 +18,15 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ..cli_errors import err, fail, fail_with, needs_extra, say
+from ..cli_errors import fail, fail_with, needs_extra, say
 from ..governance.cli import audit_lock
 from ..http import cli as http_cli
 
-__all__ = ["pay_tool", "register", "serve_mcp_cmd"]
+__all__ = ["pay_mcp", "register", "serve_mcp_cmd"]
 
 
 def _tools_file(path: Path | None):
@@ -118,11 +117,11 @@ def serve_mcp_cmd(
         from .mcp_serve import serve_mcp_all, serve_mcp_http
         from .mcp_tools_file import ToolsConfig
     if facilitator_url is None:
-        public = http_cli._host_ok(host)
-        offered = http_cli._sponsoring(sponsor)
-        setup = http_cli._setup(accounts, usdc, seed, block_time, network.value)
+        public = http_cli.host_ok(host)
+        offered = http_cli.sponsoring_option(sponsor)
+        setup = http_cli.chain_setup(accounts, usdc, seed, block_time, network.value)
         ports = {"chain": chain_port, "facilitator": facilitator_port, "mcp": port}
-        http_cli._run_until_signalled(
+        http_cli.run_until_signalled(
             lambda: serve_mcp_all(
                 setup,
                 tools=config,
@@ -134,14 +133,14 @@ def serve_mcp_cmd(
             )
         )
         return
-    http_cli._urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url})
+    http_cli.urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url})
     config = _with_token(config, rpc_url)
     if stdio:
         _serve_stdio(config, facilitator_url, facilitator_timeout, channel_work_every)
         return
-    public = http_cli._host_ok(host)
+    public = http_cli.host_ok(host)
     assert isinstance(config, ToolsConfig)
-    http_cli._run_until_signalled(
+    http_cli.run_until_signalled(
         lambda: serve_mcp_http(
             config,
             facilitator_url,
@@ -212,29 +211,6 @@ def _serve_stdio(config, facilitator_url: str, facilitator_timeout: float, chann
 
 # -- pay --mcp ------------------------------------------------------------------------------------
 
-HTTP_ONLY = {
-    "method": ("--method", "GET"),
-    "data": ("--data", None),
-    "header": ("--header", None),
-    "from_env": ("--from-env", False),
-    "sign": ("--sign", None),
-    "signature_agent": ("--signature-agent", None),
-    "refund": ("--refund", False),
-    "refund_amount": ("--refund-amount", None),
-}
-
-
-def _arguments(text: str | None) -> dict[str, Any]:
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(f"--args: not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise fail(f"--args: expected a JSON object of the tool's arguments, got {type(value).__name__}")
-    return value
-
 
 def _problem(exc: BaseException) -> str:
     """One line for an error met reaching a target (the SDK's transports raise exception groups)."""
@@ -243,94 +219,38 @@ def _problem(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def pay_tool(target: str, tool: str | None, arguments: str | None, options: dict[str, Any]) -> None:
-    """``pay --mcp TARGET TOOL --args JSON``: call TOOL at TARGET (a URL or a stdio command line),
-    paying a payment-required result once; one JSON line on stdout {result, payment_response}."""
-    from ..actors.client import SpendPolicy
-
-    for name, (option, default) in HTTP_ONLY.items():
-        if options.get(name) not in (default, None, [], False):
-            raise fail(f"{option} is for HTTP requests; drop it with --mcp")
-    if tool is None:
-        raise fail("missing argument TOOL: pay --mcp TARGET TOOL --args JSON")
-    from .mcp_carry import valid_tool_name
-
-    if not valid_tool_name(tool):
-        raise fail(f"TOOL {tool!r}: not an MCP tool name (1-128 of A-Z a-z 0-9 _ . -)")
-    args = _arguments(arguments)
-    if not target.strip():
-        raise fail("--mcp: give a URL (http://127.0.0.1:4023/mcp) or a command line (stdio)")
-    if target.startswith(("http://", "https://")):
-        http_cli._urls_ok(options["allow_remote"], {"--mcp": target})
-    governance = http_cli._load_governance(
-        options["policy_file"], options["policy_name"], options["agent"], options["audit"], options["approve"]
-    )
-    rpc_url, key = options["rpc_url"], options["key"]
-    if key is None and rpc_url is None:
-        rpc_url = http_cli.DEFAULT_RPC_URL
-    http_cli._urls_ok(options["allow_remote"], {"--rpc-url": rpc_url})
-    if options["approve_permit2"] and rpc_url is None:
-        raise fail("--approve-permit2 needs --rpc-url (the chain to send the approval to)")
-    networks, key, clock = http_cli._payer(rpc_url, key, options["network"])
-    key_bytes = http_cli._parse_key(key)
+def pay_mcp(key: bytes, client_options: dict, governance, audit: Path | None, approve: bool, asked):
+    """``pay --mcp``: ``asked`` (target, tool, arguments) called by an ``McpPayingClient`` under a
+    governor when ``governance`` is set; the result and the governor (or None). A stdio target is a
+    command the user gave: it runs with this shell's environment. The settlement goes to stderr."""
+    target, tool, arguments = asked
     with needs_extra("x402sim pay --mcp", "agents"):
         from .mcp import McpPayingClient, is_unknown_tool
-    with (
-        http_cli._chain_reads(rpc_url) as chain,
-        http_cli._channel_store(options["channel_state"]) as store,
-    ):
-        if options["approve_permit2"]:
-            http_cli._approve_permit2(chain, key_bytes)
-        governor = None
-        with contextlib.ExitStack() as stack:
-            if governance is not None:
-                stack.enter_context(audit_lock(options["audit"]))
-                governor = http_cli._open_governor(
-                    governance, options["audit"], http_cli._approver(options["approve"])
-                )
-                stack.callback(governor.close)
-            client = McpPayingClient(
-                key_bytes,
-                env=dict(os.environ),  # a stdio target runs as a command of this shell would
-                networks=networks,
-                policy=SpendPolicy(max_price=options["max_price"]),
-                clock=clock,
-                agent=options["agent"],
-                governor=governor,
-                chain=chain,
-                channel_store=store,
-                deposit_policy=http_cli._deposit_policy(options["deposit"], options["top_up_below"]),
-            )
-            try:
-                result = client.call_tool_sync(target, tool, args)
-            except Exception as exc:  # the SDK's transports: connection, process, JSON-RPC errors
-                raise fail(f"--mcp {target}: tool {tool!r}: {_problem(exc)}") from None
-        if is_unknown_tool(result):
-            raise fail(f"--mcp {target}: the server has no tool {tool!r}")
-        if options["verbose"]:
-            http_cli._show_payment(result)
-            if governor is not None:
-                http_cli._show_governance(result, governor, options["audit"])
-        http_cli._show_charge(result)
-        http_cli._show_channel(result, store)
-    settlement = result.settlement.to_wire() if result.settlement is not None else None
-    try:
-        shown = result.json()
-    except ValueError:
-        shown = result.body.decode("utf-8", "replace")
-    print(json.dumps({"result": shown, "payment_response": settlement}), flush=True)
-    if settlement is not None:
-        say(f"settlement: {json.dumps(settlement)}")
-    if (
-        result.status >= 400
-        and result.refused is None
-        and not (result.decision and not result.decision.allowed)
-    ):
-        err.print("tool error: nothing was settled" if not result.paid else "tool error")
-    http_cli._exit_for_result(result, options["approve"])
+        from .mcp_carry import valid_tool_name
+    if not valid_tool_name(tool):
+        raise fail(f"TOOL {tool!r}: not an MCP tool name (1-128 of A-Z a-z 0-9 _ . -)")
+    governor = None
+    with contextlib.ExitStack() as stack:
+        if governance is not None:
+            stack.enter_context(audit_lock(audit))
+            governor = http_cli.open_governor(governance, audit, http_cli.approver(approve))
+            stack.callback(governor.close)
+        client = McpPayingClient(key, governor=governor, env=dict(os.environ), **client_options)
+        try:
+            result = client.call_tool_sync(target, tool, arguments)
+        except Exception as exc:  # the SDK's transports: connection, process and JSON-RPC errors
+            raise fail(f"--mcp {target}: tool {tool!r}: {_problem(exc)}") from None
+    if is_unknown_tool(result):
+        raise fail(f"--mcp {target}: the server has no tool {tool!r}")
+    if result.settlement is not None:
+        say(f"settlement: {json.dumps(result.settlement.to_wire())}")
+    elif result.payment is not None and result.status >= 400:
+        say("tool error: nothing was settled")
+    return result, governor
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``serve mcp`` and ``pay --mcp`` to the HTTP commands (registered first)."""
+    """Add ``serve mcp`` to the ``serve`` group and the MCP sender to ``pay`` (after
+    ``x402sim.http.cli.register``)."""
     http_cli.serve_app.command("mcp")(serve_mcp_cmd)
-    http_cli.PAY_CARRIERS["mcp"] = pay_tool
+    http_cli.PAY_OVER["mcp"] = pay_mcp
