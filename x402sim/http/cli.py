@@ -743,7 +743,7 @@ def pay(
             metavar="TARGET",
             help="Call a paid MCP tool instead: TARGET is the MCP endpoint URL (streamable HTTP, e.g. "
             "http://127.0.0.1:4023/mcp) or a command line serving MCP on stdio; the argument is the TOOL. "
-            "Prints one JSON line {result, payment_response}.",
+            "Prints the tool's result (JSON); the settlement goes to stderr.",
         ),
     ] = None,
     args: Annotated[
