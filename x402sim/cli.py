@@ -1,8 +1,8 @@
 """The ``x402sim`` command line: the root app, ``--version``, and the command groups of the packages.
 
 Job: assemble the commands; each package owns its own (``register(app)`` in ``x402sim.sim.cli``,
-``x402sim.demo_cli``, ``x402sim.http.cli``, ``x402sim.fuzz.cli``, ``x402sim.governance.cli``,
-``x402sim.conformance.cli``).
+``x402sim.demo_cli``, ``x402sim.http.cli``, ``x402sim.transports.mcp_cli``, ``x402sim.fuzz.cli``,
+``x402sim.governance.cli``, ``x402sim.conformance.cli``).
 
 Rules: nothing but assembly here. Exit codes are the same for every command (``x402sim.cli_errors``):
 0 success, 1 the command's verdict is a failure (a broken invariant, a failed case, an HTTP error), 2 bad
@@ -26,6 +26,7 @@ from .governance.cli import register as register_governance
 from .http.cli import register as register_http
 from .sim.cli import register as register_sim
 from .transports.a2a_cli import register as register_a2a
+from .transports.mcp_cli import register as register_mcp
 from .version import NAME, VERSION
 
 app = typer.Typer(
@@ -65,6 +66,7 @@ register_sim(app)  # run first: simulating a scenario is where a new user starts
 register_demo(app)
 register_http(app)
 register_a2a(app)  # serve a2a, pay --a2a
+register_mcp(app)  # serve mcp, pay --mcp
 register_fuzz(app)
 register_governance(app)
 register_conformance(app)

@@ -35,6 +35,7 @@ PAGES: dict[str, str] = {
     "serve facilitator": "how-to/serve-and-pay.md#run-only-the-parts-you-need",
     "serve server": "how-to/serve-and-pay.md#sell-your-own-routes",
     "serve a2a": "how-to/pay-an-agent-over-a2a.md",
+    "serve mcp": "how-to/pay-for-mcp-tools.md#serve-paid-tools",
     "audit": "how-to/govern-spend.md#govern-x402sim-pay-on-the-command-line",
     "audit verify": "how-to/govern-spend.md#govern-x402sim-pay-on-the-command-line",
     "audit summary": "how-to/govern-spend.md#govern-x402sim-pay-on-the-command-line",

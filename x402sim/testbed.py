@@ -130,6 +130,13 @@ class TestClient(DrivesClient):
         request = HttpRequest("GET", path)
         return run(self.role.refund(request, self._tb.now, amount), self._tb.driver(server, self.role))
 
+    def call_tool(self, mcp_server, name: str, arguments: Mapping | None = None) -> FetchResult:
+        """Call tool ``name`` of ``mcp_server`` (from ``Testbed.mcp_server``) over an in-memory MCP
+        session, paying a payment-required result once (needs ``x402sim[agents]``)."""
+        from .transports.mcp_testbed import call_tool_in_process
+
+        return call_tool_in_process(self._tb, self.role, mcp_server, name, dict(arguments or {}))
+
     def send_message(self, agent, text: str, *, skill: str | None = None) -> FetchResult:
         """Send ``text`` to the in-process A2A ``agent`` (``Testbed.a2a_agent``) for ``skill``
         (default: its first), paying once when its task asks for payment; the body is the final task."""
@@ -358,6 +365,33 @@ class Testbed:
     def perform(self, server: TestServer, effect: Effect):
         """Answer one effect of an exchange with ``server``, in process."""
         return dispatch(self.driver(server), effect)
+
+    # -- MCP tools, in process ---------------------------------------------------------------------
+
+    def mcp_server(
+        self,
+        tools: Iterable,
+        *,
+        pay_to: str | None = None,
+        name: str = "x402sim-tools",
+        **fields,
+    ):
+        """A paid MCP tool server (``x402sim.transports.mcp.PaidToolServer``) selling ``tools``
+        (``PaidTool`` s) for the token, settled by the testbed's facilitator at its clock; its
+        ``role``, MCP ``server`` and ``pay_to`` are what a test reads. ``fields`` go to the role
+        (``upfront``, ``payment_identifier``, ``identity``...). Needs ``x402sim[agents]``."""
+        from .transports.mcp import PaidToolServer
+        from .transports.mcp_tools import ToolSellingServer, tool_routes
+
+        tools = list(tools)
+        role = ToolSellingServer.with_prices(
+            tool_routes(tools),
+            chain=self.chain,
+            pay_to=pay_to or self.account().address,
+            supported=self.facilitator.role.supported(),
+            **fields,
+        )
+        return PaidToolServer(role, tools, self.facilitator, name=name, clock=lambda: self.now)
 
     # -- A2A ---------------------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ FromEnvOpt = Annotated[
 ]
 
 
-def _urls_ok(allow_remote: bool, urls: dict[str, str | None]) -> None:
+def urls_ok(allow_remote: bool, urls: dict[str, str | None]) -> None:
     """Refuse, with one message, any URL (by its option name) that leaves this machine, unless
     --allow-remote."""
     from .runner import ServiceError, check_loopback_url
@@ -113,7 +113,7 @@ def _urls_ok(allow_remote: bool, urls: dict[str, str | None]) -> None:
                 raise fail_with(exc) from None
 
 
-def _host_ok(host: str) -> bool:
+def host_ok(host: str) -> bool:
     from .runner import is_loopback
 
     if not is_loopback(host):
@@ -122,7 +122,7 @@ def _host_ok(host: str) -> bool:
     return False
 
 
-def _run_until_signalled(start, *, ready: str | None = None) -> None:
+def run_until_signalled(start, *, ready: str | None = None) -> None:
     """Start services, print their JSON line, wait for Ctrl-C, SIGTERM or a POST /close (of services
     started with control), stop cleanly. With ``ready`` (``"Server listening on"``), stdout gets only
     that line and the service's URL, and the JSON line goes to stderr."""
@@ -153,7 +153,7 @@ def _run_until_signalled(start, *, ready: str | None = None) -> None:
         err.print("stopped")
 
 
-def _setup(accounts: int, usdc: int, seed: int, block_time: float | None, network: str):
+def chain_setup(accounts: int, usdc: int, seed: int, block_time: float | None, network: str):
     from .serve import ChainSetup
 
     return ChainSetup(accounts=accounts, usdc=usdc * UNIT, seed=seed, block_time=block_time, network=network)
@@ -168,14 +168,14 @@ def _from_env(read, allow_remote: bool, urls: tuple[str, ...]):
     from ..errors import ChainError
     from .serve import EnvError
 
-    _urls_ok(allow_remote, {name: os.environ.get(name, "").strip() or None for name in urls})
+    urls_ok(allow_remote, {name: os.environ.get(name, "").strip() or None for name in urls})
     try:
         return read(os.environ)
     except (EnvError, ChainError) as exc:
         raise fail_with(exc) from None
 
 
-def _sponsoring(sponsor: list[str] | None) -> frozenset[str]:
+def sponsoring_option(sponsor: list[str] | None) -> frozenset[str]:
     """The ``--sponsor`` extensions; exit 2 naming an unknown one."""
     from .serve import sponsoring_extensions
 
@@ -185,7 +185,7 @@ def _sponsoring(sponsor: list[str] | None) -> frozenset[str]:
         raise fail(f"--sponsor: {exc}") from None
 
 
-def _routes(path: Path | None):
+def routes_option(path: Path | None):
     from .routes_file import RoutesFileError, load_routes
 
     if path is None:
@@ -234,16 +234,16 @@ def serve(
         return
     from .serve import serve_all
 
-    public = _host_ok(host)
+    public = host_ok(host)
     ports = {"chain": chain_port, "facilitator": facilitator_port, "server": server_port}
     if port is not None:
         ports = dict.fromkeys(ports, port)
         if port != 0:
             raise fail("--port other than 0 would give the three services one port; use --chain-port etc.")
-    config = _routes(routes)
-    offered = _sponsoring(sponsor)
-    setup = _setup(accounts, usdc, seed, block_time, network.value)
-    _run_until_signalled(
+    config = routes_option(routes)
+    offered = sponsoring_option(sponsor)
+    setup = chain_setup(accounts, usdc, seed, block_time, network.value)
+    run_until_signalled(
         lambda: serve_all(
             setup, routes=config, host=host, ports=ports, allow_public=public, sponsoring=offered
         )
@@ -266,9 +266,9 @@ def serve_chain_cmd(
     """
     from .serve import serve_chain
 
-    public = _host_ok(host)
-    setup = _setup(accounts, usdc, seed, block_time, network.value)
-    _run_until_signalled(lambda: serve_chain(setup, host=host, port=port, allow_public=public))
+    public = host_ok(host)
+    setup = chain_setup(accounts, usdc, seed, block_time, network.value)
+    run_until_signalled(lambda: serve_chain(setup, host=host, port=port, allow_public=public))
 
 
 @serve_app.command("facilitator")
@@ -305,21 +305,21 @@ def serve_facilitator_cmd(
     """
     from .serve import facilitator_env, serve_facilitator, serve_facilitator_env
 
-    offered = _sponsoring(sponsor)
+    offered = sponsoring_option(sponsor)
     if from_env:
         env = _from_env(facilitator_env, allow_remote, ("EVM_RPC_URL",))
-        public = _host_ok(host)
-        _run_until_signalled(
+        public = host_ok(host)
+        run_until_signalled(
             lambda: serve_facilitator_env(
                 env, host=host, allow_public=public, settle_timeout=settle_timeout, sponsoring=offered
             ),
             ready="Facilitator listening on",
         )
         return
-    _urls_ok(allow_remote, {"--rpc-url": rpc_url})
-    public = _host_ok(host)
+    urls_ok(allow_remote, {"--rpc-url": rpc_url})
+    public = host_ok(host)
     key_bytes = _parse_key(key) if key else None
-    _run_until_signalled(
+    run_until_signalled(
         lambda: serve_facilitator(
             rpc_url,
             key=key_bytes,
@@ -478,8 +478,8 @@ def serve_server_cmd(
         if crawl_policy or sign_responses:
             raise fail("--from-env serves the e2e contract; drop --crawl-policy and --sign-responses")
         env = _from_env(server_env, allow_remote, ("FACILITATOR_URL", "EVM_RPC_URL"))
-        public = _host_ok(host)
-        _run_until_signalled(
+        public = host_ok(host)
+        run_until_signalled(
             lambda: serve_server_env(
                 env, host=host, allow_public=public, facilitator_timeout=facilitator_timeout
             ),
@@ -490,15 +490,15 @@ def serve_server_cmd(
         if value is None:
             raise fail(f"missing option {option} (or use --from-env)")
     assert facilitator_url is not None  # checked just above
-    _urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
-    public = _host_ok(host)
-    config = _mechanisms(_routes(routes), scheme, transfer_method, charge)
+    urls_ok(allow_remote, {"--facilitator-url": facilitator_url, "--rpc-url": rpc_url, "--origin": origin})
+    public = host_ok(host)
+    config = _mechanisms(routes_option(routes), scheme, transfer_method, charge)
     if rpc_url:
         try:
             _fill_from_chain(config, rpc_url)
         except ChainError as exc:
             raise fail_with(exc) from None
-    _run_until_signalled(
+    run_until_signalled(
         lambda: serve_server(
             config,
             facilitator_url,
@@ -551,8 +551,10 @@ def _parse_key(key: str) -> bytes:
 
 # -- pay ------------------------------------------------------------------------------------------
 
-# How ``pay --<transport>`` sends, by transport: filled by the transports' command modules when the
-# root command line registers them (x402sim.transports imports this package, never the reverse).
+# How ``pay --<transport>`` sends, by transport (``a2a``, ``mcp``): filled by the transports' command
+# modules when the root command line registers them (x402sim.transports imports this package, never
+# the reverse). A sender takes (key, client options, governance, audit, approve, what was asked) and
+# returns the result and the governor (or None).
 PAY_OVER: dict[str, Callable] = {}
 
 
@@ -734,6 +736,20 @@ def pay(
     choose_by: Annotated[
         str, typer.Option("--choose-by", help="With --discover: cheapest, reputation, value or first.")
     ] = "cheapest",
+    mcp: Annotated[
+        str | None,
+        typer.Option(
+            "--mcp",
+            metavar="TARGET",
+            help="Call a paid MCP tool instead: TARGET is the MCP endpoint URL (streamable HTTP, e.g. "
+            "http://127.0.0.1:4023/mcp) or a command line serving MCP on stdio; the argument is the TOOL. "
+            "Prints the tool's result (JSON); the settlement goes to stderr.",
+        ),
+    ] = None,
+    args: Annotated[
+        str | None,
+        typer.Option("--args", metavar="JSON", help="With --mcp: the tool's arguments, a JSON object."),
+    ] = None,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
 
@@ -799,11 +815,18 @@ def pay(
 
       RESOURCE_SERVER_URL=http://127.0.0.1:4021 ENDPOINT_PATH=/protected EVM_NETWORK=eip155:84532
       EVM_PRIVATE_KEY=0x... x402sim pay --from-env
+
+      x402sim pay --mcp http://127.0.0.1:4023/mcp weather --args '{"city": "Oslo"}' -v
     """
     from ..actors.client import SpendPolicy
 
     if a2a is not None or message is not None or skill is not None:
         _pay_a2a_checks(a2a, message, url, from_env, refund)
+    arguments = None
+    if mcp is not None or args is not None:
+        given = locals()
+        arguments = _pay_mcp_checks(mcp, url, args, [o for k, o in HTTP_ONLY.items() if given[k]])
+
     if from_env:
         _check_from_env_options(url, key, rpc_url, network, max_price, policy_file, sign)
         if approve_permit2:
@@ -820,7 +843,8 @@ def pay(
     governance = _load_governance(policy_file, policy_name, agent, audit, approve)
     if key is None and rpc_url is None and not from_env:
         rpc_url = DEFAULT_RPC_URL
-    _urls_ok(allow_remote, {"URL": url, "--a2a": a2a, "--rpc-url": rpc_url})
+    mcp_url = mcp if mcp is not None and mcp.startswith(("http://", "https://")) else None
+    urls_ok(allow_remote, {"URL": None if mcp else url, "--a2a": a2a, "--mcp": mcp_url, "--rpc-url": rpc_url})
     headers = _parse_headers(header or [])
     body = (data or "").encode()
     if from_env:
@@ -852,6 +876,10 @@ def pay(
         if a2a is not None:
             result, governor = _pay_over("a2a")(
                 key_bytes, client_options, governance, audit, approve, (a2a, message, skill)
+            )
+        elif mcp is not None:
+            result, governor = _pay_over("mcp")(
+                key_bytes, client_options, governance, audit, approve, (mcp, url, arguments)
             )
         else:
             result, governor = _governed_request(
@@ -887,7 +915,7 @@ def _discovered(
     chosen and why goes to stderr."""
     from .discovery import DiscoveryError, discover
 
-    _urls_ok(allow_remote, {"--facilitator-url": facilitator_url})
+    urls_ok(allow_remote, {"--facilitator-url": facilitator_url})
     try:
         with _chain_reads(rpc_url if rule in ("reputation", "value") else None) as chain:
             found = discover(
@@ -909,7 +937,7 @@ def _discovered(
             f"no HTTP service found for {query!r} at {facilitator_url} ({', '.join(limits)})", EXIT_FAILED
         )
     best = found[0]
-    _urls_ok(allow_remote, {"the discovered URL": best.resource})
+    urls_ok(allow_remote, {"the discovered URL": best.resource})
     say(
         f"discovered {len(found)} service(s) for {query!r}; chose {best.method or 'GET'} {best.resource} "
         f"by {rule}: price {best.price}, mechanisms {', '.join(best.mechanisms)}"
@@ -1107,7 +1135,7 @@ def _governed_request(
         with contextlib.ExitStack() as stack:
             if governance is not None:
                 stack.enter_context(audit_lock(audit))
-                governor = _open_governor(governance, audit, _approver(approve))
+                governor = open_governor(governance, audit, approver(approve))
                 stack.callback(governor.close)
             client = stack.enter_context(PayingClient(key, governor=governor, **client_options))
             if refund[0]:
@@ -1193,7 +1221,7 @@ def _load_governance(policy_file: Path | None, policy_name, agent, audit, approv
     return policies, chosen
 
 
-def _open_governor(governance, audit: Path | None, approver):
+def open_governor(governance, audit: Path | None, approver):
     """A governor enforcing the chosen policy, resumed from the audit file (exit 2 when it is broken)."""
     from ..governance import AuditError, AuditLog, Governor
 
@@ -1215,7 +1243,7 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _approver(approve: bool):
+def approver(approve: bool):
     """What answers a payment that needs approval: yes with --approve, a person on a terminal, or
     nobody (None: the governor refuses it)."""
     if approve:
@@ -1336,6 +1364,40 @@ def _pay_a2a_checks(agent_url, message, url, from_env: bool, refund: bool) -> No
         raise fail("--a2a replaces URL and --from-env: give one of them")
     if refund:
         raise fail("--a2a pays a message; --refund is for URL")
+
+
+# pay's options that only an HTTP request takes (not --mcp's tool call)
+HTTP_ONLY = {
+    "data": "--data",
+    "header": "--header",
+    "from_env": "--from-env",
+    "sign": "--sign",
+    "refund": "--refund",
+    "a2a": "--a2a",
+    "discover": "--discover",
+}
+
+
+def _pay_mcp_checks(target: str | None, tool: str | None, args: str | None, stray: list[str]) -> dict:
+    """``pay --mcp TARGET TOOL --args JSON``'s options, checked before anything is contacted; the
+    tool's arguments (a JSON object)."""
+    if target is None:
+        raise fail("--args needs --mcp TARGET (the tool's arguments)")
+    if stray:
+        raise fail(f"{stray[0]} is not for a tool call; drop it with --mcp")
+    if not target.strip():
+        raise fail("--mcp: give the MCP endpoint's URL or a command line serving MCP on stdio")
+    if tool is None:
+        raise fail("missing argument TOOL: pay --mcp TARGET TOOL --args JSON")
+    if args is None:
+        return {}
+    try:
+        value = json.loads(args)
+    except json.JSONDecodeError as exc:
+        raise fail(f"--args: not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise fail(f"--args: expected a JSON object of the tool's arguments, got {type(value).__name__}")
+    return value
 
 
 def register(app: typer.Typer) -> None:

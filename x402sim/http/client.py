@@ -195,7 +195,7 @@ class _ClientDriver(BaseDriver):
 
     world = "HTTP client"
 
-    def __init__(self, paying: _PayingBase, origin: str) -> None:
+    def __init__(self, paying: PayingBase, origin: str) -> None:
         self.paying, self.origin = paying, origin
 
     def approve(self, effect: Approve) -> Approval:
@@ -219,7 +219,7 @@ class _AsyncDriver(_ClientDriver):
         return super().approve(effect)
 
 
-class _PayingBase(DrivesClient):
+class PayingBase(DrivesClient):
     """Shared set-up: ``networks`` (CAIP-2, required) are the only chains the client signs for; a
     ``governor`` judges each payment first (knowing this client as ``agent``, by default its
     address), and its approver answers the payments that need approval. A ``signer``
@@ -273,7 +273,7 @@ class _PayingBase(DrivesClient):
         self.clock = clock
 
 
-class PayingClient(_PayingBase):
+class PayingClient(PayingBase):
     """A curl-like paying agent over httpx: ``get(url)`` pays once on a 402 and returns a ``FetchResult``.
     ``transport`` (an httpx transport, e.g. ``httpx.WSGITransport``) replaces the network."""
 
@@ -319,7 +319,7 @@ class PayingClient(_PayingBase):
         self.close()
 
 
-class AsyncPayingClient(_PayingBase):
+class AsyncPayingClient(PayingBase):
     """``PayingClient`` for asyncio; ``transport`` (e.g. ``httpx.ASGITransport(app)``) replaces the
     network, so the served apps can be paid in process."""
 

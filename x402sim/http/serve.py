@@ -489,6 +489,46 @@ def _crawl_facts(policy: CrawlPolicy) -> dict:
     }
 
 
+@dataclass
+class LocalStack:
+    """The embedded chain and the reference facilitator settling on it directly, added to a
+    ``Services`` (started by its owner): what ``serve_all`` serves a resource server beside, and
+    other servers (``x402sim serve mcp``) too. ``payee`` is a fresh address for a server that names
+    none; ``facts`` the chain's and the agents' directory's, as printed."""
+
+    chain: LocalChain
+    accounts: list[dict]
+    facilitator: Facilitator
+    payee: str
+    rpc_url: str
+    facilitator_url: str
+    facts: dict
+
+
+def local_stack(
+    setup: ChainSetup, services: Services, ports: Mapping[str, int], *, sponsoring: Iterable[str] = ()
+) -> LocalStack:
+    """Add the chain's JSON-RPC (``ports["chain"]``) and the facilitator (``ports["facilitator"]``)
+    to ``services``, sharing one clock; ``sponsoring``: the gas-sponsoring extensions offered."""
+    offered = sponsoring_extensions(sponsoring)
+    chain, accounts = _new_chain(setup)
+    facilitator_key = chain.new_key()
+    payee = address_of_key(chain.new_key())
+    chain.fund(address_of_key(facilitator_key), eth=setup.eth)
+    facilitator = Facilitator(chain, facilitator_key, sponsoring=offered)
+    clock = ChainClock(chain, time.time)  # one time for the node and the facilitator that settles on it
+    files: dict = {}
+    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, clock, files), ports["chain"])
+    register_accounts(chain, accounts, origin_of(rpc_url), files)
+    facilitator_url = services.add(
+        "facilitator",
+        facilitator_app(facilitator, chain_clock=clock, automine=setup.block_time is None),
+        ports["facilitator"],
+    )
+    facts = {**_chain_info(chain, accounts, setup), **_agent_facts(rpc_url)}
+    return LocalStack(chain, accounts, facilitator, payee, rpc_url, facilitator_url, facts)
+
+
 def serve_all(
     setup: ChainSetup,
     *,
@@ -506,33 +546,20 @@ def serve_all(
     admits requests by signature against the agents' directory the chain serves (the same keys, in
     process); ``crawl_allow`` (keyids or the directory's URL) are served free."""
     ports = {**DEFAULT_PORTS, **(ports or {})}
-    offered = sponsoring_extensions(sponsoring)
-    chain, accounts = _new_chain(setup)
-    facilitator_key = chain.new_key()
-    payee = address_of_key(chain.new_key())
-    chain.fund(address_of_key(facilitator_key), eth=setup.eth)
-    facilitator = Facilitator(chain, facilitator_key, sponsoring=offered)
-    clock = ChainClock(chain, time.time)  # one time for the node and the facilitator that settles on it
     services = Services(host, allow_public=allow_public)
-    files: dict = {}
-    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, clock, files), ports["chain"])
-    register_accounts(chain, accounts, origin_of(rpc_url), files)
-    facilitator_url = services.add(
-        "facilitator",
-        facilitator_app(facilitator, chain_clock=clock, automine=setup.block_time is None),
-        ports["facilitator"],
-    )
+    stack = local_stack(setup, services, ports, sponsoring=sponsoring)
+    chain, facilitator, rpc_url = stack.chain, stack.facilitator, stack.rpc_url
     config = routes or RoutesConfig(routes=dict(DEMO_ROUTES))
     config.network = config.network or chain.network
     config.asset = config.asset or chain.usdc
     config.asset_name = config.asset_name or chain.token_name
     config.asset_version = config.asset_version or chain.token_version
-    config.pay_to = config.pay_to or payee
+    config.pay_to = config.pay_to or stack.payee
     switches: dict = {"supported": facilitator.supported()}
     if crawl:
-        directory = KeyDirectory.from_jwks(agents_directory(accounts), source=origin_of(rpc_url))
+        directory = KeyDirectory.from_jwks(agents_directory(stack.accounts), source=origin_of(rpc_url))
         switches["crawl"] = crawl_policy(directory, crawl_allow, block_unsigned=crawl_block_unsigned)
-    role, client = resource_server(config, facilitator_url, switches=switches)
+    role, client = resource_server(config, stack.facilitator_url, switches=switches)
     handlers = {"GET /weather": demo_weather} if routes is None else {}
     app = resource_server_app(role, client, handlers=handlers, channel_work_every=DEFAULT_CHANNEL_WORK_EVERY)
     server_url = services.add("server", app, ports["server"])
@@ -540,10 +567,9 @@ def serve_all(
     services.start()
     info = {
         "rpc_url": rpc_url,
-        "facilitator_url": facilitator_url,
+        "facilitator_url": stack.facilitator_url,
         "server_url": server_url,
-        **_chain_info(chain, accounts, setup),
-        **_agent_facts(rpc_url),
+        **stack.facts,
         "payee": role.pay_to,
         "facilitator_address": facilitator.address,
         "sponsoring": facilitator.supported().extensions,
@@ -999,6 +1025,7 @@ __all__ = [
     "ClientEnv",
     "EnvError",
     "FacilitatorEnv",
+    "LocalStack",
     "Running",
     "ServerEnv",
     "account_agent_key",
@@ -1009,6 +1036,7 @@ __all__ = [
     "crawl_policy",
     "facilitator_env",
     "fetch_supported",
+    "local_stack",
     "register_accounts",
     "resource_server",
     "serve_all",

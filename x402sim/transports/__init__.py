@@ -3,7 +3,9 @@
 Each transport is a sans-IO carry (``mcp_carry``, ``a2a_carry``: a call or a task as the request the
 roles read, and their answer back) and drivers on the protocol's official SDK. The roles, the
 mechanisms, the governor and the trust checks are the HTTP ones, unchanged: a transport is one more
-way to carry the same effects. The SDK-backed modules need ``x402sim[agents]``.
+way to carry the same effects. ``mcp_tools`` declares paid tools and the role selling them (no SDK);
+``mcp`` is the paid tool server and the paying MCP client. The SDK-backed modules need
+``x402sim[agents]``.
 """
 
 from .mcp_carry import (
@@ -21,13 +23,16 @@ from .mcp_carry import (
     tool_request,
     tool_route_key,
 )
+from .mcp_tools import PaidTool, ToolSellingServer, tool_routes
 
 __all__ = [
     "MCP_PAYMENT",
     "MCP_PAYMENT_RESPONSE",
     "TOOL_BASE_URL",
     "McpProtocolError",
+    "PaidTool",
     "ToolCall",
+    "ToolSellingServer",
     "call_of_request",
     "payment_required_of_result",
     "response_of_result",
@@ -36,4 +41,5 @@ __all__ = [
     "tool_failure",
     "tool_request",
     "tool_route_key",
+    "tool_routes",
 ]

@@ -98,7 +98,7 @@ from ..actors.messages import (
     Verify,
 )
 from ..actors.server import ResourceServer
-from ..http.client import DEFAULT_TIMEOUT, NOT_SENT, _PayingBase
+from ..http.client import DEFAULT_TIMEOUT, NOT_SENT, PayingBase
 from ..http.guard import service_app
 from . import a2a_carry as carry
 from .a2a_carry import (
@@ -543,7 +543,7 @@ async def send_paid_message(
         await client.close()
 
 
-class A2aPayingClient(_PayingBase):
+class A2aPayingClient(PayingBase):
     """A paying client agent over A2A: ``send_message(url, text)`` pays once when the agent's task
     asks for payment and returns a ``FetchResult`` (its body: the final task as JSON). It takes
     ``PayingClient``'s keyword arguments; ``transport`` (e.g. ``httpx.ASGITransport(agent.app)``)

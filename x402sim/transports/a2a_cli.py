@@ -31,14 +31,14 @@ from ..http.cli import (
     SeedOpt,
     SponsorOpt,
     UsdcOpt,
-    _approver,
-    _host_ok,
-    _open_governor,
-    _routes,
-    _run_until_signalled,
-    _setup,
-    _sponsoring,
+    approver,
+    chain_setup,
+    host_ok,
+    open_governor,
+    routes_option,
+    run_until_signalled,
     serve_app,
+    sponsoring_option,
 )
 
 
@@ -75,18 +75,18 @@ def serve_a2a_cmd(
 
       x402sim pay --a2a http://127.0.0.1:4023 --message "weather in Oslo"
     """
-    public = _host_ok(host)
+    public = host_ok(host)
     ports = {"chain": chain_port, "facilitator": facilitator_port, "agent": agent_port}
     if port is not None:
         if port != 0:
             raise fail("--port other than 0 would give the three services one port; use --agent-port etc.")
         ports = dict.fromkeys(ports, 0)
-    config = _routes(routes)
-    offered = _sponsoring(sponsor)
-    setup = _setup(accounts, usdc, seed, block_time, network.value)
+    config = routes_option(routes)
+    offered = sponsoring_option(sponsor)
+    setup = chain_setup(accounts, usdc, seed, block_time, network.value)
     with needs_extra("x402sim serve a2a", "agents"):
         from .a2a_serve import serve_a2a
-    _run_until_signalled(
+    run_until_signalled(
         lambda: serve_a2a(
             setup, routes=config, host=host, ports=ports, allow_public=public, sponsoring=offered
         )
@@ -111,7 +111,7 @@ def pay_a2a(key: bytes, client_options: dict, governance, audit: Path | None, ap
         with contextlib.ExitStack() as stack:
             if governance is not None:
                 stack.enter_context(audit_lock(audit))
-                governor = _open_governor(governance, audit, _approver(approve))
+                governor = open_governor(governance, audit, approver(approve))
                 stack.callback(governor.close)
             result = asyncio.run(send(governor))
     except (A2AError, ValueError, httpx.HTTPError) as exc:  # httpx: the agent could not be reached

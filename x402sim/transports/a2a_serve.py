@@ -12,29 +12,13 @@ Needs ``x402sim[agents]``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-from ..actors.facilitator import Facilitator
 from ..actors.messages import HttpRequest, HttpResponse
 from ..actors.server import Route
-from ..evm.eip712 import address_of_key
-from ..http.chain_clock import ChainClock
-from ..http.facilitator_app import facilitator_app
 from ..http.routes_file import RoutesConfig
 from ..http.runner import LOOPBACK, Services
-from ..http.serve import (
-    ChainSetup,
-    Running,
-    _agent_facts,
-    _chain_info,
-    _new_chain,
-    _rpc_app,
-    origin_of,
-    register_accounts,
-    resource_server,
-    sponsoring_extensions,
-)
+from ..http.serve import ChainSetup, Running, local_stack, resource_server
 from .a2a import PaidAgent
 from .a2a_carry import skill_answer, skill_route_key
 
@@ -74,26 +58,19 @@ def serve_a2a(
                 f"{config.source or 'routes'}: route {key!r}: an agent's skills are 'POST /<skill>'"
             )
         skill_route_key(path[1:])  # ValueError naming an id A2A clients could not name
-    offered = sponsoring_extensions(sponsoring)
-    chain, accounts = _new_chain(setup)
-    facilitator_key = chain.new_key()
-    chain.fund(address_of_key(facilitator_key), eth=setup.eth)
-    facilitator = Facilitator(chain, facilitator_key, sponsoring=offered)
-    clock = ChainClock(chain, time.time)
     services = Services(host, allow_public=allow_public)
-    files: dict = {}
-    rpc_url = services.add("chain", _rpc_app(chain, setup, accounts, clock, files), ports["chain"])
-    register_accounts(chain, accounts, origin_of(rpc_url), files)
-    facilitator_url = services.add(
-        "facilitator",
-        facilitator_app(facilitator, chain_clock=clock, automine=setup.block_time is None),
-        ports["facilitator"],
+    stack = local_stack(setup, services, ports, sponsoring=sponsoring)
+    chain, facilitator, rpc_url, facilitator_url = (
+        stack.chain,
+        stack.facilitator,
+        stack.rpc_url,
+        stack.facilitator_url,
     )
     config.network = config.network or chain.network
     config.asset = config.asset or chain.usdc
     config.asset_name = config.asset_name or chain.token_name
     config.asset_version = config.asset_version or chain.token_version
-    config.pay_to = config.pay_to or address_of_key(chain.new_key())
+    config.pay_to = config.pay_to or stack.payee
     role, client = resource_server(config, facilitator_url, switches={"supported": facilitator.supported()})
     handlers = {"weather": demo_weather_skill} if routes is None else {}
     agent = PaidAgent(role, client, url="http://127.0.0.1", handlers=handlers, name=name)
@@ -105,8 +82,7 @@ def serve_a2a(
         "agent_url": agent.url,
         "agent_card": agent.url + "/.well-known/agent-card.json",
         "skills": {s: role.routes[skill_route_key(s)].price for s in agent.skills},
-        **_chain_info(chain, accounts, setup),
-        **_agent_facts(rpc_url),
+        **stack.facts,
         "payee": role.pay_to,
         "facilitator_address": facilitator.address,
     }

@@ -24,7 +24,7 @@ import contextlib
 import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     from mcp import ClientSession, StdioServerParameters, types
@@ -43,6 +43,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from .mcp_carry import McpProtocolError, ToolCall
+
+if TYPE_CHECKING:
+    from mcp.server.fastmcp import FastMCP
 
 __all__ = [
     "MCP_PATH",
@@ -115,12 +118,13 @@ async def run_stdio(server: Server[Any, Any]) -> None:
 
 @contextlib.asynccontextmanager
 async def open_session(
-    target: str | Server[Any, Any], *, timeout: float = 30.0, env: dict[str, str] | None = None
+    target: str | Server[Any, Any] | FastMCP, *, timeout: float = 30.0, env: dict[str, str] | None = None
 ) -> AsyncIterator[ClientSession]:
     """An initialized client session with ``target``: a URL (streamable HTTP), a command line
-    (stdio; ``env`` its environment) or a ``Server`` (in memory). ``timeout`` bounds each call."""
+    (stdio; ``env`` its environment) or a ``Server`` (in memory; a ``FastMCP`` server too).
+    ``timeout`` bounds each call."""
     read_timeout = timedelta(seconds=timeout)
-    if isinstance(target, Server):
+    if not isinstance(target, str):  # a Server, or a FastMCP one
         async with create_connected_server_and_client_session(target, read_timeout_seconds=read_timeout) as s:
             yield s
         return
