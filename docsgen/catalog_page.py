@@ -1,7 +1,7 @@
 """reference/conformance-catalog.md: every conformance case, from the catalog itself.
 
-One table per role (server, facilitator, client), in id order: id, level, what the case rests on and
-its one-line description, as ``x402sim conformance list`` prints them.
+One table per role (server, facilitator, client), in id order: id, level, the transports it runs over,
+what the case rests on and its one-line description, as ``x402sim conformance list`` prints them.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ _ROLES = {
 
 
 def render() -> str:
+    from x402sim.conformance.carriers import transports_of
     from x402sim.conformance.catalog import ROLES, select
     from x402sim.conformance.results import LEVELS
 
-    cases = select()
+    cases = select(transport=None)
     parts = [
         "# Conformance catalog\n",
         md.GENERATED_NOTE.format(module="catalog_page", source="x402sim/conformance/catalog.py"),
@@ -28,7 +29,8 @@ def render() -> str:
         "**MUST** (the spec or every reference SDK requires it), **SHOULD**, **STRICT** (stricter "
         "than the spec, where a known failure makes it worth demanding). Select cases with "
         "`--cases` / `--exclude` globs and `--level` ([command line](cli.md#x402sim-conformance-server)); "
-        "`x402sim conformance list` prints this catalog.\n",
+        "`x402sim conformance list` prints this catalog. A case runs over the transports it names "
+        "(`--transport`); over another it is reported skipped, with the reason.\n",
         md.table(
             ["Role", *LEVELS, "Total"],
             [
@@ -46,9 +48,15 @@ def render() -> str:
         parts.append(md.text(_ROLES[role].capitalize()) + ".\n")
         parts.append(
             md.table(
-                ["Id", "Level", "Rests on", "Description"],
+                ["Id", "Level", "Transports", "Rests on", "Description"],
                 [
-                    [md.code(c.id), c.level, md.text(c.rests_on), md.text(c.description)]
+                    [
+                        md.code(c.id),
+                        c.level,
+                        ", ".join(transports_of(c)),
+                        md.text(c.rests_on),
+                        md.text(c.description),
+                    ]
                     for c in cases
                     if c.role == role
                 ],

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 try:
     from mcp import ClientSession, StdioServerParameters, types
     from mcp.client.stdio import stdio_client
-    from mcp.client.streamable_http import streamablehttp_client
+    from mcp.client.streamable_http import streamable_http_client
     from mcp.server.lowlevel import Server
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from mcp.shared.exceptions import McpError
@@ -39,6 +39,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the extra's absence is 
 
     raise missing("agents", "x402sim.transports.mcp_wire") from exc
 
+import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -128,12 +129,15 @@ async def open_session(
         async with create_connected_server_and_client_session(target, read_timeout_seconds=read_timeout) as s:
             yield s
         return
-    if target.startswith(("http://", "https://")):
-        transport: Any = streamablehttp_client(target, timeout=timeout)
-    else:
-        command, *args = shlex.split(target)
-        transport = stdio_client(StdioServerParameters(command=command, args=args, env=env))
-    async with transport as streams, ClientSession(streams[0], streams[1], read_timeout) as session:
+    async with contextlib.AsyncExitStack() as stack:
+        if target.startswith(("http://", "https://")):
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+            streams = await stack.enter_async_context(streamable_http_client(target, http_client=http))
+        else:
+            command, *args = shlex.split(target)
+            params = StdioServerParameters(command=command, args=args, env=env)
+            streams = await stack.enter_async_context(stdio_client(params))
+        session = await stack.enter_async_context(ClientSession(streams[0], streams[1], read_timeout))
         await session.initialize()
         yield session
 
