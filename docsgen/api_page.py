@@ -123,6 +123,39 @@ GROUPS: list[tuple[str, str, str, list[str]]] = [
         ],
     ),
     (
+        "MCP and A2A",
+        "transports",
+        "x402 over MCP tool calls and A2A tasks: paid tools and agents, and the clients that pay them "
+        "([Sell and pay for MCP tools](../how-to/pay-for-mcp-tools.md), "
+        "[Pay an agent over A2A](../how-to/pay-an-agent-over-a2a.md)). Imported on first use; "
+        "`PaidToolServer`, `McpPayingClient`, `PaidAgent` and `A2aPayingClient` need `x402sim[agents]`.",
+        [
+            "PaidTool",
+            "ToolSellingServer",
+            "PaidToolServer",
+            "McpPayingClient",
+            "PaidAgent",
+            "A2aPayingClient",
+        ],
+    ),
+    (
+        "Discovery",
+        "discovery",
+        "Bazaar listings, the facilitator's catalogue, and choosing among the services found "
+        "([Discover services in a Bazaar](../how-to/discover-services.md)). `discover` is imported "
+        "on first use.",
+        [
+            "discover",
+            "DiscoveryError",
+            "choose",
+            "Candidate",
+            "BazaarCatalog",
+            "http_listing",
+            "mcp_tool_listing",
+            "read_listing",
+        ],
+    ),
+    (
         "Simulator",
         "simulator",
         "Scenarios in virtual time ([Scenario files](scenario-format.md), "

@@ -4,14 +4,17 @@ The public surface: ``Testbed`` (roles wired over an embedded EIP-3009 chain), t
 the seams they plug into (``Driver`` for a world answering their effects, ``Mechanisms`` for the
 schemes they speak, ``Chain`` with its ``BACKENDS`` for the chain they reach), the protocol messages
 and codec, spend governance (``Governor``, policy files, the audit log), and the simulator
-(``x402sim.sim``: ``load_scenario``, ``run``, here also as ``run_scenario``, and ``sweep``). The docs
+(``x402sim.sim``: ``load_scenario``, ``run``, here also as ``run_scenario``, and ``sweep``), the
+transports beyond HTTP (paid MCP tools and A2A agents, and the clients that pay them) and Bazaar
+discovery (listings, the facilitator's catalogue, ``discover`` and ``choose``). The docs
 site (docs/, built by ``make docs``) gives a tour. Every error x402sim raises on purpose is an
 ``X402simError`` (the tree is in ``x402sim.errors``).
 
 Importing ``x402sim`` loads neither the command line (typer) nor the simulator (SimPy, Dask,
 matplotlib) nor the web server (uvicorn): the simulator's names here are imported on first use
-(PEP 562 ``__getattr__``). Nothing here needs an extra: on a core install (no ``x402sim[sim]``) the
-names that run a simulation raise a ``ModuleNotFoundError`` naming the extra (``x402sim.extras``).
+(PEP 562 ``__getattr__``), and so are the transports' and ``discover``. Nothing here needs an extra:
+on a core install (no ``x402sim[sim]``, no ``x402sim[agents]``) the names that run a simulation or
+speak MCP or A2A raise a ``ModuleNotFoundError`` naming the extra (``x402sim.extras``).
 """
 
 from importlib import import_module
@@ -31,6 +34,8 @@ from .actors import (
     Unreachable,
     UnsupportedEffect,
 )
+from .actors.bazaar_catalog import BazaarCatalog
+from .actors.discovery import Candidate, choose
 from .errors import ChainError, InputError, OutputError, Refused, UnavailableError, WireError, X402simError
 from .evm import LedgerChain, LocalChain, Receipt, Transfer
 from .evm.backend import BACKENDS, Chain, ChainConfig, make_chain
@@ -76,6 +81,7 @@ from .protocol import (
     reason_class,
     same_class,
 )
+from .protocol.bazaar import http_listing, mcp_tool_listing, read_listing
 from .testbed import TestAccount, Testbed, TestClient, TestFacilitator, TestServer
 from .trust import (
     AgentDirectory,
@@ -93,29 +99,39 @@ from .version import VERSION
 
 __version__ = VERSION
 
-# The simulator's names, imported from x402sim.sim on first use (it loads SimPy and, for sweeps, Dask).
-_SIMULATOR = {
-    "Scenario": "Scenario",
-    "ScenarioError": "ScenarioError",
-    "SimResult": "SimResult",
-    "SweepResult": "SweepResult",
-    "load_scenario": "load_scenario",
-    "run": "run",
-    "run_scenario": "run",
-    "sweep": "sweep",
+# Names imported on first use, with their module: the simulator (it loads SimPy and, for sweeps,
+# Dask), the transports (the MCP and A2A SDKs) and discovery (httpx and the HTTP services).
+_LAZY = {
+    "Scenario": (".sim", "Scenario"),
+    "ScenarioError": (".sim", "ScenarioError"),
+    "SimResult": (".sim", "SimResult"),
+    "SweepResult": (".sim", "SweepResult"),
+    "load_scenario": (".sim", "load_scenario"),
+    "run": (".sim", "run"),
+    "run_scenario": (".sim", "run"),
+    "sweep": (".sim", "sweep"),
+    "PaidTool": (".transports.mcp_tools", "PaidTool"),
+    "ToolSellingServer": (".transports.mcp_tools", "ToolSellingServer"),
+    "PaidToolServer": (".transports.mcp", "PaidToolServer"),
+    "McpPayingClient": (".transports.mcp", "McpPayingClient"),
+    "PaidAgent": (".transports.a2a", "PaidAgent"),
+    "A2aPayingClient": (".transports.a2a", "A2aPayingClient"),
+    "discover": (".http.discovery", "discover"),
+    "DiscoveryError": (".http.discovery", "DiscoveryError"),
 }
 
 
 def __getattr__(name: str):
-    if name not in _SIMULATOR:
+    if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(".sim", __name__), _SIMULATOR[name])
+    module, attribute = _LAZY[name]
+    value = getattr(import_module(module, __name__), attribute)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SIMULATOR))
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
@@ -128,6 +144,7 @@ __all__ = [
     "EXACT_PERMIT2",
     "SPONSORING_EXTENSIONS",
     "UPTO_PERMIT2",
+    "A2aPayingClient",
     "AgentDirectory",
     "AgentMandate",
     "AgentRef",
@@ -135,12 +152,15 @@ __all__ = [
     "Attempt",
     "AuditLog",
     "BaseDriver",
+    "BazaarCatalog",
+    "Candidate",
     "Chain",
     "ChainConfig",
     "ChainError",
     "Client",
     "CrawlPolicy",
     "Decision",
+    "DiscoveryError",
     "Driver",
     "Facilitator",
     "FetchResult",
@@ -152,9 +172,13 @@ __all__ = [
     "LedgerChain",
     "LocalChain",
     "MandateVerifier",
+    "McpPayingClient",
     "Mechanism",
     "Mechanisms",
     "OutputError",
+    "PaidAgent",
+    "PaidTool",
+    "PaidToolServer",
     "PayerRules",
     "PaymentPayload",
     "PaymentPayloadV1",
@@ -186,6 +210,7 @@ __all__ = [
     "TestFacilitator",
     "TestServer",
     "Testbed",
+    "ToolSellingServer",
     "Transfer",
     "UnavailableError",
     "Unreachable",
@@ -193,13 +218,18 @@ __all__ = [
     "VerifyResponse",
     "WireError",
     "X402simError",
+    "choose",
     "decode_header",
     "default_mechanisms",
+    "discover",
     "encode_header",
+    "http_listing",
     "load_policies",
     "load_scenario",
     "make_chain",
+    "mcp_tool_listing",
     "parse_policies",
+    "read_listing",
     "reason_class",
     "run",
     "run_scenario",
