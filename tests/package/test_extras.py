@@ -20,6 +20,8 @@ from x402sim.version import VERSION
 
 SIM = EXTRAS["sim"].modules
 DASK = EXTRAS["dask"].modules
+AGENTS = EXTRAS["agents"].modules
+KEY = ["--key", "0x" + "11" * 32, "--network", "eip155:31337"]
 
 
 def python_without(hidden: tuple[str, ...], code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -34,9 +36,9 @@ def x402sim_without(hidden: tuple[str, ...], args: list[str], cwd: Path) -> subp
 
 
 def test_the_package_and_its_commands_load_without_extras(tmp_path):
-    imported = python_without(SIM + DASK, "import x402sim\nprint(x402sim.__version__)", tmp_path)
+    imported = python_without(SIM + DASK + AGENTS, "import x402sim\nprint(x402sim.__version__)", tmp_path)
     assert (imported.returncode, imported.stdout) == (0, f"{VERSION}\n"), imported.stderr
-    helped = x402sim_without(SIM + DASK, ["--help"], tmp_path)
+    helped = x402sim_without(SIM + DASK + AGENTS, ["--help"], tmp_path)
     assert helped.returncode == 0, helped.stderr
     # The commands box of the help: "│ run    Simulate a scenario ..."
     listed = {
@@ -66,8 +68,28 @@ def test_the_package_and_its_commands_load_without_extras(tmp_path):
             ["sweep", "quickstart", "--runs", "1"],
             "x402sim sweep needs Dask: pip install 'x402sim[dask]'",
         ),
+        (
+            AGENTS,
+            ["serve", "mcp", "--stdio", "--facilitator-url", "http://127.0.0.1:1"],
+            "x402sim serve mcp needs the MCP and A2A transports: pip install 'x402sim[agents]'",
+        ),
+        (
+            AGENTS,
+            ["serve", "a2a"],
+            "x402sim serve a2a needs the MCP and A2A transports: pip install 'x402sim[agents]'",
+        ),
+        (
+            AGENTS,
+            ["pay", "--mcp", "http://127.0.0.1:9/mcp", "weather", "--args", "{}", *KEY],
+            "x402sim pay --mcp needs the MCP and A2A transports: pip install 'x402sim[agents]'",
+        ),
+        (
+            AGENTS,
+            ["pay", "--a2a", "http://127.0.0.1:9", "--message", "hi", *KEY],
+            "x402sim pay --a2a needs the MCP and A2A transports: pip install 'x402sim[agents]'",
+        ),
     ],
-    ids=["run", "run-shards", "sweep-core", "sweep-sim"],
+    ids=["run", "run-shards", "sweep-core", "sweep-sim", "serve-mcp", "serve-a2a", "pay-mcp", "pay-a2a"],
 )
 def test_a_command_without_its_extra_names_it_and_exits_2(tmp_path, hidden, args, message):
     done = x402sim_without(hidden, args, tmp_path)
