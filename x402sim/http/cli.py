@@ -951,9 +951,7 @@ def _discovered(
         limits = [f"payable on {', '.join(networks)}"]
         if max_price is not None:
             limits.append(f"at most {max_price} atomic units")
-        raise fail(
-            f"no service found for {query!r} at {facilitator_url} ({', '.join(limits)})", EXIT_FAILED
-        )
+        raise fail(f"no service found for {query!r} at {facilitator_url} ({', '.join(limits)})", EXIT_FAILED)
     best = found[0]
     urls_ok(allow_remote, {"the discovered URL": best.resource})
     what = (

@@ -30,10 +30,11 @@ TOML example (JSON has the same shape)::
     function = "mypackage.tools:report"          # ... or a Python function of the arguments dict
 
 A tool says exactly one of ``answer``, ``echo = true`` and ``function``. ``listed = false`` keeps a
-priced tool out of the Bazaar (``PaidTool.listed``); a listing that does not validate is refused here. A ``function`` is imported
-when the file is loaded (sync or async; it returns a string, a dict or a list, or raises for a tool
-error, which is not settled). The price keys are a routes-file route's (``x402sim.http.routes_file``),
-checked by the same code: the tool is the route ``POST /<name>``.
+priced tool out of the Bazaar (``PaidTool.listed``); a listing that does not validate is refused
+here. A ``function`` is imported when the file is loaded (sync or async; it returns a string, a
+dict or a list, or raises for a tool error, which is not settled). The price keys are a routes-file
+route's (``x402sim.http.routes_file``), checked by the same code: the tool is the route
+``POST /<name>``.
 
 Every problem is one ``ToolsFileError`` naming the file, the tool and the key.
 """
