@@ -72,6 +72,7 @@ test: lint node-deps browser
 bench: $(STAMP)
 	$(PY) benchmarks/settlement_batch.py
 	$(PY) benchmarks/paid_requests.py
+	$(PY) benchmarks/paid_tool_calls.py
 	$(PY) benchmarks/rpc_starvation.py
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/sim_throughput.py

@@ -152,7 +152,7 @@ def test_nothing_found_is_a_clear_failure_and_nothing_is_paid(stack):
                 cap,
             ],
         )
-        assert done.exit_code == 1 and "error: no HTTP service found for" in done.stderr, done.output
+        assert done.exit_code == 1 and "error: no service found for" in done.stderr, done.output
     assert chain.balance_of(address) == 10_000
     both = CliRunner().invoke(app, ["pay", "http://127.0.0.1:1/x", "--discover", "weather"])
     assert both.exit_code == 2 and "not two of them" in both.stderr

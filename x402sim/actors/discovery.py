@@ -19,8 +19,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["CHOICE_RULES", "UNKNOWN_REPUTATION", "Candidate", "choose"]
 
@@ -33,8 +34,9 @@ class Candidate:
     """A service a buyer could pay: ``resource`` (its URL; for an MCP tool the server's URL) and
     ``tool`` (the MCP tool's name, None for HTTP), its ``price`` in atomic units, the ``mechanisms``
     it accepts (``"scheme/transferMethod"``, e.g. ``"exact/eip3009"``), its ``reputation`` (0..1,
-    None: not declared), its ``tags``, its ``description`` and, for HTTP, the ``method`` its
-    listing names ("" when unknown)."""
+    None: not declared), its ``tags``, its ``description``, for HTTP the ``method`` its listing names
+    ("" when unknown), and the ``example`` input its listing gives (an MCP tool's arguments; None:
+    none; not compared)."""
 
     resource: str
     price: int
@@ -44,6 +46,7 @@ class Candidate:
     tags: tuple[str, ...] = ()
     description: str = ""
     method: str = ""
+    example: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> tuple[str, str]:

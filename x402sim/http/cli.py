@@ -725,8 +725,9 @@ def pay(
         typer.Option(
             "--discover",
             help="Instead of URL: search the facilitator's Bazaar (--facilitator-url) for QUERY and pay the "
-            "best HTTP service found (--choose-by; --max-price and the payer's networks filter; the "
-            "reputation rules read ERC-8004 feedback on the chain at --rpc-url).",
+            "best service found, an HTTP endpoint or an MCP tool served over streamable HTTP (--choose-by; "
+            "--max-price and the payer's networks filter; the reputation rules read ERC-8004 feedback on "
+            "the chain at --rpc-url). A tool is called with --args, else its listing's example.",
         ),
     ] = None,
     facilitator_url: Annotated[
@@ -748,7 +749,11 @@ def pay(
     ] = None,
     args: Annotated[
         str | None,
-        typer.Option("--args", metavar="JSON", help="With --mcp: the tool's arguments, a JSON object."),
+        typer.Option(
+            "--args",
+            metavar="JSON",
+            help="With --mcp, or --discover finding a tool: the tool's arguments, a JSON object.",
+        ),
     ] = None,
 ) -> None:
     """A curl-like paying client: request URL, pay a 402 once, print the response body.
@@ -817,13 +822,17 @@ def pay(
       EVM_PRIVATE_KEY=0x... x402sim pay --from-env
 
       x402sim pay --mcp http://127.0.0.1:4023/mcp weather --args '{"city": "Oslo"}' -v
+
+      x402sim pay --discover "weather tool" --facilitator-url http://127.0.0.1:4022 --args '{"city": "Oslo"}'
     """
     from ..actors.client import SpendPolicy
 
     if a2a is not None or message is not None or skill is not None:
         _pay_a2a_checks(a2a, message, url, from_env, refund)
     arguments = None
-    if mcp is not None or args is not None:
+    if discover is not None and mcp is None:
+        arguments = None if args is None else _tool_arguments(args)
+    elif mcp is not None or args is not None:
         given = locals()
         arguments = _pay_mcp_checks(mcp, url, args, [o for k, o in HTTP_ONLY.items() if given[k]])
 
@@ -854,9 +863,16 @@ def pay(
         raise fail("--approve-permit2 needs --rpc-url (the chain to send the approval to)")
     networks, key, clock = _payer(rpc_url, key, network)
     if discover is not None:
-        url, method = _discovered(
-            discover, facilitator_url, choose_by, networks, max_price, allow_remote, rpc_url
-        )
+        best = _discovered(discover, facilitator_url, choose_by, networks, max_price, allow_remote, rpc_url)
+        if best.tool is not None:  # an MCP tool: called over streamable HTTP at its listed URL
+            mcp, url = best.resource, best.tool
+            arguments = arguments if arguments is not None else dict(best.example or {})
+        elif arguments is not None:
+            raise fail(
+                f"--args is for an MCP tool; the best service found is {best.method or 'GET'} {best.resource}"
+            )
+        else:
+            url, method = best.resource, best.method or "GET"
     key_bytes = _parse_key(key)
     signer = _agent_signer(sign, key_bytes, signature_agent, rpc_url)
     with _chain_reads(rpc_url) as chain, _channel_store(channel_state) as store:
@@ -909,10 +925,12 @@ def _discovered(
     max_price: int | None,
     allow_remote: bool,
     rpc_url: str | None,
-) -> tuple[str, str]:
-    """The URL and method of the best HTTP service the facilitator's Bazaar lists for ``query``
-    (ranked by ``rule``; the reputation rules read ERC-8004 on the chain at ``rpc_url``); what was
-    chosen and why goes to stderr."""
+):
+    """The best service (a ``Candidate``) the facilitator's Bazaar lists for ``query``: an HTTP
+    endpoint, or an MCP tool served over streamable HTTP (a tool listed at an ``mcp://`` resource,
+    in process or on stdio, cannot be reached from here and is left out); ranked by ``rule``, the
+    reputation rules reading ERC-8004 on the chain at ``rpc_url``. What was chosen and why goes to
+    stderr."""
     from .discovery import DiscoveryError, discover
 
     urls_ok(allow_remote, {"--facilitator-url": facilitator_url})
@@ -921,11 +939,11 @@ def _discovered(
             found = discover(
                 facilitator_url,
                 query,
-                type="http",
                 rule=rule,
                 max_price=max_price,
                 networks=networks,
                 chain=chain,
+                allowed=lambda c: c.tool is None or c.resource.startswith(("http://", "https://")),
             )
     except (DiscoveryError, ValueError) as exc:
         raise fail(str(exc)) from None
@@ -933,17 +951,20 @@ def _discovered(
         limits = [f"payable on {', '.join(networks)}"]
         if max_price is not None:
             limits.append(f"at most {max_price} atomic units")
-        raise fail(
-            f"no HTTP service found for {query!r} at {facilitator_url} ({', '.join(limits)})", EXIT_FAILED
-        )
+        raise fail(f"no service found for {query!r} at {facilitator_url} ({', '.join(limits)})", EXIT_FAILED)
     best = found[0]
     urls_ok(allow_remote, {"the discovered URL": best.resource})
+    what = (
+        f"MCP tool {best.tool} at {best.resource}"
+        if best.tool is not None
+        else f"{best.method or 'GET'} {best.resource}"
+    )
     say(
-        f"discovered {len(found)} service(s) for {query!r}; chose {best.method or 'GET'} {best.resource} "
+        f"discovered {len(found)} service(s) for {query!r}; chose {what} "
         f"by {rule}: price {best.price}, mechanisms {', '.join(best.mechanisms)}"
         + (f", reputation {best.reputation:.2f}" if best.reputation is not None else "")
     )
-    return best.resource, best.method or "GET"
+    return best
 
 
 @contextlib.contextmanager
@@ -1391,6 +1412,11 @@ def _pay_mcp_checks(target: str | None, tool: str | None, args: str | None, stra
         raise fail("missing argument TOOL: pay --mcp TARGET TOOL --args JSON")
     if args is None:
         return {}
+    return _tool_arguments(args)
+
+
+def _tool_arguments(args: str) -> dict:
+    """``--args``: a JSON object (exit 2 otherwise)."""
     try:
         value = json.loads(args)
     except json.JSONDecodeError as exc:

@@ -127,6 +127,7 @@ def candidates_of(items: Iterable[DiscoveryItem], networks: Iterable[str] | None
                 tags=tuple(item.tags or ()),
                 description=item.description or "",
                 method=listing.method,
+                example=getattr(listing.info.input, "example", None),
             )
         )
     return found

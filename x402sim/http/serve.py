@@ -64,6 +64,7 @@ from ..evm.rpc_chain import RpcChain
 from ..mechanisms import SPONSORING_EXTENSIONS
 from ..money import UNIT
 from ..protocol import ProtocolError, SupportedResponse, caip2_problem, v1_to_caip2
+from ..protocol.bazaar import HttpDeclaration
 from ..trust.crawl import CrawlPolicy
 from ..trust.identity import registration_file
 from ..trust.signatures import (
@@ -88,7 +89,17 @@ from .server_app import MAX_IN_FLIGHT, DirectoryFetcher, Handler, demo_weather, 
 
 DEFAULT_PORTS = {"chain": 8545, "facilitator": 4022, "server": 4021}
 DEFAULT_CHANNEL_WORK_EVERY = 5.0  # seconds between rounds of a server's channel claims and settlements
-DEMO_ROUTES = {"GET /weather": Route("GET /weather", 1_000, description="Current weather (demo)")}
+DEMO_ROUTES = {
+    "GET /weather": Route(
+        "GET /weather",
+        1_000,
+        description="Current weather (demo)",
+        tags=("weather",),
+        discovery=HttpDeclaration(
+            output={"city": "Lisbon", "temperature_c": 21, "sky": "clear", "paid": True}
+        ),
+    )
+}
 
 
 @dataclass
@@ -529,6 +540,15 @@ def local_stack(
     return LocalStack(chain, accounts, facilitator, payee, rpc_url, facilitator_url, facts)
 
 
+def register_listings(stack: LocalStack, role: ResourceServer) -> None:
+    """Catalog ``role``'s listed routes in the stack's facilitator's Bazaar (once its ``base_url`` is
+    the served one, before the services start): a fresh stack is discoverable before anything is
+    paid. A server settling through a facilitator in another process cannot do this; that one
+    learns each listing from the first settled payment that echoes it."""
+    if stack.facilitator.catalog is not None:
+        stack.facilitator.catalog.register_server(role, int(stack.chain.now))
+
+
 def serve_all(
     setup: ChainSetup,
     *,
@@ -564,6 +584,7 @@ def serve_all(
     app = resource_server_app(role, client, handlers=handlers, channel_work_every=DEFAULT_CHANNEL_WORK_EVERY)
     server_url = services.add("server", app, ports["server"])
     role.base_url = server_url
+    register_listings(stack, role)
     services.start()
     info = {
         "rpc_url": rpc_url,

@@ -93,6 +93,9 @@ def serve_mcp_cmd(
     Without --tools: weather (1000 atomic units), forecast (2500) and echo (free). A tool's 402 names
     the MCP endpoint URL over HTTP, mcp://tool/<name> over stdio.
 
+    Priced tools are listed in the Bazaar (unless listed = false): served beside the facilitator, at
+    start-up; with --facilitator-url, that facilitator learns each from its first settled call.
+
     Examples:
 
       x402sim serve mcp --port 0

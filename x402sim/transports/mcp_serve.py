@@ -3,7 +3,10 @@
 * ``serve_mcp_all`` starts the chain's JSON-RPC, the reference facilitator (settling on the embedded
   chain directly: ``x402sim.http.serve.local_stack``, as ``serve_all`` does) and the tool server
   over streamable HTTP at ``<url>/mcp``, on one event loop. The tools' 402s name that endpoint URL.
-* ``serve_mcp_http`` starts only the tool server, settling through a facilitator at a URL.
+  The listed tools are cataloged in the facilitator's Bazaar at start-up (keyed by that URL and the
+  tool), so ``/discovery/resources?type=mcp`` lists them before any call.
+* ``serve_mcp_http`` starts only the tool server, settling through a facilitator at a URL; that
+  facilitator learns each listed tool from its first settled call (the payment echoes the listing).
 * ``stdio_tool_server`` builds the tool server for stdin/stdout (``--stdio``): the 402s name
   ``mcp://tool/<name>``; the caller runs ``PaidToolServer.run_stdio``.
 
@@ -25,6 +28,7 @@ from ..http.serve import (
     Running,
     fetch_supported,
     local_stack,
+    register_listings,
     resource_server,
 )
 from .mcp import PaidToolServer
@@ -97,6 +101,7 @@ def serve_mcp_all(
     server = PaidToolServer(role, listed, client)
     base = services.add("mcp", server.http_app(channel_work_every=channel_work_every), ports["mcp"])
     role.base_url = mcp_url = base + MCP_PATH
+    register_listings(stack, role)
     services.start()
     info = {
         "rpc_url": stack.rpc_url,

@@ -14,10 +14,19 @@ Rules:
 * Tool names are MCP's (1-128 of ``[A-Za-z0-9_.-]``), and never ``.`` or ``..`` (a dot segment would
   name another path). Two tools with one name, or names differing only in letter case (the role
   matches a priced path whatever its case), are refused when the set is built.
-* ``ToolSellingServer`` is the ``ResourceServer`` with one change, the resource its 402s name: with
-  ``base_url`` ``mcp://tool`` (in process, stdio) each tool's own ``mcp://tool/<name>``, as the SDKs
-  name it; with any other base (a streamable HTTP endpoint ``U``) ``U`` itself, one endpoint serving
-  every tool (as the bazaar extension's MCP example does). Everything else is the role's.
+* A paid tool lists itself for the Bazaar unless ``listed=False``: its route's ``discovery`` is
+  ``protocol.bazaar.mcp_tool_listing`` of its name, input schema, description, example arguments
+  and example answer (``output_example``, with ``output_schema``), transport ``streamable-http``.
+  So its 402s carry ``extensions.bazaar`` and a settled call gets it cataloged by the facilitator,
+  keyed by the resource URL and the tool. A tool whose ``price`` is a ``Route`` with its own
+  ``discovery`` keeps that one. The listing is built (and validated) when the tool is made: a tool
+  whose pieces do not make a valid listing is refused then.
+* ``ToolSellingServer`` is the ``ResourceServer`` with two changes, the resource its 402s name and
+  the transport its listings name: with ``base_url`` ``mcp://tool`` (in process, stdio) each tool's
+  own ``mcp://tool/<name>``, as the SDKs name it, and the listings name no transport (the spec's
+  are streamable-http and sse only); with any other base (a streamable HTTP endpoint ``U``) ``U``
+  itself, one endpoint serving every tool (as the bazaar extension's MCP example does). Everything
+  else is the role's.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from typing import Any
 
 from ..actors.messages import HttpResponse
 from ..actors.server import ResourceServer, Route
+from ..protocol import ProtocolError
+from ..protocol.bazaar import BAZAAR, BazaarExtension, mcp_tool_listing
 from .mcp_carry import TOOL_BASE_URL, tool_answer, tool_failure, tool_route_key, valid_tool_name
 
 __all__ = [
@@ -48,8 +59,9 @@ OBJECT_SCHEMA: Mapping[str, Any] = {"type": "object"}
 @dataclass(frozen=True)
 class PaidTool:
     """One tool: ``name``, what it costs (``price``: None free, atomic units, or a ``Route``), what it
-    says of itself (``description``, ``input_schema``, ``output_schema``, ``example`` arguments) and
-    the function that runs it (``run(arguments)``, sync or async)."""
+    says of itself (``description``, ``input_schema``, ``output_schema``, ``example`` arguments, an
+    ``output_example`` answer), whether a paid tool is ``listed`` in the Bazaar, and the function
+    that runs it (``run(arguments)``, sync or async)."""
 
     name: str
     run: ToolFunction
@@ -58,6 +70,9 @@ class PaidTool:
     input_schema: Mapping[str, Any] = field(default_factory=lambda: dict(OBJECT_SCHEMA))
     output_schema: Mapping[str, Any] | None = None
     example: Mapping[str, Any] | None = None
+    output_example: Any = None
+    listed: bool = True
+    _listing: BazaarExtension | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not valid_tool_name(self.name) or self.name in (".", ".."):
@@ -71,6 +86,29 @@ class PaidTool:
             raise ValueError(f"tool {self.name!r}: price must be atomic units (an integer >= 0) or a Route")
         if not isinstance(self.input_schema, Mapping) or self.input_schema.get("type") != "object":
             raise ValueError(f"tool {self.name!r}: input_schema must be a JSON Schema of type 'object'")
+        declared = self.price.price if isinstance(self.price, Route) else self.price
+        if self.listed and declared:
+            object.__setattr__(self, "_listing", self._build_listing())
+
+    def _build_listing(self) -> BazaarExtension:
+        try:
+            return mcp_tool_listing(
+                self.name,
+                dict(self.input_schema),
+                description=self.description or None,
+                example=dict(self.example) if self.example is not None else None,
+                output=self.output_example,
+                output_schema=dict(self.output_schema) if self.output_schema is not None else None,
+            )
+        except ProtocolError as exc:
+            raise ValueError(f"tool {self.name!r}: its Bazaar listing is not valid: {exc}") from None
+
+    @property
+    def listing(self) -> BazaarExtension | None:
+        """The Bazaar listing its 402s declare (None: free, or unlisted)."""
+        route = self.route
+        discovery = route.discovery if route is not None else None
+        return discovery if isinstance(discovery, BazaarExtension) else None
 
     @property
     def route(self) -> Route | None:
@@ -82,8 +120,10 @@ class PaidTool:
             route = dataclasses.replace(self.price, key=key)
             if not route.description and self.description:
                 route = dataclasses.replace(route, description=self.description)
+            if route.discovery is None and self._listing is not None:
+                route = dataclasses.replace(route, discovery=self._listing)
             return route
-        return Route(key, self.price, description=self.description)
+        return Route(key, self.price, description=self.description, discovery=self._listing)
 
     @property
     def paid(self) -> bool:
@@ -127,6 +167,15 @@ class ToolSellingServer(ResourceServer):
         if self.base_url.startswith("mcp:"):
             return super().resource_url(route)
         return self.base_url
+
+    def extensions(self, route: Route | None = None) -> dict[str, Any] | None:
+        declared = super().extensions(route)
+        listing = (declared or {}).get(BAZAAR)
+        if self.base_url.startswith("mcp:") and isinstance(listing, dict):
+            tool_input = {k: v for k, v in listing["info"]["input"].items() if k != "transport"}
+            info = {**listing["info"], "input": tool_input}
+            declared = {**(declared or {}), BAZAAR: {**listing, "info": info}}
+        return declared
 
 
 async def run_tool(tool: PaidTool, arguments: dict[str, Any]) -> HttpResponse:

@@ -15,6 +15,8 @@ TOML example (JSON has the same shape)::
     output_schema = { type = "object" }          # optional
     example = { city = "Oslo" }                  # optional: example arguments, told in tools/list
     answer = { sky = "clear", celsius = 12 }     # what it answers: a fixed JSON value ...
+    listed = true                    # in the Bazaar (the default for a priced tool): its 402s carry
+                                     # a listing (schemas, example, a fixed answer as example output)
 
     [[tools]]
     name = "echo"
@@ -27,10 +29,12 @@ TOML example (JSON has the same shape)::
     charge = "40%"                   # charge, pay_to, max_timeout_seconds, min_deposit, ...
     function = "mypackage.tools:report"          # ... or a Python function of the arguments dict
 
-A tool says exactly one of ``answer``, ``echo = true`` and ``function``. A ``function`` is imported
-when the file is loaded (sync or async; it returns a string, a dict or a list, or raises for a tool
-error, which is not settled). The price keys are a routes-file route's (``x402sim.http.routes_file``),
-checked by the same code: the tool is the route ``POST /<name>``.
+A tool says exactly one of ``answer``, ``echo = true`` and ``function``. ``listed = false`` keeps a
+priced tool out of the Bazaar (``PaidTool.listed``); a listing that does not validate is refused
+here. A ``function`` is imported when the file is loaded (sync or async; it returns a string, a
+dict or a list, or raises for a tool error, which is not settled). The price keys are a routes-file
+route's (``x402sim.http.routes_file``), checked by the same code: the tool is the route
+``POST /<name>``.
 
 Every problem is one ``ToolsFileError`` naming the file, the tool and the key.
 """
@@ -53,7 +57,17 @@ from .mcp_tools import PaidTool
 
 __all__ = ["DEMO_TOOLS", "ToolsConfig", "ToolsFileError", "demo_tools", "load_tools", "parse_tools"]
 
-_TOOL_KEYS = {"name", "description", "input_schema", "output_schema", "example", "answer", "echo", "function"}
+_TOOL_KEYS = {
+    "name",
+    "description",
+    "input_schema",
+    "output_schema",
+    "example",
+    "answer",
+    "echo",
+    "function",
+    "listed",
+}
 _ROUTE_KEYS = {
     "price",
     "pay_to",
@@ -182,6 +196,8 @@ def parse_tools(data: object, where: str = "tools") -> ToolsConfig:
         if not isinstance(description, str):
             raise ToolsFileError(f"{here}: description: expected a string")
         input_schema = _schema(here, entry, "input_schema", {"type": "object"})
+        if not isinstance(entry.get("listed", True), bool):
+            raise ToolsFileError(f"{here}: listed: expected true or false")
         if input_schema.get("type") != "object":
             raise ToolsFileError(f"{here}: input_schema: expected type = 'object'")
         priced = {k: entry[k] for k in _ROUTE_KEYS if k in entry}
@@ -216,6 +232,8 @@ def parse_tools(data: object, where: str = "tools") -> ToolsConfig:
                 input_schema=input_schema,
                 output_schema=_schema(f"{where}: tool {name!r}", entry, "output_schema", None),
                 example=_schema(f"{where}: tool {name!r}", entry, "example", None),
+                output_example=entry.get("answer"),
+                listed=entry.get("listed", True),
             )
         except ValueError as exc:
             raise ToolsFileError(f"{where}: {exc}") from None
@@ -269,6 +287,7 @@ def demo_tools() -> list[PaidTool]:
             description="Current weather in a city (demo)",
             input_schema=CITY_SCHEMA,
             example={"city": "Lisbon"},
+            output_example=weather({"city": "Lisbon"}),
         ),
         PaidTool(
             "forecast",
@@ -280,6 +299,7 @@ def demo_tools() -> list[PaidTool]:
                 "properties": {"city": CITY, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
             },
             example={"city": "Oslo", "days": 3},
+            output_example=forecast({"city": "Oslo", "days": 1}),
         ),
         PaidTool("echo", lambda arguments: dict(arguments), description="Echoes its arguments (free)"),
     ]

@@ -21,7 +21,9 @@ Needs ``x402sim[agents]``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shlex
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,7 +43,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the extra's absence is 
 
 import httpx
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.routing import Route
 
 from .mcp_carry import McpProtocolError, ToolCall
 
@@ -106,7 +108,26 @@ def streamable_http_app(server: Server[Any, Any], *, stateless: bool = True) -> 
         async with manager.run():
             yield
 
-    return Starlette(routes=[Mount(MCP_PATH, app=manager.handle_request)], lifespan=lifespan)
+    # A Route at exactly MCP_PATH: a Mount there answers every POST to ``/mcp`` with a 307 to ``/mcp/``,
+    # which doubled each MCP exchange's round trips (benchmarks/paid_tool_calls.py).
+    return Starlette(routes=[Route(MCP_PATH, endpoint=_AsgiEndpoint(manager))], lifespan=lifespan)
+
+
+class _AsgiEndpoint:
+    """The session manager as a plain ASGI app (Starlette treats a non-function endpoint as one)."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+        self.manager = manager
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.manager.handle_request(scope, receive, send)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context, built once: building one reads the CA bundle, about 50 ms that
+    every session over HTTP paid before (benchmarks/paid_tool_calls.py)."""
+    return httpx.create_ssl_context()
 
 
 async def run_stdio(server: Server[Any, Any]) -> None:
@@ -131,7 +152,7 @@ async def open_session(
         return
     async with contextlib.AsyncExitStack() as stack:
         if target.startswith(("http://", "https://")):
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout, verify=_tls_context()))
             streams = await stack.enter_async_context(streamable_http_client(target, http_client=http))
         else:
             command, *args = shlex.split(target)
