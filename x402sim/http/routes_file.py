@@ -64,6 +64,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..actors.messages import HttpRequest, HttpResponse
 from ..actors.server import DEFAULT_MAX_TIMEOUT_SECONDS, Route, resolve_charge
@@ -112,22 +113,26 @@ class RoutesConfig:
     extra: dict = field(default_factory=dict)
 
 
-def load_routes(path: str | Path) -> RoutesConfig:
+def read_data_file(path: str | Path, error: type[ValueError]) -> tuple[Any, str]:
+    """The data of a TOML or JSON file (JSON by its ``.json`` suffix) and the name it is reported by;
+    ``error`` naming the file for one that cannot be read or parsed."""
     path = Path(path)
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RoutesFileError(f"{where}: cannot read: {exc.strerror}") from exc
+        raise error(f"{where}: cannot read: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
-        raise RoutesFileError(f"{where}: not UTF-8 text") from exc
+        raise error(f"{where}: not UTF-8 text") from exc
+    is_json = path.suffix.lower() == ".json"
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+        return (json.loads(text) if is_json else tomllib.loads(text)), where
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RoutesFileError(
-            f"{where}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {exc}"
-        ) from None
-    return parse_routes(data, where)
+        raise error(f"{where}: not valid {'JSON' if is_json else 'TOML'}: {exc}") from None
+
+
+def load_routes(path: str | Path) -> RoutesConfig:
+    return parse_routes(*read_data_file(path, RoutesFileError))
 
 
 def parse_routes(data: object, where: str = "routes") -> RoutesConfig:

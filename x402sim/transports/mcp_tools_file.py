@@ -42,16 +42,14 @@ Every problem is one ``ToolsFileError`` naming the file, the tool and the key.
 from __future__ import annotations
 
 import importlib
-import json
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..http.routes_file import RoutesConfig, RoutesFileError, parse_routes
+from ..http.routes_file import RoutesConfig, RoutesFileError, parse_routes, read_data_file
 from .mcp_carry import valid_tool_name
 from .mcp_tools import PaidTool
 
@@ -113,20 +111,7 @@ class ToolsConfig:
 
 
 def load_tools(path: str | Path) -> ToolsConfig:
-    path = Path(path)
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ToolsFileError(f"{where}: cannot read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ToolsFileError(f"{where}: not UTF-8 text") from exc
-    is_json = path.suffix.lower() == ".json"
-    try:
-        data = json.loads(text) if is_json else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ToolsFileError(f"{where}: not valid {'JSON' if is_json else 'TOML'}: {exc}") from None
-    return parse_tools(data, where)
+    return parse_tools(*read_data_file(path, ToolsFileError))
 
 
 def _answer(here: str, entry: dict[str, Any]) -> tuple[Callable[[dict[str, Any]], Any], str]:
