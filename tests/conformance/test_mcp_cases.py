@@ -116,11 +116,17 @@ def test_which_cases_run_over_which_transport() -> None:
         assert any(
             fnmatch.fnmatchcase(c.id, pattern) or c.id.startswith(pattern + ".") for c in everything
         ), pattern
-    assert {c.id for c in everything if "http" not in transports_of(c)} == MCP_CASES | MCP_CLIENT_CASES
+    a2a_cases = {c.id for c in everything if transports_of(c) == ("a2a",)}
+    assert {
+        c.id for c in everything if "http" not in transports_of(c)
+    } == MCP_CASES | MCP_CLIENT_CASES | a2a_cases
     assert all(transports_of(c) == ("mcp",) for c in everything if c.id in MCP_CASES | MCP_CLIENT_CASES)
     # an HTTP run leaves the MCP cases out; an MCP run keeps every case, reporting the HTTP-only skipped
     assert not MCP_CASES & {c.id for c in catalog.select(ROLE)}
-    assert len(catalog.select(ROLE, transport="mcp")) == len(catalog.select(ROLE)) + len(MCP_CASES)
+    a2a_server = {c for c in a2a_cases if c.startswith(ROLE + ".")}
+    assert len(catalog.select(ROLE, transport="mcp")) == len(catalog.select(ROLE)) + len(
+        MCP_CASES | a2a_server
+    )
     facilitator = [c for c in everything if c.role == "facilitator"]
     assert all(not_over(c, "mcp") for c in facilitator)
     assert not_over(catalog.CATALOG["server.replay.concurrent"], "mcp") is None
@@ -169,7 +175,7 @@ def test_an_official_mcp_config_names_tools_and_its_transport(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["server", "--transport", "a2a", "--builtin", "reference"], "unknown transport 'a2a'"),
+        (["server", "--transport", "smtp", "--builtin", "reference"], "unknown transport 'smtp'"),
         (["facilitator", "--transport", "mcp", "--builtin", "reference"], "the facilitator API is HTTP"),
         (["server", "--transport", "mcp", "--builtin", "reference-trust"], "expected reference"),
     ],
