@@ -58,6 +58,7 @@ _CASE_MODULES = (
     "batch_client_cases",
     "mcp_cases",
     "a2a_cases",
+    "bazaar_cases",
 )
 # The payment mechanisms a case may be about: exact by EIP-3009, exact with Permit2, upto (Permit2),
 # and batch-settlement (payment channels).

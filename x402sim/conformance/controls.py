@@ -31,6 +31,7 @@ _MODULES = (
     "batch_client_controls",
     "mcp_controls",
     "a2a_controls",
+    "bazaar_controls",
 )
 
 

@@ -57,6 +57,11 @@ def harness_apps(role: str, harness: Harness) -> dict[str, Any]:
         return {"hostile": harness.hostile.app}
     if role == "server":
         return {DIRECTORY_APP: TrustKit(harness.options.seed).directory_app()}
+    if role == "facilitator":
+        from .bazaar_kit import SHOP_APP, BazaarShop
+
+        harness.shop = BazaarShop()
+        return {SHOP_APP: harness.shop.app}
     return {}
 
 
