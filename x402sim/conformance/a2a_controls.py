@@ -131,13 +131,14 @@ def reopens_completed_task():
             super().__init__(*args, **kwargs)
             handler = self.handler
             plain = handler.on_message_send
+            store: Any = handler.task_store
 
             async def on_message_send(params, context):
                 task_id = params.message.task_id
-                task = await handler.task_store.get(task_id, context) if task_id else None
+                task = await store.get(task_id, context) if task_id else None
                 if task is not None and task.status.state == TaskState.TASK_STATE_COMPLETED:
                     task.status.state = TaskState.TASK_STATE_INPUT_REQUIRED
-                    await handler.task_store.save(task, context)
+                    await store.save(task, context)
                 return await plain(params, context)
 
             handler.on_message_send = on_message_send  # type: ignore[method-assign]

@@ -77,6 +77,7 @@ async def _catalogue(ctx: FacilitatorContext) -> list[Any]:
             f"/discovery/resources?limit={PAGE}&offset={page * PAGE}",
         )
         ctx.check(response is not None, "/discovery/resources: no answer")
+        assert response is not None  # checked just above
         if response.status_code in (404, 405) and page == 0:
             ctx.skip(
                 f"the facilitator keeps no Bazaar catalogue (/discovery/resources: {response.status_code})"

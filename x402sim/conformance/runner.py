@@ -259,9 +259,9 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
         elif options.transport == "a2a" and role == "server":
             from .a2a_kit import A2aBridge, listed_skills
 
-            session = await stack.enter_async_context(_a2a_link(target))
-            tools = await listed_skills(session)
-            transport, base_url = A2aBridge(session), base_url
+            link = await stack.enter_async_context(_a2a_link(target))
+            session, tools = link, await listed_skills(link)
+            transport = A2aBridge(link)
         http = await stack.enter_async_context(
             httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits)
         )
