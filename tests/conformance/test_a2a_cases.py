@@ -108,3 +108,21 @@ def test_the_bridge_reads_failed_tasks_by_their_payment_error() -> None:
     assert statuses == [400, 502, 500, 500, 500]
     assert A2aBridge.response({"error": {"code": -32603, "message": "x"}}, request).status_code == 500
     assert A2aBridge.response({"error": {"code": -32602, "message": "x"}}, request).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["server", "--transport", "a2a", "--builtin", "reference-trust"], "over A2A: expected reference"),
+        (["client", "--transport", "a2a", "--builtin", "reference-trust"], "over A2A: expected reference"),
+        (["facilitator", "--transport", "a2a", "--builtin", "reference"], "the facilitator API is HTTP"),
+    ],
+)
+def test_the_cli_refuses_what_it_cannot_run_over_a2a(args, message) -> None:
+    from typer.testing import CliRunner
+
+    from x402sim.conformance import cli as conformance_cli
+
+    result = CliRunner().invoke(conformance_cli.app, args)
+    assert result.exit_code == 2
+    assert message in result.output
