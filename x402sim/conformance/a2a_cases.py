@@ -36,6 +36,7 @@ from ..transports.a2a_carry import (
     task_metadata,
 )
 from .catalog import case
+from .forge import header_value
 from .kits import ServerContext
 from .mcp_cases import MALFORMED_PAYMENTS
 
@@ -200,14 +201,12 @@ async def failed_payment(ctx: ServerContext) -> None:
     transports=A2A,
 )
 async def malformed_payload(ctx: ServerContext) -> None:
-    from .mcp_cases import _header
-
     await ctx.offer()
     for what, value in MALFORMED_PAYMENTS:
         before = ctx.snapshot()
         label = f"payload that is {what}"
         response = await ctx.send(
-            label, ctx.endpoint.method, ctx.endpoint.path, headers={"PAYMENT-SIGNATURE": _header(value)}
+            label, ctx.endpoint.method, ctx.endpoint.path, headers={"PAYMENT-SIGNATURE": header_value(value)}
         )
         ctx.check(response is not None, f"{label}: no answer (did the agent crash?)")
         task = task_of(response)

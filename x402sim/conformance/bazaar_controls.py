@@ -11,9 +11,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .bazaar_kit import COPY_PREFIX
 from .controls import control
-from .facilitator_controls import _over_reference, _target
+from .facilitator_controls import middleware
+from .reference import InProcessService, reference_facilitator
 
 DISCOVERY = ("/discovery/resources",)
+
+
+def _target(name: str, change: Callable[[dict[str, Any]], None]) -> InProcessService:
+    """The reference facilitator with every item of its ``/discovery/resources`` answer ``change``d."""
+
+    def build(env: dict[str, str]):
+        return middleware(reference_facilitator(env)[1], paths=DISCOVERY, answer=_items(change))
+
+    return InProcessService("facilitator", build=build, name=f"control: {name}", kind="control")
 
 
 def _items(change: Callable[[dict[str, Any]], None]):
@@ -57,7 +67,7 @@ def _unpaid_copy(item: dict[str, Any]) -> None:
     kills=("facilitator.bazaar.listings-well-formed",),
 )
 def invalid_listing():
-    return _target("bazaar-invalid-listing", _over_reference(paths=DISCOVERY, answer=_items(_bad_method)))
+    return _target("bazaar-invalid-listing", _bad_method)
 
 
 @control(
@@ -67,7 +77,7 @@ def invalid_listing():
     kills=("facilitator.bazaar.price-matches-402",),
 )
 def stale_price():
-    return _target("bazaar-stale-price", _over_reference(paths=DISCOVERY, answer=_items(_stale_price)))
+    return _target("bazaar-stale-price", _stale_price)
 
 
 @control(
@@ -77,4 +87,4 @@ def stale_price():
     kills=("facilitator.bazaar.no-unpaid-copy",),
 )
 def lists_unpaid_copy():
-    return _target("bazaar-lists-unpaid-copy", _over_reference(paths=DISCOVERY, answer=_items(_unpaid_copy)))
+    return _target("bazaar-lists-unpaid-copy", _unpaid_copy)
