@@ -126,3 +126,16 @@ def test_the_cli_refuses_what_it_cannot_run_over_a2a(args, message) -> None:
     result = CliRunner().invoke(conformance_cli.app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_the_reference_as_an_agent_command_passes_the_a2a_cases(harness) -> None:
+    import sys
+
+    from x402sim.conformance.a2a_kit import A2aHttpCommand
+
+    target = A2aHttpCommand("server", f"{sys.executable} -m x402sim.conformance.a2a_reference", name="agent")
+    cases = catalog.select(include=["server.a2a", "server.replay.after-settlement"], transport="a2a")
+    report = runner.run(ROLE, target, cases, options(), harness)
+    assert {r.outcome for r in report.results} == {"passed"}, [
+        f"{r.id}: {r.outcome} {r.message}" for r in report.results
+    ]
