@@ -36,6 +36,7 @@ EXPECTED_SKIPS = {
     "server.handshake.v1-body": "a v2-only server",
     "client.pays.v1-header": "v1 is judged only on a network with a v1 name (base, base-sepolia)",
     "server.extensions.": "the payment-identifier extension is not declared",
+    "facilitator.bazaar.": "it keeps no Bazaar catalogue (no /discovery/resources)",
 }
 
 

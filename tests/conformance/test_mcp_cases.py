@@ -62,6 +62,7 @@ def test_the_reference_passes_every_case_that_runs_over_mcp(harness) -> None:
     for result in report.results:
         by_outcome.setdefault(result.outcome, set()).add(result.id)
     http_only = {c.id for c in catalog.select(ROLE, transport="mcp") if not_over(c, "mcp")}
+    a2a_only = {c.id for c in catalog.select(ROLE, transport="mcp") if transports_of(c) == ("a2a",)}
     assert by_outcome.get("skipped", set()) == http_only
     assert by_outcome["passed"] >= MCP_CASES
     assert set(by_outcome) == {"passed", "skipped"}, [
@@ -69,7 +70,10 @@ def test_the_reference_passes_every_case_that_runs_over_mcp(harness) -> None:
     ]
     for result in report.results:
         if result.outcome == "skipped":
-            assert result.message.startswith("not over mcp: HTTP only: ")
+            prefix = (
+                "not over mcp: a case of a2a only" if result.id in a2a_only else "not over mcp: HTTP only: "
+            )
+            assert result.message.startswith(prefix)
     # the transport-independent groups are judged, not skipped
     judged = {r.id.split(".")[1] for r in report.results if r.outcome == "passed"}
     assert {"replay", "payment", "settle", "handshake", "permit2", "upto", "batch", "mcp"} <= judged
@@ -116,11 +120,17 @@ def test_which_cases_run_over_which_transport() -> None:
         assert any(
             fnmatch.fnmatchcase(c.id, pattern) or c.id.startswith(pattern + ".") for c in everything
         ), pattern
-    assert {c.id for c in everything if "http" not in transports_of(c)} == MCP_CASES | MCP_CLIENT_CASES
+    a2a_cases = {c.id for c in everything if transports_of(c) == ("a2a",)}
+    assert {
+        c.id for c in everything if "http" not in transports_of(c)
+    } == MCP_CASES | MCP_CLIENT_CASES | a2a_cases
     assert all(transports_of(c) == ("mcp",) for c in everything if c.id in MCP_CASES | MCP_CLIENT_CASES)
     # an HTTP run leaves the MCP cases out; an MCP run keeps every case, reporting the HTTP-only skipped
     assert not MCP_CASES & {c.id for c in catalog.select(ROLE)}
-    assert len(catalog.select(ROLE, transport="mcp")) == len(catalog.select(ROLE)) + len(MCP_CASES)
+    a2a_server = {c for c in a2a_cases if c.startswith(ROLE + ".")}
+    assert len(catalog.select(ROLE, transport="mcp")) == len(catalog.select(ROLE)) + len(
+        MCP_CASES | a2a_server
+    )
     facilitator = [c for c in everything if c.role == "facilitator"]
     assert all(not_over(c, "mcp") for c in facilitator)
     assert not_over(catalog.CATALOG["server.replay.concurrent"], "mcp") is None
@@ -169,7 +179,7 @@ def test_an_official_mcp_config_names_tools_and_its_transport(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["server", "--transport", "a2a", "--builtin", "reference"], "unknown transport 'a2a'"),
+        (["server", "--transport", "smtp", "--builtin", "reference"], "unknown transport 'smtp'"),
         (["facilitator", "--transport", "mcp", "--builtin", "reference"], "the facilitator API is HTTP"),
         (["server", "--transport", "mcp", "--builtin", "reference-trust"], "expected reference"),
     ],

@@ -14,10 +14,13 @@ Regenerate the expectation files (after adding cases, or upgrading an SDK; revie
 
     X402SIM_UPDATE_EXPECTATIONS=1 .venv/bin/pytest tests/conformance/test_sdk_targets.py -q
 
-The targets are the scripts in ``tests/interop/sdk_targets`` (Python, run with this interpreter) and
-``tests/interop/node/conformance-*.mjs`` (TypeScript), configured by the official e2e harness's
-environment on the ``base-sepolia`` preset, so the SDKs run with their default asset tables. A target
-whose SDK is missing is skipped with the reason (and, for TypeScript, the install command). The
+The targets are the scripts in ``tests/interop/sdk_targets`` (Python, run with this interpreter),
+``tests/interop/node/conformance-*.mjs`` (TypeScript) and, over MCP, the Python SDK's ``x402.mcp``
+server and client in ``tests/interop/python`` (the official e2e MCP components: tool ``get_weather``,
+exact only; the server on stdio, the client over SSE to the harness's tool server), configured by the
+official e2e harness's environment on the ``base-sepolia`` preset, so the SDKs run with their default
+asset tables. A target whose SDK is missing is skipped with the reason (and, for TypeScript, the
+install command). The
 Python client runs through its fork server (``python_client_forks.py``): still one process per run,
 forked after the SDK's imports instead of started afresh, which saves about a second per case.
 """
@@ -44,6 +47,7 @@ from pathlib import Path
 import pytest
 
 from x402sim.conformance import catalog, runner, targets
+from x402sim.conformance.context import Endpoint
 from x402sim.conformance.harness import HarnessOptions
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -63,6 +67,10 @@ NODE_PACKAGES = (
 NETWORK = "base-sepolia"
 UPDATE = os.environ.get("X402SIM_UPDATE_EXPECTATIONS") == "1"
 FACILITATOR_BOUND = 2.0  # seconds a server target may wait for a hung facilitator (the SDKs' default: 90)
+MCP_SERVER = "tests.interop.python.sdk_mcp_server"
+MCP_CLIENT = "tests.interop.python.sdk_mcp_client"
+MCP_TOOL = "get_weather"  # the official e2e MCP servers' tool
+EXACT = (catalog.DEFAULT_MECHANISM,)
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,11 @@ class SdkTarget:
     sdk: str  # "python" or "typescript"
     script: str
     mechanisms: tuple[str, ...] = catalog.MECHANISMS  # what it is configured to speak: its cases run
+    transport: str = catalog.DEFAULT_TRANSPORT  # what carries the harness's calls (mcp: an MCP target)
 
     def command(self):
+        if self.transport == "mcp":
+            return self.mcp_command()
         if self.sdk == "python":
             cmd, cwd = f"{shlex.quote(sys.executable)} {self.script}", PYTHON_DIR
         else:
@@ -84,6 +95,24 @@ class SdkTarget:
         if self.role == "client":
             return targets.ClientCommand(cmd, cwd=str(cwd), name=self.name)
         return targets.ServiceCommand(self.role, cmd, cwd=str(cwd), name=self.name)
+
+    def mcp_command(self):
+        """The Python SDK's MCP server (a stdio command, from the e2e environment) or its MCP client
+        (the e2e client, its runs forked by ``python_client_forks.py``); ``script`` is the module."""
+        if self.role == "client":
+            forks = f"{shlex.quote(sys.executable)} python_client_forks.py {self.script}"
+            return ForkedClient(forks, cwd=str(PYTHON_DIR), name=self.name)
+        from x402sim.conformance.mcp_kit import McpStdioCommand
+
+        command = f"{shlex.quote(sys.executable)} -m {self.script} --from-env"
+        return McpStdioCommand(command, name=self.name, cwd=str(TESTS.parent))
+
+    def options(self) -> runner.RunOptions:
+        harness = HarnessOptions(network=NETWORK, facilitator_timeout=FACILITATOR_BOUND)
+        options = runner.RunOptions(harness=harness, transport=self.transport)
+        if self.transport == "mcp" and self.role == "server":  # the e2e MCP server's one paid tool
+            options.endpoints, options.declared = [Endpoint(f"/{MCP_TOOL}")], True
+        return options
 
 
 @dataclass
@@ -157,6 +186,9 @@ SDK_TARGETS = [
     SdkTarget("typescript-server", "server", "typescript", "conformance-server.mjs"),
     SdkTarget("typescript-facilitator", "facilitator", "typescript", "conformance-facilitator.mjs"),
     SdkTarget("typescript-client", "client", "typescript", "conformance-client.mjs"),
+    # x402.mcp (the Python SDK's MCP server wrapper and paying MCP client) over MCP; exact only
+    SdkTarget("python-mcp-server", "server", "python", MCP_SERVER, EXACT, transport="mcp"),
+    SdkTarget("python-mcp-client", "client", "python", MCP_CLIENT, EXACT, transport="mcp"),
 ]
 
 
@@ -204,16 +236,14 @@ def test_sdk_target_matches_its_expectations(target: SdkTarget):
     if why is not None:
         print(f"{target.name} skipped: {why}")
         pytest.skip(f"{target.name}: {why}")
-    cases = catalog.select(target.role, mechanisms=target.mechanisms)
+    if target.transport == "mcp" and importlib.util.find_spec("mcp") is None:
+        print(f"{target.name} skipped: the mcp SDK is not importable (x402sim[agents])")
+        pytest.skip(f"{target.name}: the mcp SDK is not importable (x402sim[agents])")
+    cases = catalog.select(target.role, mechanisms=target.mechanisms, transport=target.transport)
     started = time.perf_counter()
     command = target.command()
     try:
-        report = runner.run(
-            target.role,
-            command,
-            cases,
-            runner.RunOptions(harness=HarnessOptions(network=NETWORK, facilitator_timeout=FACILITATOR_BOUND)),
-        )
+        report = runner.run(target.role, command, cases, target.options())
     finally:
         if isinstance(command, ForkedClient):
             command.close()

@@ -8,17 +8,22 @@ transport reports it skipped with the reason written here.
 Rules:
 
 * A case that declares ``transports=`` (``catalog.case``) runs over those and no other (the MCP
-  cases: ``("mcp",)``).
+  cases: ``("mcp",)``; the A2A cases: ``("a2a",)``).
 * Otherwise the first pattern of ``HTTP_ONLY`` that matches its id (a glob, or an id prefix) makes it
   HTTP's alone, for the reason beside it; a case no pattern matches runs over every transport.
 * A client target over MCP is served the harness's (often hostile) server as a paid tool server over
   streamable HTTP (``mcp_kit.ClientFront``); its cases run over MCP unless listed here.
+* A client target over A2A is served the harness's server as a paid agent on loopback
+  (``a2a_kit.A2aFront``); a server target over A2A is reached by ``a2a_kit.A2aBridge`` (a paid
+  request: the unpaid message opening a task, the payment on it). The same cases run over A2A as over
+  MCP: the patterns below name HTTP's reasons, which hold for every carrier that is not HTTP (an A2A
+  message has no headers, paths or status codes either; a malformed payment is judged by
+  ``server.a2a.malformed-payload``, the payment-required task by ``server.a2a.payment-required``).
 * The facilitator's cases are HTTP's by nature (the facilitator API is HTTP, whatever carries the
-  buyer's call), so a facilitator run is always over HTTP; ``--transport mcp`` for a facilitator is
-  refused before anything starts.
-* Adding a transport (A2A) is adding it to ``catalog.TRANSPORTS`` and, where a case cannot run over it,
-  a pattern here or a ``transports=`` on the case; the patterns below name HTTP's reasons, which hold
-  for every carrier that is not HTTP.
+  buyer's call), so a facilitator run is always over HTTP; ``--transport mcp`` (or ``a2a``) for a
+  facilitator is refused before anything starts.
+* Adding a transport is adding it to ``catalog.TRANSPORTS`` and, where a case cannot run over it,
+  a pattern here or a ``transports=`` on the case.
 """
 
 from __future__ import annotations

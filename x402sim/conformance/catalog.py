@@ -42,7 +42,7 @@ from .results import LEVELS, Level, Role
 
 # The carriers a case may run over (``x402sim conformance ... --transport``); ``carriers`` says which
 # cases run over which.
-TRANSPORTS = ("http", "mcp")
+TRANSPORTS = ("http", "mcp", "a2a")
 DEFAULT_TRANSPORT = "http"
 
 ROLES: tuple[Role, ...] = ("server", "facilitator", "client")
@@ -57,6 +57,8 @@ _CASE_MODULES = (
     "batch_facilitator_cases",
     "batch_client_cases",
     "mcp_cases",
+    "a2a_cases",
+    "bazaar_cases",
 )
 # The payment mechanisms a case may be about: exact by EIP-3009, exact with Permit2, upto (Permit2),
 # and batch-settlement (payment channels).

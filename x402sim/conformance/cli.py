@@ -94,9 +94,10 @@ TransportOpt = Annotated[
     str | None,
     typer.Option(
         "--transport",
-        help="What carries the harness's calls: http, or mcp (a server target is an MCP tool server, "
-        "each paid route a tool named by its path without the slash; the cases that only make sense "
-        "for HTTP are reported skipped with their reason). Default: the --config's transport, else http.",
+        help="What carries the harness's calls: http, mcp (a server target is an MCP tool server, "
+        "each paid route a tool named by its path without the slash) or a2a (a server target is an "
+        "A2A agent, each paid route a skill); the cases that only make sense for HTTP are reported "
+        "skipped with their reason. Default: the --config's transport, else http.",
     ),
 ]
 McpWireOpt = Annotated[
@@ -148,6 +149,8 @@ def _service_target(
         raise fail(f"conformance {role}: give exactly one of --cmd, --url or --builtin")
     if transport == "mcp" and role == "server":
         return _mcp_target(cmd, url, cwd, ready_timeout, name, builtin, wire)
+    if transport == "a2a" and role == "server":
+        return _a2a_target(cmd, url, cwd, ready_timeout, name, builtin)
     if builtin:
         return _builtin(role, builtin)
     if cmd:
@@ -189,6 +192,29 @@ def _mcp_target(cmd, url, cwd, ready_timeout: float, name, builtin, wire: str):
     except ServiceError as exc:
         raise fail_with(exc) from None
     return McpUrl(url, name=name)
+
+
+def _a2a_target(cmd, url, cwd, ready_timeout: float, name, builtin):
+    """A server target over A2A: the reference paid agent, a command serving an agent at ``/`` of
+    its PORT, or the URL of an agent."""
+    from ..http.runner import ServiceError, check_loopback_url
+
+    try:
+        from .a2a_kit import A2aHttpCommand, A2aService, A2aUrl
+    except ModuleNotFoundError as exc:  # the agents extra is not installed: its advice says so
+        raise fail(str(exc)) from None
+    if builtin:
+        if builtin != "reference":
+            raise fail(f"--builtin {builtin!r} over A2A: expected reference")
+        return A2aService()
+    if cmd:
+        cwd_text = str(cwd) if cwd else None
+        return A2aHttpCommand("server", cmd, cwd=cwd_text, ready_timeout=ready_timeout, name=name)
+    try:
+        check_loopback_url(url, "--url")
+    except ServiceError as exc:
+        raise fail_with(exc) from None
+    return A2aUrl(url, name=name)
 
 
 def _config_transport(config) -> str | None:
@@ -404,6 +430,9 @@ def server_command(
     Over MCP (--transport mcp) the same environment is given; each paid route is a tool named by its
     path without the slash (PROTECTED_PATH=/protected: tool protected). A test.config.json of the
     official MCP servers ("transport": "mcp", endpoints with "method": "tool") names the tools.
+    Over A2A (--transport a2a; x402sim conformance server --transport a2a --builtin reference) a
+    target is an agent (JSON-RPC at / of PORT, its card at /.well-known/agent-card.json), each paid
+    route a skill.
     """
     from .config import ConfigError, load_config
     from .context import Endpoint
@@ -575,7 +604,9 @@ def client_command(
 
     Over MCP (--transport mcp) the harness's server is a paid tool server on streamable HTTP:
     RESOURCE_SERVER_URL is its base URL and ENDPOINT_PATH the tool's name, as the official e2e MCP
-    clients read them, and MCP_SERVER_URL its endpoint (RESOURCE_SERVER_URL + /mcp).
+    clients read them, and MCP_SERVER_URL its endpoint (RESOURCE_SERVER_URL + /mcp). Over A2A
+    (--transport a2a) it is a paid agent: RESOURCE_SERVER_URL is the agent's URL and ENDPOINT_PATH
+    the skill's id.
     """
     from .runner import RunOptions
     from .targets import ClientCommand
@@ -593,6 +624,16 @@ def client_command(
         from .reference import InProcessClient
 
         target: Any = InProcessClient(mcp_pay_from_env, name="x402sim reference (MCP)")
+    elif builtin and chosen == "a2a":
+        if builtin != "reference":
+            raise fail(f"--builtin {builtin!r} over A2A: expected reference")
+        try:
+            from .a2a_kit import a2a_pay_from_env
+        except ModuleNotFoundError as exc:  # the agents extra is not installed: its advice says so
+            raise fail(str(exc)) from None
+        from .reference import InProcessClient
+
+        target = InProcessClient(a2a_pay_from_env, name="x402sim reference (A2A)")
     elif builtin:
         target = _builtin("client", builtin)
     else:

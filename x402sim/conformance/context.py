@@ -50,6 +50,7 @@ class CaseContext:
     trust: frozenset[str] = frozenset()  # the trust features the target advertises (see ``trust``)
     transport: str = "http"  # what carries ``send`` to the target (``catalog.TRANSPORTS``)
     mcp: Any = None  # over MCP: the client session with the target (the MCP cases use it directly)
+    a2a: Any = None  # over A2A: the ``a2a_kit.A2aLink`` to the target agent (the A2A cases use it)
 
     def __post_init__(self) -> None:
         self.recorder = Recorder(self.http, self.evidence)

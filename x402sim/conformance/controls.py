@@ -30,6 +30,8 @@ _MODULES = (
     "batch_facilitator_controls",
     "batch_client_controls",
     "mcp_controls",
+    "a2a_controls",
+    "bazaar_controls",
 )
 
 

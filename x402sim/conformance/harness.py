@@ -275,6 +275,8 @@ class Harness:
     asset_version: str
     # Set by kits.harness_apps for a client target:
     hostile: HostileServer
+    # ... and for a facilitator target: the Bazaar cases' shop (``bazaar_kit.BazaarShop``)
+    shop: Any
 
     def __init__(self, options: HarnessOptions | None = None) -> None:
         self.options = options or HarnessOptions()

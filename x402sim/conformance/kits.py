@@ -48,6 +48,7 @@ class Setup:
     trust_kit: TrustKit = field(default_factory=TrustKit)
     trust: frozenset[str] = frozenset()  # the trust features the target advertises
     mcp_front: Any = None  # over MCP, a client run's ``mcp_kit.ClientFront`` (the server as tools)
+    a2a_front: Any = None  # over A2A, a client run's ``a2a_kit.A2aFront`` (the server as an agent)
 
 
 def harness_apps(role: str, harness: Harness) -> dict[str, Any]:
@@ -56,6 +57,11 @@ def harness_apps(role: str, harness: Harness) -> dict[str, Any]:
         return {"hostile": harness.hostile.app}
     if role == "server":
         return {DIRECTORY_APP: TrustKit(harness.options.seed).directory_app()}
+    if role == "facilitator":
+        from .bazaar_kit import SHOP_APP, BazaarShop
+
+        harness.shop = BazaarShop()
+        return {SHOP_APP: harness.shop.app}
     return {}
 
 
@@ -682,7 +688,19 @@ class ClientContext(CaseContext):
         """The environment a client run gets: the official e2e harness's variables for ``payer``. Over
         MCP, as the official e2e MCP clients read them: ``RESOURCE_SERVER_URL`` is the harness's tool
         server, ``ENDPOINT_PATH`` the tool's name (the path without its slash); ``MCP_SERVER_URL``
-        (x402sim's) its streamable HTTP endpoint."""
+        (x402sim's) its streamable HTTP endpoint. Over A2A: ``RESOURCE_SERVER_URL`` is the harness's
+        paid agent, ``ENDPOINT_PATH`` the skill's id."""
+        if self.setup.a2a_front is not None:
+            skill = path.removeprefix("/")
+            self.setup.a2a_front.tools.add(skill)
+            return {
+                "RESOURCE_SERVER_URL": self.setup.a2a_front.url,
+                "ENDPOINT_PATH": skill,
+                "EVM_PRIVATE_KEY": payer.key_hex,
+                "CLIENT_EVM_PRIVATE_KEY": payer.key_hex,
+                "EVM_NETWORK": self.harness.network,
+                "EVM_RPC_URL": self.harness.rpc_url,
+            }
         front = self.setup.mcp_front
         if front is not None:
             tool = path.removeprefix("/")

@@ -16,8 +16,11 @@ Rules:
 * Over another transport than HTTP (``RunOptions.transport``): a server target is reached through
   one MCP client session for the whole run (``mcp_kit.McpBridge`` carries each case's requests as
   tool calls), and its declared routes must be listed tools instead; a client target is served the
-  harness's server as a paid tool server (``mcp_kit.ClientFront``); a facilitator is refused. A case
-  that does not run over the transport (``carriers``) is reported skipped with its reason, unrun.
+  harness's server as a paid tool server (``mcp_kit.ClientFront``); a facilitator is refused. Over
+  A2A likewise: one ``a2a_kit.A2aLink`` to the agent, each request carried by ``a2a_kit.A2aBridge``,
+  the declared routes checked against the skills its card lists, a client target served the
+  harness's server as a paid agent (``a2a_kit.A2aFront``). A case that does not run over the
+  transport (``carriers``) is reported skipped with its reason, unrun.
 """
 
 from __future__ import annotations
@@ -208,6 +211,11 @@ def run(
 
             setup.mcp_front = ClientFront(harness.hostile.app)
             setup.mcp_front.start()
+        elif role == "client" and options.transport == "a2a":
+            from .a2a_kit import A2aFront
+
+            setup.a2a_front = A2aFront(harness.hostile.app)
+            setup.a2a_front.start()
         try:
             if role == "server" and target.info.kind in ("url", "asgi"):
                 setup.payee = None  # a server configured by its owner: its own payTo is the payee
@@ -215,8 +223,9 @@ def run(
         finally:
             if role != "client":
                 target.stop()
-            if setup.mcp_front is not None:
-                setup.mcp_front.stop()
+            for front in (setup.mcp_front, setup.a2a_front):
+                if front is not None:
+                    front.stop()
     finally:
         if own:
             harness.stop()
@@ -235,6 +244,7 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
     results = []
     transport = None if role == "client" else target.transport()
     over_mcp = options.transport == "mcp"
+    carried = options.transport != DEFAULT_TRANSPORT  # the target is reached through a bridge
     # No keep-alive: a target that drops a connection after a crash (uvicorn after an unhandled
     # exception) must not turn the next case's first request into a transport error.
     limits = httpx.Limits(max_keepalive_connections=0)
@@ -246,6 +256,12 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
             session = await stack.enter_async_context(_mcp_session(target))
             tools = await listed_tools(session)
             transport, base_url = McpBridge(session, tools), BRIDGE_BASE_URL
+        elif options.transport == "a2a" and role == "server":
+            from .a2a_kit import A2aBridge, listed_skills
+
+            link = await stack.enter_async_context(_a2a_link(target))
+            session, tools = link, await listed_skills(link)
+            transport = A2aBridge(link)
         http = await stack.enter_async_context(
             httpx.AsyncClient(transport=transport, timeout=HTTP_TIMEOUT, limits=limits)
         )
@@ -271,7 +287,7 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
                 )
                 await asyncio.to_thread(target.stop)
                 restarted = await asyncio.to_thread(target.start, env)
-                base_url = base_url if over_mcp else restarted
+                base_url = base_url if carried else restarted
             ctx = context_for(
                 role,
                 case,
@@ -284,13 +300,18 @@ async def _run_cases(role, target, cases, harness, options, setup, env, base_url
                 evidence,
                 random.Random(f"{options.harness.seed}:{case.id}"),
             )
-            ctx.transport, ctx.mcp = options.transport, session
+            ctx.transport = options.transport
+            if over_mcp:
+                ctx.mcp = session
+            else:
+                ctx.a2a = session
             result = await _run_one(case, ctx, options.case_timeout)
             harness.control.reset()
             if setup.hostile is not None:
                 setup.hostile.reset()
-            if setup.mcp_front is not None:
-                setup.mcp_front.reset()
+            for front in (setup.mcp_front, setup.a2a_front):
+                if front is not None:
+                    front.reset()
             results.append(result)
             if options.on_result is not None:
                 options.on_result(result)
@@ -315,13 +336,24 @@ async def _mcp_session(target):
         raise TargetError(f"MCP session with {target.info.name} failed: {type(exc).__name__}: {exc}") from exc
 
 
+@contextlib.asynccontextmanager
+async def _a2a_link(target):
+    """An ``a2a_kit.A2aLink`` to ``target``; ``TargetError`` when it has no A2A side."""
+    opener = getattr(target, "a2a_link", None)
+    if opener is None:
+        raise TargetError(f"{target.info.name}: not an A2A target (give an A2A command, URL or builtin)")
+    async with opener() as link:
+        yield link
+
+
 def _check_tools(listed, routes: list[Endpoint]) -> None:
-    """Every declared paid route's tool is ``listed`` by the MCP server; ``RouteError`` naming the others."""
+    """Every declared paid route's tool (skill) is ``listed`` by the MCP server (the A2A agent's card);
+    ``RouteError`` naming the others."""
     from .mcp_kit import tool_name
 
     missing = [tool_name(e.path) for e in routes if tool_name(e.path) not in listed]
     if missing:
-        raise RouteError(f"tool(s) {', '.join(missing)} not listed by the MCP server: is it served?")
+        raise RouteError(f"tool(s) or skill(s) {', '.join(missing)} not listed by the target: is it served?")
 
 
 def _run_sync(coroutine):

@@ -1,5 +1,6 @@
-"""A fork server for ``python_client.py``: the SDK is imported once, and each run is a child forked
-from this process, so a conformance run of the Python client does not pay a second of imports per case.
+"""A fork server for ``python_client.py`` (or the client module its argument names): the SDK is
+imported once, and each run is a child forked from this process, so a conformance run of the Python
+client does not pay a second of imports per case.
 
 Each run still has a process of its own: its environment, its SDK client, its output and its exit
 code, as when ``python_client.py`` is started afresh (a case cannot see another's state).
@@ -17,6 +18,7 @@ safe.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import selectors
@@ -24,8 +26,13 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 
-import python_client
+# The client module each child runs: python_client, or the one named by the first argument (a
+# dotted name from the repository root: tests.interop.python.sdk_mcp_client, the SDK's MCP client)
+if len(sys.argv) > 1:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+python_client = importlib.import_module(sys.argv[1] if len(sys.argv) > 1 else "python_client")
 
 
 def _child(env: dict[str, str], out: str) -> None:
