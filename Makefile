@@ -97,7 +97,7 @@ soak: $(STAMP)
 	X402SIM_SOAK_SEED=$(SEED) X402SIM_SOAK_STEPS=$(STEPS) $(PY) -m pytest -m soak -p no:cacheprovider -s tests/actors/test_differential.py
 	X402SIM_SOAK_STEPS=$(LEDGER_STEPS) $(PY) -m pytest -m soak -p no:cacheprovider tests/evm/test_ledger_permit2.py tests/evm/test_ledger_batch.py
 	X402SIM_SOAK_STEPS=$(CHANNEL_STEPS) $(PY) -m pytest -m soak -p no:cacheprovider tests/evm/test_batch_stateful.py
-	$(PY) -m pytest -m soak -p no:cacheprovider tests/golden tests/sim/test_month.py
+	$(PY) -m pytest -m soak -p no:cacheprovider tests/golden tests/sim/test_month.py tests/sim/test_metrics.py
 
 # Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI). --all keeps wheel
 # (vyper needs it), which pip freeze leaves out; setuptools is pinned by hand (the venv's own is older).

@@ -30,7 +30,8 @@ def make_app(services, payee: str):
 
 def test_my_app_passes_every_must_case(x402_services):
     payee = x402_services.new_account().address
-    report = x402_services.check_server(make_app(x402_services, payee), second_path="/protected-2")
+    app = make_app(x402_services, payee)
+    report = x402_services.check_server(app, second_path="/protected-2", level=["MUST"])
     x402_services.assert_conforms(report)
     assert report.counts()["passed"] > 0
     # The chain agrees: the payee was paid by the cases that paid.

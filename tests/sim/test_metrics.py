@@ -333,6 +333,7 @@ def _measure(duration: float) -> tuple[int, dict, dict, int]:
     return metrics.scan.transactions, largest, _sizes(world), sum(s.size_diff for s in held)
 
 
+@pytest.mark.soak  # two runs with tracemalloc on, about 17 s: in make soak
 def test_what_a_run_keeps_does_not_grow_with_payments():
     short, long = _measure(30), _measure(120)
     assert long[0] > 3.5 * short[0] > 1500  # four times the payments
