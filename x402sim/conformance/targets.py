@@ -4,9 +4,9 @@ Kinds:
 
 * ``ServiceCommand``: a server or facilitator started from a shell command with the official e2e
   harness's environment (plus ours). Ready when it prints a line containing ``listening`` (the
-  official ``Server listening`` / ``Facilitator listening``) or ``GET /health`` answers 200, within
-  ``ready_timeout`` seconds. Stopped with ``POST /close``, then SIGTERM, then SIGKILL, each given a
-  few seconds. Its output is kept (the tail goes into error messages).
+  official ``Server listening`` / ``Facilitator listening``) and its port accepts connections, or
+  ``GET /health`` answers 200, within ``ready_timeout`` seconds. Stopped with ``POST /close``, then
+  SIGTERM, then SIGKILL, each given a few seconds. Its output is kept (the tail goes into error messages).
 * ``ServiceUrl``: a server or facilitator already running at a URL; never started or stopped.
 * ``AsgiApp``: an ASGI app called in process through httpx's ASGI transport, with no port.
 * ``ClientCommand``: a client command run once per case; it makes its request(s) and exits. A stdout
@@ -126,6 +126,16 @@ def _end(proc: subprocess.Popen) -> None:
     _signal_group(proc, signal.SIGKILL)  # children a shell left behind
 
 
+def _accepts(port: int) -> bool:
+    """Whether something accepts connections on ``port`` of the loopback address (a server may say
+    it listens a moment before it has bound its socket)."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=HEALTH_POLL):
+            return True
+    except OSError:
+        return False
+
+
 @dataclass
 class ServiceCommand:
     """A server or facilitator started from ``cmd``."""
@@ -159,7 +169,7 @@ class ServiceCommand:
         deadline = time.monotonic() + self.ready_timeout
         with httpx.Client(timeout=1.0) as http:
             while time.monotonic() < deadline:
-                if self.output.ready.wait(HEALTH_POLL):
+                if self.output.ready.wait(HEALTH_POLL) and _accepts(port):
                     return self.base_url
                 if self.proc.poll() is not None:
                     self.output.join(1.0)
