@@ -55,9 +55,61 @@ def control_survivors(
     assert all(c.role == control.role for c in selected), f"{control.name} names cases of another role"
     report = runner.run(control.role, control.build(), selected, options, harness)
     assert {r.id for r in report.results} == set(control.kills)
-    return [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    return not_failed(report)
 
 
 def unkilled_must_cases(role: str) -> list[str]:
     killed = {case_id for c in role_controls(role, transport=None) for case_id in c.kills}
     return [c.id for c in catalog.select(role, levels=["MUST"]) if c.id not in killed]
+
+
+# -- calibration over a transport other than HTTP (MCP, A2A) -------------------------------------
+
+# Server controls written for HTTP whose cases are transport-independent (replay, the payee, a lost
+# settlement answer): carried over another transport, each must still fail its cases.
+CARRIED_HTTP_CONTROLS = (
+    "server.serves-replays",
+    "server.trusts-authorization-to",
+    "server.serves-on-lost-answer",
+)
+
+
+def carried_options(transport: str) -> runner.RunOptions:
+    from x402sim.conformance.harness import HarnessOptions
+
+    return runner.RunOptions(transport=transport, harness=HarnessOptions(facilitator_timeout=2.0))
+
+
+def started_harness(role: str, options: runner.RunOptions):
+    """A started harness for ``role``'s cases (a pytest fixture yields it, then stops it)."""
+    from x402sim.conformance.harness import Harness
+    from x402sim.conformance.kits import harness_apps
+
+    harness = Harness(options.harness)
+    harness.start(extra_apps=harness_apps(role, harness))
+    return harness
+
+
+def outcomes(report) -> dict[str, set[str]]:
+    """The case ids of ``report`` by outcome."""
+    by_outcome: dict[str, set[str]] = {}
+    for result in report.results:
+        by_outcome.setdefault(result.outcome, set()).add(result.id)
+    return by_outcome
+
+
+def not_failed(report) -> list[str]:
+    """The results of ``report`` that did not fail, each with its outcome and message."""
+    return [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+
+
+def carried_control_survivors(name: str, transport: str, target_of, harness) -> list[str]:
+    """The cases the HTTP control ``name`` kills that run over ``transport`` and did not fail when the
+    control was served through ``target_of(build, name)``."""
+    control = controls.load()[name]
+    over = [c for c in catalog.select(include=control.kills) if transport in transports_of(c)]
+    assert over, f"{name} kills no case that runs over {transport}"
+    report = runner.run(
+        "server", target_of(control.build().build, name), over, carried_options(transport), harness
+    )
+    return not_failed(report)

@@ -7,31 +7,31 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.calibration import role_controls
-from x402sim.conformance import catalog, controls, runner
+from tests.conformance.calibration import (
+    CARRIED_HTTP_CONTROLS,
+    carried_control_survivors,
+    carried_options,
+    not_failed,
+    outcomes,
+    role_controls,
+    started_harness,
+)
+from x402sim.conformance import catalog, runner
 from x402sim.conformance.a2a_kit import A2aBridge, A2aService, reference_agent_app
 from x402sim.conformance.carriers import not_over, transports_of
-from x402sim.conformance.harness import Harness, HarnessOptions
-from x402sim.conformance.kits import harness_apps
 
 ROLE = "server"
 A2A_CASES = {c.id for c in catalog.select(ROLE, include=["server.a2a"], transport="a2a")}
 A2A_CONTROLS = [c for c in role_controls(ROLE, transport="a2a") if set(c.kills) <= A2A_CASES]
-HTTP_CONTROLS = (
-    "server.serves-replays",
-    "server.trusts-authorization-to",
-    "server.serves-on-lost-answer",
-)
 
 
 def options() -> runner.RunOptions:
-    return runner.RunOptions(transport="a2a", harness=HarnessOptions(facilitator_timeout=2.0))
+    return carried_options("a2a")
 
 
 @pytest.fixture(scope="module")
 def harness():
-    started = Harness(options().harness)
-    started.start(extra_apps=harness_apps(ROLE, started))
+    started = started_harness(ROLE, options())
     yield started
     started.stop()
 
@@ -39,9 +39,7 @@ def harness():
 def test_the_reference_passes_every_case_that_runs_over_a2a(harness) -> None:
     target = A2aService(lambda env: reference_agent_app({**env, "PAYMENT_IDENTIFIER": "required"}))
     report = runner.run(ROLE, target, catalog.select(ROLE, transport="a2a"), options(), harness)
-    by_outcome: dict[str, set[str]] = {}
-    for result in report.results:
-        by_outcome.setdefault(result.outcome, set()).add(result.id)
+    by_outcome = outcomes(report)
     unrun = {c.id for c in catalog.select(ROLE, transport="a2a") if not_over(c, "a2a")}
     assert by_outcome.get("skipped", set()) == unrun
     assert set(by_outcome) == {"passed", "skipped"}, [
@@ -58,19 +56,16 @@ def test_the_reference_passes_every_case_that_runs_over_a2a(harness) -> None:
 @pytest.mark.parametrize("control", A2A_CONTROLS, ids=lambda c: c.name)
 def test_each_a2a_control_fails_its_case(control, harness) -> None:
     cases = catalog.select(include=control.kills, transport="a2a")
-    report = runner.run(ROLE, control.build(), cases, options(), harness)
-    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    survivors = not_failed(runner.run(ROLE, control.build(), cases, options(), harness))
     assert not survivors, survivors
 
 
-@pytest.mark.parametrize("name", HTTP_CONTROLS)
+@pytest.mark.parametrize("name", CARRIED_HTTP_CONTROLS)
 def test_http_controls_carried_over_a2a_fail_their_cases(name, harness) -> None:
-    control = controls.load()[name]
-    over_a2a = [c for c in catalog.select(include=control.kills) if "a2a" in transports_of(c)]
-    assert over_a2a, f"{name} kills no case that runs over A2A"
-    target = A2aService(control.build().build, name=name, kind="control")
-    report = runner.run(ROLE, target, over_a2a, options(), harness)
-    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    def target_of(build, name):
+        return A2aService(build, name=name, kind="control")
+
+    survivors = carried_control_survivors(name, "a2a", target_of, harness)
     assert not survivors, survivors
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.calibration import role_controls
+from tests.conformance.calibration import not_failed, role_controls
 from x402sim.conformance import catalog, runner
 from x402sim.conformance.harness import Harness, HarnessOptions
 from x402sim.conformance.kits import harness_apps
@@ -39,7 +39,7 @@ def test_the_reference_facilitator_passes_the_bazaar_cases(harness) -> None:
 @pytest.mark.parametrize("control", BAZAAR_CONTROLS, ids=lambda c: c.name)
 def test_each_bazaar_control_fails_its_case(control, harness) -> None:
     report = runner.run(ROLE, control.build(), catalog.select(include=control.kills), None, harness)
-    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    survivors = not_failed(report)
     assert not survivors, survivors
 
 

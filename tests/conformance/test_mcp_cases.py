@@ -13,13 +13,19 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from tests.conformance.calibration import role_controls
-from x402sim.conformance import catalog, controls, runner
+from tests.conformance.calibration import (
+    CARRIED_HTTP_CONTROLS,
+    carried_control_survivors,
+    carried_options,
+    not_failed,
+    outcomes,
+    role_controls,
+    started_harness,
+)
+from x402sim.conformance import catalog, runner
 from x402sim.conformance import cli as conformance_cli
 from x402sim.conformance.carriers import HTTP_ONLY, not_over, transports_of
 from x402sim.conformance.config import load_config
-from x402sim.conformance.harness import Harness, HarnessOptions
-from x402sim.conformance.kits import harness_apps
 from x402sim.conformance.mcp_kit import (
     McpService,
     McpStdioCommand,
@@ -35,21 +41,15 @@ MCP_CLIENT_CASES = {c.id for c in catalog.select("client", include=["client.mcp"
 # Server controls written for HTTP, each carried over MCP against the transport-independent cases it
 # kills: replay, the payee, the amount, a lost settlement answer.
 MCP_CONTROLS = [c for c in role_controls(ROLE, transport="mcp") if set(c.kills) <= MCP_CASES]
-HTTP_CONTROLS = (
-    "server.serves-replays",
-    "server.trusts-authorization-to",
-    "server.serves-on-lost-answer",
-)
 
 
 def options() -> runner.RunOptions:
-    return runner.RunOptions(transport="mcp", harness=HarnessOptions(facilitator_timeout=2.0))
+    return carried_options("mcp")
 
 
 @pytest.fixture(scope="module")
 def harness():
-    started = Harness(options().harness)
-    started.start(extra_apps=harness_apps(ROLE, started))
+    started = started_harness(ROLE, options())
     yield started
     started.stop()
 
@@ -58,9 +58,7 @@ def test_the_reference_passes_every_case_that_runs_over_mcp(harness) -> None:
     # the payment-identifier extension required, so that its declaration is judged too
     target = McpService(lambda env: reference_tools({**env, "PAYMENT_IDENTIFIER": "required"}))
     report = runner.run(ROLE, target, catalog.select(ROLE, transport="mcp"), options(), harness)
-    by_outcome: dict[str, set[str]] = {}
-    for result in report.results:
-        by_outcome.setdefault(result.outcome, set()).add(result.id)
+    by_outcome = outcomes(report)
     http_only = {c.id for c in catalog.select(ROLE, transport="mcp") if not_over(c, "mcp")}
     a2a_only = {c.id for c in catalog.select(ROLE, transport="mcp") if transports_of(c) == ("a2a",)}
     assert by_outcome.get("skipped", set()) == http_only
@@ -82,19 +80,16 @@ def test_the_reference_passes_every_case_that_runs_over_mcp(harness) -> None:
 @pytest.mark.parametrize("control", MCP_CONTROLS, ids=lambda c: c.name)
 def test_each_mcp_control_fails_its_case(control, harness) -> None:
     cases = catalog.select(include=control.kills, transport="mcp")
-    report = runner.run(ROLE, control.build(), cases, options(), harness)
-    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    survivors = not_failed(runner.run(ROLE, control.build(), cases, options(), harness))
     assert not survivors, survivors
 
 
-@pytest.mark.parametrize("name", HTTP_CONTROLS)
+@pytest.mark.parametrize("name", CARRIED_HTTP_CONTROLS)
 def test_http_controls_carried_over_mcp_fail_their_cases(name, harness) -> None:
-    control = controls.load()[name]
-    over_mcp = [c for c in catalog.select(include=control.kills) if "mcp" in transports_of(c)]
-    assert over_mcp, f"{name} kills no case that runs over MCP"
-    target = McpService(control.build().build, name=name, kind="control")
-    report = runner.run(ROLE, target, over_mcp, options(), harness)
-    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    def target_of(build, name):
+        return McpService(build, name=name, kind="control")
+
+    survivors = carried_control_survivors(name, "mcp", target_of, harness)
     assert not survivors, survivors
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.calibration import role_controls
+from tests.conformance.calibration import not_failed, role_controls
 from x402sim.conformance import catalog, reference, runner
 from x402sim.conformance.carriers import not_over
 from x402sim.conformance.harness import Harness
@@ -58,7 +58,7 @@ def test_the_reference_mcp_client_passes_every_case_that_runs_over_mcp(harness) 
 def test_each_mcp_client_control_fails_its_case(control, harness) -> None:
     cases = catalog.select(include=control.kills, transport="mcp")
     report = runner.run(ROLE, control.build(), cases, options(), harness)
-    survivors = [f"{r.id}: {r.outcome} {r.message}" for r in report.results if r.outcome != "failed"]
+    survivors = not_failed(report)
     assert not survivors, survivors
 
 

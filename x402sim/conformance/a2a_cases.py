@@ -37,7 +37,7 @@ from ..transports.a2a_carry import (
 )
 from .catalog import case
 from .forge import header_value
-from .kits import ServerContext
+from .kits import ServerContext, check_settlement
 from .mcp_cases import MALFORMED_PAYMENTS
 
 A2A = ("a2a",)
@@ -139,24 +139,7 @@ async def receipts(ctx: ServerContext) -> None:
     found = meta.get(PAYMENT_RECEIPTS)
     ctx.check(isinstance(found, list) and found, f"x402.payment.receipts is {found!r}, not a non-empty list")
     assert isinstance(found, list)  # checked just above
-    receipt = found[-1]
-    ctx.check(isinstance(receipt, dict), f"the last receipt is {receipt!r}, not an object")
-    ctx.check(receipt.get("success") is True, f"the receipt's success is {receipt.get('success')!r}")
-    ctx.check(
-        receipt.get("network") == offer.get("network"),
-        f"the receipt's network {receipt.get('network')!r} is not the offer's {offer.get('network')!r}",
-    )
-    tx = receipt.get("transaction")
-    ctx.check(isinstance(tx, str) and tx, f"the receipt's transaction is {tx!r}")
-    assert isinstance(tx, str)  # checked just above
-    price = int(offer["amount"])
-    ctx.check(paid.payee_delta == price, f"the payee received {paid.payee_delta}, not the price {price}")
-    hashes = sorted({"0x" + t.tx_hash.hex() for t in paid.transfers})
-    ctx.fact("transfer_transactions", hashes)
-    ctx.check(
-        tx.lower() in hashes,
-        f"the receipt names {tx}, not the transaction that moved the price ({', '.join(hashes) or 'none'})",
-    )
+    check_settlement(ctx, found[-1], offer, paid, "the last receipt")
 
 
 @case(

@@ -76,8 +76,8 @@ from ..transports.a2a_carry import (
 )
 from .catalog import MECHANISMS
 from .mcp_kit import paid_tools, tool_name
-from .results import Role, TargetInfo, TargetKind
-from .targets import ServiceCommand, TargetError
+from .results import Role, TargetKind
+from .targets import InProcessTarget, ServiceCommand, ServiceUrl, TargetError
 
 A2A_TASK = "a2a_task"  # the httpx response extension holding the final task (or JSON-RPC error)
 A2A_OPENING = "a2a_opening"  # ... and the task the unpaid message opened, for a paid request
@@ -288,7 +288,7 @@ class AppAgent(PaidAgent):
 
 
 @dataclass
-class A2aService:
+class A2aService(InProcessTarget):
     """An HTTP server app (``build(env)``) as a paid A2A agent in this process (``AppAgent``)."""
 
     build: Callable[[dict[str, str]], Asgi] | None = None
@@ -300,16 +300,6 @@ class A2aService:
     mechanisms: tuple[str, ...] = MECHANISMS
     agent: AppAgent | None = field(default=None, init=False)
 
-    @property
-    def info(self) -> TargetInfo:
-        return TargetInfo(role=self.role, kind=self.kind, spec=self.name, name=self.name)
-
-    def transport(self):
-        return None
-
-    def alive(self) -> bool:
-        return True
-
     def start(self, env: dict[str, str]) -> str:
         build = self.build or reference_agent_app
         self.agent = self.agent_class(
@@ -319,9 +309,6 @@ class A2aService:
 
     def stop(self) -> None:
         self.agent = None
-
-    def log_tail(self, n: int = 15) -> str:
-        return ""
 
     @contextlib.asynccontextmanager
     async def a2a_link(self) -> AsyncIterator[A2aLink]:
@@ -352,32 +339,14 @@ class A2aHttpCommand(ServiceCommand):
             yield A2aLink(http, self.base_url)
 
 
-@dataclass
-class A2aUrl:
+class A2aUrl(ServiceUrl):
     """An A2A agent already running at ``url``."""
 
-    url: str
-    name: str | None = None
-    role: Role = "server"
-
-    @property
-    def info(self) -> TargetInfo:
-        return TargetInfo(role=self.role, kind="url", spec=self.url, name=self.name or self.url)
-
-    def transport(self):
-        return None
-
-    def alive(self) -> bool:
-        return True
+    def __init__(self, url: str, name: str | None = None) -> None:
+        super().__init__("server", url, name)
 
     def start(self, env: dict[str, str]) -> str:
         return self.url
-
-    def stop(self) -> None:
-        pass
-
-    def log_tail(self, n: int = 15) -> str:
-        return ""
 
     @contextlib.asynccontextmanager
     async def a2a_link(self) -> AsyncIterator[A2aLink]:

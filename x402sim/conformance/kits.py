@@ -466,6 +466,30 @@ class ServerContext(CaseContext):
         self.fact(f"{name}.authorization_used", self.harness.used(paid.payer.address, paid.nonce))
 
 
+def check_settlement(ctx: CaseContext, settlement: Any, offer: dict, paid: Any, what: str) -> None:
+    """Judge a settlement a server reported over a transport other than HTTP (``what`` names where it
+    was read): a successful one, on the offer's network, naming the transaction that moved the price
+    to the payee (``paid``: the chain's account of the paid request)."""
+    ctx.check(isinstance(settlement, dict), f"{what} is {settlement!r}, not an object")
+    assert isinstance(settlement, dict)  # checked just above
+    ctx.check(settlement.get("success") is True, f"{what}'s success is {settlement.get('success')!r}")
+    ctx.check(
+        settlement.get("network") == offer.get("network"),
+        f"{what}'s network {settlement.get('network')!r} is not the offer's {offer.get('network')!r}",
+    )
+    tx = settlement.get("transaction")
+    ctx.check(isinstance(tx, str) and tx, f"{what}'s transaction is {tx!r}")
+    assert isinstance(tx, str)  # checked just above
+    price = int(offer["amount"])
+    ctx.check(paid.payee_delta == price, f"the payee received {paid.payee_delta}, not the price {price}")
+    hashes = sorted({"0x" + t.tx_hash.hex() for t in paid.transfers})
+    ctx.fact("transfer_transactions", hashes)
+    ctx.check(
+        tx.lower() in hashes,
+        f"{what} names {tx}, not the transaction that moved the price ({', '.join(hashes) or 'none'})",
+    )
+
+
 def same_address(a: Any, b: Any) -> bool:
     """Whether ``a`` and ``b`` are the same address, whatever their case (False for a non-string)."""
     return isinstance(a, str) and isinstance(b, str) and a.lower() == b.lower()

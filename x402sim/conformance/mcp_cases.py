@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .catalog import case
-from .kits import ServerContext
+from .kits import ServerContext, check_settlement
 from .server_cases import not_charged, served
 
 MCP = ("mcp",)
@@ -139,24 +139,7 @@ async def payment_response(ctx: ServerContext) -> None:
     meta = result.get("_meta")
     settlement = meta.get(PAYMENT_RESPONSE_KEY) if isinstance(meta, dict) else None
     ctx.fact("payment_response", settlement)
-    ctx.check(isinstance(settlement, dict), "the result carries no _meta['x402/payment-response'] object")
-    assert isinstance(settlement, dict)  # checked just above
-    ctx.check(settlement.get("success") is True, f"payment-response success is {settlement.get('success')!r}")
-    ctx.check(
-        settlement.get("network") == offer.get("network"),
-        f"payment-response network {settlement.get('network')!r} is not the offer's {offer.get('network')!r}",
-    )
-    tx = settlement.get("transaction")
-    ctx.check(isinstance(tx, str) and tx, f"payment-response transaction is {tx!r}")
-    assert isinstance(tx, str)  # checked just above
-    price = int(offer["amount"])
-    ctx.check(paid.payee_delta == price, f"the payee received {paid.payee_delta}, not the price {price}")
-    hashes = sorted({"0x" + t.tx_hash.hex() for t in paid.transfers})
-    ctx.fact("transfer_transactions", hashes)
-    ctx.check(
-        not hashes or tx.lower() in hashes,
-        f"payment-response names {tx}, not the transaction that moved the price ({', '.join(hashes)})",
-    )
+    check_settlement(ctx, settlement, offer, paid, "_meta['x402/payment-response']")
 
 
 @case(

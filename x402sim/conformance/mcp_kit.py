@@ -71,7 +71,7 @@ from ..transports.mcp_carry import (
 from ..transports.mcp_wire import MCP_PATH, call_tool, open_session, tool_server
 from .catalog import MECHANISMS
 from .results import Role, TargetInfo, TargetKind
-from .targets import ServiceCommand, TargetError
+from .targets import InProcessTarget, ServiceCommand, ServiceUrl, TargetError
 
 MCP_RESULT = "mcp_result"  # the httpx response extension holding the raw tool result
 JSONRPC_ERROR = "jsonrpc_error"  # the key of a JSON-RPC error in the bridge's 400 body
@@ -265,7 +265,7 @@ def reference_tools(env: dict[str, str]) -> Asgi:
 
 
 @dataclass
-class McpService:
+class McpService(InProcessTarget):
     """An HTTP server app (``build(env)``) as an MCP tool server in this process, reached in memory."""
 
     build: Callable[[dict[str, str]], Asgi] = reference_tools
@@ -277,16 +277,6 @@ class McpService:
     mechanisms: tuple[str, ...] = MECHANISMS  # the reference speaks every mechanism
     server: Server[Any, Any] | None = field(default=None, init=False)
 
-    @property
-    def info(self) -> TargetInfo:
-        return TargetInfo(role=self.role, kind=self.kind, spec=self.name, name=self.name)
-
-    def transport(self):
-        return None
-
-    def alive(self) -> bool:
-        return True
-
     def start(self, env: dict[str, str]) -> str:
         self.server = app_tool_server(
             self.build(env), paid_tools(env), name=self.name, hooks=self.hooks, resources=self.resources
@@ -295,9 +285,6 @@ class McpService:
 
     def stop(self) -> None:
         self.server = None
-
-    def log_tail(self, n: int = 15) -> str:
-        return ""
 
     @contextlib.asynccontextmanager
     async def mcp_session(self) -> AsyncIterator[Any]:
@@ -388,33 +375,15 @@ class McpHttpCommand(ServiceCommand):
             yield session
 
 
-@dataclass
-class McpUrl:
+class McpUrl(ServiceUrl):
     """An MCP server already running at ``url``: its streamable HTTP endpoint, or its SSE endpoint
     when the URL ends in ``/sse``."""
 
-    url: str
-    name: str | None = None
-    role: Role = "server"
-
-    @property
-    def info(self) -> TargetInfo:
-        return TargetInfo(role=self.role, kind="url", spec=self.url, name=self.name or self.url)
-
-    def transport(self):
-        return None
-
-    def alive(self) -> bool:
-        return True
+    def __init__(self, url: str, name: str | None = None) -> None:
+        super().__init__("server", url, name)
 
     def start(self, env: dict[str, str]) -> str:
         return self.url
-
-    def stop(self) -> None:
-        pass
-
-    def log_tail(self, n: int = 15) -> str:
-        return ""
 
     @contextlib.asynccontextmanager
     async def mcp_session(self) -> AsyncIterator[Any]:

@@ -51,7 +51,7 @@ from ..http.server_app import resource_server_app
 from ..protocol import SupportedResponse
 from .catalog import DEFAULT_MECHANISM, MECHANISMS
 from .results import Role, TargetInfo, TargetKind
-from .targets import ClientRun
+from .targets import ClientRun, InProcessTarget
 from .trust import AP2, ERC8004, WEB_BOT_AUTH
 
 PERMIT2_PATH = "PERMIT2_PATH"  # env: the path of an exact route paid with Permit2
@@ -202,7 +202,7 @@ def reference_facilitator(
 
 
 @dataclass
-class InProcessService:
+class InProcessService(InProcessTarget):
     """A server or facilitator app built from the environment and served on loopback here."""
 
     role: Role
@@ -214,16 +214,6 @@ class InProcessService:
     services: Services | None = field(default=None, init=False)
     base_url: str = field(default="", init=False)
 
-    @property
-    def info(self) -> TargetInfo:
-        return TargetInfo(role=self.role, kind=self.kind, spec=self.name, name=self.name)
-
-    def transport(self):
-        return None
-
-    def alive(self) -> bool:
-        return True
-
     def start(self, env: dict[str, str]) -> str:
         self.services = Services(LOOPBACK)
         self.base_url = self.services.add(self.role, self.build(env))
@@ -234,9 +224,6 @@ class InProcessService:
         if self.services is not None:
             self.services.stop()
             self.services = None
-
-    def log_tail(self, n: int = 15) -> str:
-        return ""
 
 
 def pay_from_env(env: dict[str, str], policy: SpendPolicy | None = None) -> dict:

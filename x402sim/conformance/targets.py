@@ -36,7 +36,7 @@ import httpx
 from ..errors import UnavailableError
 from ..http.guard import Asgi
 from ..http.runner import LOOPBACK
-from .results import Role, TargetInfo
+from .results import Role, TargetInfo, TargetKind
 
 OUTPUT_LINES = 200
 STOP_GRACE = 5.0
@@ -124,6 +124,28 @@ def _end(proc: subprocess.Popen) -> None:
             _signal_group(proc, signal.SIGKILL)
             proc.wait()
     _signal_group(proc, signal.SIGKILL)  # children a shell left behind
+
+
+class InProcessTarget:
+    """What every target served from this process answers alike: its ``info`` from its ``role``,
+    ``kind`` and ``name``, no httpx transport of its own, always alive, no output to show."""
+
+    role: Role
+    kind: TargetKind
+    name: str
+
+    @property
+    def info(self) -> TargetInfo:
+        return TargetInfo(role=self.role, kind=self.kind, spec=self.name, name=self.name)
+
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        return None
+
+    def alive(self) -> bool:
+        return True
+
+    def log_tail(self, n: int = 15) -> str:
+        return ""
 
 
 def _accepts(port: int) -> bool:
