@@ -48,7 +48,8 @@ import json
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import quote_from_bytes
 
 import httpx
@@ -287,6 +288,36 @@ class ServerDriver(BaseDriver):
         return await self.facilitator.settle(effect.payload, effect.requirements)
 
 
+@contextlib.asynccontextmanager
+async def channel_rounds(
+    server: ResourceServer, every: float | None, one_round: Callable[[], Awaitable[Any]]
+) -> AsyncIterator[None]:
+    """While inside: when ``every`` is set and ``server`` sells batch-settlement routes, its channel
+    work (``one_round()``: claims, settlements, idle refunds) every ``every`` seconds on this loop;
+    what a round did or failed goes to stderr, and a failed round does not stop the next."""
+
+    async def rounds() -> None:
+        assert every is not None  # started only then
+        while True:
+            await asyncio.sleep(every)
+            try:
+                work = await one_round()
+            except Exception as exc:  # the loop must outlive one bad round
+                print(f"channel work failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                continue
+            if work.claims or work.settlements or work.refunds or work.errors:
+                print(f"channel work: {json.dumps(work.__dict__)}", file=sys.stderr, flush=True)
+
+    worker = asyncio.create_task(rounds()) if every is not None and server.channel_routes() else None
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+
 def resource_server_app(
     server: ResourceServer,
     facilitator: FacilitatorClient,
@@ -368,28 +399,12 @@ def resource_server_app(
             document, headers={"Content-Type": DIRECTORY_MEDIA_TYPE, "Cache-Control": "max-age=300"}
         )
 
-    async def channel_work() -> None:
-        assert channel_work_every is not None  # started only then
-        while True:
-            await asyncio.sleep(channel_work_every)
-            try:
-                work = await arun(server.channel_work(int(clock())), perform)
-            except Exception as exc:  # the loop must outlive one bad round
-                print(f"channel work failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-                continue
-            if work.claims or work.settlements or work.refunds or work.errors:
-                print(f"channel work: {json.dumps(work.__dict__)}", file=sys.stderr, flush=True)
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        worker = None
-        if channel_work_every is not None and server.channel_routes():
-            worker = asyncio.create_task(channel_work())
-        yield
-        if worker is not None:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+        async with channel_rounds(
+            server, channel_work_every, lambda: arun(server.channel_work(int(clock())), perform)
+        ):
+            yield
         await facilitator.aclose()
         if origin_http is not None:
             await origin_http.aclose()

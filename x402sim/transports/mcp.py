@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import inspect
 import json
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Union
@@ -62,7 +61,7 @@ from ..actors.messages import Approval, Approve, HttpRequest, HttpResponse, Send
 from ..actors.server import ResourceServer
 from ..actors.server_channels import ChannelWork
 from ..http.client import DEFAULT_TIMEOUT, FacilitatorClient, PayingBase
-from ..http.server_app import ServerDriver
+from ..http.server_app import ServerDriver, channel_rounds
 from .mcp_carry import (
     ToolCall,
     call_of_request,
@@ -185,51 +184,28 @@ class PaidToolServer:
 
         @contextlib.asynccontextmanager
         async def lifespan(the_app) -> AsyncIterator[None]:
-            async with inner(the_app):
-                worker = None
-                if channel_work_every is not None and self.role.channel_routes():
-                    worker = asyncio.create_task(self.channel_rounds(channel_work_every))
-                try:
-                    yield
-                finally:
-                    if worker is not None:
-                        worker.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await worker
-                    if isinstance(self.facilitator, FacilitatorClient):
-                        await self.facilitator.aclose()
+            async with inner(the_app), self._serving(channel_work_every):
+                yield
 
         app.router.lifespan_context = lifespan
         return app
 
-    async def channel_rounds(self, every: float) -> None:
-        """``channel_work`` every ``every`` seconds, forever (cancel to stop); what a round did or
-        failed goes to stderr, and a failed round does not stop the next."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                work = await self.channel_work()
-            except Exception as exc:  # the loop must outlive one bad round
-                print(f"channel work failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-                continue
-            if work.claims or work.settlements or work.refunds or work.errors:
-                print(f"channel work: {json.dumps(work.__dict__)}", file=sys.stderr, flush=True)
+    @contextlib.asynccontextmanager
+    async def _serving(self, channel_work_every: float | None) -> AsyncIterator[None]:
+        """The channel rounds while serving (``http.server_app.channel_rounds``), then the facilitator
+        client closed."""
+        try:
+            async with channel_rounds(self.role, channel_work_every, self.channel_work):
+                yield
+        finally:
+            if isinstance(self.facilitator, FacilitatorClient):
+                await self.facilitator.aclose()
 
     async def run_stdio(self, *, channel_work_every: float | None = None) -> None:
         """Serve on this process's stdin and stdout until stdin closes (with ``channel_work_every``
-        seconds and batch-settlement tools, running ``channel_rounds`` meanwhile)."""
-        worker = None
-        if channel_work_every is not None and self.role.channel_routes():
-            worker = asyncio.create_task(self.channel_rounds(channel_work_every))
-        try:
+        seconds and batch-settlement tools, running the channel work meanwhile)."""
+        async with self._serving(channel_work_every):
             await run_stdio(self.server)
-        finally:
-            if worker is not None:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-            if isinstance(self.facilitator, FacilitatorClient):
-                await self.facilitator.aclose()
 
 
 class _ToolCallDriver(BaseDriver):
