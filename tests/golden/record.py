@@ -61,17 +61,21 @@ class Case:
 OTHER_BACKEND = {
     "agent-toolchain": "ledger",
     "budget-governance": "ledger",
+    "channel-withdraw-race": "ledger",
+    "channels-vs-exact": "ledger",
     "compromised-agent": "evm",
     "facilitator-outage": "ledger",
     "fee-economics": "ledger",
     "mandated-agents": None,  # trust keys: EVM only
     "non-reverting-token": "ledger",
     "pay-per-crawl": None,
+    "permit2-cold-start": "ledger",
     "quickstart": "ledger",
     "replay-attack": "ledger",
     "reputation-market": None,
     "slow-finality": "ledger",
     "toctou-race": "ledger",
+    "upto-llm": "ledger",
     "x402scan-month": "evm",
 }
 # The small version of each scenario: a shorter virtual duration (the month: 72 agents, 1/1000).
