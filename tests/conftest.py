@@ -2,10 +2,17 @@
 
 import os
 
+# Every header a role vouches for is also decoded in full and compared, here and in the processes
+# the tests start (see the trusted hops of x402sim.protocol.codec).
+os.environ["X402SIM_CHECK_TRUSTED_HOPS"] = "1"
+
 import pytest
 from hypothesis import HealthCheck, settings
 
 from x402sim import Testbed
+from x402sim.protocol import codec
+
+codec.CHECK_TRUSTED_HOPS = True
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)

@@ -17,6 +17,7 @@ on a core install (no ``x402sim[sim]``, no ``x402sim[agents]``) the names that r
 speak MCP or A2A raise a ``ModuleNotFoundError`` naming the extra (``x402sim.extras``).
 """
 
+import os
 from importlib import import_module
 
 from .actors import (
@@ -237,3 +238,9 @@ __all__ = [
     "sweep",
     "verify_audit",
 ]
+
+# The test suite's check of the trusted hops (x402sim.protocol.codec) reaches the processes it starts.
+if os.environ.get("X402SIM_CHECK_TRUSTED_HOPS") == "1":
+    from .protocol import codec as _codec
+
+    _codec.CHECK_TRUSTED_HOPS = True

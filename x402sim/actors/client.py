@@ -577,7 +577,7 @@ class Client:
     ) -> Steps[HttpResponse]:
         """Send ``request`` with ``payment``; when no answer comes, record the payment as unknown
         (and its channel as uncertain) before the ``Unreachable`` goes on."""
-        paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment))
+        paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment, vouch=True))
         try:
             answer: HttpResponse = yield Send(self._signed(paid_request, now))
         except Unreachable:
@@ -636,7 +636,7 @@ class Client:
             payment = PaymentPayload(
                 x402_version=2, resource=cast(PaymentRequired, challenge).resource, accepted=req, payload=wire
             )
-            paid = request.with_header(payment_header_name(2), encode_header(payment))
+            paid = request.with_header(payment_header_name(2), encode_header(payment, vouch=True))
             try:
                 final = yield Send(self._signed(paid, now))
             except Unreachable:

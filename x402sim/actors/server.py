@@ -576,7 +576,7 @@ class ResourceServer(ChannelSelling):
             accepts=self.offers(route, extra),
             extensions=self.extensions(route),
         )
-        return HttpResponse.of_json(status, {}, ((PAYMENT_REQUIRED, encode_header(required)), *headers))
+        return HttpResponse.of_json(status, {}, ((PAYMENT_REQUIRED, encode_header(required, vouch=True)), *headers))
 
     def extensions(self, route: Route | None = None) -> dict[str, Any] | None:
         """The extensions the 402 for ``route`` declares (v2), None when none: a Permit2 route
@@ -944,7 +944,7 @@ class ResourceServer(ChannelSelling):
         self, route: Route, version: int, response: HttpResponse | None, settlement: SettleResponse
     ) -> HttpResponse:
         """Hook, delivery: the buyer's answer from ``settlement`` and the held ``response``."""
-        header = (response_header_name(version), encode_header(settlement))
+        header = (response_header_name(version), encode_header(settlement, vouch=True))
         if not settlement.success:
             self.stats["settle_failed"] += 1
             if not (self.serve_unsettled and response is not None):

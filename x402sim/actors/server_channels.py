@@ -836,7 +836,7 @@ class ChannelSelling:
         extra = {**_extra_of(settlement), "channelState": {**after.snapshot()}}
         header = (
             response_header_name(version),
-            encode_header(settlement.model_copy(update={"extra": extra})),
+            encode_header(settlement.model_copy(update={"extra": extra}), vouch=True),
         )
         answer = {"message": "Refund acknowledged", "channelId": "0x" + record.channel_id.hex()}
         return HttpResponse.of_json(200, answer, (("Cache-Control", "private"), header))

@@ -17,6 +17,10 @@ Rules of this module:
   reads the token's storage directly (``state_verify``), for the project's own tokens on a
   ``LocalChain``, and simulates anything else.
 * Failures are values: every function here returns a reason, never raises for a bad payment.
+* The offline rows are judged once per authorization: ``check_offline`` keeps, for the last
+  ``OFFLINE_KEPT`` (payment, requirements) pairs it judged (the same objects: the server hands the
+  facilitator at settle the ones it verified), the payload it parsed, the offer and each row's
+  result but the two that depend on the time, which are judged again at every call.
 
 v1 and v2 messages are both accepted; each is reduced to an ``Offer`` (the fields that matter)
 before checking.
@@ -25,7 +29,7 @@ before checking.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
 from ..evm.backend import ChainReads
@@ -196,6 +200,32 @@ def _passed(verdict: Verdict) -> tuple[ExactEvmPayload, Offer]:
     return cast(ExactEvmPayload, verdict.payload), cast(Offer, verdict.offer)
 
 
+# Rows judged again at every call of ``check_offline``: they depend on ``now``.
+TIME_ROWS = frozenset(
+    i
+    for i, (what, _, _) in enumerate(CHECKS)
+    if what in ("validBefore leaves a block's time", "validAfter has passed")
+)
+OFFLINE_KEPT = 4096
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """What ``check_offline`` keeps of one (payment, requirements) pair (see the rules): the pair
+    itself (so its identity stays theirs), and either the verdict of a check before the table or
+    the candidate and each row's result up to the first that fails (None for the rows of
+    ``TIME_ROWS``)."""
+
+    payment: object
+    requirements: object
+    early: Verdict | None
+    candidate: Candidate | None
+    rows: tuple[bool | None, ...]
+
+
+_judged: dict[tuple[int, int, int], _Judged] = {}
+
+
 def check_offline(
     payment: PaymentPayload | PaymentPayloadV1,
     requirements: PaymentRequirements | PaymentRequirementsV1,
@@ -203,28 +233,63 @@ def check_offline(
     chain_id: int,
 ) -> Verdict:
     """Rows 1-9 of the table: everything that needs no chain."""
+    key = (id(payment), id(requirements), chain_id)
+    judged = _judged.get(key)
+    if judged is None or judged.payment is not payment or judged.requirements is not requirements:
+        judged = _judge_offline(payment, requirements, chain_id)
+        if len(_judged) >= OFFLINE_KEPT:
+            del _judged[next(iter(_judged))]
+        _judged[key] = judged
+    if judged.early is not None:
+        return judged.early
+    candidate = cast(Candidate, judged.candidate)
+    payer = candidate.payload.authorization.from_
+    timed = None
+    for i, (what, reason, predicate) in enumerate(CHECKS):
+        passed = judged.rows[i]
+        if passed is None:
+            timed = timed or replace(candidate, now=now)
+            passed = predicate(timed)
+        if not passed:
+            return Verdict(reason, f"failed: {what}", payer)
+    return Verdict(None, "", payer, candidate.payload, candidate.offer)
+
+
+def _judge_offline(
+    payment: PaymentPayload | PaymentPayloadV1,
+    requirements: PaymentRequirements | PaymentRequirementsV1,
+    chain_id: int,
+) -> _Judged:
+    """The part of ``check_offline`` that does not depend on the time."""
+
+    def early(verdict: Verdict) -> _Judged:
+        return _Judged(payment, requirements, verdict, None, ())
+
     if payment.x402_version != (1 if isinstance(requirements, PaymentRequirementsV1) else 2):
-        return Verdict(Reason.invalid_x402_version, "payload and requirements are of different x402 versions")
+        return early(
+            Verdict(Reason.invalid_x402_version, "payload and requirements are of different x402 versions")
+        )
     try:
         offer = Offer.of(requirements, "paymentRequirements")
     except ProtocolError as exc:
-        return Verdict(Reason.invalid_payment_requirements, str(exc))
+        return early(Verdict(Reason.invalid_payment_requirements, str(exc)))
     try:
         payload = parse_exact_evm_payload(payment.payload)
         if isinstance(payment, PaymentPayload):
             Offer.of(payment.accepted, "paymentPayload.accepted")  # signed for an address, or malformed
     except ProtocolError as exc:
-        return Verdict(Reason.invalid_payload, str(exc))
+        return early(Verdict(Reason.invalid_payload, str(exc)))
     if isinstance(payment, PaymentPayloadV1):
         scheme, network = payment.scheme, v1_to_caip2(payment.network)
     else:
         scheme, network = payment.accepted.scheme, payment.accepted.network
-    candidate = Candidate(scheme, network, offer, payload, now, chain_id)
-    payer = payload.authorization.from_
-    for what, reason, predicate in CHECKS:
-        if not predicate(candidate):
-            return Verdict(reason, f"failed: {what}", payer)
-    return Verdict(None, "", payer, payload, offer)
+    candidate = Candidate(scheme, network, offer, payload, 0, chain_id)
+    rows: list[bool | None] = []
+    for i, (_, _, predicate) in enumerate(CHECKS):  # in order, up to the first row that fails
+        rows.append(None if i in TIME_ROWS else predicate(candidate))
+        if rows[-1] is False:
+            break
+    return _Judged(payment, requirements, None, candidate, tuple(rows))
 
 
 def verify_on_chain(verdict: Verdict, chain: ChainReads, now: int, mode: str = "simulate") -> Verdict:

@@ -11,12 +11,21 @@ Rules:
 - Headers are a mapping (any case; e.g. ``httpx.Headers`` or a plain dict) or a list of ``(name, value)``
   pairs, ``str`` or ``bytes`` (ASGI). Names compare case-insensitively; the first match wins.
 - An undecodable payment header raises; whether that means "no payment" is the caller's decision.
+- Trusted hops: a header value that x402sim's own roles encoded with ``vouch=True`` (the paying client's
+  payment, the server's 402 and its settlement) decodes to the model that was encoded, without parsing
+  it again, when the same process reads it back. The value is still made in full, so its size and bytes
+  are what the wire carries; the size limit still applies; any other value (a forged, altered or
+  foreign one) is decoded and validated in full. A model carrying state that the wire does not (a
+  private attribute) is never vouched for. With ``CHECK_TRUSTED_HOPS`` (the test suite sets it, and
+  ``x402sim`` does in a process started with ``X402SIM_CHECK_TRUSTED_HOPS=1``) every such read is
+  decoded in full as well and must give an equal model.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -82,9 +91,33 @@ def _by_version(version: int, v1: str, v2: str) -> str:
     raise ProtocolError("x402Version", f"unsupported protocol version {version!r}")
 
 
-def encode_header(model: WireModel) -> str:
-    """Standard padded base64 of the compact JSON of ``model.to_wire()``."""
-    return base64.b64encode(model.to_json().encode("utf-8")).decode("ascii")
+# Header values vouched for (see the rules), oldest first, at most VOUCHED_LIMIT: enough for every
+# exchange in flight in a simulated economy; one read back later than that is decoded in full.
+VOUCHED_LIMIT = 4096
+_vouched: dict[str, WireModel] = {}
+_vouched_lock = threading.Lock()
+CHECK_TRUSTED_HOPS = False  # True: decode vouched values in full too (the test suite sets it)
+
+
+def encode_header(model: WireModel, *, vouch: bool = False) -> str:
+    """Standard padded base64 of the compact JSON of ``model.to_wire()``. ``vouch``: ``model`` was
+    built by x402sim's own role from validated parts (see the rules on trusted hops)."""
+    value = base64.b64encode(model.to_json().encode("utf-8")).decode("ascii")
+    if vouch and not any(v is not None for v in (model.__pydantic_private__ or {}).values()):
+        with _vouched_lock:
+            if value not in _vouched:
+                if len(_vouched) >= VOUCHED_LIMIT:
+                    del _vouched[next(iter(_vouched))]
+                _vouched[value] = model
+    return value
+
+
+def _vouched_model(value: str | bytes, model_type: type[M], max_bytes: int) -> M | None:
+    """The model a vouched header ``value`` was encoded from, if it is of ``model_type``."""
+    if type(value) is not str or len(value) > max_bytes:
+        return None
+    model = _vouched.get(value)
+    return model if type(model) is model_type else None  # type: ignore[return-value]
 
 
 def decode_json_header(
@@ -102,7 +135,13 @@ def decode_header(
     where: str = "header",
 ) -> M:
     """Decode a header value into ``model_type``; raises only ``ProtocolError``."""
-    return model_type.from_wire(_header_text(value, max_bytes, where), where)
+    known = _vouched_model(value, model_type, max_bytes)
+    if known is not None and not CHECK_TRUSTED_HOPS:
+        return known
+    decoded = model_type.from_wire(_header_text(value, max_bytes, where), where)
+    if known is not None and decoded != known:
+        raise AssertionError(f"{where}: a vouched header decodes to another {model_type.__name__}")
+    return known if known is not None else decoded
 
 
 def _header_text(value: str | bytes, max_bytes: int, where: str) -> str:

@@ -28,11 +28,8 @@ from pydantic import (
     Field,
     PlainValidator,
     PrivateAttr,
-    SerializationInfo,
-    SerializerFunctionWrapHandler,
     StrictBool,
     ValidationError,
-    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -75,9 +72,12 @@ __all__ = [
     "parse_facilitator_request",
 ]
 
-_OMIT_NONE = "x402sim.omit_none"
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 JsonObject = dict[str, Any]
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
 
 
 def _version(*allowed: int) -> PlainValidator:
@@ -96,18 +96,19 @@ class WireModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
 
-    @model_serializer(mode="wrap")
-    def _omit_none_fields(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
-        data = handler(self)
-        if info.context and info.context.get(_OMIT_NONE) and isinstance(data, dict):
-            for name, field in type(self).model_fields.items():
-                if getattr(self, name) is None:
-                    data.pop(field.alias if info.by_alias and field.alias else name, None)
-        return data
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # A field whose value is None is left out of every dump: pydantic-core skips it itself,
+        # which costs a fraction of filtering each model's dict in Python. Unknown fields are not
+        # model fields, so their nulls stay.
+        super().__pydantic_init_subclass__(**kwargs)
+        for field in cls.model_fields.values():
+            field.exclude_if = _is_none
+        cls.model_rebuild(force=True)
 
     def to_wire(self) -> dict[str, Any]:
         """The wire dict: camelCase keys, JSON values, None-valued optional fields omitted."""
-        return self.model_dump(mode="json", by_alias=True, context={_OMIT_NONE: True})
+        return self.model_dump(mode="json", by_alias=True)
 
     def to_json(self) -> str:
         """Compact JSON text of ``to_wire``."""
