@@ -116,7 +116,9 @@ class PendingSettlement:
     network: str  # as the requirements named it (a v1 name or CAIP-2)
     submitted_at: int
     mechanism: Mechanism[Verdict]
-    resend_key: str = ""  # the payment and requirements it settles ("": not reconcilable)
+    # the payment and requirements it settles, whose ``_resend_key`` a resend is reconciled by
+    # (None: not reconcilable); the key is made only when the settlement is answered pending
+    settles: tuple[AnyPaymentPayload, AnyRequirements] | None = None
     # the transactions sent before the settlement on the payer's behalf (gas sponsoring), with the
     # wei each carried: their fees and values are what the sponsoring cost
     sponsored: tuple[tuple[bytes, int], ...] = ()
@@ -257,8 +259,7 @@ class Facilitator:
         refusal = self.reserved_refusal(requirements)
         if refusal is not None:
             return self._failed(refusal, cast(Reason, refusal.reason), requirements)
-        key = _resend_key(payload, requirements)
-        if key in self._unconfirmed:
+        if self._unconfirmed and (key := _resend_key(payload, requirements)) in self._unconfirmed:
             return self._unconfirmed.pop(key)
         mechanism = self.mechanism_for(requirements)
         judging = self.judging(now, settling=True)
@@ -310,7 +311,7 @@ class Facilitator:
             requirements.network,
             now,
             mechanism,
-            key,
+            (payload, requirements),
             tuple(sponsored),
             listing,
         )
@@ -406,9 +407,10 @@ class Facilitator:
             return self._failed(
                 pending.verdict, Reason.transaction_failed, pending, "no settlement transaction was sent"
             )
-        if pending.resend_key and self.dedupe != "off":
-            self._unconfirmed.pop(pending.resend_key, None)
-            self._unconfirmed[pending.resend_key] = pending
+        if pending.settles is not None and self.dedupe != "off":
+            key = _resend_key(*pending.settles)
+            self._unconfirmed.pop(key, None)
+            self._unconfirmed[key] = pending
             while len(self._unconfirmed) > MAX_UNCONFIRMED:
                 del self._unconfirmed[next(iter(self._unconfirmed))]
         return SettleResponse(

@@ -117,7 +117,7 @@ def _vouched_model(value: str | bytes, model_type: type[M], max_bytes: int) -> M
     if type(value) is not str or len(value) > max_bytes:
         return None
     model = _vouched.get(value)
-    return model if type(model) is model_type else None  # type: ignore[return-value]
+    return model if type(model) is model_type else None
 
 
 def decode_json_header(
