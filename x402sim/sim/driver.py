@@ -250,16 +250,16 @@ class SimDriver(BaseDriver):
         last: Unreachable | None = None
         for fac in server.facilitators:
             started = sim.env.now
-            call = sim.env.process(self._facilitator_call(fac, op, effect))
             timeout = server.spec.settle_timeout if op == "settle" else None
-            if timeout is not None:
+            if timeout is not None:  # a process of its own, raced against the server's timeout
+                call = sim.env.process(self._facilitator_call(fac, op, effect))
                 yield call | sim.env.timeout(timeout)
                 if not call.triggered:
                     sim.count("server_settle_timeouts")
                     raise Unreachable("facilitator", f"{fac.name}: no settle answer within {timeout:g} s")
+                result = call.value
             else:
-                yield call
-            result = call.value
+                result = yield from self._facilitator_call(fac, op, effect)
             if not isinstance(result, Unreachable):
                 if row.sent >= sim.scenario.simulation.warmup:
                     sim.latency[op].add(sim.env.now - started)
