@@ -17,10 +17,15 @@ Rules of this module:
   reads the token's storage directly (``state_verify``), for the project's own tokens on a
   ``LocalChain``, and simulates anything else.
 * Failures are values: every function here returns a reason, never raises for a bad payment.
+* A payload this process's client part signed is parsed once: ``sign`` keeps the wire strings it
+  wrote with the model it wrote them from (the last ``SIGNED_KEPT``), and a payload with exactly
+  those strings, and no other field, is that model (under ``codec.CHECK_TRUSTED_HOPS`` it is also
+  parsed in full and must be equal). Anything else, an altered copy included, is parsed in full.
 * The offline rows are judged once per authorization: ``check_offline`` keeps, for the last
   ``OFFLINE_KEPT`` (payment, requirements) pairs it judged (the same objects: the server hands the
   facilitator at settle the ones it verified), the payload it parsed, the offer and each row's
-  result but the two that depend on the time, which are judged again at every call.
+  result but the two that depend on the time, which are judged again at every call (under
+  ``codec.CHECK_TRUSTED_HOPS`` the rest is judged again too, and must not have changed).
 
 v1 and v2 messages are both accepted; each is reduced to an ``Offer`` (the fields that matter)
 before checking.
@@ -58,6 +63,7 @@ from ..protocol import (
     Reason,
     SupportedKind,
     caip2_to_v1,
+    codec,
     parse_exact_evm_payload,
     v1_to_caip2,
 )
@@ -200,6 +206,42 @@ def _passed(verdict: Verdict) -> tuple[ExactEvmPayload, Offer]:
     return cast(ExactEvmPayload, verdict.payload), cast(Offer, verdict.offer)
 
 
+SIGNED_KEPT = 4096
+_signed: dict[tuple[str, ...], ExactEvmPayload] = {}
+_AUTHORIZATION_FIELDS = ("from", "to", "value", "validAfter", "validBefore", "nonce")
+
+
+def _wire_strings(payload: object) -> tuple[str, ...] | None:
+    """The strings of an exact payload's wire dict, if it has exactly the fields of one, all strings."""
+    if type(payload) is not dict or payload.keys() != {"signature", "authorization"}:
+        return None
+    auth = payload["authorization"]
+    if type(auth) is not dict or auth.keys() != set(_AUTHORIZATION_FIELDS):
+        return None
+    strings = (payload["signature"], *(auth[name] for name in _AUTHORIZATION_FIELDS))
+    return strings if all(type(s) is str for s in strings) else None
+
+
+def _remember_signed(wire: dict[str, Any], signed: ExactEvmPayload) -> None:
+    strings = _wire_strings(wire)
+    if strings is not None and strings not in _signed:
+        if len(_signed) >= SIGNED_KEPT:
+            del _signed[next(iter(_signed))]
+        _signed[strings] = signed
+
+
+def _parse_payload(data: dict[str, Any]) -> ExactEvmPayload:
+    """``parse_exact_evm_payload``, for a payload this process signed without parsing it again."""
+    strings = _wire_strings(data)
+    known = _signed.get(strings) if strings is not None else None
+    if known is not None and not codec.CHECK_TRUSTED_HOPS:
+        return known
+    parsed = parse_exact_evm_payload(data)
+    if known is not None and parsed != known:
+        raise AssertionError("a payload this process signed parses to another model")
+    return known if known is not None else parsed
+
+
 # Rows judged again at every call of ``check_offline``: they depend on ``now``.
 TIME_ROWS = frozenset(
     i
@@ -240,6 +282,8 @@ def check_offline(
         if len(_judged) >= OFFLINE_KEPT:
             del _judged[next(iter(_judged))]
         _judged[key] = judged
+    elif codec.CHECK_TRUSTED_HOPS and _judge_offline(payment, requirements, chain_id) != judged:
+        raise AssertionError("a payment changed between two offline checks of it")
     if judged.early is not None:
         return judged.early
     candidate = cast(Candidate, judged.candidate)
@@ -274,7 +318,7 @@ def _judge_offline(
     except ProtocolError as exc:
         return early(Verdict(Reason.invalid_payment_requirements, str(exc)))
     try:
-        payload = parse_exact_evm_payload(payment.payload)
+        payload = _parse_payload(payment.payload)
         if isinstance(payment, PaymentPayload):
             Offer.of(payment.accepted, "paymentPayload.accepted")  # signed for an address, or malformed
     except ProtocolError as exc:
@@ -411,7 +455,10 @@ class ExactEip3009:
         return None
 
     def sign(self, key: bytes, payer: str, offer: Offer, now: int, nonce: bytes) -> dict[str, Any]:
-        return sign_authorization(key, payer, offer, now, nonce).to_wire()
+        signed = sign_authorization(key, payer, offer, now, nonce)
+        wire = signed.to_wire()
+        _remember_signed(wire, signed)
+        return wire
 
     # server part
     def extra(self, asset_name: str, asset_version: str) -> dict[str, Any]:
