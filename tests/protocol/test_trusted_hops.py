@@ -3,6 +3,8 @@ to nothing else; every other value is decoded in full (``x402sim.protocol.codec`
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,7 +92,7 @@ def test_under_the_check_a_vouched_value_that_decodes_otherwise_is_caught(monkey
 
 def test_the_memory_of_vouched_values_is_bounded(fast, monkeypatch) -> None:
     monkeypatch.setattr(codec, "VOUCHED_LIMIT", 3)
-    monkeypatch.setattr(codec, "_vouched", {})
+    monkeypatch.setattr(codec, "_vouched", OrderedDict())
     answers = [
         SettleResponse(success=True, transaction="0x" + f"{i:064x}", network="eip155:8453") for i in range(5)
     ]

@@ -577,7 +577,9 @@ class Client:
     ) -> Steps[HttpResponse]:
         """Send ``request`` with ``payment``; when no answer comes, record the payment as unknown
         (and its channel as uncertain) before the ``Unreachable`` goes on."""
-        paid_request = request.with_header(payment_header_name(payment.x402_version), encode_header(payment, vouch=True))
+        paid_request = request.with_header(
+            payment_header_name(payment.x402_version), encode_header(payment, vouch=True)
+        )
         try:
             answer: HttpResponse = yield Send(self._signed(paid_request, now))
         except Unreachable:

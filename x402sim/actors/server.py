@@ -576,7 +576,9 @@ class ResourceServer(ChannelSelling):
             accepts=self.offers(route, extra),
             extensions=self.extensions(route),
         )
-        return HttpResponse.of_json(status, {}, ((PAYMENT_REQUIRED, encode_header(required, vouch=True)), *headers))
+        return HttpResponse.of_json(
+            status, {}, ((PAYMENT_REQUIRED, encode_header(required, vouch=True)), *headers)
+        )
 
     def extensions(self, route: Route | None = None) -> dict[str, Any] | None:
         """The extensions the 402 for ``route`` declares (v2), None when none: a Permit2 route

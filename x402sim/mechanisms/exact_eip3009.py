@@ -33,6 +33,7 @@ before checking.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
@@ -207,7 +208,7 @@ def _passed(verdict: Verdict) -> tuple[ExactEvmPayload, Offer]:
 
 
 SIGNED_KEPT = 4096
-_signed: dict[tuple[str, ...], ExactEvmPayload] = {}
+_signed: OrderedDict[tuple[str, ...], ExactEvmPayload] = OrderedDict()
 _AUTHORIZATION_FIELDS = ("from", "to", "value", "validAfter", "validBefore", "nonce")
 
 
@@ -226,7 +227,7 @@ def _remember_signed(wire: dict[str, Any], signed: ExactEvmPayload) -> None:
     strings = _wire_strings(wire)
     if strings is not None and strings not in _signed:
         if len(_signed) >= SIGNED_KEPT:
-            del _signed[next(iter(_signed))]
+            _signed.popitem(last=False)
         _signed[strings] = signed
 
 
@@ -265,7 +266,7 @@ class _Judged:
     rows: tuple[bool | None, ...]
 
 
-_judged: dict[tuple[int, int, int], _Judged] = {}
+_judged: OrderedDict[tuple[int, int, int], _Judged] = OrderedDict()
 
 
 def check_offline(
@@ -280,7 +281,7 @@ def check_offline(
     if judged is None or judged.payment is not payment or judged.requirements is not requirements:
         judged = _judge_offline(payment, requirements, chain_id)
         if len(_judged) >= OFFLINE_KEPT:
-            del _judged[next(iter(_judged))]
+            _judged.popitem(last=False)
         _judged[key] = judged
     elif codec.CHECK_TRUSTED_HOPS and _judge_offline(payment, requirements, chain_id) != judged:
         raise AssertionError("a payment changed between two offline checks of it")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -94,7 +95,7 @@ def _by_version(version: int, v1: str, v2: str) -> str:
 # Header values vouched for (see the rules), oldest first, at most VOUCHED_LIMIT: enough for every
 # exchange in flight in a simulated economy; one read back later than that is decoded in full.
 VOUCHED_LIMIT = 4096
-_vouched: dict[str, WireModel] = {}
+_vouched: OrderedDict[str, WireModel] = OrderedDict()  # popitem(last=False) stays O(1)
 _vouched_lock = threading.Lock()
 CHECK_TRUSTED_HOPS = False  # True: decode vouched values in full too (the test suite sets it)
 
@@ -107,7 +108,7 @@ def encode_header(model: WireModel, *, vouch: bool = False) -> str:
         with _vouched_lock:
             if value not in _vouched:
                 if len(_vouched) >= VOUCHED_LIMIT:
-                    del _vouched[next(iter(_vouched))]
+                    _vouched.popitem(last=False)
                 _vouched[value] = model
     return value
 
