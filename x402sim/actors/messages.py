@@ -106,6 +106,9 @@ class HttpRequest:
         return f"{self.method.upper()} {canonical_path(self.path)}"
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps(data, separators=...), built once
+
+
 @dataclass(frozen=True)
 class HttpResponse:
     status: int
@@ -120,7 +123,7 @@ class HttpResponse:
 
     @classmethod
     def of_json(cls, status: int, data: Any, headers: Headers = ()) -> HttpResponse:
-        body = json.dumps(data, separators=(",", ":")).encode()
+        body = _COMPACT.encode(data).encode()
         return cls(status, (("Content-Type", "application/json"), *headers), body)
 
 

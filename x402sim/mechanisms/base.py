@@ -178,6 +178,7 @@ class Mechanisms(Generic[VerdictT]):
 
     def __init__(self, mechanisms: Iterable[Mechanism[VerdictT]] = ()) -> None:
         self._all: list[Mechanism[VerdictT]] = []
+        self._methods: dict[tuple[str, str], tuple[str, ...]] = {}  # transfer_methods, as asked
         for mechanism in mechanisms:
             self.register(mechanism)
 
@@ -186,6 +187,7 @@ class Mechanisms(Generic[VerdictT]):
         if any((m.scheme, m.family, m.transfer_method) == key for m in self._all):
             raise ValueError(f"a mechanism for {'/'.join(key)} is registered already")
         self._all.append(mechanism)
+        self._methods.clear()
 
     def __iter__(self) -> Iterator[Mechanism[VerdictT]]:
         return iter(self._all)
@@ -208,8 +210,12 @@ class Mechanisms(Generic[VerdictT]):
 
     def transfer_methods(self, scheme: str, network: str) -> tuple[str, ...]:
         """The ``assetTransferMethod`` values this registry speaks for ``scheme`` on ``network``."""
-        family = family_of(network)
-        return tuple(m.transfer_method for m in self._all if (m.scheme, m.family) == (scheme, family))
+        methods = self._methods.get((scheme, network))
+        if methods is None:
+            family = family_of(network)
+            methods = tuple(m.transfer_method for m in self._all if (m.scheme, m.family) == (scheme, family))
+            self._methods[(scheme, network)] = methods
+        return methods
 
     def method_refusal(self, scheme: str, network: str, extra: dict[str, Any] | None) -> str | None:
         """Why no mechanism here speaks the ``assetTransferMethod`` of ``extra`` for ``scheme`` on

@@ -210,14 +210,18 @@ def _passed(verdict: Verdict) -> tuple[ExactEvmPayload, Offer]:
 SIGNED_KEPT = 4096
 _signed: OrderedDict[tuple[str, ...], ExactEvmPayload] = OrderedDict()
 _AUTHORIZATION_FIELDS = ("from", "to", "value", "validAfter", "validBefore", "nonce")
+_PAYLOAD_KEYS, _AUTHORIZATION_KEYS = (
+    frozenset(("signature", "authorization")),
+    frozenset(_AUTHORIZATION_FIELDS),
+)
 
 
 def _wire_strings(payload: object) -> tuple[str, ...] | None:
     """The strings of an exact payload's wire dict, if it has exactly the fields of one, all strings."""
-    if type(payload) is not dict or payload.keys() != {"signature", "authorization"}:
+    if type(payload) is not dict or payload.keys() != _PAYLOAD_KEYS:
         return None
     auth = payload["authorization"]
-    if type(auth) is not dict or auth.keys() != set(_AUTHORIZATION_FIELDS):
+    if type(auth) is not dict or auth.keys() != _AUTHORIZATION_KEYS:
         return None
     strings = (payload["signature"], *(auth[name] for name in _AUTHORIZATION_FIELDS))
     return strings if all(type(s) is str for s in strings) else None

@@ -105,10 +105,13 @@ def loads_object(data: str | bytes | bytearray, where: str) -> dict[str, Any]:
     return value
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once, not at every call
+
+
 def dumps(value: Any, where: str = "value") -> str:
     """Compact JSON text; non-JSON values raise :class:`ProtocolError`."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _COMPACT.encode(value)
     except RecursionError:
         raise ProtocolError(where, "nested too deeply to serialize as JSON") from None
     except (TypeError, ValueError) as exc:

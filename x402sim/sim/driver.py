@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from .trust import TrustWorld
 
 PAYMENT_HEADERS = (payment_header_name(2), payment_header_name(1))
+_PAYMENT_NAMES = frozenset(name.lower() for name in PAYMENT_HEADERS)
 
 
 class DriverHost(Protocol):
@@ -379,7 +380,7 @@ class SimDriver(BaseDriver):
 
 def carries_payment(request: HttpRequest) -> bool:
     """Whether ``request`` carries a payment header (of either protocol version)."""
-    return any(request.header(name) is not None for name in PAYMENT_HEADERS)
+    return any(key.lower() in _PAYMENT_NAMES for key, _ in request.headers)
 
 
 __all__ = ["PAYMENT_HEADERS", "DriverHost", "SimDriver", "carries_payment"]
