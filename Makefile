@@ -88,7 +88,8 @@ fuzz: $(STAMP)
 	$(VENV)/bin/x402sim fuzz --inputs $(FUZZ_INPUTS) --seed 1
 
 # The long runs: the differential state machine (testbed vs HTTP services), seeded, printing what it
-# ran, then every shipped scenario at full size against its golden summary, and the month at 1/100.
+# ran, then every shipped scenario at full size against its golden summary (December 2025 has its small one
+# only), the month at 1/100 and December 2025 at 1/1000.
 SEED ?= 1
 STEPS ?= 100000
 LEDGER_STEPS ?= 2000
@@ -97,7 +98,7 @@ soak: $(STAMP)
 	X402SIM_SOAK_SEED=$(SEED) X402SIM_SOAK_STEPS=$(STEPS) $(PY) -m pytest -m soak -p no:cacheprovider -s tests/actors/test_differential.py
 	X402SIM_SOAK_STEPS=$(LEDGER_STEPS) $(PY) -m pytest -m soak -p no:cacheprovider tests/evm/test_ledger_permit2.py tests/evm/test_ledger_batch.py
 	X402SIM_SOAK_STEPS=$(CHANNEL_STEPS) $(PY) -m pytest -m soak -p no:cacheprovider tests/evm/test_batch_stateful.py
-	$(PY) -m pytest -m soak -p no:cacheprovider tests/golden tests/sim/test_month.py tests/sim/test_metrics.py
+	$(PY) -m pytest -m soak -p no:cacheprovider tests/golden tests/sim/test_month.py tests/sim/test_metrics.py tests/sim/test_december.py
 
 # Re-resolve the pinned tree from pyproject.toml (run by a maintainer, never by CI). --all keeps wheel
 # (vyper needs it), which pip freeze leaves out; setuptools is pinned by hand (the venv's own is older).
