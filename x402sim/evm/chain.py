@@ -9,7 +9,7 @@ eth-tester's own auto-mining backend in the three ways a payment laboratory need
 
 * **Time is ours.** Block timestamps come from ``now``, which only moves when we say so
   (``set_time`` / ``advance``); the wall clock is never read. A block is stamped ``now``; blocks
-  may share a second (unlike Ethereum, see ``_SameSecondPragueVM``), so mining never moves time.
+  may share a second (unlike Ethereum, see ``_same_second_prague_vm``), so mining never moves time.
 * **Blocks are ours.** Submitted transactions wait in a pending pool; ``mine()`` puts all of them
   (up to the block gas limit) into one block in a single pass through py-evm's ``mine_all``,
   several per sender in nonce order. eth-tester's pending-block path re-executes the block on every
@@ -39,14 +39,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
-from eth.constants import GENESIS_PARENT_HASH
-from eth.db import get_db_backend
-from eth.exceptions import Revert
-from eth.vm.forks import PragueVM
-from eth.vm.spoof import SpoofTransaction
+# py-evm (``eth``) and eth-tester are imported where a LocalChain first needs them: importing them
+# costs seconds of CPU (py-evm builds its BLS precompile tables at import), which a run on the
+# ledger backend, and every process that never makes a LocalChain, need not pay.
+if TYPE_CHECKING:
+    from eth.abc import (
+        BlockAPI,
+        BlockHeaderAPI,
+        ComputationAPI,
+        ReceiptAPI,
+        SignedTransactionAPI,
+        StateAPI,
+    )
+
+from functools import cache
+
 from eth_abi import encode
-from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_params
 from eth_utils import to_canonical_address, to_checksum_address
 
 from ..errors import ChainError
@@ -359,13 +367,16 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
             **_erc8004_genesis(),
             **_permit2_genesis(),
         }
+        from eth.db import get_db_backend
+        from eth_tester.backends.pyevm.main import PyEVMBackend, get_default_genesis_params
+
         params = get_default_genesis_params(
             {"timestamp": self.start_time - 1, "gas_limit": self.block_gas_limit}
         )
         backend = PyEVMBackend(genesis_parameters=params, genesis_state=genesis_state)
         # eth-tester fixes the chain id; rebuild the same chain class with ours.
         chain_class = type(backend.chain).configure(
-            chain_id=self.chain_id, vm_configuration=((0, _SameSecondPragueVM),)
+            chain_id=self.chain_id, vm_configuration=((0, _same_second_prague_vm()),)
         )
         backend.chain = chain_class.from_genesis(get_db_backend(), params, genesis_state)
         self.backend = backend
@@ -582,6 +593,8 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
         price = min(tx.max_fee_per_gas, base_fee + tx.max_priority_fee_per_gas)
         reason = None
         if computation.is_error:
+            from eth.exceptions import Revert
+
             err = computation.error
             reason = revert_reason(computation.output) if isinstance(err, Revert) else None
             reason = reason or type(err).__name__
@@ -637,7 +650,7 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
         head = self.evm.get_canonical_head()
         if self._head_state[0] != head.hash:
             self._head_state = (head.hash, self.evm.get_vm(head).state)
-        return cast(StateAPI, self._head_state[1])  # set above: b"" is no block's hash
+        return cast("StateAPI", self._head_state[1])  # set above: b"" is no block's hash
 
     def eth_balance(self, address: str) -> int:
         return self.latest_state().get_balance(canonical(address))
@@ -693,6 +706,9 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
             value=0,
             data=data,
         )
+        from eth.exceptions import Revert
+        from eth.vm.spoof import SpoofTransaction
+
         snapshot = state.snapshot()
         try:
             computation = state.apply_transaction(SpoofTransaction(unsigned, from_=sender_bytes))
@@ -719,6 +735,8 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
 
     def revert(self, snapshot: Snapshot) -> None:
         """Return chain state, pending pool, clock and receipts to what they were at ``snapshot``."""
+        from eth.constants import GENESIS_PARENT_HASH
+
         chain = self.evm
         header = chain.get_block_header_by_hash(snapshot.head_hash)
         chain.chaindb._set_as_canonical_chain_head(chain.chaindb.db, header, GENESIS_PARENT_HASH)
@@ -773,7 +791,8 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
         return to_checksum_address(target)
 
 
-class _SameSecondPragueVM(PragueVM):
+@cache
+def _same_second_prague_vm() -> type:
     """Prague, except that a block may share its parent's timestamp (never be earlier).
 
     Ethereum demands strictly increasing timestamps; a chain mining one block per transaction would
@@ -781,12 +800,16 @@ class _SameSecondPragueVM(PragueVM):
     wall clock that SDK clients sign with until their authorizations expire on chain (seen: after
     ~58 rapid paid requests). Real chains put many transactions in one block per slot; letting
     blocks share a second keeps block time equal to the clock instead."""
+    from eth.vm.forks import PragueVM
 
-    @classmethod
-    def validate_header(cls, header: BlockHeaderAPI, parent_header: BlockHeaderAPI) -> None:
-        if parent_header is not None and header.timestamp == parent_header.timestamp:
-            parent_header = parent_header.copy(timestamp=header.timestamp - 1)
-        super().validate_header(header, parent_header)
+    class SameSecondPragueVM(PragueVM):
+        @classmethod
+        def validate_header(cls, header: BlockHeaderAPI, parent_header: BlockHeaderAPI) -> None:
+            if parent_header is not None and header.timestamp == parent_header.timestamp:
+                parent_header = parent_header.copy(timestamp=header.timestamp - 1)
+            super().validate_header(header, parent_header)
+
+    return SameSecondPragueVM
 
 
 def _cost(tx: SignedTransactionAPI) -> int:
