@@ -1,6 +1,7 @@
 """Scale benchmarks: how x402sim grows with more hardware and more payments.
 
-Run: ``.venv/bin/python benchmarks/scale.py`` (every section but ``month``, which takes minutes)
+Run: ``.venv/bin/python benchmarks/scale.py`` (every section but ``month`` and ``december``, which
+take minutes or hours)
 or ``--only NAME`` (repeatable). Each section is a function ``bench_<name>()`` that prints
 its own table.
 
@@ -18,6 +19,12 @@ must be, wall-clock fields aside).
 sharded by agent population over the cores (``--shards``, default one per core): wall time, peak
 memory of the whole run (every shard's process and this one) and the four x402scan figures against
 the article's. The target: at most 3 minutes and 2 GB on a 2-core machine.
+
+``december``: scenarios/x402-december-2025.toml at 1/``--fraction`` (default 10: 6.3 M payments,
+6,400 buyers, the 10,000 sellers), sharded like the month: wall time, peak memory, the per-shard
+figures and the four published figures against the run's. The target at 1/10: at most 30 minutes on
+a 2-core machine. ``--fraction 1 --shards 8`` runs the full month on a LocalCluster of one worker per
+core, 8 shards (the per-shard figures show how it would spread on a bigger cluster).
 
 ``sweep``: the same Monte Carlo sweep (``x402sim.sim.sweep``: scenarios/quickstart.toml, two L2 base
 fees x 4 runs = 8 runs of about 2-3 s each) on a local Dask cluster of 1 worker process, then of 2,
@@ -37,7 +44,9 @@ from pathlib import Path
 
 from breakdown import parts, print_parts, signature_floor
 
+from x402sim.sim import load_scenario
 from x402sim.sim.cluster import local_cluster
+from x402sim.sim.expected import expected_x402scan
 from x402sim.sim.run import run
 from x402sim.sim.summary import stable
 from x402sim.sim.sweep import sweep
@@ -46,6 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "scenarios" / "quickstart.toml"
 FEE_ECONOMICS = ROOT / "scenarios" / "fee-economics.toml"
 MONTH = ROOT / "scenarios" / "x402scan-month.toml"
+DECEMBER = ROOT / "scenarios" / "x402-december-2025.toml"
+DECEMBER_TARGET_S = 1800  # at 1/10, on 2 cores
 LEDGER_TARGET = 0.4  # of the signature floor
 LEDGER_300 = {"chain.backend": "ledger", "simulation.duration": 300}
 MONTH_TARGET_S, MONTH_TARGET_MB = 180, 2048
@@ -163,6 +174,46 @@ def bench_month(shards: int | None = None) -> dict:
     return summary
 
 
+def december_overrides(fraction: int) -> dict:
+    """The overrides that run December 2025 at 1/``fraction``: every agent group's count and the
+    published figures divided by it (rates are per agent), the sellers to expect at that size."""
+    full = load_scenario(DECEMBER)
+    overrides: dict = {f"agents.{g.name}.count": max(1, round(g.count / fraction)) for g in full.agents}
+    targets = full.x402scan
+    assert targets is not None and targets.transactions and targets.volume_usdc and targets.buyers
+    sellers = expected_x402scan(load_scenario(DECEMBER, overrides))["sellers"]
+    return {
+        **overrides,
+        "x402scan.transactions": round(targets.transactions / fraction),
+        "x402scan.volume_usdc": str(targets.volume_usdc / 10**6 / fraction),
+        "x402scan.buyers": round(targets.buyers / fraction),
+        "x402scan.sellers": round(sellers),
+    }
+
+
+def bench_december(fraction: int = 10, shards: int | None = None) -> dict:
+    shards = shards or os.cpu_count() or 1
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"December 2025 at 1/{fraction}: {shards} shards, {os.cpu_count()} cores, load average before {load}"
+    )
+    summary = run(
+        DECEMBER, overrides=december_overrides(fraction), shards=shards, keep_rows=False, plots=False
+    ).summary
+    resources, scan = summary["resources"], summary["x402scan"]
+    target = f" (target {DECEMBER_TARGET_S} s at 1/10 on 2 cores)" if fraction == 10 else ""
+    print(f"wall time {resources['wall_seconds']:.1f} s{target}; shards {resources['shard_wall_seconds']} s")
+    print(
+        f"peak RSS of the run {resources['peak_rss_mb']:,.0f} MB; shards {resources['shard_peak_rss_mb']} MB"
+    )
+    print(f"{summary['paid_requests']:,} paid requests, {resources['payments_per_wall_second']:,.0f} /s")
+    for name, t in scan["targets"].items():
+        print(
+            f"{name:>13}: {scan[name]:>14,.2f}  target {t['target']:>14,.2f}  deviation {t['deviation']:+.2%}"
+        )
+    return summary
+
+
 BENCHES = {
     name.removeprefix("bench_"): fn for name, fn in sorted(globals().items()) if name.startswith("bench_")
 }
@@ -173,9 +224,16 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", choices=sorted(BENCHES), help="run only this section (repeatable)"
     )
+    parser.add_argument("--fraction", type=int, default=10, help="december: run 1/FRACTION of the month")
+    parser.add_argument("--shards", type=int, default=None, help="month, december: shards (default: cores)")
     args = parser.parse_args()
-    for name in args.only or sorted(set(BENCHES) - {"month"}):
-        BENCHES[name]()
+    for name in args.only or sorted(set(BENCHES) - {"month", "december"}):
+        if name == "december":
+            bench_december(args.fraction, args.shards)
+        elif name == "month":
+            bench_month(args.shards)
+        else:
+            BENCHES[name]()
         print()
 
 

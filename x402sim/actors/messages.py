@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Generator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -49,6 +50,7 @@ class AmbiguousPath(ValueError):
     """A request path that servers could read as different paths: it names no route."""
 
 
+@lru_cache(maxsize=4096)  # a pure function of a string; a world names few paths, many times
 def canonical_path(path: str) -> str:
     """The path a request names, for matching routes: the query dropped; each ``/``-separated segment
     percent-decoded once and cut at its first ``;`` (parameters); ``.`` and ``..`` segments resolved
