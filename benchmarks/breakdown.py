@@ -30,10 +30,11 @@ from x402sim.evm.hashing import keccak
 
 # (part, path fragments of the code it covers); the first that matches a function's file wins
 PARTS = (
-    ("signatures", ("coincurve", "x402sim/evm/hashing.py", "eth_hash", "Crypto/Hash")),
+    ("signatures", ("coincurve", "cffi", "x402sim/evm/hashing.py", "eth_hash", "Crypto/", "_pysha3")),
     ("SimPy", ("simpy/",)),
     ("messages", ("pydantic", "json/", "base64", "binascii", "x402sim/protocol/")),
-    ("chain", ("x402sim/evm/", "rlp", "eth_utils", "eth/")),
+    ("chain", ("x402sim/evm/", "rlp", "eth_utils", "eth/", "eth_abi", "eth_keys", "eth_bloom", "trie/")),
+    ("chain", ("eth_typing", "hexbytes", "toolz", "eth_tester")),
     ("roles", ("x402sim/actors/", "x402sim/mechanisms/", "x402sim/governance/", "x402sim/trust/")),
     ("simulator", ("x402sim/sim/", "ddsketch", "random.py")),
 )

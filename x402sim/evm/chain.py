@@ -388,6 +388,9 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
         self._index_pending()
         self._receipts: dict[bytes, Receipt] = {}
         self._head_state: tuple[bytes, StateAPI | None] = (b"", None)
+        # what was read of the latest block's state, kept until the head moves: storage words by
+        # (address, slot), and the token variant at an address (key: the address)
+        self._head_reads: dict[Any, Any] = {}
         self._base_fee: tuple[bytes, int] = (b"", 0)
         self.usdc = self._deploy_token()
         if self.token_address is not None:
@@ -650,7 +653,14 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
         head = self.evm.get_canonical_head()
         if self._head_state[0] != head.hash:
             self._head_state = (head.hash, self.evm.get_vm(head).state)
+            self._head_reads = {}
         return cast("StateAPI", self._head_state[1])  # set above: b"" is no block's hash
+
+    def latest_reads(self) -> dict[Any, Any]:
+        """What was read of the latest block's state so far (emptied when the head moves): a state
+        that no block changes reads the same, so verify and settle of a payment read it once."""
+        self.latest_state()
+        return self._head_reads
 
     def eth_balance(self, address: str) -> int:
         return self.latest_state().get_balance(canonical(address))
@@ -661,12 +671,18 @@ class LocalChain(ChainConfig, TokenReads, ChainBasics):
     def token_variant(self, address: str) -> str | None:
         """Which of the project's token contracts (``"usdc"``, ``"pyusd"``) runs at ``address`` in the
         latest block, told by its code; None for any other code, or none."""
+        reads = self.latest_reads()
+        if address in reads:
+            return cast("str | None", reads[address])
         code = self.code(address)
+        found = None
         for variant in TOKENS:
             # Deployed Vyper code is the runtime code followed by the immutables' values.
             if code.startswith(load_artifact(variant).runtime_bytecode):
-                return variant
-        return None
+                found = variant
+                break
+        reads[address] = found
+        return found
 
     def token_state(self, asset: str) -> TokenState | None:
         """The storage view of ``asset`` when it runs one of the project's token variants (verify

@@ -24,8 +24,8 @@ Rules of this module:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_utils import to_canonical_address
 
@@ -80,6 +80,7 @@ class EvmStateSource(Protocol):
     @property
     def latest_timestamp(self) -> int: ...
     def latest_state(self) -> StateAPI: ...
+    def latest_reads(self) -> dict[Any, Any]: ...
 
 
 class TokenStateView(Protocol):
@@ -106,7 +107,9 @@ def evm_token_state(chain: EvmStateSource, asset: str, variant: str | None) -> T
             _NAMES.clear()
         _NAMES[key] = _names(state, address, variant, layout)
     names = _NAMES[key]
-    return None if names is None else TokenState(chain, state, asset, address, variant, layout, *names)
+    if names is None:
+        return None
+    return TokenState(chain, state, asset, address, variant, layout, *names, chain.latest_reads())
 
 
 def _names(state: StateAPI, address: Address, variant: str, layout: Layout) -> tuple[str, str] | None:
@@ -134,9 +137,14 @@ class TokenState:
     layout: Layout
     name: str
     version: str
+    words: dict[Any, Any] = field(default_factory=dict)  # read so far in this state, by (address, slot)
 
     def _word(self, slot: int) -> int:
-        return self.state.get_storage(self.address, slot)
+        key = (self.address, slot)
+        word = self.words.get(key)
+        if word is None:
+            word = self.words[key] = self.state.get_storage(self.address, slot)
+        return word
 
     def balance_of(self, address: str, token: str | None = None) -> int:
         return self._word(_map_slot(self.layout.balances, _address_word(address)))
