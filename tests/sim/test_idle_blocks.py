@@ -43,7 +43,7 @@ def _outcome(scenario: dict):
     return stable(result.summary), [(r.id, r.tx_hash, r.outcome, r.done, r.final) for r in result.rows]
 
 
-@settings(max_examples=8)
+@settings(max_examples=6)
 @given(
     block_time=st.sampled_from([0.4, 1.0, 2.0, 2.2, 12.0]),
     flashblocks=st.sampled_from([0, 4, 10]),
