@@ -6,6 +6,7 @@ import os
 # the tests start (see the trusted hops of x402sim.protocol.codec).
 os.environ["X402SIM_CHECK_TRUSTED_HOPS"] = "1"
 
+import eth  # noqa: F401  py-evm raises the recursion limit on import: not inside a Hypothesis test
 import pytest
 from hypothesis import HealthCheck, settings
 
