@@ -8,8 +8,8 @@ is mined and final ``confirmations`` blocks later; ``preconf_event`` and ``final
 events for either. Inclusion and finality times are kept only while a reader is still to come
 (``is_held``); each mined block is handed to ``on_block`` at once.
 
-Idle ticks cost no event: when nothing is pending, sealed-but-unsealed or awaiting finality, the
-producer sleeps until a transaction is submitted (``wake``, from the world's submit hook), then counts
+Idle ticks cost no event: when nothing is pending, in the flashblocks of the block being built or
+awaiting finality, the producer sleeps until a transaction is submitted (``wake``, from the world's submit hook), then counts
 the ticks it slept through (at or before the wake, in virtual time, skipping stalls, as the ticks
 themselves would have) and takes up its schedule at the very tick times it would have had: each tick
 is the previous one plus ``tick``, in the same floating-point sums. ``catch_up`` counts the ticks
