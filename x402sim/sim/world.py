@@ -250,8 +250,6 @@ class World:
             self.chain.set_time(t)
 
     def _on_submit(self, raw: bytes) -> None:
-        if hasattr(self, "producer"):  # not during set-up, which mines what it sends itself
-            self.producer.wake()
         fac = self.submitting
         if fac is not None and self.fault_hits(self.rpc_faults, fac, "faults:rpc"):
             self.count("rpc_errors_injected")
@@ -322,7 +320,6 @@ class World:
             stats.waits, stats.max_queue = f.waits, f.max_queue
         m.agents = Counter({name: len(members) for name, members in self.groups.items()})
         m.events = Counter(self.counters)
-        self.producer.catch_up(self.env.now)
         m.blocks, m.height = self.producer.blocks, self.producer.height
         m.virtual_seconds = self.env.now
         chain = self.chain
