@@ -33,8 +33,7 @@ PARTS = (
     ("signatures", ("coincurve", "cffi", "x402sim/evm/hashing.py", "eth_hash", "Crypto/", "_pysha3")),
     ("SimPy", ("simpy/",)),
     ("messages", ("pydantic", "json/", "base64", "binascii", "x402sim/protocol/")),
-    ("chain", ("x402sim/evm/", "rlp", "eth_utils", "eth/", "eth_abi", "eth_keys", "eth_bloom", "trie/")),
-    ("chain", ("eth_typing", "hexbytes", "toolz", "eth_tester")),
+    ("chain", ("x402sim/evm/", "rlp", "eth_", "eth/", "trie/", "hexbytes", "toolz")),
     ("roles", ("x402sim/actors/", "x402sim/mechanisms/", "x402sim/governance/", "x402sim/trust/")),
     ("simulator", ("x402sim/sim/", "ddsketch", "random.py")),
 )

@@ -3,8 +3,6 @@ to nothing else; every other value is decoded in full (``x402sim.protocol.codec`
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +17,7 @@ from x402sim.protocol import (
     decode_header,
     encode_header,
 )
+from x402sim.protocol._recent import Recent
 
 models = st.sampled_from(s.MESSAGE_STRATEGIES).flatmap(lambda pair: pair[1])
 
@@ -91,8 +90,7 @@ def test_under_the_check_a_vouched_value_that_decodes_otherwise_is_caught(monkey
 
 
 def test_the_memory_of_vouched_values_is_bounded(fast, monkeypatch) -> None:
-    monkeypatch.setattr(codec, "VOUCHED_LIMIT", 3)
-    monkeypatch.setattr(codec, "_vouched", OrderedDict())
+    monkeypatch.setattr(codec, "_vouched", Recent(3))
     answers = [
         SettleResponse(success=True, transaction="0x" + f"{i:064x}", network="eip155:8453") for i in range(5)
     ]

@@ -18,11 +18,11 @@ Rules of this module:
   ``LocalChain``, and simulates anything else.
 * Failures are values: every function here returns a reason, never raises for a bad payment.
 * A payload this process's client part signed is parsed once: ``sign`` keeps the wire strings it
-  wrote with the model it wrote them from (the last ``SIGNED_KEPT``), and a payload with exactly
+  wrote with the model it wrote them from (the last 4,096), and a payload with exactly
   those strings, and no other field, is that model (under ``codec.CHECK_TRUSTED_HOPS`` it is also
   parsed in full and must be equal). Anything else, an altered copy included, is parsed in full.
 * The offline rows are judged once per authorization: ``check_offline`` keeps, for the last
-  ``OFFLINE_KEPT`` (payment, requirements) pairs it judged (the same objects: the server hands the
+  4,096 (payment, requirements) pairs it judged (the same objects: the server hands the
   facilitator at settle the ones it verified), the payload it parsed, the offer and each row's
   result but the two that depend on the time, which are judged again at every call (under
   ``codec.CHECK_TRUSTED_HOPS`` the rest is judged again too, and must not have changed).
@@ -33,7 +33,6 @@ before checking.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
@@ -68,6 +67,7 @@ from ..protocol import (
     parse_exact_evm_payload,
     v1_to_caip2,
 )
+from ..protocol._recent import Recent
 from .offer import Offer as Offer  # re-exported: the mechanism's view of a requirement
 from .verdict import Judging, Step
 from .verdict import Verdict as Verdict  # re-exported: what check_offline makes
@@ -207,8 +207,7 @@ def _passed(verdict: Verdict) -> tuple[ExactEvmPayload, Offer]:
     return cast(ExactEvmPayload, verdict.payload), cast(Offer, verdict.offer)
 
 
-SIGNED_KEPT = 4096
-_signed: OrderedDict[tuple[str, ...], ExactEvmPayload] = OrderedDict()
+_signed: Recent[tuple[str, ...], ExactEvmPayload] = Recent(4096)
 _AUTHORIZATION_FIELDS = ("from", "to", "value", "validAfter", "validBefore", "nonce")
 _PAYLOAD_KEYS, _AUTHORIZATION_KEYS = (
     frozenset(("signature", "authorization")),
@@ -229,10 +228,8 @@ def _wire_strings(payload: object) -> tuple[str, ...] | None:
 
 def _remember_signed(wire: dict[str, Any], signed: ExactEvmPayload) -> None:
     strings = _wire_strings(wire)
-    if strings is not None and strings not in _signed:
-        if len(_signed) >= SIGNED_KEPT:
-            _signed.popitem(last=False)
-        _signed[strings] = signed
+    if strings is not None:
+        _signed.keep(strings, signed)
 
 
 def _parse_payload(data: dict[str, Any]) -> ExactEvmPayload:
@@ -248,12 +245,10 @@ def _parse_payload(data: dict[str, Any]) -> ExactEvmPayload:
 
 
 # Rows judged again at every call of ``check_offline``: they depend on ``now``.
-TIME_ROWS = frozenset(
-    i
-    for i, (what, _, _) in enumerate(CHECKS)
-    if what in ("validBefore leaves a block's time", "validAfter has passed")
-)
-OFFLINE_KEPT = 4096
+_TIME_CHECKS = ("validBefore leaves a block's time", "validAfter has passed")
+TIME_ROWS = frozenset(i for i, (what, _, _) in enumerate(CHECKS) if what in _TIME_CHECKS)
+if len(TIME_ROWS) != len(_TIME_CHECKS):  # a renamed row must not be kept as if it were timeless
+    raise RuntimeError(f"CHECKS has no row named one of {_TIME_CHECKS}")
 
 
 @dataclass(frozen=True)
@@ -270,7 +265,7 @@ class _Judged:
     rows: tuple[bool | None, ...]
 
 
-_judged: OrderedDict[tuple[int, int, int], _Judged] = OrderedDict()
+_judged: Recent[tuple[int, int, int], _Judged] = Recent(4096)
 
 
 def check_offline(
@@ -284,9 +279,7 @@ def check_offline(
     judged = _judged.get(key)
     if judged is None or judged.payment is not payment or judged.requirements is not requirements:
         judged = _judge_offline(payment, requirements, chain_id)
-        if len(_judged) >= OFFLINE_KEPT:
-            _judged.popitem(last=False)
-        _judged[key] = judged
+        _judged.keep(key, judged)
     elif codec.CHECK_TRUSTED_HOPS and _judge_offline(payment, requirements, chain_id) != judged:
         raise AssertionError("a payment changed between two offline checks of it")
     if judged.early is not None:

@@ -26,11 +26,11 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from . import _json
+from ._recent import Recent
 from .errors import ProtocolError
 from .models import (
     PaymentPayload,
@@ -92,10 +92,9 @@ def _by_version(version: int, v1: str, v2: str) -> str:
     raise ProtocolError("x402Version", f"unsupported protocol version {version!r}")
 
 
-# Header values vouched for (see the rules), oldest first, at most VOUCHED_LIMIT: enough for every
+# Header values vouched for (see the rules), the last 4,096: enough for every
 # exchange in flight in a simulated economy; one read back later than that is decoded in full.
-VOUCHED_LIMIT = 4096
-_vouched: OrderedDict[str, WireModel] = OrderedDict()  # popitem(last=False) stays O(1)
+_vouched: Recent[str, WireModel] = Recent(4096)
 _vouched_lock = threading.Lock()
 CHECK_TRUSTED_HOPS = False  # True: decode vouched values in full too (the test suite sets it)
 
@@ -106,10 +105,7 @@ def encode_header(model: WireModel, *, vouch: bool = False) -> str:
     value = base64.b64encode(model.to_json().encode("utf-8")).decode("ascii")
     if vouch and not any(v is not None for v in (model.__pydantic_private__ or {}).values()):
         with _vouched_lock:
-            if value not in _vouched:
-                if len(_vouched) >= VOUCHED_LIMIT:
-                    _vouched.popitem(last=False)
-                _vouched[value] = model
+            _vouched.keep(value, model)
     return value
 
 
