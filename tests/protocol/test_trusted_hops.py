@@ -17,7 +17,7 @@ from x402sim.protocol import (
     decode_header,
     encode_header,
 )
-from x402sim.protocol._recent import Recent
+from x402sim.protocol.recent import Recent
 
 models = st.sampled_from(s.MESSAGE_STRATEGIES).flatmap(lambda pair: pair[1])
 

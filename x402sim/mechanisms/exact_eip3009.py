@@ -67,7 +67,7 @@ from ..protocol import (
     parse_exact_evm_payload,
     v1_to_caip2,
 )
-from ..protocol._recent import Recent
+from ..protocol.recent import Recent
 from .offer import Offer as Offer  # re-exported: the mechanism's view of a requirement
 from .verdict import Judging, Step
 from .verdict import Verdict as Verdict  # re-exported: what check_offline makes

@@ -30,7 +30,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from . import _json
-from ._recent import Recent
 from .errors import ProtocolError
 from .models import (
     PaymentPayload,
@@ -40,6 +39,7 @@ from .models import (
     SettleResponse,
     WireModel,
 )
+from .recent import Recent
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
