@@ -7,13 +7,17 @@ is done, or ``drain`` seconds later at most; what is still unfinished then is wr
 returns the world's ``RunMetrics``. With ``progress``, a progress bar on stderr (the only wall-clock
 reading here, for the bar's rate). A world with batch-settlement endpoints also runs its channel
 processes (``channels.start``), and its servers' books are read against the chain at the end
-(``channels.finish``).
+(``channels.finish``). While it runs, what existed before is frozen out of the garbage collector's
+scans (``_long_lived_frozen``).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from . import channels
 from .agents import Traffic
@@ -29,15 +33,37 @@ def run_world(world: World, progress: bool = False) -> RunMetrics:
     channels.start(world)
     world.env.process(_sample_queues(world))
     done = world.env.process(_closer(world))
-    if progress:
-        _run_with_progress(world, done)
-    else:
-        world.env.run(until=done)
+    with _long_lived_frozen():
+        if progress:
+            _run_with_progress(world, done)
+        else:
+            world.env.run(until=done)
     for row in sorted(world.rows_open.values(), key=lambda r: r.id):
         world.flight.write(row)  # unfinished, or waiting for a finality that never came
     metrics = world.metrics()
     channels.finish(world)  # the servers' books against the chain, at the end (into its metrics)
     return metrics
+
+
+@contextmanager
+def _long_lived_frozen() -> Iterator[None]:
+    """Keep the cyclic garbage collector off what exists before the run (the world, its agents, the
+    imported modules) and let it run less often during it.
+
+    A run allocates a few dozen short-lived objects per event; at CPython's default thresholds a
+    young collection runs every 700 allocations, and the oldest generation, the whole world, is
+    scanned again every time it grows by a quarter: a tenth of a month shard's time. Frozen objects
+    are never scanned (nor freed) until ``gc.unfreeze``; cycles made during the run are still
+    collected, after 50,000 allocations instead of 700. The previous thresholds come back after.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _closer(world: World):
