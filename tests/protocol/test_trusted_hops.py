@@ -3,6 +3,8 @@ to nothing else; every other value is decoded in full (``x402sim.protocol.codec`
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,3 +100,23 @@ def test_the_memory_of_vouched_values_is_bounded(fast, monkeypatch) -> None:
     assert len(codec._vouched) == 3 and values[0] not in codec._vouched
     assert decode_header(values[0], SettleResponse) == answers[0]  # forgotten: decoded in full
     assert decode_header(values[4], SettleResponse) is answers[4]
+
+
+def test_a_vouched_model_encoded_again_is_written_once(fast, monkeypatch) -> None:
+    settlement = SettleResponse(success=True, transaction="0x" + "12" * 32, network="eip155:8453")
+    value = encode_header(settlement, vouch=True)
+    monkeypatch.setattr(codec, "_vouched", Recent(4))  # forgotten as a value: vouched for again below
+    monkeypatch.setattr(codec, "_encode", lambda model: pytest.fail("written again"))
+    assert encode_header(settlement, vouch=True) == value
+    assert decode_header(value, SettleResponse) is settlement
+
+
+def test_under_the_check_a_vouched_model_changed_in_place_is_caught(monkeypatch) -> None:
+    settlement = SettleResponse(
+        success=True, transaction="0x" + "34" * 32, network="eip155:8453", extensions={"k": {"v": 1}}
+    )
+    encode_header(settlement, vouch=True)
+    cast(dict, settlement.extensions)["k"]["v"] = 2  # frozen model, mutable dict inside
+    monkeypatch.setattr(codec, "CHECK_TRUSTED_HOPS", True)
+    with pytest.raises(AssertionError, match="changed after it was encoded"):
+        encode_header(settlement, vouch=True)

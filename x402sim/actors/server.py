@@ -144,12 +144,14 @@ from ..protocol import (
     SupportedResponse,
     VerifyResponse,
     caip2_to_v1,
+    codec,
     decode_header,
     encode_header,
     read_payment,
     response_header_name,
 )
 from ..protocol.bazaar import BAZAAR, BazaarExtension, HttpDeclaration, listing_of
+from ..protocol.recent import Recent
 from ..trust.mandates import EXTENSION as MANDATE_EXTENSION
 from ..trust.mandates import VCT_CLOSED, MandateRefused, PaymentFacts, VerifiedMandate
 from ..trust.mandates import attached as attached_mandate
@@ -388,6 +390,17 @@ def default_handler(request: HttpRequest) -> HttpResponse:
     return HttpResponse.of_json(200, {"resource": request.path, "paid": True})
 
 
+@dataclass(frozen=True)
+class _Quote:
+    """A route's offers, and its 402 by error text, for the server fields they were made from
+    (``ResourceServer._quote``)."""
+
+    route: Route
+    state: tuple[Any, ...]
+    offers: tuple[PaymentRequirements, ...]
+    challenges: Recent[str, PaymentRequired]
+
+
 @dataclass
 class ResourceServer(ChannelSelling):
     """Sells its routes for ``asset`` on ``network`` through whatever facilitator the driver reaches."""
@@ -432,6 +445,9 @@ class ResourceServer(ChannelSelling):
     # mapping they were built from (a changed route comes in a new mapping: see ``route_for``)
     _index: tuple[Mapping[str, Route], dict[str, Route], dict[str, Route]] | None = field(
         default=None, init=False, repr=False, compare=False
+    )
+    _quotes: Recent[int, _Quote] = field(
+        default_factory=lambda: Recent(256), init=False, repr=False, compare=False
     )
 
     @classmethod
@@ -519,6 +535,12 @@ class ResourceServer(ChannelSelling):
         """The route's v2 offers: its price, then one per reputation tier cheaper than it (an offer
         reserved for payers reputed at least ``extra.reputation.min``). ``extra`` is added to the
         first (a corrective 402's channel state)."""
+        quote = self._quote(route) if extra is None else None
+        if quote is not None:
+            return list(quote.offers)
+        return self._offers(route, extra)
+
+    def _offers(self, route: Route, extra: dict[str, Any] | None = None) -> list[PaymentRequirements]:
         offers = [self.requirements(route, extra=extra)]
         for floor, price in sorted((self.payers.tiers if self.payers else {}).items()):
             if price < route.price:
@@ -562,7 +584,21 @@ class ResourceServer(ChannelSelling):
         if version == 1 and (v1 := self.requirements_v1(route)) is not None:
             body = PaymentRequiredV1(x402_version=1, error=error, accepts=[v1])
             return HttpResponse.of_json(status, body.to_wire(), headers)
-        required = PaymentRequired(
+        quote = self._quote(route) if extra is None else None
+        known = quote.challenges.get(error) if quote is not None else None
+        if known is not None:
+            required = known
+        else:
+            accepts = list(quote.offers) if quote is not None else self._offers(route, extra)
+            required = self._required(route, error, accepts)
+        if quote is not None and known is None:
+            quote.challenges.keep(error, required)
+        return HttpResponse.of_json(
+            status, {}, ((PAYMENT_REQUIRED, encode_header(required, vouch=True)), *headers)
+        )
+
+    def _required(self, route: Route, error: str, accepts: list[PaymentRequirements]) -> PaymentRequired:
+        return PaymentRequired(
             x402_version=2,
             error=error,
             resource=ResourceInfo(
@@ -573,12 +609,44 @@ class ResourceServer(ChannelSelling):
                 tags=list(route.tags) or None,
                 icon_url=route.icon_url,
             ),
-            accepts=self.offers(route, extra),
+            accepts=accepts,
             extensions=self.extensions(route),
         )
-        return HttpResponse.of_json(
-            status, {}, ((PAYMENT_REQUIRED, encode_header(required, vouch=True)), *headers)
+
+    def _quote(self, route: Route) -> _Quote | None:
+        """What ``route``'s offers and 402s are while nothing they are made of changes; None for a
+        server whose offers depend on more than its fields and the route (channel state, payer
+        tiers, an identity, mandates). Under ``CHECK_TRUSTED_HOPS`` they are made again and must be
+        equal."""
+        if self.payers is not None or self.identity is not None or self.mandates is not None:
+            return None
+        state = (
+            self.network,
+            self.asset,
+            self.asset_name,
+            self.asset_version,
+            self.pay_to,
+            self.upfront,
+            self.base_url,
+            self.payment_identifier,
+            self.supported,
+            self.mechanism,
+            self.mechanisms,
         )
+        quote = self._quotes.get(id(route))
+        if quote is None or quote.route is not route or quote.state != state:
+            if self.mechanism_of(route).scheme == CHANNEL_SCHEME:
+                return None
+            quote = _Quote(route, state, tuple(self._offers(route)), Recent(16))
+            self._quotes.keep(id(route), quote)
+        elif codec.CHECK_TRUSTED_HOPS:
+            offers = self._offers(route)
+            if list(quote.offers) != offers:
+                raise AssertionError(f"route {route.key!r}: the offers changed with no field of the server")
+            for error, required in quote.challenges.items():
+                if self._required(route, error, offers) != required:
+                    raise AssertionError(f"route {route.key!r}: the 402 changed with no field of the server")
+        return quote
 
     def extensions(self, route: Route | None = None) -> dict[str, Any] | None:
         """The extensions the 402 for ``route`` declares (v2), None when none: a Permit2 route
