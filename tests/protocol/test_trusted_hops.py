@@ -3,6 +3,8 @@ to nothing else; every other value is decoded in full (``x402sim.protocol.codec`
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import cast
 
 import pytest
@@ -120,3 +122,13 @@ def test_under_the_check_a_vouched_model_changed_in_place_is_caught(monkeypatch)
     monkeypatch.setattr(codec, "CHECK_TRUSTED_HOPS", True)
     with pytest.raises(AssertionError, match="changed after it was encoded"):
         encode_header(settlement, vouch=True)
+
+
+def test_a_bounded_memory_is_copied_and_pickled_with_its_limit() -> None:
+    memory: Recent[str, int] = Recent(2)
+    memory.keep("a", 1)
+    for copied in (copy.copy(memory), copy.deepcopy(memory), pickle.loads(pickle.dumps(memory))):
+        copied.keep("b", 2)
+        copied.keep("c", 3)
+        assert list(copied.items()) == [("b", 2), ("c", 3)] and copied.limit == 2
+    assert list(memory.items()) == [("a", 1)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -93,8 +93,9 @@ class HttpRequest:
         return _get(self.headers, name)
 
     def with_header(self, name: str, value: str) -> HttpRequest:
-        kept = tuple((k, v) for k, v in self.headers if k.lower() != name.lower())
-        return replace(self, headers=(*kept, (name, value)))
+        wanted = name.lower()
+        kept = [(k, v) for k, v in self.headers if k.lower() != wanted]
+        return HttpRequest(self.method, self.path, (*kept, (name, value)), self.body)
 
     @property
     def route_key(self) -> str:

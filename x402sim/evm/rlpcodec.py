@@ -17,7 +17,7 @@ Item = int | bytes | list["Item"] | tuple["Item", ...]
 def encode(item: Item) -> bytes:
     """The RLP encoding of ``item``: an int >= 0, bytes, or a (nested) list of those."""
     if isinstance(item, list | tuple):
-        payload = b"".join(encode(x) for x in item)
+        payload = b"".join([encode(x) for x in item])
         return _length_prefix(len(payload), 0xC0) + payload
     if isinstance(item, int):
         if item < 0:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..evm.eip712 import Domain, checksum
 from ..protocol import PaymentRequirements, PaymentRequirementsV1, ProtocolError, v1_to_caip2
+from ..protocol.recent import Recent
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
@@ -40,7 +41,18 @@ class Offer:
     @classmethod
     def of(cls, req: PaymentRequirements | PaymentRequirementsV1, where: str = "requirements") -> Offer:
         """The offer of ``req``, with ``asset`` and ``payTo`` checked and in checksum form; a malformed
-        address raises ``ProtocolError`` naming ``where`` and the field."""
+        address raises ``ProtocolError`` naming ``where`` and the field. The offer of the same
+        requirements object is made once (a payment's requirements are read at each step): the
+        model is frozen, and its one mutable part, ``extra``, is the offer's own ``extra``."""
+        known = _offers.get(id(req))
+        if known is not None and known[0] is req:
+            return known[1]
+        offer = cls._made(req, where)
+        _offers.keep(id(req), (req, offer))
+        return offer
+
+    @classmethod
+    def _made(cls, req: PaymentRequirements | PaymentRequirementsV1, where: str) -> Offer:
         if isinstance(req, PaymentRequirementsV1):
             network = v1_to_caip2(req.network)
             amount = req.max_amount_required
@@ -48,7 +60,8 @@ class Offer:
             network, amount = req.network, req.amount
         asset = evm_address(req.asset, f"{where}.asset")
         pay_to = evm_address(req.pay_to, f"{where}.payTo")
-        return cls(req.scheme, network, amount, asset, pay_to, req.max_timeout_seconds, req.extra or {})
+        extra = req.extra if req.extra is not None else {}
+        return cls(req.scheme, network, amount, asset, pay_to, req.max_timeout_seconds, extra)
 
     @property
     def chain_id(self) -> int | None:
@@ -58,3 +71,6 @@ class Offer:
     @property
     def domain(self) -> Domain:
         return Domain(str(self.extra["name"]), str(self.extra["version"]), self.chain_id or 0, self.asset)
+
+
+_offers: Recent[int, tuple[PaymentRequirements | PaymentRequirementsV1, Offer]] = Recent(4096)

@@ -4,7 +4,7 @@ hops of ``codec``, the exact scheme's parsed payloads and offline judgements).""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TypeVar
+from typing import Any, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -17,6 +17,9 @@ class Recent(OrderedDict[K, V]):
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copied and pickled with its limit
+        return type(self), (self.limit,), None, None, iter(self.items())
 
     def keep(self, key: K, value: V) -> None:
         if key not in self and len(self) >= self.limit:

@@ -128,6 +128,7 @@ class World:
         self.counters: dict[str, int] = {}
         self.submitting: SimFacilitator | None = None
         self._rngs: dict[tuple[str, bool], random.Random] = {}
+        self._latency_rngs: dict[str, random.Random] = {}  # ``rng("latency:" + label)`` by label
 
         config = ChainConfig(
             start_time=self.start_time,
@@ -271,7 +272,10 @@ class World:
         self.counters[what] = self.counters.get(what, 0) + n
 
     def latency_of(self, dist: Distribution, label: str) -> float:
-        return dist.sample(self.rng(f"latency:{label}"))
+        stream = self._latency_rngs.get(label)
+        if stream is None:
+            stream = self._latency_rngs[label] = self.rng(f"latency:{label}")
+        return dist.sample(stream)
 
     # -- rows and transactions in flight (``book.InFlight``) ----------------------------------------
 
