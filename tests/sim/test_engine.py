@@ -1,5 +1,6 @@
 """The simulator's engine: determinism, conservation, accounting, queueing, outputs, exit codes."""
 
+import gc
 import json
 import sys
 from collections import Counter
@@ -9,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from x402sim.cli import app
-from x402sim.sim import OutputExists, load_scenario, run
+from x402sim.sim import OutputExists, engine, load_scenario, run
 from x402sim.sim.summary import stable
 
 
@@ -321,3 +322,28 @@ def test_facilitator_errors_fail_over_and_slowness_shows_in_the_wait():
     calm = run(small(facilitators=slow)).summary
     jammed = run(small(facilitators=slow, faults=fault)).summary
     assert jammed["facilitators"]["fac"]["mean_wait_ms"] > 10 * calm["facilitators"]["fac"]["mean_wait_ms"]
+
+
+def test_a_run_keeps_the_collector_off_the_world_and_gives_its_settings_back(monkeypatch):
+    seen = []
+    original = engine.World.metrics
+
+    def metrics(world):  # called once the run is over: the collector is given back by then
+        seen.append((gc.get_freeze_count(), gc.get_threshold()))
+        return original(world)
+
+    monkeypatch.setattr(engine.World, "metrics", metrics)
+    before = gc.get_threshold()
+    with engine.long_lived_frozen():
+        frozen, during = gc.get_freeze_count(), gc.get_threshold()
+        garbage = [[]]
+        garbage[0].append(garbage)  # a cycle made during the run is still collected
+        del garbage
+        assert gc.collect(0) + gc.collect() >= 1
+    assert frozen > 10_000 and during[0] == 50_000 > before[0]
+    assert (gc.get_freeze_count(), gc.get_threshold()) == (0, before)
+    result = run(small())
+    assert result.summary["paid_requests"] > 0 and seen == [(0, before)]
+    with pytest.raises(RuntimeError), engine.long_lived_frozen():
+        raise RuntimeError("a run that fails gives the settings back too")
+    assert (gc.get_freeze_count(), gc.get_threshold()) == (0, before)

@@ -8,7 +8,7 @@ returns the world's ``RunMetrics``. With ``progress``, a progress bar on stderr 
 reading here, for the bar's rate). A world with batch-settlement endpoints also runs its channel
 processes (``channels.start``), and its servers' books are read against the chain at the end
 (``channels.finish``). While it runs, what existed before is frozen out of the garbage collector's
-scans (``_long_lived_frozen``).
+scans (``long_lived_frozen``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def run_world(world: World, progress: bool = False) -> RunMetrics:
     channels.start(world)
     world.env.process(_sample_queues(world))
     done = world.env.process(_closer(world))
-    with _long_lived_frozen():
+    with long_lived_frozen():
         if progress:
             _run_with_progress(world, done)
         else:
@@ -46,7 +46,7 @@ def run_world(world: World, progress: bool = False) -> RunMetrics:
 
 
 @contextmanager
-def _long_lived_frozen() -> Iterator[None]:
+def long_lived_frozen() -> Iterator[None]:
     """Keep the cyclic garbage collector off what exists before the run (the world, its agents, the
     imported modules) and let it run less often during it.
 
