@@ -54,10 +54,12 @@ def sign_eip1559(
         data,
         [],  # access list
     ]
-    digest = keccak(EIP1559_TYPE + rlpcodec.encode(fields))
+    body = b"".join([rlpcodec.encode(field) for field in fields])  # the signed list starts the same
+    digest = keccak(EIP1559_TYPE + rlpcodec.list_header(len(body)) + body)
     signature = _private_key(key).sign_recoverable(digest, hasher=None)  # r || s || recovery id, low s
     r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
-    raw = EIP1559_TYPE + rlpcodec.encode([*fields, signature[64], r, s])
+    tail = rlpcodec.encode(signature[64]) + rlpcodec.encode(r) + rlpcodec.encode(s)
+    raw = EIP1559_TYPE + rlpcodec.list_header(len(body) + len(tail)) + body + tail
     return SignedTransaction(raw, keccak(raw))
 
 
