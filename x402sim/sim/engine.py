@@ -52,9 +52,10 @@ def long_lived_frozen() -> Iterator[None]:
 
     A run allocates a few dozen short-lived objects per event; at CPython's default thresholds a
     young collection runs every 700 allocations, and the oldest generation, the whole world, is
-    scanned again every time it grows by a quarter: a tenth of a month shard's time. Frozen objects
-    are never scanned (nor freed) until ``gc.unfreeze``; cycles made during the run are still
-    collected, after 50,000 allocations instead of 700. The previous thresholds come back after.
+    scanned again every time it grows by a quarter. At a twentieth of the x402scan month, 3.0 s of
+    a 53 s run went to collections, 0.6 s with this. Frozen objects are never scanned (nor freed)
+    until ``gc.unfreeze``; cycles made during the run are still collected, after 50,000 allocations
+    instead of 700. The previous settings come back after, also when the run fails.
     """
     thresholds = gc.get_threshold()
     gc.freeze()
