@@ -50,4 +50,3 @@ def test_under_the_check_an_offer_changed_in_place_is_caught(tb, monkeypatch):
     cast(dict, required.accepts[0].extra)["name"] = "Not USDC"  # frozen model, mutable dict inside
     with pytest.raises(AssertionError, match="changed with no field of the server"):
         _challenge(tb, shop)
-
