@@ -790,7 +790,9 @@ async def settle_concurrent_same(ctx: FacilitatorContext) -> None:
     winners = []
     for i, response in enumerate(responses):
         name = f"settle copy #{i + 1}"
-        ctx.check(response is not None, f"{name}: no answer")
+        if response is None:  # the transport's error, as recorded, says which way it failed
+            error = next((e.error for e in ctx.evidence.exchanges if e.label == name), None)
+            ctx.fail(f"{name}: no answer ({error or 'no error recorded'})")
         ctx.check(response.status_code < 500, f"{name} answered HTTP {response.status_code}")
         answer = ctx.answer(response)
         if isinstance(answer, dict) and answer.get("success") is True:
