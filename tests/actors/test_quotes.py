@@ -26,6 +26,7 @@ def test_a_route_s_402_is_made_once_while_the_server_is_unchanged(tb, monkeypatc
     first, required = _challenge(tb, shop)
     monkeypatch.setattr(ResourceServer, "_required", lambda *a: pytest.fail("402 made again"))
     monkeypatch.setattr(ResourceServer, "_offers", lambda *a: pytest.fail("offers made again"))
+    monkeypatch.setattr(codec, "_encode", lambda model: pytest.fail("402 written again"))
     again, same = _challenge(tb, shop)
     assert again == first and same is required
 

@@ -3,10 +3,14 @@ test.config.json, and the CLI's exit codes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
+import socket
 import sys
 import textwrap
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -14,6 +18,7 @@ from x402sim.cli import app
 from x402sim.conformance import catalog, reference, runner
 from x402sim.conformance.catalog import Case, CaseFailed, CaseSkipped
 from x402sim.conformance.config import ConfigError, load_config
+from x402sim.conformance.context import CaseContext
 from x402sim.conformance.targets import ServiceCommand, TargetError
 
 cli = CliRunner()
@@ -242,3 +247,21 @@ def test_the_reference_commands_are_targets_like_any_other(tmp_path, role, targe
     assert sum(o == "passed" for o in judged) >= 0.9 * len(judged)
     assert all(path.stat().st_size > 0 for path in outputs.values())
     assert "<html" in outputs["html"].read_text().lower()
+
+
+def test_a_request_with_no_answer_fails_its_case_naming_the_transport_error():
+    with socket.socket() as sock:  # a loopback port that nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def refused() -> str:
+        async with httpx.AsyncClient(timeout=5) as http:
+            ctx = CaseContext(None, None, None, f"http://127.0.0.1:{port}", http, random.Random(1))  # type: ignore[arg-type]
+            response = await ctx.send("settle copy #1", "POST", "/settle")
+            with pytest.raises(CaseFailed) as failed:
+                ctx.require_answer(response, "settle copy #1")
+            assert ctx.require_answer(httpx.Response(200), "other") is not None
+            return str(failed.value)
+
+    message = asyncio.run(refused())
+    assert message.startswith("settle copy #1: no answer (ConnectError")

@@ -19,6 +19,7 @@ from x402sim.protocol import (
     WireModel,
     codec,
     decode_header,
+    encode_again,
     encode_header,
 )
 from x402sim.protocol.recent import Recent
@@ -104,24 +105,24 @@ def test_the_memory_of_vouched_values_is_bounded(fast, monkeypatch) -> None:
     assert decode_header(values[4], SettleResponse) is answers[4]
 
 
-def test_a_vouched_model_encoded_again_is_written_once(fast, monkeypatch) -> None:
+def test_a_kept_model_sent_again_is_vouched_for_without_being_written_again(fast, monkeypatch) -> None:
     settlement = SettleResponse(success=True, transaction="0x" + "12" * 32, network="eip155:8453")
     value = encode_header(settlement, vouch=True)
-    monkeypatch.setattr(codec, "_vouched", Recent(4))  # forgotten as a value: vouched for again below
+    monkeypatch.setattr(codec, "_vouched", Recent(4))  # forgotten: vouched for again below
     monkeypatch.setattr(codec, "_encode", lambda model: pytest.fail("written again"))
-    assert encode_header(settlement, vouch=True) == value
+    assert encode_again(settlement, value) == value
     assert decode_header(value, SettleResponse) is settlement
 
 
-def test_under_the_check_a_vouched_model_changed_in_place_is_caught(monkeypatch) -> None:
+def test_under_the_check_a_kept_model_changed_in_place_is_caught(monkeypatch) -> None:
     settlement = SettleResponse(
         success=True, transaction="0x" + "34" * 32, network="eip155:8453", extensions={"k": {"v": 1}}
     )
-    encode_header(settlement, vouch=True)
+    value = encode_header(settlement, vouch=True)
     cast(dict, settlement.extensions)["k"]["v"] = 2  # frozen model, mutable dict inside
     monkeypatch.setattr(codec, "CHECK_TRUSTED_HOPS", True)
     with pytest.raises(AssertionError, match="changed after it was encoded"):
-        encode_header(settlement, vouch=True)
+        encode_again(settlement, value)
 
 
 def test_a_bounded_memory_is_copied_and_pickled_with_its_limit() -> None:

@@ -325,25 +325,25 @@ def test_facilitator_errors_fail_over_and_slowness_shows_in_the_wait():
 
 
 def test_a_run_keeps_the_collector_off_the_world_and_gives_its_settings_back(monkeypatch):
-    seen = []
-    original = engine.World.metrics
+    during_run = []
+    sample_queues = engine._sample_queues
 
-    def metrics(world):  # called once the run is over: the collector is given back by then
-        seen.append((gc.get_freeze_count(), gc.get_threshold()))
-        return original(world)
+    def probed(world):  # a process of the run: what the collector is set to while it runs
+        during_run.append((gc.get_freeze_count(), gc.get_threshold()))
+        yield from sample_queues(world)
 
-    monkeypatch.setattr(engine.World, "metrics", metrics)
+    monkeypatch.setattr(engine, "_sample_queues", probed)
     before = gc.get_threshold()
+    result = run(small())
+    assert result.summary["paid_requests"] > 0
+    ((frozen, thresholds),) = during_run
+    assert frozen > 10_000 and thresholds[0] == 50_000 > before[0]
+    assert (gc.get_freeze_count(), gc.get_threshold()) == (0, before)
     with engine.long_lived_frozen():
-        frozen, during = gc.get_freeze_count(), gc.get_threshold()
         garbage = [[]]
         garbage[0].append(garbage)  # a cycle made during the run is still collected
         del garbage
-        assert gc.collect(0) + gc.collect() >= 1
-    assert frozen > 10_000 and during[0] == 50_000 > before[0]
-    assert (gc.get_freeze_count(), gc.get_threshold()) == (0, before)
-    result = run(small())
-    assert result.summary["paid_requests"] > 0 and seen == [(0, before)]
+        assert gc.collect() >= 1
     with pytest.raises(RuntimeError), engine.long_lived_frozen():
         raise RuntimeError("a run that fails gives the settings back too")
     assert (gc.get_freeze_count(), gc.get_threshold()) == (0, before)

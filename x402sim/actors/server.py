@@ -146,6 +146,7 @@ from ..protocol import (
     caip2_to_v1,
     codec,
     decode_header,
+    encode_again,
     encode_header,
     read_payment,
     response_header_name,
@@ -392,13 +393,13 @@ def default_handler(request: HttpRequest) -> HttpResponse:
 
 @dataclass(frozen=True)
 class _Quote:
-    """A route's offers, and its 402 by error text, for the server fields they were made from
-    (``ResourceServer._quote``)."""
+    """A route's offers, and its 402 by error text (the model and its header value), for the server
+    fields they were made from (``ResourceServer._quote``)."""
 
     route: Route
     state: tuple[Any, ...]
     offers: tuple[PaymentRequirements, ...]
-    challenges: Recent[str, PaymentRequired]
+    challenges: Recent[str, tuple[PaymentRequired, str]]
 
 
 @dataclass
@@ -585,17 +586,16 @@ class ResourceServer(ChannelSelling):
             body = PaymentRequiredV1(x402_version=1, error=error, accepts=[v1])
             return HttpResponse.of_json(status, body.to_wire(), headers)
         quote = self._quote(route) if extra is None else None
-        known = quote.challenges.get(error) if quote is not None else None
-        if known is not None:
-            required = known
+        if quote is None:
+            required = self._required(route, error, self._offers(route, extra))
+            value = encode_header(required, vouch=True)
+        elif (kept := quote.challenges.get(error)) is not None:
+            value = encode_again(*kept)
         else:
-            accepts = list(quote.offers) if quote is not None else self._offers(route, extra)
-            required = self._required(route, error, accepts)
-        if quote is not None and known is None:
-            quote.challenges.keep(error, required)
-        return HttpResponse.of_json(
-            status, {}, ((PAYMENT_REQUIRED, encode_header(required, vouch=True)), *headers)
-        )
+            required = self._required(route, error, list(quote.offers))
+            value = encode_header(required, vouch=True)
+            quote.challenges.keep(error, (required, value))
+        return HttpResponse.of_json(status, {}, ((PAYMENT_REQUIRED, value), *headers))
 
     def _required(self, route: Route, error: str, accepts: list[PaymentRequirements]) -> PaymentRequired:
         return PaymentRequired(
@@ -643,7 +643,7 @@ class ResourceServer(ChannelSelling):
             offers = self._offers(route)
             if list(quote.offers) != offers:
                 raise AssertionError(f"route {route.key!r}: the offers changed with no field of the server")
-            for error, required in quote.challenges.items():
+            for error, (required, _) in quote.challenges.items():
                 if self._required(route, error, offers) != required:
                     raise AssertionError(f"route {route.key!r}: the 402 changed with no field of the server")
         return quote

@@ -61,6 +61,15 @@ class CaseContext:
         if not condition:
             raise CaseFailed(message)
 
+    def require_answer(self, response: httpx.Response | None, label: str) -> httpx.Response:
+        """``response``, or the case fails when there is none: the request labelled ``label`` got no
+        answer, and the message names the transport's error as recorded for it (a timeout, a
+        refused or a dropped connection)."""
+        if response is None:
+            errors = [e.error for e in self.evidence.exchanges if e.label == label and e.error]
+            self.fail(f"{label}: no answer ({errors[-1] if errors else 'the transport failed'})")
+        return response
+
     def fail(self, message: str) -> NoReturn:
         raise CaseFailed(message)
 

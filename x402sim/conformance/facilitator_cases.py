@@ -118,7 +118,7 @@ def judge_refusal(ctx: FacilitatorContext, response, what: str, classes=None, na
     ``isValid``/``success`` false; with ``classes``, a reason of one of them. Returns the reason."""
     name = name or what
     flag = "isValid" if what == "verify" else "success"
-    ctx.check(response is not None, f"{name}: no answer (the transport failed)")
+    ctx.require_answer(response, name)
     status = response.status_code
     ctx.check(status < 500, f"{name} answered HTTP {status} (a server error) to a payment it must refuse")
     answer = ctx.answer(response)
@@ -154,7 +154,7 @@ def judge_refusal(ctx: FacilitatorContext, response, what: str, classes=None, na
 
 def judge_valid(ctx: FacilitatorContext, response, s: Signed, name: str = "verify") -> dict:
     """``/verify`` of a valid payment: 200, ``isValid: true``, the payer named."""
-    ctx.check(response is not None, f"{name}: no answer (the transport failed)")
+    ctx.require_answer(response, name)
     ctx.check(response.status_code == 200, f"{name} of a valid payment answered HTTP {response.status_code}")
     answer = ctx.answer(response)
     ctx.check(isinstance(answer, dict), f"{name} answered without a JSON object")
@@ -169,7 +169,7 @@ def judge_valid(ctx: FacilitatorContext, response, s: Signed, name: str = "verif
 def judge_landed(ctx: FacilitatorContext, response, s: Signed, name: str = "settle") -> dict:
     """``/settle`` of a valid payment: 200, ``success: true``, and the answered transaction has a
     successful receipt holding the Transfer of the amount from the payer to the payee."""
-    ctx.check(response is not None, f"{name}: no answer (the transport failed)")
+    ctx.require_answer(response, name)
     ctx.check(response.status_code == 200, f"{name} of a valid payment answered HTTP {response.status_code}")
     answer = ctx.answer(response)
     ctx.check(isinstance(answer, dict), f"{name} answered without a JSON object")
@@ -230,7 +230,7 @@ async def refused(
 
 async def _supported(ctx: FacilitatorContext) -> dict:
     response = await ctx.supported()
-    ctx.check(response is not None, "GET /supported: no answer")
+    ctx.require_answer(response, "GET /supported")
     ctx.check(response.status_code == 200, f"GET /supported answered HTTP {response.status_code}")
     answer = ctx.answer(response)
     ctx.check(isinstance(answer, dict), "GET /supported did not answer a JSON object")
@@ -790,9 +790,7 @@ async def settle_concurrent_same(ctx: FacilitatorContext) -> None:
     winners = []
     for i, response in enumerate(responses):
         name = f"settle copy #{i + 1}"
-        if response is None:  # the transport's error, as recorded, says which way it failed
-            error = next((e.error for e in ctx.evidence.exchanges if e.label == name), None)
-            ctx.fail(f"{name}: no answer ({error or 'no error recorded'})")
+        ctx.require_answer(response, name)
         ctx.check(response.status_code < 500, f"{name} answered HTTP {response.status_code}")
         answer = ctx.answer(response)
         if isinstance(answer, dict) and answer.get("success") is True:
@@ -825,7 +823,7 @@ async def settle_same_nonce(ctx: FacilitatorContext) -> None:
         ctx.call("settle", second.payment, second.requirements, label="settle payment B"),
     )
     for name, s, response in (("settle A", first, responses[0]), ("settle B", second, responses[1])):
-        ctx.check(response is not None, f"{name}: no answer")
+        ctx.require_answer(response, name)
         ctx.check(response.status_code < 500, f"{name} answered HTTP {response.status_code}")
         answer = ctx.answer(response)
         if isinstance(answer, dict) and answer.get("success") is True:
@@ -930,7 +928,7 @@ async def _settle_on_fake_asset(ctx: FacilitatorContext, runtime: bytes) -> None
     s = signed(ctx, ctx.requirements(asset=asset))
     before = ctx.harness.block_number()
     response = await ctx.call("settle", s.payment, s.requirements)
-    ctx.check(response is not None, "settle: no answer")
+    ctx.require_answer(response, "settle")
     ctx.check(response.status_code < 500, f"settle answered HTTP {response.status_code}")
     answer = ctx.answer(response)
     sent = ctx.authorization_txs(s.nonce, before)

@@ -18,8 +18,8 @@ Rules:
   foreign one) is decoded and validated in full. A model carrying state that the wire does not (a
   private attribute) is never vouched for. With ``CHECK_TRUSTED_HOPS`` (the test suite sets it, and
   ``x402sim`` does in a process started with ``X402SIM_CHECK_TRUSTED_HOPS=1``) every such read is
-  decoded in full as well and must give an equal model. A vouched model encoded again is written
-  once (the value of the same model object is kept), and vouched for again.
+  decoded in full as well and must give an equal model. A role that sends a kept message again
+  vouches for the value it wrote the first time (``encode_again``) instead of writing it again.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ __all__ = [
     "decode_header",
     "decode_json_header",
     "detect_version",
+    "encode_again",
     "encode_header",
     "get_header",
     "parse_payment_required",
@@ -100,33 +101,34 @@ _vouched_lock = threading.Lock()
 CHECK_TRUSTED_HOPS = False  # True: decode vouched values in full too (the test suite sets it)
 
 
-# The values of the last vouched models encoded, by model identity: a model a role keeps and sends
-# again (a route's 402) is written once. Models are frozen; under ``CHECK_TRUSTED_HOPS`` the value is
-# written again and must be the same (a mutable part changed in place would fail there).
-_encoded: Recent[int, tuple[WireModel, str]] = Recent(1024)
-
-
 def encode_header(model: WireModel, *, vouch: bool = False) -> str:
     """Standard padded base64 of the compact JSON of ``model.to_wire()``. ``vouch``: ``model`` was
     built by x402sim's own role from validated parts (see the rules on trusted hops)."""
-    if not vouch or any(v is not None for v in (model.__pydantic_private__ or {}).values()):
-        return _encode(model)
-    with _vouched_lock:
-        known = _encoded.get(id(model))
-    if known is None or known[0] is not model:
-        value = _encode(model)
-    else:
-        value = known[1]
-        if CHECK_TRUSTED_HOPS and _encode(model) != value:
-            raise AssertionError(f"a vouched {type(model).__name__} changed after it was encoded")
-    with _vouched_lock:
-        _encoded.keep(id(model), (model, value))
-        _vouched.keep(value, model)
+    value = _encode(model)
+    if vouch:
+        _vouch(value, model)
+    return value
+
+
+def encode_again(model: WireModel, value: str) -> str:
+    """``value``, which ``encode_header(model, vouch=True)`` gave before, vouched for again: a role
+    that keeps a message and sends it again (a server's 402 for a route) writes it once. Under
+    ``CHECK_TRUSTED_HOPS`` it is written again and must be the same (a mutable part of ``model``
+    changed in place would fail there)."""
+    if CHECK_TRUSTED_HOPS and _encode(model) != value:
+        raise AssertionError(f"a vouched {type(model).__name__} changed after it was encoded")
+    _vouch(value, model)
     return value
 
 
 def _encode(model: WireModel) -> str:
     return base64.b64encode(model.to_json().encode("utf-8")).decode("ascii")
+
+
+def _vouch(value: str, model: WireModel) -> None:
+    if not any(v is not None for v in (model.__pydantic_private__ or {}).values()):
+        with _vouched_lock:
+            _vouched.keep(value, model)
 
 
 def _vouched_model(value: str | bytes, model_type: type[M], max_bytes: int) -> M | None:

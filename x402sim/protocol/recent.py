@@ -1,5 +1,6 @@
-"""``Recent``: a map that keeps its last entries only, for the memories of the fast paths (the trusted
-hops of ``codec``, the exact scheme's parsed payloads and offline judgements)."""
+"""``Recent``: a map that keeps its last entries only, for the bounded memories of the fast paths
+(the trusted hops of ``codec``, the exact scheme's parsed payloads and offline judgements, the offers
+of ``Offer.of``, a server's 402s)."""
 
 from __future__ import annotations
 

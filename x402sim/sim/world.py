@@ -128,7 +128,6 @@ class World:
         self.counters: dict[str, int] = {}
         self.submitting: SimFacilitator | None = None
         self._rngs: dict[tuple[str, bool], random.Random] = {}
-        self._latency_rngs: dict[str, random.Random] = {}  # ``rng("latency:" + label)`` by label
 
         config = ChainConfig(
             start_time=self.start_time,
@@ -190,11 +189,12 @@ class World:
         shard of a sharded run draws its own streams, except ``shared`` ones: what builds the world
         (prices, assignments) must come out the same in every shard."""
         key = (label, shared)
-        if key not in self._rngs:
+        stream = self._rngs.get(key)
+        if stream is None:
             k, n = self.shard
             salt = "" if shared or n == 1 else f":shard {k} of {n}"
-            self._rngs[key] = random.Random(f"x402sim-sim:{self.seed}:{label}{salt}")
-        return self._rngs[key]
+            stream = self._rngs[key] = random.Random(f"x402sim-sim:{self.seed}:{label}{salt}")
+        return stream
 
     def key(self, label: str) -> bytes:
         """The private key named ``label``, derived from the seed."""
@@ -272,10 +272,7 @@ class World:
         self.counters[what] = self.counters.get(what, 0) + n
 
     def latency_of(self, dist: Distribution, label: str) -> float:
-        stream = self._latency_rngs.get(label)
-        if stream is None:
-            stream = self._latency_rngs[label] = self.rng(f"latency:{label}")
-        return dist.sample(stream)
+        return dist.sample(self.rng(f"latency:{label}"))
 
     # -- rows and transactions in flight (``book.InFlight``) ----------------------------------------
 
