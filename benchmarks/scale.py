@@ -24,7 +24,9 @@ the article's. The target: at most 3 minutes and 2 GB on a 2-core machine.
 6,400 buyers, the 10,000 sellers), sharded like the month: wall time, peak memory, the per-shard
 figures and the four published figures against the run's. The target at 1/10: at most 30 minutes on
 a 2-core machine. ``--fraction 1 --shards 8`` runs the full month on a LocalCluster of one worker per
-core, 8 shards (the per-shard figures show how it would spread on a bigger cluster).
+core, 8 shards (the per-shard figures show how it would spread on a bigger cluster). With
+``--shard-dir DIR`` (month, december) each finished shard is kept in DIR and a later run with the
+same options takes those already there, so a run of hours can be done in pieces.
 
 ``sweep``: the same Monte Carlo sweep (``x402sim.sim.sweep``: scenarios/quickstart.toml, two L2 base
 fees x 4 runs = 8 runs of about 2-3 s each) on a local Dask cluster of 1 worker process, then of 2,
@@ -159,19 +161,27 @@ def _sharded(
     shards: int | None,
     target_s: float | None,
     target_mb: float | None,
+    shard_dir: Path | None = None,
 ) -> dict:
     """Run ``scenario`` sharded over the cores and print its wall time, memory (each against its
     target when there is one, as the share of the target met) and the published figures."""
     shards = shards or os.cpu_count() or 1
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{what}: {shards} shards, {os.cpu_count()} cores, load average before {load}")
-    summary = run(scenario, overrides=overrides, shards=shards, keep_rows=False, plots=False).summary
+    summary = run(
+        scenario, overrides=overrides, shards=shards, keep_rows=False, plots=False, shard_dir=shard_dir
+    ).summary
     resources, scan = summary["resources"], summary["x402scan"]
     wall, rss = resources["wall_seconds"], resources["peak_rss_mb"]
     met = f" (target {target_s:,.0f} s: {target_s / wall:.2f} of the speed)" if target_s else ""
     print(f"wall time {wall:.1f} s{met}; shards {resources['shard_wall_seconds']} s")
     met = f" (target {target_mb:,.0f} MB)" if target_mb else ""
     print(f"peak RSS of the run {rss:,.0f} MB{met}; shards {resources['shard_peak_rss_mb']} MB")
+    if resources.get("shards_resumed"):
+        print(
+            f"shards taken from {shard_dir} (wall time and memory of the run that made them): "
+            f"{resources['shards_resumed']}"
+        )
     print(f"{summary['paid_requests']:,} paid requests, {resources['payments_per_wall_second']:,.0f} /s")
     for name, t in scan["targets"].items():
         print(
@@ -180,8 +190,8 @@ def _sharded(
     return summary
 
 
-def bench_month(shards: int | None = None) -> dict:
-    return _sharded("x402scan month", MONTH, {}, shards, MONTH_TARGET_S, MONTH_TARGET_MB)
+def bench_month(shards: int | None = None, shard_dir: Path | None = None) -> dict:
+    return _sharded("x402scan month", MONTH, {}, shards, MONTH_TARGET_S, MONTH_TARGET_MB, shard_dir)
 
 
 def december_overrides(fraction: int) -> dict:
@@ -201,11 +211,10 @@ def december_overrides(fraction: int) -> dict:
     }
 
 
-def bench_december(fraction: int = 10, shards: int | None = None) -> dict:
+def bench_december(fraction: int = 10, shards: int | None = None, shard_dir: Path | None = None) -> dict:
     target = DECEMBER_TARGET_S if fraction == 10 else None  # the target is for 1/10 on 2 cores
-    return _sharded(
-        f"December 2025 at 1/{fraction}", DECEMBER, december_overrides(fraction), shards, target, None
-    )
+    overrides = december_overrides(fraction) if fraction > 1 else {}
+    return _sharded(f"December 2025 at 1/{fraction}", DECEMBER, overrides, shards, target, None, shard_dir)
 
 
 BENCHES = {
@@ -220,12 +229,18 @@ def main() -> None:
     )
     parser.add_argument("--fraction", type=int, default=10, help="december: run 1/FRACTION of the month")
     parser.add_argument("--shards", type=int, default=None, help="month, december: shards (default: cores)")
+    parser.add_argument(
+        "--shard-dir",
+        type=Path,
+        default=None,
+        help="month, december: keep finished shards here and take those already there (a run in pieces)",
+    )
     args = parser.parse_args()
     for name in args.only or sorted(set(BENCHES) - {"month", "december"}):
         if name == "december":
-            bench_december(args.fraction, args.shards)
+            bench_december(args.fraction, args.shards, args.shard_dir)
         elif name == "month":
-            bench_month(args.shards)
+            bench_month(args.shards, args.shard_dir)
         else:
             BENCHES[name]()
         print()

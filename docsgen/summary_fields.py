@@ -451,6 +451,10 @@ FIELDS: dict[str, str] = {
     "resources.wall_seconds": "real seconds",
     "resources.payments_per_wall_second": "settled payments per real second",
     "resources.counterfactual_wall_seconds": "real seconds of the run without governors (when it was made)",
+    "resources.shard_wall_seconds": "a sharded run: each shard's real seconds, in shard order",
+    "resources.shard_peak_rss_mb": "a sharded run: each shard's peak resident memory, MB",
+    "resources.shards_resumed": "a run with `--shard-dir`: the shards taken from the folder (their time "
+    "and memory are of the run that made them)",
     "shards": "how many shards the run was split into",
     "tool": "what made the summary",
     "tool.name": "`x402sim`",

@@ -18,7 +18,7 @@ The tree (where each class lives in parentheses)::
     ├── InputError          a bad file, option or environment variable given to x402sim
     │   ├── TableError (tables) ── PolicyError (governance.policy), ScenarioError (sim.scenario)
     │   ├── RoutesFileError (http.routes_file, ValueError), EnvError (http.serve, ValueError)
-    │   ├── AuditError (governance.audit), SweepError (sim.sweep)
+    │   ├── AuditError (governance.audit), SweepError (sim.sweep), ShardFolderError (sim.shard_store)
     │   └── ConfigError, ReportError (conformance.config, conformance.reports)
     ├── WireError           a malformed message from the other side
     │   ├── ProtocolError (protocol.errors, ValueError), SignatureError (evm.eip712, ValueError)

@@ -3,7 +3,8 @@
 Small runs that between them produce every section: the annotated example (governance, x402scan
 targets), an outage (events), the three trust scenarios, upto-llm with a sponsored group
 (mechanisms), channels-vs-exact (channels), agent-toolchain (toolchain), and a quickstart split into
-two shards (run in this process, as Dask would run each).
+two shards (run in this process, as Dask would run each, then merged by ``run`` from a shard
+folder, which needs no cluster when every shard is in it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from docsgen.formats_page import SCENARIO_EXAMPLE
 from docsgen.summary_fields import FIELDS
 from docsgen.summary_page import field_paths
 from x402sim.sim import load_scenario, run
+from x402sim.sim.shard_store import ShardStore
 from x402sim.sim.shards import run_shard
 from x402sim.sim.summary import summary_from_shards
 
@@ -55,7 +57,7 @@ RUNS = [
 ]
 
 
-def test_every_summary_field_is_described_and_every_description_is_a_field():
+def test_every_summary_field_is_described_and_every_description_is_a_field(tmp_path):
     seen: set[str] = set()
     for path, overrides in RUNS:
         seen |= field_paths(run(ROOT / path, overrides=overrides, plots=False, keep_rows=False).summary)
@@ -64,6 +66,10 @@ def test_every_summary_field_is_described_and_every_description_is_a_field():
     )
     shards = [run_shard(scenario, None, index, 2) for index in range(2)]
     seen |= field_paths(summary_from_shards([s.metrics for s in shards], shards[0].facts))
+    store = ShardStore(tmp_path / "shards", scenario, None, 2)
+    for shard in shards:
+        store.save(shard)
+    seen |= field_paths(run(scenario, shards=2, shard_dir=store.folder, plots=False).summary)
     assert sorted(seen - set(FIELDS)) == [], (
         "summary fields without a description in docsgen/summary_fields.py"
     )

@@ -85,6 +85,7 @@ def test_a_sharded_run_is_deterministic(cluster):
     ("args", "problem"),
     [
         (["--workers", "2"], "go with --shards"),
+        (["--shard-dir", "somewhere"], "go with --shards"),
         (["--shards", "2", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "exclude each other"),
         (["--shards", "2", "--scheduler", "tcp://192.0.2.1:8786"], "not a loopback address"),
     ],

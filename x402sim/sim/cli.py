@@ -33,6 +33,7 @@ from .cluster import SweepError
 from .headline import DEFAULT_PLOTS
 from .records import PAYMENTS_MODES
 from .scenario import ScenarioError, load_scenario, scenario_schema
+from .shard_store import ShardFolderError
 from .shipped import scenario_file, shipped_scenarios
 from .toml_text import toml_literal, toml_value
 
@@ -161,6 +162,15 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    shard_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --shards: keep each finished shard in this folder, and take the shards "
+            "already there (same scenario, settings, seed and --shards) instead of running them "
+            "again, so a long run that stops goes on where it stopped.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate a scenario in virtual time and write its results.
 
@@ -193,8 +203,8 @@ def run_command(
         raise fail(str(exc)) from None
     if payments is not None and payments not in PAYMENTS_MODES:
         raise fail(f"--payments {payments}: not one of {', '.join(PAYMENTS_MODES)}")
-    if (workers is not None or scheduler is not None) and shards == 1:
-        raise fail("--workers and --scheduler go with --shards N (N > 1)")
+    if (workers is not None or scheduler is not None or shard_dir is not None) and shards == 1:
+        raise fail("--workers, --scheduler and --shard-dir go with --shards N (N > 1)")
     if workers is not None and scheduler is not None:
         raise fail("--workers and --scheduler exclude each other: start a local cluster or join one")
     target = out or Path("runs") / scenario.simulation.name
@@ -211,10 +221,11 @@ def run_command(
             shards=shards,
             workers=workers,
             scheduler=scheduler,
+            shard_dir=shard_dir,
         )
     # an output folder in the way, an unreachable or remote scheduler, a scenario that cannot run this
-    # way (a shared counter in shards)
-    except (OutputError, SweepError, ScenarioError) as exc:
+    # way (a shared counter in shards), a shard folder of another run
+    except (OutputError, SweepError, ScenarioError, ShardFolderError) as exc:
         raise fail(str(exc)) from None
     summary = result.summary
     if json_out:

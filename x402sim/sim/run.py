@@ -20,6 +20,8 @@ Rules:
   processes). Unless ``[governance] counterfactual = false``, the same seed is then run again
   without governors (sharded alike, nothing written) to measure the loss prevented.
   ``governance=False`` runs the scenario without governors (the counterfactual itself).
+* Shards: with ``shard_dir``, a sharded run keeps each finished shard in that folder and takes the
+  shards already there (``shard_store``: a folder of another run is refused before anything runs).
 * Trust: a scenario with registered servers (``identity = true``) is refused with ``--shards``
   above 1 (reputations live on each shard's chain); mandates and crawl policies shard like any
   per-agent figure (``sim.trust``).
@@ -36,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
@@ -50,6 +53,7 @@ from .summary import RunFacts, build_summary
 from .world import World
 
 if TYPE_CHECKING:
+    from .shard_store import ShardStore
     from .shards import ShardResult
 
 
@@ -95,6 +99,7 @@ def run(
     workers: int | None = None,
     scheduler=None,
     governance: bool = True,
+    shard_dir: str | Path | None = None,
 ) -> SimResult:
     """Simulate ``scenario`` (a ``Scenario``, a TOML path or a dict) and return its ``SimResult``;
     with ``out``, also write summary.json, payments.csv (``payments``: all, sample or none),
@@ -102,7 +107,10 @@ def run(
 
     ``shards`` > 1 splits the agents into that many worlds simulated in parallel on Dask (a local
     cluster of ``workers`` processes, one per core by default, or ``scheduler``) and merges their
-    metrics (see ``shards``); such a run keeps no rows and writes no payments.csv.
+    metrics (see ``shards``); such a run keeps no rows and writes no payments.csv. With
+    ``shard_dir``, each finished shard is kept in that folder and the shards already there (of the
+    same scenario, seed and shard count) are taken instead of being run again (``shard_store``):
+    a long run that stops goes on where it stopped.
 
     ``governance=False`` builds the world without governors; with them, the run also writes
     audit.jsonl (unsharded) and, unless the scenario says otherwise, runs its counterfactual (the
@@ -110,6 +118,8 @@ def run(
     across shards."""
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards}")
+    if shard_dir is not None and shards == 1:
+        raise ValueError("shard_dir goes with shards > 1")
     label = str(scenario) if isinstance(scenario, str | Path) else None
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, overrides)
@@ -133,6 +143,11 @@ def run(
     target = Path(out) if out is not None else None
     if target is not None and target.exists() and not force:
         raise OutputExists(f"{target} exists; give --force to replace it")
+    store = None
+    if shard_dir is not None:
+        from .shard_store import ShardStore
+
+        store = ShardStore(shard_dir, scenario, seed, shards)  # a folder of another run is refused here
     staging = None
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +156,9 @@ def run(
     try:
         payments = payments or scenario.simulation.payments
         if shards > 1:
-            result = _simulate_shards(scenario, seed, staging, plots, shards, workers, scheduler, governance)
+            result = _simulate_shards(
+                scenario, seed, staging, plots, shards, workers, scheduler, governance, store
+            )
         else:
             result = _simulate(scenario, seed, staging, keep_rows, progress, plots, payments, governance)
         if target is not None and staging is not None:  # staging is made for a target
@@ -200,22 +217,23 @@ def _simulate_shards(
     workers,
     scheduler,
     governance: bool = True,
+    store: ShardStore | None = None,
 ):
-    from .shards import run_shards
-
     started = time.perf_counter()
-    parts = run_shards(scenario, seed, shards, workers=workers, scheduler=scheduler, governance=governance)
+    parts = _run_shards(scenario, seed, shards, workers, scheduler, governance, store)
     wall = time.perf_counter() - started
     # Memory of the whole run: this process and every shard's at its peak.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(p.peak_rss_mb for p in parts)
     metrics = RunMetrics.combine(_shard_metrics(parts))
     governed = governance and bool(scenario.governed())
-    shard_args = {"shards": shards, "workers": workers, "scheduler": scheduler}
+    shard_args = {"shards": shards, "workers": workers, "scheduler": scheduler, "store": store}
     counterfactual = _counterfactual(scenario, seed, metrics, governed, **shard_args) if governed else None
     facts = cast(RunFacts, parts[0].facts)  # ShardResult.facts is typed object; run_shard puts a RunFacts
     summary = build_summary(metrics, facts, wall, rss)
     summary["resources"]["shard_wall_seconds"] = [round(p.wall_seconds, 3) for p in parts]
     summary["resources"]["shard_peak_rss_mb"] = [round(p.peak_rss_mb, 1) for p in parts]
+    if store is not None:  # their wall time and memory are of the run that made them
+        summary["resources"]["shards_resumed"] = [p.index for p in parts if p.resumed]
     if counterfactual is not None:
         summary["resources"]["counterfactual_wall_seconds"] = round(counterfactual, 3)
     return _result(summary, metrics, facts, None, staging, plots)
@@ -229,6 +247,7 @@ def _counterfactual(
     shards: int = 1,
     workers=None,
     scheduler=None,
+    store: ShardStore | None = None,
 ) -> float | None:
     """Run ``scenario`` again with the same seed and no governors (sharded alike, nothing written)
     when it asks for it, and put its attack-bound figures in ``metrics``; returns the wall seconds
@@ -237,9 +256,7 @@ def _counterfactual(
         return None
     started = time.perf_counter()
     if shards > 1:
-        from .shards import run_shards
-
-        parts = run_shards(scenario, seed, shards, workers=workers, scheduler=scheduler, governance=False)
+        parts = _run_shards(scenario, seed, shards, workers, scheduler, False, store)
         without = RunMetrics.combine(_shard_metrics(parts))
     else:
         without = run_world(World(scenario, seed, RowWriter(None, keep=False), governance=False))
@@ -250,6 +267,23 @@ def _counterfactual(
         attack_requests=attack["requests"],
     )
     return time.perf_counter() - started
+
+
+def _run_shards(
+    scenario: Scenario, seed, shards: int, workers, scheduler, governance: bool, store: ShardStore | None
+) -> list[ShardResult]:
+    from .shards import run_shards
+
+    return run_shards(
+        scenario,
+        seed,
+        shards,
+        workers=workers,
+        scheduler=scheduler,
+        governance=governance,
+        kept=store.kept(governance) if store is not None else (),
+        keep=partial(store.save, governance=governance) if store is not None else None,
+    )
 
 
 def _shard_metrics(parts: list[ShardResult]) -> list[RunMetrics]:

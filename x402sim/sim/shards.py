@@ -25,6 +25,9 @@ What sharding changes, and why it is sound for populations of independent agents
   and is never read in another. Mandates (one verifier per shard, each agent's budget whole in its
   shard) and crawl policies shard.
 
+* A shard folder (``shard_store``) keeps each shard's result as it comes back, and a later run of
+  the same scenario, seed and shard count takes the shards it holds instead of running them.
+
 Rules: the scheduler is the sweep's (``cluster``: a local cluster of single-threaded processes on 127.0.0.1 by
 default, or an existing one); a shard that raises fails the run with its traceback.
 """
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .scenario import Scenario
@@ -47,6 +51,7 @@ class ShardResult:
     facts: object  # RunFacts
     wall_seconds: float
     peak_rss_mb: float
+    resumed: bool = False  # taken from a shard folder (``shard_store``), not simulated in this run
 
 
 def run_shard(
@@ -75,25 +80,35 @@ def run_shards(
     scheduler=None,
     allow_remote: bool = False,
     governance: bool = True,
+    kept: Sequence[ShardResult] = (),
+    keep: Callable[[ShardResult], None] | None = None,
 ) -> list[ShardResult]:
     """Simulate the ``count`` shards of a run on Dask and return their results, in shard order
-    (``governance=False``: without governors)."""
-    from distributed import as_completed
+    (``governance=False``: without governors). The shards in ``kept`` are taken as they are (a
+    shard folder's, ``shard_store``); ``keep`` is given each other one as soon as it is done."""
+    results = list(kept)
+    missing = sorted(set(range(count)) - {r.index for r in results})
+    if missing:
+        from distributed import as_completed
 
-    from .cluster import dask_client
+        from .cluster import dask_client
 
-    with dask_client(workers, scheduler, allow_remote, count) as client:
-        futures = [
-            client.submit(
-                run_shard,
-                scenario,
-                seed,
-                k,
-                count,
-                governance,
-                key=f"x402sim-shard-{k}-of-{count}-{'' if governance else 'ungoverned-'}{time.time_ns()}",
-            )
-            for k in range(count)
-        ]
-        results = [future.result() for future in as_completed(futures)]
+        with dask_client(workers, scheduler, allow_remote, len(missing)) as client:
+            futures = [
+                client.submit(
+                    run_shard,
+                    scenario,
+                    seed,
+                    k,
+                    count,
+                    governance,
+                    key=f"x402sim-shard-{k}-of-{count}-{'' if governance else 'ungoverned-'}{time.time_ns()}",
+                )
+                for k in missing
+            ]
+            for future in as_completed(futures):
+                result = future.result()
+                if keep is not None:
+                    keep(result)
+                results.append(result)
     return sorted(results, key=lambda r: r.index)
