@@ -5,6 +5,7 @@ is refused without touching anything."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pickle
 from pathlib import Path
@@ -177,3 +178,18 @@ def test_a_shard_stopped_while_being_written_is_missing_not_half_written(tmp_pat
 def test_a_shard_folder_goes_with_shards():
     with pytest.raises(ValueError, match="shard_dir goes with shards > 1"):
         run(QUICKSTART, overrides=parse_overrides(SMALL), shard_dir="anywhere")
+
+
+def test_the_command_says_each_shard_done_and_each_taken(cluster, tmp_path):
+    folder, out = tmp_path / "shards", tmp_path / "out"
+    args = ["run", str(QUICKSTART), *[x for o in SMALL for x in ("--set", o)], "--shards", "2"]
+    args += ["--shard-dir", str(folder), "--scheduler", cluster.scheduler_address, "--no-plots"]
+    first = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert all(f"quickstart: shard {k} of 2 done in " in first.output for k in range(2))
+    again = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert f"quickstart: taken from {folder}: shards 0, 1" in " ".join(again.output.split())
+    assert "done in" not in again.output
+    summaries = [json.loads((o / "summary.json").read_text()) for o in (out, tmp_path / "again")]
+    assert stable(summaries[0]) == stable(summaries[1])

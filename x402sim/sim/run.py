@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
@@ -53,6 +52,8 @@ from .summary import RunFacts, build_summary
 from .world import World
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from .shard_store import ShardStore
     from .shards import ShardResult
 
@@ -157,7 +158,7 @@ def run(
         payments = payments or scenario.simulation.payments
         if shards > 1:
             result = _simulate_shards(
-                scenario, seed, staging, plots, shards, workers, scheduler, governance, store
+                scenario, seed, staging, plots, shards, workers, scheduler, governance, store, progress
             )
         else:
             result = _simulate(scenario, seed, staging, keep_rows, progress, plots, payments, governance)
@@ -218,15 +219,17 @@ def _simulate_shards(
     scheduler,
     governance: bool = True,
     store: ShardStore | None = None,
+    progress: bool = False,
 ):
     started = time.perf_counter()
-    parts = _run_shards(scenario, seed, shards, workers, scheduler, governance, store)
+    parts = _run_shards(scenario, seed, shards, workers, scheduler, governance, store, progress)
     wall = time.perf_counter() - started
     # Memory of the whole run: this process and every shard's at its peak.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(p.peak_rss_mb for p in parts)
     metrics = RunMetrics.combine(_shard_metrics(parts))
     governed = governance and bool(scenario.governed())
     shard_args = {"shards": shards, "workers": workers, "scheduler": scheduler, "store": store}
+    shard_args["progress"] = progress
     counterfactual = _counterfactual(scenario, seed, metrics, governed, **shard_args) if governed else None
     facts = cast(RunFacts, parts[0].facts)  # ShardResult.facts is typed object; run_shard puts a RunFacts
     summary = build_summary(metrics, facts, wall, rss)
@@ -248,6 +251,7 @@ def _counterfactual(
     workers=None,
     scheduler=None,
     store: ShardStore | None = None,
+    progress: bool = False,
 ) -> float | None:
     """Run ``scenario`` again with the same seed and no governors (sharded alike, nothing written)
     when it asks for it, and put its attack-bound figures in ``metrics``; returns the wall seconds
@@ -256,7 +260,7 @@ def _counterfactual(
         return None
     started = time.perf_counter()
     if shards > 1:
-        parts = _run_shards(scenario, seed, shards, workers, scheduler, False, store)
+        parts = _run_shards(scenario, seed, shards, workers, scheduler, False, store, progress)
         without = RunMetrics.combine(_shard_metrics(parts))
     else:
         without = run_world(World(scenario, seed, RowWriter(None, keep=False), governance=False))
@@ -270,20 +274,85 @@ def _counterfactual(
 
 
 def _run_shards(
-    scenario: Scenario, seed, shards: int, workers, scheduler, governance: bool, store: ShardStore | None
+    scenario: Scenario,
+    seed,
+    shards: int,
+    workers,
+    scheduler,
+    governance: bool,
+    store: ShardStore | None,
+    progress: bool,
 ) -> list[ShardResult]:
+    """The shards of a run: those ``store`` holds, the others simulated (and kept there as each is
+    done); with ``progress``, a bar on stderr and a line per shard done."""
     from .shards import run_shards
 
-    return run_shards(
-        scenario,
-        seed,
-        shards,
-        workers=workers,
-        scheduler=scheduler,
-        governance=governance,
-        kept=store.kept(governance) if store is not None else (),
-        keep=partial(store.save, governance=governance) if store is not None else None,
-    )
+    kept = store.kept(governance) if store is not None else []
+    name = scenario.simulation.name + ("" if governance else " without governors")
+    folder = store.folder if store is not None else None
+    with _ShardProgress(name, shards, kept, folder, progress) as bar:
+
+        def keep(result: ShardResult) -> None:
+            if store is not None:
+                store.save(result, governance)
+            bar.done(result)
+
+        return run_shards(
+            scenario,
+            seed,
+            shards,
+            workers=workers,
+            scheduler=scheduler,
+            governance=governance,
+            kept=kept,
+            keep=keep,
+        )
+
+
+class _ShardProgress:
+    """A rich progress bar on stderr (shards done of all, time elapsed) and a line per shard done."""
+
+    def __init__(
+        self, name: str, total: int, kept: list[ShardResult], folder: Path | None, show: bool
+    ) -> None:
+        self.name, self.total, self.kept, self.folder, self.show = name, total, kept, folder, show
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> _ShardProgress:
+        if self.show:
+            from .bars import counting_bar
+
+            self.bar = counting_bar("shards")
+            self.task = self.bar.add_task(self.name, total=self.total, completed=len(self.kept))
+            if self.kept:
+                taken = ", ".join(str(r.index) for r in self.kept)
+                self._say(f"taken from {self.folder}: shard{'s' * (len(self.kept) > 1)} {taken}")
+        return self
+
+    def _say(self, line: str) -> None:
+        assert self.bar is not None
+        self.bar.console.print(f"{self.name}: {line}", highlight=False, markup=False, soft_wrap=True)
+
+    def done(self, result: ShardResult) -> None:
+        if self.bar is None:
+            return
+        self._say(
+            f"shard {result.index} of {self.total} done in {_duration(result.wall_seconds)}, "
+            f"{result.peak_rss_mb:,.0f} MB"
+        )
+        self.bar.update(self.task, advance=1)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _duration(seconds: float) -> str:
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
 
 
 def _shard_metrics(parts: list[ShardResult]) -> list[RunMetrics]:

@@ -273,18 +273,9 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.show:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from .bars import counting_bar
 
-            self.bar = Progress(
-                TextColumn("[bold]sweep"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("runs, {task.fields[failed]} failed"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
-            self.bar.start()
+            self.bar = counting_bar("runs, {task.fields[failed]} failed")
             self.task = self.bar.add_task("sweep", total=self.total, failed=0)
         return self
 
