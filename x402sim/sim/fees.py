@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from .scenario import FacilitatorFees, FeeModel, L1Fees
 
@@ -67,6 +68,17 @@ def gas_cost(model: FeeModel, gas_used: int, raw_tx: bytes) -> GasCost:
     return GasCost(gas_used * price, l1_data)
 
 
+def calendar_month(unix_time: int) -> tuple[int, int]:
+    """The UTC (year, month) of ``unix_time``."""
+    return _month_of_day(unix_time // 86_400)
+
+
+@lru_cache(maxsize=1024)
+def _month_of_day(day: int) -> tuple[int, int]:  # settlements come by the thousand a day
+    moment = datetime.fromtimestamp(day * 86_400, UTC)
+    return moment.year, moment.month
+
+
 @dataclass
 class Biller:
     """Counts one facilitator's settlements per calendar month and prices each."""
@@ -74,12 +86,14 @@ class Biller:
     fees: FacilitatorFees
     _months: dict[tuple[int, int], int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._bps = Decimal(str(self.fees.bps))
+
     def bill(self, amount: int, unix_time: int) -> int:
         """The fee (atomic USDC) for settling ``amount`` at ``unix_time``; counts the settlement."""
-        moment = datetime.fromtimestamp(unix_time, UTC)
-        month = (moment.year, moment.month)
+        month = calendar_month(unix_time)
         count = self._months.get(month, 0) + 1
         self._months[month] = count
         if count <= self.fees.free_per_month:
             return 0
-        return self.fees.fixed + int(Decimal(amount) * Decimal(str(self.fees.bps)) / 10_000)
+        return self.fees.fixed + int(Decimal(amount) * self._bps / 10_000)

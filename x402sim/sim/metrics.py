@@ -61,7 +61,6 @@ import heapq
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from eth_abi import decode as abi_decode
@@ -74,7 +73,7 @@ from ..governance import Decision, GovernorStats
 from ..money import to_usdc
 from ..protocol import reason_class
 from .channel_metrics import ChannelMetrics, is_channel_receipt
-from .fees import Biller, gas_cost
+from .fees import Biller, calendar_month, gas_cost
 from .records import Row, Timeline
 from .sketch import LatencyStats
 
@@ -1036,9 +1035,9 @@ class ChainFolder:
         m.by_gas[(r.gas_used, ok)] += 1
         if ok:
             fac.settlements += 1
-            moment = datetime.fromtimestamp(r.block_timestamp, UTC)
             price = self.prices[name].bill(sum(t.value for t in transfers), r.block_timestamp)
-            fac.fees.add((moment.year, moment.month), (r.block_timestamp, r.block_number, r.index), price)
+            month = calendar_month(r.block_timestamp)
+            fac.fees.add(month, (r.block_timestamp, r.block_number, r.index), price)
         else:
             fac.failed_transactions += 1
         nonces = (
