@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from x402sim.cli import app
 from x402sim.sim import load_scenario
+from x402sim.sim.bars import _duration
 from x402sim.sim.cli import parse_overrides
 from x402sim.sim.cluster import local_cluster
 from x402sim.sim.shard_store import ShardFolderError, ShardStore
@@ -193,3 +194,11 @@ def test_the_command_says_each_shard_done_and_each_taken(cluster, tmp_path):
     assert "done in" not in again.output
     summaries = [json.loads((o / "summary.json").read_text()) for o in (out, tmp_path / "again")]
     assert stable(summaries[0]) == stable(summaries[1])
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(0.44, "0.4 s"), (59.94, "59.9 s"), (59.96, "1 min 0 s"), (3599.4, "59 min 59 s"), (7384, "2 h 3 min")],
+)
+def test_a_shard_time_is_said_in_the_unit_that_reads(seconds, said):
+    assert _duration(seconds) == said

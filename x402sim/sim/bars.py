@@ -1,11 +1,15 @@
-"""The progress bar that sweeps and sharded runs show on stderr while their tasks come back."""
+"""The progress bars that sweeps and sharded runs show on stderr while their tasks come back."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.progress import Progress
+
+    from .shards import ShardResult
 
 
 def counting_bar(what: str) -> Progress:
@@ -24,3 +28,47 @@ def counting_bar(what: str) -> Progress:
     )
     bar.start()
     return bar
+
+
+class ShardProgress:
+    """A rich progress bar on stderr (shards done of all, time elapsed) and a line per shard done."""
+
+    def __init__(
+        self, name: str, total: int, kept: list[ShardResult], folder: Path | None, show: bool
+    ) -> None:
+        self.name, self.total, self.kept, self.folder, self.show = name, total, kept, folder, show
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> ShardProgress:
+        if self.show:
+            self.bar = counting_bar("shards")
+            self.task = self.bar.add_task(self.name, total=self.total, completed=len(self.kept))
+            if self.kept:
+                taken = ", ".join(str(r.index) for r in self.kept)
+                self._say(f"taken from {self.folder}: shard{'s' * (len(self.kept) > 1)} {taken}")
+        return self
+
+    def _say(self, line: str) -> None:
+        assert self.bar is not None
+        self.bar.console.print(f"{self.name}: {line}", highlight=False, markup=False, soft_wrap=True)
+
+    def done(self, result: ShardResult) -> None:
+        if self.bar is None:
+            return
+        self._say(
+            f"shard {result.index} of {self.total} done in {_duration(result.wall_seconds)}, "
+            f"{result.peak_rss_mb:,.0f} MB"
+        )
+        self.bar.update(self.task, advance=1)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _duration(seconds: float) -> str:
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"

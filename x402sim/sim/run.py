@@ -52,8 +52,6 @@ from .summary import RunFacts, build_summary
 from .world import World
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from .shard_store import ShardStore
     from .shards import ShardResult
 
@@ -228,8 +226,13 @@ def _simulate_shards(
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(p.peak_rss_mb for p in parts)
     metrics = RunMetrics.combine(_shard_metrics(parts))
     governed = governance and bool(scenario.governed())
-    shard_args = {"shards": shards, "workers": workers, "scheduler": scheduler, "store": store}
-    shard_args["progress"] = progress
+    shard_args = {
+        "shards": shards,
+        "workers": workers,
+        "scheduler": scheduler,
+        "store": store,
+        "progress": progress,
+    }
     counterfactual = _counterfactual(scenario, seed, metrics, governed, **shard_args) if governed else None
     facts = cast(RunFacts, parts[0].facts)  # ShardResult.facts is typed object; run_shard puts a RunFacts
     summary = build_summary(metrics, facts, wall, rss)
@@ -285,12 +288,13 @@ def _run_shards(
 ) -> list[ShardResult]:
     """The shards of a run: those ``store`` holds, the others simulated (and kept there as each is
     done); with ``progress``, a bar on stderr and a line per shard done."""
+    from .bars import ShardProgress
     from .shards import run_shards
 
     kept = store.kept(governance) if store is not None else []
     name = scenario.simulation.name + ("" if governance else " without governors")
     folder = store.folder if store is not None else None
-    with _ShardProgress(name, shards, kept, folder, progress) as bar:
+    with ShardProgress(name, shards, kept, folder, progress) as bar:
 
         def keep(result: ShardResult) -> None:
             if store is not None:
@@ -307,52 +311,6 @@ def _run_shards(
             kept=kept,
             keep=keep,
         )
-
-
-class _ShardProgress:
-    """A rich progress bar on stderr (shards done of all, time elapsed) and a line per shard done."""
-
-    def __init__(
-        self, name: str, total: int, kept: list[ShardResult], folder: Path | None, show: bool
-    ) -> None:
-        self.name, self.total, self.kept, self.folder, self.show = name, total, kept, folder, show
-        self.bar: Progress | None = None
-
-    def __enter__(self) -> _ShardProgress:
-        if self.show:
-            from .bars import counting_bar
-
-            self.bar = counting_bar("shards")
-            self.task = self.bar.add_task(self.name, total=self.total, completed=len(self.kept))
-            if self.kept:
-                taken = ", ".join(str(r.index) for r in self.kept)
-                self._say(f"taken from {self.folder}: shard{'s' * (len(self.kept) > 1)} {taken}")
-        return self
-
-    def _say(self, line: str) -> None:
-        assert self.bar is not None
-        self.bar.console.print(f"{self.name}: {line}", highlight=False, markup=False, soft_wrap=True)
-
-    def done(self, result: ShardResult) -> None:
-        if self.bar is None:
-            return
-        self._say(
-            f"shard {result.index} of {self.total} done in {_duration(result.wall_seconds)}, "
-            f"{result.peak_rss_mb:,.0f} MB"
-        )
-        self.bar.update(self.task, advance=1)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _duration(seconds: float) -> str:
-    if round(seconds, 1) < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
 
 
 def _shard_metrics(parts: list[ShardResult]) -> list[RunMetrics]:
