@@ -109,9 +109,12 @@ def sign_digest(private_key: bytes, digest: bytes) -> bytes:
     return raw[:64] + bytes([raw[64] + 27])
 
 
-@lru_cache(maxsize=1 << 14)
+@lru_cache(maxsize=1 << 17)
 def _private_key(key: bytes) -> PrivateKey:
-    return PrivateKey(key)  # deriving the public key costs as much as a signature: once per key
+    # Deriving the public key costs more than a signature (28 us against 18), so once per key. Room
+    # for every payer of a big world (a shard of the x402scan month holds 36,000 agents, paying in
+    # no order): with 16,384 keys, 55 % of its signatures derived their key again.
+    return PrivateKey(key)
 
 
 def recover_digest(digest: bytes, signature: bytes) -> str:
