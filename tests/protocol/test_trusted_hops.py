@@ -16,6 +16,7 @@ from x402sim.protocol import (
     PaymentPayload,
     ProtocolError,
     SettleResponse,
+    VerifyResponse,
     WireModel,
     codec,
     decode_header,
@@ -83,6 +84,19 @@ def test_a_model_carrying_what_the_wire_does_not_is_never_vouched_for(fast) -> N
     value = encode_header(carrying, vouch=True)
     decoded = decode_header(value, SettleResponse)
     assert decoded is not carrying and decoded.extension_responses is None and decoded == plain
+
+
+def test_an_answer_is_copied_only_when_its_extension_responses_change() -> None:
+    plain = VerifyResponse(is_valid=True, payer="0x" + "ab" * 20)
+    assert plain.with_extension_responses(None) is plain  # a verify without a catalog: no copy
+    said = {"bazaar": {"status": "success"}}
+    carrying = plain.with_extension_responses(said)
+    assert (
+        carrying is not plain and carrying.extension_responses == said and plain.extension_responses is None
+    )
+    cleared = carrying.with_extension_responses(None)
+    assert cleared is not carrying and cleared.extension_responses is None
+    assert carrying.extension_responses == said and cleared == plain
 
 
 def test_under_the_check_a_vouched_value_that_decodes_otherwise_is_caught(monkeypatch) -> None:

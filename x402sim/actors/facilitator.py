@@ -238,9 +238,9 @@ class Facilitator:
         verdict = self._judge(payload, requirements, now)
         if verdict.ok:
             answer = VerifyResponse(is_valid=True, payer=verdict.payer, extra=verdict.extra)
-            if self.catalog is None:  # no extension responses: the answer as made
-                return answer
-            return answer.with_extension_responses(self.catalog.judge(payload))
+            return answer.with_extension_responses(
+                self.catalog.judge(payload) if self.catalog is not None else None
+            )
         return VerifyResponse(
             is_valid=False,
             invalid_reason=cast(Reason, verdict.reason).value,  # a verdict that is not ok has one

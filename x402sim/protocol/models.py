@@ -356,7 +356,10 @@ class _FacilitatorAnswer(WireModel):
         return self._extension_responses
 
     def with_extension_responses(self, responses: JsonObject | None) -> Self:
-        """A copy of this answer that carries ``responses``."""
+        """This answer carrying ``responses``: a copy, or the answer itself when it carries them
+        already (none on a verify without a catalog: answers are frozen, so no copy is needed)."""
+        if responses is None and self._extension_responses is None:
+            return self
         copy = self.model_copy()
         copy._extension_responses = responses
         return copy

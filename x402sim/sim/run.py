@@ -155,9 +155,8 @@ def run(
     try:
         payments = payments or scenario.simulation.payments
         if shards > 1:
-            result = _simulate_shards(
-                scenario, seed, staging, plots, shards, workers, scheduler, governance, store, progress
-            )
+            sharding = _Sharding(shards, workers, scheduler, store, progress)
+            result = _simulate_shards(scenario, seed, staging, plots, sharding, governance)
         else:
             result = _simulate(scenario, seed, staging, keep_rows, progress, plots, payments, governance)
         if target is not None and staging is not None:  # staging is made for a target
@@ -207,38 +206,34 @@ def _simulate(
     return _result(summary, metrics, facts, world.writer.kept, staging, plots)
 
 
+@dataclass(frozen=True)
+class _Sharding:
+    """How a sharded run's shards are run: how many, on which cluster (``workers`` local processes
+    or ``scheduler``), kept in which shard folder, with a progress bar or not."""
+
+    count: int
+    workers: int | None
+    scheduler: Any
+    store: ShardStore | None
+    progress: bool
+
+
 def _simulate_shards(
-    scenario: Scenario,
-    seed,
-    staging: Path | None,
-    plots: bool,
-    shards: int,
-    workers,
-    scheduler,
-    governance: bool = True,
-    store: ShardStore | None = None,
-    progress: bool = False,
+    scenario: Scenario, seed, staging: Path | None, plots: bool, sharding: _Sharding, governance: bool = True
 ):
     started = time.perf_counter()
-    parts = _run_shards(scenario, seed, shards, workers, scheduler, governance, store, progress)
+    parts = _run_shards(scenario, seed, sharding, governance)
     wall = time.perf_counter() - started
     # Memory of the whole run: this process and every shard's at its peak.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(p.peak_rss_mb for p in parts)
     metrics = RunMetrics.combine(_shard_metrics(parts))
     governed = governance and bool(scenario.governed())
-    shard_args = {
-        "shards": shards,
-        "workers": workers,
-        "scheduler": scheduler,
-        "store": store,
-        "progress": progress,
-    }
-    counterfactual = _counterfactual(scenario, seed, metrics, governed, **shard_args) if governed else None
+    counterfactual = _counterfactual(scenario, seed, metrics, governed, sharding) if governed else None
     facts = cast(RunFacts, parts[0].facts)  # ShardResult.facts is typed object; run_shard puts a RunFacts
     summary = build_summary(metrics, facts, wall, rss)
     summary["resources"]["shard_wall_seconds"] = [round(p.wall_seconds, 3) for p in parts]
     summary["resources"]["shard_peak_rss_mb"] = [round(p.peak_rss_mb, 1) for p in parts]
-    if store is not None:  # their wall time and memory are of the run that made them
+    if sharding.store is not None:  # their wall time and memory are of the run that made them
         summary["resources"]["shards_resumed"] = [p.index for p in parts if p.resumed]
     if counterfactual is not None:
         summary["resources"]["counterfactual_wall_seconds"] = round(counterfactual, 3)
@@ -250,11 +245,7 @@ def _counterfactual(
     seed,
     metrics: RunMetrics,
     governed: bool,
-    shards: int = 1,
-    workers=None,
-    scheduler=None,
-    store: ShardStore | None = None,
-    progress: bool = False,
+    sharding: _Sharding | None = None,
 ) -> float | None:
     """Run ``scenario`` again with the same seed and no governors (sharded alike, nothing written)
     when it asks for it, and put its attack-bound figures in ``metrics``; returns the wall seconds
@@ -262,8 +253,8 @@ def _counterfactual(
     if not (governed and scenario.governance.counterfactual):
         return None
     started = time.perf_counter()
-    if shards > 1:
-        parts = _run_shards(scenario, seed, shards, workers, scheduler, False, store, progress)
+    if sharding is not None:
+        parts = _run_shards(scenario, seed, sharding, governance=False)
         without = RunMetrics.combine(_shard_metrics(parts))
     else:
         without = run_world(World(scenario, seed, RowWriter(None, keep=False), governance=False))
@@ -276,25 +267,17 @@ def _counterfactual(
     return time.perf_counter() - started
 
 
-def _run_shards(
-    scenario: Scenario,
-    seed,
-    shards: int,
-    workers,
-    scheduler,
-    governance: bool,
-    store: ShardStore | None,
-    progress: bool,
-) -> list[ShardResult]:
-    """The shards of a run: those ``store`` holds, the others simulated (and kept there as each is
-    done); with ``progress``, a bar on stderr and a line per shard done."""
+def _run_shards(scenario: Scenario, seed, sharding: _Sharding, governance: bool) -> list[ShardResult]:
+    """The shards of a run: those its shard folder holds, the others simulated (and kept there as
+    each is done); with ``progress``, a bar on stderr and a line per shard done."""
     from .bars import ShardProgress
     from .shards import run_shards
 
+    store = sharding.store
     kept = store.kept(governance) if store is not None else []
     name = scenario.simulation.name + ("" if governance else " without governors")
     folder = store.folder if store is not None else None
-    with ShardProgress(name, shards, kept, folder, progress) as bar:
+    with ShardProgress(name, sharding.count, kept, folder, sharding.progress) as bar:
 
         def keep(result: ShardResult) -> None:
             if store is not None:
@@ -304,9 +287,9 @@ def _run_shards(
         return run_shards(
             scenario,
             seed,
-            shards,
-            workers=workers,
-            scheduler=scheduler,
+            sharding.count,
+            workers=sharding.workers,
+            scheduler=sharding.scheduler,
             governance=governance,
             kept=kept,
             keep=keep,

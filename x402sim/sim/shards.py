@@ -25,11 +25,10 @@ What sharding changes, and why it is sound for populations of independent agents
   and is never read in another. Mandates (one verifier per shard, each agent's budget whole in its
   shard) and crawl policies shard.
 
-* A shard folder (``shard_store``) keeps each shard's result as it comes back, and a later run of
-  the same scenario, seed and shard count takes the shards it holds instead of running them.
-
 Rules: the scheduler is the sweep's (``cluster``: a local cluster of single-threaded processes on 127.0.0.1 by
-default, or an existing one); a shard that raises fails the run with its traceback.
+default, or an existing one); a shard that raises fails the run with its traceback. Shards already
+done (a shard folder's, ``shard_store``) are taken as they are, and each shard run is handed on as
+soon as it is done, so a folder keeps it before the others finish.
 """
 
 from __future__ import annotations
